@@ -1,0 +1,237 @@
+// The CPU backend: interprets an engine's plan op by op in fp32 TypeScript. It is the reference the
+// CUDA kernels are tested against, so it favours the obvious over the clever; only `linear` is tuned.
+import type { ModelConfig } from "../../checkpoint/model_config.ts";
+import type { LoadedEngine } from "../../engine/reader.ts";
+import type { Op, Plan } from "../../engine/format.ts";
+import type { ExecutionBackend, StepInput } from "../../runtime/step.ts";
+import {
+  act,
+  addRmsNorm,
+  applyRope,
+  gatedAct,
+  kvCacheWrite,
+  layerNorm,
+  linear,
+  pagedAttention,
+  rmsNorm,
+  ropeInvFreq,
+} from "./kernels/index.ts";
+import { CpuKvPool } from "./kv_pool.ts";
+import { loadCpuWeights } from "./weights.ts";
+
+/** An activation: `rows` rows of `data.length / rows` columns. */
+interface Act {
+  data: Float32Array;
+  rows: number;
+}
+
+type AttentionOp = Extract<Op, { kind: "attention" }>;
+
+export class CpuBackend implements ExecutionBackend {
+  readonly name = "cpu";
+  readonly vocabSize: number;
+  readonly kvBlockSize: number;
+  readonly kvBytesPerBlock: number;
+  private kv: CpuKvPool | null = null;
+  private readonly ropeCache = new Map<string, { invFreq: Float32Array; attentionScaling: number }>();
+
+  constructor(
+    private readonly model: ModelConfig,
+    private readonly plan: Plan,
+    private readonly weights: Map<string, Float32Array>,
+    kvBlockSize: number,
+  ) {
+    this.vocabSize = model.vocabSize;
+    this.kvBlockSize = kvBlockSize;
+    this.kvBytesPerBlock = CpuKvPool.bytesPerBlock(model.numLayers, kvBlockSize, model.numKvHeads, model.headDim);
+  }
+
+  static fromEngine(engine: LoadedEngine): CpuBackend {
+    return new CpuBackend(engine.config.model, engine.header.plan, loadCpuWeights(engine), engine.config.build.kvBlockSize);
+  }
+
+  get numKvBlocks(): number {
+    return this.kv?.numBlocks ?? 0;
+  }
+
+  allocateKvCache(numBlocks: number): void {
+    const m = this.model;
+    this.kv = new CpuKvPool(m.numLayers, numBlocks, this.kvBlockSize, m.numKvHeads, m.headDim);
+  }
+
+  dispose(): void {
+    this.kv = null;
+    this.weights.clear();
+  }
+
+  forward(step: StepInput): Float32Array {
+    const acts = new Map<string, Act>();
+    const get = (name: string): Act => {
+      const a = acts.get(name);
+      if (!a) throw new Error(`internal: plan reads activation ${name} before it is written`);
+      return a;
+    };
+    const w = (name: string): Float32Array => {
+      const t = this.weights.get(name);
+      if (!t) throw new Error(`internal: weight ${name} not loaded`);
+      return t;
+    };
+    const T = step.tokenIds.length;
+    for (const op of this.plan.ops) {
+      switch (op.kind) {
+        case "embedding": {
+          const table = w(op.weight);
+          const out = new Float32Array(T * op.width);
+          for (let t = 0; t < T; t++) {
+            const id = step.tokenIds[t];
+            out.set(table.subarray(id * op.width, (id + 1) * op.width), t * op.width);
+          }
+          acts.set(op.out, { data: out, rows: T });
+          break;
+        }
+        case "linear": {
+          const x = get(op.x);
+          const out = new Float32Array(x.rows * op.outFeatures);
+          linear(x.data, w(op.weight), op.bias ? w(op.bias) : null, x.rows, op.inFeatures, op.outFeatures, out);
+          acts.set(op.out, { data: out, rows: x.rows });
+          break;
+        }
+        case "rms_norm": {
+          const x = get(op.x);
+          const out = new Float32Array(x.data.length);
+          const g = op.groupWidth ?? op.width;
+          rmsNorm(x.data, w(op.weight), op.eps, (x.rows * op.width) / g, g, out);
+          acts.set(op.out, { data: out, rows: x.rows });
+          break;
+        }
+        case "layer_norm": {
+          const x = get(op.x);
+          const out = new Float32Array(x.data.length);
+          layerNorm(x.data, w(op.weight), w(op.bias), op.eps, x.rows, op.width, out);
+          acts.set(op.out, { data: out, rows: x.rows });
+          break;
+        }
+        case "add_rms_norm": {
+          const r = get(op.residual);
+          const x = get(op.x);
+          const out = new Float32Array(x.data.length);
+          addRmsNorm(r.data, x.data, w(op.weight), op.eps, r.rows, op.width, out);
+          acts.set(op.out, { data: out, rows: r.rows });
+          break;
+        }
+        case "add": {
+          const a = get(op.a);
+          const b = get(op.b);
+          const out = new Float32Array(a.data.length);
+          for (let i = 0; i < out.length; i++) out[i] = a.data[i] + b.data[i];
+          acts.set(op.out, { data: out, rows: a.rows });
+          break;
+        }
+        case "split": {
+          const x = get(op.x);
+          const total = op.widths.reduce((s, v) => s + v, 0);
+          let col = 0;
+          op.outs.forEach((name, i) => {
+            const width = op.widths[i];
+            const out = new Float32Array(x.rows * width);
+            for (let r = 0; r < x.rows; r++) out.set(x.data.subarray(r * total + col, r * total + col + width), r * width);
+            acts.set(name, { data: out, rows: x.rows });
+            col += width;
+          });
+          break;
+        }
+        case "gated_act": {
+          const x = get(op.gateUp);
+          const out = new Float32Array(x.rows * op.width);
+          gatedAct(x.data, x.rows, op.width, op.act, out);
+          acts.set(op.out, { data: out, rows: x.rows });
+          break;
+        }
+        case "gated_act2": {
+          // Unfused form: interleave into [gate | up] rows and reuse the fused kernel.
+          const g = get(op.gate);
+          const u = get(op.up);
+          const both = new Float32Array(g.rows * 2 * op.width);
+          for (let r = 0; r < g.rows; r++) {
+            both.set(g.data.subarray(r * op.width, (r + 1) * op.width), r * 2 * op.width);
+            both.set(u.data.subarray(r * op.width, (r + 1) * op.width), (r * 2 + 1) * op.width);
+          }
+          const out = new Float32Array(g.rows * op.width);
+          gatedAct(both, g.rows, op.width, op.act, out);
+          acts.set(op.out, { data: out, rows: g.rows });
+          break;
+        }
+        case "act": {
+          const x = get(op.x);
+          const out = new Float32Array(x.data.length);
+          act(x.data, x.data.length, op.act, out);
+          acts.set(op.out, { data: out, rows: x.rows });
+          break;
+        }
+        case "attention":
+          acts.set(op.out, { data: this.attention(op, get(op.q), get(op.k), get(op.v), step), rows: T });
+          break;
+        case "gather_rows": {
+          const x = get(op.x);
+          const R = step.logitRows.length;
+          const out = new Float32Array(R * op.width);
+          for (let i = 0; i < R; i++) {
+            const r = step.logitRows[i];
+            out.set(x.data.subarray(r * op.width, (r + 1) * op.width), i * op.width);
+          }
+          acts.set(op.out, { data: out, rows: R });
+          break;
+        }
+      }
+    }
+    return get(this.plan.output).data;
+  }
+
+  private invFreq(op: AttentionOp, seqLen: number): { invFreq: Float32Array; attentionScaling: number } {
+    // Dynamic NTK frequencies depend on the sequence length; all others are computed once.
+    const dynamic = op.rope.scaling.type === "dynamic";
+    const key = dynamic ? `${seqLen}` : "static";
+    let r = this.ropeCache.get(key);
+    if (!r) {
+      r = ropeInvFreq(op.rope, seqLen);
+      if (this.ropeCache.size > 4096) this.ropeCache.clear();
+      this.ropeCache.set(key, r);
+    }
+    return r;
+  }
+
+  private attention(op: AttentionOp, qa: Act, ka: Act, va: Act, step: StepInput): Float32Array {
+    if (!this.kv) throw new Error("internal: forward before allocateKvCache");
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = op;
+    const q = qa.data.slice(); // [T, H·D], rotated in place below
+    const k = ka.data.slice(); // [T, Hkv·D]
+    for (const s of step.seqs) {
+      // HF computes the frequencies from the longest position in the call: contextLen here.
+      const { invFreq, attentionScaling } = this.invFreq(op, s.contextLen);
+      const pos = step.positions.subarray(s.queryStart, s.queryStart + s.queryLen);
+      const qs = q.subarray(s.queryStart * H * D, (s.queryStart + s.queryLen) * H * D);
+      const ks = k.subarray(s.queryStart * Hkv * D, (s.queryStart + s.queryLen) * Hkv * D);
+      applyRope(qs, s.queryLen, H, D, op.rope.rotaryDim, pos, invFreq, attentionScaling);
+      applyRope(ks, s.queryLen, Hkv, D, op.rope.rotaryDim, pos, invFreq, attentionScaling);
+    }
+    const T = step.tokenIds.length;
+    const kc = this.kv.k[op.layer];
+    const vc = this.kv.v[op.layer];
+    kvCacheWrite(k, va.data, step.slotMapping, T, Hkv, D, kc, vc);
+    const out = new Float32Array(T * H * D);
+    pagedAttention({
+      q,
+      kCache: kc,
+      vCache: vc,
+      blockSize: this.kvBlockSize,
+      numHeads: H,
+      numKvHeads: Hkv,
+      headDim: D,
+      seqs: step.seqs,
+      scale: op.scale,
+      slidingWindow: op.slidingWindow,
+      out,
+    });
+    return out;
+  }
+}

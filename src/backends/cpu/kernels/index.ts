@@ -1,0 +1,10 @@
+// The CPU backend's kernels: pure fp32 functions over Float32Array, outputs into caller-given arrays.
+// They are the reference every CUDA kernel is tested against.
+
+export { act, activationFn, erf, gatedAct, gelu, geluNew, geluTanh, relu, silu } from "./activation.ts";
+export { type AttentionSequence, type PagedAttentionArgs, pagedAttention } from "./attention.ts";
+export { linear } from "./linear.ts";
+export { addRmsNorm, layerNorm, rmsNorm } from "./norm.ts";
+export { kvCacheWrite, slotOf } from "./paged_kv.ts";
+export { applyRope, type RopeFrequencies, ropeInvFreq } from "./rope.ts";
+export { argmax, logSoftmax } from "./sampling_math.ts";

@@ -1,0 +1,54 @@
+// Build settings: what the engine is specialised for. Validated once, here.
+import type { DTypeName } from "../dtype.ts";
+import { InvalidArgumentError } from "../errors.ts";
+
+export type BackendName = "cpu" | "cuda";
+
+export interface BuildConfig {
+  backend: BackendName;
+  /** Weight storage dtype; "auto" keeps the checkpoint's. The CPU backend always computes in fp32. */
+  dtype: DTypeName | "auto";
+  /** Tokens per KV-cache block (the paged layout's block size). */
+  kvBlockSize: number;
+  /** Longest sequence (prompt + generated) the engine serves; ≤ the model's context window. 0 = the model's. */
+  maxSeqLen: number;
+  /** Largest number of sequences in one step. */
+  maxBatchSize: number;
+  /** Run the fusion passes (QKV, gate-up, add+norm). Off only for debugging the passes. */
+  fuse: boolean;
+}
+
+export const DEFAULT_BUILD_CONFIG: BuildConfig = {
+  backend: "cpu",
+  dtype: "auto",
+  kvBlockSize: 16,
+  maxSeqLen: 0,
+  maxBatchSize: 64,
+  fuse: true,
+};
+
+function positiveInt(name: string, v: number): void {
+  if (!Number.isInteger(v) || v <= 0) {
+    throw new InvalidArgumentError(`build option ${name} must be a positive integer, got ${v}`);
+  }
+}
+
+export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildConfig {
+  const c: BuildConfig = { ...DEFAULT_BUILD_CONFIG, ...stripUndefined(partial) };
+  if (c.backend !== "cpu" && c.backend !== "cuda") {
+    throw new InvalidArgumentError(`unknown backend "${c.backend}"; use --backend cpu or --backend cuda`);
+  }
+  if (!["auto", "fp32", "fp16", "bf16"].includes(c.dtype)) {
+    throw new InvalidArgumentError(`unknown dtype "${c.dtype}"; use one of fp32, fp16, bf16 (or auto)`);
+  }
+  positiveInt("kvBlockSize", c.kvBlockSize);
+  positiveInt("maxBatchSize", c.maxBatchSize);
+  if (!Number.isInteger(c.maxSeqLen) || c.maxSeqLen < 0) {
+    throw new InvalidArgumentError(`build option maxSeqLen must be a non-negative integer, got ${c.maxSeqLen}`);
+  }
+  return c;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

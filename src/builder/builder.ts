@@ -1,0 +1,139 @@
+// The builder: checkpoint → model definition → optimized plan → engine directory.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Checkpoint } from "../checkpoint/checkpoint.ts";
+import { MissingTensorError } from "../checkpoint/errors.ts";
+import { DTYPE_BY_NAME, DTYPE_BYTES, type DType, f32ToBf16, f32ToF16, toF32 } from "../dtype.ts";
+import { InvalidArgumentError } from "../errors.ts";
+import { contextWindow } from "../models/context.ts";
+import type { Network, WeightSpec } from "../models/network.ts";
+import { defineModel } from "../models/registry.ts";
+import { KILN_VERSION } from "../version.ts";
+import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
+import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
+import { type EngineWeight, writeEngine } from "../engine/writer.ts";
+import { optimize } from "./optimize.ts";
+
+export interface BuildResult {
+  dir: string;
+  config: EngineConfig;
+  seconds: number;
+}
+
+/** Builds the engine of checkpoint `modelDir` into `outDir`. */
+export function buildEngine(modelDir: string, outDir: string, options: Partial<BuildConfig> = {}): BuildResult {
+  const t0 = performance.now();
+  const build = resolveBuildConfig(options);
+  if (build.backend !== "cpu") {
+    throw new InvalidArgumentError(
+      `the ${build.backend} backend is not available in this version of kiln; build with --backend cpu`,
+    );
+  }
+  const ckpt = Checkpoint.open(modelDir);
+  try {
+    const model = ckpt.config;
+    const network = optimize(defineModel(model, join(modelDir, "config.json")), build);
+    checkWeightsPresent(ckpt, network, modelDir);
+    const dtype = resolveDtype(ckpt, network, build);
+    const window = contextWindow(model);
+    if (build.maxSeqLen > window) {
+      throw new InvalidArgumentError(
+        `--max-seq-len ${build.maxSeqLen} exceeds the model's context window of ${window} tokens; use at most ${window}`,
+      );
+    }
+    const config: EngineConfig = {
+      format: "kiln-engine",
+      formatVersion: ENGINE_FORMAT_VERSION,
+      kilnVersion: KILN_VERSION,
+      createdAt: new Date().toISOString(),
+      model: { ...model, raw: {} },
+      build: { ...build, dtype: dtypeName(dtype) },
+      target: { backend: build.backend },
+      mapping: { worldSize: 1, tpSize: 1, ppSize: 1 },
+      source: { checkpointHash: ckpt.contentHash(), path: modelDir },
+      maxSeqLen: build.maxSeqLen || window,
+      files: ["rank0.engine"],
+    };
+    const weights = Object.entries(network.weights).map(([name, spec]) => engineWeight(ckpt, name, spec, dtype));
+    const extra = TOKENIZER_FILES.filter((f) => existsSync(join(modelDir, f))).map((f) => ({
+      from: join(modelDir, f),
+      name: f,
+    }));
+    config.files.push(...extra.map((e) => e.name));
+    writeEngine(outDir, config, { ops: network.ops, output: network.output }, weights, extra);
+    return { dir: outDir, config, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    ckpt.close();
+  }
+}
+
+function dtypeName(d: DType): "fp32" | "fp16" | "bf16" {
+  return d === "F32" ? "fp32" : d === "F16" ? "fp16" : "bf16";
+}
+
+/** "auto" keeps the dtype the checkpoint stores its weights in (that of the first weight). */
+function resolveDtype(ckpt: Checkpoint, net: Network, build: BuildConfig): DType {
+  if (build.dtype !== "auto") return DTYPE_BY_NAME[build.dtype];
+  const first = Object.values(net.weights)[0].source[0];
+  return ckpt.info(first).dtype;
+}
+
+/** Lists every tensor the plan needs that the checkpoint lacks or has in another shape, all at once. */
+function checkWeightsPresent(ckpt: Checkpoint, net: Network, dir: string): void {
+  const missing: string[] = [];
+  const wrong: string[] = [];
+  for (const spec of Object.values(net.weights)) {
+    let rows = 0;
+    for (const src of spec.source) {
+      if (!ckpt.has(src)) {
+        missing.push(src);
+        continue;
+      }
+      const shape = ckpt.info(src).shape;
+      rows += shape[0];
+      if (shape.slice(1).join(",") !== spec.shape.slice(1).join(",")) {
+        wrong.push(`${src}: shape [${shape}], expected [?, ${spec.shape.slice(1)}]`);
+      }
+    }
+    if (!missing.length && !wrong.length && rows !== spec.shape[0]) {
+      wrong.push(`${spec.source.join(" + ")}: ${rows} rows, expected ${spec.shape[0]}`);
+    }
+  }
+  if (missing.length) throw new MissingTensorError(missing, dir);
+  if (wrong.length) {
+    throw new InvalidArgumentError(
+      `checkpoint ${dir} has tensors whose shapes do not match its config.json:\n  ${wrong.join("\n  ")}\n` +
+        "Check that config.json belongs to these weights.",
+    );
+  }
+}
+
+function engineWeight(ckpt: Checkpoint, name: string, spec: WeightSpec, dtype: DType): EngineWeight {
+  const count = spec.shape.reduce((a, b) => a * b, 1);
+  return {
+    name,
+    dtype,
+    shape: spec.shape,
+    byteLength: count * DTYPE_BYTES[dtype],
+    bytes: () => {
+      const parts = spec.source.map((src) => convert(ckpt.read(src), ckpt.info(src).dtype, dtype));
+      if (parts.length === 1) return parts[0];
+      const out = new Uint8Array(parts.reduce((s, p) => s + p.byteLength, 0));
+      let at = 0;
+      for (const p of parts) {
+        out.set(p, at);
+        at += p.byteLength;
+      }
+      return out;
+    },
+  };
+}
+
+/** Re-encodes raw tensor bytes from one dtype to another (through exact fp32 where they differ). */
+function convert(bytes: Uint8Array, from: DType, to: DType): Uint8Array {
+  if (from === to) return bytes;
+  const f32 = toF32(bytes, from);
+  if (to === "F32") return new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
+  const u16 = to === "BF16" ? f32ToBf16(f32) : f32ToF16(f32);
+  return new Uint8Array(u16.buffer, u16.byteOffset, u16.byteLength);
+}

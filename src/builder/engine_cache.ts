@@ -1,0 +1,46 @@
+// "Give me an engine for this model dir": an engine dir is used as is; a checkpoint is looked up in
+// the content-addressed cache and built into it on a miss.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Checkpoint } from "../checkpoint/checkpoint.ts";
+import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
+import { TOKENIZER_FILES } from "../engine/format.ts";
+import { engineCacheDir } from "../engine/cache.ts";
+import { isEngineDir, openEngine } from "../engine/reader.ts";
+import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
+import { buildEngine } from "./builder.ts";
+
+export interface ResolvedEngine {
+  dir: string;
+  /** "engine": DIR was an engine; "hit": found in the cache; "built": built now. */
+  origin: "engine" | "hit" | "built";
+  buildSeconds?: number;
+}
+
+export function resolveEngine(modelDir: string, options: Partial<BuildConfig> = {}, cacheRoot?: string): ResolvedEngine {
+  if (isEngineDir(modelDir)) return { dir: modelDir, origin: "engine" };
+  const build = resolveBuildConfig(options);
+  const ckpt = Checkpoint.open(modelDir);
+  let hash: string;
+  try {
+    // The engine carries the tokenizer files too, so they are part of its identity.
+    const tokenizerHashes = TOKENIZER_FILES.filter((f) => existsSync(join(modelDir, f))).map((f) => ({
+      name: f,
+      sha256: sha256File(join(modelDir, f)),
+    }));
+    hash = combineHashes([{ name: "checkpoint", sha256: ckpt.contentHash() }, ...tokenizerHashes]);
+  } finally {
+    ckpt.close();
+  }
+  const dir = engineCacheDir(hash, build, cacheRoot);
+  if (isEngineDir(dir)) {
+    try {
+      openEngine(dir).close();
+      return { dir, origin: "hit" };
+    } catch {
+      // A stale or corrupt cache entry: rebuild it below.
+    }
+  }
+  const r = buildEngine(modelDir, dir, build);
+  return { dir, origin: "built", buildSeconds: r.seconds };
+}

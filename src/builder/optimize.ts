@@ -1,0 +1,11 @@
+// The builder's pass pipeline over a network: model definition in, execution plan out.
+import type { Network } from "../models/network.ts";
+import type { BuildConfig } from "./build_config.ts";
+import { fuseAddRmsNorm } from "./passes/fuse_add_norm.ts";
+import { fuseGatedAct } from "./passes/fuse_gated_act.ts";
+import { fuseSiblingLinears } from "./passes/fuse_linears.ts";
+
+export function optimize(net: Network, build: BuildConfig): Network {
+  if (!build.fuse) return net;
+  return fuseAddRmsNorm(fuseGatedAct(fuseSiblingLinears(net)));
+}

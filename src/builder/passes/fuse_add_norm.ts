@@ -1,0 +1,62 @@
+// Pass: residual add followed by RMSNorm of the sum becomes one add_rms_norm that updates the
+// residual stream in place:   r' = a + b; n = norm(r')   →   a += b; n = norm(a)
+// Valid when `a` is not read after the add (it is the residual stream); later reads of r' are
+// renamed to a.
+import type { Network, Op } from "../../models/network.ts";
+import { opInputs } from "../../models/network.ts";
+
+function rename(op: Op, from: string, to: string): Op {
+  const r = (s: string) => (s === from ? to : s);
+  switch (op.kind) {
+    case "embedding":
+      return op;
+    case "linear":
+    case "rms_norm":
+    case "layer_norm":
+    case "act":
+    case "gather_rows":
+      return { ...op, x: r(op.x) };
+    case "split":
+      return { ...op, x: r(op.x) };
+    case "add_rms_norm":
+      return { ...op, residual: r(op.residual), x: r(op.x) };
+    case "add":
+      return { ...op, a: r(op.a), b: r(op.b) };
+    case "gated_act":
+      return { ...op, gateUp: r(op.gateUp) };
+    case "gated_act2":
+      return { ...op, gate: r(op.gate), up: r(op.up) };
+    case "attention":
+      return { ...op, q: r(op.q), k: r(op.k), v: r(op.v) };
+  }
+}
+
+export function fuseAddRmsNorm(net: Network): Network {
+  let ops = [...net.ops];
+  let output = net.output;
+  for (let i = 0; i < ops.length - 1; i++) {
+    const add = ops[i];
+    if (add.kind !== "add") continue;
+    const normIdx = ops.findIndex((o, j) => j > i && opInputs(o).includes(add.out));
+    const norm = ops[normIdx];
+    if (!norm || norm.kind !== "rms_norm" || norm.groupWidth || norm.x !== add.out) continue;
+    const laterReadsA = ops.slice(i + 1).some((o) => opInputs(o).includes(add.a));
+    if (laterReadsA || add.a === output) continue;
+    const fused: Op = {
+      kind: "add_rms_norm",
+      residual: add.a,
+      x: add.b,
+      out: norm.out,
+      width: add.width,
+      eps: norm.eps,
+      weight: norm.weight,
+    };
+    const before = ops.slice(0, i);
+    const between = ops.slice(i + 1, normIdx);
+    const after = ops.slice(normIdx + 1).map((o) => rename(o, add.out, add.a));
+    if (output === add.out) output = add.a;
+    ops = [...before, ...between, fused, ...after];
+    i = before.length + between.length;
+  }
+  return { ...net, ops, output };
+}

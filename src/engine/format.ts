@@ -1,0 +1,66 @@
+// The engine format, version 1. An engine is a directory:
+//
+//   config.json     EngineConfig (below): model, build settings, target, library versions, mapping
+//   rank0.engine    ┌──────────────┬─────────┬──────────┬─────────────┬──────────────────────────┐
+//                   │ "KILNENG\0"  │ u32 ver │ u32 rsvd │ u64 hdr len │ header JSON (EngineHeader)│
+//                   │ 8 bytes      │         │          │             │ then weights, each 256-B  │
+//                   └──────────────┴─────────┴──────────┴─────────────┴ aligned, at header offsets┘
+//   tokenizer.json, tokenizer_config.json, generation_config.json   copied from the checkpoint
+//
+// The header holds the plan (the optimized network) and the weight table; nothing is inferred from
+// file names. Readers reject other magics and versions with a message saying how to rebuild.
+import type { ModelConfig } from "../checkpoint/model_config.ts";
+import type { BuildConfig } from "../builder/build_config.ts";
+import type { DType } from "../dtype.ts";
+import type { Op } from "../models/network.ts";
+
+export type { Op };
+
+export const ENGINE_MAGIC = "KILNENG\0";
+export const ENGINE_FORMAT_VERSION = 1;
+export const WEIGHT_ALIGNMENT = 256;
+export const PREAMBLE_BYTES = 24;
+
+export interface EngineConfig {
+  format: "kiln-engine";
+  formatVersion: number;
+  kilnVersion: string;
+  createdAt: string;
+  model: ModelConfig;
+  build: BuildConfig;
+  /** What the engine runs on; CUDA engines add the SM and library versions. */
+  target: { backend: BuildConfig["backend"] };
+  /** Parallel mapping; one rank until tensor/pipeline parallelism lands. */
+  mapping: { worldSize: number; tpSize: number; ppSize: number };
+  source: { checkpointHash: string; path: string };
+  /** Longest sequence the engine accepts (prompt + generated tokens). */
+  maxSeqLen: number;
+  files: string[];
+}
+
+export interface WeightEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Absolute byte offset in the rank file. */
+  offset: number;
+  byteLength: number;
+}
+
+export interface Plan {
+  ops: Op[];
+  output: string;
+}
+
+export interface EngineHeader {
+  plan: Plan;
+  weights: WeightEntry[];
+}
+
+/** Tokenizer-side files an engine carries so it runs without the checkpoint. */
+export const TOKENIZER_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "generation_config.json",
+  "special_tokens_map.json",
+];

@@ -1,0 +1,14 @@
+// Base of every user-facing error. A KilnError is a failure the user can fix (bad input, bad file,
+// missing hardware); the CLI prints its message without a stack trace (unless --verbose) and exits
+// with `exitCode`. Anything that is not a KilnError is a bug and is printed with its stack.
+export class KilnError extends Error {
+  /** Process exit code the CLI uses for this error. */
+  readonly exitCode: number = 2;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A command-line flag or API argument has a value that cannot be used. */
+export class InvalidArgumentError extends KilnError {}

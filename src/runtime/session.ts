@@ -1,0 +1,66 @@
+// A Session is an opened engine bound to a backend: the plan, its weights on the device, and the
+// engine's tokenizer. It owns the backend's memory until dispose().
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { CpuBackend } from "../backends/cpu/cpu_backend.ts";
+import type { BackendName } from "../builder/build_config.ts";
+import { EngineTargetMismatchError } from "../engine/errors.ts";
+import type { EngineConfig } from "../engine/format.ts";
+import { openEngine } from "../engine/reader.ts";
+import { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { type GenerationDefaults, readGenerationDefaults } from "./generation_config.ts";
+import type { ExecutionBackend } from "./step.ts";
+
+export class Session {
+  private constructor(
+    readonly dir: string,
+    readonly config: EngineConfig,
+    readonly backend: ExecutionBackend,
+    readonly tokenizer: Tokenizer | null,
+    readonly generationDefaults: GenerationDefaults,
+  ) {}
+
+  static open(engineDir: string, backend?: BackendName): Session {
+    const engine = openEngine(engineDir);
+    try {
+      const config = engine.config;
+      const want = backend ?? config.target.backend;
+      if (want !== config.target.backend) {
+        throw new EngineTargetMismatchError(
+          `engine ${engineDir} was built for the ${config.target.backend} backend, not ${want}; ` +
+            `rebuild it with kiln build --backend ${want}`,
+        );
+      }
+      const exec = CpuBackend.fromEngine(engine);
+      const defaults = readGenerationDefaults(engineDir);
+      const m = config.model;
+      const tokenizer = existsSync(join(engineDir, "tokenizer.json"))
+        ? Tokenizer.fromDir(engineDir, {
+            bosTokenId: defaults.bosTokenId ?? m.bosTokenId,
+            eosTokenIds: defaults.eosTokenIds.length ? defaults.eosTokenIds : m.eosTokenIds,
+            padTokenId: defaults.padTokenId ?? m.padTokenId,
+          })
+        : null;
+      return new Session(engineDir, config, exec, tokenizer, defaults);
+    } finally {
+      engine.close();
+    }
+  }
+
+  /** End-of-sequence ids: generation_config.json, else config.json, plus the tokenizer's. */
+  get eosTokenIds(): number[] {
+    const ids = new Set<number>(
+      this.generationDefaults.eosTokenIds.length ? this.generationDefaults.eosTokenIds : this.config.model.eosTokenIds,
+    );
+    for (const id of this.tokenizer?.eosTokenIds ?? []) ids.add(id);
+    return [...ids];
+  }
+
+  dispose(): void {
+    this.backend.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

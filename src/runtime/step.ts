@@ -1,0 +1,40 @@
+// What one forward step needs besides the weights: the packed tokens of every sequence in the step
+// and where their keys/values live in the paged KV cache. Built by the runtime (or, later, the
+// executor's scheduler); read by every backend. Prefill, chunked prefill and decode are all this.
+//
+//   tokens (packed):   [ s0 t0 t1 t2 t3 | s1 t0 | s2 t0 t1 ]      numTokens = 7
+//   seqs[i]:           queryStart 0, queryLen 4 | 4, 1 | 5, 2
+//   contextLen:        tokens of the sequence in the cache after this step (history + query)
+//   slotMapping[t]:    blockTable[pos / blockSize] * blockSize + pos % blockSize  (−1: skip)
+
+export interface SeqStep {
+  queryStart: number;
+  queryLen: number;
+  contextLen: number;
+  /** Block ids of the sequence, in position order. */
+  blockTable: Int32Array;
+}
+
+export interface StepInput {
+  tokenIds: Int32Array; // [numTokens]
+  positions: Int32Array; // [numTokens]
+  slotMapping: Int32Array; // [numTokens]
+  seqs: SeqStep[];
+  /** Packed rows whose logits are returned (usually each sequence's last query token). */
+  logitRows: Int32Array; // [numLogitRows]
+}
+
+/** A backend executes an engine's plan, one step at a time, over a paged KV cache it owns. */
+export interface ExecutionBackend {
+  readonly name: "cpu" | "cuda";
+  readonly vocabSize: number;
+  readonly kvBlockSize: number;
+  /** (Re)allocates the KV pool to `numBlocks` blocks of every layer; contents are not kept. */
+  allocateKvCache(numBlocks: number): void;
+  readonly numKvBlocks: number;
+  /** Bytes of KV cache one block takes over all layers (to size the pool). */
+  readonly kvBytesPerBlock: number;
+  /** Runs the plan; returns logits [numLogitRows, vocabSize]. */
+  forward(step: StepInput): Float32Array;
+  dispose(): void;
+}

@@ -1,0 +1,26 @@
+// Runs ./bin/kiln as a user would, with a private engine cache.
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const KILN = fileURLToPath(new URL("../../bin/kiln", import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function kiln(args: string[], env: Record<string, string> = {}): CliResult {
+  // A timeout turns a hang into a failing test instead of a stuck suite.
+  const r = spawnSync(KILN, args, { encoding: "utf8", timeout: 120_000, env: { ...process.env, ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A user error: non-zero exit, the named error class in one line, and no stack trace. */
+export function assertUserError(r: CliResult, errorClass: string, message: RegExp): void {
+  const detail = `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+  if (r.code === 0 || r.code === null) throw new Error(`expected failure, ${detail}`);
+  if (!r.stderr.includes(errorClass)) throw new Error(`expected ${errorClass}, ${detail}`);
+  if (!message.test(r.stderr)) throw new Error(`expected message ${message}, ${detail}`);
+  if (/\n\s+at /.test(r.stderr)) throw new Error(`stack trace printed without --verbose, ${detail}`);
+}
