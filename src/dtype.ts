@@ -84,7 +84,10 @@ export function f32ToF16(src: Float32Array, dst = new Uint16Array(src.length)): 
 export function toF32(bytes: Uint8Array, dtype: DType): Float32Array {
   const n = bytes.byteLength / DTYPE_BYTES[dtype];
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
-  if (dtype === "F32") return new Float32Array(aligned.buffer.slice(aligned.byteOffset, aligned.byteOffset + aligned.byteLength));
+  if (dtype === "F32")
+    return new Float32Array(
+      aligned.buffer.slice(aligned.byteOffset, aligned.byteOffset + aligned.byteLength),
+    );
   const u16 = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
   return dtype === "BF16" ? bf16ToF32(u16) : f16ToF32(u16);
 }

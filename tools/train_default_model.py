@@ -207,6 +207,7 @@ def main():
         for g_ in opt.param_groups:
             g_["lr"] = lr_at(step)
         loss = loss_of(model, batch(train_ids, gen))
+        loss_value = loss.detach()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -214,8 +215,8 @@ def main():
         step += 1
         if step % args.eval_every == 0 or step == args.steps:
             ev = evaluate(model)
-            history.append({"step": step, "loss": float(loss), **ev, "seconds": round(time.time() - t0, 1)})
-            log(f"step {step:5d}  loss {float(loss):.4f}  train {ev['train']:.4f}  val {ev['val']:.4f}  "
+            history.append({"step": step, "loss": loss_value.item(), **ev, "seconds": round(time.time() - t0, 1)})
+            log(f"step {step:5d}  loss {loss_value.item():.4f}  train {ev['train']:.4f}  val {ev['val']:.4f}  "
                 f"lr {lr_at(step - 1):.2e}  {time.time() - t0:.1f}s")
             if ev["val"] < best["val"]:
                 best = {"val": ev["val"], "train": ev["train"], "step": step,
@@ -223,7 +224,7 @@ def main():
     train_seconds = time.time() - t0
     if not history or history[-1]["step"] != step:
         ev = evaluate(model)
-        history.append({"step": step, "loss": float(loss), **ev, "seconds": round(train_seconds, 1)})
+        history.append({"step": step, "loss": loss_value.item(), **ev, "seconds": round(train_seconds, 1)})
         log(f"step {step:5d}  train {ev['train']:.4f}  val {ev['val']:.4f}  (final)")
         if ev["val"] < best["val"]:
             best = {"val": ev["val"], "train": ev["train"], "step": step,

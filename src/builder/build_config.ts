@@ -44,7 +44,9 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
   positiveInt("kvBlockSize", c.kvBlockSize);
   positiveInt("maxBatchSize", c.maxBatchSize);
   if (!Number.isInteger(c.maxSeqLen) || c.maxSeqLen < 0) {
-    throw new InvalidArgumentError(`build option maxSeqLen must be a non-negative integer, got ${c.maxSeqLen}`);
+    throw new InvalidArgumentError(
+      `build option maxSeqLen must be a non-negative integer, got ${c.maxSeqLen}`,
+    );
   }
   return c;
 }

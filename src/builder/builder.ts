@@ -4,14 +4,14 @@ import { join } from "node:path";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { MissingTensorError } from "../checkpoint/errors.ts";
 import { DTYPE_BY_NAME, DTYPE_BYTES, type DType, f32ToBf16, f32ToF16, toF32 } from "../dtype.ts";
+import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
+import { type EngineWeight, writeEngine } from "../engine/writer.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { contextWindow } from "../models/context.ts";
 import type { Network, WeightSpec } from "../models/network.ts";
 import { defineModel } from "../models/registry.ts";
 import { KILN_VERSION } from "../version.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
-import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
-import { type EngineWeight, writeEngine } from "../engine/writer.ts";
 import { optimize } from "./optimize.ts";
 
 export interface BuildResult {
@@ -21,7 +21,11 @@ export interface BuildResult {
 }
 
 /** Builds the engine of checkpoint `modelDir` into `outDir`. */
-export function buildEngine(modelDir: string, outDir: string, options: Partial<BuildConfig> = {}): BuildResult {
+export function buildEngine(
+  modelDir: string,
+  outDir: string,
+  options: Partial<BuildConfig> = {},
+): BuildResult {
   const t0 = performance.now();
   const build = resolveBuildConfig(options);
   if (build.backend !== "cpu") {
@@ -54,7 +58,9 @@ export function buildEngine(modelDir: string, outDir: string, options: Partial<B
       maxSeqLen: build.maxSeqLen || window,
       files: ["rank0.engine"],
     };
-    const weights = Object.entries(network.weights).map(([name, spec]) => engineWeight(ckpt, name, spec, dtype));
+    const weights = Object.entries(network.weights).map(([name, spec]) =>
+      engineWeight(ckpt, name, spec, dtype),
+    );
     const extra = TOKENIZER_FILES.filter((f) => existsSync(join(modelDir, f))).map((f) => ({
       from: join(modelDir, f),
       name: f,

@@ -4,8 +4,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
-import { TOKENIZER_FILES } from "../engine/format.ts";
 import { engineCacheDir } from "../engine/cache.ts";
+import { TOKENIZER_FILES } from "../engine/format.ts";
 import { isEngineDir, openEngine } from "../engine/reader.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
 import { buildEngine } from "./builder.ts";
@@ -17,7 +17,11 @@ export interface ResolvedEngine {
   buildSeconds?: number;
 }
 
-export function resolveEngine(modelDir: string, options: Partial<BuildConfig> = {}, cacheRoot?: string): ResolvedEngine {
+export function resolveEngine(
+  modelDir: string,
+  options: Partial<BuildConfig> = {},
+  cacheRoot?: string,
+): ResolvedEngine {
   if (isEngineDir(modelDir)) return { dir: modelDir, origin: "engine" };
   const build = resolveBuildConfig(options);
   const ckpt = Checkpoint.open(modelDir);

@@ -17,7 +17,8 @@ export function intArg(flag: string, min = 0) {
 export function floatArg(flag: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} expects a number, got "${v}"`);
+    if (v.trim() === "" || !Number.isFinite(n))
+      throw new InvalidArgumentError(`${flag} expects a number, got "${v}"`);
     return n;
   };
 }
@@ -36,7 +37,8 @@ export function idsArg(v: string): number[] {
 
 export function choiceArg<T extends string>(flag: string, choices: readonly T[]) {
   return (v: string): T => {
-    if (!choices.includes(v as T)) throw new InvalidArgumentError(`${flag} must be one of ${choices.join(", ")}, got "${v}"`);
+    if (!choices.includes(v as T))
+      throw new InvalidArgumentError(`${flag} must be one of ${choices.join(", ")}, got "${v}"`);
     return v as T;
   };
 }
@@ -51,6 +53,9 @@ export function defaultModelDir(): string {
 }
 
 export function modelDirArg(v: string): string {
-  if (!existsSync(v)) throw new InvalidArgumentError(`--model ${v}: no such directory; pass a Hugging Face checkpoint or kiln engine directory`);
+  if (!existsSync(v))
+    throw new InvalidArgumentError(
+      `--model ${v}: no such directory; pass a Hugging Face checkpoint or kiln engine directory`,
+    );
   return v;
 }

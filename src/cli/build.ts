@@ -21,9 +21,17 @@ export function registerBuild(program: Command): void {
     .description("build an engine from a Hugging Face checkpoint")
     .requiredOption("--model <dir>", "Hugging Face checkpoint directory", modelDirArg)
     .requiredOption("--output <dir>", "engine directory to write")
-    .option("--dtype <dtype>", "weight dtype (default: the checkpoint's)", choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const))
+    .option(
+      "--dtype <dtype>",
+      "weight dtype (default: the checkpoint's)",
+      choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
+    )
     .option("--backend <backend>", "target backend", choiceArg("--backend", ["cpu", "cuda"] as const))
-    .option("--max-seq-len <n>", "longest sequence served (default: the model's context window)", intArg("--max-seq-len", 1))
+    .option(
+      "--max-seq-len <n>",
+      "longest sequence served (default: the model's context window)",
+      intArg("--max-seq-len", 1),
+    )
     .option("--max-batch-size <n>", "most sequences per step", intArg("--max-batch-size", 1))
     .option("--kv-block-size <n>", "tokens per KV-cache block", intArg("--kv-block-size", 1))
     .option("--no-fuse", "skip the fusion passes (debugging)")
@@ -37,7 +45,11 @@ export function registerBuild(program: Command): void {
         kvBlockSize: f.kvBlockSize,
         fuse: f.fuse,
       });
-      if (f.json) process.stdout.write(`${JSON.stringify({ dir: r.dir, seconds: r.seconds, config: r.config })}\n`);
-      else process.stdout.write(`built ${r.dir} (${r.config.model.architecture}, ${r.config.build.dtype}) in ${r.seconds.toFixed(2)} s\n`);
+      if (f.json)
+        process.stdout.write(`${JSON.stringify({ dir: r.dir, seconds: r.seconds, config: r.config })}\n`);
+      else
+        process.stdout.write(
+          `built ${r.dir} (${r.config.model.architecture}, ${r.config.build.dtype}) in ${r.seconds.toFixed(2)} s\n`,
+        );
     });
 }

@@ -29,7 +29,9 @@ export async function main(argv: string[]): Promise<number> {
       if (verbose && e.stack) process.stderr.write(`${e.stack}\n`);
       return e.exitCode;
     }
-    process.stderr.write(`kiln: internal error (a bug; please report it):\n${(e as Error)?.stack ?? String(e)}\n`);
+    process.stderr.write(
+      `kiln: internal error (a bug; please report it):\n${(e as Error)?.stack ?? String(e)}\n`,
+    );
     return 1;
   }
 }

@@ -26,7 +26,11 @@ export function registerRun(program: Command): void {
   program
     .command("run")
     .description("generate text from a model (a Hugging Face checkpoint dir or a kiln engine dir)")
-    .option("--model <dir>", "checkpoint or engine directory (default: the bundled Shakespeare model)", modelDirArg)
+    .option(
+      "--model <dir>",
+      "checkpoint or engine directory (default: the bundled Shakespeare model)",
+      modelDirArg,
+    )
     .option("--prompt <text>", "prompt text")
     .option("--input-ids <ids>", "prompt as comma-separated token ids", idsArg)
     .option("--max-new-tokens <n>", "tokens to generate at most", intArg("--max-new-tokens", 1), 64)
@@ -37,7 +41,11 @@ export function registerRun(program: Command): void {
     .option("--seed <s>", "random seed (same seed, same tokens)", intArg("--seed", 0))
     .option("--ignore-eos", "keep generating past end-of-sequence tokens")
     .option("--no-special-tokens", "do not add BOS/special tokens to the prompt text")
-    .option("--dtype <dtype>", "weight dtype of the built engine", choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const))
+    .option(
+      "--dtype <dtype>",
+      "weight dtype of the built engine",
+      choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
+    )
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
     .option("--json", "print one JSON object instead of streaming text")
@@ -45,7 +53,8 @@ export function registerRun(program: Command): void {
 }
 
 async function runCommand(f: RunFlags): Promise<void> {
-  if (f.prompt !== undefined && f.inputIds) throw new InvalidArgumentError("give either --prompt or --input-ids, not both");
+  if (f.prompt !== undefined && f.inputIds)
+    throw new InvalidArgumentError("give either --prompt or --input-ids, not both");
   const dir = f.model ?? defaultModelDir();
   const runner = ModelRunner.fromDir(dir, {
     ...(f.dtype ? { dtype: f.dtype } : {}),

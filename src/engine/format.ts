@@ -9,8 +9,9 @@
 //
 // The header holds the plan (the optimized network) and the weight table; nothing is inferred from
 // file names. Readers reject other magics and versions with a message saying how to rebuild.
-import type { ModelConfig } from "../checkpoint/model_config.ts";
+
 import type { BuildConfig } from "../builder/build_config.ts";
+import type { ModelConfig } from "../checkpoint/model_config.ts";
 import type { DType } from "../dtype.ts";
 import type { Op } from "../models/network.ts";
 

@@ -33,10 +33,13 @@ function readConfig(dir: string): EngineConfig {
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
-    throw new EngineError(`cannot read engine config ${path}: ${(e as Error).message}; rebuild the engine with kiln build`);
+    throw new EngineError(
+      `cannot read engine config ${path}: ${(e as Error).message}; rebuild the engine with kiln build`,
+    );
   }
   const c = raw as Partial<EngineConfig>;
-  if (c.format !== "kiln-engine") throw new EngineError(`${path} is not a kiln engine config (format: ${c.format})`);
+  if (c.format !== "kiln-engine")
+    throw new EngineError(`${path} is not a kiln engine config (format: ${c.format})`);
   if (c.formatVersion !== ENGINE_FORMAT_VERSION) {
     throw new EngineError(
       `engine ${dir} has format version ${c.formatVersion}, this kiln reads version ${ENGINE_FORMAT_VERSION}; ` +
@@ -49,7 +52,8 @@ function readConfig(dir: string): EngineConfig {
 export function openEngine(dir: string): LoadedEngine {
   const config = readConfig(dir);
   const path = join(dir, "rank0.engine");
-  if (!existsSync(path)) throw new EngineError(`engine ${dir} has no rank0.engine; rebuild it with kiln build`);
+  if (!existsSync(path))
+    throw new EngineError(`engine ${dir} has no rank0.engine; rebuild it with kiln build`);
   const fd = openSync(path, "r");
   try {
     const size = fstatSync(fd).size;
@@ -57,13 +61,17 @@ export function openEngine(dir: string): LoadedEngine {
     if (size < PREAMBLE_BYTES || readSync(fd, pre, 0, PREAMBLE_BYTES, 0) !== PREAMBLE_BYTES) {
       throw new EngineError(`${path} is truncated (${size} bytes); rebuild the engine`);
     }
-    if (pre.toString("latin1", 0, 8) !== ENGINE_MAGIC) throw new EngineError(`${path} is not a kiln engine file (bad magic)`);
+    if (pre.toString("latin1", 0, 8) !== ENGINE_MAGIC)
+      throw new EngineError(`${path} is not a kiln engine file (bad magic)`);
     const version = pre.readUInt32LE(8);
     if (version !== ENGINE_FORMAT_VERSION) {
-      throw new EngineError(`${path} has format version ${version}, expected ${ENGINE_FORMAT_VERSION}; rebuild it`);
+      throw new EngineError(
+        `${path} has format version ${version}, expected ${ENGINE_FORMAT_VERSION}; rebuild it`,
+      );
     }
     const headerLen = Number(pre.readBigUInt64LE(16));
-    if (PREAMBLE_BYTES + headerLen > size) throw new EngineError(`${path} is truncated inside its header; rebuild it`);
+    if (PREAMBLE_BYTES + headerLen > size)
+      throw new EngineError(`${path} is truncated inside its header; rebuild it`);
     const json = Buffer.alloc(headerLen);
     readSync(fd, json, 0, headerLen, PREAMBLE_BYTES);
     let header: EngineHeader;
@@ -95,11 +103,15 @@ function validate(path: string, header: EngineHeader, fileSize: number): void {
   const problems: string[] = [];
   for (const w of header.weights) {
     const n = w.shape.reduce((a, b) => a * b, 1);
-    if (n * DTYPE_BYTES[w.dtype] !== w.byteLength) problems.push(`${w.name}: shape/dtype do not match its byte length`);
-    if (w.offset + w.byteLength > fileSize) problems.push(`${w.name}: data beyond the end of the file (truncated?)`);
+    if (n * DTYPE_BYTES[w.dtype] !== w.byteLength)
+      problems.push(`${w.name}: shape/dtype do not match its byte length`);
+    if (w.offset + w.byteLength > fileSize)
+      problems.push(`${w.name}: data beyond the end of the file (truncated?)`);
   }
   const missing = new Set<string>();
-  for (const op of header.plan.ops) for (const name of opWeights(op)) if (!byName.has(name)) missing.add(name);
+  for (const op of header.plan.ops)
+    for (const name of opWeights(op)) if (!byName.has(name)) missing.add(name);
   if (missing.size) problems.push(`missing weights the plan needs: ${[...missing].join(", ")}`);
-  if (problems.length) throw new EngineError(`engine file ${path} is invalid:\n  ${problems.join("\n  ")}\nRebuild it.`);
+  if (problems.length)
+    throw new EngineError(`engine file ${path} is invalid:\n  ${problems.join("\n  ")}\nRebuild it.`);
 }

@@ -1,6 +1,15 @@
 // Writes an engine directory atomically: everything goes to a temporary sibling, renamed at the end,
 // so a crash never leaves a half-written engine where a reader (or the cache) would find it.
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import type { DType } from "../dtype.ts";
 import {
@@ -8,8 +17,8 @@ import {
   ENGINE_MAGIC,
   type EngineConfig,
   type EngineHeader,
-  PREAMBLE_BYTES,
   type Plan,
+  PREAMBLE_BYTES,
   WEIGHT_ALIGNMENT,
   type WeightEntry,
 } from "./format.ts";
@@ -86,7 +95,9 @@ function writeRankFile(path: string, plan: Plan, weights: EngineWeight[]): void 
     weights.forEach((w, i) => {
       const bytes = w.bytes();
       if (bytes.byteLength !== w.byteLength) {
-        throw new Error(`internal: weight ${w.name} produced ${bytes.byteLength} bytes, declared ${w.byteLength}`);
+        throw new Error(
+          `internal: weight ${w.name} produced ${bytes.byteLength} bytes, declared ${w.byteLength}`,
+        );
       }
       writeSync(fd, bytes, 0, bytes.byteLength, entries[i].offset);
     });

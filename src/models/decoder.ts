@@ -3,14 +3,15 @@
 //   for each layer:  h = h + attn(rmsnorm(h));  h = h + mlp(rmsnorm(h))
 //   logits = lm_head(rmsnorm(h)[rows that need logits])
 // Architectures differ only in the options below and in their weight maps.
-import type { Network } from "./network.ts";
-import { NetworkBuilder } from "./network_builder.ts";
+
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { attention } from "./layers/attention.ts";
 import { embedding } from "./layers/embedding.ts";
 import { linear } from "./layers/linear.ts";
 import { gatedMlp } from "./layers/mlp.ts";
 import { rmsNorm } from "./layers/norm.ts";
+import type { Network } from "./network.ts";
+import { NetworkBuilder } from "./network_builder.ts";
 import { type DecoderWeightMap, layerName } from "./weight_map.ts";
 
 export interface DecoderOptions {
@@ -60,7 +61,9 @@ export function buildDecoder(config: ModelConfig, names: DecoderWeightMap, opts:
   const last = nb.gatherRows(h, c.hiddenSize); // [R, hidden]
   const normed = rmsNorm(nb, last, names.finalNorm, c.hiddenSize, c.normEps);
   // Tied embeddings: the LM head reads the embedding table (the checkpoint has no lm_head tensor).
-  const head = c.tieWordEmbeddings ? names.embed.replace(/\.weight$/, "") : names.lmHead.replace(/\.weight$/, "");
+  const head = c.tieWordEmbeddings
+    ? names.embed.replace(/\.weight$/, "")
+    : names.lmHead.replace(/\.weight$/, "");
   const logits = linear(nb, normed, head, c.hiddenSize, c.vocabSize, false); // [R, vocab]
   return nb.finish(logits);
 }

@@ -10,6 +10,11 @@ export const mistral: Architecture = {
   names: ["MistralForCausalLM"],
   weightMap: HF_DECODER_WEIGHTS,
   build(config: ModelConfig): Network {
-    return buildDecoder(config, HF_DECODER_WEIGHTS, { qkvBias: false, oBias: false, mlpBias: false, qkNorm: false });
+    return buildDecoder(config, HF_DECODER_WEIGHTS, {
+      qkvBias: false,
+      oBias: false,
+      mlpBias: false,
+      qkNorm: false,
+    });
   },
 };

@@ -2,8 +2,7 @@
 // over named activations and named weights. Activations are 2-D, [numTokens, width]; numTokens is
 // the packed token count of one forward step (prefill chunks and decode tokens of several sequences),
 // so no op needs to know about batching except `attention`, which reads the step's metadata.
-import type { ModelConfig, RopeConfig } from "../checkpoint/model_config.ts";
-import type { HiddenAct } from "../checkpoint/model_config.ts";
+import type { HiddenAct, ModelConfig, RopeConfig } from "../checkpoint/model_config.ts";
 
 /** A weight the network reads. `source` says how to make it from checkpoint tensors. */
 export interface WeightSpec {
@@ -17,12 +16,36 @@ export type Op =
   /** out[t] = table[ids[t]] — input is the step's token ids. */
   | { kind: "embedding"; out: string; width: number; weight: string }
   /** y = x·wᵀ + b, x [T, inFeatures] → y [T, outFeatures]. */
-  | { kind: "linear"; x: string; out: string; inFeatures: number; outFeatures: number; weight: string; bias?: string }
+  | {
+      kind: "linear";
+      x: string;
+      out: string;
+      inFeatures: number;
+      outFeatures: number;
+      weight: string;
+      bias?: string;
+    }
   /** y = RMSNorm(x) over each row of width `width` (or over each head of `groupWidth` when given). */
-  | { kind: "rms_norm"; x: string; out: string; width: number; eps: number; weight: string; groupWidth?: number }
+  | {
+      kind: "rms_norm";
+      x: string;
+      out: string;
+      width: number;
+      eps: number;
+      weight: string;
+      groupWidth?: number;
+    }
   | { kind: "layer_norm"; x: string; out: string; width: number; eps: number; weight: string; bias: string }
   /** Fused: residual += x (in place), out = RMSNorm(residual). */
-  | { kind: "add_rms_norm"; residual: string; x: string; out: string; width: number; eps: number; weight: string }
+  | {
+      kind: "add_rms_norm";
+      residual: string;
+      x: string;
+      out: string;
+      width: number;
+      eps: number;
+      weight: string;
+    }
   /** out = a + b, elementwise. */
   | { kind: "add"; a: string; b: string; out: string; width: number }
   /** Splits x [T, sum(widths)] column-wise into outs[i] [T, widths[i]]. */

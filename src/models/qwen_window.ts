@@ -8,6 +8,7 @@ export function qwenSlidingWindow(config: ModelConfig): (layer: number) => numbe
   const layerTypes = Array.isArray(raw.layer_types) ? (raw.layer_types as unknown[]) : null;
   if (layerTypes) return (i) => (layerTypes[i] === "sliding_attention" ? window : null);
   if (raw.use_sliding_window !== true || window === null) return () => null;
-  const maxWindowLayers = typeof raw.max_window_layers === "number" ? raw.max_window_layers : config.numLayers;
+  const maxWindowLayers =
+    typeof raw.max_window_layers === "number" ? raw.max_window_layers : config.numLayers;
   return (i) => (i >= maxWindowLayers ? window : null);
 }

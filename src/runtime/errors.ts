@@ -16,7 +16,9 @@ export class ContextWindowExceededError extends KilnError {
 /** A prompt token id outside the vocabulary. */
 export class InvalidTokenIdError extends KilnError {
   constructor(id: number, vocabSize: number) {
-    super(`token id ${id} is out of range for this model's vocabulary of ${vocabSize} ids (valid: 0..${vocabSize - 1})`);
+    super(
+      `token id ${id} is out of range for this model's vocabulary of ${vocabSize} ids (valid: 0..${vocabSize - 1})`,
+    );
   }
 }
 

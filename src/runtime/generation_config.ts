@@ -29,7 +29,11 @@ export function readGenerationDefaults(dir: string): GenerationDefaults {
   const eos = raw.eos_token_id;
   return {
     bosTokenId: num(raw.bos_token_id),
-    eosTokenIds: Array.isArray(eos) ? eos.filter((x): x is number => typeof x === "number") : num(eos) !== null ? [eos as number] : [],
+    eosTokenIds: Array.isArray(eos)
+      ? eos.filter((x): x is number => typeof x === "number")
+      : num(eos) !== null
+        ? [eos as number]
+        : [],
     padTokenId: num(raw.pad_token_id),
     doSample: typeof raw.do_sample === "boolean" ? raw.do_sample : null,
     temperature: num(raw.temperature),

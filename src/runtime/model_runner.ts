@@ -70,7 +70,10 @@ export class ModelRunner {
 
   get tokenizer() {
     const t = this.session.tokenizer;
-    if (!t) throw new InvalidArgumentError(`engine ${this.session.dir} has no tokenizer.json; pass token ids instead of text`);
+    if (!t)
+      throw new InvalidArgumentError(
+        `engine ${this.session.dir} has no tokenizer.json; pass token ids instead of text`,
+      );
     return t;
   }
 
@@ -79,9 +82,11 @@ export class ModelRunner {
   }
 
   encode(prompt: Prompt, addSpecialTokens = true): number[] {
-    const ids = typeof prompt === "string" ? this.tokenizer.encode(prompt, { addSpecialTokens }).ids : [...prompt.ids];
+    const ids =
+      typeof prompt === "string" ? this.tokenizer.encode(prompt, { addSpecialTokens }).ids : [...prompt.ids];
     const V = this.session.config.model.vocabSize;
-    for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= V) throw new InvalidTokenIdError(id, V);
+    for (const id of ids)
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new InvalidTokenIdError(id, V);
     if (ids.length === 0) throw new InvalidArgumentError("the prompt is empty: give at least one token");
     if (ids.length >= this.maxSeqLen) throw new ContextWindowExceededError(ids.length, this.maxSeqLen);
     return ids;
@@ -125,9 +130,11 @@ export class ModelRunner {
     if (!(temperature >= 0) || !Number.isFinite(temperature)) {
       throw new InvalidArgumentError(`temperature must be a finite number ≥ 0, got ${temperature}`);
     }
-    if (!Number.isInteger(topK) || topK < 0) throw new InvalidArgumentError(`topK must be an integer ≥ 0, got ${topK}`);
+    if (!Number.isInteger(topK) || topK < 0)
+      throw new InvalidArgumentError(`topK must be an integer ≥ 0, got ${topK}`);
     if (!(topP > 0 && topP <= 1)) throw new InvalidArgumentError(`topP must be in (0, 1], got ${topP}`);
-    if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError(`seed must be an integer ≥ 0, got ${seed}`);
+    if (!Number.isSafeInteger(seed) || seed < 0)
+      throw new InvalidArgumentError(`seed must be an integer ≥ 0, got ${seed}`);
     return { greedy: greedy || temperature === 0, temperature, topK, topP, seed };
   }
 
@@ -152,7 +159,9 @@ export class ModelRunner {
     const allocator = new BlockAllocator(backend.numKvBlocks);
     const seqs = ids.map((p, i) => new Sequence(i, p, blockSize));
     const detok = seqs.map(() =>
-      this.session.tokenizer ? new IncrementalDetokenizer(this.session.tokenizer, { skipSpecialTokens: true }) : null,
+      this.session.tokenizer
+        ? new IncrementalDetokenizer(this.session.tokenizer, { skipSpecialTokens: true })
+        : null,
     );
     try {
       let active = seqs;

@@ -50,7 +50,9 @@ export class Session {
   /** End-of-sequence ids: generation_config.json, else config.json, plus the tokenizer's. */
   get eosTokenIds(): number[] {
     const ids = new Set<number>(
-      this.generationDefaults.eosTokenIds.length ? this.generationDefaults.eosTokenIds : this.config.model.eosTokenIds,
+      this.generationDefaults.eosTokenIds.length
+        ? this.generationDefaults.eosTokenIds
+        : this.config.model.eosTokenIds,
     );
     for (const id of this.tokenizer?.eosTokenIds ?? []) ids.add(id);
     return [...ids];

@@ -104,7 +104,9 @@ function parseAddedTokensDecoder(value: unknown, source: string): number[] {
 /** Parses tokenizer_config.json (`{}` when the checkpoint has none). `source` names it in errors. */
 export function parseTokenizerConfig(json: unknown, source: string): TokenizerConfig {
   if (!isRecord(json)) {
-    throw new TokenizerError(`${source} must hold a JSON object, got ${Array.isArray(json) ? "an array" : typeof json}`);
+    throw new TokenizerError(
+      `${source} must hold a JSON object, got ${Array.isArray(json) ? "an array" : typeof json}`,
+    );
   }
   const raw: Record<string, unknown> = { ...json };
   const named = new Map<string, string | null>();
@@ -130,8 +132,11 @@ export function parseTokenizerConfig(json: unknown, source: string): TokenizerCo
     addEosToken: optionalBoolean(json, "add_eos_token", source),
     cleanUpTokenizationSpaces: optionalBoolean(json, "clean_up_tokenization_spaces", source),
     cleanUpForBpe:
-      optionalBoolean(json, "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output", source) ??
-      false,
+      optionalBoolean(
+        json,
+        "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output",
+        source,
+      ) ?? false,
     chatTemplate: parseChatTemplate(json.chat_template, source),
     raw,
   };

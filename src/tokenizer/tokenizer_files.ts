@@ -19,7 +19,9 @@ function readText(path: string): string {
     return readFileSync(path, "utf8");
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    throw new TokenizerError(`cannot read ${path} (${reason}); check that it is a readable file`, { cause: err });
+    throw new TokenizerError(`cannot read ${path} (${reason}); check that it is a readable file`, {
+      cause: err,
+    });
   }
 }
 
@@ -43,7 +45,9 @@ function readJson(path: string): unknown {
 
 export function readTokenizerFiles(dir: string): TokenizerFiles {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    throw new TokenizerError(`model directory ${dir} does not exist or is not a directory; pass a checkpoint directory`);
+    throw new TokenizerError(
+      `model directory ${dir} does not exist or is not a directory; pass a checkpoint directory`,
+    );
   }
   const tokenizerJsonPath = join(dir, "tokenizer.json");
   const tokenizerConfigPath = join(dir, "tokenizer_config.json");
@@ -53,7 +57,9 @@ export function readTokenizerFiles(dir: string): TokenizerFiles {
       ? " The directory has only tokenizer.model (SentencePiece); convert it once with transformers:" +
         ` python -c "from transformers import AutoTokenizer as T; T.from_pretrained('${dir}').save_pretrained('${dir}')"`
       : " Copy tokenizer.json from the model's Hugging Face repository into the directory.";
-    throw new TokenizerError(`${tokenizerJsonPath} not found: kiln needs the Hugging Face tokenizer.json.${sentencePiece}`);
+    throw new TokenizerError(
+      `${tokenizerJsonPath} not found: kiln needs the Hugging Face tokenizer.json.${sentencePiece}`,
+    );
   }
   return {
     tokenizerJson: readJson(tokenizerJsonPath),

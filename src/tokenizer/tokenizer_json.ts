@@ -60,21 +60,28 @@ export function prepareTokenizerJson(
   config: TokenizerConfig,
   source: string,
 ): PreparedTokenizerJson {
-  const hint = "it should be the tokenizer.json that Hugging Face tokenizers saves (tokenizer.save / save_pretrained)";
+  const hint =
+    "it should be the tokenizer.json that Hugging Face tokenizers saves (tokenizer.save / save_pretrained)";
   if (!isRecord(input)) {
-    throw new TokenizerError(`${source} must hold a JSON object, got ${Array.isArray(input) ? "an array" : typeof input}; ${hint}`);
+    throw new TokenizerError(
+      `${source} must hold a JSON object, got ${Array.isArray(input) ? "an array" : typeof input}; ${hint}`,
+    );
   }
   const model = input.model;
   if (!isRecord(model)) throw new TokenizerError(`${source} has no "model" object; ${hint}`);
   const vocab = model.vocab;
   if (!(isRecord(vocab) || Array.isArray(vocab))) {
-    throw new TokenizerError(`${source}: "model" has no "vocab" (type ${JSON.stringify(model.type)}); ${hint}`);
+    throw new TokenizerError(
+      `${source}: "model" has no "vocab" (type ${JSON.stringify(model.type)}); ${hint}`,
+    );
   }
   const json: Record<string, unknown> = { ...input };
   for (const key of OPTIONAL_PARTS) json[key] ??= null;
   json.added_tokens ??= [];
   if (!Array.isArray(json.added_tokens)) {
-    throw new TokenizerError(`${source}: "added_tokens" must be a list of {id, content, special, ...}; ${hint}`);
+    throw new TokenizerError(
+      `${source}: "added_tokens" must be a list of {id, content, special, ...}; ${hint}`,
+    );
   }
 
   if (json.post_processor === null && (config.addBosToken === true || config.addEosToken === true)) {

@@ -1,8 +1,8 @@
 // The fusion passes change the plan, never the numbers: fused and unfused engines of every
 // architecture give the same logits (prefill and decode), and the fused plan has the fused ops.
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
 import { join } from "node:path";
+import { after, describe, test } from "node:test";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { openEngine } from "../../src/engine/reader.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
@@ -38,7 +38,8 @@ for (const arch of Object.keys(TINY_CONFIGS)) {
       const [ra] = await a.generate(prompt, { greedy: true, maxNewTokens: 12, ignoreEos: true });
       const [rb] = await b.generate(prompt, { greedy: true, maxNewTokens: 12, ignoreEos: true });
       assert.deepEqual(ra.outputIds, rb.outputIds);
-      for (let i = 0; i < ra.logProbs.length; i++) assert.ok(Math.abs(ra.logProbs[i] - rb.logProbs[i]) < 1e-5);
+      for (let i = 0; i < ra.logProbs.length; i++)
+        assert.ok(Math.abs(ra.logProbs[i] - rb.logProbs[i]) < 1e-5);
       a.dispose();
       b.dispose();
     });

@@ -17,7 +17,10 @@ describe("kiln CLI: bad input", () => {
   });
 
   test("run --json on ids works (the baseline the errors are measured against)", () => {
-    const r = kiln(["run", "--model", model.dir, "--input-ids", "1,2,3", "--max-new-tokens", "5", "--greedy", "--json"], env);
+    const r = kiln(
+      ["run", "--model", model.dir, "--input-ids", "1,2,3", "--max-new-tokens", "5", "--greedy", "--json"],
+      env,
+    );
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout);
     assert.equal(out.outputIds.length, 5);
@@ -29,7 +32,10 @@ describe("kiln CLI: bad input", () => {
   test("unsupported architecture", () => {
     const m = writeTinyModel("llama");
     try {
-      writeFileSync(join(m.dir, "config.json"), JSON.stringify({ ...TINY_CONFIGS.llama, architectures: ["FalconForCausalLM"] }));
+      writeFileSync(
+        join(m.dir, "config.json"),
+        JSON.stringify({ ...TINY_CONFIGS.llama, architectures: ["FalconForCausalLM"] }),
+      );
       const r = kiln(["run", "--model", m.dir, "--input-ids", "1,2"], env);
       assertUserError(r, "UnsupportedArchitectureError", /FalconForCausalLM.*LlamaForCausalLM/s);
       const v = kiln(["run", "--model", m.dir, "--input-ids", "1,2", "--verbose"], env);
@@ -57,7 +63,11 @@ describe("kiln CLI: bad input", () => {
       const bytes = readFileSync(st);
       bytes.writeBigUInt64LE(BigInt(bytes.length * 2), 0);
       writeFileSync(st, bytes);
-      assertUserError(kiln(["run", "--model", m.dir, "--input-ids", "1"], env), "SafetensorsError", /model\.safetensors/);
+      assertUserError(
+        kiln(["run", "--model", m.dir, "--input-ids", "1"], env),
+        "SafetensorsError",
+        /model\.safetensors/,
+      );
     } finally {
       m.cleanup();
     }
@@ -73,24 +83,52 @@ describe("kiln CLI: bad input", () => {
   });
 
   test("token id out of range, malformed ids, bad flag values, missing dir", () => {
-    assertUserError(kiln(["run", "--model", model.dir, "--input-ids", "1,99"], env), "InvalidTokenIdError", /99.*61/);
-    assertUserError(kiln(["run", "--model", model.dir, "--input-ids", "1,x"], env), "InvalidArgumentError", /"x"/);
-    assertUserError(kiln(["run", "--model", model.dir, "--max-new-tokens", "0"], env), "InvalidArgumentError", /--max-new-tokens/);
-    assertUserError(kiln(["run", "--model", model.dir, "--dtype", "fp8"], env), "InvalidArgumentError", /fp8/);
-    assertUserError(kiln(["run", "--model", join(model.dir, "nope")], env), "InvalidArgumentError", /no such directory/);
+    assertUserError(
+      kiln(["run", "--model", model.dir, "--input-ids", "1,99"], env),
+      "InvalidTokenIdError",
+      /99.*61/,
+    );
+    assertUserError(
+      kiln(["run", "--model", model.dir, "--input-ids", "1,x"], env),
+      "InvalidArgumentError",
+      /"x"/,
+    );
+    assertUserError(
+      kiln(["run", "--model", model.dir, "--max-new-tokens", "0"], env),
+      "InvalidArgumentError",
+      /--max-new-tokens/,
+    );
+    assertUserError(
+      kiln(["run", "--model", model.dir, "--dtype", "fp8"], env),
+      "InvalidArgumentError",
+      /fp8/,
+    );
+    assertUserError(
+      kiln(["run", "--model", join(model.dir, "nope")], env),
+      "InvalidArgumentError",
+      /no such directory/,
+    );
     const r = kiln(["run", "--bogus-flag"], env);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /unknown option/);
   });
 
   test("text prompt without a tokenizer says to pass ids", () => {
-    assertUserError(kiln(["run", "--model", model.dir, "--prompt", "hi"], env), "InvalidArgumentError", /tokenizer\.json.*token ids/);
+    assertUserError(
+      kiln(["run", "--model", model.dir, "--prompt", "hi"], env),
+      "InvalidArgumentError",
+      /tokenizer\.json.*token ids/,
+    );
   });
 
   test("unreadable tokenizer", () => {
     const dir = join(cache.dir, "badtok");
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "tokenizer.json"), "{ not json");
-    assertUserError(kiln(["tokenize", "--model", dir, "--text", "hi"], env), "TokenizerError", /tokenizer\.json/);
+    assertUserError(
+      kiln(["tokenize", "--model", dir, "--text", "hi"], env),
+      "TokenizerError",
+      /tokenizer\.json/,
+    );
   });
 });

@@ -1,9 +1,10 @@
 // Engine format: self-describing, versioned, validated on load; the content-addressed cache hits on
 // a second run and misses when anything that shapes the engine changes.
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync, unlinkSync } from "node:fs";
+import { readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { resolveBuildConfig } from "../../src/builder/build_config.ts";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { resolveEngine } from "../../src/builder/engine_cache.ts";
 import { MissingTensorError } from "../../src/checkpoint/errors.ts";
@@ -11,7 +12,6 @@ import { cacheRoot, engineCacheKey } from "../../src/engine/cache.ts";
 import { EngineError } from "../../src/engine/errors.ts";
 import { ENGINE_FORMAT_VERSION } from "../../src/engine/format.ts";
 import { openEngine } from "../../src/engine/reader.ts";
-import { resolveBuildConfig } from "../../src/builder/build_config.ts";
 import { KILN_VERSION } from "../../src/version.ts";
 import { tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
 
@@ -50,7 +50,10 @@ describe("engine format", () => {
     const cfgPath = join(dir, "config.json");
     const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
     writeFileSync(cfgPath, JSON.stringify({ ...cfg, formatVersion: 999 }));
-    assert.throws(() => openEngine(dir), (e: unknown) => e instanceof EngineError && /version 999.*rebuild/s.test(e.message));
+    assert.throws(
+      () => openEngine(dir),
+      (e: unknown) => e instanceof EngineError && /version 999.*rebuild/s.test(e.message),
+    );
   });
 
   test("bad magic and truncation are detected", () => {
@@ -59,11 +62,17 @@ describe("engine format", () => {
     const path = join(dir, "rank0.engine");
     const bytes = readFileSync(path);
     writeFileSync(path, bytes.subarray(0, bytes.length - 300));
-    assert.throws(() => openEngine(dir), (e: unknown) => e instanceof EngineError && /truncated/.test(e.message));
+    assert.throws(
+      () => openEngine(dir),
+      (e: unknown) => e instanceof EngineError && /truncated/.test(e.message),
+    );
     const bad = Buffer.from(bytes);
     bad.write("NOTKILN!", 0, "latin1");
     writeFileSync(path, bad);
-    assert.throws(() => openEngine(dir), (e: unknown) => e instanceof EngineError && /bad magic/.test(e.message));
+    assert.throws(
+      () => openEngine(dir),
+      (e: unknown) => e instanceof EngineError && /bad magic/.test(e.message),
+    );
   });
 
   test("a checkpoint missing tensors lists every missing name", () => {

@@ -85,7 +85,10 @@ export interface TinyModel {
 }
 
 /** Writes config.json and model.safetensors (F32) with every tensor the architecture reads. */
-export function writeTinyModel(arch: keyof typeof TINY_CONFIGS | Record<string, unknown>, seed = 1): TinyModel {
+export function writeTinyModel(
+  arch: keyof typeof TINY_CONFIGS | Record<string, unknown>,
+  seed = 1,
+): TinyModel {
   const raw = typeof arch === "string" ? TINY_CONFIGS[arch] : arch;
   const dir = mkdtempSync(join(tmpdir(), "kiln-tiny-"));
   const config = parseHfConfig(raw, "tiny config");

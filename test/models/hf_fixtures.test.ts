@@ -33,14 +33,25 @@ const LOGIT_TOL = 1e-3;
 export function checkCase(runner: ModelRunner, c: Case, label: string): Promise<void> {
   return (async () => {
     if (c.prompt !== null) {
-      assert.deepEqual(runner.encode(c.prompt), c.promptIds, `${label}: tokenization of ${JSON.stringify(c.prompt)}`);
+      assert.deepEqual(
+        runner.encode(c.prompt),
+        c.promptIds,
+        `${label}: tokenization of ${JSON.stringify(c.prompt)}`,
+      );
     }
     const prompt = c.prompt !== null ? c.prompt : { ids: c.promptIds };
-    const [out] = await runner.generate(prompt, { greedy: true, maxNewTokens: c.outputIds.length, ignoreEos: true });
+    const [out] = await runner.generate(prompt, {
+      greedy: true,
+      maxNewTokens: c.outputIds.length,
+      ignoreEos: true,
+    });
     assert.deepEqual(out.promptIds, c.promptIds, `${label}: prompt ids`);
     assert.deepEqual(out.outputIds, c.outputIds, `${label}: greedy tokens`);
     out.logProbs.forEach((lp, t) => {
-      assert.ok(Math.abs(lp - c.logProbs[t]) <= LOGPROB_TOL, `${label}: step ${t} log-prob ${lp} vs HF ${c.logProbs[t]}`);
+      assert.ok(
+        Math.abs(lp - c.logProbs[t]) <= LOGPROB_TOL,
+        `${label}: step ${t} log-prob ${lp} vs HF ${c.logProbs[t]}`,
+      );
     });
   })();
 }

@@ -1,11 +1,11 @@
 // Batched generation equals single-request generation, for prompts of different lengths, and a
 // prefill split into chunks gives the logits of the whole prefill (the executor relies on both).
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
 import { join } from "node:path";
+import { after, describe, test } from "node:test";
 import { buildEngine } from "../../src/builder/builder.ts";
-import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { BlockAllocator } from "../../src/runtime/block_allocator.ts";
+import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Sequence } from "../../src/runtime/sequence.ts";
 import { buildStep } from "../../src/runtime/step_builder.ts";
 import { TINY_CONFIGS, writeTinyModel } from "../helpers/tiny_model.ts";

@@ -1,8 +1,8 @@
 // The CPU backend: interprets an engine's plan op by op in fp32 TypeScript. It is the reference the
 // CUDA kernels are tested against, so it favours the obvious over the clever; only `linear` is tuned.
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
-import type { LoadedEngine } from "../../engine/reader.ts";
 import type { Op, Plan } from "../../engine/format.ts";
+import type { LoadedEngine } from "../../engine/reader.ts";
 import type { ExecutionBackend, StepInput } from "../../runtime/step.ts";
 import {
   act,
@@ -43,11 +43,21 @@ export class CpuBackend implements ExecutionBackend {
   ) {
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = kvBlockSize;
-    this.kvBytesPerBlock = CpuKvPool.bytesPerBlock(model.numLayers, kvBlockSize, model.numKvHeads, model.headDim);
+    this.kvBytesPerBlock = CpuKvPool.bytesPerBlock(
+      model.numLayers,
+      kvBlockSize,
+      model.numKvHeads,
+      model.headDim,
+    );
   }
 
   static fromEngine(engine: LoadedEngine): CpuBackend {
-    return new CpuBackend(engine.config.model, engine.header.plan, loadCpuWeights(engine), engine.config.build.kvBlockSize);
+    return new CpuBackend(
+      engine.config.model,
+      engine.header.plan,
+      loadCpuWeights(engine),
+      engine.config.build.kvBlockSize,
+    );
   }
 
   get numKvBlocks(): number {
@@ -92,7 +102,15 @@ export class CpuBackend implements ExecutionBackend {
         case "linear": {
           const x = get(op.x);
           const out = new Float32Array(x.rows * op.outFeatures);
-          linear(x.data, w(op.weight), op.bias ? w(op.bias) : null, x.rows, op.inFeatures, op.outFeatures, out);
+          linear(
+            x.data,
+            w(op.weight),
+            op.bias ? w(op.bias) : null,
+            x.rows,
+            op.inFeatures,
+            op.outFeatures,
+            out,
+          );
           acts.set(op.out, { data: out, rows: x.rows });
           break;
         }
@@ -134,7 +152,8 @@ export class CpuBackend implements ExecutionBackend {
           op.outs.forEach((name, i) => {
             const width = op.widths[i];
             const out = new Float32Array(x.rows * width);
-            for (let r = 0; r < x.rows; r++) out.set(x.data.subarray(r * total + col, r * total + col + width), r * width);
+            for (let r = 0; r < x.rows; r++)
+              out.set(x.data.subarray(r * total + col, r * total + col + width), r * width);
             acts.set(name, { data: out, rows: x.rows });
             col += width;
           });

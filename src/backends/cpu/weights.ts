@@ -4,6 +4,7 @@ import type { LoadedEngine } from "../../engine/reader.ts";
 
 export function loadCpuWeights(engine: LoadedEngine): Map<string, Float32Array> {
   const weights = new Map<string, Float32Array>();
-  for (const entry of engine.header.weights) weights.set(entry.name, toF32(engine.readWeight(entry), entry.dtype));
+  for (const entry of engine.header.weights)
+    weights.set(entry.name, toF32(engine.readWeight(entry), entry.dtype));
   return weights;
 }

@@ -39,7 +39,7 @@ export function fuseAddRmsNorm(net: Network): Network {
     if (add.kind !== "add") continue;
     const normIdx = ops.findIndex((o, j) => j > i && opInputs(o).includes(add.out));
     const norm = ops[normIdx];
-    if (!norm || norm.kind !== "rms_norm" || norm.groupWidth || norm.x !== add.out) continue;
+    if (norm?.kind !== "rms_norm" || norm.groupWidth || norm.x !== add.out) continue;
     const laterReadsA = ops.slice(i + 1).some((o) => opInputs(o).includes(add.a));
     if (laterReadsA || add.a === output) continue;
     const fused: Op = {

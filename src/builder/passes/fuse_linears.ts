@@ -58,8 +58,21 @@ export function fuseSiblingLinears(net: Network): Network {
     }
     const outFeatures = group.reduce((s, g) => s + g.outFeatures, 0);
     const out = `${weight.replace(/\.weight$/, "")}#fused`;
-    ops.push({ kind: "linear", x: op.x, out, inFeatures: op.inFeatures, outFeatures, weight, ...(bias ? { bias } : {}) });
-    ops.push({ kind: "split", x: out, outs: group.map((g) => g.out), widths: group.map((g) => g.outFeatures) });
+    ops.push({
+      kind: "linear",
+      x: op.x,
+      out,
+      inFeatures: op.inFeatures,
+      outFeatures,
+      weight,
+      ...(bias ? { bias } : {}),
+    });
+    ops.push({
+      kind: "split",
+      x: out,
+      outs: group.map((g) => g.out),
+      widths: group.map((g) => g.outFeatures),
+    });
   }
   return { ...net, ops, weights: pruneWeights(ops, weights) };
 }
