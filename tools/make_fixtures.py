@@ -552,8 +552,7 @@ def dynamic_rope_notes(d, cfg):
         after = rot.inv_freq.clone()
     notes.append(f"on one model object: inv_freq grows for a 40-token forward: {not torch.equal(inv0, grown)}; a "
                  f"5-token forward afterwards is back at the original inv_freq: {torch.equal(inv0, after)} "
-                 f"(attributes now: max_seq_len_cached={getattr(rot, 'max_seq_len_cached', None)}, "
-                 f"None_max_seq_len_cached={getattr(rot, 'None_max_seq_len_cached', None)}). "
+                 f"(max_seq_len_cached now {getattr(rot, 'max_seq_len_cached', None)}). "
                  "Each case here is computed on a freshly loaded model so that history cannot matter.")
     notes.append("Semantics with the KV cache: inv_freq is recomputed in each forward from seq_len = max(position_ids)+1 "
                  "when that exceeds max_position_embeddings; keys already in the cache keep the rotation they got "
