@@ -14,9 +14,11 @@ for the exact command used on the device machine. Writes into DIR:
     README.md                model card (architecture, data, steps, losses, device, date, command)
 
 Training: 90/10 train/val split of the token stream, AdamW, linear warmup then cosine decay, bf16
-autocast, batch 64 x 256 tokens, --steps steps or --max-seconds of wall clock, whichever comes
-first. Validation loss is measured every 250 steps and the weights with the best validation loss
-are the ones saved (the corpus is small and the model overfits if it runs long).
+autocast, batch 64 x 256 tokens, training-only dropout. The corpus is small and the model memorises
+it within a few hundred steps, so --runs makes several runs from the same seed (by default 2500
+steps with dropout 0.2, 1000 steps with 0.2 and 600 with 0.1), all within --max-seconds of wall
+clock (240); validation loss is measured every 50 steps and the run and step with the best
+validation loss are the weights saved.
 """
 
 import argparse
@@ -100,13 +102,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="tinyshakespeare.txt")
     ap.add_argument("--out", required=True, help="output checkpoint directory")
-    ap.add_argument("--steps", type=int, default=2500)
-    ap.add_argument("--max-seconds", type=float, default=240.0, help="wall-clock cap for the training loop")
+    ap.add_argument("--runs", default="2500:0.2,1000:0.2,600:0.1",
+                    help="training runs as STEPS:DROPOUT,...; each starts from the same seed and the run and step "
+                         "with the best validation loss are kept")
+    ap.add_argument("--max-seconds", type=float, default=240.0, help="wall-clock cap for all training runs together")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--log-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=1337)
     args = ap.parse_args()
     command = "python3 tools/train_default_model.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -151,27 +156,7 @@ def main():
         pad_token_id=PAD_ID,
         use_cache=True,
     )
-    model = LlamaForCausalLM(config).to(dev)
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {n_params} parameters ({n_params / 1e6:.3f} M), bf16 size {2 * n_params / 1e6:.2f} MB")
-
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=True,
-    )
-    min_lr = args.lr * 0.1
-
-    def lr_at(step):
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        t = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return min_lr + 0.5 * (args.lr - min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
-
     B, T = args.batch_size, args.seq_len
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(args.seed)
 
     def batch(src, g):
         ix = torch.randint(0, len(src) - T - 1, (B,), device=dev, generator=g)
@@ -185,56 +170,115 @@ def main():
 
     @torch.no_grad()
     def evaluate(m, n_batches=20, seed=0):
+        was_training = m.training
         m.eval()
         g = torch.Generator(device=dev)
         out = {}
         for name, src in (("train", train_ids), ("val", val_ids)):
             g.manual_seed(seed)
             out[name] = float(torch.stack([loss_of(m, batch(src, g)) for _ in range(n_batches)]).mean())
-        m.train()
+        m.train(was_training)
         return out
 
-    model.train()
-    best = {"val": float("inf"), "step": 0, "state": None, "train": None}
-    history = []
-    t0 = time.time()
-    step = 0
-    stopped_by = "steps"
-    while step < args.steps:
-        if time.time() - t0 > args.max_seconds:
-            stopped_by = "wall-clock cap"
-            break
-        for g_ in opt.param_groups:
-            g_["lr"] = lr_at(step)
-        loss = loss_of(model, batch(train_ids, gen))
-        loss_value = loss.detach()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        if step % args.eval_every == 0 or step == args.steps:
+    def train_run(steps, dropout, seconds_left):
+        """One training run from a fresh initialisation; returns the best-validation weights."""
+        seed_everything(args.seed)
+        model = LlamaForCausalLM(config).to(dev)
+        # residual/embedding dropout for training only, as forward hooks (nothing of it is saved)
+        hooks = []
+        if dropout > 0:
+            def drop(mod, inp, out):
+                return F.dropout(out, dropout, mod.training)
+            hooks.append(model.model.embed_tokens.register_forward_hook(drop))
+            for layer in model.model.layers:
+                hooks.append(layer.self_attn.o_proj.register_forward_hook(drop))
+                hooks.append(layer.mlp.down_proj.register_forward_hook(drop))
+        decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=True,
+        )
+        min_lr = args.lr * 0.1
+
+        def lr_at(step):
+            if step < args.warmup:
+                return args.lr * (step + 1) / args.warmup
+            t = (step - args.warmup) / max(1, steps - args.warmup)
+            return min_lr + 0.5 * (args.lr - min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(args.seed)
+        model.train()
+        best = {"val": float("inf"), "step": 0, "state": None, "train": None}
+        history = []
+        t0 = time.time()
+        step = 0
+        stopped_by = "steps"
+        loss_value = torch.tensor(float("nan"))
+        log(f"-- run: {steps} steps, dropout {dropout}, peak lr {args.lr}, {seconds_left:.0f}s of wall clock left")
+        while step < steps:
+            if time.time() - t0 > seconds_left:
+                stopped_by = "wall-clock cap"
+                break
+            for g_ in opt.param_groups:
+                g_["lr"] = lr_at(step)
+            loss = loss_of(model, batch(train_ids, gen))
+            loss_value = loss.detach()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            if step % args.eval_every == 0 or step == steps:
+                ev = evaluate(model)
+                history.append({"step": step, "loss": loss_value.item(), **ev, "seconds": round(time.time() - t0, 1)})
+                if step % args.log_every == 0 or step == steps:
+                    log(f"step {step:5d}  loss {loss_value.item():.4f}  train {ev['train']:.4f}  val {ev['val']:.4f}  "
+                        f"lr {lr_at(step - 1):.2e}  {time.time() - t0:.1f}s")
+                if ev["val"] < best["val"]:
+                    best = {"val": ev["val"], "train": ev["train"], "step": step,
+                            "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        if not history or history[-1]["step"] != step:
             ev = evaluate(model)
             history.append({"step": step, "loss": loss_value.item(), **ev, "seconds": round(time.time() - t0, 1)})
-            log(f"step {step:5d}  loss {loss_value.item():.4f}  train {ev['train']:.4f}  val {ev['val']:.4f}  "
-                f"lr {lr_at(step - 1):.2e}  {time.time() - t0:.1f}s")
+            log(f"step {step:5d}  train {ev['train']:.4f}  val {ev['val']:.4f}  (final)")
             if ev["val"] < best["val"]:
                 best = {"val": ev["val"], "train": ev["train"], "step": step,
                         "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-    train_seconds = time.time() - t0
-    if not history or history[-1]["step"] != step:
-        ev = evaluate(model)
-        history.append({"step": step, "loss": loss_value.item(), **ev, "seconds": round(train_seconds, 1)})
-        log(f"step {step:5d}  train {ev['train']:.4f}  val {ev['val']:.4f}  (final)")
-        if ev["val"] < best["val"]:
-            best = {"val": ev["val"], "train": ev["train"], "step": step,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-    log(f"trained {step} steps in {train_seconds:.1f}s (stopped by {stopped_by}); "
-        f"best val {best['val']:.4f} at step {best['step']}")
-    model.load_state_dict(best["state"])
+        for h in hooks:
+            h.remove()
+        seconds = time.time() - t0
+        log(f"-- run done: {step} steps in {seconds:.1f}s (stopped by {stopped_by}); best val {best['val']:.4f} "
+            f"at step {best['step']}")
+        return {"steps": steps, "dropout": dropout, "ran": step, "seconds": seconds, "stopped_by": stopped_by,
+                "best": best, "history": history, "model": model}
+
+    runs = []
+    t_train = time.time()
+    for spec in args.runs.split(","):
+        steps_s, drop_s = spec.split(":")
+        left = args.max_seconds - (time.time() - t_train)
+        if left <= 5:
+            log(f"-- skipping run {spec}: wall-clock cap reached")
+            continue
+        r = train_run(int(steps_s), float(drop_s), left)
+        r["model"] = r["model"].cpu() if r is not None else None
+        runs.append(r)
+    chosen = min(runs, key=lambda r: r["best"]["val"])
+    for r in runs:
+        if r is not chosen:
+            r["model"] = None
+    model = chosen["model"].to(dev)
+    model.load_state_dict(chosen["best"]["state"])
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model: {n_params} parameters ({n_params / 1e6:.3f} M), bf16 size {2 * n_params / 1e6:.2f} MB")
+    best, history, step = chosen["best"], chosen["history"], chosen["ran"]
+    train_seconds, stopped_by = chosen["seconds"], chosen["stopped_by"]
+    min_lr = args.lr * 0.1
     final = evaluate(model, n_batches=50, seed=12345)
-    log(f"selected checkpoint (step {best['step']}): train loss {final['train']:.4f}  val loss {final['val']:.4f} "
-        f"(50 batches, bf16 autocast)")
+    log(f"selected run: {chosen['steps']} steps, dropout {chosen['dropout']}; checkpoint at step {best['step']}: "
+        f"train loss {final['train']:.4f}  val loss {final['val']:.4f} (50 batches, bf16 autocast)")
 
     # ---- save ---------------------------------------------------------------------------------
     model.eval()
@@ -294,7 +338,12 @@ def main():
     log("chat template renders:", json.dumps(chat))
 
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    hist_rows = "\n".join(f"| {h['step']} | {h['train']:.4f} | {h['val']:.4f} | {h['seconds']} |" for h in history)
+    shown = [h for h in history if h["step"] % args.log_every == 0 or h["step"] in (best["step"], step)]
+    hist_rows = "\n".join(f"| {h['step']} | {h['train']:.4f} | {h['val']:.4f} | {h['seconds']} |"
+                          + (" saved |" if h["step"] == best["step"] else " |") for h in shown)
+    run_rows = "\n".join(f"| {r['steps']} | {r['dropout']} | {r['ran']} ({r['stopped_by']}) | {r['best']['step']} | "
+                         f"{r['best']['train']:.4f} | {r['best']['val']:.4f} |" + (" kept |" if r is chosen else " |")
+                         for r in runs)
     card = f"""---
 license: apache-2.0
 language: en
@@ -349,14 +398,22 @@ split into blank-line separated speeches, each encoded as `<|bos|> speech <|eos|
 - seed {args.seed}; AdamW (betas 0.9/0.95, weight decay 0.1 on matrices), peak lr {args.lr},
   {args.warmup} warmup steps then cosine decay to {min_lr:g}, gradient clipping 1.0
 - batch {B} x {T} tokens, bf16 autocast, PyTorch {torch.__version__}, transformers {transformers.__version__}
-- planned {args.steps} steps or {args.max_seconds:.0f} s of wall clock; ran {step} steps in {train_seconds:.0f} s
-  (stopped by {stopped_by})
-- validation loss measured every {args.eval_every} steps; the saved weights are those with the best
-  validation loss: step {best['step']}
+- dropout (training only, as forward hooks; not part of the architecture) on the embedding output and
+  on the outputs of every attention `o_proj` and MLP `down_proj`
+- the corpus is small ({n_train:,} training tokens) and a 4.7 M-parameter model memorises it within a
+  few hundred steps, so the script makes several runs from the same seed (`--runs STEPS:DROPOUT,...`,
+  all of them within a {args.max_seconds:.0f} s wall-clock cap), measures the validation loss every
+  {args.eval_every} steps, and keeps the run and step with the best validation loss
 - device: {device_name}; date: {date}
 
-| step | train loss | val loss | seconds |
-|---|---|---|---|
+| planned steps | dropout | ran | best step | train loss there | val loss there | |
+|---|---|---|---|---|---|---|
+{run_rows}
+
+The kept run ({chosen['steps']} steps, dropout {chosen['dropout']}, {train_seconds:.0f} s):
+
+| step | train loss | val loss | seconds | |
+|---|---|---|---|---|
 {hist_rows}
 
 Final losses of the saved weights (mean over 50 random batches of {B} x {T}, bf16 autocast):
@@ -383,8 +440,9 @@ Sampled (temperature 0.8, top-k 50, torch seed {args.seed}):
 {command}
 ```
 
-(see `tools/README.md` for running it on the GPU machine). GPU kernels are not bit-for-bit
-deterministic, so a rerun gives close but not identical weights.
+run on the GPU machine by `tools/regenerate_on_device.sh` (see `tools/README.md`), which trains
+into a temporary directory that is then copied to `models/default/`. GPU kernels are not
+bit-for-bit deterministic, so a rerun gives close but not identical weights.
 
 ## License
 
@@ -392,7 +450,9 @@ Apache-2.0 (the kiln project's license). The model was trained only on public-do
 (Shakespeare's plays).
 """
     open(os.path.join(args.out, "README.md"), "w").write(card)
-    summary = {"params": n_params, "steps": step, "best_step": best["step"], "train_loss": final["train"],
+    summary = {"runs": [{k: r[k] for k in ("steps", "dropout", "ran", "stopped_by")} | {"best_step": r["best"]["step"],
+                         "best_val": r["best"]["val"]} for r in runs],
+               "params": n_params, "steps": step, "best_step": best["step"], "train_loss": final["train"],
                "val_loss": final["val"], "reloaded": reloaded, "history": history, "device": device_name,
                "date": date, "seconds": round(time.time() - t_start, 1), "safetensors_bytes": st_size,
                "python": platform.python_version(), "torch": torch.__version__,

@@ -59,3 +59,44 @@ export function modelDirArg(v: string): string {
     );
   return v;
 }
+
+export function idListArg(flag: string) {
+  return (v: string): number[] => {
+    const parts = v.split(",").map((s) => s.trim());
+    if (parts.some((p) => !/^\d+$/.test(p))) {
+      throw new InvalidArgumentError(`${flag} expects comma-separated token ids like 1,2,3, got "${v}"`);
+    }
+    return parts.map(Number);
+  };
+}
+
+/** Repeatable word flags (--stop-words, --bad-words): text, or token ids written as "ids:1,2,3". */
+export function wordArg(flag: string) {
+  return (v: string, previous: (string | number[])[] = []): (string | number[])[] => {
+    if (v.startsWith("ids:")) return [...previous, idListArg(flag)(v.slice(4))];
+    if (v.length === 0) throw new InvalidArgumentError(`${flag} expects a non-empty word`);
+    return [...previous, v];
+  };
+}
+
+/** --embedding-bias ID:VALUE,ID:VALUE (like OpenAI's logit_bias). */
+export function biasArg(v: string): Record<number, number> {
+  const out: Record<number, number> = {};
+  for (const part of v.split(",")) {
+    const m = /^\s*(\d+)\s*:\s*(-?[\d.]+(?:e-?\d+)?)\s*$/i.exec(part);
+    if (!m || !Number.isFinite(Number(m[2]))) {
+      throw new InvalidArgumentError(
+        `--embedding-bias expects ID:VALUE pairs separated by commas (e.g. 13:-100,42:2.5), got "${part}"`,
+      );
+    }
+    out[Number(m[1])] = Number(m[2]);
+  }
+  return out;
+}
+
+export function earlyStoppingArg(v: string): boolean | "never" {
+  if (v === "true" || v === "1") return true;
+  if (v === "false" || v === "0") return false;
+  if (v === "never") return "never";
+  throw new InvalidArgumentError(`--early-stopping must be true, false or never, got "${v}"`);
+}

@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { KilnError } from "../errors.ts";
 import { KILN_VERSION } from "../version.ts";
 import { registerBuild } from "./build.ts";
+import { registerChat } from "./chat.ts";
 import { registerRun } from "./run.ts";
 import { registerTokenize } from "./tokenize.ts";
 
@@ -16,6 +17,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerRun(program);
+  registerChat(program);
   registerBuild(program);
   registerTokenize(program);
   for (const c of program.commands) c.option("--verbose", "print stack traces of errors").exitOverride();

@@ -1,19 +1,34 @@
-// `kiln run`: generate from a checkpoint or engine (built on the fly and cached).
+// `kiln run`: generate from a checkpoint or engine (built on the fly and cached). Every
+// SamplingConfig field is a flag named as the field in kebab case.
 import type { Command } from "commander";
 import { InvalidArgumentError } from "../errors.ts";
 import { type GenerateOptions, ModelRunner, type Prompt } from "../runtime/model_runner.ts";
-import { choiceArg, defaultModelDir, floatArg, idsArg, intArg, modelDirArg } from "./args.ts";
+import type { SamplingConfig } from "../runtime/sampling_config.ts";
+import {
+  biasArg,
+  choiceArg,
+  defaultModelDir,
+  earlyStoppingArg,
+  floatArg,
+  idListArg,
+  idsArg,
+  intArg,
+  modelDirArg,
+  wordArg,
+} from "./args.ts";
+import { chatPromptFromText } from "./chat.ts";
 
-interface RunFlags {
+interface RunFlags extends Partial<Omit<SamplingConfig, "stopWords" | "badWords" | "endId">> {
   model?: string;
   prompt?: string;
   inputIds?: number[];
-  maxNewTokens: number;
+  chat?: boolean;
+  system?: string;
   greedy?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
   seed?: number;
+  endId?: number[];
+  stopWords?: (string | number[])[];
+  badWords?: (string | number[])[];
   ignoreEos?: boolean;
   specialTokens: boolean;
   dtype?: "fp32" | "fp16" | "bf16";
@@ -23,6 +38,7 @@ interface RunFlags {
 }
 
 export function registerRun(program: Command): void {
+  const f = floatArg;
   program
     .command("run")
     .description("generate text from a model (a Hugging Face checkpoint dir or a kiln engine dir)")
@@ -33,13 +49,65 @@ export function registerRun(program: Command): void {
     )
     .option("--prompt <text>", "prompt text")
     .option("--input-ids <ids>", "prompt as comma-separated token ids", idsArg)
-    .option("--max-new-tokens <n>", "tokens to generate at most", intArg("--max-new-tokens", 1), 64)
-    .option("--greedy", "greedy decoding (argmax)")
-    .option("--temperature <t>", "sampling temperature", floatArg("--temperature"))
+    .option("--chat", "wrap the prompt in the model's chat template as a user message")
+    .option("--system <text>", "system message for --chat")
+    .option("--max-new-tokens <n>", "tokens to generate at most", intArg("--max-new-tokens", 1))
+    .option("--greedy", "greedy decoding (temperature 0)")
+    .option("--temperature <t>", "sampling temperature (0 = greedy)", f("--temperature"))
     .option("--top-k <k>", "sample from the k most likely tokens (0 = all)", intArg("--top-k", 0))
-    .option("--top-p <p>", "nucleus sampling mass", floatArg("--top-p"))
+    .option("--top-p <p>", "nucleus sampling mass", f("--top-p"))
+    .option("--top-p-decay <d>", "topP ← max(topP·d, topPMin) after each token", f("--top-p-decay"))
+    .option("--top-p-min <p>", "lower bound of the decayed topP", f("--top-p-min"))
+    .option(
+      "--top-p-reset-ids <id>",
+      "token that resets topP to its initial value",
+      intArg("--top-p-reset-ids", 0),
+    )
+    .option("--min-p <p>", "drop tokens below p × the top token's probability", f("--min-p"))
+    .option("--min-length <n>", "ban end ids until n tokens were generated", intArg("--min-length", 0))
+    .option("--repetition-penalty <p>", "HF repetition penalty (1 = off)", f("--repetition-penalty"))
+    .option("--presence-penalty <p>", "OpenAI presence penalty (0 = off)", f("--presence-penalty"))
+    .option("--frequency-penalty <p>", "OpenAI frequency penalty (0 = off)", f("--frequency-penalty"))
+    .option(
+      "--no-repeat-ngram-size <n>",
+      "never repeat an n-gram (0 = off)",
+      intArg("--no-repeat-ngram-size", 0),
+    )
     .option("--seed <s>", "random seed (same seed, same tokens)", intArg("--seed", 0))
+    .option("--random-seed <s>", "same as --seed", intArg("--random-seed", 0))
+    .option("--beam-width <n>", "beam search with n beams (1 = off)", intArg("--beam-width", 1))
+    .option("--length-penalty <p>", "beam score = logprob / length^p", f("--length-penalty"))
+    .option("--early-stopping <mode>", "beam search stopping: true, false or never", earlyStoppingArg)
+    .option(
+      "--beam-search-diversity-rate <r>",
+      "diverse beam search rate (0 = off)",
+      f("--beam-search-diversity-rate"),
+    )
+    .option(
+      "--num-return-sequences <n>",
+      "sequences returned per prompt",
+      intArg("--num-return-sequences", 1),
+    )
+    .option(
+      "--stop-words <word>",
+      'stop at this text (repeatable; "ids:1,2" for token ids)',
+      wordArg("--stop-words"),
+    )
+    .option(
+      "--bad-words <word>",
+      'never generate this (repeatable; "ids:1,2" for token ids)',
+      wordArg("--bad-words"),
+    )
+    .option("--embedding-bias <pairs>", "logit bias as ID:VALUE,ID:VALUE", biasArg)
+    .option(
+      "--end-id <ids>",
+      "end-of-sequence id(s), comma-separated (default: the model's)",
+      idListArg("--end-id"),
+    )
+    .option("--pad-id <id>", "padding id", intArg("--pad-id", 0))
     .option("--ignore-eos", "keep generating past end-of-sequence tokens")
+    .option("--return-context-logits", "include the prompt's logits in --json output")
+    .option("--return-generation-logits", "include each step's logits in --json output")
     .option("--no-special-tokens", "do not add BOS/special tokens to the prompt text")
     .option(
       "--dtype <dtype>",
@@ -52,9 +120,49 @@ export function registerRun(program: Command): void {
     .action(async (flags: RunFlags) => runCommand(flags));
 }
 
+const SAMPLING_FLAGS = [
+  "maxNewTokens",
+  "temperature",
+  "topK",
+  "topP",
+  "topPDecay",
+  "topPMin",
+  "topPResetIds",
+  "minP",
+  "minLength",
+  "repetitionPenalty",
+  "presencePenalty",
+  "frequencyPenalty",
+  "noRepeatNgramSize",
+  "randomSeed",
+  "beamWidth",
+  "lengthPenalty",
+  "earlyStopping",
+  "beamSearchDiversityRate",
+  "numReturnSequences",
+  "stopWords",
+  "badWords",
+  "embeddingBias",
+  "padId",
+  "returnContextLogits",
+  "returnGenerationLogits",
+] as const;
+
+export function generateOptionsFromFlags(f: RunFlags): GenerateOptions {
+  const o: Record<string, unknown> = {};
+  for (const k of SAMPLING_FLAGS) if (f[k as keyof RunFlags] !== undefined) o[k] = f[k as keyof RunFlags];
+  if (f.endId) o.endId = f.endId;
+  if (f.greedy) o.greedy = true;
+  if (f.seed !== undefined) o.seed = f.seed;
+  if (f.ignoreEos) o.ignoreEos = true;
+  o.addSpecialTokens = f.specialTokens;
+  return o as GenerateOptions;
+}
+
 async function runCommand(f: RunFlags): Promise<void> {
   if (f.prompt !== undefined && f.inputIds)
     throw new InvalidArgumentError("give either --prompt or --input-ids, not both");
+  if (f.chat && f.inputIds) throw new InvalidArgumentError("--chat needs --prompt text, not --input-ids");
   const dir = f.model ?? defaultModelDir();
   const runner = ModelRunner.fromDir(dir, {
     ...(f.dtype ? { dtype: f.dtype } : {}),
@@ -62,26 +170,44 @@ async function runCommand(f: RunFlags): Promise<void> {
     ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
   });
   try {
-    const prompt: Prompt = f.inputIds ? { ids: f.inputIds } : (f.prompt ?? defaultPrompt(runner));
-    const opts: GenerateOptions = {
-      maxNewTokens: f.maxNewTokens,
-      addSpecialTokens: f.specialTokens,
-      ...(f.greedy ? { greedy: true } : {}),
-      ...(f.temperature !== undefined ? { temperature: f.temperature } : {}),
-      ...(f.topK !== undefined ? { topK: f.topK } : {}),
-      ...(f.topP !== undefined ? { topP: f.topP } : {}),
-      ...(f.seed !== undefined ? { seed: f.seed } : {}),
-      ...(f.ignoreEos ? { ignoreEos: true } : {}),
-    };
+    const opts = generateOptionsFromFlags(f);
+    let prompt: Prompt = f.inputIds ? { ids: f.inputIds } : (f.prompt ?? defaultPrompt(runner));
+    if (f.chat)
+      prompt = { ids: chatPromptFromText(runner, typeof prompt === "string" ? prompt : "", f.system) };
     if (f.json) {
       const [out] = await runner.generate(prompt, opts);
-      const { outputIds, logProbs, text, finishReason } = out;
-      process.stdout.write(`${JSON.stringify({ outputIds, logProbs, text, finishReason })}\n`);
+      const json: Record<string, unknown> = {
+        outputIds: out.outputIds,
+        logProbs: out.logProbs,
+        text: out.text,
+        finishReason: out.finishReason,
+        sequences: out.sequences.map((s) => ({
+          outputIds: s.outputIds,
+          text: s.text,
+          cumLogProb: s.cumLogProb,
+          ...(s.score !== undefined ? { score: s.score } : {}),
+          finishReason: s.finishReason,
+        })),
+      };
+      if (out.contextLogits) json.contextLogits = Array.from(out.contextLogits);
+      if (out.generationLogits) json.generationLogits = out.generationLogits.map((g) => Array.from(g));
+      process.stdout.write(`${JSON.stringify(json)}\n`);
       return;
     }
     if (typeof prompt === "string") process.stdout.write(prompt);
-    for await (const ev of runner.stream(prompt, opts)) process.stdout.write(ev.text);
-    process.stdout.write("\n");
+    const single = (opts.beamWidth ?? 1) === 1 && (opts.numReturnSequences ?? 1) === 1;
+    if (single) {
+      for await (const ev of runner.stream(prompt, opts)) process.stdout.write(ev.text);
+      process.stdout.write("\n");
+      return;
+    }
+    // Several sequences (beams or samples): print each when done.
+    const [out] = await runner.generate(prompt, opts);
+    out.sequences.forEach((s, i) => {
+      process.stdout.write(
+        `${i === 0 ? "" : "\n"}--- sequence ${i} (${s.finishReason}, cumLogProb ${s.cumLogProb.toFixed(3)})\n${s.text}\n`,
+      );
+    });
   } finally {
     runner.dispose();
   }

@@ -11,6 +11,14 @@ export interface GenerationDefaults {
   temperature: number | null;
   topK: number | null;
   topP: number | null;
+  minP: number | null;
+  repetitionPenalty: number | null;
+  numBeams: number | null;
+  lengthPenalty: number | null;
+  earlyStopping: boolean | "never" | null;
+  noRepeatNgramSize: number | null;
+  maxNewTokens: number | null;
+  minNewTokens: number | null;
 }
 
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
@@ -39,5 +47,16 @@ export function readGenerationDefaults(dir: string): GenerationDefaults {
     temperature: num(raw.temperature),
     topK: num(raw.top_k),
     topP: num(raw.top_p),
+    minP: num(raw.min_p),
+    repetitionPenalty: num(raw.repetition_penalty),
+    numBeams: num(raw.num_beams),
+    lengthPenalty: num(raw.length_penalty),
+    earlyStopping:
+      raw.early_stopping === true || raw.early_stopping === false || raw.early_stopping === "never"
+        ? raw.early_stopping
+        : null,
+    noRepeatNgramSize: num(raw.no_repeat_ngram_size),
+    maxNewTokens: num(raw.max_new_tokens),
+    minNewTokens: num(raw.min_new_tokens),
   };
 }

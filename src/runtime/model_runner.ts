@@ -1,16 +1,16 @@
 // ModelRunner: the high-level API. `fromDir` takes a checkpoint (built into a cached engine on the
-// fly) or an engine; `generate` runs prompts (text or ids, batched) to completion; `stream` yields
-// tokens as they are produced.
+// fly) or an engine; `generate` runs prompts (text or ids; a list, padded or packed) to completion;
+// `stream` yields tokens as they are produced. Decoding settings are SamplingConfig fields.
 import type { BuildConfig } from "../builder/build_config.ts";
 import { type ResolvedEngine, resolveEngine } from "../builder/engine_cache.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
-import { BlockAllocator } from "./block_allocator.ts";
-import { type SamplingParams, sampleToken } from "./decoding/sampler.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { ContextWindowExceededError, InvalidTokenIdError } from "./errors.ts";
-import { type FinishReason, Sequence } from "./sequence.ts";
+import { type DecodeOptions, GenerationSession } from "./generation_session.ts";
+import type { RequestOutput, StepOutput, TokenEvent } from "./outputs.ts";
+import type { SamplingConfig } from "./sampling_config.ts";
+import type { FinishReason } from "./sequence.ts";
 import { Session } from "./session.ts";
-import { buildStep } from "./step_builder.ts";
 
 export interface RunnerOptions extends Partial<BuildConfig> {
   /** Engine cache root (default: $KILN_CACHE_DIR, $XDG_CACHE_HOME/kiln or ~/.cache/kiln). */
@@ -19,44 +19,41 @@ export interface RunnerOptions extends Partial<BuildConfig> {
 
 export type Prompt = string | { ids: readonly number[] };
 
-export interface GenerateOptions {
-  maxNewTokens?: number;
-  /** Greedy decoding; otherwise sampling with temperature / topK / topP (defaults from generation_config.json). */
+/** A batch: a list of prompts, right/left-padded id rows, or packed ids with lengths. */
+export type PromptBatch =
+  | Prompt
+  | readonly Prompt[]
+  | { padded: readonly (readonly number[])[]; padId: number }
+  | { packed: ArrayLike<number>; lengths: readonly number[] };
+
+export interface GenerateOptions extends Partial<SamplingConfig>, DecodeOptions {
+  /** Shorthand for temperature 0. */
   greedy?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
+  /** Shorthand for randomSeed. */
   seed?: number;
-  /** Keep generating past end-of-sequence tokens (for tests and benchmarks). */
+  /** Keep generating past end ids (endId: []). */
   ignoreEos?: boolean;
   /** Add the tokenizer's special tokens (BOS) to text prompts (default true). */
   addSpecialTokens?: boolean;
-  signal?: AbortSignal;
 }
 
-export interface GenerationOutput {
-  promptIds: number[];
+export interface GenerationOutput extends RequestOutput {
+  /** The first sequence's fields, for the common single-sequence case. */
   outputIds: number[];
   logProbs: number[];
   text: string;
   finishReason: FinishReason;
 }
 
-export interface StreamEvent {
-  /** Which prompt of the batch this token belongs to. */
-  index: number;
-  tokenId: number;
-  logProb: number;
-  /** Text completed by this token (may be "" while a multi-byte character is incomplete). */
-  text: string;
-  finishReason: FinishReason | null;
-}
-
 export class ModelRunner {
+  readonly generation: GenerationSession;
+
   private constructor(
     readonly session: Session,
     readonly engine: ResolvedEngine,
-  ) {}
+  ) {
+    this.generation = new GenerationSession(session);
+  }
 
   static fromDir(dir: string, options: RunnerOptions = {}): ModelRunner {
     const { cacheDir, ...build } = options;
@@ -68,7 +65,7 @@ export class ModelRunner {
     return new ModelRunner(Session.open(engineDir, backend), { dir: engineDir, origin: "engine" });
   }
 
-  get tokenizer() {
+  get tokenizer(): Tokenizer {
     const t = this.session.tokenizer;
     if (!t)
       throw new InvalidArgumentError(
@@ -81,6 +78,7 @@ export class ModelRunner {
     return this.session.config.maxSeqLen;
   }
 
+  /** Prompt → token ids, validated against the vocabulary and the context window. */
   encode(prompt: Prompt, addSpecialTokens = true): number[] {
     const ids =
       typeof prompt === "string" ? this.tokenizer.encode(prompt, { addSpecialTokens }).ids : [...prompt.ids];
@@ -92,105 +90,87 @@ export class ModelRunner {
     return ids;
   }
 
-  async generate(prompts: Prompt | Prompt[], options: GenerateOptions = {}): Promise<GenerationOutput[]> {
-    const list = Array.isArray(prompts) ? prompts : [prompts];
-    const outputs: { ids: number[]; logProbs: number[]; finish: FinishReason | null }[] = list.map(() => ({
-      ids: [],
-      logProbs: [],
-      finish: null,
-    }));
-    let promptIds: number[][] = [];
-    for await (const ev of this.run(list, options, (p) => (promptIds = p))) {
-      const o = outputs[ev.index];
-      o.ids.push(ev.tokenId);
-      o.logProbs.push(ev.logProb);
-      o.finish = ev.finishReason;
+  /** The batch as id lists. */
+  encodeBatch(batch: PromptBatch, addSpecialTokens = true): number[][] {
+    if (typeof batch === "string" || (!Array.isArray(batch) && "ids" in batch))
+      return [this.encode(batch as Prompt, addSpecialTokens)];
+    if (Array.isArray(batch))
+      return (batch as readonly Prompt[]).map((p) => this.encode(p, addSpecialTokens));
+    if ("padded" in batch) {
+      return batch.padded.map((row) => {
+        let a = 0;
+        let b = row.length;
+        while (a < b && row[a] === batch.padId) a++;
+        while (b > a && row[b - 1] === batch.padId) b--;
+        return this.encode({ ids: row.slice(a, b) });
+      });
     }
-    return outputs.map((o, i) => ({
-      promptIds: promptIds[i],
-      outputIds: o.ids,
-      logProbs: o.logProbs,
-      text: this.session.tokenizer ? this.session.tokenizer.decode(o.ids, { skipSpecialTokens: true }) : "",
-      finishReason: o.finish ?? "length",
-    }));
-  }
-
-  /** Streams tokens of every prompt as they are generated, with their incremental text. */
-  stream(prompts: Prompt | Prompt[], options: GenerateOptions = {}): AsyncGenerator<StreamEvent> {
-    return this.run(Array.isArray(prompts) ? prompts : [prompts], options, () => {});
-  }
-
-  private samplingParams(o: GenerateOptions): SamplingParams {
-    const d = this.session.generationDefaults;
-    const greedy = o.greedy ?? (o.temperature === undefined && d.doSample === false);
-    const temperature = o.temperature ?? d.temperature ?? 1;
-    const topK = o.topK ?? d.topK ?? 0;
-    const topP = o.topP ?? d.topP ?? 1;
-    const seed = o.seed ?? 0;
-    if (!(temperature >= 0) || !Number.isFinite(temperature)) {
-      throw new InvalidArgumentError(`temperature must be a finite number ≥ 0, got ${temperature}`);
-    }
-    if (!Number.isInteger(topK) || topK < 0)
-      throw new InvalidArgumentError(`topK must be an integer ≥ 0, got ${topK}`);
-    if (!(topP > 0 && topP <= 1)) throw new InvalidArgumentError(`topP must be in (0, 1], got ${topP}`);
-    if (!Number.isSafeInteger(seed) || seed < 0)
-      throw new InvalidArgumentError(`seed must be an integer ≥ 0, got ${seed}`);
-    return { greedy: greedy || temperature === 0, temperature, topK, topP, seed };
-  }
-
-  private async *run(
-    prompts: Prompt[],
-    o: GenerateOptions,
-    onPromptIds: (ids: number[][]) => void,
-  ): AsyncGenerator<StreamEvent> {
-    const maxNewTokens = o.maxNewTokens ?? 64;
-    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) {
-      throw new InvalidArgumentError(`maxNewTokens must be a positive integer, got ${maxNewTokens}`);
-    }
-    const sampling = this.samplingParams(o);
-    const ids = prompts.map((p) => this.encode(p, o.addSpecialTokens ?? true));
-    onPromptIds(ids);
-    const backend = this.session.backend;
-    const blockSize = backend.kvBlockSize;
-    const eos = new Set(o.ignoreEos ? [] : this.session.eosTokenIds);
-    const limit = (p: number[]) => Math.min(p.length + maxNewTokens, this.maxSeqLen);
-    const blocksNeeded = ids.reduce((s, p) => s + Math.ceil(limit(p) / blockSize), 0);
-    if (backend.numKvBlocks < blocksNeeded) backend.allocateKvCache(blocksNeeded);
-    const allocator = new BlockAllocator(backend.numKvBlocks);
-    const seqs = ids.map((p, i) => new Sequence(i, p, blockSize));
-    const detok = seqs.map(() =>
-      this.session.tokenizer
-        ? new IncrementalDetokenizer(this.session.tokenizer, { skipSpecialTokens: true })
-        : null,
-    );
-    try {
-      let active = seqs;
-      let step = 0;
-      while (active.length > 0) {
-        o.signal?.throwIfAborted();
-        for (const s of active) s.reserve(s.ids.length, allocator);
-        const logits = backend.forward(buildStep(active)); // [active.length, vocab]
-        const V = backend.vocabSize;
-        for (let r = 0; r < active.length; r++) {
-          const s = active[r];
-          s.numComputed = s.ids.length;
-          const { token, logProb } = sampleToken(logits.subarray(r * V, (r + 1) * V), sampling, 0, step);
-          s.ids.push(token);
-          if (eos.has(token)) s.finishReason = "end";
-          else if (s.ids.length >= limit(s.promptIds as number[])) s.finishReason = "length";
-          let text = detok[s.index]?.push(token) ?? "";
-          if (s.finishReason) text += detok[s.index]?.flush() ?? "";
-          yield { index: s.index, tokenId: token, logProb, text, finishReason: s.finishReason };
-        }
-        for (const s of active) if (s.finishReason) s.release(allocator);
-        active = active.filter((s) => !s.finishReason);
-        step++;
-        // Let I/O and abort signals through between steps.
-        await new Promise<void>((resolve) => setImmediate(resolve));
+    if ("packed" in batch) {
+      const total = batch.lengths.reduce((x, y) => x + y, 0);
+      if (total !== batch.packed.length) {
+        throw new InvalidArgumentError(
+          `packed batch: lengths sum to ${total} but there are ${batch.packed.length} ids`,
+        );
       }
-    } finally {
-      for (const s of seqs) s.release(allocator);
+      let at = 0;
+      return batch.lengths.map((n) => {
+        const ids = Array.from({ length: n }, (_, i) => batch.packed[at + i]);
+        at += n;
+        return this.encode({ ids });
+      });
     }
+    throw new InvalidArgumentError("generate: unrecognised prompt batch");
+  }
+
+  private split(o: GenerateOptions): {
+    config: Partial<SamplingConfig>;
+    opts: DecodeOptions;
+    addSpecialTokens: boolean;
+  } {
+    const {
+      greedy,
+      seed,
+      ignoreEos,
+      addSpecialTokens,
+      stoppingCriteria,
+      logitsProcessors,
+      signal,
+      ...config
+    } = o;
+    if (greedy) config.temperature = 0;
+    if (seed !== undefined) config.randomSeed = seed;
+    if (ignoreEos) config.endId = [];
+    return {
+      config,
+      opts: { stoppingCriteria, logitsProcessors, signal },
+      addSpecialTokens: addSpecialTokens ?? true,
+    };
+  }
+
+  async generate(prompts: PromptBatch, options: GenerateOptions = {}): Promise<GenerationOutput[]> {
+    const { config, opts, addSpecialTokens } = this.split(options);
+    const outs = await this.generation.decode(this.encodeBatch(prompts, addSpecialTokens), config, opts);
+    return outs.map((o) => {
+      const first = o.sequences[0];
+      return {
+        ...o,
+        outputIds: first.outputIds,
+        logProbs: first.logProbs,
+        text: first.text,
+        finishReason: first.finishReason,
+      };
+    });
+  }
+
+  /** Every step's output (tokens with their text deltas; whole beams for beam search). */
+  steps(prompts: PromptBatch, options: GenerateOptions = {}): AsyncGenerator<StepOutput, RequestOutput[]> {
+    const { config, opts, addSpecialTokens } = this.split(options);
+    return this.generation.decodeStream(this.encodeBatch(prompts, addSpecialTokens), config, opts);
+  }
+
+  /** Tokens as they are generated, with incremental text. */
+  async *stream(prompts: PromptBatch, options: GenerateOptions = {}): AsyncGenerator<TokenEvent> {
+    for await (const step of this.steps(prompts, options)) yield* step.tokens;
   }
 
   dispose(): void {

@@ -20,6 +20,39 @@ export class Sequence {
     this.ids = [...promptIds];
   }
 
+  /** A copy that shares this sequence's full KV blocks and gets its own copy of the partial last
+   * block (the next token of each fork is written there). Call when ids.length === numComputed.
+   *
+   *   parent: [b3 full][b7 full][b9 partial]      child: [b3][b7][b12 = copy of b9]   (b3, b7 refcount 2)
+   */
+  fork(
+    index: number,
+    allocator: BlockAllocator,
+    copyBlocks: (src: number[], dst: number[]) => void,
+  ): Sequence {
+    const child = new Sequence(index, this.promptIds, this.blockSize);
+    child.ids.length = 0;
+    child.ids.push(...this.ids);
+    child.numComputed = this.numComputed;
+    child.logProbs.push(...this.logProbs);
+    const partial = this.numComputed % this.blockSize !== 0;
+    const full = partial ? this.blockTable.slice(0, -1) : [...this.blockTable];
+    allocator.share(full);
+    child.blockTable.push(...full);
+    if (partial) {
+      const fresh = allocator.allocate(1);
+      if (!fresh) {
+        allocator.release(full);
+        throw new KvCacheExhaustedError(
+          `the KV cache has no free block to fork sequence ${this.index}; lower the batch size, beam width or --max-new-tokens`,
+        );
+      }
+      copyBlocks([this.blockTable[this.blockTable.length - 1]], fresh);
+      child.blockTable.push(fresh[0]);
+    }
+    return child;
+  }
+
   get generated(): number[] {
     return this.ids.slice(this.promptIds.length);
   }

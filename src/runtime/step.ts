@@ -24,16 +24,22 @@ export interface StepInput {
   logitRows: Int32Array; // [numLogitRows]
 }
 
+import type { DecodingOps } from "./decoding/ops.ts";
+
 /** A backend executes an engine's plan, one step at a time, over a paged KV cache it owns. */
 export interface ExecutionBackend {
   readonly name: "cpu" | "cuda";
   readonly vocabSize: number;
   readonly kvBlockSize: number;
+  /** The backend's decoding operations (penalties, sampling) over logits it produced. */
+  readonly decoding: DecodingOps;
   /** (Re)allocates the KV pool to `numBlocks` blocks of every layer; contents are not kept. */
   allocateKvCache(numBlocks: number): void;
   readonly numKvBlocks: number;
   /** Bytes of KV cache one block takes over all layers (to size the pool). */
   readonly kvBytesPerBlock: number;
+  /** Copies whole KV blocks src[i] → dst[i] in every layer (forking a sequence's partial block). */
+  copyKvBlocks(src: readonly number[], dst: readonly number[]): void;
   /** Runs the plan; returns logits [numLogitRows, vocabSize]. */
   forward(step: StepInput): Float32Array;
   dispose(): void;

@@ -10,9 +10,19 @@ export interface CliResult {
   stderr: string;
 }
 
-export function kiln(args: string[], env: Record<string, string> = {}): CliResult {
+/** `input` is written to the command's stdin (a pipe, so not a TTY); without it stdin is empty. */
+export function kiln(
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { input?: string } = {},
+): CliResult {
   // A timeout turns a hang into a failing test instead of a stuck suite.
-  const r = spawnSync(KILN, args, { encoding: "utf8", timeout: 120_000, env: { ...process.env, ...env } });
+  const r = spawnSync(KILN, args, {
+    encoding: "utf8",
+    timeout: 120_000,
+    env: { ...process.env, ...env },
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -57,6 +57,21 @@ export function checkCase(runner: ModelRunner, c: Case, label: string): Promise<
 }
 
 const names = existsSync(FIXTURES) ? readdirSync(FIXTURES).sort() : [];
+const DEFAULT_MODEL = fileURLToPath(new URL("../../models/default", import.meta.url));
+const DEFAULT_EXPECTED = fileURLToPath(new URL("../fixtures/default_model_expected.json", import.meta.url));
+
+describe("HF fidelity: the bundled default model (bf16 weights, fp32 compute on both sides)", () => {
+  const expected: Expected = JSON.parse(readFileSync(DEFAULT_EXPECTED, "utf8"));
+  const cache = tempCache();
+  const runner = ModelRunner.fromDir(DEFAULT_MODEL, { cacheDir: cache.dir });
+  after(() => {
+    runner.dispose();
+    cache.cleanup();
+  });
+  expected.cases.forEach((c, i) => {
+    test(`case ${i} ${JSON.stringify(c.prompt)}`, () => checkCase(runner, c, `default case ${i}`));
+  });
+});
 test("fixtures are present", () => {
   assert.ok(names.length >= 7, `expected ≥ 7 fixtures in ${FIXTURES}, found ${names.length}`);
 });

@@ -16,6 +16,7 @@ import {
   rmsNorm,
   ropeInvFreq,
 } from "./kernels/index.ts";
+import { cpuDecodingOps } from "./decoding.ts";
 import { CpuKvPool } from "./kv_pool.ts";
 import { loadCpuWeights } from "./weights.ts";
 
@@ -32,6 +33,7 @@ export class CpuBackend implements ExecutionBackend {
   readonly vocabSize: number;
   readonly kvBlockSize: number;
   readonly kvBytesPerBlock: number;
+  readonly decoding = cpuDecodingOps;
   private kv: CpuKvPool | null = null;
   private readonly ropeCache = new Map<string, { invFreq: Float32Array; attentionScaling: number }>();
 
@@ -67,6 +69,16 @@ export class CpuBackend implements ExecutionBackend {
   allocateKvCache(numBlocks: number): void {
     const m = this.model;
     this.kv = new CpuKvPool(m.numLayers, numBlocks, this.kvBlockSize, m.numKvHeads, m.headDim);
+  }
+
+  copyKvBlocks(src: readonly number[], dst: readonly number[]): void {
+    if (!this.kv) throw new Error("internal: copyKvBlocks before allocateKvCache");
+    const n = this.kvBlockSize * this.model.numKvHeads * this.model.headDim; // floats per block per layer
+    for (let l = 0; l < this.model.numLayers; l++) {
+      for (const pool of [this.kv.k[l], this.kv.v[l]]) {
+        src.forEach((s, i) => pool.copyWithin(dst[i] * n, s * n, (s + 1) * n));
+      }
+    }
   }
 
   dispose(): void {

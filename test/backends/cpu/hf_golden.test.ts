@@ -111,8 +111,10 @@ describe("kernels against HF transformers (fp32, CPU)", () => {
     const r = fx.rmsNorm;
     const out = new Float32Array(r.m * r.d);
     rmsNorm(f32(r.x), f32(r.weight), r.eps, r.m, r.d, out);
-    // Same fp32 ops in the same order; only the order of the sum of squares may differ (≤ 1 ulp).
-    assertClose(out, r.out, (i) => EPS32 * Math.abs(r.out[i]), "rmsNorm");
+    // Same fp32 ops in the same order, except that torch sums the squares in fp32 in its vectorised
+    // order and we sum them in double: the variance of a row can differ by an ulp, which moves rstd
+    // and then each output by up to ~3 ulps (seen: one row of three, 3 ulps).
+    assertClose(out, r.out, (i) => 4 * EPS32 * Math.abs(r.out[i]), "rmsNorm");
   });
 
   it("torch.nn.LayerNorm", () => {

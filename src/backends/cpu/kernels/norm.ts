@@ -2,7 +2,8 @@
 //
 // Each fp32 step of the torch code is one Math.fround here (a double op on fp32 inputs, rounded once,
 // is the correctly rounded fp32 op). Sums run in double: torch sums in fp32 in an order we cannot
-// reproduce, so the sum may differ from torch's by an fp32 rounding or two; nothing else does.
+// reproduce, so a row's variance may differ from torch's by an ulp, and outputs by a few (RMSNorm:
+// ≤ 3 ulps seen against transformers 5.17); nothing else differs.
 // `out` may be the same array as `x` (in place): each row is read before it is written.
 
 import { checkSize } from "./check.ts";

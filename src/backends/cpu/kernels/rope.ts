@@ -75,8 +75,12 @@ export function ropeInvFreq(rope: RopeConfig, seqLen: number): RopeFrequencies {
  * so the base is computed with fp32 tensor ops:
  *   base' = theta * ((factor * seqLen / origMax) - (factor - 1)) ** (dim / (dim - 2))
  * (the ** on a 1-element fp32 tensor with a Python-float exponent runs std::pow in double).
- * HF uses `config.max_position_embeddings` here, not rope_scaling's original_max_position_embeddings:
- * the config parser must put that value in `originalMaxPositionEmbeddings`.
+ * HF uses `config.max_position_embeddings` here and ignores rope_scaling's
+ * original_max_position_embeddings: the config parser must put max_position_embeddings in
+ * `originalMaxPositionEmbeddings` (checked against transformers 5.17 in hf_golden.test.ts).
+ * HF keeps inv_freq as module state: it recomputes when seq_len exceeds the largest seen so far and
+ * resets below max_position_embeddings, so between the two it keeps an older, larger seq_len's value.
+ * This is the stateless function of the current seqLen; one generation from a fresh model agrees.
  */
 function dynamicNtkInvFreq(
   theta: number,

@@ -1,0 +1,287 @@
+// Paged decode attention (one query token per sequence), split over the context ("flash-decoding").
+// Reference: src/backends/cpu/kernels/attention.ts (pagedAttention with queryLen 1); layout:
+// paged_kv.ts. Arguments, launch configuration and tolerances: kernels/attention_README.md.
+//
+// Sequence s's query (row s of q) sits at position p = context_len[s] - 1 and attends to keys
+// [lo, p] with lo = max(0, p - w + 1) for a sliding window w > 0, else 0. Those keys are cut into
+// num_splits equal ranges (rounded up to 16 keys); CTA (x, s, z) handles range z for the query heads
+// of one kv head that x names, so each K/V row is read from memory once for all of them (GQA/MQA):
+//
+//   x = kvHead * HEAD_GROUPS + headGroup,  query heads kvHead*GROUP + headGroup*HEADS_PER_CTA + [0, HEADS_PER_CTA)
+//
+// Inside a CTA each warp takes steps of KEYS_PER_STEP keys in turn; LANES_PER_KEY lanes share a key,
+// each loading 16-byte vectors of its K and V rows, so a warp reads whole rows with coalesced loads
+// and keeps K and V of the step in registers. Scores reduce over the lanes of a key by shuffles; the
+// online softmax state (max m, sum l, acc) lives in registers, is merged over the warps of the CTA in
+// shared memory, and written either as the output (num_splits == 1) or as a partial that
+// attention_decode_reduce merges. All arithmetic is fp32.
+#include "attention_common.cuh"
+
+namespace attn {
+
+constexpr int kDecodeWarps = 4;
+constexpr int kDecodeThreads = kDecodeWarps * kWarp;
+
+constexpr int next_pow2(int x) {
+  int p = 1;
+  while (p < x) p *= 2;
+  return p;
+}
+constexpr int kNumVecs = HEAD_DIM / kVec;                                   // vectors per K/V row
+constexpr int kLanesPerKey = next_pow2(kNumVecs) < kWarp ? next_pow2(kNumVecs) : kWarp;
+constexpr int kVecsPerLane = (kNumVecs + kLanesPerKey - 1) / kLanesPerKey;  // per key
+constexpr int kKeysAbreast = kWarp / kLanesPerKey;                          // keys a warp loads at once
+constexpr int kHeadsPerCta = ATTN_GROUP < 8 ? ATTN_GROUP : 8;
+constexpr int kHeadGroups = (ATTN_GROUP + kHeadsPerCta - 1) / kHeadsPerCta;
+// Keys per lane per step: 8 (or 4 with many heads) vectors of K and of V in flight per lane.
+constexpr int kKeysPerLane = ((kHeadsPerCta > 4 ? 4 : 8) / kVecsPerLane) > 0 ? (kHeadsPerCta > 4 ? 4 : 8) / kVecsPerLane : 1;
+constexpr int kKeysPerStep = kKeysPerLane * kKeysAbreast;  // keys per warp step
+constexpr int kSplitAlign = 16;                            // split ranges are multiples of 16 keys
+
+// kVec consecutive floats of shared memory (16-byte aligned when kVec ≥ 4).
+__device__ __forceinline__ void load_smem_vec(const float* p, float (&f)[kVec]) {
+  if constexpr (kVec % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < kVec; i += 4) {
+      const float4 x = *reinterpret_cast<const float4*>(p + i);
+      f[i] = x.x;
+      f[i + 1] = x.y;
+      f[i + 2] = x.z;
+      f[i + 3] = x.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kVec; i++) f[i] = p[i];
+  }
+}
+
+}  // namespace attn
+
+// out          [S, NUM_HEADS, HEAD_DIM]  kiln_t; written here only when num_splits == 1
+// partial_acc  [S, NUM_HEADS, num_splits, HEAD_DIM] fp32, unnormalized Σ_j e^(s_j - m)·v_j of a split
+// partial_m    [S, NUM_HEADS, num_splits] fp32, the split's max score m (× log2 e for 16-bit builds)
+// partial_l    [S, NUM_HEADS, num_splits] fp32, Σ_j e^(s_j - m); an empty split has m = -inf, l = 0
+//              (the partials are untouched when num_splits == 1 and may then be null)
+// q            [S, NUM_HEADS, HEAD_DIM]  kiln_t, already rotated
+// k_cache, v_cache  [numBlocks, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM]  this layer's pools (new key written)
+// context_len  [S] int32, ≥ 1 (a sequence with 0 gets zeros: padding rows of a graph bucket)
+// block_tables [S, block_table_stride] int32
+// Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (128), no dynamic shared memory.
+extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads)
+    attention_decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
+                     float* __restrict__ partial_l, const kiln_t* __restrict__ q,
+                     const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                     const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                     int block_table_stride, int num_splits, float scale, int sliding_window) {
+  using namespace attn;
+  __shared__ __align__(16) float sq[kHeadsPerCta * HEAD_DIM];                // [heads][HEAD_DIM] queries
+  __shared__ __align__(16) float s_acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM]
+  __shared__ float s_m[kDecodeWarps * kHeadsPerCta];
+  __shared__ float s_l[kDecodeWarps * kHeadsPerCta];
+
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int kvh = blockIdx.x / kHeadGroups;
+  const int h0 = kvh * ATTN_GROUP + (blockIdx.x % kHeadGroups) * kHeadsPerCta;  // first query head
+  const int nh = min(kHeadsPerCta, (kvh + 1) * ATTN_GROUP - h0);              // query heads here
+  const int s = blockIdx.y;
+  const int split = blockIdx.z;
+  const int ctx = context_len[s];
+  const int* table = block_tables + (size_t)s * block_table_stride;
+
+  for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) {
+    const int g = i / HEAD_DIM;
+    sq[i] = g < nh ? to_float(q[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + i % HEAD_DIM]) : 0.f;
+  }
+  const int lo = sliding_window > 0 ? max(0, ctx - sliding_window) : 0;
+  int per = (ctx - lo + num_splits - 1) / num_splits;
+  per = (per + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
+  const int ks = lo + split * per;
+  const int ke = min(ctx, ks + per);
+  __syncthreads();
+
+  const int key_lane = lane / kLanesPerKey;  // which of the keys abreast
+  const int vec_lane = lane % kLanesPerKey;  // vectors vec_lane + i * kLanesPerKey of the row
+  const float sl = scale * kExpScale;
+  float m[kHeadsPerCta], l[kHeadsPerCta];
+  float acc[kHeadsPerCta][kVecsPerLane][kVec];  // this lane's dims of its keys' weighted V sum
+#pragma unroll
+  for (int g = 0; g < kHeadsPerCta; g++) {
+    m[g] = neg_inf();
+    l[g] = 0.f;
+#pragma unroll
+    for (int i = 0; i < kVecsPerLane; i++) {
+#pragma unroll
+      for (int e = 0; e < kVec; e++) acc[g][i][e] = 0.f;
+    }
+  }
+
+  for (int base = ks + warp * kKeysPerStep; base < ke; base += kDecodeWarps * kKeysPerStep) {
+    raw_t kr[kKeysPerLane][kVecsPerLane], vr[kKeysPerLane][kVecsPerLane];
+#pragma unroll
+    for (int k = 0; k < kKeysPerLane; k++) {
+      const int pos = base + k * kKeysAbreast + key_lane;
+      const size_t off = pos < ke ? ((size_t)(table[pos / BLOCK_SIZE] * BLOCK_SIZE + pos % BLOCK_SIZE) *
+                                         NUM_KV_HEADS + kvh) * HEAD_DIM : 0;
+#pragma unroll
+      for (int i = 0; i < kVecsPerLane; i++) {
+        const int v = vec_lane + i * kLanesPerKey;
+        if (pos < ke && v < kNumVecs) {
+          kr[k][i] = load_raw(k_cache + off + v * kVec);
+          vr[k][i] = load_raw(v_cache + off + v * kVec);
+        } else {
+          kr[k][i] = zero_raw();
+          vr[k][i] = zero_raw();
+        }
+      }
+    }
+
+    float sc[kKeysPerLane][kHeadsPerCta];  // scores, then softmax numerators
+#pragma unroll
+    for (int k = 0; k < kKeysPerLane; k++) {
+      float kf[kVecsPerLane][kVec];
+#pragma unroll
+      for (int i = 0; i < kVecsPerLane; i++) unpack(kr[k][i], kf[i]);
+#pragma unroll
+      for (int g = 0; g < kHeadsPerCta; g++) {
+        float dot = 0.f;
+#pragma unroll
+        for (int i = 0; i < kVecsPerLane; i++) {
+          const int v = vec_lane + i * kLanesPerKey;
+          if (v < kNumVecs) {
+            float qf[kVec];
+            load_smem_vec(&sq[g * HEAD_DIM + v * kVec], qf);
+#pragma unroll
+            for (int e = 0; e < kVec; e++) dot = fmaf(qf[e], kf[i][e], dot);
+          }
+        }
+        dot = xor_sum(dot, 1, kLanesPerKey / 2);
+        sc[k][g] = base + k * kKeysAbreast + key_lane < ke ? dot * sl : neg_inf();
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kHeadsPerCta; g++) {
+      float mx = sc[0][g];
+#pragma unroll
+      for (int k = 1; k < kKeysPerLane; k++) mx = fmaxf(mx, sc[k][g]);
+      mx = xor_max(mx, kLanesPerKey, kWarp / 2);
+      const float m_new = fmaxf(m[g], mx);
+      const float m_use = m_new == neg_inf() ? 0.f : m_new;
+      const float corr = score_exp(m[g] - m_use);
+      m[g] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int k = 0; k < kKeysPerLane; k++) {
+        sc[k][g] = score_exp(sc[k][g] - m_use);
+        sum += sc[k][g];
+      }
+      l[g] = l[g] * corr + sum;  // this lane's keys only; summed over the keys abreast at the end
+#pragma unroll
+      for (int i = 0; i < kVecsPerLane; i++) {
+#pragma unroll
+        for (int e = 0; e < kVec; e++) acc[g][i][e] *= corr;
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kKeysPerLane; k++) {
+#pragma unroll
+      for (int i = 0; i < kVecsPerLane; i++) {
+        float vf[kVec];
+        unpack(vr[k][i], vf);
+#pragma unroll
+        for (int g = 0; g < kHeadsPerCta; g++) {
+#pragma unroll
+          for (int e = 0; e < kVec; e++) acc[g][i][e] = fmaf(sc[k][g], vf[e], acc[g][i][e]);
+        }
+      }
+    }
+  }
+
+  // Sum over the keys abreast (lanes with the same vec_lane), then merge the warps.
+#pragma unroll
+  for (int g = 0; g < kHeadsPerCta; g++) {
+    l[g] = xor_sum(l[g], kLanesPerKey, kWarp / 2);
+#pragma unroll
+    for (int i = 0; i < kVecsPerLane; i++) {
+#pragma unroll
+      for (int e = 0; e < kVec; e++) acc[g][i][e] = xor_sum(acc[g][i][e], kLanesPerKey, kWarp / 2);
+    }
+  }
+  if (lane < kLanesPerKey) {
+#pragma unroll
+    for (int g = 0; g < kHeadsPerCta; g++) {
+#pragma unroll
+      for (int i = 0; i < kVecsPerLane; i++) {
+        const int v = vec_lane + i * kLanesPerKey;
+        if (v < kNumVecs) {
+#pragma unroll
+          for (int e = 0; e < kVec; e++) s_acc[(warp * kHeadsPerCta + g) * HEAD_DIM + v * kVec + e] = acc[g][i][e];
+        }
+      }
+    }
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int g = 0; g < kHeadsPerCta; g++) {
+      s_m[warp * kHeadsPerCta + g] = m[g];
+      s_l[warp * kHeadsPerCta + g] = l[g];
+    }
+  }
+  __syncthreads();
+
+  for (int i = threadIdx.x; i < nh * HEAD_DIM; i += kDecodeThreads) {
+    const int g = i / HEAD_DIM;
+    const int d = i % HEAD_DIM;
+    float mx = neg_inf();
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; w++) mx = fmaxf(mx, s_m[w * kHeadsPerCta + g]);
+    float sum = 0.f, a = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; w++) {
+      const float mw = s_m[w * kHeadsPerCta + g];
+      if (mw != neg_inf()) {
+        const float c = score_exp(mw - mx);
+        sum = fmaf(s_l[w * kHeadsPerCta + g], c, sum);
+        a = fmaf(s_acc[(w * kHeadsPerCta + g) * HEAD_DIM + d], c, a);
+      }
+    }
+    const size_t row = (size_t)s * NUM_HEADS + h0 + g;  // [S, NUM_HEADS]
+    if (num_splits == 1) {
+      out[row * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
+    } else {
+      const size_t part = row * num_splits + split;
+      partial_acc[part * HEAD_DIM + d] = a;
+      if (d == 0) {
+        partial_m[part] = mx;
+        partial_l[part] = sum;
+      }
+    }
+  }
+}
+
+// Merges the num_splits partials of every (sequence, head) into out [S, NUM_HEADS, HEAD_DIM]:
+//   M = max_z m_z,  out = Σ_z e^(m_z - M) acc_z / Σ_z e^(m_z - M) l_z   (empty splits skipped).
+// Grid (NUM_HEADS, S), block (128).
+extern "C" __global__ void __launch_bounds__(128)
+    attention_decode_reduce(kiln_t* __restrict__ out, const float* __restrict__ partial_acc,
+                            const float* __restrict__ partial_m, const float* __restrict__ partial_l,
+                            int num_splits) {
+  using namespace attn;
+  const size_t row = (size_t)blockIdx.y * NUM_HEADS + blockIdx.x;
+  const float* pm = partial_m + row * num_splits;
+  const float* pl = partial_l + row * num_splits;
+  float mx = neg_inf();
+  for (int z = 0; z < num_splits; z++) mx = fmaxf(mx, pm[z]);
+  for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x) {
+    float sum = 0.f, a = 0.f;
+    for (int z = 0; z < num_splits; z++) {
+      const float mz = pm[z];
+      if (mz != neg_inf()) {
+        const float c = score_exp(mz - mx);
+        sum = fmaf(pl[z], c, sum);
+        a = fmaf(partial_acc[(row * num_splits + z) * HEAD_DIM + d], c, a);
+      }
+    }
+    out[row * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
+  }
+}

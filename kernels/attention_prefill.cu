@@ -1,0 +1,406 @@
+// Paged prefill attention, FlashAttention-2 style, over packed variable-length sequences.
+// Reference: src/backends/cpu/kernels/attention.ts (pagedAttention); layout: paged_kv.ts.
+// Arguments, launch configuration and tolerances: kernels/attention_README.md.
+//
+// Sequence s owns query rows [query_start[s], query_start[s+1]) of q/out; row i has position
+//   p = context_len[s] - query_len + i   and attends to keys j with  j <= p  and, if the window
+//   w > 0, j > p - w  (the last w positions, itself included; HF sliding_window_causal).
+// Its keys are read from the pools through its block table:
+//   slot(j) = block_tables[s * stride + j / BLOCK_SIZE] * BLOCK_SIZE + j % BLOCK_SIZE
+//   K[j] = k_cache[(slot(j) * NUM_KV_HEADS + h / ATTN_GROUP) * HEAD_DIM + 0..HEAD_DIM)
+//
+// One CTA (128 threads) computes a tile of BLOCK_M query rows of one head of one sequence; it loops
+// over key tiles of BLOCK_N keys with an online softmax in fp32. Two paths, chosen at compile time:
+//   tensor cores: 16-bit types and HEAD_DIM ∈ {64, 128}. BLOCK_M = BLOCK_N = 64, 4 warps × 16 rows;
+//                 S = Q·Kᵀ and O += P·V by mma.sync m16n8k16 (fp32 accumulation); P rounded to the
+//                 element type for the second product; K/V tiles by cp.async, K of the next tile in
+//                 flight during the softmax and P·V.
+//   generic:      fp32 (exact fp32 FMA, no TF32), or any other HEAD_DIM ≤ 256. BLOCK_M = 16, BLOCK_N
+//                 = 32 (HEAD_DIM ≤ 128) or 8 and 16 (HEAD_DIM > 128); tiles converted to fp32 in
+//                 shared memory, one lane per key for scores and one lane per dimension for P·V.
+#include "attention_common.cuh"
+
+#if !defined(KILN_DTYPE_F32) && (HEAD_DIM == 64 || HEAD_DIM == 128)
+#define ATTN_PREFILL_TENSOR_CORES 1
+#else
+#define ATTN_PREFILL_TENSOR_CORES 0
+#endif
+
+namespace attn {
+
+constexpr int kPrefillThreads = 128;  // 4 warps
+#if ATTN_PREFILL_TENSOR_CORES
+constexpr int kBlockM = 64;
+constexpr int kBlockN = 64;
+#else
+constexpr int kBlockM = HEAD_DIM <= 128 ? 16 : 8;
+constexpr int kBlockN = HEAD_DIM <= 128 ? 32 : 16;
+#endif
+
+// The rows of one query tile and the keys they need.
+struct Tile {
+  int q_row;    // first row of the tile in q/out (packed over sequences)
+  int rows;     // valid rows in the tile, ≤ kBlockM
+  int p_first;  // position of the tile's first row
+  int kv_lo;    // keys [kv_lo, kv_hi) can be attended by some row of the tile
+  int kv_hi;
+};
+
+__device__ __forceinline__ Tile make_tile(int q0, int qlen, int ctx, int i0, int window) {
+  Tile t;
+  t.q_row = q0 + i0;
+  t.rows = min(kBlockM, qlen - i0);
+  t.p_first = ctx - qlen + i0;
+  t.kv_lo = window > 0 ? max(0, t.p_first - window + 1) : 0;
+  t.kv_hi = t.p_first + t.rows;  // = last row's position + 1
+  return t;
+}
+
+// Slot of key position `pos` (paged_kv.ts), as an element offset of its kv head's row in a pool.
+__device__ __forceinline__ size_t kv_offset(const int* table, int pos, int kvh) {
+  const int slot = table[pos / BLOCK_SIZE] * BLOCK_SIZE + pos % BLOCK_SIZE;
+  return ((size_t)slot * NUM_KV_HEADS + kvh) * HEAD_DIM;
+}
+
+// Key `key` is masked for the row at position p: causal, then the sliding window (0 = none).
+__device__ __forceinline__ bool masked(int key, int p, int window) {
+  return key > p || (window > 0 && key <= p - window);
+}
+
+#if ATTN_PREFILL_TENSOR_CORES
+
+constexpr int kLds = HEAD_DIM + 8;        // smem row stride (elements): rows 16 B apart mod 128 B, so
+                                          // the 8 row addresses of an ldmatrix hit distinct banks
+constexpr int kChunks = HEAD_DIM / 8;     // 16-byte chunks per row
+
+// K or V rows of keys [n0, n0 + kBlockN) → dst [kBlockN][kLds]; keys outside [kv_lo, kv_hi) are zeros.
+__device__ __forceinline__ void load_kv_tile(kiln_t* dst, const kiln_t* pool, const int* table, int n0,
+                                             const Tile& t, int kvh) {
+  for (int c = threadIdx.x; c < kBlockN * kChunks; c += kPrefillThreads) {
+    const int r = c / kChunks;
+    const int col = (c % kChunks) * 8;
+    const int pos = n0 + r;
+    const bool ok = pos >= t.kv_lo && pos < t.kv_hi;
+    const kiln_t* src = ok ? pool + kv_offset(table, pos, kvh) + col : pool;
+    cp_async_16(&dst[r * kLds + col], src, ok ? 16 : 0);
+  }
+}
+
+__device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+                                             const kiln_t* __restrict__ k_cache,
+                                             const kiln_t* __restrict__ v_cache, const int* __restrict__ table,
+                                             const Tile& t, int h, float scale, int window) {
+  __shared__ __align__(128) kiln_t sK[kBlockN * kLds];  // [kBlockN][kLds]; Q staging before the loop
+  __shared__ __align__(128) kiln_t sV[kBlockN * kLds];  // [kBlockN][kLds]
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int g = lane / 4;    // fragment row group
+  const int tig = lane % 4;  // thread in group
+  const int kvh = h / ATTN_GROUP;
+
+  __syncthreads();  // this CTA's previous tile is done with sK/sV
+  // Q [kBlockM, HEAD_DIM] → sK → A fragments in registers (rows warp*16 .. +15).
+  for (int c = threadIdx.x; c < kBlockM * kChunks; c += kPrefillThreads) {
+    const int r = c / kChunks;
+    const int col = (c % kChunks) * 8;
+    const bool ok = r < t.rows;
+    const kiln_t* src = ok ? q + ((size_t)(t.q_row + r) * NUM_HEADS + h) * HEAD_DIM + col : q;
+    cp_async_16(&sK[r * kLds + col], src, ok ? 16 : 0);
+  }
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+  unsigned qf[HEAD_DIM / 16][4];
+#pragma unroll
+  for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
+    ldmatrix_x4(qf[ks], &sK[(warp * 16 + (lane & 15)) * kLds + ks * 16 + (lane >> 4) * 8]);
+  }
+  __syncthreads();
+
+  const int n_begin = t.kv_lo / kBlockN * kBlockN;
+  load_kv_tile(sK, k_cache, table, n_begin, t, kvh);
+  cp_async_commit();
+  load_kv_tile(sV, v_cache, table, n_begin, t, kvh);
+  cp_async_commit();
+
+  float o[HEAD_DIM / 8][4];  // O rows (g, g+8) of this warp's 16, dims dt*8 + tig*2 + {0,1}
+#pragma unroll
+  for (int dt = 0; dt < HEAD_DIM / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+  float m[2] = {neg_inf(), neg_inf()};  // running max of rows g, g+8 (log2 domain)
+  float l[2] = {0.f, 0.f};              // running sum, this thread's columns only (quad-summed at the end)
+  const float sl2 = scale * kExpScale;
+  const int r0 = warp * 16 + g;
+  const int prow[2] = {t.p_first + r0, t.p_first + r0 + 8};
+  const int p_last = t.kv_hi - 1;
+
+  for (int n0 = n_begin; n0 < t.kv_hi; n0 += kBlockN) {
+    const bool has_next = n0 + kBlockN < t.kv_hi;
+    cp_async_wait<1>();  // K(n0) landed (V(n0) may be in flight)
+    __syncthreads();
+
+    float sc[kBlockN / 8][4];  // S tile: keys n0 + nt*8 + tig*2 + {0,1}, rows g (0,1) and g+8 (2,3)
+#pragma unroll
+    for (int nt = 0; nt < kBlockN / 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
+#pragma unroll
+      for (int np = 0; np < kBlockN / 16; np++) {
+        unsigned b[4];
+        ldmatrix_x4(b, &sK[(np * 16 + (lane & 7) + (lane >> 4) * 8) * kLds + ks * 16 + ((lane >> 3) & 1) * 8]);
+        mma_16816(sc[2 * np], qf[ks], b[0], b[1]);
+        mma_16816(sc[2 * np + 1], qf[ks], b[2], b[3]);
+      }
+    }
+    __syncthreads();  // all warps done with sK
+    if (has_next) load_kv_tile(sK, k_cache, table, n0 + kBlockN, t, kvh);
+    cp_async_commit();
+
+    // Only tiles crossing the diagonal or the window's lower edge need a per-element mask.
+    const bool need_mask = n0 + kBlockN - 1 > t.p_first || (window > 0 && n0 <= p_last - window);
+#pragma unroll
+    for (int nt = 0; nt < kBlockN / 8; nt++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        sc[nt][e] *= sl2;
+        if (need_mask && masked(n0 + nt * 8 + tig * 2 + (e & 1), prow[e / 2], window)) sc[nt][e] = neg_inf();
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      float mx = neg_inf();
+#pragma unroll
+      for (int nt = 0; nt < kBlockN / 8; nt++) mx = fmaxf(mx, fmaxf(sc[nt][2 * r], sc[nt][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+      const float m_new = fmaxf(m[r], mx);
+      const float m_use = m_new == neg_inf() ? 0.f : m_new;  // a row with no key yet: keep 0s, no NaN
+      const float corr = score_exp(m[r] - m_use);
+      m[r] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < kBlockN / 8; nt++) {
+        sc[nt][2 * r] = score_exp(sc[nt][2 * r] - m_use);
+        sc[nt][2 * r + 1] = score_exp(sc[nt][2 * r + 1] - m_use);
+        sum += sc[nt][2 * r] + sc[nt][2 * r + 1];
+      }
+      l[r] = l[r] * corr + sum;
+#pragma unroll
+      for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
+        o[dt][2 * r] *= corr;
+        o[dt][2 * r + 1] *= corr;
+      }
+    }
+    // P as A fragments: the C layout of key tiles 2kt, 2kt+1 is the A layout of keys 16kt..16kt+15.
+    unsigned pf[kBlockN / 16][4];
+#pragma unroll
+    for (int kt = 0; kt < kBlockN / 16; kt++) {
+      pf[kt][0] = pack2(sc[2 * kt][0], sc[2 * kt][1]);
+      pf[kt][1] = pack2(sc[2 * kt][2], sc[2 * kt][3]);
+      pf[kt][2] = pack2(sc[2 * kt + 1][0], sc[2 * kt + 1][1]);
+      pf[kt][3] = pack2(sc[2 * kt + 1][2], sc[2 * kt + 1][3]);
+    }
+
+    cp_async_wait<1>();  // V(n0) landed (K of the next tile may be in flight)
+    __syncthreads();
+#pragma unroll
+    for (int kt = 0; kt < kBlockN / 16; kt++) {
+#pragma unroll
+      for (int dp = 0; dp < HEAD_DIM / 16; dp++) {
+        unsigned b[4];
+        ldmatrix_x4_trans(b, &sV[(kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLds + dp * 16 + (lane >> 4) * 8]);
+        mma_16816(o[2 * dp], pf[kt], b[0], b[1]);
+        mma_16816(o[2 * dp + 1], pf[kt], b[2], b[3]);
+      }
+    }
+    __syncthreads();  // all warps done with sV
+    if (has_next) load_kv_tile(sV, v_cache, table, n0 + kBlockN, t, kvh);
+    cp_async_commit();
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float sum = l[r];
+    sum += __shfl_xor_sync(kFull, sum, 1);
+    sum += __shfl_xor_sync(kFull, sum, 2);
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    const int row = r0 + 8 * r;
+    if (row < t.rows) {
+      kiln_t* dst = out + ((size_t)(t.q_row + row) * NUM_HEADS + h) * HEAD_DIM + tig * 2;
+#pragma unroll
+      for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
+        *reinterpret_cast<unsigned*>(dst + dt * 8) = pack2(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
+      }
+    }
+  }
+}
+
+#else  // generic path
+
+constexpr int kRowsPerWarp = kBlockM / 4;                // 4 (HEAD_DIM ≤ 128) or 2
+constexpr int kSegs = kWarp / kBlockN;                   // lane segments in the score phase: 1 or 2
+constexpr int kRowsPerLane = kRowsPerWarp / kSegs;       // score rows per lane: 4 or 1
+constexpr int kDimsPerLane = (HEAD_DIM + kWarp - 1) / kWarp;
+constexpr int kLdk = HEAD_DIM + 1;                       // odd stride: lane-per-key reads hit distinct banks
+constexpr int kVecsPerRow = HEAD_DIM / kVec;
+
+__device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+                                             const kiln_t* __restrict__ k_cache,
+                                             const kiln_t* __restrict__ v_cache, const int* __restrict__ table,
+                                             const Tile& t, int h, float scale, int window) {
+  __shared__ float sQ[kBlockM * HEAD_DIM];  // [kBlockM][HEAD_DIM]
+  __shared__ float sK[kBlockN * kLdk];      // [kBlockN][kLdk]
+  __shared__ float sV[kBlockN * HEAD_DIM];  // [kBlockN][HEAD_DIM]
+  __shared__ float sP[kBlockM * kBlockN];   // [kBlockM][kBlockN] softmax numerators of the tile
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int kvh = h / ATTN_GROUP;
+  const int kk = lane % kBlockN;   // score phase: this lane's key in the tile
+  const int seg = lane / kBlockN;  //              and its rows seg + j * kSegs of the warp's rows
+
+  __syncthreads();  // this CTA's previous tile is done with the shared arrays
+  for (int c = threadIdx.x; c < kBlockM * kVecsPerRow; c += kPrefillThreads) {
+    const int r = c / kVecsPerRow;
+    const int d = (c % kVecsPerRow) * kVec;
+    float f[kVec];
+    if (r < t.rows) {
+      unpack(load_raw(q + ((size_t)(t.q_row + r) * NUM_HEADS + h) * HEAD_DIM + d), f);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kVec; i++) f[i] = 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < kVec; i++) sQ[r * HEAD_DIM + d + i] = f[i];
+  }
+
+  float acc[kRowsPerWarp][kDimsPerLane];  // O of the warp's rows, dims lane + 32c
+  float m[kRowsPerWarp];                  // running max per row (same in every lane)
+  float l[kRowsPerWarp];                  // running sum per row (same in every lane)
+#pragma unroll
+  for (int x = 0; x < kRowsPerWarp; x++) {
+    m[x] = neg_inf();
+    l[x] = 0.f;
+#pragma unroll
+    for (int c = 0; c < kDimsPerLane; c++) acc[x][c] = 0.f;
+  }
+  const float sl = scale * kExpScale;
+
+  for (int n0 = t.kv_lo / kBlockN * kBlockN; n0 < t.kv_hi; n0 += kBlockN) {
+    __syncthreads();  // previous key tile consumed (and sQ written, the first time)
+    for (int c = threadIdx.x; c < kBlockN * kVecsPerRow; c += kPrefillThreads) {
+      const int r = c / kVecsPerRow;
+      const int d = (c % kVecsPerRow) * kVec;
+      const int pos = n0 + r;
+      float fk[kVec], fv[kVec];
+      if (pos >= t.kv_lo && pos < t.kv_hi) {
+        const size_t off = kv_offset(table, pos, kvh) + d;
+        unpack(load_raw(k_cache + off), fk);
+        unpack(load_raw(v_cache + off), fv);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kVec; i++) fk[i] = fv[i] = 0.f;
+      }
+#pragma unroll
+      for (int i = 0; i < kVec; i++) {
+        sK[r * kLdk + d + i] = fk[i];
+        sV[r * HEAD_DIM + d + i] = fv[i];
+      }
+    }
+    __syncthreads();
+
+    // Scores: lane (seg, kk) computes rows seg + j*kSegs against key n0 + kk.
+    float mnew[kRowsPerLane], lsum[kRowsPerLane];
+#pragma unroll
+    for (int j = 0; j < kRowsPerLane; j++) {
+      const int rw = seg + j * kSegs;
+      const int r = warp * kRowsPerWarp + rw;
+      float dot = 0.f;
+#pragma unroll 8
+      for (int d = 0; d < HEAD_DIM; d++) dot = fmaf(sQ[r * HEAD_DIM + d], sK[kk * kLdk + d], dot);
+      float s = dot * sl;
+      if (masked(n0 + kk, t.p_first + r, window)) s = neg_inf();
+      float m_old = m[0];
+#pragma unroll
+      for (int x = 1; x < kRowsPerWarp; x++) m_old = x == rw ? m[x] : m_old;
+      const float m_row = fmaxf(m_old, xor_max(s, 1, kBlockN / 2));
+      const float m_use = m_row == neg_inf() ? 0.f : m_row;
+      const float p = score_exp(s - m_use);
+      sP[r * kBlockN + kk] = p;
+      mnew[j] = m_row;
+      lsum[j] = xor_sum(p, 1, kBlockN / 2);
+    }
+    // Every lane takes every row's new max and tile sum, then rescales its accumulators.
+#pragma unroll
+    for (int x = 0; x < kRowsPerWarp; x++) {
+      const float m_row = __shfl_sync(kFull, mnew[x / kSegs], (x % kSegs) * kBlockN);
+      const float tile_sum = __shfl_sync(kFull, lsum[x / kSegs], (x % kSegs) * kBlockN);
+      const float corr = score_exp(m[x] - (m_row == neg_inf() ? 0.f : m_row));
+      m[x] = m_row;
+      l[x] = l[x] * corr + tile_sum;
+#pragma unroll
+      for (int c = 0; c < kDimsPerLane; c++) acc[x][c] *= corr;
+    }
+    __syncwarp();
+    // P·V: lane owns dims lane + 32c.
+#pragma unroll
+    for (int x = 0; x < kRowsPerWarp; x++) {
+      const float* prow = &sP[(warp * kRowsPerWarp + x) * kBlockN];
+#pragma unroll
+      for (int c = 0; c < kDimsPerLane; c++) {
+        const int d = lane + kWarp * c;
+        if (d < HEAD_DIM) {
+          float a = acc[x][c];
+#pragma unroll 8
+          for (int n = 0; n < kBlockN; n++) a = fmaf(prow[n], sV[n * HEAD_DIM + d], a);
+          acc[x][c] = a;
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int x = 0; x < kRowsPerWarp; x++) {
+    const int r = warp * kRowsPerWarp + x;
+    if (r < t.rows) {
+      const float inv = l[x] > 0.f ? 1.f / l[x] : 0.f;
+      kiln_t* dst = out + ((size_t)(t.q_row + r) * NUM_HEADS + h) * HEAD_DIM;
+#pragma unroll
+      for (int c = 0; c < kDimsPerLane; c++) {
+        const int d = lane + kWarp * c;
+        if (d < HEAD_DIM) dst[d] = from_float(acc[x][c] * inv);
+      }
+    }
+  }
+}
+
+#endif
+
+}  // namespace attn
+
+// out          [T, NUM_HEADS, HEAD_DIM]      kiln_t; rows of every sequence written, others untouched
+// q            [T, NUM_HEADS, HEAD_DIM]      kiln_t, already rotated
+// k_cache      [numBlocks, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM]   this layer's K pool (new keys written)
+// v_cache      same layout, V pool
+// query_start  [S + 1] int32   cu_seqlens: sequence s owns rows [query_start[s], query_start[s+1])
+// context_len  [S] int32       tokens in the cache for s, its new ones included (≥ its query length)
+// block_tables [S, block_table_stride] int32
+// scale        multiplies q·k (HF: head_dim ** -0.5)
+// sliding_window  attend to the last w positions only; 0 = full causal
+// Grid (x, NUM_HEADS, S), block (128): x = ceil(maxQueryLen / BLOCK_M) is best; any x ≥ 1 is correct
+// (each CTA walks its sequence's query tiles from the last, the longest, down with stride x).
+extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads)
+    attention_prefill(kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const kiln_t* __restrict__ k_cache,
+                      const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,
+                      const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                      int block_table_stride, float scale, int sliding_window) {
+  const int s = blockIdx.z;
+  const int h = blockIdx.y;
+  const int q0 = query_start[s];
+  const int qlen = query_start[s + 1] - q0;
+  const int ctx = context_len[s];
+  const int* table = block_tables + (size_t)s * block_table_stride;
+  const int tiles = (qlen + attn::kBlockM - 1) / attn::kBlockM;
+  for (int tile = tiles - 1 - (int)blockIdx.x; tile >= 0; tile -= (int)gridDim.x) {
+    const attn::Tile t = attn::make_tile(q0, qlen, ctx, tile * attn::kBlockM, sliding_window);
+    attn::prefill_tile(out, q, k_cache, v_cache, table, t, h, scale, sliding_window);
+  }
+}

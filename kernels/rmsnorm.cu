@@ -1,0 +1,135 @@
+// RMSNorm (LlamaRMSNorm; Mistral, Qwen2, Qwen3's q_norm/k_norm alike) and the fused residual add +
+// RMSNorm of a decoder layer. Reference: rmsNorm / addRmsNorm in src/backends/cpu/kernels/norm.ts.
+//
+// Macros:
+//   KILN_DTYPE_F32 | KILN_DTYPE_F16 | KILN_DTYPE_BF16   dtype of x, residual, weight and out
+//   WIDTH         normalised width: the hidden size, or the head size for a per-head norm (rows = T·H)
+//
+// extern "C" __global__ void rms_norm(
+//     const kiln_t* x,        // [rows, WIDTH]
+//     const kiln_t* weight,   // [WIDTH]
+//     kiln_t* out,            // [rows, WIDTH]; may be x
+//     float eps, int rows)
+// extern "C" __global__ void add_rms_norm(
+//     kiln_t* residual,       // [rows, WIDTH]; residual += x, in place
+//     const kiln_t* x,        // [rows, WIDTH]
+//     const kiln_t* weight,   // [WIDTH]
+//     kiln_t* out,            // [rows, WIDTH]; may be x, must not be residual
+//     float eps, int rows)
+//   grid  = (rows)            one block per row
+//   block = (min(1024, roundUp(ceil(WIDTH / vec), 32))) with vec = 16 bytes / sizeof(kiln_t) (4 fp32,
+//           8 fp16/bf16) when WIDTH is a multiple of it: one 16-byte vector per thread. Any multiple of
+//           32 up to 1024 is correct; the block loops over the row.
+//   shared memory: 256 bytes, static
+//
+// What HF computes, for an input of dtype T (LlamaRMSNorm.forward):
+//   h = x.to(fp32); variance = h.pow(2).mean(-1); h = h * rsqrt(variance + eps)
+//   return weight * h.to(T)        ← h is rounded to T BEFORE the weight multiply (a T × T product,
+//                                     itself rounded to T). fp32 models round nothing: that is the CPU
+//                                     reference, `weight[i] * f32(x * rstd)`.
+// Here: squares in fp32 summed in fp64 (the reference sums in double), variance and rstd with the
+// reference's correctly rounded fp32 ops (rstd = 1 / sqrt, not the approximate rsqrtf), h = x · rstd
+// in fp32, round_t(h), then weight · h rounded to T. In fp32 this is the reference's arithmetic op for
+// op; the sum of squares may differ in its last double bits (summation order), so an fp32 output can
+// differ from the reference by an ulp, rarely. The residual sum is rounded to T (HF adds in T) and
+// the rounded sum is what gets normalised, as HF normalises the stored residual.
+#include "common.cuh"
+
+#if !KILN_HAS_DTYPE
+#error "rmsnorm.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
+#endif
+#if !defined(WIDTH)
+#error "rmsnorm.cu needs WIDTH"
+#endif
+
+namespace {
+
+/** rstd from the sum of squares, with the reference's fp32 roundings. */
+__device__ __forceinline__ float rstd_of(double sum_sq, float eps) {
+  const float variance = (float)(sum_sq / (double)WIDTH);
+  return __frcp_rn(__fsqrt_rn(__fadd_rn(variance, eps)));
+}
+
+/** out = weight * round_t(x * rstd), for the row `src` (read again: it is in L1 from the first pass). */
+template <int V>
+__device__ __forceinline__ void normalize_row(const kiln_t* src, const kiln_t* weight, kiln_t* dst, float rstd) {
+  constexpr int n = WIDTH / V;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const kiln::Vec<kiln_t, V> xv = kiln::load_vec<kiln_t, V>(src + i * V);
+    const kiln::Vec<kiln_t, V> wv = kiln::load_vec<kiln_t, V>(weight + i * V);
+    kiln::Vec<kiln_t, V> ov;
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      const float h = kiln::round_t(__fmul_rn(kiln::to_float(xv.v[j]), rstd));
+      ov.v[j] = kiln::from_float(__fmul_rn(kiln::to_float(wv.v[j]), h));
+    }
+    kiln::store_vec<kiln_t, V>(dst + i * V, ov);
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void rms_norm_row(const kiln_t* x, const kiln_t* weight, kiln_t* out, float eps) {
+  __shared__ double scratch[32];
+  constexpr int n = WIDTH / V;
+  double sum_sq = 0.0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const kiln::Vec<kiln_t, V> xv = kiln::load_vec<kiln_t, V>(x + i * V);
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      const float v = kiln::to_float(xv.v[j]);
+      sum_sq += (double)__fmul_rn(v, v);  // hidden_states.pow(2) is an fp32 tensor
+    }
+  }
+  const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);
+  normalize_row<V>(x, weight, out, rstd);
+}
+
+template <int V>
+__device__ __forceinline__ void add_rms_norm_row(kiln_t* residual, const kiln_t* x, const kiln_t* weight, kiln_t* out,
+                                                 float eps) {
+  __shared__ double scratch[32];
+  constexpr int n = WIDTH / V;
+  double sum_sq = 0.0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    kiln::Vec<kiln_t, V> rv = kiln::load_vec<kiln_t, V>(residual + i * V);
+    const kiln::Vec<kiln_t, V> xv = kiln::load_vec<kiln_t, V>(x + i * V);
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      rv.v[j] = kiln::from_float(__fadd_rn(kiln::to_float(rv.v[j]), kiln::to_float(xv.v[j])));
+      const float v = kiln::to_float(rv.v[j]);
+      sum_sq += (double)__fmul_rn(v, v);
+    }
+    kiln::store_vec<kiln_t, V>(residual + i * V, rv);
+  }
+  // Each thread reads back only the residual elements it wrote itself, so no extra barrier is needed;
+  // block_sum's barriers order every read of x (pass 1) before any write of out (pass 2).
+  const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);
+  normalize_row<V>(residual, weight, out, rstd);
+}
+
+}  // namespace
+
+extern "C" __global__ void rms_norm(const kiln_t* x, const kiln_t* weight, kiln_t* out, float eps, int rows) {
+  const int r = blockIdx.x;
+  if (r >= rows) return;
+  const long long off = (long long)r * WIDTH;
+  constexpr int V = kiln::vec_for(WIDTH);
+  if (kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out)) {
+    rms_norm_row<V>(x + off, weight, out + off, eps);
+  } else {
+    rms_norm_row<1>(x + off, weight, out + off, eps);
+  }
+}
+
+extern "C" __global__ void add_rms_norm(kiln_t* residual, const kiln_t* x, const kiln_t* weight, kiln_t* out, float eps,
+                                        int rows) {
+  const int r = blockIdx.x;
+  if (r >= rows) return;
+  const long long off = (long long)r * WIDTH;
+  constexpr int V = kiln::vec_for(WIDTH);
+  if (kiln::aligned16(residual) && kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out)) {
+    add_rms_norm_row<V>(residual + off, x + off, weight, out + off, eps);
+  } else {
+    add_rms_norm_row<1>(residual + off, x + off, weight, out + off, eps);
+  }
+}

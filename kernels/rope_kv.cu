@@ -1,0 +1,215 @@
+// The attention prologue in one pass: QKV split + optional per-head q/k RMSNorm (Qwen3) + RoPE on q
+// and k + the paged KV-cache write of k and v. Reference, in order: rmsNorm over each head
+// (groupWidth = HEAD_DIM), applyRope (rope.ts) and kvCacheWrite (paged_kv.ts) of
+// src/backends/cpu/kernels/.
+//
+// Macros:
+//   KILN_DTYPE_F32 | KILN_DTYPE_F16 | KILN_DTYPE_BF16   dtype of q/k/v, the norm weights and the KV pools
+//   NUM_HEADS, NUM_KV_HEADS, HEAD_DIM
+//   ROTARY_DIM    rotated dims at the start of each head (partial rotary); even, ≤ HEAD_DIM; default HEAD_DIM
+//
+// extern "C" __global__ void rope_qkv_fused(
+//     const kiln_t* qkv,           // [num_tokens, (NUM_HEADS + 2·NUM_KV_HEADS)·HEAD_DIM]: q | k | v per row
+//     const int* positions,        // [num_tokens]
+//     const int* slot_mapping,     // [num_tokens]; −1 = padding token, k/v not stored
+//     const float* inv_freq,       // [num_freq_rows, ROTARY_DIM / 2], computed on the host (every scaling type)
+//     const int* inv_freq_index,   // [num_tokens]: each token's row of inv_freq (dynamic NTK: per sequence); null = row 0
+//     float attention_scaling,     // multiplies cos and sin (HF attention_scaling); 1 for every type we support
+//     const kiln_t* q_norm_weight, // [HEAD_DIM] Qwen3 q_norm, or null (no norm)
+//     const kiln_t* k_norm_weight, // [HEAD_DIM] Qwen3 k_norm, or null
+//     float norm_eps,
+//     kiln_t* q_out,               // [num_tokens, NUM_HEADS·HEAD_DIM]
+//     kiln_t* k_cache,             // [num_blocks, block_size, NUM_KV_HEADS, HEAD_DIM] (paged_kv.ts layout)
+//     kiln_t* v_cache,             // [num_blocks, block_size, NUM_KV_HEADS, HEAD_DIM]
+//     int num_tokens,
+//     int num_slots)               // num_blocks · block_size; a slot outside [0, num_slots) is not written
+// extern "C" __global__ void rope_qkv(
+//     const kiln_t* q,             // [num_tokens, NUM_HEADS·HEAD_DIM]
+//     const kiln_t* k,             // [num_tokens, NUM_KV_HEADS·HEAD_DIM]
+//     const kiln_t* v,             // [num_tokens, NUM_KV_HEADS·HEAD_DIM]
+//     ...the same arguments from positions on...; q_out may be q (rotated in place)
+//   grid  = (num_tokens, ceil((NUM_HEADS + 2·NUM_KV_HEADS) / (block / 32)))
+//   block = (128): one warp per head (q heads, then k heads, then v heads); any multiple of 32 works
+//   shared memory: none
+//
+// Per head, lane l holds the rotary pairs (i, i + ROTARY_DIM/2) for i = l, l + 32, … and the
+// pass-through dims ROTARY_DIM + l, …:
+//   head:  [ x_0 … x_{half-1} | x_half … x_{rotary-1} | pass-through … x_{HEAD_DIM-1} ]
+// Arithmetic, per HF (LlamaRotaryEmbedding + apply_rotary_pos_emb) for an input of dtype T:
+//   θ = fp32(pos · inv_freq[i]); c = T(fp32(cos θ) · scaling); s = T(fp32(sin θ) · scaling)
+//   x_i ← T(T(x_i·c) − T(x_{i+half}·s));   x_{i+half} ← T(T(x_{i+half}·c) + T(x_i·s))
+// (HF casts cos/sin to T and each tensor op rounds to T; in fp32 this is the CPU reference op for op.)
+// cos/sin are cosf/sinf (≤ 2 ulp in CUDA; never the __cosf intrinsics), the reference's are correctly
+// rounded: c and s may differ by an ulp or two of fp32, so rotated fp32 values by a few ulps of the
+// input's magnitude. With a q/k norm: h = T(x·rstd), x ← T(w·h) first (rmsnorm.cu's arithmetic).
+#include "common.cuh"
+
+#if !KILN_HAS_DTYPE
+#error "rope_kv.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
+#endif
+#if !defined(NUM_HEADS) || !defined(NUM_KV_HEADS) || !defined(HEAD_DIM)
+#error "rope_kv.cu needs NUM_HEADS, NUM_KV_HEADS and HEAD_DIM"
+#endif
+#ifndef ROTARY_DIM
+#define ROTARY_DIM HEAD_DIM
+#endif
+#if ROTARY_DIM % 2 != 0 || ROTARY_DIM > HEAD_DIM || ROTARY_DIM < 0
+#error "ROTARY_DIM must be even and at most HEAD_DIM"
+#endif
+
+namespace {
+
+constexpr int kHalf = ROTARY_DIM / 2;
+constexpr int kPairs = (kHalf + 31) / 32;                    // rotary pairs per lane
+constexpr int kPass = (HEAD_DIM - ROTARY_DIM + 31) / 32;     // pass-through dims per lane
+constexpr int kHeads = NUM_HEADS + 2 * NUM_KV_HEADS;
+constexpr int kKvRow = NUM_KV_HEADS * HEAD_DIM;              // one slot of a KV pool
+
+struct RopeArgs {
+  const int* positions;
+  const int* slot_mapping;
+  const float* inv_freq;
+  const int* inv_freq_index;
+  float attention_scaling;
+  const kiln_t* q_norm_weight;
+  const kiln_t* k_norm_weight;
+  float norm_eps;
+  kiln_t* q_out;
+  kiln_t* k_cache;
+  kiln_t* v_cache;
+  int num_slots;
+};
+
+/**
+ * One head of token t by one warp: load, optional RMSNorm over the head, optional RoPE, store to dst
+ * (null: nothing stored). src and dst may be the same memory: every lane loads before the warp's
+ * reduction and stores after it.
+ */
+__device__ __forceinline__ void process_head(const kiln_t* src, kiln_t* dst, const kiln_t* norm_w, bool rotate,
+                                             const RopeArgs& a, int t) {
+  const int lane = threadIdx.x & 31;
+  float x1[kPairs > 0 ? kPairs : 1], x2[kPairs > 0 ? kPairs : 1], xp[kPass > 0 ? kPass : 1];
+#pragma unroll
+  for (int j = 0; j < kPairs; j++) {
+    const int i = lane + 32 * j;
+    x1[j] = i < kHalf ? kiln::to_float(src[i]) : 0.0f;
+    x2[j] = i < kHalf ? kiln::to_float(src[i + kHalf]) : 0.0f;
+  }
+#pragma unroll
+  for (int j = 0; j < kPass; j++) {
+    const int d = ROTARY_DIM + lane + 32 * j;
+    xp[j] = d < HEAD_DIM ? kiln::to_float(src[d]) : 0.0f;
+  }
+
+  if (norm_w != nullptr) {  // warp-uniform
+    double sum_sq = 0.0;
+#pragma unroll
+    for (int j = 0; j < kPairs; j++) sum_sq += (double)__fmul_rn(x1[j], x1[j]) + (double)__fmul_rn(x2[j], x2[j]);
+#pragma unroll
+    for (int j = 0; j < kPass; j++) sum_sq += (double)__fmul_rn(xp[j], xp[j]);
+    sum_sq = kiln::warp_sum(sum_sq);
+    const float variance = (float)(sum_sq / (double)HEAD_DIM);
+    const float rstd = __frcp_rn(__fsqrt_rn(__fadd_rn(variance, a.norm_eps)));
+#pragma unroll
+    for (int j = 0; j < kPairs; j++) {
+      const int i = lane + 32 * j;
+      if (i < kHalf) {
+        x1[j] = kiln::round_t(__fmul_rn(kiln::to_float(norm_w[i]), kiln::round_t(__fmul_rn(x1[j], rstd))));
+        x2[j] = kiln::round_t(__fmul_rn(kiln::to_float(norm_w[i + kHalf]), kiln::round_t(__fmul_rn(x2[j], rstd))));
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kPass; j++) {
+      const int d = ROTARY_DIM + lane + 32 * j;
+      if (d < HEAD_DIM) xp[j] = kiln::round_t(__fmul_rn(kiln::to_float(norm_w[d]), kiln::round_t(__fmul_rn(xp[j], rstd))));
+    }
+  }
+
+  if (rotate) {
+    const float pos = (float)a.positions[t];
+    const float* freqs = a.inv_freq + (a.inv_freq_index != nullptr ? (long long)a.inv_freq_index[t] * kHalf : 0ll);
+#pragma unroll
+    for (int j = 0; j < kPairs; j++) {
+      const int i = lane + 32 * j;
+      if (i < kHalf) {
+        const float theta = __fmul_rn(pos, freqs[i]);  // inv_freq @ position_ids.float(): one fp32 product
+        const float c = kiln::round_t(__fmul_rn(cosf(theta), a.attention_scaling));
+        const float s = kiln::round_t(__fmul_rn(sinf(theta), a.attention_scaling));
+        const float r1 = __fsub_rn(kiln::round_t(__fmul_rn(x1[j], c)), kiln::round_t(__fmul_rn(x2[j], s)));
+        const float r2 = __fadd_rn(kiln::round_t(__fmul_rn(x2[j], c)), kiln::round_t(__fmul_rn(x1[j], s)));
+        x1[j] = r1;
+        x2[j] = r2;
+      }
+    }
+  }
+
+  if (dst == nullptr) return;
+#pragma unroll
+  for (int j = 0; j < kPairs; j++) {
+    const int i = lane + 32 * j;
+    if (i < kHalf) {
+      dst[i] = kiln::from_float(x1[j]);
+      dst[i + kHalf] = kiln::from_float(x2[j]);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kPass; j++) {
+    const int d = ROTARY_DIM + lane + 32 * j;
+    if (d < HEAD_DIM) dst[d] = kiln::from_float(xp[j]);
+  }
+}
+
+/** Copies one v head into its cache slot (no arithmetic). */
+__device__ __forceinline__ void copy_head(const kiln_t* src, kiln_t* dst) {
+  for (int d = threadIdx.x & 31; d < HEAD_DIM; d += 32) dst[d] = src[d];
+}
+
+/** The head this warp handles; q heads, k heads, v heads, each with its source row. */
+__device__ __forceinline__ void rope_token_head(const kiln_t* q_row, const kiln_t* k_row, const kiln_t* v_row,
+                                                const RopeArgs& a, int t) {
+  const int head = blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (head >= kHeads) return;
+  const int slot = a.slot_mapping[t];
+  const bool store_kv = slot >= 0 && slot < a.num_slots;
+  const long long kv_off = (long long)slot * kKvRow;
+  if (head < NUM_HEADS) {
+    const int h = head;
+    process_head(q_row + h * HEAD_DIM, a.q_out + (long long)t * NUM_HEADS * HEAD_DIM + h * HEAD_DIM,
+                 a.q_norm_weight, ROTARY_DIM > 0, a, t);
+  } else if (head < NUM_HEADS + NUM_KV_HEADS) {
+    if (!store_kv) return;
+    const int h = head - NUM_HEADS;
+    process_head(k_row + h * HEAD_DIM, a.k_cache + kv_off + h * HEAD_DIM, a.k_norm_weight, ROTARY_DIM > 0, a, t);
+  } else {
+    if (!store_kv) return;
+    const int h = head - NUM_HEADS - NUM_KV_HEADS;
+    copy_head(v_row + h * HEAD_DIM, a.v_cache + kv_off + h * HEAD_DIM);
+  }
+}
+
+}  // namespace
+
+extern "C" __global__ void rope_qkv_fused(const kiln_t* qkv, const int* positions, const int* slot_mapping,
+                                          const float* inv_freq, const int* inv_freq_index, float attention_scaling,
+                                          const kiln_t* q_norm_weight, const kiln_t* k_norm_weight, float norm_eps,
+                                          kiln_t* q_out, kiln_t* k_cache, kiln_t* v_cache, int num_tokens,
+                                          int num_slots) {
+  const int t = blockIdx.x;
+  if (t >= num_tokens) return;
+  const RopeArgs a{positions, slot_mapping, inv_freq, inv_freq_index, attention_scaling, q_norm_weight,
+                   k_norm_weight, norm_eps, q_out, k_cache, v_cache, num_slots};
+  const kiln_t* row = qkv + (long long)t * kHeads * HEAD_DIM;
+  rope_token_head(row, row + NUM_HEADS * HEAD_DIM, row + (NUM_HEADS + NUM_KV_HEADS) * HEAD_DIM, a, t);
+}
+
+extern "C" __global__ void rope_qkv(const kiln_t* q, const kiln_t* k, const kiln_t* v, const int* positions,
+                                    const int* slot_mapping, const float* inv_freq, const int* inv_freq_index,
+                                    float attention_scaling, const kiln_t* q_norm_weight, const kiln_t* k_norm_weight,
+                                    float norm_eps, kiln_t* q_out, kiln_t* k_cache, kiln_t* v_cache, int num_tokens,
+                                    int num_slots) {
+  const int t = blockIdx.x;
+  if (t >= num_tokens) return;
+  const RopeArgs a{positions, slot_mapping, inv_freq, inv_freq_index, attention_scaling, q_norm_weight,
+                   k_norm_weight, norm_eps, q_out, k_cache, v_cache, num_slots};
+  rope_token_head(q + (long long)t * NUM_HEADS * HEAD_DIM, k + (long long)t * kKvRow, v + (long long)t * kKvRow, a, t);
+}

@@ -1,0 +1,46 @@
+// A CUDA stream: the ordered queue every copy, kernel, GEMM and graph launch goes to.
+import { CU_STREAM_DEFAULT, CU_STREAM_NON_BLOCKING } from "../ffi/driver.ts";
+import type { CuStream } from "../ffi/handles.ts";
+import type { CudaDevice } from "./device.ts";
+
+export class Stream implements Disposable {
+  private stream: CuStream | null;
+
+  private constructor(
+    readonly device: CudaDevice,
+    handle: CuStream,
+  ) {
+    this.stream = handle;
+  }
+
+  /** A new stream; non-blocking (does not synchronize with the legacy NULL stream) unless asked. */
+  static create(device: CudaDevice, options: { nonBlocking?: boolean } = {}): Stream {
+    device.assertOpen();
+    const flags = (options.nonBlocking ?? true) ? CU_STREAM_NON_BLOCKING : CU_STREAM_DEFAULT;
+    const handle = device.driver.streamCreate(flags);
+    device.liveObjects++;
+    return new Stream(device, handle);
+  }
+
+  get handle(): CuStream {
+    if (this.stream === null) throw new Error("Stream is disposed");
+    return this.stream;
+  }
+
+  /** Blocks until all work queued on the stream is done. */
+  synchronize(): void {
+    this.device.driver.streamSynchronize(this.handle);
+  }
+
+  /** Destroys the stream (queued work still completes). Idempotent. */
+  dispose(): void {
+    if (this.stream === null) return;
+    this.device.driver.streamDestroy(this.stream);
+    this.stream = null;
+    this.device.liveObjects--;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

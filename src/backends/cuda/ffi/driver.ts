@@ -1,0 +1,424 @@
+// Typed bindings for the CUDA driver API (libcuda.so.1). Every CUresult other than CUDA_SUCCESS
+// becomes a CudaError naming the call; handles are branded bigints (handles.ts).
+// Signatures and enum values are from cuda.h of CUDA 13.0 (CUDA_VERSION 13000); versioned entry
+// points are bound by their exported names (cuda.h maps e.g. cuMemAlloc → cuMemAlloc_v2, lines 89-172).
+import koffi, { type LibraryHandle } from "koffi";
+import { bindFirst, type CFunction, out64, outI32 } from "./bind.ts";
+import { CudaError, CudaUnavailableError } from "./errors.ts";
+import type {
+  CuContext,
+  CuDevice,
+  CuEvent,
+  CuFunction,
+  CuGraph,
+  CuGraphExec,
+  CuModule,
+  CuStream,
+  DevicePtr,
+  HostPtr,
+} from "./handles.ts";
+import { type KernelArg, kernelArgsBytes, packKernelArgs } from "./kernel_args.ts";
+import { loadLibrary } from "./library.ts";
+
+/** CUdevice_attribute values (cuda.h lines 741, 766, 803-804, 825). */
+export const CU_DEVICE_ATTRIBUTE = {
+  MULTIPROCESSOR_COUNT: 16,
+  L2_CACHE_SIZE: 38,
+  COMPUTE_CAPABILITY_MAJOR: 75,
+  COMPUTE_CAPABILITY_MINOR: 76,
+  MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: 97,
+} as const;
+
+/** CUfunction_attribute (cuda.h line 994). */
+export const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+/** CUstream_flags (cuda.h lines 428-429). */
+export const CU_STREAM_DEFAULT = 0;
+export const CU_STREAM_NON_BLOCKING = 1;
+/** CUevent_flags (cuda.h lines 456-458). */
+export const CU_EVENT_DEFAULT = 0;
+export const CU_EVENT_DISABLE_TIMING = 2;
+/** CUstreamCaptureMode (cuda.h lines 2392-2394). */
+export const CU_STREAM_CAPTURE_MODE = { GLOBAL: 0, THREAD_LOCAL: 1, RELAXED: 2 } as const;
+
+/** CUresult codes that mean "no usable GPU here" rather than a bug (cuda.h lines 2576-3178). */
+export const CU_RESULT_UNAVAILABLE: ReadonlySet<number> = new Set([
+  34, // CUDA_ERROR_STUB_LIBRARY: the toolkit's stub libcuda, not a real driver
+  46, // CUDA_ERROR_DEVICE_UNAVAILABLE: exclusive / prohibited compute mode
+  100, // CUDA_ERROR_NO_DEVICE
+  304, // CUDA_ERROR_OPERATING_SYSTEM
+  803, // CUDA_ERROR_SYSTEM_DRIVER_MISMATCH
+  804, // CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE
+  999, // CUDA_ERROR_UNKNOWN (what cuInit returns in containers without /dev/nvidia*)
+]);
+
+/** Host memory a copy reads or writes: a typed array (its view, at its byteOffset) or pinned memory. */
+export type HostArray =
+  | Uint8Array
+  | Int8Array
+  | Uint16Array
+  | Int16Array
+  | Uint32Array
+  | Int32Array
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | BigUint64Array;
+
+// name → [result, params, exported names (newest first)]. CUresult is a C enum (int); handles and
+// CUdeviceptr are passed as uint64_t; host memory as void*.
+const H = "uint64_t";
+const PROTOS = {
+  cuGetErrorName: ["int", ["int", "void *"]],
+  cuGetErrorString: ["int", ["int", "void *"]],
+  cuInit: ["int", ["uint32_t"]],
+  cuDriverGetVersion: ["int", ["void *"]],
+  cuDeviceGetCount: ["int", ["void *"]],
+  cuDeviceGet: ["int", ["void *", "int"]],
+  cuDeviceGetName: ["int", ["void *", "int", "int"]],
+  cuDeviceGetAttribute: ["int", ["void *", "int", "int"]],
+  cuDeviceTotalMem: ["int", ["void *", "int"], ["cuDeviceTotalMem_v2"]],
+  cuDevicePrimaryCtxRetain: ["int", ["void *", "int"]],
+  cuDevicePrimaryCtxRelease: ["int", ["int"], ["cuDevicePrimaryCtxRelease_v2"]],
+  cuCtxSetCurrent: ["int", [H]],
+  cuCtxSynchronize: ["int", []],
+  cuMemAlloc: ["int", ["void *", "size_t"], ["cuMemAlloc_v2"]],
+  cuMemFree: ["int", [H], ["cuMemFree_v2"]],
+  cuMemAllocHost: ["int", ["void *", "size_t"], ["cuMemAllocHost_v2"]],
+  cuMemFreeHost: ["int", ["void *"]],
+  cuMemGetInfo: ["int", ["void *", "void *"], ["cuMemGetInfo_v2"]],
+  cuMemcpyHtoD: ["int", [H, "void *", "size_t"], ["cuMemcpyHtoD_v2"]],
+  cuMemcpyDtoH: ["int", ["void *", H, "size_t"], ["cuMemcpyDtoH_v2"]],
+  cuMemcpyHtoDAsync: ["int", [H, "void *", "size_t", H], ["cuMemcpyHtoDAsync_v2"]],
+  cuMemcpyDtoHAsync: ["int", ["void *", H, "size_t", H], ["cuMemcpyDtoHAsync_v2"]],
+  cuMemcpyDtoDAsync: ["int", [H, H, "size_t", H], ["cuMemcpyDtoDAsync_v2"]],
+  cuMemsetD8Async: ["int", [H, "uint8_t", "size_t", H]],
+  cuMemsetD32Async: ["int", [H, "uint32_t", "size_t", H]],
+  cuStreamCreate: ["int", ["void *", "uint32_t"]],
+  cuStreamDestroy: ["int", [H], ["cuStreamDestroy_v2"]],
+  cuStreamSynchronize: ["int", [H]],
+  cuEventCreate: ["int", ["void *", "uint32_t"]],
+  cuEventRecord: ["int", [H, H]],
+  cuEventSynchronize: ["int", [H]],
+  // cuda.h line 172 maps cuEventElapsedTime → _v2 (CUDA 12.8+); older drivers only have the plain name.
+  cuEventElapsedTime: ["int", ["void *", H, H], ["cuEventElapsedTime_v2", "cuEventElapsedTime"]],
+  cuEventDestroy: ["int", [H], ["cuEventDestroy_v2"]],
+  cuModuleLoadData: ["int", ["void *", "void *"]],
+  cuModuleGetFunction: ["int", ["void *", H, "const char *"]],
+  cuModuleUnload: ["int", [H]],
+  cuFuncSetAttribute: ["int", [H, "int", "int"]],
+  cuLaunchKernel: [
+    "int",
+    [
+      H,
+      "uint32_t",
+      "uint32_t",
+      "uint32_t",
+      "uint32_t",
+      "uint32_t",
+      "uint32_t",
+      "uint32_t",
+      H,
+      "void *",
+      "void *",
+    ],
+  ],
+  cuStreamBeginCapture: ["int", [H, "int"], ["cuStreamBeginCapture_v2"]],
+  cuStreamEndCapture: ["int", [H, "void *"]],
+  cuGraphInstantiateWithFlags: ["int", ["void *", H, "uint64_t"]],
+  cuGraphLaunch: ["int", [H, H]],
+  cuGraphExecDestroy: ["int", [H]],
+  cuGraphDestroy: ["int", [H]],
+} as const satisfies Record<string, readonly [string, readonly string[], (readonly string[])?]>;
+
+type Fn = keyof typeof PROTOS;
+
+/** 3-D launch extent; a number means [x, 1, 1]. */
+export type Dim3 = number | readonly [number, number?, number?];
+
+export function dim3(d: Dim3): [number, number, number] {
+  const [x, y = 1, z = 1] = typeof d === "number" ? [d] : d;
+  for (const v of [x, y, z]) {
+    if (!Number.isInteger(v) || v < 1 || v >= 2 ** 32)
+      throw new RangeError(`bad launch dimension ${String(d)}`);
+  }
+  return [x, y, z];
+}
+
+/** The driver API, one method per entry point; every failure throws CudaError. */
+export class Driver {
+  /** The exported name bound for each entry point (e.g. cuMemAlloc → "cuMemAlloc_v2"). */
+  readonly boundNames: Readonly<Record<Fn, string>>;
+  private readonly fns: Record<Fn, CFunction>;
+  // Stable (non-moving) memory for cuLaunchKernel's void** block; see kernel_args.ts.
+  private argBlock: bigint | null = null;
+  private argBlockBytes = 0;
+  private argView: Uint8Array | null = null;
+
+  constructor(
+    lib: LibraryHandle,
+    /** Where libcuda was loaded from. */
+    readonly path: string,
+  ) {
+    const fns = {} as Record<Fn, CFunction>;
+    const names = {} as Record<Fn, string>;
+    for (const [key, proto] of Object.entries(PROTOS) as [Fn, (typeof PROTOS)[Fn]][]) {
+      const exported = proto[2] ?? [key];
+      const { fn, name } = bindFirst(lib, exported, proto[0], proto[1]);
+      fns[key] = fn;
+      names[key] = name;
+    }
+    this.fns = fns;
+    this.boundNames = names;
+  }
+
+  private call(key: Fn, ...args: unknown[]): void {
+    const r = this.fns[key](...args) as number;
+    if (r !== 0) throw this.error(this.boundNames[key], r);
+  }
+
+  /** The named error for CUresult `code` returned by `call`. */
+  error(call: string, code: number, detail?: string): CudaError {
+    const name = this.errorText("cuGetErrorName", code) ?? `CUDA_ERROR_${code}`;
+    const text = this.errorText("cuGetErrorString", code) ?? "unrecognized error code";
+    return new CudaError(call, code, name, text, detail);
+  }
+
+  private errorText(key: "cuGetErrorName" | "cuGetErrorString", code: number): string | null {
+    const p = out64();
+    if ((this.fns[key](code, p) as number) !== 0 || p[0] === 0n) return null;
+    return koffi.decode.string(p[0]);
+  }
+
+  init(): void {
+    this.call("cuInit", 0);
+  }
+  /** e.g. 13000 for CUDA 13.0. */
+  driverGetVersion(): number {
+    const v = outI32();
+    this.call("cuDriverGetVersion", v);
+    return v[0];
+  }
+  deviceGetCount(): number {
+    const n = outI32();
+    this.call("cuDeviceGetCount", n);
+    return n[0];
+  }
+  deviceGet(ordinal: number): CuDevice {
+    const d = outI32();
+    this.call("cuDeviceGet", d, ordinal);
+    return d[0] as CuDevice;
+  }
+  deviceGetName(dev: CuDevice): string {
+    const buf = new Uint8Array(256);
+    this.call("cuDeviceGetName", buf, buf.length, dev);
+    const end = buf.indexOf(0);
+    return Buffer.from(buf.subarray(0, end < 0 ? buf.length : end)).toString("utf8");
+  }
+  deviceGetAttribute(attribute: number, dev: CuDevice): number {
+    const v = outI32();
+    this.call("cuDeviceGetAttribute", v, attribute, dev);
+    return v[0];
+  }
+  deviceTotalMem(dev: CuDevice): number {
+    const v = out64();
+    this.call("cuDeviceTotalMem", v, dev);
+    return Number(v[0]);
+  }
+  devicePrimaryCtxRetain(dev: CuDevice): CuContext {
+    const c = out64();
+    this.call("cuDevicePrimaryCtxRetain", c, dev);
+    return c[0] as CuContext;
+  }
+  devicePrimaryCtxRelease(dev: CuDevice): void {
+    this.call("cuDevicePrimaryCtxRelease", dev);
+  }
+  ctxSetCurrent(ctx: CuContext): void {
+    this.call("cuCtxSetCurrent", ctx);
+  }
+  ctxSynchronize(): void {
+    this.call("cuCtxSynchronize");
+  }
+
+  memAlloc(bytes: number): DevicePtr {
+    const p = out64();
+    this.call("cuMemAlloc", p, bytes);
+    return p[0] as DevicePtr;
+  }
+  memFree(ptr: DevicePtr): void {
+    this.call("cuMemFree", ptr);
+  }
+  /** Page-locked host memory (fast, truly asynchronous copies). */
+  memAllocHost(bytes: number): HostPtr {
+    const p = out64();
+    this.call("cuMemAllocHost", p, bytes);
+    return p[0] as HostPtr;
+  }
+  memFreeHost(ptr: HostPtr): void {
+    this.call("cuMemFreeHost", ptr);
+  }
+  /** An ArrayBuffer over `bytes` of pinned memory at `ptr` (no copy; invalid once the memory is freed). */
+  hostView(ptr: HostPtr, bytes: number): ArrayBuffer {
+    return koffi.view(ptr, bytes);
+  }
+  memGetInfo(): { free: number; total: number } {
+    const f = out64();
+    const t = out64();
+    this.call("cuMemGetInfo", f, t);
+    return { free: Number(f[0]), total: Number(t[0]) };
+  }
+  /** Synchronous copy of `bytes` (default: all of `src`) to `dst`. */
+  memcpyHtoD(dst: DevicePtr, src: HostArray | HostPtr, bytes = hostBytes(src)): void {
+    this.call("cuMemcpyHtoD", dst, src, bytes);
+  }
+  memcpyDtoH(dst: HostArray | HostPtr, src: DevicePtr, bytes = hostBytes(dst)): void {
+    this.call("cuMemcpyDtoH", dst, src, bytes);
+  }
+  /**
+   * From pageable memory (a typed array) the driver stages the data before returning, so `src` may be
+   * reused at once; only pinned memory gives a truly asynchronous copy.
+   */
+  memcpyHtoDAsync(dst: DevicePtr, src: HostArray | HostPtr, stream: CuStream, bytes = hostBytes(src)): void {
+    this.call("cuMemcpyHtoDAsync", dst, src, bytes, stream);
+  }
+  /** Into pageable memory (a typed array) this returns only when the copy is done. */
+  memcpyDtoHAsync(dst: HostArray | HostPtr, src: DevicePtr, stream: CuStream, bytes = hostBytes(dst)): void {
+    this.call("cuMemcpyDtoHAsync", dst, src, bytes, stream);
+  }
+  memcpyDtoDAsync(dst: DevicePtr, src: DevicePtr, bytes: number, stream: CuStream): void {
+    this.call("cuMemcpyDtoDAsync", dst, src, bytes, stream);
+  }
+  memsetD8Async(dst: DevicePtr, value: number, count: number, stream: CuStream): void {
+    this.call("cuMemsetD8Async", dst, value, count, stream);
+  }
+  memsetD32Async(dst: DevicePtr, value: number, count: number, stream: CuStream): void {
+    this.call("cuMemsetD32Async", dst, value, count, stream);
+  }
+
+  streamCreate(flags = CU_STREAM_NON_BLOCKING): CuStream {
+    const s = out64();
+    this.call("cuStreamCreate", s, flags);
+    return s[0] as CuStream;
+  }
+  streamDestroy(stream: CuStream): void {
+    this.call("cuStreamDestroy", stream);
+  }
+  streamSynchronize(stream: CuStream): void {
+    this.call("cuStreamSynchronize", stream);
+  }
+  eventCreate(flags = CU_EVENT_DEFAULT): CuEvent {
+    const e = out64();
+    this.call("cuEventCreate", e, flags);
+    return e[0] as CuEvent;
+  }
+  eventRecord(event: CuEvent, stream: CuStream): void {
+    this.call("cuEventRecord", event, stream);
+  }
+  eventSynchronize(event: CuEvent): void {
+    this.call("cuEventSynchronize", event);
+  }
+  /** Milliseconds between two recorded (and completed) events. */
+  eventElapsedTime(start: CuEvent, end: CuEvent): number {
+    const ms = new Float32Array(1);
+    this.call("cuEventElapsedTime", ms, start, end);
+    return ms[0];
+  }
+  eventDestroy(event: CuEvent): void {
+    this.call("cuEventDestroy", event);
+  }
+
+  /** Loads a cubin (or fatbin / PTX) image into the current context. */
+  moduleLoadData(image: Uint8Array): CuModule {
+    const m = out64();
+    this.call("cuModuleLoadData", m, image);
+    return m[0] as CuModule;
+  }
+  moduleGetFunction(module: CuModule, name: string): CuFunction {
+    const f = out64();
+    const r = this.fns.cuModuleGetFunction(f, module, name) as number;
+    if (r !== 0) throw this.error(this.boundNames.cuModuleGetFunction, r, `function "${name}"`);
+    return f[0] as CuFunction;
+  }
+  moduleUnload(module: CuModule): void {
+    this.call("cuModuleUnload", module);
+  }
+  funcSetAttribute(fn: CuFunction, attribute: number, value: number): void {
+    this.call("cuFuncSetAttribute", fn, attribute, value);
+  }
+
+  /** cuLaunchKernel with the void** kernelParams built from typed `args` (kernel_args.ts). */
+  launchKernel(
+    fn: CuFunction,
+    grid: Dim3,
+    block: Dim3,
+    sharedBytes: number,
+    stream: CuStream,
+    args: readonly KernelArg[],
+  ) {
+    const [gx, gy, gz] = dim3(grid);
+    const [bx, by, bz] = dim3(block);
+    let params: bigint | null = null;
+    if (args.length > 0) {
+      const block = this.kernelArgBlock(kernelArgsBytes(args.length));
+      packKernelArgs(args, block.base, block.view);
+      params = block.base;
+    }
+    this.call("cuLaunchKernel", fn, gx, gy, gz, bx, by, bz, sharedBytes, stream, params, null);
+  }
+
+  private kernelArgBlock(bytes: number): { base: bigint; view: Uint8Array } {
+    if (this.argBlock === null || this.argBlockBytes < bytes) {
+      if (this.argBlock !== null) koffi.free(this.argBlock);
+      const size = Math.max(1024, 2 ** Math.ceil(Math.log2(bytes)));
+      this.argBlock = koffi.alloc("uint8_t", size) as bigint;
+      this.argBlockBytes = size;
+      this.argView = new Uint8Array(koffi.view(this.argBlock, size));
+    }
+    return { base: this.argBlock, view: (this.argView as Uint8Array).subarray(0, bytes) };
+  }
+
+  streamBeginCapture(stream: CuStream, mode: number = CU_STREAM_CAPTURE_MODE.GLOBAL): void {
+    this.call("cuStreamBeginCapture", stream, mode);
+  }
+  streamEndCapture(stream: CuStream): CuGraph {
+    const g = out64();
+    this.call("cuStreamEndCapture", stream, g);
+    return g[0] as CuGraph;
+  }
+  graphInstantiate(graph: CuGraph, flags = 0): CuGraphExec {
+    const e = out64();
+    this.call("cuGraphInstantiateWithFlags", e, graph, flags);
+    return e[0] as CuGraphExec;
+  }
+  graphLaunch(exec: CuGraphExec, stream: CuStream): void {
+    this.call("cuGraphLaunch", exec, stream);
+  }
+  graphExecDestroy(exec: CuGraphExec): void {
+    this.call("cuGraphExecDestroy", exec);
+  }
+  graphDestroy(graph: CuGraph): void {
+    this.call("cuGraphDestroy", graph);
+  }
+}
+
+function hostBytes(host: HostArray | HostPtr): number {
+  if (typeof host === "bigint") throw new TypeError("a pinned host pointer needs an explicit byte count");
+  return host.byteLength;
+}
+
+let driver: Driver | null = null;
+
+/** The process-wide driver binding (loads libcuda.so.1 once). Throws CudaUnavailableError. */
+export function loadDriver(): Driver {
+  if (driver) return driver;
+  const { lib, path } = loadLibrary("driver");
+  try {
+    driver = new Driver(lib, path);
+  } catch (e) {
+    throw new CudaUnavailableError(
+      `the NVIDIA driver at ${path} is too old (${e instanceof Error ? e.message : e}); kiln needs a CUDA 12+ driver.`,
+      [],
+      { cause: e },
+    );
+  }
+  return driver;
+}

@@ -1,0 +1,69 @@
+// Named errors of the CUDA binding layer. Every CUresult / nvrtcResult / cublasStatus_t that is not
+// success becomes one of these in the binding layer; callers never see raw codes.
+import { KilnError } from "../../../errors.ts";
+
+const UNAVAILABLE_FIX = "install the NVIDIA driver / CUDA 13 toolkit, or use --backend cpu";
+
+/** One place a shared library was looked for, and why it was not used. */
+export interface LibraryAttempt {
+  /** Absolute path, or a bare soname resolved by the dynamic loader (LD_LIBRARY_PATH, ldconfig). */
+  candidate: string;
+  reason: string;
+}
+
+/** No usable GPU stack: a library is missing, or the driver reports no usable device. */
+export class CudaUnavailableError extends KilnError {
+  readonly attempts: readonly LibraryAttempt[];
+  constructor(what: string, attempts: readonly LibraryAttempt[] = [], options?: { cause?: unknown }) {
+    const tried = attempts.map((a) => `  ${a.candidate}: ${a.reason}`).join("\n");
+    super(
+      `CUDA is not available: ${what}${tried ? `\nTried:\n${tried}` : ""}\nFix: ${UNAVAILABLE_FIX}.`,
+      options,
+    );
+    this.attempts = attempts;
+  }
+}
+
+/** A CUDA driver call returned a CUresult other than CUDA_SUCCESS. */
+export class CudaError extends KilnError {
+  constructor(
+    /** The driver entry point, e.g. "cuMemAlloc_v2". */
+    readonly call: string,
+    /** The raw CUresult, for code that must branch on it (e.g. CUDA_ERROR_NO_DEVICE = 100). */
+    readonly code: number,
+    /** e.g. "CUDA_ERROR_OUT_OF_MEMORY" (from cuGetErrorName). */
+    readonly errorName: string,
+    description: string,
+    detail?: string,
+  ) {
+    super(`${call} failed: ${errorName} (${code}): ${description}${detail ? ` [${detail}]` : ""}`);
+  }
+}
+
+/** An NVRTC call failed; for compilation failures `log` holds the compiler's output. */
+export class NvrtcError extends KilnError {
+  constructor(
+    readonly call: string,
+    readonly code: number,
+    readonly errorName: string,
+    /** The program name given to nvrtcCreateProgram, e.g. "rmsnorm.cu". */
+    readonly program: string,
+    readonly log: string,
+  ) {
+    const body = log.trim() ? `\n${log.trimEnd()}` : "";
+    super(`${call} failed for ${program}: ${errorName} (${code})${body}`);
+  }
+}
+
+/** A cuBLASLt call returned a cublasStatus_t other than CUBLAS_STATUS_SUCCESS. */
+export class CublasError extends KilnError {
+  constructor(
+    readonly call: string,
+    readonly code: number,
+    /** e.g. "CUBLAS_STATUS_NOT_SUPPORTED" (from cublasLtGetStatusName). */
+    readonly statusName: string,
+    detail?: string,
+  ) {
+    super(`${call} failed: ${statusName} (${code})${detail ? `: ${detail}` : ""}`);
+  }
+}

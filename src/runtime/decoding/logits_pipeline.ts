@@ -1,0 +1,48 @@
+// The per-step logits pipeline shared by sampling and beam search, in Hugging Face's processor order:
+//   embedding bias → repetition/presence/frequency penalties → no-repeat-ngram → bad words →
+//   min length (end ids banned) → user LogitsProcessors
+// Each stage is a backend decoding op over the whole batch [B, V].
+import type { LogitsProcessor, SequenceView } from "../logits_processor.ts";
+import type { ResolvedSamplingConfig } from "../sampling_config.ts";
+import type { DecodingOps } from "./ops.ts";
+import { badWordBans, noRepeatNgramBans } from "./word_filters.ts";
+
+export interface Row extends SequenceView {
+  /** prompt + generated ids. */
+  readonly ids: readonly number[];
+}
+
+export function processLogits(
+  ops: DecodingOps,
+  logits: Float32Array, // [rows.length, V]
+  V: number,
+  rows: readonly Row[],
+  cfg: ResolvedSamplingConfig,
+  badWordIds: readonly (readonly (readonly number[])[])[], // per prompt: banned token sequences
+  processors: readonly LogitsProcessor[],
+  step: number,
+): void {
+  const B = rows.length;
+  if (cfg.embeddingBias) ops.addBias(logits, B, V, cfg.embeddingBias);
+  const pick = (arr: number[]) => Float32Array.from(rows, (r) => arr[r.promptIndex]);
+  const rep = pick(cfg.repetitionPenalty);
+  const pres = pick(cfg.presencePenalty);
+  const freq = pick(cfg.frequencyPenalty);
+  if (rep.some((x) => x !== 1) || pres.some((x) => x !== 0) || freq.some((x) => x !== 0)) {
+    ops.applyPenalties(logits, B, V, {
+      repetition: rep,
+      presence: pres,
+      frequency: freq,
+      tokens: rows.map((r) => Int32Array.from(r.ids)),
+      promptLens: Int32Array.from(rows, (r) => r.promptIds.length),
+    });
+  }
+  const banned = rows.map((r) => {
+    const p = r.promptIndex;
+    const out = [...noRepeatNgramBans(r.ids, cfg.noRepeatNgramSize[p]), ...badWordBans(r.ids, badWordIds[p])];
+    if (r.outputIds.length < cfg.minLength[p]) out.push(...cfg.endIds);
+    return out;
+  });
+  if (banned.some((b) => b.length > 0)) ops.banTokens(logits, B, V, banned);
+  for (const proc of processors) proc.process(logits, V, rows, step);
+}

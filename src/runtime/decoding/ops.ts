@@ -1,0 +1,51 @@
+// Decoding steps as backend operations over a batch of logits rows [B, V], so the CUDA backend can
+// run the same decoding on the GPU (no logits to the host) with one kernel per op. Per-row settings
+// arrive as arrays of length B. The CPU backend's implementation (backends/cpu/decoding.ts) is the
+// reference.
+
+export interface PenaltyParams {
+  repetition: Float32Array; // [B]  HF: l<0 ? l·p : l/p over every token in the sequence; 1 = off
+  presence: Float32Array; // [B]  OpenAI: l −= p if the token was generated; 0 = off
+  frequency: Float32Array; // [B] OpenAI: l −= p·count(generated); 0 = off
+  /** Per row: every token of the sequence so far (prompt + generated). */
+  tokens: Int32Array[];
+  /** Per row: how many of `tokens` are prompt (presence/frequency count only the rest). */
+  promptLens: Int32Array; // [B]
+}
+
+export interface SampleParams {
+  greedy: Uint8Array; // [B]  argmax when 1
+  temperature: Float32Array; // [B]
+  topK: Int32Array; // [B]  0 = off
+  topP: Float32Array; // [B]  1 = off
+  minP: Float32Array; // [B]  0 = off
+  /** Counter-based RNG key per row: (seed, sequence, step). */
+  seed: Float64Array; // [B]
+  sequence: Int32Array; // [B]
+  step: Int32Array; // [B]
+}
+
+export interface DecodingOps {
+  /** logits[r] += bias for every row. bias: [V]. */
+  addBias(logits: Float32Array, B: number, V: number, bias: Float32Array): void;
+  applyPenalties(logits: Float32Array, B: number, V: number, p: PenaltyParams): void;
+  /** Sets logits[r][id] = −∞ for every id in banned[r]. */
+  banTokens(logits: Float32Array, B: number, V: number, banned: readonly (readonly number[])[]): void;
+  /** log-softmax of every row into out [B, V] (temperature applied for non-greedy rows, as in sample). */
+  logSoftmax(
+    logits: Float32Array,
+    B: number,
+    V: number,
+    temperature: Float32Array,
+    greedy: Uint8Array,
+    out: Float32Array,
+  ): void;
+  /** Picks one token per row: argmax, or temperature → top-k → top-p → min-p → draw. Returns tokens and
+   * their log-probabilities under the temperature-scaled, untruncated distribution. */
+  sample(
+    logits: Float32Array,
+    B: number,
+    V: number,
+    p: SampleParams,
+  ): { tokens: Int32Array; logProbs: Float32Array };
+}

@@ -1,0 +1,445 @@
+// GenerationSession: TensorRT-LLM's runtime entry point in TypeScript idiom. `setup` sizes the KV
+// cache for (batch, context, new tokens, beams); `decode` runs a batch of token-id prompts to
+// completion; `decodeStream` yields each step. Sampling and beam search share the logits pipeline
+// and the backend's decoding ops; this file only moves tokens and KV blocks between them.
+import { InvalidArgumentError } from "../errors.ts";
+import { BlockAllocator } from "./block_allocator.ts";
+import { BeamSearch } from "./decoding/beam_search.ts";
+import { processLogits, type Row } from "./decoding/logits_pipeline.ts";
+import { ContextWindowExceededError, InvalidTokenIdError } from "./errors.ts";
+import type { LogitsProcessor, StoppingCriteria } from "./logits_processor.ts";
+import type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./outputs.ts";
+import {
+  InvalidSamplingConfigError,
+  modelSamplingDefaults,
+  type ResolvedSamplingConfig,
+  resolveSamplingConfig,
+  type SamplingConfig,
+} from "./sampling_config.ts";
+import { type FinishReason, Sequence } from "./sequence.ts";
+import type { Session } from "./session.ts";
+import { buildStep } from "./step_builder.ts";
+import { BuiltinStops } from "./stopping.ts";
+import { TextTracker } from "./text_tracker.ts";
+
+export interface DecodeOptions {
+  stoppingCriteria?: StoppingCriteria | readonly StoppingCriteria[];
+  logitsProcessors?: LogitsProcessor | readonly LogitsProcessor[];
+  signal?: AbortSignal;
+}
+
+const list = <T>(x: T | readonly T[] | undefined): readonly T[] =>
+  x === undefined ? [] : Array.isArray(x) ? x : [x as T];
+
+/** A live sequence with its stream state. */
+interface Live {
+  seq: Sequence;
+  promptIndex: number;
+  sequenceIndex: number;
+  text: TextTracker;
+  topP: number;
+  genLogits: Float32Array[];
+}
+
+export class GenerationSession {
+  private allocator: BlockAllocator | null = null;
+
+  constructor(readonly session: Session) {}
+
+  get maxSeqLen(): number {
+    return this.session.config.maxSeqLen;
+  }
+
+  /** Sizes the KV cache for `batchSize` prompts of up to `maxContextLength` tokens, `maxNewTokens`
+   * new tokens each, and `beamWidth` beams (or returned samples) per prompt. */
+  setup(batchSize: number, maxContextLength: number, maxNewTokens: number, beamWidth = 1): void {
+    for (const [name, v] of Object.entries({ batchSize, maxContextLength, maxNewTokens, beamWidth })) {
+      if (!Number.isInteger(v) || v < 1)
+        throw new InvalidArgumentError(`setup: ${name} must be an integer ≥ 1, got ${v}`);
+    }
+    if (maxContextLength >= this.maxSeqLen)
+      throw new ContextWindowExceededError(maxContextLength, this.maxSeqLen);
+    const bs = this.session.backend.kvBlockSize;
+    const perSeq = Math.ceil(Math.min(maxContextLength + maxNewTokens, this.maxSeqLen) / bs) + 1;
+    const blocks = batchSize * beamWidth * perSeq;
+    this.session.backend.allocateKvCache(blocks);
+    this.allocator = new BlockAllocator(blocks);
+  }
+
+  async decode(
+    inputs: readonly (readonly number[])[],
+    config: Partial<SamplingConfig> = {},
+    opts: DecodeOptions = {},
+  ) {
+    const it = this.decodeStream(inputs, config, opts);
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  async *decodeStream(
+    inputs: readonly (readonly number[])[],
+    config: Partial<SamplingConfig> = {},
+    opts: DecodeOptions = {},
+  ): AsyncGenerator<StepOutput, RequestOutput[]> {
+    const s = this.session;
+    const V = s.backend.vocabSize;
+    if (inputs.length === 0)
+      throw new InvalidArgumentError("decode: the batch is empty; give at least one prompt");
+    inputs.forEach((ids) => {
+      if (ids.length === 0) throw new InvalidArgumentError("a prompt is empty: give at least one token");
+      for (const id of ids)
+        if (!Number.isInteger(id) || id < 0 || id >= V) throw new InvalidTokenIdError(id, V);
+      if (ids.length >= this.maxSeqLen) throw new ContextWindowExceededError(ids.length, this.maxSeqLen);
+    });
+    const cfg = resolveSamplingConfig(config, inputs.length, {
+      defaults: modelSamplingDefaults(s.generationDefaults),
+      endIds: s.eosTokenIds,
+      padId: s.config.model.padTokenId,
+      vocabSize: V,
+    });
+    const width = cfg.beamWidth > 1 ? cfg.beamWidth : cfg.numReturnSequences;
+    const longest = Math.max(...inputs.map((p) => p.length));
+    const bs = s.backend.kvBlockSize;
+    const need =
+      inputs.length * width * (Math.ceil(Math.min(longest + cfg.maxNewTokens, this.maxSeqLen) / bs) + 1);
+    if (
+      !this.allocator ||
+      this.allocator.numBlocks < need ||
+      this.allocator.numFree !== this.allocator.numBlocks
+    ) {
+      this.setup(inputs.length, longest, cfg.maxNewTokens, width);
+    }
+    const badWordIds = cfg.badWords.map((words) =>
+      words.map((w) => (typeof w === "string" ? this.tokenize(w, "badWords") : [...w])),
+    );
+    const stopWords = cfg.stopWords.map((words) => words.map((w) => w));
+    if (!s.tokenizer && stopWords.some((ws) => ws.some((w) => typeof w === "string"))) {
+      throw new InvalidSamplingConfigError(
+        "SamplingConfig.stopWords has strings but the model has no tokenizer; give token ids",
+      );
+    }
+    const roots = inputs.map((ids, i) => new Sequence(i, ids, bs));
+    try {
+      if (cfg.beamWidth > 1) return yield* this.runBeams(roots, cfg, badWordIds, opts);
+      return yield* this.runSampling(roots, cfg, badWordIds, stopWords, opts);
+    } finally {
+      // Every block goes back, whatever happened (abort, error, done).
+      this.allocator = this.allocator ? new BlockAllocator(this.allocator.numBlocks) : null;
+    }
+  }
+
+  private tokenize(text: string, field: string): number[] {
+    const t = this.session.tokenizer;
+    if (!t)
+      throw new InvalidSamplingConfigError(
+        `SamplingConfig.${field} has text but the model has no tokenizer; give token ids`,
+      );
+    return t.encode(text, { addSpecialTokens: false }).ids;
+  }
+
+  /** Prefill of every prompt at once; returns last-position logits [B, V] and (optionally) all prompt logits. */
+  private prefill(
+    roots: Sequence[],
+    cfg: ResolvedSamplingConfig,
+  ): { last: Float32Array; context: Float32Array[] } {
+    const backend = this.session.backend;
+    const V = backend.vocabSize;
+    const alloc = this.allocator as BlockAllocator;
+    for (const r of roots) r.reserve(r.ids.length, alloc);
+    const step = buildStep(roots);
+    if (cfg.returnContextLogits)
+      step.logitRows = Int32Array.from({ length: step.tokenIds.length }, (_, i) => i);
+    const logits = backend.forward(step).slice();
+    for (const r of roots) r.numComputed = r.ids.length;
+    if (!cfg.returnContextLogits) return { last: logits, context: [] };
+    const last = new Float32Array(roots.length * V);
+    const context = step.seqs.map((q, i) => {
+      last.set(logits.subarray((q.queryStart + q.queryLen - 1) * V, (q.queryStart + q.queryLen) * V), i * V);
+      return logits.slice(q.queryStart * V, (q.queryStart + q.queryLen) * V);
+    });
+    return { last, context };
+  }
+
+  private async *runSampling(
+    roots: Sequence[],
+    cfg: ResolvedSamplingConfig,
+    badWordIds: number[][][],
+    stopWords: ResolvedSamplingConfig["stopWords"],
+    opts: DecodeOptions,
+  ): AsyncGenerator<StepOutput, RequestOutput[]> {
+    const s = this.session;
+    const backend = s.backend;
+    const V = backend.vocabSize;
+    const alloc = this.allocator as BlockAllocator;
+    const processors = list(opts.logitsProcessors);
+    const criteria = list(opts.stoppingCriteria);
+    const n = cfg.numReturnSequences;
+    const endIds = new Set(cfg.endIds);
+    const stops = roots.map((_, p) => new BuiltinStops(endIds, cfg.maxNewTokens, stopWords[p]));
+    const holdback = (p: number) =>
+      Math.max(0, ...stopWords[p].map((w) => (typeof w === "string" ? w.length - 1 : 0)));
+
+    opts.signal?.throwIfAborted();
+    const { last, context } = this.prefill(roots, cfg);
+    // Fork each prompt into its n samples; all read the prompt's last logits for their first token.
+    let live: Live[] = [];
+    let rowLogits = new Float32Array(roots.length * n * V);
+    roots.forEach((root, p) => {
+      for (let k = 0; k < n; k++) {
+        const seq = k === n - 1 ? root : root.fork(p, alloc, (a, b) => backend.copyKvBlocks(a, b));
+        live.push({
+          seq,
+          promptIndex: p,
+          sequenceIndex: k,
+          text: new TextTracker(s.tokenizer, root.promptIds, holdback(p)),
+          topP: cfg.topP[p],
+          genLogits: [],
+        });
+        rowLogits.set(last.subarray(p * V, (p + 1) * V), (p * n + k) * V);
+      }
+    });
+    const all = [...live];
+    const maxLen = this.maxSeqLen;
+    for (let step = 0; live.length > 0; step++) {
+      opts.signal?.throwIfAborted();
+      const B = live.length;
+      if (cfg.returnGenerationLogits)
+        live.forEach((l, r) => l.genLogits.push(rowLogits.slice(r * V, (r + 1) * V)));
+      const rows: Row[] = live.map((l) => ({
+        promptIndex: l.promptIndex,
+        sequenceIndex: l.sequenceIndex,
+        promptIds: l.seq.promptIds,
+        outputIds: l.seq.generated,
+        ids: l.seq.ids,
+      }));
+      processLogits(backend.decoding, rowLogits, V, rows, cfg, badWordIds, processors, step);
+      const { tokens, logProbs } = backend.decoding.sample(rowLogits, B, V, {
+        greedy: Uint8Array.from(live, (l) => (cfg.greedy[l.promptIndex] ? 1 : 0)),
+        temperature: Float32Array.from(live, (l) => cfg.temperature[l.promptIndex]),
+        topK: Int32Array.from(live, (l) => cfg.topK[l.promptIndex]),
+        topP: Float32Array.from(live, (l) => l.topP),
+        minP: Float32Array.from(live, (l) => cfg.minP[l.promptIndex]),
+        seed: Float64Array.from(live, (l) => cfg.randomSeed[l.promptIndex]),
+        sequence: Int32Array.from(live, (l) => l.sequenceIndex),
+        step: Int32Array.from(live, () => step),
+      });
+      const events: TokenEvent[] = [];
+      for (let r = 0; r < B; r++) {
+        const l = live[r];
+        const p = l.promptIndex;
+        const token = tokens[r];
+        l.seq.ids.push(token);
+        l.seq.logProbs.push(logProbs[r]);
+        l.topP =
+          token === cfg.topPResetIds[p] ? cfg.topP[p] : Math.max(l.topP * cfg.topPDecay[p], cfg.topPMin[p]);
+        const from = l.text.push(token);
+        const out = l.seq.generated;
+        let stop = stops[p].check(out, token, l.text.text, from);
+        if (!stop && l.seq.ids.length >= maxLen) stop = { reason: "length" };
+        if (!stop) {
+          for (const c of criteria) {
+            const v = c.shouldStop(
+              {
+                promptIndex: p,
+                sequenceIndex: l.sequenceIndex,
+                promptIds: l.seq.promptIds,
+                outputIds: out,
+                text: l.text.text,
+              },
+              step,
+            );
+            if (v) {
+              stop = { reason: v === true ? "stop" : v };
+              break;
+            }
+          }
+        }
+        let text: string;
+        if (stop) {
+          l.seq.finishReason = stop.reason;
+          text = l.text.finish(stop.text === undefined ? undefined : stop.text.length);
+        } else text = l.text.delta();
+        events.push({
+          promptIndex: p,
+          sequenceIndex: l.sequenceIndex,
+          tokenId: token,
+          logProb: logProbs[r],
+          text,
+          finishReason: l.seq.finishReason,
+        });
+      }
+      yield { step, tokens: events };
+      for (const l of live) if (l.seq.finishReason) l.seq.release(alloc);
+      live = live.filter((l) => !l.seq.finishReason);
+      if (live.length === 0) break;
+      for (const l of live) l.seq.reserve(l.seq.ids.length, alloc);
+      rowLogits = backend.forward(buildStep(live.map((l) => l.seq))).slice();
+      for (const l of live) l.seq.numComputed = l.seq.ids.length;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return roots.map((root, p) => {
+      const mine = all.filter((l) => l.promptIndex === p);
+      const out: RequestOutput = {
+        promptIds: [...root.promptIds],
+        sequences: mine.map((l) =>
+          this.sequenceOutput(
+            l.seq.generated,
+            l.seq.logProbs,
+            l.seq.finishReason ?? "length",
+            cfg,
+            l.text.text,
+          ),
+        ),
+      };
+      if (cfg.returnContextLogits) out.contextLogits = context[p];
+      if (cfg.returnGenerationLogits) out.generationLogits = mine.map((l) => concat(l.genLogits, V));
+      return out;
+    });
+  }
+
+  private sequenceOutput(
+    ids: number[],
+    logProbs: number[],
+    finishReason: FinishReason,
+    cfg: ResolvedSamplingConfig,
+    text: string,
+    score?: number,
+  ): SequenceOutput {
+    const cum = logProbs.reduce((a, b) => a + b, 0);
+    return {
+      outputIds: ids,
+      text,
+      logProbs: cfg.outputLogProbs ? logProbs : [],
+      cumLogProb: cfg.outputCumLogProbs ? cum : 0,
+      ...(score !== undefined ? { score } : {}),
+      finishReason,
+    };
+  }
+
+  private async *runBeams(
+    roots: Sequence[],
+    cfg: ResolvedSamplingConfig,
+    badWordIds: number[][][],
+    opts: DecodeOptions,
+  ): AsyncGenerator<StepOutput, RequestOutput[]> {
+    const s = this.session;
+    const backend = s.backend;
+    const V = backend.vocabSize;
+    const W = cfg.beamWidth;
+    const alloc = this.allocator as BlockAllocator;
+    const processors = list(opts.logitsProcessors);
+    const copy = (a: number[], b: number[]) => backend.copyKvBlocks(a, b);
+    if (cfg.stopWords.some((w) => w.length > 0) || list(opts.stoppingCriteria).length > 0) {
+      throw new InvalidSamplingConfigError(
+        "stopWords and StoppingCriteria are not supported with beam search (beams end at end ids or maxNewTokens); use beamWidth 1",
+      );
+    }
+    opts.signal?.throwIfAborted();
+    const { last, context } = this.prefill(roots, cfg);
+    const maxSteps = roots.map((r) => Math.min(cfg.maxNewTokens, this.maxSeqLen - r.promptIds.length));
+    const searches = roots.map(
+      (r, p) =>
+        new BeamSearch({
+          beamWidth: W,
+          lengthPenalty: cfg.lengthPenalty,
+          earlyStopping: cfg.earlyStopping,
+          numReturnSequences: cfg.numReturnSequences,
+          endIds: cfg.endIds,
+          promptLen: r.promptIds.length,
+          maxNewTokens: maxSteps[p],
+          diversityRate: cfg.beamSearchDiversityRate,
+        }),
+    );
+    // Every prompt starts with W identical beams (HF: the prompt repeated, beams > 0 scored −1e9).
+    let beams: Sequence[][] = roots.map((root, p) =>
+      Array.from({ length: W }, (_, k) => (k === W - 1 ? root : root.fork(p, alloc, copy))),
+    );
+    let logits = new Float32Array(roots.length * W * V);
+    roots.forEach((_, p) => {
+      for (let k = 0; k < W; k++) logits.set(last.subarray(p * V, (p + 1) * V), (p * W + k) * V);
+    });
+    let active = roots.map((_, p) => p);
+    const genLogits: Float32Array[][] = roots.map(() => []);
+    for (let step = 0; active.length > 0; step++) {
+      opts.signal?.throwIfAborted();
+      const rows: Row[] = active.flatMap((p) =>
+        beams[p].map((b, k) => ({
+          promptIndex: p,
+          sequenceIndex: k,
+          promptIds: b.promptIds,
+          outputIds: b.generated,
+          ids: b.ids,
+        })),
+      );
+      const B = rows.length;
+      if (cfg.returnGenerationLogits)
+        active.forEach((p, i) => genLogits[p].push(logits.slice(i * W * V, i * W * V + V)));
+      processLogits(backend.decoding, logits, V, rows, cfg, badWordIds, processors, step);
+      const lp = new Float32Array(B * V);
+      backend.decoding.logSoftmax(logits, B, V, new Float32Array(B).fill(1), new Uint8Array(B).fill(1), lp);
+      const stillActive: number[] = [];
+      const beamsOut: { promptIndex: number; sequences: number[][] }[] = [];
+      active.forEach((p, i) => {
+        const search = searches[p];
+        const { parents, tokens } = search.step(lp.subarray(i * W * V, (i + 1) * W * V), V);
+        const old = beams[p];
+        const taken = new Set<number>();
+        const next = parents.map((parent, k) => {
+          const src = old[parent];
+          const child = taken.has(parent) ? src.fork(p, alloc, copy) : src;
+          taken.add(parent);
+          return child;
+        });
+        // Children forked before any token is appended; now append.
+        next.forEach((b, k) => {
+          b.ids.push(tokens[k]);
+          b.logProbs.push(lp[(i * W + parents[k]) * V + tokens[k]]);
+        });
+        old.forEach((b, k) => {
+          if (!taken.has(k)) b.release(alloc);
+        });
+        beams[p] = next;
+        beamsOut.push({ promptIndex: p, sequences: next.map((b) => b.generated) });
+        if (!search.done && step + 1 < maxSteps[p]) stillActive.push(p);
+      });
+      yield { step, tokens: [], beams: beamsOut };
+      for (const p of active) if (!stillActive.includes(p)) for (const b of beams[p]) b.release(alloc);
+      active = stillActive;
+      if (active.length === 0) break;
+      const seqs = active.flatMap((p) => beams[p]);
+      for (const b of seqs) b.reserve(b.ids.length, alloc);
+      logits = backend.forward(buildStep(seqs)).slice();
+      for (const b of seqs) b.numComputed = b.ids.length;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    beams = [];
+    const tok = s.tokenizer;
+    return roots.map((root, p) => {
+      const finals = searches[p].finalize();
+      const out: RequestOutput = {
+        promptIds: [...root.promptIds],
+        sequences: finals.map((f) =>
+          this.sequenceOutput(
+            f.tokens,
+            f.logProbs,
+            f.finishReason,
+            cfg,
+            tok ? tok.decode(f.tokens, { skipSpecialTokens: true }) : "",
+            f.score,
+          ),
+        ),
+      };
+      if (cfg.returnContextLogits) out.contextLogits = context[p];
+      if (cfg.returnGenerationLogits) out.generationLogits = [concat(genLogits[p], V)];
+      return out;
+    });
+  }
+}
+
+function concat(parts: Float32Array[], V: number): Float32Array {
+  const out = new Float32Array(parts.length * V);
+  parts.forEach((p, i) => out.set(p, i * V));
+  return out;
+}

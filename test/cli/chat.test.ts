@@ -1,0 +1,137 @@
+// `kiln chat` with piped stdin: every line is a user turn, each reply is printed on its own line, and
+// each reply is what `kiln run` generates from the ids of the conversation so far.
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { type ChatMessage, ChatTemplate, encodeChat } from "../../src/runtime/chat_template.ts";
+import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
+import { assertUserError, kiln } from "../helpers/cli.ts";
+import { type TinyModel, tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
+
+const SPECIAL = ["[UNK]", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"];
+const WORDS = ["hello", "world", "how", "are", "you", "be", "brief"];
+const VOCAB = 61; // the tiny llama's vocab_size: every id the model can sample must be a token
+
+/** A WordPiece tokenizer.json whose vocabulary is exactly ids 0…60 (whole words, split on spaces). */
+function tinyTokenizer(): Record<string, unknown> {
+  const tokens = [...SPECIAL, ...WORDS];
+  for (let i = 0; tokens.length < VOCAB; i++) tokens.push(`w${i}`);
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: SPECIAL.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: null,
+    pre_tokenizer: { type: "WhitespaceSplit" },
+    post_processor: {
+      type: "TemplateProcessing",
+      single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+      pair: [
+        { SpecialToken: { id: "<s>", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        { Sequence: { id: "B", type_id: 1 } },
+      ],
+      special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } },
+    },
+    decoder: { type: "WordPiece", prefix: "##", cleanup: false },
+    model: {
+      type: "WordPiece",
+      unk_token: "[UNK]",
+      continuing_subword_prefix: "##",
+      max_input_chars_per_word: 100,
+      vocab: Object.fromEntries(tokens.map((t, i) => [t, i])),
+    },
+  };
+}
+
+const TEMPLATE =
+  "{{ bos_token }}{% for m in messages %}<|{{ m.role }}|> {{ m.content }} {% endfor %}" +
+  "{% if add_generation_prompt %}<|assistant|>{% endif %}";
+
+/** The tiny llama (bos 1, eos 2) with the tokenizer above; `chatTemplate` null leaves it out. */
+function chatModel(chatTemplate: string | null): TinyModel {
+  const m = writeTinyModel("llama");
+  writeFileSync(join(m.dir, "tokenizer.json"), JSON.stringify(tinyTokenizer()));
+  const config = {
+    bos_token: "<s>",
+    eos_token: "</s>",
+    unk_token: "[UNK]",
+    chat_template: chatTemplate ?? undefined,
+  };
+  writeFileSync(join(m.dir, "tokenizer_config.json"), JSON.stringify(config));
+  return m;
+}
+
+describe("kiln chat (piped stdin)", () => {
+  const model = chatModel(TEMPLATE);
+  const cache = tempCache();
+  const env = { KILN_CACHE_DIR: cache.dir };
+  const gen = ["--max-new-tokens", "4", "--greedy"];
+  after(() => {
+    model.cleanup();
+    cache.cleanup();
+  });
+
+  /** What `kiln run` generates from the conversation's prompt ids. */
+  function expectedReply(messages: ChatMessage[]): string {
+    const tokenizer = Tokenizer.fromDir(model.dir);
+    const ids = encodeChat(tokenizer, messages, { template: ChatTemplate.fromDir(model.dir) });
+    assert.equal(ids.filter((id) => id === 1).length, 1, "one BOS: the template's");
+    const r = kiln(["run", "--model", model.dir, "--input-ids", ids.join(","), ...gen, "--json"], env);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout).text;
+  }
+
+  test("two lines in, two replies out, each the continuation of the whole conversation", () => {
+    const r = kiln(["chat", "--model", model.dir, ...gen], env, { input: "hello world\nhow are you\n" });
+    assert.equal(r.code, 0, r.stderr);
+    const first = expectedReply([{ role: "user", content: "hello world" }]);
+    const second = expectedReply([
+      { role: "user", content: "hello world" },
+      { role: "assistant", content: first },
+      { role: "user", content: "how are you" },
+    ]);
+    assert.equal(r.stdout, `${first}\n${second}\n`);
+  });
+
+  test("--system starts the conversation; /reset clears it; /exit stops reading", () => {
+    const input = "hello world\n/reset\nhello world\n/exit\nhow are you\n";
+    const r = kiln(["chat", "--model", model.dir, "--system", "be brief", ...gen], env, { input });
+    assert.equal(r.code, 0, r.stderr);
+    const reply = expectedReply([
+      { role: "system", content: "be brief" },
+      { role: "user", content: "hello world" },
+    ]);
+    assert.equal(r.stdout, `${reply}\n${reply}\n`);
+  });
+
+  test("a model without a chat template: NoChatTemplateError, unless --chat-template FILE is given", () => {
+    const bare = chatModel(null);
+    try {
+      const r = kiln(["chat", "--model", bare.dir, ...gen], env, { input: "hello\n" });
+      assertUserError(
+        r,
+        "NoChatTemplateError",
+        /tokenizer_config\.json has no chat_template.*--chat-template FILE/,
+      );
+      const file = join(bare.dir, "chat.jinja");
+      writeFileSync(file, TEMPLATE);
+      const ok = kiln(["chat", "--model", bare.dir, "--chat-template", file, ...gen], env, {
+        input: "hello\n",
+      });
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(ok.stdout.split("\n").length, 2, "one reply line");
+    } finally {
+      bare.cleanup();
+    }
+  });
+});
