@@ -194,9 +194,10 @@ async function runCommand(f: RunFlags): Promise<void> {
       process.stdout.write(`${JSON.stringify(json)}\n`);
       return;
     }
-    if (typeof prompt === "string") process.stdout.write(prompt);
+    const shown = typeof prompt === "string" ? prompt : "";
     const single = (opts.beamWidth ?? 1) === 1 && (opts.numReturnSequences ?? 1) === 1;
     if (single) {
+      process.stdout.write(shown);
       for await (const ev of runner.stream(prompt, opts)) process.stdout.write(ev.text);
       process.stdout.write("\n");
       return;
@@ -205,7 +206,7 @@ async function runCommand(f: RunFlags): Promise<void> {
     const [out] = await runner.generate(prompt, opts);
     out.sequences.forEach((s, i) => {
       process.stdout.write(
-        `${i === 0 ? "" : "\n"}--- sequence ${i} (${s.finishReason}, cumLogProb ${s.cumLogProb.toFixed(3)})\n${s.text}\n`,
+        `${i === 0 ? "" : "\n"}--- sequence ${i} (${s.finishReason}, cumLogProb ${s.cumLogProb.toFixed(3)})\n${shown}${s.text}\n`,
       );
     });
   } finally {

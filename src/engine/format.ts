@@ -64,4 +64,5 @@ export const TOKENIZER_FILES = [
   "tokenizer_config.json",
   "generation_config.json",
   "special_tokens_map.json",
+  "chat_template.jinja",
 ];

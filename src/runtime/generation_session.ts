@@ -205,8 +205,11 @@ export class GenerationSession {
     for (let step = 0; live.length > 0; step++) {
       opts.signal?.throwIfAborted();
       const B = live.length;
-      if (cfg.returnGenerationLogits)
-        live.forEach((l, r) => l.genLogits.push(rowLogits.slice(r * V, (r + 1) * V)));
+      if (cfg.returnGenerationLogits) {
+        live.forEach((l, r) => {
+          l.genLogits.push(rowLogits.slice(r * V, (r + 1) * V));
+        });
+      }
       const rows: Row[] = live.map((l) => ({
         promptIndex: l.promptIndex,
         sequenceIndex: l.sequenceIndex,
@@ -374,8 +377,11 @@ export class GenerationSession {
         })),
       );
       const B = rows.length;
-      if (cfg.returnGenerationLogits)
-        active.forEach((p, i) => genLogits[p].push(logits.slice(i * W * V, i * W * V + V)));
+      if (cfg.returnGenerationLogits) {
+        active.forEach((p, i) => {
+          genLogits[p].push(logits.slice(i * W * V, i * W * V + V));
+        });
+      }
       processLogits(backend.decoding, logits, V, rows, cfg, badWordIds, processors, step);
       const lp = new Float32Array(B * V);
       backend.decoding.logSoftmax(logits, B, V, new Float32Array(B).fill(1), new Uint8Array(B).fill(1), lp);
@@ -440,6 +446,8 @@ export class GenerationSession {
 
 function concat(parts: Float32Array[], V: number): Float32Array {
   const out = new Float32Array(parts.length * V);
-  parts.forEach((p, i) => out.set(p, i * V));
+  parts.forEach((p, i) => {
+    out.set(p, i * V);
+  });
   return out;
 }

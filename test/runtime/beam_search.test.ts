@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { InvalidArgumentError } from "../../src/errors.ts";
+import { topK } from "../../src/runtime/decoding/beam_hypotheses.ts";
 import { BeamSearch, type BeamSearchParams } from "../../src/runtime/decoding/beam_search.ts";
 import { uniform } from "../../src/runtime/decoding/counter_rng.ts";
 import { batched, logSoftmax, runBeamSearchOnLogProbFn } from "./beam_search_helpers.ts";
@@ -392,6 +393,16 @@ describe("beam search", () => {
     assert.equal(firstTokens(bySibling), 2);
   });
 
+  test("top-k ranks like torch.topk: larger first, NaN above all, ties by lower index (our assumption)", () => {
+    assert.deepEqual(topK([1, 3, 3, Number.NaN, 2, 3], 5), [3, 1, 2, 5, 4]);
+    assert.deepEqual(topK(new Float32Array([-1e9, -1e9, 0, Number.NEGATIVE_INFINITY]), 4), [2, 0, 1, 3]);
+    assert.deepEqual(topK(Array.from({ length: 1000 }, (_, i) => (i * 7919) % 1000), 3), [
+      (999 * 7919) % 1000 === 999 ? 999 : [...Array(1000).keys()].find((i) => (i * 7919) % 1000 === 999),
+      [...Array(1000).keys()].find((i) => (i * 7919) % 1000 === 998),
+      [...Array(1000).keys()].find((i) => (i * 7919) % 1000 === 997),
+    ]);
+  });
+
   test("invalid settings are named errors", () => {
     const bad: Partial<BeamSearchParams>[] = [
       { beamWidth: 0 },
@@ -401,6 +412,7 @@ describe("beam search", () => {
       { diversityRate: -1 },
       { earlyStopping: "sometimes" as unknown as boolean },
       { endIds: [-1] },
+      { diversityMode: "groups" as unknown as "sourceBeam" },
     ];
     for (const p of bad)
       assert.throws(() => new BeamSearch(params(p)), InvalidArgumentError, JSON.stringify(p));

@@ -77,7 +77,7 @@ export class BeamSearch {
 
   constructor(p: BeamSearchParams) {
     validate(p);
-    this.p = { diversityMode: "sourceBeam", ...p };
+    this.p = { ...p, diversityMode: p.diversityMode ?? "sourceBeam" };
     const B = p.beamWidth;
     this.beamsToKeep = Math.max(2, 1 + p.endIds.length) * B;
     this.running = Array.from({ length: B }, (_, b) => ({
@@ -149,6 +149,8 @@ export class BeamSearch {
 
     // Finished set: uses the heuristic and fullness from before this step, as HF does.
     const len = this.stepCount + 1;
+    // The `full` and `!improvable` masks matter in HF's batched loop, where other prompts keep it
+    // running; for one prompt either condition has already ended the search. Kept for parity.
     const full = this.finished.allFinished && earlyStopping === true;
     const candidates: FinishCandidate[] = top.map((idx, i) => {
       const finished = hits[i] && i < B;
@@ -164,6 +166,7 @@ export class BeamSearch {
     this.stepCount++;
     this.improvable = this.checkImprovable();
     const openBeam = !(this.finished.allFinished && earlyStopping === true);
+    // All K candidates hit only at maxNewTokens (each beam has #endIds end tokens, K > #endIds · B).
     const validContinuations = !hits.every(Boolean);
     this.isDone = !(this.improvable && openBeam && validContinuations) || this.stepCount >= maxNewTokens;
     return { parents, tokens };
@@ -247,4 +250,9 @@ function validate(p: BeamSearchParams): void {
     );
   }
   for (const id of p.endIds) int("every end id", id, 0);
+  if (p.diversityMode !== undefined && p.diversityMode !== "sourceBeam" && p.diversityMode !== "siblingRank") {
+    throw new InvalidArgumentError(
+      `beam search: diversityMode must be "sourceBeam" or "siblingRank", got ${p.diversityMode}`,
+    );
+  }
 }
