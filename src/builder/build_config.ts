@@ -16,6 +16,8 @@ export interface BuildConfig {
   maxBatchSize: number;
   /** Run the fusion passes (QKV, gate-up, add+norm). Off only for debugging the passes. */
   fuse: boolean;
+  /** Build from config.json alone with random weights (benchmarks of shipped configs). */
+  randomWeights: boolean;
 }
 
 export const DEFAULT_BUILD_CONFIG: BuildConfig = {
@@ -25,6 +27,7 @@ export const DEFAULT_BUILD_CONFIG: BuildConfig = {
   maxSeqLen: 0,
   maxBatchSize: 64,
   fuse: true,
+  randomWeights: false,
 };
 
 function positiveInt(name: string, v: number): void {

@@ -1,8 +1,11 @@
 // The builder: checkpoint → model definition → optimized plan → engine directory.
-import { existsSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { MissingTensorError } from "../checkpoint/errors.ts";
+import { readHfConfig } from "../checkpoint/hf_config.ts";
+import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { DTYPE_BY_NAME, DTYPE_BYTES, type DType, f32ToBf16, f32ToF16, toF32 } from "../dtype.ts";
 import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
 import { type EngineWeight, writeEngine } from "../engine/writer.ts";
@@ -13,6 +16,7 @@ import { defineModel } from "../models/registry.ts";
 import { KILN_VERSION } from "../version.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
 import { optimize } from "./optimize.ts";
+import { randomEngineWeight } from "./random_weights.ts";
 
 export interface BuildResult {
   dir: string;
@@ -33,44 +37,83 @@ export function buildEngine(
       `the ${build.backend} backend is not available in this version of kiln; build with --backend cpu`,
     );
   }
+  if (build.randomWeights) return buildRandom(modelDir, outDir, build, t0);
   const ckpt = Checkpoint.open(modelDir);
   try {
     const model = ckpt.config;
     const network = optimize(defineModel(model, join(modelDir, "config.json")), build);
     checkWeightsPresent(ckpt, network, modelDir);
     const dtype = resolveDtype(ckpt, network, build);
-    const window = contextWindow(model);
-    if (build.maxSeqLen > window) {
-      throw new InvalidArgumentError(
-        `--max-seq-len ${build.maxSeqLen} exceeds the model's context window of ${window} tokens; use at most ${window}`,
-      );
-    }
-    const config: EngineConfig = {
-      format: "kiln-engine",
-      formatVersion: ENGINE_FORMAT_VERSION,
-      kilnVersion: KILN_VERSION,
-      createdAt: new Date().toISOString(),
-      model: { ...model, raw: {} },
-      build: { ...build, dtype: dtypeName(dtype) },
-      target: { backend: build.backend },
-      mapping: { worldSize: 1, tpSize: 1, ppSize: 1 },
-      source: { checkpointHash: ckpt.contentHash(), path: modelDir },
-      maxSeqLen: build.maxSeqLen || window,
-      files: ["rank0.engine"],
-    };
+    const config = engineConfig(model, build, dtype, ckpt.contentHash(), modelDir);
     const weights = Object.entries(network.weights).map(([name, spec]) =>
       engineWeight(ckpt, name, spec, dtype),
     );
-    const extra = TOKENIZER_FILES.filter((f) => existsSync(join(modelDir, f))).map((f) => ({
-      from: join(modelDir, f),
-      name: f,
-    }));
-    config.files.push(...extra.map((e) => e.name));
-    writeEngine(outDir, config, { ops: network.ops, output: network.output }, weights, extra);
-    return { dir: outDir, config, seconds: (performance.now() - t0) / 1000 };
+    return finish(modelDir, outDir, config, network, weights, t0);
   } finally {
     ckpt.close();
   }
+}
+
+/** An engine of the config's exact shape with random weights (no checkpoint needed). */
+function buildRandom(modelDir: string, outDir: string, build: BuildConfig, t0: number): BuildResult {
+  const configPath = join(modelDir, "config.json");
+  const model = readHfConfig(modelDir);
+  const network = optimize(defineModel(model, configPath), build);
+  const dtype: DType = build.dtype === "auto" ? "BF16" : DTYPE_BY_NAME[build.dtype];
+  const hash = createHash("sha256")
+    .update(readFileSync(configPath))
+    .update("random-weights-v1")
+    .digest("hex");
+  const config = engineConfig(model, build, dtype, hash, modelDir);
+  const weights = Object.entries(network.weights).map(([name, spec]) =>
+    randomEngineWeight(name, spec, dtype),
+  );
+  return finish(modelDir, outDir, config, network, weights, t0);
+}
+
+function engineConfig(
+  model: ModelConfig,
+  build: BuildConfig,
+  dtype: DType,
+  hash: string,
+  dir: string,
+): EngineConfig {
+  const window = contextWindow(model);
+  if (build.maxSeqLen > window) {
+    throw new InvalidArgumentError(
+      `--max-seq-len ${build.maxSeqLen} exceeds the model's context window of ${window} tokens; use at most ${window}`,
+    );
+  }
+  return {
+    format: "kiln-engine",
+    formatVersion: ENGINE_FORMAT_VERSION,
+    kilnVersion: KILN_VERSION,
+    createdAt: new Date().toISOString(),
+    model: { ...model, raw: {} },
+    build: { ...build, dtype: dtypeName(dtype) },
+    target: { backend: build.backend },
+    mapping: { worldSize: 1, tpSize: 1, ppSize: 1 },
+    source: { checkpointHash: hash, path: dir },
+    maxSeqLen: build.maxSeqLen || window,
+    files: ["rank0.engine"],
+  };
+}
+
+function finish(
+  modelDir: string,
+  outDir: string,
+  config: EngineConfig,
+  network: Network,
+  weights: EngineWeight[],
+  t0: number,
+): BuildResult {
+  const extra = TOKENIZER_FILES.filter((f) => existsSync(join(modelDir, f))).map((f) => ({
+    from: join(modelDir, f),
+    name: f,
+  }));
+  config.files.push(...extra.map((e) => e.name));
+  writeEngine(outDir, config, { ops: network.ops, output: network.output }, weights, extra);
+  return { dir: outDir, config, seconds: (performance.now() - t0) / 1000 };
 }
 
 function dtypeName(d: DType): "fp32" | "fp16" | "bf16" {

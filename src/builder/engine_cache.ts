@@ -24,6 +24,22 @@ export function resolveEngine(
 ): ResolvedEngine {
   if (isEngineDir(modelDir)) return { dir: modelDir, origin: "engine" };
   const build = resolveBuildConfig(options);
+  const hash = build.randomWeights ? sha256File(join(modelDir, "config.json")) : checkpointIdentity(modelDir);
+  const dir = engineCacheDir(hash, build, cacheRoot);
+  if (isEngineDir(dir)) {
+    try {
+      openEngine(dir).close();
+      return { dir, origin: "hit" };
+    } catch {
+      // A stale or corrupt cache entry: rebuild it below.
+    }
+  }
+  const r = buildEngine(modelDir, dir, build);
+  return { dir, origin: "built", buildSeconds: r.seconds };
+}
+
+/** The checkpoint's content hash combined with its tokenizer files' (the engine carries both). */
+function checkpointIdentity(modelDir: string): string {
   const ckpt = Checkpoint.open(modelDir);
   let hash: string;
   try {
@@ -36,15 +52,5 @@ export function resolveEngine(
   } finally {
     ckpt.close();
   }
-  const dir = engineCacheDir(hash, build, cacheRoot);
-  if (isEngineDir(dir)) {
-    try {
-      openEngine(dir).close();
-      return { dir, origin: "hit" };
-    } catch {
-      // A stale or corrupt cache entry: rebuild it below.
-    }
-  }
-  const r = buildEngine(modelDir, dir, build);
-  return { dir, origin: "built", buildSeconds: r.seconds };
+  return hash;
 }

@@ -12,6 +12,7 @@ interface BuildFlags {
   maxBatchSize?: number;
   kvBlockSize?: number;
   fuse: boolean;
+  randomWeights?: boolean;
   json?: boolean;
 }
 
@@ -35,6 +36,7 @@ export function registerBuild(program: Command): void {
     .option("--max-batch-size <n>", "most sequences per step", intArg("--max-batch-size", 1))
     .option("--kv-block-size <n>", "tokens per KV-cache block", intArg("--kv-block-size", 1))
     .option("--no-fuse", "skip the fusion passes (debugging)")
+    .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
     .option("--json", "print the engine config as JSON")
     .action((f: BuildFlags) => {
       const r = buildEngine(f.model, f.output, {
@@ -44,6 +46,7 @@ export function registerBuild(program: Command): void {
         maxBatchSize: f.maxBatchSize,
         kvBlockSize: f.kvBlockSize,
         fuse: f.fuse,
+        randomWeights: f.randomWeights,
       });
       if (f.json)
         process.stdout.write(`${JSON.stringify({ dir: r.dir, seconds: r.seconds, config: r.config })}\n`);

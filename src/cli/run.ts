@@ -34,6 +34,7 @@ interface RunFlags extends Partial<Omit<SamplingConfig, "stopWords" | "badWords"
   dtype?: "fp32" | "fp16" | "bf16";
   backend?: "cpu" | "cuda";
   cacheDir?: string;
+  randomWeights?: boolean;
   json?: boolean;
 }
 
@@ -116,6 +117,7 @@ export function registerRun(program: Command): void {
     )
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
+    .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
     .option("--json", "print one JSON object instead of streaming text")
     .action(async (flags: RunFlags) => runCommand(flags));
 }
@@ -168,6 +170,7 @@ async function runCommand(f: RunFlags): Promise<void> {
     ...(f.dtype ? { dtype: f.dtype } : {}),
     ...(f.backend ? { backend: f.backend } : {}),
     ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
+    ...(f.randomWeights ? { randomWeights: true } : {}),
   });
   try {
     const opts = generateOptionsFromFlags(f);

@@ -11,20 +11,59 @@ describe("kiln run sampling flags (bundled model)", () => {
   const run = (...args: string[]) => kiln(["run", "--prompt", "ROMEO:", "--json", ...args], env);
 
   test("beam search returns scored sequences, best first", () => {
-    const r = run("--beam-width", "4", "--num-return-sequences", "3", "--max-new-tokens", "10", "--length-penalty", "0.8", "--early-stopping", "never");
+    const r = run(
+      "--beam-width",
+      "4",
+      "--num-return-sequences",
+      "3",
+      "--max-new-tokens",
+      "10",
+      "--length-penalty",
+      "0.8",
+      "--early-stopping",
+      "never",
+    );
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout);
     assert.equal(out.sequences.length, 3);
     const scores = out.sequences.map((s: { score: number }) => s.score);
-    assert.deepEqual([...scores].sort((a, b) => b - a), scores);
+    assert.deepEqual(
+      [...scores].sort((a, b) => b - a),
+      scores,
+    );
     assert.deepEqual(out.outputIds, out.sequences[0].outputIds);
   });
 
   test("sampling with several returned sequences, penalties, min-p, decay and a seed is reproducible", () => {
     const args = [
-      "--temperature", "0.9", "--top-k", "50", "--top-p", "0.95", "--min-p", "0.02", "--top-p-decay", "0.9", "--top-p-min", "0.5",
-      "--repetition-penalty", "1.2", "--presence-penalty", "0.3", "--frequency-penalty", "0.2", "--no-repeat-ngram-size", "3",
-      "--min-length", "4", "--num-return-sequences", "2", "--seed", "11", "--max-new-tokens", "12",
+      "--temperature",
+      "0.9",
+      "--top-k",
+      "50",
+      "--top-p",
+      "0.95",
+      "--min-p",
+      "0.02",
+      "--top-p-decay",
+      "0.9",
+      "--top-p-min",
+      "0.5",
+      "--repetition-penalty",
+      "1.2",
+      "--presence-penalty",
+      "0.3",
+      "--frequency-penalty",
+      "0.2",
+      "--no-repeat-ngram-size",
+      "3",
+      "--min-length",
+      "4",
+      "--num-return-sequences",
+      "2",
+      "--seed",
+      "11",
+      "--max-new-tokens",
+      "12",
     ];
     const a = run(...args);
     const b = run(...args);
@@ -44,9 +83,14 @@ describe("kiln run sampling flags (bundled model)", () => {
   test("--bad-words and --stop-words", () => {
     const plain = JSON.parse(run("--greedy", "--max-new-tokens", "8", "--ignore-eos").stdout);
     const banned = plain.outputIds[1];
-    const r = JSON.parse(run("--greedy", "--max-new-tokens", "8", "--ignore-eos", "--bad-words", `ids:${banned}`).stdout);
+    const r = JSON.parse(
+      run("--greedy", "--max-new-tokens", "8", "--ignore-eos", "--bad-words", `ids:${banned}`).stdout,
+    );
     assert.ok(!r.outputIds.includes(banned));
-    const s = JSON.parse(run("--greedy", "--max-new-tokens", "8", "--ignore-eos", "--stop-words", `ids:${plain.outputIds[2]}`).stdout);
+    const s = JSON.parse(
+      run("--greedy", "--max-new-tokens", "8", "--ignore-eos", "--stop-words", `ids:${plain.outputIds[2]}`)
+        .stdout,
+    );
     assert.equal(s.finishReason, "stop");
     assert.deepEqual(s.outputIds, plain.outputIds.slice(0, 3));
   });
@@ -61,7 +105,15 @@ describe("kiln run sampling flags (bundled model)", () => {
     assertUserError(run("--embedding-bias", "13=4"), "InvalidArgumentError", /--embedding-bias.*13=4/);
     assertUserError(run("--early-stopping", "maybe"), "InvalidArgumentError", /--early-stopping.*maybe/);
     assertUserError(run("--top-p", "0"), "InvalidSamplingConfigError", /topP.*\(0, 1\]/);
-    assertUserError(run("--beam-width", "2", "--temperature", "0.5"), "InvalidSamplingConfigError", /conflicts with beamWidth/);
-    assertUserError(run("--greedy", "--num-return-sequences", "2"), "InvalidSamplingConfigError", /numReturnSequences/);
+    assertUserError(
+      run("--beam-width", "2", "--temperature", "0.5"),
+      "InvalidSamplingConfigError",
+      /conflicts with beamWidth/,
+    );
+    assertUserError(
+      run("--greedy", "--num-return-sequences", "2"),
+      "InvalidSamplingConfigError",
+      /numReturnSequences/,
+    );
   });
 });

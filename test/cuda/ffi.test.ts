@@ -149,7 +149,10 @@ describe("library search order", () => {
         assert.match(e.message, /could not load NVRTC/);
         assert.match(e.message, /libnvrtc\.so\.13 \(loader path\): dlopen libnvrtc\.so\.13 failed/);
         assert.match(e.message, /\/usr\/local\/cuda\/lib64\/libnvrtc\.so\.13: dlopen .* failed/);
-        assert.match(e.message, /libnvrtc\.so\.12.* in .*\/usr\/local\/cuda\/targets\/x86_64-linux\/lib.*: not found/);
+        assert.match(
+          e.message,
+          /libnvrtc\.so\.12.* in .*\/usr\/local\/cuda\/targets\/x86_64-linux\/lib.*: not found/,
+        );
         assert.match(e.message, /install the NVIDIA driver \/ CUDA 13 toolkit, or use --backend cpu/);
         assert.equal(e.attempts.length, 5);
         return true;
@@ -240,7 +243,9 @@ describe("NVRTC options", () => {
     assert.deepEqual(cudaIncludeDirs("/venv/sp/nvidia/cu13/lib/libnvrtc.so.13", {}, fs), [
       "/venv/sp/nvidia/cu13/include",
     ]);
-    assert.deepEqual(cudaIncludeDirs("libnvrtc.so.13", { CUDA_HOME: "/opt/cuda" }, fs), ["/opt/cuda/include"]);
+    assert.deepEqual(cudaIncludeDirs("libnvrtc.so.13", { CUDA_HOME: "/opt/cuda" }, fs), [
+      "/opt/cuda/include",
+    ]);
     assert.deepEqual(cudaIncludeDirs("/x/lib/libnvrtc.so.12", {}, fs), ["/usr/local/cuda/include"]);
     assert.deepEqual(cudaIncludeDirs("/x/lib/libnvrtc.so.12", {}, fakeFs([])), []);
   });

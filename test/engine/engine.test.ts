@@ -1,7 +1,7 @@
 // Engine format: self-describing, versioned, validated on load; the content-addressed cache hits on
 // a second run and misses when anything that shapes the engine changes.
 import assert from "node:assert/strict";
-import { readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { resolveBuildConfig } from "../../src/builder/build_config.ts";
@@ -140,5 +140,33 @@ describe("engine cache", () => {
     assert.match(cacheRoot({}), /\.cache\/kiln$/);
     const b = resolveBuildConfig();
     assert.notEqual(engineCacheKey("h1", b), engineCacheKey("h2", b));
+  });
+});
+
+describe("random-weight engines of shipped configs", () => {
+  test("configs/llama-3.2-1b shape builds with random weights (structure only, tiny check)", () => {
+    const cache = tempCache();
+    try {
+      // Shrink the shipped config's depth and vocab so the test stays fast; the shape logic is the same.
+      const cfg = JSON.parse(
+        readFileSync(new URL("../../configs/llama-3.2-1b/config.json", import.meta.url), "utf8"),
+      );
+      const dir = join(cache.dir, "cfg");
+      mkdirSync(dir);
+      writeFileSync(
+        join(dir, "config.json"),
+        JSON.stringify({ ...cfg, num_hidden_layers: 1, vocab_size: 512 }),
+      );
+      const r = resolveEngine(dir, { randomWeights: true, maxSeqLen: 64 }, cache.dir);
+      assert.equal(r.origin, "built");
+      const e = openEngine(r.dir);
+      const qkv = e.header.weights.find((w) => w.name === "model.layers.0.self_attn.qkv_proj.weight");
+      assert.deepEqual(qkv?.shape, [(32 + 2 * 8) * 64, 2048]);
+      assert.equal(qkv?.dtype, "BF16");
+      e.close();
+      assert.equal(resolveEngine(dir, { randomWeights: true, maxSeqLen: 64 }, cache.dir).origin, "hit");
+    } finally {
+      cache.cleanup();
+    }
   });
 });

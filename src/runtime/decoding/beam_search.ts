@@ -250,7 +250,11 @@ function validate(p: BeamSearchParams): void {
     );
   }
   for (const id of p.endIds) int("every end id", id, 0);
-  if (p.diversityMode !== undefined && p.diversityMode !== "sourceBeam" && p.diversityMode !== "siblingRank") {
+  if (
+    p.diversityMode !== undefined &&
+    p.diversityMode !== "sourceBeam" &&
+    p.diversityMode !== "siblingRank"
+  ) {
     throw new InvalidArgumentError(
       `beam search: diversityMode must be "sourceBeam" or "siblingRank", got ${p.diversityMode}`,
     );

@@ -1,0 +1,638 @@
+// GPU decoding over a batch of fp32 logits rows [B, VOCAB]: the decoding ops of
+// src/runtime/decoding/ops.ts, so no logits cross to the host per step. Reference: cpuDecodingOps in
+// src/backends/cpu/decoding.ts (with argmax / logSoftmax of src/backends/cpu/kernels/sampling_math.ts
+// and the counter-based generator of src/runtime/decoding/counter_rng.ts). Per-row settings come from
+// device arrays [B], so one launch serves a batch with different settings.
+//
+// Macros:
+//   VOCAB         row width of the logits (no dtype macro: logits are fp32)
+//
+// extern "C" __global__ void add_logit_bias(float* logits /*[B, VOCAB]*/, const float* bias /*[VOCAB]*/, int rows)
+//   grid = (min(ceil(rows·VOCAB / 256), 65535)), block = (256): grid-stride, any shape works. fp32 add.
+//
+// extern "C" __global__ void apply_penalties(
+//     float* logits,            // [B, VOCAB], in place
+//     const int* tokens,        // [B, max_tokens]: row b's prompt + generated ids in its first token_lens[b]
+//     const int* token_lens,    // [B]
+//     const int* prompt_lens,   // [B]: presence/frequency count only tokens[prompt_lens[b] .. token_lens[b])
+//     const float* repetition,  // [B] HF: l < 0 ? l·p : l/p, once per distinct id of the sequence; 1 = off
+//     const float* presence,    // [B] OpenAI: l −= p for ids generated at least once; 0 = off
+//     const float* frequency,   // [B] OpenAI: l −= p·count for generated ids; 0 = off
+//     int* counts,              // [B, VOCAB] workspace: must be all zero on entry (memset once at
+//                               //   allocation); the kernel leaves it all zero again
+//     int max_tokens)
+//   grid = (B), block = (1024) (any multiple of 32), shared memory: none.
+//   Ids outside [0, VOCAB) are ignored.
+//
+// extern "C" __global__ void ban_tokens(float* logits /*[B, VOCAB]*/, const int* banned /*[B, max_banned]*/,
+//                                       int max_banned)
+//   logits[b][id] = −∞ for each id of row b's list (−1 or any id outside [0, VOCAB): unused entry);
+//   min-length (end ids banned), bad words and no-repeat-ngram bans all arrive this way.
+//   grid = (B), block = (128) (any).
+//
+// extern "C" __global__ void log_softmax(const float* logits /*[B, VOCAB]*/, const float* temperature /*[B]*/,
+//                                        const unsigned char* greedy /*[B]*/, float* out /*[B, VOCAB]*/)
+//   out = log_softmax(logits / t) with t = greedy ? 1 : temperature (no division when t == 1).
+//   grid = (B), block = (1024) (any multiple of 32), shared memory: static, < 1 KB.
+//
+// extern "C" __global__ void argmax_logprob(const float* logits /*[B, VOCAB]*/, int* out_token /*[B]*/,
+//                                           float* out_logprob /*[B]*/)
+//   Greedy: the first maximum (torch.argmax; the first NaN wins) and its log-softmax value.
+//   grid = (B), block = (1024) (any multiple of 32).
+//
+// extern "C" __global__ void sample_topk_topp(
+//     const float* logits,           // [B, VOCAB] (after bias, penalties and bans)
+//     const unsigned char* greedy,   // [B] argmax when 1 (also when top_k == 1)
+//     const float* temperature,      // [B] > 0 for sampled rows
+//     const int* top_k,              // [B] 0 = off
+//     const float* top_p,            // [B] 1 = off
+//     const float* min_p,            // [B] 0 = off
+//     const double* seed,            // [B] the runtime's Float64Array as is (integers in [0, 2^53))
+//     const int* sequence,           // [B]
+//     const int* step,               // [B]
+//     int* out_token,                // [B]; −1 if launched with a block other than 1024 threads
+//     float* out_logprob)            // [B] log-softmax(logits / t)[token], t = greedy ? 1 : temperature
+//   grid = (B), block = (1024) exactly, shared memory: ~33 KB static.
+//
+// sample_topk_topp is draw() of decoding.ts: candidates are the ids with a logit ≠ −∞ sorted by logit
+// descending, ties by id; keep the first top_k; weights w = exp((l − max) / t) in fp64; keep the
+// shortest prefix whose mass Σ w/total reaches top_p; keep the prefix with w ≥ min_p (w of the first
+// is 1); u = uniform(seed, sequence, step) · Σ kept w; the token is the first whose running sum of w
+// exceeds u (else the last kept). How, without sorting the vocabulary: the sorted order is the order
+// of a 64-bit key (order-preserving bits of −logit, then id), so a radix select over the key finds a
+// prefix of at most 1024 candidates (a "chunk"; one histogram pass over the row per 10–12 key bits),
+// which is gathered into shared memory, bitonic-sorted, weighted and scanned in fp64. The walk stops
+// in the first chunk unless the kept set or the draw reaches past its 1024 most likely tokens; then
+// it selects the next chunk. Sums are fp64 but not in the reference's sequential order, so a draw can
+// differ from the CPU's only when u lies within ~1e-16 relative of a boundary between two tokens.
+// Weights of tokens more than 30 nats (at temperature t) below the maximum use fp32 exp in the one
+// full-row sum (their total error is < 1e-13 · VOCAB relative to the max's weight).
+#include "common.cuh"
+
+#if !defined(VOCAB)
+#error "sampling.cu needs VOCAB"
+#endif
+
+namespace {
+
+constexpr int kThreads = 1024;  // sample_topk_topp's block: one chunk element per thread
+constexpr int kChunk = 1024;    // candidates sorted at once
+constexpr int kMaxBins = 4096;  // widest radix digit: 12 bits
+
+// ---- counter-based generator (counter_rng.ts), bit for bit ------------------------------------------
+
+__device__ __forceinline__ unsigned mix32(unsigned x) {
+  x ^= x >> 16;
+  x *= 0x21f0aaadu;
+  x ^= x >> 15;
+  x *= 0x735a2d97u;
+  x ^= x >> 15;
+  return x;
+}
+
+__device__ __forceinline__ unsigned hash_key(unsigned seed_lo, unsigned seed_hi, unsigned sequence, unsigned step,
+                                             unsigned draw, unsigned lane) {
+  unsigned h = mix32(seed_lo ^ 0x9e3779b9u);
+  h = mix32(h ^ seed_hi);
+  h = mix32(h ^ sequence);
+  h = mix32(h ^ step);
+  h = mix32(h ^ draw);
+  return mix32(h ^ lane);
+}
+
+/** uniform(seed, sequence, step, 0): a double in [0, 1) with 53 random bits. */
+__device__ __forceinline__ double uniform(double seed, int sequence, int step) {
+  // JS: seedLo = seed >>> 0, seedHi = floor(seed / 2^32) >>> 0 — the two halves of the 64-bit integer.
+  const unsigned long long s = (unsigned long long)seed;
+  const unsigned lo32 = (unsigned)s, hi32 = (unsigned)(s >> 32);
+  const unsigned hi = hash_key(lo32, hi32, (unsigned)sequence, (unsigned)step, 0u, 1u) >> 5;  // 27 bits
+  const unsigned lo = hash_key(lo32, hi32, (unsigned)sequence, (unsigned)step, 0u, 2u) >> 6;  // 26 bits
+  return ((double)hi * 67108864.0 + (double)lo) / 9007199254740992.0;
+}
+
+// ---- sort keys ----------------------------------------------------------------------------------------
+
+/** Ascending key order = descending logit; −0 and +0 are one value (the reference compares with −). */
+__device__ __forceinline__ unsigned desc_key(float x) {
+  if (x == 0.0f) x = 0.0f;
+  const unsigned b = __float_as_uint(x);
+  const unsigned asc = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  return ~asc;
+}
+
+/** The sorted position's key: logit descending, then id ascending. */
+__device__ __forceinline__ unsigned long long key64(float x, int id) {
+  return ((unsigned long long)desc_key(x) << 32) | (unsigned)id;
+}
+
+// desc_key(−∞) = 0xff800000: keys at or above it are −∞ (excluded from the candidates) or negative NaN.
+constexpr unsigned long long kValidEnd = 0xff80000000000000ull;
+
+// ---- row reductions -----------------------------------------------------------------------------------
+
+struct ArgMax {
+  float value;
+  int index;
+};
+
+/** a before b in torch.argmax's choice: the first NaN, else the larger value, else the smaller index. */
+__device__ __forceinline__ bool better(ArgMax a, ArgMax b) {
+  const bool an = kiln::is_nan(a.value), bn = kiln::is_nan(b.value);
+  if (an || bn) return an && bn ? a.index < b.index : an;
+  if (a.value != b.value) return a.value > b.value;
+  return a.index < b.index;
+}
+
+__device__ __forceinline__ ArgMax warp_argmax(ArgMax a) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    ArgMax b;
+    b.value = __shfl_xor_sync(kiln::kFullMask, a.value, o);
+    b.index = __shfl_xor_sync(kiln::kFullMask, a.index, o);
+    if (better(b, a)) a = b;
+  }
+  return a;
+}
+
+struct RowStats {
+  ArgMax best;  // torch.argmax and its value
+  float max;    // max over the logits, NaN ignored
+  int valid;    // logits ≠ −∞
+};
+
+__device__ RowStats row_stats(const float* row) {
+  __shared__ float s_val[32];
+  __shared__ int s_idx[32];
+  __shared__ float s_max[32];
+  __shared__ int s_cnt[32];
+  ArgMax best{kiln::neg_inf(), 0x7fffffff};
+  float mx = kiln::neg_inf();
+  int valid = 0;
+  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
+    const float x = row[i];
+    const ArgMax c{x, i};
+    if (better(c, best)) best = c;
+    mx = fmaxf(mx, x);
+    valid += x != kiln::neg_inf();
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  best = warp_argmax(best);
+  mx = kiln::warp_max(mx);
+  valid = kiln::warp_sum(valid);
+  if (lane == 0) {
+    s_val[warp] = best.value;
+    s_idx[warp] = best.index;
+    s_max[warp] = mx;
+    s_cnt[warp] = valid;
+  }
+  __syncthreads();
+  ArgMax b{kiln::neg_inf(), 0x7fffffff};
+  float m = kiln::neg_inf();
+  int v = 0;
+  if (lane < warps) {
+    b = ArgMax{s_val[lane], s_idx[lane]};
+    m = s_max[lane];
+    v = s_cnt[lane];
+  }
+  b = warp_argmax(b);
+  m = kiln::warp_max(m);
+  v = kiln::warp_sum(v);
+  __syncthreads();
+  return RowStats{b, m, v};
+}
+
+/** The log-softmax shift of the row scaled by 1/t: max + log Σ exp(l/t − max), in fp64 (as logSoftmax). */
+__device__ double log_softmax_shift(const float* row, float t, float row_max) {
+  __shared__ double scratch[32];
+  const bool scale = t != 1.0f;
+  const float m = scale ? __fdiv_rn(row_max, t) : row_max;  // division by t > 0 is monotone
+  double sum = 0.0;
+  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
+    const float y = scale ? __fdiv_rn(row[i], t) : row[i];
+    sum += (double)expf(__fsub_rn(y, m));
+  }
+  sum = kiln::block_sum(sum, scratch);
+  return (double)m + log(sum);
+}
+
+__device__ __forceinline__ float log_prob(const float* row, int token, float t, double shift) {
+  const float y = t != 1.0f ? __fdiv_rn(row[token], t) : row[token];
+  return (float)((double)y - shift);
+}
+
+// ---- block scans (blockDim.x == 1024 in the sampler) --------------------------------------------------
+
+__device__ __forceinline__ double block_inclusive_scan(double v, double* warp_tot) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const double n = __shfl_up_sync(kiln::kFullMask, v, o);
+    if (lane >= o) v += n;
+  }
+  if (lane == 31) warp_tot[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    double t = lane < warps ? warp_tot[lane] : 0.0;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const double n = __shfl_up_sync(kiln::kFullMask, t, o);
+      if (lane >= o) t += n;
+    }
+    if (lane < warps) warp_tot[lane] = t;
+  }
+  __syncthreads();
+  if (warp > 0) v += warp_tot[warp - 1];
+  __syncthreads();
+  return v;
+}
+
+__device__ __forceinline__ int block_exclusive_scan(int v, int* warp_tot) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  int inc = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int n = __shfl_up_sync(kiln::kFullMask, inc, o);
+    if (lane >= o) inc += n;
+  }
+  if (lane == 31) warp_tot[warp] = inc;
+  __syncthreads();
+  if (warp == 0) {
+    int t = lane < warps ? warp_tot[lane] : 0;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int n = __shfl_up_sync(kiln::kFullMask, t, o);
+      if (lane >= o) t += n;
+    }
+    if (lane < warps) warp_tot[lane] = t;
+  }
+  __syncthreads();
+  const int excl = inc - v + (warp > 0 ? warp_tot[warp - 1] : 0);
+  __syncthreads();
+  return excl;
+}
+
+// ---- the sampler's shared state -----------------------------------------------------------------------
+
+struct SamplerShared {
+  int hist[kMaxBins];                // radix histogram, then its inclusive prefix
+  unsigned long long keys[kChunk];   // the current chunk, sorted
+  double prefix[kChunk];             // inclusive prefix sums of the chunk's weights
+  double dtot[32];
+  int itot[32];
+  int count;
+};
+
+/** Keys in the candidate range: valid, above the last chunk (lo, when has_lo), at most hi. */
+__device__ __forceinline__ bool in_range(unsigned long long k, bool has_lo, unsigned long long lo,
+                                         unsigned long long hi) {
+  return k <= hi && (!has_lo || k > lo);
+}
+
+struct Selection {
+  unsigned long long tau;  // candidates in (lo, tau] ∩ range
+  int count;
+};
+
+/**
+ * Radix select: a key tau such that the number of candidates (lo, tau] is in [need_min, need_max]
+ * (all candidates when fewer than need_min). hi < kValidEnd. Block-uniform; one row pass per digit.
+ */
+__device__ Selection select_prefix(const float* row, bool has_lo, unsigned long long lo, unsigned long long hi,
+                                   int need_min, int need_max, SamplerShared& sm) {
+  const int shifts[6] = {52, 42, 32, 20, 10, 0};
+  const int widths[6] = {12, 10, 10, 12, 10, 10};
+  unsigned long long prefix = 0, prefix_mask = 0;
+  int base = 0;  // candidates below the current prefix, already counted
+  for (int level = 0; level < 6; level++) {
+    const int shift = shifts[level], width = widths[level];
+    const int bins = 1 << width;
+    for (int b = threadIdx.x; b < bins; b += blockDim.x) sm.hist[b] = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
+      const unsigned long long k = key64(row[i], i);
+      if (in_range(k, has_lo, lo, hi) && (k & prefix_mask) == prefix) {
+        atomicAdd(&sm.hist[(int)((k >> shift) & (unsigned long long)(bins - 1))], 1);
+      }
+    }
+    __syncthreads();
+    // Inclusive prefix over the bins: each thread owns `per` consecutive bins.
+    const int per = (bins + blockDim.x - 1) / blockDim.x;
+    const int first = threadIdx.x * per;
+    int mine = 0;
+    for (int j = 0; j < per; j++)
+      if (first + j < bins) mine += sm.hist[first + j];
+    int run = block_exclusive_scan(mine, sm.itot);
+    int fits = 0;  // bins whose cumulative count stays within need_max
+    for (int j = 0; j < per; j++) {
+      if (first + j < bins) {
+        run += sm.hist[first + j];
+        sm.hist[first + j] = run;
+        fits += base + run <= need_max;
+      }
+    }
+    __syncthreads();
+    const int last = kiln::block_sum(fits, sm.itot) - 1;  // largest bin with base + cum ≤ need_max, or −1
+    const int total = sm.hist[bins - 1];
+    const int cum = last >= 0 ? sm.hist[last] : 0;
+    __syncthreads();
+    if (level == 0 && base + total < need_min) return Selection{hi, base + total};
+    if (last >= 0 && base + cum >= need_min) {
+      const unsigned long long low_ones = shift == 0 ? 0ull : ((1ull << shift) - 1ull);
+      unsigned long long tau = prefix | ((unsigned long long)last << shift) | low_ones;
+      if (tau > hi) tau = hi;
+      return Selection{tau, base + cum};
+    }
+    // Descend into the first bin that overflows need_max.
+    base += cum;
+    prefix |= (unsigned long long)(last + 1) << shift;
+    prefix_mask |= (unsigned long long)(bins - 1) << shift;
+  }
+  return Selection{hi, base};  // not reached: bins of the last digit hold one key each
+}
+
+/** Gathers the candidates (lo, tau] (at most kChunk) into sm.keys and sorts them; returns their number. */
+__device__ int gather_chunk(const float* row, bool has_lo, unsigned long long lo, unsigned long long tau,
+                            SamplerShared& sm) {
+  if (threadIdx.x == 0) sm.count = 0;
+  __syncthreads();
+  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
+    const unsigned long long k = key64(row[i], i);
+    if (in_range(k, has_lo, lo, tau)) {
+      const int s = atomicAdd(&sm.count, 1);
+      if (s < kChunk) sm.keys[s] = k;
+    }
+  }
+  __syncthreads();
+  const int n = min(sm.count, kChunk);
+  for (int j = threadIdx.x; j < kChunk; j += blockDim.x)
+    if (j >= n) sm.keys[j] = ~0ull;
+  __syncthreads();
+  // Bitonic sort, ascending (the slot order above depends on timing; the sorted order does not).
+  for (int size = 2; size <= kChunk; size <<= 1) {
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      for (int i = threadIdx.x; i < kChunk; i += blockDim.x) {
+        const int j = i ^ stride;
+        if (j > i) {
+          const unsigned long long a = sm.keys[i], b = sm.keys[j];
+          const bool ascending = (i & size) == 0;
+          if ((a > b) == ascending) {
+            sm.keys[i] = b;
+            sm.keys[j] = a;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+  return n;
+}
+
+/** Where a walk over the sorted candidates stands: chunks before the current one are summed up. */
+struct Walk {
+  bool has_lo;
+  unsigned long long lo;  // last key of the previous chunk
+  int pos;                // candidates before the current chunk
+  double acc;             // Σ w before the current chunk
+  double mass;            // Σ w/total before the current chunk (top-p)
+};
+
+struct Row {
+  const float* logits;
+  unsigned long long hi;  // last candidate key (top-k)
+  int size;               // candidates (top-k set)
+  double max;             // the largest logit
+  double t;               // temperature
+};
+
+/**
+ * Loads the chunk after `w` into shared memory: sorted keys, and each thread j < n gets its weight in
+ * `wj` and sm.prefix[j] = Σ_{i ≤ j} w_i of the chunk. Returns n (0 when the candidates are exhausted).
+ */
+__device__ int load_chunk(const Row& r, const Walk& w, SamplerShared& sm, double& wj) {
+  unsigned long long tau = r.hi;
+  if (!(w.pos == 0 && r.size <= kChunk)) tau = select_prefix(r.logits, w.has_lo, w.lo, r.hi, 1, kChunk, sm).tau;
+  const int n = gather_chunk(r.logits, w.has_lo, w.lo, tau, sm);
+  const int j = threadIdx.x;
+  wj = 0.0;
+  if (j < n) wj = exp(((double)r.logits[(int)(sm.keys[j] & 0xffffffffull)] - r.max) / r.t);
+  sm.prefix[j] = block_inclusive_scan(wj, sm.dtot);
+  __syncthreads();
+  return n;
+}
+
+__device__ __forceinline__ void advance(Walk& w, const SamplerShared& sm, int n, double mass_in_chunk) {
+  w.has_lo = true;
+  w.lo = sm.keys[n - 1];
+  w.pos += n;
+  w.acc += sm.prefix[n - 1];
+  w.mass += mass_in_chunk;
+}
+
+__device__ __forceinline__ int key_id(unsigned long long k) { return (int)(k & 0xffffffffull); }
+
+/** Σ w over the candidates, and over those with w ≥ min_p (with their count): one pass, fp64. */
+__device__ void total_pass(const Row& r, float row_max, double min_p, double& total, double& total_min_p,
+                           int& count_min_p, SamplerShared& sm) {
+  const float inv_t = (float)(1.0 / r.t);
+  double s = 0.0, sm_p = 0.0;
+  int c = 0;
+  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
+    const float x = r.logits[i];
+    if (!in_range(key64(x, i), false, 0, r.hi)) continue;
+    const float approx = (x - row_max) * inv_t;
+    const double wi = approx > -30.0f ? exp(((double)x - r.max) / r.t) : (double)expf(approx);
+    s += wi;
+    if (min_p > 0.0 && wi >= min_p) {
+      sm_p += wi;
+      c++;
+    }
+  }
+  total = kiln::block_sum(s, sm.dtot);
+  total_min_p = kiln::block_sum(sm_p, sm.dtot);
+  count_min_p = kiln::block_sum(c, sm.itot);
+}
+
+/** draw() of decoding.ts for one row with at least one candidate. */
+__device__ int draw(const Row& r, float row_max, double top_p, double min_p, double u, SamplerShared& sm) {
+  const int j = threadIdx.x;
+  const bool single = r.size <= kChunk;  // the whole top-k set is the first chunk
+  Walk w{false, 0ull, 0, 0.0, 0.0};
+  double wj = 0.0;
+  int n = 0;
+  bool loaded = false;  // sm holds the first chunk
+  int keep;             // kept candidates (a prefix of the sorted order)
+  double total_keep;    // their Σ w
+
+  if (single) {
+    n = load_chunk(r, w, sm, wj);
+    loaded = true;
+    const double total = sm.prefix[n - 1];
+    // top-p on Σ w/total, then min-p on w: both cut the sorted order, so the kept set is a prefix.
+    const double q = block_inclusive_scan(j < n ? wj / total : 0.0, sm.dtot);
+    int cut = n;
+    if (j < n) {
+      if (min_p > 0.0 && wj < min_p) cut = j;
+      else if (top_p < 1.0 && q >= top_p) cut = j + 1;
+    }
+    keep = kiln::block_min(cut, sm.itot);
+    total_keep = sm.prefix[keep - 1];
+  } else {
+    double total, total_min_p;
+    int count_min_p;
+    total_pass(r, row_max, min_p, total, total_min_p, count_min_p, sm);
+    if (top_p >= 1.0) {
+      keep = min_p > 0.0 ? count_min_p : r.size;
+      total_keep = min_p > 0.0 ? total_min_p : total;
+    } else {
+      keep = r.size;
+      total_keep = 0.0;
+      while (w.pos < r.size) {
+        n = load_chunk(r, w, sm, wj);
+        loaded = w.pos == 0;
+        if (n == 0) break;
+        const double q = block_inclusive_scan(j < n ? wj / total : 0.0, sm.dtot);
+        int cut = 0x7fffffff;
+        if (j < n) {
+          if (min_p > 0.0 && wj < min_p) cut = j;
+          else if (w.mass + q >= top_p) cut = j + 1;
+        }
+        cut = kiln::block_min(cut, sm.itot);
+        if (cut != 0x7fffffff) {
+          keep = w.pos + cut;
+          total_keep = w.acc + (cut > 0 ? sm.prefix[cut - 1] : 0.0);
+          break;
+        }
+        const double chunk_mass = kiln::block_sum(j == n - 1 ? q : 0.0, sm.dtot);
+        advance(w, sm, n, chunk_mass);
+        total_keep = w.acc;
+      }
+    }
+    if (keep < 1) keep = 1;
+  }
+
+  // The draw: the first kept candidate whose running Σ w exceeds c, else the last kept one.
+  const double c = u * total_keep;
+  Walk b{false, 0ull, 0, 0.0, 0.0};
+  while (true) {
+    if (!(b.pos == 0 && loaded)) n = load_chunk(r, b, sm, wj);
+    if (n == 0) return -1;  // not reached: keep ≤ candidates
+    const int limit = min(n, keep - b.pos);  // kept candidates in this chunk
+    const int hit = kiln::block_min(j < limit && c < b.acc + sm.prefix[j] ? j : 0x7fffffff, sm.itot);
+    if (hit != 0x7fffffff) return key_id(sm.keys[hit]);
+    if (b.pos + n >= keep) return key_id(sm.keys[limit - 1]);
+    advance(b, sm, n, 0.0);
+  }
+}
+
+}  // namespace
+
+extern "C" __global__ void add_logit_bias(float* logits, const float* bias, int rows) {
+  const long long total = (long long)rows * VOCAB;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+    logits[i] = __fadd_rn(logits[i], bias[i % VOCAB]);
+  }
+}
+
+extern "C" __global__ void apply_penalties(float* logits, const int* tokens, const int* token_lens,
+                                           const int* prompt_lens, const float* repetition, const float* presence,
+                                           const float* frequency, int* counts, int max_tokens) {
+  const int b = blockIdx.x;
+  const float rep = repetition[b], pres = presence[b], freq = frequency[b];
+  if (rep == 1.0f && pres == 0.0f && freq == 0.0f) return;  // the reference's no-op (also for NaN-free rows)
+  float* row = logits + (long long)b * VOCAB;
+  int* cnt = counts + (long long)b * VOCAB;
+  const int* ids = tokens + (long long)b * max_tokens;
+  const int len = min(token_lens[b], max_tokens);
+  const int plen = max(0, prompt_lens[b]);
+  constexpr int kClaimed = 0x40000000;  // count bit: the id's logit has been updated
+  // 1. Occurrences among the generated ids.
+  for (int i = plen + threadIdx.x; i < len; i += blockDim.x) {
+    const int t = ids[i];
+    if (t >= 0 && t < VOCAB) atomicAdd(&cnt[t], 1);
+  }
+  __syncthreads();
+  // 2. Once per distinct id of the sequence: the first thread to set the claim bit updates the logit,
+  //    repetition first, then presence/frequency as l − (p + f·n) in fp64 rounded once (the reference).
+  for (int i = threadIdx.x; i < len; i += blockDim.x) {
+    const int t = ids[i];
+    if (t < 0 || t >= VOCAB) continue;
+    const int old = atomicOr(&cnt[t], kClaimed);
+    if (old & kClaimed) continue;
+    float v = row[t];
+    if (rep != 1.0f) v = v < 0.0f ? __fmul_rn(v, rep) : __fdiv_rn(v, rep);
+    const int n = old & (kClaimed - 1);
+    if (n > 0 && (pres != 0.0f || freq != 0.0f)) {
+      v = (float)((double)v - ((double)pres + (double)freq * (double)n));
+    }
+    row[t] = v;
+  }
+  __syncthreads();
+  // 3. Leave the workspace zero for the next call.
+  for (int i = threadIdx.x; i < len; i += blockDim.x) {
+    const int t = ids[i];
+    if (t >= 0 && t < VOCAB) cnt[t] = 0;
+  }
+}
+
+extern "C" __global__ void ban_tokens(float* logits, const int* banned, int max_banned) {
+  const int b = blockIdx.x;
+  const int* list = banned + (long long)b * max_banned;
+  for (int i = threadIdx.x; i < max_banned; i += blockDim.x) {
+    const int id = list[i];
+    if (id >= 0 && id < VOCAB) logits[(long long)b * VOCAB + id] = kiln::neg_inf();
+  }
+}
+
+extern "C" __global__ void log_softmax(const float* logits, const float* temperature, const unsigned char* greedy,
+                                       float* out) {
+  const int b = blockIdx.x;
+  const float* row = logits + (long long)b * VOCAB;
+  float* dst = out + (long long)b * VOCAB;
+  const float t = greedy[b] ? 1.0f : temperature[b];
+  const RowStats st = row_stats(row);
+  const double shift = log_softmax_shift(row, t, st.max);
+  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) dst[i] = log_prob(row, i, t, shift);
+}
+
+extern "C" __global__ void argmax_logprob(const float* logits, int* out_token, float* out_logprob) {
+  const int b = blockIdx.x;
+  const float* row = logits + (long long)b * VOCAB;
+  const RowStats st = row_stats(row);
+  const double shift = log_softmax_shift(row, 1.0f, st.max);
+  if (threadIdx.x == 0) {
+    out_token[b] = st.best.index;
+    out_logprob[b] = log_prob(row, st.best.index, 1.0f, shift);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(kThreads)
+    sample_topk_topp(const float* logits, const unsigned char* greedy, const float* temperature, const int* top_k,
+                     const float* top_p, const float* min_p, const double* seed, const int* sequence, const int* step,
+                     int* out_token, float* out_logprob) {
+  __shared__ SamplerShared sm;
+  const int b = blockIdx.x;
+  if (blockDim.x != kThreads) {
+    if (threadIdx.x == 0) out_token[b] = -1;
+    return;
+  }
+  const float* row = logits + (long long)b * VOCAB;
+  const bool is_greedy = greedy[b] != 0;
+  const float t = is_greedy ? 1.0f : temperature[b];
+  const RowStats st = row_stats(row);
+  const double shift = log_softmax_shift(row, t, st.max);
+
+  int token = st.best.index;
+  if (!is_greedy && top_k[b] != 1 && st.valid > 0) {
+    const int k = top_k[b];
+    Row r{row, kValidEnd - 1, st.valid, (double)st.max, (double)t};
+    if (k > 0 && k < st.valid) {
+      r.size = k;
+      r.hi = select_prefix(row, false, 0ull, kValidEnd - 1, k, k, sm).tau;
+    }
+    token = draw(r, st.max, (double)top_p[b], (double)min_p[b], uniform(seed[b], sequence[b], step[b]), sm);
+  }
+  if (threadIdx.x == 0) {
+    out_token[b] = token;
+    out_logprob[b] = log_prob(row, token, t, shift);
+  }
+}
