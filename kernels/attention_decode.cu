@@ -33,8 +33,10 @@ constexpr int kVecsPerLane = (kNumVecs + kLanesPerKey - 1) / kLanesPerKey;  // p
 constexpr int kKeysAbreast = kWarp / kLanesPerKey;                          // keys a warp loads at once
 constexpr int kHeadsPerCta = ATTN_GROUP < 8 ? ATTN_GROUP : 8;
 constexpr int kHeadGroups = (ATTN_GROUP + kHeadsPerCta - 1) / kHeadsPerCta;
-// Keys per lane per step: 8 (or 4 with many heads) vectors of K and of V in flight per lane.
-constexpr int kKeysPerLane = ((kHeadsPerCta > 4 ? 4 : 8) / kVecsPerLane) > 0 ? (kHeadsPerCta > 4 ? 4 : 8) / kVecsPerLane : 1;
+// Keys per lane per step: K and V vectors in flight per lane (8 with ≤ 2 heads per CTA, else 4 so
+// the registers for scores and accumulators of more heads fit without spills).
+constexpr int kVecBudget = kHeadsPerCta > 2 ? 4 : 8;
+constexpr int kKeysPerLane = kVecBudget / kVecsPerLane > 0 ? kVecBudget / kVecsPerLane : 1;
 constexpr int kKeysPerStep = kKeysPerLane * kKeysAbreast;  // keys per warp step
 constexpr int kSplitAlign = 16;                            // split ranges are multiples of 16 keys
 
@@ -67,7 +69,7 @@ __device__ __forceinline__ void load_smem_vec(const float* p, float (&f)[kVec]) 
 // context_len  [S] int32, ≥ 1 (a sequence with 0 gets zeros: padding rows of a graph bucket)
 // block_tables [S, block_table_stride] int32
 // Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (128), no dynamic shared memory.
-extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads)
+extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     attention_decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
                      float* __restrict__ partial_l, const kiln_t* __restrict__ q,
                      const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,

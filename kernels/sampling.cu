@@ -474,7 +474,7 @@ __device__ int draw(const Row& r, float row_max, double top_p, double min_p, dou
       if (min_p > 0.0 && wj < min_p) cut = j;
       else if (top_p < 1.0 && q >= top_p) cut = j + 1;
     }
-    keep = kiln::block_min(cut, sm.itot);
+    keep = max(kiln::block_min(cut, sm.itot), 1);
     total_keep = sm.prefix[keep - 1];
   } else {
     double total, total_min_p;

@@ -46,6 +46,9 @@ PROMPTS = ["ROMEO:\n", "To be, or not"]
 # Tried in order when a transform changes nothing on PROMPTS (and for the min-length prompt).
 EXTRA_PROMPTS = ["To be, or not to be", "ROMEO:", "ROMEO:\nWhat light", "JULIET:\n", "First Citizen:\n",
                  "KING RICHARD III:\n", "O Romeo, Romeo"]
+# Beam prompts for the default model where early_stopping True / False / "never" give different results
+# (on PROMPTS they agree); the script asserts that they do.
+ES_PROMPTS = ["KING RICHARD III:\n", "My lord,", "First Citizen:\n"]
 GREEDY_NEW = 24
 BEAM_NEW = 16
 MIN_NEW = 12
@@ -228,7 +231,7 @@ def transform_for(r, name, text):
         if len(plain) < 2:
             return None
         t1 = plain[1]
-        t2 = next(t for t in step0_ranking(r, text) if t not in plain and t not in r.eos and t != t1)
+        t2 = next(t for t in step0_ranking(r, text) if t > 0 and t not in plain and t not in r.eos and t != t1)
         return greedy_kwargs(sequence_bias=[[[t1], -4.0], [[t2], 3.0]])
     raise ValueError(name)
 
@@ -274,6 +277,7 @@ def beam_cases(r, prompts):
             for es in (True, False):
                 settings.append((f"beam{nb}_lp{lp}_es={es}", nb, lp, es, 1))
     settings.append(("beam4_lp1.0_es=never", 4, 1.0, "never", 1))
+    settings.append(("beam4_lp2.0_es=never", 4, 2.0, "never", 1))
     settings.append(("beam4_lp1.0_es=False_nrs2", 4, 1.0, False, 2))
     for text in prompts:
         for name, nb, lp, es, nrs in settings:
@@ -336,18 +340,32 @@ def short(seq, n=10):
     return s + (" …" if len(seq) > n else "")
 
 
+def es_differs(r, c):
+    """For a beam case with early_stopping True or "never": does it differ from the same case with False?"""
+    twin = dict(c["hf"], early_stopping=False)
+    for o in r.cases:
+        if o["promptText"] == c["promptText"] and o["hf"] == twin:
+            return (o["sequences"], o["scores"]) != (c["sequences"], c["scores"])
+    return None
+
+
 def print_table(runners):
     log("")
-    log(f"{'model':<19} {'case':<28} {'prompt':<22} {'len':>7} {'fin':<5} {'≠plain':<6} {'score':>9}  tokens")
+    log("≠: greedy transforms: output differs from plain greedy on this prompt; beams with early_stopping "
+        "True/never: result differs from early_stopping=False")
+    log(f"{'model':<19} {'case':<28} {'prompt':<22} {'len':>7} {'fin':<5} {'≠':<4} {'score':>9}  tokens")
     for r in runners:
         for c in r.cases:
             plain = r.plain.get(c["promptText"])
-            diff = "" if c["name"] == "greedy" or plain is None else (
-                "yes" if c["sequences"][0] != plain["sequences"][0] else "no")
+            if "scores" in c:
+                d = es_differs(r, c) if c["hf"]["early_stopping"] is not False else None
+            else:
+                d = None if c["name"] == "greedy" or plain is None else c["sequences"][0] != plain["sequences"][0]
+            diff = "" if d is None else ("yes" if d else "no")
             score = f"{c['scores'][0]:.4f}" if "scores" in c else ""
             lens = ",".join(str(len(s)) for s in c["sequences"])
             fin = "".join("T" if f else "F" for f in c["finished"])
-            log(f"{r.name:<19} {c['name']:<28} {json.dumps(c['promptText']):<22} {lens:>7} {fin:<5} {diff:<6} "
+            log(f"{r.name:<19} {c['name']:<28} {json.dumps(c['promptText']):<22} {lens:>7} {fin:<5} {diff:<4} "
                 f"{score:>9}  {short(c['sequences'][0])}")
 
 
@@ -397,6 +415,7 @@ def main():
                     error(f"default: min_new_tokens=12 output has eos among its first 12 tokens: {c['sequences'][0]}")
                 if pick not in beam_prompts:
                     beam_prompts.append(pick)
+            beam_prompts += [p for p in ES_PROMPTS if p not in beam_prompts]
             # drop plain cases of candidates that no case uses
             used = set(beam_prompts)
             r.cases = [c for c in r.cases if c["name"] != "greedy" or c["promptText"] in used]
@@ -410,9 +429,16 @@ def main():
             log(f"[{name}] beam cases with an eos-finished sequence: {fin}")
             if name == "default" and fin == 0:
                 error("default: no beam case finished with eos")
-        # every plain greedy case that a transform used must be in the file
+            if name == "default":
+                for es in (True, "never"):
+                    n = sum(1 for c in r.cases if "scores" in c and c["hf"]["early_stopping"] == es
+                            and es_differs(r, c))
+                    log(f"[{name}] beam cases with early_stopping={es} that differ from early_stopping=False: {n}")
+                    if n == 0:
+                        error(f"default: early_stopping={es} never differs from False")
+        # every prompt of a greedy transform case has its plain greedy case in the file
         names = {(c["name"], c["promptText"]) for c in r.cases}
-        for text in {c["promptText"] for c in r.cases}:
+        for text in {c["promptText"] for c in r.cases if "logProbs" in c}:
             if ("greedy", text) not in names:
                 error(f"{name}: no plain greedy case for {text!r}")
         out = {"model": path, "transformers": transformers.__version__, "torch": torch.__version__,

@@ -14,6 +14,8 @@ export interface BuildConfig {
   maxSeqLen: number;
   /** Largest number of sequences in one step. */
   maxBatchSize: number;
+  /** Most tokens in one step (prefill chunk + decode tokens); sizes the CUDA activation arena. */
+  maxNumTokens: number;
   /** Run the fusion passes (QKV, gate-up, add+norm). Off only for debugging the passes. */
   fuse: boolean;
   /** Build from config.json alone with random weights (benchmarks of shipped configs). */
@@ -26,6 +28,7 @@ export const DEFAULT_BUILD_CONFIG: BuildConfig = {
   kvBlockSize: 16,
   maxSeqLen: 0,
   maxBatchSize: 64,
+  maxNumTokens: 4096,
   fuse: true,
   randomWeights: false,
 };
@@ -46,6 +49,7 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
   }
   positiveInt("kvBlockSize", c.kvBlockSize);
   positiveInt("maxBatchSize", c.maxBatchSize);
+  positiveInt("maxNumTokens", c.maxNumTokens);
   if (!Number.isInteger(c.maxSeqLen) || c.maxSeqLen < 0) {
     throw new InvalidArgumentError(
       `build option maxSeqLen must be a non-negative integer, got ${c.maxSeqLen}`,

@@ -17,6 +17,7 @@ import { KILN_VERSION } from "../version.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
 import { optimize } from "./optimize.ts";
 import { randomEngineWeight } from "./random_weights.ts";
+import { buildCudaArtifacts } from "./targets/cuda_target.ts";
 
 export interface BuildResult {
   dir: string;
@@ -32,11 +33,6 @@ export function buildEngine(
 ): BuildResult {
   const t0 = performance.now();
   const build = resolveBuildConfig(options);
-  if (build.backend !== "cpu") {
-    throw new InvalidArgumentError(
-      `the ${build.backend} backend is not available in this version of kiln; build with --backend cpu`,
-    );
-  }
   if (build.randomWeights) return buildRandom(modelDir, outDir, build, t0);
   const ckpt = Checkpoint.open(modelDir);
   try {
@@ -107,12 +103,25 @@ function finish(
   weights: EngineWeight[],
   t0: number,
 ): BuildResult {
+  // Target-specific artifacts: the CUDA target compiles its kernels for the GPU it builds on.
+  let blobs: { name: string; bytes: Uint8Array }[] = [];
+  if (config.build.backend === "cuda") {
+    const dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
+    const cuda = buildCudaArtifacts(
+      config.model,
+      { ops: network.ops, output: network.output },
+      dtype,
+      config.build.kvBlockSize,
+    );
+    config.target = cuda.target;
+    blobs = cuda.blobs;
+  }
   const extra = TOKENIZER_FILES.filter((f) => existsSync(join(modelDir, f))).map((f) => ({
     from: join(modelDir, f),
     name: f,
   }));
   config.files.push(...extra.map((e) => e.name));
-  writeEngine(outDir, config, { ops: network.ops, output: network.output }, weights, extra);
+  writeEngine(outDir, config, { ops: network.ops, output: network.output }, weights, extra, blobs);
   return { dir: outDir, config, seconds: (performance.now() - t0) / 1000 };
 }
 

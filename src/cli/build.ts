@@ -10,6 +10,7 @@ interface BuildFlags {
   backend?: "cpu" | "cuda";
   maxSeqLen?: number;
   maxBatchSize?: number;
+  maxNumTokens?: number;
   kvBlockSize?: number;
   fuse: boolean;
   randomWeights?: boolean;
@@ -34,6 +35,11 @@ export function registerBuild(program: Command): void {
       intArg("--max-seq-len", 1),
     )
     .option("--max-batch-size <n>", "most sequences per step", intArg("--max-batch-size", 1))
+    .option(
+      "--max-num-tokens <n>",
+      "most tokens in one step (CUDA activation arena)",
+      intArg("--max-num-tokens", 1),
+    )
     .option("--kv-block-size <n>", "tokens per KV-cache block", intArg("--kv-block-size", 1))
     .option("--no-fuse", "skip the fusion passes (debugging)")
     .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
@@ -44,6 +50,7 @@ export function registerBuild(program: Command): void {
         backend: f.backend,
         maxSeqLen: f.maxSeqLen,
         maxBatchSize: f.maxBatchSize,
+        maxNumTokens: f.maxNumTokens,
         kvBlockSize: f.kvBlockSize,
         fuse: f.fuse,
         randomWeights: f.randomWeights,

@@ -30,13 +30,25 @@ export interface EngineConfig {
   model: ModelConfig;
   build: BuildConfig;
   /** What the engine runs on; CUDA engines add the SM and library versions. */
-  target: { backend: BuildConfig["backend"] };
+  target: EngineTarget;
   /** Parallel mapping; one rank until tensor/pipeline parallelism lands. */
   mapping: { worldSize: number; tpSize: number; ppSize: number };
   source: { checkpointHash: string; path: string };
   /** Longest sequence the engine accepts (prompt + generated tokens). */
   maxSeqLen: number;
   files: string[];
+}
+
+export interface EngineTarget {
+  backend: BuildConfig["backend"];
+  /** CUDA: the device's SM ("sm_90"), the arch the cubins were compiled for ("sm_90a"), its name,
+   * and the driver / NVRTC / cuBLASLt versions at build time. */
+  sm?: string;
+  nvrtcArch?: string;
+  deviceName?: string;
+  driverVersion?: number;
+  nvrtcVersion?: string;
+  cublasLtVersion?: number;
 }
 
 export interface WeightEntry {
@@ -53,9 +65,17 @@ export interface Plan {
   output: string;
 }
 
+/** Opaque bytes the target needs besides weights (CUDA: cubins compiled for the engine's SM). */
+export interface BlobEntry {
+  name: string;
+  offset: number;
+  byteLength: number;
+}
+
 export interface EngineHeader {
   plan: Plan;
   weights: WeightEntry[];
+  blobs?: BlobEntry[];
 }
 
 /** Tokenizer-side files an engine carries so it runs without the checkpoint. */

@@ -11,15 +11,16 @@ import {
   type EngineConfig,
   type EngineHeader,
   PREAMBLE_BYTES,
-  type WeightEntry,
 } from "./format.ts";
 
 export interface LoadedEngine {
   dir: string;
   config: EngineConfig;
   header: EngineHeader;
-  /** Reads one weight's bytes from the rank file. */
-  readWeight(entry: WeightEntry): Uint8Array;
+  /** Reads one weight's (or blob's) bytes from the rank file. */
+  readWeight(entry: { offset: number; byteLength: number }): Uint8Array;
+  /** The blob named `name`, or null. */
+  readBlob(name: string): Uint8Array | null;
   close(): void;
 }
 
@@ -86,6 +87,13 @@ export function openEngine(dir: string): LoadedEngine {
       config,
       header,
       readWeight(entry) {
+        const buf = new Uint8Array(entry.byteLength);
+        readSync(fd, buf, 0, entry.byteLength, entry.offset);
+        return buf;
+      },
+      readBlob(name) {
+        const entry = header.blobs?.find((b) => b.name === name);
+        if (!entry) return null;
         const buf = new Uint8Array(entry.byteLength);
         readSync(fd, buf, 0, entry.byteLength, entry.offset);
         return buf;

@@ -13,6 +13,7 @@ import {
 import { dirname, join } from "node:path";
 import type { DType } from "../dtype.ts";
 import {
+  type BlobEntry,
   ENGINE_FORMAT_VERSION,
   ENGINE_MAGIC,
   type EngineConfig,
@@ -40,12 +41,13 @@ export function writeEngine(
   plan: Plan,
   weights: EngineWeight[],
   extraFiles: { from: string; name: string }[],
+  blobs: { name: string; bytes: Uint8Array }[] = [],
 ): void {
   mkdirSync(dirname(dir), { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   mkdirSync(tmp, { recursive: true });
   try {
-    writeRankFile(join(tmp, "rank0.engine"), plan, weights);
+    writeRankFile(join(tmp, "rank0.engine"), plan, weights, blobs);
     for (const f of extraFiles) copyFileSync(f.from, join(tmp, f.name));
     writeJson(join(tmp, "config.json"), config);
     if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
@@ -65,7 +67,12 @@ function writeJson(path: string, value: unknown): void {
   }
 }
 
-function writeRankFile(path: string, plan: Plan, weights: EngineWeight[]): void {
+function writeRankFile(
+  path: string,
+  plan: Plan,
+  weights: EngineWeight[],
+  blobs: { name: string; bytes: Uint8Array }[],
+): void {
   // The header's size depends on the offsets it lists; offsets are at most 16 digits, so lay out
   // with a generous bound first, then pad the header to that bound.
   const entries: WeightEntry[] = weights.map((w) => ({
@@ -75,14 +82,23 @@ function writeRankFile(path: string, plan: Plan, weights: EngineWeight[]): void 
     offset: 0,
     byteLength: w.byteLength,
   }));
-  const draft = JSON.stringify({ plan, weights: entries.map((e) => ({ ...e, offset: 1e15 })) });
+  const blobEntries: BlobEntry[] = blobs.map((b) => ({
+    name: b.name,
+    offset: 0,
+    byteLength: b.bytes.byteLength,
+  }));
+  const draft = JSON.stringify({
+    plan,
+    weights: entries.map((e) => ({ ...e, offset: 1e15 })),
+    blobs: blobEntries.map((e) => ({ ...e, offset: 1e15 })),
+  });
   const headerCapacity = Buffer.byteLength(draft);
   let offset = align(PREAMBLE_BYTES + headerCapacity);
-  for (const e of entries) {
+  for (const e of [...entries, ...blobEntries]) {
     e.offset = offset;
     offset = align(offset + e.byteLength);
   }
-  const header: EngineHeader = { plan, weights: entries };
+  const header: EngineHeader = { plan, weights: entries, blobs: blobEntries };
   const json = Buffer.from(JSON.stringify(header).padEnd(headerCapacity, " "));
   const pre = Buffer.alloc(PREAMBLE_BYTES);
   pre.write(ENGINE_MAGIC, 0, "latin1");
@@ -101,8 +117,11 @@ function writeRankFile(path: string, plan: Plan, weights: EngineWeight[]): void 
       }
       writeSync(fd, bytes, 0, bytes.byteLength, entries[i].offset);
     });
-    // Pad the file to its aligned end so the last weight's region is complete.
-    const last = entries.at(-1);
+    blobs.forEach((b, i) => {
+      writeSync(fd, b.bytes, 0, b.bytes.byteLength, blobEntries[i].offset);
+    });
+    // Pad the file to its aligned end so the last region is complete.
+    const last = [...entries, ...blobEntries].at(-1);
     const dataEnd = last ? last.offset + last.byteLength : PREAMBLE_BYTES + json.length;
     if (align(dataEnd) > dataEnd) writeSync(fd, Buffer.alloc(1), 0, 1, align(dataEnd) - 1);
   } finally {

@@ -382,9 +382,10 @@ export class GenerationSession {
           genLogits[p].push(logits.slice(i * W * V, i * W * V + V));
         });
       }
-      processLogits(backend.decoding, logits, V, rows, cfg, badWordIds, processors, step);
+      // HF beam search: log-softmax first, then the processors act on the log-probs (no renormalising).
       const lp = new Float32Array(B * V);
       backend.decoding.logSoftmax(logits, B, V, new Float32Array(B).fill(1), new Uint8Array(B).fill(1), lp);
+      processLogits(backend.decoding, lp, V, rows, cfg, badWordIds, processors, step);
       const stillActive: number[] = [];
       const beamsOut: { promptIndex: number; sequences: number[][] }[] = [];
       active.forEach((p, i) => {

@@ -50,7 +50,9 @@ export interface SamplingConfig {
   /** Beam search stops: true as soon as beamWidth hypotheses finished; false when no better one can come
    * (HF heuristic); "never" only when provably none can. */
   earlyStopping: boolean | "never";
-  /** TensorRT-LLM's diverse beam search rate (penalises a beam's later candidates by rank); 0 = off. */
+  /** TensorRT-LLM's beamSearchDiversityRate: candidates are ranked with rate × their source beam's
+   * index added (as TensorRT-LLM's beam kernels do), favouring children of lower-ranked beams; stored
+   * scores stay raw. 0 = off (Hugging Face-exact beam search). */
   beamSearchDiversityRate: number;
   /** Sequences returned per request (≤ beamWidth with beams; independent samples otherwise). */
   numReturnSequences: number;

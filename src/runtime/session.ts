@@ -3,6 +3,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { CpuBackend } from "../backends/cpu/cpu_backend.ts";
+import { CudaBackend } from "../backends/cuda/cuda_backend.ts";
 import type { BackendName } from "../builder/build_config.ts";
 import { EngineTargetMismatchError } from "../engine/errors.ts";
 import type { EngineConfig } from "../engine/format.ts";
@@ -31,7 +32,8 @@ export class Session {
             `rebuild it with kiln build --backend ${want}`,
         );
       }
-      const exec = CpuBackend.fromEngine(engine);
+      const exec: ExecutionBackend =
+        want === "cuda" ? CudaBackend.fromEngine(engine) : CpuBackend.fromEngine(engine);
       const defaults = readGenerationDefaults(engineDir);
       const m = config.model;
       const tokenizer = existsSync(join(engineDir, "tokenizer.json"))

@@ -7,7 +7,7 @@ import { join, relative } from "node:path";
 import { describe, test } from "node:test";
 import { CudaDevice } from "../../src/backends/cuda/device/device.ts";
 import { decodeHeuristicResult, MATMUL_ALGO_BYTES } from "../../src/backends/cuda/ffi/cublaslt.ts";
-import { dim3 } from "../../src/backends/cuda/ffi/driver.ts";
+import { dim3 } from "../../src/backends/cuda/ffi/driver_enums.ts";
 import { CudaUnavailableError, NvrtcError } from "../../src/backends/cuda/ffi/errors.ts";
 import type { DevicePtr } from "../../src/backends/cuda/ffi/handles.ts";
 import { kernelArgsBytes, packKernelArgs } from "../../src/backends/cuda/ffi/kernel_args.ts";

@@ -139,6 +139,7 @@ describe("CUDA FFI on the GPU", { skip: noGpu }, () => {
     using b = DeviceBuffer.alloc(device, 4 * n);
     a.uploadAsync(stream, pinned);
     b.copyFromAsync(stream, a, 4 * n);
+    stream.synchronize(); // pinned copies are truly asynchronous: wait before reusing the memory
     new Float32Array(pinned.arrayBuffer()).fill(0);
     b.downloadAsync(stream, pinned);
     stream.synchronize();
@@ -425,10 +426,12 @@ describe("CUDA FFI on the GPU", { skip: noGpu }, () => {
           }),
         );
         using out = DeviceBuffer.alloc(device, 4 * 1024);
+        // Resolve (and so load) the kernel before capturing: loading is not a capturable operation.
+        const saxpy = mod.kernel("saxpy");
+        const args = [{ f32: 1 }, { ptr: out.ptr }, { ptr: out.ptr }, { i32: 1024 }];
+        saxpy.launch(s, 8, 128, 0, args);
         const capture = GraphCapture.begin(s);
-        mod
-          .kernel("saxpy")
-          .launch(s, 8, 128, 0, [{ f32: 1 }, { ptr: out.ptr }, { ptr: out.ptr }, { i32: 1024 }]);
+        saxpy.launch(s, 8, 128, 0, args);
         using graph = capture.end();
         graph.launch(s);
         s.synchronize();

@@ -393,10 +393,18 @@ describe("beam search", () => {
     assert.equal(firstTokens(bySibling), 2);
   });
 
-  test("top-k ranks like torch.topk: larger first, NaN above all, ties by lower index (our assumption)", () => {
-    assert.deepEqual(topK([1, 3, 3, Number.NaN, 2, 3], 5), [3, 1, 2, 5, 4]);
-    assert.deepEqual(topK(new Float32Array([-1e9, -1e9, 0, Number.NEGATIVE_INFINITY]), 4), [2, 0, 1, 3]);
-    const perm = Array.from({ length: 1000 }, (_, i) => (i * 7919) % 1000); // a permutation of 0..999
+  test("top-k orders ties exactly as torch.topk does on the CPU", () => {
+    // Expected indices printed by torch 2.13.0+cpu: torch.topk(x, k).indices.
+    const halfZero = (n: number) => Array.from({ length: n }, (_, i) => (i < n / 2 ? 0 : -1e9));
+    assert.deepEqual(topK(halfZero(16), 4), [7, 5, 6, 1]);
+    assert.deepEqual(topK(halfZero(16), 6), [1, 0, 7, 6, 5, 3]);
+    assert.deepEqual(topK(halfZero(8), 4), [1, 0, 3, 2]);
+    assert.deepEqual(topK(halfZero(32), 8), [13, 9, 10, 11, 12, 15, 0, 1]);
+    assert.deepEqual(topK(halfZero(100), 3), [33, 34, 35]);
+    assert.deepEqual(topK(halfZero(2000), 8), [7, 4, 1, 3, 5, 0, 2, 6]); // k·64 ≤ n: partial_sort path
+    assert.deepEqual(topK(new Float32Array(8), 4), [6, 5, 4, 7]);
+    assert.deepEqual(topK([1, 3, 3, Number.NaN, 2, 3], 5), [3, 5, 1, 2, 4]); // NaN ranks first
+    const perm = Array.from({ length: 1000 }, (_, i) => (i * 7919) % 1000); // distinct values
     assert.deepEqual(topK(perm, 3), [perm.indexOf(999), perm.indexOf(998), perm.indexOf(997)]);
   });
 

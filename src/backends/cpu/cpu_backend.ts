@@ -4,6 +4,7 @@ import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { Op, Plan } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
 import type { ExecutionBackend, StepInput } from "../../runtime/step.ts";
+import { cpuDecodingOps } from "./decoding.ts";
 import {
   act,
   addRmsNorm,
@@ -16,7 +17,6 @@ import {
   rmsNorm,
   ropeInvFreq,
 } from "./kernels/index.ts";
-import { cpuDecodingOps } from "./decoding.ts";
 import { CpuKvPool } from "./kv_pool.ts";
 import { loadCpuWeights } from "./weights.ts";
 

@@ -6,13 +6,15 @@
 //
 // One step (B = beamWidth, V = vocab, K = max(2, 1 + #endIds) · B):
 //   acc[b, v] = running[b].cum + logProbs[b, v]                    float32, [B·V]
-//   top K of acc (ties: lower index first)                          HF `_get_top_k_continuations`
+//   top K of acc (ties in torch.topk's CPU order)                   HF `_get_top_k_continuations`
 //   hits[i] = token i is an end id, or this is step maxNewTokens    HF stopping criteria
 //   next running = top B of (acc + hits · −1e9)                     `_get_running_beams_for_next_iteration`
 //   finished ∪= candidates of rank < B that hit, scored acc / len ** lengthPenalty, len = generated
 //     tokens including the end id; masked out (−1e9) when early stopping is on and all B slots are
 //     full, or when the early-stop heuristic already said no improvement   `_update_finished_beams`
 //   done = heuristic says no improvement, or (earlyStopping true and B slots finished), or all K hit
+// Every top-k (over B·V, over the K candidates, over the B + K merged finished scores) has HF's sizes,
+// so ties resolve as torch.topk does on the CPU (beam_hypotheses.ts `topK`).
 //
 // Beams 1..B−1 start at −1e9 so the first step expands beam 0 only (HF). Beams that run out of real
 // candidates carry −1e9 scores, as in HF, and are still returned by step().
@@ -37,6 +39,7 @@ export interface BeamSearchParams {
   /** How many of the finished hypotheses finalize() returns (≤ beamWidth). */
   numReturnSequences: number;
   endIds: readonly number[];
+  /** Prompt tokens. HF counts lengths from the prompt end, so this only documents the request. */
   promptLen: number;
   maxNewTokens: number;
   /** TensorRT-LLM's beamSearchDiversityRate; 0 = off (HF-exact mode) */

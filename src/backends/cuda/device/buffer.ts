@@ -56,14 +56,17 @@ export class DeviceBuffer implements Disposable {
     return offsetPtr(this.ptr, offset);
   }
 
-  /** Synchronous copy of all of `src` to `offset`. */
+  /**
+   * Copy of all of `src` to `offset` on the legacy NULL stream: `src` may be reused on return, and
+   * work queued afterwards on blocking streams (Stream's default) sees the data.
+   */
   upload(src: HostArray, offset = 0): void {
     if (src.byteLength === 0) return;
     this.check(offset, src.byteLength);
     this.device.driver.memcpyHtoD(offsetPtr(this.ptr, offset), src);
   }
 
-  /** Synchronous copy from `offset` filling all of `into`; returns `into`. */
+  /** Synchronous copy from `offset` filling all of `into` (after work queued on blocking streams); returns `into`. */
   download<T extends HostArray>(into: T, offset = 0): T {
     if (into.byteLength === 0) return into;
     this.check(offset, into.byteLength);

@@ -2,7 +2,8 @@
 // (cuBLASLt) that the other device objects share. Open with CudaDevice.open(), end with dispose().
 
 import { type CublasLt, type LtHandle, loadCublasLt } from "../ffi/cublaslt.ts";
-import { CU_DEVICE_ATTRIBUTE, CU_RESULT_UNAVAILABLE, type Driver, loadDriver } from "../ffi/driver.ts";
+import { type Driver, loadDriver } from "../ffi/driver.ts";
+import { CU_DEVICE_ATTRIBUTE, CU_RESULT_UNAVAILABLE } from "../ffi/driver_enums.ts";
 import { CudaError, CudaUnavailableError } from "../ffi/errors.ts";
 import type { CuContext, CuDevice } from "../ffi/handles.ts";
 

@@ -1,5 +1,5 @@
 // CUDA events: markers in a stream, for timing (elapsedMs) and for waiting on the host.
-import { CU_EVENT_DEFAULT, CU_EVENT_DISABLE_TIMING } from "../ffi/driver.ts";
+import { CU_EVENT_DEFAULT, CU_EVENT_DISABLE_TIMING } from "../ffi/driver_enums.ts";
 import type { CuEvent } from "../ffi/handles.ts";
 import type { CudaDevice } from "./device.ts";
 import type { Stream } from "./stream.ts";

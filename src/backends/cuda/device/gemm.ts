@@ -9,70 +9,29 @@
 //   D = y  seen as col-major [n, m] (ld n)   (C = D, beta = 0); the bias epilogue adds bias[row] = bias[n].
 // The algorithm comes from the heuristic (create), from timing the top candidates (tune), or from an
 // engine that stored `algo` (create with options.algo, validated by cublasLtMatmulAlgoCheck).
-import type { DTypeName } from "../../../dtype.ts";
 import { InvalidArgumentError } from "../../../errors.ts";
-import {
-  CUBLAS_COMPUTE_32F,
-  CUBLAS_COMPUTE_32F_FAST_TF32,
-  CUBLAS_OP_N,
-  CUBLAS_OP_T,
-  CUBLASLT_EPILOGUE_BIAS,
-  CUBLASLT_EPILOGUE_DEFAULT,
-  CUBLASLT_MATMUL_DESC,
-  CUBLASLT_MATMUL_PREF,
-  CUDA_R_16BF,
-  CUDA_R_16F,
-  CUDA_R_32F,
-  type CublasLt,
-  type HeuristicResult,
-  i32Attr,
-  type LtHandle,
-  type LtMatmulDesc,
-  type LtMatrixLayout,
-  u32Attr,
-  u64Attr,
-} from "../ffi/cublaslt.ts";
+import type { HeuristicResult } from "../ffi/cublaslt.ts";
 import { CublasError } from "../ffi/errors.ts";
 import type { DevicePtr } from "../ffi/handles.ts";
 import { DeviceBuffer } from "./buffer.ts";
 import type { CudaDevice } from "./device.ts";
 import { timeOnStream } from "./event.ts";
+import {
+  createPlan,
+  describeGemm,
+  destroyPlan,
+  ELEMENT_BYTES,
+  type FullConfig,
+  type GemmConfig,
+  heuristics,
+  layouts,
+  matmul,
+  normalize,
+  type Plan,
+} from "./gemm_plan.ts";
 import { Stream } from "./stream.ts";
 
-export interface GemmConfig {
-  /** Rows of x and y (tokens). */
-  m: number;
-  /** Output features: rows of W, columns of y. */
-  n: number;
-  /** Input features: columns of x and W. */
-  k: number;
-  dtypeIn: DTypeName;
-  /** Default: dtypeIn. fp32 inputs need an fp32 output. */
-  dtypeOut?: DTypeName;
-  /** y += bias[n] in the epilogue (bias has dtypeOut). */
-  bias?: boolean;
-  /** fp32 inputs: true (default) = CUBLAS_COMPUTE_32F, true fp32; false allows TF32. Others accumulate in fp32. */
-  computeFp32Exact?: boolean;
-  /** Byte alignment the algorithm may assume for x, W, y and bias (default 256, what cuMemAlloc gives). */
-  alignment?: number;
-  /** Most workspace the algorithm may use (default 32 MiB, NVIDIA's advice for Hopper). */
-  maxWorkspaceBytes?: number;
-}
-
-type FullConfig = Required<GemmConfig>;
-
-const ELEMENT_BYTES: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
-const CUDA_TYPE: Record<DTypeName, number> = { fp32: CUDA_R_32F, fp16: CUDA_R_16F, bf16: CUDA_R_16BF };
-
-/** Descriptors for one problem: the matmul desc and the layouts of A (= W), B (= x) and C/D (= y). */
-interface Plan {
-  api: CublasLt;
-  handle: LtHandle;
-  desc: LtMatmulDesc;
-  a: LtMatrixLayout;
-  b: LtMatrixLayout;
-  d: LtMatrixLayout;
-}
+export type { GemmConfig };
 
 type Operand = DeviceBuffer | DevicePtr;
 
@@ -170,7 +129,7 @@ export class Gemm implements Disposable {
             result.algo,
             ws.ptr,
             result.workspaceBytes,
-            stream,
+            stream.handle,
             x.ptr,
             w.ptr,
             y.ptr,
@@ -193,7 +152,7 @@ export class Gemm implements Disposable {
           "cublasLtMatmul",
           15,
           "CUBLAS_STATUS_NOT_SUPPORTED",
-          `no candidate ran for ${describe(full)}`,
+          `no candidate ran for ${describeGemm(full)}`,
         );
       const gemm = new Gemm(device, full, plan, best.result);
       gemm.measuredMs = best.ms;
@@ -234,7 +193,7 @@ export class Gemm implements Disposable {
       this.choice.algo,
       this.workspace.ptr,
       this.choice.workspaceBytes,
-      stream,
+      stream.handle,
       ptr("x", x, m * k * ELEMENT_BYTES[dtypeIn]),
       ptr("W", w, n * k * ELEMENT_BYTES[dtypeIn]),
       ptr("y", y, m * n * ELEMENT_BYTES[dtypeOut]),
@@ -254,134 +213,4 @@ export class Gemm implements Disposable {
   [Symbol.dispose](): void {
     this.dispose();
   }
-}
-
-function normalize(config: GemmConfig): FullConfig {
-  const full: FullConfig = {
-    dtypeOut: config.dtypeIn,
-    bias: false,
-    computeFp32Exact: true,
-    alignment: 256,
-    maxWorkspaceBytes: 32 * 1024 * 1024,
-    ...config,
-  };
-  for (const dim of ["m", "n", "k"] as const) {
-    const v = full[dim];
-    if (!Number.isInteger(v) || v < 1 || v >= 2 ** 31)
-      throw new InvalidArgumentError(`GEMM ${dim} = ${v} must be in [1, 2^31)`);
-  }
-  if (full.dtypeIn === "fp32" && full.dtypeOut !== "fp32") {
-    throw new InvalidArgumentError(
-      `cuBLASLt has no fp32-input GEMM with a ${full.dtypeOut} output; use dtypeOut fp32`,
-    );
-  }
-  return full;
-}
-
-function describe(c: FullConfig): string {
-  return `m=${c.m} n=${c.n} k=${c.k} ${c.dtypeIn}→${c.dtypeOut}${c.bias ? " +bias" : ""}`;
-}
-
-function layouts(plan: Plan) {
-  return { a: plan.a, b: plan.b, c: plan.d, d: plan.d };
-}
-
-function createPlan(device: CudaDevice, c: FullConfig): Plan {
-  const { api, handle } = device.blasLt();
-  const compute =
-    c.dtypeIn === "fp32" && !c.computeFp32Exact ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  const created: (() => void)[] = [];
-  try {
-    const desc = api.matmulDescCreate(compute, CUDA_R_32F);
-    created.push(() => api.matmulDescDestroy(desc));
-    api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.TRANSA, i32Attr(CUBLAS_OP_T));
-    api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.TRANSB, i32Attr(CUBLAS_OP_N));
-    const epilogue = c.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.EPILOGUE, u32Attr(epilogue));
-    const layout = (type: number, rows: number, cols: number) => {
-      const l = api.matrixLayoutCreate(type, rows, cols, rows);
-      created.push(() => api.matrixLayoutDestroy(l));
-      return l;
-    };
-    const a = layout(CUDA_TYPE[c.dtypeIn], c.k, c.n); // W as col-major [k, n]
-    const b = layout(CUDA_TYPE[c.dtypeIn], c.k, c.m); // x as col-major [k, m]
-    const d = layout(CUDA_TYPE[c.dtypeOut], c.n, c.m); // y as col-major [n, m]
-    return { api, handle, desc, a, b, d };
-  } catch (e) {
-    for (const destroy of created.reverse()) destroy();
-    throw e;
-  }
-}
-
-function destroyPlan(plan: Plan): void {
-  plan.api.matrixLayoutDestroy(plan.d);
-  plan.api.matrixLayoutDestroy(plan.b);
-  plan.api.matrixLayoutDestroy(plan.a);
-  plan.api.matmulDescDestroy(plan.desc);
-}
-
-function heuristics(plan: Plan, c: FullConfig, count: number): HeuristicResult[] {
-  const { api } = plan;
-  const pref = api.preferenceCreate();
-  try {
-    api.preferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF.MAX_WORKSPACE_BYTES, u64Attr(c.maxWorkspaceBytes));
-    for (const attr of [
-      CUBLASLT_MATMUL_PREF.MIN_ALIGNMENT_A_BYTES,
-      CUBLASLT_MATMUL_PREF.MIN_ALIGNMENT_B_BYTES,
-      CUBLASLT_MATMUL_PREF.MIN_ALIGNMENT_C_BYTES,
-      CUBLASLT_MATMUL_PREF.MIN_ALIGNMENT_D_BYTES,
-    ]) {
-      api.preferenceSetAttribute(pref, attr, u32Attr(c.alignment));
-    }
-    const results = api.algoGetHeuristic(plan.handle, plan.desc, layouts(plan), pref, count);
-    if (results.length === 0) {
-      throw new CublasError(
-        "cublasLtMatmulAlgoGetHeuristic",
-        15,
-        "CUBLAS_STATUS_NOT_SUPPORTED",
-        `no algorithm for ${describe(c)}`,
-      );
-    }
-    return results;
-  } finally {
-    api.preferenceDestroy(pref);
-  }
-}
-
-// alpha = 1, beta = 0 as host fp32 scalars (scale type CUDA_R_32F; read during the call).
-const ALPHA = Float32Array.of(1);
-const BETA = Float32Array.of(0);
-
-function matmul(
-  plan: Plan,
-  c: FullConfig,
-  algo: Uint8Array,
-  workspace: DevicePtr,
-  workspaceBytes: number,
-  stream: Stream,
-  x: DevicePtr,
-  w: DevicePtr,
-  y: DevicePtr,
-  bias: DevicePtr | undefined,
-): void {
-  if (c.bias)
-    plan.api.matmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC.BIAS_POINTER, u64Attr(bias ?? 0n));
-  plan.api.matmul({
-    handle: plan.handle,
-    desc: plan.desc,
-    alpha: ALPHA,
-    a: w,
-    aLayout: plan.a,
-    b: x,
-    bLayout: plan.b,
-    beta: BETA,
-    c: y,
-    cLayout: plan.d,
-    d: y,
-    dLayout: plan.d,
-    algo,
-    workspace,
-    workspaceBytes,
-    stream: stream.handle,
-  });
 }

@@ -4,7 +4,7 @@
 //   const graph = capture.end();                  // end capture → instantiate
 //   graph.launch(stream); graph.launch(stream);   // replay
 //   graph.dispose();                              // destroys the executable graph and the graph
-import { CU_STREAM_CAPTURE_MODE } from "../ffi/driver.ts";
+import { CU_STREAM_CAPTURE_MODE } from "../ffi/driver_enums.ts";
 import type { CuGraph, CuGraphExec } from "../ffi/handles.ts";
 import type { CudaDevice } from "./device.ts";
 import type { Stream } from "./stream.ts";

@@ -1,7 +1,7 @@
 // A loaded cubin (CudaModule) and its kernels. Kernels are compiled by NVRTC at engine build time
 // (ffi/nvrtc.ts) and loaded from the engine; `launch` takes typed arguments (ffi/kernel_args.ts).
-import type { Dim3 } from "../ffi/driver.ts";
-import { CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES } from "../ffi/driver.ts";
+import type { Dim3 } from "../ffi/driver_enums.ts";
+import { CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES } from "../ffi/driver_enums.ts";
 import type { CuFunction, CuModule } from "../ffi/handles.ts";
 import type { KernelArg } from "../ffi/kernel_args.ts";
 import type { CudaDevice } from "./device.ts";

@@ -1,5 +1,5 @@
 // A CUDA stream: the ordered queue every copy, kernel, GEMM and graph launch goes to.
-import { CU_STREAM_DEFAULT, CU_STREAM_NON_BLOCKING } from "../ffi/driver.ts";
+import { CU_STREAM_DEFAULT, CU_STREAM_NON_BLOCKING } from "../ffi/driver_enums.ts";
 import type { CuStream } from "../ffi/handles.ts";
 import type { CudaDevice } from "./device.ts";
 
@@ -13,10 +13,15 @@ export class Stream implements Disposable {
     this.stream = handle;
   }
 
-  /** A new stream; non-blocking (does not synchronize with the legacy NULL stream) unless asked. */
+  /**
+   * A new stream. By default it is a blocking stream: it is ordered with the legacy NULL stream that
+   * the synchronous DeviceBuffer.upload/download use (a synchronous upload from pageable memory may
+   * return before its DMA lands, so a non-blocking stream could read stale data). Pass
+   * `nonBlocking: true` only for streams that see nothing but stream-ordered work.
+   */
   static create(device: CudaDevice, options: { nonBlocking?: boolean } = {}): Stream {
     device.assertOpen();
-    const flags = (options.nonBlocking ?? true) ? CU_STREAM_NON_BLOCKING : CU_STREAM_DEFAULT;
+    const flags = options.nonBlocking ? CU_STREAM_NON_BLOCKING : CU_STREAM_DEFAULT;
     const handle = device.driver.streamCreate(flags);
     device.liveObjects++;
     return new Stream(device, handle);

@@ -4,6 +4,13 @@
 // points are bound by their exported names (cuda.h maps e.g. cuMemAlloc → cuMemAlloc_v2, lines 89-172).
 import koffi, { type LibraryHandle } from "koffi";
 import { bindFirst, type CFunction, out64, outI32 } from "./bind.ts";
+import {
+  CU_EVENT_DEFAULT,
+  CU_STREAM_CAPTURE_MODE,
+  CU_STREAM_DEFAULT,
+  type Dim3,
+  dim3,
+} from "./driver_enums.ts";
 import { CudaError, CudaUnavailableError } from "./errors.ts";
 import type {
   CuContext,
@@ -19,37 +26,6 @@ import type {
 } from "./handles.ts";
 import { type KernelArg, kernelArgsBytes, packKernelArgs } from "./kernel_args.ts";
 import { loadLibrary } from "./library.ts";
-
-/** CUdevice_attribute values (cuda.h lines 741, 766, 803-804, 825). */
-export const CU_DEVICE_ATTRIBUTE = {
-  MULTIPROCESSOR_COUNT: 16,
-  L2_CACHE_SIZE: 38,
-  COMPUTE_CAPABILITY_MAJOR: 75,
-  COMPUTE_CAPABILITY_MINOR: 76,
-  MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: 97,
-} as const;
-
-/** CUfunction_attribute (cuda.h line 994). */
-export const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
-/** CUstream_flags (cuda.h lines 428-429). */
-export const CU_STREAM_DEFAULT = 0;
-export const CU_STREAM_NON_BLOCKING = 1;
-/** CUevent_flags (cuda.h lines 456-458). */
-export const CU_EVENT_DEFAULT = 0;
-export const CU_EVENT_DISABLE_TIMING = 2;
-/** CUstreamCaptureMode (cuda.h lines 2392-2394). */
-export const CU_STREAM_CAPTURE_MODE = { GLOBAL: 0, THREAD_LOCAL: 1, RELAXED: 2 } as const;
-
-/** CUresult codes that mean "no usable GPU here" rather than a bug (cuda.h lines 2576-3178). */
-export const CU_RESULT_UNAVAILABLE: ReadonlySet<number> = new Set([
-  34, // CUDA_ERROR_STUB_LIBRARY: the toolkit's stub libcuda, not a real driver
-  46, // CUDA_ERROR_DEVICE_UNAVAILABLE: exclusive / prohibited compute mode
-  100, // CUDA_ERROR_NO_DEVICE
-  304, // CUDA_ERROR_OPERATING_SYSTEM
-  803, // CUDA_ERROR_SYSTEM_DRIVER_MISMATCH
-  804, // CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE
-  999, // CUDA_ERROR_UNKNOWN (what cuInit returns in containers without /dev/nvidia*)
-]);
 
 /** Host memory a copy reads or writes: a typed array (its view, at its byteOffset) or pinned memory. */
 export type HostArray =
@@ -131,18 +107,6 @@ const PROTOS = {
 } as const satisfies Record<string, readonly [string, readonly string[], (readonly string[])?]>;
 
 type Fn = keyof typeof PROTOS;
-
-/** 3-D launch extent; a number means [x, 1, 1]. */
-export type Dim3 = number | readonly [number, number?, number?];
-
-export function dim3(d: Dim3): [number, number, number] {
-  const [x, y = 1, z = 1] = typeof d === "number" ? [d] : d;
-  for (const v of [x, y, z]) {
-    if (!Number.isInteger(v) || v < 1 || v >= 2 ** 32)
-      throw new RangeError(`bad launch dimension ${String(d)}`);
-  }
-  return [x, y, z];
-}
 
 /** The driver API, one method per entry point; every failure throws CudaError. */
 export class Driver {
@@ -294,7 +258,7 @@ export class Driver {
     this.call("cuMemsetD32Async", dst, value, count, stream);
   }
 
-  streamCreate(flags = CU_STREAM_NON_BLOCKING): CuStream {
+  streamCreate(flags = CU_STREAM_DEFAULT): CuStream {
     const s = out64();
     this.call("cuStreamCreate", s, flags);
     return s[0] as CuStream;
@@ -358,9 +322,9 @@ export class Driver {
     const [bx, by, bz] = dim3(block);
     let params: bigint | null = null;
     if (args.length > 0) {
-      const block = this.kernelArgBlock(kernelArgsBytes(args.length));
-      packKernelArgs(args, block.base, block.view);
-      params = block.base;
+      const argBlock = this.kernelArgBlock(kernelArgsBytes(args.length));
+      packKernelArgs(args, argBlock.base, argBlock.view);
+      params = argBlock.base;
     }
     this.call("cuLaunchKernel", fn, gx, gy, gz, bx, by, bz, sharedBytes, stream, params, null);
   }

@@ -1,0 +1,513 @@
+// The CUDA backend: runs an engine's lowered plan with our kernels (cubins compiled into the engine
+// for its GPU) and cuBLASLt GEMMs. It owns, with explicit lifetimes: the weights on the device, one
+// activation arena sized for the largest step, the paged KV pool, the step-metadata buffers and the
+// GEMM plans. Logits come back to the host as fp32 for the decoding ops.
+import type { ModelConfig } from "../../checkpoint/model_config.ts";
+import type { DTypeName } from "../../dtype.ts";
+import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
+import type { EngineConfig } from "../../engine/format.ts";
+import type { LoadedEngine } from "../../engine/reader.ts";
+import type { DecodingOps } from "../../runtime/decoding/ops.ts";
+import type { ExecutionBackend, StepInput } from "../../runtime/step.ts";
+import { cpuDecodingOps } from "../cpu/decoding.ts";
+import { ropeInvFreq } from "../cpu/kernels/rope.ts";
+import { planArena, type Region } from "./arena.ts";
+import {
+  CudaDevice,
+  CudaModule,
+  DeviceBuffer,
+  type DevicePtr,
+  Gemm,
+  type KernelArg,
+  offsetPtr,
+  Stream,
+} from "./device/index.ts";
+import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
+import { type Lowered, type LStep, lower } from "./lowering.ts";
+import { type PackedStep, packStep } from "./step_metadata.ts";
+
+const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
+const MAX_SPLITS = 32;
+
+export class CudaBackend implements ExecutionBackend {
+  readonly name = "cuda";
+  readonly vocabSize: number;
+  readonly kvBlockSize: number;
+  readonly kvBytesPerBlock: number;
+  readonly decoding: DecodingOps = cpuDecodingOps;
+  private readonly dtype: DTypeName;
+  private readonly elem: number;
+  private readonly modules = new Map<ModuleKey, CudaModule>();
+  private readonly weights = new Map<string, DeviceBuffer>();
+  private readonly gemms = new Map<string, Gemm>();
+  private readonly lowered: Lowered;
+  private readonly regions: Map<string, Region>;
+  private readonly arena: DeviceBuffer;
+  private readonly maxTokens: number;
+  private readonly maxLogitRows: number;
+  private readonly meta: DeviceBuffer;
+  private readonly invFreq: DeviceBuffer;
+  private readonly partials: { acc: DeviceBuffer; m: DeviceBuffer; l: DeviceBuffer };
+  private readonly logitsHost: Float32Array;
+  private kvK: DeviceBuffer[] = [];
+  private kvV: DeviceBuffer[] = [];
+  private numBlocks = 0;
+  private disposed = false;
+
+  private constructor(
+    private readonly device: CudaDevice,
+    private readonly stream: Stream,
+    private readonly model: ModelConfig,
+    config: EngineConfig,
+    engine: LoadedEngine,
+  ) {
+    this.dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
+    this.elem = ELEM[this.dtype];
+    this.vocabSize = model.vocabSize;
+    this.kvBlockSize = config.build.kvBlockSize;
+    this.kvBytesPerBlock =
+      2 * model.numLayers * this.kvBlockSize * model.numKvHeads * model.headDim * this.elem;
+    const plan = engine.header.plan;
+    for (const spec of moduleSpecs(model, plan, this.dtype, this.kvBlockSize)) {
+      const cubin = engine.readBlob(cubinBlobName(spec.key));
+      if (!cubin)
+        throw new EngineError(
+          `engine ${engine.dir} lacks the compiled kernel module "${spec.key}"; rebuild it with kiln build --backend cuda`,
+        );
+      this.modules.set(spec.key, CudaModule.load(device, cubin));
+    }
+    for (const w of engine.header.weights)
+      this.weights.set(w.name, DeviceBuffer.from(device, engine.readWeight(w)));
+    this.lowered = lower(plan, model);
+    this.maxTokens = nextPow2(config.build.maxNumTokens);
+    this.maxLogitRows = nextPow2(Math.max(config.build.maxBatchSize, 64));
+    const bytesOf = (name: string) => {
+      const s = this.lowered.storage.get(name);
+      if (!s) throw new Error(`internal: no storage for ${name}`);
+      return s.width * (s.rows === "tokens" ? this.maxTokens : this.maxLogitRows) * (s.fp32 ? 4 : this.elem);
+    };
+    const { regions, totalBytes } = planArena(this.lowered.steps, bytesOf, new Set([this.lowered.output]));
+    this.regions = regions;
+    this.arena = DeviceBuffer.alloc(device, Math.max(256, totalBytes));
+    const maxSeqs = Math.max(config.build.maxBatchSize, 1);
+    const maxBlocksPerSeq = Math.ceil(config.maxSeqLen / this.kvBlockSize);
+    this.meta = DeviceBuffer.alloc(
+      device,
+      4 * (4 * this.maxTokens + this.maxTokens * 2 + 2 + this.maxTokens * maxBlocksPerSeq),
+    );
+    this.invFreq = DeviceBuffer.alloc(device, 4 * (model.rope.rotaryDim / 2) * (this.maxTokens + 1));
+    const rows = maxSeqs * model.numHeads * MAX_SPLITS;
+    this.partials = {
+      acc: DeviceBuffer.alloc(device, 4 * rows * model.headDim),
+      m: DeviceBuffer.alloc(device, 4 * rows),
+      l: DeviceBuffer.alloc(device, 4 * rows),
+    };
+    this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
+  }
+
+  static fromEngine(engine: LoadedEngine): CudaBackend {
+    const device = CudaDevice.open(0);
+    try {
+      const t = engine.config.target;
+      if (t.sm && t.sm !== device.sm) {
+        throw new EngineTargetMismatchError(
+          `engine ${engine.dir} was compiled for ${t.sm} (${t.deviceName ?? "?"}) but this GPU is ${device.sm} (${device.name}); ` +
+            "rebuild it on this GPU with kiln build --backend cuda",
+        );
+      }
+      const stream = Stream.create(device);
+      return new CudaBackend(device, stream, engine.config.model, engine.config, engine);
+    } catch (e) {
+      device.dispose();
+      throw e;
+    }
+  }
+
+  get numKvBlocks(): number {
+    return this.numBlocks;
+  }
+
+  /** Blocks that fit in free device memory, keeping `reserveBytes` for everything else. */
+  maxKvBlocks(reserveBytes = 1 << 30): number {
+    const { free } = this.device.memoryInfo();
+    return Math.max(
+      0,
+      Math.floor((free - reserveBytes + this.numBlocks * this.kvBytesPerBlock) / this.kvBytesPerBlock),
+    );
+  }
+
+  allocateKvCache(numBlocks: number): void {
+    for (const b of [...this.kvK, ...this.kvV]) b.dispose();
+    const perLayer = numBlocks * this.kvBlockSize * this.model.numKvHeads * this.model.headDim * this.elem;
+    this.kvK = [];
+    this.kvV = [];
+    for (let l = 0; l < this.model.numLayers; l++) {
+      this.kvK.push(DeviceBuffer.alloc(this.device, perLayer));
+      this.kvV.push(DeviceBuffer.alloc(this.device, perLayer));
+    }
+    this.numBlocks = numBlocks;
+  }
+
+  copyKvBlocks(src: readonly number[], dst: readonly number[]): void {
+    const blockBytes = this.kvBlockSize * this.model.numKvHeads * this.model.headDim * this.elem;
+    for (const pool of [...this.kvK, ...this.kvV]) {
+      src.forEach((s, i) =>
+        pool.copyFromAsync(this.stream, pool, blockBytes, dst[i] * blockBytes, s * blockBytes),
+      );
+    }
+  }
+
+  forward(step: StepInput): Float32Array {
+    const T = step.tokenIds.length;
+    const R = step.logitRows.length;
+    if (T > this.maxTokens) {
+      throw new EngineError(
+        `a step of ${T} tokens exceeds this engine's maxNumTokens (${this.maxTokens}); rebuild with a larger --max-num-tokens`,
+      );
+    }
+    if (R > this.maxLogitRows) {
+      throw new EngineError(
+        `a step asks for ${R} rows of logits; this engine returns at most ${this.maxLogitRows} per step (rebuild with a larger --max-batch-size)`,
+      );
+    }
+    const packed = packStep(step, this.uploadInvFreq(step));
+    this.meta.uploadAsync(this.stream, packed.data);
+    for (const st of this.lowered.steps) this.run(st, packed, step);
+    const out = this.regions.get(this.lowered.output) as Region;
+    const logits = this.logitsHost.subarray(0, R * this.vocabSize);
+    this.arena.downloadAsync(this.stream, logits, out.offset);
+    this.stream.synchronize();
+    return logits;
+  }
+
+  /** Uploads the RoPE frequency rows this step needs; returns each sequence's row. */
+  private uploadInvFreq(step: StepInput): (seq: number) => number {
+    const rope = this.model.rope;
+    const half = rope.rotaryDim / 2;
+    if (rope.scaling.type !== "dynamic") {
+      if (!this.staticInvFreqUploaded) {
+        const { invFreq } = ropeInvFreq(rope, 1);
+        this.invFreq.upload(invFreq);
+        this.staticInvFreqUploaded = true;
+      }
+      return () => 0;
+    }
+    // Dynamic NTK: each sequence's frequencies depend on its length (HF: max position + 1).
+    const table = new Float32Array(step.seqs.length * half);
+    step.seqs.forEach((s, i) => table.set(ropeInvFreq(rope, s.contextLen).invFreq, i * half));
+    this.invFreq.uploadAsync(this.stream, table);
+    return (i) => i;
+  }
+  private staticInvFreqUploaded = false;
+
+  private ptr(name: string): DevicePtr {
+    const r = this.regions.get(name);
+    if (!r) throw new Error(`internal: no arena region for ${name}`);
+    return offsetPtr(this.arena.ptr, r.offset);
+  }
+
+  private w(name: string): DevicePtr {
+    const b = this.weights.get(name);
+    if (!b) throw new Error(`internal: weight ${name} not on the device`);
+    return b.ptr;
+  }
+
+  private launch(
+    mod: ModuleKey,
+    kernel: string,
+    grid: [number, number?, number?],
+    block: number,
+    args: KernelArg[],
+  ): void {
+    const m = this.modules.get(mod);
+    if (!m) throw new Error(`internal: module ${mod} not loaded`);
+    m.kernel(kernel).launch(this.stream, [grid[0], grid[1] ?? 1, grid[2] ?? 1], [block, 1, 1], 0, args);
+  }
+
+  private gemm(m: number, n: number, k: number, bias: boolean, fp32Out: boolean): Gemm {
+    const key = `${m}:${n}:${k}:${bias}:${fp32Out}`;
+    let g = this.gemms.get(key);
+    if (!g) {
+      g = Gemm.create(this.device, {
+        m,
+        n,
+        k,
+        dtypeIn: this.dtype,
+        dtypeOut: fp32Out ? "fp32" : this.dtype,
+        bias,
+        computeFp32Exact: true,
+        maxWorkspaceBytes: 8 << 20,
+      });
+      this.gemms.set(key, g);
+    }
+    return g;
+  }
+
+  private normBlock(width: number): number {
+    const vec = 16 / this.elem;
+    const per = width % vec === 0 ? Math.ceil(width / vec) : width;
+    return Math.min(1024, Math.ceil(per / 32) * 32);
+  }
+
+  private elementwiseGrid(n: number): number {
+    return Math.max(1, Math.min(Math.ceil(n / (256 * (16 / this.elem))), 65535));
+  }
+
+  private run(st: LStep, p: PackedStep, step: StepInput): void {
+    const T = p.numTokens;
+    const R = step.logitRows.length;
+    const rowsOf = (name: string) => (this.lowered.storage.get(name)?.rows === "logits" ? R : T);
+    const meta = (at: number): KernelArg => ({ ptr: offsetPtr(this.meta.ptr, 4 * at) });
+    switch (st.kind) {
+      case "embedding":
+        this.launch("embedding", "embedding", [T], 128, [
+          meta(p.at.ids),
+          { ptr: this.w(st.op.weight) },
+          { ptr: this.ptr(st.op.out) },
+          { i32: T },
+          { i32: 0 },
+        ]);
+        return;
+      case "linear": {
+        const op = st.op;
+        const rows = rowsOf(op.x);
+        const cap = this.lowered.storage.get(op.x)?.rows === "logits" ? this.maxLogitRows : this.maxTokens;
+        const m = Math.min(nextPow2(rows), cap);
+        const g = this.gemm(
+          m,
+          op.outFeatures,
+          op.inFeatures,
+          Boolean(op.bias),
+          st.logits && this.dtype !== "fp32",
+        );
+        g.run(
+          this.stream,
+          this.ptr(op.x),
+          this.w(op.weight),
+          this.ptr(op.out),
+          op.bias ? this.w(op.bias) : undefined,
+        );
+        return;
+      }
+      case "rms_norm": {
+        const op = st.op;
+        const g = op.groupWidth ?? op.width;
+        const rows = (rowsOf(op.x) * op.width) / g;
+        const mod = op.groupWidth ? "rmsnorm_head" : "rmsnorm";
+        this.launch(mod, "rms_norm", [rows], this.normBlock(g), [
+          { ptr: this.ptr(op.x) },
+          { ptr: this.w(op.weight) },
+          { ptr: this.ptr(op.out) },
+          { f32: op.eps },
+          { i32: rows },
+        ]);
+        return;
+      }
+      case "layer_norm": {
+        const op = st.op;
+        const rows = rowsOf(op.x);
+        this.launch("layernorm", "layer_norm", [rows], this.normBlock(op.width), [
+          { ptr: this.ptr(op.x) },
+          { ptr: this.w(op.weight) },
+          { ptr: this.w(op.bias) },
+          { ptr: this.ptr(op.out) },
+          { f32: op.eps },
+          { i32: rows },
+        ]);
+        return;
+      }
+      case "add_rms_norm": {
+        const op = st.op;
+        const rows = rowsOf(op.x);
+        this.launch("rmsnorm", "add_rms_norm", [rows], this.normBlock(op.width), [
+          { ptr: this.ptr(op.residual) },
+          { ptr: this.ptr(op.x) },
+          { ptr: this.w(op.weight) },
+          { ptr: this.ptr(op.out) },
+          { f32: op.eps },
+          { i32: rows },
+        ]);
+        return;
+      }
+      case "add": {
+        const n = rowsOf(st.op.a) * st.op.width;
+        this.launch("activation", "residual_add", [this.elementwiseGrid(n)], 256, [
+          { ptr: this.ptr(st.op.out) },
+          { ptr: this.ptr(st.op.a) },
+          { ptr: this.ptr(st.op.b) },
+          { i32: n },
+        ]);
+        return;
+      }
+      case "gated_act": {
+        const rows = rowsOf(st.op.gateUp);
+        this.launch("activation", `gated_act_${st.op.act}`, [this.elementwiseGrid(rows * st.op.width)], 256, [
+          { ptr: this.ptr(st.op.gateUp) },
+          { ptr: this.ptr(st.op.out) },
+          { i32: rows },
+          { i32: st.op.width },
+        ]);
+        return;
+      }
+      case "gated_act2": {
+        const rows = rowsOf(st.op.gate);
+        this.launch(
+          "activation",
+          `gated_act2_${st.op.act}`,
+          [this.elementwiseGrid(rows * st.op.width)],
+          256,
+          [
+            { ptr: this.ptr(st.op.gate) },
+            { ptr: this.ptr(st.op.up) },
+            { ptr: this.ptr(st.op.out) },
+            { i32: rows },
+            { i32: st.op.width },
+          ],
+        );
+        return;
+      }
+      case "act": {
+        const n = rowsOf(st.op.x) * st.op.width;
+        this.launch("activation", `act_${st.op.act}`, [this.elementwiseGrid(n)], 256, [
+          { ptr: this.ptr(st.op.x) },
+          { ptr: this.ptr(st.op.out) },
+          { i32: n },
+        ]);
+        return;
+      }
+      case "gather_rows": {
+        const rowBytes = st.op.width * this.elem;
+        const src = this.regions.get(st.op.x) as Region;
+        const dst = this.regions.get(st.op.out) as Region;
+        step.logitRows.forEach((r, i) => {
+          this.arena.copyFromAsync(
+            this.stream,
+            this.arena,
+            rowBytes,
+            dst.offset + i * rowBytes,
+            src.offset + r * rowBytes,
+          );
+        });
+        return;
+      }
+      case "rope": {
+        const op = st.op;
+        const heads = op.numHeads + 2 * op.numKvHeads;
+        const dynamic = op.rope.scaling.type === "dynamic";
+        const common: KernelArg[] = [
+          meta(p.at.positions),
+          meta(p.at.slots),
+          { ptr: this.invFreq.ptr },
+          dynamic ? meta(p.at.invFreqIndex) : { ptr: 0n as DevicePtr },
+          { f32: 1 },
+          { ptr: st.qNorm ? this.w(st.qNorm) : (0n as DevicePtr) },
+          { ptr: st.kNorm ? this.w(st.kNorm) : (0n as DevicePtr) },
+          { f32: st.normEps },
+          { ptr: this.ptr(st.qOut) },
+          { ptr: this.kvK[op.layer].ptr },
+          { ptr: this.kvV[op.layer].ptr },
+          { i32: T },
+          { i32: this.numBlocks * this.kvBlockSize },
+        ];
+        const grid: [number, number] = [T, Math.ceil(heads / 4)];
+        if (st.qkv) this.launch("rope", "rope_qkv_fused", grid, 128, [{ ptr: this.ptr(st.qkv) }, ...common]);
+        else
+          this.launch("rope", "rope_qkv", grid, 128, [
+            { ptr: this.ptr(st.q) },
+            { ptr: this.ptr(st.k) },
+            { ptr: this.ptr(st.v) },
+            ...common,
+          ]);
+        return;
+      }
+      case "attention": {
+        const op = st.op;
+        const window = op.slidingWindow ?? 0;
+        const out = { ptr: this.ptr(op.out) };
+        const q = { ptr: this.ptr(st.q) };
+        const k = { ptr: this.kvK[op.layer].ptr };
+        const v = { ptr: this.kvV[op.layer].ptr };
+        if (!p.allDecode) {
+          const blockM =
+            this.dtype !== "fp32" && (op.headDim === 64 || op.headDim === 128)
+              ? 64
+              : op.headDim <= 128
+                ? 16
+                : 8;
+          this.launch(
+            "attn_prefill",
+            "attention_prefill",
+            [Math.ceil(p.maxQueryLen / blockM), op.numHeads, p.numSeqs],
+            128,
+            [
+              out,
+              q,
+              k,
+              v,
+              meta(p.at.queryStart),
+              meta(p.at.contextLen),
+              meta(p.at.tables),
+              { i32: p.tableStride },
+              { f32: op.scale },
+              { i32: window },
+            ],
+          );
+          return;
+        }
+        const group = op.numHeads / op.numKvHeads;
+        const headGroups = Math.ceil(group / Math.min(group, 8));
+        const ctas = op.numKvHeads * headGroups * p.numSeqs;
+        const splits = Math.max(
+          1,
+          Math.min(MAX_SPLITS, Math.ceil((2 * this.device.smCount) / ctas), Math.ceil(p.maxContextLen / 64)),
+        );
+        this.launch("attn_decode", "attention_decode", [op.numKvHeads * headGroups, p.numSeqs, splits], 128, [
+          out,
+          { ptr: this.partials.acc.ptr },
+          { ptr: this.partials.m.ptr },
+          { ptr: this.partials.l.ptr },
+          q,
+          k,
+          v,
+          meta(p.at.contextLen),
+          meta(p.at.tables),
+          { i32: p.tableStride },
+          { i32: splits },
+          { f32: op.scale },
+          { i32: window },
+        ]);
+        if (splits > 1) {
+          this.launch("attn_decode", "attention_decode_reduce", [op.numHeads, p.numSeqs], 128, [
+            out,
+            { ptr: this.partials.acc.ptr },
+            { ptr: this.partials.m.ptr },
+            { ptr: this.partials.l.ptr },
+            { i32: splits },
+          ]);
+        }
+        return;
+      }
+    }
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.stream.synchronize();
+    for (const g of this.gemms.values()) g.dispose();
+    for (const b of [...this.weights.values(), ...this.kvK, ...this.kvV]) b.dispose();
+    for (const b of [
+      this.arena,
+      this.meta,
+      this.invFreq,
+      this.partials.acc,
+      this.partials.m,
+      this.partials.l,
+    ])
+      b.dispose();
+    for (const m of this.modules.values()) m.dispose();
+    this.stream.dispose();
+    this.device.dispose();
+  }
+}

@@ -1,0 +1,68 @@
+// Which kernel modules an engine needs and how they are specialised: each entry is one kernels/*.cu
+// file compiled by NVRTC with the model's shapes and dtype baked in as macros. The builder compiles
+// them for the target GPU and stores the cubins in the engine; the runtime only loads them.
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { ModelConfig } from "../../checkpoint/model_config.ts";
+import type { DTypeName } from "../../dtype.ts";
+import type { Plan } from "../../engine/format.ts";
+
+export const KERNELS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "kernels");
+
+export type ModuleKey =
+  | "embedding"
+  | "rmsnorm"
+  | "rmsnorm_head"
+  | "layernorm"
+  | "activation"
+  | "rope"
+  | "attn_prefill"
+  | "attn_decode";
+
+export interface ModuleSpec {
+  key: ModuleKey;
+  file: string;
+  defines: Record<string, number>;
+}
+
+export function dtypeMacro(dtype: DTypeName): string {
+  return dtype === "fp32" ? "KILN_DTYPE_F32" : dtype === "fp16" ? "KILN_DTYPE_F16" : "KILN_DTYPE_BF16";
+}
+
+/** The modules the plan's ops need, for `dtype` activations and KV blocks of `blockSize` tokens. */
+export function moduleSpecs(
+  model: ModelConfig,
+  plan: Plan,
+  dtype: DTypeName,
+  blockSize: number,
+): ModuleSpec[] {
+  const t = { [dtypeMacro(dtype)]: 1 };
+  const heads = { NUM_HEADS: model.numHeads, NUM_KV_HEADS: model.numKvHeads, HEAD_DIM: model.headDim };
+  const kinds = new Set(plan.ops.map((o) => o.kind));
+  const specs: ModuleSpec[] = [
+    {
+      key: "embedding",
+      file: "embedding.cu",
+      defines: { ...t, HIDDEN: model.hiddenSize, VOCAB: model.vocabSize },
+    },
+    { key: "rmsnorm", file: "rmsnorm.cu", defines: { ...t, WIDTH: model.hiddenSize } },
+    { key: "activation", file: "activation.cu", defines: { ...t } },
+    { key: "rope", file: "rope_kv.cu", defines: { ...t, ...heads, ROTARY_DIM: model.rope.rotaryDim } },
+    { key: "attn_prefill", file: "attention_prefill.cu", defines: { ...t, ...heads, BLOCK_SIZE: blockSize } },
+    { key: "attn_decode", file: "attention_decode.cu", defines: { ...t, ...heads, BLOCK_SIZE: blockSize } },
+  ];
+  if (plan.ops.some((o) => o.kind === "rms_norm" && o.groupWidth)) {
+    specs.push({ key: "rmsnorm_head", file: "rmsnorm.cu", defines: { ...t, WIDTH: model.headDim } });
+  }
+  if (kinds.has("layer_norm")) {
+    specs.push({ key: "layernorm", file: "layernorm.cu", defines: { ...t, WIDTH: model.hiddenSize } });
+  }
+  return specs;
+}
+
+export function moduleSource(spec: ModuleSpec): string {
+  return readFileSync(join(KERNELS_DIR, spec.file), "utf8");
+}
+
+export const cubinBlobName = (key: ModuleKey) => `cubin/${key}`;

@@ -1,0 +1,209 @@
+// Lowers an engine plan to CUDA launches. Each plan op becomes zero or more steps over named
+// storage; `split` becomes views into its input, and the attention prologue (split q/k/v →
+// per-head q/k RMSNorm → RoPE → KV write) collapses into one rope_qkv_fused launch — the
+// "rope into attention" fusion. The arena (arena.ts) then places storage by liveness.
+import type { ModelConfig } from "../../checkpoint/model_config.ts";
+import type { Op, Plan } from "../../engine/format.ts";
+import type { Access } from "./arena.ts";
+
+type AttentionOp = Extract<Op, { kind: "attention" }>;
+
+/** A column slice of a row-major storage: rows of `rowWidth` elements, columns [col, col + width). */
+export interface View {
+  base: string;
+  col: number;
+  width: number;
+  rowWidth: number;
+}
+
+export type LStep = Access &
+  (
+    | { kind: "embedding"; op: Extract<Op, { kind: "embedding" }> }
+    | { kind: "linear"; op: Extract<Op, { kind: "linear" }>; logits: boolean }
+    | { kind: "rms_norm"; op: Extract<Op, { kind: "rms_norm" }> }
+    | { kind: "layer_norm"; op: Extract<Op, { kind: "layer_norm" }> }
+    | { kind: "add_rms_norm"; op: Extract<Op, { kind: "add_rms_norm" }> }
+    | { kind: "add"; op: Extract<Op, { kind: "add" }> }
+    | { kind: "gated_act"; op: Extract<Op, { kind: "gated_act" }> }
+    | { kind: "gated_act2"; op: Extract<Op, { kind: "gated_act2" }> }
+    | { kind: "act"; op: Extract<Op, { kind: "act" }> }
+    | { kind: "gather_rows"; op: Extract<Op, { kind: "gather_rows" }> }
+    | {
+        kind: "rope";
+        op: AttentionOp;
+        /** Fused: the packed qkv storage; else q, k, v storages. */
+        qkv: string | null;
+        q: string;
+        k: string;
+        v: string;
+        qNorm: string | null;
+        kNorm: string | null;
+        normEps: number;
+        qOut: string;
+      }
+    | { kind: "attention"; op: AttentionOp; q: string }
+  );
+
+export interface Lowered {
+  steps: LStep[];
+  /** Element width of each storage's rows, and whether it has token rows or logit rows. */
+  storage: Map<string, { width: number; rows: "tokens" | "logits"; fp32?: boolean }>;
+  output: string;
+}
+
+export function lower(plan: Plan, model: ModelConfig): Lowered {
+  const views = new Map<string, View>();
+  const storage: Lowered["storage"] = new Map();
+  const readers = new Map<string, Op[]>();
+  for (const op of plan.ops) for (const x of inputsOf(op)) readers.set(x, [...(readers.get(x) ?? []), op]);
+  // Group norms absorbed into the fused RoPE launch: output name → (input view, weight).
+  const absorbed = new Map<string, { x: string; weight: string; eps: number }>();
+  const rowsOf = (name: string) => storage.get(resolve(name))?.rows ?? "tokens";
+  const resolve = (name: string) => views.get(name)?.base ?? name;
+  const def = (name: string, width: number, rows: "tokens" | "logits", fp32 = false) =>
+    storage.set(name, { width, rows, fp32 });
+  const steps: LStep[] = [];
+
+  for (const op of plan.ops) {
+    switch (op.kind) {
+      case "split": {
+        let col = 0;
+        const rowWidth = op.widths.reduce((a, b) => a + b, 0);
+        op.outs.forEach((o, i) => {
+          views.set(o, { base: resolve(op.x), col, width: op.widths[i], rowWidth });
+          col += op.widths[i];
+        });
+        break;
+      }
+      case "rms_norm": {
+        const onlyAttention = (readers.get(op.out) ?? []).every((r) => r.kind === "attention");
+        if (op.groupWidth && views.has(op.x) && onlyAttention) {
+          absorbed.set(op.out, { x: op.x, weight: op.weight, eps: op.eps });
+          break;
+        }
+        if (views.has(op.x))
+          throw new Error(`internal: rms_norm of a column slice (${op.x}) has no CUDA kernel`);
+        def(op.out, op.width, rowsOf(op.x));
+        steps.push({ kind: "rms_norm", op, reads: [op.x], writes: [op.out] });
+        break;
+      }
+      case "attention": {
+        const src = (n: string) => absorbed.get(n)?.x ?? n;
+        const [q, k, v] = [src(op.q), src(op.k), src(op.v)].map((n) => views.get(n));
+        const H = op.numHeads * op.headDim;
+        const Hkv = op.numKvHeads * op.headDim;
+        const qOut = `${op.out}#q`;
+        def(qOut, H, "tokens");
+        const packed =
+          q &&
+          k &&
+          v &&
+          q.base === k.base &&
+          k.base === v.base &&
+          q.col === 0 &&
+          k.col === H &&
+          v.col === H + Hkv &&
+          v.rowWidth === H + 2 * Hkv;
+        const qn = absorbed.get(op.q);
+        const kn = absorbed.get(op.k);
+        if (packed && q) {
+          steps.push({
+            kind: "rope",
+            op,
+            qkv: q.base,
+            q: q.base,
+            k: q.base,
+            v: q.base,
+            qNorm: qn?.weight ?? null,
+            kNorm: kn?.weight ?? null,
+            normEps: qn?.eps ?? kn?.eps ?? model.normEps,
+            qOut,
+            reads: [q.base],
+            writes: [qOut],
+          });
+        } else {
+          if (q || k || v || qn || kn)
+            throw new Error("internal: attention inputs are slices that are not a packed q|k|v");
+          steps.push({
+            kind: "rope",
+            op,
+            qkv: null,
+            q: op.q,
+            k: op.k,
+            v: op.v,
+            qNorm: null,
+            kNorm: null,
+            normEps: model.normEps,
+            qOut,
+            reads: [op.q, op.k, op.v],
+            writes: [qOut],
+          });
+        }
+        def(op.out, H, "tokens");
+        steps.push({ kind: "attention", op, q: qOut, reads: [qOut], writes: [op.out] });
+        break;
+      }
+      case "embedding":
+        def(op.out, op.width, "tokens");
+        steps.push({ kind: "embedding", op, reads: [], writes: [op.out] });
+        break;
+      case "linear": {
+        if (views.has(op.x)) throw new Error(`internal: GEMM over a column slice (${op.x})`);
+        const logits = op.out === plan.output;
+        def(op.out, op.outFeatures, rowsOf(op.x), logits);
+        steps.push({ kind: "linear", op, logits, reads: [op.x], writes: [op.out] });
+        break;
+      }
+      case "layer_norm":
+        def(op.out, op.width, rowsOf(op.x));
+        steps.push({ kind: "layer_norm", op, reads: [op.x], writes: [op.out] });
+        break;
+      case "add_rms_norm":
+        def(op.out, op.width, rowsOf(op.x));
+        steps.push({ kind: "add_rms_norm", op, reads: [op.residual, op.x], writes: [op.residual, op.out] });
+        break;
+      case "add":
+        def(op.out, op.width, rowsOf(op.a));
+        steps.push({ kind: "add", op, reads: [op.a, op.b], writes: [op.out] });
+        break;
+      case "gated_act":
+        def(op.out, op.width, rowsOf(op.gateUp));
+        steps.push({ kind: "gated_act", op, reads: [op.gateUp], writes: [op.out] });
+        break;
+      case "gated_act2":
+        if (views.has(op.gate) || views.has(op.up))
+          throw new Error("internal: unfused gate/up slices (run the fusion passes)");
+        def(op.out, op.width, rowsOf(op.gate));
+        steps.push({ kind: "gated_act2", op, reads: [op.gate, op.up], writes: [op.out] });
+        break;
+      case "act":
+        def(op.out, op.width, rowsOf(op.x));
+        steps.push({ kind: "act", op, reads: [op.x], writes: [op.out] });
+        break;
+      case "gather_rows":
+        def(op.out, op.width, "logits");
+        steps.push({ kind: "gather_rows", op, reads: [op.x], writes: [op.out] });
+        break;
+    }
+  }
+  return { steps, storage, output: plan.output };
+}
+
+function inputsOf(op: Op): string[] {
+  switch (op.kind) {
+    case "embedding":
+      return [];
+    case "add_rms_norm":
+      return [op.residual, op.x];
+    case "add":
+      return [op.a, op.b];
+    case "gated_act":
+      return [op.gateUp];
+    case "gated_act2":
+      return [op.gate, op.up];
+    case "attention":
+      return [op.q, op.k, op.v];
+    default:
+      return [op.x];
+  }
+}

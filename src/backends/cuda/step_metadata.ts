@@ -1,0 +1,67 @@
+// Packs a step's metadata (see runtime/step.ts) into one int32 block that is copied to the device in
+// one transfer; kernels get pointers into it.
+//
+//   [ ids T | positions T | slots T | invFreqIndex T | queryStart S+1 | contextLen S | blockTables S×stride ]
+import type { StepInput } from "../../runtime/step.ts";
+
+export interface PackedStep {
+  data: Int32Array;
+  /** Element offsets of each array in `data`. */
+  at: {
+    ids: number;
+    positions: number;
+    slots: number;
+    invFreqIndex: number;
+    queryStart: number;
+    contextLen: number;
+    tables: number;
+  };
+  tableStride: number;
+  numTokens: number;
+  numSeqs: number;
+  maxQueryLen: number;
+  maxContextLen: number;
+  allDecode: boolean;
+}
+
+/** `invFreqRow[s]`: the row of the inv_freq table sequence s uses (dynamic NTK); 0 otherwise. */
+export function packStep(step: StepInput, invFreqRow: (seq: number) => number): PackedStep {
+  const T = step.tokenIds.length;
+  const S = step.seqs.length;
+  const stride = Math.max(1, ...step.seqs.map((s) => s.blockTable.length));
+  const at = {
+    ids: 0,
+    positions: T,
+    slots: 2 * T,
+    invFreqIndex: 3 * T,
+    queryStart: 4 * T,
+    contextLen: 4 * T + S + 1,
+    tables: 4 * T + 2 * S + 1,
+  };
+  const data = new Int32Array(at.tables + S * stride);
+  data.set(step.tokenIds, at.ids);
+  data.set(step.positions, at.positions);
+  data.set(step.slotMapping, at.slots);
+  let maxQueryLen = 0;
+  let maxContextLen = 0;
+  step.seqs.forEach((s, i) => {
+    data[at.queryStart + i] = s.queryStart;
+    data[at.contextLen + i] = s.contextLen;
+    data.set(s.blockTable, at.tables + i * stride);
+    const row = invFreqRow(i);
+    for (let t = s.queryStart; t < s.queryStart + s.queryLen; t++) data[at.invFreqIndex + t] = row;
+    maxQueryLen = Math.max(maxQueryLen, s.queryLen);
+    maxContextLen = Math.max(maxContextLen, s.contextLen);
+  });
+  data[at.queryStart + S] = T;
+  return {
+    data,
+    at,
+    tableStride: stride,
+    numTokens: T,
+    numSeqs: S,
+    maxQueryLen,
+    maxContextLen,
+    allDecode: step.seqs.every((s) => s.queryLen === 1),
+  };
+}

@@ -1,0 +1,54 @@
+// Build step for the CUDA target: compile every kernel module the plan needs with NVRTC for the GPU
+// the build runs on (shapes and dtype as macros), and record the target (SM, library versions) so a
+// mismatched GPU rejects the engine at load.
+
+import { CudaDevice } from "../../backends/cuda/device/index.ts";
+import { loadCublasLt } from "../../backends/cuda/ffi/cublaslt.ts";
+import { compileCuda, loadNvrtc } from "../../backends/cuda/ffi/nvrtc.ts";
+import { cubinBlobName, KERNELS_DIR, moduleSource, moduleSpecs } from "../../backends/cuda/kernel_modules.ts";
+import type { ModelConfig } from "../../checkpoint/model_config.ts";
+import type { DTypeName } from "../../dtype.ts";
+import type { EngineTarget, Plan } from "../../engine/format.ts";
+
+export interface CudaArtifacts {
+  target: EngineTarget;
+  blobs: { name: string; bytes: Uint8Array }[];
+  compileSeconds: number;
+}
+
+export function buildCudaArtifacts(
+  model: ModelConfig,
+  plan: Plan,
+  dtype: DTypeName,
+  kvBlockSize: number,
+): CudaArtifacts {
+  const t0 = performance.now();
+  const device = CudaDevice.open(0);
+  try {
+    const p = device.properties;
+    const blobs = moduleSpecs(model, plan, dtype, kvBlockSize).map((spec) => ({
+      name: cubinBlobName(spec.key),
+      bytes: compileCuda(moduleSource(spec), spec.file, {
+        arch: p.nvrtcArch,
+        defines: spec.defines,
+        includeDirs: [KERNELS_DIR],
+      }).cubin,
+    }));
+    const nvrtc = loadNvrtc();
+    return {
+      target: {
+        backend: "cuda",
+        sm: p.sm,
+        nvrtcArch: p.nvrtcArch,
+        deviceName: p.name,
+        driverVersion: p.driverVersion,
+        nvrtcVersion: `${nvrtc.version().major}.${nvrtc.version().minor}`,
+        cublasLtVersion: loadCublasLt().version(),
+      },
+      blobs,
+      compileSeconds: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    device.dispose();
+  }
+}

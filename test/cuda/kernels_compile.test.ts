@@ -1,0 +1,124 @@
+// CI has nvcc but no GPU: compile every kernel source with `nvcc -cubin -arch=sm_90a` for each dtype and
+// the macro sets of kernels/compile_matrix.json, so a kernel that NVRTC would reject at engine-build time
+// fails here first. Also checks the matrix against the sources (every file listed, every exported
+// kernel present in the cubin) and that sources include only headers NVRTC provides.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, describe, it } from "node:test";
+
+const KERNELS_DIR = fileURLToPath(new URL("../../kernels/", import.meta.url));
+
+interface MatrixFile {
+  dtype: boolean;
+  macros: string[];
+  optionalMacros: string[];
+  kernels: string[];
+  testDefines: Record<string, number | string>[];
+}
+
+interface CompileMatrix {
+  dtypeMacros: Record<string, string>;
+  nvccFlags: string[];
+  files: Record<string, MatrixFile>;
+}
+
+const matrix: CompileMatrix = JSON.parse(readFileSync(join(KERNELS_DIR, "compile_matrix.json"), "utf8"));
+const sources = readdirSync(KERNELS_DIR).filter((f) => f.endsWith(".cu"));
+
+/** Headers NVRTC can see without a CUDA toolkit on the include path (it has no C++ standard library). */
+const ALLOWED_SYSTEM_HEADERS = new Set(["cuda_fp16.h", "cuda_bf16.h", "cuda_fp8.h"]);
+
+function findNvcc(): { path: string } | { missing: string } {
+  const dirs = (process.env.PATH ?? "").split(delimiter).filter(Boolean);
+  if (process.env.CUDA_HOME) dirs.push(join(process.env.CUDA_HOME, "bin"));
+  dirs.push("/usr/local/cuda/bin");
+  for (const dir of dirs) {
+    const p = join(dir, "nvcc");
+    if (existsSync(p)) return { path: p };
+  }
+  return { missing: `looked in PATH, $CUDA_HOME/bin and /usr/local/cuda/bin (${dirs.length} dirs)` };
+}
+
+function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { cwd, maxBuffer: 16 << 20 }, (err, _stdout, stderr) => {
+      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+      resolve({ code, stderr: `${stderr}${err && !stderr ? err.message : ""}` });
+    });
+  });
+}
+
+/** The names in an ELF string table are NUL-terminated: look for "\0name\0". */
+function cubinHasSymbol(cubin: Buffer, name: string): boolean {
+  return cubin.includes(Buffer.from(`\0${name}\0`, "latin1"));
+}
+
+describe("kernels/compile_matrix.json", () => {
+  it("lists every kernels/*.cu, and only files that exist", () => {
+    const listed = Object.keys(matrix.files).sort();
+    const missing = sources.filter((f) => !(f in matrix.files));
+    assert.deepEqual(missing, [], `add an entry to kernels/compile_matrix.json for: ${missing.join(", ")}`);
+    const stale = listed.filter((f) => !sources.includes(f));
+    assert.deepEqual(stale, [], `compile_matrix.json lists files that do not exist: ${stale.join(", ")}`);
+  });
+
+  it("gives every test macro set each required macro", () => {
+    for (const [file, entry] of Object.entries(matrix.files)) {
+      assert.ok(entry.testDefines.length > 0, `${file}: no testDefines`);
+      assert.ok(entry.kernels.length > 0, `${file}: no kernels listed`);
+      for (const set of entry.testDefines) {
+        for (const m of entry.macros) assert.ok(m in set, `${file}: test macro set ${JSON.stringify(set)} lacks ${m}`);
+      }
+    }
+  });
+
+  it("sources include only headers NVRTC provides, and local headers that exist", () => {
+    const files = readdirSync(KERNELS_DIR).filter((f) => f.endsWith(".cu") || f.endsWith(".cuh"));
+    for (const f of files) {
+      const text = readFileSync(join(KERNELS_DIR, f), "utf8");
+      for (const m of text.matchAll(/^\s*#\s*include\s*([<"])([^>"]+)[>"]/gm)) {
+        if (m[1] === "<") {
+          assert.ok(ALLOWED_SYSTEM_HEADERS.has(m[2]), `${f} includes <${m[2]}>, which NVRTC does not provide`);
+        } else {
+          assert.ok(existsSync(join(KERNELS_DIR, m[2])), `${f} includes "${m[2]}", which is not in kernels/`);
+        }
+      }
+    }
+  });
+});
+
+const nvcc = findNvcc();
+
+describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, () => {
+  if ("missing" in nvcc) {
+    it("nvcc", { skip: `nvcc not found: ${nvcc.missing}` }, () => {});
+    return;
+  }
+  const out = mkdtempSync(join(tmpdir(), "kiln-kernels-"));
+  after(() => rmSync(out, { recursive: true, force: true }));
+
+  let n = 0;
+  for (const [file, entry] of Object.entries(matrix.files)) {
+    const dtypes = entry.dtype ? Object.entries(matrix.dtypeMacros) : [["-", null] as const];
+    for (const set of entry.testDefines) {
+      for (const [dtype, dtypeMacro] of dtypes) {
+        const defines = Object.entries(set).map(([k, v]) => `-D${k}=${v}`);
+        if (dtypeMacro) defines.unshift(`-D${dtypeMacro}`);
+        const label = `${file} ${dtype} ${defines.filter((d) => !d.startsWith("-DKILN_DTYPE")).join(" ")}`.trim();
+        const cubin = join(out, `${n++}.cubin`);
+        it(label, async () => {
+          const args = ["-cubin", "-arch=sm_90a", ...matrix.nvccFlags, ...defines, "-o", cubin, file];
+          const r = await run(nvcc.path, args, KERNELS_DIR);
+          if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
+          const bytes = readFileSync(cubin);
+          const absent = entry.kernels.filter((k) => !cubinHasSymbol(bytes, k));
+          assert.deepEqual(absent, [], `${file}: kernels listed in compile_matrix.json but not in the cubin`);
+        });
+      }
+    }
+  }
+});

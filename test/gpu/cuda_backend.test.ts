@@ -1,0 +1,141 @@
+// The CUDA backend against Hugging Face and against the CPU backend, on every fixture architecture.
+// Tolerances:
+//   fp32 engines: true fp32 arithmetic (CUBLAS_COMPUTE_32F, no TF32; fp32 FMA attention), so greedy
+//     tokens must equal HF's exactly and |Δ log-prob| ≤ 1e-3, as on the CPU backend.
+//   bf16 engines: weights, activations and the KV cache are rounded to bf16 (8 significant bits,
+//     relative step 2^-8 ≈ 0.4%) at every layer, as HF in bf16 would. We require the first greedy
+//     token to equal HF-fp32's where HF's top-1/top-2 margin is ≥ 0.5 and the log-probs of HF's
+//     tokens under teacher forcing to stay within 0.15 nats for the first 8 steps.
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { ModelRunner } from "../../src/runtime/model_runner.ts";
+import { noCudaDevice } from "../helpers/gpu.ts";
+import { tempCache } from "../helpers/tiny_model.ts";
+
+const skip = noCudaDevice();
+const FIXTURES = fileURLToPath(new URL("../fixtures/models", import.meta.url));
+const names = readdirSync(FIXTURES).sort();
+
+interface Case {
+  prompt: string | null;
+  promptIds: number[];
+  outputIds: number[];
+  logProbs: number[];
+  margins: number[];
+}
+
+describe("CUDA backend, fp32 engines: HF's greedy tokens exactly", { skip }, () => {
+  const cache = tempCache();
+  after(cache.cleanup);
+  for (const name of names) {
+    test(name, async () => {
+      const expected = JSON.parse(readFileSync(join(FIXTURES, name, "expected.json"), "utf8"));
+      const runner = ModelRunner.fromDir(join(FIXTURES, name), {
+        backend: "cuda",
+        dtype: "fp32",
+        cacheDir: cache.dir,
+      });
+      try {
+        for (const c of expected.cases as Case[]) {
+          const [out] = await runner.generate(
+            { ids: c.promptIds },
+            { greedy: true, maxNewTokens: 32, ignoreEos: true },
+          );
+          assert.deepEqual(out.outputIds, c.outputIds, `${name}: tokens`);
+          out.logProbs.forEach((lp, t) =>
+            assert.ok(Math.abs(lp - c.logProbs[t]) <= 1e-3, `${name} step ${t}: ${lp} vs ${c.logProbs[t]}`),
+          );
+        }
+        // Batched equals single on the GPU too.
+        const prompts = (expected.cases as Case[]).map((c) => ({ ids: c.promptIds }));
+        const batched = await runner.generate(prompts, { greedy: true, maxNewTokens: 32, ignoreEos: true });
+        batched.forEach((b, i) =>
+          assert.deepEqual(b.outputIds, expected.cases[i].outputIds, `${name}: batched prompt ${i}`),
+        );
+      } finally {
+        runner.dispose();
+      }
+    });
+  }
+});
+
+describe("CUDA backend, bf16 engines: within bf16 tolerance of HF fp32", { skip }, () => {
+  const cache = tempCache();
+  after(cache.cleanup);
+  for (const name of names) {
+    test(name, async () => {
+      const expected = JSON.parse(readFileSync(join(FIXTURES, name, "expected.json"), "utf8"));
+      const runner = ModelRunner.fromDir(join(FIXTURES, name), {
+        backend: "cuda",
+        dtype: "bf16",
+        cacheDir: cache.dir,
+      });
+      try {
+        for (const c of expected.cases as Case[]) {
+          const [first] = await runner.generate(
+            { ids: c.promptIds },
+            { greedy: true, maxNewTokens: 1, ignoreEos: true },
+          );
+          if (c.margins[0] >= 0.5) assert.equal(first.outputIds[0], c.outputIds[0], `${name}: first token`);
+          for (let t = 0; t < 8; t++) {
+            // Teacher forcing: HF's prefix, compare the log-prob of HF's next token.
+            const prefix = [...c.promptIds, ...c.outputIds.slice(0, t)];
+            const [o] = await runner.generate(
+              { ids: prefix },
+              { greedy: true, maxNewTokens: 1, ignoreEos: true, returnGenerationLogits: true },
+            );
+            const logits = o.generationLogits?.[0] as Float32Array;
+            let max = Number.NEGATIVE_INFINITY;
+            for (const x of logits) max = Math.max(max, x);
+            let sum = 0;
+            for (const x of logits) sum += Math.exp(x - max);
+            const lp = logits[c.outputIds[t]] - max - Math.log(sum);
+            assert.ok(
+              Math.abs(lp - c.logProbs[t]) <= 0.15,
+              `${name} step ${t}: ${lp} vs HF ${c.logProbs[t]}`,
+            );
+          }
+        }
+      } finally {
+        runner.dispose();
+      }
+    });
+  }
+});
+
+describe("CUDA backend equals the CPU backend (fp32 engine of the bf16 default model)", { skip }, () => {
+  test("greedy 32 tokens, two prompts batched, and sampling with a seed", async () => {
+    const cache = tempCache();
+    const model = fileURLToPath(new URL("../../models/default", import.meta.url));
+    const cpu = ModelRunner.fromDir(model, { backend: "cpu", cacheDir: cache.dir });
+    const gpu = ModelRunner.fromDir(model, { backend: "cuda", dtype: "fp32", cacheDir: cache.dir });
+    try {
+      const prompts = ["ROMEO:\n", "To be, or not to be"];
+      const opts = { greedy: true, maxNewTokens: 32, ignoreEos: true };
+      const a = await cpu.generate(prompts, opts);
+      const b = await gpu.generate(prompts, opts);
+      assert.deepEqual(
+        b.map((o) => o.outputIds),
+        a.map((o) => o.outputIds),
+      );
+      const s = { temperature: 0.8, topK: 50, seed: 7, maxNewTokens: 16, ignoreEos: true };
+      assert.deepEqual(
+        (await gpu.generate("JULIET:", s))[0].outputIds,
+        (await cpu.generate("JULIET:", s))[0].outputIds,
+      );
+      // Beam search forks KV blocks on the device.
+      const beams = { beamWidth: 4, maxNewTokens: 12 };
+      assert.deepEqual(
+        (await gpu.generate("KING:", beams))[0].outputIds,
+        (await cpu.generate("KING:", beams))[0].outputIds,
+      );
+    } finally {
+      cpu.dispose();
+      gpu.dispose();
+      cache.cleanup();
+    }
+  });
+});
