@@ -393,7 +393,7 @@ export class GenerationSession {
         const { parents, tokens } = search.step(lp.subarray(i * W * V, (i + 1) * W * V), V);
         const old = beams[p];
         const taken = new Set<number>();
-        const next = parents.map((parent, k) => {
+        const next = parents.map((parent) => {
           const src = old[parent];
           const child = taken.has(parent) ? src.fork(p, alloc, copy) : src;
           taken.add(parent);

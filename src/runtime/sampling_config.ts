@@ -283,7 +283,7 @@ export function resolveSamplingConfig(
   topP.forEach((p, i) => {
     if (topPMin[i] > p) fail("topPMin", topPMin[i], `must not exceed topP (${p})`);
   });
-  minLength.forEach((m, i) => {
+  minLength.forEach((m) => {
     if (m > c.maxNewTokens) fail("minLength", m, `must not exceed maxNewTokens (${c.maxNewTokens})`);
   });
   const greedy = temperature.map((t, i) => t === 0 || topK[i] === 1);
