@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { KilnError } from "../errors.ts";
 import { KILN_VERSION } from "../version.ts";
+import { registerBench } from "./bench.ts";
 import { registerBuild } from "./build.ts";
 import { registerChat } from "./chat.ts";
 import { registerRun } from "./run.ts";
@@ -19,6 +20,7 @@ export async function main(argv: string[]): Promise<number> {
   registerRun(program);
   registerChat(program);
   registerBuild(program);
+  registerBench(program);
   registerTokenize(program);
   for (const c of program.commands) c.option("--verbose", "print stack traces of errors").exitOverride();
   try {

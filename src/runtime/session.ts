@@ -19,6 +19,8 @@ export class Session {
     readonly backend: ExecutionBackend,
     readonly tokenizer: Tokenizer | null,
     readonly generationDefaults: GenerationDefaults,
+    /** Bytes of all weights as the engine stores them (what a decode step reads at least once). */
+    readonly weightBytes: number,
   ) {}
 
   static open(engineDir: string, backend?: BackendName): Session {
@@ -43,7 +45,8 @@ export class Session {
             padTokenId: defaults.padTokenId ?? m.padTokenId,
           })
         : null;
-      return new Session(engineDir, config, exec, tokenizer, defaults);
+      const weightBytes = engine.header.weights.reduce((sum, w) => sum + w.byteLength, 0);
+      return new Session(engineDir, config, exec, tokenizer, defaults, weightBytes);
     } finally {
       engine.close();
     }

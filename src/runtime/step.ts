@@ -40,6 +40,12 @@ export interface ExecutionBackend {
   readonly kvBytesPerBlock: number;
   /** Copies whole KV blocks src[i] → dst[i] in every layer (forking a sequence's partial block). */
   copyKvBlocks(src: readonly number[], dst: readonly number[]): void;
+  /** What the plan runs on, e.g. "NVIDIA H100 80GB HBM3" or the CPU model. */
+  readonly deviceName: string;
+  /** Measured memory copy bandwidth in bytes/s, counting bytes read plus bytes written. */
+  measureCopyBandwidth(): number;
+  /** Measured dense GEMM rate in FLOP/s at the engine's dtype (large square problem). */
+  measureGemmFlops(): number;
   /** Runs the plan; returns logits [numLogitRows, vocabSize]. */
   forward(step: StepInput): Float32Array;
   dispose(): void;

@@ -1,5 +1,6 @@
 // The CPU backend: interprets an engine's plan op by op in fp32 TypeScript. It is the reference the
 // CUDA kernels are tested against, so it favours the obvious over the clever; only `linear` is tuned.
+import { cpus } from "node:os";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { Op, Plan } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
@@ -60,6 +61,34 @@ export class CpuBackend implements ExecutionBackend {
       loadCpuWeights(engine),
       engine.config.build.kvBlockSize,
     );
+  }
+
+  get deviceName(): string {
+    return `CPU: ${cpus()[0]?.model ?? "unknown"} (1 thread)`;
+  }
+
+  measureCopyBandwidth(): number {
+    const n = 32 << 20; // 128 MiB of floats
+    const a = new Float32Array(n).fill(1);
+    const b = new Float32Array(n);
+    b.set(a); // warm-up (page faults)
+    const t0 = performance.now();
+    for (let i = 0; i < 4; i++) b.set(a);
+    const s = (performance.now() - t0) / 1000;
+    return (4 * 2 * 4 * n) / s;
+  }
+
+  measureGemmFlops(): number {
+    const m = 64;
+    const k = 1024;
+    const n = 1024;
+    const x = new Float32Array(m * k).fill(0.5);
+    const w = new Float32Array(n * k).fill(0.25);
+    const out = new Float32Array(m * n);
+    linear(x, w, null, m, k, n, out);
+    const t0 = performance.now();
+    for (let i = 0; i < 3; i++) linear(x, w, null, m, k, n, out);
+    return (3 * 2 * m * k * n) / ((performance.now() - t0) / 1000);
   }
 
   get numKvBlocks(): number {

@@ -21,6 +21,7 @@ import {
   type KernelArg,
   offsetPtr,
   Stream,
+  timeOnStream,
 } from "./device/index.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type Lowered, type LStep, lower } from "./lowering.ts";
@@ -121,6 +122,49 @@ export class CudaBackend implements ExecutionBackend {
     } catch (e) {
       device.dispose();
       throw e;
+    }
+  }
+
+  get deviceName(): string {
+    return this.device.name;
+  }
+
+  measureCopyBandwidth(): number {
+    const bytes = 1 << 30;
+    const a = DeviceBuffer.alloc(this.device, bytes);
+    const b = DeviceBuffer.alloc(this.device, bytes);
+    try {
+      b.copyFromAsync(this.stream, a, bytes); // warm-up
+      const reps = 10;
+      const ms = timeOnStream(this.stream, () => {
+        for (let i = 0; i < reps; i++) b.copyFromAsync(this.stream, a, bytes);
+      });
+      return (reps * 2 * bytes) / (ms / 1000);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  }
+
+  measureGemmFlops(): number {
+    const m = 8192;
+    const n = 8192;
+    const k = 8192;
+    const x = DeviceBuffer.alloc(this.device, m * k * this.elem);
+    const w = DeviceBuffer.alloc(this.device, n * k * this.elem);
+    const y = DeviceBuffer.alloc(this.device, m * n * this.elem);
+    const g = Gemm.create(this.device, { m, n, k, dtypeIn: this.dtype, computeFp32Exact: true });
+    try {
+      for (const buf of [x, w]) buf.fillBytes(this.stream, 0x3c);
+      g.run(this.stream, x, w, y);
+      const reps = 5;
+      const ms = timeOnStream(this.stream, () => {
+        for (let i = 0; i < reps; i++) g.run(this.stream, x, w, y);
+      });
+      return (reps * 2 * m * n * k) / (ms / 1000);
+    } finally {
+      g.dispose();
+      for (const b of [x, w, y]) b.dispose();
     }
   }
 

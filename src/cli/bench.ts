@@ -1,0 +1,80 @@
+// `kiln bench`: latency benchmark against the bandwidth and compute floors (see runtime/bench.ts).
+import type { Command } from "commander";
+import { runBench } from "../runtime/bench.ts";
+import { ModelRunner } from "../runtime/model_runner.ts";
+import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
+
+interface BenchFlags {
+  model?: string;
+  backend?: "cpu" | "cuda";
+  dtype?: "fp32" | "fp16" | "bf16";
+  batchSize: number;
+  inputLen: number;
+  outputLen: number;
+  runs: number;
+  randomWeights?: boolean;
+  cacheDir?: string;
+  json?: boolean;
+}
+
+export function registerBench(program: Command): void {
+  program
+    .command("bench")
+    .description("measure time to first token and time per output token against the hardware floor")
+    .option("--model <dir>", "checkpoint, engine or (with --random-weights) config directory", modelDirArg)
+    .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
+    .option("--dtype <dtype>", "engine dtype", choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const))
+    .option("--batch-size <n>", "prompts per batch", intArg("--batch-size", 1), 1)
+    .option("--input-len <n>", "prompt tokens", intArg("--input-len", 1), 128)
+    .option("--output-len <n>", "generated tokens", intArg("--output-len", 1), 256)
+    .option("--runs <n>", "timed repetitions (median reported)", intArg("--runs", 1), 3)
+    .option("--random-weights", "build from config.json alone with random weights")
+    .option("--cache-dir <dir>", "engine cache directory")
+    .option("--json", "print one JSON object")
+    .action(async (f: BenchFlags) => {
+      const runner = ModelRunner.fromDir(f.model ?? defaultModelDir(), {
+        ...(f.backend ? { backend: f.backend } : {}),
+        ...(f.dtype ? { dtype: f.dtype } : {}),
+        ...(f.randomWeights ? { randomWeights: true } : {}),
+        ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
+        maxBatchSize: Math.max(64, f.batchSize),
+        maxNumTokens: Math.max(4096, f.batchSize * f.inputLen),
+      });
+      try {
+        const r = await runBench(runner, {
+          batchSize: f.batchSize,
+          inputLen: f.inputLen,
+          outputLen: f.outputLen,
+          runs: f.runs,
+        });
+        if (f.json) {
+          process.stdout.write(`${JSON.stringify(r)}\n`);
+          return;
+        }
+        const rows: [string, string][] = [
+          ["device", `${r.device} (${r.backend}, ${r.dtype})`],
+          ["model", r.model],
+          ["batch / input / output", `${r.batchSize} / ${r.inputLen} / ${r.outputLen}`],
+          [
+            "TTFT",
+            `${r.ttftMs.toFixed(2)} ms  (prefill floor ${r.prefillFloorMs.toFixed(2)} ms, ×${r.ttftOverPrefillFloor.toFixed(2)})`,
+          ],
+          [
+            "TPOT (median)",
+            `${r.tpotMs.toFixed(3)} ms  (floor ${r.floorMs.toFixed(3)} ms, ×${r.tpotOverFloor.toFixed(2)})`,
+          ],
+          ["output tokens/s", r.outputTokensPerSec.toFixed(1)],
+          ["copy bandwidth", `${r.copyBandwidthGBs.toFixed(1)} GB/s (read + write)`],
+          [
+            "GEMM rate",
+            r.gemmTflops >= 1
+              ? `${r.gemmTflops.toFixed(1)} TFLOP/s`
+              : `${(r.gemmTflops * 1000).toFixed(2)} GFLOP/s`,
+          ],
+        ];
+        for (const [k, v] of rows) process.stdout.write(`${k.padEnd(24)} ${v}\n`);
+      } finally {
+        runner.dispose();
+      }
+    });
+}

@@ -1,0 +1,102 @@
+// Latency benchmark: B prompts of I random tokens, O greedy tokens each (end ids ignored), timed
+// end to end through the runtime (host work included). Reported against the physical floors:
+//   decode floor  = bytes a step must read (weights + average KV) / measured copy bandwidth
+//   prefill floor = 2 · params · prompt tokens / measured GEMM rate
+import type { ModelRunner } from "./model_runner.ts";
+
+export interface BenchOptions {
+  batchSize: number;
+  inputLen: number;
+  outputLen: number;
+  /** Timed repetitions (the median is reported). */
+  runs: number;
+  seed?: number;
+}
+
+export interface BenchResult {
+  device: string;
+  backend: string;
+  dtype: string;
+  model: string;
+  batchSize: number;
+  inputLen: number;
+  outputLen: number;
+  ttftMs: number;
+  tpotMs: number;
+  outputTokensPerSec: number;
+  floorMs: number;
+  tpotOverFloor: number;
+  prefillFloorMs: number;
+  ttftOverPrefillFloor: number;
+  copyBandwidthGBs: number;
+  gemmTflops: number;
+  weightBytes: number;
+  runs: number;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<BenchResult> {
+  const s = runner.session;
+  const m = s.config.model;
+  let seed = o.seed ?? 1;
+  const rand = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 4294967296;
+  };
+  const prompts = Array.from({ length: o.batchSize }, () => ({
+    ids: Array.from({ length: o.inputLen }, () => 10 + Math.floor(rand() * (m.vocabSize - 20))),
+  }));
+  const opts = { greedy: true, ignoreEos: true } as const;
+  runner.generation.setup(o.batchSize, o.inputLen, o.outputLen, 1);
+  await runner.generate(prompts, { ...opts, maxNewTokens: Math.min(4, o.outputLen) }); // warm-up: lazy GEMM plans, caches
+  const ttfts: number[] = [];
+  const tpots: number[] = [];
+  const totals: number[] = [];
+  for (let r = 0; r < o.runs; r++) {
+    const t0 = performance.now();
+    const stamps: number[] = [];
+    for await (const _ of runner.steps(prompts, { ...opts, maxNewTokens: o.outputLen }))
+      stamps.push(performance.now());
+    ttfts.push(stamps[0] - t0);
+    const deltas = stamps.slice(1).map((t, i) => t - stamps[i]);
+    if (deltas.length) tpots.push(median(deltas));
+    totals.push(stamps[stamps.length - 1] - t0);
+  }
+  const backend = s.backend;
+  const bandwidth = backend.measureCopyBandwidth();
+  const flops = backend.measureGemmFlops();
+  // The CPU backend widens weights and KV to fp32 at load; the CUDA backend keeps the engine dtype.
+  const stored = s.config.build.dtype === "fp32" ? 4 : 2;
+  const elem = backend.name === "cpu" ? 4 : stored;
+  const params = s.weightBytes / stored;
+  const avgContext = o.inputLen + o.outputLen / 2;
+  const kvBytes = o.batchSize * avgContext * 2 * m.numLayers * m.numKvHeads * m.headDim * elem;
+  const floorMs = ((params * elem + kvBytes) / bandwidth) * 1000;
+  const prefillFloorMs = ((2 * params * o.batchSize * o.inputLen) / flops) * 1000;
+  const tpotMs = tpots.length ? median(tpots) : Number.NaN;
+  const ttftMs = median(ttfts);
+  return {
+    device: backend.deviceName,
+    backend: backend.name,
+    dtype: s.config.build.dtype,
+    model: `${m.architecture} (${m.numLayers} layers, hidden ${m.hiddenSize}, vocab ${m.vocabSize})`,
+    batchSize: o.batchSize,
+    inputLen: o.inputLen,
+    outputLen: o.outputLen,
+    ttftMs,
+    tpotMs,
+    outputTokensPerSec: (o.batchSize * o.outputLen) / (median(totals) / 1000),
+    floorMs,
+    tpotOverFloor: tpotMs / floorMs,
+    prefillFloorMs,
+    ttftOverPrefillFloor: ttftMs / prefillFloorMs,
+    copyBandwidthGBs: bandwidth / 1e9,
+    gemmTflops: flops / 1e12,
+    weightBytes: s.weightBytes,
+    runs: o.runs,
+  };
+}

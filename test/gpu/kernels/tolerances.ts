@@ -1,0 +1,91 @@
+// How far a CUDA kernel may be from the CPU reference (src/backends/cpu/kernels/), and why.
+//
+// Inputs of every test are first rounded to the dtype under test, so the reference (fp32) and the
+// kernel see the same values; the differences left are:
+//   fp32        the kernel runs the reference's fp32 ops in its order (__f*_rn, no FMA), so only
+//               reductions (summation order; the reference sums in double) and CUDA's math library
+//               (expf, erff, tanhf, cosf, sinf: ≤ 2 ulp where the reference is correctly rounded) differ:
+//               a few ulps (2⁻²⁴ relative each).
+//   fp16, bf16  each place where Hugging Face rounds to the model dtype (a torch op on T tensors) is a
+//               rounding the fp32 reference does not have: at most U (half an ulp, relative) each, U =
+//               2⁻¹¹ for fp16 (11 significant bits) and 2⁻⁸ for bf16 (8 significant bits). A bound
+//               counts the roundings a kernel does and scales each by the magnitude it applies to.
+// fp16 outputs below 2⁻¹⁴ are subnormal, where a rounding is absolute (≤ 2⁻²⁵), hence FLOOR.
+import type { DTypeName } from "../../../src/dtype.ts";
+
+/** Unit roundoff of one rounding to the dtype: relative error ≤ U[dtype]. */
+export const U: Record<DTypeName, number> = { fp32: 2 ** -24, fp16: 2 ** -11, bf16: 2 ** -8 };
+
+/** Absolute error of one rounding near zero (fp16 subnormals; fp32 and bf16 have fp32's range). */
+export const FLOOR: Record<DTypeName, number> = { fp32: 1e-37, fp16: 2 ** -25, bf16: 1e-37 };
+
+/** The fp32 part every kernel has: `ulps` roundings of fp32 at magnitude `scale`. */
+const fp32Slop = (ulps: number, scale: number) => ulps * U.fp32 * scale;
+
+export interface Tolerance {
+  /** Why the bound is what it is (printed by nothing; read by people). */
+  why: string;
+  /** The largest |kernel − reference| allowed for one element. */
+  bound: (dtype: DTypeName, c: { want: number; scale: number }) => number;
+}
+
+export const TOLERANCES = {
+  embedding: {
+    why: "a row copy: bit-exact in every dtype (zeros for ids outside the table)",
+    bound: () => 0,
+  },
+  rmsNorm: {
+    why:
+      "fp32: the reference's ops in its order; the sum of squares is fp64 in another order, which can move " +
+      "rstd by an ulp (4 ulps of out). T: h = x·rstd rounded to T before the weight (HF " +
+      "`weight * h.to(T)`) and the product rounded to T: 2 roundings of |out|.",
+    bound: (dtype, { want }) => fp32Slop(4, Math.abs(want)) + 2 * (U[dtype] * Math.abs(want) + FLOOR[dtype]),
+  },
+  layerNorm: {
+    why:
+      "fp32: the reference's op order y = (x·rstd + (−rstd·mean))·w + b; mean/variance in fp64 in another " +
+      "order can move them by an ulp, whose effect scales with (|x| + |mean|)·rstd·|w| + |b| (`scale`). " +
+      "T: torch computes in fp32 and rounds the output once: 1 rounding of |out|.",
+    bound: (dtype, { want, scale }) => fp32Slop(8, scale) + U[dtype] * Math.abs(want) + FLOOR[dtype],
+  },
+  rope: {
+    why:
+      "`scale` = |x_i| + |x_{i+half}| of the rotated pair (after the q/k norm). fp32: cosf/sinf are ≤ 2 " +
+      "ulps from the correctly rounded cos/sin, plus the products and the sum: 6 ulps of scale. T: HF " +
+      "rounds cos and sin to T, both products and the sum to T: 5 roundings of scale; with a q/k norm, " +
+      "its 2 roundings of the input (see rmsNorm) add 2 more. Pass-through dims and v are exact copies.",
+    bound: (dtype, { scale }) => fp32Slop(6, scale) + 7 * (U[dtype] * scale + FLOOR[dtype]),
+  },
+  gatedAct: {
+    why:
+      "`scale` = |gate·up|. fp32: expf/erff/tanhf are ≤ 2 ulps from correctly rounded; through " +
+      "1 + erf or 1 + tanh (values in [0, 2]) that is an absolute error of 2⁻²² on a factor " +
+      "multiplying 0.5·x, so the bound scales with |x·up|, not |out| (gelu(x) ≪ x for x ≪ 0): 8 ulps " +
+      "of scale. T: act(gate) rounded to T (one torch kernel) and the product with up rounded to T: " +
+      "2 roundings of |out|. gelu_new is a chain of T ops (each rounded): ≤ 4 roundings of |x·up| " +
+      "(the tanh derivative damps the inner ones).",
+    bound: (dtype, { want, scale }) =>
+      fp32Slop(8, scale) + 2 * U[dtype] * Math.abs(want) + 4 * U[dtype] * scale + 2 * FLOOR[dtype],
+  },
+  add: {
+    why: "one fp32 add, then one rounding to T: exact in fp32 (correctly rounded both sides), 1 rounding in T.",
+    bound: (dtype, { want }) => (dtype === "fp32" ? 0 : U[dtype] * Math.abs(want) + FLOOR[dtype]),
+  },
+  logSoftmax: {
+    why:
+      "fp32 output of l/t − (max + log Σ exp(l/t − max)). The reference sums in double; the kernel sums " +
+      "expf (≤ 2 ulps) in fp64 and rounds the output once: 2 ulps of the log-sum plus 1 of the output.",
+    bound: (_dtype, { want, scale }) => fp32Slop(4, Math.abs(want) + scale) + 1e-7,
+  },
+  penalties: {
+    why: "fp32 multiply/divide and one fp64 subtraction rounded once, in the reference's order: bit-exact",
+    bound: () => 0,
+  },
+} satisfies Record<string, Tolerance>;
+
+/**
+ * Sampling (tokens): the kernel draws with the reference's counter-based generator (bit-exact u) and
+ * fp64 weights; its sums run in another order, so a token can differ only when u · total lies within
+ * ~1e-15 relative of a boundary between two candidates. Tests compare tokens exactly.
+ */
+export const SAMPLING_TOKENS_EXACT = true;
