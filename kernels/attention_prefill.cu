@@ -387,7 +387,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
 // sliding_window  attend to the last w positions only; 0 = full causal
 // Grid (x, NUM_HEADS, S), block (128): x = ceil(maxQueryLen / BLOCK_M) is best; any x ≥ 1 is correct
 // (each CTA walks its sequence's query tiles from the last, the longest, down with stride x).
-extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads)
+extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads, 2)
     attention_prefill(kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const kiln_t* __restrict__ k_cache,
                       const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,
                       const int* __restrict__ context_len, const int* __restrict__ block_tables,

@@ -7,8 +7,8 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 
 const KERNELS_DIR = fileURLToPath(new URL("../../kernels/", import.meta.url));
 
@@ -71,7 +71,8 @@ describe("kernels/compile_matrix.json", () => {
       assert.ok(entry.testDefines.length > 0, `${file}: no testDefines`);
       assert.ok(entry.kernels.length > 0, `${file}: no kernels listed`);
       for (const set of entry.testDefines) {
-        for (const m of entry.macros) assert.ok(m in set, `${file}: test macro set ${JSON.stringify(set)} lacks ${m}`);
+        for (const m of entry.macros)
+          assert.ok(m in set, `${file}: test macro set ${JSON.stringify(set)} lacks ${m}`);
       }
     }
   });
@@ -82,7 +83,10 @@ describe("kernels/compile_matrix.json", () => {
       const text = readFileSync(join(KERNELS_DIR, f), "utf8");
       for (const m of text.matchAll(/^\s*#\s*include\s*([<"])([^>"]+)[>"]/gm)) {
         if (m[1] === "<") {
-          assert.ok(ALLOWED_SYSTEM_HEADERS.has(m[2]), `${f} includes <${m[2]}>, which NVRTC does not provide`);
+          assert.ok(
+            ALLOWED_SYSTEM_HEADERS.has(m[2]),
+            `${f} includes <${m[2]}>, which NVRTC does not provide`,
+          );
         } else {
           assert.ok(existsSync(join(KERNELS_DIR, m[2])), `${f} includes "${m[2]}", which is not in kernels/`);
         }
@@ -108,7 +112,8 @@ describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, ()
       for (const [dtype, dtypeMacro] of dtypes) {
         const defines = Object.entries(set).map(([k, v]) => `-D${k}=${v}`);
         if (dtypeMacro) defines.unshift(`-D${dtypeMacro}`);
-        const label = `${file} ${dtype} ${defines.filter((d) => !d.startsWith("-DKILN_DTYPE")).join(" ")}`.trim();
+        const label =
+          `${file} ${dtype} ${defines.filter((d) => !d.startsWith("-DKILN_DTYPE")).join(" ")}`.trim();
         const cubin = join(out, `${n++}.cubin`);
         it(label, async () => {
           const args = ["-cubin", "-arch=sm_90a", ...matrix.nvccFlags, ...defines, "-o", cubin, file];

@@ -47,7 +47,7 @@ export class CudaBackend implements ExecutionBackend {
   private readonly arena: DeviceBuffer;
   private readonly maxTokens: number;
   private readonly maxLogitRows: number;
-  private readonly meta: DeviceBuffer;
+  private meta: DeviceBuffer;
   private readonly invFreq: DeviceBuffer;
   private readonly partials: { acc: DeviceBuffer; m: DeviceBuffer; l: DeviceBuffer };
   private readonly logitsHost: Float32Array;
@@ -216,6 +216,11 @@ export class CudaBackend implements ExecutionBackend {
       );
     }
     const packed = packStep(step, this.uploadInvFreq(step));
+    if (packed.data.byteLength > this.meta.bytes) {
+      this.stream.synchronize();
+      this.meta.dispose();
+      this.meta = DeviceBuffer.alloc(this.device, 2 * packed.data.byteLength);
+    }
     this.meta.uploadAsync(this.stream, packed.data);
     for (const st of this.lowered.steps) this.run(st, packed, step);
     const out = this.regions.get(this.lowered.output) as Region;

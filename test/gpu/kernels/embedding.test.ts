@@ -22,24 +22,27 @@ describe("embedding.cu", { skip: noGpu }, () => {
           const ids = Int32Array.from([0, 6, 3, 3, -1, 7, 1 << 30, 5, 2, 9]).map((id) => id + vocabStart);
           const T = ids.length;
           const out = h.filled(T * hidden, dtype, 0xff);
-          h.run(mod, "embedding", [T], [128], [
-            ptr(h.raw(ids)),
-            ptr(h.upload(table, dtype)),
-            ptr(out),
-            i32(T),
-            i32(vocabStart),
-          ]);
+          h.run(
+            mod,
+            "embedding",
+            [T],
+            [128],
+            [ptr(h.raw(ids)), ptr(h.upload(table, dtype)), ptr(out), i32(T), i32(vocabStart)],
+          );
           const got = h.download(out, T * hidden, dtype);
           const want = new Float32Array(T * hidden);
           ids.forEach((id, t) => {
             const local = id - vocabStart;
-            if (local >= 0 && local < VOCAB) want.set(table.subarray(local * hidden, (local + 1) * hidden), t * hidden);
+            if (local >= 0 && local < VOCAB)
+              want.set(table.subarray(local * hidden, (local + 1) * hidden), t * hidden);
           });
           // TOLERANCES.embedding: a copy is exact, so compare bit patterns (also −0 vs +0).
           assert.equal(TOLERANCES.embedding.bound(), 0);
           for (let i = 0; i < want.length; i++) {
             if (!Object.is(got[i], want[i])) {
-              assert.fail(`vocab_start ${vocabStart}: element ${i} (token ${Math.floor(i / hidden)}) is ${got[i]}, expected ${want[i]}`);
+              assert.fail(
+                `vocab_start ${vocabStart}: element ${i} (token ${Math.floor(i / hidden)}) is ${got[i]}, expected ${want[i]}`,
+              );
             }
           }
         }

@@ -10,8 +10,8 @@ import {
   CudaUnavailableError,
   compileToCubin,
   DeviceBuffer,
-  type Dim3,
   type DevicePtr,
+  type Dim3,
   type KernelArg,
   Stream,
 } from "../../../src/backends/cuda/device/index.ts";
@@ -39,7 +39,8 @@ function unavailable(probe: () => void, what: string): string | false {
 
 /** Why the GPU kernel tests cannot run here (a skip reason), or false when they can. */
 export const noGpu: string | false =
-  unavailable(() => CudaDevice.open().dispose(), "no CUDA device") || unavailable(() => loadNvrtc(), "no NVRTC");
+  unavailable(() => CudaDevice.open().dispose(), "no CUDA device") ||
+  unavailable(() => loadNvrtc(), "no NVRTC");
 
 /** fp32 values rounded to `dtype` (round to nearest even), back as fp32. */
 export function roundTo(values: Float32Array, dtype: DTypeName): Float32Array {
@@ -184,7 +185,14 @@ export class KernelHarness {
   }
 
   /** Launches `name` and waits for it (a fault surfaces here, naming the kernel). */
-  run(module: CudaModule, name: string, grid: Dim3, block: Dim3, args: readonly KernelArg[], sharedBytes = 0): void {
+  run(
+    module: CudaModule,
+    name: string,
+    grid: Dim3,
+    block: Dim3,
+    args: readonly KernelArg[],
+    sharedBytes = 0,
+  ): void {
     module.kernel(name).launch(this.stream, grid, block, sharedBytes, args);
     this.stream.synchronize();
   }

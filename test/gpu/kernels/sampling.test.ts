@@ -1,0 +1,247 @@
+// kernels/sampling.cu against cpuDecodingOps (src/backends/cpu/decoding.ts): bias, penalties, bans,
+// log-softmax, greedy argmax and sampling (temperature → top-k → top-p → min-p → counter-based draw)
+// over batches whose rows all have different settings. Sampled tokens must be identical to the
+// reference's (see tolerances.ts); log-probabilities within TOLERANCES.logSoftmax.
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, it } from "node:test";
+import { cpuDecodingOps } from "../../../src/backends/cpu/decoding.ts";
+import { argmax, logSoftmax } from "../../../src/backends/cpu/kernels/sampling_math.ts";
+import type { SampleParams } from "../../../src/runtime/decoding/ops.ts";
+import { assertWithin, i32, KernelHarness, noGpu, ptr, randn } from "./harness.ts";
+import { TOLERANCES } from "./tolerances.ts";
+
+const VOCABS = [7, 769, 5125, 32000];
+
+/** Logits of row `r`: normal with a row-dependent spread, some rows with ties and −∞ entries. */
+function makeLogits(B: number, V: number, seed: number): Float32Array {
+  const logits = randn(B * V, seed);
+  for (let r = 0; r < B; r++) {
+    const spread = [1, 3, 8, 0.05][r % 4];
+    const ties = r % 3 === 0;
+    const infs = r % 5 === 2;
+    for (let i = 0; i < V; i++) {
+      let x = logits[r * V + i] * spread;
+      if (ties) x = Math.round(x);
+      if (infs && i % 3 === 1) x = Number.NEGATIVE_INFINITY;
+      logits[r * V + i] = x;
+    }
+  }
+  return logits;
+}
+
+/** Settings of row r: every combination of the knobs appears over 48 rows. */
+function makeParams(B: number): SampleParams {
+  const temps = [0.3, 1, 2.5, 40];
+  const topKs = [0, 1, 5, 50, 1500, 0, 3];
+  const topPs = [1, 0.9, 0.5, 0.999, 1];
+  const minPs = [0, 0.05, 0, 0.3];
+  return {
+    greedy: Uint8Array.from({ length: B }, (_, r) => (r % 11 === 4 ? 1 : 0)),
+    temperature: Float32Array.from({ length: B }, (_, r) => temps[r % temps.length]),
+    topK: Int32Array.from({ length: B }, (_, r) => topKs[r % topKs.length]),
+    topP: Float32Array.from({ length: B }, (_, r) => topPs[r % topPs.length]),
+    minP: Float32Array.from({ length: B }, (_, r) => minPs[Math.floor(r / 3) % minPs.length]),
+    seed: Float64Array.from({ length: B }, (_, r) => (r % 2 === 0 ? 2 ** 40 + 977 * r : r)),
+    sequence: Int32Array.from({ length: B }, (_, r) => r * 7 + 1),
+    step: Int32Array.from({ length: B }, (_, r) => r * 13),
+  };
+}
+
+describe("sampling.cu", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  afterEach(() => h.freeAll());
+  after(() => h?.dispose());
+
+  for (const V of VOCABS) {
+    it(`sample_topk_topp V ${V}: the reference's tokens, its log-probabilities`, () => {
+      const mod = h.module("sampling.cu", { VOCAB: V });
+      const B = 48;
+      const logits = makeLogits(B, V, V);
+      const p = makeParams(B);
+      const want = cpuDecodingOps.sample(logits, B, V, p);
+      const tokens = h.raw(new Int32Array(B).fill(-7));
+      const lps = h.raw(new Float32Array(B));
+      h.run(
+        mod,
+        "sample_topk_topp",
+        [B],
+        [1024],
+        [
+          ptr(h.raw(logits)),
+          ptr(h.raw(p.greedy)),
+          ptr(h.raw(p.temperature)),
+          ptr(h.raw(p.topK)),
+          ptr(h.raw(p.topP)),
+          ptr(h.raw(p.minP)),
+          ptr(h.raw(p.seed)),
+          ptr(h.raw(p.sequence)),
+          ptr(h.raw(p.step)),
+          ptr(tokens),
+          ptr(lps),
+        ],
+      );
+      const got = h.downloadI32(tokens, B);
+      for (let r = 0; r < B; r++) {
+        assert.equal(
+          got[r],
+          want.tokens[r],
+          `row ${r} (t ${p.temperature[r]}, top-k ${p.topK[r]}, top-p ${p.topP[r]}, min-p ${p.minP[r]}, greedy ${p.greedy[r]})`,
+        );
+      }
+      const gotLp = h.download(lps, B, "fp32");
+      assertWithin(
+        gotLp,
+        want.logProbs,
+        (i) => TOLERANCES.logSoftmax.bound("fp32", { want: want.logProbs[i], scale: 30 }),
+        "logProbs",
+      );
+    });
+
+    it(`sample_topk_topp V ${V}: many seeds draw what the reference draws`, () => {
+      const mod = h.module("sampling.cu", { VOCAB: V });
+      const B = 64;
+      // One distribution for all rows (spread 2, no ties), sampled with 64 different seeds.
+      const row = randn(V, V + 1, 2);
+      const logits = new Float32Array(B * V);
+      for (let r = 0; r < B; r++) logits.set(row, r * V);
+      const p: SampleParams = {
+        greedy: new Uint8Array(B),
+        temperature: new Float32Array(B).fill(1),
+        topK: new Int32Array(B),
+        topP: new Float32Array(B).fill(1),
+        minP: new Float32Array(B),
+        seed: Float64Array.from({ length: B }, (_, r) => 1000 + r),
+        sequence: new Int32Array(B),
+        step: new Int32Array(B),
+      };
+      const want = cpuDecodingOps.sample(logits, B, V, p);
+      const tokens = h.raw(new Int32Array(B));
+      h.run(
+        mod,
+        "sample_topk_topp",
+        [B],
+        [1024],
+        [
+          ptr(h.raw(logits)),
+          ptr(h.raw(p.greedy)),
+          ptr(h.raw(p.temperature)),
+          ptr(h.raw(p.topK)),
+          ptr(h.raw(p.topP)),
+          ptr(h.raw(p.minP)),
+          ptr(h.raw(p.seed)),
+          ptr(h.raw(p.sequence)),
+          ptr(h.raw(p.step)),
+          ptr(tokens),
+          ptr(h.raw(new Float32Array(B))),
+        ],
+      );
+      assert.deepEqual(Array.from(h.downloadI32(tokens, B)), Array.from(want.tokens));
+    });
+
+    it(`log_softmax and argmax_logprob V ${V}`, () => {
+      const mod = h.module("sampling.cu", { VOCAB: V });
+      const B = 12;
+      const logits = makeLogits(B, V, V + 2);
+      logits[5 * V + Math.min(3, V - 1)] = Number.NaN; // row 5: torch.argmax picks the first NaN
+      const p = makeParams(B);
+      const want = new Float32Array(B * V);
+      cpuDecodingOps.logSoftmax(logits, B, V, p.temperature, p.greedy, want);
+      const out = h.raw(new Float32Array(B * V));
+      const ld = h.raw(logits);
+      h.run(
+        mod,
+        "log_softmax",
+        [B],
+        [1024],
+        [ptr(ld), ptr(h.raw(p.temperature)), ptr(h.raw(p.greedy)), ptr(out)],
+      );
+      assertWithin(
+        h.download(out, B * V, "fp32"),
+        want,
+        (i) => TOLERANCES.logSoftmax.bound("fp32", { want: want[i], scale: 30 }),
+        "log_softmax",
+      );
+
+      const tokens = h.raw(new Int32Array(B));
+      const lps = h.raw(new Float32Array(B));
+      h.run(mod, "argmax_logprob", [B], [256], [ptr(ld), ptr(tokens), ptr(lps)]);
+      const gotTokens = h.downloadI32(tokens, B);
+      const gotLps = h.download(lps, B, "fp32");
+      const lp = new Float32Array(V);
+      for (let r = 0; r < B; r++) {
+        const row = logits.subarray(r * V, (r + 1) * V);
+        const tok = argmax(row, V);
+        assert.equal(gotTokens[r], tok, `argmax of row ${r}`);
+        logSoftmax(row, V, lp);
+        assertWithin(
+          [gotLps[r]],
+          [lp[tok]],
+          () => TOLERANCES.logSoftmax.bound("fp32", { want: lp[tok], scale: 30 }),
+          `logprob row ${r}`,
+        );
+      }
+    });
+
+    it(`add_logit_bias, apply_penalties and ban_tokens V ${V}: bit-exact`, () => {
+      const mod = h.module("sampling.cu", { VOCAB: V });
+      const B = 5;
+      const logits = makeLogits(B, V, V + 3).map((x) => (Number.isFinite(x) ? x : -3));
+      const bias = randn(V, V + 4);
+      const L = 40;
+      const lens = Int32Array.from([40, 10, 0, 25, 33]);
+      const promptLens = Int32Array.from([12, 10, 0, 5, 33]);
+      const ids = Int32Array.from(
+        { length: B * L },
+        (_, i) => Math.floor(Math.abs(randn(1, i)[0]) * 9) % Math.min(V, 50),
+      );
+      const rep = Float32Array.from([1.3, 1, 0.7, 1, 1.1]);
+      const pres = Float32Array.from([0.5, 0, 0.2, -0.7, 0]);
+      const freq = Float32Array.from([0.25, 0, 1, 0.3, 0]);
+      const banned = [[3], [], [0, 1, V - 1], [2], [V - 1, V - 1]];
+      const maxBanned = 3;
+      const bannedFlat = new Int32Array(B * maxBanned).fill(-1);
+      banned.forEach((list, r) => bannedFlat.set(list, r * maxBanned));
+
+      const want = logits.slice();
+      cpuDecodingOps.addBias(want, B, V, bias);
+      cpuDecodingOps.applyPenalties(want, B, V, {
+        repetition: rep,
+        presence: pres,
+        frequency: freq,
+        tokens: Array.from({ length: B }, (_, r) => ids.subarray(r * L, r * L + lens[r])),
+        promptLens,
+      });
+      cpuDecodingOps.banTokens(want, B, V, banned);
+
+      const ld = h.raw(logits);
+      const counts = h.raw(new Int32Array(B * V));
+      h.run(mod, "add_logit_bias", [Math.ceil((B * V) / 256)], [256], [ptr(ld), ptr(h.raw(bias)), i32(B)]);
+      h.run(
+        mod,
+        "apply_penalties",
+        [B],
+        [1024],
+        [
+          ptr(ld),
+          ptr(h.raw(ids)),
+          ptr(h.raw(lens)),
+          ptr(h.raw(promptLens)),
+          ptr(h.raw(rep)),
+          ptr(h.raw(pres)),
+          ptr(h.raw(freq)),
+          ptr(counts),
+          i32(L),
+        ],
+      );
+      h.run(mod, "ban_tokens", [B], [128], [ptr(ld), ptr(h.raw(bannedFlat)), i32(maxBanned)]);
+      assertWithin(h.download(ld, B * V, "fp32"), want, () => TOLERANCES.penalties.bound(), "logits");
+      assert.ok(
+        h.downloadI32(counts, B * V).every((c) => c === 0),
+        "the counts workspace is left zero",
+      );
+    });
+  }
+});

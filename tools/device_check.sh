@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: GPU tests, then kiln vs Hugging Face on a shipped config's shape.
+# Usage (device run, carry .device and node_modules):
+#   source .device/prelude.sh && bash tools/device_check.sh [tests|bench-1b|bench-8b|all]
+set -uo pipefail
+what=${1:-all}
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+export KILN_CACHE_DIR=/tmp/kiln-cache
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+
+if [[ $what == tests || $what == all ]]; then
+  timeout 420 node scripts/test.mjs gpu >"$out/test_gpu.log" 2>&1
+  echo "test:gpu exit $?" | tee -a "$out/summary.txt"
+  grep -E "^ℹ (tests|pass|fail|skipped)" "$out/test_gpu.log" | tee -a "$out/summary.txt"
+  grep -E "^✖|not ok" "$out/test_gpu.log" | head -40 | tee -a "$out/summary.txt"
+fi
+
+bench() { # $1 = config name
+  local cfg=$1 dir=/tmp/hf-$1
+  python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" >"$out/hf-$cfg-make.log" 2>&1 || echo "make $cfg failed" | tee -a "$out/summary.txt"
+  local t0=$(date +%s.%N)
+  ./bin/kiln build --model "$dir" --output "/tmp/engine-$cfg" --backend cuda --dtype bf16 --json >"$out/kiln-$cfg-build.json" 2>"$out/kiln-$cfg-build.err"
+  echo "kiln build $cfg: exit $? in $(echo "$(date +%s.%N) - $t0" | bc) s" | tee -a "$out/summary.txt"
+  ./bin/kiln bench --model "/tmp/engine-$cfg" --backend cuda --batch-size 1 --input-len 128 --output-len 256 --json \
+    >"$out/kiln-$cfg-bench.json" 2>"$out/kiln-$cfg-bench.err"
+  echo "kiln bench $cfg: exit $?" | tee -a "$out/summary.txt"
+  cat "$out/kiln-$cfg-bench.json" | tee -a "$out/summary.txt"
+  tail -5 "$out/kiln-$cfg-bench.err" | tee -a "$out/summary.txt"
+  ./bin/kiln bench --model "/tmp/engine-$cfg" --backend cuda --batch-size 1 --input-len 2048 --output-len 2 --runs 3 --json \
+    >"$out/kiln-$cfg-prefill.json" 2>>"$out/kiln-$cfg-bench.err"
+  cat "$out/kiln-$cfg-prefill.json" | tee -a "$out/summary.txt"
+  timeout 300 python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" --bench --json "$out/hf-$cfg.json" >"$out/hf-$cfg.log" 2>&1
+  echo "hf bench $cfg: exit $?" | tee -a "$out/summary.txt"
+  cat "$out/hf-$cfg.json" | tee -a "$out/summary.txt"
+}
+[[ $what == bench-1b || $what == all ]] && bench llama-3.2-1b
+[[ $what == bench-8b ]] && bench llama-3.1-8b
+exit 0
