@@ -6,6 +6,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import { BlockAllocator } from "./block_allocator.ts";
 import { BeamSearch } from "./decoding/beam_search.ts";
 import { processLogits, type Row } from "./decoding/logits_pipeline.ts";
+import type { SampleParams } from "./decoding/ops.ts";
 import { ContextWindowExceededError, InvalidTokenIdError } from "./errors.ts";
 import type { LogitsProcessor, StoppingCriteria } from "./logits_processor.ts";
 import type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./outputs.ts";
@@ -18,6 +19,7 @@ import {
 } from "./sampling_config.ts";
 import { type FinishReason, Sequence } from "./sequence.ts";
 import type { Session } from "./session.ts";
+import type { StepInput } from "./step.ts";
 import { buildStep } from "./step_builder.ts";
 import { BuiltinStops } from "./stopping.ts";
 import { TextTracker } from "./text_tracker.ts";
@@ -180,36 +182,48 @@ export class GenerationSession {
     const stops = roots.map((_, p) => new BuiltinStops(endIds, cfg.maxNewTokens, stopWords[p]));
     const holdback = (p: number) =>
       Math.max(0, ...stopWords[p].map((w) => (typeof w === "string" ? w.length - 1 : 0)));
+    const copy = (a: number[], b: number[]) => backend.copyKvBlocks(a, b);
+    const maxLen = this.maxSeqLen;
 
     opts.signal?.throwIfAborted();
-    const { last, context } = this.prefill(roots, cfg);
-    // Fork each prompt into its n samples; all read the prompt's last logits for their first token.
-    let live: Live[] = [];
-    let rowLogits = new Float32Array(roots.length * n * V);
-    roots.forEach((root, p) => {
-      for (let k = 0; k < n; k++) {
-        const seq = k === n - 1 ? root : root.fork(p, alloc, (a, b) => backend.copyKvBlocks(a, b));
-        live.push({
-          seq,
-          promptIndex: p,
-          sequenceIndex: k,
-          text: new TextTracker(s.tokenizer, root.promptIds, holdback(p)),
-          topP: cfg.topP[p],
-          genLogits: [],
-        });
-        rowLogits.set(last.subarray(p * V, (p + 1) * V), (p * n + k) * V);
-      }
-    });
-    const all = [...live];
-    const maxLen = this.maxSeqLen;
+    // Step 0 decodes every (prompt, sample) pair from its prompt's last logits; the samples fork from
+    // the prompt's sequence once its KV is written.
+    let live: Live[] = roots.flatMap((root, p) =>
+      Array.from({ length: n }, (_, k) => ({
+        seq: root,
+        promptIndex: p,
+        sequenceIndex: k,
+        text: new TextTracker(s.tokenizer, root.promptIds, holdback(p)),
+        topP: cfg.topP[p],
+        genLogits: [],
+      })),
+    );
+    let hostLogits: Float32Array | null = null;
+    let pending: StepInput | null = null;
+    let context: Float32Array[] = [];
+    if (cfg.returnContextLogits) {
+      const pre = this.prefill(roots, cfg);
+      context = pre.context;
+      hostLogits = new Float32Array(live.length * V);
+      live.forEach((l, r) =>
+        hostLogits?.set(pre.last.subarray(l.promptIndex * V, (l.promptIndex + 1) * V), r * V),
+      );
+    } else {
+      for (const r of roots) r.reserve(r.ids.length, alloc);
+      pending = buildStep(roots);
+      pending.logitRows = Int32Array.from(live, (l) => pending?.logitRows[l.promptIndex] as number);
+    }
+    const forked = () => {
+      for (const r of roots) r.numComputed = r.ids.length;
+      live = live.map((l) =>
+        l.sequenceIndex === n - 1 ? l : { ...l, seq: l.seq.fork(l.promptIndex, alloc, copy) },
+      );
+    };
+    if (hostLogits) forked();
+    const all: Live[] = [];
     for (let step = 0; live.length > 0; step++) {
       opts.signal?.throwIfAborted();
       const B = live.length;
-      if (cfg.returnGenerationLogits) {
-        live.forEach((l, r) => {
-          l.genLogits.push(rowLogits.slice(r * V, (r + 1) * V));
-        });
-      }
       const rows: Row[] = live.map((l) => ({
         promptIndex: l.promptIndex,
         sequenceIndex: l.sequenceIndex,
@@ -217,8 +231,7 @@ export class GenerationSession {
         outputIds: l.seq.generated,
         ids: l.seq.ids,
       }));
-      processLogits(backend.decoding, rowLogits, V, rows, cfg, badWordIds, processors, step);
-      const { tokens, logProbs } = backend.decoding.sample(rowLogits, B, V, {
+      const params: SampleParams = {
         greedy: Uint8Array.from(live, (l) => (cfg.greedy[l.promptIndex] ? 1 : 0)),
         temperature: Float32Array.from(live, (l) => cfg.temperature[l.promptIndex]),
         topK: Int32Array.from(live, (l) => cfg.topK[l.promptIndex]),
@@ -227,7 +240,28 @@ export class GenerationSession {
         seed: Float64Array.from(live, (l) => cfg.randomSeed[l.promptIndex]),
         sequence: Int32Array.from(live, (l) => l.sequenceIndex),
         step: Int32Array.from(live, () => step),
-      });
+      };
+      let tokens: Int32Array;
+      let logProbs: Float32Array;
+      if (
+        pending &&
+        backend.forwardSample &&
+        !cfg.returnGenerationLogits &&
+        !needsHostLogits(rows, cfg, badWordIds, processors)
+      ) {
+        // Fast path: logits stay on the device; only tokens and their log-probs come back.
+        ({ tokens, logProbs } = backend.forwardSample(pending, params, cfg.embeddingBias));
+      } else {
+        const logits = hostLogits ?? backend.forward(pending as StepInput).slice();
+        if (cfg.returnGenerationLogits)
+          live.forEach((l, r) => l.genLogits.push(logits.slice(r * V, (r + 1) * V)));
+        processLogits(backend.decoding, logits, V, rows, cfg, badWordIds, processors, step);
+        ({ tokens, logProbs } = backend.decoding.sample(logits, B, V, params));
+      }
+      hostLogits = null;
+      if (step === 0 && pending) forked();
+      else for (const l of live) l.seq.numComputed = l.seq.ids.length;
+      if (step === 0) all.push(...live);
       const events: TokenEvent[] = [];
       for (let r = 0; r < B; r++) {
         const l = live[r];
@@ -278,8 +312,7 @@ export class GenerationSession {
       live = live.filter((l) => !l.seq.finishReason);
       if (live.length === 0) break;
       for (const l of live) l.seq.reserve(l.seq.ids.length, alloc);
-      rowLogits = backend.forward(buildStep(live.map((l) => l.seq))).slice();
-      for (const l of live) l.seq.numComputed = l.seq.ids.length;
+      pending = buildStep(live.map((l) => l.seq));
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     return roots.map((root, p) => {
@@ -443,6 +476,23 @@ export class GenerationSession {
       return out;
     });
   }
+}
+
+/** Whether this step's decoding needs the logits on the host (penalties, bans or user processors). */
+function needsHostLogits(
+  rows: readonly Row[],
+  cfg: ResolvedSamplingConfig,
+  badWordIds: readonly (readonly (readonly number[])[])[],
+  processors: readonly LogitsProcessor[],
+): boolean {
+  if (processors.length > 0) return true;
+  return rows.some((r) => {
+    const p = r.promptIndex;
+    if (cfg.repetitionPenalty[p] !== 1 || cfg.presencePenalty[p] !== 0 || cfg.frequencyPenalty[p] !== 0)
+      return true;
+    if (r.outputIds.length < cfg.minLength[p] || badWordIds[p].length > 0) return true;
+    return cfg.noRepeatNgramSize[p] > 0;
+  });
 }
 
 function concat(parts: Float32Array[], V: number): Float32Array {

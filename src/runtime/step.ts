@@ -24,7 +24,7 @@ export interface StepInput {
   logitRows: Int32Array; // [numLogitRows]
 }
 
-import type { DecodingOps } from "./decoding/ops.ts";
+import type { DecodingOps, SampleParams } from "./decoding/ops.ts";
 
 /** A backend executes an engine's plan, one step at a time, over a paged KV cache it owns. */
 export interface ExecutionBackend {
@@ -46,6 +46,13 @@ export interface ExecutionBackend {
   measureCopyBandwidth(): number;
   /** Measured dense GEMM rate in FLOP/s at the engine's dtype (large square problem). */
   measureGemmFlops(): number;
+  /** Optional fast path: runs the plan and decodes every logits row on the device (embedding bias,
+   * then `sample`'s semantics), returning only tokens and log-probs. Absent on the CPU backend. */
+  forwardSample?(
+    step: StepInput,
+    p: SampleParams,
+    bias: Float32Array | null,
+  ): { tokens: Int32Array; logProbs: Float32Array };
   /** Runs the plan; returns logits [numLogitRows, vocabSize]. */
   forward(step: StepInput): Float32Array;
   dispose(): void;

@@ -139,3 +139,51 @@ describe("CUDA backend equals the CPU backend (fp32 engine of the bf16 default m
     }
   });
 });
+
+describe("CUDA graphs and the on-device decoding fast path", { skip }, () => {
+  test("graphs on and off agree, replays agree, device sampling equals host sampling", async () => {
+    const cache = tempCache();
+    const model = fileURLToPath(new URL("../../models/default", import.meta.url));
+    const gpu = ModelRunner.fromDir(model, { backend: "cuda", dtype: "fp32", cacheDir: cache.dir });
+    const backend = gpu.session.backend as unknown as { graphsEnabled: boolean };
+    try {
+      const prompts = ["ROMEO:\n", "To be, or not to be", "KING:"];
+      const greedy = { greedy: true, maxNewTokens: 24, ignoreEos: true };
+      backend.graphsEnabled = false;
+      const eager = await gpu.generate(prompts, greedy);
+      backend.graphsEnabled = true;
+      const first = await gpu.generate(prompts, greedy); // captures
+      const replay = await gpu.generate(prompts, greedy); // replays
+      for (const run of [first, replay]) {
+        run.forEach((o, i) => {
+          assert.deepEqual(o.outputIds, eager[i].outputIds, `prompt ${i}`);
+          o.logProbs.forEach((lp, t) =>
+            assert.ok(Math.abs(lp - eager[i].logProbs[t]) < 1e-5, `prompt ${i} step ${t}`),
+          );
+        });
+      }
+      // A pass-through processor forces the host path; the device path must draw the same tokens.
+      const passThrough = { process() {} };
+      const sample = {
+        temperature: 0.9,
+        topK: 40,
+        topP: 0.95,
+        minP: 0.01,
+        seed: 3,
+        maxNewTokens: 24,
+        ignoreEos: true,
+      };
+      const device = await gpu.generate(prompts, sample);
+      const host = await gpu.generate(prompts, { ...sample, logitsProcessors: passThrough });
+      device.forEach((o, i) => {
+        assert.deepEqual(o.outputIds, host[i].outputIds, `sampled prompt ${i}`);
+        o.logProbs.forEach((lp, t) =>
+          assert.ok(Math.abs(lp - host[i].logProbs[t]) < 1e-4, `sampled prompt ${i} step ${t}`),
+        );
+      });
+    } finally {
+      gpu.dispose();
+      cache.cleanup();
+    }
+  });
+});

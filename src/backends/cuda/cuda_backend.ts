@@ -7,17 +7,19 @@ import type { DTypeName } from "../../dtype.ts";
 import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
 import type { EngineConfig } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type { DecodingOps } from "../../runtime/decoding/ops.ts";
+import type { DecodingOps, SampleParams } from "../../runtime/decoding/ops.ts";
 import type { ExecutionBackend, StepInput } from "../../runtime/step.ts";
 import { cpuDecodingOps } from "../cpu/decoding.ts";
 import { ropeInvFreq } from "../cpu/kernels/rope.ts";
 import { planArena, type Region } from "./arena.ts";
 import {
   CudaDevice,
+  type CudaGraph,
   CudaModule,
   DeviceBuffer,
   type DevicePtr,
   Gemm,
+  GraphCapture,
   type KernelArg,
   offsetPtr,
   Stream,
@@ -25,7 +27,7 @@ import {
 } from "./device/index.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type Lowered, type LStep, lower } from "./lowering.ts";
-import { type PackedStep, packStep } from "./step_metadata.ts";
+import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
@@ -47,10 +49,14 @@ export class CudaBackend implements ExecutionBackend {
   private readonly arena: DeviceBuffer;
   private readonly maxTokens: number;
   private readonly maxLogitRows: number;
+  private readonly maxSeqLen: number;
   private meta: DeviceBuffer;
   private readonly invFreq: DeviceBuffer;
   private readonly partials: { acc: DeviceBuffer; m: DeviceBuffer; l: DeviceBuffer };
   private readonly logitsHost: Float32Array;
+  private sampleParams: DeviceBuffer;
+  private readonly biasDevice: DeviceBuffer;
+  private biasSource: Float32Array | null = null;
   private kvK: DeviceBuffer[] = [];
   private kvV: DeviceBuffer[] = [];
   private numBlocks = 0;
@@ -81,6 +87,7 @@ export class CudaBackend implements ExecutionBackend {
     for (const w of engine.header.weights)
       this.weights.set(w.name, DeviceBuffer.from(device, engine.readWeight(w)));
     this.lowered = lower(plan, model);
+    this.maxSeqLen = config.maxSeqLen;
     this.maxTokens = nextPow2(config.build.maxNumTokens);
     this.maxLogitRows = nextPow2(Math.max(config.build.maxBatchSize, 64));
     const bytesOf = (name: string) => {
@@ -105,6 +112,8 @@ export class CudaBackend implements ExecutionBackend {
       l: DeviceBuffer.alloc(device, 4 * rows),
     };
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
+    this.sampleParams = DeviceBuffer.alloc(device, 64 * 1024);
+    this.biasDevice = DeviceBuffer.alloc(device, 4 * model.vocabSize);
   }
 
   static fromEngine(engine: LoadedEngine): CudaBackend {
@@ -182,6 +191,8 @@ export class CudaBackend implements ExecutionBackend {
   }
 
   allocateKvCache(numBlocks: number): void {
+    this.stream.synchronize();
+    this.dropGraphs(); // graphs hold the old pools' addresses
     for (const b of [...this.kvK, ...this.kvV]) b.dispose();
     const perLayer = numBlocks * this.kvBlockSize * this.model.numKvHeads * this.model.headDim * this.elem;
     this.kvK = [];
@@ -203,6 +214,17 @@ export class CudaBackend implements ExecutionBackend {
   }
 
   forward(step: StepInput): Float32Array {
+    const R = step.logitRows.length;
+    this.forwardOnDevice(step);
+    const out = this.regions.get(this.lowered.output) as Region;
+    const logits = this.logitsHost.subarray(0, R * this.vocabSize);
+    this.arena.downloadAsync(this.stream, logits, out.offset);
+    this.stream.synchronize();
+    return logits;
+  }
+
+  /** Runs the plan; the logits stay in the arena (fp32 [R, vocab] at the output's region). */
+  private forwardOnDevice(step: StepInput): void {
     const T = step.tokenIds.length;
     const R = step.logitRows.length;
     if (T > this.maxTokens) {
@@ -215,19 +237,155 @@ export class CudaBackend implements ExecutionBackend {
         `a step asks for ${R} rows of logits; this engine returns at most ${this.maxLogitRows} per step (rebuild with a larger --max-batch-size)`,
       );
     }
-    const packed = packStep(step, this.uploadInvFreq(step));
+    const rowOf = this.uploadInvFreq(step);
+    if (this.graphsEnabled && this.graphable(step)) this.replayDecode(step, rowOf);
+    else {
+      const packed = packStep(step, rowOf);
+      this.uploadMeta(packed);
+      for (const st of this.lowered.steps) this.run(st, packed, step.logitRows);
+    }
+  }
+
+  get forwardSample(): ExecutionBackend["forwardSample"] {
+    return this.modules.has("sampling") ? (step, p, bias) => this.sampleOnDevice(step, p, bias) : undefined;
+  }
+
+  /** Forward, then embedding bias and sample_topk_topp on the device; only B tokens and log-probs
+   * cross to the host. */
+  private sampleOnDevice(
+    step: StepInput,
+    p: SampleParams,
+    bias: Float32Array | null,
+  ): { tokens: Int32Array; logProbs: Float32Array } {
+    const B = step.logitRows.length;
+    this.forwardOnDevice(step);
+    const logits = offsetPtr(this.arena.ptr, (this.regions.get(this.lowered.output) as Region).offset);
+    if (bias) {
+      if (this.biasSource !== bias) {
+        this.biasDevice.upload(bias);
+        this.biasSource = bias;
+      }
+      const grid = Math.max(1, Math.min(Math.ceil((B * this.vocabSize) / 256), 65535));
+      this.launch("sampling", "add_logit_bias", [grid], 256, [
+        { ptr: logits },
+        { ptr: this.biasDevice.ptr },
+        { i32: B },
+      ]);
+    }
+    // Per-row settings, packed 8-byte aligned: seed f64 | temperature | topP | minP f32 | topK | sequence | step i32 | greedy u8 | out token i32 | out logprob f32
+    const buf = new ArrayBuffer(8 * B + 4 * B * 8 + B + 8);
+    const at = {
+      seed: 0,
+      temperature: 8 * B,
+      topP: 12 * B,
+      minP: 16 * B,
+      topK: 20 * B,
+      sequence: 24 * B,
+      step: 28 * B,
+      token: 32 * B,
+      logProb: 36 * B,
+      greedy: 40 * B,
+    };
+    new Float64Array(buf, at.seed, B).set(p.seed);
+    new Float32Array(buf, at.temperature, B).set(p.temperature);
+    new Float32Array(buf, at.topP, B).set(p.topP);
+    new Float32Array(buf, at.minP, B).set(p.minP);
+    new Int32Array(buf, at.topK, B).set(p.topK);
+    new Int32Array(buf, at.sequence, B).set(p.sequence);
+    new Int32Array(buf, at.step, B).set(p.step);
+    new Uint8Array(buf, at.greedy, B).set(p.greedy);
+    if (buf.byteLength > this.sampleParams.bytes) {
+      this.stream.synchronize();
+      this.sampleParams.dispose();
+      this.sampleParams = DeviceBuffer.alloc(this.device, 2 * buf.byteLength);
+    }
+    this.sampleParams.uploadAsync(this.stream, new Uint8Array(buf));
+    const ptr = (o: number): KernelArg => ({ ptr: offsetPtr(this.sampleParams.ptr, o) });
+    this.launch("sampling", "sample_topk_topp", [B], 1024, [
+      { ptr: logits },
+      ptr(at.greedy),
+      ptr(at.temperature),
+      ptr(at.topK),
+      ptr(at.topP),
+      ptr(at.minP),
+      ptr(at.seed),
+      ptr(at.sequence),
+      ptr(at.step),
+      ptr(at.token),
+      ptr(at.logProb),
+    ]);
+    const out = new Uint8Array(8 * B);
+    this.sampleParams.downloadAsync(this.stream, out, at.token);
+    this.stream.synchronize();
+    return {
+      tokens: new Int32Array(out.buffer, 0, B).slice(),
+      logProbs: new Float32Array(out.buffer, 4 * B, B).slice(),
+    };
+  }
+
+  /** CUDA graphs replay decode steps: one token per sequence, logits for each in order. */
+  private graphable(step: StepInput): boolean {
+    const S = step.seqs.length;
+    if (S === 0 || S > this.maxLogitRows || step.logitRows.length !== S) return false;
+    for (let i = 0; i < S; i++) {
+      const q = step.seqs[i];
+      if (
+        q.queryLen !== 1 ||
+        q.queryStart !== i ||
+        step.logitRows[i] !== i ||
+        q.blockTable.length > this.graphStride
+      )
+        return false;
+    }
+    return true;
+  }
+
+  /** Decode step through the graph of its batch bucket, captured on first use (after one eager run
+   * that creates the GEMM plans, so capture records only stream work). */
+  private replayDecode(step: StepInput, rowOf: (seq: number) => number): void {
+    const bucket = nextPow2(step.seqs.length);
+    const splits = this.graphSplits(bucket);
+    const packed = { ...packDecodeStep(step, bucket, this.graphStride, rowOf), splits };
+    const rows = Int32Array.from({ length: bucket }, (_, i) => i);
+    this.uploadMeta(packed);
+    let graph = this.graphs.get(bucket);
+    if (!graph) {
+      for (const st of this.lowered.steps) this.run(st, packed, rows); // warm-up: GEMM plans, module loads
+      const capture = GraphCapture.begin(this.stream);
+      try {
+        for (const st of this.lowered.steps) this.run(st, packed, rows);
+      } catch (e) {
+        capture.abort();
+        throw e;
+      }
+      graph = capture.end();
+      this.graphs.set(bucket, graph);
+    }
+    graph.launch(this.stream);
+  }
+
+  /** Splits of the decode attention in a graph: enough CTAs to fill the GPU twice over. */
+  private graphSplits(bucket: number): number {
+    const m = this.model;
+    const group = m.numHeads / m.numKvHeads;
+    const ctas = m.numKvHeads * Math.ceil(group / Math.min(group, 8)) * bucket;
+    return Math.max(1, Math.min(MAX_SPLITS, Math.ceil((2 * this.device.smCount) / ctas)));
+  }
+
+  private uploadMeta(packed: PackedStep): void {
     if (packed.data.byteLength > this.meta.bytes) {
+      // A larger buffer moves every pointer: graphs captured against the old one are stale.
       this.stream.synchronize();
       this.meta.dispose();
       this.meta = DeviceBuffer.alloc(this.device, 2 * packed.data.byteLength);
+      this.dropGraphs();
     }
     this.meta.uploadAsync(this.stream, packed.data);
-    for (const st of this.lowered.steps) this.run(st, packed, step);
-    const out = this.regions.get(this.lowered.output) as Region;
-    const logits = this.logitsHost.subarray(0, R * this.vocabSize);
-    this.arena.downloadAsync(this.stream, logits, out.offset);
-    this.stream.synchronize();
-    return logits;
+  }
+
+  private dropGraphs(): void {
+    for (const g of this.graphs.values()) g.dispose();
+    this.graphs.clear();
   }
 
   /** Uploads the RoPE frequency rows this step needs; returns each sequence's row. */
@@ -249,6 +407,13 @@ export class CudaBackend implements ExecutionBackend {
     return (i) => i;
   }
   private staticInvFreqUploaded = false;
+  private readonly graphs = new Map<number, CudaGraph>();
+  /** Block-table stride of graph steps: enough blocks for the engine's longest sequence. */
+  private get graphStride(): number {
+    return Math.ceil(this.maxSeqLen / this.kvBlockSize);
+  }
+  /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
+  graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
 
   private ptr(name: string): DevicePtr {
     const r = this.regions.get(name);
@@ -303,9 +468,9 @@ export class CudaBackend implements ExecutionBackend {
     return Math.max(1, Math.min(Math.ceil(n / (256 * (16 / this.elem))), 65535));
   }
 
-  private run(st: LStep, p: PackedStep, step: StepInput): void {
+  private run(st: LStep, p: PackedStep, logitRows: Int32Array): void {
     const T = p.numTokens;
-    const R = step.logitRows.length;
+    const R = logitRows.length;
     const rowsOf = (name: string) => (this.lowered.storage.get(name)?.rows === "logits" ? R : T);
     const meta = (at: number): KernelArg => ({ ptr: offsetPtr(this.meta.ptr, 4 * at) });
     switch (st.kind) {
@@ -429,7 +594,7 @@ export class CudaBackend implements ExecutionBackend {
         const rowBytes = st.op.width * this.elem;
         const src = this.regions.get(st.op.x) as Region;
         const dst = this.regions.get(st.op.out) as Region;
-        step.logitRows.forEach((r, i) => {
+        logitRows.forEach((r, i) => {
           this.arena.copyFromAsync(
             this.stream,
             this.arena,
@@ -544,6 +709,7 @@ export class CudaBackend implements ExecutionBackend {
     if (this.disposed) return;
     this.disposed = true;
     this.stream.synchronize();
+    this.dropGraphs();
     for (const g of this.gemms.values()) g.dispose();
     for (const b of [...this.weights.values(), ...this.kvK, ...this.kvV]) b.dispose();
     for (const b of [

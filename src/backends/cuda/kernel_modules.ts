@@ -18,7 +18,8 @@ export type ModuleKey =
   | "activation"
   | "rope"
   | "attn_prefill"
-  | "attn_decode";
+  | "attn_decode"
+  | "sampling";
 
 export interface ModuleSpec {
   key: ModuleKey;
@@ -51,6 +52,7 @@ export function moduleSpecs(
     { key: "rope", file: "rope_kv.cu", defines: { ...t, ...heads, ROTARY_DIM: model.rope.rotaryDim } },
     { key: "attn_prefill", file: "attention_prefill.cu", defines: { ...t, ...heads, BLOCK_SIZE: blockSize } },
     { key: "attn_decode", file: "attention_decode.cu", defines: { ...t, ...heads, BLOCK_SIZE: blockSize } },
+    { key: "sampling", file: "sampling.cu", defines: { VOCAB: model.vocabSize } },
   ];
   if (plan.ops.some((o) => o.kind === "rms_norm" && o.groupWidth)) {
     specs.push({ key: "rmsnorm_head", file: "rmsnorm.cu", defines: { ...t, WIDTH: model.headDim } });

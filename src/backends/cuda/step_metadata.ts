@@ -22,6 +22,8 @@ export interface PackedStep {
   maxQueryLen: number;
   maxContextLen: number;
   allDecode: boolean;
+  /** Decode attention splits fixed by a captured graph (else chosen from maxContextLen). */
+  splits?: number;
 }
 
 /** `invFreqRow[s]`: the row of the inv_freq table sequence s uses (dynamic NTK); 0 otherwise. */
@@ -63,5 +65,51 @@ export function packStep(step: StepInput, invFreqRow: (seq: number) => number): 
     maxQueryLen,
     maxContextLen,
     allDecode: step.seqs.every((s) => s.queryLen === 1),
+  };
+}
+
+/** The step padded to `bucket` decode sequences with a fixed block-table stride, so a captured CUDA
+ * graph can replay it: every array sits at an offset that depends only on (bucket, stride). Padding
+ * rows have context length 0 (the decode kernel writes zeros), slot −1 (no KV write) and token 0. */
+export function packDecodeStep(
+  step: StepInput,
+  bucket: number,
+  stride: number,
+  invFreqRow: (seq: number) => number,
+): PackedStep {
+  const S = step.seqs.length;
+  const B = bucket;
+  const at = {
+    ids: 0,
+    positions: B,
+    slots: 2 * B,
+    invFreqIndex: 3 * B,
+    queryStart: 4 * B,
+    contextLen: 5 * B + 1,
+    tables: 6 * B + 1,
+  };
+  const data = new Int32Array(at.tables + B * stride);
+  data.fill(-1, at.slots, at.slots + B);
+  let maxContextLen = 0;
+  for (let i = 0; i < B; i++) data[at.queryStart + i] = i;
+  data[at.queryStart + B] = B;
+  step.seqs.forEach((s, i) => {
+    data[at.ids + i] = step.tokenIds[s.queryStart];
+    data[at.positions + i] = step.positions[s.queryStart];
+    data[at.slots + i] = step.slotMapping[s.queryStart];
+    data[at.invFreqIndex + i] = invFreqRow(i);
+    data[at.contextLen + i] = s.contextLen;
+    data.set(s.blockTable.subarray(0, stride), at.tables + i * stride);
+    maxContextLen = Math.max(maxContextLen, s.contextLen);
+  });
+  return {
+    data,
+    at,
+    tableStride: stride,
+    numTokens: B,
+    numSeqs: B,
+    maxQueryLen: 1,
+    maxContextLen,
+    allDecode: S > 0,
   };
 }
