@@ -23,6 +23,7 @@ if (files.length === 0) {
   console.error(`no test files found for suite ${suite}`);
   process.exit(1);
 }
-const args = ["--import", "tsx", "--test", "--test-reporter=spec", ...files];
+// GPU tests share one device: run their files one at a time so memory checks see only their own work.
+const args = ["--import", "tsx", "--test", "--test-reporter=spec", ...(suite === "gpu" ? ["--test-concurrency=1"] : []), ...files];
 const r = spawnSync(process.execPath, args, { stdio: "inherit" });
 process.exit(r.status ?? 1);

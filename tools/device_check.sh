@@ -19,9 +19,13 @@ fi
 bench() { # $1 = config name
   local cfg=$1 dir=/tmp/hf-$1
   python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" >"$out/hf-$cfg-make.log" 2>&1 || echo "make $cfg failed" | tee -a "$out/summary.txt"
-  local t0=$(date +%s.%N)
+  local t0=$(date +%s%N)
   ./bin/kiln build --model "$dir" --output "/tmp/engine-$cfg" --backend cuda --dtype bf16 --json >"$out/kiln-$cfg-build.json" 2>"$out/kiln-$cfg-build.err"
-  echo "kiln build $cfg: exit $? in $(echo "$(date +%s.%N) - $t0" | bc) s" | tee -a "$out/summary.txt"
+  echo "kiln build $cfg: exit $? in $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$out/summary.txt"
+  # Load time: open the engine and run one token.
+  t0=$(date +%s%N)
+  ./bin/kiln run --model "/tmp/engine-$cfg" --backend cuda --input-ids 1,2,3 --max-new-tokens 1 --json >/dev/null 2>>"$out/kiln-$cfg-build.err"
+  echo "kiln load+1 token $cfg: exit $? in $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$out/summary.txt"
   ./bin/kiln bench --model "/tmp/engine-$cfg" --backend cuda --batch-size 1 --input-len 128 --output-len 256 --json \
     >"$out/kiln-$cfg-bench.json" 2>"$out/kiln-$cfg-bench.err"
   echo "kiln bench $cfg: exit $?" | tee -a "$out/summary.txt"
@@ -32,7 +36,7 @@ bench() { # $1 = config name
   cat "$out/kiln-$cfg-prefill.json" | tee -a "$out/summary.txt"
   timeout 300 python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" --bench --json "$out/hf-$cfg.json" >"$out/hf-$cfg.log" 2>&1
   echo "hf bench $cfg: exit $?" | tee -a "$out/summary.txt"
-  cat "$out/hf-$cfg.json" | tee -a "$out/summary.txt"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: d.get(k) for k in ('device','modes','prefill2048Ms')}, default=str)[:1500])" "$out/hf-$cfg.json" | tee -a "$out/summary.txt"
 }
 [[ $what == bench-1b || $what == all ]] && bench llama-3.2-1b
 [[ $what == bench-8b ]] && bench llama-3.1-8b
