@@ -84,27 +84,18 @@ typedef RawVec<kVec * (int)sizeof(kiln_t)>::type raw_t;  // kVec elements, loade
 
 __device__ __forceinline__ raw_t load_raw(const kiln_t* p) { return __ldg(reinterpret_cast<const raw_t*>(p)); }
 
-// The kVec elements of a raw vector as floats.
+// The kVec elements of a raw vector as floats (a byte copy, not a pointer cast: no aliasing UB).
 __device__ __forceinline__ void unpack(const raw_t& r, float (&f)[kVec]) {
-  const kiln_t* e = reinterpret_cast<const kiln_t*>(&r);
+  kiln_t e[kVec];
+  __builtin_memcpy(e, &r, sizeof(raw_t));
 #pragma unroll
   for (int i = 0; i < kVec; i++) f[i] = to_float(e[i]);
 }
 
 __device__ __forceinline__ raw_t zero_raw() {
   raw_t r;
-  unsigned char* b = reinterpret_cast<unsigned char*>(&r);
-#pragma unroll
-  for (int i = 0; i < (int)sizeof(raw_t); i++) b[i] = 0;
+  __builtin_memset(&r, 0, sizeof(raw_t));
   return r;
-}
-
-__device__ __forceinline__ float warp_max_xor(float x, int from_offset) {
-#pragma unroll
-  for (int o = 16; o >= 1; o /= 2) {
-    if (o >= from_offset) x = fmaxf(x, __shfl_xor_sync(kFull, x, o));
-  }
-  return x;
 }
 
 // Sums over lanes whose index differs only in bits [log2(from_offset), log2(to_offset)].

@@ -57,7 +57,9 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
 #else
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
 #endif
-  return *reinterpret_cast<unsigned*>(&v);
+  unsigned u;
+  __builtin_memcpy(&u, &v, sizeof(u));
+  return u;
 }
 #endif
 

@@ -9,7 +9,7 @@ mkdir -p "$out"
 export KILN_CACHE_DIR=/tmp/kiln-cache
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 
-if [[ $what == tests || $what == all ]]; then
+if [[ $what == tests || $what == all || $what == both ]]; then
   timeout 420 node scripts/test.mjs gpu >"$out/test_gpu.log" 2>&1
   echo "test:gpu exit $?" | tee -a "$out/summary.txt"
   grep -E "^ℹ (tests|pass|fail|skipped)" "$out/test_gpu.log" | tee -a "$out/summary.txt"
@@ -34,10 +34,12 @@ bench() { # $1 = config name
   ./bin/kiln bench --model "/tmp/engine-$cfg" --backend cuda --batch-size 1 --input-len 2048 --output-len 2 --runs 3 --json \
     >"$out/kiln-$cfg-prefill.json" 2>>"$out/kiln-$cfg-bench.err"
   cat "$out/kiln-$cfg-prefill.json" | tee -a "$out/summary.txt"
+  [[ ${SKIP_HF:-0} == 1 ]] && return
   timeout 300 python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" --bench --json "$out/hf-$cfg.json" >"$out/hf-$cfg.log" 2>&1
   echo "hf bench $cfg: exit $?" | tee -a "$out/summary.txt"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: d.get(k) for k in ('device','modes','prefill2048Ms')}, default=str)[:1500])" "$out/hf-$cfg.json" | tee -a "$out/summary.txt"
 }
 [[ $what == bench-1b || $what == all ]] && bench llama-3.2-1b
-[[ $what == bench-8b ]] && bench llama-3.1-8b
+[[ $what == bench-8b || $what == both ]] && bench llama-3.1-8b
+[[ $what == both ]] && bench llama-3.2-1b
 exit 0

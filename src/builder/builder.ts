@@ -111,7 +111,7 @@ function finish(
       config.model,
       { ops: network.ops, output: network.output },
       dtype,
-      config.build.kvBlockSize,
+      config.build,
     );
     config.target = cuda.target;
     blobs = cuda.blobs;

@@ -19,6 +19,8 @@ export interface LoadedEngine {
   header: EngineHeader;
   /** Reads one weight's (or blob's) bytes from the rank file. */
   readWeight(entry: { offset: number; byteLength: number }): Uint8Array;
+  /** Reads `into.byteLength` bytes at absolute file offset `offset` into `into` (e.g. pinned memory). */
+  readInto(offset: number, into: Uint8Array): void;
   /** The blob named `name`, or null. */
   readBlob(name: string): Uint8Array | null;
   close(): void;
@@ -90,6 +92,14 @@ export function openEngine(dir: string): LoadedEngine {
         const buf = new Uint8Array(entry.byteLength);
         readSync(fd, buf, 0, entry.byteLength, entry.offset);
         return buf;
+      },
+      readInto(offset, into) {
+        let done = 0;
+        while (done < into.byteLength) {
+          const n = readSync(fd, into, done, into.byteLength - done, offset + done);
+          if (n === 0) throw new EngineError(`${path} ended while reading ${into.byteLength} bytes at ${offset}; rebuild it`);
+          done += n;
+        }
       },
       readBlob(name) {
         const entry = header.blobs?.find((b) => b.name === name);

@@ -18,18 +18,20 @@ import {
   CudaModule,
   DeviceBuffer,
   type DevicePtr,
+  Event,
   Gemm,
   GraphCapture,
   type KernelArg,
   offsetPtr,
+  PinnedBuffer,
   Stream,
   timeOnStream,
 } from "./device/index.ts";
+import { engineRowLimits, GEMM_TABLE_BLOB, GEMM_WORKSPACE_BYTES, type GemmChoice, gemmKey, nextPow2 } from "./gemm_table.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type Lowered, type LStep, lower } from "./lowering.ts";
 import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
 
-const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 const MAX_SPLITS = 32;
 
@@ -44,6 +46,8 @@ export class CudaBackend implements ExecutionBackend {
   private readonly modules = new Map<ModuleKey, CudaModule>();
   private readonly weights = new Map<string, DeviceBuffer>();
   private readonly gemms = new Map<string, Gemm>();
+  /** Algorithms chosen at build time, by gemmKey. */
+  private readonly gemmAlgos = new Map<string, Uint8Array>();
   private readonly lowered: Lowered;
   private readonly regions: Map<string, Region>;
   private readonly arena: DeviceBuffer;
@@ -88,8 +92,13 @@ export class CudaBackend implements ExecutionBackend {
       this.weights.set(w.name, DeviceBuffer.from(device, engine.readWeight(w)));
     this.lowered = lower(plan, model);
     this.maxSeqLen = config.maxSeqLen;
-    this.maxTokens = nextPow2(config.build.maxNumTokens);
-    this.maxLogitRows = nextPow2(Math.max(config.build.maxBatchSize, 64));
+    ({ maxTokens: this.maxTokens, maxLogitRows: this.maxLogitRows } = engineRowLimits(config.build));
+    const table = engine.readBlob(GEMM_TABLE_BLOB);
+    if (table) {
+      for (const c of JSON.parse(new TextDecoder().decode(table)) as GemmChoice[]) {
+        this.gemmAlgos.set(gemmKey(c), Uint8Array.from(Buffer.from(c.algo, "base64")));
+      }
+    }
     const bytesOf = (name: string) => {
       const s = this.lowered.storage.get(name);
       if (!s) throw new Error(`internal: no storage for ${name}`);
@@ -114,6 +123,34 @@ export class CudaBackend implements ExecutionBackend {
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
     this.sampleParams = DeviceBuffer.alloc(device, 64 * 1024);
     this.biasDevice = DeviceBuffer.alloc(device, 4 * model.vocabSize);
+  }
+
+  /** Streams the weights from the engine file to the device through two pinned staging buffers:
+   * the file read of one chunk overlaps the DMA of the previous one. */
+  private uploadWeights(engine: LoadedEngine): void {
+    const CHUNK = 64 << 20;
+    const staging = [PinnedBuffer.alloc(this.device, CHUNK), PinnedBuffer.alloc(this.device, CHUNK)];
+    const copied = [Event.create(this.device), Event.create(this.device)];
+    const inFlight = [false, false];
+    let slot = 0;
+    try {
+      for (const w of engine.header.weights) {
+        const buf = DeviceBuffer.alloc(this.device, w.byteLength);
+        this.weights.set(w.name, buf);
+        for (let off = 0; off < w.byteLength; off += CHUNK) {
+          const n = Math.min(CHUNK, w.byteLength - off);
+          if (inFlight[slot]) copied[slot].synchronize();
+          engine.readInto(w.offset + off, new Uint8Array(staging[slot].arrayBuffer(), 0, n));
+          this.device.driver.memcpyHtoDAsync(offsetPtr(buf.ptr, off), staging[slot].ptr, this.stream.handle, n);
+          copied[slot].record(this.stream);
+          inFlight[slot] = true;
+          slot ^= 1;
+        }
+      }
+      this.stream.synchronize();
+    } finally {
+      for (const x of [...staging, ...copied]) x.dispose();
+    }
   }
 
   static fromEngine(engine: LoadedEngine): CudaBackend {
@@ -440,19 +477,26 @@ export class CudaBackend implements ExecutionBackend {
   }
 
   private gemm(m: number, n: number, k: number, bias: boolean, fp32Out: boolean): Gemm {
-    const key = `${m}:${n}:${k}:${bias}:${fp32Out}`;
+    const key = gemmKey({ m, n, k, bias, fp32Out });
     let g = this.gemms.get(key);
     if (!g) {
-      g = Gemm.create(this.device, {
+      const cfg = {
         m,
         n,
         k,
         dtypeIn: this.dtype,
-        dtypeOut: fp32Out ? "fp32" : this.dtype,
+        dtypeOut: fp32Out ? ("fp32" as const) : this.dtype,
         bias,
         computeFp32Exact: true,
-        maxWorkspaceBytes: 8 << 20,
-      });
+        maxWorkspaceBytes: GEMM_WORKSPACE_BYTES,
+      };
+      const algo = this.gemmAlgos.get(key);
+      try {
+        g = Gemm.create(this.device, cfg, algo ? { algo } : {});
+      } catch (e) {
+        if (!algo) throw e;
+        g = Gemm.create(this.device, cfg); // the stored algorithm is from another cuBLAS: use the heuristic
+      }
       this.gemms.set(key, g);
     }
     return g;

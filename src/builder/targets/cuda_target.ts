@@ -2,7 +2,9 @@
 // the build runs on (shapes and dtype as macros), and record the target (SM, library versions) so a
 // mismatched GPU rejects the engine at load.
 
-import { CudaDevice } from "../../backends/cuda/device/index.ts";
+import { CudaDevice, Gemm } from "../../backends/cuda/device/index.ts";
+import { engineRowLimits, GEMM_TABLE_BLOB, GEMM_WORKSPACE_BYTES, type GemmChoice, gemmShapes } from "../../backends/cuda/gemm_table.ts";
+import { lower } from "../../backends/cuda/lowering.ts";
 import { loadCublasLt } from "../../backends/cuda/ffi/cublaslt.ts";
 import { compileCuda, loadNvrtc } from "../../backends/cuda/ffi/nvrtc.ts";
 import { cubinBlobName, KERNELS_DIR, moduleSource, moduleSpecs } from "../../backends/cuda/kernel_modules.ts";
@@ -20,9 +22,10 @@ export function buildCudaArtifacts(
   model: ModelConfig,
   plan: Plan,
   dtype: DTypeName,
-  kvBlockSize: number,
+  build: { kvBlockSize: number; maxNumTokens: number; maxBatchSize: number },
 ): CudaArtifacts {
   const t0 = performance.now();
+  const kvBlockSize = build.kvBlockSize;
   const device = CudaDevice.open(0);
   try {
     const p = device.properties;
@@ -34,6 +37,21 @@ export function buildCudaArtifacts(
         includeDirs: [KERNELS_DIR],
       }).cubin,
     }));
+    // GEMM algorithms: time the heuristic's candidates for every shape and keep the fastest.
+    const { maxTokens, maxLogitRows } = engineRowLimits(build);
+    const table: GemmChoice[] = gemmShapes(lower(plan, model), dtype, maxTokens, maxLogitRows).map((s) => {
+      const g = Gemm.tune(
+        device,
+        { m: s.m, n: s.n, k: s.k, dtypeIn: dtype, dtypeOut: s.fp32Out ? "fp32" : dtype, bias: s.bias, maxWorkspaceBytes: GEMM_WORKSPACE_BYTES },
+        { candidates: 8, iterations: 10, warmup: 2 },
+      );
+      try {
+        return { ...s, algo: Buffer.from(g.algo).toString("base64"), ms: g.measuredMs ?? 0 };
+      } finally {
+        g.dispose();
+      }
+    });
+    blobs.push({ name: GEMM_TABLE_BLOB, bytes: new TextEncoder().encode(JSON.stringify(table)) });
     const nvrtc = loadNvrtc();
     return {
       target: {

@@ -1,0 +1,52 @@
+// The GEMMs an engine runs and the cuBLASLt algorithm chosen for each, at build time on the target
+// GPU: every linear op of the lowered plan at every row bucket the runtime uses (powers of two up to
+// the engine's largest step). Stored in the engine as JSON; the runtime creates each GEMM with its
+// stored algorithm and falls back to the heuristic if the cuBLAS version rejects it.
+import type { DTypeName } from "../../dtype.ts";
+import type { Lowered } from "./lowering.ts";
+
+export interface GemmShape {
+  m: number;
+  n: number;
+  k: number;
+  bias: boolean;
+  fp32Out: boolean;
+}
+
+export interface GemmChoice extends GemmShape {
+  /** The opaque cublasLtMatmulAlgo_t, base64. */
+  algo: string;
+  ms: number;
+}
+
+export const GEMM_TABLE_BLOB = "gemm/algos.json";
+export const GEMM_WORKSPACE_BYTES = 8 << 20;
+
+export const gemmKey = (s: GemmShape) => `${s.m}:${s.n}:${s.k}:${s.bias}:${s.fp32Out}`;
+
+const pow2Upto = (max: number) => {
+  const out: number[] = [];
+  for (let m = 1; m <= max; m *= 2) out.push(m);
+  return out;
+};
+
+/** Every GEMM shape the runtime can ask for. */
+export function gemmShapes(lowered: Lowered, dtype: DTypeName, maxTokens: number, maxLogitRows: number): GemmShape[] {
+  const seen = new Map<string, GemmShape>();
+  for (const st of lowered.steps) {
+    if (st.kind !== "linear") continue;
+    const logitRows = lowered.storage.get(st.op.x)?.rows === "logits";
+    for (const m of pow2Upto(logitRows ? maxLogitRows : maxTokens)) {
+      const s = { m, n: st.op.outFeatures, k: st.op.inFeatures, bias: Boolean(st.op.bias), fp32Out: st.logits && dtype !== "fp32" };
+      seen.set(gemmKey(s), s);
+    }
+  }
+  return [...seen.values()];
+}
+
+export const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/** Rows the arena and GEMM buckets are sized for. */
+export function engineRowLimits(build: { maxNumTokens: number; maxBatchSize: number }): { maxTokens: number; maxLogitRows: number } {
+  return { maxTokens: nextPow2(build.maxNumTokens), maxLogitRows: nextPow2(Math.max(build.maxBatchSize, 64)) };
+}
