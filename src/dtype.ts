@@ -91,3 +91,10 @@ export function toF32(bytes: Uint8Array, dtype: DType): Float32Array {
   const u16 = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
   return dtype === "BF16" ? bf16ToF32(u16) : f16ToF32(u16);
 }
+
+/** Encodes fp32 values as little-endian bytes of `dtype` (round-to-nearest-even for 16-bit types). */
+export function fromF32(f32: Float32Array, dtype: DType): Uint8Array {
+  if (dtype === "F32") return new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
+  const u16 = dtype === "BF16" ? f32ToBf16(f32) : f32ToF16(f32);
+  return new Uint8Array(u16.buffer, u16.byteOffset, u16.byteLength);
+}

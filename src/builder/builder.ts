@@ -6,7 +6,7 @@ import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { MissingTensorError } from "../checkpoint/errors.ts";
 import { readHfConfig } from "../checkpoint/hf_config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
-import { DTYPE_BY_NAME, DTYPE_BYTES, type DType, f32ToBf16, f32ToF16, toF32 } from "../dtype.ts";
+import { DTYPE_BY_NAME, DTYPE_BYTES, type DType, fromF32, toF32 } from "../dtype.ts";
 import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
 import { type EngineWeight, writeEngine } from "../engine/writer.ts";
 import { InvalidArgumentError } from "../errors.ts";
@@ -189,9 +189,5 @@ function engineWeight(ckpt: Checkpoint, name: string, spec: WeightSpec, dtype: D
 
 /** Re-encodes raw tensor bytes from one dtype to another (through exact fp32 where they differ). */
 function convert(bytes: Uint8Array, from: DType, to: DType): Uint8Array {
-  if (from === to) return bytes;
-  const f32 = toF32(bytes, from);
-  if (to === "F32") return new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
-  const u16 = to === "BF16" ? f32ToBf16(f32) : f32ToF16(f32);
-  return new Uint8Array(u16.buffer, u16.byteOffset, u16.byteLength);
+  return from === to ? bytes : fromF32(toF32(bytes, from), to);
 }

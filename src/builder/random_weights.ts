@@ -2,7 +2,7 @@
 // checkpoint (benchmarks). Deterministic: uniform with std 0.02 (HF's initializer_range) from a
 // xorshift generator seeded by the weight's name; norm weights are 1. Fast enough for 8B shapes.
 import { createHash } from "node:crypto";
-import { DTYPE_BYTES, type DType, f32ToBf16, f32ToF16 } from "../dtype.ts";
+import { DTYPE_BYTES, type DType, fromF32 } from "../dtype.ts";
 import type { EngineWeight } from "../engine/writer.ts";
 import type { WeightSpec } from "../models/network.ts";
 
@@ -34,12 +34,7 @@ export function randomEngineWeight(name: string, spec: WeightSpec, dtype: DType)
           s ^= s << 5;
           f32[i] = isNorm ? 1 : ((s >>> 0) / 4294967296) * 2 * a - a;
         }
-        const part = f32.subarray(0, n);
-        const bytes =
-          dtype === "F32"
-            ? new Uint8Array(part.buffer, 0, n * 4)
-            : new Uint8Array((dtype === "BF16" ? f32ToBf16(part) : f32ToF16(part)).buffer, 0, n * 2);
-        out.set(bytes, start * DTYPE_BYTES[dtype]);
+        out.set(fromF32(f32.subarray(0, n), dtype), start * DTYPE_BYTES[dtype]);
       }
       return out;
     },

@@ -97,7 +97,10 @@ export function openEngine(dir: string): LoadedEngine {
         let done = 0;
         while (done < into.byteLength) {
           const n = readSync(fd, into, done, into.byteLength - done, offset + done);
-          if (n === 0) throw new EngineError(`${path} ended while reading ${into.byteLength} bytes at ${offset}; rebuild it`);
+          if (n === 0)
+            throw new EngineError(
+              `${path} ended while reading ${into.byteLength} bytes at ${offset}; rebuild it`,
+            );
           done += n;
         }
       },

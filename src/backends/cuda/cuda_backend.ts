@@ -27,7 +27,14 @@ import {
   Stream,
   timeOnStream,
 } from "./device/index.ts";
-import { engineRowLimits, GEMM_TABLE_BLOB, GEMM_WORKSPACE_BYTES, type GemmChoice, gemmKey, nextPow2 } from "./gemm_table.ts";
+import {
+  engineRowLimits,
+  GEMM_TABLE_BLOB,
+  GEMM_WORKSPACE_BYTES,
+  type GemmChoice,
+  gemmKey,
+  nextPow2,
+} from "./gemm_table.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type Lowered, type LStep, lower } from "./lowering.ts";
 import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
@@ -141,7 +148,12 @@ export class CudaBackend implements ExecutionBackend {
           const n = Math.min(CHUNK, w.byteLength - off);
           if (inFlight[slot]) copied[slot].synchronize();
           engine.readInto(w.offset + off, new Uint8Array(staging[slot].arrayBuffer(), 0, n));
-          this.device.driver.memcpyHtoDAsync(offsetPtr(buf.ptr, off), staging[slot].ptr, this.stream.handle, n);
+          this.device.driver.memcpyHtoDAsync(
+            offsetPtr(buf.ptr, off),
+            staging[slot].ptr,
+            this.stream.handle,
+            n,
+          );
           copied[slot].record(this.stream);
           inFlight[slot] = true;
           slot ^= 1;

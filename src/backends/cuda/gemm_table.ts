@@ -31,13 +31,24 @@ const pow2Upto = (max: number) => {
 };
 
 /** Every GEMM shape the runtime can ask for. */
-export function gemmShapes(lowered: Lowered, dtype: DTypeName, maxTokens: number, maxLogitRows: number): GemmShape[] {
+export function gemmShapes(
+  lowered: Lowered,
+  dtype: DTypeName,
+  maxTokens: number,
+  maxLogitRows: number,
+): GemmShape[] {
   const seen = new Map<string, GemmShape>();
   for (const st of lowered.steps) {
     if (st.kind !== "linear") continue;
     const logitRows = lowered.storage.get(st.op.x)?.rows === "logits";
     for (const m of pow2Upto(logitRows ? maxLogitRows : maxTokens)) {
-      const s = { m, n: st.op.outFeatures, k: st.op.inFeatures, bias: Boolean(st.op.bias), fp32Out: st.logits && dtype !== "fp32" };
+      const s = {
+        m,
+        n: st.op.outFeatures,
+        k: st.op.inFeatures,
+        bias: Boolean(st.op.bias),
+        fp32Out: st.logits && dtype !== "fp32",
+      };
       seen.set(gemmKey(s), s);
     }
   }
@@ -47,6 +58,12 @@ export function gemmShapes(lowered: Lowered, dtype: DTypeName, maxTokens: number
 export const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 /** Rows the arena and GEMM buckets are sized for. */
-export function engineRowLimits(build: { maxNumTokens: number; maxBatchSize: number }): { maxTokens: number; maxLogitRows: number } {
-  return { maxTokens: nextPow2(build.maxNumTokens), maxLogitRows: nextPow2(Math.max(build.maxBatchSize, 64)) };
+export function engineRowLimits(build: { maxNumTokens: number; maxBatchSize: number }): {
+  maxTokens: number;
+  maxLogitRows: number;
+} {
+  return {
+    maxTokens: nextPow2(build.maxNumTokens),
+    maxLogitRows: nextPow2(Math.max(build.maxBatchSize, 64)),
+  };
 }

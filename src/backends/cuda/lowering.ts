@@ -4,6 +4,7 @@
 // "rope into attention" fusion. The arena (arena.ts) then places storage by liveness.
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { Op, Plan } from "../../engine/format.ts";
+import { opInputs } from "../../models/network.ts";
 import type { Access } from "./arena.ts";
 
 type AttentionOp = Extract<Op, { kind: "attention" }>;
@@ -55,7 +56,7 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
   const views = new Map<string, View>();
   const storage: Lowered["storage"] = new Map();
   const readers = new Map<string, Op[]>();
-  for (const op of plan.ops) for (const x of inputsOf(op)) readers.set(x, [...(readers.get(x) ?? []), op]);
+  for (const op of plan.ops) for (const x of opInputs(op)) readers.set(x, [...(readers.get(x) ?? []), op]);
   // Group norms absorbed into the fused RoPE launch: output name → (input view, weight).
   const absorbed = new Map<string, { x: string; weight: string; eps: number }>();
   const rowsOf = (name: string) => storage.get(resolve(name))?.rows ?? "tokens";
@@ -187,23 +188,4 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
     }
   }
   return { steps, storage, output: plan.output };
-}
-
-function inputsOf(op: Op): string[] {
-  switch (op.kind) {
-    case "embedding":
-      return [];
-    case "add_rms_norm":
-      return [op.residual, op.x];
-    case "add":
-      return [op.a, op.b];
-    case "gated_act":
-      return [op.gateUp];
-    case "gated_act2":
-      return [op.gate, op.up];
-    case "attention":
-      return [op.q, op.k, op.v];
-    default:
-      return [op.x];
-  }
 }

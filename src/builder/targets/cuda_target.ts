@@ -3,11 +3,17 @@
 // mismatched GPU rejects the engine at load.
 
 import { CudaDevice, Gemm } from "../../backends/cuda/device/index.ts";
-import { engineRowLimits, GEMM_TABLE_BLOB, GEMM_WORKSPACE_BYTES, type GemmChoice, gemmShapes } from "../../backends/cuda/gemm_table.ts";
-import { lower } from "../../backends/cuda/lowering.ts";
 import { loadCublasLt } from "../../backends/cuda/ffi/cublaslt.ts";
 import { compileCuda, loadNvrtc } from "../../backends/cuda/ffi/nvrtc.ts";
+import {
+  engineRowLimits,
+  GEMM_TABLE_BLOB,
+  GEMM_WORKSPACE_BYTES,
+  type GemmChoice,
+  gemmShapes,
+} from "../../backends/cuda/gemm_table.ts";
 import { cubinBlobName, KERNELS_DIR, moduleSource, moduleSpecs } from "../../backends/cuda/kernel_modules.ts";
+import { lower } from "../../backends/cuda/lowering.ts";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { EngineTarget, Plan } from "../../engine/format.ts";
@@ -42,7 +48,15 @@ export function buildCudaArtifacts(
     const table: GemmChoice[] = gemmShapes(lower(plan, model), dtype, maxTokens, maxLogitRows).map((s) => {
       const g = Gemm.tune(
         device,
-        { m: s.m, n: s.n, k: s.k, dtypeIn: dtype, dtypeOut: s.fp32Out ? "fp32" : dtype, bias: s.bias, maxWorkspaceBytes: GEMM_WORKSPACE_BYTES },
+        {
+          m: s.m,
+          n: s.n,
+          k: s.k,
+          dtypeIn: dtype,
+          dtypeOut: s.fp32Out ? "fp32" : dtype,
+          bias: s.bias,
+          maxWorkspaceBytes: GEMM_WORKSPACE_BYTES,
+        },
         { candidates: 8, iterations: 10, warmup: 2 },
       );
       try {
