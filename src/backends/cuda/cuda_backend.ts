@@ -95,8 +95,7 @@ export class CudaBackend implements ExecutionBackend {
         );
       this.modules.set(spec.key, CudaModule.load(device, cubin));
     }
-    for (const w of engine.header.weights)
-      this.weights.set(w.name, DeviceBuffer.from(device, engine.readWeight(w)));
+    this.uploadWeights(engine);
     this.lowered = lower(plan, model);
     this.maxSeqLen = config.maxSeqLen;
     ({ maxTokens: this.maxTokens, maxLogitRows: this.maxLogitRows } = engineRowLimits(config.build));
