@@ -87,14 +87,14 @@ __device__ __forceinline__ raw_t load_raw(const kiln_t* p) { return __ldg(reinte
 // The kVec elements of a raw vector as floats (a byte copy, not a pointer cast: no aliasing UB).
 __device__ __forceinline__ void unpack(const raw_t& r, float (&f)[kVec]) {
   kiln_t e[kVec];
-  __builtin_memcpy(e, &r, sizeof(raw_t));
+  memcpy(e, &r, sizeof(raw_t));
 #pragma unroll
   for (int i = 0; i < kVec; i++) f[i] = to_float(e[i]);
 }
 
 __device__ __forceinline__ raw_t zero_raw() {
   raw_t r;
-  __builtin_memset(&r, 0, sizeof(raw_t));
+  memset(&r, 0, sizeof(raw_t));
   return r;
 }
 

@@ -58,7 +58,7 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
 #endif
   unsigned u;
-  __builtin_memcpy(&u, &v, sizeof(u));
+  memcpy(&u, &v, sizeof(u));
   return u;
 }
 #endif

@@ -1,0 +1,437 @@
+// kernels/attention_prefill.cu and kernels/attention_decode.cu against pagedAttention
+// (src/backends/cpu/kernels/attention.ts) on the paged layout of paged_kv.ts: causal prefill, packed
+// sequences of odd lengths, chunked prefill with history, block tables scattered over the pool, GQA /
+// MQA / MHA, sliding windows, decode over contexts of 1, 17 and 5125 tokens with 1 to 16 splits;
+// every dtype, the tensor-core path (16-bit, head 64/128) and the generic one (fp32, other heads).
+// Launch configurations and the tolerance argument: kernels/attention_README.md.
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, it } from "node:test";
+import { type AttentionSequence, pagedAttention } from "../../src/backends/cpu/kernels/attention.ts";
+import type { DevicePtr } from "../../src/backends/cuda/device/index.ts";
+import type { DTypeName } from "../../src/dtype.ts";
+import {
+  assertWithin,
+  DTYPES,
+  f32,
+  i32,
+  KernelHarness,
+  NULL,
+  noGpu,
+  ptr,
+  randn,
+  roundTo,
+} from "./kernels/harness.ts";
+
+interface Shape {
+  name: string;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  blockSize: number;
+}
+
+const SHAPES: Shape[] = [
+  { name: "GQA 8/2, head 128, block 16", numHeads: 8, numKvHeads: 2, headDim: 128, blockSize: 16 },
+  { name: "MQA 4/1, head 64, block 32", numHeads: 4, numKvHeads: 1, headDim: 64, blockSize: 32 },
+  { name: "MHA 4/4, head 32, block 16", numHeads: 4, numKvHeads: 4, headDim: 32, blockSize: 16 },
+  { name: "GQA 6/2, head 80, block 16", numHeads: 6, numKvHeads: 2, headDim: 80, blockSize: 16 },
+  { name: "MQA 12/1, head 8, block 7", numHeads: 12, numKvHeads: 1, headDim: 8, blockSize: 7 },
+];
+
+const defines = (s: Shape) => ({
+  NUM_HEADS: s.numHeads,
+  NUM_KV_HEADS: s.numKvHeads,
+  HEAD_DIM: s.headDim,
+  BLOCK_SIZE: s.blockSize,
+});
+
+/** Query rows per prefill CTA (attention_prefill.cu): 64 on tensor cores, else 16 (8 above head 128). */
+function prefillBlockM(dtype: DTypeName, headDim: number): number {
+  if (dtype !== "fp32" && (headDim === 64 || headDim === 128)) return 64;
+  return headDim <= 128 ? 16 : 8;
+}
+
+/** CTAs per kv head in decode (attention_decode.cu): ceil(group / min(group, 8)). */
+function decodeHeadGroups(s: Shape): number {
+  const group = s.numHeads / s.numKvHeads;
+  return Math.ceil(group / Math.min(group, 8));
+}
+
+/**
+ * How far the kernels may be from the fp32/double reference, which sees the same (dtype-rounded)
+ * q, k, v. `absOut` is Σ_j w_j |v_j| (the reference run on |v|), `maxAbsOut` its largest value.
+ *   all dtypes  fp32 dot products and softmax in another order than the reference's double: score
+ *               errors of a few 2^-24 · Σ|q·k| move weights by as much relatively, and fp32 sums of
+ *               w·v add ~n·2^-24; 1e-5 of the largest output magnitude covers both with room.
+ *   fp16/bf16   the output is rounded to the dtype (U·|out|, U = 2^-11 fp16, 2^-8 bf16), and the
+ *               tensor-core path rounds each weight p_j to the dtype before P·V while the softmax
+ *               denominator keeps fp32 p_j: ≤ U · Σ_j w_j |v_j| = U · absOut. fp16 weights below 2^-14
+ *               are subnormal (absolute error ≤ 2^-25 each): + keys · 2^-25 · max|v|.
+ */
+function bound(
+  dtype: DTypeName,
+  want: number,
+  absOut: number,
+  maxAbsOut: number,
+  keys: number,
+  maxAbsV: number,
+): number {
+  const fp32Part = 1e-5 * maxAbsOut + 1e-30;
+  if (dtype === "fp32") return fp32Part;
+  const u = dtype === "fp16" ? 2 ** -11 : 2 ** -8;
+  const subnormal = dtype === "fp16" ? keys * 2 ** -25 * maxAbsV : 0;
+  return fp32Part + u * (absOut + Math.abs(want)) + subnormal;
+}
+
+/** One sequence of a call: `queryLen` new tokens at the end of `contextLen` cached ones. */
+interface SeqSpec {
+  queryLen: number;
+  contextLen: number;
+}
+
+/** Host-side inputs of one call: pools, tables and queries, all rounded to the dtype. */
+interface Problem {
+  shape: Shape;
+  dtype: DTypeName;
+  seqs: AttentionSequence[];
+  q: Float32Array; // [T, numHeads, headDim]
+  kCache: Float32Array; // [numBlocks, blockSize, numKvHeads, headDim]; unwritten slots NaN
+  vCache: Float32Array; // same
+  tables: Int32Array; // [S, stride], unused entries -1
+  stride: number;
+  maxAbsV: number;
+}
+
+/** 0..n-1 in a seeded random order (Fisher–Yates). */
+function shuffled(n: number, seed: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  let a = seed >>> 0;
+  for (let i = n - 1; i > 0; i--) {
+    a = (Math.imul(a ^ (a >>> 15), 2246822507) + 0x9e3779b9) >>> 0;
+    const j = a % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+/**
+ * Sequences packed in query order; each gets ceil(contextLen / blockSize) pool blocks, taken from a
+ * shuffled pool (scattered, out of order) or in order (contiguous). Positions < contextLen hold K/V.
+ */
+function makeProblem(
+  shape: Shape,
+  dtype: DTypeName,
+  specs: SeqSpec[],
+  seed: number,
+  layout: "scattered" | "contiguous" = "scattered",
+): Problem {
+  const { numHeads, numKvHeads, headDim, blockSize } = shape;
+  const blocksOf = (s: SeqSpec) => Math.ceil(s.contextLen / blockSize);
+  const numBlocks = specs.reduce((n, s) => n + blocksOf(s), 0) + 3;
+  const stride = Math.max(1, ...specs.map(blocksOf)) + 1;
+  const order =
+    layout === "scattered" ? shuffled(numBlocks, seed) : Array.from({ length: numBlocks }, (_, i) => i);
+  const slotLen = numKvHeads * headDim;
+  const kCache = new Float32Array(numBlocks * blockSize * slotLen).fill(Number.NaN);
+  const vCache = new Float32Array(numBlocks * blockSize * slotLen).fill(Number.NaN);
+  const tables = new Int32Array(specs.length * stride).fill(-1);
+  const seqs: AttentionSequence[] = [];
+  let next = 0;
+  let queryStart = 0;
+  specs.forEach((spec, i) => {
+    const table = tables.subarray(i * stride, i * stride + blocksOf(spec));
+    for (let b = 0; b < table.length; b++) table[b] = order[next++];
+    // K scaled by 2 so that some softmax rows are peaked, as in trained models.
+    const k = roundTo(randn(spec.contextLen * slotLen, seed + 10 * i + 1, 2), dtype);
+    const v = roundTo(randn(spec.contextLen * slotLen, seed + 10 * i + 2), dtype);
+    for (let p = 0; p < spec.contextLen; p++) {
+      const slot = table[Math.floor(p / blockSize)] * blockSize + (p % blockSize);
+      kCache.set(k.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
+      vCache.set(v.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
+    }
+    seqs.push({ queryStart, queryLen: spec.queryLen, contextLen: spec.contextLen, blockTable: table });
+    queryStart += spec.queryLen;
+  });
+  const q = roundTo(randn(queryStart * numHeads * headDim, seed + 7), dtype);
+  let maxAbsV = 0;
+  for (const x of vCache) if (Math.abs(x) > maxAbsV) maxAbsV = Math.abs(x);
+  return { shape, dtype, seqs, q, kCache, vCache, tables, stride, maxAbsV };
+}
+
+const scaleOf = (s: Shape) => 1 / Math.sqrt(s.headDim);
+
+/** The reference output, Σ w|v| for the bound, and each row's number of attended keys. */
+function reference(p: Problem, window: number) {
+  const { numHeads, numKvHeads, headDim, blockSize } = p.shape;
+  const rows = p.q.length / (numHeads * headDim);
+  const run = (vCache: Float32Array) => {
+    const out = new Float32Array(p.q.length);
+    pagedAttention({
+      q: p.q,
+      kCache: p.kCache,
+      vCache,
+      blockSize,
+      numHeads,
+      numKvHeads,
+      headDim,
+      seqs: p.seqs,
+      scale: scaleOf(p.shape),
+      slidingWindow: window > 0 ? window : null,
+      out,
+    });
+    return out;
+  };
+  const want = run(p.vCache);
+  const absOut = run(p.vCache.map(Math.abs));
+  const keys = new Int32Array(rows);
+  for (const s of p.seqs) {
+    for (let i = 0; i < s.queryLen; i++) {
+      const pos = s.contextLen - s.queryLen + i;
+      keys[s.queryStart + i] = window > 0 ? Math.min(window, pos + 1) : pos + 1;
+    }
+  }
+  return { want, absOut, keys };
+}
+
+function check(p: Problem, got: Float32Array, window: number, what: string): void {
+  const { want, absOut, keys } = reference(p, window);
+  const maxAbsOut = absOut.reduce((m, x) => Math.max(m, x), 0);
+  const rowLen = p.shape.numHeads * p.shape.headDim;
+  assertWithin(
+    got,
+    want,
+    (i) => bound(p.dtype, want[i], absOut[i], maxAbsOut, keys[Math.floor(i / rowLen)], p.maxAbsV),
+    what,
+  );
+}
+
+describe("attention kernels", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  afterEach(() => h.freeAll());
+  after(() => h?.dispose());
+
+  /** Device copies of a problem's inputs. */
+  function upload(p: Problem) {
+    return {
+      q: h.upload(p.q, p.dtype),
+      k: h.upload(p.kCache, p.dtype),
+      v: h.upload(p.vCache, p.dtype),
+      tables: h.raw(p.tables),
+      contextLen: h.raw(Int32Array.from(p.seqs, (s) => s.contextLen)),
+    };
+  }
+
+  /** attention_prefill over all of p's sequences; gridX overrides ceil(maxQueryLen / BLOCK_M). */
+  function prefill(p: Problem, window: number, gridX?: number): Float32Array {
+    const mod = h.module("attention_prefill.cu", defines(p.shape), p.dtype);
+    const d = upload(p);
+    const queryStart = new Int32Array(p.seqs.length + 1);
+    p.seqs.forEach((s, i) => {
+      queryStart[i + 1] = s.queryStart + s.queryLen;
+    });
+    const n = p.q.length;
+    const out = h.filled(n, p.dtype, 0xff);
+    const maxQ = Math.max(...p.seqs.map((s) => s.queryLen));
+    const x = gridX ?? Math.max(1, Math.ceil(maxQ / prefillBlockM(p.dtype, p.shape.headDim)));
+    h.run(
+      mod,
+      "attention_prefill",
+      [x, p.shape.numHeads, p.seqs.length],
+      [128],
+      [
+        ptr(out),
+        ptr(d.q),
+        ptr(d.k),
+        ptr(d.v),
+        ptr(h.raw(queryStart)),
+        ptr(d.contextLen),
+        ptr(d.tables),
+        i32(p.stride),
+        f32(scaleOf(p.shape)),
+        i32(window),
+      ],
+    );
+    return h.download(out, n, p.dtype);
+  }
+
+  /** attention_decode (+ attention_decode_reduce when splits > 1); every sequence has queryLen 1. */
+  function decode(p: Problem, window: number, splits: number): Float32Array {
+    const mod = h.module("attention_decode.cu", defines(p.shape), p.dtype);
+    const { numHeads, numKvHeads, headDim } = p.shape;
+    const S = p.seqs.length;
+    const d = upload(p);
+    const n = p.q.length;
+    const out = h.filled(n, p.dtype, 0xff);
+    let acc: DevicePtr | null = null;
+    let m: DevicePtr | null = null;
+    let l: DevicePtr | null = null;
+    if (splits > 1) {
+      acc = h.filled(S * numHeads * splits * headDim, "fp32", 0xff);
+      m = h.filled(S * numHeads * splits, "fp32", 0xff);
+      l = h.filled(S * numHeads * splits, "fp32", 0xff);
+    }
+    const opt = (x: DevicePtr | null) => (x === null ? NULL : ptr(x));
+    h.run(
+      mod,
+      "attention_decode",
+      [numKvHeads * decodeHeadGroups(p.shape), S, splits],
+      [128],
+      [
+        ptr(out),
+        opt(acc),
+        opt(m),
+        opt(l),
+        ptr(d.q),
+        ptr(d.k),
+        ptr(d.v),
+        ptr(d.contextLen),
+        ptr(d.tables),
+        i32(p.stride),
+        i32(splits),
+        f32(scaleOf(p.shape)),
+        i32(window),
+      ],
+    );
+    if (splits > 1) {
+      h.run(
+        mod,
+        "attention_decode_reduce",
+        [numHeads, S],
+        [128],
+        [ptr(out), opt(acc), opt(m), opt(l), i32(splits)],
+      );
+    }
+    return h.download(out, n, p.dtype);
+  }
+
+  for (const shape of SHAPES) {
+    // The long cases on the main shape only; the others keep the CPU reference quick.
+    const main = shape === SHAPES[0];
+    const long = main ? 769 : 131;
+    for (const dtype of DTYPES) {
+      const tag = `${shape.name} ${dtype}`;
+
+      it(`prefill: one sequence, causal (${tag})`, () => {
+        const p = makeProblem(shape, dtype, [{ queryLen: 300, contextLen: 300 }], 101);
+        check(p, prefill(p, 0), 0, "prefill");
+        // Any grid.x is correct: each CTA walks its sequence's query tiles with stride grid.x.
+        check(p, prefill(p, 0, 1), 0, "prefill, grid.x = 1");
+      });
+
+      it(`prefill: packed sequences of 1, 7, ${long} tokens (${tag})`, () => {
+        const p = makeProblem(
+          shape,
+          dtype,
+          [
+            { queryLen: 1, contextLen: 1 },
+            { queryLen: 7, contextLen: 7 },
+            { queryLen: long, contextLen: long },
+          ],
+          102,
+        );
+        check(p, prefill(p, 0), 0, "packed");
+      });
+
+      it(`prefill: chunked, with history (${tag})`, () => {
+        // A chunk of 69 after 700 cached tokens, a chunk of 5 after 60, one decode-like row, an empty one.
+        const p = makeProblem(
+          shape,
+          dtype,
+          [
+            { queryLen: 69, contextLen: main ? 769 : 200 },
+            { queryLen: 5, contextLen: 65 },
+            { queryLen: 1, contextLen: 40 },
+            { queryLen: 0, contextLen: 9 },
+          ],
+          103,
+        );
+        check(p, prefill(p, 0), 0, "chunked");
+      });
+
+      for (const window of [1, 16, 100]) {
+        it(`prefill: sliding window ${window} (${tag})`, () => {
+          const p = makeProblem(
+            shape,
+            dtype,
+            [
+              { queryLen: 150, contextLen: 150 },
+              { queryLen: 33, contextLen: 190 },
+            ],
+            104 + window,
+          );
+          check(p, prefill(p, window), window, `window ${window}`);
+        });
+      }
+
+      for (const splits of [1, 3, 16]) {
+        it(`decode: contexts 1, 17, ${main ? 5125 : 700}, ${splits} split(s) (${tag})`, () => {
+          const p = makeProblem(
+            shape,
+            dtype,
+            [1, 17, main ? 5125 : 700].map((c) => ({ queryLen: 1, contextLen: c })),
+            110 + splits,
+          );
+          check(p, decode(p, 0, splits), 0, `decode, ${splits} splits`);
+        });
+      }
+
+      it(`decode: sliding window (${tag})`, () => {
+        const p = makeProblem(
+          shape,
+          dtype,
+          [1, 17, 300].map((c) => ({ queryLen: 1, contextLen: c })),
+          120,
+        );
+        for (const [window, splits] of [
+          [1, 1],
+          [16, 3],
+          [100, 4],
+        ]) {
+          check(p, decode(p, window, splits), window, `decode, window ${window}, ${splits} splits`);
+        }
+      });
+    }
+  }
+
+  it("scattered and contiguous block tables give identical results", () => {
+    const shape = SHAPES[0];
+    for (const dtype of DTYPES) {
+      const specs = [
+        { queryLen: 40, contextLen: 100 },
+        { queryLen: 77, contextLen: 77 },
+      ];
+      const a = makeProblem(shape, dtype, specs, 130, "scattered");
+      const b = makeProblem(shape, dtype, specs, 130, "contiguous");
+      assert.notDeepEqual(a.tables, b.tables);
+      assert.deepEqual(prefill(a, 0), prefill(b, 0), `prefill ${dtype}`);
+      const da = makeProblem(shape, dtype, [{ queryLen: 1, contextLen: 333 }], 131, "scattered");
+      const db = makeProblem(shape, dtype, [{ queryLen: 1, contextLen: 333 }], 131, "contiguous");
+      assert.deepEqual(decode(da, 0, 3), decode(db, 0, 3), `decode ${dtype}`);
+    }
+  });
+
+  it("decode gives zeros for a padding sequence of context 0", () => {
+    const shape = SHAPES[0];
+    const dtype: DTypeName = "bf16";
+    const p = makeProblem(shape, dtype, [{ queryLen: 1, contextLen: 20 }], 140);
+    // A second row with contextLen 0 (a graph bucket's padding), sharing the first one's table row.
+    const padded: Problem = {
+      ...p,
+      seqs: [...p.seqs, { queryStart: 1, queryLen: 1, contextLen: 0, blockTable: p.seqs[0].blockTable }],
+      q: Float32Array.from([...p.q, ...p.q]),
+      tables: Int32Array.from([...p.tables, ...p.tables]),
+    };
+    for (const splits of [1, 2]) {
+      const got = decode(padded, 0, splits);
+      const row = shape.numHeads * shape.headDim;
+      assert.ok(
+        got.subarray(row).every((x) => x === 0),
+        `padding row must be zeros (${splits} splits)`,
+      );
+      check(p, got.subarray(0, row), 0, `real row next to padding (${splits} splits)`);
+    }
+  });
+});
