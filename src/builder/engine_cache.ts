@@ -2,6 +2,7 @@
 // the content-addressed cache and built into it on a miss.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { CudaDevice } from "../backends/cuda/device/index.ts";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
 import { engineCacheDir } from "../engine/cache.ts";
@@ -25,7 +26,9 @@ export function resolveEngine(
   if (isEngineDir(modelDir)) return { dir: modelDir, origin: "engine" };
   const build = resolveBuildConfig(options);
   const hash = build.randomWeights ? sha256File(join(modelDir, "config.json")) : checkpointIdentity(modelDir);
-  const dir = engineCacheDir(hash, build, cacheRoot);
+  // A CUDA engine is compiled for one GPU architecture: the key names it, so another GPU builds its own.
+  const target = build.backend === "cuda" ? `${hash}:${cudaArch()}` : hash;
+  const dir = engineCacheDir(target, build, cacheRoot);
   if (isEngineDir(dir)) {
     try {
       openEngine(dir).close();
@@ -36,6 +39,15 @@ export function resolveEngine(
   }
   const r = buildEngine(modelDir, dir, build);
   return { dir, origin: "built", buildSeconds: r.seconds };
+}
+
+function cudaArch(): string {
+  const device = CudaDevice.open(0);
+  try {
+    return device.properties.nvrtcArch;
+  } finally {
+    device.dispose();
+  }
 }
 
 /** The checkpoint's content hash combined with its tokenizer files' (the engine carries both). */
