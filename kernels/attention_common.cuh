@@ -1,5 +1,6 @@
 // Helpers shared by attention_prefill.cu and attention_decode.cu (and nothing else): the element type,
-// conversions, vector loads, cp.async, ldmatrix and mma.sync wrappers, warp reductions.
+// conversions, vector loads, warp reductions; the PTX wrappers (cp.async, ldmatrix, mma.sync) are in
+// attention_ptx.cuh, included at the end. See attention_README.md.
 // Compiled by NVRTC at engine-build time and by nvcc in CI: no host code, no standard library.
 //
 // Macros (all required, set by the builder with -D):

@@ -5,7 +5,7 @@
 import { InvalidArgumentError } from "../errors.ts";
 import { BlockAllocator } from "./block_allocator.ts";
 import { BeamSearch } from "./decoding/beam_search.ts";
-import { processLogits, type Row } from "./decoding/logits_pipeline.ts";
+import { processLogits, type Row, stepTransforms } from "./decoding/logits_pipeline.ts";
 import type { SampleParams } from "./decoding/ops.ts";
 import { ContextWindowExceededError, InvalidTokenIdError } from "./errors.ts";
 import type { LogitsProcessor, StoppingCriteria } from "./logits_processor.ts";
@@ -243,19 +243,16 @@ export class GenerationSession {
       };
       let tokens: Int32Array;
       let logProbs: Float32Array;
-      if (
-        pending &&
-        backend.forwardSample &&
-        !cfg.returnGenerationLogits &&
-        !needsHostLogits(rows, cfg, badWordIds, processors)
-      ) {
-        // Fast path: logits stay on the device; only tokens and their log-probs come back.
-        ({ tokens, logProbs } = backend.forwardSample(pending, params, cfg.embeddingBias));
+      const transforms = stepTransforms(rows, cfg, badWordIds);
+      if (pending && backend.forwardSample && !cfg.returnGenerationLogits && processors.length === 0) {
+        // Fast path: bias, penalties, bans and sampling run on the device; only tokens and their
+        // log-probs come back.
+        ({ tokens, logProbs } = backend.forwardSample(pending, params, transforms));
       } else {
         const logits = hostLogits ?? backend.forward(pending as StepInput).slice();
         if (cfg.returnGenerationLogits)
           live.forEach((l, r) => l.genLogits.push(logits.slice(r * V, (r + 1) * V)));
-        processLogits(backend.decoding, logits, V, rows, cfg, badWordIds, processors, step);
+        processLogits(backend.decoding, logits, V, rows, transforms, processors, step);
         ({ tokens, logProbs } = backend.decoding.sample(logits, B, V, params));
       }
       hostLogits = null;
@@ -418,7 +415,7 @@ export class GenerationSession {
       // HF beam search: log-softmax first, then the processors act on the log-probs (no renormalising).
       const lp = new Float32Array(B * V);
       backend.decoding.logSoftmax(logits, B, V, new Float32Array(B).fill(1), new Uint8Array(B).fill(1), lp);
-      processLogits(backend.decoding, lp, V, rows, cfg, badWordIds, processors, step);
+      processLogits(backend.decoding, lp, V, rows, stepTransforms(rows, cfg, badWordIds), processors, step);
       const stillActive: number[] = [];
       const beamsOut: { promptIndex: number; sequences: number[][] }[] = [];
       active.forEach((p, i) => {
@@ -476,23 +473,6 @@ export class GenerationSession {
       return out;
     });
   }
-}
-
-/** Whether this step's decoding needs the logits on the host (penalties, bans or user processors). */
-function needsHostLogits(
-  rows: readonly Row[],
-  cfg: ResolvedSamplingConfig,
-  badWordIds: readonly (readonly (readonly number[])[])[],
-  processors: readonly LogitsProcessor[],
-): boolean {
-  if (processors.length > 0) return true;
-  return rows.some((r) => {
-    const p = r.promptIndex;
-    if (cfg.repetitionPenalty[p] !== 1 || cfg.presencePenalty[p] !== 0 || cfg.frequencyPenalty[p] !== 0)
-      return true;
-    if (r.outputIds.length < cfg.minLength[p] || badWordIds[p].length > 0) return true;
-    return cfg.noRepeatNgramSize[p] > 0;
-  });
 }
 
 function concat(parts: Float32Array[], V: number): Float32Array {

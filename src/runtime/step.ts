@@ -24,6 +24,7 @@ export interface StepInput {
   logitRows: Int32Array; // [numLogitRows]
 }
 
+import type { StepTransforms } from "./decoding/logits_pipeline.ts";
 import type { DecodingOps, SampleParams } from "./decoding/ops.ts";
 
 /** A backend executes an engine's plan, one step at a time, over a paged KV cache it owns. */
@@ -47,11 +48,11 @@ export interface ExecutionBackend {
   /** Measured dense GEMM rate in FLOP/s at the engine's dtype (large square problem). */
   measureGemmFlops(): number;
   /** Optional fast path: runs the plan and decodes every logits row on the device (embedding bias,
-   * then `sample`'s semantics), returning only tokens and log-probs. Absent on the CPU backend. */
+   * penalties, bans, then `sample`'s semantics), returning only tokens and log-probs. */
   forwardSample?(
     step: StepInput,
     p: SampleParams,
-    bias: Float32Array | null,
+    t: StepTransforms,
   ): { tokens: Int32Array; logProbs: Float32Array };
   /** Runs the plan; returns logits [numLogitRows, vocabSize]. */
   forward(step: StepInput): Float32Array;

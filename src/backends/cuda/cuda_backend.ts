@@ -7,7 +7,8 @@ import type { DTypeName } from "../../dtype.ts";
 import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
 import type { EngineConfig } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type { DecodingOps, SampleParams } from "../../runtime/decoding/ops.ts";
+import type { StepTransforms } from "../../runtime/decoding/logits_pipeline.ts";
+import type { DecodingOps, PenaltyParams, SampleParams } from "../../runtime/decoding/ops.ts";
 import type { ExecutionBackend, StepInput } from "../../runtime/step.ts";
 import { cpuDecodingOps } from "../cpu/decoding.ts";
 import { ropeInvFreq } from "../cpu/kernels/rope.ts";
@@ -295,16 +296,17 @@ export class CudaBackend implements ExecutionBackend {
   }
 
   get forwardSample(): ExecutionBackend["forwardSample"] {
-    return this.modules.has("sampling") ? (step, p, bias) => this.sampleOnDevice(step, p, bias) : undefined;
+    return this.modules.has("sampling") ? (step, p, t) => this.sampleOnDevice(step, p, t) : undefined;
   }
 
-  /** Forward, then embedding bias and sample_topk_topp on the device; only B tokens and log-probs
-   * cross to the host. */
+  /** Forward, then embedding bias, penalties, bans and sample_topk_topp on the device (HF's order);
+   * only B tokens and log-probs cross to the host. */
   private sampleOnDevice(
     step: StepInput,
     p: SampleParams,
-    bias: Float32Array | null,
+    t: StepTransforms,
   ): { tokens: Int32Array; logProbs: Float32Array } {
+    const bias = t.bias;
     const B = step.logitRows.length;
     this.forwardOnDevice(step);
     const logits = offsetPtr(this.arena.ptr, (this.regions.get(this.lowered.output) as Region).offset);
@@ -320,6 +322,8 @@ export class CudaBackend implements ExecutionBackend {
         { i32: B },
       ]);
     }
+    if (t.penalties) this.applyPenaltiesOnDevice(logits, B, t.penalties);
+    if (t.banned) this.banOnDevice(logits, B, t.banned);
     // Per-row settings, packed 8-byte aligned: seed f64 | temperature | topP | minP f32 | topK | sequence | step i32 | greedy u8 | out token i32 | out logprob f32
     const buf = new ArrayBuffer(8 * B + 4 * B * 8 + B + 8);
     const at = {
@@ -455,6 +459,68 @@ export class CudaBackend implements ExecutionBackend {
     return (i) => i;
   }
   private staticInvFreqUploaded = false;
+  /** [maxLogitRows, vocab] int32 zeros for apply_penalties (the kernel leaves it zeroed). */
+  private penaltyCounts: DeviceBuffer | null = null;
+  private scratch: DeviceBuffer | null = null;
+
+  /** A device scratch buffer of at least `bytes` for this step's small uploads. */
+  private scratchFor(bytes: number): DeviceBuffer {
+    if (!this.scratch || this.scratch.bytes < bytes) {
+      this.stream.synchronize();
+      this.scratch?.dispose();
+      this.scratch = DeviceBuffer.alloc(this.device, Math.max(bytes, 1 << 20));
+    }
+    return this.scratch;
+  }
+
+  private applyPenaltiesOnDevice(logits: DevicePtr, B: number, pen: PenaltyParams): void {
+    if (!this.penaltyCounts) {
+      this.penaltyCounts = DeviceBuffer.alloc(this.device, 4 * this.maxLogitRows * this.vocabSize);
+      this.penaltyCounts.fillBytes(this.stream, 0);
+    }
+    const maxTokens = Math.max(1, ...pen.tokens.map((x) => x.length));
+    // [tokens B×maxTokens | token_lens B | prompt_lens B] int32, then [repetition | presence | frequency] f32
+    const ints = new Int32Array(B * maxTokens + 2 * B);
+    pen.tokens.forEach((row, r) => {
+      ints.set(row, r * maxTokens);
+      ints[B * maxTokens + r] = row.length;
+    });
+    ints.set(pen.promptLens, B * maxTokens + B);
+    const floats = new Float32Array(3 * B);
+    floats.set(pen.repetition, 0);
+    floats.set(pen.presence, B);
+    floats.set(pen.frequency, 2 * B);
+    const buf = this.scratchFor(ints.byteLength + floats.byteLength);
+    buf.uploadAsync(this.stream, ints);
+    buf.uploadAsync(this.stream, floats, ints.byteLength);
+    const at = (bytes: number): KernelArg => ({ ptr: offsetPtr(buf.ptr, bytes) });
+    this.launch("sampling", "apply_penalties", [B], 1024, [
+      { ptr: logits },
+      at(0),
+      at(4 * B * maxTokens),
+      at(4 * (B * maxTokens + B)),
+      at(ints.byteLength),
+      at(ints.byteLength + 4 * B),
+      at(ints.byteLength + 8 * B),
+      { ptr: (this.penaltyCounts as DeviceBuffer).ptr },
+      { i32: maxTokens },
+    ]);
+  }
+
+  private banOnDevice(logits: DevicePtr, B: number, banned: number[][]): void {
+    const width = Math.max(1, ...banned.map((b) => b.length));
+    const ids = new Int32Array(B * width).fill(-1);
+    banned.forEach((b, r) => ids.set(b, r * width));
+    // Penalties may have used the scratch earlier in this step: put the bans after them.
+    const buf = this.scratchFor(2 * ids.byteLength + (1 << 20));
+    const offset = buf.bytes - ids.byteLength;
+    buf.uploadAsync(this.stream, ids, offset);
+    this.launch("sampling", "ban_tokens", [B], 128, [
+      { ptr: logits },
+      { ptr: offsetPtr(buf.ptr, offset) },
+      { i32: width },
+    ]);
+  }
   private readonly graphs = new Map<number, CudaGraph>();
   /** Block-table stride of graph steps: enough blocks for the engine's longest sequence. */
   private get graphStride(): number {

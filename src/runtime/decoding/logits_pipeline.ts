@@ -4,7 +4,7 @@
 // Each stage is a backend decoding op over the whole batch [B, V].
 import type { LogitsProcessor, SequenceView } from "../logits_processor.ts";
 import type { ResolvedSamplingConfig } from "../sampling_config.ts";
-import type { DecodingOps } from "./ops.ts";
+import type { DecodingOps, PenaltyParams } from "./ops.ts";
 import { badWordBans, noRepeatNgramBans } from "./word_filters.ts";
 
 export interface Row extends SequenceView {
@@ -12,37 +12,55 @@ export interface Row extends SequenceView {
   readonly ids: readonly number[];
 }
 
-export function processLogits(
-  ops: DecodingOps,
-  logits: Float32Array, // [rows.length, V]
-  V: number,
+/** What the built-in stages need this step, or null for a stage with nothing to do: the same inputs
+ * drive the host ops (processLogits) and a backend's on-device decoding (forwardSample). */
+export interface StepTransforms {
+  bias: Float32Array | null;
+  penalties: PenaltyParams | null;
+  /** Per row: token ids set to −∞ (no-repeat-ngram, bad words, end ids under min length). */
+  banned: number[][] | null;
+}
+
+export function stepTransforms(
   rows: readonly Row[],
   cfg: ResolvedSamplingConfig,
   badWordIds: readonly (readonly (readonly number[])[])[], // per prompt: banned token sequences
-  processors: readonly LogitsProcessor[],
-  step: number,
-): void {
-  const B = rows.length;
-  if (cfg.embeddingBias) ops.addBias(logits, B, V, cfg.embeddingBias);
+): StepTransforms {
   const pick = (arr: number[]) => Float32Array.from(rows, (r) => arr[r.promptIndex]);
   const rep = pick(cfg.repetitionPenalty);
   const pres = pick(cfg.presencePenalty);
   const freq = pick(cfg.frequencyPenalty);
-  if (rep.some((x) => x !== 1) || pres.some((x) => x !== 0) || freq.some((x) => x !== 0)) {
-    ops.applyPenalties(logits, B, V, {
-      repetition: rep,
-      presence: pres,
-      frequency: freq,
-      tokens: rows.map((r) => Int32Array.from(r.ids)),
-      promptLens: Int32Array.from(rows, (r) => r.promptIds.length),
-    });
-  }
+  const penalties =
+    rep.some((x) => x !== 1) || pres.some((x) => x !== 0) || freq.some((x) => x !== 0)
+      ? {
+          repetition: rep,
+          presence: pres,
+          frequency: freq,
+          tokens: rows.map((r) => Int32Array.from(r.ids)),
+          promptLens: Int32Array.from(rows, (r) => r.promptIds.length),
+        }
+      : null;
   const banned = rows.map((r) => {
     const p = r.promptIndex;
     const out = [...noRepeatNgramBans(r.ids, cfg.noRepeatNgramSize[p]), ...badWordBans(r.ids, badWordIds[p])];
     if (r.outputIds.length < cfg.minLength[p]) out.push(...cfg.endIds);
     return out;
   });
-  if (banned.some((b) => b.length > 0)) ops.banTokens(logits, B, V, banned);
+  return { bias: cfg.embeddingBias, penalties, banned: banned.some((b) => b.length > 0) ? banned : null };
+}
+
+export function processLogits(
+  ops: DecodingOps,
+  logits: Float32Array, // [rows.length, V]
+  V: number,
+  rows: readonly Row[],
+  t: StepTransforms,
+  processors: readonly LogitsProcessor[],
+  step: number,
+): void {
+  const B = rows.length;
+  if (t.bias) ops.addBias(logits, B, V, t.bias);
+  if (t.penalties) ops.applyPenalties(logits, B, V, t.penalties);
+  if (t.banned) ops.banTokens(logits, B, V, t.banned);
   for (const proc of processors) proc.process(logits, V, rows, step);
 }
