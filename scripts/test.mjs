@@ -24,6 +24,13 @@ if (files.length === 0) {
   process.exit(1);
 }
 // GPU tests share one device: run their files one at a time so memory checks see only their own work.
-const args = ["--import", "tsx", "--test", "--test-reporter=spec", ...(suite === "gpu" ? ["--test-concurrency=1"] : []), ...files];
+const args = [
+  "--import",
+  "tsx",
+  "--test",
+  "--test-reporter=spec",
+  ...(suite === "gpu" ? ["--test-concurrency=1"] : []),
+  ...files,
+];
 const r = spawnSync(process.execPath, args, { stdio: "inherit" });
 process.exit(r.status ?? 1);

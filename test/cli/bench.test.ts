@@ -7,10 +7,23 @@ import { tempCache } from "../helpers/tiny_model.ts";
 test("kiln bench --json", () => {
   const cache = tempCache();
   try {
-    const r = kiln(["bench", "--input-len", "8", "--output-len", "4", "--runs", "1", "--json"], { KILN_CACHE_DIR: cache.dir });
+    const r = kiln(["bench", "--input-len", "8", "--output-len", "4", "--runs", "1", "--json"], {
+      KILN_CACHE_DIR: cache.dir,
+    });
     assert.equal(r.code, 0, r.stderr);
     const o = JSON.parse(r.stdout);
-    for (const k of ["device", "dtype", "batchSize", "inputLen", "outputLen", "ttftMs", "tpotMs", "outputTokensPerSec", "floorMs", "tpotOverFloor"]) {
+    for (const k of [
+      "device",
+      "dtype",
+      "batchSize",
+      "inputLen",
+      "outputLen",
+      "ttftMs",
+      "tpotMs",
+      "outputTokensPerSec",
+      "floorMs",
+      "tpotOverFloor",
+    ]) {
       assert.ok(k in o, `missing ${k}`);
     }
     assert.equal(o.inputLen, 8);
