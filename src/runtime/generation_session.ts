@@ -376,13 +376,13 @@ export class GenerationSession {
       (r, p) =>
         new BeamSearch({
           beamWidth: W,
-          lengthPenalty: cfg.lengthPenalty,
-          earlyStopping: cfg.earlyStopping,
+          lengthPenalty: cfg.lengthPenalty[p],
+          earlyStopping: cfg.earlyStopping[p],
           numReturnSequences: cfg.numReturnSequences,
           endIds: cfg.endIds,
           promptLen: r.promptIds.length,
           maxNewTokens: maxSteps[p],
-          diversityRate: cfg.beamSearchDiversityRate,
+          diversityRate: cfg.beamSearchDiversityRate[p],
         }),
     );
     // Every prompt starts with W identical beams (HF: the prompt repeated, beams > 0 scored −1e9).

@@ -46,14 +46,14 @@ export interface SamplingConfig {
   /** Beams per request; 1 = no beam search. */
   beamWidth: number;
   /** Beam scores are cumLogProb / generatedLength ** lengthPenalty (HF). */
-  lengthPenalty: number;
+  lengthPenalty: PerSeq<number>;
   /** Beam search stops: true as soon as beamWidth hypotheses finished; false when no better one can come
    * (HF heuristic); "never" only when provably none can. */
-  earlyStopping: boolean | "never";
+  earlyStopping: PerSeq<boolean | "never">;
   /** TensorRT-LLM's beamSearchDiversityRate: candidates are ranked with rate × their source beam's
    * index added (as TensorRT-LLM's beam kernels do), favouring children of lower-ranked beams; stored
    * scores stay raw. 0 = off (Hugging Face-exact beam search). */
-  beamSearchDiversityRate: number;
+  beamSearchDiversityRate: PerSeq<number>;
   /** Sequences returned per request (≤ beamWidth with beams; independent samples otherwise). */
   numReturnSequences: number;
   stopWords: PerSeq<readonly WordSpec[]>;
@@ -88,9 +88,9 @@ export interface ResolvedSamplingConfig {
   noRepeatNgramSize: number[];
   randomSeed: number[];
   beamWidth: number;
-  lengthPenalty: number;
-  earlyStopping: boolean | "never";
-  beamSearchDiversityRate: number;
+  lengthPenalty: number[];
+  earlyStopping: (boolean | "never")[];
+  beamSearchDiversityRate: number[];
   numReturnSequences: number;
   stopWords: WordSpec[][];
   badWords: WordSpec[][];
@@ -233,15 +233,15 @@ export function resolveSamplingConfig(
     isInt(c.beamWidth) && c.beamWidth >= 1 && c.beamWidth <= 64,
     "must be an integer in 1..64",
   );
-  scalar("lengthPenalty", Number.isFinite(c.lengthPenalty), "must be a finite number");
-  scalar(
+  const lengthPenalty = per<number>("lengthPenalty", Number.isFinite, "must be a finite number");
+  const earlyStopping = per<boolean | "never">(
     "earlyStopping",
-    c.earlyStopping === true || c.earlyStopping === false || c.earlyStopping === "never",
+    (x) => x === true || x === false || x === "never",
     'must be true, false or "never"',
   );
-  scalar(
+  const beamSearchDiversityRate = per<number>(
     "beamSearchDiversityRate",
-    Number.isFinite(c.beamSearchDiversityRate) && c.beamSearchDiversityRate >= 0,
+    (x) => Number.isFinite(x) && x >= 0,
     "must be a finite number ≥ 0",
   );
   scalar(
@@ -306,7 +306,7 @@ export function resolveSamplingConfig(
       );
     }
   } else {
-    if (c.beamSearchDiversityRate > 0)
+    if (beamSearchDiversityRate.some((r) => r > 0))
       fail("beamSearchDiversityRate", c.beamSearchDiversityRate, "needs beamWidth > 1");
     if (c.numReturnSequences > 1 && greedy.some((g) => g)) {
       fail(
@@ -335,9 +335,9 @@ export function resolveSamplingConfig(
     noRepeatNgramSize,
     randomSeed,
     beamWidth: c.beamWidth,
-    lengthPenalty: c.lengthPenalty,
-    earlyStopping: c.earlyStopping,
-    beamSearchDiversityRate: c.beamSearchDiversityRate,
+    lengthPenalty,
+    earlyStopping,
+    beamSearchDiversityRate,
     numReturnSequences: c.numReturnSequences,
     stopWords,
     badWords,

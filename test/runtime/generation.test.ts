@@ -59,6 +59,29 @@ describe("generation runtime", () => {
     }
   });
 
+  test("beam search: batched prompts with per-prompt length penalties equal each alone", async () => {
+    const opts = { beamWidth: 3, numReturnSequences: 2, maxNewTokens: 10 };
+    const both = await runner.generate(["ROMEO:\n", "My lord,"], {
+      ...opts,
+      lengthPenalty: [0.5, 2.0],
+      earlyStopping: [true, "never"],
+    });
+    const [a] = await runner.generate("ROMEO:\n", { ...opts, lengthPenalty: 0.5, earlyStopping: true });
+    const [b] = await runner.generate("My lord,", { ...opts, lengthPenalty: 2.0, earlyStopping: "never" });
+    assert.deepEqual(
+      both[0].sequences.map((s) => s.outputIds),
+      a.sequences.map((s) => s.outputIds),
+    );
+    assert.deepEqual(
+      both[1].sequences.map((s) => s.outputIds),
+      b.sequences.map((s) => s.outputIds),
+    );
+    assert.deepEqual(
+      both[1].sequences.map((s) => s.score),
+      b.sequences.map((s) => s.score),
+    );
+  });
+
   test("topK 1 equals greedy", async () => {
     const [g] = await runner.generate("ROMEO:\n", { maxNewTokens: 10, greedy: true, ignoreEos: true });
     const [k] = await runner.generate("ROMEO:\n", {
