@@ -7,7 +7,7 @@ import { BlockAllocator } from "./block_allocator.ts";
 import { BeamSearch } from "./decoding/beam_search.ts";
 import { processLogits, type Row, stepTransforms } from "./decoding/logits_pipeline.ts";
 import type { SampleParams } from "./decoding/ops.ts";
-import { ContextWindowExceededError, InvalidTokenIdError } from "./errors.ts";
+import { ContextWindowExceededError, InvalidTokenIdError, KvCacheExhaustedError } from "./errors.ts";
 import type { LogitsProcessor, StoppingCriteria } from "./logits_processor.ts";
 import type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./outputs.ts";
 import {
@@ -64,7 +64,17 @@ export class GenerationSession {
     const bs = this.session.backend.kvBlockSize;
     const perSeq = Math.ceil(Math.min(maxContextLength + maxNewTokens, this.maxSeqLen) / bs) + 1;
     const blocks = batchSize * beamWidth * perSeq;
-    this.session.backend.allocateKvCache(blocks);
+    const backend = this.session.backend;
+    const fit = backend.maxKvBlocks?.();
+    if (fit !== undefined && blocks > fit) {
+      const gib = (n: number) => ((n * backend.kvBytesPerBlock) / 2 ** 30).toFixed(2);
+      throw new KvCacheExhaustedError(
+        `${batchSize} prompt(s) × ${beamWidth} beam(s) of up to ${maxContextLength} + ${maxNewTokens} tokens need ` +
+          `${blocks} KV blocks (${gib(blocks)} GiB) but only ${fit} (${gib(fit)} GiB) fit in free device memory; ` +
+          "lower the batch size, the beam width or maxNewTokens",
+      );
+    }
+    backend.allocateKvCache(blocks);
     this.allocator = new BlockAllocator(blocks);
   }
 

@@ -37,6 +37,8 @@ export interface ExecutionBackend {
   /** (Re)allocates the KV pool to `numBlocks` blocks of every layer; contents are not kept. */
   allocateKvCache(numBlocks: number): void;
   readonly numKvBlocks: number;
+  /** Most KV blocks that fit in free device memory after everything else (CUDA); absent = no limit. */
+  maxKvBlocks?(): number;
   /** Bytes of KV cache one block takes over all layers (to size the pool). */
   readonly kvBytesPerBlock: number;
   /** Copies whole KV blocks src[i] → dst[i] in every layer (forking a sequence's partial block). */

@@ -254,6 +254,22 @@ describe("generation runtime", () => {
     }
   });
 
+  test("a KV cache larger than device memory is a clear error, not an out-of-memory crash", () => {
+    const backend = runner.session.backend as { maxKvBlocks?: () => number };
+    backend.maxKvBlocks = () => 3;
+    try {
+      assert.throws(
+        () => runner.generation.setup(8, 64, 64, 1),
+        (e: unknown) =>
+          e instanceof Error &&
+          e.name === "KvCacheExhaustedError" &&
+          /only 3 .* fit in free device memory/.test(e.message),
+      );
+    } finally {
+      delete backend.maxKvBlocks;
+    }
+  });
+
   test("GenerationSession.setup sizes the cache; decode runs id prompts", async () => {
     const gs = runner.generation;
     gs.setup(2, 16, 8, 1);
