@@ -26,6 +26,9 @@ bench() { # $1 = config name
   t0=$(date +%s%N)
   ./bin/kiln run --model "/tmp/engine-$cfg" --backend cuda --input-ids 1,2,3 --max-new-tokens 1 --json >/dev/null 2>>"$out/kiln-$cfg-build.err"
   echo "kiln load+1 token $cfg: exit $? in $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$out/summary.txt"
+  ./bin/kiln bench --model "/tmp/engine-$cfg" --backend cuda --batch-size 1 --input-len 128 --output-len 256 --profile \
+    >"$out/kiln-$cfg-profile.txt" 2>>"$out/kiln-$cfg-bench.err"
+  tail -30 "$out/kiln-$cfg-profile.txt" | tee -a "$out/summary.txt"
   ./bin/kiln bench --model "/tmp/engine-$cfg" --backend cuda --batch-size 1 --input-len 128 --output-len 256 --json \
     >"$out/kiln-$cfg-bench.json" 2>"$out/kiln-$cfg-bench.err"
   echo "kiln bench $cfg: exit $?" | tee -a "$out/summary.txt"

@@ -13,6 +13,7 @@ interface BenchFlags {
   outputLen: number;
   runs: number;
   randomWeights?: boolean;
+  profile?: boolean;
   cacheDir?: string;
   json?: boolean;
 }
@@ -29,6 +30,7 @@ export function registerBench(program: Command): void {
     .option("--output-len <n>", "generated tokens", intArg("--output-len", 1), 256)
     .option("--runs <n>", "timed repetitions (median reported)", intArg("--runs", 1), 3)
     .option("--random-weights", "build from config.json alone with random weights")
+    .option("--profile", "break one decode step's GPU time down by kernel kind (CUDA)")
     .option("--cache-dir <dir>", "engine cache directory")
     .option("--json", "print one JSON object")
     .action(async (f: BenchFlags) => {
@@ -46,6 +48,7 @@ export function registerBench(program: Command): void {
           inputLen: f.inputLen,
           outputLen: f.outputLen,
           runs: f.runs,
+          profile: f.profile,
         });
         if (f.json) {
           process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -73,6 +76,15 @@ export function registerBench(program: Command): void {
           ],
         ];
         for (const [k, v] of rows) process.stdout.write(`${k.padEnd(24)} ${v}\n`);
+        if (r.profile) {
+          const p = r.profile;
+          process.stdout.write(
+            `\ndecode step GPU time: graph ${p.graphMs.toFixed(3)} ms, eager sum ${p.eagerMs.toFixed(3)} ms\n`,
+          );
+          const kinds = Object.entries(p.byKind).sort((a, b) => b[1].ms - a[1].ms);
+          for (const [k, v] of kinds)
+            process.stdout.write(`  ${k.padEnd(28)} ${v.ms.toFixed(3)} ms  (${v.count}×)\n`);
+        }
       } finally {
         runner.dispose();
       }

@@ -11,6 +11,8 @@ export interface BenchOptions {
   /** Timed repetitions (the median is reported). */
   runs: number;
   seed?: number;
+  /** Also break a decode step's GPU time down by launch kind (CUDA). */
+  profile?: boolean;
 }
 
 export interface BenchResult {
@@ -32,6 +34,8 @@ export interface BenchResult {
   gemmTflops: number;
   weightBytes: number;
   runs: number;
+  /** With profile: one decode step's graph replay time and per-kind eager GPU times. */
+  profile?: { graphMs: number; eagerMs: number; byKind: Record<string, { ms: number; count: number }> };
 }
 
 const median = (xs: number[]) => {
@@ -67,6 +71,23 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     totals.push(stamps[stamps.length - 1] - t0);
   }
   const backend = s.backend;
+  let profile: BenchResult["profile"];
+  if (o.profile && backend.profileDecode) {
+    // One decode step of the batch at the average context: prefill the prompts, then profile.
+    const { BlockAllocator } = await import("./block_allocator.ts");
+    const { Sequence } = await import("./sequence.ts");
+    const { buildStep } = await import("./step_builder.ts");
+    runner.generation.setup(o.batchSize, o.inputLen, o.outputLen, 1);
+    const alloc = new BlockAllocator(backend.numKvBlocks);
+    const seqs = prompts.map((p, i) => new Sequence(i, p.ids, backend.kvBlockSize));
+    for (const q of seqs) q.reserve(q.ids.length + 1, alloc);
+    backend.forward(buildStep(seqs));
+    for (const q of seqs) {
+      q.numComputed = q.ids.length;
+      q.ids.push(11);
+    }
+    profile = backend.profileDecode(buildStep(seqs));
+  }
   const bandwidth = backend.measureCopyBandwidth();
   const flops = backend.measureGemmFlops();
   // The CPU backend widens weights and KV to fp32 at load; the CUDA backend keeps the engine dtype.
@@ -98,5 +119,6 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     gemmTflops: flops / 1e12,
     weightBytes: s.weightBytes,
     runs: o.runs,
+    ...(profile ? { profile } : {}),
   };
 }

@@ -56,6 +56,13 @@ export interface ExecutionBackend {
     p: SampleParams,
     t: StepTransforms,
   ): { tokens: Int32Array; logProbs: Float32Array };
+  /** Where a decode step's device time goes: GPU time per kind of launch (eager, one event pair
+   * each) and of one whole graph replay, for the decode step `step` (CUDA only; for `kiln bench --profile`). */
+  profileDecode?(step: StepInput): {
+    graphMs: number;
+    eagerMs: number;
+    byKind: Record<string, { ms: number; count: number }>;
+  };
   /** Runs the plan; returns logits [numLogitRows, vocabSize]. */
   forward(step: StepInput): Float32Array;
   dispose(): void;

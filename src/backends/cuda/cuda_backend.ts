@@ -375,6 +375,42 @@ export class CudaBackend implements ExecutionBackend {
     };
   }
 
+  profileDecode(step: StepInput): {
+    graphMs: number;
+    eagerMs: number;
+    byKind: Record<string, { ms: number; count: number }>;
+  } {
+    if (!this.graphable(step))
+      throw new EngineError("profileDecode needs a decode step (one token per sequence)");
+    const rowOf = this.uploadInvFreq(step);
+    this.replayDecode(step, rowOf); // captures the graph if needed
+    const bucket = nextPow2(step.seqs.length);
+    const graph = this.graphs.get(bucket) as CudaGraph;
+    const reps = 20;
+    const graphMs =
+      timeOnStream(this.stream, () => {
+        for (let i = 0; i < reps; i++) graph.launch(this.stream);
+      }) / reps;
+    const packed = {
+      ...packDecodeStep(step, bucket, this.graphStride, rowOf),
+      splits: this.graphSplits(bucket),
+    };
+    const rows = Int32Array.from({ length: bucket }, (_, i) => i);
+    this.uploadMeta(packed);
+    const byKind: Record<string, { ms: number; count: number }> = {};
+    let eagerMs = 0;
+    for (const st of this.lowered.steps) {
+      const key = st.kind === "linear" ? `gemm ${st.op.outFeatures}x${st.op.inFeatures}` : st.kind;
+      const ms = timeOnStream(this.stream, () => this.run(st, packed, rows));
+      eagerMs += ms;
+      const k = (byKind[key] ??= { ms: 0, count: 0 });
+      k.ms += ms;
+      k.count++;
+    }
+    this.stream.synchronize();
+    return { graphMs, eagerMs, byKind };
+  }
+
   /** CUDA graphs replay decode steps: one token per sequence, logits for each in order. */
   private graphable(step: StepInput): boolean {
     const S = step.seqs.length;
