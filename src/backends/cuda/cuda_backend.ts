@@ -403,9 +403,10 @@ export class CudaBackend implements ExecutionBackend {
       const key = st.kind === "linear" ? `gemm ${st.op.outFeatures}x${st.op.inFeatures}` : st.kind;
       const ms = timeOnStream(this.stream, () => this.run(st, packed, rows));
       eagerMs += ms;
-      const k = (byKind[key] ??= { ms: 0, count: 0 });
+      const k = byKind[key] ?? { ms: 0, count: 0 };
       k.ms += ms;
       k.count++;
+      byKind[key] = k;
     }
     this.stream.synchronize();
     return { graphMs, eagerMs, byKind };
