@@ -42,6 +42,7 @@ import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 const MAX_SPLITS = 32;
+const GEMV_MAX_M = 8;
 
 export class CudaBackend implements ExecutionBackend {
   readonly name = "cuda";
@@ -563,6 +564,11 @@ export class CudaBackend implements ExecutionBackend {
   private get graphStride(): number {
     return Math.ceil(this.maxSeqLen / this.kvBlockSize);
   }
+  /** Our GEMV for m ≤ 8 (16-bit engines); KILN_GEMV=0 uses cuBLASLt everywhere (A/B tests). */
+  get useGemv(): boolean {
+    return this.gemvEnabled && this.modules.has("gemv");
+  }
+  gemvEnabled = process.env.KILN_GEMV !== "0";
   /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
   graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
 
@@ -646,6 +652,20 @@ export class CudaBackend implements ExecutionBackend {
         const rows = rowsOf(op.x);
         const cap = this.lowered.storage.get(op.x)?.rows === "logits" ? this.maxLogitRows : this.maxTokens;
         const m = Math.min(nextPow2(rows), cap);
+        if (this.useGemv && rows <= GEMV_MAX_M && op.inFeatures % (16 / this.elem) === 0) {
+          // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
+          const fp32Out = st.logits && this.dtype !== "fp32";
+          this.launch("gemv", fp32Out ? "gemv_f32out" : "gemv", [Math.ceil(op.outFeatures / 8)], 256, [
+            { ptr: this.ptr(op.x) },
+            { ptr: this.w(op.weight) },
+            { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
+            { ptr: this.ptr(op.out) },
+            { i32: rows },
+            { i32: op.outFeatures },
+            { i32: op.inFeatures },
+          ]);
+          return;
+        }
         const g = this.gemm(
           m,
           op.outFeatures,

@@ -19,7 +19,8 @@ export type ModuleKey =
   | "rope"
   | "attn_prefill"
   | "attn_decode"
-  | "sampling";
+  | "sampling"
+  | "gemv";
 
 export interface ModuleSpec {
   key: ModuleKey;
@@ -54,6 +55,8 @@ export function moduleSpecs(
     { key: "attn_decode", file: "attention_decode.cu", defines: { ...t, ...heads, BLOCK_SIZE: blockSize } },
     { key: "sampling", file: "sampling.cu", defines: { VOCAB: model.vocabSize } },
   ];
+  // Decode GEMMs (m ≤ 8) of 16-bit engines; fp32 engines keep cuBLASLt's exact-fp32 GEMMs.
+  if (dtype !== "fp32") specs.push({ key: "gemv", file: "gemv.cu", defines: { ...t } });
   if (plan.ops.some((o) => o.kind === "rms_norm" && o.groupWidth)) {
     specs.push({ key: "rmsnorm_head", file: "rmsnorm.cu", defines: { ...t, WIDTH: model.headDim } });
   }

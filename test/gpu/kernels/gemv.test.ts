@@ -1,0 +1,70 @@
+// gemv.cu (decode GEMMs, m ≤ 8) against the CPU reference linear() on odd and real sizes, every
+// dtype, with and without bias, 16-bit and fp32 outputs.
+// Tolerance per element: fp32 accumulation in another order, 2^-22 · Σ|x·w| (a few ulps of the
+// magnitude the sum passes through), plus the storage rounding of the output, U[dtype] · |y|.
+import { after, afterEach, before, describe, test } from "node:test";
+import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
+import { assertWithin, DTYPES, i32, KernelHarness, NULL, noGpu, ptr, randn, roundTo } from "./harness.ts";
+import { U } from "./tolerances.ts";
+
+const SHAPES: [number, number, number][] = [
+  [1, 7, 8],
+  [1, 769, 4096],
+  [3, 4096, 5128],
+  [8, 5125, 64],
+  [2, 12, 14336],
+];
+
+describe("gemv.cu", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  after(() => h.dispose());
+  afterEach(() => h.freeAll());
+
+  for (const dtype of DTYPES) {
+    for (const [m, n, k] of SHAPES) {
+      for (const withBias of [false, true]) {
+        for (const f32Out of dtype === "fp32" ? [false] : [false, true]) {
+          test(`${dtype} m ${m} n ${n} k ${k}${withBias ? " bias" : ""}${f32Out ? " fp32 out" : ""}`, () => {
+            if (k % (dtype === "fp32" ? 4 : 8) !== 0) return;
+            const x = roundTo(randn(m * k, 1 + m + n, 0.5), dtype);
+            const w = roundTo(randn(n * k, 2 + k, 0.05), dtype);
+            const bias = withBias ? roundTo(randn(n, 3, 0.1), dtype) : null;
+            const want = new Float32Array(m * n);
+            linear(x, w, bias, m, k, n, want);
+            const absSum = new Float32Array(m * n);
+            linear(x.map(Math.abs), w.map(Math.abs), bias ? bias.map(Math.abs) : null, m, k, n, absSum);
+            const mod = h.module("gemv.cu", {}, dtype);
+            const outType = f32Out ? "fp32" : dtype;
+            const y = h.filled(m * n, outType, 0xff);
+            h.run(
+              mod,
+              f32Out ? "gemv_f32out" : "gemv",
+              [Math.ceil(n / 8)],
+              [256],
+              [
+                ptr(h.upload(x, dtype)),
+                ptr(h.upload(w, dtype)),
+                bias ? ptr(h.upload(bias, dtype)) : NULL,
+                ptr(y),
+                i32(m),
+                i32(n),
+                i32(k),
+              ],
+            );
+            const got = h.download(y, m * n, outType);
+            const u = f32Out ? 0 : U[dtype];
+            assertWithin(
+              got,
+              want,
+              (i) => 2 ** -22 * absSum[i] + u * Math.abs(want[i]) + 1e-30,
+              `gemv ${dtype}`,
+            );
+          });
+        }
+      }
+    }
+  }
+});
