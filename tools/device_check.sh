@@ -45,4 +45,5 @@ bench() { # $1 = config name
 [[ $what == bench-1b || $what == all ]] && bench llama-3.2-1b
 [[ $what == bench-8b || $what == both ]] && bench llama-3.1-8b
 [[ $what == both ]] && bench llama-3.2-1b
+[[ $what == cfg:* ]] && bench "${what#cfg:}"
 exit 0
