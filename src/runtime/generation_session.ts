@@ -90,10 +90,32 @@ export class GenerationSession {
     }
   }
 
+  /** Runs one batch at a time: a call made while another is generating waits for it (the KV pool
+   * and the backend are shared). Batching concurrent requests together is the executor's job. */
   async *decodeStream(
     inputs: readonly (readonly number[])[],
     config: Partial<SamplingConfig> = {},
     opts: DecodeOptions = {},
+  ): AsyncGenerator<StepOutput, RequestOutput[]> {
+    const previous = this.busy;
+    let release = () => {};
+    this.busy = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      await previous;
+      return yield* this.decodeExclusive(inputs, config, opts);
+    } finally {
+      release();
+    }
+  }
+
+  private busy: Promise<void> = Promise.resolve();
+
+  private async *decodeExclusive(
+    inputs: readonly (readonly number[])[],
+    config: Partial<SamplingConfig>,
+    opts: DecodeOptions,
   ): AsyncGenerator<StepOutput, RequestOutput[]> {
     const s = this.session;
     const V = s.backend.vocabSize;

@@ -82,6 +82,21 @@ describe("generation runtime", () => {
     );
   });
 
+  test("concurrent generate calls on one runner run one after the other and give the same results", async () => {
+    const a = { ...sample, seed: 1 };
+    const b = { ...sample, seed: 2, numReturnSequences: 2 };
+    const [ra, rb] = await Promise.all([
+      runner.generate("ROMEO:\n", a),
+      runner.generate(["JULIET:\n", "KING:"], b),
+    ]);
+    assert.deepEqual(ra[0].outputIds, (await runner.generate("ROMEO:\n", a))[0].outputIds);
+    const again = await runner.generate(["JULIET:\n", "KING:"], b);
+    assert.deepEqual(
+      rb.map((o) => o.sequences.map((q) => q.outputIds)),
+      again.map((o) => o.sequences.map((q) => q.outputIds)),
+    );
+  });
+
   test("topK 1 equals greedy", async () => {
     const [g] = await runner.generate("ROMEO:\n", { maxNewTokens: 10, greedy: true, ignoreEos: true });
     const [k] = await runner.generate("ROMEO:\n", {
