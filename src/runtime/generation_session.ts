@@ -20,7 +20,7 @@ import {
 import { type FinishReason, Sequence } from "./sequence.ts";
 import type { Session } from "./session.ts";
 import type { StepInput } from "./step.ts";
-import { buildStep } from "./step_builder.ts";
+import { buildChunkStep, buildStep } from "./step_builder.ts";
 import { BuiltinStops } from "./stopping.ts";
 import { TextTracker } from "./text_tracker.ts";
 
@@ -174,15 +174,46 @@ export class GenerationSession {
   }
 
   /** Prefill of every prompt at once; returns last-position logits [B, V] and (optionally) all prompt logits. */
+  /** Reserves the prompts' KV blocks and, when the prompts exceed the backend's largest step, runs
+   * them in chunks (chunked prefill) until the rest — every prompt's last token included — fits in
+   * one step. Returns that final step. */
+  private prefillStep(roots: Sequence[]): StepInput {
+    const backend = this.session.backend;
+    const alloc = this.allocator as BlockAllocator;
+    for (const r of roots) r.reserve(r.ids.length, alloc);
+    const budget = backend.maxStepTokens;
+    if (budget !== undefined) {
+      if (roots.length > budget) {
+        throw new InvalidArgumentError(
+          `a batch of ${roots.length} prompts exceeds the engine's ${budget} tokens per step; send fewer prompts at once`,
+        );
+      }
+      const remaining = () => roots.reduce((n, r) => n + r.ids.length - r.numComputed, 0);
+      while (remaining() > budget) {
+        const chunk = buildChunkStep(roots, budget - roots.length);
+        if (!chunk) break;
+        backend.forward(chunk.step);
+        roots.forEach((r, i) => {
+          r.numComputed += chunk.taken[i];
+        });
+      }
+    }
+    return buildStep(roots);
+  }
+
+  /** Context logits need every prompt row in one step (no chunking). */
+  private reserveAll(roots: Sequence[]): StepInput {
+    for (const r of roots) r.reserve(r.ids.length, this.allocator as BlockAllocator);
+    return buildStep(roots);
+  }
+
   private prefill(
     roots: Sequence[],
     cfg: ResolvedSamplingConfig,
   ): { last: Float32Array; context: Float32Array[] } {
     const backend = this.session.backend;
     const V = backend.vocabSize;
-    const alloc = this.allocator as BlockAllocator;
-    for (const r of roots) r.reserve(r.ids.length, alloc);
-    const step = buildStep(roots);
+    const step = cfg.returnContextLogits ? this.reserveAll(roots) : this.prefillStep(roots);
     if (cfg.returnContextLogits)
       step.logitRows = Int32Array.from({ length: step.tokenIds.length }, (_, i) => i);
     const logits = backend.forward(step).slice();
@@ -241,8 +272,7 @@ export class GenerationSession {
         hostLogits?.set(pre.last.subarray(l.promptIndex * V, (l.promptIndex + 1) * V), r * V),
       );
     } else {
-      for (const r of roots) r.reserve(r.ids.length, alloc);
-      pending = buildStep(roots);
+      pending = this.prefillStep(roots);
       pending.logitRows = Int32Array.from(live, (l) => pending?.logitRows[l.promptIndex] as number);
     }
     const forked = () => {

@@ -37,6 +37,9 @@ export interface ExecutionBackend {
   /** (Re)allocates the KV pool to `numBlocks` blocks of every layer; contents are not kept. */
   allocateKvCache(numBlocks: number): void;
   readonly numKvBlocks: number;
+  /** Most tokens one forward step may carry (CUDA: the activation arena's rows); absent = no limit.
+   * Longer prompts are prefilled in chunks. */
+  readonly maxStepTokens?: number;
   /** Most KV blocks that fit in free device memory after everything else (CUDA); absent = no limit. */
   maxKvBlocks?(): number;
   /** Bytes of KV cache one block takes over all layers (to size the pool). */

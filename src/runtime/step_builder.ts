@@ -28,3 +28,43 @@ export function buildStep(seqs: readonly Sequence[]): StepInput {
   });
   return { tokenIds, positions, slotMapping, seqs: steps, logitRows };
 }
+
+/**
+ * A prefill chunk of at most `budget` tokens that never takes a sequence's last uncomputed token
+ * (that one goes into the final step, which produces the logits). Returns null when nothing is
+ * left to chunk. Chunk i of a long prompt:   [ computed | chunk i | … | last token ]
+ */
+export function buildChunkStep(
+  seqs: readonly Sequence[],
+  budget: number,
+): { step: StepInput; taken: number[] } | null {
+  let left = budget;
+  const taken = seqs.map((s) => {
+    const n = Math.max(0, Math.min(s.ids.length - s.numComputed - 1, left));
+    left -= n;
+    return n;
+  });
+  const total = budget - left;
+  if (total === 0) return null;
+  const tokenIds = new Int32Array(total);
+  const positions = new Int32Array(total);
+  const slotMapping = new Int32Array(total);
+  const steps: SeqStep[] = [];
+  let t = 0;
+  seqs.forEach((s, i) => {
+    if (taken[i] === 0) return;
+    const start = t;
+    for (let pos = s.numComputed; pos < s.numComputed + taken[i]; pos++, t++) {
+      tokenIds[t] = s.ids[pos];
+      positions[t] = pos;
+      slotMapping[t] = s.slot(pos);
+    }
+    steps.push({
+      queryStart: start,
+      queryLen: taken[i],
+      contextLen: s.numComputed + taken[i],
+      blockTable: Int32Array.from(s.blockTable),
+    });
+  });
+  return { step: { tokenIds, positions, slotMapping, seqs: steps, logitRows: new Int32Array(0) }, taken };
+}

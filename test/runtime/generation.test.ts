@@ -97,6 +97,40 @@ describe("generation runtime", () => {
     );
   });
 
+  test("chunked prefill (prompts longer than the backend's step) equals one-shot prefill", async () => {
+    const prompts = [
+      "ROMEO:\nWhat light through yonder window breaks? It is the east,",
+      "KING:",
+      "To be, or not to be: that is the question",
+    ];
+    const opts = [
+      { greedy: true, maxNewTokens: 8, ignoreEos: true },
+      { ...sample, numReturnSequences: 2, maxNewTokens: 8 },
+      { beamWidth: 3, maxNewTokens: 8 },
+    ];
+    const want = [];
+    for (const o of opts) want.push(await runner.generate(prompts, o));
+    const backend = runner.session.backend as { maxStepTokens?: number };
+    Object.defineProperty(backend, "maxStepTokens", { value: 7, configurable: true });
+    try {
+      for (let i = 0; i < opts.length; i++) {
+        const got = await runner.generate(prompts, opts[i]);
+        got.forEach((o, p) => {
+          assert.deepEqual(
+            o.sequences.map((q) => q.outputIds),
+            want[i][p].sequences.map((q) => q.outputIds),
+            `options ${i} prompt ${p}`,
+          );
+          o.sequences[0].logProbs.forEach((lp, t) =>
+            assert.ok(Math.abs(lp - want[i][p].sequences[0].logProbs[t]) < 1e-4),
+          );
+        });
+      }
+    } finally {
+      delete backend.maxStepTokens;
+    }
+  });
+
   test("topK 1 equals greedy", async () => {
     const [g] = await runner.generate("ROMEO:\n", { maxNewTokens: 10, greedy: true, ignoreEos: true });
     const [k] = await runner.generate("ROMEO:\n", {

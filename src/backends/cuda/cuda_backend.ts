@@ -227,6 +227,10 @@ export class CudaBackend implements ExecutionBackend {
     }
   }
 
+  get maxStepTokens(): number {
+    return this.maxTokens;
+  }
+
   get numKvBlocks(): number {
     return this.numBlocks;
   }
@@ -591,6 +595,7 @@ export class CudaBackend implements ExecutionBackend {
     block: number,
     args: KernelArg[],
   ): void {
+    if (grid.some((d) => d === 0)) return; // nothing to do (e.g. no logit rows in a prefill chunk)
     const m = this.modules.get(mod);
     if (!m) throw new Error(`internal: module ${mod} not loaded`);
     m.kernel(kernel).launch(this.stream, [grid[0], grid[1] ?? 1, grid[2] ?? 1], [block, 1, 1], 0, args);
