@@ -108,7 +108,7 @@ describe("generation runtime", () => {
       { ...sample, numReturnSequences: 2, maxNewTokens: 8 },
       { beamWidth: 3, maxNewTokens: 8 },
     ];
-    const want = [];
+    const want: Awaited<ReturnType<typeof runner.generate>>[] = [];
     for (const o of opts) want.push(await runner.generate(prompts, o));
     const backend = runner.session.backend as { maxStepTokens?: number };
     Object.defineProperty(backend, "maxStepTokens", { value: 7, configurable: true });
