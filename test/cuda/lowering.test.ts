@@ -1,0 +1,115 @@
+// The CUDA backend's planning, checked on the CPU: lowering fuses the attention prologue for every
+// architecture, and the activation arena never gives two simultaneously live tensors overlapping
+// memory (liveness over the lowered program).
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { planArena } from "../../src/backends/cuda/arena.ts";
+import { lower } from "../../src/backends/cuda/lowering.ts";
+import { packDecodeStep, packStep } from "../../src/backends/cuda/step_metadata.ts";
+import { resolveBuildConfig } from "../../src/builder/build_config.ts";
+import { optimize } from "../../src/builder/optimize.ts";
+import { parseHfConfig } from "../../src/checkpoint/hf_config.ts";
+import { defineModel } from "../../src/models/registry.ts";
+import { BlockAllocator } from "../../src/runtime/block_allocator.ts";
+import { Sequence } from "../../src/runtime/sequence.ts";
+import { buildStep } from "../../src/runtime/step_builder.ts";
+import { TINY_CONFIGS } from "../helpers/tiny_model.ts";
+
+function plan(arch: string, fuse = true) {
+  const config = parseHfConfig(TINY_CONFIGS[arch], arch);
+  const net = optimize(defineModel(config, arch), resolveBuildConfig({ fuse }));
+  return { config, plan: { ops: net.ops, output: net.output } };
+}
+
+describe("CUDA lowering", () => {
+  for (const arch of Object.keys(TINY_CONFIGS)) {
+    test(`${arch}: one fused RoPE launch per layer on the packed qkv, q/k norms absorbed`, () => {
+      const { config, plan: p } = plan(arch);
+      const lowered = lower(p, config);
+      const ropes = lowered.steps.filter((s) => s.kind === "rope");
+      assert.equal(ropes.length, config.numLayers);
+      for (const r of ropes) {
+        assert.ok(r.kind === "rope" && r.qkv !== null, "packed qkv");
+        if (r.kind === "rope")
+          assert.equal(r.qNorm !== null, arch === "qwen3", "q norm absorbed only for Qwen3");
+      }
+      // No group RMSNorm launch is left for Qwen3 (it runs inside the RoPE kernel).
+      assert.ok(!lowered.steps.some((s) => s.kind === "rms_norm" && s.op.groupWidth));
+      assert.equal(lowered.steps.filter((s) => s.kind === "attention").length, config.numLayers);
+    });
+
+    test(`${arch}: unfused plans lower to the unfused RoPE launch`, () => {
+      const { config, plan: p } = plan(arch, false);
+      const ropes = lower(p, config).steps.filter((s) => s.kind === "rope");
+      assert.ok(ropes.every((r) => r.kind === "rope" && r.qkv === null));
+    });
+
+    test(`${arch}: arena regions of simultaneously live tensors never overlap`, () => {
+      const { config, plan: p } = plan(arch);
+      const lowered = lower(p, config);
+      const bytesOf = (name: string) => (lowered.storage.get(name)?.width ?? 1) * 64 * 2;
+      const { regions, totalBytes } = planArena(lowered.steps, bytesOf, new Set([lowered.output]));
+      const first = new Map<string, number>();
+      const last = new Map<string, number>();
+      lowered.steps.forEach((st, i) => {
+        for (const n of [...st.reads, ...st.writes]) {
+          if (!first.has(n)) first.set(n, i);
+          last.set(n, i);
+        }
+      });
+      last.set(lowered.output, Number.POSITIVE_INFINITY);
+      const names = [...regions.keys()];
+      let sum = 0;
+      for (const n of names) sum += regions.get(n)?.bytes ?? 0;
+      assert.ok(totalBytes < sum, "some regions are reused");
+      for (let a = 0; a < names.length; a++) {
+        for (let b = a + 1; b < names.length; b++) {
+          const ra = regions.get(names[a]);
+          const rb = regions.get(names[b]);
+          if (!ra || !rb) continue;
+          const overlap = ra.offset < rb.offset + rb.bytes && rb.offset < ra.offset + ra.bytes;
+          const live =
+            (first.get(names[a]) as number) <= (last.get(names[b]) as number) &&
+            (first.get(names[b]) as number) <= (last.get(names[a]) as number);
+          assert.ok(!(overlap && live), `${names[a]} and ${names[b]} share memory while both are live`);
+        }
+      }
+    });
+  }
+});
+
+describe("step metadata packing", () => {
+  test("packStep and packDecodeStep lay out ids, positions, slots, sequences and block tables", () => {
+    const alloc = new BlockAllocator(16);
+    const a = new Sequence(0, [5, 6, 7, 8, 9], 4);
+    const b = new Sequence(1, [3], 4);
+    for (const s of [a, b]) s.reserve(s.ids.length, alloc);
+    const full = packStep(buildStep([a, b]), () => 0);
+    const d = full.data;
+    assert.deepEqual([...d.subarray(full.at.ids, full.at.ids + 6)], [5, 6, 7, 8, 9, 3]);
+    assert.deepEqual([...d.subarray(full.at.positions, full.at.positions + 6)], [0, 1, 2, 3, 4, 0]);
+    assert.deepEqual([...d.subarray(full.at.queryStart, full.at.queryStart + 3)], [0, 5, 6]);
+    assert.deepEqual([...d.subarray(full.at.contextLen, full.at.contextLen + 2)], [5, 1]);
+    assert.equal(full.tableStride, 2);
+    assert.deepEqual([...d.subarray(full.at.slots, full.at.slots + 6)], [0, 1, 2, 3, 4, 8]);
+    assert.equal(full.allDecode, false);
+    // Decode step of both, padded to a bucket of 4 with a fixed stride of 3.
+    for (const s of [a, b]) {
+      s.numComputed = s.ids.length;
+      s.ids.push(11);
+      s.reserve(s.ids.length, alloc);
+    }
+    const dec = packDecodeStep(buildStep([a, b]), 4, 3, (i) => i);
+    const x = dec.data;
+    assert.deepEqual([...x.subarray(dec.at.ids, dec.at.ids + 4)], [11, 11, 0, 0]);
+    assert.deepEqual([...x.subarray(dec.at.slots, dec.at.slots + 4)], [a.slot(5), b.slot(1), -1, -1]);
+    assert.deepEqual(
+      [...x.subarray(dec.at.contextLen, dec.at.contextLen + 4)],
+      [6, 2, 0, 0],
+      "padding rows have context 0",
+    );
+    assert.deepEqual([...x.subarray(dec.at.queryStart, dec.at.queryStart + 5)], [0, 1, 2, 3, 4]);
+    assert.deepEqual([...x.subarray(dec.at.invFreqIndex, dec.at.invFreqIndex + 2)], [0, 1]);
+    assert.equal(dec.numSeqs, 4);
+  });
+});
