@@ -30,6 +30,8 @@ export function buildEngine(
   modelDir: string,
   outDir: string,
   options: Partial<BuildConfig> = {},
+  /** How weight files are hashed for the engine's source record (the cache passes its memo). */
+  hashFile?: (path: string) => string,
 ): BuildResult {
   const t0 = performance.now();
   const build = resolveBuildConfig(options);
@@ -40,7 +42,7 @@ export function buildEngine(
     const network = optimize(defineModel(model, join(modelDir, "config.json")), build);
     checkWeightsPresent(ckpt, network, modelDir);
     const dtype = resolveDtype(ckpt, network, build);
-    const config = engineConfig(model, build, dtype, ckpt.contentHash(), modelDir);
+    const config = engineConfig(model, build, dtype, ckpt.contentHash(hashFile), modelDir);
     const weights = Object.entries(network.weights).map(([name, spec]) =>
       engineWeight(ckpt, name, spec, dtype),
     );

@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { CudaDevice } from "../backends/cuda/device/index.ts";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
-import { engineCacheDir } from "../engine/cache.ts";
+import { cacheRoot, engineCacheDir } from "../engine/cache.ts";
 import { TOKENIZER_FILES } from "../engine/format.ts";
+import { type FileHasher, memoizedFileHasher } from "../engine/hash_memo.ts";
 import { isEngineDir, openEngine } from "../engine/reader.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
 import { buildEngine } from "./builder.ts";
@@ -21,14 +22,18 @@ export interface ResolvedEngine {
 export function resolveEngine(
   modelDir: string,
   options: Partial<BuildConfig> = {},
-  cacheRoot?: string,
+  cacheRootDir?: string,
 ): ResolvedEngine {
   if (isEngineDir(modelDir)) return { dir: modelDir, origin: "engine" };
   const build = resolveBuildConfig(options);
-  const hash = build.randomWeights ? sha256File(join(modelDir, "config.json")) : checkpointIdentity(modelDir);
+  const root = cacheRootDir ?? cacheRoot();
+  const hashFile = memoizedFileHasher(root);
+  const hash = build.randomWeights
+    ? sha256File(join(modelDir, "config.json"))
+    : checkpointIdentity(modelDir, hashFile);
   // A CUDA engine is compiled for one GPU architecture: the key names it, so another GPU builds its own.
   const target = build.backend === "cuda" ? `${hash}:${cudaArch()}` : hash;
-  const dir = engineCacheDir(target, build, cacheRoot);
+  const dir = engineCacheDir(target, build, root);
   if (isEngineDir(dir)) {
     try {
       openEngine(dir).close();
@@ -37,7 +42,7 @@ export function resolveEngine(
       // A stale or corrupt cache entry: rebuild it below.
     }
   }
-  const r = buildEngine(modelDir, dir, build);
+  const r = buildEngine(modelDir, dir, build, hashFile);
   return { dir, origin: "built", buildSeconds: r.seconds };
 }
 
@@ -51,16 +56,16 @@ function cudaArch(): string {
 }
 
 /** The checkpoint's content hash combined with its tokenizer files' (the engine carries both). */
-function checkpointIdentity(modelDir: string): string {
+function checkpointIdentity(modelDir: string, hashFile: FileHasher): string {
   const ckpt = Checkpoint.open(modelDir);
   let hash: string;
   try {
     // The engine carries the tokenizer files too, so they are part of its identity.
     const tokenizerHashes = TOKENIZER_FILES.filter((f) => existsSync(join(modelDir, f))).map((f) => ({
       name: f,
-      sha256: sha256File(join(modelDir, f)),
+      sha256: hashFile(join(modelDir, f)),
     }));
-    hash = combineHashes([{ name: "checkpoint", sha256: ckpt.contentHash() }, ...tokenizerHashes]);
+    hash = combineHashes([{ name: "checkpoint", sha256: ckpt.contentHash(hashFile) }, ...tokenizerHashes]);
   } finally {
     ckpt.close();
   }

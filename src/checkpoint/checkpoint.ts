@@ -110,13 +110,13 @@ export class Checkpoint implements Disposable {
    * sha256 (hex) of the checkpoint's content: config.json, the shard index if any, and the full bytes
    * of every safetensors file. Reads every weight byte the first time (cached per file afterwards).
    */
-  contentHash(): string {
+  contentHash(hashFile: (path: string) => string = sha256File): string {
     const parts = [{ name: "config.json", sha256: sha256Bytes(this.configBytes) }];
     if (this.index !== null) parts.push({ name: INDEX_FILE, sha256: sha256Bytes(this.index.bytes) });
     for (const file of this.files) {
       let h = this.fileHashes.get(file.path);
       if (h === undefined) {
-        h = sha256File(file.path);
+        h = hashFile(file.path);
         this.fileHashes.set(file.path, h);
       }
       parts.push({ name: basename(file.path), sha256: h });

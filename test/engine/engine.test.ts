@@ -1,7 +1,7 @@
 // Engine format: self-describing, versioned, validated on load; the content-addressed cache hits on
 // a second run and misses when anything that shapes the engine changes.
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { resolveBuildConfig } from "../../src/builder/build_config.ts";
@@ -166,6 +166,35 @@ describe("random-weight engines of shipped configs", () => {
       e.close();
       assert.equal(resolveEngine(dir, { randomWeights: true, maxSeqLen: 64 }, cache.dir).origin, "hit");
     } finally {
+      cache.cleanup();
+    }
+  });
+});
+
+describe("content-hash memo", () => {
+  test("a cache hit does not re-read unchanged weight files; a rewritten file is re-hashed", () => {
+    const model = writeTinyModel("qwen3");
+    const cache = tempCache();
+    try {
+      const first = resolveEngine(model.dir, {}, cache.dir);
+      const memo = join(cache.dir, "file-hashes");
+      const entries = readdirSync(memo);
+      assert.ok(entries.length >= 1, "hashes remembered");
+      // Corrupt the memo's hash value: a hit must now trust it (proving no re-read) and miss the engine.
+      for (const e of entries) {
+        const m = JSON.parse(readFileSync(join(memo, e), "utf8"));
+        writeFileSync(join(memo, e), JSON.stringify({ ...m, sha256: "0".repeat(64) }));
+      }
+      const trusted = resolveEngine(model.dir, {}, cache.dir);
+      assert.notEqual(trusted.dir, first.dir);
+      // Touching the file (new ctime) invalidates the memo: the real hash comes back.
+      const st = join(model.dir, "model.safetensors");
+      writeFileSync(st, readFileSync(st));
+      const again = resolveEngine(model.dir, {}, cache.dir);
+      assert.equal(again.dir, first.dir);
+      assert.equal(again.origin, "hit");
+    } finally {
+      model.cleanup();
       cache.cleanup();
     }
   });
