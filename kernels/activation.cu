@@ -178,16 +178,22 @@ __device__ __forceinline__ bool vec_ok(long long width, const void* a, const voi
 
 #define KILN_ACT_KERNELS(NAME, ACT)                                                                           \
   extern "C" __global__ void gated_act_##NAME(const kiln_t* gate_up, kiln_t* out, int rows, int inter) {   \
+    kiln::pdl_wait();                                                                                      \
+    kiln::pdl_launch_dependents();                                                                         \
     if (vec_ok(inter, gate_up, out, out)) gated_rows<ACT, kiln::kVec>(gate_up, out, rows, inter);         \
     else gated_rows<ACT, 1>(gate_up, out, rows, inter);                                                   \
   }                                                                                                        \
   extern "C" __global__ void gated_act2_##NAME(const kiln_t* gate, const kiln_t* up, kiln_t* out, int rows, \
                                               int inter) {                                                 \
+    kiln::pdl_wait();                                                                                      \
+    kiln::pdl_launch_dependents();                                                                         \
     const long long n = (long long)rows * inter;                                                           \
     if (vec_ok(n, gate, up, out)) gated2_elems<ACT, kiln::kVec>(gate, up, out, n);                        \
     else gated2_elems<ACT, 1>(gate, up, out, n);                                                          \
   }                                                                                                        \
   extern "C" __global__ void act_##NAME(const kiln_t* x, kiln_t* out, int n) {                             \
+    kiln::pdl_wait();                                                                                      \
+    kiln::pdl_launch_dependents();                                                                         \
     if (vec_ok(n, x, out, out)) act_elems<ACT, kiln::kVec>(x, out, n);                                    \
     else act_elems<ACT, 1>(x, out, n);                                                                    \
   }
@@ -199,11 +205,15 @@ KILN_ACT_KERNELS(gelu_new, GeluNew)
 KILN_ACT_KERNELS(relu, Relu)
 
 extern "C" __global__ void bias_add(kiln_t* x, const kiln_t* bias, int rows, int n) {
+  kiln::pdl_wait();
+  kiln::pdl_launch_dependents();
   if (vec_ok(n, x, bias, x)) bias_rows<kiln::kVec>(x, bias, rows, n);
   else bias_rows<1>(x, bias, rows, n);
 }
 
 extern "C" __global__ void residual_add(kiln_t* out, const kiln_t* a, const kiln_t* b, int n) {
+  kiln::pdl_wait();
+  kiln::pdl_launch_dependents();
   if (vec_ok(n, out, a, b)) add_elems<kiln::kVec>(out, a, b, n);
   else add_elems<1>(out, a, b, n);
 }

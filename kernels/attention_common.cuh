@@ -11,6 +11,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "pdl.cuh"  // kiln::pdl_wait / pdl_launch_dependents: every kernel waits first (see pdl.cuh)
+
 #if defined(KILN_DTYPE_F32) + defined(KILN_DTYPE_F16) + defined(KILN_DTYPE_BF16) != 1
 #error "define exactly one of KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16"
 #endif

@@ -80,6 +80,8 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
   __shared__ __align__(16) float s_acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM]
   __shared__ float s_m[kDecodeWarps * kHeadsPerCta];
   __shared__ float s_l[kDecodeWarps * kHeadsPerCta];
+  kiln::pdl_wait();  // q, the KV cache and the step metadata come from earlier kernels (see pdl.cuh)
+  kiln::pdl_launch_dependents();
 
   const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
@@ -269,6 +271,8 @@ extern "C" __global__ void __launch_bounds__(128)
                             const float* __restrict__ partial_m, const float* __restrict__ partial_l,
                             int num_splits) {
   using namespace attn;
+  kiln::pdl_wait();  // the partials come from attention_decode (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const size_t row = (size_t)blockIdx.y * NUM_HEADS + blockIdx.x;
   const float* pm = partial_m + row * num_splits;
   const float* pl = partial_l + row * num_splits;

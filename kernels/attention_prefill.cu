@@ -392,6 +392,8 @@ extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads, 2)
                       const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,
                       const int* __restrict__ context_len, const int* __restrict__ block_tables,
                       int block_table_stride, float scale, int sliding_window) {
+  kiln::pdl_wait();  // q, the KV cache and the step metadata come from earlier kernels (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int s = blockIdx.z;
   const int h = blockIdx.y;
   const int q0 = query_start[s];

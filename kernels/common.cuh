@@ -11,10 +11,16 @@
 // rounds to kiln_t where Hugging Face's torch code rounds to the model dtype. Products and sums the
 // CPU reference rounds one by one use the __f*_rn intrinsics, which the compiler never fuses into an
 // FMA, so fp32 builds reproduce the reference's rounding order. Never compile with --use_fast_math.
+//
+// Programmatic dependent launch (pdl.cuh): every kernel calls kiln::pdl_wait() before its first read
+// of a buffer an earlier kernel may write, before its first global write and before any `return`,
+// then kiln::pdl_launch_dependents(). Only weights and constant inputs may be read before the wait.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include "pdl.cuh"
 
 #if defined(KILN_DTYPE_F32) + defined(KILN_DTYPE_F16) + defined(KILN_DTYPE_BF16) > 1
 #error "define at most one of KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16"

@@ -49,6 +49,8 @@ __device__ __forceinline__ void zero_row(kiln_t* dst) {
 
 extern "C" __global__ void embedding(const int* ids, const kiln_t* table, kiln_t* out, int num_tokens,
                                      int vocab_start) {
+  kiln::pdl_wait();  // ids and out belong to the step (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int t = blockIdx.x;
   if (t >= num_tokens) return;
   constexpr int V = kiln::vec_for(HIDDEN);

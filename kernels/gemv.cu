@@ -1,8 +1,11 @@
 // Decode GEMV: y[m, n] = x[m, :] · W[n, :]ᵀ (+ bias[n]) for a few rows of x (m ≤ GEMV_MAX_M), the
-// bandwidth-bound shape of every decode-step GEMM. One warp owns one output feature n: its lanes
-// stream W's row n in 16-byte vectors (8 bf16/fp16), each multiplied with the same columns of all m
-// rows of x (read through L1/L2, shared by every warp), accumulated in fp32, reduced across the warp
-// by shuffles. Four vectors per lane are in flight per iteration so the memory system stays busy.
+// bandwidth-bound shape of every decode-step GEMM. A warp owns R consecutive output features: its lanes
+// stream W's R rows in 16-byte vectors (8 bf16/fp16), U vectors per lane and row in flight per
+// iteration so the memory system stays busy, each multiplied with the same columns of all m rows of x
+// (read through L1/L2, shared by every warp), accumulated in fp32, reduced across the warp by shuffles.
+// Under programmatic dependent launch the first U vectors of each row are loaded before the
+// grid-dependency wait (weights never depend on the previous kernel, see pdl.cuh), so they stream while
+// the previous kernel drains.
 // Reference: linear() in src/backends/cpu/kernels/linear.ts (fp32 sums; the summation order differs
 // from cuBLASLt's and the CPU's, so 16-bit outputs may differ by one rounding step of kiln_t).
 //
@@ -11,14 +14,18 @@
 //                  16-bit engines; fp32 engines keep cuBLASLt's exact-fp32 GEMMs for Hugging Face fidelity)
 //   GEMV_MAX_M     largest m (default 8)
 //
-// extern "C" __global__ void gemv(
+// Variants gemv_rRuUwW (R rows per warp, U vectors per lane in flight, W warps per block); the host
+// picks one per (n, k) in src/backends/cuda/gemv_plan.ts, from measurements (tools/microbench/gemv_pdl.cu):
+//   gemv_r1u16w8, gemv_r1u8w8, gemv_r2u8w4, gemv_r2u4w8
+// extern "C" __global__ void gemv_rRuUwW(
 //     const kiln_t* x,       // [m, k]
-//     const kiln_t* w,       // [n, k]   (HF nn.Linear layout)
+//     const kiln_t* w,       // [n, k]   (HF nn.Linear layout); weights: read before the PDL wait
 //     const kiln_t* bias,    // [n] or null
 //     kiln_t* y,             // [m, n]
-//     int m, int n, int k)   // k a multiple of 16 bytes of kiln_t (8 bf16/fp16, 4 fp32); rows 16-byte aligned
-// extern "C" __global__ void gemv_f32out(... float* y ...)   the same, fp32 output (logits)
-//   grid  = (ceil(n / 8)), block = (256): 8 warps, one output feature each
+//     int m, int n, int k)   // 1 ≤ m ≤ GEMV_MAX_M, n ≥ 1; k a multiple of 16 bytes of kiln_t (8 bf16/fp16,
+//                            // 4 fp32); rows 16-byte aligned
+// extern "C" __global__ void gemv_rRuUwW_f32out(... float* y ...)   the same, fp32 output (logits)
+//   grid  = (ceil(n / (R·W))), block = (32·W)
 //   shared memory: none
 #include "common.cuh"
 
@@ -31,8 +38,6 @@
 
 namespace {
 
-constexpr int kWarps = 8;
-constexpr int kUnroll = 4;
 constexpr int kElems = kiln::kVec;  // kiln_t per 16-byte vector
 
 // Overloads, not specialisations: in fp32 builds kiln_t is float and the two coincide.
@@ -48,56 +53,103 @@ __device__ __forceinline__ void dot_vec(const uint4& wv, const uint4& xv, float&
   for (int i = 0; i < kElems; i++) acc = fmaf(kiln::to_float(w[i]), kiln::to_float(x[i]), acc);
 }
 
-template <typename Out>
+/** Loads vectors v, v + 32, …, v + 32·(U − 1) of each of the warp's R weight rows. */
+template <int R, int U>
+__device__ __forceinline__ void load_w(const uint4* const (&wr)[R], int v, uint4 (&wv)[R][U]) {
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+#pragma unroll
+    for (int u = 0; u < U; u++) wv[r][u] = __ldcs(wr[r] + v + 32 * u);  // streamed once: evict first
+  }
+}
+
+template <int R, int U, int W, typename Out>
 __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
                                           const kiln_t* __restrict__ bias, Out* __restrict__ y, int m, int n, int k) {
+  // Prefetching holds R·U vectors (4 registers each) across the wait; more would spill at m = 8.
+  constexpr bool kPrefetch = R * U <= 16;
   const int lane = threadIdx.x & 31;
-  const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
-  if (row >= n) return;
-  const uint4* wr = reinterpret_cast<const uint4*>(w + (size_t)row * k);
+  const int row0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;  // the warp's rows: row0 .. row0 + R - 1
   const int vecs = k / kElems;
-  float acc[GEMV_MAX_M];
+  // Rows past n (the last warp's) re-read row n - 1; their sums are never stored.
+  const uint4* wr[R];
 #pragma unroll
-  for (int j = 0; j < GEMV_MAX_M; j++) acc[j] = 0.f;
+  for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
+
+  uint4 wv[R][U];
   int v = lane;
-  for (; v + 32 * (kUnroll - 1) < vecs; v += 32 * kUnroll) {
-    uint4 wv[kUnroll];
+  bool have = false;  // wv holds the vectors of the first iteration
+  if (kPrefetch && row0 < n && v + 32 * (U - 1) < vecs) {
+    load_w<R, U>(wr, v, wv);
+    have = true;
+  }
+  kiln::pdl_wait();  // x and y belong to the step (see pdl.cuh)
+  kiln::pdl_launch_dependents();
+  if (row0 >= n) return;
+
+  float acc[R][GEMV_MAX_M];
 #pragma unroll
-    for (int u = 0; u < kUnroll; u++) wv[u] = __ldcs(wr + v + 32 * u);  // streamed once: evict first
+  for (int r = 0; r < R; r++) {
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_M; j++) acc[r][j] = 0.f;
+  }
+  for (; v + 32 * (U - 1) < vecs; v += 32 * U) {
+    if (!have) load_w<R, U>(wr, v, wv);
+    have = false;
 #pragma unroll
     for (int j = 0; j < GEMV_MAX_M; j++) {
       if (j < m) {
         const uint4* xr = reinterpret_cast<const uint4*>(x + (size_t)j * k);
 #pragma unroll
-        for (int u = 0; u < kUnroll; u++) dot_vec(wv[u], __ldg(xr + v + 32 * u), acc[j]);
+        for (int u = 0; u < U; u++) {
+          const uint4 xv = __ldg(xr + v + 32 * u);
+#pragma unroll
+          for (int r = 0; r < R; r++) dot_vec(wv[r][u], xv, acc[r][j]);
+        }
       }
     }
   }
-  for (; v < vecs; v += 32) {
-    const uint4 wv = __ldcs(wr + v);
+  for (; v < vecs; v += 32) {  // the rest: fewer than 32·U vectors per row
+    uint4 wt[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) wt[r] = __ldcs(wr[r] + v);
 #pragma unroll
     for (int j = 0; j < GEMV_MAX_M; j++) {
-      if (j < m) dot_vec(wv, __ldg(reinterpret_cast<const uint4*>(x + (size_t)j * k) + v), acc[j]);
+      if (j < m) {
+        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + (size_t)j * k) + v);
+#pragma unroll
+        for (int r = 0; r < R; r++) dot_vec(wt[r], xv, acc[r][j]);
+      }
     }
   }
-  const float b = bias ? kiln::to_float(bias[row]) : 0.f;
 #pragma unroll
-  for (int j = 0; j < GEMV_MAX_M; j++) {
-    if (j < m) {
-      const float s = kiln::warp_sum(acc[j]);
-      if (lane == 0) store_out(y + (size_t)j * n + row, s + b);
+  for (int r = 0; r < R; r++) {
+    const int row = row0 + r;
+    const float b = bias && row < n ? kiln::to_float(bias[row]) : 0.f;
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_M; j++) {
+      if (j < m) {
+        const float s = kiln::warp_sum(acc[r][j]);
+        if (lane == 0 && row < n) store_out(y + (size_t)j * n + row, s + b);
+      }
     }
   }
 }
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(256)
-    gemv(const kiln_t* x, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) {
-  gemv_impl<kiln_t>(x, w, bias, y, m, n, k);
-}
+// One variant: its kiln_t-output and fp32-output kernels.
+#define KILN_GEMV(R, U, W)                                                                                     \
+  extern "C" __global__ void __launch_bounds__(32 * W)                                                       \
+      gemv_r##R##u##U##w##W(const kiln_t* x, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) { \
+    gemv_impl<R, U, W, kiln_t>(x, w, bias, y, m, n, k);                                                       \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_f32out(                       \
+      const kiln_t* x, const kiln_t* w, const kiln_t* bias, float* y, int m, int n, int k) {                   \
+    gemv_impl<R, U, W, float>(x, w, bias, y, m, n, k);                                                        \
+  }
 
-extern "C" __global__ void __launch_bounds__(256)
-    gemv_f32out(const kiln_t* x, const kiln_t* w, const kiln_t* bias, float* y, int m, int n, int k) {
-  gemv_impl<float>(x, w, bias, y, m, n, k);
-}
+KILN_GEMV(1, 16, 8)
+KILN_GEMV(1, 8, 8)
+KILN_GEMV(2, 8, 4)
+KILN_GEMV(2, 4, 8)

@@ -106,6 +106,8 @@ __device__ __forceinline__ bool all_aligned(const void* a, const void* b, const 
 
 extern "C" __global__ void layer_norm(const kiln_t* x, const kiln_t* weight, const kiln_t* bias, kiln_t* out,
                                       float eps, int rows) {
+  kiln::pdl_wait();  // x / residual come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int r = blockIdx.x;
   if (r >= rows) return;
   const long long off = (long long)r * WIDTH;
@@ -120,6 +122,8 @@ extern "C" __global__ void layer_norm(const kiln_t* x, const kiln_t* weight, con
 // The residual's second and third reads (variance, output) are of elements this thread wrote itself.
 extern "C" __global__ void add_layer_norm(kiln_t* residual, const kiln_t* x, const kiln_t* weight,
                                           const kiln_t* bias, kiln_t* out, float eps, int rows) {
+  kiln::pdl_wait();  // x / residual come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int r = blockIdx.x;
   if (r >= rows) return;
   const long long off = (long long)r * WIDTH;

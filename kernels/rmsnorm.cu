@@ -110,6 +110,8 @@ __device__ __forceinline__ void add_rms_norm_row(kiln_t* residual, const kiln_t*
 }  // namespace
 
 extern "C" __global__ void rms_norm(const kiln_t* x, const kiln_t* weight, kiln_t* out, float eps, int rows) {
+  kiln::pdl_wait();  // x / residual come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int r = blockIdx.x;
   if (r >= rows) return;
   const long long off = (long long)r * WIDTH;
@@ -123,6 +125,8 @@ extern "C" __global__ void rms_norm(const kiln_t* x, const kiln_t* weight, kiln_
 
 extern "C" __global__ void add_rms_norm(kiln_t* residual, const kiln_t* x, const kiln_t* weight, kiln_t* out, float eps,
                                         int rows) {
+  kiln::pdl_wait();  // x / residual come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int r = blockIdx.x;
   if (r >= rows) return;
   const long long off = (long long)r * WIDTH;

@@ -194,6 +194,8 @@ extern "C" __global__ void rope_qkv_fused(const kiln_t* qkv, const int* position
                                           const kiln_t* q_norm_weight, const kiln_t* k_norm_weight, float norm_eps,
                                           kiln_t* q_out, kiln_t* k_cache, kiln_t* v_cache, int num_tokens,
                                           int num_slots) {
+  kiln::pdl_wait();  // qkv, positions, slots and the KV cache belong to the step (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int t = blockIdx.x;
   if (t >= num_tokens) return;
   const RopeArgs a{positions, slot_mapping, inv_freq, inv_freq_index, attention_scaling, q_norm_weight,
@@ -207,6 +209,8 @@ extern "C" __global__ void rope_qkv(const kiln_t* q, const kiln_t* k, const kiln
                                     float attention_scaling, const kiln_t* q_norm_weight, const kiln_t* k_norm_weight,
                                     float norm_eps, kiln_t* q_out, kiln_t* k_cache, kiln_t* v_cache, int num_tokens,
                                     int num_slots) {
+  kiln::pdl_wait();  // qkv, positions, slots and the KV cache belong to the step (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int t = blockIdx.x;
   if (t >= num_tokens) return;
   const RopeArgs a{positions, slot_mapping, inv_freq, inv_freq_index, attention_scaling, q_norm_weight,

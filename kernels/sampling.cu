@@ -527,6 +527,8 @@ __device__ int draw(const Row& r, float row_max, double top_p, double min_p, dou
 }  // namespace
 
 extern "C" __global__ void add_logit_bias(float* logits, const float* bias, int rows) {
+  kiln::pdl_wait();  // logits come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const long long total = (long long)rows * VOCAB;
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
     logits[i] = __fadd_rn(logits[i], bias[i % VOCAB]);
@@ -536,6 +538,8 @@ extern "C" __global__ void add_logit_bias(float* logits, const float* bias, int 
 extern "C" __global__ void apply_penalties(float* logits, const int* tokens, const int* token_lens,
                                            const int* prompt_lens, const float* repetition, const float* presence,
                                            const float* frequency, int* counts, int max_tokens) {
+  kiln::pdl_wait();  // logits come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int b = blockIdx.x;
   const float rep = repetition[b], pres = presence[b], freq = frequency[b];
   if (rep == 1.0f && pres == 0.0f && freq == 0.0f) return;  // the reference's no-op (also for NaN-free rows)
@@ -575,6 +579,8 @@ extern "C" __global__ void apply_penalties(float* logits, const int* tokens, con
 }
 
 extern "C" __global__ void ban_tokens(float* logits, const int* banned, int max_banned) {
+  kiln::pdl_wait();  // logits come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int b = blockIdx.x;
   const int* list = banned + (long long)b * max_banned;
   for (int i = threadIdx.x; i < max_banned; i += blockDim.x) {
@@ -585,6 +591,8 @@ extern "C" __global__ void ban_tokens(float* logits, const int* banned, int max_
 
 extern "C" __global__ void log_softmax(const float* logits, const float* temperature, const unsigned char* greedy,
                                        float* out) {
+  kiln::pdl_wait();  // logits come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int b = blockIdx.x;
   const float* row = logits + (long long)b * VOCAB;
   float* dst = out + (long long)b * VOCAB;
@@ -595,6 +603,8 @@ extern "C" __global__ void log_softmax(const float* logits, const float* tempera
 }
 
 extern "C" __global__ void argmax_logprob(const float* logits, int* out_token, float* out_logprob) {
+  kiln::pdl_wait();  // logits come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int b = blockIdx.x;
   const float* row = logits + (long long)b * VOCAB;
   const RowStats st = row_stats(row);
@@ -610,6 +620,8 @@ extern "C" __global__ void __launch_bounds__(kThreads)
                      const float* top_p, const float* min_p, const double* seed, const int* sequence, const int* step,
                      int* out_token, float* out_logprob) {
   __shared__ SamplerShared sm;
+  kiln::pdl_wait();  // logits come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
   const int b = blockIdx.x;
   if (blockDim.x != kThreads) {
     if (threadIdx.x == 0) out_token[b] = -1;

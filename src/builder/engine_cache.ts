@@ -3,6 +3,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { CudaDevice } from "../backends/cuda/device/index.ts";
+import { kernelSourcesHash } from "../backends/cuda/kernel_modules.ts";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
 import { cacheRoot, engineCacheDir } from "../engine/cache.ts";
@@ -31,8 +32,9 @@ export function resolveEngine(
   const hash = build.randomWeights
     ? sha256File(join(modelDir, "config.json"))
     : checkpointIdentity(modelDir, hashFile);
-  // A CUDA engine is compiled for one GPU architecture: the key names it, so another GPU builds its own.
-  const target = build.backend === "cuda" ? `${hash}:${cudaArch()}` : hash;
+  // A CUDA engine is compiled for one GPU architecture from kiln's kernel sources: the key names both,
+  // so another GPU, or changed kernels, build their own.
+  const target = build.backend === "cuda" ? `${hash}:${cudaArch()}:${kernelSourcesHash()}` : hash;
   const dir = engineCacheDir(target, build, root);
   if (isEngineDir(dir)) {
     try {

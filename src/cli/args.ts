@@ -23,6 +23,16 @@ export function floatArg(flag: string) {
   };
 }
 
+/** A share in (0, 1]. */
+export function fractionArg(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !(n > 0 && n <= 1))
+      throw new InvalidArgumentError(`${flag} expects a number in (0, 1] such as 0.9, got "${v}"`);
+    return n;
+  };
+}
+
 export function idsArg(v: string): number[] {
   const parts = v.split(",").map((s) => s.trim());
   const ids = parts.map(Number);

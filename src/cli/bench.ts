@@ -1,10 +1,17 @@
 // `kiln bench`: latency benchmark against the bandwidth and compute floors (see runtime/bench.ts).
 import type { Command } from "commander";
 import { runBench } from "../runtime/bench.ts";
+import { gib } from "../runtime/kv_cache_pool.ts";
 import { ModelRunner } from "../runtime/model_runner.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
+import {
+  type KvCacheFlags,
+  kvCacheFromFlags,
+  kvFractionOption,
+  maxKvTokensOption,
+} from "./kv_cache_flags.ts";
 
-interface BenchFlags {
+interface BenchFlags extends KvCacheFlags {
   model?: string;
   backend?: "cpu" | "cuda";
   dtype?: "fp32" | "fp16" | "bf16";
@@ -33,6 +40,8 @@ export function registerBench(program: Command): void {
     .option("--profile", "break one decode step's GPU time down by kernel kind (CUDA)")
     .option("--cache-dir <dir>", "engine cache directory")
     .option("--json", "print one JSON object")
+    .addOption(kvFractionOption())
+    .addOption(maxKvTokensOption())
     .action(async (f: BenchFlags) => {
       const runner = ModelRunner.fromDir(f.model ?? defaultModelDir(), {
         ...(f.backend ? { backend: f.backend } : {}),
@@ -41,6 +50,7 @@ export function registerBench(program: Command): void {
         ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
         maxBatchSize: Math.max(64, f.batchSize),
         maxNumTokens: Math.max(4096, f.batchSize * f.inputLen),
+        kvCache: kvCacheFromFlags(f),
       });
       try {
         const r = await runBench(runner, {
@@ -67,6 +77,10 @@ export function registerBench(program: Command): void {
             `${r.tpotMs.toFixed(3)} ms  (floor ${r.floorMs.toFixed(3)} ms, ×${r.tpotOverFloor.toFixed(2)})`,
           ],
           ["output tokens/s", r.outputTokensPerSec.toFixed(1)],
+          [
+            "KV cache pool",
+            `${r.kvCacheBlocks} blocks, ${r.kvCacheTokens} tokens, ${gib(r.kvCacheGiB * 2 ** 30)} (limited by ${r.kvCacheLimitedBy})`,
+          ],
           ["copy bandwidth", `${r.copyBandwidthGBs.toFixed(1)} GB/s (read + write)`],
           [
             "GEMM rate",

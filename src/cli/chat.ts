@@ -7,8 +7,14 @@ import { KilnError } from "../errors.ts";
 import { type ChatMessage, ChatTemplate, encodeChat } from "../runtime/chat_template.ts";
 import { type GenerateOptions, ModelRunner } from "../runtime/model_runner.ts";
 import { choiceArg, defaultModelDir, floatArg, intArg, modelDirArg } from "./args.ts";
+import {
+  type KvCacheFlags,
+  kvCacheFromFlags,
+  kvFractionOption,
+  maxKvTokensOption,
+} from "./kv_cache_flags.ts";
 
-interface ChatFlags {
+interface ChatFlags extends KvCacheFlags {
   model?: string;
   system?: string;
   chatTemplate?: string;
@@ -39,6 +45,8 @@ export function registerChat(program: Command): void {
     .option("--greedy", "greedy decoding (argmax)")
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
+    .addOption(kvFractionOption())
+    .addOption(maxKvTokensOption())
     .action(async (flags: ChatFlags) => chatCommand(flags));
 }
 
@@ -75,6 +83,7 @@ async function chatCommand(f: ChatFlags): Promise<void> {
   const runner = ModelRunner.fromDir(dir, {
     ...(f.backend ? { backend: f.backend } : {}),
     ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
+    kvCache: kvCacheFromFlags(f),
   });
   try {
     const options: GenerateOptions = {

@@ -17,8 +17,14 @@ import {
   wordArg,
 } from "./args.ts";
 import { chatPromptFromText } from "./chat.ts";
+import {
+  type KvCacheFlags,
+  kvCacheFromFlags,
+  kvFractionOption,
+  maxKvTokensOption,
+} from "./kv_cache_flags.ts";
 
-interface RunFlags extends Partial<Omit<SamplingConfig, "stopWords" | "badWords" | "endId">> {
+interface RunFlags extends Partial<Omit<SamplingConfig, "stopWords" | "badWords" | "endId">>, KvCacheFlags {
   model?: string;
   prompt?: string;
   inputIds?: number[];
@@ -119,6 +125,8 @@ export function registerRun(program: Command): void {
     .option("--cache-dir <dir>", "engine cache directory")
     .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
     .option("--json", "print one JSON object instead of streaming text")
+    .addOption(kvFractionOption())
+    .addOption(maxKvTokensOption())
     .action(async (flags: RunFlags) => runCommand(flags));
 }
 
@@ -171,6 +179,7 @@ async function runCommand(f: RunFlags): Promise<void> {
     ...(f.backend ? { backend: f.backend } : {}),
     ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
     ...(f.randomWeights ? { randomWeights: true } : {}),
+    kvCache: kvCacheFromFlags(f),
   });
   try {
     const opts = generateOptionsFromFlags(f);

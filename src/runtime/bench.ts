@@ -2,6 +2,7 @@
 // end to end through the runtime (host work included). Reported against the physical floors:
 //   decode floor  = bytes a step must read (weights + average KV) / measured copy bandwidth
 //   prefill floor = 2 · params · prompt tokens / measured GEMM rate
+import type { KvPoolInfo, KvPoolLimit } from "./kv_cache_pool.ts";
 import type { ModelRunner } from "./model_runner.ts";
 
 export interface BenchOptions {
@@ -33,6 +34,11 @@ export interface BenchResult {
   copyBandwidthGBs: number;
   gemmTflops: number;
   weightBytes: number;
+  /** The KV pool every run shares (sized once; see kv_cache_pool.ts). */
+  kvCacheBlocks: number;
+  kvCacheTokens: number;
+  kvCacheGiB: number;
+  kvCacheLimitedBy: KvPoolLimit;
   runs: number;
   /** With profile: one decode step's graph replay time and per-kind eager GPU times. */
   profile?: { graphMs: number; eagerMs: number; byKind: Record<string, { ms: number; count: number }> };
@@ -55,7 +61,12 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     ids: Array.from({ length: o.inputLen }, () => 10 + Math.floor(rand() * (m.vocabSize - 20))),
   }));
   const opts = { greedy: true, ignoreEos: true } as const;
-  runner.generation.setup(o.batchSize, o.inputLen, o.outputLen, 1);
+  // The floors' measurements borrow ~2 GiB of device memory: take it before the KV pool takes its share.
+  const backend = s.backend;
+  const bandwidth = backend.measureCopyBandwidth();
+  const flops = backend.measureGemmFlops();
+  runner.generation.setup(o.batchSize, o.inputLen, o.outputLen, 1); // the KV pool, before any timing
+  const pool = runner.generation.pool as KvPoolInfo;
   await runner.generate(prompts, { ...opts, maxNewTokens: Math.min(4, o.outputLen) }); // warm-up: lazy GEMM plans, caches
   const ttfts: number[] = [];
   const tpots: number[] = [];
@@ -70,7 +81,6 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     if (deltas.length) tpots.push(median(deltas));
     totals.push(stamps[stamps.length - 1] - t0);
   }
-  const backend = s.backend;
   let profile: BenchResult["profile"];
   if (o.profile && backend.profileDecode) {
     // One decode step of the batch at the average context: prefill the prompts, then profile.
@@ -88,8 +98,6 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     }
     profile = backend.profileDecode(buildStep(seqs));
   }
-  const bandwidth = backend.measureCopyBandwidth();
-  const flops = backend.measureGemmFlops();
   // The CPU backend widens weights and KV to fp32 at load; the CUDA backend keeps the engine dtype.
   const stored = s.config.build.dtype === "fp32" ? 4 : 2;
   const elem = backend.name === "cpu" ? 4 : stored;
@@ -118,6 +126,10 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     copyBandwidthGBs: bandwidth / 1e9,
     gemmTflops: flops / 1e12,
     weightBytes: s.weightBytes,
+    kvCacheBlocks: pool.numBlocks,
+    kvCacheTokens: pool.tokens,
+    kvCacheGiB: pool.bytes / 2 ** 30,
+    kvCacheLimitedBy: pool.limitedBy,
     runs: o.runs,
     ...(profile ? { profile } : {}),
   };

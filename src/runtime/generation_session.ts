@@ -1,13 +1,16 @@
-// GenerationSession: TensorRT-LLM's runtime entry point in TypeScript idiom. `setup` sizes the KV
-// cache for (batch, context, new tokens, beams); `decode` runs a batch of token-id prompts to
-// completion; `decodeStream` yields each step. Sampling and beam search share the logits pipeline
-// and the backend's decoding ops; this file only moves tokens and KV blocks between them.
+// GenerationSession: TensorRT-LLM's runtime entry point in TypeScript idiom. The KV pool is sized
+// once (kv_cache_pool.ts) and shared by every request; `setup` checks that (batch, context, new
+// tokens, beams) fits it; `decode` runs a batch of token-id prompts to completion; `decodeStream`
+// yields each step. Sampling and beam search share the logits pipeline and the backend's decoding
+// ops; this file only moves tokens and KV blocks between them.
 import { InvalidArgumentError } from "../errors.ts";
 import { BlockAllocator } from "./block_allocator.ts";
 import { BeamSearch } from "./decoding/beam_search.ts";
 import { processLogits, type Row, stepTransforms } from "./decoding/logits_pipeline.ts";
 import type { SampleParams } from "./decoding/ops.ts";
-import { ContextWindowExceededError, InvalidTokenIdError, KvCacheExhaustedError } from "./errors.ts";
+import { ContextWindowExceededError, InvalidTokenIdError } from "./errors.ts";
+import { type KvCacheConfig, resolveKvCacheConfig } from "./kv_cache_config.ts";
+import { KvCachePool, type KvPoolInfo, kvBlocksNeeded } from "./kv_cache_pool.ts";
 import type { LogitsProcessor, StoppingCriteria } from "./logits_processor.ts";
 import type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./outputs.ts";
 import {
@@ -19,7 +22,7 @@ import {
 } from "./sampling_config.ts";
 import { type FinishReason, Sequence } from "./sequence.ts";
 import type { Session } from "./session.ts";
-import type { StepInput } from "./step.ts";
+import type { SampleTicket, StepInput } from "./step.ts";
 import { buildChunkStep, buildStep } from "./step_builder.ts";
 import { BuiltinStops } from "./stopping.ts";
 import { TextTracker } from "./text_tracker.ts";
@@ -44,16 +47,36 @@ interface Live {
 }
 
 export class GenerationSession {
+  /** Fresh over the pool for each request; null between requests. */
   private allocator: BlockAllocator | null = null;
+  /** The KV pool, sized once and shared by every request (see kv_cache_pool.ts). */
+  readonly kvCache: KvCachePool;
 
-  constructor(readonly session: Session) {}
+  constructor(
+    readonly session: Session,
+    kvCacheConfig: Partial<KvCacheConfig> = {},
+  ) {
+    const limits = { maxBatchSize: session.config.build.maxBatchSize, maxSeqLen: session.config.maxSeqLen };
+    this.kvCache = new KvCachePool(session.backend, limits, resolveKvCacheConfig(kvCacheConfig));
+  }
 
   get maxSeqLen(): number {
     return this.session.config.maxSeqLen;
   }
 
-  /** Sizes the KV cache for `batchSize` prompts of up to `maxContextLength` tokens, `maxNewTokens`
-   * new tokens each, and `beamWidth` beams (or returned samples) per prompt. */
+  /** Allocates the KV pool now instead of at the first request (a pool already there is kept). */
+  allocatePool(): KvPoolInfo {
+    return this.kvCache.allocate();
+  }
+
+  /** The KV pool's size, or null before it is allocated. */
+  get pool(): KvPoolInfo | null {
+    return this.kvCache.info;
+  }
+
+  /** Checks that `batchSize` prompts of up to `maxContextLength` tokens, `maxNewTokens` new tokens
+   * each, and `beamWidth` beams (or returned samples) per prompt fit the KV pool (allocating it at
+   * the first call), and starts a fresh block allocator over it. */
   setup(batchSize: number, maxContextLength: number, maxNewTokens: number, beamWidth = 1): void {
     for (const [name, v] of Object.entries({ batchSize, maxContextLength, maxNewTokens, beamWidth })) {
       if (!Number.isInteger(v) || v < 1)
@@ -62,19 +85,16 @@ export class GenerationSession {
     if (maxContextLength >= this.maxSeqLen)
       throw new ContextWindowExceededError(maxContextLength, this.maxSeqLen);
     const bs = this.session.backend.kvBlockSize;
-    const perSeq = Math.ceil(Math.min(maxContextLength + maxNewTokens, this.maxSeqLen) / bs) + 1;
-    const blocks = batchSize * beamWidth * perSeq;
-    const backend = this.session.backend;
-    const fit = backend.maxKvBlocks?.();
-    if (fit !== undefined && blocks > fit) {
-      const gib = (n: number) => ((n * backend.kvBytesPerBlock) / 2 ** 30).toFixed(2);
-      throw new KvCacheExhaustedError(
-        `${batchSize} prompt(s) × ${beamWidth} beam(s) of up to ${maxContextLength} + ${maxNewTokens} tokens need ` +
-          `${blocks} KV blocks (${gib(blocks)} GiB) but only ${fit} (${gib(fit)} GiB) fit in free device memory; ` +
-          "lower the batch size, the beam width or maxNewTokens",
-      );
-    }
-    backend.allocateKvCache(blocks);
+    const need = kvBlocksNeeded(
+      batchSize * beamWidth,
+      Math.min(maxContextLength + maxNewTokens, this.maxSeqLen),
+      bs,
+    );
+    const blocks = this.kvCache.reserve(
+      need,
+      () =>
+        `${batchSize} prompt(s) × ${beamWidth} beam(s) of up to ${maxContextLength} + ${maxNewTokens} tokens`,
+    );
     this.allocator = new BlockAllocator(blocks);
   }
 
@@ -135,16 +155,7 @@ export class GenerationSession {
     });
     const width = cfg.beamWidth > 1 ? cfg.beamWidth : cfg.numReturnSequences;
     const longest = Math.max(...inputs.map((p) => p.length));
-    const bs = s.backend.kvBlockSize;
-    const need =
-      inputs.length * width * (Math.ceil(Math.min(longest + cfg.maxNewTokens, this.maxSeqLen) / bs) + 1);
-    if (
-      !this.allocator ||
-      this.allocator.numBlocks < need ||
-      this.allocator.numFree !== this.allocator.numBlocks
-    ) {
-      this.setup(inputs.length, longest, cfg.maxNewTokens, width);
-    }
+    this.setup(inputs.length, longest, cfg.maxNewTokens, width);
     const badWordIds = cfg.badWords.map((words) =>
       words.map((w) => (typeof w === "string" ? this.tokenize(w, "badWords") : [...w])),
     );
@@ -154,13 +165,14 @@ export class GenerationSession {
         "SamplingConfig.stopWords has strings but the model has no tokenizer; give token ids",
       );
     }
-    const roots = inputs.map((ids, i) => new Sequence(i, ids, bs));
+    const roots = inputs.map((ids, i) => new Sequence(i, ids, s.backend.kvBlockSize));
     try {
       if (cfg.beamWidth > 1) return yield* this.runBeams(roots, cfg, badWordIds, opts);
       return yield* this.runSampling(roots, cfg, badWordIds, stopWords, opts);
     } finally {
-      // Every block goes back, whatever happened (abort, error, done).
-      this.allocator = this.allocator ? new BlockAllocator(this.allocator.numBlocks) : null;
+      // Every block goes back, whatever happened (abort, error, done): the next request starts a
+      // fresh allocator over the same pool.
+      this.allocator = null;
     }
   }
 
@@ -283,96 +295,165 @@ export class GenerationSession {
     };
     if (hostLogits) forked();
     const all: Live[] = [];
-    for (let step = 0; live.length > 0; step++) {
-      opts.signal?.throwIfAborted();
-      const B = live.length;
-      const rows: Row[] = live.map((l) => ({
+    const rowsOf = (ls: readonly Live[]): Row[] =>
+      ls.map((l) => ({
         promptIndex: l.promptIndex,
         sequenceIndex: l.sequenceIndex,
         promptIds: l.seq.promptIds,
         outputIds: l.seq.generated,
         ids: l.seq.ids,
       }));
-      const params: SampleParams = {
-        greedy: Uint8Array.from(live, (l) => (cfg.greedy[l.promptIndex] ? 1 : 0)),
-        temperature: Float32Array.from(live, (l) => cfg.temperature[l.promptIndex]),
-        topK: Int32Array.from(live, (l) => cfg.topK[l.promptIndex]),
-        topP: Float32Array.from(live, (l) => l.topP),
-        minP: Float32Array.from(live, (l) => cfg.minP[l.promptIndex]),
-        seed: Float64Array.from(live, (l) => cfg.randomSeed[l.promptIndex]),
-        sequence: Int32Array.from(live, (l) => l.sequenceIndex),
-        step: Int32Array.from(live, () => step),
-      };
-      let tokens: Int32Array;
-      let logProbs: Float32Array;
-      const transforms = stepTransforms(rows, cfg, badWordIds);
-      if (pending && backend.forwardSample && !cfg.returnGenerationLogits && processors.length === 0) {
-        // Fast path: bias, penalties, bans and sampling run on the device; only tokens and their
-        // log-probs come back.
-        ({ tokens, logProbs } = backend.forwardSample(pending, params, transforms));
-      } else {
-        const logits = hostLogits ?? backend.forward(pending as StepInput).slice();
-        if (cfg.returnGenerationLogits)
-          live.forEach((l, r) => l.genLogits.push(logits.slice(r * V, (r + 1) * V)));
-        processLogits(backend.decoding, logits, V, rows, transforms, processors, step);
-        ({ tokens, logProbs } = backend.decoding.sample(logits, B, V, params));
-      }
-      hostLogits = null;
-      if (step === 0 && pending) forked();
-      else for (const l of live) l.seq.numComputed = l.seq.ids.length;
-      if (step === 0) all.push(...live);
-      const events: TokenEvent[] = [];
-      for (let r = 0; r < B; r++) {
-        const l = live[r];
-        const p = l.promptIndex;
-        const token = tokens[r];
-        l.seq.ids.push(token);
-        l.seq.logProbs.push(logProbs[r]);
-        l.topP =
-          token === cfg.topPResetIds[p] ? cfg.topP[p] : Math.max(l.topP * cfg.topPDecay[p], cfg.topPMin[p]);
-        const from = l.text.push(token);
-        const out = l.seq.generated;
-        let stop = stops[p].check(out, token, l.text.text, from);
-        if (!stop && l.seq.ids.length >= maxLen) stop = { reason: "length" };
-        if (!stop) {
-          for (const c of criteria) {
-            const v = c.shouldStop(
-              {
-                promptIndex: p,
-                sequenceIndex: l.sequenceIndex,
-                promptIds: l.seq.promptIds,
-                outputIds: out,
-                text: l.text.text,
-              },
-              step,
+    const paramsOf = (ls: readonly Live[], step: number): SampleParams => ({
+      greedy: Uint8Array.from(ls, (l) => (cfg.greedy[l.promptIndex] ? 1 : 0)),
+      temperature: Float32Array.from(ls, (l) => cfg.temperature[l.promptIndex]),
+      topK: Int32Array.from(ls, (l) => cfg.topK[l.promptIndex]),
+      topP: Float32Array.from(ls, (l) => l.topP),
+      minP: Float32Array.from(ls, (l) => cfg.minP[l.promptIndex]),
+      seed: Float64Array.from(ls, (l) => cfg.randomSeed[l.promptIndex]),
+      sequence: Int32Array.from(ls, (l) => l.sequenceIndex),
+      step: Int32Array.from(ls, () => step),
+    });
+    const fast = !!backend.forwardSample && !cfg.returnGenerationLogits && processors.length === 0;
+    // Pipelined decoding: step N+1 is queued, fed with step N's tokens on the device, before the host
+    // reads them, so the host's bookkeeping overlaps the GPU. Only when the next step's inputs cannot
+    // depend on the token being sampled (no penalties, n-gram or bad-word bans, top-p decay).
+    const enqueue = backend.enqueueSample?.bind(backend);
+    const collect = backend.collectSample?.bind(backend);
+    const pipe = fast && enqueue && collect && !cfg.returnContextLogits && tokenIndependent(cfg, badWordIds);
+    /** The queued step whose tokens come next, and each live sequence's row in it. */
+    let inflight: Inflight | null = null;
+    try {
+      for (let step = 0; live.length > 0; step++) {
+        opts.signal?.throwIfAborted();
+        const B = live.length;
+        let tokens: Int32Array;
+        let logProbs: Float32Array;
+        let speculated = false;
+        if (pipe && enqueue && collect) {
+          if (!inflight) {
+            const ticket = enqueue(
+              pending as StepInput,
+              paramsOf(live, step),
+              stepTransforms(rowsOf(live), cfg, badWordIds),
             );
-            if (v) {
-              stop = { reason: v === true ? "stop" : v };
-              break;
+            inflight = { ticket, rowOf: live.map((_, r) => r) };
+            if (step === 0) forked();
+            else for (const l of live) l.seq.numComputed = l.seq.ids.length;
+          }
+          let next: Inflight | null = null;
+          const more = live.some(
+            (l) => l.seq.generated.length + 1 < cfg.maxNewTokens && l.seq.ids.length + 1 < maxLen,
+          );
+          if (more) {
+            // The token being sampled goes where the placeholder is; step N+1 reads it on the device.
+            for (const l of live) {
+              l.seq.ids.push(PLACEHOLDER_TOKEN);
+              l.seq.reserve(l.seq.ids.length, alloc);
+            }
+            const nextStep = buildStep(live.map((l) => l.seq));
+            for (const l of live) l.seq.numComputed = l.seq.ids.length;
+            const ticket = enqueue(
+              nextStep,
+              paramsOf(live, step + 1),
+              stepTransforms(rowsOf(live), cfg, badWordIds),
+              {
+                from: inflight.ticket,
+                rows: Int32Array.from(inflight.rowOf),
+              },
+            );
+            next = { ticket, rowOf: live.map((_, r) => r) };
+            speculated = true;
+          }
+          const got = collect(inflight.ticket);
+          const rowOf = inflight.rowOf;
+          tokens = Int32Array.from(rowOf, (row) => got.tokens[row]);
+          logProbs = Float32Array.from(rowOf, (row) => got.logProbs[row]);
+          inflight = next;
+          if (step === 0) all.push(...live);
+        } else {
+          const rows = rowsOf(live);
+          const params = paramsOf(live, step);
+          const transforms = stepTransforms(rows, cfg, badWordIds);
+          if (pending && fast && backend.forwardSample) {
+            // Fast path: bias, penalties, bans and sampling run on the device; only tokens and their
+            // log-probs come back.
+            ({ tokens, logProbs } = backend.forwardSample(pending, params, transforms));
+          } else {
+            const logits = hostLogits ?? backend.forward(pending as StepInput).slice();
+            if (cfg.returnGenerationLogits)
+              live.forEach((l, r) => l.genLogits.push(logits.slice(r * V, (r + 1) * V)));
+            processLogits(backend.decoding, logits, V, rows, transforms, processors, step);
+            ({ tokens, logProbs } = backend.decoding.sample(logits, B, V, params));
+          }
+          hostLogits = null;
+          if (step === 0 && pending) forked();
+          else for (const l of live) l.seq.numComputed = l.seq.ids.length;
+          if (step === 0) all.push(...live);
+        }
+        const events: TokenEvent[] = [];
+        for (let r = 0; r < B; r++) {
+          const l = live[r];
+          const p = l.promptIndex;
+          const token = tokens[r];
+          if (speculated) l.seq.ids[l.seq.ids.length - 1] = token;
+          else l.seq.ids.push(token);
+          l.seq.logProbs.push(logProbs[r]);
+          l.topP =
+            token === cfg.topPResetIds[p] ? cfg.topP[p] : Math.max(l.topP * cfg.topPDecay[p], cfg.topPMin[p]);
+          const from = l.text.push(token);
+          const out = l.seq.generated;
+          let stop = stops[p].check(out, token, l.text.text, from);
+          if (!stop && l.seq.ids.length >= maxLen) stop = { reason: "length" };
+          if (!stop) {
+            for (const c of criteria) {
+              const v = c.shouldStop(
+                {
+                  promptIndex: p,
+                  sequenceIndex: l.sequenceIndex,
+                  promptIds: l.seq.promptIds,
+                  outputIds: out,
+                  text: l.text.text,
+                },
+                step,
+              );
+              if (v) {
+                stop = { reason: v === true ? "stop" : v };
+                break;
+              }
             }
           }
+          let text: string;
+          if (stop) {
+            l.seq.finishReason = stop.reason;
+            text = l.text.finish(stop.text === undefined ? undefined : stop.text.length);
+          } else text = l.text.delta();
+          events.push({
+            promptIndex: p,
+            sequenceIndex: l.sequenceIndex,
+            tokenId: token,
+            logProb: logProbs[r],
+            text,
+            finishReason: l.seq.finishReason,
+          });
         }
-        let text: string;
-        if (stop) {
-          l.seq.finishReason = stop.reason;
-          text = l.text.finish(stop.text === undefined ? undefined : stop.text.length);
-        } else text = l.text.delta();
-        events.push({
-          promptIndex: p,
-          sequenceIndex: l.sequenceIndex,
-          tokenId: token,
-          logProb: logProbs[r],
-          text,
-          finishReason: l.seq.finishReason,
-        });
+        yield { step, tokens: events };
+        for (const l of live) if (l.seq.finishReason) l.seq.release(alloc);
+        if (inflight) {
+          const rowOf = inflight.rowOf;
+          inflight.rowOf = rowOf.filter((_, r) => !live[r].seq.finishReason);
+        }
+        live = live.filter((l) => !l.seq.finishReason);
+        if (live.length === 0) break;
+        if (!inflight) {
+          for (const l of live) l.seq.reserve(l.seq.ids.length, alloc);
+          pending = buildStep(live.map((l) => l.seq));
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      yield { step, tokens: events };
-      for (const l of live) if (l.seq.finishReason) l.seq.release(alloc);
-      live = live.filter((l) => !l.seq.finishReason);
-      if (live.length === 0) break;
-      for (const l of live) l.seq.reserve(l.seq.ids.length, alloc);
-      pending = buildStep(live.map((l) => l.seq));
-      await new Promise<void>((resolve) => setImmediate(resolve));
+    } finally {
+      // A step queued ahead for sequences that have all finished (or an abandoned generation): read
+      // it so the backend's queue is empty for the next call.
+      if (inflight) collect?.(inflight.ticket);
     }
     return roots.map((root, p) => {
       const mine = all.filter((l) => l.promptIndex === p);
@@ -535,6 +616,30 @@ export class GenerationSession {
       return out;
     });
   }
+}
+
+/** A queued step whose tokens the host has not read yet, and each live sequence's row in it. */
+type Inflight = { ticket: SampleTicket; rowOf: number[] };
+
+/** The token id a speculatively queued step carries until the device feeds it the sampled one. */
+const PLACEHOLDER_TOKEN = 0;
+
+/** Whether a step's decoding inputs (penalties, bans, top-p) are known before the previous step's
+ * token: then the step may be queued before that token is read (pipelined decoding). Min length
+ * only counts tokens, so it does not stand in the way. */
+function tokenIndependent(
+  cfg: ResolvedSamplingConfig,
+  badWordIds: readonly (readonly (readonly number[])[])[],
+): boolean {
+  const all = <T>(xs: readonly T[], ok: (x: T, i: number) => boolean) => xs.every(ok);
+  return (
+    all(cfg.repetitionPenalty, (x) => x === 1) &&
+    all(cfg.presencePenalty, (x) => x === 0) &&
+    all(cfg.frequencyPenalty, (x) => x === 0) &&
+    all(cfg.noRepeatNgramSize, (x) => x === 0) &&
+    all(badWordIds, (x) => x.length === 0) &&
+    all(cfg.topPDecay, (x, i) => x === 1 && cfg.topPMin[i] <= cfg.topP[i])
+  );
 }
 
 function concat(parts: Float32Array[], V: number): Float32Array {

@@ -7,6 +7,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { ContextWindowExceededError, InvalidTokenIdError } from "./errors.ts";
 import { type DecodeOptions, GenerationSession } from "./generation_session.ts";
+import { type KvCacheConfig, resolveKvCacheConfig } from "./kv_cache_config.ts";
 import type { RequestOutput, StepOutput, TokenEvent } from "./outputs.ts";
 import type { SamplingConfig } from "./sampling_config.ts";
 import type { FinishReason } from "./sequence.ts";
@@ -15,6 +16,8 @@ import { Session } from "./session.ts";
 export interface RunnerOptions extends Partial<BuildConfig> {
   /** Engine cache root (default: $KILN_CACHE_DIR, $XDG_CACHE_HOME/kiln or ~/.cache/kiln). */
   cacheDir?: string;
+  /** How large the KV pool may grow (sized once, at the first request). */
+  kvCache?: Partial<KvCacheConfig>;
 }
 
 export type Prompt = string | { ids: readonly number[] };
@@ -51,18 +54,38 @@ export class ModelRunner {
   private constructor(
     readonly session: Session,
     readonly engine: ResolvedEngine,
+    kvCache: KvCacheConfig,
   ) {
-    this.generation = new GenerationSession(session);
+    this.generation = new GenerationSession(session, kvCache);
   }
 
   static fromDir(dir: string, options: RunnerOptions = {}): ModelRunner {
-    const { cacheDir, ...build } = options;
+    const { cacheDir, kvCache, ...build } = options;
+    const kv = resolveKvCacheConfig(kvCache); // before a build, which takes far longer than this check
     const engine = resolveEngine(dir, build, cacheDir);
-    return new ModelRunner(Session.open(engine.dir, build.backend), engine);
+    return ModelRunner.open(engine, build.backend, kv);
   }
 
-  static fromEngine(engineDir: string, backend?: BuildConfig["backend"]): ModelRunner {
-    return new ModelRunner(Session.open(engineDir, backend), { dir: engineDir, origin: "engine" });
+  static fromEngine(
+    engineDir: string,
+    backend?: BuildConfig["backend"],
+    kvCache: Partial<KvCacheConfig> = {},
+  ): ModelRunner {
+    return ModelRunner.open({ dir: engineDir, origin: "engine" }, backend, resolveKvCacheConfig(kvCache));
+  }
+
+  private static open(
+    engine: ResolvedEngine,
+    backend: BuildConfig["backend"] | undefined,
+    kvCache: KvCacheConfig,
+  ): ModelRunner {
+    const session = Session.open(engine.dir, backend);
+    try {
+      return new ModelRunner(session, engine, kvCache);
+    } catch (e) {
+      session.dispose(); // e.g. maxTokens below one KV block of this engine
+      throw e;
+    }
   }
 
   get tokenizer(): Tokenizer {

@@ -27,6 +27,12 @@ export interface StepInput {
 import type { StepTransforms } from "./decoding/logits_pipeline.ts";
 import type { DecodingOps, SampleParams } from "./decoding/ops.ts";
 
+/** A queued step of `enqueueSample`: its sequence number and how many rows it samples. */
+export interface SampleTicket {
+  readonly id: number;
+  readonly rows: number;
+}
+
 /** A backend executes an engine's plan, one step at a time, over a paged KV cache it owns. */
 export interface ExecutionBackend {
   readonly name: "cpu" | "cuda";
@@ -40,8 +46,12 @@ export interface ExecutionBackend {
   /** Most tokens one forward step may carry (CUDA: the activation arena's rows); absent = no limit.
    * Longer prompts are prefilled in chunks. */
   readonly maxStepTokens?: number;
-  /** Most KV blocks that fit in free device memory after everything else (CUDA); absent = no limit. */
+  /** Most KV blocks that fit in free device memory after everything else (CUDA); absent = no limit.
+   * The runtime then sizes the pool once from it (runtime/kv_cache_pool.ts). */
   maxKvBlocks?(): number;
+  /** Creates what the backend would otherwise create on first use (plans, workspaces), so free
+   * memory read after it is what the KV pool may take. Absent: everything is allocated at load. */
+  warmUp?(): void;
   /** Bytes of KV cache one block takes over all layers (to size the pool). */
   readonly kvBytesPerBlock: number;
   /** Copies whole KV blocks src[i] → dst[i] in every layer (forking a sequence's partial block). */
@@ -59,6 +69,19 @@ export interface ExecutionBackend {
     p: SampleParams,
     t: StepTransforms,
   ): { tokens: Int32Array; logProbs: Float32Array };
+  /** Pipelined form of `forwardSample`: queues the step and its on-device decoding and returns at
+   * once; `collectSample` waits for the tokens. With `feed`, this step must be a decode step (one
+   * token per sequence, in order) whose input token of sequence i is the token sampled for row
+   * `feed.rows[i]` of the queued step `feed.from`, copied on the device: the host queues step N+1
+   * before it has read step N's tokens, so its bookkeeping overlaps the GPU. A ticket is collected
+   * at most once, in queue order; at most two may be outstanding. */
+  enqueueSample?(
+    step: StepInput,
+    p: SampleParams,
+    t: StepTransforms,
+    feed?: { from: SampleTicket; rows: Int32Array },
+  ): SampleTicket;
+  collectSample?(ticket: SampleTicket): { tokens: Int32Array; logProbs: Float32Array };
   /** Where a decode step's device time goes: GPU time per kind of launch (eager, one event pair
    * each) and of one whole graph replay, for the decode step `step` (CUDA only; for `kiln bench --profile`). */
   profileDecode?(step: StepInput): {

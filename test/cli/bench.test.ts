@@ -1,4 +1,5 @@
-// `kiln bench --json` reports the contract's fields with sane values (CPU, bundled model).
+// `kiln bench --json` reports the contract's fields with sane values (CPU, bundled model), and the
+// KV pool's size in its table and JSON.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { kiln } from "../helpers/cli.ts";
@@ -7,9 +8,8 @@ import { tempCache } from "../helpers/tiny_model.ts";
 test("kiln bench --json", () => {
   const cache = tempCache();
   try {
-    const r = kiln(["bench", "--input-len", "8", "--output-len", "4", "--runs", "1", "--json"], {
-      KILN_CACHE_DIR: cache.dir,
-    });
+    const env = { KILN_CACHE_DIR: cache.dir };
+    const r = kiln(["bench", "--input-len", "8", "--output-len", "4", "--runs", "1", "--json"], env);
     assert.equal(r.code, 0, r.stderr);
     const o = JSON.parse(r.stdout);
     for (const k of [
@@ -30,6 +30,18 @@ test("kiln bench --json", () => {
     assert.equal(o.outputLen, 4);
     assert.ok(o.tpotMs > 0 && o.floorMs > 0 && o.tpotOverFloor > 0);
     assert.ok(Math.abs(o.tpotOverFloor - o.tpotMs / o.floorMs) < 1e-9);
+    // The KV pool (CPU: sized for the request): 1 × (⌈(8 + 4) / 16⌉ + 1) blocks of 16 tokens, each
+    // 2 (K, V) × 6 layers × 16 tokens × 4 KV heads × 32 dims × 4 bytes.
+    assert.equal(o.kvCacheBlocks, 2);
+    assert.equal(o.kvCacheTokens, 32);
+    assert.equal(o.kvCacheGiB * 2 ** 30, 2 * (2 * 6 * 16 * 4 * 32 * 4));
+    assert.equal(o.kvCacheLimitedBy, "request");
+    const table = kiln(["bench", "--input-len", "8", "--output-len", "4", "--runs", "1"], env);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /KV cache pool\s+2 blocks, 32 tokens, 0\.00018 GiB \(limited by request\)/);
+    const capped = kiln(["bench", "--input-len", "8", "--output-len", "4", "--max-kv-tokens", "16"], env);
+    assert.equal(capped.code, 2, capped.stderr);
+    assert.match(capped.stderr, /KvCacheExhaustedError: .*need 2 KV blocks .*--max-kv-tokens, now 16/);
   } finally {
     cache.cleanup();
   }

@@ -127,3 +127,79 @@ describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, ()
     }
   }
 });
+
+// kernels/pdl.cuh's rule, checked in each kernel's PTX (the compiler's order, before ptxas): every
+// exported kernel executes griddepcontrol.wait on every path before any global memory access, call or
+// return, then griddepcontrol.launch_dependents. Only gemv.cu's kernels may load before the wait (their
+// weight prefetch: streaming ld.global.cs).
+const WEIGHT_PREFETCH = /^gemv_/;
+/** Opcodes that must not run before the wait (parameter loads aside). */
+const BEFORE_WAIT_FORBIDDEN = /^(ld|ldu|st|atom|red|cp|tex|suld|sust|call|ret|exit|mbarrier)\b/;
+
+/** The PDL-rule violations in the body of one `.entry` of a PTX file (empty when it follows the rule). */
+function pdlViolations(name: string, body: string): string[] {
+  const lines = body.split("\n").map((l) => l.trim());
+  const wait = lines.findIndex((l) => l.startsWith("griddepcontrol.wait"));
+  if (wait < 0) return ["no griddepcontrol.wait"];
+  const problems: string[] = [];
+  if (!lines.slice(wait).some((l) => l.startsWith("griddepcontrol.launch_dependents"))) {
+    problems.push("no griddepcontrol.launch_dependents after the wait");
+  }
+  const labelsBefore = new Set<string>();
+  const targets: string[] = [];
+  for (const line of lines.slice(0, wait)) {
+    const label = /^(\$?[\w$]+):$/.exec(line);
+    if (label) {
+      labelsBefore.add(label[1]);
+      continue;
+    }
+    const op = line.replace(/^@!?%\w+\s+/, "").split(/[\s;]/)[0];
+    if (op === "bra" || op === "bra.uni") {
+      targets.push(/bra(?:\.uni)?\s+([\w$]+)/.exec(line)?.[1] ?? "?");
+      continue;
+    }
+    if (!BEFORE_WAIT_FORBIDDEN.test(op) || op.startsWith("ld.param")) continue;
+    if (WEIGHT_PREFETCH.test(name) && op.startsWith("ld.global.cs")) continue;
+    problems.push(`\`${line}\` before griddepcontrol.wait`);
+  }
+  // Branches before the wait must land before it too, so every path reaches it.
+  for (const t of targets)
+    if (!labelsBefore.has(t)) problems.push(`branch to ${t} skips griddepcontrol.wait`);
+  return problems;
+}
+
+describe("kernels follow the PDL rule of kernels/pdl.cuh (PTX of sm_90a)", { concurrency: 2 }, () => {
+  if ("missing" in nvcc) {
+    it("nvcc", { skip: `nvcc not found: ${nvcc.missing}` }, () => {});
+    return;
+  }
+  const out = mkdtempSync(join(tmpdir(), "kiln-ptx-"));
+  after(() => rmSync(out, { recursive: true, force: true }));
+  let n = 0;
+  for (const [file, entry] of Object.entries(matrix.files)) {
+    const defines = Object.entries(entry.testDefines[0]).map(([k, v]) => `-D${k}=${v}`);
+    if (entry.dtype) defines.unshift(`-D${matrix.dtypeMacros.bf16}`);
+    const ptxPath = join(out, `${n++}.ptx`);
+    it(file, async () => {
+      const args = ["-ptx", "-arch=sm_90a", ...matrix.nvccFlags, ...defines, "-o", ptxPath, file];
+      const r = await run(nvcc.path, args, KERNELS_DIR);
+      if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
+      const ptx = readFileSync(ptxPath, "utf8");
+      const starts = [...ptx.matchAll(/\.entry\s+(\w+)\s*\(/g)].map((m) => ({
+        name: m[1],
+        at: m.index ?? 0,
+      }));
+      assert.deepEqual(
+        starts.map((s) => s.name).sort(),
+        [...entry.kernels].sort(),
+        `${file}: PTX entries vs compile_matrix.json`,
+      );
+      const problems: string[] = [];
+      starts.forEach((s, i) => {
+        const body = ptx.slice(s.at, i + 1 < starts.length ? starts[i + 1].at : ptx.length);
+        for (const p of pdlViolations(s.name, body)) problems.push(`${s.name}: ${p}`);
+      });
+      assert.deepEqual(problems, [], `${file}: kernels that break the PDL rule`);
+    });
+  }
+});

@@ -173,6 +173,36 @@ describe("CUDA graphs and the on-device decoding fast path", { skip }, () => {
         maxNewTokens: 24,
         ignoreEos: true,
       };
+      // Pipelined decoding: sequences leave the batch at different steps (stop words, a criteria),
+      // so later steps are fed from non-identity rows and change graph buckets (3 → 2 → 1).
+      const [g] = await gpu.generate(prompts[0], greedy);
+      const staggered = {
+        ...sample,
+        temperature: 0,
+        stopWords: [g.outputIds.slice(5, 7)],
+        stoppingCriteria: {
+          shouldStop: (q: { promptIndex: number; outputIds: readonly number[] }) =>
+            q.promptIndex === 2 && q.outputIds.length >= 11,
+        },
+      };
+      const piped = await gpu.generate(prompts, staggered);
+      const unpiped = await gpu.generate(prompts, { ...staggered, logitsProcessors: passThrough });
+      assert.deepEqual(
+        piped.map((o) => o.outputIds),
+        unpiped.map((o) => o.outputIds),
+      );
+      assert.ok(piped[0].outputIds.length <= 7 && piped[2].outputIds.length <= 11);
+      assert.ok(
+        new Set(piped.map((o) => o.outputIds.length)).size > 1,
+        "sequences should end at different steps",
+      );
+      const forks = { ...sample, numReturnSequences: 3, maxNewTokens: 12 };
+      const pf = await gpu.generate(prompts.slice(0, 2), forks);
+      const hf = await gpu.generate(prompts.slice(0, 2), { ...forks, logitsProcessors: passThrough });
+      assert.deepEqual(
+        pf.map((o) => o.sequences.map((q) => q.outputIds)),
+        hf.map((o) => o.sequences.map((q) => q.outputIds)),
+      );
       const device = await gpu.generate(prompts, sample);
       const host = await gpu.generate(prompts, { ...sample, logitsProcessors: passThrough });
       device.forEach((o, i) => {

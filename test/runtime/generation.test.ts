@@ -4,8 +4,10 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { GenerationSession } from "../../src/runtime/generation_session.ts";
 import type { LogitsProcessor, StoppingCriteria } from "../../src/runtime/logits_processor.ts";
 import { type GenerateOptions, ModelRunner } from "../../src/runtime/model_runner.ts";
+import { Session } from "../../src/runtime/session.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
 
 const MODEL = fileURLToPath(new URL("../../models/default", import.meta.url));
@@ -304,22 +306,28 @@ describe("generation runtime", () => {
   });
 
   test("a KV cache larger than device memory is a clear error, not an out-of-memory crash", () => {
-    const backend = runner.session.backend as { maxKvBlocks?: () => number };
-    backend.maxKvBlocks = () => 3;
+    // A session of its own: the pool is sized once, at the first request, from what the backend reports.
+    const session = Session.open(runner.engine.dir);
     try {
+      const backend = session.backend as { maxKvBlocks?: () => number };
+      backend.maxKvBlocks = () => 3;
+      const gs = new GenerationSession(session);
       assert.throws(
-        () => runner.generation.setup(8, 64, 64, 1),
+        () => gs.setup(8, 64, 64, 1),
         (e: unknown) =>
           e instanceof Error &&
           e.name === "KvCacheExhaustedError" &&
-          /only 3 .* fit in free device memory/.test(e.message),
+          /pool holds at most 2 blocks .*0\.9 of the 3 blocks that fit in free device memory/.test(
+            e.message,
+          ) &&
+          /lower the batch size.*freeGpuMemoryFraction/.test(e.message),
       );
     } finally {
-      delete backend.maxKvBlocks;
+      session.dispose();
     }
   });
 
-  test("GenerationSession.setup sizes the cache; decode runs id prompts", async () => {
+  test("GenerationSession.setup checks a request fits the KV pool; decode runs id prompts", async () => {
     const gs = runner.generation;
     gs.setup(2, 16, 8, 1);
     const outs = await gs.decode([runner.encode("ROMEO:\n")], { temperature: 0, maxNewTokens: 4, endId: [] });

@@ -9,7 +9,7 @@ import type { EngineConfig } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
 import type { StepTransforms } from "../../runtime/decoding/logits_pipeline.ts";
 import type { DecodingOps, PenaltyParams, SampleParams } from "../../runtime/decoding/ops.ts";
-import type { ExecutionBackend, StepInput } from "../../runtime/step.ts";
+import type { ExecutionBackend, SampleTicket, StepInput } from "../../runtime/step.ts";
 import { cpuDecodingOps } from "../cpu/decoding.ts";
 import { ropeInvFreq } from "../cpu/kernels/rope.ts";
 import { planArena, type Region } from "./arena.ts";
@@ -36,11 +36,15 @@ import {
   gemmKey,
   nextPow2,
 } from "./gemm_table.ts";
+import { gemvLaunch, planGemv } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type Lowered, type LStep, lower } from "./lowering.ts";
 import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
+/** Tokens a decode step takes from an earlier queued step's samples (ExecutionBackend.enqueueSample). */
+type TokenFeed = { from: SampleTicket; rows: Int32Array };
+
 const MAX_SPLITS = 32;
 const GEMV_MAX_M = 8;
 
@@ -68,6 +72,12 @@ export class CudaBackend implements ExecutionBackend {
   private readonly partials: { acc: DeviceBuffer; m: DeviceBuffer; l: DeviceBuffer };
   private readonly logitsHost: Float32Array;
   private sampleParams: DeviceBuffer;
+  /** Pipelined sampling (enqueueSample): two slots, each the sampled tokens then log-probs of up to
+   * maxLogitRows rows, on the device (fed to the next step) and in pinned host memory (read by
+   * collectSample once the slot's event has passed). */
+  private readonly sampled: { device: DeviceBuffer; host: PinnedBuffer; done: Event }[];
+  private tickets = 0;
+  private collected = 0;
   private readonly biasDevice: DeviceBuffer;
   private biasSource: Float32Array | null = null;
   private kvK: DeviceBuffer[] = [];
@@ -130,6 +140,11 @@ export class CudaBackend implements ExecutionBackend {
     };
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
     this.sampleParams = DeviceBuffer.alloc(device, 64 * 1024);
+    this.sampled = [0, 1].map(() => ({
+      device: DeviceBuffer.alloc(device, 8 * this.maxLogitRows),
+      host: PinnedBuffer.alloc(device, 8 * this.maxLogitRows),
+      done: Event.create(device, { timing: false }),
+    }));
     this.biasDevice = DeviceBuffer.alloc(device, 4 * model.vocabSize);
   }
 
@@ -278,7 +293,7 @@ export class CudaBackend implements ExecutionBackend {
   }
 
   /** Runs the plan; the logits stay in the arena (fp32 [R, vocab] at the output's region). */
-  private forwardOnDevice(step: StepInput): void {
+  private forwardOnDevice(step: StepInput, feed?: TokenFeed): void {
     const T = step.tokenIds.length;
     const R = step.logitRows.length;
     if (T > this.maxTokens) {
@@ -292,28 +307,68 @@ export class CudaBackend implements ExecutionBackend {
       );
     }
     const rowOf = this.uploadInvFreq(step);
-    if (this.graphsEnabled && this.graphable(step)) this.replayDecode(step, rowOf);
+    if (feed && !this.graphable(step))
+      throw new Error("internal: a fed step must be a decode step (one token per sequence, in order)");
+    if (this.graphsEnabled && this.graphable(step)) this.replayDecode(step, rowOf, feed);
     else {
       const packed = packStep(step, rowOf);
       this.uploadMeta(packed);
+      if (feed) this.feedTokens(feed);
       for (const st of this.lowered.steps) this.run(st, packed, step.logitRows);
     }
   }
 
   get forwardSample(): ExecutionBackend["forwardSample"] {
-    return this.modules.has("sampling") ? (step, p, t) => this.sampleOnDevice(step, p, t) : undefined;
+    return this.modules.has("sampling")
+      ? (step, p, t) => this.collectSampled(this.enqueueSampled(step, p, t))
+      : undefined;
+  }
+
+  get enqueueSample(): ExecutionBackend["enqueueSample"] {
+    return this.modules.has("sampling")
+      ? (step, p, t, feed) => this.enqueueSampled(step, p, t, feed)
+      : undefined;
+  }
+
+  get collectSample(): ExecutionBackend["collectSample"] {
+    return this.modules.has("sampling") ? (ticket) => this.collectSampled(ticket) : undefined;
+  }
+
+  /** Copies fed tokens (sampled by an earlier queued step, still on the device) into this step's
+   * token ids (offset 0 of the packed metadata, one per sequence), one copy per run of rows. */
+  private feedTokens(feed: TokenFeed): void {
+    const { from, rows } = feed;
+    if (from.id !== this.tickets - 1)
+      throw new Error(
+        `internal: a step is fed from the last queued one (${this.tickets - 1}), not ${from.id}`,
+      );
+    const src = this.sampled[from.id % 2].device;
+    for (let i = 0; i < rows.length; ) {
+      let j = i + 1;
+      while (j < rows.length && rows[j] === rows[j - 1] + 1) j++;
+      if (rows[i] < 0 || rows[j - 1] >= from.rows)
+        throw new Error(`internal: fed row ${rows[j - 1]} ≥ ${from.rows}`);
+      this.meta.copyFromAsync(this.stream, src, 4 * (j - i), 4 * i, 4 * rows[i]);
+      i = j;
+    }
   }
 
   /** Forward, then embedding bias, penalties, bans and sample_topk_topp on the device (HF's order);
-   * only B tokens and log-probs cross to the host. */
-  private sampleOnDevice(
+   * only B tokens and log-probs cross to the host, into the ticket's pinned slot. Returns at once. */
+  private enqueueSampled(
     step: StepInput,
     p: SampleParams,
     t: StepTransforms,
-  ): { tokens: Int32Array; logProbs: Float32Array } {
+    feed?: TokenFeed,
+  ): SampleTicket {
     const bias = t.bias;
     const B = step.logitRows.length;
-    this.forwardOnDevice(step);
+    if (this.tickets - this.collected >= 2) {
+      // Two uncollected steps: a caller abandoned them (an aborted generation); drop them.
+      this.stream.synchronize();
+      this.collected = this.tickets;
+    }
+    this.forwardOnDevice(step, feed);
     const logits = offsetPtr(this.arena.ptr, (this.regions.get(this.lowered.output) as Region).offset);
     if (bias) {
       if (this.biasSource !== bias) {
@@ -329,8 +384,8 @@ export class CudaBackend implements ExecutionBackend {
     }
     if (t.penalties) this.applyPenaltiesOnDevice(logits, B, t.penalties);
     if (t.banned) this.banOnDevice(logits, B, t.banned);
-    // Per-row settings, packed 8-byte aligned: seed f64 | temperature | topP | minP f32 | topK | sequence | step i32 | greedy u8 | out token i32 | out logprob f32
-    const buf = new ArrayBuffer(8 * B + 4 * B * 8 + B + 8);
+    // Per-row settings, packed 8-byte aligned: seed f64 | temperature | topP | minP f32 | topK | sequence | step i32 | greedy u8
+    const buf = new ArrayBuffer(8 * B + 4 * B * 6 + B + 8);
     const at = {
       seed: 0,
       temperature: 8 * B,
@@ -339,9 +394,7 @@ export class CudaBackend implements ExecutionBackend {
       topK: 20 * B,
       sequence: 24 * B,
       step: 28 * B,
-      token: 32 * B,
-      logProb: 36 * B,
-      greedy: 40 * B,
+      greedy: 32 * B,
     };
     new Float64Array(buf, at.seed, B).set(p.seed);
     new Float32Array(buf, at.temperature, B).set(p.temperature);
@@ -358,6 +411,8 @@ export class CudaBackend implements ExecutionBackend {
     }
     this.sampleParams.uploadAsync(this.stream, new Uint8Array(buf));
     const ptr = (o: number): KernelArg => ({ ptr: offsetPtr(this.sampleParams.ptr, o) });
+    const id = this.tickets++;
+    const slot = this.sampled[id % 2];
     this.launch("sampling", "sample_topk_topp", [B], 1024, [
       { ptr: logits },
       ptr(at.greedy),
@@ -368,15 +423,25 @@ export class CudaBackend implements ExecutionBackend {
       ptr(at.seed),
       ptr(at.sequence),
       ptr(at.step),
-      ptr(at.token),
-      ptr(at.logProb),
+      { ptr: slot.device.ptr },
+      { ptr: offsetPtr(slot.device.ptr, 4 * this.maxLogitRows) },
     ]);
-    const out = new Uint8Array(8 * B);
-    this.sampleParams.downloadAsync(this.stream, out, at.token);
-    this.stream.synchronize();
+    slot.device.downloadAsync(this.stream, slot.host);
+    slot.done.record(this.stream);
+    return { id, rows: B };
+  }
+
+  /** Waits for a queued step's tokens (tickets are collected in queue order). */
+  private collectSampled(ticket: SampleTicket): { tokens: Int32Array; logProbs: Float32Array } {
+    if (ticket.id !== this.collected)
+      throw new Error(`internal: collecting ticket ${ticket.id}, but ${this.collected} is next`);
+    const slot = this.sampled[ticket.id % 2];
+    slot.done.synchronize();
+    this.collected++;
+    const host = slot.host.arrayBuffer();
     return {
-      tokens: new Int32Array(out.buffer, 0, B).slice(),
-      logProbs: new Float32Array(out.buffer, 4 * B, B).slice(),
+      tokens: new Int32Array(host, 0, ticket.rows).slice(),
+      logProbs: new Float32Array(host, 4 * this.maxLogitRows, ticket.rows).slice(),
     };
   }
 
@@ -436,12 +501,13 @@ export class CudaBackend implements ExecutionBackend {
 
   /** Decode step through the graph of its batch bucket, captured on first use (after one eager run
    * that creates the GEMM plans, so capture records only stream work). */
-  private replayDecode(step: StepInput, rowOf: (seq: number) => number): void {
+  private replayDecode(step: StepInput, rowOf: (seq: number) => number, feed?: TokenFeed): void {
     const bucket = nextPow2(step.seqs.length);
     const splits = this.graphSplits(bucket);
     const packed = { ...packDecodeStep(step, bucket, this.graphStride, rowOf), splits };
     const rows = Int32Array.from({ length: bucket }, (_, i) => i);
     this.uploadMeta(packed);
+    if (feed) this.feedTokens(feed);
     let graph = this.graphs.get(bucket);
     if (!graph) {
       for (const st of this.lowered.steps) this.run(st, packed, rows); // warm-up: GEMM plans, module loads
@@ -573,6 +639,8 @@ export class CudaBackend implements ExecutionBackend {
     return this.gemvEnabled && this.modules.has("gemv");
   }
   gemvEnabled = process.env.KILN_GEMV !== "0";
+  /** Programmatic dependent launch of our kernels on sm_90+ (kernels/pdl.cuh); KILN_PDL=0 turns it off. */
+  pdlEnabled = process.env.KILN_PDL !== "0";
   /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
   graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
 
@@ -598,7 +666,10 @@ export class CudaBackend implements ExecutionBackend {
     if (grid.some((d) => d === 0)) return; // nothing to do (e.g. no logit rows in a prefill chunk)
     const m = this.modules.get(mod);
     if (!m) throw new Error(`internal: module ${mod} not loaded`);
-    m.kernel(kernel).launch(this.stream, [grid[0], grid[1] ?? 1, grid[2] ?? 1], [block, 1, 1], 0, args);
+    // Every kiln kernel waits for its predecessor itself (griddepcontrol.wait), so it may be launched
+    // early; cuBLASLt's kernels do not, and keep plain launches (Gemm.run).
+    const dims: [number, number, number] = [grid[0], grid[1] ?? 1, grid[2] ?? 1];
+    m.kernel(kernel).launch(this.stream, dims, [block, 1, 1], 0, args, { pdl: this.pdlEnabled });
   }
 
   private gemm(m: number, n: number, k: number, bias: boolean, fp32Out: boolean): Gemm {
@@ -660,7 +731,9 @@ export class CudaBackend implements ExecutionBackend {
         if (this.useGemv && rows <= GEMV_MAX_M && op.inFeatures % (16 / this.elem) === 0) {
           // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
           const fp32Out = st.logits && this.dtype !== "fp32";
-          this.launch("gemv", fp32Out ? "gemv_f32out" : "gemv", [Math.ceil(op.outFeatures / 8)], 256, [
+          const variant = planGemv(op.outFeatures, op.inFeatures, this.elem);
+          const { kernel, grid, block } = gemvLaunch(variant, op.outFeatures, fp32Out);
+          this.launch("gemv", kernel, [grid], block, [
             { ptr: this.ptr(op.x) },
             { ptr: this.w(op.weight) },
             { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
@@ -902,6 +975,9 @@ export class CudaBackend implements ExecutionBackend {
       this.partials.acc,
       this.partials.m,
       this.partials.l,
+      this.sampleParams,
+      this.biasDevice,
+      ...this.sampled.flatMap((s) => [s.device, s.host, s.done]),
     ])
       b.dispose();
     for (const m of this.modules.values()) m.dispose();

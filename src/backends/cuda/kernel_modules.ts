@@ -1,7 +1,8 @@
 // Which kernel modules an engine needs and how they are specialised: each entry is one kernels/*.cu
 // file compiled by NVRTC with the model's shapes and dtype baked in as macros. The builder compiles
 // them for the target GPU and stores the cubins in the engine; the runtime only loads them.
-import { readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
@@ -71,3 +72,26 @@ export function moduleSource(spec: ModuleSpec): string {
 }
 
 export const cubinBlobName = (key: ModuleKey) => `cubin/${key}`;
+
+let sourcesHash: string | null = null;
+
+/**
+ * sha256 of every kernels/*.cu and *.cuh (names and contents): part of a CUDA engine's cache identity,
+ * so engines whose cubins were compiled from other kernel sources (other kernel names, or kernels
+ * without the PDL wait that the runtime's launches rely on) are rebuilt, not reused.
+ */
+export function kernelSourcesHash(): string {
+  if (sourcesHash === null) {
+    const h = createHash("sha256");
+    const files = readdirSync(KERNELS_DIR)
+      .filter((f) => f.endsWith(".cu") || f.endsWith(".cuh"))
+      .sort();
+    for (const f of files) {
+      h.update(`${f}\0`);
+      h.update(readFileSync(join(KERNELS_DIR, f)));
+      h.update("\0");
+    }
+    sourcesHash = h.digest("hex");
+  }
+  return sourcesHash;
+}

@@ -1,18 +1,26 @@
-// gemv.cu (decode GEMMs, m ≤ 8) against the CPU reference linear() on odd and real sizes, every
-// dtype, with and without bias, 16-bit and fp32 outputs.
+// gemv.cu (decode GEMMs, m ≤ 8) against the CPU reference linear(): every variant (gemv_plan.ts) on odd
+// and real sizes, m = 1..8, every dtype, with and without bias, 16-bit and fp32 outputs. The shapes
+// cover rows shorter than one iteration of every variant (k = 8, 64), a remainder after full
+// iterations (k = 1032, 5128), n not a multiple of any block's rows (7, 33, 769, 5125), and the real
+// k = 2048 / 4096 / 14336.
 // Tolerance per element: fp32 accumulation in another order, 2^-22 · Σ|x·w| (a few ulps of the
 // magnitude the sum passes through), plus the storage rounding of the output, U[dtype] · |y|.
 import { after, afterEach, before, describe, test } from "node:test";
 import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
+import { GEMV_VARIANTS, gemvLaunch } from "../../../src/backends/cuda/gemv_plan.ts";
 import { assertWithin, DTYPES, i32, KernelHarness, NULL, noGpu, ptr, randn, roundTo } from "./harness.ts";
 import { U } from "./tolerances.ts";
 
+// [m, n, k]: every m from 1 to 8.
 const SHAPES: [number, number, number][] = [
   [1, 7, 8],
-  [1, 769, 4096],
+  [2, 769, 4096],
   [3, 4096, 5128],
+  [4, 33, 2048],
+  [5, 1031, 1032],
+  [6, 12, 14336],
+  [7, 3072, 2048],
   [8, 5125, 64],
-  [2, 12, 14336],
 ];
 
 describe("gemv.cu", { skip: noGpu }, () => {
@@ -38,30 +46,22 @@ describe("gemv.cu", { skip: noGpu }, () => {
             linear(x.map(Math.abs), w.map(Math.abs), bias ? bias.map(Math.abs) : null, m, k, n, absSum);
             const mod = h.module("gemv.cu", {}, dtype);
             const outType = f32Out ? "fp32" : dtype;
-            const y = h.filled(m * n, outType, 0xff);
-            h.run(
-              mod,
-              f32Out ? "gemv_f32out" : "gemv",
-              [Math.ceil(n / 8)],
-              [256],
-              [
-                ptr(h.upload(x, dtype)),
-                ptr(h.upload(w, dtype)),
-                bias ? ptr(h.upload(bias, dtype)) : NULL,
-                ptr(y),
-                i32(m),
-                i32(n),
-                i32(k),
-              ],
-            );
-            const got = h.download(y, m * n, outType);
+            const xd = h.upload(x, dtype);
+            const wd = h.upload(w, dtype);
+            const bd = bias ? ptr(h.upload(bias, dtype)) : NULL;
             const u = f32Out ? 0 : U[dtype];
-            assertWithin(
-              got,
-              want,
-              (i) => 2 ** -22 * absSum[i] + u * Math.abs(want[i]) + 1e-30,
-              `gemv ${dtype}`,
-            );
+            for (const variant of Object.values(GEMV_VARIANTS)) {
+              const { kernel, grid, block } = gemvLaunch(variant, n, f32Out);
+              const y = h.filled(m * n, outType, 0xff);
+              h.run(mod, kernel, [grid], [block], [ptr(xd), ptr(wd), bd, ptr(y), i32(m), i32(n), i32(k)]);
+              const got = h.download(y, m * n, outType);
+              assertWithin(
+                got,
+                want,
+                (i) => 2 ** -22 * absSum[i] + u * Math.abs(want[i]) + 1e-30,
+                `${kernel} ${dtype}`,
+              );
+            }
           });
         }
       }

@@ -7,6 +7,9 @@ import { CU_DEVICE_ATTRIBUTE, CU_RESULT_UNAVAILABLE } from "../ffi/driver_enums.
 import { CudaError, CudaUnavailableError } from "../ffi/errors.ts";
 import type { CuContext, CuDevice } from "../ffi/handles.ts";
 
+/** CUDA 12.3: the first driver that captures programmatic dependent launches into graphs. */
+export const PDL_MIN_DRIVER_VERSION = 12030;
+
 export interface DeviceProperties {
   ordinal: number;
   /** e.g. "NVIDIA H100 80GB HBM3". */
@@ -101,6 +104,19 @@ export class CudaDevice implements Disposable {
   }
   get driverVersion(): number {
     return this.properties.driverVersion;
+  }
+
+  /**
+   * Whether kernels can be launched with programmatic dependent launch: Hopper or newer (the
+   * griddepcontrol instructions are sm_90+), cuLaunchKernelEx exported, and a CUDA 12.3+ driver
+   * (stream capture of PDL launches into graphs).
+   */
+  get pdlCapable(): boolean {
+    return (
+      this.properties.computeCapability[0] >= 9 &&
+      this.properties.driverVersion >= PDL_MIN_DRIVER_VERSION &&
+      this.driver.hasLaunchKernelEx
+    );
   }
 
   /** Binds this device's context to the calling thread (needed only when several devices are open). */

@@ -9,5 +9,5 @@ export { CudaDevice, type DeviceProperties } from "./device.ts";
 export { Event, timeOnStream } from "./event.ts";
 export { Gemm, type GemmConfig } from "./gemm.ts";
 export { type CaptureMode, CudaGraph, GraphCapture } from "./graph.ts";
-export { CudaModule, type Dim3, Kernel, type KernelArg } from "./module.ts";
+export { CudaModule, type Dim3, Kernel, type KernelArg, type LaunchOptions } from "./module.ts";
 export { Stream } from "./stream.ts";

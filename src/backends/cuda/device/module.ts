@@ -1,5 +1,6 @@
 // A loaded cubin (CudaModule) and its kernels. Kernels are compiled by NVRTC at engine build time
 // (ffi/nvrtc.ts) and loaded from the engine; `launch` takes typed arguments (ffi/kernel_args.ts).
+import type { LaunchOptions } from "../ffi/driver.ts";
 import type { Dim3 } from "../ffi/driver_enums.ts";
 import { CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES } from "../ffi/driver_enums.ts";
 import type { CuFunction, CuModule } from "../ffi/handles.ts";
@@ -7,7 +8,7 @@ import type { KernelArg } from "../ffi/kernel_args.ts";
 import type { CudaDevice } from "./device.ts";
 import type { Stream } from "./stream.ts";
 
-export type { Dim3, KernelArg };
+export type { Dim3, KernelArg, LaunchOptions };
 
 /** Dynamic shared memory a kernel may use without opting in (48 KiB on every GPU since Volta). */
 const DEFAULT_DYNAMIC_SHARED_BYTES = 48 * 1024;
@@ -84,10 +85,23 @@ export class Kernel {
     this.maxDynamicShared = bytes;
   }
 
-  /** Queues the kernel on `stream`; opts in to `sharedBytes` of dynamic shared memory when above 48 KiB. */
-  launch(stream: Stream, grid: Dim3, block: Dim3, sharedBytes: number, args: readonly KernelArg[]): void {
+  /**
+   * Queues the kernel on `stream`; opts in to `sharedBytes` of dynamic shared memory when above 48 KiB.
+   * `options.pdl`: programmatic dependent launch where the device supports it (CudaDevice.pdlCapable),
+   * else a plain launch; only for kernels that follow kernels/pdl.cuh's rule (every kiln kernel).
+   */
+  launch(
+    stream: Stream,
+    grid: Dim3,
+    block: Dim3,
+    sharedBytes: number,
+    args: readonly KernelArg[],
+    options: LaunchOptions = {},
+  ): void {
     this.module.assertLoaded();
     if (sharedBytes > this.maxDynamicShared) this.setMaxDynamicSharedBytes(sharedBytes);
-    this.module.device.driver.launchKernel(this.fn, grid, block, sharedBytes, stream.handle, args);
+    const device = this.module.device;
+    const pdl = options.pdl === true && device.pdlCapable;
+    device.driver.launchKernel(this.fn, grid, block, sharedBytes, stream.handle, args, { pdl });
   }
 }

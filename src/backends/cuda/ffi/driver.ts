@@ -25,6 +25,7 @@ import type {
   HostPtr,
 } from "./handles.ts";
 import { type KernelArg, kernelArgsBytes, packKernelArgs } from "./kernel_args.ts";
+import { LAUNCH_BLOCK_BYTES, packLaunchConfig } from "./launch_config.ts";
 import { loadLibrary } from "./library.ts";
 
 /** Host memory a copy reads or writes: a typed array (its view, at its byteOffset) or pinned memory. */
@@ -108,15 +109,36 @@ const PROTOS = {
 
 type Fn = keyof typeof PROTOS;
 
+// Entry points kiln can do without (older drivers): bound when exported, else null.
+const OPTIONAL_PROTOS = {
+  // CUDA 11.8+; programmatic dependent launch needs it (else kernels go through cuLaunchKernel).
+  cuLaunchKernelEx: ["int", ["void *", H, "void *", "void *"]],
+} as const satisfies Record<string, readonly [string, readonly string[]]>;
+
+type OptionalFn = keyof typeof OPTIONAL_PROTOS;
+
+/** How a kernel is launched beyond its shape. */
+export interface LaunchOptions {
+  /**
+   * Programmatic dependent launch (CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION): the kernel
+   * may start while the previous kernel on the stream drains, and must wait for it itself
+   * (kernels/pdl.cuh). Ignored (a plain launch) where cuLaunchKernelEx is not exported.
+   */
+  pdl?: boolean;
+}
+
 /** The driver API, one method per entry point; every failure throws CudaError. */
 export class Driver {
   /** The exported name bound for each entry point (e.g. cuMemAlloc → "cuMemAlloc_v2"). */
   readonly boundNames: Readonly<Record<Fn, string>>;
   private readonly fns: Record<Fn, CFunction>;
+  private readonly optional: Record<OptionalFn, CFunction | null>;
   // Stable (non-moving) memory for cuLaunchKernel's void** block; see kernel_args.ts.
   private argBlock: bigint | null = null;
   private argBlockBytes = 0;
   private argView: Uint8Array | null = null;
+  // Stable memory for cuLaunchKernelEx's CUlaunchConfig and its attribute; see launch_config.ts.
+  private launchBlock: { base: bigint; view: Uint8Array } | null = null;
 
   constructor(
     lib: LibraryHandle,
@@ -133,6 +155,23 @@ export class Driver {
     }
     this.fns = fns;
     this.boundNames = names;
+    const optional = {} as Record<OptionalFn, CFunction | null>;
+    for (const [key, proto] of Object.entries(OPTIONAL_PROTOS) as [
+      OptionalFn,
+      (typeof OPTIONAL_PROTOS)[OptionalFn],
+    ][]) {
+      try {
+        optional[key] = bindFirst(lib, [key], proto[0], proto[1]).fn;
+      } catch {
+        optional[key] = null;
+      }
+    }
+    this.optional = optional;
+  }
+
+  /** Whether the driver exports cuLaunchKernelEx (launch attributes such as PDL). */
+  get hasLaunchKernelEx(): boolean {
+    return this.optional.cuLaunchKernelEx !== null;
   }
 
   private call(key: Fn, ...args: unknown[]): void {
@@ -309,7 +348,10 @@ export class Driver {
     this.call("cuFuncSetAttribute", fn, attribute, value);
   }
 
-  /** cuLaunchKernel with the void** kernelParams built from typed `args` (kernel_args.ts). */
+  /**
+   * cuLaunchKernel with the void** kernelParams built from typed `args` (kernel_args.ts); with
+   * `options.pdl`, cuLaunchKernelEx with the programmatic-stream-serialization attribute.
+   */
   launchKernel(
     fn: CuFunction,
     grid: Dim3,
@@ -317,6 +359,7 @@ export class Driver {
     sharedBytes: number,
     stream: CuStream,
     args: readonly KernelArg[],
+    options: LaunchOptions = {},
   ) {
     const [gx, gy, gz] = dim3(grid);
     const [bx, by, bz] = dim3(block);
@@ -326,7 +369,24 @@ export class Driver {
       packKernelArgs(args, argBlock.base, argBlock.view);
       params = argBlock.base;
     }
+    const launchEx = this.optional.cuLaunchKernelEx;
+    if (options.pdl && launchEx !== null) {
+      const cfg = this.launchConfigBlock();
+      const shape = { grid: [gx, gy, gz], block: [bx, by, bz], sharedBytes, stream, pdl: true } as const;
+      packLaunchConfig(shape, cfg.base, cfg.view);
+      const r = launchEx(cfg.base, fn, params, null) as number;
+      if (r !== 0) throw this.error("cuLaunchKernelEx", r);
+      return;
+    }
     this.call("cuLaunchKernel", fn, gx, gy, gz, bx, by, bz, sharedBytes, stream, params, null);
+  }
+
+  private launchConfigBlock(): { base: bigint; view: Uint8Array } {
+    if (this.launchBlock === null) {
+      const base = koffi.alloc("uint64_t", LAUNCH_BLOCK_BYTES / 8) as bigint; // 8-byte aligned
+      this.launchBlock = { base, view: new Uint8Array(koffi.view(base, LAUNCH_BLOCK_BYTES)) };
+    }
+    return this.launchBlock;
   }
 
   private kernelArgBlock(bytes: number): { base: bigint; view: Uint8Array } {

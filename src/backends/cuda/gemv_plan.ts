@@ -1,0 +1,68 @@
+// Which kernels/gemv.cu variant runs a decode GEMM y[m, n] = x[m, k] · W[n, k]ᵀ (m ≤ 8), chosen per
+// weight shape. A variant gemv_rRuUwW gives each warp R output rows, keeps U 16-byte vectors per lane
+// and row in flight, and runs W warps per block; its first U vectors are prefetched before the PDL
+// wait. One iteration of a row covers 32·U vectors, so U must fit the row: a row of k = 2048 bf16 is
+// 256 vectors, one U = 8 iteration (U = 16 would leave it all to the one-vector tail loop).
+//
+// Measured on an H100 (bf16, m = 1, PDL on, tools/microbench/gemv_pdl.cu), read GB/s of the best
+// variant against the previous kernel (r1u4w8):
+//   n × k            vectors/row  best          GB/s (previous)
+//   6144 × 4096      512          r1u16w8       2839 (2795)
+//   28672 × 4096     512          r1u16w8       3132 (3066)
+//   128256 × 4096    512          r1u16w8       3200 (3141)
+//   4096 × 4096      512          r2u8w4        2780 (2456)
+//   4096 × 14336     1792         r1u16w8       2998 (2652)
+//   2048 × 8192      1024         r1u16w8       2759 (2362)
+//   3072 × 2048      256          r1u8w8        2498 (2159)
+//   2048 × 2048      256          r2u8w4        2285 (1819)
+//   16384 × 2048     256          r2u4w8        2967 (2922)
+//   128256 × 2048    256          r1u8w8        3145
+// Shapes between the measured ones take the rule of their neighbours (below); re-measure before
+// tuning further.
+
+export type GemvVariantName = "r1u16w8" | "r1u8w8" | "r2u8w4" | "r2u4w8";
+
+export interface GemvVariant {
+  name: GemvVariantName;
+  /** R: output rows per warp. */
+  rowsPerWarp: number;
+  /** U: 16-byte vectors per lane and row in flight. */
+  vecsInFlight: number;
+  /** W: warps per block. */
+  warps: number;
+}
+
+export const GEMV_VARIANTS: Readonly<Record<GemvVariantName, GemvVariant>> = {
+  r1u16w8: { name: "r1u16w8", rowsPerWarp: 1, vecsInFlight: 16, warps: 8 },
+  r1u8w8: { name: "r1u8w8", rowsPerWarp: 1, vecsInFlight: 8, warps: 8 },
+  r2u8w4: { name: "r2u8w4", rowsPerWarp: 2, vecsInFlight: 8, warps: 4 },
+  r2u4w8: { name: "r2u4w8", rowsPerWarp: 2, vecsInFlight: 4, warps: 8 },
+};
+
+/** The variant for an [n, k] weight of `elemBytes`-byte elements (k·elemBytes a multiple of 16). */
+export function planGemv(n: number, k: number, elemBytes: number): GemvVariant {
+  const rowVecs = (k * elemBytes) / 16;
+  const v = GEMV_VARIANTS;
+  if (rowVecs >= 1024) return v.r1u16w8; // k ≥ 8192 (16-bit): long rows, the most bytes in flight
+  if (rowVecs >= 512) return n >= 6144 ? v.r1u16w8 : v.r2u8w4; // k = 4096: few rows want 2 per warp
+  if (rowVecs >= 256) {
+    // k = 2048
+    if (n <= 2048) return v.r2u8w4;
+    if (n >= 8192 && n < 65536) return v.r2u4w8;
+    return v.r1u8w8;
+  }
+  return v.r2u4w8; // short rows (tiny models): the smallest U, two rows in flight per warp
+}
+
+/** Kernel name and launch shape of `variant` for n output features. */
+export function gemvLaunch(
+  variant: GemvVariant,
+  n: number,
+  fp32Out: boolean,
+): { kernel: string; grid: number; block: number } {
+  return {
+    kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}`,
+    grid: Math.ceil(n / (variant.rowsPerWarp * variant.warps)),
+    block: 32 * variant.warps,
+  };
+}

@@ -1,0 +1,101 @@
+// The GEMV variant choice (src/backends/cuda/gemv_plan.ts) on the CPU: the measured best variant for
+// every measured decode shape of Llama 3.1 8B and 3.2 1B, launch shapes, and that every variant the
+// plan can pick is exported by kernels/gemv.cu (as compile_matrix.json lists it).
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, test } from "node:test";
+import {
+  GEMV_VARIANTS,
+  type GemvVariantName,
+  gemvLaunch,
+  planGemv,
+} from "../../src/backends/cuda/gemv_plan.ts";
+
+const BF16 = 2;
+
+describe("planGemv", () => {
+  // [n, k, best variant measured on an H100, bf16, m = 1, PDL on]
+  const measured: [number, number, GemvVariantName][] = [
+    [6144, 4096, "r1u16w8"], // 8B qkv
+    [4096, 4096, "r2u8w4"], // 8B o
+    [28672, 4096, "r1u16w8"], // 8B gate_up
+    [4096, 14336, "r1u16w8"], // 8B down
+    [128256, 4096, "r1u16w8"], // 8B LM head
+    [3072, 2048, "r1u8w8"], // 1B qkv
+    [2048, 2048, "r2u8w4"], // 1B o
+    [16384, 2048, "r2u4w8"], // 1B gate_up
+    [2048, 8192, "r1u16w8"], // 1B down
+    [128256, 2048, "r1u8w8"], // 1B LM head
+  ];
+  for (const [n, k, best] of measured) {
+    test(`${n} x ${k} → ${best}`, () => assert.equal(planGemv(n, k, BF16).name, best));
+  }
+
+  test("a variant's vectors in flight fit the row whenever the row holds 128 vectors or more", () => {
+    for (const k of [1024, 1032, 2048, 3072, 4096, 5120, 8192, 14336, 16384]) {
+      for (const n of [7, 769, 2048, 4096, 6144, 16384, 65536, 128256]) {
+        for (const elem of [2, 4]) {
+          const v = planGemv(n, k, elem);
+          const rowVecs = (k * elem) / 16;
+          if (rowVecs >= 128) assert.ok(32 * v.vecsInFlight <= rowVecs, `${n} x ${k} (${elem} B): ${v.name}`);
+        }
+      }
+    }
+  });
+
+  test("short rows (tiny models) take the smallest U", () => {
+    assert.equal(planGemv(640, 256, BF16).name, "r2u4w8");
+    assert.equal(planGemv(7, 8, BF16).name, "r2u4w8");
+  });
+
+  test("fp32 rows hold half the elements per vector", () => {
+    assert.equal(planGemv(6144, 2048, 4).name, "r1u16w8"); // 512 vectors, as bf16 k = 4096
+  });
+});
+
+describe("gemvLaunch", () => {
+  test("grid covers n with R·W rows per block; block is W warps", () => {
+    assert.deepEqual(gemvLaunch(GEMV_VARIANTS.r1u16w8, 6144, false), {
+      kernel: "gemv_r1u16w8",
+      grid: 768,
+      block: 256,
+    });
+    assert.deepEqual(gemvLaunch(GEMV_VARIANTS.r2u8w4, 4097, false), {
+      kernel: "gemv_r2u8w4",
+      grid: 513,
+      block: 128,
+    });
+    assert.deepEqual(gemvLaunch(GEMV_VARIANTS.r2u4w8, 7, true), {
+      kernel: "gemv_r2u4w8_f32out",
+      grid: 1,
+      block: 256,
+    });
+    assert.deepEqual(gemvLaunch(GEMV_VARIANTS.r1u8w8, 128256, true), {
+      kernel: "gemv_r1u8w8_f32out",
+      grid: 16032,
+      block: 256,
+    });
+  });
+
+  test("every variant's kernels are exported by gemv.cu (compile_matrix.json) and named by its shape", () => {
+    const matrix = JSON.parse(
+      readFileSync(new URL("../../kernels/compile_matrix.json", import.meta.url), "utf8"),
+    );
+    const listed: string[] = matrix.files["gemv.cu"].kernels;
+    const source = readFileSync(new URL("../../kernels/gemv.cu", import.meta.url), "utf8");
+    const expected: string[] = [];
+    for (const v of Object.values(GEMV_VARIANTS)) {
+      assert.equal(v.name, `r${v.rowsPerWarp}u${v.vecsInFlight}w${v.warps}`);
+      assert.ok(
+        source.includes(`KILN_GEMV(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
+        `gemv.cu instantiates ${v.name}`,
+      );
+      assert.ok(
+        v.rowsPerWarp * v.vecsInFlight <= 16,
+        `${v.name}: prefetch before the PDL wait fits (R·U ≤ 16)`,
+      );
+      expected.push(`gemv_${v.name}`, `gemv_${v.name}_f32out`);
+    }
+    assert.deepEqual([...listed].sort(), expected.sort());
+  });
+});

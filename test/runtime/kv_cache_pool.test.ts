@@ -1,0 +1,286 @@
+// The KV pool is sized once and reused by every request: on a backend that reports free memory (a
+// spy over the CPU backend stands in for CUDA) it is min(engine cap, ⌊fraction × maxKvBlocks⌋,
+// ⌊maxTokens / blockSize⌋); on the CPU it grows to the largest request and never shrinks. Requests
+// that do not fit get KvCacheExhaustedError and leave the session usable.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { buildEngine } from "../../src/builder/builder.ts";
+import { InvalidArgumentError } from "../../src/errors.ts";
+import { KvCacheExhaustedError } from "../../src/runtime/errors.ts";
+import { GenerationSession } from "../../src/runtime/generation_session.ts";
+import {
+  InvalidKvCacheConfigError,
+  type KvCacheConfig,
+  resolveKvCacheConfig,
+} from "../../src/runtime/kv_cache_config.ts";
+import { ModelRunner } from "../../src/runtime/model_runner.ts";
+import type { SamplingConfig } from "../../src/runtime/sampling_config.ts";
+import { Session } from "../../src/runtime/session.ts";
+import { writeTinyModel } from "../helpers/tiny_model.ts";
+
+// Tiny Llama: maxSeqLen 64, KV blocks of 16 tokens, at most 4 sequences per step →
+// engine cap = 4 × (64 / 16 + 1) = 20 blocks.
+const BS = 16;
+const ENGINE_CAP = 20;
+
+// Requests and the blocks they need: sequences × (⌈min(prompt + new, 64) / 16⌉ + 1).
+const greedy = (maxNewTokens: number, extra: Partial<SamplingConfig> = {}): Partial<SamplingConfig> => ({
+  temperature: 0,
+  maxNewTokens,
+  endId: [],
+  ...extra,
+});
+const A = { inputs: [[5, 6, 7]], config: greedy(4), blocks: 2 }; // 1 × (⌈7/16⌉ + 1)
+const B = {
+  inputs: [[5, 6, 7], [9, 1, 4, 4, 30, 2, 8, 13, 21], [50]],
+  config: greedy(20),
+  blocks: 9, // 3 × (⌈29/16⌉ + 1)
+};
+const C = {
+  inputs: [
+    [1, 2, 3, 4, 5],
+    [6, 7, 8, 9, 10],
+  ],
+  config: greedy(40, { temperature: 0.8, numReturnSequences: 2, randomSeed: 3 }),
+  blocks: 16, // 2 prompts × 2 samples × (⌈45/16⌉ + 1)
+};
+const TOO_MANY = {
+  inputs: Array.from({ length: 5 }, (_, i) => [10 + i, 11, 12]),
+  config: greedy(61),
+  blocks: 25, // 5 × (⌈64/16⌉ + 1): more sequences than the engine runs
+};
+
+describe("KV cache pool", () => {
+  const model = writeTinyModel("llama", 3);
+  const engineDir = join(model.dir, "engine");
+  buildEngine(model.dir, engineDir, { maxBatchSize: 4, kvBlockSize: BS });
+  after(model.cleanup);
+
+  /** A session whose backend records allocateKvCache calls; with `free`, it also reports that many
+   * blocks of free device memory (and a warm-up hook), as the CUDA backend does. */
+  function open(free?: number, kvCache: Partial<KvCacheConfig> = {}) {
+    const session = Session.open(engineDir);
+    const backend = session.backend;
+    const calls: number[] = [];
+    const events: string[] = [];
+    const allocate = backend.allocateKvCache.bind(backend);
+    backend.allocateKvCache = (n: number) => {
+      calls.push(n);
+      events.push(`allocate ${n}`);
+      allocate(n);
+    };
+    if (free !== undefined) {
+      backend.warmUp = () => events.push("warmUp");
+      backend.maxKvBlocks = () => {
+        events.push("maxKvBlocks");
+        return free;
+      };
+    }
+    const gs = new GenerationSession(session, kvCache);
+    return { session, backend, gs, calls, events, [Symbol.dispose]: () => session.dispose() };
+  }
+  const run = (gs: GenerationSession, r: { inputs: number[][]; config: Partial<SamplingConfig> }) =>
+    gs.decode(r.inputs, r.config);
+  const ids = (outs: Awaited<ReturnType<typeof run>>) => outs.map((o) => o.sequences.map((s) => s.outputIds));
+
+  test("allocated once, at the first request, after warm-up; every request size reuses it", async () => {
+    using s = open(1000);
+    assert.equal(s.gs.pool, null, "nothing is allocated before the first request");
+    assert.deepEqual(s.calls, []);
+    const first = await run(s.gs, A);
+    for (const r of [B, C, A, B]) await run(s.gs, r);
+    const last = await run(s.gs, A);
+    assert.deepEqual(s.calls, [ENGINE_CAP]);
+    assert.deepEqual(s.events, ["warmUp", "maxKvBlocks", `allocate ${ENGINE_CAP}`]);
+    assert.equal(s.backend.numKvBlocks, ENGINE_CAP);
+    assert.deepEqual(s.gs.pool, {
+      numBlocks: ENGINE_CAP,
+      blockSize: BS,
+      tokens: ENGINE_CAP * BS,
+      bytes: ENGINE_CAP * s.backend.kvBytesPerBlock,
+      limitedBy: "engine",
+      freeBlocks: 1000,
+    });
+    assert.deepEqual(ids(last), ids(first));
+    assert.equal(first[0].sequences[0].outputIds.length, 4);
+    // Same tokens as a session whose pool was sized for exactly this request.
+    using cpu = open();
+    assert.deepEqual(ids(await run(cpu.gs, A)), ids(first));
+    assert.deepEqual(ids(await run(cpu.gs, C)), ids(await run(s.gs, C)));
+  });
+
+  const sizes: [string, number, Partial<KvCacheConfig>, number, string][] = [
+    ["memory: ⌊0.7 × 15⌋", 15, { freeGpuMemoryFraction: 0.7 }, 10, "free-memory"],
+    ["memory: all 15 free blocks at fraction 1", 15, { freeGpuMemoryFraction: 1 }, 15, "free-memory"],
+    ["memory: ⌊0.01 × 1000⌋", 1000, { freeGpuMemoryFraction: 0.01 }, 10, "free-memory"],
+    ["engine cap under 0.9 × 1000", 1000, {}, ENGINE_CAP, "engine"],
+    ["maxTokens 100: ⌊100 / 16⌋", 1000, { maxTokens: 100 }, 6, "max-tokens"],
+    [
+      "memory under maxTokens: ⌊0.5 × 15⌋ < 200 / 16",
+      15,
+      { freeGpuMemoryFraction: 0.5, maxTokens: 200 },
+      7,
+      "free-memory",
+    ],
+  ];
+  for (const [name, free, config, blocks, limitedBy] of sizes) {
+    test(`pool size = min(engine cap, fraction × free blocks, maxTokens / block): ${name} → ${blocks}`, () => {
+      using s = open(free, config);
+      const info = s.gs.allocatePool();
+      assert.equal(info.numBlocks, blocks);
+      assert.equal(info.tokens, blocks * BS);
+      assert.equal(info.bytes, blocks * s.backend.kvBytesPerBlock);
+      assert.equal(info.limitedBy, limitedBy);
+      s.gs.allocatePool(); // kept, not reallocated
+      s.gs.setup(1, 3, 4);
+      assert.deepEqual(s.calls, [blocks]);
+      assert.equal(s.backend.numKvBlocks, blocks);
+    });
+  }
+
+  test("a request larger than the pool is KvCacheExhaustedError; the next request still runs", async () => {
+    using s = open(1000, { maxTokens: 100 }); // 6 blocks
+    const ok = await run(s.gs, A);
+    await assert.rejects(run(s.gs, B), (e: unknown) => {
+      assert.ok(e instanceof KvCacheExhaustedError, String(e));
+      assert.match(
+        e.message,
+        /3 prompt\(s\) × 1 beam\(s\) of up to 9 \+ 20 tokens need 9 KV blocks \(.* GiB\) but the KV cache pool holds at most 6 blocks \(.* GiB, 96 tokens; capped by maxTokens 100\)/,
+      );
+      assert.match(
+        e.message,
+        /lower the batch size, the beam width or maxNewTokens, or raise maxTokens \(--max-kv-tokens/,
+      );
+      return true;
+    });
+    assert.deepEqual(ids(await run(s.gs, A)), ids(ok));
+    assert.deepEqual(s.calls, [6]);
+  });
+
+  test("the error names what limited the pool: free memory, or the engine's batch size", async () => {
+    using mem = open(15, { freeGpuMemoryFraction: 0.7 }); // 10 blocks
+    await run(mem.gs, B);
+    await assert.rejects(
+      run(mem.gs, C),
+      /need 16 KV blocks .* holds at most 10 blocks .*freeGpuMemoryFraction 0\.7 of the 15 blocks that fit in free device memory.*raise freeGpuMemoryFraction \(--kv-cache-free-gpu-mem-fraction, now 0\.7\)/,
+    );
+    await run(mem.gs, A);
+    assert.deepEqual(mem.calls, [10]);
+
+    using eng = open(1000);
+    await assert.rejects(
+      run(eng.gs, TOO_MANY),
+      /need 25 KV blocks .* holds at most 20 blocks .*maxBatchSize 4 sequences of maxSeqLen 64.*--max-batch-size/,
+    );
+    eng.gs.setup(1, 60, 3, 4); // 4 beams at full length: exactly the engine cap
+    assert.deepEqual(eng.calls, [ENGINE_CAP]);
+  });
+
+  test("no block fits in free memory: a clear error, nothing allocated", () => {
+    using s = open(1, { freeGpuMemoryFraction: 0.5 });
+    assert.throws(
+      () => s.gs.setup(1, 3, 4),
+      /no KV cache block fits: 1 blocks .* freeGpuMemoryFraction 0\.5 leaves 0/,
+    );
+    assert.deepEqual(s.calls, []);
+  });
+
+  test("CPU (no free-memory figure): the pool grows to the largest request, never shrinks", async () => {
+    using s = open();
+    await run(s.gs, A);
+    assert.deepEqual(s.calls, [A.blocks]);
+    await run(s.gs, B);
+    await run(s.gs, A);
+    assert.deepEqual(s.calls, [A.blocks, B.blocks]);
+    await run(s.gs, C);
+    await run(s.gs, B);
+    assert.deepEqual(s.calls, [A.blocks, B.blocks, C.blocks]);
+    assert.equal(s.gs.pool?.numBlocks, C.blocks);
+    assert.equal(s.gs.pool?.limitedBy, "request");
+    assert.equal(s.backend.numKvBlocks, C.blocks);
+    assert.deepEqual(
+      s.events,
+      s.calls.map((n) => `allocate ${n}`),
+      "no warm-up or memory query on the CPU",
+    );
+  });
+
+  test("CPU with maxTokens: grows up to the cap; a request beyond it fails without reallocating", async () => {
+    using s = open(undefined, { maxTokens: 160 }); // at most 10 blocks
+    await run(s.gs, A);
+    await run(s.gs, B);
+    await assert.rejects(
+      run(s.gs, C),
+      /need 16 KV blocks .* holds at most 10 blocks .*capped by maxTokens 160/,
+    );
+    await run(s.gs, A);
+    assert.deepEqual(s.calls, [A.blocks, B.blocks]);
+  });
+
+  test("CPU allocatePool(): one sequence of the engine's maxSeqLen until a request grows it", async () => {
+    using s = open();
+    assert.equal(s.gs.allocatePool().numBlocks, 5); // ⌈64/16⌉ + 1
+    await run(s.gs, A);
+    assert.deepEqual(s.calls, [5]);
+    await run(s.gs, B);
+    assert.deepEqual(s.calls, [5, B.blocks]);
+  });
+
+  test("a pool reallocated behind the session's back is sized again, not trusted", async () => {
+    using s = open(1000);
+    await run(s.gs, A);
+    s.backend.allocateKvCache(3); // e.g. a test driving the backend directly
+    assert.equal(s.gs.pool, null);
+    await run(s.gs, B);
+    assert.deepEqual(s.calls, [ENGINE_CAP, 3, ENGINE_CAP]);
+  });
+
+  test("KvCacheConfig: defaults, and each bad value names the field, the value and the fix", () => {
+    assert.deepEqual(resolveKvCacheConfig(), { freeGpuMemoryFraction: 0.9 });
+    assert.deepEqual(resolveKvCacheConfig({ freeGpuMemoryFraction: 1, maxTokens: 4096 }), {
+      freeGpuMemoryFraction: 1,
+      maxTokens: 4096,
+    });
+    const bad: [Partial<KvCacheConfig>, RegExp][] = [
+      [{ freeGpuMemoryFraction: 0 }, /freeGpuMemoryFraction must be in \(0, 1\], got 0;.*e\.g\. 0\.9/],
+      [{ freeGpuMemoryFraction: 1.5 }, /freeGpuMemoryFraction must be in \(0, 1\], got 1\.5/],
+      [{ freeGpuMemoryFraction: -0.2 }, /got -0\.2/],
+      [{ freeGpuMemoryFraction: Number.NaN }, /got NaN/],
+      [{ maxTokens: 0 }, /maxTokens must be an integer ≥ 1, got 0;.*--max-kv-tokens/],
+      [{ maxTokens: 2.5 }, /maxTokens must be an integer ≥ 1, got 2\.5/],
+      [{ maxTokens: -16 }, /got -16/],
+    ];
+    for (const [config, message] of bad) {
+      assert.throws(
+        () => resolveKvCacheConfig(config),
+        (e: unknown) =>
+          e instanceof InvalidKvCacheConfigError &&
+          e instanceof InvalidArgumentError &&
+          message.test(e.message),
+        JSON.stringify(config),
+      );
+    }
+  });
+
+  test("maxTokens below one block is rejected when the session is made; bad configs fail before a build", () => {
+    const session = Session.open(engineDir);
+    try {
+      assert.throws(
+        () => new GenerationSession(session, { maxTokens: 8 }),
+        /maxTokens 8 is less than one KV block of 16 tokens; give at least 16/,
+      );
+    } finally {
+      session.dispose();
+    }
+    // A directory that does not exist: the config error comes first.
+    assert.throws(
+      () => ModelRunner.fromDir(join(model.dir, "missing"), { kvCache: { freeGpuMemoryFraction: 2 } }),
+      InvalidKvCacheConfigError,
+    );
+    assert.throws(
+      () => ModelRunner.fromEngine(engineDir, undefined, { maxTokens: 15 }),
+      /less than one KV block/,
+    );
+  });
+});
