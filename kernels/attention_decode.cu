@@ -13,8 +13,17 @@
 // each loading 16-byte vectors of its K and V rows, so a warp reads whole rows with coalesced loads
 // and keeps K and V of the step in registers. Scores reduce over the lanes of a key by shuffles; the
 // online softmax state (max m, sum l, acc) lives in registers, is merged over the warps of the CTA in
-// shared memory, and written either as the output (num_splits == 1) or as a partial that
-// attention_decode_reduce merges. All arithmetic is fp32.
+// shared memory, and written either as the output (num_splits == 1) or as a partial (m, l, acc).
+//
+// With num_splits > 1 the splits are merged in the same launch (one graph node per layer, not two):
+// every CTA writes its partial, fences, and counts itself in split_counter[s, x]; the CTA that counts
+// last merges all splits of its heads into out and sets the counter back to 0 for the next launch.
+//
+//   split CTAs of (s, x):   z=0 ──┐   z=1 ──┐   …   z=n-1 ──┐    (any order)
+//                          write partial, __threadfence, atomicAdd(counter) → old
+//   old == n-1 (the last):  __threadfence, read every partial (L2, __ldcg), merge, counter = 0
+//
+// All arithmetic is fp32.
 #include "attention_common.cuh"
 
 namespace attn {
@@ -40,6 +49,16 @@ constexpr int kKeysPerLane = kVecBudget / kVecsPerLane > 0 ? kVecBudget / kVecsP
 constexpr int kKeysPerStep = kKeysPerLane * kKeysAbreast;  // keys per warp step
 constexpr int kSplitAlign = 16;                            // split ranges are multiples of 16 keys
 
+// Merge of the splits (last CTA): heads per warp for the weights, floats per partial_acc load, loads of
+// a thread's acc slices ((head, vector) items of the CTA's heads), and splits loaded at once per item.
+constexpr int kHeadsPerWarp = (kHeadsPerCta + kDecodeWarps - 1) / kDecodeWarps;
+constexpr int kAccVec = HEAD_DIM % 4 == 0 ? 4 : HEAD_DIM % 2 == 0 ? 2 : 1;
+constexpr int kAccRowVecs = HEAD_DIM / kAccVec;
+constexpr int kMergeItems = (kHeadsPerCta * kAccRowVecs + kDecodeThreads - 1) / kDecodeThreads;
+constexpr int kMergeBatch = 64 / (kMergeItems * kAccVec) < 1   ? 1
+                            : 64 / (kMergeItems * kAccVec) > 8 ? 8
+                                                               : 64 / (kMergeItems * kAccVec);
+
 // kVec consecutive floats of shared memory (16-byte aligned when kVec ≥ 4).
 __device__ __forceinline__ void load_smem_vec(const float* p, float (&f)[kVec]) {
   if constexpr (kVec % 4 == 0) {
@@ -57,13 +76,33 @@ __device__ __forceinline__ void load_smem_vec(const float* p, float (&f)[kVec]) 
   }
 }
 
+// kAccVec floats of a partial written by other CTAs of this launch: through L2 (ld.global.cg), never the
+// non-coherent path.
+__device__ __forceinline__ void load_partial(const float* p, float (&f)[kAccVec]) {
+  if constexpr (kAccVec == 4) {
+    const float4 x = __ldcg(reinterpret_cast<const float4*>(p));
+    f[0] = x.x;
+    f[1] = x.y;
+    f[2] = x.z;
+    f[3] = x.w;
+  } else if constexpr (kAccVec == 2) {
+    const float2 x = __ldcg(reinterpret_cast<const float2*>(p));
+    f[0] = x.x;
+    f[1] = x.y;
+  } else {
+    f[0] = __ldcg(p);
+  }
+}
+
 }  // namespace attn
 
-// out          [S, NUM_HEADS, HEAD_DIM]  kiln_t; written here only when num_splits == 1
+// out          [S, NUM_HEADS, HEAD_DIM]  kiln_t
 // partial_acc  [S, NUM_HEADS, num_splits, HEAD_DIM] fp32, unnormalized Σ_j e^(s_j - m)·v_j of a split
+//              (not written for an empty split, whose m = -inf tells the merge to skip it)
 // partial_m    [S, NUM_HEADS, num_splits] fp32, the split's max score m (× log2 e for 16-bit builds)
 // partial_l    [S, NUM_HEADS, num_splits] fp32, Σ_j e^(s_j - m); an empty split has m = -inf, l = 0
-//              (the partials are untouched when num_splits == 1 and may then be null)
+// split_counter [S, NUM_KV_HEADS * HEAD_GROUPS] int32 arrival counts; zero before the launch, left zero
+//              (the partials and counters are untouched when num_splits == 1 and may then be null)
 // q            [S, NUM_HEADS, HEAD_DIM]  kiln_t, already rotated
 // k_cache, v_cache  [numBlocks, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM]  this layer's pools (new key written)
 // context_len  [S] int32, ≥ 1 (a sequence with 0 gets zeros: padding rows of a graph bucket)
@@ -71,7 +110,7 @@ __device__ __forceinline__ void load_smem_vec(const float* p, float (&f)[kVec]) 
 // Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (128), no dynamic shared memory.
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     attention_decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
-                     float* __restrict__ partial_l, const kiln_t* __restrict__ q,
+                     float* __restrict__ partial_l, int* __restrict__ split_counter, const kiln_t* __restrict__ q,
                      const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
                      const int* __restrict__ context_len, const int* __restrict__ block_tables,
                      int block_table_stride, int num_splits, float scale, int sliding_window) {
@@ -254,40 +293,125 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
       out[row * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
     } else {
       const size_t part = row * num_splits + split;
-      partial_acc[part * HEAD_DIM + d] = a;
+      if (mx != neg_inf()) partial_acc[part * HEAD_DIM + d] = a;  // the merge skips an empty split's acc
       if (d == 0) {
         partial_m[part] = mx;
         partial_l[part] = sum;
       }
     }
   }
-}
+  if (num_splits == 1) return;
 
-// Merges the num_splits partials of every (sequence, head) into out [S, NUM_HEADS, HEAD_DIM]:
-//   M = max_z m_z,  out = Σ_z e^(m_z - M) acc_z / Σ_z e^(m_z - M) l_z   (empty splits skipped).
-// Grid (NUM_HEADS, S), block (128).
-extern "C" __global__ void __launch_bounds__(128)
-    attention_decode_reduce(kiln_t* __restrict__ out, const float* __restrict__ partial_acc,
-                            const float* __restrict__ partial_m, const float* __restrict__ partial_l,
-                            int num_splits) {
-  using namespace attn;
-  kiln::pdl_wait();  // the partials come from attention_decode (see pdl.cuh)
-  kiln::pdl_launch_dependents();
-  const size_t row = (size_t)blockIdx.y * NUM_HEADS + blockIdx.x;
-  const float* pm = partial_m + row * num_splits;
-  const float* pl = partial_l + row * num_splits;
-  float mx = neg_inf();
-  for (int z = 0; z < num_splits; z++) mx = fmaxf(mx, pm[z]);
-  for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x) {
-    float sum = 0.f, a = 0.f;
-    for (int z = 0; z < num_splits; z++) {
-      const float mz = pm[z];
-      if (mz != neg_inf()) {
-        const float c = score_exp(mz - mx);
-        sum = fmaf(pl[z], c, sum);
-        a = fmaf(partial_acc[(row * num_splits + z) * HEAD_DIM + d], c, a);
+  // Count this split in; the CTA that counts last merges. Each thread fences its partial writes before
+  // the count, and the last CTA fences after seeing it, so it reads every split's partial.
+  __shared__ int s_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = split_counter + (size_t)s * gridDim.x + blockIdx.x;  // [S, NUM_KV_HEADS * HEAD_GROUPS]
+    const bool last = atomicAdd(counter, 1) == num_splits - 1;
+    if (last) *counter = 0;  // every split has counted: the next launch starts from zero
+    __threadfence();
+    s_last = last;
+  }
+  __syncthreads();
+  if (!s_last) return;
+
+  // Merge, per head, exactly as a separate reduce over the splits would (same operations, same order):
+  //   M = max_z m_z,  out = Σ_z e^(m_z - M)·acc_z / Σ_z e^(m_z - M)·l_z   (splits with m_z = -inf skipped)
+  // in chunks of 32 splits: warp w finds M and the chunk's weights of heads w, w + 4, … (a weight of
+  // -1 marks a skipped split) and carries their denominators; then each thread accumulates its items,
+  // kAccVec dims of one head, issuing the loads of kMergeBatch splits before their FMAs.
+  __shared__ float s_w[kHeadsPerCta * kWarp];  // [head][split in chunk] weight e^(m_z - M), or -1
+  __shared__ float s_sum[kHeadsPerCta];        // [head] Σ_z e^(m_z - M)·l_z
+  const size_t row0 = (size_t)s * NUM_HEADS + h0;  // [S, NUM_HEADS] row of the CTA's first head
+  float head_max[kHeadsPerWarp], head_sum[kHeadsPerWarp];
+#pragma unroll
+  for (int j = 0; j < kHeadsPerWarp; j++) {
+    const int g = warp + j * kDecodeWarps;
+    float mx = neg_inf();
+    if (g < nh) {
+      for (int z = lane; z < num_splits; z += kWarp) mx = fmaxf(mx, __ldcg(partial_m + (row0 + g) * num_splits + z));
+    }
+    head_max[j] = xor_max(mx, 1, kWarp / 2);  // max is exact: any order gives the reduce's M (up to the sign of 0)
+    head_sum[j] = 0.f;
+  }
+  float acc_out[kMergeItems][kAccVec];
+#pragma unroll
+  for (int k = 0; k < kMergeItems; k++) {
+#pragma unroll
+    for (int e = 0; e < kAccVec; e++) acc_out[k][e] = 0.f;
+  }
+
+  for (int z0 = 0; z0 < num_splits; z0 += kWarp) {
+    const int nz = min(kWarp, num_splits - z0);
+#pragma unroll
+    for (int j = 0; j < kHeadsPerWarp; j++) {
+      const int g = warp + j * kDecodeWarps;
+      if (g < nh) {  // warp-uniform
+        const size_t part = (row0 + g) * num_splits + z0 + lane;
+        const float mz = lane < nz ? __ldcg(partial_m + part) : neg_inf();
+        const float lz = lane < nz ? __ldcg(partial_l + part) : 0.f;
+        const float w = mz != neg_inf() ? score_exp(mz - head_max[j]) : -1.f;
+        s_w[g * kWarp + lane] = w;
+        for (int z = 0; z < nz; z++) {  // in split order, as the reduce sums
+          const float wz = __shfl_sync(kFull, w, z);
+          const float lzz = __shfl_sync(kFull, lz, z);
+          if (!(wz < 0.f)) head_sum[j] = fmaf(lzz, wz, head_sum[j]);
+        }
       }
     }
-    out[row * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
+    __syncthreads();
+    for (int zb = 0; zb < nz; zb += kMergeBatch) {
+      float v[kMergeBatch][kMergeItems][kAccVec];
+#pragma unroll
+      for (int b = 0; b < kMergeBatch; b++) {
+#pragma unroll
+        for (int k = 0; k < kMergeItems; k++) {
+          const int i = threadIdx.x + k * kDecodeThreads;
+          const int g = i / kAccRowVecs;
+          const int z = zb + b;
+          if (g < nh && z < nz && !(s_w[g * kWarp + z] < 0.f)) {
+            load_partial(partial_acc + ((row0 + g) * num_splits + z0 + z) * HEAD_DIM + i % kAccRowVecs * kAccVec,
+                         v[b][k]);
+          }
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < kMergeBatch; b++) {
+#pragma unroll
+        for (int k = 0; k < kMergeItems; k++) {
+          const int i = threadIdx.x + k * kDecodeThreads;
+          const int g = i / kAccRowVecs;
+          const int z = zb + b;
+          if (g < nh && z < nz) {
+            const float w = s_w[g * kWarp + z];
+            if (!(w < 0.f)) {
+#pragma unroll
+              for (int e = 0; e < kAccVec; e++) acc_out[k][e] = fmaf(v[b][k][e], w, acc_out[k][e]);
+            }
+          }
+        }
+      }
+    }
+    __syncthreads();  // s_w is rewritten by the next chunk
+  }
+
+#pragma unroll
+  for (int j = 0; j < kHeadsPerWarp; j++) {
+    const int g = warp + j * kDecodeWarps;
+    if (g < nh && lane == 0) s_sum[g] = head_sum[j];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int k = 0; k < kMergeItems; k++) {
+    const int i = threadIdx.x + k * kDecodeThreads;
+    const int g = i / kAccRowVecs;
+    if (g < nh) {
+      const float sum = s_sum[g];
+      kiln_t* o = out + (row0 + g) * HEAD_DIM + i % kAccRowVecs * kAccVec;
+#pragma unroll
+      for (int e = 0; e < kAccVec; e++) o[e] = from_float(sum > 0.f ? acc_out[k][e] / sum : 0.f);
+    }
   }
 }

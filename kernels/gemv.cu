@@ -16,7 +16,7 @@
 //
 // Variants gemv_rRuUwW (R rows per warp, U vectors per lane in flight, W warps per block); the host
 // picks one per (n, k) in src/backends/cuda/gemv_plan.ts, from measurements (tools/microbench/gemv_pdl.cu):
-//   gemv_r1u16w8, gemv_r1u8w8, gemv_r2u8w4, gemv_r2u4w8
+//   gemv_r1u4w8, gemv_r1u16w8, gemv_r1u8w8, gemv_r2u8w4, gemv_r2u4w8
 // extern "C" __global__ void gemv_rRuUwW(
 //     const kiln_t* x,       // [m, k]
 //     const kiln_t* w,       // [n, k]   (HF nn.Linear layout); weights: read before the PDL wait
@@ -27,6 +27,15 @@
 // extern "C" __global__ void gemv_rRuUwW_f32out(... float* y ...)   the same, fp32 output (logits)
 //   grid  = (ceil(n / (R·W))), block = (32·W)
 //   shared memory: none
+// 16-bit dtypes only, one per HF activation ACT ∈ {silu, gelu, gelu_pytorch_tanh, gelu_new, relu}:
+// extern "C" __global__ void gemv_gated_ACT(
+//     const kiln_t* x,       // [m, k]
+//     const kiln_t* w,       // [2·inter, k]: the fused gate_up weight (gate rows, then up rows)
+//     const kiln_t* bias,    // [2·inter] or null
+//     kiln_t* y,             // [m, inter] = act(x·gateᵀ + b) · (x·upᵀ + b), as gemv + gated_act_ACT
+//     int m, int inter, int k)
+//   grid  = (ceil(inter / 8)), block = (256): one output feature (two weight rows) per warp
+#include "activations.cuh"
 #include "common.cuh"
 
 #if !KILN_HAS_DTYPE
@@ -39,6 +48,9 @@
 namespace {
 
 constexpr int kElems = kiln::kVec;  // kiln_t per 16-byte vector
+#if !defined(KILN_DTYPE_F32)
+constexpr int kGatedWarps = 8;  // gemv_gated_*: warps (output features) per block
+#endif
 
 // Overloads, not specialisations: in fp32 builds kiln_t is float and the two coincide.
 __device__ __forceinline__ void store_out(float* y, float v) { *y = v; }
@@ -63,31 +75,29 @@ __device__ __forceinline__ void load_w(const uint4* const (&wr)[R], int v, uint4
   }
 }
 
-template <int R, int U, int W, typename Out>
-__device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
-                                          const kiln_t* __restrict__ bias, Out* __restrict__ y, int m, int n, int k) {
+/** The warp's R dot products with the m rows of x, summed over its lanes' share of k (not yet
+ * reduced across the warp): prefetch (weights only), PDL wait, then stream the rows. `active` false:
+ * a warp past the last row, which still waits (every CTA must) and returns false. Each row's sum runs
+ * over vectors v = lane, lane + 32, … in order whatever R and U are, so every variant (and the gated
+ * kernel) gives a row the same bits. */
+template <int R, int U>
+__device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const uint4* const (&wr)[R], bool active,
+                                          int m, int k, float (&acc)[R][GEMV_MAX_M]) {
   // Prefetching holds R·U vectors (4 registers each) across the wait; more would spill at m = 8.
   constexpr bool kPrefetch = R * U <= 16;
   const int lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;  // the warp's rows: row0 .. row0 + R - 1
   const int vecs = k / kElems;
-  // Rows past n (the last warp's) re-read row n - 1; their sums are never stored.
-  const uint4* wr[R];
-#pragma unroll
-  for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
-
   uint4 wv[R][U];
   int v = lane;
   bool have = false;  // wv holds the vectors of the first iteration
-  if (kPrefetch && row0 < n && v + 32 * (U - 1) < vecs) {
+  if (kPrefetch && active && v + 32 * (U - 1) < vecs) {
     load_w<R, U>(wr, v, wv);
     have = true;
   }
   kiln::pdl_wait();  // x and y belong to the step (see pdl.cuh)
   kiln::pdl_launch_dependents();
-  if (row0 >= n) return;
+  if (!active) return false;
 
-  float acc[R][GEMV_MAX_M];
 #pragma unroll
   for (int r = 0; r < R; r++) {
 #pragma unroll
@@ -122,6 +132,20 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
       }
     }
   }
+  return true;
+}
+
+template <int R, int U, int W, typename Out>
+__device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
+                                          const kiln_t* __restrict__ bias, Out* __restrict__ y, int m, int n, int k) {
+  const int lane = threadIdx.x & 31;
+  const int row0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;  // the warp's rows: row0 .. row0 + R - 1
+  // Rows past n (the last warp's) re-read row n - 1; their sums are never stored.
+  const uint4* wr[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
+  float acc[R][GEMV_MAX_M];
+  if (!warp_dots<R, U>(x, wr, row0 < n, m, k, acc)) return;
 #pragma unroll
   for (int r = 0; r < R; r++) {
     const int row = row0 + r;
@@ -136,6 +160,37 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
   }
 }
 
+#if !defined(KILN_DTYPE_F32)
+/** The gate_up GEMV with the gated activation as its epilogue: feature i of the output is
+ * act(gate_i) · up_i, where gate_i and up_i are rows i and inter + i of the fused [2·inter, k] weight,
+ * both computed by one warp. Each is rounded to kiln_t as the unfused GEMV stores it, then activated
+ * and multiplied exactly as activation.cu's gated_act does, so the output is bit for bit the
+ * unfused pair's. */
+template <class Act>
+__device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
+                                                const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m,
+                                                int inter, int k) {
+  constexpr int U = 4;
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * kGatedWarps + (threadIdx.x >> 5);
+  const int r = min(row, inter - 1);
+  const uint4* const wr[2] = {reinterpret_cast<const uint4*>(w + (size_t)r * k),
+                              reinterpret_cast<const uint4*>(w + (size_t)(inter + r) * k)};
+  float acc[2][GEMV_MAX_M];
+  if (!warp_dots<2, U>(x, wr, row < inter, m, k, acc)) return;
+  const float bg = bias ? kiln::to_float(bias[row]) : 0.f;
+  const float bu = bias ? kiln::to_float(bias[inter + row]) : 0.f;
+#pragma unroll
+  for (int j = 0; j < GEMV_MAX_M; j++) {
+    if (j < m) {
+      const float g = kiln::round_t(kiln::warp_sum(acc[0][j]) + bg);
+      const float u = kiln::round_t(kiln::warp_sum(acc[1][j]) + bu);
+      if (lane == 0) y[(size_t)j * inter + row] = kiln::from_float(__fmul_rn(Act::apply(g), u));
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 // One variant: its kiln_t-output and fp32-output kernels.
@@ -149,7 +204,22 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
     gemv_impl<R, U, W, float>(x, w, bias, y, m, n, k);                                                        \
   }
 
+KILN_GEMV(1, 4, 8)
 KILN_GEMV(1, 16, 8)
 KILN_GEMV(1, 8, 8)
 KILN_GEMV(2, 8, 4)
 KILN_GEMV(2, 4, 8)
+
+#if !defined(KILN_DTYPE_F32)
+#define KILN_GEMV_GATED(NAME, ACT)                                                                              \
+  extern "C" __global__ void __launch_bounds__(32 * kGatedWarps)                                             \
+      gemv_gated_##NAME(const kiln_t* x, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) { \
+    gemv_gated_impl<kiln::ACT>(x, w, bias, y, m, inter, k);                                                   \
+  }
+
+KILN_GEMV_GATED(silu, Silu)
+KILN_GEMV_GATED(gelu, Gelu)
+KILN_GEMV_GATED(gelu_pytorch_tanh, GeluTanh)
+KILN_GEMV_GATED(gelu_new, GeluNew)
+KILN_GEMV_GATED(relu, Relu)
+#endif

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: GPU tests, then kiln vs Hugging Face on a shipped config's shape.
 # Usage (device run, carry .device and node_modules):
-#   source .device/prelude.sh && bash tools/device_check.sh [tests|bench-1b|bench-8b|all]
+#   source .device/prelude.sh && bash tools/device_check.sh [tests|bench-1b|bench-8b|all|both|cfg:NAME|variants:NAME]
+# variants:NAME times decode under each launch setting (KILN_PDL, KILN_GEMV_VARIANT) on one engine.
 set -uo pipefail
 what=${1:-all}
 out=${OUT:-/tmp/out}
@@ -42,8 +43,29 @@ bench() { # $1 = config name
   echo "hf bench $cfg: exit $?" | tee -a "$out/summary.txt"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: d.get(k) for k in ('device','modes','prefill2048Ms')}, default=str)[:1500])" "$out/hf-$cfg.json" | tee -a "$out/summary.txt"
 }
+# Decode TPOT of one engine under each launch setting (PDL on/off, GEMV policy), same process order.
+variants() { # $1 = config name
+  local cfg=$1 dir=/tmp/hf-$1 e=/tmp/engine-$1
+  [[ -d $dir ]] || python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" >"$out/hf-$cfg-make.log" 2>&1
+  [[ -d $e ]] || ./bin/kiln build --model "$dir" --output "$e" --backend cuda --dtype bf16 --json >/dev/null 2>"$out/kiln-$cfg-build.err"
+  ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 128 --output-len 256 --profile \
+    >"$out/kiln-$cfg-profile.txt" 2>>"$out/kiln-$cfg-bench.err"
+  tail -22 "$out/kiln-$cfg-profile.txt" | tee -a "$out/summary.txt"
+  ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 2048 --output-len 2 --runs 3 --json \
+    >"$out/kiln-$cfg-prefill.json" 2>>"$out/kiln-$cfg-bench.err"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"$cfg prefill 2048: {d['ttftMs']:.2f} ms ({d['ttftOverPrefillFloor']:.3f}x floor)\")" \
+    "$out/kiln-$cfg-prefill.json" | tee -a "$out/summary.txt"
+  for setting in KILN_PDL=1 KILN_PDL=0 KILN_FUSE_GATED_ACT=0 KILN_GEMV_VARIANT=by-shape KILN_GEMV_VARIANT=r2u8w4; do
+    env $setting ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 128 --output-len 256 --json \
+      >"$out/variant.json" 2>>"$out/kiln-$cfg-bench.err"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"$cfg $setting: TPOT {d['tpotMs']:.3f} ms ({d['tpotOverFloor']:.3f}x floor), TTFT {d['ttftMs']:.2f} ms\")" \
+      "$out/variant.json" | tee -a "$out/summary.txt"
+  done
+}
+
 [[ $what == bench-1b || $what == all ]] && bench llama-3.2-1b
 [[ $what == bench-8b || $what == both ]] && bench llama-3.1-8b
 [[ $what == both ]] && bench llama-3.2-1b
 [[ $what == cfg:* ]] && bench "${what#cfg:}"
+[[ $what == variants:* ]] && variants "${what#variants:}"
 exit 0

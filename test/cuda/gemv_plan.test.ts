@@ -5,9 +5,11 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import {
+  chooseGemv,
   GEMV_VARIANTS,
   type GemvVariantName,
   gemvLaunch,
+  parseGemvPolicy,
   planGemv,
 } from "../../src/backends/cuda/gemv_plan.ts";
 
@@ -97,5 +99,26 @@ describe("gemvLaunch", () => {
       expected.push(`gemv_${v.name}`, `gemv_${v.name}_f32out`);
     }
     assert.deepEqual([...listed].sort(), expected.sort());
+  });
+});
+
+describe("chooseGemv", () => {
+  test("steady (the default) is r1u4w8 for every shape; by-shape is planGemv; a name forces it", () => {
+    for (const [n, k] of [
+      [6144, 4096],
+      [2048, 2048],
+      [128256, 2048],
+    ]) {
+      assert.equal(chooseGemv(n, k, BF16).name, "r1u4w8");
+      assert.equal(chooseGemv(n, k, BF16, "by-shape").name, planGemv(n, k, BF16).name);
+      assert.equal(chooseGemv(n, k, BF16, "r2u8w4").name, "r2u8w4");
+    }
+  });
+
+  test("KILN_GEMV_VARIANT is parsed strictly", () => {
+    assert.equal(parseGemvPolicy(undefined), "steady");
+    assert.equal(parseGemvPolicy("by-shape"), "by-shape");
+    assert.equal(parseGemvPolicy("r1u16w8"), "r1u16w8");
+    assert.throws(() => parseGemvPolicy("r9u9w9"), /KILN_GEMV_VARIANT must be .*got r9u9w9/);
   });
 });

@@ -17,6 +17,8 @@ interface MatrixFile {
   macros: string[];
   optionalMacros: string[];
   kernels: string[];
+  /** Kernels exported only by fp16/bf16 builds. */
+  kernels16Bit?: string[];
   testDefines: Record<string, number | string>[];
 }
 
@@ -120,7 +122,8 @@ describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, ()
           const r = await run(nvcc.path, args, KERNELS_DIR);
           if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
           const bytes = readFileSync(cubin);
-          const absent = entry.kernels.filter((k) => !cubinHasSymbol(bytes, k));
+          const listed = [...entry.kernels, ...(dtype === "fp32" ? [] : (entry.kernels16Bit ?? []))];
+          const absent = listed.filter((k) => !cubinHasSymbol(bytes, k));
           assert.deepEqual(absent, [], `${file}: kernels listed in compile_matrix.json but not in the cubin`);
         });
       }
@@ -191,7 +194,7 @@ describe("kernels follow the PDL rule of kernels/pdl.cuh (PTX of sm_90a)", { con
       }));
       assert.deepEqual(
         starts.map((s) => s.name).sort(),
-        [...entry.kernels].sort(),
+        [...entry.kernels, ...(entry.dtype ? (entry.kernels16Bit ?? []) : [])].sort(),
         `${file}: PTX entries vs compile_matrix.json`,
       );
       const problems: string[] = [];

@@ -38,6 +38,25 @@ describe("CUDA lowering", () => {
       assert.equal(lowered.steps.filter((s) => s.kind === "attention").length, config.numLayers);
     });
 
+    test(`${arch}: a gated MLP's gate_up linear carries its activation (one decode launch); the output stays apart from its input`, () => {
+      const { config, plan: p } = plan(arch);
+      const { steps } = lower(p, config);
+      const gated = steps.filter((s) => s.kind === "linear" && s.gated);
+      assert.equal(gated.length, config.numLayers, "one fused gate_up per layer");
+      for (const [i, st] of steps.entries()) {
+        if (st.kind !== "linear" || !st.gated) continue;
+        const next = steps[i + 1];
+        assert.ok(
+          next.kind === "gated_act" && next.fusedInto === st.op,
+          "the activation step follows, marked",
+        );
+        assert.equal(st.gated.out, next.kind === "gated_act" ? next.op.out : "");
+        assert.ok(st.writes.includes(st.gated.out), "the linear step writes the activation's output too");
+        assert.equal(st.gated.width * 2, st.op.outFeatures);
+      }
+      assert.ok(!steps.some((s) => s.kind === "linear" && s.logits && s.gated), "never the LM head");
+    });
+
     test(`${arch}: unfused plans lower to the unfused RoPE launch`, () => {
       const { config, plan: p } = plan(arch, false);
       const ropes = lower(p, config).steps.filter((s) => s.kind === "rope");

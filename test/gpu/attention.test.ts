@@ -1,8 +1,10 @@
 // kernels/attention_prefill.cu and kernels/attention_decode.cu against pagedAttention
 // (src/backends/cpu/kernels/attention.ts) on the paged layout of paged_kv.ts: causal prefill, packed
 // sequences of odd lengths, chunked prefill with history, block tables scattered over the pool, GQA /
-// MQA / MHA, sliding windows, decode over contexts of 1, 17 and 5125 tokens with 1 to 16 splits;
-// every dtype, the tensor-core path (16-bit, head 64/128) and the generic one (fp32, other heads).
+// MQA / MHA, sliding windows, decode over contexts of 1, 17 and 5125 tokens with 1 to 40 splits merged
+// in the launch (batches padded with context-0 rows as CUDA graphs pad them, launches queued back to
+// back on shared split buffers); every dtype, the tensor-core path (16-bit, head 64/128) and the
+// generic one (fp32, other heads).
 // Launch configurations and the tolerance argument: kernels/attention_README.md.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
@@ -205,6 +207,50 @@ function check(p: Problem, got: Float32Array, window: number, what: string): voi
   );
 }
 
+/**
+ * A decode problem (queryLen 1 everywhere) with padding rows inserted, as a CUDA-graph bucket pads
+ * its batch: context 0, a random query, a table row of -1 (never read). `pattern` lists the rows in
+ * order: an index into p.seqs, or "pad". Returns the padded problem and, per row, the p row or -1.
+ */
+function padded(
+  p: Problem,
+  pattern: (number | "pad")[],
+  seed: number,
+): { problem: Problem; rowOf: number[] } {
+  const rowLen = p.shape.numHeads * p.shape.headDim;
+  const noise = roundTo(randn(pattern.length * rowLen, seed), p.dtype);
+  const q = new Float32Array(pattern.length * rowLen);
+  const tables = new Int32Array(pattern.length * p.stride).fill(-1);
+  const seqs: AttentionSequence[] = [];
+  pattern.forEach((x, i) => {
+    if (x === "pad") {
+      q.set(noise.subarray(i * rowLen, (i + 1) * rowLen), i * rowLen);
+      seqs.push({ queryStart: i, queryLen: 1, contextLen: 0, blockTable: new Int32Array(0) });
+    } else {
+      q.set(p.q.subarray(x * rowLen, (x + 1) * rowLen), i * rowLen);
+      tables.set(p.tables.subarray(x * p.stride, (x + 1) * p.stride), i * p.stride);
+      seqs.push({ ...p.seqs[x], queryStart: i });
+    }
+  });
+  return { problem: { ...p, seqs, q, tables }, rowOf: pattern.map((x) => (x === "pad" ? -1 : x)) };
+}
+
+/** Checks the padded rows of `got` are zeros and the others match the reference of the unpadded p. */
+function checkPadded(p: Problem, rowOf: number[], got: Float32Array, window: number, what: string): void {
+  const rowLen = p.shape.numHeads * p.shape.headDim;
+  const real = new Float32Array(p.q.length);
+  rowOf.forEach((r, i) => {
+    const row = got.subarray(i * rowLen, (i + 1) * rowLen);
+    if (r >= 0) real.set(row, r * rowLen);
+    else
+      assert.ok(
+        row.every((x) => x === 0),
+        `${what}: padding row ${i} must be zeros`,
+      );
+  });
+  check(p, real, window, what);
+}
+
 describe("attention kernels", { skip: noGpu }, () => {
   let h: KernelHarness;
   before(() => {
@@ -257,54 +303,78 @@ describe("attention kernels", { skip: noGpu }, () => {
     return h.download(out, n, p.dtype);
   }
 
-  /** attention_decode (+ attention_decode_reduce when splits > 1); every sequence has queryLen 1. */
-  function decode(p: Problem, window: number, splits: number): Float32Array {
+  /** attention_decode's split buffers for S sequences: partials [S, H, splits, …] (NaN: an unwritten
+   * partial read by the merge shows) and arrival counters [S, CTAs per sequence], zero. */
+  function splitBuffers(shape: Shape, S: number, splits: number) {
+    const rows = S * shape.numHeads * splits;
+    const ctas = S * shape.numKvHeads * decodeHeadGroups(shape);
+    return {
+      acc: h.filled(rows * shape.headDim, "fp32", 0xff),
+      m: h.filled(rows, "fp32", 0xff),
+      l: h.filled(rows, "fp32", 0xff),
+      counters: h.filled(ctas, "fp32", 0), // int32 zeros
+      ctas,
+    };
+  }
+  type SplitBuffers = ReturnType<typeof splitBuffers>;
+
+  /** p's inputs on the device and an output buffer (NaN), for launchDecode. */
+  function decodeInputs(p: Problem) {
+    return { ...upload(p), out: h.filled(p.q.length, p.dtype, 0xff) };
+  }
+
+  /** Queues attention_decode over all of p's sequences (queryLen 1 each), allocating nothing, so that
+   * launches can follow each other without a synchronization; splits > 1 needs `bufs` (sized for at
+   * least as many sequences and splits). */
+  function launchDecode(
+    p: Problem,
+    d: ReturnType<typeof decodeInputs>,
+    window: number,
+    splits: number,
+    bufs: SplitBuffers | null,
+    pdl = false,
+  ): void {
     const mod = h.module("attention_decode.cu", defines(p.shape), p.dtype);
-    const { numHeads, numKvHeads, headDim } = p.shape;
-    const S = p.seqs.length;
-    const d = upload(p);
-    const n = p.q.length;
-    const out = h.filled(n, p.dtype, 0xff);
-    let acc: DevicePtr | null = null;
-    let m: DevicePtr | null = null;
-    let l: DevicePtr | null = null;
-    if (splits > 1) {
-      acc = h.filled(S * numHeads * splits * headDim, "fp32", 0xff);
-      m = h.filled(S * numHeads * splits, "fp32", 0xff);
-      l = h.filled(S * numHeads * splits, "fp32", 0xff);
-    }
-    const opt = (x: DevicePtr | null) => (x === null ? NULL : ptr(x));
-    h.run(
-      mod,
-      "attention_decode",
-      [numKvHeads * decodeHeadGroups(p.shape), S, splits],
-      [128],
-      [
-        ptr(out),
-        opt(acc),
-        opt(m),
-        opt(l),
-        ptr(d.q),
-        ptr(d.k),
-        ptr(d.v),
-        ptr(d.contextLen),
-        ptr(d.tables),
-        i32(p.stride),
-        i32(splits),
-        f32(scaleOf(p.shape)),
-        i32(window),
-      ],
+    const { numKvHeads } = p.shape;
+    const opt = (x: DevicePtr | undefined) => (x === undefined ? NULL : ptr(x));
+    const grid: [number, number, number] = [numKvHeads * decodeHeadGroups(p.shape), p.seqs.length, splits];
+    const args = [
+      ptr(d.out),
+      opt(bufs?.acc),
+      opt(bufs?.m),
+      opt(bufs?.l),
+      opt(bufs?.counters),
+      ptr(d.q),
+      ptr(d.k),
+      ptr(d.v),
+      ptr(d.contextLen),
+      ptr(d.tables),
+      i32(p.stride),
+      i32(splits),
+      f32(scaleOf(p.shape)),
+      i32(window),
+    ];
+    mod.kernel("attention_decode").launch(h.stream, grid, [128], 0, args, { pdl });
+  }
+
+  /** The counters attention_decode must leave at zero. */
+  function assertCountersZero(bufs: SplitBuffers | null, what: string): void {
+    if (!bufs) return;
+    const c = h.downloadI32(bufs.counters, bufs.ctas);
+    assert.ok(
+      c.every((x) => x === 0),
+      `${what}: split counters left at ${[...new Set(c)].join(", ")}`,
     );
-    if (splits > 1) {
-      h.run(
-        mod,
-        "attention_decode_reduce",
-        [numHeads, S],
-        [128],
-        [ptr(out), opt(acc), opt(m), opt(l), i32(splits)],
-      );
-    }
-    return h.download(out, n, p.dtype);
+  }
+
+  /** attention_decode, one launch (splits > 1: the last CTA of each sequence and head group merges). */
+  function decode(p: Problem, window: number, splits: number): Float32Array {
+    const bufs = splits > 1 ? splitBuffers(p.shape, p.seqs.length, splits) : null;
+    const d = decodeInputs(p);
+    launchDecode(p, d, window, splits, bufs);
+    h.stream.synchronize();
+    assertCountersZero(bufs, `decode, ${splits} splits`);
+    return h.download(d.out, p.q.length, p.dtype);
   }
 
   for (const shape of SHAPES) {
@@ -392,6 +462,54 @@ describe("attention kernels", { skip: noGpu }, () => {
         ]) {
           check(p, decode(p, window, splits), window, `decode, window ${window}, ${splits} splits`);
         }
+      });
+
+      it(`decode: a padded batch of mixed contexts, 2 to 40 splits, one launch each (${tag})`, () => {
+        // Contexts 1, 17, 64 and a long one, with padding rows (context 0) around and between them; every
+        // split count merges in the launch's last CTA per (sequence, head group); 40 > 32 splits
+        // takes the merge's second chunk.
+        const p = makeProblem(
+          shape,
+          dtype,
+          [1, 17, main ? 2000 : 300, 64].map((c) => ({ queryLen: 1, contextLen: c })),
+          150,
+        );
+        const { problem, rowOf } = padded(p, ["pad", 0, 1, "pad", 2, 3, "pad", "pad"], 151);
+        for (const splits of [1, 2, 5, 32, 40]) {
+          for (const window of [0, 50]) {
+            const what = `padded batch, ${splits} splits, window ${window}`;
+            checkPadded(p, rowOf, decode(problem, window, splits), window, what);
+          }
+        }
+      });
+
+      it(`decode: consecutive launches (PDL) reuse the split buffers (${tag})`, () => {
+        // Three launches queued back to back on the same partials and counters, with different batch
+        // sizes and split counts: each must start from counters the previous one left at zero, and a
+        // repeated launch gives the same bits (the merge's order does not depend on which CTA is last).
+        const a = makeProblem(
+          shape,
+          dtype,
+          [300, 5, main ? 1500 : 200].map((c) => ({ queryLen: 1, contextLen: c })),
+          160,
+        );
+        const b = padded(a, [2, "pad", 0, 1, "pad"], 161);
+        const bufs = splitBuffers(shape, b.problem.seqs.length, 16);
+        const runs: [Problem, number][] = [
+          [a, 16],
+          [b.problem, 7],
+          [a, 16],
+        ];
+        const inputs = runs.map(([p]) => decodeInputs(p));
+        runs.forEach(([p, splits], i) => {
+          launchDecode(p, inputs[i], 0, splits, bufs, true);
+        });
+        h.stream.synchronize();
+        assertCountersZero(bufs, "consecutive launches");
+        const got = runs.map(([p], i) => h.download(inputs[i].out, p.q.length, p.dtype));
+        check(a, got[0], 0, "first launch");
+        checkPadded(a, b.rowOf, got[1], 0, "second launch (padded, 7 splits)");
+        assert.deepEqual(got[2], got[0], "a repeated launch gives the same bits");
       });
     }
   }

@@ -130,7 +130,7 @@ describe("PDL: a chain of dependent kernels equals the chain without PDL", { ski
   }
 });
 
-describe("PDL: the CUDA backend gives the same tokens and log-probs with KILN_PDL on and off", {
+describe("PDL and the fused gated GEMV: the CUDA backend gives the same tokens and log-probs with each on and off", {
   skip: noGpu,
 }, () => {
   test("bf16 engine of the default model, graphs off and on (captured, replayed)", async () => {
@@ -139,11 +139,16 @@ describe("PDL: the CUDA backend gives the same tokens and log-probs with KILN_PD
     const prompts = ["ROMEO:\n", "To be, or not to be", "KING:"];
     const greedy = { greedy: true, maxNewTokens: 24, ignoreEos: true };
     type Out = { outputIds: number[]; logProbs: number[] }[];
-    const runs = async (pdl: boolean): Promise<{ eager: Out; first: Out; replay: Out }> => {
+    const runs = async (pdl: boolean, fuse: boolean): Promise<{ eager: Out; first: Out; replay: Out }> => {
       const runner = ModelRunner.fromDir(model, { backend: "cuda", dtype: "bf16", cacheDir: cache.dir });
-      const backend = runner.session.backend as unknown as { pdlEnabled: boolean; graphsEnabled: boolean };
+      const backend = runner.session.backend as unknown as {
+        pdlEnabled: boolean;
+        graphsEnabled: boolean;
+        fuseGatedAct: boolean;
+      };
       try {
-        backend.pdlEnabled = pdl; // before the first step: graphs are captured with the setting in force
+        backend.pdlEnabled = pdl; // before the first step: graphs are captured with the settings in force
+        backend.fuseGatedAct = fuse;
         backend.graphsEnabled = false;
         const eager = await runner.generate(prompts, greedy);
         backend.graphsEnabled = true;
@@ -155,12 +160,19 @@ describe("PDL: the CUDA backend gives the same tokens and log-probs with KILN_PD
       }
     };
     try {
-      const off = await runs(false);
-      const on = await runs(true);
+      const off = await runs(false, false);
       const strip = (o: Out) => o.map(({ outputIds, logProbs }) => ({ outputIds, logProbs }));
-      assert.deepEqual(strip(on.eager), strip(off.eager), "eager steps");
-      assert.deepEqual(strip(on.first), strip(off.first), "graph capture steps");
-      assert.deepEqual(strip(on.replay), strip(off.replay), "graph replay steps");
+      for (const [pdl, fuse] of [
+        [true, false],
+        [false, true],
+        [true, true],
+      ]) {
+        const on = await runs(pdl, fuse);
+        const what = `PDL ${pdl ? "on" : "off"}, fused gated GEMV ${fuse ? "on" : "off"}`;
+        assert.deepEqual(strip(on.eager), strip(off.eager), `eager steps, ${what}`);
+        assert.deepEqual(strip(on.first), strip(off.first), `graph capture steps, ${what}`);
+        assert.deepEqual(strip(on.replay), strip(off.replay), `graph replay steps, ${what}`);
+      }
     } finally {
       cache.cleanup();
     }

@@ -36,7 +36,7 @@ import {
   gemmKey,
   nextPow2,
 } from "./gemm_table.ts";
-import { gemvLaunch, planGemv } from "./gemv_plan.ts";
+import { chooseGemv, gemvLaunch, parseGemvPolicy } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type Lowered, type LStep, lower } from "./lowering.ts";
 import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
@@ -69,7 +69,15 @@ export class CudaBackend implements ExecutionBackend {
   private readonly maxSeqLen: number;
   private meta: DeviceBuffer;
   private readonly invFreq: DeviceBuffer;
-  private readonly partials: { acc: DeviceBuffer; m: DeviceBuffer; l: DeviceBuffer };
+  /** Decode attention's split partials and arrival counters (attention_decode.cu), sized for up to
+   * `seqs` sequences at decodeSplits(seqs) splits or fewer. */
+  private readonly partials: {
+    acc: DeviceBuffer;
+    m: DeviceBuffer;
+    l: DeviceBuffer;
+    counters: DeviceBuffer;
+    seqs: number;
+  };
   private readonly logitsHost: Float32Array;
   private sampleParams: DeviceBuffer;
   /** Pipelined sampling (enqueueSample): two slots, each the sampled tokens then log-probs of up to
@@ -132,12 +140,23 @@ export class CudaBackend implements ExecutionBackend {
       4 * (4 * this.maxTokens + this.maxTokens * 2 + 2 + this.maxTokens * maxBlocksPerSeq),
     );
     this.invFreq = DeviceBuffer.alloc(device, 4 * (model.rope.rotaryDim / 2) * (this.maxTokens + 1));
-    const rows = maxSeqs * model.numHeads * MAX_SPLITS;
+    // Decode attention: graph buckets pad the batch to a power of two. Partials [S, H, splits, …] for
+    // the largest S·splits any launch uses (none at 1 split); counters [S, Hkv·headGroups], zeroed
+    // once here: every launch leaves them zero.
+    const decodeSeqs = nextPow2(maxSeqs);
+    let partialRows = 1;
+    for (let s = 1; s <= decodeSeqs; s++) {
+      const splits = this.decodeSplits(s);
+      if (splits > 1) partialRows = Math.max(partialRows, s * model.numHeads * splits);
+    }
     this.partials = {
-      acc: DeviceBuffer.alloc(device, 4 * rows * model.headDim),
-      m: DeviceBuffer.alloc(device, 4 * rows),
-      l: DeviceBuffer.alloc(device, 4 * rows),
+      acc: DeviceBuffer.alloc(device, 4 * partialRows * model.headDim),
+      m: DeviceBuffer.alloc(device, 4 * partialRows),
+      l: DeviceBuffer.alloc(device, 4 * partialRows),
+      counters: DeviceBuffer.alloc(device, 4 * decodeSeqs * this.decodeCtasPerSeq()),
+      seqs: decodeSeqs,
     };
+    this.partials.counters.fillBytes(stream, 0);
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
     this.sampleParams = DeviceBuffer.alloc(device, 64 * 1024);
     this.sampled = [0, 1].map(() => ({
@@ -524,12 +543,24 @@ export class CudaBackend implements ExecutionBackend {
     graph.launch(this.stream);
   }
 
-  /** Splits of the decode attention in a graph: enough CTAs to fill the GPU twice over. */
+  /** Splits of the decode attention in a graph: fixed for every context the graph will see. */
   private graphSplits(bucket: number): number {
+    return this.decodeSplits(bucket);
+  }
+
+  /** CTAs of attention_decode per sequence and split: kv heads × head groups of ≤ 8 query heads. */
+  private decodeCtasPerSeq(): number {
     const m = this.model;
     const group = m.numHeads / m.numKvHeads;
-    const ctas = m.numKvHeads * Math.ceil(group / Math.min(group, 8)) * bucket;
-    return Math.max(1, Math.min(MAX_SPLITS, Math.ceil((2 * this.device.smCount) / ctas)));
+    return m.numKvHeads * Math.ceil(group / Math.min(group, 8));
+  }
+
+  /** Decode attention splits for numSeqs sequences: enough CTAs to fill the GPU twice over, and at
+   * least ~64 keys per split when the longest context is known (not in a graph). Never more than the
+   * constructor sized the partials for. */
+  private decodeSplits(numSeqs: number, maxContextLen = Number.POSITIVE_INFINITY): number {
+    const fill = Math.ceil((2 * this.device.smCount) / (this.decodeCtasPerSeq() * numSeqs));
+    return Math.max(1, Math.min(MAX_SPLITS, fill, Math.ceil(maxContextLen / 64)));
   }
 
   private uploadMeta(packed: PackedStep): void {
@@ -639,8 +670,17 @@ export class CudaBackend implements ExecutionBackend {
     return this.gemvEnabled && this.modules.has("gemv");
   }
   gemvEnabled = process.env.KILN_GEMV !== "0";
+  /** Decode steps run a gated MLP's gate_up GEMV and activation as one launch; KILN_FUSE_GATED_ACT=0 splits them. */
+  fuseGatedAct = process.env.KILN_FUSE_GATED_ACT !== "0";
+
+  /** Whether a linear of `rows` rows runs on our GEMV (decode shapes of 16-bit engines). */
+  private gemvApplies(op: { inFeatures: number }, rows: number): boolean {
+    return this.useGemv && rows <= GEMV_MAX_M && op.inFeatures % (16 / this.elem) === 0;
+  }
   /** Programmatic dependent launch of our kernels on sm_90+ (kernels/pdl.cuh); KILN_PDL=0 turns it off. */
   pdlEnabled = process.env.KILN_PDL !== "0";
+  /** Which GEMV variant decode steps use (gemv_plan.ts); KILN_GEMV_VARIANT overrides it for measurements. */
+  gemvPolicy = parseGemvPolicy(process.env.KILN_GEMV_VARIANT);
   /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
   graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
 
@@ -728,10 +768,23 @@ export class CudaBackend implements ExecutionBackend {
         const rows = rowsOf(op.x);
         const cap = this.lowered.storage.get(op.x)?.rows === "logits" ? this.maxLogitRows : this.maxTokens;
         const m = Math.min(nextPow2(rows), cap);
-        if (this.useGemv && rows <= GEMV_MAX_M && op.inFeatures % (16 / this.elem) === 0) {
+        if (this.gemvApplies(op, rows)) {
           // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
+          if (st.gated && this.fuseGatedAct) {
+            // gate_up and the gated activation in one launch (the gated_act step is skipped).
+            this.launch("gemv", `gemv_gated_${st.gated.act}`, [Math.ceil(st.gated.width / 8)], 256, [
+              { ptr: this.ptr(op.x) },
+              { ptr: this.w(op.weight) },
+              { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
+              { ptr: this.ptr(st.gated.out) },
+              { i32: rows },
+              { i32: st.gated.width },
+              { i32: op.inFeatures },
+            ]);
+            return;
+          }
           const fp32Out = st.logits && this.dtype !== "fp32";
-          const variant = planGemv(op.outFeatures, op.inFeatures, this.elem);
+          const variant = chooseGemv(op.outFeatures, op.inFeatures, this.elem, this.gemvPolicy);
           const { kernel, grid, block } = gemvLaunch(variant, op.outFeatures, fp32Out);
           this.launch("gemv", kernel, [grid], block, [
             { ptr: this.ptr(op.x) },
@@ -812,6 +865,7 @@ export class CudaBackend implements ExecutionBackend {
       }
       case "gated_act": {
         const rows = rowsOf(st.op.gateUp);
+        if (st.fusedInto && this.fuseGatedAct && this.gemvApplies(st.fusedInto, rows)) return; // done by gemv_gated
         this.launch("activation", `gated_act_${st.op.act}`, [this.elementwiseGrid(rows * st.op.width)], 256, [
           { ptr: this.ptr(st.op.gateUp) },
           { ptr: this.ptr(st.op.out) },
@@ -925,18 +979,18 @@ export class CudaBackend implements ExecutionBackend {
           );
           return;
         }
-        const group = op.numHeads / op.numKvHeads;
-        const headGroups = Math.ceil(group / Math.min(group, 8));
-        const ctas = op.numKvHeads * headGroups * p.numSeqs;
-        const splits = Math.max(
-          1,
-          Math.min(MAX_SPLITS, Math.ceil((2 * this.device.smCount) / ctas), Math.ceil(p.maxContextLen / 64)),
-        );
-        this.launch("attn_decode", "attention_decode", [op.numKvHeads * headGroups, p.numSeqs, splits], 128, [
+        // One launch: with splits > 1 the last CTA of each (sequence, kv head group) merges the splits.
+        const splits = p.splits ?? this.decodeSplits(p.numSeqs, p.maxContextLen);
+        if (splits > 1 && (p.numSeqs > this.partials.seqs || splits > this.decodeSplits(p.numSeqs)))
+          throw new Error(
+            `internal: decode attention over ${p.numSeqs} sequences × ${splits} splits exceeds its buffers (${this.partials.seqs} sequences)`,
+          );
+        this.launch("attn_decode", "attention_decode", [this.decodeCtasPerSeq(), p.numSeqs, splits], 128, [
           out,
           { ptr: this.partials.acc.ptr },
           { ptr: this.partials.m.ptr },
           { ptr: this.partials.l.ptr },
+          { ptr: this.partials.counters.ptr },
           q,
           k,
           v,
@@ -947,15 +1001,6 @@ export class CudaBackend implements ExecutionBackend {
           { f32: op.scale },
           { i32: window },
         ]);
-        if (splits > 1) {
-          this.launch("attn_decode", "attention_decode_reduce", [op.numHeads, p.numSeqs], 128, [
-            out,
-            { ptr: this.partials.acc.ptr },
-            { ptr: this.partials.m.ptr },
-            { ptr: this.partials.l.ptr },
-            { i32: splits },
-          ]);
-        }
         return;
       }
     }
@@ -975,6 +1020,7 @@ export class CudaBackend implements ExecutionBackend {
       this.partials.acc,
       this.partials.m,
       this.partials.l,
+      this.partials.counters,
       this.sampleParams,
       this.biasDevice,
       ...this.sampled.flatMap((s) => [s.device, s.host, s.done]),

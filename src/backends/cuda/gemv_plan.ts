@@ -20,7 +20,7 @@
 // Shapes between the measured ones take the rule of their neighbours (below); re-measure before
 // tuning further.
 
-export type GemvVariantName = "r1u16w8" | "r1u8w8" | "r2u8w4" | "r2u4w8";
+export type GemvVariantName = "r1u4w8" | "r1u16w8" | "r1u8w8" | "r2u8w4" | "r2u4w8";
 
 export interface GemvVariant {
   name: GemvVariantName;
@@ -33,13 +33,45 @@ export interface GemvVariant {
 }
 
 export const GEMV_VARIANTS: Readonly<Record<GemvVariantName, GemvVariant>> = {
+  r1u4w8: { name: "r1u4w8", rowsPerWarp: 1, vecsInFlight: 4, warps: 8 },
   r1u16w8: { name: "r1u16w8", rowsPerWarp: 1, vecsInFlight: 16, warps: 8 },
   r1u8w8: { name: "r1u8w8", rowsPerWarp: 1, vecsInFlight: 8, warps: 8 },
   r2u8w4: { name: "r2u8w4", rowsPerWarp: 2, vecsInFlight: 8, warps: 4 },
   r2u4w8: { name: "r2u4w8", rowsPerWarp: 2, vecsInFlight: 4, warps: 8 },
 };
 
-/** The variant for an [n, k] weight of `elemBytes`-byte elements (k·elemBytes a multiple of 16). */
+/** How the backend picks a variant: `steady` (default), `by-shape`, or one variant for every shape
+ * (`KILN_GEMV_VARIANT`, for measurements). */
+export type GemvPolicy = "steady" | "by-shape" | GemvVariantName;
+
+export function parseGemvPolicy(env: string | undefined): GemvPolicy {
+  if (env === undefined || env === "" || env === "steady") return "steady";
+  if (env === "by-shape" || env in GEMV_VARIANTS) return env as GemvPolicy;
+  throw new RangeError(
+    `KILN_GEMV_VARIANT must be steady, by-shape or one of ${Object.keys(GEMV_VARIANTS).join(", ")}; got ${env}`,
+  );
+}
+
+/** The variant a decode step uses for an [n, k] weight under `policy`.
+ *
+ * `steady` is r1u4w8 for every shape: measured in whole decode steps (H100, kiln bench, 2026-11-22)
+ * it beat the per-shape choice below — alone, each by-shape variant streams its shape faster in a
+ * chain of identical GEMVs, but between the small kernels of a real step (norm, RoPE, attention)
+ * the deeper prefetch of r1u16w8 and its 102 registers (2 blocks per SM) cost more than they gain;
+ * tools/microbench/gemv_pdl.cu's "+norm+pdl" column shows the same on the 8B chain. */
+export function chooseGemv(
+  n: number,
+  k: number,
+  elemBytes: number,
+  policy: GemvPolicy = "steady",
+): GemvVariant {
+  if (policy === "steady") return GEMV_VARIANTS.r1u4w8;
+  if (policy === "by-shape") return planGemv(n, k, elemBytes);
+  return GEMV_VARIANTS[policy];
+}
+
+/** The variant that streams an [n, k] weight of `elemBytes`-byte elements fastest in a chain of
+ * identical GEMVs (k·elemBytes a multiple of 16): the microbenchmark's per-shape winner. */
 export function planGemv(n: number, k: number, elemBytes: number): GemvVariant {
   const rowVecs = (k * elemBytes) / 16;
   const v = GEMV_VARIANTS;

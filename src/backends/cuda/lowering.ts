@@ -20,12 +20,24 @@ export interface View {
 export type LStep = Access &
   (
     | { kind: "embedding"; op: Extract<Op, { kind: "embedding" }> }
-    | { kind: "linear"; op: Extract<Op, { kind: "linear" }>; logits: boolean }
+    | {
+        kind: "linear";
+        op: Extract<Op, { kind: "linear" }>;
+        logits: boolean;
+        /** The gate_up GEMM of a gated MLP whose only reader is the next step's gated activation: a
+         * decode step runs both as one GEMV (gemv_gated_ACT) writing `out`, and skips the activation. */
+        gated?: { act: string; out: string; width: number };
+      }
     | { kind: "rms_norm"; op: Extract<Op, { kind: "rms_norm" }> }
     | { kind: "layer_norm"; op: Extract<Op, { kind: "layer_norm" }> }
     | { kind: "add_rms_norm"; op: Extract<Op, { kind: "add_rms_norm" }> }
     | { kind: "add"; op: Extract<Op, { kind: "add" }> }
-    | { kind: "gated_act"; op: Extract<Op, { kind: "gated_act" }> }
+    | {
+        kind: "gated_act";
+        op: Extract<Op, { kind: "gated_act" }>;
+        /** The linear step before it that also computes this activation in decode steps. */
+        fusedInto?: Extract<Op, { kind: "linear" }>;
+      }
     | { kind: "gated_act2"; op: Extract<Op, { kind: "gated_act2" }> }
     | { kind: "act"; op: Extract<Op, { kind: "act" }> }
     | { kind: "gather_rows"; op: Extract<Op, { kind: "gather_rows" }> }
@@ -167,10 +179,21 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         def(op.out, op.width, rowsOf(op.a));
         steps.push({ kind: "add", op, reads: [op.a, op.b], writes: [op.out] });
         break;
-      case "gated_act":
+      case "gated_act": {
         def(op.out, op.width, rowsOf(op.gateUp));
-        steps.push({ kind: "gated_act", op, reads: [op.gateUp], writes: [op.out] });
+        const prev = steps[steps.length - 1];
+        const only = (readers.get(op.gateUp) ?? []).length === 1 && !views.has(op.gateUp);
+        if (prev?.kind === "linear" && prev.op.out === op.gateUp && only && !prev.logits) {
+          // The linear step may write `out` too, so the arena keeps it apart from the GEMM's input.
+          steps[steps.length - 1] = {
+            ...prev,
+            gated: { act: op.act, out: op.out, width: op.width },
+            writes: [...prev.writes, op.out],
+          };
+          steps.push({ kind: "gated_act", op, fusedInto: prev.op, reads: [op.gateUp], writes: [op.out] });
+        } else steps.push({ kind: "gated_act", op, reads: [op.gateUp], writes: [op.out] });
         break;
+      }
       case "gated_act2":
         if (views.has(op.gate) || views.has(op.up))
           throw new Error("internal: unfused gate/up slices (run the fusion passes)");

@@ -5,6 +5,7 @@
 // k = 2048 / 4096 / 14336.
 // Tolerance per element: fp32 accumulation in another order, 2^-22 · Σ|x·w| (a few ulps of the
 // magnitude the sum passes through), plus the storage rounding of the output, U[dtype] · |y|.
+import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
 import { GEMV_VARIANTS, gemvLaunch } from "../../../src/backends/cuda/gemv_plan.ts";
@@ -64,6 +65,67 @@ describe("gemv.cu", { skip: noGpu }, () => {
             }
           });
         }
+      }
+    }
+  }
+});
+
+// gemv_gated_ACT (decode gate_up GEMV with the gated activation as its epilogue) must equal, bit for
+// bit, the unfused pair it replaces: a GEMV into [m, 2·inter] then activation.cu's gated_act_ACT.
+describe("gemv.cu gemv_gated_*: equal to gemv then gated_act", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  after(() => h.dispose());
+  afterEach(() => h.freeAll());
+
+  const ACTS = ["silu", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu"];
+  // [m, inter, k]
+  const GATED: [number, number, number][] = [
+    [1, 7, 8],
+    [1, 1031, 2048],
+    [3, 769, 1032],
+    [8, 4096, 64],
+  ];
+  for (const dtype of DTYPES.filter((d) => d !== "fp32")) {
+    for (const [m, inter, k] of GATED) {
+      for (const withBias of [false, true]) {
+        test(`${dtype} m ${m} inter ${inter} k ${k}${withBias ? " bias" : ""}`, () => {
+          const x = roundTo(randn(m * k, 11 + m, 0.5), dtype);
+          const w = roundTo(randn(2 * inter * k, 12 + k, 0.05), dtype);
+          const bias = withBias ? roundTo(randn(2 * inter, 13, 0.1), dtype) : null;
+          const gemv = h.module("gemv.cu", {}, dtype);
+          const act = h.module("activation.cu", {}, dtype);
+          const xd = h.upload(x, dtype);
+          const wd = h.upload(w, dtype);
+          const bd = bias ? ptr(h.upload(bias, dtype)) : NULL;
+          const { kernel, grid, block } = gemvLaunch(GEMV_VARIANTS.r1u4w8, 2 * inter, false);
+          const gateUp = h.filled(m * 2 * inter, dtype, 0xff);
+          h.run(
+            gemv,
+            kernel,
+            [grid],
+            [block],
+            [ptr(xd), ptr(wd), bd, ptr(gateUp), i32(m), i32(2 * inter), i32(k)],
+          );
+          for (const a of ACTS) {
+            const want = h.filled(m * inter, dtype, 0xff);
+            h.run(act, `gated_act_${a}`, [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(inter)]);
+            const got = h.filled(m * inter, dtype, 0xff);
+            h.run(
+              gemv,
+              `gemv_gated_${a}`,
+              [Math.ceil(inter / 8)],
+              [256],
+              [ptr(xd), ptr(wd), bd, ptr(got), i32(m), i32(inter), i32(k)],
+            );
+            const g = h.download(got, m * inter, dtype);
+            const e = h.download(want, m * inter, dtype);
+            const bad = g.findIndex((v, i) => !Object.is(v, e[i]));
+            assert.equal(bad, -1, `gemv_gated_${a}: element ${bad}: ${g[bad]} vs ${e[bad]}`);
+          }
+        });
       }
     }
   }
