@@ -4,7 +4,7 @@
 //
 // Sequence s's query (row s of q) sits at position p = context_len[s] - 1 and attends to keys
 // [lo, p] with lo = max(0, p - w + 1) for a sliding window w > 0, else 0. Those keys are cut into
-// num_splits equal ranges (rounded up to 16 keys); CTA (x, s, z) handles range z for the query heads
+// num_splits equal ranges of at least 64 keys (rounded up to 16 keys; trailing splits may be empty); CTA (x, s, z) handles range z for the query heads
 // of one kv head that x names, so each K/V row is read from memory once for all of them (GQA/MQA):
 //
 //   x = kvHead * HEAD_GROUPS + headGroup,  query heads kvHead*GROUP + headGroup*HEADS_PER_CTA + [0, HEADS_PER_CTA)
@@ -48,6 +48,7 @@ constexpr int kVecBudget = kHeadsPerCta > 2 ? 4 : 8;
 constexpr int kKeysPerLane = kVecBudget / kVecsPerLane > 0 ? kVecBudget / kVecsPerLane : 1;
 constexpr int kKeysPerStep = kKeysPerLane * kKeysAbreast;  // keys per warp step
 constexpr int kSplitAlign = 16;                            // split ranges are multiples of 16 keys
+constexpr int kMinSplitKeys = 64;                          // keys of every non-empty split but the last (≥)
 
 // Merge of the splits (last CTA): heads per warp for the weights, floats per partial_acc load, loads of
 // a thread's acc slices ((head, vector) items of the CTA's heads), and splits loaded at once per item.
@@ -137,7 +138,11 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     sq[i] = g < nh ? to_float(q[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + i % HEAD_DIM]) : 0.f;
   }
   const int lo = sliding_window > 0 ? max(0, ctx - sliding_window) : 0;
-  int per = (ctx - lo + num_splits - 1) / num_splits;
+  // At least kMinSplitKeys keys per split: a graph launches num_splits for the longest context it may
+  // see, and at short contexts the splits past the keys stay empty (cheap) instead of each taking a
+  // sliver (every non-empty split costs the merge a partial). Eager launches pick num_splits from the
+  // context with the same minimum, so both partition a context alike.
+  int per = max((ctx - lo + num_splits - 1) / num_splits, kMinSplitKeys);
   per = (per + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
   const int ks = lo + split * per;
   const int ke = min(ctx, ks + per);

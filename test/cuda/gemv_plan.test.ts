@@ -103,13 +103,31 @@ describe("gemvLaunch", () => {
 });
 
 describe("chooseGemv", () => {
-  test("steady (the default) is r1u4w8 for every shape; by-shape is planGemv; a name forces it", () => {
+  test("steady (the default): r2u8w4 for k ≥ 4096 and n ≥ 4096, else r1u4w8", () => {
+    for (const [n, k] of [
+      [6144, 4096],
+      [4096, 4096],
+      [28672, 4096],
+      [4096, 14336],
+      [128256, 4096],
+    ])
+      assert.equal(chooseGemv(n, k, BF16).name, "r2u8w4", `${n} x ${k}`);
+    for (const [n, k] of [
+      [3072, 2048],
+      [16384, 2048],
+      [2048, 8192],
+      [128256, 2048],
+      [7, 8],
+    ])
+      assert.equal(chooseGemv(n, k, BF16).name, "r1u4w8", `${n} x ${k}`);
+  });
+
+  test("by-shape is planGemv; a name forces it", () => {
     for (const [n, k] of [
       [6144, 4096],
       [2048, 2048],
       [128256, 2048],
     ]) {
-      assert.equal(chooseGemv(n, k, BF16).name, "r1u4w8");
       assert.equal(chooseGemv(n, k, BF16, "by-shape").name, planGemv(n, k, BF16).name);
       assert.equal(chooseGemv(n, k, BF16, "r2u8w4").name, "r2u8w4");
     }

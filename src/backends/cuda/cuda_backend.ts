@@ -46,6 +46,8 @@ const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 type TokenFeed = { from: SampleTicket; rows: Int32Array };
 
 const MAX_SPLITS = 32;
+/** attention_decode's kMinSplitKeys: a split takes at least this many keys (later splits stay empty). */
+const MIN_SPLIT_KEYS = 64;
 const GEMV_MAX_M = 8;
 
 export class CudaBackend implements ExecutionBackend {
@@ -560,7 +562,7 @@ export class CudaBackend implements ExecutionBackend {
    * constructor sized the partials for. */
   private decodeSplits(numSeqs: number, maxContextLen = Number.POSITIVE_INFINITY): number {
     const fill = Math.ceil((2 * this.device.smCount) / (this.decodeCtasPerSeq() * numSeqs));
-    return Math.max(1, Math.min(MAX_SPLITS, fill, Math.ceil(maxContextLen / 64)));
+    return Math.max(1, Math.min(MAX_SPLITS, fill, Math.ceil(maxContextLen / MIN_SPLIT_KEYS)));
   }
 
   private uploadMeta(packed: PackedStep): void {

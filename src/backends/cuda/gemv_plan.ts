@@ -54,8 +54,10 @@ export function parseGemvPolicy(env: string | undefined): GemvPolicy {
 
 /** The variant a decode step uses for an [n, k] weight under `policy`.
  *
- * `steady` is r1u4w8 for every shape: measured in whole decode steps (H100, kiln bench, 2026-11-22)
- * it beat the per-shape choice below — alone, each by-shape variant streams its shape faster in a
+ * `steady`: r2u8w4 for large weights (k ≥ 4096 16-bit, n ≥ 4096: every Llama-3.1-8B GEMM), else
+ * r1u4w8. Measured in whole decode steps (H100, kiln bench, 2026-11-22; TPOT with each variant for
+ * every shape: 8B r2u8w4 6.142 ms, r1u4w8 6.206, by-shape 6.384; 1B r1u4w8 1.225, by-shape 1.246,
+ * r2u8w4 1.251), it beats the per-shape choice below — alone, each by-shape variant streams its shape faster in a
  * chain of identical GEMVs, but between the small kernels of a real step (norm, RoPE, attention)
  * the deeper prefetch of r1u16w8 and its 102 registers (2 blocks per SM) cost more than they gain;
  * tools/microbench/gemv_pdl.cu's "+norm+pdl" column shows the same on the 8B chain. */
@@ -65,7 +67,10 @@ export function chooseGemv(
   elemBytes: number,
   policy: GemvPolicy = "steady",
 ): GemvVariant {
-  if (policy === "steady") return GEMV_VARIANTS.r1u4w8;
+  if (policy === "steady") {
+    const rowVecs = (k * elemBytes) / 16;
+    return rowVecs >= 512 && n >= 4096 ? GEMV_VARIANTS.r2u8w4 : GEMV_VARIANTS.r1u4w8;
+  }
   if (policy === "by-shape") return planGemv(n, k, elemBytes);
   return GEMV_VARIANTS[policy];
 }
