@@ -46,6 +46,8 @@ const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 type TokenFeed = { from: SampleTicket; rows: Int32Array };
 
 const MAX_SPLITS = 32;
+/** One decode graph per batch bucket and attention split count (≤ MAX_SPLITS). */
+const graphKey = (bucket: number, splits: number) => bucket * (MAX_SPLITS + 1) + splits;
 /** attention_decode's kMinSplitKeys: a split takes at least this many keys (later splits stay empty). */
 const MIN_SPLIT_KEYS = 64;
 const GEMV_MAX_M = 8;
@@ -85,7 +87,10 @@ export class CudaBackend implements ExecutionBackend {
   /** Pipelined sampling (enqueueSample): two slots, each the sampled tokens then log-probs of up to
    * maxLogitRows rows, on the device (fed to the next step) and in pinned host memory (read by
    * collectSample once the slot's event has passed). */
-  private readonly sampled: { device: DeviceBuffer; host: PinnedBuffer; done: Event }[];
+  private readonly sampled: { device: DeviceBuffer; host: PinnedBuffer; ready: Event; done: Event }[];
+  /** Copies sampled tokens to the host off the main stream, so the next step's uploads and graph do
+   * not queue behind the device-to-host copy. */
+  private readonly readback: Stream;
   private tickets = 0;
   private collected = 0;
   private readonly biasDevice: DeviceBuffer;
@@ -164,8 +169,10 @@ export class CudaBackend implements ExecutionBackend {
     this.sampled = [0, 1].map(() => ({
       device: DeviceBuffer.alloc(device, 8 * this.maxLogitRows),
       host: PinnedBuffer.alloc(device, 8 * this.maxLogitRows),
+      ready: Event.create(device, { timing: false }),
       done: Event.create(device, { timing: false }),
     }));
+    this.readback = Stream.create(device, { nonBlocking: true });
     this.biasDevice = DeviceBuffer.alloc(device, 4 * model.vocabSize);
   }
 
@@ -447,8 +454,11 @@ export class CudaBackend implements ExecutionBackend {
       { ptr: slot.device.ptr },
       { ptr: offsetPtr(slot.device.ptr, 4 * this.maxLogitRows) },
     ]);
-    slot.device.downloadAsync(this.stream, slot.host);
-    slot.done.record(this.stream);
+    // The slot is rewritten by ticket id + 2, queued only after this one is collected (done passed).
+    slot.ready.record(this.stream);
+    this.readback.waitEvent(slot.ready);
+    slot.device.downloadAsync(this.readback, slot.host);
+    slot.done.record(this.readback);
     return { id, rows: B };
   }
 
@@ -476,7 +486,8 @@ export class CudaBackend implements ExecutionBackend {
     const rowOf = this.uploadInvFreq(step);
     this.replayDecode(step, rowOf); // captures the graph if needed
     const bucket = nextPow2(step.seqs.length);
-    const graph = this.graphs.get(bucket) as CudaGraph;
+    const splits = this.graphSplits(bucket, step);
+    const graph = this.graphs.get(graphKey(bucket, splits)) as CudaGraph;
     const reps = 20;
     const graphMs =
       timeOnStream(this.stream, () => {
@@ -484,7 +495,7 @@ export class CudaBackend implements ExecutionBackend {
       }) / reps;
     const packed = {
       ...packDecodeStep(step, bucket, this.graphStride, rowOf),
-      splits: this.graphSplits(bucket),
+      splits,
     };
     const rows = Int32Array.from({ length: bucket }, (_, i) => i);
     this.uploadMeta(packed);
@@ -524,12 +535,13 @@ export class CudaBackend implements ExecutionBackend {
    * that creates the GEMM plans, so capture records only stream work). */
   private replayDecode(step: StepInput, rowOf: (seq: number) => number, feed?: TokenFeed): void {
     const bucket = nextPow2(step.seqs.length);
-    const splits = this.graphSplits(bucket);
+    const splits = this.graphSplits(bucket, step);
     const packed = { ...packDecodeStep(step, bucket, this.graphStride, rowOf), splits };
+    const key = graphKey(bucket, splits);
     const rows = Int32Array.from({ length: bucket }, (_, i) => i);
     this.uploadMeta(packed);
     if (feed) this.feedTokens(feed);
-    let graph = this.graphs.get(bucket);
+    let graph = this.graphs.get(key);
     if (!graph) {
       for (const st of this.lowered.steps) this.run(st, packed, rows); // warm-up: GEMM plans, module loads
       const capture = GraphCapture.begin(this.stream);
@@ -540,14 +552,19 @@ export class CudaBackend implements ExecutionBackend {
         throw e;
       }
       graph = capture.end();
-      this.graphs.set(bucket, graph);
+      this.graphs.set(key, graph);
     }
     graph.launch(this.stream);
   }
 
-  /** Splits of the decode attention in a graph: fixed for every context the graph will see. */
-  private graphSplits(bucket: number): number {
-    return this.decodeSplits(bucket);
+  /** Splits of the decode attention in a graph of `bucket` sequences: a power of two, enough for the
+   * step's longest context at kMinSplitKeys keys per split. A graph is captured per (bucket, splits),
+   * at most six per bucket, so a short context does not launch the 32 splits a long one needs, and a
+   * long one is not left with the few splits of the context its graph was captured at. */
+  private graphSplits(bucket: number, step: StepInput): number {
+    let longest = 1;
+    for (const q of step.seqs) longest = Math.max(longest, q.contextLen);
+    return this.decodeSplits(bucket, MIN_SPLIT_KEYS * nextPow2(Math.ceil(longest / MIN_SPLIT_KEYS)));
   }
 
   /** CTAs of attention_decode per sequence and split: kv heads × head groups of ≤ 8 query heads. */
@@ -662,6 +679,7 @@ export class CudaBackend implements ExecutionBackend {
       { i32: width },
     ]);
   }
+  /** Decode graphs by graphKey(bucket, attention splits). */
   private readonly graphs = new Map<number, CudaGraph>();
   /** Block-table stride of graph steps: enough blocks for the engine's longest sequence. */
   private get graphStride(): number {
@@ -1012,6 +1030,7 @@ export class CudaBackend implements ExecutionBackend {
     if (this.disposed) return;
     this.disposed = true;
     this.stream.synchronize();
+    this.readback.synchronize();
     this.dropGraphs();
     for (const g of this.gemms.values()) g.dispose();
     for (const b of [...this.weights.values(), ...this.kvK, ...this.kvV]) b.dispose();
@@ -1025,7 +1044,8 @@ export class CudaBackend implements ExecutionBackend {
       this.partials.counters,
       this.sampleParams,
       this.biasDevice,
-      ...this.sampled.flatMap((s) => [s.device, s.host, s.done]),
+      ...this.sampled.flatMap((s) => [s.device, s.host, s.ready, s.done]),
+      this.readback,
     ])
       b.dispose();
     for (const m of this.modules.values()) m.dispose();

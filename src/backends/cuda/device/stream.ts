@@ -2,6 +2,7 @@
 import { CU_STREAM_DEFAULT, CU_STREAM_NON_BLOCKING } from "../ffi/driver_enums.ts";
 import type { CuStream } from "../ffi/handles.ts";
 import type { CudaDevice } from "./device.ts";
+import type { Event } from "./event.ts";
 
 export class Stream implements Disposable {
   private stream: CuStream | null;
@@ -35,6 +36,11 @@ export class Stream implements Disposable {
   /** Blocks until all work queued on the stream is done. */
   synchronize(): void {
     this.device.driver.streamSynchronize(this.handle);
+  }
+
+  /** Makes later work on this stream wait (on the device, not the host) for `event`'s recorded point. */
+  waitEvent(event: Event): void {
+    this.device.driver.streamWaitEvent(this.handle, event.handle);
   }
 
   /** Destroys the stream (queued work still completes). Idempotent. */

@@ -73,6 +73,7 @@ const PROTOS = {
   cuStreamCreate: ["int", ["void *", "uint32_t"]],
   cuStreamDestroy: ["int", [H], ["cuStreamDestroy_v2"]],
   cuStreamSynchronize: ["int", [H]],
+  cuStreamWaitEvent: ["int", [H, H, "uint32_t"]],
   cuEventCreate: ["int", ["void *", "uint32_t"]],
   cuEventRecord: ["int", [H, H]],
   cuEventSynchronize: ["int", [H]],
@@ -307,6 +308,10 @@ export class Driver {
   }
   streamSynchronize(stream: CuStream): void {
     this.call("cuStreamSynchronize", stream);
+  }
+  /** Work queued on `stream` after this waits until `event`'s recorded point is done (on the device). */
+  streamWaitEvent(stream: CuStream, event: CuEvent): void {
+    this.call("cuStreamWaitEvent", stream, event, 0);
   }
   eventCreate(flags = CU_EVENT_DEFAULT): CuEvent {
     const e = out64();
