@@ -337,7 +337,9 @@ export class CudaBackend implements ExecutionBackend {
     const rowOf = this.uploadInvFreq(step);
     if (feed && !this.graphable(step))
       throw new Error("internal: a fed step must be a decode step (one token per sequence, in order)");
-    if (this.graphsEnabled && this.graphable(step)) this.replayDecode(step, rowOf, feed);
+    const graph = this.graphsEnabled && this.graphable(step);
+    this.pdlNow = this.pdlEnabled && (graph ? nextPow2(step.seqs.length) : T) <= GEMV_MAX_M;
+    if (graph) this.replayDecode(step, rowOf, feed);
     else {
       const packed = packStep(step, rowOf);
       this.uploadMeta(packed);
@@ -483,6 +485,7 @@ export class CudaBackend implements ExecutionBackend {
   } {
     if (!this.graphable(step))
       throw new EngineError("profileDecode needs a decode step (one token per sequence)");
+    this.pdlNow = this.pdlEnabled && nextPow2(step.seqs.length) <= GEMV_MAX_M;
     const rowOf = this.uploadInvFreq(step);
     this.replayDecode(step, rowOf); // captures the graph if needed
     const bucket = nextPow2(step.seqs.length);
@@ -699,6 +702,10 @@ export class CudaBackend implements ExecutionBackend {
   }
   /** Programmatic dependent launch of our kernels on sm_90+ (kernels/pdl.cuh); KILN_PDL=0 turns it off. */
   pdlEnabled = process.env.KILN_PDL !== "0";
+  /** PDL for the launches of the current step: decode-sized steps only (≤ GEMV_MAX_M rows, our GEMVs
+   * between the small kernels). Larger steps run cuBLASLt GEMMs, whose Hopper kernels may release
+   * dependents early: a waiting kernel's CTAs would then hold SM slots the GEMM's later waves need. */
+  private pdlNow = false;
   /** Which GEMV variant decode steps use (gemv_plan.ts); KILN_GEMV_VARIANT overrides it for measurements. */
   gemvPolicy = parseGemvPolicy(process.env.KILN_GEMV_VARIANT);
   /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
@@ -729,7 +736,7 @@ export class CudaBackend implements ExecutionBackend {
     // Every kiln kernel waits for its predecessor itself (griddepcontrol.wait), so it may be launched
     // early; cuBLASLt's kernels do not, and keep plain launches (Gemm.run).
     const dims: [number, number, number] = [grid[0], grid[1] ?? 1, grid[2] ?? 1];
-    m.kernel(kernel).launch(this.stream, dims, [block, 1, 1], 0, args, { pdl: this.pdlEnabled });
+    m.kernel(kernel).launch(this.stream, dims, [block, 1, 1], 0, args, { pdl: this.pdlNow });
   }
 
   private gemm(m: number, n: number, k: number, bias: boolean, fp32Out: boolean): Gemm {
