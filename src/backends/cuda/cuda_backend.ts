@@ -13,6 +13,7 @@ import type { ExecutionBackend, SampleTicket, StepInput } from "../../runtime/st
 import { cpuDecodingOps } from "../cpu/decoding.ts";
 import { ropeInvFreq } from "../cpu/kernels/rope.ts";
 import { planArena, type Region } from "./arena.ts";
+import { decodeSplits, graphSplits, MAX_SPLITS, type SplitTarget } from "./attention_splits.ts";
 import {
   CudaDevice,
   type CudaGraph,
@@ -45,11 +46,8 @@ const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 /** Tokens a decode step takes from an earlier queued step's samples (ExecutionBackend.enqueueSample). */
 type TokenFeed = { from: SampleTicket; rows: Int32Array };
 
-const MAX_SPLITS = 32;
 /** One decode graph per batch bucket and attention split count (≤ MAX_SPLITS). */
 const graphKey = (bucket: number, splits: number) => bucket * (MAX_SPLITS + 1) + splits;
-/** attention_decode's kMinSplitKeys: a split takes at least this many keys (later splits stay empty). */
-const MIN_SPLIT_KEYS = 64;
 const GEMV_MAX_M = 8;
 
 export class CudaBackend implements ExecutionBackend {
@@ -560,14 +558,11 @@ export class CudaBackend implements ExecutionBackend {
     graph.launch(this.stream);
   }
 
-  /** Splits of the decode attention in a graph of `bucket` sequences: a power of two, enough for the
-   * step's longest context at kMinSplitKeys keys per split. A graph is captured per (bucket, splits),
-   * at most six per bucket, so a short context does not launch the 32 splits a long one needs, and a
-   * long one is not left with the few splits of the context its graph was captured at. */
+  /** Splits of the decode attention in a graph of `bucket` sequences (attention_splits.ts). */
   private graphSplits(bucket: number, step: StepInput): number {
     let longest = 1;
     for (const q of step.seqs) longest = Math.max(longest, q.contextLen);
-    return this.decodeSplits(bucket, MIN_SPLIT_KEYS * nextPow2(Math.ceil(longest / MIN_SPLIT_KEYS)));
+    return graphSplits(this.splitTarget(), bucket, longest);
   }
 
   /** CTAs of attention_decode per sequence and split: kv heads × head groups of ≤ 8 query heads. */
@@ -577,12 +572,13 @@ export class CudaBackend implements ExecutionBackend {
     return m.numKvHeads * Math.ceil(group / Math.min(group, 8));
   }
 
-  /** Decode attention splits for numSeqs sequences: enough CTAs to fill the GPU twice over, and at
-   * least ~64 keys per split when the longest context is known (not in a graph). Never more than the
-   * constructor sized the partials for. */
+  private splitTarget(): SplitTarget {
+    return { smCount: this.device.smCount, ctasPerSeq: this.decodeCtasPerSeq() };
+  }
+
+  /** Decode attention splits (attention_splits.ts); never more than the constructor sized the partials for. */
   private decodeSplits(numSeqs: number, maxContextLen = Number.POSITIVE_INFINITY): number {
-    const fill = Math.ceil((2 * this.device.smCount) / (this.decodeCtasPerSeq() * numSeqs));
-    return Math.max(1, Math.min(MAX_SPLITS, fill, Math.ceil(maxContextLen / MIN_SPLIT_KEYS)));
+    return decodeSplits(this.splitTarget(), numSeqs, maxContextLen);
   }
 
   private uploadMeta(packed: PackedStep): void {

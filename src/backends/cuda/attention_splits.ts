@@ -1,0 +1,53 @@
+// How the decode attention (kernels/attention_decode.cu) splits a context over CTAs: the split count
+// per launch (eager steps and CUDA graphs) and the key ranges the kernel gives each split. Pure, so the
+// planning is tested on the CPU; the kernel's formula is mirrored in `splitRanges`.
+//
+//   context of 300 keys, 8 splits (a graph's):   [0,64) [64,128) [128,192) [192,256) [256,300) ∅ ∅ ∅
+//   the same context, 5 splits (an eager step):   [0,64) [64,128) [128,192) [192,256) [256,300)
+
+/** Most splits of one launch (the partial buffers are sized for it). */
+export const MAX_SPLITS = 32;
+/** attention_decode's kMinSplitKeys: every non-empty split but the last takes at least this many keys. */
+export const MIN_SPLIT_KEYS = 64;
+/** attention_decode's kSplitAlign: split lengths are multiples of it. */
+const SPLIT_ALIGN = 16;
+
+const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/** The GPU shape the split count fills: SMs, and attention_decode CTAs per sequence and split. */
+export interface SplitTarget {
+  smCount: number;
+  ctasPerSeq: number;
+}
+
+/** Splits for `numSeqs` sequences: enough CTAs to fill the GPU twice over, at most MAX_SPLITS, and no
+ * more than ⌈longest context / MIN_SPLIT_KEYS⌉ when it is known. */
+export function decodeSplits(
+  t: SplitTarget,
+  numSeqs: number,
+  maxContextLen = Number.POSITIVE_INFINITY,
+): number {
+  const fill = Math.ceil((2 * t.smCount) / (t.ctasPerSeq * numSeqs));
+  return Math.max(1, Math.min(MAX_SPLITS, fill, Math.ceil(maxContextLen / MIN_SPLIT_KEYS)));
+}
+
+/** Splits of a decode graph of `bucket` sequences whose longest context is `longest`: the next power
+ * of two of ⌈longest / MIN_SPLIT_KEYS⌉ (capped as decodeSplits caps it). The runtime captures one graph
+ * per (bucket, splits), at most log2(MAX_SPLITS) + 1 per bucket: a short context does not launch the
+ * splits a long one needs, and a long one is not left with the few splits of the context its graph was
+ * captured at. */
+export function graphSplits(t: SplitTarget, bucket: number, longest: number): number {
+  return decodeSplits(t, bucket, MIN_SPLIT_KEYS * nextPow2(Math.ceil(Math.max(1, longest) / MIN_SPLIT_KEYS)));
+}
+
+/** The key range [start, end) of each split for a context of `ctx` keys (window `window`, 0 = none),
+ * exactly as attention_decode computes it; an empty split has start ≥ end. */
+export function splitRanges(ctx: number, splits: number, window = 0): [number, number][] {
+  const lo = window > 0 ? Math.max(0, ctx - window) : 0;
+  let per = Math.max(Math.ceil((ctx - lo) / splits), MIN_SPLIT_KEYS);
+  per = Math.ceil(per / SPLIT_ALIGN) * SPLIT_ALIGN;
+  return Array.from({ length: splits }, (_, z) => {
+    const ks = lo + z * per;
+    return [ks, Math.min(ctx, ks + per)];
+  });
+}

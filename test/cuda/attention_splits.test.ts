@@ -1,0 +1,84 @@
+// Decode attention split planning (src/backends/cuda/attention_splits.ts) on the CPU: the key ranges
+// mirror attention_decode.cu's formula and cover every context exactly once; a graph's split count is a
+// power of two that leaves no key uncovered; and where the GPU-fill cap does not bind (batch 1 and
+// power-of-two batches on an H100 with Llama-3.1-8B's heads), an eager step and the graph that replays
+// it cut a context into the same non-empty ranges, so they sum in the same order.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  decodeSplits,
+  graphSplits,
+  MAX_SPLITS,
+  MIN_SPLIT_KEYS,
+  splitRanges,
+} from "../../src/backends/cuda/attention_splits.ts";
+
+const H100_8B = { smCount: 132, ctasPerSeq: 8 }; // 8 kv heads, groups of 4 query heads
+const nonEmpty = (r: [number, number][]) => r.filter(([a, b]) => a < b);
+
+describe("decode attention splits", () => {
+  test("ranges cover [lo, ctx) once, in order, at least MIN_SPLIT_KEYS keys each but the last", () => {
+    for (const ctx of [1, 15, 64, 65, 300, 2047, 2048, 5000, 131072])
+      for (const splits of [1, 2, 3, 5, 8, 32])
+        for (const window of [0, 50, 4096]) {
+          const r = nonEmpty(splitRanges(ctx, splits, window));
+          const lo = window > 0 ? Math.max(0, ctx - window) : 0;
+          assert.equal(r[0][0], lo, `ctx ${ctx} splits ${splits} window ${window}`);
+          assert.equal(r[r.length - 1][1], ctx);
+          for (let i = 1; i < r.length; i++) assert.equal(r[i][0], r[i - 1][1]);
+          for (const [a, b] of r.slice(0, -1)) assert.ok(b - a >= MIN_SPLIT_KEYS && (b - a) % 16 === 0);
+        }
+  });
+
+  test("the kernel's formula: 300 keys over 8 splits is 4 full ranges of 64, a tail, and 3 empty", () => {
+    assert.deepEqual(splitRanges(300, 8), [
+      [0, 64],
+      [64, 128],
+      [128, 192],
+      [192, 256],
+      [256, 300],
+      [320, 300],
+      [384, 300],
+      [448, 300],
+    ]);
+  });
+
+  test("graph split counts: powers of two up to the cap, never fewer than the context needs", () => {
+    const seen = new Set<number>();
+    for (let ctx = 1; ctx <= 8192; ctx++) {
+      const g = graphSplits(H100_8B, 1, ctx);
+      seen.add(g);
+      assert.ok(g <= MAX_SPLITS);
+      assert.ok(g === MAX_SPLITS || Math.ceil(ctx / MIN_SPLIT_KEYS) <= g, `ctx ${ctx}: ${g}`);
+      const r = nonEmpty(splitRanges(ctx, g));
+      assert.equal(r[r.length - 1][1], ctx, `ctx ${ctx}: the graph's ${g} splits cover every key`);
+      if (ctx <= MIN_SPLIT_KEYS * MAX_SPLITS) assert.equal(r.length, Math.ceil(ctx / MIN_SPLIT_KEYS));
+    }
+    assert.deepEqual(
+      [...seen].sort((a, b) => a - b),
+      [1, 2, 4, 8, 16, 32],
+      "at most six graphs per bucket",
+    );
+  });
+
+  test("eager and graph steps cut a context alike where the fill cap does not bind", () => {
+    for (const bucket of [1, 2, 4]) {
+      for (let ctx = 1; ctx <= 4096; ctx += 7) {
+        const eager = decodeSplits(H100_8B, bucket, ctx);
+        const graph = graphSplits(H100_8B, bucket, ctx);
+        assert.deepEqual(
+          nonEmpty(splitRanges(ctx, graph)),
+          nonEmpty(splitRanges(ctx, eager)),
+          `bucket ${bucket} ctx ${ctx}: ${eager} vs ${graph} splits`,
+        );
+      }
+    }
+  });
+
+  test("enough CTAs to fill the GPU twice, fewer splits for larger batches", () => {
+    assert.equal(decodeSplits(H100_8B, 1), 32); // ⌈264 / 8⌉ = 33, capped
+    assert.equal(decodeSplits(H100_8B, 4), 9);
+    assert.equal(decodeSplits(H100_8B, 64), 1);
+    assert.equal(decodeSplits(H100_8B, 1, 100), 2);
+  });
+});
