@@ -319,7 +319,15 @@ export class GenerationSession {
     // depend on the token being sampled (no penalties, n-gram or bad-word bans, top-p decay).
     const enqueue = backend.enqueueSample?.bind(backend);
     const collect = backend.collectSample?.bind(backend);
-    const pipe = fast && enqueue && collect && !cfg.returnContextLogits && tokenIndependent(cfg, badWordIds);
+    const pipe =
+      fast && enqueue && collect && !cfg.returnContextLogits && tokenIndependent(cfg, badWordIds)
+        ? { enqueue, collect }
+        : null;
+    /** After a step's forward is queued: its tokens are in the KV cache (step 0 forks the samples). */
+    const computed = (step: number) => {
+      if (step === 0 && pending) forked();
+      else for (const l of live) l.seq.numComputed = l.seq.ids.length;
+    };
     /** The queued step whose tokens come next, and each live sequence's row in it. */
     let inflight: Inflight | null = null;
     try {
@@ -329,16 +337,15 @@ export class GenerationSession {
         let tokens: Int32Array;
         let logProbs: Float32Array;
         let speculated = false;
-        if (pipe && enqueue && collect) {
+        if (pipe) {
           if (!inflight) {
-            const ticket = enqueue(
+            const ticket = pipe.enqueue(
               pending as StepInput,
               paramsOf(live, step),
               stepTransforms(rowsOf(live), cfg, badWordIds),
             );
             inflight = { ticket, rowOf: live.map((_, r) => r) };
-            if (step === 0) forked();
-            else for (const l of live) l.seq.numComputed = l.seq.ids.length;
+            computed(step);
           }
           let next: Inflight | null = null;
           const more = live.some(
@@ -352,7 +359,7 @@ export class GenerationSession {
             }
             const nextStep = buildStep(live.map((l) => l.seq));
             for (const l of live) l.seq.numComputed = l.seq.ids.length;
-            const ticket = enqueue(
+            const ticket = pipe.enqueue(
               nextStep,
               paramsOf(live, step + 1),
               stepTransforms(rowsOf(live), cfg, badWordIds),
@@ -364,12 +371,11 @@ export class GenerationSession {
             next = { ticket, rowOf: live.map((_, r) => r) };
             speculated = true;
           }
-          const got = collect(inflight.ticket);
+          const got = pipe.collect(inflight.ticket);
           const rowOf = inflight.rowOf;
           tokens = Int32Array.from(rowOf, (row) => got.tokens[row]);
           logProbs = Float32Array.from(rowOf, (row) => got.logProbs[row]);
           inflight = next;
-          if (step === 0) all.push(...live);
         } else {
           const rows = rowsOf(live);
           const params = paramsOf(live, step);
@@ -386,10 +392,9 @@ export class GenerationSession {
             ({ tokens, logProbs } = backend.decoding.sample(logits, B, V, params));
           }
           hostLogits = null;
-          if (step === 0 && pending) forked();
-          else for (const l of live) l.seq.numComputed = l.seq.ids.length;
-          if (step === 0) all.push(...live);
+          computed(step);
         }
+        if (step === 0) all.push(...live);
         const events: TokenEvent[] = [];
         for (let r = 0; r < B; r++) {
           const l = live[r];
@@ -453,7 +458,7 @@ export class GenerationSession {
     } finally {
       // A step queued ahead for sequences that have all finished (or an abandoned generation): read
       // it so the backend's queue is empty for the next call.
-      if (inflight) collect?.(inflight.ticket);
+      if (inflight) pipe?.collect(inflight.ticket);
     }
     return roots.map((root, p) => {
       const mine = all.filter((l) => l.promptIndex === p);

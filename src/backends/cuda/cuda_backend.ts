@@ -37,7 +37,7 @@ import {
   gemmKey,
   nextPow2,
 } from "./gemm_table.ts";
-import { chooseGemv, gemvLaunch, parseGemvPolicy } from "./gemv_plan.ts";
+import { chooseGemv, gemvGatedLaunch, gemvLaunch, parseGemvPolicy } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type Lowered, type LStep, lower } from "./lowering.ts";
 import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
@@ -335,10 +335,9 @@ export class CudaBackend implements ExecutionBackend {
     const rowOf = this.uploadInvFreq(step);
     if (feed && !this.graphable(step))
       throw new Error("internal: a fed step must be a decode step (one token per sequence, in order)");
-    const graph = this.graphsEnabled && this.graphable(step);
-    this.pdlNow = this.pdlEnabled && (graph ? nextPow2(step.seqs.length) : T) <= GEMV_MAX_M;
-    if (graph) this.replayDecode(step, rowOf, feed);
+    if (this.graphsEnabled && this.graphable(step)) this.replayDecode(step, rowOf, feed);
     else {
+      this.pdlNow = this.pdlEnabled && T <= GEMV_MAX_M;
       const packed = packStep(step, rowOf);
       this.uploadMeta(packed);
       if (feed) this.feedTokens(feed);
@@ -483,21 +482,15 @@ export class CudaBackend implements ExecutionBackend {
   } {
     if (!this.graphable(step))
       throw new EngineError("profileDecode needs a decode step (one token per sequence)");
-    this.pdlNow = this.pdlEnabled && nextPow2(step.seqs.length) <= GEMV_MAX_M;
     const rowOf = this.uploadInvFreq(step);
-    this.replayDecode(step, rowOf); // captures the graph if needed
-    const bucket = nextPow2(step.seqs.length);
-    const splits = this.graphSplits(bucket, step);
-    const graph = this.graphs.get(graphKey(bucket, splits)) as CudaGraph;
+    const { key, packed } = this.replayDecode(step, rowOf); // captures the graph if needed
+    const bucket = packed.numSeqs;
+    const graph = this.graphs.get(key) as CudaGraph;
     const reps = 20;
     const graphMs =
       timeOnStream(this.stream, () => {
         for (let i = 0; i < reps; i++) graph.launch(this.stream);
       }) / reps;
-    const packed = {
-      ...packDecodeStep(step, bucket, this.graphStride, rowOf),
-      splits,
-    };
     const rows = Int32Array.from({ length: bucket }, (_, i) => i);
     this.uploadMeta(packed);
     const byKind: Record<string, { ms: number; count: number }> = {};
@@ -534,10 +527,16 @@ export class CudaBackend implements ExecutionBackend {
 
   /** Decode step through the graph of its batch bucket, captured on first use (after one eager run
    * that creates the GEMM plans, so capture records only stream work). */
-  private replayDecode(step: StepInput, rowOf: (seq: number) => number, feed?: TokenFeed): void {
+  private replayDecode(
+    step: StepInput,
+    rowOf: (seq: number) => number,
+    feed?: TokenFeed,
+  ): { key: number; packed: PackedStep } {
     const bucket = nextPow2(step.seqs.length);
-    const splits = this.graphSplits(bucket, step);
-    const packed = { ...packDecodeStep(step, bucket, this.graphStride, rowOf), splits };
+    this.pdlNow = this.pdlEnabled && bucket <= GEMV_MAX_M;
+    const base = packDecodeStep(step, bucket, this.graphStride, rowOf);
+    const splits = graphSplits(this.splitTarget(), bucket, base.maxContextLen);
+    const packed = { ...base, splits };
     const key = graphKey(bucket, splits);
     const rows = Int32Array.from({ length: bucket }, (_, i) => i);
     this.uploadMeta(packed);
@@ -556,13 +555,7 @@ export class CudaBackend implements ExecutionBackend {
       this.graphs.set(key, graph);
     }
     graph.launch(this.stream);
-  }
-
-  /** Splits of the decode attention in a graph of `bucket` sequences (attention_splits.ts). */
-  private graphSplits(bucket: number, step: StepInput): number {
-    let longest = 1;
-    for (const q of step.seqs) longest = Math.max(longest, q.contextLen);
-    return graphSplits(this.splitTarget(), bucket, longest);
+    return { key, packed };
   }
 
   /** CTAs of attention_decode per sequence and split: kv heads × head groups of ≤ 8 query heads. */
@@ -793,29 +786,20 @@ export class CudaBackend implements ExecutionBackend {
         const m = Math.min(nextPow2(rows), cap);
         if (this.gemvApplies(op, rows)) {
           // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
-          if (st.gated && this.fuseGatedAct) {
-            // gate_up and the gated activation in one launch (the gated_act step is skipped).
-            this.launch("gemv", `gemv_gated_${st.gated.act}`, [Math.ceil(st.gated.width / 8)], 256, [
-              { ptr: this.ptr(op.x) },
-              { ptr: this.w(op.weight) },
-              { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
-              { ptr: this.ptr(st.gated.out) },
-              { i32: rows },
-              { i32: st.gated.width },
-              { i32: op.inFeatures },
-            ]);
-            return;
-          }
+          // A gated MLP's gate_up runs with its activation in one launch (the gated_act step is skipped).
+          const gated = st.gated && this.fuseGatedAct ? st.gated : null;
           const fp32Out = st.logits && this.dtype !== "fp32";
-          const variant = chooseGemv(op.outFeatures, op.inFeatures, this.elem, this.gemvPolicy);
-          const { kernel, grid, block } = gemvLaunch(variant, op.outFeatures, fp32Out);
+          const n = gated ? gated.width : op.outFeatures;
+          const { kernel, grid, block } = gated
+            ? gemvGatedLaunch(gated.act, n)
+            : gemvLaunch(chooseGemv(n, op.inFeatures, this.elem, this.gemvPolicy), n, fp32Out);
           this.launch("gemv", kernel, [grid], block, [
             { ptr: this.ptr(op.x) },
             { ptr: this.w(op.weight) },
             { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
-            { ptr: this.ptr(op.out) },
+            { ptr: this.ptr(gated ? gated.out : op.out) },
             { i32: rows },
-            { i32: op.outFeatures },
+            { i32: n },
             { i32: op.inFeatures },
           ]);
           return;

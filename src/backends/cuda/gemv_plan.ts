@@ -103,3 +103,10 @@ export function gemvLaunch(
     block: 32 * variant.warps,
   };
 }
+
+/** Kernel name and launch shape of gemv_gated_ACT (kernels/gemv.cu) for `inter` output features: one
+ * feature (its gate and up rows) per warp, 8 warps per block. */
+export function gemvGatedLaunch(act: string, inter: number): { kernel: string; grid: number; block: number } {
+  const warps = 8; // gemv.cu's kGatedWarps
+  return { kernel: `gemv_gated_${act}`, grid: Math.ceil(inter / warps), block: 32 * warps };
+}
