@@ -168,6 +168,30 @@ static void launch(cudaStream_t s, const void* fn, dim3 grid, dim3 block, bool p
   CK(cudaLaunchKernelExC(&cfg, fn, args));
 }
 
+/** Ends the capture on `s`, replays the graph `warmups` times, then returns the median of `runs`
+ * timed replays in ms (and destroys the graph). */
+static float time_captured_graph(cudaStream_t s, cudaEvent_t e0, cudaEvent_t e1, int warmups, int runs) {
+  cudaGraph_t g;
+  CK(cudaStreamEndCapture(s, &g));
+  cudaGraphExec_t ge;
+  CK(cudaGraphInstantiate(&ge, g, 0));
+  for (int i = 0; i < warmups; i++) CK(cudaGraphLaunch(ge, s));
+  std::vector<float> t;
+  for (int i = 0; i < runs; i++) {
+    CK(cudaEventRecord(e0, s));
+    CK(cudaGraphLaunch(ge, s));
+    CK(cudaEventRecord(e1, s));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  CK(cudaGraphExecDestroy(ge));
+  CK(cudaGraphDestroy(g));
+  return t[t.size() / 2];
+}
+
 int main(int argc, char** argv) {
   const bool one = argc > 1 && strcmp(argv[1], "1b") == 0;
   const int H = one ? 2048 : 4096, I = one ? 8192 : 14336, L = one ? 16 : 32, QKV = one ? 3072 : 6144;
@@ -274,25 +298,7 @@ int main(int argc, char** argv) {
         launch(s, (const void*)v.fn, dim3((sh.n + v.rowsPerBlock - 1) / v.rowsPerBlock), dim3(v.threads), pdl, a);
         off += (size_t)sh.n * sh.k;
       }
-      cudaGraph_t g;
-      CK(cudaStreamEndCapture(s, &g));
-      cudaGraphExec_t ge;
-      CK(cudaGraphInstantiate(&ge, g, 0));
-      for (int i = 0; i < 3; i++) CK(cudaGraphLaunch(ge, s));
-      std::vector<float> t;
-      for (int i = 0; i < 15; i++) {
-        CK(cudaEventRecord(e0, s));
-        CK(cudaGraphLaunch(ge, s));
-        CK(cudaEventRecord(e1, s));
-        CK(cudaEventSynchronize(e1));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        t.push_back(ms);
-      }
-      std::sort(t.begin(), t.end());
-      res4[mode] = t[t.size() / 2];
-      CK(cudaGraphExecDestroy(ge));
-      CK(cudaGraphDestroy(g));
+      res4[mode] = time_captured_graph(s, e0, e1, 3, 15);
     }
     const double floorMs = bytes / copyBw * 1e3;
     printf("%-20s", v.name);
@@ -312,25 +318,8 @@ int main(int argc, char** argv) {
         void* a[] = {&x, (void*)&wp, &y, &sh.n, &sh.k};
         launch(s, (const void*)v.fn, dim3((sh.n + v.rowsPerBlock - 1) / v.rowsPerBlock), dim3(v.threads), true, a);
       }
-      cudaGraph_t g;
-      CK(cudaStreamEndCapture(s, &g));
-      cudaGraphExec_t ge;
-      CK(cudaGraphInstantiate(&ge, g, 0));
-      CK(cudaGraphLaunch(ge, s));
-      std::vector<float> t;
-      for (int i = 0; i < 9; i++) {
-        CK(cudaEventRecord(e0, s));
-        CK(cudaGraphLaunch(ge, s));
-        CK(cudaEventRecord(e1, s));
-        CK(cudaEventSynchronize(e1));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        t.push_back(ms);
-      }
-      std::sort(t.begin(), t.end());
-      printf(" %s=%.0f", v.name, reps * (double)sh.n * sh.k * 2 / (t[4] * 1e-3) / 1e9);
-      CK(cudaGraphExecDestroy(ge));
-      CK(cudaGraphDestroy(g));
+      const float ms = time_captured_graph(s, e0, e1, 1, 9);
+      printf(" %s=%.0f", v.name, reps * (double)sh.n * sh.k * 2 / (ms * 1e-3) / 1e9);
     }
     printf("\n");
   }
