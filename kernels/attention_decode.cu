@@ -107,14 +107,17 @@ __device__ __forceinline__ void load_partial(const float* p, float (&f)[kAccVec]
 // q            [S, NUM_HEADS, HEAD_DIM]  kiln_t, already rotated
 // k_cache, v_cache  [numBlocks, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM]  this layer's pools (new key written)
 // context_len  [S] int32, ≥ 1 (a sequence with 0 gets zeros: padding rows of a graph bucket)
-// block_tables [S, block_table_stride] int32
+// block_tables int32: sequence s's block j at block_tables[s · block_table_stride + j · block_table_step]
+//              ([S, stride] row-major: step 1; a decode graph's [stride, S]: stride 1, step S, so the
+//              entries in use form one prefix of the buffer)
 // Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (128), no dynamic shared memory.
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     attention_decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
                      float* __restrict__ partial_l, int* __restrict__ split_counter, const kiln_t* __restrict__ q,
                      const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
                      const int* __restrict__ context_len, const int* __restrict__ block_tables,
-                     int block_table_stride, int num_splits, float scale, int sliding_window) {
+                     int block_table_stride, int block_table_step, int num_splits, float scale,
+                     int sliding_window) {
   using namespace attn;
   __shared__ __align__(16) float sq[kHeadsPerCta * HEAD_DIM];                // [heads][HEAD_DIM] queries
   __shared__ __align__(16) float s_acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM]
@@ -169,7 +172,7 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
 #pragma unroll
     for (int k = 0; k < kKeysPerLane; k++) {
       const int pos = base + k * kKeysAbreast + key_lane;
-      const size_t off = pos < ke ? ((size_t)(table[pos / BLOCK_SIZE] * BLOCK_SIZE + pos % BLOCK_SIZE) *
+      const size_t off = pos < ke ? ((size_t)(table[(pos / BLOCK_SIZE) * block_table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) *
                                          NUM_KV_HEADS + kvh) * HEAD_DIM : 0;
 #pragma unroll
       for (int i = 0; i < kVecsPerLane; i++) {

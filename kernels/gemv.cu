@@ -35,8 +35,27 @@
 //     kiln_t* y,             // [m, inter] = act(x·gateᵀ + b) · (x·upᵀ + b), as gemv + gated_act_ACT
 //     int m, int inter, int k)
 //   grid  = (ceil(inter / 8)), block = (256): one output feature (two weight rows) per warp
+//
+// RMSNorm fused in front (decode steps whose GEMV input is an RMSNorm's only use), 16-bit dtypes:
+// gemv_r1u4w8 and gemv_r2u8w4 (the default policy's variants) and every gemv_gated_ACT have `_norm`
+// twins (gemv_rRuUwW_norm, gemv_rRuUwW_f32out_norm, gemv_gated_ACT_norm) whose x is replaced by the
+// norm's inputs:
+//     const kiln_t* nx,      // [m, k] the norm's input (a sublayer's output)
+//     kiln_t* residual,      // [m, k] or null. Non-null: add_rms_norm (residual += nx, rounded to kiln_t,
+//                            // then the sum is normalised); null: rms_norm of nx
+//     const kiln_t* gamma,   // [k] the norm's weight
+//     float eps,
+//     unsigned* counter,     // one zeroed arrival counter (left zeroed); used when residual is non-null
+//     ... then w, bias, y, m, n (or inter), k as above (k is the normalised width)
+//   dynamic shared memory: m · k · sizeof(kiln_t) bytes (the normalised rows)
+// Each CTA normalises the m rows itself into shared memory (rmsnorm.cuh: the same operations as
+// rmsnorm.cu, so the GEMV sees the very bits the norm kernel would have stored; the fp64 sum of fp32
+// squares is exact in all but extreme exponent ranges, so its order does not matter), then runs the
+// GEMV from shared memory. The residual is updated in place by the last CTA to finish normalising
+// (arrival counter), when no CTA can still read the old values.
 #include "activations.cuh"
 #include "common.cuh"
+#include "rmsnorm.cuh"
 
 #if !KILN_HAS_DTYPE
 #error "gemv.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
@@ -75,14 +94,85 @@ __device__ __forceinline__ void load_w(const uint4* const (&wr)[R], int v, uint4
   }
 }
 
+#if !defined(KILN_DTYPE_F32)
+/** The fused norm's inputs (gemv_*_norm). */
+struct NormIn {
+  const kiln_t* x;
+  kiln_t* residual;
+  const kiln_t* gamma;
+  float eps;
+  unsigned* counter;
+};
+
+/** Writes the m normalised rows of `in` to `xs` (shared, [m, k]); after the PDL wait, called by every
+ * thread of the block. With a residual, the block that arrives last also stores residual + x. */
+__device__ __forceinline__ void norm_rows(const NormIn& in, kiln_t* xs, int m, int k) {
+  __shared__ double partial[GEMV_MAX_M][32];
+  __shared__ float rstd[GEMV_MAX_M];
+  __shared__ bool last;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int vecs = k / kElems;
+  for (int j = 0; j < m; j++) {
+    const uint4* xr = reinterpret_cast<const uint4*>(in.x + (size_t)j * k);
+    const uint4* rr = reinterpret_cast<const uint4*>(in.residual + (size_t)j * k);
+    uint4* hr = reinterpret_cast<uint4*>(xs + (size_t)j * k);
+    double sum_sq = 0.0;
+    for (int v = threadIdx.x; v < vecs; v += blockDim.x) {
+      uint4 hv = xr[v];
+      kiln_t* h = reinterpret_cast<kiln_t*>(&hv);
+      if (in.residual) {
+        const uint4 rv = rr[v];
+        const kiln_t* r = reinterpret_cast<const kiln_t*>(&rv);
+#pragma unroll
+        for (int e = 0; e < kElems; e++) h[e] = kiln::residual_sum(r[e], h[e]);
+      }
+#pragma unroll
+      for (int e = 0; e < kElems; e++) {
+        const float f = kiln::to_float(h[e]);
+        sum_sq += (double)__fmul_rn(f, f);  // hidden_states.pow(2) is an fp32 tensor
+      }
+      hr[v] = hv;
+    }
+    sum_sq = kiln::warp_sum(sum_sq);
+    if (lane == 0) partial[j][warp] = sum_sq;
+  }
+  __syncthreads();  // partial sums written; every read of residual and x done
+  if (in.residual && threadIdx.x == 0) last = atomicAdd(in.counter, 1u) == gridDim.x - 1;
+  if (threadIdx.x < m) {
+    double s = 0.0;
+    for (int w = 0; w < warps; w++) s += partial[threadIdx.x][w];
+    rstd[threadIdx.x] = kiln::rms_rstd(s, k, in.eps);
+  }
+  __syncthreads();
+  const uint4* gr = reinterpret_cast<const uint4*>(in.gamma);
+  for (int j = 0; j < m; j++) {
+    uint4* hr = reinterpret_cast<uint4*>(xs + (size_t)j * k);
+    uint4* rw = reinterpret_cast<uint4*>(in.residual + (size_t)j * k);
+    const float rs = rstd[j];
+    for (int v = threadIdx.x; v < vecs; v += blockDim.x) {
+      uint4 hv = hr[v];
+      if (in.residual && last) rw[v] = hv;  // every other block has read the old residual
+      const uint4 gv = __ldg(gr + v);
+      kiln_t* h = reinterpret_cast<kiln_t*>(&hv);
+      const kiln_t* g = reinterpret_cast<const kiln_t*>(&gv);
+#pragma unroll
+      for (int e = 0; e < kElems; e++) h[e] = kiln::rms_apply(h[e], g[e], rs);
+      hr[v] = hv;
+    }
+  }
+  if (in.residual && last && threadIdx.x == 0) *in.counter = 0u;  // for the next launch
+  __syncthreads();
+}
+#endif
+
 /** The warp's R dot products with the m rows of x, summed over its lanes' share of k (not yet
  * reduced across the warp): prefetch (weights only), PDL wait, then stream the rows. `active` false:
  * a warp past the last row, which still waits (every CTA must) and returns false. Each row's sum runs
  * over vectors v = lane, lane + 32, … in order whatever R and U are, so every variant (and the gated
  * kernel) gives a row the same bits. */
-template <int R, int U>
+template <int R, int U, bool Norm = false>
 __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const uint4* const (&wr)[R], bool active,
-                                          int m, int k, float (&acc)[R][GEMV_MAX_M]) {
+                                          int m, int k, float (&acc)[R][GEMV_MAX_M], const void* norm = nullptr) {
   // Prefetching holds R·U vectors (4 registers each) across the wait; more would spill at m = 8.
   constexpr bool kPrefetch = R * U <= 16;
   const int lane = threadIdx.x & 31;
@@ -96,6 +186,13 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
   }
   kiln::pdl_wait();  // x and y belong to the step (see pdl.cuh)
   kiln::pdl_launch_dependents();
+#if !defined(KILN_DTYPE_F32)
+  if constexpr (Norm) {
+    extern __shared__ uint4 normalized[];  // [m, k] kiln_t
+    norm_rows(*static_cast<const NormIn*>(norm), reinterpret_cast<kiln_t*>(normalized), m, k);
+    x = reinterpret_cast<const kiln_t*>(normalized);
+  }
+#endif
   if (!active) return false;
 
 #pragma unroll
@@ -112,7 +209,7 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
         const uint4* xr = reinterpret_cast<const uint4*>(x + (size_t)j * k);
 #pragma unroll
         for (int u = 0; u < U; u++) {
-          const uint4 xv = __ldg(xr + v + 32 * u);
+          const uint4 xv = Norm ? xr[v + 32 * u] : __ldg(xr + v + 32 * u);
 #pragma unroll
           for (int r = 0; r < R; r++) dot_vec(wv[r][u], xv, acc[r][j]);
         }
@@ -126,7 +223,8 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
 #pragma unroll
     for (int j = 0; j < GEMV_MAX_M; j++) {
       if (j < m) {
-        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + (size_t)j * k) + v);
+        const uint4* xr = reinterpret_cast<const uint4*>(x + (size_t)j * k);
+        const uint4 xv = Norm ? xr[v] : __ldg(xr + v);
 #pragma unroll
         for (int r = 0; r < R; r++) dot_vec(wt[r], xv, acc[r][j]);
       }
@@ -135,9 +233,10 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
   return true;
 }
 
-template <int R, int U, int W, typename Out>
+template <int R, int U, int W, typename Out, bool Norm = false>
 __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
-                                          const kiln_t* __restrict__ bias, Out* __restrict__ y, int m, int n, int k) {
+                                          const kiln_t* __restrict__ bias, Out* __restrict__ y, int m, int n, int k,
+                                          const void* norm = nullptr) {
   const int lane = threadIdx.x & 31;
   const int row0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;  // the warp's rows: row0 .. row0 + R - 1
   // Rows past n (the last warp's) re-read row n - 1; their sums are never stored.
@@ -145,7 +244,7 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
 #pragma unroll
   for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
   float acc[R][GEMV_MAX_M];
-  if (!warp_dots<R, U>(x, wr, row0 < n, m, k, acc)) return;
+  if (!warp_dots<R, U, Norm>(x, wr, row0 < n, m, k, acc, norm)) return;
 #pragma unroll
   for (int r = 0; r < R; r++) {
     const int row = row0 + r;
@@ -166,10 +265,10 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
  * both computed by one warp. Each is rounded to kiln_t as the unfused GEMV stores it, then activated
  * and multiplied exactly as activation.cu's gated_act does, so the output is bit for bit the
  * unfused pair's. */
-template <class Act>
+template <class Act, bool Norm = false>
 __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
                                                 const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m,
-                                                int inter, int k) {
+                                                int inter, int k, const void* norm = nullptr) {
   constexpr int U = 4;
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kGatedWarps + (threadIdx.x >> 5);
@@ -177,7 +276,7 @@ __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, co
   const uint4* const wr[2] = {reinterpret_cast<const uint4*>(w + (size_t)r * k),
                               reinterpret_cast<const uint4*>(w + (size_t)(inter + r) * k)};
   float acc[2][GEMV_MAX_M];
-  if (!warp_dots<2, U>(x, wr, row < inter, m, k, acc)) return;
+  if (!warp_dots<2, U, Norm>(x, wr, row < inter, m, k, acc, norm)) return;
   const float bg = bias ? kiln::to_float(bias[row]) : 0.f;
   const float bu = bias ? kiln::to_float(bias[inter + row]) : 0.f;
 #pragma unroll
@@ -193,8 +292,8 @@ __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, co
 
 }  // namespace
 
-// One variant: its kiln_t-output and fp32-output kernels.
-#define KILN_GEMV(R, U, W)                                                                                     \
+// One variant: its kiln_t-output and fp32-output kernels; for 16-bit dtypes, optionally their fused-norm twins.
+#define KILN_GEMV_PLAIN(R, U, W)                                                                               \
   extern "C" __global__ void __launch_bounds__(32 * W)                                                       \
       gemv_r##R##u##U##w##W(const kiln_t* x, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) { \
     gemv_impl<R, U, W, kiln_t>(x, w, bias, y, m, n, k);                                                       \
@@ -204,22 +303,60 @@ __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, co
     gemv_impl<R, U, W, float>(x, w, bias, y, m, n, k);                                                        \
   }
 
-KILN_GEMV(1, 4, 8)
-KILN_GEMV(1, 16, 8)
-KILN_GEMV(1, 8, 8)
-KILN_GEMV(2, 8, 4)
-KILN_GEMV(2, 4, 8)
+#if !defined(KILN_DTYPE_F32)
+#define KILN_NORM_PARAMS const kiln_t *nx, kiln_t *residual, const kiln_t *gamma, float eps, unsigned *counter
+#define KILN_GEMV_NORM(R, U, W)                                                                                \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_norm(                         \
+      KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) {                 \
+    const NormIn in{nx, residual, gamma, eps, counter};                                                        \
+    gemv_impl<R, U, W, kiln_t, true>(nullptr, w, bias, y, m, n, k, &in);                                      \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_f32out_norm(                  \
+      KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, float* y, int m, int n, int k) {                  \
+    const NormIn in{nx, residual, gamma, eps, counter};                                                        \
+    gemv_impl<R, U, W, float, true>(nullptr, w, bias, y, m, n, k, &in);                                       \
+  }
+#endif
+
+KILN_GEMV_PLAIN(1, 4, 8)
+KILN_GEMV_PLAIN(1, 16, 8)
+KILN_GEMV_PLAIN(1, 8, 8)
+KILN_GEMV_PLAIN(2, 8, 4)
+KILN_GEMV_PLAIN(2, 4, 8)
+#if !defined(KILN_DTYPE_F32)
+// Fused-norm twins of the variants the default policy runs (gemv_plan.ts: GEMV_NORM_VARIANTS); each
+// twin doubles a variant's compile time, so the others have none.
+KILN_GEMV_NORM(1, 4, 8)
+KILN_GEMV_NORM(2, 8, 4)
+#endif
 
 #if !defined(KILN_DTYPE_F32)
 #define KILN_GEMV_GATED(NAME, ACT)                                                                              \
   extern "C" __global__ void __launch_bounds__(32 * kGatedWarps)                                             \
       gemv_gated_##NAME(const kiln_t* x, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) { \
     gemv_gated_impl<kiln::ACT>(x, w, bias, y, m, inter, k);                                                   \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * kGatedWarps) gemv_gated_##NAME##_norm(                   \
+      KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) {             \
+    const NormIn in{nx, residual, gamma, eps, counter};                                                        \
+    gemv_gated_impl<kiln::ACT, true>(nullptr, w, bias, y, m, inter, k, &in);                                  \
   }
 
+// GEMV_ACT (gemv_plan.ts: GATED_ACTS): 1–5 compiles only that activation's gated kernels (an engine
+// needs its model's one), 0 none; left undefined, all five (tests, CI's nvcc check).
+#if !defined(GEMV_ACT) || GEMV_ACT == 1
 KILN_GEMV_GATED(silu, Silu)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 2
 KILN_GEMV_GATED(gelu, Gelu)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 3
 KILN_GEMV_GATED(gelu_pytorch_tanh, GeluTanh)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 4
 KILN_GEMV_GATED(gelu_new, GeluNew)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 5
 KILN_GEMV_GATED(relu, Relu)
+#endif
 #endif

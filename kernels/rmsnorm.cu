@@ -34,6 +34,7 @@
 // differ from the reference by an ulp, rarely. The residual sum is rounded to T (HF adds in T) and
 // the rounded sum is what gets normalised, as HF normalises the stored residual.
 #include "common.cuh"
+#include "rmsnorm.cuh"
 
 #if !KILN_HAS_DTYPE
 #error "rmsnorm.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
@@ -44,11 +45,8 @@
 
 namespace {
 
-/** rstd from the sum of squares, with the reference's fp32 roundings. */
-__device__ __forceinline__ float rstd_of(double sum_sq, float eps) {
-  const float variance = (float)(sum_sq / (double)WIDTH);
-  return __frcp_rn(__fsqrt_rn(__fadd_rn(variance, eps)));
-}
+/** rstd from the sum of squares, with the reference's fp32 roundings (rmsnorm.cuh). */
+__device__ __forceinline__ float rstd_of(double sum_sq, float eps) { return kiln::rms_rstd(sum_sq, WIDTH, eps); }
 
 /** out = weight * round_t(x * rstd), for the row `src` (read again: it is in L1 from the first pass). */
 template <int V>
@@ -59,10 +57,7 @@ __device__ __forceinline__ void normalize_row(const kiln_t* src, const kiln_t* w
     const kiln::Vec<kiln_t, V> wv = kiln::load_vec<kiln_t, V>(weight + i * V);
     kiln::Vec<kiln_t, V> ov;
 #pragma unroll
-    for (int j = 0; j < V; j++) {
-      const float h = kiln::round_t(__fmul_rn(kiln::to_float(xv.v[j]), rstd));
-      ov.v[j] = kiln::from_float(__fmul_rn(kiln::to_float(wv.v[j]), h));
-    }
+    for (int j = 0; j < V; j++) ov.v[j] = kiln::rms_apply(xv.v[j], wv.v[j], rstd);
     kiln::store_vec<kiln_t, V>(dst + i * V, ov);
   }
 }
@@ -95,7 +90,7 @@ __device__ __forceinline__ void add_rms_norm_row(kiln_t* residual, const kiln_t*
     const kiln::Vec<kiln_t, V> xv = kiln::load_vec<kiln_t, V>(x + i * V);
 #pragma unroll
     for (int j = 0; j < V; j++) {
-      rv.v[j] = kiln::from_float(__fadd_rn(kiln::to_float(rv.v[j]), kiln::to_float(xv.v[j])));
+      rv.v[j] = kiln::residual_sum(rv.v[j], xv.v[j]);
       const float v = kiln::to_float(rv.v[j]);
       sum_sq += (double)__fmul_rn(v, v);
     }

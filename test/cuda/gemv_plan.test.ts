@@ -6,8 +6,11 @@ import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import {
   chooseGemv,
+  GATED_ACTS,
   GEMV_VARIANTS,
   type GemvVariantName,
+  gemvActMacro,
+  gemvGatedLaunch,
   gemvLaunch,
   parseGemvPolicy,
   planGemv,
@@ -89,8 +92,13 @@ describe("gemvLaunch", () => {
     for (const v of Object.values(GEMV_VARIANTS)) {
       assert.equal(v.name, `r${v.rowsPerWarp}u${v.vecsInFlight}w${v.warps}`);
       assert.ok(
-        source.includes(`KILN_GEMV(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
+        source.includes(`KILN_GEMV_PLAIN(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
         `gemv.cu instantiates ${v.name}`,
+      );
+      assert.equal(
+        source.includes(`KILN_GEMV_NORM(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
+        v.norm,
+        `gemv.cu has fused-norm twins of ${v.name} exactly when GEMV_VARIANTS says so`,
       );
       assert.ok(
         v.rowsPerWarp * v.vecsInFlight <= 16,
@@ -99,6 +107,33 @@ describe("gemvLaunch", () => {
       expected.push(`gemv_${v.name}`, `gemv_${v.name}_f32out`);
     }
     assert.deepEqual([...listed].sort(), expected.sort());
+    // 16-bit only: the gated kernels of every activation and every fused-norm twin.
+    const twins = Object.values(GEMV_VARIANTS)
+      .filter((v) => v.norm)
+      .flatMap((v) => [gemvLaunch(v, 1, false, true).kernel, gemvLaunch(v, 1, true, true).kernel]);
+    const gated = GATED_ACTS.flatMap((a) => [
+      gemvGatedLaunch(a, 1).kernel,
+      gemvGatedLaunch(a, 1, true).kernel,
+    ]);
+    assert.deepEqual([...matrix.files["gemv.cu"].kernels16Bit].sort(), [...twins, ...gated].sort());
+  });
+
+  test("the default policy only ever picks variants with fused-norm twins; others refuse a norm launch", () => {
+    for (const k of [8, 2048, 4096, 8192, 14336])
+      for (const n of [7, 2048, 4096, 16384, 128256]) assert.ok(chooseGemv(n, k, BF16).norm, `${n} x ${k}`);
+    assert.equal(gemvLaunch(GEMV_VARIANTS.r2u8w4, 4096, true, true).kernel, "gemv_r2u8w4_f32out_norm");
+    assert.throws(() => gemvLaunch(GEMV_VARIANTS.r1u16w8, 4096, false, true), /no fused-norm twin/);
+    assert.equal(gemvGatedLaunch("silu", 8192, true).kernel, "gemv_gated_silu_norm");
+  });
+
+  test("GEMV_ACT compiles the model's one activation (gemv.cu's #if order), none, or all", () => {
+    const source = readFileSync(new URL("../../kernels/gemv.cu", import.meta.url), "utf8");
+    GATED_ACTS.forEach((a, i) => {
+      assert.equal(gemvActMacro(new Set([a])), i + 1);
+      assert.match(source, new RegExp(`GEMV_ACT == ${i + 1}\\n\\s*KILN_GEMV_GATED\\(${a},`));
+    });
+    assert.equal(gemvActMacro(new Set()), 0, "no gated MLP");
+    assert.equal(gemvActMacro(new Set(["silu", "gelu"])), undefined, "two activations: all compiled");
   });
 });
 

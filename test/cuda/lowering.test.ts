@@ -57,6 +57,51 @@ describe("CUDA lowering", () => {
       assert.ok(!steps.some((s) => s.kind === "linear" && s.logits && s.gated), "never the LM head");
     });
 
+    test(`${arch}: every RMSNorm read only by the next GEMM is fused into its decode GEMV`, () => {
+      const { config, plan: p } = plan(arch);
+      const { steps } = lower(p, config);
+      const fused = steps.filter(
+        (s) => (s.kind === "rms_norm" || s.kind === "add_rms_norm") && s.fusedInto !== undefined,
+      );
+      // The first layer's input norm, every residual add + norm, the final norm before the LM head.
+      assert.equal(fused.length, 2 * config.numLayers + 1);
+      for (const [i, st] of steps.entries()) {
+        if (st.kind !== "rms_norm" && st.kind !== "add_rms_norm") continue;
+        if (!st.fusedInto) {
+          assert.ok(st.kind === "rms_norm" && st.op.groupWidth, `${st.op.out}: only group norms stay apart`);
+          continue;
+        }
+        const next = steps[i + 1];
+        assert.ok(next.kind === "linear" && next.op === st.fusedInto, "the GEMM right after it");
+        if (next.kind !== "linear") continue;
+        const residual = st.kind === "add_rms_norm" ? st.op.residual : null;
+        assert.deepEqual(next.norm, { x: st.op.x, residual, weight: st.op.weight, eps: st.op.eps });
+        assert.equal(next.op.x, st.op.out);
+        assert.ok(next.reads.includes(st.op.x), "the GEMV reads the norm's input");
+        if (residual) {
+          assert.ok(
+            next.reads.includes(residual) && next.writes.includes(residual),
+            "and updates the residual",
+          );
+        }
+      }
+      const head = steps.find((s) => s.kind === "linear" && s.logits);
+      assert.ok(head?.kind === "linear" && head.norm, "the final norm runs in the LM head's GEMV");
+    });
+
+    test(`${arch}: a norm whose output has a second reader stays its own launch`, () => {
+      const { config, plan: p } = plan(arch);
+      const norm = p.ops.find((o) => o.kind === "add_rms_norm");
+      assert.ok(norm?.kind === "add_rms_norm");
+      // A second reader of the normalised rows (an extra op appended after the plan's ops).
+      const extra = { kind: "add" as const, a: norm.out, b: norm.out, out: "extra#x", width: norm.width };
+      const { steps } = lower({ ops: [...p.ops, extra], output: p.output }, config);
+      const st = steps.find((s) => s.kind === "add_rms_norm" && s.op.out === norm.out);
+      assert.ok(st?.kind === "add_rms_norm" && st.fusedInto === undefined);
+      const reader = steps.find((s) => s.kind === "linear" && s.op.x === norm.out);
+      assert.ok(reader?.kind === "linear" && reader.norm === undefined);
+    });
+
     test(`${arch}: unfused plans lower to the unfused RoPE launch`, () => {
       const { config, plan: p } = plan(arch, false);
       const ropes = lower(p, config).steps.filter((s) => s.kind === "rope");
@@ -130,5 +175,18 @@ describe("step metadata packing", () => {
     assert.deepEqual([...x.subarray(dec.at.queryStart, dec.at.queryStart + 5)], [0, 1, 2, 3, 4]);
     assert.deepEqual([...x.subarray(dec.at.invFreqIndex, dec.at.invFreqIndex + 2)], [0, 1]);
     assert.equal(dec.numSeqs, 4);
+    // Tables [stride, bucket]: entry j of every sequence together, built only as far as any is used.
+    assert.equal(dec.tableStride, 1);
+    assert.equal(dec.tableStep, 4);
+    assert.deepEqual([a.blockTable.length, b.blockTable.length], [2, 1]);
+    assert.equal(dec.data.length, dec.at.tables + 4 * 2);
+    assert.deepEqual(
+      [...x.subarray(dec.at.tables, dec.at.tables + 8)],
+      [a.blockTable[0], b.blockTable[0], 0, 0, a.blockTable[1], 0, 0, 0],
+    );
+    assert.equal(dec.extent, 4 * (dec.at.tables + 4 * 3), "the device layout keeps the full stride");
+    const long = packDecodeStep(buildStep([a, b]), 2, 8192, (i) => i);
+    assert.equal(long.data.length, long.at.tables + 2 * 2, "a 128k-context stride uploads the entries in use");
+    assert.equal(full.tableStep, 1, "packStep: row-major tables");
   });
 });

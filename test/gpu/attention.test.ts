@@ -333,6 +333,7 @@ describe("attention kernels", { skip: noGpu }, () => {
     splits: number,
     bufs: SplitBuffers | null,
     pdl = false,
+    transposed = false,
   ): void {
     const mod = h.module("attention_decode.cu", defines(p.shape), p.dtype);
     const { numKvHeads } = p.shape;
@@ -349,7 +350,8 @@ describe("attention kernels", { skip: noGpu }, () => {
       ptr(d.v),
       ptr(d.contextLen),
       ptr(d.tables),
-      i32(p.stride),
+      i32(transposed ? 1 : p.stride),
+      i32(transposed ? p.seqs.length : 1),
       i32(splits),
       f32(scaleOf(p.shape)),
       i32(window),
@@ -367,11 +369,16 @@ describe("attention kernels", { skip: noGpu }, () => {
     );
   }
 
-  /** attention_decode, one launch (splits > 1: the last CTA of each sequence and head group merges). */
-  function decode(p: Problem, window: number, splits: number): Float32Array {
+  /** attention_decode, one launch (splits > 1: the last CTA of each sequence and head group merges).
+   * `transposed`: the tables as decode graphs lay them out, [stride, S] (step_metadata.ts). */
+  function decode(p: Problem, window: number, splits: number, transposed = false): Float32Array {
     const bufs = splits > 1 ? splitBuffers(p.shape, p.seqs.length, splits) : null;
-    const d = decodeInputs(p);
-    launchDecode(p, d, window, splits, bufs);
+    const S = p.seqs.length;
+    const tables = transposed
+      ? Int32Array.from({ length: p.tables.length }, (_, e) => p.tables[(e % S) * p.stride + Math.floor(e / S)])
+      : p.tables;
+    const d = decodeInputs({ ...p, tables });
+    launchDecode(p, d, window, splits, bufs, false, transposed);
     h.stream.synchronize();
     assertCountersZero(bufs, `decode, ${splits} splits`);
     return h.download(d.out, p.q.length, p.dtype);
@@ -528,6 +535,23 @@ describe("attention kernels", { skip: noGpu }, () => {
       const da = makeProblem(shape, dtype, [{ queryLen: 1, contextLen: 333 }], 131, "scattered");
       const db = makeProblem(shape, dtype, [{ queryLen: 1, contextLen: 333 }], 131, "contiguous");
       assert.deepEqual(decode(da, 0, 3), decode(db, 0, 3), `decode ${dtype}`);
+    }
+  });
+
+  it("decode reads [stride, S] block tables (decode graphs' layout) as it reads [S, stride] ones", () => {
+    const shape = SHAPES[0];
+    for (const dtype of DTYPES) {
+      const specs = [
+        { queryLen: 1, contextLen: 333 },
+        { queryLen: 1, contextLen: 17 },
+        { queryLen: 1, contextLen: 130 },
+      ];
+      const p = makeProblem(shape, dtype, specs, 135, "scattered");
+      for (const splits of [1, 4]) {
+        const rowMajor = decode(p, 0, splits);
+        check(p, rowMajor, 0, `row-major, ${splits} splits`);
+        assert.deepEqual(decode(p, 0, splits, true), rowMajor, `${dtype}, ${splits} splits`);
+      }
     }
   });
 

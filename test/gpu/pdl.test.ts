@@ -130,7 +130,7 @@ describe("PDL: a chain of dependent kernels equals the chain without PDL", { ski
   }
 });
 
-describe("PDL and the fused gated GEMV: the CUDA backend gives the same tokens and log-probs with each on and off", {
+describe("PDL and the fused GEMVs (gated activation, RMSNorm): the CUDA backend gives the same tokens and log-probs with each on and off", {
   skip: noGpu,
 }, () => {
   test("bf16 engine of the default model, graphs off and on (captured, replayed)", async () => {
@@ -139,16 +139,22 @@ describe("PDL and the fused gated GEMV: the CUDA backend gives the same tokens a
     const prompts = ["ROMEO:\n", "To be, or not to be", "KING:"];
     const greedy = { greedy: true, maxNewTokens: 24, ignoreEos: true };
     type Out = { outputIds: number[]; logProbs: number[] }[];
-    const runs = async (pdl: boolean, fuse: boolean): Promise<{ eager: Out; first: Out; replay: Out }> => {
+    const runs = async (
+      pdl: boolean,
+      fuse: boolean,
+      fuseNorm: boolean,
+    ): Promise<{ eager: Out; first: Out; replay: Out }> => {
       const runner = ModelRunner.fromDir(model, { backend: "cuda", dtype: "bf16", cacheDir: cache.dir });
       const backend = runner.session.backend as unknown as {
         pdlEnabled: boolean;
         graphsEnabled: boolean;
         fuseGatedAct: boolean;
+        fuseNorm: boolean;
       };
       try {
         backend.pdlEnabled = pdl; // before the first step: graphs are captured with the settings in force
         backend.fuseGatedAct = fuse;
+        backend.fuseNorm = fuseNorm;
         backend.graphsEnabled = false;
         const eager = await runner.generate(prompts, greedy);
         backend.graphsEnabled = true;
@@ -160,15 +166,16 @@ describe("PDL and the fused gated GEMV: the CUDA backend gives the same tokens a
       }
     };
     try {
-      const off = await runs(false, false);
+      const off = await runs(false, false, false);
       const strip = (o: Out) => o.map(({ outputIds, logProbs }) => ({ outputIds, logProbs }));
-      for (const [pdl, fuse] of [
-        [true, false],
-        [false, true],
-        [true, true],
+      for (const [pdl, fuse, fuseNorm] of [
+        [true, false, false],
+        [false, true, false],
+        [false, false, true],
+        [true, true, true],
       ]) {
-        const on = await runs(pdl, fuse);
-        const what = `PDL ${pdl ? "on" : "off"}, fused gated GEMV ${fuse ? "on" : "off"}`;
+        const on = await runs(pdl, fuse, fuseNorm);
+        const what = `PDL ${pdl ? "on" : "off"}, fused gated GEMV ${fuse ? "on" : "off"}, fused norm ${fuseNorm ? "on" : "off"}`;
         assert.deepEqual(strip(on.eager), strip(off.eager), `eager steps, ${what}`);
         assert.deepEqual(strip(on.first), strip(off.first), `graph capture steps, ${what}`);
         assert.deepEqual(strip(on.replay), strip(off.replay), `graph replay steps, ${what}`);

@@ -37,9 +37,16 @@ import {
   gemmKey,
   nextPow2,
 } from "./gemm_table.ts";
-import { chooseGemv, gemvGatedLaunch, gemvLaunch, parseGemvPolicy } from "./gemv_plan.ts";
+import {
+  chooseGemv,
+  GEMV_NORM_MAX_SHARED,
+  gemvGatedLaunch,
+  gemvLaunch,
+  gemvNormSharedBytes,
+  parseGemvPolicy,
+} from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
-import { type Lowered, type LStep, lower } from "./lowering.ts";
+import { type FusedNorm, type Lowered, type LStep, lower } from "./lowering.ts";
 import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
@@ -80,6 +87,13 @@ export class CudaBackend implements ExecutionBackend {
     counters: DeviceBuffer;
     seqs: number;
   };
+  /** Arrival counter of the fused-norm GEMVs (gemv.cu's `_norm` kernels), zero between launches. */
+  private readonly normCounter: DeviceBuffer;
+  /** The lowered linear steps by op: a norm step asks its GEMV whether it runs the norm. */
+  private readonly linearSteps = new Map<
+    Extract<LStep, { kind: "linear" }>["op"],
+    Extract<LStep, { kind: "linear" }>
+  >();
   private readonly logitsHost: Float32Array;
   private sampleParams: DeviceBuffer;
   /** Pipelined sampling (enqueueSample): two slots, each the sampled tokens then log-probs of up to
@@ -122,6 +136,7 @@ export class CudaBackend implements ExecutionBackend {
     }
     this.uploadWeights(engine);
     this.lowered = lower(plan, model);
+    for (const st of this.lowered.steps) if (st.kind === "linear") this.linearSteps.set(st.op, st);
     this.maxSeqLen = config.maxSeqLen;
     ({ maxTokens: this.maxTokens, maxLogitRows: this.maxLogitRows } = engineRowLimits(config.build));
     const table = engine.readBlob(GEMM_TABLE_BLOB);
@@ -162,6 +177,8 @@ export class CudaBackend implements ExecutionBackend {
       seqs: decodeSeqs,
     };
     this.partials.counters.fillBytes(stream, 0);
+    this.normCounter = DeviceBuffer.alloc(device, 4);
+    this.normCounter.fillBytes(stream, 0);
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
     this.sampleParams = DeviceBuffer.alloc(device, 64 * 1024);
     this.sampled = [0, 1].map(() => ({
@@ -575,11 +592,11 @@ export class CudaBackend implements ExecutionBackend {
   }
 
   private uploadMeta(packed: PackedStep): void {
-    if (packed.data.byteLength > this.meta.bytes) {
+    if (packed.extent > this.meta.bytes) {
       // A larger buffer moves every pointer: graphs captured against the old one are stale.
       this.stream.synchronize();
       this.meta.dispose();
-      this.meta = DeviceBuffer.alloc(this.device, 2 * packed.data.byteLength);
+      this.meta = DeviceBuffer.alloc(this.device, 2 * packed.extent);
       this.dropGraphs();
     }
     this.meta.uploadAsync(this.stream, packed.data);
@@ -689,6 +706,26 @@ export class CudaBackend implements ExecutionBackend {
   private gemvApplies(op: { inFeatures: number }, rows: number): boolean {
     return this.useGemv && rows <= GEMV_MAX_M && op.inFeatures % (16 / this.elem) === 0;
   }
+  /** Decode steps run each RMSNorm inside the GEMV that reads it; KILN_FUSE_NORM=0 launches it apart. */
+  fuseNorm = process.env.KILN_FUSE_NORM !== "0";
+
+  /** The norm `st` carries, when this step's GEMV computes it (the same answer for the norm step, which
+   * is then skipped, and the GEMV): a 16-bit decode GEMV whose variant has a fused-norm twin and whose
+   * normalised rows fit its shared memory. */
+  private normInGemv(st: Extract<LStep, { kind: "linear" }>, rows: number): FusedNorm | null {
+    if (!st.norm || !this.fuseNorm || !this.gemvApplies(st.op, rows)) return null;
+    if (gemvNormSharedBytes(rows, st.op.inFeatures, this.elem) > GEMV_NORM_MAX_SHARED) return null;
+    const { outFeatures: n, inFeatures: k } = st.op;
+    const twin = (st.gated && this.fuseGatedAct) || chooseGemv(n, k, this.elem, this.gemvPolicy).norm;
+    return twin ? st.norm : null;
+  }
+
+  /** Whether a norm step is run by the GEMV after it (normInGemv), so it launches nothing itself. */
+  private normFused(fusedInto: Extract<LStep, { kind: "linear" }>["op"] | undefined, rows: number): boolean {
+    const lin = fusedInto && this.linearSteps.get(fusedInto);
+    return Boolean(lin && this.normInGemv(lin, rows));
+  }
+
   /** Programmatic dependent launch of our kernels on sm_90+ (kernels/pdl.cuh); KILN_PDL=0 turns it off. */
   pdlEnabled = process.env.KILN_PDL !== "0";
   /** PDL for the launches of the current step: decode-sized steps only (≤ GEMV_MAX_M rows, our GEMVs
@@ -718,6 +755,7 @@ export class CudaBackend implements ExecutionBackend {
     grid: [number, number?, number?],
     block: number,
     args: KernelArg[],
+    sharedBytes = 0,
   ): void {
     if (grid.some((d) => d === 0)) return; // nothing to do (e.g. no logit rows in a prefill chunk)
     const m = this.modules.get(mod);
@@ -725,7 +763,7 @@ export class CudaBackend implements ExecutionBackend {
     // Every kiln kernel waits for its predecessor itself (griddepcontrol.wait), so it may be launched
     // early; cuBLASLt's kernels do not, and keep plain launches (Gemm.run).
     const dims: [number, number, number] = [grid[0], grid[1] ?? 1, grid[2] ?? 1];
-    m.kernel(kernel).launch(this.stream, dims, [block, 1, 1], 0, args, { pdl: this.pdlNow });
+    m.kernel(kernel).launch(this.stream, dims, [block, 1, 1], sharedBytes, args, { pdl: this.pdlNow });
   }
 
   private gemm(m: number, n: number, k: number, bias: boolean, fp32Out: boolean): Gemm {
@@ -787,21 +825,40 @@ export class CudaBackend implements ExecutionBackend {
         if (this.gemvApplies(op, rows)) {
           // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
           // A gated MLP's gate_up runs with its activation in one launch (the gated_act step is skipped).
+          // An RMSNorm whose only reader this is runs in the GEMV's prologue (the norm step is skipped).
           const gated = st.gated && this.fuseGatedAct ? st.gated : null;
+          const norm = this.normInGemv(st, rows);
           const fp32Out = st.logits && this.dtype !== "fp32";
           const n = gated ? gated.width : op.outFeatures;
           const { kernel, grid, block } = gated
-            ? gemvGatedLaunch(gated.act, n)
-            : gemvLaunch(chooseGemv(n, op.inFeatures, this.elem, this.gemvPolicy), n, fp32Out);
-          this.launch("gemv", kernel, [grid], block, [
-            { ptr: this.ptr(op.x) },
-            { ptr: this.w(op.weight) },
-            { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
-            { ptr: this.ptr(gated ? gated.out : op.out) },
-            { i32: rows },
-            { i32: n },
-            { i32: op.inFeatures },
-          ]);
+            ? gemvGatedLaunch(gated.act, n, norm !== null)
+            : gemvLaunch(chooseGemv(n, op.inFeatures, this.elem, this.gemvPolicy), n, fp32Out, norm !== null);
+          const input: KernelArg[] = norm
+            ? [
+                { ptr: this.ptr(norm.x) },
+                { ptr: norm.residual ? this.ptr(norm.residual) : (0n as DevicePtr) },
+                { ptr: this.w(norm.weight) },
+                { f32: norm.eps },
+                { ptr: this.normCounter.ptr },
+              ]
+            : [{ ptr: this.ptr(op.x) }];
+          const shared = norm ? gemvNormSharedBytes(rows, op.inFeatures, this.elem) : 0;
+          this.launch(
+            "gemv",
+            kernel,
+            [grid],
+            block,
+            [
+              ...input,
+              { ptr: this.w(op.weight) },
+              { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
+              { ptr: this.ptr(gated ? gated.out : op.out) },
+              { i32: rows },
+              { i32: n },
+              { i32: op.inFeatures },
+            ],
+            shared,
+          );
           return;
         }
         const g = this.gemm(
@@ -822,6 +879,7 @@ export class CudaBackend implements ExecutionBackend {
       }
       case "rms_norm": {
         const op = st.op;
+        if (this.normFused(st.fusedInto, rowsOf(op.x))) return; // run by the GEMV after it
         const g = op.groupWidth ?? op.width;
         const rows = (rowsOf(op.x) * op.width) / g;
         const mod = op.groupWidth ? "rmsnorm_head" : "rmsnorm";
@@ -850,6 +908,7 @@ export class CudaBackend implements ExecutionBackend {
       case "add_rms_norm": {
         const op = st.op;
         const rows = rowsOf(op.x);
+        if (this.normFused(st.fusedInto, rows)) return; // run by the GEMV after it
         this.launch("rmsnorm", "add_rms_norm", [rows], this.normBlock(op.width), [
           { ptr: this.ptr(op.residual) },
           { ptr: this.ptr(op.x) },
@@ -1004,6 +1063,7 @@ export class CudaBackend implements ExecutionBackend {
           meta(p.at.contextLen),
           meta(p.at.tables),
           { i32: p.tableStride },
+          { i32: p.tableStep },
           { i32: splits },
           { f32: op.scale },
           { i32: window },
@@ -1029,6 +1089,7 @@ export class CudaBackend implements ExecutionBackend {
       this.partials.m,
       this.partials.l,
       this.partials.counters,
+      this.normCounter,
       this.sampleParams,
       this.biasDevice,
       ...this.sampled.flatMap((s) => [s.device, s.host, s.ready, s.done]),

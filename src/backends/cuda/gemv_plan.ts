@@ -30,15 +30,33 @@ export interface GemvVariant {
   vecsInFlight: number;
   /** W: warps per block. */
   warps: number;
+  /** Whether gemv.cu compiles its fused-RMSNorm twins (`_norm`, 16-bit engines). */
+  norm: boolean;
 }
 
 export const GEMV_VARIANTS: Readonly<Record<GemvVariantName, GemvVariant>> = {
-  r1u4w8: { name: "r1u4w8", rowsPerWarp: 1, vecsInFlight: 4, warps: 8 },
-  r1u16w8: { name: "r1u16w8", rowsPerWarp: 1, vecsInFlight: 16, warps: 8 },
-  r1u8w8: { name: "r1u8w8", rowsPerWarp: 1, vecsInFlight: 8, warps: 8 },
-  r2u8w4: { name: "r2u8w4", rowsPerWarp: 2, vecsInFlight: 8, warps: 4 },
-  r2u4w8: { name: "r2u4w8", rowsPerWarp: 2, vecsInFlight: 4, warps: 8 },
+  r1u4w8: { name: "r1u4w8", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, norm: true },
+  r1u16w8: { name: "r1u16w8", rowsPerWarp: 1, vecsInFlight: 16, warps: 8, norm: false },
+  r1u8w8: { name: "r1u8w8", rowsPerWarp: 1, vecsInFlight: 8, warps: 8, norm: false },
+  r2u8w4: { name: "r2u8w4", rowsPerWarp: 2, vecsInFlight: 8, warps: 4, norm: true },
+  r2u4w8: { name: "r2u4w8", rowsPerWarp: 2, vecsInFlight: 4, warps: 8, norm: false },
 };
+
+/** The activations gemv.cu has gated kernels for, in the order of its GEMV_ACT macro (index + 1). */
+export const GATED_ACTS = ["silu", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu"] as const;
+
+/** gemv.cu's GEMV_ACT for a model whose gated MLPs use `acts`: that one activation's kernels, none (0)
+ * without a gated MLP, or every activation's (undefined: the macro is left out) otherwise. */
+export function gemvActMacro(acts: ReadonlySet<string>): number | undefined {
+  if (acts.size === 0) return 0;
+  const i = acts.size === 1 ? (GATED_ACTS as readonly string[]).indexOf([...acts][0]) : -1;
+  return i >= 0 ? i + 1 : undefined;
+}
+
+/** Bytes of dynamic shared memory a fused-norm GEMV takes for m rows of k (the normalised rows), and the
+ * most the backend lets it take: past that (e.g. m = 8 at k = 8192) the norm runs as its own kernel. */
+export const gemvNormSharedBytes = (m: number, k: number, elemBytes: number): number => m * k * elemBytes;
+export const GEMV_NORM_MAX_SHARED = 64 * 1024;
 
 /** How the backend picks a variant: `steady` (default), `by-shape`, or one variant for every shape
  * (`KILN_GEMV_VARIANT`, for measurements). */
@@ -91,14 +109,16 @@ export function planGemv(n: number, k: number, elemBytes: number): GemvVariant {
   return v.r2u4w8; // short rows (tiny models): the smallest U, two rows in flight per warp
 }
 
-/** Kernel name and launch shape of `variant` for n output features. */
+/** Kernel name and launch shape of `variant` for n output features (`norm`: its fused-RMSNorm twin). */
 export function gemvLaunch(
   variant: GemvVariant,
   n: number,
   fp32Out: boolean,
+  norm = false,
 ): { kernel: string; grid: number; block: number } {
+  if (norm && !variant.norm) throw new Error(`internal: gemv_${variant.name} has no fused-norm twin`);
   return {
-    kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}`,
+    kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}${norm ? "_norm" : ""}`,
     grid: Math.ceil(n / (variant.rowsPerWarp * variant.warps)),
     block: 32 * variant.warps,
   };
@@ -106,7 +126,15 @@ export function gemvLaunch(
 
 /** Kernel name and launch shape of gemv_gated_ACT (kernels/gemv.cu) for `inter` output features: one
  * feature (its gate and up rows) per warp, 8 warps per block. */
-export function gemvGatedLaunch(act: string, inter: number): { kernel: string; grid: number; block: number } {
+export function gemvGatedLaunch(
+  act: string,
+  inter: number,
+  norm = false,
+): { kernel: string; grid: number; block: number } {
   const warps = 8; // gemv.cu's kGatedWarps
-  return { kernel: `gemv_gated_${act}`, grid: Math.ceil(inter / warps), block: 32 * warps };
+  return {
+    kernel: `gemv_gated_${act}${norm ? "_norm" : ""}`,
+    grid: Math.ceil(inter / warps),
+    block: 32 * warps,
+  };
 }

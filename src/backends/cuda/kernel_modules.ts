@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { Plan } from "../../engine/format.ts";
+import { gemvActMacro } from "./gemv_plan.ts";
 
 export const KERNELS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "kernels");
 
@@ -57,7 +58,16 @@ export function moduleSpecs(
     { key: "sampling", file: "sampling.cu", defines: { VOCAB: model.vocabSize } },
   ];
   // Decode GEMMs (m ≤ 8) of 16-bit engines; fp32 engines keep cuBLASLt's exact-fp32 GEMMs.
-  if (dtype !== "fp32") specs.push({ key: "gemv", file: "gemv.cu", defines: { ...t } });
+  if (dtype !== "fp32") {
+    // Only the model's activation gets gated kernels: each costs NVRTC time at every build.
+    const acts = new Set(plan.ops.flatMap((o) => (o.kind === "gated_act" ? [o.act as string] : [])));
+    const act = gemvActMacro(acts);
+    specs.push({
+      key: "gemv",
+      file: "gemv.cu",
+      defines: { ...t, ...(act === undefined ? {} : { GEMV_ACT: act }) },
+    });
+  }
   if (plan.ops.some((o) => o.kind === "rms_norm" && o.groupWidth)) {
     specs.push({ key: "rmsnorm_head", file: "rmsnorm.cu", defines: { ...t, WIDTH: model.headDim } });
   }

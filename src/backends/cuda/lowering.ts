@@ -27,10 +27,23 @@ export type LStep = Access &
         /** The gate_up GEMM of a gated MLP whose only reader is the next step's gated activation: a
          * decode step runs both as one GEMV (gemv_gated_ACT) writing `out`, and skips the activation. */
         gated?: { act: string; out: string; width: number };
+        /** The RMSNorm (or residual add + RMSNorm) step before it, whose output only this GEMM reads:
+         * a decode step runs the norm inside the GEMV (gemv_*_norm) from the norm's own inputs and
+         * skips the norm step. `residual` (add_rms_norm) is updated in place by that GEMV. */
+        norm?: FusedNorm;
       }
-    | { kind: "rms_norm"; op: Extract<Op, { kind: "rms_norm" }> }
+    | {
+        kind: "rms_norm";
+        op: Extract<Op, { kind: "rms_norm" }>;
+        /** The linear step after it that also computes this norm in decode steps. */
+        fusedInto?: Extract<Op, { kind: "linear" }>;
+      }
     | { kind: "layer_norm"; op: Extract<Op, { kind: "layer_norm" }> }
-    | { kind: "add_rms_norm"; op: Extract<Op, { kind: "add_rms_norm" }> }
+    | {
+        kind: "add_rms_norm";
+        op: Extract<Op, { kind: "add_rms_norm" }>;
+        fusedInto?: Extract<Op, { kind: "linear" }>;
+      }
     | { kind: "add"; op: Extract<Op, { kind: "add" }> }
     | {
         kind: "gated_act";
@@ -56,6 +69,14 @@ export type LStep = Access &
       }
     | { kind: "attention"; op: AttentionOp; q: string }
   );
+
+/** A norm a decode GEMV computes in front of its dot products (LStep linear's `norm`). */
+export interface FusedNorm {
+  x: string;
+  residual: string | null;
+  weight: string;
+  eps: number;
+}
 
 export interface Lowered {
   steps: LStep[];
@@ -164,7 +185,29 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         if (views.has(op.x)) throw new Error(`internal: GEMM over a column slice (${op.x})`);
         const logits = op.out === plan.output;
         def(op.out, op.outFeatures, rowsOf(op.x), logits);
-        steps.push({ kind: "linear", op, logits, reads: [op.x], writes: [op.out] });
+        const prev = steps[steps.length - 1];
+        const onlyReader = (readers.get(op.x) ?? []).length === 1;
+        if (
+          (prev?.kind === "rms_norm" || prev?.kind === "add_rms_norm") &&
+          prev.op.out === op.x &&
+          onlyReader &&
+          !(prev.kind === "rms_norm" && prev.op.groupWidth) &&
+          prev.op.width === op.inFeatures
+        ) {
+          // Norm fused into the decode GEMV: it reads the norm's inputs (and rewrites the residual), so
+          // the arena keeps them apart from its output.
+          const residual = prev.kind === "add_rms_norm" ? prev.op.residual : null;
+          const norm: FusedNorm = { x: prev.op.x, residual, weight: prev.op.weight, eps: prev.op.eps };
+          steps[steps.length - 1] = { ...prev, fusedInto: op };
+          steps.push({
+            kind: "linear",
+            op,
+            logits,
+            norm,
+            reads: [op.x, prev.op.x, ...(residual ? [residual] : [])],
+            writes: [op.out, ...(residual ? [residual] : [])],
+          });
+        } else steps.push({ kind: "linear", op, logits, reads: [op.x], writes: [op.out] });
         break;
       }
       case "layer_norm":

@@ -1,11 +1,16 @@
 // Packs a step's metadata (see runtime/step.ts) into one int32 block that is copied to the device in
 // one transfer; kernels get pointers into it.
 //
-//   [ ids T | positions T | slots T | invFreqIndex T | queryStart S+1 | contextLen S | blockTables S×stride ]
+//   [ ids T | positions T | slots T | invFreqIndex T | queryStart S+1 | contextLen S | blockTables ]
+// with block tables [S, stride] (row-major, `tableStep` 1) for packStep and [stride, S] (`tableStride`
+// 1, `tableStep` S) for the decode steps of CUDA graphs (packDecodeStep).
 import type { StepInput } from "../../runtime/step.ts";
 
 export interface PackedStep {
+  /** The layout up to its last block-table entry in use (what is uploaded); see `extent`. */
   data: Int32Array;
+  /** Bytes of the whole layout (every table row at full stride): the device buffer holds this much. */
+  extent: number;
   /** Element offsets of each array in `data`. */
   at: {
     ids: number;
@@ -16,7 +21,9 @@ export interface PackedStep {
     contextLen: number;
     tables: number;
   };
+  /** Elements between two sequences' tables, and between two entries of one table. */
   tableStride: number;
+  tableStep: number;
   numTokens: number;
   numSeqs: number;
   maxQueryLen: number;
@@ -58,8 +65,10 @@ export function packStep(step: StepInput, invFreqRow: (seq: number) => number): 
   data[at.queryStart + S] = T;
   return {
     data,
+    extent: data.byteLength,
     at,
     tableStride: stride,
+    tableStep: 1,
     numTokens: T,
     numSeqs: S,
     maxQueryLen,
@@ -70,7 +79,11 @@ export function packStep(step: StepInput, invFreqRow: (seq: number) => number): 
 
 /** The step padded to `bucket` decode sequences with a fixed block-table stride, so a captured CUDA
  * graph can replay it: every array sits at an offset that depends only on (bucket, stride). Padding
- * rows have context length 0 (the decode kernel writes zeros), slot −1 (no KV write) and token 0. */
+ * rows have context length 0 (the decode kernel writes zeros), slot −1 (no KV write) and token 0.
+ * The tables are [stride, bucket] (entry j of every sequence together), and `data` ends after the
+ * last entry any sequence uses: the stride is the engine's longest sequence (8,192 blocks for a 128k
+ * context), and kernels read no entry past a sequence's context, so the rest is neither built nor
+ * uploaded — a step uploads bucket · (blocks in use) table entries, not bucket · 8,192. */
 export function packDecodeStep(
   step: StepInput,
   bucket: number,
@@ -88,7 +101,9 @@ export function packDecodeStep(
     contextLen: 5 * B + 1,
     tables: 6 * B + 1,
   };
-  const data = new Int32Array(at.tables + B * stride);
+  let used = 0;
+  for (const s of step.seqs) used = Math.max(used, Math.min(s.blockTable.length, stride));
+  const data = new Int32Array(at.tables + used * B);
   data.fill(-1, at.slots, at.slots + B);
   let maxContextLen = 0;
   for (let i = 0; i < B; i++) data[at.queryStart + i] = i;
@@ -99,13 +114,16 @@ export function packDecodeStep(
     data[at.slots + i] = step.slotMapping[s.queryStart];
     data[at.invFreqIndex + i] = invFreqRow(i);
     data[at.contextLen + i] = s.contextLen;
-    data.set(s.blockTable.subarray(0, stride), at.tables + i * stride);
+    const n = Math.min(s.blockTable.length, stride);
+    for (let j = 0; j < n; j++) data[at.tables + j * B + i] = s.blockTable[j];
     maxContextLen = Math.max(maxContextLen, s.contextLen);
   });
   return {
     data,
+    extent: 4 * (at.tables + B * stride),
     at,
-    tableStride: stride,
+    tableStride: 1,
+    tableStep: B,
     numTokens: B,
     numSeqs: B,
     maxQueryLen: 1,

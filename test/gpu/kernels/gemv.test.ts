@@ -8,8 +8,25 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
-import { GEMV_VARIANTS, gemvLaunch } from "../../../src/backends/cuda/gemv_plan.ts";
-import { assertWithin, DTYPES, i32, KernelHarness, NULL, noGpu, ptr, randn, roundTo } from "./harness.ts";
+import type { DevicePtr } from "../../../src/backends/cuda/device/index.ts";
+import {
+  GEMV_VARIANTS,
+  gemvGatedLaunch,
+  gemvLaunch,
+  gemvNormSharedBytes,
+} from "../../../src/backends/cuda/gemv_plan.ts";
+import {
+  assertWithin,
+  DTYPES,
+  f32,
+  i32,
+  KernelHarness,
+  NULL,
+  noGpu,
+  ptr,
+  randn,
+  roundTo,
+} from "./harness.ts";
 import { U } from "./tolerances.ts";
 
 // [m, n, k]: every m from 1 to 8.
@@ -124,6 +141,133 @@ describe("gemv.cu gemv_gated_*: equal to gemv then gated_act", { skip: noGpu }, 
             const e = h.download(want, m * inter, dtype);
             const bad = g.findIndex((v, i) => !Object.is(v, e[i]));
             assert.equal(bad, -1, `gemv_gated_${a}: element ${bad}: ${g[bad]} vs ${e[bad]}`);
+          }
+        });
+      }
+    }
+  }
+});
+
+// The fused-norm twins (gemv_*_norm, gemv_gated_*_norm: RMSNorm or residual add + RMSNorm in the GEMV's
+// prologue) must equal, bit for bit, rmsnorm.cu's rms_norm / add_rms_norm followed by the plain kernel:
+// the same output, the same updated residual, and the arrival counter back at zero, launch after launch.
+describe("gemv.cu fused-norm twins: equal to the norm kernel then the GEMV", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  after(() => h.dispose());
+  afterEach(() => h.freeAll());
+
+  // [m, n, k]: k is the normalised width.
+  const NORM_SHAPES: [number, number, number][] = [
+    [1, 2048, 2048],
+    [3, 769, 1032],
+    [8, 33, 4096],
+    [5, 4097, 64],
+  ];
+  const eps = 1e-5;
+  for (const dtype of DTYPES.filter((d) => d !== "fp32")) {
+    for (const [m, n, k] of NORM_SHAPES) {
+      for (const withResidual of [false, true]) {
+        test(`${dtype} m ${m} n ${n} k ${k}${withResidual ? " residual add" : ""}`, () => {
+          const elem = 2;
+          const x = roundTo(randn(m * k, 21 + m, 2), dtype);
+          const res = roundTo(randn(m * k, 22 + k, 3), dtype);
+          const gamma = roundTo(
+            randn(k, 23, 0.2).map((g) => 1 + g),
+            dtype,
+          );
+          const w = roundTo(randn(2 * n * k, 24 + n, 0.05), dtype);
+          const bias = roundTo(randn(2 * n, 25, 0.1), dtype);
+          const gemv = h.module("gemv.cu", {}, dtype);
+          const norm = h.module("rmsnorm.cu", { WIDTH: k }, dtype);
+          const [xd, gd, wd, bd] = [
+            h.upload(x, dtype),
+            h.upload(gamma, dtype),
+            h.upload(w, dtype),
+            h.upload(bias, dtype),
+          ];
+          const resRef = h.upload(res, dtype);
+          const resFused = h.upload(res, dtype);
+          const counter = h.raw(new Int32Array(1));
+          const normed = h.filled(m * k, dtype, 0xff);
+          const vec = 16 / elem;
+          const normBlock = Math.min(1024, Math.ceil(Math.ceil(k / vec) / 32) * 32);
+          const normArgs = (residual: DevicePtr | null) => [
+            ptr(xd),
+            residual ? ptr(residual) : NULL,
+            ptr(gd),
+            f32(eps),
+            ptr(counter),
+          ];
+          const kernels = [
+            ...Object.values(GEMV_VARIANTS)
+              .filter((v) => v.norm)
+              .flatMap((v) => [
+                {
+                  plain: gemvLaunch(v, n, false),
+                  fused: gemvLaunch(v, n, false, true),
+                  out: dtype,
+                  width: n,
+                },
+                {
+                  plain: gemvLaunch(v, n, true),
+                  fused: gemvLaunch(v, n, true, true),
+                  out: "fp32" as const,
+                  width: n,
+                },
+              ]),
+            ...["silu", "gelu"].map((a) => ({
+              plain: gemvGatedLaunch(a, n),
+              fused: gemvGatedLaunch(a, n, true),
+              out: dtype,
+              width: n,
+            })),
+          ];
+          // Two launches each: the second adds x to the residual the first left, and finds the counter reset.
+          for (let launch = 0; launch < 2; launch++) {
+            for (const { plain, fused, out, width } of kernels) {
+              if (withResidual) {
+                h.run(
+                  norm,
+                  "add_rms_norm",
+                  [m],
+                  [normBlock],
+                  [ptr(resRef), ptr(xd), ptr(gd), ptr(normed), f32(eps), i32(m)],
+                );
+              } else {
+                h.run(norm, "rms_norm", [m], [normBlock], [ptr(xd), ptr(gd), ptr(normed), f32(eps), i32(m)]);
+              }
+              const want = h.filled(m * width, out, 0xff);
+              const tail = [ptr(wd), ptr(bd)];
+              h.run(
+                gemv,
+                plain.kernel,
+                [plain.grid],
+                [plain.block],
+                [ptr(normed), ...tail, ptr(want), i32(m), i32(width), i32(k)],
+              );
+              const got = h.filled(m * width, out, 0xff);
+              h.run(
+                gemv,
+                fused.kernel,
+                [fused.grid],
+                [fused.block],
+                [...normArgs(withResidual ? resFused : null), ...tail, ptr(got), i32(m), i32(width), i32(k)],
+                gemvNormSharedBytes(m, k, elem),
+              );
+              const what = `${fused.kernel} launch ${launch}`;
+              const g = h.download(got, m * width, out);
+              const e = h.download(want, m * width, out);
+              const bad = g.findIndex((v, i) => !Object.is(v, e[i]));
+              assert.equal(bad, -1, `${what}: element ${bad}: ${g[bad]} vs ${e[bad]}`);
+              const r = h.download(resFused, m * k, dtype);
+              const rr = h.download(resRef, m * k, dtype);
+              const badR = r.findIndex((v, i) => !Object.is(v, rr[i]));
+              assert.equal(badR, -1, `${what}: residual element ${badR}: ${r[badR]} vs ${rr[badR]}`);
+              assert.equal(h.downloadI32(counter, 1)[0], 0, `${what}: the arrival counter is back at 0`);
+            }
           }
         });
       }
