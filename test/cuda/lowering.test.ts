@@ -186,7 +186,11 @@ describe("step metadata packing", () => {
     );
     assert.equal(dec.extent, 4 * (dec.at.tables + 4 * 3), "the device layout keeps the full stride");
     const long = packDecodeStep(buildStep([a, b]), 2, 8192, (i) => i);
-    assert.equal(long.data.length, long.at.tables + 2 * 2, "a 128k-context stride uploads the entries in use");
+    assert.equal(
+      long.data.length,
+      long.at.tables + 2 * 2,
+      "a 128k-context stride uploads the entries in use",
+    );
     assert.equal(full.tableStep, 1, "packStep: row-major tables");
   });
 });

@@ -375,7 +375,10 @@ describe("attention kernels", { skip: noGpu }, () => {
     const bufs = splits > 1 ? splitBuffers(p.shape, p.seqs.length, splits) : null;
     const S = p.seqs.length;
     const tables = transposed
-      ? Int32Array.from({ length: p.tables.length }, (_, e) => p.tables[(e % S) * p.stride + Math.floor(e / S)])
+      ? Int32Array.from(
+          { length: p.tables.length },
+          (_, e) => p.tables[(e % S) * p.stride + Math.floor(e / S)],
+        )
       : p.tables;
     const d = decodeInputs({ ...p, tables });
     launchDecode(p, d, window, splits, bufs, false, transposed);
