@@ -41,18 +41,17 @@
 // twins (gemv_rRuUwW_norm, gemv_rRuUwW_f32out_norm, gemv_gated_ACT_norm) whose x is replaced by the
 // norm's inputs:
 //     const kiln_t* nx,      // [m, k] the norm's input (a sublayer's output)
-//     kiln_t* residual,      // [m, k] or null. Non-null: add_rms_norm (residual += nx, rounded to kiln_t,
-//                            // then the sum is normalised); null: rms_norm of nx
-//     const kiln_t* gamma,   // [k] the norm's weight
+//     const kiln_t* residual, // [m, k] or null. Non-null: add_rms_norm (residual + nx, rounded to kiln_t,
+//                            // is normalised and stored to residual_out); null: rms_norm of nx
+//     kiln_t* residual_out,  // [m, k] (with a residual): not residual itself, which every CTA reads
+//     const kiln_t* gamma,   // [k] the norm's weight; read before the PDL wait
 //     float eps,
-//     unsigned* counter,     // one zeroed arrival counter (left zeroed); used when residual is non-null
 //     ... then w, bias, y, m, n (or inter), k as above (k is the normalised width)
 //   dynamic shared memory: m · k · sizeof(kiln_t) bytes (the normalised rows)
 // Each CTA normalises the m rows itself into shared memory (rmsnorm.cuh: the same operations as
 // rmsnorm.cu, so the GEMV sees the very bits the norm kernel would have stored; the fp64 sum of fp32
 // squares is exact in all but extreme exponent ranges, so its order does not matter), then runs the
-// GEMV from shared memory. The residual is updated in place by the last CTA to finish normalising
-// (arrival counter), when no CTA can still read the old values.
+// GEMV from shared memory; CTA 0 stores the residual sum.
 #include "activations.cuh"
 #include "common.cuh"
 #include "rmsnorm.cuh"
@@ -98,23 +97,49 @@ __device__ __forceinline__ void load_w(const uint4* const (&wr)[R], int v, uint4
 /** The fused norm's inputs (gemv_*_norm). */
 struct NormIn {
   const kiln_t* x;
-  kiln_t* residual;
+  const kiln_t* residual;
+  kiln_t* residual_out;
   const kiln_t* gamma;
   float eps;
-  unsigned* counter;
 };
 
+/** 16-byte vectors of the norm weight each thread loads before the PDL wait (weights never depend on
+ * the previous kernel): all of them up to k = kGammaPre · 8 · blockDim (4,096 for 256 threads); more
+ * would cost registers held across the wait. */
+constexpr int kGammaPre = 2;
+
+__device__ __forceinline__ void prefetch_gamma(const NormIn& in, int k, uint4 (&gp)[kGammaPre]) {
+  const uint4* gr = reinterpret_cast<const uint4*>(in.gamma);
+#pragma unroll
+  for (int i = 0; i < kGammaPre; i++) {
+    const int v = threadIdx.x + i * blockDim.x;
+    if (v < k / kElems) gp[i] = __ldcs(gr + v);  // weights: the one load kind the PDL rule allows early
+  }
+}
+
+/** One 16-byte vector of a normalised row, in place in shared memory. */
+__device__ __forceinline__ void normalize_vec(uint4* hr, int v, const uint4& gv, float rstd) {
+  uint4 hv = hr[v];
+  kiln_t* h = reinterpret_cast<kiln_t*>(&hv);
+  const kiln_t* g = reinterpret_cast<const kiln_t*>(&gv);
+#pragma unroll
+  for (int e = 0; e < kElems; e++) h[e] = kiln::rms_apply(h[e], g[e], rstd);
+  hr[v] = hv;
+}
+
 /** Writes the m normalised rows of `in` to `xs` (shared, [m, k]); after the PDL wait, called by every
- * thread of the block. With a residual, the block that arrives last also stores residual + x. */
-__device__ __forceinline__ void norm_rows(const NormIn& in, kiln_t* xs, int m, int k) {
+ * thread of the block. With a residual, block 0 also stores residual + x to residual_out (another
+ * buffer: every block reads the residual). */
+__device__ __forceinline__ void norm_rows(const NormIn& in, const uint4 (&gp)[kGammaPre], kiln_t* xs, int m,
+                                          int k) {
   __shared__ double partial[GEMV_MAX_M][32];
-  __shared__ float rstd[GEMV_MAX_M];
-  __shared__ bool last;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int vecs = k / kElems;
+  const bool store = in.residual && blockIdx.x == 0;
   for (int j = 0; j < m; j++) {
     const uint4* xr = reinterpret_cast<const uint4*>(in.x + (size_t)j * k);
     const uint4* rr = reinterpret_cast<const uint4*>(in.residual + (size_t)j * k);
+    uint4* ro = reinterpret_cast<uint4*>(in.residual_out + (size_t)j * k);
     uint4* hr = reinterpret_cast<uint4*>(xs + (size_t)j * k);
     double sum_sq = 0.0;
     for (int v = threadIdx.x; v < vecs; v += blockDim.x) {
@@ -125,6 +150,7 @@ __device__ __forceinline__ void norm_rows(const NormIn& in, kiln_t* xs, int m, i
         const kiln_t* r = reinterpret_cast<const kiln_t*>(&rv);
 #pragma unroll
         for (int e = 0; e < kElems; e++) h[e] = kiln::residual_sum(r[e], h[e]);
+        if (store) ro[v] = hv;
       }
 #pragma unroll
       for (int e = 0; e < kElems; e++) {
@@ -136,31 +162,21 @@ __device__ __forceinline__ void norm_rows(const NormIn& in, kiln_t* xs, int m, i
     sum_sq = kiln::warp_sum(sum_sq);
     if (lane == 0) partial[j][warp] = sum_sq;
   }
-  __syncthreads();  // partial sums written; every read of residual and x done
-  if (in.residual && threadIdx.x == 0) last = atomicAdd(in.counter, 1u) == gridDim.x - 1;
-  if (threadIdx.x < m) {
-    double s = 0.0;
-    for (int w = 0; w < warps; w++) s += partial[threadIdx.x][w];
-    rstd[threadIdx.x] = kiln::rms_rstd(s, k, in.eps);
-  }
   __syncthreads();
   const uint4* gr = reinterpret_cast<const uint4*>(in.gamma);
   for (int j = 0; j < m; j++) {
+    double s = 0.0;  // every thread sums the warps' partials in the same order
+    for (int w = 0; w < warps; w++) s += partial[j][w];
+    const float rstd = kiln::rms_rstd(s, k, in.eps);
     uint4* hr = reinterpret_cast<uint4*>(xs + (size_t)j * k);
-    uint4* rw = reinterpret_cast<uint4*>(in.residual + (size_t)j * k);
-    const float rs = rstd[j];
-    for (int v = threadIdx.x; v < vecs; v += blockDim.x) {
-      uint4 hv = hr[v];
-      if (in.residual && last) rw[v] = hv;  // every other block has read the old residual
-      const uint4 gv = __ldg(gr + v);
-      kiln_t* h = reinterpret_cast<kiln_t*>(&hv);
-      const kiln_t* g = reinterpret_cast<const kiln_t*>(&gv);
 #pragma unroll
-      for (int e = 0; e < kElems; e++) h[e] = kiln::rms_apply(h[e], g[e], rs);
-      hr[v] = hv;
+    for (int i = 0; i < kGammaPre; i++) {
+      const int v = threadIdx.x + i * blockDim.x;
+      if (v < vecs) normalize_vec(hr, v, gp[i], rstd);
     }
+    for (int v = threadIdx.x + kGammaPre * blockDim.x; v < vecs; v += blockDim.x)
+      normalize_vec(hr, v, __ldg(gr + v), rstd);
   }
-  if (in.residual && last && threadIdx.x == 0) *in.counter = 0u;  // for the next launch
   __syncthreads();
 }
 #endif
@@ -184,12 +200,16 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
     load_w<R, U>(wr, v, wv);
     have = true;
   }
+#if !defined(KILN_DTYPE_F32)
+  uint4 gp[kGammaPre];
+  if constexpr (Norm) prefetch_gamma(*static_cast<const NormIn*>(norm), k, gp);
+#endif
   kiln::pdl_wait();  // x and y belong to the step (see pdl.cuh)
   kiln::pdl_launch_dependents();
 #if !defined(KILN_DTYPE_F32)
   if constexpr (Norm) {
     extern __shared__ uint4 normalized[];  // [m, k] kiln_t
-    norm_rows(*static_cast<const NormIn*>(norm), reinterpret_cast<kiln_t*>(normalized), m, k);
+    norm_rows(*static_cast<const NormIn*>(norm), gp, reinterpret_cast<kiln_t*>(normalized), m, k);
     x = reinterpret_cast<const kiln_t*>(normalized);
   }
 #endif
@@ -304,16 +324,17 @@ __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, co
   }
 
 #if !defined(KILN_DTYPE_F32)
-#define KILN_NORM_PARAMS const kiln_t *nx, kiln_t *residual, const kiln_t *gamma, float eps, unsigned *counter
+#define KILN_NORM_PARAMS \
+  const kiln_t *nx, const kiln_t *residual, kiln_t *residual_out, const kiln_t *gamma, float eps
 #define KILN_GEMV_NORM(R, U, W)                                                                                \
   extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_norm(                         \
       KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) {                 \
-    const NormIn in{nx, residual, gamma, eps, counter};                                                        \
+    const NormIn in{nx, residual, residual_out, gamma, eps};                                                        \
     gemv_impl<R, U, W, kiln_t, true>(nullptr, w, bias, y, m, n, k, &in);                                      \
   }                                                                                                            \
   extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_f32out_norm(                  \
       KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, float* y, int m, int n, int k) {                  \
-    const NormIn in{nx, residual, gamma, eps, counter};                                                        \
+    const NormIn in{nx, residual, residual_out, gamma, eps};                                                        \
     gemv_impl<R, U, W, float, true>(nullptr, w, bias, y, m, n, k, &in);                                       \
   }
 #endif
@@ -338,7 +359,7 @@ KILN_GEMV_NORM(2, 8, 4)
   }                                                                                                            \
   extern "C" __global__ void __launch_bounds__(32 * kGatedWarps) gemv_gated_##NAME##_norm(                   \
       KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) {             \
-    const NormIn in{nx, residual, gamma, eps, counter};                                                        \
+    const NormIn in{nx, residual, residual_out, gamma, eps};                                                        \
     gemv_gated_impl<kiln::ACT, true>(nullptr, w, bias, y, m, inter, k, &in);                                  \
   }
 

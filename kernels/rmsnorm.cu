@@ -11,10 +11,11 @@
 //     kiln_t* out,            // [rows, WIDTH]; may be x
 //     float eps, int rows)
 // extern "C" __global__ void add_rms_norm(
-//     kiln_t* residual,       // [rows, WIDTH]; residual += x, in place
+//     const kiln_t* residual, // [rows, WIDTH]
 //     const kiln_t* x,        // [rows, WIDTH]
 //     const kiln_t* weight,   // [WIDTH]
-//     kiln_t* out,            // [rows, WIDTH]; may be x, must not be residual
+//     kiln_t* out,            // [rows, WIDTH]; may be x, must not be residual or residual_out
+//     kiln_t* residual_out,   // [rows, WIDTH] = residual + x; may be residual (in place)
 //     float eps, int rows)
 //   grid  = (rows)            one block per row
 //   block = (min(1024, roundUp(ceil(WIDTH / vec), 32))) with vec = 16 bytes / sizeof(kiln_t) (4 fp32,
@@ -80,8 +81,8 @@ __device__ __forceinline__ void rms_norm_row(const kiln_t* x, const kiln_t* weig
 }
 
 template <int V>
-__device__ __forceinline__ void add_rms_norm_row(kiln_t* residual, const kiln_t* x, const kiln_t* weight, kiln_t* out,
-                                                 float eps) {
+__device__ __forceinline__ void add_rms_norm_row(const kiln_t* residual, const kiln_t* x, const kiln_t* weight,
+                                                 kiln_t* out, kiln_t* residual_out, float eps) {
   __shared__ double scratch[32];
   constexpr int n = WIDTH / V;
   double sum_sq = 0.0;
@@ -94,12 +95,12 @@ __device__ __forceinline__ void add_rms_norm_row(kiln_t* residual, const kiln_t*
       const float v = kiln::to_float(rv.v[j]);
       sum_sq += (double)__fmul_rn(v, v);
     }
-    kiln::store_vec<kiln_t, V>(residual + i * V, rv);
+    kiln::store_vec<kiln_t, V>(residual_out + i * V, rv);
   }
   // Each thread reads back only the residual elements it wrote itself, so no extra barrier is needed;
   // block_sum's barriers order every read of x (pass 1) before any write of out (pass 2).
   const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);
-  normalize_row<V>(residual, weight, out, rstd);
+  normalize_row<V>(residual_out, weight, out, rstd);
 }
 
 }  // namespace
@@ -118,17 +119,18 @@ extern "C" __global__ void rms_norm(const kiln_t* x, const kiln_t* weight, kiln_
   }
 }
 
-extern "C" __global__ void add_rms_norm(kiln_t* residual, const kiln_t* x, const kiln_t* weight, kiln_t* out, float eps,
-                                        int rows) {
+extern "C" __global__ void add_rms_norm(const kiln_t* residual, const kiln_t* x, const kiln_t* weight, kiln_t* out,
+                                        kiln_t* residual_out, float eps, int rows) {
   kiln::pdl_wait();  // x / residual come from the previous kernel (see pdl.cuh)
   kiln::pdl_launch_dependents();
   const int r = blockIdx.x;
   if (r >= rows) return;
   const long long off = (long long)r * WIDTH;
   constexpr int V = kiln::vec_for(WIDTH);
-  if (kiln::aligned16(residual) && kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out)) {
-    add_rms_norm_row<V>(residual + off, x + off, weight, out + off, eps);
+  if (kiln::aligned16(residual) && kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out) &&
+      kiln::aligned16(residual_out)) {
+    add_rms_norm_row<V>(residual + off, x + off, weight, out + off, residual_out + off, eps);
   } else {
-    add_rms_norm_row<1>(residual + off, x + off, weight, out + off, eps);
+    add_rms_norm_row<1>(residual + off, x + off, weight, out + off, residual_out + off, eps);
   }
 }

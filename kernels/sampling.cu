@@ -51,8 +51,24 @@
 //     const int* sequence,           // [B]
 //     const int* step,               // [B]
 //     int* out_token,                // [B]; −1 if launched with a block other than 1024 threads
-//     float* out_logprob)            // [B] log-softmax(logits / t)[token], t = greedy ? 1 : temperature
-//   grid = (B), block = (1024) exactly, shared memory: ~33 KB static.
+//     float* out_logprob,            // [B] log-softmax(logits / t)[token], t = greedy ? 1 : temperature
+//     SliceStats* partials,          // [B, P] workspace, 24 bytes each: f64 Σ exp | f32 max | f32 argmax
+//                                    //   value | i32 argmax id | i32 count ≠ −∞ (unused, may be null, at P = 1)
+//     unsigned* counters)            // [B] arrival counts: all zero on entry (memset once at allocation);
+//                                    //   the kernel leaves them zero, so a CUDA graph can replay it
+//   grid = (P, B), block = (1024) exactly, shared memory: ~33 KB static. P = samplingSlices(VOCAB)
+//   (src/backends/cuda/sampling_launch.ts); any P ≥ 1 gives the same tokens.
+//
+// The row statistics (max, argmax, count of entries ≠ −∞, log-softmax shift) take P CTAs per row:
+//
+//   row b:  [ slice 0 | slice 1 | … | slice P−1 ]   slice p = [p·S, min((p+1)·S, VOCAB)), S = ⌈VOCAB/P⌉
+//              CTA 0     CTA 1        CTA P−1         rounded up to 32 (trailing slices may be empty)
+//
+// CTA p writes its slice's max m_p, argmax, count and s_p = Σ exp(l/t − m_p/t) (fp64 sum of expf) to
+// partials[b][p], fences, and counts in on counters[b]. The CTA that counts last resets the counter and
+// merges in slice order (the same result whichever CTA that is): M = max m_p, Σ = Σ_p s_p·exp(m_p/t − M/t)
+// (fp64 exp), shift = M/t + log Σ; then, alone with its 1024 threads, it writes the greedy token or runs
+// the draw below over the whole row. Tokens do not depend on P; log-probs differ by a few fp32 ulps.
 //
 // sample_topk_topp is draw() of decoding.ts: candidates are the ids with a logit ≠ −∞ sorted by logit
 // descending, ties by id; keep the first top_k; weights w = exp((l − max) / t) in fp64; keep the
@@ -72,6 +88,16 @@
 #if !defined(VOCAB)
 #error "sampling.cu needs VOCAB"
 #endif
+
+/** One slice's statistics in sample_topk_topp's partials [B, P]. */
+struct SliceStats {
+  double sum;        // Σ exp(l/t − max/t) over the slice, fp64 (0 when it has no finite entry)
+  float max;         // max logit, NaN ignored (−∞ when none)
+  float best_value;  // torch.argmax over the slice: its value
+  int best_index;    //   and id (0x7fffffff for an empty slice)
+  int valid;         // logits ≠ −∞
+};
+static_assert(sizeof(SliceStats) == 24, "SLICE_STATS_BYTES in src/backends/cuda/sampling_launch.ts");
 
 namespace {
 
@@ -160,7 +186,8 @@ struct RowStats {
   int valid;    // logits ≠ −∞
 };
 
-__device__ RowStats row_stats(const float* row) {
+/** Statistics of row[begin, end); an empty range gives max −∞, index 0x7fffffff, count 0. */
+__device__ RowStats row_stats(const float* row, int begin = 0, int end = VOCAB) {
   __shared__ float s_val[32];
   __shared__ int s_idx[32];
   __shared__ float s_max[32];
@@ -168,7 +195,7 @@ __device__ RowStats row_stats(const float* row) {
   ArgMax best{kiln::neg_inf(), 0x7fffffff};
   float mx = kiln::neg_inf();
   int valid = 0;
-  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
+  for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
     const float x = row[i];
     const ArgMax c{x, i};
     if (better(c, best)) best = c;
@@ -201,23 +228,104 @@ __device__ RowStats row_stats(const float* row) {
   return RowStats{b, m, v};
 }
 
-/** The log-softmax shift of the row scaled by 1/t: max + log Σ exp(l/t − max), in fp64 (as logSoftmax). */
-__device__ double log_softmax_shift(const float* row, float t, float row_max) {
+/** max/t: the maximum of l/t (division by t > 0 is monotone; none when t == 1, as the reference). */
+__device__ __forceinline__ float scaled_max(float max, float t) { return t != 1.0f ? __fdiv_rn(max, t) : max; }
+
+/**
+ * Σ exp(l/t − m) over row[begin, end) in fp64 (expf terms), m = scaled_max(max of the range, t). Terms
+ * with l/t = −∞ add nothing (an exact 0 when m is finite), so a range without a finite entry sums to 0
+ * (NaN when it holds a NaN) and merges as an empty slice.
+ */
+__device__ double exp_sum(const float* row, int begin, int end, float t, float m) {
   __shared__ double scratch[32];
   const bool scale = t != 1.0f;
-  const float m = scale ? __fdiv_rn(row_max, t) : row_max;  // division by t > 0 is monotone
   double sum = 0.0;
-  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
+  for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
     const float y = scale ? __fdiv_rn(row[i], t) : row[i];
-    sum += (double)expf(__fsub_rn(y, m));
+    if (y != kiln::neg_inf()) sum += (double)expf(__fsub_rn(y, m));
   }
-  sum = kiln::block_sum(sum, scratch);
-  return (double)m + log(sum);
+  return kiln::block_sum(sum, scratch);
+}
+
+/** The log-softmax shift of the row scaled by 1/t: max + log Σ exp(l/t − max), in fp64 (as logSoftmax). */
+__device__ double log_softmax_shift(const float* row, float t, float row_max) {
+  const float m = scaled_max(row_max, t);
+  return (double)m + log(exp_sum(row, 0, VOCAB, t, m));
 }
 
 __device__ __forceinline__ float log_prob(const float* row, int token, float t, double shift) {
   const float y = t != 1.0f ? __fdiv_rn(row[token], t) : row[token];
   return (float)((double)y - shift);
+}
+
+// ---- one row over P CTAs (sample_topk_topp) -----------------------------------------------------------
+
+/** Slice p of P: [p·S, min((p+1)·S, VOCAB)) with S = ⌈VOCAB/P⌉ rounded up to 32; begin ≥ end when empty. */
+__device__ __forceinline__ void slice_range(int p, int P, int& begin, int& end) {
+  const int per = ((VOCAB + P - 1) / P + 31) & ~31;
+  begin = min(p * per, VOCAB);
+  end = min(begin + per, VOCAB);
+}
+
+/**
+ * Counts this CTA in on `counter` (n CTAs in all); true in the last one, which resets the counter to 0
+ * for the next launch. Every CTA fences its writes before counting and the last one after, so the last
+ * one sees what all of them wrote before the call.
+ */
+__device__ bool last_to_arrive(unsigned* counter, int n) {
+  __shared__ int s_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const bool last = atomicAdd(counter, 1u) == (unsigned)(n - 1);
+    if (last) *counter = 0;  // every CTA of the row has counted
+    __threadfence();
+    s_last = last;
+  }
+  __syncthreads();
+  return s_last;
+}
+
+/**
+ * The row's statistics and log-softmax shift from its P slices, read from L2 (__ldcg). Warp 0 merges in
+ * slice order (lane z takes slices z, z + 32, …, then a fixed butterfly), so the result does not depend
+ * on which CTA merges: M = max m_p, shift = M/t + log Σ_p s_p·exp(m_p/t − M/t) in fp64. A slice whose
+ * scaled max equals M/t adds s_p as is (this also keeps −∞ − −∞ out of exp); one without a finite
+ * entry adds s_p·0 = 0. Every thread gets the result.
+ */
+__device__ void merge_slices(const SliceStats* parts, int P, float t, RowStats& st, double& shift) {
+  __shared__ RowStats s_st;
+  __shared__ double s_shift;
+  if (threadIdx.x < kiln::kWarp) {
+    const int lane = threadIdx.x;
+    ArgMax best{kiln::neg_inf(), 0x7fffffff};
+    float mx = kiln::neg_inf();
+    int valid = 0;
+    for (int z = lane; z < P; z += kiln::kWarp) {
+      const ArgMax c{__ldcg(&parts[z].best_value), __ldcg(&parts[z].best_index)};
+      if (better(c, best)) best = c;
+      mx = fmaxf(mx, __ldcg(&parts[z].max));
+      valid += __ldcg(&parts[z].valid);
+    }
+    best = warp_argmax(best);
+    mx = kiln::warp_max(mx);
+    valid = kiln::warp_sum(valid);
+    const float m = scaled_max(mx, t);
+    double total = 0.0;
+    for (int z = lane; z < P; z += kiln::kWarp) {
+      const float mz = scaled_max(__ldcg(&parts[z].max), t);
+      const double sz = __ldcg(&parts[z].sum);
+      total += mz == m ? sz : sz * exp((double)mz - (double)m);
+    }
+    total = kiln::warp_sum(total);
+    if (lane == 0) {
+      s_st = RowStats{best, mx, valid};
+      s_shift = (double)m + log(total);
+    }
+  }
+  __syncthreads();
+  st = s_st;
+  shift = s_shift;
 }
 
 // ---- block scans (blockDim.x == 1024 in the sampler) --------------------------------------------------
@@ -618,20 +726,30 @@ extern "C" __global__ void argmax_logprob(const float* logits, int* out_token, f
 extern "C" __global__ void __launch_bounds__(kThreads)
     sample_topk_topp(const float* logits, const unsigned char* greedy, const float* temperature, const int* top_k,
                      const float* top_p, const float* min_p, const double* seed, const int* sequence, const int* step,
-                     int* out_token, float* out_logprob) {
+                     int* out_token, float* out_logprob, SliceStats* partials, unsigned* counters) {
   __shared__ SamplerShared sm;
   kiln::pdl_wait();  // logits come from the previous kernel (see pdl.cuh)
   kiln::pdl_launch_dependents();
-  const int b = blockIdx.x;
+  const int b = blockIdx.y, P = gridDim.x;
   if (blockDim.x != kThreads) {
-    if (threadIdx.x == 0) out_token[b] = -1;
+    if (blockIdx.x == 0 && threadIdx.x == 0) out_token[b] = -1;
     return;
   }
   const float* row = logits + (long long)b * VOCAB;
   const bool is_greedy = greedy[b] != 0;
   const float t = is_greedy ? 1.0f : temperature[b];
-  const RowStats st = row_stats(row);
-  const double shift = log_softmax_shift(row, t, st.max);
+  int begin, end;
+  slice_range(blockIdx.x, P, begin, end);
+  RowStats st = row_stats(row, begin, end);
+  const float m = scaled_max(st.max, t);
+  const double sum = exp_sum(row, begin, end, t, m);
+  double shift = (double)m + log(sum);  // the whole row's when P == 1
+  if (P > 1) {
+    SliceStats* parts = partials + (long long)b * P;  // [P] of row b
+    if (threadIdx.x == 0) parts[blockIdx.x] = SliceStats{sum, st.max, st.best.value, st.best.index, st.valid};
+    if (!last_to_arrive(counters + b, P)) return;
+    merge_slices(parts, P, t, st, shift);
+  }
 
   int token = st.best.index;
   if (!is_greedy && top_k[b] != 1 && st.valid > 0) {

@@ -75,18 +75,45 @@ describe("CUDA lowering", () => {
         assert.ok(next.kind === "linear" && next.op === st.fusedInto, "the GEMM right after it");
         if (next.kind !== "linear") continue;
         const residual = st.kind === "add_rms_norm" ? st.op.residual : null;
-        assert.deepEqual(next.norm, { x: st.op.x, residual, weight: st.op.weight, eps: st.op.eps });
+        const residualOut = st.kind === "add_rms_norm" ? st.residualOut : null;
+        assert.deepEqual(next.norm, {
+          x: st.op.x,
+          residual,
+          residualOut,
+          weight: st.op.weight,
+          eps: st.op.eps,
+        });
         assert.equal(next.op.x, st.op.out);
         assert.ok(next.reads.includes(st.op.x), "the GEMV reads the norm's input");
-        if (residual) {
-          assert.ok(
-            next.reads.includes(residual) && next.writes.includes(residual),
-            "and updates the residual",
-          );
+        if (residual && residualOut) {
+          assert.ok(next.reads.includes(residual) && next.writes.includes(residualOut), "and stores the sum");
+          assert.ok(!next.writes.includes(residual), "never in place: every CTA reads the residual");
         }
       }
       const head = steps.find((s) => s.kind === "linear" && s.logits);
       assert.ok(head?.kind === "linear" && head.norm, "the final norm runs in the LM head's GEMV");
+    });
+
+    test(`${arch}: each residual add stores a new residual, which the next reader of the residual reads`, () => {
+      const { config, plan: p } = plan(arch);
+      const { steps } = lower(p, config);
+      const adds = steps.filter((s) => s.kind === "add_rms_norm");
+      assert.equal(adds.length, 2 * config.numLayers - 1);
+      const outs = new Set(adds.map((s) => (s.kind === "add_rms_norm" ? s.residualOut : "")));
+      assert.equal(outs.size, adds.length, "a new storage each");
+      adds.forEach((st, i) => {
+        if (st.kind !== "add_rms_norm") return;
+        assert.ok(!st.writes.includes(st.op.residual), "not in place");
+        if (i > 0 && adds[i - 1].kind === "add_rms_norm")
+          assert.equal(st.op.residual, (adds[i - 1] as { residualOut: string }).residualOut);
+      });
+      const last = adds[adds.length - 1];
+      const finalAdd = steps.find((s) => s.kind === "add");
+      assert.ok(last.kind === "add_rms_norm" && finalAdd?.kind === "add");
+      assert.ok(
+        [finalAdd.op.a, finalAdd.op.b].includes(last.residualOut),
+        "the final add reads the newest residual",
+      );
     });
 
     test(`${arch}: a norm whose output has a second reader stays its own launch`, () => {

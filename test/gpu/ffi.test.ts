@@ -25,6 +25,7 @@ import {
   timeOnStream,
 } from "../../src/backends/cuda/device/index.ts";
 import { loadCublasLt } from "../../src/backends/cuda/ffi/cublaslt.ts";
+import { KernelArgumentError } from "../../src/backends/cuda/ffi/errors.ts";
 import { loadNvrtc } from "../../src/backends/cuda/ffi/nvrtc.ts";
 import { bf16ToF32, type DTypeName, f16ToF32, f32ToBf16, f32ToF16 } from "../../src/dtype.ts";
 
@@ -235,6 +236,22 @@ describe("CUDA FFI on the GPU", { skip: noGpu }, () => {
 
     test("a missing kernel name is a CudaError naming it", () => {
       assert.throws(() => module.kernel("no_such_kernel"), /no_such_kernel/);
+    });
+
+    test("a launch with the wrong number of arguments is a KernelArgumentError, not a crash", () => {
+      // saxpy(a, x, y, n): cuLaunchKernel would read a fourth argument pointer past a 3-entry array.
+      const dx = DeviceBuffer.alloc(device, 16);
+      try {
+        assert.throws(
+          () =>
+            module.kernel("saxpy").launch(stream, 1, 32, 0, [{ f32: 1 }, { ptr: dx.ptr }, { ptr: dx.ptr }]),
+          (e) =>
+            e instanceof KernelArgumentError &&
+            /saxpy takes 4 arguments but was launched with 3/.test(e.message),
+        );
+      } finally {
+        dx.dispose();
+      }
     });
 
     test("events time a kernel (> 0 ms)", () => {

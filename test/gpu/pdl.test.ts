@@ -66,6 +66,7 @@ describe("PDL: a chain of dependent kernels equals the chain without PDL", { ski
             ptr(x),
             ptr(normW),
             ptr(hid),
+            ptr(res), // in place
             f32(1e-5),
             i32(T),
           ]);

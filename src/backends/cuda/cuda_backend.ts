@@ -47,6 +47,7 @@ import {
 } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type FusedNorm, type Lowered, type LStep, lower } from "./lowering.ts";
+import { samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
 import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
@@ -87,8 +88,6 @@ export class CudaBackend implements ExecutionBackend {
     counters: DeviceBuffer;
     seqs: number;
   };
-  /** Arrival counter of the fused-norm GEMVs (gemv.cu's `_norm` kernels), zero between launches. */
-  private readonly normCounter: DeviceBuffer;
   /** The lowered linear steps by op: a norm step asks its GEMV whether it runs the norm. */
   private readonly linearSteps = new Map<
     Extract<LStep, { kind: "linear" }>["op"],
@@ -96,6 +95,9 @@ export class CudaBackend implements ExecutionBackend {
   >();
   private readonly logitsHost: Float32Array;
   private sampleParams: DeviceBuffer;
+  /** sample_topk_topp's per-slice statistics [maxLogitRows, slices] and per-row arrival counters
+   * [maxLogitRows] (at `counters` bytes in), zeroed once here: every launch leaves them zero. */
+  private readonly sampleSlices: { buffer: DeviceBuffer; slices: number; counters: number };
   /** Pipelined sampling (enqueueSample): two slots, each the sampled tokens then log-probs of up to
    * maxLogitRows rows, on the device (fed to the next step) and in pinned host memory (read by
    * collectSample once the slot's event has passed). */
@@ -177,10 +179,16 @@ export class CudaBackend implements ExecutionBackend {
       seqs: decodeSeqs,
     };
     this.partials.counters.fillBytes(stream, 0);
-    this.normCounter = DeviceBuffer.alloc(device, 4);
-    this.normCounter.fillBytes(stream, 0);
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
     this.sampleParams = DeviceBuffer.alloc(device, 64 * 1024);
+    const slices = samplingSlices(model.vocabSize);
+    const workspace = samplingWorkspace(this.maxLogitRows, slices);
+    this.sampleSlices = {
+      buffer: DeviceBuffer.alloc(device, workspace.bytes),
+      slices,
+      counters: workspace.countersOffset,
+    };
+    this.sampleSlices.buffer.fillBytes(stream, 0);
     this.sampled = [0, 1].map(() => ({
       device: DeviceBuffer.alloc(device, 8 * this.maxLogitRows),
       host: PinnedBuffer.alloc(device, 8 * this.maxLogitRows),
@@ -457,7 +465,8 @@ export class CudaBackend implements ExecutionBackend {
     const ptr = (o: number): KernelArg => ({ ptr: offsetPtr(this.sampleParams.ptr, o) });
     const id = this.tickets++;
     const slot = this.sampled[id % 2];
-    this.launch("sampling", "sample_topk_topp", [B], 1024, [
+    const ws = this.sampleSlices;
+    this.launch("sampling", "sample_topk_topp", [ws.slices, B], 1024, [
       { ptr: logits },
       ptr(at.greedy),
       ptr(at.temperature),
@@ -469,6 +478,8 @@ export class CudaBackend implements ExecutionBackend {
       ptr(at.step),
       { ptr: slot.device.ptr },
       { ptr: offsetPtr(slot.device.ptr, 4 * this.maxLogitRows) },
+      { ptr: ws.buffer.ptr },
+      { ptr: ws.buffer.at(ws.counters) },
     ]);
     // The slot is rewritten by ticket id + 2, queued only after this one is collected (done passed).
     slot.ready.record(this.stream);
@@ -837,9 +848,9 @@ export class CudaBackend implements ExecutionBackend {
             ? [
                 { ptr: this.ptr(norm.x) },
                 { ptr: norm.residual ? this.ptr(norm.residual) : (0n as DevicePtr) },
+                { ptr: norm.residualOut ? this.ptr(norm.residualOut) : (0n as DevicePtr) },
                 { ptr: this.w(norm.weight) },
                 { f32: norm.eps },
-                { ptr: this.normCounter.ptr },
               ]
             : [{ ptr: this.ptr(op.x) }];
           const shared = norm ? gemvNormSharedBytes(rows, op.inFeatures, this.elem) : 0;
@@ -914,6 +925,7 @@ export class CudaBackend implements ExecutionBackend {
           { ptr: this.ptr(op.x) },
           { ptr: this.w(op.weight) },
           { ptr: this.ptr(op.out) },
+          { ptr: this.ptr(st.residualOut) },
           { f32: op.eps },
           { i32: rows },
         ]);
@@ -1089,8 +1101,8 @@ export class CudaBackend implements ExecutionBackend {
       this.partials.m,
       this.partials.l,
       this.partials.counters,
-      this.normCounter,
       this.sampleParams,
+      this.sampleSlices.buffer,
       this.biasDevice,
       ...this.sampled.flatMap((s) => [s.device, s.host, s.ready, s.done]),
       this.readback,

@@ -29,7 +29,7 @@ export type LStep = Access &
         gated?: { act: string; out: string; width: number };
         /** The RMSNorm (or residual add + RMSNorm) step before it, whose output only this GEMM reads:
          * a decode step runs the norm inside the GEMV (gemv_*_norm) from the norm's own inputs and
-         * skips the norm step. `residual` (add_rms_norm) is updated in place by that GEMV. */
+         * skips the norm step; with a residual (add_rms_norm) the GEMV also stores the sum. */
         norm?: FusedNorm;
       }
     | {
@@ -42,6 +42,8 @@ export type LStep = Access &
     | {
         kind: "add_rms_norm";
         op: Extract<Op, { kind: "add_rms_norm" }>;
+        /** Where the residual sum goes (the plan's add_rms_norm updates `residual` in place). */
+        residualOut: string;
         fusedInto?: Extract<Op, { kind: "linear" }>;
       }
     | { kind: "add"; op: Extract<Op, { kind: "add" }> }
@@ -73,7 +75,9 @@ export type LStep = Access &
 /** A norm a decode GEMV computes in front of its dot products (LStep linear's `norm`). */
 export interface FusedNorm {
   x: string;
+  /** add_rms_norm's residual input and the storage of the sum; null for rms_norm. */
   residual: string | null;
+  residualOut: string | null;
   weight: string;
   eps: number;
 }
@@ -98,7 +102,13 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
     storage.set(name, { width, rows, fp32 });
   const steps: LStep[] = [];
 
-  for (const op of plan.ops) {
+  // add_rms_norm writes the residual sum to a new storage, not in place: a decode GEMV that runs the
+  // norm (`norm`) has every CTA read the old residual while one writes the sum. Later readers of the
+  // plan's residual name read the newest one.
+  const renamed = new Map<string, string>();
+  let residuals = 0;
+  for (const planOp of plan.ops) {
+    const op = renameInputs(planOp, (n) => renamed.get(n) ?? n);
     switch (op.kind) {
       case "split": {
         let col = 0;
@@ -194,10 +204,17 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
           !(prev.kind === "rms_norm" && prev.op.groupWidth) &&
           prev.op.width === op.inFeatures
         ) {
-          // Norm fused into the decode GEMV: it reads the norm's inputs (and rewrites the residual), so
-          // the arena keeps them apart from its output.
+          // Norm fused into the decode GEMV: it reads the norm's inputs (and writes the residual sum),
+          // so the arena keeps them apart from its output.
           const residual = prev.kind === "add_rms_norm" ? prev.op.residual : null;
-          const norm: FusedNorm = { x: prev.op.x, residual, weight: prev.op.weight, eps: prev.op.eps };
+          const residualOut = prev.kind === "add_rms_norm" ? prev.residualOut : null;
+          const norm: FusedNorm = {
+            x: prev.op.x,
+            residual,
+            residualOut,
+            weight: prev.op.weight,
+            eps: prev.op.eps,
+          };
           steps[steps.length - 1] = { ...prev, fusedInto: op };
           steps.push({
             kind: "linear",
@@ -205,7 +222,7 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
             logits,
             norm,
             reads: [op.x, prev.op.x, ...(residual ? [residual] : [])],
-            writes: [op.out, ...(residual ? [residual] : [])],
+            writes: [op.out, ...(residualOut ? [residualOut] : [])],
           });
         } else steps.push({ kind: "linear", op, logits, reads: [op.x], writes: [op.out] });
         break;
@@ -214,10 +231,21 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         def(op.out, op.width, rowsOf(op.x));
         steps.push({ kind: "layer_norm", op, reads: [op.x], writes: [op.out] });
         break;
-      case "add_rms_norm":
+      case "add_rms_norm": {
         def(op.out, op.width, rowsOf(op.x));
-        steps.push({ kind: "add_rms_norm", op, reads: [op.residual, op.x], writes: [op.residual, op.out] });
+        const base = (planOp as typeof op).residual; // the plan's name, before renaming
+        const residualOut = `${base}~${residuals++}`;
+        def(residualOut, op.width, rowsOf(op.residual));
+        renamed.set(base, residualOut);
+        steps.push({
+          kind: "add_rms_norm",
+          op,
+          residualOut,
+          reads: [op.residual, op.x],
+          writes: [op.out, residualOut],
+        });
         break;
+      }
       case "add":
         def(op.out, op.width, rowsOf(op.a));
         steps.push({ kind: "add", op, reads: [op.a, op.b], writes: [op.out] });
@@ -254,4 +282,29 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
     }
   }
   return { steps, storage, output: plan.output };
+}
+
+/** `op` reading `name(x)` wherever it reads x. */
+function renameInputs(op: Op, name: (n: string) => string): Op {
+  switch (op.kind) {
+    case "embedding":
+      return op;
+    case "linear":
+    case "rms_norm":
+    case "layer_norm":
+    case "split":
+    case "act":
+    case "gather_rows":
+      return { ...op, x: name(op.x) };
+    case "add_rms_norm":
+      return { ...op, residual: name(op.residual), x: name(op.x) };
+    case "add":
+      return { ...op, a: name(op.a), b: name(op.b) };
+    case "gated_act":
+      return { ...op, gateUp: name(op.gateUp) };
+    case "gated_act2":
+      return { ...op, gate: name(op.gate), up: name(op.up) };
+    case "attention":
+      return { ...op, q: name(op.q), k: name(op.k), v: name(op.v) };
+  }
 }

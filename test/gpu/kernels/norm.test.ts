@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { layerNorm, rmsNorm } from "../../../src/backends/cpu/kernels/norm.ts";
+import type { DevicePtr } from "../../../src/backends/cuda/device/index.ts";
 import type { DTypeName } from "../../../src/dtype.ts";
 import {
   assertWithin,
@@ -77,22 +78,36 @@ describe("rmsnorm.cu", { skip: noGpu }, () => {
         }
       });
 
-      it(`add_rms_norm ${dtype} width ${width}`, () => {
+      it(`add_rms_norm ${dtype} width ${width}: in place, and to another buffer alike`, () => {
         const mod = h.module("rmsnorm.cu", { WIDTH: width }, dtype);
         const n = ROWS * width;
         const residual = roundTo(randn(n, 21 + width), dtype);
         const x = roundTo(randn(n, 22 + width), dtype);
         const w = roundTo(randn(width, 23 + width), dtype);
         const eps = 1e-6;
+        const [xd, wd] = [h.upload(x, dtype), h.upload(w, dtype)];
+        const run = (rin: DevicePtr, rout: DevicePtr, out: DevicePtr) =>
+          h.run(
+            mod,
+            "add_rms_norm",
+            [ROWS],
+            [normBlock(width, dtype)],
+            [ptr(rin), ptr(xd), ptr(wd), ptr(out), ptr(rout), f32(eps), i32(ROWS)],
+          );
         const rd = h.upload(residual, dtype);
         const out = h.filled(n, dtype, 0xff);
-        h.run(
-          mod,
-          "add_rms_norm",
-          [ROWS],
-          [normBlock(width, dtype)],
-          [ptr(rd), ptr(h.upload(x, dtype)), ptr(h.upload(w, dtype)), ptr(out), f32(eps), i32(ROWS)],
+        run(rd, rd, out);
+        const apartIn = h.upload(residual, dtype);
+        const apartOut = h.filled(n, dtype, 0xff);
+        const out2 = h.filled(n, dtype, 0xff);
+        run(apartIn, apartOut, out2);
+        assert.deepEqual(
+          h.download(apartOut, n, dtype),
+          h.download(rd, n, dtype),
+          "residual sum, out of place",
         );
+        assert.deepEqual(h.download(apartIn, n, dtype), residual, "the input residual is left as it was");
+        assert.deepEqual(h.download(out2, n, dtype), h.download(out, n, dtype), "normalised, out of place");
         // The residual is the fp32 sum rounded to T (TOLERANCES.add) …
         const sum = new Float32Array(n);
         for (let i = 0; i < n; i++) sum[i] = residual[i] + x[i];

@@ -1,11 +1,15 @@
 // kernels/sampling.cu against cpuDecodingOps (src/backends/cpu/decoding.ts): bias, penalties, bans,
 // log-softmax, greedy argmax and sampling (temperature → top-k → top-p → min-p → counter-based draw)
 // over batches whose rows all have different settings. Sampled tokens must be identical to the
-// reference's (see tolerances.ts); log-probabilities within TOLERANCES.logSoftmax.
+// reference's (see tolerances.ts); log-probabilities within TOLERANCES.logSoftmax. sample_topk_topp
+// runs P CTAs per row: any P (dividing the row or not, more slices than the row fills) gives the same
+// tokens, and a launch leaves its arrival counters zero for the next one (graph replays).
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { cpuDecodingOps } from "../../../src/backends/cpu/decoding.ts";
 import { argmax, logSoftmax } from "../../../src/backends/cpu/kernels/sampling_math.ts";
+import type { CudaModule, DevicePtr } from "../../../src/backends/cuda/device/index.ts";
+import { SLICE_STATS_BYTES, samplingSlices } from "../../../src/backends/cuda/sampling_launch.ts";
 import type { SampleParams } from "../../../src/runtime/decoding/ops.ts";
 import { assertWithin, i32, KernelHarness, noGpu, ptr, randn } from "./harness.ts";
 import { TOLERANCES } from "./tolerances.ts";
@@ -47,6 +51,67 @@ function makeParams(B: number): SampleParams {
   };
 }
 
+/** Rows the slice merge must get right: all −∞, −∞ over whole leading slices, one finite logit at
+ * the end, a NaN (in greedy row 4: torch.argmax picks it). */
+function addEdgeRows(logits: Float32Array, V: number): void {
+  const row = (r: number) => logits.subarray(r * V, (r + 1) * V);
+  row(7).fill(Number.NEGATIVE_INFINITY);
+  row(6).fill(Number.NEGATIVE_INFINITY, 0, Math.floor((3 * V) / 4));
+  row(9).fill(Number.NEGATIVE_INFINITY, 0, V - 1);
+  row(4)[Math.floor((3 * V) / 5)] = Number.NaN;
+}
+
+/** sample_topk_topp's workspace for `B` rows at `slices` CTAs each; the counters start at zero. */
+function workspace(
+  h: KernelHarness,
+  B: number,
+  slices: number,
+): { partials: DevicePtr; counters: DevicePtr } {
+  return {
+    partials: h.raw(new Uint8Array(SLICE_STATS_BYTES * B * slices)),
+    counters: h.raw(new Int32Array(B)),
+  };
+}
+
+/** sample_topk_topp over grid (slices, B): the tokens and log-probabilities. */
+function sample(
+  h: KernelHarness,
+  mod: CudaModule,
+  logits: DevicePtr,
+  p: SampleParams,
+  B: number,
+  slices: number,
+  ws = workspace(h, B, slices),
+): { tokens: Int32Array; logProbs: Float32Array } {
+  const tokens = h.raw(new Int32Array(B).fill(-7));
+  const lps = h.raw(new Float32Array(B));
+  h.run(
+    mod,
+    "sample_topk_topp",
+    [slices, B],
+    [1024],
+    [
+      ptr(logits),
+      ptr(h.raw(p.greedy)),
+      ptr(h.raw(p.temperature)),
+      ptr(h.raw(p.topK)),
+      ptr(h.raw(p.topP)),
+      ptr(h.raw(p.minP)),
+      ptr(h.raw(p.seed)),
+      ptr(h.raw(p.sequence)),
+      ptr(h.raw(p.step)),
+      ptr(tokens),
+      ptr(lps),
+      ptr(ws.partials),
+      ptr(ws.counters),
+    ],
+  );
+  return { tokens: h.downloadI32(tokens, B), logProbs: h.download(lps, B, "fp32") };
+}
+
+const describeRow = (p: SampleParams, r: number) =>
+  `row ${r} (t ${p.temperature[r]}, top-k ${p.topK[r]}, top-p ${p.topP[r]}, min-p ${p.minP[r]}, greedy ${p.greedy[r]})`;
+
 describe("sampling.cu", { skip: noGpu }, () => {
   let h: KernelHarness;
   before(() => {
@@ -62,38 +127,10 @@ describe("sampling.cu", { skip: noGpu }, () => {
       const logits = makeLogits(B, V, V);
       const p = makeParams(B);
       const want = cpuDecodingOps.sample(logits, B, V, p);
-      const tokens = h.raw(new Int32Array(B).fill(-7));
-      const lps = h.raw(new Float32Array(B));
-      h.run(
-        mod,
-        "sample_topk_topp",
-        [B],
-        [1024],
-        [
-          ptr(h.raw(logits)),
-          ptr(h.raw(p.greedy)),
-          ptr(h.raw(p.temperature)),
-          ptr(h.raw(p.topK)),
-          ptr(h.raw(p.topP)),
-          ptr(h.raw(p.minP)),
-          ptr(h.raw(p.seed)),
-          ptr(h.raw(p.sequence)),
-          ptr(h.raw(p.step)),
-          ptr(tokens),
-          ptr(lps),
-        ],
-      );
-      const got = h.downloadI32(tokens, B);
-      for (let r = 0; r < B; r++) {
-        assert.equal(
-          got[r],
-          want.tokens[r],
-          `row ${r} (t ${p.temperature[r]}, top-k ${p.topK[r]}, top-p ${p.topP[r]}, min-p ${p.minP[r]}, greedy ${p.greedy[r]})`,
-        );
-      }
-      const gotLp = h.download(lps, B, "fp32");
+      const got = sample(h, mod, h.raw(logits), p, B, samplingSlices(V));
+      for (let r = 0; r < B; r++) assert.equal(got.tokens[r], want.tokens[r], describeRow(p, r));
       assertWithin(
-        gotLp,
+        got.logProbs,
         want.logProbs,
         (i) => TOLERANCES.logSoftmax.bound("fp32", { want: want.logProbs[i], scale: 30 }),
         "logProbs",
@@ -118,27 +155,57 @@ describe("sampling.cu", { skip: noGpu }, () => {
         step: new Int32Array(B),
       };
       const want = cpuDecodingOps.sample(logits, B, V, p);
-      const tokens = h.raw(new Int32Array(B));
-      h.run(
-        mod,
-        "sample_topk_topp",
-        [B],
-        [1024],
-        [
-          ptr(h.raw(logits)),
-          ptr(h.raw(p.greedy)),
-          ptr(h.raw(p.temperature)),
-          ptr(h.raw(p.topK)),
-          ptr(h.raw(p.topP)),
-          ptr(h.raw(p.minP)),
-          ptr(h.raw(p.seed)),
-          ptr(h.raw(p.sequence)),
-          ptr(h.raw(p.step)),
-          ptr(tokens),
-          ptr(h.raw(new Float32Array(B))),
-        ],
-      );
-      assert.deepEqual(Array.from(h.downloadI32(tokens, B)), Array.from(want.tokens));
+      const got = sample(h, mod, h.raw(logits), p, B, samplingSlices(V));
+      assert.deepEqual(Array.from(got.tokens), Array.from(want.tokens));
+    });
+
+    it(`sample_topk_topp V ${V}: every CTA count per row gives the reference's tokens, P = 1's log-probs`, () => {
+      const mod = h.module("sampling.cu", { VOCAB: V });
+      const B = 24;
+      const logits = makeLogits(B, V, V + 5);
+      addEdgeRows(logits, V);
+      const p = makeParams(B);
+      const want = cpuDecodingOps.sample(logits, B, V, p);
+      const ld = h.raw(logits);
+      const one = sample(h, mod, ld, p, B, 1);
+      // 3 and 7 divide no vocabulary here; at 64 a small row leaves most slices empty.
+      for (const P of new Set([1, 2, 3, 7, samplingSlices(V), 64])) {
+        const got = sample(h, mod, ld, p, B, P);
+        for (let r = 0; r < B; r++) {
+          assert.equal(got.tokens[r], want.tokens[r], `P ${P}: ${describeRow(p, r)}`);
+          assert.equal(got.tokens[r], one.tokens[r], `P ${P} vs 1: ${describeRow(p, r)}`);
+        }
+        const bound = (want: number) => TOLERANCES.logSoftmax.bound("fp32", { want, scale: 30 });
+        assertWithin(got.logProbs, want.logProbs, (i) => bound(want.logProbs[i]), `P ${P}: logProbs`);
+        assertWithin(got.logProbs, one.logProbs, (i) => bound(one.logProbs[i]), `P ${P} vs 1: logProbs`);
+      }
+    });
+
+    it(`sample_topk_topp V ${V}: a launch leaves the counters zero, so a second one (a replay) is right`, () => {
+      const mod = h.module("sampling.cu", { VOCAB: V });
+      const B = 12;
+      const P = Math.max(5, samplingSlices(V));
+      const p = makeParams(B);
+      const ws = workspace(h, B, P);
+      // Different logits each time: a stale partial or count from the first launch would show.
+      for (const seed of [V + 6, V + 7]) {
+        const logits = makeLogits(B, V, seed);
+        addEdgeRows(logits, V);
+        const want = sample(h, mod, h.raw(logits), p, B, 1);
+        const got = sample(h, mod, h.raw(logits), p, B, P, ws);
+        assert.deepEqual(Array.from(got.tokens), Array.from(want.tokens), `seed ${seed}: tokens`);
+        assertWithin(
+          got.logProbs,
+          want.logProbs,
+          (i) => TOLERANCES.logSoftmax.bound("fp32", { want: want.logProbs[i], scale: 30 }),
+          `seed ${seed}: logProbs`,
+        );
+        assert.deepEqual(
+          Array.from(h.downloadI32(ws.counters, B)),
+          new Array(B).fill(0),
+          "counters back at 0",
+        );
+      }
     });
 
     it(`log_softmax and argmax_logprob V ${V}`, () => {

@@ -1,6 +1,12 @@
 // The safe layer over the CUDA bindings that the CUDA backend uses: objects with explicit lifetimes.
 
-export { CublasError, CudaError, CudaUnavailableError, NvrtcError } from "../ffi/errors.ts";
+export {
+  CublasError,
+  CudaError,
+  CudaUnavailableError,
+  KernelArgumentError,
+  NvrtcError,
+} from "../ffi/errors.ts";
 export type { DevicePtr } from "../ffi/handles.ts";
 export { offsetPtr } from "../ffi/handles.ts";
 export { type CompileOptions, compileCuda, compileToCubin } from "../ffi/nvrtc.ts";

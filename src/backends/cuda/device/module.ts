@@ -3,6 +3,7 @@
 import type { LaunchOptions } from "../ffi/driver.ts";
 import type { Dim3 } from "../ffi/driver_enums.ts";
 import { CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES } from "../ffi/driver_enums.ts";
+import { KernelArgumentError } from "../ffi/errors.ts";
 import type { CuFunction, CuModule } from "../ffi/handles.ts";
 import type { KernelArg } from "../ffi/kernel_args.ts";
 import type { CudaDevice } from "./device.ts";
@@ -67,6 +68,8 @@ export class CudaModule implements Disposable {
 
 export class Kernel {
   private maxDynamicShared = DEFAULT_DYNAMIC_SHARED_BYTES;
+  /** Parameters the cubin declares (null: the driver cannot tell); read at the first launch. */
+  private params: number | null | undefined;
 
   constructor(
     readonly module: CudaModule,
@@ -99,8 +102,11 @@ export class Kernel {
     options: LaunchOptions = {},
   ): void {
     this.module.assertLoaded();
-    if (sharedBytes > this.maxDynamicShared) this.setMaxDynamicSharedBytes(sharedBytes);
     const device = this.module.device;
+    if (this.params === undefined) this.params = device.driver.funcParamCount(this.fn);
+    if (this.params !== null && args.length !== this.params)
+      throw new KernelArgumentError(this.name, this.params, args.length);
+    if (sharedBytes > this.maxDynamicShared) this.setMaxDynamicSharedBytes(sharedBytes);
     const pdl = options.pdl === true && device.pdlCapable;
     device.driver.launchKernel(this.fn, grid, block, sharedBytes, stream.handle, args, { pdl });
   }

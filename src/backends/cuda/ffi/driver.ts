@@ -114,6 +114,8 @@ type Fn = keyof typeof PROTOS;
 const OPTIONAL_PROTOS = {
   // CUDA 11.8+; programmatic dependent launch needs it (else kernels go through cuLaunchKernel).
   cuLaunchKernelEx: ["int", ["void *", H, "void *", "void *"]],
+  // CUDA 12.4+; lets a launch check its argument count (Kernel.launch).
+  cuFuncGetParamInfo: ["int", [H, "size_t", "void *", "void *"]],
 } as const satisfies Record<string, readonly [string, readonly string[]]>;
 
 type OptionalFn = keyof typeof OPTIONAL_PROTOS;
@@ -351,6 +353,18 @@ export class Driver {
   }
   funcSetAttribute(fn: CuFunction, attribute: number, value: number): void {
     this.call("cuFuncSetAttribute", fn, attribute, value);
+  }
+  /** The number of parameters `fn` declares, or null where the driver cannot tell (before CUDA 12.4). */
+  funcParamCount(fn: CuFunction): number | null {
+    const info = this.optional.cuFuncGetParamInfo;
+    if (!info) return null;
+    const offset = out64();
+    const size = out64();
+    for (let i = 0; i < 4096; i++) {
+      // CUDA_ERROR_INVALID_VALUE past the last parameter.
+      if ((info(fn, i, offset, size) as number) !== 0) return i;
+    }
+    return null;
   }
 
   /**

@@ -40,6 +40,21 @@ export class CudaError extends KilnError {
   }
 }
 
+/** A kernel launched with another number of arguments than its cubin declares (a stale cubin, or a
+ * caller out of step with the kernel's signature): caught before cuLaunchKernel, which would read
+ * argument pointers past the array it is given. */
+export class KernelArgumentError extends KilnError {
+  constructor(
+    readonly kernel: string,
+    readonly expected: number,
+    readonly got: number,
+  ) {
+    super(
+      `kernel ${kernel} takes ${expected} arguments but was launched with ${got}; the cubin and its caller disagree (rebuild the engine with kiln build if it predates this kiln)`,
+    );
+  }
+}
+
 /** An NVRTC call failed; for compilation failures `log` holds the compiler's output. */
 export class NvrtcError extends KilnError {
   constructor(
