@@ -12,7 +12,9 @@ import {
   gemvActMacro,
   gemvGatedLaunch,
   gemvLaunch,
+  normFusionPays,
   parseGemvPolicy,
+  parseNormFusion,
   planGemv,
 } from "../../src/backends/cuda/gemv_plan.ts";
 
@@ -173,5 +175,26 @@ describe("chooseGemv", () => {
     assert.equal(parseGemvPolicy("by-shape"), "by-shape");
     assert.equal(parseGemvPolicy("r1u16w8"), "r1u16w8");
     assert.throws(() => parseGemvPolicy("r9u9w9"), /KILN_GEMV_VARIANT must be .*got r9u9w9/);
+  });
+});
+
+describe("normFusionPays (KILN_FUSE_NORM)", () => {
+  test("auto: the 1B shape's k = 2048 fuses, the 8B shape's k = 4096 does not (as measured)", () => {
+    assert.equal(normFusionPays(2048, BF16, "auto"), true);
+    assert.equal(normFusionPays(3584, BF16, "auto"), true);
+    assert.equal(normFusionPays(4096, BF16, "auto"), false);
+    assert.equal(normFusionPays(8192, BF16, "auto"), false);
+  });
+
+  test("on and off override the measurement; the variable is parsed strictly", () => {
+    assert.equal(normFusionPays(8192, BF16, "on"), true);
+    assert.equal(normFusionPays(2048, BF16, "off"), false);
+    assert.equal(parseNormFusion(undefined), "auto");
+    assert.equal(parseNormFusion("1"), "on");
+    assert.equal(parseNormFusion("0"), "off");
+    assert.throws(
+      () => parseNormFusion("yes"),
+      /KILN_FUSE_NORM must be auto, 1 \(on\) or 0 \(off\); got yes/,
+    );
   });
 });

@@ -150,12 +150,12 @@ describe("PDL and the fused GEMVs (gated activation, RMSNorm): the CUDA backend 
         pdlEnabled: boolean;
         graphsEnabled: boolean;
         fuseGatedAct: boolean;
-        fuseNorm: boolean;
+        fuseNorm: "on" | "off";
       };
       try {
         backend.pdlEnabled = pdl; // before the first step: graphs are captured with the settings in force
         backend.fuseGatedAct = fuse;
-        backend.fuseNorm = fuseNorm;
+        backend.fuseNorm = fuseNorm ? "on" : "off";
         backend.graphsEnabled = false;
         const eager = await runner.generate(prompts, greedy);
         backend.graphsEnabled = true;

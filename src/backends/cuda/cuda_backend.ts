@@ -43,7 +43,10 @@ import {
   gemvGatedLaunch,
   gemvLaunch,
   gemvNormSharedBytes,
+  type NormFusion,
+  normFusionPays,
   parseGemvPolicy,
+  parseNormFusion,
 } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type FusedNorm, type Lowered, type LStep, lower } from "./lowering.ts";
@@ -717,14 +720,16 @@ export class CudaBackend implements ExecutionBackend {
   private gemvApplies(op: { inFeatures: number }, rows: number): boolean {
     return this.useGemv && rows <= GEMV_MAX_M && op.inFeatures % (16 / this.elem) === 0;
   }
-  /** Decode steps run each RMSNorm inside the GEMV that reads it; KILN_FUSE_NORM=0 launches it apart. */
-  fuseNorm = process.env.KILN_FUSE_NORM !== "0";
+  /** Whether decode steps run each RMSNorm inside the GEMV that reads it (gemv_plan.ts normFusionPays);
+   * KILN_FUSE_NORM=1 / 0 forces it on / off. */
+  fuseNorm: NormFusion = parseNormFusion(process.env.KILN_FUSE_NORM);
 
   /** The norm `st` carries, when this step's GEMV computes it (the same answer for the norm step, which
    * is then skipped, and the GEMV): a 16-bit decode GEMV whose variant has a fused-norm twin and whose
    * normalised rows fit its shared memory. */
   private normInGemv(st: Extract<LStep, { kind: "linear" }>, rows: number): FusedNorm | null {
-    if (!st.norm || !this.fuseNorm || !this.gemvApplies(st.op, rows)) return null;
+    if (!st.norm || !this.gemvApplies(st.op, rows)) return null;
+    if (!normFusionPays(st.op.inFeatures, this.elem, this.fuseNorm)) return null;
     if (gemvNormSharedBytes(rows, st.op.inFeatures, this.elem) > GEMV_NORM_MAX_SHARED) return null;
     const { outFeatures: n, inFeatures: k } = st.op;
     const twin = (st.gated && this.fuseGatedAct) || chooseGemv(n, k, this.elem, this.gemvPolicy).norm;

@@ -53,6 +53,26 @@ export function gemvActMacro(acts: ReadonlySet<string>): number | undefined {
   return i >= 0 ? i + 1 : undefined;
 }
 
+/** When decode GEMVs run the RMSNorm before them in their prologue (`KILN_FUSE_NORM`): `auto` (the
+ * default) where it was measured to pay, `on` everywhere it can, `off` never. */
+export type NormFusion = "auto" | "on" | "off";
+
+export function parseNormFusion(env: string | undefined): NormFusion {
+  if (env === undefined || env === "" || env === "auto") return "auto";
+  if (env === "1" || env === "on") return "on";
+  if (env === "0" || env === "off") return "off";
+  throw new RangeError(`KILN_FUSE_NORM must be auto, 1 (on) or 0 (off); got ${env}`);
+}
+
+/** `auto`: fuse the norm into GEMVs of rows shorter than 512 16-byte vectors (k < 4096 in bf16). Every
+ * CTA normalises the whole row before its first dot product, so the saving (one launch per norm) must
+ * beat the prologue's latency. H100, kiln bench TPOT, 2026-11-22: Llama-3.2-1B (k = 2048) 1.125 ms
+ * fused vs 1.147 apart; Llama-3.1-8B (k = 4096, r2u8w4's 128-thread blocks) 6.107 vs 6.021. */
+export function normFusionPays(k: number, elemBytes: number, mode: NormFusion): boolean {
+  if (mode !== "auto") return mode === "on";
+  return (k * elemBytes) / 16 < 512;
+}
+
 /** Bytes of dynamic shared memory a fused-norm GEMV takes for m rows of k (the normalised rows), and the
  * most the backend lets it take: past that (e.g. m = 8 at k = 8192) the norm runs as its own kernel. */
 export const gemvNormSharedBytes = (m: number, k: number, elemBytes: number): number => m * k * elemBytes;
