@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# Per-kernel GPU time of one decode step (the last one of a short generation), measured by Nsight
-# Compute on the device. Clocks and caches are left as they are (--clock-control none,
+# Per-kernel GPU time of one step of a short generation, measured by Nsight Compute on the device:
+# the last decode step, or (prefill) the prompt's step. Clocks and caches are left as they are (--clock-control none,
 # --cache-control none: the card's settings are never changed). Graph nodes are profiled one by one,
 # so the sum of kernel times is the step's time without launch gaps; compare it with the graph replay
 # time from `kiln bench --profile` to see what the gaps cost.
 # Usage (device run): source .device/prelude.sh && bash tools/ncu_decode.sh llama-3.2-1b [new tokens]
+#   [prompt tokens (128)] [last|prefill]
 set -uo pipefail
 cfg=${1:-llama-3.2-1b}
 n=${2:-4}
+prompt=${3:-128}
+which=${4:-last}
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 export KILN_CACHE_DIR=/tmp/kiln-cache
 dir=/tmp/hf-$cfg e=/tmp/engine-$cfg
 [[ -d $dir ]] || python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" >"$out/hf-$cfg-make.log" 2>&1
 [[ -d $e ]] || ./bin/kiln build --model "$dir" --output "$e" --backend cuda --dtype bf16 --json >/dev/null 2>"$out/kiln-$cfg-build.err"
-ids=$(python3 -c "print(','.join(str(10 + i) for i in range(128)))")
+ids=$(python3 -c "print(','.join(str(10 + i) for i in range($prompt)))")
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 timeout 400 "$ncu" --graph-profiling node --clock-control none --cache-control none \
-  --metrics gpu__time_duration.sum --csv --log-file "$out/ncu-$cfg.csv" \
+  --metrics gpu__time_duration.sum --csv --log-file "$out/ncu-$cfg-$which.csv" \
   ./bin/kiln run --model "$e" --backend cuda --input-ids "$ids" --max-new-tokens "$n" --json \
   >"$out/ncu-$cfg-run.json" 2>"$out/ncu-$cfg-run.err"
 echo "ncu exit $?" | tee -a "$out/summary.txt"
-python3 tools/ncu_summary.py "$out/ncu-$cfg.csv" | tee -a "$out/summary.txt"
+python3 tools/ncu_summary.py "$out/ncu-$cfg-$which.csv" "$which" | tee -a "$out/summary.txt"

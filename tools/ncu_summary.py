@@ -1,5 +1,7 @@
 """Summarises an Nsight Compute CSV (gpu__time_duration per kernel) of a short kiln generation:
-the kernels of the last decode step (from its last `embedding` launch to the end), grouped by name."""
+the kernels of one step, grouped by name and launch shape. `last` (default): the last decode step
+(from the last `embedding` launch to the end); `prefill`: the prompt's step (up to the second
+`embedding` launch)."""
 import csv
 import sys
 from collections import OrderedDict
@@ -17,14 +19,15 @@ for r in csv.DictReader(lines):
 starts = [i for i, r in enumerate(rows) if r[0].startswith("embedding")]
 if not starts:
     sys.exit(f"no embedding kernel among {len(rows)} kernels")
-step = rows[starts[-1]:]
+which = sys.argv[2] if len(sys.argv) > 2 else "last"
+step = rows[starts[0]:starts[1] if len(starts) > 1 else len(rows)] if which == "prefill" else rows[starts[-1]:]
 groups = OrderedDict()
 for name, ns, grid, block in step:
-    key = (name.split("(")[0][:60], grid, block)
+    key = (name.split("(")[0][:60], grid, block)  # cuBLASLt kernels keep their long names, cut
     c, t = groups.get(key, (0, 0.0))
     groups[key] = (c + 1, t + ns)
 total = sum(ns for _, ns, _, _ in step)
-print(f"last decode step: {len(step)} kernels, {total / 1e3:.1f} us of kernel time (sum)")
+print(f"{which} step: {len(step)} kernels, {total / 1e3:.1f} us of kernel time (sum)")
 print(f"{'kernel':60} {'grid':>16} {'block':>12} {'n':>4} {'us total':>9} {'us each':>8}")
 for (name, grid, block), (c, t) in sorted(groups.items(), key=lambda kv: -kv[1][1]):
     print(f"{name:60} {grid:>16} {block:>12} {c:4d} {t / 1e3:9.1f} {t / c / 1e3:8.2f}")

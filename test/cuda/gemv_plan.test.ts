@@ -7,12 +7,14 @@ import { describe, test } from "node:test";
 import {
   chooseGemv,
   GATED_ACTS,
+  GEMV_MAX_ROWS,
   GEMV_VARIANTS,
   type GemvVariantName,
   gemvActMacro,
   gemvGatedLaunch,
   gemvLaunch,
   normFusionPays,
+  parseGemvMaxRows,
   parseGemvPolicy,
   parseNormFusion,
   planGemv,
@@ -184,6 +186,21 @@ describe("normFusionPays (KILN_FUSE_NORM)", () => {
     assert.equal(normFusionPays(3584, BF16, "auto"), true);
     assert.equal(normFusionPays(4096, BF16, "auto"), false);
     assert.equal(normFusionPays(8192, BF16, "auto"), false);
+  });
+
+  test("auto fuses only single-row GEMVs (batch 2 measured faster apart)", () => {
+    assert.equal(normFusionPays(2048, BF16, "auto", 1), true);
+    assert.equal(normFusionPays(2048, BF16, "auto", 2), false);
+    assert.equal(normFusionPays(2048, BF16, "on", 2), true);
+  });
+
+  test("our GEMV takes at most 2 rows (cuBLASLt wins from 4); KILN_GEMV_MAX_ROWS is parsed strictly", () => {
+    assert.equal(GEMV_MAX_ROWS, 2);
+    assert.equal(parseGemvMaxRows(undefined), 2);
+    assert.equal(parseGemvMaxRows("8"), 8);
+    assert.equal(parseGemvMaxRows("0"), 0);
+    assert.throws(() => parseGemvMaxRows("9"), /KILN_GEMV_MAX_ROWS must be an integer from 0 to 8; got 9/);
+    assert.throws(() => parseGemvMaxRows("two"), /got two/);
   });
 
   test("on and off override the measurement; the variable is parsed strictly", () => {

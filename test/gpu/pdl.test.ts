@@ -151,11 +151,13 @@ describe("PDL and the fused GEMVs (gated activation, RMSNorm): the CUDA backend 
         graphsEnabled: boolean;
         fuseGatedAct: boolean;
         fuseNorm: "on" | "off";
+        gemvMaxRows: number;
       };
       try {
         backend.pdlEnabled = pdl; // before the first step: graphs are captured with the settings in force
         backend.fuseGatedAct = fuse;
         backend.fuseNorm = fuseNorm ? "on" : "off";
+        backend.gemvMaxRows = 8; // three prompts (bucket 4) on our GEMVs, so the fused kernels run
         backend.graphsEnabled = false;
         const eager = await runner.generate(prompts, greedy);
         backend.graphsEnabled = true;

@@ -45,6 +45,7 @@ import {
   gemvNormSharedBytes,
   type NormFusion,
   normFusionPays,
+  parseGemvMaxRows,
   parseGemvPolicy,
   parseNormFusion,
 } from "./gemv_plan.ts";
@@ -718,8 +719,10 @@ export class CudaBackend implements ExecutionBackend {
 
   /** Whether a linear of `rows` rows runs on our GEMV (decode shapes of 16-bit engines). */
   private gemvApplies(op: { inFeatures: number }, rows: number): boolean {
-    return this.useGemv && rows <= GEMV_MAX_M && op.inFeatures % (16 / this.elem) === 0;
+    return this.useGemv && rows <= this.gemvMaxRows && op.inFeatures % (16 / this.elem) === 0;
   }
+  /** Most rows of a decode GEMM on our GEMV (gemv_plan.ts GEMV_MAX_ROWS); KILN_GEMV_MAX_ROWS overrides. */
+  gemvMaxRows = parseGemvMaxRows(process.env.KILN_GEMV_MAX_ROWS);
   /** Whether decode steps run each RMSNorm inside the GEMV that reads it (gemv_plan.ts normFusionPays);
    * KILN_FUSE_NORM=1 / 0 forces it on / off. */
   fuseNorm: NormFusion = parseNormFusion(process.env.KILN_FUSE_NORM);
@@ -729,7 +732,7 @@ export class CudaBackend implements ExecutionBackend {
    * normalised rows fit its shared memory. */
   private normInGemv(st: Extract<LStep, { kind: "linear" }>, rows: number): FusedNorm | null {
     if (!st.norm || !this.gemvApplies(st.op, rows)) return null;
-    if (!normFusionPays(st.op.inFeatures, this.elem, this.fuseNorm)) return null;
+    if (!normFusionPays(st.op.inFeatures, this.elem, this.fuseNorm, rows)) return null;
     if (gemvNormSharedBytes(rows, st.op.inFeatures, this.elem) > GEMV_NORM_MAX_SHARED) return null;
     const { outFeatures: n, inFeatures: k } = st.op;
     const twin = (st.gated && this.fuseGatedAct) || chooseGemv(n, k, this.elem, this.gemvPolicy).norm;

@@ -53,6 +53,21 @@ export function gemvActMacro(acts: ReadonlySet<string>): number | undefined {
   return i >= 0 ? i + 1 : undefined;
 }
 
+/** Most rows a decode GEMM runs on our GEMV (KILN_GEMV_MAX_ROWS overrides it, 0–8); more go to cuBLASLt.
+ * Each row costs the GEMV a full pass of FMAs and x loads per weight vector, while cuBLASLt's tensor
+ * cores take 8 rows for the price of one. H100, Llama-3.2-1B, kiln bench TPOT, 2026-11-22:
+ *   batch 1: GEMV 1.125 ms;  batch 2: GEMV 1.254, cuBLASLt 1.303;  batch 4: GEMV 1.579, cuBLASLt 1.329;
+ *   batch 8: GEMV 2.391, cuBLASLt 1.355 (norm unfused in every GEMV figure but batch 1's). */
+export const GEMV_MAX_ROWS = 2;
+
+export function parseGemvMaxRows(env: string | undefined): number {
+  if (env === undefined || env === "") return GEMV_MAX_ROWS;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 0 || n > 8)
+    throw new RangeError(`KILN_GEMV_MAX_ROWS must be an integer from 0 to 8; got ${env}`);
+  return n;
+}
+
 /** When decode GEMVs run the RMSNorm before them in their prologue (`KILN_FUSE_NORM`): `auto` (the
  * default) where it was measured to pay, `on` everywhere it can, `off` never. */
 export type NormFusion = "auto" | "on" | "off";
@@ -64,13 +79,14 @@ export function parseNormFusion(env: string | undefined): NormFusion {
   throw new RangeError(`KILN_FUSE_NORM must be auto, 1 (on) or 0 (off); got ${env}`);
 }
 
-/** `auto`: fuse the norm into GEMVs of rows shorter than 512 16-byte vectors (k < 4096 in bf16). Every
- * CTA normalises the whole row before its first dot product, so the saving (one launch per norm) must
- * beat the prologue's latency. H100, kiln bench TPOT, 2026-11-22: Llama-3.2-1B (k = 2048) 1.125 ms
- * fused vs 1.147 apart; Llama-3.1-8B (k = 4096, r2u8w4's 128-thread blocks) 6.107 vs 6.021. */
-export function normFusionPays(k: number, elemBytes: number, mode: NormFusion): boolean {
+/** `auto`: fuse the norm into GEMVs of one row shorter than 512 16-byte vectors (k < 4096 in bf16).
+ * Every CTA normalises the whole row before its first dot product, so the saving (one launch per norm)
+ * must beat the prologue's latency. H100, kiln bench TPOT, 2026-11-22: Llama-3.2-1B (k = 2048) batch 1
+ * 1.125 ms fused vs 1.147 apart, batch 2 1.298 vs 1.254; Llama-3.1-8B (k = 4096, r2u8w4's 128-thread
+ * blocks) batch 1 6.107 vs 6.021. */
+export function normFusionPays(k: number, elemBytes: number, mode: NormFusion, rows = 1): boolean {
   if (mode !== "auto") return mode === "on";
-  return (k * elemBytes) / 16 < 512;
+  return rows === 1 && (k * elemBytes) / 16 < 512;
 }
 
 /** Bytes of dynamic shared memory a fused-norm GEMV takes for m rows of k (the normalised rows), and the
