@@ -5,12 +5,8 @@
 set -uo pipefail
 cfg=${1:-llama-3.2-1b}
 bs=${2:-8}
-out=${OUT:-/tmp/out}
-mkdir -p "$out"
-export KILN_CACHE_DIR=/tmp/kiln-cache
-dir=/tmp/hf-$cfg e=/tmp/engine-$cfg
-[[ -d $dir ]] || python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" >"$out/hf-$cfg-make.log" 2>&1
-[[ -d $e ]] || ./bin/kiln build --model "$dir" --output "$e" --backend cuda --dtype bf16 --json >/dev/null 2>"$out/kiln-$cfg-build.err"
+source tools/device_engine.sh
+e=$(engine "$cfg")
 ./bin/kiln bench --model "$e" --backend cuda --batch-size "$bs" --input-len 128 --output-len 128 --profile \
   2>"$out/batch-$cfg.err" | tail -22 | tee -a "$out/summary.txt"
 for setting in ${VARIANTS:-KILN_FUSE_NORM=0 KILN_GEMV=0 KILN_CUDA_GRAPHS=0}; do

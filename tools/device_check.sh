@@ -9,6 +9,7 @@ what=${1:-all}
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 export KILN_CACHE_DIR=/tmp/kiln-cache
+source tools/device_engine.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 
 if [[ $what == tests || $what == all || $what == both ]]; then
@@ -46,9 +47,8 @@ bench() { # $1 = config name
 }
 # Decode TPOT of one engine under each launch setting (PDL on/off, GEMV policy), same process order.
 variants() { # $1 = config name
-  local cfg=$1 dir=/tmp/hf-$1 e=/tmp/engine-$1
-  [[ -d $dir ]] || python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" >"$out/hf-$cfg-make.log" 2>&1
-  [[ -d $e ]] || ./bin/kiln build --model "$dir" --output "$e" --backend cuda --dtype bf16 --json >/dev/null 2>"$out/kiln-$cfg-build.err"
+  local cfg=$1 e
+  e=$(engine "$cfg")
   ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 128 --output-len 256 --profile \
     >"$out/kiln-$cfg-profile.txt" 2>>"$out/kiln-$cfg-bench.err"
   tail -22 "$out/kiln-$cfg-profile.txt" | tee -a "$out/summary.txt"

@@ -11,12 +11,8 @@ cfg=${1:-llama-3.2-1b}
 n=${2:-4}
 prompt=${3:-128}
 which=${4:-last}
-out=${OUT:-/tmp/out}
-mkdir -p "$out"
-export KILN_CACHE_DIR=/tmp/kiln-cache
-dir=/tmp/hf-$cfg e=/tmp/engine-$cfg
-[[ -d $dir ]] || python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" >"$out/hf-$cfg-make.log" 2>&1
-[[ -d $e ]] || ./bin/kiln build --model "$dir" --output "$e" --backend cuda --dtype bf16 --json >/dev/null 2>"$out/kiln-$cfg-build.err"
+source tools/device_engine.sh
+e=$(engine "$cfg")
 ids=$(python3 -c "print(','.join(str(10 + i) for i in range($prompt)))")
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 timeout 400 "$ncu" --graph-profiling node --clock-control none --cache-control none \

@@ -108,6 +108,31 @@ export function opInputs(op: Op): string[] {
   }
 }
 
+/** `op` reading `name(x)` wherever it reads the activation x (the names opInputs lists). */
+export function renameInputs(op: Op, name: (n: string) => string): Op {
+  switch (op.kind) {
+    case "embedding":
+      return op;
+    case "linear":
+    case "rms_norm":
+    case "layer_norm":
+    case "split":
+    case "act":
+    case "gather_rows":
+      return { ...op, x: name(op.x) };
+    case "add_rms_norm":
+      return { ...op, residual: name(op.residual), x: name(op.x) };
+    case "add":
+      return { ...op, a: name(op.a), b: name(op.b) };
+    case "gated_act":
+      return { ...op, gateUp: name(op.gateUp) };
+    case "gated_act2":
+      return { ...op, gate: name(op.gate), up: name(op.up) };
+    case "attention":
+      return { ...op, q: name(op.q), k: name(op.k), v: name(op.v) };
+  }
+}
+
 /** Activation names an op writes (add_rms_norm also updates `residual` in place). */
 export function opOutputs(op: Op): string[] {
   if (op.kind === "split") return op.outs;

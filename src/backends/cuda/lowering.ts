@@ -4,7 +4,7 @@
 // "rope into attention" fusion. The arena (arena.ts) then places storage by liveness.
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { Op, Plan } from "../../engine/format.ts";
-import { opInputs } from "../../models/network.ts";
+import { opInputs, renameInputs } from "../../models/network.ts";
 import type { Access } from "./arena.ts";
 
 type AttentionOp = Extract<Op, { kind: "attention" }>;
@@ -282,29 +282,4 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
     }
   }
   return { steps, storage, output: plan.output };
-}
-
-/** `op` reading `name(x)` wherever it reads x. */
-function renameInputs(op: Op, name: (n: string) => string): Op {
-  switch (op.kind) {
-    case "embedding":
-      return op;
-    case "linear":
-    case "rms_norm":
-    case "layer_norm":
-    case "split":
-    case "act":
-    case "gather_rows":
-      return { ...op, x: name(op.x) };
-    case "add_rms_norm":
-      return { ...op, residual: name(op.residual), x: name(op.x) };
-    case "add":
-      return { ...op, a: name(op.a), b: name(op.b) };
-    case "gated_act":
-      return { ...op, gateUp: name(op.gateUp) };
-    case "gated_act2":
-      return { ...op, gate: name(op.gate), up: name(op.up) };
-    case "attention":
-      return { ...op, q: name(op.q), k: name(op.k), v: name(op.v) };
-  }
 }

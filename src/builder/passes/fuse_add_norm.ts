@@ -3,33 +3,7 @@
 // Valid when `a` is not read after the add (it is the residual stream); later reads of r' are
 // renamed to a.
 import type { Network, Op } from "../../models/network.ts";
-import { opInputs } from "../../models/network.ts";
-
-function rename(op: Op, from: string, to: string): Op {
-  const r = (s: string) => (s === from ? to : s);
-  switch (op.kind) {
-    case "embedding":
-      return op;
-    case "linear":
-    case "rms_norm":
-    case "layer_norm":
-    case "act":
-    case "gather_rows":
-      return { ...op, x: r(op.x) };
-    case "split":
-      return { ...op, x: r(op.x) };
-    case "add_rms_norm":
-      return { ...op, residual: r(op.residual), x: r(op.x) };
-    case "add":
-      return { ...op, a: r(op.a), b: r(op.b) };
-    case "gated_act":
-      return { ...op, gateUp: r(op.gateUp) };
-    case "gated_act2":
-      return { ...op, gate: r(op.gate), up: r(op.up) };
-    case "attention":
-      return { ...op, q: r(op.q), k: r(op.k), v: r(op.v) };
-  }
-}
+import { opInputs, renameInputs } from "../../models/network.ts";
 
 export function fuseAddRmsNorm(net: Network): Network {
   let ops = [...net.ops];
@@ -53,7 +27,7 @@ export function fuseAddRmsNorm(net: Network): Network {
     };
     const before = ops.slice(0, i);
     const between = ops.slice(i + 1, normIdx);
-    const after = ops.slice(normIdx + 1).map((o) => rename(o, add.out, add.a));
+    const after = ops.slice(normIdx + 1).map((o) => renameInputs(o, (n) => (n === add.out ? add.a : n)));
     if (output === add.out) output = add.a;
     ops = [...before, ...between, fused, ...after];
     i = before.length + between.length;

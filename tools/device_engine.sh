@@ -1,0 +1,15 @@
+# Sourced by the device scripts (device_check.sh variants, ncu_decode.sh, batch_probe.sh): the output
+# folder, the engine cache, and `engine CFG`, which makes the random-weight HF checkpoint of
+# configs/CFG (tools/bench_hf.py) and its bf16 CUDA engine once per machine and prints the engine's
+# directory.
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+export KILN_CACHE_DIR=/tmp/kiln-cache
+
+engine() { # $1 = config name
+  local cfg=$1 dir=/tmp/hf-$1 e=/tmp/engine-$1
+  [[ -d $dir ]] || python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" >"$out/hf-$cfg-make.log" 2>&1
+  [[ -d $e ]] || ./bin/kiln build --model "$dir" --output "$e" --backend cuda --dtype bf16 --json >/dev/null \
+    2>"$out/kiln-$cfg-build.err"
+  echo "$e"
+}
