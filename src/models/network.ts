@@ -83,29 +83,14 @@ export interface Network {
   weights: Record<string, WeightSpec>;
 }
 
-/** Activation names an op reads. */
+/** Activation names an op reads, in the order renameInputs visits them. */
 export function opInputs(op: Op): string[] {
-  switch (op.kind) {
-    case "embedding":
-      return [];
-    case "linear":
-    case "rms_norm":
-    case "layer_norm":
-    case "split":
-    case "act":
-    case "gather_rows":
-      return [op.x];
-    case "add_rms_norm":
-      return [op.residual, op.x];
-    case "add":
-      return [op.a, op.b];
-    case "gated_act":
-      return [op.gateUp];
-    case "gated_act2":
-      return [op.gate, op.up];
-    case "attention":
-      return [op.q, op.k, op.v];
-  }
+  const names: string[] = [];
+  renameInputs(op, (n) => {
+    names.push(n);
+    return n;
+  });
+  return names;
 }
 
 /** `op` reading `name(x)` wherever it reads the activation x (the names opInputs lists). */

@@ -13,7 +13,18 @@ import { gemvLaunch, planGemv } from "../../src/backends/cuda/gemv_plan.ts";
 import type { DTypeName } from "../../src/dtype.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
-import { ELEM_BYTES, f32, i32, KernelHarness, NULL, noGpu, ptr, randn, roundTo } from "./kernels/harness.ts";
+import {
+  ELEM_BYTES,
+  f32,
+  i32,
+  KernelHarness,
+  NULL,
+  noGpu,
+  normBlock,
+  ptr,
+  randn,
+  roundTo,
+} from "./kernels/harness.ts";
 
 const H = 2048; // hidden
 const I = 4096; // intermediate
@@ -52,7 +63,7 @@ describe("PDL: a chain of dependent kernels equals the chain without PDL", { ski
       const driver = h.device.driver;
       const up = gemvLaunch(planGemv(2 * I, H, elem), 2 * I, false);
       const down = gemvLaunch(planGemv(H, I, elem), H, false);
-      const normBlock = Math.min(1024, Math.ceil(H / vec / 32) * 32);
+      const block = normBlock(H, dtype);
       const ewGrid = (n: number) => Math.max(1, Math.min(Math.ceil(n / (256 * vec)), 65535));
 
       const chain = (pdl: boolean) => {
@@ -61,7 +72,7 @@ describe("PDL: a chain of dependent kernels equals the chain without PDL", { ski
         driver.memcpyDtoDAsync(x, x0, rowBytes, h.stream.handle);
         driver.memcpyDtoDAsync(res, res0, rowBytes, h.stream.handle);
         for (let l = 0; l < LAYERS; l++) {
-          launch(norm, "add_rms_norm", T, normBlock, [
+          launch(norm, "add_rms_norm", T, block, [
             ptr(res),
             ptr(x),
             ptr(normW),

@@ -36,7 +36,7 @@ export function planArena(
   let total = 0;
   steps.forEach((st, i) => {
     for (const out of st.writes) {
-      if (regions.has(out)) continue; // in-place outputs (add_rms_norm's residual)
+      if (regions.has(out)) continue; // placed already: written again (a gated_act after its fused GEMV)
       const bytes = Math.ceil(bytesOf(out) / ALIGN) * ALIGN;
       const at = pinned.has(out) ? -1 : free.findIndex((r) => r.bytes === bytes);
       if (at >= 0) {

@@ -60,7 +60,8 @@ type TokenFeed = { from: SampleTicket; rows: Int32Array };
 
 /** One decode graph per batch bucket and attention split count (≤ MAX_SPLITS). */
 const graphKey = (bucket: number, splits: number) => bucket * (MAX_SPLITS + 1) + splits;
-const GEMV_MAX_M = 8;
+/** Steps of at most this many rows (decode batches) launch kiln kernels with PDL. */
+const PDL_MAX_ROWS = 8;
 
 export class CudaBackend implements ExecutionBackend {
   readonly name = "cuda";
@@ -366,7 +367,7 @@ export class CudaBackend implements ExecutionBackend {
       throw new Error("internal: a fed step must be a decode step (one token per sequence, in order)");
     if (this.graphsEnabled && this.graphable(step)) this.replayDecode(step, rowOf, feed);
     else {
-      this.pdlNow = this.pdlEnabled && T <= GEMV_MAX_M;
+      this.pdlNow = this.pdlEnabled && T <= PDL_MAX_ROWS;
       const packed = packStep(step, rowOf);
       this.uploadMeta(packed);
       if (feed) this.feedTokens(feed);
@@ -565,7 +566,7 @@ export class CudaBackend implements ExecutionBackend {
     feed?: TokenFeed,
   ): { key: number; packed: PackedStep } {
     const bucket = nextPow2(step.seqs.length);
-    this.pdlNow = this.pdlEnabled && bucket <= GEMV_MAX_M;
+    this.pdlNow = this.pdlEnabled && bucket <= PDL_MAX_ROWS;
     const base = packDecodeStep(step, bucket, this.graphStride, rowOf);
     const splits = graphSplits(this.splitTarget(), bucket, base.maxContextLen);
     const packed = { ...base, splits };
@@ -747,9 +748,10 @@ export class CudaBackend implements ExecutionBackend {
 
   /** Programmatic dependent launch of our kernels on sm_90+ (kernels/pdl.cuh); KILN_PDL=0 turns it off. */
   pdlEnabled = process.env.KILN_PDL !== "0";
-  /** PDL for the launches of the current step: decode-sized steps only (≤ GEMV_MAX_M rows, our GEMVs
-   * between the small kernels). Larger steps run cuBLASLt GEMMs, whose Hopper kernels may release
-   * dependents early: a waiting kernel's CTAs would then hold SM slots the GEMM's later waves need. */
+  /** PDL for the launches of the current step: decode-sized steps only (≤ PDL_MAX_ROWS rows), whose
+   * GEMMs (our GEMV, or cuBLASLt's single-wave kernels from 3 rows) leave SMs free for kernels that wait.
+   * Larger steps' cuBLASLt GEMMs may release dependents early: a waiting kernel's CTAs would then hold
+   * SM slots the GEMM's later waves need. */
   private pdlNow = false;
   /** Which GEMV variant decode steps use (gemv_plan.ts); KILN_GEMV_VARIANT overrides it for measurements. */
   gemvPolicy = parseGemvPolicy(process.env.KILN_GEMV_VARIANT);

@@ -22,6 +22,7 @@ import {
   KernelHarness,
   NULL,
   noGpu,
+  normBlock,
   ptr,
   randn,
   roundTo,
@@ -191,8 +192,7 @@ describe("gemv.cu fused-norm twins: equal to the norm kernel then the GEMV", { s
           // The fused kernels read one residual buffer and write the sum to the other, alternately.
           let [resIn, resOut] = [h.upload(res, dtype), h.filled(m * k, dtype, 0xff)];
           const normed = h.filled(m * k, dtype, 0xff);
-          const vec = 16 / elem;
-          const normBlock = Math.min(1024, Math.ceil(Math.ceil(k / vec) / 32) * 32);
+          const block = normBlock(k, dtype);
           const kernels = [
             ...Object.values(GEMV_VARIANTS)
               .filter((v) => v.norm)
@@ -225,11 +225,11 @@ describe("gemv.cu fused-norm twins: equal to the norm kernel then the GEMV", { s
                   norm,
                   "add_rms_norm",
                   [m],
-                  [normBlock],
+                  [block],
                   [ptr(resRef), ptr(xd), ptr(gd), ptr(normed), ptr(resRef), f32(eps), i32(m)],
                 );
               } else {
-                h.run(norm, "rms_norm", [m], [normBlock], [ptr(xd), ptr(gd), ptr(normed), f32(eps), i32(m)]);
+                h.run(norm, "rms_norm", [m], [block], [ptr(xd), ptr(gd), ptr(normed), f32(eps), i32(m)]);
               }
               const want = h.filled(m * width, out, 0xff);
               const tail = [ptr(wd), ptr(bd)];

@@ -27,6 +27,13 @@ export const DTYPE_MACRO: Record<DTypeName, string> = {
 };
 export const ELEM_BYTES: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
+/** The norm launch the CUDA backend uses: one 16-byte vector per thread, rounded up to whole warps. */
+export function normBlock(width: number, dtype: DTypeName): number {
+  const vec = 16 / ELEM_BYTES[dtype];
+  const per = width % vec === 0 ? width / vec : width;
+  return Math.min(1024, Math.ceil(per / 32) * 32);
+}
+
 function unavailable(probe: () => void, what: string): string | false {
   try {
     probe();

@@ -5,16 +5,15 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { layerNorm, rmsNorm } from "../../../src/backends/cpu/kernels/norm.ts";
 import type { DevicePtr } from "../../../src/backends/cuda/device/index.ts";
-import type { DTypeName } from "../../../src/dtype.ts";
 import {
   assertWithin,
   DTYPES,
-  ELEM_BYTES,
   f32,
   i32,
   KernelHarness,
   NULL,
   noGpu,
+  normBlock,
   ptr,
   randn,
   roundTo,
@@ -23,13 +22,6 @@ import { TOLERANCES } from "./tolerances.ts";
 
 const ROWS = 7;
 const WIDTHS = [7, 769, 5125, 128, 4096];
-
-/** The launch the CUDA backend uses: one 16-byte vector per thread, rounded up to whole warps. */
-function normBlock(width: number, dtype: DTypeName): number {
-  const vec = 16 / ELEM_BYTES[dtype];
-  const per = width % vec === 0 ? width / vec : width;
-  return Math.min(1024, Math.ceil(per / 32) * 32);
-}
 
 describe("rmsnorm.cu", { skip: noGpu }, () => {
   let h: KernelHarness;
