@@ -30,7 +30,7 @@ namespace attn {
 
 constexpr int kPrefillThreads = 128;  // 4 warps
 #if ATTN_PREFILL_TENSOR_CORES
-constexpr int kBlockM = 64;
+constexpr int kBlockM = 128;
 constexpr int kBlockN = 64;
 #else
 constexpr int kBlockM = HEAD_DIM <= 128 ? 16 : 8;
@@ -72,17 +72,36 @@ __device__ __forceinline__ bool masked(int key, int p, int window) {
 constexpr int kLds = HEAD_DIM + 8;        // smem row stride (elements): rows 16 B apart mod 128 B, so
                                           // the 8 row addresses of an ldmatrix hit distinct banks
 constexpr int kChunks = HEAD_DIM / 8;     // 16-byte chunks per row
+constexpr int kWarpRows = kBlockM / 4;    // 32 rows per warp: two m16 tiles share every K/V fragment
+constexpr int kMTiles = kWarpRows / 16;
+constexpr int kRowsPerPass = kPrefillThreads / kChunks;      // rows one pass of 16-byte copies covers
+constexpr int kKvLoads = kBlockN / kRowsPerPass;             // K (and V) copies per thread per tile
+static_assert(kPrefillThreads % kChunks == 0 && kBlockN % kRowsPerPass == 0, "tile copy shape");
 
-// K or V rows of keys [n0, n0 + kBlockN) → dst [kBlockN][kLds]; keys outside [kv_lo, kv_hi) are zeros.
-__device__ __forceinline__ void load_kv_tile(kiln_t* dst, const kiln_t* pool, const int* table, int n0,
-                                             const Tile& t, int kvh) {
-  for (int c = threadIdx.x; c < kBlockN * kChunks; c += kPrefillThreads) {
-    const int r = c / kChunks;
-    const int col = (c % kChunks) * 8;
-    const int pos = n0 + r;
-    const bool ok = pos >= t.kv_lo && pos < t.kv_hi;
-    const kiln_t* src = ok ? pool + kv_offset(table, pos, kvh) + col : pool;
-    cp_async_16(&dst[r * kLds + col], src, ok ? 16 : 0);
+// Dynamic shared memory (bytes; attention_README.md): Q [kBlockM][kLds], then K and V, two buffers each,
+// [2][kBlockN][kLds]: the copies of the next key tile run during the whole current tile.
+constexpr int kSmemElems = (kBlockM + 4 * kBlockN) * kLds;
+static_assert(kSmemElems * sizeof(kiln_t) <= 227 * 1024, "shared memory of one CTA");
+
+// Block id of key n0 + threadIdx.x (threads < kBlockN), -1 outside [kv_lo, kv_hi). A plain load: issued
+// a tile ahead, it completes during that tile.
+__device__ __forceinline__ int fetch_block(const int* table, int n0, const Tile& t) {
+  const int pos = n0 + (int)threadIdx.x;
+  return threadIdx.x < kBlockN && pos >= t.kv_lo && pos < t.kv_hi ? table[pos / BLOCK_SIZE] : -1;
+}
+
+// K and V rows of keys [n0, n0 + kBlockN) → sk, sv [kBlockN][kLds] by cp.async, blocks from blk
+// [kBlockN] (shared); keys with block -1 are zeros.
+__device__ __forceinline__ void load_kv_tile(kiln_t* sk, kiln_t* sv, const kiln_t* k_pool, const kiln_t* v_pool,
+                                             const int* blk, int n0, int kvh) {
+  const int col = (threadIdx.x % kChunks) * 8;
+#pragma unroll
+  for (int j = 0; j < kKvLoads; j++) {
+    const int r = threadIdx.x / kChunks + j * kRowsPerPass;
+    const int b = blk[r];
+    const size_t off = b >= 0 ? ((size_t)(b * BLOCK_SIZE + (n0 + r) % BLOCK_SIZE) * NUM_KV_HEADS + kvh) * HEAD_DIM + col : 0;
+    cp_async_16(&sk[r * kLds + col], k_pool + off, b >= 0 ? 16 : 0);
+    cp_async_16(&sv[r * kLds + col], v_pool + off, b >= 0 ? 16 : 0);
   }
 }
 
@@ -90,145 +109,170 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
                                              const kiln_t* __restrict__ k_cache,
                                              const kiln_t* __restrict__ v_cache, const int* __restrict__ table,
                                              const Tile& t, int h, float scale, int window) {
-  __shared__ __align__(128) kiln_t sK[kBlockN * kLds];  // [kBlockN][kLds]; Q staging before the loop
-  __shared__ __align__(128) kiln_t sV[kBlockN * kLds];  // [kBlockN][kLds]
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  kiln_t* sQ = reinterpret_cast<kiln_t*>(smem_raw);  // [kBlockM][kLds]
+  kiln_t* sK = sQ + kBlockM * kLds;                   // [2][kBlockN][kLds]
+  kiln_t* sV = sK + 2 * kBlockN * kLds;               // [2][kBlockN][kLds]
   const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   const int g = lane / 4;    // fragment row group
   const int tig = lane % 4;  // thread in group
   const int kvh = h / ATTN_GROUP;
+  const int wrow = warp * kWarpRows;  // the warp's first row in the tile
 
-  __syncthreads();  // this CTA's previous tile is done with sK/sV
-  // Q [kBlockM, HEAD_DIM] → sK → A fragments in registers (rows warp*16 .. +15).
+  __syncthreads();  // this CTA's previous tile is done with the shared buffers
+  // Q [kBlockM, HEAD_DIM] → sQ (group 1), then the first K/V tile → buffer 0 (group 2).
   for (int c = threadIdx.x; c < kBlockM * kChunks; c += kPrefillThreads) {
     const int r = c / kChunks;
     const int col = (c % kChunks) * 8;
     const bool ok = r < t.rows;
     const kiln_t* src = ok ? q + ((size_t)(t.q_row + r) * NUM_HEADS + h) * HEAD_DIM + col : q;
-    cp_async_16(&sK[r * kLds + col], src, ok ? 16 : 0);
+    cp_async_16(&sQ[r * kLds + col], src, ok ? 16 : 0);
   }
-  cp_async_commit();
-  cp_async_wait<0>();
-  __syncthreads();
-  unsigned qf[HEAD_DIM / 16][4];
-#pragma unroll
-  for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
-    ldmatrix_x4(qf[ks], &sK[(warp * 16 + (lane & 15)) * kLds + ks * 16 + (lane >> 4) * 8]);
-  }
-  __syncthreads();
-
   const int n_begin = t.kv_lo / kBlockN * kBlockN;
-  load_kv_tile(sK, k_cache, table, n_begin, t, kvh);
-  cp_async_commit();
-  load_kv_tile(sV, v_cache, table, n_begin, t, kvh);
-  cp_async_commit();
+  __shared__ int s_blk[2][kBlockN];  // block ids of the keys of the tile being copied, two tiles apart
+  if (threadIdx.x < kBlockN) s_blk[0][threadIdx.x] = fetch_block(table, n_begin, t);
+  int next_blk = fetch_block(table, n_begin + kBlockN, t);
+  __syncthreads();
+  load_kv_tile(sK, sV, k_cache, v_cache, s_blk[0], n_begin, kvh);
+  cp_async_commit();  // Q and the first K/V tile: one group
 
-  float o[HEAD_DIM / 8][4];  // O rows (g, g+8) of this warp's 16, dims dt*8 + tig*2 + {0,1}
+  float o[kMTiles][HEAD_DIM / 8][4];  // O rows (g, g+8) of m-tile mt, dims dt*8 + tig*2 + {0,1}
+  float m[kMTiles][2], l[kMTiles][2];  // running max (log2 domain) and this thread's columns' sum per row
 #pragma unroll
-  for (int dt = 0; dt < HEAD_DIM / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
-  float m[2] = {neg_inf(), neg_inf()};  // running max of rows g, g+8 (log2 domain)
-  float l[2] = {0.f, 0.f};              // running sum, this thread's columns only (quad-summed at the end)
+  for (int mt = 0; mt < kMTiles; mt++) {
+#pragma unroll
+    for (int dt = 0; dt < HEAD_DIM / 8; dt++) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.f;
+    m[mt][0] = m[mt][1] = neg_inf();
+    l[mt][0] = l[mt][1] = 0.f;
+  }
   const float sl2 = scale * kExpScale;
-  const int r0 = warp * 16 + g;
-  const int prow[2] = {t.p_first + r0, t.p_first + r0 + 8};
-  const int p_last = t.kv_hi - 1;
+  const int w_first = t.p_first + wrow;  // positions of the warp's first and last rows
+  const int w_last = w_first + kWarpRows - 1;
 
-  for (int n0 = n_begin; n0 < t.kv_hi; n0 += kBlockN) {
+  for (int n0 = n_begin, it = 0; n0 < t.kv_hi; n0 += kBlockN, it++) {
+    const int buf = it & 1;
     const bool has_next = n0 + kBlockN < t.kv_hi;
-    cp_async_wait<1>();  // K(n0) landed (V(n0) may be in flight)
-    __syncthreads();
+    cp_async_wait<0>();  // this tile's K/V (and Q) landed: the only group in flight
+    if (threadIdx.x < kBlockN) s_blk[buf ^ 1][threadIdx.x] = next_blk;
+    if (has_next) next_blk = fetch_block(table, n0 + 2 * kBlockN, t);
+    __syncthreads();  // the tile and s_blk visible to all; every warp done with the previous tile's buffer
+    if (has_next) {   // next tile → the other buffer, in flight during this tile
+      load_kv_tile(sK + (buf ^ 1) * kBlockN * kLds, sV + (buf ^ 1) * kBlockN * kLds, k_cache, v_cache,
+                   s_blk[buf ^ 1], n0 + kBlockN, kvh);
+      cp_async_commit();
+    }
 
-    float sc[kBlockN / 8][4];  // S tile: keys n0 + nt*8 + tig*2 + {0,1}, rows g (0,1) and g+8 (2,3)
+    // A warp whose rows see none of these keys (above the diagonal, below the window, past the tile's
+    // rows) skips the tile: its state is unchanged by keys it may not attend.
+    const bool active = wrow < t.rows && n0 <= w_last && (window <= 0 || n0 + kBlockN > w_first - window + 1);
+    if (active) {
+      const kiln_t* k_tile = sK + buf * kBlockN * kLds;
+      const kiln_t* v_tile = sV + buf * kBlockN * kLds;
+      float sc[kMTiles][kBlockN / 8][4];  // S: keys n0 + nt*8 + tig*2 + {0,1}, rows g (0,1) and g+8 (2,3)
 #pragma unroll
-    for (int nt = 0; nt < kBlockN / 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+      for (int mt = 0; mt < kMTiles; mt++) {
 #pragma unroll
-    for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
+        for (int nt = 0; nt < kBlockN / 8; nt++) sc[mt][nt][0] = sc[mt][nt][1] = sc[mt][nt][2] = sc[mt][nt][3] = 0.f;
+      }
 #pragma unroll
-      for (int np = 0; np < kBlockN / 16; np++) {
-        unsigned b[4];
-        ldmatrix_x4(b, &sK[(np * 16 + (lane & 7) + (lane >> 4) * 8) * kLds + ks * 16 + ((lane >> 3) & 1) * 8]);
-        mma_16816(sc[2 * np], qf[ks], b[0], b[1]);
-        mma_16816(sc[2 * np + 1], qf[ks], b[2], b[3]);
+      for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
+        unsigned a[kMTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; mt++) {
+          ldmatrix_x4(a[mt], &sQ[(wrow + mt * 16 + (lane & 15)) * kLds + ks * 16 + (lane >> 4) * 8]);
+        }
+#pragma unroll
+        for (int np = 0; np < kBlockN / 16; np++) {
+          unsigned b[4];
+          ldmatrix_x4(b, &k_tile[(np * 16 + (lane & 7) + (lane >> 4) * 8) * kLds + ks * 16 + ((lane >> 3) & 1) * 8]);
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; mt++) {
+            mma_16816(sc[mt][2 * np], a[mt], b[0], b[1]);
+            mma_16816(sc[mt][2 * np + 1], a[mt], b[2], b[3]);
+          }
+        }
+      }
+
+      // Only tiles crossing the warp's diagonal or its window's lower edge need a per-element mask.
+      const bool need_mask = n0 + kBlockN - 1 > w_first || (window > 0 && n0 <= w_last - window);
+      unsigned pf[kMTiles][kBlockN / 16][4];  // P as A fragments (C layout of key tiles 2kt, 2kt+1)
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; mt++) {
+        const int prow[2] = {w_first + mt * 16 + g, w_first + mt * 16 + g + 8};
+#pragma unroll
+        for (int nt = 0; nt < kBlockN / 8; nt++) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            sc[mt][nt][e] *= sl2;
+            if (need_mask && masked(n0 + nt * 8 + tig * 2 + (e & 1), prow[e / 2], window)) sc[mt][nt][e] = neg_inf();
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          float mx = neg_inf();
+#pragma unroll
+          for (int nt = 0; nt < kBlockN / 8; nt++) mx = fmaxf(mx, fmaxf(sc[mt][nt][2 * r], sc[mt][nt][2 * r + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+          const float m_new = fmaxf(m[mt][r], mx);
+          const float m_use = m_new == neg_inf() ? 0.f : m_new;  // a row with no key yet: keep 0s, no NaN
+          const float corr = score_exp(m[mt][r] - m_use);
+          m[mt][r] = m_new;
+          float sum = 0.f;
+#pragma unroll
+          for (int nt = 0; nt < kBlockN / 8; nt++) {
+            sc[mt][nt][2 * r] = score_exp(sc[mt][nt][2 * r] - m_use);
+            sc[mt][nt][2 * r + 1] = score_exp(sc[mt][nt][2 * r + 1] - m_use);
+            sum += sc[mt][nt][2 * r] + sc[mt][nt][2 * r + 1];
+          }
+          l[mt][r] = l[mt][r] * corr + sum;
+#pragma unroll
+          for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
+            o[mt][dt][2 * r] *= corr;
+            o[mt][dt][2 * r + 1] *= corr;
+          }
+        }
+#pragma unroll
+        for (int kt = 0; kt < kBlockN / 16; kt++) {
+          pf[mt][kt][0] = pack2(sc[mt][2 * kt][0], sc[mt][2 * kt][1]);
+          pf[mt][kt][1] = pack2(sc[mt][2 * kt][2], sc[mt][2 * kt][3]);
+          pf[mt][kt][2] = pack2(sc[mt][2 * kt + 1][0], sc[mt][2 * kt + 1][1]);
+          pf[mt][kt][3] = pack2(sc[mt][2 * kt + 1][2], sc[mt][2 * kt + 1][3]);
+        }
+      }
+
+#pragma unroll
+      for (int kt = 0; kt < kBlockN / 16; kt++) {
+#pragma unroll
+        for (int dp = 0; dp < HEAD_DIM / 16; dp++) {
+          unsigned b[4];
+          ldmatrix_x4_trans(b, &v_tile[(kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLds + dp * 16 + (lane >> 4) * 8]);
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; mt++) {
+            mma_16816(o[mt][2 * dp], pf[mt][kt], b[0], b[1]);
+            mma_16816(o[mt][2 * dp + 1], pf[mt][kt], b[2], b[3]);
+          }
+        }
       }
     }
-    __syncthreads();  // all warps done with sK
-    if (has_next) load_kv_tile(sK, k_cache, table, n0 + kBlockN, t, kvh);
-    cp_async_commit();
+  }
 
-    // Only tiles crossing the diagonal or the window's lower edge need a per-element mask.
-    const bool need_mask = n0 + kBlockN - 1 > t.p_first || (window > 0 && n0 <= p_last - window);
 #pragma unroll
-    for (int nt = 0; nt < kBlockN / 8; nt++) {
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        sc[nt][e] *= sl2;
-        if (need_mask && masked(n0 + nt * 8 + tig * 2 + (e & 1), prow[e / 2], window)) sc[nt][e] = neg_inf();
-      }
-    }
+  for (int mt = 0; mt < kMTiles; mt++) {
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-      float mx = neg_inf();
+      float sum = l[mt][r];
+      sum += __shfl_xor_sync(kFull, sum, 1);
+      sum += __shfl_xor_sync(kFull, sum, 2);
+      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      const int row = wrow + mt * 16 + g + 8 * r;
+      if (row < t.rows) {
+        kiln_t* dst = out + ((size_t)(t.q_row + row) * NUM_HEADS + h) * HEAD_DIM + tig * 2;
 #pragma unroll
-      for (int nt = 0; nt < kBlockN / 8; nt++) mx = fmaxf(mx, fmaxf(sc[nt][2 * r], sc[nt][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
-      const float m_new = fmaxf(m[r], mx);
-      const float m_use = m_new == neg_inf() ? 0.f : m_new;  // a row with no key yet: keep 0s, no NaN
-      const float corr = score_exp(m[r] - m_use);
-      m[r] = m_new;
-      float sum = 0.f;
-#pragma unroll
-      for (int nt = 0; nt < kBlockN / 8; nt++) {
-        sc[nt][2 * r] = score_exp(sc[nt][2 * r] - m_use);
-        sc[nt][2 * r + 1] = score_exp(sc[nt][2 * r + 1] - m_use);
-        sum += sc[nt][2 * r] + sc[nt][2 * r + 1];
-      }
-      l[r] = l[r] * corr + sum;
-#pragma unroll
-      for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
-        o[dt][2 * r] *= corr;
-        o[dt][2 * r + 1] *= corr;
-      }
-    }
-    // P as A fragments: the C layout of key tiles 2kt, 2kt+1 is the A layout of keys 16kt..16kt+15.
-    unsigned pf[kBlockN / 16][4];
-#pragma unroll
-    for (int kt = 0; kt < kBlockN / 16; kt++) {
-      pf[kt][0] = pack2(sc[2 * kt][0], sc[2 * kt][1]);
-      pf[kt][1] = pack2(sc[2 * kt][2], sc[2 * kt][3]);
-      pf[kt][2] = pack2(sc[2 * kt + 1][0], sc[2 * kt + 1][1]);
-      pf[kt][3] = pack2(sc[2 * kt + 1][2], sc[2 * kt + 1][3]);
-    }
-
-    cp_async_wait<1>();  // V(n0) landed (K of the next tile may be in flight)
-    __syncthreads();
-#pragma unroll
-    for (int kt = 0; kt < kBlockN / 16; kt++) {
-#pragma unroll
-      for (int dp = 0; dp < HEAD_DIM / 16; dp++) {
-        unsigned b[4];
-        ldmatrix_x4_trans(b, &sV[(kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLds + dp * 16 + (lane >> 4) * 8]);
-        mma_16816(o[2 * dp], pf[kt], b[0], b[1]);
-        mma_16816(o[2 * dp + 1], pf[kt], b[2], b[3]);
-      }
-    }
-    __syncthreads();  // all warps done with sV
-    if (has_next) load_kv_tile(sV, v_cache, table, n0 + kBlockN, t, kvh);
-    cp_async_commit();
-  }
-
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    float sum = l[r];
-    sum += __shfl_xor_sync(kFull, sum, 1);
-    sum += __shfl_xor_sync(kFull, sum, 2);
-    const float inv = sum > 0.f ? 1.f / sum : 0.f;
-    const int row = r0 + 8 * r;
-    if (row < t.rows) {
-      kiln_t* dst = out + ((size_t)(t.q_row + row) * NUM_HEADS + h) * HEAD_DIM + tig * 2;
-#pragma unroll
-      for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
-        *reinterpret_cast<unsigned*>(dst + dt * 8) = pack2(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
+        for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
+          *reinterpret_cast<unsigned*>(dst + dt * 8) = pack2(o[mt][dt][2 * r] * inv, o[mt][dt][2 * r + 1] * inv);
+        }
       }
     }
   }

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { type AttentionSequence, pagedAttention } from "../../src/backends/cpu/kernels/attention.ts";
 import type { DevicePtr } from "../../src/backends/cuda/device/index.ts";
+import { prefillTiles } from "../../src/backends/cuda/prefill_tiles.ts";
 import type { DTypeName } from "../../src/dtype.ts";
 import {
   assertWithin,
@@ -46,12 +47,6 @@ const defines = (s: Shape) => ({
   HEAD_DIM: s.headDim,
   BLOCK_SIZE: s.blockSize,
 });
-
-/** Query rows per prefill CTA (attention_prefill.cu): 64 on tensor cores, else 16 (8 above head 128). */
-function prefillBlockM(dtype: DTypeName, headDim: number): number {
-  if (dtype !== "fp32" && (headDim === 64 || headDim === 128)) return 64;
-  return headDim <= 128 ? 16 : 8;
-}
 
 /** CTAs per kv head in decode (attention_decode.cu): ceil(group / min(group, 8)). */
 function decodeHeadGroups(s: Shape): number {
@@ -281,7 +276,8 @@ describe("attention kernels", { skip: noGpu }, () => {
     const n = p.q.length;
     const out = h.filled(n, p.dtype, 0xff);
     const maxQ = Math.max(...p.seqs.map((s) => s.queryLen));
-    const x = gridX ?? Math.max(1, Math.ceil(maxQ / prefillBlockM(p.dtype, p.shape.headDim)));
+    const tiles = prefillTiles(p.dtype, p.shape.headDim);
+    const x = gridX ?? Math.max(1, Math.ceil(maxQ / tiles.blockM));
     h.run(
       mod,
       "attention_prefill",
@@ -299,6 +295,7 @@ describe("attention kernels", { skip: noGpu }, () => {
         f32(scaleOf(p.shape)),
         i32(window),
       ],
+      tiles.sharedBytes,
     );
     return h.download(out, n, p.dtype);
   }

@@ -51,6 +51,7 @@ import {
 } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type FusedNorm, type Lowered, type LStep, lower } from "./lowering.ts";
+import { prefillTiles } from "./prefill_tiles.ts";
 import { samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
 import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
 
@@ -757,6 +758,9 @@ export class CudaBackend implements ExecutionBackend {
   gemvPolicy = parseGemvPolicy(process.env.KILN_GEMV_VARIANT);
   /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
   graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
+  /** Profiling only: kernels (by name, comma-separated) KILN_SKIP_KERNELS leaves out of every step, so a
+   * timing run shows what each costs inside the decode graph. The outputs are then wrong. */
+  skipKernels = new Set((process.env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== ""));
 
   private ptr(name: string): DevicePtr {
     const r = this.regions.get(name);
@@ -779,6 +783,7 @@ export class CudaBackend implements ExecutionBackend {
     sharedBytes = 0,
   ): void {
     if (grid.some((d) => d === 0)) return; // nothing to do (e.g. no logit rows in a prefill chunk)
+    if (this.skipKernels.has(kernel)) return;
     const m = this.modules.get(mod);
     if (!m) throw new Error(`internal: module ${mod} not loaded`);
     // Every kiln kernel waits for its predecessor itself (griddepcontrol.wait), so it may be launched
@@ -1041,16 +1046,11 @@ export class CudaBackend implements ExecutionBackend {
         const k = { ptr: this.kvK[op.layer].ptr };
         const v = { ptr: this.kvV[op.layer].ptr };
         if (!p.allDecode) {
-          const blockM =
-            this.dtype !== "fp32" && (op.headDim === 64 || op.headDim === 128)
-              ? 64
-              : op.headDim <= 128
-                ? 16
-                : 8;
+          const tiles = prefillTiles(this.dtype, op.headDim);
           this.launch(
             "attn_prefill",
             "attention_prefill",
-            [Math.ceil(p.maxQueryLen / blockM), op.numHeads, p.numSeqs],
+            [Math.ceil(p.maxQueryLen / tiles.blockM), op.numHeads, p.numSeqs],
             128,
             [
               out,
@@ -1064,6 +1064,7 @@ export class CudaBackend implements ExecutionBackend {
               { f32: op.scale },
               { i32: window },
             ],
+            tiles.sharedBytes,
           );
           return;
         }
