@@ -42,23 +42,52 @@ constexpr int kVecsPerLane = (kNumVecs + kLanesPerKey - 1) / kLanesPerKey;  // p
 constexpr int kKeysAbreast = kWarp / kLanesPerKey;                          // keys a warp loads at once
 constexpr int kHeadsPerCta = ATTN_GROUP < 8 ? ATTN_GROUP : 8;
 constexpr int kHeadGroups = (ATTN_GROUP + kHeadsPerCta - 1) / kHeadsPerCta;
-// Keys per lane per step: K and V vectors in flight per lane (8 with ≤ 2 heads per CTA, else 4 so
-// the registers for scores and accumulators of more heads fit without spills).
-constexpr int kVecBudget = kHeadsPerCta > 2 ? 4 : 8;
-constexpr int kKeysPerLane = kVecBudget / kVecsPerLane > 0 ? kVecBudget / kVecsPerLane : 1;
-constexpr int kKeysPerStep = kKeysPerLane * kKeysAbreast;  // keys per warp step
 constexpr int kSplitAlign = 16;                            // split ranges are multiples of 16 keys
 constexpr int kMinSplitKeys = 64;                          // keys of every non-empty split but the last (≥)
+// Keys per lane per step: enough that one step of the CTA covers a split of kMinSplitKeys (a short
+// context's split is one round of loads), within a budget of K and V vectors in flight per lane (4 with
+// more than 4 heads per CTA, so the scores and accumulators of 8 heads fit in registers).
+constexpr int kVecBudget = kHeadsPerCta > 4 ? 4 : 8;
+constexpr int kKeysWanted = kMinSplitKeys / (kDecodeWarps * kKeysAbreast);
+constexpr int kKeysPerLane = kKeysWanted < 1                              ? 1
+                             : kKeysWanted < kVecBudget / kVecsPerLane    ? kKeysWanted
+                             : kVecBudget / kVecsPerLane > 0              ? kVecBudget / kVecsPerLane
+                                                                          : 1;
+constexpr int kKeysPerStep = kKeysPerLane * kKeysAbreast;  // keys per warp step
 
-// Merge of the splits (last CTA): heads per warp for the weights, floats per partial_acc load, loads of
-// a thread's acc slices ((head, vector) items of the CTA's heads), and splits loaded at once per item.
-constexpr int kHeadsPerWarp = (kHeadsPerCta + kDecodeWarps - 1) / kDecodeWarps;
+// Merge of the splits (last CTA): floats per partial_acc load, a thread's items ((head, vector) slices of
+// the CTA's heads' rows), and splits whose partials one thread loads at once per item.
 constexpr int kAccVec = HEAD_DIM % 4 == 0 ? 4 : HEAD_DIM % 2 == 0 ? 2 : 1;
 constexpr int kAccRowVecs = HEAD_DIM / kAccVec;
 constexpr int kMergeItems = (kHeadsPerCta * kAccRowVecs + kDecodeThreads - 1) / kDecodeThreads;
 constexpr int kMergeBatch = 64 / (kMergeItems * kAccVec) < 1   ? 1
                             : 64 / (kMergeItems * kAccVec) > 8 ? 8
                                                                : 64 / (kMergeItems * kAccVec);
+
+// One step of a warp's keys: lane (key_lane, vec_lane) loads vectors vec_lane + i·kLanesPerKey of the K and
+// V rows of keys base + k·kKeysAbreast + key_lane, k < kKeysPerLane; keys ≥ end are zeros.
+__device__ __forceinline__ void load_step(raw_t (&kr)[kKeysPerLane][kVecsPerLane], raw_t (&vr)[kKeysPerLane][kVecsPerLane],
+                                          const kiln_t* k_cache, const kiln_t* v_cache, const int* table,
+                                          int table_step, int base, int end, int kvh, int key_lane, int vec_lane) {
+#pragma unroll
+  for (int k = 0; k < kKeysPerLane; k++) {
+    const int pos = base + k * kKeysAbreast + key_lane;
+    const size_t off =
+        pos < end ? ((size_t)(table[(pos / BLOCK_SIZE) * table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) * NUM_KV_HEADS + kvh) * HEAD_DIM
+                  : 0;
+#pragma unroll
+    for (int i = 0; i < kVecsPerLane; i++) {
+      const int v = vec_lane + i * kLanesPerKey;
+      if (pos < end && v < kNumVecs) {
+        kr[k][i] = load_raw(k_cache + off + v * kVec);
+        vr[k][i] = load_raw(v_cache + off + v * kVec);
+      } else {
+        kr[k][i] = zero_raw();
+        vr[k][i] = zero_raw();
+      }
+    }
+  }
+}
 
 // kVec consecutive floats of shared memory (16-byte aligned when kVec ≥ 4).
 __device__ __forceinline__ void load_smem_vec(const float* p, float (&f)[kVec]) {
@@ -123,9 +152,6 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
   __shared__ __align__(16) float s_acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM]
   __shared__ float s_m[kDecodeWarps * kHeadsPerCta];
   __shared__ float s_l[kDecodeWarps * kHeadsPerCta];
-  kiln::pdl_wait();  // q, the KV cache and the step metadata come from earlier kernels (see pdl.cuh)
-  kiln::pdl_launch_dependents();
-
   const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   const int kvh = blockIdx.x / kHeadGroups;
@@ -133,13 +159,11 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
   const int nh = min(kHeadsPerCta, (kvh + 1) * ATTN_GROUP - h0);              // query heads here
   const int s = blockIdx.y;
   const int split = blockIdx.z;
+  // Before the wait (pdl.cuh: what was written before the previous kernel began): the step metadata and
+  // the K/V rows of keys < ctx - 1, cached by earlier steps. Key ctx - 1 is this step's, written by the
+  // kernel before this one (rope_kv), and q too: both are read after the wait.
   const int ctx = context_len[s];
   const int* table = block_tables + (size_t)s * block_table_stride;
-
-  for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) {
-    const int g = i / HEAD_DIM;
-    sq[i] = g < nh ? to_float(q[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + i % HEAD_DIM]) : 0.f;
-  }
   const int lo = sliding_window > 0 ? max(0, ctx - sliding_window) : 0;
   // At least kMinSplitKeys keys per split: a graph launches num_splits for the longest context it may
   // see, and at short contexts the splits past the keys stay empty (cheap) instead of each taking a
@@ -149,10 +173,37 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
   per = (per + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
   const int ks = lo + split * per;
   const int ke = min(ctx, ks + per);
-  __syncthreads();
-
   const int key_lane = lane / kLanesPerKey;  // which of the keys abreast
   const int vec_lane = lane % kLanesPerKey;  // vectors vec_lane + i * kLanesPerKey of the row
+  int base = ks + warp * kKeysPerStep;       // the warp's first step
+  raw_t kr[kKeysPerLane][kVecsPerLane], vr[kKeysPerLane][kVecsPerLane];
+  load_step(kr, vr, k_cache, v_cache, table, block_table_step, base, min(ke, ctx - 1), kvh, key_lane, vec_lane);
+
+  kiln::pdl_wait();  // q and the new key come from the previous kernel (see pdl.cuh)
+  kiln::pdl_launch_dependents();
+
+#pragma unroll
+  for (int k = 0; k < kKeysPerLane; k++) {  // the new key, if it falls in the first step
+    const int pos = base + k * kKeysAbreast + key_lane;
+    if (pos == ctx - 1 && pos < ke) {
+      const size_t off =
+          ((size_t)(table[(pos / BLOCK_SIZE) * block_table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) * NUM_KV_HEADS + kvh) * HEAD_DIM;
+#pragma unroll
+      for (int i = 0; i < kVecsPerLane; i++) {
+        const int v = vec_lane + i * kLanesPerKey;
+        if (v < kNumVecs) {
+          kr[k][i] = load_raw(k_cache + off + v * kVec);
+          vr[k][i] = load_raw(v_cache + off + v * kVec);
+        }
+      }
+    }
+  }
+  for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) {
+    const int g = i / HEAD_DIM;
+    sq[i] = g < nh ? to_float(q[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + i % HEAD_DIM]) : 0.f;
+  }
+  __syncthreads();
+
   const float sl = scale * kExpScale;
   float m[kHeadsPerCta], l[kHeadsPerCta];
   float acc[kHeadsPerCta][kVecsPerLane][kVec];  // this lane's dims of its keys' weighted V sum
@@ -167,25 +218,8 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     }
   }
 
-  for (int base = ks + warp * kKeysPerStep; base < ke; base += kDecodeWarps * kKeysPerStep) {
-    raw_t kr[kKeysPerLane][kVecsPerLane], vr[kKeysPerLane][kVecsPerLane];
-#pragma unroll
-    for (int k = 0; k < kKeysPerLane; k++) {
-      const int pos = base + k * kKeysAbreast + key_lane;
-      const size_t off = pos < ke ? ((size_t)(table[(pos / BLOCK_SIZE) * block_table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) *
-                                         NUM_KV_HEADS + kvh) * HEAD_DIM : 0;
-#pragma unroll
-      for (int i = 0; i < kVecsPerLane; i++) {
-        const int v = vec_lane + i * kLanesPerKey;
-        if (pos < ke && v < kNumVecs) {
-          kr[k][i] = load_raw(k_cache + off + v * kVec);
-          vr[k][i] = load_raw(v_cache + off + v * kVec);
-        } else {
-          kr[k][i] = zero_raw();
-          vr[k][i] = zero_raw();
-        }
-      }
-    }
+  for (bool first = true; base < ke; base += kDecodeWarps * kKeysPerStep, first = false) {
+    if (!first) load_step(kr, vr, k_cache, v_cache, table, block_table_step, base, ke, kvh, key_lane, vec_lane);
 
     float sc[kKeysPerLane][kHeadsPerCta];  // scores, then softmax numerators
 #pragma unroll
@@ -327,99 +361,51 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
 
   // Merge, per head, exactly as a separate reduce over the splits would (same operations, same order):
   //   M = max_z m_z,  out = Σ_z e^(m_z - M)·acc_z / Σ_z e^(m_z - M)·l_z   (splits with m_z = -inf skipped)
-  // in chunks of 32 splits: warp w finds M and the chunk's weights of heads w, w + 4, … (a weight of
-  // -1 marks a skipped split) and carries their denominators; then each thread accumulates its items,
-  // kAccVec dims of one head, issuing the loads of kMergeBatch splits before their FMAs.
-  __shared__ float s_w[kHeadsPerCta * kWarp];  // [head][split in chunk] weight e^(m_z - M), or -1
-  __shared__ float s_sum[kHeadsPerCta];        // [head] Σ_z e^(m_z - M)·l_z
+  // Each thread merges its items (kAccVec dims of one head) on its own: it issues the loads of m, l and
+  // acc of kMergeBatch splits at once (an empty split's acc is loaded but not used), so a merge of up to
+  // kMergeBatch splits waits on memory once; nothing is shared, no barrier.
   const size_t row0 = (size_t)s * NUM_HEADS + h0;  // [S, NUM_HEADS] row of the CTA's first head
-  float head_max[kHeadsPerWarp], head_sum[kHeadsPerWarp];
-#pragma unroll
-  for (int j = 0; j < kHeadsPerWarp; j++) {
-    const int g = warp + j * kDecodeWarps;
-    float mx = neg_inf();
-    if (g < nh) {
-      for (int z = lane; z < num_splits; z += kWarp) mx = fmaxf(mx, __ldcg(partial_m + (row0 + g) * num_splits + z));
-    }
-    head_max[j] = xor_max(mx, 1, kWarp / 2);  // max is exact: any order gives the reduce's M (up to the sign of 0)
-    head_sum[j] = 0.f;
-  }
-  float acc_out[kMergeItems][kAccVec];
-#pragma unroll
-  for (int k = 0; k < kMergeItems; k++) {
-#pragma unroll
-    for (int e = 0; e < kAccVec; e++) acc_out[k][e] = 0.f;
-  }
-
-  for (int z0 = 0; z0 < num_splits; z0 += kWarp) {
-    const int nz = min(kWarp, num_splits - z0);
-#pragma unroll
-    for (int j = 0; j < kHeadsPerWarp; j++) {
-      const int g = warp + j * kDecodeWarps;
-      if (g < nh) {  // warp-uniform
-        const size_t part = (row0 + g) * num_splits + z0 + lane;
-        const float mz = lane < nz ? __ldcg(partial_m + part) : neg_inf();
-        const float lz = lane < nz ? __ldcg(partial_l + part) : 0.f;
-        const float w = mz != neg_inf() ? score_exp(mz - head_max[j]) : -1.f;
-        s_w[g * kWarp + lane] = w;
-        for (int z = 0; z < nz; z++) {  // in split order, as the reduce sums
-          const float wz = __shfl_sync(kFull, w, z);
-          const float lzz = __shfl_sync(kFull, lz, z);
-          if (!(wz < 0.f)) head_sum[j] = fmaf(lzz, wz, head_sum[j]);
-        }
-      }
-    }
-    __syncthreads();
-    for (int zb = 0; zb < nz; zb += kMergeBatch) {
-      float v[kMergeBatch][kMergeItems][kAccVec];
-#pragma unroll
-      for (int b = 0; b < kMergeBatch; b++) {
-#pragma unroll
-        for (int k = 0; k < kMergeItems; k++) {
-          const int i = threadIdx.x + k * kDecodeThreads;
-          const int g = i / kAccRowVecs;
-          const int z = zb + b;
-          if (g < nh && z < nz && !(s_w[g * kWarp + z] < 0.f)) {
-            load_partial(partial_acc + ((row0 + g) * num_splits + z0 + z) * HEAD_DIM + i % kAccRowVecs * kAccVec,
-                         v[b][k]);
-          }
-        }
-      }
-#pragma unroll
-      for (int b = 0; b < kMergeBatch; b++) {
-#pragma unroll
-        for (int k = 0; k < kMergeItems; k++) {
-          const int i = threadIdx.x + k * kDecodeThreads;
-          const int g = i / kAccRowVecs;
-          const int z = zb + b;
-          if (g < nh && z < nz) {
-            const float w = s_w[g * kWarp + z];
-            if (!(w < 0.f)) {
-#pragma unroll
-              for (int e = 0; e < kAccVec; e++) acc_out[k][e] = fmaf(v[b][k][e], w, acc_out[k][e]);
-            }
-          }
-        }
-      }
-    }
-    __syncthreads();  // s_w is rewritten by the next chunk
-  }
-
-#pragma unroll
-  for (int j = 0; j < kHeadsPerWarp; j++) {
-    const int g = warp + j * kDecodeWarps;
-    if (g < nh && lane == 0) s_sum[g] = head_sum[j];
-  }
-  __syncthreads();
 #pragma unroll
   for (int k = 0; k < kMergeItems; k++) {
     const int i = threadIdx.x + k * kDecodeThreads;
     const int g = i / kAccRowVecs;
-    if (g < nh) {
-      const float sum = s_sum[g];
-      kiln_t* o = out + (row0 + g) * HEAD_DIM + i % kAccRowVecs * kAccVec;
+    if (g >= nh) continue;
+    const float* pm = partial_m + (row0 + g) * num_splits;
+    const float* pl = partial_l + (row0 + g) * num_splits;
+    const float* pa = partial_acc + (row0 + g) * num_splits * HEAD_DIM + i % kAccRowVecs * kAccVec;
+    float mz[kMergeBatch], lz[kMergeBatch], v[kMergeBatch][kAccVec];
+    float mx = neg_inf(), sum = 0.f, a[kAccVec];
 #pragma unroll
-      for (int e = 0; e < kAccVec; e++) o[e] = from_float(sum > 0.f ? acc_out[k][e] / sum : 0.f);
+    for (int e = 0; e < kAccVec; e++) a[e] = 0.f;
+    for (int z0 = 0; z0 < num_splits; z0 += kMergeBatch) {
+#pragma unroll
+      for (int b = 0; b < kMergeBatch; b++) {
+        const int z = z0 + b;
+        if (z < num_splits) {
+          mz[b] = __ldcg(pm + z);
+          lz[b] = __ldcg(pl + z);
+          load_partial(pa + (size_t)z * HEAD_DIM, v[b]);
+        } else {
+          mz[b] = neg_inf();
+        }
+      }
+      if (z0 == 0) {  // M over every split: the first batch's m, then any further ones
+#pragma unroll
+        for (int b = 0; b < kMergeBatch; b++) mx = fmaxf(mx, mz[b]);
+        for (int z = kMergeBatch; z < num_splits; z++) mx = fmaxf(mx, __ldcg(pm + z));
+      }
+#pragma unroll
+      for (int b = 0; b < kMergeBatch; b++) {
+        if (mz[b] != neg_inf()) {
+          const float w = score_exp(mz[b] - mx);
+          sum = fmaf(lz[b], w, sum);
+#pragma unroll
+          for (int e = 0; e < kAccVec; e++) a[e] = fmaf(v[b][e], w, a[e]);
+        }
+      }
     }
+    kiln_t* o = out + (row0 + g) * HEAD_DIM + i % kAccRowVecs * kAccVec;
+#pragma unroll
+    for (int e = 0; e < kAccVec; e++) o[e] = from_float(sum > 0.f ? a[e] / sum : 0.f);
   }
 }

@@ -11,7 +11,11 @@
 //      CTA that exited without waiting would let this grid complete before its predecessor, and the
 //      next kernel, which waits only for this one, would read unfinished data.
 //   2. kiln::pdl_launch_dependents() after the wait: the next kernel may be scheduled (it waits too).
-//   Only weights and other constant inputs may be read before the wait (gemv.cu's weight prefetch).
+//   Before the wait a kernel may read only what was written before the kernel ahead of it began: weights
+//   and other constants (gemv.cu's weight prefetch), and, since the kernel ahead (a kiln kernel, rule 2)
+//   triggers only after its own wait, everything written by kernels two or more places back and by copies
+//   earlier on the stream (attention_decode.cu reads the step metadata and the K/V rows cached by earlier
+//   steps before its wait; the new token's K/V, written by the kernel just ahead, after it).
 // Without the attribute (older GPUs, KILN_PDL=0, a launch that follows a non-kernel operation) both are
 // no-ops; below sm_90 they compile to nothing.
 #pragma once
