@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and runs sample_check.cpp for VOCAB 7, 769 and 5125 (g++ ≥ 12; a row takes ~1 s: one OS thread
+# Builds and runs sample_check.cpp for VOCAB 7, 769 and 5125 (g++ ≥ 12; fakecuda.h runs one fiber
 # per CUDA thread). Not part of CI; for checking sampler changes where no GPU is at hand.
 set -euo pipefail
 cd "$(dirname "$0")"

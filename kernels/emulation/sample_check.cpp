@@ -57,7 +57,11 @@ int main(int argc, char** argv) {
     if (c.infs) for (int i = 0; i < V; i += 3) logits[(size_t)b * V + i] = -INFINITY;
     greedy[b] = c.greedy; temp[b] = c.t; topk[b] = c.k; topp[b] = c.p; minp[b] = c.mp; seed[b] = (double)pick(gen) * 4294967296.0 * 1000 + pick(gen); seq[b] = pick(gen); step[b] = b; }
   std::vector<int> tok(B); std::vector<float> lp(B);
-  launch({(unsigned)B, 1, 1}, {1024, 1, 1}, [&] { sample_topk_topp(logits.data(), greedy.data(), temp.data(), topk.data(), topp.data(), minp.data(), seed.data(), seq.data(), step.data(), tok.data(), lp.data()); });
+  // Slices per row as the runtime picks them (sampling_launch.ts samplingSlices): ceil(V / 4096) in [1, 64].
+  const int P = std::min(64, std::max(1, (V + 4095) / 4096));
+  std::vector<SliceStats> partials((size_t)B * P); std::vector<unsigned> counters(B, 0);
+  launch({(unsigned)P, (unsigned)B, 1}, {1024, 1, 1}, [&] { sample_topk_topp(logits.data(), greedy.data(), temp.data(), topk.data(), topp.data(), minp.data(), seed.data(), seq.data(), step.data(), tok.data(), lp.data(), partials.data(), counters.data()); });
+  for (int b = 0; b < B; b++) if (counters[b] != 0) { printf("row %d: arrival counter left at %u\n", b, counters[b]); return 1; }
   int bad = 0; double maxlp = 0;
   std::vector<float> tmp(V), rl(V);
   for (int b = 0; b < B; b++) { auto& c = cases[b]; const float* row = &logits[(size_t)b * V];

@@ -1,0 +1,164 @@
+// Checks attention_prefill.cu on the CPU (fakecuda.h + attention_ptx_emu.h) against a double-precision
+// reference of the masking convention in attention_README.md. One build per configuration:
+//   -DKILN_DTYPE_BF16|-DKILN_DTYPE_F16|-DKILN_DTYPE_F32 -DHEAD_DIM= -DBLOCK_SIZE= -DNUM_HEADS= -DNUM_KV_HEADS=
+//   [-DKILN_PREFILL_SRC='"path"']  the kernel source (default ../attention_prefill.cu; attention_run.sh
+//                                  passes a copy with `extern __shared__` rewritten, see fakecuda.h)
+//   [-DPREFILL_SMEM_BYTES=n]       dynamic shared memory of the launch (default attn::kSmemElems ·
+//                                  sizeof(kiln_t) if the source defines kSmemElems, else 0)
+// Packs sequences with query lengths 37, 0, 150, 1 (contexts 37, 5, 195, 70: two with a cached prefix),
+// a shuffled block table, NaN in every K/V slot and table entry the kernel must not read, NaN in out
+// before the launch (every row must be written) and sentinel rows after it (must stay untouched).
+// Launches: window 0 with grid.x = ceil(maxQueryLen / BLOCK_M); window 40 with grid.x = 1 (each CTA
+// walks several tiles). Fails (exit 1) when max|out − ref| / max|ref| exceeds 2e-2 (bf16), 4e-3 (fp16),
+// 1e-5 (fp32).
+#include "fakecuda.h"
+#include "attention_ptx_emu.h"
+#ifndef KILN_PREFILL_SRC
+#define KILN_PREFILL_SRC "../attention_prefill.cu"
+#endif
+#include KILN_PREFILL_SRC
+
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <vector>
+
+// attn::kSmemElems if the kernel source declares it (qualified lookup prefers attn's own member over
+// a namespace nominated by a using-directive), else 0.
+namespace attn_probe { constexpr int kSmemElems = 0; }
+namespace attn { using namespace attn_probe; }
+
+static float dtype_round(float x) { return attn::to_float(attn::from_float(x)); }
+
+int main() {
+  constexpr int D = HEAD_DIM, H = NUM_HEADS, HKV = NUM_KV_HEADS, BS = BLOCK_SIZE, G = H / HKV;
+#if defined(KILN_DTYPE_BF16)
+  const char* dt = "bf16"; const double tol = 2e-2;
+#elif defined(KILN_DTYPE_F16)
+  const char* dt = "f16"; const double tol = 4e-3;
+#else
+  const char* dt = "f32"; const double tol = 1e-5;
+#endif
+#ifdef PREFILL_SMEM_BYTES
+  const size_t smem_bytes = PREFILL_SMEM_BYTES;
+#else
+  const size_t smem_bytes = (size_t)attn::kSmemElems * sizeof(kiln_t);
+#endif
+  const std::vector<int> qlens = {37, 0, 150, 1};
+  const std::vector<int> ctxs = {37, 5, 195, 70};
+  const int S = (int)qlens.size();
+  std::vector<int> qstart(S + 1, 0);
+  for (int s = 0; s < S; s++) qstart[s + 1] = qstart[s] + qlens[s];
+  const int T = qstart[S];
+  int max_q = 0, max_blocks = 0, used_blocks = 0;
+  for (int s = 0; s < S; s++) {
+    max_q = std::max(max_q, qlens[s]);
+    max_blocks = std::max(max_blocks, (ctxs[s] + BS - 1) / BS);
+    used_blocks += (ctxs[s] + BS - 1) / BS;
+  }
+  const int stride = max_blocks + 2;
+  const int num_blocks = used_blocks + 3;  // the last one is the poison block (NaN)
+  const int poison = num_blocks - 1;
+
+  std::mt19937 gen(1000 * D + 100 * BS + 10 * H + HKV);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const float nanv = std::numeric_limits<float>::quiet_NaN();
+  std::vector<kiln_t> q((size_t)T * H * D), kc((size_t)num_blocks * BS * HKV * D, attn::from_float(nanv)),
+      vc(kc.size(), attn::from_float(nanv));
+  for (auto& x : q) x = attn::from_float(nd(gen));
+  // Block table: a shuffled assignment of the first used_blocks physical blocks; unused entries → poison.
+  std::vector<int> perm(num_blocks - 1);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), gen);
+  std::vector<int> table((size_t)S * stride, poison);
+  size_t next = 0;
+  for (int s = 0; s < S; s++) {
+    for (int b = 0; b < (ctxs[s] + BS - 1) / BS; b++) table[(size_t)s * stride + b] = perm[next++];
+    for (int j = 0; j < ctxs[s]; j++) {  // keys [0, ctx) random; slots past ctx stay NaN
+      const size_t slot = (size_t)table[(size_t)s * stride + j / BS] * BS + j % BS;
+      for (int kh = 0; kh < HKV; kh++)
+        for (int d = 0; d < D; d++) {
+          kc[(slot * HKV + kh) * D + d] = attn::from_float(nd(gen));
+          vc[(slot * HKV + kh) * D + d] = attn::from_float(nd(gen));
+        }
+    }
+  }
+  const float scale = 1.0f / std::sqrt((float)D);
+  const int kGuard = 3;  // sentinel rows after the T rows of out
+
+  struct Run { int window; unsigned grid_x; };
+  const Run runs[] = {{0, (unsigned)((max_q + attn::kBlockM - 1) / attn::kBlockM)}, {40, 1u}};
+  bool ok = true;
+  printf("%s D=%d BLOCK_SIZE=%d H=%d/%d BLOCK_M=%d smem=%zu:", dt, D, BS, H, HKV, attn::kBlockM, smem_bytes);
+  for (const Run& run : runs) {
+    const int w = run.window;
+    // Poison what the kernel must not read with this window: keys before every row's window.
+    std::vector<kiln_t> kw = kc, vw = vc;
+    std::vector<int> tw = table;
+    if (w > 0) {
+      for (int s = 0; s < S; s++) {
+        const int lo = std::max(0, ctxs[s] - qlens[s] - w + 1);  // first key any row of s attends
+        for (int j = 0; j < lo; j++) {
+          const size_t slot = (size_t)table[(size_t)s * stride + j / BS] * BS + j % BS;
+          for (int x = 0; x < HKV * D; x++) kw[slot * HKV * D + x] = vw[slot * HKV * D + x] = attn::from_float(nanv);
+        }
+        for (int b = 0; b < lo / BS; b++) tw[(size_t)s * stride + b] = poison;
+      }
+    }
+    std::vector<kiln_t> out((size_t)(T + kGuard) * H * D, attn::from_float(nanv));
+    for (size_t i = (size_t)T * H * D; i < out.size(); i++) out[i] = attn::from_float(12345.f);
+    launch({run.grid_x, (unsigned)H, (unsigned)S}, {(unsigned)attn::kPrefillThreads, 1, 1}, [&] {
+      attention_prefill(out.data(), q.data(), kw.data(), vw.data(), qstart.data(), ctxs.data(), tw.data(), stride, scale, w);
+    }, smem_bytes, 7u + w);
+
+    double max_err = 0, max_ref = 0;
+    int nan_rows = 0, guard_bad = 0;
+    std::vector<double> sc;
+    for (int s = 0; s < S; s++) {
+      for (int i = 0; i < qlens[s]; i++) {
+        const int p = ctxs[s] - qlens[s] + i;
+        const int lo = w > 0 ? std::max(0, p - w + 1) : 0;
+        for (int h = 0; h < H; h++) {
+          const int kvh = h / G;
+          const kiln_t* qr = &q[((size_t)(qstart[s] + i) * H + h) * D];
+          sc.assign(p + 1 - lo, 0.0);
+          double mx = -INFINITY;
+          for (int j = lo; j <= p; j++) {
+            const size_t slot = (size_t)table[(size_t)s * stride + j / BS] * BS + j % BS;
+            double dot = 0;
+            for (int d = 0; d < D; d++) dot += (double)attn::to_float(qr[d]) * attn::to_float(kc[(slot * HKV + kvh) * D + d]);
+            sc[j - lo] = dot * scale;
+            mx = std::max(mx, sc[j - lo]);
+          }
+          double den = 0;
+          for (double& x : sc) { x = std::exp(x - mx); den += x; }
+          const kiln_t* orow = &out[((size_t)(qstart[s] + i) * H + h) * D];
+          bool row_nan = false;
+          for (int d = 0; d < D; d++) {
+            double ref = 0;
+            for (int j = lo; j <= p; j++) {
+              const size_t slot = (size_t)table[(size_t)s * stride + j / BS] * BS + j % BS;
+              ref += sc[j - lo] * attn::to_float(vc[(slot * HKV + kvh) * D + d]);
+            }
+            ref /= den;
+            const float got = attn::to_float(orow[d]);
+            if (!std::isfinite(got)) { row_nan = true; continue; }
+            max_err = std::max(max_err, std::fabs(got - ref));
+            max_ref = std::max(max_ref, std::fabs(ref));
+          }
+          nan_rows += row_nan;
+        }
+      }
+    }
+    for (size_t i = (size_t)T * H * D; i < out.size(); i++) guard_bad += attn::to_float(out[i]) != dtype_round(12345.f);
+    const double rel = max_ref > 0 ? max_err / max_ref : max_err;
+    const bool pass = nan_rows == 0 && guard_bad == 0 && rel <= tol;
+    ok &= pass;
+    printf("  w=%d grid.x=%u rel=%.2e", w, run.grid_x, rel);
+    if (nan_rows) printf(" unwritten/NaN rows=%d", nan_rows);
+    if (guard_bad) printf(" written past T=%d", guard_bad);
+    if (!pass) printf(" (FAIL, tol %.0e)", tol);
+  }
+  printf("  %s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}

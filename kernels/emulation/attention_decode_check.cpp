@@ -1,0 +1,141 @@
+// Checks attention_decode.cu on the CPU (fakecuda.h) against a double-precision reference (one query
+// per sequence at position ctx − 1; attention_README.md). One build per configuration, macros as for
+// attention_check.cpp ([-DKILN_DECODE_SRC='"path"'], default ../attention_decode.cu).
+// Contexts 1, 17, 0 (padding row: zeros), 300, 130; shuffled block table; NaN in every K/V slot and
+// table entry that must not be read. Runs: num_splits 1; 4 ([S, stride] table); 4 with window 40 and
+// the [stride, S] table (step S); 7 (empty splits). Multi-split runs launch twice on the same
+// split_counter (must end at zero) with the CTAs in a shuffled order, so any CTA may be the merging one.
+// Fails (exit 1) above 2e-2 (bf16), 4e-3 (fp16), 1e-5 (fp32) of max|ref|.
+#include "fakecuda.h"
+#include "attention_ptx_emu.h"
+#ifndef KILN_DECODE_SRC
+#define KILN_DECODE_SRC "../attention_decode.cu"
+#endif
+#include KILN_DECODE_SRC
+
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <vector>
+
+int main() {
+  constexpr int D = HEAD_DIM, H = NUM_HEADS, HKV = NUM_KV_HEADS, BS = BLOCK_SIZE, G = H / HKV;
+#if defined(KILN_DTYPE_BF16)
+  const char* dt = "bf16"; const double tol = 2e-2;
+#elif defined(KILN_DTYPE_F16)
+  const char* dt = "f16"; const double tol = 4e-3;
+#else
+  const char* dt = "f32"; const double tol = 1e-5;
+#endif
+  const std::vector<int> ctxs = {1, 17, 0, 300, 130};
+  const int S = (int)ctxs.size();
+  int max_blocks = 0, used_blocks = 0;
+  for (int c : ctxs) { max_blocks = std::max(max_blocks, (c + BS - 1) / BS); used_blocks += (c + BS - 1) / BS; }
+  const int stride = max_blocks + 1;
+  const int num_blocks = used_blocks + 3;
+  const int poison = num_blocks - 1;
+  std::mt19937 gen(7000 + 1000 * D + 100 * BS + 10 * H + HKV);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const float nanv = std::numeric_limits<float>::quiet_NaN();
+  std::vector<kiln_t> q((size_t)S * H * D), kc((size_t)num_blocks * BS * HKV * D, attn::from_float(nanv)),
+      vc(kc.size(), attn::from_float(nanv));
+  for (auto& x : q) x = attn::from_float(nd(gen));
+  std::vector<int> perm(num_blocks - 1);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), gen);
+  std::vector<int> table((size_t)S * stride, poison);
+  size_t next = 0;
+  for (int s = 0; s < S; s++) {
+    for (int b = 0; b < (ctxs[s] + BS - 1) / BS; b++) table[(size_t)s * stride + b] = perm[next++];
+    for (int j = 0; j < ctxs[s]; j++) {
+      const size_t slot = (size_t)table[(size_t)s * stride + j / BS] * BS + j % BS;
+      for (int x = 0; x < HKV * D; x++) {
+        kc[slot * HKV * D + x] = attn::from_float(nd(gen));
+        vc[slot * HKV * D + x] = attn::from_float(nd(gen));
+      }
+    }
+  }
+  const float scale = 1.0f / std::sqrt((float)D);
+  const unsigned gx = (unsigned)(HKV * attn::kHeadGroups);
+
+  struct Run { int splits, window; bool transposed; };
+  const Run runs[] = {{1, 0, false}, {4, 0, false}, {4, 40, true}, {7, 0, false}};
+  bool ok = true;
+  printf("decode %s D=%d BLOCK_SIZE=%d H=%d/%d heads/CTA=%d:", dt, D, BS, H, HKV, attn::kHeadsPerCta);
+  for (const Run& run : runs) {
+    const int w = run.window, ns = run.splits;
+    std::vector<kiln_t> kw = kc, vw = vc;
+    std::vector<int> tw = table;
+    if (w > 0) {
+      for (int s = 0; s < S; s++) {
+        const int lo = std::max(0, ctxs[s] - w);
+        for (int j = 0; j < lo; j++) {
+          const size_t slot = (size_t)table[(size_t)s * stride + j / BS] * BS + j % BS;
+          for (int x = 0; x < HKV * D; x++) kw[slot * HKV * D + x] = vw[slot * HKV * D + x] = attn::from_float(nanv);
+        }
+        for (int b = 0; b < lo / BS; b++) tw[(size_t)s * stride + b] = poison;
+      }
+    }
+    int tstride = stride, tstep = 1;
+    if (run.transposed) {  // [stride, S]: entry j of s at j * S + s
+      std::vector<int> t2((size_t)stride * S);
+      for (int s = 0; s < S; s++) for (int j = 0; j < stride; j++) t2[(size_t)j * S + s] = tw[(size_t)s * stride + j];
+      tw = t2; tstride = 1; tstep = S;
+    }
+    std::vector<kiln_t> out((size_t)S * H * D, attn::from_float(nanv));
+    std::vector<float> pacc((size_t)S * H * ns * D, nanv), pm((size_t)S * H * ns, nanv), pl(pm.size(), nanv);
+    std::vector<int> counter((size_t)S * gx, 0);
+    const int launches = ns > 1 ? 2 : 1;
+    for (int it = 0; it < launches; it++) {
+      launch({gx, (unsigned)S, (unsigned)ns}, {(unsigned)attn::kDecodeThreads, 1, 1}, [&] {
+        attention_decode(out.data(), ns > 1 ? pacc.data() : nullptr, ns > 1 ? pm.data() : nullptr,
+                         ns > 1 ? pl.data() : nullptr, ns > 1 ? counter.data() : nullptr, q.data(), kw.data(),
+                         vw.data(), ctxs.data(), tw.data(), tstride, tstep, ns, scale, w);
+      }, 0, 11u + 3u * it + (unsigned)ns);
+    }
+    int counters_bad = 0;
+    for (int c : counter) counters_bad += c != 0;
+    double max_err = 0, max_ref = 0;
+    int bad_rows = 0;
+    for (int s = 0; s < S; s++) {
+      const int ctx = ctxs[s], lo = w > 0 ? std::max(0, ctx - w) : 0;
+      for (int h = 0; h < H; h++) {
+        const int kvh = h / G;
+        std::vector<double> sc;
+        double mx = -INFINITY;
+        for (int j = lo; j < ctx; j++) {
+          const size_t slot = (size_t)table[(size_t)s * stride + j / BS] * BS + j % BS;
+          double dot = 0;
+          for (int d = 0; d < D; d++) dot += (double)attn::to_float(q[((size_t)s * H + h) * D + d]) * attn::to_float(kc[(slot * HKV + kvh) * D + d]);
+          sc.push_back(dot * scale);
+          mx = std::max(mx, dot * scale);
+        }
+        double den = 0;
+        for (double& x : sc) { x = std::exp(x - mx); den += x; }
+        bool row_bad = false;
+        for (int d = 0; d < D; d++) {
+          double ref = 0;
+          for (int j = lo; j < ctx; j++) {
+            const size_t slot = (size_t)table[(size_t)s * stride + j / BS] * BS + j % BS;
+            ref += sc[j - lo] * attn::to_float(vc[(slot * HKV + kvh) * D + d]);
+          }
+          if (ctx > 0) ref /= den;
+          const float got = attn::to_float(out[((size_t)s * H + h) * D + d]);
+          if (!std::isfinite(got)) { row_bad = true; continue; }
+          max_err = std::max(max_err, std::fabs(got - ref));
+          max_ref = std::max(max_ref, std::fabs(ref));
+        }
+        bad_rows += row_bad;
+      }
+    }
+    const double rel = max_ref > 0 ? max_err / max_ref : max_err;
+    const bool pass = bad_rows == 0 && counters_bad == 0 && rel <= tol;
+    ok &= pass;
+    printf("  splits=%d w=%d%s rel=%.2e", ns, w, run.transposed ? " [stride,S]" : "", rel);
+    if (bad_rows) printf(" unwritten/NaN rows=%d", bad_rows);
+    if (counters_bad) printf(" split_counter not zero=%d", counters_bad);
+    if (!pass) printf(" (FAIL, tol %.0e)", tol);
+  }
+  printf("  %s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
