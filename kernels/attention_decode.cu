@@ -139,6 +139,8 @@ __device__ __forceinline__ void load_partial(const float* p, float (&f)[kAccVec]
 // block_tables int32: sequence s's block j at block_tables[s · block_table_stride + j · block_table_step]
 //              ([S, stride] row-major: step 1; a decode graph's [stride, S]: stride 1, step S, so the
 //              entries in use form one prefix of the buffer)
+// trigger_after_keys  0: let the next kernel launch right after the PDL wait; 1: after the key loop
+//              (A/B switch for measurements, KILN_ATTN_TRIGGER; the results are the same)
 // Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (128), no dynamic shared memory.
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     attention_decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
@@ -146,7 +148,7 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
                      const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
                      const int* __restrict__ context_len, const int* __restrict__ block_tables,
                      int block_table_stride, int block_table_step, int num_splits, float scale,
-                     int sliding_window) {
+                     int sliding_window, int trigger_after_keys) {
   using namespace attn;
   __shared__ __align__(16) float sq[kHeadsPerCta * HEAD_DIM];                // [heads][HEAD_DIM] queries
   __shared__ __align__(16) float s_acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM]
@@ -180,7 +182,7 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
   load_step(kr, vr, k_cache, v_cache, table, block_table_step, base, min(ke, ctx - 1), kvh, key_lane, vec_lane);
 
   kiln::pdl_wait();  // q and the new key come from the previous kernel (see pdl.cuh)
-  kiln::pdl_launch_dependents();
+  if (!trigger_after_keys) kiln::pdl_launch_dependents();
 
 #pragma unroll
   for (int k = 0; k < kKeysPerLane; k++) {  // the new key, if it falls in the first step
@@ -281,6 +283,10 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
       }
     }
   }
+
+  // The next kernel (the o-projection GEMV) may launch now and prefetch its weights while this one
+  // writes and merges the splits, rather than during the key loads (trigger_after_keys = 1).
+  if (trigger_after_keys) kiln::pdl_launch_dependents();
 
   // Sum over the keys abreast (lanes with the same vec_lane), then merge the warps.
 #pragma unroll

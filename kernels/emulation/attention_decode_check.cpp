@@ -90,7 +90,7 @@ int main() {
       launch({gx, (unsigned)S, (unsigned)ns}, {(unsigned)attn::kDecodeThreads, 1, 1}, [&] {
         attention_decode(out.data(), ns > 1 ? pacc.data() : nullptr, ns > 1 ? pm.data() : nullptr,
                          ns > 1 ? pl.data() : nullptr, ns > 1 ? counter.data() : nullptr, q.data(), kw.data(),
-                         vw.data(), ctxs.data(), tw.data(), tstride, tstep, ns, scale, w);
+                         vw.data(), ctxs.data(), tw.data(), tstride, tstep, ns, scale, w, it);
       }, 0, 11u + 3u * it + (unsigned)ns);
     }
     int counters_bad = 0;

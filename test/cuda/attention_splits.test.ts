@@ -10,6 +10,7 @@ import {
   graphSplits,
   MAX_SPLITS,
   MIN_SPLIT_KEYS,
+  parseAttentionTrigger,
   splitRanges,
 } from "../../src/backends/cuda/attention_splits.ts";
 
@@ -80,5 +81,13 @@ describe("decode attention splits", () => {
     assert.equal(decodeSplits(H100_8B, 4), 9);
     assert.equal(decodeSplits(H100_8B, 64), 1);
     assert.equal(decodeSplits(H100_8B, 1, 100), 2);
+  });
+
+  test("KILN_ATTN_TRIGGER: wait by default, keys on request, anything else named in the error", () => {
+    assert.equal(parseAttentionTrigger(undefined), "wait");
+    assert.equal(parseAttentionTrigger(""), "wait");
+    assert.equal(parseAttentionTrigger("wait"), "wait");
+    assert.equal(parseAttentionTrigger("keys"), "keys");
+    assert.throws(() => parseAttentionTrigger("late"), /KILN_ATTN_TRIGGER must be wait or keys; got late/);
   });
 });

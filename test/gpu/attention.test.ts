@@ -331,6 +331,7 @@ describe("attention kernels", { skip: noGpu }, () => {
     bufs: SplitBuffers | null,
     pdl = false,
     transposed = false,
+    triggerAfterKeys = false,
   ): void {
     const mod = h.module("attention_decode.cu", defines(p.shape), p.dtype);
     const { numKvHeads } = p.shape;
@@ -352,6 +353,7 @@ describe("attention kernels", { skip: noGpu }, () => {
       i32(splits),
       f32(scaleOf(p.shape)),
       i32(window),
+      i32(triggerAfterKeys ? 1 : 0),
     ];
     mod.kernel("attention_decode").launch(h.stream, grid, [128], 0, args, { pdl });
   }
@@ -509,7 +511,8 @@ describe("attention kernels", { skip: noGpu }, () => {
         ];
         const inputs = runs.map(([p]) => decodeInputs(p));
         runs.forEach(([p, splits], i) => {
-          launchDecode(p, inputs[i], 0, splits, bufs, true);
+          // The middle launch lets its successor start after its keys (KILN_ATTN_TRIGGER=keys).
+          launchDecode(p, inputs[i], 0, splits, bufs, true, false, i === 1);
         });
         h.stream.synchronize();
         assertCountersZero(bufs, "consecutive launches");

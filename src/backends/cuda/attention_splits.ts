@@ -51,3 +51,14 @@ export function splitRanges(ctx: number, splits: number, window = 0): [number, n
     return [ks, Math.min(ctx, ks + per)];
   });
 }
+
+/** When attention_decode lets the next kernel (programmatic dependent launch) start: right after its
+ * wait (`wait`, the default), or after its key loop (`keys`), so the o-projection GEMV's weight prefetch
+ * does not compete with the attention's loads. From KILN_ATTN_TRIGGER, for measurements. */
+export type AttentionTrigger = "wait" | "keys";
+
+export function parseAttentionTrigger(env: string | undefined): AttentionTrigger {
+  if (env === undefined || env === "" || env === "wait") return "wait";
+  if (env === "keys") return "keys";
+  throw new RangeError(`KILN_ATTN_TRIGGER must be wait or keys; got ${env}`);
+}

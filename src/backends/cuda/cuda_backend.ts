@@ -13,7 +13,14 @@ import type { ExecutionBackend, SampleTicket, StepInput } from "../../runtime/st
 import { cpuDecodingOps } from "../cpu/decoding.ts";
 import { ropeInvFreq } from "../cpu/kernels/rope.ts";
 import { planArena, type Region } from "./arena.ts";
-import { decodeSplits, graphSplits, MAX_SPLITS, type SplitTarget } from "./attention_splits.ts";
+import {
+  type AttentionTrigger,
+  decodeSplits,
+  graphSplits,
+  MAX_SPLITS,
+  parseAttentionTrigger,
+  type SplitTarget,
+} from "./attention_splits.ts";
 import {
   CudaDevice,
   type CudaGraph,
@@ -758,6 +765,8 @@ export class CudaBackend implements ExecutionBackend {
   gemvPolicy = parseGemvPolicy(process.env.KILN_GEMV_VARIANT);
   /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
   graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
+  /** When decode attention lets the next kernel launch (attention_splits.ts); KILN_ATTN_TRIGGER=keys for A/B tests. */
+  attnTrigger: AttentionTrigger = parseAttentionTrigger(process.env.KILN_ATTN_TRIGGER);
   /** Profiling only: kernels (by name, comma-separated) KILN_SKIP_KERNELS leaves out of every step, so a
    * timing run shows what each costs inside the decode graph. The outputs are then wrong. */
   skipKernels = new Set((process.env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== ""));
@@ -1090,6 +1099,7 @@ export class CudaBackend implements ExecutionBackend {
           { i32: splits },
           { f32: op.scale },
           { i32: window },
+          { i32: this.attnTrigger === "keys" ? 1 : 0 },
         ]);
         return;
       }
