@@ -79,7 +79,8 @@
 // prefix of at most 1024 candidates (a "chunk"; one histogram pass over the row per 10–12 key bits),
 // which is gathered into shared memory, bitonic-sorted, weighted and scanned in fp64. The walk stops
 // in the first chunk unless the kept set or the draw reaches past its 1024 most likely tokens; then
-// it selects the next chunk. Sums are fp64 but not in the reference's sequential order, so a draw can
+// it selects the next chunk, after a jump (see "jumping ahead" below) to just before the chunk where the
+// top-p mass or the draw's running sum reaches its target. Sums are fp64 but not in the reference's sequential order, so a draw can
 // differ from the CPU's only when u lies within ~1e-16 relative of a boundary between two tokens.
 // Weights of tokens more than 30 nats (at temperature t) below the maximum use fp32 exp in the one
 // full-row sum (their total error is < 1e-13 · VOCAB relative to the max's weight).
@@ -354,40 +355,46 @@ __device__ __forceinline__ double block_inclusive_scan(double v, double* warp_to
   return v;
 }
 
-__device__ __forceinline__ int block_exclusive_scan(int v, int* warp_tot) {
+template <typename T>  // int or unsigned long long: exact
+__device__ __forceinline__ T block_exclusive_scan(T v, T* warp_tot) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  int inc = v;
+  T inc = v;
 #pragma unroll
   for (int o = 1; o < 32; o <<= 1) {
-    const int n = __shfl_up_sync(kiln::kFullMask, inc, o);
+    const T n = __shfl_up_sync(kiln::kFullMask, inc, o);
     if (lane >= o) inc += n;
   }
   if (lane == 31) warp_tot[warp] = inc;
   __syncthreads();
   if (warp == 0) {
-    int t = lane < warps ? warp_tot[lane] : 0;
+    T t = lane < warps ? warp_tot[lane] : T(0);
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
-      const int n = __shfl_up_sync(kiln::kFullMask, t, o);
+      const T n = __shfl_up_sync(kiln::kFullMask, t, o);
       if (lane >= o) t += n;
     }
     if (lane < warps) warp_tot[lane] = t;
   }
   __syncthreads();
-  const int excl = inc - v + (warp > 0 ? warp_tot[warp - 1] : 0);
+  const T excl = inc - v + (warp > 0 ? warp_tot[warp - 1] : T(0));
   __syncthreads();
   return excl;
 }
 
 // ---- the sampler's shared state -----------------------------------------------------------------------
 
+constexpr int kWeightBins = 1024;  // weighted radix select (jump): 10-bit digits, one bin per thread
+
 struct SamplerShared {
   int hist[kMaxBins];                // radix histogram, then its inclusive prefix
   unsigned long long keys[kChunk];   // the current chunk, sorted
   double prefix[kChunk];             // inclusive prefix sums of the chunk's weights
+  unsigned long long whist[kWeightBins];  // jump: fixed-point weight per bin
   double dtot[32];
+  unsigned long long utot[32];
   int itot[32];
   int count;
+  unsigned long long broadcast;
 };
 
 /** Keys in the candidate range: valid, above the last chunk (lo, when has_lo), at most hi. */
@@ -538,6 +545,12 @@ __device__ __forceinline__ void advance(Walk& w, const SamplerShared& sm, int n,
 
 __device__ __forceinline__ int key_id(unsigned long long k) { return (int)(k & 0xffffffffull); }
 
+/** w of logit x in the full-row passes: fp64 exp, or fp32 for weights below e^-30 of the largest. */
+__device__ __forceinline__ double row_weight(const Row& r, float x, float row_max, float inv_t) {
+  const float approx = (x - row_max) * inv_t;
+  return approx > -30.0f ? exp(((double)x - r.max) / r.t) : (double)expf(approx);
+}
+
 /** Σ w over the candidates, and over those with w ≥ min_p (with their count): one pass, fp64. */
 __device__ void total_pass(const Row& r, float row_max, double min_p, double& total, double& total_min_p,
                            int& count_min_p, SamplerShared& sm) {
@@ -547,8 +560,7 @@ __device__ void total_pass(const Row& r, float row_max, double min_p, double& to
   for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
     const float x = r.logits[i];
     if (!in_range(key64(x, i), false, 0, r.hi)) continue;
-    const float approx = (x - row_max) * inv_t;
-    const double wi = approx > -30.0f ? exp(((double)x - r.max) / r.t) : (double)expf(approx);
+    const double wi = row_weight(r, x, row_max, inv_t);
     s += wi;
     if (min_p > 0.0 && wi >= min_p) {
       sm_p += wi;
@@ -558,6 +570,102 @@ __device__ void total_pass(const Row& r, float row_max, double min_p, double& to
   total = kiln::block_sum(s, sm.dtot);
   total_min_p = kiln::block_sum(sm_p, sm.dtot);
   count_min_p = kiln::block_sum(c, sm.itot);
+}
+
+// ---- jumping ahead (a top-p cut or a draw deep in a flat distribution) ---------------------------------
+// A walk costs a radix select over the row per chunk of 1,024 candidates, so a top-p cut or a draw that
+// lands tens of thousands of candidates deep would take thousands of row passes (milliseconds). A jump
+// finds where the cumulative weight reaches the target with a weighted radix select — fixed-point sums of
+// the passes' fp64 weights, off by at most 2^-40 per candidate — and starts the walk at a key lo whose
+// cumulative weight is below the target by more than that bound. One more pass gives the exact (fp64)
+// mass and count of the candidates up to lo; the walk's own arithmetic is unchanged. If the exact mass is
+// not below the target (the bound failed), the walk starts from the beginning as before.
+
+constexpr double kFixScale = 1099511627776.0;  // 2^40: a weight ≤ 1 in fixed point; a row's Σ < 2^57
+
+/**
+ * A key lo, as high as the digit bins resolve, such that the candidates (keys ≤ r.hi) at or below lo have
+ * fixed-point cumulative weight ≤ target; false when no bin's does. Stops descending once the bin that
+ * crosses the target holds at most kChunk candidates (the walk from lo then crosses it in one chunk).
+ */
+__device__ bool weighted_floor(const Row& r, float row_max, unsigned long long target, unsigned long long& lo,
+                               SamplerShared& sm) {
+  const int shifts[7] = {54, 44, 34, 24, 14, 4, 0};
+  const int widths[7] = {10, 10, 10, 10, 10, 10, 4};
+  const float inv_t = (float)(1.0 / r.t);
+  unsigned long long prefix = 0, prefix_mask = 0, base = 0;  // base: weight of the candidates below prefix
+  bool found = false;
+  for (int level = 0; level < 7; level++) {
+    const int shift = shifts[level], bins = 1 << widths[level];
+    for (int b = threadIdx.x; b < bins; b += blockDim.x) {
+      sm.whist[b] = 0ull;
+      sm.hist[b] = 0;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
+      const float x = r.logits[i];
+      const unsigned long long k = key64(x, i);
+      if (k <= r.hi && (k & prefix_mask) == prefix) {
+        const int bin = (int)((k >> shift) & (unsigned long long)(bins - 1));
+        atomicAdd(&sm.whist[bin], (unsigned long long)(row_weight(r, x, row_max, inv_t) * kFixScale));
+        atomicAdd(&sm.hist[bin], 1);
+      }
+    }
+    __syncthreads();
+    const int j = threadIdx.x;  // one bin per thread (bins ≤ kWeightBins ≤ blockDim.x)
+    const unsigned long long wv = j < bins ? sm.whist[j] : 0ull;
+    const unsigned long long cum = block_exclusive_scan(wv, sm.utot) + wv;  // inclusive, non-decreasing
+    const int last = kiln::block_sum(j < bins && base + cum <= target ? 1 : 0, sm.itot) - 1;  // fitting bins: [0, last]
+    if (j == last) sm.broadcast = cum;
+    __syncthreads();
+    if (last >= 0) {
+      lo = prefix | ((unsigned long long)last << shift) | (shift == 0 ? 0ull : (1ull << shift) - 1ull);
+      found = true;
+    }
+    if (last == bins - 1) break;  // every bin fits: nothing left to descend into
+    const int d = last + 1;       // the bin that crosses the target
+    const int d_count = sm.hist[d];
+    if (last >= 0) base += sm.broadcast;
+    prefix |= (unsigned long long)d << shift;
+    prefix_mask |= (unsigned long long)(bins - 1) << shift;
+    __syncthreads();  // every thread has read the bins before the next level clears them
+    if (d_count <= kChunk) break;
+  }
+  return found;
+}
+
+/** Σ w (fp64, as total_pass weighs) and the number of the candidates with key ≤ lo: one pass. */
+__device__ void mass_upto(const Row& r, float row_max, unsigned long long lo, double& mass, int& count,
+                          SamplerShared& sm) {
+  const float inv_t = (float)(1.0 / r.t);
+  const unsigned long long top = lo < r.hi ? lo : r.hi;
+  double s = 0.0;
+  int c = 0;
+  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
+    const float x = r.logits[i];
+    if (key64(x, i) > top) continue;
+    s += row_weight(r, x, row_max, inv_t);
+    c++;
+  }
+  mass = kiln::block_sum(s, sm.dtot);
+  count = kiln::block_sum(c, sm.itot);
+}
+
+/**
+ * Moves walk w from the start to just below the first candidate whose cumulative weight reaches `target`
+ * (Σ w, total = Σ over all candidates), when that lies at least a chunk in; otherwise w stays at the start.
+ */
+__device__ void jump(const Row& r, float row_max, double target, double total, Walk& w, SamplerShared& sm) {
+  const double bound = (double)VOCAB / kFixScale + 1e-12 * total;  // fixed-point truncation, fp64 rounding
+  const double t_fix = (target - 2.0 * bound) * kFixScale;
+  if (!(t_fix >= 1.0)) return;
+  unsigned long long lo = 0ull;
+  if (!weighted_floor(r, row_max, (unsigned long long)t_fix, lo, sm)) return;
+  double mass;
+  int count;
+  mass_upto(r, row_max, lo, mass, count, sm);
+  if (count < kChunk || !(mass < target)) return;
+  w = Walk{true, lo, count, mass, mass / total};
 }
 
 /** draw() of decoding.ts for one row with at least one candidate. */
@@ -570,6 +678,7 @@ __device__ int draw(const Row& r, float row_max, double top_p, double min_p, dou
   bool loaded = false;  // sm holds the first chunk
   int keep;             // kept candidates (a prefix of the sorted order)
   double total_keep;    // their Σ w
+  double total = 0.0;   // Σ w of all candidates (the deep cases: r.size > kChunk)
 
   if (single) {
     n = load_chunk(r, w, sm, wj);
@@ -585,7 +694,7 @@ __device__ int draw(const Row& r, float row_max, double top_p, double min_p, dou
     keep = max(kiln::block_min(cut, sm.itot), 1);
     total_keep = sm.prefix[keep - 1];
   } else {
-    double total, total_min_p;
+    double total_min_p;
     int count_min_p;
     total_pass(r, row_max, min_p, total, total_min_p, count_min_p, sm);
     if (top_p >= 1.0) {
@@ -594,6 +703,14 @@ __device__ int draw(const Row& r, float row_max, double top_p, double min_p, dou
     } else {
       keep = r.size;
       total_keep = 0.0;
+      jump(r, row_max, top_p * total, total, w, sm);
+      if (min_p > 0.0 && w.pos > count_min_p) {
+        // w only moves when its candidates' mass stays below the top-p cut, so the min-p cut (w falls
+        // below min_p after count_min_p candidates) comes first.
+        keep = count_min_p;
+        total_keep = total_min_p;
+        w.pos = r.size;  // no walk
+      }
       while (w.pos < r.size) {
         n = load_chunk(r, w, sm, wj);
         loaded = w.pos == 0;
@@ -621,6 +738,10 @@ __device__ int draw(const Row& r, float row_max, double top_p, double min_p, dou
   // The draw: the first kept candidate whose running Σ w exceeds c, else the last kept one.
   const double c = u * total_keep;
   Walk b{false, 0ull, 0, 0.0, 0.0};
+  if (keep > kChunk) {
+    jump(r, row_max, c, total, b, sm);
+    if (b.pos >= keep) b = Walk{false, 0ull, 0, 0.0, 0.0};
+  }
   while (true) {
     if (!(b.pos == 0 && loaded)) n = load_chunk(r, b, sm, wj);
     if (n == 0) return -1;  // not reached: keep ≤ candidates
