@@ -64,6 +64,11 @@ constexpr int kMergeBatch = 64 / (kMergeItems * kAccVec) < 1   ? 1
                             : 64 / (kMergeItems * kAccVec) > 8 ? 8
                                                                : 64 / (kMergeItems * kAccVec);
 
+// Element offset of key `pos`'s row for kv head kvh in a pool (paged_kv.ts), its block from the table.
+__device__ __forceinline__ size_t kv_row(const int* table, int table_step, int pos, int kvh) {
+  return ((size_t)(table[(pos / BLOCK_SIZE) * table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) * NUM_KV_HEADS + kvh) * HEAD_DIM;
+}
+
 // One step of a warp's keys: lane (key_lane, vec_lane) loads vectors vec_lane + i·kLanesPerKey of the K and
 // V rows of keys base + k·kKeysAbreast + key_lane, k < kKeysPerLane; keys ≥ end are zeros.
 __device__ __forceinline__ void load_step(raw_t (&kr)[kKeysPerLane][kVecsPerLane], raw_t (&vr)[kKeysPerLane][kVecsPerLane],
@@ -72,9 +77,7 @@ __device__ __forceinline__ void load_step(raw_t (&kr)[kKeysPerLane][kVecsPerLane
 #pragma unroll
   for (int k = 0; k < kKeysPerLane; k++) {
     const int pos = base + k * kKeysAbreast + key_lane;
-    const size_t off =
-        pos < end ? ((size_t)(table[(pos / BLOCK_SIZE) * table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) * NUM_KV_HEADS + kvh) * HEAD_DIM
-                  : 0;
+    const size_t off = pos < end ? kv_row(table, table_step, pos, kvh) : 0;
 #pragma unroll
     for (int i = 0; i < kVecsPerLane; i++) {
       const int v = vec_lane + i * kLanesPerKey;
@@ -139,8 +142,8 @@ __device__ __forceinline__ void load_partial(const float* p, float (&f)[kAccVec]
 // block_tables int32: sequence s's block j at block_tables[s · block_table_stride + j · block_table_step]
 //              ([S, stride] row-major: step 1; a decode graph's [stride, S]: stride 1, step S, so the
 //              entries in use form one prefix of the buffer)
-// trigger_after_keys  0: let the next kernel launch right after the PDL wait; 1: after the key loop
-//              (A/B switch for measurements, KILN_ATTN_TRIGGER; the results are the same)
+// trigger      when the next kernel may launch (PDL): 0 right after the wait, 1 after the key loop, 2 as
+//              the CTAs exit (A/B switch for measurements, KILN_ATTN_TRIGGER; the results are the same)
 // Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (128), no dynamic shared memory.
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     attention_decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
@@ -148,7 +151,7 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
                      const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
                      const int* __restrict__ context_len, const int* __restrict__ block_tables,
                      int block_table_stride, int block_table_step, int num_splits, float scale,
-                     int sliding_window, int trigger_after_keys) {
+                     int sliding_window, int trigger) {
   using namespace attn;
   __shared__ __align__(16) float sq[kHeadsPerCta * HEAD_DIM];                // [heads][HEAD_DIM] queries
   __shared__ __align__(16) float s_acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM]
@@ -182,14 +185,13 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
   load_step(kr, vr, k_cache, v_cache, table, block_table_step, base, min(ke, ctx - 1), kvh, key_lane, vec_lane);
 
   kiln::pdl_wait();  // q and the new key come from the previous kernel (see pdl.cuh)
-  if (!trigger_after_keys) kiln::pdl_launch_dependents();
+  if (trigger == 0) kiln::pdl_launch_dependents();
 
 #pragma unroll
   for (int k = 0; k < kKeysPerLane; k++) {  // the new key, if it falls in the first step
     const int pos = base + k * kKeysAbreast + key_lane;
     if (pos == ctx - 1 && pos < ke) {
-      const size_t off =
-          ((size_t)(table[(pos / BLOCK_SIZE) * block_table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) * NUM_KV_HEADS + kvh) * HEAD_DIM;
+      const size_t off = kv_row(table, block_table_step, pos, kvh);
 #pragma unroll
       for (int i = 0; i < kVecsPerLane; i++) {
         const int v = vec_lane + i * kLanesPerKey;
@@ -284,9 +286,9 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     }
   }
 
-  // The next kernel (the o-projection GEMV) may launch now and prefetch its weights while this one
-  // writes and merges the splits, rather than during the key loads (trigger_after_keys = 1).
-  if (trigger_after_keys) kiln::pdl_launch_dependents();
+  // trigger 1: the next kernel (the o-projection GEMV) may launch now and prefetch its weights while this
+  // one writes and merges the splits, rather than during the key loads. (trigger 2: when CTAs exit.)
+  if (trigger == 1) kiln::pdl_launch_dependents();
 
   // Sum over the keys abreast (lanes with the same vec_lane), then merge the warps.
 #pragma unroll

@@ -1,9 +1,11 @@
 // `kiln bench`: latency benchmark against the bandwidth and compute floors (see runtime/bench.ts).
 import type { Command } from "commander";
+import { InvalidArgumentError } from "../errors.ts";
+import type { BenchSampling } from "../runtime/bench.ts";
 import { runBench } from "../runtime/bench.ts";
 import { gib } from "../runtime/kv_cache_pool.ts";
 import { ModelRunner } from "../runtime/model_runner.ts";
-import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
+import { choiceArg, defaultModelDir, floatArg, fractionArg, intArg, modelDirArg } from "./args.ts";
 import {
   type KvCacheFlags,
   kvCacheFromFlags,
@@ -23,6 +25,30 @@ interface BenchFlags extends KvCacheFlags {
   profile?: boolean;
   cacheDir?: string;
   json?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+}
+
+/** Sampled decoding when a temperature above 0 is given; top-k/p and min-p need one. */
+function samplingFromFlags(f: BenchFlags): BenchSampling | undefined {
+  const t = f.temperature ?? 0;
+  if (t < 0) throw new InvalidArgumentError(`--temperature must be ≥ 0 (0 = greedy), got ${t}`);
+  if (t === 0) {
+    const extra = (["topK", "topP", "minP"] as const).filter((k) => f[k] !== undefined);
+    if (extra.length > 0)
+      throw new InvalidArgumentError(
+        `--top-k, --top-p and --min-p apply to sampled decoding: give --temperature above 0 as well`,
+      );
+    return undefined;
+  }
+  return {
+    temperature: t,
+    ...(f.topK !== undefined ? { topK: f.topK } : {}),
+    ...(f.topP !== undefined ? { topP: f.topP } : {}),
+    ...(f.minP !== undefined ? { minP: f.minP } : {}),
+  };
 }
 
 export function registerBench(program: Command): void {
@@ -40,9 +66,22 @@ export function registerBench(program: Command): void {
     .option("--profile", "break one decode step's GPU time down by kernel kind (CUDA)")
     .option("--cache-dir <dir>", "engine cache directory")
     .option("--json", "print one JSON object")
+    .option(
+      "--temperature <t>",
+      "sampled decoding at this temperature (default 0: greedy)",
+      floatArg("--temperature"),
+    )
+    .option("--top-k <k>", "with --temperature: sample from the k most likely tokens", intArg("--top-k", 0))
+    .option("--top-p <p>", "with --temperature: nucleus mass, in (0, 1]", fractionArg("--top-p"))
+    .option(
+      "--min-p <p>",
+      "with --temperature: drop tokens below p × the top one's probability",
+      floatArg("--min-p"),
+    )
     .addOption(kvFractionOption())
     .addOption(maxKvTokensOption())
     .action(async (f: BenchFlags) => {
+      const sampling = samplingFromFlags(f);
       const runner = ModelRunner.fromDir(f.model ?? defaultModelDir(), {
         ...(f.backend ? { backend: f.backend } : {}),
         ...(f.dtype ? { dtype: f.dtype } : {}),
@@ -59,6 +98,7 @@ export function registerBench(program: Command): void {
           outputLen: f.outputLen,
           runs: f.runs,
           profile: f.profile,
+          sampling,
         });
         if (f.json) {
           process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -68,6 +108,7 @@ export function registerBench(program: Command): void {
           ["device", `${r.device} (${r.backend}, ${r.dtype})`],
           ["model", r.model],
           ["batch / input / output", `${r.batchSize} / ${r.inputLen} / ${r.outputLen}`],
+          ["decoding", r.sampling ? samplingText(r.sampling) : "greedy"],
           [
             "TTFT",
             `${r.ttftMs.toFixed(2)} ms  (prefill floor ${r.prefillFloorMs.toFixed(2)} ms, ×${r.ttftOverPrefillFloor.toFixed(2)})`,
@@ -103,4 +144,12 @@ export function registerBench(program: Command): void {
         runner.dispose();
       }
     });
+}
+
+function samplingText(s: BenchSampling): string {
+  const parts = [`temperature ${s.temperature}`];
+  if (s.topK !== undefined) parts.push(`top-k ${s.topK}`);
+  if (s.topP !== undefined) parts.push(`top-p ${s.topP}`);
+  if (s.minP !== undefined) parts.push(`min-p ${s.minP}`);
+  return `sampled (${parts.join(", ")})`;
 }

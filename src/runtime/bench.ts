@@ -1,4 +1,5 @@
-// Latency benchmark: B prompts of I random tokens, O greedy tokens each (end ids ignored), timed
+// Latency benchmark: B prompts of I random tokens, O tokens each (greedy, or sampled with the given
+// settings; end ids ignored), timed
 // end to end through the runtime (host work included). Reported against the physical floors:
 //   decode floor  = bytes a step must read (weights + average KV) / measured copy bandwidth
 //   prefill floor = 2 · params · prompt tokens / measured GEMM rate
@@ -14,6 +15,16 @@ export interface BenchOptions {
   seed?: number;
   /** Also break a decode step's GPU time down by launch kind (CUDA). */
   profile?: boolean;
+  /** Sampled decoding (temperature > 0) with these settings, instead of greedy. */
+  sampling?: BenchSampling;
+}
+
+/** The decoding settings of a sampled benchmark; the sampler's cost depends on them (deep top-p cuts). */
+export interface BenchSampling {
+  temperature: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
 }
 
 export interface BenchResult {
@@ -40,6 +51,8 @@ export interface BenchResult {
   kvCacheGiB: number;
   kvCacheLimitedBy: KvPoolLimit;
   runs: number;
+  /** The sampled decoding settings, or null: greedy. */
+  sampling: BenchSampling | null;
   /** With profile: one decode step's graph replay time and per-kind eager GPU times. */
   profile?: { graphMs: number; eagerMs: number; byKind: Record<string, { ms: number; count: number }> };
 }
@@ -60,7 +73,9 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const prompts = Array.from({ length: o.batchSize }, () => ({
     ids: Array.from({ length: o.inputLen }, () => 10 + Math.floor(rand() * (m.vocabSize - 20))),
   }));
-  const opts = { greedy: true, ignoreEos: true } as const;
+  const opts = o.sampling
+    ? { ...o.sampling, randomSeed: o.seed ?? 1, ignoreEos: true }
+    : ({ greedy: true, ignoreEos: true } as const);
   // The floors' measurements borrow ~2 GiB of device memory: take it before the KV pool takes its share.
   const backend = s.backend;
   const bandwidth = backend.measureCopyBandwidth();
@@ -131,6 +146,7 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     kvCacheGiB: pool.bytes / 2 ** 30,
     kvCacheLimitedBy: pool.limitedBy,
     runs: o.runs,
+    sampling: o.sampling ?? null,
     ...(profile ? { profile } : {}),
   };
 }

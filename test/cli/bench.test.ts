@@ -1,5 +1,6 @@
 // `kiln bench --json` reports the contract's fields with sane values (CPU, bundled model), and the
-// KV pool's size in its table and JSON.
+// KV pool's size in its table and JSON; sampled decoding (--temperature, --top-p, …) is reported as such,
+// and sampling flags without a temperature are refused.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { kiln } from "../helpers/cli.ts";
@@ -42,6 +43,31 @@ test("kiln bench --json", () => {
     const capped = kiln(["bench", "--input-len", "8", "--output-len", "4", "--max-kv-tokens", "16"], env);
     assert.equal(capped.code, 2, capped.stderr);
     assert.match(capped.stderr, /KvCacheExhaustedError: .*need 2 KV blocks .*--max-kv-tokens, now 16/);
+  } finally {
+    cache.cleanup();
+  }
+});
+
+test("kiln bench: sampled decoding", () => {
+  const cache = tempCache();
+  try {
+    const env = { KILN_CACHE_DIR: cache.dir };
+    const base = ["bench", "--input-len", "8", "--output-len", "4", "--runs", "1"];
+    const greedy = kiln([...base, "--json"], env);
+    assert.equal(greedy.code, 0, greedy.stderr);
+    assert.equal(JSON.parse(greedy.stdout).sampling, null);
+    const r = kiln([...base, "--temperature", "0.8", "--top-p", "0.9", "--top-k", "40", "--json"], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).sampling, { temperature: 0.8, topK: 40, topP: 0.9 });
+    const table = kiln([...base, "--temperature", "1", "--min-p", "0.05"], env);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /decoding\s+sampled \(temperature 1, min-p 0\.05\)/);
+    const lonely = kiln([...base, "--top-p", "0.9"], env);
+    assert.equal(lonely.code, 2, lonely.stderr);
+    assert.match(lonely.stderr, /InvalidArgumentError: .*give --temperature above 0/);
+    const negative = kiln([...base, "--temperature", "-1"], env);
+    assert.equal(negative.code, 2, negative.stderr);
+    assert.match(negative.stderr, /--temperature must be ≥ 0 .*got -1/);
   } finally {
     cache.cleanup();
   }

@@ -83,11 +83,15 @@ describe("decode attention splits", () => {
     assert.equal(decodeSplits(H100_8B, 1, 100), 2);
   });
 
-  test("KILN_ATTN_TRIGGER: wait by default, keys on request, anything else named in the error", () => {
+  test("KILN_ATTN_TRIGGER: wait by default, keys or exit on request, anything else named in the error", () => {
     assert.equal(parseAttentionTrigger(undefined), "wait");
     assert.equal(parseAttentionTrigger(""), "wait");
     assert.equal(parseAttentionTrigger("wait"), "wait");
     assert.equal(parseAttentionTrigger("keys"), "keys");
-    assert.throws(() => parseAttentionTrigger("late"), /KILN_ATTN_TRIGGER must be wait or keys; got late/);
+    assert.equal(parseAttentionTrigger("exit"), "exit");
+    assert.throws(
+      () => parseAttentionTrigger("late"),
+      /KILN_ATTN_TRIGGER must be wait, keys or exit; got late/,
+    );
   });
 });

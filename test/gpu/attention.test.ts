@@ -331,7 +331,7 @@ describe("attention kernels", { skip: noGpu }, () => {
     bufs: SplitBuffers | null,
     pdl = false,
     transposed = false,
-    triggerAfterKeys = false,
+    trigger = 0,
   ): void {
     const mod = h.module("attention_decode.cu", defines(p.shape), p.dtype);
     const { numKvHeads } = p.shape;
@@ -353,7 +353,7 @@ describe("attention kernels", { skip: noGpu }, () => {
       i32(splits),
       f32(scaleOf(p.shape)),
       i32(window),
-      i32(triggerAfterKeys ? 1 : 0),
+      i32(trigger),
     ];
     mod.kernel("attention_decode").launch(h.stream, grid, [128], 0, args, { pdl });
   }
@@ -511,8 +511,8 @@ describe("attention kernels", { skip: noGpu }, () => {
         ];
         const inputs = runs.map(([p]) => decodeInputs(p));
         runs.forEach(([p, splits], i) => {
-          // The middle launch lets its successor start after its keys (KILN_ATTN_TRIGGER=keys).
-          launchDecode(p, inputs[i], 0, splits, bufs, true, false, i === 1);
+          // Each launch lets its successor start at another point (KILN_ATTN_TRIGGER: wait, keys, exit).
+          launchDecode(p, inputs[i], 0, splits, bufs, true, false, i);
         });
         h.stream.synchronize();
         assertCountersZero(bufs, "consecutive launches");

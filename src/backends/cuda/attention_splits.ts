@@ -53,12 +53,15 @@ export function splitRanges(ctx: number, splits: number, window = 0): [number, n
 }
 
 /** When attention_decode lets the next kernel (programmatic dependent launch) start: right after its
- * wait (`wait`, the default), or after its key loop (`keys`), so the o-projection GEMV's weight prefetch
- * does not compete with the attention's loads. From KILN_ATTN_TRIGGER, for measurements. */
-export type AttentionTrigger = "wait" | "keys";
+ * wait (`wait`, the default), after its key loop (`keys`), or as its CTAs exit (`exit`), so that the
+ * o-projection GEMV's weight prefetch competes less, or not at all, with the attention's memory traffic.
+ * From KILN_ATTN_TRIGGER, for measurements; the kernel's `trigger` argument is the index in this list. */
+export const ATTENTION_TRIGGERS = ["wait", "keys", "exit"] as const;
+export type AttentionTrigger = (typeof ATTENTION_TRIGGERS)[number];
 
 export function parseAttentionTrigger(env: string | undefined): AttentionTrigger {
-  if (env === undefined || env === "" || env === "wait") return "wait";
-  if (env === "keys") return "keys";
-  throw new RangeError(`KILN_ATTN_TRIGGER must be wait or keys; got ${env}`);
+  if (env === undefined || env === "") return "wait";
+  const t = ATTENTION_TRIGGERS.find((x) => x === env);
+  if (t === undefined) throw new RangeError(`KILN_ATTN_TRIGGER must be wait, keys or exit; got ${env}`);
+  return t;
 }

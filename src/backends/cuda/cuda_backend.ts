@@ -14,6 +14,7 @@ import { cpuDecodingOps } from "../cpu/decoding.ts";
 import { ropeInvFreq } from "../cpu/kernels/rope.ts";
 import { planArena, type Region } from "./arena.ts";
 import {
+  ATTENTION_TRIGGERS,
   type AttentionTrigger,
   decodeSplits,
   graphSplits,
@@ -136,6 +137,10 @@ export class CudaBackend implements ExecutionBackend {
   ) {
     this.dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
     this.elem = ELEM[this.dtype];
+    if (this.skipKernels.size > 0)
+      process.stderr.write(
+        `kiln: KILN_SKIP_KERNELS leaves out ${[...this.skipKernels].join(", ")} (profiling only: the outputs are wrong)\n`,
+      );
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = config.build.kvBlockSize;
     this.kvBytesPerBlock =
@@ -765,7 +770,7 @@ export class CudaBackend implements ExecutionBackend {
   gemvPolicy = parseGemvPolicy(process.env.KILN_GEMV_VARIANT);
   /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
   graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
-  /** When decode attention lets the next kernel launch (attention_splits.ts); KILN_ATTN_TRIGGER=keys for A/B tests. */
+  /** When decode attention lets the next kernel launch (attention_splits.ts); KILN_ATTN_TRIGGER=keys|exit for A/B tests. */
   attnTrigger: AttentionTrigger = parseAttentionTrigger(process.env.KILN_ATTN_TRIGGER);
   /** Profiling only: kernels (by name, comma-separated) KILN_SKIP_KERNELS leaves out of every step, so a
    * timing run shows what each costs inside the decode graph. The outputs are then wrong. */
@@ -1099,7 +1104,7 @@ export class CudaBackend implements ExecutionBackend {
           { i32: splits },
           { f32: op.scale },
           { i32: window },
-          { i32: this.attnTrigger === "keys" ? 1 : 0 },
+          { i32: ATTENTION_TRIGGERS.indexOf(this.attnTrigger) },
         ]);
         return;
       }
