@@ -117,15 +117,28 @@ __device__ __forceinline__ void prefetch_gamma(const NormIn& in, int k, uint4 (&
   }
 }
 
-/** One 16-byte vector of a normalised row, in place in shared memory. */
-__device__ __forceinline__ void normalize_vec(uint4* hr, int v, const uint4& gv, float rstd) {
-  uint4 hv = hr[v];
+/** One 16-byte vector of h normalised: rms_apply per element, the bits rms_norm stores. */
+__device__ __forceinline__ uint4 normalized(uint4 hv, const uint4& gv, float rstd) {
   kiln_t* h = reinterpret_cast<kiln_t*>(&hv);
   const kiln_t* g = reinterpret_cast<const kiln_t*>(&gv);
 #pragma unroll
   for (int e = 0; e < kElems; e++) h[e] = kiln::rms_apply(h[e], g[e], rstd);
-  hr[v] = hv;
+  return hv;
 }
+
+/** One 16-byte vector of a normalised row, in place in shared memory. */
+__device__ __forceinline__ void normalize_vec(uint4* hr, int v, const uint4& gv, float rstd) {
+  hr[v] = normalized(hr[v], gv, rstd);
+}
+
+/** The split norm's consumer side (gemv_*_xnorm): x is h (residual + sublayer output, stored by the
+ * producer's _addsq epilogue) and Σ h² of each row is in sumsq, so each x vector is normalised as it
+ * is read, with no prologue. */
+struct XNormIn {
+  const kiln_t* gamma;  // [k] the norm's weight
+  const double* sumsq;  // [m] Σ h² per row: fp64 sums of fp32 squares, as rmsnorm.cuh sums them
+  float eps;
+};
 
 /** Writes the m normalised rows of `in` to `xs` (shared, [m, k]); after the PDL wait, called by every
  * thread of the block. With a residual, block 0 also stores residual + x to residual_out (another
@@ -181,12 +194,22 @@ __device__ __forceinline__ void norm_rows(const NormIn& in, const uint4 (&gp)[kG
 }
 #endif
 
+/** Vector v of a row of x: from shared memory (Norm: normalised in the prologue), normalised as it is
+ * read (XNorm: h with the norm weight gr and the row's rstd), or as is. */
+template <bool Norm, bool XNorm>
+__device__ __forceinline__ uint4 load_x(const uint4* xr, const uint4* gr, int v, float rstd) {
+#if !defined(KILN_DTYPE_F32)
+  if constexpr (XNorm) return normalized(__ldg(xr + v), __ldg(gr + v), rstd);
+#endif
+  return Norm ? xr[v] : __ldg(xr + v);
+}
+
 /** The warp's R dot products with the m rows of x, summed over its lanes' share of k (not yet
  * reduced across the warp): prefetch (weights only), PDL wait, then stream the rows. `active` false:
  * a warp past the last row, which still waits (every CTA must) and returns false. Each row's sum runs
  * over vectors v = lane, lane + 32, … in order whatever R and U are, so every variant (and the gated
  * kernel) gives a row the same bits. */
-template <int R, int U, bool Norm = false>
+template <int R, int U, bool Norm = false, bool XNorm = false>
 __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const uint4* const (&wr)[R], bool active,
                                           int m, int k, float (&acc)[R][GEMV_MAX_M], const void* norm = nullptr) {
   // Prefetching holds R·U vectors (4 registers each) across the wait; more would spill at m = 8.
@@ -208,9 +231,20 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
   kiln::pdl_launch_dependents();
 #if !defined(KILN_DTYPE_F32)
   if constexpr (Norm) {
-    extern __shared__ uint4 normalized[];  // [m, k] kiln_t
-    norm_rows(*static_cast<const NormIn*>(norm), gp, reinterpret_cast<kiln_t*>(normalized), m, k);
-    x = reinterpret_cast<const kiln_t*>(normalized);
+    extern __shared__ uint4 normalized_rows[];  // [m, k] kiln_t
+    norm_rows(*static_cast<const NormIn*>(norm), gp, reinterpret_cast<kiln_t*>(normalized_rows), m, k);
+    x = reinterpret_cast<const kiln_t*>(normalized_rows);
+  }
+#endif
+  // XNorm: each row's rstd from its Σ h² (written by the previous kernel: after the wait).
+  float rstd[GEMV_MAX_M];
+  const uint4* gr = nullptr;
+#if !defined(KILN_DTYPE_F32)
+  if constexpr (XNorm) {
+    const XNormIn& xn = *static_cast<const XNormIn*>(norm);
+    gr = reinterpret_cast<const uint4*>(xn.gamma);
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_M; j++) rstd[j] = j < m ? kiln::rms_rstd(__ldcg(xn.sumsq + j), k, xn.eps) : 0.f;
   }
 #endif
   if (!active) return false;
@@ -229,7 +263,7 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
         const uint4* xr = reinterpret_cast<const uint4*>(x + (size_t)j * k);
 #pragma unroll
         for (int u = 0; u < U; u++) {
-          const uint4 xv = Norm ? xr[v + 32 * u] : __ldg(xr + v + 32 * u);
+          const uint4 xv = load_x<Norm, XNorm>(xr, gr, v + 32 * u, rstd[j]);
 #pragma unroll
           for (int r = 0; r < R; r++) dot_vec(wv[r][u], xv, acc[r][j]);
         }
@@ -244,7 +278,7 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
     for (int j = 0; j < GEMV_MAX_M; j++) {
       if (j < m) {
         const uint4* xr = reinterpret_cast<const uint4*>(x + (size_t)j * k);
-        const uint4 xv = Norm ? xr[v] : __ldg(xr + v);
+        const uint4 xv = load_x<Norm, XNorm>(xr, gr, v, rstd[j]);
 #pragma unroll
         for (int r = 0; r < R; r++) dot_vec(wt[r], xv, acc[r][j]);
       }
@@ -253,7 +287,7 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
   return true;
 }
 
-template <int R, int U, int W, typename Out, bool Norm = false>
+template <int R, int U, int W, typename Out, bool Norm = false, bool XNorm = false>
 __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
                                           const kiln_t* __restrict__ bias, Out* __restrict__ y, int m, int n, int k,
                                           const void* norm = nullptr) {
@@ -264,7 +298,7 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
 #pragma unroll
   for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
   float acc[R][GEMV_MAX_M];
-  if (!warp_dots<R, U, Norm>(x, wr, row0 < n, m, k, acc, norm)) return;
+  if (!warp_dots<R, U, Norm, XNorm>(x, wr, row0 < n, m, k, acc, norm)) return;
 #pragma unroll
   for (int r = 0; r < R; r++) {
     const int row = row0 + r;
@@ -280,12 +314,66 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
 }
 
 #if !defined(KILN_DTYPE_F32)
+/**
+ * The split norm's producer side (gemv_*_addsq): the GEMV whose output y feeds residual + y → RMSNorm
+ * (o_proj, down). Instead of y it stores h = residual + y (residual_sum of y rounded to kiln_t, as
+ * add_rms_norm forms it) to residual_out, and adds each row's Σ h² (fp64 sums of fp32 squares) to
+ * sumsq[row], one atomic per block and row; sumsq must be zero before the launch (the step's embedding
+ * launch clears it). The consumer (gemv_*_xnorm) normalises h as it reads it: together they replace
+ * add_rms_norm's launch.
+ */
+template <int R, int U, int W>
+__device__ __forceinline__ void gemv_addsq_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
+                                                const kiln_t* __restrict__ bias, const kiln_t* __restrict__ residual,
+                                                kiln_t* __restrict__ residual_out, double* __restrict__ sumsq, int m,
+                                                int n, int k) {
+  __shared__ double part[W][GEMV_MAX_M];  // [warp][row] Σ h² over the warp's features
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int row0 = (blockIdx.x * W + warp) * R;
+  const uint4* wr[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
+  float acc[R][GEMV_MAX_M];
+  const bool active = warp_dots<R, U>(x, wr, row0 < n, m, k, acc);  // every warp goes on to the barrier
+  double sq[GEMV_MAX_M];
+#pragma unroll
+  for (int j = 0; j < GEMV_MAX_M; j++) sq[j] = 0.0;
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    const int row = row0 + r;
+    const float b = bias && row < n ? kiln::to_float(bias[row]) : 0.f;
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_M; j++) {
+      if (active && j < m) {
+        const float s = kiln::warp_sum(acc[r][j]);
+        if (row < n) {
+          const kiln_t h = kiln::residual_sum(residual[(size_t)j * n + row], kiln::from_float(s + b));
+          if (lane == 0) residual_out[(size_t)j * n + row] = h;
+          const float f = kiln::to_float(h);
+          sq[j] += (double)__fmul_rn(f, f);
+        }
+      }
+    }
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_M; j++) part[warp][j] = sq[j];
+  }
+  __syncthreads();
+  if (threadIdx.x < m) {
+    double t = 0.0;
+#pragma unroll
+    for (int i = 0; i < W; i++) t += part[i][threadIdx.x];
+    atomicAdd(sumsq + threadIdx.x, t);
+  }
+}
+
 /** The gate_up GEMV with the gated activation as its epilogue: feature i of the output is
  * act(gate_i) · up_i, where gate_i and up_i are rows i and inter + i of the fused [2·inter, k] weight,
  * both computed by one warp. Each is rounded to kiln_t as the unfused GEMV stores it, then activated
  * and multiplied exactly as activation.cu's gated_act does, so the output is bit for bit the
  * unfused pair's. */
-template <class Act, bool Norm = false>
+template <class Act, bool Norm = false, bool XNorm = false>
 __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
                                                 const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m,
                                                 int inter, int k, const void* norm = nullptr) {
@@ -296,7 +384,7 @@ __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, co
   const uint4* const wr[2] = {reinterpret_cast<const uint4*>(w + (size_t)r * k),
                               reinterpret_cast<const uint4*>(w + (size_t)(inter + r) * k)};
   float acc[2][GEMV_MAX_M];
-  if (!warp_dots<2, U, Norm>(x, wr, row < inter, m, k, acc, norm)) return;
+  if (!warp_dots<2, U, Norm, XNorm>(x, wr, row < inter, m, k, acc, norm)) return;
   const float bg = bias ? kiln::to_float(bias[row]) : 0.f;
   const float bu = bias ? kiln::to_float(bias[inter + row]) : 0.f;
 #pragma unroll
@@ -326,6 +414,24 @@ __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, co
 #if !defined(KILN_DTYPE_F32)
 #define KILN_NORM_PARAMS \
   const kiln_t *nx, const kiln_t *residual, kiln_t *residual_out, const kiln_t *gamma, float eps
+#define KILN_XNORM_PARAMS const kiln_t *h, const kiln_t *gamma, const double *sumsq, float eps
+// The split norm (gemv_addsq_impl, XNormIn): producer and consumer twins of a variant.
+#define KILN_GEMV_SPLIT_NORM(R, U, W)                                                                          \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_addsq(                        \
+      const kiln_t* x, const kiln_t* w, const kiln_t* bias, const kiln_t* residual, kiln_t* residual_out,       \
+      double* sumsq, int m, int n, int k) {                                                                    \
+    gemv_addsq_impl<R, U, W>(x, w, bias, residual, residual_out, sumsq, m, n, k);                            \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_xnorm(                        \
+      KILN_XNORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) {                \
+    const XNormIn in{gamma, sumsq, eps};                                                                       \
+    gemv_impl<R, U, W, kiln_t, false, true>(h, w, bias, y, m, n, k, &in);                                     \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_f32out_xnorm(                 \
+      KILN_XNORM_PARAMS, const kiln_t* w, const kiln_t* bias, float* y, int m, int n, int k) {                 \
+    const XNormIn in{gamma, sumsq, eps};                                                                       \
+    gemv_impl<R, U, W, float, false, true>(h, w, bias, y, m, n, k, &in);                                      \
+  }
 #define KILN_GEMV_NORM(R, U, W)                                                                                \
   extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_norm(                         \
       KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) {                 \
@@ -349,6 +455,8 @@ KILN_GEMV_PLAIN(2, 4, 8)
 // twin doubles a variant's compile time, so the others have none.
 KILN_GEMV_NORM(1, 4, 8)
 KILN_GEMV_NORM(2, 8, 4)
+KILN_GEMV_SPLIT_NORM(1, 4, 8)
+KILN_GEMV_SPLIT_NORM(2, 8, 4)
 #endif
 
 #if !defined(KILN_DTYPE_F32)
@@ -361,6 +469,11 @@ KILN_GEMV_NORM(2, 8, 4)
       KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) {             \
     const NormIn in{nx, residual, residual_out, gamma, eps};                                                        \
     gemv_gated_impl<kiln::ACT, true>(nullptr, w, bias, y, m, inter, k, &in);                                  \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * kGatedWarps) gemv_gated_##NAME##_xnorm(                  \
+      KILN_XNORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) {            \
+    const XNormIn in{gamma, sumsq, eps};                                                                       \
+    gemv_gated_impl<kiln::ACT, false, true>(h, w, bias, y, m, inter, k, &in);                                 \
   }
 
 // GEMV_ACT (gemv_plan.ts: GATED_ACTS): 1–5 compiles only that activation's gated kernels (an engine

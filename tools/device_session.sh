@@ -2,9 +2,10 @@
 # A session's first device call, in one command (about 7 minutes): the GPU tests, then the decode
 # and prefill figures of docs/PERFORMANCE.md with the open questions' switches, on random-weight
 # engines of the 8B and 1B shapes. Prints one line per measurement; full logs under $OUT.
-#   8B: TPOT under KILN_ATTN_TRIGGER=wait|keys|exit and without attention (its in-graph cost),
+#   8B: TPOT under KILN_ATTN_TRIGGER=wait|keys|exit, with the split norm (KILN_FUSE_NORM=split), and
+#       without attention (its in-graph cost),
 #       prefill of 2,048 tokens, and sampled decoding (temperature 1, top-p 0.95: the sampler's jump)
-#   1B: TPOT under each trigger
+#   1B: TPOT under each trigger and with the split norm
 # Usage (device run): source .device/prelude.sh && bash tools/device_session.sh [skip-tests]
 set -uo pipefail
 source tools/device_engine.sh
@@ -30,7 +31,7 @@ for cfg in llama-3.1-8b llama-3.2-1b; do
   e=$(engine "$cfg")
   echo "$cfg engine ready in $(($(date +%s) - t0)) s"
   decode=(--input-len 128 --output-len 256)
-  for setting in KILN_ATTN_TRIGGER=wait KILN_ATTN_TRIGGER=keys KILN_ATTN_TRIGGER=exit; do
+  for setting in KILN_ATTN_TRIGGER=wait KILN_ATTN_TRIGGER=keys KILN_ATTN_TRIGGER=exit KILN_FUSE_NORM=split; do
     measure "$cfg $setting" "$e" "$setting" "${decode[@]}"
   done
   [[ $cfg == llama-3.2-1b ]] && continue

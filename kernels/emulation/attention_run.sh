@@ -25,7 +25,7 @@ dyn_shared "$src" "$out/prefill.cu"
 fail=0
 run_cfg() {  # name check.cpp source-copy dtype D BS H HKV
   local exe="$out/$1_$4_$5_$6_$7_$8"
-  if ! g++ -std=c++20 -O2 -ffp-contract=off -Ifake -I"$here/.." -DKILN_DTYPE_$4 -DHEAD_DIM=$5 \
+  if ! g++ -std=c++20 -O2 -fno-strict-aliasing -ffp-contract=off -Ifake -I"$here/.." -DKILN_DTYPE_$4 -DHEAD_DIM=$5 \
       -DBLOCK_SIZE=$6 -DNUM_HEADS=$7 -DNUM_KV_HEADS=$8 -DKILN_PREFILL_SRC="\"$3\"" -DKILN_DECODE_SRC="\"$3\"" \
       ${EXTRA:-} "$2" -o "$exe" -lpthread; then
     echo "$1 $4 D=$5 BLOCK_SIZE=$6 H=$7/$8: BUILD FAILED"; fail=1; return

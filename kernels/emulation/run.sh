@@ -6,6 +6,6 @@ cd "$(dirname "$0")"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for v in 7 769 5125; do
-  g++ -std=c++20 -O2 -ffp-contract=off -Ifake -I.. -DVOCAB=$v sample_check.cpp -o "$out/check_$v" -lpthread
+  g++ -std=c++20 -O2 -fno-strict-aliasing -ffp-contract=off -Ifake -I.. -DVOCAB=$v sample_check.cpp -o "$out/check_$v" -lpthread
   "$out/check_$v" "$@"
 done

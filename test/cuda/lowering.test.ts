@@ -76,7 +76,8 @@ describe("CUDA lowering", () => {
         if (next.kind !== "linear") continue;
         const residual = st.kind === "add_rms_norm" ? st.op.residual : null;
         const residualOut = st.kind === "add_rms_norm" ? st.residualOut : null;
-        assert.deepEqual(next.norm, {
+        const { split: _split, ...norm } = next.norm ?? {};
+        assert.deepEqual(norm, {
           x: st.op.x,
           residual,
           residualOut,
@@ -113,6 +114,42 @@ describe("CUDA lowering", () => {
       assert.ok(
         [finalAdd.op.a, finalAdd.op.b].includes(last.residualOut),
         "the final add reads the newest residual",
+      );
+    });
+
+    test(`${arch}: every residual add + norm between two GEMMs can be split between them (KILN_FUSE_NORM=split)`, () => {
+      const { config, plan: p } = plan(arch);
+      const lowered = lower(p, config);
+      const { steps } = lowered;
+      const producers = steps.filter((s) => s.kind === "linear" && s.addsq);
+      // o_proj → add_rms_norm → gate_up in every layer, down → add_rms_norm → qkv in all but the last.
+      assert.equal(producers.length, 2 * config.numLayers - 1);
+      assert.equal(lowered.normSlots, producers.length);
+      const slots = new Set<number>();
+      for (const [i, st] of steps.entries()) {
+        if (st.kind !== "linear" || !st.addsq) continue;
+        const norm = steps[i + 1];
+        const consumer = steps[i + 2];
+        assert.ok(
+          norm.kind === "add_rms_norm" && norm.op.x === st.op.out,
+          "the norm reads the producer's output",
+        );
+        assert.ok(
+          consumer.kind === "linear" && consumer.op === st.addsq.consumer,
+          "the consumer follows the norm",
+        );
+        assert.ok(norm.kind === "add_rms_norm" && consumer.kind === "linear");
+        assert.deepEqual(consumer.norm?.split, { producer: st.op, slot: st.addsq.slot });
+        assert.equal(st.addsq.residual, norm.op.residual);
+        assert.equal(st.addsq.residualOut, norm.residualOut);
+        assert.ok(st.reads.includes(norm.op.residual) && st.writes.includes(norm.residualOut));
+        assert.ok(consumer.reads.includes(norm.residualOut), "the consumer reads the residual sum");
+        slots.add(st.addsq.slot);
+      }
+      assert.deepEqual(
+        [...slots].sort((a, b) => a - b),
+        [...Array(producers.length).keys()],
+        "one slot each",
       );
     });
 

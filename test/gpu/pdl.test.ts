@@ -142,7 +142,7 @@ describe("PDL: a chain of dependent kernels equals the chain without PDL", { ski
   }
 });
 
-describe("PDL and the fused GEMVs (gated activation, RMSNorm): the CUDA backend gives the same tokens and log-probs with each on and off", {
+describe("PDL and the fused GEMVs (gated activation, RMSNorm in the prologue or split): the CUDA backend gives the same tokens and log-probs with each on and off", {
   skip: noGpu,
 }, () => {
   test("bf16 engine of the default model, graphs off and on (captured, replayed)", async () => {
@@ -154,20 +154,20 @@ describe("PDL and the fused GEMVs (gated activation, RMSNorm): the CUDA backend 
     const runs = async (
       pdl: boolean,
       fuse: boolean,
-      fuseNorm: boolean,
+      fuseNorm: "on" | "off" | "split",
     ): Promise<{ eager: Out; first: Out; replay: Out }> => {
       const runner = ModelRunner.fromDir(model, { backend: "cuda", dtype: "bf16", cacheDir: cache.dir });
       const backend = runner.session.backend as unknown as {
         pdlEnabled: boolean;
         graphsEnabled: boolean;
         fuseGatedAct: boolean;
-        fuseNorm: "on" | "off";
+        fuseNorm: "on" | "off" | "split";
         gemvMaxRows: number;
       };
       try {
         backend.pdlEnabled = pdl; // before the first step: graphs are captured with the settings in force
         backend.fuseGatedAct = fuse;
-        backend.fuseNorm = fuseNorm ? "on" : "off";
+        backend.fuseNorm = fuseNorm;
         backend.gemvMaxRows = 8; // three prompts (bucket 4) on our GEMVs, so the fused kernels run
         backend.graphsEnabled = false;
         const eager = await runner.generate(prompts, greedy);
@@ -180,16 +180,18 @@ describe("PDL and the fused GEMVs (gated activation, RMSNorm): the CUDA backend 
       }
     };
     try {
-      const off = await runs(false, false, false);
+      const off = await runs(false, false, "off");
       const strip = (o: Out) => o.map(({ outputIds, logProbs }) => ({ outputIds, logProbs }));
       for (const [pdl, fuse, fuseNorm] of [
-        [true, false, false],
-        [false, true, false],
-        [false, false, true],
-        [true, true, true],
-      ]) {
+        [true, false, "off"],
+        [false, true, "off"],
+        [false, false, "on"],
+        [true, true, "on"],
+        [false, false, "split"],
+        [true, true, "split"],
+      ] as const) {
         const on = await runs(pdl, fuse, fuseNorm);
-        const what = `PDL ${pdl ? "on" : "off"}, fused gated GEMV ${fuse ? "on" : "off"}, fused norm ${fuseNorm ? "on" : "off"}`;
+        const what = `PDL ${pdl ? "on" : "off"}, fused gated GEMV ${fuse ? "on" : "off"}, fused norm ${fuseNorm}`;
         assert.deepEqual(strip(on.eager), strip(off.eager), `eager steps, ${what}`);
         assert.deepEqual(strip(on.first), strip(off.first), `graph capture steps, ${what}`);
         assert.deepEqual(strip(on.replay), strip(off.replay), `graph replay steps, ${what}`);

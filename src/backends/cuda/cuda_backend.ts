@@ -71,6 +71,8 @@ type TokenFeed = { from: SampleTicket; rows: Int32Array };
 const graphKey = (bucket: number, splits: number) => bucket * (MAX_SPLITS + 1) + splits;
 /** Steps of at most this many rows (decode batches) launch kiln kernels with PDL. */
 const PDL_MAX_ROWS = 8;
+/** Bytes of one split-norm Σ h² slot: an fp64 per row, for up to gemv.cu's GEMV_MAX_M (8) rows. */
+const NORM_SLOT_BYTES = 8 * 8;
 
 export class CudaBackend implements ExecutionBackend {
   readonly name = "cuda";
@@ -93,6 +95,8 @@ export class CudaBackend implements ExecutionBackend {
   private readonly maxSeqLen: number;
   private meta: DeviceBuffer;
   private readonly invFreq: DeviceBuffer;
+  /** The split norm's Σ h² per (slot, row) [normSlots, GEMV_MAX_M] fp64, cleared at each step's start. */
+  private readonly normSums: DeviceBuffer;
   /** Decode attention's split partials and arrival counters (attention_decode.cu), sized for up to
    * `seqs` sequences at decodeSplits(seqs) splits or fewer. */
   private readonly partials: {
@@ -197,6 +201,7 @@ export class CudaBackend implements ExecutionBackend {
       seqs: decodeSeqs,
     };
     this.partials.counters.fillBytes(stream, 0);
+    this.normSums = DeviceBuffer.alloc(device, Math.max(1, this.lowered.normSlots) * NORM_SLOT_BYTES);
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
     this.sampleParams = DeviceBuffer.alloc(device, 64 * 1024);
     const slices = samplingSlices(model.vocabSize);
@@ -753,10 +758,24 @@ export class CudaBackend implements ExecutionBackend {
     return twin ? st.norm : null;
   }
 
-  /** Whether a norm step is run by the GEMV after it (normInGemv), so it launches nothing itself. */
+  /** Whether a norm step is run by the GEMV after it (normInGemv, or the split norm), so it launches
+   * nothing itself. */
   private normFused(fusedInto: Extract<LStep, { kind: "linear" }>["op"] | undefined, rows: number): boolean {
     const lin = fusedInto && this.linearSteps.get(fusedInto);
-    return Boolean(lin && this.normInGemv(lin, rows));
+    return Boolean(lin && (this.normInGemv(lin, rows) || this.splitNorm(lin, rows) !== null));
+  }
+
+  /** The Σ h² slot when the consumer GEMV `st` and its producer run the split norm in a step of `rows`
+   * rows (KILN_FUSE_NORM=split; both on our GEMV, both variants with twins), else null. */
+  private splitNorm(st: Extract<LStep, { kind: "linear" }>, rows: number): number | null {
+    const split = st.norm?.split;
+    if (this.fuseNorm !== "split" || !split) return null;
+    const producer = this.linearSteps.get(split.producer);
+    if (!producer || !this.gemvApplies(st.op, rows) || !this.gemvApplies(producer.op, rows)) return null;
+    const twin = (op: { outFeatures: number; inFeatures: number }) =>
+      chooseGemv(op.outFeatures, op.inFeatures, this.elem, this.gemvPolicy).norm;
+    const consumer = st.gated && this.fuseGatedAct ? true : twin(st.op);
+    return consumer && twin(producer.op) ? split.slot : null;
   }
 
   /** Programmatic dependent launch of our kernels on sm_90+ (kernels/pdl.cuh); KILN_PDL=0 turns it off. */
@@ -849,6 +868,8 @@ export class CudaBackend implements ExecutionBackend {
     const meta = (at: number): KernelArg => ({ ptr: offsetPtr(this.meta.ptr, 4 * at) });
     switch (st.kind) {
       case "embedding":
+        // The step's first launch: the split norm's producers add into cleared Σ h² slots.
+        if (this.fuseNorm === "split" && this.lowered.normSlots > 0) this.normSums.fillBytes(this.stream, 0);
         this.launch("embedding", "embedding", [T], 128, [
           meta(p.at.ids),
           { ptr: this.w(st.op.weight) },
@@ -870,18 +891,49 @@ export class CudaBackend implements ExecutionBackend {
           const norm = this.normInGemv(st, rows);
           const fp32Out = st.logits && this.dtype !== "fp32";
           const n = gated ? gated.width : op.outFeatures;
+          const variant = chooseGemv(n, op.inFeatures, this.elem, this.gemvPolicy);
+          const slotPtr = (slot: number) => offsetPtr(this.normSums.ptr, slot * NORM_SLOT_BYTES);
+          // The split norm's producer: residual + y and Σ h² instead of y.
+          const consumer = st.addsq && this.linearSteps.get(st.addsq.consumer);
+          const addsq = st.addsq && consumer && this.splitNorm(consumer, rows) !== null ? st.addsq : null;
+          if (addsq) {
+            const { kernel, grid, block } = gemvLaunch(variant, n, false, "addsq");
+            this.launch("gemv", kernel, [grid], block, [
+              { ptr: this.ptr(op.x) },
+              { ptr: this.w(op.weight) },
+              { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
+              { ptr: this.ptr(addsq.residual) },
+              { ptr: this.ptr(addsq.residualOut) },
+              { ptr: slotPtr(addsq.slot) },
+              { i32: rows },
+              { i32: n },
+              { i32: op.inFeatures },
+            ]);
+            return;
+          }
+          // … and its consumer: reads the residual sum, normalised as it goes.
+          const slot = this.splitNorm(st, rows);
+          const twin = slot !== null ? "xnorm" : norm ? "norm" : "";
           const { kernel, grid, block } = gated
-            ? gemvGatedLaunch(gated.act, n, norm !== null)
-            : gemvLaunch(chooseGemv(n, op.inFeatures, this.elem, this.gemvPolicy), n, fp32Out, norm !== null);
-          const input: KernelArg[] = norm
-            ? [
-                { ptr: this.ptr(norm.x) },
-                { ptr: norm.residual ? this.ptr(norm.residual) : (0n as DevicePtr) },
-                { ptr: norm.residualOut ? this.ptr(norm.residualOut) : (0n as DevicePtr) },
-                { ptr: this.w(norm.weight) },
-                { f32: norm.eps },
-              ]
-            : [{ ptr: this.ptr(op.x) }];
+            ? gemvGatedLaunch(gated.act, n, twin)
+            : gemvLaunch(variant, n, fp32Out, twin);
+          const input: KernelArg[] =
+            slot !== null && st.norm?.residualOut
+              ? [
+                  { ptr: this.ptr(st.norm.residualOut) },
+                  { ptr: this.w(st.norm.weight) },
+                  { ptr: slotPtr(slot) },
+                  { f32: st.norm.eps },
+                ]
+              : norm
+                ? [
+                    { ptr: this.ptr(norm.x) },
+                    { ptr: norm.residual ? this.ptr(norm.residual) : (0n as DevicePtr) },
+                    { ptr: norm.residualOut ? this.ptr(norm.residualOut) : (0n as DevicePtr) },
+                    { ptr: this.w(norm.weight) },
+                    { f32: norm.eps },
+                  ]
+                : [{ ptr: this.ptr(op.x) }];
           const shared = norm ? gemvNormSharedBytes(rows, op.inFeatures, this.elem) : 0;
           this.launch(
             "gemv",
@@ -1127,6 +1179,7 @@ export class CudaBackend implements ExecutionBackend {
       this.partials.m,
       this.partials.l,
       this.partials.counters,
+      this.normSums,
       this.sampleParams,
       this.sampleSlices.buffer,
       this.biasDevice,

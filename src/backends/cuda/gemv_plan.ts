@@ -68,15 +68,19 @@ export function parseGemvMaxRows(env: string | undefined): number {
   return n;
 }
 
-/** When decode GEMVs run the RMSNorm before them in their prologue (`KILN_FUSE_NORM`): `auto` (the
- * default) where it was measured to pay, `on` everywhere it can, `off` never. */
-export type NormFusion = "auto" | "on" | "off";
+/** How decode GEMVs take over the RMSNorm before them (`KILN_FUSE_NORM`). In the GEMV's prologue
+ * (`_norm` twins): `auto` (the default) where it was measured to pay, `on` everywhere it can, `off`
+ * never. `split`: a residual add + RMSNorm between two GEMVs is split between them instead — the
+ * producer (o_proj, down) stores the residual sum and each row's Σ h² (`_addsq`), the consumer
+ * normalises as it reads (`_xnorm`) — so the norm has no launch and no prologue (not yet measured). */
+export type NormFusion = "auto" | "on" | "off" | "split";
 
 export function parseNormFusion(env: string | undefined): NormFusion {
   if (env === undefined || env === "" || env === "auto") return "auto";
   if (env === "1" || env === "on") return "on";
   if (env === "0" || env === "off") return "off";
-  throw new RangeError(`KILN_FUSE_NORM must be auto, 1 (on) or 0 (off); got ${env}`);
+  if (env === "split") return "split";
+  throw new RangeError(`KILN_FUSE_NORM must be auto, 1 (on), 0 (off) or split; got ${env}`);
 }
 
 /** `auto`: fuse the norm into GEMVs of one row shorter than 512 16-byte vectors (k < 4096 in bf16).
@@ -85,7 +89,7 @@ export function parseNormFusion(env: string | undefined): NormFusion {
  * 1.125 ms fused vs 1.147 apart, batch 2 1.298 vs 1.254; Llama-3.1-8B (k = 4096, r2u8w4's 128-thread
  * blocks) batch 1 6.107 vs 6.021. */
 export function normFusionPays(k: number, elemBytes: number, mode: NormFusion, rows = 1): boolean {
-  if (mode !== "auto") return mode === "on";
+  if (mode !== "auto") return mode === "on"; // split: no prologue fusion
   return rows === 1 && (k * elemBytes) / 16 < 512;
 }
 
@@ -145,16 +149,22 @@ export function planGemv(n: number, k: number, elemBytes: number): GemvVariant {
   return v.r2u4w8; // short rows (tiny models): the smallest U, two rows in flight per warp
 }
 
-/** Kernel name and launch shape of `variant` for n output features (`norm`: its fused-RMSNorm twin). */
+/** A GEMV's norm twin (kernels/gemv.cu): none, the RMSNorm in its prologue (`norm`), or the split
+ * norm's consumer (`xnorm`: normalises x as it reads it) or producer (`addsq`: stores residual + y and
+ * Σ h², kiln_t output only). Only variants with `norm` set have twins. */
+export type GemvTwin = "" | "norm" | "xnorm" | "addsq";
+
+/** Kernel name and launch shape of `variant` for n output features, or of one of its twins. */
 export function gemvLaunch(
   variant: GemvVariant,
   n: number,
   fp32Out: boolean,
-  norm = false,
+  twin: GemvTwin = "",
 ): { kernel: string; grid: number; block: number } {
-  if (norm && !variant.norm) throw new Error(`internal: gemv_${variant.name} has no fused-norm twin`);
+  if (twin && !variant.norm) throw new Error(`internal: gemv_${variant.name} has no fused-norm twin`);
+  if (twin === "addsq" && fp32Out) throw new Error("internal: gemv_*_addsq has no fp32 output");
   return {
-    kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}${norm ? "_norm" : ""}`,
+    kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}${twin ? `_${twin}` : ""}`,
     grid: Math.ceil(n / (variant.rowsPerWarp * variant.warps)),
     block: 32 * variant.warps,
   };
@@ -165,11 +175,11 @@ export function gemvLaunch(
 export function gemvGatedLaunch(
   act: string,
   inter: number,
-  norm = false,
+  twin: "" | "norm" | "xnorm" = "",
 ): { kernel: string; grid: number; block: number } {
   const warps = 8; // gemv.cu's kGatedWarps
   return {
-    kernel: `gemv_gated_${act}${norm ? "_norm" : ""}`,
+    kernel: `gemv_gated_${act}${twin ? `_${twin}` : ""}`,
     grid: Math.ceil(inter / warps),
     block: 32 * warps,
   };

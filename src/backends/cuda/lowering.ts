@@ -31,6 +31,15 @@ export type LStep = Access &
          * a decode step runs the norm inside the GEMV (gemv_*_norm) from the norm's own inputs and
          * skips the norm step; with a residual (add_rms_norm) the GEMV also stores the sum. */
         norm?: FusedNorm;
+        /** This GEMM's output is only the x of the add_rms_norm after it: with the split norm
+         * (KILN_FUSE_NORM=split) it stores residual + y to `residualOut` and Σ h² per row to slot
+         * `slot` (gemv_*_addsq) for `consumer`, which normalises as it reads (gemv_*_xnorm). */
+        addsq?: {
+          consumer: Extract<Op, { kind: "linear" }>;
+          residual: string;
+          residualOut: string;
+          slot: number;
+        };
       }
     | {
         kind: "rms_norm";
@@ -80,10 +89,14 @@ export interface FusedNorm {
   residualOut: string | null;
   weight: string;
   eps: number;
+  /** An add_rms_norm whose x is a GEMM's only output: the split norm's producer and Σ h² slot. */
+  split?: { producer: Extract<Op, { kind: "linear" }>; slot: number };
 }
 
 export interface Lowered {
   steps: LStep[];
+  /** Σ h² slots of the split norm (one per producer/consumer pair; GEMV_MAX_M rows each). */
+  normSlots: number;
   /** Element width of each storage's rows, and whether it has token rows or logit rows. */
   storage: Map<string, { width: number; rows: "tokens" | "logits"; fp32?: boolean }>;
   output: string;
@@ -107,6 +120,7 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
   // plan's residual name read the newest one.
   const renamed = new Map<string, string>();
   let residuals = 0;
+  let normSlots = 0;
   for (const planOp of plan.ops) {
     const op = renameInputs(planOp, (n) => renamed.get(n) ?? n);
     switch (op.kind) {
@@ -215,13 +229,40 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
             weight: prev.op.weight,
             eps: prev.op.eps,
           };
+          // The split norm: the GEMM before the add_rms_norm, whose output nothing else reads, stores
+          // the residual sum and Σ h² itself; this GEMM reads the sum (so the arena keeps both alive).
+          const producer = steps[steps.length - 2];
+          if (
+            residual &&
+            residualOut &&
+            producer?.kind === "linear" &&
+            producer.op.out === prev.op.x &&
+            !producer.logits &&
+            !producer.gated &&
+            (readers.get(prev.op.x) ?? []).length === 1 &&
+            producer.op.outFeatures === prev.op.width
+          ) {
+            const slot = normSlots++;
+            norm.split = { producer: producer.op, slot };
+            steps[steps.length - 2] = {
+              ...producer,
+              addsq: { consumer: op, residual, residualOut, slot },
+              reads: [...producer.reads, residual],
+              writes: [...producer.writes, residualOut],
+            };
+          }
           steps[steps.length - 1] = { ...prev, fusedInto: op };
           steps.push({
             kind: "linear",
             op,
             logits,
             norm,
-            reads: [op.x, prev.op.x, ...(residual ? [residual] : [])],
+            reads: [
+              op.x,
+              prev.op.x,
+              ...(residual ? [residual] : []),
+              ...(norm.split && residualOut ? [residualOut] : []),
+            ],
             writes: [op.out, ...(residualOut ? [residualOut] : [])],
           });
         } else steps.push({ kind: "linear", op, logits, reads: [op.x], writes: [op.out] });
@@ -281,5 +322,5 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         break;
     }
   }
-  return { steps, storage, output: plan.output };
+  return { steps, normSlots, storage, output: plan.output };
 }
