@@ -13,6 +13,7 @@
 // 1e-5 (fp32).
 #include "fakecuda.h"
 #include "attention_ptx_emu.h"
+#include "paged_cache.h"
 #ifndef KILN_PREFILL_SRC
 #define KILN_PREFILL_SRC "../attention_prefill.cu"
 #endif
@@ -50,39 +51,17 @@ int main() {
   std::vector<int> qstart(S + 1, 0);
   for (int s = 0; s < S; s++) qstart[s + 1] = qstart[s] + qlens[s];
   const int T = qstart[S];
-  int max_q = 0, max_blocks = 0, used_blocks = 0;
-  for (int s = 0; s < S; s++) {
-    max_q = std::max(max_q, qlens[s]);
-    max_blocks = std::max(max_blocks, (ctxs[s] + BS - 1) / BS);
-    used_blocks += (ctxs[s] + BS - 1) / BS;
-  }
-  const int stride = max_blocks + 2;
-  const int num_blocks = used_blocks + 3;  // the last one is the poison block (NaN)
-  const int poison = num_blocks - 1;
-
+  int max_q = 0;
+  for (int s = 0; s < S; s++) max_q = std::max(max_q, qlens[s]);
   std::mt19937 gen(1000 * D + 100 * BS + 10 * H + HKV);
   std::normal_distribution<float> nd(0.f, 1.f);
   const float nanv = std::numeric_limits<float>::quiet_NaN();
-  std::vector<kiln_t> q((size_t)T * H * D), kc((size_t)num_blocks * BS * HKV * D, attn::from_float(nanv)),
-      vc(kc.size(), attn::from_float(nanv));
+  std::vector<kiln_t> q((size_t)T * H * D);
   for (auto& x : q) x = attn::from_float(nd(gen));
-  // Block table: a shuffled assignment of the first used_blocks physical blocks; unused entries → poison.
-  std::vector<int> perm(num_blocks - 1);
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), gen);
-  std::vector<int> table((size_t)S * stride, poison);
-  size_t next = 0;
-  for (int s = 0; s < S; s++) {
-    for (int b = 0; b < (ctxs[s] + BS - 1) / BS; b++) table[(size_t)s * stride + b] = perm[next++];
-    for (int j = 0; j < ctxs[s]; j++) {  // keys [0, ctx) random; slots past ctx stay NaN
-      const size_t slot = (size_t)table[(size_t)s * stride + j / BS] * BS + j % BS;
-      for (int kh = 0; kh < HKV; kh++)
-        for (int d = 0; d < D; d++) {
-          kc[(slot * HKV + kh) * D + d] = attn::from_float(nd(gen));
-          vc[(slot * HKV + kh) * D + d] = attn::from_float(nd(gen));
-        }
-    }
-  }
+  const PagedCache cache = make_paged_cache(ctxs, BS, HKV, D, 2, gen);
+  const int stride = cache.stride, poison = cache.poison;
+  const std::vector<kiln_t>&kc = cache.k, &vc = cache.v;
+  const std::vector<int>& table = cache.table;
   const float scale = 1.0f / std::sqrt((float)D);
   const int kGuard = 3;  // sentinel rows after the T rows of out
 

@@ -8,6 +8,7 @@
 // Fails (exit 1) above 2e-2 (bf16), 4e-3 (fp16), 1e-5 (fp32) of max|ref|.
 #include "fakecuda.h"
 #include "attention_ptx_emu.h"
+#include "paged_cache.h"
 #ifndef KILN_DECODE_SRC
 #define KILN_DECODE_SRC "../attention_decode.cu"
 #endif
@@ -29,32 +30,15 @@ int main() {
 #endif
   const std::vector<int> ctxs = {1, 17, 0, 300, 130};
   const int S = (int)ctxs.size();
-  int max_blocks = 0, used_blocks = 0;
-  for (int c : ctxs) { max_blocks = std::max(max_blocks, (c + BS - 1) / BS); used_blocks += (c + BS - 1) / BS; }
-  const int stride = max_blocks + 1;
-  const int num_blocks = used_blocks + 3;
-  const int poison = num_blocks - 1;
   std::mt19937 gen(7000 + 1000 * D + 100 * BS + 10 * H + HKV);
   std::normal_distribution<float> nd(0.f, 1.f);
   const float nanv = std::numeric_limits<float>::quiet_NaN();
-  std::vector<kiln_t> q((size_t)S * H * D), kc((size_t)num_blocks * BS * HKV * D, attn::from_float(nanv)),
-      vc(kc.size(), attn::from_float(nanv));
+  std::vector<kiln_t> q((size_t)S * H * D);
   for (auto& x : q) x = attn::from_float(nd(gen));
-  std::vector<int> perm(num_blocks - 1);
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), gen);
-  std::vector<int> table((size_t)S * stride, poison);
-  size_t next = 0;
-  for (int s = 0; s < S; s++) {
-    for (int b = 0; b < (ctxs[s] + BS - 1) / BS; b++) table[(size_t)s * stride + b] = perm[next++];
-    for (int j = 0; j < ctxs[s]; j++) {
-      const size_t slot = (size_t)table[(size_t)s * stride + j / BS] * BS + j % BS;
-      for (int x = 0; x < HKV * D; x++) {
-        kc[slot * HKV * D + x] = attn::from_float(nd(gen));
-        vc[slot * HKV * D + x] = attn::from_float(nd(gen));
-      }
-    }
-  }
+  const PagedCache cache = make_paged_cache(ctxs, BS, HKV, D, 1, gen);
+  const int stride = cache.stride, poison = cache.poison;
+  const std::vector<kiln_t>&kc = cache.k, &vc = cache.v;
+  const std::vector<int>& table = cache.table;
   const float scale = 1.0f / std::sqrt((float)D);
   const unsigned gx = (unsigned)(HKV * attn::kHeadGroups);
 
