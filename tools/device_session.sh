@@ -6,7 +6,7 @@
 #       without attention (its in-graph cost),
 #       prefill of 2,048 tokens, and sampled decoding (temperature 1, top-p 0.95: the sampler's jump)
 #   1B: TPOT under each trigger and with the split norm
-# Usage (device run): source .device/prelude.sh && bash tools/device_session.sh [skip-tests]
+# Usage (device run): source .device/prelude.sh && [MICROBENCH=1] bash tools/device_session.sh [skip-tests]
 set -uo pipefail
 source tools/device_engine.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
@@ -39,3 +39,8 @@ for cfg in llama-3.1-8b llama-3.2-1b; do
   measure "$cfg prefill 2048" "$e" X=1 --input-len 2048 --output-len 2 --runs 5
   measure "$cfg sampled t=1 top-p 0.95" "$e" X=1 "${decode[@]}" --temperature 1 --top-p 0.95
 done
+# MICROBENCH=1: also the tensor-core GEMV microbenchmark (tools/microbench/gemv_mma.cu, about a minute).
+if [[ ${MICROBENCH:-0} == 1 ]]; then
+  nvcc -O3 -arch=sm_90 -DKILN_DTYPE_BF16 -DGEMV_ACT=0 -Ikernels -o /tmp/gemv_mma tools/microbench/gemv_mma.cu &&
+    /tmp/gemv_mma | tee "$out/gemv_mma.txt"
+fi
