@@ -287,16 +287,22 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
   return true;
 }
 
+/** The warp's R weight rows row0 .. row0 + R - 1 as 16-byte vectors; rows past n (the last warp's) re-read
+ * row n - 1, and their sums are never stored. */
+template <int R>
+__device__ __forceinline__ void weight_rows(const kiln_t* w, int row0, int n, int k, const uint4* (&wr)[R]) {
+#pragma unroll
+  for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
+}
+
 template <int R, int U, int W, typename Out, bool Norm = false, bool XNorm = false>
 __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
                                           const kiln_t* __restrict__ bias, Out* __restrict__ y, int m, int n, int k,
                                           const void* norm = nullptr) {
   const int lane = threadIdx.x & 31;
   const int row0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;  // the warp's rows: row0 .. row0 + R - 1
-  // Rows past n (the last warp's) re-read row n - 1; their sums are never stored.
   const uint4* wr[R];
-#pragma unroll
-  for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
+  weight_rows<R>(w, row0, n, k, wr);
   float acc[R][GEMV_MAX_M];
   if (!warp_dots<R, U, Norm, XNorm>(x, wr, row0 < n, m, k, acc, norm)) return;
 #pragma unroll
@@ -318,8 +324,8 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
  * The split norm's producer side (gemv_*_addsq): the GEMV whose output y feeds residual + y → RMSNorm
  * (o_proj, down). Instead of y it stores h = residual + y (residual_sum of y rounded to kiln_t, as
  * add_rms_norm forms it) to residual_out, and adds each row's Σ h² (fp64 sums of fp32 squares) to
- * sumsq[row], one atomic per block and row; sumsq must be zero before the launch (the step's embedding
- * launch clears it). The consumer (gemv_*_xnorm) normalises h as it reads it: together they replace
+ * sumsq[row], one atomic per block and row; sumsq must be zero before the launch (the backend clears the
+ * slots at the start of each step). The consumer (gemv_*_xnorm) normalises h as it reads it: together they replace
  * add_rms_norm's launch.
  */
 template <int R, int U, int W>
@@ -331,8 +337,7 @@ __device__ __forceinline__ void gemv_addsq_impl(const kiln_t* __restrict__ x, co
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int row0 = (blockIdx.x * W + warp) * R;
   const uint4* wr[R];
-#pragma unroll
-  for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
+  weight_rows<R>(w, row0, n, k, wr);
   float acc[R][GEMV_MAX_M];
   const bool active = warp_dots<R, U>(x, wr, row0 < n, m, k, acc);  // every warp goes on to the barrier
   double sq[GEMV_MAX_M];

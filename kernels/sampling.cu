@@ -80,8 +80,9 @@
 // which is gathered into shared memory, bitonic-sorted, weighted and scanned in fp64. The walk stops
 // in the first chunk unless the kept set or the draw reaches past its 1024 most likely tokens; then
 // it selects the next chunk, after a jump (see "jumping ahead" below) to just before the chunk where the
-// top-p mass or the draw's running sum reaches its target. Sums are fp64 but not in the reference's sequential order, so a draw can
-// differ from the CPU's only when u lies within ~1e-16 relative of a boundary between two tokens.
+// top-p mass or the draw's running sum reaches its target. Sums are fp64 but not in the reference's
+// sequential order, so a draw can differ from the CPU's only when u lies within ~1e-16 relative of a
+// boundary between two tokens.
 // Weights of tokens more than 30 nats (at temperature t) below the maximum use fp32 exp in the one
 // full-row sum (their total error is < 1e-13 · VOCAB relative to the max's weight).
 #include "common.cuh"

@@ -774,7 +774,7 @@ export class CudaBackend implements ExecutionBackend {
     if (!producer || !this.gemvApplies(st.op, rows) || !this.gemvApplies(producer.op, rows)) return null;
     const twin = (op: { outFeatures: number; inFeatures: number }) =>
       chooseGemv(op.outFeatures, op.inFeatures, this.elem, this.gemvPolicy).norm;
-    const consumer = st.gated && this.fuseGatedAct ? true : twin(st.op);
+    const consumer = (st.gated && this.fuseGatedAct) || twin(st.op);
     return consumer && twin(producer.op) ? split.slot : null;
   }
 
