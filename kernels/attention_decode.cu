@@ -127,6 +127,47 @@ __device__ __forceinline__ void load_partial(const float* p, float (&f)[kAccVec]
   }
 }
 
+// The CTA's shared memory, dynamic: a launch passes sizeof(DecodeSmem) bytes (attention_splits.ts
+// decodeSharedBytes mirrors it, checked below at build time; the kernel traps on less). Dynamic so that the CPU emulator can give each
+// CTA of a cluster its own copy.
+struct alignas(16) DecodeSmem {
+  float q[kHeadsPerCta * HEAD_DIM];                   // [head][HEAD_DIM] queries
+  float acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM] the warps' acc
+  float part_acc[kHeadsPerCta * HEAD_DIM];            // cluster launches: this split's partial acc
+  float m[kDecodeWarps * kHeadsPerCta];               // [warp][head]
+  float l[kDecodeWarps * kHeadsPerCta];
+  float part_m[kHeadsPerCta];                         // cluster launches: this split's m and l
+  float part_l[kHeadsPerCta];
+  int last;                                           // global merge: this CTA counted last
+};
+
+#if defined(DECODE_SMEM_BYTES)  // the host's mirror (attention_splits.ts decodeSharedBytes), passed by the builder
+static_assert(sizeof(DecodeSmem) == DECODE_SMEM_BYTES, "DECODE_SMEM_BYTES is not sizeof(attn::DecodeSmem)");
+#endif
+
+// Merges the splits of one item (kAccVec dims of head g) exactly as a separate reduce over the splits
+// would (same operations, same order):
+//   M = max_z m_z,  out = Σ_z e^(m_z - M)·acc_z / Σ_z e^(m_z - M)·l_z   (splits with m_z = -inf skipped)
+// mz, lz, v hold splits [z0, z0 + N) (mz = -inf past the last); mx is M; sum and a accumulate.
+template <int N>
+__device__ __forceinline__ void merge_batch(const float (&mz)[N], const float (&lz)[N], const float (&v)[N][kAccVec],
+                                            float mx, float& sum, float (&a)[kAccVec]) {
+#pragma unroll
+  for (int b = 0; b < N; b++) {
+    if (mz[b] != neg_inf()) {
+      const float w = score_exp(mz[b] - mx);
+      sum = fmaf(lz[b], w, sum);
+#pragma unroll
+      for (int e = 0; e < kAccVec; e++) a[e] = fmaf(v[b][e], w, a[e]);
+    }
+  }
+}
+
+__device__ __forceinline__ void store_merged(kiln_t* o, float sum, const float (&a)[kAccVec]) {
+#pragma unroll
+  for (int e = 0; e < kAccVec; e++) o[e] = from_float(sum > 0.f ? a[e] / sum : 0.f);
+}
+
 }  // namespace attn
 
 // out          [S, NUM_HEADS, HEAD_DIM]  kiln_t
@@ -144,19 +185,30 @@ __device__ __forceinline__ void load_partial(const float* p, float (&f)[kAccVec]
 //              entries in use form one prefix of the buffer)
 // trigger      when the next kernel may launch (PDL): 0 right after the wait, 1 after the key loop, 2 as
 //              the CTAs exit (A/B switch for measurements, KILN_ATTN_TRIGGER; the results are the same)
-// Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (128), no dynamic shared memory.
-extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
-    attention_decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
-                     float* __restrict__ partial_l, int* __restrict__ split_counter, const kiln_t* __restrict__ q,
-                     const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
-                     const int* __restrict__ context_len, const int* __restrict__ block_tables,
-                     int block_table_stride, int block_table_step, int num_splits, float scale,
-                     int sliding_window, int trigger) {
-  using namespace attn;
-  __shared__ __align__(16) float sq[kHeadsPerCta * HEAD_DIM];                // [heads][HEAD_DIM] queries
-  __shared__ __align__(16) float s_acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM]
-  __shared__ float s_m[kDecodeWarps * kHeadsPerCta];
-  __shared__ float s_l[kDecodeWarps * kHeadsPerCta];
+// Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (128), sizeof(attn::DecodeSmem) bytes of
+// dynamic shared memory. attention_decode_c{2,4,8} (sm_90+): the same with num_splits = 2, 4, 8, whose
+// splits form one thread-block cluster (1, 1, num_splits) and merge through distributed shared memory:
+// no partials in global memory, no fence or counter (partial_* and split_counter are not used).
+namespace attn {
+
+// kCluster = 1: the splits merge through global memory (the last CTA to count merges); 2, 4, 8: the
+// launch's num_splits (= gridDim.z) CTAs of (x, s) are one cluster, rank = split, and merge through
+// distributed shared memory.
+template <int kCluster>
+__device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc,
+                                       float* __restrict__ partial_m, float* __restrict__ partial_l,
+                                       int* __restrict__ split_counter, const kiln_t* __restrict__ q,
+                                       const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                                       const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                                       int block_table_stride, int block_table_step, int num_splits, float scale,
+                                       int sliding_window, int trigger) {
+  extern __shared__ __align__(16) unsigned char decode_smem[];
+  if (dynamic_smem_bytes() < sizeof(DecodeSmem)) __trap();  // the launch must pass sizeof(DecodeSmem)
+  DecodeSmem& sm = *reinterpret_cast<DecodeSmem*>(decode_smem);
+  float* const sq = sm.q;
+  float* const s_acc = sm.acc;
+  float* const s_m = sm.m;
+  float* const s_l = sm.l;
   const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   const int kvh = blockIdx.x / kHeadGroups;
@@ -339,7 +391,13 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
       }
     }
     const size_t row = (size_t)s * NUM_HEADS + h0 + g;  // [S, NUM_HEADS]
-    if (num_splits == 1) {
+    if (kCluster > 1) {
+      sm.part_acc[g * HEAD_DIM + d] = a;
+      if (d == 0) {
+        sm.part_m[g] = mx;
+        sm.part_l[g] = sum;
+      }
+    } else if (num_splits == 1) {
       out[row * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
     } else {
       const size_t part = row * num_splits + split;
@@ -350,11 +408,39 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
       }
     }
   }
+  if constexpr (kCluster > 1) {
+    // Every split's partial is in its CTA's shared memory once the cluster has synced. The items (kAccVec
+    // dims of a head) are dealt round the cluster's CTAs; each thread loads m, l and acc of every split
+    // at once from the peers' shared memory and merges them in split order, as the global merge does.
+    cluster_sync();
+    const size_t row0 = (size_t)s * NUM_HEADS + h0;  // [S, NUM_HEADS] row of the CTA's first head
+    for (int i = split + kCluster * threadIdx.x; i < nh * kAccRowVecs; i += kCluster * kDecodeThreads) {
+      const int g = i / kAccRowVecs;
+      const int d = i % kAccRowVecs * kAccVec;
+      float mz[kCluster], lz[kCluster], v[kCluster][kAccVec];
+#pragma unroll
+      for (int z = 0; z < kCluster; z++) {
+        mz[z] = *cluster_peer(&sm.part_m[g], z);
+        lz[z] = *cluster_peer(&sm.part_l[g], z);
+        const float* pa = cluster_peer(&sm.part_acc[g * HEAD_DIM + d], z);
+#pragma unroll
+        for (int e = 0; e < kAccVec; e++) v[z][e] = pa[e];
+      }
+      float mx = neg_inf(), sum = 0.f, a[kAccVec];
+#pragma unroll
+      for (int e = 0; e < kAccVec; e++) a[e] = 0.f;
+#pragma unroll
+      for (int z = 0; z < kCluster; z++) mx = fmaxf(mx, mz[z]);
+      merge_batch(mz, lz, v, mx, sum, a);
+      store_merged(out + (row0 + g) * HEAD_DIM + d, sum, a);
+    }
+    cluster_sync();  // no CTA exits while a peer may still read its shared memory
+    return;
+  }
   if (num_splits == 1) return;
 
   // Count this split in; the CTA that counts last merges. Each thread fences its partial writes before
   // the count, and the last CTA fences after seeing it, so it reads every split's partial.
-  __shared__ int s_last;
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -362,14 +448,12 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     const bool last = atomicAdd(counter, 1) == num_splits - 1;
     if (last) *counter = 0;  // every split has counted: the next launch starts from zero
     __threadfence();
-    s_last = last;
+    sm.last = last;
   }
   __syncthreads();
-  if (!s_last) return;
+  if (!sm.last) return;
 
-  // Merge, per head, exactly as a separate reduce over the splits would (same operations, same order):
-  //   M = max_z m_z,  out = Σ_z e^(m_z - M)·acc_z / Σ_z e^(m_z - M)·l_z   (splits with m_z = -inf skipped)
-  // Each thread merges its items (kAccVec dims of one head) on its own: it issues the loads of m, l and
+  // Merge (merge_batch). Each thread merges its items (kAccVec dims of one head) on its own: it issues the loads of m, l and
   // acc of kMergeBatch splits at once (an empty split's acc is loaded but not used), so a merge of up to
   // kMergeBatch splits waits on memory once; nothing is shared, no barrier.
   const size_t row0 = (size_t)s * NUM_HEADS + h0;  // [S, NUM_HEADS] row of the CTA's first head
@@ -402,18 +486,35 @@ extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
         for (int b = 0; b < kMergeBatch; b++) mx = fmaxf(mx, mz[b]);
         for (int z = kMergeBatch; z < num_splits; z++) mx = fmaxf(mx, __ldcg(pm + z));
       }
-#pragma unroll
-      for (int b = 0; b < kMergeBatch; b++) {
-        if (mz[b] != neg_inf()) {
-          const float w = score_exp(mz[b] - mx);
-          sum = fmaf(lz[b], w, sum);
-#pragma unroll
-          for (int e = 0; e < kAccVec; e++) a[e] = fmaf(v[b][e], w, a[e]);
-        }
-      }
+      merge_batch(mz, lz, v, mx, sum, a);
     }
-    kiln_t* o = out + (row0 + g) * HEAD_DIM + i % kAccRowVecs * kAccVec;
-#pragma unroll
-    for (int e = 0; e < kAccVec; e++) o[e] = from_float(sum > 0.f ? a[e] / sum : 0.f);
+    store_merged(out + (row0 + g) * HEAD_DIM + i % kAccRowVecs * kAccVec, sum, a);
   }
 }
+
+}  // namespace attn
+
+#define KILN_DECODE_ARGS                                                                                        \
+  kiln_t *__restrict__ out, float *__restrict__ partial_acc, float *__restrict__ partial_m,                     \
+      float *__restrict__ partial_l, int *__restrict__ split_counter, const kiln_t *__restrict__ q,             \
+      const kiln_t *__restrict__ k_cache, const kiln_t *__restrict__ v_cache,                                   \
+      const int *__restrict__ context_len, const int *__restrict__ block_tables, int block_table_stride,        \
+      int block_table_step, int num_splits, float scale, int sliding_window, int trigger
+#define KILN_DECODE_PASS                                                                                         \
+  out, partial_acc, partial_m, partial_l, split_counter, q, k_cache, v_cache, context_len, block_tables,         \
+      block_table_stride, block_table_step, num_splits, scale, sliding_window, trigger
+
+extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2) attention_decode(KILN_DECODE_ARGS) {
+  attn::decode<1>(KILN_DECODE_PASS);
+}
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+#define KILN_DECODE_CLUSTER(C)                                                                                 \
+  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
+      attention_decode_c##C(KILN_DECODE_ARGS) {                                                                \
+    attn::decode<C>(KILN_DECODE_PASS);                                                                         \
+  }
+KILN_DECODE_CLUSTER(2)
+KILN_DECODE_CLUSTER(4)
+KILN_DECODE_CLUSTER(8)
+#endif

@@ -63,6 +63,38 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
 }
 #endif
 
+// Thread-block clusters (sm_90+; attention_decode_c2/4/8). The cluster barrier: every thread of every
+// CTA of the cluster arrives (release: its earlier writes, shared and global, become visible to the
+// cluster) and waits for all (acquire). Called by all threads, warp-uniformly.
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
+// The address of *p (this CTA's shared memory) in the shared memory of the cluster's CTA `rank`
+// (distributed shared memory, a generic address: ordinary loads read it).
+template <class T>
+__device__ __forceinline__ const T* cluster_peer(const T* p, unsigned rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  unsigned long long d;
+  asm volatile("mapa.u64 %0, %1, %2;\n" : "=l"(d) : "l"(p), "r"(rank));
+  return reinterpret_cast<const T*>(d);
+#else
+  __trap();
+  return p;
+#endif
+}
+
+// Bytes of dynamic shared memory this launch gave the CTA (%dynamic_smem_size).
+__device__ __forceinline__ unsigned dynamic_smem_bytes() {
+  unsigned r;
+  asm("mov.u32 %0, %%dynamic_smem_size;\n" : "=r"(r));
+  return r;
+}
+
 }  // namespace attn
 
 #endif  // KILN_ATTENTION_PTX_CUH

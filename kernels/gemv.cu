@@ -52,6 +52,21 @@
 // rmsnorm.cu, so the GEMV sees the very bits the norm kernel would have stored; the fp64 sum of fp32
 // squares is exact in all but extreme exponent ranges, so its order does not matter), then runs the
 // GEMV from shared memory; CTA 0 stores the residual sum.
+//
+// RMSNorm fused behind (the tail norm, KILN_FUSE_NORM=tail): the same two variants have a producer twin
+// for the GEMV whose output feeds a residual add + RMSNorm (o_proj, down), 16-bit dtypes:
+// extern "C" __global__ void gemv_rRuUwW_addnorm(
+//     const kiln_t* x, const kiln_t* w, const kiln_t* bias,   as gemv_rRuUwW
+//     const kiln_t* residual, // [m, n]
+//     kiln_t* residual_out,  // [m, n] h = residual + y, rounded as add_rms_norm rounds it (y itself is not stored)
+//     const kiln_t* gamma,   // [n] the norm's weight
+//     float eps,
+//     kiln_t* normed,        // [m, n] RMSNorm(h): the bits add_rms_norm stores
+//     int* counter,          // one arrival counter per launch site: zero before, left zero after
+//     int m, int n, int k)
+//   grid, block as gemv_rRuUwW; shared memory: static only
+// Every CTA stores its features of h and arrives on the counter; the last to arrive normalises the m
+// whole rows of h (read through L2) into `normed`, so the next GEMV reads normalised rows as usual.
 #include "activations.cuh"
 #include "common.cuh"
 #include "rmsnorm.cuh"
@@ -131,15 +146,6 @@ __device__ __forceinline__ void normalize_vec(uint4* hr, int v, const uint4& gv,
   hr[v] = normalized(hr[v], gv, rstd);
 }
 
-/** The split norm's consumer side (gemv_*_xnorm): x is h (residual + sublayer output, stored by the
- * producer's _addsq epilogue) and Σ h² of each row is in sumsq, so each x vector is normalised as it
- * is read, with no prologue. */
-struct XNormIn {
-  const kiln_t* gamma;  // [k] the norm's weight
-  const double* sumsq;  // [m] Σ h² per row: fp64 sums of fp32 squares, as rmsnorm.cuh sums them
-  float eps;
-};
-
 /** Writes the m normalised rows of `in` to `xs` (shared, [m, k]); after the PDL wait, called by every
  * thread of the block. With a residual, block 0 also stores residual + x to residual_out (another
  * buffer: every block reads the residual). */
@@ -194,13 +200,9 @@ __device__ __forceinline__ void norm_rows(const NormIn& in, const uint4 (&gp)[kG
 }
 #endif
 
-/** Vector v of a row of x: from shared memory (Norm: normalised in the prologue), normalised as it is
- * read (XNorm: h with the norm weight gr and the row's rstd), or as is. */
-template <bool Norm, bool XNorm>
-__device__ __forceinline__ uint4 load_x(const uint4* xr, const uint4* gr, int v, float rstd) {
-#if !defined(KILN_DTYPE_F32)
-  if constexpr (XNorm) return normalized(__ldg(xr + v), __ldg(gr + v), rstd);
-#endif
+/** Vector v of a row of x: from shared memory (Norm: normalised in the prologue) or global memory. */
+template <bool Norm>
+__device__ __forceinline__ uint4 load_x(const uint4* xr, int v) {
   return Norm ? xr[v] : __ldg(xr + v);
 }
 
@@ -209,7 +211,7 @@ __device__ __forceinline__ uint4 load_x(const uint4* xr, const uint4* gr, int v,
  * a warp past the last row, which still waits (every CTA must) and returns false. Each row's sum runs
  * over vectors v = lane, lane + 32, … in order whatever R and U are, so every variant (and the gated
  * kernel) gives a row the same bits. */
-template <int R, int U, bool Norm = false, bool XNorm = false>
+template <int R, int U, bool Norm = false>
 __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const uint4* const (&wr)[R], bool active,
                                           int m, int k, float (&acc)[R][GEMV_MAX_M], const void* norm = nullptr) {
   // Prefetching holds R·U vectors (4 registers each) across the wait; more would spill at m = 8.
@@ -236,17 +238,6 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
     x = reinterpret_cast<const kiln_t*>(normalized_rows);
   }
 #endif
-  // XNorm: each row's rstd from its Σ h² (written by the previous kernel: after the wait).
-  float rstd[GEMV_MAX_M];
-  const uint4* gr = nullptr;
-#if !defined(KILN_DTYPE_F32)
-  if constexpr (XNorm) {
-    const XNormIn& xn = *static_cast<const XNormIn*>(norm);
-    gr = reinterpret_cast<const uint4*>(xn.gamma);
-#pragma unroll
-    for (int j = 0; j < GEMV_MAX_M; j++) rstd[j] = j < m ? kiln::rms_rstd(__ldcg(xn.sumsq + j), k, xn.eps) : 0.f;
-  }
-#endif
   if (!active) return false;
 
 #pragma unroll
@@ -263,7 +254,7 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
         const uint4* xr = reinterpret_cast<const uint4*>(x + (size_t)j * k);
 #pragma unroll
         for (int u = 0; u < U; u++) {
-          const uint4 xv = load_x<Norm, XNorm>(xr, gr, v + 32 * u, rstd[j]);
+          const uint4 xv = load_x<Norm>(xr, v + 32 * u);
 #pragma unroll
           for (int r = 0; r < R; r++) dot_vec(wv[r][u], xv, acc[r][j]);
         }
@@ -278,7 +269,7 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
     for (int j = 0; j < GEMV_MAX_M; j++) {
       if (j < m) {
         const uint4* xr = reinterpret_cast<const uint4*>(x + (size_t)j * k);
-        const uint4 xv = load_x<Norm, XNorm>(xr, gr, v, rstd[j]);
+        const uint4 xv = load_x<Norm>(xr, v);
 #pragma unroll
         for (int r = 0; r < R; r++) dot_vec(wt[r], xv, acc[r][j]);
       }
@@ -295,7 +286,7 @@ __device__ __forceinline__ void weight_rows(const kiln_t* w, int row0, int n, in
   for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
 }
 
-template <int R, int U, int W, typename Out, bool Norm = false, bool XNorm = false>
+template <int R, int U, int W, typename Out, bool Norm = false>
 __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
                                           const kiln_t* __restrict__ bias, Out* __restrict__ y, int m, int n, int k,
                                           const void* norm = nullptr) {
@@ -304,7 +295,7 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
   const uint4* wr[R];
   weight_rows<R>(w, row0, n, k, wr);
   float acc[R][GEMV_MAX_M];
-  if (!warp_dots<R, U, Norm, XNorm>(x, wr, row0 < n, m, k, acc, norm)) return;
+  if (!warp_dots<R, U, Norm>(x, wr, row0 < n, m, k, acc, norm)) return;
 #pragma unroll
   for (int r = 0; r < R; r++) {
     const int row = row0 + r;
@@ -320,29 +311,80 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
 }
 
 #if !defined(KILN_DTYPE_F32)
+/** V elements of h at p, which other CTAs of this grid wrote: through L2 (__ldcg), never the
+ * non-coherent path. V is kElems (a 16-byte vector) or 1. */
+template <int V>
+__device__ __forceinline__ kiln::Vec<kiln_t, V> ldcg_vec(const kiln_t* p) {
+  kiln::Vec<kiln_t, V> v;
+  if constexpr (V == kElems) {
+    *reinterpret_cast<uint4*>(&v) = __ldcg(reinterpret_cast<const uint4*>(p));
+  } else {
+#pragma unroll
+    for (int e = 0; e < V; e++) v.v[e] = __ldcg(p + e);
+  }
+  return v;
+}
+
+/** The tail norm: normed[j] = RMSNorm(h[j]) for the m rows of h [m, n], by one CTA, with add_rms_norm's
+ * operations (rmsnorm.cuh; the fp64 sum of fp32 squares is exact in all but extreme exponent ranges,
+ * so its order does not matter): the bits add_rms_norm stores. */
+template <int V>
+__device__ __forceinline__ void tail_norm_rows(const kiln_t* h, const kiln_t* __restrict__ gamma, float eps,
+                                               kiln_t* __restrict__ normed, int m, int n) {
+  __shared__ double partial[GEMV_MAX_M][32];  // [row][warp] Σ h² over the warp's elements
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int groups = n / V;
+  for (int j = 0; j < m; j++) {
+    const kiln_t* hr = h + (size_t)j * n;
+    double sum_sq = 0.0;
+    for (int i = threadIdx.x; i < groups; i += blockDim.x) {
+      const kiln::Vec<kiln_t, V> hv = ldcg_vec<V>(hr + i * V);
+#pragma unroll
+      for (int e = 0; e < V; e++) {
+        const float f = kiln::to_float(hv.v[e]);
+        sum_sq += (double)__fmul_rn(f, f);  // hidden_states.pow(2) is an fp32 tensor
+      }
+    }
+    sum_sq = kiln::warp_sum(sum_sq);
+    if (lane == 0) partial[j][warp] = sum_sq;
+  }
+  __syncthreads();
+  for (int j = 0; j < m; j++) {
+    double s = 0.0;  // every thread sums the warps' partials in the same order
+    for (int w = 0; w < warps; w++) s += partial[j][w];
+    const float rstd = kiln::rms_rstd(s, n, eps);
+    const kiln_t* hr = h + (size_t)j * n;
+    for (int i = threadIdx.x; i < groups; i += blockDim.x) {  // h again: from L2
+      const kiln::Vec<kiln_t, V> hv = ldcg_vec<V>(hr + i * V);
+      const kiln::Vec<kiln_t, V> gv = kiln::load_vec<kiln_t, V>(gamma + i * V);
+      kiln::Vec<kiln_t, V> ov;
+#pragma unroll
+      for (int e = 0; e < V; e++) ov.v[e] = kiln::rms_apply(hv.v[e], gv.v[e], rstd);
+      kiln::store_vec<kiln_t, V>(normed + (size_t)j * n + i * V, ov);
+    }
+  }
+}
+
 /**
- * The split norm's producer side (gemv_*_addsq): the GEMV whose output y feeds residual + y → RMSNorm
+ * The tail norm's producer (gemv_*_addnorm): the GEMV whose output y feeds residual + y → RMSNorm
  * (o_proj, down). Instead of y it stores h = residual + y (residual_sum of y rounded to kiln_t, as
- * add_rms_norm forms it) to residual_out, and adds each row's Σ h² (fp64 sums of fp32 squares) to
- * sumsq[row], one atomic per block and row; sumsq must be zero before the launch (the backend clears the
- * slots at the start of each step). The consumer (gemv_*_xnorm) normalises h as it reads it: together they replace
- * add_rms_norm's launch.
+ * add_rms_norm forms it) to residual_out; the last CTA to finish (an arrival counter, zero before the
+ * launch and reset to zero by that CTA) then normalises the m rows of h into `normed`, so the norm has
+ * no launch of its own and the next GEMV reads normalised rows as usual. gamma is read after the PDL
+ * wait: only the last CTA needs it.
  */
 template <int R, int U, int W>
-__device__ __forceinline__ void gemv_addsq_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
-                                                const kiln_t* __restrict__ bias, const kiln_t* __restrict__ residual,
-                                                kiln_t* __restrict__ residual_out, double* __restrict__ sumsq, int m,
-                                                int n, int k) {
-  __shared__ double part[W][GEMV_MAX_M];  // [warp][row] Σ h² over the warp's features
+__device__ __forceinline__ void gemv_addnorm_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
+                                                  const kiln_t* __restrict__ bias, const kiln_t* residual,
+                                                  kiln_t* residual_out, const kiln_t* __restrict__ gamma, float eps,
+                                                  kiln_t* __restrict__ normed, int* counter, int m, int n, int k) {
+  __shared__ bool last;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int row0 = (blockIdx.x * W + warp) * R;
   const uint4* wr[R];
   weight_rows<R>(w, row0, n, k, wr);
   float acc[R][GEMV_MAX_M];
   const bool active = warp_dots<R, U>(x, wr, row0 < n, m, k, acc);  // every warp goes on to the barrier
-  double sq[GEMV_MAX_M];
-#pragma unroll
-  for (int j = 0; j < GEMV_MAX_M; j++) sq[j] = 0.0;
 #pragma unroll
   for (int r = 0; r < R; r++) {
     const int row = row0 + r;
@@ -351,25 +393,27 @@ __device__ __forceinline__ void gemv_addsq_impl(const kiln_t* __restrict__ x, co
     for (int j = 0; j < GEMV_MAX_M; j++) {
       if (active && j < m) {
         const float s = kiln::warp_sum(acc[r][j]);
-        if (row < n) {
-          const kiln_t h = kiln::residual_sum(residual[(size_t)j * n + row], kiln::from_float(s + b));
-          if (lane == 0) residual_out[(size_t)j * n + row] = h;
-          const float f = kiln::to_float(h);
-          sq[j] += (double)__fmul_rn(f, f);
-        }
+        const size_t at = (size_t)j * n + row;
+        if (lane == 0 && row < n) residual_out[at] = kiln::residual_sum(residual[at], kiln::from_float(s + b));
       }
     }
   }
-  if (lane == 0) {
-#pragma unroll
-    for (int j = 0; j < GEMV_MAX_M; j++) part[warp][j] = sq[j];
+  // Arrival: the last CTA sees every CTA's h (each fenced its stores before arriving).
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    const bool is_last = atomicAdd(counter, 1) == (int)gridDim.x - 1;
+    if (is_last) *counter = 0;  // every CTA has arrived: ready for the next launch
+    __threadfence();
+    last = is_last;
   }
   __syncthreads();
-  if (threadIdx.x < m) {
-    double t = 0.0;
-#pragma unroll
-    for (int i = 0; i < W; i++) t += part[i][threadIdx.x];
-    atomicAdd(sumsq + threadIdx.x, t);
+  if (!last) return;
+  const bool vec = n % kElems == 0 && kiln::aligned16(residual_out) && kiln::aligned16(gamma) && kiln::aligned16(normed);
+  if (vec) {
+    tail_norm_rows<kElems>(residual_out, gamma, eps, normed, m, n);
+  } else {
+    tail_norm_rows<1>(residual_out, gamma, eps, normed, m, n);
   }
 }
 
@@ -378,7 +422,7 @@ __device__ __forceinline__ void gemv_addsq_impl(const kiln_t* __restrict__ x, co
  * both computed by one warp. Each is rounded to kiln_t as the unfused GEMV stores it, then activated
  * and multiplied exactly as activation.cu's gated_act does, so the output is bit for bit the
  * unfused pair's. */
-template <class Act, bool Norm = false, bool XNorm = false>
+template <class Act, bool Norm = false>
 __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
                                                 const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m,
                                                 int inter, int k, const void* norm = nullptr) {
@@ -389,7 +433,7 @@ __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, co
   const uint4* const wr[2] = {reinterpret_cast<const uint4*>(w + (size_t)r * k),
                               reinterpret_cast<const uint4*>(w + (size_t)(inter + r) * k)};
   float acc[2][GEMV_MAX_M];
-  if (!warp_dots<2, U, Norm, XNorm>(x, wr, row < inter, m, k, acc, norm)) return;
+  if (!warp_dots<2, U, Norm>(x, wr, row < inter, m, k, acc, norm)) return;
   const float bg = bias ? kiln::to_float(bias[row]) : 0.f;
   const float bu = bias ? kiln::to_float(bias[inter + row]) : 0.f;
 #pragma unroll
@@ -419,23 +463,12 @@ __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, co
 #if !defined(KILN_DTYPE_F32)
 #define KILN_NORM_PARAMS \
   const kiln_t *nx, const kiln_t *residual, kiln_t *residual_out, const kiln_t *gamma, float eps
-#define KILN_XNORM_PARAMS const kiln_t *h, const kiln_t *gamma, const double *sumsq, float eps
-// The split norm (gemv_addsq_impl, XNormIn): producer and consumer twins of a variant.
-#define KILN_GEMV_SPLIT_NORM(R, U, W)                                                                          \
-  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_addsq(                        \
+// The tail norm's producer (gemv_addnorm_impl).
+#define KILN_GEMV_TAIL_NORM(R, U, W)                                                                           \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_addnorm(                      \
       const kiln_t* x, const kiln_t* w, const kiln_t* bias, const kiln_t* residual, kiln_t* residual_out,       \
-      double* sumsq, int m, int n, int k) {                                                                    \
-    gemv_addsq_impl<R, U, W>(x, w, bias, residual, residual_out, sumsq, m, n, k);                            \
-  }                                                                                                            \
-  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_xnorm(                        \
-      KILN_XNORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) {                \
-    const XNormIn in{gamma, sumsq, eps};                                                                       \
-    gemv_impl<R, U, W, kiln_t, false, true>(h, w, bias, y, m, n, k, &in);                                     \
-  }                                                                                                            \
-  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_f32out_xnorm(                 \
-      KILN_XNORM_PARAMS, const kiln_t* w, const kiln_t* bias, float* y, int m, int n, int k) {                 \
-    const XNormIn in{gamma, sumsq, eps};                                                                       \
-    gemv_impl<R, U, W, float, false, true>(h, w, bias, y, m, n, k, &in);                                      \
+      const kiln_t* gamma, float eps, kiln_t* normed, int* counter, int m, int n, int k) {                     \
+    gemv_addnorm_impl<R, U, W>(x, w, bias, residual, residual_out, gamma, eps, normed, counter, m, n, k);     \
   }
 #define KILN_GEMV_NORM(R, U, W)                                                                                \
   extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_norm(                         \
@@ -460,8 +493,8 @@ KILN_GEMV_PLAIN(2, 4, 8)
 // twin doubles a variant's compile time, so the others have none.
 KILN_GEMV_NORM(1, 4, 8)
 KILN_GEMV_NORM(2, 8, 4)
-KILN_GEMV_SPLIT_NORM(1, 4, 8)
-KILN_GEMV_SPLIT_NORM(2, 8, 4)
+KILN_GEMV_TAIL_NORM(1, 4, 8)
+KILN_GEMV_TAIL_NORM(2, 8, 4)
 #endif
 
 #if !defined(KILN_DTYPE_F32)
@@ -474,11 +507,6 @@ KILN_GEMV_SPLIT_NORM(2, 8, 4)
       KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) {             \
     const NormIn in{nx, residual, residual_out, gamma, eps};                                                        \
     gemv_gated_impl<kiln::ACT, true>(nullptr, w, bias, y, m, inter, k, &in);                                  \
-  }                                                                                                            \
-  extern "C" __global__ void __launch_bounds__(32 * kGatedWarps) gemv_gated_##NAME##_xnorm(                  \
-      KILN_XNORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) {            \
-    const XNormIn in{gamma, sumsq, eps};                                                                       \
-    gemv_gated_impl<kiln::ACT, false, true>(h, w, bias, y, m, inter, k, &in);                                 \
   }
 
 // GEMV_ACT (gemv_plan.ts: GATED_ACTS): 1–5 compiles only that activation's gated kernels (an engine

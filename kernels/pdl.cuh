@@ -11,8 +11,12 @@
 //      CTA that exited without waiting would let this grid complete before its predecessor, and the
 //      next kernel, which waits only for this one, would read unfinished data.
 //   2. kiln::pdl_launch_dependents() after the wait: the next kernel may be scheduled (it waits too).
+//      One exception, rope_kv.cu's early_trigger (decode steps, KILN_ROPE_TRIGGER=early): it triggers
+//      before its wait, so the decode attention after it may run its pre-wait loads while the kernel two
+//      places back (the QKV GEMV) still runs; those loads read only the step metadata and the K/V rows of
+//      earlier steps, which no kernel of the step writes.
 //   Before the wait a kernel may read only what was written before the kernel ahead of it began: weights
-//   and other constants (gemv.cu's weight prefetch), and, since the kernel ahead (a kiln kernel, rule 2)
+//   and other constants (gemv.cu's weight prefetch, rmsnorm.cu's weight vector), and, since the kernel ahead (a kiln kernel, rule 2)
 //   triggers only after its own wait, everything written by kernels two or more places back and by copies
 //   earlier on the stream (attention_decode.cu reads the step metadata and the K/V rows cached by earlier
 //   steps before its wait; the new token's K/V, written by the kernel just ahead, after it).

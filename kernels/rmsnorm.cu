@@ -22,6 +22,8 @@
 //           8 fp16/bf16) when WIDTH is a multiple of it: one 16-byte vector per thread. Any multiple of
 //           32 up to 1024 is correct; the block loops over the row.
 //   shared memory: 256 bytes, static
+//   The weight vector of each thread is loaded before the PDL wait when a row fits the block in 16-byte
+//   vectors (one per thread); the row is then normalised from registers (rms_norm_reg below).
 //
 // What HF computes, for an input of dtype T (LlamaRMSNorm.forward):
 //   h = x.to(fp32); variance = h.pow(2).mean(-1); h = h * rsqrt(variance + eps)
@@ -103,16 +105,100 @@ __device__ __forceinline__ void add_rms_norm_row(const kiln_t* residual, const k
   normalize_row<V>(residual_out, weight, out, rstd);
 }
 
+/** The weight's vector at p (V elements) through the read-only path, ld.global.nc: the kernels load it
+ * before their PDL wait (a constant: pdl.cuh). */
+template <int V>
+__device__ __forceinline__ kiln::Vec<kiln_t, V> weight_vec(const kiln_t* p) {
+  using W = kiln::Vec<kiln_t, V>;
+  W w;
+  if constexpr (sizeof(W) == 16) {
+    const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+    memcpy(&w, &u, sizeof(W));
+  } else if constexpr (sizeof(W) == 8) {
+    const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
+    memcpy(&w, &u, sizeof(W));
+  } else if constexpr (sizeof(W) == 4) {
+    const unsigned u = __ldg(reinterpret_cast<const unsigned*>(p));
+    memcpy(&w, &u, sizeof(W));
+  } else {
+    const unsigned short u = __ldg(reinterpret_cast<const unsigned short*>(p));
+    memcpy(&w, &u, sizeof(W));
+  }
+  return w;
+}
+
+// The register path, for rows of at most blockDim.x vectors (every width the launch configuration
+// gives ≤ 8,192 elements of 16-bit types): each thread holds one vector of the row, its weight vector
+// loaded before the PDL wait (`w`), and normalises it from registers: no second pass over the row and
+// no weight load after the wait, the latency a decode step's norm sits on. The same operations in the
+// same order as the loops above (one vector per thread there too), so the same bits.
+template <int V>
+__device__ __forceinline__ void rms_norm_reg(const kiln_t* x, const kiln::Vec<kiln_t, V>& w, kiln_t* out, float eps) {
+  __shared__ double scratch[32];
+  constexpr int n = WIDTH / V;
+  const int i = threadIdx.x;
+  kiln::Vec<kiln_t, V> xv;
+  double sum_sq = 0.0;
+  if (i < n) {
+    xv = kiln::load_vec<kiln_t, V>(x + i * V);
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      const float v = kiln::to_float(xv.v[j]);
+      sum_sq += (double)__fmul_rn(v, v);
+    }
+  }
+  const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);  // its barriers: x read before out written
+  if (i < n) {
+    kiln::Vec<kiln_t, V> ov;
+#pragma unroll
+    for (int j = 0; j < V; j++) ov.v[j] = kiln::rms_apply(xv.v[j], w.v[j], rstd);
+    kiln::store_vec<kiln_t, V>(out + i * V, ov);
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void add_rms_norm_reg(const kiln_t* residual, const kiln_t* x, const kiln::Vec<kiln_t, V>& w,
+                                                 kiln_t* out, kiln_t* residual_out, float eps) {
+  __shared__ double scratch[32];
+  constexpr int n = WIDTH / V;
+  const int i = threadIdx.x;
+  kiln::Vec<kiln_t, V> rv;
+  double sum_sq = 0.0;
+  if (i < n) {
+    rv = kiln::load_vec<kiln_t, V>(residual + i * V);
+    const kiln::Vec<kiln_t, V> xv = kiln::load_vec<kiln_t, V>(x + i * V);
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      rv.v[j] = kiln::residual_sum(rv.v[j], xv.v[j]);
+      const float v = kiln::to_float(rv.v[j]);
+      sum_sq += (double)__fmul_rn(v, v);
+    }
+    kiln::store_vec<kiln_t, V>(residual_out + i * V, rv);
+  }
+  const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);  // its barriers: x read before out written
+  if (i < n) {
+    kiln::Vec<kiln_t, V> ov;
+#pragma unroll
+    for (int j = 0; j < V; j++) ov.v[j] = kiln::rms_apply(rv.v[j], w.v[j], rstd);
+    kiln::store_vec<kiln_t, V>(out + i * V, ov);
+  }
+}
+
 }  // namespace
 
 extern "C" __global__ void rms_norm(const kiln_t* x, const kiln_t* weight, kiln_t* out, float eps, int rows) {
+  constexpr int V = kiln::vec_for(WIDTH);
+  const bool reg = kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out) && WIDTH / V <= (int)blockDim.x;
+  kiln::Vec<kiln_t, V> w;
+  if (reg && (int)threadIdx.x < WIDTH / V) w = weight_vec<V>(weight + threadIdx.x * V);  // a constant (pdl.cuh)
   kiln::pdl_wait();  // x / residual come from the previous kernel (see pdl.cuh)
   kiln::pdl_launch_dependents();
   const int r = blockIdx.x;
   if (r >= rows) return;
   const long long off = (long long)r * WIDTH;
-  constexpr int V = kiln::vec_for(WIDTH);
-  if (kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out)) {
+  if (reg) {
+    rms_norm_reg<V>(x + off, w, out + off, eps);
+  } else if (kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out)) {
     rms_norm_row<V>(x + off, weight, out + off, eps);
   } else {
     rms_norm_row<1>(x + off, weight, out + off, eps);
@@ -121,14 +207,20 @@ extern "C" __global__ void rms_norm(const kiln_t* x, const kiln_t* weight, kiln_
 
 extern "C" __global__ void add_rms_norm(const kiln_t* residual, const kiln_t* x, const kiln_t* weight, kiln_t* out,
                                         kiln_t* residual_out, float eps, int rows) {
+  constexpr int V = kiln::vec_for(WIDTH);
+  const bool aligned = kiln::aligned16(residual) && kiln::aligned16(x) && kiln::aligned16(weight) &&
+                       kiln::aligned16(out) && kiln::aligned16(residual_out);
+  const bool reg = aligned && WIDTH / V <= (int)blockDim.x;
+  kiln::Vec<kiln_t, V> w;
+  if (reg && (int)threadIdx.x < WIDTH / V) w = weight_vec<V>(weight + threadIdx.x * V);  // a constant (pdl.cuh)
   kiln::pdl_wait();  // x / residual come from the previous kernel (see pdl.cuh)
   kiln::pdl_launch_dependents();
   const int r = blockIdx.x;
   if (r >= rows) return;
   const long long off = (long long)r * WIDTH;
-  constexpr int V = kiln::vec_for(WIDTH);
-  if (kiln::aligned16(residual) && kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out) &&
-      kiln::aligned16(residual_out)) {
+  if (reg) {
+    add_rms_norm_reg<V>(residual + off, x + off, w, out + off, residual_out + off, eps);
+  } else if (aligned) {
     add_rms_norm_row<V>(residual + off, x + off, weight, out + off, residual_out + off, eps);
   } else {
     add_rms_norm_row<1>(residual + off, x + off, weight, out + off, residual_out + off, eps);

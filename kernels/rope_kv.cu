@@ -22,12 +22,18 @@
 //     kiln_t* k_cache,             // [num_blocks, block_size, NUM_KV_HEADS, HEAD_DIM] (paged_kv.ts layout)
 //     kiln_t* v_cache,             // [num_blocks, block_size, NUM_KV_HEADS, HEAD_DIM]
 //     int num_tokens,
-//     int num_slots)               // num_blocks · block_size; a slot outside [0, num_slots) is not written
+//     int num_slots,               // num_blocks · block_size; a slot outside [0, num_slots) is not written
+//     int early_trigger)           // 1: the next kernel may launch before this one's wait (see below)
 // extern "C" __global__ void rope_qkv(
 //     const kiln_t* q,             // [num_tokens, NUM_HEADS·HEAD_DIM]
 //     const kiln_t* k,             // [num_tokens, NUM_KV_HEADS·HEAD_DIM]
 //     const kiln_t* v,             // [num_tokens, NUM_KV_HEADS·HEAD_DIM]
 //     ...the same arguments from positions on...; q_out may be q (rotated in place)
+//   early_trigger = 1 (decode steps, KILN_ROPE_TRIGGER=early): pdl_launch_dependents before pdl_wait, so
+//   the decode attention after this kernel launches while the QKV GEMV before it still runs, and its
+//   pre-wait loads (the step metadata, the K/V rows of earlier steps: pdl.cuh) are done by the time this
+//   kernel ends, instead of starting then. Safe because the attention reads nothing before its wait that
+//   this step's kernels write.
 //   grid  = (num_tokens, ceil((NUM_HEADS + 2·NUM_KV_HEADS) / (block / 32)))
 //   block = (128): one warp per head (q heads, then k heads, then v heads); any multiple of 32 works
 //   shared memory: none
@@ -193,9 +199,10 @@ extern "C" __global__ void rope_qkv_fused(const kiln_t* qkv, const int* position
                                           const float* inv_freq, const int* inv_freq_index, float attention_scaling,
                                           const kiln_t* q_norm_weight, const kiln_t* k_norm_weight, float norm_eps,
                                           kiln_t* q_out, kiln_t* k_cache, kiln_t* v_cache, int num_tokens,
-                                          int num_slots) {
+                                          int num_slots, int early_trigger) {
+  if (early_trigger) kiln::pdl_launch_dependents();
   kiln::pdl_wait();  // qkv, positions, slots and the KV cache belong to the step (see pdl.cuh)
-  kiln::pdl_launch_dependents();
+  if (!early_trigger) kiln::pdl_launch_dependents();
   const int t = blockIdx.x;
   if (t >= num_tokens) return;
   const RopeArgs a{positions, slot_mapping, inv_freq, inv_freq_index, attention_scaling, q_norm_weight,
@@ -208,9 +215,10 @@ extern "C" __global__ void rope_qkv(const kiln_t* q, const kiln_t* k, const kiln
                                     const int* slot_mapping, const float* inv_freq, const int* inv_freq_index,
                                     float attention_scaling, const kiln_t* q_norm_weight, const kiln_t* k_norm_weight,
                                     float norm_eps, kiln_t* q_out, kiln_t* k_cache, kiln_t* v_cache, int num_tokens,
-                                    int num_slots) {
+                                    int num_slots, int early_trigger) {
+  if (early_trigger) kiln::pdl_launch_dependents();
   kiln::pdl_wait();  // qkv, positions, slots and the KV cache belong to the step (see pdl.cuh)
-  kiln::pdl_launch_dependents();
+  if (!early_trigger) kiln::pdl_launch_dependents();
   const int t = blockIdx.x;
   if (t >= num_tokens) return;
   const RopeArgs a{positions, slot_mapping, inv_freq, inv_freq_index, attention_scaling, q_norm_weight,

@@ -1,44 +1,67 @@
 #!/usr/bin/env bash
-# A session's first device call, in one command (about 7 minutes): the GPU tests, then the decode
-# and prefill figures of docs/PERFORMANCE.md with the open questions' switches, on random-weight
-# engines of the 8B and 1B shapes. Prints one line per measurement; full logs under $OUT.
-#   8B: TPOT under KILN_ATTN_TRIGGER=wait|keys|exit, with the split norm (KILN_FUSE_NORM=split), and
-#       without attention (its in-graph cost),
-#       prefill of 2,048 tokens, and sampled decoding (temperature 1, top-p 0.95: the sampler's jump)
-#   1B: TPOT under each trigger and with the split norm
-# Usage (device run): source .device/prelude.sh && [MICROBENCH=1] bash tools/device_session.sh [skip-tests]
+# A session's device call, in one command (about 7 minutes): the GPU tests, then the decode and prefill
+# figures of docs/PERFORMANCE.md with the open questions' switches, on random-weight engines of the 8B
+# and 1B shapes. Prints one line per measurement; full logs under $OUT.
+#   8B: TPOT with the defaults, then each A/B setting (SETTINGS_8B), without decode attention (its
+#       in-graph cost), prefill of 2,048 tokens, and sampled decoding (temperature 1, top-p 0.95)
+#   1B: TPOT with the defaults and each A/B setting (SETTINGS_1B)
+# A setting is one or more VAR=value words joined by + (KILN_FUSE_NORM=tail+KILN_ATTN_CLUSTER=0).
+# Usage (device run): source .device/prelude.sh && [MICROBENCH=1] [HF=1] [TESTS="test/gpu/a.test.ts …"] \
+#   [SETTINGS_8B="…"] [SETTINGS_1B="…"] bash tools/device_session.sh [skip-tests]
+#   TESTS: run these GPU test files instead of the whole `npm run test:gpu` suite.
 set -uo pipefail
 source tools/device_engine.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
 if [[ ${1:-} != skip-tests ]]; then
-  timeout 420 node scripts/test.mjs gpu >"$out/test_gpu.log" 2>&1
+  if [[ -n ${TESTS:-} ]]; then
+    # shellcheck disable=SC2086 # a list of files
+    timeout 420 node --import tsx --test --test-reporter=spec --test-concurrency=1 $TESTS >"$out/test_gpu.log" 2>&1
+  else
+    timeout 420 node scripts/test.mjs gpu >"$out/test_gpu.log" 2>&1
+  fi
   echo "test:gpu exit $?"
   grep -E "^ℹ (tests|pass|fail)" "$out/test_gpu.log" | tr '\n' ' '
   echo
-  grep -E "^✖|not ok" "$out/test_gpu.log" | head -20
+  grep -E "^✖|not ok|AssertionError" "$out/test_gpu.log" | head -20
 fi
-# $1 label, $2 engine, $3 env setting (or X=1), then bench flags
+# $1 label, $2 engine, $3 setting (VAR=value[+VAR=value…]; X=1 for none), then bench flags
 measure() {
   local label=$1 e=$2 setting=$3
   shift 3
-  env "$setting" ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --json "$@" >"$out/m.json" 2>>"$out/bench.err" ||
-    { echo "$label: bench failed (see bench.err)"; return; }
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%-34s TPOT %.3f ms (%.3fx floor %.3f)  TTFT %.2f ms (%.3fx)' % (sys.argv[2], d['tpotMs'], d['tpotOverFloor'], d['floorMs'], d['ttftMs'], d['ttftOverPrefillFloor']))" \
+  # shellcheck disable=SC2046 # one word per variable
+  env $(tr '+' ' ' <<<"$setting") ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --json "$@" \
+    >"$out/m.json" 2>>"$out/bench.err" || { echo "$label: bench failed (see bench.err)"; return; }
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%-48s TPOT %.3f ms (%.3fx floor %.3f)  TTFT %.2f ms (%.3fx)' % (sys.argv[2], d['tpotMs'], d['tpotOverFloor'], d['floorMs'], d['ttftMs'], d['ttftOverPrefillFloor']))" \
     "$out/m.json" "$label"
 }
+decode=(--input-len 128 --output-len 256)
 for cfg in llama-3.1-8b llama-3.2-1b; do
   t0=$(date +%s)
   e=$(engine "$cfg")
   echo "$cfg engine ready in $(($(date +%s) - t0)) s"
-  decode=(--input-len 128 --output-len 256)
-  for setting in KILN_ATTN_TRIGGER=wait KILN_ATTN_TRIGGER=keys KILN_ATTN_TRIGGER=exit KILN_FUSE_NORM=split; do
-    measure "$cfg $setting" "$e" "$setting" "${decode[@]}"
+  if [[ $cfg == llama-3.1-8b ]]; then
+    settings=${SETTINGS_8B-KILN_ATTN_CLUSTER=0 KILN_ATTN_TRIGGER=wait KILN_FUSE_NORM=tail}
+  else
+    settings=${SETTINGS_1B-KILN_ATTN_CLUSTER=0 KILN_FUSE_NORM=tail}
+  fi
+  for setting in X=1 $settings; do
+    measure "$cfg ${setting/X=1/defaults}" "$e" "$setting" "${decode[@]}"
   done
   [[ $cfg == llama-3.2-1b ]] && continue
-  measure "$cfg without attention_decode" "$e" KILN_SKIP_KERNELS=attention_decode "${decode[@]}"
+  measure "$cfg without decode attention" "$e" \
+    KILN_SKIP_KERNELS=attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8 "${decode[@]}"
   measure "$cfg prefill 2048" "$e" X=1 --input-len 2048 --output-len 2 --runs 5
   measure "$cfg sampled t=1 top-p 0.95" "$e" X=1 "${decode[@]}" --temperature 1 --top-p 0.95
 done
+# HF=1: also the Hugging Face baseline on the 8B checkpoint, static cache + compile (its best mode; about
+# 2-3 minutes), for the "faster than Hugging Face in the same run" figure.
+if [[ ${HF:-0} == 1 ]]; then
+  timeout "${HF_TIMEOUT:-300}" python3 tools/bench_hf.py --config configs/llama-3.1-8b --out /tmp/hf-llama-3.1-8b --bench \
+    --modes static+compile --prefill-len 0 --budget-s "${HF_BUDGET:-200}" --json "$out/hf-8b.json" >"$out/hf-8b.log" 2>&1
+  echo "hf bench 8B: exit $?"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: d.get(k) for k in ('device','modes')}, default=str)[:1500])" \
+    "$out/hf-8b.json"
+fi
 # MICROBENCH=1: also the tensor-core GEMV microbenchmark (tools/microbench/gemv_mma.cu, about a minute).
 if [[ ${MICROBENCH:-0} == 1 ]]; then
   nvcc -O3 -arch=sm_90 -DKILN_DTYPE_BF16 -DGEMV_ACT=0 -Ikernels -o /tmp/gemv_mma tools/microbench/gemv_mma.cu &&

@@ -3,8 +3,10 @@
 // attention_check.cpp ([-DKILN_DECODE_SRC='"path"'], default ../attention_decode.cu).
 // Contexts 1, 17, 0 (padding row: zeros), 300, 130; shuffled block table; NaN in every K/V slot and
 // table entry that must not be read. Runs: num_splits 1; 4 ([S, stride] table); 4 with window 40 and
-// the [stride, S] table (step S); 7 (empty splits). Multi-split runs launch twice on the same
-// split_counter (must end at zero) with the CTAs in a shuffled order, so any CTA may be the merging one.
+// the [stride, S] table (step S); 7 (empty splits); and the cluster kernels attention_decode_c2/c4/c8
+// (the splits of a cluster merged through distributed shared memory), whose output must also equal the
+// global merge's bit for bit. Multi-split runs launch twice on the same split_counter (must end at zero)
+// with the CTAs (clusters) in a shuffled order, so any CTA may be the merging one.
 // Fails (exit 1) above 2e-2 (bf16), 4e-3 (fp16), 1e-5 (fp32) of max|ref|.
 #include "fakecuda.h"
 #include "attention_ptx_emu.h"
@@ -42,8 +44,9 @@ int main() {
   const float scale = 1.0f / std::sqrt((float)D);
   const unsigned gx = (unsigned)(HKV * attn::kHeadGroups);
 
-  struct Run { int splits, window; bool transposed; };
-  const Run runs[] = {{1, 0, false}, {4, 0, false}, {4, 40, true}, {7, 0, false}};
+  struct Run { int splits, window; bool transposed, cluster; };
+  const Run runs[] = {{1, 0, false, false}, {4, 0, false, false}, {4, 40, true, false}, {7, 0, false, false},
+                      {2, 0, false, true},  {4, 40, true, true},  {8, 0, false, true}};
   bool ok = true;
   printf("decode %s D=%d BLOCK_SIZE=%d H=%d/%d heads/CTA=%d:", dt, D, BS, H, HKV, attn::kHeadsPerCta);
   for (const Run& run : runs) {
@@ -66,19 +69,33 @@ int main() {
       for (int s = 0; s < S; s++) for (int j = 0; j < stride; j++) t2[(size_t)j * S + s] = tw[(size_t)s * stride + j];
       tw = t2; tstride = 1; tstep = S;
     }
-    std::vector<kiln_t> out((size_t)S * H * D, attn::from_float(nanv));
-    std::vector<float> pacc((size_t)S * H * ns * D, nanv), pm((size_t)S * H * ns, nanv), pl(pm.size(), nanv);
-    std::vector<int> counter((size_t)S * gx, 0);
-    const int launches = ns > 1 ? 2 : 1;
-    for (int it = 0; it < launches; it++) {
-      launch({gx, (unsigned)S, (unsigned)ns}, {(unsigned)attn::kDecodeThreads, 1, 1}, [&] {
-        attention_decode(out.data(), ns > 1 ? pacc.data() : nullptr, ns > 1 ? pm.data() : nullptr,
-                         ns > 1 ? pl.data() : nullptr, ns > 1 ? counter.data() : nullptr, q.data(), kw.data(),
-                         vw.data(), ctxs.data(), tw.data(), tstride, tstep, ns, scale, w, it);
-      }, 0, 11u + 3u * it + (unsigned)ns);
-    }
+    // The kernel's output; `cluster`: attention_decode_c<ns>, else attention_decode.
     int counters_bad = 0;
-    for (int c : counter) counters_bad += c != 0;
+    auto run_kernel = [&](bool cluster) {
+      std::vector<kiln_t> o((size_t)S * H * D, attn::from_float(nanv));
+      std::vector<float> pacc((size_t)S * H * ns * D, nanv), pm((size_t)S * H * ns, nanv), pl(pm.size(), nanv);
+      std::vector<int> counter((size_t)S * gx, 0);
+      const int launches = ns > 1 ? 2 : 1;
+      for (int it = 0; it < launches; it++) {
+        launch({gx, (unsigned)S, (unsigned)ns}, {(unsigned)attn::kDecodeThreads, 1, 1}, [&] {
+          float* const pa = ns > 1 && !cluster ? pacc.data() : nullptr;
+          float* const pmp = ns > 1 && !cluster ? pm.data() : nullptr;
+          float* const plp = ns > 1 && !cluster ? pl.data() : nullptr;
+          int* const cp = ns > 1 && !cluster ? counter.data() : nullptr;
+          auto* kernel = !cluster ? attention_decode : ns == 2 ? attention_decode_c2 : ns == 4 ? attention_decode_c4 : attention_decode_c8;
+          kernel(o.data(), pa, pmp, plp, cp, q.data(), kw.data(), vw.data(), ctxs.data(), tw.data(), tstride, tstep, ns,
+                 scale, w, it);
+        }, sizeof(attn::DecodeSmem), 11u + 3u * it + (unsigned)ns, cluster ? (unsigned)ns : 1u);
+      }
+      for (int c : counter) counters_bad += c != 0;
+      return o;
+    };
+    const std::vector<kiln_t> out = run_kernel(run.cluster);
+    int differ = 0;  // cluster: elements that differ from the global merge's
+    if (run.cluster) {
+      const std::vector<kiln_t> ref_out = run_kernel(false);
+      differ = std::memcmp(out.data(), ref_out.data(), out.size() * sizeof(kiln_t)) != 0;
+    }
     double max_err = 0, max_ref = 0;
     int bad_rows = 0;
     for (int s = 0; s < S; s++) {
@@ -113,9 +130,10 @@ int main() {
       }
     }
     const double rel = max_ref > 0 ? max_err / max_ref : max_err;
-    const bool pass = bad_rows == 0 && counters_bad == 0 && rel <= tol;
+    const bool pass = bad_rows == 0 && counters_bad == 0 && differ == 0 && rel <= tol;
     ok &= pass;
-    printf("  splits=%d w=%d%s rel=%.2e", ns, w, run.transposed ? " [stride,S]" : "", rel);
+    printf("  %s=%d w=%d%s rel=%.2e", run.cluster ? "cluster" : "splits", ns, w, run.transposed ? " [stride,S]" : "", rel);
+    if (differ) printf(" not the global merge's bits");
     if (bad_rows) printf(" unwritten/NaN rows=%d", bad_rows);
     if (counters_bad) printf(" split_counter not zero=%d", counters_bad);
     if (!pass) printf(" (FAIL, tol %.0e)", tol);

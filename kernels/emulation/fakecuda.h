@@ -1,7 +1,9 @@
 // A CPU emulation of enough of CUDA's execution model to run kiln's kernels: each CUDA thread of a block
 // is a fiber (ucontext) on one OS thread, switched cooperatively at __syncthreads, __syncwarp, warp
 // shuffles and the warp-collective helpers below (warp_allgather: ldmatrix/mma emulation). Blocks run
-// one at a time (in order, or shuffled by launch's order_seed). Checks a kernel's logic (indexing,
+// one at a time (in order, or shuffled by launch's order_seed); a launch with thread-block clusters runs
+// the blocks of one cluster together (cluster_sync, cluster_peer: distributed shared memory, which must be
+// dynamic shared memory, the one kind of shared memory each block has its own copy of). Checks a kernel's logic (indexing,
 // barriers, reductions, control flow), not its speed or its memory model; shuffles need all 32 lanes
 // (kiln's kernels only shuffle warp-uniformly). A barrier nobody can complete (e.g. __syncthreads in
 // divergent code) is reported as a deadlock and aborts.
@@ -33,6 +35,7 @@
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
+#define __cluster_dims__(...)
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
@@ -40,11 +43,11 @@ struct alignas(8) int2 { int x, y; };
 struct alignas(16) int4 { int x, y, z, w; };
 struct alignas(8) float2 { float x, y; };
 struct alignas(16) float4 { float x, y, z, w; };
-inline dim3 threadIdx;  // of the running fiber (set by the scheduler on every switch)
+inline dim3 threadIdx;  // of the running fiber (set by the scheduler on every switch, as is blockIdx)
 inline dim3 blockIdx, blockDim, gridDim;
 
 namespace kiln_emu {
-struct Fiber { ucontext_t ctx; unsigned tid; bool done; };
+struct Fiber { ucontext_t ctx; unsigned tid, blk; bool done; };  // blk: block within the cluster
 inline ucontext_t g_sched;
 inline std::vector<Fiber> g_fibers;
 inline size_t g_cur;
@@ -60,8 +63,17 @@ struct Barrier {
     while (gen == g) yield();
   }
 };
-inline Barrier g_block_bar;
-inline Barrier g_warp_bar[32];
+constexpr unsigned kMaxCluster = 8;
+// Per block of the running cluster: its barriers and warp_allgather slots.
+struct BlockState {
+  Barrier bar;
+  Barrier warp_bar[32];
+  alignas(16) unsigned char slots[32][32][64];
+};
+inline std::vector<BlockState> g_blocks;
+inline std::vector<dim3> g_block_idx;
+inline unsigned g_blk;  // the running fiber's block within its cluster
+inline Barrier g_cluster_bar;
 inline void trampoline() {
   (*g_body)();
   g_fibers[g_cur].done = true;
@@ -69,27 +81,43 @@ inline void trampoline() {
   swapcontext(&g_fibers[g_cur].ctx, &g_sched);
 }
 // All 32 lanes of the caller's warp contribute `mine`; every lane gets the 32 values (lane order).
-alignas(16) inline unsigned char g_slots[32][32][64];
 template <class T> void warp_allgather(const T& mine, T (&all)[32]) {
   static_assert(sizeof(T) <= 64, "slot size");
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  std::memcpy(g_slots[w][lane], &mine, sizeof(T));
-  g_warp_bar[w].arrive_and_wait();
-  for (int l = 0; l < 32; l++) std::memcpy(&all[l], g_slots[w][l], sizeof(T));
-  g_warp_bar[w].arrive_and_wait();  // slots free again
+  BlockState& b = g_blocks[g_blk];
+  std::memcpy(b.slots[w][lane], &mine, sizeof(T));
+  b.warp_bar[w].arrive_and_wait();
+  for (int l = 0; l < 32; l++) std::memcpy(&all[l], g_blocks[g_blk].slots[w][l], sizeof(T));
+  g_blocks[g_blk].warp_bar[w].arrive_and_wait();  // slots free again
 }
-// Dynamic shared memory: one buffer (the H100/H200 per-block maximum is 227 KiB).
+// Dynamic shared memory: one buffer per block of a cluster (the H100/H200 per-block maximum is 227 KiB);
+// g_dyn_smem_cur is the running fiber's block's.
 constexpr size_t kDynSmemMax = 228 * 1024;
-alignas(256) inline unsigned char g_dyn_smem[kDynSmemMax];
+alignas(256) inline unsigned char g_dyn_smem[kMaxCluster][kDynSmemMax];
+inline unsigned char* g_dyn_smem_cur = g_dyn_smem[0];
 inline size_t g_dyn_smem_bytes;
 // Called before every block (per-thread emulator state, e.g. cp.async queues, is reset there).
 inline std::vector<std::function<void()>>& block_start_hooks() { static std::vector<std::function<void()>> h; return h; }
 }  // namespace kiln_emu
 
-#define KILN_DYN_SHARED(T, name) T* const name = reinterpret_cast<T*>(::kiln_emu::g_dyn_smem)
+#define KILN_DYN_SHARED(T, name) T* const name = reinterpret_cast<T*>(::kiln_emu::g_dyn_smem_cur)
 
-inline void __syncthreads() { kiln_emu::g_block_bar.arrive_and_wait(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { kiln_emu::g_warp_bar[threadIdx.x >> 5].arrive_and_wait(); }
+inline void __syncthreads() { kiln_emu::g_blocks[kiln_emu::g_blk].bar.arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { kiln_emu::g_blocks[kiln_emu::g_blk].warp_bar[threadIdx.x >> 5].arrive_and_wait(); }
+// Thread-block clusters: the barrier of every thread of the cluster, and the address of *p (the running
+// block's dynamic shared memory) in the cluster block `rank`'s.
+namespace kiln_emu {
+inline void cluster_sync() { g_cluster_bar.arrive_and_wait(); }
+template <class T> T* cluster_peer(T* p, unsigned rank) {
+  const auto* c = reinterpret_cast<const unsigned char*>(p);
+  if (c < g_dyn_smem_cur || c >= g_dyn_smem_cur + g_dyn_smem_bytes || rank >= g_blocks.size()) {
+    fprintf(stderr, "cluster_peer: %p is not in the block's dynamic shared memory, or rank %u ≥ the cluster's %zu blocks\n",
+            (const void*)p, rank, g_blocks.size());
+    abort();
+  }
+  return reinterpret_cast<T*>(g_dyn_smem[rank] + (c - g_dyn_smem_cur));
+}
+}  // namespace kiln_emu
 template <class T, class F> T shfl_impl(T v, F src) {
   T all[32];
   kiln_emu::warp_allgather(v, all);
@@ -128,50 +156,65 @@ inline float __uint_as_float(unsigned i) { float f; std::memcpy(&f, &i, 4); retu
 using std::min; using std::max;
 
 // Runs body for every thread of every block of grid. dyn_smem: the launch's dynamic shared memory
-// bytes (≤ kDynSmemMax). order_seed ≠ 0 runs the blocks in a shuffled order.
-inline void launch(dim3 grid, dim3 block, std::function<void()> body, size_t dyn_smem = 0, unsigned order_seed = 0) {
+// bytes (≤ kDynSmemMax). order_seed ≠ 0 runs the clusters in a shuffled order. cluster_z > 1: blocks
+// (x, y, c·cluster_z + r), r < cluster_z, form cluster c of (x, y) (cluster dims (1, 1, cluster_z), rank
+// r) and run together.
+inline void launch(dim3 grid, dim3 block, std::function<void()> body, size_t dyn_smem = 0, unsigned order_seed = 0,
+                   unsigned cluster_z = 1) {
   using namespace kiln_emu;
   if (dyn_smem > kDynSmemMax) { fprintf(stderr, "launch: %zu B of dynamic shared memory > %zu\n", dyn_smem, kDynSmemMax); abort(); }
+  if (cluster_z == 0 || cluster_z > kMaxCluster || grid.z % cluster_z != 0) { fprintf(stderr, "launch: cluster of %u blocks for grid z %u\n", cluster_z, grid.z); abort(); }
   const unsigned nthreads = block.x * block.y * block.z;
   if (block.y != 1 || block.z != 1 || nthreads > 1024 || nthreads == 0) { fprintf(stderr, "launch: 1-D blocks of ≤ 1024 threads only\n"); abort(); }
   gridDim = grid; blockDim = block; g_dyn_smem_bytes = dyn_smem; g_body = &body;
-  std::vector<dim3> order;
-  for (unsigned bz = 0; bz < grid.z; bz++) for (unsigned by = 0; by < grid.y; by++) for (unsigned bx = 0; bx < grid.x; bx++) order.push_back({bx, by, bz});
+  std::vector<dim3> order;  // each cluster's first block
+  for (unsigned bz = 0; bz < grid.z; bz += cluster_z) for (unsigned by = 0; by < grid.y; by++) for (unsigned bx = 0; bx < grid.x; bx++) order.push_back({bx, by, bz});
   if (order_seed) { std::mt19937 g(order_seed); std::shuffle(order.begin(), order.end(), g); }
   constexpr size_t kStack = 256 * 1024;
-  std::unique_ptr<char[]> stacks(new char[kStack * nthreads]);
-  for (const dim3& b : order) {
-    blockIdx = b;
-    std::memset(g_dyn_smem, 0xff, kDynSmemMax);
+  const unsigned nfibers = nthreads * cluster_z;
+  std::unique_ptr<char[]> stacks(new char[kStack * nfibers]);
+  g_blocks.resize(cluster_z);
+  for (const dim3& c : order) {
+    g_block_idx.assign(cluster_z, c);
+    for (unsigned r = 0; r < cluster_z; r++) {
+      g_block_idx[r].z = c.z + r;
+      std::memset(g_dyn_smem[r], 0xff, kDynSmemMax);
+      BlockState& b = g_blocks[r];
+      b.bar = Barrier{nthreads};
+      for (unsigned w = 0; w < 32; w++) b.warp_bar[w] = Barrier{std::min(32u, nthreads > 32 * w ? nthreads - 32 * w : 0u)};
+    }
     for (auto& h : block_start_hooks()) h();
-    g_block_bar = Barrier{nthreads};
-    for (unsigned w = 0; w < 32; w++) g_warp_bar[w] = Barrier{std::min(32u, nthreads > 32 * w ? nthreads - 32 * w : 0u)};
-    g_fibers.assign(nthreads, Fiber{});
-    for (unsigned t = 0; t < nthreads; t++) {
+    g_cluster_bar = Barrier{nfibers};
+    g_fibers.assign(nfibers, Fiber{});
+    for (unsigned t = 0; t < nfibers; t++) {
       Fiber& f = g_fibers[t];
-      f.tid = t; f.done = false;
+      f.tid = t % nthreads; f.blk = t / nthreads; f.done = false;
       getcontext(&f.ctx);
       f.ctx.uc_stack.ss_sp = stacks.get() + kStack * t;
       f.ctx.uc_stack.ss_size = kStack;
       f.ctx.uc_link = nullptr;
       makecontext(&f.ctx, trampoline, 0);
     }
-    for (unsigned live = nthreads; live > 0;) {
+    for (unsigned live = nfibers; live > 0;) {
       const uint64_t before = g_progress;
       live = 0;
       for (size_t i = 0; i < g_fibers.size(); i++) {
         if (g_fibers[i].done) continue;
-        g_cur = i; threadIdx = dim3{g_fibers[i].tid, 0, 0};
+        g_cur = i; g_blk = g_fibers[i].blk;
+        threadIdx = dim3{g_fibers[i].tid, 0, 0}; blockIdx = g_block_idx[g_blk]; g_dyn_smem_cur = g_dyn_smem[g_blk];
         swapcontext(&g_sched, &g_fibers[i].ctx);
         live += !g_fibers[i].done;
       }
       if (live > 0 && g_progress == before) {
-        fprintf(stderr, "launch: deadlock in block (%u,%u,%u): %u threads wait at barriers no one else reaches\n", b.x, b.y, b.z, live);
+        fprintf(stderr, "launch: deadlock in cluster of block (%u,%u,%u): %u threads wait at barriers no one else reaches\n", c.x, c.y, c.z, live);
         abort();
       }
     }
-    for (size_t i = dyn_smem; i < kDynSmemMax; i++) {
-      if (g_dyn_smem[i] != 0xff) { fprintf(stderr, "launch: block (%u,%u,%u) wrote dynamic shared memory byte %zu ≥ the launch's %zu\n", b.x, b.y, b.z, i, dyn_smem); abort(); }
+    for (unsigned r = 0; r < cluster_z; r++) {
+      for (size_t i = dyn_smem; i < kDynSmemMax; i++) {
+        if (g_dyn_smem[r][i] != 0xff) { fprintf(stderr, "launch: block (%u,%u,%u) wrote dynamic shared memory byte %zu ≥ the launch's %zu\n", c.x, c.y, c.z + r, i, dyn_smem); abort(); }
+      }
     }
   }
+  g_blk = 0; g_dyn_smem_cur = g_dyn_smem[0];
 }

@@ -4,13 +4,18 @@
 // power-of-two batches on an H100 with Llama-3.1-8B's heads), an eager step and the graph that replays
 // it cut a context into the same non-empty ranges, so they sum in the same order.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import {
+  decodeKernel,
+  decodeSharedBytes,
   decodeSplits,
   graphSplits,
   MAX_SPLITS,
   MIN_SPLIT_KEYS,
+  parseAttentionCluster,
   parseAttentionTrigger,
+  parseRopeTrigger,
   splitRanges,
 } from "../../src/backends/cuda/attention_splits.ts";
 
@@ -83,9 +88,9 @@ describe("decode attention splits", () => {
     assert.equal(decodeSplits(H100_8B, 1, 100), 2);
   });
 
-  test("KILN_ATTN_TRIGGER: wait by default, keys or exit on request, anything else named in the error", () => {
-    assert.equal(parseAttentionTrigger(undefined), "wait");
-    assert.equal(parseAttentionTrigger(""), "wait");
+  test("KILN_ATTN_TRIGGER: keys by default, wait or exit on request, anything else named in the error", () => {
+    assert.equal(parseAttentionTrigger(undefined), "keys");
+    assert.equal(parseAttentionTrigger(""), "keys");
     assert.equal(parseAttentionTrigger("wait"), "wait");
     assert.equal(parseAttentionTrigger("keys"), "keys");
     assert.equal(parseAttentionTrigger("exit"), "exit");
@@ -93,5 +98,52 @@ describe("decode attention splits", () => {
       () => parseAttentionTrigger("late"),
       /KILN_ATTN_TRIGGER must be wait, keys or exit; got late/,
     );
+  });
+
+  test("cluster kernels for 2, 4 and 8 splits where clusters exist; KILN_ATTN_CLUSTER=0 turns them off", () => {
+    assert.deepEqual(
+      [1, 2, 3, 4, 5, 8, 16, 32].map((n) => decodeKernel(n, true)),
+      [
+        "attention_decode",
+        "attention_decode_c2",
+        "attention_decode",
+        "attention_decode_c4",
+        "attention_decode",
+        "attention_decode_c8",
+        "attention_decode",
+        "attention_decode",
+      ],
+    );
+    for (const n of [2, 4, 8]) assert.equal(decodeKernel(n, false), "attention_decode");
+    assert.equal(parseAttentionCluster(undefined), true);
+    assert.equal(parseAttentionCluster("1"), true);
+    assert.equal(parseAttentionCluster("0"), false);
+    assert.throws(() => parseAttentionCluster("yes"), /KILN_ATTN_CLUSTER must be 0 or 1; got yes/);
+  });
+
+  // The nvcc compile test (kernels_compile.test.ts) builds each testDefines set, and the kernel
+  // static_asserts sizeof(attn::DecodeSmem) == DECODE_SMEM_BYTES: so the host's formula is checked
+  // against the struct through these numbers.
+  test("decodeSharedBytes gives the DECODE_SMEM_BYTES of every compile-matrix set of attention_decode.cu", () => {
+    const matrix = JSON.parse(
+      readFileSync(new URL("../../kernels/compile_matrix.json", import.meta.url), "utf8"),
+    );
+    const sets: Record<string, number>[] = matrix.files["attention_decode.cu"].testDefines;
+    assert.ok(sets.length >= 3);
+    for (const d of sets) {
+      assert.equal(
+        decodeSharedBytes(d.NUM_HEADS / d.NUM_KV_HEADS, d.HEAD_DIM),
+        d.DECODE_SMEM_BYTES,
+        JSON.stringify(d),
+      );
+    }
+    assert.equal(decodeSharedBytes(4, 128), 12464); // Llama-3.1-8B / 3.2-1B shapes: 4 query heads per kv head
+  });
+
+  test("KILN_ROPE_TRIGGER: wait by default, early on request, anything else named in the error", () => {
+    assert.equal(parseRopeTrigger(undefined), false);
+    assert.equal(parseRopeTrigger("wait"), false);
+    assert.equal(parseRopeTrigger("early"), true);
+    assert.throws(() => parseRopeTrigger("soon"), /KILN_ROPE_TRIGGER must be early or wait; got soon/);
   });
 });

@@ -105,9 +105,9 @@ describe("gemvLaunch", () => {
         `gemv.cu has fused-norm twins of ${v.name} exactly when GEMV_VARIANTS says so`,
       );
       assert.equal(
-        source.includes(`KILN_GEMV_SPLIT_NORM(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
+        source.includes(`KILN_GEMV_TAIL_NORM(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
         v.norm,
-        `gemv.cu has split-norm twins of ${v.name} exactly when it has fused-norm twins`,
+        `gemv.cu has a tail-norm twin of ${v.name} exactly when it has fused-norm twins`,
       );
       assert.ok(
         v.rowsPerWarp * v.vecsInFlight <= 16,
@@ -122,14 +122,11 @@ describe("gemvLaunch", () => {
       .flatMap((v) => [
         gemvLaunch(v, 1, false, "norm").kernel,
         gemvLaunch(v, 1, true, "norm").kernel,
-        gemvLaunch(v, 1, false, "xnorm").kernel,
-        gemvLaunch(v, 1, true, "xnorm").kernel,
-        gemvLaunch(v, 1, false, "addsq").kernel,
+        gemvLaunch(v, 1, false, "addnorm").kernel,
       ]);
     const gated = GATED_ACTS.flatMap((a) => [
       gemvGatedLaunch(a, 1).kernel,
       gemvGatedLaunch(a, 1, "norm").kernel,
-      gemvGatedLaunch(a, 1, "xnorm").kernel,
     ]);
     assert.deepEqual([...matrix.files["gemv.cu"].kernels16Bit].sort(), [...twins, ...gated].sort());
   });
@@ -138,12 +135,11 @@ describe("gemvLaunch", () => {
     for (const k of [8, 2048, 4096, 8192, 14336])
       for (const n of [7, 2048, 4096, 16384, 128256]) assert.ok(chooseGemv(n, k, BF16).norm, `${n} x ${k}`);
     assert.equal(gemvLaunch(GEMV_VARIANTS.r2u8w4, 4096, true, "norm").kernel, "gemv_r2u8w4_f32out_norm");
-    assert.equal(gemvLaunch(GEMV_VARIANTS.r2u8w4, 4096, true, "xnorm").kernel, "gemv_r2u8w4_f32out_xnorm");
-    assert.equal(gemvLaunch(GEMV_VARIANTS.r1u4w8, 4096, false, "addsq").kernel, "gemv_r1u4w8_addsq");
+    assert.equal(gemvLaunch(GEMV_VARIANTS.r1u4w8, 4096, false, "addnorm").kernel, "gemv_r1u4w8_addnorm");
     assert.throws(() => gemvLaunch(GEMV_VARIANTS.r1u16w8, 4096, false, "norm"), /no fused-norm twin/);
-    assert.throws(() => gemvLaunch(GEMV_VARIANTS.r1u4w8, 4096, true, "addsq"), /no fp32 output/);
+    assert.throws(() => gemvLaunch(GEMV_VARIANTS.r1u4w8, 4096, true, "addnorm"), /no fp32 output/);
+    assert.throws(() => gemvLaunch(GEMV_VARIANTS.r2u4w8, 4096, false, "addnorm"), /no fused-norm twin/);
     assert.equal(gemvGatedLaunch("silu", 8192, "norm").kernel, "gemv_gated_silu_norm");
-    assert.equal(gemvGatedLaunch("silu", 8192, "xnorm").kernel, "gemv_gated_silu_xnorm");
   });
 
   test("GEMV_ACT compiles the model's one activation (gemv.cu's #if order), none, or all", () => {
@@ -225,11 +221,12 @@ describe("normFusionPays (KILN_FUSE_NORM)", () => {
     assert.equal(parseNormFusion(undefined), "auto");
     assert.equal(parseNormFusion("1"), "on");
     assert.equal(parseNormFusion("0"), "off");
-    assert.equal(parseNormFusion("split"), "split");
-    assert.equal(normFusionPays(2048, BF16, "split"), false, "split replaces the prologue fusion");
+    assert.equal(parseNormFusion("tail"), "tail");
+    assert.equal(normFusionPays(2048, BF16, "tail"), false, "the tail norm replaces the prologue fusion");
     assert.throws(
       () => parseNormFusion("yes"),
-      /KILN_FUSE_NORM must be auto, 1 \(on\), 0 \(off\) or split; got yes/,
+      /KILN_FUSE_NORM must be auto, 1 \(on\), 0 \(off\) or tail; got yes/,
     );
+    assert.throws(() => parseNormFusion("split"), /or tail; got split/, "the split norm is gone");
   });
 });

@@ -76,8 +76,7 @@ describe("CUDA lowering", () => {
         if (next.kind !== "linear") continue;
         const residual = st.kind === "add_rms_norm" ? st.op.residual : null;
         const residualOut = st.kind === "add_rms_norm" ? st.residualOut : null;
-        const { split: _split, ...norm } = next.norm ?? {};
-        assert.deepEqual(norm, {
+        assert.deepEqual(next.norm, {
           x: st.op.x,
           residual,
           residualOut,
@@ -117,40 +116,64 @@ describe("CUDA lowering", () => {
       );
     });
 
-    test(`${arch}: every residual add + norm between two GEMMs can be split between them (KILN_FUSE_NORM=split)`, () => {
+    test(`${arch}: every residual add + norm after a GEMM can run in that GEMM's tail (KILN_FUSE_NORM=tail)`, () => {
       const { config, plan: p } = plan(arch);
       const lowered = lower(p, config);
       const { steps } = lowered;
-      const producers = steps.filter((s) => s.kind === "linear" && s.addsq);
-      // o_proj → add_rms_norm → gate_up in every layer, down → add_rms_norm → qkv in all but the last.
+      const producers = steps.filter((s) => s.kind === "linear" && s.addNorm);
+      // o_proj → add_rms_norm in every layer, down → add_rms_norm in all but the last.
       assert.equal(producers.length, 2 * config.numLayers - 1);
-      assert.equal(lowered.normSlots, producers.length);
-      const slots = new Set<number>();
+      assert.equal(lowered.tailCounters, producers.length);
+      const counters = new Set<number>();
       for (const [i, st] of steps.entries()) {
-        if (st.kind !== "linear" || !st.addsq) continue;
+        if (st.kind !== "linear" || !st.addNorm) continue;
         const norm = steps[i + 1];
-        const consumer = steps[i + 2];
         assert.ok(
-          norm.kind === "add_rms_norm" && norm.op.x === st.op.out,
-          "the norm reads the producer's output",
+          norm.kind === "add_rms_norm" && norm.op.x === st.op.out && norm.tailOf === st.op,
+          "the norm reads the producer's output, and is marked",
         );
+        if (norm.kind !== "add_rms_norm") continue;
+        assert.ok(!st.logits && !st.gated, "never the LM head or a gated GEMV");
+        assert.deepEqual(
+          { ...st.addNorm, counter: 0 },
+          {
+            residual: norm.op.residual,
+            residualOut: norm.residualOut,
+            out: norm.op.out,
+            weight: norm.op.weight,
+            eps: norm.op.eps,
+            counter: 0,
+          },
+        );
+        assert.ok(st.reads.includes(norm.op.residual), "the producer reads the residual");
         assert.ok(
-          consumer.kind === "linear" && consumer.op === st.addsq.consumer,
-          "the consumer follows the norm",
+          st.writes.includes(norm.residualOut) && st.writes.includes(norm.op.out),
+          "and writes the sum and the normalised rows (the arena keeps them apart from its inputs)",
         );
-        assert.ok(norm.kind === "add_rms_norm" && consumer.kind === "linear");
-        assert.deepEqual(consumer.norm?.split, { producer: st.op, slot: st.addsq.slot });
-        assert.equal(st.addsq.residual, norm.op.residual);
-        assert.equal(st.addsq.residualOut, norm.residualOut);
-        assert.ok(st.reads.includes(norm.op.residual) && st.writes.includes(norm.residualOut));
-        assert.ok(consumer.reads.includes(norm.residualOut), "the consumer reads the residual sum");
-        slots.add(st.addsq.slot);
+        assert.ok(!st.writes.includes(norm.op.residual), "never in place");
+        assert.ok(!steps.some((s) => s.kind === "add_rms_norm" && s.tailOf === st.op && s !== norm));
+        counters.add(st.addNorm.counter);
       }
       assert.deepEqual(
-        [...slots].sort((a, b) => a - b),
+        [...counters].sort((a, b) => a - b),
         [...Array(producers.length).keys()],
-        "one slot each",
+        "one counter each",
       );
+      const unmarked = steps.filter((s) => s.kind === "add_rms_norm" && !s.tailOf);
+      assert.equal(unmarked.length, 0, "every add_rms_norm follows its producer GEMM");
+    });
+
+    test(`${arch}: a GEMM output with a second reader gets no tail norm`, () => {
+      const { config, plan: p } = plan(arch);
+      const norm = p.ops.find((o) => o.kind === "add_rms_norm");
+      assert.ok(norm?.kind === "add_rms_norm");
+      // A second reader of the producer's output (an extra op appended after the plan's ops).
+      const extra = { kind: "add" as const, a: norm.x, b: norm.x, out: "extra#y", width: norm.width };
+      const { steps } = lower({ ops: [...p.ops, extra], output: p.output }, config);
+      const st = steps.find((s) => s.kind === "add_rms_norm" && s.op.out === norm.out);
+      assert.ok(st?.kind === "add_rms_norm" && st.tailOf === undefined);
+      const producer = steps.find((s) => s.kind === "linear" && s.op.out === norm.x);
+      assert.ok(producer?.kind === "linear" && producer.addNorm === undefined);
     });
 
     test(`${arch}: a norm whose output has a second reader stays its own launch`, () => {

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { type AttentionSequence, pagedAttention } from "../../src/backends/cpu/kernels/attention.ts";
+import { decodeKernel, decodeSharedBytes } from "../../src/backends/cuda/attention_splits.ts";
 import type { DevicePtr } from "../../src/backends/cuda/device/index.ts";
 import { prefillTiles } from "../../src/backends/cuda/prefill_tiles.ts";
 import type { DTypeName } from "../../src/dtype.ts";
@@ -332,9 +333,11 @@ describe("attention kernels", { skip: noGpu }, () => {
     pdl = false,
     transposed = false,
     trigger = 0,
+    cluster = false,
   ): void {
-    const mod = h.module("attention_decode.cu", defines(p.shape), p.dtype);
-    const { numKvHeads } = p.shape;
+    const { numHeads, numKvHeads, headDim } = p.shape;
+    const smem = decodeSharedBytes(numHeads / numKvHeads, headDim);
+    const mod = h.module("attention_decode.cu", { ...defines(p.shape), DECODE_SMEM_BYTES: smem }, p.dtype);
     const opt = (x: DevicePtr | undefined) => (x === undefined ? NULL : ptr(x));
     const grid: [number, number, number] = [numKvHeads * decodeHeadGroups(p.shape), p.seqs.length, splits];
     const args = [
@@ -355,7 +358,7 @@ describe("attention kernels", { skip: noGpu }, () => {
       i32(window),
       i32(trigger),
     ];
-    mod.kernel("attention_decode").launch(h.stream, grid, [128], 0, args, { pdl });
+    mod.kernel(decodeKernel(splits, cluster)).launch(h.stream, grid, [128], smem, args, { pdl });
   }
 
   /** The counters attention_decode must leave at zero. */
@@ -369,8 +372,15 @@ describe("attention kernels", { skip: noGpu }, () => {
   }
 
   /** attention_decode, one launch (splits > 1: the last CTA of each sequence and head group merges).
-   * `transposed`: the tables as decode graphs lay them out, [stride, S] (step_metadata.ts). */
-  function decode(p: Problem, window: number, splits: number, transposed = false): Float32Array {
+   * `transposed`: the tables as decode graphs lay them out, [stride, S] (step_metadata.ts). `cluster`:
+   * attention_decode_c<splits> (2, 4 or 8 splits merged in a thread-block cluster). */
+  function decode(
+    p: Problem,
+    window: number,
+    splits: number,
+    transposed = false,
+    cluster = false,
+  ): Float32Array {
     const bufs = splits > 1 ? splitBuffers(p.shape, p.seqs.length, splits) : null;
     const S = p.seqs.length;
     const tables = transposed
@@ -380,7 +390,7 @@ describe("attention kernels", { skip: noGpu }, () => {
         )
       : p.tables;
     const d = decodeInputs({ ...p, tables });
-    launchDecode(p, d, window, splits, bufs, false, transposed);
+    launchDecode(p, d, window, splits, bufs, false, transposed, 0, cluster);
     h.stream.synchronize();
     assertCountersZero(bufs, `decode, ${splits} splits`);
     return h.download(d.out, p.q.length, p.dtype);
@@ -470,6 +480,31 @@ describe("attention kernels", { skip: noGpu }, () => {
           [100, 4],
         ]) {
           check(p, decode(p, window, splits), window, `decode, window ${window}, ${splits} splits`);
+        }
+      });
+
+      it(`decode: cluster kernels (2, 4, 8 splits) give the global merge's bits (${tag})`, () => {
+        // Contexts whose splits are all full, partly empty (17 keys in 8 splits of ≥ 64) or one; a padding
+        // row; windows and the graphs' [stride, S] tables. The cluster kernels merge the same partials in
+        // the same order as the last-CTA merge, so the outputs are identical, not just close.
+        const p = makeProblem(
+          shape,
+          dtype,
+          [1, 17, 300, main ? 900 : 130].map((c) => ({ queryLen: 1, contextLen: c })),
+          170,
+        );
+        const { problem, rowOf } = padded(p, [0, "pad", 1, 2, 3], 171);
+        for (const splits of [2, 4, 8]) {
+          for (const [window, transposed] of [
+            [0, false],
+            [40, true],
+          ] as const) {
+            const what = `${splits} splits, window ${window}${transposed ? ", [stride, S]" : ""}`;
+            const global = decode(problem, window, splits, transposed);
+            const clustered = decode(problem, window, splits, transposed, true);
+            checkPadded(p, rowOf, clustered, window, `cluster, ${what}`);
+            assert.deepEqual(clustered, global, `cluster vs global merge, ${what}`);
+          }
         }
       });
 

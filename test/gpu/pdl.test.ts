@@ -142,33 +142,46 @@ describe("PDL: a chain of dependent kernels equals the chain without PDL", { ski
   }
 });
 
-describe("PDL and the fused GEMVs (gated activation, RMSNorm in the prologue or split): the CUDA backend gives the same tokens and log-probs with each on and off", {
+describe("PDL, the fused GEMVs (gated activation, RMSNorm in the prologue or in the tail of the GEMV before it) and the cluster merge of decode attention: the CUDA backend gives the same tokens and log-probs with each on and off", {
   skip: noGpu,
 }, () => {
   test("bf16 engine of the default model, graphs off and on (captured, replayed)", async () => {
     const cache = tempCache();
     const model = fileURLToPath(new URL("../../models/default", import.meta.url));
-    const prompts = ["ROMEO:\n", "To be, or not to be", "KING:"];
+    // The long prompt's context passes 64 keys: its decode attention runs 2 splits, merged in a cluster
+    // (attention_decode_c2) or by the last CTA.
+    const prompts = [
+      "ROMEO:\n",
+      "To be, or not to be",
+      "KING:",
+      "Now is the winter of our discontent. ".repeat(8),
+    ];
     const greedy = { greedy: true, maxNewTokens: 24, ignoreEos: true };
     type Out = { outputIds: number[]; logProbs: number[] }[];
     const runs = async (
       pdl: boolean,
       fuse: boolean,
-      fuseNorm: "on" | "off" | "split",
+      fuseNorm: "on" | "off" | "tail",
+      cluster: boolean,
+      ropeEarly = false,
     ): Promise<{ eager: Out; first: Out; replay: Out }> => {
       const runner = ModelRunner.fromDir(model, { backend: "cuda", dtype: "bf16", cacheDir: cache.dir });
       const backend = runner.session.backend as unknown as {
         pdlEnabled: boolean;
         graphsEnabled: boolean;
         fuseGatedAct: boolean;
-        fuseNorm: "on" | "off" | "split";
+        fuseNorm: "on" | "off" | "tail";
         gemvMaxRows: number;
+        attnCluster: boolean;
+        ropeEarly: boolean;
       };
       try {
         backend.pdlEnabled = pdl; // before the first step: graphs are captured with the settings in force
         backend.fuseGatedAct = fuse;
         backend.fuseNorm = fuseNorm;
-        backend.gemvMaxRows = 8; // three prompts (bucket 4) on our GEMVs, so the fused kernels run
+        backend.attnCluster = cluster;
+        backend.ropeEarly = ropeEarly;
+        backend.gemvMaxRows = 8; // four prompts (bucket 4) on our GEMVs, so the fused kernels run
         backend.graphsEnabled = false;
         const eager = await runner.generate(prompts, greedy);
         backend.graphsEnabled = true;
@@ -180,22 +193,29 @@ describe("PDL and the fused GEMVs (gated activation, RMSNorm in the prologue or 
       }
     };
     try {
-      const off = await runs(false, false, "off");
+      const off = await runs(false, false, "off", false);
       const strip = (o: Out) => o.map(({ outputIds, logProbs }) => ({ outputIds, logProbs }));
-      for (const [pdl, fuse, fuseNorm] of [
-        [true, false, "off"],
-        [false, true, "off"],
-        [false, false, "on"],
-        [true, true, "on"],
-        [false, false, "split"],
-        [true, true, "split"],
+      for (const [pdl, fuse, fuseNorm, cluster] of [
+        [true, false, "off", false],
+        [false, true, "off", false],
+        [false, false, "on", false],
+        [true, true, "on", false],
+        [false, false, "tail", false],
+        [true, true, "tail", false],
+        [false, false, "off", true],
+        [true, true, "tail", true],
       ] as const) {
-        const on = await runs(pdl, fuse, fuseNorm);
-        const what = `PDL ${pdl ? "on" : "off"}, fused gated GEMV ${fuse ? "on" : "off"}, fused norm ${fuseNorm}`;
+        const on = await runs(pdl, fuse, fuseNorm, cluster);
+        const what = `PDL ${pdl ? "on" : "off"}, fused gated GEMV ${fuse ? "on" : "off"}, fused norm ${fuseNorm}, attention cluster ${cluster ? "on" : "off"}`;
         assert.deepEqual(strip(on.eager), strip(off.eager), `eager steps, ${what}`);
         assert.deepEqual(strip(on.first), strip(off.first), `graph capture steps, ${what}`);
         assert.deepEqual(strip(on.replay), strip(off.replay), `graph replay steps, ${what}`);
       }
+      // RoPE triggering the attention before its own wait (KILN_ROPE_TRIGGER=early), with PDL and clusters.
+      const early = await runs(true, true, "off", true, true);
+      assert.deepEqual(strip(early.eager), strip(off.eager), "eager steps, RoPE's early trigger");
+      assert.deepEqual(strip(early.first), strip(off.first), "graph capture steps, RoPE's early trigger");
+      assert.deepEqual(strip(early.replay), strip(off.replay), "graph replay steps, RoPE's early trigger");
     } finally {
       cache.cleanup();
     }

@@ -53,15 +53,52 @@ export function splitRanges(ctx: number, splits: number, window = 0): [number, n
 }
 
 /** When attention_decode lets the next kernel (programmatic dependent launch) start: right after its
- * wait (`wait`, the default), after its key loop (`keys`), or as its CTAs exit (`exit`), so that the
+ * wait (`wait`), after its key loop (`keys`, the default), or as its CTAs exit (`exit`), so that the
  * o-projection GEMV's weight prefetch competes less, or not at all, with the attention's memory traffic.
- * From KILN_ATTN_TRIGGER, for measurements; the kernel's `trigger` argument is the index in this list. */
+ * `keys` measured best (H200, 2026-12-02, 8B TPOT: wait 4.543 ms, keys 4.464, exit 4.548; 1B: 0.890,
+ * 0.885, 0.886). From KILN_ATTN_TRIGGER; the kernel's `trigger` argument is the index in this list. */
 export const ATTENTION_TRIGGERS = ["wait", "keys", "exit"] as const;
 export type AttentionTrigger = (typeof ATTENTION_TRIGGERS)[number];
 
 export function parseAttentionTrigger(env: string | undefined): AttentionTrigger {
-  if (env === undefined || env === "") return "wait";
+  if (env === undefined || env === "") return "keys";
   const t = ATTENTION_TRIGGERS.find((x) => x === env);
   if (t === undefined) throw new RangeError(`KILN_ATTN_TRIGGER must be wait, keys or exit; got ${env}`);
   return t;
+}
+
+/** Bytes of attention_decode's dynamic shared memory, sizeof(attn::DecodeSmem) for `group` query heads
+ * per kv head: queries, the warps' acc and a split's partial acc ([heads, headDim] floats: 1 + 4 + 1),
+ * the warps' m and l (4 + 4 per head), a split's m and l (1 + 1 per head), an int; 16-byte aligned. */
+export function decodeSharedBytes(group: number, headDim: number): number {
+  const heads = Math.min(group, 8); // kHeadsPerCta
+  const bytes = 4 * (6 * heads * headDim + 10 * heads + 1);
+  return Math.ceil(bytes / 16) * 16;
+}
+
+/** Split counts whose CTAs form one thread-block cluster (attention_decode_c2/4/8, sm_90+): the splits
+ * merge through distributed shared memory instead of global partials, a fence and a counter. */
+export const CLUSTER_SPLITS: readonly number[] = [2, 4, 8];
+
+/** The decode attention kernel for `splits` splits: a cluster kernel where the GPU has clusters
+ * (`clusters`: compute capability ≥ 9.0, and not switched off by KILN_ATTN_CLUSTER=0) and the split
+ * count is one of CLUSTER_SPLITS, else the kernel whose last CTA merges the splits. */
+export function decodeKernel(splits: number, clusters: boolean): string {
+  return clusters && CLUSTER_SPLITS.includes(splits) ? `attention_decode_c${splits}` : "attention_decode";
+}
+
+/** KILN_ATTN_CLUSTER: unset or "1" uses the cluster kernels where they apply, "0" never (A/B switch). */
+export function parseAttentionCluster(env: string | undefined): boolean {
+  if (env === undefined || env === "" || env === "1") return true;
+  if (env === "0") return false;
+  throw new RangeError(`KILN_ATTN_CLUSTER must be 0 or 1; got ${env}`);
+}
+
+/** KILN_ROPE_TRIGGER: `early` makes RoPE (rope_kv.cu) trigger the decode attention before its own wait,
+ * so the attention's pre-wait loads overlap the QKV GEMV; `wait` (the default until measured) triggers
+ * after it, as every other kernel does. Returns whether to trigger early. */
+export function parseRopeTrigger(env: string | undefined): boolean {
+  if (env === undefined || env === "" || env === "wait") return false;
+  if (env === "early") return true;
+  throw new RangeError(`KILN_ROPE_TRIGGER must be early or wait; got ${env}`);
 }

@@ -16,10 +16,14 @@ import { planArena, type Region } from "./arena.ts";
 import {
   ATTENTION_TRIGGERS,
   type AttentionTrigger,
+  decodeKernel,
+  decodeSharedBytes,
   decodeSplits,
   graphSplits,
   MAX_SPLITS,
+  parseAttentionCluster,
   parseAttentionTrigger,
+  parseRopeTrigger,
   type SplitTarget,
 } from "./attention_splits.ts";
 import {
@@ -58,7 +62,7 @@ import {
   parseNormFusion,
 } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
-import { type FusedNorm, type Lowered, type LStep, lower } from "./lowering.ts";
+import { type FusedNorm, type Lowered, type LStep, lower, type TailNorm } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
 import { samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
 import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
@@ -71,8 +75,6 @@ type TokenFeed = { from: SampleTicket; rows: Int32Array };
 const graphKey = (bucket: number, splits: number) => bucket * (MAX_SPLITS + 1) + splits;
 /** Steps of at most this many rows (decode batches) launch kiln kernels with PDL. */
 const PDL_MAX_ROWS = 8;
-/** Bytes of one split-norm Σ h² slot: an fp64 per row, for up to gemv.cu's GEMV_MAX_M (8) rows. */
-const NORM_SLOT_BYTES = 8 * 8;
 
 export class CudaBackend implements ExecutionBackend {
   readonly name = "cuda";
@@ -95,8 +97,9 @@ export class CudaBackend implements ExecutionBackend {
   private readonly maxSeqLen: number;
   private meta: DeviceBuffer;
   private readonly invFreq: DeviceBuffer;
-  /** The split norm's Σ h² per (slot, row) [normSlots, GEMV_MAX_M] fp64, cleared at each step's start. */
-  private readonly normSums: DeviceBuffer;
+  /** The tail norm's arrival counters [tailCounters] int32 (gemv_*_addnorm), zeroed once here: every
+   * launch leaves its counter zero. */
+  private readonly tailCounters: DeviceBuffer;
   /** Decode attention's split partials and arrival counters (attention_decode.cu), sized for up to
    * `seqs` sequences at decodeSplits(seqs) splits or fewer. */
   private readonly partials: {
@@ -201,7 +204,8 @@ export class CudaBackend implements ExecutionBackend {
       seqs: decodeSeqs,
     };
     this.partials.counters.fillBytes(stream, 0);
-    this.normSums = DeviceBuffer.alloc(device, Math.max(1, this.lowered.normSlots) * NORM_SLOT_BYTES);
+    this.tailCounters = DeviceBuffer.alloc(device, 4 * Math.max(1, this.lowered.tailCounters));
+    this.tailCounters.fillBytes(stream, 0);
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
     this.sampleParams = DeviceBuffer.alloc(device, 64 * 1024);
     const slices = samplingSlices(model.vocabSize);
@@ -609,6 +613,12 @@ export class CudaBackend implements ExecutionBackend {
     return { key, packed };
   }
 
+  /** Whether decode attention may use its cluster kernels: compute capability ≥ 9.0 (clusters), unless
+   * KILN_ATTN_CLUSTER=0. */
+  private attnClusters(): boolean {
+    return this.attnCluster && this.device.properties.computeCapability[0] >= 9;
+  }
+
   /** CTAs of attention_decode per sequence and split: kv heads × head groups of ≤ 8 query heads. */
   private decodeCtasPerSeq(): number {
     const m = this.model;
@@ -743,7 +753,8 @@ export class CudaBackend implements ExecutionBackend {
   /** Most rows of a decode GEMM on our GEMV (gemv_plan.ts GEMV_MAX_ROWS); KILN_GEMV_MAX_ROWS overrides. */
   gemvMaxRows = parseGemvMaxRows(process.env.KILN_GEMV_MAX_ROWS);
   /** Whether decode steps run each RMSNorm inside the GEMV that reads it (gemv_plan.ts normFusionPays);
-   * KILN_FUSE_NORM=1 / 0 forces it on / off. */
+   * KILN_FUSE_NORM=1 / 0 forces it on / off; `tail` runs each residual add + RMSNorm in the GEMV before
+   * it instead (tailNorm). */
   fuseNorm: NormFusion = parseNormFusion(process.env.KILN_FUSE_NORM);
 
   /** The norm `st` carries, when this step's GEMV computes it (the same answer for the norm step, which
@@ -758,24 +769,24 @@ export class CudaBackend implements ExecutionBackend {
     return twin ? st.norm : null;
   }
 
-  /** Whether a norm step is run by the GEMV after it (normInGemv, or the split norm), so it launches
-   * nothing itself. */
-  private normFused(fusedInto: Extract<LStep, { kind: "linear" }>["op"] | undefined, rows: number): boolean {
+  /** Whether a norm step is run by a GEMV next to it (normInGemv after it, or tailNorm before it), so
+   * it launches nothing itself. */
+  private normFused(
+    fusedInto: Extract<LStep, { kind: "linear" }>["op"] | undefined,
+    rows: number,
+    tailOf?: Extract<LStep, { kind: "linear" }>["op"],
+  ): boolean {
     const lin = fusedInto && this.linearSteps.get(fusedInto);
-    return Boolean(lin && (this.normInGemv(lin, rows) || this.splitNorm(lin, rows) !== null));
+    const producer = tailOf && this.linearSteps.get(tailOf);
+    return Boolean((lin && this.normInGemv(lin, rows)) || (producer && this.tailNorm(producer, rows)));
   }
 
-  /** The Σ h² slot when the consumer GEMV `st` and its producer run the split norm in a step of `rows`
-   * rows (KILN_FUSE_NORM=split; both on our GEMV, both variants with twins), else null. */
-  private splitNorm(st: Extract<LStep, { kind: "linear" }>, rows: number): number | null {
-    const split = st.norm?.split;
-    if (this.fuseNorm !== "split" || !split) return null;
-    const producer = this.linearSteps.get(split.producer);
-    if (!producer || !this.gemvApplies(st.op, rows) || !this.gemvApplies(producer.op, rows)) return null;
-    const twin = (op: { outFeatures: number; inFeatures: number }) =>
-      chooseGemv(op.outFeatures, op.inFeatures, this.elem, this.gemvPolicy).norm;
-    const consumer = (st.gated && this.fuseGatedAct) || twin(st.op);
-    return consumer && twin(producer.op) ? split.slot : null;
+  /** The add_rms_norm `st` runs behind its dot products in a step of `rows` rows (KILN_FUSE_NORM=tail:
+   * a 16-bit decode GEMV whose variant has the `_addnorm` twin), else null. */
+  private tailNorm(st: Extract<LStep, { kind: "linear" }>, rows: number): TailNorm | null {
+    if (this.fuseNorm !== "tail" || !st.addNorm || !this.gemvApplies(st.op, rows)) return null;
+    const twin = chooseGemv(st.op.outFeatures, st.op.inFeatures, this.elem, this.gemvPolicy).norm;
+    return twin ? st.addNorm : null;
   }
 
   /** Programmatic dependent launch of our kernels on sm_90+ (kernels/pdl.cuh); KILN_PDL=0 turns it off. */
@@ -791,6 +802,11 @@ export class CudaBackend implements ExecutionBackend {
   graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
   /** When decode attention lets the next kernel launch (attention_splits.ts); KILN_ATTN_TRIGGER=keys|exit for A/B tests. */
   attnTrigger: AttentionTrigger = parseAttentionTrigger(process.env.KILN_ATTN_TRIGGER);
+  /** RoPE lets the decode attention after it launch before its own wait (rope_kv.cu early_trigger), from
+   * KILN_ROPE_TRIGGER=early|wait (A/B). */
+  ropeEarly = parseRopeTrigger(process.env.KILN_ROPE_TRIGGER);
+  /** Decode attention merges 2, 4 or 8 splits in a thread-block cluster; KILN_ATTN_CLUSTER=0 switches it off (A/B). */
+  attnCluster = parseAttentionCluster(process.env.KILN_ATTN_CLUSTER);
   /** Profiling only: kernels (by name, comma-separated) KILN_SKIP_KERNELS leaves out of every step, so a
    * timing run shows what each costs inside the decode graph. The outputs are then wrong. */
   skipKernels = new Set((process.env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== ""));
@@ -868,8 +884,6 @@ export class CudaBackend implements ExecutionBackend {
     const meta = (at: number): KernelArg => ({ ptr: offsetPtr(this.meta.ptr, 4 * at) });
     switch (st.kind) {
       case "embedding":
-        // The step's first launch: the split norm's producers add into cleared Σ h² slots.
-        if (this.fuseNorm === "split" && this.lowered.normSlots > 0) this.normSums.fillBytes(this.stream, 0);
         this.launch("embedding", "embedding", [T], 128, [
           meta(p.at.ids),
           { ptr: this.w(st.op.weight) },
@@ -892,48 +906,40 @@ export class CudaBackend implements ExecutionBackend {
           const fp32Out = st.logits && this.dtype !== "fp32";
           const n = gated ? gated.width : op.outFeatures;
           const variant = chooseGemv(n, op.inFeatures, this.elem, this.gemvPolicy);
-          const slotPtr = (slot: number) => offsetPtr(this.normSums.ptr, slot * NORM_SLOT_BYTES);
-          // The split norm's producer: residual + y and Σ h² instead of y.
-          const consumer = st.addsq && this.linearSteps.get(st.addsq.consumer);
-          const addsq = st.addsq && consumer && this.splitNorm(consumer, rows) !== null ? st.addsq : null;
-          if (addsq) {
-            const { kernel, grid, block } = gemvLaunch(variant, n, false, "addsq");
+          // The tail norm: residual + y instead of y, then the last CTA the add_rms_norm's output (the
+          // norm step is skipped).
+          const tail = this.tailNorm(st, rows);
+          if (tail) {
+            const { kernel, grid, block } = gemvLaunch(variant, n, false, "addnorm");
             this.launch("gemv", kernel, [grid], block, [
               { ptr: this.ptr(op.x) },
               { ptr: this.w(op.weight) },
               { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
-              { ptr: this.ptr(addsq.residual) },
-              { ptr: this.ptr(addsq.residualOut) },
-              { ptr: slotPtr(addsq.slot) },
+              { ptr: this.ptr(tail.residual) },
+              { ptr: this.ptr(tail.residualOut) },
+              { ptr: this.w(tail.weight) },
+              { f32: tail.eps },
+              { ptr: this.ptr(tail.out) },
+              { ptr: offsetPtr(this.tailCounters.ptr, 4 * tail.counter) },
               { i32: rows },
               { i32: n },
               { i32: op.inFeatures },
             ]);
             return;
           }
-          // … and its consumer: reads the residual sum, normalised as it goes.
-          const slot = this.splitNorm(st, rows);
-          const twin = slot !== null ? "xnorm" : norm ? "norm" : "";
+          const twin = norm ? "norm" : "";
           const { kernel, grid, block } = gated
             ? gemvGatedLaunch(gated.act, n, twin)
             : gemvLaunch(variant, n, fp32Out, twin);
-          const input: KernelArg[] =
-            slot !== null && st.norm?.residualOut
-              ? [
-                  { ptr: this.ptr(st.norm.residualOut) },
-                  { ptr: this.w(st.norm.weight) },
-                  { ptr: slotPtr(slot) },
-                  { f32: st.norm.eps },
-                ]
-              : norm
-                ? [
-                    { ptr: this.ptr(norm.x) },
-                    { ptr: norm.residual ? this.ptr(norm.residual) : (0n as DevicePtr) },
-                    { ptr: norm.residualOut ? this.ptr(norm.residualOut) : (0n as DevicePtr) },
-                    { ptr: this.w(norm.weight) },
-                    { f32: norm.eps },
-                  ]
-                : [{ ptr: this.ptr(op.x) }];
+          const input: KernelArg[] = norm
+            ? [
+                { ptr: this.ptr(norm.x) },
+                { ptr: norm.residual ? this.ptr(norm.residual) : (0n as DevicePtr) },
+                { ptr: norm.residualOut ? this.ptr(norm.residualOut) : (0n as DevicePtr) },
+                { ptr: this.w(norm.weight) },
+                { f32: norm.eps },
+              ]
+            : [{ ptr: this.ptr(op.x) }];
           const shared = norm ? gemvNormSharedBytes(rows, op.inFeatures, this.elem) : 0;
           this.launch(
             "gemv",
@@ -1000,7 +1006,7 @@ export class CudaBackend implements ExecutionBackend {
       case "add_rms_norm": {
         const op = st.op;
         const rows = rowsOf(op.x);
-        if (this.normFused(st.fusedInto, rows)) return; // run by the GEMV after it
+        if (this.normFused(st.fusedInto, rows, st.tailOf)) return; // run by the GEMV after it or before it
         this.launch("rmsnorm", "add_rms_norm", [rows], this.normBlock(op.width), [
           { ptr: this.ptr(op.residual) },
           { ptr: this.ptr(op.x) },
@@ -1092,6 +1098,7 @@ export class CudaBackend implements ExecutionBackend {
           { ptr: this.kvV[op.layer].ptr },
           { i32: T },
           { i32: this.numBlocks * this.kvBlockSize },
+          { i32: this.ropeEarly ? 1 : 0 },
         ];
         const grid: [number, number] = [T, Math.ceil(heads / 4)];
         if (st.qkv) this.launch("rope", "rope_qkv_fused", grid, 128, [{ ptr: this.ptr(st.qkv) }, ...common]);
@@ -1134,30 +1141,41 @@ export class CudaBackend implements ExecutionBackend {
           );
           return;
         }
-        // One launch: with splits > 1 the last CTA of each (sequence, kv head group) merges the splits.
+        // One launch: with splits > 1 the splits of each (sequence, kv head group) form one cluster and
+        // merge through distributed shared memory (2, 4 or 8 splits on sm_90+), or the last CTA merges.
         const splits = p.splits ?? this.decodeSplits(p.numSeqs, p.maxContextLen);
         if (splits > 1 && (p.numSeqs > this.partials.seqs || splits > this.decodeSplits(p.numSeqs)))
           throw new Error(
             `internal: decode attention over ${p.numSeqs} sequences × ${splits} splits exceeds its buffers (${this.partials.seqs} sequences)`,
           );
-        this.launch("attn_decode", "attention_decode", [this.decodeCtasPerSeq(), p.numSeqs, splits], 128, [
-          out,
-          { ptr: this.partials.acc.ptr },
-          { ptr: this.partials.m.ptr },
-          { ptr: this.partials.l.ptr },
-          { ptr: this.partials.counters.ptr },
-          q,
-          k,
-          v,
-          meta(p.at.contextLen),
-          meta(p.at.tables),
-          { i32: p.tableStride },
-          { i32: p.tableStep },
-          { i32: splits },
-          { f32: op.scale },
-          { i32: window },
-          { i32: ATTENTION_TRIGGERS.indexOf(this.attnTrigger) },
-        ]);
+        const kernel = decodeKernel(splits, this.attnClusters());
+        const m = this.model;
+        const smem = decodeSharedBytes(m.numHeads / m.numKvHeads, m.headDim);
+        this.launch(
+          "attn_decode",
+          kernel,
+          [this.decodeCtasPerSeq(), p.numSeqs, splits],
+          128,
+          [
+            out,
+            { ptr: this.partials.acc.ptr },
+            { ptr: this.partials.m.ptr },
+            { ptr: this.partials.l.ptr },
+            { ptr: this.partials.counters.ptr },
+            q,
+            k,
+            v,
+            meta(p.at.contextLen),
+            meta(p.at.tables),
+            { i32: p.tableStride },
+            { i32: p.tableStep },
+            { i32: splits },
+            { f32: op.scale },
+            { i32: window },
+            { i32: ATTENTION_TRIGGERS.indexOf(this.attnTrigger) },
+          ],
+          smem,
+        );
         return;
       }
     }
@@ -1179,7 +1197,7 @@ export class CudaBackend implements ExecutionBackend {
       this.partials.m,
       this.partials.l,
       this.partials.counters,
-      this.normSums,
+      this.tailCounters,
       this.sampleParams,
       this.sampleSlices.buffer,
       this.biasDevice,

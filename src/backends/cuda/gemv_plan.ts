@@ -70,17 +70,17 @@ export function parseGemvMaxRows(env: string | undefined): number {
 
 /** How decode GEMVs take over the RMSNorm before them (`KILN_FUSE_NORM`). In the GEMV's prologue
  * (`_norm` twins): `auto` (the default) where it was measured to pay, `on` everywhere it can, `off`
- * never. `split`: a residual add + RMSNorm between two GEMVs is split between them instead — the
- * producer (o_proj, down) stores the residual sum and each row's Σ h² (`_addsq`), the consumer
- * normalises as it reads (`_xnorm`) — so the norm has no launch and no prologue (not yet measured). */
-export type NormFusion = "auto" | "on" | "off" | "split";
+ * never. `tail`: a residual add + RMSNorm after a GEMV runs in that GEMV's tail instead — the producer
+ * (o_proj, down) stores the residual sum and its last CTA normalises the rows (`_addnorm`) — so the
+ * norm has no launch and the next GEMV no prologue (not yet measured). */
+export type NormFusion = "auto" | "on" | "off" | "tail";
 
 export function parseNormFusion(env: string | undefined): NormFusion {
   if (env === undefined || env === "" || env === "auto") return "auto";
   if (env === "1" || env === "on") return "on";
   if (env === "0" || env === "off") return "off";
-  if (env === "split") return "split";
-  throw new RangeError(`KILN_FUSE_NORM must be auto, 1 (on), 0 (off) or split; got ${env}`);
+  if (env === "tail") return "tail";
+  throw new RangeError(`KILN_FUSE_NORM must be auto, 1 (on), 0 (off) or tail; got ${env}`);
 }
 
 /** `auto`: fuse the norm into GEMVs of one row shorter than 512 16-byte vectors (k < 4096 in bf16).
@@ -89,7 +89,7 @@ export function parseNormFusion(env: string | undefined): NormFusion {
  * 1.125 ms fused vs 1.147 apart, batch 2 1.298 vs 1.254; Llama-3.1-8B (k = 4096, r2u8w4's 128-thread
  * blocks) batch 1 6.107 vs 6.021. */
 export function normFusionPays(k: number, elemBytes: number, mode: NormFusion, rows = 1): boolean {
-  if (mode !== "auto") return mode === "on"; // split: no prologue fusion
+  if (mode !== "auto") return mode === "on"; // tail: no prologue fusion
   return rows === 1 && (k * elemBytes) / 16 < 512;
 }
 
@@ -149,10 +149,10 @@ export function planGemv(n: number, k: number, elemBytes: number): GemvVariant {
   return v.r2u4w8; // short rows (tiny models): the smallest U, two rows in flight per warp
 }
 
-/** A GEMV's norm twin (kernels/gemv.cu): none, the RMSNorm in its prologue (`norm`), or the split
- * norm's consumer (`xnorm`: normalises x as it reads it) or producer (`addsq`: stores residual + y and
- * Σ h², kiln_t output only). Only variants with `norm` set have twins. */
-export type GemvTwin = "" | "norm" | "xnorm" | "addsq";
+/** A GEMV's norm twin (kernels/gemv.cu): none, the RMSNorm in its prologue (`norm`), or the tail norm's
+ * producer (`addnorm`: stores residual + y, then its last CTA the normalised rows; kiln_t output only).
+ * Only variants with `norm` set have twins. */
+export type GemvTwin = "" | "norm" | "addnorm";
 
 /** Kernel name and launch shape of `variant` for n output features, or of one of its twins. */
 export function gemvLaunch(
@@ -162,7 +162,7 @@ export function gemvLaunch(
   twin: GemvTwin = "",
 ): { kernel: string; grid: number; block: number } {
   if (twin && !variant.norm) throw new Error(`internal: gemv_${variant.name} has no fused-norm twin`);
-  if (twin === "addsq" && fp32Out) throw new Error("internal: gemv_*_addsq has no fp32 output");
+  if (twin === "addnorm" && fp32Out) throw new Error("internal: gemv_*_addnorm has no fp32 output");
   return {
     kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}${twin ? `_${twin}` : ""}`,
     grid: Math.ceil(n / (variant.rowsPerWarp * variant.warps)),
@@ -175,7 +175,7 @@ export function gemvLaunch(
 export function gemvGatedLaunch(
   act: string,
   inter: number,
-  twin: "" | "norm" | "xnorm" = "",
+  twin: "" | "norm" = "",
 ): { kernel: string; grid: number; block: number } {
   const warps = 8; // gemv.cu's kGatedWarps
   return {

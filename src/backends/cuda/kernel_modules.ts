@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { Plan } from "../../engine/format.ts";
+import { decodeSharedBytes } from "./attention_splits.ts";
 import { gemvActMacro } from "./gemv_plan.ts";
 
 export const KERNELS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "kernels");
@@ -54,7 +55,17 @@ export function moduleSpecs(
     { key: "activation", file: "activation.cu", defines: { ...t } },
     { key: "rope", file: "rope_kv.cu", defines: { ...t, ...heads, ROTARY_DIM: model.rope.rotaryDim } },
     { key: "attn_prefill", file: "attention_prefill.cu", defines: { ...t, ...heads, BLOCK_SIZE: blockSize } },
-    { key: "attn_decode", file: "attention_decode.cu", defines: { ...t, ...heads, BLOCK_SIZE: blockSize } },
+    {
+      key: "attn_decode",
+      file: "attention_decode.cu",
+      defines: {
+        ...t,
+        ...heads,
+        BLOCK_SIZE: blockSize,
+        // The launches' dynamic shared memory; the kernel asserts it is sizeof(attn::DecodeSmem).
+        DECODE_SMEM_BYTES: decodeSharedBytes(model.numHeads / model.numKvHeads, model.headDim),
+      },
+    },
     { key: "sampling", file: "sampling.cu", defines: { VOCAB: model.vocabSize } },
   ];
   // Decode GEMMs (m ≤ 8) of 16-bit engines; fp32 engines keep cuBLASLt's exact-fp32 GEMMs.

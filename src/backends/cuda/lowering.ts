@@ -31,15 +31,11 @@ export type LStep = Access &
          * a decode step runs the norm inside the GEMV (gemv_*_norm) from the norm's own inputs and
          * skips the norm step; with a residual (add_rms_norm) the GEMV also stores the sum. */
         norm?: FusedNorm;
-        /** This GEMM's output is only the x of the add_rms_norm after it: with the split norm
-         * (KILN_FUSE_NORM=split) it stores residual + y to `residualOut` and Σ h² per row to slot
-         * `slot` (gemv_*_addsq) for `consumer`, which normalises as it reads (gemv_*_xnorm). */
-        addsq?: {
-          consumer: Extract<Op, { kind: "linear" }>;
-          residual: string;
-          residualOut: string;
-          slot: number;
-        };
+        /** This GEMM's output is only the x of the add_rms_norm after it: with the tail norm
+         * (KILN_FUSE_NORM=tail) a decode GEMV stores residual + y to `residualOut` instead of y, and its
+         * last CTA (arrival counter `counter`) the normalised rows to `out` (gemv_*_addnorm); the norm
+         * step is skipped. */
+        addNorm?: TailNorm;
       }
     | {
         kind: "rms_norm";
@@ -54,6 +50,8 @@ export type LStep = Access &
         /** Where the residual sum goes (the plan's add_rms_norm updates `residual` in place). */
         residualOut: string;
         fusedInto?: Extract<Op, { kind: "linear" }>;
+        /** The linear step before it whose GEMV also computes this norm in decode steps (tail norm). */
+        tailOf?: Extract<Op, { kind: "linear" }>;
       }
     | { kind: "add"; op: Extract<Op, { kind: "add" }> }
     | {
@@ -89,14 +87,24 @@ export interface FusedNorm {
   residualOut: string | null;
   weight: string;
   eps: number;
-  /** An add_rms_norm whose x is a GEMM's only output: the split norm's producer and Σ h² slot. */
-  split?: { producer: Extract<Op, { kind: "linear" }>; slot: number };
+}
+
+/** An add_rms_norm a decode GEMV computes behind its dot products (LStep linear's `addNorm`). */
+export interface TailNorm {
+  /** add_rms_norm's residual input, the storage of the sum, and its output (the normalised rows). */
+  residual: string;
+  residualOut: string;
+  out: string;
+  weight: string;
+  eps: number;
+  /** The GEMV's arrival counter: an int32 of the backend's counter buffer, one per producer. */
+  counter: number;
 }
 
 export interface Lowered {
   steps: LStep[];
-  /** Σ h² slots of the split norm (one per producer/consumer pair; GEMV_MAX_M rows each). */
-  normSlots: number;
+  /** Arrival counters of the tail norm (one int32 per producer, TailNorm.counter). */
+  tailCounters: number;
   /** Element width of each storage's rows, and whether it has token rows or logit rows. */
   storage: Map<string, { width: number; rows: "tokens" | "logits"; fp32?: boolean }>;
   output: string;
@@ -120,7 +128,7 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
   // plan's residual name read the newest one.
   const renamed = new Map<string, string>();
   let residuals = 0;
-  let normSlots = 0;
+  let tailCounters = 0;
   for (const planOp of plan.ops) {
     const op = renameInputs(planOp, (n) => renamed.get(n) ?? n);
     switch (op.kind) {
@@ -229,40 +237,13 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
             weight: prev.op.weight,
             eps: prev.op.eps,
           };
-          // The split norm: the GEMM before the add_rms_norm, whose output nothing else reads, stores
-          // the residual sum and Σ h² itself; this GEMM reads the sum (so the arena keeps both alive).
-          const producer = steps[steps.length - 2];
-          if (
-            residual &&
-            residualOut &&
-            producer?.kind === "linear" &&
-            producer.op.out === prev.op.x &&
-            !producer.logits &&
-            !producer.gated &&
-            (readers.get(prev.op.x) ?? []).length === 1 &&
-            producer.op.outFeatures === prev.op.width
-          ) {
-            const slot = normSlots++;
-            norm.split = { producer: producer.op, slot };
-            steps[steps.length - 2] = {
-              ...producer,
-              addsq: { consumer: op, residual, residualOut, slot },
-              reads: [...producer.reads, residual],
-              writes: [...producer.writes, residualOut],
-            };
-          }
           steps[steps.length - 1] = { ...prev, fusedInto: op };
           steps.push({
             kind: "linear",
             op,
             logits,
             norm,
-            reads: [
-              op.x,
-              prev.op.x,
-              ...(residual ? [residual] : []),
-              ...(norm.split && residualOut ? [residualOut] : []),
-            ],
+            reads: [op.x, prev.op.x, ...(residual ? [residual] : [])],
             writes: [op.out, ...(residualOut ? [residualOut] : [])],
           });
         } else steps.push({ kind: "linear", op, logits, reads: [op.x], writes: [op.out] });
@@ -278,10 +259,37 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         const residualOut = `${base}~${residuals++}`;
         def(residualOut, op.width, rowsOf(op.residual));
         renamed.set(base, residualOut);
+        // The tail norm: the GEMM before it, whose output nothing else reads, may store the residual
+        // sum and the normalised rows itself (so the arena places both as its outputs).
+        const producer = steps[steps.length - 1];
+        const tail =
+          producer?.kind === "linear" &&
+          producer.op.out === op.x &&
+          !producer.logits &&
+          !producer.gated &&
+          (readers.get(op.x) ?? []).length === 1 &&
+          producer.op.outFeatures === op.width;
+        if (tail) {
+          const addNorm: TailNorm = {
+            residual: op.residual,
+            residualOut,
+            out: op.out,
+            weight: op.weight,
+            eps: op.eps,
+            counter: tailCounters++,
+          };
+          steps[steps.length - 1] = {
+            ...producer,
+            addNorm,
+            reads: [...producer.reads, op.residual],
+            writes: [...producer.writes, residualOut, op.out],
+          };
+        }
         steps.push({
           kind: "add_rms_norm",
           op,
           residualOut,
+          ...(tail ? { tailOf: producer.op } : {}),
           reads: [op.residual, op.x],
           writes: [op.out, residualOut],
         });
@@ -322,5 +330,5 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         break;
     }
   }
-  return { steps, normSlots, storage, output: plan.output };
+  return { steps, tailCounters, storage, output: plan.output };
 }

@@ -203,6 +203,7 @@ describe("rope_kv.cu", { skip: noGpu }, () => {
                 ptr(vCache),
                 i32(T),
                 i32(NUM_SLOTS),
+                i32(1), // early_trigger: a no-op without PDL; the backend's decode steps cover it with PDL
               ],
             );
           } else {
@@ -225,6 +226,7 @@ describe("rope_kv.cu", { skip: noGpu }, () => {
                 ptr(vCache),
                 i32(T),
                 i32(NUM_SLOTS),
+                i32(0), // early_trigger
               ],
             );
           }

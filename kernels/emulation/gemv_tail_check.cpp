@@ -1,0 +1,76 @@
+// Checks gemv.cu's tail norm (gemv_*_addnorm: the producer GEMV stores h = residual + y, its last CTA
+// normalises h) on the CPU (fakecuda.h) against the unfused launches it replaces: gemv → add_rms_norm
+// (rmsnorm.cu). The residual sum and the normalised rows must be the same bits. Blocks run in shuffled
+// orders, so any CTA may be the last; each producer runs twice, and its arrival counter must be zero after
+// each launch. Build: see gemv_tail_run.sh (-DKILN_DTYPE_BF16 or F16, -DWIDTH = the producer's n).
+#include "fakecuda.h"
+#ifndef KILN_GEMV_SRC
+#define KILN_GEMV_SRC "../gemv.cu"  // a copy with extern __shared__ rewritten (gemv_tail_run.sh)
+#endif
+#include KILN_GEMV_SRC
+#include "../rmsnorm.cu"
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+using T = kiln_t;
+static std::vector<T> randv(size_t n, std::mt19937& g, float scale, float mean = 0.f) {
+  std::normal_distribution<float> nd(mean, scale);
+  std::vector<T> v(n);
+  for (auto& x : v) x = kiln::from_float(nd(g));
+  return v;
+}
+static std::vector<T> sentinel(size_t n) {
+  std::vector<T> v(n);
+  std::memset(v.data(), 0xff, n * sizeof(T));  // NaN: a row never stored shows
+  return v;
+}
+template <class A> static int diff_bits(const std::vector<A>& a, const std::vector<A>& b, const char* what) {
+  int bad = 0;
+  for (size_t i = 0; i < a.size(); i++) bad += std::memcmp(&a[i], &b[i], sizeof(A)) != 0;
+  if (bad) printf("  %s: %d of %zu differ\n", what, bad, a.size());
+  return bad;
+}
+
+int main() {
+  constexpr int K = 264, N = WIDTH;  // producer [N, K]; the norm's width N
+  std::mt19937 g(7);
+  int fails = 0;
+  for (int m = 1; m <= GEMV_MAX_M; m = m < 2 ? m + 1 : m + 6) {  // 1, 2, 8
+    auto x = randv((size_t)m * K, g, 1.f), wp = randv((size_t)N * K, g, 0.05f), bias = randv(N, g, 0.1f);
+    auto residual = randv((size_t)m * N, g, 2.f), gamma = randv(N, g, 0.2f, 1.f);
+    const float eps = 1e-5f;
+    for (int variant = 0; variant < 2; variant++) {
+      const unsigned block = variant == 0 ? 128 : 256, grid = (N + 7) / 8;  // 8 features per CTA either way
+      // Unfused: y = x·Wpᵀ + b; normed, residual_out = add_rms_norm(residual, y).
+      std::vector<T> y((size_t)m * N), normed_a = sentinel((size_t)m * N), res_a = sentinel((size_t)m * N);
+      if (variant == 0)
+        launch({grid, 1, 1}, {block, 1, 1}, [&] { gemv_r2u8w4(x.data(), wp.data(), bias.data(), y.data(), m, N, K); });
+      else
+        launch({grid, 1, 1}, {block, 1, 1}, [&] { gemv_r1u4w8(x.data(), wp.data(), bias.data(), y.data(), m, N, K); });
+      // The backend's block for add_rms_norm: one vector of the row per thread (rmsnorm.cu's register path).
+      const unsigned norm_block = std::min(1024u, (unsigned)((WIDTH / kiln::vec_for(WIDTH) + 31) / 32 * 32));
+      launch({(unsigned)m, 1, 1}, {norm_block, 1, 1}, [&] { add_rms_norm(residual.data(), y.data(), gamma.data(), normed_a.data(), res_a.data(), eps, m); });
+      // Tail: the producer stores h and its last CTA the normalised rows; twice, on one counter.
+      int counter = 0;
+      for (int round = 0; round < 2; round++) {
+        std::vector<T> normed_b = sentinel((size_t)m * N), res_b = sentinel((size_t)m * N);
+        const unsigned seed = 3 + 10 * variant + round;
+        if (variant == 0)
+          launch({grid, 1, 1}, {block, 1, 1}, [&] { gemv_r2u8w4_addnorm(x.data(), wp.data(), bias.data(), residual.data(), res_b.data(), gamma.data(), eps, normed_b.data(), &counter, m, N, K); }, 0, seed);
+        else
+          launch({grid, 1, 1}, {block, 1, 1}, [&] { gemv_r1u4w8_addnorm(x.data(), wp.data(), bias.data(), residual.data(), res_b.data(), gamma.data(), eps, normed_b.data(), &counter, m, N, K); }, 0, seed);
+        int bad = diff_bits(res_a, res_b, "residual_out") + diff_bits(normed_a, normed_b, "normed");
+        if (counter != 0) {
+          printf("  counter %d after the launch\n", counter);
+          bad++;
+        }
+        printf("WIDTH %d m %d %s_addnorm launch %d (%u CTAs, shuffled): %s\n", N, m, variant == 0 ? "r2u8w4" : "r1u4w8",
+               round, grid, bad ? "FAIL" : "same bits, counter 0");
+        fails += bad != 0;
+      }
+    }
+  }
+  return fails != 0;
+}
