@@ -9,6 +9,7 @@
 # Usage (device run): source .device/prelude.sh && [MICROBENCH=1] [HF=1] [TESTS="test/gpu/a.test.ts …"] \
 #   [SETTINGS_8B="…"] [SETTINGS_1B="…"] bash tools/device_session.sh [skip-tests]
 #   TESTS: run these GPU test files instead of the whole `npm run test:gpu` suite.
+#   CONFIGS: the shapes to measure (default "llama-3.1-8b llama-3.2-1b").
 set -uo pipefail
 source tools/device_engine.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
@@ -35,14 +36,14 @@ measure() {
     "$out/m.json" "$label"
 }
 decode=(--input-len 128 --output-len 256)
-for cfg in llama-3.1-8b llama-3.2-1b; do
+for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   t0=$(date +%s)
   e=$(engine "$cfg")
   echo "$cfg engine ready in $(($(date +%s) - t0)) s"
   if [[ $cfg == llama-3.1-8b ]]; then
-    settings=${SETTINGS_8B-KILN_ATTN_CLUSTER=0 KILN_ATTN_TRIGGER=wait KILN_FUSE_NORM=tail}
+    settings=${SETTINGS_8B-KILN_ATTN_CLUSTER=0 KILN_ATTN_TRIGGER=wait KILN_ROPE_TRIGGER=early}
   else
-    settings=${SETTINGS_1B-KILN_ATTN_CLUSTER=0 KILN_FUSE_NORM=tail}
+    settings=${SETTINGS_1B-KILN_ATTN_CLUSTER=0 KILN_FUSE_NORM=1}
   fi
   for setting in X=1 $settings; do
     measure "$cfg ${setting/X=1/defaults}" "$e" "$setting" "${decode[@]}"

@@ -752,9 +752,9 @@ export class CudaBackend implements ExecutionBackend {
   }
   /** Most rows of a decode GEMM on our GEMV (gemv_plan.ts GEMV_MAX_ROWS); KILN_GEMV_MAX_ROWS overrides. */
   gemvMaxRows = parseGemvMaxRows(process.env.KILN_GEMV_MAX_ROWS);
-  /** Whether decode steps run each RMSNorm inside the GEMV that reads it (gemv_plan.ts normFusionPays);
-   * KILN_FUSE_NORM=1 / 0 forces it on / off; `tail` runs each residual add + RMSNorm in the GEMV before
-   * it instead (tailNorm). */
+  /** Whether decode steps run each RMSNorm inside the GEMV that reads it (KILN_FUSE_NORM=1; off by
+   * default, as measured: gemv_plan.ts NormFusion); `tail` runs each residual add + RMSNorm in the GEMV
+   * before it instead (tailNorm). */
   fuseNorm: NormFusion = parseNormFusion(process.env.KILN_FUSE_NORM);
 
   /** The norm `st` carries, when this step's GEMV computes it (the same answer for the norm step, which
@@ -762,7 +762,7 @@ export class CudaBackend implements ExecutionBackend {
    * normalised rows fit its shared memory. */
   private normInGemv(st: Extract<LStep, { kind: "linear" }>, rows: number): FusedNorm | null {
     if (!st.norm || !this.gemvApplies(st.op, rows)) return null;
-    if (!normFusionPays(st.op.inFeatures, this.elem, this.fuseNorm, rows)) return null;
+    if (!normFusionPays(this.fuseNorm)) return null;
     if (gemvNormSharedBytes(rows, st.op.inFeatures, this.elem) > GEMV_NORM_MAX_SHARED) return null;
     const { outFeatures: n, inFeatures: k } = st.op;
     const twin = (st.gated && this.fuseGatedAct) || chooseGemv(n, k, this.elem, this.gemvPolicy).norm;

@@ -68,29 +68,28 @@ export function parseGemvMaxRows(env: string | undefined): number {
   return n;
 }
 
-/** How decode GEMVs take over the RMSNorm before them (`KILN_FUSE_NORM`). In the GEMV's prologue
- * (`_norm` twins): `auto` (the default) where it was measured to pay, `on` everywhere it can, `off`
- * never. `tail`: a residual add + RMSNorm after a GEMV runs in that GEMV's tail instead — the producer
- * (o_proj, down) stores the residual sum and its last CTA normalises the rows (`_addnorm`) — so the
- * norm has no launch and the next GEMV no prologue (not yet measured). */
-export type NormFusion = "auto" | "on" | "off" | "tail";
+/** How decode GEMVs take over the RMSNorm before them (`KILN_FUSE_NORM`). `on`: in the GEMV's prologue
+ * (`_norm` twins) wherever it can; `off` (the default; `auto` is an alias): the norm is its own launch.
+ * `tail`: a residual add + RMSNorm after a GEMV runs in that GEMV's tail instead — the producer (o_proj,
+ * down) stores the residual sum and its last CTA normalises the rows (`_addnorm`).
+ * Measured on the H200 (kiln bench TPOT, 2026-12-02), with rmsnorm.cu normalising from registers and its
+ * weight loaded before the PDL wait: Llama-3.2-1B 0.840 ms apart vs 0.866 with the prologue fusion the
+ * old `auto` chose for k < 4096 (every CTA normalises the whole row before its first dot product);
+ * Llama-3.1-8B tail 4.649 vs 4.429 apart (the next GEMV's weight prefetch then overlaps the producer's
+ * stream instead of the norm's latency). On the H100 (2026-11-22), before the register path, the 1B's
+ * prologue fusion paid (1.125 vs 1.147 ms) and the 8B's did not (6.107 vs 6.021). */
+export type NormFusion = "on" | "off" | "tail";
 
 export function parseNormFusion(env: string | undefined): NormFusion {
-  if (env === undefined || env === "" || env === "auto") return "auto";
+  if (env === undefined || env === "" || env === "auto" || env === "0" || env === "off") return "off";
   if (env === "1" || env === "on") return "on";
-  if (env === "0" || env === "off") return "off";
   if (env === "tail") return "tail";
-  throw new RangeError(`KILN_FUSE_NORM must be auto, 1 (on), 0 (off) or tail; got ${env}`);
+  throw new RangeError(`KILN_FUSE_NORM must be 0 (off, also auto), 1 (on) or tail; got ${env}`);
 }
 
-/** `auto`: fuse the norm into GEMVs of one row shorter than 512 16-byte vectors (k < 4096 in bf16).
- * Every CTA normalises the whole row before its first dot product, so the saving (one launch per norm)
- * must beat the prologue's latency. H100, kiln bench TPOT, 2026-11-22: Llama-3.2-1B (k = 2048) batch 1
- * 1.125 ms fused vs 1.147 apart, batch 2 1.298 vs 1.254; Llama-3.1-8B (k = 4096, r2u8w4's 128-thread
- * blocks) batch 1 6.107 vs 6.021. */
-export function normFusionPays(k: number, elemBytes: number, mode: NormFusion, rows = 1): boolean {
-  if (mode !== "auto") return mode === "on"; // tail: no prologue fusion
-  return rows === 1 && (k * elemBytes) / 16 < 512;
+/** Whether a decode GEMV normalises its input in its prologue (mode `on`). */
+export function normFusionPays(mode: NormFusion): boolean {
+  return mode === "on";
 }
 
 /** Bytes of dynamic shared memory a fused-norm GEMV takes for m rows of k (the normalised rows), and the
