@@ -48,20 +48,46 @@
 
 namespace {
 
+template <int V>
+using VecT = kiln::Vec<kiln_t, V>;
+
 /** rstd from the sum of squares, with the reference's fp32 roundings (rmsnorm.cuh). */
 __device__ __forceinline__ float rstd_of(double sum_sq, float eps) { return kiln::rms_rstd(sum_sq, WIDTH, eps); }
+
+/** sum_sq += the fp32 squares of v's elements, one at a time (hidden_states.pow(2) is an fp32 tensor). */
+template <int V>
+__device__ __forceinline__ void add_squares(const VecT<V>& v, double& sum_sq) {
+#pragma unroll
+  for (int j = 0; j < V; j++) {
+    const float f = kiln::to_float(v.v[j]);
+    sum_sq += (double)__fmul_rn(f, f);
+  }
+}
+
+/** rv = residual + x rounded to T as HF adds them, and sum_sq += the squares of the sums. */
+template <int V>
+__device__ __forceinline__ void add_residual(VecT<V>& rv, const VecT<V>& xv, double& sum_sq) {
+#pragma unroll
+  for (int j = 0; j < V; j++) rv.v[j] = kiln::residual_sum(rv.v[j], xv.v[j]);
+  add_squares<V>(rv, sum_sq);
+}
+
+/** weight · round_t(x · rstd), element by element. */
+template <int V>
+__device__ __forceinline__ VecT<V> normalized(const VecT<V>& xv, const VecT<V>& wv, float rstd) {
+  VecT<V> ov;
+#pragma unroll
+  for (int j = 0; j < V; j++) ov.v[j] = kiln::rms_apply(xv.v[j], wv.v[j], rstd);
+  return ov;
+}
 
 /** out = weight * round_t(x * rstd), for the row `src` (read again: it is in L1 from the first pass). */
 template <int V>
 __device__ __forceinline__ void normalize_row(const kiln_t* src, const kiln_t* weight, kiln_t* dst, float rstd) {
   constexpr int n = WIDTH / V;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const kiln::Vec<kiln_t, V> xv = kiln::load_vec<kiln_t, V>(src + i * V);
-    const kiln::Vec<kiln_t, V> wv = kiln::load_vec<kiln_t, V>(weight + i * V);
-    kiln::Vec<kiln_t, V> ov;
-#pragma unroll
-    for (int j = 0; j < V; j++) ov.v[j] = kiln::rms_apply(xv.v[j], wv.v[j], rstd);
-    kiln::store_vec<kiln_t, V>(dst + i * V, ov);
+    const VecT<V> xv = kiln::load_vec<kiln_t, V>(src + i * V);
+    kiln::store_vec<kiln_t, V>(dst + i * V, normalized<V>(xv, kiln::load_vec<kiln_t, V>(weight + i * V), rstd));
   }
 }
 
@@ -70,14 +96,7 @@ __device__ __forceinline__ void rms_norm_row(const kiln_t* x, const kiln_t* weig
   __shared__ double scratch[32];
   constexpr int n = WIDTH / V;
   double sum_sq = 0.0;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const kiln::Vec<kiln_t, V> xv = kiln::load_vec<kiln_t, V>(x + i * V);
-#pragma unroll
-    for (int j = 0; j < V; j++) {
-      const float v = kiln::to_float(xv.v[j]);
-      sum_sq += (double)__fmul_rn(v, v);  // hidden_states.pow(2) is an fp32 tensor
-    }
-  }
+  for (int i = threadIdx.x; i < n; i += blockDim.x) add_squares<V>(kiln::load_vec<kiln_t, V>(x + i * V), sum_sq);
   const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);
   normalize_row<V>(x, weight, out, rstd);
 }
@@ -89,14 +108,8 @@ __device__ __forceinline__ void add_rms_norm_row(const kiln_t* residual, const k
   constexpr int n = WIDTH / V;
   double sum_sq = 0.0;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    kiln::Vec<kiln_t, V> rv = kiln::load_vec<kiln_t, V>(residual + i * V);
-    const kiln::Vec<kiln_t, V> xv = kiln::load_vec<kiln_t, V>(x + i * V);
-#pragma unroll
-    for (int j = 0; j < V; j++) {
-      rv.v[j] = kiln::residual_sum(rv.v[j], xv.v[j]);
-      const float v = kiln::to_float(rv.v[j]);
-      sum_sq += (double)__fmul_rn(v, v);
-    }
+    VecT<V> rv = kiln::load_vec<kiln_t, V>(residual + i * V);
+    add_residual<V>(rv, kiln::load_vec<kiln_t, V>(x + i * V), sum_sq);
     kiln::store_vec<kiln_t, V>(residual_out + i * V, rv);
   }
   // Each thread reads back only the residual elements it wrote itself, so no extra barrier is needed;
@@ -108,21 +121,20 @@ __device__ __forceinline__ void add_rms_norm_row(const kiln_t* residual, const k
 /** The weight's vector at p (V elements) through the read-only path, ld.global.nc: the kernels load it
  * before their PDL wait (a constant: pdl.cuh). */
 template <int V>
-__device__ __forceinline__ kiln::Vec<kiln_t, V> weight_vec(const kiln_t* p) {
-  using W = kiln::Vec<kiln_t, V>;
-  W w;
-  if constexpr (sizeof(W) == 16) {
+__device__ __forceinline__ VecT<V> weight_vec(const kiln_t* p) {
+  VecT<V> w;
+  if constexpr (sizeof(w) == 16) {
     const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
-    memcpy(&w, &u, sizeof(W));
-  } else if constexpr (sizeof(W) == 8) {
+    memcpy(&w, &u, sizeof(w));
+  } else if constexpr (sizeof(w) == 8) {
     const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
-    memcpy(&w, &u, sizeof(W));
-  } else if constexpr (sizeof(W) == 4) {
+    memcpy(&w, &u, sizeof(w));
+  } else if constexpr (sizeof(w) == 4) {
     const unsigned u = __ldg(reinterpret_cast<const unsigned*>(p));
-    memcpy(&w, &u, sizeof(W));
+    memcpy(&w, &u, sizeof(w));
   } else {
     const unsigned short u = __ldg(reinterpret_cast<const unsigned short*>(p));
-    memcpy(&w, &u, sizeof(W));
+    memcpy(&w, &u, sizeof(w));
   }
   return w;
 }
@@ -131,57 +143,38 @@ __device__ __forceinline__ kiln::Vec<kiln_t, V> weight_vec(const kiln_t* p) {
 // gives ≤ 8,192 elements of 16-bit types): each thread holds one vector of the row, its weight vector
 // loaded before the PDL wait (`w`), and normalises it from registers: no second pass over the row and
 // no weight load after the wait, the latency a decode step's norm sits on. The same operations in the
-// same order as the loops above (one vector per thread there too), so the same bits.
+// same order as the loops above (one vector per thread there too), so the same bits. block_sum's
+// barriers order every read of x before any write of out.
 template <int V>
-__device__ __forceinline__ void rms_norm_reg(const kiln_t* x, const kiln::Vec<kiln_t, V>& w, kiln_t* out, float eps) {
+__device__ __forceinline__ void rms_norm_reg(const kiln_t* x, const VecT<V>& w, kiln_t* out, float eps) {
   __shared__ double scratch[32];
-  constexpr int n = WIDTH / V;
   const int i = threadIdx.x;
-  kiln::Vec<kiln_t, V> xv;
+  const bool mine = i < WIDTH / V;
+  VecT<V> xv;
   double sum_sq = 0.0;
-  if (i < n) {
+  if (mine) {
     xv = kiln::load_vec<kiln_t, V>(x + i * V);
-#pragma unroll
-    for (int j = 0; j < V; j++) {
-      const float v = kiln::to_float(xv.v[j]);
-      sum_sq += (double)__fmul_rn(v, v);
-    }
+    add_squares<V>(xv, sum_sq);
   }
-  const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);  // its barriers: x read before out written
-  if (i < n) {
-    kiln::Vec<kiln_t, V> ov;
-#pragma unroll
-    for (int j = 0; j < V; j++) ov.v[j] = kiln::rms_apply(xv.v[j], w.v[j], rstd);
-    kiln::store_vec<kiln_t, V>(out + i * V, ov);
-  }
+  const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);
+  if (mine) kiln::store_vec<kiln_t, V>(out + i * V, normalized<V>(xv, w, rstd));
 }
 
 template <int V>
-__device__ __forceinline__ void add_rms_norm_reg(const kiln_t* residual, const kiln_t* x, const kiln::Vec<kiln_t, V>& w,
+__device__ __forceinline__ void add_rms_norm_reg(const kiln_t* residual, const kiln_t* x, const VecT<V>& w,
                                                  kiln_t* out, kiln_t* residual_out, float eps) {
   __shared__ double scratch[32];
-  constexpr int n = WIDTH / V;
   const int i = threadIdx.x;
-  kiln::Vec<kiln_t, V> rv;
+  const bool mine = i < WIDTH / V;
+  VecT<V> rv;
   double sum_sq = 0.0;
-  if (i < n) {
+  if (mine) {
     rv = kiln::load_vec<kiln_t, V>(residual + i * V);
-    const kiln::Vec<kiln_t, V> xv = kiln::load_vec<kiln_t, V>(x + i * V);
-#pragma unroll
-    for (int j = 0; j < V; j++) {
-      rv.v[j] = kiln::residual_sum(rv.v[j], xv.v[j]);
-      const float v = kiln::to_float(rv.v[j]);
-      sum_sq += (double)__fmul_rn(v, v);
-    }
+    add_residual<V>(rv, kiln::load_vec<kiln_t, V>(x + i * V), sum_sq);
     kiln::store_vec<kiln_t, V>(residual_out + i * V, rv);
   }
-  const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);  // its barriers: x read before out written
-  if (i < n) {
-    kiln::Vec<kiln_t, V> ov;
-#pragma unroll
-    for (int j = 0; j < V; j++) ov.v[j] = kiln::rms_apply(rv.v[j], w.v[j], rstd);
-    kiln::store_vec<kiln_t, V>(out + i * V, ov);
-  }
+  const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);
+  if (mine) kiln::store_vec<kiln_t, V>(out + i * V, normalized<V>(rv, w, rstd));
 }
 
 }  // namespace
@@ -189,7 +182,7 @@ __device__ __forceinline__ void add_rms_norm_reg(const kiln_t* residual, const k
 extern "C" __global__ void rms_norm(const kiln_t* x, const kiln_t* weight, kiln_t* out, float eps, int rows) {
   constexpr int V = kiln::vec_for(WIDTH);
   const bool reg = kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out) && WIDTH / V <= (int)blockDim.x;
-  kiln::Vec<kiln_t, V> w;
+  VecT<V> w;
   if (reg && (int)threadIdx.x < WIDTH / V) w = weight_vec<V>(weight + threadIdx.x * V);  // a constant (pdl.cuh)
   kiln::pdl_wait();  // x / residual come from the previous kernel (see pdl.cuh)
   kiln::pdl_launch_dependents();
@@ -211,7 +204,7 @@ extern "C" __global__ void add_rms_norm(const kiln_t* residual, const kiln_t* x,
   const bool aligned = kiln::aligned16(residual) && kiln::aligned16(x) && kiln::aligned16(weight) &&
                        kiln::aligned16(out) && kiln::aligned16(residual_out);
   const bool reg = aligned && WIDTH / V <= (int)blockDim.x;
-  kiln::Vec<kiln_t, V> w;
+  VecT<V> w;
   if (reg && (int)threadIdx.x < WIDTH / V) w = weight_vec<V>(weight + threadIdx.x * V);  // a constant (pdl.cuh)
   kiln::pdl_wait();  // x / residual come from the previous kernel (see pdl.cuh)
   kiln::pdl_launch_dependents();

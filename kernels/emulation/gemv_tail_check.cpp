@@ -1,6 +1,7 @@
 // Checks gemv.cu's tail norm (gemv_*_addnorm: the producer GEMV stores h = residual + y, its last CTA
 // normalises h) on the CPU (fakecuda.h) against the unfused launches it replaces: gemv → add_rms_norm
-// (rmsnorm.cu). The residual sum and the normalised rows must be the same bits. Blocks run in shuffled
+// (rmsnorm.cu; its register path, the backend's block, is also checked against its loop path, a 32-thread
+// block). The residual sum and the normalised rows must be the same bits. Blocks run in shuffled
 // orders, so any CTA may be the last; each producer runs twice, and its arrival counter must be zero after
 // each launch. Build: see gemv_tail_run.sh (-DKILN_DTYPE_BF16 or F16, -DWIDTH = the producer's n).
 #include "fakecuda.h"
@@ -52,6 +53,13 @@ int main() {
       // The backend's block for add_rms_norm: one vector of the row per thread (rmsnorm.cu's register path).
       const unsigned norm_block = std::min(1024u, (unsigned)((WIDTH / kiln::vec_for(WIDTH) + 31) / 32 * 32));
       launch({(unsigned)m, 1, 1}, {norm_block, 1, 1}, [&] { add_rms_norm(residual.data(), y.data(), gamma.data(), normed_a.data(), res_a.data(), eps, m); });
+      if (variant == 0) {  // rmsnorm.cu's loop path (a block narrower than the row) gives the same bits
+        std::vector<T> normed_l = sentinel((size_t)m * N), res_l = sentinel((size_t)m * N);
+        launch({(unsigned)m, 1, 1}, {32, 1, 1}, [&] { add_rms_norm(residual.data(), y.data(), gamma.data(), normed_l.data(), res_l.data(), eps, m); });
+        const int bad = diff_bits(res_a, res_l, "residual_out (loop path)") + diff_bits(normed_a, normed_l, "normed (loop path)");
+        printf("WIDTH %d m %d add_rms_norm: register and loop paths %s\n", N, m, bad ? "DIFFER (FAIL)" : "give the same bits");
+        fails += bad != 0;
+      }
       // Tail: the producer stores h and its last CTA the normalised rows; twice, on one counter.
       int counter = 0;
       for (int round = 0; round < 2; round++) {
