@@ -4,8 +4,9 @@
 # --cache-control none: the card's settings are never changed). Graph nodes are profiled one by one,
 # so the sum of kernel times is the step's time without launch gaps; compare it with the graph replay
 # time from `kiln bench --profile` to see what the gaps cost.
-# Usage (device run): source .device/prelude.sh && bash tools/ncu_decode.sh llama-3.2-1b [new tokens]
-#   [prompt tokens (128)] [last|prefill]
+# Usage (device run): source .device/prelude.sh && [RUN_FLAGS="…"] bash tools/ncu_decode.sh llama-3.2-1b
+#   [new tokens] [prompt tokens (128)] [last|prefill]
+#   RUN_FLAGS: more `kiln run` flags, e.g. "--temperature 1 --top-p 0.95" to profile the sampled path.
 set -uo pipefail
 cfg=${1:-llama-3.2-1b}
 n=${2:-4}
@@ -15,9 +16,10 @@ source tools/device_engine.sh
 e=$(engine "$cfg")
 ids=$(python3 -c "print(','.join(str(10 + i) for i in range($prompt)))")
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+# shellcheck disable=SC2086 # RUN_FLAGS is a list of flags
 timeout 400 "$ncu" --graph-profiling node --clock-control none --cache-control none \
   --metrics gpu__time_duration.sum --csv --log-file "$out/ncu-$cfg-$which.csv" \
-  ./bin/kiln run --model "$e" --backend cuda --input-ids "$ids" --max-new-tokens "$n" --json \
+  ./bin/kiln run --model "$e" --backend cuda --input-ids "$ids" --max-new-tokens "$n" --json ${RUN_FLAGS:-} \
   >"$out/ncu-$cfg-run.json" 2>"$out/ncu-$cfg-run.err"
 echo "ncu exit $?" | tee -a "$out/summary.txt"
 python3 tools/ncu_summary.py "$out/ncu-$cfg-$which.csv" "$which" | tee -a "$out/summary.txt"
