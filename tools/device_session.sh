@@ -10,6 +10,7 @@
 #   [SETTINGS_8B="…"] [SETTINGS_1B="…"] bash tools/device_session.sh [skip-tests]
 #   TESTS: run these GPU test files instead of the whole `npm run test:gpu` suite.
 #   CONFIGS: the shapes to measure (default "llama-3.1-8b llama-3.2-1b").
+#   ATTN_STAGES=1: also TPOT with decode attention stopped after each stage (KILN_ATTN_STOP) and left out.
 set -uo pipefail
 source tools/device_engine.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
@@ -48,7 +49,16 @@ for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   for setting in X=1 $settings; do
     measure "$cfg ${setting/X=1/defaults}" "$e" "$setting" "${decode[@]}"
   done
-  [[ $cfg == llama-3.2-1b ]] && continue
+  # Decode attention's stages inside the graph (profiling only): stopped after its wait, its keys, its
+  # partials, and left out (ATTN_STAGES=1; on the 1B shape too).
+  if [[ ${ATTN_STAGES:-0} == 1 ]]; then
+    for stop in wait keys partials; do measure "$cfg attention stops at $stop" "$e" "KILN_ATTN_STOP=$stop" "${decode[@]}"; done
+  fi
+  if [[ $cfg == llama-3.2-1b ]]; then
+    [[ ${ATTN_STAGES:-0} == 1 ]] && measure "$cfg without decode attention" "$e" \
+      KILN_SKIP_KERNELS=attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8 "${decode[@]}"
+    continue
+  fi
   measure "$cfg without decode attention" "$e" \
     KILN_SKIP_KERNELS=attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8 "${decode[@]}"
   measure "$cfg prefill 2048" "$e" X=1 --input-len 2048 --output-len 2 --runs 5

@@ -5,8 +5,9 @@
 // table entry that must not be read. Runs: num_splits 1; 4 ([S, stride] table); 4 with window 40 and
 // the [stride, S] table (step S); 7 (empty splits); and the cluster kernels attention_decode_c2/c4/c8
 // (the splits of a cluster merged through distributed shared memory), whose output must also equal the
-// global merge's bit for bit. Multi-split runs launch twice on the same split_counter (must end at zero)
-// with the CTAs (clusters) in a shuffled order, so any CTA may be the merging one.
+// global merge's bit for bit, and which must run to the end (no deadlock) at each profiling stop.
+// Multi-split runs launch twice on the same split_counter (must end at zero) with the CTAs (clusters) in
+// a shuffled order, so any CTA may be the merging one.
 // Fails (exit 1) above 2e-2 (bf16), 4e-3 (fp16), 1e-5 (fp32) of max|ref|.
 #include "fakecuda.h"
 #include "attention_ptx_emu.h"
@@ -84,13 +85,22 @@ int main() {
           int* const cp = ns > 1 && !cluster ? counter.data() : nullptr;
           auto* kernel = !cluster ? attention_decode : ns == 2 ? attention_decode_c2 : ns == 4 ? attention_decode_c4 : attention_decode_c8;
           kernel(o.data(), pa, pmp, plp, cp, q.data(), kw.data(), vw.data(), ctxs.data(), tw.data(), tstride, tstep, ns,
-                 scale, w, it);
+                 scale, w, it, 0);
         }, sizeof(attn::DecodeSmem), 11u + 3u * it + (unsigned)ns, cluster ? (unsigned)ns : 1u);
       }
       for (int c : counter) counters_bad += c != 0;
       return o;
     };
     const std::vector<kiln_t> out = run_kernel(run.cluster);
+    if (run.cluster) {  // the profiling stops (KILN_ATTN_STOP) leave every CTA of a cluster at the same point
+      std::vector<kiln_t> o((size_t)S * H * D);
+      for (int stop = 1; stop <= 3; stop++)
+        launch({gx, (unsigned)S, (unsigned)ns}, {(unsigned)attn::kDecodeThreads, 1, 1}, [&] {
+          auto* kernel = ns == 2 ? attention_decode_c2 : ns == 4 ? attention_decode_c4 : attention_decode_c8;
+          kernel(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), kw.data(), vw.data(), ctxs.data(), tw.data(),
+                 tstride, tstep, ns, scale, w, 1, stop);
+        }, sizeof(attn::DecodeSmem), 5u, (unsigned)ns);
+    }
     int differ = 0;  // cluster: elements that differ from the global merge's
     if (run.cluster) {
       const std::vector<kiln_t> ref_out = run_kernel(false);

@@ -14,6 +14,7 @@ import {
   MAX_SPLITS,
   MIN_SPLIT_KEYS,
   parseAttentionCluster,
+  parseAttentionStop,
   parseAttentionTrigger,
   parseRopeTrigger,
   splitRanges,
@@ -145,5 +146,16 @@ describe("decode attention splits", () => {
     assert.equal(parseRopeTrigger("wait"), false);
     assert.equal(parseRopeTrigger("early"), true);
     assert.throws(() => parseRopeTrigger("soon"), /KILN_ROPE_TRIGGER must be early or wait; got soon/);
+  });
+
+  test("KILN_ATTN_STOP (profiling): unset runs the whole kernel; wait, keys, partials; anything else named", () => {
+    assert.equal(parseAttentionStop(undefined), "");
+    assert.equal(parseAttentionStop(""), "");
+    assert.equal(parseAttentionStop("keys"), "keys");
+    assert.equal(parseAttentionStop("partials"), "partials");
+    assert.throws(
+      () => parseAttentionStop("merge"),
+      /KILN_ATTN_STOP must be wait, keys or partials; got merge/,
+    );
   });
 });

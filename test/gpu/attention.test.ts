@@ -357,6 +357,7 @@ describe("attention kernels", { skip: noGpu }, () => {
       f32(scaleOf(p.shape)),
       i32(window),
       i32(trigger),
+      i32(0), // stop: the whole kernel
     ];
     mod.kernel(decodeKernel(splits, cluster)).launch(h.stream, grid, [128], smem, args, { pdl });
   }

@@ -102,3 +102,16 @@ export function parseRopeTrigger(env: string | undefined): boolean {
   if (env === "early") return true;
   throw new RangeError(`KILN_ROPE_TRIGGER must be early or wait; got ${env}`);
 }
+
+/** Where attention_decode stops, for profiling only (KILN_ATTN_STOP; the outputs are then wrong): ``
+ * (unset) runs it whole; `wait` returns right after its PDL wait, `keys` after its key loop, `partials`
+ * after writing the split partials (before the fence or the cluster barrier). TPOT with each shows what
+ * the kernel's stages cost inside the decode graph. The kernel's `stop` argument is the index here. */
+export const ATTENTION_STOPS = ["", "wait", "keys", "partials"] as const;
+export type AttentionStop = (typeof ATTENTION_STOPS)[number];
+
+export function parseAttentionStop(env: string | undefined): AttentionStop {
+  const t = ATTENTION_STOPS.find((x) => x === (env ?? ""));
+  if (t === undefined) throw new RangeError(`KILN_ATTN_STOP must be wait, keys or partials; got ${env}`);
+  return t;
+}

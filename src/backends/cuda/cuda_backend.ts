@@ -14,7 +14,9 @@ import { cpuDecodingOps } from "../cpu/decoding.ts";
 import { ropeInvFreq } from "../cpu/kernels/rope.ts";
 import { planArena, type Region } from "./arena.ts";
 import {
+  ATTENTION_STOPS,
   ATTENTION_TRIGGERS,
+  type AttentionStop,
   type AttentionTrigger,
   decodeKernel,
   decodeSharedBytes,
@@ -22,6 +24,7 @@ import {
   graphSplits,
   MAX_SPLITS,
   parseAttentionCluster,
+  parseAttentionStop,
   parseAttentionTrigger,
   parseRopeTrigger,
   type SplitTarget,
@@ -147,6 +150,10 @@ export class CudaBackend implements ExecutionBackend {
     if (this.skipKernels.size > 0)
       process.stderr.write(
         `kiln: KILN_SKIP_KERNELS leaves out ${[...this.skipKernels].join(", ")} (profiling only: the outputs are wrong)\n`,
+      );
+    if (this.attnStop !== "")
+      process.stderr.write(
+        `kiln: KILN_ATTN_STOP=${this.attnStop} stops decode attention early (profiling only: the outputs are wrong)\n`,
       );
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = config.build.kvBlockSize;
@@ -805,6 +812,8 @@ export class CudaBackend implements ExecutionBackend {
   /** RoPE lets the decode attention after it launch before its own wait (rope_kv.cu early_trigger), from
    * KILN_ROPE_TRIGGER=early|wait (A/B). */
   ropeEarly = parseRopeTrigger(process.env.KILN_ROPE_TRIGGER);
+  /** Profiling only: where decode attention stops (attention_splits.ts ATTENTION_STOPS; KILN_ATTN_STOP). */
+  attnStop: AttentionStop = parseAttentionStop(process.env.KILN_ATTN_STOP);
   /** Decode attention merges 2, 4 or 8 splits in a thread-block cluster; KILN_ATTN_CLUSTER=0 switches it off (A/B). */
   attnCluster = parseAttentionCluster(process.env.KILN_ATTN_CLUSTER);
   /** Profiling only: kernels (by name, comma-separated) KILN_SKIP_KERNELS leaves out of every step, so a
@@ -1173,6 +1182,7 @@ export class CudaBackend implements ExecutionBackend {
             { f32: op.scale },
             { i32: window },
             { i32: ATTENTION_TRIGGERS.indexOf(this.attnTrigger) },
+            { i32: ATTENTION_STOPS.indexOf(this.attnStop) },
           ],
           smem,
         );
