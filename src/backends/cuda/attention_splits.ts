@@ -103,10 +103,11 @@ export function parseRopeTrigger(env: string | undefined): boolean {
   throw new RangeError(`KILN_ROPE_TRIGGER must be early or wait; got ${env}`);
 }
 
-/** Where attention_decode stops, for profiling only (KILN_ATTN_STOP; the outputs are then wrong): ``
- * (unset) runs it whole; `wait` returns right after its PDL wait, `keys` after its key loop, `partials`
- * after writing the split partials (before the fence or the cluster barrier). TPOT with each shows what
- * the kernel's stages cost inside the decode graph. The kernel's `stop` argument is the index here. */
+/** Where attention_decode stops, for profiling only (KILN_ATTN_STOP; the outputs are then wrong): the
+ * empty string (unset) runs it whole; `wait` returns right after its PDL wait, `keys` after its key
+ * loop, `partials` after writing the split partials (before the fence or the cluster barrier). TPOT with
+ * each shows what the kernel's stages cost inside the decode graph. The kernel's `stop` argument is the
+ * index here. */
 export const ATTENTION_STOPS = ["", "wait", "keys", "partials"] as const;
 export type AttentionStop = (typeof ATTENTION_STOPS)[number];
 
