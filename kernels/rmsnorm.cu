@@ -23,7 +23,7 @@
 //           32 up to 1024 is correct; the block loops over the row.
 //   shared memory: 256 bytes, static
 //   The weight vector of each thread is loaded before the PDL wait when a row fits the block in 16-byte
-//   vectors (one per thread); the row is then normalised from registers (rms_norm_reg below).
+//   vectors (one per thread); the row is then normalised from registers (norm_reg below).
 //
 // What HF computes, for an input of dtype T (LlamaRMSNorm.forward):
 //   h = x.to(fp32); variance = h.pow(2).mean(-1); h = h * rsqrt(variance + eps)
@@ -145,36 +145,26 @@ __device__ __forceinline__ VecT<V> weight_vec(const kiln_t* p) {
 // no weight load after the wait, the latency a decode step's norm sits on. The same operations in the
 // same order as the loops above (one vector per thread there too), so the same bits. block_sum's
 // barriers order every read of x before any write of out.
-template <int V>
-__device__ __forceinline__ void rms_norm_reg(const kiln_t* x, const VecT<V>& w, kiln_t* out, float eps) {
+template <int V, bool kAdd>
+__device__ __forceinline__ void norm_reg(const kiln_t* residual, const kiln_t* x, const VecT<V>& w, kiln_t* out,
+                                         kiln_t* residual_out, float eps) {
   __shared__ double scratch[32];
   const int i = threadIdx.x;
   const bool mine = i < WIDTH / V;
-  VecT<V> xv;
+  VecT<V> h;  // x, or residual + x (kAdd: add_rms_norm)
   double sum_sq = 0.0;
   if (mine) {
-    xv = kiln::load_vec<kiln_t, V>(x + i * V);
-    add_squares<V>(xv, sum_sq);
+    if constexpr (kAdd) {
+      h = kiln::load_vec<kiln_t, V>(residual + i * V);
+      add_residual<V>(h, kiln::load_vec<kiln_t, V>(x + i * V), sum_sq);
+      kiln::store_vec<kiln_t, V>(residual_out + i * V, h);
+    } else {
+      h = kiln::load_vec<kiln_t, V>(x + i * V);
+      add_squares<V>(h, sum_sq);
+    }
   }
   const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);
-  if (mine) kiln::store_vec<kiln_t, V>(out + i * V, normalized<V>(xv, w, rstd));
-}
-
-template <int V>
-__device__ __forceinline__ void add_rms_norm_reg(const kiln_t* residual, const kiln_t* x, const VecT<V>& w,
-                                                 kiln_t* out, kiln_t* residual_out, float eps) {
-  __shared__ double scratch[32];
-  const int i = threadIdx.x;
-  const bool mine = i < WIDTH / V;
-  VecT<V> rv;
-  double sum_sq = 0.0;
-  if (mine) {
-    rv = kiln::load_vec<kiln_t, V>(residual + i * V);
-    add_residual<V>(rv, kiln::load_vec<kiln_t, V>(x + i * V), sum_sq);
-    kiln::store_vec<kiln_t, V>(residual_out + i * V, rv);
-  }
-  const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);
-  if (mine) kiln::store_vec<kiln_t, V>(out + i * V, normalized<V>(rv, w, rstd));
+  if (mine) kiln::store_vec<kiln_t, V>(out + i * V, normalized<V>(h, w, rstd));
 }
 
 }  // namespace
@@ -190,7 +180,7 @@ extern "C" __global__ void rms_norm(const kiln_t* x, const kiln_t* weight, kiln_
   if (r >= rows) return;
   const long long off = (long long)r * WIDTH;
   if (reg) {
-    rms_norm_reg<V>(x + off, w, out + off, eps);
+    norm_reg<V, false>(nullptr, x + off, w, out + off, nullptr, eps);
   } else if (kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out)) {
     rms_norm_row<V>(x + off, weight, out + off, eps);
   } else {
@@ -212,7 +202,7 @@ extern "C" __global__ void add_rms_norm(const kiln_t* residual, const kiln_t* x,
   if (r >= rows) return;
   const long long off = (long long)r * WIDTH;
   if (reg) {
-    add_rms_norm_reg<V>(residual + off, x + off, w, out + off, residual_out + off, eps);
+    norm_reg<V, true>(residual + off, x + off, w, out + off, residual_out + off, eps);
   } else if (aligned) {
     add_rms_norm_row<V>(residual + off, x + off, weight, out + off, residual_out + off, eps);
   } else {

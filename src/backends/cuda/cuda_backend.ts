@@ -103,6 +103,8 @@ export class CudaBackend implements ExecutionBackend {
   /** The tail norm's arrival counters [tailCounters] int32 (gemv_*_addnorm), zeroed once here: every
    * launch leaves its counter zero. */
   private readonly tailCounters: DeviceBuffer;
+  /** attention_decode's dynamic shared memory per CTA (attention_splits.ts decodeSharedBytes). */
+  private readonly decodeSmem: number;
   /** Decode attention's split partials and arrival counters (attention_decode.cu), sized for up to
    * `seqs` sequences at decodeSplits(seqs) splits or fewer. */
   private readonly partials: {
@@ -211,6 +213,7 @@ export class CudaBackend implements ExecutionBackend {
       seqs: decodeSeqs,
     };
     this.partials.counters.fillBytes(stream, 0);
+    this.decodeSmem = decodeSharedBytes(model.numHeads / model.numKvHeads, model.headDim);
     this.tailCounters = DeviceBuffer.alloc(device, 4 * Math.max(1, this.lowered.tailCounters));
     this.tailCounters.fillBytes(stream, 0);
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
@@ -1158,8 +1161,6 @@ export class CudaBackend implements ExecutionBackend {
             `internal: decode attention over ${p.numSeqs} sequences × ${splits} splits exceeds its buffers (${this.partials.seqs} sequences)`,
           );
         const kernel = decodeKernel(splits, this.attnClusters());
-        const m = this.model;
-        const smem = decodeSharedBytes(m.numHeads / m.numKvHeads, m.headDim);
         this.launch(
           "attn_decode",
           kernel,
@@ -1184,7 +1185,7 @@ export class CudaBackend implements ExecutionBackend {
             { i32: ATTENTION_TRIGGERS.indexOf(this.attnTrigger) },
             { i32: ATTENTION_STOPS.indexOf(this.attnStop) },
           ],
-          smem,
+          this.decodeSmem,
         );
         return;
       }
