@@ -25,6 +25,7 @@
 //
 // All arithmetic is fp32.
 #include "attention_common.cuh"
+#include "rope.cuh"  // attention_decode_rope*: the fused RoPE prologue
 
 namespace attn {
 
@@ -70,23 +71,45 @@ __device__ __forceinline__ size_t kv_row(const int* table, int table_step, int p
 }
 
 // One step of a warp's keys: lane (key_lane, vec_lane) loads vectors vec_lane + i·kLanesPerKey of the K and
-// V rows of keys base + k·kKeysAbreast + key_lane, k < kKeysPerLane; keys ≥ end are zeros.
+// V rows of keys base + k·kKeysAbreast + key_lane, k < kKeysPerLane; keys ≥ end, and key `skip`, are zeros.
 __device__ __forceinline__ void load_step(raw_t (&kr)[kKeysPerLane][kVecsPerLane], raw_t (&vr)[kKeysPerLane][kVecsPerLane],
                                           const kiln_t* k_cache, const kiln_t* v_cache, const int* table,
-                                          int table_step, int base, int end, int kvh, int key_lane, int vec_lane) {
+                                          int table_step, int base, int end, int kvh, int key_lane, int vec_lane,
+                                          int skip) {
 #pragma unroll
   for (int k = 0; k < kKeysPerLane; k++) {
     const int pos = base + k * kKeysAbreast + key_lane;
-    const size_t off = pos < end ? kv_row(table, table_step, pos, kvh) : 0;
+    const bool in = pos < end && pos != skip;
+    const size_t off = in ? kv_row(table, table_step, pos, kvh) : 0;
 #pragma unroll
     for (int i = 0; i < kVecsPerLane; i++) {
       const int v = vec_lane + i * kLanesPerKey;
-      if (pos < end && v < kNumVecs) {
+      if (in && v < kNumVecs) {
         kr[k][i] = load_raw(k_cache + off + v * kVec);
         vr[k][i] = load_raw(v_cache + off + v * kVec);
       } else {
         kr[k][i] = zero_raw();
         vr[k][i] = zero_raw();
+      }
+    }
+  }
+}
+
+// attention_decode_rope*: the new key's K and V rows, rotated by this CTA into shared memory (new_k,
+// new_v), replace the zeros load_step left for key `pos` of the step at base (pos < 0: none).
+__device__ __forceinline__ void take_new_key(raw_t (&kr)[kKeysPerLane][kVecsPerLane], raw_t (&vr)[kKeysPerLane][kVecsPerLane],
+                                             const raw_t* new_k, const raw_t* new_v, int pos, int base, int key_lane,
+                                             int vec_lane) {
+#pragma unroll
+  for (int k = 0; k < kKeysPerLane; k++) {
+    if (base + k * kKeysAbreast + key_lane == pos) {
+#pragma unroll
+      for (int i = 0; i < kVecsPerLane; i++) {
+        const int v = vec_lane + i * kLanesPerKey;
+        if (v < kNumVecs) {
+          kr[k][i] = new_k[v];
+          vr[k][i] = new_v[v];
+        }
       }
     }
   }
@@ -137,7 +160,11 @@ __device__ __forceinline__ unsigned raw_bits(const raw_t& r) {
 // The CTA's shared memory, dynamic: a launch passes sizeof(DecodeSmem) bytes (attention_splits.ts
 // decodeSharedBytes mirrors it, checked below at build time; the kernel traps on less). Dynamic so that the CPU emulator can give each
 // CTA of a cluster its own copy.
+constexpr int kRowWords = (HEAD_DIM + 3) / 4 * 4;  // a row of ≤ 4-byte elements in 16-byte units (any dtype)
+
 struct alignas(16) DecodeSmem {
+  unsigned new_k[kRowWords];                          // attention_decode_rope*: the new key's rotated K row
+  unsigned new_v[kRowWords];                          //   and its V row (kiln_t), 16-byte aligned
   float q[kHeadsPerCta * HEAD_DIM];                   // [head][HEAD_DIM] queries
   float acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM] the warps' acc
   float part_acc[kHeadsPerCta * HEAD_DIM];            // cluster launches: this split's partial acc
@@ -204,14 +231,27 @@ namespace attn {
 // kCluster = 1: the splits merge through global memory (the last CTA to count merges); 2, 4, 8: the
 // launch's num_splits (= gridDim.z) CTAs of (x, s) are one cluster, rank = split, and merge through
 // distributed shared memory.
-template <int kCluster>
+// attention_decode_rope*'s prologue inputs: what rope_qkv_fused reads, which it replaces in decode steps.
+struct RopeIn {
+  const kiln_t* k;           // row s's unrotated k heads at k + s·kv_stride (q's at q + s·q_stride)
+  const kiln_t* v;           // row s's v heads at v + s·kv_stride
+  int q_stride, kv_stride;   // elements between rows
+  kiln::rope::Params rope;   // positions, inverse frequencies, scaling
+  const int* slot_mapping;   // [S] the new key's slot (−1: padding row, not stored)
+  const kiln_t* q_norm;      // [HEAD_DIM] per-head q/k RMSNorm weights (Qwen3), or null
+  const kiln_t* k_norm;
+  float norm_eps;
+  int num_slots;             // a slot outside [0, num_slots) is not stored
+};
+
+template <int kCluster, bool kRope>
 __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc,
                                        float* __restrict__ partial_m, float* __restrict__ partial_l,
                                        int* __restrict__ split_counter, const kiln_t* __restrict__ q,
                                        const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
                                        const int* __restrict__ context_len, const int* __restrict__ block_tables,
                                        int block_table_stride, int block_table_step, int num_splits, float scale,
-                                       int sliding_window, int trigger, int stop) {
+                                       int sliding_window, int trigger, int stop, const RopeIn& ri) {
   extern __shared__ __align__(16) unsigned char decode_smem[];
   if (dynamic_smem_bytes() < sizeof(DecodeSmem)) __trap();  // the launch must pass sizeof(DecodeSmem)
   DecodeSmem& sm = *reinterpret_cast<DecodeSmem*>(decode_smem);
@@ -244,7 +284,7 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   const int vec_lane = lane % kLanesPerKey;  // vectors vec_lane + i * kLanesPerKey of the row
   int base = ks + warp * kKeysPerStep;       // the warp's first step
   raw_t kr[kKeysPerLane][kVecsPerLane], vr[kKeysPerLane][kVecsPerLane];
-  load_step(kr, vr, k_cache, v_cache, table, block_table_step, base, min(ke, ctx - 1), kvh, key_lane, vec_lane);
+  load_step(kr, vr, k_cache, v_cache, table, block_table_step, base, min(ke, ctx - 1), kvh, key_lane, vec_lane, -1);
 
   kiln::pdl_wait();  // q and the new key come from the previous kernel (see pdl.cuh)
   if (trigger == 0) kiln::pdl_launch_dependents();
@@ -253,26 +293,74 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
     return;
   }
 
-#pragma unroll
-  for (int k = 0; k < kKeysPerLane; k++) {  // the new key, if it falls in the first step
-    const int pos = base + k * kKeysAbreast + key_lane;
-    if (pos == ctx - 1 && pos < ke) {
-      const size_t off = kv_row(table, block_table_step, pos, kvh);
-#pragma unroll
-      for (int i = 0; i < kVecsPerLane; i++) {
-        const int v = vec_lane + i * kLanesPerKey;
-        if (v < kNumVecs) {
-          kr[k][i] = load_raw(k_cache + off + v * kVec);
-          vr[k][i] = load_raw(v_cache + off + v * kVec);
+  // attention_decode_rope*: the new key (position new_pos, else −1) comes from shared memory, not the cache.
+  int new_pos = -1;
+  const raw_t* const sm_new_k = reinterpret_cast<const raw_t*>(sm.new_k);
+  const raw_t* const sm_new_v = reinterpret_cast<const raw_t*>(sm.new_v);
+  if constexpr (kRope) {
+    // The prologue rope_qkv_fused would run (rope.cuh: the same bits): the CTA's query heads, rotated
+    // into sq, and, in the split that holds the new key, its K (normed, rotated) and V rows into shared
+    // memory, from where the key loop takes them; the CTA of head group 0 also stores them to the cache.
+    const bool holds_new = ks <= ctx - 1 && ctx - 1 < ke;
+    const int tasks = nh + (holds_new ? 2 : 0);
+    const int slot = ri.slot_mapping[s];
+    const bool store = holds_new && blockIdx.x % kHeadGroups == 0 && slot >= 0 && slot < ri.num_slots;
+    const size_t cache_row = ((size_t)slot * NUM_KV_HEADS + kvh) * HEAD_DIM;
+    kiln_t* const new_k = reinterpret_cast<kiln_t*>(sm.new_k);
+    kiln_t* const new_v = reinterpret_cast<kiln_t*>(sm.new_v);
+    for (int t = warp; t < tasks; t += kDecodeWarps) {  // one head per warp
+      if (t < nh) {
+        kiln::rope::Head h;
+        kiln::rope::load(q + (size_t)s * ri.q_stride + (size_t)(h0 + t) * HEAD_DIM, h);
+        if (ri.q_norm != nullptr) kiln::rope::norm(h, ri.q_norm, ri.norm_eps);
+        if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
+        float* const dst = sq + t * HEAD_DIM;
+        kiln::rope::for_each(h, [dst](int d, kiln_t x) { dst[d] = to_float(x); });
+      } else if (t == nh) {
+        kiln::rope::Head h;
+        kiln::rope::load(ri.k + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM, h);
+        if (ri.k_norm != nullptr) kiln::rope::norm(h, ri.k_norm, ri.norm_eps);
+        if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
+        kiln_t* const cache = const_cast<kiln_t*>(k_cache) + cache_row;  // never read here: the loop reads smem
+        kiln::rope::for_each(h, [new_k, cache, store](int d, kiln_t x) {
+          new_k[d] = x;
+          if (store) cache[d] = x;
+        });
+      } else {
+        const kiln_t* const src = ri.v + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM;
+        for (int d = lane; d < HEAD_DIM; d += kWarp) {
+          const kiln_t x = src[d];
+          new_v[d] = x;
+          if (store) const_cast<kiln_t*>(v_cache)[cache_row + d] = x;
         }
       }
     }
+    for (int i = nh * HEAD_DIM + threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) sq[i] = 0.f;
+    __syncthreads();
+    if (holds_new) new_pos = ctx - 1;
+    take_new_key(kr, vr, sm_new_k, sm_new_v, new_pos, base, key_lane, vec_lane);  // if in the first step
+  } else {
+  #pragma unroll
+    for (int k = 0; k < kKeysPerLane; k++) {  // the new key, if it falls in the first step
+      const int pos = base + k * kKeysAbreast + key_lane;
+      if (pos == ctx - 1 && pos < ke) {
+        const size_t off = kv_row(table, block_table_step, pos, kvh);
+  #pragma unroll
+        for (int i = 0; i < kVecsPerLane; i++) {
+          const int v = vec_lane + i * kLanesPerKey;
+          if (v < kNumVecs) {
+            kr[k][i] = load_raw(k_cache + off + v * kVec);
+            vr[k][i] = load_raw(v_cache + off + v * kVec);
+          }
+        }
+      }
+    }
+    for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) {
+      const int g = i / HEAD_DIM;
+      sq[i] = g < nh ? to_float(q[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + i % HEAD_DIM]) : 0.f;
+    }
+    __syncthreads();
   }
-  for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) {
-    const int g = i / HEAD_DIM;
-    sq[i] = g < nh ? to_float(q[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + i % HEAD_DIM]) : 0.f;
-  }
-  __syncthreads();
 
   const float sl = scale * kExpScale;
   float m[kHeadsPerCta], l[kHeadsPerCta];
@@ -289,7 +377,10 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   }
 
   for (bool first = true; base < ke; base += kDecodeWarps * kKeysPerStep, first = false) {
-    if (!first) load_step(kr, vr, k_cache, v_cache, table, block_table_step, base, ke, kvh, key_lane, vec_lane);
+    if (!first) {
+      load_step(kr, vr, k_cache, v_cache, table, block_table_step, base, ke, kvh, key_lane, vec_lane, new_pos);
+      if constexpr (kRope) take_new_key(kr, vr, sm_new_k, sm_new_v, new_pos, base, key_lane, vec_lane);
+    }
 
     float sc[kKeysPerLane][kHeadsPerCta];  // scores, then softmax numerators
 #pragma unroll
@@ -522,16 +613,33 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
 #define KILN_DECODE_PASS                                                                                         \
   out, partial_acc, partial_m, partial_l, split_counter, q, k_cache, v_cache, context_len, block_tables,         \
       block_table_stride, block_table_step, num_splits, scale, sliding_window, trigger, stop
+#define KILN_DECODE_ROPE_ARGS                                                                                    \
+  KILN_DECODE_ARGS, const kiln_t *__restrict__ k_new, const kiln_t *__restrict__ v_new, int q_stride,            \
+      int kv_stride, const int *__restrict__ positions, const int *__restrict__ slot_mapping,                     \
+      const float *__restrict__ inv_freq, const int *__restrict__ inv_freq_index, float attention_scaling,       \
+      const kiln_t *__restrict__ q_norm, const kiln_t *__restrict__ k_norm, float norm_eps, int num_slots
+#define KILN_DECODE_ROPE_IN                                                                                      \
+  attn::RopeIn {                                                                                                 \
+    k_new, v_new, q_stride, kv_stride, {positions, inv_freq, inv_freq_index, attention_scaling}, slot_mapping,   \
+        q_norm, k_norm, norm_eps, num_slots                                                                      \
+  }
 
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2) attention_decode(KILN_DECODE_ARGS) {
-  attn::decode<1>(KILN_DECODE_PASS);
+  attn::decode<1, false>(KILN_DECODE_PASS, attn::RopeIn{});
+}
+extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2) attention_decode_rope(KILN_DECODE_ROPE_ARGS) {
+  attn::decode<1, true>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN);
 }
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define KILN_DECODE_CLUSTER(C)                                                                                 \
   extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
       attention_decode_c##C(KILN_DECODE_ARGS) {                                                                \
-    attn::decode<C>(KILN_DECODE_PASS);                                                                         \
+    attn::decode<C, false>(KILN_DECODE_PASS, attn::RopeIn{});                                                  \
+  }                                                                                                            \
+  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
+      attention_decode_rope_c##C(KILN_DECODE_ROPE_ARGS) {                                                      \
+    attn::decode<C, true>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN);                                              \
   }
 KILN_DECODE_CLUSTER(2)
 KILN_DECODE_CLUSTER(4)

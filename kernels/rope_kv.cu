@@ -38,45 +38,21 @@
 //   block = (128): one warp per head (q heads, then k heads, then v heads); any multiple of 32 works
 //   shared memory: none
 //
-// Per head, lane l holds the rotary pairs (i, i + ROTARY_DIM/2) for i = l, l + 32, … and the
-// pass-through dims ROTARY_DIM + l, …:
-//   head:  [ x_0 … x_{half-1} | x_half … x_{rotary-1} | pass-through … x_{HEAD_DIM-1} ]
-// Arithmetic, per HF (LlamaRotaryEmbedding + apply_rotary_pos_emb) for an input of dtype T:
-//   θ = fp32(pos · inv_freq[i]); c = T(fp32(cos θ) · scaling); s = T(fp32(sin θ) · scaling)
-//   x_i ← T(T(x_i·c) − T(x_{i+half}·s));   x_{i+half} ← T(T(x_{i+half}·c) + T(x_i·s))
-// (HF casts cos/sin to T and each tensor op rounds to T; in fp32 this is the CPU reference op for op.)
-// cos/sin are cosf/sinf (≤ 2 ulp in CUDA; never the __cosf intrinsics), the reference's are correctly
-// rounded: c and s may differ by an ulp or two of fp32, so rotated fp32 values by a few ulps of the
-// input's magnitude. With a q/k norm: h = T(x·rstd), x ← T(w·h) first (rmsnorm.cu's arithmetic).
-#include "common.cuh"
+// Per head, the norm and rotation of rope.cuh (lane layout and arithmetic there).
+#include "rope.cuh"
 
-#if !KILN_HAS_DTYPE
-#error "rope_kv.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
-#endif
 #if !defined(NUM_HEADS) || !defined(NUM_KV_HEADS) || !defined(HEAD_DIM)
 #error "rope_kv.cu needs NUM_HEADS, NUM_KV_HEADS and HEAD_DIM"
-#endif
-#ifndef ROTARY_DIM
-#define ROTARY_DIM HEAD_DIM
-#endif
-#if ROTARY_DIM % 2 != 0 || ROTARY_DIM > HEAD_DIM || ROTARY_DIM < 0
-#error "ROTARY_DIM must be even and at most HEAD_DIM"
 #endif
 
 namespace {
 
-constexpr int kHalf = ROTARY_DIM / 2;
-constexpr int kPairs = (kHalf + 31) / 32;                    // rotary pairs per lane
-constexpr int kPass = (HEAD_DIM - ROTARY_DIM + 31) / 32;     // pass-through dims per lane
 constexpr int kHeads = NUM_HEADS + 2 * NUM_KV_HEADS;
 constexpr int kKvRow = NUM_KV_HEADS * HEAD_DIM;              // one slot of a KV pool
 
 struct RopeArgs {
-  const int* positions;
+  kiln::rope::Params rope;
   const int* slot_mapping;
-  const float* inv_freq;
-  const int* inv_freq_index;
-  float attention_scaling;
   const kiln_t* q_norm_weight;
   const kiln_t* k_norm_weight;
   float norm_eps;
@@ -93,76 +69,11 @@ struct RopeArgs {
  */
 __device__ __forceinline__ void process_head(const kiln_t* src, kiln_t* dst, const kiln_t* norm_w, bool rotate,
                                              const RopeArgs& a, int t) {
-  const int lane = threadIdx.x & 31;
-  float x1[kPairs > 0 ? kPairs : 1], x2[kPairs > 0 ? kPairs : 1], xp[kPass > 0 ? kPass : 1];
-#pragma unroll
-  for (int j = 0; j < kPairs; j++) {
-    const int i = lane + 32 * j;
-    x1[j] = i < kHalf ? kiln::to_float(src[i]) : 0.0f;
-    x2[j] = i < kHalf ? kiln::to_float(src[i + kHalf]) : 0.0f;
-  }
-#pragma unroll
-  for (int j = 0; j < kPass; j++) {
-    const int d = ROTARY_DIM + lane + 32 * j;
-    xp[j] = d < HEAD_DIM ? kiln::to_float(src[d]) : 0.0f;
-  }
-
-  if (norm_w != nullptr) {  // warp-uniform
-    double sum_sq = 0.0;
-#pragma unroll
-    for (int j = 0; j < kPairs; j++) sum_sq += (double)__fmul_rn(x1[j], x1[j]) + (double)__fmul_rn(x2[j], x2[j]);
-#pragma unroll
-    for (int j = 0; j < kPass; j++) sum_sq += (double)__fmul_rn(xp[j], xp[j]);
-    sum_sq = kiln::warp_sum(sum_sq);
-    const float variance = (float)(sum_sq / (double)HEAD_DIM);
-    const float rstd = __frcp_rn(__fsqrt_rn(__fadd_rn(variance, a.norm_eps)));
-#pragma unroll
-    for (int j = 0; j < kPairs; j++) {
-      const int i = lane + 32 * j;
-      if (i < kHalf) {
-        x1[j] = kiln::round_t(__fmul_rn(kiln::to_float(norm_w[i]), kiln::round_t(__fmul_rn(x1[j], rstd))));
-        x2[j] = kiln::round_t(__fmul_rn(kiln::to_float(norm_w[i + kHalf]), kiln::round_t(__fmul_rn(x2[j], rstd))));
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < kPass; j++) {
-      const int d = ROTARY_DIM + lane + 32 * j;
-      if (d < HEAD_DIM) xp[j] = kiln::round_t(__fmul_rn(kiln::to_float(norm_w[d]), kiln::round_t(__fmul_rn(xp[j], rstd))));
-    }
-  }
-
-  if (rotate) {
-    const float pos = (float)a.positions[t];
-    const float* freqs = a.inv_freq + (a.inv_freq_index != nullptr ? (long long)a.inv_freq_index[t] * kHalf : 0ll);
-#pragma unroll
-    for (int j = 0; j < kPairs; j++) {
-      const int i = lane + 32 * j;
-      if (i < kHalf) {
-        const float theta = __fmul_rn(pos, freqs[i]);  // inv_freq @ position_ids.float(): one fp32 product
-        const float c = kiln::round_t(__fmul_rn(cosf(theta), a.attention_scaling));
-        const float s = kiln::round_t(__fmul_rn(sinf(theta), a.attention_scaling));
-        const float r1 = __fsub_rn(kiln::round_t(__fmul_rn(x1[j], c)), kiln::round_t(__fmul_rn(x2[j], s)));
-        const float r2 = __fadd_rn(kiln::round_t(__fmul_rn(x2[j], c)), kiln::round_t(__fmul_rn(x1[j], s)));
-        x1[j] = r1;
-        x2[j] = r2;
-      }
-    }
-  }
-
-  if (dst == nullptr) return;
-#pragma unroll
-  for (int j = 0; j < kPairs; j++) {
-    const int i = lane + 32 * j;
-    if (i < kHalf) {
-      dst[i] = kiln::from_float(x1[j]);
-      dst[i + kHalf] = kiln::from_float(x2[j]);
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < kPass; j++) {
-    const int d = ROTARY_DIM + lane + 32 * j;
-    if (d < HEAD_DIM) dst[d] = kiln::from_float(xp[j]);
-  }
+  kiln::rope::Head h;
+  kiln::rope::load(src, h);
+  if (norm_w != nullptr) kiln::rope::norm(h, norm_w, a.norm_eps);  // warp-uniform
+  if (rotate) kiln::rope::rotate(h, a.rope, t);
+  if (dst != nullptr) kiln::rope::for_each(h, [dst](int d, kiln_t v) { dst[d] = v; });
 }
 
 /** Copies one v head into its cache slot (no arithmetic). */
@@ -205,7 +116,7 @@ extern "C" __global__ void rope_qkv_fused(const kiln_t* qkv, const int* position
   if (!early_trigger) kiln::pdl_launch_dependents();
   const int t = blockIdx.x;
   if (t >= num_tokens) return;
-  const RopeArgs a{positions, slot_mapping, inv_freq, inv_freq_index, attention_scaling, q_norm_weight,
+  const RopeArgs a{{positions, inv_freq, inv_freq_index, attention_scaling}, slot_mapping, q_norm_weight,
                    k_norm_weight, norm_eps, q_out, k_cache, v_cache, num_slots};
   const kiln_t* row = qkv + (long long)t * kHeads * HEAD_DIM;
   rope_token_head(row, row + NUM_HEADS * HEAD_DIM, row + (NUM_HEADS + NUM_KV_HEADS) * HEAD_DIM, a, t);
@@ -221,7 +132,7 @@ extern "C" __global__ void rope_qkv(const kiln_t* q, const kiln_t* k, const kiln
   if (!early_trigger) kiln::pdl_launch_dependents();
   const int t = blockIdx.x;
   if (t >= num_tokens) return;
-  const RopeArgs a{positions, slot_mapping, inv_freq, inv_freq_index, attention_scaling, q_norm_weight,
+  const RopeArgs a{{positions, inv_freq, inv_freq_index, attention_scaling}, slot_mapping, q_norm_weight,
                    k_norm_weight, norm_eps, q_out, k_cache, v_cache, num_slots};
   rope_token_head(q + (long long)t * NUM_HEADS * HEAD_DIM, k + (long long)t * kKvRow, v + (long long)t * kKvRow, a, t);
 }

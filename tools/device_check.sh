@@ -56,7 +56,7 @@ variants() { # $1 = config name
     >"$out/kiln-$cfg-prefill.json" 2>>"$out/kiln-$cfg-bench.err"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"$cfg prefill 2048: {d['ttftMs']:.2f} ms ({d['ttftOverPrefillFloor']:.3f}x floor)\")" \
     "$out/kiln-$cfg-prefill.json" | tee -a "$out/summary.txt"
-  for setting in ${VARIANTS:-KILN_PDL=1 KILN_ATTN_TRIGGER=wait KILN_ATTN_TRIGGER=exit KILN_ATTN_CLUSTER=0 KILN_SKIP_KERNELS=attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8 KILN_SKIP_KERNELS=add_rms_norm KILN_PDL=0}; do
+  for setting in ${VARIANTS:-KILN_PDL=1 KILN_ATTN_TRIGGER=wait KILN_ATTN_TRIGGER=exit KILN_ATTN_CLUSTER=0 KILN_SKIP_KERNELS=attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8,attention_decode_rope,attention_decode_rope_c2,attention_decode_rope_c4,attention_decode_rope_c8 KILN_ROPE_FUSE=0 KILN_SKIP_KERNELS=add_rms_norm KILN_PDL=0}; do
     env $setting ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 128 --output-len 256 --json \
       >"$out/variant.json" 2>>"$out/kiln-$cfg-bench.err"
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"$cfg $setting: TPOT {d['tpotMs']:.3f} ms ({d['tpotOverFloor']:.3f}x floor), TTFT {d['ttftMs']:.2f} ms\")" \

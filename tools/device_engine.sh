@@ -9,7 +9,10 @@ export KILN_CACHE_DIR=/tmp/kiln-cache
 engine() { # $1 = config name
   local cfg=$1 dir=/tmp/hf-$1 e=/tmp/engine-$1
   [[ -d $dir ]] || python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" >"$out/hf-$cfg-make.log" 2>&1
-  [[ -d $e ]] || ./bin/kiln build --model "$dir" --output "$e" --backend cuda --dtype bf16 --json >/dev/null \
-    2>"$out/kiln-$cfg-build.err"
+  if [[ ! -d $e ]]; then
+    local t0=$SECONDS
+    ./bin/kiln build --model "$dir" --output "$e" --backend cuda --dtype bf16 --json >/dev/null 2>"$out/kiln-$cfg-build.err"
+    echo "$cfg: kiln build $((SECONDS - t0)) s" >>"$out/build-times.txt"
+  fi
   echo "$e"
 }

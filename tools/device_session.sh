@@ -37,14 +37,17 @@ measure() {
     "$out/m.json" "$label"
 }
 decode=(--input-len 128 --output-len 256)
+# Decode attention's kernels, for leaving it out (with the RoPE fused into it, that goes too).
+SKIP_ATTN=attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8,attention_decode_rope
+SKIP_ATTN+=,attention_decode_rope_c2,attention_decode_rope_c4,attention_decode_rope_c8,rope_qkv_fused
 for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   t0=$(date +%s)
   e=$(engine "$cfg")
-  echo "$cfg engine ready in $(($(date +%s) - t0)) s"
+  echo "$cfg engine ready in $(($(date +%s) - t0)) s ($(tail -n 1 "$out/build-times.txt" 2>/dev/null))"
   if [[ $cfg == llama-3.1-8b ]]; then
-    settings=${SETTINGS_8B-KILN_ATTN_CLUSTER=0 KILN_ATTN_TRIGGER=wait KILN_ROPE_TRIGGER=early}
+    settings=${SETTINGS_8B-KILN_ROPE_FUSE=0 KILN_ATTN_CLUSTER=0}
   else
-    settings=${SETTINGS_1B-KILN_ATTN_CLUSTER=0 KILN_FUSE_NORM=1}
+    settings=${SETTINGS_1B-KILN_ROPE_FUSE=0 KILN_ATTN_CLUSTER=0}
   fi
   for setting in X=1 $settings; do
     measure "$cfg ${setting/X=1/defaults}" "$e" "$setting" "${decode[@]}"
@@ -56,11 +59,11 @@ for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   fi
   if [[ $cfg == llama-3.2-1b ]]; then
     [[ ${ATTN_STAGES:-0} == 1 ]] && measure "$cfg without decode attention" "$e" \
-      KILN_SKIP_KERNELS=attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8 "${decode[@]}"
+      KILN_SKIP_KERNELS=$SKIP_ATTN "${decode[@]}"
     continue
   fi
   measure "$cfg without decode attention" "$e" \
-    KILN_SKIP_KERNELS=attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8 "${decode[@]}"
+    KILN_SKIP_KERNELS=$SKIP_ATTN "${decode[@]}"
   measure "$cfg prefill 2048" "$e" X=1 --input-len 2048 --output-len 2 --runs 5
   measure "$cfg sampled t=1 top-p 0.95" "$e" X=1 "${decode[@]}" --temperature 1 --top-p 0.95
 done

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Builds and runs attention_check.cpp (attention_prefill.cu on the CPU emulator: fakecuda.h fibers,
 # attention_ptx_emu.h for cp.async / ldmatrix / mma.sync) for bf16 and fp16 × HEAD_DIM 64, 128 ×
-# BLOCK_SIZE 16, 7 × heads 8/2 (GQA), 4/4 (MHA), and attention_decode_check.cpp (attention_decode.cu);
+# BLOCK_SIZE 16, 7 × heads 8/2 (GQA), 4/4 (MHA), attention_decode_check.cpp (attention_decode.cu) and attention_rope_check.cpp;
 # one line per configuration, then PASS or FAIL (exit status 1). About 4 minutes on 2 cores.
 # Not part of CI; for checking attention kernel changes where no GPU is at hand (g++ ≥ 12).
 #   PREFILL_SRC=path   check another copy of the kernel (default ../attention_prefill.cu; its includes
 #                      still come from kernels/)
 #   DECODE_SRC=path    likewise for attention_decode_check.cpp (attention_decode.cu: bf16, fp16, fp32 ×
 #                      D/BLOCK_SIZE/H/Hkv 128/16/8/2, 64/7/4/4, 80/16/7/1, 32/16/16/1)
-#   PREFILL=0, DECODE=0  skip that kernel
+#   ROPE: attention_rope_check.cpp (attention_decode_rope*, the fused RoPE prologue, against rope_qkv_fused
+#                      + attention_decode*, bit for bit: bf16, fp16, fp32 × D/BLOCK_SIZE/H/Hkv/ROTARY_DIM
+#                      128/16/8/2/128, 64/7/4/4/32, 80/16/7/1/80, 32/16/16/1/32)
+#   PREFILL=0, DECODE=0, ROPE=0  skip that check
 #   EXTRA="-D..."      extra compiler flags (e.g. -DKILN_EMU_CP_ASYNC_SYNC)
 # `extern __shared__ T name[];` cannot be emulated by `#define __shared__ static`, so the source is
 # copied with those declarations rewritten to KILN_DYN_SHARED(T, name) (fakecuda.h) first.
@@ -23,11 +26,11 @@ dyn_shared() {  # $1 source → $2 rewritten copy
 src=$(realpath "${PREFILL_SRC:-../attention_prefill.cu}")
 dyn_shared "$src" "$out/prefill.cu"
 fail=0
-run_cfg() {  # name check.cpp source-copy dtype D BS H HKV
+run_cfg() {  # name check.cpp source-copy dtype D BS H HKV [ROTARY_DIM]
   local exe="$out/$1_$4_$5_$6_$7_$8"
   if ! g++ -std=c++20 -O2 -fno-strict-aliasing -ffp-contract=off -Ifake -I"$here/.." -DKILN_DTYPE_$4 -DHEAD_DIM=$5 \
-      -DBLOCK_SIZE=$6 -DNUM_HEADS=$7 -DNUM_KV_HEADS=$8 -DKILN_PREFILL_SRC="\"$3\"" -DKILN_DECODE_SRC="\"$3\"" \
-      ${EXTRA:-} "$2" -o "$exe" -lpthread; then
+      -DBLOCK_SIZE=$6 -DNUM_HEADS=$7 -DNUM_KV_HEADS=$8 ${9:+-DROTARY_DIM=$9} -DKILN_PREFILL_SRC="\"$3\"" \
+      -DKILN_DECODE_SRC="\"$3\"" ${EXTRA:-} "$2" -o "$exe" -lpthread; then
     echo "$1 $4 D=$5 BLOCK_SIZE=$6 H=$7/$8: BUILD FAILED"; fail=1; return
   fi
   "$exe" || fail=1
@@ -40,6 +43,13 @@ if [ "${DECODE:-1}" = 1 ]; then
   dyn_shared "$dsrc" "$out/decode.cu"
   for dt in BF16 F16 F32; do for cfg in "128 16 8 2" "64 7 4 4" "80 16 7 1" "32 16 16 1"; do
     run_cfg decode attention_decode_check.cpp "$out/decode.cu" $dt $cfg
+  done; done
+fi
+if [ "${ROPE:-1}" = 1 ]; then
+  dsrc=$(realpath "${DECODE_SRC:-../attention_decode.cu}")
+  dyn_shared "$dsrc" "$out/decode.cu"
+  for dt in BF16 F16 F32; do for cfg in "128 16 8 2 128" "64 7 4 4 32" "80 16 7 1 80" "32 16 16 1 32"; do
+    run_cfg rope attention_rope_check.cpp "$out/decode.cu" $dt $cfg
   done; done
 fi
 [ $fail = 0 ] && echo PASS || echo FAIL

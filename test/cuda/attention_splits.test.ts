@@ -16,6 +16,7 @@ import {
   parseAttentionCluster,
   parseAttentionStop,
   parseAttentionTrigger,
+  parseRopeFuse,
   parseRopeTrigger,
   splitRanges,
 } from "../../src/backends/cuda/attention_splits.ts";
@@ -116,6 +117,9 @@ describe("decode attention splits", () => {
       ],
     );
     for (const n of [2, 4, 8]) assert.equal(decodeKernel(n, false), "attention_decode");
+    assert.equal(decodeKernel(4, true, true), "attention_decode_rope_c4");
+    assert.equal(decodeKernel(3, true, true), "attention_decode_rope");
+    assert.equal(decodeKernel(8, false, true), "attention_decode_rope");
     assert.equal(parseAttentionCluster(undefined), true);
     assert.equal(parseAttentionCluster("1"), true);
     assert.equal(parseAttentionCluster("0"), false);
@@ -138,7 +142,14 @@ describe("decode attention splits", () => {
         JSON.stringify(d),
       );
     }
-    assert.equal(decodeSharedBytes(4, 128), 12464); // Llama-3.1-8B / 3.2-1B shapes: 4 query heads per kv head
+    assert.equal(decodeSharedBytes(4, 128), 13488); // Llama-3.1-8B: 4 query heads per kv head of 128
+  });
+
+  test("KILN_ROPE_FUSE: fused by default, 0 turns it off, anything else named in the error", () => {
+    assert.equal(parseRopeFuse(undefined), true);
+    assert.equal(parseRopeFuse("1"), true);
+    assert.equal(parseRopeFuse("0"), false);
+    assert.throws(() => parseRopeFuse("on"), /KILN_ROPE_FUSE must be 0 or 1; got on/);
   });
 
   test("KILN_ROPE_TRIGGER: wait by default, early on request, anything else named in the error", () => {

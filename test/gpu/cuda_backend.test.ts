@@ -99,6 +99,22 @@ describe("CUDA backend, bf16 engines: within bf16 tolerance of HF fp32", { skip 
             );
           }
         }
+        // Decode steps run RoPE and the KV-cache write inside the decode attention (attention_decode_rope*,
+        // the default): the same bits as the separate rope_qkv_fused launch (KILN_ROPE_FUSE=0), graphs on.
+        const backend = runner.session.backend as unknown as { ropeFuse: boolean; dropGraphs(): void };
+        const prompts = (expected.cases as Case[]).map((c) => ({ ids: c.promptIds }));
+        const opts = { greedy: true, maxNewTokens: 12, ignoreEos: true };
+        assert.equal(backend.ropeFuse, true);
+        const fused = await runner.generate(prompts, opts);
+        backend.ropeFuse = false;
+        backend.dropGraphs();
+        const apart = await runner.generate(prompts, opts);
+        backend.ropeFuse = true;
+        backend.dropGraphs();
+        fused.forEach((o, i) => {
+          assert.deepEqual(o.outputIds, apart[i].outputIds, `${name}: fused RoPE, prompt ${i}`);
+          assert.deepEqual(o.logProbs, apart[i].logProbs, `${name}: fused RoPE log-probs, prompt ${i}`);
+        });
       } finally {
         runner.dispose();
       }

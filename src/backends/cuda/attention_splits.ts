@@ -68,11 +68,14 @@ export function parseAttentionTrigger(env: string | undefined): AttentionTrigger
 }
 
 /** Bytes of attention_decode's dynamic shared memory, sizeof(attn::DecodeSmem) for `group` query heads
- * per kv head: queries, the warps' acc and a split's partial acc ([heads, headDim] floats: 1 + 4 + 1),
- * the warps' m and l (4 + 4 per head), a split's m and l (1 + 1 per head), an int; 16-byte aligned. */
+ * per kv head: the new key's K and V rows of the fused RoPE prologue (4 bytes per element whatever the
+ * dtype, each rounded up to 16 bytes), queries, the warps' acc and a split's partial acc ([heads,
+ * headDim] floats: 1 + 4 + 1), the warps' m and l (4 + 4 per head), a split's m and l (1 + 1 per head),
+ * an int; 16-byte aligned. */
 export function decodeSharedBytes(group: number, headDim: number): number {
   const heads = Math.min(group, 8); // kHeadsPerCta
-  const bytes = 4 * (6 * heads * headDim + 10 * heads + 1);
+  const newKeyRow = 4 * Math.ceil(headDim / 4) * 4;
+  const bytes = 2 * newKeyRow + 4 * (6 * heads * headDim + 10 * heads + 1);
   return Math.ceil(bytes / 16) * 16;
 }
 
@@ -82,9 +85,20 @@ export const CLUSTER_SPLITS: readonly number[] = [2, 4, 8];
 
 /** The decode attention kernel for `splits` splits: a cluster kernel where the GPU has clusters
  * (`clusters`: compute capability ≥ 9.0, and not switched off by KILN_ATTN_CLUSTER=0) and the split
- * count is one of CLUSTER_SPLITS, else the kernel whose last CTA merges the splits. */
-export function decodeKernel(splits: number, clusters: boolean): string {
-  return clusters && CLUSTER_SPLITS.includes(splits) ? `attention_decode_c${splits}` : "attention_decode";
+ * count is one of CLUSTER_SPLITS, else the kernel whose last CTA merges the splits; `rope`: its twin
+ * with the RoPE prologue fused in (attention_decode_rope*, which replaces rope_qkv_fused in decode steps). */
+export function decodeKernel(splits: number, clusters: boolean, rope = false): string {
+  const base = rope ? "attention_decode_rope" : "attention_decode";
+  return clusters && CLUSTER_SPLITS.includes(splits) ? `${base}_c${splits}` : base;
+}
+
+/** KILN_ROPE_FUSE: unset or "1" runs decode steps' RoPE + KV-cache write inside the decode attention
+ * (attention_decode_rope*: one kernel per layer fewer), "0" as its own rope_qkv_fused launch (A/B switch;
+ * both give the same bits). */
+export function parseRopeFuse(env: string | undefined): boolean {
+  if (env === undefined || env === "" || env === "1") return true;
+  if (env === "0") return false;
+  throw new RangeError(`KILN_ROPE_FUSE must be 0 or 1; got ${env}`);
 }
 
 /** KILN_ATTN_CLUSTER: unset or "1" uses the cluster kernels where they apply, "0" never (A/B switch). */

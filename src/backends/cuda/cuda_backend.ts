@@ -26,6 +26,7 @@ import {
   parseAttentionCluster,
   parseAttentionStop,
   parseAttentionTrigger,
+  parseRopeFuse,
   parseRopeTrigger,
   type SplitTarget,
 } from "./attention_splits.ts";
@@ -65,7 +66,7 @@ import {
   parseNormFusion,
 } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
-import { type FusedNorm, type Lowered, type LStep, lower, type TailNorm } from "./lowering.ts";
+import { type FusedNorm, type Lowered, type LStep, lower, type RopeStep, type TailNorm } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
 import { samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
 import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
@@ -815,6 +816,9 @@ export class CudaBackend implements ExecutionBackend {
   /** RoPE lets the decode attention after it launch before its own wait (rope_kv.cu early_trigger), from
    * KILN_ROPE_TRIGGER=early|wait (A/B). */
   ropeEarly = parseRopeTrigger(process.env.KILN_ROPE_TRIGGER);
+  /** Decode steps run RoPE + the KV-cache write inside the decode attention (attention_decode_rope*), one
+   * launch per layer fewer; KILN_ROPE_FUSE=0 keeps rope_qkv_fused apart (A/B; the same bits). */
+  ropeFuse = parseRopeFuse(process.env.KILN_ROPE_FUSE);
   /** Profiling only: where decode attention stops (attention_splits.ts ATTENTION_STOPS; KILN_ATTN_STOP). */
   attnStop: AttentionStop = parseAttentionStop(process.env.KILN_ATTN_STOP);
   /** Decode attention merges 2, 4 or 8 splits in a thread-block cluster; KILN_ATTN_CLUSTER=0 switches it off (A/B). */
@@ -887,6 +891,40 @@ export class CudaBackend implements ExecutionBackend {
 
   private elementwiseGrid(n: number): number {
     return Math.max(1, Math.min(Math.ceil(n / (256 * (16 / this.elem))), 65535));
+  }
+
+  /** rope_kv.cu's inv_freq, inv_freq_index (dynamic NTK only) and attention_scaling arguments. */
+  private ropeFreqArgs(st: RopeStep, p: PackedStep): KernelArg[] {
+    const dynamic = st.op.rope.scaling.type === "dynamic";
+    return [
+      { ptr: this.invFreq.ptr },
+      { ptr: dynamic ? offsetPtr(this.meta.ptr, 4 * p.at.invFreqIndex) : (0n as DevicePtr) },
+      { f32: 1 },
+    ];
+  }
+
+  /** attention_decode_rope*'s prologue arguments (after the attention's own): the unrotated k and v rows
+   * and the row strides of q and k/v, then the rope step's positions, slots, frequencies and q/k norms. */
+  private decodeRopeArgs(st: RopeStep, p: PackedStep): KernelArg[] {
+    const op = st.op;
+    const meta = (at: number): KernelArg => ({ ptr: offsetPtr(this.meta.ptr, 4 * at) });
+    const H = op.numHeads * op.headDim;
+    const Hkv = op.numKvHeads * op.headDim;
+    const packed = st.qkv !== null;
+    const base = packed ? this.ptr(st.qkv as string) : 0n;
+    return [
+      { ptr: packed ? offsetPtr(base as DevicePtr, H * this.elem) : this.ptr(st.k) },
+      { ptr: packed ? offsetPtr(base as DevicePtr, (H + Hkv) * this.elem) : this.ptr(st.v) },
+      { i32: packed ? H + 2 * Hkv : H },
+      { i32: packed ? H + 2 * Hkv : Hkv },
+      meta(p.at.positions),
+      meta(p.at.slots),
+      ...this.ropeFreqArgs(st, p),
+      { ptr: st.qNorm ? this.w(st.qNorm) : (0n as DevicePtr) },
+      { ptr: st.kNorm ? this.w(st.kNorm) : (0n as DevicePtr) },
+      { f32: st.normEps },
+      { i32: this.numBlocks * this.kvBlockSize },
+    ];
   }
 
   private run(st: LStep, p: PackedStep, logitRows: Int32Array): void {
@@ -1093,15 +1131,13 @@ export class CudaBackend implements ExecutionBackend {
         return;
       }
       case "rope": {
+        if (p.allDecode && this.ropeFuse) return; // the decode attention after it does this work
         const op = st.op;
         const heads = op.numHeads + 2 * op.numKvHeads;
-        const dynamic = op.rope.scaling.type === "dynamic";
         const common: KernelArg[] = [
           meta(p.at.positions),
           meta(p.at.slots),
-          { ptr: this.invFreq.ptr },
-          dynamic ? meta(p.at.invFreqIndex) : { ptr: 0n as DevicePtr },
-          { f32: 1 },
+          ...this.ropeFreqArgs(st, p),
           { ptr: st.qNorm ? this.w(st.qNorm) : (0n as DevicePtr) },
           { ptr: st.kNorm ? this.w(st.kNorm) : (0n as DevicePtr) },
           { f32: st.normEps },
@@ -1160,7 +1196,10 @@ export class CudaBackend implements ExecutionBackend {
           throw new Error(
             `internal: decode attention over ${p.numSeqs} sequences × ${splits} splits exceeds its buffers (${this.partials.seqs} sequences)`,
           );
-        const kernel = decodeKernel(splits, this.attnClusters());
+        // Fused RoPE (attention_decode_rope*): q is the rope step's unrotated q rows.
+        const fuse = this.ropeFuse;
+        const kernel = decodeKernel(splits, this.attnClusters(), fuse);
+        const rope = st.rope;
         this.launch(
           "attn_decode",
           kernel,
@@ -1172,7 +1211,7 @@ export class CudaBackend implements ExecutionBackend {
             { ptr: this.partials.m.ptr },
             { ptr: this.partials.l.ptr },
             { ptr: this.partials.counters.ptr },
-            q,
+            fuse ? { ptr: this.ptr(rope.qkv ?? rope.q) } : q,
             k,
             v,
             meta(p.at.contextLen),
@@ -1184,6 +1223,7 @@ export class CudaBackend implements ExecutionBackend {
             { i32: window },
             { i32: ATTENTION_TRIGGERS.indexOf(this.attnTrigger) },
             { i32: ATTENTION_STOPS.indexOf(this.attnStop) },
+            ...(fuse ? this.decodeRopeArgs(rope, p) : []),
           ],
           this.decodeSmem,
         );

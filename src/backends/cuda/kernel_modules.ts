@@ -62,6 +62,7 @@ export function moduleSpecs(
         ...t,
         ...heads,
         BLOCK_SIZE: blockSize,
+        ROTARY_DIM: model.rope.rotaryDim, // attention_decode_rope*: the fused RoPE prologue (rope.cuh)
         // The launches' dynamic shared memory; the kernel asserts it is sizeof(attn::DecodeSmem).
         DECODE_SMEM_BYTES: decodeSharedBytes(model.numHeads / model.numKvHeads, model.headDim),
       },

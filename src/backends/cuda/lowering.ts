@@ -1,7 +1,7 @@
 // Lowers an engine plan to CUDA launches. Each plan op becomes zero or more steps over named
 // storage; `split` becomes views into its input, and the attention prologue (split q/k/v →
-// per-head q/k RMSNorm → RoPE → KV write) collapses into one rope_qkv_fused launch — the
-// "rope into attention" fusion. The arena (arena.ts) then places storage by liveness.
+// per-head q/k RMSNorm → RoPE → KV write) collapses into one rope_qkv_fused launch, which decode steps
+// fold further into the decode attention kernel (attention_decode_rope*). The arena (arena.ts) then places storage by liveness.
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { Op, Plan } from "../../engine/format.ts";
 import { opInputs, renameInputs } from "../../models/network.ts";
@@ -76,8 +76,19 @@ export type LStep = Access &
         normEps: number;
         qOut: string;
       }
-    | { kind: "attention"; op: AttentionOp; q: string }
+    | {
+        kind: "attention";
+        op: AttentionOp;
+        q: string;
+        /** The rope step before it, whose work a decode step does inside the attention kernel instead
+         * (attention_decode_rope*; KILN_ROPE_FUSE), reading the rope step's inputs: so the attention
+         * reads them too, and the arena keeps them alive until it has run. */
+        rope: RopeStep;
+      }
   );
+
+/** The rope step (rope_qkv_fused / rope_qkv) of an attention. */
+export type RopeStep = Extract<LStep, { kind: "rope" }>;
 
 /** A norm a decode GEMV computes in front of its dot products (LStep linear's `norm`). */
 export interface FusedNorm {
@@ -172,8 +183,9 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
           v.rowWidth === H + 2 * Hkv;
         const qn = absorbed.get(op.q);
         const kn = absorbed.get(op.k);
+        let rope: RopeStep;
         if (packed && q) {
-          steps.push({
+          rope = {
             kind: "rope",
             op,
             qkv: q.base,
@@ -186,11 +198,11 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
             qOut,
             reads: [q.base],
             writes: [qOut],
-          });
+          };
         } else {
           if (q || k || v || qn || kn)
             throw new Error("internal: attention inputs are slices that are not a packed q|k|v");
-          steps.push({
+          rope = {
             kind: "rope",
             op,
             qkv: null,
@@ -203,10 +215,11 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
             qOut,
             reads: [op.q, op.k, op.v],
             writes: [qOut],
-          });
+          };
         }
+        steps.push(rope);
         def(op.out, H, "tokens");
-        steps.push({ kind: "attention", op, q: qOut, reads: [qOut], writes: [op.out] });
+        steps.push({ kind: "attention", op, q: qOut, rope, reads: [qOut, ...rope.reads], writes: [op.out] });
         break;
       }
       case "embedding":
