@@ -4,7 +4,7 @@
 
 import { CudaDevice, Gemm } from "../../backends/cuda/device/index.ts";
 import { loadCublasLt } from "../../backends/cuda/ffi/cublaslt.ts";
-import { compileCuda, loadNvrtc } from "../../backends/cuda/ffi/nvrtc.ts";
+import { loadNvrtc } from "../../backends/cuda/ffi/nvrtc.ts";
 import {
   engineRowLimits,
   GEMM_TABLE_BLOB,
@@ -17,6 +17,7 @@ import { lower } from "../../backends/cuda/lowering.ts";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { EngineTarget, Plan } from "../../engine/format.ts";
+import { compileAll } from "./parallel_compile.ts";
 
 export interface CudaArtifacts {
   target: EngineTarget;
@@ -35,14 +36,18 @@ export function buildCudaArtifacts(
   const device = CudaDevice.open(0);
   try {
     const p = device.properties;
-    const blobs = moduleSpecs(model, plan, dtype, kvBlockSize).map((spec) => ({
-      name: cubinBlobName(spec.key),
-      bytes: compileCuda(moduleSource(spec), spec.file, {
-        arch: p.nvrtcArch,
-        defines: spec.defines,
-        includeDirs: [KERNELS_DIR],
-      }).cubin,
-    }));
+    // Every kernel module at once, one worker thread each (parallel_compile.ts); NVRTC is loaded here
+    // first, on the main thread.
+    const nvrtc = loadNvrtc();
+    const specs = moduleSpecs(model, plan, dtype, kvBlockSize);
+    const cubins = compileAll(
+      specs.map((spec) => ({
+        source: moduleSource(spec),
+        name: spec.file,
+        options: { arch: p.nvrtcArch, defines: spec.defines, includeDirs: [KERNELS_DIR] },
+      })),
+    );
+    const blobs = specs.map((spec, i) => ({ name: cubinBlobName(spec.key), bytes: cubins[i] }));
     // GEMM algorithms: time the heuristic's candidates for every shape and keep the fastest.
     const { maxTokens, maxLogitRows } = engineRowLimits(build);
     const table: GemmChoice[] = gemmShapes(lower(plan, model), dtype, maxTokens, maxLogitRows).map((s) => {
@@ -66,7 +71,6 @@ export function buildCudaArtifacts(
       }
     });
     blobs.push({ name: GEMM_TABLE_BLOB, bytes: new TextEncoder().encode(JSON.stringify(table)) });
-    const nvrtc = loadNvrtc();
     return {
       target: {
         backend: "cuda",
