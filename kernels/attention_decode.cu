@@ -23,6 +23,15 @@
 //                          write partial, __threadfence, atomicAdd(counter) → old
 //   old == n-1 (the last):  __threadfence, read every partial (L2, __ldcg), merge, counter = 0
 //
+// attention_decode_c{2,4,8} (sm_90+) merge in a thread-block cluster instead: each split pushes its
+// partial straight into the shared memory of the CTAs that merge it (distributed shared memory, the
+// items dealt round the cluster), one cluster barrier, then each CTA merges its items locally:
+//
+//   split CTAs of (s, x):   z=0 … z=n-1 (one cluster)
+//                          partial → st to the owner's gather_acc[z][item], m, l → every CTA's gather_m/l[z]
+//                          barrier.cluster (arrive.release, wait.acquire)
+//                          merge own items from own shared memory, write out
+//
 // All arithmetic is fp32.
 #include "attention_common.cuh"
 #include "rope.cuh"  // attention_decode_rope*: the fused RoPE prologue
@@ -132,6 +141,23 @@ __device__ __forceinline__ void load_smem_vec(const float* p, float (&f)[kVec]) 
   }
 }
 
+// kAccVec floats of shared memory (aligned to kAccVec floats): a gathered item (cluster merge).
+__device__ __forceinline__ void load_smem_item(const float* p, float (&f)[kAccVec]) {
+  if constexpr (kAccVec == 4) {
+    const float4 x = *reinterpret_cast<const float4*>(p);
+    f[0] = x.x;
+    f[1] = x.y;
+    f[2] = x.z;
+    f[3] = x.w;
+  } else if constexpr (kAccVec == 2) {
+    const float2 x = *reinterpret_cast<const float2*>(p);
+    f[0] = x.x;
+    f[1] = x.y;
+  } else {
+    f[0] = *p;
+  }
+}
+
 // kAccVec floats of a partial written by other CTAs of this launch: through L2 (ld.global.cg), never the
 // non-coherent path.
 __device__ __forceinline__ void load_partial(const float* p, float (&f)[kAccVec]) {
@@ -161,17 +187,26 @@ __device__ __forceinline__ unsigned raw_bits(const raw_t& r) {
 // decodeSharedBytes mirrors it, checked below at build time; the kernel traps on less). Dynamic so that the CPU emulator can give each
 // CTA of a cluster its own copy.
 constexpr int kRowWords = (HEAD_DIM + 3) / 4 * 4;  // a row of ≤ 4-byte elements in 16-byte units (any dtype)
+// Cluster launches (kCluster CTAs, ≤ kMaxCluster): the merge items (kAccVec dims of a head) are dealt
+// round the cluster, item i to CTA i % kCluster as its item i / kCluster; every split pushes its partial
+// of an item into the owner's gather buffer, [split][owned item][kAccVec] floats. The size fits every
+// cluster size (kCluster · ceil(items / kCluster) ≤ items rounded up to kMaxCluster), so one module has
+// one DecodeSmem whatever its cluster kernels.
+constexpr int kMaxCluster = 8;
+constexpr int kMergeItemsCta = kHeadsPerCta * kAccRowVecs;  // items of a CTA's heads
+constexpr int kGatherAcc = (kMergeItemsCta + kMaxCluster - 1) / kMaxCluster * kMaxCluster * kAccVec;
 
 struct alignas(16) DecodeSmem {
   unsigned new_k[kRowWords];                          // attention_decode_rope*: the new key's rotated K row
   unsigned new_v[kRowWords];                          //   and its V row (kiln_t), 16-byte aligned
+  float gather_acc[kGatherAcc];                       // cluster launches: [split][owned item][kAccVec] (16-byte
+                                                      //   aligned: kGatherAcc is a multiple of 8)
   float q[kHeadsPerCta * HEAD_DIM];                   // [head][HEAD_DIM] queries
   float acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM] the warps' acc
-  float part_acc[kHeadsPerCta * HEAD_DIM];            // cluster launches: this split's partial acc
   float m[kDecodeWarps * kHeadsPerCta];               // [warp][head]
   float l[kDecodeWarps * kHeadsPerCta];
-  float part_m[kHeadsPerCta];                         // cluster launches: this split's m and l
-  float part_l[kHeadsPerCta];
+  float gather_m[kMaxCluster * kHeadsPerCta];         // cluster launches: [split][head] every split's m and l
+  float gather_l[kMaxCluster * kHeadsPerCta];
   int last;                                           // global merge: this CTA counted last
 };
 
@@ -221,16 +256,18 @@ __device__ __forceinline__ void store_merged(kiln_t* o, float sum, const float (
 //              the CTAs exit (A/B switch for measurements, KILN_ATTN_TRIGGER; the results are the same)
 // stop         profiling only (KILN_ATTN_STOP; the output is then wrong): 0 runs the kernel whole; 1 returns
 //              right after the wait, 2 after the key loop, 3 after writing the partials (before the fence or
-//              the cluster barrier), so TPOT with each shows what the stages cost inside the decode graph
+//              the cluster barrier; a cluster CTA then stores its partial into its own shared memory, not
+//              its peers'), so TPOT with each shows what the stages cost inside the decode graph
 // Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (128), sizeof(attn::DecodeSmem) bytes of
 // dynamic shared memory. attention_decode_c{2,4,8} (sm_90+): the same with num_splits = 2, 4, 8, whose
-// splits form one thread-block cluster (1, 1, num_splits) and merge through distributed shared memory:
-// no partials in global memory, no fence or counter (partial_* and split_counter are not used).
+// splits form one thread-block cluster (1, 1, num_splits) and merge through distributed shared memory
+// (each split pushes its partial to the CTAs that merge it; one cluster barrier): no partials in global
+// memory, no fence or counter (partial_* and split_counter are not used).
 namespace attn {
 
 // kCluster = 1: the splits merge through global memory (the last CTA to count merges); 2, 4, 8: the
 // launch's num_splits (= gridDim.z) CTAs of (x, s) are one cluster, rank = split, and merge through
-// distributed shared memory.
+// distributed shared memory (pushed partials, one barrier).
 // attention_decode_rope*'s prologue inputs: what rope_qkv_fused reads, which it replaces in decode steps.
 struct RopeIn {
   const kiln_t* k;           // row s's unrotated k heads at k + s·kv_stride (q's at q + s·q_stride)
@@ -450,6 +487,9 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
     if (l[0] < 0.f) out[0] = from_float(acc[0][0][0]);
     return;
   }
+  // Cluster launches: this CTA has started (the first half of a barrier whose wait, before the first
+  // store into a peer's shared memory, rarely waits: every CTA of the cluster has long arrived).
+  if constexpr (kCluster > 1) cluster_arrive_relaxed();
 
   // Sum over the keys abreast (lanes with the same vec_lane), then merge the warps.
 #pragma unroll
@@ -483,6 +523,10 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   }
   __syncthreads();
 
+  // Cluster launches: each CTA owns kOwnItems items (the last CTAs maybe fewer) of the merge.
+  constexpr int kOwnItems = (kMergeItemsCta + kCluster - 1) / kCluster;
+  static_assert(kCluster <= kMaxCluster && kCluster * kOwnItems * kAccVec <= kGatherAcc, "gather_acc too small");
+  if constexpr (kCluster > 1) cluster_wait();  // every CTA of the cluster has started: peers' stores are safe
   for (int i = threadIdx.x; i < nh * HEAD_DIM; i += kDecodeThreads) {
     const int g = i / HEAD_DIM;
     const int d = i % HEAD_DIM;
@@ -501,10 +545,17 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
     }
     const size_t row = (size_t)s * NUM_HEADS + h0 + g;  // [S, NUM_HEADS]
     if (kCluster > 1) {
-      sm.part_acc[g * HEAD_DIM + d] = a;
-      if (d == 0) {
-        sm.part_m[g] = mx;
-        sm.part_l[g] = sum;
+      // Push: the value goes straight into the gather buffer of the CTA that merges its item, m and l of
+      // the head into every CTA's (plain stores to distributed shared memory, not waited on). With
+      // stop 3 all go to this CTA's own buffers (wrong slots, no matter): a CTA that leaves at once must
+      // not store into a peer that may have left.
+      const int item = g * kAccRowVecs + d / kAccVec;
+      const unsigned owner = stop == 3 ? split : item % kCluster;
+      *cluster_peer(&sm.gather_acc[(split * kOwnItems + item / kCluster) * kAccVec + d % kAccVec], owner) = a;
+      for (int r = d; r < kCluster; r += HEAD_DIM) {
+        const unsigned dst = stop == 3 ? split : r;
+        *cluster_peer(&sm.gather_m[split * kHeadsPerCta + g], dst) = mx;
+        *cluster_peer(&sm.gather_l[split * kHeadsPerCta + g], dst) = sum;
       }
     } else if (num_splits == 1) {
       out[row * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
@@ -519,22 +570,23 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   }
   if (stop == 3) return;  // profiling: every CTA leaves here, so no cluster barrier is left waiting
   if constexpr (kCluster > 1) {
-    // Every split's partial is in its CTA's shared memory once the cluster has synced. The items (kAccVec
-    // dims of a head) are dealt round the cluster's CTAs; each thread loads m, l and acc of every split
-    // at once from the peers' shared memory and merges them in split order, as the global merge does.
+    // One cluster barrier: its release/acquire makes every split's pushes visible, and the items this
+    // CTA owns are then whole in its own shared memory. Each thread merges its items in split order with
+    // the global merge's operations (the same bits); no peer's shared memory is touched after the
+    // barrier, so no CTA need wait for another to exit.
     cluster_sync();
     const size_t row0 = (size_t)s * NUM_HEADS + h0;  // [S, NUM_HEADS] row of the CTA's first head
-    for (int i = split + kCluster * threadIdx.x; i < nh * kAccRowVecs; i += kCluster * kDecodeThreads) {
+    for (int j = threadIdx.x; j < kOwnItems; j += kDecodeThreads) {
+      const int i = split + kCluster * j;  // the item
+      if (i >= nh * kAccRowVecs) break;
       const int g = i / kAccRowVecs;
       const int d = i % kAccRowVecs * kAccVec;
       float mz[kCluster], lz[kCluster], v[kCluster][kAccVec];
 #pragma unroll
       for (int z = 0; z < kCluster; z++) {
-        mz[z] = *cluster_peer(&sm.part_m[g], z);
-        lz[z] = *cluster_peer(&sm.part_l[g], z);
-        const float* pa = cluster_peer(&sm.part_acc[g * HEAD_DIM + d], z);
-#pragma unroll
-        for (int e = 0; e < kAccVec; e++) v[z][e] = pa[e];
+        mz[z] = sm.gather_m[z * kHeadsPerCta + g];
+        lz[z] = sm.gather_l[z * kHeadsPerCta + g];
+        load_smem_item(&sm.gather_acc[(z * kOwnItems + j) * kAccVec], v[z]);
       }
       float mx = neg_inf(), sum = 0.f, a[kAccVec];
 #pragma unroll
@@ -544,7 +596,6 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
       merge_batch(mz, lz, v, mx, sum, a);
       store_merged(out + (row0 + g) * HEAD_DIM + d, sum, a);
     }
-    cluster_sync();  // no CTA exits while a peer may still read its shared memory
     return;
   }
   if (num_splits == 1) return;

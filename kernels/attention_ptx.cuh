@@ -74,14 +74,35 @@ __device__ __forceinline__ void cluster_sync() {
 #endif
 }
 
+// The cluster barrier in halves (all threads, warp-uniformly, each arrive followed by a wait before the
+// next arrive): arrive.relaxed (no memory ordering) says "this CTA has started"; a later wait returns
+// once every thread of the cluster has arrived. The decode kernels arrive early and wait just before
+// their first distributed-shared-memory store, which needs every CTA of the cluster to have started
+// (CUDA Programming Guide, distributed shared memory); the wait then rarely waits.
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+__device__ __forceinline__ void cluster_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
 // The address of *p (this CTA's shared memory) in the shared memory of the cluster's CTA `rank`
-// (distributed shared memory, a generic address: ordinary loads read it).
+// (distributed shared memory, a generic address: ordinary loads read it and ordinary stores write it;
+// T may be const).
 template <class T>
-__device__ __forceinline__ const T* cluster_peer(const T* p, unsigned rank) {
+__device__ __forceinline__ T* cluster_peer(T* p, unsigned rank) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   unsigned long long d;
   asm volatile("mapa.u64 %0, %1, %2;\n" : "=l"(d) : "l"(p), "r"(rank));
-  return reinterpret_cast<const T*>(d);
+  return reinterpret_cast<T*>(d);
 #else
   __trap();
   return p;

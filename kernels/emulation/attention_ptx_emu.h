@@ -6,7 +6,7 @@
 //     a kernel that reads shared memory before waiting, or overwrites a buffer with copies still in
 //     flight, sees stale data. -DKILN_EMU_CP_ASYNC_SYNC makes copies land at once instead (the other
 //     extreme). Source bytes are read when the copy lands (global inputs are constant during a kernel).
-//   cluster_sync, cluster_peer, dynamic_smem_bytes: fakecuda.h's clusters (decode kernels).
+//   cluster_sync, cluster_arrive_relaxed, cluster_wait, cluster_peer, dynamic_smem_bytes: fakecuda.h's clusters (decode kernels).
 //   ldmatrix .m8n8.x4 .b16 (.trans) and mma.sync.m16n8k16.row.col.f32.{bf16,f16}: warp-collective via
 //     kiln_emu::warp_allgather, with the PTX ISA fragment layouts; mma sums the 16 exact products in
 //     double and adds the fp32 accumulator (hardware accumulates in fp32 in an unspecified order).
@@ -47,8 +47,12 @@ namespace attn {
 inline unsigned smem_addr(const void* p) { return (unsigned)(uintptr_t)p; }
 
 // Clusters (attention_decode_c*): fakecuda.h's cluster barrier and distributed shared memory.
+// cluster_arrive_relaxed + cluster_wait: the whole barrier at the wait (stricter than the hardware's,
+// whose wait only needs every thread's earlier arrive).
 inline void cluster_sync() { kiln_emu::cluster_sync(); }
-template <class T> const T* cluster_peer(const T* p, unsigned rank) { return kiln_emu::cluster_peer(p, rank); }
+inline void cluster_arrive_relaxed() {}
+inline void cluster_wait() { kiln_emu::cluster_sync(); }
+template <class T> T* cluster_peer(T* p, unsigned rank) { return kiln_emu::cluster_peer(p, rank); }
 inline unsigned dynamic_smem_bytes() { return (unsigned)kiln_emu::g_dyn_smem_bytes; }
 inline void __trap() { fprintf(stderr, "__trap()\n"); abort(); }
 

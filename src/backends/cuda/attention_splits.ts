@@ -69,13 +69,17 @@ export function parseAttentionTrigger(env: string | undefined): AttentionTrigger
 
 /** Bytes of attention_decode's dynamic shared memory, sizeof(attn::DecodeSmem) for `group` query heads
  * per kv head: the new key's K and V rows of the fused RoPE prologue (4 bytes per element whatever the
- * dtype, each rounded up to 16 bytes), queries, the warps' acc and a split's partial acc ([heads,
- * headDim] floats: 1 + 4 + 1), the warps' m and l (4 + 4 per head), a split's m and l (1 + 1 per head),
- * an int; 16-byte aligned. */
+ * dtype, each rounded up to 16 bytes), the cluster merge's gather buffer (the heads' merge items of
+ * accVec floats, accVec = 4, 2 or 1 as headDim allows, their count rounded up to 8, the largest cluster,
+ * times accVec floats), queries and the warps' acc ([heads, headDim] floats: 1 + 4), the warps' m and l
+ * (4 + 4 per head), the cluster merge's gathered m and l of 8 splits (8 + 8 per head), an int; 16-byte
+ * aligned. */
 export function decodeSharedBytes(group: number, headDim: number): number {
   const heads = Math.min(group, 8); // kHeadsPerCta
   const newKeyRow = 4 * Math.ceil(headDim / 4) * 4;
-  const bytes = 2 * newKeyRow + 4 * (6 * heads * headDim + 10 * heads + 1);
+  const accVec = headDim % 4 === 0 ? 4 : headDim % 2 === 0 ? 2 : 1; // kAccVec
+  const gatherAcc = Math.ceil((heads * (headDim / accVec)) / 8) * 8 * accVec; // kGatherAcc
+  const bytes = 2 * newKeyRow + 4 * (gatherAcc + 5 * heads * headDim + 24 * heads + 1);
   return Math.ceil(bytes / 16) * 16;
 }
 
