@@ -54,7 +54,14 @@ int main() {
   const Run runs[] = {{1, 0, false, false}, {4, 40, true, false}, {7, 0, false, false},
                       {2, 0, false, true},  {4, 40, true, true},  {8, 0, false, true}};
   bool ok = true;
-  printf("decode+rope D=%d ROTARY_DIM=%d BLOCK_SIZE=%d H=%d/%d:", D, ROTARY_DIM, BS, H, HKV);
+#if defined(KILN_DTYPE_BF16)
+  const char* dt = "bf16";
+#elif defined(KILN_DTYPE_F16)
+  const char* dt = "f16";
+#else
+  const char* dt = "f32";
+#endif
+  printf("decode+rope %s D=%d ROTARY_DIM=%d BLOCK_SIZE=%d H=%d/%d:", dt, D, ROTARY_DIM, BS, H, HKV);
   for (int qk_norm = 0; qk_norm < 2; qk_norm++) {
     const kiln_t* qnw = qk_norm ? qn.data() : nullptr;
     const kiln_t* knw = qk_norm ? kn.data() : nullptr;
