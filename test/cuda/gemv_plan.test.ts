@@ -16,6 +16,7 @@ import {
   normFusionPays,
   parseGemvMaxRows,
   parseGemvPolicy,
+  parseGemvShapes,
   parseNormFusion,
   planGemv,
 } from "../../src/backends/cuda/gemv_plan.ts";
@@ -189,6 +190,20 @@ describe("chooseGemv", () => {
     assert.equal(parseGemvPolicy("by-shape"), "by-shape");
     assert.equal(parseGemvPolicy("r1u16w8"), "r1u16w8");
     assert.throws(() => parseGemvPolicy("r9u9w9"), /KILN_GEMV_VARIANT must be .*got r9u9w9/);
+  });
+
+  test("KILN_GEMV_SHAPES pins a variant to an N×K shape ahead of the policy, and nothing else", () => {
+    const shapes = parseGemvShapes("2048x8192:r1u16w8, 2048x2048:r2u8w4");
+    assert.equal(chooseGemv(2048, 8192, BF16, "steady", shapes).name, "r1u16w8");
+    assert.equal(chooseGemv(2048, 2048, BF16, "r1u8w8", shapes).name, "r2u8w4");
+    assert.equal(chooseGemv(8192, 2048, BF16, "steady", shapes).name, chooseGemv(8192, 2048, BF16).name);
+    assert.equal(parseGemvShapes(undefined).size, 0);
+    assert.equal(parseGemvShapes("").size, 0);
+    assert.throws(
+      () => parseGemvShapes("2048x8192=r1u16w8"),
+      /KILN_GEMV_SHAPES entries must be NxK:variant .*got 2048x8192=r1u16w8/,
+    );
+    assert.throws(() => parseGemvShapes("2048x8192:r9u9w9"), /got 2048x8192:r9u9w9/);
   });
 });
 

@@ -63,6 +63,7 @@ import {
   normFusionPays,
   parseGemvMaxRows,
   parseGemvPolicy,
+  parseGemvShapes,
   parseNormFusion,
 } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
@@ -776,7 +777,8 @@ export class CudaBackend implements ExecutionBackend {
     if (!normFusionPays(this.fuseNorm)) return null;
     if (gemvNormSharedBytes(rows, st.op.inFeatures, this.elem) > GEMV_NORM_MAX_SHARED) return null;
     const { outFeatures: n, inFeatures: k } = st.op;
-    const twin = (st.gated && this.fuseGatedAct) || chooseGemv(n, k, this.elem, this.gemvPolicy).norm;
+    const twin =
+      (st.gated && this.fuseGatedAct) || chooseGemv(n, k, this.elem, this.gemvPolicy, this.gemvShapes).norm;
     return twin ? st.norm : null;
   }
 
@@ -796,7 +798,13 @@ export class CudaBackend implements ExecutionBackend {
    * a 16-bit decode GEMV whose variant has the `_addnorm` twin), else null. */
   private tailNorm(st: Extract<LStep, { kind: "linear" }>, rows: number): TailNorm | null {
     if (this.fuseNorm !== "tail" || !st.addNorm || !this.gemvApplies(st.op, rows)) return null;
-    const twin = chooseGemv(st.op.outFeatures, st.op.inFeatures, this.elem, this.gemvPolicy).norm;
+    const twin = chooseGemv(
+      st.op.outFeatures,
+      st.op.inFeatures,
+      this.elem,
+      this.gemvPolicy,
+      this.gemvShapes,
+    ).norm;
     return twin ? st.addNorm : null;
   }
 
@@ -809,6 +817,8 @@ export class CudaBackend implements ExecutionBackend {
   private pdlNow = false;
   /** Which GEMV variant decode steps use (gemv_plan.ts); KILN_GEMV_VARIANT overrides it for measurements. */
   gemvPolicy = parseGemvPolicy(process.env.KILN_GEMV_VARIANT);
+  /** Per-shape GEMV variants ahead of the policy (KILN_GEMV_SHAPES="2048x8192:r1u16w8,…", measurements). */
+  gemvShapes = parseGemvShapes(process.env.KILN_GEMV_SHAPES);
   /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
   graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
   /** When decode attention lets the next kernel launch (attention_splits.ts); KILN_ATTN_TRIGGER=keys|exit for A/B tests. */
@@ -955,7 +965,7 @@ export class CudaBackend implements ExecutionBackend {
           const norm = this.normInGemv(st, rows);
           const fp32Out = st.logits && this.dtype !== "fp32";
           const n = gated ? gated.width : op.outFeatures;
-          const variant = chooseGemv(n, op.inFeatures, this.elem, this.gemvPolicy);
+          const variant = chooseGemv(n, op.inFeatures, this.elem, this.gemvPolicy, this.gemvShapes);
           // The tail norm: residual + y instead of y, then the last CTA the add_rms_norm's output (the
           // norm step is skipped).
           const tail = this.tailNorm(st, rows);

@@ -109,7 +109,24 @@ export function parseGemvPolicy(env: string | undefined): GemvPolicy {
   );
 }
 
-/** The variant a decode step uses for an [n, k] weight under `policy`.
+/** Per-shape variants that take precedence over the policy: "N×K" → variant, from KILN_GEMV_SHAPES
+ * ("2048x8192:r1u16w8,2048x2048:r2u8w4"; N output features × K input features, as the weight is [N, K]). */
+export type GemvShapes = ReadonlyMap<string, GemvVariantName>;
+
+export function parseGemvShapes(env: string | undefined): GemvShapes {
+  const shapes = new Map<string, GemvVariantName>();
+  for (const entry of (env ?? "").split(",").filter((e) => e.trim() !== "")) {
+    const m = /^\s*(\d+)x(\d+):(\w+)\s*$/.exec(entry);
+    if (!m || !(m[3] in GEMV_VARIANTS))
+      throw new RangeError(
+        `KILN_GEMV_SHAPES entries must be NxK:variant with a variant of ${Object.keys(GEMV_VARIANTS).join(", ")} (e.g. 2048x8192:r1u16w8); got ${entry}`,
+      );
+    shapes.set(`${Number(m[1])}x${Number(m[2])}`, m[3] as GemvVariantName);
+  }
+  return shapes;
+}
+
+/** The variant a decode step uses for an [n, k] weight under `policy` (a `shapes` entry for [n, k] first).
  *
  * `steady`: r2u8w4 for large weights (k ≥ 4096 16-bit, n ≥ 4096: every Llama-3.1-8B GEMM), else
  * r1u4w8. Measured in whole decode steps (H100, kiln bench, 2026-11-22; TPOT with each variant for
@@ -123,7 +140,10 @@ export function chooseGemv(
   k: number,
   elemBytes: number,
   policy: GemvPolicy = "steady",
+  shapes: GemvShapes = new Map(),
 ): GemvVariant {
+  const pinned = shapes.get(`${n}x${k}`);
+  if (pinned) return GEMV_VARIANTS[pinned];
   if (policy === "steady") {
     const rowVecs = (k * elemBytes) / 16;
     return rowVecs >= 512 && n >= 4096 ? GEMV_VARIANTS.r2u8w4 : GEMV_VARIANTS.r1u4w8;
