@@ -404,6 +404,35 @@ __device__ __forceinline__ bool in_range(unsigned long long k, bool has_lo, unsi
   return k <= hi && (!has_lo || k > lo);
 }
 
+/**
+ * hist[bin] += 1, and whist[bin] += w when kWeighted, for every lane of the warp with bin ≥ 0 (bin < 0:
+ * nothing to add). Every lane of the warp calls it. Lanes with the same bin combine first (one shared
+ * atomic per distinct bin of the warp): a flat distribution sends whole warps into one bin of the top
+ * digits, and 1,024 threads adding to one address one at a time was most of a draw's time. The sums are
+ * integers, so the histogram is the same whatever the grouping. w < 2^41 (a weight ≤ 1 in kFixScale
+ * fixed point) is summed in three pieces whose sums over 32 lanes fit 32 bits.
+ */
+template <bool kWeighted>
+__device__ __forceinline__ void warp_hist_add(int bin, unsigned long long w, int* hist, unsigned long long* whist) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  if (bin >= 0) {  // no __reduce_add_sync: one atomic per lane
+    if constexpr (kWeighted) atomicAdd(&whist[bin], w);
+    atomicAdd(&hist[bin], 1);
+  }
+#else
+  const unsigned peers = __match_any_sync(kiln::kFullMask, bin);
+  const bool leader = __ffs(peers) - 1 == (int)(threadIdx.x & 31);
+  if constexpr (kWeighted) {
+    const unsigned s0 = __reduce_add_sync(peers, (unsigned)(w & 0xffffull));
+    const unsigned s1 = __reduce_add_sync(peers, (unsigned)((w >> 16) & 0xffffull));
+    const unsigned s2 = __reduce_add_sync(peers, (unsigned)(w >> 32));
+    if (leader && bin >= 0)
+      atomicAdd(&whist[bin], (unsigned long long)s0 + ((unsigned long long)s1 << 16) + ((unsigned long long)s2 << 32));
+  }
+  if (leader && bin >= 0) atomicAdd(&hist[bin], __popc(peers));
+#endif
+}
+
 struct Selection {
   unsigned long long tau;  // candidates in (lo, tau] ∩ range
   int count;
@@ -424,11 +453,15 @@ __device__ Selection select_prefix(const float* row, bool has_lo, unsigned long 
     const int bins = 1 << width;
     for (int b = threadIdx.x; b < bins; b += blockDim.x) sm.hist[b] = 0;
     __syncthreads();
-    for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
-      const unsigned long long k = key64(row[i], i);
-      if (in_range(k, has_lo, lo, hi) && (k & prefix_mask) == prefix) {
-        atomicAdd(&sm.hist[(int)((k >> shift) & (unsigned long long)(bins - 1))], 1);
+    for (int i0 = 0; i0 < VOCAB; i0 += blockDim.x) {  // warp-uniform trips: warp_hist_add takes every lane
+      const int i = i0 + threadIdx.x;
+      int bin = -1;
+      if (i < VOCAB) {
+        const unsigned long long k = key64(row[i], i);
+        if (in_range(k, has_lo, lo, hi) && (k & prefix_mask) == prefix)
+          bin = (int)((k >> shift) & (unsigned long long)(bins - 1));
       }
+      warp_hist_add<false>(bin, 0ull, sm.hist, nullptr);
     }
     __syncthreads();
     // Inclusive prefix over the bins: each thread owns `per` consecutive bins.
@@ -603,14 +636,19 @@ __device__ bool weighted_floor(const Row& r, float row_max, unsigned long long t
       sm.hist[b] = 0;
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
-      const float x = r.logits[i];
-      const unsigned long long k = key64(x, i);
-      if (k <= r.hi && (k & prefix_mask) == prefix) {
-        const int bin = (int)((k >> shift) & (unsigned long long)(bins - 1));
-        atomicAdd(&sm.whist[bin], (unsigned long long)(row_weight(r, x, row_max, inv_t) * kFixScale));
-        atomicAdd(&sm.hist[bin], 1);
+    for (int i0 = 0; i0 < VOCAB; i0 += blockDim.x) {  // warp-uniform trips: warp_hist_add takes every lane
+      const int i = i0 + threadIdx.x;
+      int bin = -1;
+      unsigned long long w = 0ull;
+      if (i < VOCAB) {
+        const float x = r.logits[i];
+        const unsigned long long k = key64(x, i);
+        if (k <= r.hi && (k & prefix_mask) == prefix) {
+          bin = (int)((k >> shift) & (unsigned long long)(bins - 1));
+          w = (unsigned long long)(row_weight(r, x, row_max, inv_t) * kFixScale);
+        }
       }
+      warp_hist_add<true>(bin, w, sm.hist, sm.whist);
     }
     __syncthreads();
     const int j = threadIdx.x;  // one bin per thread (bins ≤ kWeightBins ≤ blockDim.x)

@@ -4,7 +4,7 @@
 # and 1B shapes. Prints one line per measurement; full logs under $OUT.
 #   8B: TPOT with the defaults, then each A/B setting (SETTINGS_8B), without decode attention (its
 #       in-graph cost), prefill of 2,048 tokens, and sampled decoding (temperature 1, top-p 0.95)
-#   1B: TPOT with the defaults and each A/B setting (SETTINGS_1B)
+#   1B: TPOT with the defaults and each A/B setting (SETTINGS_1B), and sampled decoding
 # A setting is one or more VAR=value words joined by + (KILN_FUSE_NORM=tail+KILN_ATTN_CLUSTER=0).
 # Usage (device run): source .device/prelude.sh && [MICROBENCH=1] [HF=1] [TESTS="test/gpu/a.test.ts …"] \
 #   [SETTINGS_8B="…"] [SETTINGS_1B="…"] bash tools/device_session.sh [skip-tests]
@@ -57,6 +57,7 @@ for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   if [[ ${ATTN_STAGES:-0} == 1 ]]; then
     for stop in wait keys partials; do measure "$cfg attention stops at $stop" "$e" "KILN_ATTN_STOP=$stop" "${decode[@]}"; done
   fi
+  measure "$cfg sampled t=1 top-p 0.95" "$e" X=1 "${decode[@]}" --temperature 1 --top-p 0.95
   if [[ $cfg == llama-3.2-1b ]]; then
     [[ ${ATTN_STAGES:-0} == 1 ]] && measure "$cfg without decode attention" "$e" \
       KILN_SKIP_KERNELS=$SKIP_ATTN "${decode[@]}"
@@ -65,7 +66,6 @@ for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   measure "$cfg without decode attention" "$e" \
     KILN_SKIP_KERNELS=$SKIP_ATTN "${decode[@]}"
   measure "$cfg prefill 2048" "$e" X=1 --input-len 2048 --output-len 2 --runs 5
-  measure "$cfg sampled t=1 top-p 0.95" "$e" X=1 "${decode[@]}" --temperature 1 --top-p 0.95
 done
 # HF=1: also the Hugging Face baseline on the 8B checkpoint, static cache + compile (its best mode; about
 # 2-3 minutes), for the "faster than Hugging Face in the same run" figure.

@@ -127,6 +127,24 @@ template <class T> T __shfl_xor_sync(unsigned, T v, int o) { return shfl_impl(v,
 template <class T> T __shfl_up_sync(unsigned, T v, int o) { return shfl_impl(v, [o](int l) { return l >= o ? l - o : l; }); }
 template <class T> T __shfl_down_sync(unsigned, T v, int o) { return shfl_impl(v, [o](int l) { return l + o < 32 ? l + o : l; }); }
 template <class T> T __shfl_sync(unsigned, T v, int src) { return shfl_impl(v, [src](int) { return src; }); }
+// Lanes of the warp (all 32 take part) whose v equals the caller's; the sum of v over the lanes of mask
+// (the caller's group: every lane of mask passes the same mask).
+template <class T> unsigned __match_any_sync(unsigned, T v) {
+  T all[32];
+  kiln_emu::warp_allgather(v, all);
+  unsigned m = 0;
+  for (int l = 0; l < 32; l++) m |= (all[l] == v ? 1u : 0u) << l;
+  return m;
+}
+inline unsigned __reduce_add_sync(unsigned mask, unsigned v) {
+  unsigned all[32];
+  kiln_emu::warp_allgather(v, all);
+  unsigned s = 0;
+  for (int l = 0; l < 32; l++) s += (mask >> l & 1u) ? all[l] : 0u;
+  return s;
+}
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
 // Loads through the caches: plain loads here (one CTA at a time, single OS thread).
 template <class T> T __ldg(const T* p) { return *p; }
 template <class T> T __ldcg(const T* p) { return *p; }
