@@ -406,16 +406,18 @@ __device__ __forceinline__ bool in_range(unsigned long long k, bool has_lo, unsi
 
 /**
  * hist[bin] += 1, and whist[bin] += w when kWeighted, for every lane of the warp with bin ≥ 0 (bin < 0:
- * nothing to add). Every lane of the warp calls it. Lanes with the same bin combine first (one shared
- * atomic per distinct bin of the warp): a flat distribution sends whole warps into one bin of the top
- * digits, and 1,024 threads adding to one address one at a time was most of a draw's time. The sums are
- * integers, so the histogram is the same whatever the grouping. w < 2^41 (a weight ≤ 1 in kFixScale
- * fixed point) is summed in three pieces whose sums over 32 lanes fit 32 bits.
+ * nothing to add). Every lane of the warp calls it.
+ * With KILN_SAMPLER_WARP_AGG (sm_80+; not yet the default: checked on the CPU emulator, not yet on a GPU),
+ * lanes with the same bin combine first (__match_any_sync, __reduce_add_sync: one shared atomic per
+ * distinct bin of the warp), since a flat distribution sends whole warps into one bin of the top digits
+ * and 1,024 threads then add to one address one at a time. The sums are integers, so the histogram is the
+ * same whatever the grouping. w < 2^41 (a weight ≤ 1 in kFixScale fixed point) is summed in three pieces
+ * whose sums over 32 lanes fit 32 bits. Without it, one atomic per lane.
  */
 template <bool kWeighted>
 __device__ __forceinline__ void warp_hist_add(int bin, unsigned long long w, int* hist, unsigned long long* whist) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-  if (bin >= 0) {  // no __reduce_add_sync: one atomic per lane
+#if !defined(KILN_SAMPLER_WARP_AGG) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800)
+  if (bin >= 0) {  // one atomic per lane
     if constexpr (kWeighted) atomicAdd(&whist[bin], w);
     atomicAdd(&hist[bin], 1);
   }
