@@ -38,19 +38,13 @@ run_cfg() {  # name check.cpp source-copy dtype D BS H HKV [ROTARY_DIM]
 [ "${PREFILL:-1}" = 1 ] && for dt in BF16 F16; do for d in 64 128; do for bs in 16 7; do for hh in "8 2" "4 4"; do
   run_cfg prefill attention_check.cpp "$out/prefill.cu" $dt $d $bs $hh
 done; done; done; done
-if [ "${DECODE:-1}" = 1 ]; then
-  dsrc=$(realpath "${DECODE_SRC:-../attention_decode.cu}")
-  dyn_shared "$dsrc" "$out/decode.cu"
-  for dt in BF16 F16 F32; do for cfg in "128 16 8 2" "64 7 4 4" "80 16 7 1" "32 16 16 1"; do
-    run_cfg decode attention_decode_check.cpp "$out/decode.cu" $dt $cfg
-  done; done
-fi
-if [ "${ROPE:-1}" = 1 ]; then
-  dsrc=$(realpath "${DECODE_SRC:-../attention_decode.cu}")
-  dyn_shared "$dsrc" "$out/decode.cu"
-  for dt in BF16 F16 F32; do for cfg in "128 16 8 2 128" "64 7 4 4 32" "80 16 7 1 80" "32 16 16 1 32"; do
-    run_cfg rope attention_rope_check.cpp "$out/decode.cu" $dt $cfg
-  done; done
-fi
+dyn_shared "$(realpath "${DECODE_SRC:-../attention_decode.cu}")" "$out/decode.cu"
+# D BLOCK_SIZE H Hkv ROTARY_DIM; the decode check leaves ROTARY_DIM out.
+for cfg in "128 16 8 2 128" "64 7 4 4 32" "80 16 7 1 80" "32 16 16 1 32"; do
+  for dt in BF16 F16 F32; do
+    [ "${DECODE:-1}" = 1 ] && run_cfg decode attention_decode_check.cpp "$out/decode.cu" $dt ${cfg% *}
+    [ "${ROPE:-1}" = 1 ] && run_cfg rope attention_rope_check.cpp "$out/decode.cu" $dt $cfg
+  done
+done
 [ $fail = 0 ] && echo PASS || echo FAIL
 exit $fail

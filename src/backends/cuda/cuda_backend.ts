@@ -903,21 +903,28 @@ export class CudaBackend implements ExecutionBackend {
     return Math.max(1, Math.min(Math.ceil(n / (256 * (16 / this.elem))), 65535));
   }
 
-  /** rope_kv.cu's inv_freq, inv_freq_index (dynamic NTK only) and attention_scaling arguments. */
-  private ropeFreqArgs(st: RopeStep, p: PackedStep): KernelArg[] {
+  /** The rope step's arguments from positions to norm_eps (rope_kv.cu's order, attention_decode_rope*'s
+   * too): positions, slots, inv_freq, inv_freq_index (dynamic NTK only), attention_scaling, the q/k norm
+   * weights (or null) and their eps. */
+  private ropeArgs(st: RopeStep, p: PackedStep): KernelArg[] {
+    const meta = (at: number): KernelArg => ({ ptr: offsetPtr(this.meta.ptr, 4 * at) });
     const dynamic = st.op.rope.scaling.type === "dynamic";
     return [
+      meta(p.at.positions),
+      meta(p.at.slots),
       { ptr: this.invFreq.ptr },
-      { ptr: dynamic ? offsetPtr(this.meta.ptr, 4 * p.at.invFreqIndex) : (0n as DevicePtr) },
+      dynamic ? meta(p.at.invFreqIndex) : { ptr: 0n as DevicePtr },
       { f32: 1 },
+      { ptr: st.qNorm ? this.w(st.qNorm) : (0n as DevicePtr) },
+      { ptr: st.kNorm ? this.w(st.kNorm) : (0n as DevicePtr) },
+      { f32: st.normEps },
     ];
   }
 
   /** attention_decode_rope*'s prologue arguments (after the attention's own): the unrotated k and v rows
-   * and the row strides of q and k/v, then the rope step's positions, slots, frequencies and q/k norms. */
+   * and the row strides of q and k/v, then the rope step's (ropeArgs) and the cache's slot count. */
   private decodeRopeArgs(st: RopeStep, p: PackedStep): KernelArg[] {
     const op = st.op;
-    const meta = (at: number): KernelArg => ({ ptr: offsetPtr(this.meta.ptr, 4 * at) });
     const H = op.numHeads * op.headDim;
     const Hkv = op.numKvHeads * op.headDim;
     const packed = st.qkv !== null;
@@ -927,12 +934,7 @@ export class CudaBackend implements ExecutionBackend {
       { ptr: packed ? offsetPtr(base as DevicePtr, (H + Hkv) * this.elem) : this.ptr(st.v) },
       { i32: packed ? H + 2 * Hkv : H },
       { i32: packed ? H + 2 * Hkv : Hkv },
-      meta(p.at.positions),
-      meta(p.at.slots),
-      ...this.ropeFreqArgs(st, p),
-      { ptr: st.qNorm ? this.w(st.qNorm) : (0n as DevicePtr) },
-      { ptr: st.kNorm ? this.w(st.kNorm) : (0n as DevicePtr) },
-      { f32: st.normEps },
+      ...this.ropeArgs(st, p),
       { i32: this.numBlocks * this.kvBlockSize },
     ];
   }
@@ -1145,12 +1147,7 @@ export class CudaBackend implements ExecutionBackend {
         const op = st.op;
         const heads = op.numHeads + 2 * op.numKvHeads;
         const common: KernelArg[] = [
-          meta(p.at.positions),
-          meta(p.at.slots),
-          ...this.ropeFreqArgs(st, p),
-          { ptr: st.qNorm ? this.w(st.qNorm) : (0n as DevicePtr) },
-          { ptr: st.kNorm ? this.w(st.kNorm) : (0n as DevicePtr) },
-          { f32: st.normEps },
+          ...this.ropeArgs(st, p),
           { ptr: this.ptr(st.qOut) },
           { ptr: this.kvK[op.layer].ptr },
           { ptr: this.kvV[op.layer].ptr },
