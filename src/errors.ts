@@ -12,3 +12,7 @@ export class KilnError extends Error {
 
 /** A command-line flag or API argument has a value that cannot be used. */
 export class InvalidArgumentError extends KilnError {}
+
+/** A KILN_* environment variable (a measurement or tuning switch) has a value that cannot be used; the
+ * message names the variable, the value and the values it takes. */
+export class InvalidEnvironmentError extends KilnError {}

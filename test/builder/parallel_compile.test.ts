@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { compileAll, compileThreads } from "../../src/builder/targets/parallel_compile.ts";
+import { InvalidEnvironmentError } from "../../src/errors.ts";
 
 const jobs = [0, 1, 2, 3].map((i) => ({
   source: `extern "C" __global__ void k${i}(int* p) { p[${i}] = ${i}; }`,
@@ -28,6 +29,7 @@ describe("parallel kernel compilation", () => {
     assert.ok(compileThreads(4, undefined) >= 1 && compileThreads(4, undefined) <= 4);
     assert.throws(() => compileThreads(4, "0"), /KILN_BUILD_THREADS must be a positive integer; got 0/);
     assert.throws(() => compileThreads(4, "two"), /KILN_BUILD_THREADS must be a positive integer; got two/);
+    assert.throws(() => compileThreads(4, "two"), InvalidEnvironmentError);
   });
 
   test("workers give the serial build's cubins, or its error", () => {

@@ -20,6 +20,7 @@ import {
   parseRopeTrigger,
   splitRanges,
 } from "../../src/backends/cuda/attention_splits.ts";
+import { InvalidEnvironmentError } from "../../src/errors.ts";
 
 const H100_8B = { smCount: 132, ctasPerSeq: 8 }; // 8 kv heads, groups of 4 query heads
 const nonEmpty = (r: [number, number][]) => r.filter(([a, b]) => a < b);
@@ -150,6 +151,9 @@ describe("decode attention splits", () => {
     assert.equal(parseRopeFuse("1"), true);
     assert.equal(parseRopeFuse("0"), false);
     assert.throws(() => parseRopeFuse("on"), /KILN_ROPE_FUSE must be 0 or 1; got on/);
+    // A bad switch is the user's to fix: a named KilnError (no stack trace from the CLI), not a bug.
+    assert.throws(() => parseRopeFuse("on"), InvalidEnvironmentError);
+    assert.throws(() => parseAttentionCluster("2"), InvalidEnvironmentError);
   });
 
   test("KILN_ROPE_TRIGGER: wait by default, early on request, anything else named in the error", () => {

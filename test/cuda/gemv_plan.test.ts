@@ -20,6 +20,7 @@ import {
   parseNormFusion,
   planGemv,
 } from "../../src/backends/cuda/gemv_plan.ts";
+import { InvalidEnvironmentError } from "../../src/errors.ts";
 
 const BF16 = 2;
 
@@ -204,6 +205,8 @@ describe("chooseGemv", () => {
       /KILN_GEMV_SHAPES entries must be NxK:variant .*got 2048x8192=r1u16w8/,
     );
     assert.throws(() => parseGemvShapes("2048x8192:r9u9w9"), /got 2048x8192:r9u9w9/);
+    assert.throws(() => parseGemvShapes("2048x8192:r9u9w9"), InvalidEnvironmentError);
+    assert.throws(() => parseGemvPolicy("fast"), InvalidEnvironmentError);
   });
 });
 

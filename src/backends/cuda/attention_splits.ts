@@ -4,6 +4,7 @@
 //
 //   context of 300 keys, 8 splits (a graph's):   [0,64) [64,128) [128,192) [192,256) [256,300) ∅ ∅ ∅
 //   the same context, 5 splits (an eager step):   [0,64) [64,128) [128,192) [192,256) [256,300)
+import { InvalidEnvironmentError } from "../../errors.ts";
 
 /** Most splits of one launch (the partial buffers are sized for it). */
 export const MAX_SPLITS = 32;
@@ -63,7 +64,8 @@ export type AttentionTrigger = (typeof ATTENTION_TRIGGERS)[number];
 export function parseAttentionTrigger(env: string | undefined): AttentionTrigger {
   if (env === undefined || env === "") return "keys";
   const t = ATTENTION_TRIGGERS.find((x) => x === env);
-  if (t === undefined) throw new RangeError(`KILN_ATTN_TRIGGER must be wait, keys or exit; got ${env}`);
+  if (t === undefined)
+    throw new InvalidEnvironmentError(`KILN_ATTN_TRIGGER must be wait, keys or exit; got ${env}`);
   return t;
 }
 
@@ -102,14 +104,14 @@ export function decodeKernel(splits: number, clusters: boolean, rope = false): s
 export function parseRopeFuse(env: string | undefined): boolean {
   if (env === undefined || env === "" || env === "1") return true;
   if (env === "0") return false;
-  throw new RangeError(`KILN_ROPE_FUSE must be 0 or 1; got ${env}`);
+  throw new InvalidEnvironmentError(`KILN_ROPE_FUSE must be 0 or 1; got ${env}`);
 }
 
 /** KILN_ATTN_CLUSTER: unset or "1" uses the cluster kernels where they apply, "0" never (A/B switch). */
 export function parseAttentionCluster(env: string | undefined): boolean {
   if (env === undefined || env === "" || env === "1") return true;
   if (env === "0") return false;
-  throw new RangeError(`KILN_ATTN_CLUSTER must be 0 or 1; got ${env}`);
+  throw new InvalidEnvironmentError(`KILN_ATTN_CLUSTER must be 0 or 1; got ${env}`);
 }
 
 /** KILN_ROPE_TRIGGER: `early` makes RoPE (rope_kv.cu) trigger the decode attention before its own wait,
@@ -118,7 +120,7 @@ export function parseAttentionCluster(env: string | undefined): boolean {
 export function parseRopeTrigger(env: string | undefined): boolean {
   if (env === undefined || env === "" || env === "wait") return false;
   if (env === "early") return true;
-  throw new RangeError(`KILN_ROPE_TRIGGER must be early or wait; got ${env}`);
+  throw new InvalidEnvironmentError(`KILN_ROPE_TRIGGER must be early or wait; got ${env}`);
 }
 
 /** Where attention_decode stops, for profiling only (KILN_ATTN_STOP; the outputs are then wrong): the
@@ -131,6 +133,7 @@ export type AttentionStop = (typeof ATTENTION_STOPS)[number];
 
 export function parseAttentionStop(env: string | undefined): AttentionStop {
   const t = ATTENTION_STOPS.find((x) => x === (env ?? ""));
-  if (t === undefined) throw new RangeError(`KILN_ATTN_STOP must be wait, keys or partials; got ${env}`);
+  if (t === undefined)
+    throw new InvalidEnvironmentError(`KILN_ATTN_STOP must be wait, keys or partials; got ${env}`);
   return t;
 }

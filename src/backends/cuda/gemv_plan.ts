@@ -19,6 +19,7 @@
 //   128256 × 2048    256          r1u8w8        3145
 // Shapes between the measured ones take the rule of their neighbours (below); re-measure before
 // tuning further.
+import { InvalidEnvironmentError } from "../../errors.ts";
 
 export type GemvVariantName = "r1u4w8" | "r1u16w8" | "r1u8w8" | "r2u8w4" | "r2u4w8";
 
@@ -64,7 +65,7 @@ export function parseGemvMaxRows(env: string | undefined): number {
   if (env === undefined || env === "") return GEMV_MAX_ROWS;
   const n = Number(env);
   if (!Number.isInteger(n) || n < 0 || n > 8)
-    throw new RangeError(`KILN_GEMV_MAX_ROWS must be an integer from 0 to 8; got ${env}`);
+    throw new InvalidEnvironmentError(`KILN_GEMV_MAX_ROWS must be an integer from 0 to 8; got ${env}`);
   return n;
 }
 
@@ -84,7 +85,7 @@ export function parseNormFusion(env: string | undefined): NormFusion {
   if (env === undefined || env === "" || env === "auto" || env === "0" || env === "off") return "off";
   if (env === "1" || env === "on") return "on";
   if (env === "tail") return "tail";
-  throw new RangeError(`KILN_FUSE_NORM must be 0 (off, also auto), 1 (on) or tail; got ${env}`);
+  throw new InvalidEnvironmentError(`KILN_FUSE_NORM must be 0 (off, also auto), 1 (on) or tail; got ${env}`);
 }
 
 /** Whether a decode GEMV normalises its input in its prologue (mode `on`). */
@@ -104,7 +105,7 @@ export type GemvPolicy = "steady" | "by-shape" | GemvVariantName;
 export function parseGemvPolicy(env: string | undefined): GemvPolicy {
   if (env === undefined || env === "" || env === "steady") return "steady";
   if (env === "by-shape" || env in GEMV_VARIANTS) return env as GemvPolicy;
-  throw new RangeError(
+  throw new InvalidEnvironmentError(
     `KILN_GEMV_VARIANT must be steady, by-shape or one of ${Object.keys(GEMV_VARIANTS).join(", ")}; got ${env}`,
   );
 }
@@ -118,7 +119,7 @@ export function parseGemvShapes(env: string | undefined): GemvShapes {
   for (const entry of (env ?? "").split(",").filter((e) => e.trim() !== "")) {
     const m = /^\s*(\d+)x(\d+):(\w+)\s*$/.exec(entry);
     if (!m || !(m[3] in GEMV_VARIANTS))
-      throw new RangeError(
+      throw new InvalidEnvironmentError(
         `KILN_GEMV_SHAPES entries must be NxK:variant with a variant of ${Object.keys(GEMV_VARIANTS).join(", ")} (e.g. 2048x8192:r1u16w8); got ${entry}`,
       );
     shapes.set(`${Number(m[1])}x${Number(m[2])}`, m[3] as GemvVariantName);

@@ -13,6 +13,7 @@
 import { availableParallelism } from "node:os";
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
 import { type CompileOptions, compileCuda } from "../../backends/cuda/ffi/nvrtc.ts";
+import { InvalidEnvironmentError } from "../../errors.ts";
 
 export interface CompileJob {
   source: string;
@@ -34,7 +35,7 @@ export function compileThreads(
 ): number {
   const cap = env === undefined || env === "" ? availableParallelism() : Number(env);
   if (!Number.isInteger(cap) || cap < 1)
-    throw new RangeError(`KILN_BUILD_THREADS must be a positive integer; got ${env}`);
+    throw new InvalidEnvironmentError(`KILN_BUILD_THREADS must be a positive integer; got ${env}`);
   return Math.max(1, Math.min(cap, jobs));
 }
 
