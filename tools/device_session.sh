@@ -11,6 +11,7 @@
 #   TESTS: run these GPU test files instead of the whole `npm run test:gpu` suite.
 #   CONFIGS: the shapes to measure (default "llama-3.1-8b llama-3.2-1b").
 #   ATTN_STAGES=1: also TPOT with decode attention stopped after each stage (KILN_ATTN_STOP) and left out.
+#   SAMPLER_AB=1: also the sampler's warp-aggregated histograms against the default (sampler_ab.ts).
 set -uo pipefail
 source tools/device_engine.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
@@ -75,6 +76,10 @@ if [[ ${HF:-0} == 1 ]]; then
   echo "hf bench 8B: exit $?"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: d.get(k) for k in ('device','modes')}, default=str)[:1500])" \
     "$out/hf-8b.json"
+fi
+# SAMPLER_AB=1: also sample_topk_topp with and without KILN_SAMPLER_WARP_AGG (tools/microbench/sampler_ab.ts).
+if [[ ${SAMPLER_AB:-0} == 1 ]]; then
+  timeout 120 node --import tsx tools/microbench/sampler_ab.ts 2>&1 | tee "$out/sampler_ab.txt"
 fi
 # MICROBENCH=1: also the tensor-core GEMV microbenchmark (tools/microbench/gemv_mma.cu, about a minute).
 if [[ ${MICROBENCH:-0} == 1 ]]; then
