@@ -246,8 +246,13 @@ __device__ __forceinline__ void store_merged(kiln_t* o, float sum, const float (
 // partial_l    [S, NUM_HEADS, num_splits] fp32, Σ_j e^(s_j - m); an empty split has m = -inf, l = 0
 // split_counter [S, NUM_KV_HEADS * HEAD_GROUPS] int32 arrival counts; zero before the launch, left zero
 //              (the partials and counters are untouched when num_splits == 1 and may then be null)
-// q            [S, NUM_HEADS, HEAD_DIM]  kiln_t, already rotated
-// k_cache, v_cache  [numBlocks, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM]  this layer's pools (new key written)
+// q            [S, NUM_HEADS, HEAD_DIM]  kiln_t, already rotated (attention_decode_rope*: unrotated, row s at
+//              q + s·q_stride, e.g. the packed q|k|v rows of the QKV GEMM)
+// k_cache, v_cache  [numBlocks, BLOCK_SIZE, NUM_KV_HEADS, HEAD_DIM]  this layer's pools (new key written;
+//              attention_decode_rope*: written here, into slot_mapping[s])
+// attention_decode_rope* only, after stop: k_new, v_new (unrotated k and v rows, stride kv_stride), q_stride,
+//              kv_stride, positions, slot_mapping, inv_freq, inv_freq_index, attention_scaling, q_norm,
+//              k_norm, norm_eps, num_slots: rope_qkv_fused's arguments (rope_kv.cu), see RopeIn
 // context_len  [S] int32, ≥ 1 (a sequence with 0 gets zeros: padding rows of a graph bucket)
 // block_tables int32: sequence s's block j at block_tables[s · block_table_stride + j · block_table_step]
 //              ([S, stride] row-major: step 1; a decode graph's [stride, S]: stride 1, step S, so the
@@ -305,7 +310,8 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   const int split = blockIdx.z;
   // Before the wait (pdl.cuh: what was written before the previous kernel began): the step metadata and
   // the K/V rows of keys < ctx - 1, cached by earlier steps. Key ctx - 1 is this step's, written by the
-  // kernel before this one (rope_kv), and q too: both are read after the wait.
+  // kernel before this one (rope_kv), and q too: both are read after the wait (attention_decode_rope*:
+  // computed here after the wait from the q|k|v rows the kernel before wrote).
   const int ctx = context_len[s];
   const int* table = block_tables + (size_t)s * block_table_stride;
   const int lo = sliding_window > 0 ? max(0, ctx - sliding_window) : 0;

@@ -19,7 +19,8 @@
 //   and other constants (gemv.cu's weight prefetch, rmsnorm.cu's weight vector), and, since the kernel ahead (a kiln kernel, rule 2)
 //   triggers only after its own wait, everything written by kernels two or more places back and by copies
 //   earlier on the stream (attention_decode.cu reads the step metadata and the K/V rows cached by earlier
-//   steps before its wait; the new token's K/V, written by the kernel just ahead, after it).
+//   steps before its wait; the new token's K/V, written by the kernel just ahead or, in
+//   attention_decode_rope*, by the kernel itself from the QKV GEMM's rows, after it).
 // Without the attribute (older GPUs, KILN_PDL=0, a launch that follows a non-kernel operation) both are
 // no-ops; below sm_90 they compile to nothing.
 #pragma once
