@@ -189,6 +189,22 @@ describe("CUDA lowering", () => {
       assert.ok(reader?.kind === "linear" && reader.norm === undefined);
     });
 
+    test(`${arch}: each attention step links its RoPE step and reads its inputs (decode steps fuse the two)`, () => {
+      for (const fuse of [true, false]) {
+        const { config, plan: p } = plan(arch, fuse);
+        const { steps } = lower(p, config);
+        for (const [i, st] of steps.entries()) {
+          if (st.kind !== "attention") continue;
+          const rope = steps[i - 1];
+          assert.ok(rope.kind === "rope" && st.rope === rope, "the rope step just before, linked");
+          // attention_decode_rope* reads the rope step's q|k|v (or q, k, v) instead of its rotated q, so
+          // the arena must keep them alive until the attention has run.
+          for (const r of rope.reads) assert.ok(st.reads.includes(r), `attention reads ${r}`);
+          assert.ok(st.reads.includes(st.q), "and the rotated q of the separate launch");
+        }
+      }
+    });
+
     test(`${arch}: unfused plans lower to the unfused RoPE launch`, () => {
       const { config, plan: p } = plan(arch, false);
       const ropes = lower(p, config).steps.filter((s) => s.kind === "rope");
