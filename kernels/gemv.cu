@@ -98,13 +98,13 @@ __device__ __forceinline__ void dot_vec(const uint4& wv, const uint4& xv, float&
   for (int i = 0; i < kElems; i++) acc = fmaf(kiln::to_float(w[i]), kiln::to_float(x[i]), acc);
 }
 
-/** Loads vectors v, v + 32, …, v + 32·(U − 1) of each of the warp's R weight rows. */
-template <int R, int U>
+/** Loads vectors v, v + 32·S, …, v + 32·S·(U − 1) of each of the warp's R weight rows (S: warps per row). */
+template <int R, int U, int S = 1>
 __device__ __forceinline__ void load_w(const uint4* const (&wr)[R], int v, uint4 (&wv)[R][U]) {
 #pragma unroll
   for (int r = 0; r < R; r++) {
 #pragma unroll
-    for (int u = 0; u < U; u++) wv[r][u] = __ldcs(wr[r] + v + 32 * u);  // streamed once: evict first
+    for (int u = 0; u < U; u++) wv[r][u] = __ldcs(wr[r] + v + 32 * S * u);  // streamed once: evict first
   }
 }
 
@@ -210,19 +210,21 @@ __device__ __forceinline__ uint4 load_x(const uint4* xr, int v) {
  * reduced across the warp): prefetch (weights only), PDL wait, then stream the rows. `active` false:
  * a warp past the last row, which still waits (every CTA must) and returns false. Each row's sum runs
  * over vectors v = lane, lane + 32, … in order whatever R and U are, so every variant (and the gated
- * kernel) gives a row the same bits. */
-template <int R, int U, bool Norm = false>
+ * kernel) gives a row the same bits. Split-K variants (S warps share a row): the warp's share is the
+ * vectors slice·32 + lane + 32·S·i, summed in that order. */
+template <int R, int U, bool Norm = false, int S = 1>
 __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const uint4* const (&wr)[R], bool active,
-                                          int m, int k, float (&acc)[R][GEMV_MAX_M], const void* norm = nullptr) {
+                                          int m, int k, float (&acc)[R][GEMV_MAX_M], const void* norm = nullptr,
+                                          int slice = 0) {
   // Prefetching holds R·U vectors (4 registers each) across the wait; more would spill at m = 8.
   constexpr bool kPrefetch = R * U <= 16;
   const int lane = threadIdx.x & 31;
   const int vecs = k / kElems;
   uint4 wv[R][U];
-  int v = lane;
+  int v = lane + 32 * slice;
   bool have = false;  // wv holds the vectors of the first iteration
-  if (kPrefetch && active && v + 32 * (U - 1) < vecs) {
-    load_w<R, U>(wr, v, wv);
+  if (kPrefetch && active && v + 32 * S * (U - 1) < vecs) {
+    load_w<R, U, S>(wr, v, wv);
     have = true;
   }
 #if !defined(KILN_DTYPE_F32)
@@ -245,8 +247,8 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
 #pragma unroll
     for (int j = 0; j < GEMV_MAX_M; j++) acc[r][j] = 0.f;
   }
-  for (; v + 32 * (U - 1) < vecs; v += 32 * U) {
-    if (!have) load_w<R, U>(wr, v, wv);
+  for (; v + 32 * S * (U - 1) < vecs; v += 32 * S * U) {
+    if (!have) load_w<R, U, S>(wr, v, wv);
     have = false;
 #pragma unroll
     for (int j = 0; j < GEMV_MAX_M; j++) {
@@ -254,14 +256,14 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
         const uint4* xr = reinterpret_cast<const uint4*>(x + (size_t)j * k);
 #pragma unroll
         for (int u = 0; u < U; u++) {
-          const uint4 xv = load_x<Norm>(xr, v + 32 * u);
+          const uint4 xv = load_x<Norm>(xr, v + 32 * S * u);
 #pragma unroll
           for (int r = 0; r < R; r++) dot_vec(wv[r][u], xv, acc[r][j]);
         }
       }
     }
   }
-  for (; v < vecs; v += 32) {  // the rest: fewer than 32·U vectors per row
+  for (; v < vecs; v += 32 * S) {  // the rest: fewer than 32·S·U vectors per row
     uint4 wt[R];
 #pragma unroll
     for (int r = 0; r < R; r++) wt[r] = __ldcs(wr[r] + v);
@@ -305,6 +307,56 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
       if (j < m) {
         const float s = kiln::warp_sum(acc[r][j]);
         if (lane == 0 && row < n) store_out(y + (size_t)j * n + row, s + b);
+      }
+    }
+  }
+}
+
+/** Split-K GEMV (gemv_rRuUwWsS): S warps share each group of R rows, warp `slice` streaming the vectors
+ * slice·32 + lane + 32·S·i of every row, so a row of k takes 1/S of the dependent load rounds of the
+ * one-warp variants (a long row, k = 8192: 2 instead of 8 rounds of U vectors per lane at S = 4), with
+ * the registers of R·U vectors per lane. The slices' sums meet in shared memory and slice 0 adds them
+ * in slice order (deterministic; other bits than the one-warp variants, within the same tolerance).
+ *   block: W warps = W/S row groups of S slices; CTA rows = R·W/S. */
+template <int R, int U, int W, int S, typename Out>
+__device__ __forceinline__ void gemv_splitk_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
+                                                 const kiln_t* __restrict__ bias, Out* __restrict__ y, int m, int n,
+                                                 int k) {
+  static_assert(W % S == 0, "S must divide W");
+  __shared__ float part[W][R][GEMV_MAX_M];  // [warp][row][m] each slice's sums
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int group = warp / S, slice = warp % S;
+  const int row0 = (blockIdx.x * (W / S) + group) * R;  // the group's rows: row0 .. row0 + R - 1
+  const uint4* wr[R];
+  weight_rows<R>(w, row0, n, k, wr);
+  float acc[R][GEMV_MAX_M];
+  const bool active = warp_dots<R, U, false, S>(x, wr, row0 < n, m, k, acc, nullptr, slice);
+  if (active) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+      for (int j = 0; j < GEMV_MAX_M; j++) {
+        if (j < m) {
+          const float s = kiln::warp_sum(acc[r][j]);
+          if (lane == 0) part[warp][r][j] = s;
+        }
+      }
+    }
+  }
+  __syncthreads();  // every warp, active or not
+  if (!active || slice != 0 || lane != 0) return;
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    const int row = row0 + r;
+    if (row >= n) continue;
+    const float b = bias ? kiln::to_float(bias[row]) : 0.f;
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_M; j++) {
+      if (j < m) {
+        float s = 0.f;
+#pragma unroll
+        for (int z = 0; z < S; z++) s += part[warp + z][r][j];
+        store_out(y + (size_t)j * n + row, s + b);
       }
     }
   }
@@ -488,6 +540,19 @@ KILN_GEMV_PLAIN(1, 16, 8)
 KILN_GEMV_PLAIN(1, 8, 8)
 KILN_GEMV_PLAIN(2, 8, 4)
 KILN_GEMV_PLAIN(2, 4, 8)
+
+// Split-K variants (gemv_splitk_impl): S warps per row.
+#define KILN_GEMV_SPLITK(R, U, W, S)                                                                           \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##s##S(                          \
+      const kiln_t* x, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) {                   \
+    gemv_splitk_impl<R, U, W, S, kiln_t>(x, w, bias, y, m, n, k);                                             \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##s##S##_f32out(                 \
+      const kiln_t* x, const kiln_t* w, const kiln_t* bias, float* y, int m, int n, int k) {                   \
+    gemv_splitk_impl<R, U, W, S, float>(x, w, bias, y, m, n, k);                                              \
+  }
+KILN_GEMV_SPLITK(1, 4, 8, 2)
+KILN_GEMV_SPLITK(1, 4, 8, 4)
 #if !defined(KILN_DTYPE_F32)
 // Fused-norm twins of the variants the default policy runs (gemv_plan.ts: GEMV_NORM_VARIANTS); each
 // twin doubles a variant's compile time, so the others have none.

@@ -46,9 +46,9 @@ for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   e=$(engine "$cfg")
   echo "$cfg engine ready in $(($(date +%s) - t0)) s ($(tail -n 1 "$out/build-times.txt" 2>/dev/null))"
   if [[ $cfg == llama-3.1-8b ]]; then
-    settings=${SETTINGS_8B-KILN_ROPE_FUSE=0 KILN_ATTN_CLUSTER=0}
+    settings=${SETTINGS_8B-KILN_GEMV_SHAPES=4096x14336:r1u4w8s2 KILN_GEMV_SHAPES=4096x14336:r1u4w8s4}
   else
-    settings=${SETTINGS_1B-KILN_ROPE_FUSE=0 KILN_ATTN_CLUSTER=0}
+    settings=${SETTINGS_1B-KILN_GEMV_SHAPES=2048x8192:r1u4w8s2 KILN_GEMV_SHAPES=2048x8192:r1u4w8s4 KILN_GEMV_SHAPES=2048x2048:r1u4w8s2}
   fi
   for setting in X=1 $settings; do
     measure "$cfg ${setting/X=1/defaults}" "$e" "$setting" "${decode[@]}"

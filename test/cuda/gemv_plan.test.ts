@@ -86,6 +86,17 @@ describe("gemvLaunch", () => {
       grid: 16032,
       block: 256,
     });
+    // Split-K: S warps per row, so R·W/S rows per block.
+    assert.deepEqual(gemvLaunch(GEMV_VARIANTS.r1u4w8s2, 2048, false), {
+      kernel: "gemv_r1u4w8s2",
+      grid: 512,
+      block: 256,
+    });
+    assert.deepEqual(gemvLaunch(GEMV_VARIANTS.r1u4w8s4, 2049, true), {
+      kernel: "gemv_r1u4w8s4_f32out",
+      grid: 1025,
+      block: 256,
+    });
   });
 
   test("every variant's kernels are exported by gemv.cu (compile_matrix.json) and named by its shape", () => {
@@ -96,18 +107,22 @@ describe("gemvLaunch", () => {
     const source = readFileSync(new URL("../../kernels/gemv.cu", import.meta.url), "utf8");
     const expected: string[] = [];
     for (const v of Object.values(GEMV_VARIANTS)) {
-      assert.equal(v.name, `r${v.rowsPerWarp}u${v.vecsInFlight}w${v.warps}`);
-      assert.ok(
-        source.includes(`KILN_GEMV_PLAIN(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
-        `gemv.cu instantiates ${v.name}`,
-      );
+      const split = v.splitK > 1 ? `s${v.splitK}` : "";
+      assert.equal(v.name, `r${v.rowsPerWarp}u${v.vecsInFlight}w${v.warps}${split}`);
+      const instance =
+        v.splitK > 1
+          ? `KILN_GEMV_SPLITK(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps}, ${v.splitK})`
+          : `KILN_GEMV_PLAIN(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`;
+      assert.ok(source.includes(instance), `gemv.cu instantiates ${v.name}`);
+      assert.equal(v.warps % v.splitK, 0, `${v.name}: S divides W`);
       assert.equal(
-        source.includes(`KILN_GEMV_NORM(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
+        v.splitK === 1 && source.includes(`KILN_GEMV_NORM(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
         v.norm,
         `gemv.cu has fused-norm twins of ${v.name} exactly when GEMV_VARIANTS says so`,
       );
       assert.equal(
-        source.includes(`KILN_GEMV_TAIL_NORM(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
+        v.splitK === 1 &&
+          source.includes(`KILN_GEMV_TAIL_NORM(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
         v.norm,
         `gemv.cu has a tail-norm twin of ${v.name} exactly when it has fused-norm twins`,
       );

@@ -21,7 +21,7 @@
 // tuning further.
 import { InvalidEnvironmentError } from "../../errors.ts";
 
-export type GemvVariantName = "r1u4w8" | "r1u16w8" | "r1u8w8" | "r2u8w4" | "r2u4w8";
+export type GemvVariantName = "r1u4w8" | "r1u16w8" | "r1u8w8" | "r2u8w4" | "r2u4w8" | "r1u4w8s2" | "r1u4w8s4";
 
 export interface GemvVariant {
   name: GemvVariantName;
@@ -33,14 +33,20 @@ export interface GemvVariant {
   warps: number;
   /** Whether gemv.cu compiles its fused-RMSNorm twins (`_norm`, 16-bit engines). */
   norm: boolean;
+  /** S: warps that share each row (split-K, gemv_rRuUwWsS); 1 for the one-warp variants. */
+  splitK: number;
 }
 
 export const GEMV_VARIANTS: Readonly<Record<GemvVariantName, GemvVariant>> = {
-  r1u4w8: { name: "r1u4w8", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, norm: true },
-  r1u16w8: { name: "r1u16w8", rowsPerWarp: 1, vecsInFlight: 16, warps: 8, norm: false },
-  r1u8w8: { name: "r1u8w8", rowsPerWarp: 1, vecsInFlight: 8, warps: 8, norm: false },
-  r2u8w4: { name: "r2u8w4", rowsPerWarp: 2, vecsInFlight: 8, warps: 4, norm: true },
-  r2u4w8: { name: "r2u4w8", rowsPerWarp: 2, vecsInFlight: 4, warps: 8, norm: false },
+  r1u4w8: { name: "r1u4w8", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, norm: true, splitK: 1 },
+  r1u16w8: { name: "r1u16w8", rowsPerWarp: 1, vecsInFlight: 16, warps: 8, norm: false, splitK: 1 },
+  r1u8w8: { name: "r1u8w8", rowsPerWarp: 1, vecsInFlight: 8, warps: 8, norm: false, splitK: 1 },
+  r2u8w4: { name: "r2u8w4", rowsPerWarp: 2, vecsInFlight: 8, warps: 4, norm: true, splitK: 1 },
+  r2u4w8: { name: "r2u4w8", rowsPerWarp: 2, vecsInFlight: 4, warps: 8, norm: false, splitK: 1 },
+  // Split-K (2 or 4 warps per row): fewer dependent load rounds for long rows at r1u4w8's registers.
+  // Not measured in a decode step yet; only KILN_GEMV_VARIANT / KILN_GEMV_SHAPES choose them.
+  r1u4w8s2: { name: "r1u4w8s2", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, norm: false, splitK: 2 },
+  r1u4w8s4: { name: "r1u4w8s4", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, norm: false, splitK: 4 },
 };
 
 /** The activations gemv.cu has gated kernels for, in the order of its GEMV_ACT macro (index + 1). */
@@ -185,7 +191,7 @@ export function gemvLaunch(
   if (twin === "addnorm" && fp32Out) throw new Error("internal: gemv_*_addnorm has no fp32 output");
   return {
     kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}${twin ? `_${twin}` : ""}`,
-    grid: Math.ceil(n / (variant.rowsPerWarp * variant.warps)),
+    grid: Math.ceil(n / ((variant.rowsPerWarp * variant.warps) / variant.splitK)),
     block: 32 * variant.warps,
   };
 }
