@@ -20,9 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-dyn_shared() {  # $1 source → $2 rewritten copy
-  sed -E 's/extern[[:space:]]+__shared__[[:space:]]+(__align__\([0-9]+\)[[:space:]]+)?([^;[]*[^[:alnum:]_[:space:]][[:space:]]*|[^;[]*[[:space:]])([[:alnum:]_]+)[[:space:]]*\[[[:space:]]*\][[:space:]]*;/KILN_DYN_SHARED(\2, \3);/' "$1" >"$2"
-}
+source ./dyn_shared.sh
 src=$(realpath "${PREFILL_SRC:-../attention_prefill.cu}")
 dyn_shared "$src" "$out/prefill.cu"
 fail=0

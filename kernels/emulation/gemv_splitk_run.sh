@@ -5,9 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# extern __shared__ arrays become KILN_DYN_SHARED (fakecuda.h), as in attention_run.sh.
-sed -E 's/extern[[:space:]]+__shared__[[:space:]]+(__align__\([0-9]+\)[[:space:]]+)?([^;[]*[^[:alnum:]_[:space:]][[:space:]]*|[^;[]*[[:space:]])([[:alnum:]_]+)[[:space:]]*\[[[:space:]]*\][[:space:]]*;/KILN_DYN_SHARED(\2, \3);/' \
-  "${KILN_GEMV_SRC:-../gemv.cu}" >"$out/gemv.cu"
+source ./dyn_shared.sh
+dyn_shared "${KILN_GEMV_SRC:-../gemv.cu}" "$out/gemv.cu"
 cp gemv_splitk_check.cpp "$out/check.cpp"
 sed -i "s|#include \"../gemv.cu\"|#include \"$out/gemv.cu\"|" "$out/check.cpp"
 status=0

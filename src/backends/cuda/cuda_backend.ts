@@ -777,8 +777,7 @@ export class CudaBackend implements ExecutionBackend {
     if (!normFusionPays(this.fuseNorm)) return null;
     if (gemvNormSharedBytes(rows, st.op.inFeatures, this.elem) > GEMV_NORM_MAX_SHARED) return null;
     const { outFeatures: n, inFeatures: k } = st.op;
-    const twin =
-      (st.gated && this.fuseGatedAct) || chooseGemv(n, k, this.elem, this.gemvPolicy, this.gemvShapes).norm;
+    const twin = (st.gated && this.fuseGatedAct) || this.gemvFor(n, k).norm;
     return twin ? st.norm : null;
   }
 
@@ -798,13 +797,7 @@ export class CudaBackend implements ExecutionBackend {
    * a 16-bit decode GEMV whose variant has the `_addnorm` twin), else null. */
   private tailNorm(st: Extract<LStep, { kind: "linear" }>, rows: number): TailNorm | null {
     if (this.fuseNorm !== "tail" || !st.addNorm || !this.gemvApplies(st.op, rows)) return null;
-    const twin = chooseGemv(
-      st.op.outFeatures,
-      st.op.inFeatures,
-      this.elem,
-      this.gemvPolicy,
-      this.gemvShapes,
-    ).norm;
+    const twin = this.gemvFor(st.op.outFeatures, st.op.inFeatures).norm;
     return twin ? st.addNorm : null;
   }
 
@@ -819,6 +812,11 @@ export class CudaBackend implements ExecutionBackend {
   gemvPolicy = parseGemvPolicy(process.env.KILN_GEMV_VARIANT);
   /** Per-shape GEMV variants ahead of the policy (KILN_GEMV_SHAPES="2048x8192:r1u16w8,…", measurements). */
   gemvShapes = parseGemvShapes(process.env.KILN_GEMV_SHAPES);
+
+  /** The GEMV variant decode steps run for an [n, k] weight (gemv_plan.ts chooseGemv). */
+  private gemvFor(n: number, k: number) {
+    return chooseGemv(n, k, this.elem, this.gemvPolicy, this.gemvShapes);
+  }
   /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
   graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
   /** When decode attention lets the next kernel launch (attention_splits.ts); KILN_ATTN_TRIGGER=keys|exit for A/B tests. */
@@ -927,13 +925,12 @@ export class CudaBackend implements ExecutionBackend {
     const op = st.op;
     const H = op.numHeads * op.headDim;
     const Hkv = op.numKvHeads * op.headDim;
-    const packed = st.qkv !== null;
-    const base = packed ? this.ptr(st.qkv as string) : 0n;
+    const qkv = st.qkv === null ? null : this.ptr(st.qkv);
     return [
-      { ptr: packed ? offsetPtr(base as DevicePtr, H * this.elem) : this.ptr(st.k) },
-      { ptr: packed ? offsetPtr(base as DevicePtr, (H + Hkv) * this.elem) : this.ptr(st.v) },
-      { i32: packed ? H + 2 * Hkv : H },
-      { i32: packed ? H + 2 * Hkv : Hkv },
+      { ptr: qkv ? offsetPtr(qkv, H * this.elem) : this.ptr(st.k) },
+      { ptr: qkv ? offsetPtr(qkv, (H + Hkv) * this.elem) : this.ptr(st.v) },
+      { i32: qkv ? H + 2 * Hkv : H },
+      { i32: qkv ? H + 2 * Hkv : Hkv },
       ...this.ropeArgs(st, p),
       { i32: this.numBlocks * this.kvBlockSize },
     ];
@@ -967,7 +964,7 @@ export class CudaBackend implements ExecutionBackend {
           const norm = this.normInGemv(st, rows);
           const fp32Out = st.logits && this.dtype !== "fp32";
           const n = gated ? gated.width : op.outFeatures;
-          const variant = chooseGemv(n, op.inFeatures, this.elem, this.gemvPolicy, this.gemvShapes);
+          const variant = this.gemvFor(n, op.inFeatures);
           // The tail norm: residual + y instead of y, then the last CTA the add_rms_norm's output (the
           // norm step is skipped).
           const tail = this.tailNorm(st, rows);

@@ -1,4 +1,4 @@
-// One worker of parallel_compile.ts: compiles its jobs in order, posting each cubin (or the failure) on
+// One worker of parallel_compile.ts: compiles its jobs in order, posting each cubin (or null: failed) on
 // its port and bumping the shared counter the builder waits on.
 import { type MessagePort, workerData } from "node:worker_threads";
 import { compileCuda } from "../../backends/cuda/ffi/nvrtc.ts";
@@ -15,15 +15,15 @@ Atomics.notify(shared, 0);
 for (const [k, job] of jobs.entries()) {
   let reply: CompileReply;
   try {
-    reply = { ok: true, cubin: compileCuda(job.source, job.name, job.options).cubin };
-  } catch (e) {
-    reply = { ok: false, message: e instanceof Error ? e.message : String(e) };
+    reply = compileCuda(job.source, job.name, job.options).cubin;
+  } catch {
+    reply = null;
   }
   port.postMessage(reply);
-  // A failure ends this worker: the builder redoes this job and the rest in its own thread, so they
-  // all count as finished here.
-  Atomics.add(shared, 0, reply.ok ? 1 : jobs.length - k);
+  // A failure ends this worker: the builder redoes this job and the rest in its own thread (where the
+  // error is thrown as a serial build throws it), so they all count as finished here.
+  Atomics.add(shared, 0, reply ? 1 : jobs.length - k);
   Atomics.notify(shared, 0);
-  if (!reply.ok) break;
+  if (!reply) break;
 }
 port.close();

@@ -21,8 +21,8 @@ export interface CompileJob {
   options: CompileOptions;
 }
 
-/** A worker's reply on its port. */
-export type CompileReply = { ok: true; cubin: Uint8Array } | { ok: false; message: string };
+/** A worker's reply on its port: the job's cubin, or null when it failed (this thread then redoes it). */
+export type CompileReply = Uint8Array | null;
 
 /** Slots of the shared Int32Array: [0] compiles finished, [1 + i] worker i: 0 starting, 1 started, −1
  * could not start. A worker still starting after STARTUP_MS is given up on. */
@@ -76,8 +76,8 @@ export function compileAll(jobs: readonly CompileJob[], threads = compileThreads
     workers.forEach((w) => {
       for (const i of w.jobs) {
         const reply = receiveMessageOnPort(w.port)?.message as CompileReply | undefined;
-        if (reply?.ok) cubins[i] = reply.cubin;
-        else break; // not started, or failed: this thread compiles the rest of its jobs
+        if (!reply) break; // not started, or failed: this thread compiles the rest of its jobs
+        cubins[i] = reply;
       }
     });
     // Jobs without a cubin: compile here (a compile error then throws as in a serial build).
