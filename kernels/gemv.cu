@@ -67,6 +67,31 @@
 //   grid, block as gemv_rRuUwW; shared memory: static only
 // Every CTA stores its features of h and arrives on the counter; the last to arrive normalises the m
 // whole rows of h (read through L2) into `normed`, so the next GEMV reads normalised rows as usual.
+//
+// RMSNorm carried across (KILN_FUSE_NORM=carry), 16-bit dtypes: the residual add + RMSNorm between two
+// decode GEMVs has no launch and no prologue. The producer (o_proj, down) stores h = residual + y, the
+// fp32 products h·γ and Σ h² (fp64, one atomic add per CTA and row); the consumer streams h·γ as its x
+// and scales each dot product by rstd = rms_rstd(Σ h²) in its epilogue, since
+// Σ_k W[n,k]·(h_k·rstd·γ_k) = rstd · Σ_k W[n,k]·(h_k·γ_k). It skips the two kiln_t roundings of the
+// normalised x (rms_apply), so its bits differ from the unfused pair's by rounding only (closer to the
+// exact value, not further). The same two variants and every gemv_gated_ACT have the twins:
+// extern "C" __global__ void gemv_rRuUwW_addcarry(
+//     const kiln_t* x, const kiln_t* w, const kiln_t* bias,   as gemv_rRuUwW
+//     const kiln_t* residual, // [m, n]
+//     kiln_t* residual_out,  // [m, n] h = residual + y, rounded as add_rms_norm rounds it (may be residual)
+//     const kiln_t* gamma,   // [n] the norm's weight
+//     float* hg,             // [m, n] fp32 h·γ (the consumer's x)
+//     double* sumsq,         // [GEMV_MAX_M] Σ h² per row, added to: zero before the launch
+//     int m, int n, int k)
+// extern "C" __global__ void gemv_rRuUwW_carry(        (and _f32out_carry, gemv_gated_ACT_carry)
+//     const float* hg,       // [m, k] the producer's h·γ
+//     const double* sumsq,   // [GEMV_MAX_M] the producer's Σ h²
+//     double* clear,         // [GEMV_MAX_M] or null: another site's sums, set to zero by CTA 0 after the
+//                            //   PDL wait (the chain of waits has finished every earlier kernel)
+//     float eps,
+//     ... then w, bias, y, m, n (or inter), k as gemv_rRuUwW (k is the normalised width)
+// The slots' zeroing runs along the step: the consumer of each carried norm clears the slot of the one
+// before it, the first the last's (src/backends/cuda/cuda_backend.ts carryPlan).
 #include "activations.cuh"
 #include "common.cuh"
 #include "rmsnorm.cuh"
@@ -200,11 +225,67 @@ __device__ __forceinline__ void norm_rows(const NormIn& in, const uint4 (&gp)[kG
 }
 #endif
 
-/** Vector v of a row of x: from shared memory (Norm: normalised in the prologue) or global memory. */
-template <bool Norm>
-__device__ __forceinline__ uint4 load_x(const uint4* xr, int v) {
-  return Norm ? xr[v] : __ldg(xr + v);
+/** The x of one weight vector: kElems values of kiln_t in `a`, or (a carried norm's fp32 h·γ, XT =
+ * float in a 16-bit build) kElems floats in `a` and `b`. */
+struct XVec {
+  uint4 a, b;
+};
+
+template <typename XT>
+constexpr bool kF32X = sizeof(XT) == 4 && kElems == 8;
+
+/** x for weight vector v of a row of x: from shared memory (Norm: normalised in the prologue) or global
+ * memory. */
+template <bool Norm, typename XT>
+__device__ __forceinline__ XVec load_x(const XT* x, int v) {
+  XVec xv;
+  if constexpr (kF32X<XT>) {
+    const uint4* xr = reinterpret_cast<const uint4*>(x);
+    xv.a = __ldg(xr + 2 * v);
+    xv.b = __ldg(xr + 2 * v + 1);
+  } else {
+    const uint4* xr = reinterpret_cast<const uint4*>(x);
+    xv.a = Norm ? xr[v] : __ldg(xr + v);
+  }
+  return xv;
 }
+
+/** acc += w · x over one weight vector, in element order. */
+template <typename XT>
+__device__ __forceinline__ void dot_x(const uint4& wv, const XVec& xv, float& acc) {
+  if constexpr (kF32X<XT>) {
+    const kiln_t* w = reinterpret_cast<const kiln_t*>(&wv);
+    const float* xa = reinterpret_cast<const float*>(&xv.a);
+    const float* xb = reinterpret_cast<const float*>(&xv.b);
+#pragma unroll
+    for (int i = 0; i < 4; i++) acc = fmaf(kiln::to_float(w[i]), xa[i], acc);
+#pragma unroll
+    for (int i = 0; i < 4; i++) acc = fmaf(kiln::to_float(w[4 + i]), xb[i], acc);
+  } else {
+    dot_vec(wv, xv.a, acc);
+  }
+}
+
+#if !defined(KILN_DTYPE_F32)
+/** The consumer's side of a carried norm (gemv_*_carry). */
+struct CarryIn {
+  const double* sumsq;
+  double* clear;
+  float eps;
+};
+
+/** After the PDL wait: lane j < m holds row j's Σ h²; CTA 0 clears the other site's slot. */
+__device__ __forceinline__ double carry_begin(const CarryIn& c, int m) {
+  const int lane = threadIdx.x & 31;
+  if (c.clear && blockIdx.x == 0 && threadIdx.x < GEMV_MAX_M) c.clear[threadIdx.x] = 0.0;
+  return lane < m ? __ldcg(c.sumsq + lane) : 0.0;
+}
+
+/** Row j's rstd from the Σ h² lane j holds (every lane calls it). */
+__device__ __forceinline__ float carry_rstd(double ss, int j, int k, float eps) {
+  return kiln::rms_rstd(__shfl_sync(kiln::kFullMask, ss, j), k, eps);
+}
+#endif
 
 /** The warp's R dot products with the m rows of x, summed over its lanes' share of k (not yet
  * reduced across the warp): prefetch (weights only), PDL wait, then stream the rows. `active` false:
@@ -212,10 +293,10 @@ __device__ __forceinline__ uint4 load_x(const uint4* xr, int v) {
  * over vectors v = lane, lane + 32, … in order whatever R and U are, so every variant (and the gated
  * kernel) gives a row the same bits. Split-K variants (S warps share a row): the warp's share is the
  * vectors slice·32 + lane + 32·S·i, summed in that order. */
-template <int R, int U, bool Norm = false, int S = 1>
-__device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const uint4* const (&wr)[R], bool active,
-                                          int m, int k, float (&acc)[R][GEMV_MAX_M], const void* norm = nullptr,
-                                          int slice = 0) {
+template <int R, int U, bool Norm = false, int S = 1, typename XT = kiln_t>
+__device__ __forceinline__ bool warp_dots(const XT* __restrict__ x, const uint4* const (&wr)[R], bool active, int m,
+                                          int k, float (&acc)[R][GEMV_MAX_M], const void* norm = nullptr,
+                                          int slice = 0, double* carry_ss = nullptr) {
   // Prefetching holds R·U vectors (4 registers each) across the wait; more would spill at m = 8.
   constexpr bool kPrefetch = R * U <= 16;
   const int lane = threadIdx.x & 31;
@@ -237,8 +318,10 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
   if constexpr (Norm) {
     extern __shared__ uint4 normalized_rows[];  // [m, k] kiln_t
     norm_rows(*static_cast<const NormIn*>(norm), gp, reinterpret_cast<kiln_t*>(normalized_rows), m, k);
-    x = reinterpret_cast<const kiln_t*>(normalized_rows);
+    x = reinterpret_cast<const XT*>(normalized_rows);
   }
+  // A carried norm (XT = float: x is the producer's h·γ): each lane j < m holds row j's Σ h².
+  if constexpr (kF32X<XT>) *carry_ss = carry_begin(*static_cast<const CarryIn*>(norm), m);
 #endif
   if (!active) return false;
 
@@ -253,12 +336,12 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
 #pragma unroll
     for (int j = 0; j < GEMV_MAX_M; j++) {
       if (j < m) {
-        const uint4* xr = reinterpret_cast<const uint4*>(x + (size_t)j * k);
+        const XT* xr = x + (size_t)j * k;
 #pragma unroll
         for (int u = 0; u < U; u++) {
-          const uint4 xv = load_x<Norm>(xr, v + 32 * S * u);
+          const XVec xv = load_x<Norm>(xr, v + 32 * S * u);
 #pragma unroll
-          for (int r = 0; r < R; r++) dot_vec(wv[r][u], xv, acc[r][j]);
+          for (int r = 0; r < R; r++) dot_x<XT>(wv[r][u], xv, acc[r][j]);
         }
       }
     }
@@ -270,10 +353,9 @@ __device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const ui
 #pragma unroll
     for (int j = 0; j < GEMV_MAX_M; j++) {
       if (j < m) {
-        const uint4* xr = reinterpret_cast<const uint4*>(x + (size_t)j * k);
-        const uint4 xv = load_x<Norm>(xr, v);
+        const XVec xv = load_x<Norm>(x + (size_t)j * k, v);
 #pragma unroll
-        for (int r = 0; r < R; r++) dot_vec(wt[r], xv, acc[r][j]);
+        for (int r = 0; r < R; r++) dot_x<XT>(wt[r], xv, acc[r][j]);
       }
     }
   }
@@ -288,8 +370,8 @@ __device__ __forceinline__ void weight_rows(const kiln_t* w, int row0, int n, in
   for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
 }
 
-template <int R, int U, int W, typename Out, bool Norm = false>
-__device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
+template <int R, int U, int W, typename Out, bool Norm = false, typename XT = kiln_t>
+__device__ __forceinline__ void gemv_impl(const XT* __restrict__ x, const kiln_t* __restrict__ w,
                                           const kiln_t* __restrict__ bias, Out* __restrict__ y, int m, int n, int k,
                                           const void* norm = nullptr) {
   const int lane = threadIdx.x & 31;
@@ -297,7 +379,8 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
   const uint4* wr[R];
   weight_rows<R>(w, row0, n, k, wr);
   float acc[R][GEMV_MAX_M];
-  if (!warp_dots<R, U, Norm>(x, wr, row0 < n, m, k, acc, norm)) return;
+  double ss = 0.0;  // a carried norm's Σ h² of row `lane`
+  if (!warp_dots<R, U, Norm, 1, XT>(x, wr, row0 < n, m, k, acc, norm, 0, &ss)) return;
 #pragma unroll
   for (int r = 0; r < R; r++) {
     const int row = row0 + r;
@@ -305,7 +388,10 @@ __device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const ki
 #pragma unroll
     for (int j = 0; j < GEMV_MAX_M; j++) {
       if (j < m) {
-        const float s = kiln::warp_sum(acc[r][j]);
+        float s = kiln::warp_sum(acc[r][j]);
+#if !defined(KILN_DTYPE_F32)
+        if constexpr (kF32X<XT>) s = __fmul_rn(s, carry_rstd(ss, j, k, static_cast<const CarryIn*>(norm)->eps));
+#endif
         if (lane == 0 && row < n) store_out(y + (size_t)j * n + row, s + b);
       }
     }
@@ -469,13 +555,64 @@ __device__ __forceinline__ void gemv_addnorm_impl(const kiln_t* __restrict__ x, 
   }
 }
 
+/**
+ * A carried norm's producer (gemv_*_addcarry): the GEMV whose output y feeds residual + y → RMSNorm →
+ * one GEMV (o_proj, down). Instead of y it stores h = residual + y (residual_sum of y rounded to kiln_t,
+ * as add_rms_norm forms it) to residual_out, the fp32 products h·γ to hg, and adds each row's Σ h² (fp32
+ * squares in fp64, as rmsnorm.cu sums them) to sumsq with one atomic per CTA: its only cost over the
+ * plain GEMV is its epilogue, no barrier across the grid.
+ */
+template <int R, int U, int W>
+__device__ __forceinline__ void gemv_addcarry_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
+                                                   const kiln_t* __restrict__ bias, const kiln_t* residual,
+                                                   kiln_t* residual_out, const kiln_t* __restrict__ gamma,
+                                                   float* __restrict__ hg, double* sumsq, int m, int n, int k) {
+  __shared__ double part[W][GEMV_MAX_M];  // [warp][row] Σ h² over the warp's features
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int row0 = (blockIdx.x * W + warp) * R;
+  const uint4* wr[R];
+  weight_rows<R>(w, row0, n, k, wr);
+  float acc[R][GEMV_MAX_M];
+  const bool active = warp_dots<R, U>(x, wr, row0 < n, m, k, acc);  // every warp goes on to the barrier
+#pragma unroll
+  for (int j = 0; j < GEMV_MAX_M; j++) {
+    double sq = 0.0;
+    if (active && j < m) {
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        const int row = row0 + r;
+        const float s = kiln::warp_sum(acc[r][j]);
+        if (row < n) {
+          const size_t at = (size_t)j * n + row;
+          const float b = bias ? kiln::to_float(bias[row]) : 0.f;
+          const kiln_t h = kiln::residual_sum(residual[at], kiln::from_float(s + b));
+          const float f = kiln::to_float(h);
+          sq += (double)__fmul_rn(f, f);  // hidden_states.pow(2) is an fp32 tensor
+          if (lane == 0) {
+            residual_out[at] = h;
+            hg[at] = __fmul_rn(f, kiln::to_float(gamma[row]));
+          }
+        }
+      }
+    }
+    if (lane == 0) part[warp][j] = sq;
+  }
+  __syncthreads();
+  if (threadIdx.x < m) {
+    double s = 0.0;
+#pragma unroll
+    for (int z = 0; z < W; z++) s += part[z][threadIdx.x];
+    atomicAdd(sumsq + threadIdx.x, s);  // exact in all but extreme exponent ranges: the order does not matter
+  }
+}
+
 /** The gate_up GEMV with the gated activation as its epilogue: feature i of the output is
  * act(gate_i) · up_i, where gate_i and up_i are rows i and inter + i of the fused [2·inter, k] weight,
  * both computed by one warp. Each is rounded to kiln_t as the unfused GEMV stores it, then activated
  * and multiplied exactly as activation.cu's gated_act does, so the output is bit for bit the
  * unfused pair's. */
-template <class Act, bool Norm = false>
-__device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
+template <class Act, bool Norm = false, typename XT = kiln_t>
+__device__ __forceinline__ void gemv_gated_impl(const XT* __restrict__ x, const kiln_t* __restrict__ w,
                                                 const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m,
                                                 int inter, int k, const void* norm = nullptr) {
   constexpr int U = 4;
@@ -485,14 +622,21 @@ __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, co
   const uint4* const wr[2] = {reinterpret_cast<const uint4*>(w + (size_t)r * k),
                               reinterpret_cast<const uint4*>(w + (size_t)(inter + r) * k)};
   float acc[2][GEMV_MAX_M];
-  if (!warp_dots<2, U, Norm>(x, wr, row < inter, m, k, acc, norm)) return;
+  double ss = 0.0;  // a carried norm's Σ h² of row `lane`
+  if (!warp_dots<2, U, Norm, 1, XT>(x, wr, row < inter, m, k, acc, norm, 0, &ss)) return;
   const float bg = bias ? kiln::to_float(bias[row]) : 0.f;
   const float bu = bias ? kiln::to_float(bias[inter + row]) : 0.f;
 #pragma unroll
   for (int j = 0; j < GEMV_MAX_M; j++) {
     if (j < m) {
-      const float g = kiln::round_t(kiln::warp_sum(acc[0][j]) + bg);
-      const float u = kiln::round_t(kiln::warp_sum(acc[1][j]) + bu);
+      float sg = kiln::warp_sum(acc[0][j]), su = kiln::warp_sum(acc[1][j]);
+      if constexpr (kF32X<XT>) {
+        const float rstd = carry_rstd(ss, j, k, static_cast<const CarryIn*>(norm)->eps);
+        sg = __fmul_rn(sg, rstd);
+        su = __fmul_rn(su, rstd);
+      }
+      const float g = kiln::round_t(sg + bg);
+      const float u = kiln::round_t(su + bu);
       if (lane == 0) y[(size_t)j * inter + row] = kiln::from_float(__fmul_rn(Act::apply(g), u));
     }
   }
@@ -522,16 +666,34 @@ __device__ __forceinline__ void gemv_gated_impl(const kiln_t* __restrict__ x, co
       const kiln_t* gamma, float eps, kiln_t* normed, int* counter, int m, int n, int k) {                     \
     gemv_addnorm_impl<R, U, W>(x, w, bias, residual, residual_out, gamma, eps, normed, counter, m, n, k);     \
   }
+// A carried norm's producer (gemv_addcarry_impl) and consumers (gemv_impl over fp32 h·γ).
+#define KILN_CARRY_PARAMS const float *hg, const double *sumsq, double *clear, float eps
+#define KILN_GEMV_CARRY(R, U, W)                                                                               \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_addcarry(                     \
+      const kiln_t* x, const kiln_t* w, const kiln_t* bias, const kiln_t* residual, kiln_t* residual_out,       \
+      const kiln_t* gamma, float* hg, double* sumsq, int m, int n, int k) {                                    \
+    gemv_addcarry_impl<R, U, W>(x, w, bias, residual, residual_out, gamma, hg, sumsq, m, n, k);               \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_carry(                        \
+      KILN_CARRY_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) {                \
+    const CarryIn in{sumsq, clear, eps};                                                                       \
+    gemv_impl<R, U, W, kiln_t, false, float>(hg, w, bias, y, m, n, k, &in);                                   \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_f32out_carry(                 \
+      KILN_CARRY_PARAMS, const kiln_t* w, const kiln_t* bias, float* y, int m, int n, int k) {                 \
+    const CarryIn in{sumsq, clear, eps};                                                                       \
+    gemv_impl<R, U, W, float, false, float>(hg, w, bias, y, m, n, k, &in);                                    \
+  }
 #define KILN_GEMV_NORM(R, U, W)                                                                                \
   extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_norm(                         \
       KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) {                 \
     const NormIn in{nx, residual, residual_out, gamma, eps};                                                        \
-    gemv_impl<R, U, W, kiln_t, true>(nullptr, w, bias, y, m, n, k, &in);                                      \
+    gemv_impl<R, U, W, kiln_t, true>(static_cast<const kiln_t*>(nullptr), w, bias, y, m, n, k, &in);                                      \
   }                                                                                                            \
   extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_f32out_norm(                  \
       KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, float* y, int m, int n, int k) {                  \
     const NormIn in{nx, residual, residual_out, gamma, eps};                                                        \
-    gemv_impl<R, U, W, float, true>(nullptr, w, bias, y, m, n, k, &in);                                       \
+    gemv_impl<R, U, W, float, true>(static_cast<const kiln_t*>(nullptr), w, bias, y, m, n, k, &in);                                       \
   }
 #endif
 
@@ -560,6 +722,8 @@ KILN_GEMV_NORM(1, 4, 8)
 KILN_GEMV_NORM(2, 8, 4)
 KILN_GEMV_TAIL_NORM(1, 4, 8)
 KILN_GEMV_TAIL_NORM(2, 8, 4)
+KILN_GEMV_CARRY(1, 4, 8)
+KILN_GEMV_CARRY(2, 8, 4)
 #endif
 
 #if !defined(KILN_DTYPE_F32)
@@ -571,7 +735,12 @@ KILN_GEMV_TAIL_NORM(2, 8, 4)
   extern "C" __global__ void __launch_bounds__(32 * kGatedWarps) gemv_gated_##NAME##_norm(                   \
       KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) {             \
     const NormIn in{nx, residual, residual_out, gamma, eps};                                                        \
-    gemv_gated_impl<kiln::ACT, true>(nullptr, w, bias, y, m, inter, k, &in);                                  \
+    gemv_gated_impl<kiln::ACT, true>(static_cast<const kiln_t*>(nullptr), w, bias, y, m, inter, k, &in);                                  \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * kGatedWarps) gemv_gated_##NAME##_carry(                  \
+      KILN_CARRY_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) {            \
+    const CarryIn in{sumsq, clear, eps};                                                                       \
+    gemv_gated_impl<kiln::ACT, false, float>(hg, w, bias, y, m, inter, k, &in);                               \
   }
 
 // GEMV_ACT (gemv_plan.ts: GATED_ACTS): 1–5 compiles only that activation's gated kernels (an engine

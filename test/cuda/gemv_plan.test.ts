@@ -126,6 +126,11 @@ describe("gemvLaunch", () => {
         v.norm,
         `gemv.cu has a tail-norm twin of ${v.name} exactly when it has fused-norm twins`,
       );
+      assert.equal(
+        v.splitK === 1 && source.includes(`KILN_GEMV_CARRY(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
+        v.norm,
+        `gemv.cu has carried-norm twins of ${v.name} exactly when it has fused-norm twins`,
+      );
       assert.ok(
         v.rowsPerWarp * v.vecsInFlight <= 16,
         `${v.name}: prefetch before the PDL wait fits (R·U ≤ 16)`,
@@ -140,10 +145,14 @@ describe("gemvLaunch", () => {
         gemvLaunch(v, 1, false, "norm").kernel,
         gemvLaunch(v, 1, true, "norm").kernel,
         gemvLaunch(v, 1, false, "addnorm").kernel,
+        gemvLaunch(v, 1, false, "addcarry").kernel,
+        gemvLaunch(v, 1, false, "carry").kernel,
+        gemvLaunch(v, 1, true, "carry").kernel,
       ]);
     const gated = GATED_ACTS.flatMap((a) => [
       gemvGatedLaunch(a, 1).kernel,
       gemvGatedLaunch(a, 1, "norm").kernel,
+      gemvGatedLaunch(a, 1, "carry").kernel,
     ]);
     assert.deepEqual([...matrix.files["gemv.cu"].kernels16Bit].sort(), [...twins, ...gated].sort());
   });
@@ -248,10 +257,12 @@ describe("normFusionPays (KILN_FUSE_NORM)", () => {
     assert.equal(parseNormFusion("0"), "off");
     assert.equal(parseNormFusion("tail"), "tail");
     assert.equal(normFusionPays("tail"), false, "the tail norm replaces the prologue fusion");
+    assert.equal(parseNormFusion("carry"), "carry");
+    assert.equal(normFusionPays("carry"), false, "the carried norm replaces the prologue fusion");
     assert.throws(
       () => parseNormFusion("yes"),
-      /KILN_FUSE_NORM must be 0 \(off, also auto\), 1 \(on\) or tail; got yes/,
+      /KILN_FUSE_NORM must be 0 \(off, also auto\), 1 \(on\), tail or carry; got yes/,
     );
-    assert.throws(() => parseNormFusion("split"), /or tail; got split/, "the split norm is gone");
+    assert.throws(() => parseNormFusion("split"), /or carry; got split/, "the split norm is gone");
   });
 });

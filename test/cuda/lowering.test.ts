@@ -82,6 +82,7 @@ describe("CUDA lowering", () => {
           residualOut,
           weight: st.op.weight,
           eps: st.op.eps,
+          ...(st.kind === "add_rms_norm" && st.site !== undefined ? { site: st.site } : {}),
         });
         assert.equal(next.op.x, st.op.out);
         assert.ok(next.reads.includes(st.op.x), "the GEMV reads the norm's input");
@@ -152,6 +153,15 @@ describe("CUDA lowering", () => {
         );
         assert.ok(!st.writes.includes(norm.op.residual), "never in place");
         assert.ok(!steps.some((s) => s.kind === "add_rms_norm" && s.tailOf === st.op && s !== norm));
+        // The carried norm (KILN_FUSE_NORM=carry): the norm and the GEMV after it name the producer's site.
+        assert.equal(norm.site, st.addNorm.counter, "the norm carries its producer's site");
+        const consumer = steps[i + 2];
+        assert.ok(
+          consumer.kind === "linear" &&
+            consumer.norm?.site === st.addNorm.counter &&
+            consumer.op.x === norm.op.out,
+          "the GEMV after the norm reads it and names the same site",
+        );
         counters.add(st.addNorm.counter);
       }
       assert.deepEqual(

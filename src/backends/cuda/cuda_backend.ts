@@ -55,6 +55,7 @@ import {
 } from "./gemm_table.ts";
 import {
   chooseGemv,
+  GEMV_MAX_M,
   GEMV_NORM_MAX_SHARED,
   gemvGatedLaunch,
   gemvLaunch,
@@ -105,6 +106,11 @@ export class CudaBackend implements ExecutionBackend {
   /** The tail norm's arrival counters [tailCounters] int32 (gemv_*_addnorm), zeroed once here: every
    * launch leaves its counter zero. */
   private readonly tailCounters: DeviceBuffer;
+  /** Carried norms (KILN_FUSE_NORM=carry): Σ h² per site and row [tailCounters, GEMV_MAX_M] f64, zeroed
+   * once here and after each use by the next site's consumer (carryPlan), and the producers' h·γ
+   * [GEMV_MAX_M, widest norm] f32, one buffer for every site: a producer writes it after its PDL wait,
+   * when the consumer of the site before has finished. */
+  private readonly carry: { sums: DeviceBuffer; hg: DeviceBuffer };
   /** attention_decode's dynamic shared memory per CTA (attention_splits.ts decodeSharedBytes). */
   private readonly decodeSmem: number;
   /** Decode attention's split partials and arrival counters (attention_decode.cu), sized for up to
@@ -218,6 +224,15 @@ export class CudaBackend implements ExecutionBackend {
     this.decodeSmem = decodeSharedBytes(model.numHeads / model.numKvHeads, model.headDim);
     this.tailCounters = DeviceBuffer.alloc(device, 4 * Math.max(1, this.lowered.tailCounters));
     this.tailCounters.fillBytes(stream, 0);
+    const carryWidth = Math.max(
+      1,
+      ...this.lowered.steps.map((st) => (st.kind === "add_rms_norm" ? st.op.width : 0)),
+    );
+    this.carry = {
+      sums: DeviceBuffer.alloc(device, 8 * GEMV_MAX_M * Math.max(1, this.lowered.tailCounters)),
+      hg: DeviceBuffer.alloc(device, 4 * GEMV_MAX_M * carryWidth),
+    };
+    this.carry.sums.fillBytes(stream, 0);
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
     this.sampleParams = DeviceBuffer.alloc(device, 64 * 1024);
     const slices = samplingSlices(model.vocabSize);
@@ -793,6 +808,51 @@ export class CudaBackend implements ExecutionBackend {
     return Boolean((lin && this.normInGemv(lin, rows)) || (producer && this.tailNorm(producer, rows)));
   }
 
+  /**
+   * The carried norms of a step of `rows` rows (KILN_FUSE_NORM=carry): site → the site whose Σ h² slot
+   * its consumer clears (the one before it in the step; the first clears the last's), or null when the
+   * step carries none. A site is carried when the add_rms_norm sits between a producer GEMV and a
+   * consumer GEMV that both run on our GEMV with twins; for any `rows` our GEMV takes that is the same
+   * set of sites (gemvApplies depends on rows only through the row cap), and a step of more rows carries
+   * none and leaves the slots as it found them, so the zeroing chain never breaks. Needs two sites or
+   * more: a lone site's consumer would clear the slot it reads.
+   */
+  private carryPlan(rows: number): ReadonlyMap<number, number> | null {
+    if (this.fuseNorm !== "carry") return null;
+    const cached = this.carryPlans.get(rows);
+    if (cached !== undefined) return cached;
+    const producers = new Map<number, Extract<LStep, { kind: "linear" }>>();
+    const consumers = new Map<number, Extract<LStep, { kind: "linear" }>>();
+    const norms: number[] = [];
+    for (const st of this.lowered.steps) {
+      if (st.kind === "add_rms_norm" && st.site !== undefined) norms.push(st.site);
+      if (st.kind !== "linear") continue;
+      if (st.addNorm) producers.set(st.addNorm.counter, st);
+      if (st.norm?.site !== undefined) consumers.set(st.norm.site, st);
+    }
+    const eligible = (site: number): boolean => {
+      const p = producers.get(site);
+      const c = consumers.get(site);
+      if (!p || !c || !this.gemvApplies(p.op, rows) || !this.gemvApplies(c.op, rows)) return false;
+      if (!this.gemvFor(p.op.outFeatures, p.op.inFeatures).norm) return false;
+      if (c.gated) return this.fuseGatedAct;
+      return this.gemvFor(c.op.outFeatures, c.op.inFeatures).norm;
+    };
+    const sites = norms.filter(eligible);
+    const plan =
+      sites.length >= 2
+        ? new Map(sites.map((site, i) => [site, sites[(i + sites.length - 1) % sites.length]]))
+        : null;
+    this.carryPlans.set(rows, plan);
+    return plan;
+  }
+  private readonly carryPlans = new Map<number, ReadonlyMap<number, number> | null>();
+
+  /** Σ h² slot of carry site `site` (rows 0 .. GEMV_MAX_M − 1). */
+  private carrySums(site: number): DevicePtr {
+    return offsetPtr(this.carry.sums.ptr, 8 * GEMV_MAX_M * site);
+  }
+
   /** The add_rms_norm `st` runs behind its dot products in a step of `rows` rows (KILN_FUSE_NORM=tail:
    * a 16-bit decode GEMV whose variant has the `_addnorm` twin), else null. */
   private tailNorm(st: Extract<LStep, { kind: "linear" }>, rows: number): TailNorm | null {
@@ -968,6 +1028,47 @@ export class CudaBackend implements ExecutionBackend {
           // The tail norm: residual + y instead of y, then the last CTA the add_rms_norm's output (the
           // norm step is skipped).
           const tail = this.tailNorm(st, rows);
+          const carry = this.carryPlan(rows);
+          if (st.addNorm && carry?.has(st.addNorm.counter)) {
+            // A carried norm's producer: residual + y, h·γ and Σ h² (the norm step is skipped).
+            const site = st.addNorm;
+            const { kernel, grid, block } = gemvLaunch(variant, n, false, "addcarry");
+            this.launch("gemv", kernel, [grid], block, [
+              { ptr: this.ptr(op.x) },
+              { ptr: this.w(op.weight) },
+              { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
+              { ptr: this.ptr(site.residual) },
+              { ptr: this.ptr(site.residualOut) },
+              { ptr: this.w(site.weight) },
+              { ptr: this.carry.hg.ptr },
+              { ptr: this.carrySums(site.counter) },
+              { i32: rows },
+              { i32: n },
+              { i32: op.inFeatures },
+            ]);
+            return;
+          }
+          const carried = st.norm?.site !== undefined ? carry?.get(st.norm.site) : undefined;
+          if (st.norm?.site !== undefined && carried !== undefined) {
+            // A carried norm's consumer: x is the producer's h·γ, each sum scaled by rstd; it clears
+            // the slot of the site before it.
+            const { kernel, grid, block } = gated
+              ? gemvGatedLaunch(gated.act, n, "carry")
+              : gemvLaunch(variant, n, fp32Out, "carry");
+            this.launch("gemv", kernel, [grid], block, [
+              { ptr: this.carry.hg.ptr },
+              { ptr: this.carrySums(st.norm.site) },
+              { ptr: this.carrySums(carried) },
+              { f32: st.norm.eps },
+              { ptr: this.w(op.weight) },
+              { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
+              { ptr: this.ptr(gated ? gated.out : op.out) },
+              { i32: rows },
+              { i32: n },
+              { i32: op.inFeatures },
+            ]);
+            return;
+          }
           if (tail) {
             const { kernel, grid, block } = gemvLaunch(variant, n, false, "addnorm");
             this.launch("gemv", kernel, [grid], block, [
@@ -1066,6 +1167,7 @@ export class CudaBackend implements ExecutionBackend {
         const op = st.op;
         const rows = rowsOf(op.x);
         if (this.normFused(st.fusedInto, rows, st.tailOf)) return; // run by the GEMV after it or before it
+        if (st.site !== undefined && this.carryPlan(rows)?.has(st.site)) return; // carried across by the GEMVs
         this.launch("rmsnorm", "add_rms_norm", [rows], this.normBlock(op.width), [
           { ptr: this.ptr(op.residual) },
           { ptr: this.ptr(op.x) },
@@ -1253,6 +1355,8 @@ export class CudaBackend implements ExecutionBackend {
       this.partials.l,
       this.partials.counters,
       this.tailCounters,
+      this.carry.sums,
+      this.carry.hg,
       this.sampleParams,
       this.sampleSlices.buffer,
       this.biasDevice,

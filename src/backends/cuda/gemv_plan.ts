@@ -60,6 +60,9 @@ export function gemvActMacro(acts: ReadonlySet<string>): number | undefined {
   return i >= 0 ? i + 1 : undefined;
 }
 
+/** gemv.cu's GEMV_MAX_M: the most rows of x one launch takes (the macro's default). */
+export const GEMV_MAX_M = 8;
+
 /** Most rows a decode GEMM runs on our GEMV (KILN_GEMV_MAX_ROWS overrides it, 0–8); more go to cuBLASLt.
  * Each row costs the GEMV a full pass of FMAs and x loads per weight vector, while cuBLASLt's tensor
  * cores take 8 rows for the price of one. H100, Llama-3.2-1B, kiln bench TPOT, 2026-11-22:
@@ -79,19 +82,24 @@ export function parseGemvMaxRows(env: string | undefined): number {
  * (`_norm` twins) wherever it can; `off` (the default; `auto` is an alias): the norm is its own launch.
  * `tail`: a residual add + RMSNorm after a GEMV runs in that GEMV's tail instead — the producer (o_proj,
  * down) stores the residual sum and its last CTA normalises the rows (`_addnorm`).
+ * `carry`: a residual add + RMSNorm between two GEMVs has no work of its own — the producer stores the
+ * residual sum, h·γ in fp32 and Σ h² (`_addcarry`), the consumer streams h·γ and scales its sums by
+ * rstd (`_carry`); the same values up to the rounding of the normalised x, which it skips.
  * Measured on the H200 (kiln bench TPOT, 2026-12-02), with rmsnorm.cu normalising from registers and its
  * weight loaded before the PDL wait: Llama-3.2-1B 0.840 ms apart vs 0.866 with the prologue fusion the
  * old `auto` chose for k < 4096 (every CTA normalises the whole row before its first dot product);
  * Llama-3.1-8B tail 4.649 vs 4.429 apart (the next GEMV's weight prefetch then overlaps the producer's
  * stream instead of the norm's latency). On the H100 (2026-11-22), before the register path, the 1B's
  * prologue fusion paid (1.125 vs 1.147 ms) and the 8B's did not (6.107 vs 6.021). */
-export type NormFusion = "on" | "off" | "tail";
+export type NormFusion = "on" | "off" | "tail" | "carry";
 
 export function parseNormFusion(env: string | undefined): NormFusion {
   if (env === undefined || env === "" || env === "auto" || env === "0" || env === "off") return "off";
   if (env === "1" || env === "on") return "on";
-  if (env === "tail") return "tail";
-  throw new InvalidEnvironmentError(`KILN_FUSE_NORM must be 0 (off, also auto), 1 (on) or tail; got ${env}`);
+  if (env === "tail" || env === "carry") return env;
+  throw new InvalidEnvironmentError(
+    `KILN_FUSE_NORM must be 0 (off, also auto), 1 (on), tail or carry; got ${env}`,
+  );
 }
 
 /** Whether a decode GEMV normalises its input in its prologue (mode `on`). */
@@ -175,10 +183,11 @@ export function planGemv(n: number, k: number, elemBytes: number): GemvVariant {
   return v.r2u4w8; // short rows (tiny models): the smallest U, two rows in flight per warp
 }
 
-/** A GEMV's norm twin (kernels/gemv.cu): none, the RMSNorm in its prologue (`norm`), or the tail norm's
- * producer (`addnorm`: stores residual + y, then its last CTA the normalised rows; kiln_t output only).
- * Only variants with `norm` set have twins. */
-export type GemvTwin = "" | "norm" | "addnorm";
+/** A GEMV's norm twin (kernels/gemv.cu): none, the RMSNorm in its prologue (`norm`), the tail norm's
+ * producer (`addnorm`: stores residual + y, then its last CTA the normalised rows; kiln_t output only),
+ * or a carried norm's producer (`addcarry`: residual + y, h·γ and Σ h²; kiln_t output only) and consumer
+ * (`carry`: x is the producer's h·γ, each sum scaled by rstd). Only variants with `norm` set have twins. */
+export type GemvTwin = "" | "norm" | "addnorm" | "addcarry" | "carry";
 
 /** Kernel name and launch shape of `variant` for n output features, or of one of its twins. */
 export function gemvLaunch(
@@ -188,7 +197,8 @@ export function gemvLaunch(
   twin: GemvTwin = "",
 ): { kernel: string; grid: number; block: number } {
   if (twin && !variant.norm) throw new Error(`internal: gemv_${variant.name} has no fused-norm twin`);
-  if (twin === "addnorm" && fp32Out) throw new Error("internal: gemv_*_addnorm has no fp32 output");
+  if ((twin === "addnorm" || twin === "addcarry") && fp32Out)
+    throw new Error(`internal: gemv_*_${twin} has no fp32 output`);
   return {
     kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}${twin ? `_${twin}` : ""}`,
     grid: Math.ceil(n / ((variant.rowsPerWarp * variant.warps) / variant.splitK)),
@@ -201,7 +211,7 @@ export function gemvLaunch(
 export function gemvGatedLaunch(
   act: string,
   inter: number,
-  twin: "" | "norm" = "",
+  twin: "" | "norm" | "carry" = "",
 ): { kernel: string; grid: number; block: number } {
   const warps = 8; // gemv.cu's kGatedWarps
   return {

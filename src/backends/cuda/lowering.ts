@@ -52,6 +52,9 @@ export type LStep = Access &
         fusedInto?: Extract<Op, { kind: "linear" }>;
         /** The linear step before it whose GEMV also computes this norm in decode steps (tail norm). */
         tailOf?: Extract<Op, { kind: "linear" }>;
+        /** With tailOf: the producer's TailNorm.counter, which also numbers the norm's carry site
+         * (KILN_FUSE_NORM=carry: the producer stores h·γ and Σ h², the GEMV after it scales by rstd). */
+        site?: number;
       }
     | { kind: "add"; op: Extract<Op, { kind: "add" }> }
     | {
@@ -98,6 +101,8 @@ export interface FusedNorm {
   residualOut: string | null;
   weight: string;
   eps: number;
+  /** The add_rms_norm's carry site (its tail producer's TailNorm.counter), when a GEMV precedes it. */
+  site?: number;
 }
 
 /** An add_rms_norm a decode GEMV computes behind its dot products (LStep linear's `addNorm`). */
@@ -249,6 +254,7 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
             residualOut,
             weight: prev.op.weight,
             eps: prev.op.eps,
+            ...(prev.kind === "add_rms_norm" && prev.site !== undefined ? { site: prev.site } : {}),
           };
           steps[steps.length - 1] = { ...prev, fusedInto: op };
           steps.push({
@@ -302,7 +308,7 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
           kind: "add_rms_norm",
           op,
           residualOut,
-          ...(tail ? { tailOf: producer.op } : {}),
+          ...(tail ? { tailOf: producer.op, site: tailCounters - 1 } : {}),
           reads: [op.residual, op.x],
           writes: [op.out, residualOut],
         });

@@ -375,3 +375,210 @@ describe("gemv.cu tail norm: _addnorm equals gemv then add_rms_norm", { skip: no
     }
   }
 });
+
+// A carried norm (KILN_FUSE_NORM=carry): the producer's _addcarry twin stores h = residual + y (bit for
+// bit add_rms_norm's sum), h·γ in fp32 (exactly the fp32 product) and adds Σ h² per row (fp64) to its
+// slot; the consumer's _carry twin streams h·γ and scales each sum by rstd. The consumer is checked
+// against linear() over h·γ times the host's rstd (rms_rstd's fp32 steps), with the plain GEMV's bound
+// over that x: it has no 16-bit rounding of x at all. gemv_gated_ACT_carry must equal, bit for bit, the
+// r1u4w8 _carry twin over the fused gate_up weight then gated_act. The consumer clears the slot it is
+// given (and only that), launch after launch.
+describe("gemv.cu carried norm: _addcarry then _carry", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  after(() => h.dispose());
+  afterEach(() => h.freeAll());
+
+  // [m, producer k, norm width n, consumer n]
+  const CARRY_SHAPES: [number, number, number, number][] = [
+    [1, 1032, 2048, 3072],
+    [2, 776, 4096, 769],
+    [1, 64, 776, 33],
+    [8, 520, 1032, 1031],
+  ];
+  const eps = 1e-5;
+  const MAX_M = 8; // gemv.cu's GEMV_MAX_M: a slot's rows
+  const rstdOf = (sum: number, width: number) => {
+    const variance = Math.fround(sum / width);
+    return Math.fround(1 / Math.fround(Math.sqrt(Math.fround(variance + Math.fround(eps)))));
+  };
+  for (const dtype of DTYPES.filter((d) => d !== "fp32")) {
+    for (const [m, kp, n, nc] of CARRY_SHAPES) {
+      test(`${dtype} m ${m}: producer [${n}, ${kp}], consumer [${nc}, ${n}]`, () => {
+        const x = roundTo(randn(m * kp, 41 + m, 1), dtype);
+        const res = roundTo(randn(m * n, 42 + n, 2), dtype);
+        const gamma = roundTo(
+          randn(n, 43, 0.2).map((g) => 1 + g),
+          dtype,
+        );
+        const wp = roundTo(randn(n * kp, 44, 0.05), dtype);
+        const bp = roundTo(randn(n, 45, 0.1), dtype);
+        const wc = roundTo(randn(2 * nc * n, 46 + nc, 0.05), dtype);
+        const bc = roundTo(randn(2 * nc, 47, 0.1), dtype);
+        const gemv = h.module("gemv.cu", {}, dtype);
+        const norm = h.module("rmsnorm.cu", { WIDTH: n }, dtype);
+        const act = h.module("activation.cu", {}, dtype);
+        const [xd, resd, gd, wpd, bpd, wcd, bcd] = [x, res, gamma, wp, bp, wc, bc].map((a) =>
+          h.upload(a, dtype),
+        );
+        for (const pv of Object.values(GEMV_VARIANTS).filter((v) => v.norm)) {
+          // Reference residual sum: the plain GEMV, then add_rms_norm.
+          const y = h.filled(m * n, dtype, 0xff);
+          const p = gemvLaunch(pv, n, false);
+          h.run(
+            gemv,
+            p.kernel,
+            [p.grid],
+            [p.block],
+            [ptr(xd), ptr(wpd), ptr(bpd), ptr(y), i32(m), i32(n), i32(kp)],
+          );
+          const resRef = h.filled(m * n, dtype, 0xff);
+          const normRef = h.filled(m * n, dtype, 0xff);
+          h.run(
+            norm,
+            "add_rms_norm",
+            [m],
+            [normBlock(n, dtype)],
+            [ptr(resd), ptr(y), ptr(gd), ptr(normRef), ptr(resRef), f32(eps), i32(m)],
+          );
+          const hRef = h.download(resRef, m * n, dtype);
+          const hgWant = hRef.map((v, i) => Math.fround(v * gamma[i % n]));
+          const sumWant = new Float64Array(MAX_M);
+          for (let j = 0; j < m; j++)
+            for (let i = 0; i < n; i++) sumWant[j] += Math.fround(hRef[j * n + i] * hRef[j * n + i]);
+
+          const sums = h.raw(new Float64Array(MAX_M)); // the slot: zero before the producer
+          const resOut = h.filled(m * n, dtype, 0xff);
+          const hg = h.filled(m * n, "fp32", 0xff);
+          const a = gemvLaunch(pv, n, false, "addcarry");
+          h.run(
+            gemv,
+            a.kernel,
+            [a.grid],
+            [a.block],
+            [
+              ptr(xd),
+              ptr(wpd),
+              ptr(bpd),
+              ptr(resd),
+              ptr(resOut),
+              ptr(gd),
+              ptr(hg),
+              ptr(sums),
+              i32(m),
+              i32(n),
+              i32(kp),
+            ],
+          );
+          const what = `${a.kernel} ${dtype} m ${m}`;
+          const r = h.download(resOut, m * n, dtype);
+          const badR = r.findIndex((v, i) => !Object.is(v, hRef[i]));
+          assert.equal(badR, -1, `${what}: residual sum element ${badR}: ${r[badR]} vs ${hRef[badR]}`);
+          const g = h.download(hg, m * n, "fp32");
+          const badG = g.findIndex((v, i) => !Object.is(v, hgWant[i]));
+          assert.equal(badG, -1, `${what}: h·γ element ${badG}: ${g[badG]} vs ${hgWant[badG]}`);
+          const s = h.downloadF64(sums, MAX_M);
+          for (let j = 0; j < MAX_M; j++)
+            assert.ok(
+              Math.abs(s[j] - sumWant[j]) <= 1e-13 * sumWant[j],
+              `${what}: Σ h² of row ${j}: ${s[j]} vs ${sumWant[j]}`,
+            );
+
+          // Consumers over the producer's h·γ and Σ h²: linear() over h·γ, times rstd.
+          const rstd = Array.from({ length: m }, (_, j) => rstdOf(s[j], n));
+          const want = new Float32Array(m * nc);
+          linear(hgWant, wc.subarray(0, nc * n), bc.subarray(0, nc), m, n, nc, want);
+          const absSum = new Float32Array(m * nc);
+          linear(hgWant.map(Math.abs), wc.subarray(0, nc * n).map(Math.abs), null, m, n, nc, absSum);
+          for (let j = 0; j < m; j++) {
+            for (let i = 0; i < nc; i++) {
+              const at = j * nc + i;
+              want[at] = Math.fround((want[at] - bc[i]) * rstd[j] + bc[i]);
+              absSum[at] = absSum[at] * rstd[j] + Math.abs(bc[i]);
+            }
+          }
+          for (const cv of Object.values(GEMV_VARIANTS).filter((v) => v.norm)) {
+            for (const f32Out of [false, true]) {
+              const c = gemvLaunch(cv, nc, f32Out, "carry");
+              const outType = f32Out ? "fp32" : dtype;
+              const u = f32Out ? 0 : U[dtype];
+              for (let launch = 0; launch < 2; launch++) {
+                const clear = h.raw(new Float64Array(MAX_M).fill(7));
+                const out = h.filled(m * nc, outType, 0xff);
+                h.run(
+                  gemv,
+                  c.kernel,
+                  [c.grid],
+                  [c.block],
+                  [
+                    ptr(hg),
+                    ptr(sums),
+                    ptr(clear),
+                    f32(eps),
+                    ptr(wcd),
+                    ptr(bcd),
+                    ptr(out),
+                    i32(m),
+                    i32(nc),
+                    i32(n),
+                  ],
+                );
+                const cw = `${c.kernel} ${dtype} m ${m} launch ${launch}`;
+                assertWithin(
+                  h.download(out, m * nc, outType),
+                  want,
+                  (i) => 2 ** -22 * absSum[i] + u * Math.abs(want[i]) + 1e-30,
+                  cw,
+                );
+                assert.deepEqual(
+                  [...h.downloadF64(clear, MAX_M)],
+                  new Array(MAX_M).fill(0),
+                  `${cw}: clears its slot`,
+                );
+                assert.deepEqual([...h.downloadF64(sums, MAX_M)], [...s], `${cw}: leaves the slot it reads`);
+              }
+            }
+          }
+          // The gated consumer: bit for bit the r1u4w8 carry twin over [2·nc, n], then gated_act_silu.
+          const gateUp = h.filled(m * 2 * nc, dtype, 0xff);
+          const c2 = gemvLaunch(GEMV_VARIANTS.r1u4w8, 2 * nc, false, "carry");
+          h.run(
+            gemv,
+            c2.kernel,
+            [c2.grid],
+            [c2.block],
+            [
+              ptr(hg),
+              ptr(sums),
+              NULL,
+              f32(eps),
+              ptr(wcd),
+              ptr(bcd),
+              ptr(gateUp),
+              i32(m),
+              i32(2 * nc),
+              i32(n),
+            ],
+          );
+          const gatedWant = h.filled(m * nc, dtype, 0xff);
+          h.run(act, "gated_act_silu", [64], [256], [ptr(gateUp), ptr(gatedWant), i32(m), i32(nc)]);
+          const gl = gemvGatedLaunch("silu", nc, "carry");
+          const gated = h.filled(m * nc, dtype, 0xff);
+          h.run(
+            gemv,
+            gl.kernel,
+            [gl.grid],
+            [gl.block],
+            [ptr(hg), ptr(sums), NULL, f32(eps), ptr(wcd), ptr(bcd), ptr(gated), i32(m), i32(nc), i32(n)],
+          );
+          const gg = h.download(gated, m * nc, dtype);
+          const ge = h.download(gatedWant, m * nc, dtype);
+          const badS = gg.findIndex((v, i) => !Object.is(v, ge[i]));
+          assert.equal(badS, -1, `${gl.kernel} ${dtype} m ${m}: element ${badS}: ${gg[badS]} vs ${ge[badS]}`);
+        }
+      });
+    }
+  }
+});

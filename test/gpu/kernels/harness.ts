@@ -191,6 +191,10 @@ export class KernelHarness {
     return this.bufferOf(ptr).download(new Int32Array(count));
   }
 
+  downloadF64(ptr: DevicePtr, count: number): Float64Array {
+    return this.bufferOf(ptr).download(new Float64Array(count));
+  }
+
   /** Launches `name` and waits for it (a fault surfaces here, naming the kernel). */
   run(
     module: CudaModule,
