@@ -572,6 +572,17 @@ __device__ __forceinline__ void gemv_addcarry_impl(const kiln_t* __restrict__ x,
   const int row0 = (blockIdx.x * W + warp) * R;
   const uint4* wr[R];
   weight_rows<R>(w, row0, n, k, wr);
+  // The epilogue's operands, loaded before the PDL wait so that no load waits behind the dot products:
+  // γ and the bias are weights, and the residual was written two or more kernels back (pdl.cuh), through
+  // L2. Lane j < m holds row j's residual of each of the warp's rows; every lane the rows' γ and bias.
+  float res[R], gam[R], bia[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    const int row = min(row0 + r, n - 1);
+    gam[r] = kiln::to_float(__ldg(gamma + row));
+    bia[r] = bias ? kiln::to_float(__ldg(bias + row)) : 0.f;
+    res[r] = row0 < n && lane < m ? kiln::to_float(__ldcg(residual + (size_t)lane * n + row)) : 0.f;
+  }
   float acc[R][GEMV_MAX_M];
   const bool active = warp_dots<R, U>(x, wr, row0 < n, m, k, acc);  // every warp goes on to the barrier
 #pragma unroll
@@ -582,15 +593,15 @@ __device__ __forceinline__ void gemv_addcarry_impl(const kiln_t* __restrict__ x,
       for (int r = 0; r < R; r++) {
         const int row = row0 + r;
         const float s = kiln::warp_sum(acc[r][j]);
+        const kiln_t rj = kiln::from_float(__shfl_sync(kiln::kFullMask, res[r], j));  // exact: a kiln_t value
         if (row < n) {
           const size_t at = (size_t)j * n + row;
-          const float b = bias ? kiln::to_float(bias[row]) : 0.f;
-          const kiln_t h = kiln::residual_sum(residual[at], kiln::from_float(s + b));
+          const kiln_t h = kiln::residual_sum(rj, kiln::from_float(s + bia[r]));
           const float f = kiln::to_float(h);
           sq += (double)__fmul_rn(f, f);  // hidden_states.pow(2) is an fp32 tensor
           if (lane == 0) {
             residual_out[at] = h;
-            hg[at] = __fmul_rn(f, kiln::to_float(gamma[row]));
+            hg[at] = __fmul_rn(f, gam[r]);
           }
         }
       }
