@@ -579,8 +579,8 @@ __device__ __forceinline__ void gemv_addcarry_impl(const kiln_t* __restrict__ x,
 #pragma unroll
   for (int r = 0; r < R; r++) {
     const int row = min(row0 + r, n - 1);
-    gam[r] = kiln::to_float(__ldg(gamma + row));
-    bia[r] = bias ? kiln::to_float(__ldg(bias + row)) : 0.f;
+    gam[r] = kiln::to_float(__ldcs(gamma + row));
+    bia[r] = bias ? kiln::to_float(__ldcs(bias + row)) : 0.f;
     res[r] = row0 < n && lane < m ? kiln::to_float(__ldcg(residual + (size_t)lane * n + row)) : 0.f;
   }
   float acc[R][GEMV_MAX_M];

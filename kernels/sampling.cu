@@ -405,34 +405,47 @@ __device__ __forceinline__ bool in_range(unsigned long long k, bool has_lo, unsi
 }
 
 /**
- * hist[bin] += 1, and whist[bin] += w when kWeighted, for every lane of the warp with bin ≥ 0 (bin < 0:
- * nothing to add). Every lane of the warp calls it.
- * With KILN_SAMPLER_WARP_AGG (sm_80+; not yet the default: checked on the CPU emulator, not yet on a GPU),
- * lanes with the same bin combine first (__match_any_sync, __reduce_add_sync: one shared atomic per
- * distinct bin of the warp), since a flat distribution sends whole warps into one bin of the top digits
- * and 1,024 threads then add to one address one at a time. The sums are integers, so the histogram is the
- * same whatever the grouping. w < 2^41 (a weight ≤ 1 in kFixScale fixed point) is summed in three pieces
- * whose sums over 32 lanes fit 32 bits. Without it, one atomic per lane.
+ * Calls f(i, row[i]) for every i in [0, VOCAB) this thread owns (in no particular order): the full-row
+ * passes of the one CTA that draws. 16-byte loads, kRowUnroll of them in flight per thread, so the CTA
+ * keeps 32 KB of the row in flight rather than 4 KB: a pass over a 128k row was bound by L2 latency.
+ * Everything the passes compute from it is order-free (integer histograms, a set of keys sorted later)
+ * or a per-thread fp64 sum, whose order is fixed by the thread's share. KILN_SAMPLER_SCALAR (A/B only,
+ * tools/microbench/sampler_ab.ts): one element per thread and iteration, as before.
  */
-template <bool kWeighted>
-__device__ __forceinline__ void warp_hist_add(int bin, unsigned long long w, int* hist, unsigned long long* whist) {
-#if !defined(KILN_SAMPLER_WARP_AGG) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800)
-  if (bin >= 0) {  // one atomic per lane
-    if constexpr (kWeighted) atomicAdd(&whist[bin], w);
-    atomicAdd(&hist[bin], 1);
-  }
-#else
-  const unsigned peers = __match_any_sync(kiln::kFullMask, bin);
-  const bool leader = __ffs(peers) - 1 == (int)(threadIdx.x & 31);
-  if constexpr (kWeighted) {
-    const unsigned s0 = __reduce_add_sync(peers, (unsigned)(w & 0xffffull));
-    const unsigned s1 = __reduce_add_sync(peers, (unsigned)((w >> 16) & 0xffffull));
-    const unsigned s2 = __reduce_add_sync(peers, (unsigned)(w >> 32));
-    if (leader && bin >= 0)
-      atomicAdd(&whist[bin], (unsigned long long)s0 + ((unsigned long long)s1 << 16) + ((unsigned long long)s2 << 32));
-  }
-  if (leader && bin >= 0) atomicAdd(&hist[bin], __popc(peers));
+template <class F>
+__device__ __forceinline__ void for_each_logit(const float* row, F&& f) {
+#if !defined(KILN_SAMPLER_SCALAR)
+  if constexpr (VOCAB % 4 == 0) {  // rows of VOCAB floats: each 16-byte aligned
+    constexpr int kRowUnroll = 2;
+    constexpr int kVecs = VOCAB / 4;
+    const float4* r4 = reinterpret_cast<const float4*>(row);
+    const int stride = blockDim.x;
+    int v = threadIdx.x;
+    for (; v + (kRowUnroll - 1) * stride < kVecs; v += kRowUnroll * stride) {
+      float4 q[kRowUnroll];
+#pragma unroll
+      for (int u = 0; u < kRowUnroll; u++) q[u] = r4[v + u * stride];
+#pragma unroll
+      for (int u = 0; u < kRowUnroll; u++) {
+        const int i = 4 * (v + u * stride);
+        f(i, q[u].x);
+        f(i + 1, q[u].y);
+        f(i + 2, q[u].z);
+        f(i + 3, q[u].w);
+      }
+    }
+    for (; v < kVecs; v += stride) {
+      const float4 q = r4[v];
+      f(4 * v, q.x);
+      f(4 * v + 1, q.y);
+      f(4 * v + 2, q.z);
+      f(4 * v + 3, q.w);
+    }
+  } else
 #endif
+  {
+    for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) f(i, row[i]);
+  }
 }
 
 struct Selection {
@@ -455,16 +468,11 @@ __device__ Selection select_prefix(const float* row, bool has_lo, unsigned long 
     const int bins = 1 << width;
     for (int b = threadIdx.x; b < bins; b += blockDim.x) sm.hist[b] = 0;
     __syncthreads();
-    for (int i0 = 0; i0 < VOCAB; i0 += blockDim.x) {  // warp-uniform trips: warp_hist_add takes every lane
-      const int i = i0 + threadIdx.x;
-      int bin = -1;
-      if (i < VOCAB) {
-        const unsigned long long k = key64(row[i], i);
-        if (in_range(k, has_lo, lo, hi) && (k & prefix_mask) == prefix)
-          bin = (int)((k >> shift) & (unsigned long long)(bins - 1));
-      }
-      warp_hist_add<false>(bin, 0ull, sm.hist, nullptr);
-    }
+    for_each_logit(row, [&](int i, float x) {
+      const unsigned long long k = key64(x, i);
+      if (in_range(k, has_lo, lo, hi) && (k & prefix_mask) == prefix)
+        atomicAdd(&sm.hist[(int)((k >> shift) & (unsigned long long)(bins - 1))], 1);
+    });
     __syncthreads();
     // Inclusive prefix over the bins: each thread owns `per` consecutive bins.
     const int per = (bins + blockDim.x - 1) / blockDim.x;
@@ -506,13 +514,13 @@ __device__ int gather_chunk(const float* row, bool has_lo, unsigned long long lo
                             SamplerShared& sm) {
   if (threadIdx.x == 0) sm.count = 0;
   __syncthreads();
-  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
-    const unsigned long long k = key64(row[i], i);
+  for_each_logit(row, [&](int i, float x) {
+    const unsigned long long k = key64(x, i);
     if (in_range(k, has_lo, lo, tau)) {
       const int s = atomicAdd(&sm.count, 1);
       if (s < kChunk) sm.keys[s] = k;
     }
-  }
+  });
   __syncthreads();
   const int n = min(sm.count, kChunk);
   for (int j = threadIdx.x; j < kChunk; j += blockDim.x)
@@ -593,16 +601,15 @@ __device__ void total_pass(const Row& r, float row_max, double min_p, double& to
   const float inv_t = (float)(1.0 / r.t);
   double s = 0.0, sm_p = 0.0;
   int c = 0;
-  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
-    const float x = r.logits[i];
-    if (!in_range(key64(x, i), false, 0, r.hi)) continue;
+  for_each_logit(r.logits, [&](int i, float x) {
+    if (!in_range(key64(x, i), false, 0, r.hi)) return;
     const double wi = row_weight(r, x, row_max, inv_t);
     s += wi;
     if (min_p > 0.0 && wi >= min_p) {
       sm_p += wi;
       c++;
     }
-  }
+  });
   total = kiln::block_sum(s, sm.dtot);
   total_min_p = kiln::block_sum(sm_p, sm.dtot);
   count_min_p = kiln::block_sum(c, sm.itot);
@@ -638,20 +645,14 @@ __device__ bool weighted_floor(const Row& r, float row_max, unsigned long long t
       sm.hist[b] = 0;
     }
     __syncthreads();
-    for (int i0 = 0; i0 < VOCAB; i0 += blockDim.x) {  // warp-uniform trips: warp_hist_add takes every lane
-      const int i = i0 + threadIdx.x;
-      int bin = -1;
-      unsigned long long w = 0ull;
-      if (i < VOCAB) {
-        const float x = r.logits[i];
-        const unsigned long long k = key64(x, i);
-        if (k <= r.hi && (k & prefix_mask) == prefix) {
-          bin = (int)((k >> shift) & (unsigned long long)(bins - 1));
-          w = (unsigned long long)(row_weight(r, x, row_max, inv_t) * kFixScale);
-        }
+    for_each_logit(r.logits, [&](int i, float x) {
+      const unsigned long long k = key64(x, i);
+      if (k <= r.hi && (k & prefix_mask) == prefix) {
+        const int bin = (int)((k >> shift) & (unsigned long long)(bins - 1));
+        atomicAdd(&sm.whist[bin], (unsigned long long)(row_weight(r, x, row_max, inv_t) * kFixScale));
+        atomicAdd(&sm.hist[bin], 1);
       }
-      warp_hist_add<true>(bin, w, sm.hist, sm.whist);
-    }
+    });
     __syncthreads();
     const int j = threadIdx.x;  // one bin per thread (bins ≤ kWeightBins ≤ blockDim.x)
     const unsigned long long wv = j < bins ? sm.whist[j] : 0ull;
@@ -682,12 +683,11 @@ __device__ void mass_upto(const Row& r, float row_max, unsigned long long lo, do
   const unsigned long long top = lo < r.hi ? lo : r.hi;
   double s = 0.0;
   int c = 0;
-  for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) {
-    const float x = r.logits[i];
-    if (key64(x, i) > top) continue;
+  for_each_logit(r.logits, [&](int i, float x) {
+    if (key64(x, i) > top) return;
     s += row_weight(r, x, row_max, inv_t);
     c++;
-  }
+  });
   mass = kiln::block_sum(s, sm.dtot);
   count = kiln::block_sum(c, sm.itot);
 }

@@ -11,7 +11,8 @@
 #   TESTS: run these GPU test files instead of the whole `npm run test:gpu` suite.
 #   CONFIGS: the shapes to measure (default "llama-3.1-8b llama-3.2-1b").
 #   ATTN_STAGES=1: also TPOT with decode attention stopped after each stage (KILN_ATTN_STOP) and left out.
-#   SAMPLER_AB=1: also the sampler's warp-aggregated histograms against the default (sampler_ab.ts).
+#   SAMPLER_AB=1: also the sampler's 16-byte row passes against KILN_SAMPLER_SCALAR (sampler_ab.ts).
+#   PROFILE=1: also the defaults with `kiln bench --profile` (the graph replay time of one decode step).
 set -uo pipefail
 source tools/device_engine.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
@@ -34,7 +35,7 @@ measure() {
   # shellcheck disable=SC2046 # one word per variable
   env $(tr '+' ' ' <<<"$setting") ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --json "$@" \
     >"$out/m.json" 2>>"$out/bench.err" || { echo "$label: bench failed (see bench.err)"; return; }
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%-48s TPOT %.3f ms (%.3fx floor %.3f)  TTFT %.2f ms (%.3fx)' % (sys.argv[2], d['tpotMs'], d['tpotOverFloor'], d['floorMs'], d['ttftMs'], d['ttftOverPrefillFloor']))" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); p=d.get('profile'); print('%-48s TPOT %.3f ms (%.3fx floor %.3f)  TTFT %.2f ms (%.3fx)%s' % (sys.argv[2], d['tpotMs'], d['tpotOverFloor'], d['floorMs'], d['ttftMs'], d['ttftOverPrefillFloor'], '  graph replay %.3f ms' % p['graphMs'] if p else ''))" \
     "$out/m.json" "$label"
 }
 decode=(--input-len 128 --output-len 256)
@@ -58,6 +59,9 @@ for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   if [[ ${ATTN_STAGES:-0} == 1 ]]; then
     for stop in wait keys partials; do measure "$cfg attention stops at $stop" "$e" "KILN_ATTN_STOP=$stop" "${decode[@]}"; done
   fi
+  # PROFILE=1: the defaults once more with --profile (one decode step's graph replay time: TPOT minus it
+  # is what each step costs outside its graph).
+  [[ ${PROFILE:-0} == 1 ]] && measure "$cfg defaults, profiled" "$e" X=1 "${decode[@]}" --profile
   measure "$cfg sampled t=1 top-p 0.95" "$e" X=1 "${decode[@]}" --temperature 1 --top-p 0.95
   if [[ $cfg == llama-3.2-1b ]]; then
     [[ ${ATTN_STAGES:-0} == 1 ]] && measure "$cfg without decode attention" "$e" \
@@ -77,7 +81,7 @@ if [[ ${HF:-0} == 1 ]]; then
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: d.get(k) for k in ('device','modes')}, default=str)[:1500])" \
     "$out/hf-8b.json"
 fi
-# SAMPLER_AB=1: also sample_topk_topp with and without KILN_SAMPLER_WARP_AGG (tools/microbench/sampler_ab.ts).
+# SAMPLER_AB=1: also sample_topk_topp's 16-byte row passes against KILN_SAMPLER_SCALAR (tools/microbench/sampler_ab.ts).
 if [[ ${SAMPLER_AB:-0} == 1 ]]; then
   timeout 120 node --import tsx tools/microbench/sampler_ab.ts 2>&1 | tee "$out/sampler_ab.txt"
 fi

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Builds and runs sample_check.cpp for VOCAB 7, 769 and 5125, with and without KILN_SAMPLER_WARP_AGG (g++ ≥ 12; fakecuda.h runs one fiber
+# Builds and runs sample_check.cpp for VOCAB 7, 769, 5124 and 5125 (5124: 16-byte row passes), with and without
+# KILN_SAMPLER_SCALAR (g++ ≥ 12; fakecuda.h runs one fiber
 # per CUDA thread). Not part of CI; for checking sampler changes where no GPU is at hand.
 set -euo pipefail
 cd "$(dirname "$0")"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for agg in "" -DKILN_SAMPLER_WARP_AGG; do  # one atomic per lane (the default), warp-aggregated histograms
-  for v in 7 769 5125; do
+for agg in "" -DKILN_SAMPLER_SCALAR; do  # 16-byte row passes (the default, when VOCAB % 4 == 0), one element per thread
+  for v in 7 769 5124 5125; do
     g++ -std=c++20 -O2 -fno-strict-aliasing -ffp-contract=off -Ifake -I.. -DVOCAB=$v $agg sample_check.cpp -o "$out/check_$v" -lpthread
-    echo -n "${agg:-per-lane} "
+    echo -n "${agg:-default} "
     "$out/check_$v" "$@"
   done
 done

@@ -173,6 +173,32 @@ describe("CUDA lowering", () => {
       assert.equal(unmarked.length, 0, "every add_rms_norm follows its producer GEMM");
     });
 
+    test(`${arch}: the last add, the logit-row gather and the final norm are marked for one add_rms_norm`, () => {
+      const { config, plan: p } = plan(arch);
+      const { steps } = lower(p, config);
+      const marked = steps.flatMap((s, i) => ("finalNorm" in s && s.finalNorm ? [i] : []));
+      assert.equal(marked.length, 3, "three consecutive steps");
+      const [add, gather, norm] = marked.map((i) => steps[i]);
+      assert.deepEqual(marked, [marked[0], marked[0] + 1, marked[0] + 2]);
+      assert.ok(add.kind === "add" && gather.kind === "gather_rows" && norm.kind === "rms_norm");
+      if (add.kind !== "add" || gather.kind !== "gather_rows" || norm.kind !== "rms_norm") return;
+      assert.equal(gather.op.x, add.op.out);
+      assert.equal(norm.op.x, gather.op.out);
+      assert.deepEqual(add.finalNorm, { add: add.op, norm: norm.op });
+      assert.ok(
+        add.writes.includes(norm.op.out),
+        "the add step writes the norm's output (the arena places it there)",
+      );
+      assert.ok(
+        !add.reads.includes(norm.op.out) && !add.writes.includes(add.op.a) && !add.writes.includes(add.op.b),
+      );
+      const head = steps[marked[2] + 1];
+      assert.ok(
+        head.kind === "linear" && head.logits && head.op.x === norm.op.out,
+        "the LM head reads the norm",
+      );
+    });
+
     test(`${arch}: a GEMM output with a second reader gets no tail norm`, () => {
       const { config, plan: p } = plan(arch);
       const norm = p.ops.find((o) => o.kind === "add_rms_norm");

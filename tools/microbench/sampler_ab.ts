@@ -1,5 +1,5 @@
-// A/B of kernels/sampling.cu's sample_topk_topp with and without KILN_SAMPLER_WARP_AGG (warp-aggregated
-// radix histograms), at the Llama-3 vocabulary (V = 128,256), one row,
+// A/B of kernels/sampling.cu's sample_topk_topp with its 16-byte full-row passes (the default) and with
+// KILN_SAMPLER_SCALAR (one element per thread and iteration), at the Llama-3 vocabulary (V = 128,256), one row,
 // temperature 1, top-p 0.95: median time of 30 launches each (synchronous, so launch overhead included),
 // on logits of spread 0.5 (flat, as random-weight engines give: the kept set is most of the vocabulary)
 // and 4 (peaked), and whether both draw the same tokens over the 30 seeds.
@@ -11,8 +11,8 @@ const V = 128256;
 const h = KernelHarness.open();
 const P = samplingSlices(V);
 const mods = {
-  agg: h.module("sampling.cu", { VOCAB: V, KILN_SAMPLER_WARP_AGG: 1 }),
-  lane: h.module("sampling.cu", { VOCAB: V }),
+  vec: h.module("sampling.cu", { VOCAB: V }),
+  scalar: h.module("sampling.cu", { VOCAB: V, KILN_SAMPLER_SCALAR: 1 }),
 };
 for (const spread of [0.5, 4]) {
   const logits = h.raw(randn(V, 11, spread));
@@ -45,9 +45,9 @@ for (const spread of [0.5, 4]) {
     times.sort((a, b) => a - b);
     out[name] = { ms: times[times.length >> 1], tokens };
   }
-  const same = out.agg.tokens.every((t, i) => t === out.lane.tokens[i]);
+  const same = out.vec.tokens.every((t, i) => t === out.scalar.tokens[i]);
   console.log(
-    `spread ${spread}: sample_topk_topp warp-aggregated ${(out.agg.ms * 1000).toFixed(0)} µs, per lane ${(out.lane.ms * 1000).toFixed(0)} µs; same tokens: ${same}`,
+    `spread ${spread}: sample_topk_topp 16-byte passes ${(out.vec.ms * 1000).toFixed(0)} µs, scalar ${(out.scalar.ms * 1000).toFixed(0)} µs; same tokens: ${same}`,
   );
   h.freeAll();
 }

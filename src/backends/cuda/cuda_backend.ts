@@ -848,6 +848,18 @@ export class CudaBackend implements ExecutionBackend {
   }
   private readonly carryPlans = new Map<number, ReadonlyMap<number, number> | null>();
 
+  /**
+   * Whether a step of T token rows whose logits come from `logitRows` runs the decoder's final norm from
+   * its last add (LStep add's finalNorm): when the logit rows are the step's rows in order (decode steps),
+   * the gather is the identity and add + norm is one add_rms_norm, two launches and a copy fewer. Not with
+   * the norm in the LM head's prologue (KILN_FUSE_NORM=1), which reads the gathered rows.
+   */
+  private finalNormFused(T: number, logitRows: Int32Array): boolean {
+    if (logitRows.length !== T || normFusionPays(this.fuseNorm)) return false;
+    for (let i = 0; i < T; i++) if (logitRows[i] !== i) return false;
+    return true;
+  }
+
   /** Σ h² slot of carry site `site` (rows 0 .. GEMV_MAX_M − 1). */
   private carrySums(site: number): DevicePtr {
     return offsetPtr(this.carry.sums.ptr, 8 * GEMV_MAX_M * site);
@@ -1138,6 +1150,7 @@ export class CudaBackend implements ExecutionBackend {
       case "rms_norm": {
         const op = st.op;
         if (this.normFused(st.fusedInto, rowsOf(op.x))) return; // run by the GEMV after it
+        if (st.finalNorm && this.finalNormFused(T, logitRows)) return; // run by the add before it
         const g = op.groupWidth ?? op.width;
         const rows = (rowsOf(op.x) * op.width) / g;
         const mod = op.groupWidth ? "rmsnorm_head" : "rmsnorm";
@@ -1180,6 +1193,21 @@ export class CudaBackend implements ExecutionBackend {
         return;
       }
       case "add": {
+        if (st.finalNorm && this.finalNormFused(T, logitRows)) {
+          // The final norm from the add: residual + x, normalised into the norm's output; the add's
+          // own output gets the sum (nothing reads it).
+          const { norm } = st.finalNorm;
+          this.launch("rmsnorm", "add_rms_norm", [T], this.normBlock(norm.width), [
+            { ptr: this.ptr(st.op.a) },
+            { ptr: this.ptr(st.op.b) },
+            { ptr: this.w(norm.weight) },
+            { ptr: this.ptr(norm.out) },
+            { ptr: this.ptr(st.op.out) },
+            { f32: norm.eps },
+            { i32: T },
+          ]);
+          return;
+        }
         const n = rowsOf(st.op.a) * st.op.width;
         this.launch("activation", "residual_add", [this.elementwiseGrid(n)], 256, [
           { ptr: this.ptr(st.op.out) },
@@ -1227,6 +1255,7 @@ export class CudaBackend implements ExecutionBackend {
         return;
       }
       case "gather_rows": {
+        if (st.finalNorm && this.finalNormFused(T, logitRows)) return; // the rows are all there, in order
         const rowBytes = st.op.width * this.elem;
         const src = this.regions.get(st.op.x) as Region;
         const dst = this.regions.get(st.op.out) as Region;

@@ -42,6 +42,7 @@ export type LStep = Access &
         op: Extract<Op, { kind: "rms_norm" }>;
         /** The linear step after it that also computes this norm in decode steps. */
         fusedInto?: Extract<Op, { kind: "linear" }>;
+        finalNorm?: FinalNorm;
       }
     | { kind: "layer_norm"; op: Extract<Op, { kind: "layer_norm" }> }
     | {
@@ -56,7 +57,14 @@ export type LStep = Access &
          * (KILN_FUSE_NORM=carry: the producer stores h·γ and Σ h², the GEMV after it scales by rstd). */
         site?: number;
       }
-    | { kind: "add"; op: Extract<Op, { kind: "add" }> }
+    | {
+        kind: "add";
+        op: Extract<Op, { kind: "add" }>;
+        /** The final norm of a decoder (add → gather_rows → rms_norm, each the only reader of the one
+         * before): in a step whose logit rows are all its rows in order (decode), this step runs
+         * add_rms_norm into the norm's output instead, and the gather and the norm launch nothing. */
+        finalNorm?: FinalNorm;
+      }
     | {
         kind: "gated_act";
         op: Extract<Op, { kind: "gated_act" }>;
@@ -65,7 +73,7 @@ export type LStep = Access &
       }
     | { kind: "gated_act2"; op: Extract<Op, { kind: "gated_act2" }> }
     | { kind: "act"; op: Extract<Op, { kind: "act" }> }
-    | { kind: "gather_rows"; op: Extract<Op, { kind: "gather_rows" }> }
+    | { kind: "gather_rows"; op: Extract<Op, { kind: "gather_rows" }>; finalNorm?: FinalNorm }
     | {
         kind: "rope";
         op: AttentionOp;
@@ -103,6 +111,13 @@ export interface FusedNorm {
   eps: number;
   /** The add_rms_norm's carry site (its tail producer's TailNorm.counter), when a GEMV precedes it. */
   site?: number;
+}
+
+/** A decoder's last residual add, the gather of the rows that need logits, and the final RMSNorm, which
+ * a step whose logit rows are its rows in order runs as one add_rms_norm (the add step's `finalNorm`). */
+export interface FinalNorm {
+  add: Extract<Op, { kind: "add" }>;
+  norm: Extract<Op, { kind: "rms_norm" }>;
 }
 
 /** An add_rms_norm a decode GEMV computes behind its dot products (LStep linear's `addNorm`). */
@@ -166,6 +181,26 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         if (views.has(op.x))
           throw new Error(`internal: rms_norm of a column slice (${op.x}) has no CUDA kernel`);
         def(op.out, op.width, rowsOf(op.x));
+        // add → gather_rows → rms_norm, each read only by the next: decode steps run add_rms_norm into
+        // the norm's output from the add step (which then writes it: the arena keeps it apart).
+        const [add, gather] = steps.slice(-2);
+        const only = (name: string) => (readers.get(name) ?? []).length === 1;
+        if (
+          add?.kind === "add" &&
+          gather?.kind === "gather_rows" &&
+          gather.op.x === add.op.out &&
+          gather.op.out === op.x &&
+          only(add.op.out) &&
+          only(op.x) &&
+          !op.groupWidth &&
+          add.op.width === op.width
+        ) {
+          const finalNorm: FinalNorm = { add: add.op, norm: op };
+          steps[steps.length - 2] = { ...add, finalNorm, writes: [...add.writes, op.out] };
+          steps[steps.length - 1] = { ...gather, finalNorm };
+          steps.push({ kind: "rms_norm", op, finalNorm, reads: [op.x], writes: [op.out] });
+          break;
+        }
         steps.push({ kind: "rms_norm", op, reads: [op.x], writes: [op.out] });
         break;
       }

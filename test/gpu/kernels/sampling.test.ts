@@ -142,10 +142,10 @@ describe("sampling.cu", { skip: noGpu }, () => {
       checkAgainstReference(mod, V);
     });
 
-    // KILN_SAMPLER_WARP_AGG (warp-aggregated radix histograms, not yet any engine's default): the same
-    // tokens as the reference, so it can become the default once this passes on a GPU.
-    it(`sample_topk_topp V ${V} with KILN_SAMPLER_WARP_AGG: the reference's tokens, its log-probabilities`, () => {
-      checkAgainstReference(h.module("sampling.cu", { VOCAB: V, KILN_SAMPLER_WARP_AGG: 1 }), V);
+    // KILN_SAMPLER_SCALAR (the full-row passes one element per thread, as before the 16-byte passes; A/B
+    // only): the same tokens as the reference too.
+    it(`sample_topk_topp V ${V} with KILN_SAMPLER_SCALAR: the reference's tokens, its log-probabilities`, () => {
+      checkAgainstReference(h.module("sampling.cu", { VOCAB: V, KILN_SAMPLER_SCALAR: 1 }), V);
     });
 
     it(`sample_topk_topp V ${V}: many seeds draw what the reference draws`, () => {
