@@ -1041,22 +1041,27 @@ export class CudaBackend implements ExecutionBackend {
           // norm step is skipped).
           const tail = this.tailNorm(st, rows);
           const carry = this.carryPlan(rows);
+          // Every GEMV kernel's weight, bias and shape arguments; a producer twin's first six.
+          const weights: KernelArg[] = [
+            { ptr: this.w(op.weight) },
+            { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
+          ];
+          const dims: KernelArg[] = [{ i32: rows }, { i32: n }, { i32: op.inFeatures }];
+          const producer = (site: TailNorm): KernelArg[] => [
+            { ptr: this.ptr(op.x) },
+            ...weights,
+            { ptr: this.ptr(site.residual) },
+            { ptr: this.ptr(site.residualOut) },
+            { ptr: this.w(site.weight) },
+          ];
           if (st.addNorm && carry?.has(st.addNorm.counter)) {
             // A carried norm's producer: residual + y, h·γ and Σ h² (the norm step is skipped).
-            const site = st.addNorm;
             const { kernel, grid, block } = gemvLaunch(variant, n, false, "addcarry");
             this.launch("gemv", kernel, [grid], block, [
-              { ptr: this.ptr(op.x) },
-              { ptr: this.w(op.weight) },
-              { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
-              { ptr: this.ptr(site.residual) },
-              { ptr: this.ptr(site.residualOut) },
-              { ptr: this.w(site.weight) },
+              ...producer(st.addNorm),
               { ptr: this.carry.hg.ptr },
-              { ptr: this.carrySums(site.counter) },
-              { i32: rows },
-              { i32: n },
-              { i32: op.inFeatures },
+              { ptr: this.carrySums(st.addNorm.counter) },
+              ...dims,
             ]);
             return;
           }
@@ -1072,30 +1077,20 @@ export class CudaBackend implements ExecutionBackend {
               { ptr: this.carrySums(st.norm.site) },
               { ptr: this.carrySums(carried) },
               { f32: st.norm.eps },
-              { ptr: this.w(op.weight) },
-              { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
+              ...weights,
               { ptr: this.ptr(gated ? gated.out : op.out) },
-              { i32: rows },
-              { i32: n },
-              { i32: op.inFeatures },
+              ...dims,
             ]);
             return;
           }
           if (tail) {
             const { kernel, grid, block } = gemvLaunch(variant, n, false, "addnorm");
             this.launch("gemv", kernel, [grid], block, [
-              { ptr: this.ptr(op.x) },
-              { ptr: this.w(op.weight) },
-              { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
-              { ptr: this.ptr(tail.residual) },
-              { ptr: this.ptr(tail.residualOut) },
-              { ptr: this.w(tail.weight) },
+              ...producer(tail),
               { f32: tail.eps },
               { ptr: this.ptr(tail.out) },
               { ptr: offsetPtr(this.tailCounters.ptr, 4 * tail.counter) },
-              { i32: rows },
-              { i32: n },
-              { i32: op.inFeatures },
+              ...dims,
             ]);
             return;
           }
@@ -1118,15 +1113,7 @@ export class CudaBackend implements ExecutionBackend {
             kernel,
             [grid],
             block,
-            [
-              ...input,
-              { ptr: this.w(op.weight) },
-              { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
-              { ptr: this.ptr(gated ? gated.out : op.out) },
-              { i32: rows },
-              { i32: n },
-              { i32: op.inFeatures },
-            ],
+            [...input, ...weights, { ptr: this.ptr(gated ? gated.out : op.out) }, ...dims],
             shared,
           );
           return;

@@ -8,12 +8,15 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
+import type { DevicePtr } from "../../../src/backends/cuda/device/index.ts";
 import {
   GEMV_VARIANTS,
+  type GemvVariant,
   gemvGatedLaunch,
   gemvLaunch,
   gemvNormSharedBytes,
 } from "../../../src/backends/cuda/gemv_plan.ts";
+import type { DTypeName } from "../../../src/dtype.ts";
 import {
   assertWithin,
   DTYPES,
@@ -280,6 +283,41 @@ describe("gemv.cu fused-norm twins: equal to the norm kernel then the GEMV", { s
   }
 });
 
+/**
+ * The unfused chain a norm-producing GEMV twin replaces: variant pv's plain GEMV y = x·Wᵀ + b [m, n]
+ * (W [n, k]), then rmsnorm.cu's add_rms_norm of residual + y; the residual sum and the normalised rows.
+ */
+function addNormReference(
+  h: KernelHarness,
+  dtype: DTypeName,
+  pv: GemvVariant,
+  a: { x: DevicePtr; w: DevicePtr; b: DevicePtr; residual: DevicePtr; gamma: DevicePtr },
+  m: number,
+  n: number,
+  k: number,
+  eps: number,
+): { sum: Float32Array; normed: Float32Array } {
+  const y = h.filled(m * n, dtype, 0xff);
+  const p = gemvLaunch(pv, n, false);
+  h.run(
+    h.module("gemv.cu", {}, dtype),
+    p.kernel,
+    [p.grid],
+    [p.block],
+    [ptr(a.x), ptr(a.w), ptr(a.b), ptr(y), i32(m), i32(n), i32(k)],
+  );
+  const sum = h.filled(m * n, dtype, 0xff);
+  const normed = h.filled(m * n, dtype, 0xff);
+  h.run(
+    h.module("rmsnorm.cu", { WIDTH: n }, dtype),
+    "add_rms_norm",
+    [m],
+    [normBlock(n, dtype)],
+    [ptr(a.residual), ptr(y), ptr(a.gamma), ptr(normed), ptr(sum), f32(eps), i32(m)],
+  );
+  return { sum: h.download(sum, m * n, dtype), normed: h.download(normed, m * n, dtype) };
+}
+
 // The tail norm (KILN_FUSE_NORM=tail): a producer GEMV's _addnorm twin stores h = residual + y, and its
 // last CTA to arrive the normalised rows. Both must equal, bit for bit, the producer's plain GEMV then
 // rmsnorm.cu's add_rms_norm; each launch must leave its arrival counter zero (launched twice on one).
@@ -312,30 +350,19 @@ describe("gemv.cu tail norm: _addnorm equals gemv then add_rms_norm", { skip: no
         const wp = roundTo(randn(n * kp, 34, 0.05), dtype);
         const bp = roundTo(randn(n, 35, 0.1), dtype);
         const gemv = h.module("gemv.cu", {}, dtype);
-        const norm = h.module("rmsnorm.cu", { WIDTH: n }, dtype);
         const [xd, resd, gd, wpd, bpd] = [x, res, gamma, wp, bp].map((a) => h.upload(a, dtype));
         for (const pv of Object.values(GEMV_VARIANTS).filter((v) => v.norm)) {
-          // Reference: y, then add_rms_norm (sum to resRef, normalised rows to normRef).
-          const y = h.filled(m * n, dtype, 0xff);
-          const p = gemvLaunch(pv, n, false);
-          h.run(
-            gemv,
-            p.kernel,
-            [p.grid],
-            [p.block],
-            [ptr(xd), ptr(wpd), ptr(bpd), ptr(y), i32(m), i32(n), i32(kp)],
+          const ref = addNormReference(
+            h,
+            dtype,
+            pv,
+            { x: xd, w: wpd, b: bpd, residual: resd, gamma: gd },
+            m,
+            n,
+            kp,
+            eps,
           );
-          const resRef = h.filled(m * n, dtype, 0xff);
-          const normRef = h.filled(m * n, dtype, 0xff);
-          h.run(
-            norm,
-            "add_rms_norm",
-            [m],
-            [normBlock(n, dtype)],
-            [ptr(resd), ptr(y), ptr(gd), ptr(normRef), ptr(resRef), f32(eps), i32(m)],
-          );
-          const rr = h.download(resRef, m * n, dtype);
-          const nr = h.download(normRef, m * n, dtype);
+          const [rr, nr] = [ref.sum, ref.normed];
           const counter = h.raw(new Int32Array(1)); // one arrival counter, zero
           const a = gemvLaunch(pv, n, false, "addnorm");
           for (let launch = 0; launch < 2; launch++) {
@@ -418,32 +445,21 @@ describe("gemv.cu carried norm: _addcarry then _carry", { skip: noGpu }, () => {
         const wc = roundTo(randn(2 * nc * n, 46 + nc, 0.05), dtype);
         const bc = roundTo(randn(2 * nc, 47, 0.1), dtype);
         const gemv = h.module("gemv.cu", {}, dtype);
-        const norm = h.module("rmsnorm.cu", { WIDTH: n }, dtype);
         const act = h.module("activation.cu", {}, dtype);
         const [xd, resd, gd, wpd, bpd, wcd, bcd] = [x, res, gamma, wp, bp, wc, bc].map((a) =>
           h.upload(a, dtype),
         );
         for (const pv of Object.values(GEMV_VARIANTS).filter((v) => v.norm)) {
-          // Reference residual sum: the plain GEMV, then add_rms_norm.
-          const y = h.filled(m * n, dtype, 0xff);
-          const p = gemvLaunch(pv, n, false);
-          h.run(
-            gemv,
-            p.kernel,
-            [p.grid],
-            [p.block],
-            [ptr(xd), ptr(wpd), ptr(bpd), ptr(y), i32(m), i32(n), i32(kp)],
-          );
-          const resRef = h.filled(m * n, dtype, 0xff);
-          const normRef = h.filled(m * n, dtype, 0xff);
-          h.run(
-            norm,
-            "add_rms_norm",
-            [m],
-            [normBlock(n, dtype)],
-            [ptr(resd), ptr(y), ptr(gd), ptr(normRef), ptr(resRef), f32(eps), i32(m)],
-          );
-          const hRef = h.download(resRef, m * n, dtype);
+          const hRef = addNormReference(
+            h,
+            dtype,
+            pv,
+            { x: xd, w: wpd, b: bpd, residual: resd, gamma: gd },
+            m,
+            n,
+            kp,
+            eps,
+          ).sum;
           const hgWant = hRef.map((v, i) => Math.fround(v * gamma[i % n]));
           const sumWant = new Float64Array(MAX_M);
           for (let j = 0; j < m; j++)
