@@ -23,6 +23,8 @@ export interface BuildResult {
   dir: string;
   config: EngineConfig;
   seconds: number;
+  /** Of `seconds`, the CUDA target's: kernels compiled for the GPU and GEMM algorithms timed on it. */
+  targetSeconds?: number;
 }
 
 /** Builds the engine of checkpoint `modelDir` into `outDir`. */
@@ -107,6 +109,7 @@ function finish(
 ): BuildResult {
   // Target-specific artifacts: the CUDA target compiles its kernels for the GPU it builds on.
   let blobs: { name: string; bytes: Uint8Array }[] = [];
+  let targetSeconds: number | undefined;
   if (config.build.backend === "cuda") {
     const dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
     const cuda = buildCudaArtifacts(
@@ -117,6 +120,7 @@ function finish(
     );
     config.target = cuda.target;
     blobs = cuda.blobs;
+    targetSeconds = cuda.compileSeconds;
   }
   const extra = TOKENIZER_FILES.filter((f) => existsSync(join(modelDir, f))).map((f) => ({
     from: join(modelDir, f),
@@ -124,7 +128,12 @@ function finish(
   }));
   config.files.push(...extra.map((e) => e.name));
   writeEngine(outDir, config, { ops: network.ops, output: network.output }, weights, extra, blobs);
-  return { dir: outDir, config, seconds: (performance.now() - t0) / 1000 };
+  return {
+    dir: outDir,
+    config,
+    seconds: (performance.now() - t0) / 1000,
+    ...(targetSeconds !== undefined ? { targetSeconds } : {}),
+  };
 }
 
 function dtypeName(d: DType): "fp32" | "fp16" | "bf16" {

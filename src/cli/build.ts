@@ -55,11 +55,18 @@ export function registerBuild(program: Command): void {
         fuse: f.fuse,
         randomWeights: f.randomWeights,
       });
-      if (f.json)
-        process.stdout.write(`${JSON.stringify({ dir: r.dir, seconds: r.seconds, config: r.config })}\n`);
-      else
+      if (f.json) {
+        const timing = {
+          seconds: r.seconds,
+          ...(r.targetSeconds !== undefined ? { targetSeconds: r.targetSeconds } : {}),
+        };
+        process.stdout.write(`${JSON.stringify({ dir: r.dir, ...timing, config: r.config })}\n`);
+      } else {
+        const target =
+          r.targetSeconds !== undefined ? ` (kernels and GEMM tuning ${r.targetSeconds.toFixed(2)} s)` : "";
         process.stdout.write(
-          `built ${r.dir} (${r.config.model.architecture}, ${r.config.build.dtype}) in ${r.seconds.toFixed(2)} s\n`,
+          `built ${r.dir} (${r.config.model.architecture}, ${r.config.build.dtype}) in ${r.seconds.toFixed(2)} s${target}\n`,
         );
+      }
     });
 }
