@@ -11,7 +11,7 @@
 #   TESTS: run these GPU test files instead of the whole `npm run test:gpu` suite.
 #   CONFIGS: the shapes to measure (default "llama-3.1-8b llama-3.2-1b").
 #   ATTN_STAGES=1: also TPOT with decode attention stopped after each stage (KILN_ATTN_STOP) and left out.
-#   SAMPLER_AB=1: also the sampler's 16-byte row passes against KILN_SAMPLER_SCALAR (sampler_ab.ts).
+#   SAMPLER_AB=1: also the sampler's 16-byte row passes against KILN_SAMPLER_SCALAR and _LEADER_AGG (sampler_ab.ts).
 #   PROFILE=1: also the defaults with `kiln bench --profile` (the graph replay time of one decode step).
 set -uo pipefail
 source tools/device_engine.sh
@@ -81,7 +81,8 @@ if [[ ${HF:-0} == 1 ]]; then
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: d.get(k) for k in ('device','modes')}, default=str)[:1500])" \
     "$out/hf-8b.json"
 fi
-# SAMPLER_AB=1: also sample_topk_topp's 16-byte row passes against KILN_SAMPLER_SCALAR (tools/microbench/sampler_ab.ts).
+# SAMPLER_AB=1: also sample_topk_topp's default against KILN_SAMPLER_SCALAR and KILN_SAMPLER_LEADER_AGG
+# (tools/microbench/sampler_ab.ts).
 if [[ ${SAMPLER_AB:-0} == 1 ]]; then
   timeout 120 node --import tsx tools/microbench/sampler_ab.ts 2>&1 | tee "$out/sampler_ab.txt"
 fi

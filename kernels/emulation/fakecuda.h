@@ -136,6 +136,14 @@ template <class T> unsigned __match_any_sync(unsigned, T v) {
   for (int l = 0; l < 32; l++) m |= (all[l] == v ? 1u : 0u) << l;
   return m;
 }
+// The lanes of the warp (all 32 take part) whose predicate is non-zero.
+inline unsigned __ballot_sync(unsigned, int pred) {
+  int all[32];
+  kiln_emu::warp_allgather(pred != 0 ? 1 : 0, all);
+  unsigned m = 0;
+  for (int l = 0; l < 32; l++) m |= (all[l] ? 1u : 0u) << l;
+  return m;
+}
 inline unsigned __reduce_add_sync(unsigned mask, unsigned v) {
   unsigned all[32];
   kiln_emu::warp_allgather(v, all);

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds and runs sample_check.cpp for VOCAB 7, 769, 5124 and 5125 (5124: 16-byte row passes), with and without
-# KILN_SAMPLER_SCALAR (g++ ≥ 12; fakecuda.h runs one fiber
+# Builds and runs sample_check.cpp for VOCAB 7, 769, 5124 and 5125 (5124: 16-byte row passes): the default,
+# KILN_SAMPLER_SCALAR and KILN_SAMPLER_LEADER_AGG (g++ ≥ 12; fakecuda.h runs one fiber
 # per CUDA thread). Not part of CI; for checking sampler changes where no GPU is at hand.
 set -euo pipefail
 cd "$(dirname "$0")"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for agg in "" -DKILN_SAMPLER_SCALAR; do  # 16-byte row passes (the default, when VOCAB % 4 == 0), one element per thread
+# 16-byte row passes (the default, when VOCAB % 4 == 0), one element per thread, leader-aggregated histograms
+for agg in "" -DKILN_SAMPLER_SCALAR -DKILN_SAMPLER_LEADER_AGG; do
   for v in 7 769 5124 5125; do
     g++ -std=c++20 -O2 -fno-strict-aliasing -ffp-contract=off -Ifake -I.. -DVOCAB=$v $agg sample_check.cpp -o "$out/check_$v" -lpthread
     echo -n "${agg:-default} "

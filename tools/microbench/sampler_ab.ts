@@ -1,5 +1,6 @@
-// A/B of kernels/sampling.cu's sample_topk_topp with its 16-byte full-row passes (the default) and with
-// KILN_SAMPLER_SCALAR (one element per thread and iteration), at the Llama-3 vocabulary (V = 128,256), one row,
+// A/B of kernels/sampling.cu's sample_topk_topp: the default (16-byte full-row passes), KILN_SAMPLER_SCALAR
+// (one element per thread and iteration) and KILN_SAMPLER_LEADER_AGG (the lanes of a warp that share a
+// radix bin add to it with one atomic), at the Llama-3 vocabulary (V = 128,256), one row,
 // temperature 1, top-p 0.95: median time of 30 launches each (synchronous, so launch overhead included),
 // on logits of spread 0.5 (flat, as random-weight engines give: the kept set is most of the vocabulary)
 // and 4 (peaked), and whether both draw the same tokens over the 30 seeds.
@@ -13,6 +14,7 @@ const P = samplingSlices(V);
 const mods = {
   vec: h.module("sampling.cu", { VOCAB: V }),
   scalar: h.module("sampling.cu", { VOCAB: V, KILN_SAMPLER_SCALAR: 1 }),
+  leader: h.module("sampling.cu", { VOCAB: V, KILN_SAMPLER_LEADER_AGG: 1 }),
 };
 for (const spread of [0.5, 4]) {
   const logits = h.raw(randn(V, 11, spread));
@@ -45,9 +47,11 @@ for (const spread of [0.5, 4]) {
     times.sort((a, b) => a - b);
     out[name] = { ms: times[times.length >> 1], tokens };
   }
-  const same = out.vec.tokens.every((t, i) => t === out.scalar.tokens[i]);
+  const same = (o: { tokens: number[] }) => o.tokens.every((t, i) => t === out.vec.tokens[i]);
+  const us = (o: { ms: number }) => (o.ms * 1000).toFixed(0);
   console.log(
-    `spread ${spread}: sample_topk_topp 16-byte passes ${(out.vec.ms * 1000).toFixed(0)} µs, scalar ${(out.scalar.ms * 1000).toFixed(0)} µs; same tokens: ${same}`,
+    `spread ${spread}: sample_topk_topp 16-byte passes ${us(out.vec)} µs, scalar ${us(out.scalar)} µs, ` +
+      `leader-aggregated ${us(out.leader)} µs; same tokens: ${same(out.scalar) && same(out.leader)}`,
   );
   h.freeAll();
 }
