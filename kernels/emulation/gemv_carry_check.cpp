@@ -29,13 +29,9 @@
 #endif
 #include KILN_GEMV_SRC
 #include "../rmsnorm.cu"
+#include "gemv_norm_common.h"
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <random>
-#include <vector>
 
-using T = kiln_t;
 // One ulp of kiln_t at 1 (twice the unit roundoff u).
 #if defined(KILN_DTYPE_BF16)
 constexpr double kUlp = 0x1p-7;
@@ -54,26 +50,6 @@ constexpr double kUlp = 0x1p-10;
 // √k/4 ulps of max|y| here, 8 at k = 1032, and is never approached.)
 constexpr double kTolUlps = 4.0;
 
-static std::vector<T> randv(size_t n, std::mt19937& g, float scale, float mean = 0.f) {
-  std::normal_distribution<float> nd(mean, scale);
-  std::vector<T> v(n);
-  for (auto& x : v) x = kiln::from_float(nd(g));
-  return v;
-}
-template <class A> static std::vector<A> sentinel(size_t n) {
-  std::vector<A> v(n);
-  std::memset(v.data(), 0xff, n * sizeof(A));  // NaN: an element never stored shows
-  return v;
-}
-template <class A> static int diff_bits(const A* a, const A* b, size_t n, const char* what) {
-  int bad = 0;
-  for (size_t i = 0; i < n; i++) bad += std::memcmp(&a[i], &b[i], sizeof(A)) != 0;
-  if (bad) printf("  %s: %d of %zu differ\n", what, bad, n);
-  return bad;
-}
-template <class A> static int diff_bits(const std::vector<A>& a, const std::vector<A>& b, const char* what) {
-  return a.size() == b.size() ? diff_bits(a.data(), b.data(), a.size(), what) : (printf("  %s: sizes differ\n", what), 1);
-}
 /** Bytes of v from `from` on that are not the 0xff sentinel. */
 template <class A> static int sentinel_touched(const std::vector<A>& v, size_t from, const char* what) {
   int bad = 0;
@@ -210,15 +186,10 @@ int main(int argc, char** argv) {
     std::vector<float> hg;  // the producer's h·γ
     std::vector<double> sumsq;
     for (int variant = 0; variant < 2; variant++) {
-      const unsigned block = variant == 0 ? 128 : 256, grid = (N + 7) / 8;  // 8 features per CTA either way
+      const unsigned block = gemv_block(variant), grid = (N + 7) / 8;
       // Unfused: y = x·Wpᵀ + b; normed_a, res_a = add_rms_norm(residual, y) (the backend's block).
-      std::vector<T> y((size_t)m * N), normed_a = sentinel<T>(mn), res_a = sentinel<T>(mn);
-      if (variant == 0)
-        launch({grid, 1, 1}, {block, 1, 1}, [&] { gemv_r2u8w4(x.data(), wp.data(), bias.data(), y.data(), m, N, K); });
-      else
-        launch({grid, 1, 1}, {block, 1, 1}, [&] { gemv_r1u4w8(x.data(), wp.data(), bias.data(), y.data(), m, N, K); });
-      const unsigned norm_block = std::min(1024u, (unsigned)((WIDTH / kiln::vec_for(WIDTH) + 31) / 32 * 32));
-      launch({(unsigned)m, 1, 1}, {norm_block, 1, 1}, [&] { add_rms_norm(residual.data(), y.data(), gamma.data(), normed_a.data(), res_a.data(), eps, m); });
+      std::vector<T> normed_a = sentinel<T>(mn), res_a = sentinel<T>(mn);
+      unfused_add_norm(variant, x, wp, bias, residual, gamma, eps, m, N, K, normed_a, res_a);
       // The producer: variant 0 into another buffer, variant 1 in place (residual_out = residual).
       const bool in_place = variant == 1;
       std::vector<T> res_b = in_place ? residual : sentinel<T>(mn + 8);

@@ -8,10 +8,8 @@
 # WIDTHS="2056 …" other widths (2056 also runs r2u8w4's main loop in the consumer: a minute more).
 set -euo pipefail
 cd "$(dirname "$0")"
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 source ./dyn_shared.sh
-dyn_shared "${KILN_GEMV_SRC:-../gemv.cu}" "$out/gemv.cu"
+gemv_workdir
 run_cfg() {  # name dtype width source-copy [m ...]: builds and runs one configuration, output in $out/name.log
   local name=$1 dt=$2 width=$3 src=$4
   shift 4

@@ -3,10 +3,8 @@
 # fp32. Not part of CI; a minute or two on 2 cores. KILN_GEMV_SRC=path checks another copy of gemv.cu.
 set -euo pipefail
 cd "$(dirname "$0")"
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 source ./dyn_shared.sh
-dyn_shared "${KILN_GEMV_SRC:-../gemv.cu}" "$out/gemv.cu"
+gemv_workdir
 cp gemv_splitk_check.cpp "$out/check.cpp"
 sed -i "s|#include \"../gemv.cu\"|#include \"$out/gemv.cu\"|" "$out/check.cpp"
 status=0

@@ -10,29 +10,7 @@
 #endif
 #include KILN_GEMV_SRC
 #include "../rmsnorm.cu"
-#include <cstdio>
-#include <cstring>
-#include <random>
-#include <vector>
-
-using T = kiln_t;
-static std::vector<T> randv(size_t n, std::mt19937& g, float scale, float mean = 0.f) {
-  std::normal_distribution<float> nd(mean, scale);
-  std::vector<T> v(n);
-  for (auto& x : v) x = kiln::from_float(nd(g));
-  return v;
-}
-static std::vector<T> sentinel(size_t n) {
-  std::vector<T> v(n);
-  std::memset(v.data(), 0xff, n * sizeof(T));  // NaN: a row never stored shows
-  return v;
-}
-template <class A> static int diff_bits(const std::vector<A>& a, const std::vector<A>& b, const char* what) {
-  int bad = 0;
-  for (size_t i = 0; i < a.size(); i++) bad += std::memcmp(&a[i], &b[i], sizeof(A)) != 0;
-  if (bad) printf("  %s: %d of %zu differ\n", what, bad, a.size());
-  return bad;
-}
+#include "gemv_norm_common.h"
 
 int main() {
   constexpr int K = 264, N = WIDTH;  // producer [N, K]; the norm's width N
@@ -43,16 +21,10 @@ int main() {
     auto residual = randv((size_t)m * N, g, 2.f), gamma = randv(N, g, 0.2f, 1.f);
     const float eps = 1e-5f;
     for (int variant = 0; variant < 2; variant++) {
-      const unsigned block = variant == 0 ? 128 : 256, grid = (N + 7) / 8;  // 8 features per CTA either way
+      const unsigned block = gemv_block(variant), grid = (N + 7) / 8;
       // Unfused: y = x·Wpᵀ + b; normed, residual_out = add_rms_norm(residual, y).
-      std::vector<T> y((size_t)m * N), normed_a = sentinel((size_t)m * N), res_a = sentinel((size_t)m * N);
-      if (variant == 0)
-        launch({grid, 1, 1}, {block, 1, 1}, [&] { gemv_r2u8w4(x.data(), wp.data(), bias.data(), y.data(), m, N, K); });
-      else
-        launch({grid, 1, 1}, {block, 1, 1}, [&] { gemv_r1u4w8(x.data(), wp.data(), bias.data(), y.data(), m, N, K); });
-      // The backend's block for add_rms_norm: one vector of the row per thread (rmsnorm.cu's register path).
-      const unsigned norm_block = std::min(1024u, (unsigned)((WIDTH / kiln::vec_for(WIDTH) + 31) / 32 * 32));
-      launch({(unsigned)m, 1, 1}, {norm_block, 1, 1}, [&] { add_rms_norm(residual.data(), y.data(), gamma.data(), normed_a.data(), res_a.data(), eps, m); });
+      std::vector<T> normed_a = sentinel((size_t)m * N), res_a = sentinel((size_t)m * N);
+      const auto y = unfused_add_norm(variant, x, wp, bias, residual, gamma, eps, m, N, K, normed_a, res_a);
       if (variant == 0) {  // rmsnorm.cu's loop path (a block narrower than the row) gives the same bits
         std::vector<T> normed_l = sentinel((size_t)m * N), res_l = sentinel((size_t)m * N);
         launch({(unsigned)m, 1, 1}, {32, 1, 1}, [&] { add_rms_norm(residual.data(), y.data(), gamma.data(), normed_l.data(), res_l.data(), eps, m); });

@@ -5,10 +5,8 @@
 # KILN_GEMV_SRC=path checks another copy of gemv.cu (e.g. a deliberately broken one).
 set -euo pipefail
 cd "$(dirname "$0")"
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 source ./dyn_shared.sh
-dyn_shared "${KILN_GEMV_SRC:-../gemv.cu}" "$out/gemv.cu"
+gemv_workdir
 status=0
 for dt in BF16 F16; do
   for width in ${WIDTHS:-1032 777}; do
