@@ -381,6 +381,14 @@ __device__ __forceinline__ void gemv_impl(const XT* __restrict__ x, const kiln_t
   float acc[R][GEMV_MAX_M];
   double ss = 0.0;  // a carried norm's Σ h² of row `lane`
   if (!warp_dots<R, U, Norm, 1, XT>(x, wr, row0 < n, m, k, acc, norm, 0, &ss)) return;
+  float rstd[GEMV_MAX_M];  // a carried norm's rstd of each row, once for the warp's R rows
+#if !defined(KILN_DTYPE_F32)
+  if constexpr (kF32X<XT>) {
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_M; j++)
+      if (j < m) rstd[j] = carry_rstd(ss, j, k, static_cast<const CarryIn*>(norm)->eps);
+  }
+#endif
 #pragma unroll
   for (int r = 0; r < R; r++) {
     const int row = row0 + r;
@@ -389,9 +397,7 @@ __device__ __forceinline__ void gemv_impl(const XT* __restrict__ x, const kiln_t
     for (int j = 0; j < GEMV_MAX_M; j++) {
       if (j < m) {
         float s = kiln::warp_sum(acc[r][j]);
-#if !defined(KILN_DTYPE_F32)
-        if constexpr (kF32X<XT>) s = __fmul_rn(s, carry_rstd(ss, j, k, static_cast<const CarryIn*>(norm)->eps));
-#endif
+        if constexpr (kF32X<XT>) s = __fmul_rn(s, rstd[j]);
         if (lane == 0 && row < n) store_out(y + (size_t)j * n + row, s + b);
       }
     }
