@@ -8,6 +8,8 @@
 //
 // extern "C" __global__ void embedding(
 //     const int* ids,         // [num_tokens]
+//     const int* feed,        // [num_tokens] or null: feed[t] ≥ 0 takes token t's id from fed[feed[t]]
+//     const int* fed,         //   (tokens an earlier queued step sampled on the device), −1 from ids[t]
 //     const kiln_t* table,    // [VOCAB, HIDDEN]
 //     kiln_t* out,            // [num_tokens, HIDDEN]
 //     int num_tokens,
@@ -47,14 +49,15 @@ __device__ __forceinline__ void zero_row(kiln_t* dst) {
 
 }  // namespace
 
-extern "C" __global__ void embedding(const int* ids, const kiln_t* table, kiln_t* out, int num_tokens,
-                                     int vocab_start) {
-  kiln::pdl_wait();  // ids and out belong to the step (see pdl.cuh)
+extern "C" __global__ void embedding(const int* ids, const int* feed, const int* fed, const kiln_t* table,
+                                     kiln_t* out, int num_tokens, int vocab_start) {
+  kiln::pdl_wait();  // ids, fed tokens and out belong to the step (see pdl.cuh)
   kiln::pdl_launch_dependents();
   const int t = blockIdx.x;
   if (t >= num_tokens) return;
   constexpr int V = kiln::vec_for(HIDDEN);
-  const long long local = (long long)ids[t] - vocab_start;
+  const int from = feed != nullptr ? feed[t] : -1;
+  const long long local = (long long)(from >= 0 ? fed[from] : ids[t]) - vocab_start;
   kiln_t* dst = out + (long long)t * HIDDEN;
   const bool vec = kiln::aligned16(table) && kiln::aligned16(out);
   if (local < 0 || local >= VOCAB) {

@@ -5,7 +5,13 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { planArena } from "../../src/backends/cuda/arena.ts";
 import { lower } from "../../src/backends/cuda/lowering.ts";
-import { packDecodeStep, packStep } from "../../src/backends/cuda/step_metadata.ts";
+import {
+  packDecodeStep,
+  packStep,
+  samplingLayout,
+  writeFeed,
+  writeSampleParams,
+} from "../../src/backends/cuda/step_metadata.ts";
 import { resolveBuildConfig } from "../../src/builder/build_config.ts";
 import { optimize } from "../../src/builder/optimize.ts";
 import { parseHfConfig } from "../../src/checkpoint/hf_config.ts";
@@ -331,5 +337,70 @@ describe("step metadata packing", () => {
       "a 128k-context stride uploads the entries in use",
     );
     assert.equal(full.tableStep, 1, "packStep: row-major tables");
+  });
+
+  test("fed tokens and sampling settings sit before the tables, unread rows at their defaults", () => {
+    const alloc = new BlockAllocator(16);
+    const seqs = [new Sequence(0, [5, 6, 7], 4), new Sequence(1, [3], 4), new Sequence(2, [9, 9], 4)];
+    for (const s of seqs) {
+      s.reserve(s.ids.length, alloc);
+      s.numComputed = s.ids.length;
+      s.ids.push(11);
+      s.reserve(s.ids.length, alloc);
+    }
+    for (const packed of [
+      packStep(buildStep(seqs), () => 0),
+      packDecodeStep(buildStep(seqs), 4, 3, () => 0),
+    ]) {
+      const R = packed.samplingRows;
+      assert.equal(R, packed.numSeqs, "one sampling row per logit row (the bucket in a decode step)");
+      assert.equal(packed.at.sampling % 2, 0, "the f64 seeds are 8-byte aligned");
+      const l = samplingLayout(R);
+      assert.ok(packed.at.feed + packed.numTokens <= packed.at.sampling);
+      assert.equal(packed.at.tables, packed.at.sampling + l.ints, "the tables follow the sampling block");
+      const ids = [...packed.data.subarray(packed.at.ids, packed.at.ids + 3)];
+      // Before anything is written: no token is fed; every row is greedy at temperature 1, filters off.
+      assert.deepEqual(
+        [...packed.data.subarray(packed.at.feed, packed.at.feed + packed.numTokens)],
+        new Array(packed.numTokens).fill(-1),
+      );
+      const bytes = (o: number, n: number) =>
+        new DataView(packed.data.buffer, packed.data.byteOffset + 4 * packed.at.sampling + o, n);
+      const tables = [...packed.data.subarray(packed.at.tables)];
+      writeFeed(packed, Int32Array.from([2, 0]), 128);
+      writeSampleParams(packed, {
+        greedy: Uint8Array.from([0, 1, 0]),
+        temperature: Float32Array.from([0.5, 1, 0.75]),
+        topK: Int32Array.from([40, 0, 7]),
+        topP: Float32Array.from([0.9, 1, 0.5]),
+        minP: Float32Array.from([0.05, 0, 0]),
+        seed: Float64Array.from([2 ** 52 + 3, 1, 7]),
+        sequence: Int32Array.from([4, 5, 6]),
+        step: Int32Array.from([10, 11, 12]),
+      });
+      assert.deepEqual([...packed.data.subarray(packed.at.feed, packed.at.feed + 3)], [130, 128, -1]);
+      assert.deepEqual([...packed.data.subarray(packed.at.ids, packed.at.ids + 3)], ids, "ids stay");
+      assert.deepEqual([...packed.data.subarray(packed.at.tables)], tables, "tables stay");
+      assert.equal(bytes(l.seed, 8).getFloat64(0, true), 2 ** 52 + 3);
+      assert.equal(bytes(l.seed + 16, 8).getFloat64(0, true), 7);
+      assert.equal(bytes(l.temperature + 8, 4).getFloat32(0, true), 0.75);
+      assert.equal(bytes(l.topK, 4).getInt32(0, true), 40);
+      assert.equal(bytes(l.topP + 8, 4).getFloat32(0, true), 0.5);
+      assert.equal(bytes(l.minP, 4).getFloat32(0, true), Math.fround(0.05));
+      assert.equal(bytes(l.sequence + 4, 4).getInt32(0, true), 5);
+      assert.equal(bytes(l.step + 8, 4).getInt32(0, true), 12);
+      assert.deepEqual(
+        [0, 1, 2].map((r) => bytes(l.greedy + r, 1).getUint8(0)),
+        [0, 1, 0],
+      );
+      if (R > 3) {
+        // The graph's padding row: greedy, temperature 1, top-p 1, no top-k or min-p.
+        assert.equal(bytes(l.greedy + 3, 1).getUint8(0), 1);
+        assert.equal(bytes(l.temperature + 12, 4).getFloat32(0, true), 1);
+        assert.equal(bytes(l.topP + 12, 4).getFloat32(0, true), 1);
+        assert.equal(bytes(l.topK + 12, 4).getInt32(0, true), 0);
+      }
+      assert.throws(() => writeFeed(packed, new Int32Array(packed.numTokens + 1), 0), RangeError);
+    }
   });
 });

@@ -264,6 +264,25 @@ describe("CUDA graphs and the on-device decoding fast path", { skip }, () => {
           assert.ok(Math.abs(lp - host[i].logProbs[t]) < 1e-4, `sampled prompt ${i} step ${t}`),
         );
       });
+      // Without logit transforms the graph runs the sampler (its settings in the step's metadata, its
+      // tokens fed to the next step's embedding): the same draws as eager steps, graphs off. With a
+      // repetition penalty the sampler runs after the graph, on the same device path as the host's.
+      backend.graphsEnabled = false;
+      const eagerSampled = await gpu.generate(prompts, sample);
+      backend.graphsEnabled = true;
+      device.forEach((o, i) => {
+        assert.deepEqual(o.outputIds, eagerSampled[i].outputIds, `graph vs eager, sampled prompt ${i}`);
+        o.logProbs.forEach((lp, t) =>
+          assert.ok(Math.abs(lp - eagerSampled[i].logProbs[t]) < 1e-4, `graph vs eager ${i} step ${t}`),
+        );
+      });
+      const penalized = { ...sample, repetitionPenalty: 1.3 };
+      const pd = await gpu.generate(prompts, penalized);
+      const ph = await gpu.generate(prompts, { ...penalized, logitsProcessors: passThrough });
+      assert.deepEqual(
+        pd.map((o) => o.outputIds),
+        ph.map((o) => o.outputIds),
+      );
     } finally {
       gpu.dispose();
       cache.cleanup();

@@ -71,11 +71,20 @@ import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts"
 import { type FusedNorm, type Lowered, type LStep, lower, type RopeStep, type TailNorm } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
 import { samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
-import { type PackedStep, packDecodeStep, packStep } from "./step_metadata.ts";
+import {
+  type PackedStep,
+  packDecodeStep,
+  packStep,
+  samplingLayout,
+  writeFeed,
+  writeSampleParams,
+} from "./step_metadata.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 /** Tokens a decode step takes from an earlier queued step's samples (ExecutionBackend.enqueueSample). */
 type TokenFeed = { from: SampleTicket; rows: Int32Array };
+/** A sampled step's settings, its output slot, and whether its decode graph runs the sampler. */
+type SampleLaunch = { params: SampleParams; slot: number; inGraph: boolean };
 
 /** One decode graph per batch bucket and attention split count (≤ MAX_SPLITS). */
 const graphKey = (bucket: number, splits: number) => bucket * (MAX_SPLITS + 1) + splits;
@@ -128,14 +137,15 @@ export class CudaBackend implements ExecutionBackend {
     Extract<LStep, { kind: "linear" }>
   >();
   private readonly logitsHost: Float32Array;
-  private sampleParams: DeviceBuffer;
   /** sample_topk_topp's per-slice statistics [maxLogitRows, slices] and per-row arrival counters
    * [maxLogitRows] (at `counters` bytes in), zeroed once here: every launch leaves them zero. */
   private readonly sampleSlices: { buffer: DeviceBuffer; slices: number; counters: number };
   /** Pipelined sampling (enqueueSample): two slots, each the sampled tokens then log-probs of up to
-   * maxLogitRows rows, on the device (fed to the next step) and in pinned host memory (read by
+   * maxLogitRows rows, on the device (one buffer, slot s at s · slotBytes: the embedding reads fed
+   * tokens from it by element, whichever slot they are in) and in pinned host memory (read by
    * collectSample once the slot's event has passed). */
-  private readonly sampled: { device: DeviceBuffer; host: PinnedBuffer; ready: Event; done: Event }[];
+  private readonly sampledDevice: DeviceBuffer;
+  private readonly sampled: { offset: number; host: PinnedBuffer; ready: Event; done: Event }[];
   /** Copies sampled tokens to the host off the main stream, so the next step's uploads and graph do
    * not queue behind the device-to-host copy. */
   private readonly readback: Stream;
@@ -199,9 +209,16 @@ export class CudaBackend implements ExecutionBackend {
     this.arena = DeviceBuffer.alloc(device, Math.max(256, totalBytes));
     const maxSeqs = Math.max(config.build.maxBatchSize, 1);
     const maxBlocksPerSeq = Math.ceil(config.maxSeqLen / this.kvBlockSize);
+    // step_metadata.ts: ids, positions, slots, invFreqIndex, feed [T]; queryStart, contextLen [S + 1];
+    // the sampling block (8-byte aligned) and the block tables. It grows if a step needs more.
     this.meta = DeviceBuffer.alloc(
       device,
-      4 * (4 * this.maxTokens + this.maxTokens * 2 + 2 + this.maxTokens * maxBlocksPerSeq),
+      4 *
+        (5 * this.maxTokens +
+          this.maxTokens * 2 +
+          4 +
+          samplingLayout(this.maxLogitRows).ints +
+          this.maxTokens * maxBlocksPerSeq),
     );
     this.invFreq = DeviceBuffer.alloc(device, 4 * (model.rope.rotaryDim / 2) * (this.maxTokens + 1));
     // Decode attention: graph buckets pad the batch to a power of two. Partials [S, H, splits, …] for
@@ -234,7 +251,6 @@ export class CudaBackend implements ExecutionBackend {
     };
     this.carry.sums.fillBytes(stream, 0);
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
-    this.sampleParams = DeviceBuffer.alloc(device, 64 * 1024);
     const slices = samplingSlices(model.vocabSize);
     const workspace = samplingWorkspace(this.maxLogitRows, slices);
     this.sampleSlices = {
@@ -243,8 +259,9 @@ export class CudaBackend implements ExecutionBackend {
       counters: workspace.countersOffset,
     };
     this.sampleSlices.buffer.fillBytes(stream, 0);
-    this.sampled = [0, 1].map(() => ({
-      device: DeviceBuffer.alloc(device, 8 * this.maxLogitRows),
+    this.sampledDevice = DeviceBuffer.alloc(device, 2 * 8 * this.maxLogitRows);
+    this.sampled = [0, 1].map((s) => ({
+      offset: s * 8 * this.maxLogitRows,
       host: PinnedBuffer.alloc(device, 8 * this.maxLogitRows),
       ready: Event.create(device, { timing: false }),
       done: Event.create(device, { timing: false }),
@@ -397,8 +414,11 @@ export class CudaBackend implements ExecutionBackend {
     return logits;
   }
 
-  /** Runs the plan; the logits stay in the arena (fp32 [R, vocab] at the output's region). */
-  private forwardOnDevice(step: StepInput, feed?: TokenFeed): void {
+  /** Runs the plan; the logits stay in the arena (fp32 [R, vocab] at the output's region). With
+   * `sample`, the metadata upload carries the sampling settings, and with `inGraph` a decode step's
+   * graph also runs sample_topk_topp into the slot (else the caller launches it). Returns the step's
+   * metadata. */
+  private forwardOnDevice(step: StepInput, feed?: TokenFeed, sample?: SampleLaunch): PackedStep {
     const T = step.tokenIds.length;
     const R = step.logitRows.length;
     if (T > this.maxTokens) {
@@ -414,14 +434,31 @@ export class CudaBackend implements ExecutionBackend {
     const rowOf = this.uploadInvFreq(step);
     if (feed && !this.graphable(step))
       throw new Error("internal: a fed step must be a decode step (one token per sequence, in order)");
-    if (this.graphsEnabled && this.graphable(step)) this.replayDecode(step, rowOf, feed);
-    else {
-      this.pdlNow = this.pdlEnabled && T <= PDL_MAX_ROWS;
-      const packed = packStep(step, rowOf);
-      this.uploadMeta(packed);
-      if (feed) this.feedTokens(feed);
-      for (const st of this.lowered.steps) this.run(st, packed, step.logitRows);
+    if (this.graphsEnabled && this.graphable(step))
+      return this.replayDecode(step, rowOf, feed, sample).packed;
+    if (sample?.inGraph) throw new Error("internal: only a graph's decode step samples in its graph");
+    this.pdlNow = this.pdlEnabled && T <= PDL_MAX_ROWS;
+    const packed = packStep(step, rowOf);
+    this.prepareMeta(packed, feed, sample);
+    for (const st of this.lowered.steps) this.run(st, packed, step.logitRows);
+    return packed;
+  }
+
+  /** Writes the fed tokens and sampling settings into the step's metadata and uploads it. */
+  private prepareMeta(packed: PackedStep, feed?: TokenFeed, sample?: SampleLaunch): void {
+    if (feed) {
+      const { from, rows } = feed;
+      if (from.id !== this.tickets - 1)
+        throw new Error(
+          `internal: a step is fed from the last queued one (${this.tickets - 1}), not ${from.id}`,
+        );
+      for (const r of rows)
+        if (r < 0 || r >= from.rows) throw new Error(`internal: fed row ${r} ∉ [0, ${from.rows})`);
+      // Element of the sampled buffer (int32): the slot's tokens come first in it.
+      writeFeed(packed, rows, this.sampled[from.id % 2].offset / 4);
     }
+    if (sample) writeSampleParams(packed, sample.params);
+    this.uploadMeta(packed);
   }
 
   get forwardSample(): ExecutionBackend["forwardSample"] {
@@ -440,25 +477,6 @@ export class CudaBackend implements ExecutionBackend {
     return this.modules.has("sampling") ? (ticket) => this.collectSampled(ticket) : undefined;
   }
 
-  /** Copies fed tokens (sampled by an earlier queued step, still on the device) into this step's
-   * token ids (offset 0 of the packed metadata, one per sequence), one copy per run of rows. */
-  private feedTokens(feed: TokenFeed): void {
-    const { from, rows } = feed;
-    if (from.id !== this.tickets - 1)
-      throw new Error(
-        `internal: a step is fed from the last queued one (${this.tickets - 1}), not ${from.id}`,
-      );
-    const src = this.sampled[from.id % 2].device;
-    for (let i = 0; i < rows.length; ) {
-      let j = i + 1;
-      while (j < rows.length && rows[j] === rows[j - 1] + 1) j++;
-      if (rows[i] < 0 || rows[j - 1] >= from.rows)
-        throw new Error(`internal: fed row ${rows[j - 1]} ≥ ${from.rows}`);
-      this.meta.copyFromAsync(this.stream, src, 4 * (j - i), 4 * i, 4 * rows[i]);
-      i = j;
-    }
-  }
-
   /** Forward, then embedding bias, penalties, bans and sample_topk_topp on the device (HF's order);
    * only B tokens and log-probs cross to the host, into the ticket's pinned slot. Returns at once. */
   private enqueueSampled(
@@ -474,73 +492,63 @@ export class CudaBackend implements ExecutionBackend {
       this.stream.synchronize();
       this.collected = this.tickets;
     }
-    this.forwardOnDevice(step, feed);
-    const logits = offsetPtr(this.arena.ptr, (this.regions.get(this.lowered.output) as Region).offset);
-    if (bias) {
-      if (this.biasSource !== bias) {
-        this.biasDevice.upload(bias);
-        this.biasSource = bias;
+    const id = this.tickets;
+    const slot = id % 2;
+    // Without logit transforms, a graph's decode step runs the sampler inside its graph.
+    const inGraph = !bias && !t.penalties && !t.banned && this.graphsEnabled && this.graphable(step);
+    const packed = this.forwardOnDevice(step, feed, { params: p, slot, inGraph });
+    if (!inGraph) {
+      const logits = offsetPtr(this.arena.ptr, (this.regions.get(this.lowered.output) as Region).offset);
+      if (bias) {
+        if (this.biasSource !== bias) {
+          this.biasDevice.upload(bias);
+          this.biasSource = bias;
+        }
+        const grid = Math.max(1, Math.min(Math.ceil((B * this.vocabSize) / 256), 65535));
+        this.launch("sampling", "add_logit_bias", [grid], 256, [
+          { ptr: logits },
+          { ptr: this.biasDevice.ptr },
+          { i32: B },
+        ]);
       }
-      const grid = Math.max(1, Math.min(Math.ceil((B * this.vocabSize) / 256), 65535));
-      this.launch("sampling", "add_logit_bias", [grid], 256, [
-        { ptr: logits },
-        { ptr: this.biasDevice.ptr },
-        { i32: B },
-      ]);
+      if (t.penalties) this.applyPenaltiesOnDevice(logits, B, t.penalties);
+      if (t.banned) this.banOnDevice(logits, B, t.banned);
+      this.launchSampler(packed, B, slot);
     }
-    if (t.penalties) this.applyPenaltiesOnDevice(logits, B, t.penalties);
-    if (t.banned) this.banOnDevice(logits, B, t.banned);
-    // Per-row settings, packed 8-byte aligned: seed f64 | temperature | topP | minP f32 | topK | sequence | step i32 | greedy u8
-    const buf = new ArrayBuffer(8 * B + 4 * B * 6 + B + 8);
-    const at = {
-      seed: 0,
-      temperature: 8 * B,
-      topP: 12 * B,
-      minP: 16 * B,
-      topK: 20 * B,
-      sequence: 24 * B,
-      step: 28 * B,
-      greedy: 32 * B,
-    };
-    new Float64Array(buf, at.seed, B).set(p.seed);
-    new Float32Array(buf, at.temperature, B).set(p.temperature);
-    new Float32Array(buf, at.topP, B).set(p.topP);
-    new Float32Array(buf, at.minP, B).set(p.minP);
-    new Int32Array(buf, at.topK, B).set(p.topK);
-    new Int32Array(buf, at.sequence, B).set(p.sequence);
-    new Int32Array(buf, at.step, B).set(p.step);
-    new Uint8Array(buf, at.greedy, B).set(p.greedy);
-    if (buf.byteLength > this.sampleParams.bytes) {
-      this.stream.synchronize();
-      this.sampleParams.dispose();
-      this.sampleParams = DeviceBuffer.alloc(this.device, 2 * buf.byteLength);
-    }
-    this.sampleParams.uploadAsync(this.stream, new Uint8Array(buf));
-    const ptr = (o: number): KernelArg => ({ ptr: offsetPtr(this.sampleParams.ptr, o) });
-    const id = this.tickets++;
-    const slot = this.sampled[id % 2];
+    this.tickets++;
+    // The slot is rewritten by ticket id + 2, queued only after this one is collected (done passed).
+    const s = this.sampled[slot];
+    s.ready.record(this.stream);
+    this.readback.waitEvent(s.ready);
+    this.sampledDevice.downloadAsync(this.readback, s.host, s.offset);
+    s.done.record(this.readback);
+    return { id, rows: B };
+  }
+
+  /** sample_topk_topp over the first B logit rows, its settings from the step's metadata, into a slot
+   * of the sampled buffer: tokens [maxLogitRows] then log-probs [maxLogitRows]. */
+  private launchSampler(packed: PackedStep, B: number, slot: number): void {
+    const l = samplingLayout(packed.samplingRows);
+    const at = (o: number): KernelArg => ({
+      ptr: offsetPtr(this.meta.ptr, 4 * packed.at.sampling + o),
+    });
+    const out = this.sampledDevice.at(this.sampled[slot].offset);
     const ws = this.sampleSlices;
     this.launch("sampling", "sample_topk_topp", [ws.slices, B], 1024, [
-      { ptr: logits },
-      ptr(at.greedy),
-      ptr(at.temperature),
-      ptr(at.topK),
-      ptr(at.topP),
-      ptr(at.minP),
-      ptr(at.seed),
-      ptr(at.sequence),
-      ptr(at.step),
-      { ptr: slot.device.ptr },
-      { ptr: offsetPtr(slot.device.ptr, 4 * this.maxLogitRows) },
+      { ptr: offsetPtr(this.arena.ptr, (this.regions.get(this.lowered.output) as Region).offset) },
+      at(l.greedy),
+      at(l.temperature),
+      at(l.topK),
+      at(l.topP),
+      at(l.minP),
+      at(l.seed),
+      at(l.sequence),
+      at(l.step),
+      { ptr: out },
+      { ptr: offsetPtr(out, 4 * this.maxLogitRows) },
       { ptr: ws.buffer.ptr },
       { ptr: ws.buffer.at(ws.counters) },
     ]);
-    // The slot is rewritten by ticket id + 2, queued only after this one is collected (done passed).
-    slot.ready.record(this.stream);
-    this.readback.waitEvent(slot.ready);
-    slot.device.downloadAsync(this.readback, slot.host);
-    slot.done.record(this.readback);
-    return { id, rows: B };
   }
 
   /** Waits for a queued step's tokens (tickets are collected in queue order). */
@@ -559,6 +567,8 @@ export class CudaBackend implements ExecutionBackend {
 
   profileDecode(step: StepInput): {
     graphMs: number;
+    sampledGraphMs?: number;
+    uploadGraphMs?: number;
     eagerMs: number;
     byKind: Record<string, { ms: number; count: number }>;
   } {
@@ -573,6 +583,36 @@ export class CudaBackend implements ExecutionBackend {
       timeOnStream(this.stream, () => {
         for (let i = 0; i < reps; i++) graph.launch(this.stream);
       }) / reps;
+    // The graph that also samples (greedy, into slot 0), alone and after the metadata upload each step
+    // makes: TPOT minus uploadGraphMs is the host's share and the gaps between steps.
+    let sampledGraphMs: number | undefined;
+    let uploadGraphMs: number | undefined;
+    if (this.modules.has("sampling") && this.tickets === this.collected) {
+      const B = step.seqs.length;
+      const params: SampleParams = {
+        greedy: new Uint8Array(B).fill(1),
+        temperature: new Float32Array(B).fill(1),
+        topK: new Int32Array(B),
+        topP: new Float32Array(B).fill(1),
+        minP: new Float32Array(B),
+        seed: new Float64Array(B),
+        sequence: Int32Array.from({ length: B }, (_, i) => i),
+        step: new Int32Array(B),
+      };
+      const sampled = this.replayDecode(step, rowOf, undefined, { params, slot: 0, inGraph: true });
+      const g = this.graphs.get(sampled.key) as CudaGraph;
+      sampledGraphMs =
+        timeOnStream(this.stream, () => {
+          for (let i = 0; i < reps; i++) g.launch(this.stream);
+        }) / reps;
+      uploadGraphMs =
+        timeOnStream(this.stream, () => {
+          for (let i = 0; i < reps; i++) {
+            this.uploadMeta(sampled.packed);
+            g.launch(this.stream);
+          }
+        }) / reps;
+    }
     const rows = Int32Array.from({ length: bucket }, (_, i) => i);
     this.uploadMeta(packed);
     const byKind: Record<string, { ms: number; count: number }> = {};
@@ -587,7 +627,7 @@ export class CudaBackend implements ExecutionBackend {
       byKind[key] = k;
     }
     this.stream.synchronize();
-    return { graphMs, eagerMs, byKind };
+    return { graphMs, sampledGraphMs, uploadGraphMs, eagerMs, byKind };
   }
 
   /** CUDA graphs replay decode steps: one token per sequence, logits for each in order. */
@@ -608,27 +648,33 @@ export class CudaBackend implements ExecutionBackend {
   }
 
   /** Decode step through the graph of its batch bucket, captured on first use (after one eager run
-   * that creates the GEMM plans, so capture records only stream work). */
+   * that creates the GEMM plans, so capture records only stream work). A step that samples in its
+   * graph has a graph per output slot. */
   private replayDecode(
     step: StepInput,
     rowOf: (seq: number) => number,
     feed?: TokenFeed,
+    sample?: SampleLaunch,
   ): { key: number; packed: PackedStep } {
     const bucket = nextPow2(step.seqs.length);
     this.pdlNow = this.pdlEnabled && bucket <= PDL_MAX_ROWS;
     const base = packDecodeStep(step, bucket, this.graphStride, rowOf);
     const splits = graphSplits(this.splitTarget(), bucket, base.maxContextLen);
     const packed = { ...base, splits };
-    const key = graphKey(bucket, splits);
+    const sampleSlot = sample?.inGraph ? sample.slot : -1;
+    const key = 3 * graphKey(bucket, splits) + sampleSlot + 1;
     const rows = Int32Array.from({ length: bucket }, (_, i) => i);
-    this.uploadMeta(packed);
-    if (feed) this.feedTokens(feed);
+    this.prepareMeta(packed, feed, sample);
     let graph = this.graphs.get(key);
     if (!graph) {
-      for (const st of this.lowered.steps) this.run(st, packed, rows); // warm-up: GEMM plans, module loads
+      const record = () => {
+        for (const st of this.lowered.steps) this.run(st, packed, rows);
+        if (sampleSlot >= 0) this.launchSampler(packed, bucket, sampleSlot);
+      };
+      record(); // warm-up: GEMM plans, module loads
       const capture = GraphCapture.begin(this.stream);
       try {
-        for (const st of this.lowered.steps) this.run(st, packed, rows);
+        record();
       } catch (e) {
         capture.abort();
         throw e;
@@ -759,7 +805,7 @@ export class CudaBackend implements ExecutionBackend {
       { i32: width },
     ]);
   }
-  /** Decode graphs by graphKey(bucket, attention splits). */
+  /** Decode graphs by 3 · graphKey(bucket, attention splits) + (1 + the slot the graph samples into, or 0). */
   private readonly graphs = new Map<number, CudaGraph>();
   /** Block-table stride of graph steps: enough blocks for the engine's longest sequence. */
   private get graphStride(): number {
@@ -1017,6 +1063,8 @@ export class CudaBackend implements ExecutionBackend {
       case "embedding":
         this.launch("embedding", "embedding", [T], 128, [
           meta(p.at.ids),
+          meta(p.at.feed),
+          { ptr: this.sampledDevice.ptr },
           { ptr: this.w(st.op.weight) },
           { ptr: this.ptr(st.op.out) },
           { i32: T },
@@ -1373,10 +1421,10 @@ export class CudaBackend implements ExecutionBackend {
       this.tailCounters,
       this.carry.sums,
       this.carry.hg,
-      this.sampleParams,
       this.sampleSlices.buffer,
       this.biasDevice,
-      ...this.sampled.flatMap((s) => [s.device, s.host, s.ready, s.done]),
+      this.sampledDevice,
+      ...this.sampled.flatMap((s) => [s.host, s.ready, s.done]),
       this.readback,
     ])
       b.dispose();

@@ -1,10 +1,69 @@
 // Packs a step's metadata (see runtime/step.ts) into one int32 block that is copied to the device in
 // one transfer; kernels get pointers into it.
 //
-//   [ ids T | positions T | slots T | invFreqIndex T | queryStart S+1 | contextLen S | blockTables ]
+//   [ ids T | positions T | slots T | invFreqIndex T | queryStart S+1 | contextLen S | feed T |
+//     sampling (R rows, 8-byte aligned) | blockTables ]
+// feed[t] ≥ 0: token t's id is element feed[t] of the sampled-token buffer (a token an earlier queued
+// step drew, still on the device) instead of ids[t]; −1: ids[t]. The sampling block holds
+// sample_topk_topp's per-row settings for the R logit rows (samplingLayout), so a sampled step makes
+// one host-to-device copy, and a CUDA graph can run the sampler too.
 // with block tables [S, stride] (row-major, `tableStep` 1) for packStep and [stride, S] (`tableStride`
 // 1, `tableStep` S) for the decode steps of CUDA graphs (packDecodeStep).
+import type { SampleParams } from "../../runtime/decoding/ops.ts";
 import type { StepInput } from "../../runtime/step.ts";
+
+/** Byte offsets, from the sampling block's start, of each per-row setting of R rows:
+ *  seed f64 [R] | temperature f32 [R] | topP f32 [R] | minP f32 [R] | topK i32 [R] | sequence i32 [R] |
+ *  step i32 [R] | greedy u8 [R]; `ints` is the block's size in int32 elements. */
+export function samplingLayout(R: number) {
+  return {
+    seed: 0,
+    temperature: 8 * R,
+    topP: 12 * R,
+    minP: 16 * R,
+    topK: 20 * R,
+    sequence: 24 * R,
+    step: 28 * R,
+    greedy: 32 * R,
+    ints: 8 * R + Math.ceil(R / 4),
+  };
+}
+
+/** Defaults for rows no request fills (a graph's padding rows): greedy, temperature 1, filters off. */
+function fillSamplingDefaults(data: Int32Array, at: number, R: number): void {
+  const l = samplingLayout(R);
+  const base = data.byteOffset + 4 * at;
+  new Float32Array(data.buffer, base + l.temperature, R).fill(1);
+  new Float32Array(data.buffer, base + l.topP, R).fill(1);
+  new Uint8Array(data.buffer, base + l.greedy, R).fill(1);
+}
+
+/** Writes rows 0..B−1 of `p` (B = p.greedy.length ≤ the block's rows) into the sampling block. */
+export function writeSampleParams(packed: PackedStep, p: SampleParams): void {
+  const B = p.greedy.length;
+  const R = packed.samplingRows;
+  if (B > R) throw new RangeError(`sampling settings for ${B} rows; the step has ${R} logit rows`);
+  const l = samplingLayout(R);
+  const { buffer, byteOffset } = packed.data;
+  const base = byteOffset + 4 * packed.at.sampling;
+  new Float64Array(buffer, base + l.seed, B).set(p.seed.subarray(0, B));
+  new Float32Array(buffer, base + l.temperature, B).set(p.temperature.subarray(0, B));
+  new Float32Array(buffer, base + l.topP, B).set(p.topP.subarray(0, B));
+  new Float32Array(buffer, base + l.minP, B).set(p.minP.subarray(0, B));
+  new Int32Array(buffer, base + l.topK, B).set(p.topK.subarray(0, B));
+  new Int32Array(buffer, base + l.sequence, B).set(p.sequence.subarray(0, B));
+  new Int32Array(buffer, base + l.step, B).set(p.step.subarray(0, B));
+  new Uint8Array(buffer, base + l.greedy, B).set(p.greedy.subarray(0, B));
+}
+
+/** Feeds token i (i < rows.length) from element `base + rows[i]` of the sampled-token buffer. */
+export function writeFeed(packed: PackedStep, rows: Int32Array, base: number): void {
+  if (rows.length > packed.numTokens)
+    throw new RangeError(`${rows.length} fed tokens; the step has ${packed.numTokens}`);
+  for (let i = 0; i < rows.length; i++) packed.data[packed.at.feed + i] = base + rows[i];
+}
+
+const even = (n: number) => n + (n & 1);
 
 export interface PackedStep {
   /** The layout up to its last block-table entry in use (what is uploaded); see `extent`. */
@@ -19,8 +78,12 @@ export interface PackedStep {
     invFreqIndex: number;
     queryStart: number;
     contextLen: number;
+    feed: number;
+    sampling: number;
     tables: number;
   };
+  /** Rows of the sampling block: the step's logit rows (its bucket for a graph's decode step). */
+  samplingRows: number;
   /** Elements between two sequences' tables, and between two entries of one table. */
   tableStride: number;
   tableStep: number;
@@ -45,9 +108,15 @@ export function packStep(step: StepInput, invFreqRow: (seq: number) => number): 
     invFreqIndex: 3 * T,
     queryStart: 4 * T,
     contextLen: 4 * T + S + 1,
-    tables: 4 * T + 2 * S + 1,
+    feed: 4 * T + 2 * S + 1,
+    sampling: even(5 * T + 2 * S + 1),
+    tables: 0,
   };
+  const R = step.logitRows.length;
+  at.tables = at.sampling + samplingLayout(R).ints;
   const data = new Int32Array(at.tables + S * stride);
+  data.fill(-1, at.feed, at.feed + T);
+  fillSamplingDefaults(data, at.sampling, R);
   data.set(step.tokenIds, at.ids);
   data.set(step.positions, at.positions);
   data.set(step.slotMapping, at.slots);
@@ -67,6 +136,7 @@ export function packStep(step: StepInput, invFreqRow: (seq: number) => number): 
     data,
     extent: data.byteLength,
     at,
+    samplingRows: R,
     tableStride: stride,
     tableStep: 1,
     numTokens: T,
@@ -99,12 +169,16 @@ export function packDecodeStep(
     invFreqIndex: 3 * B,
     queryStart: 4 * B,
     contextLen: 5 * B + 1,
-    tables: 6 * B + 1,
+    feed: 6 * B + 1,
+    sampling: even(7 * B + 1),
+    tables: even(7 * B + 1) + samplingLayout(B).ints,
   };
   let used = 0;
   for (const s of step.seqs) used = Math.max(used, Math.min(s.blockTable.length, stride));
   const data = new Int32Array(at.tables + used * B);
   data.fill(-1, at.slots, at.slots + B);
+  data.fill(-1, at.feed, at.feed + B);
+  fillSamplingDefaults(data, at.sampling, B);
   let maxContextLen = 0;
   for (let i = 0; i < B; i++) data[at.queryStart + i] = i;
   data[at.queryStart + B] = B;
@@ -122,6 +196,7 @@ export function packDecodeStep(
     data,
     extent: 4 * (at.tables + B * stride),
     at,
+    samplingRows: B,
     tableStride: 1,
     tableStep: B,
     numTokens: B,
