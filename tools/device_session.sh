@@ -13,6 +13,8 @@
 #   ATTN_STAGES=1: also TPOT with decode attention stopped after each stage (KILN_ATTN_STOP) and left out.
 #   SAMPLER_AB=1: also the sampler's 16-byte row passes against KILN_SAMPLER_SCALAR and _LEADER_AGG (sampler_ab.ts).
 #   PROFILE=1: also the defaults with `kiln bench --profile` (the graph replay time of one decode step).
+#   CLOSE=1: also the 8B engine's load + first token, and a cache miss then a cache hit of `kiln run` on
+#     its checkpoint (about 70 s more).
 set -uo pipefail
 source tools/device_engine.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
@@ -35,7 +37,7 @@ measure() {
   # shellcheck disable=SC2046 # one word per variable
   env $(tr '+' ' ' <<<"$setting") ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --json "$@" \
     >"$out/m.json" 2>>"$out/bench.err" || { echo "$label: bench failed (see bench.err)"; return; }
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); p=d.get('profile'); print('%-48s TPOT %.3f ms (%.3fx floor %.3f)  TTFT %.2f ms (%.3fx)%s' % (sys.argv[2], d['tpotMs'], d['tpotOverFloor'], d['floorMs'], d['ttftMs'], d['ttftOverPrefillFloor'], '  graph replay %.3f ms' % p['graphMs'] if p else ''))" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); p=d.get('profile'); print('%-48s TPOT %.3f ms (%.3fx floor %.3f)  TTFT %.2f ms (%.3fx)%s' % (sys.argv[2], d['tpotMs'], d['tpotOverFloor'], d['floorMs'], d['ttftMs'], d['ttftOverPrefillFloor'], ('  graph replay %.3f ms' % p['graphMs'] + ('  with sampler %.3f  +upload %.3f' % (p['sampledGraphMs'], p['uploadGraphMs']) if p.get('sampledGraphMs') else '')) if p else ''))" \
     "$out/m.json" "$label"
 }
 decode=(--input-len 128 --output-len 256)
@@ -71,6 +73,20 @@ for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   measure "$cfg without decode attention" "$e" \
     KILN_SKIP_KERNELS=$SKIP_ATTN "${decode[@]}"
   measure "$cfg prefill 2048" "$e" X=1 --input-len 2048 --output-len 2 --runs 5
+  # CLOSE=1: the engine's load + first token, then `kiln run` on the checkpoint twice: the first builds it
+  # into the content cache, the second must be a cache hit (its "engine" in --json says which).
+  if [[ ${CLOSE:-0} == 1 ]]; then
+    t0=$(date +%s%N)
+    ./bin/kiln run --model "$e" --backend cuda --input-ids 1,2,3 --max-new-tokens 1 --json >/dev/null 2>>"$out/bench.err"
+    echo "$cfg load + first token: exit $? in $((($(date +%s%N) - t0) / 1000000)) ms"
+    for pass in 1 2; do
+      t0=$(date +%s%N)
+      ./bin/kiln run --model "/tmp/hf-$cfg" --backend cuda --dtype bf16 --input-ids 1,2,3 --max-new-tokens 1 \
+        --json >"$out/run-checkpoint-$pass.json" 2>>"$out/bench.err"
+      echo "$cfg kiln run on the checkpoint, pass $pass: exit $? in $((($(date +%s%N) - t0) / 1000000)) ms," \
+        "engine $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['engine'])" "$out/run-checkpoint-$pass.json" 2>&1)"
+    done
+  fi
 done
 # HF=1: also the Hugging Face baseline on the 8B checkpoint, static cache + compile (its best mode; about
 # 2-3 minutes), for the "faster than Hugging Face in the same run" figure.

@@ -136,6 +136,10 @@ export function registerBench(program: Command): void {
           process.stdout.write(
             `\ndecode step GPU time: graph ${p.graphMs.toFixed(3)} ms, eager sum ${p.eagerMs.toFixed(3)} ms\n`,
           );
+          if (p.sampledGraphMs !== undefined && p.uploadGraphMs !== undefined)
+            process.stdout.write(
+              `with the greedy sampler in the graph: ${p.sampledGraphMs.toFixed(3)} ms, after the metadata upload ${p.uploadGraphMs.toFixed(3)} ms\n`,
+            );
           const kinds = Object.entries(p.byKind).sort((a, b) => b[1].ms - a[1].ms);
           for (const [k, v] of kinds)
             process.stdout.write(`  ${k.padEnd(28)} ${v.ms.toFixed(3)} ms  (${v.count}×)\n`);

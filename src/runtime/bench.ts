@@ -54,7 +54,13 @@ export interface BenchResult {
   /** The sampled decoding settings, or null: greedy. */
   sampling: BenchSampling | null;
   /** With profile: one decode step's graph replay time and per-kind eager GPU times. */
-  profile?: { graphMs: number; eagerMs: number; byKind: Record<string, { ms: number; count: number }> };
+  profile?: {
+    graphMs: number;
+    sampledGraphMs?: number;
+    uploadGraphMs?: number;
+    eagerMs: number;
+    byKind: Record<string, { ms: number; count: number }>;
+  };
 }
 
 const median = (xs: number[]) => {

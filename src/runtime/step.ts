@@ -86,6 +86,9 @@ export interface ExecutionBackend {
    * each) and of one whole graph replay, for the decode step `step` (CUDA only; for `kiln bench --profile`). */
   profileDecode?(step: StepInput): {
     graphMs: number;
+    /** The graph with the greedy sampler in it, alone and after each step's metadata upload. */
+    sampledGraphMs?: number;
+    uploadGraphMs?: number;
     eagerMs: number;
     byKind: Record<string, { ms: number; count: number }>;
   };
