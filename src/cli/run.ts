@@ -193,6 +193,8 @@ async function runCommand(f: RunFlags): Promise<void> {
         logProbs: out.logProbs,
         text: out.text,
         finishReason: out.finishReason,
+        // Where the engine came from: an engine dir, the content cache ("hit"), or built now.
+        engine: runner.engine,
         sequences: out.sequences.map((s) => ({
           outputIds: s.outputIds,
           text: s.text,

@@ -27,6 +27,14 @@ describe("kiln CLI: bad input", () => {
     assert.equal(out.logProbs.length, 5);
     assert.ok(out.logProbs.every((x: number) => x <= 0));
     assert.equal(out.finishReason, "length");
+    // The checkpoint is built into the content cache once; the same checkpoint again is a cache hit.
+    const again = JSON.parse(
+      kiln(["run", "--model", model.dir, "--input-ids", "1,2,3", "--max-new-tokens", "1", "--json"], env)
+        .stdout,
+    );
+    assert.equal(again.engine.origin, "hit");
+    assert.equal(again.engine.dir, out.engine.dir);
+    assert.ok(["built", "hit"].includes(out.engine.origin), out.engine.origin);
   });
 
   test("unsupported architecture", () => {
