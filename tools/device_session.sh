@@ -13,8 +13,10 @@
 #   ATTN_STAGES=1: also TPOT with decode attention stopped after each stage (KILN_ATTN_STOP) and left out.
 #   SAMPLER_AB=1: also the sampler's 16-byte row passes against KILN_SAMPLER_SCALAR and _LEADER_AGG (sampler_ab.ts).
 #   PROFILE=1: also the defaults with `kiln bench --profile` (the graph replay time of one decode step).
-#   CLOSE=1: also the 8B engine's load + first token, and a cache miss then a cache hit of `kiln run` on
-#     its checkpoint (about 70 s more).
+#   LEAN=1: without the sampled and no-attention lines.
+#   DEADLINE (epoch seconds): HF=1's run gets the time left until then (skipped under a minute).
+#   CLOSE=1: the 8B engine comes from `kiln run` on its checkpoint (a cache miss that builds it, then a
+#     cache hit), and its load + first token is timed (about 20 s more).
 set -uo pipefail
 source tools/device_engine.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
@@ -44,9 +46,25 @@ decode=(--input-len 128 --output-len 256)
 # Decode attention's kernels, for leaving it out (with the RoPE fused into it, that goes too).
 SKIP_ATTN=attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8,attention_decode_rope
 SKIP_ATTN+=,attention_decode_rope_c2,attention_decode_rope_c4,attention_decode_rope_c8,rope_qkv_fused
+# CLOSE=1: the 8B engine is built by `kiln run` on the checkpoint (a cache miss: the content cache builds
+# it; its --json "engine" has the build's seconds), then `kiln run` again must be a cache hit (its wall
+# time: the checkpoint's identity check, the load and one token). Prints the cached engine's directory.
+close_engine() {
+  local cfg=$1 dir=/tmp/hf-$1
+  [[ -d $dir ]] || python3 tools/bench_hf.py --config "configs/$cfg" --out "$dir" >"$out/hf-$cfg-make.log" 2>&1
+  for pass in 1 2; do
+    local t0=$(date +%s%N)
+    ./bin/kiln run --model "$dir" --backend cuda --dtype bf16 --input-ids 1,2,3 --max-new-tokens 1 --json \
+      >"$out/run-checkpoint-$pass.json" 2>>"$out/bench.err"
+    echo "$cfg kiln run on the checkpoint, pass $pass: exit $? in $((($(date +%s%N) - t0) / 1000000)) ms," \
+      "engine $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['engine'])" "$out/run-checkpoint-$pass.json" 2>&1)" \
+      >>"$out/close.txt"
+  done
+  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['engine']['dir'])" "$out/run-checkpoint-2.json"
+}
 for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   t0=$(date +%s)
-  e=$(engine "$cfg")
+  if [[ ${CLOSE:-0} == 1 && $cfg == llama-3.1-8b ]]; then e=$(close_engine "$cfg"); else e=$(engine "$cfg"); fi
   echo "$cfg engine ready in $(($(date +%s) - t0)) s ($(tail -n 1 "$out/build-times.txt" 2>/dev/null))"
   if [[ $cfg == llama-3.1-8b ]]; then
     settings=${SETTINGS_8B-KILN_GEMV_SHAPES=4096x14336:r1u4w8s2 KILN_GEMV_SHAPES=4096x14336:r1u4w8s4}
@@ -64,36 +82,32 @@ for cfg in ${CONFIGS:-llama-3.1-8b llama-3.2-1b}; do
   # PROFILE=1: the defaults once more with --profile (one decode step's graph replay time: TPOT minus it
   # is what each step costs outside its graph).
   [[ ${PROFILE:-0} == 1 ]] && measure "$cfg defaults, profiled" "$e" X=1 "${decode[@]}" --profile
-  measure "$cfg sampled t=1 top-p 0.95" "$e" X=1 "${decode[@]}" --temperature 1 --top-p 0.95
+  [[ ${LEAN:-0} == 1 ]] || measure "$cfg sampled t=1 top-p 0.95" "$e" X=1 "${decode[@]}" --temperature 1 --top-p 0.95
   if [[ $cfg == llama-3.2-1b ]]; then
     [[ ${ATTN_STAGES:-0} == 1 ]] && measure "$cfg without decode attention" "$e" \
       KILN_SKIP_KERNELS=$SKIP_ATTN "${decode[@]}"
     continue
   fi
-  measure "$cfg without decode attention" "$e" \
-    KILN_SKIP_KERNELS=$SKIP_ATTN "${decode[@]}"
+  [[ ${LEAN:-0} == 1 ]] || measure "$cfg without decode attention" "$e" KILN_SKIP_KERNELS=$SKIP_ATTN "${decode[@]}"
   measure "$cfg prefill 2048" "$e" X=1 --input-len 2048 --output-len 2 --runs 5
-  # CLOSE=1: the engine's load + first token, then `kiln run` on the checkpoint twice: the first builds it
-  # into the content cache, the second must be a cache hit (its "engine" in --json says which).
-  if [[ ${CLOSE:-0} == 1 ]]; then
+  # CLOSE=1 (8B): the engine's load + first token, after the cache's build and hit (close_engine).
+  if [[ ${CLOSE:-0} == 1 && $cfg == llama-3.1-8b ]]; then
+    cat "$out/close.txt"
     t0=$(date +%s%N)
     ./bin/kiln run --model "$e" --backend cuda --input-ids 1,2,3 --max-new-tokens 1 --json >/dev/null 2>>"$out/bench.err"
-    echo "$cfg load + first token: exit $? in $((($(date +%s%N) - t0) / 1000000)) ms"
-    for pass in 1 2; do
-      t0=$(date +%s%N)
-      ./bin/kiln run --model "/tmp/hf-$cfg" --backend cuda --dtype bf16 --input-ids 1,2,3 --max-new-tokens 1 \
-        --json >"$out/run-checkpoint-$pass.json" 2>>"$out/bench.err"
-      echo "$cfg kiln run on the checkpoint, pass $pass: exit $? in $((($(date +%s%N) - t0) / 1000000)) ms," \
-        "engine $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['engine'])" "$out/run-checkpoint-$pass.json" 2>&1)"
-    done
+    echo "$cfg engine dir: load + first token: exit $? in $((($(date +%s%N) - t0) / 1000000)) ms"
   fi
 done
 # HF=1: also the Hugging Face baseline on the 8B checkpoint, static cache + compile (its best mode; about
 # 2-3 minutes), for the "faster than Hugging Face in the same run" figure.
-if [[ ${HF:-0} == 1 ]]; then
-  timeout "${HF_TIMEOUT:-300}" python3 tools/bench_hf.py --config configs/llama-3.1-8b --out /tmp/hf-llama-3.1-8b --bench \
-    --modes static+compile --prefill-len 0 --budget-s "${HF_BUDGET:-200}" --json "$out/hf-8b.json" >"$out/hf-8b.log" 2>&1
-  echo "hf bench 8B: exit $?"
+hf_timeout=${HF_TIMEOUT:-300}
+[[ -n ${DEADLINE:-} ]] && hf_timeout=$((DEADLINE - $(date +%s)))
+if [[ ${HF:-0} == 1 && $hf_timeout -lt 60 ]]; then echo "hf bench 8B: skipped, ${hf_timeout} s left before DEADLINE"
+elif [[ ${HF:-0} == 1 ]]; then
+  timeout "$hf_timeout" python3 tools/bench_hf.py --config configs/llama-3.1-8b --out /tmp/hf-llama-3.1-8b --bench \
+    --modes static+compile --prefill-len 0 --budget-s "${HF_BUDGET:-$((hf_timeout * 9 / 10))}" --json "$out/hf-8b.json" \
+    >"$out/hf-8b.log" 2>&1
+  echo "hf bench 8B: exit $? (timeout ${hf_timeout} s)"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: d.get(k) for k in ('device','modes')}, default=str)[:1500])" \
     "$out/hf-8b.json"
 fi

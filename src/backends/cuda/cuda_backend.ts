@@ -189,7 +189,8 @@ export class CudaBackend implements ExecutionBackend {
         );
       this.modules.set(spec.key, CudaModule.load(device, cubin));
     }
-    this.gemvL2Prefetch = parseGemvL2Prefetch(process.env.KILN_GEMV_L2_PREFETCH);
+    const l2Prefetch = parseGemvL2Prefetch(process.env.KILN_GEMV_L2_PREFETCH);
+    if (l2Prefetch !== 0) this.gemvL2Prefetch = l2Prefetch; // the module's own initial value is 0
     this.uploadWeights(engine);
     this.lowered = lower(plan, model);
     for (const st of this.lowered.steps) if (st.kind === "linear") this.linearSteps.set(st.op, st);
