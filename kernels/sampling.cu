@@ -450,7 +450,8 @@ __device__ __forceinline__ void for_each_logit(const float* row, F&& f) {
 
 /**
  * hist[bin] += 1, and whist[bin] += w when kWeighted, for each lane with bin ≥ 0 (bin < 0: nothing).
- * With KILN_SAMPLER_LEADER_AGG (opt-in until measured, see histogram_pass): every lane of the warp calls
+ * With KILN_SAMPLER_LEADER_AGG (opt-in; measured on the H200, 2026-12-03: 1,442 µs against 1,368 on a
+ * flat row of spread 0.5, 1,148 against 1,204 at spread 4, the same tokens): every lane of the warp calls
  * it together, and the lanes that share the bin of the first lane left combine into one shared atomic,
  * for two rounds (a ballot and a shuffle each, where __match_any_sync measured too slow), so a flat
  * row's few crowded bins take a fraction of the conflicting atomics; the sums are integers, so the
