@@ -103,33 +103,9 @@
 #define GEMV_MAX_M 8
 #endif
 
-// Bytes of each weight row a warp asks L2 to prefetch before its PDL wait (0: none; at most the row).
-// The backend sets it when it loads the module (KILN_GEMV_L2_PREFETCH). A GEMV launched early (PDL)
-// then has its first rows' bytes on the way from DRAM while the kernel before it still runs, instead of
-// starting its reads at the wait, and streams them from L2 after it.
-extern "C" __device__ int kiln_gemv_l2_prefetch = 0;
-
 namespace {
 
 constexpr int kElems = kiln::kVec;  // kiln_t per 16-byte vector
-
-/** Lane r < R asks L2 for the first kiln_gemv_l2_prefetch bytes of row r (one bulk prefetch on sm_90+,
- * 128-byte lines spread over the lanes before). Weights only: they never depend on the previous kernel. */
-template <int R>
-__device__ __forceinline__ void prefetch_rows_l2(const uint4* const (&wr)[R], int k) {
-  const int bytes = min(kiln_gemv_l2_prefetch, k * (int)sizeof(kiln_t)) & ~15;
-  if (bytes <= 0) return;
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-#if __CUDA_ARCH__ >= 900
-    if (lane == r) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(wr[r]), "r"(bytes) : "memory");
-#else
-    for (int o = 128 * lane; o < bytes; o += 32 * 128)
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char*>(wr[r]) + o));
-#endif
-  }
-}
 #if !defined(KILN_DTYPE_F32)
 constexpr int kGatedWarps = 8;  // gemv_gated_*: warps (output features) per block
 #endif
@@ -322,6 +298,10 @@ __device__ __forceinline__ bool warp_dots(const XT* __restrict__ x, const uint4*
                                           int k, float (&acc)[R][GEMV_MAX_M], const void* norm = nullptr,
                                           int slice = 0, double* carry_ss = nullptr) {
   // Prefetching holds R·U vectors (4 registers each) across the wait; more would spill at m = 8.
+  // Asking L2 for more of the rows before the wait (one cp.async.bulk.prefetch.L2 per row) measured
+  // slower on the H200 (2026-12-03, ce778f2): 1B 0.891 ms (first 4 KB of each row) and 0.916 (whole rows)
+  // against 0.835; 8B 4.402 and 4.748 against 4.198. The early CTAs' bulk requests compete with the
+  // running kernel's stream and leave it later; removed.
   constexpr bool kPrefetch = R * U <= 16;
   const int lane = threadIdx.x & 31;
   const int vecs = k / kElems;
@@ -332,7 +312,6 @@ __device__ __forceinline__ bool warp_dots(const XT* __restrict__ x, const uint4*
     load_w<R, U, S>(wr, v, wv);
     have = true;
   }
-  if (active && slice == 0) prefetch_rows_l2<R>(wr, k);  // split-K: one warp per row asks
 #if !defined(KILN_DTYPE_F32)
   uint4 gp[kGammaPre];
   if constexpr (Norm) prefetch_gamma(*static_cast<const NormIn*>(norm), k, gp);

@@ -7,7 +7,6 @@ import { describe, test } from "node:test";
 import {
   chooseGemv,
   GATED_ACTS,
-  GEMV_L2_PREFETCH_DEFAULT,
   GEMV_MAX_ROWS,
   GEMV_VARIANTS,
   type GemvVariantName,
@@ -15,7 +14,6 @@ import {
   gemvGatedLaunch,
   gemvLaunch,
   normFusionPays,
-  parseGemvL2Prefetch,
   parseGemvMaxRows,
   parseGemvPolicy,
   parseGemvShapes,
@@ -250,19 +248,6 @@ describe("normFusionPays (KILN_FUSE_NORM)", () => {
     assert.equal(parseGemvMaxRows("0"), 0);
     assert.throws(() => parseGemvMaxRows("9"), /KILN_GEMV_MAX_ROWS must be an integer from 0 to 8; got 9/);
     assert.throws(() => parseGemvMaxRows("two"), /got two/);
-  });
-
-  test("KILN_GEMV_L2_PREFETCH: bytes per weight row, the default when unset, whole numbers only", () => {
-    assert.equal(parseGemvL2Prefetch(undefined), GEMV_L2_PREFETCH_DEFAULT);
-    assert.equal(parseGemvL2Prefetch(""), GEMV_L2_PREFETCH_DEFAULT);
-    assert.equal(parseGemvL2Prefetch("4096"), 4096);
-    assert.equal(parseGemvL2Prefetch("0"), 0);
-    for (const bad of ["-1", "1.5", "4k", "1e3", "99999999999"])
-      assert.throws(
-        () => parseGemvL2Prefetch(bad),
-        (e: unknown) => e instanceof InvalidEnvironmentError && e.message.includes(`got "${bad}"`),
-        bad,
-      );
   });
 
   test("off by default (auto is an alias), on and tail on request; the variable is parsed strictly", () => {

@@ -62,7 +62,6 @@ import {
   gemvNormSharedBytes,
   type NormFusion,
   normFusionPays,
-  parseGemvL2Prefetch,
   parseGemvMaxRows,
   parseGemvPolicy,
   parseGemvShapes,
@@ -189,8 +188,6 @@ export class CudaBackend implements ExecutionBackend {
         );
       this.modules.set(spec.key, CudaModule.load(device, cubin));
     }
-    const l2Prefetch = parseGemvL2Prefetch(process.env.KILN_GEMV_L2_PREFETCH);
-    if (l2Prefetch !== 0) this.gemvL2Prefetch = l2Prefetch; // the module's own initial value is 0
     this.uploadWeights(engine);
     this.lowered = lower(plan, model);
     for (const st of this.lowered.steps) if (st.kind === "linear") this.linearSteps.set(st.op, st);
@@ -828,21 +825,6 @@ export class CudaBackend implements ExecutionBackend {
   }
   /** Most rows of a decode GEMM on our GEMV (gemv_plan.ts GEMV_MAX_ROWS); KILN_GEMV_MAX_ROWS overrides. */
   gemvMaxRows = parseGemvMaxRows(process.env.KILN_GEMV_MAX_ROWS);
-  /** Bytes of each weight row the decode GEMVs prefetch into L2 before their PDL wait
-   * (KILN_GEMV_L2_PREFETCH; gemv.cu's kiln_gemv_l2_prefetch, read at every launch, so captured graphs
-   * follow a change). Prefetches change no result. */
-  get gemvL2Prefetch(): number {
-    return this.l2Prefetch;
-  }
-  set gemvL2Prefetch(bytes: number) {
-    this.l2Prefetch = bytes;
-    const gemv = this.modules.get("gemv");
-    if (!gemv) return; // fp32 engines: cuBLASLt only
-    this.stream.synchronize(); // no queued GEMV reads it mid-change
-    this.device.driver.memcpyHtoD(gemv.global("kiln_gemv_l2_prefetch").ptr, Int32Array.of(bytes));
-  }
-  private l2Prefetch = 0;
-
   /** Whether decode steps run each RMSNorm inside the GEMV that reads it (KILN_FUSE_NORM=1; off by
    * default, as measured: gemv_plan.ts NormFusion); `tail` runs each residual add + RMSNorm in the GEMV
    * before it instead (tailNorm). */

@@ -108,21 +108,6 @@ export function parseNormFusion(env: string | undefined): NormFusion {
   );
 }
 
-/** Bytes of each weight row a decode GEMV asks L2 to prefetch before its PDL wait
- * (`KILN_GEMV_L2_PREFETCH`, a whole number; 0 = none; the kernel caps it at the row). Not yet measured:
- * 0 by default. */
-export const GEMV_L2_PREFETCH_DEFAULT = 0;
-
-export function parseGemvL2Prefetch(env: string | undefined): number {
-  if (env === undefined || env === "") return GEMV_L2_PREFETCH_DEFAULT;
-  const n = Number(env);
-  if (!/^\d+$/.test(env.trim()) || !Number.isSafeInteger(n) || n > 2 ** 31 - 1)
-    throw new InvalidEnvironmentError(
-      `KILN_GEMV_L2_PREFETCH must be a whole number of bytes per weight row (0 for none, e.g. 4096); got "${env}"`,
-    );
-  return n;
-}
-
 /** Whether a decode GEMV normalises its input in its prologue (mode `on`). */
 export function normFusionPays(mode: NormFusion): boolean {
   return mode === "on";

@@ -4,7 +4,7 @@ import type { LaunchOptions } from "../ffi/driver.ts";
 import type { Dim3 } from "../ffi/driver_enums.ts";
 import { CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES } from "../ffi/driver_enums.ts";
 import { KernelArgumentError } from "../ffi/errors.ts";
-import type { CuFunction, CuModule, DevicePtr } from "../ffi/handles.ts";
+import type { CuFunction, CuModule } from "../ffi/handles.ts";
 import type { KernelArg } from "../ffi/kernel_args.ts";
 import type { CudaDevice } from "./device.ts";
 import type { Stream } from "./stream.ts";
@@ -50,11 +50,6 @@ export class CudaModule implements Disposable {
       this.kernels.set(name, k);
     }
     return k;
-  }
-
-  /** The `__device__` variable `name`: its address and size (throws CudaError CUDA_ERROR_NOT_FOUND naming it if absent). */
-  global(name: string): { ptr: DevicePtr; bytes: number } {
-    return this.device.driver.moduleGetGlobal(this.handle, name);
   }
 
   /** Unloads the module; its kernels become unusable. Idempotent. */

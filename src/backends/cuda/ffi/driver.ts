@@ -82,7 +82,6 @@ const PROTOS = {
   cuEventDestroy: ["int", [H], ["cuEventDestroy_v2"]],
   cuModuleLoadData: ["int", ["void *", "void *"]],
   cuModuleGetFunction: ["int", ["void *", H, "const char *"]],
-  cuModuleGetGlobal: ["int", ["void *", "void *", H, "const char *"], ["cuModuleGetGlobal_v2"]],
   cuModuleUnload: ["int", [H]],
   cuFuncSetAttribute: ["int", [H, "int", "int"]],
   cuLaunchKernel: [
@@ -348,14 +347,6 @@ export class Driver {
     const r = this.fns.cuModuleGetFunction(f, module, name) as number;
     if (r !== 0) throw this.error(this.boundNames.cuModuleGetFunction, r, `function "${name}"`);
     return f[0] as CuFunction;
-  }
-  /** The address and size of the `__device__` variable `name` of a module. */
-  moduleGetGlobal(module: CuModule, name: string): { ptr: DevicePtr; bytes: number } {
-    const p = out64();
-    const n = out64();
-    const r = this.fns.cuModuleGetGlobal(p, n, module, name) as number;
-    if (r !== 0) throw this.error(this.boundNames.cuModuleGetGlobal, r, `global "${name}"`);
-    return { ptr: p[0] as DevicePtr, bytes: Number(n[0]) };
   }
   moduleUnload(module: CuModule): void {
     this.call("cuModuleUnload", module);
