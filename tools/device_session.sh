@@ -39,7 +39,7 @@ measure() {
   # shellcheck disable=SC2046 # one word per variable
   env $(tr '+' ' ' <<<"$setting") ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --json "$@" \
     >"$out/m.json" 2>>"$out/bench.err" || { echo "$label: bench failed (see bench.err)"; return; }
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); p=d.get('profile'); print('%-48s TPOT %.3f ms (%.3fx floor %.3f)  TTFT %.2f ms (%.3fx)%s' % (sys.argv[2], d['tpotMs'], d['tpotOverFloor'], d['floorMs'], d['ttftMs'], d['ttftOverPrefillFloor'], ('  graph replay %.3f ms' % p['graphMs'] + ('  with sampler %.3f  +upload %.3f' % (p['sampledGraphMs'], p['uploadGraphMs']) if p.get('sampledGraphMs') else '')) if p else ''))" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); p=d.get('profile'); print('%-48s TPOT %.3f ms (%.3fx floor %.3f)  TTFT %.2f ms (%.3fx)%s%s' % (sys.argv[2], d['tpotMs'], d['tpotOverFloor'], d['floorMs'], d['ttftMs'], d['ttftOverPrefillFloor'], '  GPU wait %.3f ms/step' % d['collectWaitMs'] if 'collectWaitMs' in d else '', ('  graph replay %.3f ms' % p['graphMs'] + ('  with sampler %.3f  +upload %.3f' % (p['sampledGraphMs'], p['uploadGraphMs']) if p.get('sampledGraphMs') else '')) if p else ''))" \
     "$out/m.json" "$label"
 }
 decode=(--input-len 128 --output-len 256)

@@ -117,6 +117,14 @@ export function registerBench(program: Command): void {
             "TPOT (median)",
             `${r.tpotMs.toFixed(3)} ms  (floor ${r.floorMs.toFixed(3)} ms, ×${r.tpotOverFloor.toFixed(2)})`,
           ],
+          ...(r.collectWaitMs !== undefined
+            ? [
+                [
+                  "waiting for the GPU",
+                  `${r.collectWaitMs.toFixed(3)} ms per step (the rest is host work)`,
+                ] as [string, string],
+              ]
+            : []),
           ["output tokens/s", r.outputTokensPerSec.toFixed(1)],
           [
             "KV cache pool",

@@ -54,6 +54,8 @@ export interface BenchResult {
   /** The sampled decoding settings, or null: greedy. */
   sampling: BenchSampling | null;
   /** With profile: one decode step's graph replay time and per-kind eager GPU times. */
+  /** Mean host milliseconds per step spent waiting for the device's sampled tokens (CUDA). */
+  collectWaitMs?: number;
   profile?: {
     graphMs: number;
     sampledGraphMs?: number;
@@ -92,6 +94,7 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const ttfts: number[] = [];
   const tpots: number[] = [];
   const totals: number[] = [];
+  const wait0 = backend.collectWaitStats?.();
   for (let r = 0; r < o.runs; r++) {
     const t0 = performance.now();
     const stamps: number[] = [];
@@ -102,6 +105,13 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     if (deltas.length) tpots.push(median(deltas));
     totals.push(stamps[stamps.length - 1] - t0);
   }
+  const wait1 = backend.collectWaitStats?.();
+  // Host time per decode step spent waiting for the device's tokens: TPOT minus it is the host's work
+  // (a wait near zero means the host sets the pace, not the GPU).
+  const collectWaitMs =
+    wait0 && wait1 && wait1.count > wait0.count
+      ? (wait1.ms - wait0.ms) / (wait1.count - wait0.count)
+      : undefined;
   let profile: BenchResult["profile"];
   if (o.profile && backend.profileDecode) {
     // One decode step of the batch at the average context: prefill the prompts, then profile.
@@ -153,6 +163,7 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     kvCacheLimitedBy: pool.limitedBy,
     runs: o.runs,
     sampling: o.sampling ?? null,
+    ...(collectWaitMs !== undefined ? { collectWaitMs } : {}),
     ...(profile ? { profile } : {}),
   };
 }

@@ -92,6 +92,9 @@ export interface ExecutionBackend {
     eagerMs: number;
     byKind: Record<string, { ms: number; count: number }>;
   };
+  /** Cumulative host milliseconds spent waiting in collectSample for the device, and the number of
+   * collections: near zero waits per step mean the host, not the GPU, sets the pace (`kiln bench`). */
+  collectWaitStats?(): { ms: number; count: number };
   /** Runs the plan; returns logits [numLogitRows, vocabSize]. */
   forward(step: StepInput): Float32Array;
   dispose(): void;

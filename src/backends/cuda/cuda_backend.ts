@@ -551,12 +551,21 @@ export class CudaBackend implements ExecutionBackend {
     ]);
   }
 
+  /** Host time spent waiting in collectSample for the device, and collections (see ExecutionBackend). */
+  private readonly collectWait = { ms: 0, count: 0 };
+  collectWaitStats(): { ms: number; count: number } {
+    return { ...this.collectWait };
+  }
+
   /** Waits for a queued step's tokens (tickets are collected in queue order). */
   private collectSampled(ticket: SampleTicket): { tokens: Int32Array; logProbs: Float32Array } {
     if (ticket.id !== this.collected)
       throw new Error(`internal: collecting ticket ${ticket.id}, but ${this.collected} is next`);
     const slot = this.sampled[ticket.id % 2];
+    const t0 = performance.now();
     slot.done.synchronize();
+    this.collectWait.ms += performance.now() - t0;
+    this.collectWait.count++;
     this.collected++;
     const host = slot.host.arrayBuffer();
     return {
