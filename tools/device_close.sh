@@ -4,7 +4,8 @@
 #   2. Llama-3.1-8B through the content cache (a miss that builds it, then a hit), its load + first token,
 #      TPOT with the defaults and each setting (SETTINGS_8B), prefill of 2,048 tokens
 #   3. the whole-model GPU tests (test/gpu/cuda_backend.test.ts; TESTS replaces the list)
-#   4. Hugging Face static + compile on the same 8B checkpoint, in the time left before DEADLINE
+#   4. the 1B defaults again (the engine is built; about 15 s)
+#   5. Hugging Face static + compile on the same 8B checkpoint, in the time left before DEADLINE
 # Usage (device run): source .device/prelude.sh && bash tools/device_close.sh
 set -uo pipefail
 export DEADLINE=${DEADLINE:-$(($(date +%s) + 570))}
@@ -18,4 +19,7 @@ echo "GPU tests (${TESTS:-test/gpu/cuda_backend.test.ts}): exit $?"
 grep -E "^ℹ (tests|pass|fail)" "$out/test_gpu.log" | tr '\n' ' '
 echo
 grep -E "^✖|not ok|AssertionError" "$out/test_gpu.log" | head -20
+# The 1B again on the same engine: its TPOT spreads over 0.811–0.835 ms between fresh machines (session 8),
+# so the goal is judged on two measurements of the call, first and last.
+CONFIGS=llama-3.2-1b LEAN=1 SETTINGS_1B=${SETTINGS_1B-} bash tools/device_session.sh skip-tests
 CONFIGS=" " HF=1 bash tools/device_session.sh skip-tests
