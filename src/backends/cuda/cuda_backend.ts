@@ -70,7 +70,7 @@ import {
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type FusedNorm, type Lowered, type LStep, lower, type RopeStep, type TailNorm } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
-import { samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
+import { parseSamplerSlices, samplingWorkspace } from "./sampling_launch.ts";
 import {
   type PackedStep,
   packDecodeStep,
@@ -251,7 +251,7 @@ export class CudaBackend implements ExecutionBackend {
     };
     this.carry.sums.fillBytes(stream, 0);
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
-    const slices = samplingSlices(model.vocabSize);
+    const slices = parseSamplerSlices(process.env.KILN_SAMPLER_SLICES, model.vocabSize);
     const workspace = samplingWorkspace(this.maxLogitRows, slices);
     this.sampleSlices = {
       buffer: DeviceBuffer.alloc(device, workspace.bytes),
