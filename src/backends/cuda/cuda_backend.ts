@@ -498,7 +498,7 @@ export class CudaBackend implements ExecutionBackend {
     const inGraph = !bias && !t.penalties && !t.banned && this.graphsEnabled && this.graphable(step);
     const packed = this.forwardOnDevice(step, feed, { params: p, slot, inGraph });
     if (!inGraph) {
-      const logits = offsetPtr(this.arena.ptr, (this.regions.get(this.lowered.output) as Region).offset);
+      const logits = this.logitsPtr;
       if (bias) {
         if (this.biasSource !== bias) {
           this.biasDevice.upload(bias);
@@ -525,6 +525,11 @@ export class CudaBackend implements ExecutionBackend {
     return { id, rows: B };
   }
 
+  /** The logits in the arena: fp32 [maxLogitRows, vocab] at the output's region. */
+  private get logitsPtr(): DevicePtr {
+    return offsetPtr(this.arena.ptr, (this.regions.get(this.lowered.output) as Region).offset);
+  }
+
   /** sample_topk_topp over the first B logit rows, its settings from the step's metadata, into a slot
    * of the sampled buffer: tokens [maxLogitRows] then log-probs [maxLogitRows]. */
   private launchSampler(packed: PackedStep, B: number, slot: number): void {
@@ -535,7 +540,7 @@ export class CudaBackend implements ExecutionBackend {
     const out = this.sampledDevice.at(this.sampled[slot].offset);
     const ws = this.sampleSlices;
     this.launch("sampling", "sample_topk_topp", [ws.slices, B], 1024, [
-      { ptr: offsetPtr(this.arena.ptr, (this.regions.get(this.lowered.output) as Region).offset) },
+      { ptr: this.logitsPtr },
       at(l.greedy),
       at(l.temperature),
       at(l.topK),

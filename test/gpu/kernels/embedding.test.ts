@@ -1,8 +1,7 @@
 // kernels/embedding.cu against the CPU backend's embedding op (a row gather), every dtype, odd widths.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
-import type { DevicePtr } from "../../../src/backends/cuda/device/index.ts";
-import { DTYPES, i32, KernelHarness, noGpu, ptr, randn, roundTo } from "./harness.ts";
+import { DTYPES, i32, KernelHarness, NULL, noGpu, ptr, randn, roundTo } from "./harness.ts";
 import { TOLERANCES } from "./tolerances.ts";
 
 describe("embedding.cu", { skip: noGpu }, () => {
@@ -46,8 +45,8 @@ describe("embedding.cu", { skip: noGpu }, () => {
             [128],
             [
               ptr(h.raw(ids)),
-              fedFrom ? ptr(h.raw(feed)) : { ptr: 0n as DevicePtr },
-              fedFrom ? ptr(h.raw(fedTokens)) : { ptr: 0n as DevicePtr },
+              fedFrom ? ptr(h.raw(feed)) : NULL,
+              fedFrom ? ptr(h.raw(fedTokens)) : NULL,
               ptr(h.upload(table, dtype)),
               ptr(out),
               i32(T),

@@ -18,6 +18,7 @@ import {
 } from "../../../src/backends/cuda/gemv_plan.ts";
 import type { DTypeName } from "../../../src/dtype.ts";
 import {
+  assertSameBits,
   assertWithin,
   DTYPES,
   f32,
@@ -142,8 +143,7 @@ describe("gemv.cu gemv_gated_*: equal to gemv then gated_act", { skip: noGpu }, 
             );
             const g = h.download(got, m * inter, dtype);
             const e = h.download(want, m * inter, dtype);
-            const bad = g.findIndex((v, i) => !Object.is(v, e[i]));
-            assert.equal(bad, -1, `gemv_gated_${a}: element ${bad}: ${g[bad]} vs ${e[bad]}`);
+            assertSameBits(g, e, `gemv_gated_${a}:`);
           }
         });
       }
@@ -266,13 +266,11 @@ describe("gemv.cu fused-norm twins: equal to the norm kernel then the GEMV", { s
               const what = `${fused.kernel} launch ${launch}`;
               const g = h.download(got, m * width, out);
               const e = h.download(want, m * width, out);
-              const bad = g.findIndex((v, i) => !Object.is(v, e[i]));
-              assert.equal(bad, -1, `${what}: element ${bad}: ${g[bad]} vs ${e[bad]}`);
+              assertSameBits(g, e, `${what}:`);
               if (withResidual) {
                 const r = h.download(resOut, m * k, dtype);
                 const rr = h.download(resRef, m * k, dtype);
-                const badR = r.findIndex((v, i) => !Object.is(v, rr[i]));
-                assert.equal(badR, -1, `${what}: residual element ${badR}: ${r[badR]} vs ${rr[badR]}`);
+                assertSameBits(r, rr, `${what}: residual`);
                 [resIn, resOut] = [resOut, resIn];
               }
             }
@@ -390,11 +388,9 @@ describe("gemv.cu tail norm: _addnorm equals gemv then add_rms_norm", { skip: no
             );
             const what = `${a.kernel} m ${m} launch ${launch}`;
             const r = h.download(resOut, m * n, dtype);
-            const badR = r.findIndex((v, i) => !Object.is(v, rr[i]));
-            assert.equal(badR, -1, `${what}: residual sum element ${badR}: ${r[badR]} vs ${rr[badR]}`);
+            assertSameBits(r, rr, `${what}: residual sum`);
             const g = h.download(normed, m * n, dtype);
-            const bad = g.findIndex((v, i) => !Object.is(v, nr[i]));
-            assert.equal(bad, -1, `${what}: normalised element ${bad}: ${g[bad]} vs ${nr[bad]}`);
+            assertSameBits(g, nr, `${what}: normalised`);
             assert.deepEqual([...h.downloadI32(counter, 1)], [0], `${what}: the counter is left zero`);
           }
         }
@@ -490,11 +486,9 @@ describe("gemv.cu carried norm: _addcarry then _carry", { skip: noGpu }, () => {
           );
           const what = `${a.kernel} ${dtype} m ${m}`;
           const r = h.download(resOut, m * n, dtype);
-          const badR = r.findIndex((v, i) => !Object.is(v, hRef[i]));
-          assert.equal(badR, -1, `${what}: residual sum element ${badR}: ${r[badR]} vs ${hRef[badR]}`);
+          assertSameBits(r, hRef, `${what}: residual sum`);
           const g = h.download(hg, m * n, "fp32");
-          const badG = g.findIndex((v, i) => !Object.is(v, hgWant[i]));
-          assert.equal(badG, -1, `${what}: h·γ element ${badG}: ${g[badG]} vs ${hgWant[badG]}`);
+          assertSameBits(g, hgWant, `${what}: h·γ`);
           const s = h.downloadF64(sums, MAX_M);
           for (let j = 0; j < MAX_M; j++)
             assert.ok(
@@ -591,8 +585,7 @@ describe("gemv.cu carried norm: _addcarry then _carry", { skip: noGpu }, () => {
           );
           const gg = h.download(gated, m * nc, dtype);
           const ge = h.download(gatedWant, m * nc, dtype);
-          const badS = gg.findIndex((v, i) => !Object.is(v, ge[i]));
-          assert.equal(badS, -1, `${gl.kernel} ${dtype} m ${m}: element ${badS}: ${gg[badS]} vs ${ge[badS]}`);
+          assertSameBits(gg, ge, `${gl.kernel} ${dtype} m ${m}:`);
         }
       });
     }

@@ -79,6 +79,14 @@ export function randn(n: number, seed: number, scale = 1, mean = 0): Float32Arra
   return out;
 }
 
+/** Asserts got[i] and want[i] are the same value for every i (Object.is: −0 ≠ +0, NaN = NaN); the
+ * message names the first element that differs. */
+export function assertSameBits(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
+  let bad = -1;
+  for (let i = 0; i < want.length && bad < 0; i++) if (!Object.is(got[i], want[i])) bad = i;
+  assert.equal(bad, -1, `${what} element ${bad}: ${got[bad]} vs ${want[bad]}`);
+}
+
 /**
  * Asserts |got[i] − want[i]| ≤ bound(i) for every i (NaN matches NaN, ±∞ must match exactly); the
  * message names the worst element relative to its bound.
