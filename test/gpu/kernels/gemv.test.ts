@@ -591,3 +591,123 @@ describe("gemv.cu carried norm: _addcarry then _carry", { skip: noGpu }, () => {
     }
   }
 });
+
+// A register norm (KILN_FUSE_NORM=reg; one row, k ≤ 2,048): the producer's _addres twin stores only h =
+// residual + y, bit for bit add_rms_norm's sum; the consumer's _rnorm twin (and gemv_gated_ACT_rnorm)
+// normalises h into registers and must give, bit for bit, add_rms_norm's normalised rows through the plain
+// gemv_r1u4w8 (gemv_gated_silu). Each consumer runs on its full grid (a CTA per 8 features) and on grids
+// too small for that (one CTA; three; 264), whose warps loop over several features after one norm.
+describe("gemv.cu register norm: _addres then _rnorm", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  after(() => h.dispose());
+  afterEach(() => h.freeAll());
+
+  // [producer k, norm width n, consumer n]: n up to the 2,048 the consumer holds, short rows (64, 8)
+  // whose lanes hold fewer than 8 vectors, consumer n not a multiple of 8.
+  const REG_SHAPES: [number, number, number][] = [
+    [1032, 2048, 3072],
+    [776, 2048, 1031],
+    [520, 1032, 777],
+    [64, 64, 33],
+    [8, 8, 9],
+  ];
+  const eps = 1e-5;
+  for (const dtype of DTYPES.filter((d) => d !== "fp32")) {
+    for (const [kp, n, nc] of REG_SHAPES) {
+      for (const withBias of [false, true]) {
+        test(`${dtype}: producer [${n}, ${kp}], consumer [${nc}, ${n}]${withBias ? " bias" : ""}`, () => {
+          const x = roundTo(randn(kp, 51 + n, 1), dtype);
+          const res = roundTo(randn(n, 52 + kp, 2), dtype);
+          const gamma = roundTo(
+            randn(n, 53, 0.2).map((g) => 1 + g),
+            dtype,
+          );
+          const wp = roundTo(randn(n * kp, 54, 0.05), dtype);
+          const bp = roundTo(randn(n, 55, withBias ? 0.1 : 0), dtype);
+          const wc = roundTo(randn(2 * nc * n, 56 + nc, 0.05), dtype);
+          const bc = roundTo(randn(2 * nc, 57, withBias ? 0.1 : 0), dtype);
+          const gemv = h.module("gemv.cu", {}, dtype);
+          const [xd, resd, gd, wpd, bpd, wcd, bcd] = [x, res, gamma, wp, bp, wc, bc].map((a) =>
+            h.upload(a, dtype),
+          );
+          const bias = (d: DevicePtr) => (withBias ? ptr(d) : NULL);
+          const v = GEMV_VARIANTS.r1u4w8;
+          // The unfused chain: gemv_r1u4w8 then add_rms_norm (h and the normalised row).
+          const yRef = h.filled(n, dtype, 0xff);
+          const p = gemvLaunch(v, n, false);
+          h.run(
+            gemv,
+            p.kernel,
+            [p.grid],
+            [p.block],
+            [ptr(xd), ptr(wpd), bias(bpd), ptr(yRef), i32(1), i32(n), i32(kp)],
+          );
+          const sumRef = h.filled(n, dtype, 0xff);
+          const normed = h.filled(n, dtype, 0xff);
+          h.run(
+            h.module("rmsnorm.cu", { WIDTH: n }, dtype),
+            "add_rms_norm",
+            [1],
+            [normBlock(n, dtype)],
+            [ptr(resd), ptr(yRef), ptr(gd), ptr(normed), ptr(sumRef), f32(eps), i32(1)],
+          );
+          const hWant = h.download(sumRef, n, dtype);
+
+          const a = gemvLaunch(v, n, false, "addres");
+          const hOut = h.filled(n, dtype, 0xff);
+          h.run(
+            gemv,
+            a.kernel,
+            [a.grid],
+            [a.block],
+            [ptr(xd), ptr(wpd), bias(bpd), ptr(resd), ptr(hOut), i32(1), i32(n), i32(kp)],
+          );
+          assertSameBits(h.download(hOut, n, dtype), hWant, `${a.kernel} ${dtype}: residual sum`);
+
+          // Consumers: the plain kernels over add_rms_norm's output against the twins over h.
+          const yWant = h.filled(nc, dtype, 0xff);
+          const c0 = gemvLaunch(v, nc, false);
+          h.run(
+            gemv,
+            c0.kernel,
+            [c0.grid],
+            [c0.block],
+            [ptr(normed), ptr(wcd), bias(bcd), ptr(yWant), i32(1), i32(nc), i32(n)],
+          );
+          const gWant = h.filled(nc, dtype, 0xff);
+          const g0 = gemvGatedLaunch("silu", nc);
+          h.run(
+            gemv,
+            g0.kernel,
+            [g0.grid],
+            [g0.block],
+            [ptr(normed), ptr(wcd), bias(bcd), ptr(gWant), i32(1), i32(nc), i32(n)],
+          );
+          const want = { plain: h.download(yWant, nc, dtype), gated: h.download(gWant, nc, dtype) };
+          for (const grid of [0, 1, 3, 264]) {
+            for (const gated of [false, true]) {
+              const c = gated ? gemvGatedLaunch("silu", nc, "rnorm") : gemvLaunch(v, nc, false, "rnorm");
+              const g = grid === 0 ? c.grid : Math.min(grid, c.grid);
+              const out = h.filled(nc, dtype, 0xff);
+              h.run(
+                gemv,
+                c.kernel,
+                [g],
+                [c.block],
+                [ptr(hOut), ptr(gd), f32(eps), ptr(wcd), bias(bcd), ptr(out), i32(1), i32(nc), i32(n)],
+              );
+              assertSameBits(
+                h.download(out, nc, dtype),
+                gated ? want.gated : want.plain,
+                `${c.kernel} ${dtype} grid ${g} of ${c.grid}`,
+              );
+            }
+          }
+        });
+      }
+    }
+  }
+});
