@@ -628,10 +628,10 @@ __device__ __forceinline__ void gemv_addcarry_impl(const kiln_t* __restrict__ x,
 }
 
 /**
- * A register or summed norm's producer (gemv_*_addres, KILN_FUSE_NORM=reg|sum): the GEMV whose output y feeds
+ * A register norm's producer (gemv_*_addres, KILN_FUSE_NORM=reg): the GEMV whose output y feeds
  * residual + y → RMSNorm → one GEMV (o_proj, down). Instead of y it stores h = residual + y (residual_sum
  * of y rounded to kiln_t, as add_rms_norm forms it) to residual_out, and nothing else: the consumer
- * normalises h itself (gemv_*_rnorm in registers; or the `_norm` twin, with no residual, in shared memory). Its epilogue's operands (the residual, written two or more kernels
+ * (gemv_*_rnorm) normalises h itself. Its epilogue's operands (the residual, written two or more kernels
  * back, and the bias) are loaded before the PDL wait, so no load waits behind the dot products.
  */
 template <int R, int U, int W>
@@ -881,15 +881,13 @@ __device__ __forceinline__ void gemv_gated_rnorm_impl(const kiln_t* h, const kil
     const CarryIn in{sumsq, clear, eps};                                                                       \
     gemv_impl<R, U, W, float, false, float>(hg, w, bias, y, m, n, k, &in);                                    \
   }
-// A register or summed norm's producer (gemv_addres_impl; KILN_FUSE_NORM=reg|sum).
-#define KILN_GEMV_ADDRES(R, U, W)                                                                              \
+// A register norm's producer (gemv_addres_impl) and consumer (gemv_rnorm_impl; m = 1, k ≤ 2,048): r1u4w8 only.
+#define KILN_GEMV_REG_NORM(R, U, W)                                                                            \
   extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_addres(                       \
       const kiln_t* x, const kiln_t* w, const kiln_t* bias, const kiln_t* residual, kiln_t* residual_out,       \
       int m, int n, int k) {                                                                                   \
     gemv_addres_impl<R, U, W>(x, w, bias, residual, residual_out, m, n, k);                                   \
-  }
-// A register norm's consumer (gemv_rnorm_impl; m = 1, k ≤ 2,048): r1u4w8 only.
-#define KILN_GEMV_RNORM(R, U, W)                                                                               \
+  }                                                                                                            \
   extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_rnorm(                        \
       const kiln_t* h, const kiln_t* gamma, float eps, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m,   \
       int n, int k) {                                                                                          \
@@ -936,9 +934,7 @@ KILN_GEMV_TAIL_NORM(1, 4, 8)
 KILN_GEMV_TAIL_NORM(2, 8, 4)
 KILN_GEMV_CARRY(1, 4, 8)
 KILN_GEMV_CARRY(2, 8, 4)
-KILN_GEMV_ADDRES(1, 4, 8)
-KILN_GEMV_ADDRES(2, 8, 4)
-KILN_GEMV_RNORM(1, 4, 8)
+KILN_GEMV_REG_NORM(1, 4, 8)
 #endif
 
 #if !defined(KILN_DTYPE_F32)

@@ -914,18 +914,15 @@ export class CudaBackend implements ExecutionBackend {
   private readonly carryPlans = new Map<number, ReadonlyMap<number, number> | null>();
 
   /**
-   * The register or summed norms of a step of `rows` rows (KILN_FUSE_NORM=reg|sum): the sites (an
-   * add_rms_norm between a producer and a consumer GEMV) whose producer stores only the residual sum
-   * (`_addres`) and whose consumer normalises it itself, so the norm step launches nothing. `reg`: one row,
-   * the consumer on the variant with the `_rnorm` twin (or gated) and a row of at most regNormMaxK
-   * elements. `sum`: the consumer's `_norm` twin (or gated), its normalised rows within its shared memory.
-   * Both: the producer on a variant with twins. Null when none.
+   * The register norms of a step of `rows` rows (KILN_FUSE_NORM=reg): the sites (add_rms_norm between a
+   * producer and a consumer GEMV) whose producer stores only the residual sum (`_addres`) and whose
+   * consumer normalises it into registers (`_rnorm`), so the norm step launches nothing. One row only,
+   * both GEMVs on the variant with the twins (or a gated consumer), and a consumer row of at most
+   * regNormMaxK elements; null when none.
    */
   private regPlan(rows: number): ReadonlySet<number> | null {
-    const mode = this.fuseNorm;
-    if (mode !== "reg" && mode !== "sum") return null;
-    if (mode === "reg" && rows !== 1) return null;
-    if (this.regSites?.get(rows) !== undefined) return this.regSites.get(rows) ?? null;
+    if (this.fuseNorm !== "reg" || rows !== 1) return null;
+    if (this.regSites !== undefined) return this.regSites;
     const producers = new Map<number, Extract<LStep, { kind: "linear" }>>();
     const sites: number[] = [];
     for (const st of this.lowered.steps) {
@@ -934,22 +931,15 @@ export class CudaBackend implements ExecutionBackend {
       const site = st.norm?.site;
       const p = site === undefined ? undefined : producers.get(site);
       if (site === undefined || !p || !st.norm?.residualOut) continue;
-      if (!this.gemvApplies(p.op, rows) || !this.gemvApplies(st.op, rows)) continue;
-      if (!this.gemvFor(p.op.outFeatures, p.op.inFeatures).norm) continue;
-      const k = st.op.inFeatures;
-      const consumer =
-        mode === "reg"
-          ? k <= regNormMaxK(this.elem) &&
-            (st.gated ? this.fuseGatedAct : this.gemvFor(st.op.outFeatures, k).name === REG_NORM_VARIANT)
-          : gemvNormSharedBytes(rows, k, this.elem) <= GEMV_NORM_MAX_SHARED &&
-            (st.gated ? this.fuseGatedAct : this.gemvFor(st.op.outFeatures, k).norm);
-      if (consumer) sites.push(site);
+      const onVariant = (op: { outFeatures: number; inFeatures: number }) =>
+        this.gemvApplies(op, rows) && this.gemvFor(op.outFeatures, op.inFeatures).name === REG_NORM_VARIANT;
+      const consumer = st.gated ? this.fuseGatedAct && this.gemvApplies(st.op, rows) : onVariant(st.op);
+      if (onVariant(p.op) && consumer && st.op.inFeatures <= regNormMaxK(this.elem)) sites.push(site);
     }
-    const plan = sites.length > 0 ? new Set(sites) : null;
-    this.regSites = (this.regSites ?? new Map()).set(rows, plan);
-    return plan;
+    this.regSites = sites.length > 0 ? new Set(sites) : null;
+    return this.regSites;
   }
-  private regSites: Map<number, ReadonlySet<number> | null> | undefined;
+  private regSites: ReadonlySet<number> | null | undefined;
   /** CTAs per SM of a register-norm consumer's grid (gemv_plan.ts RNORM_CTAS_PER_SM; KILN_RNORM_CTAS_PER_SM). */
   rnormCtasPerSm = parseRnormCtasPerSm(process.env.KILN_RNORM_CTAS_PER_SM);
 
@@ -1172,35 +1162,6 @@ export class CudaBackend implements ExecutionBackend {
               { ptr: this.ptr(st.addNorm.residualOut) },
               ...dims,
             ]);
-            return;
-          }
-          if (
-            st.norm?.site !== undefined &&
-            st.norm.residualOut &&
-            reg?.has(st.norm.site) &&
-            this.fuseNorm === "sum"
-          ) {
-            // A summed norm's consumer: the `_norm` twin over the producer's residual sum, no residual.
-            const { kernel, grid, block } = gated
-              ? gemvGatedLaunch(gated.act, n, "norm")
-              : gemvLaunch(variant, n, fp32Out, "norm");
-            this.launch(
-              "gemv",
-              kernel,
-              [grid],
-              block,
-              [
-                { ptr: this.ptr(st.norm.residualOut) },
-                { ptr: 0n as DevicePtr },
-                { ptr: 0n as DevicePtr },
-                { ptr: this.w(st.norm.weight) },
-                { f32: st.norm.eps },
-                ...weights,
-                { ptr: this.ptr(gated ? gated.out : op.out) },
-                ...dims,
-              ],
-              gemvNormSharedBytes(rows, op.inFeatures, this.elem),
-            );
             return;
           }
           if (st.norm?.site !== undefined && st.norm.residualOut && reg?.has(st.norm.site)) {

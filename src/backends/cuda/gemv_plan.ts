@@ -94,24 +94,21 @@ export function parseGemvMaxRows(env: string | undefined): number {
  * `reg`: the same sites as `carry`, for one row (m = 1) and k ≤ 2,048 (REG_NORM_MAX_K): the producer stores
  * only the residual sum (`_addres`); each consumer CTA sums Σ h² once (one barrier), normalises h into
  * registers with add_rms_norm's operations, then streams weight rows against it (`_rnorm`, gated
- * `_rnorm` too): the bits of the unfused norm + GEMV, and 31 of the 1B's 33 norm launches gone. Measured on
- * the H200 (2026-12-03, 1B): 0.946 ms against 0.811 apart (0.978–1.041 with other grids).
- * `sum`: the same producer at the same sites (m ≤ 2, any k the `_norm` twins' shared memory holds); the
- * consumer is the `_norm` twin with no residual, normalising h in its prologue: again the unfused bits.
+ * `_rnorm` too): the bits of the unfused norm + GEMV, and 31 of the 1B's 33 norm launches gone.
  * Measured on the H200 (kiln bench TPOT, 2026-12-02), with rmsnorm.cu normalising from registers and its
  * weight loaded before the PDL wait: Llama-3.2-1B 0.840 ms apart vs 0.866 with the prologue fusion the
  * old `auto` chose for k < 4096 (every CTA normalises the whole row before its first dot product);
  * Llama-3.1-8B tail 4.649 vs 4.429 apart (the next GEMV's weight prefetch then overlaps the producer's
  * stream instead of the norm's latency). On the H100 (2026-11-22), before the register path, the 1B's
  * prologue fusion paid (1.125 vs 1.147 ms) and the 8B's did not (6.107 vs 6.021). */
-export type NormFusion = "on" | "off" | "tail" | "carry" | "reg" | "sum";
+export type NormFusion = "on" | "off" | "tail" | "carry" | "reg";
 
 export function parseNormFusion(env: string | undefined): NormFusion {
   if (env === undefined || env === "" || env === "auto" || env === "0" || env === "off") return "off";
   if (env === "1" || env === "on") return "on";
-  if (env === "tail" || env === "carry" || env === "reg" || env === "sum") return env;
+  if (env === "tail" || env === "carry" || env === "reg") return env;
   throw new InvalidEnvironmentError(
-    `KILN_FUSE_NORM must be 0 (off, also auto), 1 (on), tail, carry, reg or sum; got ${env}`,
+    `KILN_FUSE_NORM must be 0 (off, also auto), 1 (on), tail, carry or reg; got ${env}`,
   );
 }
 
@@ -202,8 +199,7 @@ export function planGemv(n: number, k: number, elemBytes: number): GemvVariant {
  * (`carry`: x is the producer's h·γ, each sum scaled by rstd). Only variants with `norm` set have twins. */
 export type GemvTwin = "" | "norm" | "addnorm" | "addcarry" | "carry" | "addres" | "rnorm";
 
-/** The variant with the register-norm consumer twin (`rnorm`; KILN_FUSE_NORM=reg; every variant with `norm`
- * has the producer twin `addres`), and the widest row its
+/** The variant with register-norm twins (`addres`, `rnorm`; KILN_FUSE_NORM=reg), and the widest row its
  * consumer normalises into registers (gemv.cu kRNormVecs: 8 vectors of 16 bytes per lane). */
 export const REG_NORM_VARIANT: GemvVariantName = "r1u4w8";
 export const regNormMaxK = (elemBytes: number): number => (32 * 8 * 16) / elemBytes;
@@ -239,7 +235,7 @@ export function gemvLaunch(
   if (twin && !variant.norm) throw new Error(`internal: gemv_${variant.name} has no fused-norm twin`);
   if ((twin === "addnorm" || twin === "addcarry" || twin === "addres" || twin === "rnorm") && fp32Out)
     throw new Error(`internal: gemv_*_${twin} has no fp32 output`);
-  if (twin === "rnorm" && variant.name !== REG_NORM_VARIANT)
+  if ((twin === "addres" || twin === "rnorm") && variant.name !== REG_NORM_VARIANT)
     throw new Error(`internal: gemv_${variant.name} has no register-norm twin`);
   return {
     kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}${twin ? `_${twin}` : ""}`,
