@@ -627,160 +627,6 @@ __device__ __forceinline__ void gemv_addcarry_impl(const kiln_t* __restrict__ x,
   }
 }
 
-/**
- * A register norm's producer (gemv_*_addres, KILN_FUSE_NORM=reg): the GEMV whose output y feeds
- * residual + y → RMSNorm → one GEMV (o_proj, down). Instead of y it stores h = residual + y (residual_sum
- * of y rounded to kiln_t, as add_rms_norm forms it) to residual_out, and nothing else: the consumer
- * (gemv_*_rnorm) normalises h itself. Its epilogue's operands (the residual, written two or more kernels
- * back, and the bias) are loaded before the PDL wait, so no load waits behind the dot products.
- */
-template <int R, int U, int W>
-__device__ __forceinline__ void gemv_addres_impl(const kiln_t* __restrict__ x, const kiln_t* __restrict__ w,
-                                                 const kiln_t* __restrict__ bias, const kiln_t* residual,
-                                                 kiln_t* residual_out, int m, int n, int k) {
-  const int lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;
-  const uint4* wr[R];
-  weight_rows<R>(w, row0, n, k, wr);
-  float res[R], bia[R];  // lane j < m: row j's residual of each of the warp's rows; every lane the bias
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-    const int row = min(row0 + r, n - 1);
-    bia[r] = bias ? kiln::to_float(__ldcs(bias + row)) : 0.f;
-    res[r] = row0 < n && lane < m ? kiln::to_float(__ldcg(residual + (size_t)lane * n + row)) : 0.f;
-  }
-  float acc[R][GEMV_MAX_M];
-  if (!warp_dots<R, U>(x, wr, row0 < n, m, k, acc)) return;
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-    const int row = row0 + r;
-#pragma unroll
-    for (int j = 0; j < GEMV_MAX_M; j++) {
-      if (j < m) {
-        const float s = kiln::warp_sum(acc[r][j]);
-        const kiln_t rj = kiln::from_float(__shfl_sync(kiln::kFullMask, res[r], j));  // exact: a kiln_t value
-        if (lane == 0 && row < n)
-          residual_out[(size_t)j * n + row] = kiln::residual_sum(rj, kiln::from_float(s + bia[r]));
-      }
-    }
-  }
-}
-
-/** gemv_*_rnorm: the most 16-byte vectors of the normalised row one lane holds, so k ≤ 32 · 8 · kElems
- * (2,048 for 16-bit dtypes). */
-constexpr int kRNormVecs = 8;
-
-/** Loads the lane's share (vectors lane + 32·i) of R weight rows. */
-template <int R>
-__device__ __forceinline__ void rnorm_load_w(const uint4* const (&wr)[R], int vecs, uint4 (&wv)[R][kRNormVecs]) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int i = 0; i < kRNormVecs; i++) {
-#pragma unroll
-    for (int r = 0; r < R; r++)
-      if (lane + 32 * i < vecs) wv[r][i] = __ldcs(wr[r] + lane + 32 * i);  // streamed once: evict first
-  }
-}
-
-/**
- * A register norm's consumer (gemv_*_rnorm, KILN_FUSE_NORM=reg): dot products of weight rows with
- * RMSNorm(h) for one row of h (m = 1), h being the producer's residual sum, so the norm has no launch.
- * Work comes in groups of R weight rows (one output feature: one row, or a gated feature's gate and up
- * rows); warp z of CTA c takes groups c·W + z, then + gridDim·W, …, so a grid smaller than groups / W
- * makes each warp stream several groups after normalising h once (the host sizes the grid to the CTAs
- * the GPU holds at once: cuda_backend.ts regGrid).
- *   1. Before the PDL wait, the warp loads its share of its first group's rows: lane holds vectors
- *      v = lane + 32·i (k ≤ 2,048: the whole share).
- *   2. After it, each lane loads its vectors of h; the block sums Σ h² (warp z takes the lanes' vectors
- *      i ≡ z mod W; fp32 squares in fp64 as rmsnorm.cu sums them: exact in all but extreme exponent
- *      ranges, so the order does not matter) with one barrier, and every lane normalises its vectors in
- *      place with rms_apply: the bits add_rms_norm would have stored.
- *   3. Per group, the dot products in warp_dots's order (v ascending), so each sum has the bits of the
- *      unfused norm + GEMV; `group_rows(g, wr)` names a group's rows, `store(g, acc)` writes its outputs
- *      (acc not yet reduced across the warp).
- */
-template <int R, int W, class Rows, class Store>
-__device__ __forceinline__ void rnorm_gemv(const kiln_t* h, const kiln_t* __restrict__ gamma, float eps, int k,
-                                           int groups, Rows group_rows, Store store) {
-  static_assert(R <= 2, "R · kRNormVecs weight vectors per lane");
-  __shared__ double partial[W];  // [warp] Σ h² over the warp's vectors
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int vecs = k / kElems;
-  if (vecs > 32 * kRNormVecs) __trap();  // the host never launches it so (cuda_backend.ts regPlan)
-  int g = blockIdx.x * W + warp;
-  const int stride = gridDim.x * W;
-  uint4 wv[R][kRNormVecs];
-  const uint4* wr[R];
-  if (g < groups) {
-    group_rows(g, wr);
-    rnorm_load_w<R>(wr, vecs, wv);
-  }
-  kiln::pdl_wait();  // h belongs to the step (see pdl.cuh)
-  kiln::pdl_launch_dependents();
-  const uint4* hr = reinterpret_cast<const uint4*>(h);
-  const uint4* gr = reinterpret_cast<const uint4*>(gamma);
-  uint4 xv[kRNormVecs];
-  double sum_sq = 0.0;
-#pragma unroll
-  for (int i = 0; i < kRNormVecs; i++) {
-    if (lane + 32 * i < vecs) {
-      xv[i] = __ldg(hr + lane + 32 * i);
-      if (i % W == warp) {
-        const kiln_t* e = reinterpret_cast<const kiln_t*>(&xv[i]);
-#pragma unroll
-        for (int z = 0; z < kElems; z++) {
-          const float f = kiln::to_float(e[z]);
-          sum_sq += (double)__fmul_rn(f, f);  // hidden_states.pow(2) is an fp32 tensor
-        }
-      }
-    }
-  }
-  sum_sq = kiln::warp_sum(sum_sq);
-  if (lane == 0) partial[warp] = sum_sq;
-  __syncthreads();
-  double s = 0.0;
-#pragma unroll
-  for (int z = 0; z < W; z++) s += partial[z];
-  const float rstd = kiln::rms_rstd(s, k, eps);
-#pragma unroll
-  for (int i = 0; i < kRNormVecs; i++)
-    if (lane + 32 * i < vecs) xv[i] = normalized(xv[i], __ldg(gr + lane + 32 * i), rstd);
-  for (bool first = true; g < groups; g += stride, first = false) {
-    if (!first) {
-      group_rows(g, wr);
-      rnorm_load_w<R>(wr, vecs, wv);
-    }
-    float acc[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) acc[r] = 0.f;
-#pragma unroll
-    for (int i = 0; i < kRNormVecs; i++) {
-      if (lane + 32 * i < vecs) {
-#pragma unroll
-        for (int r = 0; r < R; r++) dot_vec(wv[r][i], xv[i], acc[r]);
-      }
-    }
-    store(g, acc);
-  }
-}
-
-/** gemv_r1u4w8_rnorm: y = RMSNorm(h) · Wᵀ (+ bias) for one row of h (m = 1; rnorm_gemv), one output
- * feature per group; the sums have the bits of add_rms_norm + gemv_r1u4w8. */
-template <int W, typename Out>
-__device__ __forceinline__ void gemv_rnorm_impl(const kiln_t* h, const kiln_t* __restrict__ gamma, float eps,
-                                                const kiln_t* __restrict__ w, const kiln_t* __restrict__ bias,
-                                                Out* __restrict__ y, int m, int n, int k) {
-  if (m != 1) __trap();  // one row of h (cuda_backend.ts regPlan)
-  rnorm_gemv<1, W>(
-      h, gamma, eps, k, n,
-      [&](int g, const uint4* (&wr)[1]) { wr[0] = reinterpret_cast<const uint4*>(w + (size_t)g * k); },
-      [&](int g, const float (&acc)[1]) {
-        const float b = bias ? kiln::to_float(bias[g]) : 0.f;
-        const float s = kiln::warp_sum(acc[0]);
-        if ((threadIdx.x & 31) == 0) store_out(y + g, s + b);
-      });
-}
-
 /** The gate_up GEMV with the gated activation as its epilogue: feature i of the output is
  * act(gate_i) · up_i, where gate_i and up_i are rows i and inter + i of the fused [2·inter, k] weight,
  * both computed by one warp. Each is rounded to kiln_t as the unfused GEMV stores it, then activated
@@ -815,28 +661,6 @@ __device__ __forceinline__ void gemv_gated_impl(const XT* __restrict__ x, const 
       if (lane == 0) y[(size_t)j * inter + row] = kiln::from_float(__fmul_rn(Act::apply(g), u));
     }
   }
-}
-
-/** gemv_gated_ACT_rnorm: the gated GEMV over RMSNorm(h) for one row of h (m = 1; rnorm_gemv), one
- * feature (its gate and up rows) per group, bit for bit gemv_gated_ACT over add_rms_norm's output. */
-template <class Act>
-__device__ __forceinline__ void gemv_gated_rnorm_impl(const kiln_t* h, const kiln_t* __restrict__ gamma, float eps,
-                                                      const kiln_t* __restrict__ w, const kiln_t* __restrict__ bias,
-                                                      kiln_t* __restrict__ y, int m, int inter, int k) {
-  if (m != 1) __trap();  // one row of h (cuda_backend.ts regPlan)
-  rnorm_gemv<2, kGatedWarps>(
-      h, gamma, eps, k, inter,
-      [&](int g, const uint4* (&wr)[2]) {
-        wr[0] = reinterpret_cast<const uint4*>(w + (size_t)g * k);
-        wr[1] = reinterpret_cast<const uint4*>(w + (size_t)(inter + g) * k);
-      },
-      [&](int g, const float (&acc)[2]) {
-        const float bg = bias ? kiln::to_float(bias[g]) : 0.f;
-        const float bu = bias ? kiln::to_float(bias[inter + g]) : 0.f;
-        const float gv = kiln::round_t(kiln::warp_sum(acc[0]) + bg);
-        const float uv = kiln::round_t(kiln::warp_sum(acc[1]) + bu);
-        if ((threadIdx.x & 31) == 0) y[g] = kiln::from_float(__fmul_rn(Act::apply(gv), uv));
-      });
 }
 #endif
 
@@ -881,19 +705,6 @@ __device__ __forceinline__ void gemv_gated_rnorm_impl(const kiln_t* h, const kil
     const CarryIn in{sumsq, clear, eps};                                                                       \
     gemv_impl<R, U, W, float, false, float>(hg, w, bias, y, m, n, k, &in);                                    \
   }
-// A register norm's producer (gemv_addres_impl) and consumer (gemv_rnorm_impl; m = 1, k ≤ 2,048): r1u4w8 only.
-#define KILN_GEMV_REG_NORM(R, U, W)                                                                            \
-  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_addres(                       \
-      const kiln_t* x, const kiln_t* w, const kiln_t* bias, const kiln_t* residual, kiln_t* residual_out,       \
-      int m, int n, int k) {                                                                                   \
-    gemv_addres_impl<R, U, W>(x, w, bias, residual, residual_out, m, n, k);                                   \
-  }                                                                                                            \
-  extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_rnorm(                        \
-      const kiln_t* h, const kiln_t* gamma, float eps, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m,   \
-      int n, int k) {                                                                                          \
-    static_assert(R == 1, "one row per group");                                                                \
-    gemv_rnorm_impl<W, kiln_t>(h, gamma, eps, w, bias, y, m, n, k);                                           \
-  }
 #define KILN_GEMV_NORM(R, U, W)                                                                                \
   extern "C" __global__ void __launch_bounds__(32 * W) gemv_r##R##u##U##w##W##_norm(                         \
       KILN_NORM_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int n, int k) {                 \
@@ -934,7 +745,6 @@ KILN_GEMV_TAIL_NORM(1, 4, 8)
 KILN_GEMV_TAIL_NORM(2, 8, 4)
 KILN_GEMV_CARRY(1, 4, 8)
 KILN_GEMV_CARRY(2, 8, 4)
-KILN_GEMV_REG_NORM(1, 4, 8)
 #endif
 
 #if !defined(KILN_DTYPE_F32)
@@ -952,11 +762,6 @@ KILN_GEMV_REG_NORM(1, 4, 8)
       KILN_CARRY_PARAMS, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m, int inter, int k) {            \
     const CarryIn in{sumsq, clear, eps};                                                                       \
     gemv_gated_impl<kiln::ACT, false, float>(hg, w, bias, y, m, inter, k, &in);                               \
-  } \
-  extern "C" __global__ void __launch_bounds__(32 * kGatedWarps, 2) gemv_gated_##NAME##_rnorm(                \
-      const kiln_t* h, const kiln_t* gamma, float eps, const kiln_t* w, const kiln_t* bias, kiln_t* y, int m,   \
-      int inter, int k) {                                                                                      \
-    gemv_gated_rnorm_impl<kiln::ACT>(h, gamma, eps, w, bias, y, m, inter, k);                                    \
   }
 
 // GEMV_ACT (gemv_plan.ts: GATED_ACTS): 1–5 compiles only that activation's gated kernels (an engine

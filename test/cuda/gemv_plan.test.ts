@@ -18,11 +18,7 @@ import {
   parseGemvPolicy,
   parseGemvShapes,
   parseNormFusion,
-  parseRnormCtasPerSm,
   planGemv,
-  RNORM_CTAS_PER_SM,
-  regNormMaxK,
-  rnormGrid,
 } from "../../src/backends/cuda/gemv_plan.ts";
 import { InvalidEnvironmentError } from "../../src/errors.ts";
 
@@ -265,41 +261,8 @@ describe("normFusionPays (KILN_FUSE_NORM)", () => {
     assert.equal(normFusionPays("carry"), false, "the carried norm replaces the prologue fusion");
     assert.throws(
       () => parseNormFusion("yes"),
-      /KILN_FUSE_NORM must be 0 \(off, also auto\), 1 \(on\), tail, carry or reg; got yes/,
+      /KILN_FUSE_NORM must be 0 \(off, also auto\), 1 \(on\), tail or carry; got yes/,
     );
-    assert.throws(() => parseNormFusion("split"), /carry or reg; got split/, "the split norm is gone");
-    assert.equal(parseNormFusion("reg"), "reg");
-    assert.equal(normFusionPays("reg"), false, "the register norm replaces the prologue fusion");
-  });
-});
-
-describe("register norms (KILN_FUSE_NORM=reg)", () => {
-  test("only r1u4w8 has the twins, with a kiln_t output; the gated kernel has an rnorm twin", () => {
-    assert.equal(gemvLaunch(GEMV_VARIANTS.r1u4w8, 3072, false, "rnorm").kernel, "gemv_r1u4w8_rnorm");
-    assert.equal(gemvLaunch(GEMV_VARIANTS.r1u4w8, 2048, false, "addres").kernel, "gemv_r1u4w8_addres");
-    assert.equal(gemvGatedLaunch("silu", 8192, "rnorm").kernel, "gemv_gated_silu_rnorm");
-    assert.throws(() => gemvLaunch(GEMV_VARIANTS.r2u8w4, 4096, false, "rnorm"), /no register-norm twin/);
-    assert.throws(() => gemvLaunch(GEMV_VARIANTS.r1u4w8, 4096, true, "rnorm"), /has no fp32 output/);
-    assert.throws(() => gemvLaunch(GEMV_VARIANTS.r1u4w8, 4096, true, "addres"), /has no fp32 output/);
-  });
-
-  test("the consumer holds rows of up to 2,048 16-bit elements (8 vectors of 16 bytes per lane)", () => {
-    assert.equal(regNormMaxK(2), 2048);
-    assert.equal(regNormMaxK(4), 1024);
-  });
-
-  test("the consumer's grid: CTAs per SM times SMs, never more than a CTA per 8 features; 0 = all", () => {
-    assert.equal(rnormGrid(8192, 132, 2), 264);
-    assert.equal(rnormGrid(8192, 132, 0), 1024);
-    assert.equal(rnormGrid(100, 132, 2), 13, "fewer features than the cap: one CTA per 8");
-    assert.equal(rnormGrid(1, 132, 1), 1);
-    assert.equal(parseRnormCtasPerSm(undefined), RNORM_CTAS_PER_SM);
-    assert.equal(parseRnormCtasPerSm("0"), 0);
-    assert.equal(parseRnormCtasPerSm("3"), 3);
-    assert.throws(() => parseRnormCtasPerSm("-1"), InvalidEnvironmentError);
-    assert.throws(
-      () => parseRnormCtasPerSm("two"),
-      /KILN_RNORM_CTAS_PER_SM must be a whole number from 0 to 32.*got two/,
-    );
+    assert.throws(() => parseNormFusion("split"), /or carry; got split/, "the split norm is gone");
   });
 });

@@ -66,10 +66,6 @@ import {
   parseGemvPolicy,
   parseGemvShapes,
   parseNormFusion,
-  parseRnormCtasPerSm,
-  REG_NORM_VARIANT,
-  regNormMaxK,
-  rnormGrid,
 } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
 import { type FusedNorm, type Lowered, type LStep, lower, type RopeStep, type TailNorm } from "./lowering.ts";
@@ -740,7 +736,6 @@ export class CudaBackend implements ExecutionBackend {
   private dropGraphs(): void {
     for (const g of this.graphs.values()) g.dispose();
     this.graphs.clear();
-    this.regSites = undefined; // recomputed from the switches the next steps see (tests flip them)
   }
 
   /** Uploads the RoPE frequency rows this step needs; returns each sequence's row. */
@@ -912,36 +907,6 @@ export class CudaBackend implements ExecutionBackend {
     return plan;
   }
   private readonly carryPlans = new Map<number, ReadonlyMap<number, number> | null>();
-
-  /**
-   * The register norms of a step of `rows` rows (KILN_FUSE_NORM=reg): the sites (add_rms_norm between a
-   * producer and a consumer GEMV) whose producer stores only the residual sum (`_addres`) and whose
-   * consumer normalises it into registers (`_rnorm`), so the norm step launches nothing. One row only,
-   * both GEMVs on the variant with the twins (or a gated consumer), and a consumer row of at most
-   * regNormMaxK elements; null when none.
-   */
-  private regPlan(rows: number): ReadonlySet<number> | null {
-    if (this.fuseNorm !== "reg" || rows !== 1) return null;
-    if (this.regSites !== undefined) return this.regSites;
-    const producers = new Map<number, Extract<LStep, { kind: "linear" }>>();
-    const sites: number[] = [];
-    for (const st of this.lowered.steps) {
-      if (st.kind !== "linear") continue;
-      if (st.addNorm) producers.set(st.addNorm.counter, st);
-      const site = st.norm?.site;
-      const p = site === undefined ? undefined : producers.get(site);
-      if (site === undefined || !p || !st.norm?.residualOut) continue;
-      const onVariant = (op: { outFeatures: number; inFeatures: number }) =>
-        this.gemvApplies(op, rows) && this.gemvFor(op.outFeatures, op.inFeatures).name === REG_NORM_VARIANT;
-      const consumer = st.gated ? this.fuseGatedAct && this.gemvApplies(st.op, rows) : onVariant(st.op);
-      if (onVariant(p.op) && consumer && st.op.inFeatures <= regNormMaxK(this.elem)) sites.push(site);
-    }
-    this.regSites = sites.length > 0 ? new Set(sites) : null;
-    return this.regSites;
-  }
-  private regSites: ReadonlySet<number> | null | undefined;
-  /** CTAs per SM of a register-norm consumer's grid (gemv_plan.ts RNORM_CTAS_PER_SM; KILN_RNORM_CTAS_PER_SM). */
-  rnormCtasPerSm = parseRnormCtasPerSm(process.env.KILN_RNORM_CTAS_PER_SM);
 
   /**
    * Whether a step of T token rows whose logits come from `logitRows` runs the decoder's final norm from
@@ -1151,35 +1116,6 @@ export class CudaBackend implements ExecutionBackend {
             { ptr: this.ptr(site.residualOut) },
             { ptr: this.w(site.weight) },
           ];
-          const reg = this.regPlan(rows);
-          if (st.addNorm && reg?.has(st.addNorm.counter)) {
-            // A register norm's producer: residual + y instead of y (the norm step is skipped).
-            const { kernel, grid, block } = gemvLaunch(variant, n, false, "addres");
-            this.launch("gemv", kernel, [grid], block, [
-              { ptr: this.ptr(op.x) },
-              ...weights,
-              { ptr: this.ptr(st.addNorm.residual) },
-              { ptr: this.ptr(st.addNorm.residualOut) },
-              ...dims,
-            ]);
-            return;
-          }
-          if (st.norm?.site !== undefined && st.norm.residualOut && reg?.has(st.norm.site)) {
-            // A register norm's consumer: normalises the producer's residual sum itself, once per CTA.
-            const { kernel, block } = gated
-              ? gemvGatedLaunch(gated.act, n, "rnorm")
-              : gemvLaunch(variant, n, false, "rnorm");
-            const grid = rnormGrid(n, this.device.smCount, this.rnormCtasPerSm);
-            this.launch("gemv", kernel, [grid], block, [
-              { ptr: this.ptr(st.norm.residualOut) },
-              { ptr: this.w(st.norm.weight) },
-              { f32: st.norm.eps },
-              ...weights,
-              { ptr: this.ptr(gated ? gated.out : op.out) },
-              ...dims,
-            ]);
-            return;
-          }
           if (st.addNorm && carry?.has(st.addNorm.counter)) {
             // A carried norm's producer: residual + y, h·γ and Σ h² (the norm step is skipped).
             const { kernel, grid, block } = gemvLaunch(variant, n, false, "addcarry");
@@ -1294,7 +1230,6 @@ export class CudaBackend implements ExecutionBackend {
         const rows = rowsOf(op.x);
         if (this.normFused(st.fusedInto, rows, st.tailOf)) return; // run by the GEMV after it or before it
         if (st.site !== undefined && this.carryPlan(rows)?.has(st.site)) return; // carried across by the GEMVs
-        if (st.site !== undefined && this.regPlan(rows)?.has(st.site)) return; // normalised by the GEMV after it
         this.launch("rmsnorm", "add_rms_norm", [rows], this.normBlock(op.width), [
           { ptr: this.ptr(op.residual) },
           { ptr: this.ptr(op.x) },

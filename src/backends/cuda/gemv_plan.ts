@@ -91,24 +91,20 @@ export function parseGemvMaxRows(env: string | undefined): number {
  * Why is not yet known (a guess: the norm's launch gives the consumer's CTAs room to launch and prefetch
  * once the producer is done, where the carried consumer's CTAs crowd in beside the producer); kept as a
  * switch, off, like the prologue and tail fusions before it.
- * `reg`: the same sites as `carry`, for one row (m = 1) and k ≤ 2,048 (REG_NORM_MAX_K): the producer stores
- * only the residual sum (`_addres`); each consumer CTA sums Σ h² once (one barrier), normalises h into
- * registers with add_rms_norm's operations, then streams weight rows against it (`_rnorm`, gated
- * `_rnorm` too): the bits of the unfused norm + GEMV, and 31 of the 1B's 33 norm launches gone.
  * Measured on the H200 (kiln bench TPOT, 2026-12-02), with rmsnorm.cu normalising from registers and its
  * weight loaded before the PDL wait: Llama-3.2-1B 0.840 ms apart vs 0.866 with the prologue fusion the
  * old `auto` chose for k < 4096 (every CTA normalises the whole row before its first dot product);
  * Llama-3.1-8B tail 4.649 vs 4.429 apart (the next GEMV's weight prefetch then overlaps the producer's
  * stream instead of the norm's latency). On the H100 (2026-11-22), before the register path, the 1B's
  * prologue fusion paid (1.125 vs 1.147 ms) and the 8B's did not (6.107 vs 6.021). */
-export type NormFusion = "on" | "off" | "tail" | "carry" | "reg";
+export type NormFusion = "on" | "off" | "tail" | "carry";
 
 export function parseNormFusion(env: string | undefined): NormFusion {
   if (env === undefined || env === "" || env === "auto" || env === "0" || env === "off") return "off";
   if (env === "1" || env === "on") return "on";
-  if (env === "tail" || env === "carry" || env === "reg") return env;
+  if (env === "tail" || env === "carry") return env;
   throw new InvalidEnvironmentError(
-    `KILN_FUSE_NORM must be 0 (off, also auto), 1 (on), tail, carry or reg; got ${env}`,
+    `KILN_FUSE_NORM must be 0 (off, also auto), 1 (on), tail or carry; got ${env}`,
   );
 }
 
@@ -197,33 +193,7 @@ export function planGemv(n: number, k: number, elemBytes: number): GemvVariant {
  * producer (`addnorm`: stores residual + y, then its last CTA the normalised rows; kiln_t output only),
  * or a carried norm's producer (`addcarry`: residual + y, h·γ and Σ h²; kiln_t output only) and consumer
  * (`carry`: x is the producer's h·γ, each sum scaled by rstd). Only variants with `norm` set have twins. */
-export type GemvTwin = "" | "norm" | "addnorm" | "addcarry" | "carry" | "addres" | "rnorm";
-
-/** The variant with register-norm twins (`addres`, `rnorm`; KILN_FUSE_NORM=reg), and the widest row its
- * consumer normalises into registers (gemv.cu kRNormVecs: 8 vectors of 16 bytes per lane). */
-export const REG_NORM_VARIANT: GemvVariantName = "r1u4w8";
-export const regNormMaxK = (elemBytes: number): number => (32 * 8 * 16) / elemBytes;
-
-/** CTAs per SM of a register-norm consumer's grid (KILN_RNORM_CTAS_PER_SM): each CTA normalises h once and
- * its warps stream output features c·W + z, + grid·W, …; 0 launches one CTA per W features (no loop). */
-export const RNORM_CTAS_PER_SM = 2;
-
-export function parseRnormCtasPerSm(env: string | undefined): number {
-  if (env === undefined || env === "") return RNORM_CTAS_PER_SM;
-  const n = Number(env);
-  if (!Number.isInteger(n) || n < 0 || n > 32)
-    throw new InvalidEnvironmentError(
-      `KILN_RNORM_CTAS_PER_SM must be a whole number from 0 to 32 (0: one CTA per 8 output features); got ${env}`,
-    );
-  return n;
-}
-
-/** Grid of a register-norm consumer over `features` output features (8 per CTA, one per warp): at most
- * `ctasPerSm` CTAs per SM, all of them when 0. */
-export function rnormGrid(features: number, smCount: number, ctasPerSm: number): number {
-  const full = Math.ceil(features / 8);
-  return ctasPerSm === 0 ? full : Math.max(1, Math.min(full, smCount * ctasPerSm));
-}
+export type GemvTwin = "" | "norm" | "addnorm" | "addcarry" | "carry";
 
 /** Kernel name and launch shape of `variant` for n output features, or of one of its twins. */
 export function gemvLaunch(
@@ -233,10 +203,8 @@ export function gemvLaunch(
   twin: GemvTwin = "",
 ): { kernel: string; grid: number; block: number } {
   if (twin && !variant.norm) throw new Error(`internal: gemv_${variant.name} has no fused-norm twin`);
-  if ((twin === "addnorm" || twin === "addcarry" || twin === "addres" || twin === "rnorm") && fp32Out)
+  if ((twin === "addnorm" || twin === "addcarry") && fp32Out)
     throw new Error(`internal: gemv_*_${twin} has no fp32 output`);
-  if ((twin === "addres" || twin === "rnorm") && variant.name !== REG_NORM_VARIANT)
-    throw new Error(`internal: gemv_${variant.name} has no register-norm twin`);
   return {
     kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}${twin ? `_${twin}` : ""}`,
     grid: Math.ceil(n / ((variant.rowsPerWarp * variant.warps) / variant.splitK)),
@@ -249,7 +217,7 @@ export function gemvLaunch(
 export function gemvGatedLaunch(
   act: string,
   inter: number,
-  twin: "" | "norm" | "carry" | "rnorm" = "",
+  twin: "" | "norm" | "carry" = "",
 ): { kernel: string; grid: number; block: number } {
   const warps = 8; // gemv.cu's kGatedWarps
   return {
