@@ -96,7 +96,17 @@ export function parseGemvMaxRows(env: string | undefined): number {
  * old `auto` chose for k < 4096 (every CTA normalises the whole row before its first dot product);
  * Llama-3.1-8B tail 4.649 vs 4.429 apart (the next GEMV's weight prefetch then overlaps the producer's
  * stream instead of the norm's latency). On the H100 (2026-11-22), before the register path, the 1B's
- * prologue fusion paid (1.125 vs 1.147 ms) and the 8B's did not (6.107 vs 6.021). */
+ * prologue fusion paid (1.125 vs 1.147 ms) and the 8B's did not (6.107 vs 6.021).
+ * Session 9 (H200, 2026-12-03; docs/PERFORMANCE.md): leaving every add_rms_norm launch out (profiling only)
+ * takes the 1B from 0.811 to 0.760 ms, so the 33 launches cost 51 µs, but every fusion tried costs more
+ * than that. Two more were measured and removed (commits 8647536 and 53ac92a, reverted; both gave the unfused bits):
+ *   - the producer storing only the residual sum, and the consumer normalising it once per CTA into
+ *     registers (one barrier) then streaming rows against it, on a grid of 1–4 CTAs per SM or a CTA per
+ *     8 features: 1B 0.946–1.041 ms against 0.811;
+ *   - the same producer with the `_norm` twin as consumer (no residual add in its prologue): 1B 0.835
+ *     against 0.810 (`on` in the same call: 0.839); 8B 4.282 against 4.197.
+ * A consumer that does the norm itself pays the norm's latency in every CTA wave, where the norm kernel
+ * pays it once. */
 export type NormFusion = "on" | "off" | "tail" | "carry";
 
 export function parseNormFusion(env: string | undefined): NormFusion {
