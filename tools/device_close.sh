@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call for the figures that close issue 4, the most needed first, within one call's 10 minutes:
-#   1. Llama-3.2-1B TPOT: the defaults and each A/B setting (SETTINGS_1B, default: the sampler's CTAs per row)
+#   1. Llama-3.2-1B TPOT: the defaults and each A/B setting (SETTINGS_1B, default none)
 #   2. Llama-3.1-8B through the content cache (a miss that builds it, then a hit), its load + first token,
 #      TPOT with the defaults and each setting (SETTINGS_8B), prefill of 2,048 tokens
 #   3. the whole-model GPU tests (test/gpu/cuda_backend.test.ts; TESTS replaces the list)
@@ -9,7 +9,7 @@
 # Usage (device run): source .device/prelude.sh && bash tools/device_close.sh
 set -uo pipefail
 export DEADLINE=${DEADLINE:-$(($(date +%s) + 570))}
-CONFIGS=llama-3.2-1b LEAN=1 SETTINGS_1B=${SETTINGS_1B-KILN_SAMPLER_SLICES=8 KILN_SAMPLER_SLICES=64} \
+CONFIGS=llama-3.2-1b LEAN=1 SETTINGS_1B=${SETTINGS_1B-} \
   bash tools/device_session.sh skip-tests
 CONFIGS=llama-3.1-8b LEAN=1 CLOSE=1 SETTINGS_8B=${SETTINGS_8B-} bash tools/device_session.sh skip-tests
 out=${OUT:-/tmp/out}
