@@ -53,9 +53,9 @@ export interface BenchResult {
   runs: number;
   /** The sampled decoding settings, or null: greedy. */
   sampling: BenchSampling | null;
-  /** With profile: one decode step's graph replay time and per-kind eager GPU times. */
   /** Mean host milliseconds per step spent waiting for the device's sampled tokens (CUDA). */
   collectWaitMs?: number;
+  /** With profile: one decode step's graph replay time and per-kind eager GPU times. */
   profile?: {
     graphMs: number;
     sampledGraphMs?: number;

@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import { planArena } from "../../src/backends/cuda/arena.ts";
 import { lower } from "../../src/backends/cuda/lowering.ts";
 import {
+  metadataBytes,
   packDecodeStep,
   packStep,
   samplingLayout,
@@ -337,6 +338,22 @@ describe("step metadata packing", () => {
       "a 128k-context stride uploads the entries in use",
     );
     assert.equal(full.tableStep, 1, "packStep: row-major tables");
+  });
+
+  test("metadataBytes holds the largest steps: every token a sequence, and a decode bucket", () => {
+    const alloc = new BlockAllocator(64);
+    const seqs = Array.from({ length: 8 }, (_, i) => new Sequence(i, [1, 2, 3, 4, 5, 6, 7, 8, 9], 4));
+    for (const s of seqs) {
+      s.reserve(s.ids.length, alloc);
+      s.numComputed = s.ids.length - 1;
+    }
+    const blocks = Math.max(...seqs.map((s) => s.blockTable.length));
+    const bytes = metadataBytes(8, 8, blocks);
+    const prefill = packStep(buildStep(seqs), () => 0);
+    assert.equal(prefill.numTokens, 8);
+    assert.ok(prefill.data.byteLength <= bytes, `packStep: ${prefill.data.byteLength} > ${bytes}`);
+    const dec = packDecodeStep(buildStep(seqs), 8, blocks, () => 0);
+    assert.ok(dec.extent <= bytes, `packDecodeStep: ${dec.extent} > ${bytes}`);
   });
 
   test("fed tokens and sampling settings sit before the tables, unread rows at their defaults", () => {

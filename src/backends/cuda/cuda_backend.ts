@@ -72,6 +72,7 @@ import { type FusedNorm, type Lowered, type LStep, lower, type RopeStep, type Ta
 import { prefillTiles } from "./prefill_tiles.ts";
 import { parseSamplerSlices, samplingWorkspace } from "./sampling_launch.ts";
 import {
+  metadataBytes,
   type PackedStep,
   packDecodeStep,
   packStep,
@@ -209,17 +210,7 @@ export class CudaBackend implements ExecutionBackend {
     this.arena = DeviceBuffer.alloc(device, Math.max(256, totalBytes));
     const maxSeqs = Math.max(config.build.maxBatchSize, 1);
     const maxBlocksPerSeq = Math.ceil(config.maxSeqLen / this.kvBlockSize);
-    // step_metadata.ts: ids, positions, slots, invFreqIndex, feed [T]; queryStart, contextLen [S + 1];
-    // the sampling block (8-byte aligned) and the block tables. It grows if a step needs more.
-    this.meta = DeviceBuffer.alloc(
-      device,
-      4 *
-        (5 * this.maxTokens +
-          this.maxTokens * 2 +
-          4 +
-          samplingLayout(this.maxLogitRows).ints +
-          this.maxTokens * maxBlocksPerSeq),
-    );
+    this.meta = DeviceBuffer.alloc(device, metadataBytes(this.maxTokens, this.maxLogitRows, maxBlocksPerSeq));
     this.invFreq = DeviceBuffer.alloc(device, 4 * (model.rope.rotaryDim / 2) * (this.maxTokens + 1));
     // Decode attention: graph buckets pad the batch to a power of two. Partials [S, H, splits, …] for
     // the largest S·splits any launch uses (none at 1 split); counters [S, Hkv·headGroups], zeroed

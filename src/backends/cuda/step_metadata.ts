@@ -65,6 +65,13 @@ export function writeFeed(packed: PackedStep, rows: Int32Array, base: number): v
 
 const even = (n: number) => n + (n & 1);
 
+/** Bytes of the metadata of any step of at most `maxTokens` tokens (so as many sequences), `maxLogitRows`
+ * logit rows and `blocksPerSeq` block-table entries per sequence: the seven per-token and per-sequence
+ * arrays, their alignment, the sampling block and the tables. A step past it grows the device buffer. */
+export function metadataBytes(maxTokens: number, maxLogitRows: number, blocksPerSeq: number): number {
+  return 4 * (7 * maxTokens + 4 + samplingLayout(maxLogitRows).ints + maxTokens * blocksPerSeq);
+}
+
 export interface PackedStep {
   /** The layout up to its last block-table entry in use (what is uploaded); see `extent`. */
   data: Int32Array;
