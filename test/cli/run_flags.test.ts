@@ -84,7 +84,7 @@ const CASES: Record<string, FlagCase> = {
   "--early-stopping (alone)": {
     prompt: "JULIET:",
     maxNewTokens: 8,
-    args: ["--beam-width", "2", "--early-stopping"],
+    args: ["--early-stopping", "--beam-width", "2"],
     options: { beamWidth: 2, earlyStopping: true },
     without: { beamWidth: 2 },
   },
