@@ -29,6 +29,8 @@ export interface RunFlagsSeen
       | "returnGenerationLogits"
     >
   > {
+  prompt?: string;
+  inputIds?: number[];
   greedy?: boolean;
   seed?: number;
   ignoreEos?: boolean;
@@ -59,6 +61,9 @@ export function checkRunFlags(f: RunFlagsSeen, modelDir: string, engineDir: bool
   const conflict = (message: string): never => {
     throw new ConflictingFlagsError(message);
   };
+  if (f.prompt !== undefined && f.inputIds) conflict("give either --prompt or --input-ids, not both");
+  if (f.chat && f.inputIds)
+    conflict("--chat needs --prompt text (it goes into the chat template), not --input-ids");
   if (f.greedy) {
     const knob = SAMPLING_KNOBS.find(([k]) => f[k] !== undefined);
     if (knob)

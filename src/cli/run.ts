@@ -2,7 +2,6 @@
 // SamplingConfig field is a flag named as the field in kebab case.
 import type { Command } from "commander";
 import { isEngineDir } from "../engine/reader.ts";
-import { InvalidArgumentError } from "../errors.ts";
 import { type ChatMessage, ChatTemplate, encodeChat } from "../runtime/chat_template.ts";
 import { type GenerateOptions, ModelRunner, type Prompt } from "../runtime/model_runner.ts";
 import type { SamplingConfig } from "../runtime/sampling_config.ts";
@@ -181,9 +180,6 @@ export function generateOptionsFromFlags(f: RunFlags): GenerateOptions {
 }
 
 async function runCommand(f: RunFlags): Promise<void> {
-  if (f.prompt !== undefined && f.inputIds)
-    throw new InvalidArgumentError("give either --prompt or --input-ids, not both");
-  if (f.chat && f.inputIds) throw new InvalidArgumentError("--chat needs --prompt text, not --input-ids");
   const dir = f.model ?? defaultModelDir();
   const warnings = checkRunFlags(f, dir, isEngineDir(dir));
   // The template is read from the user's directory before any build, so a broken one names the

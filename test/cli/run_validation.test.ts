@@ -28,6 +28,8 @@ describe("kiln run: requests are checked before work and output", () => {
 
   test("contradicting flags are refused before any build, naming both flags", () => {
     const conflicts: [string[], RegExp][] = [
+      [["--prompt", "hi"], /either --prompt or --input-ids, not both/],
+      [["--chat"], /--chat needs --prompt text .*not --input-ids/],
       [["--greedy", "--temperature", "1"], /--greedy conflicts with --temperature 1/],
       [["--greedy", "--top-k", "5"], /--greedy conflicts with --top-k 5/],
       [["--greedy", "--top-p", "0.9"], /--greedy conflicts with --top-p 0\.9/],
