@@ -71,6 +71,10 @@ export function checkRunFlags(f: RunFlagsSeen, modelDir: string, engineDir: bool
         `--greedy conflicts with ${knob[1]} ${f[knob[0]]}: greedy decoding always takes the most likely token, so sampling settings cannot apply; drop --greedy to sample, or drop ${knob[1]}`,
       );
   }
+  if (f.greedy && f.beamWidth !== undefined && f.beamWidth > 1)
+    conflict(
+      `--greedy conflicts with --beam-width ${f.beamWidth}: greedy decoding follows one sequence, beam search the ${f.beamWidth} most likely; drop one of them`,
+    );
   if (f.seed !== undefined && f.randomSeed !== undefined)
     conflict(`--seed ${f.seed} and --random-seed ${f.randomSeed} set the same thing; give one of them`);
   if (f.ignoreEos && f.endId)
@@ -97,9 +101,9 @@ export function checkRunFlags(f: RunFlagsSeen, modelDir: string, engineDir: bool
     warn("--min-length", "it bans end ids until that length, and --ignore-eos already removes them");
   const decays = typeof f.topPDecay === "number" && f.topPDecay < 1;
   if (!decays && f.topPMin !== undefined)
-    warn("--top-p-min", "it is the floor of --top-p-decay, which is not set");
+    warn("--top-p-min", "it is the floor of --top-p-decay, which is off");
   if (!decays && f.topPResetIds !== undefined)
-    warn("--top-p-reset-ids", "it undoes --top-p-decay, which is not set");
+    warn("--top-p-reset-ids", "it undoes --top-p-decay, which is off");
   const beams = f.beamWidth !== undefined && f.beamWidth > 1;
   if (!beams && f.lengthPenalty !== undefined)
     warn("--length-penalty", "it scores beams; add --beam-width N (N > 1)");

@@ -34,6 +34,7 @@ describe("kiln run: requests are checked before work and output", () => {
       [["--greedy", "--top-k", "5"], /--greedy conflicts with --top-k 5/],
       [["--greedy", "--top-p", "0.9"], /--greedy conflicts with --top-p 0\.9/],
       [["--greedy", "--min-p", "0.1"], /--greedy conflicts with --min-p 0\.1/],
+      [["--greedy", "--beam-width", "2"], /--greedy conflicts with --beam-width 2/],
       [["--seed", "1", "--random-seed", "2"], /--seed 1 and --random-seed 2/],
       [["--ignore-eos", "--end-id", "1"], /--ignore-eos .* --end-id 1/],
     ];
@@ -56,6 +57,7 @@ describe("kiln run: requests are checked before work and output", () => {
         "run",
         ...["--model", engine, "--input-ids", "1,2", "--max-new-tokens", "2", "--json"],
         ...["--cache-dir", join(cache.dir, "elsewhere"), "--system", "hi", "--length-penalty", "2"],
+        ...["--kv-cache-free-gpu-mem-fraction", "0.5"],
       ],
       env,
     );
@@ -64,7 +66,7 @@ describe("kiln run: requests are checked before work and output", () => {
     const lines = r.stderr.trimEnd().split("\n");
     assert.deepEqual(
       lines.map((l) => /^kiln: warning: (--[a-z-]+) has no effect: /.exec(l)?.[1]),
-      ["--cache-dir", "--length-penalty", "--system"],
+      ["--cache-dir", "--length-penalty", "--system", "--kv-cache-free-gpu-mem-fraction"],
       r.stderr,
     );
     assert.ok(!existsSync(join(cache.dir, "elsewhere")), "--cache-dir was not used");
