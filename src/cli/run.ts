@@ -2,7 +2,7 @@
 // SamplingConfig field is a flag named as the field in kebab case.
 import type { Command } from "commander";
 import { isEngineDir } from "../engine/reader.ts";
-import { type ChatMessage, ChatTemplate, encodeChat } from "../runtime/chat_template.ts";
+import { ChatTemplate } from "../runtime/chat_template.ts";
 import { type GenerateOptions, ModelRunner, type Prompt } from "../runtime/model_runner.ts";
 import type { SamplingConfig } from "../runtime/sampling_config.ts";
 import {
@@ -18,6 +18,7 @@ import {
   noPrefixedValueOption,
   wordArg,
 } from "./args.ts";
+import { chatPromptFromText } from "./chat.ts";
 import { checkRunFlags } from "./flag_conflicts.ts";
 import {
   type KvCacheFlags,
@@ -202,13 +203,10 @@ async function runCommand(f: RunFlags): Promise<void> {
     for (const w of warnings) process.stderr.write(`kiln: warning: ${w}\n`);
     const opts = generateOptionsFromFlags(f);
     let prompt: Prompt = f.inputIds ? { ids: f.inputIds } : (f.prompt ?? defaultPrompt(runner));
-    if (template) {
-      const messages: ChatMessage[] = [
-        ...(f.system !== undefined ? [{ role: "system", content: f.system }] : []),
-        { role: "user", content: typeof prompt === "string" ? prompt : "" },
-      ];
-      prompt = { ids: encodeChat(runner.tokenizer, messages, { template }) };
-    }
+    if (template)
+      prompt = {
+        ids: chatPromptFromText(runner, template, typeof prompt === "string" ? prompt : "", f.system),
+      };
     if (f.json) {
       const [out] = await runner.generate(prompt, opts);
       const json: Record<string, unknown> = {
