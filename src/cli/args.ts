@@ -2,6 +2,7 @@
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Option } from "commander";
 import { InvalidArgumentError } from "../errors.ts";
 
 export function intArg(flag: string, min = 0) {
@@ -104,6 +105,24 @@ export function biasArg(v: string): Record<number, number> {
   return out;
 }
 
+/**
+ * An option that takes a value although its name starts with "no-" (--no-repeat-ngram-size N).
+ * commander reads every --no-X as the negation of --X and stores the value under "x", where nothing
+ * reads it; this one is a plain option stored under its full name (noRepeatNgramSize).
+ */
+export function noPrefixedValueOption<T>(
+  flags: string,
+  description: string,
+  parse: (v: string) => T,
+): Option {
+  if (!/^--no-[a-z-]+ <[^>]+>$/.test(flags))
+    throw new Error(`internal: noPrefixedValueOption takes "--no-name <value>", got "${flags}"`);
+  const option = new Option(flags, description).argParser(parse);
+  option.negate = false;
+  return option;
+}
+
+/** --early-stopping alone means true, as a boolean flag does; a value may follow. */
 export function earlyStoppingArg(v: string): boolean | "never" {
   if (v === "true" || v === "1") return true;
   if (v === "false" || v === "0") return false;

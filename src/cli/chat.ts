@@ -58,18 +58,14 @@ function conversation(text: string, system?: string): ChatMessage[] {
   ];
 }
 
-/** Prompt ids of a single-turn chat (for `kiln run --chat`): the engine's chat template rendered with
- * the generation prompt, tokenized without added special tokens (the template writes BOS). */
+/** Prompt ids of a single-turn chat (for `kiln run --chat`): the chat template rendered with the
+ * generation prompt, tokenized without added special tokens (the template writes BOS). */
 export function chatPromptFromText(
   runner: ModelRunner,
+  template: ChatTemplate,
   text: string,
   system?: string,
-  templateFile?: string,
 ): number[] {
-  const template = ChatTemplate.fromDir(
-    runner.session.dir,
-    templateFile !== undefined ? { templateFile } : {},
-  );
   return encodeChat(runner.tokenizer, conversation(text, system), { template });
 }
 

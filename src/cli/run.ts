@@ -1,7 +1,8 @@
 // `kiln run`: generate from a checkpoint or engine (built on the fly and cached). Every
 // SamplingConfig field is a flag named as the field in kebab case.
 import type { Command } from "commander";
-import { InvalidArgumentError } from "../errors.ts";
+import { isEngineDir } from "../engine/reader.ts";
+import { ChatTemplate } from "../runtime/chat_template.ts";
 import { type GenerateOptions, ModelRunner, type Prompt } from "../runtime/model_runner.ts";
 import type { SamplingConfig } from "../runtime/sampling_config.ts";
 import {
@@ -14,9 +15,11 @@ import {
   idsArg,
   intArg,
   modelDirArg,
+  noPrefixedValueOption,
   wordArg,
 } from "./args.ts";
 import { chatPromptFromText } from "./chat.ts";
+import { checkRunFlags } from "./flag_conflicts.ts";
 import {
   type KvCacheFlags,
   kvCacheFromFlags,
@@ -30,6 +33,7 @@ interface RunFlags extends Partial<Omit<SamplingConfig, "stopWords" | "badWords"
   inputIds?: number[];
   chat?: boolean;
   system?: string;
+  chatTemplate?: string;
   greedy?: boolean;
   seed?: number;
   endId?: number[];
@@ -58,6 +62,7 @@ export function registerRun(program: Command): void {
     .option("--input-ids <ids>", "prompt as comma-separated token ids", idsArg)
     .option("--chat", "wrap the prompt in the model's chat template as a user message")
     .option("--system <text>", "system message for --chat")
+    .option("--chat-template <file>", "Jinja chat template file for --chat, instead of the model's")
     .option("--max-new-tokens <n>", "tokens to generate at most", intArg("--max-new-tokens", 1))
     .option("--greedy", "greedy decoding (temperature 0)")
     .option("--temperature <t>", "sampling temperature (0 = greedy)", f("--temperature"))
@@ -75,16 +80,22 @@ export function registerRun(program: Command): void {
     .option("--repetition-penalty <p>", "HF repetition penalty (1 = off)", f("--repetition-penalty"))
     .option("--presence-penalty <p>", "OpenAI presence penalty (0 = off)", f("--presence-penalty"))
     .option("--frequency-penalty <p>", "OpenAI frequency penalty (0 = off)", f("--frequency-penalty"))
-    .option(
-      "--no-repeat-ngram-size <n>",
-      "never repeat an n-gram (0 = off)",
-      intArg("--no-repeat-ngram-size", 0),
+    .addOption(
+      noPrefixedValueOption(
+        "--no-repeat-ngram-size <n>",
+        "never repeat an n-gram of this size (0 = off)",
+        intArg("--no-repeat-ngram-size", 0),
+      ),
     )
     .option("--seed <s>", "random seed (same seed, same tokens)", intArg("--seed", 0))
     .option("--random-seed <s>", "same as --seed", intArg("--random-seed", 0))
     .option("--beam-width <n>", "beam search with n beams (1 = off)", intArg("--beam-width", 1))
     .option("--length-penalty <p>", "beam score = logprob / length^p", f("--length-penalty"))
-    .option("--early-stopping <mode>", "beam search stopping: true, false or never", earlyStoppingArg)
+    .option(
+      "--early-stopping [mode]",
+      "beam search stopping: true (also the flag alone), false or never",
+      earlyStoppingArg,
+    )
     .option(
       "--beam-search-diversity-rate <r>",
       "diverse beam search rate (0 = off)",
@@ -170,10 +181,13 @@ export function generateOptionsFromFlags(f: RunFlags): GenerateOptions {
 }
 
 async function runCommand(f: RunFlags): Promise<void> {
-  if (f.prompt !== undefined && f.inputIds)
-    throw new InvalidArgumentError("give either --prompt or --input-ids, not both");
-  if (f.chat && f.inputIds) throw new InvalidArgumentError("--chat needs --prompt text, not --input-ids");
   const dir = f.model ?? defaultModelDir();
+  const warnings = checkRunFlags(f, dir, isEngineDir(dir));
+  // The template is read from the user's directory before any build, so a broken one names the
+  // user's file and fails at once.
+  const template = f.chat
+    ? ChatTemplate.fromDir(dir, f.chatTemplate !== undefined ? { templateFile: f.chatTemplate } : {})
+    : null;
   const runner = ModelRunner.fromDir(dir, {
     ...(f.dtype ? { dtype: f.dtype } : {}),
     ...(f.backend ? { backend: f.backend } : {}),
@@ -182,10 +196,17 @@ async function runCommand(f: RunFlags): Promise<void> {
     kvCache: kvCacheFromFlags(f),
   });
   try {
+    if (f.kvCacheFreeGpuMemFraction !== undefined && runner.session.config.target.backend !== "cuda")
+      warnings.push(
+        "--kv-cache-free-gpu-mem-fraction has no effect: it sizes the KV cache from free GPU memory, and this run is on the CPU backend (--max-kv-tokens caps it there)",
+      );
+    for (const w of warnings) process.stderr.write(`kiln: warning: ${w}\n`);
     const opts = generateOptionsFromFlags(f);
     let prompt: Prompt = f.inputIds ? { ids: f.inputIds } : (f.prompt ?? defaultPrompt(runner));
-    if (f.chat)
-      prompt = { ids: chatPromptFromText(runner, typeof prompt === "string" ? prompt : "", f.system) };
+    if (template)
+      prompt = {
+        ids: chatPromptFromText(runner, template, typeof prompt === "string" ? prompt : "", f.system),
+      };
     if (f.json) {
       const [out] = await runner.generate(prompt, opts);
       const json: Record<string, unknown> = {
@@ -211,9 +232,15 @@ async function runCommand(f: RunFlags): Promise<void> {
     const shown = typeof prompt === "string" ? prompt : "";
     const single = (opts.beamWidth ?? 1) === 1 && (opts.numReturnSequences ?? 1) === 1;
     if (single) {
-      process.stdout.write(shown);
-      for await (const ev of runner.stream(prompt, opts)) process.stdout.write(ev.text);
-      process.stdout.write("\n");
+      // The prompt is echoed with the first token: the request (sampling settings, prompt ids, context
+      // window) is validated before that token is made, so a bad request prints nothing on stdout.
+      let echoed = false;
+      for await (const ev of runner.stream(prompt, opts)) {
+        if (!echoed) process.stdout.write(shown);
+        echoed = true;
+        process.stdout.write(ev.text);
+      }
+      process.stdout.write(echoed ? "\n" : `${shown}\n`);
       return;
     }
     // Several sequences (beams or samples): print each when done.

@@ -26,10 +26,11 @@ export function kiln(
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** A user error: non-zero exit, the named error class in one line, and no stack trace. */
+/** A user error: exit code 2 (1 means a bug in kiln), the named error class in one line, and no
+ * stack trace. */
 export function assertUserError(r: CliResult, errorClass: string, message: RegExp): void {
   const detail = `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-  if (r.code === 0 || r.code === null) throw new Error(`expected failure, ${detail}`);
+  if (r.code !== 2) throw new Error(`expected a user error (exit 2), ${detail}`);
   if (!r.stderr.includes(errorClass)) throw new Error(`expected ${errorClass}, ${detail}`);
   if (!message.test(r.stderr)) throw new Error(`expected message ${message}, ${detail}`);
   if (/\n\s+at /.test(r.stderr)) throw new Error(`stack trace printed without --verbose, ${detail}`);
