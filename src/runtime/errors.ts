@@ -35,10 +35,14 @@ export class UnknownOptionError extends KilnError {
     readonly what: string,
     readonly key: string,
     suggestions: readonly string[],
+    known: readonly string[],
   ) {
+    const quote = (names: readonly string[]) => names.map((s) => `"${s}"`);
     const hint = suggestions.length
-      ? `did you mean ${suggestions.map((s) => `"${s}"`).join(" or ")}?`
-      : `see the ${what} type for the options it takes`;
+      ? `did you mean ${quote(suggestions).join(" or ")}?`
+      : known.length <= 10
+        ? `its options are ${quote(known).join(", ")}`
+        : `see the ${what} type for the options it takes`;
     super(`${what} has no option "${key}"; ${hint}`);
   }
 }

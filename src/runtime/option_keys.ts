@@ -21,6 +21,6 @@ export function rejectUnknownKeys(what: string, options: unknown, ...known: read
   const names = known.flatMap((k) => Object.keys(k));
   const allowed = new Set(names);
   for (const key of Object.keys(options)) {
-    if (!allowed.has(key)) throw new UnknownOptionError(what, key, closestNames(key, names));
+    if (!allowed.has(key)) throw new UnknownOptionError(what, key, closestNames(key, names), names);
   }
 }
