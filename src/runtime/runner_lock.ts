@@ -135,14 +135,16 @@ class Holder implements Turn {
     this.signal = user ? AbortSignal.any([user, this.controller.signal]) : this.controller.signal;
   }
 
+  // A released turn (cancelled while parked) no longer touches the lock: another request holds it.
   park(stop: () => Promise<unknown>): void {
+    if (this.released) return;
     this.parked = stop;
     this.events.parked();
   }
 
   resume(): void {
     this.parked = null;
-    this.events.resumed();
+    if (!this.released) this.events.resumed();
   }
 
   /** Aborts the request; a parked one is stopped now (it cannot see the signal until pulled). */

@@ -96,6 +96,20 @@ describe("runner lifetimes", () => {
     assert.equal(events.length, 6);
   });
 
+  test("a cancelled stream read late does not disturb the idle clock of the stream after it", async () => {
+    const runner = ModelRunner.fromEngine(dir, undefined, {}, { streamIdleTimeoutMs: 100 });
+    after(() => runner.dispose());
+    const a = runner.stream(prompt, long);
+    await a.next(); // abandoned
+    const b = runner.stream(prompt, long);
+    await within(5000, b.next(), "the second stream's first token"); // a was cancelled; b is abandoned too
+    const c = runner.generate(prompt, { ...long, maxNewTokens: 2 });
+    await assert.rejects(a.next(), StreamIdleTimeoutError); // read late: must not stop b's clock
+    const [out] = await within(5000, c, "generate after two abandoned streams");
+    assert.equal(out.outputIds.length, 2);
+    await assert.rejects(b.next(), StreamIdleTimeoutError);
+  });
+
   test("a stream read slowly with no one waiting is not cancelled", async () => {
     const runner = ModelRunner.fromEngine(dir, undefined, {}, { streamIdleTimeoutMs: 20 });
     after(() => runner.dispose());
