@@ -77,6 +77,15 @@ describe("runner inputs", () => {
     );
   });
 
+  test("streamIdleTimeoutMs must be a whole number of milliseconds", () => {
+    for (const bad of [0, -5, 1.5, Number.NaN]) {
+      assert.throws(
+        () => ModelRunner.fromEngine(dir, undefined, {}, { streamIdleTimeoutMs: bad }),
+        new RegExp(`streamIdleTimeoutMs must be a whole number of milliseconds ≥ 1, got ${bad}`),
+      );
+    }
+  });
+
   test("a misspelt DecodeOptions key is refused by GenerationSession.decode", async () => {
     await assert.rejects(
       runner.generation.decode([prompt.ids], { maxNewTokens: 2 }, { signl: undefined } as object),
