@@ -8,6 +8,7 @@ import { KilnError } from "../errors.ts";
 import { TokenizerError } from "../tokenizer/errors.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { isRecord, parseTokenizerConfig } from "../tokenizer/tokenizer_config.ts";
+import { type KeySet, rejectUnknownKeys } from "./option_keys.ts";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | (string & {});
@@ -39,6 +40,9 @@ export interface TemplateSourceOptions {
   /** A Jinja file that replaces the model's template (the CLI's --chat-template FILE). */
   templateFile?: string;
 }
+
+const RENDER_OPTION_KEYS: KeySet<RenderOptions> = { addGenerationPrompt: true, extra: true };
+const TEMPLATE_SOURCE_OPTION_KEYS: KeySet<TemplateSourceOptions> = { templateFile: true };
 
 const NO_TEMPLATE_FIX =
   "pass a plain --prompt instead (kiln run without --chat), or give --chat-template FILE with a Jinja chat template";
@@ -79,7 +83,9 @@ export class ChatTemplate {
    * then chat_template.jinja, then tokenizer_config's chat_template (a string, or the entry named
    * "default" of a list).
    */
-  static fromDir(dir: string, { templateFile }: TemplateSourceOptions = {}): ChatTemplate {
+  static fromDir(dir: string, options: TemplateSourceOptions = {}): ChatTemplate {
+    rejectUnknownKeys("TemplateSourceOptions", options, TEMPLATE_SOURCE_OPTION_KEYS);
+    const { templateFile } = options;
     const configPath = join(dir, "tokenizer_config.json");
     const raw = existsSync(configPath) ? readJson(configPath) : {};
     const config = parseTokenizerConfig(raw, configPath);
@@ -111,7 +117,9 @@ export class ChatTemplate {
    * (bos from bosTokenId, eos from the last of eosTokenIds, where the tokenizer puts tokenizer_config's
    * eos_token; no unk_token): right for nearly every model, but `fromDir` reads the exact strings.
    */
-  static fromTokenizer(tokenizer: Tokenizer, { templateFile }: TemplateSourceOptions = {}): ChatTemplate {
+  static fromTokenizer(tokenizer: Tokenizer, options: TemplateSourceOptions = {}): ChatTemplate {
+    rejectUnknownKeys("TemplateSourceOptions", options, TEMPLATE_SOURCE_OPTION_KEYS);
+    const { templateFile } = options;
     const token = (id: number | null | undefined) =>
       id === null || id === undefined ? null : tokenizer.idToToken(id);
     const tokens: SpecialTokenStrings = {
@@ -130,10 +138,9 @@ export class ChatTemplate {
   }
 
   /** The prompt text, as transformers' apply_chat_template(messages, tokenize=False, add_generation_prompt). */
-  render(
-    messages: readonly ChatMessage[],
-    { addGenerationPrompt = true, extra = {} }: RenderOptions = {},
-  ): string {
+  render(messages: readonly ChatMessage[], options: RenderOptions = {}): string {
+    rejectUnknownKeys("RenderOptions", options, RENDER_OPTION_KEYS);
+    const { addGenerationPrompt = true, extra = {} } = options;
     messages.forEach((m, i) => {
       if (!isRecord(m) || typeof m.role !== "string" || typeof m.content !== "string") {
         throw new ChatTemplateError(
@@ -189,8 +196,10 @@ export interface EncodeChatOptions extends RenderOptions {
 export function encodeChat(
   tokenizer: Tokenizer,
   messages: readonly ChatMessage[],
-  { template, ...render }: EncodeChatOptions = {},
+  options: EncodeChatOptions = {},
 ): number[] {
+  rejectUnknownKeys("EncodeChatOptions", options, { template: true }, RENDER_OPTION_KEYS);
+  const { template, ...render } = options;
   const text = (template ?? ChatTemplate.fromTokenizer(tokenizer)).render(messages, render);
   return tokenizer.encode(text, { addSpecialTokens: false }).ids;
 }

@@ -15,7 +15,10 @@ export class ContextWindowExceededError extends KilnError {
 
 /** A prompt token id outside the vocabulary. */
 export class InvalidTokenIdError extends KilnError {
-  constructor(id: number, vocabSize: number) {
+  constructor(
+    readonly id: number,
+    readonly vocabSize: number,
+  ) {
     super(
       `token id ${id} is out of range for this model's vocabulary of ${vocabSize} ids (valid: 0..${vocabSize - 1})`,
     );
@@ -24,3 +27,60 @@ export class InvalidTokenIdError extends KilnError {
 
 /** The KV cache has too few free blocks for what was asked. */
 export class KvCacheExhaustedError extends KilnError {}
+
+/** An options object of the public API has a key no option of that name exists for (a misspelling
+ * would otherwise be ignored silently). */
+export class UnknownOptionError extends KilnError {
+  constructor(
+    readonly what: string,
+    readonly key: string,
+    suggestions: readonly string[],
+    known: readonly string[],
+  ) {
+    const quote = (names: readonly string[]) => names.map((s) => `"${s}"`);
+    const hint = suggestions.length
+      ? `did you mean ${quote(suggestions).join(" or ")}?`
+      : known.length <= 10
+        ? `its options are ${quote(known).join(", ")}`
+        : `see the ${what} type for the options it takes`;
+    super(`${what} has no option "${key}"; ${hint}`);
+  }
+}
+
+/** A prompt that is neither text nor token ids. */
+export class InvalidPromptError extends KilnError {}
+
+/** The runner was disposed: before this request, while it waited its turn, or while it ran (the
+ * request is cancelled at its next step and the runner's memory is freed once it has stopped). */
+export class RunnerDisposedError extends KilnError {
+  constructor() {
+    super("the model runner was disposed; create a new one (ModelRunner.fromDir) to generate again");
+  }
+}
+
+/** A stream was not read for longer than the idle limit while another request waited for the runner;
+ * it was cancelled so that the runner is not held by a consumer that went away. */
+export class StreamIdleTimeoutError extends KilnError {
+  constructor(readonly idleMs: number) {
+    super(
+      `this stream was not read for ${idleMs} ms while another request waited for the model runner, so it was ` +
+        "cancelled; read a stream to its end or stop it early with return() (break out of for await), " +
+        "or raise RunnerOptions.streamIdleTimeoutMs for slow consumers",
+    );
+  }
+}
+
+/** The model produced NaN or infinite logits: its weights hold NaN/inf or a dtype overflowed. */
+export class NonFiniteLogitsError extends KilnError {
+  constructor(
+    readonly step: number,
+    readonly promptIndex: number,
+    readonly sequenceIndex: number,
+  ) {
+    super(
+      `the model's logits at generation step ${step} (prompt ${promptIndex}, sequence ${sequenceIndex}) are NaN or ` +
+        "infinite, so no token can be chosen; the checkpoint's weights probably hold NaN/inf values (check them) " +
+        "or the dtype overflows (build with --dtype fp32 or bf16 instead of fp16)",
+    );
+  }
+}

@@ -8,11 +8,18 @@ import { BlockAllocator } from "./block_allocator.ts";
 import { BeamSearch } from "./decoding/beam_search.ts";
 import { processLogits, type Row, stepTransforms } from "./decoding/logits_pipeline.ts";
 import type { SampleParams } from "./decoding/ops.ts";
-import { ContextWindowExceededError, InvalidTokenIdError } from "./errors.ts";
+import {
+  ContextWindowExceededError,
+  InvalidTokenIdError,
+  NonFiniteLogitsError,
+  RunnerDisposedError,
+} from "./errors.ts";
 import { type KvCacheConfig, resolveKvCacheConfig } from "./kv_cache_config.ts";
 import { KvCachePool, type KvPoolInfo, kvBlocksNeeded } from "./kv_cache_pool.ts";
 import type { LogitsProcessor, StoppingCriteria } from "./logits_processor.ts";
+import { type KeySet, rejectUnknownKeys } from "./option_keys.ts";
 import type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./outputs.ts";
+import { RunnerLock } from "./runner_lock.ts";
 import {
   InvalidSamplingConfigError,
   modelSamplingDefaults,
@@ -33,6 +40,23 @@ export interface DecodeOptions {
   signal?: AbortSignal;
 }
 
+export const DECODE_OPTION_KEYS: KeySet<DecodeOptions> = {
+  stoppingCriteria: true,
+  logitsProcessors: true,
+  signal: true,
+};
+
+export interface GenerationSessionOptions {
+  /** A stream not read for this long while another request waits for the runner is cancelled
+   * (its iterator throws StreamIdleTimeoutError), so an abandoned stream cannot block the runner. */
+  streamIdleTimeoutMs?: number;
+}
+
+export const GENERATION_SESSION_OPTION_KEYS: KeySet<GenerationSessionOptions> = { streamIdleTimeoutMs: true };
+
+/** How long an unread stream may keep a waiting request out, by default. */
+export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 10_000;
+
 const list = <T>(x: T | readonly T[] | undefined): readonly T[] =>
   x === undefined ? [] : Array.isArray(x) ? x : [x as T];
 
@@ -52,10 +76,22 @@ export class GenerationSession {
   /** The KV pool, sized once and shared by every request (see kv_cache_pool.ts). */
   readonly kvCache: KvCachePool;
 
+  /** One request at a time; queued requests, idle streams and shutdown (see runner_lock.ts). */
+  private readonly lock: RunnerLock;
+
   constructor(
     readonly session: Session,
     kvCacheConfig: Partial<KvCacheConfig> = {},
+    options: GenerationSessionOptions = {},
   ) {
+    rejectUnknownKeys("GenerationSessionOptions", options, GENERATION_SESSION_OPTION_KEYS);
+    const idle = options.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS;
+    if (typeof idle !== "number" || !(idle > 0) || !Number.isSafeInteger(idle)) {
+      throw new InvalidArgumentError(
+        `streamIdleTimeoutMs must be a whole number of milliseconds ≥ 1, got ${String(idle)}; e.g. ${DEFAULT_STREAM_IDLE_TIMEOUT_MS}`,
+      );
+    }
+    this.lock = new RunnerLock(idle);
     const limits = { maxBatchSize: session.config.build.maxBatchSize, maxSeqLen: session.config.maxSeqLen };
     this.kvCache = new KvCachePool(session.backend, limits, resolveKvCacheConfig(kvCacheConfig));
   }
@@ -66,7 +102,28 @@ export class GenerationSession {
 
   /** Allocates the KV pool now instead of at the first request (a pool already there is kept). */
   allocatePool(): KvPoolInfo {
+    this.assertOpen();
     return this.kvCache.allocate();
+  }
+
+  /** Whether shutdown() was called: every request from then on rejects with RunnerDisposedError. */
+  get closed(): boolean {
+    return this.lock.isClosed;
+  }
+
+  /** Whether a request is running (holds the runner). */
+  get busy(): boolean {
+    return this.lock.busy;
+  }
+
+  /** Refuses new requests, rejects queued ones and cancels the running one at its next step (all
+   * with RunnerDisposedError); resolves once no request runs, when the backend may be freed. */
+  shutdown(): Promise<void> {
+    return this.lock.shutdown();
+  }
+
+  private assertOpen(): void {
+    if (this.lock.isClosed) throw new RunnerDisposedError();
   }
 
   /** The KV pool's size, or null before it is allocated. */
@@ -78,6 +135,7 @@ export class GenerationSession {
    * each, and `beamWidth` beams (or returned samples) per prompt fit the KV pool (allocating it at
    * the first call), and starts a fresh block allocator over it. */
   setup(batchSize: number, maxContextLength: number, maxNewTokens: number, beamWidth = 1): void {
+    this.assertOpen();
     for (const [name, v] of Object.entries({ batchSize, maxContextLength, maxNewTokens, beamWidth })) {
       if (!Number.isInteger(v) || v < 1)
         throw new InvalidArgumentError(`setup: ${name} must be an integer ≥ 1, got ${v}`);
@@ -111,26 +169,34 @@ export class GenerationSession {
   }
 
   /** Runs one batch at a time: a call made while another is generating waits for it (the KV pool
-   * and the backend are shared). Batching concurrent requests together is the executor's job. */
+   * and the backend are shared). Batching concurrent requests together is the executor's job. While
+   * a step's result waits for the consumer to pull it, the request is parked: the lock may cancel
+   * it then (idle limit, shutdown) and run its cleanup without the consumer. */
   async *decodeStream(
     inputs: readonly (readonly number[])[],
     config: Partial<SamplingConfig> = {},
     opts: DecodeOptions = {},
   ): AsyncGenerator<StepOutput, RequestOutput[]> {
-    const previous = this.busy;
-    let release = () => {};
-    this.busy = new Promise<void>((resolve) => {
-      release = resolve;
-    });
+    rejectUnknownKeys("DecodeOptions", opts, DECODE_OPTION_KEYS);
+    const turn = await this.lock.acquire(opts.signal);
+    const work = this.decodeExclusive(inputs, config, { ...opts, signal: turn.signal });
     try {
-      await previous;
-      return yield* this.decodeExclusive(inputs, config, opts);
+      for (;;) {
+        const r = await work.next();
+        if (r.done) return r.value;
+        turn.park(() => work.return([]));
+        try {
+          yield r.value;
+        } finally {
+          turn.resume();
+        }
+        turn.signal.throwIfAborted();
+      }
     } finally {
-      release();
+      await work.return([]); // the work's own cleanup, when it was left before its end
+      turn.release();
     }
   }
-
-  private busy: Promise<void> = Promise.resolve();
 
   private async *decodeExclusive(
     inputs: readonly (readonly number[])[],
@@ -394,6 +460,12 @@ export class GenerationSession {
           hostLogits = null;
           computed(step);
         }
+        // NaN/inf logits make the log-probs NaN: checked on what the backend already returned (no
+        // extra copy from the device).
+        for (let r = 0; r < B; r++) {
+          if (Number.isNaN(logProbs[r]) || logProbs[r] === Number.POSITIVE_INFINITY)
+            throw new NonFiniteLogitsError(step, live[r].promptIndex, live[r].sequenceIndex);
+        }
         if (step === 0) all.push(...live);
         const events: TokenEvent[] = [];
         for (let r = 0; r < B; r++) {
@@ -579,8 +651,10 @@ export class GenerationSession {
         });
         // Children forked before any token is appended; now append.
         next.forEach((b, k) => {
+          const logProb = lp[(i * W + parents[k]) * V + tokens[k]];
+          if (Number.isNaN(logProb)) throw new NonFiniteLogitsError(step, p, k);
           b.ids.push(tokens[k]);
-          b.logProbs.push(lp[(i * W + parents[k]) * V + tokens[k]]);
+          b.logProbs.push(logProb);
         });
         old.forEach((b, k) => {
           if (!taken.has(k)) b.release(alloc);

@@ -1,6 +1,7 @@
 // KvCacheConfig: how big the paged KV pool may grow, as TensorRT-LLM's KvCacheConfig. The pool is
 // sized once (see kv_cache_pool.ts) and every request runs inside it. Validated once, here.
 import { InvalidArgumentError } from "../errors.ts";
+import { type KeySet, rejectUnknownKeys } from "./option_keys.ts";
 
 export interface KvCacheConfig {
   /** Share of the device memory free after load (and warm-up) the pool may take, in (0, 1]. Only
@@ -10,12 +11,15 @@ export interface KvCacheConfig {
   maxTokens?: number;
 }
 
+export const KV_CACHE_CONFIG_KEYS: KeySet<KvCacheConfig> = { freeGpuMemoryFraction: true, maxTokens: true };
+
 export const KV_CACHE_DEFAULTS: KvCacheConfig = { freeGpuMemoryFraction: 0.9 };
 
 /** A KvCacheConfig field has a value that cannot be used. */
 export class InvalidKvCacheConfigError extends InvalidArgumentError {}
 
 export function resolveKvCacheConfig(user: Partial<KvCacheConfig> = {}): KvCacheConfig {
+  rejectUnknownKeys("KvCacheConfig", user, KV_CACHE_CONFIG_KEYS);
   const f = user.freeGpuMemoryFraction ?? KV_CACHE_DEFAULTS.freeGpuMemoryFraction;
   if (typeof f !== "number" || !(f > 0 && f <= 1)) {
     throw new InvalidKvCacheConfigError(

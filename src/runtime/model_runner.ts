@@ -1,24 +1,45 @@
 // ModelRunner: the high-level API. `fromDir` takes a checkpoint (built into a cached engine on the
 // fly) or an engine; `generate` runs prompts (text or ids; a list, padded or packed) to completion;
 // `stream` yields tokens as they are produced. Decoding settings are SamplingConfig fields.
-import type { BuildConfig } from "../builder/build_config.ts";
+import { type BuildConfig, DEFAULT_BUILD_CONFIG } from "../builder/build_config.ts";
 import { type ResolvedEngine, resolveEngine } from "../builder/engine_cache.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { ContextWindowExceededError, InvalidTokenIdError } from "./errors.ts";
-import { type DecodeOptions, GenerationSession } from "./generation_session.ts";
+import {
+  ContextWindowExceededError,
+  InvalidPromptError,
+  InvalidTokenIdError,
+  RunnerDisposedError,
+} from "./errors.ts";
+import {
+  DECODE_OPTION_KEYS,
+  type DecodeOptions,
+  GENERATION_SESSION_OPTION_KEYS,
+  GenerationSession,
+  type GenerationSessionOptions,
+} from "./generation_session.ts";
 import { type KvCacheConfig, resolveKvCacheConfig } from "./kv_cache_config.ts";
+import { type KeySet, rejectUnknownKeys } from "./option_keys.ts";
 import type { RequestOutput, StepOutput, TokenEvent } from "./outputs.ts";
-import type { SamplingConfig } from "./sampling_config.ts";
+import { SAMPLING_CONFIG_KEYS, type SamplingConfig } from "./sampling_config.ts";
 import type { FinishReason } from "./sequence.ts";
 import { Session } from "./session.ts";
 
-export interface RunnerOptions extends Partial<BuildConfig> {
+export interface RunnerOptions extends Partial<BuildConfig>, GenerationSessionOptions {
   /** Engine cache root (default: $KILN_CACHE_DIR, $XDG_CACHE_HOME/kiln or ~/.cache/kiln). */
   cacheDir?: string;
   /** How large the KV pool may grow (sized once, at the first request). */
   kvCache?: Partial<KvCacheConfig>;
 }
+
+/** RunnerOptions' own keys; the rest are BuildConfig's and GenerationSessionOptions'. */
+const RUNNER_OWN_KEYS: KeySet<Omit<RunnerOptions, keyof BuildConfig | keyof GenerationSessionOptions>> = {
+  cacheDir: true,
+  kvCache: true,
+};
+const BUILD_CONFIG_KEYS = Object.fromEntries(
+  Object.keys(DEFAULT_BUILD_CONFIG).map((k) => [k, true]),
+) as KeySet<BuildConfig>;
 
 export type Prompt = string | { ids: readonly number[] };
 
@@ -40,6 +61,14 @@ export interface GenerateOptions extends Partial<SamplingConfig>, DecodeOptions 
   addSpecialTokens?: boolean;
 }
 
+/** GenerateOptions' own keys; the rest are SamplingConfig's and DecodeOptions'. */
+const GENERATE_OWN_KEYS: KeySet<Omit<GenerateOptions, keyof SamplingConfig | keyof DecodeOptions>> = {
+  greedy: true,
+  seed: true,
+  ignoreEos: true,
+  addSpecialTokens: true,
+};
+
 export interface GenerationOutput extends RequestOutput {
   /** The first sequence's fields, for the common single-sequence case. */
   outputIds: number[];
@@ -50,38 +79,56 @@ export interface GenerationOutput extends RequestOutput {
 
 export class ModelRunner {
   readonly generation: GenerationSession;
+  /** Set by dispose(): resolves once the backend's memory is freed. */
+  private closing: Promise<void> | null = null;
 
   private constructor(
     readonly session: Session,
     readonly engine: ResolvedEngine,
     kvCache: KvCacheConfig,
+    options: GenerationSessionOptions,
   ) {
-    this.generation = new GenerationSession(session, kvCache);
+    this.generation = new GenerationSession(session, kvCache, options);
   }
 
   static fromDir(dir: string, options: RunnerOptions = {}): ModelRunner {
-    const { cacheDir, kvCache, ...build } = options;
+    rejectUnknownKeys(
+      "RunnerOptions",
+      options,
+      RUNNER_OWN_KEYS,
+      BUILD_CONFIG_KEYS,
+      GENERATION_SESSION_OPTION_KEYS,
+    );
+    const { cacheDir, kvCache, streamIdleTimeoutMs, ...build } = options;
     const kv = resolveKvCacheConfig(kvCache); // before a build, which takes far longer than this check
     const engine = resolveEngine(dir, build, cacheDir);
-    return ModelRunner.open(engine, build.backend, kv);
+    return ModelRunner.open(engine, build.backend, kv, { streamIdleTimeoutMs });
   }
 
   static fromEngine(
     engineDir: string,
     backend?: BuildConfig["backend"],
     kvCache: Partial<KvCacheConfig> = {},
+    options: GenerationSessionOptions = {},
   ): ModelRunner {
-    return ModelRunner.open({ dir: engineDir, origin: "engine" }, backend, resolveKvCacheConfig(kvCache));
+    rejectUnknownKeys("GenerationSessionOptions", options, GENERATION_SESSION_OPTION_KEYS);
+    return ModelRunner.open(
+      { dir: engineDir, origin: "engine" },
+      backend,
+      resolveKvCacheConfig(kvCache),
+      options,
+    );
   }
 
   private static open(
     engine: ResolvedEngine,
     backend: BuildConfig["backend"] | undefined,
     kvCache: KvCacheConfig,
+    options: GenerationSessionOptions,
   ): ModelRunner {
     const session = Session.open(engine.dir, backend);
     try {
-      return new ModelRunner(session, engine, kvCache);
+      return new ModelRunner(session, engine, kvCache, options);
     } catch (e) {
       session.dispose(); // e.g. maxTokens below one KV block of this engine
       throw e;
@@ -103,6 +150,7 @@ export class ModelRunner {
 
   /** Prompt → token ids, validated against the vocabulary and the context window. */
   encode(prompt: Prompt, addSpecialTokens = true): number[] {
+    checkPrompt(prompt);
     const ids =
       typeof prompt === "string" ? this.tokenizer.encode(prompt, { addSpecialTokens }).ids : [...prompt.ids];
     const V = this.session.config.model.vocabSize;
@@ -115,6 +163,7 @@ export class ModelRunner {
 
   /** The batch as id lists. */
   encodeBatch(batch: PromptBatch, addSpecialTokens = true): number[][] {
+    if (batch === null || (typeof batch !== "string" && typeof batch !== "object")) checkPrompt(batch);
     if (typeof batch === "string" || (!Array.isArray(batch) && "ids" in batch))
       return [this.encode(batch as Prompt, addSpecialTokens)];
     if (Array.isArray(batch))
@@ -150,6 +199,8 @@ export class ModelRunner {
     opts: DecodeOptions;
     addSpecialTokens: boolean;
   } {
+    if (this.closing) throw new RunnerDisposedError();
+    rejectUnknownKeys("GenerateOptions", o, GENERATE_OWN_KEYS, SAMPLING_CONFIG_KEYS, DECODE_OPTION_KEYS);
     const {
       greedy,
       seed,
@@ -196,11 +247,47 @@ export class ModelRunner {
     for await (const step of this.steps(prompts, options)) yield* step.tokens;
   }
 
+  /** Frees the backend's memory. Safe to call at any time and more than once: requests after it
+   * reject with RunnerDisposedError; a running request is cancelled at its next step (same error)
+   * and the memory is freed once it has stopped, so an idle runner is freed before this returns.
+   * `await close()` to wait for that. */
   dispose(): void {
-    this.session.dispose();
+    if (this.closing) return;
+    const stopped = this.generation.shutdown();
+    if (!this.generation.busy) {
+      this.session.dispose();
+      this.closing = Promise.resolve();
+    } else this.closing = stopped.then(() => this.session.dispose());
+  }
+
+  /** dispose(), then waits until the running request (if any) has stopped and the memory is freed. */
+  close(): Promise<void> {
+    this.dispose();
+    return this.closing as Promise<void>;
   }
 
   [Symbol.dispose](): void {
     this.dispose();
   }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** A prompt is text or `{ ids: number[] }`; anything else is a named error, not a TypeError. */
+function checkPrompt(p: unknown): void {
+  if (typeof p === "string") return;
+  if (p !== null && typeof p === "object" && "ids" in p && Array.isArray((p as { ids: unknown }).ids)) return;
+  const got =
+    p === null
+      ? "null"
+      : Array.isArray(p)
+        ? "a nested list"
+        : typeof p === "object"
+          ? "an object without an ids array"
+          : `${typeof p} ${String(p)}`;
+  throw new InvalidPromptError(
+    `a prompt must be text or { ids: number[] } (a list of them for a batch), got ${got}; e.g. runner.generate("Hello") or runner.generate({ ids: [1, 2, 3] })`,
+  );
 }

@@ -4,6 +4,7 @@
 // nothing downstream re-validates.
 import { KilnError } from "../errors.ts";
 import type { GenerationDefaults } from "./generation_config.ts";
+import { type KeySet, rejectUnknownKeys } from "./option_keys.ts";
 
 /** A value for every sequence, or one per sequence of the batch. */
 export type PerSeq<T> = T | readonly T[];
@@ -18,7 +19,7 @@ export interface SamplingConfig {
   endId: number | readonly number[] | null;
   /** Id used to pad outputs of unequal length in padded views; default the model's pad or end id. */
   padId: number | null;
-  /** Softmax temperature; 0 means greedy. */
+  /** Softmax temperature; 0 (or anything below GREEDY_TEMPERATURE) means greedy. */
   temperature: PerSeq<number>;
   /** Sample among the k most likely tokens; 0 = no limit; 1 = greedy. */
   topK: PerSeq<number>;
@@ -67,6 +68,20 @@ export interface SamplingConfig {
 }
 
 export class InvalidSamplingConfigError extends KilnError {}
+
+/** A token id in a SamplingConfig field (end ids, stop/bad words, bias keys...) outside the vocabulary. */
+export class TokenIdOutOfRangeError extends InvalidSamplingConfigError {
+  constructor(
+    readonly field: string,
+    readonly id: number,
+    readonly vocabSize: number,
+  ) {
+    super(
+      `SamplingConfig.${field}: token id ${id} is out of range for this model's vocabulary of ${vocabSize} ids; ` +
+        `use ids in 0..${vocabSize - 1}`,
+    );
+  }
+}
 
 /** The configuration after validation, with every per-sequence field as an array of batch length. */
 export interface ResolvedSamplingConfig {
@@ -134,6 +149,16 @@ export const SAMPLING_DEFAULTS: SamplingConfig = {
   returnGenerationLogits: false,
 };
 
+/** Every SamplingConfig key, from SAMPLING_DEFAULTS (which the type makes complete). */
+export const SAMPLING_CONFIG_KEYS = Object.fromEntries(
+  Object.keys(SAMPLING_DEFAULTS).map((k) => [k, true]),
+) as KeySet<SamplingConfig>;
+
+/** Temperatures below this decode greedily (as vLLM's _SAMPLING_EPS): dividing logits by a smaller
+ * one overflows float32 (1e-300 is 0 in float32) and turns the softmax into NaN. Applied when the
+ * config is resolved, so the CPU sampler and the CUDA kernels both see temperature 0. */
+export const GREEDY_TEMPERATURE = 1e-5;
+
 /** Defaults from the model's generation_config.json, under the user's settings. */
 export function modelSamplingDefaults(d: GenerationDefaults): Partial<SamplingConfig> {
   const out: Partial<SamplingConfig> = {};
@@ -160,6 +185,7 @@ export function resolveSamplingConfig(
   batchSize: number,
   model: { defaults: Partial<SamplingConfig>; endIds: number[]; padId: number | null; vocabSize: number },
 ): ResolvedSamplingConfig {
+  rejectUnknownKeys("SamplingConfig", user, SAMPLING_CONFIG_KEYS);
   const explicit = Object.fromEntries(
     Object.entries(user).filter(([, v]) => v !== undefined),
   ) as Partial<SamplingConfig>;
@@ -188,25 +214,34 @@ export function resolveSamplingConfig(
   };
   const V = model.vocabSize;
   const isId = (x: number) => isInt(x) && x >= 0 && x < V;
+  /** An integer outside the vocabulary is a named error with the id and the vocabulary size. */
+  const checkRange = (field: string, x: unknown) => {
+    if (isInt(x as number) && !isId(x as number)) throw new TokenIdOutOfRangeError(field, x as number, V);
+  };
 
   scalar("maxNewTokens", isInt(c.maxNewTokens) && c.maxNewTokens >= 1, "must be an integer ≥ 1");
   const endIds = c.endId === null ? model.endIds : typeof c.endId === "number" ? [c.endId] : [...c.endId];
   endIds.forEach((id) => {
+    checkRange("endId", id);
     if (!isId(id)) fail("endId", id, `must be a token id in 0..${V - 1}`);
   });
+  if (c.padId !== null) checkRange("padId", c.padId);
   if (c.padId !== null && !isId(c.padId)) fail("padId", c.padId, `must be a token id in 0..${V - 1}`);
   const temperature = per<number>(
     "temperature",
     (x) => Number.isFinite(x) && x >= 0,
-    "must be a finite number ≥ 0",
-  );
+    `must be a finite number ≥ 0 (below ${GREEDY_TEMPERATURE} decodes greedily)`,
+  ).map((t) => (t < GREEDY_TEMPERATURE ? 0 : t));
   const topK = per<number>("topK", (x) => isInt(x) && x >= 0, "must be an integer ≥ 0 (0 = off)");
   const topP = per<number>("topP", (x) => x > 0 && x <= 1, "must be in (0, 1]");
   const topPDecay = per<number>("topPDecay", (x) => x > 0 && x <= 1, "must be in (0, 1]");
   const topPMin = per<number>("topPMin", (x) => x > 0 && x <= 1, "must be in (0, 1]");
   const topPResetIds = per<number | null>(
     "topPResetIds",
-    (x) => x === null || isId(x),
+    (x) => {
+      checkRange("topPResetIds", x);
+      return x === null || isId(x);
+    },
     `must be null or a token id in 0..${V - 1}`,
   );
   const minP = per<number>("minP", (x) => x >= 0 && x < 1, "must be in [0, 1)");
@@ -266,6 +301,11 @@ export function resolveSamplingConfig(
       );
     }
     lists.forEach((list, i) => {
+      if (Array.isArray(list)) {
+        list.forEach((w, j) => {
+          if (Array.isArray(w)) for (const id of w) checkRange(`${field}${perSeq ? `[${i}]` : ""}[${j}]`, id);
+        });
+      }
       if (!Array.isArray(list) || !list.every((w) => validWord(w, V))) {
         fail(
           perSeq ? `${field}[${i}]` : field,
@@ -377,6 +417,7 @@ function resolveBias(
   const dense = new Float32Array(V);
   for (const [k, v] of Object.entries(bias)) {
     const id = Number(k);
+    if (Number.isInteger(id) && (id < 0 || id >= V)) throw new TokenIdOutOfRangeError("embeddingBias", id, V);
     if (!Number.isInteger(id) || id < 0 || id >= V)
       fail("embeddingBias", k, `keys must be token ids in 0..${V - 1}`);
     if (typeof v !== "number" || !Number.isFinite(v))
@@ -386,11 +427,18 @@ function resolveBias(
   return dense;
 }
 
+/** A value as the user wrote it: numbers print as themselves (NaN, Infinity; JSON would say null),
+ * long values are cut at 80 characters. */
 function show(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v);
+  const s = format(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+function format(v: unknown): string {
+  if (typeof v === "number" || typeof v === "bigint" || v === undefined) return String(v);
+  if (Array.isArray(v)) return `[${v.map(format).join(",")}]`;
   try {
-    const s = JSON.stringify(v);
-    return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
+    return JSON.stringify(v) ?? String(v);
   } catch {
     return String(v);
   }

@@ -15,6 +15,7 @@ import {
   NoChatTemplateError,
   strftime,
 } from "../../src/runtime/chat_template.ts";
+import { UnknownOptionError } from "../../src/runtime/errors.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { BYTE_LEVEL_SPECIAL, byteLevelBpe, byteLevelConfig } from "../tokenizer/tiny_tokenizers.ts";
 
@@ -223,6 +224,19 @@ describe("encodeChat", () => {
     assert.deepEqual(
       encodeChat(tok, [user("hello")], { template: explicit }),
       tok.encode("[hello]", { addSpecialTokens: false }).ids,
+    );
+  });
+
+  test("misspelt option keys are refused with the nearest known key, not ignored", () => {
+    const opts = { addGenerationPrompts: false } as object;
+    const hint = /has no option "addGenerationPrompts"; did you mean "addGenerationPrompt"\?/;
+    assert.throws(() => new ChatTemplate(template).render([user("x")], opts), UnknownOptionError);
+    assert.throws(() => new ChatTemplate(template).render([user("x")], opts), hint);
+    assert.throws(() => encodeChat(tok, [user("x")], opts), hint);
+    assert.throws(() => ChatTemplate.fromTokenizer(tok, { templatefile: "x" } as object), /"templateFile"/);
+    assert.throws(
+      () => ChatTemplate.fromDir("/nonexistent", { template: "x" } as object),
+      /TemplateSourceOptions has no option "template"; its options are "templateFile"$/,
     );
   });
 

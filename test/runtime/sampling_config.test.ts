@@ -2,10 +2,13 @@
 // and the value; valid settings expand to per-sequence arrays.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { UnknownOptionError } from "../../src/runtime/errors.ts";
 import {
+  GREEDY_TEMPERATURE,
   InvalidSamplingConfigError,
   resolveSamplingConfig,
   type SamplingConfig,
+  TokenIdOutOfRangeError,
 } from "../../src/runtime/sampling_config.ts";
 
 const model = { defaults: {}, endIds: [2], padId: null, vocabSize: 100 };
@@ -41,7 +44,13 @@ describe("SamplingConfig", () => {
   const invalid: [string, Partial<SamplingConfig>, RegExp][] = [
     ["maxNewTokens 0", { maxNewTokens: 0 }, /maxNewTokens.*≥ 1.*0/],
     ["negative temperature", { temperature: -1 }, /temperature.*-1/],
-    ["NaN temperature", { temperature: Number.NaN }, /temperature/],
+    ["NaN temperature", { temperature: Number.NaN }, /temperature .*got NaN$/],
+    [
+      "infinite temperature in a list",
+      { temperature: [1, Number.POSITIVE_INFINITY] },
+      /temperature\[1\] .*got Infinity$/,
+    ],
+    ["NaN topP list shown as written", { topP: [0.5, Number.NaN] }, /topP\[1\] .*got NaN$/],
     ["topK fraction", { topK: 2.5 }, /topK.*2\.5/],
     ["topP 0", { topP: 0 }, /topP.*\(0, 1\]/],
     ["topP > 1", { topP: 1.5 }, /topP.*1\.5/],
@@ -49,7 +58,6 @@ describe("SamplingConfig", () => {
     ["topPMin above topP", { topP: 0.5, topPMin: 0.9 }, /topPMin.*topP \(0\.5\)/],
     ["repetition penalty 0", { repetitionPenalty: 0 }, /repetitionPenalty.*> 0/],
     ["per-sequence array of the wrong length", { topK: [1, 2, 3] }, /topK has 3 values but the batch has 2/],
-    ["endId outside the vocabulary", { endId: 100 }, /endId.*0\.\.99.*100/],
     ["negative seed", { randomSeed: -3 }, /randomSeed/],
     ["beamWidth 0", { beamWidth: 0 }, /beamWidth/],
     [
@@ -66,11 +74,56 @@ describe("SamplingConfig", () => {
     ],
     ["minLength above maxNewTokens", { maxNewTokens: 4, minLength: 5 }, /minLength.*maxNewTokens \(4\)/],
     ["empty stop word", { stopWords: [""] }, /stopWords/],
-    ["bad word with an invalid id", { badWords: [[1, 1000]] }, /badWords/],
+    ["bad word with a negative id", { badWords: [[1, -1]] }, /badWords/],
     ["dense bias of the wrong size", { embeddingBias: new Float32Array(5) }, /embeddingBias.*100/],
-    ["bias key outside the vocabulary", { embeddingBias: { 500: 1 } }, /embeddingBias.*500/],
     ["earlyStopping nonsense", { earlyStopping: "sometimes" as unknown as boolean }, /earlyStopping/],
   ];
+  // Ids past the vocabulary: a named error with the field, the id and the vocabulary size.
+  const outOfRange: [string, Partial<SamplingConfig>, string, number][] = [
+    ["endId", { endId: 100 }, "endId", 100],
+    ["an end id in a list", { endId: [2, 99999] }, "endId", 99999],
+    ["padId", { padId: 250 }, "padId", 250],
+    ["a bad word", { badWords: [[1, 99999]] }, "badWords[0]", 99999],
+    ["a per-prompt bad word", { badWords: [[[3]], [[4, 100]]] }, "badWords[1][0]", 100],
+    ["a stop word", { stopWords: [[7, 12345]] }, "stopWords[0]", 12345],
+    ["a bias key", { embeddingBias: { 500: 1 } }, "embeddingBias", 500],
+    ["a topP reset id", { topPResetIds: 100 }, "topPResetIds", 100],
+  ];
+  for (const [name, cfg, field, id] of outOfRange) {
+    test(`out of the vocabulary: ${name}`, () => {
+      assert.throws(
+        () => resolve(cfg),
+        (e: unknown) =>
+          e instanceof TokenIdOutOfRangeError &&
+          e instanceof InvalidSamplingConfigError &&
+          e.id === id &&
+          e.vocabSize === 100 &&
+          e.message.startsWith(`SamplingConfig.${field}: token id ${id} is out of range`) &&
+          /vocabulary of 100 ids; use ids in 0\.\.99/.test(e.message),
+      );
+    });
+  }
+
+  test("temperatures below GREEDY_TEMPERATURE decode greedily (float32 would underflow)", () => {
+    const r = resolve({ temperature: [1e-300, GREEDY_TEMPERATURE / 2] });
+    assert.deepEqual(r.greedy, [true, true]);
+    assert.deepEqual(r.temperature, [0, 0], "both backends see temperature 0, the greedy setting");
+    const at = resolve({ temperature: GREEDY_TEMPERATURE });
+    assert.deepEqual(at.greedy, [false, false]);
+    assert.deepEqual(at.temperature, [GREEDY_TEMPERATURE, GREEDY_TEMPERATURE]);
+  });
+
+  test("an unknown key is a named error suggesting the nearest known key", () => {
+    assert.throws(
+      () => resolve({ maxNewTokns: 5 } as Partial<SamplingConfig>),
+      (e: unknown) =>
+        e instanceof UnknownOptionError &&
+        e.key === "maxNewTokns" &&
+        /SamplingConfig has no option "maxNewTokns"; did you mean "maxNewTokens"\?/.test(e.message),
+    );
+    assert.throws(() => resolve({ topk: 3 } as Partial<SamplingConfig>), /did you mean "topK"/);
+  });
+
   for (const [name, cfg, msg] of invalid) {
     test(`invalid: ${name}`, () => {
       assert.throws(

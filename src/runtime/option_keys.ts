@@ -1,0 +1,26 @@
+// Unknown-key checks for the options objects of the public API: a misspelt key (`maxNewTokns`) is an
+// UnknownOptionError that names the key and the nearest known ones, never silently ignored. Each
+// options type keeps its keys in one place, a `KeySet<T>` object literal that TypeScript checks both
+// ways (a key the type has but the set lacks, or one the type lacks, fails to compile).
+import { closestNames } from "../checkpoint/closest_names.ts";
+import { InvalidArgumentError } from "../errors.ts";
+import { UnknownOptionError } from "./errors.ts";
+
+/** Every key of T (optional ones included), each exactly once. */
+export type KeySet<T> = Readonly<Record<keyof T, true>>;
+
+/** Throws UnknownOptionError for the first key of `options` in none of `known`; `what` names the
+ * options type in the message. Undefined options are fine (every option left at its default). */
+export function rejectUnknownKeys(what: string, options: unknown, ...known: readonly KeySet<object>[]): void {
+  if (options === undefined) return;
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new InvalidArgumentError(
+      `${what} must be an object of named options, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`,
+    );
+  }
+  const names = known.flatMap((k) => Object.keys(k));
+  const allowed = new Set(names);
+  for (const key of Object.keys(options)) {
+    if (!allowed.has(key)) throw new UnknownOptionError(what, key, closestNames(key, names), names);
+  }
+}
