@@ -1,9 +1,11 @@
-// `kiln chat` with piped stdin: every line is a user turn, each reply is printed on its own line, and
-// each reply is what `kiln run` generates from the ids of the conversation so far.
+// `kiln chat` with piped stdin: every line is a user turn, each reply is printed followed by a blank
+// line, and each reply is what `kiln run` generates from the ids of the conversation so far. A
+// conversation longer than the context window drops its oldest turns and goes on.
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { dropOldestTurns } from "../../src/cli/chat.ts";
 import { type ChatMessage, ChatTemplate, encodeChat } from "../../src/runtime/chat_template.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { assertUserError, kiln } from "../helpers/cli.ts";
@@ -100,7 +102,7 @@ describe("kiln chat (piped stdin)", () => {
       { role: "assistant", content: first },
       { role: "user", content: "how are you" },
     ]);
-    assert.equal(r.stdout, `${first}\n${second}\n`);
+    assert.equal(r.stdout, `${first}\n\n${second}\n\n`);
   });
 
   test("--system starts the conversation; /reset clears it; /exit stops reading", () => {
@@ -111,7 +113,7 @@ describe("kiln chat (piped stdin)", () => {
       { role: "system", content: "be brief" },
       { role: "user", content: "hello world" },
     ]);
-    assert.equal(r.stdout, `${reply}\n${reply}\n`);
+    assert.equal(r.stdout, `${reply}\n\n${reply}\n\n`);
   });
 
   test("a model without a chat template: NoChatTemplateError, unless --chat-template FILE is given", () => {
@@ -129,9 +131,55 @@ describe("kiln chat (piped stdin)", () => {
         input: "hello\n",
       });
       assert.equal(ok.code, 0, ok.stderr);
-      assert.equal(ok.stdout.split("\n").length, 2, "one reply line");
+      assert.match(ok.stdout, /^[^\n]+\n\n$/, "one reply, then a blank line");
     } finally {
       bare.cleanup();
     }
   });
+});
+
+test("dropOldestTurns drops whole turns from the oldest, keeping the system message and the newest", () => {
+  const m = (role: string, content: string): ChatMessage => ({ role, content });
+  const history = [
+    m("system", "s"),
+    m("user", "u1"),
+    m("assistant", "a1"),
+    m("user", "u2"),
+    m("assistant", "a2"),
+    m("user", "u3"),
+  ];
+  const tokens = (ms: readonly ChatMessage[]) => 10 * ms.length; // 10 tokens a message
+  assert.equal(dropOldestTurns(history, tokens, 60), 0, "fits: nothing dropped");
+  assert.equal(dropOldestTurns(history, tokens, 45), 2);
+  assert.deepEqual(
+    history.map((x) => x.content),
+    ["s", "u2", "a2", "u3"],
+  );
+  // The newest message stays even when it alone is over the limit (the runner then names the error).
+  assert.equal(dropOldestTurns(history, tokens, 5), 2);
+  assert.deepEqual(
+    history.map((x) => x.content),
+    ["s", "u3"],
+  );
+});
+
+test("kiln chat goes on past the context window (12 turns, the bundled model), saying so once", () => {
+  const cache = tempCache();
+  try {
+    const input = "Who art thou, good sir?\n".repeat(12);
+    const r = kiln(
+      ["chat", "--max-new-tokens", "48", "--seed", "3"],
+      { KILN_CACHE_DIR: cache.dir },
+      { input },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const notes = r.stderr.split("\n").filter((l) => l !== "");
+    assert.equal(notes.length, 1, r.stderr);
+    assert.match(notes[0], /outgrew the context window of 512 tokens; dropping the oldest turns/);
+    // Every reply ends with a blank line, and no reply holds one: 12 turns, 12 blank lines.
+    assert.ok(r.stdout.endsWith("\n\n"), "the last reply ends with a blank line");
+    assert.equal(r.stdout.split("\n").filter((l) => l === "").length - 1, 12);
+  } finally {
+    cache.cleanup();
+  }
 });
