@@ -26,6 +26,7 @@ interface ChatFlags extends KvCacheFlags {
   topP?: number;
   seed?: number;
   greedy?: boolean;
+  dtype?: "fp32" | "fp16" | "bf16";
   backend?: "cpu" | "cuda";
   cacheDir?: string;
 }
@@ -45,6 +46,11 @@ export function registerChat(program: Command): void {
     .option("--top-p <p>", "nucleus sampling mass", floatArg("--top-p"))
     .option("--seed <s>", "random seed (same seed, same replies)", intArg("--seed", 0))
     .option("--greedy", "greedy decoding (argmax)")
+    .option(
+      "--dtype <dtype>",
+      "weight dtype of the built engine",
+      choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
+    )
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
     .addOption(kvFractionOption())
@@ -84,6 +90,7 @@ async function chatCommand(f: ChatFlags): Promise<void> {
   );
   const runner = ModelRunner.fromDir(dir, {
     ...(f.backend ? { backend: f.backend } : {}),
+    ...(f.dtype ? { dtype: f.dtype } : {}),
     ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
     kvCache: kvCacheFromFlags(f),
   });

@@ -116,6 +116,23 @@ describe("kiln chat (piped stdin)", () => {
     assert.equal(r.stdout, `${reply}\n\n${reply}\n\n`);
   });
 
+  test("--dtype reaches the build: run then finds chat's fp16 engine in the cache", () => {
+    const own = tempCache();
+    try {
+      const ownEnv = { KILN_CACHE_DIR: own.dir };
+      const r = kiln(["chat", "--model", model.dir, "--dtype", "fp16", ...gen], ownEnv, { input: "hello\n" });
+      assert.equal(r.code, 0, r.stderr);
+      const run = kiln(
+        ["run", "--model", model.dir, "--dtype", "fp16", "--input-ids", "1,7", ...gen, "--json"],
+        ownEnv,
+      );
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(JSON.parse(run.stdout).engine.origin, "hit");
+    } finally {
+      own.cleanup();
+    }
+  });
+
   test("a model without a chat template: NoChatTemplateError, unless --chat-template FILE is given", () => {
     const bare = chatModel(null);
     try {
