@@ -2,11 +2,13 @@
 // line, and each reply is what `kiln run` generates from the ids of the conversation so far. A
 // conversation longer than the context window drops its oldest turns and goes on.
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { dropOldestTurns } from "../../src/cli/chat.ts";
 import { type ChatMessage, ChatTemplate, encodeChat } from "../../src/runtime/chat_template.ts";
+import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { assertUserError, kiln } from "../helpers/cli.ts";
 import { type TinyModel, tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
@@ -200,3 +202,90 @@ test("kiln chat goes on past the context window (12 turns, the bundled model), s
     cache.cleanup();
   }
 });
+
+// Multi-turn chats recorded from transformers (apply_chat_template + greedy generate, fp32) by
+// tools/make_chat_fixtures.py: kiln must render the same prompt ids, generate the same reply ids,
+// and `kiln chat` must print the same replies, turn by turn.
+interface ChatFixture {
+  model: string;
+  template: string | null;
+  eosIds: number[];
+  system: string | null;
+  maxNewTokens: number;
+  turns: {
+    user: string;
+    messages: ChatMessage[];
+    promptIds: number[];
+    outputIds: number[];
+    finished: boolean;
+    reply: string;
+  }[];
+}
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const FIXTURES = join(ROOT, "test/fixtures/chat");
+const fixtureFiles = existsSync(FIXTURES)
+  ? readdirSync(FIXTURES)
+      .filter((f) => f.endsWith(".json"))
+      .sort()
+  : [];
+
+/** A reply as piped `kiln chat` prints it: no empty lines (none at its start), then a blank line. */
+function pipedTurn(reply: string): string {
+  const text = reply.replace(/^\n+/, "").replace(/\n{2,}/g, "\n");
+  return text === "" || text.endsWith("\n") ? `${text}\n` : `${text}\n\n`;
+}
+
+if (fixtureFiles.length === 0) {
+  test("chat replies match transformers", {
+    skip:
+      "no fixtures in test/fixtures/chat/*.json yet: run tools/make_chat_fixtures.py on the GPU machine " +
+      "(tools/README.md, Chat fixtures) and commit its output",
+  }, () => {});
+}
+
+for (const file of fixtureFiles) {
+  const fx = JSON.parse(readFileSync(join(FIXTURES, file), "utf8")) as ChatFixture;
+  describe(`chat replies match transformers: ${file}`, () => {
+    const modelDir = join(ROOT, fx.model);
+    const templateArgs = fx.template !== null ? ["--chat-template", join(ROOT, fx.template)] : [];
+    const cache = tempCache();
+    const runner = ModelRunner.fromDir(modelDir, { cacheDir: cache.dir, dtype: "fp32" });
+    const template = ChatTemplate.fromDir(
+      modelDir,
+      fx.template !== null ? { templateFile: join(ROOT, fx.template) } : {},
+    );
+    after(() => {
+      runner.dispose();
+      cache.cleanup();
+    });
+
+    test("prompt ids and reply ids, turn by turn (library)", async () => {
+      assert.ok(fx.turns.length > 0, "the fixture has turns");
+      for (const [i, turn] of fx.turns.entries()) {
+        assert.deepEqual(
+          encodeChat(runner.tokenizer, turn.messages, { template }),
+          turn.promptIds,
+          `turn ${i} prompt`,
+        );
+        const [out] = await runner.generate(
+          { ids: turn.promptIds },
+          { greedy: true, maxNewTokens: fx.maxNewTokens, endId: fx.eosIds },
+        );
+        assert.deepEqual(out.outputIds, turn.outputIds, `turn ${i} reply ids`);
+        assert.equal(out.finishReason === "end", turn.finished, `turn ${i} finish`);
+        assert.equal(out.text, turn.reply, `turn ${i} reply text`);
+      }
+    });
+
+    test("kiln chat prints the same replies (piped)", () => {
+      const args = ["chat", "--model", modelDir, ...templateArgs, "--dtype", "fp32", "--greedy"];
+      if (fx.system !== null) args.push("--system", fx.system);
+      args.push("--max-new-tokens", String(fx.maxNewTokens));
+      const input = fx.turns.map((t) => `${t.user}\n`).join("");
+      const r = kiln(args, { KILN_CACHE_DIR: cache.dir }, { input });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, fx.turns.map((t) => pipedTurn(t.reply)).join(""));
+    });
+  });
+}
