@@ -91,14 +91,16 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** Multiply-add FLOPs of a prefill of `batch` prompts of `inputLen` tokens through the linear layers,
- * counted low so the floor stays a floor: every weight of `params` is in a linear layer but the
- * embedding table and the norms (2 per layer + 1, at most 2·hidden each), and the LM head runs on
- * each prompt's last row only. */
+/** FLOPs of a prefill of `batch` prompts of `inputLen` tokens through the linear layers, counted low so
+ * the floor stays a floor: of the weights, all but the embedding table, the norms (2 per layer + 1,
+ * at most 2·hidden each, which also covers per-head q/k norms) and any biases (at most one per output
+ * of q, k, v, o, gate, up and down) multiply every token, and the LM head only each prompt's last row. */
 export function prefillFlops(m: ModelConfig, params: number, batch: number, inputLen: number): number {
   const head = m.vocabSize * m.hiddenSize;
   const norms = 2 * (2 * m.numLayers + 1) * m.hiddenSize;
-  const perToken = Math.max(0, params - head * (m.tieWordEmbeddings ? 1 : 2) - norms);
+  const attnOut = (m.numHeads + 2 * m.numKvHeads) * m.headDim;
+  const biases = m.numLayers * (attnOut + 2 * m.hiddenSize + 2 * m.intermediateSize);
+  const perToken = Math.max(0, params - head * (m.tieWordEmbeddings ? 1 : 2) - norms - biases);
   return 2 * perToken * batch * inputLen + 2 * head * batch;
 }
 

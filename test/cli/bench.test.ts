@@ -6,6 +6,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { parseHfConfig } from "../../src/checkpoint/hf_config.ts";
+import { defineModel } from "../../src/models/registry.ts";
+import { prefillFlops } from "../../src/runtime/bench.ts";
 import { assertUserError, kiln } from "../helpers/cli.ts";
 import { TINY_CONFIGS, tempCache } from "../helpers/tiny_model.ts";
 
@@ -150,5 +153,29 @@ test("kiln bench refuses shapes past the context window and --profile on the CPU
     );
   } finally {
     cache.cleanup();
+  }
+});
+
+// The prefill floor's FLOPs are a lower bound on what the plan computes, and close to it: walk each
+// architecture's ops, rows = prompt tokens until gather_rows keeps one row per prompt.
+test("prefillFlops counts the plan's linear work low, within 5%", () => {
+  const vocabHeavy = { ...TINY_CONFIGS.qwen2, vocab_size: 4096 };
+  for (const raw of [...Object.values(TINY_CONFIGS), vocabHeavy]) {
+    const config = parseHfConfig(raw, "tiny config");
+    const net = defineModel(config, "tiny config");
+    const params = Object.values(net.weights).reduce((s, w) => s + w.shape.reduce((a, b) => a * b, 1), 0);
+    const [batch, inputLen] = [3, 40];
+    const gathered = new Set<string>();
+    let planFlops = 0;
+    for (const op of net.ops) {
+      const inputs = Object.values(op).filter((v): v is string => typeof v === "string");
+      const perPrompt = op.kind === "gather_rows" || inputs.some((v) => gathered.has(v));
+      if (perPrompt) for (const v of "outs" in op ? op.outs : [op.out]) gathered.add(v);
+      if (op.kind === "linear")
+        planFlops += 2 * op.inFeatures * op.outFeatures * (perPrompt ? batch : batch * inputLen);
+    }
+    const counted = prefillFlops(config, params, batch, inputLen);
+    assert.ok(counted <= planFlops, `${config.architecture}: ${counted} > the plan's ${planFlops}`);
+    assert.ok(counted >= 0.95 * planFlops, `${config.architecture}: ${counted} ≪ the plan's ${planFlops}`);
   }
 });
