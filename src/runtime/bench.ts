@@ -33,12 +33,16 @@ export interface BenchSampling {
 /** The benchmark's prompt plus output does not fit the engine's context window. */
 export class BenchShapeError extends KilnError {
   constructor(inputLen: number, outputLen: number, maxSeqLen: number) {
+    const fixes = [
+      ...(inputLen < maxSeqLen ? [`--output-len to ${maxSeqLen - inputLen}`] : []),
+      ...(outputLen < maxSeqLen ? [`--input-len to ${maxSeqLen - outputLen}`] : []),
+    ];
     super(
       `--input-len ${inputLen} + --output-len ${outputLen} = ${inputLen + outputLen} tokens do not fit the ` +
         `engine's context window of ${maxSeqLen} tokens; ` +
-        (inputLen < maxSeqLen
-          ? `lower --output-len to ${maxSeqLen - inputLen} or --input-len to ${Math.max(1, maxSeqLen - outputLen)}`
-          : `lower --input-len below ${maxSeqLen}`),
+        (fixes.length > 0
+          ? `lower ${fixes.join(" or ")}`
+          : `lower both so that they sum to at most ${maxSeqLen}`),
     );
   }
 }
