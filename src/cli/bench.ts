@@ -108,6 +108,9 @@ export function registerBench(program: Command): void {
           ["device", `${r.device} (${r.backend}, ${r.dtype})`],
           ["model", r.model],
           ["batch / input / output", `${r.batchSize} / ${r.inputLen} / ${r.outputLen}`],
+          ...(r.outputTokens !== r.batchSize * r.outputLen
+            ? [["tokens generated", `${r.outputTokens} (generation stopped early)`] as [string, string]]
+            : []),
           ["decoding", r.sampling ? samplingText(r.sampling) : "greedy"],
           [
             "TTFT",

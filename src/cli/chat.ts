@@ -1,6 +1,8 @@
 // `kiln chat`: a conversation with a model through its chat template. On a terminal it is interactive
 // (prompt "> ", replies streamed token by token, Ctrl-C stops a reply, /reset, /exit or Ctrl-D);
-// with stdin piped, every line is a user turn and each reply is printed on its own line.
+// with stdin piped, every line is a user turn and each reply is printed followed by a blank line (blank
+// lines inside a reply are printed as one newline, so a blank line always ends a turn). When the
+// conversation outgrows the context window, the oldest turns are dropped (the system message stays).
 import { createInterface } from "node:readline";
 import type { Command } from "commander";
 import { KilnError } from "../errors.ts";
@@ -24,6 +26,7 @@ interface ChatFlags extends KvCacheFlags {
   topP?: number;
   seed?: number;
   greedy?: boolean;
+  dtype?: "fp32" | "fp16" | "bf16";
   backend?: "cpu" | "cuda";
   cacheDir?: string;
 }
@@ -43,6 +46,11 @@ export function registerChat(program: Command): void {
     .option("--top-p <p>", "nucleus sampling mass", floatArg("--top-p"))
     .option("--seed <s>", "random seed (same seed, same replies)", intArg("--seed", 0))
     .option("--greedy", "greedy decoding (argmax)")
+    .option(
+      "--dtype <dtype>",
+      "weight dtype of the built engine",
+      choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
+    )
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
     .addOption(kvFractionOption())
@@ -78,11 +86,12 @@ async function chatCommand(f: ChatFlags): Promise<void> {
   );
   const runner = ModelRunner.fromDir(dir, {
     ...(f.backend ? { backend: f.backend } : {}),
+    ...(f.dtype ? { dtype: f.dtype } : {}),
     ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
     kvCache: kvCacheFromFlags(f),
   });
   try {
-    const options: GenerateOptions = {
+    const options: GenerateOptions & { maxNewTokens: number } = {
       maxNewTokens: f.maxNewTokens,
       ...(f.greedy ? { greedy: true } : {}),
       ...(f.temperature !== undefined ? { temperature: f.temperature } : {}),
@@ -96,10 +105,32 @@ async function chatCommand(f: ChatFlags): Promise<void> {
   }
 }
 
+/**
+ * Drops the oldest turns (a user message and the replies after it) that follow the leading system
+ * messages until `promptTokens(history)` is at most `limit`; the newest message is always kept.
+ * Edits `history` in place and returns how many messages were dropped.
+ */
+export function dropOldestTurns(
+  history: ChatMessage[],
+  promptTokens: (messages: readonly ChatMessage[]) => number,
+  limit: number,
+): number {
+  let first = 0;
+  while (first < history.length && history[first].role === "system") first++;
+  let dropped = 0;
+  while (first < history.length - 1 && promptTokens(history) > limit) {
+    let end = first + 1; // the turn's user message, then everything up to the next user message
+    while (end < history.length - 1 && history[end].role !== "user") end++;
+    history.splice(first, end - first);
+    dropped += end - first;
+  }
+  return dropped;
+}
+
 async function chatLoop(
   runner: ModelRunner,
   template: ChatTemplate,
-  options: GenerateOptions,
+  options: GenerateOptions & { maxNewTokens: number },
   system?: string,
 ): Promise<void> {
   const interactive = process.stdin.isTTY === true;
@@ -113,6 +144,11 @@ async function chatLoop(
   const history = [...start];
   let generating: AbortController | null = null;
   let quitting = false;
+  // The prompt leaves room for a whole reply, or half the window when replies may be longer.
+  const window = runner.maxSeqLen;
+  const limit = window - Math.min(options.maxNewTokens, Math.floor(window / 2));
+  const promptTokens = (m: readonly ChatMessage[]) => encodeChat(runner.tokenizer, m, { template }).length;
+  let toldDropping = false;
   // On a terminal readline turns Ctrl-C into this event: it stops a reply; at the prompt it clears
   // the line, and a second one in a row quits (as node's REPL).
   rl.on("SIGINT", () => {
@@ -139,7 +175,18 @@ async function chatLoop(
       history.push({ role: "user", content: line });
       generating = new AbortController();
       try {
-        const reply = await streamReply(runner, template, history, { ...options, signal: generating.signal });
+        if (dropOldestTurns(history, promptTokens, limit) > 0 && !toldDropping) {
+          toldDropping = true;
+          process.stderr.write(
+            `kiln chat: the conversation outgrew the context window of ${window} tokens; ` +
+              "dropping the oldest turns to make room (the system message is kept)\n",
+          );
+        }
+        const reply = await streamReply(runner, template, history, {
+          ...options,
+          signal: generating.signal,
+          piped: !interactive,
+        });
         history.push({ role: "assistant", content: reply });
       } catch (err) {
         // Piped input stops at the first error; a terminal session reports it and goes on.
@@ -155,27 +202,39 @@ async function chatLoop(
   rl.close();
 }
 
-/** Streams the assistant's reply to stdout (then a newline) and returns its text. An aborted reply
- * keeps what was generated so far, so the history matches what the user saw. */
+/** Streams the assistant's reply to stdout (then a newline; piped, a blank line) and returns its text.
+ * An aborted reply keeps what was generated so far, so the history matches what the user saw. */
 async function streamReply(
   runner: ModelRunner,
   template: ChatTemplate,
   history: readonly ChatMessage[],
-  options: GenerateOptions & { signal: AbortSignal },
+  { piped, ...options }: GenerateOptions & { signal: AbortSignal; piped: boolean },
 ): Promise<string> {
   const ids = encodeChat(runner.tokenizer, history, { template });
   let reply = "";
+  // Piped: no empty line inside a reply (none at its start either), so a blank line ends the turn.
+  let atLineStart = true;
+  const write = (text: string) => {
+    if (!piped) return process.stdout.write(text);
+    let kept = "";
+    for (const ch of text) {
+      if (ch === "\n" && atLineStart) continue;
+      kept += ch;
+      atLineStart = ch === "\n";
+    }
+    process.stdout.write(kept);
+  };
   try {
     for await (const event of runner.stream({ ids }, options)) {
-      process.stdout.write(event.text);
+      write(event.text);
       reply += event.text;
       // A decode step is synchronous work: yield to the event loop so a Ctrl-C keypress is seen.
       await new Promise((resolve) => setImmediate(resolve));
     }
   } catch (err) {
     if (!options.signal.aborted) throw err;
-    process.stdout.write(" [stopped]");
+    write(" [stopped]");
   }
-  process.stdout.write("\n");
+  process.stdout.write(piped ? (atLineStart ? "\n" : "\n\n") : "\n");
   return reply;
 }

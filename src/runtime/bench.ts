@@ -1,8 +1,11 @@
 // Latency benchmark: B prompts of I random tokens, O tokens each (greedy, or sampled with the given
-// settings; end ids ignored), timed
-// end to end through the runtime (host work included). Reported against the physical floors:
+// settings; end ids ignored), timed end to end through the runtime (host work included). Reported
+// against the physical floors, each a lower bound: work the step cannot skip / the backend's measured
+// peak rate for it.
 //   decode floor  = bytes a step must read (weights + average KV) / measured copy bandwidth
-//   prefill floor = 2 · params · prompt tokens / measured GEMM rate
+//   prefill floor = FLOPs of the prompt's linear layers (the LM head on one row per prompt) / measured GEMM rate
+import type { ModelConfig } from "../checkpoint/model_config.ts";
+import { KilnError } from "../errors.ts";
 import type { KvPoolInfo, KvPoolLimit } from "./kv_cache_pool.ts";
 import type { ModelRunner } from "./model_runner.ts";
 
@@ -27,6 +30,26 @@ export interface BenchSampling {
   minP?: number;
 }
 
+/** The benchmark's prompt plus output does not fit the engine's context window. */
+export class BenchShapeError extends KilnError {
+  constructor(inputLen: number, outputLen: number, maxSeqLen: number) {
+    const fixes = [
+      ...(inputLen < maxSeqLen ? [`--output-len to ${maxSeqLen - inputLen}`] : []),
+      ...(outputLen < maxSeqLen ? [`--input-len to ${maxSeqLen - outputLen}`] : []),
+    ];
+    super(
+      `--input-len ${inputLen} + --output-len ${outputLen} = ${inputLen + outputLen} tokens do not fit the ` +
+        `engine's context window of ${maxSeqLen} tokens; ` +
+        (fixes.length > 0
+          ? `lower ${fixes.join(" or ")}`
+          : `lower both so that they sum to at most ${maxSeqLen}`),
+    );
+  }
+}
+
+/** An option the backend cannot honour (e.g. a kernel profile on the CPU backend). */
+export class BenchOptionError extends KilnError {}
+
 export interface BenchResult {
   device: string;
   backend: string;
@@ -35,6 +58,8 @@ export interface BenchResult {
   batchSize: number;
   inputLen: number;
   outputLen: number;
+  /** Tokens the batch generated per run (the median run); B · O unless generation stopped early. */
+  outputTokens: number;
   ttftMs: number;
   tpotMs: number;
   outputTokensPerSec: number;
@@ -70,9 +95,30 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+/** FLOPs of a prefill of `batch` prompts of `inputLen` tokens through the linear layers, counted low so
+ * the floor stays a floor: of the weights, all but the embedding table, the norms (2 per layer + 1,
+ * at most 2·hidden each, which also covers per-head q/k norms) and any biases (at most one per output
+ * of q, k, v, o, gate, up and down) multiply every token, and the LM head only each prompt's last row. */
+export function prefillFlops(m: ModelConfig, params: number, batch: number, inputLen: number): number {
+  const head = m.vocabSize * m.hiddenSize;
+  const norms = 2 * (2 * m.numLayers + 1) * m.hiddenSize;
+  const attnOut = (m.numHeads + 2 * m.numKvHeads) * m.headDim;
+  const biases = m.numLayers * (attnOut + 2 * m.hiddenSize + 2 * m.intermediateSize);
+  const perToken = Math.max(0, params - head * (m.tieWordEmbeddings ? 1 : 2) - norms - biases);
+  return 2 * perToken * batch * inputLen + 2 * head * batch;
+}
+
 export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<BenchResult> {
   const s = runner.session;
   const m = s.config.model;
+  const backend = s.backend;
+  if (o.inputLen + o.outputLen > runner.maxSeqLen)
+    throw new BenchShapeError(o.inputLen, o.outputLen, runner.maxSeqLen);
+  if (o.profile && !backend.profileDecode)
+    throw new BenchOptionError(
+      `--profile breaks a decode step down by CUDA kernel, and the ${backend.name} backend runs none; ` +
+        "drop --profile or use --backend cuda",
+    );
   let seed = o.seed ?? 1;
   const rand = () => {
     seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
@@ -85,7 +131,6 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     ? { ...o.sampling, randomSeed: o.seed ?? 1, ignoreEos: true }
     : ({ greedy: true, ignoreEos: true } as const);
   // The floors' measurements borrow ~2 GiB of device memory: take it before the KV pool takes its share.
-  const backend = s.backend;
   const bandwidth = backend.measureCopyBandwidth();
   const flops = backend.measureGemmFlops();
   runner.generation.setup(o.batchSize, o.inputLen, o.outputLen, 1); // the KV pool, before any timing
@@ -94,12 +139,17 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const ttfts: number[] = [];
   const tpots: number[] = [];
   const totals: number[] = [];
+  const produced: number[] = [];
   const wait0 = backend.collectWaitStats?.();
   for (let r = 0; r < o.runs; r++) {
     const t0 = performance.now();
     const stamps: number[] = [];
-    for await (const _ of runner.steps(prompts, { ...opts, maxNewTokens: o.outputLen }))
+    let tokens = 0;
+    for await (const step of runner.steps(prompts, { ...opts, maxNewTokens: o.outputLen })) {
       stamps.push(performance.now());
+      tokens += step.tokens.length;
+    }
+    produced.push(tokens);
     ttfts.push(stamps[0] - t0);
     const deltas = stamps.slice(1).map((t, i) => t - stamps[i]);
     if (deltas.length) tpots.push(median(deltas));
@@ -135,8 +185,10 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const params = s.weightBytes / stored;
   const avgContext = o.inputLen + o.outputLen / 2;
   const kvBytes = o.batchSize * avgContext * 2 * m.numLayers * m.numKvHeads * m.headDim * elem;
-  const floorMs = ((params * elem + kvBytes) / bandwidth) * 1000;
-  const prefillFloorMs = ((2 * params * o.batchSize * o.inputLen) / flops) * 1000;
+  // A decode step reads every weight once, but of an untied embedding table only the batch's rows.
+  const readParams = params - (m.tieWordEmbeddings ? 0 : m.vocabSize * m.hiddenSize);
+  const floorMs = ((readParams * elem + kvBytes) / bandwidth) * 1000;
+  const prefillFloorMs = (prefillFlops(m, params, o.batchSize, o.inputLen) / flops) * 1000;
   const tpotMs = tpots.length ? median(tpots) : Number.NaN;
   const ttftMs = median(ttfts);
   return {
@@ -147,9 +199,11 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     batchSize: o.batchSize,
     inputLen: o.inputLen,
     outputLen: o.outputLen,
+    outputTokens: median(produced),
     ttftMs,
     tpotMs,
-    outputTokensPerSec: (o.batchSize * o.outputLen) / (median(totals) / 1000),
+    // Tokens actually produced per second of each run (fewer than B · O if generation stopped early).
+    outputTokensPerSec: median(produced.map((n, r) => n / (totals[r] / 1000))),
     floorMs,
     tpotOverFloor: tpotMs / floorMs,
     prefillFloorMs,

@@ -1,10 +1,14 @@
-// `kiln chat` with piped stdin: every line is a user turn, each reply is printed on its own line, and
-// each reply is what `kiln run` generates from the ids of the conversation so far.
+// `kiln chat` with piped stdin: every line is a user turn, each reply is printed followed by a blank
+// line, and each reply is what `kiln run` generates from the ids of the conversation so far. A
+// conversation longer than the context window drops its oldest turns and goes on.
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { dropOldestTurns } from "../../src/cli/chat.ts";
 import { type ChatMessage, ChatTemplate, encodeChat } from "../../src/runtime/chat_template.ts";
+import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { assertUserError, kiln } from "../helpers/cli.ts";
 import { type TinyModel, tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
@@ -100,7 +104,7 @@ describe("kiln chat (piped stdin)", () => {
       { role: "assistant", content: first },
       { role: "user", content: "how are you" },
     ]);
-    assert.equal(r.stdout, `${first}\n${second}\n`);
+    assert.equal(r.stdout, `${first}\n\n${second}\n\n`);
   });
 
   test("--system starts the conversation; /reset clears it; /exit stops reading", () => {
@@ -111,7 +115,24 @@ describe("kiln chat (piped stdin)", () => {
       { role: "system", content: "be brief" },
       { role: "user", content: "hello world" },
     ]);
-    assert.equal(r.stdout, `${reply}\n${reply}\n`);
+    assert.equal(r.stdout, `${reply}\n\n${reply}\n\n`);
+  });
+
+  test("--dtype reaches the build: run then finds chat's fp16 engine in the cache", () => {
+    const own = tempCache();
+    try {
+      const ownEnv = { KILN_CACHE_DIR: own.dir };
+      const r = kiln(["chat", "--model", model.dir, "--dtype", "fp16", ...gen], ownEnv, { input: "hello\n" });
+      assert.equal(r.code, 0, r.stderr);
+      const run = kiln(
+        ["run", "--model", model.dir, "--dtype", "fp16", "--input-ids", "1,7", ...gen, "--json"],
+        ownEnv,
+      );
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(JSON.parse(run.stdout).engine.origin, "hit");
+    } finally {
+      own.cleanup();
+    }
   });
 
   test("a model without a chat template: NoChatTemplateError, unless --chat-template FILE is given", () => {
@@ -129,9 +150,142 @@ describe("kiln chat (piped stdin)", () => {
         input: "hello\n",
       });
       assert.equal(ok.code, 0, ok.stderr);
-      assert.equal(ok.stdout.split("\n").length, 2, "one reply line");
+      assert.match(ok.stdout, /^[^\n]+\n\n$/, "one reply, then a blank line");
     } finally {
       bare.cleanup();
     }
   });
 });
+
+test("dropOldestTurns drops whole turns from the oldest, keeping the system message and the newest", () => {
+  const m = (role: string, content: string): ChatMessage => ({ role, content });
+  const history = [
+    m("system", "s"),
+    m("user", "u1"),
+    m("assistant", "a1"),
+    m("user", "u2"),
+    m("assistant", "a2"),
+    m("user", "u3"),
+  ];
+  const tokens = (ms: readonly ChatMessage[]) => 10 * ms.length; // 10 tokens a message
+  assert.equal(dropOldestTurns(history, tokens, 60), 0, "fits: nothing dropped");
+  assert.equal(dropOldestTurns(history, tokens, 45), 2);
+  assert.deepEqual(
+    history.map((x) => x.content),
+    ["s", "u2", "a2", "u3"],
+  );
+  // The newest message stays even when it alone is over the limit (the runner then names the error).
+  assert.equal(dropOldestTurns(history, tokens, 5), 2);
+  assert.deepEqual(
+    history.map((x) => x.content),
+    ["s", "u3"],
+  );
+});
+
+test("kiln chat goes on past the context window (12 turns, the bundled model), saying so once", () => {
+  const cache = tempCache();
+  try {
+    const input = "Who art thou, good sir?\n".repeat(12);
+    const r = kiln(
+      ["chat", "--max-new-tokens", "48", "--seed", "3"],
+      { KILN_CACHE_DIR: cache.dir },
+      { input },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const notes = r.stderr.split("\n").filter((l) => l !== "");
+    assert.equal(notes.length, 1, r.stderr);
+    assert.match(notes[0], /outgrew the context window of 512 tokens; dropping the oldest turns/);
+    // Every reply ends with a blank line, and no reply holds one: 12 turns, 12 blank lines.
+    assert.ok(r.stdout.endsWith("\n\n"), "the last reply ends with a blank line");
+    assert.equal(r.stdout.split("\n").filter((l) => l === "").length - 1, 12);
+  } finally {
+    cache.cleanup();
+  }
+});
+
+// Multi-turn chats recorded from transformers (apply_chat_template + greedy generate, fp32) by
+// tools/make_chat_fixtures.py: kiln must render the same prompt ids, generate the same reply ids,
+// and `kiln chat` must print the same replies, turn by turn.
+interface ChatFixture {
+  model: string;
+  template: string | null;
+  eosIds: number[];
+  system: string | null;
+  maxNewTokens: number;
+  turns: {
+    user: string;
+    messages: ChatMessage[];
+    promptIds: number[];
+    outputIds: number[];
+    finished: boolean;
+    reply: string;
+  }[];
+}
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const FIXTURES = join(ROOT, "test/fixtures/chat");
+const fixtureFiles = existsSync(FIXTURES)
+  ? readdirSync(FIXTURES)
+      .filter((f) => f.endsWith(".json"))
+      .sort()
+  : [];
+
+/** A reply as piped `kiln chat` prints it: no empty lines (none at its start), then a blank line. */
+function pipedTurn(reply: string): string {
+  const text = reply.replace(/^\n+/, "").replace(/\n{2,}/g, "\n");
+  return text === "" || text.endsWith("\n") ? `${text}\n` : `${text}\n\n`;
+}
+
+if (fixtureFiles.length === 0) {
+  test("chat replies match transformers", {
+    skip:
+      "no fixtures in test/fixtures/chat/*.json yet: run tools/make_chat_fixtures.py on the GPU machine " +
+      "(tools/README.md, Chat fixtures) and commit its output",
+  }, () => {});
+}
+
+for (const file of fixtureFiles) {
+  const fx = JSON.parse(readFileSync(join(FIXTURES, file), "utf8")) as ChatFixture;
+  describe(`chat replies match transformers: ${file}`, () => {
+    const modelDir = join(ROOT, fx.model);
+    const templateArgs = fx.template !== null ? ["--chat-template", join(ROOT, fx.template)] : [];
+    const cache = tempCache();
+    const runner = ModelRunner.fromDir(modelDir, { cacheDir: cache.dir, dtype: "fp32" });
+    const template = ChatTemplate.fromDir(
+      modelDir,
+      fx.template !== null ? { templateFile: join(ROOT, fx.template) } : {},
+    );
+    after(() => {
+      runner.dispose();
+      cache.cleanup();
+    });
+
+    test("prompt ids and reply ids, turn by turn (library)", async () => {
+      assert.ok(fx.turns.length > 0, "the fixture has turns");
+      for (const [i, turn] of fx.turns.entries()) {
+        assert.deepEqual(
+          encodeChat(runner.tokenizer, turn.messages, { template }),
+          turn.promptIds,
+          `turn ${i} prompt`,
+        );
+        const [out] = await runner.generate(
+          { ids: turn.promptIds },
+          { greedy: true, maxNewTokens: fx.maxNewTokens, endId: fx.eosIds },
+        );
+        assert.deepEqual(out.outputIds, turn.outputIds, `turn ${i} reply ids`);
+        assert.equal(out.finishReason === "end", turn.finished, `turn ${i} finish`);
+        assert.equal(out.text, turn.reply, `turn ${i} reply text`);
+      }
+    });
+
+    test("kiln chat prints the same replies (piped)", () => {
+      const args = ["chat", "--model", modelDir, ...templateArgs, "--dtype", "fp32", "--greedy"];
+      if (fx.system !== null) args.push("--system", fx.system);
+      args.push("--max-new-tokens", String(fx.maxNewTokens));
+      const input = fx.turns.map((t) => `${t.user}\n`).join("");
+      const r = kiln(args, { KILN_CACHE_DIR: cache.dir }, { input });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, fx.turns.map((t) => pipedTurn(t.reply)).join(""));
+    });
+  });
+}

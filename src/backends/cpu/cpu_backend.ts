@@ -19,6 +19,7 @@ import {
   ropeInvFreq,
 } from "./kernels/index.ts";
 import { CpuKvPool } from "./kv_pool.ts";
+import { measureCopyRate, measureLinearRate } from "./rates.ts";
 import { loadCpuWeights } from "./weights.ts";
 
 /** An activation: `rows` rows of `data.length / rows` columns. */
@@ -67,28 +68,19 @@ export class CpuBackend implements ExecutionBackend {
     return `CPU: ${cpus()[0]?.model ?? "unknown"} (1 thread)`;
   }
 
+  /** Peak copy bandwidth at the size of this engine's weights (see rates.ts). */
   measureCopyBandwidth(): number {
-    const n = 32 << 20; // 128 MiB of floats
-    const a = new Float32Array(n).fill(1);
-    const b = new Float32Array(n);
-    b.set(a); // warm-up (page faults)
-    const t0 = performance.now();
-    for (let i = 0; i < 4; i++) b.set(a);
-    const s = (performance.now() - t0) / 1000;
-    return (4 * 2 * 4 * n) / s;
+    let bytes = 0;
+    for (const t of this.weights.values()) bytes += t.byteLength;
+    return measureCopyRate(bytes);
   }
 
+  /** Peak rate of the linear kernel over the plan's own linear shapes (see rates.ts). */
   measureGemmFlops(): number {
-    const m = 64;
-    const k = 1024;
-    const n = 1024;
-    const x = new Float32Array(m * k).fill(0.5);
-    const w = new Float32Array(n * k).fill(0.25);
-    const out = new Float32Array(m * n);
-    linear(x, w, null, m, k, n, out);
-    const t0 = performance.now();
-    for (let i = 0; i < 3; i++) linear(x, w, null, m, k, n, out);
-    return (3 * 2 * m * k * n) / ((performance.now() - t0) / 1000);
+    const shapes = this.plan.ops.flatMap((op) =>
+      op.kind === "linear" ? [{ k: op.inFeatures, n: op.outFeatures }] : [],
+    );
+    return measureLinearRate(shapes);
   }
 
   get numKvBlocks(): number {
