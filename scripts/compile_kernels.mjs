@@ -7,14 +7,13 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { delimiter, dirname, join } from "node:path";
 
-// The same search as the test: PATH, then $CUDA_HOME/bin, then /usr/local/cuda/bin.
+// PATH, then the toolkit's bin/: $CUDA_HOME, which defaults to /usr/local/cuda.
 const dirs = (process.env.PATH ?? "").split(delimiter).filter(Boolean);
-if (process.env.CUDA_HOME) dirs.push(join(process.env.CUDA_HOME, "bin"));
-dirs.push("/usr/local/cuda/bin");
+dirs.push(join(process.env.CUDA_HOME || "/usr/local/cuda", "bin"));
 const nvcc = dirs.map((d) => join(d, "nvcc")).find((p) => existsSync(p));
 if (!nvcc) {
   console.error(
-    "compile:kernels: nvcc not found in PATH, $CUDA_HOME/bin or /usr/local/cuda/bin; install the CUDA toolkit or put its bin/ on PATH (or set CUDA_HOME)",
+    `compile:kernels: nvcc not found in PATH or ${dirs.at(-1)} ($CUDA_HOME/bin, CUDA_HOME defaulting to /usr/local/cuda); install the CUDA toolkit, or set CUDA_HOME to it`,
   );
   process.exit(1);
 }
