@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
+import { assertLogProbsNear } from "../helpers/log_probs.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
 
 interface Case {
@@ -47,12 +48,7 @@ export function checkCase(runner: ModelRunner, c: Case, label: string): Promise<
     });
     assert.deepEqual(out.promptIds, c.promptIds, `${label}: prompt ids`);
     assert.deepEqual(out.outputIds, c.outputIds, `${label}: greedy tokens`);
-    out.logProbs.forEach((lp, t) => {
-      assert.ok(
-        Math.abs(lp - c.logProbs[t]) <= LOGPROB_TOL,
-        `${label}: step ${t} log-prob ${lp} vs HF ${c.logProbs[t]}`,
-      );
-    });
+    assertLogProbsNear(out.logProbs, c.logProbs, LOGPROB_TOL, `${label}: greedy log-probs vs HF`);
   })();
 }
 
