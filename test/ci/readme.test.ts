@@ -112,6 +112,14 @@ describe("README.md", () => {
     const at = quick.map((cmd) => ci.indexOf(cmd));
     assert.ok(at.every((i) => i >= 0) && at[0] < at[1], `.ci/run must run ${quick.join(", then ")}`);
     assert.ok(ci.includes("npm run compile:kernels"), ".ci/run must compile the kernels");
+    assert.ok(
+      ci.includes("git diff --exit-code -- package-lock.json"),
+      ".ci/run must check the lock is in sync",
+    );
+    assert.ok(
+      !ci.some((l) => /^npm install(?!.*--package-lock-only)/.test(l)),
+      ".ci/run must install with npm ci",
+    );
     const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
     assert.ok(pkg.scripts["compile:kernels"], "package.json has no compile:kernels script");
   });

@@ -91,6 +91,7 @@ for (const name of names) {
       const backend = runner.session.backend;
       const logits = prefillLogits(runner, c.promptIds);
       assert.equal(logits.length, backend.vocabSize);
+      assert.equal(logits.length, c.lastLogits.length, "vocab size of the logits vs HF");
       let worst = 0;
       for (let i = 0; i < logits.length; i++) worst = Math.max(worst, Math.abs(logits[i] - c.lastLogits[i]));
       assert.ok(worst <= LOGIT_TOL, `max |Δ logit| = ${worst}`);

@@ -58,19 +58,17 @@ for (const file of readdirSync(DIR)
           assert.equal(s.finishReason === "end", c.finished[i], `sequence ${i} finish`),
         );
         if (c.scores) {
-          out.sequences.forEach((s, i) =>
-            assert.ok(
-              Math.abs((s.score as number) - (c.scores as number[])[i]) <= 1e-4,
-              `score ${i}: ${s.score} vs ${c.scores?.[i]}`,
-            ),
-          );
+          assert.equal(out.sequences.length, c.scores.length, "sequences with a score");
+          c.scores.forEach((want, i) => {
+            const got = out.sequences[i].score as number;
+            assert.ok(Math.abs(got - want) <= 1e-4, `score ${i}: ${got} vs ${want}`);
+          });
         }
         if (c.cumLogProbs) {
-          const cum = c.cumLogProbs;
-          assert.equal(out.sequences.length, cum.length, "sequences with a cumulative log-prob");
-          out.sequences.forEach((s, i) => {
-            const diff = Math.abs(s.cumLogProb - cum[i]);
-            assert.ok(diff <= CUM_LOGPROB_TOL, `cumLogProb ${i}: ${s.cumLogProb} vs ${cum[i]}`);
+          assert.equal(out.sequences.length, c.cumLogProbs.length, "sequences with a cumulative log-prob");
+          c.cumLogProbs.forEach((want, i) => {
+            const got = out.sequences[i].cumLogProb;
+            assert.ok(Math.abs(got - want) <= CUM_LOGPROB_TOL, `cumLogProb ${i}: ${got} vs ${want}`);
           });
         }
         if (c.logProbs) assertLogProbsNear(out.sequences[0].logProbs, c.logProbs, 1e-3, "greedy log-probs");
