@@ -54,14 +54,13 @@ def error(msg):
 
 
 def tiny_llama(seed, scale):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                      tie_word_embeddings=False, bos_token_id=0, eos_token_id=3, pad_token_id=3,
-                      attn_implementation="eager")
-    model = LlamaForCausalLM(cfg).float().eval()
+                      tie_word_embeddings=False, bos_token_id=0, eos_token_id=3, pad_token_id=3)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").float().eval()
     with torch.no_grad():
         model.lm_head.weight.mul_(scale)
     return model
