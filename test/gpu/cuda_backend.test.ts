@@ -13,6 +13,7 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { noCudaDevice } from "../helpers/gpu.ts";
+import { assertLogProbsNear } from "../helpers/log_probs.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
 
 const skip = noCudaDevice();
@@ -45,9 +46,7 @@ describe("CUDA backend, fp32 engines: HF's greedy tokens exactly", { skip }, () 
             { greedy: true, maxNewTokens: 32, ignoreEos: true },
           );
           assert.deepEqual(out.outputIds, c.outputIds, `${name}: tokens`);
-          out.logProbs.forEach((lp, t) =>
-            assert.ok(Math.abs(lp - c.logProbs[t]) <= 1e-3, `${name} step ${t}: ${lp} vs ${c.logProbs[t]}`),
-          );
+          assertLogProbsNear(out.logProbs, c.logProbs, 1e-3, `${name}: log-probs vs HF`);
         }
         // Batched equals single on the GPU too.
         const prompts = (expected.cases as Case[]).map((c) => ({ ids: c.promptIds }));
@@ -210,9 +209,7 @@ describe("CUDA graphs and the on-device decoding fast path", { skip }, () => {
       for (const run of [first, replay]) {
         run.forEach((o, i) => {
           assert.deepEqual(o.outputIds, eager[i].outputIds, `prompt ${i}`);
-          o.logProbs.forEach((lp, t) =>
-            assert.ok(Math.abs(lp - eager[i].logProbs[t]) < 1e-5, `prompt ${i} step ${t}`),
-          );
+          assertLogProbsNear(o.logProbs, eager[i].logProbs, 1e-5, `prompt ${i}`);
         });
       }
       // A pass-through processor forces the host path; the device path must draw the same tokens.
@@ -260,9 +257,7 @@ describe("CUDA graphs and the on-device decoding fast path", { skip }, () => {
       const host = await gpu.generate(prompts, { ...sample, logitsProcessors: passThrough });
       device.forEach((o, i) => {
         assert.deepEqual(o.outputIds, host[i].outputIds, `sampled prompt ${i}`);
-        o.logProbs.forEach((lp, t) =>
-          assert.ok(Math.abs(lp - host[i].logProbs[t]) < 1e-4, `sampled prompt ${i} step ${t}`),
-        );
+        assertLogProbsNear(o.logProbs, host[i].logProbs, 1e-4, `sampled prompt ${i}`);
       });
       // Without logit transforms the graph runs the sampler (its settings in the step's metadata, its
       // tokens fed to the next step's embedding): the same draws as eager steps, graphs off. With a
@@ -272,9 +267,7 @@ describe("CUDA graphs and the on-device decoding fast path", { skip }, () => {
       backend.graphsEnabled = true;
       device.forEach((o, i) => {
         assert.deepEqual(o.outputIds, eagerSampled[i].outputIds, `graph vs eager, sampled prompt ${i}`);
-        o.logProbs.forEach((lp, t) =>
-          assert.ok(Math.abs(lp - eagerSampled[i].logProbs[t]) < 1e-4, `graph vs eager ${i} step ${t}`),
-        );
+        assertLogProbsNear(o.logProbs, eagerSampled[i].logProbs, 1e-4, `graph vs eager ${i}`);
       });
       const penalized = { ...sample, repetitionPenalty: 1.3 };
       const pd = await gpu.generate(prompts, penalized);

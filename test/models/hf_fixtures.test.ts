@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
+import { assertLogProbsNear } from "../helpers/log_probs.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
 
 interface Case {
@@ -47,12 +48,7 @@ export function checkCase(runner: ModelRunner, c: Case, label: string): Promise<
     });
     assert.deepEqual(out.promptIds, c.promptIds, `${label}: prompt ids`);
     assert.deepEqual(out.outputIds, c.outputIds, `${label}: greedy tokens`);
-    out.logProbs.forEach((lp, t) => {
-      assert.ok(
-        Math.abs(lp - c.logProbs[t]) <= LOGPROB_TOL,
-        `${label}: step ${t} log-prob ${lp} vs HF ${c.logProbs[t]}`,
-      );
-    });
+    assertLogProbsNear(out.logProbs, c.logProbs, LOGPROB_TOL, `${label}: greedy log-probs vs HF`);
   })();
 }
 
@@ -95,6 +91,7 @@ for (const name of names) {
       const backend = runner.session.backend;
       const logits = prefillLogits(runner, c.promptIds);
       assert.equal(logits.length, backend.vocabSize);
+      assert.equal(logits.length, c.lastLogits.length, "vocab size of the logits vs HF");
       let worst = 0;
       for (let i = 0; i < logits.length; i++) worst = Math.max(worst, Math.abs(logits[i] - c.lastLogits[i]));
       assert.ok(worst <= LOGIT_TOL, `max |Δ logit| = ${worst}`);

@@ -1,15 +1,17 @@
-// Golden cases from Hugging Face transformers' own beam search (transformers 5.17.0, torch 2.13.0+cpu,
-// CPU, one thread): a tiny random Llama (vocab 8, lm_head scaled ×30–120 so distributions are peaked),
-// generate(do_sample=False, num_beams 2–5, length_penalty ∈ {−0.5, 0, 1, 1.3, 2}, early_stopping ∈
-// {True, False, "never"}, 1–3 eos ids, max_new_tokens 2–10, num_return_sequences ≤ num_beams). Two
-// LogitsProcessors ran last: one adding 0–3 to the eos log-probs (so hypotheses end at varied steps),
-// then a recorder storing every log-prob row beam search consumed, keyed by the beam's generated
-// tokens. Replaying those rows must give HF's sequences, float32 sequences_scores and step count
-// exactly — ties included (some rows hold equal values; torch.topk's CPU order decides them).
-// A prefix HF never evaluated means the search diverged. Per line: one case; `rows` is base64 of
-// little-endian float32 rows in `rowKeys` order ([len(rowKeys), 8]).
+// Golden cases from Hugging Face transformers' own beam search, recorded by tools/make_beam_fixtures.py
+// into test/fixtures/beam_search_hf.json (versions in its header): a tiny random Llama (vocab 8, lm_head
+// scaled ×30–120 so distributions are peaked), generate(do_sample=False, num_beams 2–5, length_penalty
+// ∈ {−0.5, 0, 1, 1.3, 2}, early_stopping ∈ {True, False, "never"}, 1–3 eos ids, max_new_tokens 2–10,
+// num_return_sequences ≤ num_beams). Two LogitsProcessors ran last: one adding 0–3 to the eos log-probs
+// (so hypotheses end at varied steps), then a recorder storing every log-prob row beam search consumed,
+// keyed by the beam's generated tokens. Replaying those rows must give HF's sequences, float32
+// sequences_scores, cumulative log-probs and step count exactly — ties included (some rows hold equal
+// values; torch.topk's CPU order decides them). A prefix HF never evaluated means the search diverged.
+// A case's `rows` is base64 of little-endian float32 rows in `rowKeys` order ([len(rowKeys), vocab]).
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { runBeamSearchOnLogProbFn } from "./beam_search_helpers.ts";
 
 interface HfBeamCase {
@@ -23,109 +25,87 @@ interface HfBeamCase {
   steps: number;
   sequences: number[][];
   sequencesScores: number[];
+  /** Per returned sequence, HF's compute_transition_scores summed (recorded by the generator). */
+  cumLogProbs?: number[];
   rowKeys: string[];
   rows: string;
 }
 
-const V = 8;
+interface HfBeamFixture {
+  generator: string;
+  transformers: string;
+  torch: string;
+  vocab: number;
+  cases: HfBeamCase[];
+}
 
-const GOLDEN = `
-{"promptIds":[7,7,2],"numBeams":2,"lengthPenalty":0.0,"earlyStopping":"never","numReturnSequences":1,"maxNewTokens":2,"endIds":[3],"steps":2,"sequences":[[3]],"sequencesScores":[1.898469090461731],"rowKeys":["","5","0"],"rows":"+mjWv7YVBMD+AMzACQHzPxDwUsCThqC/vgClwGLsb8Czp52+D4PRv50Xs8C4bjvAHProwB8Ze8AUTJ7A1uRTwKWY9b2kDlnAZaW5wEbkUcBB/b/AsoxRwDt/isDUcnfA"}
-{"promptIds":[4,1,2],"numBeams":5,"lengthPenalty":-0.5,"earlyStopping":true,"numReturnSequences":5,"maxNewTokens":3,"endIds":[3,5,6],"steps":3,"sequences":[[1,1,1],[0,5],[6],[5],[2,1,1]],"sequencesScores":[-0.030650369822978973,-4.410758972167969,-5.268969535827637,-5.635836601257324,-7.46487283706665],"rowKeys":["","1","2","0","7","4","1,1","2,1","0,2","2,2","0,0"],"rows":"S3y1wPP2kLw0b4nAm7QAwSldSMHGWLTAZpuowBVaRMG3iIXB////s1RX2MH4xJrBxKV6wZwGfsGHF5XB1G8TwmmOwMDgHna8dSCNwD8DAMGVe03BKDXCwNjXs8DoPkDBiXtMwHdyX8CldaG/LkVGwGa/WsHlXCNAzIdtwM11vsDI2YHBPzJbwbMzksFcmWXB/j/4wYLsM8FyLIPB8P//tXo2bME9x2rBJP8IwNgeEcGEGwC+cEs8wT/LKcFNB8PBV06LwQAAAABGL+HB1UCgwQYXhsHWgILB/PeXwQ1JFMJqbIfB////syw92MHC/ZnB7mB7wc9bgsHtSZjBJ2cTwrORwMB8qmW8Xd2PwBZZAME0JUrBxjbFwCbEsMA/OEHBGirHwHzHX7weZY/Agu/+wMpwUMH6W8rAzGm6wKmhPcGOiUfAiDpZwBB7mr9aDzfAcL9XwabnIEB+8l7AN/S0wA=="}
-{"promptIds":[5,1],"numBeams":3,"lengthPenalty":1.3,"earlyStopping":false,"numReturnSequences":1,"maxNewTokens":7,"endIds":[3,5],"steps":2,"sequences":[[3]],"sequencesScores":[0.4275059700012207],"rowKeys":["","4","2","0"],"rows":"DM73v5q0JcEWztC/EOLaPvzNNr/wXna+3PfqwKCGOsD3BrTAKVA6wIjZr78oeNO+jngjwSiYMb/C9/6+ZMZwwFk3MsHXayHB4B3WvKrLkMBYv4LAVIFewI6ed8Hocp/Arv8swalbZsBAJW/BdPQfwJ7BSMH4ko3AsWtYvUVGfMA="}
-{"promptIds":[0,0],"numBeams":2,"lengthPenalty":0.0,"earlyStopping":true,"numReturnSequences":1,"maxNewTokens":8,"endIds":[3,5],"steps":1,"sequences":[[3]],"sequencesScores":[0.9205584526062012],"rowKeys":[""],"rows":"khUFwJIVBcCSFQXAuKlrP5IVBcC4qWs/khUFwJIVBcA="}
-{"promptIds":[3,4,1],"numBeams":3,"lengthPenalty":2.0,"earlyStopping":"never","numReturnSequences":2,"maxNewTokens":7,"endIds":[3,5],"steps":4,"sequences":[[3],[6,4,0,5]],"sequencesScores":[1.3259419202804565,-0.017070099711418152],"rowKeys":["","7","6","1","7,2","6,4","7,7","7,2,1","7,2,2","6,4,0"],"rows":"F3utwEL5csAuRNTAd7ipP3sP4sDgAsi+hVLOv+bqGL9iHKLAT2oVwX7yn77k7vC/2RtJwaBBuD6umb3A5Ebbv4rNBcDEq/y/CHvgwIyQ9cBBd52+mA9wwLNJN8HBNQ3B4buhwDWKasAgQs7ACniWP42/5cAgdfS+NnLAv4WHGL8Db5XAGpYiv/9fzr/kfq+/0KVLwFAz+j56RxXAPKxiwHFMJb9IMvO/asPTwKQ8EMDv8a/APNmzvy6eqL+w0FXAdeCgwJtbFsHU44e+boYPwCslTcGAg8o9slTRwB3O5r9Z3qHA/GBawEdv0cC5uZQ/78PpwJD3DL+9y+u/ZS/7vujbl8DcICS/TCzSv2gzqb/qv0/AcGEJP/BQD8AO2WbA3sHFwCAMbMAgTKvANvOPPxL0oMB0sBJAkLRCwFaOqL8="}
-{"promptIds":[5],"numBeams":2,"lengthPenalty":2.0,"earlyStopping":"never","numReturnSequences":2,"maxNewTokens":2,"endIds":[3,5,6],"steps":2,"sequences":[[4,7],[7,1]],"sequencesScores":[-0.16625314950942993,-0.5570317506790161],"rowKeys":["","4","7"],"rows":"K+CgwIsMZMA5tbDA23ZSwK2GyL4HhBbA1YuQwDgW+r9RYIjAn2eBwLvSgsBcwxbAyqalwHoVPMDSV1LA3PWLvgTnHsAwdIy+l1liwHU3e8Cjt7zAg9yDwNb+SMCQAkbA"}
-{"promptIds":[3,2],"numBeams":3,"lengthPenalty":2.0,"earlyStopping":"never","numReturnSequences":3,"maxNewTokens":2,"endIds":[3],"steps":2,"sequences":[[5,0],[2,3],[2,5]],"sequencesScores":[-0.39571505784988403,-0.47626134753227234,-0.5461841821670532],"rowKeys":["","5","2","0"],"rows":"+YP7vzM8osC7uJG/OBNUv2wowsCq2my/SNY0wIRyO8CrWyi/iim4v80lnMD80QnA2jz7v3fzRsCuFkjAlAHCwAxR+7+YUZjATN2Hv5g/RL/Y3MHAuOyFvwa0McCJ0i3AvJ5YwEhtD8Bq/kS/XD6bv3cb58APEpi/iKc1wHwugcA="}
-{"promptIds":[3,3,7,4],"numBeams":3,"lengthPenalty":2.0,"earlyStopping":"never","numReturnSequences":3,"maxNewTokens":8,"endIds":[3],"steps":7,"sequences":[[3],[6,5,1,2,0,0,3],[6,5,1,2,0,3]],"sequencesScores":[-0.002808809280395508,-0.06040196865797043,-0.06108924373984337],"rowKeys":["","6","7","5","7,0","6,5","6,2","7,0,0","6,2,0","6,5,1","7,0,0,0","6,2,0,0","6,5,1,2","7,0,0,0,0","6,5,1,2,0","6,2,0,0,0","7,0,0,0,0,0","6,5,1,2,0,0","6,2,0,0,0,0"],"rows":"FSZHwN48nsDC3IHAABQ4uyi6P8BVRBDAza5Cv/rnrL9cjwrAGyEJwFx2vr8gSEu/OF7FwOd2qr+Rhde/fD4swHfD4L6/f/rAN+YVwfQp+r/u7j3ALcMcwPfRY8DsYtq/8kDjvxmRjL9vgK+/B3CPP5YOW8AeI4rAumZOwLRQqsAM+uC+cO11wJ3srMAgnWu+LFY1wNHqr8A0NEbAnxXav5qaCcCuboG/1RqTv0RSej8OYG/A2qCKwLPjXsAgJbvAcPQivSojMMG+FgXBoC1RwFtLXMB4DgXBz3PMwIuzusBZVe2+jTFzwFUFrMAwLEu+z/AzwKyJrsC4KUPAkqvTv9WdGb8uw9G/UxiHwCBfLT8NKkzAihDNwB0AVcDdSy7AYVvgwNJ2PsDGmMi9oKtJwPcq5MCvQFHARLwIwaJDBMFq1fm+A1twwBrdqsAwlCm+O3gywDD0rMATMUDA6PDNvwlUG7/S49S/usOIwFjBMj8+30nAsGfMwJuXUsD0ayrAXgYMvSgTMcG+kAfBkphRwBfiZcBoJAfBLsnSwKSJwcDPKQO/CHJtwLh6qcAQMge+vvAwwGQxq8D4Tz3AeufIv0EmR78Gn6C/mUGLwOymhD9awFzAylnHwHfVasCYSUnAE1kdvxrI17/9K4rAEOs3P8yfR8B6kMvAxThQwITDJsAWWAm/jn1qwDflp8DAp8i9Fl4vwChIqcAkijrAkYvEv+nJRb+y4aS/pxaNwIbihj8wnlnAqzDHwNuYaMAHgUXAQ6Mfv7Bs2r+aUYvAYNg8P31uRcBVjsrAr+ZNwKdVI8A="}
-{"promptIds":[5,2,1],"numBeams":5,"lengthPenalty":0.0,"earlyStopping":false,"numReturnSequences":2,"maxNewTokens":3,"endIds":[3,5,6],"steps":3,"sequences":[[1,1,1],[1,1,5]],"sequencesScores":[-0.0600176565349102,-2.315199851989746],"rowKeys":["","1","4","7","0","2","1,1","1,4","4,7","4,2","1,7"],"rows":"HBsqwRozg7wT3EXBwHXswFUfqcCWHCXAdLbLwBG4BsHmfSbBEv2mvFQiPMEyXOTA04CfwFoFGcCwecTAZ7TywPCIV8Bn3TrBrOUMwNNqocAX+cPAlnqbwAQJYMB/aSq+lTn9wJ47H7p1DF/B5s4JwXVMR8EP8Q7BwMfSwIuPPMELMgrBm0ELweXUrsA4Gfq/S06DwPCg8b/mbaK/qhbVvQSbHsD0CPu+kUYbwWD2rL+/OtjAIPzcvnQ1jz6Vm/PAdD8kwfp5wbyeazbB9mzfwOvkmcDc1xHADhHAwEVd48BE3W3ABPM8wZzsE8DHvKfA8X7IwNoen8CyZW7AgewOvnHT/MDpUx26TcJhwdaqC8GGk0bBav4QwbY+1MA2BzrBTgYmwA8Pv771sCTB9L7Vv6PX3cBoAT6/QJWSPbgl98DxgwDBWLUTuhQLX8FuMwvB8t1HwaMUD8HsZtPAhyI3wQ=="}
-{"promptIds":[5],"numBeams":3,"lengthPenalty":0.0,"earlyStopping":"never","numReturnSequences":1,"maxNewTokens":2,"endIds":[3,5,6],"steps":2,"sequences":[[7,2]],"sequencesScores":[-0.11374261230230331],"rowKeys":["","7","1","2"],"rows":"4by0wadXmcG9oqDBDDuDwQqJ+sEGpBPBbT1UwZr/Y7eGxw7ABxy4wcPq6L0R+SzB3vwgwTywRMEiiAnBRl1swX9XGcEoWSXBxrYUu+8UX8F53nLB5OJYwaBZ6sBgrsXAO46/wCUepsH6Mqm7JPAUwQ3sbsE8A+XAUE5/wLwVNME="}
-{"promptIds":[4],"numBeams":3,"lengthPenalty":-0.5,"earlyStopping":false,"numReturnSequences":1,"maxNewTokens":6,"endIds":[3,5,6],"steps":6,"sequences":[[4,4,4,4,4,4]],"sequencesScores":[-4.032714366912842],"rowKeys":["","4","0","2","4,4","0,4","4,0","4,4,4","4,0,4","0,4,4","4,4,4,4","4,0,4,4","4,4,4,0","4,4,4,4,4","4,4,4,0,4","4,0,4,4,4"],"rows":"qIfevycFlcGEvi/AxGWuwQB9jL6QEW3Buj14wa4F/8Gbh96/JgWVwYa+L8DEZa7BDH2Mvo4RbcG4PXjBrQX/wUMqjMDp/DPBwR/swHMzrcFMDlm8coCEwcStgcFozsjBrwXswON8j8GbdRPBsyC9wU5WPrr5L4PBnPV1wSS3q8Gph96/JwWVwYC+L8DEZa7BA32MvpARbcG6PXjBrgX/wWNxtb9zPpLBTucMwPAgo8Fs4d6+l+Zawaz8ZsGKlfXB1X6WwIttQsFVme/ACeW0wdmZHryLcIrBe8iHwTut0cGih96/JwWVwYG+L8DFZa7BCX2MvpERbcG6PXjBrgX/wSI7v788CJPBbZcVwAEkpsFqQca+Z7Ffwa2Ma8EUL/jBejq/v8EHk8EZoRXACyamwUg3xr5NtF/B1o9rwWsw+MGch96/JwWVwYK+L8DEZa7BD32Mvo4RbcG4PXjBrgX/wZ1Ixb/9eJPBxtkawK7jp8E03ri+tH5iwfs2bsHkqvnBFvmbwKEjSsFqe/DAspG4wUu7BrxDRo3BzbqKwVT11cGch96/JwWVwYK+L8DEZa7BD32MvpARbcG6PXjBrgX/wb9jyb9YwZPBE1YewEMGqcG7gbC+r1JkwXfzb8Ein/rBB2XJvxLBk8F8Xh7AIQipwTx4sL5uVWTBXfZvwWeg+sE="}
-{"promptIds":[4],"numBeams":4,"lengthPenalty":1.3,"earlyStopping":true,"numReturnSequences":2,"maxNewTokens":2,"endIds":[3,5],"steps":2,"sequences":[[2,1],[4,2]],"sequencesScores":[-0.14517788589000702,-0.977057158946991],"rowKeys":["","2","4","1","7"],"rows":"ygkywdkzMcB1LrK+Uj4PwMayA8AGWpq/Fm7AwFUKRcC3q6DBw/oavEFumMG5zxvBjMqDwXZbJsFOWZXAvQNKwcoJMsHYMzHAci6yvlI+D8DFsgPABFqavxduwMBWCkXAAAuLwTH4OMFhi4m5AlriwOd8isHWZtzAF8GLwXLopsHoY/O81oK3wEeWScGlQAHBPFVtwNw038DTo9PAwJc4wQ=="}
-{"promptIds":[0,6,7],"numBeams":3,"lengthPenalty":-0.5,"earlyStopping":true,"numReturnSequences":3,"maxNewTokens":10,"endIds":[3,5,6],"steps":3,"sequences":[[3],[1,6],[1,1,6]],"sequencesScores":[-2.1185555458068848,-2.6399385929107666,-3.158111572265625],"rowKeys":["","1","0","7","1,1","0,1","1,2"],"rows":"L2advyS4z77OFtLAapYHwGjY/MAOQlnAjkcxwAQ/k8D2zfDAdsUwvoMoPsCw7sW/EYdRwL6iNMCYAru/3pHrwM3t+8BsEAO9hEVkwHMwr8C+cB/BusfTwFbBw8BDycrAOq+Nvxju8L4I9M7AXK8DwMCg+MDYJU7ALMwiwCYblcB0E+zAkLJgvidfNcCYQKm/uts9wBy/JMBgXJ+/Wt/kwHwc7MB7h0a+pNE8wLYMt79qgkbA8tkrwF54qb8Jt+jA0lw3wEpbRMCwZ9G/aIryvjA8tL88lAm/5AM5P8RjhsA="}
-{"promptIds":[1,1,7],"numBeams":2,"lengthPenalty":2.0,"earlyStopping":true,"numReturnSequences":1,"maxNewTokens":3,"endIds":[3,5,6],"steps":3,"sequences":[[1,2,6]],"sequencesScores":[0.03664784878492355],"rowKeys":["","1","4","1,7","1,2"],"rows":"8DFnwY4SQL64sWbBktIGwRJI4r/gGE3B7ieiwAlay8GpJRDCRLijwd7rjb9IVcfAzRuTwW7pM8A/OyzBl2PPvpjtGcEfNrq6AwUFwciYrcBII4zB9FA8wZDUgMCNN6PBIhJqwS0TxL3aAGjB1zgNwY1WGcBmlFLB2FywwGNF0MGTvy3BEO5awQ8P98FgKAC/AbyIwe7Y3cAUJtA/r5qqvg=="}
-{"promptIds":[0],"numBeams":3,"lengthPenalty":0.0,"earlyStopping":false,"numReturnSequences":2,"maxNewTokens":4,"endIds":[3,5],"steps":4,"sequences":[[6,2,6,2],[1,6,2,6]],"sequencesScores":[-2.2806754112243652,-2.2895309925079346],"rowKeys":["","2","1","6","6,2","1,6","2,6","1,6,2","2,6,2","6,2,6"],"rows":"khUFwJIVBcCSFQXAkhUFwJIVBcCSFQXAkhUFwJIVBcDw9FXAP7VswbJVU8EcDUjB1D4IwGIXUcE5vSu+SqYUwcCzkMGLCjrBY6UqwXDq+sBpsqPAcXj/wCllv70Jtx/ACkN0wRGli8DVSLO80VX1wNsl9MCzNvXAqemewN658cDVK3PAV2JvwfpFZMG6Ek7BCS4EwB7DU8GUkSW+sF0PwazSgcH0OIjAf3SjvOUe/sAd7ArBCvn8wN6lrsAB3vfAT/53wbfWpcDyVRy8x4cCwXY7BsFDNQTBUiO7wC1dBsElGZDAJDdtwQxdZMH8oVHBjeQgwN3HVsEpAca9tmwPwSwfYcCMFm/Bzotewa9uS8FIeQHAbOdRwQUONb66Vg/BGrlwwRSplsBIrJC8eRT5wGpr8sCS4PjAeJqgwITI8cA="}
-{"promptIds":[1],"numBeams":2,"lengthPenalty":0.0,"earlyStopping":true,"numReturnSequences":1,"maxNewTokens":9,"endIds":[3],"steps":3,"sequences":[[6,2,3]],"sequencesScores":[-1.5568745136260986],"rowKeys":["","6","5","6,2","6,5"],"rows":"EYH8wIuzIcFPvAXBuLc2wMYmysC/YrnAUEJfvJwyBcEwVAPAJ+XywPbk4L6aEAjAUmltwNa17b+pUbzAWENnwLJlosAUCerAfXm0wEiZBMDFoevA8P37wKGLF72FWpvAAT/5wFsKksC9l6bA6E+Nv5e5OMAcxza+VDNJwJwTtsBcpJPAbGfdwMT2rsDYc/G/KwncwKww7sBCR0e9rKaSwA=="}
-{"promptIds":[5],"numBeams":2,"lengthPenalty":1.3,"earlyStopping":true,"numReturnSequences":1,"maxNewTokens":3,"endIds":[3],"steps":3,"sequences":[[6,3]],"sequencesScores":[0.3732471168041229],"rowKeys":["","6","5","6,1","6,6"],"rows":"ngklwO3etMC6jbPAzM8ewJbLJcCBxv6/Hem1vjQPB8EkekTA4neLvwyKkMB0HaM/DKocwIJcFMB6KN2/aE8uwJ4JJcDt3rTAuo2zwMzPHsCWyyXAgcb+vx3ptb40DwfBlGOZvzIOB8DnRH7AzLXxP1I5hMD3BkzAXoX+v9x3VsA4mETARDaKvypFkcAuNKg/X1UlwAPBEMBqedm/Uw85wA=="}
-{"promptIds":[3],"numBeams":2,"lengthPenalty":2.0,"earlyStopping":true,"numReturnSequences":2,"maxNewTokens":10,"endIds":[3,5,6],"steps":1,"sequences":[[3],[6]],"sequencesScores":[0.6856739521026611,0.2313690185546875],"rowKeys":[""],"rows":"d/6Hv8egYcA8/U+/VIgvPzbSx8CwpsW/AOxsPhicnsA="}
-{"promptIds":[5,6,7],"numBeams":4,"lengthPenalty":0.0,"earlyStopping":true,"numReturnSequences":4,"maxNewTokens":2,"endIds":[3,5],"steps":2,"sequences":[[4,1],[4,5],[4,0],[4,4]],"sequencesScores":[-5.662305557052605e-05,-10.126730918884277,-10.139467239379883,-12.075723648071289],"rowKeys":["","4","6","7","0"],"rows":"ghi4wWhn9sGJWP7BbHZowef/n7b0Z5LByGJFwT2DdsE9OyLBjn5ZuE0bgsGpkpDBJTZBwRIHIsGRMlrB0gvWwXzDiMDt0d7BjRibwbD7i8Goi7fBngeqwUu2XcFz0GW8pYGvwUQ96MGqRvDBMfNMwY7/cbfmTIHBHKczwdEyY8GLoZXArCiav3B+iMGMAaHAqE4Hv0jv58DABhfAYSakwA=="}
-{"promptIds":[3,6,7,4],"numBeams":2,"lengthPenalty":-0.5,"earlyStopping":false,"numReturnSequences":1,"maxNewTokens":2,"endIds":[3],"steps":2,"sequences":[[5,7]],"sequencesScores":[-1.4403932094573975],"rowKeys":["","5","1"],"rows":"KDEYwUvYgb9ilezA9EqawLzYlcCUMfS+QkWiwO/7FcG6QZ6/eFldwfNdh8CEhMq/p6QAwaMd0MB0pRLAZ6QKvyV+7bssPrzABCuKwanCgMAwYo3BRij/wE/XdMHP1rfA"}
-{"promptIds":[5],"numBeams":2,"lengthPenalty":2.0,"earlyStopping":"never","numReturnSequences":1,"maxNewTokens":3,"endIds":[3,5],"steps":3,"sequences":[[6,4,5]],"sequencesScores":[-0.04396010935306549],"rowKeys":["","6","4","6,4","4,2"],"rows":"w2r6wQCGh8HJJ8rBtKCswT8z0cDMBYrBv/S9umitpcGemJTBR/Ugwf5xscF8nwXBWaPjuX2YDMHQnqbBoGBNwVNSysBLfJrAxhojwP/1u8DaImHBQfrCvXBDdMHOjWbBT7KhwDuZk8AEQ5i/OdKqwIFJe8GXmsm+KB13wZk/ccH9sA3BUNvwul3kp8Gr+nHB/IlYwTtafcG9Sk7B6kXMwA=="}
-{"promptIds":[2,0],"numBeams":2,"lengthPenalty":-0.5,"earlyStopping":"never","numReturnSequences":2,"maxNewTokens":7,"endIds":[3,5],"steps":2,"sequences":[[5],[4,5]],"sequencesScores":[-0.0602726936340332,-0.7704724669456482],"rowKeys":["","4","1"],"rows":"PQgUwKT4+r9xroPAgAecv013FL+A4Ha9heKMwOLlrcBUfhvAeLnCvw/nEsBolD6/zMq+wADuDz1ZPnm/Km6awFkkCMFckBDBu7v+wLKfx8B0IqbAh5+mwFZ27rsvTTTB"}
-{"promptIds":[3],"numBeams":5,"lengthPenalty":1.3,"earlyStopping":false,"numReturnSequences":3,"maxNewTokens":2,"endIds":[3,5],"steps":2,"sequences":[[2,1],[1,2],[2,3]],"sequencesScores":[-0.23453976213932037,-0.528580904006958,-0.8311251401901245],"rowKeys":["","2","1","7","6","4"],"rows":"7yeOwToZmr92uva+mMuWwEKu38DXnZnA1765wLXYJMBaGIvA5NDDvWj0C8EeRMi/kPrFwMJiFMD0PAPBFTBYwG1sMcFLY1bAFO/HvQ8/rcBakLnA6WSOwPUyRMCXX6PAGib2wMmh7b6RNhrBnCD3wLenMsH/T67ARG9+v5BgaMGkizDAQZiPva1SCMFFg6XAH9QqwY7ArcAJgb3A22wawcZ5tMDz7NC9El8xwayY1MCKBjnB4P7UwOisGMAZgtzA"}
-{"promptIds":[2,1,1],"numBeams":2,"lengthPenalty":1.3,"earlyStopping":"never","numReturnSequences":2,"maxNewTokens":7,"endIds":[3,5,6],"steps":1,"sequences":[[3],[5]],"sequencesScores":[1.3620401620864868,0.46127939224243164],"rowKeys":[""],"rows":"IzVmwHjFfcB7VBbAVVeuP7ACfL/QLOw+ACBSPsfO8r8="}
-{"promptIds":[0],"numBeams":2,"lengthPenalty":-0.5,"earlyStopping":false,"numReturnSequences":2,"maxNewTokens":6,"endIds":[3],"steps":2,"sequences":[[6,3],[3]],"sequencesScores":[1.1559265851974487,0.9205584526062012],"rowKeys":["","6","1"],"rows":"khUFwJIVBcCSFQXAuKlrP5IVBcCSFQXAkhUFwJIVBcDipLTAXOkvwUvlEcFBZTlASBAwwZyAdcGyLRfAo2EMwROwzMDbshDBYgVvwO6s0cAP+da8hQIPwRl8JcHYGYvB"}
-{"promptIds":[1],"numBeams":2,"lengthPenalty":1.0,"earlyStopping":false,"numReturnSequences":2,"maxNewTokens":6,"endIds":[3,5,6],"steps":1,"sequences":[[5],[3]],"sequencesScores":[2.1670265197753906,2.116820812225342],"rowKeys":[""],"rows":"lXyqwEY+dsAGzLXA/nkHQPgVGcCQsApA4Dr3vpFYM8E="}
-{"promptIds":[0],"numBeams":5,"lengthPenalty":1.0,"earlyStopping":"never","numReturnSequences":2,"maxNewTokens":3,"endIds":[3],"steps":3,"sequences":[[2,3],[3]],"sequencesScores":[-0.06332617998123169,-0.07944154739379883],"rowKeys":["","1","2","5","4","0","5,5","4,5","1,6","1,0","1,5"],"rows":"khUFwJIVBcCSFQXAQLKivZIVBcCSFQXAkhUFwJIVBcCBM6G/XEfewEPg+sAYH3C/89FfwXH2x7/Kb2a/popFwPiYTcGIMhrBHsJowP/0+T8iUYXB7viPwJpLmMDgSS3B0pOnwUBw6MEIv5bB7FKxwVLyHsGzfk64GvuywVenY8Fu+yDAQYpdwVzV8sD6Kt2/XyGXwE9IS76PMS7AK2QswZIVBcCSFQXAkhUFwECyor2SFQXAkhUFwJIVBcCSFQXALculwZHg4sHEWo/BEi6xwXMvFMGC/cm4lJ2zwXFBWcHH/bPBz1cBwuUlrcF3Wb3Bpaxewfj/r7VzOLzBFGpuwZYsnMDXUPe/Eyrbvy0Kvj9TtrnABd3vwLzBLcBqdjTBJfPTwaY1wcHN97fB1bO4wX7gC8K4jUDBRpOBwdf/y7bqsbjBTUD8wef1qcHU4L/BFDNTwez/R7ZEZLnBRcVbwQ=="}
-{"promptIds":[4],"numBeams":2,"lengthPenalty":0.0,"earlyStopping":"never","numReturnSequences":2,"maxNewTokens":10,"endIds":[3],"steps":2,"sequences":[[1,3],[3]],"sequencesScores":[-0.08426523208618164,-0.9495465755462646],"rowKeys":["","1","7"],"rows":"xNKIwIwYE794OnbAfBVzv6SVZsDKnUrAZLidwOacl78B5BPAkDwzwICsH8BIDPs+4rqRwD4Yrr82+czALNtlv7dqwcAUiau/BL4PwCBIbb/1LmfAzTeuwE+EDr+sXKTA"}
-{"promptIds":[0,3,1,3],"numBeams":2,"lengthPenalty":-0.5,"earlyStopping":"never","numReturnSequences":1,"maxNewTokens":10,"endIds":[3],"steps":2,"sequences":[[3]],"sequencesScores":[0.004591703414916992],"rowKeys":["","2","6"],"rows":"beg4wMr8JcCU5HS/AHaWO/jxCcCsPozASEeZv7DRqMC7WZ3AecMWwbDzCcHkBru/Ap6swKn0FsAWlSW+syNewClzvL8ynCq/fbGzwBAAJz/U11nALgk5wFeiisAsjDjA"}
-{"promptIds":[3,4],"numBeams":3,"lengthPenalty":-0.5,"earlyStopping":"never","numReturnSequences":3,"maxNewTokens":2,"endIds":[3,5],"steps":2,"sequences":[[6,2],[6,5],[6,7]],"sequencesScores":[-0.005044775083661079,-8.08486270904541,-11.708640098571777],"rowKeys":["","6","1","7"],"rows":"jtZuwTt7WMFVh5LBkU1IwQzc3MFSpFvB3/8Bt3AKWcEII2bB3pZewZhFabui9jvB2FWHwXfwtsBHX6PB0HcEweT2rcBIeqrB9wiPu4P5dMGBjq7BK8p+wX+kiMFTkcLBXbEIwdB8UsDa0gm/8EZAwJGnw8CHZaW/kqlDwE15p8A="}
-{"promptIds":[2,0,0],"numBeams":2,"lengthPenalty":1.0,"earlyStopping":true,"numReturnSequences":2,"maxNewTokens":5,"endIds":[3,5],"steps":2,"sequences":[[0,3],[3]],"sequencesScores":[-0.12992247939109802,-0.41686487197875977],"rowKeys":["","0","6"],"rows":"XBEkvgQ73MFcrhLBUG/VvgUiKcHwAFnAr7w6wOMbE8EWymW+D83SwTcYB8HgBsy9u5UgwV50P8DfDCnAayYJwawtjcGrW0zBzwMdwTJkkj9Mu6PBsEvbwCusDb9iKRXB"}
-{"promptIds":[2],"numBeams":2,"lengthPenalty":-0.5,"earlyStopping":true,"numReturnSequences":2,"maxNewTokens":2,"endIds":[3],"steps":2,"sequences":[[7,3],[7,0]],"sequencesScores":[1.066655158996582,-3.052062749862671],"rowKeys":["","7","1"],"rows":"LM2WweasUsHcK1LC61yPwUfFmMEV+JHBEZGbwfD//7XXHgrAd7V3wctm4cDwFUE/+oWewDnwfsDCoyfAAnK6wAju7L9cfgfAyWERwWQ4FD9vDDvACSEcwcL1bcHEAo3A"}
-{"promptIds":[6],"numBeams":3,"lengthPenalty":0.0,"earlyStopping":false,"numReturnSequences":1,"maxNewTokens":2,"endIds":[3,5],"steps":2,"sequences":[[1,2]],"sequencesScores":[-0.2786571681499481],"rowKeys":["","1","4","0"],"rows":"UlA9wP9hQL5VuIfBS+KGwLLEFMC+prHAT0S7wApsUcHiXoXATaQEwZ/sub3dZIDBMy5HwYaqasF5minAjLb6wJnlxMHGLeLAYKwIwUsMBMGw37LAHAL9wOwPsrvKHjzBKOZOwcXi8b6HSx3B+CD1wM3jOcC55fLADZKRv+inMME="}
-{"promptIds":[4],"numBeams":4,"lengthPenalty":0.0,"earlyStopping":false,"numReturnSequences":3,"maxNewTokens":10,"endIds":[3,5,6],"steps":2,"sequences":[[6],[1,3],[1,5]],"sequencesScores":[-0.8578996658325195,-1.3223634958267212,-1.6205772161483765],"rowKeys":["","4","1","7","2"],"rows":"OYOuwPegl7+MKo/ATDLmvyZ1aL8M3OG/UJ9bv/sx4b84g67A9qCXv4wqj8BKMua/JHVovwrc4b9Qn1u/+zHhv7auV8CQUtLA1U4lv/ARDb5iVuu/cDjfvsxsKr+8LqTAPPAKwH2/oMAx/5LA8CPVvlV8p79AfaW+YN9Qv5erhb9mYLq/rMrtvwpUhsBArKW/04sMwPyVdL9cHwbATYp4vw=="}
-{"promptIds":[2,6,7,1],"numBeams":2,"lengthPenalty":-0.5,"earlyStopping":"never","numReturnSequences":1,"maxNewTokens":7,"endIds":[3,5,6],"steps":7,"sequences":[[3]],"sequencesScores":[-2.723809003829956],"rowKeys":["","4","1","4,0","1,4","4,0,4","1,4,0","4,0,4,0","1,4,0,4","4,0,4,0,4","4,0,4,0,2","4,0,4,0,4,0","4,0,4,0,2,4"],"rows":"iRSVwejONcA7PqTA41IuwHcR5b2x6qzApuunwIoLicAefni4sOFAwTC+fcGWdRDBRua7weIoTMF+2D3BvulBwREAj8EbRkvA0KutwKyHLcBFiMS9JHWtwNU7rsBoF4HA7hkfwb2288Aa1bDAisZkwJ92D72Sd4DA96CGwGS0nMDB/km4jbhFwZXkgcHRlxPBoEu8wXFFT8H+tkLB5TxEwRJ+e7h6RULBHr14wcqgEMH9YrzBPPVLwZODPMGVCD7BpMH+wDyBG8FYEyHBezqJwJFnebx45a/A4oXcwHGhm8BPUxfBbKcGwcmMH8BsPHrAalBKvtovfcDaJ17AHcQpwJx+Vbgl3UXBaR9+wbMSE8E2wLzBknpOwft8QMFgcEDB/n6AuJfeQsERwXXBgI8QwReAvMHapEvBOZY7wSOyO8FXnabBNJAnwef/WMF14q7AHJP6u2Ta8MCqH+PA+VOmwPnaFMEIzArBts6WvwVOhMAzvzq/gnSBwHh2S8BeAtq/9z6CuAu6Q8HwQXvBYtYPwddwvMHcPUvBtl08wWliPcE="}
-{"promptIds":[0,3,0,1],"numBeams":3,"lengthPenalty":0.0,"earlyStopping":"never","numReturnSequences":1,"maxNewTokens":9,"endIds":[3,5,6],"steps":1,"sequences":[[6]],"sequencesScores":[1.230085849761963],"rowKeys":[""],"rows":"chU9wJDbCr8ABd3AyVeUP8Zq1cDA+7u+dHOdP0hj5MA="}
-{"promptIds":[6,3],"numBeams":3,"lengthPenalty":1.3,"earlyStopping":false,"numReturnSequences":1,"maxNewTokens":2,"endIds":[3,5,6],"steps":2,"sequences":[[1,4]],"sequencesScores":[-0.4173342287540436],"rowKeys":["","1","7","2"],"rows":"ftm2wOaTHb8ZPhHA4Pvxvj6oRsB4vgS/4AWiv9Y9EMCqJzvAMWnjwGM1p78W93zAdPnSvuZ8ScBMh4PAjyrLwDjOtcCIHNO+iuTBwBgtHsATgHrAACpxwJI3iMAy85u/mhwnwK98lsCGAyy/ghocwMG4gr8OuAzAzrwlwPKLlMA="}
-{"promptIds":[7,7,2,5],"numBeams":2,"lengthPenalty":1.0,"earlyStopping":false,"numReturnSequences":1,"maxNewTokens":8,"endIds":[3],"steps":6,"sequences":[[4,3]],"sequencesScores":[0.24626412987709045],"rowKeys":["","4","1","4,6","1,0","1,0,6","4,6,0","4,6,0,6","1,0,6,5","1,0,6,5,4","4,6,0,6,5"],"rows":"g6QKwFLR0r/qELDAKE5gwCoO475idofAaL5lwA4F6MAaV0vAsLAvwFANCMBqnW8/UtLIwLwUOMCRh4S/mqiDwMjEor6odD7ASv+UwAgVhr5gaoLActODwPBmKsAsyKvAsVqIvwOcJMBusgnAJIzXv7YjDsCTF52/UfOCwI7NfMDTh5PArzyBwFiAAMH+zqa/J5g8wEFwxsAVMTK+Qy5NwGX3qb/M3S7A2f0FwNzk5L9WsBvAEJpkv5CZj8ASTIXAs0uGwJv1hsBpff/Agq3qv1X8I8AelgPBZ+M3vlwlVsDACJO/EAUrwPR6BMA0AOK/smoSwCynjL9QuorASASDwGHoAsBiJtq/GBKkwORxa8DZFOS+s7xvwLC6hsA/4PbAVAdIwDIzL8Cze82/apJsP3JWwcCdOPy/VlbRv/s1i8BulPu/6pbgv5tYpMA+8WnA6tPhvp9og8CA94HAZC3ywA=="}
-{"promptIds":[0,2,5,1],"numBeams":4,"lengthPenalty":0.0,"earlyStopping":false,"numReturnSequences":4,"maxNewTokens":7,"endIds":[3,5],"steps":3,"sequences":[[3],[2,0,3],[2,0,5],[2,5]],"sequencesScores":[0.4176483154296875,-0.4205653667449951,-0.924368143081665,-1.0016350746154785],"rowKeys":["","2","4","1","0","2,0","4,0","2,4","4,2"],"rows":"LbFKwH4MG8CP1Eu/ANbVPvwHqL/EM8C/4J1qwIBXU8AG4hG/4wMKwTvQqcAgbB2/r2yqv2BaUr4n9hTAqr0LwWGlBL+Zw4LA4mTJv4geab+jKiPAgF2wvnr5UsApCJTAdIZGwIRJHsDGn0O/gAzzPkX4sL88Lcm/Iqx1wO6fSsA5AInAwOZkv++FjMCopjY/plSewBwbDL+Qga/A0Chcvw4wkMAoIiPAtYXkwGgMcj+uZMm/YCbiPhevCMAocXi/K9aQwJSZDL8zS27A6KuiPhwmicDgmqW/qtG2wJocn7+vEwe/QK6FwCSC3L+oOl+/4dASwDhVhL60x0TAgSSUwGaEDr+UjwrB5dmowFDRKr/3J6i/cMaUvmgwGsDq9Q3B"}
-{"promptIds":[4],"numBeams":2,"lengthPenalty":0.0,"earlyStopping":true,"numReturnSequences":2,"maxNewTokens":7,"endIds":[3,5,6],"steps":2,"sequences":[[5],[4,5]],"sequencesScores":[-6.2104949951171875,-6.211614608764648],"rowKeys":["","4","2"],"rows":"910swfG8B8EiF/rAkIfvwPa+krpgvMbAUJnowMHiH8H3XSzB8bwHwSIX+sCQh+/A9r6SumC8xsBQmejAweIfwYzD88CNxgnAA0I2wZoMn78lUWvB5t+ywLqoZMBLlTK+"}
-{"promptIds":[3],"numBeams":3,"lengthPenalty":-0.5,"earlyStopping":false,"numReturnSequences":1,"maxNewTokens":7,"endIds":[3,5,6],"steps":2,"sequences":[[2,3]],"sequencesScores":[0.21524327993392944],"rowKeys":["","2","7","4"],"rows":"51ggwfKuGcHAN966VM/BwGI5E8HNVbvAMhKzwMZAA8Gm64/A4poKwHf3rMDAlh0+x3WuwAC6Zj3A5Cq/tQk0v4pWHsAt0wDA7lhxv2RK/z5ovRvA3Dvnv7A9d780UpnAvN2+wDmYtr/wxAXA7Ftev+Q0Ob9kPQvAhszTv28LP8A="}
-{"promptIds":[2,5],"numBeams":2,"lengthPenalty":-0.5,"earlyStopping":"never","numReturnSequences":2,"maxNewTokens":10,"endIds":[3,5,6],"steps":1,"sequences":[[5],[6]],"sequencesScores":[-0.9998725056648254,-1.0668418407440186],"rowKeys":[""],"rows":"YIq9wIpn+b+KAP+/Mz/ewI87JcGl93+/Ro6Iv+/0psA="}
-{"promptIds":[0],"numBeams":3,"lengthPenalty":2.0,"earlyStopping":false,"numReturnSequences":1,"maxNewTokens":7,"endIds":[3,5,6],"steps":1,"sequences":[[5]],"sequencesScores":[0.9205584526062012],"rowKeys":[""],"rows":"khUFwJIVBcCSFQXAuKlrP5IVBcC4qWs/uKlrP5IVBcA="}
-{"promptIds":[3,6,6],"numBeams":4,"lengthPenalty":-0.5,"earlyStopping":false,"numReturnSequences":1,"maxNewTokens":4,"endIds":[3,5],"steps":4,"sequences":[[3]],"sequencesScores":[-2.2025768756866455],"rowKeys":["","7","4","0","2","7,1","0,0","4,1","4,0","7,1,1","0,0,0","4,0,0","4,1,1"],"rows":"5t76v5GhRMDY9jLABfcMwBBD07+bgErAmruKwO12br/79JLAdaMYvzVPLsBWBAHAsiYgwDI+JcA3yUfACl9QwEQsYb+EpTa/Eb4HwbgVssA/ajvAuPWnwDmIX8CKasjAsXvWvUDXY8AgNYbAU4CkwNZpf8BKto7ANUuMwMJxnMAbeB2/mhCav5badcADOGvAf7iOwO3PVMD1YDbA0jiewMGHEsB7iwK/r5mRwF53YcDdJg3AkKOZwJ6v/7+9wLDAgAbevdQOY8CU2YXAIR6jwPekfcCACo3AA4CJwJFfm8ACzRLApJAIv7nIb8DT2lXAjDwWwP5UkMBay/i/NIKywKdZ570r2nDAcNVOwCR/qMClTI7ALBSIwPL/lMCf3rTAg5UbwPZ79r4kUJPAWIVjwMAsEcDtS5vAKgf7v5ZktMDXYOm9/1xhwADwhMDpLKHA3vt6wCX6isDKgIbAOLyZwOW17r0ro27AeZxPwJawpsCQiYzAFJmGwD7AkcCN/7LA36YbwFdEAL984HrAJHlZwHWvGMA0RpPA3P30v1OttcA="}
-{"promptIds":[1,2,7],"numBeams":2,"lengthPenalty":-0.5,"earlyStopping":true,"numReturnSequences":1,"maxNewTokens":4,"endIds":[3,5],"steps":2,"sequences":[[4,5]],"sequencesScores":[-1.065795660018921],"rowKeys":["","4","6"],"rows":"BjkpwD60S8Cyo1XAmEkNwJCb174Y07a/Or71vw81zMC1M4PAv0u5wJmEesCE6oS/DaF0vmhAqr60imzAmXm4wIwXy8A8qZS/lsH2wEzvTsCgGBfAHNMswGQRDr8+o8jA"}
-{"promptIds":[1,1,1],"numBeams":5,"lengthPenalty":1.0,"earlyStopping":true,"numReturnSequences":4,"maxNewTokens":7,"endIds":[3],"steps":3,"sequences":[[7,5,3],[7,0,3],[7,3],[3]],"sequencesScores":[-0.22332894802093506,-0.41728475689888,-0.7048592567443848,-1.199831247329712],"rowKeys":["","7","2","0","4","6","7,0","7,5","2,0","7,7","2,4"],"rows":"O5sYwDBDs8B/q9K/EpSZv3/ufMBP2ZLA2MSKwJkc7r6x8w2/XVlVwMTpo8AE1XG/nNCewKiXtL+PRrLAHF8kwK28Ob+VmYjAnHfYv4AcDcDOq7+/1OC4wPpJh8CKqjLASWA+wFd1j8B5id6/gGbTvv7AtcALICzAYDynvxbTjb/GDK6/eVlAwKW+Q78AuuS8Ra6FwPxlmsCd4DzAuzl3wOZaQb9osqzAPtgAwHBs/b5uKyvArCMYwCy1ncABKvu/hgNTwOZ+jMBZ0Zm/IN5tvuKHssAYZ9a/rvXDv+4LAMDcWVzAdfkhwCPTpr+tXJo/vg+VwHhXXMAkbkjAYuMhwKQGeMD3J5XAaWKRv4xIiL9rLcDACNwpwArzeb8zv/C/r1cUv3vBUMBSp6XAyCx4v9gqm8DOtqa/FlG4wCpSMsC4R8m/qS1AwDWNHr+gFjG+W/aGwKZzmsBsKzzA4jiGwA=="}
-{"promptIds":[2,2,1],"numBeams":2,"lengthPenalty":0.0,"earlyStopping":true,"numReturnSequences":1,"maxNewTokens":2,"endIds":[3],"steps":2,"sequences":[[3]],"sequencesScores":[-1.074352741241455],"rowKeys":["","4","6"],"rows":"UJkKwDkD48DmNHTAZISJv0gyPr8GtCHAiFbwv2KM/r86LW/AQOmWwF7NKsD8HaW/DyXEvz02UsBlBO6+e8q/wDaEjb+zcjDATRecwEAX3L9mb8XAO9oPv0/EhcD1pNDA"}
-{"promptIds":[2,3,1,5],"numBeams":2,"lengthPenalty":0.0,"earlyStopping":"never","numReturnSequences":1,"maxNewTokens":6,"endIds":[3,5],"steps":6,"sequences":[[2,0,0,0,0,0]],"sequencesScores":[-0.6604322791099548],"rowKeys":["","2","6","2,0","6,2","2,0,0","6,2,0","2,0,0,0","6,2,0,0","2,0,0,0,0","6,2,0,0,0"],"rows":"P4gewfSsi8BlCSm/sWYLwZCxQMFC5dG/iJ6kv8UMlcG4vQi5rsRrwYU0D8Gh8nHBLijswcTCgMHKqb7BDxO7wU6AlsB9ADXBS2AWvLNyOcEcJwDCCBgfwaacu8Ek0YLB/v+/tFx2jsHEkePBw1mpwQBQbsEugq7BHLWrwYLS8sEz/+S3uzF5weNNKMG5NHvBCZvzwQQ4iMHweszBfA/Mwfz//7R6/YvBoCPhwfI0p8EapGnBVdurwWIhqcFBlu/BAAAAADzkpcEsFQbCm7u8wZGilcF/5MrB7G7bwZsnFsL9/x+1enmJwReF3sHm8qTB5fBkwW8fqcE2eKbBEjPswQAAAAD+eKPB1+kEwq3SusHTWpPBh5HIwbfX2MFMpRTC+v9ftZfvhsHxvNvBApmiwaQ/YMF+VKbBeb+jwdyw6MEAAAAAtgKhwcuoA8KEz7jB7AqRwdAmxsEHKNbBzg0Twg=="}
-{"promptIds":[0,1,0],"numBeams":5,"lengthPenalty":-0.5,"earlyStopping":"never","numReturnSequences":1,"maxNewTokens":2,"endIds":[3],"steps":2,"sequences":[[6,3]],"sequencesScores":[-0.5252140760421753],"rowKeys":["","6","4","2","7","1"],"rows":"JrE0wb6N2sCLHbvAEB++wP4FZMDr4lnBD1kRvaPkzsDbvsG/nvoFwbZ3Kr+0+qu+p/kswc9cQ8EHStvAWYXJwPeDyMDM50fAbTCcv0Th479hp4LAdTN6wbqFSr90NgTAwwBjvRn6v8BX7g7B4Ze8wCjgTsEEyJLAPQ9ZwJRuocBh4UHBfFHRwPu4WcHyMRDBOgAYvfAR8sDXoVfA80hWwYd3rsAuQD3BI0jnwINxx8BNt2HAXIoSvSiThMHWklLB"}
-{"promptIds":[5,5],"numBeams":3,"lengthPenalty":-0.5,"earlyStopping":true,"numReturnSequences":2,"maxNewTokens":2,"endIds":[3,5],"steps":2,"sequences":[[1,6],[3]],"sequencesScores":[-0.5351767539978027,-1.730647087097168],"rowKeys":["","1","7","6"],"rows":"O9ENwS7Bvb71EMLB2IXdvx5rAcFIxvfAglVawAY9FMAO/8XBZQfYwfAji8EW2LHAtjLOwKztwcCpAAC86Kqvwb8DmMGujeTBEUT7wX99OcF0/wW4T+x4wfYiK8HQDNfBNTFqwJRJ97wCNjzBersFwTY1i8HIhAfB2rViwX2ttMA="}
-{"promptIds":[0,1],"numBeams":2,"lengthPenalty":0.0,"earlyStopping":true,"numReturnSequences":1,"maxNewTokens":7,"endIds":[3,5,6],"steps":7,"sequences":[[1,1,1,1,1,1,1]],"sequencesScores":[-0.30240267515182495],"rowKeys":["","1","4","1,1","1,4","1,1,1","1,4,0","1,1,1,1","1,1,1,4","1,1,1,1,1","1,1,1,4,0","1,1,1,1,1,1","1,1,1,1,1,4"],"rows":"nI2XwDeyKL0vRPDAzLHAwGnGcMAFVdvAwHTPwKdMvMBkDpbAK+Qtvfw/7sCUA8DAGWlvwP2J2sDceM/AZkW6wLyW2rwt89fAOMKRwJ6UrsChSPnADfewwLUxs8AJfsLAokyVwFOrML0KOO3AYqO/wDSxbsD8GdrA/2zPwKs/ucDGVcq8xaLRwJyBlMCSLrHAwRb5wFxutcBGILfA8C/DwPfXlMCTYzK9OZjswBhnv8B2QG7A29PZwOZhz8AxorjAogvmvwwJ4L8wOinAsDIzwBhsw78i9ivAJpN+wCksv78eipTAeY4zvUct7MD8Pb/AY/RtwAWk2cDqWM/AQzm4wCEuwLyCscrAbbKWwEois8CRAfjA8TO5wDFeusD6MMPAgFKUwGZmNL3N4OvARyC/wJi9bcBlgdnAtlHPwIvut8DQaOK/JbhPv41ZWMAtYFjAssHyv9/FZ8Bzz5HAcqUCwMYolMAFCjW9bKfrwNgJv8A8lG3AMGfZwOBLz8CvtrfAXye9vFr9xsCll5fAw92zwMcj98C+1brAary7wErvwsA="}
-{"promptIds":[7,3,1],"numBeams":2,"lengthPenalty":1.3,"earlyStopping":false,"numReturnSequences":2,"maxNewTokens":2,"endIds":[3],"steps":2,"sequences":[[4,6],[2,4]],"sequencesScores":[-0.3181251287460327,-0.7420825362205505],"rowKeys":["","4","2"],"rows":"WK4DweTF4b949ay/pDZ4wKAYO79vND/BUTqtwZBlIcB0yh/BcQD9wN/xvsBmDg3BNq4zwUWtW8BM7Fa9iMuEwJ2CjsHqsHi/OL4iwedxIcG0s/O+04mNwYb4eME8XA7B"}
-{"promptIds":[0],"numBeams":2,"lengthPenalty":0.0,"earlyStopping":false,"numReturnSequences":1,"maxNewTokens":2,"endIds":[3],"steps":2,"sequences":[[6,1]],"sequencesScores":[-2.079442024230957],"rowKeys":["","6","1"],"rows":"khUFwJIVBcCSFQXAkhUFwJIVBcCSFQXAkhUFwJIVBcAJa3TB/f8ftWgC4sFOdLHBXuFxwZB9zcEn04HBZDqjwexlUb4NBjXAMrQSwcnXBcBr4u7AGGc0wYq73MCB6ezA"}
-{"promptIds":[1,5],"numBeams":2,"lengthPenalty":0.0,"earlyStopping":"never","numReturnSequences":1,"maxNewTokens":9,"endIds":[3,5],"steps":2,"sequences":[[2,5]],"sequencesScores":[0.5994025468826294],"rowKeys":["","2","0"],"rows":"w2pDwJJ2tMATc5y9dpwvwGi4psCk3VTApRy7wCRI4cBZdma/jF9iwPPnjcBMlSe/qwy3wNQALT88P8y/0MmSwF+jGr/otRnAZgSowDraCcAbaQrANE2ev14GJMBX+AzA"}
-`;
+const FIXTURE = fileURLToPath(new URL("../fixtures/beam_search_hf.json", import.meta.url));
+const fixture: HfBeamFixture = JSON.parse(readFileSync(FIXTURE, "utf8"));
+const V = fixture.vocab;
+
+/**
+ * HF's cumulative log-prob of a returned sequence, from the recorded rows: the float32 running sum of
+ * each step's row value at the chosen token (beam search adds each row to the beam's float32 score).
+ */
+function recordedCumLogProb(table: Map<string, Float32Array>, seq: number[]): number {
+  let cum = 0;
+  seq.forEach((tok, t) => {
+    const row = table.get(seq.slice(0, t).join(","));
+    if (!row) throw new Error(`fixture: no recorded row for prefix [${seq.slice(0, t)}]`);
+    cum = Math.fround(cum + row[tok]);
+  });
+  return cum;
+}
 
 describe("beam search reproduces transformers' generate(num_beams=...) on recorded log-probs", () => {
-  GOLDEN.trim()
-    .split("\n")
-    .map((line) => JSON.parse(line) as HfBeamCase)
-    .forEach((c, i) => {
-      const label = `case ${i}: beams ${c.numBeams}, lengthPenalty ${c.lengthPenalty}, earlyStopping ${c.earlyStopping}, endIds ${c.endIds}`;
-      test(label, () => {
-        const bytes = Buffer.from(c.rows, "base64");
-        const data = new Float32Array(new Uint8Array(bytes).buffer);
-        const table = new Map(c.rowKeys.map((k, r) => [k, data.subarray(r * V, (r + 1) * V)]));
-        const { hypotheses, steps } = runBeamSearchOnLogProbFn(
-          {
-            beamWidth: c.numBeams,
-            lengthPenalty: c.lengthPenalty,
-            earlyStopping: c.earlyStopping,
-            numReturnSequences: c.numReturnSequences,
-            endIds: c.endIds,
-            promptLen: c.promptIds.length,
-            maxNewTokens: c.maxNewTokens,
-            diversityRate: 0,
-          },
-          (beams) => {
-            const out = new Float32Array(beams.length * V);
-            beams.forEach((b, r) => {
-              const row = table.get(b.join(","));
-              if (!row) throw new Error(`beam [${b}] was never evaluated by HF: the search diverged`);
-              out.set(row, r * V);
-            });
-            return out;
-          },
-        );
-        assert.deepEqual(
-          hypotheses.map((h) => h.tokens),
-          c.sequences,
-        );
-        assert.deepEqual(
-          hypotheses.map((h) => h.score),
-          c.sequencesScores,
-        );
-        assert.equal(steps, c.steps);
+  fixture.cases.forEach((c, i) => {
+    const label = `case ${i}: beams ${c.numBeams}, lengthPenalty ${c.lengthPenalty}, earlyStopping ${c.earlyStopping}, endIds ${c.endIds}`;
+    test(label, () => {
+      const bytes = Buffer.from(c.rows, "base64");
+      const data = new Float32Array(new Uint8Array(bytes).buffer);
+      const table = new Map(c.rowKeys.map((k, r) => [k, data.subarray(r * V, (r + 1) * V)]));
+      const { hypotheses, steps } = runBeamSearchOnLogProbFn(
+        {
+          beamWidth: c.numBeams,
+          lengthPenalty: c.lengthPenalty,
+          earlyStopping: c.earlyStopping,
+          numReturnSequences: c.numReturnSequences,
+          endIds: c.endIds,
+          promptLen: c.promptIds.length,
+          maxNewTokens: c.maxNewTokens,
+          diversityRate: 0,
+        },
+        (beams) => {
+          const out = new Float32Array(beams.length * V);
+          beams.forEach((b, r) => {
+            const row = table.get(b.join(","));
+            if (!row) throw new Error(`beam [${b}] was never evaluated by HF: the search diverged`);
+            out.set(row, r * V);
+          });
+          return out;
+        },
+      );
+      assert.deepEqual(
+        hypotheses.map((h) => h.tokens),
+        c.sequences,
+      );
+      assert.deepEqual(
+        hypotheses.map((h) => h.score),
+        c.sequencesScores,
+      );
+      assert.equal(steps, c.steps);
+      // Exact: kiln adds the same float32 values in the same order as HF's running beam score.
+      assert.deepEqual(
+        hypotheses.map((h) => h.cumLogProb),
+        c.sequences.map((seq) => recordedCumLogProb(table, seq)),
+        "cumLogProbs from the recorded rows",
+      );
+      // The generator also records HF's own (compute_transition_scores summed in float64): float32
+      // rounding of up to 10 steps of a running sum below 64 (4e-6 each) stays below 1e-4.
+      c.cumLogProbs?.forEach((want, k) => {
+        const got = hypotheses[k].cumLogProb;
+        assert.ok(Math.abs(got - want) <= 1e-4, `cumLogProb ${k}: ${got} vs HF ${want}`);
       });
     });
+  });
 });

@@ -8,6 +8,7 @@ import { GenerationSession } from "../../src/runtime/generation_session.ts";
 import type { LogitsProcessor, StoppingCriteria } from "../../src/runtime/logits_processor.ts";
 import { type GenerateOptions, ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
+import { assertLogProbsNear } from "../helpers/log_probs.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
 
 const MODEL = fileURLToPath(new URL("../../models/default", import.meta.url));
@@ -123,8 +124,11 @@ describe("generation runtime", () => {
             want[i][p].sequences.map((q) => q.outputIds),
             `options ${i} prompt ${p}`,
           );
-          o.sequences[0].logProbs.forEach((lp, t) =>
-            assert.ok(Math.abs(lp - want[i][p].sequences[0].logProbs[t]) < 1e-4),
+          assertLogProbsNear(
+            o.sequences[0].logProbs,
+            want[i][p].sequences[0].logProbs,
+            1e-4,
+            `options ${i} prompt ${p}`,
           );
         });
       }
