@@ -5,10 +5,13 @@
 // conversation outgrows the context window, the oldest turns are dropped (the system message stays).
 import { createInterface } from "node:readline";
 import type { Command } from "commander";
+import { isEngineDir } from "../engine/reader.ts";
 import { KilnError } from "../errors.ts";
 import { type ChatMessage, ChatTemplate, encodeChat } from "../runtime/chat_template.ts";
 import { type GenerateOptions, ModelRunner } from "../runtime/model_runner.ts";
-import { choiceArg, defaultModelDir, floatArg, intArg, modelDirArg } from "./args.ts";
+import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
+import { addDecodingOptions, type DecodingFlags, decodingOptionsFromFlags } from "./decoding_flags.ts";
+import { checkRunFlags } from "./flag_conflicts.ts";
 import {
   type KvCacheFlags,
   kvCacheFromFlags,
@@ -16,23 +19,18 @@ import {
   maxKvTokensOption,
 } from "./kv_cache_flags.ts";
 
-interface ChatFlags extends KvCacheFlags {
+interface ChatFlags extends DecodingFlags, KvCacheFlags {
   model?: string;
   system?: string;
   chatTemplate?: string;
   maxNewTokens: number;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  seed?: number;
-  greedy?: boolean;
   dtype?: "fp32" | "fp16" | "bf16";
   backend?: "cpu" | "cuda";
   cacheDir?: string;
 }
 
 export function registerChat(program: Command): void {
-  program
+  const cmd = program
     .command("chat")
     .description(
       "chat with a model through its chat template (interactive on a terminal, one turn per line when piped)",
@@ -40,12 +38,8 @@ export function registerChat(program: Command): void {
     .option("--model <dir>", "checkpoint or engine directory (default: the bundled model)", modelDirArg)
     .option("--system <text>", "system message that starts the conversation")
     .option("--chat-template <file>", "Jinja chat template file to use instead of the model's")
-    .option("--max-new-tokens <n>", "tokens per reply at most", intArg("--max-new-tokens", 1), 256)
-    .option("--temperature <t>", "sampling temperature", floatArg("--temperature"))
-    .option("--top-k <k>", "sample from the k most likely tokens (0 = all)", intArg("--top-k", 0))
-    .option("--top-p <p>", "nucleus sampling mass", floatArg("--top-p"))
-    .option("--seed <s>", "random seed (same seed, same replies)", intArg("--seed", 0))
-    .option("--greedy", "greedy decoding (argmax)")
+    .option("--max-new-tokens <n>", "tokens per reply at most", intArg("--max-new-tokens", 1), 256);
+  addDecodingOptions(cmd, { whole: false })
     .option(
       "--dtype <dtype>",
       "weight dtype of the built engine",
@@ -79,6 +73,9 @@ export function chatPromptFromText(
 
 async function chatCommand(f: ChatFlags): Promise<void> {
   const dir = f.model ?? defaultModelDir();
+  // The same contradictions as run's are refused before any work (chat always uses its template).
+  for (const w of checkRunFlags({ ...f, chat: true }, dir, isEngineDir(dir)))
+    process.stderr.write(`kiln: warning: ${w}\n`);
   // Read the template first: a model without one fails before its engine is built.
   const template = ChatTemplate.fromDir(
     dir,
@@ -91,14 +88,7 @@ async function chatCommand(f: ChatFlags): Promise<void> {
     kvCache: kvCacheFromFlags(f),
   });
   try {
-    const options: GenerateOptions & { maxNewTokens: number } = {
-      maxNewTokens: f.maxNewTokens,
-      ...(f.greedy ? { greedy: true } : {}),
-      ...(f.temperature !== undefined ? { temperature: f.temperature } : {}),
-      ...(f.topK !== undefined ? { topK: f.topK } : {}),
-      ...(f.topP !== undefined ? { topP: f.topP } : {}),
-      ...(f.seed !== undefined ? { seed: f.seed } : {}),
-    };
+    const options = { ...decodingOptionsFromFlags(f), maxNewTokens: f.maxNewTokens };
     await chatLoop(runner, template, options, f.system);
   } finally {
     runner.dispose();

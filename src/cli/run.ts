@@ -4,21 +4,9 @@ import type { Command } from "commander";
 import { isEngineDir } from "../engine/reader.ts";
 import { ChatTemplate } from "../runtime/chat_template.ts";
 import { type GenerateOptions, ModelRunner, type Prompt } from "../runtime/model_runner.ts";
-import type { SamplingConfig } from "../runtime/sampling_config.ts";
-import {
-  biasArg,
-  choiceArg,
-  defaultModelDir,
-  earlyStoppingArg,
-  floatArg,
-  idListArg,
-  idsArg,
-  intArg,
-  modelDirArg,
-  noPrefixedValueOption,
-  wordArg,
-} from "./args.ts";
+import { choiceArg, defaultModelDir, idsArg, intArg, modelDirArg } from "./args.ts";
 import { chatPromptFromText } from "./chat.ts";
+import { addDecodingOptions, type DecodingFlags, decodingOptionsFromFlags } from "./decoding_flags.ts";
 import { checkRunFlags } from "./flag_conflicts.ts";
 import {
   type KvCacheFlags,
@@ -27,19 +15,13 @@ import {
   maxKvTokensOption,
 } from "./kv_cache_flags.ts";
 
-interface RunFlags extends Partial<Omit<SamplingConfig, "stopWords" | "badWords" | "endId">>, KvCacheFlags {
+interface RunFlags extends DecodingFlags, KvCacheFlags {
   model?: string;
   prompt?: string;
   inputIds?: number[];
   chat?: boolean;
   system?: string;
   chatTemplate?: string;
-  greedy?: boolean;
-  seed?: number;
-  endId?: number[];
-  stopWords?: (string | number[])[];
-  badWords?: (string | number[])[];
-  ignoreEos?: boolean;
   specialTokens: boolean;
   dtype?: "fp32" | "fp16" | "bf16";
   backend?: "cpu" | "cuda";
@@ -49,8 +31,7 @@ interface RunFlags extends Partial<Omit<SamplingConfig, "stopWords" | "badWords"
 }
 
 export function registerRun(program: Command): void {
-  const f = floatArg;
-  program
+  const cmd = program
     .command("run")
     .description("generate text from a model (a Hugging Face checkpoint dir or a kiln engine dir)")
     .option(
@@ -63,69 +44,8 @@ export function registerRun(program: Command): void {
     .option("--chat", "wrap the prompt in the model's chat template as a user message")
     .option("--system <text>", "system message for --chat")
     .option("--chat-template <file>", "Jinja chat template file for --chat, instead of the model's")
-    .option("--max-new-tokens <n>", "tokens to generate at most", intArg("--max-new-tokens", 1))
-    .option("--greedy", "greedy decoding (temperature 0)")
-    .option("--temperature <t>", "sampling temperature (0 = greedy)", f("--temperature"))
-    .option("--top-k <k>", "sample from the k most likely tokens (0 = all)", intArg("--top-k", 0))
-    .option("--top-p <p>", "nucleus sampling mass", f("--top-p"))
-    .option("--top-p-decay <d>", "topP ← max(topP·d, topPMin) after each token", f("--top-p-decay"))
-    .option("--top-p-min <p>", "lower bound of the decayed topP", f("--top-p-min"))
-    .option(
-      "--top-p-reset-ids <id>",
-      "token that resets topP to its initial value",
-      intArg("--top-p-reset-ids", 0),
-    )
-    .option("--min-p <p>", "drop tokens below p × the top token's probability", f("--min-p"))
-    .option("--min-length <n>", "ban end ids until n tokens were generated", intArg("--min-length", 0))
-    .option("--repetition-penalty <p>", "HF repetition penalty (1 = off)", f("--repetition-penalty"))
-    .option("--presence-penalty <p>", "OpenAI presence penalty (0 = off)", f("--presence-penalty"))
-    .option("--frequency-penalty <p>", "OpenAI frequency penalty (0 = off)", f("--frequency-penalty"))
-    .addOption(
-      noPrefixedValueOption(
-        "--no-repeat-ngram-size <n>",
-        "never repeat an n-gram of this size (0 = off)",
-        intArg("--no-repeat-ngram-size", 0),
-      ),
-    )
-    .option("--seed <s>", "random seed (same seed, same tokens)", intArg("--seed", 0))
-    .option("--random-seed <s>", "same as --seed", intArg("--random-seed", 0))
-    .option("--beam-width <n>", "beam search with n beams (1 = off)", intArg("--beam-width", 1))
-    .option("--length-penalty <p>", "beam score = logprob / length^p", f("--length-penalty"))
-    .option(
-      "--early-stopping [mode]",
-      "beam search stopping: true (also the flag alone), false or never",
-      earlyStoppingArg,
-    )
-    .option(
-      "--beam-search-diversity-rate <r>",
-      "diverse beam search rate (0 = off)",
-      f("--beam-search-diversity-rate"),
-    )
-    .option(
-      "--num-return-sequences <n>",
-      "sequences returned per prompt",
-      intArg("--num-return-sequences", 1),
-    )
-    .option(
-      "--stop-words <word>",
-      'stop at this text (repeatable; "ids:1,2" for token ids)',
-      wordArg("--stop-words"),
-    )
-    .option(
-      "--bad-words <word>",
-      'never generate this (repeatable; "ids:1,2" for token ids)',
-      wordArg("--bad-words"),
-    )
-    .option("--embedding-bias <pairs>", "logit bias as ID:VALUE,ID:VALUE", biasArg)
-    .option(
-      "--end-id <ids>",
-      "end-of-sequence id(s), comma-separated (default: the model's)",
-      idListArg("--end-id"),
-    )
-    .option("--pad-id <id>", "padding id", intArg("--pad-id", 0))
-    .option("--ignore-eos", "keep generating past end-of-sequence tokens")
-    .option("--return-context-logits", "include the prompt's logits in --json output")
-    .option("--return-generation-logits", "include each step's logits in --json output")
+    .option("--max-new-tokens <n>", "tokens to generate at most", intArg("--max-new-tokens", 1));
+  addDecodingOptions(cmd, { whole: true })
     .option("--no-special-tokens", "do not add BOS/special tokens to the prompt text")
     .option(
       "--dtype <dtype>",
@@ -141,43 +61,8 @@ export function registerRun(program: Command): void {
     .action(async (flags: RunFlags) => runCommand(flags));
 }
 
-const SAMPLING_FLAGS = [
-  "maxNewTokens",
-  "temperature",
-  "topK",
-  "topP",
-  "topPDecay",
-  "topPMin",
-  "topPResetIds",
-  "minP",
-  "minLength",
-  "repetitionPenalty",
-  "presencePenalty",
-  "frequencyPenalty",
-  "noRepeatNgramSize",
-  "randomSeed",
-  "beamWidth",
-  "lengthPenalty",
-  "earlyStopping",
-  "beamSearchDiversityRate",
-  "numReturnSequences",
-  "stopWords",
-  "badWords",
-  "embeddingBias",
-  "padId",
-  "returnContextLogits",
-  "returnGenerationLogits",
-] as const;
-
 export function generateOptionsFromFlags(f: RunFlags): GenerateOptions {
-  const o: Record<string, unknown> = {};
-  for (const k of SAMPLING_FLAGS) if (f[k as keyof RunFlags] !== undefined) o[k] = f[k as keyof RunFlags];
-  if (f.endId) o.endId = f.endId;
-  if (f.greedy) o.greedy = true;
-  if (f.seed !== undefined) o.seed = f.seed;
-  if (f.ignoreEos) o.ignoreEos = true;
-  o.addSpecialTokens = f.specialTokens;
-  return o as GenerateOptions;
+  return { ...decodingOptionsFromFlags(f), addSpecialTokens: f.specialTokens };
 }
 
 async function runCommand(f: RunFlags): Promise<void> {
@@ -255,7 +140,8 @@ async function runCommand(f: RunFlags): Promise<void> {
   }
 }
 
-/** Without --prompt: the bundled model starts a scene; other models start from BOS. */
+/** Without --prompt: a model with a tokenizer continues "ROMEO:" (the bundled model starts a scene); a
+ * model without one starts from its BOS id. */
 function defaultPrompt(runner: ModelRunner): Prompt {
   return runner.session.tokenizer ? "ROMEO:" : { ids: [runner.session.config.model.bosTokenId ?? 0] };
 }

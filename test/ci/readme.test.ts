@@ -68,7 +68,7 @@ describe("README.md", () => {
     const program = new Command("kiln");
     for (const register of [registerRun, registerChat, registerBuild, registerBench, registerTokenize])
       register(program);
-    // Documented flags per command: its usage lines, the shared lines, and for run its decoding paragraph.
+    // Documented flags per command: its usage lines, the shared lines, and for run and chat the decoding paragraph.
     const documented = new Map<string, Set<string>>(program.commands.map((c) => [c.name(), new Set()]));
     const add = (cmds: string[], text: string) => {
       for (const c of cmds) for (const f of flagsIn(text)) documented.get(c)?.add(f);
@@ -83,8 +83,13 @@ describe("README.md", () => {
       assert.ok(usage || shared || /^\s/.test(l), `unexpected line in the Commands block: ${l}`);
       add(current, l);
     }
-    const para = README.slice(README.indexOf("`kiln run` also has a flag for every"));
-    add(["run"], para.slice(0, para.indexOf("\n\n")));
+    // The decoding paragraph: flags of run and chat, then ("`run` also takes") run's own.
+    const from = README.indexOf("`kiln run` and `kiln chat` have a flag for every");
+    assert.ok(from >= 0, "the README's decoding-flags paragraph is missing");
+    const para = README.slice(from, README.indexOf("\n\n", from));
+    const split = para.indexOf("`run` also takes");
+    add(["run", "chat"], para.slice(0, split));
+    add(["run"], para.slice(split));
     for (const c of program.commands) {
       const parsed = new Set(c.options.map((o) => o.long as string));
       parsed.add("--verbose"); // added to every command by src/cli/main.ts

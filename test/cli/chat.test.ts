@@ -135,6 +135,22 @@ describe("kiln chat (piped stdin)", () => {
     }
   });
 
+  test("run's decoding flags reach chat's replies; its contradictions are refused", () => {
+    // Sampled replies: the seed and a logit bias that makes id 8 ("how") every token.
+    const sampled = ["--max-new-tokens", "4", "--temperature", "1", "--seed", "3"];
+    const input = "hello world\n";
+    const biased = kiln(["chat", "--model", model.dir, ...sampled, "--embedding-bias", "8:100"], env, {
+      input,
+    });
+    assert.equal(biased.code, 0, biased.stderr);
+    assert.equal(biased.stdout.trim(), "how how how how");
+    const plain = kiln(["chat", "--model", model.dir, ...sampled], env, { input });
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.notEqual(plain.stdout, biased.stdout, "without the bias the reply differs");
+    const r = kiln(["chat", "--model", model.dir, "--greedy", "--top-k", "5"], env, { input });
+    assertUserError(r, "ConflictingFlagsError", /--greedy conflicts with --top-k 5/);
+  });
+
   test("a model without a chat template: NoChatTemplateError, unless --chat-template FILE is given", () => {
     const bare = chatModel(null);
     try {
