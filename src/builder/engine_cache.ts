@@ -1,15 +1,17 @@
 // "Give me an engine for this model dir": an engine dir is used as is; a checkpoint is looked up in
 // the content-addressed cache and built into it on a miss.
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { CudaDevice } from "../backends/cuda/device/index.ts";
 import { kernelSourcesHash } from "../backends/cuda/kernel_modules.ts";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
 import { cacheRoot, engineCacheDir } from "../engine/cache.ts";
+import { EngineCorruptError, EngineError } from "../engine/errors.ts";
 import { TOKENIZER_FILES } from "../engine/format.ts";
 import { type FileHasher, memoizedFileHasher } from "../engine/hash_memo.ts";
 import { isEngineDir, openEngine } from "../engine/reader.ts";
+import { removeAside, sweepStaleTemps } from "../engine/temp_dirs.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
 import { buildEngine } from "./builder.ts";
 
@@ -20,10 +22,15 @@ export interface ResolvedEngine {
   buildSeconds?: number;
 }
 
+/** The engine for `modelDir`: the directory itself when it is an engine (verified when opened, never
+ * rebuilt over), else the cache entry for its content, built on a miss. A damaged entry (any file
+ * differing from its manifest; `damaged` when the caller found it while loading the weights) is
+ * reported in one line on stderr and rebuilt. */
 export function resolveEngine(
   modelDir: string,
   options: Partial<BuildConfig> = {},
   cacheRootDir?: string,
+  damaged?: EngineCorruptError,
 ): ResolvedEngine {
   if (isEngineDir(modelDir)) return { dir: modelDir, origin: "engine" };
   const build = resolveBuildConfig(options);
@@ -36,16 +43,27 @@ export function resolveEngine(
   // so another GPU, or changed kernels, build their own.
   const target = build.backend === "cuda" ? `${hash}:${cudaArch()}:${kernelSourcesHash()}` : hash;
   const dir = engineCacheDir(target, build, root);
-  if (isEngineDir(dir)) {
+  sweepStaleTemps(dirname(dir));
+  if (damaged && damaged.dir === dir) discardDamaged(dir, damaged);
+  else if (existsSync(dir)) {
     try {
       openEngine(dir).close();
       return { dir, origin: "hit" };
-    } catch {
-      // A stale or corrupt cache entry: rebuild it below.
+    } catch (e) {
+      if (!(e instanceof EngineError)) throw e;
+      discardDamaged(dir, e);
     }
   }
-  const r = buildEngine(modelDir, dir, build, hashFile);
+  // Concurrent builds of one entry each write their own temp dir; the first to publish wins and the
+  // others use its entry.
+  const r = buildEngine(modelDir, dir, build, hashFile, "cache");
   return { dir, origin: "built", buildSeconds: r.seconds };
+}
+
+function discardDamaged(dir: string, e: EngineError): void {
+  const what = e instanceof EngineCorruptError ? e.damage : e.message;
+  process.stderr.write(`kiln: cached engine ${basename(dir)} is damaged (${what}); rebuilding\n`);
+  removeAside(dir);
 }
 
 function cudaArch(): string {

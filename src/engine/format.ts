@@ -18,7 +18,7 @@ import type { Op } from "../models/network.ts";
 export type { Op };
 
 export const ENGINE_MAGIC = "KILNENG\0";
-export const ENGINE_FORMAT_VERSION = 1;
+export const ENGINE_FORMAT_VERSION = 2;
 export const WEIGHT_ALIGNMENT = 256;
 export const PREAMBLE_BYTES = 24;
 

@@ -3,6 +3,7 @@
 // `stream` yields tokens as they are produced. Decoding settings are SamplingConfig fields.
 import type { BuildConfig } from "../builder/build_config.ts";
 import { type ResolvedEngine, resolveEngine } from "../builder/engine_cache.ts";
+import { EngineCorruptError } from "../engine/errors.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { ContextWindowExceededError, InvalidTokenIdError } from "./errors.ts";
@@ -63,7 +64,13 @@ export class ModelRunner {
     const { cacheDir, kvCache, ...build } = options;
     const kv = resolveKvCacheConfig(kvCache); // before a build, which takes far longer than this check
     const engine = resolveEngine(dir, build, cacheDir);
-    return ModelRunner.open(engine, build.backend, kv);
+    try {
+      return ModelRunner.open(engine, build.backend, kv);
+    } catch (e) {
+      // Weight regions are verified as the backend loads them: a damaged cache entry is rebuilt.
+      if (engine.origin !== "hit" || !(e instanceof EngineCorruptError)) throw e;
+      return ModelRunner.open(resolveEngine(dir, build, cacheDir, e), build.backend, kv);
+    }
   }
 
   static fromEngine(

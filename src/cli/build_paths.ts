@@ -1,0 +1,60 @@
+// Checks `kiln build`'s --model and --output before anything is written: the model must be a
+// checkpoint (not an engine), and the output must not overlap it and must be a place kiln may write.
+import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { ModelIsEngineError } from "../builder/errors.ts";
+import { OutputOverlapsModelError } from "../engine/errors.ts";
+import { isEngineDir } from "../engine/reader.ts";
+import { InvalidArgumentError } from "../errors.ts";
+
+export function checkBuildPaths(model: string, output: string): void {
+  if (isEngineDir(model)) {
+    let source = "";
+    try {
+      source = JSON.parse(readFileSync(join(model, "config.json"), "utf8")).source?.path ?? "";
+    } catch {
+      // no readable config: say it without the source
+    }
+    throw new ModelIsEngineError(
+      `--model ${model} is already a kiln engine${source ? ` (built from ${source})` : ""}; ` +
+        `run it with kiln run --model ${model}, or pass the Hugging Face checkpoint to kiln build`,
+    );
+  }
+  const m = realpathSync(model);
+  const o = realOutput(output);
+  const inside = (a: string, b: string) => {
+    const rel = relative(b, a);
+    return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
+  };
+  if (inside(o, m) || inside(m, o)) {
+    const how = o === m ? "is" : inside(o, m) ? "is inside" : "contains";
+    throw new OutputOverlapsModelError(
+      `--output ${output} ${how} the checkpoint --model ${model}; write the engine to a directory outside the checkpoint`,
+    );
+  }
+  const parent = existingAncestor(dirname(o));
+  if (!statSync(parent).isDirectory())
+    throw new InvalidArgumentError(
+      `--output ${output}: ${parent} is a file, not a directory; choose another path`,
+    );
+  try {
+    accessSync(parent, constants.W_OK);
+  } catch {
+    throw new InvalidArgumentError(
+      `--output ${output}: ${parent} is not writable by this user; choose a directory you can write`,
+    );
+  }
+}
+
+/** `output` resolved through its existing part, so symlinks cannot hide an overlap. */
+function realOutput(output: string): string {
+  const abs = resolve(output);
+  const base = existingAncestor(abs);
+  return join(realpathSync(base), relative(base, abs));
+}
+
+function existingAncestor(path: string): string {
+  let p = path;
+  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
+  return p;
+}
