@@ -7,6 +7,7 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -108,10 +109,12 @@ export function* writeEngineSteps(
   }
 }
 
-/** Only a kiln engine (or nothing) may be at an output path. */
+/** Only a kiln engine, an empty directory or nothing may be at an output path. */
 function assertReplaceable(dir: string): void {
   if (!existsSync(dir) || isKilnEngineDir(dir)) return;
-  const what = statSync(dir).isDirectory() ? "a directory that is not a kiln engine" : "a file";
+  const isDir = statSync(dir).isDirectory();
+  if (isDir && readdirSync(dir).length === 0) return; // an empty directory holds nothing to lose
+  const what = isDir ? "a directory that is not a kiln engine" : "a file";
   throw new OutputNotEngineError(
     `--output ${dir} is ${what}; kiln only replaces engine directories it wrote. Choose a new or empty path, or remove it yourself`,
   );
