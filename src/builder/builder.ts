@@ -8,7 +8,12 @@ import { readHfConfig } from "../checkpoint/hf_config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { DTYPE_BY_NAME, DTYPE_BYTES, type DType, fromF32, toF32 } from "../dtype.ts";
 import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
-import { type EngineWeight, type PublishMode, writeEngineSteps } from "../engine/writer.ts";
+import {
+  assertOutputReplaceable,
+  type EngineWeight,
+  type PublishMode,
+  writeEngineSteps,
+} from "../engine/writer.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { contextWindow } from "../models/context.ts";
 import type { Network, WeightSpec } from "../models/network.ts";
@@ -55,6 +60,7 @@ export function* buildEngineSteps(
 ): Generator<void, BuildResult> {
   const t0 = performance.now();
   const build = resolveBuildConfig(options);
+  if (mode === "output") assertOutputReplaceable(outDir); // before any slow work
   if (build.randomWeights) return yield* buildRandom(modelDir, outDir, build, t0, mode);
   const ckpt = Checkpoint.open(modelDir);
   try {

@@ -93,25 +93,20 @@ export function openEngine(dir: string): LoadedEngine {
     const size = fstatSync(fd).size;
     if (size !== manifest.rank.bytes)
       throw new EngineCorruptError(dir, `${RANK_FILE} (${size} bytes, expected ${manifest.rank.bytes})`);
+    // The manifest vouched for this file's size, so a bad preamble is damage, not another format.
+    const damaged = (what: string) => new EngineCorruptError(dir, `${RANK_FILE} (${what})`);
     const pre = Buffer.alloc(PREAMBLE_BYTES);
-    if (size < PREAMBLE_BYTES || readSync(fd, pre, 0, PREAMBLE_BYTES, 0) !== PREAMBLE_BYTES) {
-      throw new EngineError(`${path} is truncated (${size} bytes); rebuild the engine`);
-    }
-    if (pre.toString("latin1", 0, 8) !== ENGINE_MAGIC)
-      throw new EngineError(`${path} is not a kiln engine file (bad magic)`);
+    if (size < PREAMBLE_BYTES || readSync(fd, pre, 0, PREAMBLE_BYTES, 0) !== PREAMBLE_BYTES)
+      throw damaged(`truncated: ${size} bytes`);
+    if (pre.toString("latin1", 0, 8) !== ENGINE_MAGIC) throw damaged("bad magic");
     const version = pre.readUInt32LE(8);
-    if (version !== ENGINE_FORMAT_VERSION) {
-      throw new EngineError(
-        `${path} has format version ${version}, expected ${ENGINE_FORMAT_VERSION}; rebuild it`,
-      );
-    }
+    if (version !== ENGINE_FORMAT_VERSION) throw damaged(`preamble says format ${version}`);
     const headerLen = Number(pre.readBigUInt64LE(16));
-    if (PREAMBLE_BYTES + headerLen > size)
-      throw new EngineError(`${path} is truncated inside its header; rebuild it`);
+    if (PREAMBLE_BYTES + headerLen > size) throw damaged("header length beyond the end of the file");
     const json = Buffer.alloc(headerLen);
     readSync(fd, json, 0, headerLen, PREAMBLE_BYTES);
     if (createHasher().update(pre).update(json).digest() !== manifest.rank.header)
-      throw new EngineCorruptError(dir, `${RANK_FILE} (header: checksum mismatch)`);
+      throw damaged("header: checksum mismatch");
     let header: EngineHeader;
     try {
       header = JSON.parse(json.toString("utf8"));

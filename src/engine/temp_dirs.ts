@@ -2,7 +2,7 @@
 // `<dir>.old-PID-TIME` for an entry moved aside to be replaced. Both carry their owner's pid, so one
 // left behind by a killed process is recognised (its pid is gone) and swept by the next build.
 import { readdirSync, renameSync, rmSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
 
 const TEMP_NAME = /^(.+)\.(tmp|old)-(\d+)-\d+(?:-\d+)?$/;
 
@@ -49,8 +49,4 @@ export function removeAside(dir: string): boolean {
   }
   rmSync(aside, { recursive: true, force: true });
   return true;
-}
-
-export function sweepSiblingsOf(dir: string): void {
-  sweepStaleTemps(dirname(dir), basename(dir));
 }

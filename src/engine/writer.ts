@@ -1,7 +1,8 @@
 // Writes an engine directory: everything goes to a temporary sibling, checksummed as it is written,
 // the manifest last, then published with one rename, so no reader (or the cache) ever finds a
 // half-written engine. Writing is a generator that yields after each weight: the library drives it
-// in one go, the CLI between event-loop turns so that Ctrl-C can stop it and remove the temp dir.
+// in one go (builder.ts), the CLI between event-loop turns so that Ctrl-C can stop it and remove the
+// temp dir.
 import {
   closeSync,
   existsSync,
@@ -56,22 +57,6 @@ export type PublishResult = "written" | "existing";
 
 const align = (n: number) => Math.ceil(n / WEIGHT_ALIGNMENT) * WEIGHT_ALIGNMENT;
 
-export function writeEngine(
-  dir: string,
-  config: EngineConfig,
-  plan: Plan,
-  weights: EngineWeight[],
-  extraFiles: { from: string; name: string }[],
-  blobs: { name: string; bytes: Uint8Array }[] = [],
-  mode: PublishMode = "output",
-): PublishResult {
-  const steps = writeEngineSteps(dir, config, plan, weights, extraFiles, blobs, mode);
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-  }
-}
-
 export function* writeEngineSteps(
   dir: string,
   config: EngineConfig,
@@ -83,7 +68,7 @@ export function* writeEngineSteps(
 ): Generator<void, PublishResult> {
   mkdirSync(dirname(dir), { recursive: true });
   if (mode === "output") {
-    assertReplaceable(dir);
+    assertOutputReplaceable(dir);
     sweepStaleTemps(dirname(dir), basename(dir));
   } else sweepStaleTemps(dirname(dir));
   const tmp = tempSibling(dir, "tmp");
@@ -110,7 +95,7 @@ export function* writeEngineSteps(
 }
 
 /** Only a kiln engine, an empty directory or nothing may be at an output path. */
-function assertReplaceable(dir: string): void {
+export function assertOutputReplaceable(dir: string): void {
   if (!existsSync(dir) || isKilnEngineDir(dir)) return;
   const isDir = statSync(dir).isDirectory();
   if (isDir && readdirSync(dir).length === 0) return; // an empty directory holds nothing to lose
@@ -132,7 +117,7 @@ function publish(tmp: string, dir: string, mode: PublishMode): PublishResult {
     }
     if (mode === "cache") {
       if (existsSync(join(dir, MANIFEST_FILE))) return "existing";
-    } else assertReplaceable(dir);
+    } else assertOutputReplaceable(dir);
     removeAside(dir);
   }
   throw new Error(`internal: could not publish ${tmp} at ${dir} after 100 attempts`);
