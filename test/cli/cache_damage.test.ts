@@ -150,4 +150,20 @@ describe("cache damage", () => {
     assert.equal(readdirSync(join(cache, "engines")).length, 1);
     assert.deepEqual(snapshot(model), checkpoint);
   });
+
+  test("a user's engine directory that fails verification is refused with exit 2, never rebuilt", () => {
+    const engine = join(work.dir, "my-engine");
+    assert.equal(kiln(["build", "--model", model, "--output", engine]).code, 0);
+    flipAt(join(engine, "rank0.engine"), (n) => n - 100);
+    const before = snapshot(engine);
+    const r = kiln([...RUN, "--model", engine], env);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /EngineCorruptError: engine \S+my-engine is damaged: rank0\.engine \(.+ checksum mismatch\); rebuild it/,
+    );
+    assert.equal(r.stdout, "");
+    assert.deepEqual(snapshot(engine), before);
+  });
 });

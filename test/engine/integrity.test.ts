@@ -187,4 +187,16 @@ describe("temp dirs of dead builds are swept", () => {
     );
     assert.ok(left.includes("not-ours"));
   });
+
+  test("a build into --output sweeps only that output's dead temp dirs, never other names", () => {
+    const deadPid = spawnSync(process.execPath, ["-e", ""]).pid;
+    const parent = join(cache.dir, "user-folder");
+    mkdirSync(parent);
+    const output = join(parent, "engine");
+    const ours = `${output}.tmp-${deadPid}-1-1`;
+    const theirs = join(parent, `photos.tmp-${deadPid}-1-1`);
+    for (const d of [ours, theirs]) mkdirSync(d);
+    buildEngine(model.dir, output);
+    assert.deepEqual(readdirSync(parent).sort(), ["engine", `photos.tmp-${deadPid}-1-1`]);
+  });
 });
