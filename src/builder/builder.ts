@@ -8,6 +8,7 @@ import { readHfConfig } from "../checkpoint/hf_config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { DTYPE_BY_NAME, DTYPE_BYTES, type DType, fromF32, toF32 } from "../dtype.ts";
 import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
+import { isEngineDir } from "../engine/reader.ts";
 import {
   assertOutputReplaceable,
   type EngineWeight,
@@ -20,7 +21,7 @@ import type { Network, WeightSpec } from "../models/network.ts";
 import { defineModel } from "../models/registry.ts";
 import { KILN_VERSION } from "../version.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
-import { UnusedTensorError } from "./errors.ts";
+import { ModelIsEngineError, UnusedTensorError } from "./errors.ts";
 import { optimize } from "./optimize.ts";
 import { randomEngineWeight } from "./random_weights.ts";
 import { buildCudaArtifacts } from "./targets/cuda_target.ts";
@@ -60,6 +61,7 @@ export function* buildEngineSteps(
 ): Generator<void, BuildResult> {
   const t0 = performance.now();
   const build = resolveBuildConfig(options);
+  assertCheckpointNotEngine(modelDir);
   if (mode === "output") assertOutputReplaceable(outDir); // before any slow work
   if (build.randomWeights) return yield* buildRandom(modelDir, outDir, build, t0, mode);
   const ckpt = Checkpoint.open(modelDir);
@@ -76,6 +78,21 @@ export function* buildEngineSteps(
   } finally {
     ckpt.close();
   }
+}
+
+/** A build's source must be a checkpoint; an engine there gets a message saying what it is. */
+export function assertCheckpointNotEngine(modelDir: string): void {
+  if (!isEngineDir(modelDir)) return;
+  let source = "";
+  try {
+    source = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8")).source?.path ?? "";
+  } catch {
+    // no readable config: say it without the source
+  }
+  throw new ModelIsEngineError(
+    `--model ${modelDir} is already a kiln engine${source ? ` (built from ${source})` : ""}; ` +
+      `run it with kiln run --model ${modelDir}, or pass the Hugging Face checkpoint to kiln build`,
+  );
 }
 
 /** An engine of the config's exact shape with random weights (no checkpoint needed). */

@@ -1,30 +1,18 @@
 // Checks `kiln build`'s --model and --output before anything is written: the model must be a
 // checkpoint (not an engine), and the output must not overlap it and must be a place kiln may write.
-import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from "node:fs";
-import { dirname, isAbsolute, join, relative, resolve } from "node:path";
-import { ModelIsEngineError } from "../builder/errors.ts";
+import { accessSync, constants, existsSync, realpathSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { assertCheckpointNotEngine } from "../builder/builder.ts";
 import { OutputOverlapsModelError } from "../engine/errors.ts";
-import { isEngineDir } from "../engine/reader.ts";
 import { InvalidArgumentError } from "../errors.ts";
 
 export function checkBuildPaths(model: string, output: string): void {
-  if (isEngineDir(model)) {
-    let source = "";
-    try {
-      source = JSON.parse(readFileSync(join(model, "config.json"), "utf8")).source?.path ?? "";
-    } catch {
-      // no readable config: say it without the source
-    }
-    throw new ModelIsEngineError(
-      `--model ${model} is already a kiln engine${source ? ` (built from ${source})` : ""}; ` +
-        `run it with kiln run --model ${model}, or pass the Hugging Face checkpoint to kiln build`,
-    );
-  }
+  assertCheckpointNotEngine(model);
   const m = realpathSync(model);
   const o = realOutput(output);
   const inside = (a: string, b: string) => {
     const rel = relative(b, a);
-    return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
+    return rel === "" || (rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
   };
   if (inside(o, m) || inside(m, o)) {
     const how = o === m ? "is" : inside(o, m) ? "is inside" : "contains";
