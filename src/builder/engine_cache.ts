@@ -6,6 +6,7 @@ import { CudaDevice } from "../backends/cuda/device/index.ts";
 import { kernelSourcesHash } from "../backends/cuda/kernel_modules.ts";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
+import { acquireBuildLock } from "../engine/build_lock.ts";
 import { cacheRoot, engineCacheDir } from "../engine/cache.ts";
 import { EngineCorruptError, EngineError } from "../engine/errors.ts";
 import { TOKENIZER_FILES } from "../engine/format.ts";
@@ -44,24 +45,43 @@ export function resolveEngine(
   const target = build.backend === "cuda" ? `${hash}:${cudaArch()}:${kernelSourcesHash()}` : hash;
   const dir = engineCacheDir(target, build, root);
   sweepStaleTemps(dirname(dir));
-  if (damaged && damaged.dir === dir) discardDamaged(dir, damaged);
-  else if (existsSync(dir)) {
-    try {
-      openEngine(dir).close();
-      return { dir, origin: "hit" };
-    } catch (e) {
-      if (!(e instanceof EngineError)) throw e;
-      discardDamaged(dir, e);
-    }
+  if (damaged?.dir !== dir) {
+    const hit = cacheHit(dir);
+    if (hit) return hit;
   }
-  // Concurrent builds of one entry each write their own temp dir; the first to publish wins and the
-  // others use its entry.
-  const r = buildEngine(modelDir, dir, build, hashFile, "cache");
-  return { dir, origin: "built", buildSeconds: r.seconds };
+  // One process builds a missing entry while the others that missed it wait, then find it.
+  const release = acquireBuildLock(dir);
+  try {
+    if (damaged?.dir === dir) discardDamaged(dir, damaged);
+    else {
+      const hit = cacheHit(dir);
+      if (hit) return hit;
+    }
+    // Without the lock (a stuck owner), concurrent builds each write their own temp dir; the first
+    // to publish wins and the others use its entry.
+    const r = buildEngine(modelDir, dir, build, hashFile, "cache");
+    return { dir, origin: "built", buildSeconds: r.seconds };
+  } finally {
+    release();
+  }
+}
+
+/** The entry at `dir` when it opens (small files and header verified); a damaged one is reported and
+ * removed. */
+function cacheHit(dir: string): ResolvedEngine | null {
+  if (!existsSync(dir)) return null;
+  try {
+    openEngine(dir).close();
+    return { dir, origin: "hit" };
+  } catch (e) {
+    if (!(e instanceof EngineError)) throw e;
+    discardDamaged(dir, e);
+    return null;
+  }
 }
 
 function discardDamaged(dir: string, e: EngineError): void {
-  const what = e instanceof EngineCorruptError ? e.damage : e.message;
+  const what = e instanceof EngineCorruptError ? e.damage : e.message.replace(/\s*\n\s*/g, "; ");
   process.stderr.write(`kiln: cached engine ${basename(dir)} is damaged (${what}); rebuilding\n`);
   removeAside(dir);
 }

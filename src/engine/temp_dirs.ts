@@ -12,7 +12,8 @@ export function tempSibling(dir: string, kind: "tmp" | "old"): string {
   return `${dir}.${kind}-${process.pid}-${Date.now()}-${nonce}`;
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` exists (ours counts; a pid we may not signal exists too). */
+export function pidAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
@@ -33,7 +34,7 @@ export function sweepStaleTemps(parent: string, of?: string): void {
   }
   for (const name of names) {
     const m = TEMP_NAME.exec(name);
-    if (!m || (of !== undefined && m[1] !== of) || alive(Number(m[3]))) continue;
+    if (!m || (of !== undefined && m[1] !== of) || pidAlive(Number(m[3]))) continue;
     rmSync(join(parent, name), { recursive: true, force: true });
   }
 }

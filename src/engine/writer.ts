@@ -96,13 +96,23 @@ export function* writeEngineSteps(
 
 /** Only a kiln engine, an empty directory or nothing may be at an output path. */
 export function assertOutputReplaceable(dir: string): void {
-  if (!existsSync(dir) || isKilnEngineDir(dir)) return;
-  const isDir = statSync(dir).isDirectory();
-  if (isDir && readdirSync(dir).length === 0) return; // an empty directory holds nothing to lose
-  const what = isDir ? "a directory that is not a kiln engine" : "a file";
-  throw new OutputNotEngineError(
-    `--output ${dir} is ${what}; kiln only replaces engine directories it wrote. Choose a new or empty path, or remove it yourself`,
-  );
+  // A second look when the first says no: a concurrent build may have been swapping engines there.
+  for (let look = 0; look < 2; look++) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(dir).isDirectory();
+      if (isKilnEngineDir(dir) || (isDir && readdirSync(dir).length === 0)) return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw e;
+    }
+    if (look === 1) {
+      const what = isDir ? "a directory that is not a kiln engine" : "a file";
+      throw new OutputNotEngineError(
+        `--output ${dir} is ${what}; kiln only replaces engine directories it wrote. Choose a new or empty path, or remove it yourself`,
+      );
+    }
+  }
 }
 
 /** Renames `tmp` to `dir` without ever deleting a complete engine another process may be reading. */

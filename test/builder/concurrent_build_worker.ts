@@ -25,6 +25,7 @@ for (let r = 0; r < Number(rounds); r++) {
   barrier(`cache${r}`);
   try {
     const e = resolveEngine(model, {}, join(work, "cache", `r${r}`));
+    process.stdout.write(`round ${r} origin ${e.origin}\n`);
     const damage = engineDamage(e.dir);
     if (damage.length) throw new Error(`cache entry ${e.dir} damaged: ${damage.join(", ")}`);
   } catch (e) {

@@ -1,5 +1,6 @@
 // Eight processes building one checkpoint into one cache, and into one --output, all succeed: each
-// writes its own temp dir and publishes with one rename that never deletes a complete engine.
+// writes its own temp dir and publishes with one rename that never deletes a complete engine, and
+// the cache's build lock makes one of them build while the others wait for its entry.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync, readdirSync } from "node:fs";
@@ -42,6 +43,10 @@ describe("concurrent builds", () => {
     });
     const results = await Promise.all(runs);
     for (const r of results) assert.equal(r.code, 0, r.out);
+    // The build lock makes one process per round build; the others wait and hit.
+    const built = results.flatMap((r) => r.out.match(/^round \d+ origin built$/gm) ?? []);
+    assert.equal(built.length, ROUNDS, built.join("\n"));
+    assert.equal(new Set(built).size, ROUNDS);
     for (let r = 0; r < ROUNDS; r++) {
       // One entry per round, complete, and no temp or moved-aside dirs left.
       const engines = join(work.dir, "cache", `r${r}`, "engines");
