@@ -11,6 +11,9 @@ export class BuildInterruptedError extends KilnError {
   }
 }
 
+/** `kiln build --output` names a place where no directory can be created. */
+export class OutputNotWritableError extends KilnError {}
+
 /** `kiln build --model DIR` where DIR is already an engine, not a checkpoint. */
 export class ModelIsEngineError extends KilnError {}
 

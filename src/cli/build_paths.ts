@@ -1,10 +1,10 @@
 // Checks `kiln build`'s --model and --output before anything is written: the model must be a
 // checkpoint (not an engine), and the output must not overlap it and must be a place kiln may write.
-import { accessSync, constants, existsSync, realpathSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, realpathSync, rmdirSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { assertCheckpointNotEngine } from "../builder/builder.ts";
+import { OutputNotWritableError } from "../builder/errors.ts";
 import { OutputOverlapsModelError } from "../engine/errors.ts";
-import { InvalidArgumentError } from "../errors.ts";
 
 export function checkBuildPaths(model: string, output: string): void {
   assertCheckpointNotEngine(model);
@@ -22,14 +22,16 @@ export function checkBuildPaths(model: string, output: string): void {
   }
   const parent = existingAncestor(dirname(o));
   if (!statSync(parent).isDirectory())
-    throw new InvalidArgumentError(
+    throw new OutputNotWritableError(
       `--output ${output}: ${parent} is a file, not a directory; choose another path`,
     );
+  // Probe by creating a directory where the build will (permissions, read-only mounts, /proc).
   try {
-    accessSync(parent, constants.W_OK);
-  } catch {
-    throw new InvalidArgumentError(
-      `--output ${output}: ${parent} is not writable by this user; choose a directory you can write`,
+    rmdirSync(mkdtempSync(join(parent, ".kiln-probe-")));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new OutputNotWritableError(
+      `--output ${output}: cannot create a directory in ${parent} (${err.code ?? err.message}); choose a directory you can write`,
     );
   }
 }

@@ -86,6 +86,16 @@ describe("kiln build --output safety", () => {
     assert.deepEqual(readdirSync(cwd), ["keep.txt"]);
   });
 
+  test("an --output where no directory can be created is a named error, exit 2", () => {
+    const file = join(work.dir, "plain-file");
+    writeFileSync(file, "x");
+    const under = kiln(["build", "--model", model.dir, "--output", join(file, "engine")]);
+    assertExit2(under, "OutputNotWritableError", /plain-file is a file, not a directory/);
+    // /proc accepts no new directories, even for root (file permissions would not stop root).
+    const proc = kiln(["build", "--model", model.dir, "--output", "/proc/kiln-engine"]);
+    assertExit2(proc, "OutputNotWritableError", /cannot create a directory in \/proc \(E[A-Z]+\)/);
+  });
+
   test("an engine as --model says it is already an engine", () => {
     const engine = join(work.dir, "engine");
     assert.equal(kiln(["build", "--model", model.dir, "--output", engine]).code, 0);
