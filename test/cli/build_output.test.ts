@@ -130,6 +130,8 @@ describe("kiln build --output safety", () => {
     // Damage found at open (an edited config.json) is listed too.
     writeFileSync(join(engine, "config.json"), "{}");
     assertExit2(kiln(["verify", engine]), "EngineCorruptError", /config\.json \(\d+ bytes, expected \d+\)/);
+    // A checkpoint is not an engine, not a damaged one.
+    assertExit2(kiln(["verify", model.dir]), "InvalidArgumentError", /is not a kiln engine/);
   });
 });
 
