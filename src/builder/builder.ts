@@ -8,13 +8,20 @@ import { readHfConfig } from "../checkpoint/hf_config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { DTYPE_BY_NAME, DTYPE_BYTES, type DType, fromF32, toF32 } from "../dtype.ts";
 import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
-import { type EngineWeight, writeEngine } from "../engine/writer.ts";
+import { isEngineDir } from "../engine/reader.ts";
+import {
+  assertOutputReplaceable,
+  type EngineWeight,
+  type PublishMode,
+  writeEngineSteps,
+} from "../engine/writer.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { contextWindow } from "../models/context.ts";
 import type { Network, WeightSpec } from "../models/network.ts";
 import { defineModel } from "../models/registry.ts";
 import { KILN_VERSION } from "../version.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
+import { ModelIsEngineError, UnusedTensorError } from "./errors.ts";
 import { optimize } from "./optimize.ts";
 import { randomEngineWeight } from "./random_weights.ts";
 import { buildCudaArtifacts } from "./targets/cuda_target.ts";
@@ -34,10 +41,29 @@ export function buildEngine(
   options: Partial<BuildConfig> = {},
   /** How weight files are hashed for the engine's source record (the cache passes its memo). */
   hashFile?: (path: string) => string,
+  mode: PublishMode = "output",
 ): BuildResult {
+  const steps = buildEngineSteps(modelDir, outDir, options, hashFile, mode);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** The build as a generator that yields after each weight written; `return()` stops it and removes
+ * its temporary directory (the CLI does so on Ctrl-C). */
+export function* buildEngineSteps(
+  modelDir: string,
+  outDir: string,
+  options: Partial<BuildConfig> = {},
+  hashFile?: (path: string) => string,
+  mode: PublishMode = "output",
+): Generator<void, BuildResult> {
   const t0 = performance.now();
   const build = resolveBuildConfig(options);
-  if (build.randomWeights) return buildRandom(modelDir, outDir, build, t0);
+  assertCheckpointNotEngine(modelDir);
+  if (mode === "output") assertOutputReplaceable(outDir); // before any slow work
+  if (build.randomWeights) return yield* buildRandom(modelDir, outDir, build, t0, mode);
   const ckpt = Checkpoint.open(modelDir);
   try {
     const model = ckpt.config;
@@ -48,14 +74,35 @@ export function buildEngine(
     const weights = Object.entries(network.weights).map(([name, spec]) =>
       engineWeight(ckpt, name, spec, dtype),
     );
-    return finish(modelDir, outDir, config, network, weights, t0);
+    return yield* finish(modelDir, outDir, config, network, weights, t0, mode);
   } finally {
     ckpt.close();
   }
 }
 
+/** A build's source must be a checkpoint; an engine there gets a message saying what it is. */
+export function assertCheckpointNotEngine(modelDir: string): void {
+  if (!isEngineDir(modelDir)) return;
+  let source = "";
+  try {
+    source = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8")).source?.path ?? "";
+  } catch {
+    // no readable config: say it without the source
+  }
+  throw new ModelIsEngineError(
+    `--model ${modelDir} is already a kiln engine${source ? ` (built from ${source})` : ""}; ` +
+      `run it with kiln run --model ${modelDir}, or pass the Hugging Face checkpoint to kiln build`,
+  );
+}
+
 /** An engine of the config's exact shape with random weights (no checkpoint needed). */
-function buildRandom(modelDir: string, outDir: string, build: BuildConfig, t0: number): BuildResult {
+function* buildRandom(
+  modelDir: string,
+  outDir: string,
+  build: BuildConfig,
+  t0: number,
+  mode: PublishMode,
+): Generator<void, BuildResult> {
   const configPath = join(modelDir, "config.json");
   const model = readHfConfig(modelDir);
   const network = optimize(defineModel(model, configPath), build);
@@ -68,7 +115,7 @@ function buildRandom(modelDir: string, outDir: string, build: BuildConfig, t0: n
   const weights = Object.entries(network.weights).map(([name, spec]) =>
     randomEngineWeight(name, spec, dtype),
   );
-  return finish(modelDir, outDir, config, network, weights, t0);
+  return yield* finish(modelDir, outDir, config, network, weights, t0, mode);
 }
 
 function engineConfig(
@@ -99,14 +146,15 @@ function engineConfig(
   };
 }
 
-function finish(
+function* finish(
   modelDir: string,
   outDir: string,
   config: EngineConfig,
   network: Network,
   weights: EngineWeight[],
   t0: number,
-): BuildResult {
+  mode: PublishMode,
+): Generator<void, BuildResult> {
   // Target-specific artifacts: the CUDA target compiles its kernels for the GPU it builds on.
   let blobs: { name: string; bytes: Uint8Array }[] = [];
   let targetSeconds: number | undefined;
@@ -127,7 +175,8 @@ function finish(
     name: f,
   }));
   config.files.push(...extra.map((e) => e.name));
-  writeEngine(outDir, config, { ops: network.ops, output: network.output }, weights, extra, blobs);
+  const plan = { ops: network.ops, output: network.output };
+  yield* writeEngineSteps(outDir, config, plan, weights, extra, blobs, mode);
   return {
     dir: outDir,
     config,
@@ -147,7 +196,11 @@ function resolveDtype(ckpt: Checkpoint, net: Network, build: BuildConfig): DType
   return ckpt.info(first).dtype;
 }
 
-/** Lists every tensor the plan needs that the checkpoint lacks or has in another shape, all at once. */
+/** Buffers some exporters save that transformers recomputes rather than loads. */
+const IGNORED_TENSORS = /(^|\.)rotary_emb\.inv_freq$/;
+
+/** Lists every tensor the plan needs that the checkpoint lacks or has in another shape, all at once,
+ * and refuses tensors the plan does not use (a config that describes less than the weights hold). */
 function checkWeightsPresent(ckpt: Checkpoint, net: Network, dir: string): void {
   const missing: string[] = [];
   const wrong: string[] = [];
@@ -169,6 +222,11 @@ function checkWeightsPresent(ckpt: Checkpoint, net: Network, dir: string): void 
     }
   }
   if (missing.length) throw new MissingTensorError(missing, dir);
+  const used = new Set(Object.values(net.weights).flatMap((spec) => spec.source));
+  // A tied checkpoint may still store lm_head.weight; transformers ties it to the embedding.
+  if (ckpt.config.tieWordEmbeddings) used.add("lm_head.weight");
+  const unused = ckpt.tensorNames().filter((n) => !used.has(n) && !IGNORED_TENSORS.test(n));
+  if (unused.length) throw new UnusedTensorError(unused, dir);
   if (wrong.length) {
     throw new InvalidArgumentError(
       `checkpoint ${dir} has tensors whose shapes do not match its config.json:\n  ${wrong.join("\n  ")}\n` +

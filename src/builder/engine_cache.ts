@@ -1,15 +1,18 @@
 // "Give me an engine for this model dir": an engine dir is used as is; a checkpoint is looked up in
 // the content-addressed cache and built into it on a miss.
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { CudaDevice } from "../backends/cuda/device/index.ts";
 import { kernelSourcesHash } from "../backends/cuda/kernel_modules.ts";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
+import { acquireBuildLock } from "../engine/build_lock.ts";
 import { cacheRoot, engineCacheDir } from "../engine/cache.ts";
+import { EngineCorruptError, EngineError } from "../engine/errors.ts";
 import { TOKENIZER_FILES } from "../engine/format.ts";
 import { type FileHasher, memoizedFileHasher } from "../engine/hash_memo.ts";
 import { isEngineDir, openEngine } from "../engine/reader.ts";
+import { removeAside, sweepStaleTemps } from "../engine/temp_dirs.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
 import { buildEngine } from "./builder.ts";
 
@@ -20,10 +23,15 @@ export interface ResolvedEngine {
   buildSeconds?: number;
 }
 
+/** The engine for `modelDir`: the directory itself when it is an engine (verified when opened, never
+ * rebuilt over), else the cache entry for its content, built on a miss. A damaged entry (any file
+ * differing from its manifest; `damaged` when the caller found it while loading the weights) is
+ * reported in one line on stderr and rebuilt. */
 export function resolveEngine(
   modelDir: string,
   options: Partial<BuildConfig> = {},
   cacheRootDir?: string,
+  damaged?: EngineCorruptError,
 ): ResolvedEngine {
   if (isEngineDir(modelDir)) return { dir: modelDir, origin: "engine" };
   const build = resolveBuildConfig(options);
@@ -36,16 +44,46 @@ export function resolveEngine(
   // so another GPU, or changed kernels, build their own.
   const target = build.backend === "cuda" ? `${hash}:${cudaArch()}:${kernelSourcesHash()}` : hash;
   const dir = engineCacheDir(target, build, root);
-  if (isEngineDir(dir)) {
-    try {
-      openEngine(dir).close();
-      return { dir, origin: "hit" };
-    } catch {
-      // A stale or corrupt cache entry: rebuild it below.
-    }
+  sweepStaleTemps(dirname(dir));
+  if (damaged?.dir !== dir) {
+    const hit = cacheHit(dir);
+    if (hit) return hit;
   }
-  const r = buildEngine(modelDir, dir, build, hashFile);
-  return { dir, origin: "built", buildSeconds: r.seconds };
+  // One process builds a missing entry while the others that missed it wait, then find it.
+  const release = acquireBuildLock(dir);
+  try {
+    if (damaged?.dir === dir) discardDamaged(dir, damaged);
+    else {
+      const hit = cacheHit(dir);
+      if (hit) return hit;
+    }
+    // Without the lock (a stuck owner), concurrent builds each write their own temp dir; the first
+    // to publish wins and the others use its entry.
+    const r = buildEngine(modelDir, dir, build, hashFile, "cache");
+    return { dir, origin: "built", buildSeconds: r.seconds };
+  } finally {
+    release();
+  }
+}
+
+/** The entry at `dir` when it opens (small files and header verified); a damaged one is reported and
+ * removed. */
+function cacheHit(dir: string): ResolvedEngine | null {
+  if (!existsSync(dir)) return null;
+  try {
+    openEngine(dir).close();
+    return { dir, origin: "hit" };
+  } catch (e) {
+    if (!(e instanceof EngineError)) throw e;
+    discardDamaged(dir, e);
+    return null;
+  }
+}
+
+function discardDamaged(dir: string, e: EngineError): void {
+  const what = e instanceof EngineCorruptError ? e.damage : e.message.replace(/\s*\n\s*/g, "; ");
+  process.stderr.write(`kiln: cached engine ${basename(dir)} is damaged (${what}); rebuilding\n`);
+  removeAside(dir);
 }
 
 function cudaArch(): string {

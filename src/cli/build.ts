@@ -1,7 +1,9 @@
 // `kiln build`: compile a checkpoint into an engine directory.
 import type { Command } from "commander";
-import { buildEngine } from "../builder/builder.ts";
+import { buildEngineSteps } from "../builder/builder.ts";
 import { choiceArg, intArg, modelDirArg } from "./args.ts";
+import { checkBuildPaths } from "./build_paths.ts";
+import { runInterruptible } from "./interruptible.ts";
 
 interface BuildFlags {
   model: string;
@@ -22,7 +24,7 @@ export function registerBuild(program: Command): void {
     .command("build")
     .description("build an engine from a Hugging Face checkpoint")
     .requiredOption("--model <dir>", "Hugging Face checkpoint directory", modelDirArg)
-    .requiredOption("--output <dir>", "engine directory to write")
+    .requiredOption("--output <dir>", "engine directory to write (only a kiln engine there is replaced)")
     .option(
       "--dtype <dtype>",
       "weight dtype (default: the checkpoint's)",
@@ -44,8 +46,10 @@ export function registerBuild(program: Command): void {
     .option("--no-fuse", "skip the fusion passes (debugging)")
     .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
     .option("--json", "print the engine config as JSON")
-    .action((f: BuildFlags) => {
-      const r = buildEngine(f.model, f.output, {
+    .action(async (f: BuildFlags) => {
+      checkBuildPaths(f.model, f.output);
+      // Driven between event-loop turns: Ctrl-C removes the partial engine and exits 130.
+      const steps = buildEngineSteps(f.model, f.output, {
         dtype: f.dtype,
         backend: f.backend,
         maxSeqLen: f.maxSeqLen,
@@ -55,6 +59,7 @@ export function registerBuild(program: Command): void {
         fuse: f.fuse,
         randomWeights: f.randomWeights,
       });
+      const r = await runInterruptible(steps);
       if (f.json) {
         const timing = {
           seconds: r.seconds,

@@ -8,6 +8,7 @@ import { registerBuild } from "./build.ts";
 import { registerChat } from "./chat.ts";
 import { registerRun } from "./run.ts";
 import { registerTokenize } from "./tokenize.ts";
+import { registerVerify } from "./verify.ts";
 
 export async function main(argv: string[]): Promise<number> {
   const verbose = argv.includes("--verbose");
@@ -22,6 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   registerBuild(program);
   registerBench(program);
   registerTokenize(program);
+  registerVerify(program);
   for (const c of program.commands) c.option("--verbose", "print stack traces of errors").exitOverride();
   try {
     await program.parseAsync(argv, { from: "user" });

@@ -3,5 +3,25 @@ import { KilnError } from "../errors.ts";
 /** An engine directory is missing, corrupt, from another format version, or lacks what its plan needs. */
 export class EngineError extends KilnError {}
 
+/** An engine file's bytes differ from what its manifest recorded when it was written (disk damage,
+ * an edit, a truncated copy). `damage` names the files and regions, e.g. "rank0.engine (weight x at
+ * byte 4096: checksum mismatch)". */
+export class EngineCorruptError extends EngineError {
+  constructor(
+    readonly dir: string,
+    readonly damage: string,
+  ) {
+    super(
+      `engine ${dir} is damaged: ${damage}; rebuild it with kiln build --model <checkpoint> --output ${dir}`,
+    );
+  }
+}
+
 /** The engine was built for another backend or device than the one asked for. */
 export class EngineTargetMismatchError extends KilnError {}
+
+/** `kiln build --output DIR` where DIR holds something that is not a kiln engine (never replaced). */
+export class OutputNotEngineError extends KilnError {}
+
+/** `kiln build` where --output and --model overlap (the build would overwrite its own source). */
+export class OutputOverlapsModelError extends KilnError {}

@@ -1,4 +1,4 @@
-// The engine format, version 1. An engine is a directory:
+// The engine format, version 2. An engine is a directory:
 //
 //   config.json     EngineConfig (below): model, build settings, target, library versions, mapping
 //   rank0.engine    ┌──────────────┬─────────┬──────────┬─────────────┬──────────────────────────┐
@@ -6,9 +6,12 @@
 //                   │ 8 bytes      │         │          │             │ then weights, each 256-B  │
 //                   └──────────────┴─────────┴──────────┴─────────────┴ aligned, at header offsets┘
 //   tokenizer.json, tokenizer_config.json, generation_config.json   copied from the checkpoint
+//   kiln-engine.json  the integrity manifest (manifest.ts): xxhash64 of every other file, and of
+//                     rank0.engine's preamble + header and each weight and blob region; written last
 //
 // The header holds the plan (the optimized network) and the weight table; nothing is inferred from
-// file names. Readers reject other magics and versions with a message saying how to rebuild.
+// file names. Readers reject other magics and versions with a message saying how to rebuild, and
+// bytes that differ from the manifest with an EngineCorruptError.
 
 import type { BuildConfig } from "../builder/build_config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
@@ -18,7 +21,7 @@ import type { Op } from "../models/network.ts";
 export type { Op };
 
 export const ENGINE_MAGIC = "KILNENG\0";
-export const ENGINE_FORMAT_VERSION = 1;
+export const ENGINE_FORMAT_VERSION = 2;
 export const WEIGHT_ALIGNMENT = 256;
 export const PREAMBLE_BYTES = 24;
 

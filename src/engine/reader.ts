@@ -1,10 +1,12 @@
-// Reads an engine directory: checks magic, format version and that every weight the plan reads is
+// Reads an engine directory: checks magic, format version, the integrity manifest (small files and
+// the header at open, each weight region as it is read) and that every weight the plan reads is
 // present with the shape it needs, and reports everything missing at once.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { DTYPE_BYTES } from "../dtype.ts";
 import { opWeights } from "../models/network.ts";
-import { EngineError } from "./errors.ts";
+import { checksum, createHasher } from "./checksum.ts";
+import { EngineCorruptError, EngineError } from "./errors.ts";
 import {
   ENGINE_FORMAT_VERSION,
   ENGINE_MAGIC,
@@ -12,6 +14,13 @@ import {
   type EngineHeader,
   PREAMBLE_BYTES,
 } from "./format.ts";
+import { type EngineManifest, MANIFEST_FILE, RANK_FILE, readManifest, smallFileDamage } from "./manifest.ts";
+
+/** Checks a region's bytes as they stream by, in order; `finish` throws EngineCorruptError on a mismatch. */
+export interface RegionVerifier {
+  update(bytes: Uint8Array): void;
+  finish(): void;
+}
 
 export interface LoadedEngine {
   dir: string;
@@ -19,15 +28,37 @@ export interface LoadedEngine {
   header: EngineHeader;
   /** Reads one weight's (or blob's) bytes from the rank file. */
   readWeight(entry: { offset: number; byteLength: number }): Uint8Array;
-  /** Reads `into.byteLength` bytes at absolute file offset `offset` into `into` (e.g. pinned memory). */
+  /** Reads `into.byteLength` bytes at absolute file offset `offset` into `into` (e.g. pinned memory);
+   * unchecked: feed what a region's reads return to `verifier(entry)`. */
   readInto(offset: number, into: Uint8Array): void;
+  /** Checks the bytes of one weight or blob region against the manifest as they are read. */
+  verifier(entry: { offset: number; byteLength: number }): RegionVerifier;
   /** The blob named `name`, or null. */
   readBlob(name: string): Uint8Array | null;
   close(): void;
 }
 
+/** Something kiln wrote as an engine (complete or damaged), as opposed to a checkpoint. */
 export function isEngineDir(dir: string): boolean {
-  return existsSync(join(dir, "rank0.engine"));
+  return existsSync(join(dir, RANK_FILE)) || existsSync(join(dir, MANIFEST_FILE));
+}
+
+/** The manifest, after checking every small file against it; a format-1 engine (no manifest) gets
+ * the format-version message, any other missing or changed file an EngineCorruptError. */
+function checkedManifest(dir: string): EngineManifest {
+  if (!existsSync(join(dir, MANIFEST_FILE)) && existsSync(join(dir, "config.json"))) {
+    let version: unknown;
+    try {
+      version = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")).formatVersion;
+    } catch {
+      // unreadable: reported as the missing manifest below
+    }
+    if (typeof version === "number" && version !== ENGINE_FORMAT_VERSION) readConfig(dir);
+  }
+  const manifest = readManifest(dir);
+  const damage = smallFileDamage(dir, manifest);
+  if (damage.length) throw new EngineCorruptError(dir, damage.map((d) => `${d.file} (${d.what})`).join(", "));
+  return manifest;
 }
 
 function readConfig(dir: string): EngineConfig {
@@ -53,30 +84,29 @@ function readConfig(dir: string): EngineConfig {
 }
 
 export function openEngine(dir: string): LoadedEngine {
+  const manifest = checkedManifest(dir);
   const config = readConfig(dir);
-  const path = join(dir, "rank0.engine");
-  if (!existsSync(path))
-    throw new EngineError(`engine ${dir} has no rank0.engine; rebuild it with kiln build`);
+  const path = join(dir, RANK_FILE);
+  if (!existsSync(path)) throw new EngineCorruptError(dir, `${RANK_FILE} (missing)`);
   const fd = openSync(path, "r");
   try {
     const size = fstatSync(fd).size;
+    if (size !== manifest.rank.bytes)
+      throw new EngineCorruptError(dir, `${RANK_FILE} (${size} bytes, expected ${manifest.rank.bytes})`);
+    // The manifest vouched for this file's size, so a bad preamble is damage, not another format.
+    const damaged = (what: string) => new EngineCorruptError(dir, `${RANK_FILE} (${what})`);
     const pre = Buffer.alloc(PREAMBLE_BYTES);
-    if (size < PREAMBLE_BYTES || readSync(fd, pre, 0, PREAMBLE_BYTES, 0) !== PREAMBLE_BYTES) {
-      throw new EngineError(`${path} is truncated (${size} bytes); rebuild the engine`);
-    }
-    if (pre.toString("latin1", 0, 8) !== ENGINE_MAGIC)
-      throw new EngineError(`${path} is not a kiln engine file (bad magic)`);
+    if (size < PREAMBLE_BYTES || readSync(fd, pre, 0, PREAMBLE_BYTES, 0) !== PREAMBLE_BYTES)
+      throw damaged(`truncated: ${size} bytes`);
+    if (pre.toString("latin1", 0, 8) !== ENGINE_MAGIC) throw damaged("bad magic");
     const version = pre.readUInt32LE(8);
-    if (version !== ENGINE_FORMAT_VERSION) {
-      throw new EngineError(
-        `${path} has format version ${version}, expected ${ENGINE_FORMAT_VERSION}; rebuild it`,
-      );
-    }
+    if (version !== ENGINE_FORMAT_VERSION) throw damaged(`preamble says format ${version}`);
     const headerLen = Number(pre.readBigUInt64LE(16));
-    if (PREAMBLE_BYTES + headerLen > size)
-      throw new EngineError(`${path} is truncated inside its header; rebuild it`);
+    if (PREAMBLE_BYTES + headerLen > size) throw damaged("header length beyond the end of the file");
     const json = Buffer.alloc(headerLen);
     readSync(fd, json, 0, headerLen, PREAMBLE_BYTES);
+    if (createHasher().update(pre).update(json).digest() !== manifest.rank.header)
+      throw damaged("header: checksum mismatch");
     let header: EngineHeader;
     try {
       header = JSON.parse(json.toString("utf8"));
@@ -84,15 +114,34 @@ export function openEngine(dir: string): LoadedEngine {
       throw new EngineError(`${path} has a corrupt header (${(e as Error).message}); rebuild it`);
     }
     validate(path, header, size);
+    const regionDamage = (offset: number) => {
+      const name =
+        header.weights.find((w) => w.offset === offset)?.name ??
+        header.blobs?.find((b) => b.offset === offset)?.name;
+      return new EngineCorruptError(dir, `${RANK_FILE} (${name} at byte ${offset}: checksum mismatch)`);
+    };
+    const verifier = (entry: { offset: number; byteLength: number }): RegionVerifier => {
+      const expected = manifest.rank.regions[entry.offset];
+      const h = createHasher();
+      return {
+        update: (bytes) => void h.update(bytes),
+        finish() {
+          if (h.digest() !== expected) throw regionDamage(entry.offset);
+        },
+      };
+    };
+    const readChecked = (entry: { offset: number; byteLength: number }) => {
+      const buf = new Uint8Array(entry.byteLength);
+      readSync(fd, buf, 0, entry.byteLength, entry.offset);
+      if (checksum(buf) !== manifest.rank.regions[entry.offset]) throw regionDamage(entry.offset);
+      return buf;
+    };
     return {
       dir,
       config,
       header,
-      readWeight(entry) {
-        const buf = new Uint8Array(entry.byteLength);
-        readSync(fd, buf, 0, entry.byteLength, entry.offset);
-        return buf;
-      },
+      readWeight: readChecked,
+      verifier,
       readInto(offset, into) {
         let done = 0;
         while (done < into.byteLength) {
@@ -106,10 +155,7 @@ export function openEngine(dir: string): LoadedEngine {
       },
       readBlob(name) {
         const entry = header.blobs?.find((b) => b.name === name);
-        if (!entry) return null;
-        const buf = new Uint8Array(entry.byteLength);
-        readSync(fd, buf, 0, entry.byteLength, entry.offset);
-        return buf;
+        return entry ? readChecked(entry) : null;
       },
       close: () => closeSync(fd),
     };

@@ -3,6 +3,7 @@
 // `stream` yields tokens as they are produced. Decoding settings are SamplingConfig fields.
 import { type BuildConfig, DEFAULT_BUILD_CONFIG } from "../builder/build_config.ts";
 import { type ResolvedEngine, resolveEngine } from "../builder/engine_cache.ts";
+import { EngineCorruptError } from "../engine/errors.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import {
@@ -102,7 +103,14 @@ export class ModelRunner {
     const { cacheDir, kvCache, streamIdleTimeoutMs, ...build } = options;
     const kv = resolveKvCacheConfig(kvCache); // before a build, which takes far longer than this check
     const engine = resolveEngine(dir, build, cacheDir);
-    return ModelRunner.open(engine, build.backend, kv, { streamIdleTimeoutMs });
+    const session = { streamIdleTimeoutMs };
+    try {
+      return ModelRunner.open(engine, build.backend, kv, session);
+    } catch (e) {
+      // Weight regions are verified as the backend loads them: a damaged cache entry is rebuilt.
+      if (engine.origin !== "hit" || !(e instanceof EngineCorruptError)) throw e;
+      return ModelRunner.open(resolveEngine(dir, build, cacheDir, e), build.backend, kv, session);
+    }
   }
 
   static fromEngine(

@@ -9,7 +9,7 @@ import { buildEngine } from "../../src/builder/builder.ts";
 import { resolveEngine } from "../../src/builder/engine_cache.ts";
 import { MissingTensorError } from "../../src/checkpoint/errors.ts";
 import { cacheRoot, engineCacheKey } from "../../src/engine/cache.ts";
-import { EngineError } from "../../src/engine/errors.ts";
+import { EngineCorruptError, EngineError } from "../../src/engine/errors.ts";
 import { ENGINE_FORMAT_VERSION } from "../../src/engine/format.ts";
 import { openEngine } from "../../src/engine/reader.ts";
 import { KILN_VERSION } from "../../src/version.ts";
@@ -47,12 +47,30 @@ describe("engine format", () => {
   test("a different format version is rejected with a rebuild hint", () => {
     const dir = join(model.dir, "e-old");
     buildEngine(model.dir, dir);
-    const cfgPath = join(dir, "config.json");
-    const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
-    writeFileSync(cfgPath, JSON.stringify({ ...cfg, formatVersion: 999 }));
+    const manifestPath = join(dir, "kiln-engine.json");
+    const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+    writeFileSync(manifestPath, JSON.stringify({ ...manifest, formatVersion: 999 }));
     assert.throws(
       () => openEngine(dir),
       (e: unknown) => e instanceof EngineError && /version 999.*rebuild/s.test(e.message),
+    );
+  });
+
+  test("a format-1 engine (no manifest) gets the format-version message, not damage", () => {
+    const dir = join(model.dir, "e-v1");
+    buildEngine(model.dir, dir);
+    unlinkSync(join(dir, "kiln-engine.json"));
+    const cfgPath = join(dir, "config.json");
+    writeFileSync(
+      cfgPath,
+      JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, "utf8")), formatVersion: 1 }),
+    );
+    assert.throws(
+      () => openEngine(dir),
+      (e: unknown) =>
+        e instanceof EngineError &&
+        !(e instanceof EngineCorruptError) &&
+        /version 1\b.*rebuild/s.test(e.message),
     );
   });
 
@@ -64,7 +82,8 @@ describe("engine format", () => {
     writeFileSync(path, bytes.subarray(0, bytes.length - 300));
     assert.throws(
       () => openEngine(dir),
-      (e: unknown) => e instanceof EngineError && /truncated/.test(e.message),
+      (e: unknown) =>
+        e instanceof EngineCorruptError && /rank0\.engine \(\d+ bytes, expected \d+\)/.test(e.message),
     );
     const bad = Buffer.from(bytes);
     bad.write("NOTKILN!", 0, "latin1");

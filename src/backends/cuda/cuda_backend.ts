@@ -262,7 +262,8 @@ export class CudaBackend implements ExecutionBackend {
   }
 
   /** Streams the weights from the engine file to the device through two pinned staging buffers:
-   * the file read of one chunk overlaps the DMA of the previous one. */
+   * the file read of one chunk overlaps the DMA of the previous one, and each chunk is checksummed
+   * against the engine's manifest while its own DMA runs. */
   private uploadWeights(engine: LoadedEngine): void {
     const CHUNK = 64 << 20;
     const staging = [PinnedBuffer.alloc(this.device, CHUNK), PinnedBuffer.alloc(this.device, CHUNK)];
@@ -273,10 +274,13 @@ export class CudaBackend implements ExecutionBackend {
       for (const w of engine.header.weights) {
         const buf = DeviceBuffer.alloc(this.device, w.byteLength);
         this.weights.set(w.name, buf);
+        // Each chunk is checksummed while its DMA runs; a damaged weight throws EngineCorruptError.
+        const check = engine.verifier(w);
         for (let off = 0; off < w.byteLength; off += CHUNK) {
           const n = Math.min(CHUNK, w.byteLength - off);
           if (inFlight[slot]) copied[slot].synchronize();
-          engine.readInto(w.offset + off, new Uint8Array(staging[slot].arrayBuffer(), 0, n));
+          const chunk = new Uint8Array(staging[slot].arrayBuffer(), 0, n);
+          engine.readInto(w.offset + off, chunk);
           this.device.driver.memcpyHtoDAsync(
             offsetPtr(buf.ptr, off),
             staging[slot].ptr,
@@ -284,9 +288,11 @@ export class CudaBackend implements ExecutionBackend {
             n,
           );
           copied[slot].record(this.stream);
+          check.update(chunk);
           inFlight[slot] = true;
           slot ^= 1;
         }
+        check.finish();
       }
       this.stream.synchronize();
     } finally {
