@@ -6,7 +6,7 @@ import { CudaDevice } from "../backends/cuda/device/index.ts";
 import { kernelSourcesHash } from "../backends/cuda/kernel_modules.ts";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
-import { cacheRoot, engineCacheDir } from "../engine/cache.ts";
+import { assertCacheWritable, engineCacheDir, openCacheRoot } from "../engine/cache.ts";
 import { TOKENIZER_FILES } from "../engine/format.ts";
 import { type FileHasher, memoizedFileHasher } from "../engine/hash_memo.ts";
 import { isEngineDir, openEngine } from "../engine/reader.ts";
@@ -27,7 +27,7 @@ export function resolveEngine(
 ): ResolvedEngine {
   if (isEngineDir(modelDir)) return { dir: modelDir, origin: "engine" };
   const build = resolveBuildConfig(options);
-  const root = cacheRootDir ?? cacheRoot();
+  const root = openCacheRoot(cacheRootDir);
   const hashFile = memoizedFileHasher(root);
   const hash = build.randomWeights
     ? sha256File(join(modelDir, "config.json"))
@@ -44,6 +44,7 @@ export function resolveEngine(
       // A stale or corrupt cache entry: rebuild it below.
     }
   }
+  assertCacheWritable(root);
   const r = buildEngine(modelDir, dir, build, hashFile);
   return { dir, origin: "built", buildSeconds: r.seconds };
 }

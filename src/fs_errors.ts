@@ -1,0 +1,92 @@
+// Filesystem faults the user can fix (a read-only or full disk, a path through a file, a symlink
+// loop) as named errors. Node reports them as plain `Error`s with an errno `code`; left alone they
+// would reach the CLI as "internal error" exit 1, which is reserved for bugs in kiln.
+import { KilnError } from "./errors.ts";
+
+/** What a Node errno exception carries: `code` ("EACCES"), `syscall` ("mkdir"), `path` (absent
+ * for calls on a file descriptor such as write). */
+export interface ErrnoError extends Error {
+  code: string;
+  syscall?: string;
+  path?: string;
+  dest?: string;
+}
+
+export function isErrnoError(e: unknown): e is ErrnoError {
+  return e instanceof Error && typeof (e as { code?: unknown }).code === "string" && "errno" in e;
+}
+
+/** Why the call failed, in words, and a fix that works for that cause. */
+const CAUSES: Record<string, { reason: string; fix: string }> = {
+  EACCES: { reason: "permission denied", fix: "make it writable, or choose another location" },
+  EPERM: { reason: "operation not permitted", fix: "make it writable, or choose another location" },
+  EROFS: { reason: "read-only file system", fix: "choose a location on a writable file system" },
+  ENOSPC: { reason: "no space left on device", fix: "free some space, or choose another disk" },
+  EDQUOT: { reason: "disk quota exceeded", fix: "free some space, or choose another disk" },
+  EFBIG: { reason: "file too large for this file system", fix: "choose another disk" },
+  ENOTDIR: {
+    reason: "a part of the path is a file, not a directory",
+    fix: "choose a path whose parents are directories",
+  },
+  EISDIR: { reason: "it is a directory, a file was expected", fix: "give the path of a file" },
+  ELOOP: {
+    reason: "too many levels of symbolic links (a symlink loop)",
+    fix: "fix the symbolic link, or choose another path",
+  },
+  ENOENT: { reason: "no such file or directory", fix: "check the path" },
+  ENAMETOOLONG: { reason: "file name too long", fix: "choose a shorter path" },
+  EMFILE: { reason: "too many open files", fix: "raise the limit (ulimit -n) and retry" },
+  ENFILE: { reason: "too many open files in the system", fix: "close other programs and retry" },
+};
+
+/** The errno codes that mean the user's filesystem refused, not that kiln is wrong. */
+export const USER_FS_CODES: ReadonlySet<string> = new Set(Object.keys(CAUSES));
+
+/** A filesystem call on a path the user chose (or their disk) failed for a reason they can fix. The
+ * message names the path, the cause and a fix; `code`, `syscall` and `path` are Node's. */
+export class FileSystemError extends KilnError {
+  readonly code: string;
+  readonly syscall: string | undefined;
+  readonly path: string | undefined;
+
+  /** `fix` replaces the generic fix of the errno code (e.g. "set --cache-dir ..."). */
+  constructor(cause: ErrnoError, options: { what?: string; fix?: string } = {}) {
+    const where = cause.path ?? cause.dest;
+    const target = options.what ?? where ?? "a file kiln was writing";
+    const verb = VERBS[cause.syscall ?? ""] ?? "use";
+    const fix = options.fix ?? CAUSES[cause.code]?.fix ?? "check the path";
+    super(`cannot ${verb} ${target}: ${errnoReason(cause)}; ${fix}`, { cause });
+    this.code = cause.code;
+    this.syscall = cause.syscall;
+    this.path = where;
+  }
+}
+
+/** "permission denied (EACCES, mkdir)": the cause in words, then Node's code and syscall. */
+export function errnoReason(e: ErrnoError): string {
+  const reason = CAUSES[e.code]?.reason ?? e.code.toLowerCase();
+  return `${reason} (${e.code}${e.syscall ? `, ${e.syscall}` : ""})`;
+}
+
+/** The engine cache directory cannot be used (cannot be created, is not a directory, is not
+ * writable when an engine must be built into it); the message names the directory and the fix. */
+export class CacheDirError extends KilnError {}
+
+/** Verbs for the syscalls kiln makes, so the message says what kiln was doing. */
+const VERBS: Record<string, string> = {
+  mkdir: "create directory",
+  open: "open",
+  read: "read",
+  write: "write to",
+  copyfile: "copy to",
+  rename: "rename",
+  rm: "remove",
+  rmdir: "remove",
+  unlink: "remove",
+  stat: "look at",
+  lstat: "look at",
+  access: "use",
+  scandir: "list",
+  mkdtemp: "create a directory in",
+  realpath: "resolve",
+};
