@@ -1,6 +1,8 @@
 // Filesystem faults the user can fix (a read-only or full disk, a path through a file, a symlink
 // loop) as named errors. Node reports them as plain `Error`s with an errno `code`; left alone they
 // would reach the CLI as "internal error" exit 1, which is reserved for bugs in kiln.
+import { existsSync } from "node:fs";
+import { dirname } from "node:path";
 import { KilnError } from "./errors.ts";
 
 /** What a Node errno exception carries: `code` ("EACCES"), `syscall` ("mkdir"), `path` (absent
@@ -43,29 +45,61 @@ const CAUSES: Record<string, { reason: string; fix: string }> = {
 export const USER_FS_CODES: ReadonlySet<string> = new Set(Object.keys(CAUSES));
 
 /** A filesystem call on a path the user chose (or their disk) failed for a reason they can fix. The
- * message names the path, the cause and a fix; `code`, `syscall` and `path` are Node's. */
+ * message is `problem; fix`: what failed on which path and why, then what to do. `code`, `syscall`
+ * and `path` are Node's where an errno error is the cause. */
 export class FileSystemError extends KilnError {
-  readonly code: string;
+  readonly problem: string;
+  readonly fix: string;
+  readonly code: string | undefined;
   readonly syscall: string | undefined;
   readonly path: string | undefined;
 
-  /** `fix` replaces the generic fix of the errno code (e.g. "set --cache-dir ..."). */
-  constructor(cause: ErrnoError, options: { what?: string; fix?: string } = {}) {
+  constructor(
+    problem: string,
+    fix: string,
+    options: { cause?: unknown; code?: string; syscall?: string; path?: string } = {},
+  ) {
+    super(`${problem}; ${fix}`, options.cause !== undefined ? { cause: options.cause } : undefined);
+    this.problem = problem;
+    this.fix = fix;
+    this.code = options.code;
+    this.syscall = options.syscall;
+    this.path = options.path;
+  }
+
+  /** Names a Node errno error: `what` replaces its path in the message ("standard output"), `fix`
+   * replaces the errno code's generic fix. */
+  static fromErrno(cause: ErrnoError, options: { what?: string; fix?: string } = {}): FileSystemError {
     const where = cause.path ?? cause.dest;
     const target = options.what ?? where ?? "a file kiln was writing";
     const verb = VERBS[cause.syscall ?? ""] ?? "use";
-    const fix = options.fix ?? CAUSES[cause.code]?.fix ?? "check the path";
-    super(`cannot ${verb} ${target}: ${errnoReason(cause)}; ${fix}`, { cause });
-    this.code = cause.code;
-    this.syscall = cause.syscall;
-    this.path = where;
+    return new FileSystemError(
+      `cannot ${verb} ${target}: ${errnoReason(cause)}`,
+      options.fix ??
+        (noNewDirectories(cause) ? "choose a directory on a disk" : CAUSES[cause.code]?.fix) ??
+        "check the path",
+      { cause, code: cause.code, syscall: cause.syscall, path: where },
+    );
   }
 }
 
 /** "permission denied (EACCES, mkdir)": the cause in words, then Node's code and syscall. */
 export function errnoReason(e: ErrnoError): string {
-  const reason = CAUSES[e.code]?.reason ?? e.code.toLowerCase();
+  const reason = noNewDirectories(e)
+    ? "its file system does not allow creating directories there"
+    : (CAUSES[e.code]?.reason ?? e.code.toLowerCase());
   return `${reason} (${e.code}${e.syscall ? `, ${e.syscall}` : ""})`;
+}
+
+/** mkdir answers ENOENT under a parent that exists when its file system (/proc, /sys) takes no new
+ * directories; "no such file or directory" would send the user looking for a missing parent. */
+function noNewDirectories(e: ErrnoError): boolean {
+  return (
+    (e.syscall === "mkdir" || e.syscall === "mkdtemp") &&
+    e.code === "ENOENT" &&
+    e.path !== undefined &&
+    existsSync(dirname(e.path))
+  );
 }
 
 /** The engine cache directory cannot be used (cannot be created, is not a directory, is not

@@ -13,7 +13,10 @@ export function handleClosedOutput(
   stdout.on("error", (e: Error) => {
     if (isErrnoError(e) && e.code === "EPIPE") exit(0);
     if (isErrnoError(e)) {
-      const err = new FileSystemError(e, { what: "standard output" });
+      const err = FileSystemError.fromErrno(e, {
+        what: "standard output",
+        fix: "send the output somewhere it can be written",
+      });
       stderr.write(`kiln: ${err.name}: ${err.message}\n`);
       exit(err.exitCode);
     }

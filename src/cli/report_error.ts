@@ -43,7 +43,7 @@ export function userFileSystemError(e: unknown): FileSystemError | null {
   if (!isErrnoError(e) || !USER_FS_CODES.has(e.code)) return null;
   const path = e.path ?? e.dest;
   if (e.code === "ENOENT" && (path === undefined || isKilnOwnPath(path))) return null;
-  return new FileSystemError(e);
+  return FileSystemError.fromErrno(e);
 }
 
 function isKilnOwnPath(path: string): boolean {

@@ -2,11 +2,12 @@
 // everything that determines its bytes (checkpoint content hash, build config, target, kiln and
 // format versions), so a second run with the same inputs is a hit and any change is a miss.
 import { createHash } from "node:crypto";
-import { accessSync, constants, lstatSync, mkdirSync, readlinkSync, statSync } from "node:fs";
+import { mkdtempSync, rmdirSync, statSync } from "node:fs";
 import { homedir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { BuildConfig } from "../builder/build_config.ts";
-import { CacheDirError, type ErrnoError, errnoReason, isErrnoError } from "../fs_errors.ts";
+import { CacheDirError, errnoReason, FileSystemError, isErrnoError } from "../fs_errors.ts";
+import { makeDirectory } from "../make_directory.ts";
 import { KILN_VERSION } from "../version.ts";
 import { ENGINE_FORMAT_VERSION } from "./format.ts";
 
@@ -32,15 +33,17 @@ export function openCacheRoot(dir?: string, env: NodeJS.ProcessEnv = process.env
     }
   }
   const root = resolve(dir ?? cacheRoot(env));
-  makeDirectory(root);
+  makeCacheRoot(root);
   return root;
 }
 
-/** Throws a CacheDirError unless engines can be written into `root` (checked on a miss, before a
- * build: a read-only cache still serves its hits). */
+/** Throws a CacheDirError unless engines can be written into `root`, checked on a miss before a
+ * build (a read-only cache still serves its hits) by making and removing a directory there: that
+ * answers for root, read-only mounts and pseudo file systems alike, where access(W_OK) does not. */
 export function assertCacheWritable(root: string): void {
+  let probe: string;
   try {
-    accessSync(root, constants.W_OK);
+    probe = mkdtempSync(join(root, ".probe-"));
   } catch (e) {
     if (!isErrnoError(e)) throw e;
     throw new CacheDirError(
@@ -48,61 +51,17 @@ export function assertCacheWritable(root: string): void {
       { cause: e },
     );
   }
+  rmdirSync(probe);
 }
 
-/** `mkdir -p root`, done one level at a time from the deepest existing ancestor. Node's recursive
- * mkdir retries forever where a pseudo file system (/proc) answers ENOENT for a parent that exists;
- * one plain mkdir per missing level fails at once instead, and names the level that failed. */
-function makeDirectory(root: string): void {
-  const missing: string[] = [];
-  for (let p = root; !existingDirectory(p, root); p = dirname(p)) {
-    if (dirname(p) === p) break;
-    missing.push(p);
-  }
-  for (const p of missing.reverse()) {
-    try {
-      mkdirSync(p);
-    } catch (e) {
-      // Another process may have made it meanwhile; that is success.
-      if (isErrnoError(e) && e.code === "EEXIST" && statOrNull(p)?.isDirectory()) continue;
-      throw cacheDirError(root, e);
-    }
-  }
-}
-
-/** True if `p` is a directory, false if nothing is there; a CacheDirError for anything else. */
-function existingDirectory(p: string, root: string): boolean {
-  let st: ReturnType<typeof statSync>;
+/** `mkdir -p root`, failing fast (see makeDirectory) with the cache's own fix. */
+function makeCacheRoot(root: string): void {
   try {
-    st = statSync(p);
+    makeDirectory(root);
   } catch (e) {
-    // ENOTDIR: a parent is a file; walk up to name it.
-    if (isErrnoError(e) && e.code === "ENOTDIR") return false;
-    if (!isErrnoError(e) || e.code !== "ENOENT") throw cacheDirError(root, e);
-    if (lstatOrNull(p)?.isSymbolicLink()) {
-      throw new CacheDirError(
-        `engine cache directory ${root} cannot be made: ${p} is a symbolic link to ${readlinkSync(p)}, which does not exist; create its target, or ${CACHE_FIX}`,
-      );
-    }
-    return false;
+    if (!(e instanceof FileSystemError)) throw e;
+    throw new CacheDirError(`engine cache: ${e.problem}; ${CACHE_FIX}`, { cause: e });
   }
-  if (st.isDirectory()) return true;
-  throw new CacheDirError(
-    `engine cache directory ${root} cannot be made: ${p} is a file, not a directory; ${CACHE_FIX}`,
-  );
-}
-
-function cacheDirError(root: string, e: unknown): unknown {
-  if (!isErrnoError(e)) return e;
-  const at = e.path !== undefined && e.path !== root ? ` (at ${e.path})` : "";
-  // mkdir answers ENOENT under a parent that exists when its file system takes no new directories.
-  const reason =
-    e.syscall === "mkdir" && e.code === "ENOENT"
-      ? "its file system does not allow creating directories (ENOENT, mkdir)"
-      : errnoReason(e as ErrnoError);
-  return new CacheDirError(`engine cache directory ${root} cannot be made${at}: ${reason}; ${CACHE_FIX}`, {
-    cause: e,
-  });
 }
 
 function homeDir(env: NodeJS.ProcessEnv): string {
@@ -112,14 +71,6 @@ function homeDir(env: NodeJS.ProcessEnv): string {
 function statOrNull(p: string) {
   try {
     return statSync(p);
-  } catch {
-    return null;
-  }
-}
-
-function lstatOrNull(p: string) {
-  try {
-    return lstatSync(p);
   } catch {
     return null;
   }

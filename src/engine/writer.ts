@@ -12,6 +12,7 @@ import {
 } from "node:fs";
 import { dirname, join } from "node:path";
 import type { DType } from "../dtype.ts";
+import { makeDirectory } from "../make_directory.ts";
 import {
   type BlobEntry,
   ENGINE_FORMAT_VERSION,
@@ -43,9 +44,9 @@ export function writeEngine(
   extraFiles: { from: string; name: string }[],
   blobs: { name: string; bytes: Uint8Array }[] = [],
 ): void {
-  mkdirSync(dirname(dir), { recursive: true });
+  makeDirectory(dirname(dir));
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
-  mkdirSync(tmp, { recursive: true });
+  mkdirSync(tmp);
   try {
     writeRankFile(join(tmp, "rank0.engine"), plan, weights, blobs);
     for (const f of extraFiles) copyFileSync(f.from, join(tmp, f.name));
