@@ -1,4 +1,4 @@
-// `mkdir -p` that fails fast with a named error. Node's `mkdirSync(p, { recursive: true })` retries
+// `mkdir -p` that fails fast with a named error. Node's recursive mkdirSync retries
 // forever where a pseudo file system (/proc) answers ENOENT for a directory whose parent exists
 // (kiln spun at 100% CPU on `--cache-dir /proc/kiln`). Here the missing levels are found by walking
 // up to the deepest existing ancestor, then made one plain mkdir at a time, so a refusal surfaces at
