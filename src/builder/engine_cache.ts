@@ -6,6 +6,7 @@ import { CudaDevice } from "../backends/cuda/device/index.ts";
 import { kernelSourcesHash } from "../backends/cuda/kernel_modules.ts";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
+import { readHfConfig } from "../checkpoint/hf_config.ts";
 import { assertCacheWritable, engineCacheDir, openCacheRoot } from "../engine/cache.ts";
 import { TOKENIZER_FILES } from "../engine/format.ts";
 import { type FileHasher, memoizedFileHasher } from "../engine/hash_memo.ts";
@@ -29,6 +30,8 @@ export function resolveEngine(
   const build = resolveBuildConfig(options);
   const root = openCacheRoot(cacheRootDir);
   const hashFile = memoizedFileHasher(root);
+  // --random-weights builds from config.json alone: a missing or invalid one is a named ConfigError.
+  if (build.randomWeights) readHfConfig(modelDir);
   const hash = build.randomWeights
     ? sha256File(join(modelDir, "config.json"))
     : checkpointIdentity(modelDir, hashFile);

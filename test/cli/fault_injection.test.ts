@@ -132,7 +132,7 @@ const FAULTS: Fault[] = [
     model: (u) => join(u.user, "empty"),
     extraArgs: ["--random-weights"],
     commands: ["run", "bench"],
-    error: "FileSystemError",
+    error: "ConfigError",
   },
   {
     name: "stdout on a full disk (/dev/full)",
