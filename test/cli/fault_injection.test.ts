@@ -59,6 +59,8 @@ interface UserDirs {
 }
 
 const CACHE_USERS: Command[] = ["run", "chat", "bench"];
+/** verify's errors for a path that cannot be an engine are its own; any named class will do. */
+const ANY_NAMED_ERROR = "[A-Z]\\w*Error";
 
 const FAULTS: Fault[] = [
   {
@@ -96,20 +98,38 @@ const FAULTS: Fault[] = [
   {
     name: "path under a file (ENOTDIR)",
     place: (u) => join(u.user, "notes.txt", "kiln"),
-    commands: [...CACHE_USERS, "build"],
-    error: { run: "CacheDirError", chat: "CacheDirError", bench: "CacheDirError", build: "FileSystemError" },
+    commands: [...CACHE_USERS, "build", "verify"],
+    error: {
+      run: "CacheDirError",
+      chat: "CacheDirError",
+      bench: "CacheDirError",
+      build: "FileSystemError",
+      verify: ANY_NAMED_ERROR,
+    },
   },
   {
     name: "dangling symlink in the path",
     place: (u) => join(u.user, "dangling", "kiln"),
-    commands: [...CACHE_USERS, "build"],
-    error: { run: "CacheDirError", chat: "CacheDirError", bench: "CacheDirError", build: "FileSystemError" },
+    commands: [...CACHE_USERS, "build", "verify"],
+    error: {
+      run: "CacheDirError",
+      chat: "CacheDirError",
+      bench: "CacheDirError",
+      build: "FileSystemError",
+      verify: ANY_NAMED_ERROR,
+    },
   },
   {
     name: "symlink loop in the path (ELOOP)",
     place: (u) => join(u.user, "loop", "kiln"),
-    commands: [...CACHE_USERS, "build"],
-    error: { run: "CacheDirError", chat: "CacheDirError", bench: "CacheDirError", build: "FileSystemError" },
+    commands: [...CACHE_USERS, "build", "verify"],
+    error: {
+      run: "CacheDirError",
+      chat: "CacheDirError",
+      bench: "CacheDirError",
+      build: "FileSystemError",
+      verify: ANY_NAMED_ERROR,
+    },
   },
   {
     name: "pseudo file system (/proc: recursive mkdir used to spin forever)",
@@ -138,7 +158,8 @@ const FAULTS: Fault[] = [
     name: "stdout on a full disk (/dev/full)",
     place: (u) => join(u.scratch, "cache-devfull"),
     stdoutFull: true,
-    commands: [...CACHE_USERS, "build", "tokenize"],
+    // verify checks the engine the build row just wrote there.
+    commands: [...CACHE_USERS, "build", "verify", "tokenize"],
     error: "FileSystemError",
   },
 ];
@@ -157,7 +178,7 @@ function commandArgs(cmd: Command, model: string, place: string, scratch: string
     case "tokenize":
       return ["tokenize", "--model", model, "--text", "hi"];
     case "verify":
-      return ["verify", join(scratch, "engine")];
+      return ["verify", join(place || scratch, "engine")];
   }
 }
 
@@ -257,10 +278,12 @@ describe("a closed stdout (kiln … | head) ends every command quietly", () => {
     rmSync(cache, { recursive: true, force: true });
     rmSync(out, { recursive: true, force: true });
   });
+  // verify (once it exists) checks the engine the build test before it wrote.
   const commands: Command[] = ["run", "chat", "bench", "build", "tokenize"];
+  if (existsSync(join(ROOT, "src/cli/verify.ts"))) commands.splice(4, 0, "verify");
   for (const cmd of commands) {
     test(cmd, async () => {
-      const args = commandArgs(cmd, model, cmd === "build" ? out : cache, out);
+      const args = commandArgs(cmd, model, cmd === "build" || cmd === "verify" ? out : cache, out);
       if (cmd === "run" || cmd === "chat") args.splice(args.indexOf("--max-new-tokens") + 1, 1, "64");
       const child = spawn(KILN, args, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env } });
       // The reader goes away before kiln writes anything: its first write meets EPIPE.
