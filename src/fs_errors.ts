@@ -20,8 +20,15 @@ export function isErrnoError(e: unknown): e is ErrnoError {
 
 /** Why the call failed, in words, and a fix that works for that cause. */
 const CAUSES: Record<string, { reason: string; fix: string }> = {
-  EACCES: { reason: "permission denied", fix: "make it writable, or choose another location" },
-  EPERM: { reason: "operation not permitted", fix: "make it writable, or choose another location" },
+  // The same code answers reads and writes: the fix names permissions, not one of the two.
+  EACCES: {
+    reason: "permission denied",
+    fix: "fix its permissions (chmod, chown), or choose another location",
+  },
+  EPERM: {
+    reason: "operation not permitted",
+    fix: "fix its permissions (chmod, chown), or choose another location",
+  },
   EROFS: { reason: "read-only file system", fix: "choose a location on a writable file system" },
   ENOSPC: { reason: "no space left on device", fix: "free some space, or choose another disk" },
   EDQUOT: { reason: "disk quota exceeded", fix: "free some space, or choose another disk" },
