@@ -38,6 +38,14 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 handleClosedOutput();
+// An error thrown outside the command's promise (an event handler, a timer, an unhandled rejection)
+// is reported as one from inside it would be: one line and exit 2 for a user's fault, a stack and
+// exit 1 for a bug; never Node's default dump.
+process.on("uncaughtException", (e) => {
+  const report = reportError(e, process.argv.includes("--verbose"));
+  process.stderr.write(report.text);
+  process.exit(report.exitCode);
+});
 main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
 });

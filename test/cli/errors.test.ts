@@ -213,6 +213,21 @@ describe("error reports: one line, exit 2 for user errors, exit 1 only for bugs"
     assert.match(reportError(new TypeError("x"), false).text, /internal error \(a bug/);
   });
 
+  test("an errno error thrown outside the command's promise is still one line and exit 2", () => {
+    const preload = fileURLToPath(new URL("../helpers/throw_later.mjs", import.meta.url));
+    const env = { NODE_OPTIONS: `--import ${preload}` };
+    const user = kiln(["tokenize", "--text", "hi"], { ...env, KILN_TEST_THROW_LATER: "ENOSPC" });
+    assert.equal(user.code, 2, user.stderr);
+    assert.equal(
+      user.stderr,
+      "kiln: FileSystemError: cannot write to a file kiln was writing: no space left on device (ENOSPC, write); free some space, or choose another disk\n",
+    );
+    // An errno kind the user cannot cause stays a bug, reported as one.
+    const bug = kiln(["tokenize", "--text", "hi"], { ...env, KILN_TEST_THROW_LATER: "EBADF" });
+    assert.equal(bug.code, 1, bug.stderr);
+    assert.match(bug.stderr, /^kiln: internal error \(a bug; please report it\):\nError: EBADF/);
+  });
+
   test("makeDirectory makes missing levels and names what is in the way", () => {
     const dir = mkdtempSync(join(tmpdir(), "kiln-mkdir-"));
     try {
