@@ -1,12 +1,16 @@
 // Base of every user-facing error. A KilnError is a failure the user can fix (bad input, bad file,
-// missing hardware); the CLI prints its message without a stack trace (unless --verbose) and exits
-// with `exitCode`. Anything that is not a KilnError is a bug and is printed with its stack.
+// missing hardware); the CLI prints its message as one line without a stack trace and exits with
+// `exitCode`. Anything that is not a KilnError is a bug and is printed with its stack.
 export class KilnError extends Error {
   /** Process exit code the CLI uses for this error. */
   readonly exitCode: number = 2;
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** Supporting lines (every problem found, every place searched, a compiler log) that the CLI
+   * prints only with --verbose; `message` stays one line that names the problem and the fix. */
+  readonly details: readonly string[];
+  constructor(message: string, options?: { cause?: unknown; details?: readonly string[] }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = new.target.name;
+    this.details = options?.details ?? [];
   }
 }
 

@@ -229,8 +229,10 @@ function checkWeightsPresent(ckpt: Checkpoint, net: Network, dir: string): void 
   if (unused.length) throw new UnusedTensorError(unused, dir);
   if (wrong.length) {
     throw new InvalidArgumentError(
-      `checkpoint ${dir} has tensors whose shapes do not match its config.json:\n  ${wrong.join("\n  ")}\n` +
-        "Check that config.json belongs to these weights.",
+      `checkpoint ${dir} has ${wrong.length} tensor(s) whose shapes do not match its config.json (first: ${wrong[0]}); check that config.json belongs to these weights${
+        wrong.length > 1 ? "; --verbose lists them" : ""
+      }`,
+      { details: wrong },
     );
   }
 }

@@ -6,8 +6,9 @@ import { CudaDevice } from "../backends/cuda/device/index.ts";
 import { kernelSourcesHash } from "../backends/cuda/kernel_modules.ts";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
+import { readHfConfig } from "../checkpoint/hf_config.ts";
 import { acquireBuildLock } from "../engine/build_lock.ts";
-import { cacheRoot, engineCacheDir } from "../engine/cache.ts";
+import { assertCacheWritable, engineCacheDir, openCacheRoot } from "../engine/cache.ts";
 import { EngineCorruptError, EngineError } from "../engine/errors.ts";
 import { TOKENIZER_FILES } from "../engine/format.ts";
 import { type FileHasher, memoizedFileHasher } from "../engine/hash_memo.ts";
@@ -35,8 +36,10 @@ export function resolveEngine(
 ): ResolvedEngine {
   if (isEngineDir(modelDir)) return { dir: modelDir, origin: "engine" };
   const build = resolveBuildConfig(options);
-  const root = cacheRootDir ?? cacheRoot();
+  const root = openCacheRoot(cacheRootDir);
   const hashFile = memoizedFileHasher(root);
+  // --random-weights builds from config.json alone: a missing or invalid one is a named ConfigError.
+  if (build.randomWeights) readHfConfig(modelDir);
   const hash = build.randomWeights
     ? sha256File(join(modelDir, "config.json"))
     : checkpointIdentity(modelDir, hashFile);
@@ -49,6 +52,7 @@ export function resolveEngine(
     const hit = cacheHit(dir);
     if (hit) return hit;
   }
+  assertCacheWritable(root); // a miss: a read-only cache is a named error before any work
   // One process builds a missing entry while the others that missed it wait, then find it.
   const release = acquireBuildLock(dir);
   try {

@@ -1,11 +1,13 @@
-// kiln's command line. User errors (KilnError) print one line and exit non-zero; a stack trace is
-// printed only with --verbose. Anything else is a bug and prints its stack.
+// kiln's command line. User errors (KilnError, and filesystem faults the user can fix) print one
+// line and exit 2; details and a stack trace only with --verbose. Anything else is a bug: its
+// stack, and exit 1. A closed stdout (`kiln run | head`) ends any command quietly.
 import { Command, CommanderError } from "commander";
-import { KilnError } from "../errors.ts";
 import { KILN_VERSION } from "../version.ts";
 import { registerBench } from "./bench.ts";
 import { registerBuild } from "./build.ts";
 import { registerChat } from "./chat.ts";
+import { handleClosedOutput } from "./closed_output.ts";
+import { reportError } from "./report_error.ts";
 import { registerRun } from "./run.ts";
 import { registerTokenize } from "./tokenize.ts";
 import { registerVerify } from "./verify.ts";
@@ -15,7 +17,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command("kiln")
     .description("compile Hugging Face checkpoints into engines and run them")
     .version(KILN_VERSION)
-    .option("--verbose", "print stack traces of errors")
+    .option("--verbose", "print details and stack traces of errors")
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerRun(program);
@@ -24,24 +26,28 @@ export async function main(argv: string[]): Promise<number> {
   registerBench(program);
   registerTokenize(program);
   registerVerify(program);
-  for (const c of program.commands) c.option("--verbose", "print stack traces of errors").exitOverride();
+  for (const c of program.commands)
+    c.option("--verbose", "print details and stack traces of errors").exitOverride();
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    if (e instanceof KilnError) {
-      process.stderr.write(`kiln: ${e.name}: ${e.message}\n`);
-      if (verbose && e.stack) process.stderr.write(`${e.stack}\n`);
-      return e.exitCode;
-    }
-    process.stderr.write(
-      `kiln: internal error (a bug; please report it):\n${(e as Error)?.stack ?? String(e)}\n`,
-    );
-    return 1;
+    const report = reportError(e, verbose);
+    process.stderr.write(report.text);
+    return report.exitCode;
   }
 }
 
+handleClosedOutput();
+// An error thrown outside the command's promise (an event handler, a timer, an unhandled rejection)
+// is reported as one from inside it would be: one line and exit 2 for a user's fault, a stack and
+// exit 1 for a bug; never Node's default dump.
+process.on("uncaughtException", (e) => {
+  const report = reportError(e, process.argv.includes("--verbose"));
+  process.stderr.write(report.text);
+  process.exit(report.exitCode);
+});
 main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
 });

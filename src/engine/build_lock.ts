@@ -3,8 +3,9 @@
 // A lock whose owner is gone (no such pid, or a pid reused by a process started at another time) is
 // stale and taken over. Correctness does not depend on it (publishing is one atomic
 // rename); it saves the duplicated build time and disk space.
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { makeDirectory } from "../make_directory.ts";
 import { pidAlive } from "./temp_dirs.ts";
 
 const POLL_MS = 25;
@@ -18,7 +19,7 @@ export function acquireBuildLock(entryDir: string, maxWaitMs = 30 * 60_000): () 
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
   const deadline = Date.now() + maxWaitMs;
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    makeDirectory(dirname(path));
   } catch {
     return () => {}; // the build reports why the cache cannot be written
   }

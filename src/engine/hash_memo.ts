@@ -3,9 +3,10 @@
 // file instead of reading every byte. Any change to a file changes its ctime, so the memo can only
 // return the hash of the bytes that are there; a missing or unreadable memo entry is just a miss.
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sha256File } from "../checkpoint/content_hash.ts";
+import { makeDirectory } from "../make_directory.ts";
 
 export type FileHasher = (path: string) => string;
 
@@ -24,7 +25,7 @@ export function memoizedFileHasher(cacheRoot: string): FileHasher {
     }
     const sha256 = sha256File(real);
     try {
-      mkdirSync(dir, { recursive: true });
+      makeDirectory(dir);
       const tmp = `${entry}.${process.pid}.tmp`;
       writeFileSync(tmp, JSON.stringify({ path: real, stamp, sha256 }));
       renameSync(tmp, entry);

@@ -180,5 +180,10 @@ function validate(path: string, header: EngineHeader, fileSize: number): void {
     for (const name of opWeights(op)) if (!byName.has(name)) missing.add(name);
   if (missing.size) problems.push(`missing weights the plan needs: ${[...missing].join(", ")}`);
   if (problems.length)
-    throw new EngineError(`engine file ${path} is invalid:\n  ${problems.join("\n  ")}\nRebuild it.`);
+    throw new EngineError(
+      `engine file ${path} is invalid: ${problems.length} problem(s) (first: ${problems[0]}); rebuild it${
+        problems.length > 1 ? "; --verbose lists them" : ""
+      }`,
+      { details: problems },
+    );
 }

@@ -17,6 +17,7 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { DType } from "../dtype.ts";
+import { makeDirectory } from "../make_directory.ts";
 import { checksum, createHasher } from "./checksum.ts";
 import { OutputNotEngineError } from "./errors.ts";
 import {
@@ -66,7 +67,7 @@ export function* writeEngineSteps(
   blobs: { name: string; bytes: Uint8Array }[],
   mode: PublishMode,
 ): Generator<void, PublishResult> {
-  mkdirSync(dirname(dir), { recursive: true });
+  makeDirectory(dirname(dir));
   if (mode === "output") {
     assertOutputReplaceable(dir);
     sweepStaleTemps(dirname(dir), basename(dir));

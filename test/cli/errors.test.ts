@@ -1,9 +1,18 @@
 // Every bad input is a named error with a message that says what and where, a non-zero exit code,
 // and no stack trace unless --verbose.
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { buildEngine } from "../../src/builder/builder.ts";
+import { reportError, userFileSystemError } from "../../src/cli/report_error.ts";
+import { EngineError } from "../../src/engine/errors.ts";
+import { openEngine } from "../../src/engine/reader.ts";
+import { KilnError } from "../../src/errors.ts";
+import { FileSystemError } from "../../src/fs_errors.ts";
+import { makeDirectory } from "../../src/make_directory.ts";
 import { assertUserError, kiln } from "../helpers/cli.ts";
 import { TINY_CONFIGS, tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
 
@@ -138,5 +147,156 @@ describe("kiln CLI: bad input", () => {
       "TokenizerError",
       /tokenizer\.json/,
     );
+  });
+});
+
+/** A Node errno error as fs throws it. */
+function errno(code: string, syscall: string, path?: string): Error {
+  return Object.assign(new Error(`${code}: ${syscall} '${path}'`), {
+    errno: -1,
+    code,
+    syscall,
+    ...(path !== undefined ? { path } : {}),
+  });
+}
+
+describe("error reports: one line, exit 2 for user errors, exit 1 only for bugs", () => {
+  test("a user error is one line; its details and stack only with --verbose", () => {
+    const e = new KilnError("engine X is invalid: 2 problems (first: a); rebuild it", {
+      details: ["a", "b"],
+    });
+    const quiet = reportError(e, false);
+    assert.equal(quiet.exitCode, 2);
+    assert.equal(quiet.text, "kiln: KilnError: engine X is invalid: 2 problems (first: a); rebuild it\n");
+    const loud = reportError(e, true).text.split("\n");
+    assert.deepEqual(loud.slice(1, 3), ["  a", "  b"]);
+    assert.match(loud[3], /^KilnError: engine X/);
+  });
+
+  test("a stray newline in a message still prints one line, losing nothing", () => {
+    const r = reportError(new KilnError("first\n  second\n\nthird"), false);
+    assert.equal(r.text, "kiln: KilnError: first; second; third\n");
+  });
+
+  test("errno errors of user-caused kinds are FileSystemErrors naming path, cause and fix", () => {
+    for (const [code, reason] of [
+      ["EACCES", /permission denied/],
+      ["EROFS", /read-only file system/],
+      ["ENOSPC", /no space left/],
+      ["EDQUOT", /quota/],
+      ["ENOTDIR", /is a file, not a directory/],
+      ["ELOOP", /symlink loop/],
+      ["EISDIR", /is a directory/],
+      ["EMFILE", /too many open files/],
+    ] as const) {
+      const r = reportError(errno(code, "open", "/data/user/file"), false);
+      assert.equal(r.exitCode, 2, code);
+      assert.match(r.text, /^kiln: FileSystemError: cannot open \/data\/user\/file: /, code);
+      assert.match(r.text, reason, code);
+      assert.equal(r.text.split("\n").length, 2, `one line: ${r.text}`);
+    }
+    // A write on a descriptor has no path: the message still says what failed.
+    const w = userFileSystemError(errno("ENOSPC", "write"));
+    assert.ok(w instanceof FileSystemError);
+    assert.match(
+      w.message,
+      /cannot write to a file kiln was writing: no space left on device \(ENOSPC, write\)/,
+    );
+  });
+
+  test("bugs stay exit 1: a TypeError, an unknown errno, a missing file of kiln's own", () => {
+    assert.equal(reportError(new TypeError("x is undefined"), false).exitCode, 1);
+    assert.equal(reportError(errno("EBADF", "read"), false).exitCode, 1);
+    const own = fileURLToPath(new URL("../../src/nothing.ts", import.meta.url));
+    assert.equal(userFileSystemError(errno("ENOENT", "open", own)), null);
+    assert.ok(userFileSystemError(errno("ENOENT", "open", "/home/u/model/config.json")));
+    assert.match(reportError(new TypeError("x"), false).text, /internal error \(a bug/);
+  });
+
+  test("an errno error thrown outside the command's promise is still one line and exit 2", () => {
+    const preload = fileURLToPath(new URL("../helpers/throw_later.mjs", import.meta.url));
+    const env = { NODE_OPTIONS: `--import ${preload}` };
+    const user = kiln(["tokenize", "--text", "hi"], { ...env, KILN_TEST_THROW_LATER: "ENOSPC" });
+    assert.equal(user.code, 2, user.stderr);
+    assert.equal(
+      user.stderr,
+      "kiln: FileSystemError: cannot write to a file kiln was writing: no space left on device (ENOSPC, write); free some space, or choose another disk\n",
+    );
+    // An errno kind the user cannot cause stays a bug, reported as one.
+    const bug = kiln(["tokenize", "--text", "hi"], { ...env, KILN_TEST_THROW_LATER: "EBADF" });
+    assert.equal(bug.code, 1, bug.stderr);
+    assert.match(bug.stderr, /^kiln: internal error \(a bug; please report it\):\nError: EBADF/);
+  });
+
+  test("makeDirectory makes missing levels and names what is in the way", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kiln-mkdir-"));
+    try {
+      makeDirectory(join(dir, "a", "b", "c"));
+      assert.ok(statSync(join(dir, "a", "b", "c")).isDirectory());
+      makeDirectory(join(dir, "a", "b", "c")); // already there: fine
+      writeFileSync(join(dir, "f"), "x");
+      assert.throws(
+        () => makeDirectory(join(dir, "f", "g", "h")),
+        (e: unknown) => e instanceof FileSystemError && e.message.includes(`${join(dir, "f")} is a file`),
+      );
+      // /proc refuses at once (root: ENOENT, others: EACCES) instead of spinning.
+      assert.throws(
+        () => makeDirectory("/proc/kiln-test/x"),
+        (e: unknown) =>
+          e instanceof FileSystemError &&
+          /\/proc\/kiln-test: (its file system does not allow|permission denied)/.test(e.message),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a checkpoint whose shapes do not match its config: one line naming the first, --verbose lists all", () => {
+    const m = writeTinyModel("llama");
+    const out = mkdtempSync(join(tmpdir(), "kiln-out-"));
+    try {
+      writeFileSync(
+        join(m.dir, "config.json"),
+        JSON.stringify({ ...TINY_CONFIGS.llama, intermediate_size: 40 }),
+      );
+      const r = kiln(["build", "--model", m.dir, "--output", join(out, "e")]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        /2 tensor\(s\) whose shapes do not match .*first: model\.layers\.0\.mlp\.down_proj/,
+      );
+      const v = kiln(["build", "--model", m.dir, "--output", join(out, "e"), "--verbose"]);
+      assert.match(
+        v.stderr,
+        /\n {2}model\.layers\.1\.mlp\.down_proj\.weight: shape \[32,48\], expected \[\?, 40\]\n/,
+      );
+    } finally {
+      m.cleanup();
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  test("an invalid engine file: one line with the count and the first problem, details list all", () => {
+    const m = writeTinyModel("llama");
+    const out = join(mkdtempSync(join(tmpdir(), "kiln-out-")), "engine");
+    try {
+      buildEngine(m.dir, out, {});
+      const file = join(out, "rank0.engine");
+      truncateSync(file, Math.floor(statSync(file).size / 2));
+      assert.throws(
+        () => openEngine(out),
+        (e: unknown) => {
+          assert.ok(e instanceof EngineError, String(e));
+          assert.doesNotMatch(e.message, /\n/);
+          assert.match(e.message, /rank0\.engine is invalid: \d+ problem\(s\) \(first: .*\); rebuild it/);
+          assert.ok(e.details.length > 1, "every problem is a detail line");
+          return true;
+        },
+      );
+    } finally {
+      m.cleanup();
+      rmSync(join(out, ".."), { recursive: true, force: true });
+    }
   });
 });

@@ -146,15 +146,20 @@ describe("library search order", () => {
         }),
       (e: unknown) => {
         assert.ok(e instanceof CudaUnavailableError);
+        // One line with the fix; every attempt is a detail line (printed with --verbose).
+        assert.doesNotMatch(e.message, /\n/);
         assert.match(e.message, /could not load NVRTC/);
-        assert.match(e.message, /libnvrtc\.so\.13 \(loader path\): dlopen libnvrtc\.so\.13 failed/);
-        assert.match(e.message, /\/usr\/local\/cuda\/lib64\/libnvrtc\.so\.13: dlopen .* failed/);
+        assert.match(e.message, /install the NVIDIA driver \/ CUDA 13 toolkit, or use --backend cpu/);
+        assert.match(e.message, /--verbose lists the 5 places searched/);
+        const details = e.details.join("\n");
+        assert.match(details, /libnvrtc\.so\.13 \(loader path\): dlopen libnvrtc\.so\.13 failed/);
+        assert.match(details, /\/usr\/local\/cuda\/lib64\/libnvrtc\.so\.13: dlopen .* failed/);
         assert.match(
-          e.message,
+          details,
           /libnvrtc\.so\.12.* in .*\/usr\/local\/cuda\/targets\/x86_64-linux\/lib.*: not found/,
         );
-        assert.match(e.message, /install the NVIDIA driver \/ CUDA 13 toolkit, or use --backend cpu/);
         assert.equal(e.attempts.length, 5);
+        assert.equal(e.details.length, 5);
         return true;
       },
     );
@@ -318,6 +323,8 @@ extern "C" __global__ void saxpy(float a, const float* x, float* y, int n) {
         assert.equal(e.errorName, "NVRTC_ERROR_COMPILATION");
         assert.match(e.log, /bad\.cu\(1\): error: identifier "undefined_thing" is undefined/);
         assert.match(e.message, /undefined_thing/);
+        assert.doesNotMatch(e.message, /\n/);
+        assert.ok(e.details.some((l) => /undefined_thing/.test(l)));
         return true;
       },
     );

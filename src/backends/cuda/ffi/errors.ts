@@ -15,11 +15,17 @@ export interface LibraryAttempt {
 export class CudaUnavailableError extends KilnError {
   readonly attempts: readonly LibraryAttempt[];
   constructor(what: string, attempts: readonly LibraryAttempt[] = [], options?: { cause?: unknown }) {
-    const tried = attempts.map((a) => `  ${a.candidate}: ${a.reason}`).join("\n");
-    super(
-      `CUDA is not available: ${what}${tried ? `\nTried:\n${tried}` : ""}\nFix: ${UNAVAILABLE_FIX}.`,
-      options,
-    );
+    // One line; the places searched (often a dozen) are details, printed with --verbose.
+    const tried =
+      attempts.length === 1
+        ? ` (tried ${attempts[0].candidate}: ${attempts[0].reason})`
+        : attempts.length > 1
+          ? ` (--verbose lists the ${attempts.length} places searched)`
+          : "";
+    super(`CUDA is not available: ${what} Fix: ${UNAVAILABLE_FIX}${tried}.`, {
+      ...options,
+      details: attempts.map((a) => `tried ${a.candidate}: ${a.reason}`),
+    });
     this.attempts = attempts;
   }
 }
@@ -65,8 +71,13 @@ export class NvrtcError extends KilnError {
     readonly program: string,
     readonly log: string,
   ) {
-    const body = log.trim() ? `\n${log.trimEnd()}` : "";
-    super(`${call} failed for ${program}: ${errorName} (${code})${body}`);
+    // One line naming the first error of the log; the whole log is details (--verbose).
+    const lines = log.split("\n").filter((l) => l.trim() !== "");
+    const first = lines.find((l) => /error/i.test(l)) ?? lines[0];
+    const more = lines.length > 1 ? ` (--verbose prints the ${lines.length}-line log)` : "";
+    super(`${call} failed for ${program}: ${errorName} (${code})${first ? `: ${first.trim()}` : ""}${more}`, {
+      details: lines,
+    });
   }
 }
 
