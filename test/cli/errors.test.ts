@@ -10,6 +10,7 @@ import { buildEngine } from "../../src/builder/builder.ts";
 import { reportError, userFileSystemError } from "../../src/cli/report_error.ts";
 import { EngineError } from "../../src/engine/errors.ts";
 import { openEngine } from "../../src/engine/reader.ts";
+import { writeEngineSteps } from "../../src/engine/writer.ts";
 import { KilnError } from "../../src/errors.ts";
 import { FileSystemError } from "../../src/fs_errors.ts";
 import { makeDirectory } from "../../src/make_directory.ts";
@@ -278,25 +279,41 @@ describe("error reports: one line, exit 2 for user errors, exit 1 only for bugs"
   });
 
   test("an invalid engine file: one line with the count and the first problem, details list all", () => {
+    // An engine whose checksums match but whose header is inconsistent (what a writer bug would make):
+    // one weight the plan needs is left out and another's shape does not match its bytes.
     const m = writeTinyModel("llama");
-    const out = join(mkdtempSync(join(tmpdir(), "kiln-out-")), "engine");
+    const root = mkdtempSync(join(tmpdir(), "kiln-out-"));
     try {
-      buildEngine(m.dir, out, {});
-      const file = join(out, "rank0.engine");
-      truncateSync(file, Math.floor(statSync(file).size / 2));
+      const built = join(root, "built");
+      buildEngine(m.dir, built, {});
+      const source = openEngine(built);
+      const [dropped, misshapen, ...rest] = source.header.weights;
+      const weights = [misshapen, ...rest].map((w) => ({
+        name: w.name,
+        dtype: w.dtype,
+        shape: w === misshapen ? [...w.shape, 3] : w.shape,
+        byteLength: w.byteLength,
+        bytes: () => source.readWeight(w),
+      }));
+      const out = join(root, "engine");
+      const steps = writeEngineSteps(out, source.config, source.header.plan, weights, [], [], "output");
+      while (!steps.next().done);
+      source.close();
       assert.throws(
         () => openEngine(out),
         (e: unknown) => {
           assert.ok(e instanceof EngineError, String(e));
           assert.doesNotMatch(e.message, /\n/);
-          assert.match(e.message, /rank0\.engine is invalid: \d+ problem\(s\) \(first: .*\); rebuild it/);
-          assert.ok(e.details.length > 1, "every problem is a detail line");
+          assert.match(e.message, /rank0\.engine is invalid: 2 problem\(s\) \(first: .*\); rebuild it/);
+          assert.equal(e.details.length, 2, "every problem is a detail line");
+          assert.ok(e.details.some((d) => d.includes(dropped.name)));
+          assert.ok(e.details.some((d) => d.includes(misshapen.name)));
           return true;
         },
       );
     } finally {
       m.cleanup();
-      rmSync(join(out, ".."), { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });

@@ -73,14 +73,24 @@ const FAULTS: Fault[] = [
         ? { KILN_TEST_FS_FAULT: JSON.stringify({ code: "EACCES", under: join(u.user, "readonly") }) }
         : {},
     commands: [...CACHE_USERS, "build"],
-    error: { run: "CacheDirError", chat: "CacheDirError", bench: "CacheDirError", build: "FileSystemError" },
+    error: {
+      run: "CacheDirError",
+      chat: "CacheDirError",
+      bench: "CacheDirError",
+      build: "OutputNotWritableError",
+    },
   },
   {
     name: "read-only file system (EROFS injected)",
     place: (u) => join(u.user, "readonly"),
     env: (u) => ({ KILN_TEST_FS_FAULT: JSON.stringify({ code: "EROFS", under: join(u.user, "readonly") }) }),
     commands: [...CACHE_USERS, "build"],
-    error: { run: "CacheDirError", chat: "CacheDirError", bench: "CacheDirError", build: "FileSystemError" },
+    error: {
+      run: "CacheDirError",
+      chat: "CacheDirError",
+      bench: "CacheDirError",
+      build: "OutputNotWritableError",
+    },
   },
   {
     name: "disk full while writing (ENOSPC injected after 4 KiB)",
@@ -103,7 +113,7 @@ const FAULTS: Fault[] = [
       run: "CacheDirError",
       chat: "CacheDirError",
       bench: "CacheDirError",
-      build: "FileSystemError",
+      build: "OutputNotWritableError",
       verify: ANY_NAMED_ERROR,
     },
   },
@@ -135,7 +145,12 @@ const FAULTS: Fault[] = [
     name: "pseudo file system (/proc: recursive mkdir used to spin forever)",
     place: () => "/proc/kiln",
     commands: [...CACHE_USERS, "build"],
-    error: { run: "CacheDirError", chat: "CacheDirError", bench: "CacheDirError", build: "FileSystemError" },
+    error: {
+      run: "CacheDirError",
+      chat: "CacheDirError",
+      bench: "CacheDirError",
+      build: "OutputNotWritableError",
+    },
   },
   {
     // A HOME that does not exist (as HOME=/nonexistent), inside scratch so that a kiln that wrongly

@@ -252,7 +252,11 @@ describe("kiln run: each decoding flag reaches SamplingConfig (bundled model)", 
 
   test("--pad-id arrives (an id outside the vocabulary is refused) and warns it cannot apply", () => {
     const r = kiln(["run", "--json", "--max-new-tokens", "1", "--pad-id", "99999"], env);
-    assertUserError(r, "InvalidSamplingConfigError", /padId must be a token id in 0\.\.\d+, got 99999/);
+    assertUserError(
+      r,
+      "TokenIdOutOfRangeError",
+      /padId: token id 99999 is out of range for this model.s vocabulary of \d+ ids/,
+    );
     const ok = kiln(["run", "--json", "--max-new-tokens", "1", "--pad-id", "2"], env);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stderr, /^kiln: warning: --pad-id has no effect: .*\n$/);
