@@ -84,10 +84,12 @@ export interface TinyModel {
   cleanup: () => void;
 }
 
-/** Writes config.json and model.safetensors (F32) with every tensor the architecture reads. */
+/** Writes config.json and model.safetensors (F32) with every tensor the architecture reads.
+ * `nanIn`: one value of that tensor is NaN (a checkpoint whose weights are damaged). */
 export function writeTinyModel(
   arch: keyof typeof TINY_CONFIGS | Record<string, unknown>,
   seed = 1,
+  { nanIn }: { nanIn?: string } = {},
 ): TinyModel {
   const raw = typeof arch === "string" ? TINY_CONFIGS[arch] : arch;
   const dir = mkdtempSync(join(tmpdir(), "kiln-tiny-"));
@@ -99,6 +101,7 @@ export function writeTinyModel(
     const n = spec.shape.reduce((a, b) => a * b, 1);
     const isNorm = /norm/.test(name);
     const values = Float32Array.from({ length: n }, () => (isNorm ? 1 + 0.1 * r() : 0.3 * r()));
+    if (name === nanIn) values[3] = Number.NaN;
     tensors[name] = { dtype: "F32", shape: spec.shape, data: new Uint8Array(values.buffer) };
   }
   writeSafetensors(join(dir, "model.safetensors"), tensors);
