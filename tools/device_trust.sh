@@ -6,11 +6,13 @@
 #            + first token twice, `kiln verify`), a flipped bit in the cached 1B engine (reported in one
 #            line and rebuilt), TPOT and prefill of both shapes against their floors, and the CLI's
 #            exit code when its reader closes the pipe (`kiln run | head -c 16`)
+#   load     the 8B alone: `kiln build --output`, `kiln verify`, the engine dir's load + first token
+#            three times (the checksums are checked on worker threads during the upload)
 # Usage (device run, carry .device and .devnm):
 #   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines
 set -uo pipefail
 source tools/device_engine.sh
-part=${1:?usage: $0 tests|engines}
+part=${1:?usage: $0 tests|engines|load}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 if [[ $part == tests ]]; then
@@ -30,8 +32,23 @@ if [[ $part == tests ]]; then
   exit 0
 fi
 
-# engines
 big=llama-3.1-8b small=llama-3.2-1b
+if [[ $part == load ]]; then
+  t0=$(date +%s%N)
+  e=$(engine $big)
+  echo "$big checkpoint + kiln build --output: $(ms "$t0") ms ($(tail -n 1 "$out/build-times.txt"))"
+  t0=$(date +%s%N)
+  ./bin/kiln verify "$e" >"$out/verify.txt" 2>&1
+  echo "$big kiln verify: exit $? in $(ms "$t0") ms: $(head -c 200 "$out/verify.txt")"
+  for pass in 1 2 3; do
+    t0=$(date +%s%N)
+    ./bin/kiln run --model "$e" --backend cuda --input-ids 1,2,3 --max-new-tokens 1 --json >/dev/null 2>>"$out/run.err"
+    echo "$big engine dir: load + first token, pass $pass: exit $? in $(ms "$t0") ms"
+  done
+  exit 0
+fi
+
+# engines
 ckpt=/tmp/hf-$big
 t0=$(date +%s%N)
 [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1

@@ -15,12 +15,7 @@ import {
   PREAMBLE_BYTES,
 } from "./format.ts";
 import { type EngineManifest, MANIFEST_FILE, RANK_FILE, readManifest, smallFileDamage } from "./manifest.ts";
-
-/** Checks a region's bytes as they stream by, in order; `finish` throws EngineCorruptError on a mismatch. */
-export interface RegionVerifier {
-  update(bytes: Uint8Array): void;
-  finish(): void;
-}
+import { startRegionCheck } from "./region_check.ts";
 
 export interface LoadedEngine {
   dir: string;
@@ -29,10 +24,11 @@ export interface LoadedEngine {
   /** Reads one weight's (or blob's) bytes from the rank file. */
   readWeight(entry: { offset: number; byteLength: number }): Uint8Array;
   /** Reads `into.byteLength` bytes at absolute file offset `offset` into `into` (e.g. pinned memory);
-   * unchecked: feed what a region's reads return to `verifier(entry)`. */
+   * unchecked: check the regions read this way with `checkRegions`. */
   readInto(offset: number, into: Uint8Array): void;
-  /** Checks the bytes of one weight or blob region against the manifest as they are read. */
-  verifier(entry: { offset: number; byteLength: number }): RegionVerifier;
+  /** Starts checking these weight or blob regions against the manifest on worker threads (they read
+   * the file themselves); `wait()` throws EngineCorruptError naming every damaged region. */
+  checkRegions(entries: readonly { name: string; offset: number; byteLength: number }[]): { wait(): void };
   /** The blob named `name`, or null. */
   readBlob(name: string): Uint8Array | null;
   close(): void;
@@ -120,13 +116,16 @@ export function openEngine(dir: string): LoadedEngine {
         header.blobs?.find((b) => b.offset === offset)?.name;
       return new EngineCorruptError(dir, `${RANK_FILE} (${name} at byte ${offset}: checksum mismatch)`);
     };
-    const verifier = (entry: { offset: number; byteLength: number }): RegionVerifier => {
-      const expected = manifest.rank.regions[entry.offset];
-      const h = createHasher();
+    const checkRegions = (entries: readonly { name: string; offset: number; byteLength: number }[]) => {
+      const check = startRegionCheck(
+        path,
+        entries.map((e) => ({ ...e, xxh64: manifest.rank.regions[e.offset] ?? "" })),
+      );
       return {
-        update: (bytes) => void h.update(bytes),
-        finish() {
-          if (h.digest() !== expected) throw regionDamage(entry.offset);
+        wait() {
+          const damage = check.wait();
+          if (damage.length)
+            throw new EngineCorruptError(dir, damage.map((d) => `${RANK_FILE} (${d})`).join(", "));
         },
       };
     };
@@ -141,7 +140,7 @@ export function openEngine(dir: string): LoadedEngine {
       config,
       header,
       readWeight: readChecked,
-      verifier,
+      checkRegions,
       readInto(offset, into) {
         let done = 0;
         while (done < into.byteLength) {

@@ -10,6 +10,7 @@ import { resolveEngine } from "../../src/builder/engine_cache.ts";
 import { EngineCorruptError, OutputNotEngineError } from "../../src/engine/errors.ts";
 import { MANIFEST_FILE } from "../../src/engine/manifest.ts";
 import { openEngine } from "../../src/engine/reader.ts";
+import { startRegionCheck } from "../../src/engine/region_check.ts";
 import { engineDamage } from "../../src/engine/verify.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
@@ -45,6 +46,36 @@ describe("engine integrity", () => {
     for (const w of e.header.weights) assert.match(m.rank.regions[w.offset], /^[0-9a-f]{16}$/);
     e.close();
     assert.deepEqual(engineDamage(dir), []);
+  });
+
+  test("checkRegions on worker threads names every damaged region, on one thread or many", () => {
+    const dir = join(out.dir, "two-flipped");
+    buildEngine(model.dir, dir);
+    const e = openEngine(dir);
+    try {
+      e.checkRegions(e.header.weights).wait(); // intact: no throw
+    } finally {
+      e.close();
+    }
+    const damaged = ["model.layers.0.self_attn.o_proj.weight", "model.norm.weight"];
+    for (const name of damaged) flipWeightBit(dir, name);
+    const engine = openEngine(dir);
+    try {
+      for (const threads of [1, 3, 8]) {
+        const regions = engine.header.weights.map((w) => ({ ...w, xxh64: "" }));
+        const byWorkers = startRegionCheck(join(dir, "rank0.engine"), regions, threads).wait();
+        assert.equal(byWorkers.length, regions.length, "an empty expected checksum never matches");
+      }
+      assert.throws(
+        () => engine.checkRegions(engine.header.weights).wait(),
+        (err: unknown) =>
+          err instanceof EngineCorruptError &&
+          damaged.every((n) => err.damage.includes(`${n} at byte`)) &&
+          (err.damage.match(/checksum mismatch/g) ?? []).length === 2,
+      );
+    } finally {
+      engine.close();
+    }
   });
 
   test("one flipped bit in a weight is an EngineCorruptError naming the weight, at load and in verify", () => {

@@ -262,25 +262,23 @@ export class CudaBackend implements ExecutionBackend {
   }
 
   /** Streams the weights from the engine file to the device through two pinned staging buffers:
-   * the file read of one chunk overlaps the DMA of the previous one, and each chunk is checksummed
-   * against the engine's manifest while its own DMA runs. */
+   * the file read of one chunk overlaps the DMA of the previous one. Worker threads check every
+   * weight against the engine's manifest meanwhile; damage throws EngineCorruptError at the end. */
   private uploadWeights(engine: LoadedEngine): void {
     const CHUNK = 64 << 20;
     const staging = [PinnedBuffer.alloc(this.device, CHUNK), PinnedBuffer.alloc(this.device, CHUNK)];
     const copied = [Event.create(this.device), Event.create(this.device)];
     const inFlight = [false, false];
     let slot = 0;
+    const check = engine.checkRegions(engine.header.weights);
     try {
       for (const w of engine.header.weights) {
         const buf = DeviceBuffer.alloc(this.device, w.byteLength);
         this.weights.set(w.name, buf);
-        // Each chunk is checksummed while its DMA runs; a damaged weight throws EngineCorruptError.
-        const check = engine.verifier(w);
         for (let off = 0; off < w.byteLength; off += CHUNK) {
           const n = Math.min(CHUNK, w.byteLength - off);
           if (inFlight[slot]) copied[slot].synchronize();
-          const chunk = new Uint8Array(staging[slot].arrayBuffer(), 0, n);
-          engine.readInto(w.offset + off, chunk);
+          engine.readInto(w.offset + off, new Uint8Array(staging[slot].arrayBuffer(), 0, n));
           this.device.driver.memcpyHtoDAsync(
             offsetPtr(buf.ptr, off),
             staging[slot].ptr,
@@ -288,13 +286,12 @@ export class CudaBackend implements ExecutionBackend {
             n,
           );
           copied[slot].record(this.stream);
-          check.update(chunk);
           inFlight[slot] = true;
           slot ^= 1;
         }
-        check.finish();
       }
       this.stream.synchronize();
+      check.wait();
     } finally {
       for (const x of [...staging, ...copied]) x.dispose();
     }

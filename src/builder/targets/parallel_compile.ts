@@ -52,7 +52,7 @@ export function compileAll(jobs: readonly CompileJob[], threads = compileThreads
       `./compile_worker.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`,
       import.meta.url,
     );
-    const worker = new Worker(new URL("./compile_worker_boot.mjs", import.meta.url), {
+    const worker = new Worker(new URL("../../worker_boot.mjs", import.meta.url), {
       workerData: { jobs: mine.map((i) => jobs[i]), port: port2, shared, slot: 1 + w, entry: entry.href },
       transferList: [port2],
     });
