@@ -23,6 +23,7 @@ import { KILN_VERSION } from "../version.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
 import { ModelIsEngineError, UnusedTensorError } from "./errors.ts";
 import { optimize } from "./optimize.ts";
+import { runSteps } from "./steps.ts";
 import { randomEngineWeight } from "./random_weights.ts";
 import { buildCudaArtifacts } from "./targets/cuda_target.ts";
 
@@ -43,11 +44,7 @@ export function buildEngine(
   hashFile?: (path: string) => string,
   mode: PublishMode = "output",
 ): BuildResult {
-  const steps = buildEngineSteps(modelDir, outDir, options, hashFile, mode);
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-  }
+  return runSteps(buildEngineSteps(modelDir, outDir, options, hashFile, mode));
 }
 
 /** The build as a generator that yields after each weight written; `return()` stops it and removes

@@ -15,7 +15,8 @@ import { type FileHasher, memoizedFileHasher } from "../engine/hash_memo.ts";
 import { isEngineDir, openEngine } from "../engine/reader.ts";
 import { removeAside, sweepStaleTemps } from "../engine/temp_dirs.ts";
 import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
-import { buildEngine } from "./builder.ts";
+import { buildEngineSteps } from "./builder.ts";
+import { runSteps, type Steps } from "./steps.ts";
 
 export interface ResolvedEngine {
   dir: string;
@@ -34,6 +35,16 @@ export function resolveEngine(
   cacheRootDir?: string,
   damaged?: EngineCorruptError,
 ): ResolvedEngine {
+  return runSteps(resolveEngineSteps(modelDir, options, cacheRootDir, damaged));
+}
+
+/** resolveEngine as steps: a build on a miss yields between weights (see steps.ts). */
+export function* resolveEngineSteps(
+  modelDir: string,
+  options: Partial<BuildConfig> = {},
+  cacheRootDir?: string,
+  damaged?: EngineCorruptError,
+): Steps<ResolvedEngine> {
   if (isEngineDir(modelDir)) return { dir: modelDir, origin: "engine" };
   const build = resolveBuildConfig(options);
   const root = openCacheRoot(cacheRootDir);
@@ -63,7 +74,7 @@ export function resolveEngine(
     }
     // Without the lock (a stuck owner), concurrent builds each write their own temp dir; the first
     // to publish wins and the others use its entry.
-    const r = buildEngine(modelDir, dir, build, hashFile, "cache");
+    const r = yield* buildEngineSteps(modelDir, dir, build, hashFile, "cache");
     return { dir, origin: "built", buildSeconds: r.seconds };
   } finally {
     release();

@@ -1,11 +1,14 @@
 // `kiln bench`: latency benchmark against the bandwidth and compute floors (see runtime/bench.ts).
 import type { Command } from "commander";
+import { isEngineDir } from "../engine/reader.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { BenchSampling } from "../runtime/bench.ts";
 import { runBench } from "../runtime/bench.ts";
 import { gib } from "../runtime/kv_cache_pool.ts";
 import { ModelRunner } from "../runtime/model_runner.ts";
 import { choiceArg, defaultModelDir, floatArg, fractionArg, intArg, modelDirArg } from "./args.ts";
+import { checkRunFlags } from "./flag_conflicts.ts";
+import { whileInterruptible } from "./interruptible.ts";
 import {
   type KvCacheFlags,
   kvCacheFromFlags,
@@ -82,7 +85,12 @@ export function registerBench(program: Command): void {
     .addOption(maxKvTokensOption())
     .action(async (f: BenchFlags) => {
       const sampling = samplingFromFlags(f);
-      const runner = ModelRunner.fromDir(f.model ?? defaultModelDir(), {
+      const dir = f.model ?? defaultModelDir();
+      // --dtype on an engine is refused as run refuses it; flags that cannot apply warn once.
+      const { dtype, cacheDir, randomWeights } = f;
+      for (const w of checkRunFlags({ dtype, cacheDir, randomWeights }, dir, isEngineDir(dir)))
+        process.stderr.write(`kiln: warning: ${w}\n`);
+      const options = {
         ...(f.backend ? { backend: f.backend } : {}),
         ...(f.dtype ? { dtype: f.dtype } : {}),
         ...(f.randomWeights ? { randomWeights: true } : {}),
@@ -90,7 +98,8 @@ export function registerBench(program: Command): void {
         maxBatchSize: Math.max(64, f.batchSize),
         maxNumTokens: Math.max(4096, f.batchSize * f.inputLen),
         kvCache: kvCacheFromFlags(f),
-      });
+      };
+      const runner = await whileInterruptible((signal) => ModelRunner.load(dir, options, signal));
       try {
         const r = await runBench(runner, {
           batchSize: f.batchSize,

@@ -1,9 +1,10 @@
 // `kiln build`: compile a checkpoint into an engine directory.
 import type { Command } from "commander";
 import { buildEngineSteps } from "../builder/builder.ts";
+import { runStepsUntil } from "../builder/steps.ts";
 import { choiceArg, intArg, modelDirArg } from "./args.ts";
 import { checkBuildPaths } from "./build_paths.ts";
-import { runInterruptible } from "./interruptible.ts";
+import { whileInterruptible } from "./interruptible.ts";
 
 interface BuildFlags {
   model: string;
@@ -59,7 +60,7 @@ export function registerBuild(program: Command): void {
         fuse: f.fuse,
         randomWeights: f.randomWeights,
       });
-      const r = await runInterruptible(steps);
+      const r = await whileInterruptible((signal) => runStepsUntil(steps, signal));
       if (f.json) {
         const timing = {
           seconds: r.seconds,

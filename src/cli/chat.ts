@@ -12,6 +12,7 @@ import { type GenerateOptions, ModelRunner } from "../runtime/model_runner.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
 import { addDecodingOptions, type DecodingFlags, decodingOptionsFromFlags } from "./decoding_flags.ts";
 import { checkRunFlags } from "./flag_conflicts.ts";
+import { whileInterruptible } from "./interruptible.ts";
 import {
   type KvCacheFlags,
   kvCacheFromFlags,
@@ -81,12 +82,18 @@ async function chatCommand(f: ChatFlags): Promise<void> {
     dir,
     f.chatTemplate !== undefined ? { templateFile: f.chatTemplate } : {},
   );
-  const runner = ModelRunner.fromDir(dir, {
-    ...(f.backend ? { backend: f.backend } : {}),
-    ...(f.dtype ? { dtype: f.dtype } : {}),
-    ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
-    kvCache: kvCacheFromFlags(f),
-  });
+  const runner = await whileInterruptible((signal) =>
+    ModelRunner.load(
+      dir,
+      {
+        ...(f.backend ? { backend: f.backend } : {}),
+        ...(f.dtype ? { dtype: f.dtype } : {}),
+        ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
+        kvCache: kvCacheFromFlags(f),
+      },
+      signal,
+    ),
+  );
   try {
     const options = { ...decodingOptionsFromFlags(f), maxNewTokens: f.maxNewTokens };
     await chatLoop(runner, template, options, f.system);

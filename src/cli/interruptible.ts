@@ -1,26 +1,15 @@
-// Drives a step generator (a build) between event-loop turns so that SIGINT / SIGTERM handlers can
-// run: on a signal the generator is closed (its `finally` blocks remove what it wrote) and the
-// command fails with BuildInterruptedError (exit 130 / 143).
-import { setImmediate as nextTurn } from "node:timers/promises";
+// Ctrl-C and SIGTERM during a command's build: an AbortSignal that aborts with BuildInterruptedError
+// (exit 130 / 143), so the build stops between two weights and removes its partial engine. The
+// handlers are removed once the build is over: a signal after it ends the process as usual.
 import { BuildInterruptedError } from "../builder/errors.ts";
 
-export async function runInterruptible<T>(steps: Generator<void, T>): Promise<T> {
-  const got: { signal: NodeJS.Signals | null } = { signal: null };
-  const onSignal = (s: NodeJS.Signals) => {
-    got.signal = s;
-  };
+export async function whileInterruptible<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const onSignal = (s: NodeJS.Signals) => controller.abort(new BuildInterruptedError(s));
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
-    for (;;) {
-      if (got.signal) {
-        steps.return(undefined as T);
-        throw new BuildInterruptedError(got.signal);
-      }
-      const r = steps.next();
-      if (r.done) return r.value;
-      await nextTurn();
-    }
+    return await work(controller.signal);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);

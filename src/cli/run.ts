@@ -8,6 +8,7 @@ import { choiceArg, defaultModelDir, idsArg, intArg, modelDirArg } from "./args.
 import { chatPromptFromText } from "./chat.ts";
 import { addDecodingOptions, type DecodingFlags, decodingOptionsFromFlags } from "./decoding_flags.ts";
 import { checkRunFlags } from "./flag_conflicts.ts";
+import { whileInterruptible } from "./interruptible.ts";
 import {
   type KvCacheFlags,
   kvCacheFromFlags,
@@ -73,13 +74,19 @@ async function runCommand(f: RunFlags): Promise<void> {
   const template = f.chat
     ? ChatTemplate.fromDir(dir, f.chatTemplate !== undefined ? { templateFile: f.chatTemplate } : {})
     : null;
-  const runner = ModelRunner.fromDir(dir, {
-    ...(f.dtype ? { dtype: f.dtype } : {}),
-    ...(f.backend ? { backend: f.backend } : {}),
-    ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
-    ...(f.randomWeights ? { randomWeights: true } : {}),
-    kvCache: kvCacheFromFlags(f),
-  });
+  const runner = await whileInterruptible((signal) =>
+    ModelRunner.load(
+      dir,
+      {
+        ...(f.dtype ? { dtype: f.dtype } : {}),
+        ...(f.backend ? { backend: f.backend } : {}),
+        ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
+        ...(f.randomWeights ? { randomWeights: true } : {}),
+        kvCache: kvCacheFromFlags(f),
+      },
+      signal,
+    ),
+  );
   try {
     if (f.kvCacheFreeGpuMemFraction !== undefined && runner.session.config.target.backend !== "cuda")
       warnings.push(

@@ -2,7 +2,8 @@
 // fly) or an engine; `generate` runs prompts (text or ids; a list, padded or packed) to completion;
 // `stream` yields tokens as they are produced. Decoding settings are SamplingConfig fields.
 import { type BuildConfig, DEFAULT_BUILD_CONFIG } from "../builder/build_config.ts";
-import { type ResolvedEngine, resolveEngine } from "../builder/engine_cache.ts";
+import { type ResolvedEngine, resolveEngineSteps } from "../builder/engine_cache.ts";
+import { runSteps, runStepsUntil, type Steps } from "../builder/steps.ts";
 import { EngineCorruptError } from "../engine/errors.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
@@ -93,6 +94,16 @@ export class ModelRunner {
   }
 
   static fromDir(dir: string, options: RunnerOptions = {}): ModelRunner {
+    return runSteps(ModelRunner.openSteps(dir, options));
+  }
+
+  /** fromDir without blocking the event loop during a build: the build yields between weights, and
+   * when `signal` aborts it stops, removes its partial engine and rejects with the signal's reason. */
+  static async load(dir: string, options: RunnerOptions = {}, signal?: AbortSignal): Promise<ModelRunner> {
+    return runStepsUntil(ModelRunner.openSteps(dir, options), signal);
+  }
+
+  private static *openSteps(dir: string, options: RunnerOptions): Steps<ModelRunner> {
     rejectUnknownKeys(
       "RunnerOptions",
       options,
@@ -102,14 +113,15 @@ export class ModelRunner {
     );
     const { cacheDir, kvCache, streamIdleTimeoutMs, ...build } = options;
     const kv = resolveKvCacheConfig(kvCache); // before a build, which takes far longer than this check
-    const engine = resolveEngine(dir, build, cacheDir);
+    const engine = yield* resolveEngineSteps(dir, build, cacheDir);
     const session = { streamIdleTimeoutMs };
     try {
       return ModelRunner.open(engine, build.backend, kv, session);
     } catch (e) {
       // Weight regions are verified as the backend loads them: a damaged cache entry is rebuilt.
       if (engine.origin !== "hit" || !(e instanceof EngineCorruptError)) throw e;
-      return ModelRunner.open(resolveEngine(dir, build, cacheDir, e), build.backend, kv, session);
+      const rebuilt = yield* resolveEngineSteps(dir, build, cacheDir, e);
+      return ModelRunner.open(rebuilt, build.backend, kv, session);
     }
   }
 

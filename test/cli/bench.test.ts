@@ -6,11 +6,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { parseHfConfig } from "../../src/checkpoint/hf_config.ts";
 import { defineModel } from "../../src/models/registry.ts";
 import { prefillFlops } from "../../src/runtime/bench.ts";
 import { assertUserError, kiln } from "../helpers/cli.ts";
 import { TINY_CONFIGS, tempCache } from "../helpers/tiny_model.ts";
+
+const DEFAULT_MODEL = fileURLToPath(new URL("../../models/default", import.meta.url));
 
 test("kiln bench --json", () => {
   const cache = tempCache();
@@ -151,6 +154,11 @@ test("kiln bench refuses shapes past the context window and --profile on the CPU
       "BenchOptionError",
       /--profile .*CUDA kernel.*drop --profile or use --backend cuda/,
     );
+    // An engine's dtype was fixed when it was built: --dtype on one is refused, as run refuses it.
+    const engine = join(cache.dir, "engine");
+    assert.equal(kiln(["build", "--model", DEFAULT_MODEL, "--output", engine], env).code, 0);
+    const dtype = kiln(["bench", "--model", engine, "--dtype", "fp16", "--output-len", "2"], env);
+    assertUserError(dtype, "ConflictingFlagsError", /--dtype fp16: .* is a built engine/);
   } finally {
     cache.cleanup();
   }

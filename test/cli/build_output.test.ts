@@ -135,29 +135,28 @@ describe("kiln build --output safety", () => {
   });
 });
 
-describe("kiln build interrupted", () => {
+/** A config large enough that a build takes a while (random weights, no checkpoint needed). */
+const SLOW_CONFIG = {
+  architectures: ["LlamaForCausalLM"],
+  model_type: "llama",
+  vocab_size: 32000,
+  hidden_size: 512,
+  intermediate_size: 1408,
+  num_hidden_layers: 12,
+  num_attention_heads: 8,
+  num_key_value_heads: 8,
+  max_position_embeddings: 256,
+};
+
+describe("builds interrupted", () => {
   const work = tempCache();
   after(work.cleanup);
 
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     test(`${signal} during a build removes its temp dir and exits ${signal === "SIGINT" ? 130 : 143}`, async () => {
-      // A config large enough that the build takes a while (random weights, no checkpoint needed).
       const model = join(work.dir, `model-${signal}`);
       mkdirSync(model);
-      writeFileSync(
-        join(model, "config.json"),
-        JSON.stringify({
-          architectures: ["LlamaForCausalLM"],
-          model_type: "llama",
-          vocab_size: 32000,
-          hidden_size: 512,
-          intermediate_size: 1408,
-          num_hidden_layers: 12,
-          num_attention_heads: 8,
-          num_key_value_heads: 8,
-          max_position_embeddings: 256,
-        }),
-      );
+      writeFileSync(join(model, "config.json"), JSON.stringify(SLOW_CONFIG));
       const parent = join(work.dir, `out-${signal}`);
       mkdirSync(parent);
       const output = join(parent, "engine");
@@ -182,4 +181,29 @@ describe("kiln build interrupted", () => {
       assert.ok(!existsSync(output));
     });
   }
+
+  test("SIGINT during kiln run's cache build removes its temp dir and lock, exits 130", async () => {
+    const model = join(work.dir, "model-run");
+    mkdirSync(model);
+    writeFileSync(join(model, "config.json"), JSON.stringify(SLOW_CONFIG));
+    const cache = join(work.dir, "cache-run");
+    const engines = join(cache, "engines");
+    const child = spawn(KILN, ["run", "--random-weights", "--model", model, "--input-ids", "1"], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, KILN_CACHE_DIR: cache },
+    });
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const writing = () => existsSync(engines) && readdirSync(engines).some((n) => n.includes(".tmp-"));
+    const deadline = Date.now() + 60_000;
+    while (!writing() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(writing(), "the build never started writing");
+    child.kill("SIGINT");
+    assert.equal(await exited, 130, stderr);
+    assert.match(stderr, /BuildInterruptedError: build interrupted by SIGINT/);
+    assert.deepEqual(readdirSync(engines), [], "no temp dir, no lock, no entry");
+  });
 });
