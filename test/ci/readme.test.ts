@@ -15,6 +15,7 @@ import { registerBuild } from "../../src/cli/build.ts";
 import { registerChat } from "../../src/cli/chat.ts";
 import { registerRun } from "../../src/cli/run.ts";
 import { registerTokenize } from "../../src/cli/tokenize.ts";
+import { registerVerify } from "../../src/cli/verify.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
@@ -66,7 +67,14 @@ describe("README.md", () => {
 
   test("Commands lists exactly the options each command's parser takes", () => {
     const program = new Command("kiln");
-    for (const register of [registerRun, registerChat, registerBuild, registerBench, registerTokenize])
+    for (const register of [
+      registerRun,
+      registerChat,
+      registerBuild,
+      registerBench,
+      registerTokenize,
+      registerVerify,
+    ])
       register(program);
     // Documented flags per command: its usage lines, the shared lines, and for run and chat the decoding paragraph.
     const documented = new Map<string, Set<string>>(program.commands.map((c) => [c.name(), new Set()]));
