@@ -4,6 +4,7 @@
 //   npx kiln run                       the CLI, on plain Node (no tsx, no TypeScript installed)
 //   scripts/pack_smoke/use_kiln.mjs    `import { ModelRunner } from "kiln"` in plain JavaScript
 //   the README's library example       as written
+//   dist/worker_boot.mjs               starting a worker entry without tsx
 //   scripts/pack_smoke/use_kiln.ts     typechecked against the shipped .d.ts (the repo's tsc)
 // Needs only the npm registry, and not even that once `npm ci` has filled the cache (--prefer-offline).
 // Usage: node scripts/pack_smoke.mjs [--keep]   (--keep leaves the temporary project for a look)
@@ -116,7 +117,29 @@ try {
   writeFileSync(join(project, "example.mjs"), `${example[1]}\n`);
   if (run("node", ["example.mjs"], project).stdout.trim() === "") fail("the README example printed nothing");
 
-  // 6. TypeScript against the shipped declarations, as a Node ESM project (NodeNext) sees them.
+  // 6. The worker boot (dist/worker_boot.mjs: compile and region-check workers) loads a compiled entry
+  // on plain Node. A worker that fails to start is only slower (its jobs fall back to the main thread),
+  // so nothing above would notice; the entry here marks the slot as the real workers do.
+  writeFileSync(
+    join(project, "probe_worker.mjs"),
+    'import { workerData } from "node:worker_threads";\nAtomics.store(workerData.shared, workerData.slot, 1);\n',
+  );
+  writeFileSync(
+    join(project, "probe.mjs"),
+    [
+      'import { Worker } from "node:worker_threads";',
+      "const shared = new Int32Array(new SharedArrayBuffer(8));",
+      'const boot = new URL("./node_modules/kiln/dist/worker_boot.mjs", import.meta.url);',
+      'const entry = new URL("./probe_worker.mjs", import.meta.url).href;',
+      "const w = new Worker(boot, { workerData: { entry, shared, slot: 1 } });",
+      'w.on("exit", () => console.log(shared[1]));',
+      "",
+    ].join("\n"),
+  );
+  const slot = run("node", ["probe.mjs"], project).stdout.trim();
+  if (slot !== "1") fail(`dist/worker_boot.mjs did not start its entry (slot ${slot}, want 1)`);
+
+  // 7. TypeScript against the shipped declarations, as a Node ESM project (NodeNext) sees them.
   copyFileSync(join(here, "use_kiln.ts"), join(project, "use_kiln.ts"));
   const tsconfig = {
     compilerOptions: {
