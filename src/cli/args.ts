@@ -1,8 +1,8 @@
 // Parsers for command-line values; each failure names the flag, the value and what is accepted.
 import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Option } from "commander";
+import { BUNDLED_MODEL_DIR } from "../bundled_model.ts";
 import { InvalidArgumentError } from "../errors.ts";
 
 export function intArg(flag: string, min = 0) {
@@ -56,7 +56,7 @@ export function choiceArg<T extends string>(flag: string, choices: readonly T[])
 
 /** The model shipped in the repository (models/default), used when --model is not given. */
 export function defaultModelDir(): string {
-  const dir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "models", "default");
+  const dir = BUNDLED_MODEL_DIR;
   if (!existsSync(join(dir, "config.json"))) {
     throw new InvalidArgumentError(`the bundled default model is missing at ${dir}; pass --model DIR`);
   }

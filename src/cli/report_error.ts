@@ -9,7 +9,9 @@ import { FileSystemError, isErrnoError, USER_FS_CODES } from "../fs_errors.ts";
 
 /** kiln's own files: a missing file under these is a broken install (a bug), not the user's path. */
 const KILN_ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const KILN_OWN_DIRS = ["src", "kernels", "node_modules", "bin", "models"].map((d) => resolve(KILN_ROOT, d));
+const KILN_OWN_DIRS = ["src", "dist", "kernels", "node_modules", "bin", "models"].map((d) =>
+  resolve(KILN_ROOT, d),
+);
 
 export interface ErrorReport {
   text: string;

@@ -137,15 +137,20 @@ describe("README.md", () => {
     assert.ok(pkg.scripts["compile:kernels"], "package.json has no compile:kernels script");
   });
 
-  test("the library example runs, and gathers streamed text per prompt", () => {
-    const ts = blockAfter("## Library use").join("\n");
-    if (/stream\(\[/.test(ts))
-      assert.match(ts, /ev\.promptIndex\]/, "stream events of several prompts interleave");
+  test("the library example imports the package, runs, and gathers streamed text per prompt", () => {
+    const js = blockAfter("## Library use").join("\n");
+    if (/stream\(\[/.test(js))
+      assert.match(js, /ev\.promptIndex\]/, "stream events of several prompts interleave");
+    // What a user writes: the package's name, never a path into the checkout. The test runs it
+    // against the source (src/index.ts, the package entry); scripts/pack_smoke.mjs runs it as written
+    // against the packed and installed package.
+    const imports = [...js.matchAll(/from "([^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual([...new Set(imports)], ["kiln"], "the example imports from the package, by name");
     const dir = mkdtempSync(join(tmpdir(), "kiln-readme-"));
     try {
-      const src = pathToFileURL(join(ROOT, "src/")).href;
+      const entry = pathToFileURL(join(ROOT, "src/index.ts")).href;
       const file = join(dir, "example.mts");
-      writeFileSync(file, ts.replaceAll('"./src/', `"${src}`));
+      writeFileSync(file, js.replaceAll('from "kiln"', `from "${entry}"`));
       const { NODE_TEST_CONTEXT: _, ...env } = process.env;
       const r = spawnSync(process.execPath, ["--import", "tsx", file], {
         cwd: ROOT,

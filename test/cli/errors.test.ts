@@ -210,6 +210,8 @@ describe("error reports: one line, exit 2 for user errors, exit 1 only for bugs"
     assert.equal(reportError(errno("EBADF", "read"), false).exitCode, 1);
     const own = fileURLToPath(new URL("../../src/nothing.ts", import.meta.url));
     assert.equal(userFileSystemError(errno("ENOENT", "open", own)), null);
+    const built = fileURLToPath(new URL("../../dist/nothing.js", import.meta.url)); // an installed kiln
+    assert.equal(userFileSystemError(errno("ENOENT", "open", built)), null);
     assert.ok(userFileSystemError(errno("ENOENT", "open", "/home/u/model/config.json")));
     assert.match(reportError(new TypeError("x"), false).text, /internal error \(a bug/);
   });

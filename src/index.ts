@@ -1,0 +1,64 @@
+// kiln's public API: what `import ... from "kiln"` gives. The runners, the option and result types,
+// the extension points a user implements, and every named error a caller may catch. Anything not
+// exported here is internal and may change without notice.
+
+// The named errors (test/index.test.ts checks that every KilnError subclass a library call can raise
+// is here). Catch KilnError for any user error; `details` holds the lines the CLI shows with --verbose.
+export {
+  CublasError,
+  CudaError,
+  CudaUnavailableError,
+  KernelArgumentError,
+  NvrtcError,
+} from "./backends/cuda/ffi/errors.ts";
+export type { BackendName, BuildConfig } from "./builder/build_config.ts";
+export type { ResolvedEngine } from "./builder/engine_cache.ts";
+export { ModelIsEngineError, OutputNotWritableError, UnusedTensorError } from "./builder/errors.ts";
+export { BUNDLED_MODEL_DIR } from "./bundled_model.ts";
+export {
+  CheckpointNotFoundError,
+  ConfigError,
+  MissingTensorError,
+  SafetensorsError,
+} from "./checkpoint/errors.ts";
+export {
+  EngineCorruptError,
+  EngineError,
+  EngineTargetMismatchError,
+  OutputNotEngineError,
+} from "./engine/errors.ts";
+export { InvalidArgumentError, InvalidEnvironmentError, KilnError } from "./errors.ts";
+export { CacheDirError, FileSystemError } from "./fs_errors.ts";
+export { UnsupportedArchitectureError } from "./models/errors.ts";
+export {
+  ContextWindowExceededError,
+  InvalidPromptError,
+  InvalidTokenIdError,
+  KvCacheExhaustedError,
+  NonFiniteLogitsError,
+  RunnerDisposedError,
+  StreamIdleTimeoutError,
+  UnknownOptionError,
+} from "./runtime/errors.ts";
+export type { DecodeOptions, GenerationSessionOptions } from "./runtime/generation_session.ts";
+export { GenerationSession } from "./runtime/generation_session.ts";
+export type { KvCacheConfig } from "./runtime/kv_cache_config.ts";
+export { InvalidKvCacheConfigError } from "./runtime/kv_cache_config.ts";
+export type { KvPoolInfo, KvPoolLimit } from "./runtime/kv_cache_pool.ts";
+export type { LogitsProcessor, SequenceView, StoppingCriteria } from "./runtime/logits_processor.ts";
+export type {
+  GenerateOptions,
+  GenerationOutput,
+  Prompt,
+  PromptBatch,
+  RunnerOptions,
+} from "./runtime/model_runner.ts";
+export { ModelRunner } from "./runtime/model_runner.ts";
+export type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./runtime/outputs.ts";
+export type { PerSeq, SamplingConfig, WordSpec } from "./runtime/sampling_config.ts";
+export { InvalidSamplingConfigError, TokenIdOutOfRangeError } from "./runtime/sampling_config.ts";
+export type { FinishReason } from "./runtime/sequence.ts";
+export { Session } from "./runtime/session.ts";
+export { TokenizerError } from "./tokenizer/errors.ts";
+export type { Encoding, Tokenizer } from "./tokenizer/tokenizer.ts";
+export { KILN_VERSION } from "./version.ts";
