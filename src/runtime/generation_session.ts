@@ -3,11 +3,23 @@
 // tokens, beams) fits it; `decode` runs a batch of token-id prompts to completion; `decodeStream`
 // yields each step. Sampling and beam search share the logits pipeline and the backend's decoding
 // ops; this file only moves tokens and KV blocks between them.
+
+import type { SampleTicket, StepInput } from "../backends/backend.ts";
+import type { SampleParams } from "../backends/decoding_ops.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { BeamSearch } from "../sampling/beam_search.ts";
+import { processLogits, type Row, stepTransforms } from "../sampling/logits_pipeline.ts";
+import type { LogitsProcessor, StoppingCriteria } from "../sampling/logits_processor.ts";
+import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
+import {
+  InvalidSamplingConfigError,
+  modelSamplingDefaults,
+  type ResolvedSamplingConfig,
+  resolveSamplingConfig,
+  type SamplingConfig,
+} from "../sampling/sampling_config.ts";
+import { BuiltinStops } from "../sampling/stopping.ts";
 import { BlockAllocator } from "./block_allocator.ts";
-import { BeamSearch } from "./decoding/beam_search.ts";
-import { processLogits, type Row, stepTransforms } from "./decoding/logits_pipeline.ts";
-import type { SampleParams } from "./decoding/ops.ts";
 import {
   ContextWindowExceededError,
   InvalidTokenIdError,
@@ -16,22 +28,11 @@ import {
 } from "./errors.ts";
 import { type KvCacheConfig, resolveKvCacheConfig } from "./kv_cache_config.ts";
 import { KvCachePool, type KvPoolInfo, kvBlocksNeeded } from "./kv_cache_pool.ts";
-import type { LogitsProcessor, StoppingCriteria } from "./logits_processor.ts";
-import { type KeySet, rejectUnknownKeys } from "./option_keys.ts";
 import type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./outputs.ts";
 import { RunnerLock } from "./runner_lock.ts";
-import {
-  InvalidSamplingConfigError,
-  modelSamplingDefaults,
-  type ResolvedSamplingConfig,
-  resolveSamplingConfig,
-  type SamplingConfig,
-} from "./sampling_config.ts";
 import { type FinishReason, Sequence } from "./sequence.ts";
 import type { Session } from "./session.ts";
-import type { SampleTicket, StepInput } from "./step.ts";
 import { buildChunkStep, buildStep } from "./step_builder.ts";
-import { BuiltinStops } from "./stopping.ts";
 import { TextTracker } from "./text_tracker.ts";
 
 export interface DecodeOptions {

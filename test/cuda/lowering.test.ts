@@ -13,9 +13,9 @@ import {
   writeFeed,
   writeSampleParams,
 } from "../../src/backends/cuda/step_metadata.ts";
-import { resolveBuildConfig } from "../../src/builder/build_config.ts";
 import { optimize } from "../../src/builder/optimize.ts";
 import { parseHfConfig } from "../../src/checkpoint/hf_config.ts";
+import { resolveBuildConfig } from "../../src/engine/build_config.ts";
 import { defineModel } from "../../src/models/registry.ts";
 import { BlockAllocator } from "../../src/runtime/block_allocator.ts";
 import { Sequence } from "../../src/runtime/sequence.ts";

@@ -24,8 +24,7 @@ export interface StepInput {
   logitRows: Int32Array; // [numLogitRows]
 }
 
-import type { StepTransforms } from "./decoding/logits_pipeline.ts";
-import type { DecodingOps, SampleParams } from "./decoding/ops.ts";
+import type { DecodingOps, SampleParams, StepTransforms } from "./decoding_ops.ts";
 
 /** A queued step of `enqueueSample`: its sequence number and how many rows it samples. */
 export interface SampleTicket {

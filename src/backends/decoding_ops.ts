@@ -49,3 +49,12 @@ export interface DecodingOps {
     p: SampleParams,
   ): { tokens: Int32Array; logProbs: Float32Array };
 }
+
+/** What the built-in stages need this step, or null for a stage with nothing to do: the same inputs
+ * drive the host ops (sampling/logits_pipeline.ts) and a backend's on-device decoding (forwardSample). */
+export interface StepTransforms {
+  bias: Float32Array | null;
+  penalties: PenaltyParams | null;
+  /** Per row: token ids set to −∞ (no-repeat-ngram, bad words, end ids under min length). */
+  banned: number[][] | null;
+}
