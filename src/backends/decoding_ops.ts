@@ -1,6 +1,6 @@
 // Decoding steps as backend operations over a batch of logits rows [B, V], so the CUDA backend can
 // run the same decoding on the GPU (no logits to the host) with one kernel per op. Per-row settings
-// arrive as arrays of length B. The CPU backend's implementation (backends/cpu/decoding.ts) is the
+// arrive as arrays of length B. The host implementation (backends/host_decoding.ts) is the
 // reference.
 
 export interface PenaltyParams {

@@ -1,4 +1,4 @@
-// Packs a step's metadata (see runtime/step.ts) into one int32 block that is copied to the device in
+// Packs a step's metadata (see backends/backend.ts) into one int32 block that is copied to the device in
 // one transfer; kernels get pointers into it.
 //
 //   [ ids T | positions T | slots T | invFreqIndex T | queryStart S+1 | contextLen S | feed T |

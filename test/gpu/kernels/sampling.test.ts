@@ -1,4 +1,4 @@
-// kernels/sampling.cu against cpuDecodingOps (src/backends/cpu/decoding.ts): bias, penalties, bans,
+// kernels/sampling.cu against cpuDecodingOps (src/backends/host_decoding.ts): bias, penalties, bans,
 // log-softmax, greedy argmax and sampling (temperature → top-k → top-p → min-p → counter-based draw)
 // over batches whose rows all have different settings. Sampled tokens must be identical to the
 // reference's (see tolerances.ts); log-probabilities within TOLERANCES.logSoftmax. sample_topk_topp
