@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // CI step: compiles every kernels/*.cu with `nvcc -cubin -arch=sm_90a` for each dtype and macro set of
 // kernels/compile_matrix.json, and checks each kernel's PTX against kernels/pdl.cuh's rule. The work is
-// test/cuda/kernels_compile.test.ts, which skips itself without nvcc (so `npm test` passes on a
+// test/backends/cuda/kernels_compile.test.ts, which skips itself without nvcc (so `npm test` passes on a
 // machine without CUDA); this step fails instead: a CI without nvcc would otherwise compile nothing.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -20,6 +20,12 @@ if (!nvcc) {
 // NODE_TEST_CONTEXT (set when this script runs inside a test) would make the child skip its files.
 const { NODE_TEST_CONTEXT: _, ...env } = process.env;
 env.PATH = [dirname(nvcc), env.PATH ?? ""].join(delimiter);
-const args = ["--import", "tsx", "--test", "--test-reporter=spec", "test/cuda/kernels_compile.test.ts"];
+const args = [
+  "--import",
+  "tsx",
+  "--test",
+  "--test-reporter=spec",
+  "test/backends/cuda/kernels_compile.test.ts",
+];
 const r = spawnSync(process.execPath, args, { stdio: "inherit", env });
 process.exit(r.status ?? 1);

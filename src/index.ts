@@ -11,7 +11,6 @@ export {
   KernelArgumentError,
   NvrtcError,
 } from "./backends/cuda/ffi/errors.ts";
-export type { BackendName, BuildConfig } from "./builder/build_config.ts";
 export type { ResolvedEngine } from "./builder/engine_cache.ts";
 export { ModelIsEngineError, OutputNotWritableError, UnusedTensorError } from "./builder/errors.ts";
 export { BUNDLED_MODEL_DIR } from "./bundled_model.ts";
@@ -21,6 +20,7 @@ export {
   MissingTensorError,
   SafetensorsError,
 } from "./checkpoint/errors.ts";
+export type { BackendName, BuildConfig } from "./engine/build_config.ts";
 export {
   EngineCorruptError,
   EngineError,
@@ -45,7 +45,6 @@ export { GenerationSession } from "./runtime/generation_session.ts";
 export type { KvCacheConfig } from "./runtime/kv_cache_config.ts";
 export { InvalidKvCacheConfigError } from "./runtime/kv_cache_config.ts";
 export type { KvPoolInfo, KvPoolLimit } from "./runtime/kv_cache_pool.ts";
-export type { LogitsProcessor, SequenceView, StoppingCriteria } from "./runtime/logits_processor.ts";
 export type {
   GenerateOptions,
   GenerationOutput,
@@ -55,10 +54,11 @@ export type {
 } from "./runtime/model_runner.ts";
 export { ModelRunner } from "./runtime/model_runner.ts";
 export type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./runtime/outputs.ts";
-export type { PerSeq, SamplingConfig, WordSpec } from "./runtime/sampling_config.ts";
-export { InvalidSamplingConfigError, TokenIdOutOfRangeError } from "./runtime/sampling_config.ts";
 export type { FinishReason } from "./runtime/sequence.ts";
 export { Session } from "./runtime/session.ts";
+export type { LogitsProcessor, SequenceView, StoppingCriteria } from "./sampling/logits_processor.ts";
+export type { PerSeq, SamplingConfig, WordSpec } from "./sampling/sampling_config.ts";
+export { InvalidSamplingConfigError, TokenIdOutOfRangeError } from "./sampling/sampling_config.ts";
 export { TokenizerError } from "./tokenizer/errors.ts";
 export type { Encoding, Tokenizer } from "./tokenizer/tokenizer.ts";
 export { KILN_VERSION } from "./version.ts";

@@ -4,7 +4,7 @@
     python3 tools/make_beam_fixtures.py --out test/fixtures/beam_search_hf.json [--cases 54] [--seed 0]
 
 Needs PyTorch and transformers (5.x); runs on the CPU with one thread (torch.topk's CPU order then
-decides ties, and the test replays that order). Read by test/runtime/beam_search_hf.test.ts. Writes
+decides ties, and the test replays that order). Read by test/sampling/beam_search_hf.test.ts. Writes
 
     {"generator", "transformers", "torch", "vocab": 8, "seed", "cases": [case, ...]}   one case per line
     case = {"promptIds", "numBeams", "lengthPenalty", "earlyStopping": true|false|"never",

@@ -7,6 +7,7 @@ import { MissingTensorError } from "../checkpoint/errors.ts";
 import { readHfConfig } from "../checkpoint/hf_config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { DTYPE_BY_NAME, DTYPE_BYTES, type DType, fromF32, toF32 } from "../dtype.ts";
+import { type BuildConfig, resolveBuildConfig } from "../engine/build_config.ts";
 import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
 import { isEngineDir } from "../engine/reader.ts";
 import {
@@ -20,11 +21,10 @@ import { contextWindow } from "../models/context.ts";
 import type { Network, WeightSpec } from "../models/network.ts";
 import { defineModel } from "../models/registry.ts";
 import { KILN_VERSION } from "../version.ts";
-import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
 import { ModelIsEngineError, UnusedTensorError } from "./errors.ts";
 import { optimize } from "./optimize.ts";
-import { runSteps } from "./steps.ts";
 import { randomEngineWeight } from "./random_weights.ts";
+import { runSteps } from "./steps.ts";
 import { buildCudaArtifacts } from "./targets/cuda_target.ts";
 
 export interface BuildResult {

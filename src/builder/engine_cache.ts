@@ -2,11 +2,11 @@
 // the content-addressed cache and built into it on a miss.
 import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { CudaDevice } from "../backends/cuda/device/index.ts";
-import { kernelSourcesHash } from "../backends/cuda/kernel_modules.ts";
+import { targetIdentity } from "../backends/open_backend.ts";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
 import { readHfConfig } from "../checkpoint/hf_config.ts";
+import { type BuildConfig, resolveBuildConfig } from "../engine/build_config.ts";
 import { acquireBuildLock } from "../engine/build_lock.ts";
 import { assertCacheWritable, engineCacheDir, openCacheRoot } from "../engine/cache.ts";
 import { EngineCorruptError, EngineError } from "../engine/errors.ts";
@@ -14,7 +14,6 @@ import { TOKENIZER_FILES } from "../engine/format.ts";
 import { type FileHasher, memoizedFileHasher } from "../engine/hash_memo.ts";
 import { isEngineDir, openEngine } from "../engine/reader.ts";
 import { removeAside, sweepStaleTemps } from "../engine/temp_dirs.ts";
-import { type BuildConfig, resolveBuildConfig } from "./build_config.ts";
 import { buildEngineSteps } from "./builder.ts";
 import { runSteps, type Steps } from "./steps.ts";
 
@@ -54,9 +53,10 @@ export function* resolveEngineSteps(
   const hash = build.randomWeights
     ? sha256File(join(modelDir, "config.json"))
     : checkpointIdentity(modelDir, hashFile);
-  // A CUDA engine is compiled for one GPU architecture from kiln's kernel sources: the key names both,
-  // so another GPU, or changed kernels, build their own.
-  const target = build.backend === "cuda" ? `${hash}:${cudaArch()}:${kernelSourcesHash()}` : hash;
+  // The key names what the backend's engines depend on (CUDA: the GPU architecture and kiln's kernel
+  // sources), so another GPU, or changed kernels, build their own.
+  const identity = targetIdentity(build.backend);
+  const target = identity ? `${hash}:${identity}` : hash;
   const dir = engineCacheDir(target, build, root);
   sweepStaleTemps(dirname(dir));
   if (damaged?.dir !== dir) {
@@ -99,15 +99,6 @@ function discardDamaged(dir: string, e: EngineError): void {
   const what = e instanceof EngineCorruptError ? e.damage : e.message.replace(/\s*\n\s*/g, "; ");
   process.stderr.write(`kiln: cached engine ${basename(dir)} is damaged (${what}); rebuilding\n`);
   removeAside(dir);
-}
-
-function cudaArch(): string {
-  const device = CudaDevice.open(0);
-  try {
-    return device.properties.nvrtcArch;
-  } finally {
-    device.dispose();
-  }
 }
 
 /** The checkpoint's content hash combined with its tokenizer files' (the engine carries both). */

@@ -1,6 +1,7 @@
 // The builder's pass pipeline over a network: model definition in, execution plan out.
+
+import type { BuildConfig } from "../engine/build_config.ts";
 import type { Network } from "../models/network.ts";
-import type { BuildConfig } from "./build_config.ts";
 import { fuseAddRmsNorm } from "./passes/fuse_add_norm.ts";
 import { fuseGatedAct } from "./passes/fuse_gated_act.ts";
 import { fuseSiblingLinears } from "./passes/fuse_linears.ts";

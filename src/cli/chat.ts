@@ -53,25 +53,6 @@ export function registerChat(program: Command): void {
     .action(async (flags: ChatFlags) => chatCommand(flags));
 }
 
-/** A one-turn conversation: the system message (if any), then the user's text. */
-function conversation(text: string, system?: string): ChatMessage[] {
-  return [
-    ...(system !== undefined ? [{ role: "system", content: system }] : []),
-    { role: "user", content: text },
-  ];
-}
-
-/** Prompt ids of a single-turn chat (for `kiln run --chat`): the chat template rendered with the
- * generation prompt, tokenized without added special tokens (the template writes BOS). */
-export function chatPromptFromText(
-  runner: ModelRunner,
-  template: ChatTemplate,
-  text: string,
-  system?: string,
-): number[] {
-  return encodeChat(runner.tokenizer, conversation(text, system), { template });
-}
-
 async function chatCommand(f: ChatFlags): Promise<void> {
   const dir = f.model ?? defaultModelDir();
   // The same contradictions as run's are refused before any work (chat always uses its template).

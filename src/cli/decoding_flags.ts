@@ -3,7 +3,7 @@
 // flags that only make sense for one prompt printed whole (beams, several sequences, logits).
 import type { Command } from "commander";
 import type { GenerateOptions } from "../runtime/model_runner.ts";
-import type { SamplingConfig } from "../runtime/sampling_config.ts";
+import type { SamplingConfig } from "../sampling/sampling_config.ts";
 import {
   biasArg,
   earlyStoppingArg,

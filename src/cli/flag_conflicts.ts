@@ -2,7 +2,7 @@
 // refused before any work (no build, no output); a flag that cannot apply is reported once on stderr
 // and the run goes on, so a script that passes it keeps working.
 import { InvalidArgumentError } from "../errors.ts";
-import type { SamplingConfig } from "../runtime/sampling_config.ts";
+import type { SamplingConfig } from "../sampling/sampling_config.ts";
 
 /** Two command-line flags that cannot be used together, or a flag the model directory cannot take. */
 export class ConflictingFlagsError extends InvalidArgumentError {}

@@ -5,7 +5,7 @@ import { isEngineDir } from "../engine/reader.ts";
 import { ChatTemplate } from "../runtime/chat_template.ts";
 import { type GenerateOptions, ModelRunner, type Prompt } from "../runtime/model_runner.ts";
 import { choiceArg, defaultModelDir, idsArg, intArg, modelDirArg } from "./args.ts";
-import { chatPromptFromText } from "./chat.ts";
+import { chatPromptFromText } from "./chat_prompt.ts";
 import { addDecodingOptions, type DecodingFlags, decodingOptionsFromFlags } from "./decoding_flags.ts";
 import { checkRunFlags } from "./flag_conflicts.ts";
 import { whileInterruptible } from "./interruptible.ts";

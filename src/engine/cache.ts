@@ -5,10 +5,10 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, rmdirSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import type { BuildConfig } from "../builder/build_config.ts";
 import { CacheDirError, errnoReason, FileSystemError, isErrnoError } from "../fs_errors.ts";
 import { makeDirectory } from "../make_directory.ts";
 import { KILN_VERSION } from "../version.ts";
+import type { BuildConfig } from "./build_config.ts";
 import { ENGINE_FORMAT_VERSION } from "./format.ts";
 
 const CACHE_FIX = "set --cache-dir or KILN_CACHE_DIR to a writable directory";

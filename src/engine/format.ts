@@ -13,10 +13,10 @@
 // file names. Readers reject other magics and versions with a message saying how to rebuild, and
 // bytes that differ from the manifest with an EngineCorruptError.
 
-import type { BuildConfig } from "../builder/build_config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import type { DType } from "../dtype.ts";
 import type { Op } from "../models/network.ts";
+import type { BuildConfig } from "./build_config.ts";
 
 export type { Op };
 

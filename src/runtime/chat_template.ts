@@ -5,10 +5,10 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Environment, Interpreter, Template } from "@huggingface/jinja";
 import { KilnError } from "../errors.ts";
+import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import { TokenizerError } from "../tokenizer/errors.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { isRecord, parseTokenizerConfig } from "../tokenizer/tokenizer_config.ts";
-import { type KeySet, rejectUnknownKeys } from "./option_keys.ts";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | (string & {});

@@ -28,24 +28,8 @@ export class InvalidTokenIdError extends KilnError {
 /** The KV cache has too few free blocks for what was asked. */
 export class KvCacheExhaustedError extends KilnError {}
 
-/** An options object of the public API has a key no option of that name exists for (a misspelling
- * would otherwise be ignored silently). */
-export class UnknownOptionError extends KilnError {
-  constructor(
-    readonly what: string,
-    readonly key: string,
-    suggestions: readonly string[],
-    known: readonly string[],
-  ) {
-    const quote = (names: readonly string[]) => names.map((s) => `"${s}"`);
-    const hint = suggestions.length
-      ? `did you mean ${quote(suggestions).join(" or ")}?`
-      : known.length <= 10
-        ? `its options are ${quote(known).join(", ")}`
-        : `see the ${what} type for the options it takes`;
-    super(`${what} has no option "${key}"; ${hint}`);
-  }
-}
+// Thrown by sampling/option_keys.ts for every options object of the public API.
+export { UnknownOptionError } from "../sampling/option_keys.ts";
 
 /** A prompt that is neither text nor token ids. */
 export class InvalidPromptError extends KilnError {}

@@ -1,7 +1,7 @@
 // KvCacheConfig: how big the paged KV pool may grow, as TensorRT-LLM's KvCacheConfig. The pool is
 // sized once (see kv_cache_pool.ts) and every request runs inside it. Validated once, here.
 import { InvalidArgumentError } from "../errors.ts";
-import { type KeySet, rejectUnknownKeys } from "./option_keys.ts";
+import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 
 export interface KvCacheConfig {
   /** Share of the device memory free after load (and warm-up) the pool may take, in (0, 1]. Only

@@ -14,9 +14,10 @@
 // allocated at load, so free memory after load is the post-warm-up figure; what it creates on first
 // use (cuBLASLt plans with ≤ 8 MiB of workspace each, CUDA graphs) lives in the 1 GiB that
 // `maxKvBlocks()` keeps back.
+
+import type { ExecutionBackend } from "../backends/backend.ts";
 import { KvCacheExhaustedError } from "./errors.ts";
 import { InvalidKvCacheConfigError, type KvCacheConfig } from "./kv_cache_config.ts";
-import type { ExecutionBackend } from "./step.ts";
 
 /** What set the pool's size. */
 export type KvPoolLimit = "free-memory" | "engine" | "max-tokens" | "request";

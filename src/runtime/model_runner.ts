@@ -1,11 +1,13 @@
 // ModelRunner: the high-level API. `fromDir` takes a checkpoint (built into a cached engine on the
 // fly) or an engine; `generate` runs prompts (text or ids; a list, padded or packed) to completion;
 // `stream` yields tokens as they are produced. Decoding settings are SamplingConfig fields.
-import { type BuildConfig, DEFAULT_BUILD_CONFIG } from "../builder/build_config.ts";
 import { type ResolvedEngine, resolveEngineSteps } from "../builder/engine_cache.ts";
 import { runSteps, runStepsUntil, type Steps } from "../builder/steps.ts";
+import { type BuildConfig, DEFAULT_BUILD_CONFIG } from "../engine/build_config.ts";
 import { EngineCorruptError } from "../engine/errors.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
+import { SAMPLING_CONFIG_KEYS, type SamplingConfig } from "../sampling/sampling_config.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import {
   ContextWindowExceededError,
@@ -21,9 +23,7 @@ import {
   type GenerationSessionOptions,
 } from "./generation_session.ts";
 import { type KvCacheConfig, resolveKvCacheConfig } from "./kv_cache_config.ts";
-import { type KeySet, rejectUnknownKeys } from "./option_keys.ts";
 import type { RequestOutput, StepOutput, TokenEvent } from "./outputs.ts";
-import { SAMPLING_CONFIG_KEYS, type SamplingConfig } from "./sampling_config.ts";
 import type { FinishReason } from "./sequence.ts";
 import { Session } from "./session.ts";
 

@@ -1,9 +1,11 @@
 // One sequence being generated: its tokens and its KV-cache blocks. The runtime only counts tokens:
 // `numComputed` of `ids.length` tokens are in the KV cache; the next step computes the rest.
+
+import type { FinishReason } from "../sampling/stopping.ts";
 import type { BlockAllocator } from "./block_allocator.ts";
 import { KvCacheExhaustedError } from "./errors.ts";
 
-export type FinishReason = "length" | "stop" | "end";
+export type { FinishReason };
 
 export class Sequence {
   readonly ids: number[]; // prompt + generated

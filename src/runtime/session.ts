@@ -2,15 +2,14 @@
 // engine's tokenizer. It owns the backend's memory until dispose().
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { CpuBackend } from "../backends/cpu/cpu_backend.ts";
-import { CudaBackend } from "../backends/cuda/cuda_backend.ts";
-import type { BackendName } from "../builder/build_config.ts";
+import type { ExecutionBackend } from "../backends/backend.ts";
+import { openBackend } from "../backends/open_backend.ts";
+import type { BackendName } from "../engine/build_config.ts";
 import { EngineTargetMismatchError } from "../engine/errors.ts";
 import type { EngineConfig } from "../engine/format.ts";
 import { openEngine } from "../engine/reader.ts";
+import { type GenerationDefaults, readGenerationDefaults } from "../sampling/generation_config.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { type GenerationDefaults, readGenerationDefaults } from "./generation_config.ts";
-import type { ExecutionBackend } from "./step.ts";
 
 export class Session {
   private constructor(
@@ -34,8 +33,7 @@ export class Session {
             `rebuild it with kiln build --backend ${want}`,
         );
       }
-      const exec: ExecutionBackend =
-        want === "cuda" ? CudaBackend.fromEngine(engine) : CpuBackend.fromEngine(engine);
+      const exec = openBackend(engine, want);
       const defaults = readGenerationDefaults(engineDir);
       const m = config.model;
       const tokenizer = existsSync(join(engineDir, "tokenizer.json"))

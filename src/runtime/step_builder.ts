@@ -1,6 +1,7 @@
 // Packs the uncomputed tokens of several sequences into one StepInput (see step.ts for the layout).
+
+import type { SeqStep, StepInput } from "../backends/backend.ts";
 import type { Sequence } from "./sequence.ts";
-import type { SeqStep, StepInput } from "./step.ts";
 
 export function buildStep(seqs: readonly Sequence[]): StepInput {
   let total = 0;

@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { GenerationSession } from "../../src/runtime/generation_session.ts";
-import type { LogitsProcessor, StoppingCriteria } from "../../src/runtime/logits_processor.ts";
 import { type GenerateOptions, ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
+import type { LogitsProcessor, StoppingCriteria } from "../../src/sampling/logits_processor.ts";
 import { assertLogProbsNear } from "../helpers/log_probs.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
 

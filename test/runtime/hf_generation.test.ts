@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
-import type { SamplingConfig } from "../../src/runtime/sampling_config.ts";
+import type { SamplingConfig } from "../../src/sampling/sampling_config.ts";
 import { assertLogProbsNear } from "../helpers/log_probs.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
 

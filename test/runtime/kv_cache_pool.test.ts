@@ -15,8 +15,8 @@ import {
   resolveKvCacheConfig,
 } from "../../src/runtime/kv_cache_config.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
-import type { SamplingConfig } from "../../src/runtime/sampling_config.ts";
 import { Session } from "../../src/runtime/session.ts";
+import type { SamplingConfig } from "../../src/sampling/sampling_config.ts";
 import { writeTinyModel } from "../helpers/tiny_model.ts";
 
 // Tiny Llama: maxSeqLen 64, KV blocks of 16 tokens, at most 4 sequences per step →

@@ -6,11 +6,10 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import type { StepTransforms } from "../../src/runtime/decoding/logits_pipeline.ts";
-import type { SampleParams } from "../../src/runtime/decoding/ops.ts";
-import type { StoppingCriteria } from "../../src/runtime/logits_processor.ts";
+import type { ExecutionBackend, SampleTicket, StepInput } from "../../src/backends/backend.ts";
+import type { SampleParams, StepTransforms } from "../../src/backends/decoding_ops.ts";
 import { type GenerateOptions, ModelRunner } from "../../src/runtime/model_runner.ts";
-import type { ExecutionBackend, SampleTicket, StepInput } from "../../src/runtime/step.ts";
+import type { StoppingCriteria } from "../../src/sampling/logits_processor.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
 
 const MODEL = fileURLToPath(new URL("../../models/default", import.meta.url));

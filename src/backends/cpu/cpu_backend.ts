@@ -4,8 +4,8 @@ import { cpus } from "node:os";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { Op, Plan } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type { ExecutionBackend, StepInput } from "../../runtime/step.ts";
-import { cpuDecodingOps } from "./decoding.ts";
+import type { ExecutionBackend, StepInput } from "../backend.ts";
+import { cpuDecodingOps } from "../host_decoding.ts";
 import {
   act,
   addRmsNorm,

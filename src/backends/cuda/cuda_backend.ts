@@ -7,11 +7,10 @@ import type { DTypeName } from "../../dtype.ts";
 import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
 import type { EngineConfig } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type { StepTransforms } from "../../runtime/decoding/logits_pipeline.ts";
-import type { DecodingOps, PenaltyParams, SampleParams } from "../../runtime/decoding/ops.ts";
-import type { ExecutionBackend, SampleTicket, StepInput } from "../../runtime/step.ts";
-import { cpuDecodingOps } from "../cpu/decoding.ts";
-import { ropeInvFreq } from "../cpu/kernels/rope.ts";
+import { ropeInvFreq } from "../../models/rope.ts";
+import type { ExecutionBackend, SampleTicket, StepInput } from "../backend.ts";
+import type { DecodingOps, PenaltyParams, SampleParams, StepTransforms } from "../decoding_ops.ts";
+import { cpuDecodingOps } from "../host_decoding.ts";
 import { planArena, type Region } from "./arena.ts";
 import {
   ATTENTION_STOPS,

@@ -1,4 +1,4 @@
-// Packs a step's metadata (see runtime/step.ts) into one int32 block that is copied to the device in
+// Packs a step's metadata (see backends/backend.ts) into one int32 block that is copied to the device in
 // one transfer; kernels get pointers into it.
 //
 //   [ ids T | positions T | slots T | invFreqIndex T | queryStart S+1 | contextLen S | feed T |
@@ -9,8 +9,9 @@
 // one host-to-device copy, and a CUDA graph can run the sampler too.
 // with block tables [S, stride] (row-major, `tableStep` 1) for packStep and [stride, S] (`tableStride`
 // 1, `tableStep` S) for the decode steps of CUDA graphs (packDecodeStep).
-import type { SampleParams } from "../../runtime/decoding/ops.ts";
-import type { StepInput } from "../../runtime/step.ts";
+
+import type { StepInput } from "../backend.ts";
+import type { SampleParams } from "../decoding_ops.ts";
 
 /** Byte offsets, from the sampling block's start, of each per-row setting of R rows:
  *  seed f64 [R] | temperature f32 [R] | topP f32 [R] | minP f32 [R] | topK i32 [R] | sequence i32 [R] |

@@ -1,4 +1,4 @@
-// kernels/sampling.cu against cpuDecodingOps (src/backends/cpu/decoding.ts): bias, penalties, bans,
+// kernels/sampling.cu against cpuDecodingOps (src/backends/host_decoding.ts): bias, penalties, bans,
 // log-softmax, greedy argmax and sampling (temperature → top-k → top-p → min-p → counter-based draw)
 // over batches whose rows all have different settings. Sampled tokens must be identical to the
 // reference's (see tolerances.ts); log-probabilities within TOLERANCES.logSoftmax. sample_topk_topp
@@ -6,11 +6,11 @@
 // tokens, and a launch leaves its arrival counters zero for the next one (graph replays).
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
-import { cpuDecodingOps } from "../../../src/backends/cpu/decoding.ts";
 import { argmax, logSoftmax } from "../../../src/backends/cpu/kernels/sampling_math.ts";
 import type { CudaModule, DevicePtr } from "../../../src/backends/cuda/device/index.ts";
 import { SLICE_STATS_BYTES, samplingSlices } from "../../../src/backends/cuda/sampling_launch.ts";
-import type { SampleParams } from "../../../src/runtime/decoding/ops.ts";
+import type { SampleParams } from "../../../src/backends/decoding_ops.ts";
+import { cpuDecodingOps } from "../../../src/backends/host_decoding.ts";
 import { assertWithin, i32, KernelHarness, noGpu, ptr, randn } from "./harness.ts";
 import { TOLERANCES } from "./tolerances.ts";
 

@@ -1,7 +1,7 @@
 // cuLaunchKernelEx's arguments: a CUlaunchConfig and the one CUlaunchAttribute kiln uses
 // (programmatic stream serialization, for programmatic dependent launch), packed by hand into a block
 // of stable memory like kernel_args.ts. Layouts from cuda.h of CUDA 13.0 (lines 2246-2360), checked
-// against the compiler's sizeof/offsetof by test/cuda/launch_config.test.ts:
+// against the compiler's sizeof/offsetof by test/backends/cuda/launch_config.test.ts:
 //
 //   base + 0: CUlaunchConfig (56 bytes)            base + 56: CUlaunchAttribute (72 bytes)
 //     0 gridDimX   4 gridDimY   8 gridDimZ           0 id (CUlaunchAttributeID, a C enum: int)

@@ -5,8 +5,8 @@
 // generator is counter-based and the seeds are fixed, the outcome is deterministic, not flaky.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { cpuDecodingOps } from "../../src/backends/cpu/decoding.ts";
-import type { SampleParams } from "../../src/runtime/decoding/ops.ts";
+import type { SampleParams } from "../../src/backends/decoding_ops.ts";
+import { cpuDecodingOps } from "../../src/backends/host_decoding.ts";
 
 const LOGITS = [2.1, 1.7, 1.7, 0.9, 0.3, -0.2, -0.5, -1.1, -1.4, -2.0, -2.6, -3.3];
 const V = LOGITS.length;

@@ -19,8 +19,8 @@ import {
   parseRopeFuse,
   parseRopeTrigger,
   splitRanges,
-} from "../../src/backends/cuda/attention_splits.ts";
-import { InvalidEnvironmentError } from "../../src/errors.ts";
+} from "../../../src/backends/cuda/attention_splits.ts";
+import { InvalidEnvironmentError } from "../../../src/errors.ts";
 
 const H100_8B = { smCount: 132, ctasPerSeq: 8 }; // 8 kv heads, groups of 4 query heads
 const nonEmpty = (r: [number, number][]) => r.filter(([a, b]) => a < b);
@@ -132,7 +132,7 @@ describe("decode attention splits", () => {
   // against the struct through these numbers.
   test("decodeSharedBytes gives the DECODE_SMEM_BYTES of every compile-matrix set of attention_decode.cu", () => {
     const matrix = JSON.parse(
-      readFileSync(new URL("../../kernels/compile_matrix.json", import.meta.url), "utf8"),
+      readFileSync(new URL("../../../kernels/compile_matrix.json", import.meta.url), "utf8"),
     );
     const sets: Record<string, number>[] = matrix.files["attention_decode.cu"].testDefines;
     assert.ok(sets.length >= 3);

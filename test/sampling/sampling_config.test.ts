@@ -9,7 +9,7 @@ import {
   resolveSamplingConfig,
   type SamplingConfig,
   TokenIdOutOfRangeError,
-} from "../../src/runtime/sampling_config.ts";
+} from "../../src/sampling/sampling_config.ts";
 
 const model = { defaults: {}, endIds: [2], padId: null, vocabSize: 100 };
 const resolve = (c: Partial<SamplingConfig>, batch = 2) => resolveSamplingConfig(c, batch, model);

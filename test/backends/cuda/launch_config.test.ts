@@ -8,14 +8,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import koffi from "koffi";
-import type { CuStream } from "../../src/backends/cuda/ffi/handles.ts";
+import type { CuStream } from "../../../src/backends/cuda/ffi/handles.ts";
 import {
   CU_LAUNCH_ATTRIBUTE,
   CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
   CU_LAUNCH_CONFIG,
   LAUNCH_BLOCK_BYTES,
   packLaunchConfig,
-} from "../../src/backends/cuda/ffi/launch_config.ts";
+} from "../../../src/backends/cuda/ffi/launch_config.ts";
 
 const CUDA_INCLUDE = [process.env.CUDA_HOME, "/usr/local/cuda"]
   .filter((d): d is string => Boolean(d))

@@ -2,23 +2,15 @@
 //   embedding bias → repetition/presence/frequency penalties → no-repeat-ngram → bad words →
 //   min length (end ids banned) → user LogitsProcessors
 // Each stage is a backend decoding op over the whole batch [B, V].
-import type { LogitsProcessor, SequenceView } from "../logits_processor.ts";
-import type { ResolvedSamplingConfig } from "../sampling_config.ts";
-import type { DecodingOps, PenaltyParams } from "./ops.ts";
+
+import type { DecodingOps, StepTransforms } from "../backends/decoding_ops.ts";
+import type { LogitsProcessor, SequenceView } from "./logits_processor.ts";
+import type { ResolvedSamplingConfig } from "./sampling_config.ts";
 import { badWordBans, noRepeatNgramBans } from "./word_filters.ts";
 
 export interface Row extends SequenceView {
   /** prompt + generated ids. */
   readonly ids: readonly number[];
-}
-
-/** What the built-in stages need this step, or null for a stage with nothing to do: the same inputs
- * drive the host ops (processLogits) and a backend's on-device decoding (forwardSample). */
-export interface StepTransforms {
-  bias: Float32Array | null;
-  penalties: PenaltyParams | null;
-  /** Per row: token ids set to −∞ (no-repeat-ngram, bad words, end ids under min length). */
-  banned: number[][] | null;
 }
 
 export function stepTransforms(

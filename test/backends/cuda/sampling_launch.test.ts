@@ -10,8 +10,8 @@ import {
   SLICE_STATS_BYTES,
   samplingSlices,
   samplingWorkspace,
-} from "../../src/backends/cuda/sampling_launch.ts";
-import { InvalidEnvironmentError } from "../../src/errors.ts";
+} from "../../../src/backends/cuda/sampling_launch.ts";
+import { InvalidEnvironmentError } from "../../../src/errors.ts";
 
 describe("samplingSlices", () => {
   test("one CTA per 4096 logits, rounded up", () => {
@@ -63,7 +63,7 @@ describe("samplingWorkspace", () => {
   });
 
   test("SLICE_STATS_BYTES is sizeof(SliceStats) in kernels/sampling.cu", () => {
-    const src = readFileSync(new URL("../../kernels/sampling.cu", import.meta.url), "utf8");
+    const src = readFileSync(new URL("../../../kernels/sampling.cu", import.meta.url), "utf8");
     const m = /static_assert\(sizeof\(SliceStats\) == (\d+)/.exec(src);
     assert.ok(m, "sampling.cu asserts sizeof(SliceStats)");
     assert.equal(SLICE_STATS_BYTES, Number(m[1]));

@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { prefillTiles } from "../../src/backends/cuda/prefill_tiles.ts";
+import { prefillTiles } from "../../../src/backends/cuda/prefill_tiles.ts";
 
-const source = readFileSync(join(import.meta.dirname, "../../kernels/attention_prefill.cu"), "utf8");
+const source = readFileSync(join(import.meta.dirname, "../../../kernels/attention_prefill.cu"), "utf8");
 
 /** The kernel's constexpr `name` in the tensor-core branch (first definition) or the generic one. */
 function constant(name: string, branch: "tensor" | "generic"): string {

@@ -1,3 +1,6 @@
+// The contract every backend implements (ExecutionBackend) and the step it executes (StepInput). It
+// lives with the backends, not with the runtime that drives them (docs/LAYERS.md).
+//
 // What one forward step needs besides the weights: the packed tokens of every sequence in the step
 // and where their keys/values live in the paged KV cache. Built by the runtime (or, later, the
 // executor's scheduler); read by every backend. Prefill, chunked prefill and decode are all this.
@@ -24,8 +27,7 @@ export interface StepInput {
   logitRows: Int32Array; // [numLogitRows]
 }
 
-import type { StepTransforms } from "./decoding/logits_pipeline.ts";
-import type { DecodingOps, SampleParams } from "./decoding/ops.ts";
+import type { DecodingOps, SampleParams, StepTransforms } from "./decoding_ops.ts";
 
 /** A queued step of `enqueueSample`: its sequence number and how many rows it samples. */
 export interface SampleTicket {

@@ -1,8 +1,8 @@
-// The CPU implementation of the decoding ops (see runtime/decoding/ops.ts) — the reference the GPU
-// sampling kernels are tested against.
-import { uniform } from "../../runtime/decoding/counter_rng.ts";
-import type { DecodingOps, PenaltyParams, SampleParams } from "../../runtime/decoding/ops.ts";
-import { argmax, logSoftmax } from "./kernels/index.ts";
+// The decoding ops (decoding_ops.ts) on the host: the CPU backend's, the CUDA backend's for logits it
+// returns to the host, and the reference the GPU sampling kernels are tested against.
+import { uniform } from "./counter_rng.ts";
+import { argmax, logSoftmax } from "./cpu/kernels/sampling_math.ts";
+import type { DecodingOps, PenaltyParams, SampleParams } from "./decoding_ops.ts";
 
 export const cpuDecodingOps: DecodingOps = {
   addBias(logits, B, V, bias) {

@@ -18,7 +18,7 @@
 //
 // Beams 1..B−1 start at −1e9 so the first step expands beam 0 only (HF). Beams that run out of real
 // candidates carry −1e9 scores, as in HF, and are still returned by step().
-import { InvalidArgumentError } from "../../errors.ts";
+import { InvalidArgumentError } from "../errors.ts";
 import {
   type FinishCandidate,
   FinishedHypotheses,

@@ -1,10 +1,6 @@
 // Drives a BeamSearch with a log-prob function instead of a model, so the unit tests (toy language
 // models) and model-driven fixture tests (HF beam outputs) share one loop.
-import {
-  type BeamResult,
-  BeamSearch,
-  type BeamSearchParams,
-} from "../../src/runtime/decoding/beam_search.ts";
+import { type BeamResult, BeamSearch, type BeamSearchParams } from "../../src/sampling/beam_search.ts";
 
 /**
  * Runs beam search to completion. logProbsFn gets each running beam's generated tokens (prompt not

@@ -3,8 +3,7 @@
 // options type keeps its keys in one place, a `KeySet<T>` object literal that TypeScript checks both
 // ways (a key the type has but the set lacks, or one the type lacks, fails to compile).
 import { closestNames } from "../checkpoint/closest_names.ts";
-import { InvalidArgumentError } from "../errors.ts";
-import { UnknownOptionError } from "./errors.ts";
+import { InvalidArgumentError, KilnError } from "../errors.ts";
 
 /** Every key of T (optional ones included), each exactly once. */
 export type KeySet<T> = Readonly<Record<keyof T, true>>;
@@ -22,5 +21,24 @@ export function rejectUnknownKeys(what: string, options: unknown, ...known: read
   const allowed = new Set(names);
   for (const key of Object.keys(options)) {
     if (!allowed.has(key)) throw new UnknownOptionError(what, key, closestNames(key, names), names);
+  }
+}
+
+/** An options object of the public API has a key no option of that name exists for (a misspelling
+ * would otherwise be ignored silently). */
+export class UnknownOptionError extends KilnError {
+  constructor(
+    readonly what: string,
+    readonly key: string,
+    suggestions: readonly string[],
+    known: readonly string[],
+  ) {
+    const quote = (names: readonly string[]) => names.map((s) => `"${s}"`);
+    const hint = suggestions.length
+      ? `did you mean ${quote(suggestions).join(" or ")}?`
+      : known.length <= 10
+        ? `its options are ${quote(known).join(", ")}`
+        : `see the ${what} type for the options it takes`;
+    super(`${what} has no option "${key}"; ${hint}`);
   }
 }

@@ -5,21 +5,26 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, test } from "node:test";
-import { CudaDevice } from "../../src/backends/cuda/device/device.ts";
-import { decodeHeuristicResult, MATMUL_ALGO_BYTES } from "../../src/backends/cuda/ffi/cublaslt.ts";
-import { dim3 } from "../../src/backends/cuda/ffi/driver_enums.ts";
-import { CudaUnavailableError, NvrtcError } from "../../src/backends/cuda/ffi/errors.ts";
-import type { DevicePtr } from "../../src/backends/cuda/ffi/handles.ts";
-import { kernelArgsBytes, packKernelArgs } from "../../src/backends/cuda/ffi/kernel_args.ts";
+import { CudaDevice } from "../../../src/backends/cuda/device/device.ts";
+import { decodeHeuristicResult, MATMUL_ALGO_BYTES } from "../../../src/backends/cuda/ffi/cublaslt.ts";
+import { dim3 } from "../../../src/backends/cuda/ffi/driver_enums.ts";
+import { CudaUnavailableError, NvrtcError } from "../../../src/backends/cuda/ffi/errors.ts";
+import type { DevicePtr } from "../../../src/backends/cuda/ffi/handles.ts";
+import { kernelArgsBytes, packKernelArgs } from "../../../src/backends/cuda/ffi/kernel_args.ts";
 import {
   LIBRARIES,
   type LibraryFs,
   libraryCandidates,
   locateLibrary,
   pythonSitePackages,
-} from "../../src/backends/cuda/ffi/library.ts";
-import { compileCuda, cudaIncludeDirs, loadNvrtc, nvrtcOptions } from "../../src/backends/cuda/ffi/nvrtc.ts";
-import { InvalidArgumentError } from "../../src/errors.ts";
+} from "../../../src/backends/cuda/ffi/library.ts";
+import {
+  compileCuda,
+  cudaIncludeDirs,
+  loadNvrtc,
+  nvrtcOptions,
+} from "../../../src/backends/cuda/ffi/nvrtc.ts";
+import { InvalidArgumentError } from "../../../src/errors.ts";
 
 /** A fake file system: a set of files; dirs are implied by their paths. */
 function fakeFs(files: string[]): LibraryFs {

@@ -1,6 +1,6 @@
 // Decoding steps as backend operations over a batch of logits rows [B, V], so the CUDA backend can
 // run the same decoding on the GPU (no logits to the host) with one kernel per op. Per-row settings
-// arrive as arrays of length B. The CPU backend's implementation (backends/cpu/decoding.ts) is the
+// arrive as arrays of length B. The host implementation (backends/host_decoding.ts) is the
 // reference.
 
 export interface PenaltyParams {
@@ -48,4 +48,13 @@ export interface DecodingOps {
     V: number,
     p: SampleParams,
   ): { tokens: Int32Array; logProbs: Float32Array };
+}
+
+/** What the built-in stages need this step, or null for a stage with nothing to do: the same inputs
+ * drive the host ops (sampling/logits_pipeline.ts) and a backend's on-device decoding (forwardSample). */
+export interface StepTransforms {
+  bias: Float32Array | null;
+  penalties: PenaltyParams | null;
+  /** Per row: token ids set to −∞ (no-repeat-ngram, bad words, end ids under min length). */
+  banned: number[][] | null;
 }

@@ -4,10 +4,10 @@
 // (early stopping modes, end ids ranked below beamWidth, several end ids, diversity).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { uniform } from "../../src/backends/counter_rng.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
-import { topK } from "../../src/runtime/decoding/beam_hypotheses.ts";
-import { BeamSearch, type BeamSearchParams } from "../../src/runtime/decoding/beam_search.ts";
-import { uniform } from "../../src/runtime/decoding/counter_rng.ts";
+import { topK } from "../../src/sampling/beam_hypotheses.ts";
+import { BeamSearch, type BeamSearchParams } from "../../src/sampling/beam_search.ts";
 import { batched, logSoftmax, runBeamSearchOnLogProbFn } from "./beam_search_helpers.ts";
 
 const f32 = Math.fround;

@@ -1,8 +1,8 @@
 // Token bans and penalties as Hugging Face defines them, on hand-worked examples.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { cpuDecodingOps } from "../../src/backends/cpu/decoding.ts";
-import { badWordBans, endsWith, noRepeatNgramBans } from "../../src/runtime/decoding/word_filters.ts";
+import { cpuDecodingOps } from "../../src/backends/host_decoding.ts";
+import { badWordBans, endsWith, noRepeatNgramBans } from "../../src/sampling/word_filters.ts";
 
 describe("word filters", () => {
   test("no-repeat-ngram bans the tokens that complete a seen n-gram", () => {

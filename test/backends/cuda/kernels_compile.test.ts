@@ -10,7 +10,7 @@ import { delimiter, join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
-const KERNELS_DIR = fileURLToPath(new URL("../../kernels/", import.meta.url));
+const KERNELS_DIR = fileURLToPath(new URL("../../../kernels/", import.meta.url));
 
 interface MatrixFile {
   dtype: boolean;

@@ -1,9 +1,11 @@
 // Built-in stopping criteria: end ids, max length, stop words (token sequences on ids, strings on
 // the decoded text). They run after each token, before user criteria.
 
-import { endsWith } from "./decoding/word_filters.ts";
 import type { WordSpec } from "./sampling_config.ts";
-import type { FinishReason } from "./sequence.ts";
+import { endsWith } from "./word_filters.ts";
+
+/** Why a sequence finished: its token budget, a stop word or criterion, or an end id. */
+export type FinishReason = "length" | "stop" | "end";
 
 export interface StopCheck {
   reason: FinishReason;

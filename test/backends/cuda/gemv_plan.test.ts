@@ -19,8 +19,8 @@ import {
   parseGemvShapes,
   parseNormFusion,
   planGemv,
-} from "../../src/backends/cuda/gemv_plan.ts";
-import { InvalidEnvironmentError } from "../../src/errors.ts";
+} from "../../../src/backends/cuda/gemv_plan.ts";
+import { InvalidEnvironmentError } from "../../../src/errors.ts";
 
 const BF16 = 2;
 
@@ -101,10 +101,10 @@ describe("gemvLaunch", () => {
 
   test("every variant's kernels are exported by gemv.cu (compile_matrix.json) and named by its shape", () => {
     const matrix = JSON.parse(
-      readFileSync(new URL("../../kernels/compile_matrix.json", import.meta.url), "utf8"),
+      readFileSync(new URL("../../../kernels/compile_matrix.json", import.meta.url), "utf8"),
     );
     const listed: string[] = matrix.files["gemv.cu"].kernels;
-    const source = readFileSync(new URL("../../kernels/gemv.cu", import.meta.url), "utf8");
+    const source = readFileSync(new URL("../../../kernels/gemv.cu", import.meta.url), "utf8");
     const expected: string[] = [];
     for (const v of Object.values(GEMV_VARIANTS)) {
       const split = v.splitK > 1 ? `s${v.splitK}` : "";
@@ -169,7 +169,7 @@ describe("gemvLaunch", () => {
   });
 
   test("GEMV_ACT compiles the model's one activation (gemv.cu's #if order), none, or all", () => {
-    const source = readFileSync(new URL("../../kernels/gemv.cu", import.meta.url), "utf8");
+    const source = readFileSync(new URL("../../../kernels/gemv.cu", import.meta.url), "utf8");
     GATED_ACTS.forEach((a, i) => {
       assert.equal(gemvActMacro(new Set([a])), i + 1);
       assert.match(source, new RegExp(`GEMV_ACT == ${i + 1}\\n\\s*KILN_GEMV_GATED\\(${a},`));

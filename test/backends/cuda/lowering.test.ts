@@ -3,8 +3,8 @@
 // memory (liveness over the lowered program).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { planArena } from "../../src/backends/cuda/arena.ts";
-import { lower } from "../../src/backends/cuda/lowering.ts";
+import { planArena } from "../../../src/backends/cuda/arena.ts";
+import { lower } from "../../../src/backends/cuda/lowering.ts";
 import {
   metadataBytes,
   packDecodeStep,
@@ -12,15 +12,15 @@ import {
   samplingLayout,
   writeFeed,
   writeSampleParams,
-} from "../../src/backends/cuda/step_metadata.ts";
-import { resolveBuildConfig } from "../../src/builder/build_config.ts";
-import { optimize } from "../../src/builder/optimize.ts";
-import { parseHfConfig } from "../../src/checkpoint/hf_config.ts";
-import { defineModel } from "../../src/models/registry.ts";
-import { BlockAllocator } from "../../src/runtime/block_allocator.ts";
-import { Sequence } from "../../src/runtime/sequence.ts";
-import { buildStep } from "../../src/runtime/step_builder.ts";
-import { TINY_CONFIGS } from "../helpers/tiny_model.ts";
+} from "../../../src/backends/cuda/step_metadata.ts";
+import { optimize } from "../../../src/builder/optimize.ts";
+import { parseHfConfig } from "../../../src/checkpoint/hf_config.ts";
+import { resolveBuildConfig } from "../../../src/engine/build_config.ts";
+import { defineModel } from "../../../src/models/registry.ts";
+import { BlockAllocator } from "../../../src/runtime/block_allocator.ts";
+import { Sequence } from "../../../src/runtime/sequence.ts";
+import { buildStep } from "../../../src/runtime/step_builder.ts";
+import { TINY_CONFIGS } from "../../helpers/tiny_model.ts";
 
 function plan(arch: string, fuse = true) {
   const config = parseHfConfig(TINY_CONFIGS[arch], arch);

@@ -1,7 +1,7 @@
 // Extension points a user implements. Both see each sequence of the step with its tokens so far;
 // a LogitsProcessor edits the step's logits in place before sampling, a StoppingCriteria ends a
 // sequence. Lists of either are applied in order.
-import type { FinishReason } from "./sequence.ts";
+import type { FinishReason } from "./stopping.ts";
 
 export interface SequenceView {
   /** Which prompt of the batch. */

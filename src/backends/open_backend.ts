@@ -1,0 +1,48 @@
+// The one place that maps a backend name to its implementation: the runtime opens a backend here and
+// the engine cache asks here what a target's engines depend on, so neither names backends/cpu or
+// backends/cuda. The table is static: Session.open is synchronous and Node 20 has no synchronous
+// dynamic import of an ES module, so choosing lazily would make opening a model asynchronous.
+import type { BackendName } from "../engine/build_config.ts";
+import type { LoadedEngine } from "../engine/reader.ts";
+import type { ExecutionBackend } from "./backend.ts";
+import { CpuBackend } from "./cpu/cpu_backend.ts";
+import { CudaBackend } from "./cuda/cuda_backend.ts";
+import { CudaDevice } from "./cuda/device/index.ts";
+import { kernelSourcesHash } from "./cuda/kernel_modules.ts";
+
+interface BackendEntry {
+  /** The engine's plan and weights loaded onto this backend. */
+  open(engine: LoadedEngine): ExecutionBackend;
+  /** What an engine built for this backend depends on besides the checkpoint and the build config
+   * (a part of its cache key); "" when nothing. */
+  targetIdentity(): string;
+}
+
+const BACKENDS: Readonly<Record<BackendName, BackendEntry>> = {
+  cpu: { open: (engine) => CpuBackend.fromEngine(engine), targetIdentity: () => "" },
+  // A CUDA engine is compiled for one GPU architecture from kiln's kernel sources.
+  cuda: {
+    open: (engine) => CudaBackend.fromEngine(engine),
+    targetIdentity: () => `${cudaArch()}:${kernelSourcesHash()}`,
+  },
+};
+
+/** Loads `engine` onto the named backend; the caller disposes the result. */
+export function openBackend(engine: LoadedEngine, name: BackendName): ExecutionBackend {
+  return BACKENDS[name].open(engine);
+}
+
+/** The cache-key part for engines of the named backend on this machine ("" for the CPU). */
+export function targetIdentity(name: BackendName): string {
+  return BACKENDS[name].targetIdentity();
+}
+
+/** The NVRTC architecture of GPU 0, e.g. "sm_90a". */
+function cudaArch(): string {
+  const device = CudaDevice.open(0);
+  try {
+    return device.properties.nvrtcArch;
+  } finally {
+    device.dispose();
+  }
+}
