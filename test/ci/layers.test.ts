@@ -64,8 +64,10 @@ function importsOf(file: string, text: string): Import[] {
   return out;
 }
 
-/** The top-level folder of a path under src/, or null for the shared files directly in src/. */
+/** The top-level folder of a path under src/; "index" for the package's public entry (src/index.ts),
+ * which sits above every folder; null for the other, shared files directly in src/. */
 function folderOf(path: string): string | null {
+  if (path === "index.ts") return "index";
   const parts = path.split("/");
   return parts.length > 1 ? parts[0] : null;
 }

@@ -2,7 +2,7 @@
 // becomes a CudaError naming the call; handles are branded bigints (handles.ts).
 // Signatures and enum values are from cuda.h of CUDA 13.0 (CUDA_VERSION 13000); versioned entry
 // points are bound by their exported names (cuda.h maps e.g. cuMemAlloc → cuMemAlloc_v2, lines 89-172).
-import koffi, { type LibraryHandle } from "koffi";
+import type { LibraryHandle } from "koffi";
 import { bindFirst, type CFunction, out64, outI32 } from "./bind.ts";
 import {
   CU_EVENT_DEFAULT,
@@ -25,6 +25,7 @@ import type {
   HostPtr,
 } from "./handles.ts";
 import { type KernelArg, kernelArgsBytes, packKernelArgs } from "./kernel_args.ts";
+import { koffi } from "./koffi.ts";
 import { LAUNCH_BLOCK_BYTES, packLaunchConfig } from "./launch_config.ts";
 import { loadLibrary } from "./library.ts";
 
@@ -192,7 +193,7 @@ export class Driver {
   private errorText(key: "cuGetErrorName" | "cuGetErrorString", code: number): string | null {
     const p = out64();
     if ((this.fns[key](code, p) as number) !== 0 || p[0] === 0n) return null;
-    return koffi.decode.string(p[0]);
+    return koffi().decode.string(p[0]);
   }
 
   init(): void {
@@ -264,7 +265,7 @@ export class Driver {
   }
   /** An ArrayBuffer over `bytes` of pinned memory at `ptr` (no copy; invalid once the memory is freed). */
   hostView(ptr: HostPtr, bytes: number): ArrayBuffer {
-    return koffi.view(ptr, bytes);
+    return koffi().view(ptr, bytes);
   }
   memGetInfo(): { free: number; total: number } {
     const f = out64();
@@ -402,19 +403,19 @@ export class Driver {
 
   private launchConfigBlock(): { base: bigint; view: Uint8Array } {
     if (this.launchBlock === null) {
-      const base = koffi.alloc("uint64_t", LAUNCH_BLOCK_BYTES / 8) as bigint; // 8-byte aligned
-      this.launchBlock = { base, view: new Uint8Array(koffi.view(base, LAUNCH_BLOCK_BYTES)) };
+      const base = koffi().alloc("uint64_t", LAUNCH_BLOCK_BYTES / 8) as bigint; // 8-byte aligned
+      this.launchBlock = { base, view: new Uint8Array(koffi().view(base, LAUNCH_BLOCK_BYTES)) };
     }
     return this.launchBlock;
   }
 
   private kernelArgBlock(bytes: number): { base: bigint; view: Uint8Array } {
     if (this.argBlock === null || this.argBlockBytes < bytes) {
-      if (this.argBlock !== null) koffi.free(this.argBlock);
+      if (this.argBlock !== null) koffi().free(this.argBlock);
       const size = Math.max(1024, 2 ** Math.ceil(Math.log2(bytes)));
-      this.argBlock = koffi.alloc("uint8_t", size) as bigint;
+      this.argBlock = koffi().alloc("uint8_t", size) as bigint;
       this.argBlockBytes = size;
-      this.argView = new Uint8Array(koffi.view(this.argBlock, size));
+      this.argView = new Uint8Array(koffi().view(this.argBlock, size));
     }
     return { base: this.argBlock, view: (this.argView as Uint8Array).subarray(0, bytes) };
   }

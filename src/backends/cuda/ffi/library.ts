@@ -7,8 +7,9 @@
 // The driver (libcuda.so.1) is installed with the kernel module and is only looked up through the loader.
 import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import koffi, { type LibraryHandle } from "koffi";
+import type { LibraryHandle } from "koffi";
 import { CudaUnavailableError, type LibraryAttempt } from "./errors.ts";
+import { koffi } from "./koffi.ts";
 
 export type CudaLibraryName = "driver" | "nvrtc" | "cublasLt";
 
@@ -176,7 +177,7 @@ export function loadLibrary(name: CudaLibraryName, env: Env = process.env): Load
       fs: realFs,
       open: (candidate) => {
         if (name === "nvrtc" && candidate.includes("/")) preloadNvrtcBuiltins(dirname(candidate));
-        return koffi.load(candidate);
+        return koffi().load(candidate);
       },
     });
     const lib = { lib: handle, path };
@@ -197,7 +198,7 @@ function preloadNvrtcBuiltins(dir: string): void {
   for (const name of realFs.listDir(dir)) {
     if (/^libnvrtc-builtins\.so\.\d+\.\d+$/.test(name)) {
       try {
-        koffi.load(join(dir, name));
+        koffi().load(join(dir, name));
       } catch {
         // best effort: compilation reports NVRTC_ERROR_BUILTIN_OPERATION_FAILURE with a clear log
       }
