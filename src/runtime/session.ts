@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { CpuBackend } from "../backends/cpu/cpu_backend.ts";
 import { CudaBackend } from "../backends/cuda/cuda_backend.ts";
+import type { CudaTuning } from "../backends/cuda/tuning.ts";
 import type { BackendName } from "../builder/build_config.ts";
 import { EngineTargetMismatchError } from "../engine/errors.ts";
 import type { EngineConfig } from "../engine/format.ts";
@@ -23,7 +24,7 @@ export class Session {
     readonly weightBytes: number,
   ) {}
 
-  static open(engineDir: string, backend?: BackendName): Session {
+  static open(engineDir: string, backend?: BackendName, cudaTuning?: CudaTuning): Session {
     const engine = openEngine(engineDir);
     try {
       const config = engine.config;
@@ -35,7 +36,7 @@ export class Session {
         );
       }
       const exec: ExecutionBackend =
-        want === "cuda" ? CudaBackend.fromEngine(engine) : CpuBackend.fromEngine(engine);
+        want === "cuda" ? CudaBackend.fromEngine(engine, cudaTuning) : CpuBackend.fromEngine(engine);
       const defaults = readGenerationDefaults(engineDir);
       const m = config.model;
       const tokenizer = existsSync(join(engineDir, "tokenizer.json"))

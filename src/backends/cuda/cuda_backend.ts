@@ -16,18 +16,11 @@ import { planArena, type Region } from "./arena.ts";
 import {
   ATTENTION_STOPS,
   ATTENTION_TRIGGERS,
-  type AttentionStop,
-  type AttentionTrigger,
   decodeKernel,
   decodeSharedBytes,
   decodeSplits,
   graphSplits,
   MAX_SPLITS,
-  parseAttentionCluster,
-  parseAttentionStop,
-  parseAttentionTrigger,
-  parseRopeFuse,
-  parseRopeTrigger,
   type SplitTarget,
 } from "./attention_splits.ts";
 import {
@@ -53,24 +46,11 @@ import {
   gemmKey,
   nextPow2,
 } from "./gemm_table.ts";
-import {
-  chooseGemv,
-  GEMV_MAX_M,
-  GEMV_NORM_MAX_SHARED,
-  gemvGatedLaunch,
-  gemvLaunch,
-  gemvNormSharedBytes,
-  type NormFusion,
-  normFusionPays,
-  parseGemvMaxRows,
-  parseGemvPolicy,
-  parseGemvShapes,
-  parseNormFusion,
-} from "./gemv_plan.ts";
+import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_plan.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
-import { type FusedNorm, type Lowered, type LStep, lower, type RopeStep, type TailNorm } from "./lowering.ts";
+import { type Lowered, type LStep, lower, type RopeStep } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
-import { parseSamplerSlices, samplingWorkspace } from "./sampling_launch.ts";
+import { samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
 import {
   metadataBytes,
   type PackedStep,
@@ -80,6 +60,7 @@ import {
   writeFeed,
   writeSampleParams,
 } from "./step_metadata.ts";
+import { type CudaTuning, cudaTuningFromEnv } from "./tuning.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 /** Tokens a decode step takes from an earlier queued step's samples (ExecutionBackend.enqueueSample). */
@@ -113,14 +94,6 @@ export class CudaBackend implements ExecutionBackend {
   private readonly maxSeqLen: number;
   private meta: DeviceBuffer;
   private readonly invFreq: DeviceBuffer;
-  /** The tail norm's arrival counters [tailCounters] int32 (gemv_*_addnorm), zeroed once here: every
-   * launch leaves its counter zero. */
-  private readonly tailCounters: DeviceBuffer;
-  /** Carried norms (KILN_FUSE_NORM=carry): Σ h² per site and row [tailCounters, GEMV_MAX_M] f64, zeroed
-   * once here and after each use by the next site's consumer (carryPlan), and the producers' h·γ
-   * [GEMV_MAX_M, widest norm] f32, one buffer for every site: a producer writes it after its PDL wait,
-   * when the consumer of the site before has finished. */
-  private readonly carry: { sums: DeviceBuffer; hg: DeviceBuffer };
   /** attention_decode's dynamic shared memory per CTA (attention_splits.ts decodeSharedBytes). */
   private readonly decodeSmem: number;
   /** Decode attention's split partials and arrival counters (attention_decode.cu), sized for up to
@@ -132,11 +105,6 @@ export class CudaBackend implements ExecutionBackend {
     counters: DeviceBuffer;
     seqs: number;
   };
-  /** The lowered linear steps by op: a norm step asks its GEMV whether it runs the norm. */
-  private readonly linearSteps = new Map<
-    Extract<LStep, { kind: "linear" }>["op"],
-    Extract<LStep, { kind: "linear" }>
-  >();
   private readonly logitsHost: Float32Array;
   /** sample_topk_topp's per-slice statistics [maxLogitRows, slices] and per-row arrival counters
    * [maxLogitRows] (at `counters` bytes in), zeroed once here: every launch leaves them zero. */
@@ -165,16 +133,18 @@ export class CudaBackend implements ExecutionBackend {
     private readonly model: ModelConfig,
     config: EngineConfig,
     engine: LoadedEngine,
+    /** Fixed for the backend's lifetime: graphs are captured under the settings its eager steps use. */
+    readonly tuning: CudaTuning,
   ) {
     this.dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
     this.elem = ELEM[this.dtype];
-    if (this.skipKernels.size > 0)
+    if (tuning.skipKernels.size > 0)
       process.stderr.write(
-        `kiln: KILN_SKIP_KERNELS leaves out ${[...this.skipKernels].join(", ")} (profiling only: the outputs are wrong)\n`,
+        `kiln: KILN_SKIP_KERNELS leaves out ${[...tuning.skipKernels].join(", ")} (profiling only: the outputs are wrong)\n`,
       );
-    if (this.attnStop !== "")
+    if (tuning.attnStop !== "")
       process.stderr.write(
-        `kiln: KILN_ATTN_STOP=${this.attnStop} stops decode attention early (profiling only: the outputs are wrong)\n`,
+        `kiln: KILN_ATTN_STOP=${tuning.attnStop} stops decode attention early (profiling only: the outputs are wrong)\n`,
       );
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = config.build.kvBlockSize;
@@ -191,7 +161,6 @@ export class CudaBackend implements ExecutionBackend {
     }
     this.uploadWeights(engine);
     this.lowered = lower(plan, model);
-    for (const st of this.lowered.steps) if (st.kind === "linear") this.linearSteps.set(st.op, st);
     this.maxSeqLen = config.maxSeqLen;
     ({ maxTokens: this.maxTokens, maxLogitRows: this.maxLogitRows } = engineRowLimits(config.build));
     const table = engine.readBlob(GEMM_TABLE_BLOB);
@@ -230,19 +199,8 @@ export class CudaBackend implements ExecutionBackend {
     };
     this.partials.counters.fillBytes(stream, 0);
     this.decodeSmem = decodeSharedBytes(model.numHeads / model.numKvHeads, model.headDim);
-    this.tailCounters = DeviceBuffer.alloc(device, 4 * Math.max(1, this.lowered.tailCounters));
-    this.tailCounters.fillBytes(stream, 0);
-    const carryWidth = Math.max(
-      1,
-      ...this.lowered.steps.map((st) => (st.kind === "add_rms_norm" ? st.op.width : 0)),
-    );
-    this.carry = {
-      sums: DeviceBuffer.alloc(device, 8 * GEMV_MAX_M * Math.max(1, this.lowered.tailCounters)),
-      hg: DeviceBuffer.alloc(device, 4 * GEMV_MAX_M * carryWidth),
-    };
-    this.carry.sums.fillBytes(stream, 0);
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
-    const slices = parseSamplerSlices(process.env.KILN_SAMPLER_SLICES, model.vocabSize);
+    const slices = samplingSlices(model.vocabSize);
     const workspace = samplingWorkspace(this.maxLogitRows, slices);
     this.sampleSlices = {
       buffer: DeviceBuffer.alloc(device, workspace.bytes),
@@ -297,7 +255,8 @@ export class CudaBackend implements ExecutionBackend {
     }
   }
 
-  static fromEngine(engine: LoadedEngine): CudaBackend {
+  /** Opens GPU 0 and loads `engine` onto it, under `tuning` (the environment's KILN_* switches by default). */
+  static fromEngine(engine: LoadedEngine, tuning: CudaTuning = cudaTuningFromEnv()): CudaBackend {
     const device = CudaDevice.open(0);
     try {
       const t = engine.config.target;
@@ -308,7 +267,7 @@ export class CudaBackend implements ExecutionBackend {
         );
       }
       const stream = Stream.create(device);
-      return new CudaBackend(device, stream, engine.config.model, engine.config, engine);
+      return new CudaBackend(device, stream, engine.config.model, engine.config, engine, tuning);
     } catch (e) {
       device.dispose();
       throw e;
@@ -428,10 +387,10 @@ export class CudaBackend implements ExecutionBackend {
     const rowOf = this.uploadInvFreq(step);
     if (feed && !this.graphable(step))
       throw new Error("internal: a fed step must be a decode step (one token per sequence, in order)");
-    if (this.graphsEnabled && this.graphable(step))
+    if (this.tuning.graphs && this.graphable(step))
       return this.replayDecode(step, rowOf, feed, sample).packed;
     if (sample?.inGraph) throw new Error("internal: only a graph's decode step samples in its graph");
-    this.pdlNow = this.pdlEnabled && T <= PDL_MAX_ROWS;
+    this.pdlNow = this.tuning.pdl && T <= PDL_MAX_ROWS;
     const packed = packStep(step, rowOf);
     this.prepareMeta(packed, feed, sample);
     for (const st of this.lowered.steps) this.run(st, packed, step.logitRows);
@@ -489,7 +448,7 @@ export class CudaBackend implements ExecutionBackend {
     const id = this.tickets;
     const slot = id % 2;
     // Without logit transforms, a graph's decode step runs the sampler inside its graph.
-    const inGraph = !bias && !t.penalties && !t.banned && this.graphsEnabled && this.graphable(step);
+    const inGraph = !bias && !t.penalties && !t.banned && this.tuning.graphs && this.graphable(step);
     const packed = this.forwardOnDevice(step, feed, { params: p, slot, inGraph });
     if (!inGraph) {
       const logits = this.logitsPtr;
@@ -665,7 +624,7 @@ export class CudaBackend implements ExecutionBackend {
     sample?: SampleLaunch,
   ): { key: number; packed: PackedStep } {
     const bucket = nextPow2(step.seqs.length);
-    this.pdlNow = this.pdlEnabled && bucket <= PDL_MAX_ROWS;
+    this.pdlNow = this.tuning.pdl && bucket <= PDL_MAX_ROWS;
     const base = packDecodeStep(step, bucket, this.graphStride, rowOf);
     const splits = graphSplits(this.splitTarget(), bucket, base.maxContextLen);
     const packed = { ...base, splits };
@@ -697,7 +656,7 @@ export class CudaBackend implements ExecutionBackend {
   /** Whether decode attention may use its cluster kernels: compute capability ≥ 9.0 (clusters), unless
    * KILN_ATTN_CLUSTER=0. */
   private attnClusters(): boolean {
-    return this.attnCluster && this.device.properties.computeCapability[0] >= 9;
+    return this.tuning.attnCluster && this.device.properties.computeCapability[0] >= 9;
   }
 
   /** CTAs of attention_decode per sequence and split: kv heads × head groups of ≤ 8 query heads. */
@@ -819,147 +778,37 @@ export class CudaBackend implements ExecutionBackend {
   private get graphStride(): number {
     return Math.ceil(this.maxSeqLen / this.kvBlockSize);
   }
-  /** Our GEMV for m ≤ 8 (16-bit engines); KILN_GEMV=0 uses cuBLASLt everywhere (A/B tests). */
+  /** Our GEMV for m ≤ 8 (16-bit engines); KILN_GEMV=0 uses cuBLASLt everywhere. */
   get useGemv(): boolean {
-    return this.gemvEnabled && this.modules.has("gemv");
+    return this.tuning.gemv && this.modules.has("gemv");
   }
-  gemvEnabled = process.env.KILN_GEMV !== "0";
-  /** Decode steps run a gated MLP's gate_up GEMV and activation as one launch; KILN_FUSE_GATED_ACT=0 splits them. */
-  fuseGatedAct = process.env.KILN_FUSE_GATED_ACT !== "0";
 
   /** Whether a linear of `rows` rows runs on our GEMV (decode shapes of 16-bit engines). */
   private gemvApplies(op: { inFeatures: number }, rows: number): boolean {
-    return this.useGemv && rows <= this.gemvMaxRows && op.inFeatures % (16 / this.elem) === 0;
+    return this.useGemv && rows <= this.tuning.gemvMaxRows && op.inFeatures % (16 / this.elem) === 0;
   }
-  /** Most rows of a decode GEMM on our GEMV (gemv_plan.ts GEMV_MAX_ROWS); KILN_GEMV_MAX_ROWS overrides. */
-  gemvMaxRows = parseGemvMaxRows(process.env.KILN_GEMV_MAX_ROWS);
-  /** Whether decode steps run each RMSNorm inside the GEMV that reads it (KILN_FUSE_NORM=1; off by
-   * default, as measured: gemv_plan.ts NormFusion); `tail` runs each residual add + RMSNorm in the GEMV
-   * before it instead (tailNorm). */
-  fuseNorm: NormFusion = parseNormFusion(process.env.KILN_FUSE_NORM);
-
-  /** The norm `st` carries, when this step's GEMV computes it (the same answer for the norm step, which
-   * is then skipped, and the GEMV): a 16-bit decode GEMV whose variant has a fused-norm twin and whose
-   * normalised rows fit its shared memory. */
-  private normInGemv(st: Extract<LStep, { kind: "linear" }>, rows: number): FusedNorm | null {
-    if (!st.norm || !this.gemvApplies(st.op, rows)) return null;
-    if (!normFusionPays(this.fuseNorm)) return null;
-    if (gemvNormSharedBytes(rows, st.op.inFeatures, this.elem) > GEMV_NORM_MAX_SHARED) return null;
-    const { outFeatures: n, inFeatures: k } = st.op;
-    const twin = (st.gated && this.fuseGatedAct) || this.gemvFor(n, k).norm;
-    return twin ? st.norm : null;
-  }
-
-  /** Whether a norm step is run by a GEMV next to it (normInGemv after it, or tailNorm before it), so
-   * it launches nothing itself. */
-  private normFused(
-    fusedInto: Extract<LStep, { kind: "linear" }>["op"] | undefined,
-    rows: number,
-    tailOf?: Extract<LStep, { kind: "linear" }>["op"],
-  ): boolean {
-    const lin = fusedInto && this.linearSteps.get(fusedInto);
-    const producer = tailOf && this.linearSteps.get(tailOf);
-    return Boolean((lin && this.normInGemv(lin, rows)) || (producer && this.tailNorm(producer, rows)));
-  }
-
-  /**
-   * The carried norms of a step of `rows` rows (KILN_FUSE_NORM=carry): site → the site whose Σ h² slot
-   * its consumer clears (the one before it in the step; the first clears the last's), or null when the
-   * step carries none. A site is carried when the add_rms_norm sits between a producer GEMV and a
-   * consumer GEMV that both run on our GEMV with twins; for any `rows` our GEMV takes that is the same
-   * set of sites (gemvApplies depends on rows only through the row cap), and a step of more rows carries
-   * none and leaves the slots as it found them, so the zeroing chain never breaks. Needs two sites or
-   * more: a lone site's consumer would clear the slot it reads.
-   */
-  private carryPlan(rows: number): ReadonlyMap<number, number> | null {
-    if (this.fuseNorm !== "carry") return null;
-    const cached = this.carryPlans.get(rows);
-    if (cached !== undefined) return cached;
-    const producers = new Map<number, Extract<LStep, { kind: "linear" }>>();
-    const consumers = new Map<number, Extract<LStep, { kind: "linear" }>>();
-    const norms: number[] = [];
-    for (const st of this.lowered.steps) {
-      if (st.kind === "add_rms_norm" && st.site !== undefined) norms.push(st.site);
-      if (st.kind !== "linear") continue;
-      if (st.addNorm) producers.set(st.addNorm.counter, st);
-      if (st.norm?.site !== undefined) consumers.set(st.norm.site, st);
-    }
-    const eligible = (site: number): boolean => {
-      const p = producers.get(site);
-      const c = consumers.get(site);
-      if (!p || !c || !this.gemvApplies(p.op, rows) || !this.gemvApplies(c.op, rows)) return false;
-      if (!this.gemvFor(p.op.outFeatures, p.op.inFeatures).norm) return false;
-      if (c.gated) return this.fuseGatedAct;
-      return this.gemvFor(c.op.outFeatures, c.op.inFeatures).norm;
-    };
-    const sites = norms.filter(eligible);
-    const plan =
-      sites.length >= 2
-        ? new Map(sites.map((site, i) => [site, sites[(i + sites.length - 1) % sites.length]]))
-        : null;
-    this.carryPlans.set(rows, plan);
-    return plan;
-  }
-  private readonly carryPlans = new Map<number, ReadonlyMap<number, number> | null>();
 
   /**
    * Whether a step of T token rows whose logits come from `logitRows` runs the decoder's final norm from
    * its last add (LStep add's finalNorm): when the logit rows are the step's rows in order (decode steps),
-   * the gather is the identity and add + norm is one add_rms_norm, two launches and a copy fewer. Not with
-   * the norm in the LM head's prologue (KILN_FUSE_NORM=1), which reads the gathered rows.
+   * the gather is the identity and add + norm is one add_rms_norm, two launches and a copy fewer.
    */
   private finalNormFused(T: number, logitRows: Int32Array): boolean {
-    if (logitRows.length !== T || normFusionPays(this.fuseNorm)) return false;
+    if (logitRows.length !== T) return false;
     for (let i = 0; i < T; i++) if (logitRows[i] !== i) return false;
     return true;
   }
 
-  /** Σ h² slot of carry site `site` (rows 0 .. GEMV_MAX_M − 1). */
-  private carrySums(site: number): DevicePtr {
-    return offsetPtr(this.carry.sums.ptr, 8 * GEMV_MAX_M * site);
-  }
-
-  /** The add_rms_norm `st` runs behind its dot products in a step of `rows` rows (KILN_FUSE_NORM=tail:
-   * a 16-bit decode GEMV whose variant has the `_addnorm` twin), else null. */
-  private tailNorm(st: Extract<LStep, { kind: "linear" }>, rows: number): TailNorm | null {
-    if (this.fuseNorm !== "tail" || !st.addNorm || !this.gemvApplies(st.op, rows)) return null;
-    const twin = this.gemvFor(st.op.outFeatures, st.op.inFeatures).norm;
-    return twin ? st.addNorm : null;
-  }
-
-  /** Programmatic dependent launch of our kernels on sm_90+ (kernels/pdl.cuh); KILN_PDL=0 turns it off. */
-  pdlEnabled = process.env.KILN_PDL !== "0";
   /** PDL for the launches of the current step: decode-sized steps only (≤ PDL_MAX_ROWS rows), whose
    * GEMMs (our GEMV, or cuBLASLt's single-wave kernels from 3 rows) leave SMs free for kernels that wait.
    * Larger steps' cuBLASLt GEMMs may release dependents early: a waiting kernel's CTAs would then hold
    * SM slots the GEMM's later waves need. */
   private pdlNow = false;
-  /** Which GEMV variant decode steps use (gemv_plan.ts); KILN_GEMV_VARIANT overrides it for measurements. */
-  gemvPolicy = parseGemvPolicy(process.env.KILN_GEMV_VARIANT);
-  /** Per-shape GEMV variants ahead of the policy (KILN_GEMV_SHAPES="2048x8192:r1u16w8,…", measurements). */
-  gemvShapes = parseGemvShapes(process.env.KILN_GEMV_SHAPES);
 
   /** The GEMV variant decode steps run for an [n, k] weight (gemv_plan.ts chooseGemv). */
   private gemvFor(n: number, k: number) {
-    return chooseGemv(n, k, this.elem, this.gemvPolicy, this.gemvShapes);
+    return chooseGemv(n, k, this.elem, this.tuning.gemvPolicy, this.tuning.gemvShapes);
   }
-  /** CUDA graphs for decode steps; KILN_CUDA_GRAPHS=0 turns them off (debugging, A/B tests). */
-  graphsEnabled = process.env.KILN_CUDA_GRAPHS !== "0";
-  /** When decode attention lets the next kernel launch (attention_splits.ts); KILN_ATTN_TRIGGER=keys|exit for A/B tests. */
-  attnTrigger: AttentionTrigger = parseAttentionTrigger(process.env.KILN_ATTN_TRIGGER);
-  /** RoPE lets the decode attention after it launch before its own wait (rope_kv.cu early_trigger), from
-   * KILN_ROPE_TRIGGER=early|wait (A/B). */
-  ropeEarly = parseRopeTrigger(process.env.KILN_ROPE_TRIGGER);
-  /** Decode steps run RoPE + the KV-cache write inside the decode attention (attention_decode_rope*), one
-   * launch per layer fewer; KILN_ROPE_FUSE=0 keeps rope_qkv_fused apart (A/B; the same bits). */
-  ropeFuse = parseRopeFuse(process.env.KILN_ROPE_FUSE);
-  /** Profiling only: where decode attention stops (attention_splits.ts ATTENTION_STOPS; KILN_ATTN_STOP). */
-  attnStop: AttentionStop = parseAttentionStop(process.env.KILN_ATTN_STOP);
-  /** Decode attention merges 2, 4 or 8 splits in a thread-block cluster; KILN_ATTN_CLUSTER=0 switches it off (A/B). */
-  attnCluster = parseAttentionCluster(process.env.KILN_ATTN_CLUSTER);
-  /** Profiling only: kernels (by name, comma-separated) KILN_SKIP_KERNELS leaves out of every step, so a
-   * timing run shows what each costs inside the decode graph. The outputs are then wrong. */
-  skipKernels = new Set((process.env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== ""));
 
   private ptr(name: string): DevicePtr {
     const r = this.regions.get(name);
@@ -982,7 +831,7 @@ export class CudaBackend implements ExecutionBackend {
     sharedBytes = 0,
   ): void {
     if (grid.some((d) => d === 0)) return; // nothing to do (e.g. no logit rows in a prefill chunk)
-    if (this.skipKernels.has(kernel)) return;
+    if (this.tuning.skipKernels.has(kernel)) return;
     const m = this.modules.get(mod);
     if (!m) throw new Error(`internal: module ${mod} not loaded`);
     // Every kiln kernel waits for its predecessor itself (griddepcontrol.wait), so it may be launched
@@ -1087,91 +936,22 @@ export class CudaBackend implements ExecutionBackend {
         if (this.gemvApplies(op, rows)) {
           // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
           // A gated MLP's gate_up runs with its activation in one launch (the gated_act step is skipped).
-          // An RMSNorm whose only reader this is runs in the GEMV's prologue (the norm step is skipped).
-          const gated = st.gated && this.fuseGatedAct ? st.gated : null;
-          const norm = this.normInGemv(st, rows);
+          const gated = st.gated && this.tuning.fuseGatedAct ? st.gated : null;
           const fp32Out = st.logits && this.dtype !== "fp32";
           const n = gated ? gated.width : op.outFeatures;
           const variant = this.gemvFor(n, op.inFeatures);
-          // The tail norm: residual + y instead of y, then the last CTA the add_rms_norm's output (the
-          // norm step is skipped).
-          const tail = this.tailNorm(st, rows);
-          const carry = this.carryPlan(rows);
-          // Every GEMV kernel's weight, bias and shape arguments; a producer twin's first six.
-          const weights: KernelArg[] = [
+          const { kernel, grid, block } = gated
+            ? gemvGatedLaunch(gated.act, n)
+            : gemvLaunch(variant, n, fp32Out);
+          this.launch("gemv", kernel, [grid], block, [
+            { ptr: this.ptr(op.x) },
             { ptr: this.w(op.weight) },
             { ptr: op.bias ? this.w(op.bias) : (0n as DevicePtr) },
-          ];
-          const dims: KernelArg[] = [{ i32: rows }, { i32: n }, { i32: op.inFeatures }];
-          const producer = (site: TailNorm): KernelArg[] => [
-            { ptr: this.ptr(op.x) },
-            ...weights,
-            { ptr: this.ptr(site.residual) },
-            { ptr: this.ptr(site.residualOut) },
-            { ptr: this.w(site.weight) },
-          ];
-          if (st.addNorm && carry?.has(st.addNorm.counter)) {
-            // A carried norm's producer: residual + y, h·γ and Σ h² (the norm step is skipped).
-            const { kernel, grid, block } = gemvLaunch(variant, n, false, "addcarry");
-            this.launch("gemv", kernel, [grid], block, [
-              ...producer(st.addNorm),
-              { ptr: this.carry.hg.ptr },
-              { ptr: this.carrySums(st.addNorm.counter) },
-              ...dims,
-            ]);
-            return;
-          }
-          const carried = st.norm?.site !== undefined ? carry?.get(st.norm.site) : undefined;
-          if (st.norm?.site !== undefined && carried !== undefined) {
-            // A carried norm's consumer: x is the producer's h·γ, each sum scaled by rstd; it clears
-            // the slot of the site before it.
-            const { kernel, grid, block } = gated
-              ? gemvGatedLaunch(gated.act, n, "carry")
-              : gemvLaunch(variant, n, fp32Out, "carry");
-            this.launch("gemv", kernel, [grid], block, [
-              { ptr: this.carry.hg.ptr },
-              { ptr: this.carrySums(st.norm.site) },
-              { ptr: this.carrySums(carried) },
-              { f32: st.norm.eps },
-              ...weights,
-              { ptr: this.ptr(gated ? gated.out : op.out) },
-              ...dims,
-            ]);
-            return;
-          }
-          if (tail) {
-            const { kernel, grid, block } = gemvLaunch(variant, n, false, "addnorm");
-            this.launch("gemv", kernel, [grid], block, [
-              ...producer(tail),
-              { f32: tail.eps },
-              { ptr: this.ptr(tail.out) },
-              { ptr: offsetPtr(this.tailCounters.ptr, 4 * tail.counter) },
-              ...dims,
-            ]);
-            return;
-          }
-          const twin = norm ? "norm" : "";
-          const { kernel, grid, block } = gated
-            ? gemvGatedLaunch(gated.act, n, twin)
-            : gemvLaunch(variant, n, fp32Out, twin);
-          const input: KernelArg[] = norm
-            ? [
-                { ptr: this.ptr(norm.x) },
-                { ptr: norm.residual ? this.ptr(norm.residual) : (0n as DevicePtr) },
-                { ptr: norm.residualOut ? this.ptr(norm.residualOut) : (0n as DevicePtr) },
-                { ptr: this.w(norm.weight) },
-                { f32: norm.eps },
-              ]
-            : [{ ptr: this.ptr(op.x) }];
-          const shared = norm ? gemvNormSharedBytes(rows, op.inFeatures, this.elem) : 0;
-          this.launch(
-            "gemv",
-            kernel,
-            [grid],
-            block,
-            [...input, ...weights, { ptr: this.ptr(gated ? gated.out : op.out) }, ...dims],
-            shared,
-          );
+            { ptr: this.ptr(gated ? gated.out : op.out) },
+            { i32: rows },
+            { i32: n },
+            { i32: op.inFeatures },
+          ]);
           return;
         }
         const g = this.gemm(
@@ -1192,7 +972,6 @@ export class CudaBackend implements ExecutionBackend {
       }
       case "rms_norm": {
         const op = st.op;
-        if (this.normFused(st.fusedInto, rowsOf(op.x))) return; // run by the GEMV after it
         if (st.finalNorm && this.finalNormFused(T, logitRows)) return; // run by the add before it
         const g = op.groupWidth ?? op.width;
         const rows = (rowsOf(op.x) * op.width) / g;
@@ -1222,8 +1001,6 @@ export class CudaBackend implements ExecutionBackend {
       case "add_rms_norm": {
         const op = st.op;
         const rows = rowsOf(op.x);
-        if (this.normFused(st.fusedInto, rows, st.tailOf)) return; // run by the GEMV after it or before it
-        if (st.site !== undefined && this.carryPlan(rows)?.has(st.site)) return; // carried across by the GEMVs
         this.launch("rmsnorm", "add_rms_norm", [rows], this.normBlock(op.width), [
           { ptr: this.ptr(op.residual) },
           { ptr: this.ptr(op.x) },
@@ -1262,7 +1039,7 @@ export class CudaBackend implements ExecutionBackend {
       }
       case "gated_act": {
         const rows = rowsOf(st.op.gateUp);
-        if (st.fusedInto && this.fuseGatedAct && this.gemvApplies(st.fusedInto, rows)) return; // done by gemv_gated
+        if (st.fusedInto && this.tuning.fuseGatedAct && this.gemvApplies(st.fusedInto, rows)) return; // done by gemv_gated
         this.launch("activation", `gated_act_${st.op.act}`, [this.elementwiseGrid(rows * st.op.width)], 256, [
           { ptr: this.ptr(st.op.gateUp) },
           { ptr: this.ptr(st.op.out) },
@@ -1314,7 +1091,7 @@ export class CudaBackend implements ExecutionBackend {
         return;
       }
       case "rope": {
-        if (p.allDecode && this.ropeFuse) return; // the decode attention after it does this work
+        if (p.allDecode && this.tuning.ropeFuse) return; // the decode attention after it does this work
         const op = st.op;
         const heads = op.numHeads + 2 * op.numKvHeads;
         const common: KernelArg[] = [
@@ -1324,7 +1101,7 @@ export class CudaBackend implements ExecutionBackend {
           { ptr: this.kvV[op.layer].ptr },
           { i32: T },
           { i32: this.numBlocks * this.kvBlockSize },
-          { i32: this.ropeEarly ? 1 : 0 },
+          { i32: this.tuning.ropeEarly ? 1 : 0 },
         ];
         const grid: [number, number] = [T, Math.ceil(heads / 4)];
         if (st.qkv) this.launch("rope", "rope_qkv_fused", grid, 128, [{ ptr: this.ptr(st.qkv) }, ...common]);
@@ -1375,7 +1152,7 @@ export class CudaBackend implements ExecutionBackend {
             `internal: decode attention over ${p.numSeqs} sequences × ${splits} splits exceeds its buffers (${this.partials.seqs} sequences)`,
           );
         // Fused RoPE (attention_decode_rope*): q is the rope step's unrotated q rows.
-        const fuse = this.ropeFuse;
+        const fuse = this.tuning.ropeFuse;
         const kernel = decodeKernel(splits, this.attnClusters(), fuse);
         const rope = st.rope;
         this.launch(
@@ -1399,8 +1176,8 @@ export class CudaBackend implements ExecutionBackend {
             { i32: splits },
             { f32: op.scale },
             { i32: window },
-            { i32: ATTENTION_TRIGGERS.indexOf(this.attnTrigger) },
-            { i32: ATTENTION_STOPS.indexOf(this.attnStop) },
+            { i32: ATTENTION_TRIGGERS.indexOf(this.tuning.attnTrigger) },
+            { i32: ATTENTION_STOPS.indexOf(this.tuning.attnStop) },
             ...(fuse ? this.decodeRopeArgs(rope, p) : []),
           ],
           this.decodeSmem,
@@ -1426,9 +1203,6 @@ export class CudaBackend implements ExecutionBackend {
       this.partials.m,
       this.partials.l,
       this.partials.counters,
-      this.tailCounters,
-      this.carry.sums,
-      this.carry.hg,
       this.sampleSlices.buffer,
       this.biasDevice,
       this.sampledDevice,

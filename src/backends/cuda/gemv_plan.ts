@@ -3,22 +3,7 @@
 // and row in flight, and runs W warps per block; its first U vectors are prefetched before the PDL
 // wait. One iteration of a row covers 32·U vectors, so U must fit the row: a row of k = 2048 bf16 is
 // 256 vectors, one U = 8 iteration (U = 16 would leave it all to the one-vector tail loop).
-//
-// Measured on an H100 (bf16, m = 1, PDL on, tools/microbench/gemv_pdl.cu), read GB/s of the best
-// variant against the previous kernel (r1u4w8):
-//   n × k            vectors/row  best          GB/s (previous)
-//   6144 × 4096      512          r1u16w8       2839 (2795)
-//   28672 × 4096     512          r1u16w8       3132 (3066)
-//   128256 × 4096    512          r1u16w8       3200 (3141)
-//   4096 × 4096      512          r2u8w4        2780 (2456)
-//   4096 × 14336     1792         r1u16w8       2998 (2652)
-//   2048 × 8192      1024         r1u16w8       2759 (2362)
-//   3072 × 2048      256          r1u8w8        2498 (2159)
-//   2048 × 2048      256          r2u8w4        2285 (1819)
-//   16384 × 2048     256          r2u4w8        2967 (2922)
-//   128256 × 2048    256          r1u8w8        3145
-// Shapes between the measured ones take the rule of their neighbours (below); re-measure before
-// tuning further.
+// docs/PERFORMANCE.md ("Moved from source comments") has the measurements behind the choices below.
 import { InvalidEnvironmentError } from "../../errors.ts";
 
 export type GemvVariantName = "r1u4w8" | "r1u16w8" | "r1u8w8" | "r2u8w4" | "r2u4w8" | "r1u4w8s2" | "r1u4w8s4";
@@ -31,23 +16,20 @@ export interface GemvVariant {
   vecsInFlight: number;
   /** W: warps per block. */
   warps: number;
-  /** Whether gemv.cu compiles its fused-RMSNorm twins (`_norm`, 16-bit engines). */
-  norm: boolean;
   /** S: warps that share each row (split-K, gemv_rRuUwWsS); 1 for the one-warp variants. */
   splitK: number;
 }
 
 export const GEMV_VARIANTS: Readonly<Record<GemvVariantName, GemvVariant>> = {
-  r1u4w8: { name: "r1u4w8", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, norm: true, splitK: 1 },
-  r1u16w8: { name: "r1u16w8", rowsPerWarp: 1, vecsInFlight: 16, warps: 8, norm: false, splitK: 1 },
-  r1u8w8: { name: "r1u8w8", rowsPerWarp: 1, vecsInFlight: 8, warps: 8, norm: false, splitK: 1 },
-  r2u8w4: { name: "r2u8w4", rowsPerWarp: 2, vecsInFlight: 8, warps: 4, norm: true, splitK: 1 },
-  r2u4w8: { name: "r2u4w8", rowsPerWarp: 2, vecsInFlight: 4, warps: 8, norm: false, splitK: 1 },
+  r1u4w8: { name: "r1u4w8", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, splitK: 1 },
+  r1u16w8: { name: "r1u16w8", rowsPerWarp: 1, vecsInFlight: 16, warps: 8, splitK: 1 },
+  r1u8w8: { name: "r1u8w8", rowsPerWarp: 1, vecsInFlight: 8, warps: 8, splitK: 1 },
+  r2u8w4: { name: "r2u8w4", rowsPerWarp: 2, vecsInFlight: 8, warps: 4, splitK: 1 },
+  r2u4w8: { name: "r2u4w8", rowsPerWarp: 2, vecsInFlight: 4, warps: 8, splitK: 1 },
   // Split-K (2 or 4 warps per row): fewer dependent load rounds for long rows at r1u4w8's registers.
-  // Measured in whole decode steps (H200, 2026-12-03, on the down GEMV): s2 8B 4.264 ms vs 4.194, 1B 0.810
-  // vs 0.814 (noise); s4 4.340 / 0.834. Only KILN_GEMV_VARIANT / KILN_GEMV_SHAPES choose them.
-  r1u4w8s2: { name: "r1u4w8s2", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, norm: false, splitK: 2 },
-  r1u4w8s4: { name: "r1u4w8s4", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, norm: false, splitK: 4 },
+  // Not faster in whole decode steps; only KILN_GEMV_VARIANT / KILN_GEMV_SHAPES choose them.
+  r1u4w8s2: { name: "r1u4w8s2", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, splitK: 2 },
+  r1u4w8s4: { name: "r1u4w8s4", rowsPerWarp: 1, vecsInFlight: 4, warps: 8, splitK: 4 },
 };
 
 /** The activations gemv.cu has gated kernels for, in the order of its GEMV_ACT macro (index + 1). */
@@ -66,9 +48,7 @@ export const GEMV_MAX_M = 8;
 
 /** Most rows a decode GEMM runs on our GEMV (KILN_GEMV_MAX_ROWS overrides it, 0–8); more go to cuBLASLt.
  * Each row costs the GEMV a full pass of FMAs and x loads per weight vector, while cuBLASLt's tensor
- * cores take 8 rows for the price of one. H100, Llama-3.2-1B, kiln bench TPOT, 2026-11-22:
- *   batch 1: GEMV 1.125 ms;  batch 2: GEMV 1.254, cuBLASLt 1.303;  batch 4: GEMV 1.579, cuBLASLt 1.329;
- *   batch 8: GEMV 2.391, cuBLASLt 1.355 (norm unfused in every GEMV figure but batch 1's). */
+ * cores take 8 rows for the price of one: past 2 rows cuBLASLt is faster. */
 export const GEMV_MAX_ROWS = 2;
 
 export function parseGemvMaxRows(env: string | undefined): number {
@@ -78,55 +58,6 @@ export function parseGemvMaxRows(env: string | undefined): number {
     throw new InvalidEnvironmentError(`KILN_GEMV_MAX_ROWS must be an integer from 0 to 8; got ${env}`);
   return n;
 }
-
-/** How decode GEMVs take over the RMSNorm before them (`KILN_FUSE_NORM`). `on`: in the GEMV's prologue
- * (`_norm` twins) wherever it can; `off` (the default; `auto` is an alias): the norm is its own launch.
- * `tail`: a residual add + RMSNorm after a GEMV runs in that GEMV's tail instead — the producer (o_proj,
- * down) stores the residual sum and its last CTA normalises the rows (`_addnorm`).
- * `carry`: a residual add + RMSNorm between two GEMVs has no work of its own — the producer stores the
- * residual sum, h·γ in fp32 and Σ h² (`_addcarry`), the consumer streams h·γ and scales its sums by
- * rstd (`_carry`); the same values up to the rounding of the normalised x, which it skips. Measured on
- * the H200 (2026-12-03): Llama-3.2-1B 0.887 ms against 0.820 apart, 0.855 against 0.814 once the producer
- * loaded its epilogue's operands before the PDL wait; Llama-3.1-8B 4.338 against 4.235 (before that).
- * Why is not yet known (a guess: the norm's launch gives the consumer's CTAs room to launch and prefetch
- * once the producer is done, where the carried consumer's CTAs crowd in beside the producer); kept as a
- * switch, off, like the prologue and tail fusions before it.
- * Measured on the H200 (kiln bench TPOT, 2026-12-02), with rmsnorm.cu normalising from registers and its
- * weight loaded before the PDL wait: Llama-3.2-1B 0.840 ms apart vs 0.866 with the prologue fusion the
- * old `auto` chose for k < 4096 (every CTA normalises the whole row before its first dot product);
- * Llama-3.1-8B tail 4.649 vs 4.429 apart (the next GEMV's weight prefetch then overlaps the producer's
- * stream instead of the norm's latency). On the H100 (2026-11-22), before the register path, the 1B's
- * prologue fusion paid (1.125 vs 1.147 ms) and the 8B's did not (6.107 vs 6.021).
- * Session 9 (H200, 2026-12-03; docs/PERFORMANCE.md): leaving every add_rms_norm launch out (profiling only)
- * takes the 1B from 0.811 to 0.760 ms, so the 33 launches cost 51 µs, but every fusion tried costs more
- * than that. Two more were measured and removed (commits 8647536 and 53ac92a, reverted; both gave the unfused bits):
- *   - the producer storing only the residual sum, and the consumer normalising it once per CTA into
- *     registers (one barrier) then streaming rows against it, on a grid of 1–4 CTAs per SM or a CTA per
- *     8 features: 1B 0.946–1.041 ms against 0.811;
- *   - the same producer with the `_norm` twin as consumer (no residual add in its prologue): 1B 0.835
- *     against 0.810 (`on` in the same call: 0.839); 8B 4.282 against 4.197.
- * A consumer that does the norm itself pays the norm's latency in every CTA wave, where the norm kernel
- * pays it once. */
-export type NormFusion = "on" | "off" | "tail" | "carry";
-
-export function parseNormFusion(env: string | undefined): NormFusion {
-  if (env === undefined || env === "" || env === "auto" || env === "0" || env === "off") return "off";
-  if (env === "1" || env === "on") return "on";
-  if (env === "tail" || env === "carry") return env;
-  throw new InvalidEnvironmentError(
-    `KILN_FUSE_NORM must be 0 (off, also auto), 1 (on), tail or carry; got ${env}`,
-  );
-}
-
-/** Whether a decode GEMV normalises its input in its prologue (mode `on`). */
-export function normFusionPays(mode: NormFusion): boolean {
-  return mode === "on";
-}
-
-/** Bytes of dynamic shared memory a fused-norm GEMV takes for m rows of k (the normalised rows), and the
- * most the backend lets it take: past that (e.g. m = 8 at k = 8192) the norm runs as its own kernel. */
-export const gemvNormSharedBytes = (m: number, k: number, elemBytes: number): number => m * k * elemBytes;
-export const GEMV_NORM_MAX_SHARED = 64 * 1024;
 
 /** How the backend picks a variant: `steady` (default), `by-shape`, or one variant for every shape
  * (`KILN_GEMV_VARIANT`, for measurements). */
@@ -160,12 +91,10 @@ export function parseGemvShapes(env: string | undefined): GemvShapes {
 /** The variant a decode step uses for an [n, k] weight under `policy` (a `shapes` entry for [n, k] first).
  *
  * `steady`: r2u8w4 for large weights (k ≥ 4096 16-bit, n ≥ 4096: every Llama-3.1-8B GEMM), else
- * r1u4w8. Measured in whole decode steps (H100, kiln bench, 2026-11-22; TPOT with each variant for
- * every shape: 8B r2u8w4 6.142 ms, r1u4w8 6.206, by-shape 6.384; 1B r1u4w8 1.225, by-shape 1.246,
- * r2u8w4 1.251), it beats the per-shape choice below — alone, each by-shape variant streams its shape faster in a
- * chain of identical GEMVs, but between the small kernels of a real step (norm, RoPE, attention)
- * the deeper prefetch of r1u16w8 and its 102 registers (2 blocks per SM) cost more than they gain;
- * tools/microbench/gemv_pdl.cu's "+norm+pdl" column shows the same on the 8B chain. */
+ * r1u4w8. In whole decode steps it beats the per-shape choice below: alone, each by-shape variant
+ * streams its shape faster in a chain of identical GEMVs, but between the small kernels of a real step
+ * (norm, RoPE, attention) the deeper prefetch of r1u16w8 and its 102 registers (2 blocks per SM) cost
+ * more than they gain. */
 export function chooseGemv(
   n: number,
   k: number,
@@ -199,24 +128,14 @@ export function planGemv(n: number, k: number, elemBytes: number): GemvVariant {
   return v.r2u4w8; // short rows (tiny models): the smallest U, two rows in flight per warp
 }
 
-/** A GEMV's norm twin (kernels/gemv.cu): none, the RMSNorm in its prologue (`norm`), the tail norm's
- * producer (`addnorm`: stores residual + y, then its last CTA the normalised rows; kiln_t output only),
- * or a carried norm's producer (`addcarry`: residual + y, h·γ and Σ h²; kiln_t output only) and consumer
- * (`carry`: x is the producer's h·γ, each sum scaled by rstd). Only variants with `norm` set have twins. */
-export type GemvTwin = "" | "norm" | "addnorm" | "addcarry" | "carry";
-
-/** Kernel name and launch shape of `variant` for n output features, or of one of its twins. */
+/** Kernel name and launch shape of `variant` for n output features. */
 export function gemvLaunch(
   variant: GemvVariant,
   n: number,
   fp32Out: boolean,
-  twin: GemvTwin = "",
 ): { kernel: string; grid: number; block: number } {
-  if (twin && !variant.norm) throw new Error(`internal: gemv_${variant.name} has no fused-norm twin`);
-  if ((twin === "addnorm" || twin === "addcarry") && fp32Out)
-    throw new Error(`internal: gemv_*_${twin} has no fp32 output`);
   return {
-    kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}${twin ? `_${twin}` : ""}`,
+    kernel: `gemv_${variant.name}${fp32Out ? "_f32out" : ""}`,
     grid: Math.ceil(n / ((variant.rowsPerWarp * variant.warps) / variant.splitK)),
     block: 32 * variant.warps,
   };
@@ -224,15 +143,7 @@ export function gemvLaunch(
 
 /** Kernel name and launch shape of gemv_gated_ACT (kernels/gemv.cu) for `inter` output features: one
  * feature (its gate and up rows) per warp, 8 warps per block. */
-export function gemvGatedLaunch(
-  act: string,
-  inter: number,
-  twin: "" | "norm" | "carry" = "",
-): { kernel: string; grid: number; block: number } {
+export function gemvGatedLaunch(act: string, inter: number): { kernel: string; grid: number; block: number } {
   const warps = 8; // gemv.cu's kGatedWarps
-  return {
-    kernel: `gemv_gated_${act}${twin ? `_${twin}` : ""}`,
-    grid: Math.ceil(inter / warps),
-    block: 32 * warps,
-  };
+  return { kernel: `gemv_gated_${act}`, grid: Math.ceil(inter / warps), block: 32 * warps };
 }
