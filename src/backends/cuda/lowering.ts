@@ -17,7 +17,7 @@ export interface View {
   rowWidth: number;
 }
 
-export type LStep = Access &
+export type LoweredStep = Access &
   (
     | { kind: "embedding"; op: Extract<Op, { kind: "embedding" }> }
     | {
@@ -82,7 +82,7 @@ export type LStep = Access &
   );
 
 /** The rope step (rope_qkv_fused / rope_qkv) of an attention. */
-export type RopeStep = Extract<LStep, { kind: "rope" }>;
+export type RopeStep = Extract<LoweredStep, { kind: "rope" }>;
 
 /** A decoder's last residual add, the gather of the rows that need logits, and the final RMSNorm, which
  * a step whose logit rows are its rows in order runs as one add_rms_norm (the add step's `finalNorm`). */
@@ -92,7 +92,7 @@ export interface FinalNorm {
 }
 
 export interface Lowered {
-  steps: LStep[];
+  steps: LoweredStep[];
   /** Element width of each storage's rows, and whether it has token rows or logit rows. */
   storage: Map<string, { width: number; rows: "tokens" | "logits"; fp32?: boolean }>;
   output: string;
@@ -109,7 +109,7 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
   const resolve = (name: string) => views.get(name)?.base ?? name;
   const def = (name: string, width: number, rows: "tokens" | "logits", fp32 = false) =>
     storage.set(name, { width, rows, fp32 });
-  const steps: LStep[] = [];
+  const steps: LoweredStep[] = [];
 
   // add_rms_norm writes the residual sum to a new storage, not in place (the arena places it by
   // liveness like any other). Later readers of the plan's residual name read the newest one.
