@@ -15,7 +15,7 @@
 //   GEMV_MAX_M     largest m (default 8)
 //
 // Variants gemv_rRuUwW (R rows per warp, U vectors per lane in flight, W warps per block); the host
-// picks one per (n, k) in src/backends/cuda/gemv_plan.ts:
+// picks one per (n, k) in src/backends/cuda/gemv_variants.ts:
 //   gemv_r1u4w8, gemv_r1u16w8, gemv_r1u8w8, gemv_r2u8w4, gemv_r2u4w8
 // extern "C" __global__ void gemv_rRuUwW(
 //     const kiln_t* x,       // [m, k]
@@ -289,7 +289,7 @@ KILN_GEMV_SPLITK(1, 4, 8, 4)
     gemv_gated_impl<kiln::ACT>(x, w, bias, y, m, inter, k);                                                   \
   }
 
-// GEMV_ACT (gemv_plan.ts: GATED_ACTS): 1–5 compiles only that activation's gated kernels (an engine
+// GEMV_ACT (gemv_variants.ts: GATED_ACTS): 1–5 compiles only that activation's gated kernels (an engine
 // needs its model's one), 0 none; left undefined, all five (tests, CI's nvcc check).
 #if !defined(GEMV_ACT) || GEMV_ACT == 1
 KILN_GEMV_GATED(silu, Silu)

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type CudaModule, GraphCapture, type KernelArg } from "../../src/backends/cuda/device/index.ts";
-import { gemvLaunch, planGemv } from "../../src/backends/cuda/gemv_plan.ts";
+import { gemvLaunch, planGemv } from "../../src/backends/cuda/gemv_variants.ts";
 import { cudaTuning } from "../../src/backends/cuda/tuning.ts";
 import type { DTypeName } from "../../src/dtype.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";

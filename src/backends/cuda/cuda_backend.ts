@@ -21,7 +21,7 @@ import { graphSplits } from "./attention_splits.ts";
 import { DecodeGraphs, decodeGraphKey, isGraphable } from "./decode_graphs.ts";
 import { CudaDevice, type CudaGraph, Stream } from "./device/index.ts";
 import { DeviceSampler } from "./device_sampler.ts";
-import { engineRowLimits, GEMM_TABLE_BLOB, type GemmChoice, gemmKey, nextPow2 } from "./gemm_table.ts";
+import { engineRowLimits, GEMM_TABLE_BLOB, type GemmChoice, gemmKey, nextPow2 } from "./gemm_algorithms.ts";
 import { KernelLauncher } from "./kernel_launcher.ts";
 import { DeviceKvCache } from "./kv_cache.ts";
 import { type Lowered, lower } from "./lowering.ts";

@@ -8,7 +8,7 @@
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import { decodeKernel, decodeSharedBytes, decodeSplits, type SplitTarget } from "./attention_splits.ts";
 import { type CudaDevice, DeviceBuffer, type KernelArg, type Stream } from "./device/index.ts";
-import { nextPow2 } from "./gemm_table.ts";
+import { nextPow2 } from "./gemm_algorithms.ts";
 
 export class DecodeAttention {
   /** attention_decode's dynamic shared memory per CTA (attention_splits.ts decodeSharedBytes). */

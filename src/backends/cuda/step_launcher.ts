@@ -17,8 +17,8 @@ import {
   offsetPtr,
   type Stream,
 } from "./device/index.ts";
-import { GEMM_WORKSPACE_BYTES, gemmKey, nextPow2 } from "./gemm_table.ts";
-import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_plan.ts";
+import { GEMM_WORKSPACE_BYTES, gemmKey, nextPow2 } from "./gemm_algorithms.ts";
+import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
 import type { Lowered, LoweredStep, RopeStep } from "./lowering.ts";
@@ -124,7 +124,7 @@ export class StepLauncher {
     return true;
   }
 
-  /** The GEMV variant decode steps run for an [n, k] weight (gemv_plan.ts chooseGemv). */
+  /** The GEMV variant decode steps run for an [n, k] weight (gemv_variants.ts chooseGemv). */
   private gemvFor(n: number, k: number) {
     return chooseGemv(n, k, this.elem, this.tuning.gemvPolicy, this.tuning.gemvShapes);
   }

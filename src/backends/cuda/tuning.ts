@@ -18,7 +18,7 @@ import {
   parseGemvMaxRows,
   parseGemvPolicy,
   parseGemvShapes,
-} from "./gemv_plan.ts";
+} from "./gemv_variants.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -31,7 +31,7 @@ export interface CudaTuning {
   readonly gemv: boolean;
   /** KILN_GEMV_MAX_ROWS (0–8): most rows of a decode GEMM on kiln's GEMV; cuBLASLt beyond. */
   readonly gemvMaxRows: number;
-  /** KILN_GEMV_VARIANT: how the GEMV variant is chosen (gemv_plan.ts chooseGemv). */
+  /** KILN_GEMV_VARIANT: how the GEMV variant is chosen (gemv_variants.ts chooseGemv). */
   readonly gemvPolicy: GemvPolicy;
   /** KILN_GEMV_SHAPES: per-weight-shape variants ahead of the policy. */
   readonly gemvShapes: GemvShapes;

@@ -29,13 +29,13 @@ export class DeviceWeights {
     let slot = 0;
     const check = engine.checkRegions(engine.header.weights);
     try {
-      for (const w of engine.header.weights) {
-        const buf = DeviceBuffer.alloc(device, w.byteLength);
-        weights.buffers.set(w.name, buf);
-        for (let off = 0; off < w.byteLength; off += CHUNK) {
-          const n = Math.min(CHUNK, w.byteLength - off);
+      for (const weight of engine.header.weights) {
+        const buf = DeviceBuffer.alloc(device, weight.byteLength);
+        weights.buffers.set(weight.name, buf);
+        for (let off = 0; off < weight.byteLength; off += CHUNK) {
+          const n = Math.min(CHUNK, weight.byteLength - off);
           if (inFlight[slot]) copied[slot].synchronize();
-          engine.readInto(w.offset + off, new Uint8Array(staging[slot].arrayBuffer(), 0, n));
+          engine.readInto(weight.offset + off, new Uint8Array(staging[slot].arrayBuffer(), 0, n));
           device.driver.memcpyHtoDAsync(offsetPtr(buf.ptr, off), staging[slot].ptr, stream.handle, n);
           copied[slot].record(stream);
           inFlight[slot] = true;

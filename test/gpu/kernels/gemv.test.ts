@@ -1,6 +1,6 @@
 import { after, afterEach, before, describe, test } from "node:test";
 import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
-import { GEMV_VARIANTS, gemvLaunch } from "../../../src/backends/cuda/gemv_plan.ts";
+import { GEMV_VARIANTS, gemvLaunch } from "../../../src/backends/cuda/gemv_variants.ts";
 import {
   assertSameBits,
   assertWithin,

@@ -1,4 +1,4 @@
-// The GEMV variant choice (src/backends/cuda/gemv_plan.ts) on the CPU: the measured best variant for
+// The GEMV variant choice (src/backends/cuda/gemv_variants.ts) on the CPU: the measured best variant for
 // every measured decode shape of Llama 3.1 8B and 3.2 1B, launch shapes, and that every variant the
 // plan can pick is exported by kernels/gemv.cu (as compile_matrix.json lists it).
 import assert from "node:assert/strict";
@@ -17,7 +17,7 @@ import {
   parseGemvPolicy,
   parseGemvShapes,
   planGemv,
-} from "../../src/backends/cuda/gemv_plan.ts";
+} from "../../src/backends/cuda/gemv_variants.ts";
 import { InvalidEnvironmentError } from "../../src/errors.ts";
 
 const BF16 = 2;
