@@ -407,14 +407,12 @@ __device__ __forceinline__ bool in_range(unsigned long long k, bool has_lo, unsi
 /**
  * Calls f(i, row[i]) for every i in [0, VOCAB) this thread owns (in no particular order): the full-row
  * passes of the one CTA that draws. 16-byte loads, kRowUnroll of them in flight per thread, so the CTA
- * keeps 32 KB of the row in flight rather than 4 KB: 3% faster on a flat 128k row on the H200 (1,367
- * against 1,406 µs; so the passes are not bound by their loads, see kernels/README.md). Everything the passes compute from it is order-free (integer histograms, a set of keys sorted later)
- * or a per-thread fp64 sum, whose order is fixed by the thread's share. KILN_SAMPLER_SCALAR (A/B only,
- * tools/microbench/sampler_ab.ts): one element per thread and iteration, as before.
+ * keeps 32 KB of the row in flight rather than 4 KB (a few percent faster than one element per thread:
+ * docs/PERFORMANCE.md). Everything the passes compute from it is order-free (integer histograms, a set
+ * of keys sorted later) or a per-thread fp64 sum, whose order is fixed by the thread's share.
  */
 template <class F>
 __device__ __forceinline__ void for_each_logit(const float* row, F&& f) {
-#if !defined(KILN_SAMPLER_SCALAR)
   if constexpr (VOCAB % 4 == 0) {  // rows of VOCAB floats: each 16-byte aligned
     constexpr int kRowUnroll = 2;
     constexpr int kVecs = VOCAB / 4;
@@ -441,92 +439,31 @@ __device__ __forceinline__ void for_each_logit(const float* row, F&& f) {
       f(4 * v + 2, q.z);
       f(4 * v + 3, q.w);
     }
-  } else
-#endif
-  {
+  } else {
     for (int i = threadIdx.x; i < VOCAB; i += blockDim.x) f(i, row[i]);
   }
 }
 
 /**
- * hist[bin] += 1, and whist[bin] += w when kWeighted, for each lane with bin ≥ 0 (bin < 0: nothing).
- * With KILN_SAMPLER_LEADER_AGG (opt-in; measured on the H200, 2026-12-03: 1,442 µs against 1,368 on a
- * flat row of spread 0.5, 1,148 against 1,204 at spread 4, the same tokens): every lane of the warp calls
- * it together, and the lanes that share the bin of the first lane left combine into one shared atomic,
- * for two rounds (a ballot and a shuffle each, where __match_any_sync measured too slow), so a flat
- * row's few crowded bins take a fraction of the conflicting atomics; the sums are integers, so the
- * histogram is the same whatever the grouping. w < 2^41 (a weight ≤ 1 in kFixScale fixed point) is
- * summed in three pieces whose sums over 32 lanes fit 32 bits.
+ * hist[bin] += 1, and whist[bin] += w when kWeighted, for a bin ≥ 0 (bin < 0: nothing).
  */
 template <bool kWeighted>
 __device__ __forceinline__ void hist_add(int bin, unsigned long long w, int* hist, unsigned long long* whist) {
-#if defined(KILN_SAMPLER_LEADER_AGG)
-  const int lane = threadIdx.x & 31;
-  unsigned left = __ballot_sync(kiln::kFullMask, bin >= 0);
-#pragma unroll
-  for (int round = 0; round < 2; round++) {
-    if (!left) break;  // warp-uniform
-    const int leader = __ffs(left) - 1;
-    const int lbin = __shfl_sync(kiln::kFullMask, bin, leader);
-    const unsigned group = __ballot_sync(kiln::kFullMask, bin == lbin) & left;
-    const bool mine = group >> lane & 1u;
-    if constexpr (kWeighted) {  // the group's Σ w, every lane taking part (0 from the others)
-      const unsigned s0 = __reduce_add_sync(kiln::kFullMask, mine ? (unsigned)(w & 0xffffull) : 0u);
-      const unsigned s1 = __reduce_add_sync(kiln::kFullMask, mine ? (unsigned)((w >> 16) & 0xffffull) : 0u);
-      const unsigned s2 = __reduce_add_sync(kiln::kFullMask, mine ? (unsigned)(w >> 32) : 0u);
-      if (lane == leader)
-        atomicAdd(&whist[lbin], (unsigned long long)s0 + ((unsigned long long)s1 << 16) + ((unsigned long long)s2 << 32));
-    }
-    if (lane == leader) atomicAdd(&hist[lbin], __popc(group));
-    left &= ~group;
-  }
-  if (!(left >> lane & 1u)) return;
-#else
   if (bin < 0) return;
-#endif
   if constexpr (kWeighted) atomicAdd(&whist[bin], w);
   atomicAdd(&hist[bin], 1);
 }
 
 /**
  * A histogram pass: for_each_logit's loop, calling f(i, x) for each element this thread owns, where f
- * returns the element's bin (< 0: none) and its weight, added by hist_add. With
- * KILN_SAMPLER_LEADER_AGG the trips are warp-uniform (every lane calls hist_add, past the row's end with
- * bin −1), one 16-byte vector per lane and trip.
+ * returns the element's bin (< 0: none) and its weight, added by hist_add.
  */
 template <bool kWeighted, class F>
 __device__ __forceinline__ void histogram_pass(const float* row, int* hist, unsigned long long* whist, F&& f) {
-#if defined(KILN_SAMPLER_LEADER_AGG)
-  const auto add = [&](int i, float x, bool valid) {
-    unsigned long long w = 0ull;
-    const int bin = valid ? f(i, x, w) : -1;
-    hist_add<kWeighted>(bin, w, hist, whist);
-  };
-  if constexpr (VOCAB % 4 == 0) {
-    constexpr int kVecs = VOCAB / 4;
-    const float4* r4 = reinterpret_cast<const float4*>(row);
-    for (int v0 = 0; v0 < kVecs; v0 += blockDim.x) {  // blockDim.x is a multiple of 32: warp-uniform trips
-      const int v = v0 + threadIdx.x;
-      const bool valid = v < kVecs;
-      float4 q{0.f, 0.f, 0.f, 0.f};
-      if (valid) q = r4[v];
-      add(4 * v, q.x, valid);
-      add(4 * v + 1, q.y, valid);
-      add(4 * v + 2, q.z, valid);
-      add(4 * v + 3, q.w, valid);
-    }
-  } else {
-    for (int i0 = 0; i0 < VOCAB; i0 += blockDim.x) {
-      const int i = i0 + threadIdx.x;
-      add(i, i < VOCAB ? row[i] : 0.f, i < VOCAB);
-    }
-  }
-#else
   for_each_logit(row, [&](int i, float x) {
     unsigned long long w = 0ull;
     hist_add<kWeighted>(f(i, x, w), w, hist, whist);
   });
-#endif
 }
 
 struct Selection {

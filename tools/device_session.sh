@@ -5,13 +5,13 @@
 #   8B: TPOT with the defaults, then each A/B setting (SETTINGS_8B), without decode attention (its
 #       in-graph cost), prefill of 2,048 tokens, and sampled decoding (temperature 1, top-p 0.95)
 #   1B: TPOT with the defaults and each A/B setting (SETTINGS_1B), and sampled decoding
-# A setting is one or more VAR=value words joined by + (KILN_FUSE_NORM=tail+KILN_ATTN_CLUSTER=0).
+# A setting is one or more VAR=value words joined by + (KILN_PDL=0+KILN_ATTN_CLUSTER=0).
 # Usage (device run): source .device/prelude.sh && [MICROBENCH=1] [HF=1] [TESTS="test/gpu/a.test.ts …"] \
 #   [SETTINGS_8B="…"] [SETTINGS_1B="…"] bash tools/device_session.sh [skip-tests]
 #   TESTS: run these GPU test files instead of the whole `npm run test:gpu` suite.
 #   CONFIGS: the shapes to measure (default "llama-3.1-8b llama-3.2-1b").
 #   ATTN_STAGES=1: also TPOT with decode attention stopped after each stage (KILN_ATTN_STOP) and left out.
-#   SAMPLER_AB=1: also the sampler's 16-byte row passes against KILN_SAMPLER_SCALAR and _LEADER_AGG (sampler_ab.ts).
+#   SAMPLER_AB=1: also the sampler's time on one row (sampler_ab.ts).
 #   PROFILE=1: also the defaults with `kiln bench --profile` (the graph replay time of one decode step).
 #   LEAN=1: without the sampled and no-attention lines.
 #   DEADLINE (epoch seconds): HF=1's run gets the time left until then (skipped under a minute).
@@ -111,8 +111,7 @@ elif [[ ${HF:-0} == 1 ]]; then
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: d.get(k) for k in ('device','modes')}, default=str)[:1500])" \
     "$out/hf-8b.json"
 fi
-# SAMPLER_AB=1: also sample_topk_topp's default against KILN_SAMPLER_SCALAR and KILN_SAMPLER_LEADER_AGG
-# (tools/microbench/sampler_ab.ts).
+# SAMPLER_AB=1: also sample_topk_topp's time on one row (tools/microbench/sampler_ab.ts).
 if [[ ${SAMPLER_AB:-0} == 1 ]]; then
   timeout 120 node --import tsx tools/microbench/sampler_ab.ts 2>&1 | tee "$out/sampler_ab.txt"
 fi

@@ -9,10 +9,13 @@ import { CpuBackend } from "./cpu/cpu_backend.ts";
 import { CudaBackend } from "./cuda/cuda_backend.ts";
 import { CudaDevice } from "./cuda/device/index.ts";
 import { kernelSourcesHash } from "./cuda/kernel_modules.ts";
+import type { CudaTuning } from "./cuda/tuning.ts";
+
+export type { CudaTuning };
 
 interface BackendEntry {
-  /** The engine's plan and weights loaded onto this backend. */
-  open(engine: LoadedEngine): ExecutionBackend;
+  /** The engine's plan and weights loaded onto this backend (the CUDA backend takes its tuning). */
+  open(engine: LoadedEngine, cudaTuning?: CudaTuning): ExecutionBackend;
   /** What an engine built for this backend depends on besides the checkpoint and the build config
    * (a part of its cache key); "" when nothing. */
   targetIdentity(): string;
@@ -22,14 +25,18 @@ const BACKENDS: Readonly<Record<BackendName, BackendEntry>> = {
   cpu: { open: (engine) => CpuBackend.fromEngine(engine), targetIdentity: () => "" },
   // A CUDA engine is compiled for one GPU architecture from kiln's kernel sources.
   cuda: {
-    open: (engine) => CudaBackend.fromEngine(engine),
+    open: (engine, cudaTuning) => CudaBackend.fromEngine(engine, cudaTuning),
     targetIdentity: () => `${cudaArch()}:${kernelSourcesHash()}`,
   },
 };
 
 /** Loads `engine` onto the named backend; the caller disposes the result. */
-export function openBackend(engine: LoadedEngine, name: BackendName): ExecutionBackend {
-  return BACKENDS[name].open(engine);
+export function openBackend(
+  engine: LoadedEngine,
+  name: BackendName,
+  cudaTuning?: CudaTuning,
+): ExecutionBackend {
+  return BACKENDS[name].open(engine, cudaTuning);
 }
 
 /** The cache-key part for engines of the named backend on this machine ("" for the CPU). */

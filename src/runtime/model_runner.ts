@@ -1,6 +1,7 @@
 // ModelRunner: the high-level API. `fromDir` takes a checkpoint (built into a cached engine on the
 // fly) or an engine; `generate` runs prompts (text or ids; a list, padded or packed) to completion;
 // `stream` yields tokens as they are produced. Decoding settings are SamplingConfig fields.
+import type { CudaTuning } from "../backends/open_backend.ts";
 import { type ResolvedEngine, resolveEngineSteps } from "../builder/engine_cache.ts";
 import { runSteps, runStepsUntil, type Steps } from "../builder/steps.ts";
 import { type BuildConfig, DEFAULT_BUILD_CONFIG } from "../engine/build_config.ts";
@@ -32,12 +33,15 @@ export interface RunnerOptions extends Partial<BuildConfig>, GenerationSessionOp
   cacheDir?: string;
   /** How large the KV pool may grow (sized once, at the first request). */
   kvCache?: Partial<KvCacheConfig>;
+  /** The CUDA backend's switches (default: the KILN_* environment, read once; see cudaTuning()). */
+  cudaTuning?: CudaTuning;
 }
 
 /** RunnerOptions' own keys; the rest are BuildConfig's and GenerationSessionOptions'. */
 const RUNNER_OWN_KEYS: KeySet<Omit<RunnerOptions, keyof BuildConfig | keyof GenerationSessionOptions>> = {
   cacheDir: true,
   kvCache: true,
+  cudaTuning: true,
 };
 const BUILD_CONFIG_KEYS = Object.fromEntries(
   Object.keys(DEFAULT_BUILD_CONFIG).map((k) => [k, true]),
@@ -111,17 +115,17 @@ export class ModelRunner {
       BUILD_CONFIG_KEYS,
       GENERATION_SESSION_OPTION_KEYS,
     );
-    const { cacheDir, kvCache, streamIdleTimeoutMs, ...build } = options;
+    const { cacheDir, kvCache, streamIdleTimeoutMs, cudaTuning, ...build } = options;
     const kv = resolveKvCacheConfig(kvCache); // before a build, which takes far longer than this check
     const engine = yield* resolveEngineSteps(dir, build, cacheDir);
     const session = { streamIdleTimeoutMs };
     try {
-      return ModelRunner.open(engine, build.backend, kv, session);
+      return ModelRunner.open(engine, build.backend, kv, session, cudaTuning);
     } catch (e) {
       // Weight regions are verified as the backend loads them: a damaged cache entry is rebuilt.
       if (engine.origin !== "hit" || !(e instanceof EngineCorruptError)) throw e;
       const rebuilt = yield* resolveEngineSteps(dir, build, cacheDir, e);
-      return ModelRunner.open(rebuilt, build.backend, kv, session);
+      return ModelRunner.open(rebuilt, build.backend, kv, session, cudaTuning);
     }
   }
 
@@ -145,8 +149,9 @@ export class ModelRunner {
     backend: BuildConfig["backend"] | undefined,
     kvCache: KvCacheConfig,
     options: GenerationSessionOptions,
+    cudaTuning?: CudaTuning,
   ): ModelRunner {
-    const session = Session.open(engine.dir, backend);
+    const session = Session.open(engine.dir, backend, cudaTuning);
     try {
       return new ModelRunner(session, engine, kvCache, options);
     } catch (e) {

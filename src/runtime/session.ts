@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ExecutionBackend } from "../backends/backend.ts";
-import { openBackend } from "../backends/open_backend.ts";
+import { type CudaTuning, openBackend } from "../backends/open_backend.ts";
 import type { BackendName } from "../engine/build_config.ts";
 import { EngineTargetMismatchError } from "../engine/errors.ts";
 import type { EngineConfig } from "../engine/format.ts";
@@ -22,7 +22,7 @@ export class Session {
     readonly weightBytes: number,
   ) {}
 
-  static open(engineDir: string, backend?: BackendName): Session {
+  static open(engineDir: string, backend?: BackendName, cudaTuning?: CudaTuning): Session {
     const engine = openEngine(engineDir);
     try {
       const config = engine.config;
@@ -33,7 +33,7 @@ export class Session {
             `rebuild it with kiln build --backend ${want}`,
         );
       }
-      const exec = openBackend(engine, want);
+      const exec = openBackend(engine, want, cudaTuning);
       const defaults = readGenerationDefaults(engineDir);
       const m = config.model;
       const tokenizer = existsSync(join(engineDir, "tokenizer.json"))

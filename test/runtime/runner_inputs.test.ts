@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { cudaTuning } from "../../src/backends/cuda/tuning.ts";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { InvalidPromptError, NonFiniteLogitsError, UnknownOptionError } from "../../src/runtime/errors.ts";
 import { GenerationSession } from "../../src/runtime/generation_session.ts";
@@ -70,6 +71,18 @@ describe("runner inputs", () => {
     assert.throws(
       () => new GenerationSession(runner.session, {}, { streamIdleTimeoutMS: 5 } as object),
       unknown("GenerationSessionOptions", "streamIdleTimeoutMS", "streamIdleTimeoutMs"),
+    );
+  });
+
+  test("cudaTuning is a RunnerOptions key (a CPU runner ignores it); a misspelling is refused", () => {
+    const cpu = ModelRunner.fromDir(model.dir, {
+      cacheDir: cache.dir,
+      cudaTuning: cudaTuning({ graphs: false }),
+    });
+    cpu.dispose();
+    assert.throws(
+      () => ModelRunner.fromDir(model.dir, { cacheDir: cache.dir, cudaTunning: {} } as RunnerOptions),
+      unknown("RunnerOptions", "cudaTunning", "cudaTuning"),
     );
   });
 

@@ -1,9 +1,8 @@
-// A/B of kernels/sampling.cu's sample_topk_topp: the default (16-byte full-row passes), KILN_SAMPLER_SCALAR
-// (one element per thread and iteration) and KILN_SAMPLER_LEADER_AGG (the lanes of a warp that share a
-// radix bin add to it with one atomic), at the Llama-3 vocabulary (V = 128,256), one row,
-// temperature 1, top-p 0.95: median time of 30 launches each (synchronous, so launch overhead included),
-// on logits of spread 0.5 (flat, as random-weight engines give: the kept set is most of the vocabulary)
-// and 4 (peaked), and whether both draw the same tokens over the 30 seeds.
+// kernels/sampling.cu's sample_topk_topp at the Llama-3 vocabulary (V = 128,256), one row, temperature 1,
+// top-p 0.95: median time of 30 launches (synchronous, so launch overhead included), on logits of spread
+// 0.5 (flat, as random-weight engines give: the kept set is most of the vocabulary) and 4 (peaked). The
+// variants it once compared against (one element per thread, leader-aggregated histograms) measured
+// slower and are gone (docs/PERFORMANCE.md); add a module here to A/B a new one.
 // Usage (device run): source .device/prelude.sh && node --import tsx tools/microbench/sampler_ab.ts
 import { SLICE_STATS_BYTES, samplingSlices } from "../../src/backends/cuda/sampling_launch.ts";
 import { KernelHarness, ptr, randn } from "../../test/gpu/kernels/harness.ts";
@@ -13,8 +12,6 @@ const h = KernelHarness.open();
 const P = samplingSlices(V);
 const mods = {
   vec: h.module("sampling.cu", { VOCAB: V }),
-  scalar: h.module("sampling.cu", { VOCAB: V, KILN_SAMPLER_SCALAR: 1 }),
-  leader: h.module("sampling.cu", { VOCAB: V, KILN_SAMPLER_LEADER_AGG: 1 }),
 };
 for (const spread of [0.5, 4]) {
   const logits = h.raw(randn(V, 11, spread));
@@ -47,12 +44,8 @@ for (const spread of [0.5, 4]) {
     times.sort((a, b) => a - b);
     out[name] = { ms: times[times.length >> 1], tokens };
   }
-  const same = (o: { tokens: number[] }) => o.tokens.every((t, i) => t === out.vec.tokens[i]);
   const us = (o: { ms: number }) => (o.ms * 1000).toFixed(0);
-  console.log(
-    `spread ${spread}: sample_topk_topp 16-byte passes ${us(out.vec)} µs, scalar ${us(out.scalar)} µs, ` +
-      `leader-aggregated ${us(out.leader)} µs; same tokens: ${same(out.scalar) && same(out.leader)}`,
-  );
+  console.log(`spread ${spread}: sample_topk_topp 16-byte passes ${us(out.vec)} µs`);
   h.freeAll();
 }
 h.dispose();

@@ -28,14 +28,14 @@ export function planArena(
   pinned: ReadonlySet<string> = new Set(),
 ): { regions: Map<string, Region>; totalBytes: number } {
   const lastUse = new Map<string, number>();
-  steps.forEach((st, i) => {
-    for (const x of [...st.reads, ...st.writes]) lastUse.set(x, i);
+  steps.forEach((step, i) => {
+    for (const x of [...step.reads, ...step.writes]) lastUse.set(x, i);
   });
   const regions = new Map<string, Region>();
   const free: Region[] = [];
   let total = 0;
-  steps.forEach((st, i) => {
-    for (const out of st.writes) {
+  steps.forEach((step, i) => {
+    for (const out of step.writes) {
       if (regions.has(out)) continue; // placed already: written again (a gated_act after its fused GEMV)
       const bytes = Math.ceil(bytesOf(out) / ALIGN) * ALIGN;
       const at = pinned.has(out) ? -1 : free.findIndex((r) => r.bytes === bytes);
@@ -47,7 +47,7 @@ export function planArena(
         total += bytes;
       }
     }
-    for (const name of new Set([...st.reads, ...st.writes])) {
+    for (const name of new Set([...step.reads, ...step.writes])) {
       if (lastUse.get(name) === i && !pinned.has(name)) {
         const r = regions.get(name);
         if (r && !free.includes(r)) free.push(r);

@@ -56,8 +56,8 @@ export function splitRanges(ctx: number, splits: number, window = 0): [number, n
 /** When attention_decode lets the next kernel (programmatic dependent launch) start: right after its
  * wait (`wait`), after its key loop (`keys`, the default), or as its CTAs exit (`exit`), so that the
  * o-projection GEMV's weight prefetch competes less, or not at all, with the attention's memory traffic.
- * `keys` measured best (H200, 2026-12-02, 8B TPOT: wait 4.543 ms, keys 4.464, exit 4.548; 1B: 0.890,
- * 0.885, 0.886). From KILN_ATTN_TRIGGER; the kernel's `trigger` argument is the index in this list. */
+ * `keys` measured best (docs/PERFORMANCE.md). From KILN_ATTN_TRIGGER; the kernel's `trigger` argument
+ * is the index in this list. */
 export const ATTENTION_TRIGGERS = ["wait", "keys", "exit"] as const;
 export type AttentionTrigger = (typeof ATTENTION_TRIGGERS)[number];
 
@@ -115,8 +115,8 @@ export function parseAttentionCluster(env: string | undefined): boolean {
 }
 
 /** KILN_ROPE_TRIGGER: `early` makes RoPE (rope_kv.cu) trigger the decode attention before its own wait,
- * so the attention's pre-wait loads overlap the QKV GEMV; `wait` (the default until measured) triggers
- * after it, as every other kernel does. Returns whether to trigger early. */
+ * so the attention's pre-wait loads overlap the QKV GEMV; `wait` (the default) triggers after it, as
+ * every other kernel does. Returns whether to trigger early. */
 export function parseRopeTrigger(env: string | undefined): boolean {
   if (env === undefined || env === "" || env === "wait") return false;
   if (env === "early") return true;

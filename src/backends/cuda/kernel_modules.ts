@@ -9,7 +9,7 @@ import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { Plan } from "../../engine/format.ts";
 import { decodeSharedBytes } from "./attention_splits.ts";
-import { gemvActMacro } from "./gemv_plan.ts";
+import { gemvActMacro } from "./gemv_variants.ts";
 
 export const KERNELS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "kernels");
 

@@ -17,7 +17,7 @@ export interface View {
   rowWidth: number;
 }
 
-export type LStep = Access &
+export type LoweredStep = Access &
   (
     | { kind: "embedding"; op: Extract<Op, { kind: "embedding" }> }
     | {
@@ -27,21 +27,10 @@ export type LStep = Access &
         /** The gate_up GEMM of a gated MLP whose only reader is the next step's gated activation: a
          * decode step runs both as one GEMV (gemv_gated_ACT) writing `out`, and skips the activation. */
         gated?: { act: string; out: string; width: number };
-        /** The RMSNorm (or residual add + RMSNorm) step before it, whose output only this GEMM reads:
-         * a decode step runs the norm inside the GEMV (gemv_*_norm) from the norm's own inputs and
-         * skips the norm step; with a residual (add_rms_norm) the GEMV also stores the sum. */
-        norm?: FusedNorm;
-        /** This GEMM's output is only the x of the add_rms_norm after it: with the tail norm
-         * (KILN_FUSE_NORM=tail) a decode GEMV stores residual + y to `residualOut` instead of y, and its
-         * last CTA (arrival counter `counter`) the normalised rows to `out` (gemv_*_addnorm); the norm
-         * step is skipped. */
-        addNorm?: TailNorm;
       }
     | {
         kind: "rms_norm";
         op: Extract<Op, { kind: "rms_norm" }>;
-        /** The linear step after it that also computes this norm in decode steps. */
-        fusedInto?: Extract<Op, { kind: "linear" }>;
         finalNorm?: FinalNorm;
       }
     | { kind: "layer_norm"; op: Extract<Op, { kind: "layer_norm" }> }
@@ -50,12 +39,6 @@ export type LStep = Access &
         op: Extract<Op, { kind: "add_rms_norm" }>;
         /** Where the residual sum goes (the plan's add_rms_norm updates `residual` in place). */
         residualOut: string;
-        fusedInto?: Extract<Op, { kind: "linear" }>;
-        /** The linear step before it whose GEMV also computes this norm in decode steps (tail norm). */
-        tailOf?: Extract<Op, { kind: "linear" }>;
-        /** With tailOf: the producer's TailNorm.counter, which also numbers the norm's carry site
-         * (KILN_FUSE_NORM=carry: the producer stores h·γ and Σ h², the GEMV after it scales by rstd). */
-        site?: number;
       }
     | {
         kind: "add";
@@ -99,19 +82,7 @@ export type LStep = Access &
   );
 
 /** The rope step (rope_qkv_fused / rope_qkv) of an attention. */
-export type RopeStep = Extract<LStep, { kind: "rope" }>;
-
-/** A norm a decode GEMV computes in front of its dot products (LStep linear's `norm`). */
-export interface FusedNorm {
-  x: string;
-  /** add_rms_norm's residual input and the storage of the sum; null for rms_norm. */
-  residual: string | null;
-  residualOut: string | null;
-  weight: string;
-  eps: number;
-  /** The add_rms_norm's carry site (its tail producer's TailNorm.counter), when a GEMV precedes it. */
-  site?: number;
-}
+export type RopeStep = Extract<LoweredStep, { kind: "rope" }>;
 
 /** A decoder's last residual add, the gather of the rows that need logits, and the final RMSNorm, which
  * a step whose logit rows are its rows in order runs as one add_rms_norm (the add step's `finalNorm`). */
@@ -120,22 +91,8 @@ export interface FinalNorm {
   norm: Extract<Op, { kind: "rms_norm" }>;
 }
 
-/** An add_rms_norm a decode GEMV computes behind its dot products (LStep linear's `addNorm`). */
-export interface TailNorm {
-  /** add_rms_norm's residual input, the storage of the sum, and its output (the normalised rows). */
-  residual: string;
-  residualOut: string;
-  out: string;
-  weight: string;
-  eps: number;
-  /** The GEMV's arrival counter: an int32 of the backend's counter buffer, one per producer. */
-  counter: number;
-}
-
 export interface Lowered {
-  steps: LStep[];
-  /** Arrival counters of the tail norm (one int32 per producer, TailNorm.counter). */
-  tailCounters: number;
+  steps: LoweredStep[];
   /** Element width of each storage's rows, and whether it has token rows or logit rows. */
   storage: Map<string, { width: number; rows: "tokens" | "logits"; fp32?: boolean }>;
   output: string;
@@ -152,14 +109,12 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
   const resolve = (name: string) => views.get(name)?.base ?? name;
   const def = (name: string, width: number, rows: "tokens" | "logits", fp32 = false) =>
     storage.set(name, { width, rows, fp32 });
-  const steps: LStep[] = [];
+  const steps: LoweredStep[] = [];
 
-  // add_rms_norm writes the residual sum to a new storage, not in place: a decode GEMV that runs the
-  // norm (`norm`) has every CTA read the old residual while one writes the sum. Later readers of the
-  // plan's residual name read the newest one.
+  // add_rms_norm writes the residual sum to a new storage, not in place (the arena places it by
+  // liveness like any other). Later readers of the plan's residual name read the newest one.
   const renamed = new Map<string, string>();
   let residuals = 0;
-  let tailCounters = 0;
   for (const planOp of plan.ops) {
     const op = renameInputs(planOp, (n) => renamed.get(n) ?? n);
     switch (op.kind) {
@@ -270,37 +225,7 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         if (views.has(op.x)) throw new Error(`internal: GEMM over a column slice (${op.x})`);
         const logits = op.out === plan.output;
         def(op.out, op.outFeatures, rowsOf(op.x), logits);
-        const prev = steps[steps.length - 1];
-        const onlyReader = (readers.get(op.x) ?? []).length === 1;
-        if (
-          (prev?.kind === "rms_norm" || prev?.kind === "add_rms_norm") &&
-          prev.op.out === op.x &&
-          onlyReader &&
-          !(prev.kind === "rms_norm" && prev.op.groupWidth) &&
-          prev.op.width === op.inFeatures
-        ) {
-          // Norm fused into the decode GEMV: it reads the norm's inputs (and writes the residual sum),
-          // so the arena keeps them apart from its output.
-          const residual = prev.kind === "add_rms_norm" ? prev.op.residual : null;
-          const residualOut = prev.kind === "add_rms_norm" ? prev.residualOut : null;
-          const norm: FusedNorm = {
-            x: prev.op.x,
-            residual,
-            residualOut,
-            weight: prev.op.weight,
-            eps: prev.op.eps,
-            ...(prev.kind === "add_rms_norm" && prev.site !== undefined ? { site: prev.site } : {}),
-          };
-          steps[steps.length - 1] = { ...prev, fusedInto: op };
-          steps.push({
-            kind: "linear",
-            op,
-            logits,
-            norm,
-            reads: [op.x, prev.op.x, ...(residual ? [residual] : [])],
-            writes: [op.out, ...(residualOut ? [residualOut] : [])],
-          });
-        } else steps.push({ kind: "linear", op, logits, reads: [op.x], writes: [op.out] });
+        steps.push({ kind: "linear", op, logits, reads: [op.x], writes: [op.out] });
         break;
       }
       case "layer_norm":
@@ -313,37 +238,10 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         const residualOut = `${base}~${residuals++}`;
         def(residualOut, op.width, rowsOf(op.residual));
         renamed.set(base, residualOut);
-        // The tail norm: the GEMM before it, whose output nothing else reads, may store the residual
-        // sum and the normalised rows itself (so the arena places both as its outputs).
-        const producer = steps[steps.length - 1];
-        const tail =
-          producer?.kind === "linear" &&
-          producer.op.out === op.x &&
-          !producer.logits &&
-          !producer.gated &&
-          (readers.get(op.x) ?? []).length === 1 &&
-          producer.op.outFeatures === op.width;
-        if (tail) {
-          const addNorm: TailNorm = {
-            residual: op.residual,
-            residualOut,
-            out: op.out,
-            weight: op.weight,
-            eps: op.eps,
-            counter: tailCounters++,
-          };
-          steps[steps.length - 1] = {
-            ...producer,
-            addNorm,
-            reads: [...producer.reads, op.residual],
-            writes: [...producer.writes, residualOut, op.out],
-          };
-        }
         steps.push({
           kind: "add_rms_norm",
           op,
           residualOut,
-          ...(tail ? { tailOf: producer.op, site: tailCounters - 1 } : {}),
           reads: [op.residual, op.x],
           writes: [op.out, residualOut],
         });
@@ -384,5 +282,5 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         break;
     }
   }
-  return { steps, tailCounters, storage, output: plan.output };
+  return { steps, storage, output: plan.output };
 }

@@ -3,8 +3,6 @@
 // last CTA of the row to finish merges the P of them. Pure, so the sizing is tested on the CPU.
 //
 //   workspace:  [ SliceStats [rows, P] (24 bytes each) | counters u32 [rows] (zero between launches) ]
-import { InvalidEnvironmentError } from "../../errors.ts";
-
 /** Logits per CTA that the slice count aims at: 128,256 logits (Llama 3) → 32 CTAs per row. */
 export const SLICE_LOGITS = 4096;
 /** Most CTAs per row. */
@@ -17,21 +15,6 @@ export function samplingSlices(vocab: number): number {
   if (!Number.isSafeInteger(vocab) || vocab < 1)
     throw new RangeError(`vocabulary size ${vocab} is not a positive integer`);
   return Math.min(MAX_SLICES, Math.max(1, Math.ceil(vocab / SLICE_LOGITS)));
-}
-
-/** CTAs per row for this engine: `KILN_SAMPLER_SLICES` (1 to MAX_SLICES; any count draws the same tokens,
- * log-probs differ by a few fp32 ulps) or samplingSlices(vocab). An A/B switch: the greedy 1B step spends
- * 8 µs in the sampler (H200, 2026-12-03), most of it the two phases' latency rather than the row's read.
- * Measured (session 9, 1B TPOT): 8, 16 and 64 slices 0.814, 0.811 and 0.812 ms against 0.811 / 0.812 at the
- * default 32: the count does not matter there. */
-export function parseSamplerSlices(env: string | undefined, vocab: number): number {
-  if (env === undefined || env === "") return samplingSlices(vocab);
-  const n = Number(env);
-  if (!/^\d+$/.test(env.trim()) || n < 1 || n > MAX_SLICES)
-    throw new InvalidEnvironmentError(
-      `KILN_SAMPLER_SLICES must be a whole number from 1 to ${MAX_SLICES} (CTAs per row of logits); got "${env}"`,
-    );
-  return n;
 }
 
 /** Byte layout of the workspace for up to `rows` rows at up to `slices` CTAs each. */

@@ -11,7 +11,7 @@ import {
   GEMM_WORKSPACE_BYTES,
   type GemmChoice,
   gemmShapes,
-} from "../../backends/cuda/gemm_table.ts";
+} from "../../backends/cuda/gemm_algorithms.ts";
 import { cubinBlobName, KERNELS_DIR, moduleSource, moduleSpecs } from "../../backends/cuda/kernel_modules.ts";
 import { lower } from "../../backends/cuda/lowering.ts";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";

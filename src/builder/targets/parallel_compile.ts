@@ -10,9 +10,11 @@
 // A worker that does not start within STARTUP_MS (no worker support, a loader problem), or a compile that
 // fails in a worker, is redone here, so errors (NvrtcError with its log) are thrown as a serial build
 // throws them.
+
 import { availableParallelism } from "node:os";
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
 import { type CompileOptions, compileCuda } from "../../backends/cuda/ffi/nvrtc.ts";
+import { buildThreadsFromEnv } from "../../backends/cuda/tuning.ts";
 import { InvalidEnvironmentError } from "../../errors.ts";
 
 export interface CompileJob {
@@ -29,10 +31,7 @@ export type CompileReply = Uint8Array | null;
 const STARTUP_MS = 30_000;
 
 /** Worker threads for `jobs` compiles: KILN_BUILD_THREADS (a positive integer) or the machine's cores. */
-export function compileThreads(
-  jobs: number,
-  env: string | undefined = process.env.KILN_BUILD_THREADS,
-): number {
+export function compileThreads(jobs: number, env: string | undefined = buildThreadsFromEnv()): number {
   const cap = env === undefined || env === "" ? availableParallelism() : Number(env);
   if (!Number.isInteger(cap) || cap < 1)
     throw new InvalidEnvironmentError(`KILN_BUILD_THREADS must be a positive integer; got ${env}`);

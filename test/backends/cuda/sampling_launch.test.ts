@@ -6,12 +6,10 @@ import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import {
   MAX_SLICES,
-  parseSamplerSlices,
   SLICE_STATS_BYTES,
   samplingSlices,
   samplingWorkspace,
 } from "../../../src/backends/cuda/sampling_launch.ts";
-import { InvalidEnvironmentError } from "../../../src/errors.ts";
 
 describe("samplingSlices", () => {
   test("one CTA per 4096 logits, rounded up", () => {
@@ -35,21 +33,6 @@ describe("samplingSlices", () => {
 
   test("rejects a vocabulary that is not a positive integer", () => {
     for (const vocab of [0, -5, 1.5, Number.NaN]) assert.throws(() => samplingSlices(vocab), RangeError);
-  });
-});
-
-describe("parseSamplerSlices (KILN_SAMPLER_SLICES)", () => {
-  test("the vocabulary's count when unset; 1 to MAX_SLICES on request; anything else a named error", () => {
-    assert.equal(parseSamplerSlices(undefined, 128256), 32);
-    assert.equal(parseSamplerSlices("", 151936), 38);
-    assert.equal(parseSamplerSlices("8", 128256), 8);
-    assert.equal(parseSamplerSlices("64", 7), 64);
-    for (const bad of ["0", "65", "-1", "2.5", "eight"])
-      assert.throws(
-        () => parseSamplerSlices(bad, 128256),
-        (e: unknown) => e instanceof InvalidEnvironmentError && e.message.includes(`got "${bad}"`),
-        bad,
-      );
   });
 });
 

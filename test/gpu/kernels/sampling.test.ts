@@ -142,18 +142,6 @@ describe("sampling.cu", { skip: noGpu }, () => {
       checkAgainstReference(mod, V);
     });
 
-    // KILN_SAMPLER_SCALAR (the full-row passes one element per thread, as before the 16-byte passes; A/B
-    // only): the same tokens as the reference too.
-    it(`sample_topk_topp V ${V} with KILN_SAMPLER_SCALAR: the reference's tokens, its log-probabilities`, () => {
-      checkAgainstReference(h.module("sampling.cu", { VOCAB: V, KILN_SAMPLER_SCALAR: 1 }), V);
-    });
-
-    // KILN_SAMPLER_LEADER_AGG (radix histograms with the lanes of a crowded bin combined; opt-in until
-    // timed): the reference's tokens too, so it can become the default if sampler_ab.ts finds it faster.
-    it(`sample_topk_topp V ${V} with KILN_SAMPLER_LEADER_AGG: the reference's tokens, its log-probabilities`, () => {
-      checkAgainstReference(h.module("sampling.cu", { VOCAB: V, KILN_SAMPLER_LEADER_AGG: 1 }), V);
-    });
-
     it(`sample_topk_topp V ${V}: many seeds draw what the reference draws`, () => {
       const mod = h.module("sampling.cu", { VOCAB: V });
       const B = 64;

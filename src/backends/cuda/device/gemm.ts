@@ -14,8 +14,6 @@ import type { HeuristicResult } from "../ffi/cublaslt.ts";
 import { CublasError } from "../ffi/errors.ts";
 import type { DevicePtr } from "../ffi/handles.ts";
 import { DeviceBuffer } from "./buffer.ts";
-import type { CudaDevice } from "./device.ts";
-import { timeOnStream } from "./event.ts";
 import {
   createPlan,
   describeGemm,
@@ -28,7 +26,9 @@ import {
   matmul,
   normalize,
   type Plan,
-} from "./gemm_plan.ts";
+} from "./cublaslt_descriptors.ts";
+import type { CudaDevice } from "./device.ts";
+import { timeOnStream } from "./event.ts";
 import { Stream } from "./stream.ts";
 
 export type { GemmConfig };

@@ -38,16 +38,16 @@ export function gemmShapes(
   maxLogitRows: number,
 ): GemmShape[] {
   const seen = new Map<string, GemmShape>();
-  for (const st of lowered.steps) {
-    if (st.kind !== "linear") continue;
-    const logitRows = lowered.storage.get(st.op.x)?.rows === "logits";
+  for (const step of lowered.steps) {
+    if (step.kind !== "linear") continue;
+    const logitRows = lowered.storage.get(step.op.x)?.rows === "logits";
     for (const m of pow2Upto(logitRows ? maxLogitRows : maxTokens)) {
       const s = {
         m,
-        n: st.op.outFeatures,
-        k: st.op.inFeatures,
-        bias: Boolean(st.op.bias),
-        fp32Out: st.logits && dtype !== "fp32",
+        n: step.op.outFeatures,
+        k: step.op.inFeatures,
+        bias: Boolean(step.op.bias),
+        fp32Out: step.logits && dtype !== "fp32",
       };
       seen.set(gemmKey(s), s);
     }

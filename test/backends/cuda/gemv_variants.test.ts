@@ -1,4 +1,4 @@
-// The GEMV variant choice (src/backends/cuda/gemv_plan.ts) on the CPU: the measured best variant for
+// The GEMV variant choice (src/backends/cuda/gemv_variants.ts) on the CPU: the measured best variant for
 // every measured decode shape of Llama 3.1 8B and 3.2 1B, launch shapes, and that every variant the
 // plan can pick is exported by kernels/gemv.cu (as compile_matrix.json lists it).
 import assert from "node:assert/strict";
@@ -13,13 +13,11 @@ import {
   gemvActMacro,
   gemvGatedLaunch,
   gemvLaunch,
-  normFusionPays,
   parseGemvMaxRows,
   parseGemvPolicy,
   parseGemvShapes,
-  parseNormFusion,
   planGemv,
-} from "../../../src/backends/cuda/gemv_plan.ts";
+} from "../../../src/backends/cuda/gemv_variants.ts";
 import { InvalidEnvironmentError } from "../../../src/errors.ts";
 
 const BF16 = 2;
@@ -115,22 +113,6 @@ describe("gemvLaunch", () => {
           : `KILN_GEMV_PLAIN(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`;
       assert.ok(source.includes(instance), `gemv.cu instantiates ${v.name}`);
       assert.equal(v.warps % v.splitK, 0, `${v.name}: S divides W`);
-      assert.equal(
-        v.splitK === 1 && source.includes(`KILN_GEMV_NORM(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
-        v.norm,
-        `gemv.cu has fused-norm twins of ${v.name} exactly when GEMV_VARIANTS says so`,
-      );
-      assert.equal(
-        v.splitK === 1 &&
-          source.includes(`KILN_GEMV_TAIL_NORM(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
-        v.norm,
-        `gemv.cu has a tail-norm twin of ${v.name} exactly when it has fused-norm twins`,
-      );
-      assert.equal(
-        v.splitK === 1 && source.includes(`KILN_GEMV_CARRY(${v.rowsPerWarp}, ${v.vecsInFlight}, ${v.warps})`),
-        v.norm,
-        `gemv.cu has carried-norm twins of ${v.name} exactly when it has fused-norm twins`,
-      );
       assert.ok(
         v.rowsPerWarp * v.vecsInFlight <= 16,
         `${v.name}: prefetch before the PDL wait fits (R·U ≤ 16)`,
@@ -138,34 +120,14 @@ describe("gemvLaunch", () => {
       expected.push(`gemv_${v.name}`, `gemv_${v.name}_f32out`);
     }
     assert.deepEqual([...listed].sort(), expected.sort());
-    // 16-bit only: the gated kernels of every activation and every fused-norm twin.
-    const twins = Object.values(GEMV_VARIANTS)
-      .filter((v) => v.norm)
-      .flatMap((v) => [
-        gemvLaunch(v, 1, false, "norm").kernel,
-        gemvLaunch(v, 1, true, "norm").kernel,
-        gemvLaunch(v, 1, false, "addnorm").kernel,
-        gemvLaunch(v, 1, false, "addcarry").kernel,
-        gemvLaunch(v, 1, false, "carry").kernel,
-        gemvLaunch(v, 1, true, "carry").kernel,
-      ]);
-    const gated = GATED_ACTS.flatMap((a) => [
-      gemvGatedLaunch(a, 1).kernel,
-      gemvGatedLaunch(a, 1, "norm").kernel,
-      gemvGatedLaunch(a, 1, "carry").kernel,
-    ]);
-    assert.deepEqual([...matrix.files["gemv.cu"].kernels16Bit].sort(), [...twins, ...gated].sort());
-  });
-
-  test("the default policy only ever picks variants with fused-norm twins; others refuse a norm launch", () => {
-    for (const k of [8, 2048, 4096, 8192, 14336])
-      for (const n of [7, 2048, 4096, 16384, 128256]) assert.ok(chooseGemv(n, k, BF16).norm, `${n} x ${k}`);
-    assert.equal(gemvLaunch(GEMV_VARIANTS.r2u8w4, 4096, true, "norm").kernel, "gemv_r2u8w4_f32out_norm");
-    assert.equal(gemvLaunch(GEMV_VARIANTS.r1u4w8, 4096, false, "addnorm").kernel, "gemv_r1u4w8_addnorm");
-    assert.throws(() => gemvLaunch(GEMV_VARIANTS.r1u16w8, 4096, false, "norm"), /no fused-norm twin/);
-    assert.throws(() => gemvLaunch(GEMV_VARIANTS.r1u4w8, 4096, true, "addnorm"), /no fp32 output/);
-    assert.throws(() => gemvLaunch(GEMV_VARIANTS.r2u4w8, 4096, false, "addnorm"), /no fused-norm twin/);
-    assert.equal(gemvGatedLaunch("silu", 8192, "norm").kernel, "gemv_gated_silu_norm");
+    // 16-bit only: the gated kernels of every activation.
+    const gated = GATED_ACTS.map((a) => gemvGatedLaunch(a, 1).kernel);
+    assert.deepEqual([...matrix.files["gemv.cu"].kernels16Bit].sort(), [...gated].sort());
+    // The fused-norm modes (KILN_FUSE_NORM on, tail, carry) measured slower and are gone: no twins.
+    for (const twin of ["_norm", "_addnorm", "_addcarry", "_carry"])
+      assert.ok(!new RegExp(`gemv_\\w*${twin}\\b`).test(source), `gemv.cu has no ${twin} twin`);
+    for (const macro of ["KILN_GEMV_NORM", "KILN_GEMV_TAIL_NORM", "KILN_GEMV_CARRY"])
+      assert.ok(!source.includes(macro), `gemv.cu has no ${macro}`);
   });
 
   test("GEMV_ACT compiles the model's one activation (gemv.cu's #if order), none, or all", () => {
@@ -234,13 +196,7 @@ describe("chooseGemv", () => {
   });
 });
 
-describe("normFusionPays (KILN_FUSE_NORM)", () => {
-  test("the prologue fusion only when asked for (KILN_FUSE_NORM=1): apart measured faster on the H200", () => {
-    assert.equal(normFusionPays("on"), true);
-    assert.equal(normFusionPays("off"), false);
-    assert.equal(normFusionPays(parseNormFusion(undefined)), false);
-  });
-
+describe("KILN_GEMV_MAX_ROWS", () => {
   test("our GEMV takes at most 2 rows (cuBLASLt wins from 4); KILN_GEMV_MAX_ROWS is parsed strictly", () => {
     assert.equal(GEMV_MAX_ROWS, 2);
     assert.equal(parseGemvMaxRows(undefined), 2);
@@ -248,21 +204,5 @@ describe("normFusionPays (KILN_FUSE_NORM)", () => {
     assert.equal(parseGemvMaxRows("0"), 0);
     assert.throws(() => parseGemvMaxRows("9"), /KILN_GEMV_MAX_ROWS must be an integer from 0 to 8; got 9/);
     assert.throws(() => parseGemvMaxRows("two"), /got two/);
-  });
-
-  test("off by default (auto is an alias), on and tail on request; the variable is parsed strictly", () => {
-    assert.equal(parseNormFusion(undefined), "off");
-    assert.equal(parseNormFusion("auto"), "off");
-    assert.equal(parseNormFusion("1"), "on");
-    assert.equal(parseNormFusion("0"), "off");
-    assert.equal(parseNormFusion("tail"), "tail");
-    assert.equal(normFusionPays("tail"), false, "the tail norm replaces the prologue fusion");
-    assert.equal(parseNormFusion("carry"), "carry");
-    assert.equal(normFusionPays("carry"), false, "the carried norm replaces the prologue fusion");
-    assert.throws(
-      () => parseNormFusion("yes"),
-      /KILN_FUSE_NORM must be 0 \(off, also auto\), 1 \(on\), tail or carry; got yes/,
-    );
-    assert.throws(() => parseNormFusion("split"), /or carry; got split/, "the split norm is gone");
   });
 });

@@ -1,0 +1,73 @@
+// The engine's compiled kernel modules (cubins stored in the engine for its GPU), loaded once, and the
+// one place kiln kernels are launched from: on the backend's stream, with programmatic dependent launch
+// when the current step asks for it, and never the kernels KILN_SKIP_KERNELS leaves out.
+import type { ModelConfig } from "../../checkpoint/model_config.ts";
+import type { DTypeName } from "../../dtype.ts";
+import { EngineError } from "../../engine/errors.ts";
+import type { LoadedEngine } from "../../engine/reader.ts";
+import { type CudaDevice, CudaModule, type KernelArg, type Stream } from "./device/index.ts";
+import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
+
+export class KernelLauncher {
+  /** PDL for the launches of the current step: decode-sized steps only (≤ PDL_MAX_ROWS rows), whose
+   * GEMMs (our GEMV, or cuBLASLt's single-wave kernels from 3 rows) leave SMs free for kernels that wait.
+   * Larger steps' cuBLASLt GEMMs may release dependents early: a waiting kernel's CTAs would then hold
+   * SM slots the GEMM's later waves need. Set by the backend before each step's launches. */
+  pdl = false;
+
+  private constructor(
+    private readonly stream: Stream,
+    private readonly modules: Map<ModuleKey, CudaModule>,
+    private readonly skip: ReadonlySet<string>,
+  ) {}
+
+  /** Loads every module the engine's plan needs; a missing one is an EngineError naming the fix. */
+  static load(
+    device: CudaDevice,
+    stream: Stream,
+    engine: LoadedEngine,
+    model: ModelConfig,
+    dtype: DTypeName,
+    kvBlockSize: number,
+    skip: ReadonlySet<string>,
+  ): KernelLauncher {
+    const modules = new Map<ModuleKey, CudaModule>();
+    for (const spec of moduleSpecs(model, engine.header.plan, dtype, kvBlockSize)) {
+      const cubin = engine.readBlob(cubinBlobName(spec.key));
+      if (!cubin)
+        throw new EngineError(
+          `engine ${engine.dir} lacks the compiled kernel module "${spec.key}"; rebuild it with kiln build --backend cuda`,
+        );
+      modules.set(spec.key, CudaModule.load(device, cubin));
+    }
+    return new KernelLauncher(stream, modules, skip);
+  }
+
+  /** Whether the engine has module `mod` (the sampler and the GEMV are optional). */
+  has(mod: ModuleKey): boolean {
+    return this.modules.has(mod);
+  }
+
+  launch(
+    mod: ModuleKey,
+    kernel: string,
+    grid: [number, number?, number?],
+    block: number,
+    args: KernelArg[],
+    sharedBytes = 0,
+  ): void {
+    if (grid.some((d) => d === 0)) return; // nothing to do (e.g. no logit rows in a prefill chunk)
+    if (this.skip.has(kernel)) return;
+    const m = this.modules.get(mod);
+    if (!m) throw new Error(`internal: module ${mod} not loaded`);
+    // Every kiln kernel waits for its predecessor itself (griddepcontrol.wait), so it may be launched
+    // early; cuBLASLt's kernels do not, and keep plain launches (Gemm.run).
+    const dims: [number, number, number] = [grid[0], grid[1] ?? 1, grid[2] ?? 1];
+    m.kernel(kernel).launch(this.stream, dims, [block, 1, 1], sharedBytes, args, { pdl: this.pdl });
+  }
+
+  dispose(): void {
+    for (const m of this.modules.values()) m.dispose();
+    this.modules.clear();
+  }
+}

@@ -1,0 +1,477 @@
+// Eager launch of a lowered plan's steps (lowering.ts): for each step, the kernels that run it, in
+// order, with their arguments: our GEMV (decode shapes of 16-bit engines) or a cuBLASLt GEMM for each
+// linear, the norms, activations, RoPE + KV-cache write and attention, and the fusions decode steps
+// take (gated activation inside the GEMV, RoPE inside decode attention, the final norm from the last
+// add). CUDA graphs record exactly these launches. Owns the GEMM plans and decode attention's scratch
+// (decode_attention.ts) until dispose().
+import type { ModelConfig } from "../../checkpoint/model_config.ts";
+import type { DTypeName } from "../../dtype.ts";
+import type { ActivationArena } from "./activations.ts";
+import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
+import { DecodeAttention } from "./decode_attention.ts";
+import {
+  type CudaDevice,
+  type DevicePtr,
+  Gemm,
+  type KernelArg,
+  offsetPtr,
+  type Stream,
+} from "./device/index.ts";
+import { GEMM_WORKSPACE_BYTES, gemmKey, nextPow2 } from "./gemm_algorithms.ts";
+import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
+import type { KernelLauncher } from "./kernel_launcher.ts";
+import type { DeviceKvCache } from "./kv_cache.ts";
+import type { Lowered, LoweredStep, RopeStep } from "./lowering.ts";
+import { prefillTiles } from "./prefill_tiles.ts";
+import type { PackedStep } from "./step_metadata.ts";
+import type { StepUploads } from "./step_uploads.ts";
+import type { CudaTuning } from "./tuning.ts";
+import type { DeviceWeights } from "./weights.ts";
+
+const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
+
+/** What a StepLauncher launches over: the backend's device memory and its settings. */
+export interface StepResources {
+  device: CudaDevice;
+  stream: Stream;
+  model: ModelConfig;
+  dtype: DTypeName;
+  tuning: CudaTuning;
+  lowered: Lowered;
+  kernels: KernelLauncher;
+  weights: DeviceWeights;
+  arena: ActivationArena;
+  kv: DeviceKvCache;
+  uploads: StepUploads;
+  /** The sampled tokens the embedding reads fed tokens from (DeviceSampler.tokens). */
+  sampledTokens: DevicePtr;
+  /** Rows the arena is sized for: token rows and logit rows. */
+  maxTokens: number;
+  maxLogitRows: number;
+  /** Most sequences a decode step carries (the engine's maxBatchSize). */
+  maxSeqs: number;
+  /** cuBLASLt algorithms chosen at build time, by gemmKey. */
+  gemmAlgos: ReadonlyMap<string, Uint8Array>;
+}
+
+export class StepLauncher {
+  private readonly device: CudaDevice;
+  private readonly stream: Stream;
+  private readonly dtype: DTypeName;
+  private readonly elem: number;
+  private readonly tuning: CudaTuning;
+  private readonly lowered: Lowered;
+  private readonly kernels: KernelLauncher;
+  private readonly weights: DeviceWeights;
+  private readonly arena: ActivationArena;
+  private readonly kv: DeviceKvCache;
+  private readonly uploads: StepUploads;
+  private readonly sampledTokens: DevicePtr;
+  private readonly maxTokens: number;
+  private readonly maxLogitRows: number;
+  private readonly gemmAlgos: ReadonlyMap<string, Uint8Array>;
+  private readonly gemms = new Map<string, Gemm>();
+  /** Decode attention's split plan and partials. */
+  private readonly attention: DecodeAttention;
+
+  constructor(r: StepResources) {
+    this.device = r.device;
+    this.stream = r.stream;
+    this.dtype = r.dtype;
+    this.elem = ELEM[r.dtype];
+    this.tuning = r.tuning;
+    this.lowered = r.lowered;
+    this.kernels = r.kernels;
+    this.weights = r.weights;
+    this.arena = r.arena;
+    this.kv = r.kv;
+    this.uploads = r.uploads;
+    this.sampledTokens = r.sampledTokens;
+    this.maxTokens = r.maxTokens;
+    this.maxLogitRows = r.maxLogitRows;
+    this.gemmAlgos = r.gemmAlgos;
+    this.attention = new DecodeAttention(r.device, r.stream, r.model, r.maxSeqs, r.tuning.attnCluster);
+  }
+
+  /** Launches every step of the plan (the whole forward pass) for a packed step. */
+  runAll(packed: PackedStep, logitRows: Int32Array): void {
+    for (const step of this.lowered.steps) this.run(step, packed, logitRows);
+  }
+
+  /** What decode attention's split count depends on: the GPU's SMs and the CTAs per sequence. */
+  splitTarget(): SplitTarget {
+    return this.attention.splitTarget();
+  }
+
+  /** Our GEMV for m ≤ 8 (16-bit engines); KILN_GEMV=0 uses cuBLASLt everywhere. */
+  private get useGemv(): boolean {
+    return this.tuning.gemv && this.kernels.has("gemv");
+  }
+
+  /** Whether a linear of `rows` rows runs on our GEMV (decode shapes of 16-bit engines). */
+  private gemvApplies(op: { inFeatures: number }, rows: number): boolean {
+    return this.useGemv && rows <= this.tuning.gemvMaxRows && op.inFeatures % (16 / this.elem) === 0;
+  }
+
+  /**
+   * Whether a step of T token rows whose logits come from `logitRows` runs the decoder's final norm from
+   * its last add (LoweredStep add's finalNorm): when the logit rows are the step's rows in order (decode steps),
+   * the gather is the identity and add + norm is one add_rms_norm, two launches and a copy fewer.
+   */
+  private finalNormFused(T: number, logitRows: Int32Array): boolean {
+    if (logitRows.length !== T) return false;
+    for (let i = 0; i < T; i++) if (logitRows[i] !== i) return false;
+    return true;
+  }
+
+  /** The GEMV variant decode steps run for an [n, k] weight (gemv_variants.ts chooseGemv). */
+  private gemvFor(n: number, k: number) {
+    return chooseGemv(n, k, this.elem, this.tuning.gemvPolicy, this.tuning.gemvShapes);
+  }
+
+  private gemm(m: number, n: number, k: number, bias: boolean, fp32Out: boolean): Gemm {
+    const key = gemmKey({ m, n, k, bias, fp32Out });
+    let g = this.gemms.get(key);
+    if (!g) {
+      const cfg = {
+        m,
+        n,
+        k,
+        dtypeIn: this.dtype,
+        dtypeOut: fp32Out ? ("fp32" as const) : this.dtype,
+        bias,
+        computeFp32Exact: true,
+        maxWorkspaceBytes: GEMM_WORKSPACE_BYTES,
+      };
+      const algo = this.gemmAlgos.get(key);
+      try {
+        g = Gemm.create(this.device, cfg, algo ? { algo } : {});
+      } catch (e) {
+        if (!algo) throw e;
+        g = Gemm.create(this.device, cfg); // the stored algorithm is from another cuBLAS: use the heuristic
+      }
+      this.gemms.set(key, g);
+    }
+    return g;
+  }
+
+  private normBlock(width: number): number {
+    const vec = 16 / this.elem;
+    const per = width % vec === 0 ? Math.ceil(width / vec) : width;
+    return Math.min(1024, Math.ceil(per / 32) * 32);
+  }
+
+  private elementwiseGrid(n: number): number {
+    return Math.max(1, Math.min(Math.ceil(n / (256 * (16 / this.elem))), 65535));
+  }
+
+  /** The rope step's arguments from positions to norm_eps (rope_kv.cu's order, attention_decode_rope*'s
+   * too): positions, slots, inv_freq, inv_freq_index (dynamic NTK only), attention_scaling, the q/k norm
+   * weights (or null) and their eps. */
+  private ropeArgs(step: RopeStep, packed: PackedStep): KernelArg[] {
+    const meta = (at: number): KernelArg => this.uploads.metaArg(at);
+    const dynamic = step.op.rope.scaling.type === "dynamic";
+    return [
+      meta(packed.at.positions),
+      meta(packed.at.slots),
+      { ptr: this.uploads.invFreqPtr },
+      dynamic ? meta(packed.at.invFreqIndex) : { ptr: 0n as DevicePtr },
+      { f32: 1 },
+      { ptr: step.qNorm ? this.weights.ptr(step.qNorm) : (0n as DevicePtr) },
+      { ptr: step.kNorm ? this.weights.ptr(step.kNorm) : (0n as DevicePtr) },
+      { f32: step.normEps },
+    ];
+  }
+
+  /** attention_decode_rope*'s prologue arguments (after the attention's own): the unrotated k and v rows
+   * and the row strides of q and k/v, then the rope step's (ropeArgs) and the cache's slot count. */
+  private decodeRopeArgs(step: RopeStep, packed: PackedStep): KernelArg[] {
+    const op = step.op;
+    const H = op.numHeads * op.headDim;
+    const Hkv = op.numKvHeads * op.headDim;
+    const qkv = step.qkv === null ? null : this.arena.ptr(step.qkv);
+    return [
+      { ptr: qkv ? offsetPtr(qkv, H * this.elem) : this.arena.ptr(step.k) },
+      { ptr: qkv ? offsetPtr(qkv, (H + Hkv) * this.elem) : this.arena.ptr(step.v) },
+      { i32: qkv ? H + 2 * Hkv : H },
+      { i32: qkv ? H + 2 * Hkv : Hkv },
+      ...this.ropeArgs(step, packed),
+      { i32: this.kv.slots },
+    ];
+  }
+
+  run(step: LoweredStep, packed: PackedStep, logitRows: Int32Array): void {
+    const T = packed.numTokens;
+    const R = logitRows.length;
+    const rowsOf = (name: string) => (this.lowered.storage.get(name)?.rows === "logits" ? R : T);
+    const meta = (at: number): KernelArg => this.uploads.metaArg(at);
+    switch (step.kind) {
+      case "embedding":
+        this.kernels.launch("embedding", "embedding", [T], 128, [
+          meta(packed.at.ids),
+          meta(packed.at.feed),
+          { ptr: this.sampledTokens },
+          { ptr: this.weights.ptr(step.op.weight) },
+          { ptr: this.arena.ptr(step.op.out) },
+          { i32: T },
+          { i32: 0 },
+        ]);
+        return;
+      case "linear": {
+        const op = step.op;
+        const rows = rowsOf(op.x);
+        const cap = this.lowered.storage.get(op.x)?.rows === "logits" ? this.maxLogitRows : this.maxTokens;
+        const m = Math.min(nextPow2(rows), cap);
+        if (this.gemvApplies(op, rows)) {
+          // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
+          // A gated MLP's gate_up runs with its activation in one launch (the gated_act step is skipped).
+          const gated = step.gated && this.tuning.fuseGatedAct ? step.gated : null;
+          const fp32Out = step.logits && this.dtype !== "fp32";
+          const n = gated ? gated.width : op.outFeatures;
+          const variant = this.gemvFor(n, op.inFeatures);
+          const { kernel, grid, block } = gated
+            ? gemvGatedLaunch(gated.act, n)
+            : gemvLaunch(variant, n, fp32Out);
+          this.kernels.launch("gemv", kernel, [grid], block, [
+            { ptr: this.arena.ptr(op.x) },
+            { ptr: this.weights.ptr(op.weight) },
+            { ptr: op.bias ? this.weights.ptr(op.bias) : (0n as DevicePtr) },
+            { ptr: this.arena.ptr(gated ? gated.out : op.out) },
+            { i32: rows },
+            { i32: n },
+            { i32: op.inFeatures },
+          ]);
+          return;
+        }
+        const g = this.gemm(
+          m,
+          op.outFeatures,
+          op.inFeatures,
+          Boolean(op.bias),
+          step.logits && this.dtype !== "fp32",
+        );
+        g.run(
+          this.stream,
+          this.arena.ptr(op.x),
+          this.weights.ptr(op.weight),
+          this.arena.ptr(op.out),
+          op.bias ? this.weights.ptr(op.bias) : undefined,
+        );
+        return;
+      }
+      case "rms_norm": {
+        const op = step.op;
+        if (step.finalNorm && this.finalNormFused(T, logitRows)) return; // run by the add before it
+        const g = op.groupWidth ?? op.width;
+        const rows = (rowsOf(op.x) * op.width) / g;
+        const mod = op.groupWidth ? "rmsnorm_head" : "rmsnorm";
+        this.kernels.launch(mod, "rms_norm", [rows], this.normBlock(g), [
+          { ptr: this.arena.ptr(op.x) },
+          { ptr: this.weights.ptr(op.weight) },
+          { ptr: this.arena.ptr(op.out) },
+          { f32: op.eps },
+          { i32: rows },
+        ]);
+        return;
+      }
+      case "layer_norm": {
+        const op = step.op;
+        const rows = rowsOf(op.x);
+        this.kernels.launch("layernorm", "layer_norm", [rows], this.normBlock(op.width), [
+          { ptr: this.arena.ptr(op.x) },
+          { ptr: this.weights.ptr(op.weight) },
+          { ptr: this.weights.ptr(op.bias) },
+          { ptr: this.arena.ptr(op.out) },
+          { f32: op.eps },
+          { i32: rows },
+        ]);
+        return;
+      }
+      case "add_rms_norm": {
+        const op = step.op;
+        const rows = rowsOf(op.x);
+        this.kernels.launch("rmsnorm", "add_rms_norm", [rows], this.normBlock(op.width), [
+          { ptr: this.arena.ptr(op.residual) },
+          { ptr: this.arena.ptr(op.x) },
+          { ptr: this.weights.ptr(op.weight) },
+          { ptr: this.arena.ptr(op.out) },
+          { ptr: this.arena.ptr(step.residualOut) },
+          { f32: op.eps },
+          { i32: rows },
+        ]);
+        return;
+      }
+      case "add": {
+        if (step.finalNorm && this.finalNormFused(T, logitRows)) {
+          // The final norm from the add: residual + x, normalised into the norm's output; the add's
+          // own output gets the sum (nothing reads it).
+          const { norm } = step.finalNorm;
+          this.kernels.launch("rmsnorm", "add_rms_norm", [T], this.normBlock(norm.width), [
+            { ptr: this.arena.ptr(step.op.a) },
+            { ptr: this.arena.ptr(step.op.b) },
+            { ptr: this.weights.ptr(norm.weight) },
+            { ptr: this.arena.ptr(norm.out) },
+            { ptr: this.arena.ptr(step.op.out) },
+            { f32: norm.eps },
+            { i32: T },
+          ]);
+          return;
+        }
+        const n = rowsOf(step.op.a) * step.op.width;
+        this.kernels.launch("activation", "residual_add", [this.elementwiseGrid(n)], 256, [
+          { ptr: this.arena.ptr(step.op.out) },
+          { ptr: this.arena.ptr(step.op.a) },
+          { ptr: this.arena.ptr(step.op.b) },
+          { i32: n },
+        ]);
+        return;
+      }
+      case "gated_act": {
+        const rows = rowsOf(step.op.gateUp);
+        if (step.fusedInto && this.tuning.fuseGatedAct && this.gemvApplies(step.fusedInto, rows)) return; // done by gemv_gated
+        this.kernels.launch(
+          "activation",
+          `gated_act_${step.op.act}`,
+          [this.elementwiseGrid(rows * step.op.width)],
+          256,
+          [
+            { ptr: this.arena.ptr(step.op.gateUp) },
+            { ptr: this.arena.ptr(step.op.out) },
+            { i32: rows },
+            { i32: step.op.width },
+          ],
+        );
+        return;
+      }
+      case "gated_act2": {
+        const rows = rowsOf(step.op.gate);
+        this.kernels.launch(
+          "activation",
+          `gated_act2_${step.op.act}`,
+          [this.elementwiseGrid(rows * step.op.width)],
+          256,
+          [
+            { ptr: this.arena.ptr(step.op.gate) },
+            { ptr: this.arena.ptr(step.op.up) },
+            { ptr: this.arena.ptr(step.op.out) },
+            { i32: rows },
+            { i32: step.op.width },
+          ],
+        );
+        return;
+      }
+      case "act": {
+        const n = rowsOf(step.op.x) * step.op.width;
+        this.kernels.launch("activation", `act_${step.op.act}`, [this.elementwiseGrid(n)], 256, [
+          { ptr: this.arena.ptr(step.op.x) },
+          { ptr: this.arena.ptr(step.op.out) },
+          { i32: n },
+        ]);
+        return;
+      }
+      case "gather_rows": {
+        if (step.finalNorm && this.finalNormFused(T, logitRows)) return; // the rows are all there, in order
+        this.arena.gatherRows(this.stream, step.op.x, step.op.out, step.op.width * this.elem, logitRows);
+        return;
+      }
+      case "rope": {
+        if (packed.allDecode && this.tuning.ropeFuse) return; // the decode attention after it does this work
+        const op = step.op;
+        const heads = op.numHeads + 2 * op.numKvHeads;
+        const common: KernelArg[] = [
+          ...this.ropeArgs(step, packed),
+          { ptr: this.arena.ptr(step.qOut) },
+          { ptr: this.kv.keys(op.layer).ptr },
+          { ptr: this.kv.values(op.layer).ptr },
+          { i32: T },
+          { i32: this.kv.slots },
+          { i32: this.tuning.ropeEarly ? 1 : 0 },
+        ];
+        const grid: [number, number] = [T, Math.ceil(heads / 4)];
+        if (step.qkv)
+          this.kernels.launch("rope", "rope_qkv_fused", grid, 128, [
+            { ptr: this.arena.ptr(step.qkv) },
+            ...common,
+          ]);
+        else
+          this.kernels.launch("rope", "rope_qkv", grid, 128, [
+            { ptr: this.arena.ptr(step.q) },
+            { ptr: this.arena.ptr(step.k) },
+            { ptr: this.arena.ptr(step.v) },
+            ...common,
+          ]);
+        return;
+      }
+      case "attention": {
+        const op = step.op;
+        const window = op.slidingWindow ?? 0;
+        const out = { ptr: this.arena.ptr(op.out) };
+        const q = { ptr: this.arena.ptr(step.q) };
+        const k = { ptr: this.kv.keys(op.layer).ptr };
+        const v = { ptr: this.kv.values(op.layer).ptr };
+        if (!packed.allDecode) {
+          const tiles = prefillTiles(this.dtype, op.headDim);
+          this.kernels.launch(
+            "attn_prefill",
+            "attention_prefill",
+            [Math.ceil(packed.maxQueryLen / tiles.blockM), op.numHeads, packed.numSeqs],
+            128,
+            [
+              out,
+              q,
+              k,
+              v,
+              meta(packed.at.queryStart),
+              meta(packed.at.contextLen),
+              meta(packed.at.tables),
+              { i32: packed.tableStride },
+              { f32: op.scale },
+              { i32: window },
+            ],
+            tiles.sharedBytes,
+          );
+          return;
+        }
+        // One launch: with splits > 1 the splits of each (sequence, kv head group) form one cluster and
+        // merge through distributed shared memory (2, 4 or 8 splits on sm_90+), or the last CTA merges.
+        const splits = packed.splits ?? this.attention.splits(packed.numSeqs, packed.maxContextLen);
+        const partials = this.attention.partialArgs(packed.numSeqs, splits);
+        // Fused RoPE (attention_decode_rope*): q is the rope step's unrotated q rows.
+        const fuse = this.tuning.ropeFuse;
+        const kernel = this.attention.kernel(splits, fuse);
+        const rope = step.rope;
+        this.kernels.launch(
+          "attn_decode",
+          kernel,
+          [this.attention.ctasPerSeq, packed.numSeqs, splits],
+          128,
+          [
+            out,
+            ...partials,
+            fuse ? { ptr: this.arena.ptr(rope.qkv ?? rope.q) } : q,
+            k,
+            v,
+            meta(packed.at.contextLen),
+            meta(packed.at.tables),
+            { i32: packed.tableStride },
+            { i32: packed.tableStep },
+            { i32: splits },
+            { f32: op.scale },
+            { i32: window },
+            { i32: ATTENTION_TRIGGERS.indexOf(this.tuning.attnTrigger) },
+            { i32: ATTENTION_STOPS.indexOf(this.tuning.attnStop) },
+            ...(fuse ? this.decodeRopeArgs(rope, packed) : []),
+          ],
+          this.attention.sharedBytes,
+        );
+        return;
+      }
+    }
+  }
+
+  dispose(): void {
+    for (const g of this.gemms.values()) g.dispose();
+    this.gemms.clear();
+    this.attention.dispose();
+  }
+}

@@ -1,0 +1,84 @@
+// Every KILN_* switch that src/ reads (docs/TUNING.md lists them), read here once, validated
+// (InvalidEnvironmentError names the switch and its accepted values) and frozen. The CUDA backend
+// receives a CudaTuning at construction and keeps it for its lifetime, so every CUDA graph it captures
+// was recorded under the same settings as its eager steps: a graph cannot keep a setting that has since
+// changed. Tests pass a tuning object (cudaTuning({ ... })) instead of setting the environment.
+import {
+  type AttentionStop,
+  type AttentionTrigger,
+  parseAttentionCluster,
+  parseAttentionStop,
+  parseAttentionTrigger,
+  parseRopeFuse,
+  parseRopeTrigger,
+} from "./attention_splits.ts";
+import {
+  type GemvPolicy,
+  type GemvShapes,
+  parseGemvMaxRows,
+  parseGemvPolicy,
+  parseGemvShapes,
+} from "./gemv_variants.ts";
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export interface CudaTuning {
+  /** KILN_CUDA_GRAPHS=0: decode steps launch their kernels one by one instead of replaying a graph. */
+  readonly graphs: boolean;
+  /** KILN_PDL=0: no programmatic dependent launch of kiln kernels (kernels/pdl.cuh). */
+  readonly pdl: boolean;
+  /** KILN_GEMV=0: cuBLASLt for decode GEMMs instead of kiln's GEMV. */
+  readonly gemv: boolean;
+  /** KILN_GEMV_MAX_ROWS (0–8): most rows of a decode GEMM on kiln's GEMV; cuBLASLt beyond. */
+  readonly gemvMaxRows: number;
+  /** KILN_GEMV_VARIANT: how the GEMV variant is chosen (gemv_variants.ts chooseGemv). */
+  readonly gemvPolicy: GemvPolicy;
+  /** KILN_GEMV_SHAPES: per-weight-shape variants ahead of the policy. */
+  readonly gemvShapes: GemvShapes;
+  /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV. */
+  readonly fuseGatedAct: boolean;
+  /** KILN_ATTN_TRIGGER: when decode attention lets the next kernel launch. */
+  readonly attnTrigger: AttentionTrigger;
+  /** KILN_ATTN_CLUSTER=0: decode attention merges its splits through global memory, not a cluster. */
+  readonly attnCluster: boolean;
+  /** KILN_ROPE_TRIGGER=early: RoPE lets the decode attention launch before its own PDL wait. */
+  readonly ropeEarly: boolean;
+  /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
+  readonly ropeFuse: boolean;
+  /** KILN_ATTN_STOP (profiling only; wrong outputs): where decode attention stops. */
+  readonly attnStop: AttentionStop;
+  /** KILN_SKIP_KERNELS (profiling only; wrong outputs): kernels left out of every step. */
+  readonly skipKernels: ReadonlySet<string>;
+}
+
+/** The defaults: what kiln is tested with and what measured fastest. */
+export const DEFAULT_CUDA_TUNING: CudaTuning = cudaTuningFromEnv({});
+
+/** The CUDA tuning the environment asks for; throws InvalidEnvironmentError on a malformed switch. */
+export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
+  return Object.freeze({
+    graphs: env.KILN_CUDA_GRAPHS !== "0",
+    pdl: env.KILN_PDL !== "0",
+    gemv: env.KILN_GEMV !== "0",
+    gemvMaxRows: parseGemvMaxRows(env.KILN_GEMV_MAX_ROWS),
+    gemvPolicy: parseGemvPolicy(env.KILN_GEMV_VARIANT),
+    gemvShapes: parseGemvShapes(env.KILN_GEMV_SHAPES),
+    fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
+    attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
+    attnCluster: parseAttentionCluster(env.KILN_ATTN_CLUSTER),
+    ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
+    ropeFuse: parseRopeFuse(env.KILN_ROPE_FUSE),
+    attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
+    skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
+  });
+}
+
+/** The defaults with some settings changed (tests and measurements), frozen. */
+export function cudaTuning(overrides: Partial<CudaTuning> = {}): CudaTuning {
+  return Object.freeze({ ...DEFAULT_CUDA_TUNING, ...overrides });
+}
+
+/** KILN_BUILD_THREADS, unparsed (builder/targets/parallel_compile.ts compileThreads validates it). */
+export function buildThreadsFromEnv(env: Env = process.env): string | undefined {
+  return env.KILN_BUILD_THREADS;
+}

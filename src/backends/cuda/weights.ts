@@ -1,0 +1,64 @@
+// The engine's weights on the device: one buffer per weight, streamed from the engine file at load and
+// checked against the engine's manifest on worker threads meanwhile. Owns the buffers until dispose()
+// (a load that throws leaves them to the device's dispose, as CudaBackend.fromEngine does).
+import type { LoadedEngine } from "../../engine/reader.ts";
+import {
+  type CudaDevice,
+  DeviceBuffer,
+  type DevicePtr,
+  Event,
+  offsetPtr,
+  PinnedBuffer,
+  type Stream,
+} from "./device/index.ts";
+
+/** Bytes of each pinned staging buffer of the upload. */
+const CHUNK = 64 << 20;
+
+export class DeviceWeights {
+  private constructor(private readonly buffers: Map<string, DeviceBuffer>) {}
+
+  /** Streams the weights from the engine file to the device through two pinned staging buffers: the
+   * file read of one chunk overlaps the DMA of the previous one. Worker threads check every weight
+   * against the engine's manifest meanwhile; damage throws EngineCorruptError at the end. */
+  static upload(device: CudaDevice, stream: Stream, engine: LoadedEngine): DeviceWeights {
+    const weights = new DeviceWeights(new Map());
+    const staging = [PinnedBuffer.alloc(device, CHUNK), PinnedBuffer.alloc(device, CHUNK)];
+    const copied = [Event.create(device), Event.create(device)];
+    const inFlight = [false, false];
+    let slot = 0;
+    const check = engine.checkRegions(engine.header.weights);
+    try {
+      for (const weight of engine.header.weights) {
+        const buf = DeviceBuffer.alloc(device, weight.byteLength);
+        weights.buffers.set(weight.name, buf);
+        for (let off = 0; off < weight.byteLength; off += CHUNK) {
+          const n = Math.min(CHUNK, weight.byteLength - off);
+          if (inFlight[slot]) copied[slot].synchronize();
+          engine.readInto(weight.offset + off, new Uint8Array(staging[slot].arrayBuffer(), 0, n));
+          device.driver.memcpyHtoDAsync(offsetPtr(buf.ptr, off), staging[slot].ptr, stream.handle, n);
+          copied[slot].record(stream);
+          inFlight[slot] = true;
+          slot ^= 1;
+        }
+      }
+      stream.synchronize();
+      check.wait();
+    } finally {
+      for (const x of [...staging, ...copied]) x.dispose();
+    }
+    return weights;
+  }
+
+  /** The device address of weight `name`. */
+  ptr(name: string): DevicePtr {
+    const b = this.buffers.get(name);
+    if (!b) throw new Error(`internal: weight ${name} not on the device`);
+    return b.ptr;
+  }
+
+  dispose(): void {
+    for (const b of this.buffers.values()) b.dispose();
+    this.buffers.clear();
+  }
+}

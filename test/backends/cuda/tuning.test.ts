@@ -1,0 +1,119 @@
+// The CUDA switches (src/backends/cuda/tuning.ts): read once from an environment, validated with a named
+// error, frozen; and no other module of src/ reads a KILN_* variable from process.env.
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  buildThreadsFromEnv,
+  cudaTuning,
+  cudaTuningFromEnv,
+  DEFAULT_CUDA_TUNING,
+} from "../../../src/backends/cuda/tuning.ts";
+import { InvalidEnvironmentError } from "../../../src/errors.ts";
+
+const SRC = fileURLToPath(new URL("../../../src", import.meta.url));
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sourceFiles(join(dir, e.name)) : e.name.endsWith(".ts") ? [join(dir, e.name)] : [],
+  );
+}
+
+describe("CudaTuning", () => {
+  test("the defaults: graphs, PDL, kiln's GEMV on 2 rows, fused gated GEMV, fused RoPE, clusters", () => {
+    const t = cudaTuningFromEnv({});
+    assert.deepEqual(
+      { ...t, gemvShapes: [...t.gemvShapes], skipKernels: [...t.skipKernels] },
+      {
+        graphs: true,
+        pdl: true,
+        gemv: true,
+        gemvMaxRows: 2,
+        gemvPolicy: "steady",
+        gemvShapes: [],
+        fuseGatedAct: true,
+        attnTrigger: "keys",
+        attnCluster: true,
+        ropeEarly: false,
+        ropeFuse: true,
+        attnStop: "",
+        skipKernels: [],
+      },
+    );
+    assert.deepEqual(DEFAULT_CUDA_TUNING, t);
+  });
+
+  test("each switch is read from the environment it is given", () => {
+    const t = cudaTuningFromEnv({
+      KILN_CUDA_GRAPHS: "0",
+      KILN_PDL: "0",
+      KILN_GEMV: "0",
+      KILN_GEMV_MAX_ROWS: "8",
+      KILN_GEMV_VARIANT: "by-shape",
+      KILN_GEMV_SHAPES: "2048x8192:r1u16w8",
+      KILN_FUSE_GATED_ACT: "0",
+      KILN_ATTN_TRIGGER: "exit",
+      KILN_ATTN_CLUSTER: "0",
+      KILN_ROPE_TRIGGER: "early",
+      KILN_ROPE_FUSE: "0",
+      KILN_ATTN_STOP: "keys",
+      KILN_SKIP_KERNELS: "rms_norm,,add_rms_norm",
+    });
+    assert.equal(t.graphs, false);
+    assert.equal(t.pdl, false);
+    assert.equal(t.gemv, false);
+    assert.equal(t.gemvMaxRows, 8);
+    assert.equal(t.gemvPolicy, "by-shape");
+    assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
+    assert.equal(t.fuseGatedAct, false);
+    assert.equal(t.attnTrigger, "exit");
+    assert.equal(t.attnCluster, false);
+    assert.equal(t.ropeEarly, true);
+    assert.equal(t.ropeFuse, false);
+    assert.equal(t.attnStop, "keys");
+    assert.deepEqual([...t.skipKernels], ["rms_norm", "add_rms_norm"]);
+  });
+
+  test("a malformed switch is an InvalidEnvironmentError naming it", () => {
+    for (const [name, value] of [
+      ["KILN_GEMV_MAX_ROWS", "9"],
+      ["KILN_GEMV_VARIANT", "fast"],
+      ["KILN_GEMV_SHAPES", "2048:r1u4w8"],
+      ["KILN_ATTN_TRIGGER", "never"],
+      ["KILN_ATTN_CLUSTER", "yes"],
+      ["KILN_ROPE_TRIGGER", "late"],
+      ["KILN_ROPE_FUSE", "on"],
+      ["KILN_ATTN_STOP", "end"],
+    ])
+      assert.throws(
+        () => cudaTuningFromEnv({ [name]: value }),
+        (e: unknown) => e instanceof InvalidEnvironmentError && e.message.includes(name),
+        name,
+      );
+  });
+
+  test("frozen: a backend's settings cannot change under its captured graphs", () => {
+    const t = cudaTuning({ graphs: false });
+    assert.equal(t.graphs, false);
+    assert.equal(t.pdl, true, "the rest are the defaults");
+    assert.ok(Object.isFrozen(t) && Object.isFrozen(DEFAULT_CUDA_TUNING));
+    assert.throws(() => {
+      (t as { graphs: boolean }).graphs = true;
+    }, TypeError);
+  });
+
+  test("KILN_BUILD_THREADS is passed through unparsed", () => {
+    assert.equal(buildThreadsFromEnv({ KILN_BUILD_THREADS: "3" }), "3");
+    assert.equal(buildThreadsFromEnv({}), undefined);
+  });
+
+  test("no module of src/ but tuning.ts (and the CLI) reads a KILN_* variable from process.env", () => {
+    const readers = sourceFiles(SRC)
+      .filter((f) => !f.includes(`${join("src", "cli")}/`) && !f.endsWith(join("cuda", "tuning.ts")))
+      .filter((f) => /process\.env(\.KILN_|\[["'`]KILN_)/.test(readFileSync(f, "utf8")))
+      .map((f) => f.slice(SRC.length + 1));
+    assert.deepEqual(readers, []);
+  });
+});
