@@ -60,9 +60,10 @@ export interface ExecutionBackend {
   copyKvBlocks(src: readonly number[], dst: readonly number[]): void;
   /** What the plan runs on, e.g. "NVIDIA H100 80GB HBM3" or the CPU model. */
   readonly deviceName: string;
-  /** Measured memory copy bandwidth in bytes/s, counting bytes read plus bytes written. */
+  /** Measured memory copy bandwidth in bytes/s, counting bytes read plus bytes written: the best seen
+   * by this backend so far (a backend whose measurement is cheap measures again on each call). */
   measureCopyBandwidth(): number;
-  /** Measured dense GEMM rate in FLOP/s at the engine's dtype (large square problem). */
+  /** Measured dense GEMM rate in FLOP/s at the engine's dtype: the best seen so far, as above. */
   measureGemmFlops(): number;
   /** Optional fast path: runs the plan and decodes every logits row on the device (embedding bias,
    * penalties, bans, then `sample`'s semantics), returning only tokens and log-probs. */

@@ -36,6 +36,9 @@ export class CpuBackend implements ExecutionBackend {
   readonly kvBlockSize: number;
   readonly kvBytesPerBlock: number;
   readonly decoding = cpuDecodingOps;
+  /** The best rates measured so far (see measureCopyBandwidth). */
+  private bestCopyRate = 0;
+  private bestLinearRate = 0;
   private kv: CpuKvPool | null = null;
   private readonly ropeCache = new Map<string, { invFreq: Float32Array; attentionScaling: number }>();
 
@@ -68,19 +71,23 @@ export class CpuBackend implements ExecutionBackend {
     return `CPU: ${cpus()[0]?.model ?? "unknown"} (1 thread)`;
   }
 
-  /** Peak copy bandwidth at the size of this engine's weights (see rates.ts). */
+  /** Peak copy bandwidth at the size of this engine's weights (see rates.ts), measured again on each
+   * call and the best kept: a measurement made while another process ran would lower it. */
   measureCopyBandwidth(): number {
     let bytes = 0;
     for (const t of this.weights.values()) bytes += t.byteLength;
-    return measureCopyRate(bytes);
+    this.bestCopyRate = Math.max(this.bestCopyRate, measureCopyRate(bytes));
+    return this.bestCopyRate;
   }
 
-  /** Peak rate of the linear kernel over the plan's own linear shapes (see rates.ts). */
+  /** Peak rate of the linear kernel over the plan's own linear shapes (see rates.ts), the best of
+   * every call, as above. */
   measureGemmFlops(): number {
     const shapes = this.plan.ops.flatMap((op) =>
       op.kind === "linear" ? [{ k: op.inFeatures, n: op.outFeatures }] : [],
     );
-    return measureLinearRate(shapes);
+    this.bestLinearRate = Math.max(this.bestLinearRate, measureLinearRate(shapes));
+    return this.bestLinearRate;
   }
 
   get numKvBlocks(): number {

@@ -13,8 +13,9 @@ export interface LinearShape {
 const REPS = 7;
 /** FLOPs of one timed repetition at most: enough to time, short enough to dodge a busy core. */
 const REP_FLOPS = 16e6;
-/** Row counts measured: a short prompt's rows (x stays in L1) and a prefill's (x in L2). */
-const ROWS = [8, 64];
+/** Row counts measured: a short prompt's rows (x stays in L1), a prefill's (x in L2), and a batched
+ * prefill's (the kernel may do better per FLOP with more rows of x). */
+const ROWS = [8, 64, 256];
 
 /** Best FLOP/s of the `linear` kernel over `shapes` (distinct ones; at most 8 are measured). */
 export function measureLinearRate(shapes: readonly LinearShape[]): number {

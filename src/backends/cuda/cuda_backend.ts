@@ -46,6 +46,9 @@ export class CudaBackend implements ExecutionBackend {
   readonly kvBlockSize: number;
   readonly kvBytesPerBlock: number;
   readonly decoding: DecodingOps = cpuDecodingOps;
+  /** The floors' rates, measured at the first call (see measureCopyBandwidth). */
+  private copyRate: number | undefined;
+  private gemmRate: number | undefined;
   private readonly dtype: DTypeName;
   private readonly lowered: Lowered;
   private readonly maxTokens: number;
@@ -160,12 +163,16 @@ export class CudaBackend implements ExecutionBackend {
     return this.device.name;
   }
 
+  /** Measured once (it borrows device memory the KV pool may hold later); later calls return it. */
   measureCopyBandwidth(): number {
-    return measureCopyBandwidth(this.device, this.stream);
+    this.copyRate ??= measureCopyBandwidth(this.device, this.stream);
+    return this.copyRate;
   }
 
+  /** Measured once, as above. */
   measureGemmFlops(): number {
-    return measureGemmFlops(this.device, this.stream, this.dtype);
+    this.gemmRate ??= measureGemmFlops(this.device, this.stream, this.dtype);
+    return this.gemmRate;
   }
 
   get maxStepTokens(): number {
