@@ -6,13 +6,15 @@
 #            + first token twice, `kiln verify`), a flipped bit in the cached 1B engine (reported in one
 #            line and rebuilt), TPOT and prefill of both shapes against their floors, and the CLI's
 #            exit code when its reader closes the pipe (`kiln run | head -c 16`)
+#   final    one call for the closing figures: the GPU tests, then the 8B's checkpoint and build, verify,
+#            load + first token twice, and TPOT of the 8B and the 1B
 #   load     the 8B alone: `kiln build --output`, `kiln verify`, the engine dir's load + first token
 #            three times (the checksums are checked on worker threads during the upload)
 # Usage (device run, carry .device and .devnm):
 #   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines
 set -uo pipefail
 source tools/device_engine.sh
-part=${1:?usage: $0 tests|engines|load}
+part=${1:?usage: $0 tests|engines|load|final}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 if [[ $part == tests ]]; then
@@ -33,6 +35,36 @@ if [[ $part == tests ]]; then
 fi
 
 big=llama-3.1-8b small=llama-3.2-1b
+if [[ $part == final ]]; then
+  timeout 330 node scripts/test.mjs gpu >"$out/test_gpu.log" 2>&1
+  echo "test:gpu exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_gpu.log" | tr '\n' ' ')"
+  grep -E "^✖|AssertionError" "$out/test_gpu.log" | head -10
+  e=$(engine $big)
+  echo "$big kiln build --output: $(tail -n 1 "$out/build-times.txt")"
+  t0=$(date +%s%N)
+  ./bin/kiln verify "$e" >"$out/verify.txt" 2>&1
+  echo "$big kiln verify: exit $? in $(ms "$t0") ms"
+  for pass in 1 2; do
+    t0=$(date +%s%N)
+    ./bin/kiln run --model "$e" --backend cuda --input-ids 1,2,3 --max-new-tokens 1 --json >/dev/null 2>>"$out/run.err"
+    echo "$big engine dir: load + first token, pass $pass: exit $? in $(ms "$t0") ms"
+  done
+fi
+bench() { # label engine flags...
+  local label=$1 dir=$2
+  shift 2
+  ./bin/kiln bench --model "$dir" --backend cuda --batch-size 1 --json "$@" >"$out/b.json" 2>>"$out/bench.err" ||
+    { echo "$label: bench failed (bench.err)"; return; }
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%-28s TPOT %.3f ms (%.3fx floor %.3f)  TTFT %.2f ms (%.3fx its floor)  output tokens %s' % (sys.argv[2], d['tpotMs'], d['tpotOverFloor'], d['floorMs'], d['ttftMs'], d['ttftOverPrefillFloor'], d.get('outputTokens')))" \
+    "$out/b.json" "$label"
+  cp "$out/b.json" "$out/bench-${label// /_}.json"
+}
+decode=(--input-len 128 --output-len 256)
+if [[ $part == final ]]; then
+  bench "$big decode" "$e" "${decode[@]}"
+  bench "$small decode" "$(engine $small)" "${decode[@]}"
+  exit 0
+fi
 if [[ $part == load ]]; then
   t0=$(date +%s%N)
   e=$(engine $big)
@@ -70,16 +102,6 @@ done
 t0=$(date +%s%N)
 ./bin/kiln verify "$e" >"$out/verify.txt" 2>&1
 echo "$big kiln verify: exit $? in $(ms "$t0") ms: $(head -c 300 "$out/verify.txt")"
-decode=(--input-len 128 --output-len 256)
-bench() { # label engine flags...
-  local label=$1 dir=$2
-  shift 2
-  ./bin/kiln bench --model "$dir" --backend cuda --batch-size 1 --json "$@" >"$out/b.json" 2>>"$out/bench.err" ||
-    { echo "$label: bench failed (bench.err)"; return; }
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%-28s TPOT %.3f ms (%.3fx floor %.3f)  TTFT %.2f ms (%.3fx its floor)  output tokens %s' % (sys.argv[2], d['tpotMs'], d['tpotOverFloor'], d['floorMs'], d['ttftMs'], d['ttftOverPrefillFloor'], d.get('outputTokens')))" \
-    "$out/b.json" "$label"
-  cp "$out/b.json" "$out/bench-${label// /_}.json"
-}
 bench "$big decode" "$e" "${decode[@]}"
 bench "$big prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 5
 s=$(engine $small)
