@@ -8,7 +8,7 @@ import { combineHashes, sha256File } from "../checkpoint/content_hash.ts";
 import { readHfConfig } from "../checkpoint/hf_config.ts";
 import { type BuildConfig, resolveBuildConfig } from "../engine/build_config.ts";
 import { acquireBuildLock } from "../engine/build_lock.ts";
-import { assertCacheWritable, engineCacheDir, openCacheRoot } from "../engine/cache.ts";
+import { assertCacheWritable, engineCacheDir, openCacheRoot } from "../engine/cache_dirs.ts";
 import { EngineCorruptError, EngineError } from "../engine/errors.ts";
 import { TOKENIZER_FILES } from "../engine/format.ts";
 import { type FileHasher, memoizedFileHasher } from "../engine/hash_memo.ts";

@@ -8,7 +8,7 @@ import { buildEngine } from "../../src/builder/builder.ts";
 import { resolveEngine } from "../../src/builder/engine_cache.ts";
 import { MissingTensorError } from "../../src/checkpoint/errors.ts";
 import { resolveBuildConfig } from "../../src/engine/build_config.ts";
-import { cacheRoot, engineCacheKey } from "../../src/engine/cache.ts";
+import { cacheRoot, engineCacheKey } from "../../src/engine/cache_dirs.ts";
 import { EngineCorruptError, EngineError } from "../../src/engine/errors.ts";
 import { ENGINE_FORMAT_VERSION } from "../../src/engine/format.ts";
 import { openEngine } from "../../src/engine/reader.ts";

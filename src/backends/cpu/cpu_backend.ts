@@ -18,7 +18,7 @@ import {
   rmsNorm,
   ropeInvFreq,
 } from "./kernels/index.ts";
-import { CpuKvPool } from "./kv_pool.ts";
+import { CpuKvPool } from "./cpu_kv_cache.ts";
 import { measureCopyRate, measureLinearRate } from "./rates.ts";
 import { loadCpuWeights } from "./weights.ts";
 
