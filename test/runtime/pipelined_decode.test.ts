@@ -8,7 +8,9 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { ExecutionBackend, SampleTicket, StepInput } from "../../src/backends/backend.ts";
 import type { SampleParams, StepTransforms } from "../../src/backends/decoding_ops.ts";
+import { NonFiniteLogitsError, StreamIdleTimeoutError } from "../../src/runtime/errors.ts";
 import { type GenerateOptions, ModelRunner } from "../../src/runtime/model_runner.ts";
+import type { StepOutput } from "../../src/runtime/outputs.ts";
 import type { StoppingCriteria } from "../../src/sampling/logits_processor.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
 
@@ -16,8 +18,17 @@ const MODEL = fileURLToPath(new URL("../../models/default", import.meta.url));
 
 type Result = { tokens: Int32Array; logProbs: Float32Array };
 
-/** Installs forwardSample/enqueueSample/collectSample on a host backend; returns counters and an uninstall. */
-function emulateDeviceQueue(backend: ExecutionBackend) {
+/** Installs forwardSample/enqueueSample/collectSample on a host backend; returns counters and an uninstall.
+ * It holds the runtime to the CUDA sampler's rules (device_sampler.ts): tickets are collected once, in
+ * queue order; a step is fed only from the last queued ticket, by rows of it; a ticket is queued only
+ * once the one two before it was collected (its output slot is reused); no position reaches the
+ * context window `maxSeqLen` (the device's rope table and block tables end there). `poison(ticket)`
+ * names rows whose log-prob reads NaN, as non-finite logits make it on the device. */
+function emulateDeviceQueue(
+  backend: ExecutionBackend,
+  maxSeqLen: number,
+  poison: (ticket: number) => readonly number[] = () => [],
+) {
   const results = new Map<number, Result>();
   const stats = { queued: 0, fed: 0, collected: 0, maxOutstanding: 0 };
   let next = 0;
@@ -32,7 +43,9 @@ function emulateDeviceQueue(backend: ExecutionBackend) {
     if (feed) {
       const src = results.get(feed.from.id);
       assert.ok(src, `fed from ticket ${feed.from.id}, which is gone`);
+      assert.equal(feed.from.id, next - 1, "a step is fed from the last queued ticket");
       assert.equal(feed.rows.length, step.seqs.length);
+      for (const r of feed.rows) assert.ok(r >= 0 && r < feed.from.rows, `fed row ${r} of ${feed.from.rows}`);
       const tokenIds = Int32Array.from(step.tokenIds);
       step.seqs.forEach((q, i) => {
         assert.equal(q.queryLen, 1, "a fed step is a decode step");
@@ -41,13 +54,17 @@ function emulateDeviceQueue(backend: ExecutionBackend) {
       s = { ...step, tokenIds };
       stats.fed++;
     }
+    assert.ok(stats.queued - stats.collected <= 1, "a third ticket queued before the first was collected");
+    for (const pos of step.positions) assert.ok(pos < maxSeqLen, `position ${pos} ≥ maxSeqLen ${maxSeqLen}`);
     const B = step.logitRows.length;
     const logits = backend.forward(s).slice();
     if (t.bias) backend.decoding.addBias(logits, B, V, t.bias);
     if (t.penalties) backend.decoding.applyPenalties(logits, B, V, t.penalties);
     if (t.banned) backend.decoding.banTokens(logits, B, V, t.banned);
     const id = next++;
-    results.set(id, backend.decoding.sample(logits, B, V, p));
+    const sampled = backend.decoding.sample(logits, B, V, p);
+    for (const r of poison(id)) sampled.logProbs[r] = Number.NaN;
+    results.set(id, sampled);
     stats.queued++;
     stats.maxOutstanding = Math.max(stats.maxOutstanding, stats.queued - stats.collected);
     return { id, rows: B };
@@ -55,6 +72,7 @@ function emulateDeviceQueue(backend: ExecutionBackend) {
   const collect = (ticket: SampleTicket): Result => {
     const r = results.get(ticket.id);
     assert.ok(r, `ticket ${ticket.id} collected twice or never queued`);
+    assert.equal(ticket.id, stats.collected, "tickets are collected in queue order");
     // Keep the result for one more step: the next ticket may still be fed from it.
     for (const k of results.keys()) if (k < ticket.id) results.delete(k);
     stats.collected++;
@@ -87,7 +105,7 @@ describe("pipelined decoding", () => {
   /** Plain host path vs the emulated device queue, same inputs. */
   async function both(input: string | string[], o: GenerateOptions) {
     const plain = await runner.generate(input, o);
-    const emu = emulateDeviceQueue(runner.session.backend);
+    const emu = emulateDeviceQueue(runner.session.backend, runner.generation.maxSeqLen);
     try {
       const piped = await runner.generate(input, o);
       return { plain, piped, stats: emu.stats, outstanding: emu.outstanding() };
@@ -163,7 +181,7 @@ describe("pipelined decoding", () => {
   });
 
   test("an aborted pipelined generation leaves nothing queued; the next call is exact", async () => {
-    const emu = emulateDeviceQueue(runner.session.backend);
+    const emu = emulateDeviceQueue(runner.session.backend, runner.generation.maxSeqLen);
     try {
       const ac = new AbortController();
       let n = 0;
@@ -183,6 +201,169 @@ describe("pipelined decoding", () => {
       assert.deepEqual(after.outputIds, plain.outputIds);
     } finally {
       emu.uninstall();
+    }
+  });
+
+  /** Every step a stream yields (events in order, text deltas) and what it returns. */
+  async function stepsOf(input: string | string[], o: GenerateOptions) {
+    const it = runner.steps(input, o);
+    const steps: StepOutput[] = [];
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return { steps, result: r.value };
+      steps.push(r.value);
+    }
+  }
+
+  test("samples forked at step 0 that end at different steps (token and text stop words, a criterion) stream the same events", async () => {
+    const base = {
+      temperature: 0.8,
+      topK: 30,
+      seed: 11,
+      maxNewTokens: 16,
+      ignoreEos: true,
+      numReturnSequences: 3,
+    };
+    const two = prompts.slice(0, 2);
+    const free = await runner.generate(two, base);
+    // A token stop word from one sample, a text stop word from another, a criterion for a third.
+    const stopIds = free[0].sequences[1].outputIds.slice(3, 5);
+    const text = free[1].sequences[0].text;
+    const stopText = text.slice(Math.floor(text.length / 2), Math.floor(text.length / 2) + 3);
+    const third: StoppingCriteria = {
+      shouldStop: (q) => q.promptIndex === 0 && q.sequenceIndex === 2 && q.outputIds.length >= 6,
+    };
+    const o: GenerateOptions = { ...base, stopWords: [stopIds, stopText], stoppingCriteria: third };
+    const plain = await stepsOf(two, o);
+    const emu = emulateDeviceQueue(runner.session.backend, runner.generation.maxSeqLen);
+    let piped: Awaited<ReturnType<typeof stepsOf>>;
+    try {
+      piped = await stepsOf(two, o);
+    } finally {
+      emu.uninstall();
+    }
+    assert.deepEqual(piped.steps, plain.steps);
+    assert.deepEqual(piped.result, plain.result);
+    const lens = plain.result.flatMap((r) => r.sequences.map((q) => q.outputIds.length));
+    assert.ok(
+      lens.some((n) => n < 16) && lens.some((n) => n === 16),
+      `samples end at different steps: ${lens}`,
+    );
+    assert.ok(plain.result.some((r) => r.sequences.some((q) => q.finishReason === "stop")));
+    assert.ok(emu.stats.fed > 0);
+    assert.equal(emu.outstanding(), 0);
+  });
+
+  test("a sequence at the context window leaves while the others go on", async () => {
+    const short = ModelRunner.fromDir(MODEL, { cacheDir: cache.dir, maxSeqLen: 40 });
+    try {
+      const long = { ids: Array.from({ length: 35 }, (_, i) => 3 + (i % 50)) };
+      const batch = [long, { ids: [3, 4, 5] }];
+      const o: GenerateOptions = { greedy: true, maxNewTokens: 12, ignoreEos: true };
+      const plain = await short.generate(batch, o);
+      const emu = emulateDeviceQueue(short.session.backend, short.generation.maxSeqLen);
+      try {
+        const piped = await short.generate(batch, o);
+        assert.deepEqual(strip(piped), strip(plain));
+        assert.deepEqual(
+          piped.map((p) => [p.outputIds.length, p.finishReason]),
+          [
+            [5, "length"],
+            [12, "length"],
+          ],
+        );
+        assert.ok(emu.stats.fed > 0);
+        assert.equal(emu.outstanding(), 0);
+        // Alone, no step is queued after its last token: the window ends there.
+        const queued = emu.stats.queued;
+        const [alone] = await short.generate(long, o);
+        assert.deepEqual(alone.outputIds, plain[0].outputIds);
+        assert.equal(emu.stats.queued - queued, 5, "one step per token");
+        assert.equal(emu.outstanding(), 0);
+      } finally {
+        emu.uninstall();
+      }
+    } finally {
+      short.dispose();
+    }
+  });
+
+  test("an abort after a forked sample finished leaves nothing queued; the next call is exact", async () => {
+    const emu = emulateDeviceQueue(runner.session.backend, runner.generation.maxSeqLen);
+    try {
+      const ac = new AbortController();
+      const first: StoppingCriteria = { shouldStop: (q) => q.sequenceIndex === 0 && q.outputIds.length >= 2 };
+      let n = 0;
+      await assert.rejects(async () => {
+        for await (const e of runner.stream(prompts.slice(0, 2), {
+          temperature: 0.8,
+          seed: 5,
+          maxNewTokens: 30,
+          ignoreEos: true,
+          numReturnSequences: 2,
+          stoppingCriteria: first,
+          signal: ac.signal,
+        })) {
+          if (e.promptIndex === 1 && e.sequenceIndex === 1 && ++n === 4) ac.abort();
+        }
+      }, /abort/i);
+      assert.ok(emu.stats.fed > 0);
+      assert.equal(emu.outstanding(), 0);
+      const o = { temperature: 0.8, seed: 9, maxNewTokens: 6, ignoreEos: true, numReturnSequences: 2 };
+      const after = await runner.generate(prompts[2], o);
+      emu.uninstall();
+      assert.deepEqual(strip(after), strip(await runner.generate(prompts[2], o)));
+    } finally {
+      emu.uninstall();
+    }
+  });
+
+  test("non-finite logits on a fed step raise NonFiniteLogitsError naming the row's sequence; nothing stays queued", async () => {
+    // Ticket 3 is step 3 of 2 prompts × 2 samples; its row 2 is prompt 1, sample 0.
+    const emu = emulateDeviceQueue(runner.session.backend, runner.generation.maxSeqLen, (t) =>
+      t === 3 ? [2] : [],
+    );
+    try {
+      const o = { temperature: 0.8, seed: 5, maxNewTokens: 10, ignoreEos: true, numReturnSequences: 2 };
+      await assert.rejects(
+        runner.generate(prompts.slice(0, 2), o),
+        (e: unknown) =>
+          e instanceof NonFiniteLogitsError && e.step === 3 && e.promptIndex === 1 && e.sequenceIndex === 0,
+      );
+      assert.equal(emu.stats.fed, 4, "steps 1..4 were fed: step 4 was queued before step 3 was read");
+      assert.equal(emu.outstanding(), 0);
+    } finally {
+      emu.uninstall();
+    }
+  });
+
+  test("a stream cancelled by the idle limit, or by close(), leaves nothing queued", async () => {
+    const idle = ModelRunner.fromDir(MODEL, { cacheDir: cache.dir, streamIdleTimeoutMs: 50 });
+    const emu = emulateDeviceQueue(idle.session.backend, idle.generation.maxSeqLen);
+    const o = { greedy: true, maxNewTokens: 20, ignoreEos: true };
+    try {
+      const abandoned = idle.stream(prompts[0], o);
+      await abandoned.next(); // then never read again
+      const [out] = await idle.generate(prompts[1], { ...o, maxNewTokens: 5 });
+      await assert.rejects(abandoned.next(), StreamIdleTimeoutError);
+      assert.equal(out.outputIds.length, 5);
+      assert.ok(emu.stats.fed > 0);
+      assert.equal(emu.outstanding(), 0);
+      // close() while a stream holds a queued step: the step is read before the memory is freed.
+      const it = idle.stream(prompts[2], o);
+      await it.next();
+      let atDispose = -1;
+      const backend = idle.session.backend as ExecutionBackend & { dispose: () => void };
+      const dispose = backend.dispose.bind(backend);
+      backend.dispose = () => {
+        atDispose = emu.outstanding();
+        dispose();
+      };
+      await idle.close();
+      assert.equal(atDispose, 0);
+    } finally {
+      emu.uninstall();
+      idle.dispose();
     }
   });
 });
