@@ -112,6 +112,29 @@ describe("CUDA: unusable values", { skip }, () => {
     }
   });
 
+  test("an abort while a pipelined step is queued: the next request is exact", async () => {
+    const runner = ModelRunner.fromDir(DEFAULT_MODEL, {
+      backend: "cuda",
+      dtype: "fp32",
+      cacheDir: cache.dir,
+    });
+    try {
+      const greedy = { greedy: true, maxNewTokens: 24, ignoreEos: true } as const;
+      const [expected] = await runner.generate("ROMEO:", greedy);
+      const controller = new AbortController();
+      let seen = 0;
+      await assert.rejects(async () => {
+        for await (const _ of runner.stream("JULIET:", { ...greedy, signal: controller.signal })) {
+          if (++seen === 3) controller.abort(); // a step is queued ahead of the token just read
+        }
+      });
+      const [after] = await runner.generate("ROMEO:", greedy);
+      assert.deepEqual(after.outputIds, expected.outputIds);
+    } finally {
+      runner.dispose();
+    }
+  });
+
   test("dispose() during a pipelined generate: RunnerDisposedError, then a new runner works", async () => {
     const options = { backend: "cuda", dtype: "fp32", cacheDir: cache.dir } as const;
     const runner = ModelRunner.fromDir(DEFAULT_MODEL, options);
