@@ -6,6 +6,7 @@ import type { Op, Plan } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
 import type { ExecutionBackend, StepInput } from "../backend.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
+import { CpuKvPool } from "./cpu_kv_cache.ts";
 import {
   act,
   addRmsNorm,
@@ -18,7 +19,6 @@ import {
   rmsNorm,
   ropeInvFreq,
 } from "./kernels/index.ts";
-import { CpuKvPool } from "./cpu_kv_cache.ts";
 import { measureCopyRate, measureLinearRate } from "./rates.ts";
 import { loadCpuWeights } from "./weights.ts";
 
