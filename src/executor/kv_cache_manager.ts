@@ -95,19 +95,21 @@ export class KvCacheManager {
   }
 
   /** The longest run of cached leading full blocks of `tokens`, leaving at least the last token to
-   * compute (its logits are needed). Takes nothing. */
-  findPrefix(tokens: readonly number[], extraKey = ""): PrefixHit {
+   * compute (its logits are needed). Takes nothing. `memo` holds the keys of tokens' leading full blocks
+   * computed so far and is extended in place (a waiting request retries every iteration; its tokens
+   * only grow, so its keys stay valid). */
+  findPrefix(tokens: readonly number[], extraKey = "", memo: BlockKey[] = []): PrefixHit {
     const blocks: number[] = [];
     const keys: BlockKey[] = [];
     if (this.enablePrefixCaching) {
       const bs = this.tokensPerBlock;
       const most = Math.floor((tokens.length - 1) / bs);
       for (let i = 0; i < most; i++) {
-        const key = blockKey(i > 0 ? keys[i - 1] : null, tokens.slice(i * bs, (i + 1) * bs), extraKey);
-        const b = this.pool.lookup(key);
+        memo[i] ??= blockKey(i > 0 ? memo[i - 1] : null, tokens.slice(i * bs, (i + 1) * bs), extraKey);
+        const b = this.pool.lookup(memo[i]);
         if (b === undefined) break;
         blocks.push(b);
-        keys.push(key);
+        keys.push(memo[i]);
       }
     }
     return { blocks, keys, numTokens: blocks.length * this.tokensPerBlock };

@@ -5,6 +5,7 @@
 //   tokens     [ p0 p1 … p(P−1) | o0 o1 … ]        prompt (P tokens), then sampled outputs
 //               └ numComputedTokens ┘└ next step ┘  numTokens = tokens.length
 import type { FinishReason } from "../sampling/stopping.ts";
+import type { BlockKey } from "./block_hash.ts";
 import { InvalidRequestError } from "./errors.ts";
 
 /** Why a request left the scheduler: the sampler's reasons, or the caller's. */
@@ -34,6 +35,8 @@ export class Request {
   /** Absolute time (ms) after which the request times out; Infinity: never. */
   readonly deadline: number;
   readonly tokens: number[]; // prompt + outputs
+  /** Prefix-cache keys of the leading full blocks of `tokens` computed so far (findPrefix's memo). */
+  readonly blockKeys: BlockKey[] = [];
   numComputedTokens = 0;
   status: RequestStatus = "waiting";
   finishReason: RequestFinishReason | null = null;

@@ -14,12 +14,13 @@
 // The caller alternates schedule() → run the step → update(); cancel/finish may come at any time and
 // free the request's blocks at once.
 import { InvalidArgumentError } from "../errors.ts";
+import { type CapacityPolicy, fitsReservation, preemptionVictim, reservedFutureBlocks } from "./capacity.ts";
 import { invariant, QueueFullError, RequestTooLargeError } from "./errors.ts";
-import type { BlockCopy, KvCacheManager } from "./kv_cache_manager.ts";
+import type { KvCacheManager } from "./kv_cache_manager.ts";
 import { Request, type RequestFinishReason, type RequestSpec } from "./request.ts";
-import type { ScheduledChunk, SchedulerOutput } from "./scheduler_output.ts";
+import { buildSchedulerOutput, type Grant, type SchedulerOutput } from "./scheduler_output.ts";
 
-export type CapacityPolicy = "guaranteedNoEvict" | "maxUtilization";
+export type { CapacityPolicy };
 
 export interface SchedulerConfig {
   /** Tokens per iteration, decode and prefill together (default 8192). */
@@ -29,13 +30,6 @@ export interface SchedulerConfig {
   policy?: CapacityPolicy;
   /** Waiting requests at most; add() beyond it throws QueueFullError (default: unlimited). */
   maxQueueSize?: number;
-}
-
-/** One request's share of the iteration being scheduled. */
-interface Grant {
-  request: Request;
-  numTokens: number;
-  copies: BlockCopy[];
 }
 
 export class Scheduler {
@@ -154,7 +148,7 @@ export class Scheduler {
       let got = this.kv.appendSlots(r.id, n);
       while (!got) {
         invariant(this.policy === "maxUtilization", `request ${r.id} ran out of its reserved blocks`);
-        const victim = this.victim();
+        const victim = preemptionVictim(this.running);
         const refund = grants.get(victim);
         if (refund) budget += refund.numTokens;
         grants.delete(victim);
@@ -167,8 +161,11 @@ export class Scheduler {
       grants.set(r, { request: r, numTokens: n, copies: got.copies });
       budget -= n;
     }
-    if (preempted.length === 0) budget = this.admit(budget, grants);
-    return this.output(grants, preempted);
+    if (preempted.length === 0) this.admit(budget, grants);
+    const out = buildSchedulerOutput(grants.values(), this.kv, preempted, this.finished);
+    invariant(out.numTokens <= this.maxNumTokens, `scheduled ${out.numTokens} tokens over the budget`);
+    this.finished = [];
+    return out;
   }
 
   /** After the step of `output` ran: advances each request by its chunk, caches its full blocks, and
@@ -197,17 +194,17 @@ export class Scheduler {
     };
   }
 
-  /** Admits waiting requests in queue order while budget, maxNumSeqs and blocks allow; returns the
-   * budget left. Stops at the first that does not fit (no overtaking). */
-  private admit(budget: number, grants: Map<Request, Grant>): number {
-    let reserved = this.policy === "guaranteedNoEvict" ? this.reservedFutureBlocks() : 0;
+  /** Admits waiting requests in queue order while budget, maxNumSeqs and blocks allow. Stops at the
+   * first that does not fit (no overtaking). */
+  private admit(budget: number, grants: Map<Request, Grant>): void {
+    const noEvict = this.policy === "guaranteedNoEvict";
+    let reserved = noEvict ? reservedFutureBlocks(this.kv, this.running) : 0;
     while (this.waiting.length > 0 && budget > 0 && this.running.length < this.maxNumSeqs) {
       const r = this.waiting[0];
-      const hit = this.kv.findPrefix(r.tokens, r.cacheSalt);
+      const hit = this.kv.findPrefix(r.tokens, r.cacheSalt, r.blockKeys);
       const n = Math.min(r.numTokens - hit.numTokens, budget);
-      if (this.policy === "guaranteedNoEvict") {
-        const need = this.kv.blocksToAdmit(hit, r.maxTotalTokens);
-        if (need > this.kv.pool.numAvailable - reserved) break;
+      if (noEvict) {
+        if (!fitsReservation(this.kv, r, hit, reserved)) break;
         reserved += this.kv.blocksFor(r.maxTotalTokens) - this.kv.blocksFor(hit.numTokens + n);
       }
       const got = this.kv.allocate(r.id, r.tokens, n, r.cacheSalt, hit);
@@ -221,23 +218,6 @@ export class Scheduler {
       grants.set(r, { request: r, numTokens: n, copies: [] });
       budget -= n;
     }
-    return budget;
-  }
-
-  /** Blocks running requests may still need to reach prompt + maxNewTokens (guaranteedNoEvict). */
-  private reservedFutureBlocks(): number {
-    let n = 0;
-    for (const r of this.running) n += this.kv.blocksFor(r.maxTotalTokens) - this.kv.blockTable(r.id).length;
-    return n;
-  }
-
-  /** The running request to preempt: lowest priority, then most recently admitted. */
-  private victim(): Request {
-    let v = this.running[0];
-    for (const r of this.running) {
-      if (r.priority < v.priority || (r.priority === v.priority && r.admittedOrder > v.admittedOrder)) v = r;
-    }
-    return v;
   }
 
   private preempt(r: Request): void {
@@ -254,27 +234,5 @@ export class Scheduler {
     let i = this.waiting.findIndex((w) => r.before(w));
     if (i < 0) i = this.waiting.length;
     this.waiting.splice(i, 0, r);
-  }
-
-  private output(grants: Map<Request, Grant>, preempted: number[]): SchedulerOutput {
-    const chunks: ScheduledChunk[] = [];
-    const blockCopies: BlockCopy[] = [];
-    let numTokens = 0;
-    for (const { request: r, numTokens: n, copies } of grants.values()) {
-      const start = r.numComputedTokens;
-      chunks.push({
-        requestId: r.id,
-        start,
-        tokenIds: r.tokens.slice(start, start + n),
-        blockTable: Int32Array.from(this.kv.blockTable(r.id)),
-        sample: start + n === r.numTokens,
-      });
-      blockCopies.push(...copies);
-      numTokens += n;
-    }
-    invariant(numTokens <= this.maxNumTokens, `scheduled ${numTokens} tokens over the budget`);
-    const finished = this.finished;
-    this.finished = [];
-    return { chunks, numTokens, blockCopies, preempted, finished };
   }
 }

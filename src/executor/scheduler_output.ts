@@ -4,8 +4,8 @@
 //   chunk.tokenIds = request.tokens[start, start + numTokens); positions start…; contextLen = start +
 //   numTokens; slot(pos) = blockTable[pos / tokensPerBlock] · tokensPerBlock + pos % tokensPerBlock.
 //   A chunk with `sample` reaches the end of its request's tokens: its last row's logits are sampled.
-import type { BlockCopy } from "./kv_cache_manager.ts";
-import type { RequestFinishReason } from "./request.ts";
+import type { BlockCopy, KvCacheManager } from "./kv_cache_manager.ts";
+import type { Request, RequestFinishReason } from "./request.ts";
 
 export interface ScheduledChunk {
   requestId: number;
@@ -28,4 +28,35 @@ export interface SchedulerOutput {
   preempted: number[];
   /** Requests that left since the previous output (finished, cancelled, timed out): drop their state. */
   finished: { requestId: number; reason: RequestFinishReason }[];
+}
+
+/** One request's share of the iteration being scheduled (before its numComputedTokens advances). */
+export interface Grant {
+  request: Request;
+  numTokens: number;
+  copies: BlockCopy[];
+}
+
+export function buildSchedulerOutput(
+  grants: Iterable<Grant>,
+  kv: KvCacheManager,
+  preempted: number[],
+  finished: SchedulerOutput["finished"],
+): SchedulerOutput {
+  const chunks: ScheduledChunk[] = [];
+  const blockCopies: BlockCopy[] = [];
+  let numTokens = 0;
+  for (const { request: r, numTokens: n, copies } of grants) {
+    const start = r.numComputedTokens;
+    chunks.push({
+      requestId: r.id,
+      start,
+      tokenIds: r.tokens.slice(start, start + n),
+      blockTable: Int32Array.from(kv.blockTable(r.id)),
+      sample: start + n === r.numTokens,
+    });
+    blockCopies.push(...copies);
+    numTokens += n;
+  }
+  return { chunks, numTokens, blockCopies, preempted, finished };
 }

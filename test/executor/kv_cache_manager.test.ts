@@ -62,6 +62,10 @@ describe("KvCacheManager", () => {
     kv.free(1);
     assert.equal(kv.findPrefix(p).numTokens, 4, "block 1 holds the last token: recomputed");
     assert.equal(kv.findPrefix([...p, 9]).numTokens, 8);
+    const memo: string[] = [];
+    assert.equal(kv.findPrefix([...p, 9, 10, 11, 12, 13], "", memo).numTokens, 8);
+    assert.equal(memo.length, 3, "keys up to the first miss are memoised (blocks 0, 1 hit, 2 missed)");
+    assert.equal(kv.findPrefix([...p, 9], "", ["not the key"]).numTokens, 0, "a memoised key is reused");
     assert.equal(kv.findPrefix([...p, 9], "lora:a").numTokens, 0);
     assert.equal(new KvCacheManager(8, 4, false).findPrefix([...p, 9]).numTokens, 0);
     assertIdle(kv);
