@@ -1,0 +1,44 @@
+// Errors of the executor's public boundary: a request that can never run, a full queue, bad fields.
+import { KilnError } from "../errors.ts";
+
+/** A request whose prompt plus maxNewTokens needs more KV blocks than the whole cache holds: it could
+ * never finish, under either capacity policy, so it is rejected when it is added. */
+export class RequestTooLargeError extends KilnError {
+  constructor(
+    readonly requestId: number,
+    readonly promptTokens: number,
+    readonly maxNewTokens: number,
+    readonly blocksNeeded: number,
+    readonly totalBlocks: number,
+    readonly tokensPerBlock: number,
+  ) {
+    const capacity = totalBlocks * tokensPerBlock;
+    const fix =
+      promptTokens < capacity
+        ? `lower maxNewTokens to at most ${capacity - promptTokens}, shorten the prompt`
+        : `shorten the prompt to fewer than ${capacity} tokens`;
+    super(
+      `request ${requestId} needs ${blocksNeeded} KV blocks (prompt ${promptTokens} + maxNewTokens ` +
+        `${maxNewTokens} tokens at ${tokensPerBlock} tokens per block) but the KV cache holds ${totalBlocks} ` +
+        `blocks (${capacity} tokens); ${fix}, or give the KV cache more memory ` +
+        "(--kv-cache-free-gpu-mem-fraction, --max-kv-tokens)",
+    );
+  }
+}
+
+/** The waiting queue already holds maxQueueSize requests; the request is rejected at once. */
+export class QueueFullError extends KilnError {
+  constructor(readonly maxQueueSize: number) {
+    super(
+      `the executor's queue is full (${maxQueueSize} waiting requests); retry later or raise maxQueueSize`,
+    );
+  }
+}
+
+/** A request field the scheduler cannot use (empty prompt, maxNewTokens < 1, priority outside 0–1). */
+export class InvalidRequestError extends KilnError {}
+
+/** Internal invariant check: a failure is a bug in kiln, never a user error. */
+export function invariant(cond: unknown, what: string): asserts cond {
+  if (!cond) throw new Error(`internal: ${what}`);
+}

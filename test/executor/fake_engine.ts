@@ -1,0 +1,70 @@
+// A stand-in for the backend in scheduler tests: its "KV cache" stores the token id at each slot, so
+// a step can check that the cache read through a request's block table holds exactly the request's
+// tokens (prefix hits, copies and evictions included), and its "model" picks the next token from what
+// it read. A request's tokens are then those of the same request run alone iff the bookkeeping is right.
+import assert from "node:assert/strict";
+import type { Scheduler } from "../../src/executor/scheduler.ts";
+import type { SchedulerOutput } from "../../src/executor/scheduler_output.ts";
+
+/** The next token after `context`: depends on every token and the position. */
+export function nextToken(context: readonly number[]): number {
+  let h = context.length;
+  for (const t of context) h = (h * 31 + t + 7) % 1_000_003;
+  return h % 997;
+}
+
+export class FakeEngine {
+  private readonly slots: Int32Array;
+
+  constructor(private readonly s: Scheduler) {
+    this.slots = new Int32Array(s.kv.numBlocks * s.kv.tokensPerBlock).fill(-1);
+  }
+
+  /** schedule → run → update; returns the output. Audits the KV manager after the step. */
+  step(now = 0): SchedulerOutput {
+    const out = this.s.schedule(now);
+    const bs = this.s.kv.tokensPerBlock;
+    assert.ok(out.numTokens <= this.s.maxNumTokens);
+    for (const { src, dst } of out.blockCopies) this.slots.copyWithin(dst * bs, src * bs, (src + 1) * bs);
+    const slot = (table: Int32Array, pos: number) => table[Math.floor(pos / bs)] * bs + (pos % bs);
+    for (const c of out.chunks)
+      c.tokenIds.forEach((t, i) => (this.slots[slot(c.blockTable, c.start + i)] = t));
+    const sampled = new Map<number, number>();
+    for (const c of out.chunks) {
+      const r = this.s.get(c.requestId);
+      assert.ok(r, `request ${c.requestId} scheduled but not live`);
+      assert.deepEqual(c.tokenIds, r.tokens.slice(c.start, c.start + c.tokenIds.length));
+      if (!c.sample) continue;
+      const context = Array.from(
+        { length: c.start + c.tokenIds.length },
+        (_, p) => this.slots[slot(c.blockTable, p)],
+      );
+      assert.deepEqual(context, r.tokens, `the KV cache of request ${r.id} holds other tokens`);
+      sampled.set(c.requestId, nextToken(context));
+    }
+    this.s.update(out, sampled);
+    this.s.kv.audit();
+    return out;
+  }
+
+  /** Steps until no request is live; returns every output. */
+  drain(limit = 10_000): SchedulerOutput[] {
+    const outs: SchedulerOutput[] = [];
+    while (this.s.hasWork) {
+      assert.ok(outs.length < limit, "the scheduler made no progress");
+      outs.push(this.step());
+    }
+    return outs;
+  }
+}
+
+/** The tokens a request generates when run alone. */
+export function solo(prompt: readonly number[], maxNewTokens: number): number[] {
+  const t = [...prompt];
+  for (let i = 0; i < maxNewTokens; i++) t.push(nextToken(t));
+  return t.slice(prompt.length);
+}
+
+/** [requestId, start, numTokens, sample] of each chunk: the shape tests assert. */
+export const shape = (o: SchedulerOutput) =>
+  o.chunks.map((c) => [c.requestId, c.start, c.tokenIds.length, c.sample]);
