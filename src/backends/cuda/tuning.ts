@@ -3,6 +3,7 @@
 // receives a CudaTuning at construction and keeps it for its lifetime, so every CUDA graph it captures
 // was recorded under the same settings as its eager steps: a graph cannot keep a setting that has since
 // changed. Tests pass a tuning object (cudaTuning({ ... })) instead of setting the environment.
+import { InvalidEnvironmentError } from "../../errors.ts";
 import {
   type AttentionStop,
   type AttentionTrigger,
@@ -21,6 +22,15 @@ import {
 } from "./gemv_variants.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+/** Switches of experiments measured slower and removed (their figures are in docs/PERFORMANCE.md):
+ * set, they are refused rather than silently ignored, so a script that relied on one finds out. */
+const REMOVED_SWITCHES = [
+  "KILN_FUSE_NORM",
+  "KILN_SAMPLER_SLICES",
+  "KILN_SAMPLER_SCALAR",
+  "KILN_SAMPLER_LEADER_AGG",
+];
 
 export interface CudaTuning {
   /** KILN_CUDA_GRAPHS=0: decode steps launch their kernels one by one instead of replaying a graph. */
@@ -56,6 +66,11 @@ export const DEFAULT_CUDA_TUNING: CudaTuning = cudaTuningFromEnv({});
 
 /** The CUDA tuning the environment asks for; throws InvalidEnvironmentError on a malformed switch. */
 export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
+  const removed = REMOVED_SWITCHES.find((name) => env[name] !== undefined);
+  if (removed)
+    throw new InvalidEnvironmentError(
+      `${removed}=${env[removed]}: this switch was removed (its modes measured slower; docs/PERFORMANCE.md has the figures); unset it`,
+    );
   return Object.freeze({
     graphs: env.KILN_CUDA_GRAPHS !== "0",
     pdl: env.KILN_PDL !== "0",

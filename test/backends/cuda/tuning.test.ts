@@ -94,6 +94,21 @@ describe("CudaTuning", () => {
       );
   });
 
+  test("a removed switch is refused, not silently ignored", () => {
+    for (const name of [
+      "KILN_FUSE_NORM",
+      "KILN_SAMPLER_SLICES",
+      "KILN_SAMPLER_SCALAR",
+      "KILN_SAMPLER_LEADER_AGG",
+    ])
+      assert.throws(
+        () => cudaTuningFromEnv({ [name]: "1" }),
+        (e: unknown) =>
+          e instanceof InvalidEnvironmentError && e.message.startsWith(`${name}=1: this switch was removed`),
+        name,
+      );
+  });
+
   test("frozen: a backend's settings cannot change under its captured graphs", () => {
     const t = cudaTuning({ graphs: false });
     assert.equal(t.graphs, false);
