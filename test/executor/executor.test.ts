@@ -1,0 +1,244 @@
+// The executor on a tiny CPU engine: every request's tokens equal the same request run alone through
+// ModelRunner.generate — for concurrent requests arriving at different times, chunked prefill,
+// preemption with recompute, prefix-cache hits — plus cancel, timeout, stop words, end ids, the
+// request errors, and after every test the idle invariant (free + cached-unreferenced == total).
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, afterEach, describe, test } from "node:test";
+import { buildEngine } from "../../src/builder/builder.ts";
+import { QueueFullError, UnsupportedRequestError } from "../../src/executor/errors.ts";
+import { Executor, type ExecutorOptions, type ExecutorRequest } from "../../src/executor/executor.ts";
+import { ModelRunner } from "../../src/runtime/model_runner.ts";
+import { Session } from "../../src/runtime/session.ts";
+import { writeTinyModel } from "../helpers/tiny_model.ts";
+import { assertIdle, collect, ticks } from "./executor_helpers.ts";
+
+const model = writeTinyModel("llama", 7);
+const dir = join(model.dir, "engine");
+buildEngine(model.dir, dir, { kvBlockSize: 4 });
+const runner = ModelRunner.fromEngine(dir);
+after(() => {
+  runner.dispose();
+  model.cleanup();
+});
+
+const open: Executor[] = [];
+function executor(options: ExecutorOptions = {}): Executor {
+  const ex = new Executor(Session.open(dir), options);
+  open.push(ex);
+  return ex;
+}
+afterEach(async () => {
+  for (const ex of open.splice(0)) {
+    assertIdle(ex);
+    await ex.shutdown();
+  }
+});
+
+/** Deterministic prompts of varied lengths over the tiny vocabulary (61 ids). */
+function prompt(i: number, len: number): number[] {
+  return Array.from({ length: len }, (_, k) => (i * 17 + k * 7 + 3) % 61);
+}
+
+type Sampling = Pick<ExecutorRequest, "greedy" | "temperature" | "topK" | "topP" | "seed" | "endId">;
+
+/** The request alone through ModelRunner.generate. */
+async function alone(ids: number[], maxNewTokens: number, s: Sampling): Promise<number[]> {
+  const [out] = await runner.generate(
+    { ids },
+    {
+      maxNewTokens,
+      greedy: s.greedy,
+      temperature: s.temperature,
+      topK: s.topK,
+      topP: s.topP,
+      seed: s.seed,
+      endId: s.endId,
+    },
+  );
+  return out.outputIds;
+}
+
+const GREEDY: Sampling = { greedy: true, endId: [] };
+const seeded = (seed: number): Sampling => ({ temperature: 0.9, topK: 20, topP: 0.95, seed, endId: [] });
+
+interface Job {
+  ids: number[];
+  maxNewTokens: number;
+  sampling: Sampling;
+  /** Loop iterations to wait before it is enqueued (after the previous one). */
+  delay: number;
+}
+
+function jobs(n: number, sampling: (i: number) => Sampling): Job[] {
+  return Array.from({ length: n }, (_, i) => ({
+    ids: prompt(i, 1 + ((i * 5) % 19)),
+    maxNewTokens: 1 + ((i * 7) % 14),
+    sampling: sampling(i),
+    delay: (i * 3) % 4,
+  }));
+}
+
+/** Runs every job through the executor, arriving `delay` iterations apart; returns their tokens. */
+async function runAll(ex: Executor, js: readonly Job[]): Promise<number[][]> {
+  const pending: Promise<number[]>[] = [];
+  for (const j of js) {
+    await ticks(j.delay);
+    const id = ex.enqueue({ prompt: j.ids, maxNewTokens: j.maxNewTokens, ...j.sampling, streaming: true });
+    pending.push(
+      collect(ex, id).then((r) => {
+        assert.equal(r.finishReason, "length");
+        return r.tokens;
+      }),
+    );
+  }
+  return Promise.all(pending);
+}
+
+async function assertAlone(js: readonly Job[], got: number[][]): Promise<void> {
+  for (let i = 0; i < js.length; i++) {
+    const want = await alone(js[i].ids, js[i].maxNewTokens, js[i].sampling);
+    assert.deepEqual(got[i], want, `request ${i} (prompt ${js[i].ids.length}, new ${js[i].maxNewTokens})`);
+  }
+}
+
+describe("executor: tokens equal each request alone", () => {
+  test("greedy, 24 concurrent requests of different lengths arriving at different times", async () => {
+    const js = jobs(24, () => GREEDY);
+    const ex = executor({ maxNumSeqs: 8 });
+    await assertAlone(js, await runAll(ex, js));
+    const s = ex.stats();
+    assert.ok(s.numIterations < js.reduce((n, j) => n + j.maxNewTokens, 0), "requests never shared a step");
+  });
+
+  test("seeded sampling: the counter-based RNG keys by (seed, token index), not the batch", async () => {
+    const js = jobs(16, (i) => seeded(100 + i));
+    await assertAlone(js, await runAll(executor(), js));
+  });
+
+  test("chunked prefill: a budget of 5 tokens per iteration", async () => {
+    const js = jobs(10, (i) => (i % 2 ? GREEDY : seeded(i)));
+    const ex = executor({ maxNumTokens: 5 });
+    await assertAlone(js, await runAll(ex, js));
+  });
+
+  test("maxUtilization with a tiny KV cache preempts and recomputes the same tokens", async () => {
+    const js = jobs(12, (i) => (i % 2 ? GREEDY : seeded(i))).map((j) => ({
+      ...j,
+      maxNewTokens: 12,
+      delay: 0,
+    }));
+    const ex = executor({ policy: "maxUtilization", maxTokens: 48 });
+    await assertAlone(js, await runAll(ex, js));
+    assert.ok(ex.stats().numPreemptions > 0, "the cache was large enough: nothing was preempted");
+  });
+
+  test("prefix caching: a second request sharing the prompt's leading blocks hits them", async () => {
+    const ex = executor();
+    const shared = prompt(3, 13); // 3 full blocks of 4
+    const a = ex.enqueue({ prompt: shared, maxNewTokens: 4, ...GREEDY });
+    const ra = await collect(ex, a);
+    const before = ex.stats().kv;
+    assert.equal(before.prefixHitTokens, 0);
+    const second = [...shared.slice(0, 12), 40, 41];
+    const b = ex.enqueue({ prompt: second, maxNewTokens: 6, ...GREEDY });
+    const rb = await collect(ex, b);
+    assert.equal(ex.stats().kv.prefixHitTokens, 12);
+    assert.deepEqual(ra.tokens, await alone(shared, 4, GREEDY));
+    assert.deepEqual(rb.tokens, await alone(second, 6, GREEDY));
+  });
+});
+
+describe("executor: cancel, timeout, stops", () => {
+  test("cancel of a queued and of a running request frees their blocks at once", async () => {
+    const ex = executor({ maxNumSeqs: 1 });
+    const running = ex.enqueue({ prompt: prompt(1, 9), maxNewTokens: 40, ...GREEDY, streaming: true });
+    const queued = ex.enqueue({ prompt: prompt(2, 5), maxNewTokens: 4, ...GREEDY });
+    const it = ex.results(running)[Symbol.asyncIterator]();
+    const first = await it.next();
+    assert.equal(first.value?.tokenIds.length, 1);
+    assert.equal(ex.stats().numQueued, 1);
+    assert.ok(ex.cancel(queued));
+    const q = await collect(ex, queued);
+    assert.deepEqual([q.tokens, q.finishReason], [[], "cancelled"]);
+    assert.ok(ex.stats().kv.numUsed > 0);
+    assert.ok(ex.cancel(running));
+    assert.equal(ex.stats().kv.numUsed, 0, "the running request's blocks were not freed by cancel");
+    let last = first.value;
+    for (let r = await it.next(); !r.done; r = await it.next()) last = r.value;
+    assert.equal(last?.finishReason, "cancelled");
+    assert.equal(ex.cancel(running), false, "cancel of a finished request");
+  });
+
+  test("allottedTimeMs: a running and a queued request time out", async () => {
+    let now = 0;
+    const ex = executor({ maxNumSeqs: 1, clock: () => now });
+    const a = ex.enqueue({
+      prompt: prompt(1, 6),
+      maxNewTokens: 40,
+      ...GREEDY,
+      allottedTimeMs: 10,
+      streaming: true,
+    });
+    const b = ex.enqueue({ prompt: prompt(2, 6), maxNewTokens: 4, ...GREEDY, allottedTimeMs: 10 });
+    const it = ex.results(a)[Symbol.asyncIterator]();
+    await it.next();
+    await it.next();
+    now = 10;
+    let last = null;
+    for (let r = await it.next(); !r.done; r = await it.next()) last = r.value;
+    assert.equal(last?.finishReason, "timed_out");
+    assert.ok((last?.timing.firstToken ?? -1) >= 0 && last?.timing.arrival === 0);
+    const rb = await collect(ex, b);
+    assert.deepEqual([rb.tokens, rb.finishReason], [[], "timed_out"]);
+  });
+
+  test("end ids and stop words (ids) finish like ModelRunner.generate", async () => {
+    const ex = executor();
+    const ids = prompt(5, 7);
+    const free = await alone(ids, 12, GREEDY);
+    const endId = free[4];
+    const stop = [free[2], free[3]];
+    const cases: [ExecutorRequest, string][] = [
+      [{ prompt: ids, maxNewTokens: 12, greedy: true, endId }, "end"],
+      [{ prompt: ids, maxNewTokens: 12, greedy: true, endId: [], stopWords: [stop] }, "stop"],
+    ];
+    for (const [req, reason] of cases) {
+      const got = await collect(ex, ex.enqueue(req));
+      const [want] = await runner.generate(
+        { ids },
+        { maxNewTokens: 12, greedy: true, endId: req.endId, stopWords: req.stopWords },
+      );
+      assert.equal(got.finishReason, reason);
+      assert.equal(want.finishReason, reason);
+      assert.deepEqual(got.tokens, want.outputIds);
+    }
+  });
+
+  test("a full queue, beam search and numReturnSequences > 1 are rejected at once", async () => {
+    const ex = executor({ maxQueueSize: 1 });
+    ex.enqueue({ prompt: [1, 2], maxNewTokens: 2, ...GREEDY });
+    assert.throws(() => ex.enqueue({ prompt: [1, 2], maxNewTokens: 2, ...GREEDY }), QueueFullError);
+    assert.throws(
+      () => ex.enqueue({ prompt: [1], maxNewTokens: 2, beamWidth: 2 }),
+      (e: Error) => e instanceof UnsupportedRequestError && /beam search/.test(e.message),
+    );
+    assert.throws(
+      () => ex.enqueue({ prompt: [1], maxNewTokens: 2, numReturnSequences: 2, temperature: 1 }),
+      (e: Error) => e instanceof UnsupportedRequestError && /numReturnSequences 2/.test(e.message),
+    );
+    await ticks(20);
+    assert.equal(ex.stats().numQueued + ex.stats().numRunning, 0);
+  });
+
+  test("shutdown without drain cancels live requests; enqueue after it is refused", async () => {
+    const ex = new Executor(Session.open(dir));
+    const id = ex.enqueue({ prompt: prompt(1, 5), maxNewTokens: 30, ...GREEDY });
+    await ticks(2);
+    const done = ex.shutdown({ drain: false });
+    assertIdle(ex);
+    assert.equal((await collect(ex, id)).finishReason, "cancelled");
+    await done;
+    assert.throws(() => ex.enqueue({ prompt: [1], maxNewTokens: 1 }), /shut down/);
+  });
+});
