@@ -68,6 +68,7 @@ interface Job {
   sampling: Sampling;
   /** Loop iterations to wait before it is enqueued (after the previous one). */
   delay: number;
+  priority?: number;
 }
 
 function jobs(n: number, sampling: (i: number) => Sampling): Job[] {
@@ -84,7 +85,13 @@ async function runAll(ex: Executor, js: readonly Job[]): Promise<number[][]> {
   const pending: Promise<number[]>[] = [];
   for (const j of js) {
     await ticks(j.delay);
-    const id = ex.enqueue({ prompt: j.ids, maxNewTokens: j.maxNewTokens, ...j.sampling, streaming: true });
+    const id = ex.enqueue({
+      prompt: j.ids,
+      maxNewTokens: j.maxNewTokens,
+      ...j.sampling,
+      priority: j.priority,
+      streaming: true,
+    });
     pending.push(
       collect(ex, id).then((r) => {
         assert.equal(r.finishReason, "length");
@@ -148,6 +155,52 @@ describe("executor: tokens equal each request alone", () => {
     assert.deepEqual(rb.tokens, await alone(second, 6, GREEDY));
   });
 });
+
+describe("executor: randomised mixes equal each request alone", () => {
+  for (const seed of [1, 2, 3, 4]) {
+    test(`seed ${seed}: random budget, cache, policy, priorities, arrivals and shared prefixes`, async () => {
+      const r = mulberry(seed);
+      const pick = (n: number) => Math.floor(r() * n);
+      const policy = seed % 2 ? "maxUtilization" : "guaranteedNoEvict";
+      const maxNumTokens = 2 + pick(30);
+      const opts = {
+        policy,
+        maxNumTokens,
+        maxNumSeqs: Math.min(maxNumTokens, 6 + pick(10)),
+        maxTokens: 40 + 4 * pick(8), // one request needs at most 37 tokens
+      } as const;
+      const ex = executor(opts);
+      const stems = [prompt(seed, 16), prompt(seed + 1, 9)];
+      const js: (Job & { priority: number })[] = Array.from({ length: 40 }, (_, i) => {
+        const stem = stems[pick(2)].slice(0, pick(16));
+        return {
+          ids: [...stem, ...prompt(100 + i, 1 + pick(8))],
+          maxNewTokens: 1 + pick(14),
+          sampling: r() < 0.5 ? GREEDY : seeded(pick(1000)),
+          delay: pick(3),
+          priority: pick(3) / 2,
+        };
+      });
+      const got = await runAll(ex, js);
+      await assertAlone(js, got);
+      const s = ex.stats();
+      assert.ok(s.kv.prefixHitTokens > 0, "no prefix hit: the test lost its point");
+      if (policy === "maxUtilization")
+        assert.ok(s.numPreemptions > 0, "no preemption: the test lost its point");
+    });
+  }
+});
+
+/** Deterministic uniform draws in [0, 1). */
+function mulberry(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 describe("executor: cancel, timeout, stops", () => {
   test("cancel of a queued and of a running request frees their blocks at once", async () => {
