@@ -3,8 +3,10 @@
 // preemption with recompute, prefix-cache hits — plus cancel, timeout, stop words, end ids, the
 // request errors, and after every test the idle invariant (free + cached-unreferenced == total).
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { after, afterEach, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { QueueFullError, UnsupportedRequestError } from "../../src/executor/errors.ts";
 import { Executor, type ExecutorOptions, type ExecutorRequest } from "../../src/executor/executor.ts";
@@ -293,5 +295,30 @@ describe("executor: cancel, timeout, stops", () => {
     assert.equal((await collect(ex, id)).finishReason, "cancelled");
     await done;
     assert.throws(() => ex.enqueue({ prompt: [1], maxNewTokens: 1 }), /shut down/);
+  });
+});
+
+describe("executor: the loop sleeps when idle", () => {
+  test("an idle executor, never shut down, keeps no timer: its process exits", () => {
+    // The loop waits on a promise that only enqueue resolves; a timer or polling would keep the child
+    // alive until the spawn timeout kills it (status null).
+    const script = `
+      import { Executor } from "./src/executor/executor.ts";
+      import { Session } from "./src/runtime/session.ts";
+      const ex = new Executor(Session.open(process.argv[1]));
+      const id = ex.enqueue({ prompt: [3, 4, 5], maxNewTokens: 3, greedy: true, endId: [] });
+      let n = 0;
+      for await (const ev of ex.results(id)) n += ev.tokenIds.length;
+      await new Promise((r) => setTimeout(r, 50));
+      console.log(JSON.stringify({ n, idle: ex.stats().numRunning === 0 }));
+    `;
+    const root = fileURLToPath(new URL("../..", import.meta.url));
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script, dir], {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout.trim().split("\n").at(-1) ?? ""), { n: 3, idle: true });
   });
 });
