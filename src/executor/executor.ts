@@ -48,6 +48,23 @@ export interface ExecutorOptions {
   enablePrefixCaching?: boolean;
   /** The clock of timeouts and timings, in ms (default Date.now). */
   clock?: () => number;
+  /** Called after every iteration that ran a step (TensorRT-LLM's per-iteration stats). */
+  onIteration?: (s: IterationStats) => void;
+}
+
+export interface IterationStats {
+  iteration: number;
+  /** Host and device time of the iteration, schedule to results, on the executor's clock. */
+  latencyMs: number;
+  numScheduled: number;
+  /** Of them, requests running prompt (or recompute) chunks and requests decoding one token. */
+  numContext: number;
+  numGeneration: number;
+  numContextTokens: number;
+  numQueued: number;
+  /** Requests preempted in this iteration (they wait to recompute). */
+  numPaused: number;
+  kv: KvCacheStats;
 }
 
 export interface ExecutorStats {
@@ -75,6 +92,7 @@ export class Executor {
   private readonly scheduler: Scheduler;
   private readonly backend: ExecutionBackend;
   private readonly clock: () => number;
+  private readonly onIteration: ((s: IterationStats) => void) | undefined;
   private readonly live = new Map<number, Live>();
   /** Channels not yet handed out by results(), finished or not. */
   private readonly channels = new Map<number, ResultChannel>();
@@ -121,10 +139,12 @@ export class Executor {
     this.scheduler = scheduler;
     this.kv = scheduler.kv;
     this.clock = options.clock ?? Date.now;
+    this.onIteration = options.onIteration;
     this.loop = this.run();
   }
 
-  /** Queues a request; returns its id. Throws at once (nothing queued) on a bad request, a full
+  /** Queues a request; returns its id. Its result events are kept until results(id) takes them.
+   * Throws at once (nothing queued) on a bad request, a full
    * queue (QueueFullError), one that can never fit the KV cache, or after shutdown. */
   enqueue(r: ExecutorRequest): number {
     if (this.closing) throw new ExecutorShutDownError();
@@ -227,13 +247,19 @@ export class Executor {
       );
     }
     const { step, sampled } = stepFromSchedule(out, this.kv.tokensPerBlock);
+    let numContext = 0;
+    let contextTokens = 0;
     for (const c of out.chunks) {
       const l = this.live.get(c.requestId) as Live;
       l.channel.timing.firstScheduled ??= now;
       // A decode is the one token after the prompt's end; anything else is prompt or recompute.
       const decode = c.tokenIds.length === 1 && c.start >= l.request.promptLength;
-      if (!decode) this.contextTokens += c.tokenIds.length;
+      if (!decode) {
+        numContext++;
+        contextTokens += c.tokenIds.length;
+      }
     }
+    this.contextTokens += contextTokens;
     const rows = sampled.map((id) => {
       const l = this.live.get(id) as Live;
       return { state: l.state, tokens: l.request.tokens };
@@ -256,6 +282,17 @@ export class Executor {
         this.live.delete(id);
       }
       l.channel.push([tokens[i]], [logProbs[i]], text, reason);
+    });
+    this.onIteration?.({
+      iteration: this.iterations,
+      latencyMs: t - now,
+      numScheduled: out.chunks.length,
+      numContext,
+      numGeneration: out.chunks.length - numContext,
+      numContextTokens: contextTokens,
+      numQueued: this.scheduler.numWaiting,
+      numPaused: out.preempted.length,
+      kv: this.kv.stats(),
     });
   }
 

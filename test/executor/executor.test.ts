@@ -298,6 +298,43 @@ describe("executor: cancel, timeout, stops", () => {
   });
 });
 
+describe("executor: iteration stats and failures", () => {
+  test("onIteration reports every step: scheduled, context and generation counts", async () => {
+    const seen: { ctx: number; gen: number; ctxTokens: number }[] = [];
+    const ex = executor({
+      maxNumTokens: 6,
+      onIteration: (s) =>
+        seen.push({ ctx: s.numContext, gen: s.numGeneration, ctxTokens: s.numContextTokens }),
+    });
+    const a = ex.enqueue({ prompt: prompt(1, 4), maxNewTokens: 3, ...GREEDY });
+    const b = ex.enqueue({ prompt: prompt(2, 7), maxNewTokens: 2, ...GREEDY });
+    await Promise.all([collect(ex, a), collect(ex, b)]);
+    // budget 6: a's prompt (4) + 2 of b's | a decodes + b's other 5 | both decode | a decodes
+    assert.deepEqual(seen, [
+      { ctx: 2, gen: 0, ctxTokens: 6 },
+      { ctx: 1, gen: 1, ctxTokens: 5 },
+      { ctx: 0, gen: 2, ctxTokens: 0 },
+    ]);
+    assert.equal(ex.stats().numIterations, 3);
+    assert.equal(ex.stats().numContextTokens, 11);
+    assert.equal(ex.stats().numGeneratedTokens, 5);
+  });
+
+  test("a failing step ends the live requests with its error; the executor goes on", async () => {
+    const ex = executor();
+    const backend = ex.session.backend;
+    const forward = backend.forward;
+    backend.forward = () => {
+      throw new Error("device lost");
+    };
+    const id = ex.enqueue({ prompt: prompt(1, 5), maxNewTokens: 3, ...GREEDY });
+    await assert.rejects(collect(ex, id), /device lost/);
+    backend.forward = forward;
+    const ok = await collect(ex, ex.enqueue({ prompt: prompt(1, 5), maxNewTokens: 3, ...GREEDY }));
+    assert.deepEqual(ok.tokens, await alone(prompt(1, 5), 3, GREEDY));
+  });
+});
+
 describe("executor: the loop sleeps when idle", () => {
   test("an idle executor, never shut down, keeps no timer: its process exits", () => {
     // The loop waits on a promise that only enqueue resolves; a timer or polling would keep the child
