@@ -158,6 +158,35 @@ describe("executor: tokens equal each request alone", () => {
   });
 });
 
+describe("executor: per-request penalties and bans in one batch", () => {
+  test("rows with and without penalties, bad words and minP each equal the request alone", async () => {
+    const ex = executor();
+    const base = { maxNewTokens: 10, endId: [] as number[] };
+    // Bans of tokens the requests pick when unbanned, so the bans change what they generate.
+    const free2 = (await runner.generate({ ids: prompt(2, 8) }, { ...base, temperature: 0.8, seed: 9 }))[0];
+    const free3 = await alone(prompt(3, 9), 10, GREEDY);
+    const reqs: Omit<ExecutorRequest, "prompt" | "maxNewTokens">[] = [
+      { greedy: true, repetitionPenalty: 1.5, presencePenalty: 0.4, frequencyPenalty: 0.3 },
+      { greedy: true },
+      {
+        temperature: 0.8,
+        seed: 9,
+        minP: 0.05,
+        badWords: [[free2.outputIds[0]], free2.outputIds.slice(2, 4)],
+      },
+      { greedy: true, badWords: [[free3[1]]] },
+      { temperature: 1.2, seed: 4, topK: 5, frequencyPenalty: 0.7 },
+    ];
+    const ids = reqs.map((r, i) => ex.enqueue({ prompt: prompt(i, 6 + i), ...base, ...r }));
+    const got = await Promise.all(ids.map((id) => collect(ex, id)));
+    for (const [i, r] of reqs.entries()) {
+      const { greedy, seed, ...rest } = r;
+      const [want] = await runner.generate({ ids: prompt(i, 6 + i) }, { ...base, ...rest, greedy, seed });
+      assert.deepEqual(got[i].tokens, want.outputIds, `request ${i}`);
+    }
+  });
+});
+
 describe("executor: randomised mixes equal each request alone", () => {
   for (const seed of [1, 2, 3, 4]) {
     test(`seed ${seed}: random budget, cache, policy, priorities, arrivals and shared prefixes`, async () => {
