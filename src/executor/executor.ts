@@ -11,6 +11,7 @@ import type { ExecutionBackend } from "../backends/backend.ts";
 import type { EngineConfig } from "../engine/format.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
+import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
@@ -78,6 +79,17 @@ export interface ExecutorStats {
   kv: KvCacheStats;
 }
 
+const OPTION_KEYS: KeySet<ExecutorOptions> = {
+  maxTokens: true,
+  maxNumTokens: true,
+  maxNumSeqs: true,
+  policy: true,
+  maxQueueSize: true,
+  enablePrefixCaching: true,
+  clock: true,
+  onIteration: true,
+};
+
 /** The KV cache's default cap when no maxTokens is given (bytes of cache). */
 export const DEFAULT_KV_BYTES = 256 * 2 ** 20;
 
@@ -109,6 +121,7 @@ export class Executor {
     readonly session: ExecutorSession,
     options: ExecutorOptions = {},
   ) {
+    rejectUnknownKeys("ExecutorOptions", options, OPTION_KEYS);
     const backend = session.backend;
     const { config } = session;
     const bs = backend.kvBlockSize;

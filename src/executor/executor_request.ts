@@ -4,6 +4,7 @@
 import type { EngineConfig } from "../engine/format.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
 import type { Row } from "../sampling/logits_pipeline.ts";
+import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import {
   InvalidSamplingConfigError,
   modelSamplingDefaults,
@@ -48,6 +49,29 @@ export interface ExecutorRequest {
   /** Add the tokenizer's special tokens (BOS) to a text prompt (default true). */
   addSpecialTokens?: boolean;
 }
+
+const REQUEST_KEYS: KeySet<ExecutorRequest> = {
+  prompt: true,
+  maxNewTokens: true,
+  greedy: true,
+  temperature: true,
+  topK: true,
+  topP: true,
+  minP: true,
+  seed: true,
+  repetitionPenalty: true,
+  presencePenalty: true,
+  frequencyPenalty: true,
+  endId: true,
+  stopWords: true,
+  badWords: true,
+  beamWidth: true,
+  numReturnSequences: true,
+  priority: true,
+  allottedTimeMs: true,
+  streaming: true,
+  addSpecialTokens: true,
+};
 
 /** What the executor knows of the engine when it resolves a request. */
 export interface RequestContext {
@@ -108,6 +132,7 @@ export function resolveRequest(
   const bad = (what: string) => new InvalidRequestError(what);
   if (r === null || typeof r !== "object")
     throw bad("a request must be an object with prompt and maxNewTokens");
+  rejectUnknownKeys("ExecutorRequest", r, REQUEST_KEYS);
   for (const [name, v] of [
     ["beamWidth", r.beamWidth],
     ["numReturnSequences", r.numReturnSequences],

@@ -12,6 +12,7 @@ import { QueueFullError, UnsupportedRequestError } from "../../src/executor/erro
 import { Executor, type ExecutorOptions, type ExecutorRequest } from "../../src/executor/executor.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
+import { UnknownOptionError } from "../../src/sampling/option_keys.ts";
 import { writeTinyModel } from "../helpers/tiny_model.ts";
 import { assertIdle, collect, ticks } from "./executor_helpers.ts";
 
@@ -299,7 +300,7 @@ describe("executor: cancel, timeout, stops", () => {
     }
   });
 
-  test("a full queue, beam search and numReturnSequences > 1 are rejected at once", async () => {
+  test("a full queue, beam search, numReturnSequences > 1 and unknown keys are rejected at once", async () => {
     const ex = executor({ maxQueueSize: 1 });
     ex.enqueue({ prompt: [1, 2], maxNewTokens: 2, ...GREEDY });
     assert.throws(() => ex.enqueue({ prompt: [1, 2], maxNewTokens: 2, ...GREEDY }), QueueFullError);
@@ -310,6 +311,10 @@ describe("executor: cancel, timeout, stops", () => {
     assert.throws(
       () => ex.enqueue({ prompt: [1], maxNewTokens: 2, numReturnSequences: 2, temperature: 1 }),
       (e: Error) => e instanceof UnsupportedRequestError && /numReturnSequences 2/.test(e.message),
+    );
+    assert.throws(
+      () => ex.enqueue({ prompt: [1], maxNewTokns: 2 } as unknown as ExecutorRequest),
+      (e: Error) => e instanceof UnknownOptionError && /maxNewTokens/.test(e.message),
     );
     await ticks(20);
     assert.equal(ex.stats().numQueued + ex.stats().numRunning, 0);
