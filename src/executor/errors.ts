@@ -60,3 +60,17 @@ export class UnknownRequestError extends KilnError {
     super(`request ${id} ${what}; use the id enqueue() returned, and call results() once per request`);
   }
 }
+
+/** A request's logits row was NaN or infinite: no token can be chosen; the request ends with it. */
+export class RequestLogitsNotFiniteError extends KilnError {
+  constructor(
+    readonly requestId: number,
+    readonly step: number,
+  ) {
+    super(
+      `the model's logits for request ${requestId} at generation step ${step} are NaN or infinite, so no token ` +
+        "can be chosen; the checkpoint's weights probably hold NaN/inf values (check them) or the dtype " +
+        "overflows (build with --dtype fp32 or bf16 instead of fp16)",
+    );
+  }
+}

@@ -13,7 +13,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
+import { ExecutorShutDownError, RequestLogitsNotFiniteError, UnknownRequestError } from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import type { Request, RequestFinishReason } from "./request.ts";
@@ -285,6 +285,12 @@ export class Executor {
     const t = this.clock();
     sampled.forEach((id, i) => {
       const l = this.live.get(id) as Live;
+      if (Number.isNaN(logProbs[i]) || logProbs[i] === Number.POSITIVE_INFINITY) {
+        this.scheduler.finish(id, "cancelled");
+        this.live.delete(id);
+        l.channel.fail(new RequestLogitsNotFiniteError(id, l.request.numOutputTokens - 1));
+        return;
+      }
       const { stop, text } = l.state.accept(l.request.tokens, tokens[i]);
       this.generatedTokens++;
       l.channel.timing.firstToken ??= t;

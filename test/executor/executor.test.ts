@@ -8,7 +8,11 @@ import { join } from "node:path";
 import { after, afterEach, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { buildEngine } from "../../src/builder/builder.ts";
-import { QueueFullError, UnsupportedRequestError } from "../../src/executor/errors.ts";
+import {
+  QueueFullError,
+  RequestLogitsNotFiniteError,
+  UnsupportedRequestError,
+} from "../../src/executor/errors.ts";
 import { Executor, type ExecutorOptions, type ExecutorRequest } from "../../src/executor/executor.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
@@ -366,6 +370,26 @@ describe("executor: iteration stats and failures", () => {
     backend.forward = forward;
     const ok = await collect(ex, ex.enqueue({ prompt: prompt(1, 5), maxNewTokens: 3, ...GREEDY }));
     assert.deepEqual(ok.tokens, await alone(prompt(1, 5), 3, GREEDY));
+  });
+});
+
+describe("executor: non-finite logits", () => {
+  test("a request whose logits are NaN ends with a named error and frees its blocks", async () => {
+    const bad = writeTinyModel("llama", 7, { nanIn: "model.norm.weight" });
+    try {
+      const engine = join(bad.dir, "engine");
+      buildEngine(bad.dir, engine, { kvBlockSize: 4 });
+      const ex = new Executor(Session.open(engine));
+      const id = ex.enqueue({ prompt: [3, 4, 5], maxNewTokens: 3, greedy: true });
+      await assert.rejects(
+        collect(ex, id),
+        (e: Error) => e instanceof RequestLogitsNotFiniteError && /step 0/.test(e.message),
+      );
+      assertIdle(ex);
+      await ex.shutdown();
+    } finally {
+      bad.cleanup();
+    }
   });
 });
 
