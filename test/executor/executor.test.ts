@@ -373,6 +373,19 @@ describe("executor: iteration stats and failures", () => {
   });
 });
 
+describe("executor: KV cache size", () => {
+  test("maxSeqLen × maxBatchSize by default, maxTokens in whole blocks, less than a block refused", () => {
+    const ex = executor();
+    const { maxSeqLen, build } = ex.session.config;
+    assert.equal(ex.kv.numBlocks, Math.ceil((maxSeqLen * build.maxBatchSize) / 4));
+    assert.equal(ex.session.backend.numKvBlocks, ex.kv.numBlocks);
+    assert.equal(executor({ maxTokens: 50 }).kv.numBlocks, 12);
+    const session = Session.open(dir);
+    assert.throws(() => new Executor(session, { maxTokens: 3 }), /less than one KV block \(4 tokens\)/);
+    session.dispose();
+  });
+});
+
 describe("executor: non-finite logits", () => {
   test("a request whose logits are NaN ends with a named error and frees its blocks", async () => {
     const bad = writeTinyModel("llama", 7, { nanIn: "model.norm.weight" });
