@@ -42,3 +42,35 @@ export class InvalidRequestError extends KilnError {}
 export function invariant(cond: unknown, what: string): asserts cond {
   if (!cond) throw new Error(`internal: ${what}`);
 }
+
+/** A request option the executor does not run yet (beam search, numReturnSequences > 1): rejected,
+ * never approximated. */
+export class UnsupportedRequestError extends KilnError {}
+
+/** enqueue after shutdown() began. */
+export class ExecutorShutDownError extends KilnError {
+  constructor() {
+    super("the executor is shut down and takes no more requests; create a new Executor");
+  }
+}
+
+/** results() or cancel() of an id that was never enqueued, or whose results were already taken. */
+export class UnknownRequestError extends KilnError {
+  constructor(id: number, what: string) {
+    super(`request ${id} ${what}; use the id enqueue() returned, and call results() once per request`);
+  }
+}
+
+/** A request's logits row was NaN or infinite: no token can be chosen; the request ends with it. */
+export class RequestLogitsNotFiniteError extends KilnError {
+  constructor(
+    readonly requestId: number,
+    readonly step: number,
+  ) {
+    super(
+      `the model's logits for request ${requestId} at generation step ${step} are NaN or infinite, so no token ` +
+        "can be chosen; the checkpoint's weights probably hold NaN/inf values (check them) or the dtype " +
+        "overflows (build with --dtype fp32 or bf16 instead of fp16)",
+    );
+  }
+}

@@ -2,10 +2,10 @@
 // sample it is, its detokenised text and its own top-p (which decays per token). Also the per-row
 // views the logits pipeline and the backend's sampler take.
 import type { SampleParams } from "../backends/decoding_ops.ts";
+import type { TextTracker } from "../executor/text_tracker.ts";
 import type { Row } from "../sampling/logits_pipeline.ts";
 import type { ResolvedSamplingConfig } from "../sampling/sampling_config.ts";
 import type { Sequence } from "./sequence.ts";
-import type { TextTracker } from "./text_tracker.ts";
 
 export interface LiveSequence {
   seq: Sequence;

@@ -3,6 +3,7 @@
 // once its KV is written. Each step runs pipelined (pipelined_decode.ts) or synchronously
 // (sync_decode.ts); every token then goes through accept_token.ts and out as an event.
 import type { StepInput } from "../backends/backend.ts";
+import { TextTracker } from "../executor/text_tracker.ts";
 import type { ResolvedSamplingConfig } from "../sampling/sampling_config.ts";
 import { BuiltinStops } from "../sampling/stopping.ts";
 import { acceptToken, type StopRules } from "./accept_token.ts";
@@ -16,7 +17,6 @@ import { concatRows, sequenceOutput } from "./request_output.ts";
 import type { Sequence } from "./sequence.ts";
 import { buildStep } from "./step_builder.ts";
 import { syncStep } from "./sync_decode.ts";
-import { TextTracker } from "./text_tracker.ts";
 
 export async function* runSampling(
   ctx: DecodeContext,

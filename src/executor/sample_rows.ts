@@ -1,0 +1,68 @@
+// Runs one step and picks a token for each of its logits rows, every row with its own request's
+// sampling: the runtime's pipeline (sampling/logits_pipeline.ts: penalties, bad words, min length)
+// and the backend's decoding ops, over the whole batch at once. Each row's settings are built as the
+// runtime's sync path builds them for a batch of one, then concatenated. The RNG key of a row is
+// (seed, sample 0, index of the token being generated): a request draws the same numbers alone, in
+// any batch, and when it is recomputed after a preemption.
+import type { ExecutionBackend, StepInput } from "../backends/backend.ts";
+import type { PenaltyParams, SampleParams, StepTransforms } from "../backends/decoding_ops.ts";
+import { processLogits, type Row, stepTransforms } from "../sampling/logits_pipeline.ts";
+import type { DecodingState } from "./executor_request.ts";
+
+export interface SampledRow {
+  state: DecodingState;
+  /** The request's tokens so far (prompt + generated). */
+  tokens: readonly number[];
+}
+
+export function forwardAndSample(
+  backend: ExecutionBackend,
+  step: StepInput,
+  rows: readonly SampledRow[],
+): { tokens: Int32Array; logProbs: Float32Array } {
+  const views = rows.map((r) => r.state.row(r.tokens));
+  const transforms = mergeTransforms(
+    rows.map((r, i) => stepTransforms([views[i]], r.state.cfg, [r.state.badWordIds])),
+    views,
+  );
+  const params = sampleParams(rows);
+  if (backend.forwardSample) return backend.forwardSample(step, params, transforms);
+  const V = backend.vocabSize;
+  const logits = backend.forward(step).slice();
+  processLogits(backend.decoding, logits, V, views, transforms, [], 0);
+  return backend.decoding.sample(logits, rows.length, V, params);
+}
+
+/** The sampler's settings per row, as runtime/live_sequence.ts's sampleParamsOf for one sequence. */
+function sampleParams(rows: readonly SampledRow[]): SampleParams {
+  const c = (r: SampledRow) => r.state.cfg;
+  return {
+    greedy: Uint8Array.from(rows, (r) => (c(r).greedy[0] ? 1 : 0)),
+    temperature: Float32Array.from(rows, (r) => c(r).temperature[0]),
+    topK: Int32Array.from(rows, (r) => c(r).topK[0]),
+    topP: Float32Array.from(rows, (r) => r.state.topP),
+    minP: Float32Array.from(rows, (r) => c(r).minP[0]),
+    seed: Float64Array.from(rows, (r) => c(r).randomSeed[0]),
+    sequence: new Int32Array(rows.length),
+    step: Int32Array.from(rows, (r) => r.tokens.length - r.state.promptIds.length),
+  };
+}
+
+/** One batch's transforms from each row's own (batch of one). A stage runs if any row needs it;
+ * rows without it get its neutral values (penalty 1/0/0, nothing banned). */
+function mergeTransforms(each: readonly StepTransforms[], views: readonly Row[]): StepTransforms {
+  let penalties: PenaltyParams | null = null;
+  if (each.some((t) => t.penalties)) {
+    const pick = (f: (p: PenaltyParams) => Float32Array, off: number) =>
+      Float32Array.from(each, (t) => (t.penalties ? f(t.penalties)[0] : off));
+    penalties = {
+      repetition: pick((p) => p.repetition, 1),
+      presence: pick((p) => p.presence, 0),
+      frequency: pick((p) => p.frequency, 0),
+      tokens: views.map((v) => Int32Array.from(v.ids)),
+      promptLens: Int32Array.from(views, (v) => v.promptIds.length),
+    };
+  }
+  const banned = each.some((t) => t.banned) ? each.map((t) => t.banned?.[0] ?? []) : null;
+  return { bias: null, penalties, banned };
+}
