@@ -84,7 +84,7 @@ export interface ExecutorStats {
   kv: KvCacheStats;
 }
 
-const OPTION_KEYS: KeySet<ExecutorOptions> = {
+export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
   maxTokens: true,
   maxNumTokens: true,
   maxNumSeqs: true,
@@ -126,7 +126,7 @@ export class Executor {
     readonly session: ExecutorSession,
     options: ExecutorOptions = {},
   ) {
-    rejectUnknownKeys("ExecutorOptions", options, OPTION_KEYS);
+    rejectUnknownKeys("ExecutorOptions", options, EXECUTOR_OPTION_KEYS);
     const backend = session.backend;
     const { config } = session;
     const bs = backend.kvBlockSize;
