@@ -28,6 +28,27 @@ export {
   OutputNotEngineError,
 } from "./engine/errors.ts";
 export { InvalidArgumentError, InvalidEnvironmentError, KilnError } from "./errors.ts";
+export {
+  ExecutorShutDownError,
+  InvalidRequestError,
+  QueueFullError,
+  RequestCallbackError,
+  RequestLogitsNotFiniteError,
+  RequestTooLargeError,
+  UnknownRequestError,
+  UnsupportedRequestError,
+} from "./executor/errors.ts";
+export type {
+  ExecutorOptions,
+  ExecutorRequest,
+  ExecutorStats,
+  IterationStats,
+  ResultEvent,
+} from "./executor/executor.ts";
+export { Executor } from "./executor/executor.ts";
+export type { KvCacheStats } from "./executor/kv_cache_manager.ts";
+export type { RequestFinishReason } from "./executor/request.ts";
+export type { RequestTiming } from "./executor/request_results.ts";
 export { CacheDirError, FileSystemError } from "./fs_errors.ts";
 export { UnsupportedArchitectureError } from "./models/errors.ts";
 export {
@@ -53,6 +74,8 @@ export type {
   RunnerOptions,
 } from "./runtime/model_runner.ts";
 export { ModelRunner } from "./runtime/model_runner.ts";
+export type { OpenExecutorOptions } from "./runtime/open_executor.ts";
+export { openExecutor } from "./runtime/open_executor.ts";
 export type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./runtime/outputs.ts";
 export type { FinishReason } from "./runtime/sequence.ts";
 export { Session } from "./runtime/session.ts";

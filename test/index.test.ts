@@ -21,7 +21,15 @@ const CLI_ONLY_ERRORS: Record<string, string> = {
 };
 
 /** The exported values that are not errors: the runners and the constants. */
-const API_VALUES = ["BUNDLED_MODEL_DIR", "GenerationSession", "KILN_VERSION", "ModelRunner", "Session"];
+const API_VALUES = [
+  "BUNDLED_MODEL_DIR",
+  "Executor",
+  "GenerationSession",
+  "KILN_VERSION",
+  "ModelRunner",
+  "Session",
+  "openExecutor",
+];
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>

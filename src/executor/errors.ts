@@ -74,3 +74,20 @@ export class RequestLogitsNotFiniteError extends KilnError {
     );
   }
 }
+
+/** A request's own LogitsProcessor or StoppingCriteria threw: that request ends with this error (the
+ * callback's error is its cause); the loop and every other request go on. */
+export class RequestCallbackError extends KilnError {
+  constructor(
+    readonly requestId: number,
+    readonly callback: string,
+    cause: unknown,
+  ) {
+    const what = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+    super(
+      `request ${requestId}: its ${callback} threw (${what}), so the request ended; fix the callback ` +
+        "(the executor and the other requests went on)",
+      { cause },
+    );
+  }
+}

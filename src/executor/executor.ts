@@ -13,7 +13,12 @@ import { InvalidArgumentError } from "../errors.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { ExecutorShutDownError, RequestLogitsNotFiniteError, UnknownRequestError } from "./errors.ts";
+import {
+  ExecutorShutDownError,
+  RequestCallbackError,
+  RequestLogitsNotFiniteError,
+  UnknownRequestError,
+} from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import type { Request, RequestFinishReason } from "./request.ts";
@@ -79,7 +84,7 @@ export interface ExecutorStats {
   kv: KvCacheStats;
 }
 
-const OPTION_KEYS: KeySet<ExecutorOptions> = {
+export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
   maxTokens: true,
   maxNumTokens: true,
   maxNumSeqs: true,
@@ -121,7 +126,7 @@ export class Executor {
     readonly session: ExecutorSession,
     options: ExecutorOptions = {},
   ) {
-    rejectUnknownKeys("ExecutorOptions", options, OPTION_KEYS);
+    rejectUnknownKeys("ExecutorOptions", options, EXECUTOR_OPTION_KEYS);
     const backend = session.backend;
     const { config } = session;
     const bs = backend.kvBlockSize;
@@ -169,12 +174,14 @@ export class Executor {
       { id, promptIds, maxNewTokens, priority: r.priority, allottedTimeMs: r.allottedTimeMs },
       now,
     );
-    const channel = new ResultChannel(id, r.streaming ?? false, {
-      arrival: now,
-      firstScheduled: null,
-      firstToken: null,
-      last: null,
-    });
+    const timing = { arrival: now, firstScheduled: null, firstToken: null, last: null };
+    const channel = new ResultChannel(
+      id,
+      r.streaming ?? false,
+      timing,
+      r.clientId,
+      state.cfg.returnGenerationLogits,
+    );
     this.live.set(id, { request, state, channel });
     this.channels.set(id, channel);
     this.wakeLoop();
@@ -275,23 +282,36 @@ export class Executor {
     this.contextTokens += contextTokens;
     const rows = sampled.map((id) => {
       const l = this.live.get(id) as Live;
-      return { state: l.state, tokens: l.request.tokens };
+      return { requestId: id, state: l.state, tokens: l.request.tokens };
     });
     let tokens: Int32Array = new Int32Array(0);
     let logProbs: Float32Array = new Float32Array(0);
-    if (rows.length > 0) ({ tokens, logProbs } = forwardAndSample(this.backend, step, rows));
+    let rawLogits: (Float32Array | null)[] = [];
+    let failed: (RequestCallbackError | null)[] = [];
+    if (rows.length > 0)
+      ({ tokens, logProbs, rawLogits, failed } = forwardAndSample(this.backend, step, rows));
     else this.backend.forward(step);
     this.scheduler.update(out, new Map(sampled.map((id, i) => [id, tokens[i]])));
     const t = this.clock();
     sampled.forEach((id, i) => {
       const l = this.live.get(id) as Live;
-      if (Number.isNaN(logProbs[i]) || logProbs[i] === Number.POSITIVE_INFINITY) {
+      /** Ends this request alone with `error`; its blocks are freed now. */
+      const fail = (error: unknown) => {
         this.scheduler.finish(id, "cancelled");
         this.live.delete(id);
-        l.channel.fail(new RequestLogitsNotFiniteError(id, l.request.numOutputTokens - 1));
-        return;
+        l.channel.fail(error);
+      };
+      if (failed[i]) return fail(failed[i]);
+      if (Number.isNaN(logProbs[i]) || logProbs[i] === Number.POSITIVE_INFINITY)
+        return fail(new RequestLogitsNotFiniteError(id, l.request.numOutputTokens - 1));
+      let accepted: ReturnType<DecodingState["accept"]>;
+      try {
+        accepted = l.state.accept(id, l.request.tokens, tokens[i]);
+      } catch (e) {
+        if (e instanceof RequestCallbackError) return fail(e);
+        throw e;
       }
-      const { stop, text } = l.state.accept(l.request.tokens, tokens[i]);
+      const { stop, text } = accepted;
       this.generatedTokens++;
       l.channel.timing.firstToken ??= t;
       l.channel.timing.last = t;
@@ -300,7 +320,8 @@ export class Executor {
         this.scheduler.finish(id, reason); // no-op when update finished it at maxNewTokens
         this.live.delete(id);
       }
-      l.channel.push([tokens[i]], [logProbs[i]], text, reason);
+      const raw = rawLogits[i];
+      l.channel.push([tokens[i]], [logProbs[i]], text, reason, raw ? [raw] : undefined);
     });
     this.onIteration?.({
       iteration: this.iterations,

@@ -1,9 +1,13 @@
 // What a caller enqueues (TensorRT-LLM's Request, the fields that apply to one sampled sequence) and
 // the per-request decoding state the executor keeps for it: the resolved SamplingConfig (batch of
-// one), its bad words as ids, its stop rules and its text.
+// one), its bad words as ids, its stop rules, its callbacks and its text.
+//
+// TensorRT-LLM's excludeInputFromOutput has no counterpart: result events carry only generated tokens
+// and their text, never the prompt.
 import type { EngineConfig } from "../engine/format.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
 import type { Row } from "../sampling/logits_pipeline.ts";
+import type { LogitsProcessor, StoppingCriteria } from "../sampling/logits_processor.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import {
   InvalidSamplingConfigError,
@@ -15,7 +19,7 @@ import {
 } from "../sampling/sampling_config.ts";
 import { BuiltinStops, type StopCheck } from "../sampling/stopping.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { InvalidRequestError, UnsupportedRequestError } from "./errors.ts";
+import { InvalidRequestError, RequestCallbackError, UnsupportedRequestError } from "./errors.ts";
 import { TextTracker } from "./text_tracker.ts";
 
 export interface ExecutorRequest {
@@ -48,6 +52,21 @@ export interface ExecutorRequest {
   streaming?: boolean;
   /** Add the tokenizer's special tokens (BOS) to a text prompt (default true). */
   addSpecialTokens?: boolean;
+  /** Added to this request's logits every step: a dense [vocab] array or {tokenId: bias}. */
+  embeddingBias?: SamplingConfig["embeddingBias"];
+  /** Run on this request's logits row each step, after bias, penalties and bans, in order. A throw
+   * ends only this request, with RequestCallbackError. */
+  logitsProcessors?: LogitsProcessor | readonly LogitsProcessor[];
+  /** Asked after each token of this request, after the built-in stops. A throw ends only this
+   * request, with RequestCallbackError. */
+  stoppingCriteria?: StoppingCriteria | readonly StoppingCriteria[];
+  /** Each result event carries the raw logits of its tokens ([tokens × vocab], before bias,
+   * penalties and processors), as ModelRunner.generate's generationLogits. */
+  returnGenerationLogits?: boolean;
+  /** Not supported yet: true is rejected with UnsupportedRequestError. */
+  returnContextLogits?: boolean;
+  /** Echoed on every result event of the request; the executor never reads it. */
+  clientId?: string | number;
 }
 
 const REQUEST_KEYS: KeySet<ExecutorRequest> = {
@@ -71,6 +90,12 @@ const REQUEST_KEYS: KeySet<ExecutorRequest> = {
   allottedTimeMs: true,
   streaming: true,
   addSpecialTokens: true,
+  embeddingBias: true,
+  logitsProcessors: true,
+  stoppingCriteria: true,
+  returnGenerationLogits: true,
+  returnContextLogits: true,
+  clientId: true,
 };
 
 /** What the executor knows of the engine when it resolves a request. */
@@ -93,6 +118,8 @@ export class DecodingState {
     readonly badWordIds: number[][],
     readonly text: TextTracker,
     private readonly maxSeqLen: number,
+    readonly processors: readonly LogitsProcessor[] = [],
+    private readonly criteria: readonly StoppingCriteria[] = [],
   ) {
     this.topP = cfg.topP[0];
     this.stops = new BuiltinStops(new Set(cfg.endIds), cfg.maxNewTokens, cfg.stopWords[0]);
@@ -109,16 +136,36 @@ export class DecodingState {
     };
   }
 
+  /** Whether the row's logits must come to the host (bias, processors or generation logits). */
+  get needsHostLogits(): boolean {
+    return this.cfg.embeddingBias !== null || this.processors.length > 0 || this.cfg.returnGenerationLogits;
+  }
+
   /** After `token` joined `tokens`: top-p decays, the text grows, and the runtime's stop rules run
-   * in its order (end ids, stop words, max tokens, then the context window). Returns the stop, if
-   * any, and the text to emit now. */
-  accept(tokens: readonly number[], token: number): { stop: StopCheck | null; text: string } {
+   * in its order (end ids, stop words, max tokens, the context window, then the user's criteria).
+   * Returns the stop, if any, and the text to emit now. A criterion that throws → RequestCallbackError. */
+  accept(
+    requestId: number,
+    tokens: readonly number[],
+    token: number,
+  ): { stop: StopCheck | null; text: string } {
     const c = this.cfg;
     this.topP = token === c.topPResetIds[0] ? c.topP[0] : Math.max(this.topP * c.topPDecay[0], c.topPMin[0]);
     const from = this.text.push(token);
     const output = tokens.slice(this.promptIds.length);
     let stop = this.stops.check(output, token, this.text.text, from);
     if (!stop && tokens.length >= this.maxSeqLen) stop = { reason: "length" };
+    for (const [i, crit] of this.criteria.entries()) {
+      if (stop) break;
+      let v: ReturnType<StoppingCriteria["shouldStop"]>;
+      try {
+        const seq = { promptIndex: 0, sequenceIndex: 0, promptIds: this.promptIds, outputIds: output };
+        v = crit.shouldStop({ ...seq, text: this.text.text }, output.length - 1);
+      } catch (e) {
+        throw new RequestCallbackError(requestId, `stoppingCriteria[${i}]`, e);
+      }
+      if (v) stop = { reason: v === true ? "stop" : v };
+    }
     if (!stop) return { stop, text: this.text.delta() };
     return { stop, text: this.text.finish(stop.text === undefined ? undefined : stop.text.length) };
   }
@@ -133,6 +180,12 @@ export function resolveRequest(
   if (r === null || typeof r !== "object")
     throw bad("a request must be an object with prompt and maxNewTokens");
   rejectUnknownKeys("ExecutorRequest", r, REQUEST_KEYS);
+  if (r.returnContextLogits) {
+    throw new UnsupportedRequestError(
+      "returnContextLogits: the executor does not return context logits yet; leave it out, or use " +
+        "ModelRunner.generate for it",
+    );
+  }
   for (const [name, v] of [
     ["beamWidth", r.beamWidth],
     ["numReturnSequences", r.numReturnSequences],
@@ -176,6 +229,8 @@ export function resolveRequest(
     endId: r.endId,
     stopWords: r.stopWords,
     badWords: r.badWords,
+    embeddingBias: r.embeddingBias,
+    returnGenerationLogits: r.returnGenerationLogits,
   };
   const cfg = resolveSamplingConfig(user, 1, {
     defaults: modelSamplingDefaults(ctx.generationDefaults),
@@ -196,5 +251,19 @@ export function resolveRequest(
   );
   const holdback = Math.max(0, ...words.map((w) => (typeof w === "string" ? w.length - 1 : 0)));
   const text = new TextTracker(tok, promptIds, holdback);
-  return { promptIds, state: new DecodingState(promptIds, cfg, badWordIds, text, maxSeqLen) };
+  if (r.clientId !== undefined && typeof r.clientId !== "string" && typeof r.clientId !== "number")
+    throw bad(`clientId must be a string or a number, got ${typeof r.clientId}`);
+  const list = <T>(x: T | readonly T[] | undefined): T[] =>
+    x === undefined ? [] : Array.isArray(x) ? [...x] : [x as T];
+  const processors = list(r.logitsProcessors);
+  const criteria = list(r.stoppingCriteria);
+  for (const [name, xs, method] of [
+    ["logitsProcessors", processors, "process"],
+    ["stoppingCriteria", criteria, "shouldStop"],
+  ] as const) {
+    if (xs.some((x) => typeof (x as unknown as Record<string, unknown>)?.[method] !== "function"))
+      throw bad(`every entry of ${name} must be an object with a ${method}() method`);
+  }
+  const state = new DecodingState(promptIds, cfg, badWordIds, text, maxSeqLen, processors, criteria);
+  return { promptIds, state };
 }

@@ -17,6 +17,13 @@ export interface ResultEvent {
   tokenIds: number[];
   /** Their log-probabilities (after penalties, bans and temperature; before truncation). */
   logProbs: number[];
+  /** Sum of the request's log-probs so far, this event's included (added in order, as
+   * ModelRunner.generate's cumLogProb). */
+  cumLogProb: number;
+  /** returnGenerationLogits: the raw logits of this event's tokens, [tokenIds.length × vocab]. */
+  generationLogits?: Float32Array;
+  /** The request's clientId, when it gave one. */
+  clientId?: string | number;
   /** Text completed by these tokens (held back while it may still begin a stop string). */
   text: string;
   finishReason: RequestFinishReason | null;
@@ -32,11 +39,17 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
   private taken = false;
   /** Tokens gathered for a non-streaming request's single event. */
   private held: ResultEvent | null = null;
+  /** Raw logits rows gathered for a non-streaming request's single event. */
+  private heldLogits: Float32Array[] = [];
+  private cumLogProb = 0;
 
   constructor(
     readonly requestId: number,
     readonly streaming: boolean,
     readonly timing: RequestTiming,
+    private readonly clientId?: string | number,
+    /** Whether every event carries generationLogits. */
+    private readonly withLogits = false,
   ) {}
 
   get finished(): boolean {
@@ -53,18 +66,30 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
     return this;
   }
 
-  /** New tokens (maybe none) and text; `finishReason` ends the request. */
-  push(tokenIds: number[], logProbs: number[], text: string, finishReason: RequestFinishReason | null): void {
+  /** New tokens (maybe none) and text; `finishReason` ends the request. `rawLogits`: one [V] row per
+   * token when the request returns generation logits. */
+  push(
+    tokenIds: number[],
+    logProbs: number[],
+    text: string,
+    finishReason: RequestFinishReason | null,
+    rawLogits?: readonly Float32Array[],
+  ): void {
     if (this.done) return;
+    for (const lp of logProbs) this.cumLogProb += lp;
     const ev: ResultEvent = {
       requestId: this.requestId,
       tokenIds,
       logProbs,
+      cumLogProb: this.cumLogProb,
       text,
       finishReason,
       timing: { ...this.timing },
     };
+    if (this.clientId !== undefined) ev.clientId = this.clientId;
+    if (this.withLogits) ev.generationLogits = concat(rawLogits ?? []);
     if (!this.streaming) {
+      if (this.withLogits) this.heldLogits.push(...(rawLogits ?? []));
       if (this.held) {
         this.held.tokenIds.push(...tokenIds);
         this.held.logProbs.push(...logProbs);
@@ -73,6 +98,8 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
       if (finishReason === null) return;
       this.held.finishReason = finishReason;
       this.held.timing = ev.timing;
+      this.held.cumLogProb = this.cumLogProb;
+      if (this.withLogits) this.held.generationLogits = concat(this.heldLogits);
       this.queue.push(this.held);
     } else this.queue.push(ev);
     if (finishReason !== null) this.done = true;
@@ -109,4 +136,14 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
     this.waiter = null;
     w?.();
   }
+}
+
+/** [V] rows joined into [rows × V]. */
+function concat(rows: readonly Float32Array[]): Float32Array {
+  const V = rows[0]?.length ?? 0;
+  const out = new Float32Array(rows.length * V);
+  rows.forEach((r, i) => {
+    out.set(r, i * V);
+  });
+  return out;
 }

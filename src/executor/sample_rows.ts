@@ -4,33 +4,70 @@
 // runtime's sync path builds them for a batch of one, then concatenated. The RNG key of a row is
 // (seed, sample 0, index of the token being generated): a request draws the same numbers alone, in
 // any batch, and when it is recomputed after a preemption.
+//
+// Per-row stages the batch-wide ops cannot express run on the host, row by row, in the runtime's
+// order: embedding bias first (before penalties and bans), the request's LogitsProcessors last. A
+// processor sees only its own request's row; one that throws fails only its row.
 import type { ExecutionBackend, StepInput } from "../backends/backend.ts";
 import type { PenaltyParams, SampleParams, StepTransforms } from "../backends/decoding_ops.ts";
 import { processLogits, type Row, stepTransforms } from "../sampling/logits_pipeline.ts";
+import { RequestCallbackError } from "./errors.ts";
 import type { DecodingState } from "./executor_request.ts";
 
 export interface SampledRow {
+  requestId: number;
   state: DecodingState;
   /** The request's tokens so far (prompt + generated). */
   tokens: readonly number[];
+}
+
+export interface SampledTokens {
+  tokens: Int32Array;
+  logProbs: Float32Array;
+  /** Per row: its raw logits [V] when the request returns generation logits, else null. */
+  rawLogits: (Float32Array | null)[];
+  /** Per row: the error of a LogitsProcessor that threw (its token is meaningless), else null. */
+  failed: (RequestCallbackError | null)[];
 }
 
 export function forwardAndSample(
   backend: ExecutionBackend,
   step: StepInput,
   rows: readonly SampledRow[],
-): { tokens: Int32Array; logProbs: Float32Array } {
+): SampledTokens {
   const views = rows.map((r) => r.state.row(r.tokens));
   const transforms = mergeTransforms(
     rows.map((r, i) => stepTransforms([views[i]], r.state.cfg, [r.state.badWordIds])),
     views,
   );
   const params = sampleParams(rows);
-  if (backend.forwardSample) return backend.forwardSample(step, params, transforms);
+  const rawLogits: (Float32Array | null)[] = rows.map(() => null);
+  const failed: (RequestCallbackError | null)[] = rows.map(() => null);
+  if (backend.forwardSample && !rows.some((r) => r.state.needsHostLogits))
+    return { ...backend.forwardSample(step, params, transforms), rawLogits, failed };
   const V = backend.vocabSize;
+  const ops = backend.decoding;
   const logits = backend.forward(step).slice();
-  processLogits(backend.decoding, logits, V, views, transforms, [], 0);
-  return backend.decoding.sample(logits, rows.length, V, params);
+  const rowOf = (i: number) => logits.subarray(i * V, (i + 1) * V);
+  rows.forEach((r, i) => {
+    if (r.state.cfg.returnGenerationLogits) rawLogits[i] = rowOf(i).slice();
+    const bias = r.state.cfg.embeddingBias;
+    if (bias) ops.addBias(rowOf(i), 1, V, bias);
+  });
+  processLogits(ops, logits, V, views, transforms, [], 0);
+  rows.forEach((r, i) => {
+    const generated = r.tokens.length - r.state.promptIds.length;
+    for (const [k, proc] of r.state.processors.entries()) {
+      try {
+        proc.process(rowOf(i), V, [views[i]], generated);
+      } catch (e) {
+        failed[i] = new RequestCallbackError(r.requestId, `logitsProcessors[${k}]`, e);
+        rowOf(i).fill(0); // any finite row: its token is dropped
+        break;
+      }
+    }
+  });
+  return { ...ops.sample(logits, rows.length, V, params), rawLogits, failed };
 }
 
 /** The sampler's settings per row, as runtime/live_sequence.ts's sampleParamsOf for one sequence. */
