@@ -48,6 +48,14 @@ export function throughputTable(r: ThroughputResult): string {
         ? "all at once"
         : `Poisson, ${r.requestRate} requests/s (seed ${r.seed}, last at ${r.arrivalSpanS.toFixed(2)} s)`,
     ],
+    [
+      "decoding",
+      r.sampling
+        ? `sampled (${Object.entries(r.sampling)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(", ")})`
+        : "greedy",
+    ],
     ["scheduling", `${r.policy}, ${r.maxNumTokens} tokens per iteration`],
     ["duration", `${r.durationS.toFixed(3)} s`],
     ["output tokens", `${r.outputTokens}`],

@@ -44,6 +44,8 @@ export interface ThroughputResult {
   seed: number;
   policy: CapacityPolicy;
   maxNumTokens: number;
+  /** The sampled decoding settings, or null: greedy. */
+  sampling: BenchSampling | null;
   /** When the last request arrived, after the first (0 when all arrive at once). */
   arrivalSpanS: number;
   /** First arrival to the last token. */
@@ -64,6 +66,7 @@ export interface ThroughputResult {
     prefixHitTokens: number;
     kvBlocks: number;
     kvTokens: number;
+    /** Blocks held by live requests, highest after any iteration. */
     peakKvBlocksUsed: number;
     /** peakKvBlocksUsed / kvBlocks. */
     peakKvUsage: number;
@@ -205,6 +208,7 @@ export async function runThroughputBench(
       seed,
       policy: o.policy ?? "guaranteedNoEvict",
       maxNumTokens,
+      sampling: o.sampling ?? null,
       arrivalSpanS: arrivals[arrivals.length - 1],
       durationS,
       outputTokens,
