@@ -3,7 +3,9 @@
 // run lasts at least its arrival span, the capacity policy reaches the executor, and flags of the
 // wrong mode are refused by name.
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { test } from "node:test";
+import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import { checkModeFlags, type ThroughputFlags } from "../../src/cli/bench_throughput.ts";
 import { BenchOptionError } from "../../src/runtime/bench.ts";
 import { percentile, poissonArrivals } from "../../src/runtime/throughput_bench.ts";
@@ -184,13 +186,34 @@ test("kiln bench refuses flags of the other mode, bad rates and shapes", () => {
       "BenchOptionError",
       /--request-rate 0 is not a positive rate/,
     );
-    const tooLong = bench("--num-requests", "2", "--input-len", "505", "--output-len", "50");
+    // An engine's step size was fixed when it was built: the executor cannot take more per iteration.
+    const engine = join(cache.dir, "engine");
+    const built = kiln(
+      ["build", "--model", BUNDLED_MODEL_DIR, "--output", engine, "--max-num-tokens", "64"],
+      env,
+    );
+    assert.equal(built.code, 0, built.stderr);
+    const tooLong = bench(
+      "--model",
+      engine,
+      "--num-requests",
+      "2",
+      "--input-len",
+      "505",
+      "--output-len",
+      "50",
+    );
     assertUserError(
       tooLong,
       "BenchShapeError",
       /555 tokens do not fit the engine's context window of 512 tokens; lower --output-len to 7/,
     );
     assert.equal(tooLong.stdout, "");
+    assertUserError(
+      bench("--model", engine, "--num-requests", "2", "--max-num-tokens", "128"),
+      "BenchOptionError",
+      /--max-num-tokens 128 is above the engine's 64 tokens per step; give at most 64 or rebuild/,
+    );
   } finally {
     cache.cleanup();
   }
