@@ -10,11 +10,15 @@
 #            load + first token twice, and TPOT of the 8B and the 1B
 #   load     the 8B alone: `kiln build --output`, `kiln verify`, the engine dir's load + first token
 #            three times (the checksums are checked on worker threads during the upload)
+#   throughput  the 8B through the executor (`kiln bench --num-requests`, all requests at once) at the
+#            issue's ISL/OSL pairs on an engine built for 256 running requests and 8,192 tokens a
+#            step: `throughput` (short) 128/128, 2048/128, then Poisson arrivals at about 70% of the
+#            128/128 request rate (p99 TPOT against the median); `throughput long` 1000/1000, 128/2048
 # Usage (device run, carry .device and .devnm):
-#   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines
+#   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long]
 set -uo pipefail
 source tools/device_engine.sh
-part=${1:?usage: $0 tests|engines|load|final}
+part=${1:?usage: $0 tests|engines|load|final|throughput}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 if [[ $part == tests ]]; then
@@ -60,6 +64,34 @@ bench() { # label engine flags...
   cp "$out/b.json" "$out/bench-${label// /_}.json"
 }
 decode=(--input-len 128 --output-len 256)
+if [[ $part == throughput ]]; then
+  ckpt=/tmp/hf-$big e=/tmp/engine-$big-throughput
+  [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
+  t0=$(date +%s%N)
+  [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 256 \
+    --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-throughput.json" 2>"$out/build-throughput.err"
+  echo "$big throughput engine: exit $? in $(ms "$t0") ms"
+  tp() { # label seconds flags...
+    local label=$1 limit=$2 f="$out/tp-${1//[ \/]/_}.json"
+    shift 2
+    timeout "$limit" ./bin/kiln bench --model "$e" --backend cuda --json "$@" >"$f" 2>>"$out/throughput.err" ||
+      { echo "$label: bench failed or timed out (throughput.err)"; return; }
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); e=d['executor']; print('%-22s %8.0f out tok/s %8.0f total tok/s %6.2f req/s  TTFT %.1f/%.1f ms  TPOT %.2f/%.2f ms (median/p99)  ITL p99 %.2f ms  tokens %d  iters %d  preempt %d  peak KV %.0f%%' % (sys.argv[2], d['outputTokensPerSec'], d['totalTokensPerSec'], d['requestsPerSec'], d['ttftMs']['median'], d['ttftMs']['p99'], d['tpotMs']['median'], d['tpotMs']['p99'], d['itlMs']['p99'], d['outputTokens'], e['iterations'], e['preemptions'], 100*e['peakKvUsage']))" \
+      "$f" "$label"
+  }
+  if [[ ${2:-short} == long ]]; then # each call stays within the device's 10 minutes
+    tp "1000/1000" 200 --num-requests 256 --input-len 1000 --output-len 1000
+    tp "128/2048" 200 --num-requests 256 --input-len 128 --output-len 2048
+    exit 0
+  fi
+  tp "128/128" 120 --num-requests 1024 --input-len 128 --output-len 128
+  tp "2048/128" 120 --num-requests 256 --input-len 2048 --output-len 128
+  rate=$(python3 -c "import json,sys; print('%.2f' % (0.7 * json.load(open(sys.argv[1]))['requestsPerSec']))" \
+    "$out/tp-128_128.json" 2>/dev/null)
+  [[ -n $rate ]] && tp "128/128 at $rate req/s" 120 --num-requests 1024 --input-len 128 --output-len 128 \
+    --request-rate "$rate" --seed 1
+  exit 0
+fi
 if [[ $part == final ]]; then
   bench "$big decode" "$e" "${decode[@]}"
   bench "$small decode" "$(engine $small)" "${decode[@]}"

@@ -1,4 +1,5 @@
-// `kiln bench`: latency benchmark against the bandwidth and compute floors (see runtime/bench.ts).
+// `kiln bench`: latency benchmark against the bandwidth and compute floors (see runtime/bench.ts), or
+// with --num-requests throughput through the executor (runtime/throughput_bench.ts).
 import type { Command } from "commander";
 import { isEngineDir } from "../engine/reader.ts";
 import { InvalidArgumentError } from "../errors.ts";
@@ -6,7 +7,9 @@ import type { BenchSampling } from "../runtime/bench.ts";
 import { runBench } from "../runtime/bench.ts";
 import { gib } from "../runtime/kv_cache_pool.ts";
 import { ModelRunner } from "../runtime/model_runner.ts";
+import { runThroughputBench } from "../runtime/throughput_bench.ts";
 import { choiceArg, defaultModelDir, floatArg, fractionArg, intArg, modelDirArg } from "./args.ts";
+import { checkModeFlags, type ThroughputFlags, throughputTable } from "./bench_throughput.ts";
 import { checkRunFlags } from "./flag_conflicts.ts";
 import { whileInterruptible } from "./interruptible.ts";
 import {
@@ -16,7 +19,7 @@ import {
   maxKvTokensOption,
 } from "./kv_cache_flags.ts";
 
-interface BenchFlags extends KvCacheFlags {
+interface BenchFlags extends KvCacheFlags, ThroughputFlags {
   model?: string;
   backend?: "cpu" | "cuda";
   dtype?: "fp32" | "fp16" | "bf16";
@@ -32,6 +35,7 @@ interface BenchFlags extends KvCacheFlags {
   topK?: number;
   topP?: number;
   minP?: number;
+  seed?: number;
 }
 
 /** Sampled decoding when a temperature above 0 is given; top-k/p and min-p need one. */
@@ -83,7 +87,33 @@ export function registerBench(program: Command): void {
     )
     .addOption(kvFractionOption())
     .addOption(maxKvTokensOption())
-    .action(async (f: BenchFlags) => {
+    .option("--seed <s>", "seed of the random prompts, arrivals and sampling", intArg("--seed", 0))
+    .option(
+      "--num-requests <n>",
+      "throughput mode: requests through the executor",
+      intArg("--num-requests", 1),
+    )
+    .option(
+      "--request-rate <r>",
+      "with --num-requests: Poisson arrivals at r requests/s (default: all at once)",
+      floatArg("--request-rate"),
+    )
+    .option(
+      "--max-num-tokens <n>",
+      "with --num-requests: tokens per executor iteration (default: the engine's)",
+      intArg("--max-num-tokens", 1),
+    )
+    .option(
+      "--policy <policy>",
+      "with --num-requests: capacity policy",
+      choiceArg("--policy", ["guaranteedNoEvict", "maxUtilization"] as const),
+    )
+    .action(async (f: BenchFlags, cmd: Command) => {
+      const given = (flag: string) => {
+        const key = flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+        return cmd.getOptionValueSource(key) === "cli";
+      };
+      checkModeFlags(f, given);
       const sampling = samplingFromFlags(f);
       const dir = f.model ?? defaultModelDir();
       // --dtype on an engine is refused as run refuses it; flags that cannot apply warn once.
@@ -95,13 +125,33 @@ export function registerBench(program: Command): void {
         ...(f.dtype ? { dtype: f.dtype } : {}),
         ...(f.randomWeights ? { randomWeights: true } : {}),
         ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
-        maxBatchSize: Math.max(64, f.batchSize),
-        maxNumTokens: Math.max(4096, f.batchSize * f.inputLen),
+        // A checkpoint's engine: room for the batch (latency) or for up to 256 running requests.
+        maxBatchSize: Math.max(64, f.numRequests !== undefined ? Math.min(f.numRequests, 256) : f.batchSize),
+        maxNumTokens: Math.max(
+          4096,
+          f.numRequests !== undefined ? (f.maxNumTokens ?? 0) : f.batchSize * f.inputLen,
+        ),
         kvCache: kvCacheFromFlags(f),
       };
       const runner = await whileInterruptible((signal) => ModelRunner.load(dir, options, signal));
       try {
+        if (f.numRequests !== undefined) {
+          const r = await runThroughputBench(runner.session, {
+            numRequests: f.numRequests,
+            inputLen: f.inputLen,
+            outputLen: f.outputLen,
+            ...(f.requestRate !== undefined ? { requestRate: f.requestRate } : {}),
+            ...(f.seed !== undefined ? { seed: f.seed } : {}),
+            ...(f.maxNumTokens !== undefined ? { maxNumTokens: f.maxNumTokens } : {}),
+            ...(f.policy ? { policy: f.policy } : {}),
+            ...(sampling ? { sampling } : {}),
+            kvCache: runner.generation.kvCache.config,
+          });
+          process.stdout.write(f.json ? `${JSON.stringify(r)}\n` : throughputTable(r));
+          return;
+        }
         const r = await runBench(runner, {
+          ...(f.seed !== undefined ? { seed: f.seed } : {}),
           batchSize: f.batchSize,
           inputLen: f.inputLen,
           outputLen: f.outputLen,

@@ -1,0 +1,235 @@
+// Throughput benchmark (vLLM's benchmark_serving, trtllm-bench): N requests of I random prompt tokens
+// (seeded) and exactly O output tokens each (no end ids) through the executor, all at once (the
+// max-load case) or arriving as a Poisson process at R requests/s (seeded exponential gaps). Every
+// token's time is the executor's clock when it was sampled, so the figures do not depend on when this
+// loop reads the events.
+//   TTFT = first token − enqueue      TPOT = (last − first) / (tokens − 1)      ITL = token − previous
+import { Executor, type ExecutorSession } from "../executor/executor.ts";
+import type { CapacityPolicy } from "../executor/scheduler.ts";
+import { BenchOptionError, type BenchSampling, BenchShapeError } from "./bench.ts";
+import type { KvCacheConfig } from "./kv_cache_config.ts";
+
+export interface ThroughputOptions {
+  numRequests: number;
+  inputLen: number;
+  outputLen: number;
+  /** Requests per second of the Poisson arrivals; undefined: all at once. */
+  requestRate?: number;
+  seed?: number;
+  /** Tokens per iteration (default: the engine's maxNumTokens). */
+  maxNumTokens?: number;
+  policy?: CapacityPolicy;
+  sampling?: BenchSampling;
+  /** The KV cache: what every request needs at once, capped by these (fraction: backends that report
+   * free memory). */
+  kvCache: KvCacheConfig;
+}
+
+export interface Summary {
+  mean: number;
+  median: number;
+  p99: number;
+}
+
+export interface ThroughputResult {
+  mode: "throughput";
+  device: string;
+  backend: string;
+  dtype: string;
+  numRequests: number;
+  inputLen: number;
+  outputLen: number;
+  /** null: every request submitted at once. */
+  requestRate: number | null;
+  seed: number;
+  policy: CapacityPolicy;
+  maxNumTokens: number;
+  /** The sampled decoding settings, or null: greedy. */
+  sampling: BenchSampling | null;
+  /** When the last request arrived, after the first (0 when all arrive at once). */
+  arrivalSpanS: number;
+  /** First arrival to the last token. */
+  durationS: number;
+  /** Tokens counted in the results (numRequests × outputLen unless a request ended early). */
+  outputTokens: number;
+  outputTokensPerSec: number;
+  /** Prompt and output tokens per second. */
+  totalTokensPerSec: number;
+  requestsPerSec: number;
+  ttftMs: Summary;
+  tpotMs: Summary;
+  itlMs: Omit<Summary, "mean">;
+  executor: {
+    iterations: number;
+    preemptions: number;
+    prefixQueryTokens: number;
+    prefixHitTokens: number;
+    kvBlocks: number;
+    kvTokens: number;
+    /** Blocks held by live requests, highest after any iteration. */
+    peakKvBlocksUsed: number;
+    /** peakKvBlocksUsed / kvBlocks. */
+    peakKvUsage: number;
+  };
+}
+
+/** A seeded generator of uniform numbers in [0, 1) (a 32-bit LCG, as the latency bench's prompts). */
+export function seededUniform(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+}
+
+/** Arrival times in seconds of n requests at `rate` per second: 0, then exponential gaps (mean 1/rate). */
+export function poissonArrivals(n: number, rate: number, seed: number): number[] {
+  const u = seededUniform(seed ^ 0x5bd1e995); // a stream apart from the prompts'
+  const t = [0];
+  for (let i = 1; i < n; i++) t.push(t[i - 1] - Math.log(1 - u()) / rate);
+  return t;
+}
+
+/** The value below which p% of xs lie, interpolated between ranks (numpy's default). */
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const r = (p / 100) * (s.length - 1);
+  const lo = Math.floor(r);
+  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (r - lo);
+}
+
+const summary = (xs: readonly number[]): Summary => ({
+  mean: xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN,
+  median: percentile(xs, 50),
+  p99: percentile(xs, 99),
+});
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** The time of each token of a streaming request, on the executor's clock. */
+async function tokenTimes(executor: Executor, id: number): Promise<number[]> {
+  const stamps: number[] = [];
+  for await (const ev of executor.results(id))
+    for (const _ of ev.tokenIds) stamps.push(ev.timing.last as number);
+  return stamps;
+}
+
+/** Runs the benchmark on `session`, which it borrows (the caller disposes it). */
+export async function runThroughputBench(
+  session: ExecutorSession,
+  o: ThroughputOptions,
+): Promise<ThroughputResult> {
+  const { config, backend } = session;
+  if (o.inputLen + o.outputLen > config.maxSeqLen)
+    throw new BenchShapeError(o.inputLen, o.outputLen, config.maxSeqLen);
+  if (o.requestRate !== undefined && !(o.requestRate > 0 && Number.isFinite(o.requestRate)))
+    throw new BenchOptionError(
+      `--request-rate ${o.requestRate} is not a positive rate; give requests per second above 0, ` +
+        "or leave it out to submit every request at once",
+    );
+  const engineTokens = Math.min(config.build.maxNumTokens, backend.maxStepTokens ?? Infinity);
+  const maxNumTokens = o.maxNumTokens ?? engineTokens;
+  if (maxNumTokens > engineTokens)
+    throw new BenchOptionError(
+      `--max-num-tokens ${maxNumTokens} is above the engine's ${engineTokens} tokens per step; ` +
+        `give at most ${engineTokens} or rebuild the engine with a larger --max-num-tokens`,
+    );
+  const seed = o.seed ?? 1;
+  const m = config.model;
+  const rand = seededUniform(seed);
+  const prompt = () => Array.from({ length: o.inputLen }, () => 10 + Math.floor(rand() * (m.vocabSize - 20)));
+  const prompts = Array.from({ length: o.numRequests }, prompt);
+  const warmPrompt = prompt();
+  const arrivals = o.requestRate ? poissonArrivals(o.numRequests, o.requestRate, seed) : prompts.map(() => 0);
+  // KV: every request at full length at once, within the caps the KvCacheConfig sets.
+  const bs = backend.kvBlockSize;
+  let blocks = o.numRequests * Math.ceil((o.inputLen + o.outputLen) / bs);
+  if (o.kvCache.maxTokens !== undefined) blocks = Math.min(blocks, Math.floor(o.kvCache.maxTokens / bs));
+  if (backend.maxKvBlocks) {
+    backend.warmUp?.();
+    blocks = Math.min(blocks, Math.floor(o.kvCache.freeGpuMemoryFraction * backend.maxKvBlocks()));
+  }
+  const decoding = o.sampling ? { ...o.sampling, seed } : ({ greedy: true } as const);
+  let peak = 0;
+  const borrowed: ExecutorSession = {
+    backend,
+    config,
+    tokenizer: session.tokenizer,
+    generationDefaults: session.generationDefaults,
+    eosTokenIds: session.eosTokenIds,
+    dispose: () => {}, // the caller's: the executor's shutdown leaves it open
+  };
+  const executor = new Executor(borrowed, {
+    maxTokens: Math.max(1, blocks) * bs,
+    maxNumTokens,
+    policy: o.policy,
+    clock: () => performance.now(),
+    onIteration: (s) => {
+      peak = Math.max(peak, s.kv.numUsed);
+    },
+  });
+  try {
+    const request = (ids: number[], maxNewTokens: number) =>
+      executor.enqueue({ prompt: ids, maxNewTokens, endId: [], streaming: true, ...decoding });
+    // Warm-up (lazy GEMM plans, caches), on a prompt of its own so the timed ones start cold.
+    await tokenTimes(executor, request(warmPrompt, Math.min(4, o.outputLen)));
+    const before = executor.stats();
+    peak = 0;
+    const t0 = performance.now();
+    const runs: Promise<number[]>[] = [];
+    const enqueued: number[] = [];
+    for (const [i, ids] of prompts.entries()) {
+      // All at once: no await between enqueues, so the first iteration sees every request.
+      const wait = t0 + arrivals[i] * 1000 - performance.now();
+      if (wait > 0) await sleep(wait);
+      enqueued.push(performance.now());
+      const id = request(ids, o.outputLen);
+      runs.push(tokenTimes(executor, id));
+    }
+    const stamps = await Promise.all(runs);
+    const after = executor.stats();
+    const end = Math.max(...stamps.map((s) => s[s.length - 1] ?? t0));
+    const durationS = (end - t0) / 1000;
+    const outputTokens = stamps.reduce((a, s) => a + s.length, 0);
+    const ttfts = stamps.map((s, i) => s[0] - enqueued[i]).filter((t) => !Number.isNaN(t));
+    const tpots = stamps.filter((s) => s.length > 1).map((s) => (s[s.length - 1] - s[0]) / (s.length - 1));
+    const itls = stamps.flatMap((s) => s.slice(1).map((t, i) => t - s[i]));
+    const itl = summary(itls);
+    return {
+      mode: "throughput",
+      device: backend.deviceName,
+      backend: backend.name,
+      dtype: config.build.dtype,
+      numRequests: o.numRequests,
+      inputLen: o.inputLen,
+      outputLen: o.outputLen,
+      requestRate: o.requestRate ?? null,
+      seed,
+      policy: o.policy ?? "guaranteedNoEvict",
+      maxNumTokens,
+      sampling: o.sampling ?? null,
+      arrivalSpanS: arrivals[arrivals.length - 1],
+      durationS,
+      outputTokens,
+      outputTokensPerSec: outputTokens / durationS,
+      totalTokensPerSec: (o.numRequests * o.inputLen + outputTokens) / durationS,
+      requestsPerSec: o.numRequests / durationS,
+      ttftMs: summary(ttfts),
+      tpotMs: summary(tpots),
+      itlMs: { median: itl.median, p99: itl.p99 },
+      executor: {
+        iterations: after.numIterations - before.numIterations,
+        preemptions: after.numPreemptions - before.numPreemptions,
+        prefixQueryTokens: after.kv.prefixQueryTokens - before.kv.prefixQueryTokens,
+        prefixHitTokens: after.kv.prefixHitTokens - before.kv.prefixHitTokens,
+        kvBlocks: after.kv.numBlocks,
+        kvTokens: after.kv.numBlocks * after.kv.tokensPerBlock,
+        peakKvBlocksUsed: peak,
+        peakKvUsage: peak / after.kv.numBlocks,
+      },
+    };
+  } finally {
+    await executor.shutdown({ drain: false });
+  }
+}
