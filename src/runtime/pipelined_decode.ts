@@ -56,9 +56,10 @@ export class DecodePipeline {
     return this.queued !== null;
   }
 
-  /** The tokens of step `step`. Queues `pending` first when nothing is (the first step; `computed`
-   * runs once it is queued and returns the live sequences after it: step 0 forks the samples), then queues step + 1 with placeholders when some sequence goes on
-   * (`speculated`: the caller writes each token over its placeholder). */
+  /** The tokens of step `step`. Queues `pending` first when nothing is queued (the first step;
+   * `computed` runs once it is queued and returns the live sequences after it: step 0 forks the
+   * samples), then queues step + 1 with placeholders when some sequence goes on (`speculated`: the
+   * caller writes each token over its placeholder). */
   step(
     live: readonly LiveSequence[],
     pending: StepInput,
