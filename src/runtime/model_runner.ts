@@ -2,10 +2,9 @@
 // fly) or an engine; `generate` runs prompts (text or ids; a list, padded or packed) to completion;
 // `stream` yields tokens as they are produced. Decoding settings are SamplingConfig fields.
 import type { CudaTuning } from "../backends/open_backend.ts";
-import { type ResolvedEngine, resolveEngineSteps } from "../builder/engine_cache.ts";
+import type { ResolvedEngine } from "../builder/engine_cache.ts";
 import { runSteps, runStepsUntil, type Steps } from "../builder/steps.ts";
-import { type BuildConfig, DEFAULT_BUILD_CONFIG } from "../engine/build_config.ts";
-import { EngineCorruptError } from "../engine/errors.ts";
+import type { BuildConfig } from "../engine/build_config.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import { SAMPLING_CONFIG_KEYS, type SamplingConfig } from "../sampling/sampling_config.ts";
@@ -24,6 +23,7 @@ import {
   type GenerationSessionOptions,
 } from "./generation_session.ts";
 import { type KvCacheConfig, resolveKvCacheConfig } from "./kv_cache_config.ts";
+import { adoptSession, BUILD_CONFIG_KEYS, openSessionSteps } from "./open_session.ts";
 import type { RequestOutput, StepOutput, TokenEvent } from "./outputs.ts";
 import type { FinishReason } from "./sequence.ts";
 import { Session } from "./session.ts";
@@ -43,10 +43,6 @@ const RUNNER_OWN_KEYS: KeySet<Omit<RunnerOptions, keyof BuildConfig | keyof Gene
   kvCache: true,
   cudaTuning: true,
 };
-const BUILD_CONFIG_KEYS = Object.fromEntries(
-  Object.keys(DEFAULT_BUILD_CONFIG).map((k) => [k, true]),
-) as KeySet<BuildConfig>;
-
 export type Prompt = string | { ids: readonly number[] };
 
 /** A batch: a list of prompts, right/left-padded id rows, or packed ids with lengths. */
@@ -117,16 +113,8 @@ export class ModelRunner {
     );
     const { cacheDir, kvCache, streamIdleTimeoutMs, cudaTuning, ...build } = options;
     const kv = resolveKvCacheConfig(kvCache); // before a build, which takes far longer than this check
-    const engine = yield* resolveEngineSteps(dir, build, cacheDir);
-    const session = { streamIdleTimeoutMs };
-    try {
-      return ModelRunner.open(engine, build.backend, kv, session, cudaTuning);
-    } catch (e) {
-      // Weight regions are verified as the backend loads them: a damaged cache entry is rebuilt.
-      if (engine.origin !== "hit" || !(e instanceof EngineCorruptError)) throw e;
-      const rebuilt = yield* resolveEngineSteps(dir, build, cacheDir, e);
-      return ModelRunner.open(rebuilt, build.backend, kv, session, cudaTuning);
-    }
+    const { session, engine } = yield* openSessionSteps(dir, build, cacheDir, cudaTuning);
+    return adoptSession(session, (s) => new ModelRunner(s, engine, kv, { streamIdleTimeoutMs }));
   }
 
   static fromEngine(
@@ -136,28 +124,11 @@ export class ModelRunner {
     options: GenerationSessionOptions = {},
   ): ModelRunner {
     rejectUnknownKeys("GenerationSessionOptions", options, GENERATION_SESSION_OPTION_KEYS);
-    return ModelRunner.open(
-      { dir: engineDir, origin: "engine" },
-      backend,
-      resolveKvCacheConfig(kvCache),
-      options,
+    const kv = resolveKvCacheConfig(kvCache);
+    return adoptSession(
+      Session.open(engineDir, backend),
+      (s) => new ModelRunner(s, { dir: engineDir, origin: "engine" }, kv, options),
     );
-  }
-
-  private static open(
-    engine: ResolvedEngine,
-    backend: BuildConfig["backend"] | undefined,
-    kvCache: KvCacheConfig,
-    options: GenerationSessionOptions,
-    cudaTuning?: CudaTuning,
-  ): ModelRunner {
-    const session = Session.open(engine.dir, backend, cudaTuning);
-    try {
-      return new ModelRunner(session, engine, kvCache, options);
-    } catch (e) {
-      session.dispose(); // e.g. maxTokens below one KV block of this engine
-      throw e;
-    }
   }
 
   get tokenizer(): Tokenizer {

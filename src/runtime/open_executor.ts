@@ -2,13 +2,11 @@
 // on the fly, as ModelRunner.fromDir does) or an engine. The executor folder sits below the builder and
 // the runtime, so this factory lives here and hands the opened Session over to the Executor.
 import type { CudaTuning } from "../backends/open_backend.ts";
-import { resolveEngineSteps } from "../builder/engine_cache.ts";
 import { runSteps, type Steps } from "../builder/steps.ts";
-import { type BuildConfig, DEFAULT_BUILD_CONFIG } from "../engine/build_config.ts";
-import { EngineCorruptError } from "../engine/errors.ts";
+import type { BuildConfig } from "../engine/build_config.ts";
 import { EXECUTOR_OPTION_KEYS, Executor, type ExecutorOptions } from "../executor/executor.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
-import { Session } from "./session.ts";
+import { adoptSession, BUILD_CONFIG_KEYS, openSessionSteps } from "./open_session.ts";
 
 /** ExecutorOptions plus how to get the engine. maxNumTokens is both the build's and the executor's
  * tokens per step. */
@@ -23,38 +21,20 @@ const OWN_KEYS: KeySet<Omit<OpenExecutorOptions, keyof BuildConfig | keyof Execu
   cacheDir: true,
   cudaTuning: true,
 };
-const BUILD_KEYS = Object.fromEntries(
-  Object.keys(DEFAULT_BUILD_CONFIG).map((k) => [k, true]),
-) as KeySet<BuildConfig>;
-
 /** Opens `dir` (checkpoint or engine) and starts an Executor that owns it; shutdown() frees it. */
 export function openExecutor(dir: string, options: OpenExecutorOptions = {}): Executor {
   return runSteps(openSteps(dir, options));
 }
 
 function* openSteps(dir: string, options: OpenExecutorOptions): Steps<Executor> {
-  rejectUnknownKeys("OpenExecutorOptions", options, OWN_KEYS, BUILD_KEYS, EXECUTOR_OPTION_KEYS);
+  rejectUnknownKeys("OpenExecutorOptions", options, OWN_KEYS, BUILD_CONFIG_KEYS, EXECUTOR_OPTION_KEYS);
   const { cacheDir, cudaTuning } = options;
   const build: Partial<BuildConfig> = {};
   const exec: ExecutorOptions = {};
   for (const [k, v] of Object.entries(options)) {
-    if (k in BUILD_KEYS) (build as Record<string, unknown>)[k] = v;
+    if (k in BUILD_CONFIG_KEYS) (build as Record<string, unknown>)[k] = v;
     if (k in EXECUTOR_OPTION_KEYS) (exec as Record<string, unknown>)[k] = v;
   }
-  const engine = yield* resolveEngineSteps(dir, build, cacheDir);
-  let session: Session;
-  try {
-    session = Session.open(engine.dir, build.backend, cudaTuning);
-  } catch (e) {
-    // Weight regions are verified as the backend loads them: a damaged cache entry is rebuilt.
-    if (engine.origin !== "hit" || !(e instanceof EngineCorruptError)) throw e;
-    const rebuilt = yield* resolveEngineSteps(dir, build, cacheDir, e);
-    session = Session.open(rebuilt.dir, build.backend, cudaTuning);
-  }
-  try {
-    return new Executor(session, exec);
-  } catch (e) {
-    session.dispose(); // e.g. maxTokens below one KV block of this engine
-    throw e;
-  }
+  const { session } = yield* openSessionSteps(dir, build, cacheDir, cudaTuning);
+  return adoptSession(session, (s) => new Executor(s, exec));
 }
