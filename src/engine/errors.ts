@@ -17,6 +17,14 @@ export class EngineCorruptError extends EngineError {
   }
 }
 
+/** An engine written by a kiln of another format version (read from its manifest or config.json). */
+export function formatVersionError(dir: string, version: unknown, reads: number): EngineError {
+  return new EngineError(
+    `engine ${dir} has format version ${version}, this kiln reads version ${reads}; ` +
+      "rebuild it with `kiln build` (engines are cheap to rebuild from the checkpoint)",
+  );
+}
+
 /** The engine was built for another backend or device than the one asked for. */
 export class EngineTargetMismatchError extends KilnError {}
 

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { checksum } from "./checksum.ts";
-import { EngineCorruptError, EngineError } from "./errors.ts";
+import { EngineCorruptError, formatVersionError } from "./errors.ts";
 import { ENGINE_FORMAT_VERSION } from "./format.ts";
 
 export const MANIFEST_FILE = "kiln-engine.json";
@@ -54,12 +54,8 @@ export function readManifest(dir: string): EngineManifest {
   }
   if (m?.format !== "kiln-engine-manifest" || typeof m.files !== "object" || typeof m.rank !== "object")
     throw new EngineCorruptError(dir, `${MANIFEST_FILE} (not a kiln manifest)`);
-  if (m.formatVersion !== ENGINE_FORMAT_VERSION) {
-    throw new EngineError(
-      `engine ${dir} has format version ${m.formatVersion}, this kiln reads version ${ENGINE_FORMAT_VERSION}; ` +
-        "rebuild it with `kiln build` (engines are cheap to rebuild from the checkpoint)",
-    );
-  }
+  if (m.formatVersion !== ENGINE_FORMAT_VERSION)
+    throw formatVersionError(dir, m.formatVersion, ENGINE_FORMAT_VERSION);
   return m;
 }
 

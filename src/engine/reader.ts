@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { DTYPE_BYTES } from "../dtype.ts";
 import { opWeights } from "../models/network.ts";
 import { checksum, createHasher } from "./checksum.ts";
-import { EngineCorruptError, EngineError } from "./errors.ts";
+import { EngineCorruptError, EngineError, formatVersionError } from "./errors.ts";
 import {
   ENGINE_FORMAT_VERSION,
   ENGINE_MAGIC,
@@ -70,12 +70,8 @@ function readConfig(dir: string): EngineConfig {
   const c = raw as Partial<EngineConfig>;
   if (c.format !== "kiln-engine")
     throw new EngineError(`${path} is not a kiln engine config (format: ${c.format})`);
-  if (c.formatVersion !== ENGINE_FORMAT_VERSION) {
-    throw new EngineError(
-      `engine ${dir} has format version ${c.formatVersion}, this kiln reads version ${ENGINE_FORMAT_VERSION}; ` +
-        "rebuild it with `kiln build` (engines are cheap to rebuild from the checkpoint)",
-    );
-  }
+  if (c.formatVersion !== ENGINE_FORMAT_VERSION)
+    throw formatVersionError(dir, c.formatVersion, ENGINE_FORMAT_VERSION);
   return c as EngineConfig;
 }
 
