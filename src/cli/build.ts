@@ -2,6 +2,8 @@
 import type { Command } from "commander";
 import { buildEngineSteps } from "../builder/builder.ts";
 import { runStepsUntil } from "../builder/steps.ts";
+import { EngineCorruptError } from "../engine/errors.ts";
+import { engineDamage } from "../engine/verify.ts";
 import { choiceArg, intArg, modelDirArg } from "./args.ts";
 import { checkBuildPaths } from "./build_paths.ts";
 import { whileInterruptible } from "./interruptible.ts";
@@ -18,6 +20,7 @@ interface BuildFlags {
   fuse: boolean;
   randomWeights?: boolean;
   json?: boolean;
+  verify?: boolean;
 }
 
 export function registerBuild(program: Command): void {
@@ -46,6 +49,7 @@ export function registerBuild(program: Command): void {
     .option("--kv-block-size <n>", "tokens per KV-cache block", intArg("--kv-block-size", 1))
     .option("--no-fuse", "skip the fusion passes (debugging)")
     .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
+    .option("--verify", "read the written engine back and check every checksum (as kiln verify)")
     .option("--json", "print the engine config as JSON")
     .action(async (f: BuildFlags) => {
       checkBuildPaths(f.model, f.output);
@@ -61,17 +65,24 @@ export function registerBuild(program: Command): void {
         randomWeights: f.randomWeights,
       });
       const r = await whileInterruptible((signal) => runStepsUntil(steps, signal));
+      // What the disk gives back, not what was written: catches a storage fault before the engine ships.
+      if (f.verify) {
+        const damage = engineDamage(r.dir);
+        if (damage.length) throw new EngineCorruptError(r.dir, damage.join(", "));
+      }
+      const verified = f.verify ? { verified: true } : {};
       if (f.json) {
         const timing = {
           seconds: r.seconds,
           ...(r.targetSeconds !== undefined ? { targetSeconds: r.targetSeconds } : {}),
         };
-        process.stdout.write(`${JSON.stringify({ dir: r.dir, ...timing, config: r.config })}\n`);
+        process.stdout.write(`${JSON.stringify({ dir: r.dir, ...timing, ...verified, config: r.config })}\n`);
       } else {
         const target =
           r.targetSeconds !== undefined ? ` (kernels and GEMM tuning ${r.targetSeconds.toFixed(2)} s)` : "";
+        const check = f.verify ? "; every checksum verified" : "";
         process.stdout.write(
-          `built ${r.dir} (${r.config.model.architecture}, ${r.config.build.dtype}) in ${r.seconds.toFixed(2)} s${target}\n`,
+          `built ${r.dir} (${r.config.model.architecture}, ${r.config.build.dtype}) in ${r.seconds.toFixed(2)} s${target}${check}\n`,
         );
       }
     });

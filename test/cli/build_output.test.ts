@@ -103,6 +103,17 @@ describe("kiln build --output safety", () => {
     assertExit2(r, "ModelIsEngineError", /is already a kiln engine \(built from .*\); run it with kiln run/);
   });
 
+  test("build --verify reads the engine back and says so, in text and JSON", () => {
+    const engine = join(work.dir, "engine-checked");
+    const text = kiln(["build", "--model", model.dir, "--output", engine, "--verify"]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /; every checksum verified\n$/);
+    const plain = kiln(["build", "--model", model.dir, "--output", engine]);
+    assert.doesNotMatch(plain.stdout, /checksum/);
+    const json = kiln(["build", "--model", model.dir, "--output", engine, "--verify", "--json"]);
+    assert.equal(JSON.parse(json.stdout).verified, true);
+  });
+
   test("rebuilding over an engine replaces it; kiln verify says OK, then lists damage with exit 2", () => {
     const engine = join(work.dir, "engine2");
     assert.equal(kiln(["build", "--model", model.dir, "--output", engine]).code, 0);
