@@ -18,6 +18,7 @@ const CLI_ONLY_ERRORS: Record<string, string> = {
   BenchOptionError: "kiln bench's options (runtime/bench.ts is not exported)",
   ChatTemplateError: "chat templates, used by kiln chat and run --chat only",
   NoChatTemplateError: "chat templates, used by kiln chat and run --chat only",
+  HttpError: "kiln serve's HTTP answers (src/server/), never raised by a library call",
 };
 
 /** The exported values that are not errors: the runners and the constants. */
