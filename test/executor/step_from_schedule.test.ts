@@ -9,11 +9,18 @@ test("a decode and a partial prefill chunk pack into one step", () => {
   const out: SchedulerOutput = {
     chunks: [
       // request 3 decodes the token at position 5 (blocks 7, 2: slot 2·4 + 1)
-      { requestId: 3, start: 5, tokenIds: [11], blockTable: Int32Array.of(7, 2), sample: true },
+      { requestId: 3, seq: 0, start: 5, tokenIds: [11], blockTable: Int32Array.of(7, 2), sample: true },
       // request 9 computes prompt positions 2..4 of a longer prompt: no logits
-      { requestId: 9, start: 2, tokenIds: [20, 21, 22], blockTable: Int32Array.of(4, 0), sample: false },
+      {
+        requestId: 9,
+        seq: 0,
+        start: 2,
+        tokenIds: [20, 21, 22],
+        blockTable: Int32Array.of(4, 0),
+        sample: false,
+      },
       // request 5's last chunk: positions 0..1, sampled
-      { requestId: 5, start: 0, tokenIds: [30, 31], blockTable: Int32Array.of(6), sample: true },
+      { requestId: 5, seq: 0, start: 0, tokenIds: [30, 31], blockTable: Int32Array.of(6), sample: true },
     ],
     numTokens: 6,
     blockCopies: [],
