@@ -1,14 +1,15 @@
 // The beams of a beam-search request (beamWidth W > 1) as the executor decodes them: W rows per step,
-// beside other requests' rows. Each step their logits go through log-softmax and the request's logits
-// pipeline (as runtime/beam_decode.ts: Hugging Face's order), sampling/beam_search.ts picks the W
+// beside other requests' rows. Each step their logits become log-probs through the request's logits
+// pipeline (sampling/beam_log_probs.ts, as the runtime's beams), sampling/beam_search.ts picks the W
 // best (parent, token) pairs, and the scheduler turns them into branches: a parent picked twice is
 // forked (its KV table shared, the partial block copied on write), one not picked is freed.
 //
 //   step 0: the prompt's one row stands for W identical beams (HF: beams > 0 start at −1e9)
 //   step s: rows [ b0 b1 … b(W−1) ] → BeamSearch.step → branches [ (parent_k, token_k) ] for k < W
 import type { DecodingOps } from "../backends/decoding_ops.ts";
+import { beamLogProbs } from "../sampling/beam_log_probs.ts";
 import { BeamSearch } from "../sampling/beam_search.ts";
-import { processLogits, type Row, stepTransforms } from "../sampling/logits_pipeline.ts";
+import type { Row } from "../sampling/logits_pipeline.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { RequestCallbackError, RequestLogitsNotFiniteError } from "./errors.ts";
 import type { DecodingState } from "./executor_request.ts";
@@ -60,17 +61,22 @@ export class BeamGroup {
         ids,
       };
     });
-    // HF beam search: log-softmax first, then the processors act on the log-probs (no renormalising).
-    const lp = new Float32Array(W * V);
-    ops.logSoftmax(x, W, V, new Float32Array(W).fill(1), new Uint8Array(W).fill(1), lp);
-    const t = stepTransforms(rows, this.state.cfg, [this.state.badWordIds]);
-    processLogits(ops, lp, V, rows, t, [], this.steps);
-    for (const [i, proc] of this.state.processors.entries()) {
-      try {
-        proc.process(lp, V, rows, this.steps);
-      } catch (e) {
-        return { error: new RequestCallbackError(r.id, `logitsProcessors[${i}]`, e) };
-      }
+    // A processor's throw ends only this request (RequestCallbackError names it).
+    const processors = this.state.processors.map((proc, i) => ({
+      process: (...args: Parameters<typeof proc.process>) => {
+        try {
+          proc.process(...args);
+        } catch (e) {
+          throw new RequestCallbackError(r.id, `logitsProcessors[${i}]`, e);
+        }
+      },
+    }));
+    let lp: Float32Array;
+    try {
+      lp = beamLogProbs(ops, x, V, rows, this.state.cfg, [this.state.badWordIds], processors, this.steps);
+    } catch (e) {
+      if (e instanceof RequestCallbackError) return { error: e };
+      throw e;
     }
     const { parents, tokens } = this.search.step(lp, V);
     for (const [k, p] of parents.entries()) {
