@@ -117,6 +117,7 @@ export class Scheduler {
         need,
         this.kv.numBlocks,
         this.kv.tokensPerBlock,
+        r.width,
       );
     }
     r.arrivalOrder = this.arrivals++;

@@ -126,9 +126,12 @@ describe("Scheduler: sequence groups", () => {
       "the second group must wait for the first's reservation",
     );
     e.drain(100, beams(3));
+    // 5 such sequences need 3 + 4·2 = 11 blocks: more than the cache, though one sequence fits
     assert.throws(
-      () => s.add({ id: 3, promptIds: range(0, 30), maxNewTokens: 10, width: 3 }),
-      RequestTooLargeError,
+      () => s.add({ id: 3, promptIds: range(0, 6), maxNewTokens: 6, width: 5 }),
+      (err: Error) =>
+        err instanceof RequestTooLargeError &&
+        /needs 11 KV blocks \(5 sequences of prompt 6/.test(err.message),
     );
     const narrow = new Scheduler(new KvCacheManager(64, 4), { maxNumSeqs: 2, maxNumTokens: 8 });
     assert.throws(
