@@ -114,7 +114,7 @@ describe("executor: numReturnSequences", () => {
 });
 
 describe("executor: beam search", () => {
-  test("widths 2–4, length penalties and early stopping equal the runtime's beam search, alone", async () => {
+  test("widths 2–4, length penalties, early stopping and diversity equal the runtime's beam search, alone", async () => {
     const ex = executor({ maxNumTokens: 16 });
     const js: Job[] = [
       { ids: prompt(6, 5), req: beams(2), delay: 0 },
@@ -129,6 +129,7 @@ describe("executor: beam search", () => {
         req: beams(3, { earlyStopping: "never", lengthPenalty: 2, endId: [5, 6, 40] }),
         delay: 0,
       },
+      { ids: prompt(9, 7), req: beams(3, { beamSearchDiversityRate: 0.7, numReturnSequences: 3 }), delay: 0 },
     ];
     for (const j of js) {
       const [got] = await runAll(ex, [j]);

@@ -69,6 +69,7 @@ export async function viaRuntime(
     earlyStopping,
     returnContextLogits,
     repetitionPenalty,
+    beamSearchDiversityRate,
   } = r;
   const [out] = await runner.generate(typeof ids === "string" ? ids : { ids: [...ids] }, {
     maxNewTokens,
@@ -84,6 +85,7 @@ export async function viaRuntime(
     earlyStopping,
     returnContextLogits,
     repetitionPenalty,
+    beamSearchDiversityRate,
   });
   return out;
 }
