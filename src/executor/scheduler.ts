@@ -15,8 +15,10 @@
 // one iteration or none (when the budget cannot take them all, each chunk stops one token short), so a
 // beam step always sees every beam. update() takes each request's branches: which sequence each new
 // one continues with which token; a parent taken twice is forked (shared blocks, copy on write), a
-// parent not taken is freed. Preemption frees the whole group; each sequence then recomputes its own
-// tokens. maxNumSeqs counts rows: a running request counts its width.
+// parent not taken is freed. Preemption frees the whole group; when it comes back, its first sequence
+// recomputes its tokens and each other one forks the whole blocks it shares with the first (at least
+// the prompt's) once they are computed, then recomputes only its own rest: a group never needs more
+// blocks than when it first ran. maxNumSeqs counts rows: a running request counts its width.
 // The caller alternates schedule() → run the step → update(); cancel/finish may come at any time and
 // free the request's blocks at once.
 import { InvalidArgumentError } from "../errors.ts";
@@ -29,7 +31,7 @@ import {
 } from "./capacity.ts";
 import { InvalidRequestError, invariant, QueueFullError, RequestTooLargeError } from "./errors.ts";
 import type { BlockCopy, KvCacheManager, PrefixHit } from "./kv_cache_manager.ts";
-import { Request, type RequestFinishReason, type RequestSpec } from "./request.ts";
+import { Request, type RequestFinishReason, type RequestSpec, type Sequence } from "./request.ts";
 import { buildSchedulerOutput, type Grant, type SchedulerOutput } from "./scheduler_output.ts";
 
 export type { CapacityPolicy };
@@ -178,7 +180,8 @@ export class Scheduler {
       if (budget === 0) break;
       if (r.status !== "running") continue; // preempted earlier in this loop
       invariant(r.numUncomputed > 0, `running request ${r.id} has nothing to compute`);
-      const sizes = chunkSizes(r, budget);
+      this.joinPrefixes(r);
+      const sizes = chunkSizes(r, budget, (s) => this.kv.has(s.kvId));
       const copies: BlockCopy[] = [];
       let kept = true;
       for (const [i, n] of sizes.entries()) {
@@ -307,29 +310,32 @@ export class Scheduler {
     }
   }
 
-  /** A preempted group (maxUtilization) comes back: each sequence takes its cached prefix (held
-   * before the next looks, so none evicts another's), then room for its chunk. Null, holding
-   * nothing, when blocks run out. */
+  /** A preempted group (maxUtilization) comes back: its first sequence takes its cached prefix and
+   * room for its chunk; the others wait to fork from it (joinPrefixes). Null, holding nothing, when
+   * blocks run out. */
   private readmitGroup(r: Request, budget: number): number[] | null {
-    const undo = () => {
-      for (const s of r.seqs) {
-        this.kv.free(s.kvId);
-        s.numComputedTokens = 0;
-      }
-      return null;
-    };
-    let cached = 0;
-    for (const s of r.seqs) {
-      const hit = r.noPrefixHits ? NO_HIT : this.kv.findPrefix(s.tokens, r.cacheSalt, s.blockKeys);
-      const got = this.kv.allocate(s.kvId, s.tokens, 0, r.cacheSalt, hit);
-      if (!got) return undo();
-      s.numComputedTokens = got.numCachedTokens;
-      cached += got.numCachedTokens;
-    }
-    const sizes = chunkSizes(r, budget);
-    for (const [i, n] of sizes.entries()) if (!this.kv.appendSlots(r.seqs[i].kvId, n)) return undo();
-    r.numCachedTokens = cached;
+    const first = r.seqs[0];
+    const hit = r.noPrefixHits ? NO_HIT : this.kv.findPrefix(first.tokens, r.cacheSalt, first.blockKeys);
+    const sizes = chunkSizes(r, budget, (s) => s === first, hit.numTokens);
+    const got = this.kv.allocate(first.kvId, first.tokens, sizes[0], r.cacheSalt, hit);
+    if (!got) return null;
+    first.numComputedTokens = got.numCachedTokens;
+    r.numCachedTokens = got.numCachedTokens;
     return sizes;
+  }
+
+  /** Each of r's sequences without blocks (a readmitted group's) forks from the first sequence the
+   * whole blocks they share, once the first has computed them. */
+  private joinPrefixes(r: Request): void {
+    const first = r.seqs[0];
+    const bs = this.kv.tokensPerBlock;
+    for (const s of r.seqs) {
+      if (this.kv.has(s.kvId)) continue;
+      const shared = sharedBlocks(first.tokens, s.tokens, bs) * bs;
+      if (first.numComputedTokens < shared) continue;
+      this.kv.forkPrefix(first.kvId, s.kvId, shared);
+      s.numComputedTokens = shared;
+    }
   }
 
   private preempt(r: Request): void {
@@ -352,13 +358,25 @@ export class Scheduler {
 }
 
 /** Tokens each of r's sequences computes this iteration: all that is left when the whole group fits
- * `budget` (every sequence samples), else each stops one token short (none samples) in row order. */
-function chunkSizes(r: Request, budget: number): number[] {
-  const left = r.seqs.map((s) => s.numUncomputed);
-  if (left.reduce((a, b) => a + b, 0) <= budget) return left;
+ * `budget` (every sequence samples), else each stops one token short (none samples) in row order.
+ * Sequences not `ready` (waiting for their shared blocks) compute nothing, and then none samples.
+ * `cached`: tokens the first sequence finds in the prefix cache (readmission). */
+function chunkSizes(r: Request, budget: number, ready: (s: Sequence) => boolean, cached = 0): number[] {
+  const left = r.seqs.map((s, i) => (ready(s) ? s.numUncomputed - (i === 0 ? cached : 0) : -1));
+  if (left.every((u) => u >= 0) && left.reduce((a, b) => a + b, 0) <= budget) return left;
   return left.map((u) => {
-    const n = Math.min(u - 1, budget);
+    const n = Math.max(0, Math.min(u - 1, budget));
     budget -= n;
     return n;
   });
+}
+
+/** Whole blocks at the start of two sequences' tokens that hold the same tokens, leaving the last
+ * token of each to compute (its logits are needed). */
+function sharedBlocks(a: readonly number[], b: readonly number[], bs: number): number {
+  const most = Math.floor((Math.min(a.length, b.length) - 1) / bs);
+  for (let k = 0; k < most; k++) {
+    for (let i = k * bs; i < (k + 1) * bs; i++) if (a[i] !== b[i]) return k;
+  }
+  return most;
 }

@@ -2,7 +2,7 @@
 // stores token ids and checks that every sequence reads exactly its own tokens): a fan-out shares the
 // prompt's blocks and copies only the partial one on write; beam branches fork picked parents and
 // free the others; a group samples all its rows in one iteration; capacity counts every sequence;
-// preemption frees a whole group and its recompute gives the same tokens.
+// preemption frees a whole group and its recompute (prompt once, forked) gives the same tokens.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { InvalidRequestError, RequestTooLargeError } from "../../src/executor/errors.ts";
@@ -111,6 +111,30 @@ describe("Scheduler: sequence groups", () => {
     assert.deepEqual(
       r.seqs.map((q) => q.tokens.slice(3)),
       beamsAlone(range(0, 3), 3, 20),
+    );
+    assertIdle(s.kv);
+  });
+
+  test("a readmitted group forks the prompt from its first sequence: it fits where it first ran", () => {
+    // width 3, prompt 16 (4 full blocks) + 4 new: 5 + 2·1 = 7 blocks; three private prompts would need 15
+    const { s, e } = setup(8, { maxNumTokens: 32, policy: "maxUtilization" }, false);
+    const r = s.add({ id: 1, promptIds: range(0, 16), maxNewTokens: 4, width: 3 });
+    const b = beams(3);
+    while (r.numOutputTokens < 2) e.step(0, b);
+    (s as unknown as { preempt(r: Request): void }).preempt(r);
+    let computed = 0;
+    for (let i = 0; ; i++) {
+      assert.ok(i < 50, "the preempted group never came back");
+      const out = e.step(0, b);
+      computed += out.numTokens;
+      if (out.chunks.some((c) => c.sample)) break;
+    }
+    // the first sequence's 18 tokens, then 2 of each other's: the prompt is computed once
+    assert.equal(computed, 18 + 2 + 2);
+    e.drain(100, b);
+    assert.deepEqual(
+      r.seqs.map((q) => q.tokens.slice(16)),
+      beamsAlone(range(0, 16), 3, 4),
     );
     assertIdle(s.kv);
   });
