@@ -11,6 +11,7 @@
 // free. allocate and appendSlots return null when the pool runs out; the caller preempts, nothing is
 // taken. Forks share every block (refCount++); the first write into a shared partial block copies it
 // (appendSlots returns the copy the caller must run before the step, as backend.copyKvBlocks does).
+// forkPrefix shares only leading whole blocks (a preempted group's sequences taking back the prompt).
 import { type BlockKey, blockKey } from "./block_hash.ts";
 import { BlockPool } from "./block_pool.ts";
 import { invariant } from "./errors.ts";
