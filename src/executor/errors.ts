@@ -1,8 +1,9 @@
 // Errors of the executor's public boundary: a request that can never run, a full queue, bad fields.
 import { KilnError } from "../errors.ts";
 
-/** A request whose prompt plus maxNewTokens needs more KV blocks than the whole cache holds: it could
- * never finish, under either capacity policy, so it is rejected when it is added. */
+/** A request whose prompt plus maxNewTokens (for each of its `width` sequences: beams or samples, the
+ * prompt's full blocks shared) needs more KV blocks than the whole cache holds: it could never
+ * finish, under either capacity policy, so it is rejected when it is added. */
 export class RequestTooLargeError extends KilnError {
   constructor(
     readonly requestId: number,
@@ -11,14 +12,18 @@ export class RequestTooLargeError extends KilnError {
     readonly blocksNeeded: number,
     readonly totalBlocks: number,
     readonly tokensPerBlock: number,
+    readonly width = 1,
   ) {
     const capacity = totalBlocks * tokensPerBlock;
     const fix =
-      promptTokens < capacity
-        ? `lower maxNewTokens to at most ${capacity - promptTokens}, shorten the prompt`
-        : `shorten the prompt to fewer than ${capacity} tokens`;
+      width > 1
+        ? `ask for fewer than ${width} beams or sequences, lower maxNewTokens, shorten the prompt`
+        : promptTokens < capacity
+          ? `lower maxNewTokens to at most ${capacity - promptTokens}, shorten the prompt`
+          : `shorten the prompt to fewer than ${capacity} tokens`;
+    const each = width > 1 ? `${width} sequences of ` : "";
     super(
-      `request ${requestId} needs ${blocksNeeded} KV blocks (prompt ${promptTokens} + maxNewTokens ` +
+      `request ${requestId} needs ${blocksNeeded} KV blocks (${each}prompt ${promptTokens} + maxNewTokens ` +
         `${maxNewTokens} tokens at ${tokensPerBlock} tokens per block) but the KV cache holds ${totalBlocks} ` +
         `blocks (${capacity} tokens); ${fix}, or give the KV cache more memory ` +
         "(--kv-cache-free-gpu-mem-fraction, --max-kv-tokens)",
@@ -43,8 +48,8 @@ export function invariant(cond: unknown, what: string): asserts cond {
   if (!cond) throw new Error(`internal: ${what}`);
 }
 
-/** A request option the executor does not run yet (beam search, numReturnSequences > 1): rejected,
- * never approximated. */
+/** A request option the executor does not run (generation logits of beams): rejected, never
+ * approximated. */
 export class UnsupportedRequestError extends KilnError {}
 
 /** enqueue after shutdown() began. */

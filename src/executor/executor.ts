@@ -2,7 +2,12 @@
 // manager sized at start, the scheduler and every live request. Callers only enqueue, read results,
 // cancel, ask for stats and shut down. One iteration:
 //
-//   schedule → build the step → forward + sample every logits row → scheduler.update → emit results
+//   schedule → build the step → forward + sample every logits row → each request's group turns its
+//   rows into branches and events → scheduler.update → emit results
+//
+// A request is a group of sequences (rows of the same step): one, numReturnSequences samples
+// (sampling_group.ts) or beamWidth beams (beam_group.ts); they share the prompt's KV blocks and fork
+// on write. Context logits are gathered chunk by chunk (context_logits.ts).
 //
 // The loop runs while a request is live and otherwise waits on a promise that enqueue resolves (no
 // polling, no timer: an idle executor keeps no process alive). It yields to the event loop between
@@ -13,18 +18,16 @@ import { InvalidArgumentError } from "../errors.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import {
-  ExecutorShutDownError,
-  RequestCallbackError,
-  RequestLogitsNotFiniteError,
-  UnknownRequestError,
-} from "./errors.ts";
+import { BeamGroup } from "./beam_group.ts";
+import { ContextLogits } from "./context_logits.ts";
+import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import type { Request, RequestFinishReason } from "./request.ts";
-import { ResultChannel, type ResultEvent } from "./request_results.ts";
-import { forwardAndSample } from "./sample_rows.ts";
-import { type CapacityPolicy, Scheduler } from "./scheduler.ts";
+import { ResultChannel, type ResultEvent, type SequenceUpdate } from "./request_results.ts";
+import { forwardAndSample, type SampledRow } from "./sample_rows.ts";
+import { type RowSample, SamplingGroup } from "./sampling_group.ts";
+import { type Branch, type CapacityPolicy, Scheduler } from "./scheduler.ts";
 import { stepFromSchedule } from "./step_from_schedule.ts";
 
 export type { ExecutorRequest, ResultEvent };
@@ -45,7 +48,8 @@ export interface ExecutorOptions {
   maxTokens?: number;
   /** Tokens per iteration, decode and prefill together (default: the engine's maxNumTokens). */
   maxNumTokens?: number;
-  /** Running requests at most (default: the engine's maxBatchSize). */
+  /** Running sequences at most, a request counting its beams or samples (default: the engine's
+   * maxBatchSize). */
   maxNumSeqs?: number;
   /** guaranteedNoEvict (default) or maxUtilization (preempts and recomputes). */
   policy?: CapacityPolicy;
@@ -62,8 +66,9 @@ export interface IterationStats {
   iteration: number;
   /** Host and device time of the iteration, schedule to results, on the executor's clock. */
   latencyMs: number;
+  /** Chunks (rows of sequences) in the step; a beam or sample of a request is a row of its own. */
   numScheduled: number;
-  /** Of them, requests running prompt (or recompute) chunks and requests decoding one token. */
+  /** Of them, chunks of prompt (or recompute) and single-token decodes. */
   numContext: number;
   numGeneration: number;
   numContextTokens: number;
@@ -76,8 +81,10 @@ export interface IterationStats {
 export interface ExecutorStats {
   numQueued: number;
   numRunning: number;
+  /** The running requests' live sequences (rows): beams and samples count one each. */
+  numRunningSequences: number;
   numIterations: number;
-  /** Prompt and recomputed tokens run through the model, and tokens generated. */
+  /** Prompt and recomputed tokens run through the model, and tokens generated (every sequence's). */
   numContextTokens: number;
   numGeneratedTokens: number;
   numPreemptions: number;
@@ -101,7 +108,10 @@ export const DEFAULT_KV_BYTES = 256 * 2 ** 20;
 interface Live {
   request: Request;
   state: DecodingState;
+  group: SamplingGroup | BeamGroup;
   channel: ResultChannel;
+  /** returnContextLogits, until the prompt's rows are all in. */
+  context: ContextLogits | null;
 }
 
 export class Executor {
@@ -170,8 +180,19 @@ export class Executor {
     const id = this.nextId++;
     const now = this.clock();
     const maxNewTokens = Math.min(state.cfg.maxNewTokens, this.session.config.maxSeqLen - promptIds.length);
+    const context = state.cfg.returnContextLogits
+      ? new ContextLogits(promptIds.length, this.backend.vocabSize)
+      : null;
     const request = this.scheduler.add(
-      { id, promptIds, maxNewTokens, priority: r.priority, allottedTimeMs: r.allottedTimeMs },
+      {
+        id,
+        promptIds,
+        maxNewTokens,
+        priority: r.priority,
+        allottedTimeMs: r.allottedTimeMs,
+        width: state.width,
+        noPrefixHits: context !== null,
+      },
       now,
     );
     const timing = { arrival: now, firstScheduled: null, firstToken: null, last: null };
@@ -182,7 +203,11 @@ export class Executor {
       r.clientId,
       state.cfg.returnGenerationLogits,
     );
-    this.live.set(id, { request, state, channel });
+    const group =
+      state.cfg.beamWidth > 1
+        ? new BeamGroup(state, maxNewTokens, this.session.tokenizer)
+        : new SamplingGroup(state);
+    this.live.set(id, { request, state, group, channel, context });
     this.channels.set(id, channel);
     this.wakeLoop();
     return id;
@@ -222,6 +247,7 @@ export class Executor {
     return {
       numQueued: s.numWaiting,
       numRunning: s.numRunning,
+      numRunningSequences: s.numRunningSequences,
       numIterations: this.iterations,
       numContextTokens: this.contextTokens,
       numGeneratedTokens: this.generatedTokens,
@@ -266,7 +292,11 @@ export class Executor {
         out.blockCopies.map((c) => c.dst),
       );
     }
-    const { step, sampled } = stepFromSchedule(out, this.kv.tokensPerBlock);
+    const { step, sampled, context } = stepFromSchedule(
+      out,
+      this.kv.tokensPerBlock,
+      (id) => this.live.get(id)?.context != null,
+    );
     let numContext = 0;
     let contextTokens = 0;
     for (const c of out.chunks) {
@@ -280,49 +310,63 @@ export class Executor {
       }
     }
     this.contextTokens += contextTokens;
-    const rows = sampled.map((id) => {
-      const l = this.live.get(id) as Live;
-      return { requestId: id, state: l.state, tokens: l.request.tokens };
-    });
-    let tokens: Int32Array = new Int32Array(0);
-    let logProbs: Float32Array = new Float32Array(0);
-    let rawLogits: (Float32Array | null)[] = [];
-    let failed: (RequestCallbackError | null)[] = [];
-    if (rows.length > 0)
-      ({ tokens, logProbs, rawLogits, failed } = forwardAndSample(this.backend, step, rows));
-    else this.backend.forward(step);
-    this.scheduler.update(out, new Map(sampled.map((id, i) => [id, tokens[i]])));
+    // Sampled rows (sampling groups) and the logits rows of beams, per request in row order.
+    const rows: SampledRow[] = [];
+    const mine = new Map<number, { rows: number[]; logitRows: number[] }>();
+    for (const sr of sampled) {
+      const l = this.live.get(sr.requestId) as Live;
+      let m = mine.get(sr.requestId);
+      if (!m) {
+        m = { rows: [], logitRows: [] };
+        mine.set(sr.requestId, m);
+      }
+      if (l.group instanceof BeamGroup) m.logitRows.push(sr.row);
+      else {
+        for (const row of l.group.rows(l.request, sr.seq, sr.row)) {
+          m.rows.push(rows.length);
+          rows.push(row);
+        }
+      }
+    }
+    const needLogits = context.length > 0 || [...mine.values()].some((m) => m.logitRows.length > 0);
+    const got = forwardAndSample(this.backend, step, rows, needLogits);
+    const V = this.backend.vocabSize;
+    for (const c of context) {
+      const l = this.live.get(c.requestId) as Live;
+      const done = l.context?.add(
+        c.start,
+        (got.logits as Float32Array).subarray(c.row * V, (c.row + c.count) * V),
+      );
+      if (done && l.context) {
+        l.channel.setContextLogits(l.context.logits);
+        l.context = null;
+      }
+    }
     const t = this.clock();
-    sampled.forEach((id, i) => {
+    const next = new Map<number, readonly Branch[]>();
+    for (const [id, m] of mine) {
       const l = this.live.get(id) as Live;
-      /** Ends this request alone with `error`; its blocks are freed now. */
-      const fail = (error: unknown) => {
-        this.scheduler.finish(id, "cancelled");
-        this.live.delete(id);
-        l.channel.fail(error);
-      };
-      if (failed[i]) return fail(failed[i]);
-      if (Number.isNaN(logProbs[i]) || logProbs[i] === Number.POSITIVE_INFINITY)
-        return fail(new RequestLogitsNotFiniteError(id, l.request.numOutputTokens - 1));
-      let accepted: ReturnType<DecodingState["accept"]>;
-      try {
-        accepted = l.state.accept(id, l.request.tokens, tokens[i]);
-      } catch (e) {
-        if (e instanceof RequestCallbackError) return fail(e);
-        throw e;
+      let branches: Branch[] | null;
+      if (l.group instanceof BeamGroup) {
+        const logits = new Float32Array(m.logitRows.length * V);
+        m.logitRows.forEach((row, k) => {
+          logits.set((got.logits as Float32Array).subarray(row * V, (row + 1) * V), k * V);
+        });
+        branches = this.advanceBeams(l, l.group, logits, t);
+      } else {
+        const samples: RowSample[] = m.rows.map((i) => ({
+          token: got.tokens[i],
+          logProb: got.logProbs[i],
+          raw: got.rawLogits[i],
+          failed: got.failed[i],
+        }));
+        branches = this.advanceSamples(l, l.group, samples, t);
       }
-      const { stop, text } = accepted;
-      this.generatedTokens++;
-      l.channel.timing.firstToken ??= t;
-      l.channel.timing.last = t;
-      const reason = stop?.reason ?? l.request.finishReason;
-      if (reason) {
-        this.scheduler.finish(id, reason); // no-op when update finished it at maxNewTokens
-        this.live.delete(id);
-      }
-      const raw = rawLogits[i];
-      l.channel.push([tokens[i]], [logProbs[i]], text, reason, raw ? [raw] : undefined);
-    });
+      if (branches) next.set(id, branches);
+    }
+    this.scheduler.update(out, next);
+    // The scheduler ends a request at maxNewTokens; its group has said so already (same limit).
+    for (const id of next.keys()) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
     this.onIteration?.({
       iteration: this.iterations,
       latencyMs: t - now,
@@ -336,12 +380,70 @@ export class Executor {
     });
   }
 
-  /** Ends a live request that left the scheduler (cancelled, timed out): flushes its text. */
+  /** A beam step of `l` from its rows' raw logits [rows × V]: the step's event when streaming, the
+   * final beams when done. Returns its branches, or null when it ended (done or failed). */
+  private advanceBeams(l: Live, group: BeamGroup, logits: Float32Array, t: number): Branch[] | null {
+    const id = l.request.id;
+    const res = group.step(l.request, this.backend.decoding, logits, this.backend.vocabSize);
+    if ("error" in res) return this.fail(l, res.error);
+    this.generatedTokens += res.branches.length;
+    l.channel.timing.firstToken ??= t;
+    l.channel.timing.last = t;
+    if (l.channel.streaming) {
+      const none = { tokenIds: [], logProbs: [], cumLogProb: 0, text: "", finishReason: null };
+      l.channel.pushWhole({ sequenceIndex: 0, isFinal: false, ...none, beams: res.beams });
+    }
+    if (!res.finals) return res.branches;
+    this.scheduler.finish(id, res.finals[0]?.finishReason ?? "length");
+    this.live.delete(id);
+    for (const f of res.finals) l.channel.pushWhole(f);
+    return null;
+  }
+
+  /** The sampled tokens of `l`'s rows: one event per sequence (token or finish). Returns the branches
+   * of the sequences that go on, or null when none does (or it failed). */
+  private advanceSamples(l: Live, group: SamplingGroup, samples: RowSample[], t: number): Branch[] | null {
+    const res = group.step(l.request, samples);
+    if ("error" in res) return this.fail(l, res.error);
+    this.generatedTokens += samples.length;
+    l.channel.timing.firstToken ??= t;
+    l.channel.timing.last = t;
+    const done = res.branches.length === 0;
+    if (done) {
+      this.scheduler.finish(l.request.id, res.updates.at(-1)?.finishReason ?? "length");
+      this.live.delete(l.request.id);
+    }
+    this.emit(l.channel, res.updates, done);
+    return done ? null : res.branches;
+  }
+
+  /** Ends `l` alone with `error`; its blocks are freed now. */
+  private fail(l: Live, error: unknown): null {
+    this.scheduler.finish(l.request.id, "cancelled");
+    this.live.delete(l.request.id);
+    l.channel.fail(error);
+    return null;
+  }
+
+  /** Ends a live request that left the scheduler (cancelled, timed out): flushes each live
+   * sequence's text (beams: one event with no tokens). */
   private close(id: number, reason: RequestFinishReason): void {
     const l = this.live.get(id) as Live;
     this.live.delete(id);
     l.channel.timing.last = this.clock();
-    l.channel.push([], [], l.state.text.finish(), reason);
+    if (l.group instanceof BeamGroup) {
+      const none = { tokenIds: [], logProbs: [], cumLogProb: 0, text: "" };
+      l.channel.pushWhole({ sequenceIndex: 0, isFinal: true, ...none, finishReason: reason });
+      return;
+    }
+    this.emit(l.channel, l.group.close(reason), true);
+  }
+
+  /** Pushes `updates` in order; with `last`, the final one ends the request. */
+  private emit(channel: ResultChannel, updates: Omit<SequenceUpdate, "isFinal">[], last: boolean): void {
+    updates.forEach((u, i) => {
+      channel.push({ ...u, isFinal: last && i === updates.length - 1 });
+    });
   }
 
   private wakeLoop(): void {

@@ -1,6 +1,7 @@
-// What a caller enqueues (TensorRT-LLM's Request, the fields that apply to one sampled sequence) and
-// the per-request decoding state the executor keeps for it: the resolved SamplingConfig (batch of
-// one), its bad words as ids, its stop rules, its callbacks and its text.
+// What a caller enqueues (TensorRT-LLM's Request) and the decoding state the executor keeps for each
+// of its sequences: the resolved SamplingConfig (batch of one), its bad words as ids, its stop rules,
+// its callbacks and its text. numReturnSequences > 1 samples that many sequences from one prefilled
+// prompt; beamWidth > 1 runs beam search (sampling/beam_search.ts) over that many rows.
 //
 // TensorRT-LLM's excludeInputFromOutput has no counterpart: result events carry only generated tokens
 // and their text, never the prompt.
@@ -41,9 +42,20 @@ export interface ExecutorRequest {
   endId?: number | readonly number[];
   stopWords?: readonly WordSpec[];
   badWords?: readonly WordSpec[];
-  /** Not supported yet: anything but 1 is rejected with UnsupportedRequestError. */
+  /** Beams decoded together (beam search when > 1; default 1). */
   beamWidth?: number;
+  /** Sequences returned: independent samples of the prompt, or the best beams (≤ beamWidth). */
   numReturnSequences?: number;
+  /** Beam search: scores are cumLogProb / length ** lengthPenalty (HF). */
+  lengthPenalty?: number;
+  /** Beam search: true stops once beamWidth hypotheses finished; false / "never": HF's heuristics. */
+  earlyStopping?: boolean | "never";
+  /** Beam search: TensorRT-LLM's beamSearchDiversityRate (0: HF-exact). */
+  beamSearchDiversityRate?: number;
+  /** End ids are banned until this many tokens were generated. */
+  minLength?: number;
+  /** Ban any token that would repeat an n-gram of this size (HF no_repeat_ngram_size). */
+  noRepeatNgramSize?: number;
   /** 0–1, higher first (default 0.5). */
   priority?: number;
   /** The request times out this long after enqueue, queued or running. */
@@ -63,7 +75,8 @@ export interface ExecutorRequest {
   /** Each result event carries the raw logits of its tokens ([tokens × vocab], before bias,
    * penalties and processors), as ModelRunner.generate's generationLogits. */
   returnGenerationLogits?: boolean;
-  /** Not supported yet: true is rejected with UnsupportedRequestError. */
+  /** The first result event carries the logits of every prompt position ([promptLen × vocab]), as
+   * ModelRunner.generate's contextLogits. The prompt is then computed whole (no prefix-cache hits). */
   returnContextLogits?: boolean;
   /** Echoed on every result event of the request; the executor never reads it. */
   clientId?: string | number;
@@ -86,6 +99,11 @@ const REQUEST_KEYS: KeySet<ExecutorRequest> = {
   badWords: true,
   beamWidth: true,
   numReturnSequences: true,
+  lengthPenalty: true,
+  earlyStopping: true,
+  beamSearchDiversityRate: true,
+  minLength: true,
+  noRepeatNgramSize: true,
   priority: true,
   allottedTimeMs: true,
   streaming: true,
@@ -106,7 +124,7 @@ export interface RequestContext {
   eosTokenIds: number[];
 }
 
-/** A live request's decoding state besides its tokens (those are the scheduler's Request.tokens). */
+/** One sequence's decoding state besides its tokens (those are the scheduler's Sequence.tokens). */
 export class DecodingState {
   /** Top-p now (it decays per token when topPDecay < 1). */
   topP: number;
@@ -117,19 +135,41 @@ export class DecodingState {
     readonly cfg: ResolvedSamplingConfig,
     readonly badWordIds: number[][],
     readonly text: TextTracker,
-    private readonly maxSeqLen: number,
+    readonly maxSeqLen: number,
     readonly processors: readonly LogitsProcessor[] = [],
-    private readonly criteria: readonly StoppingCriteria[] = [],
+    readonly criteria: readonly StoppingCriteria[] = [],
+    /** The sample index (numReturnSequences) or beam slot; the sampler's RNG key uses it. */
+    readonly sequenceIndex = 0,
   ) {
     this.topP = cfg.topP[0];
     this.stops = new BuiltinStops(new Set(cfg.endIds), cfg.maxNewTokens, cfg.stopWords[0]);
   }
 
-  /** The logits pipeline's view of the request: one row of prompt 0, sample 0. */
+  /** The state of sequence `k` of the same request, before its first token. */
+  forSequence(k: number): DecodingState {
+    const { promptIds, cfg, badWordIds, maxSeqLen, processors, criteria } = this;
+    return new DecodingState(
+      promptIds,
+      cfg,
+      badWordIds,
+      this.text.fresh(),
+      maxSeqLen,
+      processors,
+      criteria,
+      k,
+    );
+  }
+
+  /** Sequences the request decodes at once: its beams, or its samples. */
+  get width(): number {
+    return this.cfg.beamWidth > 1 ? this.cfg.beamWidth : this.cfg.numReturnSequences;
+  }
+
+  /** The logits pipeline's view of the sequence: a row of prompt 0. */
   row(tokens: readonly number[]): Row {
     return {
       promptIndex: 0,
-      sequenceIndex: 0,
+      sequenceIndex: this.sequenceIndex,
       promptIds: this.promptIds,
       outputIds: tokens.slice(this.promptIds.length),
       ids: tokens,
@@ -159,7 +199,12 @@ export class DecodingState {
       if (stop) break;
       let v: ReturnType<StoppingCriteria["shouldStop"]>;
       try {
-        const seq = { promptIndex: 0, sequenceIndex: 0, promptIds: this.promptIds, outputIds: output };
+        const seq = {
+          promptIndex: 0,
+          sequenceIndex: this.sequenceIndex,
+          promptIds: this.promptIds,
+          outputIds: output,
+        };
         v = crit.shouldStop({ ...seq, text: this.text.text }, output.length - 1);
       } catch (e) {
         throw new RequestCallbackError(requestId, `stoppingCriteria[${i}]`, e);
@@ -180,23 +225,6 @@ export function resolveRequest(
   if (r === null || typeof r !== "object")
     throw bad("a request must be an object with prompt and maxNewTokens");
   rejectUnknownKeys("ExecutorRequest", r, REQUEST_KEYS);
-  if (r.returnContextLogits) {
-    throw new UnsupportedRequestError(
-      "returnContextLogits: the executor does not return context logits yet; leave it out, or use " +
-        "ModelRunner.generate for it",
-    );
-  }
-  for (const [name, v] of [
-    ["beamWidth", r.beamWidth],
-    ["numReturnSequences", r.numReturnSequences],
-  ] as const) {
-    if (v !== undefined && v !== 1) {
-      throw new UnsupportedRequestError(
-        `${name} ${v}: the executor does not run ${name === "beamWidth" ? "beam search" : "several sequences per request"} ` +
-          "yet; leave it at 1, or use ModelRunner.generate for it",
-      );
-    }
-  }
   const V = ctx.config.model.vocabSize;
   const maxSeqLen = ctx.config.maxSeqLen;
   const tok = ctx.tokenizer;
@@ -231,6 +259,14 @@ export function resolveRequest(
     badWords: r.badWords,
     embeddingBias: r.embeddingBias,
     returnGenerationLogits: r.returnGenerationLogits,
+    returnContextLogits: r.returnContextLogits,
+    beamWidth: r.beamWidth,
+    numReturnSequences: r.numReturnSequences,
+    lengthPenalty: r.lengthPenalty,
+    earlyStopping: r.earlyStopping,
+    beamSearchDiversityRate: r.beamSearchDiversityRate,
+    minLength: r.minLength,
+    noRepeatNgramSize: r.noRepeatNgramSize,
   };
   const cfg = resolveSamplingConfig(user, 1, {
     defaults: modelSamplingDefaults(ctx.generationDefaults),
@@ -263,6 +299,20 @@ export function resolveRequest(
   ] as const) {
     if (xs.some((x) => typeof (x as unknown as Record<string, unknown>)?.[method] !== "function"))
       throw bad(`every entry of ${name} must be an object with a ${method}() method`);
+  }
+  if (cfg.beamWidth > 1) {
+    if (cfg.stopWords[0].length > 0 || criteria.length > 0) {
+      throw new InvalidSamplingConfigError(
+        "stopWords and stoppingCriteria are not supported with beam search (beams end at end ids or " +
+          "maxNewTokens); use beamWidth 1",
+      );
+    }
+    if (cfg.returnGenerationLogits) {
+      throw new UnsupportedRequestError(
+        "returnGenerationLogits with beamWidth > 1: the executor does not return beams' logits; leave it " +
+          "out, or use ModelRunner.generate for it",
+      );
+    }
   }
   const state = new DecodingState(promptIds, cfg, badWordIds, text, maxSeqLen, processors, criteria);
   return { promptIds, state };

@@ -11,6 +11,7 @@
 // free. allocate and appendSlots return null when the pool runs out; the caller preempts, nothing is
 // taken. Forks share every block (refCount++); the first write into a shared partial block copies it
 // (appendSlots returns the copy the caller must run before the step, as backend.copyKvBlocks does).
+// forkPrefix shares only leading whole blocks (a preempted group's sequences taking back the prompt).
 import { type BlockKey, blockKey } from "./block_hash.ts";
 import { BlockPool } from "./block_pool.ts";
 import { invariant } from "./errors.ts";
@@ -196,10 +197,24 @@ export class KvCacheManager {
 
   /** A new sequence `childId` sharing every block of `parentId` (beams, numReturnSequences). */
   fork(parentId: number, childId: number): void {
+    this.forkPrefix(parentId, childId, this.get(parentId).numSlots);
+  }
+
+  /** A new sequence `childId` sharing the blocks of `parentId`'s first `numTokens` tokens (all of
+   * them, or a whole number of blocks): a preempted group's sequences take the prompt they share
+   * from the first one instead of computing it again. */
+  forkPrefix(parentId: number, childId: number, numTokens: number): void {
     const p = this.get(parentId);
     invariant(!this.seqs.has(childId), `fork into live sequence ${childId}`);
-    for (const b of p.table) this.pool.retain(b);
-    this.seqs.set(childId, { ...p, table: [...p.table], keys: [...p.keys], numReused: 0, numAllocated: 0 });
+    invariant(
+      numTokens === p.numSlots || (numTokens % this.tokensPerBlock === 0 && numTokens <= p.numSlots),
+      `fork of ${numTokens} tokens of sequence ${parentId}`,
+    );
+    const n = this.blocksFor(numTokens);
+    const table = p.table.slice(0, n);
+    for (const b of table) this.pool.retain(b);
+    const keys = p.keys.slice(0, n);
+    this.seqs.set(childId, { ...p, table, keys, numSlots: numTokens, numReused: 0, numAllocated: 0 });
   }
 
   /** Releases the sequence's blocks (tail first); false if it holds none. */

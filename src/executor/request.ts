@@ -1,9 +1,14 @@
-// A request as the scheduler sees it: its tokens and how many of them are in the KV cache. The
-// scheduler only counts tokens (vLLM v1): prefill, chunked prefill, decode and recompute after a
-// preemption are all "compute tokens[numComputedTokens, numTokens)".
+// A request as the scheduler sees it: its sequences' tokens and how many of them are in the KV cache.
+// The scheduler only counts tokens (vLLM v1): prefill, chunked prefill, decode and recompute after a
+// preemption are all "compute tokens[numComputedTokens, numTokens)" of each sequence.
 //
 //   tokens     [ p0 p1 … p(P−1) | o0 o1 … ]        prompt (P tokens), then sampled outputs
 //               └ numComputedTokens ┘└ next step ┘  numTokens = tokens.length
+//
+// A request of width W (numReturnSequences samples, or W beams) is a sequence group: one sequence
+// while its prompt is prefilled, then up to W that share the prompt's KV blocks (forks) and decode
+// as rows of the same step. Each sequence has its own KV table: the first one's id is the request's
+// id, forks take negative ids (never a request's).
 import type { FinishReason } from "../sampling/stopping.ts";
 import type { BlockKey } from "./block_hash.ts";
 import { InvalidRequestError } from "./errors.ts";
@@ -24,6 +29,34 @@ export interface RequestSpec {
   allottedTimeMs?: number;
   /** Anything besides the tokens that changes the KV values (LoRA adapter, cache salt). */
   cacheSalt?: string;
+  /** Sequences the request decodes at most (numReturnSequences or beam width; default 1). */
+  width?: number;
+  /** Compute every prompt token, even those in the prefix cache (context logits need them all). */
+  noPrefixHits?: boolean;
+}
+
+/** One sequence (row) of a request: its tokens, and how many are in its KV table `kvId`. */
+export class Sequence {
+  /** Prefix-cache keys of the leading full blocks of `tokens` computed so far (findPrefix's memo). */
+  readonly blockKeys: BlockKey[] = [];
+  numComputedTokens = 0;
+
+  constructor(
+    readonly kvId: number,
+    readonly tokens: number[],
+  ) {}
+
+  get numUncomputed(): number {
+    return this.tokens.length - this.numComputedTokens;
+  }
+
+  /** A copy under KV table `kvId` (the caller forks the table). */
+  fork(kvId: number): Sequence {
+    const s = new Sequence(kvId, [...this.tokens]);
+    s.numComputedTokens = this.numComputedTokens;
+    s.blockKeys.push(...this.blockKeys);
+    return s;
+  }
 }
 
 export class Request {
@@ -34,10 +67,10 @@ export class Request {
   readonly cacheSalt: string;
   /** Absolute time (ms) after which the request times out; Infinity: never. */
   readonly deadline: number;
-  readonly tokens: number[]; // prompt + outputs
-  /** Prefix-cache keys of the leading full blocks of `tokens` computed so far (findPrefix's memo). */
-  readonly blockKeys: BlockKey[] = [];
-  numComputedTokens = 0;
+  readonly width: number;
+  readonly noPrefixHits: boolean;
+  /** The live sequences, in row order: one until the prompt is computed, then up to `width`. */
+  seqs: Sequence[];
   status: RequestStatus = "waiting";
   finishReason: RequestFinishReason | null = null;
   /** Prompt tokens found in the prefix cache at the latest admission. */
@@ -49,7 +82,7 @@ export class Request {
   admittedOrder = -1;
 
   constructor(spec: RequestSpec, now: number) {
-    const { id, promptIds, maxNewTokens, priority = 0.5, allottedTimeMs, cacheSalt = "" } = spec;
+    const { id, promptIds, maxNewTokens, priority = 0.5, allottedTimeMs, cacheSalt = "", width = 1 } = spec;
     const bad = (what: string) => new InvalidRequestError(`request ${id}: ${what}`);
     if (promptIds.length === 0) throw bad("the prompt is empty; give at least one token");
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) {
@@ -60,22 +93,50 @@ export class Request {
     if (allottedTimeMs !== undefined && !(allottedTimeMs > 0)) {
       throw bad(`allottedTimeMs ${allottedTimeMs} is not positive; give a time in ms or leave it out`);
     }
+    if (!Number.isInteger(width) || width < 1) throw bad(`width ${width} is not a positive integer`);
     this.id = id;
     this.promptLength = promptIds.length;
     this.maxNewTokens = maxNewTokens;
     this.priority = priority;
     this.cacheSalt = cacheSalt;
     this.deadline = allottedTimeMs === undefined ? Number.POSITIVE_INFINITY : now + allottedTimeMs;
-    this.tokens = [...promptIds];
+    this.width = width;
+    this.noPrefixHits = spec.noPrefixHits ?? false;
+    this.seqs = [new Sequence(id, [...promptIds])];
+  }
+
+  /** The first sequence's tokens (prompt + outputs); a single-sequence request's only one. */
+  get tokens(): number[] {
+    return this.seqs[0].tokens;
+  }
+
+  get numComputedTokens(): number {
+    return this.seqs[0].numComputedTokens;
+  }
+
+  set numComputedTokens(n: number) {
+    this.seqs[0].numComputedTokens = n;
+  }
+
+  get blockKeys(): BlockKey[] {
+    return this.seqs[0].blockKeys;
   }
 
   get numTokens(): number {
     return this.tokens.length;
   }
 
-  /** Tokens the next step must compute: the rest of the prompt (or of a recompute), else 1. */
+  /** Tokens the next steps must compute, every sequence's: the rest of the prompt (or of a
+   * recompute), else one per sequence. */
   get numUncomputed(): number {
-    return this.tokens.length - this.numComputedTokens;
+    let n = 0;
+    for (const s of this.seqs) n += s.numUncomputed;
+    return n;
+  }
+
+  /** Every sequence has at most its next token to compute. */
+  get isDecode(): boolean {
+    return this.seqs.every((s) => s.numUncomputed <= 1);
   }
 
   get outputIds(): number[] {

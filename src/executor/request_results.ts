@@ -1,6 +1,13 @@
-// What a caller reads for one request: result events through an async iterator. A streaming request
-// gets one event per token; otherwise one event when it finishes, with every token. The last event
-// carries the finish reason; the iterator ends after it (or throws the error that ended the request).
+// What a caller reads for one request: result events through an async iterator. Every event names its
+// sequence (`sequenceIndex`: 0 for a single-sequence request; the sample index for numReturnSequences;
+// the rank for beams) and `isFinal` marks the request's last event; the iterator ends after it (or
+// throws the error that ended the request).
+//   sampling (n ≥ 1)  streaming: one event per token per sequence; otherwise one per sequence when it
+//                     finishes, with all its tokens. Each sequence has its own cumLogProb and reason.
+//   beam search       streaming: one event per step (sequenceIndex 0, no tokens, `beams`: the current
+//                     beams' outputs, best first); then, streaming or not, one event per returned
+//                     beam, best first, with its whole output, text, logProbs, cumLogProb and score.
+// contextLogits ride on the request's first event.
 import type { RequestFinishReason } from "./request.ts";
 
 /** Milliseconds on the executor's clock (Date.now by default); null until it happened. */
@@ -13,21 +20,62 @@ export interface RequestTiming {
 
 export interface ResultEvent {
   requestId: number;
-  /** Tokens new in this event (all of them for a non-streaming request). */
+  /** Which sequence: 0 for one-sequence requests, the sample index (numReturnSequences), or the
+   * beam's rank (best first) in beam search's final events. */
+  sequenceIndex: number;
+  /** The request's last event: the iterator ends after it. */
+  isFinal: boolean;
+  /** Tokens new in this event (all of them for a non-streaming sequence or a final beam). */
   tokenIds: number[];
   /** Their log-probabilities (after penalties, bans and temperature; before truncation). */
   logProbs: number[];
-  /** Sum of the request's log-probs so far, this event's included (added in order, as
+  /** Sum of the sequence's log-probs so far, this event's included (added in order, as
    * ModelRunner.generate's cumLogProb). */
   cumLogProb: number;
   /** returnGenerationLogits: the raw logits of this event's tokens, [tokenIds.length × vocab]. */
   generationLogits?: Float32Array;
+  /** returnContextLogits, on the request's first event: logits of every prompt position,
+   * [promptLen × vocab]. */
+  contextLogits?: Float32Array;
+  /** Beam search's final events: Hugging Face's sequence score (cumLogProb / length ** lengthPenalty). */
+  score?: number;
+  /** Beam search, streaming, per step: the current beams' generated tokens, best first. */
+  beams?: number[][];
   /** The request's clientId, when it gave one. */
   clientId?: string | number;
   /** Text completed by these tokens (held back while it may still begin a stop string). */
   text: string;
+  /** The sequence's finish reason (null while it runs). */
   finishReason: RequestFinishReason | null;
   timing: RequestTiming;
+}
+
+/** New tokens of one sequence, as the executor hands them over. */
+export interface SequenceUpdate {
+  sequenceIndex: number;
+  tokenIds: number[];
+  logProbs: number[];
+  text: string;
+  /** Ends the sequence. */
+  finishReason: RequestFinishReason | null;
+  /** One raw [V] row per token when the request returns generation logits. */
+  rawLogits?: readonly Float32Array[];
+  /** Ends the request (set on the last update of its last sequence). */
+  isFinal: boolean;
+}
+
+/** A finished event as is (beam search): it is never merged with others. */
+export type WholeEvent = Pick<
+  ResultEvent,
+  "sequenceIndex" | "isFinal" | "tokenIds" | "logProbs" | "cumLogProb" | "text" | "finishReason"
+> &
+  Pick<ResultEvent, "score" | "beams">;
+
+/** A non-streaming sequence's event while it gathers tokens. */
+interface Held {
+  event: ResultEvent | null;
+  logits: Float32Array[];
+  cumLogProb: number;
 }
 
 /** The event queue of one request between the executor (writer) and its caller (reader). */
@@ -37,11 +85,10 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
   private error: unknown = null;
   private waiter: (() => void) | null = null;
   private taken = false;
-  /** Tokens gathered for a non-streaming request's single event. */
-  private held: ResultEvent | null = null;
-  /** Raw logits rows gathered for a non-streaming request's single event. */
-  private heldLogits: Float32Array[] = [];
-  private cumLogProb = 0;
+  /** Per sequence index: its cumLogProb and, when not streaming, its gathered event. */
+  private readonly held = new Map<number, Held>();
+  /** Context logits waiting for the request's first event. */
+  private contextLogits: Float32Array | null = null;
 
   constructor(
     readonly requestId: number,
@@ -66,44 +113,53 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
     return this;
   }
 
-  /** New tokens (maybe none) and text; `finishReason` ends the request. `rawLogits`: one [V] row per
-   * token when the request returns generation logits. */
-  push(
-    tokenIds: number[],
-    logProbs: number[],
-    text: string,
-    finishReason: RequestFinishReason | null,
-    rawLogits?: readonly Float32Array[],
-  ): void {
+  /** The request's context logits: they go out on its first event. */
+  setContextLogits(logits: Float32Array): void {
+    this.contextLogits = logits;
+  }
+
+  /** New tokens (maybe none) and text of one sequence. */
+  push(u: SequenceUpdate): void {
     if (this.done) return;
-    for (const lp of logProbs) this.cumLogProb += lp;
-    const ev: ResultEvent = {
-      requestId: this.requestId,
-      tokenIds,
-      logProbs,
-      cumLogProb: this.cumLogProb,
-      text,
-      finishReason,
-      timing: { ...this.timing },
-    };
-    if (this.clientId !== undefined) ev.clientId = this.clientId;
-    if (this.withLogits) ev.generationLogits = concat(rawLogits ?? []);
-    if (!this.streaming) {
-      if (this.withLogits) this.heldLogits.push(...(rawLogits ?? []));
-      if (this.held) {
-        this.held.tokenIds.push(...tokenIds);
-        this.held.logProbs.push(...logProbs);
-        this.held.text += text;
-      } else this.held = ev;
-      if (finishReason === null) return;
-      this.held.finishReason = finishReason;
-      this.held.timing = ev.timing;
-      this.held.cumLogProb = this.cumLogProb;
-      if (this.withLogits) this.held.generationLogits = concat(this.heldLogits);
-      this.queue.push(this.held);
-    } else this.queue.push(ev);
-    if (finishReason !== null) this.done = true;
-    this.wake();
+    let h = this.held.get(u.sequenceIndex);
+    if (!h) {
+      h = { event: null, logits: [], cumLogProb: 0 };
+      this.held.set(u.sequenceIndex, h);
+    }
+    for (const lp of u.logProbs) h.cumLogProb += lp;
+    const ev = this.event({
+      sequenceIndex: u.sequenceIndex,
+      isFinal: u.isFinal,
+      tokenIds: u.tokenIds,
+      logProbs: u.logProbs,
+      cumLogProb: h.cumLogProb,
+      text: u.text,
+      finishReason: u.finishReason,
+    });
+    if (this.withLogits) ev.generationLogits = concat(u.rawLogits ?? []);
+    if (this.streaming) {
+      this.enqueue(ev);
+      return;
+    }
+    if (this.withLogits) h.logits.push(...(u.rawLogits ?? []));
+    if (h.event) {
+      h.event.tokenIds.push(...u.tokenIds);
+      h.event.logProbs.push(...u.logProbs);
+      h.event.text += u.text;
+      h.event.cumLogProb = h.cumLogProb;
+      h.event.timing = ev.timing;
+      h.event.finishReason = u.finishReason;
+      h.event.isFinal = u.isFinal;
+    } else h.event = ev;
+    if (u.finishReason === null && !u.isFinal) return;
+    if (this.withLogits) h.event.generationLogits = concat(h.logits);
+    this.enqueue(h.event);
+  }
+
+  /** An event that is complete as given (beam search's step and final events). */
+  pushWhole(w: WholeEvent): void {
+    if (this.done) return;
+    this.enqueue(this.event(w));
   }
 
   /** Ends the request with an error the reader's iterator throws. */
@@ -129,6 +185,24 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
         this.waiter = resolve;
       });
     }
+  }
+
+  private event(w: WholeEvent): ResultEvent {
+    const ev: ResultEvent = { requestId: this.requestId, ...w, timing: { ...this.timing } };
+    if (w.score === undefined) delete ev.score;
+    if (w.beams === undefined) delete ev.beams;
+    if (this.clientId !== undefined) ev.clientId = this.clientId;
+    return ev;
+  }
+
+  private enqueue(ev: ResultEvent): void {
+    if (this.contextLogits) {
+      ev.contextLogits = this.contextLogits;
+      this.contextLogits = null;
+    }
+    this.queue.push(ev);
+    if (ev.isFinal) this.done = true;
+    this.wake();
   }
 
   private wake(): void {

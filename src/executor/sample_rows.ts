@@ -1,9 +1,11 @@
-// Runs one step and picks a token for each of its logits rows, every row with its own request's
+// Runs one step and picks a token for each sampled logits row, every row with its own sequence's
 // sampling: the runtime's pipeline (sampling/logits_pipeline.ts: penalties, bad words, min length)
 // and the backend's decoding ops, over the whole batch at once. Each row's settings are built as the
 // runtime's sync path builds them for a batch of one, then concatenated. The RNG key of a row is
-// (seed, sample 0, index of the token being generated): a request draws the same numbers alone, in
-// any batch, and when it is recomputed after a preemption.
+// (seed, sequence index, index of the token being generated), as ModelRunner.generate's
+// numReturnSequences: a sequence draws the same numbers alone, in any batch, and when it is
+// recomputed after a preemption. Rows that are not sampled (beams, context logits) need the logits
+// on the host: the step then returns them all.
 //
 // Per-row stages the batch-wide ops cannot express run on the host, row by row, in the runtime's
 // order: embedding bias first (before penalties and bans), the request's LogitsProcessors last. A
@@ -17,8 +19,10 @@ import type { DecodingState } from "./executor_request.ts";
 export interface SampledRow {
   requestId: number;
   state: DecodingState;
-  /** The request's tokens so far (prompt + generated). */
+  /** The sequence's tokens so far (prompt + generated). */
   tokens: readonly number[];
+  /** Its row in the step's logits. */
+  row: number;
 }
 
 export interface SampledTokens {
@@ -28,13 +32,22 @@ export interface SampledTokens {
   rawLogits: (Float32Array | null)[];
   /** Per row: the error of a LogitsProcessor that threw (its token is meaningless), else null. */
   failed: (RequestCallbackError | null)[];
+  /** With `allLogits`: every logits row of the step, [logitRows × V], as the model gave them. */
+  logits: Float32Array | null;
 }
 
+/** `rows`: the rows to sample, in row order; `allLogits`: return every row's logits too. */
 export function forwardAndSample(
   backend: ExecutionBackend,
   step: StepInput,
   rows: readonly SampledRow[],
+  allLogits = false,
 ): SampledTokens {
+  if (rows.length === 0) {
+    const logits = backend.forward(step);
+    const empty = { tokens: new Int32Array(0), logProbs: new Float32Array(0), rawLogits: [], failed: [] };
+    return { ...empty, logits: allLogits ? logits.slice() : null };
+  }
   const views = rows.map((r) => r.state.row(r.tokens));
   const transforms = mergeTransforms(
     rows.map((r, i) => stepTransforms([views[i]], r.state.cfg, [r.state.badWordIds])),
@@ -43,11 +56,18 @@ export function forwardAndSample(
   const params = sampleParams(rows);
   const rawLogits: (Float32Array | null)[] = rows.map(() => null);
   const failed: (RequestCallbackError | null)[] = rows.map(() => null);
-  if (backend.forwardSample && !rows.some((r) => r.state.needsHostLogits))
-    return { ...backend.forwardSample(step, params, transforms), rawLogits, failed };
+  const everyRow = rows.length === step.logitRows.length && rows.every((r, i) => r.row === i);
+  if (backend.forwardSample && !allLogits && everyRow && !rows.some((r) => r.state.needsHostLogits))
+    return { ...backend.forwardSample(step, params, transforms), rawLogits, failed, logits: null };
   const V = backend.vocabSize;
   const ops = backend.decoding;
-  const logits = backend.forward(step).slice();
+  const all = backend.forward(step);
+  // [rows.length × V]: the sampled rows, copied out of the step's logits.
+  const logits = new Float32Array(rows.length * V);
+  rows.forEach((r, i) => {
+    logits.set(all.subarray(r.row * V, (r.row + 1) * V), i * V);
+  });
+  const out = allLogits ? all.slice() : null;
   const rowOf = (i: number) => logits.subarray(i * V, (i + 1) * V);
   rows.forEach((r, i) => {
     if (r.state.cfg.returnGenerationLogits) rawLogits[i] = rowOf(i).slice();
@@ -67,7 +87,7 @@ export function forwardAndSample(
       }
     }
   });
-  return { ...ops.sample(logits, rows.length, V, params), rawLogits, failed };
+  return { ...ops.sample(logits, rows.length, V, params), rawLogits, failed, logits: out };
 }
 
 /** The sampler's settings per row, as runtime/live_sequence.ts's sampleParamsOf for one sequence. */
@@ -80,7 +100,7 @@ function sampleParams(rows: readonly SampledRow[]): SampleParams {
     topP: Float32Array.from(rows, (r) => r.state.topP),
     minP: Float32Array.from(rows, (r) => c(r).minP[0]),
     seed: Float64Array.from(rows, (r) => c(r).randomSeed[0]),
-    sequence: new Int32Array(rows.length),
+    sequence: Int32Array.from(rows, (r) => r.state.sequenceIndex),
     step: Int32Array.from(rows, (r) => r.tokens.length - r.state.promptIds.length),
   };
 }

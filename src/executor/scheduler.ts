@@ -11,21 +11,43 @@
 // the lowest-priority, most recently admitted running request is preempted: its blocks are freed and
 // it waits (ahead of later arrivals at its priority) to recompute its tokens. No admission follows a
 // preemption in the same iteration.
+// Sequence groups (width > 1): every sequence of a request is a row; the group samples all its rows in
+// one iteration or none (when the budget cannot take them all, each chunk stops one token short), so a
+// beam step always sees every beam. update() takes each request's branches: which sequence each new
+// one continues with which token; a parent taken twice is forked (shared blocks, copy on write), a
+// parent not taken is freed. Preemption frees the whole group; when it comes back, its first sequence
+// recomputes its tokens and each other one forks the whole blocks it shares with the first (at least
+// the prompt's) once they are computed, then recomputes only its own rest: a group never needs more
+// blocks than when it first ran. maxNumSeqs counts rows: a running request counts its width.
 // The caller alternates schedule() → run the step → update(); cancel/finish may come at any time and
 // free the request's blocks at once.
 import { InvalidArgumentError } from "../errors.ts";
-import { type CapacityPolicy, fitsReservation, preemptionVictim, reservedFutureBlocks } from "./capacity.ts";
-import { invariant, QueueFullError, RequestTooLargeError } from "./errors.ts";
-import type { KvCacheManager } from "./kv_cache_manager.ts";
-import { Request, type RequestFinishReason, type RequestSpec } from "./request.ts";
+import {
+  type CapacityPolicy,
+  fitsReservation,
+  mostBlocks,
+  preemptionVictim,
+  reservedFutureBlocks,
+} from "./capacity.ts";
+import { InvalidRequestError, invariant, QueueFullError, RequestTooLargeError } from "./errors.ts";
+import type { BlockCopy, KvCacheManager, PrefixHit } from "./kv_cache_manager.ts";
+import { Request, type RequestFinishReason, type RequestSpec, type Sequence } from "./request.ts";
 import { buildSchedulerOutput, type Grant, type SchedulerOutput } from "./scheduler_output.ts";
 
 export type { CapacityPolicy };
 
+/** A new sequence after a step: sequence `parent` (index in Request.seqs) continued with `token`. */
+export interface Branch {
+  parent: number;
+  token: number;
+}
+
+const NO_HIT: PrefixHit = { blocks: [], keys: [], numTokens: 0 };
+
 export interface SchedulerConfig {
   /** Tokens per iteration, decode and prefill together (default 8192). */
   maxNumTokens?: number;
-  /** Running requests at most (default 256). */
+  /** Running sequences (rows) at most; a request counts its width (default 256). */
   maxNumSeqs?: number;
   policy?: CapacityPolicy;
   /** Waiting requests at most; add() beyond it throws QueueFullError (default: unlimited). */
@@ -44,6 +66,8 @@ export class Scheduler {
   private arrivals = 0;
   private admissions = 0;
   private preemptions = 0;
+  /** Forked sequences so far: fork k gets KV table id −k. */
+  private forks = 0;
 
   constructor(
     readonly kv: KvCacheManager,
@@ -80,7 +104,13 @@ export class Scheduler {
     if (this.live.has(spec.id)) throw new InvalidArgumentError(`request id ${spec.id} is already live`);
     if (this.waiting.length >= this.maxQueueSize) throw new QueueFullError(this.maxQueueSize);
     const r = new Request(spec, now);
-    const need = this.kv.blocksFor(r.maxTotalTokens);
+    if (r.width > this.maxNumSeqs) {
+      throw new InvalidRequestError(
+        `request ${r.id}: ${r.width} sequences (beams or numReturnSequences) but at most ${this.maxNumSeqs} ` +
+          "run at once (maxNumSeqs); ask for fewer or raise maxNumSeqs",
+      );
+    }
+    const need = mostBlocks(this.kv, r);
     if (need > this.kv.numBlocks) {
       throw new RequestTooLargeError(
         r.id,
@@ -89,6 +119,7 @@ export class Scheduler {
         need,
         this.kv.numBlocks,
         this.kv.tokensPerBlock,
+        r.width,
       );
     }
     r.arrivalOrder = this.arrivals++;
@@ -109,6 +140,13 @@ export class Scheduler {
     return this.running.length;
   }
 
+  /** Rows of the running requests: their live sequences. */
+  get numRunningSequences(): number {
+    let n = 0;
+    for (const r of this.running) n += r.seqs.length;
+    return n;
+  }
+
   get hasWork(): boolean {
     return this.live.size > 0;
   }
@@ -119,7 +157,7 @@ export class Scheduler {
     if (!r) return false;
     const list = r.status === "running" ? this.running : this.waiting;
     list.splice(list.indexOf(r), 1);
-    this.kv.free(id);
+    for (const s of r.seqs) this.kv.free(s.kvId);
     r.status = "finished";
     r.finishReason = reason;
     this.live.delete(id);
@@ -137,28 +175,39 @@ export class Scheduler {
     const grants = new Map<Request, Grant>();
     const preempted: number[] = [];
     let budget = this.maxNumTokens;
-    const decodeFirst = [...this.running].sort(
-      (a, b) => Number(a.numUncomputed > 1) - Number(b.numUncomputed > 1),
-    );
+    const decodeFirst = [...this.running].sort((a, b) => Number(!a.isDecode) - Number(!b.isDecode));
     for (const r of decodeFirst) {
       if (budget === 0) break;
       if (r.status !== "running") continue; // preempted earlier in this loop
-      const n = Math.min(r.numUncomputed, budget);
-      invariant(n > 0, `running request ${r.id} has nothing to compute`);
-      let got = this.kv.appendSlots(r.id, n);
-      while (!got) {
-        invariant(this.policy === "maxUtilization", `request ${r.id} ran out of its reserved blocks`);
-        const victim = preemptionVictim(this.running);
-        const refund = grants.get(victim);
-        if (refund) budget += refund.numTokens;
-        grants.delete(victim);
-        this.preempt(victim);
-        preempted.push(victim.id);
-        if (victim === r) break;
-        got = this.kv.appendSlots(r.id, n);
+      invariant(r.numUncomputed > 0, `running request ${r.id} has nothing to compute`);
+      this.joinPrefixes(r);
+      const sizes = chunkSizes(r, budget, (s) => this.kv.has(s.kvId));
+      const copies: BlockCopy[] = [];
+      let kept = true;
+      for (const [i, n] of sizes.entries()) {
+        if (n === 0) continue;
+        const kvId = r.seqs[i].kvId;
+        let got = this.kv.appendSlots(kvId, n);
+        while (!got) {
+          invariant(this.policy === "maxUtilization", `request ${r.id} ran out of its reserved blocks`);
+          const victim = preemptionVictim(this.running);
+          const refund = grants.get(victim);
+          if (refund) budget += refund.numTokens;
+          grants.delete(victim);
+          this.preempt(victim);
+          preempted.push(victim.id);
+          if (victim === r) break;
+          got = this.kv.appendSlots(kvId, n);
+        }
+        if (!got) {
+          kept = false;
+          break;
+        }
+        copies.push(...got.copies);
       }
-      if (!got) continue;
-      grants.set(r, { request: r, numTokens: n, copies: got.copies });
+      const n = sizes.reduce((a, b) => a + b, 0);
+      if (!kept || n === 0) continue;
+      grants.set(r, { request: r, sizes, numTokens: n, copies });
       budget -= n;
     }
     if (preempted.length === 0) this.admit(budget, grants);
@@ -168,30 +217,62 @@ export class Scheduler {
     return out;
   }
 
-  /** After the step of `output` ran: advances each request by its chunk, caches its full blocks, and
-   * appends the sampled token of each chunk that sampled (finishing at maxNewTokens). Requests that
-   * left meanwhile (cancelled) are skipped. */
-  update(output: SchedulerOutput, sampled: ReadonlyMap<number, number>): void {
+  /** After the step of `output` ran: advances each sequence by its chunk and caches its full blocks;
+   * then each request that sampled takes its next sequences: a token (a single-sequence request's) or
+   * branches (see Branch; a group's). It finishes at maxNewTokens. Requests that left meanwhile
+   * (cancelled, finished by the caller) are skipped. */
+  update(output: SchedulerOutput, sampled: ReadonlyMap<number, number | readonly Branch[]>): void {
+    const rows = new Map<Request, number>();
     for (const c of output.chunks) {
       const r = this.live.get(c.requestId);
       if (r?.status !== "running") continue;
-      invariant(r.numComputedTokens === c.start, `update of request ${r.id} out of order`);
-      r.numComputedTokens += c.tokenIds.length;
-      this.kv.commit(r.id, r.tokens, r.numComputedTokens);
-      if (!c.sample) continue;
-      const token = sampled.get(r.id);
-      invariant(token !== undefined, `no sampled token for request ${r.id}`);
-      r.tokens.push(token);
+      const s = r.seqs[c.seq];
+      invariant(s?.numComputedTokens === c.start, `update of request ${r.id} out of order`);
+      s.numComputedTokens += c.tokenIds.length;
+      this.kv.commit(s.kvId, s.tokens, s.numComputedTokens);
+      if (c.sample) rows.set(r, (rows.get(r) ?? 0) + 1);
+    }
+    for (const [r, n] of rows) {
+      invariant(n === r.seqs.length, `request ${r.id} sampled ${n} of its ${r.seqs.length} sequences`);
+      const next = sampled.get(r.id);
+      invariant(next !== undefined, `no sampled token for request ${r.id}`);
+      this.branch(r, typeof next === "number" ? [{ parent: 0, token: next }] : next);
       if (r.numOutputTokens >= r.maxNewTokens) this.finish(r.id, "length");
     }
   }
 
-  stats(): { numWaiting: number; numRunning: number; numPreemptions: number } {
+  stats(): { numWaiting: number; numRunning: number; numRunningSequences: number; numPreemptions: number } {
     return {
       numWaiting: this.waiting.length,
       numRunning: this.running.length,
+      numRunningSequences: this.numRunningSequences,
       numPreemptions: this.preemptions,
     };
+  }
+
+  /** r's sequences become `branches` (see Branch): forks happen before any token is appended. */
+  private branch(r: Request, branches: readonly Branch[]): void {
+    invariant(branches.length > 0, `request ${r.id} has no sequence left; finish it instead`);
+    const old = r.seqs;
+    const taken = new Set<number>();
+    const next = branches.map(({ parent }) => {
+      const p = old[parent];
+      invariant(p !== undefined, `request ${r.id} has no sequence ${parent}`);
+      if (!taken.has(parent)) {
+        taken.add(parent);
+        return p;
+      }
+      const kvId = -++this.forks;
+      this.kv.fork(p.kvId, kvId);
+      return p.fork(kvId);
+    });
+    old.forEach((s, i) => {
+      if (!taken.has(i)) this.kv.free(s.kvId);
+    });
+    next.forEach((s, k) => {
+      s.tokens.push(branches[k].token);
+    });
+    r.seqs = next;
   }
 
   /** Admits waiting requests in queue order while budget, maxNumSeqs and blocks allow. Stops at the
@@ -199,32 +280,71 @@ export class Scheduler {
   private admit(budget: number, grants: Map<Request, Grant>): void {
     const noEvict = this.policy === "guaranteedNoEvict";
     let reserved = noEvict ? reservedFutureBlocks(this.kv, this.running) : 0;
-    while (this.waiting.length > 0 && budget > 0 && this.running.length < this.maxNumSeqs) {
+    let rows = 0;
+    for (const r of this.running) rows += r.width;
+    while (this.waiting.length > 0 && budget > 0 && rows + this.waiting[0].width <= this.maxNumSeqs) {
       const r = this.waiting[0];
-      const hit = this.kv.findPrefix(r.tokens, r.cacheSalt, r.blockKeys);
-      const n = Math.min(r.numTokens - hit.numTokens, budget);
-      if (noEvict) {
-        if (!fitsReservation(this.kv, r, hit, reserved)) break;
-        reserved += this.kv.blocksFor(r.maxTotalTokens) - this.kv.blocksFor(hit.numTokens + n);
-      }
-      const got = this.kv.allocate(r.id, r.tokens, n, r.cacheSalt, hit);
-      if (!got) break;
+      let sizes: number[] | null;
+      if (r.seqs.length === 1) {
+        const hit = r.noPrefixHits ? NO_HIT : this.kv.findPrefix(r.tokens, r.cacheSalt, r.blockKeys);
+        const n = Math.min(r.numTokens - hit.numTokens, budget);
+        if (noEvict) {
+          if (!fitsReservation(this.kv, r, hit, reserved)) break;
+          reserved += mostBlocks(this.kv, r) - this.kv.blocksFor(hit.numTokens + n);
+        }
+        const got = this.kv.allocate(r.id, r.tokens, n, r.cacheSalt, hit);
+        if (!got) break;
+        r.numComputedTokens = got.numCachedTokens;
+        r.numCachedTokens = got.numCachedTokens;
+        sizes = [n];
+      } else sizes = this.readmitGroup(r, budget);
+      if (!sizes) break;
       this.waiting.shift();
       r.status = "running";
-      r.numComputedTokens = got.numCachedTokens;
-      r.numCachedTokens = got.numCachedTokens;
       r.admittedOrder = this.admissions++;
       this.running.push(r);
-      grants.set(r, { request: r, numTokens: n, copies: [] });
+      rows += r.width;
+      const n = sizes.reduce((a, b) => a + b, 0);
+      grants.set(r, { request: r, sizes, numTokens: n, copies: [] });
       budget -= n;
+    }
+  }
+
+  /** A preempted group (maxUtilization) comes back: its first sequence takes its cached prefix and
+   * room for its chunk; the others wait to fork from it (joinPrefixes). Null, holding nothing, when
+   * blocks run out. */
+  private readmitGroup(r: Request, budget: number): number[] | null {
+    const first = r.seqs[0];
+    const hit = r.noPrefixHits ? NO_HIT : this.kv.findPrefix(first.tokens, r.cacheSalt, first.blockKeys);
+    const sizes = chunkSizes(r, budget, (s) => s === first, hit.numTokens);
+    const got = this.kv.allocate(first.kvId, first.tokens, sizes[0], r.cacheSalt, hit);
+    if (!got) return null;
+    first.numComputedTokens = got.numCachedTokens;
+    r.numCachedTokens = got.numCachedTokens;
+    return sizes;
+  }
+
+  /** Each of r's sequences without blocks (a readmitted group's) forks from the first sequence the
+   * whole blocks they share, once the first has computed them. */
+  private joinPrefixes(r: Request): void {
+    const first = r.seqs[0];
+    const bs = this.kv.tokensPerBlock;
+    for (const s of r.seqs) {
+      if (this.kv.has(s.kvId)) continue;
+      const shared = sharedBlocks(first.tokens, s.tokens, bs) * bs;
+      if (first.numComputedTokens < shared) continue;
+      this.kv.forkPrefix(first.kvId, s.kvId, shared);
+      s.numComputedTokens = shared;
     }
   }
 
   private preempt(r: Request): void {
     this.running.splice(this.running.indexOf(r), 1);
-    this.kv.free(r.id);
+    for (const s of r.seqs) {
+      this.kv.free(s.kvId);
+      s.numComputedTokens = 0;
+    }
     r.status = "waiting";
-    r.numComputedTokens = 0;
     r.numPreemptions++;
     this.preemptions++;
     this.enqueue(r);
@@ -235,4 +355,28 @@ export class Scheduler {
     if (i < 0) i = this.waiting.length;
     this.waiting.splice(i, 0, r);
   }
+}
+
+/** Tokens each of r's sequences computes this iteration: all that is left when the whole group fits
+ * `budget` (every sequence samples), else each stops one token short (none samples) in row order.
+ * Sequences not `ready` (waiting for their shared blocks) compute nothing, and then none samples.
+ * `cached`: tokens the first sequence finds in the prefix cache (readmission). */
+function chunkSizes(r: Request, budget: number, ready: (s: Sequence) => boolean, cached = 0): number[] {
+  const left = r.seqs.map((s, i) => (ready(s) ? s.numUncomputed - (i === 0 ? cached : 0) : -1));
+  if (left.every((u) => u >= 0) && left.reduce((a, b) => a + b, 0) <= budget) return left;
+  return left.map((u) => {
+    const n = Math.max(0, Math.min(u - 1, budget));
+    budget -= n;
+    return n;
+  });
+}
+
+/** Whole blocks at the start of two sequences' tokens that hold the same tokens, leaving the last
+ * token of each to compute (its logits are needed). */
+function sharedBlocks(a: readonly number[], b: readonly number[], bs: number): number {
+  const most = Math.floor((Math.min(a.length, b.length) - 1) / bs);
+  for (let k = 0; k < most; k++) {
+    for (let i = k * bs; i < (k + 1) * bs; i++) if (a[i] !== b[i]) return k;
+  }
+  return most;
 }

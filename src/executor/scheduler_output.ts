@@ -3,16 +3,20 @@
 //   chunks (row order):   [ decode r3: 1 | decode r1: 1 | prefill r7: 6 of 20 | prefill r9: 4 ]
 //   chunk.tokenIds = request.tokens[start, start + numTokens); positions start…; contextLen = start +
 //   numTokens; slot(pos) = blockTable[pos / tokensPerBlock] · tokensPerBlock + pos % tokensPerBlock.
-//   A chunk with `sample` reaches the end of its request's tokens: its last row's logits are sampled.
+//   A chunk with `sample` reaches the end of its sequence's tokens: its last row's logits are sampled.
+//   A sequence group's sequences are chunks of their own (seq = row order in request.seqs); they all
+//   sample in the same iteration or none does.
 import type { BlockCopy, KvCacheManager } from "./kv_cache_manager.ts";
 import type { Request, RequestFinishReason } from "./request.ts";
 
 export interface ScheduledChunk {
   requestId: number;
-  /** Position of the first token of the chunk (= the request's numComputedTokens). */
+  /** Which of the request's sequences (index in Request.seqs; 0 for a single-sequence request). */
+  seq: number;
+  /** Position of the first token of the chunk (= the sequence's numComputedTokens). */
   start: number;
   tokenIds: readonly number[]; // [numTokens]
-  /** The request's block table, covering at least start + numTokens tokens. */
+  /** The sequence's block table, covering at least start + numTokens tokens. */
   blockTable: Int32Array;
   sample: boolean;
 }
@@ -33,6 +37,8 @@ export interface SchedulerOutput {
 /** One request's share of the iteration being scheduled (before its numComputedTokens advances). */
 export interface Grant {
   request: Request;
+  /** Tokens of each of its sequences (0: none this iteration). */
+  sizes: number[];
   numTokens: number;
   copies: BlockCopy[];
 }
@@ -46,17 +52,22 @@ export function buildSchedulerOutput(
   const chunks: ScheduledChunk[] = [];
   const blockCopies: BlockCopy[] = [];
   let numTokens = 0;
-  for (const { request: r, numTokens: n, copies } of grants) {
-    const start = r.numComputedTokens;
-    chunks.push({
-      requestId: r.id,
-      start,
-      tokenIds: r.tokens.slice(start, start + n),
-      blockTable: Int32Array.from(kv.blockTable(r.id)),
-      sample: start + n === r.numTokens,
+  for (const { request: r, sizes, copies } of grants) {
+    sizes.forEach((n, seq) => {
+      if (n === 0) return;
+      const s = r.seqs[seq];
+      const start = s.numComputedTokens;
+      chunks.push({
+        requestId: r.id,
+        seq,
+        start,
+        tokenIds: s.tokens.slice(start, start + n),
+        blockTable: Int32Array.from(kv.blockTable(s.kvId)),
+        sample: start + n === s.tokens.length,
+      });
+      numTokens += n;
     });
     blockCopies.push(...copies);
-    numTokens += n;
   }
   return { chunks, numTokens, blockCopies, preempted, finished };
 }

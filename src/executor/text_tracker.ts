@@ -11,13 +11,18 @@ export class TextTracker {
   private readonly detok: IncrementalDetokenizer | null;
 
   constructor(
-    tokenizer: Tokenizer | null,
-    promptIds: readonly number[],
+    private readonly tokenizer: Tokenizer | null,
+    private readonly promptIds: readonly number[],
     private readonly holdback: number,
   ) {
     this.detok = tokenizer
       ? new IncrementalDetokenizer(tokenizer, { skipSpecialTokens: true, promptIds: [...promptIds] })
       : null;
+  }
+
+  /** A new tracker of the same prompt and holdback, with no text yet. */
+  fresh(): TextTracker {
+    return new TextTracker(this.tokenizer, this.promptIds, this.holdback);
   }
 
   /** Appends a token; returns the index in `text` where the new text starts. */

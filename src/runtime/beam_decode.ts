@@ -2,8 +2,9 @@
 // go through log-softmax and the logits pipeline, sampling/beam_search.ts picks the W best (parent,
 // token) pairs, and the beams are forked (a parent picked twice) or released (not picked) to match.
 
+import { beamLogProbs } from "../sampling/beam_log_probs.ts";
 import { BeamSearch } from "../sampling/beam_search.ts";
-import { processLogits, type Row, stepTransforms } from "../sampling/logits_pipeline.ts";
+import type { Row } from "../sampling/logits_pipeline.ts";
 import { InvalidSamplingConfigError, type ResolvedSamplingConfig } from "../sampling/sampling_config.ts";
 import { type DecodeContext, type DecodeOptions, list, yieldToEventLoop } from "./decode_context.ts";
 import { NonFiniteLogitsError } from "./errors.ts";
@@ -67,16 +68,12 @@ export async function* runBeams(
         ids: b.ids,
       })),
     );
-    const B = rows.length;
     if (cfg.returnGenerationLogits) {
       active.forEach((p, i) => {
         genLogits[p].push(logits.slice(i * W * V, i * W * V + V));
       });
     }
-    // HF beam search: log-softmax first, then the processors act on the log-probs (no renormalising).
-    const lp = new Float32Array(B * V);
-    backend.decoding.logSoftmax(logits, B, V, new Float32Array(B).fill(1), new Uint8Array(B).fill(1), lp);
-    processLogits(backend.decoding, lp, V, rows, stepTransforms(rows, cfg, badWordIds), processors, step);
+    const lp = beamLogProbs(backend.decoding, logits, V, rows, cfg, badWordIds, processors, step);
     const stillActive: number[] = [];
     const beamsOut: { promptIndex: number; sequences: number[][] }[] = [];
     active.forEach((p, i) => {

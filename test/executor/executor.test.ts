@@ -9,6 +9,7 @@ import { after, afterEach, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { buildEngine } from "../../src/builder/builder.ts";
 import {
+  InvalidRequestError,
   QueueFullError,
   RequestLogitsNotFiniteError,
   UnsupportedRequestError,
@@ -17,6 +18,7 @@ import { Executor, type ExecutorOptions, type ExecutorRequest } from "../../src/
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
 import { UnknownOptionError } from "../../src/sampling/option_keys.ts";
+import { InvalidSamplingConfigError } from "../../src/sampling/sampling_config.ts";
 import { writeTinyModel } from "../helpers/tiny_model.ts";
 import { assertIdle, collect, ticks } from "./executor_helpers.ts";
 
@@ -304,17 +306,26 @@ describe("executor: cancel, timeout, stops", () => {
     }
   });
 
-  test("a full queue, beam search, numReturnSequences > 1 and unknown keys are rejected at once", async () => {
-    const ex = executor({ maxQueueSize: 1 });
+  test("a full queue, too wide a group, beams with stop rules and unknown keys are rejected at once", async () => {
+    const ex = executor({ maxQueueSize: 1, maxNumSeqs: 4 });
     ex.enqueue({ prompt: [1, 2], maxNewTokens: 2, ...GREEDY });
     assert.throws(() => ex.enqueue({ prompt: [1, 2], maxNewTokens: 2, ...GREEDY }), QueueFullError);
+    await ticks(20);
     assert.throws(
-      () => ex.enqueue({ prompt: [1], maxNewTokens: 2, beamWidth: 2 }),
-      (e: Error) => e instanceof UnsupportedRequestError && /beam search/.test(e.message),
+      () => ex.enqueue({ prompt: [1], maxNewTokens: 2, beamWidth: 5 }),
+      (e: Error) => e instanceof InvalidRequestError && /5 sequences.*maxNumSeqs/.test(e.message),
     );
     assert.throws(
-      () => ex.enqueue({ prompt: [1], maxNewTokens: 2, numReturnSequences: 2, temperature: 1 }),
-      (e: Error) => e instanceof UnsupportedRequestError && /numReturnSequences 2/.test(e.message),
+      () => ex.enqueue({ prompt: [1], maxNewTokens: 2, beamWidth: 2, stopWords: [[3]] }),
+      (e: Error) => e instanceof InvalidSamplingConfigError && /beam search/.test(e.message),
+    );
+    assert.throws(
+      () => ex.enqueue({ prompt: [1], maxNewTokens: 2, beamWidth: 2, returnGenerationLogits: true }),
+      (e: Error) => e instanceof UnsupportedRequestError && /returnGenerationLogits/.test(e.message),
+    );
+    assert.throws(
+      () => ex.enqueue({ prompt: [1], maxNewTokens: 2, beamWidth: 2, numReturnSequences: 3 }),
+      (e: Error) => e instanceof InvalidSamplingConfigError && /numReturnSequences/.test(e.message),
     );
     assert.throws(
       () => ex.enqueue({ prompt: [1], maxNewTokns: 2 } as unknown as ExecutorRequest),

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, afterEach, test } from "node:test";
 import { buildEngine } from "../../src/builder/builder.ts";
-import { RequestCallbackError, UnsupportedRequestError } from "../../src/executor/errors.ts";
+import { RequestCallbackError } from "../../src/executor/errors.ts";
 import { Executor } from "../../src/executor/executor.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
@@ -186,7 +186,7 @@ test("a throwing processor or criterion ends only its own request, with RequestC
   assert.deepEqual(later.tokens, want.outputIds);
 });
 
-test("clientId is echoed on every event; context logits are rejected by name", async () => {
+test("clientId is echoed on every event; single-sequence events are sequence 0, the last one final", async () => {
   const ex = executor();
   const got = await collect(
     ex,
@@ -196,8 +196,13 @@ test("clientId is echoed on every event; context logits are rejected by name", a
   assert.ok(got.events.every((ev) => ev.clientId === "c-7"));
   const plain = await collect(ex, ex.enqueue({ prompt: prompt(1, 4), ...BASE, greedy: true }));
   assert.ok(!("clientId" in plain.events[0]));
-  assert.throws(
-    () => ex.enqueue({ prompt: prompt(1, 4), ...BASE, returnContextLogits: true }),
-    (e: Error) => e instanceof UnsupportedRequestError && /^returnContextLogits/.test(e.message),
+  assert.ok(got.events.every((ev) => ev.sequenceIndex === 0));
+  assert.deepEqual(
+    got.events.map((ev) => ev.isFinal),
+    [...Array(7).fill(false), true],
+  );
+  assert.deepEqual(
+    plain.events.map((ev) => [ev.sequenceIndex, ev.isFinal]),
+    [[0, true]],
   );
 });

@@ -3,7 +3,8 @@
 // tokens (prefix hits, copies and evictions included), and its "model" picks the next token from what
 // it read. A request's tokens are then those of the same request run alone iff the bookkeeping is right.
 import assert from "node:assert/strict";
-import type { Scheduler } from "../../src/executor/scheduler.ts";
+import type { Request } from "../../src/executor/request.ts";
+import type { Branch, Scheduler } from "../../src/executor/scheduler.ts";
 import type { SchedulerOutput } from "../../src/executor/scheduler_output.ts";
 
 /** The next token after `context`: depends on every token and the position. */
@@ -13,6 +14,10 @@ export function nextToken(context: readonly number[]): number {
   return h % 997;
 }
 
+/** A group's next sequences from the next token of each of its sequences (row order); null: the
+ * request is done (the engine finishes it). Default: every sequence continues with its token. */
+export type Brancher = (r: Request, next: readonly number[]) => Branch[] | null;
+
 export class FakeEngine {
   private readonly slots: Int32Array;
 
@@ -21,7 +26,7 @@ export class FakeEngine {
   }
 
   /** schedule → run → update; returns the output. Audits the KV manager after the step. */
-  step(now = 0): SchedulerOutput {
+  step(now = 0, branch?: Brancher): SchedulerOutput {
     const out = this.s.schedule(now);
     const bs = this.s.kv.tokensPerBlock;
     assert.ok(out.numTokens <= this.s.maxNumTokens);
@@ -29,18 +34,28 @@ export class FakeEngine {
     const slot = (table: Int32Array, pos: number) => table[Math.floor(pos / bs)] * bs + (pos % bs);
     for (const c of out.chunks)
       c.tokenIds.forEach((t, i) => (this.slots[slot(c.blockTable, c.start + i)] = t));
-    const sampled = new Map<number, number>();
+    const next = new Map<number, number[]>();
     for (const c of out.chunks) {
       const r = this.s.get(c.requestId);
       assert.ok(r, `request ${c.requestId} scheduled but not live`);
-      assert.deepEqual(c.tokenIds, r.tokens.slice(c.start, c.start + c.tokenIds.length));
+      const tokens = r.seqs[c.seq].tokens;
+      assert.deepEqual(c.tokenIds, tokens.slice(c.start, c.start + c.tokenIds.length));
       if (!c.sample) continue;
       const context = Array.from(
         { length: c.start + c.tokenIds.length },
         (_, p) => this.slots[slot(c.blockTable, p)],
       );
-      assert.deepEqual(context, r.tokens, `the KV cache of request ${r.id} holds other tokens`);
-      sampled.set(c.requestId, nextToken(context));
+      assert.deepEqual(context, tokens, `the KV cache of request ${r.id} holds other tokens`);
+      const row = next.get(c.requestId) ?? [];
+      row[c.seq] = nextToken(context);
+      next.set(c.requestId, row);
+    }
+    const sampled = new Map<number, number | Branch[]>();
+    for (const [id, row] of next) {
+      const r = this.s.get(id) as Request;
+      const b = branch ? branch(r, row) : row.map((token, parent) => ({ parent, token }));
+      if (b === null) this.s.finish(id, "stop");
+      else sampled.set(id, branch || row.length > 1 ? b : row[0]);
     }
     this.s.update(out, sampled);
     this.s.kv.audit();
@@ -48,11 +63,11 @@ export class FakeEngine {
   }
 
   /** Steps until no request is live; returns every output. */
-  drain(limit = 10_000): SchedulerOutput[] {
+  drain(limit = 10_000, branch?: Brancher): SchedulerOutput[] {
     const outs: SchedulerOutput[] = [];
     while (this.s.hasWork) {
       assert.ok(outs.length < limit, "the scheduler made no progress");
-      outs.push(this.step());
+      outs.push(this.step(0, branch));
     }
     return outs;
   }
@@ -68,3 +83,7 @@ export function solo(prompt: readonly number[], maxNewTokens: number): number[] 
 /** [requestId, start, numTokens, sample] of each chunk: the shape tests assert. */
 export const shape = (o: SchedulerOutput) =>
   o.chunks.map((c) => [c.requestId, c.start, c.tokenIds.length, c.sample]);
+
+/** [requestId, seq, start, numTokens, sample] of each chunk. */
+export const rowShape = (o: SchedulerOutput) =>
+  o.chunks.map((c) => [c.requestId, c.seq, c.start, c.tokenIds.length, c.sample]);

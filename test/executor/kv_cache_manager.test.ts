@@ -154,6 +154,23 @@ describe("KvCacheManager", () => {
     assertIdle(kv);
   });
 
+  test("forkPrefix shares whole leading blocks only; the child grows in blocks of its own", () => {
+    const kv = new KvCacheManager(8, 4);
+    const p = range(0, 10); // [0..3] [4..7] full, [8 9 . .] partial
+    assert.ok(kv.allocate(1, p, 10));
+    kv.commit(1, p, 10);
+    kv.forkPrefix(1, 2, 8);
+    assert.deepEqual(kv.blockTable(2), [0, 1]);
+    assert.deepEqual([kv.pool.refCount(0), kv.pool.refCount(1), kv.pool.refCount(2)], [2, 2, 1]);
+    assert.deepEqual(kv.appendSlots(2, 3), { copies: [] }, "no partial block is shared");
+    assert.deepEqual(kv.blockTable(2), [0, 1, 3]);
+    assert.throws(() => kv.forkPrefix(1, 3, 6), /fork of 6 tokens/, "a part of a block");
+    kv.audit();
+    kv.free(1);
+    kv.free(2);
+    assertIdle(kv);
+  });
+
   test("fork of a sequence whose blocks are all full copies nothing", () => {
     const kv = new KvCacheManager(4, 4);
     assert.ok(kv.allocate(1, range(0, 4), 4));
