@@ -46,7 +46,10 @@ test("messages give encodeChat's ids, with and without the generation prompt", a
       ],
     },
   ];
-  const flat = [messages[0], { role: "user", content: "Who is\nHamlet?" }];
+  const flat = [
+    { role: "system", content: "You are terse." },
+    { role: "user", content: "Who is\nHamlet?" },
+  ];
   const template = s.ctx.model.chatTemplate ?? undefined;
   for (const add of [true, false]) {
     const r = await post("/tokenize", { model: "default", messages, add_generation_prompt: add });
