@@ -174,4 +174,9 @@ test("a client that disconnects mid-stream cancels its request and frees its blo
   assert.equal(st.numRunning, 0);
   assert.equal(st.kv.numUsed, 0, "the cancelled request's blocks are free");
   assert.ok(st.numGeneratedTokens - before < 400, "generation stopped before max_tokens");
+  // The route reports it ended as an abort.
+  const abortLine = /^kiln:request_success_total\{model_name="default",finished_reason="abort"\} 1$/m;
+  for (let i = 0; i < 100 && !abortLine.test((await s.ctx.metrics.render()).body); i++)
+    await new Promise((r) => setTimeout(r, 5));
+  assert.match((await s.ctx.metrics.render()).body, abortLine);
 });
