@@ -141,3 +141,21 @@ test("a request past the timeout answers 408 (an error event in a stream), repor
   );
   await app.close();
 });
+
+test("beam search: text_output and log-probs are lists, one per sequence, by sequenceIndex", async () => {
+  const beam = (i: number, text: string, cum: number) => ({
+    ...event([5 + i], text, "length"),
+    cumLogProb: cum,
+    sequenceIndex: i,
+  });
+  const { app, finished } = await serve(scripted([beam(1, "b", -2), beam(0, "a", -1)]));
+  const payload = { ...BODY, beam_width: 2, return_log_probs: true };
+  const r = await app.inject({ method: "POST", url: "/v2/models/m/generate", payload });
+  assert.equal(r.statusCode, 200, r.body);
+  const body = r.json();
+  assert.deepEqual(body.text_output, ["a", "b"]);
+  assert.deepEqual(body.cum_log_probs, [-1, -2]);
+  assert.deepEqual(body.output_log_probs, [[-0.5], [-0.5]]);
+  assert.equal(finished[0].generationTokens, 2);
+  await app.close();
+});
