@@ -6,6 +6,7 @@
 // Errors are Triton's `{ "error": message }` with the status errorAnswer gives (in a stream that has
 // begun: one `data: {"error": message}` event, then the end). A client that goes away cancels its
 // request in the executor, which frees its KV blocks.
+import { PassThrough } from "node:stream";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { ResultEvent } from "../executor/executor.ts";
 import type { RequestTiming } from "../executor/request_results.ts";
@@ -197,14 +198,12 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
     } catch (e) {
       return sendError(app, reply, e);
     }
-    const raw = reply.hijack().raw;
-    raw.writeHead(200, {
-      "content-type": "text/event-stream",
-      "cache-control": "no-cache",
-      connection: "keep-alive",
-    });
+    // The events go through fastify (not a hijacked socket), so its hooks, headers and logs apply.
+    const events = new PassThrough();
+    reply.code(200).header("content-type", "text/event-stream").header("cache-control", "no-cache");
+    reply.send(events);
     const send = (data: unknown) => {
-      if (!raw.destroyed) raw.write(`data: ${JSON.stringify(data)}\n\n`);
+      if (!events.destroyed) events.write(`data: ${JSON.stringify(data)}\n\n`);
     };
     try {
       const { finishReason } = await drive(ctx, reply, started.id, started.promptIds.length, (ev, seq) => {
@@ -221,7 +220,8 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (a.isBug) app.log.error({ err: e, reqId: req.id }, "triton stream failed");
       send({ error: a.body.error.message });
     }
-    raw.end();
+    events.end();
+    return reply;
   });
 
   app.get("/v2/health/live", async (_req, reply) => reply.code(200).send());
