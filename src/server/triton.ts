@@ -119,6 +119,7 @@ async function drive(
     if (!done) executor.cancel(id);
   };
   reply.raw.on("close", onClose);
+  if (reply.raw.destroyed) onClose(); // gone before we listened
   try {
     for await (const ev of executor.results(id)) {
       // Beam search tags each event with its sequence; one sequence has none.

@@ -3,7 +3,7 @@
 // to the metrics exactly once with what it had generated.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import Fastify from "fastify";
+import Fastify, { type FastifyInstance } from "fastify";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import type { ExecutorStats, ResultEvent } from "../../src/executor/executor.ts";
 import type { FinishedRequest, ServedExecutor, ServerContext } from "../../src/server/server_context.ts";
@@ -62,7 +62,7 @@ function scripted(events: ResultEvent[], error?: Error): ServedExecutor & { canc
   };
 }
 
-async function serve(executor: ServedExecutor) {
+async function serve(executor: ServedExecutor, setUp?: (app: FastifyInstance) => void) {
   const finished: FinishedRequest[] = [];
   const ctx: ServerContext = {
     model: {
@@ -92,6 +92,7 @@ async function serve(executor: ServedExecutor) {
     shuttingDown: false,
   };
   const app = Fastify({ logger: false });
+  setUp?.(app);
   tritonRoutes(app, ctx);
   await app.ready();
   return { app, finished };
@@ -157,5 +158,19 @@ test("beam search: text_output and log-probs are lists, one per sequence, by seq
   assert.deepEqual(body.cum_log_probs, [-1, -2]);
   assert.deepEqual(body.output_log_probs, [[-0.5], [-0.5]]);
   assert.equal(finished[0].generationTokens, 2);
+  await app.close();
+});
+
+test("a client gone before its request started is cancelled at once", async () => {
+  const executor = scripted([event([5], "a", "cancelled")]);
+  const { app, finished } = await serve(executor, (a) =>
+    a.addHook("preHandler", async (_req, reply) => {
+      reply.raw.destroy();
+    }),
+  );
+  await app.inject({ method: "POST", url: "/v2/models/m/generate", payload: BODY }).catch(() => {});
+  for (let i = 0; i < 100 && finished.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+  assert.deepEqual(executor.cancelled, [1]);
+  assert.equal(finished[0].finishReason, "cancelled");
   await app.close();
 });
