@@ -1,5 +1,6 @@
 // `kiln bench`: latency benchmark against the bandwidth and compute floors (see runtime/bench.ts), or
-// with --num-requests throughput through the executor (runtime/throughput_bench.ts).
+// with --num-requests throughput through the executor (runtime/throughput_bench.ts), or with --serve URL
+// a running OpenAI-compatible server under load (server/serve_bench.ts).
 import type { Command } from "commander";
 import { isEngineDir } from "../engine/reader.ts";
 import { InvalidArgumentError } from "../errors.ts";
@@ -8,7 +9,9 @@ import { runBench } from "../runtime/bench.ts";
 import { gib } from "../runtime/kv_cache_pool.ts";
 import { ModelRunner } from "../runtime/model_runner.ts";
 import { runThroughputBench } from "../runtime/throughput_bench.ts";
+import { runServeBench } from "../server/serve_bench.ts";
 import { choiceArg, defaultModelDir, floatArg, fractionArg, intArg, modelDirArg } from "./args.ts";
+import { checkServeFlags, DEFAULT_SERVE_REQUESTS, type ServeFlags, serveTable } from "./bench_serve.ts";
 import { checkModeFlags, type ThroughputFlags, throughputTable } from "./bench_throughput.ts";
 import { checkRunFlags } from "./flag_conflicts.ts";
 import { whileInterruptible } from "./interruptible.ts";
@@ -19,7 +22,7 @@ import {
   maxKvTokensOption,
 } from "./kv_cache_flags.ts";
 
-interface BenchFlags extends KvCacheFlags, ThroughputFlags {
+interface BenchFlags extends KvCacheFlags, ThroughputFlags, ServeFlags {
   model?: string;
   backend?: "cpu" | "cuda";
   dtype?: "fp32" | "fp16" | "bf16";
@@ -108,11 +111,34 @@ export function registerBench(program: Command): void {
       "with --num-requests: capacity policy",
       choiceArg("--policy", ["guaranteedNoEvict", "maxUtilization"] as const),
     )
+    .option(
+      "--serve <url>",
+      "benchmark a running OpenAI-compatible server's streaming /v1/completions instead",
+    )
+    .option(
+      "--max-concurrency <n>",
+      "with --serve: requests in flight at most (default: no cap)",
+      intArg("--max-concurrency", 1),
+    )
     .action(async (f: BenchFlags, cmd: Command) => {
       const given = (flag: string) => {
         const key = flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
         return cmd.getOptionValueSource(key) === "cli";
       };
+      checkServeFlags(f, given);
+      if (f.serve !== undefined) {
+        const r = await runServeBench({
+          url: f.serve,
+          numRequests: f.numRequests ?? DEFAULT_SERVE_REQUESTS,
+          inputLen: f.inputLen,
+          outputLen: f.outputLen,
+          ...(f.requestRate !== undefined ? { requestRate: f.requestRate } : {}),
+          ...(f.maxConcurrency !== undefined ? { maxConcurrency: f.maxConcurrency } : {}),
+          ...(f.seed !== undefined ? { seed: f.seed } : {}),
+        });
+        process.stdout.write(f.json ? `${JSON.stringify(r)}\n` : serveTable(r));
+        return;
+      }
       checkModeFlags(f, given);
       const sampling = samplingFromFlags(f);
       const dir = f.model ?? defaultModelDir();

@@ -99,7 +99,8 @@ export function percentile(xs: readonly number[], p: number): number {
   return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (r - lo);
 }
 
-const summary = (xs: readonly number[]): Summary => ({
+/** Mean, median and p99 of xs (NaN for none). */
+export const summary = (xs: readonly number[]): Summary => ({
   mean: xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN,
   median: percentile(xs, 50),
   p99: percentile(xs, 99),

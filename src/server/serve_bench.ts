@@ -1,0 +1,248 @@
+// Serving benchmark (vLLM's benchmark_serving against /v1/completions): N requests of I random prompt
+// token ids (seeded) and exactly O output tokens each (ignore_eos, greedy), streamed, sent to any
+// OpenAI-compatible server at Poisson arrivals of R requests/s (seeded; default all at once) with at
+// most C in flight (default no cap). Times are this client's, as a user sees them:
+//   TTFT = first text chunk − send    TPOT = (last chunk − first chunk) / (tokens − 1)
+//   ITL  = chunk − previous chunk     tokens = usage.completion_tokens (else the text chunks)
+// A request that fails counts in `failed` and in no figure.
+import { KilnError } from "../errors.ts";
+import { poissonArrivals, type Summary, seededUniform, summary } from "../runtime/throughput_bench.ts";
+
+export interface ServeBenchOptions {
+  /** The server's base URL (http://host:port, with or without /v1). */
+  url: string;
+  numRequests: number;
+  inputLen: number;
+  outputLen: number;
+  /** Poisson arrivals at this many requests/s; undefined: all at once. */
+  requestRate?: number;
+  /** Requests in flight at most; undefined: no cap. */
+  maxConcurrency?: number;
+  seed?: number;
+  /** The `model` of each request; default: the first of GET /v1/models. */
+  model?: string;
+  /** Prompt ids are drawn from 10..promptVocab-1 (default 1000: ids every tokenizer has). */
+  promptVocab?: number;
+}
+
+/** One request as the client saw it (ms on performance.now()). */
+export interface ServeRun {
+  sent: number;
+  /** When each chunk carrying text arrived. */
+  chunkTimes: number[];
+  /** usage.completion_tokens, else the text chunks. */
+  outputTokens: number;
+  /** null: it completed. */
+  error: string | null;
+}
+
+export interface ServeBenchResult {
+  mode: "serve";
+  url: string;
+  model: string;
+  numRequests: number;
+  completed: number;
+  failed: number;
+  /** The first few failures' messages. */
+  errors: string[];
+  inputLen: number;
+  outputLen: number;
+  requestRate: number | null;
+  maxConcurrency: number | null;
+  seed: number;
+  /** First send to the last completion. */
+  durationS: number;
+  /** Output tokens of the completed requests. */
+  outputTokens: number;
+  outputTokensPerSec: number;
+  /** Prompt and output tokens of the completed requests per second. */
+  totalTokensPerSec: number;
+  requestsPerSec: number;
+  ttftMs: Summary;
+  tpotMs: Summary;
+  itlMs: Summary;
+}
+
+/** The server cannot be reached or refuses the benchmark's requests. */
+export class ServeBenchError extends KilnError {}
+
+/** The figures of a finished run: `runs` as the client saw them, from t0 to the last completion. */
+export function summarizeServeRuns(
+  runs: readonly ServeRun[],
+  inputLen: number,
+  t0: number,
+  end: number,
+): Pick<
+  ServeBenchResult,
+  | "completed"
+  | "failed"
+  | "errors"
+  | "durationS"
+  | "outputTokens"
+  | "outputTokensPerSec"
+  | "totalTokensPerSec"
+  | "requestsPerSec"
+  | "ttftMs"
+  | "tpotMs"
+  | "itlMs"
+> {
+  const ok = runs.filter((r) => r.error === null && r.chunkTimes.length > 0);
+  const failed = runs.filter((r) => !ok.includes(r));
+  const durationS = (end - t0) / 1000;
+  const outputTokens = ok.reduce((a, r) => a + r.outputTokens, 0);
+  const ttfts = ok.map((r) => r.chunkTimes[0] - r.sent);
+  const tpots = ok
+    .filter((r) => r.outputTokens > 1)
+    .map((r) => ((r.chunkTimes.at(-1) as number) - r.chunkTimes[0]) / (r.outputTokens - 1));
+  const itls = ok.flatMap((r) => r.chunkTimes.slice(1).map((t, i) => t - r.chunkTimes[i]));
+  return {
+    completed: ok.length,
+    failed: failed.length,
+    errors: failed.slice(0, 5).map((r) => r.error ?? "no text came back"),
+    durationS,
+    outputTokens,
+    outputTokensPerSec: outputTokens / durationS,
+    totalTokensPerSec: (ok.length * inputLen + outputTokens) / durationS,
+    requestsPerSec: ok.length / durationS,
+    ttftMs: summary(ttfts),
+    tpotMs: summary(tpots),
+    itlMs: summary(itls),
+  };
+}
+
+/** Sends one streaming completion and times its chunks. Never throws: a failure is in `error`. */
+async function timedCompletion(url: URL, body: object): Promise<ServeRun> {
+  const run: ServeRun = { sent: performance.now(), chunkTimes: [], outputTokens: 0, error: null };
+  let usageTokens: number | null = null;
+  try {
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok || !res.body) {
+      run.error = `HTTP ${res.status}: ${(await res.text()).slice(0, 300)}`;
+      return run;
+    }
+    const decoder = new TextDecoder();
+    let buffered = "";
+    let done = false;
+    for await (const bytes of res.body as AsyncIterable<Uint8Array>) {
+      const now = performance.now();
+      buffered += decoder.decode(bytes, { stream: true });
+      let cut = buffered.indexOf("\n\n");
+      while (cut >= 0) {
+        const event = buffered.slice(0, cut).trim();
+        buffered = buffered.slice(cut + 2);
+        cut = buffered.indexOf("\n\n");
+        if (!event.startsWith("data:")) continue;
+        const data = event.slice(5).trim();
+        if (data === "[DONE]") {
+          done = true;
+          continue;
+        }
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message ?? JSON.stringify(chunk.error));
+        if (chunk.choices?.[0]?.text) run.chunkTimes.push(now);
+        if (typeof chunk.usage?.completion_tokens === "number") usageTokens = chunk.usage.completion_tokens;
+      }
+    }
+    if (!done) run.error = "the stream ended without data: [DONE]";
+  } catch (e) {
+    run.error = e instanceof Error ? e.message : String(e);
+  }
+  run.outputTokens = usageTokens ?? run.chunkTimes.length;
+  return run;
+}
+
+async function firstModel(base: string): Promise<string> {
+  const url = new URL("/v1/models", base);
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    throw new ServeBenchError(
+      `cannot reach ${url} (${(e as Error).cause ?? (e as Error).message}); start the server (kiln serve) ` +
+        "or fix the --serve URL",
+    );
+  }
+  const body = (await res.json().catch(() => null)) as { data?: { id?: unknown }[] } | null;
+  const id = body?.data?.[0]?.id;
+  if (!res.ok || typeof id !== "string")
+    throw new ServeBenchError(
+      `${url} answered ${res.status} without a model id; is ${base} an OpenAI-compatible server?`,
+    );
+  return id;
+}
+
+/** Runs the benchmark against the server at o.url. */
+export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchResult> {
+  let base: string;
+  try {
+    base = new URL(o.url).href;
+  } catch {
+    throw new ServeBenchError(`--serve ${o.url} is not a URL; give the server's, e.g. http://127.0.0.1:8000`);
+  }
+  if (!/^https?:$/.test(new URL(base).protocol))
+    throw new ServeBenchError(`--serve ${o.url} is not an http(s) URL; give e.g. http://127.0.0.1:8000`);
+  for (const [flag, v] of [
+    ["--request-rate", o.requestRate],
+    ["--max-concurrency", o.maxConcurrency],
+  ] as const)
+    if (v !== undefined && !(v > 0 && Number.isFinite(v)))
+      throw new ServeBenchError(`${flag} ${v} is not above 0; give a positive number or leave it out`);
+  const seed = o.seed ?? 1;
+  const model = o.model ?? (await firstModel(base));
+  const completions = new URL("/v1/completions", base);
+  const vocab = o.promptVocab ?? 1000;
+  const rand = seededUniform(seed);
+  const prompt = () => Array.from({ length: o.inputLen }, () => 10 + Math.floor(rand() * (vocab - 10)));
+  const body = (ids: number[], maxTokens: number) => ({
+    model,
+    prompt: ids,
+    max_tokens: maxTokens,
+    temperature: 0,
+    ignore_eos: true,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  const prompts = Array.from({ length: o.numRequests }, prompt);
+  // Warm-up on a prompt of its own: it checks the endpoint and fails fast with the server's words.
+  const warm = await timedCompletion(completions, body(prompt(), Math.min(4, o.outputLen)));
+  if (warm.error !== null)
+    throw new ServeBenchError(`the warm-up request to ${completions} failed: ${warm.error}`);
+
+  const arrivals = o.requestRate ? poissonArrivals(o.numRequests, o.requestRate, seed) : prompts.map(() => 0);
+  const cap = o.maxConcurrency ?? Number.POSITIVE_INFINITY;
+  let inFlight = 0;
+  const waiting: (() => void)[] = [];
+  const slot = async () => {
+    while (inFlight >= cap) await new Promise<void>((r) => waiting.push(r));
+    inFlight++;
+  };
+  const release = () => {
+    inFlight--;
+    waiting.shift()?.();
+  };
+  const t0 = performance.now();
+  const pending: Promise<ServeRun>[] = [];
+  for (const [i, ids] of prompts.entries()) {
+    const wait = t0 + arrivals[i] * 1000 - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    pending.push(slot().then(() => timedCompletion(completions, body(ids, o.outputLen)).finally(release)));
+  }
+  const runs = await Promise.all(pending);
+  const end = performance.now();
+  return {
+    mode: "serve",
+    url: base,
+    model,
+    numRequests: o.numRequests,
+    inputLen: o.inputLen,
+    outputLen: o.outputLen,
+    requestRate: o.requestRate ?? null,
+    maxConcurrency: o.maxConcurrency ?? null,
+    seed,
+    ...summarizeServeRuns(runs, o.inputLen, t0, end),
+  };
+}
