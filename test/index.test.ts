@@ -19,6 +19,7 @@ const CLI_ONLY_ERRORS: Record<string, string> = {
   ChatTemplateError: "chat templates, used by kiln chat and run --chat only",
   NoChatTemplateError: "chat templates, used by kiln chat and run --chat only",
   HttpError: "kiln serve's HTTP answers (src/server/), never raised by a library call",
+  ServeBenchError: "kiln bench --serve's options and endpoint (src/server/serve_bench.ts is not exported)",
 };
 
 /** The exported values that are not errors: the runners and the constants. */

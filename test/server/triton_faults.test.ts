@@ -20,6 +20,8 @@ const event = (tokenIds: number[], text: string, finishReason: ResultEvent["fini
   cumLogProb: -0.5,
   text,
   finishReason,
+  sequenceIndex: 0,
+  isFinal: finishReason !== null,
   timing,
 });
 
@@ -28,6 +30,7 @@ function scripted(events: ResultEvent[], error?: Error): ServedExecutor & { canc
   const stats: ExecutorStats = {
     numQueued: 0,
     numRunning: 0,
+    numRunningSequences: 0,
     numIterations: 0,
     numContextTokens: 0,
     numGeneratedTokens: 0,
