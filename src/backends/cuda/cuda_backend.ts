@@ -12,9 +12,10 @@ import type { DTypeName } from "../../dtype.ts";
 import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
 import type { EngineConfig } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type { ExecutionBackend, SampleTicket, StepInput } from "../backend.ts";
+import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
 import type { DecodingOps, SampleParams, StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
+import { checkFeed } from "../token_feed.ts";
 import { ActivationArena } from "./activations.ts";
 import { graphSplits } from "./attention_splits.ts";
 import { DecodeGraphs, decodeGraphKey, isGraphable } from "./decode_graphs.ts";
@@ -32,8 +33,6 @@ import { type CudaTuning, cudaTuningFromEnv } from "./tuning.ts";
 import { DeviceWeights } from "./weights.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
-/** Tokens a decode step takes from an earlier queued step's samples (ExecutionBackend.enqueueSample). */
-type TokenFeed = { from: SampleTicket; rows: Int32Array };
 /** A sampled step's settings, its output slot, and whether its decode graph runs the sampler. */
 type SampleLaunch = { params: SampleParams; slot: number; inGraph: boolean };
 
@@ -229,8 +228,6 @@ export class CudaBackend implements ExecutionBackend {
       );
     }
     const rowOf = this.uploads.uploadInvFreq(step);
-    if (feed && !this.graphable(step))
-      throw new Error("internal: a fed step must be a decode step (one token per sequence, in order)");
     if (this.tuning.graphs && this.graphable(step))
       return this.replayDecode(step, rowOf, feed, sample).packed;
     if (sample?.inGraph) throw new Error("internal: only a graph's decode step samples in its graph");
@@ -244,7 +241,7 @@ export class CudaBackend implements ExecutionBackend {
   /** Writes the fed tokens and sampling settings into the step's metadata and uploads it. */
   private prepareMeta(packed: PackedStep, feed?: TokenFeed, sample?: SampleLaunch): void {
     // Element of the sampled buffer (int32): the slot's tokens come first in it.
-    if (feed) writeFeed(packed, feed.rows, this.sampler.feedBase(feed.from, feed.rows));
+    if (feed) writeFeed(packed, feed.rows, this.sampler.feedBase(feed.from));
     if (sample) writeSampleParams(packed, sample.params);
     this.uploads.uploadMeta(packed);
   }
@@ -274,6 +271,7 @@ export class CudaBackend implements ExecutionBackend {
     feed?: TokenFeed,
   ): SampleTicket {
     const B = step.logitRows.length;
+    if (feed) checkFeed(step, feed, this.sampler.lastTicket);
     const { slot } = this.sampler.begin();
     // Without logit transforms, a graph's decode step runs the sampler inside its graph.
     const inGraph = !t.bias && !t.penalties && !t.banned && this.tuning.graphs && this.graphable(step);

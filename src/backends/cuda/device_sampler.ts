@@ -83,15 +83,14 @@ export class DeviceSampler {
     return this.tickets === this.collected;
   }
 
-  /** The int32 element of the sampled buffer where `from`'s tokens start; `from` must be the last
-   * queued ticket and `rows` its rows. */
-  feedBase(from: SampleTicket, rows: Int32Array): number {
-    if (from.id !== this.tickets - 1)
-      throw new Error(
-        `internal: a step is fed from the last queued one (${this.tickets - 1}), not ${from.id}`,
-      );
-    for (const r of rows)
-      if (r < 0 || r >= from.rows) throw new Error(`internal: fed row ${r} ∉ [0, ${from.rows})`);
+  /** The last queued ticket's id (−1 before any): the only one a step may be fed from. */
+  get lastTicket(): number {
+    return this.tickets - 1;
+  }
+
+  /** The int32 element of the sampled buffer where `from`'s tokens start (the caller checked that
+   * `from` is the last queued ticket: token_feed.ts checkFeed). */
+  feedBase(from: SampleTicket): number {
     return this.slots[from.id % 2].offset / 4;
   }
 
