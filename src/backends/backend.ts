@@ -58,9 +58,16 @@ export interface ExecutionBackend {
   /** Most KV blocks that fit in free device memory after everything else (CUDA); absent = no limit.
    * The runtime then sizes the pool once from it (runtime/kv_cache_pool.ts). */
   maxKvBlocks?(): number;
-  /** Creates what the backend would otherwise create on first use (plans, workspaces), so free
-   * memory read after it is what the KV pool may take. Absent: everything is allocated at load. */
-  warmUp?(): void;
+  /** Creates what the backend would otherwise create on first use for steps of at most
+   * `maxStepTokens` tokens (default: maxStepTokens; CUDA: GEMM plans and workspaces, sampler buffers,
+   * then one step of that many tokens), so free memory read after it is what the KV pool may take.
+   * Absent: everything is allocated at load. */
+  warmUp?(maxStepTokens?: number): void;
+  /** Device memory the KV pool may take, read after warmUp: free memory plus the current pool's
+   * (allocateKvCache replaces it), less what the backend still allocates by itself later (CUDA: its
+   * decode graphs' estimate, cuda/graph_reserve.ts). Absent: no device limit (the CPU). The executor
+   * sizes its KV cache from it (executor/kv_cache_size.ts). */
+  freeMemoryBytes?(): number;
   /** Bytes of KV cache one block takes over all layers (to size the pool). */
   readonly kvBytesPerBlock: number;
   /** Copies whole KV blocks src[i] → dst[i] in every layer (forking a sequence's partial block). */

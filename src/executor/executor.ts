@@ -9,7 +9,6 @@
 // iterations, so an enqueue or cancel made meanwhile takes effect in the next one.
 import type { ExecutionBackend } from "../backends/backend.ts";
 import type { EngineConfig } from "../engine/format.ts";
-import { InvalidArgumentError } from "../errors.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
@@ -21,6 +20,7 @@ import {
 } from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
+import { kvCacheBlocks } from "./kv_cache_size.ts";
 import type { Request, RequestFinishReason } from "./request.ts";
 import { ResultChannel, type ResultEvent } from "./request_results.ts";
 import { forwardAndSample } from "./sample_rows.ts";
@@ -40,9 +40,12 @@ export interface ExecutorSession {
 }
 
 export interface ExecutorOptions {
-  /** Tokens the KV cache holds (rounded down to whole blocks). Default: maxSeqLen × maxBatchSize of
-   * the engine, capped at DEFAULT_KV_BYTES of cache and at what the backend has room for. */
+  /** Tokens the KV cache holds (rounded down to whole blocks), capped at what fits in free device
+   * memory; wins over freeGpuMemoryFraction. Default: kv_cache_size.ts. */
   maxTokens?: number;
+  /** Share of the device memory free after the warm-up step (less the graphs' reserve) that the KV
+   * cache takes, in (0, 1] (default 0.9); backends without free-memory reports ignore it. */
+  freeGpuMemoryFraction?: number;
   /** Tokens per iteration, decode and prefill together (default: the engine's maxNumTokens). */
   maxNumTokens?: number;
   /** Running requests at most (default: the engine's maxBatchSize). */
@@ -86,6 +89,7 @@ export interface ExecutorStats {
 
 export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
   maxTokens: true,
+  freeGpuMemoryFraction: true,
   maxNumTokens: true,
   maxNumSeqs: true,
   policy: true,
@@ -95,8 +99,7 @@ export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
   onIteration: true,
 };
 
-/** The KV cache's default cap when no maxTokens is given (bytes of cache). */
-export const DEFAULT_KV_BYTES = 256 * 2 ** 20;
+export { DEFAULT_KV_BYTES } from "./kv_cache_size.ts";
 
 interface Live {
   request: Request;
@@ -130,22 +133,10 @@ export class Executor {
     const backend = session.backend;
     const { config } = session;
     const bs = backend.kvBlockSize;
-    backend.warmUp?.();
-    let blocks: number;
-    if (options.maxTokens !== undefined) {
-      if (!Number.isSafeInteger(options.maxTokens) || options.maxTokens < bs) {
-        throw new InvalidArgumentError(
-          `maxTokens ${options.maxTokens} is less than one KV block (${bs} tokens); give at least ${bs}`,
-        );
-      }
-      blocks = Math.floor(options.maxTokens / bs);
-    } else {
-      const byEngine = Math.ceil((config.maxSeqLen * config.build.maxBatchSize) / bs);
-      blocks = Math.max(1, Math.min(byEngine, Math.floor(DEFAULT_KV_BYTES / backend.kvBytesPerBlock)));
-    }
-    if (backend.maxKvBlocks) blocks = Math.min(blocks, backend.maxKvBlocks());
     const maxNumTokens =
       options.maxNumTokens ?? Math.min(config.build.maxNumTokens, backend.maxStepTokens ?? Infinity);
+    backend.warmUp?.(maxNumTokens);
+    const blocks = kvCacheBlocks(backend, config, options);
     const scheduler = new Scheduler(new KvCacheManager(blocks, bs, options.enablePrefixCaching ?? true), {
       maxNumTokens,
       maxNumSeqs: options.maxNumSeqs ?? Math.min(config.build.maxBatchSize, maxNumTokens),

@@ -20,8 +20,9 @@ import { ActivationArena } from "./activations.ts";
 import { graphSplits } from "./attention_splits.ts";
 import { DecodeGraphs, decodeGraphKey, isGraphable } from "./decode_graphs.ts";
 import { CudaDevice, type CudaGraph, Stream } from "./device/index.ts";
-import { DeviceSampler } from "./device_sampler.ts";
+import { DeviceSampler, greedySampleParams } from "./device_sampler.ts";
 import { engineRowLimits, GEMM_TABLE_BLOB, type GemmChoice, gemmKey, nextPow2 } from "./gemm_algorithms.ts";
+import { graphReserveBytes } from "./graph_reserve.ts";
 import { KernelLauncher } from "./kernel_launcher.ts";
 import { DeviceKvCache } from "./kv_cache.ts";
 import { type Lowered, lower } from "./lowering.ts";
@@ -30,6 +31,7 @@ import { StepLauncher } from "./step_launcher.ts";
 import { type PackedStep, packDecodeStep, packStep, writeFeed, writeSampleParams } from "./step_metadata.ts";
 import { StepUploads } from "./step_uploads.ts";
 import { type CudaTuning, cudaTuningFromEnv } from "./tuning.ts";
+import { type WarmUpLimits, warmUpStep } from "./warm_up_step.ts";
 import { DeviceWeights } from "./weights.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
@@ -52,6 +54,7 @@ export class CudaBackend implements ExecutionBackend {
   private readonly lowered: Lowered;
   private readonly maxTokens: number;
   private readonly maxLogitRows: number;
+  private readonly warmUpLimits: WarmUpLimits;
   /** Block-table stride of graph steps: enough blocks for the engine's longest sequence. */
   private readonly graphStride: number;
   private readonly kernels: KernelLauncher;
@@ -108,6 +111,13 @@ export class CudaBackend implements ExecutionBackend {
     }
     const rows = { maxTokens: this.maxTokens, maxLogitRows: this.maxLogitRows };
     this.arena = ActivationArena.allocate(device, this.lowered, this.dtype, rows);
+    const maxSeqs = Math.max(config.build.maxBatchSize, 1);
+    this.warmUpLimits = {
+      maxSeqLen: config.maxSeqLen,
+      maxSeqs,
+      blockSize: this.kvBlockSize,
+      maxLogitRows: this.maxLogitRows,
+    };
     this.graphStride = Math.ceil(config.maxSeqLen / this.kvBlockSize);
     this.graphs = new DecodeGraphs(stream);
     this.uploads = new StepUploads(
@@ -133,7 +143,7 @@ export class CudaBackend implements ExecutionBackend {
       uploads: this.uploads,
       sampledTokens: this.sampler.tokens,
       ...rows,
-      maxSeqs: Math.max(config.build.maxBatchSize, 1),
+      maxSeqs,
       gemmAlgos,
     });
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
@@ -189,6 +199,24 @@ export class CudaBackend implements ExecutionBackend {
       0,
       Math.floor((free - reserveBytes + this.kv.numBlocks * this.kvBytesPerBlock) / this.kvBytesPerBlock),
     );
+  }
+
+  /** GEMM plans and sampler buffers for steps of ≤ `maxStepTokens` tokens, then one such step for first-use
+   * allocations (warm_up_step.ts); with no KV pool it allocates one block. */
+  warmUp(maxStepTokens = this.maxTokens): void {
+    const T = Math.max(1, Math.min(Math.floor(maxStepTokens), this.maxTokens));
+    this.steps.prepareGemms(T);
+    if (this.kernels.has("sampling")) this.sampler.warmUp();
+    if (this.kv.numBlocks === 0) this.allocateKvCache(1);
+    this.forwardOnDevice(warmUpStep(T, this.warmUpLimits));
+    this.stream.synchronize();
+  }
+
+  /** Device memory the KV pool may take: free memory now plus the current pool's (allocateKvCache
+   * frees it first), less what the backend still allocates by itself (graph_reserve.ts). */
+  freeMemoryBytes(): number {
+    const reserve = graphReserveBytes(this.lowered.steps.length, this.maxLogitRows);
+    return Math.max(0, this.device.memoryInfo().free + this.kv.numBlocks * this.kvBytesPerBlock - reserve);
   }
 
   allocateKvCache(numBlocks: number): void {
@@ -306,17 +334,7 @@ export class CudaBackend implements ExecutionBackend {
     const sampled =
       this.kernels.has("sampling") && this.sampler.idle
         ? () => {
-            const B = step.seqs.length;
-            const params: SampleParams = {
-              greedy: new Uint8Array(B).fill(1),
-              temperature: new Float32Array(B).fill(1),
-              topK: new Int32Array(B),
-              topP: new Float32Array(B).fill(1),
-              minP: new Float32Array(B),
-              seed: new Float64Array(B),
-              sequence: Int32Array.from({ length: B }, (_, i) => i),
-              step: new Int32Array(B),
-            };
+            const params = greedySampleParams(step.seqs.length);
             const s = this.replayDecode(step, rowOf, undefined, { params, slot: 0, inGraph: true });
             return { graph: this.graphs.get(s.key) as CudaGraph, packed: s.packed };
           }
