@@ -2,7 +2,7 @@
 // running requests — a prefill at maxNumTokens, decodes at several batch buckets (graphs captured) —
 // takes no more device memory, beside the KV pool, than the graphs' reserve the backend keeps back;
 // the executor's pool is ⌊fraction × freeMemoryBytes / kvBytesPerBlock⌋. Prints what the graphs took,
-// the figure docs/EXECUTOR.md asks to record.
+// the figure docs/TUNING.md asks to record in docs/PERFORMANCE.md.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";

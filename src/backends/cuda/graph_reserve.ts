@@ -8,7 +8,8 @@
 //     driver's per-node bookkeeping), one node per launch of the plan plus the sampler.
 //   - buffers that grow with a step's inputs (penalty and ban lists, block tables past the
 //     metadata buffer's first size): STEP_SLACK_BYTES.
-// An estimate, not a measurement (docs/EXECUTOR.md, "KV cache sizing", says how to check it).
+// An estimate, not a measurement: test/gpu/kv_sizing.test.ts checks it on the device and prints what
+// the graphs took (docs/TUNING.md, "KV cache").
 import { MAX_SPLITS } from "./attention_splits.ts";
 
 /** Device bytes one instantiated graph node is taken to hold (estimate; see above). */
