@@ -3,7 +3,7 @@
 // decode-only step fed in a permuted order (its graph replays), equal to the same steps run unfed and
 // synchronously; with graphs off too. The steps: test/helpers/mixed_feed.ts.
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { cudaTuning } from "../../src/backends/cuda/tuning.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
@@ -15,9 +15,10 @@ import { tempCache } from "../helpers/tiny_model.ts";
 const skip = noCudaDevice();
 
 describe("CUDA: mixed fed steps equal the unfed synchronous path", { skip }, () => {
+  const cache = tempCache(); // one engine build for both tests
+  after(() => cache.cleanup());
   for (const graphs of [true, false]) {
     test(`graphs ${graphs ? "on" : "off"}`, () => {
-      const cache = tempCache();
       const model = fileURLToPath(new URL("../../models/default", import.meta.url));
       const runner = ModelRunner.fromDir(model, {
         backend: "cuda",
@@ -40,7 +41,6 @@ describe("CUDA: mixed fed steps equal the unfed synchronous path", { skip }, () 
         }
       } finally {
         runner.dispose();
-        cache.cleanup();
       }
     });
   }
