@@ -35,6 +35,13 @@ export interface SampleTicket {
   readonly rows: number;
 }
 
+/** Where a queued step's input tokens come from (enqueueSample; backends/token_feed.ts): per
+ * sequence, a row of `from`'s samples, or −1 for the host's tokens. */
+export interface TokenFeed {
+  from: SampleTicket;
+  rows: Int32Array; // [numSeqs]
+}
+
 /** A backend executes an engine's plan, one step at a time, over a paged KV cache it owns. */
 export interface ExecutionBackend {
   readonly name: "cpu" | "cuda";
@@ -51,9 +58,16 @@ export interface ExecutionBackend {
   /** Most KV blocks that fit in free device memory after everything else (CUDA); absent = no limit.
    * The runtime then sizes the pool once from it (runtime/kv_cache_pool.ts). */
   maxKvBlocks?(): number;
-  /** Creates what the backend would otherwise create on first use (plans, workspaces), so free
-   * memory read after it is what the KV pool may take. Absent: everything is allocated at load. */
-  warmUp?(): void;
+  /** Creates what the backend would otherwise create on first use for steps of at most
+   * `maxStepTokens` tokens (default: maxStepTokens; CUDA: GEMM plans and workspaces, sampler buffers,
+   * then one step of that many tokens), so free memory read after it is what the KV pool may take.
+   * Absent: everything is allocated at load. */
+  warmUp?(maxStepTokens?: number): void;
+  /** Device memory the KV pool may take, read after warmUp: free memory plus the current pool's
+   * (allocateKvCache replaces it), less what the backend still allocates by itself later (CUDA: its
+   * decode graphs' estimate, cuda/graph_reserve.ts). Absent: no device limit (the CPU). The executor
+   * sizes its KV cache from it (executor/kv_cache_size.ts). */
+  freeMemoryBytes?(): number;
   /** Bytes of KV cache one block takes over all layers (to size the pool). */
   readonly kvBytesPerBlock: number;
   /** Copies whole KV blocks src[i] → dst[i] in every layer (forking a sequence's partial block). */
@@ -73,17 +87,16 @@ export interface ExecutionBackend {
     t: StepTransforms,
   ): { tokens: Int32Array; logProbs: Float32Array };
   /** Pipelined form of `forwardSample`: queues the step and its on-device decoding and returns at
-   * once; `collectSample` waits for the tokens. With `feed`, this step must be a decode step (one
-   * token per sequence, in order) whose input token of sequence i is the token sampled for row
-   * `feed.rows[i]` of the queued step `feed.from`, copied on the device: the host queues step N+1
-   * before it has read step N's tokens, so its bookkeeping overlaps the GPU. A ticket is collected
-   * at most once, in queue order; at most two may be outstanding. */
-  enqueueSample?(
-    step: StepInput,
-    p: SampleParams,
-    t: StepTransforms,
-    feed?: { from: SampleTicket; rows: Int32Array },
-  ): SampleTicket;
+   * once; `collectSample` waits for the tokens. With `feed`, sequence i's input token is the token
+   * sampled for row `feed.rows[i]` of the queued step `feed.from`, copied on the device, or, where
+   * `feed.rows[i]` is −1 (HOST_TOKEN, token_feed.ts), its tokens in `step.tokenIds` as usual: the host
+   * queues step N+1 (new prompt chunks and decodes mixed) before it has read step N's tokens, so its
+   * bookkeeping overlaps the GPU. Only a sequence with queryLen 1 may be fed (prompt chunks take host
+   * tokens); its `step.tokenIds` entry is a placeholder, and `t` must not depend on the fed token.
+   * `feed.from` must be the last queued ticket (collected or not); a feed that breaks these rules
+   * throws TokenFeedError before anything runs. A ticket is collected at most once, in queue order;
+   * at most two may be outstanding (queuing a third drops both: an abandoned generation). */
+  enqueueSample?(step: StepInput, p: SampleParams, t: StepTransforms, feed?: TokenFeed): SampleTicket;
   collectSample?(ticket: SampleTicket): { tokens: Int32Array; logProbs: Float32Array };
   /** Where a decode step's device time goes: GPU time per kind of launch (eager, one event pair
    * each) and of one whole graph replay, for the decode step `step` (CUDA only; for `kiln bench --profile`). */

@@ -58,3 +58,18 @@ export interface StepTransforms {
   /** Per row: token ids set to −∞ (no-repeat-ngram, bad words, end ids under min length). */
   banned: number[][] | null;
 }
+
+/** The built-in stages over rows [B, V] of `logits`, in place, in Hugging Face's order: embedding bias,
+ * penalties, bans. The host pipeline (sampling/logits_pipeline.ts) and the CPU backend's
+ * forwardSample both run exactly this, so their tokens agree bit for bit. */
+export function applyTransforms(
+  ops: DecodingOps,
+  logits: Float32Array,
+  B: number,
+  V: number,
+  t: StepTransforms,
+): void {
+  if (t.bias) ops.addBias(logits, B, V, t.bias);
+  if (t.penalties) ops.applyPenalties(logits, B, V, t.penalties);
+  if (t.banned) ops.banTokens(logits, B, V, t.banned);
+}

@@ -96,3 +96,21 @@ export class RequestCallbackError extends KilnError {
     );
   }
 }
+
+/** The free device memory the executor may give its KV cache holds no block (after the weights, the
+ * warm-up step and the graphs' reserve), so no request could ever run. */
+export class KvCacheNoRoomError extends KilnError {
+  constructor(
+    readonly freeBytes: number,
+    readonly fraction: number,
+    readonly kvBytesPerBlock: number,
+  ) {
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    super(
+      `no KV cache block fits: ${mib(freeBytes)} of device memory is free after the weights, the warm-up ` +
+        `step and the CUDA graphs' reserve, and freeGpuMemoryFraction ${fraction} of it holds no ` +
+        `${mib(kvBytesPerBlock)} block; free GPU memory (other processes), raise freeGpuMemoryFraction ` +
+        "(--kv-cache-free-gpu-mem-fraction) or lower maxNumTokens",
+    );
+  }
+}

@@ -14,7 +14,6 @@
 // iterations, so an enqueue or cancel made meanwhile takes effect in the next one.
 import type { ExecutionBackend } from "../backends/backend.ts";
 import type { EngineConfig } from "../engine/format.ts";
-import { InvalidArgumentError } from "../errors.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
@@ -23,6 +22,7 @@ import { ContextLogits } from "./context_logits.ts";
 import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
+import { kvCacheBlocks } from "./kv_cache_size.ts";
 import type { Request, RequestFinishReason } from "./request.ts";
 import { ResultChannel, type ResultEvent, type SequenceUpdate } from "./request_results.ts";
 import { forwardAndSample, type SampledRow } from "./sample_rows.ts";
@@ -43,9 +43,12 @@ export interface ExecutorSession {
 }
 
 export interface ExecutorOptions {
-  /** Tokens the KV cache holds (rounded down to whole blocks). Default: maxSeqLen × maxBatchSize of
-   * the engine, capped at DEFAULT_KV_BYTES of cache and at what the backend has room for. */
+  /** Tokens the KV cache holds (rounded down to whole blocks), capped at what fits in free device
+   * memory; wins over freeGpuMemoryFraction. Default: kv_cache_size.ts. */
   maxTokens?: number;
+  /** Share of the device memory free after the warm-up step (less the graphs' reserve) that the KV
+   * cache takes, in (0, 1] (default 0.9); backends without free-memory reports ignore it. */
+  freeGpuMemoryFraction?: number;
   /** Tokens per iteration, decode and prefill together (default: the engine's maxNumTokens). */
   maxNumTokens?: number;
   /** Running sequences at most, a request counting its beams or samples (default: the engine's
@@ -93,6 +96,7 @@ export interface ExecutorStats {
 
 export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
   maxTokens: true,
+  freeGpuMemoryFraction: true,
   maxNumTokens: true,
   maxNumSeqs: true,
   policy: true,
@@ -102,8 +106,7 @@ export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
   onIteration: true,
 };
 
-/** The KV cache's default cap when no maxTokens is given (bytes of cache). */
-export const DEFAULT_KV_BYTES = 256 * 2 ** 20;
+export { DEFAULT_KV_BYTES } from "./kv_cache_size.ts";
 
 interface Live {
   request: Request;
@@ -140,22 +143,10 @@ export class Executor {
     const backend = session.backend;
     const { config } = session;
     const bs = backend.kvBlockSize;
-    backend.warmUp?.();
-    let blocks: number;
-    if (options.maxTokens !== undefined) {
-      if (!Number.isSafeInteger(options.maxTokens) || options.maxTokens < bs) {
-        throw new InvalidArgumentError(
-          `maxTokens ${options.maxTokens} is less than one KV block (${bs} tokens); give at least ${bs}`,
-        );
-      }
-      blocks = Math.floor(options.maxTokens / bs);
-    } else {
-      const byEngine = Math.ceil((config.maxSeqLen * config.build.maxBatchSize) / bs);
-      blocks = Math.max(1, Math.min(byEngine, Math.floor(DEFAULT_KV_BYTES / backend.kvBytesPerBlock)));
-    }
-    if (backend.maxKvBlocks) blocks = Math.min(blocks, backend.maxKvBlocks());
     const maxNumTokens =
       options.maxNumTokens ?? Math.min(config.build.maxNumTokens, backend.maxStepTokens ?? Infinity);
+    backend.warmUp?.(maxNumTokens);
+    const blocks = kvCacheBlocks(backend, config, options);
     const scheduler = new Scheduler(new KvCacheManager(blocks, bs, options.enablePrefixCaching ?? true), {
       maxNumTokens,
       maxNumSeqs: options.maxNumSeqs ?? Math.min(config.build.maxBatchSize, maxNumTokens),

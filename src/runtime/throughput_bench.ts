@@ -20,8 +20,8 @@ export interface ThroughputOptions {
   maxNumTokens?: number;
   policy?: CapacityPolicy;
   sampling?: BenchSampling;
-  /** The KV cache: what every request needs at once, capped by these (fraction: backends that report
-   * free memory). */
+  /** The KV cache: on backends that report free memory, the executor's sizing from these; elsewhere
+   * what every request needs at once, capped at maxTokens. */
   kvCache: KvCacheConfig;
 }
 
@@ -143,13 +143,19 @@ export async function runThroughputBench(
   const prompts = Array.from({ length: o.numRequests }, prompt);
   const warmPrompt = prompt();
   const arrivals = o.requestRate ? poissonArrivals(o.numRequests, o.requestRate, seed) : prompts.map(() => 0);
-  // KV: every request at full length at once, within the caps the KvCacheConfig sets.
+  // KV: on a backend that reports free memory the executor sizes it after its warm-up step
+  // (freeGpuMemoryFraction of what is free, or the given maxTokens: executor/kv_cache_size.ts);
+  // elsewhere (the CPU) every request at full length at once, within the given maxTokens.
   const bs = backend.kvBlockSize;
-  let blocks = o.numRequests * Math.ceil((o.inputLen + o.outputLen) / bs);
-  if (o.kvCache.maxTokens !== undefined) blocks = Math.min(blocks, Math.floor(o.kvCache.maxTokens / bs));
-  if (backend.maxKvBlocks) {
-    backend.warmUp?.();
-    blocks = Math.min(blocks, Math.floor(o.kvCache.freeGpuMemoryFraction * backend.maxKvBlocks()));
+  const { freeGpuMemoryFraction, maxTokens } = o.kvCache;
+  let kv: { maxTokens?: number; freeGpuMemoryFraction: number } = {
+    freeGpuMemoryFraction,
+    ...(maxTokens !== undefined ? { maxTokens } : {}),
+  };
+  if (!backend.freeMemoryBytes) {
+    let blocks = o.numRequests * Math.ceil((o.inputLen + o.outputLen) / bs);
+    if (maxTokens !== undefined) blocks = Math.min(blocks, Math.floor(maxTokens / bs));
+    kv = { freeGpuMemoryFraction, maxTokens: Math.max(1, blocks) * bs };
   }
   const decoding = o.sampling ? { ...o.sampling, seed } : ({ greedy: true } as const);
   let peak = 0;
@@ -162,7 +168,7 @@ export async function runThroughputBench(
     dispose: () => {}, // the caller's: the executor's shutdown leaves it open
   };
   const executor = new Executor(borrowed, {
-    maxTokens: Math.max(1, blocks) * bs,
+    ...kv,
     maxNumTokens,
     policy: o.policy,
     clock: () => performance.now(),

@@ -3,7 +3,7 @@
 //   min length (end ids banned) → user LogitsProcessors
 // Each stage is a backend decoding op over the whole batch [B, V].
 
-import type { DecodingOps, StepTransforms } from "../backends/decoding_ops.ts";
+import { applyTransforms, type DecodingOps, type StepTransforms } from "../backends/decoding_ops.ts";
 import type { LogitsProcessor, SequenceView } from "./logits_processor.ts";
 import type { ResolvedSamplingConfig } from "./sampling_config.ts";
 import { badWordBans, noRepeatNgramBans } from "./word_filters.ts";
@@ -50,9 +50,6 @@ export function processLogits(
   processors: readonly LogitsProcessor[],
   step: number,
 ): void {
-  const B = rows.length;
-  if (t.bias) ops.addBias(logits, B, V, t.bias);
-  if (t.penalties) ops.applyPenalties(logits, B, V, t.penalties);
-  if (t.banned) ops.banTokens(logits, B, V, t.banned);
+  applyTransforms(ops, logits, rows.length, V, t);
   for (const proc of processors) proc.process(logits, V, rows, step);
 }

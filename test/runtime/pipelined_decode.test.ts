@@ -1,8 +1,10 @@
 // Pipelined decoding (ExecutionBackend.enqueueSample): the session queues step N+1, fed with step N's
-// tokens "on the device", before it reads them. The CPU backend gets a host emulation of the CUDA
-// backend's queue (the fed tokens are copied from the earlier ticket's results, never from the host's
-// sequences, so a wrong feed row or a step built on the placeholder token changes the output). Every
-// configuration must give exactly what the unpipelined host path gives.
+// tokens "on the device", before it reads them. The CPU backend's own queue is hidden (hostPath) so
+// that "plain" runs take the unpipelined host path; the tests install a host emulation of the CUDA
+// backend's queue that counts what it is asked (the fed tokens are copied from the earlier ticket's
+// results, never from the host's sequences, so a wrong feed row or a step built on the placeholder
+// token changes the output). Every configuration must give exactly what the host path gives, and the
+// CPU backend's own queue too.
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -78,24 +80,42 @@ function emulateDeviceQueue(
     stats.collected++;
     return r;
   };
-  const b = backend as ExecutionBackend & Record<string, unknown>;
-  b.enqueueSample = enqueue;
-  b.collectSample = collect;
-  b.forwardSample = (step: StepInput, p: SampleParams, t: StepTransforms) => collect(enqueue(step, p, t));
-  return {
-    stats,
-    outstanding: () => stats.queued - stats.collected,
-    uninstall: () => {
-      delete b.enqueueSample;
-      delete b.collectSample;
-      delete b.forwardSample;
-    },
-  };
+  const restore = install(backend, {
+    enqueueSample: enqueue,
+    collectSample: collect,
+    forwardSample: (step: StepInput, p: SampleParams, t: StepTransforms) => collect(enqueue(step, p, t)),
+  });
+  return { stats, outstanding: () => stats.queued - stats.collected, uninstall: restore };
+}
+
+const QUEUE = ["enqueueSample", "collectSample", "forwardSample"] as const;
+
+/** Sets the backend's queue methods as own properties; returns what puts the previous ones back. */
+function install(backend: ExecutionBackend, methods: Record<(typeof QUEUE)[number], unknown>): () => void {
+  const b = backend as unknown as Record<string, unknown>;
+  const before = QUEUE.map((k) => Object.getOwnPropertyDescriptor(b, k));
+  for (const k of QUEUE) b[k] = methods[k];
+  return () =>
+    QUEUE.forEach((k, i) => {
+      const d = before[i];
+      if (d) Object.defineProperty(b, k, d);
+      else delete b[k];
+    });
+}
+
+/** Hides the backend's own queue (the CPU backend's), so it runs the host path. */
+function hostPath(runner: ModelRunner): () => void {
+  return install(runner.session.backend, {
+    enqueueSample: undefined,
+    collectSample: undefined,
+    forwardSample: undefined,
+  });
 }
 
 describe("pipelined decoding", () => {
   const cache = tempCache();
   const runner = ModelRunner.fromDir(MODEL, { cacheDir: cache.dir });
+  hostPath(runner);
   after(() => {
     runner.dispose();
     cache.cleanup();
@@ -165,6 +185,43 @@ describe("pipelined decoding", () => {
     assert.equal(lens[1], 7, "prompt 1 ends at the StoppingCriteria");
     assert.ok(stats.fed > 0);
     assert.equal(outstanding, 0, "the step queued ahead of the last finish is collected");
+  });
+
+  test("the CPU backend's own queue (fed from its stored tickets) gives the host path's outputs", async () => {
+    const configs: GenerateOptions[] = [
+      { greedy: true, maxNewTokens: 14, ignoreEos: true },
+      {
+        temperature: 0.8,
+        topK: 30,
+        topP: 0.9,
+        seed: 7,
+        maxNewTokens: 10,
+        ignoreEos: true,
+        numReturnSequences: 3,
+      },
+      { greedy: true, maxNewTokens: 20, stopWords: [[13]], minLength: 3 },
+      { greedy: true, maxNewTokens: 8, ignoreEos: true, repetitionPenalty: 1.3 },
+    ];
+    const plain = [];
+    for (const o of configs) plain.push(strip(await runner.generate(prompts, o)));
+    const backend = runner.session.backend;
+    let queued = 0;
+    const enqueue = Object.getPrototypeOf(backend).enqueueSample;
+    const hide = install(backend, {
+      enqueueSample: (...a: Parameters<NonNullable<ExecutionBackend["enqueueSample"]>>) => {
+        queued++;
+        return enqueue.apply(backend, a);
+      },
+      collectSample: Object.getPrototypeOf(backend).collectSample,
+      forwardSample: Object.getPrototypeOf(backend).forwardSample,
+    });
+    try {
+      for (const [i, o] of configs.entries())
+        assert.deepEqual(strip(await runner.generate(prompts, o)), plain[i], JSON.stringify(o));
+    } finally {
+      hide();
+    }
+    assert.ok(queued > 0, "the runtime used the CPU backend's queue");
   });
 
   test("configurations whose next step depends on the token run unpipelined, and still match", async () => {
@@ -256,6 +313,7 @@ describe("pipelined decoding", () => {
 
   test("a sequence at the context window leaves while the others go on", async () => {
     const short = ModelRunner.fromDir(MODEL, { cacheDir: cache.dir, maxSeqLen: 40 });
+    hostPath(short);
     try {
       const long = { ids: Array.from({ length: 35 }, (_, i) => 3 + (i % 50)) };
       const batch = [long, { ids: [3, 4, 5] }];
@@ -339,6 +397,7 @@ describe("pipelined decoding", () => {
 
   test("a stream cancelled by the idle limit, or by close(), leaves nothing queued", async () => {
     const idle = ModelRunner.fromDir(MODEL, { cacheDir: cache.dir, streamIdleTimeoutMs: 50 });
+    hostPath(idle);
     const emu = emulateDeviceQueue(idle.session.backend, idle.generation.maxSeqLen);
     const o = { greedy: true, maxNewTokens: 20, ignoreEos: true };
     try {

@@ -4,8 +4,10 @@ import { cpus } from "node:os";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { Op, Plan } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type { ExecutionBackend, StepInput } from "../backend.ts";
+import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
+import { applyTransforms, type SampleParams, type StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
+import { checkFeed, fedTokenIds } from "../token_feed.ts";
 import { CpuKvPool } from "./cpu_kv_cache.ts";
 import {
   act,
@@ -20,6 +22,7 @@ import {
   ropeInvFreq,
 } from "./kernels/index.ts";
 import { measureCopyRate, measureLinearRate } from "./rates.ts";
+import { type Sampled, SampleQueue } from "./sample_queue.ts";
 import { loadCpuWeights } from "./weights.ts";
 
 /** An activation: `rows` rows of `data.length / rows` columns. */
@@ -40,6 +43,8 @@ export class CpuBackend implements ExecutionBackend {
   private bestCopyRate = 0;
   private bestLinearRate = 0;
   private kv: CpuKvPool | null = null;
+  /** Steps queued by enqueueSample, already run, until collected. */
+  private readonly queue = new SampleQueue();
   private readonly ropeCache = new Map<string, { invFreq: Float32Array; attentionScaling: number }>();
 
   constructor(
@@ -112,6 +117,30 @@ export class CpuBackend implements ExecutionBackend {
   dispose(): void {
     this.kv = null;
     this.weights.clear();
+  }
+
+  /** forward, then the built-in transforms and `sample` over the step's logit rows: what the host
+   * pipeline does for a request without LogitsProcessors or generation logits, bit for bit. */
+  forwardSample(step: StepInput, p: SampleParams, t: StepTransforms): Sampled {
+    return this.collectSample(this.enqueueSample(step, p, t));
+  }
+
+  /** Runs the step now (its fed tokens read from the earlier ticket's stored result); collectSample
+   * hands the result back. Same rules as the CUDA queue (sample_queue.ts). */
+  enqueueSample(step: StepInput, p: SampleParams, t: StepTransforms, feed?: TokenFeed): SampleTicket {
+    let run = step;
+    if (feed) {
+      checkFeed(step, feed, this.queue.lastTicket);
+      run = { ...step, tokenIds: fedTokenIds(step, feed.rows, this.queue.tokensOf(feed.from)) };
+    }
+    const B = step.logitRows.length;
+    const logits = this.forward(run);
+    applyTransforms(this.decoding, logits, B, this.vocabSize, t);
+    return this.queue.push(this.decoding.sample(logits, B, this.vocabSize, p));
+  }
+
+  collectSample(ticket: SampleTicket): Sampled {
+    return this.queue.collect(ticket);
   }
 
   forward(step: StepInput): Float32Array {

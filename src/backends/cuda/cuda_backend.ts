@@ -12,15 +12,17 @@ import type { DTypeName } from "../../dtype.ts";
 import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
 import type { EngineConfig } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type { ExecutionBackend, SampleTicket, StepInput } from "../backend.ts";
+import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
 import type { DecodingOps, SampleParams, StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
+import { checkFeed } from "../token_feed.ts";
 import { ActivationArena } from "./activations.ts";
 import { graphSplits } from "./attention_splits.ts";
 import { DecodeGraphs, decodeGraphKey, isGraphable } from "./decode_graphs.ts";
 import { CudaDevice, type CudaGraph, Stream } from "./device/index.ts";
-import { DeviceSampler } from "./device_sampler.ts";
+import { DeviceSampler, greedySampleParams } from "./device_sampler.ts";
 import { engineRowLimits, GEMM_TABLE_BLOB, type GemmChoice, gemmKey, nextPow2 } from "./gemm_algorithms.ts";
+import { graphReserveBytes } from "./graph_reserve.ts";
 import { KernelLauncher } from "./kernel_launcher.ts";
 import { DeviceKvCache } from "./kv_cache.ts";
 import { type Lowered, lower } from "./lowering.ts";
@@ -29,11 +31,10 @@ import { StepLauncher } from "./step_launcher.ts";
 import { type PackedStep, packDecodeStep, packStep, writeFeed, writeSampleParams } from "./step_metadata.ts";
 import { StepUploads } from "./step_uploads.ts";
 import { type CudaTuning, cudaTuningFromEnv } from "./tuning.ts";
+import { type WarmUpLimits, warmUpStep } from "./warm_up_step.ts";
 import { DeviceWeights } from "./weights.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
-/** Tokens a decode step takes from an earlier queued step's samples (ExecutionBackend.enqueueSample). */
-type TokenFeed = { from: SampleTicket; rows: Int32Array };
 /** A sampled step's settings, its output slot, and whether its decode graph runs the sampler. */
 type SampleLaunch = { params: SampleParams; slot: number; inGraph: boolean };
 
@@ -53,6 +54,7 @@ export class CudaBackend implements ExecutionBackend {
   private readonly lowered: Lowered;
   private readonly maxTokens: number;
   private readonly maxLogitRows: number;
+  private readonly warmUpLimits: WarmUpLimits;
   /** Block-table stride of graph steps: enough blocks for the engine's longest sequence. */
   private readonly graphStride: number;
   private readonly kernels: KernelLauncher;
@@ -109,6 +111,13 @@ export class CudaBackend implements ExecutionBackend {
     }
     const rows = { maxTokens: this.maxTokens, maxLogitRows: this.maxLogitRows };
     this.arena = ActivationArena.allocate(device, this.lowered, this.dtype, rows);
+    const maxSeqs = Math.max(config.build.maxBatchSize, 1);
+    this.warmUpLimits = {
+      maxSeqLen: config.maxSeqLen,
+      maxSeqs,
+      blockSize: this.kvBlockSize,
+      maxLogitRows: this.maxLogitRows,
+    };
     this.graphStride = Math.ceil(config.maxSeqLen / this.kvBlockSize);
     this.graphs = new DecodeGraphs(stream);
     this.uploads = new StepUploads(
@@ -134,7 +143,7 @@ export class CudaBackend implements ExecutionBackend {
       uploads: this.uploads,
       sampledTokens: this.sampler.tokens,
       ...rows,
-      maxSeqs: Math.max(config.build.maxBatchSize, 1),
+      maxSeqs,
       gemmAlgos,
     });
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
@@ -192,6 +201,24 @@ export class CudaBackend implements ExecutionBackend {
     );
   }
 
+  /** GEMM plans and sampler buffers for steps of ≤ `maxStepTokens` tokens, then one such step for first-use
+   * allocations (warm_up_step.ts); with no KV pool it allocates one block. */
+  warmUp(maxStepTokens = this.maxTokens): void {
+    const T = Math.max(1, Math.min(Math.floor(maxStepTokens), this.maxTokens));
+    this.steps.prepareGemms(T);
+    if (this.kernels.has("sampling")) this.sampler.warmUp();
+    if (this.kv.numBlocks === 0) this.allocateKvCache(1);
+    this.forwardOnDevice(warmUpStep(T, this.warmUpLimits));
+    this.stream.synchronize();
+  }
+
+  /** Device memory the KV pool may take: free memory now plus the current pool's (allocateKvCache
+   * frees it first), less what the backend still allocates by itself (graph_reserve.ts). */
+  freeMemoryBytes(): number {
+    const reserve = graphReserveBytes(this.lowered.steps.length, this.maxLogitRows);
+    return Math.max(0, this.device.memoryInfo().free + this.kv.numBlocks * this.kvBytesPerBlock - reserve);
+  }
+
   allocateKvCache(numBlocks: number): void {
     this.stream.synchronize();
     this.graphs.drop(); // graphs hold the old pools' addresses
@@ -229,8 +256,6 @@ export class CudaBackend implements ExecutionBackend {
       );
     }
     const rowOf = this.uploads.uploadInvFreq(step);
-    if (feed && !this.graphable(step))
-      throw new Error("internal: a fed step must be a decode step (one token per sequence, in order)");
     if (this.tuning.graphs && this.graphable(step))
       return this.replayDecode(step, rowOf, feed, sample).packed;
     if (sample?.inGraph) throw new Error("internal: only a graph's decode step samples in its graph");
@@ -244,7 +269,7 @@ export class CudaBackend implements ExecutionBackend {
   /** Writes the fed tokens and sampling settings into the step's metadata and uploads it. */
   private prepareMeta(packed: PackedStep, feed?: TokenFeed, sample?: SampleLaunch): void {
     // Element of the sampled buffer (int32): the slot's tokens come first in it.
-    if (feed) writeFeed(packed, feed.rows, this.sampler.feedBase(feed.from, feed.rows));
+    if (feed) writeFeed(packed, feed.rows, this.sampler.feedBase(feed.from));
     if (sample) writeSampleParams(packed, sample.params);
     this.uploads.uploadMeta(packed);
   }
@@ -274,6 +299,7 @@ export class CudaBackend implements ExecutionBackend {
     feed?: TokenFeed,
   ): SampleTicket {
     const B = step.logitRows.length;
+    if (feed) checkFeed(step, feed, this.sampler.lastTicket);
     const { slot } = this.sampler.begin();
     // Without logit transforms, a graph's decode step runs the sampler inside its graph.
     const inGraph = !t.bias && !t.penalties && !t.banned && this.tuning.graphs && this.graphable(step);
@@ -308,17 +334,7 @@ export class CudaBackend implements ExecutionBackend {
     const sampled =
       this.kernels.has("sampling") && this.sampler.idle
         ? () => {
-            const B = step.seqs.length;
-            const params: SampleParams = {
-              greedy: new Uint8Array(B).fill(1),
-              temperature: new Float32Array(B).fill(1),
-              topK: new Int32Array(B),
-              topP: new Float32Array(B).fill(1),
-              minP: new Float32Array(B),
-              seed: new Float64Array(B),
-              sequence: Int32Array.from({ length: B }, (_, i) => i),
-              step: new Int32Array(B),
-            };
+            const params = greedySampleParams(step.seqs.length);
             const s = this.replayDecode(step, rowOf, undefined, { params, slot: 0, inGraph: true });
             return { graph: this.graphs.get(s.key) as CudaGraph, packed: s.packed };
           }

@@ -8,7 +8,7 @@
 //   ticket id → slot id % 2; the slot is rewritten by ticket id + 2, queued only after id is collected.
 
 import type { SampleTicket } from "../backend.ts";
-import type { PenaltyParams, StepTransforms } from "../decoding_ops.ts";
+import type { PenaltyParams, SampleParams, StepTransforms } from "../decoding_ops.ts";
 import {
   type CudaDevice,
   DeviceBuffer,
@@ -22,6 +22,20 @@ import {
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import { samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
 import { type PackedStep, samplingLayout } from "./step_metadata.ts";
+
+/** Greedy settings for B rows (row r: sequence r, step 0), as profileDecode's sampling graph runs. */
+export function greedySampleParams(B: number): SampleParams {
+  return {
+    greedy: new Uint8Array(B).fill(1),
+    temperature: new Float32Array(B).fill(1),
+    topK: new Int32Array(B),
+    topP: new Float32Array(B).fill(1),
+    minP: new Float32Array(B),
+    seed: new Float64Array(B),
+    sequence: Int32Array.from({ length: B }, (_, i) => i),
+    step: new Int32Array(B),
+  };
+}
 
 interface Slot {
   /** Byte offset of the slot in the device buffer. */
@@ -83,15 +97,14 @@ export class DeviceSampler {
     return this.tickets === this.collected;
   }
 
-  /** The int32 element of the sampled buffer where `from`'s tokens start; `from` must be the last
-   * queued ticket and `rows` its rows. */
-  feedBase(from: SampleTicket, rows: Int32Array): number {
-    if (from.id !== this.tickets - 1)
-      throw new Error(
-        `internal: a step is fed from the last queued one (${this.tickets - 1}), not ${from.id}`,
-      );
-    for (const r of rows)
-      if (r < 0 || r >= from.rows) throw new Error(`internal: fed row ${r} ∉ [0, ${from.rows})`);
+  /** The last queued ticket's id (−1 before any): the only one a step may be fed from. */
+  get lastTicket(): number {
+    return this.tickets - 1;
+  }
+
+  /** The int32 element of the sampled buffer where `from`'s tokens start (the caller checked that
+   * `from` is the last queued ticket: token_feed.ts checkFeed). */
+  feedBase(from: SampleTicket): number {
     return this.slots[from.id % 2].offset / 4;
   }
 
@@ -103,6 +116,22 @@ export class DeviceSampler {
       this.collected = this.tickets;
     }
     return { id: this.tickets, slot: this.tickets % 2 };
+  }
+
+  /** Allocates the buffers the transforms otherwise allocate on first use (penalty counts, the
+   * scratch of penalty and ban lists), so free memory read after it is what the KV pool may take. */
+  warmUp(): void {
+    this.penaltyCountsBuffer();
+    this.scratchFor(1 << 20);
+  }
+
+  /** [maxLogitRows, vocab] int32 zeros for apply_penalties, allocated once. */
+  private penaltyCountsBuffer(): DeviceBuffer {
+    if (!this.penaltyCounts) {
+      this.penaltyCounts = DeviceBuffer.alloc(this.device, 4 * this.maxLogitRows * this.vocabSize);
+      this.penaltyCounts.fillBytes(this.stream, 0);
+    }
+    return this.penaltyCounts;
   }
 
   /** Embedding bias, penalties and bans over the first B logit rows (HF's order). */
@@ -191,10 +220,7 @@ export class DeviceSampler {
   }
 
   private applyPenalties(logits: DevicePtr, B: number, pen: PenaltyParams): void {
-    if (!this.penaltyCounts) {
-      this.penaltyCounts = DeviceBuffer.alloc(this.device, 4 * this.maxLogitRows * this.vocabSize);
-      this.penaltyCounts.fillBytes(this.stream, 0);
-    }
+    const counts = this.penaltyCountsBuffer();
     const maxTokens = Math.max(1, ...pen.tokens.map((x) => x.length));
     // [tokens B×maxTokens | token_lens B | prompt_lens B] int32, then [repetition | presence | frequency] f32
     const ints = new Int32Array(B * maxTokens + 2 * B);
@@ -219,7 +245,7 @@ export class DeviceSampler {
       scratchArg(ints.byteLength),
       scratchArg(ints.byteLength + 4 * B),
       scratchArg(ints.byteLength + 8 * B),
-      { ptr: this.penaltyCounts.ptr },
+      { ptr: counts.ptr },
       { i32: maxTokens },
     ]);
   }

@@ -98,6 +98,22 @@ export class StepLauncher {
     for (const step of this.lowered.steps) this.run(step, packed, logitRows);
   }
 
+  /** Creates the GEMM plan (and its workspace) of every linear at every row count a step of at most
+   * `maxRows` token rows runs on cuBLASLt, so no step creates one later: KV sizing reads free memory
+   * after this (CudaBackend.warmUp). The buckets are run()'s: m = min(nextPow2(rows), cap). */
+  prepareGemms(maxRows: number): void {
+    for (const step of this.lowered.steps) {
+      if (step.kind !== "linear") continue;
+      const op = step.op;
+      const logits = this.lowered.storage.get(op.x)?.rows === "logits";
+      const cap = logits ? this.maxLogitRows : this.maxTokens;
+      const top = Math.min(nextPow2(Math.min(maxRows, cap)), cap);
+      for (let m = 1; m <= top; m *= 2)
+        if (!this.gemvApplies(op, m))
+          this.gemm(m, op.outFeatures, op.inFeatures, Boolean(op.bias), step.logits && this.dtype !== "fp32");
+    }
+  }
+
   /** What decode attention's split count depends on: the GPU's SMs and the CTAs per sequence. */
   splitTarget(): SplitTarget {
     return this.attention.splitTarget();

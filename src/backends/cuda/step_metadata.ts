@@ -57,11 +57,17 @@ export function writeSampleParams(packed: PackedStep, p: SampleParams): void {
   new Uint8Array(buffer, base + l.greedy, B).set(p.greedy.subarray(0, B));
 }
 
-/** Feeds token i (i < rows.length) from element `base + rows[i]` of the sampled-token buffer. */
+/** Feeds sequence i (i < rows.length) with rows[i] ≥ 0 its one query token from element
+ * `base + rows[i]` of the sampled-token buffer; a sequence with rows[i] = −1 keeps its ids. The
+ * sequence's token is at its queryStart in either layout (packStep, packDecodeStep); the caller has
+ * checked the feed (token_feed.ts checkFeed). */
 export function writeFeed(packed: PackedStep, rows: Int32Array, base: number): void {
-  if (rows.length > packed.numTokens)
-    throw new RangeError(`${rows.length} fed tokens; the step has ${packed.numTokens}`);
-  for (let i = 0; i < rows.length; i++) packed.data[packed.at.feed + i] = base + rows[i];
+  if (rows.length > packed.numSeqs)
+    throw new RangeError(`${rows.length} feed rows; the step has ${packed.numSeqs} sequences`);
+  for (let i = 0; i < rows.length; i++) {
+    if (rows[i] < 0) continue;
+    packed.data[packed.at.feed + packed.data[packed.at.queryStart + i]] = base + rows[i];
+  }
 }
 
 const even = (n: number) => n + (n & 1);

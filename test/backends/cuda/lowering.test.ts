@@ -317,7 +317,34 @@ describe("step metadata packing", () => {
         assert.equal(bytes(l.topP + 12, 4).getFloat32(0, true), 1);
         assert.equal(bytes(l.topK + 12, 4).getInt32(0, true), 0);
       }
-      assert.throws(() => writeFeed(packed, new Int32Array(packed.numTokens + 1), 0), RangeError);
+      assert.throws(() => writeFeed(packed, new Int32Array(packed.numSeqs + 1), 0), RangeError);
     }
+  });
+  test("a mixed step feeds only its decode sequences, at their query starts; −1 keeps the host's ids", () => {
+    const alloc = new BlockAllocator(16);
+    // s0 a 3-token prompt chunk, s1 and s2 one decode token each: tokens [p p p | d1 | d2].
+    const s0 = new Sequence(0, [5, 6, 7], 4);
+    const s1 = new Sequence(1, [3, 4], 4);
+    const s2 = new Sequence(2, [9, 9], 4);
+    for (const s of [s0, s1, s2]) s.reserve(s.ids.length, alloc);
+    s1.numComputed = 1;
+    s2.numComputed = 1;
+    const step = buildStep([s0, s1, s2]);
+    assert.deepEqual(
+      step.seqs.map((q) => [q.queryStart, q.queryLen]),
+      [
+        [0, 3],
+        [3, 1],
+        [4, 1],
+      ],
+    );
+    const packed = packStep(step, () => 0);
+    writeFeed(packed, Int32Array.from([-1, 6, -1]), 64);
+    assert.deepEqual([...packed.data.subarray(packed.at.feed, packed.at.feed + 5)], [-1, -1, -1, 70, -1]);
+    assert.deepEqual([...packed.data.subarray(packed.at.ids, packed.at.ids + 5)], [5, 6, 7, 4, 9]);
+    // The same decode sequences alone, as a graph's padded decode step: sequence i is token i.
+    const dec = packDecodeStep(buildStep([s1, s2]), 4, 4, () => 0);
+    writeFeed(dec, Int32Array.from([-1, 2]), 64);
+    assert.deepEqual([...dec.data.subarray(dec.at.feed, dec.at.feed + 4)], [-1, 66, -1, -1]);
   });
 });

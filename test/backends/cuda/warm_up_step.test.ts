@@ -1,0 +1,49 @@
+// What the CUDA backend's warm-up runs and keeps back, checked on the CPU: the warm-up step carries
+// every token it is asked for in sequences no longer than the context window (at most maxSeqs of
+// them), writes no KV (slots −1), reads only block 0, and returns the last logit rows; the graphs'
+// reserve counts every graph the backend may capture.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { MAX_SPLITS } from "../../../src/backends/cuda/attention_splits.ts";
+import {
+  GRAPH_NODE_BYTES,
+  graphReserveBytes,
+  STEP_SLACK_BYTES,
+} from "../../../src/backends/cuda/graph_reserve.ts";
+import { warmUpStep } from "../../../src/backends/cuda/warm_up_step.ts";
+
+test("the warm-up step: T tokens in sequences within the context window, no KV writes, block 0 only", () => {
+  const s = warmUpStep(10, { maxSeqLen: 4, maxSeqs: 8, blockSize: 2, maxLogitRows: 3 });
+  assert.equal(s.tokenIds.length, 10);
+  assert.deepEqual(
+    s.seqs.map((q) => [q.queryStart, q.queryLen, q.contextLen, [...q.blockTable]]),
+    [
+      [0, 4, 4, [0, 0]],
+      [4, 4, 4, [0, 0]],
+      [8, 2, 2, [0]],
+    ],
+  );
+  assert.deepEqual([...s.positions], [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]);
+  assert.ok(s.slotMapping.every((x) => x === -1));
+  assert.deepEqual([...s.logitRows], [7, 8, 9]);
+  // One long sequence when the window allows; decode attention's maxSeqs bounds the sequences.
+  const one = warmUpStep(8192, { maxSeqLen: 131072, maxSeqs: 1, blockSize: 16, maxLogitRows: 256 });
+  assert.deepEqual(
+    one.seqs.map((q) => [q.queryLen, q.blockTable.length]),
+    [[8192, 512]],
+  );
+  assert.equal(one.logitRows.length, 256);
+  const capped = warmUpStep(100, { maxSeqLen: 10, maxSeqs: 3, blockSize: 4, maxLogitRows: 64 });
+  assert.equal(capped.tokenIds.length, 30);
+  assert.equal(capped.seqs.length, 3);
+});
+
+test("the graphs' reserve: every (bucket, splits, slot) graph at one node per launch, and the slack", () => {
+  const launches = 225;
+  const graphs = 9 * (Math.log2(MAX_SPLITS) + 1) * 3; // buckets 1..256
+  assert.equal(
+    graphReserveBytes(launches, 256),
+    graphs * (launches + 1) * GRAPH_NODE_BYTES + STEP_SLACK_BYTES,
+  );
+  assert.ok(graphReserveBytes(launches, 512) > graphReserveBytes(launches, 256));
+});
