@@ -31,6 +31,7 @@ export { InvalidArgumentError, InvalidEnvironmentError, KilnError } from "./erro
 export {
   ExecutorShutDownError,
   InvalidRequestError,
+  KvCacheNoRoomError,
   QueueFullError,
   RequestCallbackError,
   RequestLogitsNotFiniteError,
