@@ -1,0 +1,264 @@
+// The OpenAI routes against a scripted executor (no model): field mapping onto ExecutorRequest, the
+// several-sequence result shape (n > 1, beams, several prompts) mapped onto choices, SSE framing,
+// and the answers for timeouts and surrogate pairs split across events.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { ExecutorRequest } from "../../src/executor/executor.ts";
+import { parseSse, type ScriptedEvent, ScriptedExecutor, scriptedApp } from "./scripted_executor.ts";
+
+const ev = (
+  seq: number,
+  tokenIds: number[],
+  text: string,
+  finishReason: ScriptedEvent["finishReason"] = null,
+  isFinal = false,
+): ScriptedEvent => ({
+  sequenceIndex: seq,
+  tokenIds,
+  text,
+  finishReason,
+  isFinal,
+});
+
+/** Two sequences interleaved; sequence 1 ends first (length), sequence 0 last (stop). */
+const TWO: ScriptedEvent[] = [
+  ev(0, [5], "a"),
+  ev(1, [6], "x"),
+  ev(1, [7], "y", "length"),
+  ev(0, [8], "b"),
+  ev(0, [9], "c", "end", true),
+];
+
+const post = (app: ReturnType<typeof scriptedApp>["app"], url: string, payload: unknown) =>
+  app.inject({ method: "POST", url, payload: payload as Record<string, unknown> });
+
+describe("openai routes on a scripted executor", () => {
+  test("completions, n = 2: one choice per sequence, each with its finish reason; exact usage", async () => {
+    const ex = new ScriptedExecutor(() => TWO);
+    const { app, ctx } = scriptedApp(ex);
+    const r = await post(app, "/v1/completions", {
+      model: "scripted",
+      prompt: [1, 2, 3],
+      n: 2,
+      max_tokens: 5,
+    });
+    assert.equal(r.statusCode, 200, r.body);
+    const b = r.json();
+    assert.deepEqual(
+      b.choices.map((c: { index: number; text: string; finish_reason: string }) => [
+        c.index,
+        c.text,
+        c.finish_reason,
+      ]),
+      [
+        [0, "abc", "stop"],
+        [1, "xy", "length"],
+      ],
+    );
+    assert.deepEqual(b.usage, { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 });
+    assert.equal(ex.requests[0].numReturnSequences, 2);
+    assert.equal(ex.requests[0].streaming, true, "always enqueued streaming");
+    assert.equal(ctx.metrics.finished.length, 1);
+    assert.equal(ctx.metrics.finished[0].generationTokens, 5);
+    assert.equal(ctx.inFlight.numAdmitted, 0);
+  });
+
+  test("several prompts: choice index = prompt × n + sequence", async () => {
+    const ex = new ScriptedExecutor((r) =>
+      TWO.map((e) => ({ ...e, text: `${(r.prompt as number[])[0]}${e.text}` })),
+    );
+    const { app } = scriptedApp(ex);
+    const r = await post(app, "/v1/completions", { model: "scripted", prompt: [[10], [20, 21]], n: 2 });
+    assert.equal(r.statusCode, 200, r.body);
+    const texts = r.json().choices.map((c: { text: string }) => c.text);
+    assert.deepEqual(texts, ["10a10b10c", "10x10y", "20a20b20c", "20x20y"]);
+    assert.equal(r.json().usage.prompt_tokens, 3);
+  });
+
+  test("beam search: the final events (one per beam, whole output) become the choices", async () => {
+    const ex = new ScriptedExecutor(() => [
+      { ...ev(0, [5, 6], "best", "end"), score: -1 },
+      { ...ev(1, [7, 8, 9], "second", "length", true), score: -2 },
+    ]);
+    const { app } = scriptedApp(ex);
+    const r = await post(app, "/v1/completions", {
+      model: "scripted",
+      prompt: [1],
+      n: 2,
+      best_of: 3,
+      use_beam_search: true,
+      length_penalty: 0.5,
+    });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.deepEqual(
+      r.json().choices.map((c: { text: string }) => c.text),
+      ["best", "second"],
+    );
+    assert.equal(r.json().usage.completion_tokens, 5);
+    const req = ex.requests[0] as ExecutorRequest & { lengthPenalty?: number };
+    assert.equal(req.beamWidth, 3);
+    assert.equal(req.numReturnSequences, 2);
+    assert.equal(req.lengthPenalty, 0.5);
+  });
+
+  test("chat stream, n = 2: role first per choice, content deltas, finish_reason last, usage, [DONE]", async () => {
+    const ex = new ScriptedExecutor(() => TWO);
+    const { app, ctx } = scriptedApp(ex);
+    ctx.model.chatTemplate = {
+      render: (ms: { content: string }[]) => ms.map((m) => m.content).join(""),
+    } as unknown as typeof ctx.model.chatTemplate;
+    ctx.model.tokenizer = {
+      encode: (t: string) => ({ ids: [...t].map((c) => c.charCodeAt(0) % 100), tokens: [] }),
+      decode: (ids: number[]) => ids.join(","),
+    } as unknown as typeof ctx.model.tokenizer;
+    const r = await post(app, "/v1/chat/completions", {
+      model: "scripted",
+      messages: [{ role: "user", content: [{ type: "text", text: "hi" }] }],
+      n: 2,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.match(String(r.headers["content-type"]), /text\/event-stream/);
+    const { chunks, done } = parseSse(r.body);
+    assert.ok(done);
+    type C = {
+      choices: { index: number; delta: { role?: string; content?: string }; finish_reason: string | null }[];
+      usage?: unknown;
+    };
+    const cs = chunks as unknown as C[];
+    for (const i of [0, 1]) {
+      const mine = cs.filter((c) => c.choices[0]?.index === i).map((c) => c.choices[0]);
+      assert.equal(mine[0].delta.role, "assistant");
+      assert.equal(mine.map((c) => c.delta.content ?? "").join(""), i === 0 ? "abc" : "xy");
+      assert.equal(mine.at(-1)?.finish_reason, i === 0 ? "stop" : "length");
+      assert.deepEqual(mine.at(-1)?.delta, {});
+      assert.ok(mine.slice(0, -1).every((c) => c.finish_reason === null));
+    }
+    const last = cs.at(-1) as C;
+    assert.deepEqual(last.choices, []);
+    assert.deepEqual(last.usage, { prompt_tokens: 2, completion_tokens: 5, total_tokens: 7 });
+    assert.ok(cs.slice(0, -1).every((c) => c.usage === null));
+  });
+
+  test("fields map onto the executor request", async () => {
+    const ex = new ScriptedExecutor(() => [ev(0, [5], "a", "end", true)]);
+    const { app } = scriptedApp(ex, { requestTimeoutMs: 5000 });
+    const r = await post(app, "/v1/completions", {
+      model: "scripted",
+      prompt: [1, 2],
+      temperature: 0,
+      top_k: -1,
+      top_p: 0.5,
+      min_p: 0.1,
+      seed: 7,
+      presence_penalty: 1,
+      frequency_penalty: -1,
+      repetition_penalty: 1.2,
+      logit_bias: { "3": -100, "4": 5 },
+      stop: "xx",
+      stop_token_ids: [9],
+      min_tokens: 2,
+      priority: 0.9,
+      user: "u1",
+      max_tokens: 7,
+    });
+    assert.equal(r.statusCode, 200, r.body);
+    const q = ex.requests[0];
+    assert.equal(q.greedy, true);
+    assert.equal(q.topK, 0);
+    assert.equal(q.topP, 0.5);
+    assert.equal(q.minP, 0.1);
+    assert.equal(q.seed, 7);
+    assert.equal(q.presencePenalty, 1);
+    assert.equal(q.frequencyPenalty, -1);
+    assert.equal(q.repetitionPenalty, 1.2);
+    assert.deepEqual(q.embeddingBias, { 3: -100, 4: 5 });
+    assert.deepEqual(q.stopWords, ["xx"]);
+    assert.deepEqual(q.endId, [2, 9]);
+    assert.equal(q.priority, 0.9);
+    assert.equal(q.maxNewTokens, 7);
+    assert.equal(q.allottedTimeMs, 5000);
+    assert.deepEqual(q.prompt, [1, 2]);
+    // min_tokens: the end ids are banned until that many tokens exist.
+    const [proc] = q.logitsProcessors as unknown as {
+      process: (l: Float32Array, v: number, s: { outputIds: number[] }[]) => void;
+    }[];
+    const logits = new Float32Array(200);
+    proc.process(logits, 100, [{ outputIds: [1] }, { outputIds: [1, 2] }]);
+    assert.equal(logits[2], Number.NEGATIVE_INFINITY);
+    assert.equal(logits[9], Number.NEGATIVE_INFINITY);
+    assert.equal(logits[100 + 2], 0, "no ban once min_tokens were generated");
+    const ig = await post(app, "/v1/completions", { model: "scripted", prompt: [1], ignore_eos: true });
+    assert.equal(ig.statusCode, 200);
+    assert.deepEqual(ex.requests[1].endId, []);
+    assert.equal(ex.requests[1].maxNewTokens, 16, "OpenAI's default max_tokens for completions");
+  });
+
+  test("logprobs: the chosen token's, in both shapes", async () => {
+    const ex = new ScriptedExecutor(() => [ev(0, [5, 6], "ab", "end", true)]);
+    const { app } = scriptedApp(ex);
+    const c = await post(app, "/v1/completions", { model: "scripted", prompt: [1], logprobs: 1 });
+    assert.equal(c.statusCode, 200, c.body);
+    const lp = c.json().choices[0].logprobs;
+    assert.deepEqual(lp.token_logprobs, [-0.5, -0.5]);
+    assert.deepEqual(lp.tokens, ["5", "6"]);
+    assert.deepEqual(lp.top_logprobs, [{ 5: -0.5 }, { 6: -0.5 }]);
+    assert.deepEqual(lp.text_offset, [0, 1]);
+  });
+
+  test("a surrogate pair split across events is never split across deltas", async () => {
+    const smile = "😀";
+    const ex = new ScriptedExecutor(() => [
+      ev(0, [5], `a${smile[0]}`),
+      ev(0, [6], `${smile[1]}b`),
+      ev(0, [7], "", "end", true),
+    ]);
+    const { app } = scriptedApp(ex);
+    const r = await post(app, "/v1/completions", { model: "scripted", prompt: [1], stream: true });
+    const texts = parseSse(r.body).chunks.map((c) => (c as { choices: { text: string }[] }).choices[0].text);
+    assert.deepEqual(texts, ["a", `${smile}b`, ""]);
+    for (const t of texts)
+      assert.ok(!/[\uD800-\uDBFF]$|^[\uDC00-\uDFFF]/.test(t), `a split character in ${JSON.stringify(t)}`);
+  });
+
+  test("a timed-out request: 408 plain, an error event then [DONE] streamed", async () => {
+    const ex = new ScriptedExecutor(() => [ev(0, [5], "a"), ev(0, [], "", "timed_out")]);
+    const { app, ctx } = scriptedApp(ex, { requestTimeoutMs: 1000 });
+    const r = await post(app, "/v1/completions", { model: "scripted", prompt: [1] });
+    assert.equal(r.statusCode, 408, r.body);
+    assert.equal(r.json().error.type, "timeout_error");
+    const s = await post(app, "/v1/completions", { model: "scripted", prompt: [1], stream: true });
+    assert.equal(s.statusCode, 200);
+    const { chunks, done } = parseSse(s.body);
+    assert.ok(done);
+    assert.equal((chunks.at(-1) as { error: { code: number } }).error.code, 408);
+    assert.deepEqual(
+      ctx.metrics.finished.map((f) => f.finishReason),
+      ["timed_out", "timed_out"],
+    );
+    assert.equal(ctx.inFlight.numAdmitted, 0);
+  });
+
+  test("GET /v1/models, /version, /health, /metrics", async () => {
+    const ex = new ScriptedExecutor(() => []);
+    const { app, ctx } = scriptedApp(ex);
+    const m = await app.inject({ url: "/v1/models" });
+    assert.deepEqual(
+      m.json().data.map((d: { id: string }) => d.id),
+      ["scripted"],
+    );
+    assert.equal((await app.inject({ url: "/v1/models/scripted" })).statusCode, 200);
+    assert.equal((await app.inject({ url: "/v1/models/other" })).statusCode, 404);
+    assert.deepEqual((await app.inject({ url: "/version" })).json(), { version: "test" });
+    assert.equal((await app.inject({ url: "/health" })).statusCode, 200);
+    assert.equal((await app.inject({ url: "/metrics" })).statusCode, 200);
+    ex.alive = false;
+    assert.equal((await app.inject({ url: "/health" })).statusCode, 503);
+    ex.alive = true;
+    ctx.inFlight.beginShutdown();
+    assert.equal((await app.inject({ url: "/health" })).statusCode, 503);
+    const r = await post(app, "/v1/completions", { model: "scripted", prompt: [1] });
+    assert.equal(r.statusCode, 503, "no new work while shutting down");
+  });
+});
