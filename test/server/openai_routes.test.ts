@@ -3,6 +3,7 @@
 // and the answers for timeouts and surrogate pairs split across events.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { RequestTooLargeError, UnsupportedRequestError } from "../../src/executor/errors.ts";
 import type { ExecutorRequest } from "../../src/executor/executor.ts";
 import { parseSse, type ScriptedEvent, ScriptedExecutor, scriptedApp } from "./scripted_executor.ts";
 
@@ -236,6 +237,38 @@ describe("openai routes on a scripted executor", () => {
     assert.deepEqual(
       ctx.metrics.finished.map((f) => f.finishReason),
       ["timed_out", "timed_out"],
+    );
+    assert.equal(ctx.inFlight.numAdmitted, 0);
+  });
+
+  test("executor refusals: n and beams it cannot run, a request too large for the KV cache → 400 naming the field", async () => {
+    const ex = new ScriptedExecutor(() => [ev(0, [5], "a", "end", true)]);
+    const enqueue = ex.enqueue.bind(ex);
+    ex.enqueue = (r) => {
+      if ((r.numReturnSequences ?? 1) > 1 || (r.beamWidth ?? 1) > 1) throw new UnsupportedRequestError("no");
+      if ((r.prompt as number[])[0] === 13) throw new RequestTooLargeError(9, 1, 40, 3, 2, 16);
+      return enqueue(r);
+    };
+    const { app, ctx } = scriptedApp(ex);
+    const n = await post(app, "/v1/completions", { model: "scripted", prompt: [1], n: 2 });
+    assert.equal(n.statusCode, 400);
+    assert.equal(n.json().error.param, "n");
+    const beam = await post(app, "/v1/completions", {
+      model: "scripted",
+      prompt: [1],
+      use_beam_search: true,
+      best_of: 2,
+    });
+    assert.equal(beam.json().error.param, "use_beam_search");
+    // The second prompt is refused: the first, already queued, is cancelled and reported.
+    const big = await post(app, "/v1/completions", { model: "scripted", prompt: [[1], [13]] });
+    assert.equal(big.statusCode, 400);
+    assert.equal(big.json().error.param, "max_tokens");
+    assert.match(big.json().error.message, /KV cache/);
+    assert.deepEqual(ex.cancelled, [ex.requests.length]);
+    assert.deepEqual(
+      ctx.metrics.finished.map((f) => f.finishReason),
+      ["cancelled"],
     );
     assert.equal(ctx.inFlight.numAdmitted, 0);
   });

@@ -19,7 +19,9 @@ export type ScriptedEvent = Partial<ResultEvent> & {
 export class ScriptedExecutor implements ServedExecutor {
   readonly requests: ExecutorRequest[] = [];
   readonly cancelled: number[] = [];
-  private readonly queues = new Map<number, { events: ScriptedEvent[]; cancel: () => void }>();
+  private readonly queues = new Map<number, { events: ScriptedEvent[]; cancelled: boolean; done: boolean }>();
+  /** Every request ever enqueued (queues: those whose results were not taken yet). */
+  private readonly live = new Map<number, { events: ScriptedEvent[]; cancelled: boolean; done: boolean }>();
   private nextId = 1;
   alive = true;
 
@@ -32,23 +34,23 @@ export class ScriptedExecutor implements ServedExecutor {
   enqueue(r: ExecutorRequest): number {
     const id = this.nextId++;
     this.requests.push(r);
-    this.queues.set(id, { events: this.script(r, id), cancel: () => {} });
+    const q = { events: this.script(r, id), cancelled: false, done: false };
+    this.queues.set(id, q);
+    this.live.set(id, q);
     return id;
   }
 
+  /** As the Executor's: once per request, before or after it finished or was cancelled. */
   results(id: number): AsyncIterable<ResultEvent> {
     const q = this.queues.get(id);
     if (!q) throw new Error(`no results for ${id}`);
+    this.queues.delete(id);
     const gate = this.gate;
-    let cancelled = false;
-    q.cancel = () => {
-      cancelled = true;
-    };
     return (async function* () {
       const timing = { arrival: 0, firstScheduled: 0, firstToken: 1, last: 1 };
       for (const e of q.events) {
-        await gate();
-        if (cancelled) {
+        if (!q.cancelled) await gate();
+        if (q.cancelled) {
           yield {
             requestId: id,
             tokenIds: [],
@@ -68,15 +70,15 @@ export class ScriptedExecutor implements ServedExecutor {
           ...e,
         } as ResultEvent;
       }
+      q.done = true;
     })();
   }
 
   cancel(id: number): boolean {
-    const q = this.queues.get(id);
-    if (!q) return false;
+    const q = this.live.get(id);
+    if (!q || q.cancelled || q.done) return false;
     this.cancelled.push(id);
-    q.cancel();
-    this.queues.delete(id);
+    q.cancelled = true;
     return true;
   }
 

@@ -8,10 +8,12 @@
 // sequenceIndex is 0, a missing isFinal is "finishReason !== null". Whatever ends the request (done,
 // error, the client gone, the consumer stopping), every executor request is cancelled if still live,
 // its results taken, its admission released and its metrics reported once.
+
+import { RequestTooLargeError, UnsupportedRequestError } from "../../executor/errors.ts";
 import type { ResultEvent } from "../../executor/executor.ts";
 import type { RequestFinishReason } from "../../executor/request.ts";
 import type { RequestTiming } from "../../executor/request_results.ts";
-import { HttpError } from "../http_errors.ts";
+import { badField, HttpError } from "../http_errors.ts";
 import type { FinishedRequest, ServerContext } from "../server_context.ts";
 import type { GenerationParams } from "./request_fields.ts";
 
@@ -73,8 +75,29 @@ export class Generation {
       }
     } catch (e) {
       this.end(new Set());
-      throw e;
+      throw this.asFieldError(e);
     }
+  }
+
+  /** The executor's refusals that belong to a field, as 400s naming it. */
+  private asFieldError(e: unknown): unknown {
+    const { n, beamSearch } = this.params;
+    if (e instanceof UnsupportedRequestError && (beamSearch || n > 1))
+      return beamSearch
+        ? badField(
+            "use_beam_search",
+            "use_beam_search: this server's executor does not run beam search yet; leave it out",
+          )
+        : badField(
+            "n",
+            `n ${n}: this server's executor does not run several sequences per request yet; use n 1`,
+          );
+    if (e instanceof RequestTooLargeError)
+      return badField(
+        "max_tokens",
+        `the prompt (${e.promptTokens} tokens) plus max_tokens (${e.maxNewTokens}) need more KV cache than the server has (${e.totalBlocks * e.tokensPerBlock} tokens); ask for fewer tokens or shorten the prompt`,
+      );
+    return e;
   }
 
   /** Choice deltas in arrival order; throws HttpError (408 timeout, 503 shutdown), ClientGoneError,
@@ -106,7 +129,17 @@ export class Generation {
     const { executor } = this.ctx.model;
     for (const id of this.ids) {
       executor.cancel(id); // false (a no-op) once it finished
-      if (!taken.has(id)) executor.results(id); // drop the executor's channel
+      if (!taken.has(id)) {
+        executor.results(id); // drop the executor's channel
+        const timing = { arrival: Date.now(), firstScheduled: null, firstToken: null, last: null };
+        this.ctx.metrics.requestFinished({
+          finishReason: "cancelled",
+          promptTokens: this.prompts[this.ids.indexOf(id)].length,
+          generationTokens: 0,
+          timing,
+          tokenTimes: [],
+        });
+      }
       this.ctx.inFlight.untrack(id);
     }
     this.ctx.inFlight.release(this.prompts.length);
