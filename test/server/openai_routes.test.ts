@@ -3,9 +3,17 @@
 // and the answers for timeouts and surrogate pairs split across events.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { pino } from "pino";
 import { RequestTooLargeError, UnsupportedRequestError } from "../../src/executor/errors.ts";
 import type { ExecutorRequest } from "../../src/executor/executor.ts";
-import { parseSse, type ScriptedEvent, ScriptedExecutor, scriptedApp } from "./scripted_executor.ts";
+import { buildApp } from "../../src/server/app.ts";
+import {
+  parseSse,
+  type ScriptedEvent,
+  ScriptedExecutor,
+  scriptedApp,
+  scriptedContext,
+} from "./scripted_executor.ts";
 
 const ev = (
   seq: number,
@@ -293,5 +301,33 @@ describe("openai routes on a scripted executor", () => {
     assert.equal((await app.inject({ url: "/health" })).statusCode, 503);
     const r = await post(app, "/v1/completions", { model: "scripted", prompt: [1] });
     assert.equal(r.statusCode, 503, "no new work while shutting down");
+  });
+});
+
+describe("request log", () => {
+  test("one JSON line per request: id, route, status, tokens, TTFT, duration", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "info" }, { write: (s: string) => lines.push(JSON.parse(s)) });
+    const ex = new ScriptedExecutor(() => TWO);
+    const ctx = scriptedContext(ex);
+    const app = buildApp(ctx, [], logger);
+    const ok = await post(app, "/v1/completions", { model: "scripted", prompt: [1, 2, 3], n: 2 });
+    const bad = await post(app, "/v1/completions", { model: "scripted", prompt: [1], n: 0 });
+    await app.inject({ url: "/nowhere" });
+    const reqs = lines.filter((l) => l.msg === "request");
+    assert.equal(reqs.length, 3, JSON.stringify(lines));
+    assert.deepEqual(
+      reqs.map((l) => [l.reqId, l.route, l.status]),
+      [
+        [ok.headers["x-request-id"], "/v1/completions", 200],
+        [bad.headers["x-request-id"], "/v1/completions", 400],
+        [reqs[2].reqId, "/nowhere", 404],
+      ],
+    );
+    assert.equal(reqs[0].promptTokens, 3);
+    assert.equal(reqs[0].completionTokens, 5);
+    assert.equal(reqs[0].ttftMs, 1);
+    assert.equal(typeof reqs[0].durationMs, "number");
+    assert.notEqual(reqs[0].reqId, reqs[1].reqId);
   });
 });

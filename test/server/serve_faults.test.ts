@@ -81,6 +81,28 @@ describe("kiln serve under faults", () => {
     assert.equal(s.server.ctx.inFlight.numAdmitted, 0);
   });
 
+  test("over a real socket: a 10 MB body gets 413, invalid UTF-8 400, and the server keeps serving", async () => {
+    const url = `${s.server.url}/v1/completions`;
+    const big = await post(url, { model: "default", prompt: "x", user: "y".repeat(10 * 2 ** 20) }).catch(
+      (e: Error) => e,
+    );
+    // The server may answer 413 before the body is all sent; the client then sees the 413 or a reset.
+    if (big instanceof Response) assert.equal(big.status, 413);
+    const utf = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: Buffer.concat([
+        Buffer.from('{"model":"default","prompt":"'),
+        Buffer.from([0xff]),
+        Buffer.from('"}'),
+      ]),
+    });
+    assert.equal(utf.status, 400);
+    assert.match(((await utf.json()) as { error: { message: string } }).error.message, /UTF-8/);
+    const ok = await post(url, { model: "default", prompt: "O", max_tokens: 2 });
+    assert.equal(ok.status, 200);
+  });
+
   test(`load: ${LOAD.streams} concurrent streams, ${LOAD.disconnectShare * 100}% disconnecting, then ${LOAD.shortRequests} short requests`, async () => {
     const url = `${s.server.url}/v1/completions`;
     const seeded = (i: number) => ((i * 2654435761) >>> 0) / 2 ** 32;
