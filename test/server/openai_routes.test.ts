@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import { pino } from "pino";
 import { RequestTooLargeError, UnsupportedRequestError } from "../../src/executor/errors.ts";
 import type { ExecutorRequest } from "../../src/executor/executor.ts";
+import { ChatTemplateError } from "../../src/runtime/chat_template.ts";
 import { buildApp } from "../../src/server/app.ts";
 import {
   parseSse,
@@ -279,6 +280,35 @@ describe("openai routes on a scripted executor", () => {
       ["cancelled"],
     );
     assert.equal(ctx.inFlight.numAdmitted, 0);
+  });
+
+  test("a template that refuses the conversation: 400 naming messages; an event without text is decoded", async () => {
+    const ex = new ScriptedExecutor(() => [
+      { tokenIds: [5, 6], finishReason: "end" } as unknown as ScriptedEvent,
+    ]);
+    const { app, ctx } = scriptedApp(ex);
+    ctx.model.chatTemplate = {
+      render: (ms: { role: string }[]) => {
+        if (ms[0].role !== "user") throw new ChatTemplateError("roles must alternate user/assistant");
+        return "p";
+      },
+    } as unknown as typeof ctx.model.chatTemplate;
+    ctx.model.tokenizer = {
+      encode: () => ({ ids: [1], tokens: [] }),
+      decode: (ids: number[]) => ids.map((i) => `<${i}>`).join(""),
+    } as unknown as typeof ctx.model.tokenizer;
+    const refused = await post(app, "/v1/chat/completions", {
+      model: "scripted",
+      messages: [{ role: "assistant", content: "x" }],
+    });
+    assert.equal(refused.statusCode, 400);
+    assert.equal(refused.json().error.param, "messages");
+    assert.match(refused.json().error.message, /alternate/);
+    const r = await post(app, "/v1/chat/completions", {
+      model: "scripted",
+      messages: [{ role: "user", content: "x" }],
+    });
+    assert.equal(r.json().choices[0].message.content, "<5><6>");
   });
 
   test("GET /v1/models, /version, /health, /metrics", async () => {

@@ -2,7 +2,7 @@
 // FILE) as transformers' apply_chat_template renders them, encoded without added special tokens (the
 // template writes BOS itself), then generated like a completion; n choices, index = sequence.
 import type { FastifyInstance } from "fastify";
-import type { ChatMessage } from "../../runtime/chat_template.ts";
+import { type ChatMessage, ChatTemplateError } from "../../runtime/chat_template.ts";
 import { badField } from "../http_errors.ts";
 import type { ServerContext } from "../server_context.ts";
 import { notAnObject } from "./body.ts";
@@ -46,7 +46,14 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
         "messages",
         "the model has no chat template; start kiln serve with --chat-template FILE, or use /v1/completions",
       );
-    const text = template.render(messages, { addGenerationPrompt });
+    let text: string;
+    try {
+      text = template.render(messages, { addGenerationPrompt });
+    } catch (e) {
+      // The template refused the conversation (raise_exception, e.g. roles that must alternate).
+      if (e instanceof ChatTemplateError) throw badField("messages", e.message);
+      throw e;
+    }
     const ids = checkPromptIds(ctx, encodeText(ctx, text, "messages", false), "messages");
     const limit = maxTokensFor(ctx, params, Math.min(ctx.model.maxModelLen, ctx.model.kvCapacityTokens));
     limit(ids.length);

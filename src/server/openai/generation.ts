@@ -177,7 +177,10 @@ export class Generation {
           finish = reason;
           throw this.endedError(id, reason);
         }
-        let text = (carry.get(seq) ?? "") + (ev.text ?? "");
+        // An event without text (a beam's whole output, if the executor sends it so) is decoded here.
+        const evText =
+          ev.text ?? (tokenizer ? tokenizer.decode(ev.tokenIds, { skipSpecialTokens: true }) : "");
+        let text = (carry.get(seq) ?? "") + evText;
         carry.delete(seq);
         if (reason === null && /[\uD800-\uDBFF]$/.test(text)) {
           carry.set(seq, text.slice(-1));
