@@ -61,6 +61,9 @@ export interface RunningServer {
 
 export const DEFAULT_BODY_LIMIT = 4 * 2 ** 20;
 export const DEFAULT_SHUTDOWN_TIMEOUT_S = 30;
+/** Connections the kernel may hold before they are accepted (Node's default is 511): a burst of
+ * clients arriving while a long executor iteration holds the event loop waits there. */
+const LISTEN_BACKLOG = 4096;
 
 export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
   const dir = o.model ?? BUNDLED_MODEL_DIR;
@@ -114,7 +117,7 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
   const logger = pino({ level: o.logLevel ?? "info" }, o.logDestination ?? destination(2));
   const app = buildApp(ctx, o.routes ?? [], logger);
   try {
-    await app.listen({ host: o.host ?? "127.0.0.1", port: o.port ?? 8000 });
+    await app.listen({ host: o.host ?? "127.0.0.1", port: o.port ?? 8000, backlog: LISTEN_BACKLOG });
   } catch (e) {
     await executor.shutdown({ drain: false });
     throw e;
