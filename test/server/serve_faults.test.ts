@@ -4,6 +4,8 @@
 // event and refuses new work; and a bounded load run (concurrent streams with random disconnects,
 // then many short requests) ends with every stream well-formed and the KV cache idle.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { LOAD_CI as LOAD, post, readStream, runLoad } from "./load_run.ts";
 import { parseSse } from "./scripted_executor.ts";
@@ -44,6 +46,15 @@ describe("kiln serve under faults", () => {
     const made = ex.stats().numGeneratedTokens - before;
     assert.ok(made < 300, `${made} tokens generated after the client left`);
     assert.equal(s.server.ctx.inFlight.numAdmitted, 0);
+  });
+
+  test("the listening socket's backlog holds a burst of connections (Linux: ss shows it)", (t) => {
+    const ss = spawnSync("ss", ["-ltnH", `sport = :${s.server.port}`], { encoding: "utf8" });
+    if (ss.status !== 0 || !existsSync("/proc/sys/net/core/somaxconn")) return t.skip("needs Linux's ss");
+    const somaxconn = Number(readFileSync("/proc/sys/net/core/somaxconn", "utf8"));
+    // A listening socket's Send-Q is its backlog, capped by the kernel at somaxconn.
+    const backlog = Number(ss.stdout.trim().split(/\s+/)[2]);
+    assert.equal(backlog, Math.min(4096, somaxconn), ss.stdout);
   });
 
   test("over a real socket: a 10 MB body gets 413, invalid UTF-8 400, and the server keeps serving", async () => {
