@@ -311,6 +311,53 @@ describe("openai routes on a scripted executor", () => {
     assert.equal(r.json().choices[0].message.content, "<5><6>");
   });
 
+  test("echo puts the prompt's text first (plain and streamed); add_generation_prompt reaches the template; --max-prompt-tokens", async () => {
+    const ex = new ScriptedExecutor(() => [ev(0, [5], "a"), ev(0, [6], "b", "end", true)]);
+    const { app, ctx } = scriptedApp(ex);
+    const rendered: unknown[] = [];
+    ctx.model.chatTemplate = {
+      render: (_ms: unknown, o: { addGenerationPrompt: boolean }) => {
+        rendered.push(o.addGenerationPrompt);
+        return "p";
+      },
+    } as unknown as typeof ctx.model.chatTemplate;
+    ctx.model.tokenizer = {
+      encode: (t: string) => ({ ids: [...t].map(() => 1), tokens: [] }),
+      decode: (ids: number[]) => ids.map((i) => `<${i}>`).join(""),
+    } as unknown as typeof ctx.model.tokenizer;
+    const plain = await post(app, "/v1/completions", { model: "scripted", prompt: "Hi there", echo: true });
+    assert.equal(plain.json().choices[0].text, "Hi thereab");
+    const ids = await post(app, "/v1/completions", { model: "scripted", prompt: [3, 4], echo: true });
+    assert.equal(ids.json().choices[0].text, "<3><4>ab");
+    const streamed = await post(app, "/v1/completions", {
+      model: "scripted",
+      prompt: "Hi",
+      echo: true,
+      stream: true,
+    });
+    const texts = parseSse(streamed.body).chunks.map(
+      (c) => (c as { choices: { text: string }[] }).choices[0].text,
+    );
+    assert.deepEqual(texts, ["Hi", "a", "b"]);
+    for (const add of [undefined, false, true])
+      await post(app, "/v1/chat/completions", {
+        model: "scripted",
+        messages: [{ role: "user", content: "x" }],
+        ...(add === undefined ? {} : { add_generation_prompt: add }),
+      });
+    assert.deepEqual(rendered, [true, false, true], "default true");
+    ctx.settings.maxPromptTokens = 4;
+    const long = await post(app, "/v1/completions", { model: "scripted", prompt: "12345" });
+    assert.equal(long.statusCode, 400);
+    assert.equal(long.json().error.param, "prompt");
+    assert.match(long.json().error.message, /5 tokens; this server takes at most 4 .*--max-prompt-tokens 4/);
+    const chat = await post(app, "/v1/chat/completions", {
+      model: "scripted",
+      messages: [{ role: "user", content: "x" }],
+    });
+    assert.equal(chat.statusCode, 200, "the rendered prompt (1 token) fits");
+  });
+
   test("GET /v1/models, /version, /health, /metrics", async () => {
     const ex = new ScriptedExecutor(() => []);
     const { app, ctx } = scriptedApp(ex);
