@@ -83,6 +83,30 @@ describe("kiln serve under faults", () => {
     await runLoad(s.server, LOAD);
   });
 
+  test("--max-queue and --max-concurrent: 429 with Retry-After once full; served again after", async () => {
+    const t = await bundledServer({ maxQueue: 1, executor: { maxNumSeqs: 1 } });
+    const c = await bundledServer({ maxConcurrent: 1 });
+    try {
+      for (const srv of [t, c]) {
+        const url = `${srv.server.url}/v1/completions`;
+        const ex = srv.server.ctx.model.executor;
+        const running = post(url, { ...long, max_tokens: 150 });
+        await until(() => ex.stats().numRunning === 1);
+        const waiting = srv === t ? post(url, { ...long, max_tokens: 2 }) : null;
+        if (waiting) await until(() => ex.stats().numQueued === 1);
+        const full = await post(url, { ...long, max_tokens: 2 });
+        assert.equal(full.status, 429, await full.clone().text());
+        assert.equal(full.headers.get("retry-after"), "1");
+        assert.equal((await running).status, 200);
+        if (waiting) assert.equal((await waiting).status, 200);
+        assert.equal((await post(url, { ...long, max_tokens: 2 })).status, 200);
+      }
+    } finally {
+      await t.close();
+      await c.close();
+    }
+  });
+
   test("--request-timeout: a request past it is cancelled and answered (408, or an error event)", async () => {
     const t = await bundledServer({ requestTimeoutS: 0.2 });
     try {
