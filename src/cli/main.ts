@@ -9,6 +9,7 @@ import { registerChat } from "./chat.ts";
 import { handleClosedOutput } from "./closed_output.ts";
 import { reportError } from "./report_error.ts";
 import { registerRun } from "./run.ts";
+import { registerServe } from "./serve.ts";
 import { registerTokenize } from "./tokenize.ts";
 import { registerVerify } from "./verify.ts";
 
@@ -24,6 +25,7 @@ export async function main(argv: string[]): Promise<number> {
   registerChat(program);
   registerBuild(program);
   registerBench(program);
+  registerServe(program);
   registerTokenize(program);
   registerVerify(program);
   for (const c of program.commands)

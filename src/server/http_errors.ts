@@ -11,6 +11,7 @@ export type OpenAiErrorType =
   | "not_found_error"
   | "rate_limit_error"
   | "service_unavailable"
+  | "timeout_error"
   | "server_error";
 
 /** An answer a route gives on purpose: its status, OpenAI error type, and the field at fault. */

@@ -6,6 +6,7 @@ import type { RequestFinishReason } from "../executor/request.ts";
 import type { RequestTiming } from "../executor/request_results.ts";
 import type { ChatTemplate } from "../runtime/chat_template.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import type { InFlight } from "./in_flight.ts";
 
 /** The executor's public surface the server uses (the Executor class is one; tests may script one). */
 export interface ServedExecutor {
@@ -29,6 +30,8 @@ export interface ServedModel {
   /** The engine's context window (prompt + completion tokens). */
   maxModelLen: number;
   vocabSize: number;
+  /** The model's end ids (stop_token_ids and ignore_eos edit this list). */
+  eosTokenIds: readonly number[];
   /** Unix seconds at which the model was loaded (OpenAI's `created`). */
   created: number;
   backend: "cpu" | "cuda";
@@ -77,4 +80,6 @@ export interface ServerContext {
   version: string;
   /** Set when shutdown began: new generation requests get 503. */
   readonly shuttingDown: boolean;
+  /** Admission (429/503) and the live generation work shutdown waits for (server/in_flight.ts). */
+  inFlight: InFlight;
 }

@@ -14,6 +14,7 @@ import { registerBench } from "../../src/cli/bench.ts";
 import { registerBuild } from "../../src/cli/build.ts";
 import { registerChat } from "../../src/cli/chat.ts";
 import { registerRun } from "../../src/cli/run.ts";
+import { registerServe } from "../../src/cli/serve.ts";
 import { registerTokenize } from "../../src/cli/tokenize.ts";
 import { registerVerify } from "../../src/cli/verify.ts";
 
@@ -72,6 +73,7 @@ describe("README.md", () => {
       registerChat,
       registerBuild,
       registerBench,
+      registerServe,
       registerTokenize,
       registerVerify,
     ])

@@ -1,0 +1,144 @@
+// `kiln serve` as a function: opens the executor on a checkpoint or engine directory, reads its
+// tokenizer and chat template, builds the ServerContext and the app, listens, and gives back the URL
+// and a graceful close:
+//
+//   close(): refuse new work (503) → wait for in-flight responses up to the shutdown timeout →
+//            cancel what is left (each gets a 503 or an error event) → stop listening → stop the executor
+import { basename, resolve } from "node:path";
+import type { FastifyInstance } from "fastify";
+import { type DestinationStream, destination, type Level, pino } from "pino";
+import { BUNDLED_MODEL_DIR } from "../bundled_model.ts";
+import { ChatTemplate, NoChatTemplateError } from "../runtime/chat_template.ts";
+import { type OpenExecutorOptions, openExecutor } from "../runtime/open_executor.ts";
+import { KILN_VERSION } from "../version.ts";
+import { buildApp, type RouteModule } from "./app.ts";
+import { InFlight } from "./in_flight.ts";
+import { NullMetrics } from "./null_metrics.ts";
+import type { ServerContext, ServerMetrics, ServerSettings } from "./server_context.ts";
+
+export interface ServeOptions {
+  /** Checkpoint or engine directory (default: the bundled model). */
+  model?: string;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  servedModelName?: string;
+  apiKey?: string | null;
+  /** Executor requests waiting at most (429 beyond). */
+  maxQueue?: number;
+  /** Executor requests running or waiting for HTTP requests at most (429 beyond). */
+  maxConcurrent?: number;
+  /** Seconds after arrival at which a request is cancelled (default: never). */
+  requestTimeoutS?: number;
+  maxPromptTokens?: number;
+  /** A Jinja chat template file instead of the model's. */
+  chatTemplate?: string;
+  logLevel?: Level | "silent";
+  /** Where the JSON log lines go (default stderr). */
+  logDestination?: DestinationStream;
+  /** Seconds in-flight requests get to finish at shutdown before they are cancelled (default 30). */
+  shutdownTimeoutS?: number;
+  /** Body size limit in bytes (default 4 MiB). */
+  bodyLimit?: number;
+  /** How the executor and its engine are opened (backend, dtype, KV cache, batch limits). */
+  executor?: OpenExecutorOptions;
+  metrics?: ServerMetrics;
+  /** More route modules (Triton, tokenize). */
+  routes?: RouteModule[];
+}
+
+export interface RunningServer {
+  /** http://host:port (the real port when 0 was asked). */
+  url: string;
+  port: number;
+  ctx: ServerContext;
+  app: FastifyInstance;
+  /** The line `kiln serve` prints when ready. */
+  readyLine: string;
+  /** Graceful shutdown; resolves when the executor stopped. Idempotent. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_BODY_LIMIT = 4 * 2 ** 20;
+export const DEFAULT_SHUTDOWN_TIMEOUT_S = 30;
+/** Connections the kernel may hold before they are accepted (Node's default is 511): a burst of
+ * clients arriving while a long executor iteration holds the event loop waits there. */
+const LISTEN_BACKLOG = 4096;
+
+export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
+  const dir = o.model ?? BUNDLED_MODEL_DIR;
+  // The template is read before the build, so a broken --chat-template fails at once.
+  let chatTemplate: ChatTemplate | null = null;
+  try {
+    chatTemplate = ChatTemplate.fromDir(
+      dir,
+      o.chatTemplate !== undefined ? { templateFile: o.chatTemplate } : {},
+    );
+  } catch (e) {
+    if (!(e instanceof NoChatTemplateError)) throw e;
+  }
+  const metrics = o.metrics ?? new NullMetrics();
+  const executor = openExecutor(dir, {
+    ...o.executor,
+    ...(o.maxQueue !== undefined ? { maxQueueSize: o.maxQueue } : {}),
+    onIteration: (s) => metrics.iteration(s),
+  });
+  const { config, tokenizer, eosTokenIds } = executor.session;
+  const kv = executor.kv.stats();
+  const settings: ServerSettings = {
+    apiKey: o.apiKey ?? null,
+    maxPromptTokens: o.maxPromptTokens ?? config.maxSeqLen,
+    maxConcurrent: o.maxConcurrent ?? Number.POSITIVE_INFINITY,
+    requestTimeoutMs: o.requestTimeoutS !== undefined ? o.requestTimeoutS * 1000 : Number.POSITIVE_INFINITY,
+    bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
+  };
+  const inFlight = new InFlight(settings.maxConcurrent);
+  const ctx: ServerContext = {
+    model: {
+      name: o.servedModelName ?? basename(resolve(dir)),
+      executor,
+      tokenizer,
+      chatTemplate,
+      maxModelLen: config.maxSeqLen,
+      vocabSize: config.model.vocabSize,
+      eosTokenIds,
+      created: Math.floor(Date.now() / 1000),
+      backend: config.target.backend,
+      kvCapacityTokens: kv.numBlocks * kv.tokensPerBlock,
+    },
+    metrics,
+    settings,
+    version: KILN_VERSION,
+    get shuttingDown() {
+      return inFlight.shuttingDown;
+    },
+    inFlight,
+  };
+  const logger = pino({ level: o.logLevel ?? "info" }, o.logDestination ?? destination(2));
+  const app = buildApp(ctx, o.routes ?? [], logger);
+  try {
+    await app.listen({ host: o.host ?? "127.0.0.1", port: o.port ?? 8000, backlog: LISTEN_BACKLOG });
+  } catch (e) {
+    await executor.shutdown({ drain: false });
+    throw e;
+  }
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : (o.port ?? 8000);
+  const host = o.host ?? "127.0.0.1";
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const readyLine = `kiln serve: ${url}  model ${ctx.model.name}  backend ${ctx.model.backend}  KV capacity ${ctx.model.kvCapacityTokens} tokens`;
+  const graceMs = (o.shutdownTimeoutS ?? DEFAULT_SHUTDOWN_TIMEOUT_S) * 1000;
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      inFlight.beginShutdown();
+      const timer = setTimeout(() => inFlight.cancelAll(executor, "shutdown"), graceMs);
+      await inFlight.idle();
+      clearTimeout(timer);
+      await app.close();
+      await executor.shutdown({ drain: false });
+    })();
+    return closing;
+  };
+  return { url, port, ctx, app, readyLine, close };
+}

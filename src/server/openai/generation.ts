@@ -1,0 +1,277 @@
+// One HTTP generation request against the executor: its prompts (one executor request each) are
+// admitted, enqueued with streaming on (so every token has its time for the metrics) and their result
+// events turned into choice deltas, in arrival order:
+//
+//   prompt p, sequence s  →  choice index p × n + s
+//
+// Result events are read defensively for the executor's several-sequence shape: a missing
+// sequenceIndex is 0, a missing isFinal is "finishReason !== null". Whatever ends the request (done,
+// error, the client gone, the consumer stopping), every executor request is cancelled if still live,
+// its results taken, its admission released and its metrics reported once.
+
+import { RequestTooLargeError, UnsupportedRequestError } from "../../executor/errors.ts";
+import type { ResultEvent } from "../../executor/executor.ts";
+import type { RequestFinishReason } from "../../executor/request.ts";
+import type { RequestTiming } from "../../executor/request_results.ts";
+import { badField, HttpError } from "../http_errors.ts";
+import type { FinishedRequest, ServerContext } from "../server_context.ts";
+import type { GenerationParams } from "./request_fields.ts";
+
+export type ChoiceFinish = "stop" | "length";
+
+/** New output of one choice. */
+export interface ChoiceDelta {
+  index: number;
+  tokenIds: number[];
+  logProbs: number[];
+  text: string;
+  finishReason: ChoiceFinish | null;
+}
+
+/** The client went away: nothing more is sent, the request is cancelled. */
+export class ClientGoneError extends Error {}
+
+/** ResultEvent with the fields of the executor's several-sequence results (absent before them). */
+type SequenceEvent = ResultEvent & { sequenceIndex?: number; isFinal?: boolean };
+
+export class Generation {
+  promptTokens = 0;
+  completionTokens = 0;
+  /** Arrival → first token of the first prompt to produce one (ms), for the request log. */
+  ttftMs: number | null = null;
+
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly prompts: readonly number[][],
+    private readonly params: GenerationParams,
+    /** max_tokens for a prompt of this length. */
+    private readonly maxTokensFor: (promptLength: number) => number,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  private ids: number[] = [];
+  private started = false;
+
+  /** Admits and enqueues every prompt, or throws (HttpError 429/503, the executor's 400s) with
+   * nothing left queued. Call deltas() right after, and read it to its end or return() it. */
+  start(): void {
+    const { executor } = this.ctx.model;
+    const timeout = this.ctx.settings.requestTimeoutMs;
+    this.ctx.inFlight.admit(this.prompts.length);
+    this.started = true;
+    try {
+      if (this.signal.aborted) throw new ClientGoneError();
+      for (const p of this.prompts) {
+        const request = {
+          ...this.params.request,
+          prompt: p,
+          maxNewTokens: this.maxTokensFor(p.length),
+          ...(Number.isFinite(timeout) ? { allottedTimeMs: timeout } : {}),
+        };
+        const id = executor.enqueue(request);
+        this.ids.push(id);
+        this.ctx.inFlight.track(id);
+        this.promptTokens += p.length;
+      }
+    } catch (e) {
+      this.end(new Set());
+      throw this.asFieldError(e);
+    }
+  }
+
+  /** The executor's refusals that belong to a field, as 400s naming it. */
+  private asFieldError(e: unknown): unknown {
+    const { n, beamSearch } = this.params;
+    if (e instanceof UnsupportedRequestError && (beamSearch || n > 1))
+      return beamSearch
+        ? badField(
+            "use_beam_search",
+            "use_beam_search: this server's executor does not run beam search yet; leave it out",
+          )
+        : badField(
+            "n",
+            `n ${n}: this server's executor does not run several sequences per request yet; use n 1`,
+          );
+    if (e instanceof RequestTooLargeError)
+      return badField(
+        "max_tokens",
+        `the prompt (${e.promptTokens} tokens) plus max_tokens (${e.maxNewTokens}) need more KV cache than the server has (${e.totalBlocks * e.tokensPerBlock} tokens); ask for fewer tokens or shorten the prompt`,
+      );
+    return e;
+  }
+
+  /** Choice deltas in arrival order; throws HttpError (408 timeout, 503 shutdown), ClientGoneError,
+   * or the executor's error. */
+  async *deltas(): AsyncGenerator<ChoiceDelta> {
+    const { executor } = this.ctx.model;
+    const taken = new Set<number>();
+    const cancelAll = () => {
+      for (const id of this.ids) executor.cancel(id);
+    };
+    this.signal.addEventListener("abort", cancelAll);
+    try {
+      if (this.signal.aborted) throw new ClientGoneError();
+      const streams = this.ids.map((id, i) => {
+        taken.add(id);
+        return this.one(id, executor.results(id), i, this.prompts[i].length);
+      });
+      yield* merge(streams);
+    } finally {
+      this.signal.removeEventListener("abort", cancelAll);
+      this.end(taken);
+    }
+  }
+
+  /** Cancels what is live, drops untaken results, releases the admission (once). */
+  private end(taken: Set<number>): void {
+    if (!this.started) return;
+    this.started = false;
+    const { executor } = this.ctx.model;
+    for (const id of this.ids) {
+      executor.cancel(id); // false (a no-op) once it finished
+      if (!taken.has(id)) {
+        executor.results(id); // drop the executor's channel
+        const timing = { arrival: Date.now(), firstScheduled: null, firstToken: null, last: null };
+        this.ctx.metrics.requestFinished({
+          finishReason: "cancelled",
+          promptTokens: this.prompts[this.ids.indexOf(id)].length,
+          generationTokens: 0,
+          timing,
+          tokenTimes: [],
+        });
+      }
+      this.ctx.inFlight.untrack(id);
+    }
+    this.ctx.inFlight.release(this.prompts.length);
+  }
+
+  private async *one(
+    id: number,
+    results: AsyncIterable<ResultEvent>,
+    promptIndex: number,
+    promptLength: number,
+  ): AsyncGenerator<ChoiceDelta> {
+    const { n, includeStopStr, stops } = this.params;
+    const tokenizer = this.ctx.model.tokenizer;
+    let finish: FinishedRequest["finishReason"] = "error";
+    let timing: RequestTiming = { arrival: Date.now(), firstScheduled: null, firstToken: null, last: null };
+    const tokenTimes: number[] = [];
+    let generated = 0;
+    // Per sequence: a high surrogate held back so no delta ends inside a character, and (for
+    // include_stop_str_in_output) the text and tokens so far.
+    const carry = new Map<number, string>();
+    const sofar = new Map<number, { text: string; ids: number[] }>();
+    try {
+      for await (const raw of results) {
+        const ev = raw as SequenceEvent;
+        timing = ev.timing;
+        const seq = ev.sequenceIndex ?? 0;
+        if (ev.tokenIds.length > 0) {
+          generated += ev.tokenIds.length;
+          tokenTimes.push(ev.timing.last ?? Date.now());
+          if (this.ttftMs === null && ev.timing.firstToken !== null)
+            this.ttftMs = ev.timing.firstToken - ev.timing.arrival;
+        }
+        const reason = ev.finishReason;
+        if (reason === "cancelled" || reason === "timed_out") {
+          finish = reason;
+          throw this.endedError(id, reason);
+        }
+        // An event without text (a beam's whole output, if the executor sends it so) is decoded here.
+        const evText =
+          ev.text ?? (tokenizer ? tokenizer.decode(ev.tokenIds, { skipSpecialTokens: true }) : "");
+        let text = (carry.get(seq) ?? "") + evText;
+        carry.delete(seq);
+        if (reason === null && /[\uD800-\uDBFF]$/.test(text)) {
+          carry.set(seq, text.slice(-1));
+          text = text.slice(0, -1);
+        }
+        if (includeStopStr && stops.length > 0 && tokenizer) {
+          const s = sofar.get(seq) ?? { text: "", ids: [] };
+          s.ids.push(...ev.tokenIds);
+          if (reason === "stop") {
+            // The executor cut the text where a stop string begins; add back the one found there.
+            const whole = tokenizer.decode(s.ids, { skipSpecialTokens: true });
+            const at = s.text.length + text.length;
+            const hit = stops.find((w) => whole.startsWith(w, at));
+            if (hit) text += hit;
+          }
+          s.text += text;
+          sofar.set(seq, s);
+        }
+        this.completionTokens += ev.tokenIds.length;
+        yield {
+          index: promptIndex * n + seq,
+          tokenIds: ev.tokenIds,
+          logProbs: ev.logProbs,
+          text,
+          finishReason: reason === null ? null : reason === "length" ? "length" : "stop",
+        };
+        if (ev.isFinal ?? reason !== null) {
+          finish = reason ?? "stop";
+          break;
+        }
+      }
+    } finally {
+      this.ctx.metrics.requestFinished({
+        finishReason: finish,
+        promptTokens: promptLength,
+        generationTokens: generated,
+        timing,
+        tokenTimes,
+      });
+    }
+  }
+
+  /** The error for a request the executor ended without finishing it. */
+  private endedError(id: number, reason: RequestFinishReason): Error {
+    if (this.signal.aborted) return new ClientGoneError();
+    if (reason === "timed_out")
+      return new HttpError(
+        408,
+        `the request ran past the server's request timeout (${this.ctx.settings.requestTimeoutMs / 1000} s) and was cancelled; ask for fewer tokens or retry later`,
+        "timeout_error",
+      );
+    if (this.ctx.inFlight.cancelCause(id) === "shutdown")
+      return new HttpError(
+        503,
+        "the server shut down before this request finished; it was cancelled",
+        "service_unavailable",
+      );
+    return new HttpError(
+      503,
+      "the request was cancelled by the server before it finished",
+      "service_unavailable",
+    );
+  }
+}
+
+type Step<T> = { i: number; r?: IteratorResult<T>; e?: unknown };
+
+/** Items of every generator as they come. A failure of one is thrown after the rest are returned. */
+async function* merge<T>(gens: AsyncGenerator<T>[]): AsyncGenerator<T> {
+  const step = (i: number): Promise<Step<T>> =>
+    gens[i].next().then(
+      (r) => ({ i, r }),
+      (e: unknown) => ({ i, e }),
+    );
+  const pending = new Map<number, Promise<Step<T>>>(gens.map((_, i) => [i, step(i)]));
+  try {
+    while (pending.size > 0) {
+      const s = await Promise.race(pending.values());
+      if (s.e !== undefined) {
+        pending.delete(s.i);
+        throw s.e;
+      }
+      if (s.r?.done) {
+        pending.delete(s.i);
+        continue;
+      }
+      pending.set(s.i, step(s.i));
+      yield (s.r as IteratorYieldResult<T>).value;
+    }
+  } finally {
+    // A generator still waiting ends at its next event (its request is being cancelled).
+    for (const i of pending.keys()) gens[i].return(undefined).catch(() => {});
+  }
+}

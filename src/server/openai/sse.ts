@@ -1,0 +1,40 @@
+// Server-sent events as OpenAI streams them: `data: {json}\n\n` per chunk, `data: [DONE]\n\n` at the
+// end. Writes wait for the socket to drain (a slow reader slows its own stream, nothing else); once
+// the client is gone every write is a no-op.
+import { once } from "node:events";
+import type { ServerResponse } from "node:http";
+
+export class SseStream {
+  constructor(private readonly res: ServerResponse) {}
+
+  /** Sends the headers (status 200). */
+  open(headers: Record<string, string>): void {
+    this.res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+      ...headers,
+    });
+    this.res.flushHeaders();
+  }
+
+  get closed(): boolean {
+    return this.res.destroyed || this.res.writableEnded;
+  }
+
+  async send(chunk: unknown): Promise<void> {
+    await this.write(`data: ${JSON.stringify(chunk)}\n\n`);
+  }
+
+  /** `data: [DONE]` and the end of the response. */
+  async done(): Promise<void> {
+    await this.write("data: [DONE]\n\n");
+    if (!this.closed) this.res.end();
+  }
+
+  private async write(s: string): Promise<void> {
+    if (this.closed) return;
+    if (!this.res.write(s) && !this.closed)
+      await Promise.race([once(this.res, "drain"), once(this.res, "close")]);
+  }
+}
