@@ -13,12 +13,16 @@
 #   throughput  the 8B through the executor (`kiln bench --num-requests`, all requests at once) at the
 #            issue's ISL/OSL pairs on an engine built for 256 running requests and 8,192 tokens a
 #            step: `throughput` (short) 128/128, 2048/128, then Poisson arrivals at about 70% of the
-#            128/128 request rate (p99 TPOT against the median); `throughput long` 1000/1000, 128/2048
+#            128/128 request rate (p99 TPOT against the median), with Hugging Face continuous batching
+#            (tools/bench_hf_cb.py) on the same 128/128 requests; `throughput long` 1000/1000, 128/2048;
+#            `throughput hf` Hugging Face at 2048/128 and 1000/1000
+#   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
+#            and 64 concurrent streams: ITL against the in-process decode step at batch 64)
 # Usage (device run, carry .device and .devnm):
-#   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long]
+#   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve
 set -uo pipefail
 source tools/device_engine.sh
-part=${1:?usage: $0 tests|engines|load|final|throughput}
+part=${1:?usage: $0 tests|engines|load|final|throughput|serve}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 if [[ $part == tests ]]; then
@@ -64,7 +68,7 @@ bench() { # label engine flags...
   cp "$out/b.json" "$out/bench-${label// /_}.json"
 }
 decode=(--input-len 128 --output-len 256)
-if [[ $part == throughput ]]; then
+if [[ $part == throughput || $part == serve ]]; then
   ckpt=/tmp/hf-$big e=/tmp/engine-$big-throughput
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
   t0=$(date +%s%N)
@@ -79,12 +83,50 @@ if [[ $part == throughput ]]; then
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); e=d['executor']; print('%-22s %8.0f out tok/s %8.0f total tok/s %6.2f req/s  TTFT %.1f/%.1f ms  TPOT %.2f/%.2f ms (median/p99)  ITL p99 %.2f ms  tokens %d  iters %d  preempt %d  peak KV %.0f%%' % (sys.argv[2], d['outputTokensPerSec'], d['totalTokensPerSec'], d['requestsPerSec'], d['ttftMs']['median'], d['ttftMs']['p99'], d['tpotMs']['median'], d['tpotMs']['p99'], d['itlMs']['p99'], d['outputTokens'], e['iterations'], e['preemptions'], 100*e['peakKvUsage']))" \
       "$f" "$label"
   }
+  hf() { # label seconds flags...: Hugging Face continuous batching on the same requests
+    local label=$1 limit=$2 f="$out/hf-${1//[ \/]/_}.json"
+    shift 2
+    timeout "$limit" python3 tools/bench_hf_cb.py --model "$ckpt" "$@" >"$f" 2>>"$out/hf-cb.err" ||
+      { echo "HF $label: failed or timed out (hf-cb.err)"; return; }
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('HF %-19s %8.0f out tok/s %8.0f total tok/s  TTFT %.1f/%.1f ms  TPOT %.2f/%.2f ms (median/p99)  %s' % (sys.argv[2], d['outputTokensPerSec'], d['totalTokensPerSec'], d['ttftMs']['median'], d['ttftMs']['p99'], d['tpotMs']['median'], d['tpotMs']['p99'], d['engine']))" \
+      "$f" "$label"
+  }
+  if [[ $part == serve ]]; then # in-process first: the server then takes the GPU's free memory for KV
+    tp "128/128 in-process" 120 --num-requests 1024 --input-len 128 --output-len 128
+    tp "batch 64 in-process" 120 --num-requests 64 --input-len 128 --output-len 256
+    ./bin/kiln serve --model "$e" --backend cuda --port 8321 --log-level warn >"$out/serve.log" 2>&1 &
+    pid=$!
+    get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())" "$1"; }
+    for _ in $(seq 240); do get http://127.0.0.1:8321/health >/dev/null 2>&1 && break; sleep 0.5; done
+    echo "kiln serve: $(head -n 1 "$out/serve.log")"
+    sv() { # label seconds flags...
+      local label=$1 limit=$2 f="$out/serve-${1//[ \/]/_}.json"
+      shift 2
+      timeout "$limit" ./bin/kiln bench --serve http://127.0.0.1:8321 --json "$@" >"$f" 2>>"$out/serve-bench.err" ||
+        { echo "serve $label: failed (serve-bench.err)"; return; }
+      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('HTTP %-20s %8.0f out tok/s  TTFT %.1f/%.1f ms  TPOT %.2f/%.2f ms  ITL %.2f/%.2f ms (median/p99)  failed %d' % (sys.argv[2], d['outputTokensPerSec'], d['ttftMs']['median'], d['ttftMs']['p99'], d['tpotMs']['median'], d['tpotMs']['p99'], d['itlMs']['median'], d['itlMs']['p99'], d['failed']))" \
+        "$f" "$label"
+    }
+    sv "128/128" 150 --num-requests 1024 --input-len 128 --output-len 128
+    sv "64 streams" 150 --num-requests 256 --max-concurrency 64 --input-len 128 --output-len 256
+    get http://127.0.0.1:8321/metrics | grep -E "^kiln:(generation_tokens_total|request_success_total)" | head -5
+    kill -TERM $pid
+    wait $pid
+    echo "kiln serve after SIGTERM: exit $?"
+    exit 0
+  fi
+  if [[ ${2:-short} == hf ]]; then # Hugging Face at the other pairs, in a call of its own
+    hf "2048/128" 200 --num-requests 256 --input-len 2048 --output-len 128
+    hf "1000/1000" 330 --num-requests 256 --input-len 1000 --output-len 1000
+    exit 0
+  fi
   if [[ ${2:-short} == long ]]; then # each call stays within the device's 10 minutes
     tp "1000/1000" 200 --num-requests 256 --input-len 1000 --output-len 1000
     tp "128/2048" 200 --num-requests 256 --input-len 128 --output-len 2048
     exit 0
   fi
   tp "128/128" 120 --num-requests 1024 --input-len 128 --output-len 128
+  hf "128/128" 150 --num-requests 1024 --input-len 128 --output-len 128
   tp "2048/128" 120 --num-requests 256 --input-len 2048 --output-len 128
   rate=$(python3 -c "import json,sys; print('%.2f' % (0.7 * json.load(open(sys.argv[1]))['requestsPerSec']))" \
     "$out/tp-128_128.json" 2>/dev/null)
