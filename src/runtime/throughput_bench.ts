@@ -4,9 +4,12 @@
 // token's time is the executor's clock when it was sampled, so the figures do not depend on when this
 // loop reads the events.
 //   TTFT = first token − enqueue      TPOT = (last − first) / (tokens − 1)      ITL = token − previous
+// Against the floor of a decode step of the requests that run at once (floors.ts): max(bytes it reads /
+// measured copy bandwidth, its FLOPs / measured GEMM rate).
 import { Executor, type ExecutorSession } from "../executor/executor.ts";
 import type { CapacityPolicy } from "../executor/scheduler.ts";
 import { BenchOptionError, type BenchSampling, BenchShapeError } from "./bench.ts";
+import { decodeStepWork, floorMs } from "./floors.ts";
 import type { KvCacheConfig } from "./kv_cache_config.ts";
 
 export interface ThroughputOptions {
@@ -59,6 +62,17 @@ export interface ThroughputResult {
   ttftMs: Summary;
   tpotMs: Summary;
   itlMs: Omit<Summary, "mean">;
+  /** The floor of one decode step of `floorBatch` sequences at the average context (input + output / 2
+   * keys each): max(bytes / copy bandwidth, FLOPs / GEMM rate), weights and every sequence's K and V
+   * read once, the linear layers and attention computed (floors.ts). A reference for the TPOT of a
+   * full batch; with Poisson arrivals fewer may run at once. */
+  decodeStepFloorMs: number;
+  /** Requests the KV cache holds at full length at once (at most numRequests): the floor's batch. */
+  floorBatch: number;
+  /** Median TPOT / decodeStepFloorMs. */
+  tpotOverFloor: number;
+  copyBandwidthGBs: number;
+  gemmTflops: number;
   executor: {
     iterations: number;
     preemptions: number;
@@ -115,9 +129,13 @@ async function tokenTimes(executor: Executor, id: number): Promise<number[]> {
   return stamps;
 }
 
-/** Runs the benchmark on `session`, which it borrows (the caller disposes it). */
+/** Bytes of a stored weight element of an engine of `dtype`. */
+const elemBytes = (dtype: string) => (dtype === "fp32" ? 4 : 2);
+
+/** Runs the benchmark on `session`, which it borrows (the caller disposes it); `weightBytes`: the
+ * engine's weights in bytes (the floor's). */
 export async function runThroughputBench(
-  session: ExecutorSession,
+  session: ExecutorSession & { readonly weightBytes: number },
   o: ThroughputOptions,
 ): Promise<ThroughputResult> {
   const { config, backend } = session;
@@ -142,6 +160,9 @@ export async function runThroughputBench(
   const prompts = Array.from({ length: o.numRequests }, prompt);
   const warmPrompt = prompt();
   const arrivals = o.requestRate ? poissonArrivals(o.numRequests, o.requestRate, seed) : prompts.map(() => 0);
+  // The floor's rates, measured before the KV cache takes its share of device memory (they borrow some).
+  const bandwidth = backend.measureCopyBandwidth();
+  const gemmRate = backend.measureGemmFlops();
   // KV: every request at full length at once, within the caps the KvCacheConfig sets.
   const bs = backend.kvBlockSize;
   let blocks = o.numRequests * Math.ceil((o.inputLen + o.outputLen) / bs);
@@ -150,6 +171,17 @@ export async function runThroughputBench(
     backend.warmUp?.();
     blocks = Math.min(blocks, Math.floor(o.kvCache.freeGpuMemoryFraction * backend.maxKvBlocks()));
   }
+  const floorBatch = Math.max(
+    1,
+    Math.min(o.numRequests, Math.floor(Math.max(1, blocks) / Math.ceil((o.inputLen + o.outputLen) / bs))),
+  );
+  const step = decodeStepWork(
+    m,
+    session.weightBytes / elemBytes(config.build.dtype),
+    backend.name === "cpu" ? 4 : elemBytes(config.build.dtype), // the CPU backend widens to fp32 at load
+    new Array<number>(floorBatch).fill(o.inputLen + o.outputLen / 2),
+  );
+  const decodeStepFloorMs = floorMs(step.bytes, step.flops, bandwidth, gemmRate);
   const decoding = o.sampling ? { ...o.sampling, seed } : ({ greedy: true } as const);
   let peak = 0;
   const borrowed: ExecutorSession = {
@@ -218,6 +250,11 @@ export async function runThroughputBench(
       ttftMs: summary(ttfts),
       tpotMs: summary(tpots),
       itlMs: { median: itl.median, p99: itl.p99 },
+      decodeStepFloorMs,
+      floorBatch,
+      tpotOverFloor: percentile(tpots, 50) / decodeStepFloorMs,
+      copyBandwidthGBs: bandwidth / 1e9,
+      gemmTflops: gemmRate / 1e12,
       executor: {
         iterations: after.numIterations - before.numIterations,
         preemptions: after.numPreemptions - before.numPreemptions,
