@@ -67,7 +67,8 @@ export interface ThroughputResult {
    * read once, the linear layers and attention computed (floors.ts). A reference for the TPOT of a
    * full batch; with Poisson arrivals fewer may run at once. */
   decodeStepFloorMs: number;
-  /** Requests the KV cache holds at full length at once (at most numRequests): the floor's batch. */
+  /** Requests that run at once (at most numRequests, what the KV cache holds at full length, the
+   * engine's maxBatchSize and maxNumTokens): the floor's batch. */
   floorBatch: number;
   /** Median TPOT / decodeStepFloorMs. */
   tpotOverFloor: number;
@@ -171,9 +172,16 @@ export async function runThroughputBench(
     backend.warmUp?.();
     blocks = Math.min(blocks, Math.floor(o.kvCache.freeGpuMemoryFraction * backend.maxKvBlocks()));
   }
+  // The requests that can run at once: the KV cache at full length, and the executor's running cap
+  // (the engine's maxBatchSize, at most one sequence per token of an iteration).
   const floorBatch = Math.max(
     1,
-    Math.min(o.numRequests, Math.floor(Math.max(1, blocks) / Math.ceil((o.inputLen + o.outputLen) / bs))),
+    Math.min(
+      o.numRequests,
+      Math.floor(Math.max(1, blocks) / Math.ceil((o.inputLen + o.outputLen) / bs)),
+      config.build.maxBatchSize,
+      maxNumTokens,
+    ),
   );
   const step = decodeStepWork(
     m,
