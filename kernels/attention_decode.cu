@@ -32,6 +32,9 @@
 //                          barrier.cluster (arrive.release, wait.acquire)
 //                          merge own items from own shared memory, write out
 //
+// attention_decode_batch{,_rope} (at the end) serve steps of many sequences: no splits, one CTA per
+// (kv head group, sequence) over its whole context, K/V tiles staged through shared memory by cp.async.
+//
 // All arithmetic is fp32.
 #include "attention_common.cuh"
 #include "rope.cuh"  // attention_decode_rope*: the fused RoPE prologue
@@ -286,6 +289,52 @@ struct RopeIn {
   int num_slots;             // a slot outside [0, num_slots) is not stored
 };
 
+// attention_decode_rope*'s prologue, the work rope_qkv_fused would do (rope.cuh: the same bits), after the
+// PDL wait, by all threads: the CTA's nh query heads (from h0), rotated (and normed), into sq
+// ([kHeadsPerCta][HEAD_DIM] floats, zeros past nh), and, when the CTA `holds_new` key ctx − 1, that key's
+// K (normed, rotated) and V rows into new_k / new_v (shared memory, from where the key loop takes them);
+// the CTA of head group 0 also stores them to the cache slot slot_mapping[s]. Ends with a barrier.
+__device__ __forceinline__ void rope_prologue(const kiln_t* __restrict__ q, const RopeIn& ri,
+                                              const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                                              int s, int kvh, int h0, int nh, bool holds_new, float* sq,
+                                              kiln_t* new_k, kiln_t* new_v) {
+  const int tasks = nh + (holds_new ? 2 : 0);
+  const int slot = ri.slot_mapping[s];
+  const bool store = holds_new && blockIdx.x % kHeadGroups == 0 && slot >= 0 && slot < ri.num_slots;
+  const size_t cache_row = ((size_t)slot * NUM_KV_HEADS + kvh) * HEAD_DIM;
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  for (int t = warp; t < tasks; t += kDecodeWarps) {  // one head per warp
+    if (t < nh) {
+      kiln::rope::Head h;
+      kiln::rope::load(q + (size_t)s * ri.q_stride + (size_t)(h0 + t) * HEAD_DIM, h);
+      if (ri.q_norm != nullptr) kiln::rope::norm(h, ri.q_norm, ri.norm_eps);
+      if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
+      float* const dst = sq + t * HEAD_DIM;
+      kiln::rope::for_each(h, [dst](int d, kiln_t x) { dst[d] = to_float(x); });
+    } else if (t == nh) {
+      kiln::rope::Head h;
+      kiln::rope::load(ri.k + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM, h);
+      if (ri.k_norm != nullptr) kiln::rope::norm(h, ri.k_norm, ri.norm_eps);
+      if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
+      kiln_t* const cache = const_cast<kiln_t*>(k_cache) + cache_row;  // never read here: the loop reads smem
+      kiln::rope::for_each(h, [new_k, cache, store](int d, kiln_t x) {
+        new_k[d] = x;
+        if (store) cache[d] = x;
+      });
+    } else {
+      const kiln_t* const src = ri.v + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM;
+      for (int d = lane; d < HEAD_DIM; d += kWarp) {
+        const kiln_t x = src[d];
+        new_v[d] = x;
+        if (store) const_cast<kiln_t*>(v_cache)[cache_row + d] = x;
+      }
+    }
+  }
+  for (int i = nh * HEAD_DIM + threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) sq[i] = 0.f;
+  __syncthreads();
+}
+
 template <int kCluster, bool kRope>
 __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc,
                                        float* __restrict__ partial_m, float* __restrict__ partial_l,
@@ -345,41 +394,8 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
     // into sq, and, in the split that holds the new key, its K (normed, rotated) and V rows into shared
     // memory, from where the key loop takes them; the CTA of head group 0 also stores them to the cache.
     const bool holds_new = ks <= ctx - 1 && ctx - 1 < ke;
-    const int tasks = nh + (holds_new ? 2 : 0);
-    const int slot = ri.slot_mapping[s];
-    const bool store = holds_new && blockIdx.x % kHeadGroups == 0 && slot >= 0 && slot < ri.num_slots;
-    const size_t cache_row = ((size_t)slot * NUM_KV_HEADS + kvh) * HEAD_DIM;
-    kiln_t* const new_k = reinterpret_cast<kiln_t*>(sm.new_k);
-    kiln_t* const new_v = reinterpret_cast<kiln_t*>(sm.new_v);
-    for (int t = warp; t < tasks; t += kDecodeWarps) {  // one head per warp
-      if (t < nh) {
-        kiln::rope::Head h;
-        kiln::rope::load(q + (size_t)s * ri.q_stride + (size_t)(h0 + t) * HEAD_DIM, h);
-        if (ri.q_norm != nullptr) kiln::rope::norm(h, ri.q_norm, ri.norm_eps);
-        if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
-        float* const dst = sq + t * HEAD_DIM;
-        kiln::rope::for_each(h, [dst](int d, kiln_t x) { dst[d] = to_float(x); });
-      } else if (t == nh) {
-        kiln::rope::Head h;
-        kiln::rope::load(ri.k + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM, h);
-        if (ri.k_norm != nullptr) kiln::rope::norm(h, ri.k_norm, ri.norm_eps);
-        if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
-        kiln_t* const cache = const_cast<kiln_t*>(k_cache) + cache_row;  // never read here: the loop reads smem
-        kiln::rope::for_each(h, [new_k, cache, store](int d, kiln_t x) {
-          new_k[d] = x;
-          if (store) cache[d] = x;
-        });
-      } else {
-        const kiln_t* const src = ri.v + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM;
-        for (int d = lane; d < HEAD_DIM; d += kWarp) {
-          const kiln_t x = src[d];
-          new_v[d] = x;
-          if (store) const_cast<kiln_t*>(v_cache)[cache_row + d] = x;
-        }
-      }
-    }
-    for (int i = nh * HEAD_DIM + threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) sq[i] = 0.f;
-    __syncthreads();
+    rope_prologue(q, ri, k_cache, v_cache, s, kvh, h0, nh, holds_new, sq, reinterpret_cast<kiln_t*>(sm.new_k),
+                  reinterpret_cast<kiln_t*>(sm.new_v));
     if (holds_new) new_pos = ctx - 1;
     take_new_key(kr, vr, sm_new_k, sm_new_v, new_pos, base, key_lane, vec_lane);  // if in the first step
   } else {
@@ -659,6 +675,318 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// attention_decode_batch (and _rope): many sequences, no context splits. When S × (kv head groups) CTAs
+// already fill the GPU, splitting contexts only adds partials and merges; this kernel gives one CTA to
+// each (kv head group x, sequence s) and walks the whole range [lo, ctx) in tiles of kTileKeys keys,
+// the block table in order. Each tile's K and V rows come into shared memory by 16-byte cp.async
+// (a plain copy where a row's vectors are narrower), kBatchStages tiles in flight, so the next tiles'
+// loads run while this one is computed; the first kBatchStages − 1 tiles are issued before the PDL wait
+// (keys < ctx − 1 only). Every key of a tile is read once for all the CTA's query heads (GQA). The
+// lanes then work as attention_decode's do (LANES_PER_KEY lanes per key, q in registers here, online
+// softmax per warp, the warps merged in shared memory), in sub-steps of at most 4 keys per lane.
+//
+//   tile t (kTileKeys keys):  cp.async K|V → stage t % kBatchStages  ─┐ issued kBatchStages − 1 tiles ahead
+//   wait, barrier, scores + softmax + P·V from the stage, barrier ◀─┘
+//
+// The new key (ctx − 1) is never read from a tile (its slot is zero-filled): it comes from shared memory
+// (new_k, new_v), rotated there by the fused RoPE prologue or copied from the cache after the wait.
+constexpr int kBatchStages = 3;
+constexpr int kBatchTileBytes = 8192;  // a K (or V) tile at 4 bytes an element
+constexpr int floor_pow2(int x) {
+  int p = 1;
+  while (p * 2 <= x) p *= 2;
+  return p;
+}
+// Keys one round of the CTA's lanes takes for an element size of `bytes` (the kCtaKeys of that dtype).
+constexpr int cta_keys_for(int bytes) {
+  int v = 16 / bytes;
+  while (v > 1 && HEAD_DIM % v != 0) v /= 2;
+  const int lanes = next_pow2(HEAD_DIM / v) < kWarp ? next_pow2(HEAD_DIM / v) : kWarp;
+  return kDecodeWarps * (kWarp / lanes);
+}
+// Tile keys at 4 bytes an element (a power of two, ≤ 64, at least the fp32 round), so the shared memory
+// is one size whatever the dtype; 16-bit dtypes take twice the keys in the same bytes.
+constexpr int kTileKeysFit = floor_pow2(kBatchTileBytes / (kRowWords * 4) > 64   ? 64
+                                        : kBatchTileBytes / (kRowWords * 4) < 1 ? 1
+                                                                                : kBatchTileBytes / (kRowWords * 4));
+constexpr int kTileKeysF32 = kTileKeysFit < cta_keys_for(4) ? cta_keys_for(4) : kTileKeysFit;
+constexpr int kTileKeys = kTileKeysF32 * (4 / (int)sizeof(kiln_t));
+constexpr int kCtaKeys = kDecodeWarps * kKeysAbreast;
+static_assert(kTileKeys % kCtaKeys == 0, "a tile is whole rounds of the CTA's keys");
+constexpr int kTileWords = kTileKeysF32 * kRowWords;  // one K or V tile, in 4-byte words
+static_assert(kTileKeys * kNumVecs * (int)sizeof(raw_t) <= kTileWords * 4, "a tile fits its words");
+constexpr int kBatchKeysPerLane = kTileKeys / kCtaKeys < 4 ? kTileKeys / kCtaKeys : 4;  // per sub-step
+constexpr int kBatchSubSteps = kTileKeys / (kCtaKeys * kBatchKeysPerLane);
+// q and acc of every head live in registers: fewer resident CTAs where they are large (more than 4
+// heads, or more than 32 floats of q per lane), so that ptxas need not spill.
+constexpr int kBatchMinBlocks = kHeadsPerCta <= 4 && kHeadsPerCta * kVecsPerLane * kVec <= 32 ? 4 : 2;
+
+struct alignas(16) BatchSmem {
+  unsigned new_k[kRowWords];  // the new key's K row (kiln_t), rotated by the RoPE prologue or copied
+  unsigned new_v[kRowWords];  //   from the cache, and its V row
+  union {
+    unsigned tiles[kBatchStages][2][kTileWords];       // [stage][K, V][key][vector] (raw_t)
+    float acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // after the key loop: [warp][head][HEAD_DIM]
+  } u;
+  float q[kHeadsPerCta * HEAD_DIM];  // [head][HEAD_DIM]
+  float m[kDecodeWarps * kHeadsPerCta];
+  float l[kDecodeWarps * kHeadsPerCta];
+};
+
+#if defined(DECODE_BATCH_SMEM_BYTES)  // the host's mirror (attention_splits.ts decodeBatchSharedBytes)
+static_assert(sizeof(BatchSmem) == DECODE_BATCH_SMEM_BYTES, "DECODE_BATCH_SMEM_BYTES is not sizeof(attn::BatchSmem)");
+#endif
+
+// Issues the copies of the tile of keys [base, base + kTileKeys) (those < end, other than `skip`; the
+// rest zero-filled) into one stage, all threads; the caller commits the group.
+__device__ __forceinline__ void load_tile(unsigned* stage, const kiln_t* __restrict__ k_cache,
+                                          const kiln_t* __restrict__ v_cache, const int* table, int table_step,
+                                          int base, int end, int skip, int kvh) {
+  raw_t* const tk = reinterpret_cast<raw_t*>(stage);
+  raw_t* const tv = reinterpret_cast<raw_t*>(stage + kTileWords);
+  for (int c = threadIdx.x; c < kTileKeys * kNumVecs; c += kDecodeThreads) {
+    const int key = c / kNumVecs;
+    const int v = c % kNumVecs;
+    const int pos = base + key;
+    const bool in = pos < end && pos != skip;
+    const size_t off = in ? kv_row(table, table_step, pos, kvh) + (size_t)v * kVec : 0;
+    if constexpr (sizeof(raw_t) == 16) {
+      cp_async_16(tk + c, k_cache + off, in ? 16 : 0);
+      cp_async_16(tv + c, v_cache + off, in ? 16 : 0);
+    } else {
+      tk[c] = in ? load_raw(k_cache + off) : zero_raw();
+      tv[c] = in ? load_raw(v_cache + off) : zero_raw();
+    }
+  }
+}
+
+template <bool kRope>
+__device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+                                             const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                                             const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                                             int block_table_stride, int block_table_step, float scale,
+                                             int sliding_window, int trigger, int stop, const RopeIn& ri) {
+  extern __shared__ __align__(16) unsigned char decode_batch_smem[];
+  if (dynamic_smem_bytes() < sizeof(BatchSmem)) __trap();  // the launch must pass sizeof(BatchSmem)
+  BatchSmem& sm = *reinterpret_cast<BatchSmem*>(decode_batch_smem);
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int kvh = blockIdx.x / kHeadGroups;
+  const int h0 = kvh * ATTN_GROUP + (blockIdx.x % kHeadGroups) * kHeadsPerCta;  // first query head
+  const int nh = min(kHeadsPerCta, (kvh + 1) * ATTN_GROUP - h0);              // query heads here
+  const int s = blockIdx.y;
+  const int ctx = context_len[s];
+  const int* table = block_tables + (size_t)s * block_table_stride;
+  const int lo = sliding_window > 0 ? max(0, ctx - sliding_window) : 0;
+  const int new_pos = ctx - 1;  // −1 for a padding row (ctx 0): no new key, no tiles
+  const int tiles = ctx > lo ? (ctx - lo + kTileKeys - 1) / kTileKeys : 0;
+  auto issue = [&](int t) {  // tile t into stage t % kBatchStages (an empty group past the last tile)
+    if (t < tiles) load_tile(sm.u.tiles[t % kBatchStages][0], k_cache, v_cache, table, block_table_step,
+                             lo + t * kTileKeys, ctx, new_pos, kvh);
+    cp_async_commit();
+  };
+  // Before the wait (pdl.cuh): the step metadata and keys < ctx − 1, cached by earlier steps.
+#pragma unroll
+  for (int t = 0; t < kBatchStages - 1; t++) issue(t);
+
+  kiln::pdl_wait();  // q and the new key come from the previous kernel (see pdl.cuh)
+  if (trigger == 0) kiln::pdl_launch_dependents();
+  if (stop == 1) {  // profiling: let the pre-wait copies land, then leave
+    cp_async_wait<0>();
+    return;
+  }
+  if constexpr (kRope) {
+    rope_prologue(q, ri, k_cache, v_cache, s, kvh, h0, nh, ctx > lo, sm.q, reinterpret_cast<kiln_t*>(sm.new_k),
+                  reinterpret_cast<kiln_t*>(sm.new_v));
+  } else {
+    for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) {
+      const int g = i / HEAD_DIM;
+      sm.q[i] = g < nh ? to_float(q[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + i % HEAD_DIM]) : 0.f;
+    }
+    if (ctx > lo) {  // the new key's rows, written by the kernel before (rope_kv)
+      const size_t off = kv_row(table, block_table_step, new_pos, kvh);
+      for (int v = threadIdx.x; v < kNumVecs; v += kDecodeThreads) {
+        reinterpret_cast<raw_t*>(sm.new_k)[v] = load_raw(k_cache + off + v * kVec);
+        reinterpret_cast<raw_t*>(sm.new_v)[v] = load_raw(v_cache + off + v * kVec);
+      }
+    }
+    __syncthreads();
+  }
+
+  const int key_lane = lane / kLanesPerKey;  // which of the keys abreast
+  const int vec_lane = lane % kLanesPerKey;  // vectors vec_lane + i * kLanesPerKey of the row
+  float qr[kHeadsPerCta][kVecsPerLane][kVec];
+#pragma unroll
+  for (int g = 0; g < kHeadsPerCta; g++) {
+#pragma unroll
+    for (int i = 0; i < kVecsPerLane; i++) {
+      const int v = vec_lane + i * kLanesPerKey;
+      if (v < kNumVecs) {
+        load_smem_vec(&sm.q[g * HEAD_DIM + v * kVec], qr[g][i]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < kVec; e++) qr[g][i][e] = 0.f;
+      }
+    }
+  }
+  const raw_t* const new_k = reinterpret_cast<const raw_t*>(sm.new_k);
+  const raw_t* const new_v = reinterpret_cast<const raw_t*>(sm.new_v);
+
+  const float sl = scale * kExpScale;
+  float m[kHeadsPerCta], l[kHeadsPerCta];
+  float acc[kHeadsPerCta][kVecsPerLane][kVec];  // this lane's dims of its keys' weighted V sum
+#pragma unroll
+  for (int g = 0; g < kHeadsPerCta; g++) {
+    m[g] = neg_inf();
+    l[g] = 0.f;
+#pragma unroll
+    for (int i = 0; i < kVecsPerLane; i++) {
+#pragma unroll
+      for (int e = 0; e < kVec; e++) acc[g][i][e] = 0.f;
+    }
+  }
+
+  for (int t = 0; t < tiles; t++) {
+    issue(t + kBatchStages - 1);
+    cp_async_wait<kBatchStages - 1>();  // tile t has landed (this thread's copies) …
+    __syncthreads();                    // … and every thread's
+    const raw_t* const tk = reinterpret_cast<const raw_t*>(sm.u.tiles[t % kBatchStages][0]);
+    const raw_t* const tv = reinterpret_cast<const raw_t*>(sm.u.tiles[t % kBatchStages][1]);
+    const int base = lo + t * kTileKeys;
+#pragma unroll
+    for (int sub = 0; sub < kBatchSubSteps; sub++) {
+      float sc[kBatchKeysPerLane][kHeadsPerCta];  // scores, then softmax numerators
+#pragma unroll
+      for (int k = 0; k < kBatchKeysPerLane; k++) {
+        const int idx = ((sub * kBatchKeysPerLane + k) * kDecodeWarps + warp) * kKeysAbreast + key_lane;
+        const int pos = base + idx;
+        const raw_t* const row = pos == new_pos ? new_k : tk + idx * kNumVecs;
+        float kf[kVecsPerLane][kVec];
+#pragma unroll
+        for (int i = 0; i < kVecsPerLane; i++) {
+          const int v = vec_lane + i * kLanesPerKey;
+          if (v < kNumVecs) {
+            unpack(row[v], kf[i]);
+          } else {
+#pragma unroll
+            for (int e = 0; e < kVec; e++) kf[i][e] = 0.f;
+          }
+        }
+#pragma unroll
+        for (int g = 0; g < kHeadsPerCta; g++) {
+          float dot = 0.f;
+#pragma unroll
+          for (int i = 0; i < kVecsPerLane; i++) {
+#pragma unroll
+            for (int e = 0; e < kVec; e++) dot = fmaf(qr[g][i][e], kf[i][e], dot);
+          }
+          dot = xor_sum(dot, 1, kLanesPerKey / 2);
+          sc[k][g] = pos < ctx ? dot * sl : neg_inf();
+        }
+      }
+#pragma unroll
+      for (int g = 0; g < kHeadsPerCta; g++) {
+        float mx = sc[0][g];
+#pragma unroll
+        for (int k = 1; k < kBatchKeysPerLane; k++) mx = fmaxf(mx, sc[k][g]);
+        mx = xor_max(mx, kLanesPerKey, kWarp / 2);
+        const float m_new = fmaxf(m[g], mx);
+        const float m_use = m_new == neg_inf() ? 0.f : m_new;
+        const float corr = score_exp(m[g] - m_use);
+        m[g] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int k = 0; k < kBatchKeysPerLane; k++) {
+          sc[k][g] = score_exp(sc[k][g] - m_use);
+          sum += sc[k][g];
+        }
+        l[g] = l[g] * corr + sum;  // this lane's keys only; summed over the keys abreast at the end
+#pragma unroll
+        for (int i = 0; i < kVecsPerLane; i++) {
+#pragma unroll
+          for (int e = 0; e < kVec; e++) acc[g][i][e] *= corr;
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kBatchKeysPerLane; k++) {
+        const int idx = ((sub * kBatchKeysPerLane + k) * kDecodeWarps + warp) * kKeysAbreast + key_lane;
+        const raw_t* const row = base + idx == new_pos ? new_v : tv + idx * kNumVecs;
+#pragma unroll
+        for (int i = 0; i < kVecsPerLane; i++) {
+          const int v = vec_lane + i * kLanesPerKey;
+          if (v < kNumVecs) {
+            float vf[kVec];
+            unpack(row[v], vf);
+#pragma unroll
+            for (int g = 0; g < kHeadsPerCta; g++) {
+#pragma unroll
+              for (int e = 0; e < kVec; e++) acc[g][i][e] = fmaf(sc[k][g], vf[e], acc[g][i][e]);
+            }
+          }
+        }
+      }
+    }
+    __syncthreads();  // every thread is done with this stage before the next issue overwrites it
+  }
+  cp_async_wait<0>();  // (only empty groups remain) the stages are free: acc reuses them
+
+  if (trigger == 1) kiln::pdl_launch_dependents();
+  if (stop >= 2) {  // profiling: keep the key loop's results alive (l is never negative), then leave
+    if (l[0] < 0.f) out[0] = from_float(acc[0][0][0]);
+    return;
+  }
+
+  // Sum over the keys abreast (lanes with the same vec_lane), then merge the warps.
+#pragma unroll
+  for (int g = 0; g < kHeadsPerCta; g++) {
+    l[g] = xor_sum(l[g], kLanesPerKey, kWarp / 2);
+#pragma unroll
+    for (int i = 0; i < kVecsPerLane; i++) {
+#pragma unroll
+      for (int e = 0; e < kVec; e++) acc[g][i][e] = xor_sum(acc[g][i][e], kLanesPerKey, kWarp / 2);
+    }
+  }
+  if (lane < kLanesPerKey) {
+#pragma unroll
+    for (int g = 0; g < kHeadsPerCta; g++) {
+#pragma unroll
+      for (int i = 0; i < kVecsPerLane; i++) {
+        const int v = vec_lane + i * kLanesPerKey;
+        if (v < kNumVecs) {
+#pragma unroll
+          for (int e = 0; e < kVec; e++) sm.u.acc[(warp * kHeadsPerCta + g) * HEAD_DIM + v * kVec + e] = acc[g][i][e];
+        }
+      }
+    }
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int g = 0; g < kHeadsPerCta; g++) {
+      sm.m[warp * kHeadsPerCta + g] = m[g];
+      sm.l[warp * kHeadsPerCta + g] = l[g];
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < nh * HEAD_DIM; i += kDecodeThreads) {
+    const int g = i / HEAD_DIM;
+    float mx = neg_inf();
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; w++) mx = fmaxf(mx, sm.m[w * kHeadsPerCta + g]);
+    float sum = 0.f, a = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; w++) {
+      const float mw = sm.m[w * kHeadsPerCta + g];
+      if (mw != neg_inf()) {
+        const float c = score_exp(mw - mx);
+        sum = fmaf(sm.l[w * kHeadsPerCta + g], c, sum);
+        a = fmaf(sm.u.acc[(w * kHeadsPerCta + g) * HEAD_DIM + i % HEAD_DIM], c, a);
+      }
+    }
+    out[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + i % HEAD_DIM] = from_float(sum > 0.f ? a / sum : 0.f);
+  }
+}
+
 }  // namespace attn
 
 #define KILN_DECODE_ARGS                                                                                        \
@@ -702,3 +1030,17 @@ KILN_DECODE_CLUSTER(2)
 KILN_DECODE_CLUSTER(4)
 KILN_DECODE_CLUSTER(8)
 #endif
+
+// attention_decode_batch / attention_decode_batch_rope: attention_decode's arguments (the partials,
+// counters and num_splits unused: num_splits must be 1), grid (NUM_KV_HEADS * HEAD_GROUPS, S, 1), block
+// 128, sizeof(attn::BatchSmem) bytes of dynamic shared memory (attention_splits.ts decodeBatchSharedBytes).
+extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, attn::kBatchMinBlocks)
+    attention_decode_batch(KILN_DECODE_ARGS) {
+  attn::decode_batch<false>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride, block_table_step,
+                            scale, sliding_window, trigger, stop, attn::RopeIn{});
+}
+extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, attn::kBatchMinBlocks)
+    attention_decode_batch_rope(KILN_DECODE_ROPE_ARGS) {
+  attn::decode_batch<true>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride, block_table_step,
+                           scale, sliding_window, trigger, stop, KILN_DECODE_ROPE_IN);
+}

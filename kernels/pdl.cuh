@@ -19,7 +19,7 @@
 //   and other constants (gemv.cu's weight prefetch, rmsnorm.cu's weight vector), and, since the kernel ahead (a kiln kernel, rule 2)
 //   triggers only after its own wait, everything written by kernels two or more places back and by copies
 //   earlier on the stream (attention_decode.cu reads the step metadata and the K/V rows cached by earlier
-//   steps before its wait; the new token's K/V, written by the kernel just ahead or, in
+//   steps before its wait, attention_decode_batch* by cp.async into shared memory; the new token's K/V, written by the kernel just ahead or, in
 //   attention_decode_rope*, by the kernel itself from the QKV GEMM's rows, after it; gemv.cu's
 //   carried-norm producers read the residual, through L2).
 // Without the attribute (older GPUs, KILN_PDL=0, a launch that follows a non-kernel operation) both are

@@ -1,7 +1,7 @@
 // Checks attention_decode.cu on the CPU (fakecuda.h) against a double-precision reference (one query
 // per sequence at position ctx − 1; attention_README.md). One build per configuration, macros as for
 // attention_check.cpp ([-DKILN_DECODE_SRC='"path"'], default ../attention_decode.cu).
-// Contexts 1, 17, 0 (padding row: zeros), 300, 130; shuffled block table; NaN in every K/V slot and
+// Contexts 1, 17, 0 (padding row: zeros), 300, 130, 64, 65, 127; shuffled block table; NaN in every K/V slot and
 // table entry that must not be read. Runs: num_splits 1; 4 ([S, stride] table); 4 with window 40 and
 // the [stride, S] table (step S); 7 (empty splits); and the cluster kernels attention_decode_c2/c4/c8
 // (the splits of a cluster merged through distributed shared memory), whose output must also equal the
@@ -31,7 +31,7 @@ int main() {
 #else
   const char* dt = "f32"; const double tol = 1e-5;
 #endif
-  const std::vector<int> ctxs = {1, 17, 0, 300, 130};
+  const std::vector<int> ctxs = {1, 17, 0, 300, 130, 64, 65, 127};
   const int S = (int)ctxs.size();
   std::mt19937 gen(7000 + 1000 * D + 100 * BS + 10 * H + HKV);
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -45,9 +45,11 @@ int main() {
   const float scale = 1.0f / std::sqrt((float)D);
   const unsigned gx = (unsigned)(HKV * attn::kHeadGroups);
 
-  struct Run { int splits, window; bool transposed, cluster; };
+  // batch: attention_decode_batch (no splits, the tile pipeline).
+  struct Run { int splits, window; bool transposed, cluster, batch = false; };
   const Run runs[] = {{1, 0, false, false}, {4, 0, false, false}, {4, 40, true, false}, {7, 0, false, false},
-                      {2, 0, false, true},  {4, 40, true, true},  {8, 0, false, true}};
+                      {2, 0, false, true},  {4, 40, true, true},  {8, 0, false, true},
+                      {1, 0, false, false, true},  {1, 40, true, false, true},  {1, 3, false, false, true}};
   bool ok = true;
   printf("decode %s D=%d BLOCK_SIZE=%d H=%d/%d heads/CTA=%d:", dt, D, BS, H, HKV, attn::kHeadsPerCta);
   for (const Run& run : runs) {
@@ -73,6 +75,14 @@ int main() {
     // The kernel's output; `cluster`: attention_decode_c<ns>, else attention_decode.
     int counters_bad = 0;
     auto run_kernel = [&](bool cluster) {
+      if (run.batch) {
+        std::vector<kiln_t> o((size_t)S * H * D, attn::from_float(nanv));
+        launch({gx, (unsigned)S, 1}, {(unsigned)attn::kDecodeThreads, 1, 1}, [&] {
+          attention_decode_batch(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), kw.data(), vw.data(), ctxs.data(),
+                                 tw.data(), tstride, tstep, 1, scale, w, 1, 0);
+        }, sizeof(attn::BatchSmem), 13u);
+        return o;
+      }
       std::vector<kiln_t> o((size_t)S * H * D, attn::from_float(nanv));
       std::vector<float> pacc((size_t)S * H * ns * D, nanv), pm((size_t)S * H * ns, nanv), pl(pm.size(), nanv);
       std::vector<int> counter((size_t)S * gx, 0);
@@ -142,7 +152,7 @@ int main() {
     const double rel = max_ref > 0 ? max_err / max_ref : max_err;
     const bool pass = bad_rows == 0 && counters_bad == 0 && differ == 0 && rel <= tol;
     ok &= pass;
-    printf("  %s=%d w=%d%s rel=%.2e", run.cluster ? "cluster" : "splits", ns, w, run.transposed ? " [stride,S]" : "", rel);
+    printf("  %s=%d w=%d%s rel=%.2e", run.batch ? "batch" : run.cluster ? "cluster" : "splits", ns, w, run.transposed ? " [stride,S]" : "", rel);
     if (differ) printf(" not the global merge's bits");
     if (bad_rows) printf(" unwritten/NaN rows=%d", bad_rows);
     if (counters_bad) printf(" split_counter not zero=%d", counters_bad);

@@ -5,7 +5,8 @@
 // One build per configuration, macros as for attention_decode_check.cpp plus ROTARY_DIM (optional);
 // [-DKILN_DECODE_SRC='"path"'] (the dynamic-shared rewrite of attention_decode.cu, attention_run.sh).
 // Contexts 1, 17, 0 (padding row: slot −1), 300, 130, 64; runs: splits 1, 4 (window 40, [stride, S]
-// table), 7 (global merge) and clusters 2, 4 (window 40, [stride, S]), 8; each without and with the
+// table), 7 (global merge), clusters 2, 4 (window 40, [stride, S]), 8, and attention_decode_batch_rope
+// (window 0; 40 with [stride, S]); each without and with the
 // per-head q/k RMSNorm (Qwen3) and per-sequence frequency rows (dynamic NTK).
 #include "fakecuda.h"
 #include "attention_ptx_emu.h"
@@ -50,9 +51,11 @@ int main() {
   const float scale = 1.0f / std::sqrt((float)D);
   const unsigned gx = (unsigned)(HKV * attn::kHeadGroups);
 
-  struct Run { int splits, window; bool transposed, cluster; };
+  // batch: attention_decode_batch_rope against rope_qkv_fused + attention_decode_batch (one split).
+  struct Run { int splits, window; bool transposed, cluster, batch = false; };
   const Run runs[] = {{1, 0, false, false}, {4, 40, true, false}, {7, 0, false, false},
-                      {2, 0, false, true},  {4, 40, true, true},  {8, 0, false, true}};
+                      {2, 0, false, true},  {4, 40, true, true},  {8, 0, false, true},
+                      {1, 0, false, false, true}, {1, 40, true, false, true}};
   bool ok = true;
 #if defined(KILN_DTYPE_BF16)
   const char* dt = "bf16";
@@ -78,8 +81,9 @@ int main() {
       std::vector<float> pacc((size_t)S * H * ns * D), pm((size_t)S * H * ns), pl(pm.size());
       std::vector<int> counter((size_t)S * gx, 0);
       const bool global = ns > 1 && !run.cluster;
-      auto* unfused = !run.cluster ? attention_decode : ns == 2 ? attention_decode_c2 : ns == 4 ? attention_decode_c4 : attention_decode_c8;
-      auto* fused = !run.cluster ? attention_decode_rope : ns == 2 ? attention_decode_rope_c2 : ns == 4 ? attention_decode_rope_c4 : attention_decode_rope_c8;
+      auto* unfused = run.batch ? attention_decode_batch : !run.cluster ? attention_decode : ns == 2 ? attention_decode_c2 : ns == 4 ? attention_decode_c4 : attention_decode_c8;
+      auto* fused = run.batch ? attention_decode_batch_rope : !run.cluster ? attention_decode_rope : ns == 2 ? attention_decode_rope_c2 : ns == 4 ? attention_decode_rope_c4 : attention_decode_rope_c8;
+      const size_t smem = run.batch ? sizeof(attn::BatchSmem) : sizeof(attn::DecodeSmem);
       const dim3 grid{gx, (unsigned)S, (unsigned)ns};
       const dim3 block{(unsigned)attn::kDecodeThreads, 1, 1};
       const unsigned cz = run.cluster ? (unsigned)ns : 1u;
@@ -94,7 +98,7 @@ int main() {
         unfused(oa.data(), global ? pacc.data() : nullptr, global ? pm.data() : nullptr, global ? pl.data() : nullptr,
                 global ? counter.data() : nullptr, qa.data(), ka.data(), va.data(), ctxs.data(), tw.data(), tstride, tstep,
                 ns, scale, w, 1, 0);
-      }, sizeof(attn::DecodeSmem), 17u, cz);
+      }, smem, 17u, cz);
 
       // The fused kernel on the raw q|k|v rows, its cache's new-key slots poisoned.
       std::vector<kiln_t> kb = cache.k, vb = cache.v, ob((size_t)S * H * D, nan);
@@ -106,7 +110,7 @@ int main() {
               global ? counter.data() : nullptr, qkv.data(), kb.data(), vb.data(), ctxs.data(), tw.data(), tstride, tstep, ns,
               scale, w, 1, 0, qkv.data() + H * D, qkv.data() + (H + HKV) * D, W, W, positions.data(), slots.data(),
               inv_freq.data(), fidx, 1.f, qnw, knw, 1e-6f, num_slots);
-      }, sizeof(attn::DecodeSmem), 29u, cz);
+      }, smem, 29u, cz);
 
       const bool same_out = std::memcmp(oa.data(), ob.data(), oa.size() * sizeof(kiln_t)) == 0;
       const bool same_k = std::memcmp(ka.data(), kb.data(), ka.size() * sizeof(kiln_t)) == 0;
@@ -119,7 +123,7 @@ int main() {
       for (int c : counter) counters_bad += c != 0;
       const bool pass = same_out && same_k && same_v && nan_rows == 0 && counters_bad == 0;
       ok &= pass;
-      printf("  %s%s=%d w=%d%s", qk_norm ? "norm " : "", run.cluster ? "cluster" : "splits", ns, w,
+      printf("  %s%s=%d w=%d%s", qk_norm ? "norm " : "", run.batch ? "batch" : run.cluster ? "cluster" : "splits", ns, w,
              run.transposed ? " [stride,S]" : "");
       if (!same_out) printf(" output differs");
       if (!same_k || !same_v) printf(" cache differs (k %d v %d)", !same_k, !same_v);

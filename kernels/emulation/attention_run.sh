@@ -6,7 +6,8 @@
 # Not part of CI; for checking attention kernel changes where no GPU is at hand (g++ ≥ 12).
 #   PREFILL_SRC=path   check another copy of the kernel (default ../attention_prefill.cu; its includes
 #                      still come from kernels/)
-#   DECODE_SRC=path    likewise for attention_decode_check.cpp (attention_decode.cu: bf16, fp16, fp32 ×
+#   DECODE_SRC=path    likewise for attention_decode_check.cpp (attention_decode.cu, its split, cluster
+#                      and batch kernels: bf16, fp16, fp32 ×
 #                      D/BLOCK_SIZE/H/Hkv 128/16/8/2, 64/7/4/4, 80/16/7/1, 32/16/16/1)
 #   ROPE: attention_rope_check.cpp (attention_decode_rope*, the fused RoPE prologue, against rope_qkv_fused
 #                      + attention_decode*, bit for bit: bf16, fp16, fp32 × D/BLOCK_SIZE/H/Hkv/ROTARY_DIM

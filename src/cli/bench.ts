@@ -4,7 +4,7 @@
 import type { Command } from "commander";
 import { isEngineDir } from "../engine/reader.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import type { BenchSampling } from "../runtime/bench.ts";
+import type { BenchResult, BenchSampling } from "../runtime/bench.ts";
 import { runBench } from "../runtime/bench.ts";
 import { gib } from "../runtime/kv_cache_pool.ts";
 import { ModelRunner } from "../runtime/model_runner.ts";
@@ -203,7 +203,7 @@ export function registerBench(program: Command): void {
           ],
           [
             "TPOT (median)",
-            `${r.tpotMs.toFixed(3)} ms  (floor ${r.floorMs.toFixed(3)} ms, ×${r.tpotOverFloor.toFixed(2)})`,
+            `${r.tpotMs.toFixed(3)} ms  (floor ${r.floorMs.toFixed(3)} ms, ${decodeBound(r)}, ×${r.tpotOverFloor.toFixed(2)})`,
           ],
           ...(r.collectWaitMs !== undefined
             ? [
@@ -244,6 +244,13 @@ export function registerBench(program: Command): void {
         runner.dispose();
       }
     });
+}
+
+/** Which side sets the decode floor: its bytes at the copy bandwidth or its FLOPs at the GEMM rate. */
+function decodeBound(r: BenchResult): string {
+  const bytesMs = r.decodeFloorBytes / (r.copyBandwidthGBs * 1e9);
+  const flopsMs = r.decodeFloorFlops / (r.gemmTflops * 1e12);
+  return bytesMs >= flopsMs ? "bytes-bound" : "FLOP-bound";
 }
 
 function samplingText(s: BenchSampling): string {

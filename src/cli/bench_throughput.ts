@@ -64,6 +64,10 @@ export function throughputTable(r: ThroughputResult): string {
     ["requests/s", r.requestsPerSec.toFixed(2)],
     ["TTFT", ms(r.ttftMs)],
     ["TPOT", ms(r.tpotMs)],
+    [
+      "decode step floor",
+      `${r.decodeStepFloorMs.toFixed(3)} ms at ${r.floorBatch} sequences (median TPOT ×${r.tpotOverFloor.toFixed(2)})`,
+    ],
     ["ITL", ms(r.itlMs)],
     ["iterations", `${e.iterations} (${e.preemptions} preemptions)`],
     ["prefix cache hits", `${e.prefixHitTokens} of ${e.prefixQueryTokens} prompt tokens`],

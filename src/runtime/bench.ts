@@ -1,13 +1,18 @@
 // Latency benchmark: B prompts of I random tokens, O tokens each (greedy, or sampled with the given
 // settings; end ids ignored), timed end to end through the runtime (host work included). Reported
 // against the physical floors, each a lower bound: work the step cannot skip / the backend's measured
-// peak rate for it.
-//   decode floor  = bytes a step must read (weights + average KV) / measured copy bandwidth
-//   prefill floor = FLOPs of the prompt's linear layers (the LM head on one row per prompt) / measured GEMM rate
-import type { ModelConfig } from "../checkpoint/model_config.ts";
+// peak rate for it (floors.ts counts attention's part).
+//   decode floor  = max(bytes a step must read / measured copy bandwidth, its FLOPs / measured GEMM rate):
+//                   bytes = weights + every sequence's K and V at its context (the run's average step),
+//                   FLOPs = the linear layers on one row per sequence + attention over those keys
+//   prefill floor = FLOPs of the prompt's linear layers (the LM head on one row per prompt) and of its
+//                   causal attention (QKᵀ and P·V over L(L+1)/2 row-key pairs per head) / measured GEMM rate
 import { KilnError } from "../errors.ts";
+import { decodeStepWork, prefillAttentionFlops, prefillFlops, floorMs as stepFloorMs } from "./floors.ts";
 import type { KvPoolInfo, KvPoolLimit } from "./kv_cache_pool.ts";
 import type { ModelRunner } from "./model_runner.ts";
+
+export { prefillFlops } from "./floors.ts";
 
 export interface BenchOptions {
   batchSize: number;
@@ -63,10 +68,19 @@ export interface BenchResult {
   ttftMs: number;
   tpotMs: number;
   outputTokensPerSec: number;
+  /** Decode floor: max(decodeFloorBytes / copy bandwidth, decodeFloorFlops / GEMM rate), the run's
+   * average decode step. */
   floorMs: number;
   tpotOverFloor: number;
+  /** Weights read once plus every sequence's K and V at the average context, input + output / 2. */
+  decodeFloorBytes: number;
+  /** The linear layers on one row per sequence plus attention over the same keys (floors.ts). */
+  decodeFloorFlops: number;
+  /** Prefill floor: prefillFloorFlops / GEMM rate. */
   prefillFloorMs: number;
   ttftOverPrefillFloor: number;
+  /** The prompts' linear FLOPs (prefillFlops) plus their causal attention's (floors.ts). */
+  prefillFloorFlops: number;
   copyBandwidthGBs: number;
   gemmTflops: number;
   weightBytes: number;
@@ -94,19 +108,6 @@ const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-
-/** FLOPs of a prefill of `batch` prompts of `inputLen` tokens through the linear layers, counted low so
- * the floor stays a floor: of the weights, all but the embedding table, the norms (2 per layer + 1,
- * at most 2·hidden each, which also covers per-head q/k norms) and any biases (at most one per output
- * of q, k, v, o, gate, up and down) multiply every token, and the LM head only each prompt's last row. */
-export function prefillFlops(m: ModelConfig, params: number, batch: number, inputLen: number): number {
-  const head = m.vocabSize * m.hiddenSize;
-  const norms = 2 * (2 * m.numLayers + 1) * m.hiddenSize;
-  const attnOut = (m.numHeads + 2 * m.numKvHeads) * m.headDim;
-  const biases = m.numLayers * (attnOut + 2 * m.hiddenSize + 2 * m.intermediateSize);
-  const perToken = Math.max(0, params - head * (m.tieWordEmbeddings ? 1 : 2) - norms - biases);
-  return 2 * perToken * batch * inputLen + 2 * head * batch;
-}
 
 export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<BenchResult> {
   const s = runner.session;
@@ -187,12 +188,13 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const stored = s.config.build.dtype === "fp32" ? 4 : 2;
   const elem = backend.name === "cpu" ? 4 : stored;
   const params = s.weightBytes / stored;
-  const avgContext = o.inputLen + o.outputLen / 2;
-  const kvBytes = o.batchSize * avgContext * 2 * m.numLayers * m.numKvHeads * m.headDim * elem;
-  // A decode step reads every weight once, but of an untied embedding table only the batch's rows.
-  const readParams = params - (m.tieWordEmbeddings ? 0 : m.vocabSize * m.hiddenSize);
-  const floorMs = ((readParams * elem + kvBytes) / bestBandwidth) * 1000;
-  const prefillFloorMs = (prefillFlops(m, params, o.batchSize, o.inputLen) / bestFlops) * 1000;
+  // The average decode step: the step that samples token t (2 … O) reads I + t − 1 keys per sequence.
+  const contexts = new Array<number>(o.batchSize).fill(o.inputLen + o.outputLen / 2);
+  const { bytes: decodeFloorBytes, flops: decodeFloorFlops } = decodeStepWork(m, params, elem, contexts);
+  const floorMs = stepFloorMs(decodeFloorBytes, decodeFloorFlops, bestBandwidth, bestFlops);
+  const prefillFloorFlops =
+    prefillFlops(m, params, o.batchSize, o.inputLen) + prefillAttentionFlops(m, o.batchSize, o.inputLen);
+  const prefillFloorMs = stepFloorMs(0, prefillFloorFlops, bestBandwidth, bestFlops);
   const tpotMs = tpots.length ? median(tpots) : Number.NaN;
   const ttftMs = median(ttfts);
   return {
@@ -210,8 +212,11 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     outputTokensPerSec: median(produced.map((n, r) => n / (totals[r] / 1000))),
     floorMs,
     tpotOverFloor: tpotMs / floorMs,
+    decodeFloorBytes,
+    decodeFloorFlops,
     prefillFloorMs,
     ttftOverPrefillFloor: ttftMs / prefillFloorMs,
+    prefillFloorFlops,
     copyBandwidthGBs: bestBandwidth / 1e9,
     gemmTflops: bestFlops / 1e12,
     weightBytes: s.weightBytes,

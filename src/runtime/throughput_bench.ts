@@ -4,9 +4,12 @@
 // token's time is the executor's clock when it was sampled, so the figures do not depend on when this
 // loop reads the events.
 //   TTFT = first token − enqueue      TPOT = (last − first) / (tokens − 1)      ITL = token − previous
+// Against the floor of a decode step of the requests that run at once (floors.ts): max(bytes it reads /
+// measured copy bandwidth, its FLOPs / measured GEMM rate).
 import { Executor, type ExecutorSession } from "../executor/executor.ts";
 import type { CapacityPolicy } from "../executor/scheduler.ts";
 import { BenchOptionError, type BenchSampling, BenchShapeError } from "./bench.ts";
+import { decodeStepWork, floorMs } from "./floors.ts";
 import type { KvCacheConfig } from "./kv_cache_config.ts";
 
 export interface ThroughputOptions {
@@ -59,6 +62,18 @@ export interface ThroughputResult {
   ttftMs: Summary;
   tpotMs: Summary;
   itlMs: Omit<Summary, "mean">;
+  /** The floor of one decode step of `floorBatch` sequences at the average context (input + output / 2
+   * keys each): max(bytes / copy bandwidth, FLOPs / GEMM rate), weights and every sequence's K and V
+   * read once, the linear layers and attention computed (floors.ts). A reference for the TPOT of a
+   * full batch; with Poisson arrivals fewer may run at once. */
+  decodeStepFloorMs: number;
+  /** Requests that run at once (at most numRequests, what the KV cache holds at full length, the
+   * engine's maxBatchSize and maxNumTokens): the floor's batch. */
+  floorBatch: number;
+  /** Median TPOT / decodeStepFloorMs. */
+  tpotOverFloor: number;
+  copyBandwidthGBs: number;
+  gemmTflops: number;
   executor: {
     iterations: number;
     preemptions: number;
@@ -116,9 +131,13 @@ async function tokenTimes(executor: Executor, id: number): Promise<number[]> {
   return stamps;
 }
 
-/** Runs the benchmark on `session`, which it borrows (the caller disposes it). */
+/** Bytes of a stored weight element of an engine of `dtype`. */
+const elemBytes = (dtype: string) => (dtype === "fp32" ? 4 : 2);
+
+/** Runs the benchmark on `session`, which it borrows (the caller disposes it); `weightBytes`: the
+ * engine's weights in bytes (the floor's). */
 export async function runThroughputBench(
-  session: ExecutorSession,
+  session: ExecutorSession & { readonly weightBytes: number },
   o: ThroughputOptions,
 ): Promise<ThroughputResult> {
   const { config, backend } = session;
@@ -143,6 +162,9 @@ export async function runThroughputBench(
   const prompts = Array.from({ length: o.numRequests }, prompt);
   const warmPrompt = prompt();
   const arrivals = o.requestRate ? poissonArrivals(o.numRequests, o.requestRate, seed) : prompts.map(() => 0);
+  // The floor's rates, measured before the KV cache takes its share of device memory (they borrow some).
+  const bandwidth = backend.measureCopyBandwidth();
+  const gemmRate = backend.measureGemmFlops();
   // KV: on a backend that reports free memory the executor sizes it after its warm-up step
   // (freeGpuMemoryFraction of what is free, or the given maxTokens: executor/kv_cache_size.ts);
   // elsewhere (the CPU) every request at full length at once, within the given maxTokens.
@@ -176,6 +198,24 @@ export async function runThroughputBench(
       peak = Math.max(peak, s.kv.numUsed);
     },
   });
+  // The requests that can run at once: the executor's KV cache at full length, and the executor's running cap
+  // (the engine's maxBatchSize, at most one sequence per token of an iteration).
+  const floorBatch = Math.max(
+    1,
+    Math.min(
+      o.numRequests,
+      Math.floor(executor.kv.stats().numBlocks / Math.ceil((o.inputLen + o.outputLen) / bs)),
+      config.build.maxBatchSize,
+      maxNumTokens,
+    ),
+  );
+  const step = decodeStepWork(
+    m,
+    session.weightBytes / elemBytes(config.build.dtype),
+    backend.name === "cpu" ? 4 : elemBytes(config.build.dtype), // the CPU backend widens to fp32 at load
+    new Array<number>(floorBatch).fill(o.inputLen + o.outputLen / 2),
+  );
+  const decodeStepFloorMs = floorMs(step.bytes, step.flops, bandwidth, gemmRate);
   try {
     const request = (ids: number[], maxNewTokens: number) =>
       executor.enqueue({ prompt: ids, maxNewTokens, endId: [], streaming: true, ...decoding });
@@ -225,6 +265,11 @@ export async function runThroughputBench(
       ttftMs: summary(ttfts),
       tpotMs: summary(tpots),
       itlMs: { median: itl.median, p99: itl.p99 },
+      decodeStepFloorMs,
+      floorBatch,
+      tpotOverFloor: percentile(tpots, 50) / decodeStepFloorMs,
+      copyBandwidthGBs: bandwidth / 1e9,
+      gemmTflops: gemmRate / 1e12,
       executor: {
         iterations: after.numIterations - before.numIterations,
         preemptions: after.numPreemptions - before.numPreemptions,

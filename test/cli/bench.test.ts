@@ -40,6 +40,14 @@ test("kiln bench --json", () => {
     assert.equal(o.outputLen, 4);
     assert.ok(o.tpotMs > 0 && o.floorMs > 0 && o.tpotOverFloor > 0);
     assert.ok(Math.abs(o.tpotOverFloor - o.tpotMs / o.floorMs) < 1e-9);
+    // The decode floor is the slower of its bytes and its FLOPs; the prefill floor counts attention.
+    const bytesMs = o.decodeFloorBytes / (o.copyBandwidthGBs * 1e9);
+    const flopsMs = o.decodeFloorFlops / (o.gemmTflops * 1e12);
+    assert.ok(Math.abs(o.floorMs - 1000 * Math.max(bytesMs, flopsMs)) < 1e-9 * o.floorMs);
+    assert.ok(
+      Math.abs(o.prefillFloorMs - (1000 * o.prefillFloorFlops) / (o.gemmTflops * 1e12)) <
+        1e-9 * o.prefillFloorMs,
+    );
     // The KV pool (CPU: sized for the request): 1 × (⌈(8 + 4) / 16⌉ + 1) blocks of 16 tokens, each
     // 2 (K, V) × 6 layers × 16 tokens × 4 KV heads × 32 dims × 4 bytes.
     assert.equal(o.kvCacheBlocks, 2);

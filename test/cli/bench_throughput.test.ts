@@ -63,6 +63,11 @@ test("kiln bench --num-requests --json: every field, consistent", () => {
     assert.equal(e.peakKvBlocksUsed, 4);
     assert.equal(e.peakKvUsage, 1);
     assert.equal(o.sampling, null);
+    // The decode step floor: the 4 requests the cache holds at once, below the measured TPOT.
+    assert.equal(o.floorBatch, 4);
+    assert.ok(o.decodeStepFloorMs > 0 && o.decodeStepFloorMs <= o.tpotMs.median, `${o.decodeStepFloorMs}`);
+    assert.ok(close(o.tpotOverFloor, o.tpotMs.median / o.decodeStepFloorMs));
+    assert.ok(o.copyBandwidthGBs > 0 && o.gemmTflops > 0);
     const table = kiln(
       [
         "bench",
@@ -84,6 +89,7 @@ test("kiln bench --num-requests --json: every field, consistent", () => {
     assert.match(table.stdout, /arrivals\s+all at once/);
     assert.match(table.stdout, /decoding\s+sampled \(temperature 1, topK 5\)/);
     assert.match(table.stdout, /TPOT\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
+    assert.match(table.stdout, /decode step floor\s+[\d.]+ ms at \d+ sequences \(median TPOT ×[\d.]+\)/);
   } finally {
     cache.cleanup();
   }

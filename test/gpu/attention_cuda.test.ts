@@ -4,12 +4,18 @@
 // MQA / MHA, sliding windows, decode over contexts of 1, 17 and 5125 tokens with 1 to 40 splits merged
 // in the launch (batches padded with context-0 rows as CUDA graphs pad them, launches queued back to
 // back on shared split buffers); every dtype, the tensor-core path (16-bit, head 64/128) and the
-// generic one (fp32, other heads).
+// generic one (fp32, other heads). attention_decode_batch (no splits, the path of many sequences) over
+// 64 and 256 sequences of mixed contexts (1, block and tile sizes ± 1, long ones, padding rows), GQA
+// groups 1, 3, 4, 8 and 12, head dims 8 to 128, windows and both table layouts.
 // Launch configurations and the tolerance argument: kernels/attention_README.md.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { type AttentionSequence, pagedAttention } from "../../src/backends/cpu/kernels/attention.ts";
-import { decodeKernel, decodeSharedBytes } from "../../src/backends/cuda/attention_splits.ts";
+import {
+  decodeBatchSharedBytes,
+  decodeKernel,
+  decodeSharedBytes,
+} from "../../src/backends/cuda/attention_splits.ts";
 import type { DevicePtr } from "../../src/backends/cuda/device/index.ts";
 import { prefillTiles } from "../../src/backends/cuda/prefill_tiles.ts";
 import type { DTypeName } from "../../src/dtype.ts";
@@ -334,10 +340,17 @@ describe("attention kernels", { skip: noGpu }, () => {
     transposed = false,
     trigger = 0,
     cluster = false,
+    batch = false,
   ): void {
     const { numHeads, numKvHeads, headDim } = p.shape;
-    const smem = decodeSharedBytes(numHeads / numKvHeads, headDim);
-    const mod = h.module("attention_decode.cu", { ...defines(p.shape), DECODE_SMEM_BYTES: smem }, p.dtype);
+    const splitSmem = decodeSharedBytes(numHeads / numKvHeads, headDim);
+    const batchSmem = decodeBatchSharedBytes(numHeads / numKvHeads, headDim);
+    const mod = h.module(
+      "attention_decode.cu",
+      { ...defines(p.shape), DECODE_SMEM_BYTES: splitSmem, DECODE_BATCH_SMEM_BYTES: batchSmem },
+      p.dtype,
+    );
+    const smem = batch ? batchSmem : splitSmem;
     const opt = (x: DevicePtr | undefined) => (x === undefined ? NULL : ptr(x));
     const grid: [number, number, number] = [numKvHeads * decodeHeadGroups(p.shape), p.seqs.length, splits];
     const args = [
@@ -359,7 +372,9 @@ describe("attention kernels", { skip: noGpu }, () => {
       i32(trigger),
       i32(0), // stop: the whole kernel
     ];
-    mod.kernel(decodeKernel(splits, cluster)).launch(h.stream, grid, [128], smem, args, { pdl });
+    mod
+      .kernel(decodeKernel(splits, cluster, false, batch))
+      .launch(h.stream, grid, [128], smem, args, { pdl });
   }
 
   /** The counters attention_decode must leave at zero. */
@@ -374,13 +389,15 @@ describe("attention kernels", { skip: noGpu }, () => {
 
   /** attention_decode, one launch (splits > 1: the last CTA of each sequence and head group merges).
    * `transposed`: the tables as decode graphs lay them out, [stride, S] (step_metadata.ts). `cluster`:
-   * attention_decode_c<splits> (2, 4 or 8 splits merged in a thread-block cluster). */
+   * attention_decode_c<splits> (2, 4 or 8 splits merged in a thread-block cluster). `batch`:
+   * attention_decode_batch (splits must be 1). */
   function decode(
     p: Problem,
     window: number,
     splits: number,
     transposed = false,
     cluster = false,
+    batch = false,
   ): Float32Array {
     const bufs = splits > 1 ? splitBuffers(p.shape, p.seqs.length, splits) : null;
     const S = p.seqs.length;
@@ -391,7 +408,7 @@ describe("attention kernels", { skip: noGpu }, () => {
         )
       : p.tables;
     const d = decodeInputs({ ...p, tables });
-    launchDecode(p, d, window, splits, bufs, false, transposed, 0, cluster);
+    launchDecode(p, d, window, splits, bufs, false, transposed, 0, cluster, batch);
     h.stream.synchronize();
     assertCountersZero(bufs, `decode, ${splits} splits`);
     return h.download(d.out, p.q.length, p.dtype);
@@ -613,6 +630,83 @@ describe("attention kernels", { skip: noGpu }, () => {
         `padding row must be zeros (${splits} splits)`,
       );
       check(p, got.subarray(0, row), 0, `real row next to padding (${splits} splits)`);
+    }
+  });
+
+  // attention_decode_batch: what steps of many sequences run (attention_splits.ts useBatchKernel: from
+  // 33 sequences of the 8B on an H200). The contexts cycle through 1, block sizes ± 1, tile sizes ± 1
+  // (32 bf16 / 16 fp32 keys of head 128), a few hundred keys and one long context per batch; padding
+  // rows (context 0) sit among them, as a graph bucket pads its batch.
+  const BATCH_SHAPES: Shape[] = [
+    {
+      name: "Llama-3.1-8B 32/8 (G 4), head 128, block 16",
+      numHeads: 32,
+      numKvHeads: 8,
+      headDim: 128,
+      blockSize: 16,
+    },
+    { name: "GQA 8/1 (G 8), head 64, block 32", numHeads: 8, numKvHeads: 1, headDim: 64, blockSize: 32 },
+    { name: "MHA 4/4 (G 1), head 128, block 16", numHeads: 4, numKvHeads: 4, headDim: 128, blockSize: 16 },
+    ...SHAPES.slice(1),
+  ];
+  const BATCH_CONTEXTS = [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 2, 300, 47];
+  function batchProblem(shape: Shape, dtype: DTypeName, S: number, long: number, seed: number) {
+    const contexts = Array.from({ length: S }, (_, i) =>
+      i === S - 3 ? long : BATCH_CONTEXTS[i % BATCH_CONTEXTS.length],
+    );
+    const p = makeProblem(
+      shape,
+      dtype,
+      contexts.map((c) => ({ queryLen: 1, contextLen: c })),
+      seed,
+    );
+    // One padding row in every 16 sequences.
+    const pattern: (number | "pad")[] = [];
+    contexts.forEach((_, i) => {
+      pattern.push(i);
+      if (i % 16 === 5) pattern.push("pad");
+    });
+    return { p, ...padded(p, pattern, seed + 1) };
+  }
+
+  for (const shape of BATCH_SHAPES) {
+    const eightB = shape === BATCH_SHAPES[0];
+    for (const dtype of DTYPES) {
+      const tag = `${shape.name} ${dtype}`;
+      for (const S of eightB ? [64] : [64, 256]) {
+        it(`decode batch kernel: ${S} sequences of mixed contexts (${tag})`, () => {
+          const { p, problem, rowOf } = batchProblem(shape, dtype, S, eightB ? 1100 : 700, 190 + S);
+          for (const [window, transposed] of [
+            [0, false],
+            [0, true],
+            [40, false],
+            [1, true],
+          ] as const) {
+            const what = `batch kernel, ${S} sequences, window ${window}${transposed ? ", [stride, S]" : ""}`;
+            checkPadded(p, rowOf, decode(problem, window, 1, transposed, false, true), window, what);
+          }
+        });
+      }
+    }
+  }
+
+  it("decode batch kernel: 256 sequences of the 8B shape, and launches back to back with PDL", () => {
+    const shape = BATCH_SHAPES[0];
+    for (const dtype of DTYPES) {
+      const { p, problem, rowOf } = batchProblem(shape, dtype, 256, 400, 230);
+      const single = decode(problem, 0, 1, true, false, true);
+      checkPadded(p, rowOf, single, 0, `batch kernel, 256 sequences (${dtype})`);
+      // Three launches queued with PDL, each letting the next start at another point (trigger 0, 1, 2):
+      // the same bits each time (no state carries between launches; the order of sums is fixed).
+      const inputs = [0, 1, 2].map(() => decodeInputs(problem));
+      inputs.forEach((d, i) => {
+        launchDecode(problem, d, 0, 1, null, true, false, i, false, true);
+      });
+      h.stream.synchronize();
+      const rowMajor = decode(problem, 0, 1, false, false, true);
+      assert.deepEqual(rowMajor, single, `[S, stride] and [stride, S] tables give the same bits (${dtype})`);
+      for (const [i, d] of inputs.entries())
+        assert.deepEqual(h.download(d.out, problem.q.length, dtype), single, `PDL launch ${i} (${dtype})`);
     }
   });
 });

@@ -1,6 +1,8 @@
 // How the decode attention (kernels/attention_decode.cu) splits a context over CTAs: the split count
-// per launch (eager steps and CUDA graphs) and the key ranges the kernel gives each split. Pure, so the
-// planning is tested on the CPU; the kernel's formula is mirrored in `splitRanges`.
+// per launch (eager steps and CUDA graphs), the key ranges the kernel gives each split, and which kernel
+// runs: attention_decode (flash-decoding splits, for few sequences) or attention_decode_batch (no
+// splits, a cp.async tile pipeline, once the sequences alone fill the GPU). Pure, so the planning is
+// tested on the CPU; the kernel's formula is mirrored in `splitRanges`.
 //
 //   context of 300 keys, 8 splits (a graph's):   [0,64) [64,128) [128,192) [192,256) [256,300) ∅ ∅ ∅
 //   the same context, 5 splits (an eager step):   [0,64) [64,128) [128,192) [192,256) [256,300)
@@ -21,14 +23,18 @@ export interface SplitTarget {
   ctasPerSeq: number;
 }
 
-/** Splits for `numSeqs` sequences: enough CTAs to fill the GPU twice over, at most MAX_SPLITS, and no
- * more than ⌈longest context / MIN_SPLIT_KEYS⌉ when it is known. */
+/** CTAs per SM a decode launch aims for: the splits fill the GPU this many times over, and a step whose
+ * sequences alone give this many (S · ctasPerSeq ≥ FILL_WAVES · SMs) takes attention_decode_batch. */
+export const FILL_WAVES = 2;
+
+/** Splits for `numSeqs` sequences: enough CTAs to fill the GPU FILL_WAVES times over, at most
+ * MAX_SPLITS, and no more than ⌈longest context / MIN_SPLIT_KEYS⌉ when it is known. */
 export function decodeSplits(
   t: SplitTarget,
   numSeqs: number,
   maxContextLen = Number.POSITIVE_INFINITY,
 ): number {
-  const fill = Math.ceil((2 * t.smCount) / (t.ctasPerSeq * numSeqs));
+  const fill = Math.ceil((FILL_WAVES * t.smCount) / (t.ctasPerSeq * numSeqs));
   return Math.max(1, Math.min(MAX_SPLITS, fill, Math.ceil(maxContextLen / MIN_SPLIT_KEYS)));
 }
 
@@ -89,13 +95,48 @@ export function decodeSharedBytes(group: number, headDim: number): number {
  * merge through distributed shared memory instead of global partials, a fence and a counter. */
 export const CLUSTER_SPLITS: readonly number[] = [2, 4, 8];
 
-/** The decode attention kernel for `splits` splits: a cluster kernel where the GPU has clusters
- * (`clusters`: compute capability ≥ 9.0, and not switched off by KILN_ATTN_CLUSTER=0) and the split
- * count is one of CLUSTER_SPLITS, else the kernel whose last CTA merges the splits; `rope`: its twin
- * with the RoPE prologue fused in (attention_decode_rope*, which replaces rope_qkv_fused in decode steps). */
-export function decodeKernel(splits: number, clusters: boolean, rope = false): string {
+/** Whether a decode step of `numSeqs` sequences (a graph's: its bucket) takes attention_decode_batch:
+ * when its S · ctasPerSeq CTAs alone fill the GPU FILL_WAVES times over. Then decodeSplits is 1 for
+ * every context (its fill term is 1), so a graph captured for the bucket holds for every step it
+ * replays; the choice depends on nothing else (not the contexts), and `enabled` (KILN_ATTN_BATCH=0
+ * turns it off) keeps attention_decode at one split instead. */
+export function useBatchKernel(t: SplitTarget, numSeqs: number, enabled = true): boolean {
+  return enabled && t.ctasPerSeq * numSeqs >= FILL_WAVES * t.smCount;
+}
+
+/** The decode attention kernel for `splits` splits: `batch` (useBatchKernel; splits must be 1)
+ * attention_decode_batch; else a cluster kernel where the GPU has clusters (`clusters`: compute
+ * capability ≥ 9.0, and not switched off by KILN_ATTN_CLUSTER=0) and the split count is one of
+ * CLUSTER_SPLITS, else the kernel whose last CTA merges the splits; `rope`: its twin with the RoPE
+ * prologue fused in (`…_rope…`, which replaces rope_qkv_fused in decode steps). */
+export function decodeKernel(splits: number, clusters: boolean, rope = false, batch = false): string {
+  if (batch) {
+    if (splits !== 1) throw new Error(`internal: attention_decode_batch takes 1 split, not ${splits}`);
+    return rope ? "attention_decode_batch_rope" : "attention_decode_batch";
+  }
   const base = rope ? "attention_decode_rope" : "attention_decode";
   return clusters && CLUSTER_SPLITS.includes(splits) ? `${base}_c${splits}` : base;
+}
+
+const floorPow2 = (n: number) => 2 ** Math.floor(Math.log2(n));
+
+/** Bytes of attention_decode_batch's dynamic shared memory, sizeof(attn::BatchSmem) for `group` query
+ * heads per kv head: the new key's K and V rows (4 bytes per element whatever the dtype, each rounded
+ * up to 16 bytes); a union of the 3 pipeline stages of a K and a V tile (kTileKeysF32 keys of such rows:
+ * 8 KiB / row, a power of two ≤ 64, at least one round of the CTA's fp32 keys, 4 warps × 32 / lanes per
+ * key) with the warps' acc (4 × heads × headDim floats); queries (heads × headDim) and the warps' m and
+ * l (4 + 4 per head). One size for every dtype; 16-byte aligned. */
+export function decodeBatchSharedBytes(group: number, headDim: number): number {
+  const heads = Math.min(group, 8); // kHeadsPerCta
+  const rowWords = Math.ceil(headDim / 4) * 4;
+  let vec = 4; // fp32's kVec: the largest power of two ≤ 4 that divides headDim
+  while (vec > 1 && headDim % vec !== 0) vec /= 2;
+  const lanesPerKey = Math.min(2 ** Math.ceil(Math.log2(headDim / vec)), 32);
+  const ctaKeysF32 = 4 * (32 / lanesPerKey);
+  const fit = floorPow2(Math.min(64, Math.max(1, Math.floor(8192 / (rowWords * 4)))));
+  const tileWords = Math.max(fit, ctaKeysF32) * rowWords;
+  const words = 2 * rowWords + Math.max(3 * 2 * tileWords, 4 * heads * headDim) + heads * headDim + 8 * heads;
+  return Math.ceil((4 * words) / 16) * 16;
 }
 
 /** KILN_ROPE_FUSE: unset or "1" runs decode steps' RoPE + KV-cache write inside the decode attention
@@ -105,6 +146,14 @@ export function parseRopeFuse(env: string | undefined): boolean {
   if (env === undefined || env === "" || env === "1") return true;
   if (env === "0") return false;
   throw new InvalidEnvironmentError(`KILN_ROPE_FUSE must be 0 or 1; got ${env}`);
+}
+
+/** KILN_ATTN_BATCH: unset or "1" lets steps of many sequences take attention_decode_batch
+ * (useBatchKernel), "0" keeps attention_decode for them (A/B switch). */
+export function parseAttentionBatch(env: string | undefined): boolean {
+  if (env === undefined || env === "" || env === "1") return true;
+  if (env === "0") return false;
+  throw new InvalidEnvironmentError(`KILN_ATTN_BATCH must be 0 or 1; got ${env}`);
 }
 
 /** KILN_ATTN_CLUSTER: unset or "1" uses the cluster kernels where they apply, "0" never (A/B switch). */

@@ -1,18 +1,28 @@
 // Decode attention's geometry and scratch (kernels/attention_decode.cu): how many CTAs and context
-// splits a decode step launches on this GPU, which kernel merges the splits (a thread-block cluster on
-// sm_90+, else the last CTA through global partials), its dynamic shared memory, and the split partials
-// and arrival counters, sized once for the engine's largest decode bucket. Owns the partials until
-// dispose().
+// splits a decode step launches on this GPU, which kernel runs (attention_decode_batch once the
+// sequences alone fill the GPU, attention_splits.ts useBatchKernel; else attention_decode, whose splits
+// merge in a thread-block cluster on sm_90+ or through global partials by the last CTA), its dynamic
+// shared memory, and the split partials and arrival counters, sized once for the engine's largest
+// decode bucket. Owns the partials until dispose().
 //
 //   partials:  acc [S, H, splits, headDim] f32 | m, l [S, H, splits] f32 | counters [S, ctasPerSeq] u32
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
-import { decodeKernel, decodeSharedBytes, decodeSplits, type SplitTarget } from "./attention_splits.ts";
+import {
+  decodeBatchSharedBytes,
+  decodeKernel,
+  decodeSharedBytes,
+  decodeSplits,
+  type SplitTarget,
+  useBatchKernel,
+} from "./attention_splits.ts";
 import { type CudaDevice, DeviceBuffer, type KernelArg, type Stream } from "./device/index.ts";
 import { nextPow2 } from "./gemm_algorithms.ts";
 
 export class DecodeAttention {
   /** attention_decode's dynamic shared memory per CTA (attention_splits.ts decodeSharedBytes). */
-  readonly sharedBytes: number;
+  private readonly splitSharedBytes: number;
+  /** attention_decode_batch's (decodeBatchSharedBytes). */
+  private readonly batchSharedBytes: number;
   /** CTAs per sequence and split: kv heads × head groups of ≤ 8 query heads. */
   readonly ctasPerSeq: number;
   /** Most sequences the partials hold (graph buckets pad the batch to a power of two). */
@@ -26,6 +36,8 @@ export class DecodeAttention {
     maxSeqs: number,
     /** KILN_ATTN_CLUSTER: whether the cluster kernels may be used where the GPU has clusters. */
     private readonly clusters: boolean,
+    /** KILN_ATTN_BATCH: whether steps of many sequences may take attention_decode_batch. */
+    private readonly batch: boolean,
   ) {
     const group = model.numHeads / model.numKvHeads;
     this.ctasPerSeq = model.numKvHeads * Math.ceil(group / Math.min(group, 8));
@@ -44,7 +56,8 @@ export class DecodeAttention {
       counters: DeviceBuffer.alloc(device, 4 * this.seqs * this.ctasPerSeq),
     };
     this.partials.counters.fillBytes(stream, 0);
-    this.sharedBytes = decodeSharedBytes(group, model.headDim);
+    this.splitSharedBytes = decodeSharedBytes(group, model.headDim);
+    this.batchSharedBytes = decodeBatchSharedBytes(group, model.headDim);
   }
 
   /** What the split count depends on: the GPU's SMs and the CTAs per sequence. */
@@ -57,10 +70,17 @@ export class DecodeAttention {
     return decodeSplits(this.splitTarget(), numSeqs, maxContextLen);
   }
 
-  /** The kernel for `splits` splits (with the RoPE prologue when `rope`): a cluster kernel where the GPU
-   * has clusters (compute capability ≥ 9.0) and KILN_ATTN_CLUSTER allows them. */
-  kernel(splits: number, rope: boolean): string {
-    return decodeKernel(splits, this.clusters && this.device.properties.computeCapability[0] >= 9, rope);
+  /** The kernel for numSeqs sequences (a graph's bucket) and `splits` splits (with the RoPE prologue
+   * when `rope`), and its dynamic shared memory: attention_decode_batch where useBatchKernel says so
+   * (then splits is 1), else a cluster kernel where the GPU has clusters (compute capability ≥ 9.0) and
+   * KILN_ATTN_CLUSTER allows them, else attention_decode. */
+  kernel(numSeqs: number, splits: number, rope: boolean): { name: string; sharedBytes: number } {
+    const batch = splits === 1 && useBatchKernel(this.splitTarget(), numSeqs, this.batch);
+    const clusters = this.clusters && this.device.properties.computeCapability[0] >= 9;
+    return {
+      name: decodeKernel(splits, clusters, rope, batch),
+      sharedBytes: batch ? this.batchSharedBytes : this.splitSharedBytes,
+    };
   }
 
   /** The partials' four arguments (acc, m, l, counters) for a launch of numSeqs × splits, which the

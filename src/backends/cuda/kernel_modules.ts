@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { Plan } from "../../engine/format.ts";
-import { decodeSharedBytes } from "./attention_splits.ts";
+import { decodeBatchSharedBytes, decodeSharedBytes } from "./attention_splits.ts";
 import { gemvActMacro } from "./gemv_variants.ts";
 
 export const KERNELS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "kernels");
@@ -65,6 +65,8 @@ export function moduleSpecs(
         ROTARY_DIM: model.rope.rotaryDim, // attention_decode_rope*: the fused RoPE prologue (rope.cuh)
         // The launches' dynamic shared memory; the kernel asserts it is sizeof(attn::DecodeSmem).
         DECODE_SMEM_BYTES: decodeSharedBytes(model.numHeads / model.numKvHeads, model.headDim),
+        // attention_decode_batch's; the kernel asserts it is sizeof(attn::BatchSmem).
+        DECODE_BATCH_SMEM_BYTES: decodeBatchSharedBytes(model.numHeads / model.numKvHeads, model.headDim),
       },
     },
     { key: "sampling", file: "sampling.cu", defines: { VOCAB: model.vocabSize } },

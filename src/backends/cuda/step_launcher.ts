@@ -90,7 +90,14 @@ export class StepLauncher {
     this.maxTokens = r.maxTokens;
     this.maxLogitRows = r.maxLogitRows;
     this.gemmAlgos = r.gemmAlgos;
-    this.attention = new DecodeAttention(r.device, r.stream, r.model, r.maxSeqs, r.tuning.attnCluster);
+    this.attention = new DecodeAttention(
+      r.device,
+      r.stream,
+      r.model,
+      r.maxSeqs,
+      r.tuning.attnCluster,
+      r.tuning.attnBatch,
+    );
   }
 
   /** Launches every step of the plan (the whole forward pass) for a packed step. */
@@ -449,16 +456,17 @@ export class StepLauncher {
           return;
         }
         // One launch: with splits > 1 the splits of each (sequence, kv head group) form one cluster and
-        // merge through distributed shared memory (2, 4 or 8 splits on sm_90+), or the last CTA merges.
+        // merge through distributed shared memory (2, 4 or 8 splits on sm_90+), or the last CTA merges;
+        // a step of many sequences takes attention_decode_batch (one split, chosen by numSeqs alone).
         const splits = packed.splits ?? this.attention.splits(packed.numSeqs, packed.maxContextLen);
         const partials = this.attention.partialArgs(packed.numSeqs, splits);
         // Fused RoPE (attention_decode_rope*): q is the rope step's unrotated q rows.
         const fuse = this.tuning.ropeFuse;
-        const kernel = this.attention.kernel(splits, fuse);
+        const kernel = this.attention.kernel(packed.numSeqs, splits, fuse);
         const rope = step.rope;
         this.kernels.launch(
           "attn_decode",
-          kernel,
+          kernel.name,
           [this.attention.ctasPerSeq, packed.numSeqs, splits],
           128,
           [
@@ -478,7 +486,7 @@ export class StepLauncher {
             { i32: ATTENTION_STOPS.indexOf(this.tuning.attnStop) },
             ...(fuse ? this.decodeRopeArgs(rope, packed) : []),
           ],
-          this.attention.sharedBytes,
+          kernel.sharedBytes,
         );
         return;
       }

@@ -7,6 +7,7 @@ import { InvalidEnvironmentError } from "../../errors.ts";
 import {
   type AttentionStop,
   type AttentionTrigger,
+  parseAttentionBatch,
   parseAttentionCluster,
   parseAttentionStop,
   parseAttentionTrigger,
@@ -51,6 +52,8 @@ export interface CudaTuning {
   readonly attnTrigger: AttentionTrigger;
   /** KILN_ATTN_CLUSTER=0: decode attention merges its splits through global memory, not a cluster. */
   readonly attnCluster: boolean;
+  /** KILN_ATTN_BATCH=0: decode steps of many sequences keep attention_decode (no attention_decode_batch). */
+  readonly attnBatch: boolean;
   /** KILN_ROPE_TRIGGER=early: RoPE lets the decode attention launch before its own PDL wait. */
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
@@ -81,6 +84,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: parseAttentionCluster(env.KILN_ATTN_CLUSTER),
+    attnBatch: parseAttentionBatch(env.KILN_ATTN_BATCH),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: parseRopeFuse(env.KILN_ROPE_FUSE),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),

@@ -2,27 +2,32 @@
 // mirror attention_decode.cu's formula and cover every context exactly once; a graph's split count is a
 // power of two that leaves no key uncovered; and where the GPU-fill cap does not bind (batch 1 and
 // power-of-two batches on an H100 with Llama-3.1-8B's heads), an eager step and the graph that replays
-// it cut a context into the same non-empty ranges, so they sum in the same order.
+// it cut a context into the same non-empty ranges, so they sum in the same order. Steps of many
+// sequences take attention_decode_batch, chosen from the batch and the GPU alone, at one split.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import {
+  decodeBatchSharedBytes,
   decodeKernel,
   decodeSharedBytes,
   decodeSplits,
   graphSplits,
   MAX_SPLITS,
   MIN_SPLIT_KEYS,
+  parseAttentionBatch,
   parseAttentionCluster,
   parseAttentionStop,
   parseAttentionTrigger,
   parseRopeFuse,
   parseRopeTrigger,
   splitRanges,
+  useBatchKernel,
 } from "../../../src/backends/cuda/attention_splits.ts";
 import { InvalidEnvironmentError } from "../../../src/errors.ts";
 
 const H100_8B = { smCount: 132, ctasPerSeq: 8 }; // 8 kv heads, groups of 4 query heads
+const H200_8B = H100_8B; // the H200 has the H100's 132 SMs
 const nonEmpty = (r: [number, number][]) => r.filter(([a, b]) => a < b);
 
 describe("decode attention splits", () => {
@@ -172,5 +177,77 @@ describe("decode attention splits", () => {
       () => parseAttentionStop("merge"),
       /KILN_ATTN_STOP must be wait, keys or partials; got merge/,
     );
+  });
+
+  test("many sequences take attention_decode_batch: S · ctasPerSeq ≥ 2 · SMs, whatever the contexts", () => {
+    // The 8B on an H200: 8 CTAs per sequence, 264 wanted: from 33 sequences on.
+    assert.deepEqual(
+      [1, 2, 8, 16, 32, 33, 64, 128, 256].map((s) => useBatchKernel(H200_8B, s)),
+      [false, false, false, false, false, true, true, true, true],
+    );
+    // MHA with 32 kv heads fills it from 9; MQA (1 kv head, one CTA per sequence) from 264; G = 16 takes
+    // two CTAs per kv head.
+    assert.equal(useBatchKernel({ smCount: 132, ctasPerSeq: 32 }, 8), false);
+    assert.equal(useBatchKernel({ smCount: 132, ctasPerSeq: 32 }, 9), true);
+    assert.equal(useBatchKernel({ smCount: 132, ctasPerSeq: 1 }, 256), false);
+    assert.equal(useBatchKernel({ smCount: 132, ctasPerSeq: 1 }, 264), true);
+    assert.equal(useBatchKernel({ smCount: 80, ctasPerSeq: 2 }, 80), true);
+    // KILN_ATTN_BATCH=0 keeps the split kernel.
+    assert.equal(useBatchKernel(H200_8B, 256, false), false);
+  });
+
+  test("where the batch kernel is chosen, eager and graph steps launch one split for every context", () => {
+    for (const t of [H200_8B, { smCount: 132, ctasPerSeq: 32 }, { smCount: 78, ctasPerSeq: 2 }])
+      for (const bucket of [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]) {
+        if (!useBatchKernel(t, bucket)) {
+          // below the threshold the fill term wants more than one split: the split kernel's case
+          assert.ok(decodeSplits(t, bucket) > 1, `${JSON.stringify(t)} bucket ${bucket}`);
+          continue;
+        }
+        for (const ctx of [1, 15, 16, 17, 63, 64, 65, 2048, 32768, 131072]) {
+          assert.equal(decodeSplits(t, bucket, ctx), 1, `${JSON.stringify(t)} bucket ${bucket} ctx ${ctx}`);
+          assert.equal(graphSplits(t, bucket, ctx), 1, `${JSON.stringify(t)} bucket ${bucket} ctx ${ctx}`);
+        }
+        assert.equal(decodeSplits(t, bucket), 1);
+      }
+  });
+
+  test("attention_decode_batch (and its RoPE twin) takes one split; the split kernels are unchanged", () => {
+    assert.equal(decodeKernel(1, true, false, true), "attention_decode_batch");
+    assert.equal(decodeKernel(1, false, true, true), "attention_decode_batch_rope");
+    assert.equal(decodeKernel(1, true, true, false), "attention_decode_rope");
+    assert.throws(() => decodeKernel(2, true, false, true), /attention_decode_batch takes 1 split, not 2/);
+  });
+
+  // As for decodeSharedBytes: the nvcc compile test static_asserts sizeof(attn::BatchSmem) ==
+  // DECODE_BATCH_SMEM_BYTES for every compile-matrix set, so these numbers check the host's mirror.
+  test("decodeBatchSharedBytes gives the DECODE_BATCH_SMEM_BYTES of every compile-matrix set", () => {
+    const matrix = JSON.parse(
+      readFileSync(new URL("../../../kernels/compile_matrix.json", import.meta.url), "utf8"),
+    );
+    const sets: Record<string, number>[] = matrix.files["attention_decode.cu"].testDefines;
+    for (const d of sets) {
+      assert.equal(
+        decodeBatchSharedBytes(d.NUM_HEADS / d.NUM_KV_HEADS, d.HEAD_DIM),
+        d.DECODE_BATCH_SMEM_BYTES,
+        JSON.stringify(d),
+      );
+    }
+    // Llama-3.1-8B: new K/V rows 1 KiB, 3 stages × (16 fp32-sized = 32 bf16 keys) × 2 tiles × 512 B,
+    // q 2 KiB, m and l 128 B: four CTAs fit an H100/H200 SM's 228 KiB (1 KiB reserved each).
+    assert.equal(decodeBatchSharedBytes(4, 128), 52352);
+    assert.ok(4 * (decodeBatchSharedBytes(4, 128) + 1024) <= 228 * 1024);
+    // Every shape the kernel compiles for stays under the 227 KiB a CTA may have.
+    for (const d of [8, 12, 16, 18, 32, 64, 80, 96, 128, 256])
+      for (const g of [1, 2, 4, 7, 8, 16])
+        assert.ok(decodeBatchSharedBytes(g, d) <= 227 * 1024, `D ${d} G ${g}`);
+  });
+
+  test("KILN_ATTN_BATCH: on by default, 0 turns it off, anything else named in the error", () => {
+    assert.equal(parseAttentionBatch(undefined), true);
+    assert.equal(parseAttentionBatch("1"), true);
+    assert.equal(parseAttentionBatch("0"), false);
+    assert.throws(() => parseAttentionBatch("on"), /KILN_ATTN_BATCH must be 0 or 1; got on/);
+    assert.throws(() => parseAttentionBatch("on"), InvalidEnvironmentError);
   });
 });

@@ -36,6 +36,7 @@ describe("CudaTuning", () => {
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
+        attnBatch: true,
         ropeEarly: false,
         ropeFuse: true,
         attnStop: "",
@@ -56,6 +57,7 @@ describe("CudaTuning", () => {
       KILN_FUSE_GATED_ACT: "0",
       KILN_ATTN_TRIGGER: "exit",
       KILN_ATTN_CLUSTER: "0",
+      KILN_ATTN_BATCH: "0",
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
       KILN_ATTN_STOP: "keys",
@@ -68,6 +70,7 @@ describe("CudaTuning", () => {
     assert.equal(t.gemvPolicy, "by-shape");
     assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
     assert.equal(t.fuseGatedAct, false);
+    assert.equal(t.attnBatch, false);
     assert.equal(t.attnTrigger, "exit");
     assert.equal(t.attnCluster, false);
     assert.equal(t.ropeEarly, true);
@@ -83,6 +86,7 @@ describe("CudaTuning", () => {
       ["KILN_GEMV_SHAPES", "2048:r1u4w8"],
       ["KILN_ATTN_TRIGGER", "never"],
       ["KILN_ATTN_CLUSTER", "yes"],
+      ["KILN_ATTN_BATCH", "yes"],
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
       ["KILN_ATTN_STOP", "end"],

@@ -1,0 +1,57 @@
+// The floors' attention terms (src/runtime/floors.ts) against hand-computed values for a small config,
+// and the issue's figure for the 8B shape at 32,768 prompt tokens.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  causalKeys,
+  decodeAttentionFlops,
+  decodeKvBytes,
+  floorMs,
+  prefillAttentionFlops,
+} from "../../src/runtime/floors.ts";
+
+// 2 layers, 4 query heads over 2 kv heads of 8 dims.
+const small = { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 8, slidingWindow: null };
+const windowed = (w: number) => ({ ...small, slidingWindow: w });
+
+describe("bench floors: attention", () => {
+  test("a causal prompt of L tokens has L(L+1)/2 row-key pairs; a window caps each row's keys", () => {
+    assert.equal(causalKeys(small, 5), 15); // 1 + 2 + 3 + 4 + 5
+    assert.equal(causalKeys(windowed(3), 5), 12); // 1 + 2 + 3 + 3 + 3
+    assert.equal(causalKeys(windowed(8), 5), 15); // the window longer than the prompt
+    assert.equal(causalKeys(small, 1), 1);
+  });
+
+  test("prefill attention FLOPs: layers · prompts · 2·2·heads·headDim · pairs", () => {
+    // 2 layers · 3 prompts · (2 · 2 · 4 heads · 8 dims = 128) · 15 pairs = 11,520
+    assert.equal(prefillAttentionFlops(small, 3, 5), 11520);
+    assert.equal(prefillAttentionFlops(windowed(3), 3, 5), 9216); // 6 · 128 · 12
+  });
+
+  test("the 8B shape at 32,768 tokens: about 2.8·10¹⁴ FLOPs of attention (issue 17)", () => {
+    const llama8b = { numLayers: 32, numHeads: 32, numKvHeads: 8, headDim: 128, slidingWindow: null };
+    const flops = prefillAttentionFlops(llama8b, 1, 32768);
+    assert.equal(flops, 32 * 4 * 32 * 128 * ((32768 * 32769) / 2));
+    assert.ok(flops > 2.8e14 && flops < 2.82e14, `${flops}`);
+  });
+
+  test("decode KV bytes: every sequence's keys at its context, K and V, per kv head", () => {
+    // (1 + 10 + 100) keys · 2 (K, V) · 2 layers · 2 kv heads · 8 dims · 2 bytes = 111 · 128
+    assert.equal(decodeKvBytes(small, [1, 10, 100], 2), 14208);
+    assert.equal(decodeKvBytes(small, [1, 10, 100], 4), 28416);
+    // a window of 16 reads 1 + 10 + 16 keys
+    assert.equal(decodeKvBytes(windowed(16), [1, 10, 100], 2), 27 * 128);
+    assert.equal(decodeKvBytes(small, [], 2), 0);
+  });
+
+  test("decode attention FLOPs: keys · layers · 2·2·heads·headDim", () => {
+    assert.equal(decodeAttentionFlops(small, [1, 10, 100]), 111 * 2 * 128); // 28,416
+    assert.equal(decodeAttentionFlops(windowed(16), [1, 10, 100]), 27 * 2 * 128);
+  });
+
+  test("a step's floor is the slower of its bytes and its FLOPs", () => {
+    assert.equal(floorMs(2e9, 1e12, 1e12, 1e15), 2); // 2 ms of bytes, 1 ms of FLOPs
+    assert.equal(floorMs(1e9, 5e12, 1e12, 1e15), 5); // 1 ms of bytes, 5 ms of FLOPs
+    assert.equal(floorMs(0, 3e12, 1e12, 1e15), 3);
+  });
+});
