@@ -58,6 +58,8 @@ export class ScriptedExecutor implements ServedExecutor {
             cumLogProb: 0,
             text: "",
             finishReason: "cancelled",
+            sequenceIndex: 0,
+            isFinal: true,
             timing,
           };
           return;
@@ -66,6 +68,8 @@ export class ScriptedExecutor implements ServedExecutor {
           requestId: id,
           logProbs: e.tokenIds.map(() => -0.5),
           cumLogProb: 0,
+          sequenceIndex: 0,
+          isFinal: e.finishReason !== null,
           timing,
           ...e,
         } as ResultEvent;
@@ -86,6 +90,7 @@ export class ScriptedExecutor implements ServedExecutor {
     return {
       numQueued: 0,
       numRunning: 0,
+      numRunningSequences: 0,
       numIterations: 0,
       numContextTokens: 0,
       numGeneratedTokens: 0,
