@@ -5,7 +5,10 @@
 //   GET  /v2/health/live, /v2/health/ready, /v2/models/{model}, /v2/models/{model}/ready
 // Errors are Triton's `{ "error": message }` with the status errorAnswer gives (in a stream that has
 // begun: one `data: {"error": message}` event, then the end). A client that goes away cancels its
-// request in the executor, which frees its KV blocks.
+// request in the executor, which frees its KV blocks. Admission (--max-concurrent → 429, shutting
+// down → 503) and graceful shutdown go through ctx.inFlight, as for the OpenAI routes: the two APIs
+// share one limit, and shutdown waits for Triton's responses and cancels them after its grace period
+// (503, or an error event in a stream).
 import { PassThrough } from "node:stream";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { ResultEvent } from "../executor/executor.ts";
@@ -36,22 +39,6 @@ function servedModel(ctx: ServerContext, name: string): void {
 }
 
 const isReady = (ctx: ServerContext) => !ctx.shuttingDown && ctx.model.executor.alive !== false;
-
-/** 503 while shutting down, 429 when --max-concurrent requests are live already. */
-function admit(ctx: ServerContext): void {
-  if (ctx.shuttingDown)
-    throw new HttpError(503, "the server is shutting down; retry on another replica", "service_unavailable");
-  const s = ctx.model.executor.stats();
-  const live = s.numQueued + s.numRunning;
-  if (live >= ctx.settings.maxConcurrent)
-    throw new HttpError(
-      429,
-      `the server is at its limit of ${ctx.settings.maxConcurrent} concurrent requests; retry shortly`,
-      "rate_limit_error",
-      null,
-      1,
-    );
-}
 
 function sendError(app: FastifyInstance, reply: FastifyReply, e: unknown): FastifyReply {
   const a = errorAnswer(e);
@@ -85,7 +72,48 @@ function enqueue(ctx: ServerContext, t: TritonRequest): { id: number; promptIds:
     streaming: true,
     ...(Number.isFinite(timeout) ? { allottedTimeMs: timeout } : {}),
   });
+  ctx.inFlight.track(id);
   return { id, promptIds };
+}
+
+/** Takes one request's room in ctx.inFlight (429/503), then enqueues it; the room is released when
+ * enqueue fails. Call `finish` once the request ended. */
+function admitAndEnqueue(
+  ctx: ServerContext,
+  t: TritonRequest,
+): { id: number; promptIds: number[]; finish: () => void } {
+  ctx.inFlight.admit(1);
+  let started: { id: number; promptIds: number[] };
+  try {
+    started = enqueue(ctx, t);
+  } catch (e) {
+    ctx.inFlight.release(1);
+    throw e;
+  }
+  return {
+    ...started,
+    finish: () => {
+      ctx.inFlight.untrack(started.id);
+      ctx.inFlight.release(1);
+    },
+  };
+}
+
+/** The error a request that ended without finishing answers: 408 past its timeout, 503 when the
+ * server's shutdown cancelled it; null when it finished (or its client went away). */
+function endedError(
+  ctx: ServerContext,
+  id: number,
+  reason: FinishedRequest["finishReason"],
+): HttpError | null {
+  if (reason === "timed_out") return timedOut(ctx);
+  if (reason === "cancelled" && ctx.inFlight.cancelCause(id) === "shutdown")
+    return new HttpError(
+      503,
+      "the server shut down before this request finished; it was cancelled",
+      "service_unavailable",
+    );
+  return null;
 }
 
 /** What a timed-out request answers (its partial output is not a result). */
@@ -152,6 +180,9 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const parse = (body: unknown) => parseTritonRequest(body, ctx.model.vocabSize, ctx.model.maxModelLen);
 
   app.post<{ Params: { model: string } }>("/v2/models/:model/generate", async (req, reply) => {
+    // Shutdown waits for this response until its socket is done with it.
+    reply.raw.once("close", ctx.inFlight.openResponse());
+    let finish = () => {};
     try {
       servedModel(ctx, req.params.model);
       const t = parse(req.body);
@@ -162,10 +193,12 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
           "invalid_request_error",
           "stream",
         );
-      admit(ctx);
-      const { id, promptIds } = enqueue(ctx, t);
+      const started = admitAndEnqueue(ctx, t);
+      finish = started.finish;
+      const { id, promptIds } = started;
       const { sequences, finishReason } = await drive(ctx, reply, id, promptIds.length, () => {});
-      if (finishReason === "timed_out") throw timedOut(ctx);
+      const ended = endedError(ctx, id, finishReason);
+      if (ended) throw ended;
       const text = (s: Sequence) => (t.excludeInputInOutput ? s.text : t.textInput + s.text);
       const many = sequences.length > 1;
       const pick = <T>(f: (s: Sequence) => T): T | T[] => (many ? sequences.map(f) : f(sequences[0]));
@@ -178,11 +211,14 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
       });
     } catch (e) {
       return sendError(app, reply, e);
+    } finally {
+      finish();
     }
   });
 
   app.post<{ Params: { model: string } }>("/v2/models/:model/generate_stream", async (req, reply) => {
-    let started: { id: number; promptIds: number[] };
+    reply.raw.once("close", ctx.inFlight.openResponse());
+    let started: { id: number; promptIds: number[]; finish: () => void };
     let t: TritonRequest;
     try {
       servedModel(ctx, req.params.model);
@@ -194,8 +230,7 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
           "invalid_request_error",
           "beam_width",
         );
-      admit(ctx);
-      started = enqueue(ctx, t);
+      started = admitAndEnqueue(ctx, t);
     } catch (e) {
       return sendError(app, reply, e);
     }
@@ -215,11 +250,14 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
           ...(t.returnLogProbs ? { cum_log_probs: seq.cumLogProb, output_log_probs: ev.logProbs } : {}),
         });
       });
-      if (finishReason === "timed_out") send({ error: timedOut(ctx).message });
+      const ended = endedError(ctx, started.id, finishReason);
+      if (ended) send({ error: ended.message });
     } catch (e) {
       const a = errorAnswer(e);
       if (a.isBug) app.log.error({ err: e, reqId: req.id }, "triton stream failed");
       send({ error: a.body.error.message });
+    } finally {
+      started.finish();
     }
     events.end();
     return reply;

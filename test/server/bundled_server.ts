@@ -14,7 +14,8 @@ export type RouteModule = (app: FastifyInstance, ctx: ServerContext) => void;
 
 export interface BundledServer {
   app: FastifyInstance;
-  ctx: ServerContext & { shuttingDown: boolean };
+  /** Tests may swap ctx.inFlight (a shutting-down one, a smaller limit). */
+  ctx: ServerContext;
   executor: Executor;
   close(): Promise<void>;
 }
@@ -57,7 +58,9 @@ export async function bundledServer(
     metrics: createServerMetrics(model),
     settings,
     version: "test",
-    shuttingDown: false,
+    get shuttingDown() {
+      return this.inFlight.shuttingDown;
+    },
     inFlight: new InFlight(settings.maxConcurrent),
   };
   // forceCloseConnections: a socket fetch opened but never used must not hold up close().
@@ -66,7 +69,7 @@ export async function bundledServer(
   await app.ready();
   return {
     app,
-    ctx: ctx as BundledServer["ctx"],
+    ctx,
     executor,
     async close() {
       await app.close();

@@ -5,8 +5,12 @@ import type { ExecutorRequest, ExecutorStats, ResultEvent } from "../../src/exec
 import type { RequestFinishReason } from "../../src/executor/request.ts";
 import { buildApp } from "../../src/server/app.ts";
 import { InFlight } from "../../src/server/in_flight.ts";
-import { NullMetrics } from "../../src/server/null_metrics.ts";
-import type { FinishedRequest, ServedExecutor, ServerContext } from "../../src/server/server_context.ts";
+import type {
+  FinishedRequest,
+  ServedExecutor,
+  ServerContext,
+  ServerMetrics,
+} from "../../src/server/server_context.ts";
 
 export type ScriptedEvent = Partial<ResultEvent> & {
   sequenceIndex?: number;
@@ -113,11 +117,15 @@ export class ScriptedExecutor implements ServedExecutor {
   async shutdown(): Promise<void> {}
 }
 
-/** Metrics that keep what they were told. */
-export class RecordingMetrics extends NullMetrics {
+/** Metrics that keep the finished requests they were told of (and render nothing). */
+export class RecordingMetrics implements ServerMetrics {
   readonly finished: FinishedRequest[] = [];
-  override requestFinished(r: FinishedRequest): void {
+  requestFinished(r: FinishedRequest): void {
     this.finished.push(r);
+  }
+  iteration(): void {}
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: "text/plain; version=0.0.4; charset=utf-8", body: "" };
   }
 }
 
