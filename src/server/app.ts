@@ -135,7 +135,7 @@ function logLine(request: FastifyRequest, status: number, durationMs: number): v
 function registerServerRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get("/health", async (_request, reply) => {
     if (ctx.shuttingDown) throw new HttpError(503, "the server is shutting down", "service_unavailable");
-    if (ctx.model.executor.alive === false)
+    if (!ctx.model.executor.alive)
       throw new HttpError(503, "the executor's loop is not running", "service_unavailable");
     return reply.code(200).send("");
   });

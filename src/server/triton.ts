@@ -38,7 +38,7 @@ function servedModel(ctx: ServerContext, name: string): void {
     );
 }
 
-const isReady = (ctx: ServerContext) => !ctx.shuttingDown && ctx.model.executor.alive !== false;
+const isReady = (ctx: ServerContext) => !ctx.shuttingDown && ctx.model.executor.alive;
 
 function sendError(app: FastifyInstance, reply: FastifyReply, e: unknown): FastifyReply {
   const a = errorAnswer(e);

@@ -63,6 +63,22 @@ describe("openServer: the API key guards every API route, not the probes", () =>
   });
 });
 
+test("GET /health and Triton's readiness answer 503 once the executor's loop is dead", async () => {
+  const s = await bundledServer();
+  try {
+    const paths = ["/health", "/v2/health/ready", "/v2/models/default/ready"];
+    const statuses = async () =>
+      Promise.all(paths.map(async (p) => (await fetch(`${s.server.url}${p}`)).status));
+    assert.deepEqual(await statuses(), [200, 200, 200]);
+    await s.server.ctx.model.executor.shutdown();
+    assert.equal(s.server.ctx.model.executor.alive, false);
+    assert.deepEqual(await statuses(), [503, 503, 503]);
+    assert.equal((await fetch(`${s.server.url}/v2/health/live`)).status, 200, "the process itself lives");
+  } finally {
+    await s.close();
+  }
+});
+
 describe("openServer: one concurrency limit and one shutdown for both APIs", () => {
   test("--max-concurrent 1: a running OpenAI stream makes Triton answer 429, and the other way round", async () => {
     const s = await bundledServer({ maxConcurrent: 1 });
