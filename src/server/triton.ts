@@ -46,7 +46,7 @@ function sendError(app: FastifyInstance, reply: FastifyReply, e: unknown): Fasti
   return reply.code(a.status).headers(a.headers).send({ error: a.body.error.message });
 }
 
-/** Tokenizes, checks and enqueues a parsed request (always streaming: one event per token). */
+/** Tokenizes, checks and enqueues a parsed request. */
 function enqueue(ctx: ServerContext, t: TritonRequest): { id: number; promptIds: number[] } {
   const { tokenizer } = ctx.model;
   if (!tokenizer)
@@ -69,7 +69,8 @@ function enqueue(ctx: ServerContext, t: TritonRequest): { id: number; promptIds:
   const id = ctx.model.executor.enqueue({
     ...t.request,
     prompt: promptIds,
-    streaming: true,
+    // One event per token (beam search: only its final beams, one event each).
+    streaming: (t.request.beamWidth ?? 1) <= 1,
     ...(Number.isFinite(timeout) ? { allottedTimeMs: timeout } : {}),
   });
   ctx.inFlight.track(id);
@@ -150,8 +151,8 @@ async function drive(
   if (reply.raw.destroyed) onClose(); // gone before we listened
   try {
     for await (const ev of executor.results(id)) {
-      // Beam search tags each event with its sequence; one sequence has none.
-      const index = (ev as { sequenceIndex?: number }).sequenceIndex ?? 0;
+      // Beam search's final events: one per beam, best first, by sequenceIndex.
+      const index = ev.sequenceIndex;
       sequences[index] ??= { tokens: [], logProbs: [], text: "", cumLogProb: 0 };
       const seq = sequences[index];
       seq.tokens.push(...ev.tokenIds);
@@ -159,7 +160,8 @@ async function drive(
       seq.text += ev.text;
       seq.cumLogProb = ev.cumLogProb;
       timing = ev.timing;
-      if (ev.tokenIds.length > 0 && ev.timing.last !== null) tokenTimes.push(ev.timing.last);
+      if (ev.tokenIds.length > 0 && ev.timing.last !== null && ev.score === undefined)
+        tokenTimes.push(ev.timing.last);
       if (ev.finishReason !== null) finishReason = ev.finishReason;
       onEvent(ev, seq, index);
     }
