@@ -303,7 +303,10 @@ export class Executor {
     let contextTokens = 0;
     for (const c of out.chunks) {
       const l = this.live.get(c.requestId) as Live;
-      l.channel.timing.firstScheduled ??= now;
+      if (l.channel.timing.firstScheduled === null) {
+        l.channel.timing.firstScheduled = now;
+        l.channel.setCachedTokens(l.request.numCachedTokens);
+      }
       // A decode is the one token after the prompt's end; anything else is prompt or recompute.
       const decode = c.tokenIds.length === 1 && c.start >= l.request.promptLength;
       if (!decode) {

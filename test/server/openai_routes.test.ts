@@ -65,7 +65,12 @@ describe("openai routes on a scripted executor", () => {
         [1, "xy", "length"],
       ],
     );
-    assert.deepEqual(b.usage, { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 });
+    assert.deepEqual(b.usage, {
+      prompt_tokens: 3,
+      completion_tokens: 5,
+      total_tokens: 8,
+      prompt_tokens_details: { cached_tokens: 0 },
+    });
     assert.equal(ex.requests[0].numReturnSequences, 2);
     assert.equal(ex.requests[0].streaming, true, "always enqueued streaming");
     assert.equal(ctx.metrics.finished.length, 1);
@@ -147,7 +152,12 @@ describe("openai routes on a scripted executor", () => {
     }
     const last = cs.at(-1) as C;
     assert.deepEqual(last.choices, []);
-    assert.deepEqual(last.usage, { prompt_tokens: 2, completion_tokens: 5, total_tokens: 7 });
+    assert.deepEqual(last.usage, {
+      prompt_tokens: 2,
+      completion_tokens: 5,
+      total_tokens: 7,
+      prompt_tokens_details: { cached_tokens: 0 },
+    });
     assert.ok(cs.slice(0, -1).every((c) => c.usage === null));
   });
 

@@ -35,6 +35,8 @@ export class ClientGoneError extends Error {}
 export class Generation {
   promptTokens = 0;
   completionTokens = 0;
+  /** Of promptTokens, those the prefix cache held when each prompt was first scheduled. */
+  cachedTokens = 0;
   /** Arrival → first token of the first prompt to produce one (ms), for the request log. */
   ttftMs: number | null = null;
 
@@ -151,6 +153,7 @@ export class Generation {
     try {
       for await (const ev of results) {
         timing = ev.timing;
+        this.cachedTokens += ev.numCachedTokens ?? 0;
         const seq = ev.sequenceIndex;
         if (ev.tokenIds.length > 0) {
           generated += ev.tokenIds.length;
