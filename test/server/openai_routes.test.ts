@@ -1,6 +1,6 @@
 // The OpenAI routes against a scripted executor (no model): field mapping onto ExecutorRequest, the
 // several-sequence result shape (n > 1, beams, several prompts) mapped onto choices, SSE framing,
-// and the answers for timeouts and surrogate pairs split across events.
+// and the answers for timeouts.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { pino } from "pino";
@@ -225,21 +225,6 @@ describe("openai routes on a scripted executor", () => {
     assert.deepEqual(lp.tokens, ["5", "6"]);
     assert.deepEqual(lp.top_logprobs, [{ 5: -0.5 }, { 6: -0.5 }]);
     assert.deepEqual(lp.text_offset, [0, 1]);
-  });
-
-  test("a surrogate pair split across events is never split across deltas", async () => {
-    const smile = "😀";
-    const ex = new ScriptedExecutor(() => [
-      ev(0, [5], `a${smile[0]}`),
-      ev(0, [6], `${smile[1]}b`),
-      ev(0, [7], "", "end", true),
-    ]);
-    const { app } = scriptedApp(ex);
-    const r = await post(app, "/v1/completions", { model: "scripted", prompt: [1], stream: true });
-    const texts = parseSse(r.body).chunks.map((c) => (c as { choices: { text: string }[] }).choices[0].text);
-    assert.deepEqual(texts, ["a", `${smile}b`, ""]);
-    for (const t of texts)
-      assert.ok(!/[\uD800-\uDBFF]$|^[\uDC00-\uDFFF]/.test(t), `a split character in ${JSON.stringify(t)}`);
   });
 
   test("a timed-out request: 408 plain, an error event then [DONE] streamed", async () => {

@@ -146,9 +146,8 @@ export class Generation {
     let timing: RequestTiming = { arrival: Date.now(), firstScheduled: null, firstToken: null, last: null };
     const tokenTimes: number[] = [];
     let generated = 0;
-    // Per sequence: a high surrogate held back so no delta ends inside a character, and (for
-    // include_stop_str_in_output) the text and tokens so far.
-    const carry = new Map<number, string>();
+    // Per sequence, for include_stop_str_in_output: the text and tokens so far. (The executor's text
+    // never splits a character between events.)
     const sofar = new Map<number, { text: string; ids: number[] }>();
     try {
       for await (const ev of results) {
@@ -167,12 +166,7 @@ export class Generation {
           finish = reason;
           throw this.endedError(id, reason);
         }
-        let text = (carry.get(seq) ?? "") + ev.text;
-        carry.delete(seq);
-        if (reason === null && /[\uD800-\uDBFF]$/.test(text)) {
-          carry.set(seq, text.slice(-1));
-          text = text.slice(0, -1);
-        }
+        let text = ev.text;
         if (includeStopStr && stops.length > 0 && tokenizer) {
           const s = sofar.get(seq) ?? { text: "", ids: [] };
           s.ids.push(...ev.tokenIds);
