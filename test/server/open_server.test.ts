@@ -1,7 +1,9 @@
 // The whole `kiln serve` as openServer builds it (bundled model, CPU, loopback, port 0): the Triton
 // and tokenize routes are there by default and need the API key like the OpenAI ones, while probes
 // and scrapes do not; --max-concurrent counts both APIs together; graceful shutdown waits for Triton
-// streams and cancels them after the grace period; /metrics is prom-client's, fed by the executor.
+// streams and cancels them after the grace period; /metrics is prom-client's, fed by the routes and
+// the executor: after an OpenAI completion, a Triton generate and a completion that hits the prefix
+// cache, every metric of the issue's list is there with model_name and moved by the exact amounts.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { post, readStream } from "./load_run.ts";
@@ -136,4 +138,120 @@ describe("openServer: one concurrency limit and one shutdown for both APIs", () 
     assert.equal(s.server.ctx.inFlight.numAdmitted, 0);
     await s.close();
   });
+});
+
+const METRICS = [
+  "num_requests_running",
+  "num_requests_waiting",
+  "kv_cache_usage_perc",
+  "prefix_cache_queries_total",
+  "prefix_cache_hits_total",
+  "prompt_tokens_total",
+  "generation_tokens_total",
+  "request_success_total",
+  "time_to_first_token_seconds",
+  "inter_token_latency_seconds",
+  "e2e_request_latency_seconds",
+  "request_queue_time_seconds",
+  "request_prompt_tokens",
+  "request_generation_tokens",
+  "iteration_tokens_total",
+];
+
+/** `kiln:` series of an exposition, keyed `name{labels}` (labels as written), and the other lines. */
+function series(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const l of text.split("\n")) {
+    if (l === "" || l.startsWith("#")) continue;
+    const at = l.lastIndexOf(" ");
+    out.set(l.slice(0, at), Number(l.slice(at + 1)));
+  }
+  return out;
+}
+
+test("GET /metrics on the whole server: every metric with model_name, counters moved by the exact amounts", async () => {
+  const s = await bundledServer();
+  try {
+    const url = s.server.url;
+    const ex = s.server.ctx.model.executor;
+    const tok = s.server.ctx.model.tokenizer as NonNullable<typeof s.server.ctx.model.tokenizer>;
+    const scrape = async () => {
+      const r = await fetch(`${url}/metrics`);
+      assert.equal(r.status, 200);
+      assert.match(String(r.headers.get("content-type")), /^text\/plain/);
+      return r.text();
+    };
+    const before = series(await scrape());
+    const iterations0 = ex.stats().numIterations;
+
+    // 1. An OpenAI completion of 5 tokens over a prompt of more than two KV blocks.
+    const B = ex.stats().kv.tokensPerBlock;
+    // Not a whole number of blocks, so the last one is partial and never cached.
+    const prompt = [
+      ...tok.encode("Now is the winter of our discontent made glorious summer. ".repeat(5)).ids,
+      861,
+    ];
+    assert.ok(prompt.length > 2 * B && prompt.length % B !== 0, `${prompt.length} tokens, blocks of ${B}`);
+    const completion = { model: "default", prompt, max_tokens: 5, ignore_eos: true, temperature: 0 };
+    const c1 = (await (await post(`${url}/v1/completions`, completion)).json()) as {
+      usage: { prompt_tokens: number; completion_tokens: number };
+    };
+    assert.deepEqual([c1.usage.prompt_tokens, c1.usage.completion_tokens], [prompt.length, 5]);
+    // 2. A Triton generate of 4 tokens.
+    const text = "Upon the heath, three witches meet";
+    const tritonPrompt = tok.encode(text).ids.length;
+    const t = await post(`${url}/v2/models/default/generate`, { text_input: text, max_tokens: 4, end_id: 2 });
+    assert.equal(t.status, 200, await t.clone().text());
+    // 3. The first prompt again with another end: its whole blocks come from the prefix cache.
+    const c3 = (await (
+      await post(`${url}/v1/completions`, { ...completion, prompt: [...prompt, 7], max_tokens: 3 })
+    ).json()) as { usage: { prompt_tokens_details: { cached_tokens: number } } };
+    const cached = c3.usage.prompt_tokens_details.cached_tokens;
+    assert.equal(cached, Math.floor(prompt.length / B) * B);
+
+    const body = await scrape();
+    const after = series(body);
+    for (const n of METRICS)
+      assert.match(body, new RegExp(`^kiln:${n}(_bucket|_sum|_count)?\\{model_name="default"`, "m"), n);
+    for (const [k] of after)
+      if (k.startsWith("kiln:"))
+        assert.match(k, /[{,]model_name="default"[,}]/, `${k} has the label model_name`);
+    assert.ok(after.has("process_cpu_user_seconds_total") && after.has("nodejs_heap_size_total_bytes"));
+
+    const M = '{model_name="default"}';
+    const grew = (name: string, labels = M) =>
+      (after.get(`kiln:${name}${labels}`) ?? Number.NaN) - (before.get(`kiln:${name}${labels}`) ?? 0);
+    const prompts = prompt.length + tritonPrompt + prompt.length + 1;
+    const generated = 5 + 4 + 3;
+    assert.equal(grew("prompt_tokens_total"), prompts);
+    assert.equal(grew("generation_tokens_total"), generated);
+    const reason = (r: string) => `{model_name="default",finished_reason="${r}"}`;
+    assert.equal(grew("request_success_total", reason("length")), 3);
+    assert.equal(grew("request_success_total", reason("stop")), 0);
+    assert.equal(grew("request_success_total", reason("abort")), 0);
+    assert.equal(grew("prefix_cache_queries_total"), prompts);
+    assert.equal(grew("prefix_cache_hits_total"), cached);
+    for (const h of [
+      "time_to_first_token_seconds",
+      "e2e_request_latency_seconds",
+      "request_queue_time_seconds",
+      "request_prompt_tokens",
+      "request_generation_tokens",
+    ])
+      assert.equal(grew(`${h}_count`), 3, `${h}_count`);
+    assert.equal(grew("request_prompt_tokens_sum"), prompts);
+    assert.equal(grew("request_generation_tokens_sum"), generated);
+    assert.equal(
+      grew("inter_token_latency_seconds_count"),
+      generated - 3,
+      "one gap per token after the first",
+    );
+    // Every iteration is observed: prompt tokens computed (all but the cached ones) plus one per decode.
+    assert.equal(grew("iteration_tokens_total_count"), ex.stats().numIterations - iterations0);
+    assert.equal(grew("iteration_tokens_total_sum"), prompts - cached + (generated - 3));
+    for (const g of ["num_requests_running", "num_requests_waiting", "kv_cache_usage_perc"])
+      assert.equal(after.get(`kiln:${g}${M}`), 0, `${g} at idle`);
+  } finally {
+    await s.close();
+  }
 });
