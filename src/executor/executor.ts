@@ -133,6 +133,7 @@ export class Executor {
   private wake: (() => void) | null = null;
   private closing: Promise<void> | null = null;
   private readonly loop: Promise<void>;
+  private loopRunning = true;
 
   /** Takes ownership of `session`: shutdown() disposes it. */
   constructor(
@@ -160,6 +161,16 @@ export class Executor {
     this.clock = options.clock ?? Date.now;
     this.onIteration = options.onIteration;
     this.loop = this.run();
+    const ended = () => {
+      this.loopRunning = false;
+    };
+    this.loop.then(ended, ended);
+  }
+
+  /** Whether the loop runs: false once it ended, by shutdown or by an error that escaped it (a
+   * server's health check answers 503 then). */
+  get alive(): boolean {
+    return this.loopRunning;
   }
 
   /** Queues a request; returns its id. Its result events are kept until results(id) takes them.
@@ -292,7 +303,10 @@ export class Executor {
     let contextTokens = 0;
     for (const c of out.chunks) {
       const l = this.live.get(c.requestId) as Live;
-      l.channel.timing.firstScheduled ??= now;
+      if (l.channel.timing.firstScheduled === null) {
+        l.channel.timing.firstScheduled = now;
+        l.channel.setCachedTokens(l.request.numCachedTokens);
+      }
       // A decode is the one token after the prompt's end; anything else is prompt or recompute.
       const decode = c.tokenIds.length === 1 && c.start >= l.request.promptLength;
       if (!decode) {

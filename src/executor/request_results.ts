@@ -7,7 +7,7 @@
 //   beam search       streaming: one event per step (sequenceIndex 0, no tokens, `beams`: the current
 //                     beams' outputs, best first); then, streaming or not, one event per returned
 //                     beam, best first, with its whole output, text, logProbs, cumLogProb and score.
-// contextLogits ride on the request's first event.
+// contextLogits and numCachedTokens ride on the request's first event.
 import type { RequestFinishReason } from "./request.ts";
 
 /** Milliseconds on the executor's clock (Date.now by default); null until it happened. */
@@ -37,6 +37,9 @@ export interface ResultEvent {
   /** returnContextLogits, on the request's first event: logits of every prompt position,
    * [promptLen × vocab]. */
   contextLogits?: Float32Array;
+  /** On the request's first event once it was scheduled: prompt tokens found in the prefix cache at
+   * its first admission (whole blocks), so not computed. */
+  numCachedTokens?: number;
   /** Beam search's final events: Hugging Face's sequence score (cumLogProb / length ** lengthPenalty). */
   score?: number;
   /** Beam search, streaming, per step: the current beams' generated tokens, best first. */
@@ -89,6 +92,9 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
   private readonly held = new Map<number, Held>();
   /** Context logits waiting for the request's first event. */
   private contextLogits: Float32Array | null = null;
+  /** Cached prompt tokens waiting for the request's first event; null once sent (or never set). */
+  private cachedTokens: number | null = null;
+  private sentFirst = false;
 
   constructor(
     readonly requestId: number,
@@ -116,6 +122,11 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
   /** The request's context logits: they go out on its first event. */
   setContextLogits(logits: Float32Array): void {
     this.contextLogits = logits;
+  }
+
+  /** The request's cached prompt tokens at its first admission: they go out on its first event. */
+  setCachedTokens(n: number): void {
+    if (!this.sentFirst) this.cachedTokens = n;
   }
 
   /** New tokens (maybe none) and text of one sequence. */
@@ -200,6 +211,11 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
       ev.contextLogits = this.contextLogits;
       this.contextLogits = null;
     }
+    if (this.cachedTokens !== null) {
+      ev.numCachedTokens = this.cachedTokens;
+      this.cachedTokens = null;
+    }
+    this.sentFirst = true;
     this.queue.push(ev);
     if (ev.isFinal) this.done = true;
     this.wake();

@@ -1,6 +1,7 @@
 // The generated text of one sequence while it streams: incremental detokenization, plus a holdback
-// of (longest stop string − 1) characters so text that may turn out to start a stop string is not
-// emitted before we know.
+// of (longest stop string − 1) UTF-16 units so text that may turn out to start a stop string is not
+// emitted before we know. A delta never ends inside a surrogate pair: the detokenizer gives whole
+// characters, and a holdback edge that falls between a pair's halves keeps the high half back too.
 
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
@@ -34,7 +35,8 @@ export class TextTracker {
 
   /** Text that is safe to emit now. */
   delta(): string {
-    const upTo = Math.max(this.emitted, this.text.length - this.holdback);
+    let upTo = Math.max(this.emitted, this.text.length - this.holdback);
+    if (upTo > this.emitted && isHighSurrogate(this.text.charCodeAt(upTo - 1))) upTo--;
     const out = this.text.slice(this.emitted, upTo);
     this.emitted = upTo;
     return out;
@@ -49,4 +51,8 @@ export class TextTracker {
     this.emitted = this.text.length;
     return out;
   }
+}
+
+function isHighSurrogate(unit: number): boolean {
+  return unit >= 0xd800 && unit <= 0xdbff;
 }

@@ -1,7 +1,8 @@
 // The fastify application of `kiln serve`: the shared hooks (request id, bearer-token check, one log
 // line per request), the JSON body parser (invalid UTF-8 and malformed JSON → 400, over the body limit
-// → 413), errors in OpenAI's shape (unknown routes 404), and the server's own small routes. Routes
-// are modules `(app, ctx) => void`; buildApp registers the ones it is given, in order.
+// → 413), errors in OpenAI's shape (Triton's `{"error": message}` under /v2/; unknown routes 404), and
+// the server's own small routes. Routes are modules `(app, ctx) => void`; buildApp registers the ones
+// it is given, in order. Every route needs the API key (when one is set) except OPEN_ROUTES.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from "fastify";
 import { type Logger, pino } from "pino";
@@ -14,7 +15,7 @@ import type { ServerContext } from "./server_context.ts";
 
 export type RouteModule = (app: FastifyInstance, ctx: ServerContext) => void;
 
-/** Routes anyone may call without the API key: probes and scrapes. */
+/** Routes anyone may call without the API key: probes and scrapes. The one place that decides it. */
 const OPEN_ROUTES = new Set(["/health", "/version", "/metrics", "/v2/health/live", "/v2/health/ready"]);
 
 /** The routes of this file and of server/openai/, registered by every app. */
@@ -76,7 +77,11 @@ export function buildApp(
   app.setErrorHandler(async (error, request, reply) => {
     const a = errorAnswer(asHttpError(error));
     if (a.isBug) request.log.error({ err: error }, "kiln bug");
-    return reply.code(a.status).headers(a.headers).send(a.body);
+    const triton = request.url.startsWith("/v2/");
+    return reply
+      .code(a.status)
+      .headers(a.headers)
+      .send(triton ? { error: a.body.error.message } : a.body);
   });
 
   for (const r of [...CORE_ROUTES, ...routes]) r(app, ctx);
@@ -130,7 +135,7 @@ function logLine(request: FastifyRequest, status: number, durationMs: number): v
 function registerServerRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get("/health", async (_request, reply) => {
     if (ctx.shuttingDown) throw new HttpError(503, "the server is shutting down", "service_unavailable");
-    if (ctx.model.executor.alive === false)
+    if (!ctx.model.executor.alive)
       throw new HttpError(503, "the executor's loop is not running", "service_unavailable");
     return reply.code(200).send("");
   });

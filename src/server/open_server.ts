@@ -1,6 +1,7 @@
 // `kiln serve` as a function: opens the executor on a checkpoint or engine directory, reads its
-// tokenizer and chat template, builds the ServerContext and the app, listens, and gives back the URL
-// and a graceful close:
+// tokenizer and chat template, builds the ServerContext (prom-client metrics on the served model) and
+// the app with every route module (OpenAI, Triton, tokenize), listens, and gives back the URL and a
+// graceful close:
 //
 //   close(): refuse new work (503) → wait for in-flight responses up to the shutdown timeout →
 //            cancel what is left (each gets a 503 or an error event) → stop listening → stop the executor
@@ -13,8 +14,10 @@ import { type OpenExecutorOptions, openExecutor } from "../runtime/open_executor
 import { KILN_VERSION } from "../version.ts";
 import { buildApp, type RouteModule } from "./app.ts";
 import { InFlight } from "./in_flight.ts";
-import { NullMetrics } from "./null_metrics.ts";
-import type { ServerContext, ServerMetrics, ServerSettings } from "./server_context.ts";
+import { createServerMetrics } from "./metrics.ts";
+import type { ServedModel, ServerContext, ServerMetrics, ServerSettings } from "./server_context.ts";
+import { tokenizeRoutes } from "./tokenize_routes.ts";
+import { tritonRoutes } from "./triton.ts";
 
 export interface ServeOptions {
   /** Checkpoint or engine directory (default: the bundled model). */
@@ -42,8 +45,9 @@ export interface ServeOptions {
   bodyLimit?: number;
   /** How the executor and its engine are opened (backend, dtype, KV cache, batch limits). */
   executor?: OpenExecutorOptions;
+  /** Where the routes report (default: createServerMetrics on the served model). */
   metrics?: ServerMetrics;
-  /** More route modules (Triton, tokenize). */
+  /** Route modules after the built-in ones (OpenAI, Triton, tokenize). */
   routes?: RouteModule[];
 }
 
@@ -77,11 +81,12 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
   } catch (e) {
     if (!(e instanceof NoChatTemplateError)) throw e;
   }
-  const metrics = o.metrics ?? new NullMetrics();
+  // The metrics read the executor, which reports each iteration to them: bound once both exist.
+  let metrics: ServerMetrics | null = o.metrics ?? null;
   const executor = openExecutor(dir, {
     ...o.executor,
     ...(o.maxQueue !== undefined ? { maxQueueSize: o.maxQueue } : {}),
-    onIteration: (s) => metrics.iteration(s),
+    onIteration: (s) => metrics?.iteration(s),
   });
   const { config, tokenizer, eosTokenIds } = executor.session;
   const kv = executor.kv.stats();
@@ -93,19 +98,21 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
     bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
   };
   const inFlight = new InFlight(settings.maxConcurrent);
+  const model: ServedModel = {
+    name: o.servedModelName ?? basename(resolve(dir)),
+    executor,
+    tokenizer,
+    chatTemplate,
+    maxModelLen: config.maxSeqLen,
+    vocabSize: config.model.vocabSize,
+    eosTokenIds,
+    created: Math.floor(Date.now() / 1000),
+    backend: config.target.backend,
+    kvCapacityTokens: kv.numBlocks * kv.tokensPerBlock,
+  };
+  metrics ??= createServerMetrics(model);
   const ctx: ServerContext = {
-    model: {
-      name: o.servedModelName ?? basename(resolve(dir)),
-      executor,
-      tokenizer,
-      chatTemplate,
-      maxModelLen: config.maxSeqLen,
-      vocabSize: config.model.vocabSize,
-      eosTokenIds,
-      created: Math.floor(Date.now() / 1000),
-      backend: config.target.backend,
-      kvCapacityTokens: kv.numBlocks * kv.tokensPerBlock,
-    },
+    model,
     metrics,
     settings,
     version: KILN_VERSION,
@@ -115,7 +122,7 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
     inFlight,
   };
   const logger = pino({ level: o.logLevel ?? "info" }, o.logDestination ?? destination(2));
-  const app = buildApp(ctx, o.routes ?? [], logger);
+  const app = buildApp(ctx, [tritonRoutes, tokenizeRoutes, ...(o.routes ?? [])], logger);
   try {
     await app.listen({ host: o.host ?? "127.0.0.1", port: o.port ?? 8000, backlog: LISTEN_BACKLOG });
   } catch (e) {

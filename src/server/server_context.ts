@@ -15,8 +15,8 @@ export interface ServedExecutor {
   cancel(id: number): boolean;
   stats(): ExecutorStats;
   shutdown(o?: { drain?: boolean }): Promise<void>;
-  /** Whether the executor's loop is alive (GET /health answers 200 only then). */
-  readonly alive?: boolean;
+  /** Whether the executor's loop is alive (GET /health and Triton's ready answer 200 only then). */
+  readonly alive: boolean;
 }
 
 export interface ServedModel {

@@ -5,7 +5,10 @@
 //   GET  /v2/health/live, /v2/health/ready, /v2/models/{model}, /v2/models/{model}/ready
 // Errors are Triton's `{ "error": message }` with the status errorAnswer gives (in a stream that has
 // begun: one `data: {"error": message}` event, then the end). A client that goes away cancels its
-// request in the executor, which frees its KV blocks.
+// request in the executor, which frees its KV blocks. Admission (--max-concurrent → 429, shutting
+// down → 503) and graceful shutdown go through ctx.inFlight, as for the OpenAI routes: the two APIs
+// share one limit, and shutdown waits for Triton's responses and cancels them after its grace period
+// (503, or an error event in a stream).
 import { PassThrough } from "node:stream";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { ResultEvent } from "../executor/executor.ts";
@@ -35,23 +38,7 @@ function servedModel(ctx: ServerContext, name: string): void {
     );
 }
 
-const isReady = (ctx: ServerContext) => !ctx.shuttingDown && ctx.model.executor.alive !== false;
-
-/** 503 while shutting down, 429 when --max-concurrent requests are live already. */
-function admit(ctx: ServerContext): void {
-  if (ctx.shuttingDown)
-    throw new HttpError(503, "the server is shutting down; retry on another replica", "service_unavailable");
-  const s = ctx.model.executor.stats();
-  const live = s.numQueued + s.numRunning;
-  if (live >= ctx.settings.maxConcurrent)
-    throw new HttpError(
-      429,
-      `the server is at its limit of ${ctx.settings.maxConcurrent} concurrent requests; retry shortly`,
-      "rate_limit_error",
-      null,
-      1,
-    );
-}
+const isReady = (ctx: ServerContext) => !ctx.shuttingDown && ctx.model.executor.alive;
 
 function sendError(app: FastifyInstance, reply: FastifyReply, e: unknown): FastifyReply {
   const a = errorAnswer(e);
@@ -59,7 +46,7 @@ function sendError(app: FastifyInstance, reply: FastifyReply, e: unknown): Fasti
   return reply.code(a.status).headers(a.headers).send({ error: a.body.error.message });
 }
 
-/** Tokenizes, checks and enqueues a parsed request (always streaming: one event per token). */
+/** Tokenizes, checks and enqueues a parsed request. */
 function enqueue(ctx: ServerContext, t: TritonRequest): { id: number; promptIds: number[] } {
   const { tokenizer } = ctx.model;
   if (!tokenizer)
@@ -82,10 +69,52 @@ function enqueue(ctx: ServerContext, t: TritonRequest): { id: number; promptIds:
   const id = ctx.model.executor.enqueue({
     ...t.request,
     prompt: promptIds,
-    streaming: true,
+    // One event per token (beam search: only its final beams, one event each).
+    streaming: (t.request.beamWidth ?? 1) <= 1,
     ...(Number.isFinite(timeout) ? { allottedTimeMs: timeout } : {}),
   });
+  ctx.inFlight.track(id);
   return { id, promptIds };
+}
+
+/** Takes one request's room in ctx.inFlight (429/503), then enqueues it; the room is released when
+ * enqueue fails. Call `finish` once the request ended. */
+function admitAndEnqueue(
+  ctx: ServerContext,
+  t: TritonRequest,
+): { id: number; promptIds: number[]; finish: () => void } {
+  ctx.inFlight.admit(1);
+  let started: { id: number; promptIds: number[] };
+  try {
+    started = enqueue(ctx, t);
+  } catch (e) {
+    ctx.inFlight.release(1);
+    throw e;
+  }
+  return {
+    ...started,
+    finish: () => {
+      ctx.inFlight.untrack(started.id);
+      ctx.inFlight.release(1);
+    },
+  };
+}
+
+/** The error a request that ended without finishing answers: 408 past its timeout, 503 when the
+ * server's shutdown cancelled it; null when it finished (or its client went away). */
+function endedError(
+  ctx: ServerContext,
+  id: number,
+  reason: FinishedRequest["finishReason"],
+): HttpError | null {
+  if (reason === "timed_out") return timedOut(ctx);
+  if (reason === "cancelled" && ctx.inFlight.cancelCause(id) === "shutdown")
+    return new HttpError(
+      503,
+      "the server shut down before this request finished; it was cancelled",
+      "service_unavailable",
+    );
+  return null;
 }
 
 /** What a timed-out request answers (its partial output is not a result). */
@@ -122,8 +151,8 @@ async function drive(
   if (reply.raw.destroyed) onClose(); // gone before we listened
   try {
     for await (const ev of executor.results(id)) {
-      // Beam search tags each event with its sequence; one sequence has none.
-      const index = (ev as { sequenceIndex?: number }).sequenceIndex ?? 0;
+      // Beam search's final events: one per beam, best first, by sequenceIndex.
+      const index = ev.sequenceIndex;
       sequences[index] ??= { tokens: [], logProbs: [], text: "", cumLogProb: 0 };
       const seq = sequences[index];
       seq.tokens.push(...ev.tokenIds);
@@ -131,7 +160,8 @@ async function drive(
       seq.text += ev.text;
       seq.cumLogProb = ev.cumLogProb;
       timing = ev.timing;
-      if (ev.tokenIds.length > 0 && ev.timing.last !== null) tokenTimes.push(ev.timing.last);
+      if (ev.tokenIds.length > 0 && ev.timing.last !== null && ev.score === undefined)
+        tokenTimes.push(ev.timing.last);
       if (ev.finishReason !== null) finishReason = ev.finishReason;
       onEvent(ev, seq, index);
     }
@@ -152,6 +182,9 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const parse = (body: unknown) => parseTritonRequest(body, ctx.model.vocabSize, ctx.model.maxModelLen);
 
   app.post<{ Params: { model: string } }>("/v2/models/:model/generate", async (req, reply) => {
+    // Shutdown waits for this response until its socket is done with it.
+    reply.raw.once("close", ctx.inFlight.openResponse());
+    let finish = () => {};
     try {
       servedModel(ctx, req.params.model);
       const t = parse(req.body);
@@ -162,10 +195,12 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
           "invalid_request_error",
           "stream",
         );
-      admit(ctx);
-      const { id, promptIds } = enqueue(ctx, t);
+      const started = admitAndEnqueue(ctx, t);
+      finish = started.finish;
+      const { id, promptIds } = started;
       const { sequences, finishReason } = await drive(ctx, reply, id, promptIds.length, () => {});
-      if (finishReason === "timed_out") throw timedOut(ctx);
+      const ended = endedError(ctx, id, finishReason);
+      if (ended) throw ended;
       const text = (s: Sequence) => (t.excludeInputInOutput ? s.text : t.textInput + s.text);
       const many = sequences.length > 1;
       const pick = <T>(f: (s: Sequence) => T): T | T[] => (many ? sequences.map(f) : f(sequences[0]));
@@ -178,11 +213,14 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
       });
     } catch (e) {
       return sendError(app, reply, e);
+    } finally {
+      finish();
     }
   });
 
   app.post<{ Params: { model: string } }>("/v2/models/:model/generate_stream", async (req, reply) => {
-    let started: { id: number; promptIds: number[] };
+    reply.raw.once("close", ctx.inFlight.openResponse());
+    let started: { id: number; promptIds: number[]; finish: () => void };
     let t: TritonRequest;
     try {
       servedModel(ctx, req.params.model);
@@ -194,8 +232,7 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
           "invalid_request_error",
           "beam_width",
         );
-      admit(ctx);
-      started = enqueue(ctx, t);
+      started = admitAndEnqueue(ctx, t);
     } catch (e) {
       return sendError(app, reply, e);
     }
@@ -215,11 +252,14 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
           ...(t.returnLogProbs ? { cum_log_probs: seq.cumLogProb, output_log_probs: ev.logProbs } : {}),
         });
       });
-      if (finishReason === "timed_out") send({ error: timedOut(ctx).message });
+      const ended = endedError(ctx, started.id, finishReason);
+      if (ended) send({ error: ended.message });
     } catch (e) {
       const a = errorAnswer(e);
       if (a.isBug) app.log.error({ err: e, reqId: req.id }, "triton stream failed");
       send({ error: a.body.error.message });
+    } finally {
+      started.finish();
     }
     events.end();
     return reply;

@@ -99,6 +99,11 @@ export function parseTritonRequest(body: unknown, vocabSize: number, maxModelLen
   const frequencyPenalty = num("frequency_penalty", () => true, "a finite number");
   const seed = int("random_seed", 0, Number.MAX_SAFE_INTEGER, "an integer in 0..2^53-1");
   const stopWords = words("stop_words");
+  if (stopWords && (beamWidth ?? 1) > 1)
+    throw badField(
+      "stop_words",
+      "stop_words with beam_width > 1: beams end only at end_id or max_tokens; drop one of them",
+    );
   const badWords = words("bad_words");
 
   const sampled = topK > 1 || topP > 0;
@@ -115,7 +120,8 @@ export function parseTritonRequest(body: unknown, vocabSize: number, maxModelLen
     ...(endId !== undefined ? { endId } : {}),
     ...(stopWords ? { stopWords } : {}),
     ...(badWords ? { badWords } : {}),
-    ...(beamWidth !== undefined ? { beamWidth } : {}),
+    // Beam search returns every beam, best first, as TensorRT-LLM's Triton backend does.
+    ...(beamWidth !== undefined && beamWidth > 1 ? { beamWidth, numReturnSequences: beamWidth } : {}),
     ...(repetitionPenalty !== undefined ? { repetitionPenalty } : {}),
     ...(presencePenalty !== undefined ? { presencePenalty } : {}),
     ...(frequencyPenalty !== undefined ? { frequencyPenalty } : {}),

@@ -5,6 +5,7 @@ import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import type { Executor, ExecutorOptions } from "../../src/executor/executor.ts";
 import { ChatTemplate } from "../../src/runtime/chat_template.ts";
 import { openExecutor } from "../../src/runtime/open_executor.ts";
+import { InFlight } from "../../src/server/in_flight.ts";
 import { createServerMetrics } from "../../src/server/metrics.ts";
 import type { ServedModel, ServerContext, ServerSettings } from "../../src/server/server_context.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
@@ -13,7 +14,8 @@ export type RouteModule = (app: FastifyInstance, ctx: ServerContext) => void;
 
 export interface BundledServer {
   app: FastifyInstance;
-  ctx: ServerContext & { shuttingDown: boolean };
+  /** Tests may swap ctx.inFlight (a shutting-down one, a smaller limit). */
+  ctx: ServerContext;
   executor: Executor;
   close(): Promise<void>;
 }
@@ -30,7 +32,7 @@ export async function bundledServer(
     ...o.executor,
     onIteration: (s) => ctx?.metrics.iteration(s),
   });
-  const { config, tokenizer } = executor.session;
+  const { config, tokenizer, eosTokenIds } = executor.session;
   const model: ServedModel = {
     name: "default",
     executor,
@@ -38,23 +40,28 @@ export async function bundledServer(
     chatTemplate: ChatTemplate.fromDir(BUNDLED_MODEL_DIR),
     maxModelLen: config.maxSeqLen,
     vocabSize: config.model.vocabSize,
+    eosTokenIds,
     created: Math.floor(Date.now() / 1000),
     backend: "cpu",
     kvCapacityTokens: executor.stats().kv.numBlocks * executor.stats().kv.tokensPerBlock,
   };
+  const settings: ServerSettings = {
+    apiKey: null,
+    maxPromptTokens: config.maxSeqLen,
+    maxConcurrent: Number.POSITIVE_INFINITY,
+    requestTimeoutMs: Number.POSITIVE_INFINITY,
+    bodyLimit: 1 << 20,
+    ...o.settings,
+  };
   ctx = {
     model,
     metrics: createServerMetrics(model),
-    settings: {
-      apiKey: null,
-      maxPromptTokens: config.maxSeqLen,
-      maxConcurrent: Number.POSITIVE_INFINITY,
-      requestTimeoutMs: Number.POSITIVE_INFINITY,
-      bodyLimit: 1 << 20,
-      ...o.settings,
-    },
+    settings,
     version: "test",
-    shuttingDown: false,
+    get shuttingDown() {
+      return this.inFlight.shuttingDown;
+    },
+    inFlight: new InFlight(settings.maxConcurrent),
   };
   // forceCloseConnections: a socket fetch opened but never used must not hold up close().
   const app = Fastify({ logger: false, forceCloseConnections: true });

@@ -199,6 +199,8 @@ describe("HTTP errors", () => {
           cumLogProb: -1,
           text: "a",
           finishReason: null,
+          sequenceIndex: 0,
+          isFinal: false,
           timing: { arrival: 0, firstScheduled: 0, firstToken: 0, last: 0 },
         };
         throw new Error("backend exploded");

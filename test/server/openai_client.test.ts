@@ -175,6 +175,31 @@ describe("kiln serve through the openai client", () => {
     );
   });
 
+  test("usage.prompt_tokens_details.cached_tokens: a request over a long shared prefix reports its cached whole blocks", async () => {
+    const tok = s.runner.session.tokenizer as NonNullable<typeof s.runner.session.tokenizer>;
+    const B = s.server.ctx.model.executor.stats().kv.tokensPerBlock;
+    const prefix = tok.encode("Now is the winter of our discontent made glorious summer. ".repeat(6)).ids;
+    assert.ok(prefix.length > 2 * B, `${prefix.length} tokens make at least two blocks of ${B}`);
+    const ask = (tail: number[], stream: boolean) =>
+      client.completions.create({
+        model: MODEL,
+        prompt: [...prefix, ...tail],
+        max_tokens: 2,
+        temperature: 0,
+        ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+      } as OpenAI.CompletionCreateParamsNonStreaming);
+    const first = await ask([11], false);
+    assert.deepEqual(first.usage?.prompt_tokens_details, { cached_tokens: 0 });
+    const second = await ask([12, 13], false);
+    const whole = Math.floor(prefix.length / B) * B;
+    assert.equal(second.usage?.prompt_tokens, prefix.length + 2);
+    assert.deepEqual(second.usage?.prompt_tokens_details, { cached_tokens: whole });
+    let usage: OpenAI.CompletionUsage | null | undefined = null;
+    const stream = (await ask([14], true)) as unknown as AsyncIterable<OpenAI.Completion>;
+    for await (const chunk of stream) if (chunk.usage) usage = chunk.usage;
+    assert.deepEqual(usage?.prompt_tokens_details, { cached_tokens: whole });
+  });
+
   test("client errors arrive as the client's APIError with status and param", async () => {
     await assert.rejects(
       client.completions.create({ model: MODEL, prompt: "x", temperature: 3 }),

@@ -5,8 +5,12 @@ import type { ExecutorRequest, ExecutorStats, ResultEvent } from "../../src/exec
 import type { RequestFinishReason } from "../../src/executor/request.ts";
 import { buildApp } from "../../src/server/app.ts";
 import { InFlight } from "../../src/server/in_flight.ts";
-import { NullMetrics } from "../../src/server/null_metrics.ts";
-import type { FinishedRequest, ServedExecutor, ServerContext } from "../../src/server/server_context.ts";
+import type {
+  FinishedRequest,
+  ServedExecutor,
+  ServerContext,
+  ServerMetrics,
+} from "../../src/server/server_context.ts";
 
 export type ScriptedEvent = Partial<ResultEvent> & {
   sequenceIndex?: number;
@@ -58,6 +62,8 @@ export class ScriptedExecutor implements ServedExecutor {
             cumLogProb: 0,
             text: "",
             finishReason: "cancelled",
+            sequenceIndex: 0,
+            isFinal: true,
             timing,
           };
           return;
@@ -66,6 +72,8 @@ export class ScriptedExecutor implements ServedExecutor {
           requestId: id,
           logProbs: e.tokenIds.map(() => -0.5),
           cumLogProb: 0,
+          sequenceIndex: 0,
+          isFinal: e.finishReason !== null,
           timing,
           ...e,
         } as ResultEvent;
@@ -86,6 +94,7 @@ export class ScriptedExecutor implements ServedExecutor {
     return {
       numQueued: 0,
       numRunning: 0,
+      numRunningSequences: 0,
       numIterations: 0,
       numContextTokens: 0,
       numGeneratedTokens: 0,
@@ -108,11 +117,15 @@ export class ScriptedExecutor implements ServedExecutor {
   async shutdown(): Promise<void> {}
 }
 
-/** Metrics that keep what they were told. */
-export class RecordingMetrics extends NullMetrics {
+/** Metrics that keep the finished requests they were told of (and render nothing). */
+export class RecordingMetrics implements ServerMetrics {
   readonly finished: FinishedRequest[] = [];
-  override requestFinished(r: FinishedRequest): void {
+  requestFinished(r: FinishedRequest): void {
     this.finished.push(r);
+  }
+  iteration(): void {}
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: "text/plain; version=0.0.4; charset=utf-8", body: "" };
   }
 }
 

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
+import { InFlight } from "../../src/server/in_flight.ts";
 import { tritonRoutes } from "../../src/server/triton.ts";
 import { collect } from "../executor/executor_helpers.ts";
 import { type BundledServer, bundledServer, sseEvents } from "./bundled_server.ts";
@@ -131,22 +132,24 @@ test("health, readiness, metadata; 503 while shutting down and 429 at the concur
   assert.deepEqual(meta.versions, ["1"]);
   assert.ok(meta.inputs.some((i: { name: string }) => i.name === "text_input"));
   assert.ok(meta.outputs.some((o: { name: string }) => o.name === "text_output"));
-  s.ctx.shuttingDown = true;
+  const saved = s.ctx.inFlight;
+  s.ctx.inFlight = new InFlight(Number.POSITIVE_INFINITY);
+  s.ctx.inFlight.beginShutdown();
   try {
     assert.equal((await get("/v2/health/ready")).statusCode, 503);
     assert.equal((await get("/v2/health/live")).statusCode, 200);
     const r = await post("/v2/models/default/generate", { text_input: PROMPT, max_tokens: 2 });
     assert.equal(r.statusCode, 503);
   } finally {
-    s.ctx.shuttingDown = false;
+    s.ctx.inFlight = saved;
   }
-  s.ctx.settings.maxConcurrent = 0;
+  s.ctx.inFlight = new InFlight(0);
   try {
     const r = await post("/v2/models/default/generate_stream", { text_input: PROMPT, max_tokens: 2 });
     assert.equal(r.statusCode, 429);
     assert.equal(r.headers["retry-after"], "1");
   } finally {
-    s.ctx.settings.maxConcurrent = Number.POSITIVE_INFINITY;
+    s.ctx.inFlight = saved;
   }
 });
 

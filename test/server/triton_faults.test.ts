@@ -6,6 +6,7 @@ import { test } from "node:test";
 import Fastify, { type FastifyInstance } from "fastify";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import type { ExecutorStats, ResultEvent } from "../../src/executor/executor.ts";
+import { InFlight } from "../../src/server/in_flight.ts";
 import type { FinishedRequest, ServedExecutor, ServerContext } from "../../src/server/server_context.ts";
 import { tritonRoutes } from "../../src/server/triton.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
@@ -75,6 +76,7 @@ async function serve(executor: ServedExecutor, setUp?: (app: FastifyInstance) =>
       chatTemplate: null,
       maxModelLen: 512,
       vocabSize: 2048,
+      eosTokenIds: [2],
       created: 0,
       backend: "cpu",
       kvCapacityTokens: 16,
@@ -93,6 +95,7 @@ async function serve(executor: ServedExecutor, setUp?: (app: FastifyInstance) =>
     },
     version: "test",
     shuttingDown: false,
+    inFlight: new InFlight(Number.POSITIVE_INFINITY),
   };
   const app = Fastify({ logger: false });
   setUp?.(app);

@@ -4,12 +4,13 @@
 //
 //   prompt p, sequence s  →  choice index p × n + s
 //
-// Result events are read defensively for the executor's several-sequence shape: a missing
-// sequenceIndex is 0, a missing isFinal is "finishReason !== null". Whatever ends the request (done,
-// error, the client gone, the consumer stopping), every executor request is cancelled if still live,
-// its results taken, its admission released and its metrics reported once.
+// n > 1 runs as the executor's numReturnSequences (one event per sample and token, by sequenceIndex);
+// beam search as its beamWidth (one final event per returned beam, best first, by sequenceIndex).
+// Whatever ends the request (done, error, the client gone, the consumer stopping), every executor
+// request is cancelled if still live, its results taken, its admission released and its metrics
+// reported once.
 
-import { RequestTooLargeError, UnsupportedRequestError } from "../../executor/errors.ts";
+import { RequestTooLargeError } from "../../executor/errors.ts";
 import type { ResultEvent } from "../../executor/executor.ts";
 import type { RequestFinishReason } from "../../executor/request.ts";
 import type { RequestTiming } from "../../executor/request_results.ts";
@@ -31,12 +32,11 @@ export interface ChoiceDelta {
 /** The client went away: nothing more is sent, the request is cancelled. */
 export class ClientGoneError extends Error {}
 
-/** ResultEvent with the fields of the executor's several-sequence results (absent before them). */
-type SequenceEvent = ResultEvent & { sequenceIndex?: number; isFinal?: boolean };
-
 export class Generation {
   promptTokens = 0;
   completionTokens = 0;
+  /** Of promptTokens, those the prefix cache held when each prompt was first scheduled. */
+  cachedTokens = 0;
   /** Arrival → first token of the first prompt to produce one (ms), for the request log. */
   ttftMs: number | null = null;
 
@@ -81,17 +81,6 @@ export class Generation {
 
   /** The executor's refusals that belong to a field, as 400s naming it. */
   private asFieldError(e: unknown): unknown {
-    const { n, beamSearch } = this.params;
-    if (e instanceof UnsupportedRequestError && (beamSearch || n > 1))
-      return beamSearch
-        ? badField(
-            "use_beam_search",
-            "use_beam_search: this server's executor does not run beam search yet; leave it out",
-          )
-        : badField(
-            "n",
-            `n ${n}: this server's executor does not run several sequences per request yet; use n 1`,
-          );
     if (e instanceof RequestTooLargeError)
       return badField(
         "max_tokens",
@@ -157,18 +146,18 @@ export class Generation {
     let timing: RequestTiming = { arrival: Date.now(), firstScheduled: null, firstToken: null, last: null };
     const tokenTimes: number[] = [];
     let generated = 0;
-    // Per sequence: a high surrogate held back so no delta ends inside a character, and (for
-    // include_stop_str_in_output) the text and tokens so far.
-    const carry = new Map<number, string>();
+    // Per sequence, for include_stop_str_in_output: the text and tokens so far. (The executor's text
+    // never splits a character between events.)
     const sofar = new Map<number, { text: string; ids: number[] }>();
     try {
-      for await (const raw of results) {
-        const ev = raw as SequenceEvent;
+      for await (const ev of results) {
         timing = ev.timing;
-        const seq = ev.sequenceIndex ?? 0;
+        this.cachedTokens += ev.numCachedTokens ?? 0;
+        const seq = ev.sequenceIndex;
         if (ev.tokenIds.length > 0) {
           generated += ev.tokenIds.length;
-          tokenTimes.push(ev.timing.last ?? Date.now());
+          // A beam's final event carries its whole output at once: no inter-token time.
+          if (ev.score === undefined) tokenTimes.push(ev.timing.last ?? Date.now());
           if (this.ttftMs === null && ev.timing.firstToken !== null)
             this.ttftMs = ev.timing.firstToken - ev.timing.arrival;
         }
@@ -177,15 +166,7 @@ export class Generation {
           finish = reason;
           throw this.endedError(id, reason);
         }
-        // An event without text (a beam's whole output, if the executor sends it so) is decoded here.
-        const evText =
-          ev.text ?? (tokenizer ? tokenizer.decode(ev.tokenIds, { skipSpecialTokens: true }) : "");
-        let text = (carry.get(seq) ?? "") + evText;
-        carry.delete(seq);
-        if (reason === null && /[\uD800-\uDBFF]$/.test(text)) {
-          carry.set(seq, text.slice(-1));
-          text = text.slice(0, -1);
-        }
+        let text = ev.text;
         if (includeStopStr && stops.length > 0 && tokenizer) {
           const s = sofar.get(seq) ?? { text: "", ids: [] };
           s.ids.push(...ev.tokenIds);
@@ -207,7 +188,7 @@ export class Generation {
           text,
           finishReason: reason === null ? null : reason === "length" ? "length" : "stop",
         };
-        if (ev.isFinal ?? reason !== null) {
+        if (ev.isFinal) {
           finish = reason ?? "stop";
           break;
         }

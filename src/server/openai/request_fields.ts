@@ -10,7 +10,7 @@ import { type Fields, isPlainObject, type NumberRange, rangeText, shown } from "
 /** The executor request without its prompt and length, plus what the route itself does. */
 export interface GenerationParams {
   /** Fields of every executor request of this HTTP request (prompt and maxNewTokens come later). */
-  request: Omit<ExecutorRequest, "prompt" | "maxNewTokens"> & { lengthPenalty?: number };
+  request: Omit<ExecutorRequest, "prompt" | "maxNewTokens">;
   /** max_tokens / max_completion_tokens; null: the route's default. */
   maxTokens: number | null;
   /** Choices per prompt. */
@@ -112,8 +112,15 @@ export function readGenerationParams(
         "length_penalty applies to beam search; set use_beam_search true or leave it out",
       );
   } else {
+    // Beam search: best_of beams (at least n), the best n returned. Only its final events are read.
     request.beamWidth = Math.max(bestOf ?? n, n);
+    request.streaming = false;
     if (lengthPenalty !== undefined) request.lengthPenalty = lengthPenalty;
+    if (stops.length > 0)
+      throw badField(
+        "stop",
+        "stop with use_beam_search: beams end only at end ids or max_tokens; drop stop or use_beam_search",
+      );
   }
   if (n > 1) request.numReturnSequences = n;
 
@@ -125,10 +132,11 @@ export function readGenerationParams(
     includeUsage = options.bool("include_usage") ?? false;
     options.rejectUnread();
   }
+  // As vLLM: beams are ranked only at the end, so there is no delta to stream (docs/SERVER.md).
   if (stream && useBeamSearch)
     throw badField(
       "stream",
-      "stream with use_beam_search: beams are ranked only at the end, so there is nothing to stream; set stream false",
+      "stream with use_beam_search: beams are ranked only at the end, so there is nothing to stream; set stream false or drop use_beam_search",
     );
   return { request, maxTokens, n, beamSearch: useBeamSearch, stream, includeUsage, stops, includeStopStr };
 }

@@ -13,6 +13,8 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Prompt tokens the prefix cache held (whole KV blocks), as OpenAI reports them. */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 /** One choice's whole output. */
@@ -57,6 +59,7 @@ export async function respond(
     prompt_tokens: gen.promptTokens,
     completion_tokens: gen.completionTokens,
     total_tokens: gen.promptTokens + gen.completionTokens,
+    prompt_tokens_details: { cached_tokens: gen.cachedTokens },
   });
   const note = () => {
     request.kiln.promptTokens = gen.promptTokens;
