@@ -66,6 +66,8 @@ export class BatchCall {
   private parked = false;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
   private onAbort: (() => void) | null = null;
+  /** run() returned or threw: a stop no longer changes anything. */
+  private over = false;
 
   /** Enqueues one request per prompt (each of `requests` already holds its prompt's settings). */
   constructor(
@@ -106,9 +108,10 @@ export class BatchCall {
     }
   }
 
-  /** Stops the call: its live requests are cancelled and its next pull throws `reason`. */
+  /** Stops the call: its live requests are cancelled and its next pull throws `reason`, even when
+   * every result is already in but not yet read. */
   stop(reason: unknown): void {
-    if (this.reason !== NONE || this.prompts.every((q) => q.done)) return;
+    if (this.reason !== NONE || this.over) return;
     this.reason = reason;
     this.cancelAll();
     this.notify();
@@ -143,6 +146,7 @@ export class BatchCall {
         });
       }
     } finally {
+      this.over = true;
       this.unpark();
       this.cancelAll();
       if (this.onAbort) this.signal?.removeEventListener("abort", this.onAbort);
