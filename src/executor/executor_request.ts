@@ -335,8 +335,8 @@ export function resolveRequest(
     }
     if (cfg.returnGenerationLogits) {
       throw new UnsupportedRequestError(
-        "returnGenerationLogits with beamWidth > 1: the executor does not return beams' logits; leave it " +
-          "out, or use ModelRunner.generate for it",
+        "returnGenerationLogits with beamWidth > 1: beams' logits are not returned; leave it out (beams " +
+          "come with their tokens, log-probs and scores) or use beamWidth 1",
       );
     }
   }
