@@ -9,8 +9,8 @@
 // are cancelled and its next pull throws that reason, whatever results had arrived.
 //
 //   lanes of a call of 2 prompts × 2 samples     (p0,k0) t0 t1 t2 ■      ■ = finished
-//                                                (p0,k1) t0 t1 ■
-//                                                (p1,k0) t0 t1 t2 t3 ■   step 2 = {p0k0 t2, p1k0 t2}
+//                                                (p0,k1) t0 t1 ■         step 2 = {p0k0, p1k0, p1k1}
+//                                                (p1,k0) t0 t1 t2 t3 ■   step 3 = {p1k0}
 //                                                (p1,k1) t0 t1 t2 ■
 import { RequestCallbackError, RequestLogitsNotFiniteError } from "../executor/errors.ts";
 import type { Executor, ExecutorRequest, ResultEvent } from "../executor/executor.ts";
