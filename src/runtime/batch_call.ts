@@ -313,7 +313,7 @@ export class BatchCall {
   }
 }
 
-/** The executor's per-request errors as the runtime has always named them. */
+/** The executor's per-request errors as the runner's API names them (batch indices, the callback's own error). */
 function runtimeError(e: unknown, promptIndex: number): unknown {
   if (e instanceof RequestLogitsNotFiniteError)
     return new NonFiniteLogitsError(e.step, promptIndex, e.sequenceIndex);

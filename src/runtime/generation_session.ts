@@ -3,8 +3,8 @@
 // allocatePool()), with a KV cache sized once from the KvCacheConfig (kv_cache_config.ts); every
 // call from then on is executor requests, one per prompt (batch_call.ts), so concurrent calls run in
 // flight together. `decode` runs a batch of token-id prompts to completion; `decodeStream` yields each
-// step. This file checks the request and resolves its SamplingConfig once for the whole batch, as
-// the runtime always has, then hands each prompt its own values.
+// step. This file checks the request and resolves its SamplingConfig once for the whole batch (one
+// value or one per prompt, checked against the batch's length), then hands each prompt its own values.
 
 import { InvalidArgumentError } from "../errors.ts";
 import {
