@@ -70,11 +70,14 @@ describe("runner lifetimes", () => {
     const it = runner.stream(prompt, long);
     await it.next(); // in flight, not read further
     const other = runner.generate({ ids: [9, 8] }, long);
+    assert.ok(runner.generation.busy, "both requests are in the executor");
     const closed = runner.close();
+    assert.ok(runner.generation.closed);
     await within(500, assert.rejects(other, RunnerDisposedError), "the other call");
     await within(2000, closed, "close() with an unread stream");
     await assert.rejects(it.next(), RunnerDisposedError);
     await assert.rejects(runner.generate(prompt, long), RunnerDisposedError);
+    assert.equal(runner.generation.busy, false, "nothing runs once close() resolved");
   });
 
   test("two concurrent generate calls run in the same iterations, each as it would alone", async () => {
