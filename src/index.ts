@@ -64,9 +64,8 @@ export {
 } from "./runtime/errors.ts";
 export type { DecodeOptions, GenerationSessionOptions } from "./runtime/generation_session.ts";
 export { GenerationSession } from "./runtime/generation_session.ts";
-export type { KvCacheConfig } from "./runtime/kv_cache_config.ts";
+export type { KvCacheConfig, KvPoolInfo, KvPoolLimit } from "./runtime/kv_cache_config.ts";
 export { InvalidKvCacheConfigError } from "./runtime/kv_cache_config.ts";
-export type { KvPoolInfo, KvPoolLimit } from "./runtime/kv_cache_pool.ts";
 export type {
   GenerateOptions,
   GenerationOutput,

@@ -6,7 +6,7 @@ import { isEngineDir } from "../engine/reader.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { BenchResult, BenchSampling } from "../runtime/bench.ts";
 import { runBench } from "../runtime/bench.ts";
-import { gib } from "../runtime/kv_cache_pool.ts";
+import { gib } from "../runtime/kv_cache_config.ts";
 import { ModelRunner } from "../runtime/model_runner.ts";
 import { runThroughputBench } from "../runtime/throughput_bench.ts";
 import { runServeBench } from "../server/serve_bench.ts";
@@ -171,7 +171,7 @@ export function registerBench(program: Command): void {
             ...(f.maxNumTokens !== undefined ? { maxNumTokens: f.maxNumTokens } : {}),
             ...(f.policy ? { policy: f.policy } : {}),
             ...(sampling ? { sampling } : {}),
-            kvCache: runner.generation.kvCache.config,
+            kvCache: runner.generation.kvCacheConfig,
           });
           process.stdout.write(f.json ? `${JSON.stringify(r)}\n` : throughputTable(r));
           return;

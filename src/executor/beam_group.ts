@@ -81,7 +81,7 @@ export class BeamGroup {
     const { parents, tokens } = this.search.step(lp, V);
     for (const [k, p] of parents.entries()) {
       if (Number.isNaN(lp[p * V + tokens[k]]))
-        return { error: new RequestLogitsNotFiniteError(r.id, this.steps) };
+        return { error: new RequestLogitsNotFiniteError(r.id, this.steps, k) };
     }
     this.steps++;
     const branches = parents.map((p, k) => ({ parent: first ? 0 : p, token: tokens[k] }));

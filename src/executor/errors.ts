@@ -71,6 +71,8 @@ export class RequestLogitsNotFiniteError extends KilnError {
   constructor(
     readonly requestId: number,
     readonly step: number,
+    /** The request's sequence (sample index or beam) whose row it was. */
+    readonly sequenceIndex = 0,
   ) {
     super(
       `the model's logits for request ${requestId} at generation step ${step} are NaN or infinite, so no token ` +

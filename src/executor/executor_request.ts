@@ -35,11 +35,20 @@ export interface ExecutorRequest {
   minP?: number;
   /** Seed of the counter-based sampler: the tokens do not depend on what else runs. */
   seed?: number;
+  /** SamplingConfig's name for `seed` (seed wins when both are given, as in ModelRunner). */
+  randomSeed?: number;
+  /** After each token topP ← max(topP · topPDecay, topPMin) (TensorRT-LLM's decay); 1 = off. */
+  topPDecay?: number;
+  topPMin?: number;
+  /** Generating this token resets topP to its first value; null = never. */
+  topPResetIds?: number | null;
   repetitionPenalty?: number;
   presencePenalty?: number;
   frequencyPenalty?: number;
   /** End id(s); default the model's; [] never ends on a token. */
   endId?: number | readonly number[];
+  /** Validated as a token id, as SamplingConfig.padId; results are never padded. */
+  padId?: number | null;
   stopWords?: readonly WordSpec[];
   badWords?: readonly WordSpec[];
   /** Beams decoded together (beam search when > 1; default 1). */
@@ -78,6 +87,10 @@ export interface ExecutorRequest {
   /** The first result event carries the logits of every prompt position ([promptLen × vocab]), as
    * ModelRunner.generate's contextLogits. The prompt is then computed whole (no prefix-cache hits). */
   returnContextLogits?: boolean;
+  /** SamplingConfig's output switches, validated and kept in the resolved config. Result events
+   * always carry log-probs and cumLogProb; ModelRunner leaves them out of its outputs when false. */
+  outputLogProbs?: boolean;
+  outputCumLogProbs?: boolean;
   /** Echoed on every result event of the request; the executor never reads it. */
   clientId?: string | number;
 }
@@ -91,10 +104,15 @@ const REQUEST_KEYS: KeySet<ExecutorRequest> = {
   topP: true,
   minP: true,
   seed: true,
+  randomSeed: true,
+  topPDecay: true,
+  topPMin: true,
+  topPResetIds: true,
   repetitionPenalty: true,
   presencePenalty: true,
   frequencyPenalty: true,
   endId: true,
+  padId: true,
   stopWords: true,
   badWords: true,
   beamWidth: true,
@@ -113,6 +131,8 @@ const REQUEST_KEYS: KeySet<ExecutorRequest> = {
   stoppingCriteria: true,
   returnGenerationLogits: true,
   returnContextLogits: true,
+  outputLogProbs: true,
+  outputCumLogProbs: true,
   clientId: true,
 };
 
@@ -250,16 +270,22 @@ export function resolveRequest(
     topK: r.topK,
     topP: r.topP,
     minP: r.minP,
-    randomSeed: r.seed,
+    topPDecay: r.topPDecay,
+    topPMin: r.topPMin,
+    topPResetIds: r.topPResetIds,
+    randomSeed: r.seed ?? r.randomSeed,
     repetitionPenalty: r.repetitionPenalty,
     presencePenalty: r.presencePenalty,
     frequencyPenalty: r.frequencyPenalty,
     endId: r.endId,
+    padId: r.padId,
     stopWords: r.stopWords,
     badWords: r.badWords,
     embeddingBias: r.embeddingBias,
     returnGenerationLogits: r.returnGenerationLogits,
     returnContextLogits: r.returnContextLogits,
+    outputLogProbs: r.outputLogProbs,
+    outputCumLogProbs: r.outputCumLogProbs,
     beamWidth: r.beamWidth,
     numReturnSequences: r.numReturnSequences,
     lengthPenalty: r.lengthPenalty,
@@ -309,8 +335,8 @@ export function resolveRequest(
     }
     if (cfg.returnGenerationLogits) {
       throw new UnsupportedRequestError(
-        "returnGenerationLogits with beamWidth > 1: the executor does not return beams' logits; leave it " +
-          "out, or use ModelRunner.generate for it",
+        "returnGenerationLogits with beamWidth > 1: beams' logits are not returned; leave it out (beams " +
+          "come with their tokens, log-probs and scores) or use beamWidth 1",
       );
     }
   }

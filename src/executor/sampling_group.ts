@@ -57,7 +57,9 @@ export class SamplingGroup {
       const tokens = r.seqs[parent].tokens;
       if (s.failed) return { error: s.failed };
       if (Number.isNaN(s.logProb) || s.logProb === Number.POSITIVE_INFINITY)
-        return { error: new RequestLogitsNotFiniteError(r.id, tokens.length - r.promptLength) };
+        return {
+          error: new RequestLogitsNotFiniteError(r.id, tokens.length - r.promptLength, state.sequenceIndex),
+        };
       let accepted: ReturnType<DecodingState["accept"]>;
       try {
         accepted = state.accept(r.id, [...tokens, s.token], s.token);

@@ -1,5 +1,6 @@
 // Latency benchmark: B prompts of I random tokens, O tokens each (greedy, or sampled with the given
-// settings; end ids ignored), timed end to end through the runtime (host work included). Reported
+// settings; end ids ignored) enqueued at once as B requests to the runner's executor, timed end to
+// end (host work included); each run's prompts are fresh, so no run hits the prefix cache. Reported
 // against the physical floors, each a lower bound: work the step cannot skip / the backend's measured
 // peak rate for it (floors.ts counts attention's part).
 //   decode floor  = max(bytes a step must read / measured copy bandwidth, its FLOPs / measured GEMM rate):
@@ -7,9 +8,10 @@
 //                   FLOPs = the linear layers on one row per sequence + attention over those keys
 //   prefill floor = FLOPs of the prompt's linear layers (the LM head on one row per prompt) and of its
 //                   causal attention (QKᵀ and P·V over L(L+1)/2 row-key pairs per head) / measured GEMM rate
+import type { StepInput } from "../backends/backend.ts";
 import { KilnError } from "../errors.ts";
 import { decodeStepWork, prefillAttentionFlops, prefillFlops, floorMs as stepFloorMs } from "./floors.ts";
-import type { KvPoolInfo, KvPoolLimit } from "./kv_cache_pool.ts";
+import type { KvPoolLimit } from "./kv_cache_config.ts";
 import type { ModelRunner } from "./model_runner.ts";
 
 export { prefillFlops } from "./floors.ts";
@@ -84,7 +86,7 @@ export interface BenchResult {
   copyBandwidthGBs: number;
   gemmTflops: number;
   weightBytes: number;
-  /** The KV pool every run shares (sized once; see kv_cache_pool.ts). */
+  /** The executor's KV cache every run shares (sized once; see kv_cache_config.ts). */
   kvCacheBlocks: number;
   kvCacheTokens: number;
   kvCacheGiB: number;
@@ -109,6 +111,28 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+/** One step over `rows`' tokens from position `start` on; row i's KV lives in blocks i·nb … i·nb + nb − 1. */
+function packedStep(rows: readonly number[][], start: number, bs: number, nb: number): StepInput {
+  const n = rows.reduce((a, r) => a + r.length - start, 0);
+  const tokenIds = new Int32Array(n);
+  const positions = new Int32Array(n);
+  const slotMapping = new Int32Array(n);
+  const logitRows = new Int32Array(rows.length);
+  let t = 0;
+  const seqs = rows.map((ids, i) => {
+    const queryStart = t;
+    for (let pos = start; pos < ids.length; pos++, t++) {
+      tokenIds[t] = ids[pos];
+      positions[t] = pos;
+      slotMapping[t] = (i * nb + Math.floor(pos / bs)) * bs + (pos % bs);
+    }
+    logitRows[i] = t - 1;
+    const blockTable = Int32Array.from({ length: Math.ceil(ids.length / bs) }, (_, k) => i * nb + k);
+    return { queryStart, queryLen: t - queryStart, contextLen: ids.length, blockTable };
+  });
+  return { tokenIds, positions, slotMapping, seqs, logitRows };
+}
+
 export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<BenchResult> {
   const s = runner.session;
   const m = s.config.model;
@@ -125,24 +149,26 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
     return seed / 4294967296;
   };
-  const prompts = Array.from({ length: o.batchSize }, () => ({
-    ids: Array.from({ length: o.inputLen }, () => 10 + Math.floor(rand() * (m.vocabSize - 20))),
-  }));
+  const batch = () =>
+    Array.from({ length: o.batchSize }, () => ({
+      ids: Array.from({ length: o.inputLen }, () => 10 + Math.floor(rand() * (m.vocabSize - 20))),
+    }));
   const opts = o.sampling
     ? { ...o.sampling, randomSeed: o.seed ?? 1, ignoreEos: true }
     : ({ greedy: true, ignoreEos: true } as const);
   // The floors' measurements borrow ~2 GiB of device memory: take it before the KV pool takes its share.
   const firstBandwidth = backend.measureCopyBandwidth();
   const firstFlops = backend.measureGemmFlops();
-  runner.generation.setup(o.batchSize, o.inputLen, o.outputLen, 1); // the KV pool, before any timing
-  const pool = runner.generation.pool as KvPoolInfo;
-  await runner.generate(prompts, { ...opts, maxNewTokens: Math.min(4, o.outputLen) }); // warm-up: lazy GEMM plans, caches
+  const pool = runner.generation.allocatePool(); // the executor and its KV cache, before any timing
+  await runner.generate(batch(), { ...opts, maxNewTokens: Math.min(4, o.outputLen) }); // warm-up: lazy GEMM plans, caches
   const ttfts: number[] = [];
   const tpots: number[] = [];
   const totals: number[] = [];
   const produced: number[] = [];
   const wait0 = backend.collectWaitStats?.();
+  let prompts = batch();
   for (let r = 0; r < o.runs; r++) {
+    prompts = batch();
     const t0 = performance.now();
     const stamps: number[] = [];
     let tokens = 0;
@@ -169,20 +195,25 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
       : undefined;
   let profile: BenchResult["profile"];
   if (o.profile && backend.profileDecode) {
-    // One decode step of the batch at the average context: prefill the prompts, then profile.
-    const { BlockAllocator } = await import("./block_allocator.ts");
-    const { Sequence } = await import("./sequence.ts");
-    const { buildStep } = await import("./step_builder.ts");
-    runner.generation.setup(o.batchSize, o.inputLen, o.outputLen, 1);
-    const alloc = new BlockAllocator(backend.numKvBlocks);
-    const seqs = prompts.map((p, i) => new Sequence(i, p.ids, backend.kvBlockSize));
-    for (const q of seqs) q.reserve(q.ids.length + 1, alloc);
-    backend.forward(buildStep(seqs));
-    for (const q of seqs) {
-      q.numComputed = q.ids.length;
-      q.ids.push(11);
-    }
-    profile = backend.profileDecode(buildStep(seqs));
+    // One decode step of the batch after its prompts, straight on the backend while the executor is
+    // idle: its blocks are overwritten, so nothing may run on the runner after the benchmark.
+    const bs = backend.kvBlockSize;
+    const nb = Math.ceil((o.inputLen + 1) / bs);
+    if (nb * o.batchSize > backend.numKvBlocks)
+      throw new BenchOptionError(
+        `--profile needs ${nb * o.batchSize} KV blocks for the batch but the KV cache holds ${backend.numKvBlocks}; ` +
+          "lower --batch-size or --input-len, or give the KV cache more memory (--kv-cache-free-gpu-mem-fraction)",
+      );
+    const rows = prompts.map((p) => p.ids);
+    backend.forward(packedStep(rows, 0, bs, nb));
+    profile = backend.profileDecode(
+      packedStep(
+        rows.map((ids) => [...ids, 11]),
+        o.inputLen,
+        bs,
+        nb,
+      ),
+    );
   }
   // The CPU backend widens weights and KV to fp32 at load; the CUDA backend keeps the engine dtype.
   const stored = s.config.build.dtype === "fp32" ? 4 : 2;

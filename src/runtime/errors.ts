@@ -34,20 +34,20 @@ export { UnknownOptionError } from "../sampling/option_keys.ts";
 /** A prompt that is neither text nor token ids. */
 export class InvalidPromptError extends KilnError {}
 
-/** The runner was disposed: before this request, while it waited its turn, or while it ran (the
- * request is cancelled at its next step and the runner's memory is freed once it has stopped). */
+/** The runner was disposed: before this request, or while it was in flight (its executor requests
+ * are cancelled at the next step and the runner's memory is freed once the executor has stopped). */
 export class RunnerDisposedError extends KilnError {
   constructor() {
     super("the model runner was disposed; create a new one (ModelRunner.fromDir) to generate again");
   }
 }
 
-/** A stream was not read for longer than the idle limit while another request waited for the runner;
- * it was cancelled so that the runner is not held by a consumer that went away. */
+/** A stream was not read for longer than the idle limit while other requests waited in the executor's
+ * queue; it was cancelled so that a consumer that went away does not hold KV blocks and compute. */
 export class StreamIdleTimeoutError extends KilnError {
   constructor(readonly idleMs: number) {
     super(
-      `this stream was not read for ${idleMs} ms while another request waited for the model runner, so it was ` +
+      `this stream was not read for ${idleMs} ms while other requests waited for room in the KV cache, so it was ` +
         "cancelled; read a stream to its end or stop it early with return() (break out of for await), " +
         "or raise RunnerOptions.streamIdleTimeoutMs for slow consumers",
     );

@@ -1,27 +1,37 @@
-// GenerationSession: TensorRT-LLM's runtime entry point in TypeScript idiom. The KV pool is sized
-// once (kv_cache_pool.ts) and shared by every request; `setup` checks that (batch, context, new
-// tokens, beams) fits it; `decode` runs a batch of token-id prompts to completion; `decodeStream`
-// yields each step. This file checks the request and holds the runner's lock; the decoding itself is
-// sampling_loop.ts (pipelined_decode.ts or sync_decode.ts per step) or beam_decode.ts.
+// GenerationSession: TensorRT-LLM's runtime entry point in TypeScript idiom, a client of one Executor
+// (src/executor/) over a Session it borrows. The executor starts at the first request (or at
+// allocatePool()), with a KV cache sized once from the KvCacheConfig (kv_cache_config.ts); every
+// call from then on is executor requests, one per prompt (batch_call.ts), so concurrent calls run in
+// flight together. `decode` runs a batch of token-id prompts to completion; `decodeStream` yields each
+// step. This file checks the request and resolves its SamplingConfig once for the whole batch (one
+// value or one per prompt, checked against the batch's length), then hands each prompt its own values.
 
 import { InvalidArgumentError } from "../errors.ts";
+import {
+  DEFAULT_KV_BYTES,
+  Executor,
+  type ExecutorRequest,
+  type ExecutorStats,
+} from "../executor/executor.ts";
+import type { LogitsProcessor, StoppingCriteria } from "../sampling/logits_processor.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import {
   InvalidSamplingConfigError,
   modelSamplingDefaults,
+  type ResolvedSamplingConfig,
   resolveSamplingConfig,
   type SamplingConfig,
 } from "../sampling/sampling_config.ts";
-import { runBeams } from "./beam_decode.ts";
-import { BlockAllocator } from "./block_allocator.ts";
-import type { DecodeContext, DecodeOptions } from "./decode_context.ts";
+import { BatchCall, type DecodeOptions } from "./batch_call.ts";
 import { ContextWindowExceededError, InvalidTokenIdError, RunnerDisposedError } from "./errors.ts";
-import { type KvCacheConfig, resolveKvCacheConfig } from "./kv_cache_config.ts";
-import { KvCachePool, type KvPoolInfo, kvBlocksNeeded } from "./kv_cache_pool.ts";
+import {
+  checkMaxTokens,
+  type KvCacheConfig,
+  type KvPoolInfo,
+  resolveKvCacheConfig,
+  sizeKvCache,
+} from "./kv_cache_config.ts";
 import type { RequestOutput, StepOutput } from "./outputs.ts";
-import { RunnerLock } from "./runner_lock.ts";
-import { runSampling } from "./sampling_loop.ts";
-import { Sequence } from "./sequence.ts";
 import type { Session } from "./session.ts";
 
 export type { DecodeOptions };
@@ -33,25 +43,27 @@ export const DECODE_OPTION_KEYS: KeySet<DecodeOptions> = {
 };
 
 export interface GenerationSessionOptions {
-  /** A stream not read for this long while another request waits for the runner is cancelled
-   * (its iterator throws StreamIdleTimeoutError), so an abandoned stream cannot block the runner. */
+  /** A stream not read for this long while other requests wait in the executor's queue is cancelled
+   * (its iterator throws StreamIdleTimeoutError), so an abandoned stream cannot hold KV blocks and
+   * compute that waiting requests need. */
   streamIdleTimeoutMs?: number;
 }
 
 export const GENERATION_SESSION_OPTION_KEYS: KeySet<GenerationSessionOptions> = { streamIdleTimeoutMs: true };
 
-/** How long an unread stream may keep a waiting request out, by default. */
+/** How long an unread stream may hold its blocks while requests wait, by default. */
 export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 10_000;
 
 export class GenerationSession {
-  /** Fresh over the pool for each request; null between requests. */
-  private allocator: BlockAllocator | null = null;
-  /** The KV pool, sized once and shared by every request (see kv_cache_pool.ts). */
-  readonly kvCache: KvCachePool;
+  /** The KvCacheConfig the executor's cache is sized from. */
+  readonly kvCacheConfig: KvCacheConfig;
+  readonly idleTimeoutMs: number;
+  private exec: Executor | null = null;
+  private info: KvPoolInfo | null = null;
+  private readonly calls = new Set<BatchCall>();
+  private closing: Promise<void> | null = null;
 
-  /** One request at a time; queued requests, idle streams and shutdown (see runner_lock.ts). */
-  private readonly lock: RunnerLock;
-
+  /** Borrows `session`: shutdown() stops the executor and leaves the session to its owner. */
   constructor(
     readonly session: Session,
     kvCacheConfig: Partial<KvCacheConfig> = {},
@@ -64,169 +76,207 @@ export class GenerationSession {
         `streamIdleTimeoutMs must be a whole number of milliseconds ≥ 1, got ${String(idle)}; e.g. ${DEFAULT_STREAM_IDLE_TIMEOUT_MS}`,
       );
     }
-    this.lock = new RunnerLock(idle);
-    const limits = { maxBatchSize: session.config.build.maxBatchSize, maxSeqLen: session.config.maxSeqLen };
-    this.kvCache = new KvCachePool(session.backend, limits, resolveKvCacheConfig(kvCacheConfig));
+    this.idleTimeoutMs = idle;
+    this.kvCacheConfig = resolveKvCacheConfig(kvCacheConfig);
+    checkMaxTokens(this.kvCacheConfig, session.backend.kvBlockSize); // now, not at the first request
   }
 
   get maxSeqLen(): number {
     return this.session.config.maxSeqLen;
   }
 
-  /** Allocates the KV pool now instead of at the first request (a pool already there is kept). */
-  allocatePool(): KvPoolInfo {
+  /** The executor, started at the first request: it sizes the KV cache once, after warm-up. */
+  get executor(): Executor {
     this.assertOpen();
-    return this.kvCache.allocate();
+    if (!this.exec) {
+      const s = this.session;
+      const limits = { maxBatchSize: s.config.build.maxBatchSize, maxSeqLen: s.config.maxSeqLen };
+      const info = sizeKvCache(s.backend, limits, this.kvCacheConfig, DEFAULT_KV_BYTES);
+      const borrowed = {
+        backend: s.backend,
+        config: s.config,
+        tokenizer: s.tokenizer,
+        generationDefaults: s.generationDefaults,
+        eosTokenIds: s.eosTokenIds,
+        dispose: () => {}, // the session's owner frees it
+      };
+      this.exec = new Executor(borrowed, { maxTokens: info.tokens });
+      const n = this.exec.kv.stats().numBlocks; // the executor may find less room than was sized
+      this.info = { ...info, numBlocks: n, tokens: n * info.blockSize, bytes: n * s.backend.kvBytesPerBlock };
+    }
+    return this.exec;
+  }
+
+  /** Starts the executor now, sizing its KV cache, instead of at the first request. */
+  allocatePool(): KvPoolInfo {
+    void this.executor;
+    return this.info as KvPoolInfo;
+  }
+
+  /** The KV cache's size, or null before the executor started. */
+  get pool(): KvPoolInfo | null {
+    return this.info;
+  }
+
+  /** The executor's statistics (KV blocks used and free, iterations, queue), or null before it started. */
+  stats(): ExecutorStats | null {
+    return this.exec?.stats() ?? null;
   }
 
   /** Whether shutdown() was called: every request from then on rejects with RunnerDisposedError. */
   get closed(): boolean {
-    return this.lock.isClosed;
+    return this.closing !== null;
   }
 
-  /** Whether a request is running (holds the runner). */
+  /** Whether the executor has requests queued or running. */
   get busy(): boolean {
-    return this.lock.busy;
+    const s = this.exec?.stats();
+    return s !== undefined && s.numQueued + s.numRunning > 0;
   }
 
-  /** Refuses new requests, rejects queued ones and cancels the running one at its next step (all
-   * with RunnerDisposedError); resolves once no request runs, when the backend may be freed. */
+  /** Refuses new requests and cancels every call in flight (RunnerDisposedError); resolves once the
+   * executor has stopped, when the backend may be freed. */
   shutdown(): Promise<void> {
-    return this.lock.shutdown();
+    if (this.closing) return this.closing;
+    for (const c of [...this.calls]) c.stop(new RunnerDisposedError());
+    const ex = this.exec;
+    // Deferred: shutdown may be called from a callback inside an executor step.
+    this.closing = ex
+      ? new Promise<void>((resolve, reject) => {
+          queueMicrotask(() => ex.shutdown({ drain: false }).then(resolve, reject));
+        })
+      : Promise.resolve();
+    return this.closing;
   }
 
   private assertOpen(): void {
-    if (this.lock.isClosed) throw new RunnerDisposedError();
-  }
-
-  /** The KV pool's size, or null before it is allocated. */
-  get pool(): KvPoolInfo | null {
-    return this.kvCache.info;
-  }
-
-  /** Checks that `batchSize` prompts of up to `maxContextLength` tokens, `maxNewTokens` new tokens
-   * each, and `beamWidth` beams (or returned samples) per prompt fit the KV pool (allocating it at
-   * the first call), and starts a fresh block allocator over it. */
-  setup(batchSize: number, maxContextLength: number, maxNewTokens: number, beamWidth = 1): void {
-    this.assertOpen();
-    for (const [name, v] of Object.entries({ batchSize, maxContextLength, maxNewTokens, beamWidth })) {
-      if (!Number.isInteger(v) || v < 1)
-        throw new InvalidArgumentError(`setup: ${name} must be an integer ≥ 1, got ${v}`);
-    }
-    if (maxContextLength >= this.maxSeqLen)
-      throw new ContextWindowExceededError(maxContextLength, this.maxSeqLen);
-    const bs = this.session.backend.kvBlockSize;
-    const need = kvBlocksNeeded(
-      batchSize * beamWidth,
-      Math.min(maxContextLength + maxNewTokens, this.maxSeqLen),
-      bs,
-    );
-    const blocks = this.kvCache.reserve(
-      need,
-      () =>
-        `${batchSize} prompt(s) × ${beamWidth} beam(s) of up to ${maxContextLength} + ${maxNewTokens} tokens`,
-    );
-    this.allocator = new BlockAllocator(blocks);
+    if (this.closing) throw new RunnerDisposedError();
   }
 
   async decode(
     inputs: readonly (readonly number[])[],
     config: Partial<SamplingConfig> = {},
     opts: DecodeOptions = {},
-  ) {
-    const it = this.decodeStream(inputs, config, opts);
+  ): Promise<RequestOutput[]> {
+    const it = this.start(inputs, config, opts, false).run();
     for (;;) {
       const r = await it.next();
       if (r.done) return r.value;
     }
   }
 
-  /** Runs one batch at a time: a call made while another is generating waits for it (the KV pool
-   * and the backend are shared). Batching concurrent requests together is the executor's job. While
-   * a step's result waits for the consumer to pull it, the request is parked: the lock may cancel
-   * it then (idle limit, shutdown) and run its cleanup without the consumer. */
+  /** Every step of the batch as it is generated; returns the outputs. Leaving it early (return(),
+   * break) cancels the batch's requests. */
   async *decodeStream(
     inputs: readonly (readonly number[])[],
     config: Partial<SamplingConfig> = {},
     opts: DecodeOptions = {},
   ): AsyncGenerator<StepOutput, RequestOutput[]> {
-    rejectUnknownKeys("DecodeOptions", opts, DECODE_OPTION_KEYS);
-    const turn = await this.lock.acquire(opts.signal);
-    const work = this.decodeExclusive(inputs, config, { ...opts, signal: turn.signal });
-    try {
-      for (;;) {
-        const r = await work.next();
-        if (r.done) return r.value;
-        turn.park(() => work.return([]));
-        try {
-          yield r.value;
-        } finally {
-          turn.resume();
-        }
-        turn.signal.throwIfAborted();
-      }
-    } finally {
-      await work.return([]); // the work's own cleanup, when it was left before its end
-      turn.release();
-    }
+    return yield* this.start(inputs, config, opts, true).run();
   }
 
-  private async *decodeExclusive(
+  private start(
     inputs: readonly (readonly number[])[],
     config: Partial<SamplingConfig>,
     opts: DecodeOptions,
-  ): AsyncGenerator<StepOutput, RequestOutput[]> {
+    streaming: boolean,
+  ): BatchCall {
+    this.assertOpen();
+    rejectUnknownKeys("DecodeOptions", opts, DECODE_OPTION_KEYS);
+    opts.signal?.throwIfAborted();
     const s = this.session;
     const V = s.backend.vocabSize;
     if (inputs.length === 0)
       throw new InvalidArgumentError("decode: the batch is empty; give at least one prompt");
-    inputs.forEach((ids) => {
+    for (const ids of inputs) {
       if (ids.length === 0) throw new InvalidArgumentError("a prompt is empty: give at least one token");
       for (const id of ids)
         if (!Number.isInteger(id) || id < 0 || id >= V) throw new InvalidTokenIdError(id, V);
       if (ids.length >= this.maxSeqLen) throw new ContextWindowExceededError(ids.length, this.maxSeqLen);
-    });
+    }
     const cfg = resolveSamplingConfig(config, inputs.length, {
       defaults: modelSamplingDefaults(s.generationDefaults),
       endIds: s.eosTokenIds,
       padId: s.config.model.padTokenId,
       vocabSize: V,
     });
-    const width = cfg.beamWidth > 1 ? cfg.beamWidth : cfg.numReturnSequences;
-    const longest = Math.max(...inputs.map((p) => p.length));
-    this.setup(inputs.length, longest, cfg.maxNewTokens, width);
-    const badWordIds = cfg.badWords.map((words) =>
-      words.map((w) => (typeof w === "string" ? this.tokenize(w, "badWords") : [...w])),
-    );
-    const stopWords = cfg.stopWords.map((words) => words.map((w) => w));
-    if (!s.tokenizer && stopWords.some((ws) => ws.some((w) => typeof w === "string"))) {
+    if (!s.tokenizer && cfg.stopWords.some((ws) => ws.some((w) => typeof w === "string"))) {
       throw new InvalidSamplingConfigError(
         "SamplingConfig.stopWords has strings but the model has no tokenizer; give token ids",
       );
     }
-    const roots = inputs.map((ids, i) => new Sequence(i, ids, s.backend.kvBlockSize));
-    const ctx: DecodeContext = {
-      backend: s.backend,
-      tokenizer: s.tokenizer,
-      alloc: this.allocator as BlockAllocator,
-      maxSeqLen: this.maxSeqLen,
-    };
-    try {
-      if (cfg.beamWidth > 1) return yield* runBeams(ctx, roots, cfg, badWordIds, opts);
-      return yield* runSampling(ctx, roots, cfg, badWordIds, stopWords, opts);
-    } finally {
-      // Every block goes back, whatever happened (abort, error, done): the next request starts a
-      // fresh allocator over the same pool.
-      this.allocator = null;
-    }
-  }
-
-  private tokenize(text: string, field: string): number[] {
-    const t = this.session.tokenizer;
-    if (!t)
+    if (!s.tokenizer && cfg.badWords.some((ws) => ws.some((w) => typeof w === "string"))) {
       throw new InvalidSamplingConfigError(
-        `SamplingConfig.${field} has text but the model has no tokenizer; give token ids`,
+        "SamplingConfig.badWords has text but the model has no tokenizer; give token ids",
       );
-    return t.encode(text, { addSpecialTokens: false }).ids;
+    }
+    const requests = inputs.map((ids, p) => promptRequest(ids, p, cfg, opts, streaming));
+    const host = {
+      executor: this.executor,
+      idleTimeoutMs: this.idleTimeoutMs,
+      ended: (c: BatchCall) => this.calls.delete(c),
+    };
+    const call = new BatchCall(host, inputs, requests, cfg, streaming, opts.signal);
+    this.calls.add(call);
+    return call;
   }
+}
+
+/** Prompt p's executor request: the batch's resolved settings at p, and the caller's callbacks, which
+ * see the prompt's index in the batch (the executor's rows are each a batch of one). */
+function promptRequest(
+  ids: readonly number[],
+  p: number,
+  c: ResolvedSamplingConfig,
+  opts: DecodeOptions,
+  streaming: boolean,
+): ExecutorRequest {
+  const list = <T>(x: T | readonly T[] | undefined): readonly T[] =>
+    x === undefined ? [] : Array.isArray(x) ? x : [x as T];
+  const processors: LogitsProcessor[] = list(opts.logitsProcessors).map((proc) => ({
+    process: (logits, V, rows, step) =>
+      proc.process(
+        logits,
+        V,
+        rows.map((r) => ({ ...r, promptIndex: p })),
+        step,
+      ),
+  }));
+  const criteria: StoppingCriteria[] = list(opts.stoppingCriteria).map((crit) => ({
+    shouldStop: (seq, step) => crit.shouldStop({ ...seq, promptIndex: p }, step),
+  }));
+  return {
+    prompt: ids,
+    maxNewTokens: c.maxNewTokens,
+    temperature: c.temperature[p],
+    topK: c.topK[p],
+    topP: c.topP[p],
+    topPDecay: c.topPDecay[p],
+    topPMin: c.topPMin[p],
+    topPResetIds: c.topPResetIds[p],
+    minP: c.minP[p],
+    randomSeed: c.randomSeed[p],
+    repetitionPenalty: c.repetitionPenalty[p],
+    presencePenalty: c.presencePenalty[p],
+    frequencyPenalty: c.frequencyPenalty[p],
+    endId: c.endIds,
+    padId: c.padId,
+    stopWords: c.stopWords[p],
+    badWords: c.badWords[p],
+    embeddingBias: c.embeddingBias,
+    beamWidth: c.beamWidth,
+    numReturnSequences: c.numReturnSequences,
+    lengthPenalty: c.lengthPenalty[p],
+    earlyStopping: c.earlyStopping[p],
+    beamSearchDiversityRate: c.beamSearchDiversityRate[p],
+    minLength: c.minLength[p],
+    noRepeatNgramSize: c.noRepeatNgramSize[p],
+    outputLogProbs: c.outputLogProbs,
+    outputCumLogProbs: c.outputCumLogProbs,
+    returnContextLogits: c.returnContextLogits,
+    returnGenerationLogits: c.returnGenerationLogits,
+    streaming,
+    ...(processors.length > 0 ? { logitsProcessors: processors } : {}),
+    ...(criteria.length > 0 ? { stoppingCriteria: criteria } : {}),
+  };
 }

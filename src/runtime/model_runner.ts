@@ -1,6 +1,8 @@
 // ModelRunner: the high-level API. `fromDir` takes a checkpoint (built into a cached engine on the
 // fly) or an engine; `generate` runs prompts (text or ids; a list, padded or packed) to completion;
-// `stream` yields tokens as they are produced. Decoding settings are SamplingConfig fields.
+// `stream` yields tokens as they are produced. Decoding settings are SamplingConfig fields. Every
+// call is requests to the runner's one executor (through its GenerationSession, one request per
+// prompt), so concurrent calls run in flight together.
 import type { CudaTuning } from "../backends/open_backend.ts";
 import type { ResolvedEngine } from "../builder/engine_cache.ts";
 import { runSteps, runStepsUntil, type Steps } from "../builder/steps.ts";
@@ -31,7 +33,7 @@ import { Session } from "./session.ts";
 export interface RunnerOptions extends Partial<BuildConfig>, GenerationSessionOptions {
   /** Engine cache root (default: $KILN_CACHE_DIR, $XDG_CACHE_HOME/kiln or ~/.cache/kiln). */
   cacheDir?: string;
-  /** How large the KV pool may grow (sized once, at the first request). */
+  /** How large the executor's KV cache may be (sized once, at the first request). */
   kvCache?: Partial<KvCacheConfig>;
   /** The CUDA backend's switches (default: the KILN_* environment, read once; see cudaTuning()). */
   cudaTuning?: CudaTuning;
@@ -244,9 +246,9 @@ export class ModelRunner {
   }
 
   /** Frees the backend's memory. Safe to call at any time and more than once: requests after it
-   * reject with RunnerDisposedError; a running request is cancelled at its next step (same error)
-   * and the memory is freed once it has stopped, so an idle runner is freed before this returns.
-   * `await close()` to wait for that. */
+   * reject with RunnerDisposedError; requests in flight are cancelled at the executor's next step
+   * (same error) and the memory is freed once it has stopped, so an idle runner is freed before this
+   * returns. `await close()` to wait for that. */
   dispose(): void {
     if (this.closing) return;
     const stopped = this.generation.shutdown();
@@ -256,7 +258,7 @@ export class ModelRunner {
     } else this.closing = stopped.then(() => this.session.dispose());
   }
 
-  /** dispose(), then waits until the running request (if any) has stopped and the memory is freed. */
+  /** dispose(), then waits until the requests in flight (if any) have stopped and the memory is freed. */
   close(): Promise<void> {
     this.dispose();
     return this.closing as Promise<void>;

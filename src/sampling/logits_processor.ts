@@ -1,6 +1,7 @@
 // Extension points a user implements. Both see each sequence of the step with its tokens so far;
 // a LogitsProcessor edits the step's logits in place before sampling, a StoppingCriteria ends a
-// sequence. Lists of either are applied in order.
+// sequence. Lists of either are applied in order. The executor calls a processor per request: with
+// one sequence's row when sampling, with the request's beams in beam search (never across requests).
 import type { FinishReason } from "./stopping.ts";
 
 export interface SequenceView {

@@ -48,18 +48,22 @@ test("kiln bench --json", () => {
       Math.abs(o.prefillFloorMs - (1000 * o.prefillFloorFlops) / (o.gemmTflops * 1e12)) <
         1e-9 * o.prefillFloorMs,
     );
-    // The KV pool (CPU: sized for the request): 1 × (⌈(8 + 4) / 16⌉ + 1) blocks of 16 tokens, each
-    // 2 (K, V) × 6 layers × 16 tokens × 4 KV heads × 32 dims × 4 bytes.
-    assert.equal(o.kvCacheBlocks, 2);
-    assert.equal(o.kvCacheTokens, 32);
-    assert.equal(o.kvCacheGiB * 2 ** 30, 2 * (2 * 6 * 16 * 4 * 32 * 4));
-    assert.equal(o.kvCacheLimitedBy, "request");
-    const table = kiln(["bench", "--input-len", "8", "--output-len", "4", "--runs", "1"], env);
+    // The executor's KV cache (CPU: the engine's maxSeqLen 512 × maxBatchSize 64 tokens) in blocks of
+    // 16 tokens, each 2 (K, V) × 6 layers × 16 tokens × 4 KV heads × 32 dims × 4 bytes.
+    assert.equal(o.kvCacheBlocks, 2048);
+    assert.equal(o.kvCacheTokens, 2048 * 16);
+    assert.equal(o.kvCacheGiB * 2 ** 30, 2048 * (2 * 6 * 16 * 4 * 32 * 4));
+    assert.equal(o.kvCacheLimitedBy, "engine");
+    const flags = ["bench", "--input-len", "8", "--output-len", "4", "--runs", "1", "--max-kv-tokens", "32"];
+    const table = kiln(flags, env);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, /KV cache pool\s+2 blocks, 32 tokens, 0\.00018 GiB \(limited by request\)/);
-    const capped = kiln(["bench", "--input-len", "8", "--output-len", "4", "--max-kv-tokens", "16"], env);
+    assert.match(table.stdout, /KV cache pool\s+2 blocks, 32 tokens, 0\.00018 GiB \(limited by max-tokens\)/);
+    const capped = kiln(["bench", "--input-len", "20", "--output-len", "4", "--max-kv-tokens", "16"], env);
     assert.equal(capped.code, 2, capped.stderr);
-    assert.match(capped.stderr, /KvCacheExhaustedError: .*need 2 KV blocks .*--max-kv-tokens, now 16/);
+    assert.match(
+      capped.stderr,
+      /RequestTooLargeError: .*the KV cache holds 1 blocks \(16 tokens\).*--max-kv-tokens/,
+    );
   } finally {
     cache.cleanup();
   }

@@ -206,3 +206,30 @@ test("clientId is echoed on every event; single-sequence events are sequence 0, 
     [[0, true]],
   );
 });
+
+test("SamplingConfig's remaining fields: randomSeed, top-p decay and reset, padId, output switches", async () => {
+  const ex = executor();
+  const p = prompt(3, 5);
+  const sampled = { ...BASE, temperature: 1, topP: 0.9 };
+  const run = async (r: object) => collect(ex, ex.enqueue({ prompt: p, ...sampled, ...r }));
+  // randomSeed is seed's SamplingConfig name.
+  assert.deepEqual((await run({ randomSeed: 5 })).tokens, (await run({ seed: 5 })).tokens);
+  // Decay to topPMin makes every later token the greedy continuation.
+  const decayed = await run({ seed: 3, topPDecay: 0.01, topPMin: 1e-6 });
+  for (const t of [3, 5, 7]) {
+    const g = await collect(
+      ex,
+      ex.enqueue({ ...BASE, prompt: [...p, ...decayed.tokens.slice(0, t)], maxNewTokens: 1, greedy: true }),
+    );
+    assert.equal(decayed.tokens[t], g.tokens[0], `step ${t}`);
+  }
+  // Generating the reset id puts topP back at its start: step 1 then samples as without decay.
+  const V = runner.session.config.model.vocabSize;
+  const plain = await run({ seed: 3 });
+  const reset = await run({ seed: 3, topPDecay: 0.01, topPMin: 1e-6, topPResetIds: decayed.tokens[0] });
+  assert.deepEqual(reset.tokens.slice(0, 2), plain.tokens.slice(0, 2));
+  // padId is validated as a token id; the output switches are accepted (events keep their log-probs).
+  assert.throws(() => ex.enqueue({ prompt: p, ...BASE, padId: V }), /padId/);
+  const quiet = await run({ seed: 5, outputLogProbs: false, outputCumLogProbs: false });
+  assert.equal(quiet.logProbs.length, 8);
+});

@@ -1,7 +1,8 @@
 // What the CUDA backend does with damaged engines and unusable inputs: a flipped bit in a weight is
 // caught while the weights are uploaded (a user's engine is refused, a cached one rebuilt), NaN
-// weights are a named error on the pipelined and the synchronous decode paths, a temperature too small
-// for float32 decodes greedily, and dispose() during a pipelined generate rejects it by name.
+// weights are a named error on the fused forward-and-sample and the host-sampling paths of the
+// runner's executor, a temperature too small for float32 decodes greedily, and dispose() during a
+// generate rejects it by name.
 import assert from "node:assert/strict";
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -76,11 +77,11 @@ describe("CUDA: unusable values", { skip }, () => {
     nan.cleanup();
   });
 
-  // Greedy and plain sampling decode pipelined (tokens fed on the device); penalties wait per step.
+  // Greedy and plain sampling sample on the device with the forward (forwardSample); penalties too.
   for (const [mode, opts] of [
-    ["greedy (pipelined)", { greedy: true }],
-    ["sampling (pipelined)", { temperature: 0.8, topK: 5, seed: 1 }],
-    ["with penalties (synchronous)", { greedy: true, repetitionPenalty: 1.2 }],
+    ["greedy", { greedy: true }],
+    ["sampling", { temperature: 0.8, topK: 5, seed: 1 }],
+    ["with penalties", { greedy: true, repetitionPenalty: 1.2 }],
   ] as [string, GenerateOptions][]) {
     test(`NaN weights, ${mode}: NonFiniteLogitsError`, async () => {
       const runner = ModelRunner.fromDir(nan.dir, { backend: "cuda", dtype: "fp32", cacheDir: cache.dir });
@@ -112,7 +113,7 @@ describe("CUDA: unusable values", { skip }, () => {
     }
   });
 
-  test("an abort while a pipelined step is queued: the next request is exact", async () => {
+  test("an abort mid-stream: the next request is exact", async () => {
     const runner = ModelRunner.fromDir(DEFAULT_MODEL, {
       backend: "cuda",
       dtype: "fp32",
@@ -125,7 +126,7 @@ describe("CUDA: unusable values", { skip }, () => {
       let seen = 0;
       await assert.rejects(async () => {
         for await (const _ of runner.stream("JULIET:", { ...greedy, signal: controller.signal })) {
-          if (++seen === 3) controller.abort(); // a step is queued ahead of the token just read
+          if (++seen === 3) controller.abort(); // the executor may be a step ahead of the reader
         }
       });
       const [after] = await runner.generate("ROMEO:", greedy);
@@ -135,7 +136,7 @@ describe("CUDA: unusable values", { skip }, () => {
     }
   });
 
-  test("dispose() during a pipelined generate: RunnerDisposedError, then a new runner works", async () => {
+  test("dispose() during a generate: RunnerDisposedError, then a new runner works", async () => {
     const options = { backend: "cuda", dtype: "fp32", cacheDir: cache.dir } as const;
     const runner = ModelRunner.fromDir(DEFAULT_MODEL, options);
     const pending = runner.generate("ROMEO:", { greedy: true, maxNewTokens: 200, ignoreEos: true });

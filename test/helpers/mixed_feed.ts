@@ -9,9 +9,7 @@
 // Step 2 is a decode-only step (the CUDA backend replays its graph); step 1 runs eagerly.
 import type { ExecutionBackend, StepInput } from "../../src/backends/backend.ts";
 import type { SampleParams } from "../../src/backends/decoding_ops.ts";
-import { BlockAllocator } from "../../src/runtime/block_allocator.ts";
-import { Sequence } from "../../src/runtime/sequence.ts";
-import { buildStep } from "../../src/runtime/step_builder.ts";
+import { BlockAllocator, buildStep, Sequence } from "./paged_sequence.ts";
 
 export type Sampled = { tokens: Int32Array; logProbs: Float32Array };
 

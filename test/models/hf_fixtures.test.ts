@@ -99,9 +99,7 @@ for (const name of names) {
   });
 }
 
-import { BlockAllocator } from "../../src/runtime/block_allocator.ts";
-import { Sequence } from "../../src/runtime/sequence.ts";
-import { buildStep } from "../../src/runtime/step_builder.ts";
+import { BlockAllocator, buildStep, Sequence } from "../helpers/paged_sequence.ts";
 
 function prefillLogits(runner: ModelRunner, ids: number[]): Float32Array {
   const backend = runner.session.backend;

@@ -4,10 +4,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { buildEngine } from "../../src/builder/builder.ts";
-import { BlockAllocator } from "../../src/runtime/block_allocator.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
-import { Sequence } from "../../src/runtime/sequence.ts";
-import { buildStep } from "../../src/runtime/step_builder.ts";
+import { BlockAllocator, buildStep, Sequence } from "../helpers/paged_sequence.ts";
 import { TINY_CONFIGS, writeTinyModel } from "../helpers/tiny_model.ts";
 
 for (const arch of Object.keys(TINY_CONFIGS)) {

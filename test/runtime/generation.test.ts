@@ -4,9 +4,8 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { GenerationSession } from "../../src/runtime/generation_session.ts";
+import { RequestTooLargeError } from "../../src/executor/errors.ts";
 import { type GenerateOptions, ModelRunner } from "../../src/runtime/model_runner.ts";
-import { Session } from "../../src/runtime/session.ts";
 import type { LogitsProcessor, StoppingCriteria } from "../../src/sampling/logits_processor.ts";
 import { assertLogProbsNear } from "../helpers/log_probs.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
@@ -85,7 +84,7 @@ describe("generation runtime", () => {
     );
   });
 
-  test("concurrent generate calls on one runner run one after the other and give the same results", async () => {
+  test("concurrent generate calls on one runner run in flight together and give the same results", async () => {
     const a = { ...sample, seed: 1 };
     const b = { ...sample, seed: 2, numReturnSequences: 2 };
     const [ra, rb] = await Promise.all([
@@ -113,11 +112,12 @@ describe("generation runtime", () => {
     ];
     const want: Awaited<ReturnType<typeof runner.generate>>[] = [];
     for (const o of opts) want.push(await runner.generate(prompts, o));
-    const backend = runner.session.backend as { maxStepTokens?: number };
-    Object.defineProperty(backend, "maxStepTokens", { value: 7, configurable: true });
+    // A runner of its own whose executor starts with a budget of 7 tokens per step.
+    const small = ModelRunner.fromEngine(runner.engine.dir);
+    Object.defineProperty(small.session.backend, "maxStepTokens", { value: 7, configurable: true });
     try {
       for (let i = 0; i < opts.length; i++) {
-        const got = await runner.generate(prompts, opts[i]);
+        const got = await small.generate(prompts, opts[i]);
         got.forEach((o, p) => {
           assert.deepEqual(
             o.sequences.map((q) => q.outputIds),
@@ -132,8 +132,10 @@ describe("generation runtime", () => {
           );
         });
       }
+      const s = small.generation.stats();
+      assert.ok(s && s.numContextTokens > 0 && s.numIterations > 3, "the prompts ran in chunks");
     } finally {
-      delete backend.maxStepTokens;
+      await small.close();
     }
   });
 
@@ -309,32 +311,32 @@ describe("generation runtime", () => {
     }
   });
 
-  test("a KV cache larger than device memory is a clear error, not an out-of-memory crash", () => {
-    // A session of its own: the pool is sized once, at the first request, from what the backend reports.
-    const session = Session.open(runner.engine.dir);
+  test("a KV cache larger than device memory is a clear error, not an out-of-memory crash", async () => {
+    // A runner of its own: the cache is sized once, at the first request, from what the backend reports.
+    const r = ModelRunner.fromEngine(runner.engine.dir);
     try {
-      const backend = session.backend as { maxKvBlocks?: () => number };
+      const backend = r.session.backend as { maxKvBlocks?: () => number };
       backend.maxKvBlocks = () => 3;
-      const gs = new GenerationSession(session);
-      assert.throws(
-        () => gs.setup(8, 64, 64, 1),
+      assert.equal(r.generation.allocatePool().numBlocks, 2, "0.9 of the 3 blocks that fit");
+      assert.equal(r.generation.pool?.limitedBy, "free-memory");
+      await assert.rejects(
+        r.generate("ROMEO:\n", { greedy: true, maxNewTokens: 64 }),
         (e: unknown) =>
-          e instanceof Error &&
-          e.name === "KvCacheExhaustedError" &&
-          /pool holds at most 2 blocks .*0\.9 of the 3 blocks that fit in free device memory/.test(
-            e.message,
-          ) &&
-          /lower the batch size.*freeGpuMemoryFraction/.test(e.message),
+          e instanceof RequestTooLargeError &&
+          /the KV cache holds 2 blocks/.test(e.message) &&
+          /--kv-cache-free-gpu-mem-fraction/.test(e.message),
       );
     } finally {
-      session.dispose();
+      await r.close();
     }
   });
 
-  test("GenerationSession.setup checks a request fits the KV pool; decode runs id prompts", async () => {
+  test("GenerationSession.decode runs id prompts; its pool and stats view the executor's KV cache", async () => {
     const gs = runner.generation;
-    gs.setup(2, 16, 8, 1);
     const outs = await gs.decode([runner.encode("ROMEO:\n")], { temperature: 0, maxNewTokens: 4, endId: [] });
     assert.equal(outs[0].sequences[0].outputIds.length, 4);
+    const kv = gs.stats()?.kv;
+    assert.equal(kv?.numBlocks, gs.pool?.numBlocks);
+    assert.equal(kv?.numUsed, 0, "every block is back once the request finished");
   });
 });

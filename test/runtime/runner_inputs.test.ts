@@ -9,6 +9,7 @@ import { buildEngine } from "../../src/builder/builder.ts";
 import { InvalidPromptError, NonFiniteLogitsError, UnknownOptionError } from "../../src/runtime/errors.ts";
 import { GenerationSession } from "../../src/runtime/generation_session.ts";
 import { type GenerateOptions, ModelRunner, type RunnerOptions } from "../../src/runtime/model_runner.ts";
+import type { SequenceView } from "../../src/sampling/logits_processor.ts";
 import { tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
 
 const unknown = (what: string, key: string, suggestion: string) => (e: unknown) =>
@@ -124,9 +125,10 @@ describe("runner inputs", () => {
   });
 
   test("NaN logits name the step, the prompt and the sequence they appear in", async () => {
+    // A processor sees one sequence's row at a time (the executor's rows), with its batch indices.
     const nanInRow1AtStep2 = {
-      process(logits: Float32Array, V: number, _: unknown, step: number) {
-        if (step === 2) logits[V + 7] = Number.NaN;
+      process(logits: Float32Array, _V: number, rows: readonly SequenceView[], step: number) {
+        if (step === 2 && rows[0].promptIndex === 0 && rows[0].sequenceIndex === 1) logits[7] = Number.NaN;
       },
     };
     await assert.rejects(

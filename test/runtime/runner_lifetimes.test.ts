@@ -1,7 +1,8 @@
-// A runner's lifetime and its request queue, on a tiny engine: requests after or during dispose()
-// reject with RunnerDisposedError and dispose() waits for the running one; an abandoned stream cannot
-// hold the runner (it is cancelled once another request has waited streamIdleTimeoutMs); a queued
-// request rejects the moment its AbortSignal fires.
+// A runner's lifetime over its executor, on a tiny engine: requests after or during dispose() reject
+// with RunnerDisposedError and dispose() waits for those in flight; concurrent calls run in the same
+// iterations, each as it would alone, and one's abort leaves the other be; an abandoned stream cannot
+// hold the KV cache that waiting requests need (it is cancelled once one has waited
+// streamIdleTimeoutMs); a queued request rejects the moment its AbortSignal fires.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -64,27 +65,87 @@ describe("runner lifetimes", () => {
     await within(2000, closed, "close()");
   });
 
-  test("dispose() rejects queued requests at once", async () => {
+  test("dispose() with two calls in flight rejects both and frees the runner", async () => {
     const runner = ModelRunner.fromEngine(dir);
     const it = runner.stream(prompt, long);
-    await it.next(); // holds the runner, not read further
-    const queued = runner.generate(prompt, long);
-    await new Promise((r) => setTimeout(r, 20));
+    await it.next(); // in flight, not read further
+    const other = runner.generate({ ids: [9, 8] }, long);
+    assert.ok(runner.generation.busy, "both requests are in the executor");
     const closed = runner.close();
-    await within(500, assert.rejects(queued, RunnerDisposedError), "the queued request");
+    assert.ok(runner.generation.closed);
+    await within(500, assert.rejects(other, RunnerDisposedError), "the other call");
     await within(2000, closed, "close() with an unread stream");
     await assert.rejects(it.next(), RunnerDisposedError);
+    await assert.rejects(runner.generate(prompt, long), RunnerDisposedError);
+    assert.equal(runner.generation.busy, false, "nothing runs once close() resolved");
   });
 
-  test("an abandoned stream does not block the runner: it is cancelled after the idle limit", async () => {
-    const runner = ModelRunner.fromEngine(dir, undefined, {}, { streamIdleTimeoutMs: 100 });
+  test("two concurrent generate calls run in the same iterations, each as it would alone", async () => {
+    const runner = ModelRunner.fromEngine(dir);
     after(() => runner.dispose());
-    const abandoned = runner.stream(prompt, long);
+    const a: GenerateOptions = { ...long, maxNewTokens: 12 };
+    const b: GenerateOptions = {
+      temperature: 0.8,
+      seed: 7,
+      maxNewTokens: 12,
+      ignoreEos: true,
+      numReturnSequences: 2,
+    };
+    const iterations = () => runner.generation.stats()?.numIterations ?? 0;
+    const [soloA] = await runner.generate(prompt, a);
+    const i0 = iterations();
+    const soloB = await runner.generate([{ ids: [9, 8] }, { ids: [4] }], b);
+    const i1 = iterations();
+    const [ra, rb] = await Promise.all([
+      runner.generate(prompt, a),
+      runner.generate([{ ids: [9, 8] }, { ids: [4] }], b),
+    ]);
+    const together = iterations() - i1;
+    assert.deepEqual(ra[0].outputIds, soloA.outputIds);
+    assert.deepEqual(ra[0].logProbs, soloA.logProbs);
+    assert.deepEqual(
+      rb.map((o) => o.sequences.map((q) => q.outputIds)),
+      soloB.map((o) => o.sequences.map((q) => q.outputIds)),
+    );
+    assert.ok(together < i0 + (i1 - i0), `${together} iterations for both, ${i0} + ${i1 - i0} alone`);
+    assert.ok(together <= Math.max(i0, i1 - i0) + 2, `one iteration serves both: ${together}`);
+  });
+
+  test("aborting one call leaves a concurrent one exact", async () => {
+    const runner = ModelRunner.fromEngine(dir);
+    after(() => runner.dispose());
+    const [solo] = await runner.generate({ ids: [9, 8] }, long);
+    const ac = new AbortController();
+    const other = runner.generate({ ids: [9, 8] }, long);
+    let n = 0;
+    await assert.rejects(async () => {
+      for await (const _ of runner.stream(prompt, { ...long, signal: ac.signal })) if (++n === 3) ac.abort();
+    }, /abort/i);
+    const [out] = await other;
+    assert.deepEqual(out.outputIds, solo.outputIds);
+    assert.equal(runner.generation.stats()?.kv.numUsed, 0, "every block is back");
+  });
+
+  /** A LogitsProcessor that makes each step of its request take `ms` (a slow model). */
+  const slow = (ms: number) => ({
+    process() {
+      const end = Date.now() + ms;
+      while (Date.now() < end);
+    },
+  });
+  /** A runner whose KV cache holds one long request and nothing beside it (blocks of 4 tokens). */
+  const cramped = () =>
+    ModelRunner.fromEngine(dir, undefined, { maxTokens: 48 }, { streamIdleTimeoutMs: 100 });
+
+  test("an abandoned stream that holds the KV cache is cancelled once a request waited the idle limit", async () => {
+    const runner = cramped();
+    after(() => runner.dispose());
+    const abandoned = runner.stream(prompt, { ...long, logitsProcessors: slow(10) });
     await abandoned.next(); // then never read again, never returned
     const started = Date.now();
     const [out] = await within(5000, runner.generate(prompt, { ...long, maxNewTokens: 5 }), "generate");
     assert.equal(out.outputIds.length, 5);
-    assert.ok(Date.now() - started >= 90, "the stream keeps its turn until the idle limit");
+    assert.ok(Date.now() - started >= 90, "the stream keeps its blocks until the idle limit");
     await assert.rejects(
       abandoned.next(),
       (e: unknown) =>
@@ -96,18 +157,17 @@ describe("runner lifetimes", () => {
     assert.equal(events.length, 6);
   });
 
-  test("a cancelled stream read late does not disturb the idle clock of the stream after it", async () => {
-    const runner = ModelRunner.fromEngine(dir, undefined, {}, { streamIdleTimeoutMs: 100 });
+  test("an unread stream is left alone while no request waits", async () => {
+    const runner = ModelRunner.fromEngine(dir, undefined, {}, { streamIdleTimeoutMs: 20 });
     after(() => runner.dispose());
-    const a = runner.stream(prompt, long);
-    await a.next(); // abandoned
-    const b = runner.stream(prompt, long);
-    await within(5000, b.next(), "the second stream's first token"); // a was cancelled; b is abandoned too
-    const c = runner.generate(prompt, { ...long, maxNewTokens: 2 });
-    await assert.rejects(a.next(), StreamIdleTimeoutError); // read late: must not stop b's clock
-    const [out] = await within(5000, c, "generate after two abandoned streams");
+    const unread = runner.stream(prompt, { ...long, maxNewTokens: 8, logitsProcessors: slow(10) });
+    await unread.next();
+    await new Promise((r) => setTimeout(r, 150));
+    const [out] = await runner.generate(prompt, { ...long, maxNewTokens: 2 }); // runs beside it, no wait
     assert.equal(out.outputIds.length, 2);
-    await assert.rejects(b.next(), StreamIdleTimeoutError);
+    let n = 1;
+    for await (const _ of unread) n++;
+    assert.equal(n, 8);
   });
 
   test("a stream read slowly with no one waiting is not cancelled", async () => {
@@ -121,11 +181,11 @@ describe("runner lifetimes", () => {
     assert.equal(n, 3);
   });
 
-  test("aborting a queued request rejects at once, not when its turn comes", async () => {
-    const runner = ModelRunner.fromEngine(dir);
+  test("aborting a queued request rejects at once, not when it would be admitted", async () => {
+    const runner = cramped();
     after(() => runner.dispose());
-    const holder = runner.stream(prompt, long);
-    await holder.next(); // holds the runner (default idle limit: 10 s)
+    const holder = runner.stream(prompt, { ...long, logitsProcessors: slow(5) });
+    await holder.next(); // holds the KV cache (idle limit 100 ms, but it is read below)
     const ac = new AbortController();
     const queued = runner.generate(prompt, { ...long, signal: ac.signal });
     setTimeout(() => ac.abort(), 10);

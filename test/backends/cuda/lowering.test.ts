@@ -17,9 +17,7 @@ import { optimize } from "../../../src/builder/optimize.ts";
 import { parseHfConfig } from "../../../src/checkpoint/hf_config.ts";
 import { resolveBuildConfig } from "../../../src/engine/build_config.ts";
 import { defineModel } from "../../../src/models/registry.ts";
-import { BlockAllocator } from "../../../src/runtime/block_allocator.ts";
-import { Sequence } from "../../../src/runtime/sequence.ts";
-import { buildStep } from "../../../src/runtime/step_builder.ts";
+import { BlockAllocator, buildStep, Sequence } from "../../helpers/paged_sequence.ts";
 import { TINY_CONFIGS } from "../../helpers/tiny_model.ts";
 
 function plan(arch: string, fuse = true) {

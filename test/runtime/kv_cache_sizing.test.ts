@@ -1,13 +1,14 @@
-// The KV pool is sized once and reused by every request: on a backend that reports free memory (a
-// spy over the CPU backend stands in for CUDA) it is min(engine cap, ⌊fraction × maxKvBlocks⌋,
-// ⌊maxTokens / blockSize⌋); on the CPU it grows to the largest request and never shrinks. Requests
-// that do not fit get KvCacheExhaustedError and leave the session usable.
+// The runner's KV cache is sized once, when its executor starts, and shared by every request: on a
+// backend that reports free memory (a spy over the CPU backend stands in for CUDA) it is min(engine
+// cap, ⌊fraction × maxKvBlocks⌋, ⌊maxTokens / blockSize⌋); on the CPU, the executor's default
+// (maxSeqLen × maxBatchSize tokens) or ⌊maxTokens / blockSize⌋. A request that can never fit gets
+// RequestTooLargeError and leaves the session usable.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
-import { KvCacheExhaustedError } from "../../src/runtime/errors.ts";
+import { RequestTooLargeError } from "../../src/executor/errors.ts";
 import { GenerationSession } from "../../src/runtime/generation_session.ts";
 import {
   InvalidKvCacheConfigError,
@@ -45,13 +46,8 @@ const C = {
   config: greedy(40, { temperature: 0.8, numReturnSequences: 2, randomSeed: 3 }),
   blocks: 16, // 2 prompts × 2 samples × (⌈45/16⌉ + 1)
 };
-const TOO_MANY = {
-  inputs: Array.from({ length: 5 }, (_, i) => [10 + i, 11, 12]),
-  config: greedy(61),
-  blocks: 25, // 5 × (⌈64/16⌉ + 1): more sequences than the engine runs
-};
 
-describe("KV cache pool", () => {
+describe("the runner's KV cache", () => {
   const model = writeTinyModel("llama", 3);
   const engineDir = join(model.dir, "engine");
   buildEngine(model.dir, engineDir, { maxBatchSize: 4, kvBlockSize: BS });
@@ -78,7 +74,11 @@ describe("KV cache pool", () => {
       };
     }
     const gs = new GenerationSession(session, kvCache);
-    return { session, backend, gs, calls, events, [Symbol.dispose]: () => session.dispose() };
+    const dispose = () => {
+      void gs.shutdown();
+      session.dispose();
+    };
+    return { session, backend, gs, calls, events, [Symbol.dispose]: dispose };
   }
   const run = (gs: GenerationSession, r: { inputs: number[][]; config: Partial<SamplingConfig> }) =>
     gs.decode(r.inputs, r.config);
@@ -92,7 +92,8 @@ describe("KV cache pool", () => {
     for (const r of [B, C, A, B]) await run(s.gs, r);
     const last = await run(s.gs, A);
     assert.deepEqual(s.calls, [ENGINE_CAP]);
-    assert.deepEqual(s.events, ["warmUp", "maxKvBlocks", `allocate ${ENGINE_CAP}`]);
+    assert.deepEqual(s.events.slice(0, 2), ["warmUp", "maxKvBlocks"], "free memory is read after warm-up");
+    assert.equal(s.events.at(-1), `allocate ${ENGINE_CAP}`);
     assert.equal(s.backend.numKvBlocks, ENGINE_CAP);
     assert.deepEqual(s.gs.pool, {
       numBlocks: ENGINE_CAP,
@@ -133,107 +134,55 @@ describe("KV cache pool", () => {
       assert.equal(info.bytes, blocks * s.backend.kvBytesPerBlock);
       assert.equal(info.limitedBy, limitedBy);
       s.gs.allocatePool(); // kept, not reallocated
-      s.gs.setup(1, 3, 4);
       assert.deepEqual(s.calls, [blocks]);
       assert.equal(s.backend.numKvBlocks, blocks);
     });
   }
 
-  test("a request larger than the pool is KvCacheExhaustedError; the next request still runs", async () => {
-    using s = open(1000, { maxTokens: 100 }); // 6 blocks
+  for (const [name, free, config, blocks, limitedBy] of sizes) {
+    test(`requests run inside the sized cache: ${name}`, async () => {
+      using s = open(free, config);
+      if (blocks >= C.blocks / 2) await run(s.gs, C); // 2 requests of 2 samples × 45 tokens
+      await run(s.gs, B);
+      await run(s.gs, A);
+      assert.deepEqual(s.calls, [blocks]);
+      assert.equal(s.gs.pool?.limitedBy, limitedBy);
+      assert.equal(s.gs.stats()?.kv.numUsed, 0);
+    });
+  }
+
+  test("a request larger than the whole cache is RequestTooLargeError; the next request still runs", async () => {
+    using s = open(1000, { maxTokens: 32 }); // 2 blocks
     const ok = await run(s.gs, A);
-    await assert.rejects(run(s.gs, B), (e: unknown) => {
-      assert.ok(e instanceof KvCacheExhaustedError, String(e));
-      assert.match(
-        e.message,
-        /3 prompt\(s\) × 1 beam\(s\) of up to 9 \+ 20 tokens need 9 KV blocks \(.* GiB\) but the KV cache pool holds at most 6 blocks \(.* GiB, 96 tokens; capped by maxTokens 100\)/,
-      );
-      assert.match(
-        e.message,
-        /lower the batch size, the beam width or maxNewTokens, or raise maxTokens \(--max-kv-tokens/,
-      );
+    await assert.rejects(run(s.gs, C), (e: unknown) => {
+      assert.ok(e instanceof RequestTooLargeError, String(e));
+      assert.match(e.message, /the KV cache holds 2 blocks \(32 tokens\)/);
+      assert.match(e.message, /--max-kv-tokens/);
       return true;
     });
     assert.deepEqual(ids(await run(s.gs, A)), ids(ok));
-    assert.deepEqual(s.calls, [6]);
-  });
-
-  test("the error names what limited the pool: free memory, or the engine's batch size", async () => {
-    using mem = open(15, { freeGpuMemoryFraction: 0.7 }); // 10 blocks
-    await run(mem.gs, B);
-    await assert.rejects(
-      run(mem.gs, C),
-      /need 16 KV blocks .* holds at most 10 blocks .*freeGpuMemoryFraction 0\.7 of the 15 blocks that fit in free device memory.*raise freeGpuMemoryFraction \(--kv-cache-free-gpu-mem-fraction, now 0\.7\)/,
-    );
-    await run(mem.gs, A);
-    assert.deepEqual(mem.calls, [10]);
-
-    using eng = open(1000);
-    await assert.rejects(
-      run(eng.gs, TOO_MANY),
-      /need 25 KV blocks .* holds at most 20 blocks .*maxBatchSize 4 sequences of maxSeqLen 64.*--max-batch-size/,
-    );
-    eng.gs.setup(1, 60, 3, 4); // 4 beams at full length: exactly the engine cap
-    assert.deepEqual(eng.calls, [ENGINE_CAP]);
+    assert.deepEqual(s.calls, [2]);
   });
 
   test("no block fits in free memory: a clear error, nothing allocated", () => {
     using s = open(1, { freeGpuMemoryFraction: 0.5 });
     assert.throws(
-      () => s.gs.setup(1, 3, 4),
+      () => s.gs.allocatePool(),
       /no KV cache block fits: 1 blocks .* freeGpuMemoryFraction 0\.5 leaves 0/,
     );
     assert.deepEqual(s.calls, []);
   });
 
-  test("CPU (no free-memory figure): the pool grows to the largest request, never shrinks", async () => {
+  test("CPU (no free-memory figure): maxSeqLen × maxBatchSize tokens, or maxTokens", async () => {
     using s = open();
+    assert.equal(s.gs.stats(), null, "no executor before the first request");
     await run(s.gs, A);
-    assert.deepEqual(s.calls, [A.blocks]);
-    await run(s.gs, B);
-    await run(s.gs, A);
-    assert.deepEqual(s.calls, [A.blocks, B.blocks]);
-    await run(s.gs, C);
-    await run(s.gs, B);
-    assert.deepEqual(s.calls, [A.blocks, B.blocks, C.blocks]);
-    assert.equal(s.gs.pool?.numBlocks, C.blocks);
-    assert.equal(s.gs.pool?.limitedBy, "request");
-    assert.equal(s.backend.numKvBlocks, C.blocks);
-    assert.deepEqual(
-      s.events,
-      s.calls.map((n) => `allocate ${n}`),
-      "no warm-up or memory query on the CPU",
-    );
-  });
-
-  test("CPU with maxTokens: grows up to the cap; a request beyond it fails without reallocating", async () => {
-    using s = open(undefined, { maxTokens: 160 }); // at most 10 blocks
-    await run(s.gs, A);
-    await run(s.gs, B);
-    await assert.rejects(
-      run(s.gs, C),
-      /need 16 KV blocks .* holds at most 10 blocks .*capped by maxTokens 160/,
-    );
-    await run(s.gs, A);
-    assert.deepEqual(s.calls, [A.blocks, B.blocks]);
-  });
-
-  test("CPU allocatePool(): one sequence of the engine's maxSeqLen until a request grows it", async () => {
-    using s = open();
-    assert.equal(s.gs.allocatePool().numBlocks, 5); // ⌈64/16⌉ + 1
-    await run(s.gs, A);
-    assert.deepEqual(s.calls, [5]);
-    await run(s.gs, B);
-    assert.deepEqual(s.calls, [5, B.blocks]);
-  });
-
-  test("a pool reallocated behind the session's back is sized again, not trusted", async () => {
-    using s = open(1000);
-    await run(s.gs, A);
-    s.backend.allocateKvCache(3); // e.g. a test driving the backend directly
-    assert.equal(s.gs.pool, null);
-    await run(s.gs, B);
-    assert.deepEqual(s.calls, [ENGINE_CAP, 3, ENGINE_CAP]);
+    assert.equal(s.gs.pool?.numBlocks, 16); // 64 × 4 / 16
+    assert.equal(s.gs.pool?.limitedBy, "engine");
+    assert.deepEqual(s.events, ["allocate 16"], "no warm-up or memory query on the CPU");
+    using capped = open(undefined, { maxTokens: 160 });
+    assert.equal(capped.gs.allocatePool().numBlocks, 10);
+    assert.equal(capped.gs.pool?.limitedBy, "max-tokens");
   });
 
   test("KvCacheConfig: defaults, and each bad value names the field, the value and the fix", () => {
