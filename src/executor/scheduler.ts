@@ -20,7 +20,11 @@
 // the prompt's) once they are computed, then recomputes only its own rest: a group never needs more
 // blocks than when it first ran. maxNumSeqs counts rows: a running request counts its width.
 // The caller alternates schedule() → run the step → update(); cancel/finish may come at any time and
-// free the request's blocks at once.
+// free the request's blocks at once. The overlapped loop (executor.ts) splits update() in two around
+// the queued step: advance() when it is queued (each sampling sequence gets a placeholder token, so
+// the next schedule() sees its decode and allocates the slot for it), resolve() once its tokens are
+// read (the real token replaces the placeholder, full blocks are keyed). A request whose last token
+// (maxNewTokens) is still a placeholder is not scheduled again.
 import { InvalidArgumentError } from "../errors.ts";
 import {
   type CapacityPolicy,
@@ -41,6 +45,10 @@ export interface Branch {
   parent: number;
   token: number;
 }
+
+/** What advance() puts where a queued step's token will go (never read: the device feeds the real
+ * one, and resolve() writes it before anything else reads the sequence's tokens). */
+export const PLACEHOLDER_TOKEN = 0;
 
 const NO_HIT: PrefixHit = { blocks: [], keys: [], numTokens: 0 };
 
@@ -179,6 +187,7 @@ export class Scheduler {
     for (const r of decodeFirst) {
       if (budget === 0) break;
       if (r.status !== "running") continue; // preempted earlier in this loop
+      if (r.numPending > 0 && r.numOutputTokens >= r.maxNewTokens) continue; // its last token is coming
       invariant(r.numUncomputed > 0, `running request ${r.id} has nothing to compute`);
       this.joinPrefixes(r);
       const sizes = chunkSizes(r, budget, (s) => this.kv.has(s.kvId));
@@ -241,6 +250,43 @@ export class Scheduler {
     }
   }
 
+  /** The overlapped form of update(), first half, right after `output`'s step was queued: each
+   * sequence advances by its chunk, and each sampling one (single-sequence requests only) gets a
+   * placeholder token at the end, written by resolve(). */
+  advance(output: SchedulerOutput): void {
+    for (const c of output.chunks) {
+      const r = this.live.get(c.requestId);
+      invariant(r?.status === "running", `advance of request ${c.requestId}, which is not running`);
+      const s = r.seqs[c.seq];
+      invariant(s.numComputedTokens === c.start, `advance of request ${r.id} out of order`);
+      s.numComputedTokens += c.tokenIds.length;
+      if (!c.sample) continue;
+      invariant(r.width === 1, `request ${r.id} of width ${r.width} in an overlapped step`);
+      s.tokens.push(PLACEHOLDER_TOKEN);
+      r.numPending++;
+    }
+  }
+
+  /** Second half, once the step's tokens are read: `tokens` has the token of each request that goes on
+   * (requests that left meanwhile are skipped; one still live but missing is a caller's bug). Writes
+   * each over its placeholder, keys the full blocks computed so far, finishes at maxNewTokens. */
+  resolve(output: SchedulerOutput, tokens: ReadonlyMap<number, number>): void {
+    for (const c of output.chunks) {
+      const r = this.live.get(c.requestId);
+      if (!r) continue;
+      const s = r.seqs[c.seq];
+      if (c.sample) {
+        const token = tokens.get(r.id);
+        invariant(token !== undefined, `no sampled token for request ${r.id}`);
+        s.tokens[c.start + c.tokenIds.length] = token;
+        r.numPending--;
+      }
+      // Below numComputedTokens every token is real now: the next placeholder sits at it.
+      if (r.status === "running") this.kv.commit(s.kvId, s.tokens, s.numComputedTokens);
+      if (c.sample && r.numPending === 0 && r.numOutputTokens >= r.maxNewTokens) this.finish(r.id, "length");
+    }
+  }
+
   stats(): { numWaiting: number; numRunning: number; numRunningSequences: number; numPreemptions: number } {
     return {
       numWaiting: this.waiting.length,
@@ -284,6 +330,7 @@ export class Scheduler {
     for (const r of this.running) rows += r.width;
     while (this.waiting.length > 0 && budget > 0 && rows + this.waiting[0].width <= this.maxNumSeqs) {
       const r = this.waiting[0];
+      invariant(r.numPending === 0, `request ${r.id} readmitted before its pending token arrived`);
       let sizes: number[] | null;
       if (r.seqs.length === 1) {
         const hit = r.noPrefixHits ? NO_HIT : this.kv.findPrefix(r.tokens, r.cacheSalt, r.blockKeys);

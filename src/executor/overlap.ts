@@ -1,0 +1,76 @@
+// Overlapping the host with the device (the executor's loop): step N+1 is scheduled, built and queued
+// before step N's tokens are read, each decode of N+1 fed on the device with the token N samples for
+// it (backends/token_feed.ts). Then N is collected, its tokens accepted and emitted while N+1 runs.
+//
+//   host:    schedule+queue N+1 (feed ← N) │ collect N │ stops, text, events N │ schedule+queue N+2 …
+//   device:  [ step N ][ step N+1 ]                                            [ step N+2 ] …
+//
+// The scheduler plans N+1 as if every token of N arrives (a placeholder at its position; vLLM v1's
+// async scheduling). A request that N's token ends keeps its row in N+1: that row's token is dropped.
+// Its blocks are freed when N is read, while N+1 may still write its placeholder's slot: safe, since
+// the device runs steps (and block copies) in queue order, so a later owner of the block writes it
+// only after N+1 did, and reads only slots it wrote itself (the slot is in a partial block, never
+// keyed for prefix hits).
+import type { SampleTicket, TokenFeed } from "../backends/backend.ts";
+import { HOST_TOKEN } from "../backends/token_feed.ts";
+import { invariant } from "./errors.ts";
+import type { DecodingState } from "./executor_request.ts";
+import type { SchedulerOutput } from "./scheduler_output.ts";
+
+/** Whether a request's steps may be queued before the previous step's token is on the host. Not:
+ *  - beams (their reordering decides the next inputs) and numReturnSequences > 1 (the first sample
+ *    fans out; sequences then stop one by one): width > 1;
+ *  - host logits rows: LogitsProcessors, embedding bias, returnGenerationLogits, context logits;
+ *  - decoding inputs the host builds from the token list: repetition/presence/frequency penalties,
+ *    no-repeat n-gram and bad-word bans, top-p decay (min length only counts tokens: it may).
+ * A step overlaps only while every live request may (else the loop reads the queued step first). */
+export function canOverlap(state: DecodingState): boolean {
+  const c = state.cfg;
+  return (
+    state.width === 1 &&
+    !state.needsHostLogits &&
+    !c.returnContextLogits &&
+    c.repetitionPenalty[0] === 1 &&
+    c.presencePenalty[0] === 0 &&
+    c.frequencyPenalty[0] === 0 &&
+    c.noRepeatNgramSize[0] === 0 &&
+    state.badWordIds.length === 0 &&
+    c.topPDecay[0] === 1 &&
+    c.topPMin[0] <= c.topP[0]
+  );
+}
+
+/** A step queued on the device whose tokens the host has not read yet. */
+export interface Flight {
+  out: SchedulerOutput;
+  ticket: SampleTicket;
+  /** Per sampling request: its row in the ticket and its placeholder's position. */
+  pending: Map<number, { row: number; position: number }>;
+  /** The iteration's stats, known at queue time (the rest is filled when it is read). */
+  iteration: number;
+  numContext: number;
+  numContextTokens: number;
+  /** The executor's clock when the loop began scheduling it. */
+  started: number;
+  /** Whether it was queued while an earlier step was in flight. */
+  overlapped: boolean;
+}
+
+/** The feed of the step of `out` from the queued step `prev`: a decode whose input is `prev`'s
+ * placeholder reads that row's token on the device; every other sequence takes the host's tokens.
+ * Null when nothing is fed. */
+export function feedFrom(prev: Flight | null, out: SchedulerOutput): TokenFeed | null {
+  if (!prev) return null;
+  let fed = false;
+  const rows = Int32Array.from(out.chunks, (c) => {
+    const p = prev.pending.get(c.requestId);
+    if (!p || p.position >= c.start + c.tokenIds.length) return HOST_TOKEN;
+    invariant(
+      c.start === p.position && c.tokenIds.length === 1,
+      `request ${c.requestId}'s chunk covers its pending token but is not its decode`,
+    );
+    fed = true;
+    return p.row;
+  });
+  return fed ? { from: prev.ticket, rows } : null;
+}

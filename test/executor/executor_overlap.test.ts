@@ -1,0 +1,296 @@
+// The overlapped executor loop on the CPU backend, which implements enqueueSample/collectSample as the
+// CUDA one does: in a steady decode step N+1 is queued (fed N's tokens) before step N is read; a
+// request that N's token ends wastes its row of N+1 and nothing else; a live request whose next
+// inputs need its token on the host turns the overlap off; and over random mixes of arrivals, stops,
+// cancels and preemption every request gets the events the synchronous loop (the same executor over
+// the backend with its queue hidden) gives it.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, afterEach, describe, test } from "node:test";
+import type { ExecutionBackend, SampleTicket } from "../../src/backends/backend.ts";
+import { buildEngine } from "../../src/builder/builder.ts";
+import {
+  Executor,
+  type ExecutorOptions,
+  type ExecutorRequest,
+  type ExecutorSession,
+  type IterationStats,
+} from "../../src/executor/executor.ts";
+import { ModelRunner } from "../../src/runtime/model_runner.ts";
+import { Session } from "../../src/runtime/session.ts";
+import { writeTinyModel } from "../helpers/tiny_model.ts";
+import { assertIdle, type Collected, collect, ticks } from "./executor_helpers.ts";
+
+const model = writeTinyModel("llama", 11);
+const dir = join(model.dir, "engine");
+buildEngine(model.dir, dir, { kvBlockSize: 4 });
+const runner = ModelRunner.fromEngine(dir);
+after(() => {
+  runner.dispose();
+  model.cleanup();
+});
+
+const open: Executor[] = [];
+afterEach(async () => {
+  for (const ex of open.splice(0)) {
+    assertIdle(ex);
+    await ex.shutdown();
+  }
+});
+
+/** What the loop asked of the backend's queue: "q<id>" when a step is queued, "c<id>" when read;
+ * per ticket its sampled rows and how many of its sequences were fed on the device. */
+interface Spy {
+  log: string[];
+  rows: number[];
+  fed: number[];
+  stats: IterationStats[];
+}
+
+function spied(options: ExecutorOptions = {}): { ex: Executor; spy: Spy } {
+  const spy: Spy = { log: [], rows: [], fed: [], stats: [] };
+  const session = Session.open(dir);
+  const b = session.backend;
+  const enqueue = (b.enqueueSample as NonNullable<ExecutionBackend["enqueueSample"]>).bind(b);
+  const collectSample = (b.collectSample as NonNullable<ExecutionBackend["collectSample"]>).bind(b);
+  b.enqueueSample = (step, p, t, feed) => {
+    const ticket = enqueue(step, p, t, feed);
+    spy.log.push(`q${ticket.id}`);
+    spy.rows.push(ticket.rows);
+    spy.fed.push(feed ? feed.rows.filter((r) => r >= 0).length : 0);
+    return ticket;
+  };
+  b.collectSample = (ticket: SampleTicket) => {
+    spy.log.push(`c${ticket.id}`);
+    return collectSample(ticket);
+  };
+  const ex = new Executor(session, { ...options, onIteration: (s) => spy.stats.push(s) });
+  open.push(ex);
+  return { ex, spy };
+}
+
+/** The same engine over a backend whose step queue is hidden: the executor's synchronous loop. */
+function synchronous(options: ExecutorOptions = {}): Executor {
+  const s = Session.open(dir);
+  const hidden = new Set<PropertyKey>(["enqueueSample", "collectSample"]);
+  const backend = new Proxy(s.backend, {
+    get(target, key) {
+      if (hidden.has(key)) return undefined;
+      const v = Reflect.get(target, key, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  const session: ExecutorSession = {
+    backend,
+    config: s.config,
+    tokenizer: s.tokenizer,
+    generationDefaults: s.generationDefaults,
+    eosTokenIds: s.eosTokenIds,
+    dispose: () => s.dispose(),
+  };
+  const ex = new Executor(session, options);
+  open.push(ex);
+  return ex;
+}
+
+function prompt(i: number, len: number): number[] {
+  return Array.from({ length: len }, (_, k) => (i * 13 + k * 5 + 2) % 61);
+}
+
+async function alone(ids: number[], maxNewTokens: number, endId: number[] = []): Promise<number[]> {
+  const [out] = await runner.generate({ ids }, { maxNewTokens, greedy: true, endId });
+  return out.outputIds;
+}
+
+describe("executor overlap: the next step is queued before the last is read", () => {
+  test("a steady decode of three requests: step N+1 queued (fed) before step N is read", async () => {
+    const { ex, spy } = spied();
+    const ids = [0, 1, 2].map((i) =>
+      ex.enqueue({ prompt: prompt(i, 5), maxNewTokens: 6, greedy: true, endId: [] }),
+    );
+    const got = await Promise.all(ids.map((id) => collect(ex, id)));
+    for (const [i, g] of got.entries()) assert.deepEqual(g.tokens, await alone(prompt(i, 5), 6));
+    // One prefill step, then five decodes; none after the last tokens (known to be the last).
+    assert.deepEqual(spy.rows, [3, 3, 3, 3, 3, 3]);
+    assert.deepEqual(spy.fed, [0, 3, 3, 3, 3, 3]);
+    for (let k = 1; k < spy.rows.length; k++)
+      assert.ok(spy.log.indexOf(`q${k}`) < spy.log.indexOf(`c${k - 1}`), `step ${k}: ${spy.log.join(" ")}`);
+    assert.deepEqual(
+      spy.stats.map((s) => s.overlapped),
+      [false, true, true, true, true, true],
+    );
+    for (const s of spy.stats) assert.ok(s.hostWaitMs >= 0 && s.hostMs >= 0 && Number.isFinite(s.hostMs));
+  });
+
+  test("a request that step N ends: its row of N+1 is dropped, its tokens exact", async () => {
+    const free = await alone(prompt(1, 6), 10);
+    const at = free.findIndex((t, i) => i >= 2 && !free.slice(0, i).includes(t));
+    assert.ok(at >= 2, "no token to end on: the test lost its point");
+    const { ex, spy } = spied();
+    const a = ex.enqueue({ prompt: prompt(1, 6), maxNewTokens: 10, greedy: true, endId: free[at] });
+    const b = ex.enqueue({ prompt: prompt(2, 6), maxNewTokens: 10, greedy: true, endId: [] });
+    const [ga, gb] = await Promise.all([collect(ex, a), collect(ex, b)]);
+    assert.deepEqual(ga.tokens, await alone(prompt(1, 6), 10, [free[at]]));
+    assert.deepEqual([ga.tokens.length, ga.finishReason], [at + 1, "end"]);
+    assert.deepEqual(gb.tokens, await alone(prompt(2, 6), 10));
+    // a's token `at` comes from step `at`; step at+1 was queued with a's row before it was read.
+    assert.equal(spy.rows[at + 1], 2, "a's row in the step after its end");
+    assert.equal(spy.rows[at + 2], 1, "a's row once its end was read");
+    assert.equal(
+      spy.rows.reduce((x, y) => x + y, 0),
+      ga.tokens.length + gb.tokens.length + 1,
+      "exactly one wasted row",
+    );
+  });
+
+  test("a cancel between iterations drops the row in flight and frees the blocks at once", async () => {
+    const { ex, spy } = spied();
+    const id = ex.enqueue({
+      prompt: prompt(3, 9),
+      maxNewTokens: 40,
+      greedy: true,
+      endId: [],
+      streaming: true,
+    });
+    const it = ex.results(id)[Symbol.asyncIterator]();
+    await it.next();
+    await it.next();
+    assert.ok(ex.cancel(id));
+    assert.equal(ex.stats().kv.numUsed, 0);
+    const rest: Collected["events"] = [];
+    for (let r = await it.next(); !r.done; r = await it.next()) rest.push(r.value);
+    assert.deepEqual(
+      rest.map((e) => [e.tokenIds, e.finishReason]),
+      [[[], "cancelled"]],
+    );
+    await ticks(3);
+    assert.equal(
+      spy.log.filter((e) => e.startsWith("q")).length,
+      spy.log.filter((e) => e.startsWith("c")).length,
+    );
+  });
+
+  test("while a request with penalties is live, each step is read before the next is queued", async () => {
+    const { ex, spy } = spied();
+    const pen: ExecutorRequest = {
+      prompt: prompt(4, 5),
+      maxNewTokens: 4,
+      greedy: true,
+      repetitionPenalty: 1.3,
+    };
+    const a = ex.enqueue({ prompt: prompt(5, 5), maxNewTokens: 8, greedy: true, endId: [] });
+    await ticks(3);
+    const p = ex.enqueue(pen);
+    const [ga, gp] = await Promise.all([collect(ex, a), collect(ex, p)]);
+    assert.deepEqual(ga.tokens, await alone(prompt(5, 5), 8));
+    const [want] = await runner.generate(
+      { ids: prompt(4, 5) },
+      { maxNewTokens: 4, greedy: true, repetitionPenalty: 1.3 },
+    );
+    assert.deepEqual(gp.tokens, want.outputIds);
+    // Overlapped before p arrives and after it ends; synchronous (q k, c k) while it is live.
+    const sync = spy.stats.filter((s) => !s.overlapped).length;
+    assert.ok(sync >= 4 && sync < spy.stats.length - 1, `${spy.stats.map((s) => s.overlapped)}`);
+  });
+});
+
+/** Deterministic uniform draws in [0, 1). */
+function mulberry(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Job {
+  req: ExecutorRequest;
+  delay: number;
+  /** Cancel once this many tokens arrived (null: never). */
+  cancelAfter: number | null;
+}
+
+/** Runs the jobs, each `delay` loop iterations after the previous; every request streams. */
+async function runJobs(ex: Executor, js: readonly Job[]): Promise<Collected[]> {
+  const pending: Promise<Collected>[] = [];
+  for (const j of js) {
+    await ticks(j.delay);
+    const id = ex.enqueue({ ...j.req, streaming: true });
+    pending.push(
+      (async () => {
+        const out: Collected = { tokens: [], logProbs: [], text: "", finishReason: null, events: [] };
+        for await (const ev of ex.results(id)) {
+          out.events.push(ev);
+          out.tokens.push(...ev.tokenIds);
+          out.logProbs.push(...ev.logProbs);
+          out.finishReason = ev.finishReason;
+          if (j.cancelAfter !== null && out.tokens.length === j.cancelAfter && ev.finishReason === null)
+            ex.cancel(id);
+        }
+        return out;
+      })(),
+    );
+  }
+  return Promise.all(pending);
+}
+
+describe("executor overlap: randomised mixes equal the synchronous loop", () => {
+  for (const seed of [1, 2, 3, 4, 5, 6]) {
+    test(`seed ${seed}: arrivals, end ids, stop words, cancels, penalties, preemption`, async () => {
+      const r = mulberry(seed);
+      const pick = (n: number) => Math.floor(r() * n);
+      const maxNumTokens = 4 + pick(24);
+      const opts: ExecutorOptions = {
+        policy: "maxUtilization",
+        maxNumTokens,
+        maxNumSeqs: Math.min(maxNumTokens, 4 + pick(8)),
+        maxTokens: 40 + 4 * pick(4),
+      };
+      const stem = prompt(seed, 12);
+      const js: Job[] = Array.from({ length: 24 }, (_, i) => {
+        const req: ExecutorRequest = {
+          prompt: [...stem.slice(0, pick(12)), ...prompt(50 + i, 1 + pick(8))],
+          maxNewTokens: 1 + pick(14),
+          priority: pick(3) / 2,
+          endId: r() < 0.3 ? Array.from({ length: 6 }, () => pick(61)) : [],
+          ...(r() < 0.5 ? { greedy: true } : { temperature: 0.8, topK: 12, seed: pick(1000) }),
+        };
+        if (r() < 0.2) req.stopWords = [[pick(61)], [pick(61)], [pick(61)], [pick(61), pick(61)]];
+        if (seed % 3 === 0 && r() < 0.08) req.presencePenalty = 0.5;
+        return { req, delay: pick(3), cancelAfter: r() < 0.25 ? 1 + pick(3) : null };
+      });
+      const { ex, spy } = spied(opts);
+      const got = await runJobs(ex, js);
+      const want = await runJobs(synchronous(opts), js);
+      for (const [i, g] of got.entries()) {
+        const w = want[i];
+        assert.deepEqual(
+          [g.tokens, g.logProbs, g.finishReason],
+          [w.tokens, w.logProbs, w.finishReason],
+          `request ${i}`,
+        );
+        assert.deepEqual(
+          g.events.map((e) => e.tokenIds.length),
+          w.events.map((e) => e.tokenIds.length),
+        );
+      }
+      assert.ok(spy.stats.filter((s) => s.overlapped).length > 10, "no overlap: the test lost its point");
+      if (seed % 3 === 0)
+        assert.ok(
+          js.some((j) => j.req.presencePenalty),
+          "no penalties: the test lost its point",
+        );
+      assert.ok(ex.stats().numPreemptions > 0, "no preemption: the test lost its point");
+      assert.ok(
+        got.some((g) => g.finishReason === "cancelled"),
+        "no cancel: the test lost its point",
+      );
+      assert.ok(
+        got.some((g) => g.finishReason === "end" || g.finishReason === "stop"),
+        "no stop",
+      );
+    });
+  }
+});
