@@ -65,7 +65,9 @@ export function throughputTable(r: ThroughputResult): string {
     ["TTFT", ms(r.ttftMs)],
     ["TPOT", ms(r.tpotMs)],
     ["ITL", ms(r.itlMs)],
-    ["iterations", `${e.iterations} (${e.preemptions} preemptions)`],
+    ["iterations", `${e.iterations} (${e.preemptions} preemptions, ${e.overlappedIterations} overlapped)`],
+    ["host wait per iteration", ms(e.hostWaitMs)],
+    ["host work per iteration", ms(e.hostMs)],
     ["prefix cache hits", `${e.prefixHitTokens} of ${e.prefixQueryTokens} prompt tokens`],
     [
       "KV cache",
