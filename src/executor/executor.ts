@@ -270,7 +270,10 @@ export class Executor {
   private async run(): Promise<void> {
     for (;;) {
       if (!this.scheduler.hasWork) {
-        if (this.flight) this.tryLand();
+        if (this.flight) {
+          this.iterationStart = performance.now();
+          this.tryLand();
+        }
         if (this.closing) break;
         await new Promise<void>((resolve) => {
           this.wake = resolve;

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, afterEach, describe, test } from "node:test";
 import type { ExecutionBackend, SampleTicket } from "../../src/backends/backend.ts";
 import { buildEngine } from "../../src/builder/builder.ts";
+import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import {
   Executor,
   type ExecutorOptions,
@@ -18,16 +19,20 @@ import {
 } from "../../src/executor/executor.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
-import { writeTinyModel } from "../helpers/tiny_model.ts";
+import { tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
 import { assertIdle, type Collected, collect, ticks } from "./executor_helpers.ts";
 
 const model = writeTinyModel("llama", 11);
 const dir = join(model.dir, "engine");
 buildEngine(model.dir, dir, { kvBlockSize: 4 });
 const runner = ModelRunner.fromEngine(dir);
+const cache = tempCache();
+const bundled = ModelRunner.fromDir(BUNDLED_MODEL_DIR, { backend: "cpu", cacheDir: cache.dir });
 after(() => {
   runner.dispose();
   model.cleanup();
+  bundled.dispose();
+  cache.cleanup();
 });
 
 const open: Executor[] = [];
@@ -47,9 +52,9 @@ interface Spy {
   stats: IterationStats[];
 }
 
-function spied(options: ExecutorOptions = {}): { ex: Executor; spy: Spy } {
+function spied(options: ExecutorOptions = {}, engineDir = dir): { ex: Executor; spy: Spy } {
   const spy: Spy = { log: [], rows: [], fed: [], stats: [] };
-  const session = Session.open(dir);
+  const session = Session.open(engineDir);
   const b = session.backend;
   const enqueue = (b.enqueueSample as NonNullable<ExecutionBackend["enqueueSample"]>).bind(b);
   const collectSample = (b.collectSample as NonNullable<ExecutionBackend["collectSample"]>).bind(b);
@@ -141,6 +146,26 @@ describe("executor overlap: the next step is queued before the last is read", ()
       ga.tokens.length + gb.tokens.length + 1,
       "exactly one wasted row",
     );
+  });
+
+  test("bundled model: a text stop word beside another request; text and tokens as generate's", async () => {
+    const p = "In a small village by the sea there lived an old fisherman who";
+    const [free] = await bundled.generate(p, { maxNewTokens: 16, greedy: true, ignoreEos: true });
+    const word = free.text.trim().split(/\s+/)[2];
+    assert.ok(word, `no third word in ${JSON.stringify(free.text)}`);
+    const [want] = await bundled.generate(p, { maxNewTokens: 16, greedy: true, stopWords: [word] });
+    const [other] = await bundled.generate("Once upon a time", { maxNewTokens: 16, greedy: true });
+    assert.equal(want.finishReason, "stop");
+    const { ex, spy } = spied({}, bundled.engine.dir);
+    const a = ex.enqueue({ prompt: p, maxNewTokens: 16, greedy: true, stopWords: [word], streaming: true });
+    const b = ex.enqueue({ prompt: "Once upon a time", maxNewTokens: 16, greedy: true });
+    const [ga, gb] = await Promise.all([collect(ex, a), collect(ex, b)]);
+    assert.deepEqual([ga.tokens, ga.text, ga.finishReason], [want.outputIds, want.text, "stop"]);
+    assert.deepEqual([gb.tokens, gb.text], [other.outputIds, other.text]);
+    const n = want.outputIds.length;
+    assert.ok(n < 16 && other.outputIds.length === 16, "the stop must come first: the test lost its point");
+    assert.deepEqual([spy.rows[n], spy.rows[n + 1]], [2, 1], "a's row in the step after its stop, then none");
+    assert.ok(spy.stats.slice(1).every((s) => s.overlapped));
   });
 
   test("a cancel between iterations drops the row in flight and frees the blocks at once", async () => {
