@@ -5,11 +5,12 @@
 //   schedule → build the step → forward + sample every logits row → each request's group turns its
 //   rows into branches and events → scheduler.update → emit results
 //
-// Overlapped (overlap.ts), when the backend queues steps (enqueueSample) and every live request's
-// next inputs can be known before its token is: one iteration schedules, builds and queues step N+1
-// (its decodes fed on the device with N's tokens), then reads step N and does N's host work (stops,
-// text, events) while N+1 runs. Otherwise, or while any live request cannot (overlap.ts's
-// canOverlap), the queued step is read first and the step runs synchronously as above.
+// Overlapped (overlap.ts), when the backend queues steps (enqueueSample) and every live request is
+// sampled on the device: one iteration schedules, builds and queues step N+1 (its decodes fed on the
+// device with N's tokens), then reads step N and does N's host work (stops, text, events) while N+1
+// runs. When a request of step N needs its token on the host to build its next inputs, N is read
+// before N+1 is scheduled; while a live request needs host logits, every step runs synchronously as
+// above (overlap.ts's overlapMode has the rules).
 //
 // A request is a group of sequences (rows of the same step): one, numReturnSequences samples
 // (sampling_group.ts) or beamWidth beams (beam_group.ts); they share the prompt's KV blocks and fork
@@ -18,7 +19,7 @@
 // The loop runs while a request is live and otherwise waits on a promise that enqueue resolves (no
 // polling, no timer: an idle executor keeps no process alive). It yields to the event loop between
 // iterations, so an enqueue or cancel made meanwhile takes effect in the next one.
-import type { ExecutionBackend } from "../backends/backend.ts";
+import type { ExecutionBackend, StepInput } from "../backends/backend.ts";
 import type { EngineConfig } from "../engine/format.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
@@ -29,7 +30,7 @@ import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import { kvCacheBlocks } from "./kv_cache_size.ts";
-import { canOverlap, type Flight, feedFrom } from "./overlap.ts";
+import { type Flight, feedFrom, overlapMode } from "./overlap.ts";
 import type { Request, RequestFinishReason } from "./request.ts";
 import { ResultChannel, type ResultEvent, type SequenceUpdate } from "./request_results.ts";
 import { forwardAndSample, rowSampling, type SampledRow } from "./sample_rows.ts";
@@ -298,8 +299,8 @@ export class Executor {
 
   private iterate(): void {
     this.iterationStart = performance.now();
-    const overlap = this.overlapping();
-    if (this.flight && !overlap) this.land(this.flight);
+    const overlap = this.queueable();
+    if (this.flight && (!overlap || this.needsRead(this.flight))) this.land(this.flight);
     const now = this.clock();
     const out = this.scheduler.schedule(now);
     for (const f of out.finished) if (this.live.has(f.requestId)) this.close(f.requestId, f.reason);
@@ -400,19 +401,28 @@ export class Executor {
     this.report(out, counts, t - now, false, hostWaitMs);
   }
 
-  /** Whether the next step may be queued before the one in flight is read: the backend queues steps
-   * and every live request allows it (overlap.ts). */
-  private overlapping(): boolean {
+  /** Whether the next step may be queued on the device: the backend queues steps and no live
+   * request needs the synchronous step (overlap.ts). */
+  private queueable(): boolean {
     if (!this.backend.enqueueSample || !this.backend.collectSample) return false;
-    for (const l of this.live.values()) if (!canOverlap(l.state)) return false;
+    for (const l of this.live.values()) if (overlapMode(l.state) === "sync") return false;
     return true;
+  }
+
+  /** Whether a request of the step in flight builds its next inputs from its token on the host. */
+  private needsRead(f: Flight): boolean {
+    for (const id of f.pending.keys()) {
+      const l = this.live.get(id);
+      if (l && overlapMode(l.state) === "afterRead") return true;
+    }
+    return false;
   }
 
   /** Queues the step of `out` (fed from the step in flight), advances the scheduler past it with
    * placeholders, then reads the step in flight, if any. */
   private queue(
     out: SchedulerOutput,
-    step: ReturnType<typeof stepFromSchedule>["step"],
+    step: StepInput,
     sampled: readonly SampleRow[],
     counts: Pick<Flight, "iteration" | "numContext" | "numContextTokens">,
     now: number,

@@ -17,27 +17,28 @@ import { invariant } from "./errors.ts";
 import type { DecodingState } from "./executor_request.ts";
 import type { SchedulerOutput } from "./scheduler_output.ts";
 
-/** Whether a request's steps may be queued before the previous step's token is on the host. Not:
- *  - beams (their reordering decides the next inputs) and numReturnSequences > 1 (the first sample
- *    fans out; sequences then stop one by one): width > 1;
- *  - host logits rows: LogitsProcessors, embedding bias, returnGenerationLogits, context logits;
- *  - decoding inputs the host builds from the token list: repetition/presence/frequency penalties,
- *    no-repeat n-gram and bad-word bans, top-p decay (min length only counts tokens: it may).
- * A step overlaps only while every live request may (else the loop reads the queued step first). */
-export function canOverlap(state: DecodingState): boolean {
+/** How the loop may run a request's steps (the fallback rules, in one place):
+ *  - "sync": its rows need the synchronous step (forward, logits on the host): beams (their
+ *    reordering decides the next inputs), numReturnSequences > 1 (the first sample fans out;
+ *    sequences then stop one by one), LogitsProcessors, embedding bias, returnGenerationLogits,
+ *    returnContextLogits. While such a request is live, every step is read before the next is built.
+ *  - "afterRead": its rows are sampled on the device, but its next step's decoding inputs are built
+ *    on the host from its token list: repetition/presence/frequency penalties, no-repeat n-gram and
+ *    bad-word bans, top-p decay. The step after one it samples in is built once that step is read.
+ *  - "overlap": neither (min length only counts tokens: it may overlap).
+ */
+export function overlapMode(state: DecodingState): "sync" | "afterRead" | "overlap" {
   const c = state.cfg;
-  return (
-    state.width === 1 &&
-    !state.needsHostLogits &&
-    !c.returnContextLogits &&
+  if (state.width > 1 || state.needsHostLogits || c.returnContextLogits) return "sync";
+  const tokenFree =
     c.repetitionPenalty[0] === 1 &&
     c.presencePenalty[0] === 0 &&
     c.frequencyPenalty[0] === 0 &&
     c.noRepeatNgramSize[0] === 0 &&
     state.badWordIds.length === 0 &&
     c.topPDecay[0] === 1 &&
-    c.topPMin[0] <= c.topP[0]
-  );
+    c.topPMin[0] <= c.topP[0];
+  return tokenFree ? "overlap" : "afterRead";
 }
 
 /** A step queued on the device whose tokens the host has not read yet. */

@@ -195,7 +195,7 @@ describe("executor overlap: the next step is queued before the last is read", ()
     );
   });
 
-  test("while a request with penalties is live, each step is read before the next is queued", async () => {
+  test("while a request with penalties runs, each step is read before the next is built", async () => {
     const { ex, spy } = spied();
     const pen: ExecutorRequest = {
       prompt: prompt(4, 5),
@@ -216,6 +216,49 @@ describe("executor overlap: the next step is queued before the last is read", ()
     // Overlapped before p arrives and after it ends; synchronous (q k, c k) while it is live.
     const sync = spy.stats.filter((s) => !s.overlapped).length;
     assert.ok(sync >= 4 && sync < spy.stats.length - 1, `${spy.stats.map((s) => s.overlapped)}`);
+  });
+});
+
+describe("executor overlap: requests that need their token on the host", () => {
+  test("a request with penalties waiting in the queue leaves the running decode overlapped", async () => {
+    const { ex, spy } = spied({ maxNumSeqs: 1 });
+    const a = ex.enqueue({ prompt: prompt(6, 5), maxNewTokens: 6, greedy: true, endId: [] });
+    const p = ex.enqueue({ prompt: prompt(7, 5), maxNewTokens: 4, greedy: true, repetitionPenalty: 1.3 });
+    const [ga, gp] = await Promise.all([collect(ex, a), collect(ex, p)]);
+    assert.deepEqual(ga.tokens, await alone(prompt(6, 5), 6));
+    const [want] = await runner.generate(
+      { ids: prompt(7, 5) },
+      { maxNewTokens: 4, greedy: true, repetitionPenalty: 1.3 },
+    );
+    assert.deepEqual(gp.tokens, want.outputIds);
+    // a's six steps (the first queued alone), then p's four, each read before the next is built.
+    assert.deepEqual(
+      spy.stats.map((s) => s.overlapped),
+      [false, true, true, true, true, true, false, false, false, false],
+    );
+    assert.deepEqual(spy.log.slice(-8), ["q6", "c6", "q7", "c7", "q8", "c8", "q9", "c9"]);
+  });
+
+  test("a request with a LogitsProcessor turns the overlap off while it is live", async () => {
+    const { ex, spy } = spied({ maxNumSeqs: 1 });
+    const a = ex.enqueue({ prompt: prompt(6, 5), maxNewTokens: 6, greedy: true, endId: [] });
+    const keep = { process: () => {} };
+    const p = ex.enqueue({
+      prompt: prompt(7, 5),
+      maxNewTokens: 2,
+      greedy: true,
+      endId: [],
+      logitsProcessors: keep,
+    });
+    await Promise.all([collect(ex, a), collect(ex, p)]);
+    assert.ok(spy.stats.every((s) => !s.overlapped));
+    const b = ex.enqueue({ prompt: prompt(8, 5), maxNewTokens: 4, greedy: true, endId: [] });
+    await collect(ex, b);
+    assert.deepEqual(
+      spy.stats.slice(-4).map((s) => s.overlapped),
+      [false, true, true, true],
+      "the overlap comes back once it is gone",
+    );
   });
 });
 
