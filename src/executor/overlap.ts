@@ -9,8 +9,11 @@
 // async scheduling). A request that N's token ends keeps its row in N+1: that row's token is dropped.
 // Its blocks are freed when N is read, while N+1 may still write its placeholder's slot: safe, since
 // the device runs steps (and block copies) in queue order, so a later owner of the block writes it
-// only after N+1 did, and reads only slots it wrote itself (the slot is in a partial block, never
-// keyed for prefix hits).
+// only after N+1 did, and reads only slots it wrote itself (the block holding the placeholder's slot
+// is never keyed for prefix hits: the request ended before its next resolve). The same order covers
+// a request preempted while a step of it is queued, and full blocks keyed (Scheduler.resolve) before
+// the queued step that fills them has run: a step that reads them is queued after that one.
+// A request cancelled or timed out while a step of it is queued loses that step's token.
 import type { SampleTicket, TokenFeed } from "../backends/backend.ts";
 import { HOST_TOKEN } from "../backends/token_feed.ts";
 import { invariant } from "./errors.ts";
