@@ -26,7 +26,7 @@ import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { ContextLogits } from "./context_logits.ts";
-import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
+import { ExecutorShutDownError, invariant, UnknownRequestError } from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import { kvCacheBlocks } from "./kv_cache_size.ts";
@@ -300,7 +300,12 @@ export class Executor {
   private iterate(): void {
     this.iterationStart = performance.now();
     const overlap = this.queueable();
-    if (this.flight && (!overlap || this.needsRead(this.flight))) this.land(this.flight);
+    // Reading the queued step first is an iteration of its own: one step's events per iteration, so
+    // a caller can cancel between any two (as in the synchronous loop).
+    if (this.flight && (!overlap || this.needsRead(this.flight))) {
+      this.land(this.flight);
+      return;
+    }
     const now = this.clock();
     const out = this.scheduler.schedule(now);
     for (const f of out.finished) if (this.live.has(f.requestId)) this.close(f.requestId, f.reason);
@@ -405,15 +410,19 @@ export class Executor {
    * request needs the synchronous step (overlap.ts). */
   private queueable(): boolean {
     if (!this.backend.enqueueSample || !this.backend.collectSample) return false;
-    for (const l of this.live.values()) if (overlapMode(l.state) === "sync") return false;
+    for (const l of this.live.values()) if (this.modeOf(l) === "sync") return false;
     return true;
+  }
+
+  private modeOf(l: Live): ReturnType<typeof overlapMode> {
+    return overlapMode(l.state, l.group instanceof SamplingGroup && l.group.fannedOut);
   }
 
   /** Whether a request of the step in flight builds its next inputs from its token on the host. */
   private needsRead(f: Flight): boolean {
-    for (const id of f.pending.keys()) {
-      const l = this.live.get(id);
-      if (l && overlapMode(l.state) === "afterRead") return true;
+    for (const { requestId } of f.pending.values()) {
+      const l = this.live.get(requestId);
+      if (l && this.modeOf(l) === "afterRead") return true;
     }
     return false;
   }
@@ -434,16 +443,23 @@ export class Executor {
     }
     const { params, transforms } = rowSampling(rows);
     const prev = this.flight;
-    const feed = feedFrom(prev, out) ?? undefined;
+    const kvIds = out.chunks.map((c) => (this.live.get(c.requestId) as Live).request.seqs[c.seq].kvId);
+    const feed = feedFrom(prev, out, kvIds) ?? undefined;
     const enqueue = this.backend.enqueueSample as NonNullable<ExecutionBackend["enqueueSample"]>;
     const ticket = enqueue.call(this.backend, step, params, transforms, feed);
     this.scheduler.advance(out);
-    const pending = new Map<number, { row: number; position: number }>();
-    for (const c of out.chunks) {
-      if (c.sample) pending.set(c.requestId, { row: pending.size, position: c.start + c.tokenIds.length });
-    }
+    const pending: Flight["pending"] = new Map();
+    out.chunks.forEach((c, i) => {
+      if (c.sample)
+        pending.set(kvIds[i], {
+          requestId: c.requestId,
+          row: pending.size,
+          position: c.start + c.tokenIds.length,
+        });
+    });
     this.flight = { out, ticket, pending, ...counts, started: now, overlapped: prev !== null };
     if (prev) this.land(prev);
+    else if (this.needsRead(this.flight)) this.land(this.flight); // nothing to overlap it with
   }
 
   /** Reads the queued step `f`: each request accepts its token (stops, text, events), then the
@@ -455,16 +471,35 @@ export class Executor {
     const got = collect.call(this.backend, f.ticket);
     const hostWaitMs = performance.now() - waitStart;
     const t = this.clock();
-    const next = new Map<number, number>();
-    for (const [id, p] of f.pending) {
+    const requests = new Set<number>();
+    for (const p of f.pending.values()) requests.add(p.requestId);
+    const next = new Map<number, number>(); // by KV table id: the token of each sequence that goes on
+    const going: number[] = [];
+    for (const id of requests) {
       const l = this.live.get(id);
-      if (!l) continue; // cancelled, timed out or failed since: its token is dropped
-      const sample = { token: got.tokens[p.row], logProb: got.logProbs[p.row], raw: null, failed: null };
-      const branches = this.advanceSamples(l, l.group as SamplingGroup, [sample], t, p.position);
-      if (branches) next.set(id, branches[0].token);
+      if (!l) continue; // cancelled, timed out or failed since: its tokens are dropped
+      // The rows of the sequences still live, in Request.seqs order (the group's); a sequence that
+      // ended when the step before was read has a row here too: it is dropped.
+      const r = l.request;
+      const rows = r.seqs.map((s) => {
+        const p = f.pending.get(s.kvId);
+        invariant(p !== undefined, `sequence ${s.kvId} of request ${id} has no row in the step read`);
+        return p;
+      });
+      const samples: RowSample[] = rows.map(({ row }) => ({
+        token: got.tokens[row],
+        logProb: got.logProbs[row],
+        raw: null,
+        failed: null,
+      }));
+      const before = rows[0].position;
+      const branches = this.advanceSamples(l, l.group as SamplingGroup, samples, t, before);
+      if (!branches) continue;
+      for (const b of branches) next.set(r.seqs[b.parent].kvId, b.token);
+      going.push(id);
     }
     this.scheduler.resolve(f.out, next);
-    for (const id of next.keys()) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
+    for (const id of going) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
     this.report(f.out, f, t - f.started, f.overlapped, hostWaitMs);
   }
 

@@ -6,7 +6,9 @@
 //   device:  [ step N ][ step N+1 ]                                            [ step N+2 ] …
 //
 // The scheduler plans N+1 as if every token of N arrives (a placeholder at its position; vLLM v1's
-// async scheduling). A request that N's token ends keeps its row in N+1: that row's token is dropped.
+// async scheduling). A request (or a sample of a group) that N's token ends keeps its row in N+1:
+// that row's token is dropped. The host reads at most one step per loop iteration, so a caller can
+// cancel between any two steps' events, as with the synchronous loop.
 // Its blocks are freed when N is read, while N+1 may still write its placeholder's slot: safe, since
 // the device runs steps (and block copies) in queue order, so a later owner of the block writes it
 // only after N+1 did, and reads only slots it wrote itself (the block holding the placeholder's slot
@@ -20,19 +22,20 @@ import { invariant } from "./errors.ts";
 import type { DecodingState } from "./executor_request.ts";
 import type { SchedulerOutput } from "./scheduler_output.ts";
 
-/** How the loop may run a request's steps (the fallback rules, in one place):
- *  - "sync": its rows need the synchronous step (forward, logits on the host): beams (their
- *    reordering decides the next inputs), numReturnSequences > 1 (the first sample fans out;
- *    sequences then stop one by one), LogitsProcessors, embedding bias, returnGenerationLogits,
- *    returnContextLogits. While such a request is live, every step is read before the next is built.
+/** How the loop may run a request's steps (the fallback rules, in one place). `ownInputs`: each of
+ * its sequences' next input is its own sampled token (false for beams, whose reordering decides the
+ * next inputs, and for numReturnSequences > 1 before the first sample fans out).
+ *  - "sync": its rows need the synchronous step (forward, logits on the host): not ownInputs,
+ *    LogitsProcessors, embedding bias, returnGenerationLogits, returnContextLogits. While such a
+ *    request is live, every step is read before the next is built.
  *  - "afterRead": its rows are sampled on the device, but its next step's decoding inputs are built
  *    on the host from its token list: repetition/presence/frequency penalties, no-repeat n-gram and
  *    bad-word bans, top-p decay. The step after one it samples in is built once that step is read.
  *  - "overlap": neither (min length only counts tokens: it may overlap).
  */
-export function overlapMode(state: DecodingState): "sync" | "afterRead" | "overlap" {
+export function overlapMode(state: DecodingState, ownInputs: boolean): "sync" | "afterRead" | "overlap" {
   const c = state.cfg;
-  if (state.width > 1 || state.needsHostLogits || c.returnContextLogits) return "sync";
+  if (!ownInputs || state.needsHostLogits || c.returnContextLogits) return "sync";
   const tokenFree =
     c.repetitionPenalty[0] === 1 &&
     c.presencePenalty[0] === 0 &&
@@ -48,8 +51,9 @@ export function overlapMode(state: DecodingState): "sync" | "afterRead" | "overl
 export interface Flight {
   out: SchedulerOutput;
   ticket: SampleTicket;
-  /** Per sampling request: its row in the ticket and its placeholder's position. */
-  pending: Map<number, { row: number; position: number }>;
+  /** Per sampling sequence, by KV table id: its request, its row in the ticket and its placeholder's
+   * position; in row order. */
+  pending: Map<number, { requestId: number; row: number; position: number }>;
   /** The iteration's stats, known at queue time (the rest is filled when it is read). */
   iteration: number;
   numContext: number;
@@ -62,12 +66,16 @@ export interface Flight {
 
 /** The feed of the step of `out` from the queued step `prev`: a decode whose input is `prev`'s
  * placeholder reads that row's token on the device; every other sequence takes the host's tokens.
- * Null when nothing is fed. */
-export function feedFrom(prev: Flight | null, out: SchedulerOutput): TokenFeed | null {
+ * `kvIds`: each chunk's sequence's KV table id. Null when nothing is fed. */
+export function feedFrom(
+  prev: Flight | null,
+  out: SchedulerOutput,
+  kvIds: readonly number[],
+): TokenFeed | null {
   if (!prev) return null;
   let fed = false;
-  const rows = Int32Array.from(out.chunks, (c) => {
-    const p = prev.pending.get(c.requestId);
+  const rows = Int32Array.from(out.chunks, (c, i) => {
+    const p = prev.pending.get(kvIds[i]);
     if (!p || p.position >= c.start + c.tokenIds.length) return HOST_TOKEN;
     invariant(
       c.start === p.position && c.tokenIds.length === 1,

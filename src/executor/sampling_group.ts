@@ -38,6 +38,11 @@ export class SamplingGroup {
     this.forked = n === 1;
   }
 
+  /** Whether each sequence's next input is its own sampled token (the fan-out is done). */
+  get fannedOut(): boolean {
+    return this.forked;
+  }
+
   /** The rows to sample for sequence `seq`'s logits row `row`: the root's row once per sequence
    * before the fan-out, else the sequence's own. */
   rows(r: Request, seq: number, row: number): SampledRow[] {

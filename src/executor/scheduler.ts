@@ -23,8 +23,8 @@
 // free the request's blocks at once. The overlapped loop (executor.ts) splits update() in two around
 // the queued step: advance() when it is queued (each sampling sequence gets a placeholder token, so
 // the next schedule() sees its decode and allocates the slot for it), resolve() once its tokens are
-// read (the real token replaces the placeholder, full blocks are keyed). A request whose last token
-// (maxNewTokens) is still a placeholder is not scheduled again.
+// read (the real token replaces the placeholder, a group's sequences that ended leave, full blocks are
+// keyed). A request whose last token (maxNewTokens) is still a placeholder is not scheduled again.
 import { InvalidArgumentError } from "../errors.ts";
 import {
   type CapacityPolicy,
@@ -251,9 +251,10 @@ export class Scheduler {
   }
 
   /** The overlapped form of update(), first half, right after `output`'s step was queued: each
-   * sequence advances by its chunk, and each sampling one (single-sequence requests only) gets a
-   * placeholder token at the end, written by resolve(). */
+   * sequence advances by its chunk, and each sampling one gets a placeholder token at the end, written
+   * by resolve(). A group must have fanned out already (its sequences each continue themselves). */
   advance(output: SchedulerOutput): void {
+    const sampled = new Set<Request>();
     for (const c of output.chunks) {
       const r = this.live.get(c.requestId);
       invariant(r?.status === "running", `advance of request ${c.requestId}, which is not running`);
@@ -261,29 +262,44 @@ export class Scheduler {
       invariant(s.numComputedTokens === c.start, `advance of request ${r.id} out of order`);
       s.numComputedTokens += c.tokenIds.length;
       if (!c.sample) continue;
-      invariant(r.width === 1, `request ${r.id} of width ${r.width} in an overlapped step`);
+      invariant(r.width === 1 || r.numOutputTokens > 0, `request ${r.id} fans out in an overlapped step`);
       s.tokens.push(PLACEHOLDER_TOKEN);
-      r.numPending++;
+      sampled.add(r);
     }
+    for (const r of sampled) r.numPending++;
   }
 
-  /** Second half, once the step's tokens are read: `tokens` has the token of each request that goes on
-   * (requests that left meanwhile are skipped; one still live but missing is a caller's bug). Writes
-   * each over its placeholder, keys the full blocks computed so far, finishes at maxNewTokens. */
+  /** Second half, once the oldest advanced step's tokens are read: `tokens` has, by KV table id, the
+   * token of each sequence that goes on; a sequence of a live request without one ends here (its
+   * blocks are freed; a request with none left must be finished by the caller first). Requests that
+   * left meanwhile are skipped. Writes each token over its placeholder, keys the full blocks computed
+   * so far, and finishes requests at maxNewTokens. */
   resolve(output: SchedulerOutput, tokens: ReadonlyMap<number, number>): void {
+    const sampled = new Set<number>();
+    for (const c of output.chunks) if (c.sample) sampled.add(c.requestId);
+    const touched = new Set<Request>();
     for (const c of output.chunks) {
       const r = this.live.get(c.requestId);
-      if (!r) continue;
-      const s = r.seqs[c.seq];
-      if (c.sample) {
-        const token = tokens.get(r.id);
-        invariant(token !== undefined, `no sampled token for request ${r.id}`);
-        s.tokens[c.start + c.tokenIds.length] = token;
+      if (r) touched.add(r);
+    }
+    for (const r of touched) {
+      if (sampled.has(r.id)) {
+        const kept = r.seqs.filter((s) => tokens.has(s.kvId));
+        invariant(kept.length > 0, `no sampled token for request ${r.id}`);
+        for (const s of r.seqs) {
+          const token = tokens.get(s.kvId);
+          if (token === undefined) this.kv.free(s.kvId);
+          else s.tokens[s.tokens.length - r.numPending] = token; // its oldest placeholder
+        }
+        r.seqs = kept;
         r.numPending--;
       }
       // Below numComputedTokens every token is real now: the next placeholder sits at it.
-      if (r.status === "running") this.kv.commit(s.kvId, s.tokens, s.numComputedTokens);
-      if (c.sample && r.numPending === 0 && r.numOutputTokens >= r.maxNewTokens) this.finish(r.id, "length");
+      if (r.status === "running")
+        for (const s of r.seqs)
+          if (this.kv.has(s.kvId)) this.kv.commit(s.kvId, s.tokens, s.numComputedTokens);
+      if (sampled.has(r.id) && r.numPending === 0 && r.numOutputTokens >= r.maxNewTokens)
+        this.finish(r.id, "length");
     }
   }
 

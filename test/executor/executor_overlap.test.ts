@@ -21,6 +21,7 @@ import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
 import { tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
 import { assertIdle, type Collected, collect, ticks } from "./executor_helpers.ts";
+import { collectGroup } from "./group_helpers.ts";
 
 const model = writeTinyModel("llama", 11);
 const dir = join(model.dir, "engine");
@@ -219,6 +220,43 @@ describe("executor overlap: the next step is queued before the last is read", ()
   });
 });
 
+describe("executor overlap: numReturnSequences > 1", () => {
+  test("after the fan-out (synchronous) the samples overlap; one that ends drops its next row", async () => {
+    const req: ExecutorRequest = {
+      prompt: prompt(9, 6),
+      maxNewTokens: 8,
+      temperature: 1,
+      seed: 5,
+      numReturnSequences: 3,
+    };
+    const free = synchronous();
+    const want = await collectGroup(free, free.enqueue({ ...req, endId: [] }));
+    // End one sample early: at its 3rd token, unless an earlier one of it is the same id.
+    const first = want.seqs[1].tokens;
+    const endId = first[2];
+    assert.ok(!first.slice(0, 2).includes(endId), "sample 1 would end earlier: the test lost its point");
+    const ref = synchronous();
+    const w = await collectGroup(ref, ref.enqueue({ ...req, endId }));
+    const { ex, spy } = spied();
+    const g = await collectGroup(ex, ex.enqueue({ ...req, endId, streaming: true }));
+    assert.deepEqual(
+      g.seqs.map((q) => [q.tokens, q.logProbs, q.finishReason]),
+      w.seqs.map((q) => [q.tokens, q.logProbs, q.finishReason]),
+    );
+    assert.equal(w.seqs[1].finishReason, "end");
+    assert.deepEqual(
+      spy.stats.map((q) => q.overlapped),
+      [false, false, true, true, true, true, true, true],
+      "the prompt's step fans out synchronously; the next is queued alone, then each before the last is read",
+    );
+    const made = w.seqs.reduce((a, q) => a + q.tokens.length, 0);
+    // The fan-out samples one logits row 3 times on the host (not queued); then each queued step has a
+    // row per live sample, and one more for sample 1 in the step queued before its end was read.
+    const sampledRows = spy.rows.reduce((a, b) => a + b, 0);
+    assert.equal(sampledRows, made - 3 + 1, "one dropped row: sample 1's, queued before its end was read");
+  });
+});
+
 describe("executor overlap: requests that need their token on the host", () => {
   test("a request with penalties waiting in the queue leaves the running decode overlapped", async () => {
     const { ex, spy } = spied({ maxNumSeqs: 1 });
@@ -314,7 +352,7 @@ describe("executor overlap: randomised mixes equal the synchronous loop", () => 
         policy: "maxUtilization",
         maxNumTokens,
         maxNumSeqs: Math.min(maxNumTokens, 4 + pick(8)),
-        maxTokens: 40 + 4 * pick(4),
+        maxTokens: (seed % 2 === 0 ? 56 : 40) + 4 * pick(4), // room for two samples of the longest
       };
       const stem = prompt(seed, 12);
       const js: Job[] = Array.from({ length: 24 }, (_, i) => {
@@ -327,6 +365,7 @@ describe("executor overlap: randomised mixes equal the synchronous loop", () => 
         };
         if (r() < 0.2) req.stopWords = [[pick(61)], [pick(61)], [pick(61)], [pick(61), pick(61)]];
         if (seed % 3 === 0 && r() < 0.08) req.presencePenalty = 0.5;
+        if (seed % 2 === 0 && !req.greedy && r() < 0.3) req.numReturnSequences = 2;
         return { req, delay: pick(3), cancelAfter: r() < 0.25 ? 1 + pick(3) : null };
       });
       const { ex, spy } = spied(opts);
@@ -344,7 +383,12 @@ describe("executor overlap: randomised mixes equal the synchronous loop", () => 
           w.events.map((e) => e.tokenIds.length),
         );
       }
-      assert.ok(spy.stats.filter((s) => s.overlapped).length > 10, "no overlap: the test lost its point");
+      assert.ok(spy.stats.filter((s) => s.overlapped).length > 4, "no overlap: the test lost its point");
+      if (seed % 2 === 0)
+        assert.ok(
+          js.some((j) => j.req.numReturnSequences),
+          "no numReturnSequences: the test lost its point",
+        );
       if (seed % 3 === 0)
         assert.ok(
           js.some((j) => j.req.presencePenalty),
