@@ -9,8 +9,9 @@
 // sampled on the device: one iteration schedules, builds and queues step N+1 (its decodes fed on the
 // device with N's tokens), then reads step N and does N's host work (stops, text, events) while N+1
 // runs. When a request of step N needs its token on the host to build its next inputs, N is read
-// before N+1 is scheduled; while a live request needs host logits, every step runs synchronously as
-// above (overlap.ts's overlapMode has the rules).
+// before N+1 is scheduled; while a live request needs host logits or its next inputs are not its own
+// tokens (beams, a group before its fan-out), every step runs synchronously as above (overlap.ts's
+// overlapMode has the rules). Either way the loop reads at most one step per iteration.
 //
 // A request is a group of sequences (rows of the same step): one, numReturnSequences samples
 // (sampling_group.ts) or beamWidth beams (beam_group.ts); they share the prompt's KV blocks and fork
