@@ -9,9 +9,10 @@
 // sampled on the device: one iteration schedules, builds and queues step N+1 (its decodes fed on the
 // device with N's tokens), then reads step N and does N's host work (stops, text, events) while N+1
 // runs. When a request of step N needs its token on the host to build its next inputs, N is read
-// before N+1 is scheduled; while a live request needs host logits or its next inputs are not its own
-// tokens (beams, a group before its fan-out), every step runs synchronously as above (overlap.ts's
-// overlapMode has the rules). Either way the loop reads at most one step per iteration.
+// before N+1 is scheduled; while a request that needs host logits or whose next inputs are not its
+// own tokens (beams, a group before its fan-out) runs or is next in the queue, every step runs
+// synchronously as above (overlap.ts's overlapMode has the rules). Either way the loop reads at most
+// one step per iteration.
 //
 // A request is a group of sequences (rows of the same step): one, numReturnSequences samples
 // (sampling_group.ts) or beamWidth beams (beam_group.ts); they share the prompt's KV blocks and fork
@@ -308,7 +309,7 @@ export class Executor {
       return;
     }
     const now = this.clock();
-    const out = this.scheduler.schedule(now);
+    const out = this.scheduler.schedule(now, overlap ? (r) => !this.isSync(r.id) : undefined);
     for (const f of out.finished) if (this.live.has(f.requestId)) this.close(f.requestId, f.reason);
     if (out.chunks.length === 0) {
       if (this.flight) this.land(this.flight);
@@ -407,12 +408,20 @@ export class Executor {
     this.report(out, counts, t - now, false, hostWaitMs);
   }
 
-  /** Whether the next step may be queued on the device: the backend queues steps and no live
-   * request needs the synchronous step (overlap.ts). */
+  /** Whether the next step may be queued on the device: the backend queues steps, and no request
+   * that needs the synchronous step (overlap.ts) runs or is the next to be admitted. Those further
+   * back in the queue wait (schedule's `admits`) until one is next: then the loop turns synchronous. */
   private queueable(): boolean {
     if (!this.backend.enqueueSample || !this.backend.collectSample) return false;
-    for (const l of this.live.values()) if (this.modeOf(l) === "sync") return false;
-    return true;
+    for (const l of this.live.values())
+      if (l.request.status === "running" && this.modeOf(l) === "sync") return false;
+    const next = this.scheduler.firstWaiting;
+    return !(next && this.isSync(next.id));
+  }
+
+  private isSync(id: number): boolean {
+    const l = this.live.get(id);
+    return l !== undefined && this.modeOf(l) === "sync";
   }
 
   private modeOf(l: Live): ReturnType<typeof overlapMode> {

@@ -27,7 +27,9 @@ import type { SchedulerOutput } from "./scheduler_output.ts";
  * next inputs, and for numReturnSequences > 1 before the first sample fans out).
  *  - "sync": its rows need the synchronous step (forward, logits on the host): not ownInputs,
  *    LogitsProcessors, embedding bias, returnGenerationLogits, returnContextLogits. While such a
- *    request is live, every step is read before the next is built.
+ *    request runs or is the next to be admitted, every step is read before the next is built;
+ *    further back in the queue it only keeps itself out of queued steps (Scheduler.schedule's
+ *    `admits`).
  *  - "afterRead": its rows are sampled on the device, but its next step's decoding inputs are built
  *    on the host from its token list: repetition/presence/frequency penalties, no-repeat n-gram and
  *    bad-word bans, top-p decay. The step after one it samples in is built once that step is read.

@@ -140,6 +140,11 @@ export class Scheduler {
     return this.live.get(id);
   }
 
+  /** The waiting request admitted next, if any. */
+  get firstWaiting(): Request | undefined {
+    return this.waiting[0];
+  }
+
   get numWaiting(): number {
     return this.waiting.length;
   }
@@ -177,8 +182,10 @@ export class Scheduler {
     return this.finish(id, "cancelled");
   }
 
-  /** One iteration's decision; `now` (ms) times out requests past their deadline first. */
-  schedule(now = 0): SchedulerOutput {
+  /** One iteration's decision; `now` (ms) times out requests past their deadline first. Admission
+   * stops at the first waiting request `admits` refuses (the overlapped loop keeps requests that
+   * need a synchronous step out of a queued one). */
+  schedule(now = 0, admits: (r: Request) => boolean = () => true): SchedulerOutput {
     for (const r of [...this.running, ...this.waiting]) if (now >= r.deadline) this.finish(r.id, "timed_out");
     const grants = new Map<Request, Grant>();
     const preempted: number[] = [];
@@ -219,7 +226,7 @@ export class Scheduler {
       grants.set(r, { request: r, sizes, numTokens: n, copies });
       budget -= n;
     }
-    if (preempted.length === 0) this.admit(budget, grants);
+    if (preempted.length === 0) this.admit(budget, grants, admits);
     const out = buildSchedulerOutput(grants.values(), this.kv, preempted, this.finished);
     invariant(out.numTokens <= this.maxNumTokens, `scheduled ${out.numTokens} tokens over the budget`);
     this.finished = [];
@@ -339,13 +346,14 @@ export class Scheduler {
 
   /** Admits waiting requests in queue order while budget, maxNumSeqs and blocks allow. Stops at the
    * first that does not fit (no overtaking). */
-  private admit(budget: number, grants: Map<Request, Grant>): void {
+  private admit(budget: number, grants: Map<Request, Grant>, admits: (r: Request) => boolean): void {
     const noEvict = this.policy === "guaranteedNoEvict";
     let reserved = noEvict ? reservedFutureBlocks(this.kv, this.running) : 0;
     let rows = 0;
     for (const r of this.running) rows += r.width;
     while (this.waiting.length > 0 && budget > 0 && rows + this.waiting[0].width <= this.maxNumSeqs) {
       const r = this.waiting[0];
+      if (!admits(r)) break;
       invariant(r.numPending === 0, `request ${r.id} readmitted before its pending token arrived`);
       let sizes: number[] | null;
       if (r.seqs.length === 1) {

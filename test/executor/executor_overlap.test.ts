@@ -277,6 +277,35 @@ describe("executor overlap: requests that need their token on the host", () => {
     assert.deepEqual(spy.log.slice(-8), ["q6", "c6", "q7", "c7", "q8", "c8", "q9", "c9"]);
   });
 
+  test("a LogitsProcessor request waits out of queued steps, then runs synchronously", async () => {
+    const { ex, spy } = spied();
+    const a = ex.enqueue({ prompt: prompt(6, 5), maxNewTokens: 10, greedy: true, endId: [] });
+    await ticks(3);
+    // Queued together behind a running decode: b is admitted into a queued step, p is not (its row
+    // needs its logits on the host) until it is next in the queue.
+    const b = ex.enqueue({ prompt: prompt(8, 5), maxNewTokens: 4, greedy: true, endId: [] });
+    const five = {
+      process: (logits: Float32Array) => {
+        logits[5] += 100;
+      },
+    };
+    const p = ex.enqueue({
+      prompt: prompt(7, 5),
+      maxNewTokens: 3,
+      greedy: true,
+      endId: [],
+      logitsProcessors: five,
+    });
+    const [ga, gb, gp] = await Promise.all([collect(ex, a), collect(ex, b), collect(ex, p)]);
+    assert.deepEqual(ga.tokens, await alone(prompt(6, 5), 10));
+    assert.deepEqual(gb.tokens, await alone(prompt(8, 5), 4));
+    assert.deepEqual(gp.tokens, [5, 5, 5], "p's processor ran on every step");
+    assert.ok(
+      spy.stats.some((s) => s.overlapped && s.numQueued === 1 && s.numContext === 1),
+      `b's prompt was not in a queued step while p waited: ${JSON.stringify(spy.stats.map((s) => [s.overlapped, s.numQueued, s.numContext]))}`,
+    );
+  });
+
   test("a request with a LogitsProcessor turns the overlap off while it is live", async () => {
     const { ex, spy } = spied({ maxNumSeqs: 1 });
     const a = ex.enqueue({ prompt: prompt(6, 5), maxNewTokens: 6, greedy: true, endId: [] });

@@ -144,6 +144,20 @@ describe("Scheduler, overlapped", () => {
     assertIdle(s.kv);
   });
 
+  test("admission stops at the first waiting request `admits` refuses; it is next afterwards", () => {
+    const s = new Scheduler(new KvCacheManager(32, 4), { maxNumTokens: 64 });
+    for (const id of [1, 2, 3]) s.add({ id, promptIds: range(10 * id, 3), maxNewTokens: 2 });
+    const out = s.schedule(0, (r) => r.id !== 2);
+    assert.deepEqual(
+      out.chunks.map((c) => c.requestId),
+      [1],
+      "request 3 does not overtake 2",
+    );
+    assert.equal(s.firstWaiting?.id, 2);
+    for (const id of [1, 2, 3]) s.finish(id, "cancelled");
+    assertIdle(s.kv);
+  });
+
   test("full blocks are keyed with the tokens read, never a placeholder", () => {
     const { s, e } = setup(32, { maxNumTokens: 16 }, never);
     s.add({ id: 1, promptIds: range(10, 3), maxNewTokens: 8 });
