@@ -1,9 +1,18 @@
 // The executor (TensorRT-LLM's Executor API): one loop owns a session's backend, one KV cache
 // manager sized at start, the scheduler and every live request. Callers only enqueue, read results,
-// cancel, ask for stats and shut down. One iteration:
+// cancel, ask for stats and shut down. One step:
 //
 //   schedule → build the step → forward + sample every logits row → each request's group turns its
 //   rows into branches and events → scheduler.update → emit results
+//
+// Overlapped (overlap.ts), when the backend queues steps (enqueueSample) and every live request is
+// sampled on the device: one iteration schedules, builds and queues step N+1 (its decodes fed on the
+// device with N's tokens), then reads step N and does N's host work (stops, text, events) while N+1
+// runs. When a request of step N needs its token on the host to build its next inputs, N is read
+// before N+1 is scheduled; while a request that needs host logits or whose next inputs are not its
+// own tokens (beams, a group before its fan-out) runs or is next in the queue, every step runs
+// synchronously as above (overlap.ts's overlapMode has the rules). Either way the loop reads at most
+// one step per iteration.
 //
 // A request is a group of sequences (rows of the same step): one, numReturnSequences samples
 // (sampling_group.ts) or beamWidth beams (beam_group.ts); they share the prompt's KV blocks and fork
@@ -12,23 +21,25 @@
 // The loop runs while a request is live and otherwise waits on a promise that enqueue resolves (no
 // polling, no timer: an idle executor keeps no process alive). It yields to the event loop between
 // iterations, so an enqueue or cancel made meanwhile takes effect in the next one.
-import type { ExecutionBackend } from "../backends/backend.ts";
+import type { ExecutionBackend, StepInput } from "../backends/backend.ts";
 import type { EngineConfig } from "../engine/format.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { ContextLogits } from "./context_logits.ts";
-import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
+import { ExecutorShutDownError, invariant, UnknownRequestError } from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import { kvCacheBlocks } from "./kv_cache_size.ts";
+import { type Flight, feedFrom, overlapMode } from "./overlap.ts";
 import type { Request, RequestFinishReason } from "./request.ts";
 import { ResultChannel, type ResultEvent, type SequenceUpdate } from "./request_results.ts";
-import { forwardAndSample, type SampledRow } from "./sample_rows.ts";
+import { forwardAndSample, rowSampling, type SampledRow } from "./sample_rows.ts";
 import { type RowSample, SamplingGroup } from "./sampling_group.ts";
 import { type Branch, type CapacityPolicy, Scheduler } from "./scheduler.ts";
-import { stepFromSchedule } from "./step_from_schedule.ts";
+import type { SchedulerOutput } from "./scheduler_output.ts";
+import { type SampleRow, stepFromSchedule } from "./step_from_schedule.ts";
 
 export type { ExecutorRequest, ResultEvent };
 
@@ -67,8 +78,16 @@ export interface ExecutorOptions {
 
 export interface IterationStats {
   iteration: number;
-  /** Host and device time of the iteration, schedule to results, on the executor's clock. */
+  /** Host and device time of the step, schedule to results, on the executor's clock. */
   latencyMs: number;
+  /** Whether the step was queued before the previous one was read (overlap.ts). */
+  overlapped: boolean;
+  /** Host ms (performance.now) the loop waited for this step's tokens: in collectSample, or in the
+   * synchronous forward. Near zero in a steady overlapped decode: the host, not the device, paces. */
+  hostWaitMs: number;
+  /** Host ms of the loop iteration that read this step, besides that wait: scheduling and building
+   * the next step, accepting tokens, text, events. */
+  hostMs: number;
   /** Chunks (rows of sequences) in the step; a beam or sample of a request is a row of its own. */
   numScheduled: number;
   /** Of them, chunks of prompt (or recompute) and single-token decodes. */
@@ -131,6 +150,10 @@ export class Executor {
   private contextTokens = 0;
   private generatedTokens = 0;
   private wake: (() => void) | null = null;
+  /** The queued step not read yet (overlapped loop). */
+  private flight: Flight | null = null;
+  /** performance.now() when the current loop iteration began. */
+  private iterationStart = 0;
   private closing: Promise<void> | null = null;
   private readonly loop: Promise<void>;
   private loopRunning = true;
@@ -261,6 +284,10 @@ export class Executor {
   private async run(): Promise<void> {
     for (;;) {
       if (!this.scheduler.hasWork) {
+        if (this.flight) {
+          this.iterationStart = performance.now();
+          this.tryLand();
+        }
         if (this.closing) break;
         await new Promise<void>((resolve) => {
           this.wake = resolve;
@@ -271,6 +298,7 @@ export class Executor {
         this.iterate();
       } catch (e) {
         // The step failed (a backend error): every live request ends with it; the loop goes on.
+        this.tryLand();
         for (const [id, l] of [...this.live]) {
           this.scheduler.finish(id, "cancelled");
           this.live.delete(id);
@@ -283,10 +311,21 @@ export class Executor {
   }
 
   private iterate(): void {
+    this.iterationStart = performance.now();
+    const overlap = this.queueable();
+    // Reading the queued step first is an iteration of its own: one step's events per iteration, so
+    // a caller can cancel between any two (as in the synchronous loop).
+    if (this.flight && (!overlap || this.needsRead(this.flight))) {
+      this.land(this.flight);
+      return;
+    }
     const now = this.clock();
-    const out = this.scheduler.schedule(now);
+    const out = this.scheduler.schedule(now, overlap ? (r) => !this.isSync(r.id) : undefined);
     for (const f of out.finished) if (this.live.has(f.requestId)) this.close(f.requestId, f.reason);
-    if (out.chunks.length === 0) return;
+    if (out.chunks.length === 0) {
+      if (this.flight) this.land(this.flight);
+      return;
+    }
     this.iterations++;
     if (out.blockCopies.length > 0) {
       this.backend.copyKvBlocks(
@@ -315,6 +354,11 @@ export class Executor {
       }
     }
     this.contextTokens += contextTokens;
+    if (overlap) {
+      const counts = { iteration: this.iterations, numContext, numContextTokens: contextTokens };
+      this.queue(out, step, sampled, counts, now);
+      return;
+    }
     // Sampled rows (sampling groups) and the logits rows of beams, per request in row order.
     const rows: SampledRow[] = [];
     const mine = new Map<number, { rows: number[]; logitRows: number[] }>();
@@ -334,7 +378,9 @@ export class Executor {
       }
     }
     const needLogits = context.length > 0 || [...mine.values()].some((m) => m.logitRows.length > 0);
+    const waitStart = performance.now();
     const got = forwardAndSample(this.backend, step, rows, needLogits);
+    const hostWaitMs = performance.now() - waitStart;
     const V = this.backend.vocabSize;
     for (const c of context) {
       const l = this.live.get(c.requestId) as Live;
@@ -372,13 +418,145 @@ export class Executor {
     this.scheduler.update(out, next);
     // The scheduler ends a request at maxNewTokens; its group has said so already (same limit).
     for (const id of next.keys()) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
+    const counts = { iteration: this.iterations, numContext, numContextTokens: contextTokens };
+    this.report(out, counts, t - now, false, hostWaitMs);
+  }
+
+  /** Whether the next step may be queued on the device: the backend queues steps, and no request
+   * that needs the synchronous step (overlap.ts) runs or is the next to be admitted. Those further
+   * back in the queue wait (schedule's `admits`) until one is next: then the loop turns synchronous. */
+  private queueable(): boolean {
+    if (!this.backend.enqueueSample || !this.backend.collectSample) return false;
+    for (const l of this.live.values())
+      if (l.request.status === "running" && this.modeOf(l) === "sync") return false;
+    const next = this.scheduler.firstWaiting;
+    return !(next && this.isSync(next.id));
+  }
+
+  private isSync(id: number): boolean {
+    const l = this.live.get(id);
+    return l !== undefined && this.modeOf(l) === "sync";
+  }
+
+  private modeOf(l: Live): ReturnType<typeof overlapMode> {
+    return overlapMode(l.state, l.group instanceof SamplingGroup && l.group.fannedOut);
+  }
+
+  /** Whether a request of the step in flight builds its next inputs from its token on the host. */
+  private needsRead(f: Flight): boolean {
+    for (const { requestId } of f.pending.values()) {
+      const l = this.live.get(requestId);
+      if (l && this.modeOf(l) === "afterRead") return true;
+    }
+    return false;
+  }
+
+  /** Queues the step of `out` (fed from the step in flight), advances the scheduler past it with
+   * placeholders, then reads the step in flight, if any. */
+  private queue(
+    out: SchedulerOutput,
+    step: StepInput,
+    sampled: readonly SampleRow[],
+    counts: Pick<Flight, "iteration" | "numContext" | "numContextTokens">,
+    now: number,
+  ): void {
+    const rows: SampledRow[] = [];
+    for (const sr of sampled) {
+      const l = this.live.get(sr.requestId) as Live;
+      rows.push(...(l.group as SamplingGroup).rows(l.request, sr.seq, sr.row));
+    }
+    const { params, transforms } = rowSampling(rows);
+    const prev = this.flight;
+    const kvIds = out.chunks.map((c) => (this.live.get(c.requestId) as Live).request.seqs[c.seq].kvId);
+    const feed = feedFrom(prev, out, kvIds) ?? undefined;
+    const enqueue = this.backend.enqueueSample as NonNullable<ExecutionBackend["enqueueSample"]>;
+    const ticket = enqueue.call(this.backend, step, params, transforms, feed);
+    this.scheduler.advance(out);
+    const pending: Flight["pending"] = new Map();
+    out.chunks.forEach((c, i) => {
+      if (c.sample)
+        pending.set(kvIds[i], {
+          requestId: c.requestId,
+          row: pending.size,
+          position: c.start + c.tokenIds.length,
+        });
+    });
+    this.flight = { out, ticket, pending, ...counts, started: now, overlapped: prev !== null };
+    if (prev) this.land(prev);
+    else if (this.needsRead(this.flight)) this.land(this.flight); // nothing to overlap it with
+  }
+
+  /** Reads the queued step `f`: each request accepts its token (stops, text, events), then the
+   * scheduler writes the tokens of those that go on over their placeholders. */
+  private land(f: Flight): void {
+    if (this.flight === f) this.flight = null;
+    const collect = this.backend.collectSample as NonNullable<ExecutionBackend["collectSample"]>;
+    const waitStart = performance.now();
+    const got = collect.call(this.backend, f.ticket);
+    const hostWaitMs = performance.now() - waitStart;
+    const t = this.clock();
+    const requests = new Set<number>();
+    for (const p of f.pending.values()) requests.add(p.requestId);
+    const next = new Map<number, number>(); // by KV table id: the token of each sequence that goes on
+    const going: number[] = [];
+    for (const id of requests) {
+      const l = this.live.get(id);
+      if (!l) continue; // cancelled, timed out or failed since: its tokens are dropped
+      // The rows of the sequences still live, in Request.seqs order (the group's); a sequence that
+      // ended when the step before was read has a row here too: it is dropped.
+      const r = l.request;
+      const rows = r.seqs.map((s) => {
+        const p = f.pending.get(s.kvId);
+        invariant(p !== undefined, `sequence ${s.kvId} of request ${id} has no row in the step read`);
+        return p;
+      });
+      const samples: RowSample[] = rows.map(({ row }) => ({
+        token: got.tokens[row],
+        logProb: got.logProbs[row],
+        raw: null,
+        failed: null,
+      }));
+      const before = rows[0].position;
+      const branches = this.advanceSamples(l, l.group as SamplingGroup, samples, t, before);
+      if (!branches) continue;
+      for (const b of branches) next.set(r.seqs[b.parent].kvId, b.token);
+      going.push(id);
+    }
+    this.scheduler.resolve(f.out, next);
+    for (const id of going) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
+    this.report(f.out, f, t - f.started, f.overlapped, hostWaitMs);
+  }
+
+  /** Reads the step in flight, if any, after a failure or before the loop sleeps; a read that fails
+   * too is dropped (the backend's queue is abandoned). */
+  private tryLand(): void {
+    const f = this.flight;
+    if (!f) return;
+    this.flight = null;
+    try {
+      this.land(f);
+    } catch {
+      // the device failed already; its requests have ended with that error
+    }
+  }
+
+  private report(
+    out: SchedulerOutput,
+    counts: Pick<Flight, "iteration" | "numContext" | "numContextTokens">,
+    latencyMs: number,
+    overlapped: boolean,
+    hostWaitMs: number,
+  ): void {
     this.onIteration?.({
-      iteration: this.iterations,
-      latencyMs: t - now,
+      iteration: counts.iteration,
+      latencyMs,
+      overlapped,
+      hostWaitMs,
+      hostMs: Math.max(0, performance.now() - this.iterationStart - hostWaitMs),
       numScheduled: out.chunks.length,
-      numContext,
-      numGeneration: out.chunks.length - numContext,
-      numContextTokens: contextTokens,
+      numContext: counts.numContext,
+      numGeneration: out.chunks.length - counts.numContext,
+      numContextTokens: counts.numContextTokens,
       numQueued: this.scheduler.numWaiting,
       numPaused: out.preempted.length,
       kv: this.kv.stats(),
@@ -407,8 +585,14 @@ export class Executor {
 
   /** The sampled tokens of `l`'s rows: one event per sequence (token or finish). Returns the branches
    * of the sequences that go on, or null when none does (or it failed). */
-  private advanceSamples(l: Live, group: SamplingGroup, samples: RowSample[], t: number): Branch[] | null {
-    const res = group.step(l.request, samples);
+  private advanceSamples(
+    l: Live,
+    group: SamplingGroup,
+    samples: RowSample[],
+    t: number,
+    before?: number,
+  ): Branch[] | null {
+    const res = group.step(l.request, samples, before);
     if ("error" in res) return this.fail(l, res.error);
     this.generatedTokens += samples.length;
     l.channel.timing.firstToken ??= t;

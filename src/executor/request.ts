@@ -76,6 +76,9 @@ export class Request {
   /** Prompt tokens found in the prefix cache at the latest admission. */
   numCachedTokens = 0;
   numPreemptions = 0;
+  /** Placeholder tokens at the end of `tokens` whose real value a queued step has not returned yet
+   * (the overlapped loop: Scheduler.advance pushes one, Scheduler.resolve writes it). */
+  numPending = 0;
   /** FCFS order: position of the request's arrival among all added. */
   arrivalOrder = 0;
   /** Order of the latest admission into the running set (preemption takes the newest). */

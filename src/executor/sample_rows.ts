@@ -48,12 +48,7 @@ export function forwardAndSample(
     const empty = { tokens: new Int32Array(0), logProbs: new Float32Array(0), rawLogits: [], failed: [] };
     return { ...empty, logits: allLogits ? logits.slice() : null };
   }
-  const views = rows.map((r) => r.state.row(r.tokens));
-  const transforms = mergeTransforms(
-    rows.map((r, i) => stepTransforms([views[i]], r.state.cfg, [r.state.badWordIds])),
-    views,
-  );
-  const params = sampleParams(rows);
+  const { views, transforms, params } = rowSampling(rows);
   const rawLogits: (Float32Array | null)[] = rows.map(() => null);
   const failed: (RequestCallbackError | null)[] = rows.map(() => null);
   const everyRow = rows.length === step.logitRows.length && rows.every((r, i) => r.row === i);
@@ -88,6 +83,21 @@ export function forwardAndSample(
     }
   });
   return { ...ops.sample(logits, rows.length, V, params), rawLogits, failed, logits: out };
+}
+
+/** The batch's decoding inputs, each row's built as for a batch of one: the pipeline's views of the
+ * rows, the merged transforms and the sampler's settings (also what the overlapped loop queues). */
+export function rowSampling(rows: readonly SampledRow[]): {
+  views: Row[];
+  transforms: StepTransforms;
+  params: SampleParams;
+} {
+  const views = rows.map((r) => r.state.row(r.tokens));
+  const transforms = mergeTransforms(
+    rows.map((r, i) => stepTransforms([views[i]], r.state.cfg, [r.state.badWordIds])),
+    views,
+  );
+  return { views, transforms, params: sampleParams(rows) };
 }
 
 /** The sampler's settings per row, as runtime/live_sequence.ts's sampleParamsOf for one sequence. */

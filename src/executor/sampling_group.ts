@@ -38,6 +38,11 @@ export class SamplingGroup {
     this.forked = n === 1;
   }
 
+  /** Whether each sequence's next input is its own sampled token (the fan-out is done). */
+  get fannedOut(): boolean {
+    return this.forked;
+  }
+
   /** The rows to sample for sequence `seq`'s logits row `row`: the root's row once per sequence
    * before the fan-out, else the sequence's own. */
   rows(r: Request, seq: number, row: number): SampledRow[] {
@@ -46,15 +51,18 @@ export class SamplingGroup {
     return [{ requestId: r.id, state: this.live[seq], tokens: r.seqs[seq].tokens, row }];
   }
 
-  /** `samples`: the outcome of each row rows() gave, in that order. */
-  step(r: Request, samples: readonly RowSample[]): GroupStep {
+  /** `samples`: the outcome of each row rows() gave, in that order. `before`: the sequence's tokens
+   * before the sampled one, when its token list runs on past it (the overlapped loop's placeholders);
+   * default all of them. */
+  step(r: Request, samples: readonly RowSample[], before?: number): GroupStep {
     const branches: Branch[] = [];
     const updates: Omit<SequenceUpdate, "isFinal">[] = [];
     const next: DecodingState[] = [];
     for (const [i, s] of samples.entries()) {
       const parent = this.forked ? i : 0;
       const state = this.live[i];
-      const tokens = r.seqs[parent].tokens;
+      const all = r.seqs[parent].tokens;
+      const tokens = before === undefined ? all : all.slice(0, before);
       if (s.failed) return { error: s.failed };
       if (Number.isNaN(s.logProb) || s.logProb === Number.POSITIVE_INFINITY)
         return {

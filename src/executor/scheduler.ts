@@ -20,7 +20,11 @@
 // the prompt's) once they are computed, then recomputes only its own rest: a group never needs more
 // blocks than when it first ran. maxNumSeqs counts rows: a running request counts its width.
 // The caller alternates schedule() → run the step → update(); cancel/finish may come at any time and
-// free the request's blocks at once.
+// free the request's blocks at once. The overlapped loop (executor.ts) splits update() in two around
+// the queued step: advance() when it is queued (each sampling sequence gets a placeholder token, so
+// the next schedule() sees its decode and allocates the slot for it), resolve() once its tokens are
+// read (the real token replaces the placeholder, a group's sequences that ended leave, full blocks are
+// keyed). A request whose last token (maxNewTokens) is still a placeholder is not scheduled again.
 import { InvalidArgumentError } from "../errors.ts";
 import {
   type CapacityPolicy,
@@ -41,6 +45,10 @@ export interface Branch {
   parent: number;
   token: number;
 }
+
+/** What advance() puts where a queued step's token will go (never read: the device feeds the real
+ * one, and resolve() writes it before anything else reads the sequence's tokens). */
+export const PLACEHOLDER_TOKEN = 0;
 
 const NO_HIT: PrefixHit = { blocks: [], keys: [], numTokens: 0 };
 
@@ -132,6 +140,11 @@ export class Scheduler {
     return this.live.get(id);
   }
 
+  /** The waiting request admitted next, if any. */
+  get firstWaiting(): Request | undefined {
+    return this.waiting[0];
+  }
+
   get numWaiting(): number {
     return this.waiting.length;
   }
@@ -169,8 +182,10 @@ export class Scheduler {
     return this.finish(id, "cancelled");
   }
 
-  /** One iteration's decision; `now` (ms) times out requests past their deadline first. */
-  schedule(now = 0): SchedulerOutput {
+  /** One iteration's decision; `now` (ms) times out requests past their deadline first. Admission
+   * stops at the first waiting request `admits` refuses (the overlapped loop keeps requests that
+   * need a synchronous step out of a queued one). */
+  schedule(now = 0, admits: (r: Request) => boolean = () => true): SchedulerOutput {
     for (const r of [...this.running, ...this.waiting]) if (now >= r.deadline) this.finish(r.id, "timed_out");
     const grants = new Map<Request, Grant>();
     const preempted: number[] = [];
@@ -179,6 +194,7 @@ export class Scheduler {
     for (const r of decodeFirst) {
       if (budget === 0) break;
       if (r.status !== "running") continue; // preempted earlier in this loop
+      if (r.numPending > 0 && r.numOutputTokens >= r.maxNewTokens) continue; // its last token is coming
       invariant(r.numUncomputed > 0, `running request ${r.id} has nothing to compute`);
       this.joinPrefixes(r);
       const sizes = chunkSizes(r, budget, (s) => this.kv.has(s.kvId));
@@ -210,7 +226,7 @@ export class Scheduler {
       grants.set(r, { request: r, sizes, numTokens: n, copies });
       budget -= n;
     }
-    if (preempted.length === 0) this.admit(budget, grants);
+    if (preempted.length === 0) this.admit(budget, grants, admits);
     const out = buildSchedulerOutput(grants.values(), this.kv, preempted, this.finished);
     invariant(out.numTokens <= this.maxNumTokens, `scheduled ${out.numTokens} tokens over the budget`);
     this.finished = [];
@@ -238,6 +254,59 @@ export class Scheduler {
       invariant(next !== undefined, `no sampled token for request ${r.id}`);
       this.branch(r, typeof next === "number" ? [{ parent: 0, token: next }] : next);
       if (r.numOutputTokens >= r.maxNewTokens) this.finish(r.id, "length");
+    }
+  }
+
+  /** The overlapped form of update(), first half, right after `output`'s step was queued: each
+   * sequence advances by its chunk, and each sampling one gets a placeholder token at the end, written
+   * by resolve(). A group must have fanned out already (its sequences each continue themselves). */
+  advance(output: SchedulerOutput): void {
+    const sampled = new Set<Request>();
+    for (const c of output.chunks) {
+      const r = this.live.get(c.requestId);
+      invariant(r?.status === "running", `advance of request ${c.requestId}, which is not running`);
+      const s = r.seqs[c.seq];
+      invariant(s.numComputedTokens === c.start, `advance of request ${r.id} out of order`);
+      s.numComputedTokens += c.tokenIds.length;
+      if (!c.sample) continue;
+      invariant(r.width === 1 || r.numOutputTokens > 0, `request ${r.id} fans out in an overlapped step`);
+      s.tokens.push(PLACEHOLDER_TOKEN);
+      sampled.add(r);
+    }
+    for (const r of sampled) r.numPending++;
+  }
+
+  /** Second half, once the oldest advanced step's tokens are read: `tokens` has, by KV table id, the
+   * token of each sequence that goes on; a sequence of a live request without one ends here (its
+   * blocks are freed; a request with none left must be finished by the caller first). Requests that
+   * left meanwhile are skipped. Writes each token over its placeholder, keys the full blocks computed
+   * so far, and finishes requests at maxNewTokens. */
+  resolve(output: SchedulerOutput, tokens: ReadonlyMap<number, number>): void {
+    const sampled = new Set<number>();
+    for (const c of output.chunks) if (c.sample) sampled.add(c.requestId);
+    const touched = new Set<Request>();
+    for (const c of output.chunks) {
+      const r = this.live.get(c.requestId);
+      if (r) touched.add(r);
+    }
+    for (const r of touched) {
+      if (sampled.has(r.id)) {
+        const kept = r.seqs.filter((s) => tokens.has(s.kvId));
+        invariant(kept.length > 0, `no sampled token for request ${r.id}`);
+        for (const s of r.seqs) {
+          const token = tokens.get(s.kvId);
+          if (token === undefined) this.kv.free(s.kvId);
+          else s.tokens[s.tokens.length - r.numPending] = token; // its oldest placeholder
+        }
+        r.seqs = kept;
+        r.numPending--;
+      }
+      // Below numComputedTokens every token is real now: the next placeholder sits at it.
+      if (r.status === "running")
+        for (const s of r.seqs)
+          if (this.kv.has(s.kvId)) this.kv.commit(s.kvId, s.tokens, s.numComputedTokens);
+      if (sampled.has(r.id) && r.numPending === 0 && r.numOutputTokens >= r.maxNewTokens)
+        this.finish(r.id, "length");
     }
   }
 
@@ -277,13 +346,15 @@ export class Scheduler {
 
   /** Admits waiting requests in queue order while budget, maxNumSeqs and blocks allow. Stops at the
    * first that does not fit (no overtaking). */
-  private admit(budget: number, grants: Map<Request, Grant>): void {
+  private admit(budget: number, grants: Map<Request, Grant>, admits: (r: Request) => boolean): void {
     const noEvict = this.policy === "guaranteedNoEvict";
     let reserved = noEvict ? reservedFutureBlocks(this.kv, this.running) : 0;
     let rows = 0;
     for (const r of this.running) rows += r.width;
     while (this.waiting.length > 0 && budget > 0 && rows + this.waiting[0].width <= this.maxNumSeqs) {
       const r = this.waiting[0];
+      if (!admits(r)) break;
+      invariant(r.numPending === 0, `request ${r.id} readmitted before its pending token arrived`);
       let sizes: number[] | null;
       if (r.seqs.length === 1) {
         const hit = r.noPrefixHits ? NO_HIT : this.kv.findPrefix(r.tokens, r.cacheSalt, r.blockKeys);

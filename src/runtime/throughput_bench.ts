@@ -6,7 +6,7 @@
 //   TTFT = first token − enqueue      TPOT = (last − first) / (tokens − 1)      ITL = token − previous
 // Against the floor of a decode step of the requests that run at once (floors.ts): max(bytes it reads /
 // measured copy bandwidth, its FLOPs / measured GEMM rate).
-import { Executor, type ExecutorSession } from "../executor/executor.ts";
+import { Executor, type ExecutorSession, type IterationStats } from "../executor/executor.ts";
 import type { CapacityPolicy } from "../executor/scheduler.ts";
 import { BenchOptionError, type BenchSampling, BenchShapeError } from "./bench.ts";
 import { decodeStepWork, floorMs } from "./floors.ts";
@@ -85,6 +85,12 @@ export interface ThroughputResult {
     peakKvBlocksUsed: number;
     /** peakKvBlocksUsed / kvBlocks. */
     peakKvUsage: number;
+    /** Iterations whose step was queued while the previous one ran (the executor's overlap). */
+    overlappedIterations: number;
+    /** Per iteration: host ms waiting for the step's tokens (collectSample, or the synchronous
+     * forward), and host ms of the loop's own work; waits near zero mean the host sets the pace. */
+    hostWaitMs: Summary;
+    hostMs: Summary;
   };
 }
 
@@ -181,6 +187,7 @@ export async function runThroughputBench(
   }
   const decoding = o.sampling ? { ...o.sampling, seed } : ({ greedy: true } as const);
   let peak = 0;
+  let iterations: IterationStats[] = [];
   const borrowed: ExecutorSession = {
     backend,
     config,
@@ -196,6 +203,7 @@ export async function runThroughputBench(
     clock: () => performance.now(),
     onIteration: (s) => {
       peak = Math.max(peak, s.kv.numUsed);
+      iterations.push(s);
     },
   });
   // The requests that can run at once: the executor's KV cache at full length, and the executor's running cap
@@ -223,6 +231,7 @@ export async function runThroughputBench(
     await tokenTimes(executor, request(warmPrompt, Math.min(4, o.outputLen)));
     const before = executor.stats();
     peak = 0;
+    iterations = [];
     const t0 = performance.now();
     const runs: Promise<number[]>[] = [];
     const enqueued: number[] = [];
@@ -279,6 +288,9 @@ export async function runThroughputBench(
         kvTokens: after.kv.numBlocks * after.kv.tokensPerBlock,
         peakKvBlocksUsed: peak,
         peakKvUsage: peak / after.kv.numBlocks,
+        overlappedIterations: iterations.filter((s) => s.overlapped).length,
+        hostWaitMs: summary(iterations.map((s) => s.hostWaitMs)),
+        hostMs: summary(iterations.map((s) => s.hostMs)),
       },
     };
   } finally {

@@ -62,6 +62,13 @@ test("kiln bench --num-requests --json: every field, consistent", () => {
     assert.equal(e.kvBlocks, 4);
     assert.equal(e.peakKvBlocksUsed, 4);
     assert.equal(e.peakKvUsage, 1);
+    // The CPU backend queues steps: after the first, each decode is queued before the last is read.
+    assert.ok(e.overlappedIterations > 0 && e.overlappedIterations < e.iterations, JSON.stringify(e));
+    for (const k of ["hostWaitMs", "hostMs"])
+      assert.ok(
+        e[k].mean >= 0 && e[k].p99 >= e[k].median && e[k].median >= 0,
+        `${k}: ${JSON.stringify(e[k])}`,
+      );
     assert.equal(o.sampling, null);
     // The decode step floor: the 4 requests the cache holds at once, below the measured TPOT.
     assert.equal(o.floorBatch, 4);
@@ -90,6 +97,9 @@ test("kiln bench --num-requests --json: every field, consistent", () => {
     assert.match(table.stdout, /decoding\s+sampled \(temperature 1, topK 5\)/);
     assert.match(table.stdout, /TPOT\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
     assert.match(table.stdout, /decode step floor\s+[\d.]+ ms at \d+ sequences \(median TPOT ×[\d.]+\)/);
+    assert.match(table.stdout, /iterations\s+\d+ \(0 preemptions, \d+ overlapped\)/);
+    assert.match(table.stdout, /host wait per iteration\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
+    assert.match(table.stdout, /host work per iteration\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
   } finally {
     cache.cleanup();
   }
