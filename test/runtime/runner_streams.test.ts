@@ -1,13 +1,12 @@
 // ModelRunner's steps and streams over the executor, on the bundled model: the steps of a batch
 // whose sequences end at different steps (token and text stop words, a criterion, min length, the
 // context window) add up to exactly what generate returns; an abort after one sample finished leaves
-// the next call exact; and the backend's fused forward-and-sample path (as CUDA's forwardSample,
-// emulated on the host) gives what the host path gives, non-finite log-probs included.
+// the next call exact; and the backend's own decoding (its sample queue, as CUDA's) gives what the
+// host path gives, non-finite log-probs included.
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import type { ExecutionBackend, StepInput } from "../../src/backends/backend.ts";
-import type { SampleParams, StepTransforms } from "../../src/backends/decoding_ops.ts";
+import type { ExecutionBackend, SampleTicket } from "../../src/backends/backend.ts";
 import { NonFiniteLogitsError } from "../../src/runtime/errors.ts";
 import { type GenerateOptions, ModelRunner } from "../../src/runtime/model_runner.ts";
 import type { RequestOutput, StepOutput } from "../../src/runtime/outputs.ts";
@@ -16,27 +15,48 @@ import { tempCache } from "../helpers/tiny_model.ts";
 
 const MODEL = fileURLToPath(new URL("../../models/default", import.meta.url));
 
-/** Installs a host forwardSample (forward, then the decoding ops, as one call) on `backend`;
- * `poison(call)` names rows whose log-prob reads NaN, as non-finite logits make it on the device. */
-function emulateForwardSample(
+const DEVICE_DECODING = ["forwardSample", "enqueueSample", "collectSample"] as const;
+
+/** Hides the backend's device-side decoding (forwardSample and the sample queue), so every step's
+ * logits come to the host and are decoded there. Returns the undo. */
+function hostDecodingOnly(backend: ExecutionBackend): () => void {
+  const b = backend as unknown as Record<string, unknown>;
+  for (const k of DEVICE_DECODING) b[k] = undefined;
+  return () => {
+    for (const k of DEVICE_DECODING) delete b[k];
+  };
+}
+
+/** Counts the steps the backend decodes itself (its sample queue, which forwardSample also goes
+ * through); `poison(collection)` names rows whose log-prob reads NaN, as non-finite logits make it
+ * on the device. */
+function watchDeviceDecoding(
   backend: ExecutionBackend,
   poison: (call: number) => readonly number[] = () => [],
 ) {
-  const V = backend.vocabSize;
+  const b = backend as unknown as Record<string, unknown>;
+  const enqueue = backend.enqueueSample?.bind(backend);
+  const collect = backend.collectSample?.bind(backend);
+  assert.ok(enqueue && collect, "the CPU backend has a sample queue");
   const stats = { calls: 0 };
-  const b = backend as ExecutionBackend & Record<string, unknown>;
-  b.forwardSample = (step: StepInput, p: SampleParams, t: StepTransforms) => {
-    const B = step.logitRows.length;
-    const logits = backend.forward(step).slice();
-    if (t.bias) backend.decoding.addBias(logits, B, V, t.bias);
-    if (t.penalties) backend.decoding.applyPenalties(logits, B, V, t.penalties);
-    if (t.banned) backend.decoding.banTokens(logits, B, V, t.banned);
-    const sampled = backend.decoding.sample(logits, B, V, p);
-    for (const r of poison(stats.calls)) sampled.logProbs[r] = Number.NaN;
+  b.enqueueSample = (...args: Parameters<typeof enqueue>) => {
     stats.calls++;
-    return sampled;
+    return enqueue(...args);
   };
-  return { stats, uninstall: () => delete b.forwardSample };
+  let collected = 0;
+  b.collectSample = (ticket: SampleTicket) => {
+    const r = collect(ticket);
+    const rows = poison(collected++);
+    if (rows.length === 0) return r;
+    const logProbs = r.logProbs.slice();
+    for (const row of rows) logProbs[row] = Number.NaN;
+    return { tokens: r.tokens, logProbs };
+  };
+  const uninstall = () => {
+    delete b.enqueueSample;
+    delete b.collectSample;
+  };
+  return { stats, uninstall };
 }
 
 describe("runner steps and streams", () => {
@@ -183,7 +203,7 @@ describe("runner steps and streams", () => {
     assert.equal(runner.generation.stats()?.kv.numUsed, 0);
   });
 
-  test("the fused forward-and-sample path gives what the host path gives", async () => {
+  test("the backend's own decoding gives what the host path gives", async () => {
     for (const [input, o] of [
       [prompts, { greedy: true, maxNewTokens: 14, ignoreEos: true }],
       [
@@ -204,22 +224,28 @@ describe("runner steps and streams", () => {
         { temperature: 0.9, seed: 3, maxNewTokens: 8, ignoreEos: true, topPDecay: 0.9, topP: 0.9 },
       ],
     ] as [string[], GenerateOptions][]) {
-      const plain = await runner.generate(input, o);
-      const emu = emulateForwardSample(runner.session.backend);
+      const undo = hostDecodingOnly(runner.session.backend);
+      let plain: RequestOutput[];
+      try {
+        plain = await runner.generate(input, o);
+      } finally {
+        undo();
+      }
+      const emu = watchDeviceDecoding(runner.session.backend);
       try {
         const fused = await runner.generate(input, o);
         assert.deepEqual(strip(fused), strip(plain), JSON.stringify(o));
-        assert.ok(emu.stats.calls > 0, "the fused path ran");
+        assert.ok(emu.stats.calls > 0, "the backend decoded steps itself");
       } finally {
         emu.uninstall();
       }
     }
   });
 
-  test("non-finite log-probs from the fused path raise NonFiniteLogitsError naming the row's sequence", async () => {
+  test("non-finite log-probs from the backend's decoding raise NonFiniteLogitsError naming the row's sequence", async () => {
     // Token 0 is sampled on the host (each prompt's row fans out to its 2 samples); fused call c then
     // samples token c + 1 of 2 prompts × 2 samples, whose row 2 is prompt 1, sample 0.
-    const emu = emulateForwardSample(runner.session.backend, (c) => (c === 2 ? [2] : []));
+    const emu = watchDeviceDecoding(runner.session.backend, (c) => (c === 2 ? [2] : []));
     try {
       const o = { temperature: 0.8, seed: 5, maxNewTokens: 10, ignoreEos: true, numReturnSequences: 2 };
       await assert.rejects(
