@@ -21,6 +21,7 @@ import { GEMM_WORKSPACE_BYTES, gemmKey, nextPow2 } from "./gemm_algorithms.ts";
 import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
+import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
 import type { Lowered, LoweredStep, RopeStep } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
 import type { PackedStep } from "./step_metadata.ts";
@@ -178,16 +179,6 @@ export class StepLauncher {
     return g;
   }
 
-  private normBlock(width: number): number {
-    const vec = 16 / this.elem;
-    const per = width % vec === 0 ? Math.ceil(width / vec) : width;
-    return Math.min(1024, Math.ceil(per / 32) * 32);
-  }
-
-  private elementwiseGrid(n: number): number {
-    return Math.max(1, Math.min(Math.ceil(n / (256 * (16 / this.elem))), 65535));
-  }
-
   /** The rope step's arguments from positions to norm_eps (rope_kv.cu's order, attention_decode_rope*'s
    * too): positions, slots, inv_freq, inv_freq_index (dynamic NTK only), attention_scaling, the q/k norm
    * weights (or null) and their eps. */
@@ -288,7 +279,7 @@ export class StepLauncher {
         const g = op.groupWidth ?? op.width;
         const rows = (rowsOf(op.x) * op.width) / g;
         const mod = op.groupWidth ? "rmsnorm_head" : "rmsnorm";
-        this.kernels.launch(mod, "rms_norm", [rows], this.normBlock(g), [
+        this.kernels.launch(mod, "rms_norm", [rows], normBlock(g, this.elem), [
           { ptr: this.arena.ptr(op.x) },
           { ptr: this.weights.ptr(op.weight) },
           { ptr: this.arena.ptr(op.out) },
@@ -300,7 +291,7 @@ export class StepLauncher {
       case "layer_norm": {
         const op = step.op;
         const rows = rowsOf(op.x);
-        this.kernels.launch("layernorm", "layer_norm", [rows], this.normBlock(op.width), [
+        this.kernels.launch("layernorm", "layer_norm", [rows], normBlock(op.width, this.elem), [
           { ptr: this.arena.ptr(op.x) },
           { ptr: this.weights.ptr(op.weight) },
           { ptr: this.weights.ptr(op.bias) },
@@ -313,7 +304,7 @@ export class StepLauncher {
       case "add_rms_norm": {
         const op = step.op;
         const rows = rowsOf(op.x);
-        this.kernels.launch("rmsnorm", "add_rms_norm", [rows], this.normBlock(op.width), [
+        this.kernels.launch("rmsnorm", "add_rms_norm", [rows], normBlock(op.width, this.elem), [
           { ptr: this.arena.ptr(op.residual) },
           { ptr: this.arena.ptr(op.x) },
           { ptr: this.weights.ptr(op.weight) },
@@ -329,7 +320,7 @@ export class StepLauncher {
           // The final norm from the add: residual + x, normalised into the norm's output; the add's
           // own output gets the sum (nothing reads it).
           const { norm } = step.finalNorm;
-          this.kernels.launch("rmsnorm", "add_rms_norm", [T], this.normBlock(norm.width), [
+          this.kernels.launch("rmsnorm", "add_rms_norm", [T], normBlock(norm.width, this.elem), [
             { ptr: this.arena.ptr(step.op.a) },
             { ptr: this.arena.ptr(step.op.b) },
             { ptr: this.weights.ptr(norm.weight) },
@@ -341,7 +332,7 @@ export class StepLauncher {
           return;
         }
         const n = rowsOf(step.op.a) * step.op.width;
-        this.kernels.launch("activation", "residual_add", [this.elementwiseGrid(n)], 256, [
+        this.kernels.launch("activation", "residual_add", [elementwiseGrid(n, this.elem)], 256, [
           { ptr: this.arena.ptr(step.op.out) },
           { ptr: this.arena.ptr(step.op.a) },
           { ptr: this.arena.ptr(step.op.b) },
@@ -355,7 +346,7 @@ export class StepLauncher {
         this.kernels.launch(
           "activation",
           `gated_act_${step.op.act}`,
-          [this.elementwiseGrid(rows * step.op.width)],
+          [elementwiseGrid(rows * step.op.width, this.elem)],
           256,
           [
             { ptr: this.arena.ptr(step.op.gateUp) },
@@ -371,7 +362,7 @@ export class StepLauncher {
         this.kernels.launch(
           "activation",
           `gated_act2_${step.op.act}`,
-          [this.elementwiseGrid(rows * step.op.width)],
+          [elementwiseGrid(rows * step.op.width, this.elem)],
           256,
           [
             { ptr: this.arena.ptr(step.op.gate) },
@@ -385,7 +376,7 @@ export class StepLauncher {
       }
       case "act": {
         const n = rowsOf(step.op.x) * step.op.width;
-        this.kernels.launch("activation", `act_${step.op.act}`, [this.elementwiseGrid(n)], 256, [
+        this.kernels.launch("activation", `act_${step.op.act}`, [elementwiseGrid(n, this.elem)], 256, [
           { ptr: this.arena.ptr(step.op.x) },
           { ptr: this.arena.ptr(step.op.out) },
           { i32: n },
