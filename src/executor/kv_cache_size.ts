@@ -6,9 +6,9 @@
 //   reports free bytes, no maxTokens:  ⌊fraction × free / kvBytesPerBlock⌋              "free-memory"
 //   reports free bytes, maxTokens:     ⌊maxTokens / blockSize⌋ ("max-tokens"), capped at all
 //                                      of free memory ("free-memory"): maxTokens wins over the fraction
-//   either, with capAtEngine:          also at most maxBatchSize × (⌈maxSeqLen / blockSize⌉ + 1), every
-//                                      sequence the engine runs at full length plus a block each for
-//                                      forks                                          "engine"
+//   reports free bytes, capAtEngine:   either, and at most maxBatchSize × (⌈maxSeqLen / blockSize⌉ + 1),
+//                                      every sequence the engine runs at full length plus a block each
+//                                      for forks                                      "engine"
 //   no reports (the CPU):              ⌊maxTokens / blockSize⌋ ("max-tokens"), else the engine's
 //                                      ⌈maxSeqLen × maxBatchSize / blockSize⌉ ("engine"), at most
 //                                      DEFAULT_KV_BYTES ("default")
