@@ -53,7 +53,7 @@ export function checkMaxTokens(config: KvCacheConfig, blockSize: number): void {
 /** What set the KV cache's size (executor/kv_cache_size.ts). */
 export type KvPoolLimit = KvCacheLimit;
 
-/** The runner's KV cache as its executor was given it. */
+/** The runner's KV cache as its executor sized it (executor.kvSizing, with tokens and bytes). */
 export interface KvPoolInfo {
   numBlocks: number;
   blockSize: number;
