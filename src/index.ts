@@ -32,6 +32,8 @@ export {
   ExecutorShutDownError,
   InvalidRequestError,
   KvCacheNoRoomError,
+  // The runtime's former name for KvCacheNoRoomError: the same class, so catch clauses keep working.
+  KvCacheNoRoomError as KvCacheExhaustedError,
   QueueFullError,
   RequestCallbackError,
   RequestLogitsNotFiniteError,
@@ -44,6 +46,8 @@ export type {
   ExecutorRequest,
   ExecutorStats,
   IterationStats,
+  KvCacheLimit,
+  KvCacheSizing,
   ResultEvent,
 } from "./executor/executor.ts";
 export { Executor } from "./executor/executor.ts";
@@ -56,7 +60,6 @@ export {
   ContextWindowExceededError,
   InvalidPromptError,
   InvalidTokenIdError,
-  KvCacheExhaustedError,
   NonFiniteLogitsError,
   RunnerDisposedError,
   StreamIdleTimeoutError,

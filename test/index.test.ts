@@ -22,6 +22,9 @@ const CLI_ONLY_ERRORS: Record<string, string> = {
   ServeBenchError: "kiln bench --serve's options and endpoint (src/server/serve_bench.ts is not exported)",
 };
 
+/** Exported second names of error classes (alias → the class), kept so users' catch clauses work. */
+const ERROR_ALIASES: Record<string, string> = { KvCacheExhaustedError: "KvCacheNoRoomError" };
+
 /** The exported values that are not errors: the runners and the constants. */
 const API_VALUES = [
   "BUNDLED_MODEL_DIR",
@@ -80,8 +83,16 @@ describe("src/index.ts, the package entry", () => {
   });
 
   test("exports nothing internal: only the API values and named errors", () => {
-    const others = Object.keys(exported).filter((n) => !errors.has(n));
+    const others = Object.keys(exported).filter((n) => !errors.has(n) && !(n in ERROR_ALIASES));
     assert.deepEqual(others.sort(), API_VALUES);
+  });
+
+  test("each error alias is exported as the very class it names, which is itself exported", () => {
+    for (const [alias, name] of Object.entries(ERROR_ALIASES)) {
+      assert.ok(errors.has(name), `${alias} aliases ${name}, which is no KilnError subclass in src/`);
+      assert.ok(!errors.has(alias), `${alias} is a class of its own in src/, not an alias`);
+      assert.equal(exported[alias], exported[name], `${alias} is not ${name}`);
+    }
   });
 
   test("the bundled model directory is the repository's models/default", () => {

@@ -55,9 +55,6 @@ export interface ExecutionBackend {
   /** Most tokens one forward step may carry (CUDA: the activation arena's rows); absent = no limit.
    * Longer prompts are prefilled in chunks. */
   readonly maxStepTokens?: number;
-  /** Most KV blocks that fit in free device memory after everything else (CUDA); absent = no limit.
-   * The runtime then sizes the pool once from it (runtime/kv_cache_pool.ts). */
-  maxKvBlocks?(): number;
   /** Creates what the backend would otherwise create on first use for steps of at most
    * `maxStepTokens` tokens (default: maxStepTokens; CUDA: GEMM plans and workspaces, sampler buffers,
    * then one step of that many tokens), so free memory read after it is what the KV pool may take.

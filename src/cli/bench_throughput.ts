@@ -75,7 +75,7 @@ export function throughputTable(r: ThroughputResult): string {
     ["prefix cache hits", `${e.prefixHitTokens} of ${e.prefixQueryTokens} prompt tokens`],
     [
       "KV cache",
-      `${e.kvBlocks} blocks (${e.kvTokens} tokens), peak ${e.peakKvBlocksUsed} used (${(100 * e.peakKvUsage).toFixed(1)}%)`,
+      `${e.kvBlocks} blocks (${e.kvTokens} tokens, limited by ${e.kvLimitedBy}), peak ${e.peakKvBlocksUsed} used (${(100 * e.peakKvUsage).toFixed(1)}%)`,
     ],
   ];
   return rows.map(([k, v]) => `${k.padEnd(26)} ${v}\n`).join("");

@@ -100,19 +100,26 @@ export class RequestCallbackError extends KilnError {
 }
 
 /** The free device memory the executor may give its KV cache holds no block (after the weights, the
- * warm-up step and the graphs' reserve), so no request could ever run. */
+ * warm-up step and the CUDA graphs' reserve), so no request could ever run. The runtime's name for it,
+ * KvCacheExhaustedError, is the same class (src/index.ts). */
 export class KvCacheNoRoomError extends KilnError {
   constructor(
     readonly freeBytes: number,
     readonly fraction: number,
     readonly kvBytesPerBlock: number,
+    /** KvCacheConfig.maxTokens when given: the cache may then take all of free memory. */
+    readonly maxTokens?: number,
   ) {
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    const share =
+      maxTokens === undefined
+        ? `freeGpuMemoryFraction ${fraction} of it`
+        : `all of it (maxTokens ${maxTokens} is given, so freeGpuMemoryFraction ${fraction} does not apply)`;
     super(
       `no KV cache block fits: ${mib(freeBytes)} of device memory is free after the weights, the warm-up ` +
-        `step and the CUDA graphs' reserve, and freeGpuMemoryFraction ${fraction} of it holds no ` +
-        `${mib(kvBytesPerBlock)} block; free GPU memory (other processes), raise freeGpuMemoryFraction ` +
-        "(--kv-cache-free-gpu-mem-fraction) or lower maxNumTokens",
+        `step and the CUDA graphs' reserve, and ${share} holds no ${mib(kvBytesPerBlock)} block; free GPU ` +
+        "memory (other processes), raise freeGpuMemoryFraction (--kv-cache-free-gpu-mem-fraction), " +
+        "lower maxNumTokens or build with a smaller dtype",
     );
   }
 }

@@ -31,7 +31,7 @@ import { ContextLogits } from "./context_logits.ts";
 import { ExecutorShutDownError, invariant, UnknownRequestError } from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
-import { kvCacheBlocks } from "./kv_cache_size.ts";
+import { type KvCacheSizing, kvCacheBlocks } from "./kv_cache_size.ts";
 import { type Flight, feedFrom, overlapMode } from "./overlap.ts";
 import type { Request, RequestFinishReason } from "./request.ts";
 import { ResultChannel, type ResultEvent, type SequenceUpdate } from "./request_results.ts";
@@ -60,6 +60,10 @@ export interface ExecutorOptions {
   /** Share of the device memory free after the warm-up step (less the graphs' reserve) that the KV
    * cache takes, in (0, 1] (default 0.9); backends without free-memory reports ignore it. */
   freeGpuMemoryFraction?: number;
+  /** Caps a free-memory-sized KV cache at what the engine can use at once (maxBatchSize sequences of
+   * maxSeqLen, a block each for forks), leaving the rest of the GPU to the process's other users
+   * (default false: every block of the fraction, for prefix caching). ModelRunner sets it. */
+  capKvAtEngine?: boolean;
   /** Tokens per iteration, decode and prefill together (default: the engine's maxNumTokens). */
   maxNumTokens?: number;
   /** Running sequences at most, a request counting its beams or samples (default: the engine's
@@ -116,6 +120,7 @@ export interface ExecutorStats {
 export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
   maxTokens: true,
   freeGpuMemoryFraction: true,
+  capKvAtEngine: true,
   maxNumTokens: true,
   maxNumSeqs: true,
   policy: true,
@@ -125,6 +130,7 @@ export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
   onIteration: true,
 };
 
+export type { KvCacheLimit, KvCacheSizing } from "./kv_cache_size.ts";
 export { DEFAULT_KV_BYTES } from "./kv_cache_size.ts";
 
 interface Live {
@@ -138,6 +144,8 @@ interface Live {
 
 export class Executor {
   readonly kv: KvCacheManager;
+  /** How the KV cache was sized at start: its blocks and what limited them (kv_cache_size.ts). */
+  readonly kvSizing: KvCacheSizing;
   private readonly scheduler: Scheduler;
   private readonly backend: ExecutionBackend;
   private readonly clock: () => number;
@@ -170,7 +178,12 @@ export class Executor {
     const maxNumTokens =
       options.maxNumTokens ?? Math.min(config.build.maxNumTokens, backend.maxStepTokens ?? Infinity);
     backend.warmUp?.(maxNumTokens);
-    const blocks = kvCacheBlocks(backend, config, options);
+    const sizing = kvCacheBlocks(backend, config, {
+      maxTokens: options.maxTokens,
+      freeGpuMemoryFraction: options.freeGpuMemoryFraction,
+      capAtEngine: options.capKvAtEngine,
+    });
+    const blocks = sizing.numBlocks;
     const scheduler = new Scheduler(new KvCacheManager(blocks, bs, options.enablePrefixCaching ?? true), {
       maxNumTokens,
       maxNumSeqs: options.maxNumSeqs ?? Math.min(config.build.maxBatchSize, maxNumTokens),
@@ -181,6 +194,7 @@ export class Executor {
     this.backend = backend;
     this.scheduler = scheduler;
     this.kv = scheduler.kv;
+    this.kvSizing = sizing;
     this.clock = options.clock ?? Date.now;
     this.onIteration = options.onIteration;
     this.loop = this.run();

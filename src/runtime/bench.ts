@@ -86,7 +86,7 @@ export interface BenchResult {
   copyBandwidthGBs: number;
   gemmTflops: number;
   weightBytes: number;
-  /** The executor's KV cache every run shares (sized once; see kv_cache_config.ts). */
+  /** The executor's KV cache every run shares (sized once; see executor/kv_cache_size.ts). */
   kvCacheBlocks: number;
   kvCacheTokens: number;
   kvCacheGiB: number;

@@ -25,9 +25,6 @@ export class InvalidTokenIdError extends KilnError {
   }
 }
 
-/** The KV cache has too few free blocks for what was asked. */
-export class KvCacheExhaustedError extends KilnError {}
-
 // Thrown by sampling/option_keys.ts for every options object of the public API.
 export { UnknownOptionError } from "../sampling/option_keys.ts";
 

@@ -1,18 +1,14 @@
 // GenerationSession: TensorRT-LLM's runtime entry point in TypeScript idiom, a client of one Executor
 // (src/executor/) over a Session it borrows. The executor starts at the first request (or at
-// allocatePool()), with a KV cache sized once from the KvCacheConfig (kv_cache_config.ts); every
+// allocatePool()) and sizes its KV cache once from the KvCacheConfig (executor/kv_cache_size.ts, capped
+// at what the engine can use: a runner shares its GPU with the rest of the process); every
 // call from then on is executor requests, one per prompt (batch_call.ts), so concurrent calls run in
 // flight together. `decode` runs a batch of token-id prompts to completion; `decodeStream` yields each
 // step. This file checks the request and resolves its SamplingConfig once for the whole batch (one
 // value or one per prompt, checked against the batch's length), then hands each prompt its own values.
 
 import { InvalidArgumentError } from "../errors.ts";
-import {
-  DEFAULT_KV_BYTES,
-  Executor,
-  type ExecutorRequest,
-  type ExecutorStats,
-} from "../executor/executor.ts";
+import { Executor, type ExecutorRequest, type ExecutorStats } from "../executor/executor.ts";
 import type { LogitsProcessor, StoppingCriteria } from "../sampling/logits_processor.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import {
@@ -29,7 +25,6 @@ import {
   type KvCacheConfig,
   type KvPoolInfo,
   resolveKvCacheConfig,
-  sizeKvCache,
 } from "./kv_cache_config.ts";
 import type { RequestOutput, StepOutput } from "./outputs.ts";
 import type { Session } from "./session.ts";
@@ -85,13 +80,11 @@ export class GenerationSession {
     return this.session.config.maxSeqLen;
   }
 
-  /** The executor, started at the first request: it sizes the KV cache once, after warm-up. */
+  /** The executor, started at the first request: it sizes the KV cache once, after its warm-up. */
   get executor(): Executor {
     this.assertOpen();
     if (!this.exec) {
       const s = this.session;
-      const limits = { maxBatchSize: s.config.build.maxBatchSize, maxSeqLen: s.config.maxSeqLen };
-      const info = sizeKvCache(s.backend, limits, this.kvCacheConfig, DEFAULT_KV_BYTES);
       const borrowed = {
         backend: s.backend,
         config: s.config,
@@ -100,9 +93,19 @@ export class GenerationSession {
         eosTokenIds: s.eosTokenIds,
         dispose: () => {}, // the session's owner frees it
       };
-      this.exec = new Executor(borrowed, { maxTokens: info.tokens });
-      const n = this.exec.kv.stats().numBlocks; // the executor may find less room than was sized
-      this.info = { ...info, numBlocks: n, tokens: n * info.blockSize, bytes: n * s.backend.kvBytesPerBlock };
+      const { freeGpuMemoryFraction, maxTokens } = this.kvCacheConfig;
+      const ex = new Executor(borrowed, { freeGpuMemoryFraction, maxTokens, capKvAtEngine: true });
+      const { numBlocks, limitedBy, freeBlocks } = ex.kvSizing;
+      const bs = s.backend.kvBlockSize;
+      this.info = {
+        numBlocks,
+        blockSize: bs,
+        tokens: numBlocks * bs,
+        bytes: numBlocks * s.backend.kvBytesPerBlock,
+        limitedBy,
+        ...(freeBlocks !== undefined ? { freeBlocks } : {}),
+      };
+      this.exec = ex;
     }
     return this.exec;
   }

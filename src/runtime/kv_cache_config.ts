@@ -1,15 +1,16 @@
 // KvCacheConfig: how big the runner's KV cache may be, as TensorRT-LLM's KvCacheConfig. Validated
-// once, here; `sizeKvCache` turns it into the block count the runner's executor starts with (sized
-// once, at the first request, and shared by every request from then on).
+// once, here, when the runner is made; the runner's executor sizes its cache from it when it starts
+// (executor/kv_cache_size.ts has the rule) and KvPoolInfo reports what it decided.
 import { InvalidArgumentError } from "../errors.ts";
+import type { KvCacheLimit } from "../executor/kv_cache_size.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
-import { KvCacheExhaustedError } from "./errors.ts";
 
 export interface KvCacheConfig {
-  /** Share of the device memory free after load (and warm-up) the pool may take, in (0, 1]. Only
-   * backends that report free memory (CUDA) use it. */
+  /** Share of the device memory free after load and the warm-up step (less the CUDA graphs' reserve)
+   * the pool may take, in (0, 1]. Only backends that report free memory (CUDA) use it. */
   freeGpuMemoryFraction: number;
-  /** Most tokens the pool holds (rounded down to whole blocks); undefined = no cap. */
+  /** Tokens the pool holds (rounded down to whole blocks), capped at what fits in free memory; wins
+   * over freeGpuMemoryFraction. undefined = no cap. */
   maxTokens?: number;
 }
 
@@ -49,10 +50,10 @@ export function checkMaxTokens(config: KvCacheConfig, blockSize: number): void {
   }
 }
 
-/** What set the KV cache's size. */
-export type KvPoolLimit = "free-memory" | "engine" | "max-tokens" | "default";
+/** What set the KV cache's size (executor/kv_cache_size.ts). */
+export type KvPoolLimit = KvCacheLimit;
 
-/** The runner's KV cache as its executor was given it. */
+/** The runner's KV cache as its executor sized it (executor.kvSizing, with tokens and bytes). */
 export interface KvPoolInfo {
   numBlocks: number;
   blockSize: number;
@@ -69,63 +70,3 @@ export const gib = (bytes: number): string => {
   const g = bytes / 2 ** 30;
   return `${g >= 0.01 || g === 0 ? g.toFixed(2) : g.toPrecision(2)} GiB`;
 };
-
-/** The backend and engine facts the KV cache is sized from. */
-export interface KvSizingBackend {
-  readonly kvBlockSize: number;
-  readonly kvBytesPerBlock: number;
-  maxKvBlocks?(): number;
-  warmUp?(): void;
-}
-
-/** The executor's KV cache for `config`, sized once, before the executor starts:
- *
- *   backend reports free memory (CUDA), read after warm-up:
- *     blocks = min(⌊fraction × maxKvBlocks()⌋, engine cap, ⌊maxTokens / blockSize⌋)
- *     engine cap = maxBatchSize × (⌈maxSeqLen / blockSize⌉ + 1): every sequence the engine runs at
- *                  full length, plus a partial block each for forks
- *   otherwise (CPU): min(the executor's default (maxSeqLen × maxBatchSize tokens, at most
- *     `defaultBytes`), ⌊maxTokens / blockSize⌋)
- *
- * Throws InvalidKvCacheConfigError for maxTokens below one block, KvCacheExhaustedError when no
- * block fits in free memory. */
-export function sizeKvCache(
-  backend: KvSizingBackend,
-  engine: { maxBatchSize: number; maxSeqLen: number },
-  config: KvCacheConfig,
-  defaultBytes: number,
-): KvPoolInfo {
-  const bs = backend.kvBlockSize;
-  const t = config.maxTokens;
-  checkMaxTokens(config, bs);
-  const caps: [number, KvPoolLimit][] = [];
-  let freeBlocks: number | undefined;
-  if (backend.maxKvBlocks) {
-    backend.warmUp?.();
-    freeBlocks = backend.maxKvBlocks();
-    const engineCap = engine.maxBatchSize * (Math.ceil(engine.maxSeqLen / bs) + 1);
-    caps.push([Math.floor(config.freeGpuMemoryFraction * freeBlocks), "free-memory"], [engineCap, "engine"]);
-  } else {
-    const byEngine = Math.ceil((engine.maxSeqLen * engine.maxBatchSize) / bs);
-    const byBytes = Math.max(1, Math.floor(defaultBytes / backend.kvBytesPerBlock));
-    caps.push(byEngine <= byBytes ? [byEngine, "engine"] : [byBytes, "default"]);
-  }
-  if (t !== undefined) caps.push([Math.floor(t / bs), "max-tokens"]);
-  const [numBlocks, limitedBy] = caps.reduce((a, c) => (c[0] < a[0] ? c : a));
-  if (numBlocks < 1) {
-    const f = config.freeGpuMemoryFraction;
-    throw new KvCacheExhaustedError(
-      `no KV cache block fits: ${freeBlocks} blocks (${gib((freeBlocks ?? 0) * backend.kvBytesPerBlock)}) fit in ` +
-        `free device memory and freeGpuMemoryFraction ${f} leaves ${numBlocks}; free device memory ` +
-        "(other processes on the GPU), raise freeGpuMemoryFraction (--kv-cache-free-gpu-mem-fraction) or use a smaller dtype",
-    );
-  }
-  return {
-    numBlocks,
-    blockSize: bs,
-    tokens: numBlocks * bs,
-    bytes: numBlocks * backend.kvBytesPerBlock,
-    limitedBy,
-    ...(freeBlocks !== undefined ? { freeBlocks } : {}),
-  };
-}

@@ -6,7 +6,12 @@
 //   TTFT = first token − enqueue      TPOT = (last − first) / (tokens − 1)      ITL = token − previous
 // Against the floor of a decode step of the requests that run at once (floors.ts): max(bytes it reads /
 // measured copy bandwidth, its FLOPs / measured GEMM rate).
-import { Executor, type ExecutorSession, type IterationStats } from "../executor/executor.ts";
+import {
+  Executor,
+  type ExecutorSession,
+  type IterationStats,
+  type KvCacheLimit,
+} from "../executor/executor.ts";
 import type { CapacityPolicy } from "../executor/scheduler.ts";
 import { BenchOptionError, type BenchSampling, BenchShapeError } from "./bench.ts";
 import { decodeStepWork, floorMs } from "./floors.ts";
@@ -81,6 +86,9 @@ export interface ThroughputResult {
     prefixHitTokens: number;
     kvBlocks: number;
     kvTokens: number;
+    /** What set kvBlocks: the executor's kvSizing.limitedBy, or "requests" where the bench sized it
+     * for every request at full length (the CPU). */
+    kvLimitedBy: KvCacheLimit | "requests";
     /** Blocks held by live requests, highest after any iteration. */
     peakKvBlocksUsed: number;
     /** peakKvBlocksUsed / kvBlocks. */
@@ -180,9 +188,11 @@ export async function runThroughputBench(
     freeGpuMemoryFraction,
     ...(maxTokens !== undefined ? { maxTokens } : {}),
   };
+  let byRequests = false;
   if (!backend.freeMemoryBytes) {
-    let blocks = o.numRequests * Math.ceil((o.inputLen + o.outputLen) / bs);
-    if (maxTokens !== undefined) blocks = Math.min(blocks, Math.floor(maxTokens / bs));
+    const need = o.numRequests * Math.ceil((o.inputLen + o.outputLen) / bs);
+    byRequests = maxTokens === undefined || need < Math.floor(maxTokens / bs);
+    const blocks = byRequests ? need : Math.floor((maxTokens as number) / bs);
     kv = { freeGpuMemoryFraction, maxTokens: Math.max(1, blocks) * bs };
   }
   const decoding = o.sampling ? { ...o.sampling, seed } : ({ greedy: true } as const);
@@ -286,6 +296,7 @@ export async function runThroughputBench(
         prefixHitTokens: after.kv.prefixHitTokens - before.kv.prefixHitTokens,
         kvBlocks: after.kv.numBlocks,
         kvTokens: after.kv.numBlocks * after.kv.tokensPerBlock,
+        kvLimitedBy: byRequests ? "requests" : executor.kvSizing.limitedBy,
         peakKvBlocksUsed: peak,
         peakKvUsage: peak / after.kv.numBlocks,
         overlappedIterations: iterations.filter((s) => s.overlapped).length,

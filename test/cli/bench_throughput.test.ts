@@ -60,6 +60,7 @@ test("kiln bench --num-requests --json: every field, consistent", () => {
     assert.equal(e.prefixHitTokens, 0, "random prompts share no block");
     // Sized for every request at once: 4 × ⌈13 / 16⌉ blocks, all of them in use in the first iteration.
     assert.equal(e.kvBlocks, 4);
+    assert.equal(e.kvLimitedBy, "requests");
     assert.equal(e.peakKvBlocksUsed, 4);
     assert.equal(e.peakKvUsage, 1);
     // The CPU backend queues steps: after the first, each decode is queued before the last is read.
@@ -100,6 +101,8 @@ test("kiln bench --num-requests --json: every field, consistent", () => {
     assert.match(table.stdout, /iterations\s+\d+ \(0 preemptions, \d+ overlapped\)/);
     assert.match(table.stdout, /host wait per iteration\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
     assert.match(table.stdout, /host work per iteration\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
+    // 2 requests of 8 + 3 tokens, one block of 16 each, sized by the bench for every request at once.
+    assert.match(table.stdout, /KV cache\s+2 blocks \(32 tokens, limited by requests\), peak \d+ used/);
   } finally {
     cache.cleanup();
   }

@@ -1,6 +1,6 @@
 // --kv-cache-free-gpu-mem-fraction and --max-kv-tokens on run, chat and bench: bad values are
-// InvalidArgumentError naming the flag (exit 2, no stack trace); a pool too small for the request is
-// KvCacheExhaustedError naming the flag that would fix it.
+// InvalidArgumentError naming the flag (exit 2, no stack trace); a request the whole pool cannot hold
+// is the executor's RequestTooLargeError naming the flags that would fix it.
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { assertUserError, kiln } from "../helpers/cli.ts";
@@ -47,11 +47,11 @@ describe("kiln KV cache flags", () => {
       "InvalidKvCacheConfigError",
       /maxTokens 8 is less than one KV block of 16 tokens; give at least 16 \(--max-kv-tokens\)/,
     );
-    // 3 + 20 tokens need ⌈23/16⌉ + 1 = 3 blocks; 16 tokens are one.
+    // 3 + 20 tokens need ⌈23/16⌉ = 2 blocks; 16 tokens are one.
     userError(
       [...run, "--max-kv-tokens", "16", "--max-new-tokens", "20"],
-      "KvCacheExhaustedError",
-      /need 3 KV blocks .* holds at most 1 blocks .*raise maxTokens \(--max-kv-tokens, now 16\)/,
+      "RequestTooLargeError",
+      /needs 2 KV blocks .* the KV cache holds 1 blocks \(16 tokens\); lower maxNewTokens to at most 13.*--max-kv-tokens/,
     );
     const r = kiln(
       [...run, "--max-kv-tokens", "48", "--kv-cache-free-gpu-mem-fraction", "0.5", "--max-new-tokens", "20"],

@@ -1,9 +1,10 @@
-// The executor's KV cache is sized once, in its constructor (executor/kv_cache_size.ts): on a backend
-// that reports free device memory (a spy over the CPU backend stands in for CUDA), after a warm-up at
-// the executor's maxNumTokens, ⌊freeGpuMemoryFraction × free / kvBytesPerBlock⌋ blocks (default 0.9);
-// an explicit maxTokens wins over the fraction but not over free memory; a fraction outside (0, 1] is
-// an InvalidArgumentError; free memory that holds no block is a KvCacheNoRoomError; without reports,
-// the engine's rule as before.
+// The executor's KV cache is sized once, in its constructor (executor/kv_cache_size.ts), and
+// executor.kvSizing says how: on a backend that reports free device memory (a spy over the CPU backend
+// stands in for CUDA), after a warm-up at the executor's maxNumTokens, ⌊freeGpuMemoryFraction × free /
+// kvBytesPerBlock⌋ blocks (default 0.9), not capped at the engine unless capKvAtEngine; an explicit
+// maxTokens wins over the fraction but not over free memory; a fraction outside (0, 1] is an
+// InvalidArgumentError; free memory that holds no block is a KvCacheNoRoomError; without reports,
+// maxTokens or the engine's maxSeqLen × maxBatchSize, at most DEFAULT_KV_BYTES.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -26,10 +27,13 @@ const { maxSeqLen, build } = probe.config;
 probe.dispose();
 
 /** A session whose backend reports `free` bytes of device memory (read after warm-up) and records the
- * order of warmUp, freeMemoryBytes and allocateKvCache. */
-function open(free?: number) {
+ * order of warmUp, freeMemoryBytes and allocateKvCache; `bytesPerBlock` overrides the block's size
+ * the sizing sees. */
+function open(free?: number, bytesPerBlock?: number) {
   const session = Session.open(dir, "cpu");
   const backend = session.backend;
+  if (bytesPerBlock !== undefined)
+    Object.defineProperty(backend, "kvBytesPerBlock", { value: bytesPerBlock });
   const events: string[] = [];
   const allocate = backend.allocateKvCache.bind(backend);
   backend.allocateKvCache = (n: number) => {
@@ -46,15 +50,16 @@ function open(free?: number) {
   return { session, events };
 }
 
-async function sized(free: number | undefined, o: ExecutorOptions) {
-  const s = open(free);
+async function sized(free: number | undefined, o: ExecutorOptions, bytesPerBlock?: number) {
+  const s = open(free, bytesPerBlock);
   const ex = new Executor(s.session, o);
   try {
     // The cache runs a request: it is the size the backend allocated.
     const id = ex.enqueue({ prompt: [3, 5, 7], maxNewTokens: 3, greedy: true, endId: [] });
     assert.equal((await collect(ex, id)).tokens.length, 3);
     assertIdle(ex);
-    return { blocks: ex.kv.numBlocks, events: s.events };
+    assert.equal(ex.kvSizing.numBlocks, ex.kv.numBlocks);
+    return { blocks: ex.kv.numBlocks, sizing: ex.kvSizing, events: s.events };
   } finally {
     await ex.shutdown();
   }
@@ -64,6 +69,7 @@ test("free memory: warm-up at maxNumTokens first, then ⌊0.9 × free / kvBytesP
   const free = 1000 * perBlock + 7;
   const r = await sized(free, { maxNumTokens: 16 });
   assert.equal(r.blocks, 900);
+  assert.deepEqual(r.sizing, { numBlocks: 900, limitedBy: "free-memory", freeBlocks: 1000 });
   assert.deepEqual(r.events, ["warmUp 16", "freeMemoryBytes", "allocate 900"]);
   const half = await sized(free, { maxNumTokens: 16, freeGpuMemoryFraction: 0.5 });
   assert.equal(half.blocks, 500);
@@ -72,12 +78,34 @@ test("free memory: warm-up at maxNumTokens first, then ⌊0.9 × free / kvBytesP
 });
 
 test("an explicit maxTokens wins over the fraction, capped at what fits in free memory", async () => {
-  assert.equal((await sized(1000 * perBlock, { maxTokens: 40 * BS + 3 })).blocks, 40);
-  assert.equal(
-    (await sized(1000 * perBlock, { maxTokens: 960 * BS, freeGpuMemoryFraction: 0.1 })).blocks,
+  const limit = async (free: number, o: ExecutorOptions) => {
+    const { sizing } = await sized(free * perBlock, o);
+    return [sizing.numBlocks, sizing.limitedBy];
+  };
+  assert.deepEqual(await limit(1000, { maxTokens: 40 * BS + 3 }), [40, "max-tokens"]);
+  assert.deepEqual(await limit(1000, { maxTokens: 960 * BS, freeGpuMemoryFraction: 0.1 }), [
     960,
-  );
-  assert.equal((await sized(30 * perBlock, { maxTokens: 960 * BS })).blocks, 30);
+    "max-tokens",
+  ]);
+  assert.deepEqual(await limit(30, { maxTokens: 960 * BS }), [30, "free-memory"]);
+  assert.deepEqual(await limit(30, { maxTokens: 30 * BS }), [30, "max-tokens"], "a tie names max-tokens");
+});
+
+test("capKvAtEngine: at most maxBatchSize × (⌈maxSeqLen / blockSize⌉ + 1) blocks, off by default", async () => {
+  const engineCap = build.maxBatchSize * (Math.ceil(maxSeqLen / BS) + 1);
+  const free = 10 * engineCap * perBlock;
+  assert.deepEqual((await sized(free, { capKvAtEngine: true })).sizing, {
+    numBlocks: engineCap,
+    limitedBy: "engine",
+    freeBlocks: 10 * engineCap,
+  });
+  assert.equal((await sized(free, {})).blocks, 9 * engineCap, "the whole fraction without the cap");
+  const small = (await sized(engineCap * perBlock, { capKvAtEngine: true })).sizing;
+  assert.deepEqual([small.numBlocks, small.limitedBy], [Math.floor(0.9 * engineCap), "free-memory"]);
+  const capped = (await sized(free, { capKvAtEngine: true, maxTokens: 5 * BS })).sizing;
+  assert.deepEqual([capped.numBlocks, capped.limitedBy], [5, "max-tokens"]);
+  const big = (await sized(free, { capKvAtEngine: true, maxTokens: 3 * engineCap * BS })).sizing;
+  assert.deepEqual([big.numBlocks, big.limitedBy], [engineCap, "engine"]);
 });
 
 test("a fraction outside (0, 1] is an InvalidArgumentError naming it; no room is KvCacheNoRoomError", () => {
@@ -92,9 +120,24 @@ test("a fraction outside (0, 1] is an InvalidArgumentError naming it; no room is
     );
     s.session.dispose();
   }
-  const s = open(100);
-  assert.throws(() => new Executor(s.session, {}), KvCacheNoRoomError);
+  const s = open(perBlock); // one block free: 0.9 of it holds none
+  assert.throws(
+    () => new Executor(s.session, {}),
+    (e: unknown) =>
+      e instanceof KvCacheNoRoomError &&
+      e.message.includes(`${(perBlock / 2 ** 20).toFixed(1)} MiB of device memory is free`) &&
+      e.message.includes("freeGpuMemoryFraction 0.9 of it holds no") &&
+      e.message.includes("--kv-cache-free-gpu-mem-fraction"),
+  );
+  assert.deepEqual(s.events, [`warmUp ${build.maxNumTokens}`, "freeMemoryBytes"], "nothing allocated");
   s.session.dispose();
+  const t = open(perBlock - 1); // with maxTokens the cache may take all of it, and that is too little
+  assert.throws(
+    () => new Executor(t.session, { maxTokens: 8 * BS }),
+    (e: unknown) =>
+      e instanceof KvCacheNoRoomError && e.message.includes(`all of it (maxTokens ${8 * BS} is given`),
+  );
+  t.session.dispose();
 });
 
 test("without free-memory reports (the CPU): the engine's rule, the fraction checked but unused", async () => {
@@ -104,7 +147,15 @@ test("without free-memory reports (the CPU): the engine's rule, the fraction che
   );
   const plain = await sized(undefined, {});
   assert.equal(plain.blocks, Math.max(1, byEngine));
+  assert.deepEqual(plain.sizing, { numBlocks: plain.blocks, limitedBy: "engine" });
   assert.deepEqual(plain.events, [`allocate ${plain.blocks}`]);
   assert.equal((await sized(undefined, { freeGpuMemoryFraction: 0.2 })).blocks, plain.blocks);
-  assert.equal((await sized(undefined, { maxTokens: 12 * BS })).blocks, 12);
+  assert.equal((await sized(undefined, { capKvAtEngine: true })).blocks, plain.blocks);
+  assert.deepEqual((await sized(undefined, { maxTokens: 12 * BS })).sizing, {
+    numBlocks: 12,
+    limitedBy: "max-tokens",
+  });
+  // Blocks so large that the engine's tokens pass DEFAULT_KV_BYTES: capped there.
+  const big = await sized(undefined, {}, DEFAULT_KV_BYTES / 5);
+  assert.deepEqual(big.sizing, { numBlocks: 5, limitedBy: "default" });
 });

@@ -1,7 +1,7 @@
 // KV sizing on the device (executor/kv_cache_size.ts, cuda/graph_reserve.ts): after the warm-up step,
 // running requests — a prefill at maxNumTokens, decodes at several batch buckets (graphs captured) —
 // takes no more device memory, beside the KV pool, than the graphs' reserve the backend keeps back;
-// the executor's pool is ⌊fraction × freeMemoryBytes / kvBytesPerBlock⌋. Prints what the graphs took,
+// the executor's pool is ⌊fraction × freeMemoryBytes / kvBytesPerBlock⌋ ("free-memory"). Prints what the graphs took,
 // the figure docs/TUNING.md asks to record in docs/PERFORMANCE.md.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -38,6 +38,8 @@ describe("CUDA: the KV cache sized from free memory after warm-up", { skip }, ()
     try {
       const expected = Math.floor((0.5 * before) / backend.kvBytesPerBlock);
       assert.ok(Math.abs(ex.kv.numBlocks - expected) <= 1, `${ex.kv.numBlocks} blocks, expected ${expected}`);
+      assert.equal(ex.kvSizing.limitedBy, "free-memory", "no engine cap unless capKvAtEngine");
+      assert.ok(Math.abs((ex.kvSizing.freeBlocks ?? 0) - Math.floor(before / backend.kvBytesPerBlock)) <= 1);
       const long = Array.from(
         { length: Math.min(maxNumTokens, runner.session.config.maxSeqLen - 8) },
         (_, i) => 5 + (i % 200),

@@ -315,10 +315,16 @@ describe("generation runtime", () => {
     // A runner of its own: the cache is sized once, at the first request, from what the backend reports.
     const r = ModelRunner.fromEngine(runner.engine.dir);
     try {
-      const backend = r.session.backend as { maxKvBlocks?: () => number };
-      backend.maxKvBlocks = () => 3;
-      assert.equal(r.generation.allocatePool().numBlocks, 2, "0.9 of the 3 blocks that fit");
-      assert.equal(r.generation.pool?.limitedBy, "free-memory");
+      const backend = r.session.backend;
+      backend.freeMemoryBytes = () => 3 * backend.kvBytesPerBlock;
+      assert.deepEqual(r.generation.allocatePool(), {
+        numBlocks: 2, // 0.9 of the 3 blocks that fit
+        blockSize: backend.kvBlockSize,
+        tokens: 2 * backend.kvBlockSize,
+        bytes: 2 * backend.kvBytesPerBlock,
+        limitedBy: "free-memory",
+        freeBlocks: 3,
+      });
       await assert.rejects(
         r.generate("ROMEO:\n", { greedy: true, maxNewTokens: 64 }),
         (e: unknown) =>

@@ -1,14 +1,16 @@
-// The runner's KV cache is sized once, when its executor starts, and shared by every request: on a
-// backend that reports free memory (a spy over the CPU backend stands in for CUDA) it is min(engine
-// cap, ⌊fraction × maxKvBlocks⌋, ⌊maxTokens / blockSize⌋); on the CPU, the executor's default
-// (maxSeqLen × maxBatchSize tokens) or ⌊maxTokens / blockSize⌋. A request that can never fit gets
+// The runner's KV cache is sized once, by its executor when it starts (executor/kv_cache_size.ts), and
+// shared by every request; the runner passes its KvCacheConfig and the engine cap, and reports the
+// executor's decision as KvPoolInfo. On a backend that reports free memory (a spy over the CPU backend
+// stands in for CUDA), read once after the warm-up: min(engine cap, ⌊fraction × free blocks⌋), or with
+// maxTokens min(engine cap, ⌊maxTokens / blockSize⌋, all free blocks); on the CPU, the engine's
+// maxSeqLen × maxBatchSize tokens or ⌊maxTokens / blockSize⌋. A request that can never fit gets
 // RequestTooLargeError and leaves the session usable.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
-import { RequestTooLargeError } from "../../src/executor/errors.ts";
+import { KvCacheNoRoomError, RequestTooLargeError } from "../../src/executor/errors.ts";
 import { GenerationSession } from "../../src/runtime/generation_session.ts";
 import {
   InvalidKvCacheConfigError,
@@ -54,7 +56,7 @@ describe("the runner's KV cache", () => {
   after(model.cleanup);
 
   /** A session whose backend records allocateKvCache calls; with `free`, it also reports that many
-   * blocks of free device memory (and a warm-up hook), as the CUDA backend does. */
+   * blocks of free device memory (and a warm-up hook), as the CUDA backend does, and records the order. */
   function open(free?: number, kvCache: Partial<KvCacheConfig> = {}) {
     const session = Session.open(engineDir);
     const backend = session.backend;
@@ -68,9 +70,9 @@ describe("the runner's KV cache", () => {
     };
     if (free !== undefined) {
       backend.warmUp = () => events.push("warmUp");
-      backend.maxKvBlocks = () => {
-        events.push("maxKvBlocks");
-        return free;
+      backend.freeMemoryBytes = () => {
+        events.push("freeMemoryBytes");
+        return free * backend.kvBytesPerBlock;
       };
     }
     const gs = new GenerationSession(session, kvCache);
@@ -92,8 +94,11 @@ describe("the runner's KV cache", () => {
     for (const r of [B, C, A, B]) await run(s.gs, r);
     const last = await run(s.gs, A);
     assert.deepEqual(s.calls, [ENGINE_CAP]);
-    assert.deepEqual(s.events.slice(0, 2), ["warmUp", "maxKvBlocks"], "free memory is read after warm-up");
-    assert.equal(s.events.at(-1), `allocate ${ENGINE_CAP}`);
+    assert.deepEqual(
+      s.events,
+      ["warmUp", "freeMemoryBytes", `allocate ${ENGINE_CAP}`],
+      "one warm-up, then free memory read once, then one allocation",
+    );
     assert.equal(s.backend.numKvBlocks, ENGINE_CAP);
     assert.deepEqual(s.gs.pool, {
       numBlocks: ENGINE_CAP,
@@ -118,21 +123,28 @@ describe("the runner's KV cache", () => {
     ["engine cap under 0.9 × 1000", 1000, {}, ENGINE_CAP, "engine"],
     ["maxTokens 100: ⌊100 / 16⌋", 1000, { maxTokens: 100 }, 6, "max-tokens"],
     [
-      "memory under maxTokens: ⌊0.5 × 15⌋ < 200 / 16",
+      "maxTokens wins over the fraction: ⌊200 / 16⌋ > ⌊0.5 × 15⌋",
       15,
       { freeGpuMemoryFraction: 0.5, maxTokens: 200 },
-      7,
-      "free-memory",
+      12,
+      "max-tokens",
     ],
+    ["maxTokens beyond free memory: all 15 free blocks", 15, { maxTokens: 400 }, 15, "free-memory"],
+    ["maxTokens beyond the engine cap", 1000, { maxTokens: 1000 }, ENGINE_CAP, "engine"],
   ];
   for (const [name, free, config, blocks, limitedBy] of sizes) {
-    test(`pool size = min(engine cap, fraction × free blocks, maxTokens / block): ${name} → ${blocks}`, () => {
+    test(`pool size: ${name} → ${blocks} (${limitedBy})`, () => {
       using s = open(free, config);
       const info = s.gs.allocatePool();
-      assert.equal(info.numBlocks, blocks);
-      assert.equal(info.tokens, blocks * BS);
-      assert.equal(info.bytes, blocks * s.backend.kvBytesPerBlock);
-      assert.equal(info.limitedBy, limitedBy);
+      assert.deepEqual(info, {
+        numBlocks: blocks,
+        blockSize: BS,
+        tokens: blocks * BS,
+        bytes: blocks * s.backend.kvBytesPerBlock,
+        limitedBy,
+        freeBlocks: free,
+      });
+      assert.deepEqual(s.gs.executor.kvSizing, { numBlocks: blocks, limitedBy, freeBlocks: free });
       s.gs.allocatePool(); // kept, not reallocated
       assert.deepEqual(s.calls, [blocks]);
       assert.equal(s.backend.numKvBlocks, blocks);
@@ -164,13 +176,21 @@ describe("the runner's KV cache", () => {
     assert.deepEqual(s.calls, [2]);
   });
 
-  test("no block fits in free memory: a clear error, nothing allocated", () => {
+  test("no block fits in free memory: KvCacheNoRoomError naming free memory, the fraction and the flag", () => {
     using s = open(1, { freeGpuMemoryFraction: 0.5 });
     assert.throws(
       () => s.gs.allocatePool(),
-      /no KV cache block fits: 1 blocks .* freeGpuMemoryFraction 0\.5 leaves 0/,
+      (e: unknown) =>
+        e instanceof KvCacheNoRoomError &&
+        e.freeBytes === s.backend.kvBytesPerBlock &&
+        e.fraction === 0.5 &&
+        /no KV cache block fits: .* MiB of device memory is free .* freeGpuMemoryFraction 0\.5 of it holds no/.test(
+          e.message,
+        ) &&
+        e.message.includes("--kv-cache-free-gpu-mem-fraction"),
     );
     assert.deepEqual(s.calls, []);
+    assert.deepEqual(s.events, ["warmUp", "freeMemoryBytes"]);
   });
 
   test("CPU (no free-memory figure): maxSeqLen × maxBatchSize tokens, or maxTokens", async () => {

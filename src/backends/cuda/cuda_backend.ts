@@ -192,15 +192,6 @@ export class CudaBackend implements ExecutionBackend {
     return this.kv.numBlocks;
   }
 
-  /** Blocks that fit in free device memory, keeping `reserveBytes` for everything else. */
-  maxKvBlocks(reserveBytes = 1 << 30): number {
-    const { free } = this.device.memoryInfo();
-    return Math.max(
-      0,
-      Math.floor((free - reserveBytes + this.kv.numBlocks * this.kvBytesPerBlock) / this.kvBytesPerBlock),
-    );
-  }
-
   /** GEMM plans and sampler buffers for steps of ≤ `maxStepTokens` tokens, then one such step for first-use
    * allocations (warm_up_step.ts); with no KV pool it allocates one block. */
   warmUp(maxStepTokens = this.maxTokens): void {
