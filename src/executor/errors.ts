@@ -107,14 +107,9 @@ export class KvCacheNoRoomError extends KilnError {
     readonly freeBytes: number,
     readonly fraction: number,
     readonly kvBytesPerBlock: number,
-    /** KvCacheConfig.maxTokens when given: the cache may then take all of free memory. */
-    readonly maxTokens?: number,
   ) {
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-    const share =
-      maxTokens === undefined
-        ? `freeGpuMemoryFraction ${fraction} of it`
-        : `all of it (maxTokens ${maxTokens} is given, so freeGpuMemoryFraction ${fraction} does not apply)`;
+    const share = `freeGpuMemoryFraction ${fraction} of it`;
     super(
       `no KV cache block fits: ${mib(freeBytes)} of device memory is free after the weights, the warm-up ` +
         `step and the CUDA graphs' reserve, and ${share} holds no ${mib(kvBytesPerBlock)} block; free GPU ` +

@@ -54,8 +54,8 @@ export interface ExecutorSession {
 }
 
 export interface ExecutorOptions {
-  /** Tokens the KV cache holds (rounded down to whole blocks), capped at what fits in free device
-   * memory; wins over freeGpuMemoryFraction. Default: kv_cache_size.ts. */
+  /** Most tokens the KV cache holds (rounded down to whole blocks); with freeGpuMemoryFraction the
+   * smaller of the two wins (TensorRT-LLM's rule). Default: kv_cache_size.ts. */
   maxTokens?: number;
   /** Share of the device memory free after the warm-up step (less the graphs' reserve) that the KV
    * cache takes, in (0, 1] (default 0.9); backends without free-memory reports ignore it. */

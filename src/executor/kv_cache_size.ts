@@ -3,9 +3,9 @@
 // loaded, GEMM plans and activations at their peak). A backend that reports free memory (CUDA) already
 // leaves out what its decode graphs will take (freeMemoryBytes, cuda/graph_reserve.ts):
 //
-//   reports free bytes, no maxTokens:  ⌊fraction × free / kvBytesPerBlock⌋              "free-memory"
-//   reports free bytes, maxTokens:     ⌊maxTokens / blockSize⌋ ("max-tokens"), capped at all
-//                                      of free memory ("free-memory"): maxTokens wins over the fraction
+//   reports free bytes:                ⌊fraction × free / kvBytesPerBlock⌋ ("free-memory"), and at most
+//                                      ⌊maxTokens / blockSize⌋ ("max-tokens"): when both are given the
+//                                      smaller wins, as in TensorRT-LLM's KvCacheConfig
 //   reports free bytes, capAtEngine:   either, and at most maxBatchSize × (⌈maxSeqLen / blockSize⌉ + 1),
 //                                      every sequence the engine runs at full length plus a block each
 //                                      for forks                                      "engine"
@@ -71,9 +71,8 @@ export function kvCacheBlocks(
   const free = backend.freeMemoryBytes?.();
   if (free !== undefined) {
     const perBlock = backend.kvBytesPerBlock;
-    const share = t !== undefined ? 1 : fraction;
-    const fit = Math.floor((share * free) / perBlock);
-    if (fit < 1) throw new KvCacheNoRoomError(free, fraction, perBlock, t);
+    const fit = Math.floor((fraction * free) / perBlock);
+    if (fit < 1) throw new KvCacheNoRoomError(free, fraction, perBlock);
     if (o.capAtEngine) caps.push([maxBatchSize * (Math.ceil(maxSeqLen / bs) + 1), "engine"]);
     caps.push([fit, "free-memory"]);
     return { ...smallest(caps), freeBlocks: Math.floor(free / perBlock) };

@@ -1,8 +1,8 @@
 // The executor's KV cache is sized once, in its constructor (executor/kv_cache_size.ts), and
 // executor.kvSizing says how: on a backend that reports free device memory (a spy over the CPU backend
 // stands in for CUDA), after a warm-up at the executor's maxNumTokens, ⌊freeGpuMemoryFraction × free /
-// kvBytesPerBlock⌋ blocks (default 0.9), not capped at the engine unless capKvAtEngine; an explicit
-// maxTokens wins over the fraction but not over free memory; a fraction outside (0, 1] is an
+// kvBytesPerBlock⌋ blocks (default 0.9), not capped at the engine unless capKvAtEngine; with an
+// explicit maxTokens the smaller of the two (TensorRT-LLM's rule); a fraction outside (0, 1] is an
 // InvalidArgumentError; free memory that holds no block is a KvCacheNoRoomError; without reports,
 // maxTokens or the engine's maxSeqLen × maxBatchSize, at most DEFAULT_KV_BYTES.
 import assert from "node:assert/strict";
@@ -77,18 +77,18 @@ test("free memory: warm-up at maxNumTokens first, then ⌊0.9 × free / kvBytesP
   assert.equal(all.blocks, 1000);
 });
 
-test("an explicit maxTokens wins over the fraction, capped at what fits in free memory", async () => {
+test("an explicit maxTokens and the fraction: the smaller wins", async () => {
   const limit = async (free: number, o: ExecutorOptions) => {
     const { sizing } = await sized(free * perBlock, o);
     return [sizing.numBlocks, sizing.limitedBy];
   };
   assert.deepEqual(await limit(1000, { maxTokens: 40 * BS + 3 }), [40, "max-tokens"]);
   assert.deepEqual(await limit(1000, { maxTokens: 960 * BS, freeGpuMemoryFraction: 0.1 }), [
-    960,
-    "max-tokens",
+    100,
+    "free-memory",
   ]);
-  assert.deepEqual(await limit(30, { maxTokens: 960 * BS }), [30, "free-memory"]);
-  assert.deepEqual(await limit(30, { maxTokens: 30 * BS }), [30, "max-tokens"], "a tie names max-tokens");
+  assert.deepEqual(await limit(30, { maxTokens: 960 * BS }), [27, "free-memory"]);
+  assert.deepEqual(await limit(30, { maxTokens: 27 * BS }), [27, "max-tokens"], "a tie names max-tokens");
 });
 
 test("capKvAtEngine: at most maxBatchSize × (⌈maxSeqLen / blockSize⌉ + 1) blocks, off by default", async () => {
@@ -131,11 +131,10 @@ test("a fraction outside (0, 1] is an InvalidArgumentError naming it; no room is
   );
   assert.deepEqual(s.events, [`warmUp ${build.maxNumTokens}`, "freeMemoryBytes"], "nothing allocated");
   s.session.dispose();
-  const t = open(perBlock - 1); // with maxTokens the cache may take all of it, and that is too little
+  const t = open(perBlock); // maxTokens does not lift the fraction: still no block
   assert.throws(
     () => new Executor(t.session, { maxTokens: 8 * BS }),
-    (e: unknown) =>
-      e instanceof KvCacheNoRoomError && e.message.includes(`all of it (maxTokens ${8 * BS} is given`),
+    (e: unknown) => e instanceof KvCacheNoRoomError && e.message.includes("freeGpuMemoryFraction 0.9 of it"),
   );
   t.session.dispose();
 });

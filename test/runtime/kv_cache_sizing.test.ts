@@ -123,13 +123,13 @@ describe("the runner's KV cache", () => {
     ["engine cap under 0.9 × 1000", 1000, {}, ENGINE_CAP, "engine"],
     ["maxTokens 100: ⌊100 / 16⌋", 1000, { maxTokens: 100 }, 6, "max-tokens"],
     [
-      "maxTokens wins over the fraction: ⌊200 / 16⌋ > ⌊0.5 × 15⌋",
+      "the fraction under maxTokens: ⌊0.5 × 15⌋ < ⌊200 / 16⌋",
       15,
       { freeGpuMemoryFraction: 0.5, maxTokens: 200 },
-      12,
-      "max-tokens",
+      7,
+      "free-memory",
     ],
-    ["maxTokens beyond free memory: all 15 free blocks", 15, { maxTokens: 400 }, 15, "free-memory"],
+    ["maxTokens beyond free memory: ⌊0.9 × 15⌋", 15, { maxTokens: 400 }, 13, "free-memory"],
     ["maxTokens beyond the engine cap", 1000, { maxTokens: 1000 }, ENGINE_CAP, "engine"],
   ];
   for (const [name, free, config, blocks, limitedBy] of sizes) {
