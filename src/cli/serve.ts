@@ -7,7 +7,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import type { OpenExecutorOptions } from "../runtime/open_executor.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_S, openServer } from "../server/open_server.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
-import { maxKvTokensOption } from "./kv_cache_flags.ts";
+import { kvFractionOption, maxKvTokensOption } from "./kv_cache_flags.ts";
 
 interface ServeFlags {
   model?: string;
@@ -26,6 +26,7 @@ interface ServeFlags {
   logLevel: Level | "silent";
   shutdownTimeout: number;
   maxKvTokens?: number;
+  kvCacheFreeGpuMemFraction?: number;
   maxNumTokens?: number;
   maxNumSeqs?: number;
   maxBatchSize?: number;
@@ -96,6 +97,7 @@ export function registerServe(program: Command): void {
       secondsArg("--shutdown-timeout", true),
       DEFAULT_SHUTDOWN_TIMEOUT_S,
     )
+    .addOption(kvFractionOption())
     .addOption(maxKvTokensOption())
     .option("--max-num-tokens <n>", "tokens per executor iteration", intArg("--max-num-tokens", 1))
     .option("--max-num-seqs <n>", "running requests at most per iteration", intArg("--max-num-seqs", 1))
@@ -115,6 +117,9 @@ async function serveCommand(f: ServeFlags): Promise<void> {
     ...(f.dtype ? { dtype: f.dtype } : {}),
     ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
     ...(f.maxKvTokens !== undefined ? { maxTokens: f.maxKvTokens } : {}),
+    ...(f.kvCacheFreeGpuMemFraction !== undefined
+      ? { freeGpuMemoryFraction: f.kvCacheFreeGpuMemFraction }
+      : {}),
     ...(f.maxNumTokens !== undefined ? { maxNumTokens: f.maxNumTokens } : {}),
     ...(f.maxNumSeqs !== undefined ? { maxNumSeqs: f.maxNumSeqs } : {}),
     ...(f.maxBatchSize !== undefined ? { maxBatchSize: f.maxBatchSize } : {}),

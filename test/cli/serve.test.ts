@@ -15,7 +15,8 @@ describe("kiln serve", () => {
   after(() => cache.cleanup());
 
   test("serves the bundled model, prints the ready line, exits 0 on SIGTERM", async () => {
-    const child = spawn(KILN, ["serve", "--port", "0", "--log-level", "warn"], {
+    const flags = ["--port", "0", "--log-level", "warn", "--max-kv-tokens", "1024"];
+    const child = spawn(KILN, ["serve", ...flags, "--kv-cache-free-gpu-mem-fraction", "0.5"], {
       env: { ...process.env, KILN_CACHE_DIR: cache.dir, KILN_API_KEY: "k" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -41,6 +42,7 @@ describe("kiln serve", () => {
       );
     assert.ok(m, ready);
     assert.notEqual(m[2], "0", "the real port is printed");
+    assert.equal(m[3], "1024", "--max-kv-tokens reaches the executor");
     const r = await fetch(`${m[1]}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: "Bearer k" },
@@ -69,6 +71,11 @@ describe("kiln serve", () => {
       kiln(["serve", "--log-level", "loud"]),
       "InvalidArgumentError",
       /--log-level must be one of/,
+    );
+    assertUserError(
+      kiln(["serve", "--kv-cache-free-gpu-mem-fraction", "1.5"]),
+      "InvalidArgumentError",
+      /--kv-cache-free-gpu-mem-fraction/,
     );
     assertUserError(
       kiln(["serve", "--max-concurrent", "0"]),
