@@ -42,10 +42,14 @@ async function kvBlocks(
   }
 }
 
-test("free memory: the fraction of it (not the requests' need); --max-kv-tokens wins", async () => {
+test("free memory: the fraction of it (not the requests' need), capped by --max-kv-tokens", async () => {
   assert.deepEqual(await kvBlocks(200, { freeGpuMemoryFraction: 0.9 }), [180, "free-memory"]);
   assert.deepEqual(await kvBlocks(200, { freeGpuMemoryFraction: 0.25 }), [50, "free-memory"]);
   assert.deepEqual(await kvBlocks(200, { freeGpuMemoryFraction: 0.25, maxTokens: 70 * BS }), [
+    50,
+    "free-memory",
+  ]);
+  assert.deepEqual(await kvBlocks(200, { freeGpuMemoryFraction: 0.9, maxTokens: 70 * BS }), [
     70,
     "max-tokens",
   ]);
