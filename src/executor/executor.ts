@@ -30,6 +30,7 @@ import { BeamGroup } from "./beam_group.ts";
 import { ContextLogits } from "./context_logits.ts";
 import { ExecutorShutDownError, invariant, UnknownRequestError } from "./errors.ts";
 import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
+import { IterationReporter, type IterationStats, type StepCounts } from "./iteration_stats.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import { type KvCacheSizing, kvCacheBlocks } from "./kv_cache_size.ts";
 import { type Flight, feedFrom, overlapMode } from "./overlap.ts";
@@ -41,7 +42,7 @@ import { type Branch, type CapacityPolicy, Scheduler } from "./scheduler.ts";
 import type { SchedulerOutput } from "./scheduler_output.ts";
 import { type SampleRow, stepFromSchedule } from "./step_from_schedule.ts";
 
-export type { ExecutorRequest, ResultEvent };
+export type { ExecutorRequest, IterationStats, ResultEvent };
 
 /** What the executor takes over: an opened engine (runtime/session.ts's Session is one). */
 export interface ExecutorSession {
@@ -78,30 +79,6 @@ export interface ExecutorOptions {
   clock?: () => number;
   /** Called after every iteration that ran a step (TensorRT-LLM's per-iteration stats). */
   onIteration?: (s: IterationStats) => void;
-}
-
-export interface IterationStats {
-  iteration: number;
-  /** Host and device time of the step, schedule to results, on the executor's clock. */
-  latencyMs: number;
-  /** Whether the step was queued before the previous one was read (overlap.ts). */
-  overlapped: boolean;
-  /** Host ms (performance.now) the loop waited for this step's tokens: in collectSample, or in the
-   * synchronous forward. Near zero in a steady overlapped decode: the host, not the device, paces. */
-  hostWaitMs: number;
-  /** Host ms of the loop iteration that read this step, besides that wait: scheduling and building
-   * the next step, accepting tokens, text, events. */
-  hostMs: number;
-  /** Chunks (rows of sequences) in the step; a beam or sample of a request is a row of its own. */
-  numScheduled: number;
-  /** Of them, chunks of prompt (or recompute) and single-token decodes. */
-  numContext: number;
-  numGeneration: number;
-  numContextTokens: number;
-  numQueued: number;
-  /** Requests preempted in this iteration (they wait to recompute). */
-  numPaused: number;
-  kv: KvCacheStats;
 }
 
 export interface ExecutorStats {
@@ -149,7 +126,7 @@ export class Executor {
   private readonly scheduler: Scheduler;
   private readonly backend: ExecutionBackend;
   private readonly clock: () => number;
-  private readonly onIteration: ((s: IterationStats) => void) | undefined;
+  private readonly reporter: IterationReporter;
   private readonly live = new Map<number, Live>();
   /** Channels not yet handed out by results(), finished or not. */
   private readonly channels = new Map<number, ResultChannel>();
@@ -160,8 +137,6 @@ export class Executor {
   private wake: (() => void) | null = null;
   /** The queued step not read yet (overlapped loop). */
   private flight: Flight | null = null;
-  /** performance.now() when the current loop iteration began. */
-  private iterationStart = 0;
   private closing: Promise<void> | null = null;
   private readonly loop: Promise<void>;
   private loopRunning = true;
@@ -196,7 +171,7 @@ export class Executor {
     this.kv = scheduler.kv;
     this.kvSizing = sizing;
     this.clock = options.clock ?? Date.now;
-    this.onIteration = options.onIteration;
+    this.reporter = new IterationReporter(options.onIteration, scheduler, scheduler.kv);
     this.loop = this.run();
     const ended = () => {
       this.loopRunning = false;
@@ -299,7 +274,7 @@ export class Executor {
     for (;;) {
       if (!this.scheduler.hasWork) {
         if (this.flight) {
-          this.iterationStart = performance.now();
+          this.reporter.begin();
           this.tryLand();
         }
         if (this.closing) break;
@@ -325,7 +300,7 @@ export class Executor {
   }
 
   private iterate(): void {
-    this.iterationStart = performance.now();
+    this.reporter.begin();
     const overlap = this.queueable();
     // Reading the queued step first is an iteration of its own: one step's events per iteration, so
     // a caller can cancel between any two (as in the synchronous loop).
@@ -433,7 +408,7 @@ export class Executor {
     // The scheduler ends a request at maxNewTokens; its group has said so already (same limit).
     for (const id of next.keys()) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
     const counts = { iteration: this.iterations, numContext, numContextTokens: contextTokens };
-    this.report(out, counts, t - now, false, hostWaitMs);
+    this.reporter.report(out, counts, t - now, false, hostWaitMs);
   }
 
   /** Whether the next step may be queued on the device: the backend queues steps, and no request
@@ -471,7 +446,7 @@ export class Executor {
     out: SchedulerOutput,
     step: StepInput,
     sampled: readonly SampleRow[],
-    counts: Pick<Flight, "iteration" | "numContext" | "numContextTokens">,
+    counts: StepCounts,
     now: number,
   ): void {
     const rows: SampledRow[] = [];
@@ -538,7 +513,7 @@ export class Executor {
     }
     this.scheduler.resolve(f.out, next);
     for (const id of going) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
-    this.report(f.out, f, t - f.started, f.overlapped, hostWaitMs);
+    this.reporter.report(f.out, f, t - f.started, f.overlapped, hostWaitMs);
   }
 
   /** Reads the step in flight, if any, after a failure or before the loop sleeps; a read that fails
@@ -552,29 +527,6 @@ export class Executor {
     } catch {
       // the device failed already; its requests have ended with that error
     }
-  }
-
-  private report(
-    out: SchedulerOutput,
-    counts: Pick<Flight, "iteration" | "numContext" | "numContextTokens">,
-    latencyMs: number,
-    overlapped: boolean,
-    hostWaitMs: number,
-  ): void {
-    this.onIteration?.({
-      iteration: counts.iteration,
-      latencyMs,
-      overlapped,
-      hostWaitMs,
-      hostMs: Math.max(0, performance.now() - this.iterationStart - hostWaitMs),
-      numScheduled: out.chunks.length,
-      numContext: counts.numContext,
-      numGeneration: out.chunks.length - counts.numContext,
-      numContextTokens: counts.numContextTokens,
-      numQueued: this.scheduler.numWaiting,
-      numPaused: out.preempted.length,
-      kv: this.kv.stats(),
-    });
   }
 
   /** A beam step of `l` from its rows' raw logits [rows × V]: the step's event when streaming, the
