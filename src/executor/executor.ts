@@ -29,13 +29,13 @@ import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { ContextLogits } from "./context_logits.ts";
 import { ExecutorShutDownError, invariant, UnknownRequestError } from "./errors.ts";
-import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
+import { type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { IterationReporter, type IterationStats, type StepCounts } from "./iteration_stats.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import { type KvCacheSizing, kvCacheBlocks } from "./kv_cache_size.ts";
+import { type LiveRequest, OutputProcessor } from "./output_processor.ts";
 import { type Flight, feedFrom, overlapMode } from "./overlap.ts";
-import type { Request, RequestFinishReason } from "./request.ts";
-import { ResultChannel, type ResultEvent, type SequenceUpdate } from "./request_results.ts";
+import { ResultChannel, type ResultEvent } from "./request_results.ts";
 import { forwardAndSample, rowSampling, type SampledRow } from "./sample_rows.ts";
 import { type RowSample, SamplingGroup } from "./sampling_group.ts";
 import { type Branch, type CapacityPolicy, Scheduler } from "./scheduler.ts";
@@ -110,15 +110,6 @@ export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
 export type { KvCacheLimit, KvCacheSizing } from "./kv_cache_size.ts";
 export { DEFAULT_KV_BYTES } from "./kv_cache_size.ts";
 
-interface Live {
-  request: Request;
-  state: DecodingState;
-  group: SamplingGroup | BeamGroup;
-  channel: ResultChannel;
-  /** returnContextLogits, until the prompt's rows are all in. */
-  context: ContextLogits | null;
-}
-
 export class Executor {
   readonly kv: KvCacheManager;
   /** How the KV cache was sized at start: its blocks and what limited them (kv_cache_size.ts). */
@@ -127,13 +118,14 @@ export class Executor {
   private readonly backend: ExecutionBackend;
   private readonly clock: () => number;
   private readonly reporter: IterationReporter;
-  private readonly live = new Map<number, Live>();
+  /** Every request from enqueue until it ends (the output processor removes it then). */
+  private readonly live = new Map<number, LiveRequest>();
+  private readonly outputs: OutputProcessor;
   /** Channels not yet handed out by results(), finished or not. */
   private readonly channels = new Map<number, ResultChannel>();
   private nextId = 1;
   private iterations = 0;
   private contextTokens = 0;
-  private generatedTokens = 0;
   private wake: (() => void) | null = null;
   /** The queued step not read yet (overlapped loop). */
   private flight: Flight | null = null;
@@ -171,6 +163,7 @@ export class Executor {
     this.kv = scheduler.kv;
     this.kvSizing = sizing;
     this.clock = options.clock ?? Date.now;
+    this.outputs = new OutputProcessor(this.live, scheduler, backend, this.clock);
     this.reporter = new IterationReporter(options.onIteration, scheduler, scheduler.kv);
     this.loop = this.run();
     const ended = () => {
@@ -241,7 +234,7 @@ export class Executor {
   cancel(id: number): boolean {
     if (!this.live.has(id)) return false;
     this.scheduler.cancel(id);
-    this.close(id, "cancelled");
+    this.outputs.close(id, "cancelled");
     return true;
   }
 
@@ -264,7 +257,7 @@ export class Executor {
       numRunningSequences: s.numRunningSequences,
       numIterations: this.iterations,
       numContextTokens: this.contextTokens,
-      numGeneratedTokens: this.generatedTokens,
+      numGeneratedTokens: this.outputs.generatedTokens,
       numPreemptions: s.numPreemptions,
       kv: this.kv.stats(),
     };
@@ -288,11 +281,7 @@ export class Executor {
       } catch (e) {
         // The step failed (a backend error): every live request ends with it; the loop goes on.
         this.tryLand();
-        for (const [id, l] of [...this.live]) {
-          this.scheduler.finish(id, "cancelled");
-          this.live.delete(id);
-          l.channel.fail(e);
-        }
+        this.outputs.failAll(e);
       }
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
@@ -310,7 +299,7 @@ export class Executor {
     }
     const now = this.clock();
     const out = this.scheduler.schedule(now, overlap ? (r) => !this.isSync(r.id) : undefined);
-    for (const f of out.finished) if (this.live.has(f.requestId)) this.close(f.requestId, f.reason);
+    for (const f of out.finished) if (this.live.has(f.requestId)) this.outputs.close(f.requestId, f.reason);
     if (out.chunks.length === 0) {
       if (this.flight) this.land(this.flight);
       return;
@@ -330,7 +319,7 @@ export class Executor {
     let numContext = 0;
     let contextTokens = 0;
     for (const c of out.chunks) {
-      const l = this.live.get(c.requestId) as Live;
+      const l = this.live.get(c.requestId) as LiveRequest;
       if (l.channel.timing.firstScheduled === null) {
         l.channel.timing.firstScheduled = now;
         l.channel.setCachedTokens(l.request.numCachedTokens);
@@ -352,7 +341,7 @@ export class Executor {
     const rows: SampledRow[] = [];
     const mine = new Map<number, { rows: number[]; logitRows: number[] }>();
     for (const sr of sampled) {
-      const l = this.live.get(sr.requestId) as Live;
+      const l = this.live.get(sr.requestId) as LiveRequest;
       let m = mine.get(sr.requestId);
       if (!m) {
         m = { rows: [], logitRows: [] };
@@ -372,7 +361,7 @@ export class Executor {
     const hostWaitMs = performance.now() - waitStart;
     const V = this.backend.vocabSize;
     for (const c of context) {
-      const l = this.live.get(c.requestId) as Live;
+      const l = this.live.get(c.requestId) as LiveRequest;
       const done = l.context?.add(
         c.start,
         (got.logits as Float32Array).subarray(c.row * V, (c.row + c.count) * V),
@@ -385,14 +374,14 @@ export class Executor {
     const t = this.clock();
     const next = new Map<number, readonly Branch[]>();
     for (const [id, m] of mine) {
-      const l = this.live.get(id) as Live;
+      const l = this.live.get(id) as LiveRequest;
       let branches: Branch[] | null;
       if (l.group instanceof BeamGroup) {
         const logits = new Float32Array(m.logitRows.length * V);
         m.logitRows.forEach((row, k) => {
           logits.set((got.logits as Float32Array).subarray(row * V, (row + 1) * V), k * V);
         });
-        branches = this.advanceBeams(l, l.group, logits, t);
+        branches = this.outputs.advanceBeams(l, l.group, logits, t);
       } else {
         const samples: RowSample[] = m.rows.map((i) => ({
           token: got.tokens[i],
@@ -400,13 +389,14 @@ export class Executor {
           raw: got.rawLogits[i],
           failed: got.failed[i],
         }));
-        branches = this.advanceSamples(l, l.group, samples, t);
+        branches = this.outputs.advanceSamples(l, l.group, samples, t);
       }
       if (branches) next.set(id, branches);
     }
     this.scheduler.update(out, next);
     // The scheduler ends a request at maxNewTokens; its group has said so already (same limit).
-    for (const id of next.keys()) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
+    for (const id of next.keys())
+      if (this.live.has(id) && !this.scheduler.get(id)) this.outputs.close(id, "length");
     const counts = { iteration: this.iterations, numContext, numContextTokens: contextTokens };
     this.reporter.report(out, counts, t - now, false, hostWaitMs);
   }
@@ -427,7 +417,7 @@ export class Executor {
     return l !== undefined && this.modeOf(l) === "sync";
   }
 
-  private modeOf(l: Live): ReturnType<typeof overlapMode> {
+  private modeOf(l: LiveRequest): ReturnType<typeof overlapMode> {
     return overlapMode(l.state, l.group instanceof SamplingGroup && l.group.fannedOut);
   }
 
@@ -451,12 +441,12 @@ export class Executor {
   ): void {
     const rows: SampledRow[] = [];
     for (const sr of sampled) {
-      const l = this.live.get(sr.requestId) as Live;
+      const l = this.live.get(sr.requestId) as LiveRequest;
       rows.push(...(l.group as SamplingGroup).rows(l.request, sr.seq, sr.row));
     }
     const { params, transforms } = rowSampling(rows);
     const prev = this.flight;
-    const kvIds = out.chunks.map((c) => (this.live.get(c.requestId) as Live).request.seqs[c.seq].kvId);
+    const kvIds = out.chunks.map((c) => (this.live.get(c.requestId) as LiveRequest).request.seqs[c.seq].kvId);
     const feed = feedFrom(prev, out, kvIds) ?? undefined;
     const enqueue = this.backend.enqueueSample as NonNullable<ExecutionBackend["enqueueSample"]>;
     const ticket = enqueue.call(this.backend, step, params, transforms, feed);
@@ -506,13 +496,14 @@ export class Executor {
         failed: null,
       }));
       const before = rows[0].position;
-      const branches = this.advanceSamples(l, l.group as SamplingGroup, samples, t, before);
+      const branches = this.outputs.advanceSamples(l, l.group as SamplingGroup, samples, t, before);
       if (!branches) continue;
       for (const b of branches) next.set(r.seqs[b.parent].kvId, b.token);
       going.push(id);
     }
     this.scheduler.resolve(f.out, next);
-    for (const id of going) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
+    for (const id of going)
+      if (this.live.has(id) && !this.scheduler.get(id)) this.outputs.close(id, "length");
     this.reporter.report(f.out, f, t - f.started, f.overlapped, hostWaitMs);
   }
 
@@ -527,78 +518,6 @@ export class Executor {
     } catch {
       // the device failed already; its requests have ended with that error
     }
-  }
-
-  /** A beam step of `l` from its rows' raw logits [rows × V]: the step's event when streaming, the
-   * final beams when done. Returns its branches, or null when it ended (done or failed). */
-  private advanceBeams(l: Live, group: BeamGroup, logits: Float32Array, t: number): Branch[] | null {
-    const id = l.request.id;
-    const res = group.step(l.request, this.backend.decoding, logits, this.backend.vocabSize);
-    if ("error" in res) return this.fail(l, res.error);
-    this.generatedTokens += res.branches.length;
-    l.channel.timing.firstToken ??= t;
-    l.channel.timing.last = t;
-    if (l.channel.streaming) {
-      const none = { tokenIds: [], logProbs: [], cumLogProb: 0, text: "", finishReason: null };
-      l.channel.pushWhole({ sequenceIndex: 0, isFinal: false, ...none, beams: res.beams });
-    }
-    if (!res.finals) return res.branches;
-    this.scheduler.finish(id, res.finals[0]?.finishReason ?? "length");
-    this.live.delete(id);
-    for (const f of res.finals) l.channel.pushWhole(f);
-    return null;
-  }
-
-  /** The sampled tokens of `l`'s rows: one event per sequence (token or finish). Returns the branches
-   * of the sequences that go on, or null when none does (or it failed). */
-  private advanceSamples(
-    l: Live,
-    group: SamplingGroup,
-    samples: RowSample[],
-    t: number,
-    before?: number,
-  ): Branch[] | null {
-    const res = group.step(l.request, samples, before);
-    if ("error" in res) return this.fail(l, res.error);
-    this.generatedTokens += samples.length;
-    l.channel.timing.firstToken ??= t;
-    l.channel.timing.last = t;
-    const done = res.branches.length === 0;
-    if (done) {
-      this.scheduler.finish(l.request.id, res.updates.at(-1)?.finishReason ?? "length");
-      this.live.delete(l.request.id);
-    }
-    this.emit(l.channel, res.updates, done);
-    return done ? null : res.branches;
-  }
-
-  /** Ends `l` alone with `error`; its blocks are freed now. */
-  private fail(l: Live, error: unknown): null {
-    this.scheduler.finish(l.request.id, "cancelled");
-    this.live.delete(l.request.id);
-    l.channel.fail(error);
-    return null;
-  }
-
-  /** Ends a live request that left the scheduler (cancelled, timed out): flushes each live
-   * sequence's text (beams: one event with no tokens). */
-  private close(id: number, reason: RequestFinishReason): void {
-    const l = this.live.get(id) as Live;
-    this.live.delete(id);
-    l.channel.timing.last = this.clock();
-    if (l.group instanceof BeamGroup) {
-      const none = { tokenIds: [], logProbs: [], cumLogProb: 0, text: "" };
-      l.channel.pushWhole({ sequenceIndex: 0, isFinal: true, ...none, finishReason: reason });
-      return;
-    }
-    this.emit(l.channel, l.group.close(reason), true);
-  }
-
-  /** Pushes `updates` in order; with `last`, the final one ends the request. */
-  private emit(channel: ResultChannel, updates: Omit<SequenceUpdate, "isFinal">[], last: boolean): void {
-    updates.forEach((u, i) => {
-      channel.push({ ...u, isFinal: last && i === updates.length - 1 });
-    });
   }
 
   private wakeLoop(): void {
