@@ -21,26 +21,24 @@
 // The loop runs while a request is live and otherwise waits on a promise that enqueue resolves (no
 // polling, no timer: an idle executor keeps no process alive). It yields to the event loop between
 // iterations, so an enqueue or cancel made meanwhile takes effect in the next one.
-import type { ExecutionBackend, StepInput } from "../backends/backend.ts";
+import type { ExecutionBackend } from "../backends/backend.ts";
 import type { EngineConfig } from "../engine/format.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { ContextLogits } from "./context_logits.ts";
-import { ExecutorShutDownError, invariant, UnknownRequestError } from "./errors.ts";
+import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
 import { type ExecutorRequest, resolveRequest } from "./executor_request.ts";
-import { IterationReporter, type IterationStats, type StepCounts } from "./iteration_stats.ts";
+import { IterationReporter, type IterationStats } from "./iteration_stats.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import { type KvCacheSizing, kvCacheBlocks } from "./kv_cache_size.ts";
 import { type LiveRequest, OutputProcessor } from "./output_processor.ts";
-import { type Flight, feedFrom, overlapMode } from "./overlap.ts";
 import { ResultChannel, type ResultEvent } from "./request_results.ts";
-import { forwardAndSample, rowSampling, type SampledRow } from "./sample_rows.ts";
-import { type RowSample, SamplingGroup } from "./sampling_group.ts";
-import { type Branch, type CapacityPolicy, Scheduler } from "./scheduler.ts";
-import type { SchedulerOutput } from "./scheduler_output.ts";
-import { type SampleRow, stepFromSchedule } from "./step_from_schedule.ts";
+import { SamplingGroup } from "./sampling_group.ts";
+import { type CapacityPolicy, Scheduler } from "./scheduler.ts";
+import { stepFromSchedule } from "./step_from_schedule.ts";
+import { StepPipeline } from "./step_pipeline.ts";
 
 export type { ExecutorRequest, IterationStats, ResultEvent };
 
@@ -121,14 +119,13 @@ export class Executor {
   /** Every request from enqueue until it ends (the output processor removes it then). */
   private readonly live = new Map<number, LiveRequest>();
   private readonly outputs: OutputProcessor;
+  private readonly pipeline: StepPipeline;
   /** Channels not yet handed out by results(), finished or not. */
   private readonly channels = new Map<number, ResultChannel>();
   private nextId = 1;
   private iterations = 0;
   private contextTokens = 0;
   private wake: (() => void) | null = null;
-  /** The queued step not read yet (overlapped loop). */
-  private flight: Flight | null = null;
   private closing: Promise<void> | null = null;
   private readonly loop: Promise<void>;
   private loopRunning = true;
@@ -165,6 +162,7 @@ export class Executor {
     this.clock = options.clock ?? Date.now;
     this.outputs = new OutputProcessor(this.live, scheduler, backend, this.clock);
     this.reporter = new IterationReporter(options.onIteration, scheduler, scheduler.kv);
+    this.pipeline = new StepPipeline(this.live, scheduler, backend, this.outputs, this.reporter, this.clock);
     this.loop = this.run();
     const ended = () => {
       this.loopRunning = false;
@@ -266,9 +264,9 @@ export class Executor {
   private async run(): Promise<void> {
     for (;;) {
       if (!this.scheduler.hasWork) {
-        if (this.flight) {
+        if (this.pipeline.inFlight) {
           this.reporter.begin();
-          this.tryLand();
+          this.pipeline.tryLand();
         }
         if (this.closing) break;
         await new Promise<void>((resolve) => {
@@ -280,7 +278,7 @@ export class Executor {
         this.iterate();
       } catch (e) {
         // The step failed (a backend error): every live request ends with it; the loop goes on.
-        this.tryLand();
+        this.pipeline.tryLand();
         this.outputs.failAll(e);
       }
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -290,18 +288,18 @@ export class Executor {
 
   private iterate(): void {
     this.reporter.begin();
-    const overlap = this.queueable();
+    const overlap = this.pipeline.queueable();
     // Reading the queued step first is an iteration of its own: one step's events per iteration, so
     // a caller can cancel between any two (as in the synchronous loop).
-    if (this.flight && (!overlap || this.needsRead(this.flight))) {
-      this.land(this.flight);
+    if (this.pipeline.landFirst(overlap)) {
+      this.pipeline.landInFlight();
       return;
     }
     const now = this.clock();
-    const out = this.scheduler.schedule(now, overlap ? (r) => !this.isSync(r.id) : undefined);
+    const out = this.scheduler.schedule(now, overlap ? (r) => !this.pipeline.isSync(r.id) : undefined);
     for (const f of out.finished) if (this.live.has(f.requestId)) this.outputs.close(f.requestId, f.reason);
     if (out.chunks.length === 0) {
-      if (this.flight) this.land(this.flight);
+      this.pipeline.landInFlight();
       return;
     }
     this.iterations++;
@@ -311,11 +309,7 @@ export class Executor {
         out.blockCopies.map((c) => c.dst),
       );
     }
-    const { step, sampled, context } = stepFromSchedule(
-      out,
-      this.kv.tokensPerBlock,
-      (id) => this.live.get(id)?.context != null,
-    );
+    const built = stepFromSchedule(out, this.kv.tokensPerBlock, (id) => this.live.get(id)?.context != null);
     let numContext = 0;
     let contextTokens = 0;
     for (const c of out.chunks) {
@@ -334,190 +328,11 @@ export class Executor {
     this.contextTokens += contextTokens;
     if (overlap) {
       const counts = { iteration: this.iterations, numContext, numContextTokens: contextTokens };
-      this.queue(out, step, sampled, counts, now);
+      this.pipeline.queue(out, built, counts, now);
       return;
     }
-    // Sampled rows (sampling groups) and the logits rows of beams, per request in row order.
-    const rows: SampledRow[] = [];
-    const mine = new Map<number, { rows: number[]; logitRows: number[] }>();
-    for (const sr of sampled) {
-      const l = this.live.get(sr.requestId) as LiveRequest;
-      let m = mine.get(sr.requestId);
-      if (!m) {
-        m = { rows: [], logitRows: [] };
-        mine.set(sr.requestId, m);
-      }
-      if (l.group instanceof BeamGroup) m.logitRows.push(sr.row);
-      else {
-        for (const row of l.group.rows(l.request, sr.seq, sr.row)) {
-          m.rows.push(rows.length);
-          rows.push(row);
-        }
-      }
-    }
-    const needLogits = context.length > 0 || [...mine.values()].some((m) => m.logitRows.length > 0);
-    const waitStart = performance.now();
-    const got = forwardAndSample(this.backend, step, rows, needLogits);
-    const hostWaitMs = performance.now() - waitStart;
-    const V = this.backend.vocabSize;
-    for (const c of context) {
-      const l = this.live.get(c.requestId) as LiveRequest;
-      const done = l.context?.add(
-        c.start,
-        (got.logits as Float32Array).subarray(c.row * V, (c.row + c.count) * V),
-      );
-      if (done && l.context) {
-        l.channel.setContextLogits(l.context.logits);
-        l.context = null;
-      }
-    }
-    const t = this.clock();
-    const next = new Map<number, readonly Branch[]>();
-    for (const [id, m] of mine) {
-      const l = this.live.get(id) as LiveRequest;
-      let branches: Branch[] | null;
-      if (l.group instanceof BeamGroup) {
-        const logits = new Float32Array(m.logitRows.length * V);
-        m.logitRows.forEach((row, k) => {
-          logits.set((got.logits as Float32Array).subarray(row * V, (row + 1) * V), k * V);
-        });
-        branches = this.outputs.advanceBeams(l, l.group, logits, t);
-      } else {
-        const samples: RowSample[] = m.rows.map((i) => ({
-          token: got.tokens[i],
-          logProb: got.logProbs[i],
-          raw: got.rawLogits[i],
-          failed: got.failed[i],
-        }));
-        branches = this.outputs.advanceSamples(l, l.group, samples, t);
-      }
-      if (branches) next.set(id, branches);
-    }
-    this.scheduler.update(out, next);
-    // The scheduler ends a request at maxNewTokens; its group has said so already (same limit).
-    for (const id of next.keys())
-      if (this.live.has(id) && !this.scheduler.get(id)) this.outputs.close(id, "length");
     const counts = { iteration: this.iterations, numContext, numContextTokens: contextTokens };
-    this.reporter.report(out, counts, t - now, false, hostWaitMs);
-  }
-
-  /** Whether the next step may be queued on the device: the backend queues steps, and no request
-   * that needs the synchronous step (overlap.ts) runs or is the next to be admitted. Those further
-   * back in the queue wait (schedule's `admits`) until one is next: then the loop turns synchronous. */
-  private queueable(): boolean {
-    if (!this.backend.enqueueSample || !this.backend.collectSample) return false;
-    for (const l of this.live.values())
-      if (l.request.status === "running" && this.modeOf(l) === "sync") return false;
-    const next = this.scheduler.firstWaiting;
-    return !(next && this.isSync(next.id));
-  }
-
-  private isSync(id: number): boolean {
-    const l = this.live.get(id);
-    return l !== undefined && this.modeOf(l) === "sync";
-  }
-
-  private modeOf(l: LiveRequest): ReturnType<typeof overlapMode> {
-    return overlapMode(l.state, l.group instanceof SamplingGroup && l.group.fannedOut);
-  }
-
-  /** Whether a request of the step in flight builds its next inputs from its token on the host. */
-  private needsRead(f: Flight): boolean {
-    for (const { requestId } of f.pending.values()) {
-      const l = this.live.get(requestId);
-      if (l && this.modeOf(l) === "afterRead") return true;
-    }
-    return false;
-  }
-
-  /** Queues the step of `out` (fed from the step in flight), advances the scheduler past it with
-   * placeholders, then reads the step in flight, if any. */
-  private queue(
-    out: SchedulerOutput,
-    step: StepInput,
-    sampled: readonly SampleRow[],
-    counts: StepCounts,
-    now: number,
-  ): void {
-    const rows: SampledRow[] = [];
-    for (const sr of sampled) {
-      const l = this.live.get(sr.requestId) as LiveRequest;
-      rows.push(...(l.group as SamplingGroup).rows(l.request, sr.seq, sr.row));
-    }
-    const { params, transforms } = rowSampling(rows);
-    const prev = this.flight;
-    const kvIds = out.chunks.map((c) => (this.live.get(c.requestId) as LiveRequest).request.seqs[c.seq].kvId);
-    const feed = feedFrom(prev, out, kvIds) ?? undefined;
-    const enqueue = this.backend.enqueueSample as NonNullable<ExecutionBackend["enqueueSample"]>;
-    const ticket = enqueue.call(this.backend, step, params, transforms, feed);
-    this.scheduler.advance(out);
-    const pending: Flight["pending"] = new Map();
-    out.chunks.forEach((c, i) => {
-      if (c.sample)
-        pending.set(kvIds[i], {
-          requestId: c.requestId,
-          row: pending.size,
-          position: c.start + c.tokenIds.length,
-        });
-    });
-    this.flight = { out, ticket, pending, ...counts, started: now, overlapped: prev !== null };
-    if (prev) this.land(prev);
-    else if (this.needsRead(this.flight)) this.land(this.flight); // nothing to overlap it with
-  }
-
-  /** Reads the queued step `f`: each request accepts its token (stops, text, events), then the
-   * scheduler writes the tokens of those that go on over their placeholders. */
-  private land(f: Flight): void {
-    if (this.flight === f) this.flight = null;
-    const collect = this.backend.collectSample as NonNullable<ExecutionBackend["collectSample"]>;
-    const waitStart = performance.now();
-    const got = collect.call(this.backend, f.ticket);
-    const hostWaitMs = performance.now() - waitStart;
-    const t = this.clock();
-    const requests = new Set<number>();
-    for (const p of f.pending.values()) requests.add(p.requestId);
-    const next = new Map<number, number>(); // by KV table id: the token of each sequence that goes on
-    const going: number[] = [];
-    for (const id of requests) {
-      const l = this.live.get(id);
-      if (!l) continue; // cancelled, timed out or failed since: its tokens are dropped
-      // The rows of the sequences still live, in Request.seqs order (the group's); a sequence that
-      // ended when the step before was read has a row here too: it is dropped.
-      const r = l.request;
-      const rows = r.seqs.map((s) => {
-        const p = f.pending.get(s.kvId);
-        invariant(p !== undefined, `sequence ${s.kvId} of request ${id} has no row in the step read`);
-        return p;
-      });
-      const samples: RowSample[] = rows.map(({ row }) => ({
-        token: got.tokens[row],
-        logProb: got.logProbs[row],
-        raw: null,
-        failed: null,
-      }));
-      const before = rows[0].position;
-      const branches = this.outputs.advanceSamples(l, l.group as SamplingGroup, samples, t, before);
-      if (!branches) continue;
-      for (const b of branches) next.set(r.seqs[b.parent].kvId, b.token);
-      going.push(id);
-    }
-    this.scheduler.resolve(f.out, next);
-    for (const id of going)
-      if (this.live.has(id) && !this.scheduler.get(id)) this.outputs.close(id, "length");
-    this.reporter.report(f.out, f, t - f.started, f.overlapped, hostWaitMs);
-  }
-
-  /** Reads the step in flight, if any, after a failure or before the loop sleeps; a read that fails
-   * too is dropped (the backend's queue is abandoned). */
-  private tryLand(): void {
-    const f = this.flight;
-    if (!f) return;
-    this.flight = null;
-    try {
-      this.land(f);
-    } catch {
-      // the device failed already; its requests have ended with that error
-    }
+    this.pipeline.runNow(out, built, counts, now);
   }
 
   private wakeLoop(): void {
