@@ -30,7 +30,7 @@ import { BeamGroup } from "./beam_group.ts";
 import { ContextLogits } from "./context_logits.ts";
 import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
 import { type ExecutorRequest, resolveRequest } from "./executor_request.ts";
-import { IterationReporter, type IterationStats } from "./iteration_stats.ts";
+import { IterationReporter, type IterationStats, stepCounts } from "./iteration_stats.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import { type KvCacheSizing, kvCacheBlocks } from "./kv_cache_size.ts";
 import { type LiveRequest, OutputProcessor } from "./output_processor.ts";
@@ -310,29 +310,12 @@ export class Executor {
       );
     }
     const built = stepFromSchedule(out, this.kv.tokensPerBlock, (id) => this.live.get(id)?.context != null);
-    let numContext = 0;
-    let contextTokens = 0;
-    for (const c of out.chunks) {
-      const l = this.live.get(c.requestId) as LiveRequest;
-      if (l.channel.timing.firstScheduled === null) {
-        l.channel.timing.firstScheduled = now;
-        l.channel.setCachedTokens(l.request.numCachedTokens);
-      }
-      // A decode is the one token after the prompt's end; anything else is prompt or recompute.
-      const decode = c.tokenIds.length === 1 && c.start >= l.request.promptLength;
-      if (!decode) {
-        numContext++;
-        contextTokens += c.tokenIds.length;
-      }
-    }
-    this.contextTokens += contextTokens;
-    if (overlap) {
-      const counts = { iteration: this.iterations, numContext, numContextTokens: contextTokens };
-      this.pipeline.queue(out, built, counts, now);
-      return;
-    }
-    const counts = { iteration: this.iterations, numContext, numContextTokens: contextTokens };
-    this.pipeline.runNow(out, built, counts, now);
+    this.outputs.scheduled(out, now);
+    const promptLength = (id: number) => (this.live.get(id) as LiveRequest).request.promptLength;
+    const counts = stepCounts(this.iterations, out, promptLength);
+    this.contextTokens += counts.numContextTokens;
+    if (overlap) this.pipeline.queue(out, built, counts, now);
+    else this.pipeline.runNow(out, built, counts, now);
   }
 
   private wakeLoop(): void {

@@ -33,6 +33,25 @@ export interface IterationStats {
 /** The stats of a step known when it is scheduled. */
 export type StepCounts = Pick<IterationStats, "iteration" | "numContext" | "numContextTokens">;
 
+/** The counts of the step of `out`, scheduled in `iteration`. A decode is the one token after the
+ * prompt's end (`promptLength` of its request); any other chunk is prompt or recompute. */
+export function stepCounts(
+  iteration: number,
+  out: SchedulerOutput,
+  promptLength: (requestId: number) => number,
+): StepCounts {
+  let numContext = 0;
+  let numContextTokens = 0;
+  for (const c of out.chunks) {
+    const decode = c.tokenIds.length === 1 && c.start >= promptLength(c.requestId);
+    if (!decode) {
+      numContext++;
+      numContextTokens += c.tokenIds.length;
+    }
+  }
+  return { iteration, numContext, numContextTokens };
+}
+
 /** Times the loop's iterations and reports each step read to `onIteration` (when set). */
 export class IterationReporter {
   /** performance.now() when the current loop iteration began. */

@@ -14,6 +14,7 @@ import type { Request, RequestFinishReason } from "./request.ts";
 import type { ResultChannel, SequenceUpdate } from "./request_results.ts";
 import type { RowSample, SamplingGroup } from "./sampling_group.ts";
 import type { Branch, Scheduler } from "./scheduler.ts";
+import type { SchedulerOutput } from "./scheduler_output.ts";
 
 /** A request from enqueue until it ends: its scheduler entry, decoding state, group and channel. */
 export interface LiveRequest {
@@ -35,6 +36,17 @@ export class OutputProcessor {
     private readonly backend: ExecutionBackend,
     private readonly clock: () => number,
   ) {}
+
+  /** Stamps each request's first scheduling on its channel: the time and its prompt's cached tokens. */
+  scheduled(out: SchedulerOutput, now: number): void {
+    for (const c of out.chunks) {
+      const l = this.live.get(c.requestId) as LiveRequest;
+      if (l.channel.timing.firstScheduled === null) {
+        l.channel.timing.firstScheduled = now;
+        l.channel.setCachedTokens(l.request.numCachedTokens);
+      }
+    }
+  }
 
   /** A beam step of `l` from its rows' raw logits [rows × V]: the step's event when streaming, the
    * final beams when done. Returns its branches, or null when it ended (done or failed). */
