@@ -24,11 +24,12 @@
 import type { ExecutionBackend } from "../backends/backend.ts";
 import type { EngineConfig } from "../engine/format.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
-import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
+import { rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { ContextLogits } from "./context_logits.ts";
 import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
+import { EXECUTOR_OPTION_KEYS, type ExecutorOptions } from "./executor_options.ts";
 import { type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { IterationReporter, type IterationStats, stepCounts } from "./iteration_stats.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
@@ -36,11 +37,12 @@ import { type KvCacheSizing, kvCacheBlocks } from "./kv_cache_size.ts";
 import { type LiveRequest, OutputProcessor } from "./output_processor.ts";
 import { ResultChannel, type ResultEvent } from "./request_results.ts";
 import { SamplingGroup } from "./sampling_group.ts";
-import { type CapacityPolicy, Scheduler } from "./scheduler.ts";
+import { Scheduler } from "./scheduler.ts";
 import { stepFromSchedule } from "./step_from_schedule.ts";
 import { StepPipeline } from "./step_pipeline.ts";
 
-export type { ExecutorRequest, IterationStats, ResultEvent };
+export type { ExecutorOptions, ExecutorRequest, IterationStats, ResultEvent };
+export { EXECUTOR_OPTION_KEYS };
 
 /** What the executor takes over: an opened engine (runtime/session.ts's Session is one). */
 export interface ExecutorSession {
@@ -50,33 +52,6 @@ export interface ExecutorSession {
   readonly generationDefaults: GenerationDefaults;
   readonly eosTokenIds: number[];
   dispose(): void;
-}
-
-export interface ExecutorOptions {
-  /** Most tokens the KV cache holds (rounded down to whole blocks); with freeGpuMemoryFraction the
-   * smaller of the two wins (TensorRT-LLM's rule). Default: kv_cache_size.ts. */
-  maxTokens?: number;
-  /** Share of the device memory free after the warm-up step (less the graphs' reserve) that the KV
-   * cache takes, in (0, 1] (default 0.9); backends without free-memory reports ignore it. */
-  freeGpuMemoryFraction?: number;
-  /** Caps a free-memory-sized KV cache at what the engine can use at once (maxBatchSize sequences of
-   * maxSeqLen, a block each for forks), leaving the rest of the GPU to the process's other users
-   * (default false: every block of the fraction, for prefix caching). ModelRunner sets it. */
-  capKvAtEngine?: boolean;
-  /** Tokens per iteration, decode and prefill together (default: the engine's maxNumTokens). */
-  maxNumTokens?: number;
-  /** Running sequences at most, a request counting its beams or samples (default: the engine's
-   * maxBatchSize). */
-  maxNumSeqs?: number;
-  /** guaranteedNoEvict (default) or maxUtilization (preempts and recomputes). */
-  policy?: CapacityPolicy;
-  /** Waiting requests at most; enqueue beyond it throws QueueFullError (default: unlimited). */
-  maxQueueSize?: number;
-  enablePrefixCaching?: boolean;
-  /** The clock of timeouts and timings, in ms (default Date.now). */
-  clock?: () => number;
-  /** Called after every iteration that ran a step (TensorRT-LLM's per-iteration stats). */
-  onIteration?: (s: IterationStats) => void;
 }
 
 export interface ExecutorStats {
@@ -91,19 +66,6 @@ export interface ExecutorStats {
   numPreemptions: number;
   kv: KvCacheStats;
 }
-
-export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
-  maxTokens: true,
-  freeGpuMemoryFraction: true,
-  capKvAtEngine: true,
-  maxNumTokens: true,
-  maxNumSeqs: true,
-  policy: true,
-  maxQueueSize: true,
-  enablePrefixCaching: true,
-  clock: true,
-  onIteration: true,
-};
 
 export type { KvCacheLimit, KvCacheSizing } from "./kv_cache_size.ts";
 export { DEFAULT_KV_BYTES } from "./kv_cache_size.ts";
