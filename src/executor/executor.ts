@@ -1,18 +1,16 @@
 // The executor (TensorRT-LLM's Executor API): one loop owns a session's backend, one KV cache
 // manager sized at start, the scheduler and every live request. Callers only enqueue, read results,
-// cancel, ask for stats and shut down. One step:
+// cancel, ask for stats and shut down. One iteration of the loop (iterate):
 //
-//   schedule → build the step → forward + sample every logits row → each request's group turns its
-//   rows into branches and events → scheduler.update → emit results
+//   scheduler.schedule → stepFromSchedule (the backend's StepInput) → pipeline: run it now, or queue
+//   it and read the step queued before → outputs: each request's group turns its rows into events
+//   and branches → scheduler.update / resolve → reporter: IterationStats
 //
-// Overlapped (overlap.ts), when the backend queues steps (enqueueSample) and every live request is
-// sampled on the device: one iteration schedules, builds and queues step N+1 (its decodes fed on the
-// device with N's tokens), then reads step N and does N's host work (stops, text, events) while N+1
-// runs. When a request of step N needs its token on the host to build its next inputs, N is read
-// before N+1 is scheduled; while a request that needs host logits or whose next inputs are not its
-// own tokens (beams, a group before its fan-out) runs or is next in the queue, every step runs
-// synchronously as above (overlap.ts's overlapMode has the rules). Either way the loop reads at most
-// one step per iteration.
+// The detail lives beside it: step_pipeline.ts runs and reads steps (synchronously, or overlapped
+// with the host: overlap.ts has the rules); output_processor.ts applies a read step's tokens to its
+// requests and ends them; iteration_stats.ts counts and times each step; scheduler.ts decides what
+// runs and kv_cache_manager.ts where its KV lives. The loop reads at most one step per iteration,
+// so a caller can cancel between any two steps' events.
 //
 // A request is a group of sequences (rows of the same step): one, numReturnSequences samples
 // (sampling_group.ts) or beamWidth beams (beam_group.ts); they share the prompt's KV blocks and fork
@@ -223,6 +221,7 @@ export class Executor {
     };
   }
 
+  /** The loop: iterates while there is work, else reads what is in flight and sleeps until woken. */
   private async run(): Promise<void> {
     for (;;) {
       if (!this.scheduler.hasWork) {
@@ -248,6 +247,7 @@ export class Executor {
     this.session.dispose();
   }
 
+  /** Reads the step in flight, or schedules, builds and runs (or queues) the next one. */
   private iterate(): void {
     this.reporter.begin();
     const overlap = this.pipeline.queueable();

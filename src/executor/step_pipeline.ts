@@ -1,13 +1,18 @@
 // The step pipeline: how a scheduled, built step reaches the backend and its tokens come back to the
-// output processor. Two ways, chosen per iteration by queueable():
+// output processor. Two ways:
 //
 //   runNow:  forwardAndSample(step) → context logits, beams (logits rows), samples → scheduler.update
 //   queue:   enqueueSample(step N+1, feed ← N) → scheduler.advance (placeholders) → land(N)
 //   land(N): collectSample(N) → samples → scheduler.resolve (tokens over the placeholders)
 //
-// It holds the one step queued on the device and not read yet (a Flight); overlap.ts has the rules of
-// when a request may overlap and how a queued step is fed from the one before. Each read step is
-// reported to the IterationReporter.
+// Queued (overlap.ts), when the backend queues steps (enqueueSample) and every live request is
+// sampled on the device: one iteration schedules, builds and queues step N+1 (its decodes fed on the
+// device with N's tokens), then reads step N and does N's host work (stops, text, events) while N+1
+// runs. When a request of step N needs its token on the host to build its next inputs, N is read
+// before N+1 is scheduled (landFirst); while a request that needs host logits or whose next inputs
+// are not its own tokens (beams, a group before its fan-out) runs or is next in the queue, every
+// step runs now (queueable is false; overlap.ts's overlapMode has the rules). It holds the one step
+// queued and not read yet (a Flight) and reports each step it reads to the IterationReporter.
 import type { ExecutionBackend } from "../backends/backend.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { invariant } from "./errors.ts";
