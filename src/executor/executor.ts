@@ -259,7 +259,7 @@ export class Executor {
     }
     const now = this.clock();
     const out = this.scheduler.schedule(now, overlap ? (r) => !this.pipeline.isSync(r.id) : undefined);
-    for (const f of out.finished) if (this.live.has(f.requestId)) this.outputs.close(f.requestId, f.reason);
+    this.outputs.closeFinished(out.finished);
     if (out.chunks.length === 0) {
       this.pipeline.landInFlight();
       return;

@@ -92,7 +92,7 @@ export class OutputProcessor {
   }
 
   /** Ends `l` alone with `error`; its blocks are freed now. */
-  fail(l: LiveRequest, error: unknown): null {
+  private fail(l: LiveRequest, error: unknown): null {
     this.scheduler.finish(l.request.id, "cancelled");
     this.live.delete(l.request.id);
     l.channel.fail(error);
@@ -111,6 +111,18 @@ export class OutputProcessor {
       return;
     }
     this.emit(l.channel, l.group.close(reason), true);
+  }
+
+  /** Closes those still live of the requests that left the scheduler since its last output (a
+   * timeout, say), with the scheduler's reason. */
+  closeFinished(finished: SchedulerOutput["finished"]): void {
+    for (const f of finished) if (this.live.has(f.requestId)) this.close(f.requestId, f.reason);
+  }
+
+  /** Closes those of `ids` still live that the scheduler ended at maxNewTokens after a step: their
+   * groups have said so already (same limit), this flushes their events. */
+  closeAtLength(ids: Iterable<number>): void {
+    for (const id of ids) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
   }
 
   /** Pushes `updates` in order; with `last`, the final one ends the request. */

@@ -148,9 +148,7 @@ export class StepPipeline {
       if (branches) next.set(id, branches);
     }
     this.scheduler.update(out, next);
-    // The scheduler ends a request at maxNewTokens; its group has said so already (same limit).
-    for (const id of next.keys())
-      if (this.live.has(id) && !this.scheduler.get(id)) this.outputs.close(id, "length");
+    this.outputs.closeAtLength(next.keys());
     this.reporter.report(out, counts, t - now, false, hostWaitMs);
   }
 
@@ -220,8 +218,7 @@ export class StepPipeline {
       going.push(id);
     }
     this.scheduler.resolve(f.out, next);
-    for (const id of going)
-      if (this.live.has(id) && !this.scheduler.get(id)) this.outputs.close(id, "length");
+    this.outputs.closeAtLength(going);
     this.reporter.report(f.out, f, t - f.started, f.overlapped, hostWaitMs);
   }
 
