@@ -1,18 +1,16 @@
 // The executor (TensorRT-LLM's Executor API): one loop owns a session's backend, one KV cache
 // manager sized at start, the scheduler and every live request. Callers only enqueue, read results,
-// cancel, ask for stats and shut down. One step:
+// cancel, ask for stats and shut down. One iteration of the loop (iterate):
 //
-//   schedule → build the step → forward + sample every logits row → each request's group turns its
-//   rows into branches and events → scheduler.update → emit results
+//   scheduler.schedule → stepFromSchedule (the backend's StepInput) → pipeline: run it now, or queue
+//   it and read the step queued before → outputs: each request's group turns its rows into events
+//   and branches → scheduler.update / resolve → reporter: IterationStats
 //
-// Overlapped (overlap.ts), when the backend queues steps (enqueueSample) and every live request is
-// sampled on the device: one iteration schedules, builds and queues step N+1 (its decodes fed on the
-// device with N's tokens), then reads step N and does N's host work (stops, text, events) while N+1
-// runs. When a request of step N needs its token on the host to build its next inputs, N is read
-// before N+1 is scheduled; while a request that needs host logits or whose next inputs are not its
-// own tokens (beams, a group before its fan-out) runs or is next in the queue, every step runs
-// synchronously as above (overlap.ts's overlapMode has the rules). Either way the loop reads at most
-// one step per iteration.
+// The detail lives beside it: step_pipeline.ts runs and reads steps (synchronously, or overlapped
+// with the host: overlap.ts has the rules); output_processor.ts applies a read step's tokens to its
+// requests and ends them; iteration_stats.ts counts and times each step; scheduler.ts decides what
+// runs and kv_cache_manager.ts where its KV lives. The loop reads at most one step per iteration,
+// so a caller can cancel between any two steps' events.
 //
 // A request is a group of sequences (rows of the same step): one, numReturnSequences samples
 // (sampling_group.ts) or beamWidth beams (beam_group.ts); they share the prompt's KV blocks and fork
@@ -21,27 +19,28 @@
 // The loop runs while a request is live and otherwise waits on a promise that enqueue resolves (no
 // polling, no timer: an idle executor keeps no process alive). It yields to the event loop between
 // iterations, so an enqueue or cancel made meanwhile takes effect in the next one.
-import type { ExecutionBackend, StepInput } from "../backends/backend.ts";
+import type { ExecutionBackend } from "../backends/backend.ts";
 import type { EngineConfig } from "../engine/format.ts";
 import type { GenerationDefaults } from "../sampling/generation_config.ts";
-import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
+import { rejectUnknownKeys } from "../sampling/option_keys.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { ContextLogits } from "./context_logits.ts";
-import { ExecutorShutDownError, invariant, UnknownRequestError } from "./errors.ts";
-import { type DecodingState, type ExecutorRequest, resolveRequest } from "./executor_request.ts";
+import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
+import { EXECUTOR_OPTION_KEYS, type ExecutorOptions } from "./executor_options.ts";
+import { type ExecutorRequest, resolveRequest } from "./executor_request.ts";
+import { IterationReporter, type IterationStats, stepCounts } from "./iteration_stats.ts";
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import { type KvCacheSizing, kvCacheBlocks } from "./kv_cache_size.ts";
-import { type Flight, feedFrom, overlapMode } from "./overlap.ts";
-import type { Request, RequestFinishReason } from "./request.ts";
-import { ResultChannel, type ResultEvent, type SequenceUpdate } from "./request_results.ts";
-import { forwardAndSample, rowSampling, type SampledRow } from "./sample_rows.ts";
-import { type RowSample, SamplingGroup } from "./sampling_group.ts";
-import { type Branch, type CapacityPolicy, Scheduler } from "./scheduler.ts";
-import type { SchedulerOutput } from "./scheduler_output.ts";
-import { type SampleRow, stepFromSchedule } from "./step_from_schedule.ts";
+import { type LiveRequest, OutputProcessor } from "./output_processor.ts";
+import { ResultChannel, type ResultEvent } from "./request_results.ts";
+import { SamplingGroup } from "./sampling_group.ts";
+import { Scheduler } from "./scheduler.ts";
+import { stepFromSchedule } from "./step_from_schedule.ts";
+import { StepPipeline } from "./step_pipeline.ts";
 
-export type { ExecutorRequest, ResultEvent };
+export type { ExecutorOptions, ExecutorRequest, IterationStats, ResultEvent };
+export { EXECUTOR_OPTION_KEYS };
 
 /** What the executor takes over: an opened engine (runtime/session.ts's Session is one). */
 export interface ExecutorSession {
@@ -51,57 +50,6 @@ export interface ExecutorSession {
   readonly generationDefaults: GenerationDefaults;
   readonly eosTokenIds: number[];
   dispose(): void;
-}
-
-export interface ExecutorOptions {
-  /** Most tokens the KV cache holds (rounded down to whole blocks); with freeGpuMemoryFraction the
-   * smaller of the two wins (TensorRT-LLM's rule). Default: kv_cache_size.ts. */
-  maxTokens?: number;
-  /** Share of the device memory free after the warm-up step (less the graphs' reserve) that the KV
-   * cache takes, in (0, 1] (default 0.9); backends without free-memory reports ignore it. */
-  freeGpuMemoryFraction?: number;
-  /** Caps a free-memory-sized KV cache at what the engine can use at once (maxBatchSize sequences of
-   * maxSeqLen, a block each for forks), leaving the rest of the GPU to the process's other users
-   * (default false: every block of the fraction, for prefix caching). ModelRunner sets it. */
-  capKvAtEngine?: boolean;
-  /** Tokens per iteration, decode and prefill together (default: the engine's maxNumTokens). */
-  maxNumTokens?: number;
-  /** Running sequences at most, a request counting its beams or samples (default: the engine's
-   * maxBatchSize). */
-  maxNumSeqs?: number;
-  /** guaranteedNoEvict (default) or maxUtilization (preempts and recomputes). */
-  policy?: CapacityPolicy;
-  /** Waiting requests at most; enqueue beyond it throws QueueFullError (default: unlimited). */
-  maxQueueSize?: number;
-  enablePrefixCaching?: boolean;
-  /** The clock of timeouts and timings, in ms (default Date.now). */
-  clock?: () => number;
-  /** Called after every iteration that ran a step (TensorRT-LLM's per-iteration stats). */
-  onIteration?: (s: IterationStats) => void;
-}
-
-export interface IterationStats {
-  iteration: number;
-  /** Host and device time of the step, schedule to results, on the executor's clock. */
-  latencyMs: number;
-  /** Whether the step was queued before the previous one was read (overlap.ts). */
-  overlapped: boolean;
-  /** Host ms (performance.now) the loop waited for this step's tokens: in collectSample, or in the
-   * synchronous forward. Near zero in a steady overlapped decode: the host, not the device, paces. */
-  hostWaitMs: number;
-  /** Host ms of the loop iteration that read this step, besides that wait: scheduling and building
-   * the next step, accepting tokens, text, events. */
-  hostMs: number;
-  /** Chunks (rows of sequences) in the step; a beam or sample of a request is a row of its own. */
-  numScheduled: number;
-  /** Of them, chunks of prompt (or recompute) and single-token decodes. */
-  numContext: number;
-  numGeneration: number;
-  numContextTokens: number;
-  numQueued: number;
-  /** Requests preempted in this iteration (they wait to recompute). */
-  numPaused: number;
-  kv: KvCacheStats;
 }
 
 export interface ExecutorStats {
@@ -117,30 +65,8 @@ export interface ExecutorStats {
   kv: KvCacheStats;
 }
 
-export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
-  maxTokens: true,
-  freeGpuMemoryFraction: true,
-  capKvAtEngine: true,
-  maxNumTokens: true,
-  maxNumSeqs: true,
-  policy: true,
-  maxQueueSize: true,
-  enablePrefixCaching: true,
-  clock: true,
-  onIteration: true,
-};
-
 export type { KvCacheLimit, KvCacheSizing } from "./kv_cache_size.ts";
 export { DEFAULT_KV_BYTES } from "./kv_cache_size.ts";
-
-interface Live {
-  request: Request;
-  state: DecodingState;
-  group: SamplingGroup | BeamGroup;
-  channel: ResultChannel;
-  /** returnContextLogits, until the prompt's rows are all in. */
-  context: ContextLogits | null;
-}
 
 export class Executor {
   readonly kv: KvCacheManager;
@@ -149,19 +75,17 @@ export class Executor {
   private readonly scheduler: Scheduler;
   private readonly backend: ExecutionBackend;
   private readonly clock: () => number;
-  private readonly onIteration: ((s: IterationStats) => void) | undefined;
-  private readonly live = new Map<number, Live>();
+  private readonly reporter: IterationReporter;
+  /** Every request from enqueue until it ends (the output processor removes it then). */
+  private readonly live = new Map<number, LiveRequest>();
+  private readonly outputs: OutputProcessor;
+  private readonly pipeline: StepPipeline;
   /** Channels not yet handed out by results(), finished or not. */
   private readonly channels = new Map<number, ResultChannel>();
   private nextId = 1;
   private iterations = 0;
   private contextTokens = 0;
-  private generatedTokens = 0;
   private wake: (() => void) | null = null;
-  /** The queued step not read yet (overlapped loop). */
-  private flight: Flight | null = null;
-  /** performance.now() when the current loop iteration began. */
-  private iterationStart = 0;
   private closing: Promise<void> | null = null;
   private readonly loop: Promise<void>;
   private loopRunning = true;
@@ -196,7 +120,9 @@ export class Executor {
     this.kv = scheduler.kv;
     this.kvSizing = sizing;
     this.clock = options.clock ?? Date.now;
-    this.onIteration = options.onIteration;
+    this.outputs = new OutputProcessor(this.live, scheduler, backend, this.clock);
+    this.reporter = new IterationReporter(options.onIteration, scheduler, scheduler.kv);
+    this.pipeline = new StepPipeline(this.live, scheduler, backend, this.outputs, this.reporter, this.clock);
     this.loop = this.run();
     const ended = () => {
       this.loopRunning = false;
@@ -266,7 +192,7 @@ export class Executor {
   cancel(id: number): boolean {
     if (!this.live.has(id)) return false;
     this.scheduler.cancel(id);
-    this.close(id, "cancelled");
+    this.outputs.close(id, "cancelled");
     return true;
   }
 
@@ -289,18 +215,19 @@ export class Executor {
       numRunningSequences: s.numRunningSequences,
       numIterations: this.iterations,
       numContextTokens: this.contextTokens,
-      numGeneratedTokens: this.generatedTokens,
+      numGeneratedTokens: this.outputs.generatedTokens,
       numPreemptions: s.numPreemptions,
       kv: this.kv.stats(),
     };
   }
 
+  /** The loop: iterates while there is work, else reads what is in flight and sleeps until woken. */
   private async run(): Promise<void> {
     for (;;) {
       if (!this.scheduler.hasWork) {
-        if (this.flight) {
-          this.iterationStart = performance.now();
-          this.tryLand();
+        if (this.pipeline.inFlight) {
+          this.reporter.begin();
+          this.pipeline.tryLand();
         }
         if (this.closing) break;
         await new Promise<void>((resolve) => {
@@ -312,32 +239,29 @@ export class Executor {
         this.iterate();
       } catch (e) {
         // The step failed (a backend error): every live request ends with it; the loop goes on.
-        this.tryLand();
-        for (const [id, l] of [...this.live]) {
-          this.scheduler.finish(id, "cancelled");
-          this.live.delete(id);
-          l.channel.fail(e);
-        }
+        this.pipeline.tryLand();
+        this.outputs.failAll(e);
       }
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     this.session.dispose();
   }
 
+  /** Reads the step in flight, or schedules, builds and runs (or queues) the next one. */
   private iterate(): void {
-    this.iterationStart = performance.now();
-    const overlap = this.queueable();
+    this.reporter.begin();
+    const overlap = this.pipeline.queueable();
     // Reading the queued step first is an iteration of its own: one step's events per iteration, so
     // a caller can cancel between any two (as in the synchronous loop).
-    if (this.flight && (!overlap || this.needsRead(this.flight))) {
-      this.land(this.flight);
+    if (this.pipeline.landFirst(overlap)) {
+      this.pipeline.landInFlight();
       return;
     }
     const now = this.clock();
-    const out = this.scheduler.schedule(now, overlap ? (r) => !this.isSync(r.id) : undefined);
-    for (const f of out.finished) if (this.live.has(f.requestId)) this.close(f.requestId, f.reason);
+    const out = this.scheduler.schedule(now, overlap ? (r) => !this.pipeline.isSync(r.id) : undefined);
+    this.outputs.closeFinished(out.finished);
     if (out.chunks.length === 0) {
-      if (this.flight) this.land(this.flight);
+      this.pipeline.landInFlight();
       return;
     }
     this.iterations++;
@@ -347,306 +271,13 @@ export class Executor {
         out.blockCopies.map((c) => c.dst),
       );
     }
-    const { step, sampled, context } = stepFromSchedule(
-      out,
-      this.kv.tokensPerBlock,
-      (id) => this.live.get(id)?.context != null,
-    );
-    let numContext = 0;
-    let contextTokens = 0;
-    for (const c of out.chunks) {
-      const l = this.live.get(c.requestId) as Live;
-      if (l.channel.timing.firstScheduled === null) {
-        l.channel.timing.firstScheduled = now;
-        l.channel.setCachedTokens(l.request.numCachedTokens);
-      }
-      // A decode is the one token after the prompt's end; anything else is prompt or recompute.
-      const decode = c.tokenIds.length === 1 && c.start >= l.request.promptLength;
-      if (!decode) {
-        numContext++;
-        contextTokens += c.tokenIds.length;
-      }
-    }
-    this.contextTokens += contextTokens;
-    if (overlap) {
-      const counts = { iteration: this.iterations, numContext, numContextTokens: contextTokens };
-      this.queue(out, step, sampled, counts, now);
-      return;
-    }
-    // Sampled rows (sampling groups) and the logits rows of beams, per request in row order.
-    const rows: SampledRow[] = [];
-    const mine = new Map<number, { rows: number[]; logitRows: number[] }>();
-    for (const sr of sampled) {
-      const l = this.live.get(sr.requestId) as Live;
-      let m = mine.get(sr.requestId);
-      if (!m) {
-        m = { rows: [], logitRows: [] };
-        mine.set(sr.requestId, m);
-      }
-      if (l.group instanceof BeamGroup) m.logitRows.push(sr.row);
-      else {
-        for (const row of l.group.rows(l.request, sr.seq, sr.row)) {
-          m.rows.push(rows.length);
-          rows.push(row);
-        }
-      }
-    }
-    const needLogits = context.length > 0 || [...mine.values()].some((m) => m.logitRows.length > 0);
-    const waitStart = performance.now();
-    const got = forwardAndSample(this.backend, step, rows, needLogits);
-    const hostWaitMs = performance.now() - waitStart;
-    const V = this.backend.vocabSize;
-    for (const c of context) {
-      const l = this.live.get(c.requestId) as Live;
-      const done = l.context?.add(
-        c.start,
-        (got.logits as Float32Array).subarray(c.row * V, (c.row + c.count) * V),
-      );
-      if (done && l.context) {
-        l.channel.setContextLogits(l.context.logits);
-        l.context = null;
-      }
-    }
-    const t = this.clock();
-    const next = new Map<number, readonly Branch[]>();
-    for (const [id, m] of mine) {
-      const l = this.live.get(id) as Live;
-      let branches: Branch[] | null;
-      if (l.group instanceof BeamGroup) {
-        const logits = new Float32Array(m.logitRows.length * V);
-        m.logitRows.forEach((row, k) => {
-          logits.set((got.logits as Float32Array).subarray(row * V, (row + 1) * V), k * V);
-        });
-        branches = this.advanceBeams(l, l.group, logits, t);
-      } else {
-        const samples: RowSample[] = m.rows.map((i) => ({
-          token: got.tokens[i],
-          logProb: got.logProbs[i],
-          raw: got.rawLogits[i],
-          failed: got.failed[i],
-        }));
-        branches = this.advanceSamples(l, l.group, samples, t);
-      }
-      if (branches) next.set(id, branches);
-    }
-    this.scheduler.update(out, next);
-    // The scheduler ends a request at maxNewTokens; its group has said so already (same limit).
-    for (const id of next.keys()) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
-    const counts = { iteration: this.iterations, numContext, numContextTokens: contextTokens };
-    this.report(out, counts, t - now, false, hostWaitMs);
-  }
-
-  /** Whether the next step may be queued on the device: the backend queues steps, and no request
-   * that needs the synchronous step (overlap.ts) runs or is the next to be admitted. Those further
-   * back in the queue wait (schedule's `admits`) until one is next: then the loop turns synchronous. */
-  private queueable(): boolean {
-    if (!this.backend.enqueueSample || !this.backend.collectSample) return false;
-    for (const l of this.live.values())
-      if (l.request.status === "running" && this.modeOf(l) === "sync") return false;
-    const next = this.scheduler.firstWaiting;
-    return !(next && this.isSync(next.id));
-  }
-
-  private isSync(id: number): boolean {
-    const l = this.live.get(id);
-    return l !== undefined && this.modeOf(l) === "sync";
-  }
-
-  private modeOf(l: Live): ReturnType<typeof overlapMode> {
-    return overlapMode(l.state, l.group instanceof SamplingGroup && l.group.fannedOut);
-  }
-
-  /** Whether a request of the step in flight builds its next inputs from its token on the host. */
-  private needsRead(f: Flight): boolean {
-    for (const { requestId } of f.pending.values()) {
-      const l = this.live.get(requestId);
-      if (l && this.modeOf(l) === "afterRead") return true;
-    }
-    return false;
-  }
-
-  /** Queues the step of `out` (fed from the step in flight), advances the scheduler past it with
-   * placeholders, then reads the step in flight, if any. */
-  private queue(
-    out: SchedulerOutput,
-    step: StepInput,
-    sampled: readonly SampleRow[],
-    counts: Pick<Flight, "iteration" | "numContext" | "numContextTokens">,
-    now: number,
-  ): void {
-    const rows: SampledRow[] = [];
-    for (const sr of sampled) {
-      const l = this.live.get(sr.requestId) as Live;
-      rows.push(...(l.group as SamplingGroup).rows(l.request, sr.seq, sr.row));
-    }
-    const { params, transforms } = rowSampling(rows);
-    const prev = this.flight;
-    const kvIds = out.chunks.map((c) => (this.live.get(c.requestId) as Live).request.seqs[c.seq].kvId);
-    const feed = feedFrom(prev, out, kvIds) ?? undefined;
-    const enqueue = this.backend.enqueueSample as NonNullable<ExecutionBackend["enqueueSample"]>;
-    const ticket = enqueue.call(this.backend, step, params, transforms, feed);
-    this.scheduler.advance(out);
-    const pending: Flight["pending"] = new Map();
-    out.chunks.forEach((c, i) => {
-      if (c.sample)
-        pending.set(kvIds[i], {
-          requestId: c.requestId,
-          row: pending.size,
-          position: c.start + c.tokenIds.length,
-        });
-    });
-    this.flight = { out, ticket, pending, ...counts, started: now, overlapped: prev !== null };
-    if (prev) this.land(prev);
-    else if (this.needsRead(this.flight)) this.land(this.flight); // nothing to overlap it with
-  }
-
-  /** Reads the queued step `f`: each request accepts its token (stops, text, events), then the
-   * scheduler writes the tokens of those that go on over their placeholders. */
-  private land(f: Flight): void {
-    if (this.flight === f) this.flight = null;
-    const collect = this.backend.collectSample as NonNullable<ExecutionBackend["collectSample"]>;
-    const waitStart = performance.now();
-    const got = collect.call(this.backend, f.ticket);
-    const hostWaitMs = performance.now() - waitStart;
-    const t = this.clock();
-    const requests = new Set<number>();
-    for (const p of f.pending.values()) requests.add(p.requestId);
-    const next = new Map<number, number>(); // by KV table id: the token of each sequence that goes on
-    const going: number[] = [];
-    for (const id of requests) {
-      const l = this.live.get(id);
-      if (!l) continue; // cancelled, timed out or failed since: its tokens are dropped
-      // The rows of the sequences still live, in Request.seqs order (the group's); a sequence that
-      // ended when the step before was read has a row here too: it is dropped.
-      const r = l.request;
-      const rows = r.seqs.map((s) => {
-        const p = f.pending.get(s.kvId);
-        invariant(p !== undefined, `sequence ${s.kvId} of request ${id} has no row in the step read`);
-        return p;
-      });
-      const samples: RowSample[] = rows.map(({ row }) => ({
-        token: got.tokens[row],
-        logProb: got.logProbs[row],
-        raw: null,
-        failed: null,
-      }));
-      const before = rows[0].position;
-      const branches = this.advanceSamples(l, l.group as SamplingGroup, samples, t, before);
-      if (!branches) continue;
-      for (const b of branches) next.set(r.seqs[b.parent].kvId, b.token);
-      going.push(id);
-    }
-    this.scheduler.resolve(f.out, next);
-    for (const id of going) if (this.live.has(id) && !this.scheduler.get(id)) this.close(id, "length");
-    this.report(f.out, f, t - f.started, f.overlapped, hostWaitMs);
-  }
-
-  /** Reads the step in flight, if any, after a failure or before the loop sleeps; a read that fails
-   * too is dropped (the backend's queue is abandoned). */
-  private tryLand(): void {
-    const f = this.flight;
-    if (!f) return;
-    this.flight = null;
-    try {
-      this.land(f);
-    } catch {
-      // the device failed already; its requests have ended with that error
-    }
-  }
-
-  private report(
-    out: SchedulerOutput,
-    counts: Pick<Flight, "iteration" | "numContext" | "numContextTokens">,
-    latencyMs: number,
-    overlapped: boolean,
-    hostWaitMs: number,
-  ): void {
-    this.onIteration?.({
-      iteration: counts.iteration,
-      latencyMs,
-      overlapped,
-      hostWaitMs,
-      hostMs: Math.max(0, performance.now() - this.iterationStart - hostWaitMs),
-      numScheduled: out.chunks.length,
-      numContext: counts.numContext,
-      numGeneration: out.chunks.length - counts.numContext,
-      numContextTokens: counts.numContextTokens,
-      numQueued: this.scheduler.numWaiting,
-      numPaused: out.preempted.length,
-      kv: this.kv.stats(),
-    });
-  }
-
-  /** A beam step of `l` from its rows' raw logits [rows × V]: the step's event when streaming, the
-   * final beams when done. Returns its branches, or null when it ended (done or failed). */
-  private advanceBeams(l: Live, group: BeamGroup, logits: Float32Array, t: number): Branch[] | null {
-    const id = l.request.id;
-    const res = group.step(l.request, this.backend.decoding, logits, this.backend.vocabSize);
-    if ("error" in res) return this.fail(l, res.error);
-    this.generatedTokens += res.branches.length;
-    l.channel.timing.firstToken ??= t;
-    l.channel.timing.last = t;
-    if (l.channel.streaming) {
-      const none = { tokenIds: [], logProbs: [], cumLogProb: 0, text: "", finishReason: null };
-      l.channel.pushWhole({ sequenceIndex: 0, isFinal: false, ...none, beams: res.beams });
-    }
-    if (!res.finals) return res.branches;
-    this.scheduler.finish(id, res.finals[0]?.finishReason ?? "length");
-    this.live.delete(id);
-    for (const f of res.finals) l.channel.pushWhole(f);
-    return null;
-  }
-
-  /** The sampled tokens of `l`'s rows: one event per sequence (token or finish). Returns the branches
-   * of the sequences that go on, or null when none does (or it failed). */
-  private advanceSamples(
-    l: Live,
-    group: SamplingGroup,
-    samples: RowSample[],
-    t: number,
-    before?: number,
-  ): Branch[] | null {
-    const res = group.step(l.request, samples, before);
-    if ("error" in res) return this.fail(l, res.error);
-    this.generatedTokens += samples.length;
-    l.channel.timing.firstToken ??= t;
-    l.channel.timing.last = t;
-    const done = res.branches.length === 0;
-    if (done) {
-      this.scheduler.finish(l.request.id, res.updates.at(-1)?.finishReason ?? "length");
-      this.live.delete(l.request.id);
-    }
-    this.emit(l.channel, res.updates, done);
-    return done ? null : res.branches;
-  }
-
-  /** Ends `l` alone with `error`; its blocks are freed now. */
-  private fail(l: Live, error: unknown): null {
-    this.scheduler.finish(l.request.id, "cancelled");
-    this.live.delete(l.request.id);
-    l.channel.fail(error);
-    return null;
-  }
-
-  /** Ends a live request that left the scheduler (cancelled, timed out): flushes each live
-   * sequence's text (beams: one event with no tokens). */
-  private close(id: number, reason: RequestFinishReason): void {
-    const l = this.live.get(id) as Live;
-    this.live.delete(id);
-    l.channel.timing.last = this.clock();
-    if (l.group instanceof BeamGroup) {
-      const none = { tokenIds: [], logProbs: [], cumLogProb: 0, text: "" };
-      l.channel.pushWhole({ sequenceIndex: 0, isFinal: true, ...none, finishReason: reason });
-      return;
-    }
-    this.emit(l.channel, l.group.close(reason), true);
-  }
-
-  /** Pushes `updates` in order; with `last`, the final one ends the request. */
-  private emit(channel: ResultChannel, updates: Omit<SequenceUpdate, "isFinal">[], last: boolean): void {
-    updates.forEach((u, i) => {
-      channel.push({ ...u, isFinal: last && i === updates.length - 1 });
-    });
+    const built = stepFromSchedule(out, this.kv.tokensPerBlock, (id) => this.live.get(id)?.context != null);
+    this.outputs.scheduled(out, now);
+    const promptLength = (id: number) => (this.live.get(id) as LiveRequest).request.promptLength;
+    const counts = stepCounts(this.iterations, out, promptLength);
+    this.contextTokens += counts.numContextTokens;
+    if (overlap) this.pipeline.queue(out, built, counts, now);
+    else this.pipeline.runNow(out, built, counts, now);
   }
 
   private wakeLoop(): void {

@@ -1,4 +1,4 @@
-// Overlapping the host with the device (the executor's loop): step N+1 is scheduled, built and queued
+// Overlapping the host with the device (step_pipeline.ts runs it): step N+1 is scheduled, built and queued
 // before step N's tokens are read, each decode of N+1 fed on the device with the token N samples for
 // it (backends/token_feed.ts). Then N is collected, its tokens accepted and emitted while N+1 runs.
 //
@@ -20,6 +20,7 @@ import type { SampleTicket, TokenFeed } from "../backends/backend.ts";
 import { HOST_TOKEN } from "../backends/token_feed.ts";
 import { invariant } from "./errors.ts";
 import type { DecodingState } from "./executor_request.ts";
+import type { StepCounts } from "./iteration_stats.ts";
 import type { SchedulerOutput } from "./scheduler_output.ts";
 
 /** How the loop may run a request's steps (the fallback rules, in one place). `ownInputs`: each of
@@ -49,17 +50,14 @@ export function overlapMode(state: DecodingState, ownInputs: boolean): "sync" | 
   return tokenFree ? "overlap" : "afterRead";
 }
 
-/** A step queued on the device whose tokens the host has not read yet. */
-export interface Flight {
+/** A step queued on the device whose tokens the host has not read yet; its StepCounts are the
+ * iteration's stats known at queue time (the rest is measured when it is read). */
+export interface Flight extends StepCounts {
   out: SchedulerOutput;
   ticket: SampleTicket;
   /** Per sampling sequence, by KV table id: its request, its row in the ticket and its placeholder's
    * position; in row order. */
   pending: Map<number, { requestId: number; row: number; position: number }>;
-  /** The iteration's stats, known at queue time (the rest is filled when it is read). */
-  iteration: number;
-  numContext: number;
-  numContextTokens: number;
   /** The executor's clock when the loop began scheduling it. */
   started: number;
   /** Whether it was queued while an earlier step was in flight. */

@@ -20,7 +20,7 @@
 // the prompt's) once they are computed, then recomputes only its own rest: a group never needs more
 // blocks than when it first ran. maxNumSeqs counts rows: a running request counts its width.
 // The caller alternates schedule() → run the step → update(); cancel/finish may come at any time and
-// free the request's blocks at once. The overlapped loop (executor.ts) splits update() in two around
+// free the request's blocks at once. The overlapped loop (step_pipeline.ts) splits update() in two around
 // the queued step: advance() when it is queued (each sampling sequence gets a placeholder token, so
 // the next schedule() sees its decode and allocates the slot for it), resolve() once its tokens are
 // read (the real token replaces the placeholder, a group's sequences that ended leave, full blocks are
