@@ -17,6 +17,7 @@ import type { ModelConfig } from "../checkpoint/model_config.ts";
 import type { DType } from "../dtype.ts";
 import type { Op } from "../models/network.ts";
 import type { BuildConfig } from "./build_config.ts";
+import type { WeightFormat } from "./weight_format.ts";
 
 export type { Op };
 
@@ -56,8 +57,14 @@ export interface EngineTarget {
 
 export interface WeightEntry {
   name: string;
+  /** The engine dtype; for a quantized weight, the dtype it stands in for (its bytes are `format`'s). */
   dtype: DType;
+  /** Logical shape ([out, in] for a linear layer), quantized or not. */
   shape: number[];
+  /** Absent: `dtype` values, row-major. Otherwise the quantized layout weight_format.ts defines.
+   * Optional so unquantized engines stay format 2 byte for byte; a reader that predates it refuses a
+   * quantized weight because its byte length does not match shape × dtype. */
+  format?: WeightFormat;
   /** Absolute byte offset in the rank file. */
   offset: number;
   byteLength: number;
