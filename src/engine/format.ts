@@ -9,8 +9,8 @@
 //   kiln-engine.json  the integrity manifest (manifest.ts): xxhash64 of every other file, and of
 //                     rank0.engine's preamble + header and each weight and blob region; written last
 //
-// The header holds the plan (the optimized network) and the weight table; nothing is inferred from
-// file names. Readers reject other magics and versions with a message saying how to rebuild, and
+// The header holds the plan (the optimized network) and the weight table (quantized weights name their
+// layout in `format`: weight_format.ts); nothing is inferred from file names. Readers reject other magics and versions with a message saying how to rebuild, and
 // bytes that differ from the manifest with an EngineCorruptError.
 
 import type { ModelConfig } from "../checkpoint/model_config.ts";
