@@ -65,6 +65,8 @@ describe("--quantize engines of the bundled model (CPU backend)", () => {
       const formats = Object.fromEntries(e.header.weights.map((w) => [w.name, w.format ?? "plain"]));
       e.close();
       assert.equal(runners.get(q)?.session.config.build.quantize, q);
+      // The benches' parameter count: a quantized weight counts as the fp32 array it stands for.
+      assert.equal(runners.get(q)?.session.weightBytes, runners.get("none")?.session.weightBytes);
       assert.equal(formats["model.embed_tokens.weight"], "plain");
       assert.equal(formats["model.norm.weight"], "plain");
       const linears = Object.keys(formats).filter((n) => /\.(self_attn|mlp)\..*weight$/.test(n));
