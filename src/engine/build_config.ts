@@ -1,6 +1,7 @@
 // Build settings: what the engine is specialised for. Validated once, here.
 import type { DTypeName } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { QuantizedEngineUnsupportedError } from "./errors.ts";
 import { WEIGHT_FORMATS, type WeightFormat } from "./weight_format.ts";
 
 export type BackendName = "cpu" | "cuda";
@@ -55,6 +56,12 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
   if (c.quantize !== "none" && !WEIGHT_FORMATS.includes(c.quantize)) {
     throw new InvalidArgumentError(
       `unknown quantization "${c.quantize}"; use --quantize ${WEIGHT_FORMATS.join(" or --quantize ")} (or leave it out)`,
+    );
+  }
+  if (c.quantize !== "none" && c.backend === "cuda") {
+    // Refused before any build work; the CUDA backend refuses such an engine at load as well.
+    throw new QuantizedEngineUnsupportedError(
+      `${c.quantize} engines run on the CPU backend only so far; build without --quantize for CUDA (or use --backend cpu)`,
     );
   }
   positiveInt("kvBlockSize", c.kvBlockSize);
