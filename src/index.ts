@@ -26,6 +26,8 @@ export {
   EngineError,
   EngineTargetMismatchError,
   OutputNotEngineError,
+  QuantizedEngineUnsupportedError,
+  UnknownWeightFormatError,
 } from "./engine/errors.ts";
 export { InvalidArgumentError, InvalidEnvironmentError, KilnError } from "./errors.ts";
 export {

@@ -23,6 +23,7 @@ import { defineModel } from "../models/registry.ts";
 import { KILN_VERSION } from "../version.ts";
 import { ModelIsEngineError, UnusedTensorError } from "./errors.ts";
 import { optimize } from "./optimize.ts";
+import { quantizeWeights } from "./passes/quantize_weights.ts";
 import { randomEngineWeight } from "./random_weights.ts";
 import { runSteps } from "./steps.ts";
 import { buildCudaArtifacts } from "./targets/cuda_target.ts";
@@ -173,7 +174,9 @@ function* finish(
   }));
   config.files.push(...extra.map((e) => e.name));
   const plan = { ops: network.ops, output: network.output };
-  yield* writeEngineSteps(outDir, config, plan, weights, extra, blobs, mode);
+  const format = config.build.quantize;
+  const stored = format === "none" ? weights : quantizeWeights(network, weights, format);
+  yield* writeEngineSteps(outDir, config, plan, stored, extra, blobs, mode);
   return {
     dir: outDir,
     config,

@@ -26,6 +26,7 @@ interface BenchFlags extends KvCacheFlags, ThroughputFlags, ServeFlags {
   model?: string;
   backend?: "cpu" | "cuda";
   dtype?: "fp32" | "fp16" | "bf16";
+  quantize?: "int8-wo" | "int4-wo";
   batchSize: number;
   inputLen: number;
   outputLen: number;
@@ -68,6 +69,11 @@ export function registerBench(program: Command): void {
     .option("--model <dir>", "checkpoint, engine or (with --random-weights) config directory", modelDirArg)
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--dtype <dtype>", "engine dtype", choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const))
+    .option(
+      "--quantize <format>",
+      "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
+      choiceArg("--quantize", ["int8-wo", "int4-wo"] as const),
+    )
     .option("--batch-size <n>", "prompts per batch", intArg("--batch-size", 1), 1)
     .option("--input-len <n>", "prompt tokens", intArg("--input-len", 1), 128)
     .option("--output-len <n>", "generated tokens", intArg("--output-len", 1), 256)
@@ -143,12 +149,13 @@ export function registerBench(program: Command): void {
       const sampling = samplingFromFlags(f);
       const dir = f.model ?? defaultModelDir();
       // --dtype on an engine is refused as run refuses it; flags that cannot apply warn once.
-      const { dtype, cacheDir, randomWeights } = f;
-      for (const w of checkRunFlags({ dtype, cacheDir, randomWeights }, dir, isEngineDir(dir)))
+      const { dtype, quantize, cacheDir, randomWeights } = f;
+      for (const w of checkRunFlags({ dtype, quantize, cacheDir, randomWeights }, dir, isEngineDir(dir)))
         process.stderr.write(`kiln: warning: ${w}\n`);
       const options = {
         ...(f.backend ? { backend: f.backend } : {}),
         ...(f.dtype ? { dtype: f.dtype } : {}),
+        ...(f.quantize ? { quantize: f.quantize } : {}),
         ...(f.randomWeights ? { randomWeights: true } : {}),
         ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
         // A checkpoint's engine: room for the batch (latency) or for up to 256 running requests.

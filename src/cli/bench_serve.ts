@@ -13,6 +13,7 @@ const ENGINE_FLAGS = [
   "--model",
   "--backend",
   "--dtype",
+  "--quantize",
   "--batch-size",
   "--runs",
   "--random-weights",

@@ -18,6 +18,7 @@ interface BuildFlags {
   maxNumTokens?: number;
   kvBlockSize?: number;
   fuse: boolean;
+  quantize?: "int8-wo" | "int4-wo";
   randomWeights?: boolean;
   json?: boolean;
   verify?: boolean;
@@ -47,6 +48,11 @@ export function registerBuild(program: Command): void {
       intArg("--max-num-tokens", 1),
     )
     .option("--kv-block-size <n>", "tokens per KV-cache block", intArg("--kv-block-size", 1))
+    .option(
+      "--quantize <format>",
+      "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
+      choiceArg("--quantize", ["int8-wo", "int4-wo"] as const),
+    )
     .option("--no-fuse", "skip the fusion passes (debugging)")
     .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
     .option("--verify", "read the written engine back and check every checksum (as kiln verify)")
@@ -62,6 +68,7 @@ export function registerBuild(program: Command): void {
         maxNumTokens: f.maxNumTokens,
         kvBlockSize: f.kvBlockSize,
         fuse: f.fuse,
+        quantize: f.quantize,
         randomWeights: f.randomWeights,
       });
       const r = await whileInterruptible((signal) => runStepsUntil(steps, signal));

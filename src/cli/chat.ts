@@ -26,6 +26,7 @@ interface ChatFlags extends DecodingFlags, KvCacheFlags {
   chatTemplate?: string;
   maxNewTokens: number;
   dtype?: "fp32" | "fp16" | "bf16";
+  quantize?: "int8-wo" | "int4-wo";
   backend?: "cpu" | "cuda";
   cacheDir?: string;
 }
@@ -45,6 +46,11 @@ export function registerChat(program: Command): void {
       "--dtype <dtype>",
       "weight dtype of the built engine",
       choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
+    )
+    .option(
+      "--quantize <format>",
+      "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
+      choiceArg("--quantize", ["int8-wo", "int4-wo"] as const),
     )
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
@@ -69,6 +75,7 @@ async function chatCommand(f: ChatFlags): Promise<void> {
       {
         ...(f.backend ? { backend: f.backend } : {}),
         ...(f.dtype ? { dtype: f.dtype } : {}),
+        ...(f.quantize ? { quantize: f.quantize } : {}),
         ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
         kvCache: kvCacheFromFlags(f),
       },

@@ -40,6 +40,7 @@ export interface RunFlagsSeen
   chatTemplate?: string;
   json?: boolean;
   dtype?: string;
+  quantize?: string;
   cacheDir?: string;
   randomWeights?: boolean;
 }
@@ -84,6 +85,10 @@ export function checkRunFlags(f: RunFlagsSeen, modelDir: string, engineDir: bool
   if (f.dtype !== undefined && engineDir)
     conflict(
       `--dtype ${f.dtype}: ${modelDir} is a built engine, whose dtype was fixed when it was built; drop --dtype, or pass the checkpoint directory to build a ${f.dtype} engine from it`,
+    );
+  if (f.quantize !== undefined && engineDir)
+    conflict(
+      `--quantize ${f.quantize}: ${modelDir} is a built engine, whose weight formats were fixed when it was built; drop --quantize, or pass the checkpoint directory to build a ${f.quantize} engine from it`,
     );
 
   const warnings: string[] = [];

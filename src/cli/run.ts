@@ -25,6 +25,7 @@ interface RunFlags extends DecodingFlags, KvCacheFlags {
   chatTemplate?: string;
   specialTokens: boolean;
   dtype?: "fp32" | "fp16" | "bf16";
+  quantize?: "int8-wo" | "int4-wo";
   backend?: "cpu" | "cuda";
   cacheDir?: string;
   randomWeights?: boolean;
@@ -53,6 +54,11 @@ export function registerRun(program: Command): void {
       "weight dtype of the built engine",
       choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
     )
+    .option(
+      "--quantize <format>",
+      "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
+      choiceArg("--quantize", ["int8-wo", "int4-wo"] as const),
+    )
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
     .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
@@ -79,6 +85,7 @@ async function runCommand(f: RunFlags): Promise<void> {
       dir,
       {
         ...(f.dtype ? { dtype: f.dtype } : {}),
+        ...(f.quantize ? { quantize: f.quantize } : {}),
         ...(f.backend ? { backend: f.backend } : {}),
         ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
         ...(f.randomWeights ? { randomWeights: true } : {}),

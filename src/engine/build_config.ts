@@ -1,6 +1,8 @@
 // Build settings: what the engine is specialised for. Validated once, here.
 import type { DTypeName } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { QuantizedEngineUnsupportedError } from "./errors.ts";
+import { WEIGHT_FORMATS, type WeightFormat } from "./weight_format.ts";
 
 export type BackendName = "cpu" | "cuda";
 
@@ -20,6 +22,9 @@ export interface BuildConfig {
   fuse: boolean;
   /** Build from config.json alone with random weights (benchmarks of shipped configs). */
   randomWeights: boolean;
+  /** Weight-only quantization of the transformer blocks' linear layers (weight_format.ts); "none"
+   * keeps every weight in `dtype`. The LM head and the embeddings always stay in `dtype`. */
+  quantize: "none" | WeightFormat;
 }
 
 export const DEFAULT_BUILD_CONFIG: BuildConfig = {
@@ -31,6 +36,7 @@ export const DEFAULT_BUILD_CONFIG: BuildConfig = {
   maxNumTokens: 4096,
   fuse: true,
   randomWeights: false,
+  quantize: "none",
 };
 
 function positiveInt(name: string, v: number): void {
@@ -46,6 +52,17 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
   }
   if (!["auto", "fp32", "fp16", "bf16"].includes(c.dtype)) {
     throw new InvalidArgumentError(`unknown dtype "${c.dtype}"; use one of fp32, fp16, bf16 (or auto)`);
+  }
+  if (c.quantize !== "none" && !WEIGHT_FORMATS.includes(c.quantize)) {
+    throw new InvalidArgumentError(
+      `unknown quantization "${c.quantize}"; use --quantize ${WEIGHT_FORMATS.join(" or --quantize ")} (or leave it out)`,
+    );
+  }
+  if (c.quantize !== "none" && c.backend === "cuda") {
+    // Refused before any build work; the CUDA backend refuses such an engine at load as well.
+    throw new QuantizedEngineUnsupportedError(
+      `${c.quantize} engines run on the CPU backend only so far; build without --quantize for CUDA (or use --backend cpu)`,
+    );
   }
   positiveInt("kvBlockSize", c.kvBlockSize);
   positiveInt("maxBatchSize", c.maxBatchSize);

@@ -33,3 +33,18 @@ export class OutputNotEngineError extends KilnError {}
 
 /** `kiln build` where --output and --model overlap (the build would overwrite its own source). */
 export class OutputOverlapsModelError extends KilnError {}
+
+/** A weight whose `format` this kiln does not know (written by a newer kiln, or a damaged header). */
+export class UnknownWeightFormatError extends EngineError {
+  constructor(
+    readonly weight: string,
+    readonly format: unknown,
+  ) {
+    super(
+      `engine weight ${weight} has format ${JSON.stringify(format)}, which this kiln does not read (it reads int8-wo, int4-wo and plain); rebuild the engine with this kiln's kiln build`,
+    );
+  }
+}
+
+/** A quantized engine opened on a backend that has no kernels for its weight format yet. */
+export class QuantizedEngineUnsupportedError extends EngineError {}

@@ -9,14 +9,15 @@
 //   kiln-engine.json  the integrity manifest (manifest.ts): xxhash64 of every other file, and of
 //                     rank0.engine's preamble + header and each weight and blob region; written last
 //
-// The header holds the plan (the optimized network) and the weight table; nothing is inferred from
-// file names. Readers reject other magics and versions with a message saying how to rebuild, and
+// The header holds the plan (the optimized network) and the weight table (quantized weights name their
+// layout in `format`: weight_format.ts); nothing is inferred from file names. Readers reject other magics and versions with a message saying how to rebuild, and
 // bytes that differ from the manifest with an EngineCorruptError.
 
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import type { DType } from "../dtype.ts";
 import type { Op } from "../models/network.ts";
 import type { BuildConfig } from "./build_config.ts";
+import type { WeightFormat } from "./weight_format.ts";
 
 export type { Op };
 
@@ -56,8 +57,14 @@ export interface EngineTarget {
 
 export interface WeightEntry {
   name: string;
+  /** The engine dtype; for a quantized weight, the dtype it stands in for (its bytes are `format`'s). */
   dtype: DType;
+  /** Logical shape ([out, in] for a linear layer), quantized or not. */
   shape: number[];
+  /** Absent: `dtype` values, row-major. Otherwise the quantized layout weight_format.ts defines.
+   * Optional so unquantized engines stay format 2 byte for byte; a reader that predates it refuses a
+   * quantized weight because its byte length does not match shape × dtype. */
+  format?: WeightFormat;
   /** Absolute byte offset in the rank file. */
   offset: number;
   byteLength: number;

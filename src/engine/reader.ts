@@ -16,6 +16,7 @@ import {
 } from "./format.ts";
 import { type EngineManifest, MANIFEST_FILE, RANK_FILE, readManifest, smallFileDamage } from "./manifest.ts";
 import { startRegionCheck } from "./region_check.ts";
+import { assertKnownFormat, quantizedByteLength } from "./weight_format.ts";
 
 export interface LoadedEngine {
   dir: string;
@@ -165,8 +166,9 @@ function validate(path: string, header: EngineHeader, fileSize: number): void {
   const problems: string[] = [];
   for (const w of header.weights) {
     const n = w.shape.reduce((a, b) => a * b, 1);
-    if (n * DTYPE_BYTES[w.dtype] !== w.byteLength)
-      problems.push(`${w.name}: shape/dtype do not match its byte length`);
+    if (w.format !== undefined) assertKnownFormat(w.name, w.format);
+    const bytes = w.format ? quantizedByteLength(w.shape, w.format) : n * DTYPE_BYTES[w.dtype];
+    if (bytes !== w.byteLength) problems.push(`${w.name}: shape/dtype do not match its byte length`);
     if (w.offset + w.byteLength > fileSize)
       problems.push(`${w.name}: data beyond the end of the file (truncated?)`);
   }

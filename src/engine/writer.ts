@@ -39,11 +39,14 @@ import {
   RANK_FILE,
 } from "./manifest.ts";
 import { removeAside, sweepStaleTemps, tempSibling } from "./temp_dirs.ts";
+import type { WeightFormat } from "./weight_format.ts";
 
 export interface EngineWeight {
   name: string;
   dtype: DType;
   shape: number[];
+  /** Set for a quantized weight (its bytes follow weight_format.ts); absent for plain `dtype` data. */
+  format?: WeightFormat;
   /** Produces the bytes when the writer reaches this weight (weights stream, one at a time). */
   bytes: () => Uint8Array;
   byteLength: number;
@@ -157,6 +160,7 @@ function* writeRankFile(
     name: w.name,
     dtype: w.dtype,
     shape: w.shape,
+    ...(w.format ? { format: w.format } : {}),
     offset: 0,
     byteLength: w.byteLength,
   }));

@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ExecutionBackend } from "../backends/backend.ts";
 import { type CudaTuning, openBackend } from "../backends/open_backend.ts";
+import { DTYPE_BYTES } from "../dtype.ts";
 import type { BackendName } from "../engine/build_config.ts";
 import { EngineTargetMismatchError } from "../engine/errors.ts";
 import type { EngineConfig } from "../engine/format.ts";
@@ -18,7 +19,9 @@ export class Session {
     readonly backend: ExecutionBackend,
     readonly tokenizer: Tokenizer | null,
     readonly generationDefaults: GenerationDefaults,
-    /** Bytes of all weights as the engine stores them (what a decode step reads at least once). */
+    /** Bytes of all weights in the engine dtype (what a decode step reads at least once); a quantized
+     * weight counts as the dtype array it stands for, since the benches derive parameter counts from
+     * this and the CPU backend reads it widened (docs/QUANTIZATION.md). */
     readonly weightBytes: number,
   ) {}
 
@@ -43,7 +46,11 @@ export class Session {
             padTokenId: defaults.padTokenId ?? m.padTokenId,
           })
         : null;
-      const weightBytes = engine.header.weights.reduce((sum, w) => sum + w.byteLength, 0);
+      const weightBytes = engine.header.weights.reduce(
+        (sum, w) =>
+          sum + (w.format ? w.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[w.dtype] : w.byteLength),
+        0,
+      );
       return new Session(engineDir, config, exec, tokenizer, defaults, weightBytes);
     } finally {
       engine.close();

@@ -59,7 +59,7 @@ describe("kiln build through the CLI", () => {
         "build",
         ...["--model", model.dir, "--output", out, "--json", "--no-fuse", "--random-weights"],
         ...["--dtype", "fp16", "--backend", "cpu", "--max-seq-len", "32", "--max-batch-size", "3"],
-        ...["--max-num-tokens", "128", "--kv-block-size", "8"],
+        ...["--max-num-tokens", "128", "--kv-block-size", "8", "--quantize", "int8-wo"],
       ],
       env,
     );
@@ -75,6 +75,7 @@ describe("kiln build through the CLI", () => {
       maxNumTokens: 128,
       fuse: false,
       randomWeights: true,
+      quantize: "int8-wo",
     };
     assert.deepEqual(printed.config.build, expected);
     assert.deepEqual(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).build, expected);
@@ -88,6 +89,7 @@ describe("kiln build through the CLI", () => {
     const build = JSON.parse(readFileSync(join(out, "config.json"), "utf8")).build;
     assert.equal(build.fuse, true);
     assert.equal(build.randomWeights, false);
+    assert.equal(build.quantize, "none");
   });
 
   test("bad or missing options are user errors (exit 2)", () => {

@@ -32,6 +32,7 @@ import { type PackedStep, packDecodeStep, packStep, writeFeed, writeSampleParams
 import { StepUploads } from "./step_uploads.ts";
 import { type CudaTuning, cudaTuningFromEnv } from "./tuning.ts";
 import { type WarmUpLimits, warmUpStep } from "./warm_up_step.ts";
+import { assertCudaWeightFormats } from "./weight_formats.ts";
 import { DeviceWeights } from "./weights.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
@@ -151,6 +152,7 @@ export class CudaBackend implements ExecutionBackend {
 
   /** Opens GPU 0 and loads `engine` onto it, under `tuning` (the environment's KILN_* switches by default). */
   static fromEngine(engine: LoadedEngine, tuning: CudaTuning = cudaTuningFromEnv()): CudaBackend {
+    assertCudaWeightFormats(engine.dir, engine.header);
     const device = CudaDevice.open(0);
     try {
       const t = engine.config.target;

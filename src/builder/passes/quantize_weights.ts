@@ -1,0 +1,77 @@
+// Pass: weight-only quantization (--quantize int8-wo | int4-wo) of the transformer blocks' linear
+// layers. Each eligible weight's engine-dtype values are replaced, as the writer reaches them, by the
+// q + scales region engine/weight_format.ts defines; the LM head and the embedding table (one tensor
+// when tied) keep their dtype.
+import { toF32 } from "../../dtype.ts";
+import {
+  GROUP_SIZE,
+  QMAX,
+  quantizedByteLength,
+  quantizedDataBytes,
+  quantizedLayout,
+  type WeightFormat,
+} from "../../engine/weight_format.ts";
+import type { EngineWeight } from "../../engine/writer.ts";
+import type { Network } from "../../models/network.ts";
+
+/** Names of the weights --quantize replaces: those read as a linear op's matrix, except the LM head
+ * (the linear that writes the network's output) and any weight an embedding op also reads. */
+export function quantizableWeights(net: Network): Set<string> {
+  const embedded = new Set(net.ops.flatMap((op) => (op.kind === "embedding" ? [op.weight] : [])));
+  const names = new Set<string>();
+  for (const op of net.ops) {
+    if (op.kind !== "linear" || op.out === net.output || embedded.has(op.weight)) continue;
+    names.add(op.weight);
+  }
+  return names;
+}
+
+/** `weights` with every quantizable one replaced by its `format` region (computed when written). */
+export function quantizeWeights(net: Network, weights: EngineWeight[], format: WeightFormat): EngineWeight[] {
+  const eligible = quantizableWeights(net);
+  return weights.map((w) =>
+    eligible.has(w.name)
+      ? {
+          ...w,
+          format,
+          byteLength: quantizedByteLength(w.shape, format),
+          bytes: () => quantize(toF32(w.bytes(), w.dtype), w.shape, format),
+        }
+      : w,
+  );
+}
+
+/** Quantizes fp32 `values` of shape [out, in] into `format`'s region: per group of GROUP_SIZE input
+ * features, scale = max|w| / QMAX (fp32; 0 for an all-zero group) and q = round(w / scale), halves away
+ * from zero, so |w − q·scale| ≤ scale / 2. */
+export function quantize(values: Float32Array, shape: readonly number[], format: WeightFormat): Uint8Array {
+  const { rows, cols, padded, groups } = quantizedLayout(shape);
+  const qmax = QMAX[format];
+  const out = new Uint8Array(quantizedByteLength(shape, format));
+  const dataBytes = quantizedDataBytes(shape, format);
+  const scales = new Float32Array(rows * groups);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < groups; g++) {
+      const start = r * cols + g * GROUP_SIZE;
+      const end = r * cols + Math.min(cols, (g + 1) * GROUP_SIZE);
+      let max = 0;
+      for (let i = start; i < end; i++) max = Math.max(max, Math.abs(values[i]));
+      const scale = Math.fround(max / qmax);
+      scales[r * groups + g] = scale;
+      if (scale === 0) continue; // q stays 0
+      for (let i = start; i < end; i++) {
+        const v = values[i] / scale;
+        const q = Math.min(qmax, Math.max(-qmax, Math.sign(v) * Math.round(Math.abs(v))));
+        put(out, format, r * padded + (i - r * cols), q);
+      }
+    }
+  }
+  out.set(new Uint8Array(scales.buffer), dataBytes);
+  return out;
+}
+
+/** Stores q at flat index i (int4: even index in the low nibble, odd in the high; 4-bit two's complement). */
+function put(out: Uint8Array, format: WeightFormat, i: number, q: number): void {
+  if (format === "int8-wo") out[i] = q & 0xff;
+  else out[i >> 1] |= (q & 0x0f) << (i & 1 ? 4 : 0);
+}
