@@ -21,12 +21,13 @@ import {
   kvFractionOption,
   maxKvTokensOption,
 } from "./kv_cache_flags.ts";
+import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
 
 interface BenchFlags extends KvCacheFlags, ThroughputFlags, ServeFlags {
   model?: string;
   backend?: "cpu" | "cuda";
   dtype?: "fp32" | "fp16" | "bf16";
-  quantize?: "int8-wo" | "int4-wo";
+  quantize?: QuantizeFlag;
   batchSize: number;
   inputLen: number;
   outputLen: number;
@@ -69,11 +70,7 @@ export function registerBench(program: Command): void {
     .option("--model <dir>", "checkpoint, engine or (with --random-weights) config directory", modelDirArg)
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--dtype <dtype>", "engine dtype", choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const))
-    .option(
-      "--quantize <format>",
-      "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
-      choiceArg("--quantize", ["int8-wo", "int4-wo"] as const),
-    )
+    .addOption(quantizeOption())
     .option("--batch-size <n>", "prompts per batch", intArg("--batch-size", 1), 1)
     .option("--input-len <n>", "prompt tokens", intArg("--input-len", 1), 128)
     .option("--output-len <n>", "generated tokens", intArg("--output-len", 1), 256)

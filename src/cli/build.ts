@@ -7,6 +7,7 @@ import { engineDamage } from "../engine/verify.ts";
 import { choiceArg, intArg, modelDirArg } from "./args.ts";
 import { checkBuildPaths } from "./build_paths.ts";
 import { whileInterruptible } from "./interruptible.ts";
+import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
 
 interface BuildFlags {
   model: string;
@@ -18,7 +19,7 @@ interface BuildFlags {
   maxNumTokens?: number;
   kvBlockSize?: number;
   fuse: boolean;
-  quantize?: "int8-wo" | "int4-wo";
+  quantize?: QuantizeFlag;
   randomWeights?: boolean;
   json?: boolean;
   verify?: boolean;
@@ -48,11 +49,7 @@ export function registerBuild(program: Command): void {
       intArg("--max-num-tokens", 1),
     )
     .option("--kv-block-size <n>", "tokens per KV-cache block", intArg("--kv-block-size", 1))
-    .option(
-      "--quantize <format>",
-      "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
-      choiceArg("--quantize", ["int8-wo", "int4-wo"] as const),
-    )
+    .addOption(quantizeOption())
     .option("--no-fuse", "skip the fusion passes (debugging)")
     .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
     .option("--verify", "read the written engine back and check every checksum (as kiln verify)")

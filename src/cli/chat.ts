@@ -19,6 +19,7 @@ import {
   kvFractionOption,
   maxKvTokensOption,
 } from "./kv_cache_flags.ts";
+import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
 
 interface ChatFlags extends DecodingFlags, KvCacheFlags {
   model?: string;
@@ -26,7 +27,7 @@ interface ChatFlags extends DecodingFlags, KvCacheFlags {
   chatTemplate?: string;
   maxNewTokens: number;
   dtype?: "fp32" | "fp16" | "bf16";
-  quantize?: "int8-wo" | "int4-wo";
+  quantize?: QuantizeFlag;
   backend?: "cpu" | "cuda";
   cacheDir?: string;
 }
@@ -47,11 +48,7 @@ export function registerChat(program: Command): void {
       "weight dtype of the built engine",
       choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
     )
-    .option(
-      "--quantize <format>",
-      "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
-      choiceArg("--quantize", ["int8-wo", "int4-wo"] as const),
-    )
+    .addOption(quantizeOption())
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
     .addOption(kvFractionOption())

@@ -15,6 +15,7 @@ import {
   kvFractionOption,
   maxKvTokensOption,
 } from "./kv_cache_flags.ts";
+import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
 
 interface RunFlags extends DecodingFlags, KvCacheFlags {
   model?: string;
@@ -25,7 +26,7 @@ interface RunFlags extends DecodingFlags, KvCacheFlags {
   chatTemplate?: string;
   specialTokens: boolean;
   dtype?: "fp32" | "fp16" | "bf16";
-  quantize?: "int8-wo" | "int4-wo";
+  quantize?: QuantizeFlag;
   backend?: "cpu" | "cuda";
   cacheDir?: string;
   randomWeights?: boolean;
@@ -54,11 +55,7 @@ export function registerRun(program: Command): void {
       "weight dtype of the built engine",
       choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
     )
-    .option(
-      "--quantize <format>",
-      "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
-      choiceArg("--quantize", ["int8-wo", "int4-wo"] as const),
-    )
+    .addOption(quantizeOption())
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
     .option("--random-weights", "build from config.json alone with random weights (benchmarks)")

@@ -8,6 +8,7 @@ import type { OpenExecutorOptions } from "../runtime/open_executor.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_S, openServer } from "../server/open_server.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
 import { kvFractionOption, maxKvTokensOption } from "./kv_cache_flags.ts";
+import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
 
 interface ServeFlags {
   model?: string;
@@ -25,6 +26,7 @@ interface ServeFlags {
   chatTemplate?: string;
   logLevel: Level | "silent";
   shutdownTimeout: number;
+  quantize?: QuantizeFlag;
   maxKvTokens?: number;
   kvCacheFreeGpuMemFraction?: number;
   maxNumTokens?: number;
@@ -97,6 +99,7 @@ export function registerServe(program: Command): void {
       secondsArg("--shutdown-timeout", true),
       DEFAULT_SHUTDOWN_TIMEOUT_S,
     )
+    .addOption(quantizeOption())
     .addOption(kvFractionOption())
     .addOption(maxKvTokensOption())
     .option("--max-num-tokens <n>", "tokens per executor iteration", intArg("--max-num-tokens", 1))
@@ -115,6 +118,7 @@ async function serveCommand(f: ServeFlags): Promise<void> {
   const executor: OpenExecutorOptions = {
     ...(f.backend ? { backend: f.backend } : {}),
     ...(f.dtype ? { dtype: f.dtype } : {}),
+    ...(f.quantize ? { quantize: f.quantize } : {}),
     ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
     ...(f.maxKvTokens !== undefined ? { maxTokens: f.maxKvTokens } : {}),
     ...(f.kvCacheFreeGpuMemFraction !== undefined

@@ -78,6 +78,11 @@ describe("kiln serve", () => {
       /--kv-cache-free-gpu-mem-fraction/,
     );
     assertUserError(
+      kiln(["serve", "--quantize", "int3"]),
+      "InvalidArgumentError",
+      /--quantize must be one of/,
+    );
+    assertUserError(
       kiln(["serve", "--max-concurrent", "0"]),
       "InvalidArgumentError",
       /--max-concurrent expects an integer ≥ 1/,
