@@ -167,6 +167,7 @@ export class Executor {
       timing,
       r.clientId,
       state.cfg.returnGenerationLogits,
+      state.topLogProbs > 0,
     );
     const group =
       state.cfg.beamWidth > 1

@@ -91,6 +91,9 @@ export interface ExecutorRequest {
    * always carry log-probs and cumLogProb; ModelRunner leaves them out of its outputs when false. */
   outputLogProbs?: boolean;
   outputCumLogProbs?: boolean;
+  /** 0–20: each result event also carries, per token, this many most likely tokens with their
+   * log-probs (the distribution its logProb comes from). > 0 brings the request's logits to the host. */
+  topLogProbs?: number;
   /** Echoed on every result event of the request; the executor never reads it. */
   clientId?: string | number;
 }
@@ -133,8 +136,12 @@ const REQUEST_KEYS: KeySet<ExecutorRequest> = {
   returnContextLogits: true,
   outputLogProbs: true,
   outputCumLogProbs: true,
+  topLogProbs: true,
   clientId: true,
 };
+
+/** The most top log-probs a request may ask for per token (OpenAI's limit). */
+export const MAX_TOP_LOG_PROBS = 20;
 
 /** What the executor knows of the engine when it resolves a request. */
 export interface RequestContext {
@@ -160,6 +167,8 @@ export class DecodingState {
     readonly criteria: readonly StoppingCriteria[] = [],
     /** The sample index (numReturnSequences) or beam slot; the sampler's RNG key uses it. */
     readonly sequenceIndex = 0,
+    /** Top log-probs returned per token (ExecutorRequest.topLogProbs); 0 = none. */
+    readonly topLogProbs = 0,
   ) {
     this.topP = cfg.topP[0];
     this.stops = new BuiltinStops(new Set(cfg.endIds), cfg.maxNewTokens, cfg.stopWords[0]);
@@ -167,7 +176,7 @@ export class DecodingState {
 
   /** The state of sequence `k` of the same request, before its first token. */
   forSequence(k: number): DecodingState {
-    const { promptIds, cfg, badWordIds, maxSeqLen, processors, criteria } = this;
+    const { promptIds, cfg, badWordIds, maxSeqLen, processors, criteria, topLogProbs } = this;
     return new DecodingState(
       promptIds,
       cfg,
@@ -177,6 +186,7 @@ export class DecodingState {
       processors,
       criteria,
       k,
+      topLogProbs,
     );
   }
 
@@ -196,9 +206,15 @@ export class DecodingState {
     };
   }
 
-  /** Whether the row's logits must come to the host (bias, processors or generation logits). */
+  /** Whether the row's logits must come to the host (bias, processors, generation logits or top
+   * log-probs). */
   get needsHostLogits(): boolean {
-    return this.cfg.embeddingBias !== null || this.processors.length > 0 || this.cfg.returnGenerationLogits;
+    return (
+      this.cfg.embeddingBias !== null ||
+      this.processors.length > 0 ||
+      this.cfg.returnGenerationLogits ||
+      this.topLogProbs > 0
+    );
   }
 
   /** After `token` joined `tokens`: top-p decays, the text grows, and the runtime's stop rules run
@@ -326,7 +342,16 @@ export function resolveRequest(
     if (xs.some((x) => typeof (x as unknown as Record<string, unknown>)?.[method] !== "function"))
       throw bad(`every entry of ${name} must be an object with a ${method}() method`);
   }
+  const topLogProbs = r.topLogProbs ?? 0;
+  if (!Number.isInteger(topLogProbs) || topLogProbs < 0 || topLogProbs > MAX_TOP_LOG_PROBS)
+    throw bad(`topLogProbs must be an integer in 0..${MAX_TOP_LOG_PROBS}, got ${topLogProbs}`);
   if (cfg.beamWidth > 1) {
+    if (topLogProbs > 0) {
+      throw new UnsupportedRequestError(
+        `topLogProbs ${topLogProbs} with beamWidth > 1: beams' top log-probs are not returned; leave ` +
+          "topLogProbs out (beams come with their tokens' log-probs) or use beamWidth 1",
+      );
+    }
     if (cfg.stopWords[0].length > 0 || criteria.length > 0) {
       throw new InvalidSamplingConfigError(
         "stopWords and stoppingCriteria are not supported with beam search (beams end at end ids or " +
@@ -340,6 +365,16 @@ export function resolveRequest(
       );
     }
   }
-  const state = new DecodingState(promptIds, cfg, badWordIds, text, maxSeqLen, processors, criteria);
+  const state = new DecodingState(
+    promptIds,
+    cfg,
+    badWordIds,
+    text,
+    maxSeqLen,
+    processors,
+    criteria,
+    0,
+    topLogProbs,
+  );
   return { promptIds, state };
 }

@@ -10,6 +10,12 @@
 // contextLogits and numCachedTokens ride on the request's first event.
 import type { RequestFinishReason } from "./request.ts";
 
+/** One of a token's most likely alternatives: a token id and its log-probability. */
+export interface TokenLogProb {
+  tokenId: number;
+  logProb: number;
+}
+
 /** Milliseconds on the executor's clock (Date.now by default); null until it happened. */
 export interface RequestTiming {
   arrival: number;
@@ -32,6 +38,9 @@ export interface ResultEvent {
   /** Sum of the sequence's log-probs so far, this event's included (added in order, as
    * ModelRunner.generate's cumLogProb). */
   cumLogProb: number;
+  /** topLogProbs > 0: per token (parallel to tokenIds), the k most likely tokens of the distribution
+   * its logProb comes from, most likely first (ties by lower id). */
+  topLogProbs?: TokenLogProb[][];
   /** returnGenerationLogits: the raw logits of this event's tokens, [tokenIds.length × vocab]. */
   generationLogits?: Float32Array;
   /** returnContextLogits, on the request's first event: logits of every prompt position,
@@ -63,6 +72,8 @@ export interface SequenceUpdate {
   finishReason: RequestFinishReason | null;
   /** One raw [V] row per token when the request returns generation logits. */
   rawLogits?: readonly Float32Array[];
+  /** One top-log-probs list per token when the request asks for them. */
+  topLogProbs?: readonly TokenLogProb[][];
   /** Ends the request (set on the last update of its last sequence). */
   isFinal: boolean;
 }
@@ -103,6 +114,8 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
     private readonly clientId?: string | number,
     /** Whether every event carries generationLogits. */
     private readonly withLogits = false,
+    /** Whether every event carries topLogProbs. */
+    private readonly withTop = false,
   ) {}
 
   get finished(): boolean {
@@ -148,6 +161,7 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
       finishReason: u.finishReason,
     });
     if (this.withLogits) ev.generationLogits = concat(u.rawLogits ?? []);
+    if (this.withTop) ev.topLogProbs = [...(u.topLogProbs ?? [])];
     if (this.streaming) {
       this.enqueue(ev);
       return;
@@ -156,6 +170,7 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
     if (h.event) {
       h.event.tokenIds.push(...u.tokenIds);
       h.event.logProbs.push(...u.logProbs);
+      if (this.withTop) h.event.topLogProbs?.push(...(u.topLogProbs ?? []));
       h.event.text += u.text;
       h.event.cumLogProb = h.cumLogProb;
       h.event.timing = ev.timing;

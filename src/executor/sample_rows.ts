@@ -9,12 +9,16 @@
 //
 // Per-row stages the batch-wide ops cannot express run on the host, row by row, in the runtime's
 // order: embedding bias first (before penalties and bans), the request's LogitsProcessors last. A
-// processor sees only its own request's row; one that throws fails only its row.
+// processor sees only its own request's row; one that throws fails only its row. A row whose request
+// asks for top log-probs gets the k largest entries of the log-softmax its token's logProb is read
+// from (the processed row, temperature applied as the sampler applies it).
 import type { ExecutionBackend, StepInput } from "../backends/backend.ts";
 import type { PenaltyParams, SampleParams, StepTransforms } from "../backends/decoding_ops.ts";
 import { processLogits, type Row, stepTransforms } from "../sampling/logits_pipeline.ts";
 import { RequestCallbackError } from "./errors.ts";
 import type { DecodingState } from "./executor_request.ts";
+import type { TokenLogProb } from "./request_results.ts";
+import { topEntries } from "./top_log_probs.ts";
 
 export interface SampledRow {
   requestId: number;
@@ -30,6 +34,8 @@ export interface SampledTokens {
   logProbs: Float32Array;
   /** Per row: its raw logits [V] when the request returns generation logits, else null. */
   rawLogits: (Float32Array | null)[];
+  /** Per row: its top log-probs, most likely first, when its request asks for them, else null. */
+  topLogProbs: (TokenLogProb[] | null)[];
   /** Per row: the error of a LogitsProcessor that threw (its token is meaningless), else null. */
   failed: (RequestCallbackError | null)[];
   /** With `allLogits`: every logits row of the step, [logitRows × V], as the model gave them. */
@@ -45,15 +51,28 @@ export function forwardAndSample(
 ): SampledTokens {
   if (rows.length === 0) {
     const logits = backend.forward(step);
-    const empty = { tokens: new Int32Array(0), logProbs: new Float32Array(0), rawLogits: [], failed: [] };
+    const empty = {
+      tokens: new Int32Array(0),
+      logProbs: new Float32Array(0),
+      rawLogits: [],
+      topLogProbs: [],
+      failed: [],
+    };
     return { ...empty, logits: allLogits ? logits.slice() : null };
   }
   const { views, transforms, params } = rowSampling(rows);
   const rawLogits: (Float32Array | null)[] = rows.map(() => null);
+  const topLogProbs: (TokenLogProb[] | null)[] = rows.map(() => null);
   const failed: (RequestCallbackError | null)[] = rows.map(() => null);
   const everyRow = rows.length === step.logitRows.length && rows.every((r, i) => r.row === i);
   if (backend.forwardSample && !allLogits && everyRow && !rows.some((r) => r.state.needsHostLogits))
-    return { ...backend.forwardSample(step, params, transforms), rawLogits, failed, logits: null };
+    return {
+      ...backend.forwardSample(step, params, transforms),
+      rawLogits,
+      topLogProbs,
+      failed,
+      logits: null,
+    };
   const V = backend.vocabSize;
   const ops = backend.decoding;
   const all = backend.forward(step);
@@ -82,7 +101,16 @@ export function forwardAndSample(
       }
     }
   });
-  return { ...ops.sample(logits, rows.length, V, params), rawLogits, failed, logits: out };
+  // The log-softmax the sampler reads logProbs from (ops.sample's), for the rows that return its top.
+  const lp = new Float32Array(V);
+  rows.forEach((r, i) => {
+    const k = r.state.topLogProbs;
+    if (k === 0) return;
+    const temperature = params.temperature.subarray(i, i + 1);
+    ops.logSoftmax(rowOf(i), 1, V, temperature, params.greedy.subarray(i, i + 1), lp);
+    topLogProbs[i] = topEntries(lp, k);
+  });
+  return { ...ops.sample(logits, rows.length, V, params), rawLogits, topLogProbs, failed, logits: out };
 }
 
 /** The batch's decoding inputs, each row's built as for a batch of one: the pipeline's views of the

@@ -9,7 +9,7 @@
 import { RequestCallbackError, RequestLogitsNotFiniteError } from "./errors.ts";
 import type { DecodingState } from "./executor_request.ts";
 import type { Request, RequestFinishReason } from "./request.ts";
-import type { SequenceUpdate } from "./request_results.ts";
+import type { SequenceUpdate, TokenLogProb } from "./request_results.ts";
 import type { SampledRow } from "./sample_rows.ts";
 import type { Branch } from "./scheduler.ts";
 
@@ -18,6 +18,8 @@ export interface RowSample {
   token: number;
   logProb: number;
   raw: Float32Array | null;
+  /** The row's top log-probs when its request asks for them, else null. */
+  top: TokenLogProb[] | null;
   failed: RequestCallbackError | null;
 }
 
@@ -83,6 +85,7 @@ export class SamplingGroup {
         text,
         finishReason: stop?.reason ?? null,
         rawLogits: s.raw ? [s.raw] : undefined,
+        topLogProbs: s.top ? [s.top] : undefined,
       });
       if (stop) continue;
       branches.push({ parent, token: s.token });

@@ -141,6 +141,7 @@ export class StepPipeline {
           token: got.tokens[i],
           logProb: got.logProbs[i],
           raw: got.rawLogits[i],
+          top: got.topLogProbs[i],
           failed: got.failed[i],
         }));
         branches = this.outputs.advanceSamples(l, l.group, samples, t);
@@ -209,6 +210,7 @@ export class StepPipeline {
         token: got.tokens[row],
         logProb: got.logProbs[row],
         raw: null,
+        top: null,
         failed: null,
       }));
       const before = rows[0].position;

@@ -327,6 +327,24 @@ describe("executor overlap: requests that need their token on the host", () => {
       "the overlap comes back once it is gone",
     );
   });
+
+  test("a topLogProbs request runs synchronously (host logits) and gets its lists", async () => {
+    const { ex, spy } = spied({ maxNumSeqs: 2 });
+    const a = ex.enqueue({ prompt: prompt(6, 5), maxNewTokens: 8, greedy: true, endId: [] });
+    await ticks(3);
+    const t = ex.enqueue({ prompt: prompt(7, 5), maxNewTokens: 3, greedy: true, endId: [], topLogProbs: 3 });
+    const [ga, gt] = await Promise.all([collect(ex, a), collect(ex, t)]);
+    assert.deepEqual(ga.tokens, await alone(prompt(6, 5), 8));
+    assert.deepEqual(gt.tokens, await alone(prompt(7, 5), 3));
+    const top = gt.events.flatMap((e) => e.topLogProbs ?? []);
+    assert.equal(top.length, 3, "one top list per token");
+    top.forEach((list, i) => assert.equal(list[0].tokenId, gt.tokens[i], "greedy token not first"));
+    assert.ok(
+      spy.stats.some((s) => s.overlapped),
+      "a never overlapped",
+    );
+    assert.ok(spy.stats.filter((s) => !s.overlapped).length >= 3, "t's steps were queued");
+  });
 });
 
 /** Deterministic uniform draws in [0, 1). */

@@ -32,11 +32,14 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
         "top_logprobs",
         "top_logprobs needs logprobs true; set logprobs or leave top_logprobs out",
       );
-    if (top !== undefined && top > 0)
-      throw badField(
-        "top_logprobs",
-        `top_logprobs ${top}: kiln returns the chosen token's log-probability but no top-k alternatives; give 0 or leave it out`,
-      );
+    if (top !== undefined && top > 0) {
+      if (params.beamSearch)
+        throw badField(
+          "top_logprobs",
+          `top_logprobs ${top} with use_beam_search: beams' top log-probs are not returned; give 0 or drop use_beam_search`,
+        );
+      params.request.topLogProbs = top;
+    }
     readResponseFormat(f);
     f.rejectUnread();
 
@@ -81,7 +84,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
             chunk(
               d.index,
               { content: d.text },
-              logprobs ? chatLogprobs(tok, d.tokenIds, d.logProbs) : null,
+              logprobs ? chatLogprobs(tok, d.tokenIds, d.logProbs, d.topLogProbs) : null,
               null,
             ),
           );
@@ -97,7 +100,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
         choices: choices.map((c) => ({
           index: c.index,
           message: { role: "assistant", content: c.text },
-          logprobs: logprobs ? chatLogprobs(tok, c.tokenIds, c.logProbs) : null,
+          logprobs: logprobs ? chatLogprobs(tok, c.tokenIds, c.logProbs, c.topLogProbs) : null,
           finish_reason: c.finishReason,
         })),
         usage,

@@ -30,11 +30,14 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const params = readGenerationParams(f, ctx.model, ["max_tokens"]);
     const echo = f.bool("echo") ?? false;
     const logprobs = f.number("logprobs", { min: 0, max: 5, integer: true });
-    if (logprobs !== undefined && logprobs > 1)
-      throw badField(
-        "logprobs",
-        `logprobs ${logprobs}: kiln returns the chosen token's log-probability but no top-k alternatives; give 0 or 1, or leave it out`,
-      );
+    if (logprobs !== undefined && logprobs > 0) {
+      if (params.beamSearch)
+        throw badField(
+          "logprobs",
+          `logprobs ${logprobs} with use_beam_search: beams' top log-probs are not returned; give 0 or drop use_beam_search`,
+        );
+      params.request.topLogProbs = logprobs;
+    }
     if (echo && logprobs !== undefined)
       throw badField(
         "echo",
@@ -68,7 +71,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         if (d.finishReason === null && d.text === "" && (!withLogprobs || d.tokenIds.length === 0)) return [];
         const at = offsets.get(d.index) ?? echoed(d.index).length;
         offsets.set(d.index, at + d.text.length);
-        const lp = withLogprobs ? completionLogprobs(tok, d.tokenIds, d.logProbs, at) : null;
+        const lp = withLogprobs ? completionLogprobs(tok, d.tokenIds, d.logProbs, at, d.topLogProbs) : null;
         return [chunk([{ index: d.index, text: d.text, logprobs: lp, finish_reason: d.finishReason }])];
       },
       usageChunk: (usage) => ({ id, object: "text_completion", created, model, choices: [], usage }),
@@ -80,7 +83,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         choices: choices.map((c) => ({
           index: c.index,
           text: echoed(c.index) + c.text,
-          logprobs: withLogprobs ? completionLogprobs(tok, c.tokenIds, c.logProbs, 0) : null,
+          logprobs: withLogprobs ? completionLogprobs(tok, c.tokenIds, c.logProbs, 0, c.topLogProbs) : null,
           finish_reason: c.finishReason,
         })),
         usage,

@@ -13,7 +13,7 @@
 import { RequestTooLargeError } from "../../executor/errors.ts";
 import type { ResultEvent } from "../../executor/executor.ts";
 import type { RequestFinishReason } from "../../executor/request.ts";
-import type { RequestTiming } from "../../executor/request_results.ts";
+import type { RequestTiming, TokenLogProb } from "../../executor/request_results.ts";
 import { badField, HttpError } from "../http_errors.ts";
 import type { FinishedRequest, ServerContext } from "../server_context.ts";
 import type { GenerationParams } from "./request_fields.ts";
@@ -25,6 +25,8 @@ export interface ChoiceDelta {
   index: number;
   tokenIds: number[];
   logProbs: number[];
+  /** Per token its top log-probs, when the request asked for them (top_logprobs / logprobs k). */
+  topLogProbs?: TokenLogProb[][];
   text: string;
   finishReason: ChoiceFinish | null;
 }
@@ -185,6 +187,7 @@ export class Generation {
           index: promptIndex * n + seq,
           tokenIds: ev.tokenIds,
           logProbs: ev.logProbs,
+          ...(ev.topLogProbs ? { topLogProbs: ev.topLogProbs } : {}),
           text,
           finishReason: reason === null ? null : reason === "length" ? "length" : "stop",
         };

@@ -4,6 +4,7 @@
 // Errors before the first byte are HTTP statuses (thrown to the app's error handler); errors after it
 // are an error event, then `data: [DONE]`.
 import type { FastifyReply, FastifyRequest } from "fastify";
+import type { TokenLogProb } from "../../executor/request_results.ts";
 import { errorAnswer } from "../http_errors.ts";
 import type { ServerContext } from "../server_context.ts";
 import { type ChoiceDelta, type ChoiceFinish, ClientGoneError, type Generation } from "./generation.ts";
@@ -23,6 +24,8 @@ export interface Choice {
   text: string;
   tokenIds: number[];
   logProbs: number[];
+  /** Per token its top log-probs (empty when not asked for). */
+  topLogProbs: TokenLogProb[][];
   finishReason: ChoiceFinish | null;
 }
 
@@ -73,6 +76,7 @@ export async function respond(
       text: "",
       tokenIds: [],
       logProbs: [],
+      topLogProbs: [],
       finishReason: null,
     }));
     try {
@@ -81,6 +85,7 @@ export async function respond(
         c.text += d.text;
         c.tokenIds.push(...d.tokenIds);
         c.logProbs.push(...d.logProbs);
+        c.topLogProbs.push(...(d.topLogProbs ?? []));
         if (d.finishReason !== null) c.finishReason = d.finishReason;
       }
     } catch (e) {
