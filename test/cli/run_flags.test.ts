@@ -177,6 +177,7 @@ const NOT_DECODING = [
   "--pad-id", // nothing to see in one prompt's output: tested by its error below
   "--chat-template", // test/cli/run_validation.test.ts
   "--dtype",
+  "--quantize", // test/cli/quantize_flags.test.ts
   "--backend",
   "--cache-dir",
   "--random-weights",
