@@ -10,6 +10,7 @@
 // position 0; scoring reduces logits chunk by chunk, so memory is one chunk's rows, never a window's.
 import type { ExecutionBackend, StepInput } from "../backends/backend.ts";
 import { PerplexityOptionsError, TextTooShortError } from "./perplexity_errors.ts";
+import type { Session } from "./session.ts";
 
 /** One window: ids[begin, end) are fed; positions from `firstScored` (absolute, ≥ begin + 1) on are scored. */
 export interface Window {
@@ -93,6 +94,32 @@ export function perplexity(
     maxLength: options.maxLength,
     stride: options.stride,
   };
+}
+
+/** The defaults of `kiln eval`: maxLength = the engine's context window, stride = half of it (every
+ * token but the first scored once, each with at least maxLength/2 tokens of context once the windows
+ * slide). A maxLength beyond the context window is refused. */
+export function resolvePerplexityOptions(
+  contextWindow: number,
+  { maxLength, stride }: Partial<PerplexityOptions>,
+): PerplexityOptions {
+  const length = maxLength ?? contextWindow;
+  if (length > contextWindow)
+    throw new PerplexityOptionsError(
+      `--max-length ${length} exceeds the engine's context window of ${contextWindow} tokens; use at most ${contextWindow}`,
+    );
+  return { maxLength: length, stride: stride ?? Math.max(1, Math.floor(length / 2)) };
+}
+
+/** Perplexity of `ids` under `session`'s model, on its backend (whose KV pool it resizes). */
+export function sessionPerplexity(
+  session: Session,
+  ids: Int32Array,
+  options: Partial<PerplexityOptions> = {},
+): PerplexityResult {
+  const opts = resolvePerplexityOptions(session.config.maxSeqLen, options);
+  slidingWindows(ids.length, opts); // checks the options before the KV pool is sized
+  return perplexity(ids, opts, new BackendScorer(session.backend, opts.maxLength));
 }
 
 /** −log softmax(row)[target] in float64. */
