@@ -5,8 +5,8 @@ import type { Command } from "commander";
 import { runStepsUntil } from "../builder/steps.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { openSessionSteps } from "../runtime/open_session.ts";
-import { sessionPerplexity } from "../runtime/perplexity.ts";
-import { EvalTextError, PerplexityOptionsError } from "../runtime/perplexity_errors.ts";
+import { checkStride, sessionPerplexity } from "../runtime/perplexity.ts";
+import { EvalTextError } from "../runtime/perplexity_errors.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
 import { whileInterruptible } from "./interruptible.ts";
 
@@ -71,10 +71,7 @@ export function readEvalText(file: string): string {
 
 async function evalCommand(f: EvalFlags): Promise<void> {
   const dir = f.model ?? defaultModelDir();
-  if (f.maxLength !== undefined && f.stride !== undefined && f.stride > f.maxLength)
-    throw new PerplexityOptionsError(
-      `--stride ${f.stride} is larger than --max-length ${f.maxLength}, so tokens between windows would never be scored; use a stride of at most ${f.maxLength}`,
-    );
+  if (f.maxLength !== undefined && f.stride !== undefined) checkStride(f.maxLength, f.stride); // before the build
   const text = readEvalText(f.perplexity);
   const { session } = await whileInterruptible((signal) =>
     runStepsUntil(

@@ -63,11 +63,16 @@ function checkWindowOptions(numTokens: number, { maxLength, stride }: Perplexity
     throw new PerplexityOptionsError(`--max-length must be an integer ≥ 2, got ${maxLength}`);
   if (!Number.isInteger(stride) || stride < 1)
     throw new PerplexityOptionsError(`--stride must be an integer ≥ 1, got ${stride}`);
+  checkStride(maxLength, stride);
+  if (numTokens < 2) throw new TextTooShortError(numTokens);
+}
+
+/** A stride above the window would skip the tokens between windows. */
+export function checkStride(maxLength: number, stride: number): void {
   if (stride > maxLength)
     throw new PerplexityOptionsError(
       `--stride ${stride} is larger than --max-length ${maxLength}, so tokens between windows would never be scored; use a stride of at most ${maxLength}`,
     );
-  if (numTokens < 2) throw new TextTooShortError(numTokens);
 }
 
 export function perplexity(
@@ -149,6 +154,7 @@ export class BackendScorer implements WindowScorer {
 
   scoreWindow(ids: Int32Array, from: number): { nll: number; count: number } {
     const n = ids.length;
+    if (from >= n) return { nll: 0, count: 0 }; // a last window of one token: nothing to score
     const B = this.backend.kvBlockSize;
     const blockTable = Int32Array.from({ length: Math.ceil(n / B) }, (_, i) => i);
     const V = this.backend.vocabSize;

@@ -1,7 +1,7 @@
 // `kiln eval --perplexity`: on the bundled model its --json report equals a direct float64 computation
 // from the backend's logits of every position, and each bad file or window option is a named error.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -154,5 +154,19 @@ describe("kiln eval --perplexity", () => {
       ],
     ];
     for (const [args, cls, message] of cases) assertUserError(kiln(["eval", ...args], env), cls, message);
+  });
+
+  test("the text and --stride against --max-length are checked before any build", () => {
+    const fresh = tempCache();
+    try {
+      const freshEnv = { KILN_CACHE_DIR: fresh.dir };
+      const r1 = kiln(["eval", "--perplexity", join(files, "missing.txt")], freshEnv);
+      assertUserError(r1, "EvalTextError", /no such file/);
+      const r2 = kiln(["eval", "--perplexity", textFile, "--max-length", "8", "--stride", "9"], freshEnv);
+      assertUserError(r2, "PerplexityOptionsError", /--stride 9/);
+      assert.equal(existsSync(join(fresh.dir, "engines")), false, "nothing was built");
+    } finally {
+      fresh.cleanup();
+    }
   });
 });

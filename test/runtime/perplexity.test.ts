@@ -151,4 +151,22 @@ describe("the backend scorer", () => {
     const noOverlap = perplexity(ids, { maxLength: 16, stride: 16 }, new BackendScorer(backend, 16));
     assert.notEqual(noOverlap.totalNll, r.totalNll);
   });
+
+  test("a last window of one token (nothing to score) runs no step", () => {
+    const forward = backend.forward.bind(backend);
+    let steps = 0;
+    backend.forward = (step) => {
+      steps++;
+      return forward(step);
+    };
+    try {
+      const text = ids.subarray(0, 33); // windows [0,16) [16,32) [32,33)
+      const r = perplexity(text, { maxLength: 16, stride: 16 }, new BackendScorer(backend, 16, 16));
+      assert.equal(r.windows, 3);
+      assert.equal(r.scoredTokens, 30);
+      assert.equal(steps, 2);
+    } finally {
+      backend.forward = forward;
+    }
+  });
 });
