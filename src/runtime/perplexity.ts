@@ -124,7 +124,11 @@ export function sessionPerplexity(
 ): PerplexityResult {
   const opts = resolvePerplexityOptions(session.config.maxSeqLen, options);
   slidingWindows(ids.length, opts); // checks the options before the KV pool is sized
-  return perplexity(ids, opts, new BackendScorer(session.backend, opts.maxLength));
+  // An engine returns at most maxBatchSize logits rows per step (CUDA's arena is sized by it).
+  const scorer = new BackendScorer(session.backend, opts.maxLength, {
+    maxRows: session.config.build.maxBatchSize,
+  });
+  return perplexity(ids, opts, scorer);
 }
 
 /** −log softmax(row)[target] in float64. */
@@ -138,16 +142,19 @@ export function negLogProb(row: Float32Array, target: number): number {
 
 /** Scores windows on a backend directly: window positions 0…n−1 live in KV blocks 0…⌈n/B⌉−1 (slot =
  * position), fed in chunks of at most `chunkTokens` tokens whose logits rows are only the rows that
- * predict a scored token. Owns nothing: the caller's backend keeps its KV pool, resized here once. */
+ * predict a scored token, at most `maxRows` of them per step. Owns nothing: the caller's backend keeps
+ * its KV pool, resized here once. */
 export class BackendScorer implements WindowScorer {
   private readonly chunkTokens: number;
+  private readonly maxRows: number;
 
   constructor(
     private readonly backend: ExecutionBackend,
     maxLength: number,
-    chunkTokens = 256,
+    { chunkTokens = 256, maxRows = chunkTokens }: { chunkTokens?: number; maxRows?: number } = {},
   ) {
     this.chunkTokens = Math.min(chunkTokens, backend.maxStepTokens ?? chunkTokens);
+    this.maxRows = maxRows;
     const blocks = Math.ceil(maxLength / backend.kvBlockSize);
     if (backend.numKvBlocks < blocks) backend.allocateKvCache(blocks);
   }
@@ -160,11 +167,13 @@ export class BackendScorer implements WindowScorer {
     const V = this.backend.vocabSize;
     let nll = 0;
     let count = 0;
-    for (let start = 0; start < n; start += this.chunkTokens) {
-      const len = Math.min(this.chunkTokens, n - start);
-      // Row at position p predicts ids[p + 1]: rows from − 1 … n − 2 are wanted.
-      const lo = Math.max(start, from - 1);
-      const hi = Math.min(start + len, n - 1);
+    // Row at position p predicts ids[p + 1]: rows from − 1 … n − 2 are wanted.
+    const firstRow = from - 1;
+    for (let start = 0; start < n; ) {
+      const end = Math.min(start + this.chunkTokens, n, Math.max(start, firstRow) + this.maxRows);
+      const len = end - start;
+      const lo = Math.max(start, firstRow);
+      const hi = Math.min(end, n - 1);
       const rows = Math.max(0, hi - lo);
       const positions = Int32Array.from({ length: len }, (_, i) => start + i);
       const step: StepInput = {
@@ -179,6 +188,7 @@ export class BackendScorer implements WindowScorer {
         nll += negLogProb(logits.subarray(r * V, (r + 1) * V), ids[lo + r + 1]);
         count++;
       }
+      start = end;
     }
     return { nll, count };
   }

@@ -132,7 +132,11 @@ describe("the backend scorer", () => {
 
   test("one window: the NLL of every token but the first, in chunks, equals the direct computation", () => {
     const expected = direct(ids, 1);
-    const r = perplexity(ids, { maxLength: 40, stride: 40 }, new BackendScorer(backend, 40, 7));
+    const r = perplexity(
+      ids,
+      { maxLength: 40, stride: 40 },
+      new BackendScorer(backend, 40, { chunkTokens: 7 }),
+    );
     assert.equal(r.windows, 1);
     assert.equal(r.scoredTokens, 39);
     close(r.totalNll, expected);
@@ -144,12 +148,35 @@ describe("the backend scorer", () => {
     let expected = 0;
     for (const w of slidingWindows(ids.length, opts))
       expected += direct(ids.slice(w.begin, w.end), w.firstScored - w.begin);
-    const r = perplexity(ids, opts, new BackendScorer(backend, 16, 5));
+    const r = perplexity(ids, opts, new BackendScorer(backend, 16, { chunkTokens: 5 }));
     assert.equal(r.scoredTokens, 39);
     close(r.totalNll, expected);
     // Context matters: scoring without overlap gives another total.
     const noOverlap = perplexity(ids, { maxLength: 16, stride: 16 }, new BackendScorer(backend, 16));
     assert.notEqual(noOverlap.totalNll, r.totalNll);
+  });
+
+  test("maxRows: no step asks for more logits rows than the engine returns, and the NLL is unchanged", () => {
+    const forward = backend.forward.bind(backend);
+    const rows: number[] = [];
+    backend.forward = (step) => {
+      rows.push(step.logitRows.length);
+      return forward(step);
+    };
+    try {
+      const opts = { maxLength: 16, stride: 6 };
+      const whole = perplexity(ids, opts, new BackendScorer(backend, 16, { chunkTokens: 16 }));
+      rows.length = 0;
+      const capped = perplexity(ids, opts, new BackendScorer(backend, 16, { chunkTokens: 16, maxRows: 3 }));
+      assert.ok(Math.max(...rows) <= 3, `rows per step: ${rows}`);
+      assert.equal(
+        rows.reduce((a, b) => a + b, 0),
+        39,
+      );
+      close(capped.totalNll, whole.totalNll);
+    } finally {
+      backend.forward = forward;
+    }
   });
 
   test("a last window of one token (nothing to score) runs no step", () => {
@@ -161,7 +188,11 @@ describe("the backend scorer", () => {
     };
     try {
       const text = ids.subarray(0, 33); // windows [0,16) [16,32) [32,33)
-      const r = perplexity(text, { maxLength: 16, stride: 16 }, new BackendScorer(backend, 16, 16));
+      const r = perplexity(
+        text,
+        { maxLength: 16, stride: 16 },
+        new BackendScorer(backend, 16, { chunkTokens: 16 }),
+      );
       assert.equal(r.windows, 3);
       assert.equal(r.scoredTokens, 30);
       assert.equal(steps, 2);
