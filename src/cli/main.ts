@@ -7,6 +7,7 @@ import { registerBench } from "./bench.ts";
 import { registerBuild } from "./build.ts";
 import { registerChat } from "./chat.ts";
 import { handleClosedOutput } from "./closed_output.ts";
+import { registerEval } from "./eval.ts";
 import { reportError } from "./report_error.ts";
 import { registerRun } from "./run.ts";
 import { registerServe } from "./serve.ts";
@@ -28,6 +29,7 @@ export async function main(argv: string[]): Promise<number> {
   registerServe(program);
   registerTokenize(program);
   registerVerify(program);
+  registerEval(program);
   for (const c of program.commands)
     c.option("--verbose", "print details and stack traces of errors").exitOverride();
   try {

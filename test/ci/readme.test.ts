@@ -13,6 +13,7 @@ import { Command } from "commander";
 import { registerBench } from "../../src/cli/bench.ts";
 import { registerBuild } from "../../src/cli/build.ts";
 import { registerChat } from "../../src/cli/chat.ts";
+import { registerEval } from "../../src/cli/eval.ts";
 import { registerRun } from "../../src/cli/run.ts";
 import { registerServe } from "../../src/cli/serve.ts";
 import { registerTokenize } from "../../src/cli/tokenize.ts";
@@ -76,6 +77,7 @@ describe("README.md", () => {
       registerServe,
       registerTokenize,
       registerVerify,
+      registerEval,
     ])
       register(program);
     // Documented flags per command: its usage lines, the shared lines, and for run and chat the decoding paragraph.
