@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { after, afterEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { buildEngine } from "../../src/builder/builder.ts";
 import {
@@ -14,35 +14,14 @@ import {
   RequestLogitsNotFiniteError,
   UnsupportedRequestError,
 } from "../../src/executor/errors.ts";
-import { Executor, type ExecutorOptions, type ExecutorRequest } from "../../src/executor/executor.ts";
-import { ModelRunner } from "../../src/runtime/model_runner.ts";
+import { Executor, type ExecutorRequest } from "../../src/executor/executor.ts";
 import { Session } from "../../src/runtime/session.ts";
 import { UnknownOptionError } from "../../src/sampling/option_keys.ts";
 import { InvalidSamplingConfigError } from "../../src/sampling/sampling_config.ts";
 import { writeTinyModel } from "../helpers/tiny_model.ts";
-import { assertIdle, collect, ticks } from "./executor_helpers.ts";
+import { assertIdle, collect, ticks, tinyEngineExecutors } from "./executor_helpers.ts";
 
-const model = writeTinyModel("llama", 7);
-const dir = join(model.dir, "engine");
-buildEngine(model.dir, dir, { kvBlockSize: 4 });
-const runner = ModelRunner.fromEngine(dir);
-after(() => {
-  runner.dispose();
-  model.cleanup();
-});
-
-const open: Executor[] = [];
-function executor(options: ExecutorOptions = {}): Executor {
-  const ex = new Executor(Session.open(dir), options);
-  open.push(ex);
-  return ex;
-}
-afterEach(async () => {
-  for (const ex of open.splice(0)) {
-    assertIdle(ex);
-    await ex.shutdown();
-  }
-});
+const { dir, runner, executor } = tinyEngineExecutors();
 
 /** Deterministic prompts of varied lengths over the tiny vocabulary (61 ids). */
 function prompt(i: number, len: number): number[] {

@@ -4,37 +4,12 @@
 // logits equal generate's through chunked prefill; preemption of groups recomputes the same tokens;
 // cancel mid-beam frees every block at once; after every test the idle invariant holds.
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { after, afterEach, describe, test } from "node:test";
-import { buildEngine } from "../../src/builder/builder.ts";
-import { Executor, type ExecutorOptions, type ExecutorRequest } from "../../src/executor/executor.ts";
-import { ModelRunner } from "../../src/runtime/model_runner.ts";
-import { Session } from "../../src/runtime/session.ts";
-import { writeTinyModel } from "../helpers/tiny_model.ts";
-import { assertIdle, ticks } from "./executor_helpers.ts";
+import { describe, test } from "node:test";
+import type { Executor, ExecutorRequest } from "../../src/executor/executor.ts";
+import { ticks, tinyEngineExecutors } from "./executor_helpers.ts";
 import { assertSameSequences, collectGroup, type GroupResult, viaRuntime } from "./group_helpers.ts";
 
-const model = writeTinyModel("llama", 7);
-const dir = join(model.dir, "engine");
-buildEngine(model.dir, dir, { kvBlockSize: 4 });
-const runner = ModelRunner.fromEngine(dir);
-after(() => {
-  runner.dispose();
-  model.cleanup();
-});
-
-const open: Executor[] = [];
-function executor(options: ExecutorOptions = {}): Executor {
-  const ex = new Executor(Session.open(dir), options);
-  open.push(ex);
-  return ex;
-}
-afterEach(async () => {
-  for (const ex of open.splice(0)) {
-    assertIdle(ex);
-    await ex.shutdown();
-  }
-});
+const { runner, executor } = tinyEngineExecutors();
 
 /** Deterministic prompts over the tiny vocabulary (61 ids). */
 function prompt(i: number, len: number): number[] {

@@ -1,8 +1,14 @@
 // Shared by the executor tests: collect a request's results, wait a few loop iterations, check the
-// idle invariant.
+// idle invariant, and the tiny engine most of them run on.
 import assert from "node:assert/strict";
-import type { Executor } from "../../src/executor/executor.ts";
+import { join } from "node:path";
+import { after, afterEach } from "node:test";
+import { buildEngine } from "../../src/builder/builder.ts";
+import { Executor, type ExecutorOptions } from "../../src/executor/executor.ts";
 import type { ResultEvent } from "../../src/executor/request_results.ts";
+import { ModelRunner } from "../../src/runtime/model_runner.ts";
+import { Session } from "../../src/runtime/session.ts";
+import { writeTinyModel } from "../helpers/tiny_model.ts";
 
 export interface Collected {
   tokens: number[];
@@ -38,4 +44,35 @@ export function assertIdle(ex: Executor): void {
   assert.equal(s.numRunning, 0);
   assert.equal(s.kv.numFree + s.kv.numCachedFree, s.kv.numBlocks, "blocks leaked");
   assert.equal(s.kv.numUsed, 0);
+}
+
+/** The executor tests' tiny Llama (seed 7, KV blocks of 4 tokens): its engine directory, a ModelRunner
+ * over it (the reference), and `executor(options)`, whose executors are checked idle and shut down after
+ * every test. Registers its own node:test hooks. */
+export function tinyEngineExecutors(defaults: ExecutorOptions = {}): {
+  dir: string;
+  runner: ModelRunner;
+  executor(options?: ExecutorOptions): Executor;
+} {
+  const model = writeTinyModel("llama", 7);
+  const dir = join(model.dir, "engine");
+  buildEngine(model.dir, dir, { kvBlockSize: 4 });
+  const runner = ModelRunner.fromEngine(dir);
+  after(() => {
+    runner.dispose();
+    model.cleanup();
+  });
+  const open: Executor[] = [];
+  afterEach(async () => {
+    for (const ex of open.splice(0)) {
+      assertIdle(ex);
+      await ex.shutdown();
+    }
+  });
+  const executor = (options: ExecutorOptions = {}) => {
+    const ex = new Executor(Session.open(dir), { ...defaults, ...options });
+    open.push(ex);
+    return ex;
+  };
+  return { dir, runner, executor };
 }

@@ -3,38 +3,12 @@
 // LogitsProcessor and StoppingCriteria (a throwing one ends only its own request), the client id, and
 // context logits rejected by name. After every test the idle invariant holds.
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { after, afterEach, test } from "node:test";
-import { buildEngine } from "../../src/builder/builder.ts";
+import { test } from "node:test";
 import { RequestCallbackError } from "../../src/executor/errors.ts";
-import { Executor } from "../../src/executor/executor.ts";
-import { ModelRunner } from "../../src/runtime/model_runner.ts";
-import { Session } from "../../src/runtime/session.ts";
 import type { LogitsProcessor, SequenceView, StoppingCriteria } from "../../src/sampling/logits_processor.ts";
-import { writeTinyModel } from "../helpers/tiny_model.ts";
-import { assertIdle, collect } from "./executor_helpers.ts";
+import { collect, tinyEngineExecutors } from "./executor_helpers.ts";
 
-const model = writeTinyModel("llama", 7);
-const dir = join(model.dir, "engine");
-buildEngine(model.dir, dir, { kvBlockSize: 4 });
-const runner = ModelRunner.fromEngine(dir);
-after(() => {
-  runner.dispose();
-  model.cleanup();
-});
-
-const open: Executor[] = [];
-function executor(): Executor {
-  const ex = new Executor(Session.open(dir), { maxNumTokens: 8 });
-  open.push(ex);
-  return ex;
-}
-afterEach(async () => {
-  for (const ex of open.splice(0)) {
-    assertIdle(ex);
-    await ex.shutdown();
-  }
-});
+const { runner, executor } = tinyEngineExecutors({ maxNumTokens: 8 });
 
 function prompt(i: number, len: number): number[] {
   return Array.from({ length: len }, (_, k) => (i * 17 + k * 7 + 3) % 61);
