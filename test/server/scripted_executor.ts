@@ -20,6 +20,31 @@ export type ScriptedEvent = Partial<ResultEvent> & {
   finishReason: RequestFinishReason | null;
 };
 
+/** An idle executor's stats: nothing queued or running, one free KV block of 16 tokens. */
+export function idleStats(): ExecutorStats {
+  return {
+    numQueued: 0,
+    numRunning: 0,
+    numRunningSequences: 0,
+    numIterations: 0,
+    numContextTokens: 0,
+    numGeneratedTokens: 0,
+    numPreemptions: 0,
+    kv: {
+      numBlocks: 1,
+      tokensPerBlock: 16,
+      numFree: 1,
+      numCached: 0,
+      numCachedFree: 0,
+      numUsed: 0,
+      usage: 0,
+      prefixQueryTokens: 0,
+      prefixHitTokens: 0,
+      numEvictions: 0,
+    },
+  };
+}
+
 export class ScriptedExecutor implements ServedExecutor {
   readonly requests: ExecutorRequest[] = [];
   readonly cancelled: number[] = [];
@@ -91,27 +116,7 @@ export class ScriptedExecutor implements ServedExecutor {
   }
 
   stats(): ExecutorStats {
-    return {
-      numQueued: 0,
-      numRunning: 0,
-      numRunningSequences: 0,
-      numIterations: 0,
-      numContextTokens: 0,
-      numGeneratedTokens: 0,
-      numPreemptions: 0,
-      kv: {
-        numBlocks: 1,
-        tokensPerBlock: 16,
-        numFree: 1,
-        numCached: 0,
-        numCachedFree: 0,
-        numUsed: 0,
-        usage: 0,
-        prefixQueryTokens: 0,
-        prefixHitTokens: 0,
-        numEvictions: 0,
-      },
-    };
+    return idleStats();
   }
 
   async shutdown(): Promise<void> {}

@@ -5,12 +5,13 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import Fastify, { type FastifyInstance } from "fastify";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
-import type { ExecutorStats, ResultEvent } from "../../src/executor/executor.ts";
+import type { ResultEvent } from "../../src/executor/executor.ts";
 import { InFlight } from "../../src/server/in_flight.ts";
 import type { FinishedRequest, ServedExecutor, ServerContext } from "../../src/server/server_context.ts";
 import { tritonRoutes } from "../../src/server/triton.ts";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { sseEvents } from "./bundled_server.ts";
+import { idleStats } from "./scripted_executor.ts";
 
 const tokenizer = Tokenizer.fromDir(BUNDLED_MODEL_DIR);
 const timing = { arrival: 0, firstScheduled: 1, firstToken: 2, last: 3 };
@@ -28,27 +29,6 @@ const event = (tokenIds: number[], text: string, finishReason: ResultEvent["fini
 
 /** An executor whose every request yields `events`, then throws `error` if given. */
 function scripted(events: ResultEvent[], error?: Error): ServedExecutor & { cancelled: number[] } {
-  const stats: ExecutorStats = {
-    numQueued: 0,
-    numRunning: 0,
-    numRunningSequences: 0,
-    numIterations: 0,
-    numContextTokens: 0,
-    numGeneratedTokens: 0,
-    numPreemptions: 0,
-    kv: {
-      numBlocks: 1,
-      tokensPerBlock: 16,
-      numFree: 1,
-      numCached: 0,
-      numCachedFree: 0,
-      numUsed: 0,
-      usage: 0,
-      prefixQueryTokens: 0,
-      prefixHitTokens: 0,
-      numEvictions: 0,
-    },
-  };
   return {
     cancelled: [],
     enqueue: () => 1,
@@ -60,7 +40,7 @@ function scripted(events: ResultEvent[], error?: Error): ServedExecutor & { canc
       this.cancelled.push(id);
       return true;
     },
-    stats: () => stats,
+    stats: idleStats,
     shutdown: async () => {},
     alive: true,
   };
