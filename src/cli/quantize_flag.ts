@@ -1,13 +1,13 @@
 // `--quantize FORMAT` of every command that builds an engine (build, and run/chat/bench/serve when they
-// build a checkpoint through the cache): the weight formats src/engine/weight_format.ts defines.
+// build a checkpoint through the cache): the methods engine/build_config.ts lists.
 import { Option } from "commander";
-import { WEIGHT_FORMATS, type WeightFormat } from "../engine/weight_format.ts";
+import { QUANTIZE_METHODS, type QuantizeMethod } from "../engine/build_config.ts";
 import { choiceArg } from "./args.ts";
 
-export type QuantizeFlag = WeightFormat;
+export type QuantizeFlag = QuantizeMethod;
 
 export const quantizeOption = () =>
   new Option(
     "--quantize <format>",
     "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
-  ).argParser(choiceArg("--quantize", WEIGHT_FORMATS));
+  ).argParser(choiceArg("--quantize", QUANTIZE_METHODS));

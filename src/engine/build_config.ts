@@ -2,7 +2,11 @@
 import type { DTypeName } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { QuantizedEngineUnsupportedError } from "./errors.ts";
-import { WEIGHT_FORMATS, type WeightFormat } from "./weight_format.ts";
+import type { IntWoFormat } from "./weight_format.ts";
+
+/** What `--quantize` can build from an unquantized checkpoint (the engine formats are weight_format.ts). */
+export const QUANTIZE_METHODS = ["int8-wo", "int4-wo"] as const satisfies readonly IntWoFormat[];
+export type QuantizeMethod = (typeof QUANTIZE_METHODS)[number];
 
 export type BackendName = "cpu" | "cuda";
 
@@ -24,7 +28,7 @@ export interface BuildConfig {
   randomWeights: boolean;
   /** Weight-only quantization of the transformer blocks' linear layers (weight_format.ts); "none"
    * keeps every weight in `dtype`. The LM head and the embeddings always stay in `dtype`. */
-  quantize: "none" | WeightFormat;
+  quantize: "none" | QuantizeMethod;
 }
 
 export const DEFAULT_BUILD_CONFIG: BuildConfig = {
@@ -53,9 +57,9 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
   if (!["auto", "fp32", "fp16", "bf16"].includes(c.dtype)) {
     throw new InvalidArgumentError(`unknown dtype "${c.dtype}"; use one of fp32, fp16, bf16 (or auto)`);
   }
-  if (c.quantize !== "none" && !WEIGHT_FORMATS.includes(c.quantize)) {
+  if (c.quantize !== "none" && !QUANTIZE_METHODS.includes(c.quantize)) {
     throw new InvalidArgumentError(
-      `unknown quantization "${c.quantize}"; use --quantize ${WEIGHT_FORMATS.join(" or --quantize ")} (or leave it out)`,
+      `unknown quantization "${c.quantize}"; use --quantize ${QUANTIZE_METHODS.join(" or --quantize ")} (or leave it out)`,
     );
   }
   if (c.quantize !== "none" && c.backend === "cuda") {

@@ -39,9 +39,10 @@ export class UnknownWeightFormatError extends EngineError {
   constructor(
     readonly weight: string,
     readonly format: unknown,
+    known: readonly string[],
   ) {
     super(
-      `engine weight ${weight} has format ${JSON.stringify(format)}, which this kiln does not read (it reads int8-wo, int4-wo and plain); rebuild the engine with this kiln's kiln build`,
+      `engine weight ${weight} has format ${JSON.stringify(format)}, which this kiln does not read (it reads ${known.join(", ")} and plain); rebuild the engine with this kiln's kiln build`,
     );
   }
 }

@@ -17,7 +17,7 @@ import type { ModelConfig } from "../checkpoint/model_config.ts";
 import type { DType } from "../dtype.ts";
 import type { Op } from "../models/network.ts";
 import type { BuildConfig } from "./build_config.ts";
-import type { WeightFormat } from "./weight_format.ts";
+import type { WeightFormat, WeightFormatParams } from "./weight_format.ts";
 
 export type { Op };
 
@@ -65,6 +65,8 @@ export interface WeightEntry {
    * Optional so unquantized engines stay format 2 byte for byte; a reader that predates it refuses a
    * quantized weight because its byte length does not match shape × dtype. */
   format?: WeightFormat;
+  /** The format's settings for this weight (e.g. fp8's activation scaling); absent when it has none. */
+  params?: WeightFormatParams;
   /** Absolute byte offset in the rank file. */
   offset: number;
   byteLength: number;

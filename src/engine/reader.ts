@@ -166,8 +166,8 @@ function validate(path: string, header: EngineHeader, fileSize: number): void {
   const problems: string[] = [];
   for (const w of header.weights) {
     const n = w.shape.reduce((a, b) => a * b, 1);
-    if (w.format !== undefined) assertKnownFormat(w.name, w.format);
-    const bytes = w.format ? quantizedByteLength(w.shape, w.format) : n * DTYPE_BYTES[w.dtype];
+    if (w.format !== undefined) assertKnownFormat(w.name, w.format, w.params);
+    const bytes = w.format ? quantizedByteLength(w.shape, w.format, w.params) : n * DTYPE_BYTES[w.dtype];
     if (bytes !== w.byteLength) problems.push(`${w.name}: shape/dtype do not match its byte length`);
     if (w.offset + w.byteLength > fileSize)
       problems.push(`${w.name}: data beyond the end of the file (truncated?)`);

@@ -10,16 +10,27 @@
 //     scales  [out, groups] fp32, little-endian (fp32 whatever the engine dtype: no second rounding)
 //   w[r, c] = q[r, c] × scales[r, floor(c / 128)], for c < in (the padding is never read).
 //   q ranges over [-127, 127] (int8) and [-7, 7] (int4): symmetric, so -128 / -8 are never written.
+// fp8 (W8A8 E4M3, per-output-channel scales): fp8_format.ts.
+// A format's extra settings travel in the weight entry's `params` (WeightFormatParams).
 import { UnknownWeightFormatError } from "./errors.ts";
+import { dequantizeFp8, type Fp8Activation, fp8ByteLength } from "./fp8_format.ts";
 
-export const WEIGHT_FORMATS = ["int8-wo", "int4-wo"] as const;
+export const WEIGHT_FORMATS = ["int8-wo", "int4-wo", "fp8"] as const;
 export type WeightFormat = (typeof WEIGHT_FORMATS)[number];
+/** The weight-only integer formats defined in this file. */
+export type IntWoFormat = "int8-wo" | "int4-wo";
+
+/** Settings a format keeps per weight, beside its name (absent for formats that have none). */
+export interface WeightFormatParams {
+  /** fp8: per-token ("dynamic") or calibrated per-tensor ("static") activation scales. */
+  activation?: Fp8Activation;
+}
 
 /** Input features that share one scale. */
 export const GROUP_SIZE = 128;
 
 /** Largest |q| of each format (symmetric range). */
-export const QMAX: Record<WeightFormat, number> = { "int8-wo": 127, "int4-wo": 7 };
+export const QMAX: Record<IntWoFormat, number> = { "int8-wo": 127, "int4-wo": 7 };
 
 /** Rows, padded columns and groups of a quantized [out, in] weight. */
 export function quantizedLayout(shape: readonly number[]): {
@@ -34,25 +45,42 @@ export function quantizedLayout(shape: readonly number[]): {
   return { rows, cols, padded: groups * GROUP_SIZE, groups };
 }
 
-/** Bytes of the q part of a quantized weight's region (the scales follow at this offset). */
-export function quantizedDataBytes(shape: readonly number[], format: WeightFormat): number {
+/** Bytes of the q part of an int-wo weight's region (the scales follow at this offset). */
+export function quantizedDataBytes(shape: readonly number[], format: IntWoFormat): number {
   const { rows, padded } = quantizedLayout(shape);
   return format === "int8-wo" ? rows * padded : (rows * padded) / 2;
 }
 
-/** Bytes of a quantized weight's whole region: q then fp32 scales. */
-export function quantizedByteLength(shape: readonly number[], format: WeightFormat): number {
+/** Bytes of a quantized weight's whole region. */
+export function quantizedByteLength(
+  shape: readonly number[],
+  format: WeightFormat,
+  params: WeightFormatParams = {},
+): number {
+  if (format === "fp8") return fp8ByteLength(shape, params.activation ?? "dynamic");
   const { rows, groups } = quantizedLayout(shape);
   return quantizedDataBytes(shape, format) + rows * groups * 4;
 }
 
-/** Throws UnknownWeightFormatError unless `format` is one this kiln reads. */
-export function assertKnownFormat(name: string, format: unknown): asserts format is WeightFormat {
-  if (!WEIGHT_FORMATS.includes(format as WeightFormat)) throw new UnknownWeightFormatError(name, format);
+/** Throws UnknownWeightFormatError unless `format` (with its `params`) is one this kiln reads. */
+export function assertKnownFormat(
+  name: string,
+  format: unknown,
+  params: WeightFormatParams = {},
+): asserts format is WeightFormat {
+  if (!WEIGHT_FORMATS.includes(format as WeightFormat))
+    throw new UnknownWeightFormatError(name, format, WEIGHT_FORMATS);
+  if (format === "fp8" && params.activation !== "dynamic" && params.activation !== "static")
+    throw new UnknownWeightFormatError(
+      name,
+      `fp8 with activation ${JSON.stringify(params.activation)}`,
+      WEIGHT_FORMATS,
+    );
 }
 
-/** The fp32 weight [out, in] a quantized region stands for: w = q × scale of its group. */
+/** The fp32 weight [out, in] a quantized region stands for (int-wo: w = q × scale of its group). */
 export function dequantize(bytes: Uint8Array, shape: readonly number[], format: WeightFormat): Float32Array {
+  if (format === "fp8") return dequantizeFp8(bytes, shape);
   const { rows, cols, padded, groups } = quantizedLayout(shape);
   const dataBytes = quantizedDataBytes(shape, format);
   const scales = new Float32Array(rows * groups);
@@ -69,7 +97,7 @@ export function dequantize(bytes: Uint8Array, shape: readonly number[], format: 
 }
 
 /** The signed value at flat index i of a q array (int4: two a byte, even index in the low nibble). */
-function quantAt(q: Int8Array, format: WeightFormat, i: number): number {
+function quantAt(q: Int8Array, format: IntWoFormat, i: number): number {
   if (format === "int8-wo") return q[i];
   const byte = q[i >> 1] & 0xff;
   const nibble = i & 1 ? byte >> 4 : byte & 0x0f;

@@ -39,7 +39,7 @@ import {
   RANK_FILE,
 } from "./manifest.ts";
 import { removeAside, sweepStaleTemps, tempSibling } from "./temp_dirs.ts";
-import type { WeightFormat } from "./weight_format.ts";
+import type { WeightFormat, WeightFormatParams } from "./weight_format.ts";
 
 export interface EngineWeight {
   name: string;
@@ -47,6 +47,8 @@ export interface EngineWeight {
   shape: number[];
   /** Set for a quantized weight (its bytes follow weight_format.ts); absent for plain `dtype` data. */
   format?: WeightFormat;
+  /** The format's settings for this weight, when it has any. */
+  params?: WeightFormatParams;
   /** Produces the bytes when the writer reaches this weight (weights stream, one at a time). */
   bytes: () => Uint8Array;
   byteLength: number;
@@ -161,6 +163,7 @@ function* writeRankFile(
     dtype: w.dtype,
     shape: w.shape,
     ...(w.format ? { format: w.format } : {}),
+    ...(w.params ? { params: w.params } : {}),
     offset: 0,
     byteLength: w.byteLength,
   }));

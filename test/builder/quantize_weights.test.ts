@@ -6,13 +6,13 @@ import { quantize } from "../../src/builder/passes/quantize_weights.ts";
 import {
   dequantize,
   GROUP_SIZE,
+  type IntWoFormat,
   quantizedByteLength,
   quantizedDataBytes,
-  type WeightFormat,
 } from "../../src/engine/weight_format.ts";
 import { randn } from "../backends/cpu/helpers.ts";
 
-const scalesOf = (bytes: Uint8Array, shape: number[], format: WeightFormat) =>
+const scalesOf = (bytes: Uint8Array, shape: number[], format: IntWoFormat) =>
   new Float32Array(bytes.slice(quantizedDataBytes(shape, format)).buffer);
 
 describe("quantize (weight-only, symmetric, group 128)", () => {

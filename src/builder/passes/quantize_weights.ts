@@ -5,11 +5,11 @@
 import { toF32 } from "../../dtype.ts";
 import {
   GROUP_SIZE,
+  type IntWoFormat,
   QMAX,
   quantizedByteLength,
   quantizedDataBytes,
   quantizedLayout,
-  type WeightFormat,
 } from "../../engine/weight_format.ts";
 import type { EngineWeight } from "../../engine/writer.ts";
 import type { Network } from "../../models/network.ts";
@@ -27,7 +27,7 @@ export function quantizableWeights(net: Network): Set<string> {
 }
 
 /** `weights` with every quantizable one replaced by its `format` region (computed when written). */
-export function quantizeWeights(net: Network, weights: EngineWeight[], format: WeightFormat): EngineWeight[] {
+export function quantizeWeights(net: Network, weights: EngineWeight[], format: IntWoFormat): EngineWeight[] {
   const eligible = quantizableWeights(net);
   return weights.map((w) =>
     eligible.has(w.name)
@@ -44,7 +44,7 @@ export function quantizeWeights(net: Network, weights: EngineWeight[], format: W
 /** Quantizes fp32 `values` of shape [out, in] into `format`'s region: per group of GROUP_SIZE input
  * features, scale = max|w| / QMAX (fp32; 0 for an all-zero group) and q = round(w / scale), halves away
  * from zero, so |w − q·scale| ≤ scale / 2. */
-export function quantize(values: Float32Array, shape: readonly number[], format: WeightFormat): Uint8Array {
+export function quantize(values: Float32Array, shape: readonly number[], format: IntWoFormat): Uint8Array {
   const { rows, cols, padded, groups } = quantizedLayout(shape);
   const qmax = QMAX[format];
   const out = new Uint8Array(quantizedByteLength(shape, format));
@@ -71,7 +71,7 @@ export function quantize(values: Float32Array, shape: readonly number[], format:
 }
 
 /** Stores q at flat index i (int4: even index in the low nibble, odd in the high; 4-bit two's complement). */
-function put(out: Uint8Array, format: WeightFormat, i: number, q: number): void {
+function put(out: Uint8Array, format: IntWoFormat, i: number, q: number): void {
   if (format === "int8-wo") out[i] = q & 0xff;
   else out[i >> 1] |= (q & 0x0f) << (i & 1 ? 4 : 0);
 }
