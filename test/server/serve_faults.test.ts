@@ -1,13 +1,12 @@
 // `kiln serve` on the bundled model under faults: a client that disconnects (streamed or not) cancels
 // its request at once and its KV blocks return; a request past --request-timeout is cancelled and
 // answered; shutdown drains what finishes within --shutdown-timeout, cancels the rest with an error
-// event and refuses new work; and a bounded load run (concurrent streams with random disconnects,
-// then many short requests) ends with every stream well-formed and the KV cache idle.
+// event and refuses new work. The load run is serve_load.test.ts.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { LOAD_CI as LOAD, post, readStream, runLoad } from "./load_run.ts";
+import { post, readStream } from "./load_run.ts";
 import { parseSse } from "./scripted_executor.ts";
 import { type BundledServer, bundledServer, kvIdle, until } from "./server_helpers.ts";
 
@@ -77,10 +76,6 @@ describe("kiln serve under faults", () => {
     assert.match(((await utf.json()) as { error: { message: string } }).error.message, /UTF-8/);
     const ok = await post(url, { model: "default", prompt: "O", max_tokens: 2 });
     assert.equal(ok.status, 200);
-  });
-
-  test(`load: ${LOAD.streams} concurrent streams, ${LOAD.disconnectShare * 100}% disconnecting, then ${LOAD.shortRequests} short requests`, async () => {
-    await runLoad(s.server, LOAD);
   });
 
   test("--max-queue and --max-concurrent: 429 with Retry-After once full; served again after", async () => {
