@@ -55,6 +55,11 @@ export interface ExecutionBackend {
   /** Most tokens one forward step may carry (CUDA: the activation arena's rows); absent = no limit.
    * Longer prompts are prefilled in chunks. */
   readonly maxStepTokens?: number;
+  /** Most logits rows (StepInput.logitRows) one step may return (CUDA: the activation arena's logits
+   * rows, at least the engine's maxBatchSize); a step asking for more throws EngineError. The CPU
+   * backend has no bound (Infinity). The executor's scheduler keeps every step within it: a request
+   * with context logits takes a row per prompt token, so its prompt is chunked to fit. */
+  readonly maxLogitRows: number;
   /** Creates what the backend would otherwise create on first use for steps of at most
    * `maxStepTokens` tokens (default: maxStepTokens; CUDA: GEMM plans and workspaces, sampler buffers,
    * then one step of that many tokens), so free memory read after it is what the KV pool may take.

@@ -41,12 +41,15 @@ export interface DecodingOps {
     out: Float32Array,
   ): void;
   /** Picks one token per row: argmax, or temperature → top-k → top-p → min-p → draw. Returns tokens and
-   * their log-probabilities under the temperature-scaled, untruncated distribution. */
+   * their log-probabilities under the temperature-scaled, untruncated distribution: the log-softmax
+   * `logSoftmax` gives, which it writes to `lp` [B, V] when given (a caller that lists the top
+   * log-probs of a row reads them there instead of computing it again). */
   sample(
     logits: Float32Array,
     B: number,
     V: number,
     p: SampleParams,
+    lp?: Float32Array,
   ): { tokens: Int32Array; logProbs: Float32Array };
 }
 

@@ -41,10 +41,9 @@ export const cpuDecodingOps: DecodingOps = {
     }
   },
 
-  sample(logits, B, V, p: SampleParams) {
+  sample(logits, B, V, p: SampleParams, lp = new Float32Array(B * V)) {
     const tokens = new Int32Array(B);
     const logProbs = new Float32Array(B);
-    const lp = new Float32Array(B * V);
     this.logSoftmax(logits, B, V, p.temperature, p.greedy, lp);
     for (let r = 0; r < B; r++) {
       const row = logits.subarray(r * V, (r + 1) * V);

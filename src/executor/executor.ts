@@ -110,9 +110,11 @@ export class Executor {
     const blocks = sizing.numBlocks;
     const scheduler = new Scheduler(new KvCacheManager(blocks, bs, options.enablePrefixCaching ?? true), {
       maxNumTokens,
-      maxNumSeqs: options.maxNumSeqs ?? Math.min(config.build.maxBatchSize, maxNumTokens),
+      maxNumSeqs:
+        options.maxNumSeqs ?? Math.min(config.build.maxBatchSize, maxNumTokens, backend.maxLogitRows),
       policy: options.policy,
       maxQueueSize: options.maxQueueSize,
+      maxLogitRows: backend.maxLogitRows,
     });
     backend.allocateKvCache(blocks);
     this.backend = backend;
@@ -156,7 +158,7 @@ export class Executor {
         priority: r.priority,
         allottedTimeMs: r.allottedTimeMs,
         width: state.width,
-        noPrefixHits: context !== null,
+        contextLogits: context !== null,
       },
       now,
     );
@@ -272,7 +274,7 @@ export class Executor {
         out.blockCopies.map((c) => c.dst),
       );
     }
-    const built = stepFromSchedule(out, this.kv.tokensPerBlock, (id) => this.live.get(id)?.context != null);
+    const built = stepFromSchedule(out, this.kv.tokensPerBlock);
     this.outputs.scheduled(out, now);
     const promptLength = (id: number) => (this.live.get(id) as LiveRequest).request.promptLength;
     const counts = stepCounts(this.iterations, out, promptLength);

@@ -18,7 +18,7 @@ export interface ExecutorOptions {
   /** Tokens per iteration, decode and prefill together (default: the engine's maxNumTokens). */
   maxNumTokens?: number;
   /** Running sequences at most, a request counting its beams or samples (default: the engine's
-   * maxBatchSize). */
+   * maxBatchSize); at most the backend's maxLogitRows (every one may sample in the same step). */
   maxNumSeqs?: number;
   /** guaranteedNoEvict (default) or maxUtilization (preempts and recomputes). */
   policy?: CapacityPolicy;

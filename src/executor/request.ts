@@ -31,8 +31,9 @@ export interface RequestSpec {
   cacheSalt?: string;
   /** Sequences the request decodes at most (numReturnSequences or beam width; default 1). */
   width?: number;
-  /** Compute every prompt token, even those in the prefix cache (context logits need them all). */
-  noPrefixHits?: boolean;
+  /** Logits at every computed position (returnContextLogits): each token of its chunks takes a
+   * logits row of the step, and every prompt token is computed, even those in the prefix cache. */
+  contextLogits?: boolean;
 }
 
 /** One sequence (row) of a request: its tokens, and how many are in its KV table `kvId`. */
@@ -68,7 +69,7 @@ export class Request {
   /** Absolute time (ms) after which the request times out; Infinity: never. */
   readonly deadline: number;
   readonly width: number;
-  readonly noPrefixHits: boolean;
+  readonly contextLogits: boolean;
   /** The live sequences, in row order: one until the prompt is computed, then up to `width`. */
   seqs: Sequence[];
   status: RequestStatus = "waiting";
@@ -104,7 +105,7 @@ export class Request {
     this.cacheSalt = cacheSalt;
     this.deadline = allottedTimeMs === undefined ? Number.POSITIVE_INFINITY : now + allottedTimeMs;
     this.width = width;
-    this.noPrefixHits = spec.noPrefixHits ?? false;
+    this.contextLogits = spec.contextLogits ?? false;
     this.seqs = [new Sequence(id, [...promptIds])];
   }
 

@@ -101,16 +101,14 @@ export function forwardAndSample(
       }
     }
   });
-  // The log-softmax the sampler reads logProbs from (ops.sample's), for the rows that return its top.
-  const lp = new Float32Array(V);
+  // The log-softmax the sampler reads logProbs from [rows × V], kept for the rows that return its top.
+  const lp = new Float32Array(rows.length * V);
+  const sampled = ops.sample(logits, rows.length, V, params, lp);
   rows.forEach((r, i) => {
     const k = r.state.topLogProbs;
-    if (k === 0) return;
-    const temperature = params.temperature.subarray(i, i + 1);
-    ops.logSoftmax(rowOf(i), 1, V, temperature, params.greedy.subarray(i, i + 1), lp);
-    topLogProbs[i] = topEntries(lp, k);
+    if (k > 0) topLogProbs[i] = topEntries(lp.subarray(i * V, (i + 1) * V), k);
   });
-  return { ...ops.sample(logits, rows.length, V, params), rawLogits, topLogProbs, failed, logits: out };
+  return { ...sampled, rawLogits, topLogProbs, failed, logits: out };
 }
 
 /** The batch's decoding inputs, each row's built as for a batch of one: the pipeline's views of the

@@ -11,6 +11,10 @@
 // the lowest-priority, most recently admitted running request is preempted: its blocks are freed and
 // it waits (ahead of later arrivals at its priority) to recompute its tokens. No admission follows a
 // preemption in the same iteration.
+// Logits rows: a step returns at most maxLogitRows of them (the backend's bound). Each sampling
+// sequence takes one, and a request with context logits one per token it computes, so its prompt is
+// chunked to the rows left like to the budget left (decodes first: maxNumSeqs ≤ maxLogitRows, so
+// they always fit). A chunk that cannot take the row it would sample stops one token short.
 // Sequence groups (width > 1): every sequence of a request is a row; the group samples all its rows in
 // one iteration or none (when the budget cannot take them all, each chunk stops one token short), so a
 // beam step always sees every beam. update() takes each request's branches: which sequence each new
@@ -36,7 +40,12 @@ import {
 import { InvalidRequestError, invariant, QueueFullError, RequestTooLargeError } from "./errors.ts";
 import type { BlockCopy, KvCacheManager, PrefixHit } from "./kv_cache_manager.ts";
 import { Request, type RequestFinishReason, type RequestSpec, type Sequence } from "./request.ts";
-import { buildSchedulerOutput, type Grant, type SchedulerOutput } from "./scheduler_output.ts";
+import {
+  buildSchedulerOutput,
+  type Grant,
+  grantLogitRows,
+  type SchedulerOutput,
+} from "./scheduler_output.ts";
 
 export type { CapacityPolicy };
 
@@ -55,11 +64,14 @@ const NO_HIT: PrefixHit = { blocks: [], keys: [], numTokens: 0 };
 export interface SchedulerConfig {
   /** Tokens per iteration, decode and prefill together (default 8192). */
   maxNumTokens?: number;
-  /** Running sequences (rows) at most; a request counts its width (default 256). */
+  /** Running sequences (rows) at most; a request counts its width (default 256, at most maxNumTokens
+   * and maxLogitRows). */
   maxNumSeqs?: number;
   policy?: CapacityPolicy;
   /** Waiting requests at most; add() beyond it throws QueueFullError (default: unlimited). */
   maxQueueSize?: number;
+  /** Logits rows one step may return (the backend's maxLogitRows; default: unlimited). */
+  maxLogitRows?: number;
 }
 
 export class Scheduler {
@@ -67,6 +79,7 @@ export class Scheduler {
   readonly maxNumSeqs: number;
   readonly policy: CapacityPolicy;
   readonly maxQueueSize: number;
+  readonly maxLogitRows: number;
   private readonly waiting: Request[] = []; // queue order (Request.before)
   private readonly running: Request[] = []; // admission order
   private readonly live = new Map<number, Request>();
@@ -83,7 +96,8 @@ export class Scheduler {
   ) {
     const {
       maxNumTokens = 8192,
-      maxNumSeqs = Math.min(256, maxNumTokens),
+      maxLogitRows = Infinity,
+      maxNumSeqs = Math.min(256, maxNumTokens, maxLogitRows),
       policy = "guaranteedNoEvict",
       maxQueueSize = Infinity,
     } = config;
@@ -101,10 +115,19 @@ export class Scheduler {
       );
     }
     if (!(maxQueueSize >= 0)) throw new InvalidArgumentError(`maxQueueSize ${maxQueueSize} is negative`);
+    if (!(maxLogitRows >= 1)) throw new InvalidArgumentError(`maxLogitRows ${maxLogitRows} is less than 1`);
+    if (maxNumSeqs > maxLogitRows) {
+      throw new InvalidArgumentError(
+        `maxNumSeqs ${maxNumSeqs} is more than the ${maxLogitRows} logits rows one step returns (the backend's ` +
+          "maxLogitRows): every running sequence may sample in the same step; lower maxNumSeqs or rebuild " +
+          "the engine with a larger --max-batch-size",
+      );
+    }
     this.maxNumTokens = maxNumTokens;
     this.maxNumSeqs = maxNumSeqs;
     this.policy = policy;
     this.maxQueueSize = maxQueueSize;
+    this.maxLogitRows = maxLogitRows;
   }
 
   /** Queues a request; `now` (ms) starts its allotted time. */
@@ -190,6 +213,7 @@ export class Scheduler {
     const grants = new Map<Request, Grant>();
     const preempted: number[] = [];
     let budget = this.maxNumTokens;
+    let logitRows = this.maxLogitRows;
     const decodeFirst = [...this.running].sort((a, b) => Number(!a.isDecode) - Number(!b.isDecode));
     for (const r of decodeFirst) {
       if (budget === 0) break;
@@ -197,7 +221,7 @@ export class Scheduler {
       if (r.numPending > 0 && r.numOutputTokens >= r.maxNewTokens) continue; // its last token is coming
       invariant(r.numUncomputed > 0, `running request ${r.id} has nothing to compute`);
       this.joinPrefixes(r);
-      const sizes = chunkSizes(r, budget, (s) => this.kv.has(s.kvId));
+      const sizes = chunkSizes(r, budget, logitRows, (s) => this.kv.has(s.kvId));
       const copies: BlockCopy[] = [];
       let kept = true;
       for (const [i, n] of sizes.entries()) {
@@ -208,7 +232,10 @@ export class Scheduler {
           invariant(this.policy === "maxUtilization", `request ${r.id} ran out of its reserved blocks`);
           const victim = preemptionVictim(this.running);
           const refund = grants.get(victim);
-          if (refund) budget += refund.numTokens;
+          if (refund) {
+            budget += refund.numTokens;
+            logitRows += refund.numLogitRows;
+          }
           grants.delete(victim);
           this.preempt(victim);
           preempted.push(victim.id);
@@ -223,12 +250,18 @@ export class Scheduler {
       }
       const n = sizes.reduce((a, b) => a + b, 0);
       if (!kept || n === 0) continue;
-      grants.set(r, { request: r, sizes, numTokens: n, copies });
+      const numLogitRows = grantLogitRows(r, sizes);
+      grants.set(r, { request: r, sizes, numTokens: n, numLogitRows, copies });
       budget -= n;
+      logitRows -= numLogitRows;
     }
-    if (preempted.length === 0) this.admit(budget, grants, admits);
+    if (preempted.length === 0) this.admit(budget, logitRows, grants, admits);
     const out = buildSchedulerOutput(grants.values(), this.kv, preempted, this.finished);
     invariant(out.numTokens <= this.maxNumTokens, `scheduled ${out.numTokens} tokens over the budget`);
+    invariant(
+      out.numLogitRows <= this.maxLogitRows,
+      `scheduled ${out.numLogitRows} logits rows over the bound`,
+    );
     this.finished = [];
     return out;
   }
@@ -344,9 +377,14 @@ export class Scheduler {
     r.seqs = next;
   }
 
-  /** Admits waiting requests in queue order while budget, maxNumSeqs and blocks allow. Stops at the
-   * first that does not fit (no overtaking). */
-  private admit(budget: number, grants: Map<Request, Grant>, admits: (r: Request) => boolean): void {
+  /** Admits waiting requests in queue order while budget, logits rows, maxNumSeqs and blocks allow.
+   * Stops at the first that does not fit (no overtaking). */
+  private admit(
+    budget: number,
+    logitRows: number,
+    grants: Map<Request, Grant>,
+    admits: (r: Request) => boolean,
+  ): void {
     const noEvict = this.policy === "guaranteedNoEvict";
     let reserved = noEvict ? reservedFutureBlocks(this.kv, this.running) : 0;
     let rows = 0;
@@ -357,8 +395,9 @@ export class Scheduler {
       invariant(r.numPending === 0, `request ${r.id} readmitted before its pending token arrived`);
       let sizes: number[] | null;
       if (r.seqs.length === 1) {
-        const hit = r.noPrefixHits ? NO_HIT : this.kv.findPrefix(r.tokens, r.cacheSalt, r.blockKeys);
-        const n = Math.min(r.numTokens - hit.numTokens, budget);
+        const hit = r.contextLogits ? NO_HIT : this.kv.findPrefix(r.tokens, r.cacheSalt, r.blockKeys);
+        const [n] = chunkSizes(r, budget, logitRows, () => true, hit.numTokens);
+        if (n === 0) break;
         if (noEvict) {
           if (!fitsReservation(this.kv, r, hit, reserved)) break;
           reserved += mostBlocks(this.kv, r) - this.kv.blocksFor(hit.numTokens + n);
@@ -368,7 +407,7 @@ export class Scheduler {
         r.numComputedTokens = got.numCachedTokens;
         r.numCachedTokens = got.numCachedTokens;
         sizes = [n];
-      } else sizes = this.readmitGroup(r, budget);
+      } else sizes = this.readmitGroup(r, budget, logitRows);
       if (!sizes) break;
       this.waiting.shift();
       r.status = "running";
@@ -376,18 +415,20 @@ export class Scheduler {
       this.running.push(r);
       rows += r.width;
       const n = sizes.reduce((a, b) => a + b, 0);
-      grants.set(r, { request: r, sizes, numTokens: n, copies: [] });
+      const numLogitRows = grantLogitRows(r, sizes);
+      grants.set(r, { request: r, sizes, numTokens: n, numLogitRows, copies: [] });
       budget -= n;
+      logitRows -= numLogitRows;
     }
   }
 
   /** A preempted group (maxUtilization) comes back: its first sequence takes its cached prefix and
    * room for its chunk; the others wait to fork from it (joinPrefixes). Null, holding nothing, when
    * blocks run out. */
-  private readmitGroup(r: Request, budget: number): number[] | null {
+  private readmitGroup(r: Request, budget: number, logitRows: number): number[] | null {
     const first = r.seqs[0];
-    const hit = r.noPrefixHits ? NO_HIT : this.kv.findPrefix(first.tokens, r.cacheSalt, first.blockKeys);
-    const sizes = chunkSizes(r, budget, (s) => s === first, hit.numTokens);
+    const hit = r.contextLogits ? NO_HIT : this.kv.findPrefix(first.tokens, r.cacheSalt, first.blockKeys);
+    const sizes = chunkSizes(r, budget, logitRows, (s) => s === first, hit.numTokens);
     const got = this.kv.allocate(first.kvId, first.tokens, sizes[0], r.cacheSalt, hit);
     if (!got) return null;
     first.numComputedTokens = got.numCachedTokens;
@@ -429,12 +470,21 @@ export class Scheduler {
 }
 
 /** Tokens each of r's sequences computes this iteration: all that is left when the whole group fits
- * `budget` (every sequence samples), else each stops one token short (none samples) in row order.
- * Sequences not `ready` (waiting for their shared blocks) compute nothing, and then none samples.
- * `cached`: tokens the first sequence finds in the prefix cache (readmission). */
-function chunkSizes(r: Request, budget: number, ready: (s: Sequence) => boolean, cached = 0): number[] {
+ * `budget` and `rows` logits rows (every sequence samples), else each stops one token short (none
+ * samples) in row order. A context-logits request takes a row per token, so `rows` bounds its tokens
+ * too. Sequences not `ready` (waiting for their shared blocks) compute nothing, and then none samples.
+ * `cached`: tokens the first sequence finds in the prefix cache (admission). */
+function chunkSizes(
+  r: Request,
+  budget: number,
+  rows: number,
+  ready: (s: Sequence) => boolean,
+  cached = 0,
+): number[] {
   const left = r.seqs.map((s, i) => (ready(s) ? s.numUncomputed - (i === 0 ? cached : 0) : -1));
-  if (left.every((u) => u >= 0) && left.reduce((a, b) => a + b, 0) <= budget) return left;
+  if (r.contextLogits) budget = Math.min(budget, rows);
+  const sampling = r.contextLogits ? 0 : left.filter((u) => u > 0).length;
+  if (left.every((u) => u >= 0) && left.reduce((a, b) => a + b, 0) <= budget && sampling <= rows) return left;
   return left.map((u) => {
     const n = Math.max(0, Math.min(u - 1, budget));
     budget -= n;

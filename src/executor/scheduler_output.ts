@@ -4,6 +4,8 @@
 //   chunk.tokenIds = request.tokens[start, start + numTokens); positions start…; contextLen = start +
 //   numTokens; slot(pos) = blockTable[pos / tokensPerBlock] · tokensPerBlock + pos % tokensPerBlock.
 //   A chunk with `sample` reaches the end of its sequence's tokens: its last row's logits are sampled.
+//   A chunk with `contextLogits` returns the logits of every row (its last one also sampled): the
+//   step's logits rows, numLogitRows, are at most the backend's maxLogitRows.
 //   A sequence group's sequences are chunks of their own (seq = row order in request.seqs); they all
 //   sample in the same iteration or none does.
 import type { BlockCopy, KvCacheManager } from "./kv_cache_manager.ts";
@@ -19,6 +21,8 @@ export interface ScheduledChunk {
   /** The sequence's block table, covering at least start + numTokens tokens. */
   blockTable: Int32Array;
   sample: boolean;
+  /** Its request wants context logits: a logits row for every token of the chunk. */
+  contextLogits: boolean;
 }
 
 export interface SchedulerOutput {
@@ -26,6 +30,8 @@ export interface SchedulerOutput {
   chunks: ScheduledChunk[];
   /** Sum of the chunks' token counts; at most maxNumTokens. */
   numTokens: number;
+  /** Logits rows the step returns (chunkLogitRows over the chunks); at most maxLogitRows. */
+  numLogitRows: number;
   /** Copy-on-write copies the backend must run before the step (copyKvBlocks). */
   blockCopies: BlockCopy[];
   /** Requests preempted in this iteration (blocks freed; they recompute later). */
@@ -40,7 +46,25 @@ export interface Grant {
   /** Tokens of each of its sequences (0: none this iteration). */
   sizes: number[];
   numTokens: number;
+  numLogitRows: number;
   copies: BlockCopy[];
+}
+
+/** Logits rows a chunk of `n` tokens takes: all of them for a context-logits request, else one when it
+ * samples. */
+export function chunkLogitRows(n: number, sample: boolean, contextLogits: boolean): number {
+  return contextLogits ? n : Number(sample);
+}
+
+/** Logits rows r's chunks of `sizes` tokens per sequence take, each starting at its sequence's
+ * numComputedTokens. */
+export function grantLogitRows(r: Request, sizes: readonly number[]): number {
+  let rows = 0;
+  sizes.forEach((n, i) => {
+    const s = r.seqs[i];
+    if (n > 0) rows += chunkLogitRows(n, s.numComputedTokens + n === s.tokens.length, r.contextLogits);
+  });
+  return rows;
 }
 
 export function buildSchedulerOutput(
@@ -52,22 +76,26 @@ export function buildSchedulerOutput(
   const chunks: ScheduledChunk[] = [];
   const blockCopies: BlockCopy[] = [];
   let numTokens = 0;
+  let numLogitRows = 0;
   for (const { request: r, sizes, copies } of grants) {
     sizes.forEach((n, seq) => {
       if (n === 0) return;
       const s = r.seqs[seq];
       const start = s.numComputedTokens;
+      const sample = start + n === s.tokens.length;
       chunks.push({
         requestId: r.id,
         seq,
         start,
         tokenIds: s.tokens.slice(start, start + n),
         blockTable: Int32Array.from(kv.blockTable(s.kvId)),
-        sample: start + n === s.tokens.length,
+        sample,
+        contextLogits: r.contextLogits,
       });
       numTokens += n;
+      numLogitRows += chunkLogitRows(n, sample, r.contextLogits);
     });
     blockCopies.push(...copies);
   }
-  return { chunks, numTokens, blockCopies, preempted, finished };
+  return { chunks, numTokens, numLogitRows, blockCopies, preempted, finished };
 }

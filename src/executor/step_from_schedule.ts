@@ -1,7 +1,8 @@
 // Turns one SchedulerOutput into the backends' StepInput: the chunks' tokens packed in row order,
 // their positions, the KV slot of each token from its sequence's block table, and one logits row for
 // each chunk that reaches its sequence's last token (those are sampled). A chunk of a request that
-// wants context logits gets a logits row for every token; its last one is also its sample row.
+// wants context logits gets a logits row for every token; its last one is also its sample row (the
+// rows are out.numLogitRows: chunkLogitRows is this count).
 //
 //   chunks:      [ r3: start 7, 1 token, sample | r9: start 0, 4 of 10 tokens ]
 //   tokenIds:    [ t7(r3) | t0 t1 t2 t3 (r9) ]       seqs: {0, 1, ctx 8} {1, 4, ctx 4}
@@ -34,12 +35,7 @@ export interface ScheduledStep {
   context: ContextRows[];
 }
 
-/** `allRows(requestId)`: whether the request's chunks return logits at every position. */
-export function stepFromSchedule(
-  out: SchedulerOutput,
-  tokensPerBlock: number,
-  allRows: (requestId: number) => boolean = () => false,
-): ScheduledStep {
+export function stepFromSchedule(out: SchedulerOutput, tokensPerBlock: number): ScheduledStep {
   const T = out.numTokens;
   const tokenIds = new Int32Array(T);
   const positions = new Int32Array(T);
@@ -61,7 +57,7 @@ export function stepFromSchedule(
     });
     const queryLen = c.tokenIds.length;
     seqs.push({ queryStart, queryLen, contextLen: c.start + queryLen, blockTable: c.blockTable });
-    if (allRows(c.requestId)) {
+    if (c.contextLogits) {
       context.push({ requestId: c.requestId, start: c.start, row: logitRows.length, count: queryLen });
       for (let i = queryStart; i < t; i++) logitRows.push(i);
       if (c.sample) sampled.push({ requestId: c.requestId, seq: c.seq, row: logitRows.length - 1 });

@@ -4,6 +4,7 @@
 // token's time is the executor's clock when it was sampled, so the figures do not depend on when this
 // loop reads the events.
 //   TTFT = first token − enqueue      TPOT = (last − first) / (tokens − 1)      ITL = token − previous
+// (latency_summary.ts, as `kiln bench --serve` computes them).
 // Against the floor of a decode step of the requests that run at once (floors.ts): max(bytes it reads /
 // measured copy bandwidth, its FLOPs / measured GEMM rate).
 import {
@@ -16,6 +17,7 @@ import type { CapacityPolicy } from "../executor/scheduler.ts";
 import { BenchOptionError, type BenchSampling, BenchShapeError } from "./bench.ts";
 import { decodeStepWork, floorMs } from "./floors.ts";
 import type { KvCacheConfig } from "./kv_cache_config.ts";
+import { latencySummary, type Summary, summary } from "./latency_summary.ts";
 
 export interface ThroughputOptions {
   numRequests: number;
@@ -31,12 +33,6 @@ export interface ThroughputOptions {
   /** The KV cache: on backends that report free memory, the executor's sizing from these; elsewhere
    * what every request needs at once, capped at maxTokens. */
   kvCache: KvCacheConfig;
-}
-
-export interface Summary {
-  mean: number;
-  median: number;
-  p99: number;
 }
 
 export interface ThroughputResult {
@@ -118,22 +114,6 @@ export function poissonArrivals(n: number, rate: number, seed: number): number[]
   for (let i = 1; i < n; i++) t.push(t[i - 1] - Math.log(1 - u()) / rate);
   return t;
 }
-
-/** The value below which p% of xs lie, interpolated between ranks (numpy's default). */
-export function percentile(xs: readonly number[], p: number): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const r = (p / 100) * (s.length - 1);
-  const lo = Math.floor(r);
-  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (r - lo);
-}
-
-/** Mean, median and p99 of xs (NaN for none). */
-export const summary = (xs: readonly number[]): Summary => ({
-  mean: xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN,
-  median: percentile(xs, 50),
-  p99: percentile(xs, 99),
-});
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -258,10 +238,9 @@ export async function runThroughputBench(
     const end = Math.max(...stamps.map((s) => s[s.length - 1] ?? t0));
     const durationS = (end - t0) / 1000;
     const outputTokens = stamps.reduce((a, s) => a + s.length, 0);
-    const ttfts = stamps.map((s, i) => s[0] - enqueued[i]).filter((t) => !Number.isNaN(t));
-    const tpots = stamps.filter((s) => s.length > 1).map((s) => (s[s.length - 1] - s[0]) / (s.length - 1));
-    const itls = stamps.flatMap((s) => s.slice(1).map((t, i) => t - s[i]));
-    const itl = summary(itls);
+    const { ttftMs, tpotMs, itlMs } = latencySummary(
+      stamps.map((times, i) => ({ start: enqueued[i], times })),
+    );
     return {
       mode: "throughput",
       device: backend.deviceName,
@@ -281,12 +260,12 @@ export async function runThroughputBench(
       outputTokensPerSec: outputTokens / durationS,
       totalTokensPerSec: (o.numRequests * o.inputLen + outputTokens) / durationS,
       requestsPerSec: o.numRequests / durationS,
-      ttftMs: summary(ttfts),
-      tpotMs: summary(tpots),
-      itlMs: { median: itl.median, p99: itl.p99 },
+      ttftMs,
+      tpotMs,
+      itlMs: { median: itlMs.median, p99: itlMs.p99 },
       decodeStepFloorMs,
       floorBatch,
-      tpotOverFloor: percentile(tpots, 50) / decodeStepFloorMs,
+      tpotOverFloor: tpotMs.median / decodeStepFloorMs,
       copyBandwidthGBs: bandwidth / 1e9,
       gemmTflops: gemmRate / 1e12,
       executor: {

@@ -4,9 +4,11 @@
 // most C in flight (default no cap). Times are this client's, as a user sees them:
 //   TTFT = first text chunk − send    TPOT = (last chunk − first chunk) / (tokens − 1)
 //   ITL  = chunk − previous chunk     tokens = usage.completion_tokens (else the text chunks)
+// (runtime/latency_summary.ts, as `kiln bench` computes them).
 // A request that fails counts in `failed` and in no figure.
 import { KilnError } from "../errors.ts";
-import { poissonArrivals, type Summary, seededUniform, summary } from "../runtime/throughput_bench.ts";
+import { latencySummary, type Summary } from "../runtime/latency_summary.ts";
+import { poissonArrivals, seededUniform } from "../runtime/throughput_bench.ts";
 
 export interface ServeBenchOptions {
   /** The server's base URL (http://host:port, with or without /v1). */
@@ -90,11 +92,9 @@ export function summarizeServeRuns(
   const failed = runs.filter((r) => !ok.includes(r));
   const durationS = (end - t0) / 1000;
   const outputTokens = ok.reduce((a, r) => a + r.outputTokens, 0);
-  const ttfts = ok.map((r) => r.chunkTimes[0] - r.sent);
-  const tpots = ok
-    .filter((r) => r.outputTokens > 1)
-    .map((r) => ((r.chunkTimes.at(-1) as number) - r.chunkTimes[0]) / (r.outputTokens - 1));
-  const itls = ok.flatMap((r) => r.chunkTimes.slice(1).map((t, i) => t - r.chunkTimes[i]));
+  const latency = latencySummary(
+    ok.map((r) => ({ start: r.sent, times: r.chunkTimes, tokens: r.outputTokens })),
+  );
   return {
     completed: ok.length,
     failed: failed.length,
@@ -104,9 +104,7 @@ export function summarizeServeRuns(
     outputTokensPerSec: outputTokens / durationS,
     totalTokensPerSec: (ok.length * inputLen + outputTokens) / durationS,
     requestsPerSec: ok.length / durationS,
-    ttftMs: summary(ttfts),
-    tpotMs: summary(tpots),
-    itlMs: summary(itls),
+    ...latency,
   };
 }
 

@@ -8,7 +8,8 @@ import { test } from "node:test";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import { checkModeFlags, type ThroughputFlags } from "../../src/cli/bench_throughput.ts";
 import { BenchOptionError } from "../../src/runtime/bench.ts";
-import { percentile, poissonArrivals } from "../../src/runtime/throughput_bench.ts";
+import { percentile } from "../../src/runtime/latency_summary.ts";
+import { poissonArrivals } from "../../src/runtime/throughput_bench.ts";
 import { assertUserError, kiln } from "../helpers/cli.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
 
@@ -144,20 +145,6 @@ test("poissonArrivals: reproducible per seed, exponential gaps at the rate", () 
   // Exponential: the median gap is ln 2 / rate.
   const gaps = a.slice(1).map((t, i) => t - a[i]);
   assert.ok(Math.abs(percentile(gaps, 50) - Math.LN2 / 50) < 0.1 / 50);
-});
-
-test("percentile interpolates between ranks (numpy's default)", () => {
-  assert.equal(percentile([4, 1, 3, 2], 50), 2.5);
-  assert.ok(
-    close(
-      percentile(
-        Array.from({ length: 100 }, (_, i) => i + 1),
-        99,
-      ),
-      99.01,
-    ),
-  );
-  assert.equal(percentile([7], 99), 7);
 });
 
 test("checkModeFlags: flags of the other mode and rates ≤ 0 are refused by name", () => {

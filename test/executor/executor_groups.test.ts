@@ -1,7 +1,7 @@
 // Sequence groups in the executor on a tiny CPU engine: numReturnSequences samples and beam search
 // run as rows of the same step beside other requests, and every request's sequences equal
 // ModelRunner.generate's for it alone (tokens, log-probs, finish reasons, beam scores); context
-// logits equal generate's through chunked prefill; preemption of groups recomputes the same tokens;
+// logits equal generate's through chunked prefill, and under a backend's bound on logits rows; preemption of groups recomputes the same tokens;
 // cancel mid-beam frees every block at once; after every test the idle invariant holds.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -198,6 +198,21 @@ describe("executor: context logits", () => {
     }
     const [plain] = await runAll(ex, [{ ids, req: { maxNewTokens: 2, greedy: true }, delay: 0 }]);
     assert.equal(plain.contextLogits, undefined);
+  });
+
+  test("a backend returning at most 8 logits rows a step: longer prompts give the same logits, in flight", async () => {
+    // 21 and 13 prompt rows: the backend throws on a step of more than 8 (as the CUDA one does).
+    const jobs: Job[] = [
+      { ids: prompt(21, 21), req: { maxNewTokens: 4, greedy: true, returnContextLogits: true }, delay: 0 },
+      { ids: prompt(5, 13), req: beams(2, { maxNewTokens: 4, returnContextLogits: true }), delay: 0 },
+      { ids: prompt(9, 6), req: sampled(3, 3), delay: 1 },
+    ];
+    const want = await runAll(executor(), jobs);
+    const got = await runAll(executor({}, { maxLogitRows: 8 }), jobs);
+    await assertAlone(jobs, got);
+    got.forEach((g, i) =>
+      assert.deepEqual(g.contextLogits, want[i].contextLogits, `request ${i}'s context logits`),
+    );
   });
 });
 

@@ -46,13 +46,18 @@ export function assertIdle(ex: Executor): void {
   assert.equal(s.kv.numUsed, 0);
 }
 
+/** Bounds a test puts on its executor's CPU backend (the CUDA backend's, made small). */
+export interface BackendBounds {
+  maxLogitRows?: number;
+}
+
 /** The executor tests' tiny Llama (seed 7, KV blocks of 4 tokens): its engine directory, a ModelRunner
- * over it (the reference), and `executor(options)`, whose executors are checked idle and shut down after
- * every test. Registers its own node:test hooks. */
+ * over it (the reference), and `executor(options, bounds)`, whose executors are checked idle and shut
+ * down after every test. Registers its own node:test hooks. */
 export function tinyEngineExecutors(defaults: ExecutorOptions = {}): {
   dir: string;
   runner: ModelRunner;
-  executor(options?: ExecutorOptions): Executor;
+  executor(options?: ExecutorOptions, bounds?: BackendBounds): Executor;
 } {
   const model = writeTinyModel("llama", 7);
   const dir = join(model.dir, "engine");
@@ -69,8 +74,11 @@ export function tinyEngineExecutors(defaults: ExecutorOptions = {}): {
       await ex.shutdown();
     }
   });
-  const executor = (options: ExecutorOptions = {}) => {
-    const ex = new Executor(Session.open(dir), { ...defaults, ...options });
+  const executor = (options: ExecutorOptions = {}, bounds: BackendBounds = {}) => {
+    const session = Session.open(dir);
+    for (const [name, value] of Object.entries(bounds))
+      Object.defineProperty(session.backend, name, { value });
+    const ex = new Executor(session, { ...defaults, ...options });
     open.push(ex);
     return ex;
   };

@@ -2,9 +2,11 @@
 // backend's raw logits (returnGenerationLogits), at temperature 1 (greedy) and 0.7 (sampled); the
 // chosen token's logProb is its entry; streamed and whole results agree; results do not change with
 // other requests in flight; numReturnSequences > 1 gives each sequence its own; out-of-range k and
-// beams are refused by name.
+// beams are refused by name; the sampler hands out the log-softmax the top entries are read from.
 import assert from "node:assert/strict";
 import { after, afterEach, test } from "node:test";
+import type { SampleParams } from "../../src/backends/decoding_ops.ts";
+import { cpuDecodingOps } from "../../src/backends/host_decoding.ts";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import { InvalidRequestError, UnsupportedRequestError } from "../../src/executor/errors.ts";
 import { Executor } from "../../src/executor/executor.ts";
@@ -181,4 +183,29 @@ test("topEntries: largest first, ties by lower id, k capped at the row", () => {
   );
   assert.equal(topEntries(row, 10).length, 6);
   assert.deepEqual(topEntries(row, 0), []);
+});
+
+test("sample writes the log-softmax its log-probs come from, the one top log-probs read (bit for bit)", () => {
+  const V = 5;
+  const logits = Float32Array.from([0.3, 1.2, -0.7, 2.5, 0.1, 1, 1, 0.5, -2, 3.25]);
+  const p: SampleParams = {
+    greedy: Uint8Array.of(1, 0),
+    temperature: Float32Array.of(1, 0.7),
+    topK: Int32Array.of(0, 3),
+    topP: Float32Array.of(1, 0.9),
+    minP: Float32Array.of(0, 0),
+    seed: Float64Array.of(1, 2),
+    sequence: Int32Array.of(0, 0),
+    step: Int32Array.of(0, 4),
+  };
+  const lp = new Float32Array(2 * V).fill(Number.NaN);
+  const { tokens, logProbs } = cpuDecodingOps.sample(logits, 2, V, p, lp);
+  const want = new Float32Array(2 * V);
+  cpuDecodingOps.logSoftmax(logits, 2, V, p.temperature, p.greedy, want);
+  assert.deepEqual(lp, want);
+  assert.deepEqual(
+    logProbs,
+    Float32Array.from(tokens, (t, r) => want[r * V + t]),
+  );
+  assert.deepEqual(cpuDecodingOps.sample(logits, 2, V, p), { tokens, logProbs });
 });

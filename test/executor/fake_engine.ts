@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import type { Request } from "../../src/executor/request.ts";
 import type { Branch, Scheduler } from "../../src/executor/scheduler.ts";
 import type { SchedulerOutput } from "../../src/executor/scheduler_output.ts";
+import { stepFromSchedule } from "../../src/executor/step_from_schedule.ts";
 
 /** The next token after `context`: depends on every token and the position. */
 export function nextToken(context: readonly number[]): number {
@@ -25,11 +26,15 @@ export class FakeEngine {
     this.slots = new Int32Array(s.kv.numBlocks * s.kv.tokensPerBlock).fill(-1);
   }
 
-  /** schedule → run → update; returns the output. Audits the KV manager after the step. */
+  /** schedule → run → update; returns the output. Checks the step's tokens and logits rows against
+   * the bounds, and audits the KV manager after the step. */
   step(now = 0, branch?: Brancher): SchedulerOutput {
     const out = this.s.schedule(now);
     const bs = this.s.kv.tokensPerBlock;
     assert.ok(out.numTokens <= this.s.maxNumTokens);
+    const rows = stepFromSchedule(out, bs).step.logitRows.length;
+    assert.equal(out.numLogitRows, rows, "numLogitRows is the built step's logits rows");
+    assert.ok(rows <= this.s.maxLogitRows, `a step of ${rows} logits rows over ${this.s.maxLogitRows}`);
     for (const { src, dst } of out.blockCopies) this.slots.copyWithin(dst * bs, src * bs, (src + 1) * bs);
     const slot = (table: Int32Array, pos: number) => table[Math.floor(pos / bs)] * bs + (pos % bs);
     for (const c of out.chunks)

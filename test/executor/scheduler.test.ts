@@ -223,8 +223,16 @@ describe("Scheduler", () => {
     assertIdle(s.kv);
   });
 
-  for (const policy of ["guaranteedNoEvict", "maxUtilization"] as const) {
-    test(`${policy}: random arrivals, lengths, cancels and a small cache give every request its solo tokens`, () => {
+  const variants = [
+    ["guaranteedNoEvict", Infinity],
+    ["maxUtilization", Infinity],
+    ["guaranteedNoEvict", 6],
+    ["maxUtilization", 6],
+  ] as const;
+  for (const [policy, maxLogitRows] of variants) {
+    // With a bound on the logits rows, every fourth request wants context logits (a row per token).
+    const rows = maxLogitRows === Infinity ? "" : `, ${maxLogitRows} logits rows a step`;
+    test(`${policy}${rows}: random arrivals, lengths, cancels and a small cache give every request its solo tokens`, () => {
       let seed = 12345; // mulberry32
       const rand = (n: number) => {
         seed = (seed + 0x6d2b79f5) | 0;
@@ -232,18 +240,22 @@ describe("Scheduler", () => {
         t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
         return ((t ^ (t >>> 14)) >>> 0) % n;
       };
-      const { s, e } = setup(24, { policy, maxNumTokens: 16, maxNumSeqs: 6 });
+      const { s, e } = setup(24, { policy, maxNumTokens: 16, maxNumSeqs: 6, maxLogitRows });
       const reqs = [];
       const shared = range(500, 12);
+      let mostRows = 0;
       for (let id = 0; id < 120 || s.hasWork; ) {
         for (let k = rand(3); k > 0 && id < 120; k--, id++) {
           const p = rand(2)
             ? [...shared.slice(0, 4 * rand(4)), ...range(1000 + id, 1 + rand(20))]
             : range(id, 1 + rand(30));
-          reqs.push(s.add({ id, promptIds: p, maxNewTokens: 1 + rand(40), priority: rand(3) / 2 }));
+          const contextLogits = maxLogitRows < Infinity && id % 4 === 0;
+          reqs.push(
+            s.add({ id, promptIds: p, maxNewTokens: 1 + rand(40), priority: rand(3) / 2, contextLogits }),
+          );
         }
         if (rand(25) === 0 && reqs.length > 0) s.cancel(reqs[rand(reqs.length)].id);
-        e.step();
+        mostRows = Math.max(mostRows, e.step().numLogitRows);
       }
       for (const r of reqs) {
         if (r.finishReason === "cancelled") continue;
@@ -256,6 +268,7 @@ describe("Scheduler", () => {
       if (policy === "guaranteedNoEvict") assert.equal(s.stats().numPreemptions, 0);
       else assert.ok(s.stats().numPreemptions > 0, "the workload exercises preemption");
       assert.ok(s.kv.stats().prefixHitTokens > 0, "and prefix hits");
+      if (maxLogitRows < Infinity) assert.equal(mostRows, maxLogitRows, "and steps at the rows bound");
       assertIdle(s.kv);
     });
   }

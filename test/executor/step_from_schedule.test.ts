@@ -2,27 +2,36 @@
 // the backends read (tokens, positions, slots from the block tables, contextLen, logits rows).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { SchedulerOutput } from "../../src/executor/scheduler_output.ts";
+import type { ScheduledChunk, SchedulerOutput } from "../../src/executor/scheduler_output.ts";
 import { stepFromSchedule } from "../../src/executor/step_from_schedule.ts";
+
+/** A chunk of request `requestId`'s sequence 0 unless `seq` says otherwise; no context logits. */
+const chunk = (
+  c: Omit<ScheduledChunk, "seq" | "contextLogits"> & Partial<ScheduledChunk>,
+): ScheduledChunk => ({
+  seq: 0,
+  contextLogits: false,
+  ...c,
+});
 
 test("a decode and a partial prefill chunk pack into one step", () => {
   const out: SchedulerOutput = {
     chunks: [
       // request 3 decodes the token at position 5 (blocks 7, 2: slot 2·4 + 1)
-      { requestId: 3, seq: 0, start: 5, tokenIds: [11], blockTable: Int32Array.of(7, 2), sample: true },
+      chunk({ requestId: 3, start: 5, tokenIds: [11], blockTable: Int32Array.of(7, 2), sample: true }),
       // request 9 computes prompt positions 2..4 of a longer prompt: no logits
-      {
+      chunk({
         requestId: 9,
-        seq: 0,
         start: 2,
         tokenIds: [20, 21, 22],
         blockTable: Int32Array.of(4, 0),
         sample: false,
-      },
+      }),
       // request 5's last chunk: positions 0..1, sampled
-      { requestId: 5, seq: 0, start: 0, tokenIds: [30, 31], blockTable: Int32Array.of(6), sample: true },
+      chunk({ requestId: 5, start: 0, tokenIds: [30, 31], blockTable: Int32Array.of(6), sample: true }),
     ],
     numTokens: 6,
+    numLogitRows: 2,
     blockCopies: [],
     preempted: [],
     finished: [],
@@ -50,17 +59,25 @@ test("context logits: every row of a chunk, its last one also sampled; beams are
   const out: SchedulerOutput = {
     chunks: [
       // request 2's two beams decode (sequences 0 and 1)
-      { requestId: 2, seq: 0, start: 4, tokenIds: [5], blockTable: Int32Array.of(1, 3), sample: true },
-      { requestId: 2, seq: 1, start: 4, tokenIds: [6], blockTable: Int32Array.of(1, 4), sample: true },
+      chunk({ requestId: 2, start: 4, tokenIds: [5], blockTable: Int32Array.of(1, 3), sample: true }),
+      chunk({ requestId: 2, seq: 1, start: 4, tokenIds: [6], blockTable: Int32Array.of(1, 4), sample: true }),
       // request 7 wants context logits: its middle chunk (no sample) and its last one
-      { requestId: 7, seq: 0, start: 0, tokenIds: [1, 2], blockTable: Int32Array.of(0), sample: false },
+      chunk({
+        requestId: 7,
+        start: 0,
+        tokenIds: [1, 2],
+        blockTable: Int32Array.of(0),
+        sample: false,
+        contextLogits: true,
+      }),
     ],
     numTokens: 4,
+    numLogitRows: 4,
     blockCopies: [],
     preempted: [],
     finished: [],
   };
-  const { step, sampled, context } = stepFromSchedule(out, 4, (id) => id === 7);
+  const { step, sampled, context } = stepFromSchedule(out, 4);
   assert.deepEqual([...step.logitRows], [0, 1, 2, 3]);
   assert.deepEqual(sampled, [
     { requestId: 2, seq: 0, row: 0 },
@@ -68,7 +85,7 @@ test("context logits: every row of a chunk, its last one also sampled; beams are
   ]);
   assert.deepEqual(context, [{ requestId: 7, start: 0, row: 2, count: 2 }]);
   out.chunks[2] = { ...out.chunks[2], start: 2, tokenIds: [3], sample: true };
-  const last = stepFromSchedule(out, 4, (id) => id === 7);
+  const last = stepFromSchedule(out, 4);
   assert.deepEqual(last.sampled.at(-1), { requestId: 7, seq: 0, row: 2 });
   assert.deepEqual(last.context, [{ requestId: 7, start: 2, row: 2, count: 1 }]);
 });

@@ -2,6 +2,7 @@
 // CUDA kernels are tested against, so it favours the obvious over the clever; only `linear` is tuned.
 import { cpus } from "node:os";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
+import { EngineError } from "../../engine/errors.ts";
 import type { Op, Plan } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
 import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
@@ -39,6 +40,9 @@ export class CpuBackend implements ExecutionBackend {
   readonly kvBlockSize: number;
   readonly kvBytesPerBlock: number;
   readonly decoding = cpuDecodingOps;
+  /** Unbounded: a step's logits are allocated per step. forward() still holds a step to it, so a test
+   * that lowers it runs the CPU under the CUDA backend's bound. */
+  readonly maxLogitRows: number = Number.POSITIVE_INFINITY;
   /** The best rates measured so far (see measureCopyBandwidth). */
   private bestCopyRate = 0;
   private bestLinearRate = 0;
@@ -144,6 +148,11 @@ export class CpuBackend implements ExecutionBackend {
   }
 
   forward(step: StepInput): Float32Array {
+    if (step.logitRows.length > this.maxLogitRows) {
+      throw new EngineError(
+        `a step asks for ${step.logitRows.length} rows of logits; this backend returns at most ${this.maxLogitRows} per step`,
+      );
+    }
     const acts = new Map<string, Act>();
     const get = (name: string): Act => {
       const a = acts.get(name);

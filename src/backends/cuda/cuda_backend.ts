@@ -54,7 +54,8 @@ export class CudaBackend implements ExecutionBackend {
   private readonly dtype: DTypeName;
   private readonly lowered: Lowered;
   private readonly maxTokens: number;
-  private readonly maxLogitRows: number;
+  /** The arena's logits rows: nextPow2(max(maxBatchSize, 64)) (engineRowLimits). */
+  readonly maxLogitRows: number;
   private readonly warmUpLimits: WarmUpLimits;
   /** Block-table stride of graph steps: enough blocks for the engine's longest sequence. */
   private readonly graphStride: number;
