@@ -1,4 +1,4 @@
-// `--quantize FORMAT` of every command that builds an engine (build, and run/chat/bench/serve when they
+// `--quantize FORMAT` of every command that builds an engine (build, and run/chat/bench/eval/serve when they
 // build a checkpoint through the cache): the methods engine/build_config.ts lists.
 import { Option } from "commander";
 import { QUANTIZE_METHODS, type QuantizeMethod } from "../engine/build_config.ts";
@@ -9,5 +9,5 @@ export type QuantizeFlag = QuantizeMethod;
 export const quantizeOption = () =>
   new Option(
     "--quantize <format>",
-    "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
+    "quantization of the transformer blocks' linears (CPU backend; docs/QUANTIZATION.md)",
   ).argParser(choiceArg("--quantize", QUANTIZE_METHODS));

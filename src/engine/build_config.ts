@@ -2,10 +2,11 @@
 import type { DTypeName } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { QuantizedEngineUnsupportedError } from "./errors.ts";
-import type { IntWoFormat } from "./weight_format.ts";
+import type { WeightFormat } from "./weight_format.ts";
 
-/** What `--quantize` can build from an unquantized checkpoint (the engine formats are weight_format.ts). */
-export const QUANTIZE_METHODS = ["int8-wo", "int4-wo"] as const satisfies readonly IntWoFormat[];
+/** What `--quantize` can build from an unquantized checkpoint (the engine formats are weight_format.ts;
+ * "fp8" builds dynamic activation scales). */
+export const QUANTIZE_METHODS = ["int8-wo", "int4-wo", "fp8"] as const satisfies readonly WeightFormat[];
 export type QuantizeMethod = (typeof QUANTIZE_METHODS)[number];
 
 export type BackendName = "cpu" | "cuda";
@@ -26,8 +27,9 @@ export interface BuildConfig {
   fuse: boolean;
   /** Build from config.json alone with random weights (benchmarks of shipped configs). */
   randomWeights: boolean;
-  /** Weight-only quantization of the transformer blocks' linear layers (weight_format.ts); "none"
-   * keeps every weight in `dtype`. The LM head and the embeddings always stay in `dtype`. */
+  /** Quantization of the transformer blocks' linear layers (weight_format.ts: int8-wo / int4-wo weight
+   * only, fp8 weights and per-token activations); "none" keeps every weight in `dtype`. The LM head and
+   * the embeddings always stay in `dtype`. */
   quantize: "none" | QuantizeMethod;
 }
 

@@ -171,7 +171,7 @@ describe("kiln eval --perplexity", () => {
     }
   });
 
-  test("--quantize int8-wo: the bundled model's held-out perplexity stays within +1% of fp32 (issue 19)", () => {
+  test("--quantize int8-wo / fp8: the bundled model's held-out perplexity stays within +1% of fp32 (issue 19)", () => {
     const held = fileURLToPath(new URL("../fixtures/quantization/held_out.txt", import.meta.url));
     const ppl = (extra: string[]) => {
       const r = kiln(["eval", "--perplexity", held, "--json", ...extra], env);
@@ -179,9 +179,14 @@ describe("kiln eval --perplexity", () => {
       return JSON.parse(r.stdout) as { perplexity: number; scoredTokens: number };
     };
     const fp32 = ppl([]);
-    const int8 = ppl(["--quantize", "int8-wo"]);
-    assert.equal(int8.scoredTokens, fp32.scoredTokens);
-    assert.notEqual(int8.perplexity, fp32.perplexity, "the quantized engine ran");
-    assert.ok(int8.perplexity <= 1.01 * fp32.perplexity, `${int8.perplexity} against ${fp32.perplexity}`);
+    for (const format of ["int8-wo", "fp8"]) {
+      const q = ppl(["--quantize", format]);
+      assert.equal(q.scoredTokens, fp32.scoredTokens);
+      assert.notEqual(q.perplexity, fp32.perplexity, `the ${format} engine ran`);
+      assert.ok(
+        q.perplexity <= 1.01 * fp32.perplexity,
+        `${format}: ${q.perplexity} against ${fp32.perplexity}`,
+      );
+    }
   });
 });

@@ -81,31 +81,33 @@ describe("--quantize on the CLI", () => {
     assert.deepEqual(cachedFormats(chatCache), ["int4-wo", "plain"]);
   });
 
+  test("kiln run --quantize fp8 builds an fp8 cache entry", () => {
+    const fp8Cache = join(tmp.dir, "fp8-cache");
+    const r = kiln(["run", "--quantize", "fp8", "--max-new-tokens", "2", "--json", "--cache-dir", fp8Cache]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(cachedFormats(fp8Cache), ["fp8", "plain"]);
+  });
+
   test("--backend cuda with --quantize is refused before any build work (no GPU needed)", () => {
-    const out = join(tmp.dir, "cuda");
-    assertUserError(
-      kiln([
-        "build",
-        "--model",
-        BUNDLED_MODEL_DIR,
-        "--output",
-        out,
-        "--backend",
-        "cuda",
-        "--quantize",
-        "int4-wo",
-      ]),
-      "QuantizedEngineUnsupportedError",
-      /int4-wo engines run on the CPU backend only so far; build without --quantize for CUDA/,
-    );
-    assert.equal(existsSync(out), false);
+    for (const format of ["int4-wo", "fp8"]) {
+      const out = join(tmp.dir, `cuda-${format}`);
+      assertUserError(
+        kiln([
+          ...["build", "--model", BUNDLED_MODEL_DIR, "--output", out],
+          ...["--backend", "cuda", "--quantize", format],
+        ]),
+        "QuantizedEngineUnsupportedError",
+        new RegExp(`${format} engines run on the CPU backend only so far; build without --quantize for CUDA`),
+      );
+      assert.equal(existsSync(out), false);
+    }
   });
 
   test("an unknown format is a named error", () => {
     assertUserError(
       kiln(["build", "--model", BUNDLED_MODEL_DIR, "--output", join(tmp.dir, "x"), "--quantize", "int9"]),
       "InvalidArgumentError",
-      /--quantize must be one of int8-wo, int4-wo, got "int9"/,
+      /--quantize must be one of int8-wo, int4-wo, fp8, got "int9"/,
     );
   });
 });

@@ -4,6 +4,7 @@ import { cpus } from "node:os";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import { EngineError } from "../../engine/errors.ts";
 import type { Op, Plan } from "../../engine/format.ts";
+import { fakeQuantizeActivations } from "../../engine/fp8_format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
 import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
 import { applyTransforms, type SampleParams, type StepTransforms } from "../decoding_ops.ts";
@@ -24,7 +25,7 @@ import {
 } from "./kernels/index.ts";
 import { measureCopyRate, measureLinearRate } from "./rates.ts";
 import { type Sampled, SampleQueue } from "./sample_queue.ts";
-import { loadCpuWeights } from "./weights.ts";
+import { type Fp8Input, loadCpuWeights } from "./weights.ts";
 
 /** An activation: `rows` rows of `data.length / rows` columns. */
 interface Act {
@@ -56,6 +57,8 @@ export class CpuBackend implements ExecutionBackend {
     private readonly plan: Plan,
     private readonly weights: Map<string, Float32Array>,
     kvBlockSize: number,
+    /** Linears whose (fp8) weight quantizes their input first, by weight name; the rest do not. */
+    private readonly fp8Inputs: ReadonlyMap<string, Fp8Input> = new Map(),
   ) {
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = kvBlockSize;
@@ -68,11 +71,13 @@ export class CpuBackend implements ExecutionBackend {
   }
 
   static fromEngine(engine: LoadedEngine): CpuBackend {
+    const { tensors, fp8Inputs } = loadCpuWeights(engine);
     return new CpuBackend(
       engine.config.model,
       engine.header.plan,
-      loadCpuWeights(engine),
+      tensors,
       engine.config.build.kvBlockSize,
+      fp8Inputs,
     );
   }
 
@@ -180,8 +185,9 @@ export class CpuBackend implements ExecutionBackend {
         case "linear": {
           const x = get(op.x);
           const out = new Float32Array(x.rows * op.outFeatures);
+          const fp8 = this.fp8Inputs.get(op.weight);
           linear(
-            x.data,
+            fp8 ? fp8Input(x.data, op.inFeatures, fp8) : x.data,
             w(op.weight),
             op.bias ? w(op.bias) : null,
             x.rows,
@@ -331,4 +337,12 @@ export class CpuBackend implements ExecutionBackend {
     });
     return out;
   }
+}
+
+/** A linear's input [rows, cols] as its fp8 weight sees it: a copy quantized to E4M3 and back, per token
+ * or by the static scale (fp8_format.ts). A fused linear (QKV, gate/up) is one op: one quantization. */
+function fp8Input(x: Float32Array, cols: number, how: Fp8Input): Float32Array {
+  const q = x.slice();
+  fakeQuantizeActivations(q, cols, how.activation === "static" ? how.scale : undefined);
+  return q;
 }

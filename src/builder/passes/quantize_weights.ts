@@ -1,8 +1,9 @@
-// Pass: weight-only quantization (--quantize int8-wo | int4-wo) of the transformer blocks' linear
-// layers. Each eligible weight's engine-dtype values are replaced, as the writer reaches them, by the
-// q + scales region engine/weight_format.ts defines; the LM head and the embedding table (one tensor
-// when tied) keep their dtype.
+// Pass: quantization (--quantize int8-wo | int4-wo | fp8) of the transformer blocks' linear layers.
+// Each eligible weight's engine-dtype values are replaced, as the writer reaches them, by the region
+// engine/weight_format.ts defines (fp8: quantize_fp8.ts, dynamic activations); the LM head and the
+// embedding table (one tensor when tied) keep their dtype.
 import { toF32 } from "../../dtype.ts";
+import type { QuantizeMethod } from "../../engine/build_config.ts";
 import {
   GROUP_SIZE,
   type IntWoFormat,
@@ -13,6 +14,7 @@ import {
 } from "../../engine/weight_format.ts";
 import type { EngineWeight } from "../../engine/writer.ts";
 import type { Network } from "../../models/network.ts";
+import { quantizeFp8 } from "./quantize_fp8.ts";
 
 /** Names of the weights --quantize replaces: those read as a linear op's matrix, except the LM head
  * (the linear that writes the network's output) and any weight an embedding op also reads. */
@@ -27,18 +29,31 @@ export function quantizableWeights(net: Network): Set<string> {
 }
 
 /** `weights` with every quantizable one replaced by its `format` region (computed when written). */
-export function quantizeWeights(net: Network, weights: EngineWeight[], format: IntWoFormat): EngineWeight[] {
+export function quantizeWeights(
+  net: Network,
+  weights: EngineWeight[],
+  format: QuantizeMethod,
+): EngineWeight[] {
   const eligible = quantizableWeights(net);
-  return weights.map((w) =>
-    eligible.has(w.name)
-      ? {
-          ...w,
-          format,
-          byteLength: quantizedByteLength(w.shape, format),
-          bytes: () => quantize(toF32(w.bytes(), w.dtype), w.shape, format),
-        }
-      : w,
-  );
+  return weights.map((w) => {
+    if (!eligible.has(w.name)) return w;
+    if (format === "fp8") {
+      const params = { activation: "dynamic" } as const;
+      return {
+        ...w,
+        format,
+        params,
+        byteLength: quantizedByteLength(w.shape, format, params),
+        bytes: () => quantizeFp8(toF32(w.bytes(), w.dtype), w.shape),
+      };
+    }
+    return {
+      ...w,
+      format,
+      byteLength: quantizedByteLength(w.shape, format),
+      bytes: () => quantize(toF32(w.bytes(), w.dtype), w.shape, format),
+    };
+  });
 }
 
 /** Quantizes fp32 `values` of shape [out, in] into `format`'s region: per group of GROUP_SIZE input

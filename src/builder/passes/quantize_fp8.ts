@@ -1,0 +1,26 @@
+// The fp8 quantizer of `--quantize fp8`: one fp32 weight [out, in] into the region engine/fp8_format.ts
+// defines, with dynamic activations (no input scale; the backend scales each token's input itself).
+import { fp8ByteLength } from "../../engine/fp8_format.ts";
+import { E4M3_MAX, f32ToE4m3 } from "../../fp8_e4m3.ts";
+
+/** Per output row: scale = max|w_row| / 448 (fp32; 0 for an all-zero row, whose q stay 0) and
+ * q = E4M3(w / scale), round to nearest even, saturating at ±448 (a scale rounded down to fp32 can put
+ * the row's max a hair above 448). */
+export function quantizeFp8(values: Float32Array, shape: readonly number[]): Uint8Array {
+  const rows = shape[0];
+  const cols = shape.slice(1).reduce((a, b) => a * b, 1);
+  const out = new Uint8Array(fp8ByteLength(shape, "dynamic"));
+  const scales = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const start = r * cols;
+    let max = 0;
+    for (let i = start; i < start + cols; i++) max = Math.max(max, Math.abs(values[i]));
+    const scale = Math.fround(max / E4M3_MAX);
+    scales[r] = scale;
+    if (scale === 0) continue; // q stays 0 (E4M3 +0)
+    // w / scale in double, rounded to fp32 inside f32ToE4m3: the correctly rounded fp32 quotient.
+    for (let i = start; i < start + cols; i++) out[i] = f32ToE4m3(values[i] / scale);
+  }
+  out.set(new Uint8Array(scales.buffer), rows * cols);
+  return out;
+}
