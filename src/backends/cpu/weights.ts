@@ -10,7 +10,7 @@ export function loadCpuWeights(engine: LoadedEngine): Map<string, Float32Array> 
     const bytes = engine.readWeight(entry);
     weights.set(
       entry.name,
-      entry.format ? dequantize(bytes, entry.shape, entry.format) : toF32(bytes, entry.dtype),
+      entry.format ? dequantize(bytes, entry.shape, entry.format, entry.params) : toF32(bytes, entry.dtype),
     );
   }
   return weights;
