@@ -17,9 +17,9 @@ export function unpackAwq(t: ModuleTensors, shape: [number, number], groupSize: 
   const g = groupSize === 0 ? cols : groupSize;
   if (cols % g !== 0) throw t.error(`in_features ${cols} is not a multiple of group_size ${g}`);
   const groups = cols / g;
-  expectShape(t, "qweight", [cols, rows / 8], "I32");
-  expectShape(t, "qzeros", [groups, rows / 8], "I32");
-  expectShape(t, "scales", [groups, rows]);
+  t.expect("qweight", [cols, rows / 8], "I32");
+  t.expect("qzeros", [groups, rows / 8], "I32");
+  t.expect("scales", [groups, rows]);
   const qweight = readI32s(t.bytes("qweight"));
   const qzeros = readI32s(t.bytes("qzeros"));
   const scalesT = t.f32("scales"); // [groups, rows]
@@ -41,14 +41,4 @@ export function unpackAwq(t: ModuleTensors, shape: [number, number], groupSize: 
 
 function nibble(word: number, row: number): number {
   return (word >>> (4 * NIBBLE_OF_ROW[row & 7])) & 0xf;
-}
-
-/** A part must have `shape` (and `dtype` when given); otherwise a QuantizedTensorError naming both. */
-export function expectShape(t: ModuleTensors, part: string, shape: number[], dtype?: string): void {
-  const got = t.shape(part);
-  if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
-    throw t.error(`"${part}" has shape [${got}], expected [${shape}]`);
-  }
-  if (dtype !== undefined && t.dtype(part) !== dtype)
-    throw t.error(`"${part}" is ${t.dtype(part)}, expected ${dtype}`);
 }

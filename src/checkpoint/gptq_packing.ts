@@ -8,7 +8,6 @@
 //   w[r, c] = (q[r, c] − z[r, g_idx[c]]) × s[r, g_idx[c]]
 // checkpoint_format "gptq" (v1) stores each zero point minus one (AutoGPTQ's pack subtracts 1, its
 // kernels add it back: z = nibble + 1, so 15 reads as 16); "gptq_v2" stores them as they are.
-import { expectShape } from "./awq_packing.ts";
 import type { QuantizationScheme } from "./quantization_scheme.ts";
 import type { Int4Linear, ModuleTensors } from "./quantized_linear.ts";
 import { readI32s } from "./tensor_dtype.ts";
@@ -20,9 +19,9 @@ export function unpackGptq(t: ModuleTensors, shape: [number, number], scheme: Gp
   const [rows, cols] = shape;
   const g = scheme.groupSize === 0 ? cols : scheme.groupSize;
   const groups = Math.ceil(cols / g);
-  expectShape(t, "qweight", [cols / 8, rows], "I32");
-  expectShape(t, "qzeros", [groups, rows / 8], "I32");
-  expectShape(t, "scales", [groups, rows]);
+  t.expect("qweight", [cols / 8, rows], "I32");
+  t.expect("qzeros", [groups, rows / 8], "I32");
+  t.expect("scales", [groups, rows]);
   const qweight = readI32s(t.bytes("qweight"));
   const qzeros = readI32s(t.bytes("qzeros"));
   const scalesT = t.f32("scales"); // [groups, rows]
@@ -58,7 +57,7 @@ export function readGIdx(
     if (descAct) throw t.error('desc_act is true but there is no "g_idx"');
     return null;
   }
-  expectShape(t, "g_idx", [cols]);
+  t.expect("g_idx", [cols]);
   const dtype = t.dtype("g_idx");
   const raw = t.bytes("g_idx");
   let gIdx: Int32Array;

@@ -117,6 +117,8 @@ export interface ModuleTensors {
   dtype(part: string): string;
   bytes(part: string): Uint8Array;
   f32(part: string): Float32Array;
+  /** A QuantizedTensorError unless the part has `shape` (and `dtype`, when given). */
+  expect(part: string, shape: number[], dtype?: string): void;
   /** A QuantizedTensorError about this module. */
   error(problem: string): QuantizedTensorError;
 }
@@ -131,6 +133,10 @@ function tensorReader(ckpt: Checkpoint, module: string): ModuleTensors {
     }
     return name(part);
   };
+  const error = (problem: string) =>
+    new QuantizedTensorError(
+      `quantized linear ${module} in ${ckpt.dir}: ${problem}; re-export the checkpoint`,
+    );
   return {
     module,
     has: (part) => ckpt.has(name(part)),
@@ -138,9 +144,14 @@ function tensorReader(ckpt: Checkpoint, module: string): ModuleTensors {
     dtype: (part) => ckpt.info(need(part)).dtype,
     bytes: (part) => ckpt.read(need(part)),
     f32: (part) => ckpt.readF32(need(part)),
-    error: (problem) =>
-      new QuantizedTensorError(
-        `quantized linear ${module} in ${ckpt.dir}: ${problem}; re-export the checkpoint`,
-      ),
+    expect: (part, shape, dtype) => {
+      const info = ckpt.info(need(part));
+      if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+        throw error(`"${part}" has shape [${info.shape}], expected [${shape}]`);
+      }
+      if (dtype !== undefined && info.dtype !== dtype)
+        throw error(`"${part}" is ${info.dtype}, expected ${dtype}`);
+    },
+    error,
   };
 }
