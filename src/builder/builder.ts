@@ -72,6 +72,7 @@ export function* buildEngineSteps(
     checkWeightsPresent(ckpt, network, modelDir, quantized);
     const dtype = resolveDtype(ckpt, network, build, quantized);
     const config = engineConfig(model, build, dtype, ckpt.contentHash(hashFile), modelDir);
+    if (ckpt.quantization.method !== "none") config.source.quantization = ckpt.quantization;
     const weights = Object.entries(network.weights).map(([name, spec]) =>
       engineWeight(ckpt, name, spec, dtype, quantized),
     );

@@ -6,7 +6,8 @@
 // must serve the one GEMM, and the largest never clips an input any part's own scale would not.
 import { createHash } from "node:crypto";
 import type { Checkpoint } from "../checkpoint/checkpoint.ts";
-import type { QuantizationScheme } from "../checkpoint/quantization_scheme.ts";
+import { QuantizedTensorError } from "../checkpoint/errors.ts";
+import { MODELOPT_CONFIG_FILE, type QuantizationScheme } from "../checkpoint/quantization_scheme.ts";
 import {
   actOrderOf,
   type Fp8Linear,
@@ -40,7 +41,10 @@ export class PrequantizedLinears {
     private readonly ckpt: Checkpoint,
     readonly scheme: QuantizationScheme,
   ) {
-    if (scheme.method === "none") return;
+    if (scheme.method === "none") {
+      assertNothingQuantized(ckpt);
+      return;
+    }
     for (const name of ckpt.tensorNames()) {
       const m = /^(.*)\.(qweight|weight)$/.exec(name);
       if (!m) continue;
@@ -142,6 +146,20 @@ export function assertPrequantizedBuild(scheme: QuantizationScheme, build: Build
       `pre-quantized ${scheme.method} checkpoints run on the CPU backend only so far; use --backend cpu (checkpoint ${dir})`,
     );
   }
+}
+
+/** A checkpoint that declares no scheme must not hold quantized linears (a config.json that lost its
+ * quantization_config, or a ModelOpt export without hf_quant_config.json). */
+function assertNothingQuantized(ckpt: Checkpoint): void {
+  const found = ckpt
+    .tensorNames()
+    .find((n) => n.endsWith(".qweight") || (n.endsWith(".weight") && ckpt.info(n).dtype === "F8_E4M3"));
+  if (found === undefined) return;
+  throw new QuantizedTensorError(
+    `checkpoint ${ckpt.dir} holds quantized tensors ("${found}") but declares no quantization scheme ` +
+      `(config.json has no quantization_config and there is no ${MODELOPT_CONFIG_FILE}); ` +
+      "use the config.json (and hf_quant_config.json) that came with the checkpoint",
+  );
 }
 
 /** Rows of several int4 linears stacked (fusion); they share group size and g_idx (the fuse key). */

@@ -4,7 +4,7 @@
 // checkpoint declares, fusion follows the g_idx, and the logits and greedy tokens are those of an engine
 // built from the reference checkpoint.
 import assert from "node:assert/strict";
-import { cpSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -12,6 +12,7 @@ import { buildEngine } from "../../src/builder/builder.ts";
 import { resolveEngine } from "../../src/builder/engine_cache.ts";
 import { PrequantizedCheckpointError } from "../../src/builder/errors.ts";
 import { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
+import { QuantizedTensorError } from "../../src/checkpoint/errors.ts";
 import { toF32 } from "../../src/dtype.ts";
 import { QuantizedEngineUnsupportedError } from "../../src/engine/errors.ts";
 import { fp8InputScale } from "../../src/engine/fp8_format.ts";
@@ -233,6 +234,37 @@ describe("pre-quantized checkpoints build as they are (CPU backend)", () => {
       JSON.stringify({ quantization: { quant_algo: "FP8", kv_cache_quant_algo: null } }),
     );
     assert.notEqual(hash(), before);
+  });
+
+  test("the engine records the checkpoint's scheme", () => {
+    const e = openEngine(engine("gptq-v1"));
+    assert.deepEqual(e.config.source.quantization, {
+      method: "gptq",
+      groupSize: 32,
+      descAct: false,
+      zeroOffset: 1,
+    });
+    e.close();
+    const plain = openEngine(engine("gptq-ref"));
+    assert.equal(plain.config.source.quantization, undefined);
+    plain.close();
+  });
+
+  test("quantized tensors in a checkpoint that declares no scheme are a QuantizedTensorError", () => {
+    for (const name of ["awq", "modelopt-fp8"]) {
+      const dir = join(out.dir, `${name}-undeclared`);
+      cpSync(join(FIXTURES, name), dir, { recursive: true });
+      rmSync(join(dir, "hf_quant_config.json"), { force: true });
+      const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+      delete config.quantization_config;
+      writeFileSync(join(dir, "config.json"), JSON.stringify(config));
+      assert.throws(
+        () => buildEngine(dir, join(out.dir, `${name}-undeclared-out`)),
+        (e: unknown) =>
+          e instanceof QuantizedTensorError &&
+          /holds quantized tensors .* declares no quantization scheme/.test(e.message),
+      );
+    }
   });
 
   test("--quantize on a pre-quantized checkpoint and --backend cuda are refused before any work", () => {
