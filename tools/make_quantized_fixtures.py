@@ -13,7 +13,8 @@ from kiln's reader (numpy only):
                  qzeros [groups, out/8]; scales [groups, out] fp16; g_idx [in] int32
   ct-fp8-static  compressed-tensors float-quantized, per-tensor weight scales, static per-tensor
                  input scales, kv_cache_scheme + k_scale / v_scale, ignore [lm_head, layer 0 down_proj]
-  ct-fp8-dynamic compressed-tensors, per-channel bf16 weight scales [out, 1], dynamic per-token inputs
+  ct-fp8-dynamic compressed-tensors, per-channel bf16 weight scales [out, 1], dynamic per-token inputs,
+                 KV-cache scales as older llm-compressor wrote them (k_proj / v_proj.output_scale)
   modelopt-fp8   ModelOpt hf_quant_config.json quant_algo FP8: scalar weight_scale / input_scale,
                  k_proj.k_scale / v_proj.v_scale
 Beside each, <name>-ref/ holds the dequantized checkpoint: the same model with every quantized linear
@@ -358,6 +359,13 @@ def make_compressed_tensors(plain, linears, rng, static):
         for layer in range(CONFIG["num_hidden_layers"]):
             for kv in ("k_scale", "v_scale"):
                 tensors[f"model.layers.{layer}.self_attn.{kv}"] = f32(np.array(rng.uniform(0.01, 0.1), dtype=np.float32))
+    else:
+        # older llm-compressor exports name the KV-cache scales k_proj / v_proj "output_scale"
+        qc["kv_cache_scheme"] = {"num_bits": 8, "type": "float", "symmetric": True, "dynamic": False,
+                                 "strategy": "tensor", "group_size": None}
+        for layer in range(CONFIG["num_hidden_layers"]):
+            for proj in ("k_proj", "v_proj"):
+                tensors[f"model.layers.{layer}.self_attn.{proj}.output_scale"] = f32(np.array([0.05], dtype=np.float32))
     write_checkpoint(name, plain, tensors, qc)
     write_reference(name + "-ref", plain, deq, kept)
 

@@ -13,9 +13,10 @@ import { UnusedTensorError } from "./errors.ts";
 import type { PrequantizedLinears } from "./prequantized.ts";
 
 /** Buffers some exporters save that transformers recomputes rather than loads, and the KV-cache scales
- * of quantized checkpoints (k_scale, v_scale, ...), accepted and ignored: the FP8 KV cache is set at run
+ * of quantized checkpoints (k_scale, v_scale, ...; older llm-compressor exports: k_proj.output_scale),
+ * accepted and ignored: the FP8 KV cache is set at run
  * time, not taken from the checkpoint. */
-const IGNORED_TENSORS = /(^|\.)rotary_emb\.inv_freq$|\.(k|v|kv|q|prob)_scale$/;
+const IGNORED_TENSORS = /(^|\.)rotary_emb\.inv_freq$|\.(k|v|kv|q|prob)_scale$|\.[kv]_proj\.output_scale$/;
 
 /** "auto" keeps the dtype the checkpoint stores its weights in (that of the first plain float weight). */
 export function resolveDtype(
