@@ -406,7 +406,7 @@ def torch_reference():
         if not name.endswith("-ref"):
             continue
         d = os.path.join(OUT, name)
-        model = AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.float32, attn_implementation="eager")
+        model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager")
         model.eval()
         with torch.no_grad():
             ids = torch.tensor([REFERENCE_IDS])
