@@ -12,13 +12,21 @@ export {
   NvrtcError,
 } from "./backends/cuda/ffi/errors.ts";
 export type { ResolvedEngine } from "./builder/engine_cache.ts";
-export { ModelIsEngineError, OutputNotWritableError, UnusedTensorError } from "./builder/errors.ts";
+export {
+  ModelIsEngineError,
+  OutputNotWritableError,
+  PrequantizedCheckpointError,
+  UnusedTensorError,
+} from "./builder/errors.ts";
 export { BUNDLED_MODEL_DIR } from "./bundled_model.ts";
 export {
   CheckpointNotFoundError,
   ConfigError,
   MissingTensorError,
+  PackedTensorError,
+  QuantizedTensorError,
   SafetensorsError,
+  UnsupportedQuantizationError,
 } from "./checkpoint/errors.ts";
 export type { BackendName, BuildConfig } from "./engine/build_config.ts";
 export {

@@ -3,10 +3,9 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
-import { MissingTensorError } from "../checkpoint/errors.ts";
 import { readHfConfig } from "../checkpoint/hf_config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
-import { DTYPE_BY_NAME, DTYPE_BYTES, type DType, fromF32, toF32 } from "../dtype.ts";
+import { DTYPE_BY_NAME, type DType } from "../dtype.ts";
 import { type BuildConfig, resolveBuildConfig } from "../engine/build_config.ts";
 import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
 import { isEngineDir } from "../engine/reader.ts";
@@ -18,12 +17,14 @@ import {
 } from "../engine/writer.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { contextWindow } from "../models/context.ts";
-import type { Network, WeightSpec } from "../models/network.ts";
+import type { Network } from "../models/network.ts";
 import { defineModel } from "../models/registry.ts";
 import { KILN_VERSION } from "../version.ts";
-import { ModelIsEngineError, UnusedTensorError } from "./errors.ts";
+import { checkWeightsPresent, engineWeight, resolveDtype } from "./checkpoint_weights.ts";
+import { ModelIsEngineError } from "./errors.ts";
 import { optimize } from "./optimize.ts";
 import { quantizeWeights } from "./passes/quantize_weights.ts";
+import { assertPrequantizedBuild, PrequantizedLinears } from "./prequantized.ts";
 import { randomEngineWeight } from "./random_weights.ts";
 import { runSteps } from "./steps.ts";
 import { buildCudaArtifacts } from "./targets/cuda_target.ts";
@@ -65,12 +66,15 @@ export function* buildEngineSteps(
   const ckpt = Checkpoint.open(modelDir);
   try {
     const model = ckpt.config;
-    const network = optimize(defineModel(model, join(modelDir, "config.json")), build);
-    checkWeightsPresent(ckpt, network, modelDir);
-    const dtype = resolveDtype(ckpt, network, build);
+    assertPrequantizedBuild(ckpt.quantization, build, modelDir);
+    const quantized = new PrequantizedLinears(ckpt, ckpt.quantization);
+    const network = optimize(defineModel(model, join(modelDir, "config.json")), build, quantized.canFuse);
+    checkWeightsPresent(ckpt, network, modelDir, quantized);
+    const dtype = resolveDtype(ckpt, network, build, quantized);
     const config = engineConfig(model, build, dtype, ckpt.contentHash(hashFile), modelDir);
+    if (ckpt.quantization.method !== "none") config.source.quantization = ckpt.quantization;
     const weights = Object.entries(network.weights).map(([name, spec]) =>
-      engineWeight(ckpt, name, spec, dtype),
+      engineWeight(ckpt, name, spec, dtype, quantized),
     );
     return yield* finish(modelDir, outDir, config, network, weights, t0, mode);
   } finally {
@@ -187,78 +191,4 @@ function* finish(
 
 function dtypeName(d: DType): "fp32" | "fp16" | "bf16" {
   return d === "F32" ? "fp32" : d === "F16" ? "fp16" : "bf16";
-}
-
-/** "auto" keeps the dtype the checkpoint stores its weights in (that of the first weight). */
-function resolveDtype(ckpt: Checkpoint, net: Network, build: BuildConfig): DType {
-  if (build.dtype !== "auto") return DTYPE_BY_NAME[build.dtype];
-  const first = Object.values(net.weights)[0].source[0];
-  return ckpt.info(first).dtype;
-}
-
-/** Buffers some exporters save that transformers recomputes rather than loads. */
-const IGNORED_TENSORS = /(^|\.)rotary_emb\.inv_freq$/;
-
-/** Lists every tensor the plan needs that the checkpoint lacks or has in another shape, all at once,
- * and refuses tensors the plan does not use (a config that describes less than the weights hold). */
-function checkWeightsPresent(ckpt: Checkpoint, net: Network, dir: string): void {
-  const missing: string[] = [];
-  const wrong: string[] = [];
-  for (const spec of Object.values(net.weights)) {
-    let rows = 0;
-    for (const src of spec.source) {
-      if (!ckpt.has(src)) {
-        missing.push(src);
-        continue;
-      }
-      const shape = ckpt.info(src).shape;
-      rows += shape[0];
-      if (shape.slice(1).join(",") !== spec.shape.slice(1).join(",")) {
-        wrong.push(`${src}: shape [${shape}], expected [?, ${spec.shape.slice(1)}]`);
-      }
-    }
-    if (!missing.length && !wrong.length && rows !== spec.shape[0]) {
-      wrong.push(`${spec.source.join(" + ")}: ${rows} rows, expected ${spec.shape[0]}`);
-    }
-  }
-  if (missing.length) throw new MissingTensorError(missing, dir);
-  const used = new Set(Object.values(net.weights).flatMap((spec) => spec.source));
-  // A tied checkpoint may still store lm_head.weight; transformers ties it to the embedding.
-  if (ckpt.config.tieWordEmbeddings) used.add("lm_head.weight");
-  const unused = ckpt.tensorNames().filter((n) => !used.has(n) && !IGNORED_TENSORS.test(n));
-  if (unused.length) throw new UnusedTensorError(unused, dir);
-  if (wrong.length) {
-    throw new InvalidArgumentError(
-      `checkpoint ${dir} has ${wrong.length} tensor(s) whose shapes do not match its config.json (first: ${wrong[0]}); check that config.json belongs to these weights${
-        wrong.length > 1 ? "; --verbose lists them" : ""
-      }`,
-      { details: wrong },
-    );
-  }
-}
-
-function engineWeight(ckpt: Checkpoint, name: string, spec: WeightSpec, dtype: DType): EngineWeight {
-  const count = spec.shape.reduce((a, b) => a * b, 1);
-  return {
-    name,
-    dtype,
-    shape: spec.shape,
-    byteLength: count * DTYPE_BYTES[dtype],
-    bytes: () => {
-      const parts = spec.source.map((src) => convert(ckpt.read(src), ckpt.info(src).dtype, dtype));
-      if (parts.length === 1) return parts[0];
-      const out = new Uint8Array(parts.reduce((s, p) => s + p.byteLength, 0));
-      let at = 0;
-      for (const p of parts) {
-        out.set(p, at);
-        at += p.byteLength;
-      }
-      return out;
-    },
-  };
-}
-
-/** Re-encodes raw tensor bytes from one dtype to another (through exact fp32 where they differ). */
-function convert(bytes: Uint8Array, from: DType, to: DType): Uint8Array {
-  return from === to ? bytes : fromF32(toF32(bytes, from), to);
 }

@@ -32,3 +32,6 @@ export class UnusedTensorError extends KilnError {
     );
   }
 }
+
+/** `--quantize` asked of a checkpoint that is already quantized (AWQ, GPTQ, FP8). */
+export class PrequantizedCheckpointError extends KilnError {}

@@ -4,9 +4,10 @@ import type { BuildConfig } from "../engine/build_config.ts";
 import type { Network } from "../models/network.ts";
 import { fuseAddRmsNorm } from "./passes/fuse_add_norm.ts";
 import { fuseGatedAct } from "./passes/fuse_gated_act.ts";
-import { fuseSiblingLinears } from "./passes/fuse_linears.ts";
+import { type CanFuse, fuseSiblingLinears } from "./passes/fuse_linears.ts";
 
-export function optimize(net: Network, build: BuildConfig): Network {
+/** `canFuse` says which sibling linears' weights can be stacked (all, unless the checkpoint is pre-quantized). */
+export function optimize(net: Network, build: BuildConfig, canFuse?: CanFuse): Network {
   if (!build.fuse) return net;
-  return fuseAddRmsNorm(fuseGatedAct(fuseSiblingLinears(net)));
+  return fuseAddRmsNorm(fuseGatedAct(fuseSiblingLinears(net, canFuse)));
 }

@@ -3,17 +3,29 @@
 // headers; tensor bytes are read when asked for.
 import { readFileSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import type { DType } from "../dtype.ts";
 import { checkIndexAgreement, findWeightFiles, INDEX_FILE, type ShardIndex } from "./checkpoint_layout.ts";
 import { closestNames } from "./closest_names.ts";
 import { combineHashes, sha256Bytes, sha256File } from "./content_hash.ts";
-import { CheckpointNotFoundError, MissingTensorError, SafetensorsError, showValue } from "./errors.ts";
+import {
+  CheckpointNotFoundError,
+  ConfigError,
+  MissingTensorError,
+  SafetensorsError,
+  showValue,
+} from "./errors.ts";
 import { parseHfConfigJson } from "./hf_config.ts";
 import type { ModelConfig } from "./model_config.ts";
+import {
+  MODELOPT_CONFIG_FILE,
+  type QuantizationScheme,
+  readQuantizationScheme,
+} from "./quantization_scheme.ts";
 import { SafetensorsFile } from "./safetensors.ts";
+import type { TensorDType } from "./tensor_dtype.ts";
 
 export interface CheckpointTensorInfo {
-  dtype: DType;
+  /** A float type for plain weights; packed types only in quantized linears (tensor_dtype.ts). */
+  dtype: TensorDType;
   /** Row-major dims; [] for a scalar. */
   shape: number[];
   /** Path of the safetensors file holding the tensor. */
@@ -35,6 +47,10 @@ export class Checkpoint implements Disposable {
     /** tensor name → the file that holds it. */
     private readonly byName: Map<string, SafetensorsFile>,
     private readonly index: ShardIndex | null,
+    /** The pre-quantized scheme config.json (or hf_quant_config.json) declares; method "none" if any. */
+    readonly quantization: QuantizationScheme,
+    /** hf_quant_config.json exactly as read at open, when there is one. */
+    private readonly modeloptBytes: Uint8Array | null,
   ) {}
 
   /** Opens `dir`; CheckpointNotFoundError / ConfigError / SafetensorsError if it is not a usable checkpoint. */
@@ -49,13 +65,32 @@ export class Checkpoint implements Disposable {
     }
     const configBytes = readFileSync(configPath);
     const config = parseHfConfigJson(configBytes.toString("utf8"), configPath);
+    const modeloptPath = join(abs, MODELOPT_CONFIG_FILE);
+    const modeloptBytes = statSync(modeloptPath, { throwIfNoEntry: false })?.isFile()
+      ? readFileSync(modeloptPath)
+      : null;
+    const quantization = readQuantizationScheme(
+      config.raw,
+      configPath,
+      modeloptBytes === null ? undefined : parseJson(modeloptBytes, modeloptPath),
+      modeloptPath,
+    );
 
     const layout = findWeightFiles(abs);
     const files: SafetensorsFile[] = [];
     try {
       for (const path of layout.files) files.push(SafetensorsFile.open(path));
       const byName = mapTensorsToFiles(files, layout.index);
-      return new Checkpoint(abs, config, configBytes, files, byName, layout.index);
+      return new Checkpoint(
+        abs,
+        config,
+        configBytes,
+        files,
+        byName,
+        layout.index,
+        quantization,
+        modeloptBytes,
+      );
     } catch (e) {
       for (const f of files) f.close();
       throw e;
@@ -113,6 +148,9 @@ export class Checkpoint implements Disposable {
   contentHash(hashFile: (path: string) => string = sha256File): string {
     const parts = [{ name: "config.json", sha256: sha256Bytes(this.configBytes) }];
     if (this.index !== null) parts.push({ name: INDEX_FILE, sha256: sha256Bytes(this.index.bytes) });
+    if (this.modeloptBytes !== null) {
+      parts.push({ name: MODELOPT_CONFIG_FILE, sha256: sha256Bytes(this.modeloptBytes) });
+    }
     for (const file of this.files) {
       let h = this.fileHashes.get(file.path);
       if (h === undefined) {
@@ -159,6 +197,16 @@ function mapTensorsToFiles(files: SafetensorsFile[], index: ShardIndex | null): 
     }
   }
   return byName;
+}
+
+function parseJson(bytes: Uint8Array, path: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new ConfigError(path, null, `not valid JSON (${(e as Error).message})`, "fix or re-download it", {
+      cause: e,
+    });
+  }
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {

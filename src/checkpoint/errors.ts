@@ -96,3 +96,45 @@ export function showValue(value: unknown): string {
   }
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
+
+/** A tensor read as a plain float weight is stored in a packed dtype (F8_E4M3, I32, ...), which kiln
+ * reads only as part of a quantized linear that config.json's quantization scheme declares. */
+export class PackedTensorError extends SafetensorsError {
+  constructor(
+    path: string,
+    readonly tensorName: string,
+    readonly dtype: string,
+  ) {
+    super(
+      path,
+      `tensor "${tensorName}" is ${dtype}, but kiln reads plain weights only as F32, F16 or BF16`,
+      `${dtype} tensors load only as parts of a quantized linear that config.json's quantization_config ` +
+        "(or hf_quant_config.json) declares; convert this weight to F32, F16 or BF16 or declare the scheme",
+    );
+  }
+}
+
+/** The checkpoint is quantized in a scheme (or with a setting) kiln does not read. */
+export class UnsupportedQuantizationError extends KilnError {
+  constructor(
+    /** The config file that declares the scheme. */
+    readonly source: string,
+    /** The scheme as declared, e.g. "gptq bits=8" or "awq version=gemv". */
+    readonly scheme: string,
+    detail = "",
+  ) {
+    super(
+      `checkpoint quantization ${scheme} (${source}) is not supported${detail ? `: ${detail}` : ""}; ` +
+        `kiln loads ${SUPPORTED_SCHEMES}; use an unquantized (bf16/fp16) checkpoint, optionally with --quantize`,
+    );
+  }
+}
+
+/** What pre-quantized checkpoints kiln loads, for messages. */
+export const SUPPORTED_SCHEMES =
+  'AWQ (quant_method "awq", 4-bit GEMM packing), GPTQ (quant_method "gptq", 4-bit, desc_act true or false), ' +
+  'FP8 E4M3 with per-tensor or per-channel weight scales (compressed-tensors "float-quantized", ' +
+  'quant_method "fp8" without weight_block_size, ModelOpt quant_algo "FP8")';
+
+/** A pre-quantized checkpoint's tensors disagree with its scheme (missing part, wrong shape or dtype). */
+export class QuantizedTensorError extends KilnError {}

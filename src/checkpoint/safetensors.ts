@@ -4,8 +4,9 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { toF32 } from "../dtype.ts";
 import { closestNames } from "./closest_names.ts";
-import { MissingTensorError, SafetensorsError } from "./errors.ts";
+import { MissingTensorError, PackedTensorError, SafetensorsError } from "./errors.ts";
 import { parseHeader, parseHeaderLength, type TensorInfo } from "./safetensors_header.ts";
+import { isFloatDType } from "./tensor_dtype.ts";
 
 export type { TensorInfo } from "./safetensors_header.ts";
 export { MAX_HEADER_BYTES } from "./safetensors_header.ts";
@@ -89,9 +90,12 @@ export class SafetensorsFile implements Disposable {
     return out;
   }
 
-  /** One tensor converted to fp32, [product(shape)] in row-major order. */
+  /** One float tensor converted to fp32, [product(shape)] in row-major order; a tensor of a packed
+   * dtype (F8_E4M3, I32, ...) is a SafetensorsError: those are read only as parts of a quantized linear. */
   readF32(name: string): Float32Array {
-    return toF32(this.read(name), this.info(name).dtype);
+    const { dtype } = this.info(name);
+    if (!isFloatDType(dtype)) throw new PackedTensorError(this.path, name, dtype);
+    return toF32(this.read(name), dtype);
   }
 
   /** Closes the file; later reads throw. Closing twice is harmless. */

@@ -5,17 +5,18 @@
 //   [8 + N, EOF)      data section; each tensor's bytes are data[begin, end), row-major, little-endian
 //
 // Everything a reader later trusts (sizes, bounds, no overlap) is checked here, once, at open.
-import { DTYPE_BYTES, type DType } from "../dtype.ts";
 import { SafetensorsError, showValue } from "./errors.ts";
+import { TENSOR_DTYPE_BYTES, type TensorDType } from "./tensor_dtype.ts";
 
 /** Where one tensor lives in its file. */
 export interface TensorInfo {
-  dtype: DType;
+  /** Float types for plain weights; the packed ones only inside quantized linears (tensor_dtype.ts). */
+  dtype: TensorDType;
   /** Row-major dims; [] for a scalar. */
   shape: number[];
   /** Absolute offset of the first byte in the file (8 + N + begin). */
   byteOffset: number;
-  /** end − begin = product(shape) × DTYPE_BYTES[dtype]. */
+  /** end − begin = product(shape) × TENSOR_DTYPE_BYTES[dtype]. */
   byteLength: number;
 }
 
@@ -29,7 +30,7 @@ export interface SafetensorsHeader {
 /** Headers larger than this are treated as corruption (real ones are a few hundred KiB). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-const SUPPORTED = Object.keys(DTYPE_BYTES).join(", ");
+const SUPPORTED = Object.keys(TENSOR_DTYPE_BYTES).join(", ");
 
 /** Reads N from the first 8 bytes and checks it against the file size. */
 export function parseHeaderLength(prefix: Uint8Array, fileSize: number, path: string): number {
@@ -113,16 +114,16 @@ function parseEntry(
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
     throw bad(`data_offsets must be [begin, end] of non-negative integers, got ${showValue(offsets)}`);
   }
-  if (!Object.hasOwn(DTYPE_BYTES, dtype)) {
+  if (!Object.hasOwn(TENSOR_DTYPE_BYTES, dtype)) {
     throw bad(
       `unsupported dtype "${dtype}"; kiln reads ${SUPPORTED}`,
-      `convert the checkpoint to one of ${SUPPORTED} (e.g. save it with torch_dtype=bfloat16)`,
+      "convert the checkpoint's weights to F32, F16 or BF16 (e.g. save it with torch_dtype=bfloat16)",
     );
   }
   const [begin, end] = offsets as [number, number];
   if (begin > end) throw bad(`data_offsets [${begin}, ${end}] have begin > end`);
   const elements = (shape as number[]).reduce((a, b) => a * b, 1);
-  const expected = elements * DTYPE_BYTES[dtype as DType];
+  const expected = elements * TENSOR_DTYPE_BYTES[dtype as TensorDType];
   if (expected !== end - begin) {
     throw bad(
       `wrong dtype size: shape ${showValue(shape)} of ${dtype} needs ${expected} bytes ` +
@@ -137,7 +138,7 @@ function parseEntry(
     );
   }
   return {
-    dtype: dtype as DType,
+    dtype: dtype as TensorDType,
     shape: shape as number[],
     byteOffset: dataStart + begin,
     byteLength: end - begin,

@@ -2,14 +2,14 @@
 // in name order with contiguous offsets; the JSON header is padded with spaces so the data section
 // starts at a multiple of 8 bytes, as the reference implementation does.
 import { closeSync, openSync, writeSync } from "node:fs";
-import { DTYPE_BYTES, type DType } from "../dtype.ts";
 import { SafetensorsError, showValue } from "./errors.ts";
+import { TENSOR_DTYPE_BYTES, type TensorDType } from "./tensor_dtype.ts";
 
 export interface TensorToWrite {
-  dtype: DType;
+  dtype: TensorDType;
   /** Row-major dims; [] for a scalar. */
   shape: number[];
-  /** Little-endian element bytes, [product(shape) × DTYPE_BYTES[dtype]]. */
+  /** Little-endian element bytes, [product(shape) × TENSOR_DTYPE_BYTES[dtype]]. */
   data: Uint8Array;
 }
 
@@ -45,13 +45,19 @@ export function writeSafetensors(
   }
 }
 
-function checkTensor(path: string, name: string, dtype: DType, shape: number[], data: Uint8Array): void {
+function checkTensor(
+  path: string,
+  name: string,
+  dtype: TensorDType,
+  shape: number[],
+  data: Uint8Array,
+): void {
   const fail = (problem: string) =>
     new SafetensorsError(path, `cannot write tensor "${name}": ${problem}`, "fix the caller");
   if (name === "__metadata__") throw fail("the name is reserved for the metadata entry");
-  if (!Object.hasOwn(DTYPE_BYTES, dtype)) throw fail(`unsupported dtype ${showValue(dtype)}`);
+  if (!Object.hasOwn(TENSOR_DTYPE_BYTES, dtype)) throw fail(`unsupported dtype ${showValue(dtype)}`);
   if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`bad shape ${showValue(shape)}`);
-  const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+  const expected = shape.reduce((a, b) => a * b, 1) * TENSOR_DTYPE_BYTES[dtype];
   if (data.byteLength !== expected) {
     throw fail(`shape ${showValue(shape)} of ${dtype} needs ${expected} bytes, data has ${data.byteLength}`);
   }

@@ -14,6 +14,7 @@
 // bytes that differ from the manifest with an EngineCorruptError.
 
 import type { ModelConfig } from "../checkpoint/model_config.ts";
+import type { QuantizationScheme } from "../checkpoint/quantization_scheme.ts";
 import type { DType } from "../dtype.ts";
 import type { Op } from "../models/network.ts";
 import type { BuildConfig } from "./build_config.ts";
@@ -37,7 +38,9 @@ export interface EngineConfig {
   target: EngineTarget;
   /** Parallel mapping; one rank until tensor/pipeline parallelism lands. */
   mapping: { worldSize: number; tpSize: number; ppSize: number };
-  source: { checkpointHash: string; path: string };
+  /** The checkpoint built from; `quantization` is the scheme of a pre-quantized one (its quantized
+   * linears are stored in the formats weight_format.ts names), absent for an unquantized one. */
+  source: { checkpointHash: string; path: string; quantization?: QuantizationScheme };
   /** Longest sequence the engine accepts (prompt + generated tokens). */
   maxSeqLen: number;
   files: string[];

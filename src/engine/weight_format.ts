@@ -11,11 +11,14 @@
 //   w[r, c] = q[r, c] × scales[r, floor(c / 128)], for c < in (the padding is never read).
 //   q ranges over [-127, 127] (int8) and [-7, 7] (int4): symmetric, so -128 / -8 are never written.
 // fp8 (W8A8 E4M3, per-output-channel scales): fp8_format.ts.
+// int4-zp (asymmetric 4-bit, zero points, any group size, optional act-order g_idx; AWQ and GPTQ
+//   checkpoints load into it): int4_zp_format.ts.
 // A format's extra settings travel in the weight entry's `params` (WeightFormatParams).
 import { UnknownWeightFormatError } from "./errors.ts";
 import { dequantizeFp8, type Fp8Activation, fp8ByteLength } from "./fp8_format.ts";
+import { dequantizeInt4Zp, int4ZpByteLength, int4ZpParamsProblem } from "./int4_zp_format.ts";
 
-export const WEIGHT_FORMATS = ["int8-wo", "int4-wo", "fp8"] as const;
+export const WEIGHT_FORMATS = ["int8-wo", "int4-wo", "fp8", "int4-zp"] as const;
 export type WeightFormat = (typeof WEIGHT_FORMATS)[number];
 /** The weight-only integer formats defined in this file. */
 export type IntWoFormat = "int8-wo" | "int4-wo";
@@ -24,6 +27,10 @@ export type IntWoFormat = "int8-wo" | "int4-wo";
 export interface WeightFormatParams {
   /** fp8: per-token ("dynamic") or calibrated per-tensor ("static") activation scales. */
   activation?: Fp8Activation;
+  /** int4-zp: input features per group (any size ≥ 1). */
+  groupSize?: number;
+  /** int4-zp: the region stores a g_idx (GPTQ act-order), the group of each input feature. */
+  actOrder?: boolean;
 }
 
 /** Input features that share one scale. */
@@ -58,6 +65,7 @@ export function quantizedByteLength(
   params: WeightFormatParams = {},
 ): number {
   if (format === "fp8") return fp8ByteLength(shape, params.activation ?? "dynamic");
+  if (format === "int4-zp") return int4ZpByteLength(shape, params);
   const { rows, groups } = quantizedLayout(shape);
   return quantizedDataBytes(shape, format) + rows * groups * 4;
 }
@@ -76,11 +84,19 @@ export function assertKnownFormat(
       `fp8 with activation ${JSON.stringify(params.activation)}`,
       WEIGHT_FORMATS,
     );
+  const problem = format === "int4-zp" ? int4ZpParamsProblem(params) : null;
+  if (problem !== null) throw new UnknownWeightFormatError(name, `int4-zp with ${problem}`, WEIGHT_FORMATS);
 }
 
 /** The fp32 weight [out, in] a quantized region stands for (int-wo: w = q × scale of its group). */
-export function dequantize(bytes: Uint8Array, shape: readonly number[], format: WeightFormat): Float32Array {
+export function dequantize(
+  bytes: Uint8Array,
+  shape: readonly number[],
+  format: WeightFormat,
+  params: WeightFormatParams = {},
+): Float32Array {
   if (format === "fp8") return dequantizeFp8(bytes, shape);
+  if (format === "int4-zp") return dequantizeInt4Zp(bytes, shape, params);
   const { rows, cols, padded, groups } = quantizedLayout(shape);
   const dataBytes = quantizedDataBytes(shape, format);
   const scales = new Float32Array(rows * groups);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { MissingTensorError, SafetensorsError } from "../../src/checkpoint/errors.ts";
+import { MissingTensorError, PackedTensorError, SafetensorsError } from "../../src/checkpoint/errors.ts";
 import { SafetensorsFile, writeSafetensors } from "../../src/checkpoint/safetensors.ts";
 import type { DType } from "../../src/dtype.ts";
 import { iota, rawSafetensors, tempDir, tensor } from "./helpers.ts";
@@ -185,8 +185,29 @@ describe("safetensors corruption is a SafetensorsError naming the problem", () =
   });
   test("unsupported dtype names the dtype, the tensor and what is supported", () => {
     const path = fresh();
-    rawSafetensors(path, { "ids.table": { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, data8);
-    assertCorrupt(path, /tensor "ids.table": unsupported dtype "I64"; kiln reads F32, F16, BF16/);
+    rawSafetensors(path, { "ids.table": { dtype: "F64", shape: [1], data_offsets: [0, 8] } }, data8);
+    assertCorrupt(
+      path,
+      /tensor "ids.table": unsupported dtype "F64"; kiln reads F32, F16, BF16, F8_E4M3, I32/,
+    );
+  });
+  test("packed dtypes (F8_E4M3, I32, I64, U8, I8) open, keep their raw bytes, and refuse readF32 by name", () => {
+    const path = fresh();
+    const raw = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
+    writeSafetensors(path, {
+      "a.qweight": { dtype: "I32", shape: [2], data: raw },
+      "a.weight": { dtype: "F8_E4M3", shape: [2, 4], data: raw },
+      "a.g_idx": { dtype: "I64", shape: [1], data: raw },
+    });
+    using f = SafetensorsFile.open(path);
+    assert.deepEqual(f.info("a.qweight").dtype, "I32");
+    assert.deepEqual([...f.read("a.weight")], [...raw]);
+    assert.throws(
+      () => f.readF32("a.weight"),
+      (e: unknown) =>
+        e instanceof PackedTensorError &&
+        /tensor "a.weight" is F8_E4M3, but kiln reads plain weights only as F32, F16 or BF16/.test(e.message),
+    );
   });
   test("shape × dtype size differs from the offsets span (wrong dtype size)", () => {
     const path = fresh();

@@ -24,7 +24,7 @@ export function loadCpuWeights(engine: LoadedEngine): CpuWeights {
     const bytes = engine.readWeight(entry);
     tensors.set(
       entry.name,
-      entry.format ? dequantize(bytes, entry.shape, entry.format) : toF32(bytes, entry.dtype),
+      entry.format ? dequantize(bytes, entry.shape, entry.format, entry.params) : toF32(bytes, entry.dtype),
     );
     if (entry.format !== "fp8") continue;
     fp8Inputs.set(

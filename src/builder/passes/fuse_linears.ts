@@ -1,6 +1,8 @@
 // Pass: sibling linears that read the same activation become one GEMM over concatenated weights,
 // followed by a column split (q/k/v → qkv_proj, gate/up → gate_up_proj). Fewer, larger GEMMs are
-// what both backends want; the weights are concatenated at build time, not at load.
+// what both backends want; the weights are concatenated at build time, not at load. `canFuse` lets
+// the builder keep a group apart whose weights cannot be stacked (pre-quantized parts that differ in
+// format, group size or act-order g_idx): then each of its linears stays as it is.
 import type { Network, Op, WeightSpec } from "../../models/network.ts";
 import { PACKED_MODULES } from "../../models/weight_map.ts";
 
@@ -25,7 +27,10 @@ function concatSpec(specs: WeightSpec[]): WeightSpec {
   return { shape: [rows, ...specs[0].shape.slice(1)], source: specs.flatMap((w) => w.source) };
 }
 
-export function fuseSiblingLinears(net: Network): Network {
+/** Whether sibling weights (checkpoint names, in op order) may be stacked into one. */
+export type CanFuse = (weights: string[]) => boolean;
+
+export function fuseSiblingLinears(net: Network, canFuse: CanFuse = () => true): Network {
   const weights = { ...net.weights };
   const consumed = new Set<Op>();
   const ops: Op[] = [];
@@ -46,6 +51,11 @@ export function fuseSiblingLinears(net: Network): Network {
     );
     if (group.length < 2) {
       ops.push(op);
+      continue;
+    }
+    if (!canFuse(group.map((g) => g.weight))) {
+      for (const g of group) consumed.add(g);
+      ops.push(...group);
       continue;
     }
     for (const g of group) consumed.add(g);
