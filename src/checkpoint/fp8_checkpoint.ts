@@ -22,11 +22,17 @@ export function readFp8Linear(
       `"weight_scale" has shape [${t.shape("weight_scale")}]; per-tensor ([] or [1]) or per-channel ([${rows}] or [${rows}, 1]) scales are read`,
     );
   }
+  const bad = scales.findIndex((v) => !(Number.isFinite(v) && v >= 0));
+  if (bad >= 0)
+    throw t.error(`"weight_scale" holds ${scales[bad]} (row ${bad}); scales must be finite and ≥ 0`);
   let inputScale: number | null = null;
   if (activation === "static") {
     if (!t.has("input_scale")) throw t.error('activations are static but there is no "input_scale"');
     const x = t.f32("input_scale");
     if (x.length !== 1) throw t.error(`"input_scale" has ${x.length} values; one per-tensor scale is read`);
+    // 0 would zero every input and NaN poison every logit: a damaged or uncalibrated checkpoint.
+    if (!(Number.isFinite(x[0]) && x[0] > 0))
+      throw t.error(`"input_scale" is ${x[0]}; a static input scale must be finite and > 0`);
     inputScale = x[0];
   }
   return { kind: "fp8", rows, cols, q, scales, inputScale };

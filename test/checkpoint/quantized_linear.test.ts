@@ -155,5 +155,30 @@ describe("pre-quantized linears", () => {
       (e: unknown) =>
         e instanceof QuantizedTensorError && /static but there is no "input_scale"/.test(e.message),
     );
+    for (const [value, dtype] of [
+      [0, "F32"],
+      [Number.NaN, "F32"],
+      [Number.POSITIVE_INFINITY, "F32"],
+    ] as const) {
+      using bad = open(fp8({ num_bits: 8, type: "float", dynamic: false, strategy: "tensor" }), {
+        ...tensors,
+        "m.input_scale": tensor(dtype, [1], [value]),
+      });
+      assert.throws(
+        () => readQuantizedLinear(bad, bad.quantization, "m"),
+        (e: unknown) =>
+          e instanceof QuantizedTensorError && /"input_scale" is .*finite and > 0/.test(e.message),
+        `input_scale ${value}`,
+      );
+    }
+    using negative = open(fp8({ num_bits: 8, type: "float", dynamic: true, strategy: "token" }), {
+      ...tensors,
+      "m.weight_scale": tensor("F32", [2, 1], [0.5, -1]),
+    });
+    assert.throws(
+      () => readQuantizedLinear(negative, negative.quantization, "m"),
+      (e: unknown) =>
+        e instanceof QuantizedTensorError && /"weight_scale" holds -1 \(row 1\)/.test(e.message),
+    );
   });
 });
