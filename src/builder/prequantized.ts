@@ -19,7 +19,7 @@ import {
 import type { DType } from "../dtype.ts";
 import type { BuildConfig } from "../engine/build_config.ts";
 import { QuantizedEngineUnsupportedError } from "../engine/errors.ts";
-import { fp8ByteLength } from "../engine/fp8_format.ts";
+import { fp8Region as encodeFp8Region, fp8ByteLength } from "../engine/fp8_format.ts";
 import { encodeInt4Zp, int4ZpByteLength } from "../engine/int4_zp_format.ts";
 import type { WeightFormatParams } from "../engine/weight_format.ts";
 import type { EngineWeight } from "../engine/writer.ts";
@@ -185,19 +185,17 @@ function concatInt4(parts: Int4Linear[]): Int4Linear {
 function fp8Region(parts: Fp8Linear[], isStatic: boolean): Uint8Array {
   const rows = parts.reduce((s, p) => s + p.rows, 0);
   const cols = parts[0].cols;
-  const out = new Uint8Array(rows * cols + rows * 4 + (isStatic ? 4 : 0));
-  const scales = new Float32Array(rows + 1);
+  const q = new Uint8Array(rows * cols);
+  const scales = new Float32Array(rows);
   let r = 0;
   let inputScale = 0;
   for (const p of parts) {
-    out.set(p.q, r * cols);
+    q.set(p.q, r * cols);
     scales.set(p.scales, r);
     inputScale = Math.max(inputScale, p.inputScale ?? 0);
     r += p.rows;
   }
-  scales[rows] = inputScale;
-  out.set(new Uint8Array(scales.buffer, 0, (rows + (isStatic ? 1 : 0)) * 4), rows * cols);
-  return out;
+  return encodeFp8Region(q, scales, isStatic ? inputScale : null);
 }
 
 function digest(bytes: Uint8Array): string {

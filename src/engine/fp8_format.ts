@@ -22,6 +22,18 @@ export function fp8ByteLength(shape: readonly number[], activation: Fp8Activatio
   return rows * cols + rows * 4 + (activation === "static" ? 4 : 0);
 }
 
+/** An fp8 region from its parts: q [rows, cols] E4M3 bytes, per-row scales, and the static input scale
+ * (null for dynamic activations). */
+export function fp8Region(q: Uint8Array, scales: Float32Array, inputScale: number | null): Uint8Array {
+  const tail = new Float32Array(scales.length + (inputScale === null ? 0 : 1));
+  tail.set(scales);
+  if (inputScale !== null) tail[scales.length] = inputScale;
+  const out = new Uint8Array(q.length + tail.byteLength);
+  out.set(q);
+  out.set(new Uint8Array(tail.buffer), q.length);
+  return out;
+}
+
 /** The fp32 weight [out, in] an fp8 region stands for: w = e4m3(q) × scale of its row. */
 export function dequantizeFp8(bytes: Uint8Array, shape: readonly number[]): Float32Array {
   const rows = shape[0];

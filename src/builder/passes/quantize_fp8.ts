@@ -1,6 +1,6 @@
 // The fp8 quantizer of `--quantize fp8`: one fp32 weight [out, in] into the region engine/fp8_format.ts
 // defines, with dynamic activations (no input scale; the backend scales each token's input itself).
-import { fp8ByteLength } from "../../engine/fp8_format.ts";
+import { fp8Region } from "../../engine/fp8_format.ts";
 import { E4M3_MAX, f32ToE4m3 } from "../../fp8_e4m3.ts";
 
 /** Per output row: scale = max|w_row| / 448 (fp32; 0 for an all-zero row, whose q stay 0) and
@@ -9,7 +9,7 @@ import { E4M3_MAX, f32ToE4m3 } from "../../fp8_e4m3.ts";
 export function quantizeFp8(values: Float32Array, shape: readonly number[]): Uint8Array {
   const rows = shape[0];
   const cols = shape.slice(1).reduce((a, b) => a * b, 1);
-  const out = new Uint8Array(fp8ByteLength(shape, "dynamic"));
+  const q = new Uint8Array(rows * cols);
   const scales = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
     const start = r * cols;
@@ -19,8 +19,7 @@ export function quantizeFp8(values: Float32Array, shape: readonly number[]): Uin
     scales[r] = scale;
     if (scale === 0) continue; // q stays 0 (E4M3 +0)
     // w / scale in double, rounded to fp32 inside f32ToE4m3: the correctly rounded fp32 quotient.
-    for (let i = start; i < start + cols; i++) out[i] = f32ToE4m3(values[i] / scale);
+    for (let i = start; i < start + cols; i++) q[i] = f32ToE4m3(values[i] / scale);
   }
-  out.set(new Uint8Array(scales.buffer), rows * cols);
-  return out;
+  return fp8Region(q, scales, null);
 }
