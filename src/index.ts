@@ -11,6 +11,7 @@ export {
   KernelArgumentError,
   NvrtcError,
 } from "./backends/cuda/ffi/errors.ts";
+export { KvCacheDtypeUnsupportedError } from "./backends/kv_cache_dtype.ts";
 export type { ResolvedEngine } from "./builder/engine_cache.ts";
 export { ModelIsEngineError, OutputNotWritableError, UnusedTensorError } from "./builder/errors.ts";
 export { BUNDLED_MODEL_DIR } from "./bundled_model.ts";
@@ -69,7 +70,7 @@ export {
 } from "./runtime/errors.ts";
 export type { DecodeOptions, GenerationSessionOptions } from "./runtime/generation_session.ts";
 export { GenerationSession } from "./runtime/generation_session.ts";
-export type { KvCacheConfig, KvPoolInfo, KvPoolLimit } from "./runtime/kv_cache_config.ts";
+export type { KvCacheConfig, KvCacheDtype, KvPoolInfo, KvPoolLimit } from "./runtime/kv_cache_config.ts";
 export { InvalidKvCacheConfigError } from "./runtime/kv_cache_config.ts";
 export type {
   GenerateOptions,

@@ -106,6 +106,7 @@ describe("the runner's KV cache", () => {
       tokens: ENGINE_CAP * BS,
       bytes: ENGINE_CAP * s.backend.kvBytesPerBlock,
       limitedBy: "engine",
+      dtype: "auto",
       freeBlocks: 1000,
     });
     assert.deepEqual(ids(last), ids(first));
@@ -142,6 +143,7 @@ describe("the runner's KV cache", () => {
         tokens: blocks * BS,
         bytes: blocks * s.backend.kvBytesPerBlock,
         limitedBy,
+        dtype: "auto",
         freeBlocks: free,
       });
       assert.deepEqual(s.gs.executor.kvSizing, { numBlocks: blocks, limitedBy, freeBlocks: free });

@@ -7,6 +7,7 @@ import type { LoadedEngine } from "../../engine/reader.ts";
 import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
 import { applyTransforms, type SampleParams, type StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
+import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 import { checkFeed, fedTokenIds } from "../token_feed.ts";
 import { CpuKvPool } from "./cpu_kv_cache.ts";
 import {
@@ -52,6 +53,8 @@ export class CpuBackend implements ExecutionBackend {
     private readonly plan: Plan,
     private readonly weights: Map<string, Float32Array>,
     kvBlockSize: number,
+    /** How the KV pool stores K and V (backends/kv_cache_dtype.ts); fixed for the backend's life. */
+    readonly kvCacheDtype: KvCacheDtype = "auto",
   ) {
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = kvBlockSize;
@@ -60,15 +63,17 @@ export class CpuBackend implements ExecutionBackend {
       kvBlockSize,
       model.numKvHeads,
       model.headDim,
+      kvCacheDtype,
     );
   }
 
-  static fromEngine(engine: LoadedEngine): CpuBackend {
+  static fromEngine(engine: LoadedEngine, kvCacheDtype: KvCacheDtype = "auto"): CpuBackend {
     return new CpuBackend(
       engine.config.model,
       engine.header.plan,
       loadCpuWeights(engine),
       engine.config.build.kvBlockSize,
+      kvCacheDtype,
     );
   }
 
@@ -101,17 +106,13 @@ export class CpuBackend implements ExecutionBackend {
 
   allocateKvCache(numBlocks: number): void {
     const m = this.model;
-    this.kv = new CpuKvPool(m.numLayers, numBlocks, this.kvBlockSize, m.numKvHeads, m.headDim);
+    const dtype = this.kvCacheDtype;
+    this.kv = new CpuKvPool(m.numLayers, numBlocks, this.kvBlockSize, m.numKvHeads, m.headDim, dtype);
   }
 
   copyKvBlocks(src: readonly number[], dst: readonly number[]): void {
     if (!this.kv) throw new Error("internal: copyKvBlocks before allocateKvCache");
-    const n = this.kvBlockSize * this.model.numKvHeads * this.model.headDim; // floats per block per layer
-    for (let l = 0; l < this.model.numLayers; l++) {
-      for (const pool of [this.kv.k[l], this.kv.v[l]]) {
-        src.forEach((s, i) => pool.copyWithin(dst[i] * n, s * n, (s + 1) * n));
-      }
-    }
+    this.kv.copyBlocks(src, dst);
   }
 
   dispose(): void {
