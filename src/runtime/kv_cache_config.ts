@@ -70,7 +70,7 @@ export function checkKvCacheDtypeOf(config: KvCacheConfig, backendDtype: KvCache
   const have = backendDtype ?? "auto";
   if (want !== have) {
     throw new InvalidKvCacheConfigError(
-      `KvCacheConfig.dtype is ${want} but the session's backend was opened with a ${have} KV cache; ` +
+      `KvCacheConfig.dtype is ${want} but the session's backend was opened with KV cache dtype ${have}; ` +
         `open it with Session.open(dir, backend, cudaTuning, "${want}") or give dtype ${have}`,
     );
   }

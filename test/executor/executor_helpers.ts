@@ -6,6 +6,7 @@ import { after, afterEach } from "node:test";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { Executor, type ExecutorOptions } from "../../src/executor/executor.ts";
 import type { ResultEvent } from "../../src/executor/request_results.ts";
+import type { KvCacheDtype } from "../../src/runtime/kv_cache_config.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
 import { writeTinyModel } from "../helpers/tiny_model.ts";
@@ -48,8 +49,11 @@ export function assertIdle(ex: Executor): void {
 
 /** The executor tests' tiny Llama (seed 7, KV blocks of 4 tokens): its engine directory, a ModelRunner
  * over it (the reference), and `executor(options)`, whose executors are checked idle and shut down after
- * every test. Registers its own node:test hooks. */
-export function tinyEngineExecutors(defaults: ExecutorOptions = {}): {
+ * every test; every backend's KV cache is stored as `kvCacheDtype`. Registers its own node:test hooks. */
+export function tinyEngineExecutors(
+  defaults: ExecutorOptions = {},
+  kvCacheDtype: KvCacheDtype = "auto",
+): {
   dir: string;
   runner: ModelRunner;
   executor(options?: ExecutorOptions): Executor;
@@ -57,7 +61,7 @@ export function tinyEngineExecutors(defaults: ExecutorOptions = {}): {
   const model = writeTinyModel("llama", 7);
   const dir = join(model.dir, "engine");
   buildEngine(model.dir, dir, { kvBlockSize: 4 });
-  const runner = ModelRunner.fromEngine(dir);
+  const runner = ModelRunner.fromEngine(dir, undefined, { dtype: kvCacheDtype });
   after(() => {
     runner.dispose();
     model.cleanup();
@@ -70,7 +74,10 @@ export function tinyEngineExecutors(defaults: ExecutorOptions = {}): {
     }
   });
   const executor = (options: ExecutorOptions = {}) => {
-    const ex = new Executor(Session.open(dir), { ...defaults, ...options });
+    const ex = new Executor(Session.open(dir, undefined, undefined, kvCacheDtype), {
+      ...defaults,
+      ...options,
+    });
     open.push(ex);
     return ex;
   };
