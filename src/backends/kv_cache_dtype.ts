@@ -16,9 +16,10 @@
 // Why a dynamic scale per (token, kv head), computed when the token is written, and not a static per-head
 // or per-tensor scale: it needs no calibration set, it never saturates as later tokens arrive (a row's
 // largest value maps to 448 exactly), and a row is written once and never re-scaled, so a token's bytes
-// do not depend on which other tokens share its block. Blocks stay self-contained: copying a block (copy
-// on write, prefix sharing) copies its scales with its bytes, and recomputing a preempted sequence writes
-// the same bytes again. The cost is 4 bytes per headDim values: per token and layer
+// do not depend on which other tokens share its block. Blocks stay self-contained: a shared block
+// (prefix caching) shares its scales, a copied one (copy on write for n > 1 and beams) copies them with
+// its bytes, and recomputing a preempted sequence writes the same bytes again. The cost is 4 bytes per
+// headDim values: per token and layer
 //
 //   auto (fp32):  2 × numKvHeads × headDim × 4          fp8:  2 × numKvHeads × (headDim + 4)
 //
