@@ -7,15 +7,18 @@
 // eval's one 456-token window is fed in chunks of 256 (BackendScorer), so its second chunk also reads the
 // first chunk's cached K/V; with --max-length 128 --stride 64 each of 7 windows is one chunk.
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { StepInput } from "../../src/backends/backend.ts";
 import { runSteps } from "../../src/builder/steps.ts";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import { kvCacheBlocks } from "../../src/executor/kv_cache_size.ts";
+import { KvCacheDtypeUnsupportedError } from "../../src/index.ts";
 import { GenerationSession } from "../../src/runtime/generation_session.ts";
 import { InvalidKvCacheConfigError, type KvCacheDtype } from "../../src/runtime/kv_cache_config.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
+import { openExecutor } from "../../src/runtime/open_executor.ts";
 import { openSessionSteps } from "../../src/runtime/open_session.ts";
 import { openServer } from "../../src/server/open_server.ts";
 import { kiln } from "../helpers/cli.ts";
@@ -174,6 +177,33 @@ describe("the bundled model with an FP8 KV cache", () => {
       assert.match(server.readyLine, /KV capacity 1024 tokens \(fp8\)$/);
     } finally {
       await server.close();
+    }
+  });
+
+  test("the library refuses fp8 on CUDA before building anything", async () => {
+    const empty = tempCache();
+    try {
+      const refused = (e: unknown) =>
+        e instanceof KvCacheDtypeUnsupportedError && /CPU backend only so far, not on cuda/.test(e.message);
+      assert.throws(
+        () => openExecutor(BUNDLED_MODEL_DIR, { backend: "cuda", kvCacheDtype: "fp8", cacheDir: empty.dir }),
+        refused,
+      );
+      await assert.rejects(
+        ModelRunner.load(BUNDLED_MODEL_DIR, {
+          backend: "cuda",
+          kvCache: { dtype: "fp8" },
+          cacheDir: empty.dir,
+        }),
+        refused,
+      );
+      assert.throws(
+        () => openExecutor(BUNDLED_MODEL_DIR, { kvCacheDtype: "fp4" as never, cacheDir: empty.dir }),
+        InvalidKvCacheConfigError,
+      );
+      assert.deepEqual(readdirSync(empty.dir), [], "an engine was built");
+    } finally {
+      empty.cleanup();
     }
   });
 });
