@@ -11,6 +11,7 @@ export {
   KernelArgumentError,
   NvrtcError,
 } from "./backends/cuda/ffi/errors.ts";
+export { KvCacheDtypeUnsupportedError } from "./backends/kv_cache_dtype.ts";
 export type { ResolvedEngine } from "./builder/engine_cache.ts";
 export {
   ModelIsEngineError,
@@ -77,7 +78,7 @@ export {
 } from "./runtime/errors.ts";
 export type { DecodeOptions, GenerationSessionOptions } from "./runtime/generation_session.ts";
 export { GenerationSession } from "./runtime/generation_session.ts";
-export type { KvCacheConfig, KvPoolInfo, KvPoolLimit } from "./runtime/kv_cache_config.ts";
+export type { KvCacheConfig, KvCacheDtype, KvPoolInfo, KvPoolLimit } from "./runtime/kv_cache_config.ts";
 export { InvalidKvCacheConfigError } from "./runtime/kv_cache_config.ts";
 export type {
   GenerateOptions,

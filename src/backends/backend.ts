@@ -28,6 +28,7 @@ export interface StepInput {
 }
 
 import type { DecodingOps, SampleParams, StepTransforms } from "./decoding_ops.ts";
+import type { KvCacheDtype } from "./kv_cache_dtype.ts";
 
 /** A queued step of `enqueueSample`: its sequence number and how many rows it samples. */
 export interface SampleTicket {
@@ -72,6 +73,8 @@ export interface ExecutionBackend {
   freeMemoryBytes?(): number;
   /** Bytes of KV cache one block takes over all layers (to size the pool). */
   readonly kvBytesPerBlock: number;
+  /** How the KV pool stores K and V, chosen when the backend opens (kv_cache_dtype.ts); absent = "auto". */
+  readonly kvCacheDtype?: KvCacheDtype;
   /** Copies whole KV blocks src[i] → dst[i] in every layer (forking a sequence's partial block). */
   copyKvBlocks(src: readonly number[], dst: readonly number[]): void;
   /** What the plan runs on, e.g. "NVIDIA H100 80GB HBM3" or the CPU model. */

@@ -10,33 +10,42 @@ import { CudaBackend } from "./cuda/cuda_backend.ts";
 import { CudaDevice } from "./cuda/device/index.ts";
 import { kernelSourcesHash } from "./cuda/kernel_modules.ts";
 import type { CudaTuning } from "./cuda/tuning.ts";
+import { checkKvCacheDtype, type KvCacheDtype } from "./kv_cache_dtype.ts";
 
 export type { CudaTuning };
 
 interface BackendEntry {
-  /** The engine's plan and weights loaded onto this backend (the CUDA backend takes its tuning). */
-  open(engine: LoadedEngine, cudaTuning?: CudaTuning): ExecutionBackend;
+  /** The engine's plan and weights loaded onto this backend (the CUDA backend takes its tuning), its
+   * KV pool stored as `kvCacheDtype` (checked by checkKvCacheDtype first). */
+  open(engine: LoadedEngine, kvCacheDtype: KvCacheDtype, cudaTuning?: CudaTuning): ExecutionBackend;
   /** What an engine built for this backend depends on besides the checkpoint and the build config
    * (a part of its cache key); "" when nothing. */
   targetIdentity(): string;
 }
 
 const BACKENDS: Readonly<Record<BackendName, BackendEntry>> = {
-  cpu: { open: (engine) => CpuBackend.fromEngine(engine), targetIdentity: () => "" },
+  cpu: {
+    open: (engine, kvCacheDtype) => CpuBackend.fromEngine(engine, kvCacheDtype),
+    targetIdentity: () => "",
+  },
   // A CUDA engine is compiled for one GPU architecture from kiln's kernel sources.
   cuda: {
-    open: (engine, cudaTuning) => CudaBackend.fromEngine(engine, cudaTuning),
+    open: (engine, _kvCacheDtype, cudaTuning) => CudaBackend.fromEngine(engine, cudaTuning),
     targetIdentity: () => `${cudaArch()}:${kernelSourcesHash()}`,
   },
 };
 
-/** Loads `engine` onto the named backend; the caller disposes the result. */
+/** Loads `engine` onto the named backend, its KV cache stored as `kvCacheDtype` (default "auto"); the
+ * caller disposes the result. A dtype the backend cannot store is refused before anything opens
+ * (KvCacheDtypeUnsupportedError). */
 export function openBackend(
   engine: LoadedEngine,
   name: BackendName,
   cudaTuning?: CudaTuning,
+  kvCacheDtype: KvCacheDtype = "auto",
 ): ExecutionBackend {
-  return BACKENDS[name].open(engine, cudaTuning);
+  checkKvCacheDtype(name, kvCacheDtype);
+  return BACKENDS[name].open(engine, kvCacheDtype, cudaTuning);
 }
 
 /** The cache-key part for engines of the named backend on this machine ("" for the CPU). */

@@ -17,6 +17,7 @@ import { checkRunFlags } from "./flag_conflicts.ts";
 import { whileInterruptible } from "./interruptible.ts";
 import {
   type KvCacheFlags,
+  kvCacheDtypeOption,
   kvCacheFromFlags,
   kvFractionOption,
   maxKvTokensOption,
@@ -93,6 +94,7 @@ export function registerBench(program: Command): void {
     )
     .addOption(kvFractionOption())
     .addOption(maxKvTokensOption())
+    .addOption(kvCacheDtypeOption())
     .option("--seed <s>", "seed of the random prompts, arrivals and sampling", intArg("--seed", 0))
     .option(
       "--num-requests <n>",
@@ -220,7 +222,7 @@ export function registerBench(program: Command): void {
           ["output tokens/s", r.outputTokensPerSec.toFixed(1)],
           [
             "KV cache pool",
-            `${r.kvCacheBlocks} blocks, ${r.kvCacheTokens} tokens, ${gib(r.kvCacheGiB * 2 ** 30)} (limited by ${r.kvCacheLimitedBy})`,
+            `${r.kvCacheBlocks} blocks, ${r.kvCacheTokens} tokens, ${gib(r.kvCacheGiB * 2 ** 30)}${r.kvCacheDtype === "fp8" ? " fp8" : ""} (limited by ${r.kvCacheLimitedBy})`,
           ],
           ["copy bandwidth", `${r.copyBandwidthGBs.toFixed(1)} GB/s (read + write)`],
           [

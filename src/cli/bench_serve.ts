@@ -25,6 +25,7 @@ const ENGINE_FLAGS = [
   "--min-p",
   "--kv-cache-free-gpu-mem-fraction",
   "--max-kv-tokens",
+  "--kv-cache-dtype",
   "--max-num-tokens",
   "--policy",
 ];

@@ -15,6 +15,7 @@ import { checkRunFlags } from "./flag_conflicts.ts";
 import { whileInterruptible } from "./interruptible.ts";
 import {
   type KvCacheFlags,
+  kvCacheDtypeOption,
   kvCacheFromFlags,
   kvFractionOption,
   maxKvTokensOption,
@@ -53,6 +54,7 @@ export function registerChat(program: Command): void {
     .option("--cache-dir <dir>", "engine cache directory")
     .addOption(kvFractionOption())
     .addOption(maxKvTokensOption())
+    .addOption(kvCacheDtypeOption())
     .action(async (flags: ChatFlags) => chatCommand(flags));
 }
 

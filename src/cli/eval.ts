@@ -4,11 +4,13 @@ import { readFileSync, statSync } from "node:fs";
 import type { Command } from "commander";
 import { runStepsUntil } from "../builder/steps.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import type { KvCacheDtype } from "../runtime/kv_cache_config.ts";
 import { openSessionSteps } from "../runtime/open_session.ts";
 import { checkStride, sessionPerplexity } from "../runtime/perplexity.ts";
 import { EvalTextError } from "../runtime/perplexity_errors.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
 import { whileInterruptible } from "./interruptible.ts";
+import { kvCacheDtypeOption } from "./kv_cache_flags.ts";
 import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
 
 interface EvalFlags {
@@ -20,6 +22,7 @@ interface EvalFlags {
   dtype?: "fp32" | "fp16" | "bf16";
   quantize?: QuantizeFlag;
   backend?: "cpu" | "cuda";
+  kvCacheDtype?: KvCacheDtype;
   cacheDir?: string;
   json?: boolean;
 }
@@ -48,6 +51,7 @@ export function registerEval(program: Command): void {
     )
     .addOption(quantizeOption())
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
+    .addOption(kvCacheDtypeOption())
     .option("--cache-dir <dir>", "engine cache directory")
     .option("--json", 'print {"perplexity":x,"tokens":n,...}')
     .action(async (f: EvalFlags) => evalCommand(f));
@@ -86,6 +90,8 @@ async function evalCommand(f: EvalFlags): Promise<void> {
           ...(f.backend ? { backend: f.backend } : {}),
         },
         f.cacheDir,
+        undefined,
+        f.kvCacheDtype,
       ),
       signal,
     ),
@@ -113,13 +119,15 @@ async function evalCommand(f: EvalFlags): Promise<void> {
         maxLength: r.maxLength,
         stride: r.stride,
         backend: session.config.target.backend,
+        kvCacheDtype: session.backend.kvCacheDtype ?? "auto",
       };
       process.stdout.write(`${JSON.stringify(json)}\n`);
       return;
     }
     process.stdout.write(
       `perplexity ${r.perplexity.toFixed(4)} (mean NLL ${r.meanNll.toFixed(6)} nats) over ${r.scoredTokens} scored ` +
-        `of ${r.tokens} tokens; ${r.windows} windows of ${r.maxLength}, stride ${r.stride}\n`,
+        `of ${r.tokens} tokens; ${r.windows} windows of ${r.maxLength}, stride ${r.stride}` +
+        `${session.backend.kvCacheDtype === "fp8" ? "; fp8 KV cache" : ""}\n`,
     );
   } finally {
     session.dispose();

@@ -1,12 +1,14 @@
 // KV pool flags shared by `kiln run`, `kiln chat` and `kiln bench` (KvCacheConfig's fields):
-// `.addOption(kvFractionOption()).addOption(maxKvTokensOption())`, then `kvCacheFromFlags(flags)`.
+// `.addOption(kvFractionOption()).addOption(maxKvTokensOption()).addOption(kvCacheDtypeOption())`,
+// then `kvCacheFromFlags(flags)`. `kiln serve` and `kiln eval` take the options they use.
 import { Option } from "commander";
-import type { KvCacheConfig } from "../runtime/kv_cache_config.ts";
-import { fractionArg, intArg } from "./args.ts";
+import { KV_CACHE_DTYPES, type KvCacheConfig, type KvCacheDtype } from "../runtime/kv_cache_config.ts";
+import { choiceArg, fractionArg, intArg } from "./args.ts";
 
 export interface KvCacheFlags {
   kvCacheFreeGpuMemFraction?: number;
   maxKvTokens?: number;
+  kvCacheDtype?: KvCacheDtype;
 }
 
 export const kvFractionOption = () =>
@@ -20,11 +22,18 @@ export const maxKvTokensOption = () =>
     intArg("--max-kv-tokens", 1),
   );
 
+export const kvCacheDtypeOption = () =>
+  new Option(
+    "--kv-cache-dtype <dtype>",
+    "how the KV cache stores keys and values: auto (the activations' dtype) or fp8 (E4M3 with a scale per token and head; CPU only) (default auto)",
+  ).argParser(choiceArg("--kv-cache-dtype", KV_CACHE_DTYPES));
+
 export function kvCacheFromFlags(f: KvCacheFlags): Partial<KvCacheConfig> {
   return {
     ...(f.kvCacheFreeGpuMemFraction !== undefined
       ? { freeGpuMemoryFraction: f.kvCacheFreeGpuMemFraction }
       : {}),
     ...(f.maxKvTokens !== undefined ? { maxTokens: f.maxKvTokens } : {}),
+    ...(f.kvCacheDtype !== undefined ? { dtype: f.kvCacheDtype } : {}),
   };
 }

@@ -11,6 +11,7 @@ import { checkRunFlags } from "./flag_conflicts.ts";
 import { whileInterruptible } from "./interruptible.ts";
 import {
   type KvCacheFlags,
+  kvCacheDtypeOption,
   kvCacheFromFlags,
   kvFractionOption,
   maxKvTokensOption,
@@ -62,6 +63,7 @@ export function registerRun(program: Command): void {
     .option("--json", "print one JSON object instead of streaming text")
     .addOption(kvFractionOption())
     .addOption(maxKvTokensOption())
+    .addOption(kvCacheDtypeOption())
     .action(async (flags: RunFlags) => runCommand(flags));
 }
 

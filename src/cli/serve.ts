@@ -4,10 +4,11 @@
 import { type Command, Option } from "commander";
 import type { Level } from "pino";
 import { InvalidArgumentError } from "../errors.ts";
+import type { KvCacheDtype } from "../runtime/kv_cache_config.ts";
 import type { OpenExecutorOptions } from "../runtime/open_executor.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_S, openServer } from "../server/open_server.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
-import { kvFractionOption, maxKvTokensOption } from "./kv_cache_flags.ts";
+import { kvCacheDtypeOption, kvFractionOption, maxKvTokensOption } from "./kv_cache_flags.ts";
 import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
 
 interface ServeFlags {
@@ -29,6 +30,7 @@ interface ServeFlags {
   quantize?: QuantizeFlag;
   maxKvTokens?: number;
   kvCacheFreeGpuMemFraction?: number;
+  kvCacheDtype?: KvCacheDtype;
   maxNumTokens?: number;
   maxNumSeqs?: number;
   maxBatchSize?: number;
@@ -102,6 +104,7 @@ export function registerServe(program: Command): void {
     .addOption(quantizeOption())
     .addOption(kvFractionOption())
     .addOption(maxKvTokensOption())
+    .addOption(kvCacheDtypeOption())
     .option("--max-num-tokens <n>", "tokens per executor iteration", intArg("--max-num-tokens", 1))
     .option("--max-num-seqs <n>", "running requests at most per iteration", intArg("--max-num-seqs", 1))
     .option("--max-batch-size <n>", "largest batch of a checkpoint's engine", intArg("--max-batch-size", 1))
@@ -124,6 +127,7 @@ async function serveCommand(f: ServeFlags): Promise<void> {
     ...(f.kvCacheFreeGpuMemFraction !== undefined
       ? { freeGpuMemoryFraction: f.kvCacheFreeGpuMemFraction }
       : {}),
+    ...(f.kvCacheDtype !== undefined ? { kvCacheDtype: f.kvCacheDtype } : {}),
     ...(f.maxNumTokens !== undefined ? { maxNumTokens: f.maxNumTokens } : {}),
     ...(f.maxNumSeqs !== undefined ? { maxNumSeqs: f.maxNumSeqs } : {}),
     ...(f.maxBatchSize !== undefined ? { maxBatchSize: f.maxBatchSize } : {}),

@@ -11,7 +11,7 @@
 import type { StepInput } from "../backends/backend.ts";
 import { KilnError } from "../errors.ts";
 import { decodeStepWork, prefillAttentionFlops, prefillFlops, floorMs as stepFloorMs } from "./floors.ts";
-import type { KvPoolLimit } from "./kv_cache_config.ts";
+import type { KvCacheDtype, KvPoolLimit } from "./kv_cache_config.ts";
 import type { ModelRunner } from "./model_runner.ts";
 
 export { prefillFlops } from "./floors.ts";
@@ -91,6 +91,8 @@ export interface BenchResult {
   kvCacheTokens: number;
   kvCacheGiB: number;
   kvCacheLimitedBy: KvPoolLimit;
+  /** How the pool stores K and V (KvCacheConfig.dtype). */
+  kvCacheDtype: KvCacheDtype;
   runs: number;
   /** The sampled decoding settings, or null: greedy. */
   sampling: BenchSampling | null;
@@ -255,6 +257,7 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     kvCacheTokens: pool.tokens,
     kvCacheGiB: pool.bytes / 2 ** 30,
     kvCacheLimitedBy: pool.limitedBy,
+    kvCacheDtype: pool.dtype,
     runs: o.runs,
     sampling: o.sampling ?? null,
     ...(collectWaitMs !== undefined ? { collectWaitMs } : {}),

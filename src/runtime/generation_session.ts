@@ -21,6 +21,7 @@ import {
 import { BatchCall, type DecodeOptions } from "./batch_call.ts";
 import { ContextWindowExceededError, InvalidTokenIdError, RunnerDisposedError } from "./errors.ts";
 import {
+  checkKvCacheDtypeOf,
   checkMaxTokens,
   type KvCacheConfig,
   type KvPoolInfo,
@@ -74,6 +75,7 @@ export class GenerationSession {
     this.idleTimeoutMs = idle;
     this.kvCacheConfig = resolveKvCacheConfig(kvCacheConfig);
     checkMaxTokens(this.kvCacheConfig, session.backend.kvBlockSize); // now, not at the first request
+    checkKvCacheDtypeOf(this.kvCacheConfig, session.backend.kvCacheDtype);
   }
 
   get maxSeqLen(): number {
@@ -102,6 +104,7 @@ export class GenerationSession {
         blockSize: bs,
         tokens: numBlocks * bs,
         bytes: numBlocks * s.backend.kvBytesPerBlock,
+        dtype: s.backend.kvCacheDtype ?? "auto",
         limitedBy,
         ...(freeBlocks !== undefined ? { freeBlocks } : {}),
       };

@@ -1,6 +1,7 @@
 // KvCacheConfig: how big the runner's KV cache may be, as TensorRT-LLM's KvCacheConfig. Validated
 // once, here, when the runner is made; the runner's executor sizes its cache from it when it starts
 // (executor/kv_cache_size.ts has the rule) and KvPoolInfo reports what it decided.
+import { KV_CACHE_DTYPES, type KvCacheDtype } from "../backends/kv_cache_dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { KvCacheLimit } from "../executor/kv_cache_size.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
@@ -12,9 +13,20 @@ export interface KvCacheConfig {
   /** Tokens the pool holds (rounded down to whole blocks), capped at what fits in free memory; wins
    * over freeGpuMemoryFraction. undefined = no cap. */
   maxTokens?: number;
+  /** How the pool stores K and V (backends/kv_cache_dtype.ts): "auto" (the activations' dtype) or
+   * "fp8" (E4M3 with a scale per token and kv head; CPU only so far). Set when the backend opens.
+   * undefined = "auto". */
+  dtype?: KvCacheDtype;
 }
 
-export const KV_CACHE_CONFIG_KEYS: KeySet<KvCacheConfig> = { freeGpuMemoryFraction: true, maxTokens: true };
+export type { KvCacheDtype };
+export { KV_CACHE_DTYPES };
+
+export const KV_CACHE_CONFIG_KEYS: KeySet<KvCacheConfig> = {
+  freeGpuMemoryFraction: true,
+  maxTokens: true,
+  dtype: true,
+};
 
 export const KV_CACHE_DEFAULTS: KvCacheConfig = { freeGpuMemoryFraction: 0.9 };
 
@@ -37,7 +49,31 @@ export function resolveKvCacheConfig(user: Partial<KvCacheConfig> = {}): KvCache
         "give the most tokens the KV cache may hold (--max-kv-tokens), or leave it out for no cap",
     );
   }
-  return t === undefined ? { freeGpuMemoryFraction: f } : { freeGpuMemoryFraction: f, maxTokens: t };
+  const d = user.dtype;
+  if (d !== undefined && !KV_CACHE_DTYPES.includes(d)) {
+    throw new InvalidKvCacheConfigError(
+      `KvCacheConfig.dtype must be one of ${KV_CACHE_DTYPES.join(", ")}, got ${JSON.stringify(d)}; ` +
+        "give fp8 for an FP8 KV cache (--kv-cache-dtype fp8) or leave it out",
+    );
+  }
+  return {
+    freeGpuMemoryFraction: f,
+    ...(t !== undefined ? { maxTokens: t } : {}),
+    ...(d !== undefined && d !== "auto" ? { dtype: d } : {}),
+  };
+}
+
+/** The session's backend must store its KV cache as `config` asks: the dtype is chosen when the
+ * backend opens (Session.open's kvCacheDtype), so a config cannot change it afterwards. */
+export function checkKvCacheDtypeOf(config: KvCacheConfig, backendDtype: KvCacheDtype | undefined): void {
+  const want = config.dtype ?? "auto";
+  const have = backendDtype ?? "auto";
+  if (want !== have) {
+    throw new InvalidKvCacheConfigError(
+      `KvCacheConfig.dtype is ${want} but the session's backend was opened with KV cache dtype ${have}; ` +
+        `open it with Session.open(dir, backend, cudaTuning, "${want}") or give dtype ${have}`,
+    );
+  }
 }
 
 /** maxTokens must hold one block of `blockSize` tokens at least. */
@@ -59,8 +95,10 @@ export interface KvPoolInfo {
   blockSize: number;
   /** numBlocks × blockSize. */
   tokens: number;
-  /** Device bytes over all layers, K and V. */
+  /** Device bytes over all layers, K and V (an FP8 cache's scales included). */
   bytes: number;
+  /** How K and V are stored (backends/kv_cache_dtype.ts). */
+  dtype: KvCacheDtype;
   limitedBy: KvPoolLimit;
   /** Blocks that fitted in free device memory when the cache was sized (backends that report it). */
   freeBlocks?: number;

@@ -115,7 +115,7 @@ export class ModelRunner {
     );
     const { cacheDir, kvCache, streamIdleTimeoutMs, cudaTuning, ...build } = options;
     const kv = resolveKvCacheConfig(kvCache); // before a build, which takes far longer than this check
-    const { session, engine } = yield* openSessionSteps(dir, build, cacheDir, cudaTuning);
+    const { session, engine } = yield* openSessionSteps(dir, build, cacheDir, cudaTuning, kv.dtype);
     return adoptSession(session, (s) => new ModelRunner(s, engine, kv, { streamIdleTimeoutMs }));
   }
 
@@ -128,7 +128,7 @@ export class ModelRunner {
     rejectUnknownKeys("GenerationSessionOptions", options, GENERATION_SESSION_OPTION_KEYS);
     const kv = resolveKvCacheConfig(kvCache);
     return adoptSession(
-      Session.open(engineDir, backend),
+      Session.open(engineDir, backend, undefined, kv.dtype),
       (s) => new ModelRunner(s, { dir: engineDir, origin: "engine" }, kv, options),
     );
   }

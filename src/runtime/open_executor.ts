@@ -6,6 +6,7 @@ import { runSteps, type Steps } from "../builder/steps.ts";
 import type { BuildConfig } from "../engine/build_config.ts";
 import { EXECUTOR_OPTION_KEYS, Executor, type ExecutorOptions } from "../executor/executor.ts";
 import { type KeySet, rejectUnknownKeys } from "../sampling/option_keys.ts";
+import { type KvCacheDtype, resolveKvCacheConfig } from "./kv_cache_config.ts";
 import { adoptSession, BUILD_CONFIG_KEYS, openSessionSteps } from "./open_session.ts";
 
 /** ExecutorOptions plus how to get the engine. maxNumTokens is both the build's and the executor's
@@ -15,11 +16,14 @@ export interface OpenExecutorOptions extends Partial<BuildConfig>, ExecutorOptio
   cacheDir?: string;
   /** The CUDA backend's switches (default: the KILN_* environment, read once). */
   cudaTuning?: CudaTuning;
+  /** How the KV cache stores K and V (KvCacheConfig.dtype; default "auto"). */
+  kvCacheDtype?: KvCacheDtype;
 }
 
 const OWN_KEYS: KeySet<Omit<OpenExecutorOptions, keyof BuildConfig | keyof ExecutorOptions>> = {
   cacheDir: true,
   cudaTuning: true,
+  kvCacheDtype: true,
 };
 /** Opens `dir` (checkpoint or engine) and starts an Executor that owns it; shutdown() frees it. */
 export function openExecutor(dir: string, options: OpenExecutorOptions = {}): Executor {
@@ -29,12 +33,13 @@ export function openExecutor(dir: string, options: OpenExecutorOptions = {}): Ex
 function* openSteps(dir: string, options: OpenExecutorOptions): Steps<Executor> {
   rejectUnknownKeys("OpenExecutorOptions", options, OWN_KEYS, BUILD_CONFIG_KEYS, EXECUTOR_OPTION_KEYS);
   const { cacheDir, cudaTuning } = options;
+  const { dtype } = resolveKvCacheConfig({ dtype: options.kvCacheDtype }); // checked before the build
   const build: Partial<BuildConfig> = {};
   const exec: ExecutorOptions = {};
   for (const [k, v] of Object.entries(options)) {
     if (k in BUILD_CONFIG_KEYS) (build as Record<string, unknown>)[k] = v;
     if (k in EXECUTOR_OPTION_KEYS) (exec as Record<string, unknown>)[k] = v;
   }
-  const { session } = yield* openSessionSteps(dir, build, cacheDir, cudaTuning);
+  const { session } = yield* openSessionSteps(dir, build, cacheDir, cudaTuning, dtype);
   return adoptSession(session, (s) => new Executor(s, exec));
 }

@@ -1,6 +1,7 @@
 // A checkpoint or engine directory → an opened Session: the one path ModelRunner.fromDir/load and
 // openExecutor share. The engine comes from resolveEngine (built into the content cache on a miss);
 // weight damage found while the backend loads a cached engine rebuilds that entry once.
+import { checkKvCacheDtype, type KvCacheDtype } from "../backends/kv_cache_dtype.ts";
 import type { CudaTuning } from "../backends/open_backend.ts";
 import { type ResolvedEngine, resolveEngineSteps } from "../builder/engine_cache.ts";
 import type { Steps } from "../builder/steps.ts";
@@ -14,20 +15,27 @@ export const BUILD_CONFIG_KEYS = Object.fromEntries(
   Object.keys(DEFAULT_BUILD_CONFIG).map((k) => [k, true]),
 ) as KeySet<BuildConfig>;
 
+/** `kvCacheDtype` is checked against the backend before the build (Session.open checks it again
+ * against an engine's own backend). */
 export function* openSessionSteps(
   dir: string,
   build: Partial<BuildConfig>,
   cacheDir?: string,
   cudaTuning?: CudaTuning,
+  kvCacheDtype: KvCacheDtype = "auto",
 ): Steps<{ session: Session; engine: ResolvedEngine }> {
+  if (build.backend) checkKvCacheDtype(build.backend, kvCacheDtype);
   const engine = yield* resolveEngineSteps(dir, build, cacheDir);
   try {
-    return { session: Session.open(engine.dir, build.backend, cudaTuning), engine };
+    return { session: Session.open(engine.dir, build.backend, cudaTuning, kvCacheDtype), engine };
   } catch (e) {
     // Weight regions are verified as the backend loads them: a damaged cache entry is rebuilt.
     if (engine.origin !== "hit" || !(e instanceof EngineCorruptError)) throw e;
     const rebuilt = yield* resolveEngineSteps(dir, build, cacheDir, e);
-    return { session: Session.open(rebuilt.dir, build.backend, cudaTuning), engine: rebuilt };
+    return {
+      session: Session.open(rebuilt.dir, build.backend, cudaTuning, kvCacheDtype),
+      engine: rebuilt,
+    };
   }
 }
 

@@ -3,6 +3,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ExecutionBackend } from "../backends/backend.ts";
+import type { KvCacheDtype } from "../backends/kv_cache_dtype.ts";
 import { type CudaTuning, openBackend } from "../backends/open_backend.ts";
 import { DTYPE_BYTES } from "../dtype.ts";
 import type { BackendName } from "../engine/build_config.ts";
@@ -25,7 +26,14 @@ export class Session {
     readonly weightBytes: number,
   ) {}
 
-  static open(engineDir: string, backend?: BackendName, cudaTuning?: CudaTuning): Session {
+  /** Opens `engineDir` on `backend` (default: the engine's), its KV cache stored as `kvCacheDtype`
+   * (backends/kv_cache_dtype.ts), a run-time choice the engine does not record. */
+  static open(
+    engineDir: string,
+    backend?: BackendName,
+    cudaTuning?: CudaTuning,
+    kvCacheDtype: KvCacheDtype = "auto",
+  ): Session {
     const engine = openEngine(engineDir);
     try {
       const config = engine.config;
@@ -36,7 +44,7 @@ export class Session {
             `rebuild it with kiln build --backend ${want}`,
         );
       }
-      const exec = openBackend(engine, want, cudaTuning);
+      const exec = openBackend(engine, want, cudaTuning, kvCacheDtype);
       const defaults = readGenerationDefaults(engineDir);
       const m = config.model;
       const tokenizer = existsSync(join(engineDir, "tokenizer.json"))

@@ -133,7 +133,8 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
   const port = typeof address === "object" && address ? address.port : (o.port ?? 8000);
   const host = o.host ?? "127.0.0.1";
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
-  const readyLine = `kiln serve: ${url}  model ${ctx.model.name}  backend ${ctx.model.backend}  KV capacity ${ctx.model.kvCapacityTokens} tokens`;
+  const kvDtype = executor.session.backend.kvCacheDtype === "fp8" ? " (fp8)" : "";
+  const readyLine = `kiln serve: ${url}  model ${ctx.model.name}  backend ${ctx.model.backend}  KV capacity ${ctx.model.kvCapacityTokens} tokens${kvDtype}`;
   const graceMs = (o.shutdownTimeoutS ?? DEFAULT_SHUTDOWN_TIMEOUT_S) * 1000;
   let closing: Promise<void> | null = null;
   const close = () => {

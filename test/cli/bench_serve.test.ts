@@ -64,7 +64,14 @@ test("engine flags with --serve, --max-concurrency without it, and no server are
       () => checkServeFlags({ serve }, (f) => given.includes(f)),
       (e: unknown) => e instanceof BenchOptionError && message.test(e.message),
     );
-  for (const flag of ["--temperature", "--max-kv-tokens", "--policy", "--model", "--runs"])
+  for (const flag of [
+    "--temperature",
+    "--max-kv-tokens",
+    "--kv-cache-dtype",
+    "--policy",
+    "--model",
+    "--runs",
+  ])
     refuse([flag], "http://x", new RegExp(`${flag} sets up kiln's own engine.*drop ${flag}`));
   refuse(["--max-concurrency"], undefined, /--max-concurrency .*give --serve URL with it/);
   checkServeFlags({ serve: "http://x" }, (f) => ["--num-requests", "--request-rate", "--seed"].includes(f));

@@ -84,6 +84,7 @@ describe("kiln eval --perplexity", () => {
     const out = json([]);
     assert.deepEqual(Object.keys(out).sort(), [
       "backend",
+      "kvCacheDtype",
       "maxLength",
       "meanNll",
       "perplexity",
@@ -98,6 +99,7 @@ describe("kiln eval --perplexity", () => {
     assert.equal(out.maxLength, 512, "the default window is the engine's context window");
     assert.equal(out.stride, 256, "the default stride is half the window");
     assert.equal(out.windows, 1);
+    assert.equal(out.kvCacheDtype, "auto", "the KV cache keeps the activations' dtype by default");
     close(Number(out.meanNll), d.meanNll);
     close(Number(out.perplexity), Math.exp(d.meanNll));
   });

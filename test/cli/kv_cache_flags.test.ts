@@ -1,6 +1,8 @@
 // --kv-cache-free-gpu-mem-fraction and --max-kv-tokens on run, chat and bench: bad values are
 // InvalidArgumentError naming the flag (exit 2, no stack trace); a request the whole pool cannot hold
-// is the executor's RequestTooLargeError naming the flags that would fix it.
+// is the executor's RequestTooLargeError naming the flags that would fix it. --kv-cache-dtype on run,
+// chat, bench, serve and eval: an unknown value is InvalidArgumentError, fp8 on CUDA is
+// KvCacheDtypeUnsupportedError before any build (this machine has no GPU: a build would fail otherwise).
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { assertUserError, kiln } from "../helpers/cli.ts";
@@ -59,5 +61,32 @@ describe("kiln KV cache flags", () => {
     );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).outputIds.length, 20);
+  });
+
+  test("--kv-cache-dtype: an unknown value, and fp8 on the CUDA backend, are named errors", () => {
+    for (const cmd of ["run", "chat", "bench", "serve", "eval"]) {
+      // chat reads its template before the build: the bundled model has one
+      const m = cmd === "chat" ? [] : ["--model", model.dir];
+      const extra = cmd === "eval" ? ["--perplexity", "README.md"] : [];
+      userError(
+        [cmd, ...m, ...extra, "--kv-cache-dtype", "fp9"],
+        "InvalidArgumentError",
+        /--kv-cache-dtype must be one of auto, fp8, got "fp9"/,
+      );
+      userError(
+        [cmd, ...m, ...extra, "--kv-cache-dtype", "fp8", "--backend", "cuda"],
+        "KvCacheDtypeUnsupportedError",
+        /--kv-cache-dtype fp8 runs on the CPU backend only so far, not on cuda; use --kv-cache-dtype auto there \(or --backend cpu\)/,
+      );
+    }
+  });
+
+  test("run --kv-cache-dtype fp8 generates on the CPU; auto is the default", () => {
+    const run = ["run", "--model", model.dir, "--input-ids", "1,2,3", "--greedy", "--ignore-eos", "--json"];
+    for (const dtype of ["fp8", "auto"]) {
+      const r = kiln([...run, "--max-new-tokens", "5", "--kv-cache-dtype", dtype], env);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(JSON.parse(r.stdout).outputIds.length, 5);
+    }
   });
 });

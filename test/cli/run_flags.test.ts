@@ -184,6 +184,7 @@ const NOT_DECODING = [
   "--json",
   "--kv-cache-free-gpu-mem-fraction",
   "--max-kv-tokens",
+  "--kv-cache-dtype", // test/cli/kv_cache_flags.test.ts, test/runtime/fp8_kv_cache.test.ts
   "--verbose",
   "--help",
 ];

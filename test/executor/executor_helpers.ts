@@ -6,6 +6,7 @@ import { after, afterEach } from "node:test";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { Executor, type ExecutorOptions } from "../../src/executor/executor.ts";
 import type { ResultEvent } from "../../src/executor/request_results.ts";
+import type { KvCacheDtype } from "../../src/runtime/kv_cache_config.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
 import { writeTinyModel } from "../helpers/tiny_model.ts";
@@ -53,8 +54,12 @@ export interface BackendBounds {
 
 /** The executor tests' tiny Llama (seed 7, KV blocks of 4 tokens): its engine directory, a ModelRunner
  * over it (the reference), and `executor(options, bounds)`, whose executors are checked idle and shut
- * down after every test. Registers its own node:test hooks. */
-export function tinyEngineExecutors(defaults: ExecutorOptions = {}): {
+ * down after every test; every backend's KV cache is stored as `kvCacheDtype`. Registers its own
+ * node:test hooks. */
+export function tinyEngineExecutors(
+  defaults: ExecutorOptions = {},
+  kvCacheDtype: KvCacheDtype = "auto",
+): {
   dir: string;
   runner: ModelRunner;
   executor(options?: ExecutorOptions, bounds?: BackendBounds): Executor;
@@ -62,7 +67,7 @@ export function tinyEngineExecutors(defaults: ExecutorOptions = {}): {
   const model = writeTinyModel("llama", 7);
   const dir = join(model.dir, "engine");
   buildEngine(model.dir, dir, { kvBlockSize: 4 });
-  const runner = ModelRunner.fromEngine(dir);
+  const runner = ModelRunner.fromEngine(dir, undefined, { dtype: kvCacheDtype });
   after(() => {
     runner.dispose();
     model.cleanup();
@@ -75,7 +80,7 @@ export function tinyEngineExecutors(defaults: ExecutorOptions = {}): {
     }
   });
   const executor = (options: ExecutorOptions = {}, bounds: BackendBounds = {}) => {
-    const session = Session.open(dir);
+    const session = Session.open(dir, undefined, undefined, kvCacheDtype);
     for (const [name, value] of Object.entries(bounds))
       Object.defineProperty(session.backend, name, { value });
     const ex = new Executor(session, { ...defaults, ...options });

@@ -323,6 +323,7 @@ describe("generation runtime", () => {
         tokens: 2 * backend.kvBlockSize,
         bytes: 2 * backend.kvBytesPerBlock,
         limitedBy: "free-memory",
+        dtype: "auto",
         freeBlocks: 3,
       });
       await assert.rejects(

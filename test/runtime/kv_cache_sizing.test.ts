@@ -106,6 +106,7 @@ describe("the runner's KV cache", () => {
       tokens: ENGINE_CAP * BS,
       bytes: ENGINE_CAP * s.backend.kvBytesPerBlock,
       limitedBy: "engine",
+      dtype: "auto",
       freeBlocks: 1000,
     });
     assert.deepEqual(ids(last), ids(first));
@@ -142,6 +143,7 @@ describe("the runner's KV cache", () => {
         tokens: blocks * BS,
         bytes: blocks * s.backend.kvBytesPerBlock,
         limitedBy,
+        dtype: "auto",
         freeBlocks: free,
       });
       assert.deepEqual(s.gs.executor.kvSizing, { numBlocks: blocks, limitedBy, freeBlocks: free });
@@ -211,6 +213,8 @@ describe("the runner's KV cache", () => {
       freeGpuMemoryFraction: 1,
       maxTokens: 4096,
     });
+    assert.deepEqual(resolveKvCacheConfig({ dtype: "fp8" }), { freeGpuMemoryFraction: 0.9, dtype: "fp8" });
+    assert.deepEqual(resolveKvCacheConfig({ dtype: "auto" }), { freeGpuMemoryFraction: 0.9 });
     const bad: [Partial<KvCacheConfig>, RegExp][] = [
       [{ freeGpuMemoryFraction: 0 }, /freeGpuMemoryFraction must be in \(0, 1\], got 0;.*e\.g\. 0\.9/],
       [{ freeGpuMemoryFraction: 1.5 }, /freeGpuMemoryFraction must be in \(0, 1\], got 1\.5/],
@@ -219,6 +223,7 @@ describe("the runner's KV cache", () => {
       [{ maxTokens: 0 }, /maxTokens must be an integer ≥ 1, got 0;.*--max-kv-tokens/],
       [{ maxTokens: 2.5 }, /maxTokens must be an integer ≥ 1, got 2\.5/],
       [{ maxTokens: -16 }, /got -16/],
+      [{ dtype: "int8" as never }, /dtype must be one of auto, fp8, got "int8";.*--kv-cache-dtype fp8/],
     ];
     for (const [config, message] of bad) {
       assert.throws(

@@ -9,6 +9,7 @@ import type { LoadedEngine } from "../../engine/reader.ts";
 import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
 import { applyTransforms, type SampleParams, type StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
+import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 import { checkFeed, fedTokenIds } from "../token_feed.ts";
 import { CpuKvPool } from "./cpu_kv_cache.ts";
 import {
@@ -58,7 +59,9 @@ export class CpuBackend implements ExecutionBackend {
     private readonly weights: Map<string, Float32Array>,
     kvBlockSize: number,
     /** Linears whose (fp8) weight quantizes their input first, by weight name; the rest do not. */
-    private readonly fp8Inputs: ReadonlyMap<string, Fp8Input> = new Map(),
+    private readonly fp8Inputs: ReadonlyMap<string, Fp8Input>,
+    /** How the KV pool stores K and V (backends/kv_cache_dtype.ts); fixed for the backend's life. */
+    readonly kvCacheDtype: KvCacheDtype,
   ) {
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = kvBlockSize;
@@ -67,10 +70,11 @@ export class CpuBackend implements ExecutionBackend {
       kvBlockSize,
       model.numKvHeads,
       model.headDim,
+      kvCacheDtype,
     );
   }
 
-  static fromEngine(engine: LoadedEngine): CpuBackend {
+  static fromEngine(engine: LoadedEngine, kvCacheDtype: KvCacheDtype = "auto"): CpuBackend {
     const { tensors, fp8Inputs } = loadCpuWeights(engine);
     return new CpuBackend(
       engine.config.model,
@@ -78,6 +82,7 @@ export class CpuBackend implements ExecutionBackend {
       tensors,
       engine.config.build.kvBlockSize,
       fp8Inputs,
+      kvCacheDtype,
     );
   }
 
@@ -110,17 +115,13 @@ export class CpuBackend implements ExecutionBackend {
 
   allocateKvCache(numBlocks: number): void {
     const m = this.model;
-    this.kv = new CpuKvPool(m.numLayers, numBlocks, this.kvBlockSize, m.numKvHeads, m.headDim);
+    const dtype = this.kvCacheDtype;
+    this.kv = new CpuKvPool(m.numLayers, numBlocks, this.kvBlockSize, m.numKvHeads, m.headDim, dtype);
   }
 
   copyKvBlocks(src: readonly number[], dst: readonly number[]): void {
     if (!this.kv) throw new Error("internal: copyKvBlocks before allocateKvCache");
-    const n = this.kvBlockSize * this.model.numKvHeads * this.model.headDim; // floats per block per layer
-    for (let l = 0; l < this.model.numLayers; l++) {
-      for (const pool of [this.kv.k[l], this.kv.v[l]]) {
-        src.forEach((s, i) => pool.copyWithin(dst[i] * n, s * n, (s + 1) * n));
-      }
-    }
+    this.kv.copyBlocks(src, dst);
   }
 
   dispose(): void {

@@ -13,8 +13,12 @@
 // `sliding_window_causal_mask_function` = causal_mask_function (kv_idx <= q_idx) AND
 // sliding_window_overlay (kv_idx > q_idx - sliding_window), the mask HF uses for Mistral.
 // GQA/MQA: query head h reads kv head floor(h / (numHeads / numKvHeads)) (HF repeat_kv).
+// An FP8 pool (kv_fp8.ts) is read as its dequantized values, fp32(e4m3 × scale): each sequence's
+// cached rows are dequantized once per call into a contiguous [contextLen, numKvHeads, headDim]
+// buffer, and attention runs over that exactly as over an fp32 pool.
 
 import { checkSize } from "./check.ts";
+import { type Fp8KvPool, type KvPool, poolSlots, readFp8Slot } from "./kv_fp8.ts";
 
 const f32 = Math.fround;
 
@@ -30,8 +34,8 @@ export interface AttentionSequence {
 
 export interface PagedAttentionArgs {
   q: Float32Array; // [numTokens, numHeads, headDim]
-  kCache: Float32Array; // [numBlocks, blockSize, numKvHeads, headDim]
-  vCache: Float32Array; // [numBlocks, blockSize, numKvHeads, headDim]
+  kCache: KvPool; // [numBlocks, blockSize, numKvHeads, headDim]
+  vCache: KvPool; // [numBlocks, blockSize, numKvHeads, headDim]
   blockSize: number;
   numHeads: number;
   numKvHeads: number;
@@ -54,8 +58,10 @@ export function pagedAttention(args: PagedAttentionArgs): void {
   }
   const groupSize = numHeads / numKvHeads;
   const slotLen = numKvHeads * headDim;
-  const numSlots = Math.floor(kCache.length / slotLen);
-  checkSize("pagedAttention vCache", vCache, numSlots * slotLen);
+  const numSlots = poolSlots(kCache, numKvHeads, headDim);
+  if (poolSlots(vCache, numKvHeads, headDim) < numSlots) {
+    throw new RangeError(`pagedAttention: vCache has fewer slots than kCache's ${numSlots}`);
+  }
   const scale = f32(args.scale);
 
   let maxContext = 0;
@@ -71,15 +77,24 @@ export function pagedAttention(args: PagedAttentionArgs): void {
   const slotBase = new Int32Array(maxContext); // [contextLen]: element offset of position j's slot
   const weights = new Float64Array(maxContext); // [contextLen]: scores, then exp(score - max)
   const acc = new Float64Array(headDim);
+  // FP8 pools: the sequence's rows dequantized, [maxContext, numKvHeads, headDim] each.
+  const kRows = kCache instanceof Float32Array ? null : new Float32Array(maxContext * slotLen);
+  const vRows = vCache instanceof Float32Array ? null : new Float32Array(maxContext * slotLen);
+  const kv = kCache instanceof Float32Array ? kCache : (kRows as Float32Array);
+  const vv = vCache instanceof Float32Array ? vCache : (vRows as Float32Array);
 
   for (const seq of seqs) {
     const { queryStart, queryLen, contextLen, blockTable } = seq;
+    const firstRead = slidingWindow === null ? 0 : Math.max(0, contextLen - queryLen - slidingWindow + 1);
     for (let j = 0; j < contextLen; j++) {
       const slot = blockTable[Math.floor(j / blockSize)] * blockSize + (j % blockSize);
       if (!(slot >= 0 && slot < numSlots)) {
         throw new RangeError(`position ${j} maps to slot ${slot}, outside the pool's ${numSlots} slots`);
       }
       slotBase[j] = slot * slotLen;
+      if (j < firstRead) continue; // outside every row's window: never read
+      if (kRows) readFp8Slot(kCache as Fp8KvPool, slot, numKvHeads, headDim, kRows, j * slotLen);
+      if (vRows) readFp8Slot(vCache as Fp8KvPool, slot, numKvHeads, headDim, vRows, j * slotLen);
     }
     for (let i = 0; i < queryLen; i++) {
       const p = contextLen - queryLen + i;
@@ -91,9 +106,9 @@ export function pagedAttention(args: PagedAttentionArgs): void {
 
         let max = Number.NEGATIVE_INFINITY;
         for (let j = first; j <= p; j++) {
-          const kOff = slotBase[j] + headOff;
+          const kOff = (kRows ? j * slotLen : slotBase[j]) + headOff;
           let dot = 0;
-          for (let d = 0; d < headDim; d++) dot += q[qOff + d] * kCache[kOff + d];
+          for (let d = 0; d < headDim; d++) dot += q[qOff + d] * kv[kOff + d];
           const score = f32(f32(dot) * scale);
           weights[j] = score;
           if (score > max) max = score;
@@ -109,8 +124,8 @@ export function pagedAttention(args: PagedAttentionArgs): void {
         acc.fill(0);
         for (let j = first; j <= p; j++) {
           const wj = weights[j] / sum;
-          const vOff = slotBase[j] + headOff;
-          for (let d = 0; d < headDim; d++) acc[d] += wj * vCache[vOff + d];
+          const vOff = (vRows ? j * slotLen : slotBase[j]) + headOff;
+          for (let d = 0; d < headDim; d++) acc[d] += wj * vv[vOff + d];
         }
         for (let d = 0; d < headDim; d++) out[qOff + d] = acc[d];
       }

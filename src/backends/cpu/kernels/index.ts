@@ -3,6 +3,14 @@
 
 export { act, activationFn, erf, gatedAct, gelu, geluNew, geluTanh, relu, silu } from "./activation.ts";
 export { type AttentionSequence, type PagedAttentionArgs, pagedAttention } from "./attention.ts";
+export {
+  allocFp8KvPool,
+  type Fp8KvPool,
+  fp8RowScale,
+  type KvPool,
+  readFp8Slot,
+  writeFp8Slot,
+} from "./kv_fp8.ts";
 export { linear } from "./linear.ts";
 export { addRmsNorm, layerNorm, rmsNorm } from "./norm.ts";
 export { kvCacheWrite, slotOf } from "./paged_kv.ts";

@@ -20,8 +20,13 @@
 // The runtime turns each new token's position into a slot (the slot mapping) before the step; the
 // step writes that token's K and V there (kvCacheWrite), then attention reads keys 0..p through the
 // block table. Slot −1 marks a padding token whose K/V is not stored.
+//
+// With `--kv-cache-dtype fp8` each pool is E4M3 bytes in this layout plus one fp32 scale per
+// (slot, kv head) (kv_fp8.ts; the format is backends/kv_cache_dtype.ts): the same slots, so a block's
+// scales travel with its bytes.
 
 import { checkSize } from "./check.ts";
+import { type KvPool, poolSlots, writeFp8Slot } from "./kv_fp8.ts";
 
 /** The slot of position `position` of a sequence with this block table. */
 export function slotOf(
@@ -38,7 +43,8 @@ export function slotOf(
   return blockTable[logicalBlock] * blockSize + (position % blockSize);
 }
 
-/** Writes each token's K and V into its slot of the pools; tokens with slot −1 are skipped. */
+/** Writes each token's K and V into its slot of the pools (quantizing them for FP8 pools); tokens with
+ * slot −1 are skipped. */
 export function kvCacheWrite(
   k: Float32Array, // [numTokens, numKvHeads, headDim]
   v: Float32Array, // [numTokens, numKvHeads, headDim]
@@ -46,16 +52,16 @@ export function kvCacheWrite(
   numTokens: number,
   numKvHeads: number,
   headDim: number,
-  kCache: Float32Array, // [numBlocks, blockSize, numKvHeads, headDim]
-  vCache: Float32Array, // [numBlocks, blockSize, numKvHeads, headDim]
+  kCache: KvPool, // [numBlocks, blockSize, numKvHeads, headDim]
+  vCache: KvPool, // [numBlocks, blockSize, numKvHeads, headDim]
 ): void {
   const rowLen = numKvHeads * headDim;
   checkSize("kvCacheWrite k", k, numTokens * rowLen);
   checkSize("kvCacheWrite v", v, numTokens * rowLen);
   checkSize("kvCacheWrite slotMapping", slotMapping, numTokens);
-  const numSlots = Math.floor(kCache.length / rowLen);
-  if (vCache.length < numSlots * rowLen) {
-    throw new RangeError(`vCache has ${vCache.length} elements, kCache's ${numSlots} slots need more`);
+  const numSlots = poolSlots(kCache, numKvHeads, headDim);
+  if (poolSlots(vCache, numKvHeads, headDim) < numSlots) {
+    throw new RangeError(`vCache has fewer slots than kCache's ${numSlots}`);
   }
   for (let t = 0; t < numTokens; t++) {
     const slot = slotMapping[t];
@@ -64,10 +70,9 @@ export function kvCacheWrite(
       throw new RangeError(`token ${t} maps to slot ${slot}, outside the pool's ${numSlots} slots`);
     }
     const src = t * rowLen;
-    const dst = slot * rowLen;
-    for (let i = 0; i < rowLen; i++) {
-      kCache[dst + i] = k[src + i];
-      vCache[dst + i] = v[src + i];
-    }
+    if (kCache instanceof Float32Array) kCache.set(k.subarray(src, src + rowLen), slot * rowLen);
+    else writeFp8Slot(k, src, kCache, slot, numKvHeads, headDim);
+    if (vCache instanceof Float32Array) vCache.set(v.subarray(src, src + rowLen), slot * rowLen);
+    else writeFp8Slot(v, src, vCache, slot, numKvHeads, headDim);
   }
 }
