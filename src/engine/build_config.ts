@@ -27,6 +27,11 @@ export interface BuildConfig {
   quantize: "none" | WeightFormat;
 }
 
+/** The weight formats the CUDA backend has kernels for (kernels/gemv_wo.cu), listed one by one: a
+ * format added to WEIGHT_FORMATS later is refused for --backend cuda until its kernels land. The CUDA
+ * backend checks engines against the same list at load (backends/cuda/weight_formats.ts). */
+export const CUDA_WEIGHT_FORMATS: readonly WeightFormat[] = ["int8-wo", "int4-wo"];
+
 export const DEFAULT_BUILD_CONFIG: BuildConfig = {
   backend: "cpu",
   dtype: "auto",
@@ -58,10 +63,10 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
       `unknown quantization "${c.quantize}"; use --quantize ${WEIGHT_FORMATS.join(" or --quantize ")} (or leave it out)`,
     );
   }
-  if (c.quantize !== "none" && c.backend === "cuda") {
+  if (c.quantize !== "none" && c.backend === "cuda" && !CUDA_WEIGHT_FORMATS.includes(c.quantize)) {
     // Refused before any build work; the CUDA backend refuses such an engine at load as well.
     throw new QuantizedEngineUnsupportedError(
-      `${c.quantize} engines run on the CPU backend only so far; build without --quantize for CUDA (or use --backend cpu)`,
+      `${c.quantize} engines run on the CPU backend only so far; build with --quantize ${CUDA_WEIGHT_FORMATS.join(" or --quantize ")} for CUDA (or use --backend cpu)`,
     );
   }
   positiveInt("kvBlockSize", c.kvBlockSize);
