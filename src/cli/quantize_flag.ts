@@ -9,5 +9,5 @@ export type QuantizeFlag = WeightFormat;
 export const quantizeOption = () =>
   new Option(
     "--quantize <format>",
-    "weight-only quantization of the transformer blocks (CPU backend; docs/QUANTIZATION.md)",
+    "weight-only quantization of the transformer blocks (docs/QUANTIZATION.md)",
   ).argParser(choiceArg("--quantize", WEIGHT_FORMATS));
