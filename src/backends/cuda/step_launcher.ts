@@ -14,10 +14,10 @@ import { type CudaDevice, type DevicePtr, type KernelArg, offsetPtr, type Stream
 import { nextPow2 } from "./gemm_algorithms.ts";
 import { GemmPlans } from "./gemm_plans.ts";
 import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
-import { WO_GEMV_MAX_ROWS } from "./gemv_wo_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
+import { linearRoute } from "./linear_route.ts";
 import type { Lowered, LoweredStep, RopeStep } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
 import { QuantizedLinears } from "./quantized_linears.ts";
@@ -131,14 +131,24 @@ export class StepLauncher {
     return this.attention.splitTarget();
   }
 
-  /** Whether a linear of `rows` rows runs on our GEMV (decode shapes of 16-bit engines): gemv.cu up to
-   * gemvMaxRows rows, gemv_wo.cu up to WO_GEMV_MAX_ROWS over a quantized weight (not for the logits,
-   * which it has no fp32 output for). KILN_GEMV=0: cuBLASLt everywhere (quantized weights dequantized). */
+  /** Whether a linear of `rows` rows runs on our GEMV, gemv.cu or gemv_wo.cu (linear_route.ts). */
   private gemvApplies(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
-    if (!this.tuning.gemv || this.dtype === "fp32" || op.inFeatures % (16 / this.elem) !== 0) return false;
-    if (this.weights.quantized(op.weight))
-      return this.kernels.has("gemv_wo") && rows <= WO_GEMV_MAX_ROWS && op.out !== this.lowered.output;
-    return this.kernels.has("gemv") && rows <= this.tuning.gemvMaxRows;
+    const route = linearRoute(
+      {
+        rows,
+        inFeatures: op.inFeatures,
+        quantized: this.weights.quantized(op.weight) !== undefined,
+        logits: op.out === this.lowered.output,
+      },
+      {
+        dtype: this.dtype,
+        gemv: this.tuning.gemv,
+        gemvMaxRows: this.tuning.gemvMaxRows,
+        hasGemv: this.kernels.has("gemv"),
+        hasGemvWo: this.kernels.has("gemv_wo"),
+      },
+    );
+    return route === "gemv" || route === "gemv_wo";
   }
 
   /**
