@@ -3,7 +3,7 @@
 // nibble) then fp32 scales [n, padded / 128], padded = ceil(k / 128)·128, w[r, c] = q[r, c]·scale[r, c / 128].
 //   - decode (m ≤ GEMV_MAX_M rows of x): gemv_woB_* streams q as it is stored, 16-byte vectors (16 int8
 //     or 32 int4 features), and dequantizes in registers: each vector's dot with x is summed in fp32
-//     from exact q values, then scaled by its group's scale (a vector never straddles two groups) and
+//     from exact q values (unpacked without int→float conversions), then scaled by its group's scale (a vector never straddles two groups) and
 //     added to the lane's fp32 sum. Weight bytes read: the quantized bytes (int4: about 1/4 of bf16's).
 //     Same structure as gemv.cu (R rows per warp, U vectors per lane and row in flight, the first U
 //     prefetched before the PDL wait, lanes' sums reduced by shuffles): every variant, and the gated
@@ -58,14 +58,23 @@ struct Wo {
   __device__ static size_t row_bytes(int k) { return (size_t)groups(k) * kGroup * B / 8; }
 };
 
-/** Field j (B bits, two's complement) of the little-endian word w as an exact float, without an
- * int→float conversion (a quarter-rate instruction): q + 2^(B−1) in [0, 2^B) is placed in the low
- * mantissa bits of 2^23 and 2^23 + 2^(B−1) is subtracted (exact: every value is an integer < 2^24). */
+/** The 32/B signed B-bit fields of the little-endian word w (field j: bits B·j …) as exact floats, with
+ * no int→float conversion (a quarter-rate instruction). Field j lies in the word's low or high 16 bits
+ * at bit s = B·(j mod 16/B) of them; masked in place into the mantissa of 2^(23−s) with its sign bit
+ * flipped (q + 2^(B−1), never negative), it reads as the float 2^(23−s) + q + 2^(B−1), exactly, and one
+ * subtraction leaves q: one logic op (LOP3) and one add per field, one shift per word. */
 template <int B>
-__device__ __forceinline__ float q_at(unsigned w, int j) {
+__device__ __forceinline__ void unpack(unsigned w, float (&q)[32 / B]) {
+  constexpr int kHalf = 16 / B;  // fields per 16 bits
   constexpr unsigned kMask = (1u << B) - 1, kSign = 1u << (B - 1);
-  const unsigned t = ((w >> (B * j)) & kMask) ^ kSign;
-  return __uint_as_float(0x4B000000u | t) - (8388608.f + (float)kSign);
+  const unsigned halves[2] = {w, w >> 16};
+#pragma unroll
+  for (int j = 0; j < 32 / B; j++) {
+    const int s = B * (j % kHalf);
+    const unsigned e = (unsigned)(127 + 23 - s) << 23;  // the bits of 2^(23−s)
+    const unsigned bits = (halves[j / kHalf] & (kMask << s)) ^ (e | (kSign << s));
+    q[j] = __uint_as_float(bits) - __uint_as_float(e | (kSign << s));  // − (2^(23−s) + 2^(B−1))
+  }
 }
 
 /** Σ q_i·x_i over the F features of one q vector (exact q, fp32 products and sum, in feature order). */
@@ -76,8 +85,10 @@ __device__ __forceinline__ float dot_q(const uint4& qv, const kiln_t* x) {
   float s = 0.f;
 #pragma unroll
   for (int i = 0; i < 4; i++) {
+    float q[kPer];
+    unpack<B>(words[i], q);
 #pragma unroll
-    for (int j = 0; j < kPer; j++) s = fmaf(q_at<B>(words[i], j), kiln::to_float(x[i * kPer + j]), s);
+    for (int j = 0; j < kPer; j++) s = fmaf(q[j], kiln::to_float(x[i * kPer + j]), s);
   }
   return s;
 }
@@ -257,7 +268,12 @@ __device__ __forceinline__ void dequant_impl(const unsigned char* __restrict__ q
   constexpr int kPer = 32 / B;
   kiln::Vec<kiln_t, F> out;  // aligned: its 16-byte pieces are stored whole
 #pragma unroll
-  for (int e = 0; e < F; e++) out.v[e] = kiln::from_float(__fmul_rn(q_at<B>(words[e / kPer], e % kPer), s));
+  for (int i = 0; i < 4; i++) {
+    float q[kPer];
+    unpack<B>(words[i], q);
+#pragma unroll
+    for (int j = 0; j < kPer; j++) out.v[i * kPer + j] = kiln::from_float(__fmul_rn(q[j], s));
+  }
   kiln_t* wr = w + (size_t)row * k + (size_t)v * F;
   const int f0 = v * F;
   if (k % kiln::kVec == 0) {  // rows 16-byte aligned: whole 16-byte pieces, each below k or past it
