@@ -3,13 +3,14 @@
 // nibble) then fp32 scales [n, padded / 128], padded = ceil(k / 128)·128, w[r, c] = q[r, c]·scale[r, c / 128].
 //   - decode (m ≤ GEMV_MAX_M rows of x): gemv_woB_* streams q as it is stored, 16-byte vectors (16 int8
 //     or 32 int4 features), and dequantizes in registers: each vector's dot with x is summed in fp32
-//     from exact q values (unpacked without int→float conversions), then scaled by its group's scale (a vector never straddles two groups) and
-//     added to the lane's fp32 sum. Weight bytes read: the quantized bytes (int4: about 1/4 of bf16's).
+//     from exact q values (unpacked without int→float conversions), then scaled by its group's scale
+//     (a vector never straddles two groups) and added to the lane's fp32 sum. Weight bytes read: the
+//     quantized bytes (int4: about 1/4 of bf16's).
 //     Same structure as gemv.cu (R rows per warp, U vectors per lane and row in flight, the first U
 //     prefetched before the PDL wait, lanes' sums reduced by shuffles): every variant, and the gated
 //     kernel, sums a row over the same vectors in the same order, so they give the same bits.
-//   - prefill and larger batches: dequant_woB writes the weight in kiln_t (w rounded once to kiln_t) into
-//     a scratch buffer the runtime then hands to its cuBLASLt GEMM (src/backends/cuda/quantized_linears.ts).
+//   - prefill and larger batches: dequant_woB writes the weight in kiln_t (q·scale in fp32, rounded to
+//     kiln_t) into a scratch buffer the runtime hands to its cuBLASLt GEMM (quantized_linears.ts).
 // Padding columns (c ≥ k) are never read: vectors wholly past k are skipped, and x is read only below k.
 // Reference: the CPU backend, which dequantizes at load (weight_format.ts dequantize) and runs linear().
 //
