@@ -18,11 +18,16 @@
 #            `throughput hf` Hugging Face at 2048/128 and 1000/1000
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
 #            and 64 concurrent streams: ITL against the in-process decode step at batch 64)
+#   quant    weight-only quantization on CUDA (issue 19): the quantized GPU tests (test/gpu/quantized.test.ts,
+#            test/gpu/kernels/gemv_wo.test.ts), then the 8B built with --quantize int8-wo and int4-wo from
+#            the same random-weight checkpoint, batch-1 TPOT and prefill of each against its floor (the
+#            bytes each format reads: q, fp32 scales, the bf16 LM head), beside the bf16 engine's;
+#            `quant tests`, `quant int8-wo`, `quant int4-wo`: one piece, when the whole runs past a call
 # Usage (device run, carry .device and .devnm):
-#   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve
+#   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant
 set -uo pipefail
 source tools/device_engine.sh
-part=${1:?usage: $0 tests|engines|load|final|throughput|serve}
+part=${1:?usage: $0 tests|engines|load|final|throughput|serve|quant}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 if [[ $part == tests ]]; then
@@ -68,6 +73,31 @@ bench() { # label engine flags...
   cp "$out/b.json" "$out/bench-${label// /_}.json"
 }
 decode=(--input-len 128 --output-len 256)
+if [[ $part == quant ]]; then
+  which=${2:-all}
+  if [[ $which == all || $which == tests ]]; then
+    timeout 240 node scripts/test.mjs gpu test/gpu/quantized.test.ts test/gpu/kernels/gemv_wo.test.ts \
+      >"$out/test_quant.log" 2>&1
+    echo "quantized GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_quant.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError|worst" "$out/test_quant.log" | head -20
+  fi
+  [[ $which == tests ]] && exit 0
+  ckpt=/tmp/hf-$big
+  [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
+  formats=(int8-wo int4-wo)
+  [[ $which == all ]] || formats=("$which")
+  for q in "${formats[@]}"; do
+    e=/tmp/engine-$big-$q
+    t0=$(date +%s%N)
+    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize "$q" \
+      --json >"$out/build-$q.json" 2>"$out/build-$q.err"
+    echo "$big $q kiln build: exit $? in $(ms "$t0") ms (build-$q.err)"
+    bench "$big $q decode" "$e" "${decode[@]}"
+    bench "$big $q prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 3
+  done
+  bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
+  exit 0
+fi
 if [[ $part == throughput || $part == serve ]]; then
   ckpt=/tmp/hf-$big e=/tmp/engine-$big-throughput
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1

@@ -9,5 +9,5 @@ export type QuantizeFlag = QuantizeMethod;
 export const quantizeOption = () =>
   new Option(
     "--quantize <format>",
-    "quantization of the transformer blocks' linears (CPU backend; docs/QUANTIZATION.md)",
+    "quantization of the transformer blocks' linears (docs/QUANTIZATION.md)",
   ).argParser(choiceArg("--quantize", QUANTIZE_METHODS));

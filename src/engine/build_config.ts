@@ -2,7 +2,7 @@
 import type { DTypeName } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { QuantizedEngineUnsupportedError } from "./errors.ts";
-import type { WeightFormat } from "./weight_format.ts";
+import type { IntWoFormat, WeightFormat } from "./weight_format.ts";
 
 /** What `--quantize` can build from an unquantized checkpoint (the engine formats are weight_format.ts;
  * "fp8" builds dynamic activation scales). */
@@ -31,6 +31,16 @@ export interface BuildConfig {
    * only, fp8 weights and per-token activations); "none" keeps every weight in `dtype`. The LM head and
    * the embeddings always stay in `dtype`. */
   quantize: "none" | QuantizeMethod;
+}
+
+/** The weight formats the CUDA backend has kernels for (kernels/gemv_wo.cu), listed one by one: a
+ * format added to WEIGHT_FORMATS later is refused for --backend cuda until its kernels land. The CUDA
+ * backend checks engines against the same list at load (backends/cuda/weight_formats.ts). */
+export const CUDA_WEIGHT_FORMATS = ["int8-wo", "int4-wo"] as const satisfies readonly IntWoFormat[];
+export type CudaWeightFormat = (typeof CUDA_WEIGHT_FORMATS)[number];
+
+export function isCudaWeightFormat(format: string): format is CudaWeightFormat {
+  return (CUDA_WEIGHT_FORMATS as readonly string[]).includes(format);
 }
 
 export const DEFAULT_BUILD_CONFIG: BuildConfig = {
@@ -64,10 +74,10 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
       `unknown quantization "${c.quantize}"; use --quantize ${QUANTIZE_METHODS.join(" or --quantize ")} (or leave it out)`,
     );
   }
-  if (c.quantize !== "none" && c.backend === "cuda") {
+  if (c.quantize !== "none" && c.backend === "cuda" && !isCudaWeightFormat(c.quantize)) {
     // Refused before any build work; the CUDA backend refuses such an engine at load as well.
     throw new QuantizedEngineUnsupportedError(
-      `${c.quantize} engines run on the CPU backend only so far; build without --quantize for CUDA (or use --backend cpu)`,
+      `${c.quantize} engines run on the CPU backend only so far; build with --quantize ${CUDA_WEIGHT_FORMATS.join(" or --quantize ")} for CUDA (or use --backend cpu)`,
     );
   }
   positiveInt("kvBlockSize", c.kvBlockSize);

@@ -223,7 +223,15 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const params = s.weightBytes / stored;
   // The average decode step: the step that samples token t (2 … O) reads I + t − 1 keys per sequence.
   const contexts = new Array<number>(o.batchSize).fill(o.inputLen + o.outputLen / 2);
-  const { bytes: decodeFloorBytes, flops: decodeFloorFlops } = decodeStepWork(m, params, elem, contexts);
+  // The CUDA backend reads quantized weights as stored; the CPU backend widens them with the rest.
+  const held = backend.name === "cpu" ? params * elem : s.storedWeightBytes;
+  const { bytes: decodeFloorBytes, flops: decodeFloorFlops } = decodeStepWork(
+    m,
+    params,
+    elem,
+    contexts,
+    held,
+  );
   const floorMs = stepFloorMs(decodeFloorBytes, decodeFloorFlops, bestBandwidth, bestFlops);
   const prefillFloorFlops =
     prefillFlops(m, params, o.batchSize, o.inputLen) + prefillAttentionFlops(m, o.batchSize, o.inputLen);

@@ -25,16 +25,20 @@ export function prefillFlops(m: ModelConfig, params: number, batch: number, inpu
 /** A decode step of one token per sequence (sequence i at contexts[i] keys, the new one included):
  * bytes it reads (every weight once, but of an untied embedding table only the batch's rows, which
  * are not counted; plus decodeKvBytes) and FLOPs (the linear layers on one row per sequence, the LM
- * head included, plus decodeAttentionFlops). `params`: the engine's weights in elements. */
+ * head included, plus decodeAttentionFlops). `params`: the engine's weights in elements;
+ * `weightBytes`: all of them as the backend holds them, params × elemBytes unless some are quantized
+ * (the CUDA backend reads a quantized weight's stored region, q and its fp32 scales, not the array it
+ * stands for). The embedding table is never quantized: it counts params' elemBytes either way. */
 export function decodeStepWork(
   m: ModelConfig,
   params: number,
   elemBytes: number,
   contexts: readonly number[],
+  weightBytes = params * elemBytes,
 ): { bytes: number; flops: number } {
-  const readParams = params - (m.tieWordEmbeddings ? 0 : m.vocabSize * m.hiddenSize);
+  const embedding = m.tieWordEmbeddings ? 0 : m.vocabSize * m.hiddenSize * elemBytes;
   return {
-    bytes: readParams * elemBytes + decodeKvBytes(m, contexts, elemBytes),
+    bytes: weightBytes - embedding + decodeKvBytes(m, contexts, elemBytes),
     flops: prefillFlops(m, params, contexts.length, 1) + decodeAttentionFlops(m, contexts),
   };
 }

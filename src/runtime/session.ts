@@ -24,6 +24,9 @@ export class Session {
      * weight counts as the dtype array it stands for, since the benches derive parameter counts from
      * this and the CPU backend reads it widened (docs/QUANTIZATION.md). */
     readonly weightBytes: number,
+    /** Bytes of all weights as the engine stores them (a quantized weight: its q and scales), what the
+     * CUDA backend holds and a decode step on it reads (the floors' bytes there). */
+    readonly storedWeightBytes: number,
   ) {}
 
   /** Opens `engineDir` on `backend` (default: the engine's), its KV cache stored as `kvCacheDtype`
@@ -59,7 +62,8 @@ export class Session {
           sum + (w.format ? w.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[w.dtype] : w.byteLength),
         0,
       );
-      return new Session(engineDir, config, exec, tokenizer, defaults, weightBytes);
+      const stored = engine.header.weights.reduce((sum, w) => sum + w.byteLength, 0);
+      return new Session(engineDir, config, exec, tokenizer, defaults, weightBytes, stored);
     } finally {
       engine.close();
     }

@@ -129,9 +129,10 @@ async function tokenTimes(executor: Executor, id: number): Promise<number[]> {
 const elemBytes = (dtype: string) => (dtype === "fp32" ? 4 : 2);
 
 /** Runs the benchmark on `session`, which it borrows (the caller disposes it); `weightBytes`: the
- * engine's weights in bytes (the floor's). */
+ * engine's weights in bytes of the engine dtype (the floor's parameter count); `storedWeightBytes`: as
+ * stored, quantized weights as q and scales (the floor's bytes on the CUDA backend). */
 export async function runThroughputBench(
-  session: ExecutorSession & { readonly weightBytes: number },
+  session: ExecutorSession & { readonly weightBytes: number; readonly storedWeightBytes: number },
   o: ThroughputOptions,
 ): Promise<ThroughputResult> {
   const { config, backend } = session;
@@ -207,11 +208,14 @@ export async function runThroughputBench(
       maxNumTokens,
     ),
   );
+  const params = session.weightBytes / elemBytes(config.build.dtype);
+  const elem = backend.name === "cpu" ? 4 : elemBytes(config.build.dtype); // the CPU backend widens to fp32 at load
   const step = decodeStepWork(
     m,
-    session.weightBytes / elemBytes(config.build.dtype),
-    backend.name === "cpu" ? 4 : elemBytes(config.build.dtype), // the CPU backend widens to fp32 at load
+    params,
+    elem,
     new Array<number>(floorBatch).fill(o.inputLen + o.outputLen / 2),
+    backend.name === "cpu" ? params * elem : session.storedWeightBytes, // CUDA: quantized weights as stored
   );
   const decodeStepFloorMs = floorMs(step.bytes, step.flops, bandwidth, gemmRate);
   try {

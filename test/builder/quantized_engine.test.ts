@@ -72,7 +72,11 @@ describe("--quantize engines of the bundled model (CPU backend)", () => {
     for (const q of FORMATS) {
       const e = openEngine(join(out.dir, q));
       const formats = Object.fromEntries(e.header.weights.map((w) => [w.name, w.format ?? "plain"]));
+      const stored = e.header.weights.reduce((a, w) => a + w.byteLength, 0);
       e.close();
+      // The CUDA floors' bytes: the regions as stored (q and scales), fewer than the fp32 arrays'.
+      assert.equal(runners.get(q)?.session.storedWeightBytes, stored);
+      assert.ok(stored < (runners.get("none")?.session.weightBytes ?? 0), `${q}: ${stored} bytes stored`);
       assert.equal(runners.get(q)?.session.config.build.quantize, q);
       // The benches' parameter count: a quantized weight counts as the fp32 array it stands for.
       assert.equal(runners.get(q)?.session.weightBytes, runners.get("none")?.session.weightBytes);

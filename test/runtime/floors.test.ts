@@ -2,10 +2,13 @@
 // and the issue's figure for the 8B shape at 32,768 prompt tokens.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import type { ModelConfig } from "../../src/checkpoint/model_config.ts";
+import { quantizedByteLength } from "../../src/engine/weight_format.ts";
 import {
   causalKeys,
   decodeAttentionFlops,
   decodeKvBytes,
+  decodeStepWork,
   floorMs,
   prefillAttentionFlops,
 } from "../../src/runtime/floors.ts";
@@ -54,4 +57,49 @@ describe("bench floors: attention", () => {
     assert.equal(floorMs(1e9, 5e12, 1e12, 1e15), 5); // 1 ms of bytes, 5 ms of FLOPs
     assert.equal(floorMs(0, 3e12, 1e12, 1e15), 3);
   });
+});
+
+describe("bench floors: weight bytes of a decode step", () => {
+  // Llama 3.1 8B's shape: untied embeddings (not read by a decode step, only the batch's rows).
+  const m = {
+    numLayers: 32,
+    numHeads: 32,
+    numKvHeads: 8,
+    headDim: 128,
+    slidingWindow: null,
+    hiddenSize: 4096,
+    intermediateSize: 14336,
+    vocabSize: 128256,
+    tieWordEmbeddings: false,
+  } as unknown as ModelConfig;
+  const linears = [
+    [6144, 4096],
+    [4096, 4096],
+    [28672, 4096],
+    [4096, 14336],
+  ];
+  const blockParams = 32 * linears.reduce((a, [o, i]) => a + o * i, 0);
+  const head = 128256 * 4096;
+  const norms = 65 * 4096;
+  const params = blockParams + 2 * head + norms;
+
+  test("unquantized: every weight but the embedding table, in the engine dtype", () => {
+    const { bytes } = decodeStepWork(m, params, 2, []);
+    assert.equal(bytes, (blockParams + head + norms) * 2);
+    assert.deepEqual(decodeStepWork(m, params, 2, [5]), decodeStepWork(m, params, 2, [5], params * 2));
+  });
+
+  for (const [format, ratio] of [
+    ["int8-wo", 1 + 4 / 128],
+    ["int4-wo", 0.5 + 4 / 128],
+  ] as const) {
+    test(`${format}: the quantized linears' stored bytes (q and fp32 scales), the rest in bf16`, () => {
+      const stored =
+        32 * linears.reduce((a, [o, i]) => a + quantizedByteLength([o, i], format), 0) +
+        (2 * head + norms) * 2;
+      const { bytes, flops } = decodeStepWork(m, params, 2, [], stored);
+      assert.equal(bytes, blockParams * ratio + (head + norms) * 2);
+      assert.equal(flops, decodeStepWork(m, params, 2, []).flops, "the same FLOPs: weight-only");
+    });
+  }
 });

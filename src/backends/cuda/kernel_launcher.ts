@@ -32,7 +32,8 @@ export class KernelLauncher {
     skip: ReadonlySet<string>,
   ): KernelLauncher {
     const modules = new Map<ModuleKey, CudaModule>();
-    for (const spec of moduleSpecs(model, engine.header.plan, dtype, kvBlockSize)) {
+    const quantized = engine.header.weights.some((w) => w.format !== undefined);
+    for (const spec of moduleSpecs(model, engine.header.plan, dtype, kvBlockSize, quantized)) {
       const cubin = engine.readBlob(cubinBlobName(spec.key));
       if (!cubin)
         throw new EngineError(
@@ -43,7 +44,7 @@ export class KernelLauncher {
     return new KernelLauncher(stream, modules, skip);
   }
 
-  /** Whether the engine has module `mod` (the sampler and the GEMV are optional). */
+  /** Whether the engine has module `mod` (the sampler and the GEMVs are optional). */
   has(mod: ModuleKey): boolean {
     return this.modules.has(mod);
   }

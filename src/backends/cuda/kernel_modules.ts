@@ -23,7 +23,8 @@ export type ModuleKey =
   | "attn_prefill"
   | "attn_decode"
   | "sampling"
-  | "gemv";
+  | "gemv"
+  | "gemv_wo";
 
 export interface ModuleSpec {
   key: ModuleKey;
@@ -35,12 +36,14 @@ export function dtypeMacro(dtype: DTypeName): string {
   return dtype === "fp32" ? "KILN_DTYPE_F32" : dtype === "fp16" ? "KILN_DTYPE_F16" : "KILN_DTYPE_BF16";
 }
 
-/** The modules the plan's ops need, for `dtype` activations and KV blocks of `blockSize` tokens. */
+/** The modules the plan's ops need, for `dtype` activations and KV blocks of `blockSize` tokens;
+ * `quantized`: some weights are weight-only quantized (the engine's build.quantize is not "none"). */
 export function moduleSpecs(
   model: ModelConfig,
   plan: Plan,
   dtype: DTypeName,
   blockSize: number,
+  quantized = false,
 ): ModuleSpec[] {
   const t = { [dtypeMacro(dtype)]: 1 };
   const heads = { NUM_HEADS: model.numHeads, NUM_KV_HEADS: model.numKvHeads, HEAD_DIM: model.headDim };
@@ -71,17 +74,14 @@ export function moduleSpecs(
     },
     { key: "sampling", file: "sampling.cu", defines: { VOCAB: model.vocabSize } },
   ];
+  // Only the model's activation gets gated kernels: each costs NVRTC time at every build.
+  const acts = new Set(plan.ops.flatMap((o) => (o.kind === "gated_act" ? [o.act as string] : [])));
+  const act = gemvActMacro(acts);
+  const gemvDefines = { ...t, ...(act === undefined ? {} : { GEMV_ACT: act }) };
   // Decode GEMMs (m ≤ 8) of 16-bit engines; fp32 engines keep cuBLASLt's exact-fp32 GEMMs.
-  if (dtype !== "fp32") {
-    // Only the model's activation gets gated kernels: each costs NVRTC time at every build.
-    const acts = new Set(plan.ops.flatMap((o) => (o.kind === "gated_act" ? [o.act as string] : [])));
-    const act = gemvActMacro(acts);
-    specs.push({
-      key: "gemv",
-      file: "gemv.cu",
-      defines: { ...t, ...(act === undefined ? {} : { GEMV_ACT: act }) },
-    });
-  }
+  if (dtype !== "fp32") specs.push({ key: "gemv", file: "gemv.cu", defines: gemvDefines });
+  // Quantized weights: their GEMVs (16-bit) and the dequantization before a GEMM (every dtype).
+  if (quantized) specs.push({ key: "gemv_wo", file: "gemv_wo.cu", defines: gemvDefines });
   if (plan.ops.some((o) => o.kind === "rms_norm" && o.groupWidth)) {
     specs.push({ key: "rmsnorm_head", file: "rmsnorm.cu", defines: { ...t, WIDTH: model.headDim } });
   }

@@ -1,29 +1,26 @@
 // Eager launch of a lowered plan's steps (lowering.ts): for each step, the kernels that run it, in
 // order, with their arguments: our GEMV (decode shapes of 16-bit engines) or a cuBLASLt GEMM for each
-// linear, the norms, activations, RoPE + KV-cache write and attention, and the fusions decode steps
-// take (gated activation inside the GEMV, RoPE inside decode attention, the final norm from the last
-// add). CUDA graphs record exactly these launches. Owns the GEMM plans and decode attention's scratch
-// (decode_attention.ts) until dispose().
+// linear (over a quantized weight: gemv_wo, or dequantization then the GEMM: quantized_linears.ts), the
+// norms, activations, RoPE + KV-cache write and attention, and the fusions decode steps take (gated
+// activation inside the GEMV, RoPE inside decode attention, the final norm from the last add). CUDA
+// graphs record exactly these launches. Owns the GEMM plans, decode attention's scratch
+// (decode_attention.ts) and the dequantization scratch until dispose().
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
-import {
-  type CudaDevice,
-  type DevicePtr,
-  Gemm,
-  type KernelArg,
-  offsetPtr,
-  type Stream,
-} from "./device/index.ts";
-import { GEMM_WORKSPACE_BYTES, gemmKey, nextPow2 } from "./gemm_algorithms.ts";
+import { type CudaDevice, type DevicePtr, type KernelArg, offsetPtr, type Stream } from "./device/index.ts";
+import { nextPow2 } from "./gemm_algorithms.ts";
+import { GemmPlans } from "./gemm_plans.ts";
 import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
+import { linearRoute } from "./linear_route.ts";
 import type { Lowered, LoweredStep, RopeStep } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
+import { QuantizedLinears } from "./quantized_linears.ts";
 import type { PackedStep } from "./step_metadata.ts";
 import type { StepUploads } from "./step_uploads.ts";
 import type { CudaTuning } from "./tuning.ts";
@@ -56,7 +53,6 @@ export interface StepResources {
 }
 
 export class StepLauncher {
-  private readonly device: CudaDevice;
   private readonly stream: Stream;
   private readonly dtype: DTypeName;
   private readonly elem: number;
@@ -70,13 +66,14 @@ export class StepLauncher {
   private readonly sampledTokens: DevicePtr;
   private readonly maxTokens: number;
   private readonly maxLogitRows: number;
-  private readonly gemmAlgos: ReadonlyMap<string, Uint8Array>;
-  private readonly gemms = new Map<string, Gemm>();
+  /** cuBLASLt plans of the linears that do not run on a GEMV. */
+  private readonly gemms: GemmPlans;
   /** Decode attention's split plan and partials. */
   private readonly attention: DecodeAttention;
+  /** Linears over quantized weights: their GEMV and the dequantization scratch. */
+  private readonly quantized: QuantizedLinears;
 
   constructor(r: StepResources) {
-    this.device = r.device;
     this.stream = r.stream;
     this.dtype = r.dtype;
     this.elem = ELEM[r.dtype];
@@ -90,7 +87,7 @@ export class StepLauncher {
     this.sampledTokens = r.sampledTokens;
     this.maxTokens = r.maxTokens;
     this.maxLogitRows = r.maxLogitRows;
-    this.gemmAlgos = r.gemmAlgos;
+    this.gemms = new GemmPlans(r.device, r.dtype, r.gemmAlgos);
     this.attention = new DecodeAttention(
       r.device,
       r.stream,
@@ -99,6 +96,7 @@ export class StepLauncher {
       r.tuning.attnCluster,
       r.tuning.attnBatch,
     );
+    this.quantized = QuantizedLinears.allocate(r.device, r.kernels, r.weights, r.dtype);
   }
 
   /** Launches every step of the plan (the whole forward pass) for a packed step. */
@@ -118,7 +116,13 @@ export class StepLauncher {
       const top = Math.min(nextPow2(Math.min(maxRows, cap)), cap);
       for (let m = 1; m <= top; m *= 2)
         if (!this.gemvApplies(op, m))
-          this.gemm(m, op.outFeatures, op.inFeatures, Boolean(op.bias), step.logits && this.dtype !== "fp32");
+          this.gemms.get(
+            m,
+            op.outFeatures,
+            op.inFeatures,
+            Boolean(op.bias),
+            step.logits && this.dtype !== "fp32",
+          );
     }
   }
 
@@ -127,14 +131,24 @@ export class StepLauncher {
     return this.attention.splitTarget();
   }
 
-  /** Our GEMV for m ≤ 8 (16-bit engines); KILN_GEMV=0 uses cuBLASLt everywhere. */
-  private get useGemv(): boolean {
-    return this.tuning.gemv && this.kernels.has("gemv");
-  }
-
-  /** Whether a linear of `rows` rows runs on our GEMV (decode shapes of 16-bit engines). */
-  private gemvApplies(op: { inFeatures: number }, rows: number): boolean {
-    return this.useGemv && rows <= this.tuning.gemvMaxRows && op.inFeatures % (16 / this.elem) === 0;
+  /** Whether a linear of `rows` rows runs on our GEMV, gemv.cu or gemv_wo.cu (linear_route.ts). */
+  private gemvApplies(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
+    const route = linearRoute(
+      {
+        rows,
+        inFeatures: op.inFeatures,
+        quantized: this.weights.quantized(op.weight) !== undefined,
+        logits: op.out === this.lowered.output,
+      },
+      {
+        dtype: this.dtype,
+        gemv: this.tuning.gemv,
+        gemvMaxRows: this.tuning.gemvMaxRows,
+        hasGemv: this.kernels.has("gemv"),
+        hasGemvWo: this.kernels.has("gemv_wo"),
+      },
+    );
+    return route === "gemv" || route === "gemv_wo";
   }
 
   /**
@@ -151,32 +165,6 @@ export class StepLauncher {
   /** The GEMV variant decode steps run for an [n, k] weight (gemv_variants.ts chooseGemv). */
   private gemvFor(n: number, k: number) {
     return chooseGemv(n, k, this.elem, this.tuning.gemvPolicy, this.tuning.gemvShapes);
-  }
-
-  private gemm(m: number, n: number, k: number, bias: boolean, fp32Out: boolean): Gemm {
-    const key = gemmKey({ m, n, k, bias, fp32Out });
-    let g = this.gemms.get(key);
-    if (!g) {
-      const cfg = {
-        m,
-        n,
-        k,
-        dtypeIn: this.dtype,
-        dtypeOut: fp32Out ? ("fp32" as const) : this.dtype,
-        bias,
-        computeFp32Exact: true,
-        maxWorkspaceBytes: GEMM_WORKSPACE_BYTES,
-      };
-      const algo = this.gemmAlgos.get(key);
-      try {
-        g = Gemm.create(this.device, cfg, algo ? { algo } : {});
-      } catch (e) {
-        if (!algo) throw e;
-        g = Gemm.create(this.device, cfg); // the stored algorithm is from another cuBLAS: use the heuristic
-      }
-      this.gemms.set(key, g);
-    }
-    return g;
   }
 
   /** The rope step's arguments from positions to norm_eps (rope_kv.cu's order, attention_decode_rope*'s
@@ -240,6 +228,17 @@ export class StepLauncher {
           // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
           // A gated MLP's gate_up runs with its activation in one launch (the gated_act step is skipped).
           const gated = step.gated && this.tuning.fuseGatedAct ? step.gated : null;
+          const quantized = this.weights.quantized(op.weight);
+          if (quantized) {
+            const args = {
+              x: this.arena.ptr(op.x),
+              bias: op.bias ? this.weights.ptr(op.bias) : null,
+              y: this.arena.ptr(gated ? gated.out : op.out),
+              rows,
+            };
+            this.quantized.gemv(quantized, args, gated?.act);
+            return;
+          }
           const fp32Out = step.logits && this.dtype !== "fp32";
           const n = gated ? gated.width : op.outFeatures;
           const variant = this.gemvFor(n, op.inFeatures);
@@ -257,17 +256,20 @@ export class StepLauncher {
           ]);
           return;
         }
-        const g = this.gemm(
+        const g = this.gemms.get(
           m,
           op.outFeatures,
           op.inFeatures,
           Boolean(op.bias),
           step.logits && this.dtype !== "fp32",
         );
+        // A quantized weight is dequantized into the scratch first, on the same stream: the GEMM reads it there.
+        const quantized = this.weights.quantized(op.weight);
+        const w = quantized ? this.quantized.dequantize(quantized) : this.weights.ptr(op.weight);
         g.run(
           this.stream,
           this.arena.ptr(op.x),
-          this.weights.ptr(op.weight),
+          w,
           this.arena.ptr(op.out),
           op.bias ? this.weights.ptr(op.bias) : undefined,
         );
@@ -485,8 +487,8 @@ export class StepLauncher {
   }
 
   dispose(): void {
-    for (const g of this.gemms.values()) g.dispose();
-    this.gemms.clear();
+    this.gemms.dispose();
     this.attention.dispose();
+    this.quantized.dispose();
   }
 }

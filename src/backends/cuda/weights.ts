@@ -1,7 +1,12 @@
 // The engine's weights on the device: one buffer per weight, streamed from the engine file at load and
-// checked against the engine's manifest on worker threads meanwhile. Owns the buffers until dispose()
-// (a load that throws leaves them to the device's dispose, as CudaBackend.fromEngine does).
+// checked against the engine's manifest on worker threads meanwhile; a quantized weight's region (q then
+// scales, engine/weight_format.ts) is uploaded as it is stored, never widened. Owns the buffers until
+// dispose() (a load that throws leaves them to the device's dispose, as CudaBackend.fromEngine does).
+
+import { type CudaWeightFormat, isCudaWeightFormat } from "../../engine/build_config.ts";
+import type { WeightEntry } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
+import { quantizedDataBytes, quantizedLayout } from "../../engine/weight_format.ts";
 import {
   type CudaDevice,
   DeviceBuffer,
@@ -15,7 +20,19 @@ import {
 /** Bytes of each pinned staging buffer of the upload. */
 const CHUNK = 64 << 20;
 
+/** A weight-only quantized [rows, cols] weight on the device: its q part and its fp32 scales. */
+export interface QuantizedWeight {
+  format: CudaWeightFormat;
+  rows: number;
+  cols: number;
+  q: DevicePtr;
+  scales: DevicePtr;
+}
+
 export class DeviceWeights {
+  /** The quantized weights, by name. */
+  private readonly quantizedWeights = new Map<string, QuantizedWeight>();
+
   private constructor(private readonly buffers: Map<string, DeviceBuffer>) {}
 
   /** Streams the weights from the engine file to the device through two pinned staging buffers: the
@@ -32,6 +49,9 @@ export class DeviceWeights {
       for (const weight of engine.header.weights) {
         const buf = DeviceBuffer.alloc(device, weight.byteLength);
         weights.buffers.set(weight.name, buf);
+        // assertCudaWeightFormats refused every other format before the upload began.
+        if (weight.format && isCudaWeightFormat(weight.format))
+          weights.quantizedWeights.set(weight.name, quantizedWeight(weight, weight.format, buf.ptr));
         for (let off = 0; off < weight.byteLength; off += CHUNK) {
           const n = Math.min(CHUNK, weight.byteLength - off);
           if (inFlight[slot]) copied[slot].synchronize();
@@ -57,8 +77,25 @@ export class DeviceWeights {
     return b.ptr;
   }
 
+  /** Weight `name` as q and scales when it is quantized; undefined for a plain dtype array. */
+  quantized(name: string): QuantizedWeight | undefined {
+    return this.quantizedWeights.get(name);
+  }
+
+  /** Every quantized weight. */
+  get allQuantized(): Iterable<QuantizedWeight> {
+    return this.quantizedWeights.values();
+  }
+
   dispose(): void {
     for (const b of this.buffers.values()) b.dispose();
+    this.quantizedWeights.clear();
     this.buffers.clear();
   }
+}
+
+/** A quantized weight's q and scales in its device buffer at `ptr` (the scales follow q, no gap). */
+function quantizedWeight(entry: WeightEntry, format: CudaWeightFormat, ptr: DevicePtr): QuantizedWeight {
+  const { rows, cols } = quantizedLayout(entry.shape);
+  return { format, rows, cols, q: ptr, scales: offsetPtr(ptr, quantizedDataBytes(entry.shape, format)) };
 }

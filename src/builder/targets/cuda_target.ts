@@ -16,6 +16,7 @@ import { cubinBlobName, KERNELS_DIR, moduleSource, moduleSpecs } from "../../bac
 import { lower } from "../../backends/cuda/lowering.ts";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
+import type { BuildConfig } from "../../engine/build_config.ts";
 import type { EngineTarget, Plan } from "../../engine/format.ts";
 import { compileAll } from "./parallel_compile.ts";
 
@@ -29,7 +30,12 @@ export function buildCudaArtifacts(
   model: ModelConfig,
   plan: Plan,
   dtype: DTypeName,
-  build: { kvBlockSize: number; maxNumTokens: number; maxBatchSize: number },
+  build: {
+    kvBlockSize: number;
+    maxNumTokens: number;
+    maxBatchSize: number;
+    quantize: BuildConfig["quantize"];
+  },
 ): CudaArtifacts {
   const t0 = performance.now();
   const kvBlockSize = build.kvBlockSize;
@@ -39,7 +45,7 @@ export function buildCudaArtifacts(
     // Every kernel module at once, one worker thread each (parallel_compile.ts); NVRTC is loaded here
     // first, on the main thread.
     const nvrtc = loadNvrtc();
-    const specs = moduleSpecs(model, plan, dtype, kvBlockSize);
+    const specs = moduleSpecs(model, plan, dtype, kvBlockSize, build.quantize !== "none");
     const cubins = compileAll(
       specs.map((spec) => ({
         source: moduleSource(spec),

@@ -1,10 +1,12 @@
-// The CUDA backend's refusal of quantized engines, checked without a GPU (it runs before the device
-// is opened).
+// Which weight formats the CUDA backend loads, checked without a GPU (the check runs before the device
+// is opened): plain and int8-wo / int4-wo engines pass; a format outside CUDA_WEIGHT_FORMATS (one the
+// CPU backend may read, e.g. a format added later) is refused with a named error.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { assertCudaWeightFormats } from "../../../src/backends/cuda/weight_formats.ts";
 import { QuantizedEngineUnsupportedError } from "../../../src/engine/errors.ts";
 import type { WeightEntry } from "../../../src/engine/format.ts";
+import type { WeightFormat } from "../../../src/engine/weight_format.ts";
 
 const plain: WeightEntry = {
   name: "a.weight",
@@ -20,17 +22,21 @@ describe("assertCudaWeightFormats", () => {
   });
 
   for (const format of ["int8-wo", "int4-wo"] as const) {
-    it(`refuses a ${format} engine with a named error saying how to run it`, () => {
+    it(`passes a ${format} engine`, () => {
       const q: WeightEntry = { ...plain, name: "b.weight", format, byteLength: 528 };
-      assert.throws(
-        () => assertCudaWeightFormats("/e", { weights: [plain, q] }),
-        (err: unknown) =>
-          err instanceof QuantizedEngineUnsupportedError &&
-          err.message.startsWith(
-            `${format} engines run on the CPU backend only so far; build without --quantize for CUDA`,
-          ) &&
-          err.message.includes("b.weight"),
-      );
+      assert.doesNotThrow(() => assertCudaWeightFormats("/e", { weights: [plain, q] }));
     });
   }
+
+  it("refuses a format it has no kernels for, naming it, the weight and what CUDA runs", () => {
+    const q: WeightEntry = { ...plain, name: "c.weight", format: "fp8" as WeightFormat, byteLength: 528 };
+    assert.throws(
+      () => assertCudaWeightFormats("/e", { weights: [plain, q] }),
+      (err: unknown) =>
+        err instanceof QuantizedEngineUnsupportedError &&
+        err.message.startsWith("fp8 engines run on the CPU backend only so far") &&
+        err.message.includes("c.weight") &&
+        err.message.includes("int8-wo, int4-wo"),
+    );
+  });
 });

@@ -1,0 +1,38 @@
+// Which kernels run a linear step y[rows, n] = x[rows, k]·Wᵀ: kiln's GEMV for decode shapes of 16-bit
+// engines (gemv.cu; gemv_wo.cu over a quantized weight), else a cuBLASLt GEMM, after dequantizing a
+// quantized weight into the engine dtype (quantized_linears.ts). Pure, so the choice is tested on the CPU.
+import type { DTypeName } from "../../dtype.ts";
+import { WO_GEMV_MAX_ROWS } from "./gemv_wo_variants.ts";
+
+export type LinearRoute = "gemv" | "gemv_wo" | "gemm" | "dequant_gemm";
+
+export interface LinearShape {
+  /** Rows of x in this step. */
+  rows: number;
+  /** k: input features (x's row width). */
+  inFeatures: number;
+  /** The weight is weight-only quantized. */
+  quantized: boolean;
+  /** The step writes the plan's logits (fp32 output; gemv_wo has none). */
+  logits: boolean;
+}
+
+export interface LinearSettings {
+  dtype: DTypeName;
+  /** KILN_GEMV (tuning.gemv): false runs every linear on cuBLASLt. */
+  gemv: boolean;
+  /** KILN_GEMV_MAX_ROWS: most rows on gemv.cu. */
+  gemvMaxRows: number;
+  /** The engine has the gemv / gemv_wo modules. */
+  hasGemv: boolean;
+  hasGemvWo: boolean;
+}
+
+/** The route of one linear: our GEMVs need 16-bit activations and 16-byte rows of x (k a multiple of
+ * 8); gemv.cu takes up to gemvMaxRows rows, gemv_wo.cu up to WO_GEMV_MAX_ROWS (not the logits). */
+export function linearRoute(l: LinearShape, s: LinearSettings): LinearRoute {
+  const fallback = l.quantized ? "dequant_gemm" : "gemm";
+  if (!s.gemv || s.dtype === "fp32" || l.inFeatures % 8 !== 0) return fallback;
+  if (l.quantized) return s.hasGemvWo && l.rows <= WO_GEMV_MAX_ROWS && !l.logits ? "gemv_wo" : fallback;
+  return s.hasGemv && l.rows <= s.gemvMaxRows ? "gemv" : fallback;
+}

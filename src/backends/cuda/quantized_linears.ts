@@ -1,0 +1,82 @@
+// Linears over weight-only quantized weights (int8-wo, int4-wo) on the GPU: decode steps run
+// kernels/gemv_wo.cu's GEMV over the quantized bytes (the step launcher decides when:
+// StepLauncher.gemvApplies); every other step dequantizes the weight into a scratch buffer of the engine
+// dtype (dequant_woB) and hands it to the same cuBLASLt GEMM an unquantized weight would use.
+//
+// One scratch serves every linear: a step's kernels run in stream order and dequant_woB waits for the
+// kernel before it (PDL: pdl.cuh), so the next dequantization never overwrites a weight a GEMM still
+// reads. It holds the largest quantized weight in the engine dtype (the 8B's gate_up: 28672 × 4096 ×
+// 2 bytes), allocated with the backend and freed by dispose(), before KV sizing reads free memory.
+import type { DTypeName } from "../../dtype.ts";
+import { type CudaDevice, DeviceBuffer, type DevicePtr, type KernelArg } from "./device/index.ts";
+import { dequantLaunch, dequantScratchBytes, woGemvGatedLaunch, woGemvLaunch } from "./gemv_wo_variants.ts";
+import type { KernelLauncher } from "./kernel_launcher.ts";
+import type { DeviceWeights, QuantizedWeight } from "./weights.ts";
+
+const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
+
+/** A linear's activations: x [rows, k], the optional bias [n] and y [rows, n] (or the gated [rows, inter]). */
+export interface LinearArgs {
+  x: DevicePtr;
+  bias: DevicePtr | null;
+  y: DevicePtr;
+  rows: number;
+}
+
+export class QuantizedLinears {
+  private constructor(
+    private readonly kernels: KernelLauncher,
+    /** Dequantized weights, [n, k] of the engine dtype; null when the engine has no quantized weight. */
+    private readonly scratch: DeviceBuffer | null,
+  ) {}
+
+  /** The scratch for `weights`' largest quantized weight in `dtype` (none for an unquantized engine). */
+  static allocate(
+    device: CudaDevice,
+    kernels: KernelLauncher,
+    weights: DeviceWeights,
+    dtype: DTypeName,
+  ): QuantizedLinears {
+    const bytes = dequantScratchBytes(weights.allQuantized, ELEM[dtype]);
+    return new QuantizedLinears(kernels, bytes > 0 ? DeviceBuffer.alloc(device, bytes) : null);
+  }
+
+  /** gemv_woB over `w` ([n, k], n = w.rows), or with `gatedAct` the gated kernel writing act(gate)·up
+   * for the fused gate_up weight ([2·inter, k]). */
+  gemv(w: QuantizedWeight, a: LinearArgs, gatedAct?: string): void {
+    const n = gatedAct ? w.rows / 2 : w.rows;
+    const { kernel, grid, block } = gatedAct
+      ? woGemvGatedLaunch(w.format, gatedAct, n)
+      : woGemvLaunch(w.format, n, w.cols);
+    const args: KernelArg[] = [
+      { ptr: a.x },
+      { ptr: w.q },
+      { ptr: w.scales },
+      { ptr: a.bias ?? (0n as DevicePtr) },
+      { ptr: a.y },
+      { i32: a.rows },
+      { i32: n },
+      { i32: w.cols },
+    ];
+    this.kernels.launch("gemv_wo", kernel, [grid], block, args);
+  }
+
+  /** Queues the dequantization of `w` into the scratch; returns the scratch's address, where the
+   * weight [rows, cols] lies in the engine dtype until the next call. */
+  dequantize(w: QuantizedWeight): DevicePtr {
+    if (!this.scratch) throw new Error("internal: a quantized weight but no dequantization scratch");
+    const { kernel, grid, block } = dequantLaunch(w.format, w.rows, w.cols);
+    this.kernels.launch("gemv_wo", kernel, [grid], block, [
+      { ptr: w.q },
+      { ptr: w.scales },
+      { ptr: this.scratch.ptr },
+      { i32: w.rows },
+      { i32: w.cols },
+    ]);
+    return this.scratch.ptr;
+  }
+
+  dispose(): void {
+    this.scratch?.dispose();
+  }
+}

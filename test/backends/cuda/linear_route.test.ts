@@ -1,0 +1,60 @@
+// Which kernels run a linear (src/backends/cuda/linear_route.ts), on the CPU: plain weights on gemv.cu
+// up to KILN_GEMV_MAX_ROWS rows, quantized ones on gemv_wo.cu up to 8 rows (never the logits), and
+// cuBLASLt otherwise, after dequantization for a quantized weight; fp32 engines, rows of x that are not
+// 16 bytes, KILN_GEMV=0 and an engine without the module all take the GEMM.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  type LinearSettings,
+  type LinearShape,
+  linearRoute,
+} from "../../../src/backends/cuda/linear_route.ts";
+
+const settings: LinearSettings = {
+  dtype: "bf16",
+  gemv: true,
+  gemvMaxRows: 2,
+  hasGemv: true,
+  hasGemvWo: true,
+};
+const plain: LinearShape = { rows: 1, inFeatures: 4096, quantized: false, logits: false };
+const quant: LinearShape = { ...plain, quantized: true };
+
+describe("linearRoute", () => {
+  test("plain weights: gemv.cu up to gemvMaxRows rows, cuBLASLt beyond", () => {
+    assert.equal(linearRoute(plain, settings), "gemv");
+    assert.equal(linearRoute({ ...plain, rows: 2 }, settings), "gemv");
+    assert.equal(linearRoute({ ...plain, rows: 3 }, settings), "gemm");
+    assert.equal(linearRoute({ ...plain, logits: true }, settings), "gemv", "gemv.cu has an fp32 output");
+  });
+
+  test("quantized weights: gemv_wo.cu up to 8 rows whatever gemvMaxRows, then dequantize + GEMM", () => {
+    for (const rows of [1, 2, 3, 8])
+      assert.equal(linearRoute({ ...quant, rows }, settings), "gemv_wo", `${rows}`);
+    assert.equal(linearRoute({ ...quant, rows: 9 }, settings), "dequant_gemm");
+    assert.equal(linearRoute({ ...quant, rows: 4096 }, settings), "dequant_gemm");
+    assert.equal(linearRoute({ ...quant, rows: 1 }, { ...settings, gemvMaxRows: 0 }), "gemv_wo");
+  });
+
+  test("the logits of a quantized weight: dequantize + GEMM (gemv_wo has no fp32 output)", () => {
+    assert.equal(linearRoute({ ...quant, logits: true }, settings), "dequant_gemm");
+  });
+
+  test("fp32 engines, k not a multiple of 8, KILN_GEMV=0, no module: the GEMM", () => {
+    for (const [shape, plainOr] of [
+      [plain, "gemm"],
+      [quant, "dequant_gemm"],
+    ] as const) {
+      assert.equal(linearRoute(shape, { ...settings, dtype: "fp32" }), plainOr);
+      assert.equal(linearRoute({ ...shape, inFeatures: 4100 }, settings), plainOr);
+      assert.equal(linearRoute(shape, { ...settings, gemv: false }), plainOr);
+    }
+    assert.equal(linearRoute(plain, { ...settings, hasGemv: false }), "gemm");
+    assert.equal(linearRoute(quant, { ...settings, hasGemvWo: false }), "dequant_gemm");
+    assert.equal(
+      linearRoute(quant, { ...settings, hasGemv: false }),
+      "gemv_wo",
+      "gemv_wo needs only its module",
+    );
+  });
+});

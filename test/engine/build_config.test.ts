@@ -1,0 +1,37 @@
+// resolveBuildConfig's quantization checks: --backend cuda accepts the formats the CUDA backend has
+// kernels for (CUDA_WEIGHT_FORMATS) and refuses every other known format before any build work.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  CUDA_WEIGHT_FORMATS,
+  isCudaWeightFormat,
+  QUANTIZE_METHODS,
+  resolveBuildConfig,
+} from "../../src/engine/build_config.ts";
+import { QuantizedEngineUnsupportedError } from "../../src/engine/errors.ts";
+import { WEIGHT_FORMATS } from "../../src/engine/weight_format.ts";
+
+describe("resolveBuildConfig: --quantize with --backend cuda", () => {
+  it("accepts int8-wo and int4-wo", () => {
+    for (const quantize of ["int8-wo", "int4-wo"] as const)
+      assert.equal(resolveBuildConfig({ backend: "cuda", quantize }).quantize, quantize);
+  });
+
+  it("lists only formats kiln knows", () => {
+    for (const f of CUDA_WEIGHT_FORMATS) assert.ok(WEIGHT_FORMATS.includes(f), f);
+  });
+
+  it("has --quantize methods without CUDA kernels to refuse (fp8 so far)", () => {
+    assert.ok(QUANTIZE_METHODS.some((f) => !isCudaWeightFormat(f)));
+  });
+
+  for (const quantize of QUANTIZE_METHODS.filter((f) => !isCudaWeightFormat(f))) {
+    it(`refuses ${quantize}, naming the formats CUDA runs`, () => {
+      assert.throws(
+        () => resolveBuildConfig({ backend: "cuda", quantize }),
+        (e: unknown) => e instanceof QuantizedEngineUnsupportedError && e.message.includes("int8-wo"),
+      );
+      assert.equal(resolveBuildConfig({ backend: "cpu", quantize }).quantize, quantize);
+    });
+  }
+});
