@@ -86,6 +86,6 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 python3 tools/quant_study_table.py table "$res" --md "$out/quant_study.md" --model-dir "$model" \
   ${train_log:+--train-log "$train_log"} \
   --note "Held-out text \`$held\`: at most its first $tokens tokens, windows of $window (stride $window), CPU backend, --dtype ${QS_DTYPE:-fp32}; kiln $commit, $(date -u +%Y-%m-%d)."
-cp -r "$res" "$out/quant_study_results"
+tar -C "$work" -cf "$out/quant_study_results.tar" results # one file: the device returns few
 echo
 cat "$out/quant_study.md"
