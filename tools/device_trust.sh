@@ -30,6 +30,14 @@ source tools/device_engine.sh
 part=${1:?usage: $0 tests|engines|load|final|throughput|serve|quant}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
+# quant-study: issue 19's accuracy table (tools/quant_study.sh): trains the quant-study model, then held-out
+# perplexity of bf16, fp8, int8-wo, int4-wo, int4-awq and the FP8 KV cache on the CPU backend, and writes
+# $OUT/quant_study.md. Carry tools/.cache too (the corpus; tools/README.md).
+if [[ $part == quant-study ]]; then
+  OUT=$out bash tools/quant_study.sh
+  exit $?
+fi
+
 if [[ $part == tests ]]; then
   (
     bash tools/regenerate_generation_fixtures.sh "$out/gen" >"$out/gen.log" 2>&1

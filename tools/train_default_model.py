@@ -2,6 +2,8 @@
 """Train kiln's bundled default model and write it as a Hugging Face checkpoint directory.
 
     python3 tools/train_default_model.py --data tinyshakespeare.txt --out DIR
+    python3 tools/train_default_model.py --preset quant-study --data tinyshakespeare.txt --out DIR
+        --held-out HELD_OUT.txt --calibration-out CALIBRATION.txt      (issue 19's accuracy model)
 
 Needs a CUDA GPU with PyTorch, transformers (5.x), tokenizers and safetensors; see tools/README.md
 for the exact command used on the device machine. Writes into DIR:
@@ -19,6 +21,12 @@ it within a few hundred steps, so --runs makes several runs from the same seed (
 steps with dropout 0.2, 1000 steps with 0.2 and 600 with 0.1), all within --max-seconds of wall
 clock (240); validation loss is measured every 50 steps and the run and step with the best
 validation loss are the weights saved.
+
+--preset quant-study (tools/train_presets.py) trains issue 19's accuracy model instead: hidden 512,
+8 layers, intermediate 1536 (about 26 M parameters), peak lr 1e-3, runs 600:0.1,1200:0.2 within 200 s,
+no size limit. Its split is at a paragraph boundary and the tokenizer learns from the training part
+only, so --held-out writes the validation speeches in the training framing (what `kiln eval
+--perplexity` scores) and --calibration-out the leading training speeches (AWQ's calibration text).
 """
 
 import argparse
@@ -35,6 +43,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from train_presets import PRESETS, framed, held_out_cut, paragraphs, resolve_preset
 
 VOCAB_SIZE = 2048
 SPECIALS = ["<|bos|>", "<|eos|>", "<|pad|>"]  # ids 0, 1, 2
@@ -43,7 +52,6 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] | upper }}:\n{{ m['content'] }}\n\n{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:\n{% endif %}"
 )
-MAX_BYTES = 9_500_000
 
 
 def log(*a):
@@ -55,10 +63,6 @@ def seed_everything(seed):
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
-
-
-def paragraphs(text):
-    return [p for p in text.split("\n\n") if p.strip()]
 
 
 def train_tokenizer(text):
@@ -102,18 +106,27 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="tinyshakespeare.txt")
     ap.add_argument("--out", required=True, help="output checkpoint directory")
-    ap.add_argument("--runs", default="2500:0.2,1000:0.2,600:0.1",
+    ap.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                    help="model size and training defaults (tools/train_presets.py); default: the bundled model")
+    ap.add_argument("--held-out", help="quant-study: write the held-out speeches here (framed for kiln eval)")
+    ap.add_argument("--calibration-out", help="quant-study: write leading training speeches here (AWQ calibration)")
+    ap.add_argument("--runs",
                     help="training runs as STEPS:DROPOUT,...; each starts from the same seed and the run and step "
-                         "with the best validation loss are kept")
-    ap.add_argument("--max-seconds", type=float, default=240.0, help="wall-clock cap for all training runs together")
+                         "with the best validation loss are kept (default: the preset's)")
+    ap.add_argument("--max-seconds", type=float,
+                    help="wall-clock cap for all training runs together (default: the preset's)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--log-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=1337)
     args = ap.parse_args()
+    preset = resolve_preset(args.preset, vars(args))
+    args.runs, args.max_seconds, args.lr = preset["runs"], preset["max_seconds"], preset["lr"]
+    if preset["split"] != "paragraphs" and (args.held_out or args.calibration_out):
+        ap.error("--held-out and --calibration-out need a paragraph-boundary split: use --preset quant-study")
     command = "python3 tools/train_default_model.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
     import transformers
@@ -128,9 +141,22 @@ def main():
 
     text = open(args.data, encoding="utf-8").read()
     log(f"corpus: {len(text)} chars, {len(paragraphs(text))} paragraphs")
-    tok = train_tokenizer(text)
-    ids = encode_corpus(tok, text)
-    n_train = int(len(ids) * 0.9)
+    if preset["split"] == "paragraphs":
+        # Whole speeches on each side; the tokenizer never sees the held-out ones.
+        train_text, held_text = held_out_cut(text)
+        tok = train_tokenizer(train_text)
+        train_part, val_part = encode_corpus(tok, train_text), encode_corpus(tok, held_text)
+        ids = np.concatenate([train_part, val_part])
+        n_train = len(train_part)
+        for path, body in ((args.held_out, framed(paragraphs(held_text))),
+                           (args.calibration_out, framed(paragraphs(train_text), max_chars=60_000))):
+            if path:
+                open(path, "w", encoding="utf-8").write(body)
+                log(f"wrote {path}: {len(body)} chars")
+    else:
+        tok = train_tokenizer(text)
+        ids = encode_corpus(tok, text)
+        n_train = int(len(ids) * 0.9)
     train_ids = torch.from_numpy(ids[:n_train]).to(dev)
     val_ids = torch.from_numpy(ids[n_train:]).to(dev)
     log(f"tokenizer: vocab {tok.get_vocab_size()}; tokens: {len(ids)} (train {n_train}, val {len(ids) - n_train}), "
@@ -138,13 +164,13 @@ def main():
 
     config = LlamaConfig(
         vocab_size=VOCAB_SIZE,
-        hidden_size=256,
-        intermediate_size=640,
-        num_hidden_layers=6,
-        num_attention_heads=8,
-        num_key_value_heads=4,
+        hidden_size=preset["hidden_size"],
+        intermediate_size=preset["intermediate_size"],
+        num_hidden_layers=preset["num_hidden_layers"],
+        num_attention_heads=preset["num_attention_heads"],
+        num_key_value_heads=preset["num_key_value_heads"],
         hidden_act="silu",
-        max_position_embeddings=512,
+        max_position_embeddings=preset["max_position_embeddings"],
         rms_norm_eps=1e-5,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
         tie_word_embeddings=True,
@@ -313,7 +339,8 @@ def main():
     st_path = os.path.join(args.out, "model.safetensors")
     st_size = os.path.getsize(st_path)
     log(f"model.safetensors: {st_size} bytes")
-    assert st_size <= MAX_BYTES, f"model.safetensors is {st_size} bytes > {MAX_BYTES}"
+    max_bytes = preset["max_bytes"]
+    assert max_bytes is None or st_size <= max_bytes, f"model.safetensors is {st_size} bytes > {max_bytes}"
     stray = [f for f in os.listdir(args.out) if f.endswith(".safetensors") and f != "model.safetensors"]
     assert not stray, stray
 
@@ -344,6 +371,25 @@ def main():
     run_rows = "\n".join(f"| {r['steps']} | {r['dropout']} | {r['ran']} ({r['stopped_by']}) | {r['best']['step']} | "
                          f"{r['best']['train']:.4f} | {r['best']['val']:.4f} |" + (" kept |" if r is chosen else " |")
                          for r in runs)
+    head_dim = config.hidden_size // config.num_attention_heads
+    if args.preset == "default":
+        card_intro = """# kiln default model (tiny Llama, Shakespeare)
+
+The small model that kiln bundles and uses when no `--model` is given. It is a real
+`LlamaForCausalLM` checkpoint (loadable with Hugging Face transformers), trained from scratch by
+`tools/train_default_model.py` on Tiny Shakespeare. It writes Shakespeare-flavoured text and is
+meant for tests, demos and smoke runs, not for anything useful.
+"""
+        split_note = "the first 90% is the training split and the last 10% the validation split."
+    else:
+        card_intro = f"""# kiln {args.preset} model (Llama, Shakespeare)
+
+Trained by `tools/train_default_model.py --preset {args.preset}` for issue 19's quantization accuracy
+study (`tools/quant_study.sh`): large enough that quantization error is realistic, small enough
+that the CPU backend evaluates it in a minute. Not committed; the study rebuilds it.
+"""
+        split_note = ("the corpus is cut at the first blank line after 90% of its characters: the speeches before "
+                      "are the training split (and the tokenizer's text), those after the validation split.")
     card = f"""---
 license: apache-2.0
 language: en
@@ -352,25 +398,19 @@ pipeline_tag: text-generation
 tags: [llama, tiny, kiln, tinyshakespeare]
 ---
 
-# kiln default model (tiny Llama, Shakespeare)
-
-The small model that kiln bundles and uses when no `--model` is given. It is a real
-`LlamaForCausalLM` checkpoint (loadable with Hugging Face transformers), trained from scratch by
-`tools/train_default_model.py` on Tiny Shakespeare. It writes Shakespeare-flavoured text and is
-meant for tests, demos and smoke runs, not for anything useful.
-
+{card_intro}
 ## Architecture
 
 | | |
 |---|---|
 | architecture | LlamaForCausalLM (RMSNorm, SwiGLU MLP, RoPE, grouped-query attention) |
 | parameters | {n_params:,} ({n_params / 1e6:.2f} M; embeddings tied with the LM head) |
-| hidden size | 256 |
-| layers | 6 |
-| attention heads / KV heads | 8 / 4 (head dim 32) |
-| MLP intermediate size | 640 |
+| hidden size | {config.hidden_size} |
+| layers | {config.num_hidden_layers} |
+| attention heads / KV heads | {config.num_attention_heads} / {config.num_key_value_heads} (head dim {head_dim}) |
+| MLP intermediate size | {config.intermediate_size} |
 | vocabulary | {VOCAB_SIZE} |
-| max position embeddings | 512 |
+| max position embeddings | {config.max_position_embeddings} |
 | RoPE | default, theta 10000 |
 | RMSNorm eps | 1e-5 |
 | weights | bfloat16, `model.safetensors` ({st_size:,} bytes) |
@@ -391,7 +431,7 @@ has a simple chat template:
 
 Tiny Shakespeare (`tinyshakespeare.txt`, {len(text):,} characters, public domain). The text is
 split into blank-line separated speeches, each encoded as `<|bos|> speech <|eos|>`, concatenated
-({len(ids):,} tokens); the first 90% is the training split and the last 10% the validation split.
+({len(ids):,} tokens); {split_note}
 
 ## Training
 
@@ -400,7 +440,7 @@ split into blank-line separated speeches, each encoded as `<|bos|> speech <|eos|
 - batch {B} x {T} tokens, bf16 autocast, PyTorch {torch.__version__}, transformers {transformers.__version__}
 - dropout (training only, as forward hooks; not part of the architecture) on the embedding output and
   on the outputs of every attention `o_proj` and MLP `down_proj`
-- the corpus is small ({n_train:,} training tokens) and a 4.7 M-parameter model memorises it within a
+- the corpus is small ({n_train:,} training tokens) and a {n_params / 1e6:.1f} M-parameter model memorises it within a
   few hundred steps, so the script makes several runs from the same seed (`--runs STEPS:DROPOUT,...`,
   all of them within a {args.max_seconds:.0f} s wall-clock cap), measures the validation loss every
   {args.eval_every} steps, and keeps the run and step with the best validation loss
