@@ -24,10 +24,10 @@
 #            bytes each format reads: q, fp32 scales, the bf16 LM head), beside the bf16 engine's;
 #            `quant tests`, `quant int8-wo`, `quant int4-wo`: one piece, when the whole runs past a call
 # Usage (device run, carry .device and .devnm):
-#   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant
+#   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
 source tools/device_engine.sh
-part=${1:?usage: $0 tests|engines|load|final|throughput|serve|quant}
+part=${1:?usage: $0 tests|engines|load|final|throughput|serve|quant|quant-study}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 # quant-study: issue 19's accuracy table (tools/quant_study.sh): trains the quant-study model, then held-out
