@@ -32,6 +32,11 @@ interface Act {
 }
 
 type AttentionOp = Extract<Op, { kind: "attention" }>;
+type LinearOp = Extract<Op, { kind: "linear" }>;
+
+/** Sees each linear op's input x [rows, op.inFeatures] before the op runs (the builder's AWQ
+ * calibration reads activations through it); it must not modify x. */
+export type LinearInputObserver = (op: LinearOp, x: Float32Array, rows: number) => void;
 
 export class CpuBackend implements ExecutionBackend {
   readonly name = "cpu";
@@ -52,6 +57,8 @@ export class CpuBackend implements ExecutionBackend {
     private readonly plan: Plan,
     private readonly weights: Map<string, Float32Array>,
     kvBlockSize: number,
+    /** Absent on every normal path: one undefined check per linear op. */
+    private readonly observeLinear?: LinearInputObserver,
   ) {
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = kvBlockSize;
@@ -170,6 +177,7 @@ export class CpuBackend implements ExecutionBackend {
         }
         case "linear": {
           const x = get(op.x);
+          this.observeLinear?.(op, x.data, x.rows);
           const out = new Float32Array(x.rows * op.outFeatures);
           linear(
             x.data,
