@@ -20,7 +20,8 @@ export {
   MissingTensorError,
   SafetensorsError,
 } from "./checkpoint/errors.ts";
-export type { BackendName, BuildConfig } from "./engine/build_config.ts";
+export type { BackendName, BuildConfig, QuantizeMethod } from "./engine/build_config.ts";
+export { CalibrationFileError, CalibrationWithoutAwqError } from "./engine/calibration.ts";
 export {
   EngineCorruptError,
   EngineError,

@@ -1,10 +1,21 @@
 // Build settings: what the engine is specialised for. Validated once, here.
 import type { DTypeName } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { CalibrationWithoutAwqError, DEFAULT_CALIBRATION_TOKENS, resolveCalibration } from "./calibration.ts";
 import { QuantizedEngineUnsupportedError } from "./errors.ts";
 import { WEIGHT_FORMATS, type WeightFormat } from "./weight_format.ts";
 
 export type BackendName = "cpu" | "cuda";
+
+/** What --quantize accepts: a stored weight format (weight_format.ts), or int4-awq, which stores
+ * int4-wo weights after activation-aware scaling (builder/passes/awq/). */
+export const QUANTIZE_METHODS = [...WEIGHT_FORMATS, "int4-awq"] as const;
+export type QuantizeMethod = (typeof QUANTIZE_METHODS)[number];
+
+/** The weight format a quantize method stores. */
+export function storedFormat(method: QuantizeMethod): WeightFormat {
+  return method === "int4-awq" ? "int4-wo" : method;
+}
 
 export interface BuildConfig {
   backend: BackendName;
@@ -24,7 +35,13 @@ export interface BuildConfig {
   randomWeights: boolean;
   /** Weight-only quantization of the transformer blocks' linear layers (weight_format.ts); "none"
    * keeps every weight in `dtype`. The LM head and the embeddings always stay in `dtype`. */
-  quantize: "none" | WeightFormat;
+  quantize: "none" | QuantizeMethod;
+  /** int4-awq: the calibration text (absolute; "" before resolution = the bundled text), how many of
+   * its tokens run through the model, and its content hash (what the cache keys on). "" / 0 / "" for
+   * every other build. */
+  calibrationFile: string;
+  calibrationTokens: number;
+  calibrationSha256: string;
 }
 
 export const DEFAULT_BUILD_CONFIG: BuildConfig = {
@@ -37,6 +54,9 @@ export const DEFAULT_BUILD_CONFIG: BuildConfig = {
   fuse: true,
   randomWeights: false,
   quantize: "none",
+  calibrationFile: "",
+  calibrationTokens: 0,
+  calibrationSha256: "",
 };
 
 function positiveInt(name: string, v: number): void {
@@ -53,9 +73,22 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
   if (!["auto", "fp32", "fp16", "bf16"].includes(c.dtype)) {
     throw new InvalidArgumentError(`unknown dtype "${c.dtype}"; use one of fp32, fp16, bf16 (or auto)`);
   }
-  if (c.quantize !== "none" && !WEIGHT_FORMATS.includes(c.quantize)) {
+  if (c.quantize !== "none" && !QUANTIZE_METHODS.includes(c.quantize)) {
     throw new InvalidArgumentError(
-      `unknown quantization "${c.quantize}"; use --quantize ${WEIGHT_FORMATS.join(" or --quantize ")} (or leave it out)`,
+      `unknown quantization "${c.quantize}"; use --quantize ${QUANTIZE_METHODS.join(" or --quantize ")} (or leave it out)`,
+    );
+  }
+  if (c.quantize === "int4-awq") {
+    Object.assign(
+      c,
+      resolveCalibration(c.calibrationFile, c.calibrationTokens || DEFAULT_CALIBRATION_TOKENS),
+    );
+  } else if (c.calibrationFile || c.calibrationTokens) {
+    const flag = c.calibrationFile
+      ? `--calibration ${c.calibrationFile}`
+      : `--calibration-tokens ${c.calibrationTokens}`;
+    throw new CalibrationWithoutAwqError(
+      `${flag} applies only to --quantize int4-awq (got --quantize ${c.quantize}); add --quantize int4-awq, or drop ${flag.split(" ")[0]}`,
     );
   }
   if (c.quantize !== "none" && c.backend === "cuda") {
