@@ -36,12 +36,12 @@ export interface BuildConfig {
   /** Weight-only quantization of the transformer blocks' linear layers (weight_format.ts); "none"
    * keeps every weight in `dtype`. The LM head and the embeddings always stay in `dtype`. */
   quantize: "none" | QuantizeMethod;
-  /** int4-awq: the calibration text (absolute; "" before resolution = the bundled text), how many of
-   * its tokens run through the model, and its content hash (what the cache keys on). "" / 0 / "" for
-   * every other build. */
-  calibrationFile: string;
-  calibrationTokens: number;
-  calibrationSha256: string;
+  /** int4-awq only (absent otherwise, so other builds' configs and cache keys are unchanged): the
+   * calibration text (absolute once resolved; absent before = the bundled text), how many of its
+   * tokens run through the model, and its content hash, which the cache keys on instead of the path. */
+  calibrationFile?: string;
+  calibrationTokens?: number;
+  calibrationSha256?: string;
 }
 
 export const DEFAULT_BUILD_CONFIG: BuildConfig = {
@@ -54,10 +54,10 @@ export const DEFAULT_BUILD_CONFIG: BuildConfig = {
   fuse: true,
   randomWeights: false,
   quantize: "none",
-  calibrationFile: "",
-  calibrationTokens: 0,
-  calibrationSha256: "",
 };
+
+/** BuildConfig's optional keys (absent from DEFAULT_BUILD_CONFIG), for the options-key checks. */
+export const OPTIONAL_BUILD_KEYS = ["calibrationFile", "calibrationTokens", "calibrationSha256"] as const;
 
 function positiveInt(name: string, v: number): void {
   if (!Number.isInteger(v) || v <= 0) {
@@ -81,15 +81,18 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
   if (c.quantize === "int4-awq") {
     Object.assign(
       c,
-      resolveCalibration(c.calibrationFile, c.calibrationTokens || DEFAULT_CALIBRATION_TOKENS),
+      resolveCalibration(c.calibrationFile ?? "", c.calibrationTokens ?? DEFAULT_CALIBRATION_TOKENS),
     );
-  } else if (c.calibrationFile || c.calibrationTokens) {
-    const flag = c.calibrationFile
-      ? `--calibration ${c.calibrationFile}`
-      : `--calibration-tokens ${c.calibrationTokens}`;
+  } else if (c.calibrationFile !== undefined || c.calibrationTokens !== undefined) {
+    const flag =
+      c.calibrationFile !== undefined
+        ? `--calibration ${c.calibrationFile}`
+        : `--calibration-tokens ${c.calibrationTokens}`;
     throw new CalibrationWithoutAwqError(
       `${flag} applies only to --quantize int4-awq (got --quantize ${c.quantize}); add --quantize int4-awq, or drop ${flag.split(" ")[0]}`,
     );
+  } else {
+    delete c.calibrationSha256; // a hash without its file means nothing
   }
   if (c.quantize !== "none" && c.backend === "cuda") {
     // Refused before any build work; the CUDA backend refuses such an engine at load as well.

@@ -86,11 +86,11 @@ export function engineCacheKey(checkpointHash: string, build: BuildConfig): stri
   return createHash("sha256").update(key).digest("hex").slice(0, 32);
 }
 
-/** The build config as the key sees it: a calibration file counts by its content hash, not its path
- * (the same text anywhere is one entry), and builds without calibration key as they did before it. */
+/** The build config as the key sees it: a calibration file counts by its content hash
+ * (calibrationSha256), not its path, so the same text anywhere is one entry. */
 function keyedBuild(build: BuildConfig): Partial<BuildConfig> {
-  const { calibrationFile: _, calibrationTokens, calibrationSha256, ...rest } = build;
-  return build.quantize === "int4-awq" ? { ...rest, calibrationTokens, calibrationSha256 } : rest;
+  const { calibrationFile: _, ...keyed } = build;
+  return keyed;
 }
 
 export function engineCacheDir(checkpointHash: string, build: BuildConfig, root = cacheRoot()): string {

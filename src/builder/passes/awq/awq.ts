@@ -43,14 +43,14 @@ export interface AwqReport {
 /** The calibration tokens of an int4-awq build: its text, read again and checked against the hash the
  * cache key was made from, tokenized by the checkpoint's tokenizer, cut to calibrationTokens. */
 export function calibrationIds(build: BuildConfig, modelDir: string): Int32Array {
-  const text = readCalibrationText(build.calibrationFile);
-  if (createHash("sha256").update(text).digest("hex") !== build.calibrationSha256) {
-    throw new CalibrationFileError(
-      `--calibration ${build.calibrationFile} changed while the build ran; run the build again`,
-    );
+  const { calibrationFile: file, calibrationSha256: sha256, calibrationTokens: tokens } = build;
+  if (!file || !sha256 || !tokens) throw new Error("internal: int4-awq build config not resolved");
+  const text = readCalibrationText(file);
+  if (createHash("sha256").update(text).digest("hex") !== sha256) {
+    throw new CalibrationFileError(`--calibration ${file} changed while the build ran; run the build again`);
   }
   const ids = Tokenizer.fromDir(modelDir).encode(text).ids;
-  return Int32Array.from(ids.slice(0, build.calibrationTokens));
+  return Int32Array.from(ids.slice(0, tokens));
 }
 
 /** `weights` with AWQ's scales applied (still in their dtype, unquantized), and what was chosen. The
