@@ -1,6 +1,7 @@
 // --quantize int4-awq on the bundled model: an ordinary int4-wo engine whose norms carry the folded
-// scales, closer to fp32 on held-out text than round to nearest; its build config records the
-// calibration, whose content (not path) keys the cache; calibration settings are checked at once.
+// scales and whose weights are clipped, closer to fp32 on held-out text than round to nearest; its
+// build config records the calibration, whose content (not path) keys the cache; calibration
+// settings are checked at once.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -39,7 +40,7 @@ function logSoftmax(row: Float32Array): Float64Array {
 describe("--quantize int4-awq engine of the bundled model (CPU backend)", () => {
   const out = tempCache();
   const runners = new Map<string, ModelRunner>();
-  const awqGroups: { alpha?: number; skip?: string }[] = [];
+  const awqGroups: { alpha?: number; skip?: string; clipped?: number }[] = [];
   before(() => {
     for (const q of KINDS) {
       const dir = join(out.dir, q);
@@ -68,6 +69,10 @@ describe("--quantize int4-awq engine of the bundled model (CPU backend)", () => 
     assert.equal(awqGroups.filter((g) => g.alpha !== undefined).length, 18);
     assert.equal(awqGroups.filter((g) => g.skip).length, 6);
     assert.ok(awqGroups.some((g) => (g.alpha ?? 0) > 0));
+    assert.ok(
+      awqGroups.every((g) => (g.clipped ?? 0) > 0),
+      "every group's linears are clip-searched",
+    );
     const read = (q: string) => {
       const e = openEngine(join(out.dir, q));
       const w = new Map(e.header.weights.map((x) => [x.name, x]));
@@ -84,7 +89,7 @@ describe("--quantize int4-awq engine of the bundled model (CPU backend)", () => 
     assert.notDeepEqual(awq.norm, read("none").norm, "the first QKV group's scales are folded into its norm");
   });
 
-  test("held-out text: within +5% of fp32 perplexity, and closer to fp32 than int4-wo (KL)", async () => {
+  test("held-out text: within +5% of fp32, and better than int4-wo (perplexity and KL)", async () => {
     const base = runners.get("none")!;
     const V = base.session.config.model.vocabSize;
     const ids = base.encode(HELD_OUT);
@@ -119,9 +124,11 @@ describe("--quantize int4-awq engine of the bundled model (CPU backend)", () => 
         `KL to fp32 int4-wo ${klRtn.toFixed(5)}, int4-awq ${klAwq.toFixed(5)}`,
     );
     assert.ok(awq / fp32 <= 1.05, `int4-awq perplexity ratio ${awq / fp32}`);
-    // Perplexity on 456 tokens cannot tell int4-awq from int4-wo on this model (both within ±0.5% of
-    // fp32); the KL divergence from fp32 can: measured 4.9% lower at 512 calibration tokens.
-    assert.ok(klAwq < 0.98 * klRtn, `KL int4-awq ${klAwq} vs int4-wo ${klRtn}`);
+    // AWQ better than round to nearest (the issue's claim): measured 171.3 vs 172.8. A 456-token text
+    // resolves perplexity only to about 1% on this model, so the KL divergence from fp32, which does
+    // not depend on the true next token, is the steadier measure: 0.0107 vs 0.0133, 20% lower.
+    assert.ok(awq <= rtn, `int4-awq perplexity ${awq} vs int4-wo ${rtn}`);
+    assert.ok(klAwq < 0.9 * klRtn, `KL int4-awq ${klAwq} vs int4-wo ${klRtn}`);
   });
 });
 

@@ -27,7 +27,7 @@ describe("AWQ scale search", () => {
   });
 
   test("errorEnergy is Σ (d_r · x_t)² on odd sizes", () => {
-    const [rows, cols, n] = [7, 13, 5];
+    const [rows, cols, n] = [7, 13, 5]; // a 4 × 2 tile, and both tails
     const d = random(rows * cols, 1);
     const x = random(n * cols, 2);
     let want = 0;

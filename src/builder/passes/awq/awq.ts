@@ -1,8 +1,9 @@
 // Pass: activation-aware weight quantization (--quantize int4-awq; Lin et al., 2023). Calibration text
 // runs through the unquantized network (activation_stats.ts); each group of linears sharing an input
 // gets the per-channel scales that minimise its int4 output error (scale_search.ts), multiplied into
-// its weights' columns and divided out of the op that makes its input (fold_rules.ts). What comes out
-// is an ordinary network's weights: quantize_weights.ts then stores the linears as int4-wo.
+// its weights' columns and divided out of the op that makes its input (fold_rules.ts); then each
+// linear's weights are clipped per group where that lowers the int4 error (clip_search.ts). What comes
+// out is an ordinary network's weights: quantize_weights.ts then stores the linears as int4-wo.
 import { createHash } from "node:crypto";
 import type { ModelConfig } from "../../../checkpoint/model_config.ts";
 import { fromF32, toF32 } from "../../../dtype.ts";
@@ -13,7 +14,8 @@ import { contextWindow } from "../../../models/context.ts";
 import type { Network } from "../../../models/network.ts";
 import { Tokenizer } from "../../../tokenizer/index.ts";
 import { collectInputStats } from "./activation_stats.ts";
-import { applyAwqScales, awqGroups } from "./fold_rules.ts";
+import { clipWeights } from "./clip_search.ts";
+import { applyAwqScales, awqGroups, queryKeyRows } from "./fold_rules.ts";
 import { searchScales } from "./scale_search.ts";
 
 /** Longest calibration window (AutoAWQ's block length); shorter when the model's context is. */
@@ -26,13 +28,14 @@ export const SEARCH_SAMPLES = 128;
 export const SEARCH_ROWS = 256;
 
 /** Per group: the α chosen and the search's loss there and at α = 0 (round to nearest), or why the
- * group was left unscaled. */
+ * group was left unscaled; how many (row, group of 128) weight groups were clipped. */
 export interface AwqGroupReport {
   input: string;
   alpha?: number;
   loss?: number;
   rtnLoss?: number;
   skip?: string;
+  clipped?: number;
 }
 
 export interface AwqReport {
@@ -85,14 +88,29 @@ export function* awqScaledWeights(
     yield;
   }
   applyAwqScales(groups, scales, fp32);
+  // Clipping sees the scaled weights and the input they now read, x / s.
+  const qk = queryKeyRows(net);
+  for (const [i, g] of groups.entries()) {
+    const st = stats.get(g.input)!;
+    const s = scales.get(g.input);
+    const x = s ? st.samples.map((v, k) => v / s[k % g.inFeatures]) : st.samples;
+    let clipped = 0;
+    for (const l of g.linears) {
+      const ranges = qk.get(l.weight) ?? [];
+      const unclipped = (r: number) => ranges.some(([from, to]) => r >= from && r < to);
+      clipped += clipWeights(fp32.get(l.weight)!, l.outFeatures, l.inFeatures, x, st.rows, unclipped);
+    }
+    report[i].clipped = clipped;
+    yield;
+  }
   const touched = new Set(
-    groups
-      .filter((g) => g.fold && scales.has(g.input))
-      .flatMap((g) => [
-        ...g.linears.map((l) => l.weight),
-        ...(g.fold?.kind === "vectors" ? g.fold.weights : []),
-        ...(g.fold?.kind === "rows" ? [g.fold.weight, ...(g.fold.bias ? [g.fold.bias] : [])] : []),
-      ]),
+    groups.flatMap((g) => [
+      ...g.linears.map((l) => l.weight),
+      ...(g.fold?.kind === "vectors" && scales.has(g.input) ? g.fold.weights : []),
+      ...(g.fold?.kind === "rows" && scales.has(g.input)
+        ? [g.fold.weight, ...(g.fold.bias ? [g.fold.bias] : [])]
+        : []),
+    ]),
   );
   for (const name of [...fp32.keys()]) if (!touched.has(name)) fp32.delete(name);
   const out = weights.map((w): EngineWeight => {

@@ -125,6 +125,35 @@ function rowsOf(a: string, consumer: Op, ctx: Ctx): Extract<Fold, { kind: "rows"
   };
 }
 
+/** For each linear weight whose output rows become attention queries or keys (directly, through a
+ * split of a fused QKV, or through a per-head norm), those rows as [from, to) ranges. */
+export function queryKeyRows(net: Network): Map<string, [number, number][]> {
+  const producer = new Map<string, Op>();
+  for (const op of net.ops) for (const o of opOutputs(op)) producer.set(o, op);
+  const rows = new Map<string, [number, number][]>();
+  for (const op of net.ops) {
+    if (op.kind !== "attention") continue;
+    for (let a of [op.q, op.k]) {
+      let p = producer.get(a);
+      if (p?.kind === "rms_norm" && p.groupWidth) {
+        a = p.x;
+        p = producer.get(a);
+      }
+      let from = 0;
+      let width = 0;
+      if (p?.kind === "split") {
+        const i = p.outs.indexOf(a);
+        from = p.widths.slice(0, i).reduce((s, w) => s + w, 0);
+        width = p.widths[i];
+        p = producer.get(p.x);
+      }
+      if (p?.kind !== "linear") continue;
+      rows.set(p.weight, [...(rows.get(p.weight) ?? []), [from, from + (width || p.outFeatures)]]);
+    }
+  }
+  return rows;
+}
+
 /** Applies each group's scales s [inFeatures] in place: every linear's columns × s, the fold ÷ s.
  * Groups without a scale (or without a fold) are left alone. `weights` are fp32 [out, in] row-major. */
 export function applyAwqScales(
