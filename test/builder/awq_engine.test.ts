@@ -89,7 +89,7 @@ describe("--quantize int4-awq engine of the bundled model (CPU backend)", () => 
     assert.notDeepEqual(awq.norm, read("none").norm, "the first QKV group's scales are folded into its norm");
   });
 
-  test("held-out text: within +5% of fp32, and better than int4-wo (perplexity and KL)", async () => {
+  test("held-out text: within +5% of fp32 perplexity, and closer to fp32 than int4-wo (KL)", async () => {
     const base = runners.get("none")!;
     const V = base.session.config.model.vocabSize;
     const ids = base.encode(HELD_OUT);
@@ -124,10 +124,11 @@ describe("--quantize int4-awq engine of the bundled model (CPU backend)", () => 
         `KL to fp32 int4-wo ${klRtn.toFixed(5)}, int4-awq ${klAwq.toFixed(5)}`,
     );
     assert.ok(awq / fp32 <= 1.05, `int4-awq perplexity ratio ${awq / fp32}`);
-    // AWQ better than round to nearest (the issue's claim): measured 171.3 vs 172.8. A 456-token text
-    // resolves perplexity only to about 1% on this model, so the KL divergence from fp32, which does
-    // not depend on the true next token, is the steadier measure: 0.0107 vs 0.0133, 20% lower.
-    assert.ok(awq <= rtn, `int4-awq perplexity ${awq} vs int4-wo ${rtn}`);
+    // AWQ better than round to nearest, as this model can show it: perplexity cannot (a 456-token text
+    // resolves it to about 1%, and int4-wo costs this model less than that; on 4096 held-out Tiny
+    // Shakespeare tokens int4-awq's perplexity is no better than int4-wo's, docs/QUANTIZATION.md),
+    // but the KL divergence from fp32, which does not depend on the sampled next token, can:
+    // measured 0.0107 vs 0.0133 here (and 17% lower on the larger text).
     assert.ok(klAwq < 0.9 * klRtn, `KL int4-awq ${klAwq} vs int4-wo ${klRtn}`);
   });
 });
