@@ -2,7 +2,7 @@
 // prints what AWQ chose; a missing or empty file, the flags without int4-awq, and --calibration on a
 // built engine are one-line named errors exiting 2, before any build work.
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
@@ -51,6 +51,43 @@ describe("--calibration on the CLI", () => {
       "ConflictingFlagsError",
       /--calibration .*calib\.txt: .* is a built engine/,
     );
+  });
+
+  test("kiln eval --quantize int4-awq: one cache entry per calibration text, wherever it lies", () => {
+    const cache = join(tmp.dir, "eval-cache");
+    const text = join(tmp.dir, "eval-calib.txt");
+    writeFileSync(text, "ROMEO:\nBut, soft! what light through yonder window breaks?\n");
+    mkdirSync(join(tmp.dir, "copy"));
+    const copy = join(tmp.dir, "copy", "eval-calib.txt");
+    copyFileSync(text, copy);
+    const other = join(tmp.dir, "other.txt");
+    writeFileSync(other, "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n");
+    const held = new URL("../fixtures/quantization/held_out.txt", import.meta.url).pathname;
+    const evalWith = (calibration: string) => {
+      const r = kiln([
+        "eval",
+        "--perplexity",
+        held,
+        "--max-tokens",
+        "64",
+        "--quantize",
+        "int4-awq",
+        "--calibration",
+        calibration,
+        "--calibration-tokens",
+        "16",
+        "--cache-dir",
+        cache,
+        "--json",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const ppl = JSON.parse(r.stdout).perplexity;
+      assert.ok(Number.isFinite(ppl) && ppl > 1, `perplexity ${ppl}`);
+      return readdirSync(join(cache, "engines")).filter((n) => !n.startsWith(".")).length;
+    };
+    assert.equal(evalWith(text), 1);
+    assert.equal(evalWith(copy), 1, "the same text at another path is a hit");
+    assert.equal(evalWith(other), 2, "another text is another engine");
   });
 
   test("a missing or empty --calibration file is a CalibrationFileError", () => {

@@ -24,6 +24,17 @@ export function clipWeights(
   n: number,
   unclipped: (row: number) => boolean,
 ): number {
+  const picked = Array.from({ length: rows }, (_, r) => r).filter((r) => !unclipped(r));
+  if (picked.length === 0) return 0;
+  const sub = new Float32Array(picked.length * cols); // [picked, cols]
+  picked.forEach((r, i) => sub.set(w.subarray(r * cols, (r + 1) * cols), i * cols));
+  const count = clipRows(sub, picked.length, cols, x, n);
+  picked.forEach((r, i) => w.set(sub.subarray(i * cols, (i + 1) * cols), r * cols));
+  return count;
+}
+
+/** clipWeights over every row of `w`. */
+function clipRows(w: Float32Array, rows: number, cols: number, x: Float32Array, n: number): number {
   const { groups } = quantizedLayout([rows, cols]);
   const orgMax = new Float32Array(rows * groups);
   for (let r = 0; r < rows; r++) {
@@ -41,7 +52,7 @@ export function clipWeights(
       for (let c = 0; c < cols; c++) {
         const m = orgMax[r * groups + Math.floor(c / GROUP_SIZE)] * shrink;
         const v = w[r * cols + c];
-        clipped[r * cols + c] = unclipped(r) ? v : Math.max(-m, Math.min(m, v));
+        clipped[r * cols + c] = Math.max(-m, Math.min(m, v));
       }
     }
     const d = dequantize(quantize(clipped, [rows, cols], "int4-wo"), [rows, cols], "int4-wo");
@@ -56,7 +67,6 @@ export function clipWeights(
   }
   let count = 0;
   for (let r = 0; r < rows; r++) {
-    if (unclipped(r)) continue;
     for (let g = 0; g < groups; g++) {
       const shrink = bestShrink[r * groups + g];
       if (shrink === 1) continue;
