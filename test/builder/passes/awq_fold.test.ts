@@ -164,6 +164,54 @@ describe("AWQ folding", () => {
     assertExact(l, ids, 13);
   });
 
+  test("LayerNorm: weight and bias both divided by s; an act-produced input is left unscaled", () => {
+    // embedding → layer_norm → linear → act → LM head: no registered architecture has a LayerNorm
+    // before its linears yet, so the network is written out here.
+    const V = 11;
+    const r = randn(21);
+    const vec = (n: number, base = 0) => Float32Array.from({ length: n }, () => base + 0.3 * r());
+    const config = { ...load(BUNDLED_MODEL_DIR, join(tmp.dir, "ln-config"), true).net.config, vocabSize: V };
+    const net: Network = {
+      config,
+      ops: [
+        { kind: "embedding", out: "e", width: 8, weight: "emb" },
+        { kind: "layer_norm", x: "e", out: "n", width: 8, eps: 1e-5, weight: "ln.w", bias: "ln.b" },
+        {
+          kind: "linear",
+          x: "n",
+          out: "h",
+          inFeatures: 8,
+          outFeatures: 12,
+          weight: "fc.weight",
+          bias: "fc.bias",
+        },
+        { kind: "act", x: "h", out: "a", width: 12, act: "silu" },
+        { kind: "linear", x: "a", out: "h2", inFeatures: 12, outFeatures: 12, weight: "fc2.weight" },
+        { kind: "linear", x: "h2", out: "logits", inFeatures: 12, outFeatures: V, weight: "lm_head.weight" },
+      ],
+      output: "logits",
+      weights: {},
+    };
+    const weights = new Map([
+      ["emb", vec(V * 8)],
+      ["ln.w", vec(8, 1)],
+      ["ln.b", vec(8)],
+      ["fc.weight", vec(12 * 8)],
+      ["fc.bias", vec(12)],
+      ["fc2.weight", vec(12 * 12)],
+      ["lm_head.weight", vec(V * 12)],
+    ]);
+    const groups = awqGroups(net);
+    assert.deepEqual(
+      groups.map((g) => [g.input, g.fold, g.skip]),
+      [
+        ["n", { kind: "vectors", weights: ["ln.w", "ln.b"] }, undefined],
+        ["a", null, "produced by act"],
+      ],
+    );
+    assertExact({ net, weights }, [1, 4, 9, 3, 10, 0, 7], 19);
+  });
+
   test("GQA tiny model with biases: exact, and o_proj left unscaled", () => {
     const l = load(gqa.dir, join(tmp.dir, "gqa"), true);
     assert.ok(awqGroups(l.net).every((g) => !/^attn/.test(g.input) || g.fold === null));
