@@ -5,3 +5,9 @@ import { fileURLToPath } from "node:url";
 
 /** Absolute path of the bundled model's checkpoint directory. */
 export const BUNDLED_MODEL_DIR = fileURLToPath(new URL("../models/default", import.meta.url));
+
+/** Default calibration text of --quantize int4-awq: the first 12 KB of Tiny Shakespeare (in the bundled
+ * model's training split), shipped beside the model. */
+export const DEFAULT_CALIBRATION_FILE = fileURLToPath(
+  new URL("../models/default/calibration.txt", import.meta.url),
+);

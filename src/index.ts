@@ -29,7 +29,8 @@ export {
   SafetensorsError,
   UnsupportedQuantizationError,
 } from "./checkpoint/errors.ts";
-export type { BackendName, BuildConfig } from "./engine/build_config.ts";
+export type { BackendName, BuildConfig, QuantizeMethod } from "./engine/build_config.ts";
+export { CalibrationFileError, CalibrationWithoutAwqError } from "./engine/calibration.ts";
 export {
   EngineCorruptError,
   EngineError,

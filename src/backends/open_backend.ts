@@ -2,17 +2,19 @@
 // the engine cache asks here what a target's engines depend on, so neither names backends/cpu or
 // backends/cuda. The table is static: Session.open is synchronous and Node 20 has no synchronous
 // dynamic import of an ES module, so choosing lazily would make opening a model asynchronous.
+import type { ModelConfig } from "../checkpoint/model_config.ts";
 import type { BackendName } from "../engine/build_config.ts";
+import type { Plan } from "../engine/format.ts";
 import type { LoadedEngine } from "../engine/reader.ts";
-import type { ExecutionBackend } from "./backend.ts";
-import { CpuBackend } from "./cpu/cpu_backend.ts";
+import type { ExecutionBackend, StepInput } from "./backend.ts";
+import { CpuBackend, type LinearInputObserver } from "./cpu/cpu_backend.ts";
 import { CudaBackend } from "./cuda/cuda_backend.ts";
 import { CudaDevice } from "./cuda/device/index.ts";
 import { kernelSourcesHash } from "./cuda/kernel_modules.ts";
 import type { CudaTuning } from "./cuda/tuning.ts";
 import { checkKvCacheDtype, type KvCacheDtype } from "./kv_cache_dtype.ts";
 
-export type { CudaTuning };
+export type { CudaTuning, LinearInputObserver };
 
 interface BackendEntry {
   /** The engine's plan and weights loaded onto this backend (the CUDA backend takes its tuning), its
@@ -61,4 +63,17 @@ function cudaArch(): string {
   } finally {
     device.dispose();
   }
+}
+
+/** A CPU backend over a plan and fp32 weights held in memory, before any engine exists, calling
+ * `observe` with every linear op's input: the builder runs calibration text through the network it is
+ * building (AWQ). The caller allocates its KV cache and disposes it. */
+export function openCalibrationBackend(
+  model: ModelConfig,
+  plan: Plan,
+  weights: Map<string, Float32Array>,
+  kvBlockSize: number,
+  observe: LinearInputObserver,
+): ExecutionBackend & { forward(step: StepInput): Float32Array } {
+  return new CpuBackend(model, plan, weights, kvBlockSize, new Map(), "auto", observe);
 }

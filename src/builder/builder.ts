@@ -6,7 +6,7 @@ import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { readHfConfig } from "../checkpoint/hf_config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { DTYPE_BY_NAME, type DType } from "../dtype.ts";
-import { type BuildConfig, resolveBuildConfig } from "../engine/build_config.ts";
+import { type BuildConfig, resolveBuildConfig, storedFormat } from "../engine/build_config.ts";
 import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
 import { isEngineDir } from "../engine/reader.ts";
 import {
@@ -23,6 +23,7 @@ import { KILN_VERSION } from "../version.ts";
 import { checkWeightsPresent, engineWeight, resolveDtype } from "./checkpoint_weights.ts";
 import { ModelIsEngineError } from "./errors.ts";
 import { optimize } from "./optimize.ts";
+import { type AwqReport, awqScaledWeights, calibrationIds } from "./passes/awq/awq.ts";
 import { quantizeWeights } from "./passes/quantize_weights.ts";
 import { assertPrequantizedBuild, PrequantizedLinears } from "./prequantized.ts";
 import { randomEngineWeight } from "./random_weights.ts";
@@ -35,6 +36,8 @@ export interface BuildResult {
   seconds: number;
   /** Of `seconds`, the CUDA target's: kernels compiled for the GPU and GEMM algorithms timed on it. */
   targetSeconds?: number;
+  /** int4-awq: the calibration's tokens and the scales chosen per group of linears. */
+  awq?: AwqReport;
 }
 
 /** Builds the engine of checkpoint `modelDir` into `outDir`. */
@@ -178,14 +181,27 @@ function* finish(
   }));
   config.files.push(...extra.map((e) => e.name));
   const plan = { ops: network.ops, output: network.output };
-  const format = config.build.quantize;
-  const stored = format === "none" ? weights : quantizeWeights(network, weights, format);
+  const method = config.build.quantize;
+  let stored = weights;
+  let awq: AwqReport | undefined;
+  if (method === "int4-awq") {
+    const ids = calibrationIds(config.build, modelDir);
+    ({ weights: stored, report: awq } = yield* awqScaledWeights(
+      config.model,
+      network,
+      weights,
+      ids,
+      config.build.maxSeqLen,
+    ));
+  }
+  if (method !== "none") stored = quantizeWeights(network, stored, storedFormat(method));
   yield* writeEngineSteps(outDir, config, plan, stored, extra, blobs, mode);
   return {
     dir: outDir,
     config,
     seconds: (performance.now() - t0) / 1000,
     ...(targetSeconds !== undefined ? { targetSeconds } : {}),
+    ...(awq ? { awq } : {}),
   };
 }
 

@@ -22,9 +22,15 @@ import {
   kvFractionOption,
   maxKvTokensOption,
 } from "./kv_cache_flags.ts";
-import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
+import {
+  type CalibrationFlags,
+  calibrationBuild,
+  calibrationOptions,
+  type QuantizeFlag,
+  quantizeOption,
+} from "./quantize_flag.ts";
 
-interface BenchFlags extends KvCacheFlags, ThroughputFlags, ServeFlags {
+interface BenchFlags extends KvCacheFlags, ThroughputFlags, ServeFlags, CalibrationFlags {
   model?: string;
   backend?: "cpu" | "cuda";
   dtype?: "fp32" | "fp16" | "bf16";
@@ -72,6 +78,8 @@ export function registerBench(program: Command): void {
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--dtype <dtype>", "engine dtype", choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const))
     .addOption(quantizeOption())
+    .addOption(calibrationOptions()[0])
+    .addOption(calibrationOptions()[1])
     .option("--batch-size <n>", "prompts per batch", intArg("--batch-size", 1), 1)
     .option("--input-len <n>", "prompt tokens", intArg("--input-len", 1), 128)
     .option("--output-len <n>", "generated tokens", intArg("--output-len", 1), 256)
@@ -148,13 +156,15 @@ export function registerBench(program: Command): void {
       const sampling = samplingFromFlags(f);
       const dir = f.model ?? defaultModelDir();
       // --dtype on an engine is refused as run refuses it; flags that cannot apply warn once.
-      const { dtype, quantize, cacheDir, randomWeights } = f;
-      for (const w of checkRunFlags({ dtype, quantize, cacheDir, randomWeights }, dir, isEngineDir(dir)))
+      const { dtype, quantize, calibration, cacheDir, randomWeights } = f;
+      const seen = { dtype, quantize, calibration, cacheDir, randomWeights };
+      for (const w of checkRunFlags(seen, dir, isEngineDir(dir)))
         process.stderr.write(`kiln: warning: ${w}\n`);
       const options = {
         ...(f.backend ? { backend: f.backend } : {}),
         ...(f.dtype ? { dtype: f.dtype } : {}),
         ...(f.quantize ? { quantize: f.quantize } : {}),
+        ...calibrationBuild(f),
         ...(f.randomWeights ? { randomWeights: true } : {}),
         ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
         // A checkpoint's engine: room for the batch (latency) or for up to 256 running requests.

@@ -14,6 +14,8 @@ const ENGINE_FLAGS = [
   "--backend",
   "--dtype",
   "--quantize",
+  "--calibration",
+  "--calibration-tokens",
   "--batch-size",
   "--runs",
   "--random-weights",

@@ -7,9 +7,15 @@ import { engineDamage } from "../engine/verify.ts";
 import { choiceArg, intArg, modelDirArg } from "./args.ts";
 import { checkBuildPaths } from "./build_paths.ts";
 import { whileInterruptible } from "./interruptible.ts";
-import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
+import {
+  type CalibrationFlags,
+  calibrationBuild,
+  calibrationOptions,
+  type QuantizeFlag,
+  quantizeOption,
+} from "./quantize_flag.ts";
 
-interface BuildFlags {
+interface BuildFlags extends CalibrationFlags {
   model: string;
   output: string;
   dtype?: "fp32" | "fp16" | "bf16";
@@ -50,6 +56,8 @@ export function registerBuild(program: Command): void {
     )
     .option("--kv-block-size <n>", "tokens per KV-cache block", intArg("--kv-block-size", 1))
     .addOption(quantizeOption())
+    .addOption(calibrationOptions()[0])
+    .addOption(calibrationOptions()[1])
     .option("--no-fuse", "skip the fusion passes (debugging)")
     .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
     .option("--verify", "read the written engine back and check every checksum (as kiln verify)")
@@ -66,6 +74,7 @@ export function registerBuild(program: Command): void {
         kvBlockSize: f.kvBlockSize,
         fuse: f.fuse,
         quantize: f.quantize,
+        ...calibrationBuild(f),
         randomWeights: f.randomWeights,
       });
       const r = await whileInterruptible((signal) => runStepsUntil(steps, signal));
@@ -80,7 +89,10 @@ export function registerBuild(program: Command): void {
           seconds: r.seconds,
           ...(r.targetSeconds !== undefined ? { targetSeconds: r.targetSeconds } : {}),
         };
-        process.stdout.write(`${JSON.stringify({ dir: r.dir, ...timing, ...verified, config: r.config })}\n`);
+        const awq = r.awq ? { awq: r.awq } : {};
+        process.stdout.write(
+          `${JSON.stringify({ dir: r.dir, ...timing, ...verified, config: r.config, ...awq })}\n`,
+        );
       } else {
         const target =
           r.targetSeconds !== undefined ? ` (kernels and GEMM tuning ${r.targetSeconds.toFixed(2)} s)` : "";

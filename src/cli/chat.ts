@@ -20,9 +20,15 @@ import {
   kvFractionOption,
   maxKvTokensOption,
 } from "./kv_cache_flags.ts";
-import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
+import {
+  type CalibrationFlags,
+  calibrationBuild,
+  calibrationOptions,
+  type QuantizeFlag,
+  quantizeOption,
+} from "./quantize_flag.ts";
 
-interface ChatFlags extends DecodingFlags, KvCacheFlags {
+interface ChatFlags extends DecodingFlags, KvCacheFlags, CalibrationFlags {
   model?: string;
   system?: string;
   chatTemplate?: string;
@@ -50,6 +56,8 @@ export function registerChat(program: Command): void {
       choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
     )
     .addOption(quantizeOption())
+    .addOption(calibrationOptions()[0])
+    .addOption(calibrationOptions()[1])
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
     .addOption(kvFractionOption())
@@ -75,6 +83,7 @@ async function chatCommand(f: ChatFlags): Promise<void> {
         ...(f.backend ? { backend: f.backend } : {}),
         ...(f.dtype ? { dtype: f.dtype } : {}),
         ...(f.quantize ? { quantize: f.quantize } : {}),
+        ...calibrationBuild(f),
         ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
         kvCache: kvCacheFromFlags(f),
       },

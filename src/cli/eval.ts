@@ -11,9 +11,15 @@ import { EvalTextError } from "../runtime/perplexity_errors.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
 import { whileInterruptible } from "./interruptible.ts";
 import { kvCacheDtypeOption } from "./kv_cache_flags.ts";
-import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
+import {
+  type CalibrationFlags,
+  calibrationBuild,
+  calibrationOptions,
+  type QuantizeFlag,
+  quantizeOption,
+} from "./quantize_flag.ts";
 
-interface EvalFlags {
+interface EvalFlags extends CalibrationFlags {
   model?: string;
   perplexity: string;
   maxLength?: number;
@@ -50,6 +56,8 @@ export function registerEval(program: Command): void {
       choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
     )
     .addOption(quantizeOption())
+    .addOption(calibrationOptions()[0])
+    .addOption(calibrationOptions()[1])
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .addOption(kvCacheDtypeOption())
     .option("--cache-dir <dir>", "engine cache directory")
@@ -87,6 +95,7 @@ async function evalCommand(f: EvalFlags): Promise<void> {
         {
           ...(f.dtype ? { dtype: f.dtype } : {}),
           ...(f.quantize ? { quantize: f.quantize } : {}),
+          ...calibrationBuild(f),
           ...(f.backend ? { backend: f.backend } : {}),
         },
         f.cacheDir,

@@ -41,6 +41,7 @@ export interface RunFlagsSeen
   json?: boolean;
   dtype?: string;
   quantize?: string;
+  calibration?: string;
   cacheDir?: string;
   randomWeights?: boolean;
 }
@@ -89,6 +90,10 @@ export function checkRunFlags(f: RunFlagsSeen, modelDir: string, engineDir: bool
   if (f.quantize !== undefined && engineDir)
     conflict(
       `--quantize ${f.quantize}: ${modelDir} is a built engine, whose weight formats were fixed when it was built; drop --quantize, or pass the checkpoint directory to build a ${f.quantize} engine from it`,
+    );
+  if (f.calibration !== undefined && engineDir)
+    conflict(
+      `--calibration ${f.calibration}: ${modelDir} is a built engine, whose weights were fixed when it was built; drop --calibration, or pass the checkpoint directory to build an int4-awq engine from it`,
     );
 
   const warnings: string[] = [];

@@ -16,9 +16,15 @@ import {
   kvFractionOption,
   maxKvTokensOption,
 } from "./kv_cache_flags.ts";
-import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
+import {
+  type CalibrationFlags,
+  calibrationBuild,
+  calibrationOptions,
+  type QuantizeFlag,
+  quantizeOption,
+} from "./quantize_flag.ts";
 
-interface RunFlags extends DecodingFlags, KvCacheFlags {
+interface RunFlags extends DecodingFlags, KvCacheFlags, CalibrationFlags {
   model?: string;
   prompt?: string;
   inputIds?: number[];
@@ -57,6 +63,8 @@ export function registerRun(program: Command): void {
       choiceArg("--dtype", ["fp32", "fp16", "bf16"] as const),
     )
     .addOption(quantizeOption())
+    .addOption(calibrationOptions()[0])
+    .addOption(calibrationOptions()[1])
     .option("--backend <backend>", "execution backend", choiceArg("--backend", ["cpu", "cuda"] as const))
     .option("--cache-dir <dir>", "engine cache directory")
     .option("--random-weights", "build from config.json alone with random weights (benchmarks)")
@@ -85,6 +93,7 @@ async function runCommand(f: RunFlags): Promise<void> {
       {
         ...(f.dtype ? { dtype: f.dtype } : {}),
         ...(f.quantize ? { quantize: f.quantize } : {}),
+        ...calibrationBuild(f),
         ...(f.backend ? { backend: f.backend } : {}),
         ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
         ...(f.randomWeights ? { randomWeights: true } : {}),

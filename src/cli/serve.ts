@@ -9,9 +9,15 @@ import type { OpenExecutorOptions } from "../runtime/open_executor.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_S, openServer } from "../server/open_server.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
 import { kvCacheDtypeOption, kvFractionOption, maxKvTokensOption } from "./kv_cache_flags.ts";
-import { type QuantizeFlag, quantizeOption } from "./quantize_flag.ts";
+import {
+  type CalibrationFlags,
+  calibrationBuild,
+  calibrationOptions,
+  type QuantizeFlag,
+  quantizeOption,
+} from "./quantize_flag.ts";
 
-interface ServeFlags {
+interface ServeFlags extends CalibrationFlags {
   model?: string;
   host: string;
   port: number;
@@ -102,6 +108,8 @@ export function registerServe(program: Command): void {
       DEFAULT_SHUTDOWN_TIMEOUT_S,
     )
     .addOption(quantizeOption())
+    .addOption(calibrationOptions()[0])
+    .addOption(calibrationOptions()[1])
     .addOption(kvFractionOption())
     .addOption(maxKvTokensOption())
     .addOption(kvCacheDtypeOption())
@@ -122,6 +130,7 @@ async function serveCommand(f: ServeFlags): Promise<void> {
     ...(f.backend ? { backend: f.backend } : {}),
     ...(f.dtype ? { dtype: f.dtype } : {}),
     ...(f.quantize ? { quantize: f.quantize } : {}),
+    ...calibrationBuild(f),
     ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
     ...(f.maxKvTokens !== undefined ? { maxTokens: f.maxKvTokens } : {}),
     ...(f.kvCacheFreeGpuMemFraction !== undefined

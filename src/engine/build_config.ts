@@ -1,13 +1,23 @@
 // Build settings: what the engine is specialised for. Validated once, here.
 import type { DTypeName } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { CalibrationWithoutAwqError, DEFAULT_CALIBRATION_TOKENS, resolveCalibration } from "./calibration.ts";
 import { QuantizedEngineUnsupportedError } from "./errors.ts";
 import type { IntWoFormat, WeightFormat } from "./weight_format.ts";
 
-/** What `--quantize` can build from an unquantized checkpoint (the engine formats are weight_format.ts;
- * "fp8" builds dynamic activation scales). */
-export const QUANTIZE_METHODS = ["int8-wo", "int4-wo", "fp8"] as const satisfies readonly WeightFormat[];
+/** What `--quantize` can build from an unquantized checkpoint: a stored weight format (weight_format.ts;
+ * "fp8" with dynamic activation scales), or int4-awq, which stores int4-wo weights after
+ * activation-aware scaling (builder/passes/awq/). */
+export const QUANTIZE_METHODS = ["int8-wo", "int4-wo", "fp8", "int4-awq"] as const;
 export type QuantizeMethod = (typeof QUANTIZE_METHODS)[number];
+
+/** The weight formats --quantize stores. */
+export type BuiltWeightFormat = Exclude<QuantizeMethod, "int4-awq"> & WeightFormat;
+
+/** The weight format a quantize method stores. */
+export function storedFormat(method: QuantizeMethod): BuiltWeightFormat {
+  return method === "int4-awq" ? "int4-wo" : method;
+}
 
 export type BackendName = "cpu" | "cuda";
 
@@ -28,9 +38,15 @@ export interface BuildConfig {
   /** Build from config.json alone with random weights (benchmarks of shipped configs). */
   randomWeights: boolean;
   /** Quantization of the transformer blocks' linear layers (weight_format.ts: int8-wo / int4-wo weight
-   * only, fp8 weights and per-token activations); "none" keeps every weight in `dtype`. The LM head and
-   * the embeddings always stay in `dtype`. */
+   * only, fp8 weights and per-token activations, int4-awq); "none" keeps every weight in `dtype`. The
+   * LM head and the embeddings always stay in `dtype`. */
   quantize: "none" | QuantizeMethod;
+  /** int4-awq only (absent otherwise, so other builds' configs and cache keys are unchanged): the
+   * calibration text (absolute once resolved; absent before = the bundled text), how many of its
+   * tokens run through the model, and its content hash, which the cache keys on instead of the path. */
+  calibrationFile?: string;
+  calibrationTokens?: number;
+  calibrationSha256?: string;
 }
 
 /** The weight formats the CUDA backend has kernels for (kernels/gemv_wo.cu), listed one by one: a
@@ -55,6 +71,9 @@ export const DEFAULT_BUILD_CONFIG: BuildConfig = {
   quantize: "none",
 };
 
+/** BuildConfig's optional keys (absent from DEFAULT_BUILD_CONFIG), for the options-key checks. */
+export const OPTIONAL_BUILD_KEYS = ["calibrationFile", "calibrationTokens", "calibrationSha256"] as const;
+
 function positiveInt(name: string, v: number): void {
   if (!Number.isInteger(v) || v <= 0) {
     throw new InvalidArgumentError(`build option ${name} must be a positive integer, got ${v}`);
@@ -74,7 +93,23 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
       `unknown quantization "${c.quantize}"; use --quantize ${QUANTIZE_METHODS.join(" or --quantize ")} (or leave it out)`,
     );
   }
-  if (c.quantize !== "none" && c.backend === "cuda" && !isCudaWeightFormat(c.quantize)) {
+  if (c.quantize === "int4-awq") {
+    Object.assign(
+      c,
+      resolveCalibration(c.calibrationFile ?? "", c.calibrationTokens ?? DEFAULT_CALIBRATION_TOKENS),
+    );
+  } else if (c.calibrationFile !== undefined || c.calibrationTokens !== undefined) {
+    const flag =
+      c.calibrationFile !== undefined
+        ? `--calibration ${c.calibrationFile}`
+        : `--calibration-tokens ${c.calibrationTokens}`;
+    throw new CalibrationWithoutAwqError(
+      `${flag} applies only to --quantize int4-awq (got --quantize ${c.quantize}); add --quantize int4-awq, or drop ${flag.split(" ")[0]}`,
+    );
+  } else {
+    delete c.calibrationSha256; // a hash without its file means nothing
+  }
+  if (c.quantize !== "none" && c.backend === "cuda" && !isCudaWeightFormat(storedFormat(c.quantize))) {
     // Refused before any build work; the CUDA backend refuses such an engine at load as well.
     throw new QuantizedEngineUnsupportedError(
       `${c.quantize} engines run on the CPU backend only so far; build with --quantize ${CUDA_WEIGHT_FORMATS.join(" or --quantize ")} for CUDA (or use --backend cpu)`,

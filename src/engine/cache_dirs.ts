@@ -77,8 +77,20 @@ function statOrNull(p: string) {
 }
 
 export function engineCacheKey(checkpointHash: string, build: BuildConfig): string {
-  const key = JSON.stringify({ checkpointHash, build, kiln: KILN_VERSION, format: ENGINE_FORMAT_VERSION });
+  const key = JSON.stringify({
+    checkpointHash,
+    build: keyedBuild(build),
+    kiln: KILN_VERSION,
+    format: ENGINE_FORMAT_VERSION,
+  });
   return createHash("sha256").update(key).digest("hex").slice(0, 32);
+}
+
+/** The build config as the key sees it: a calibration file counts by its content hash
+ * (calibrationSha256), not its path, so the same text anywhere is one entry. */
+function keyedBuild(build: BuildConfig): Partial<BuildConfig> {
+  const { calibrationFile: _, ...keyed } = build;
+  return keyed;
 }
 
 export function engineCacheDir(checkpointHash: string, build: BuildConfig, root = cacheRoot()): string {

@@ -5,14 +5,14 @@ import { checkKvCacheDtype, type KvCacheDtype } from "../backends/kv_cache_dtype
 import type { CudaTuning } from "../backends/open_backend.ts";
 import { type ResolvedEngine, resolveEngineSteps } from "../builder/engine_cache.ts";
 import type { Steps } from "../builder/steps.ts";
-import { type BuildConfig, DEFAULT_BUILD_CONFIG } from "../engine/build_config.ts";
+import { type BuildConfig, DEFAULT_BUILD_CONFIG, OPTIONAL_BUILD_KEYS } from "../engine/build_config.ts";
 import { EngineCorruptError } from "../engine/errors.ts";
 import type { KeySet } from "../sampling/option_keys.ts";
 import { Session } from "./session.ts";
 
 /** The build settings an options object may carry (for unknown-key checks). */
 export const BUILD_CONFIG_KEYS = Object.fromEntries(
-  Object.keys(DEFAULT_BUILD_CONFIG).map((k) => [k, true]),
+  [...Object.keys(DEFAULT_BUILD_CONFIG), ...OPTIONAL_BUILD_KEYS].map((k) => [k, true]),
 ) as KeySet<BuildConfig>;
 
 /** `kvCacheDtype` is checked against the backend before the build (Session.open checks it again

@@ -97,7 +97,9 @@ describe("--quantize on the CLI", () => {
           ...["--backend", "cuda", "--quantize", format],
         ]),
         "QuantizedEngineUnsupportedError",
-        new RegExp(`${format} engines run on the CPU backend only so far; build with --quantize int8-wo or --quantize int4-wo for CUDA`),
+        new RegExp(
+          `${format} engines run on the CPU backend only so far; build with --quantize int8-wo or --quantize int4-wo for CUDA`,
+        ),
       );
       assert.equal(existsSync(out), false);
     }
@@ -107,7 +109,7 @@ describe("--quantize on the CLI", () => {
     assertUserError(
       kiln(["build", "--model", BUNDLED_MODEL_DIR, "--output", join(tmp.dir, "x"), "--quantize", "int9"]),
       "InvalidArgumentError",
-      /--quantize must be one of int8-wo, int4-wo, fp8, got "int9"/,
+      /--quantize must be one of int8-wo, int4-wo, fp8, int4-awq, got "int9"/,
     );
   });
 });

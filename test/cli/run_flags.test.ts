@@ -178,6 +178,8 @@ const NOT_DECODING = [
   "--chat-template", // test/cli/run_validation.test.ts
   "--dtype",
   "--quantize", // test/cli/quantize_flags.test.ts
+  "--calibration", // test/cli/calibration_flags.test.ts
+  "--calibration-tokens", // test/cli/calibration_flags.test.ts
   "--backend",
   "--cache-dir",
   "--random-weights",

@@ -35,6 +35,11 @@ interface Act {
 }
 
 type AttentionOp = Extract<Op, { kind: "attention" }>;
+type LinearOp = Extract<Op, { kind: "linear" }>;
+
+/** Sees each linear op's input x [rows, op.inFeatures] before the op runs (the builder's AWQ
+ * calibration reads activations through it); it must not modify x. */
+export type LinearInputObserver = (op: LinearOp, x: Float32Array, rows: number) => void;
 
 export class CpuBackend implements ExecutionBackend {
   readonly name = "cpu";
@@ -62,6 +67,8 @@ export class CpuBackend implements ExecutionBackend {
     private readonly fp8Inputs: ReadonlyMap<string, Fp8Input>,
     /** How the KV pool stores K and V (backends/kv_cache_dtype.ts); fixed for the backend's life. */
     readonly kvCacheDtype: KvCacheDtype,
+    /** Absent on every normal path: one undefined check per linear op. */
+    private readonly observeLinear?: LinearInputObserver,
   ) {
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = kvBlockSize;
@@ -185,6 +192,7 @@ export class CpuBackend implements ExecutionBackend {
         }
         case "linear": {
           const x = get(op.x);
+          this.observeLinear?.(op, x.data, x.rows);
           const out = new Float32Array(x.rows * op.outFeatures);
           const fp8 = this.fp8Inputs.get(op.weight);
           linear(

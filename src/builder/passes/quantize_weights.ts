@@ -3,7 +3,7 @@
 // engine/weight_format.ts defines (fp8: quantize_fp8.ts, dynamic activations); the LM head and the
 // embedding table (one tensor when tied) keep their dtype.
 import { toF32 } from "../../dtype.ts";
-import type { QuantizeMethod } from "../../engine/build_config.ts";
+import type { BuiltWeightFormat } from "../../engine/build_config.ts";
 import {
   GROUP_SIZE,
   type IntWoFormat,
@@ -32,7 +32,7 @@ export function quantizableWeights(net: Network): Set<string> {
 export function quantizeWeights(
   net: Network,
   weights: EngineWeight[],
-  format: QuantizeMethod,
+  format: BuiltWeightFormat,
 ): EngineWeight[] {
   const eligible = quantizableWeights(net);
   return weights.map((w) => {

@@ -1,0 +1,137 @@
+// Pass: activation-aware weight quantization (--quantize int4-awq; Lin et al., 2023). Calibration text
+// runs through the unquantized network (activation_stats.ts); each group of linears sharing an input
+// gets the per-channel scales that minimise its int4 output error (scale_search.ts), multiplied into
+// its weights' columns and divided out of the op that makes its input (fold_rules.ts); then each
+// linear's weights are clipped per group where that lowers the int4 error (clip_search.ts). What comes
+// out is an ordinary network's weights: quantize_weights.ts then stores the linears as int4-wo.
+import { createHash } from "node:crypto";
+import type { ModelConfig } from "../../../checkpoint/model_config.ts";
+import { fromF32, toF32 } from "../../../dtype.ts";
+import type { BuildConfig } from "../../../engine/build_config.ts";
+import { CalibrationFileError, readCalibrationText } from "../../../engine/calibration.ts";
+import type { EngineWeight } from "../../../engine/writer.ts";
+import { contextWindow } from "../../../models/context.ts";
+import type { Network } from "../../../models/network.ts";
+import { Tokenizer } from "../../../tokenizer/index.ts";
+import { collectInputStats } from "./activation_stats.ts";
+import { clipWeights } from "./clip_search.ts";
+import { applyAwqScales, awqGroups, queryKeyRows } from "./fold_rules.ts";
+import { searchScales } from "./scale_search.ts";
+
+/** Longest calibration window (AutoAWQ's block length); shorter when the model's context is. */
+const MAX_WINDOW = 512;
+/** The search's loss is measured on a sample: at most this many rows of X (tokens, spread evenly over
+ * the calibration) and of the group's stacked weights (output channels, evenly spaced; quantization is
+ * row by row, so a row's error does not depend on the others). Enough to rank 20 candidates, few
+ * enough that a small model calibrates in seconds on one CPU thread. */
+export const SEARCH_SAMPLES = 128;
+export const SEARCH_ROWS = 256;
+
+/** Per group: the α chosen and the search's loss there and at α = 0 (round to nearest), or why the
+ * group was left unscaled; how many (row, group of 128) weight groups were clipped. */
+export interface AwqGroupReport {
+  input: string;
+  alpha?: number;
+  loss?: number;
+  rtnLoss?: number;
+  skip?: string;
+  clipped?: number;
+}
+
+export interface AwqReport {
+  tokens: number;
+  groups: AwqGroupReport[];
+}
+
+/** The calibration tokens of an int4-awq build: its text, read again and checked against the hash the
+ * cache key was made from, tokenized by the checkpoint's tokenizer, cut to calibrationTokens. */
+export function calibrationIds(build: BuildConfig, modelDir: string): Int32Array {
+  const { calibrationFile: file, calibrationSha256: sha256, calibrationTokens: tokens } = build;
+  if (!file || !sha256 || !tokens) throw new Error("internal: int4-awq build config not resolved");
+  const text = readCalibrationText(file);
+  if (createHash("sha256").update(text).digest("hex") !== sha256) {
+    throw new CalibrationFileError(`--calibration ${file} changed while the build ran; run the build again`);
+  }
+  const ids = Tokenizer.fromDir(modelDir).encode(text).ids;
+  return Int32Array.from(ids.slice(0, tokens));
+}
+
+/** `weights` with AWQ's scales applied (still in their dtype, unquantized), and what was chosen. The
+ * generator yields after each calibration window and each group searched. */
+export function* awqScaledWeights(
+  model: ModelConfig,
+  net: Network,
+  weights: EngineWeight[],
+  ids: Int32Array,
+  maxSeqLen: number,
+): Generator<void, { weights: EngineWeight[]; report: AwqReport }> {
+  const fp32 = new Map(weights.map((w) => [w.name, toF32(w.bytes(), w.dtype)]));
+  const groups = awqGroups(net);
+  const window = Math.min(MAX_WINDOW, contextWindow(model), maxSeqLen || Infinity);
+  const stats = yield* collectInputStats(model, net, fp32, groups, ids, window, SEARCH_SAMPLES);
+  const scales = new Map<string, Float32Array>();
+  const report: AwqGroupReport[] = [];
+  for (const g of groups) {
+    if (!g.fold) {
+      report.push({ input: g.input, skip: g.skip });
+      continue;
+    }
+    const st = stats.get(g.input)!;
+    const { rows, w } = sampledRows(
+      g.linears.map((l) => fp32.get(l.weight)!),
+      g.inFeatures,
+      SEARCH_ROWS,
+    );
+    const best = searchScales(w, rows, g.inFeatures, st.meanAbs, st.samples, st.rows);
+    if (best.alpha > 0) scales.set(g.input, best.scales);
+    report.push({ input: g.input, alpha: best.alpha, loss: best.loss, rtnLoss: best.rtnLoss });
+    yield;
+  }
+  applyAwqScales(groups, scales, fp32);
+  // Clipping sees the scaled weights and the input they now read, x / s.
+  const qk = queryKeyRows(net);
+  for (const [i, g] of groups.entries()) {
+    const st = stats.get(g.input)!;
+    const s = scales.get(g.input);
+    const x = s ? st.samples.map((v, k) => v / s[k % g.inFeatures]) : st.samples;
+    let clipped = 0;
+    for (const l of g.linears) {
+      const ranges = qk.get(l.weight) ?? [];
+      const unclipped = (r: number) => ranges.some(([from, to]) => r >= from && r < to);
+      clipped += clipWeights(fp32.get(l.weight)!, l.outFeatures, l.inFeatures, x, st.rows, unclipped);
+    }
+    report[i].clipped = clipped;
+    yield;
+  }
+  const touched = new Set(
+    groups.flatMap((g) => [
+      ...g.linears.map((l) => l.weight),
+      ...(g.fold?.kind === "vectors" && scales.has(g.input) ? g.fold.weights : []),
+      ...(g.fold?.kind === "rows" && scales.has(g.input)
+        ? [g.fold.weight, ...(g.fold.bias ? [g.fold.bias] : [])]
+        : []),
+    ]),
+  );
+  for (const name of [...fp32.keys()]) if (!touched.has(name)) fp32.delete(name);
+  const out = weights.map((w): EngineWeight => {
+    if (!touched.has(w.name)) return w;
+    const values = fp32.get(w.name)!;
+    return { ...w, bytes: () => fromF32(values, w.dtype) };
+  });
+  return { weights: out, report: { tokens: ids.length, groups: report } };
+}
+
+/** At most `max` rows, evenly spaced, of the weights [out_i, cols] stacked, [rows, cols]. */
+function sampledRows(ws: Float32Array[], cols: number, max: number): { rows: number; w: Float32Array } {
+  const total = ws.reduce((s, w) => s + w.length / cols, 0);
+  const every = Math.ceil(total / max);
+  const rows = Math.ceil(total / every);
+  const out = new Float32Array(rows * cols);
+  let r = 0; // row index in the stack
+  for (const w of ws) {
+    for (let i = 0; i < w.length / cols; i++, r++) {
+      if (r % every === 0) out.set(w.subarray(i * cols, (i + 1) * cols), (r / every) * cols);
+    }
+  }
+  return { rows, w: out };
+}
