@@ -7,6 +7,7 @@ import {
   isCudaWeightFormat,
   QUANTIZE_METHODS,
   resolveBuildConfig,
+  storedFormat,
 } from "../../src/engine/build_config.ts";
 import { QuantizedEngineUnsupportedError } from "../../src/engine/errors.ts";
 import { WEIGHT_FORMATS } from "../../src/engine/weight_format.ts";
@@ -22,10 +23,15 @@ describe("resolveBuildConfig: --quantize with --backend cuda", () => {
   });
 
   it("has --quantize methods without CUDA kernels to refuse (fp8 so far)", () => {
-    assert.ok(QUANTIZE_METHODS.some((f) => !isCudaWeightFormat(f)));
+    assert.ok(QUANTIZE_METHODS.some((f) => !isCudaWeightFormat(storedFormat(f))));
   });
 
-  for (const quantize of QUANTIZE_METHODS.filter((f) => !isCudaWeightFormat(f))) {
+  it("accepts int4-awq, whose engines hold int4-wo weights", () => {
+    assert.equal(storedFormat("int4-awq"), "int4-wo");
+    assert.equal(resolveBuildConfig({ backend: "cuda", quantize: "int4-awq" }).quantize, "int4-awq");
+  });
+
+  for (const quantize of QUANTIZE_METHODS.filter((f) => !isCudaWeightFormat(storedFormat(f)))) {
     it(`refuses ${quantize}, naming the formats CUDA runs`, () => {
       assert.throws(
         () => resolveBuildConfig({ backend: "cuda", quantize }),
