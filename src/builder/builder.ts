@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Checkpoint } from "../checkpoint/checkpoint.ts";
 import { readHfConfig } from "../checkpoint/hf_config.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
-import { DTYPE_BY_NAME, type DType } from "../dtype.ts";
+import { DTYPE_BY_NAME, type DType, toF32 } from "../dtype.ts";
 import { type BuildConfig, resolveBuildConfig, storedFormat } from "../engine/build_config.ts";
 import { ENGINE_FORMAT_VERSION, type EngineConfig, TOKENIZER_FILES } from "../engine/format.ts";
 import { isEngineDir } from "../engine/reader.ts";
@@ -20,10 +20,12 @@ import { contextWindow } from "../models/context.ts";
 import type { Network } from "../models/network.ts";
 import { defineModel } from "../models/registry.ts";
 import { KILN_VERSION } from "../version.ts";
+import { calibrationIds, calibrationWindow } from "./calibration_run.ts";
 import { checkWeightsPresent, engineWeight, resolveDtype } from "./checkpoint_weights.ts";
 import { ModelIsEngineError } from "./errors.ts";
 import { optimize } from "./optimize.ts";
-import { type AwqReport, awqScaledWeights, calibrationIds } from "./passes/awq/awq.ts";
+import { type AwqReport, awqScaledWeights } from "./passes/awq/awq.ts";
+import { fp8InputScales } from "./passes/fp8_static.ts";
 import { quantizeWeights } from "./passes/quantize_weights.ts";
 import { assertPrequantizedBuild, PrequantizedLinears } from "./prequantized.ts";
 import { randomEngineWeight } from "./random_weights.ts";
@@ -184,6 +186,7 @@ function* finish(
   const method = config.build.quantize;
   let stored = weights;
   let awq: AwqReport | undefined;
+  let inputScales: Map<string, number> | undefined;
   if (method === "int4-awq") {
     const ids = calibrationIds(config.build, modelDir);
     ({ weights: stored, report: awq } = yield* awqScaledWeights(
@@ -193,8 +196,13 @@ function* finish(
       ids,
       config.build.maxSeqLen,
     ));
+  } else if (method === "fp8-static") {
+    const ids = calibrationIds(config.build, modelDir);
+    const fp32 = new Map(weights.map((w) => [w.name, toF32(w.bytes(), w.dtype)]));
+    const window = calibrationWindow(config.model, config.build.maxSeqLen);
+    inputScales = yield* fp8InputScales(config.model, network, fp32, ids, window);
   }
-  if (method !== "none") stored = quantizeWeights(network, stored, storedFormat(method));
+  if (method !== "none") stored = quantizeWeights(network, stored, storedFormat(method), inputScales);
   yield* writeEngineSteps(outDir, config, plan, stored, extra, blobs, mode);
   return {
     dir: outDir,

@@ -93,7 +93,7 @@ export function checkRunFlags(f: RunFlagsSeen, modelDir: string, engineDir: bool
     );
   if (f.calibration !== undefined && engineDir)
     conflict(
-      `--calibration ${f.calibration}: ${modelDir} is a built engine, whose weights were fixed when it was built; drop --calibration, or pass the checkpoint directory to build an int4-awq engine from it`,
+      `--calibration ${f.calibration}: ${modelDir} is a built engine, whose weights were fixed when it was built; drop --calibration, or pass the checkpoint directory to build a calibrated engine from it`,
     );
 
   const warnings: string[] = [];

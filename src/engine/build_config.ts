@@ -1,22 +1,32 @@
 // Build settings: what the engine is specialised for. Validated once, here.
 import type { DTypeName } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import { CalibrationWithoutAwqError, DEFAULT_CALIBRATION_TOKENS, resolveCalibration } from "./calibration.ts";
+import { CalibrationNotUsedError, DEFAULT_CALIBRATION_TOKENS, resolveCalibration } from "./calibration.ts";
 import { QuantizedEngineUnsupportedError } from "./errors.ts";
 import type { IntWoFormat, WeightFormat } from "./weight_format.ts";
 
 /** What `--quantize` can build from an unquantized checkpoint: a stored weight format (weight_format.ts;
  * "fp8" with dynamic activation scales), or int4-awq, which stores int4-wo weights after
  * activation-aware scaling (builder/passes/awq/). */
-export const QUANTIZE_METHODS = ["int8-wo", "int4-wo", "fp8", "int4-awq"] as const;
+export const QUANTIZE_METHODS = ["int8-wo", "int4-wo", "fp8", "int4-awq", "fp8-static"] as const;
 export type QuantizeMethod = (typeof QUANTIZE_METHODS)[number];
 
-/** The weight formats --quantize stores. */
-export type BuiltWeightFormat = Exclude<QuantizeMethod, "int4-awq"> & WeightFormat;
+/** The methods that run calibration text through the model (--calibration, --calibration-tokens). */
+export const CALIBRATED_METHODS = ["int4-awq", "fp8-static"] as const;
+export type CalibratedMethod = (typeof CALIBRATED_METHODS)[number];
 
-/** The weight format a quantize method stores. */
+export function isCalibrated(method: QuantizeMethod | "none"): method is CalibratedMethod {
+  return (CALIBRATED_METHODS as readonly string[]).includes(method);
+}
+
+/** The weight formats --quantize stores. */
+export type BuiltWeightFormat = Exclude<QuantizeMethod, CalibratedMethod> & WeightFormat;
+
+/** The weight format a quantize method stores (fp8-static: fp8 with static input scales). */
 export function storedFormat(method: QuantizeMethod): BuiltWeightFormat {
-  return method === "int4-awq" ? "int4-wo" : method;
+  if (method === "int4-awq") return "int4-wo";
+  if (method === "fp8-static") return "fp8";
+  return method;
 }
 
 export type BackendName = "cpu" | "cuda";
@@ -93,7 +103,7 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
       `unknown quantization "${c.quantize}"; use --quantize ${QUANTIZE_METHODS.join(" or --quantize ")} (or leave it out)`,
     );
   }
-  if (c.quantize === "int4-awq") {
+  if (isCalibrated(c.quantize)) {
     Object.assign(
       c,
       resolveCalibration(c.calibrationFile ?? "", c.calibrationTokens ?? DEFAULT_CALIBRATION_TOKENS),
@@ -103,8 +113,8 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
       c.calibrationFile !== undefined
         ? `--calibration ${c.calibrationFile}`
         : `--calibration-tokens ${c.calibrationTokens}`;
-    throw new CalibrationWithoutAwqError(
-      `${flag} applies only to --quantize int4-awq (got --quantize ${c.quantize}); add --quantize int4-awq, or drop ${flag.split(" ")[0]}`,
+    throw new CalibrationNotUsedError(
+      `${flag} applies only to --quantize ${CALIBRATED_METHODS.join(" or ")} (got --quantize ${c.quantize}); add one of those, or drop ${flag.split(" ")[0]}`,
     );
   } else {
     delete c.calibrationSha256; // a hash without its file means nothing

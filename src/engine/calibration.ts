@@ -1,4 +1,4 @@
-// The calibration text of an activation-aware build (--quantize int4-awq): which file, how many of its
+// The calibration text of a calibrated build (--quantize int4-awq | fp8-static): which file, how many of its
 // tokens, and its content hash. The hash, not the path, is what the engine depends on, so it is the
 // part of the build config the engine cache keys on (cache_dirs.ts leaves the path out of the key).
 import { createHash } from "node:crypto";
@@ -14,9 +14,9 @@ export const DEFAULT_CALIBRATION_TOKENS = 2048;
 export class CalibrationFileError extends KilnError {}
 
 /** --calibration or --calibration-tokens given to a build that does not calibrate. */
-export class CalibrationWithoutAwqError extends KilnError {}
+export class CalibrationNotUsedError extends KilnError {}
 
-/** The calibration settings of an int4-awq build: `file` absolute ("" given = the bundled model's
+/** The calibration settings of a calibrated build: `file` absolute ("" given = the bundled model's
  * calibration.txt), `tokens` ≥ 2, `sha256` of the file's bytes. */
 export function resolveCalibration(
   file: string,

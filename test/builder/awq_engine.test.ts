@@ -8,14 +8,14 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { buildEngine } from "../../src/builder/builder.ts";
-import { calibrationIds } from "../../src/builder/passes/awq/awq.ts";
+import { calibrationIds } from "../../src/builder/calibration_run.ts";
 import { BUNDLED_MODEL_DIR, DEFAULT_CALIBRATION_FILE } from "../../src/bundled_model.ts";
 import { toF32 } from "../../src/dtype.ts";
 import { resolveBuildConfig } from "../../src/engine/build_config.ts";
 import { engineCacheKey } from "../../src/engine/cache_dirs.ts";
 import {
   CalibrationFileError,
-  CalibrationWithoutAwqError,
+  CalibrationNotUsedError,
   DEFAULT_CALIBRATION_TOKENS,
 } from "../../src/engine/calibration.ts";
 import { openEngine } from "../../src/engine/reader.ts";
@@ -185,12 +185,12 @@ describe("int4-awq calibration settings", () => {
     }
   });
 
-  test("calibration settings without --quantize int4-awq are a CalibrationWithoutAwqError", () => {
+  test("calibration settings without --quantize int4-awq are a CalibrationNotUsedError", () => {
     const a = file("c.txt", "text\n");
     for (const [o, message] of [
       [
         { calibrationFile: a },
-        /--calibration .*c\.txt applies only to --quantize int4-awq \(got --quantize none\)/,
+        /--calibration .*c\.txt applies only to --quantize int4-awq or fp8-static \(got --quantize none\)/,
       ],
       [
         { quantize: "int4-wo", calibrationTokens: 64 },
@@ -199,7 +199,7 @@ describe("int4-awq calibration settings", () => {
     ] as const) {
       assert.throws(
         () => resolveBuildConfig(o),
-        (e: unknown) => e instanceof CalibrationWithoutAwqError && message.test(e.message),
+        (e: unknown) => e instanceof CalibrationNotUsedError && message.test(e.message),
       );
     }
   });

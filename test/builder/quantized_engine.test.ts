@@ -10,11 +10,13 @@ import { buildEngine } from "../../src/builder/builder.ts";
 import { resolveEngine } from "../../src/builder/engine_cache.ts";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import { toF32 } from "../../src/dtype.ts";
-import { resolveBuildConfig } from "../../src/engine/build_config.ts";
+import { isCalibrated, resolveBuildConfig, storedFormat } from "../../src/engine/build_config.ts";
 import { engineCacheKey } from "../../src/engine/cache_dirs.ts";
+import { CalibrationFileError } from "../../src/engine/calibration.ts";
 import { createHasher } from "../../src/engine/checksum.ts";
 import { UnknownWeightFormatError } from "../../src/engine/errors.ts";
 import { PREAMBLE_BYTES } from "../../src/engine/format.ts";
+import { fp8InputScale } from "../../src/engine/fp8_format.ts";
 import { MANIFEST_FILE } from "../../src/engine/manifest.ts";
 import { openEngine } from "../../src/engine/reader.ts";
 import { engineDamage } from "../../src/engine/verify.ts";
@@ -23,7 +25,7 @@ import { writeStaticFp8Engine } from "../helpers/static_fp8_engine.ts";
 import { tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
 
 const HELD_OUT = readFileSync(new URL("../fixtures/quantization/held_out.txt", import.meta.url), "utf8");
-const FORMATS = ["int8-wo", "int4-wo", "fp8"] as const;
+const FORMATS = ["int8-wo", "int4-wo", "fp8", "fp8-static"] as const;
 const ALL = ["none", ...FORMATS] as const;
 
 /** Logits of every position of `ids` (one prefill), [ids.length, V]. */
@@ -84,13 +86,26 @@ describe("--quantize engines of the bundled model (CPU backend)", () => {
       assert.equal(formats["model.norm.weight"], "plain");
       const linears = Object.keys(formats).filter((n) => /\.(self_attn|mlp)\..*weight$/.test(n));
       assert.ok(linears.length >= 6 * 3, `linears: ${linears.join(", ")}`);
-      for (const n of linears) assert.equal(formats[n], q, n);
+      for (const n of linears) assert.equal(formats[n], storedFormat(q), n);
     }
     // --quantize fp8 builds dynamic (per-token) activation scales: no input scale in the regions.
     const e = openEngine(join(out.dir, "fp8"));
     const fp8 = e.header.weights.filter((w) => w.format === "fp8");
     e.close();
     for (const w of fp8) assert.deepEqual(w.params, { activation: "dynamic" }, w.name);
+    // --quantize fp8-static calibrates one input scale per linear (the bundled calibration text).
+    const s = openEngine(join(out.dir, "fp8-static"));
+    try {
+      const statics = s.header.weights.filter((w) => w.format === "fp8");
+      assert.equal(statics.length, fp8.length);
+      for (const w of statics) {
+        assert.deepEqual(w.params, { activation: "static" }, w.name);
+        const scale = fp8InputScale(s.readWeight(w), w.shape);
+        assert.ok(Number.isFinite(scale) && scale > 0, `${w.name}: input scale ${scale}`);
+      }
+    } finally {
+      s.close();
+    }
   });
 
   test("logits within tolerance of the unquantized engine; greedy tokens of a short prompt", async () => {
@@ -99,7 +114,7 @@ describe("--quantize engines of the bundled model (CPU backend)", () => {
     const want = await contextLogits(base, ids);
     // Bounds about 1.6-2x the worst |Δlogit| measured on this prompt (docs/QUANTIZATION.md). fp8's is
     // above int8-wo's: 3 mantissa bits (relative steps of 1/8) on the weights and on every linear's input.
-    const bound = { "int8-wo": 0.1, "int4-wo": 1.5, fp8: 0.6 };
+    const bound = { "int8-wo": 0.1, "int4-wo": 1.5, fp8: 0.6, "fp8-static": 0.6 };
     const [ref] = await base.generate(
       { ids: base.encode("ROMEO:") },
       { greedy: true, maxNewTokens: 32, ignoreEos: true },
@@ -221,17 +236,30 @@ describe("--quantize: cache, integrity, formats", () => {
   test("the cache key and entry differ by format; each entry records its own", () => {
     const keys = ALL.map((q) => engineCacheKey("h", resolveBuildConfig({ quantize: q })));
     assert.equal(new Set(keys).size, ALL.length);
-    const dirs = ALL.map((q) => resolveEngine(model.dir, { quantize: q }, out.dir).dir);
-    assert.equal(new Set(dirs).size, ALL.length);
-    for (const [i, q] of ALL.entries()) {
+    // This tiny checkpoint has no tokenizer, so no calibration text can run through it.
+    const uncalibrated = ALL.filter((q) => !isCalibrated(q));
+    const dirs = uncalibrated.map((q) => resolveEngine(model.dir, { quantize: q }, out.dir).dir);
+    assert.equal(new Set(dirs).size, uncalibrated.length);
+    for (const [i, q] of uncalibrated.entries()) {
       const e = openEngine(dirs[i]);
       assert.equal(e.config.build.quantize, q);
       assert.equal(
-        e.header.weights.some((w) => w.format === q),
+        e.header.weights.some((w) => q !== "none" && w.format === storedFormat(q)),
         q !== "none",
       );
       e.close();
     }
+  });
+
+  test("a calibrated build of a checkpoint without a tokenizer is a named error", () => {
+    assert.throws(
+      () => buildEngine(model.dir, join(out.dir, "no-tokenizer"), { quantize: "fp8-static" }),
+      (e: unknown) =>
+        e instanceof CalibrationFileError &&
+        /fp8-static runs calibration text through the model, which needs the checkpoint's tokenizer\.json/.test(
+          e.message,
+        ),
+    );
   });
 
   test("an untied LM head stays plain; an engine with padded groups loads and generates", async () => {

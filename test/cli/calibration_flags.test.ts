@@ -1,6 +1,6 @@
-// --quantize int4-awq with --calibration / --calibration-tokens on the CLI: a build records them and
-// prints what AWQ chose; a missing or empty file, the flags without int4-awq, and --calibration on a
-// built engine are one-line named errors exiting 2, before any build work.
+// --quantize int4-awq | fp8-static with --calibration / --calibration-tokens on the CLI: a build records
+// them (and prints what AWQ chose); a missing or empty file, the flags without a calibrated method, and
+// --calibration on a built engine are one-line named errors exiting 2, before any build work.
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -51,6 +51,25 @@ describe("--calibration on the CLI", () => {
       "ConflictingFlagsError",
       /--calibration .*calib\.txt: .* is a built engine/,
     );
+  });
+
+  test("kiln build --quantize fp8-static --calibration FILE: static fp8 scales from that text", () => {
+    const text = join(tmp.dir, "calib-fp8.txt");
+    writeFileSync(text, "KING RICHARD III:\nNow is the winter of our discontent\nMade glorious summer.\n");
+    const out = join(tmp.dir, "fp8-static");
+    const r = kiln([
+      ...["build", "--model", BUNDLED_MODEL_DIR, "--output", out],
+      ...["--quantize", "fp8-static", "--calibration", text, "--calibration-tokens", "16", "--json"],
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.config.build.quantize, "fp8-static");
+    assert.equal(j.config.build.calibrationTokens, 16);
+    const e = openEngine(out);
+    const fp8 = e.header.weights.filter((w) => w.format === "fp8");
+    e.close();
+    assert.ok(fp8.length > 0);
+    for (const w of fp8) assert.deepEqual(w.params, { activation: "static" }, w.name);
   });
 
   test("kiln eval --quantize int4-awq: one cache entry per calibration text, wherever it lies", () => {
@@ -105,18 +124,18 @@ describe("--calibration on the CLI", () => {
     );
   });
 
-  test("--calibration or --calibration-tokens without --quantize int4-awq is a CalibrationWithoutAwqError", () => {
+  test("--calibration or --calibration-tokens without a calibrated --quantize is a CalibrationNotUsedError", () => {
     const text = join(tmp.dir, "t.txt");
     writeFileSync(text, "words\n");
     assertUserError(
       build("--calibration", text),
-      "CalibrationWithoutAwqError",
-      /--calibration .*t\.txt applies only to --quantize int4-awq \(got --quantize none\)/,
+      "CalibrationNotUsedError",
+      /--calibration .*t\.txt applies only to --quantize int4-awq or fp8-static \(got --quantize none\)/,
     );
     assertUserError(
       kiln(["run", "--quantize", "int4-wo", "--calibration-tokens", "64", "--cache-dir", tmp.dir]),
-      "CalibrationWithoutAwqError",
-      /--calibration-tokens 64 applies only to --quantize int4-awq \(got --quantize int4-wo\)/,
+      "CalibrationNotUsedError",
+      /--calibration-tokens 64 applies only to --quantize int4-awq or fp8-static \(got --quantize int4-wo\)/,
     );
   });
 });

@@ -109,7 +109,7 @@ describe("--quantize on the CLI", () => {
     assertUserError(
       kiln(["build", "--model", BUNDLED_MODEL_DIR, "--output", join(tmp.dir, "x"), "--quantize", "int9"]),
       "InvalidArgumentError",
-      /--quantize must be one of int8-wo, int4-wo, fp8, int4-awq, got "int9"/,
+      /--quantize must be one of int8-wo, int4-wo, fp8, int4-awq, fp8-static, got "int9"/,
     );
   });
 });

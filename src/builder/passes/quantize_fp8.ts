@@ -1,12 +1,17 @@
-// The fp8 quantizer of `--quantize fp8`: one fp32 weight [out, in] into the region engine/fp8_format.ts
-// defines, with dynamic activations (no input scale; the backend scales each token's input itself).
+// The fp8 quantizer of `--quantize fp8 | fp8-static`: one fp32 weight [out, in] into the region
+// engine/fp8_format.ts defines, with dynamic activations (no input scale; the backend scales each
+// token's input itself) or a calibrated static input scale.
 import { fp8Region } from "../../engine/fp8_format.ts";
 import { E4M3_MAX, f32ToE4m3 } from "../../fp8_e4m3.ts";
 
 /** Per output row: scale = max|w_row| / 448 (fp32; 0 for an all-zero row, whose q stay 0) and
  * q = E4M3(w / scale), round to nearest even, saturating at ±448 (a scale rounded down to fp32 can put
  * the row's max a hair above 448). */
-export function quantizeFp8(values: Float32Array, shape: readonly number[]): Uint8Array {
+export function quantizeFp8(
+  values: Float32Array,
+  shape: readonly number[],
+  inputScale: number | null = null,
+): Uint8Array {
   const rows = shape[0];
   const cols = shape.slice(1).reduce((a, b) => a * b, 1);
   const q = new Uint8Array(rows * cols);
@@ -21,5 +26,5 @@ export function quantizeFp8(values: Float32Array, shape: readonly number[]): Uin
     // w / scale in double, rounded to fp32 inside f32ToE4m3: the correctly rounded fp32 quotient.
     for (let i = start; i < start + cols; i++) q[i] = f32ToE4m3(values[i] / scale);
   }
-  return fp8Region(q, scales, null);
+  return fp8Region(q, scales, inputScale);
 }

@@ -28,23 +28,27 @@ export function quantizableWeights(net: Network): Set<string> {
   return names;
 }
 
-/** `weights` with every quantizable one replaced by its `format` region (computed when written). */
+/** `weights` with every quantizable one replaced by its `format` region (computed when written). fp8
+ * with `inputScales` (by weight name, fp8-static's calibration) stores static activation scales. */
 export function quantizeWeights(
   net: Network,
   weights: EngineWeight[],
   format: BuiltWeightFormat,
+  inputScales?: ReadonlyMap<string, number>,
 ): EngineWeight[] {
   const eligible = quantizableWeights(net);
   return weights.map((w) => {
     if (!eligible.has(w.name)) return w;
     if (format === "fp8") {
-      const params = { activation: "dynamic" } as const;
+      const inputScale = inputScales?.get(w.name) ?? null;
+      if (inputScales && inputScale === null) throw new Error(`internal: no input scale for ${w.name}`);
+      const params = { activation: inputScale === null ? "dynamic" : "static" } as const;
       return {
         ...w,
         format,
         params,
         byteLength: quantizedByteLength(w.shape, format, params),
-        bytes: () => quantizeFp8(toF32(w.bytes(), w.dtype), w.shape),
+        bytes: () => quantizeFp8(toF32(w.bytes(), w.dtype), w.shape, inputScale),
       };
     }
     return {

@@ -4,22 +4,16 @@
 // its weights' columns and divided out of the op that makes its input (fold_rules.ts); then each
 // linear's weights are clipped per group where that lowers the int4 error (clip_search.ts). What comes
 // out is an ordinary network's weights: quantize_weights.ts then stores the linears as int4-wo.
-import { createHash } from "node:crypto";
 import type { ModelConfig } from "../../../checkpoint/model_config.ts";
 import { fromF32, toF32 } from "../../../dtype.ts";
-import type { BuildConfig } from "../../../engine/build_config.ts";
-import { CalibrationFileError, readCalibrationText } from "../../../engine/calibration.ts";
 import type { EngineWeight } from "../../../engine/writer.ts";
-import { contextWindow } from "../../../models/context.ts";
 import type { Network } from "../../../models/network.ts";
-import { Tokenizer } from "../../../tokenizer/index.ts";
+import { calibrationWindow } from "../../calibration_run.ts";
 import { collectInputStats } from "./activation_stats.ts";
 import { clipWeights } from "./clip_search.ts";
 import { applyAwqScales, awqGroups, queryKeyRows } from "./fold_rules.ts";
 import { searchScales } from "./scale_search.ts";
 
-/** Longest calibration window (AutoAWQ's block length); shorter when the model's context is. */
-const MAX_WINDOW = 512;
 /** The search's loss is measured on a sample: at most this many rows of X (tokens, spread evenly over
  * the calibration) and of the group's stacked weights (output channels, evenly spaced; quantization is
  * row by row, so a row's error does not depend on the others). Enough to rank 20 candidates, few
@@ -43,19 +37,6 @@ export interface AwqReport {
   groups: AwqGroupReport[];
 }
 
-/** The calibration tokens of an int4-awq build: its text, read again and checked against the hash the
- * cache key was made from, tokenized by the checkpoint's tokenizer, cut to calibrationTokens. */
-export function calibrationIds(build: BuildConfig, modelDir: string): Int32Array {
-  const { calibrationFile: file, calibrationSha256: sha256, calibrationTokens: tokens } = build;
-  if (!file || !sha256 || !tokens) throw new Error("internal: int4-awq build config not resolved");
-  const text = readCalibrationText(file);
-  if (createHash("sha256").update(text).digest("hex") !== sha256) {
-    throw new CalibrationFileError(`--calibration ${file} changed while the build ran; run the build again`);
-  }
-  const ids = Tokenizer.fromDir(modelDir).encode(text).ids;
-  return Int32Array.from(ids.slice(0, tokens));
-}
-
 /** `weights` with AWQ's scales applied (still in their dtype, unquantized), and what was chosen. The
  * generator yields after each calibration window and each group searched. */
 export function* awqScaledWeights(
@@ -67,7 +48,7 @@ export function* awqScaledWeights(
 ): Generator<void, { weights: EngineWeight[]; report: AwqReport }> {
   const fp32 = new Map(weights.map((w) => [w.name, toF32(w.bytes(), w.dtype)]));
   const groups = awqGroups(net);
-  const window = Math.min(MAX_WINDOW, contextWindow(model), maxSeqLen || Infinity);
+  const window = calibrationWindow(model, maxSeqLen);
   const stats = yield* collectInputStats(model, net, fp32, groups, ids, window, SEARCH_SAMPLES);
   const scales = new Map<string, Float32Array>();
   const report: AwqGroupReport[] = [];
