@@ -3,7 +3,7 @@
 # quant-study model (tools/train_default_model.py --preset quant-study, about 4 minutes on an H200; a
 # model already in $QS_WORK is reused), then `kiln eval --perplexity` on its held-out speeches on the
 # CPU backend for bf16 (the reference) and each format of tools/quant_study_table.py (fp8, int8-wo,
-# int4-wo, int4-awq calibrated on training speeches, FP8 KV cache), all at once, one process each.
+# int4-wo, int4-awq and fp8-static calibrated on training speeches, FP8 KV cache), all at once.
 # Prints one line per format (ratio to bf16, the bound, PASS/FAIL; "not available" where this
 # kiln has no such flag) and writes $OUT/quant_study.md, the table for docs/QUANTIZATION.md.
 # Everything ends within QS_BUDGET_S (570) seconds of the start.

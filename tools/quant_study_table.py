@@ -23,16 +23,18 @@ FORMATS = [
     ("int8-wo", ["--quantize", "int8-wo"], 1.01),
     ("int4-wo", ["--quantize", "int4-wo"], 1.05),
     ("int4-awq", ["--quantize", "int4-awq"], 1.05),
+    ("fp8-static", ["--quantize", "fp8-static"], 1.01),
     ("fp8-kv", ["--kv-cache-dtype", "fp8"], 1.005),
 ]
 REFERENCE = "bf16"
 
 
 def format_flags(calibration=None):
-    """[(name, flags)] with int4-awq calibrated on `calibration` when given (else kiln's default text)."""
+    """[(name, flags)] with int4-awq and fp8-static calibrated on `calibration` when given (else kiln's
+    default text)."""
     out = []
     for name, flags, _ in FORMATS:
-        if name == "int4-awq" and calibration:
+        if name in ("int4-awq", "fp8-static") and calibration:
             flags = flags + ["--calibration", calibration]
         out.append((name, flags))
     return out

@@ -32,6 +32,7 @@ class Table(unittest.TestCase):
     def test_formats_give_awq_the_calibration_text(self):
         flags = dict(qst.format_flags("cal.txt"))
         self.assertEqual(flags["int4-awq"], ["--quantize", "int4-awq", "--calibration", "cal.txt"])
+        self.assertEqual(flags["fp8-static"], ["--quantize", "fp8-static", "--calibration", "cal.txt"])
         self.assertEqual(flags["bf16"], [])
         self.assertEqual(dict(qst.format_flags())["int4-awq"], ["--quantize", "int4-awq"])
 
@@ -42,17 +43,18 @@ class Table(unittest.TestCase):
             write_results(d, "int8-wo", 10.11)  # +1.1%: over
             write_results(d, "int4-wo", 10.4)
             write_results(d, "int4-awq", 10.3)
+            write_results(d, "fp8-static", 10.05)
             write_results(d, "fp8-kv", na="error: unknown option '--kv-cache-dtype'")
             rows, awq_v, _ = qst.verdicts(d)
             v = {r[0]: r[5] for r in rows}
             self.assertEqual(v, {"bf16": "reference", "fp8": "PASS", "int8-wo": "FAIL", "int4-wo": "PASS",
-                                 "int4-awq": "PASS", "fp8-kv": "not available"})
+                                 "int4-awq": "PASS", "fp8-static": "PASS", "fp8-kv": "not available"})
             self.assertEqual(awq_v, "PASS")
             md = qst.markdown(rows, awq_v, ["note"])
             self.assertIn("| int8-wo | `--quantize int8-wo` | 10.1100 | +1.10% | ≤ +1.00% | FAIL |", md)
             self.assertIn("| fp8-kv | `--kv-cache-dtype fp8` | — | — | ≤ +0.50% | not available |", md)
             lines = qst.summary_lines(rows, awq_v, "x")
-            self.assertEqual(lines[-1], "quant-study: 3 PASS, 1 FAIL, 1 not available, 0 failed; AWQ better than RTN: PASS")
+            self.assertEqual(lines[-1], "quant-study: 4 PASS, 1 FAIL, 1 not available, 0 failed; AWQ better than RTN: PASS")
 
     def test_awq_worse_than_rtn_and_failures(self):
         with tempfile.TemporaryDirectory() as d:
