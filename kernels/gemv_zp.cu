@@ -52,6 +52,8 @@
 namespace {
 namespace zp {
 
+#if !defined(KILN_DTYPE_F32)  // the GEMVs: 16-bit dtypes only
+
 constexpr int kFeat = 32;  // features per 16-byte q vector
 
 /** The 8 unsigned nibbles of the little-endian word w (nibble j: bits 4j …) as exact floats, without
@@ -113,7 +115,6 @@ __device__ __forceinline__ void weights_any(const uint4& qv, const Row& w, const
   }
 }
 
-#if !defined(KILN_DTYPE_F32)
 /** Loads q vectors v, v + 32, … of each of the warp's R rows (and, one group a vector, its scale and zero). */
 template <bool ANY, int R, int U>
 __device__ __forceinline__ void load_q(const Row (&w)[R], int v, int group_size, uint4 (&qv)[R][U],
