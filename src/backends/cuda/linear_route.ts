@@ -26,7 +26,8 @@ export interface LinearSettings {
   gemv: boolean;
   /** KILN_GEMV_MAX_ROWS: most rows on gemv.cu. */
   gemvMaxRows: number;
-  /** The engine has the gemv / gemv_wo modules. */
+  /** The engine has the gemv module / the module of this weight's quantized GEMV (gemv_wo; gemv_zp for
+   * int4-zp, whose kernels the route also calls "gemv_wo"). */
   hasGemv: boolean;
   hasGemvWo: boolean;
 }
