@@ -19,10 +19,11 @@
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
 #            and 64 concurrent streams: ITL against the in-process decode step at batch 64)
 #   quant    weight-only quantization on CUDA (issue 19): the quantized GPU tests (test/gpu/quantized.test.ts,
-#            test/gpu/kernels/gemv_wo.test.ts), then the 8B built with --quantize int8-wo and int4-wo from
+#            test/gpu/kernels/gemv_wo.test.ts; int4-zp: test/gpu/kernels/gemv_zp.test.ts and the AWQ/GPTQ
+#            fixtures, test/gpu/prequantized.test.ts), then the 8B built with --quantize int8-wo and int4-wo from
 #            the same random-weight checkpoint, batch-1 TPOT and prefill of each against its floor (the
 #            bytes each format reads: q, fp32 scales, the bf16 LM head), beside the bf16 engine's;
-#            `quant tests`, `quant int8-wo`, `quant int4-wo`: one piece, when the whole runs past a call
+#            `quant tests`, `quant zp`, `quant int8-wo`, `quant int4-wo`: one piece, when the whole runs past a call
 # Usage (device run, carry .device and .devnm):
 #   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
@@ -89,7 +90,13 @@ if [[ $part == quant ]]; then
     echo "quantized GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_quant.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError|worst" "$out/test_quant.log" | head -20
   fi
-  [[ $which == tests ]] && exit 0
+  if [[ $which == all || $which == zp ]]; then
+    timeout 300 node scripts/test.mjs gpu test/gpu/kernels/gemv_zp.test.ts test/gpu/prequantized.test.ts \
+      >"$out/test_zp.log" 2>&1
+    echo "int4-zp GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_zp.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError|worst" "$out/test_zp.log" | head -20
+  fi
+  [[ $which == tests || $which == zp ]] && exit 0
   ckpt=/tmp/hf-$big
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
   formats=(int8-wo int4-wo)

@@ -172,6 +172,7 @@ function* finish(
       { ops: network.ops, output: network.output },
       dtype,
       config.build,
+      weights.map((w) => w.format),
     );
     config.target = cuda.target;
     blobs = cuda.blobs;

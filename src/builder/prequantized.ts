@@ -17,7 +17,7 @@ import {
   readQuantizedLinear,
 } from "../checkpoint/quantized_linear.ts";
 import type { DType } from "../dtype.ts";
-import type { BuildConfig } from "../engine/build_config.ts";
+import { type BuildConfig, isCudaWeightFormat } from "../engine/build_config.ts";
 import { QuantizedEngineUnsupportedError } from "../engine/errors.ts";
 import { fp8Region as encodeFp8Region, fp8ByteLength } from "../engine/fp8_format.ts";
 import { encodeInt4Zp, int4ZpByteLength } from "../engine/int4_zp_format.ts";
@@ -132,7 +132,8 @@ export class PrequantizedLinears {
   }
 }
 
-/** Pre-quantized checkpoints build as they are: not re-quantized, and for the CPU backend only. */
+/** Pre-quantized checkpoints build as they are: not re-quantized; AWQ and GPTQ (int4-zp) for either
+ * backend, FP8 checkpoints for the CPU backend only so far. */
 export function assertPrequantizedBuild(scheme: QuantizationScheme, build: BuildConfig, dir: string): void {
   if (scheme.method === "none") return;
   if (build.quantize !== "none") {
@@ -141,7 +142,7 @@ export function assertPrequantizedBuild(scheme: QuantizationScheme, build: Build
         "or start from its unquantized (bf16/fp16) checkpoint",
     );
   }
-  if (build.backend === "cuda") {
+  if (build.backend === "cuda" && !isCudaWeightFormat(scheme.method === "fp8" ? "fp8" : "int4-zp")) {
     throw new QuantizedEngineUnsupportedError(
       `pre-quantized ${scheme.method} checkpoints run on the CPU backend only so far; use --backend cpu (checkpoint ${dir})`,
     );

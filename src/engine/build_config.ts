@@ -3,7 +3,7 @@ import type { DTypeName } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { CalibrationNotUsedError, DEFAULT_CALIBRATION_TOKENS, resolveCalibration } from "./calibration.ts";
 import { QuantizedEngineUnsupportedError } from "./errors.ts";
-import type { IntWoFormat, WeightFormat } from "./weight_format.ts";
+import type { WeightFormat } from "./weight_format.ts";
 
 /** What `--quantize` can build from an unquantized checkpoint: a stored weight format (weight_format.ts;
  * "fp8" with dynamic activation scales), or int4-awq, which stores int4-wo weights after
@@ -59,10 +59,15 @@ export interface BuildConfig {
   calibrationSha256?: string;
 }
 
-/** The weight formats the CUDA backend has kernels for (kernels/gemv_wo.cu), listed one by one: a
- * format added to WEIGHT_FORMATS later is refused for --backend cuda until its kernels land. The CUDA
- * backend checks engines against the same list at load (backends/cuda/weight_formats.ts). */
-export const CUDA_WEIGHT_FORMATS = ["int8-wo", "int4-wo"] as const satisfies readonly IntWoFormat[];
+/** The weight formats the CUDA backend has kernels for (kernels/gemv_wo.cu, gemv_zp.cu), listed one by
+ * one: a format added to WEIGHT_FORMATS later is refused for --backend cuda until its kernels land. The
+ * CUDA backend checks engines against the same list at load (backends/cuda/weight_formats.ts). int4-zp
+ * is no --quantize method: it comes from AWQ and GPTQ checkpoints (builder/prequantized.ts). */
+export const CUDA_WEIGHT_FORMATS = [
+  "int8-wo",
+  "int4-wo",
+  "int4-zp",
+] as const satisfies readonly WeightFormat[];
 export type CudaWeightFormat = (typeof CUDA_WEIGHT_FORMATS)[number];
 
 export function isCudaWeightFormat(format: string): format is CudaWeightFormat {
@@ -121,8 +126,9 @@ export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildCon
   }
   if (c.quantize !== "none" && c.backend === "cuda" && !isCudaWeightFormat(storedFormat(c.quantize))) {
     // Refused before any build work; the CUDA backend refuses such an engine at load as well.
+    const methods = QUANTIZE_METHODS.filter((m) => isCudaWeightFormat(m));
     throw new QuantizedEngineUnsupportedError(
-      `${c.quantize} engines run on the CPU backend only so far; build with --quantize ${CUDA_WEIGHT_FORMATS.join(" or --quantize ")} for CUDA (or use --backend cpu)`,
+      `${c.quantize} engines run on the CPU backend only so far; build with --quantize ${methods.join(" or --quantize ")} for CUDA (or use --backend cpu)`,
     );
   }
   positiveInt("kvBlockSize", c.kvBlockSize);

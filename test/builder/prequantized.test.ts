@@ -11,9 +11,11 @@ import { fileURLToPath } from "node:url";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { resolveEngine } from "../../src/builder/engine_cache.ts";
 import { PrequantizedCheckpointError } from "../../src/builder/errors.ts";
+import { assertPrequantizedBuild } from "../../src/builder/prequantized.ts";
 import { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { QuantizedTensorError } from "../../src/checkpoint/errors.ts";
 import { toF32 } from "../../src/dtype.ts";
+import { resolveBuildConfig } from "../../src/engine/build_config.ts";
 import { QuantizedEngineUnsupportedError } from "../../src/engine/errors.ts";
 import { fp8InputScale } from "../../src/engine/fp8_format.ts";
 import { openEngine } from "../../src/engine/reader.ts";
@@ -265,6 +267,40 @@ describe("pre-quantized checkpoints build as they are (CPU backend)", () => {
           /holds quantized tensors .* declares no quantization scheme/.test(e.message),
       );
     }
+  });
+
+  test("the CUDA floors' bytes of an int4-zp engine: its regions as stored (q, scales, zeros, g_idx)", () => {
+    const e = openEngine(engine("gptq-actorder"));
+    const stored = e.header.weights.reduce((a, w) => a + w.byteLength, 0);
+    const zp = e.header.weights.filter((w) => w.format === "int4-zp");
+    e.close();
+    assert.ok(zp.length > 0 && zp.every((w) => w.params?.actOrder), "act-order int4-zp weights");
+    const runner = ModelRunner.fromDir(engine("gptq-actorder"));
+    try {
+      assert.equal(runner.session.storedWeightBytes, stored);
+      assert.ok(stored < runner.session.weightBytes, `${stored} bytes stored`);
+    } finally {
+      runner.dispose();
+    }
+  });
+
+  test("AWQ and GPTQ checkpoints (int4-zp) may build for --backend cuda; FP8 ones may not yet", () => {
+    const cuda = resolveBuildConfig({ backend: "cuda" });
+    for (const scheme of [
+      { method: "awq", groupSize: 128 },
+      { method: "gptq", groupSize: 32, descAct: true, zeroOffset: 1 },
+    ] as const)
+      assert.doesNotThrow(() => assertPrequantizedBuild(scheme, cuda, "/ckpt"));
+    assert.throws(
+      () =>
+        assertPrequantizedBuild(
+          { method: "fp8", producer: "compressed-tensors", activation: "dynamic" },
+          cuda,
+          "/ckpt",
+        ),
+      (e: unknown) =>
+        e instanceof QuantizedEngineUnsupportedError && /fp8 checkpoints run on the CPU/.test(e.message),
+    );
   });
 
   test("--quantize on a pre-quantized checkpoint and --backend cuda are refused before any work", () => {

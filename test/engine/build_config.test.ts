@@ -18,6 +18,10 @@ describe("resolveBuildConfig: --quantize with --backend cuda", () => {
       assert.equal(resolveBuildConfig({ backend: "cuda", quantize }).quantize, quantize);
   });
 
+  it("runs int4-zp (AWQ / GPTQ checkpoints) on CUDA", () => {
+    assert.ok(isCudaWeightFormat("int4-zp"));
+  });
+
   it("lists only formats kiln knows", () => {
     for (const f of CUDA_WEIGHT_FORMATS) assert.ok(WEIGHT_FORMATS.includes(f), f);
   });
@@ -35,7 +39,10 @@ describe("resolveBuildConfig: --quantize with --backend cuda", () => {
     it(`refuses ${quantize}, naming the formats CUDA runs`, () => {
       assert.throws(
         () => resolveBuildConfig({ backend: "cuda", quantize }),
-        (e: unknown) => e instanceof QuantizedEngineUnsupportedError && e.message.includes("int8-wo"),
+        (e: unknown) =>
+          e instanceof QuantizedEngineUnsupportedError &&
+          e.message.includes("build with --quantize int8-wo or --quantize int4-wo for CUDA") &&
+          !e.message.includes("int4-zp"), // a CUDA format, but no --quantize method: not suggested
       );
       assert.equal(resolveBuildConfig({ backend: "cpu", quantize }).quantize, quantize);
     });

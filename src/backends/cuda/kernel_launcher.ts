@@ -6,7 +6,7 @@ import type { DTypeName } from "../../dtype.ts";
 import { EngineError } from "../../engine/errors.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
 import { type CudaDevice, CudaModule, type KernelArg, type Stream } from "./device/index.ts";
-import { cubinBlobName, type ModuleKey, moduleSpecs } from "./kernel_modules.ts";
+import { cubinBlobName, type ModuleKey, moduleSpecs, quantizedModules } from "./kernel_modules.ts";
 
 export class KernelLauncher {
   /** PDL for the launches of the current step: decode-sized steps only (≤ PDL_MAX_ROWS rows), whose
@@ -32,8 +32,8 @@ export class KernelLauncher {
     skip: ReadonlySet<string>,
   ): KernelLauncher {
     const modules = new Map<ModuleKey, CudaModule>();
-    const quantized = engine.header.weights.some((w) => w.format !== undefined);
-    for (const spec of moduleSpecs(model, engine.header.plan, dtype, kvBlockSize, quantized)) {
+    const { quantized, zp } = quantizedModules(engine.header.weights.map((w) => w.format));
+    for (const spec of moduleSpecs(model, engine.header.plan, dtype, kvBlockSize, quantized, zp)) {
       const cubin = engine.readBlob(cubinBlobName(spec.key));
       if (!cubin)
         throw new EngineError(

@@ -24,7 +24,8 @@ export type ModuleKey =
   | "attn_decode"
   | "sampling"
   | "gemv"
-  | "gemv_wo";
+  | "gemv_wo"
+  | "gemv_zp";
 
 export interface ModuleSpec {
   key: ModuleKey;
@@ -37,13 +38,14 @@ export function dtypeMacro(dtype: DTypeName): string {
 }
 
 /** The modules the plan's ops need, for `dtype` activations and KV blocks of `blockSize` tokens;
- * `quantized`: some weights are weight-only quantized (the engine's build.quantize is not "none"). */
+ * `quantized`: some weights are int8-wo / int4-wo; `zp`: some are int4-zp (quantizedModules). */
 export function moduleSpecs(
   model: ModelConfig,
   plan: Plan,
   dtype: DTypeName,
   blockSize: number,
   quantized = false,
+  zp = false,
 ): ModuleSpec[] {
   const t = { [dtypeMacro(dtype)]: 1 };
   const heads = { NUM_HEADS: model.numHeads, NUM_KV_HEADS: model.numKvHeads, HEAD_DIM: model.headDim };
@@ -82,6 +84,7 @@ export function moduleSpecs(
   if (dtype !== "fp32") specs.push({ key: "gemv", file: "gemv.cu", defines: gemvDefines });
   // Quantized weights: their GEMVs (16-bit) and the dequantization before a GEMM (every dtype).
   if (quantized) specs.push({ key: "gemv_wo", file: "gemv_wo.cu", defines: gemvDefines });
+  if (zp) specs.push({ key: "gemv_zp", file: "gemv_zp.cu", defines: gemvDefines });
   if (plan.ops.some((o) => o.kind === "rms_norm" && o.groupWidth)) {
     specs.push({ key: "rmsnorm_head", file: "rmsnorm.cu", defines: { ...t, WIDTH: model.headDim } });
   }
@@ -89,6 +92,14 @@ export function moduleSpecs(
     specs.push({ key: "layernorm", file: "layernorm.cu", defines: { ...t, WIDTH: model.hiddenSize } });
   }
   return specs;
+}
+
+/** The quantized-weight modules an engine with weights of `formats` needs (moduleSpecs' `quantized`
+ * and `zp`): gemv_wo.cu for int8-wo / int4-wo, gemv_zp.cu for int4-zp (AWQ, GPTQ); the builder and the
+ * loader ask the same question of the same weights. */
+export function quantizedModules(formats: Iterable<string | undefined>): { quantized: boolean; zp: boolean } {
+  const set = new Set(formats);
+  return { quantized: set.has("int8-wo") || set.has("int4-wo"), zp: set.has("int4-zp") };
 }
 
 export function moduleSource(spec: ModuleSpec): string {

@@ -13,6 +13,9 @@ export interface LinearShape {
   inFeatures: number;
   /** The weight is weight-only quantized. */
   quantized: boolean;
+  /** false: gemv_wo has no kernel for this quantized weight's shape (int4-zp with k not a multiple of
+   * 32: QuantizedLinears.gemvTakes), so it is dequantized for every step. */
+  quantizedGemv?: boolean;
   /** The step writes the plan's logits (fp32 output; gemv_wo has none). */
   logits: boolean;
 }
@@ -23,7 +26,8 @@ export interface LinearSettings {
   gemv: boolean;
   /** KILN_GEMV_MAX_ROWS: most rows on gemv.cu. */
   gemvMaxRows: number;
-  /** The engine has the gemv / gemv_wo modules. */
+  /** The engine has the gemv module / the module of this weight's quantized GEMV (gemv_wo; gemv_zp for
+   * int4-zp, whose kernels the route also calls "gemv_wo"). */
   hasGemv: boolean;
   hasGemvWo: boolean;
 }
@@ -33,6 +37,9 @@ export interface LinearSettings {
 export function linearRoute(l: LinearShape, s: LinearSettings): LinearRoute {
   const fallback = l.quantized ? "dequant_gemm" : "gemm";
   if (!s.gemv || s.dtype === "fp32" || l.inFeatures % 8 !== 0) return fallback;
-  if (l.quantized) return s.hasGemvWo && l.rows <= WO_GEMV_MAX_ROWS && !l.logits ? "gemv_wo" : fallback;
+  if (l.quantized)
+    return s.hasGemvWo && l.quantizedGemv !== false && l.rows <= WO_GEMV_MAX_ROWS && !l.logits
+      ? "gemv_wo"
+      : fallback;
   return s.hasGemv && l.rows <= s.gemvMaxRows ? "gemv" : fallback;
 }

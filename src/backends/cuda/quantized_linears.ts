@@ -1,7 +1,8 @@
-// Linears over weight-only quantized weights (int8-wo, int4-wo) on the GPU: decode steps run
-// kernels/gemv_wo.cu's GEMV over the quantized bytes (the step launcher decides when:
-// StepLauncher.gemvApplies); every other step dequantizes the weight into a scratch buffer of the engine
-// dtype (dequant_woB) and hands it to the same cuBLASLt GEMM an unquantized weight would use.
+// Linears over weight-only quantized weights (int8-wo, int4-wo; int4-zp from AWQ / GPTQ) on the GPU:
+// decode steps run kernels/gemv_wo.cu's GEMV (gemv_zp.cu's for int4-zp) over the quantized bytes (the
+// step launcher decides when: StepLauncher.gemvApplies); every other step dequantizes the weight into a
+// scratch buffer of the engine dtype (dequant_woB, dequant_zp) and hands it to the same cuBLASLt GEMM an
+// unquantized weight would use.
 //
 // One scratch serves every linear: a step's kernels run in stream order and dequant_woB waits for the
 // kernel before it (PDL: pdl.cuh), so the next dequantization never overwrites a weight a GEMM still
@@ -10,6 +11,7 @@
 import type { DTypeName } from "../../dtype.ts";
 import { type CudaDevice, DeviceBuffer, type DevicePtr, type KernelArg } from "./device/index.ts";
 import { dequantLaunch, dequantScratchBytes, woGemvGatedLaunch, woGemvLaunch } from "./gemv_wo_variants.ts";
+import { zpDequantLaunch, zpGemvGatedLaunch, zpGemvLaunch, zpGemvTakes } from "./gemv_zp_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceWeights, QuantizedWeight } from "./weights.ts";
 
@@ -45,6 +47,10 @@ export class QuantizedLinears {
    * for the fused gate_up weight ([2·inter, k]). */
   gemv(w: QuantizedWeight, a: LinearArgs, gatedAct?: string): void {
     const n = gatedAct ? w.rows / 2 : w.rows;
+    if (w.zp) {
+      this.gemvZp(w, w.zp, a, n, gatedAct);
+      return;
+    }
     const { kernel, grid, block } = gatedAct
       ? woGemvGatedLaunch(w.format, gatedAct, n)
       : woGemvLaunch(w.format, n, w.cols);
@@ -61,10 +67,56 @@ export class QuantizedLinears {
     this.kernels.launch("gemv_wo", kernel, [grid], block, args);
   }
 
+  /** Whether gemv() has a kernel for `w`'s shape (int4-zp: k a multiple of 32); else dequantize. */
+  static gemvTakes(w: QuantizedWeight): boolean {
+    return !w.zp || zpGemvTakes(w.cols);
+  }
+
+  /** gemv_zp[_any] over the int4-zp weight `w` for n output features (gated: n = inter). */
+  private gemvZp(
+    w: QuantizedWeight,
+    zp: NonNullable<QuantizedWeight["zp"]>,
+    a: LinearArgs,
+    n: number,
+    act?: string,
+  ) {
+    const actOrder = zp.gIdx !== null;
+    const { kernel, grid, block } = act
+      ? zpGemvGatedLaunch(act, n, zp.groupSize, actOrder)
+      : zpGemvLaunch(n, w.cols, zp.groupSize, actOrder);
+    this.kernels.launch("gemv_zp", kernel, [grid], block, [
+      { ptr: a.x },
+      { ptr: w.q },
+      { ptr: w.scales },
+      { ptr: zp.zeros },
+      { ptr: zp.gIdx ?? (0n as DevicePtr) },
+      { ptr: a.bias ?? (0n as DevicePtr) },
+      { ptr: a.y },
+      { i32: a.rows },
+      { i32: n },
+      { i32: w.cols },
+      { i32: zp.groupSize },
+    ]);
+  }
+
   /** Queues the dequantization of `w` into the scratch; returns the scratch's address, where the
    * weight [rows, cols] lies in the engine dtype until the next call. */
   dequantize(w: QuantizedWeight): DevicePtr {
     if (!this.scratch) throw new Error("internal: a quantized weight but no dequantization scratch");
+    if (w.zp) {
+      const { kernel, grid, block } = zpDequantLaunch(w.rows, w.cols);
+      this.kernels.launch("gemv_zp", kernel, [grid], block, [
+        { ptr: w.q },
+        { ptr: w.scales },
+        { ptr: w.zp.zeros },
+        { ptr: w.zp.gIdx ?? (0n as DevicePtr) },
+        { ptr: this.scratch.ptr },
+        { i32: w.rows },
+        { i32: w.cols },
+        { i32: w.zp.groupSize },
+      ]);
+      return this.scratch.ptr;
+    }
     const { kernel, grid, block } = dequantLaunch(w.format, w.rows, w.cols);
     this.kernels.launch("gemv_wo", kernel, [grid], block, [
       { ptr: w.q },

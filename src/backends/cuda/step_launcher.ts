@@ -133,11 +133,13 @@ export class StepLauncher {
 
   /** Whether a linear of `rows` rows runs on our GEMV, gemv.cu or gemv_wo.cu (linear_route.ts). */
   private gemvApplies(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
+    const q = this.weights.quantized(op.weight);
     const route = linearRoute(
       {
         rows,
         inFeatures: op.inFeatures,
-        quantized: this.weights.quantized(op.weight) !== undefined,
+        quantized: q !== undefined,
+        quantizedGemv: q === undefined || QuantizedLinears.gemvTakes(q),
         logits: op.out === this.lowered.output,
       },
       {
@@ -145,7 +147,7 @@ export class StepLauncher {
         gemv: this.tuning.gemv,
         gemvMaxRows: this.tuning.gemvMaxRows,
         hasGemv: this.kernels.has("gemv"),
-        hasGemvWo: this.kernels.has("gemv_wo"),
+        hasGemvWo: this.kernels.has(q?.zp ? "gemv_zp" : "gemv_wo"), // int4-zp: gemv_zp.cu
       },
     );
     return route === "gemv" || route === "gemv_wo";

@@ -1,6 +1,7 @@
 // The engine's weights on the device: one buffer per weight, streamed from the engine file at load and
 // checked against the engine's manifest on worker threads meanwhile; a quantized weight's region (q then
-// scales, engine/weight_format.ts) is uploaded as it is stored, never widened. Owns the buffers until
+// scales, engine/weight_format.ts) is uploaded as it is stored, never widened (int4-zp: with q's end
+// padded to 16 bytes, int4_zp_weights.ts). Owns the buffers until
 // dispose() (a load that throws leaves them to the device's dispose, as CudaBackend.fromEngine does).
 
 import { type CudaWeightFormat, isCudaWeightFormat } from "../../engine/build_config.ts";
@@ -16,6 +17,7 @@ import {
   PinnedBuffer,
   type Stream,
 } from "./device/index.ts";
+import { int4ZpDeviceLayout, type UploadSegment } from "./int4_zp_weights.ts";
 
 /** Bytes of each pinned staging buffer of the upload. */
 const CHUNK = 64 << 20;
@@ -27,6 +29,8 @@ export interface QuantizedWeight {
   cols: number;
   q: DevicePtr;
   scales: DevicePtr;
+  /** int4-zp only: zero points [rows, groups] fp32, g_idx [cols] int32 (act-order) and the group size. */
+  zp?: { zeros: DevicePtr; gIdx: DevicePtr | null; groupSize: number };
 }
 
 export class DeviceWeights {
@@ -47,19 +51,28 @@ export class DeviceWeights {
     const check = engine.checkRegions(engine.header.weights);
     try {
       for (const weight of engine.header.weights) {
-        const buf = DeviceBuffer.alloc(device, weight.byteLength);
+        const zp = weight.format === "int4-zp" ? int4ZpDeviceLayout(weight.shape, weight.params ?? {}) : null;
+        const buf = DeviceBuffer.alloc(device, zp ? zp.deviceBytes : weight.byteLength);
         weights.buffers.set(weight.name, buf);
         // assertCudaWeightFormats refused every other format before the upload began.
         if (weight.format && isCudaWeightFormat(weight.format))
           weights.quantizedWeights.set(weight.name, quantizedWeight(weight, weight.format, buf.ptr));
-        for (let off = 0; off < weight.byteLength; off += CHUNK) {
-          const n = Math.min(CHUNK, weight.byteLength - off);
-          if (inFlight[slot]) copied[slot].synchronize();
-          engine.readInto(weight.offset + off, new Uint8Array(staging[slot].arrayBuffer(), 0, n));
-          device.driver.memcpyHtoDAsync(offsetPtr(buf.ptr, off), staging[slot].ptr, stream.handle, n);
-          copied[slot].record(stream);
-          inFlight[slot] = true;
-          slot ^= 1;
+        const segments: UploadSegment[] = zp ? zp.segments : [{ src: 0, dst: 0, bytes: weight.byteLength }];
+        for (const seg of segments) {
+          for (let off = 0; off < seg.bytes; off += CHUNK) {
+            const n = Math.min(CHUNK, seg.bytes - off);
+            if (inFlight[slot]) copied[slot].synchronize();
+            engine.readInto(weight.offset + seg.src + off, new Uint8Array(staging[slot].arrayBuffer(), 0, n));
+            device.driver.memcpyHtoDAsync(
+              offsetPtr(buf.ptr, seg.dst + off),
+              staging[slot].ptr,
+              stream.handle,
+              n,
+            );
+            copied[slot].record(stream);
+            inFlight[slot] = true;
+            slot ^= 1;
+          }
         }
       }
       stream.synchronize();
@@ -94,8 +107,24 @@ export class DeviceWeights {
   }
 }
 
-/** A quantized weight's q and scales in its device buffer at `ptr` (the scales follow q, no gap). */
+/** A quantized weight's q and scales in its device buffer at `ptr` (int-wo: the scales follow q, no gap;
+ * int4-zp: int4_zp_weights.ts). */
 function quantizedWeight(entry: WeightEntry, format: CudaWeightFormat, ptr: DevicePtr): QuantizedWeight {
+  if (format === "int4-zp") {
+    const l = int4ZpDeviceLayout(entry.shape, entry.params ?? {});
+    return {
+      format,
+      rows: l.rows,
+      cols: l.cols,
+      q: ptr,
+      scales: offsetPtr(ptr, l.scales),
+      zp: {
+        zeros: offsetPtr(ptr, l.zeros),
+        gIdx: l.actOrder ? offsetPtr(ptr, l.gIdx) : null,
+        groupSize: l.groupSize,
+      },
+    };
+  }
   const { rows, cols } = quantizedLayout(entry.shape);
   return { format, rows, cols, q: ptr, scales: offsetPtr(ptr, quantizedDataBytes(entry.shape, format)) };
 }

@@ -12,7 +12,13 @@ import {
   type GemmChoice,
   gemmShapes,
 } from "../../backends/cuda/gemm_algorithms.ts";
-import { cubinBlobName, KERNELS_DIR, moduleSource, moduleSpecs } from "../../backends/cuda/kernel_modules.ts";
+import {
+  cubinBlobName,
+  KERNELS_DIR,
+  moduleSource,
+  moduleSpecs,
+  quantizedModules,
+} from "../../backends/cuda/kernel_modules.ts";
 import { lower } from "../../backends/cuda/lowering.ts";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
@@ -36,6 +42,8 @@ export function buildCudaArtifacts(
     maxBatchSize: number;
     quantize: BuildConfig["quantize"];
   },
+  /** The engine's weights' formats (undefined: plain): which quantized-weight modules to compile. */
+  weightFormats: Iterable<string | undefined>,
 ): CudaArtifacts {
   const t0 = performance.now();
   const kvBlockSize = build.kvBlockSize;
@@ -45,7 +53,8 @@ export function buildCudaArtifacts(
     // Every kernel module at once, one worker thread each (parallel_compile.ts); NVRTC is loaded here
     // first, on the main thread.
     const nvrtc = loadNvrtc();
-    const specs = moduleSpecs(model, plan, dtype, kvBlockSize, build.quantize !== "none");
+    const { quantized, zp } = quantizedModules(weightFormats);
+    const specs = moduleSpecs(model, plan, dtype, kvBlockSize, quantized, zp);
     const cubins = compileAll(
       specs.map((spec) => ({
         source: moduleSource(spec),

@@ -36,6 +36,11 @@ describe("linearRoute", () => {
     assert.equal(linearRoute({ ...quant, rows: 1 }, { ...settings, gemvMaxRows: 0 }), "gemv_wo");
   });
 
+  test("a quantized weight gemv_wo has no kernel for (int4-zp, k not a multiple of 32): dequantize + GEMM", () => {
+    assert.equal(linearRoute({ ...quant, quantizedGemv: false }, settings), "dequant_gemm");
+    assert.equal(linearRoute({ ...quant, quantizedGemv: true }, settings), "gemv_wo");
+  });
+
   test("the logits of a quantized weight: dequantize + GEMM (gemv_wo has no fp32 output)", () => {
     assert.equal(linearRoute({ ...quant, logits: true }, settings), "dequant_gemm");
   });

@@ -1,5 +1,5 @@
 // Which weight formats the CUDA backend loads, checked without a GPU (the check runs before the device
-// is opened): plain and int8-wo / int4-wo engines pass; a format outside CUDA_WEIGHT_FORMATS (one the
+// is opened): plain, int8-wo / int4-wo and int4-zp (AWQ, GPTQ) engines pass; a format outside CUDA_WEIGHT_FORMATS (one the
 // CPU backend may read, e.g. a format added later) is refused with a named error.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -21,9 +21,16 @@ describe("assertCudaWeightFormats", () => {
     assert.doesNotThrow(() => assertCudaWeightFormats("/e", { weights: [plain] }));
   });
 
-  for (const format of ["int8-wo", "int4-wo"] as const) {
+  for (const format of ["int8-wo", "int4-wo", "int4-zp"] as const) {
     it(`passes a ${format} engine`, () => {
-      const q: WeightEntry = { ...plain, name: "b.weight", format, byteLength: 528 };
+      const params = format === "int4-zp" ? { groupSize: 32, actOrder: true } : undefined;
+      const q: WeightEntry = {
+        ...plain,
+        name: "b.weight",
+        format,
+        byteLength: 528,
+        ...(params ? { params } : {}),
+      };
       assert.doesNotThrow(() => assertCudaWeightFormats("/e", { weights: [plain, q] }));
     });
   }
@@ -36,7 +43,7 @@ describe("assertCudaWeightFormats", () => {
         err instanceof QuantizedEngineUnsupportedError &&
         err.message.startsWith("fp8 engines run on the CPU backend only so far") &&
         err.message.includes("c.weight") &&
-        err.message.includes("int8-wo, int4-wo"),
+        err.message.includes("int8-wo, int4-wo, int4-zp"),
     );
   });
 });
