@@ -162,11 +162,14 @@ function* finish(
   let targetSeconds: number | undefined;
   if (config.build.backend === "cuda") {
     const dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
+    const formats = new Set(weights.flatMap((w) => (w.format ? [w.format] : [])));
+    if (config.build.quantize !== "none") formats.add(config.build.quantize);
     const cuda = buildCudaArtifacts(
       config.model,
       { ops: network.ops, output: network.output },
       dtype,
       config.build,
+      formats,
     );
     config.target = cuda.target;
     blobs = cuda.blobs;

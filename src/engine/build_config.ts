@@ -2,7 +2,7 @@
 import type { DTypeName } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { QuantizedEngineUnsupportedError } from "./errors.ts";
-import type { IntWoFormat, WeightFormat } from "./weight_format.ts";
+import type { WeightFormat } from "./weight_format.ts";
 
 /** What `--quantize` can build from an unquantized checkpoint (the engine formats are weight_format.ts;
  * "fp8" builds dynamic activation scales). */
@@ -33,10 +33,11 @@ export interface BuildConfig {
   quantize: "none" | QuantizeMethod;
 }
 
-/** The weight formats the CUDA backend has kernels for (kernels/gemv_wo.cu), listed one by one: a
- * format added to WEIGHT_FORMATS later is refused for --backend cuda until its kernels land. The CUDA
- * backend checks engines against the same list at load (backends/cuda/weight_formats.ts). */
-export const CUDA_WEIGHT_FORMATS = ["int8-wo", "int4-wo"] as const satisfies readonly IntWoFormat[];
+/** The weight formats the CUDA backend has kernels for (kernels/gemv_wo.cu; fp8: kernels/gemv_fp8.cu
+ * and cuBLASLt FP8, sm_89+), listed one by one: a format added to WEIGHT_FORMATS later is refused for
+ * --backend cuda until its kernels land. The CUDA backend checks engines against the same list at load
+ * (backends/cuda/weight_formats.ts). */
+export const CUDA_WEIGHT_FORMATS = ["int8-wo", "int4-wo", "fp8"] as const satisfies readonly WeightFormat[];
 export type CudaWeightFormat = (typeof CUDA_WEIGHT_FORMATS)[number];
 
 export function isCudaWeightFormat(format: string): format is CudaWeightFormat {

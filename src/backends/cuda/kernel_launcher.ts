@@ -32,8 +32,10 @@ export class KernelLauncher {
     skip: ReadonlySet<string>,
   ): KernelLauncher {
     const modules = new Map<ModuleKey, CudaModule>();
-    const quantized = engine.header.weights.some((w) => w.format !== undefined);
-    for (const spec of moduleSpecs(model, engine.header.plan, dtype, kvBlockSize, quantized)) {
+    const weights = engine.header.weights;
+    const quantized = weights.some((w) => w.format !== undefined && w.format !== "fp8");
+    const fp8 = weights.some((w) => w.format === "fp8");
+    for (const spec of moduleSpecs(model, engine.header.plan, dtype, kvBlockSize, quantized, fp8)) {
       const cubin = engine.readBlob(cubinBlobName(spec.key));
       if (!cubin)
         throw new EngineError(

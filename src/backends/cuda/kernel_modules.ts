@@ -24,7 +24,8 @@ export type ModuleKey =
   | "attn_decode"
   | "sampling"
   | "gemv"
-  | "gemv_wo";
+  | "gemv_wo"
+  | "gemv_fp8";
 
 export interface ModuleSpec {
   key: ModuleKey;
@@ -37,13 +38,15 @@ export function dtypeMacro(dtype: DTypeName): string {
 }
 
 /** The modules the plan's ops need, for `dtype` activations and KV blocks of `blockSize` tokens;
- * `quantized`: some weights are weight-only quantized (the engine's build.quantize is not "none"). */
+ * `quantized`: some weights are weight-only quantized (the engine's build.quantize is not "none");
+ * `fp8`: some weights are fp8 (gemv_fp8.cu: activation quantization and the fp8 GEMVs). */
 export function moduleSpecs(
   model: ModelConfig,
   plan: Plan,
   dtype: DTypeName,
   blockSize: number,
   quantized = false,
+  fp8 = false,
 ): ModuleSpec[] {
   const t = { [dtypeMacro(dtype)]: 1 };
   const heads = { NUM_HEADS: model.numHeads, NUM_KV_HEADS: model.numKvHeads, HEAD_DIM: model.headDim };
@@ -82,6 +85,8 @@ export function moduleSpecs(
   if (dtype !== "fp32") specs.push({ key: "gemv", file: "gemv.cu", defines: gemvDefines });
   // Quantized weights: their GEMVs (16-bit) and the dequantization before a GEMM (every dtype).
   if (quantized) specs.push({ key: "gemv_wo", file: "gemv_wo.cu", defines: gemvDefines });
+  // fp8 weights: activation quantization and the decode GEMVs (every dtype: they read quantized x).
+  if (fp8) specs.push({ key: "gemv_fp8", file: "gemv_fp8.cu", defines: gemvDefines });
   if (plan.ops.some((o) => o.kind === "rms_norm" && o.groupWidth)) {
     specs.push({ key: "rmsnorm_head", file: "rmsnorm.cu", defines: { ...t, WIDTH: model.headDim } });
   }

@@ -1,6 +1,7 @@
 // Eager launch of a lowered plan's steps (lowering.ts): for each step, the kernels that run it, in
 // order, with their arguments: our GEMV (decode shapes of 16-bit engines) or a cuBLASLt GEMM for each
-// linear (over a quantized weight: gemv_wo, or dequantization then the GEMM: quantized_linears.ts), the
+// linear (over a quantized weight: gemv_wo, or dequantization then the GEMM: quantized_linears.ts; over
+// an fp8 weight: activation quantization, then gemv_fp8 or the FP8 GEMM: fp8_linears.ts), the
 // norms, activations, RoPE + KV-cache write and attention, and the fusions decode steps take (gated
 // activation inside the GEMV, RoPE inside decode attention, the final norm from the last add). CUDA
 // graphs record exactly these launches. Owns the GEMM plans, decode attention's scratch
@@ -11,6 +12,7 @@ import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
 import { type CudaDevice, type DevicePtr, type KernelArg, offsetPtr, type Stream } from "./device/index.ts";
+import { Fp8Linears } from "./fp8_linears.ts";
 import { nextPow2 } from "./gemm_algorithms.ts";
 import { GemmPlans } from "./gemm_plans.ts";
 import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
@@ -72,6 +74,8 @@ export class StepLauncher {
   private readonly attention: DecodeAttention;
   /** Linears over quantized weights: their GEMV and the dequantization scratch. */
   private readonly quantized: QuantizedLinears;
+  /** Linears over fp8 weights: activation quantization, their GEMVs and FP8 GEMM plans. */
+  private readonly fp8: Fp8Linears;
 
   constructor(r: StepResources) {
     this.stream = r.stream;
@@ -97,6 +101,7 @@ export class StepLauncher {
       r.tuning.attnBatch,
     );
     this.quantized = QuantizedLinears.allocate(r.device, r.kernels, r.weights, r.dtype);
+    this.fp8 = Fp8Linears.allocate(r.device, r.kernels, r.weights, r.dtype, r.maxTokens);
   }
 
   /** Launches every step of the plan (the whole forward pass) for a packed step. */
@@ -114,8 +119,11 @@ export class StepLauncher {
       const logits = this.lowered.storage.get(op.x)?.rows === "logits";
       const cap = logits ? this.maxLogitRows : this.maxTokens;
       const top = Math.min(nextPow2(Math.min(maxRows, cap)), cap);
+      const fp8 = this.weights.fp8(op.weight);
       for (let m = 1; m <= top; m *= 2)
-        if (!this.gemvApplies(op, m))
+        if (this.gemvApplies(op, m)) continue;
+        else if (fp8) this.fp8.prepare(m, fp8.rows, fp8.cols, Boolean(op.bias));
+        else
           this.gemms.get(
             m,
             op.outFeatures,
@@ -131,7 +139,7 @@ export class StepLauncher {
     return this.attention.splitTarget();
   }
 
-  /** Whether a linear of `rows` rows runs on our GEMV, gemv.cu or gemv_wo.cu (linear_route.ts). */
+  /** Whether a linear of `rows` rows runs on our GEMV, gemv.cu, gemv_wo.cu or gemv_fp8.cu (linear_route.ts). */
   private gemvApplies(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
     const route = linearRoute(
       {
@@ -139,6 +147,7 @@ export class StepLauncher {
         inFeatures: op.inFeatures,
         quantized: this.weights.quantized(op.weight) !== undefined,
         logits: op.out === this.lowered.output,
+        fp8: this.weights.fp8(op.weight) !== undefined,
       },
       {
         dtype: this.dtype,
@@ -146,9 +155,10 @@ export class StepLauncher {
         gemvMaxRows: this.tuning.gemvMaxRows,
         hasGemv: this.kernels.has("gemv"),
         hasGemvWo: this.kernels.has("gemv_wo"),
+        hasGemvFp8: this.kernels.has("gemv_fp8"),
       },
     );
-    return route === "gemv" || route === "gemv_wo";
+    return route === "gemv" || route === "gemv_wo" || route === "fp8_gemv";
   }
 
   /**
@@ -224,6 +234,21 @@ export class StepLauncher {
         const rows = rowsOf(op.x);
         const cap = this.lowered.storage.get(op.x)?.rows === "logits" ? this.maxLogitRows : this.maxTokens;
         const m = Math.min(nextPow2(rows), cap);
+        const fp8 = this.weights.fp8(op.weight);
+        if (fp8) {
+          // Quantize x per token, then gemv_fp8 (decode; gated with its activation) or the FP8 GEMM.
+          const gemv = this.gemvApplies(op, rows);
+          const gated = gemv && step.gated && this.tuning.fuseGatedAct ? step.gated : null;
+          const args = {
+            x: this.arena.ptr(op.x),
+            bias: op.bias ? this.weights.ptr(op.bias) : null,
+            y: this.arena.ptr(gated ? gated.out : op.out),
+            rows,
+          };
+          if (gemv) this.fp8.gemv(fp8, args, gated?.act);
+          else this.fp8.gemm(this.stream, fp8, args, m);
+          return;
+        }
         if (this.gemvApplies(op, rows)) {
           // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
           // A gated MLP's gate_up runs with its activation in one launch (the gated_act step is skipped).
@@ -490,5 +515,6 @@ export class StepLauncher {
     this.gemms.dispose();
     this.attention.dispose();
     this.quantized.dispose();
+    this.fp8.dispose();
   }
 }

@@ -14,6 +14,7 @@ import {
 } from "../../backends/cuda/gemm_algorithms.ts";
 import { cubinBlobName, KERNELS_DIR, moduleSource, moduleSpecs } from "../../backends/cuda/kernel_modules.ts";
 import { lower } from "../../backends/cuda/lowering.ts";
+import { assertFp8Capable } from "../../backends/cuda/weight_formats.ts";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { BuildConfig } from "../../engine/build_config.ts";
@@ -36,6 +37,8 @@ export function buildCudaArtifacts(
     maxBatchSize: number;
     quantize: BuildConfig["quantize"];
   },
+  /** The formats of the engine's weights (--quantize, or a pre-quantized checkpoint's). */
+  formats: ReadonlySet<string> = new Set(build.quantize === "none" ? [] : [build.quantize]),
 ): CudaArtifacts {
   const t0 = performance.now();
   const kvBlockSize = build.kvBlockSize;
@@ -45,7 +48,10 @@ export function buildCudaArtifacts(
     // Every kernel module at once, one worker thread each (parallel_compile.ts); NVRTC is loaded here
     // first, on the main thread.
     const nvrtc = loadNvrtc();
-    const specs = moduleSpecs(model, plan, dtype, kvBlockSize, build.quantize !== "none");
+    const fp8 = formats.has("fp8");
+    if (fp8) assertFp8Capable("an fp8 engine", p);
+    const quantized = [...formats].some((f) => f !== "fp8");
+    const specs = moduleSpecs(model, plan, dtype, kvBlockSize, quantized, fp8);
     const cubins = compileAll(
       specs.map((spec) => ({
         source: moduleSource(spec),
