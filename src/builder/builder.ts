@@ -148,6 +148,15 @@ function engineConfig(
   };
 }
 
+/** The weights as the engine stores them: quantized by --quantize (their bytes computed when written). */
+function storedWeights(
+  network: Network,
+  weights: EngineWeight[],
+  format: BuildConfig["quantize"],
+): EngineWeight[] {
+  return format === "none" ? weights : quantizeWeights(network, weights, format);
+}
+
 function* finish(
   modelDir: string,
   outDir: string,
@@ -162,14 +171,12 @@ function* finish(
   let targetSeconds: number | undefined;
   if (config.build.backend === "cuda") {
     const dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
-    const formats = new Set(weights.flatMap((w) => (w.format ? [w.format] : [])));
-    if (config.build.quantize !== "none") formats.add(config.build.quantize);
     const cuda = buildCudaArtifacts(
       config.model,
       { ops: network.ops, output: network.output },
       dtype,
       config.build,
-      formats,
+      storedWeights(network, weights, config.build.quantize),
     );
     config.target = cuda.target;
     blobs = cuda.blobs;
@@ -181,8 +188,7 @@ function* finish(
   }));
   config.files.push(...extra.map((e) => e.name));
   const plan = { ops: network.ops, output: network.output };
-  const format = config.build.quantize;
-  const stored = format === "none" ? weights : quantizeWeights(network, weights, format);
+  const stored = storedWeights(network, weights, config.build.quantize);
   yield* writeEngineSteps(outDir, config, plan, stored, extra, blobs, mode);
   return {
     dir: outDir,

@@ -37,9 +37,12 @@ export function buildCudaArtifacts(
     maxBatchSize: number;
     quantize: BuildConfig["quantize"];
   },
-  /** The formats of the engine's weights (--quantize, or a pre-quantized checkpoint's). */
-  formats: ReadonlySet<string> = new Set(build.quantize === "none" ? [] : [build.quantize]),
+  /** The engine's weights as stored (their formats: --quantize's, or a pre-quantized checkpoint's). */
+  weights: readonly { name: string; format?: string }[] = [],
 ): CudaArtifacts {
+  const formats = new Set(weights.flatMap((w) => (w.format ? [w.format] : [])));
+  // fp8 linears run cuBLASLt's FP8 GEMM, planned at load: no engine-dtype GEMM to tune for them.
+  const fp8Weights = new Set(weights.filter((w) => w.format === "fp8").map((w) => w.name));
   const t0 = performance.now();
   const kvBlockSize = build.kvBlockSize;
   const device = CudaDevice.open(0);
@@ -62,7 +65,13 @@ export function buildCudaArtifacts(
     const blobs = specs.map((spec, i) => ({ name: cubinBlobName(spec.key), bytes: cubins[i] }));
     // GEMM algorithms: time the heuristic's candidates for every shape and keep the fastest.
     const { maxTokens, maxLogitRows } = engineRowLimits(build);
-    const table: GemmChoice[] = gemmShapes(lower(plan, model), dtype, maxTokens, maxLogitRows).map((s) => {
+    const table: GemmChoice[] = gemmShapes(
+      lower(plan, model),
+      dtype,
+      maxTokens,
+      maxLogitRows,
+      fp8Weights,
+    ).map((s) => {
       const g = Gemm.tune(
         device,
         {
