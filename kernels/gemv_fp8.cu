@@ -37,6 +37,12 @@
 //   q, sw: the fused gate_up weight [2·inter, k] (gate rows, then up rows); y [m, inter] =
 //   act(gate + b)·(up + b), each rounded to kiln_t first, as gemv_wo.cu's gated kernels.
 //   grid = (ceil(inter / 8)), block = (256): one output feature (two weight rows) per warp
+// extern "C" __global__ void fp8_scale_rows(      the FP8 GEMM's fallback epilogue (fp8_linears.ts)
+//     const float* acc,           // [m, n] Σ e4m3·e4m3 from an FP8 GEMM with unit scales, fp32 out
+//     const float* s, const float* sw, const kiln_t* bias,   // [m], [n], [n] or null
+//     kiln_t* y,                  // [m, n] = acc·s[t]·sw[r] (+ bias), as gemv_fp8 scales its sums
+//     int m, int n)
+//   grid = (ceil(m·n / 256)), block = (256)
 #include <cuda_fp8.h>
 
 #include "activations.cuh"
@@ -286,3 +292,14 @@ KILN_GEMV_FP8_GATED(gelu_new, GeluNew)
 #if !defined(GEMV_ACT) || GEMV_ACT == 5
 KILN_GEMV_FP8_GATED(relu, Relu)
 #endif
+
+extern "C" __global__ void __launch_bounds__(256)
+    fp8_scale_rows(const float* acc, const float* s, const float* sw, const kiln_t* bias, kiln_t* y, int m, int n) {
+  kiln::pdl_wait();  // acc is the GEMM's output; y may still be read by an earlier kernel
+  kiln::pdl_launch_dependents();
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long long)m * n) return;
+  const int t = (int)(i / n), r = (int)(i % n);
+  const float b = bias ? kiln::to_float(bias[r]) : 0.f;
+  y[i] = kiln::from_float(__fmul_rn(__fmul_rn(acc[i], s[t]), sw[r]) + b);
+}

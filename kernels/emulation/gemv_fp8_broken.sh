@@ -12,6 +12,7 @@ breaks=(
   's|float fixed = static_scale ? \*static_scale : 0.f;|float fixed = static_scale ? 1.f : 0.f;|'    # static ignored
   's|for (; v < vecs; v += 32) {|for (; v < vecs - 1; v += 32) {|'          # drops the last vector
   's|scaled(acc\[r\]\[j\], s\[j\], wscale\[r\])|scaled(acc[r][j], s[0], wscale[r])|'  # one row's scale for all
+  's|const int t = (int)(i / n), r = (int)(i % n);|const int t = (int)(i % m), r = (int)(i / m);|'  # epilogue transposed
 )
 for b in "${breaks[@]}"; do
   sed "$b" ../gemv_fp8.cu >"$tmp/gemv_fp8.cu"

@@ -8,6 +8,8 @@
 //     |got − want| ≤ 2^-21·Σ|x̂·w| (fp32 sums in another order, two scale products) + one rounding of
 //     kiln_t of |want|; every output written, nothing past y; the two variants give the same bits.
 //   gemv_fp8_gated_silu: bit for bit silu(round(gate))·round(up) of the plain kernel's outputs.
+//   fp8_scale_rows (the FP8 GEMM's fallback epilogue): bit for bit kiln_t((acc·s[t])·sw[r] + b[r]), the
+//     GEMV's own scaling of its sums; every output written, nothing past y.
 // Weights are random E4M3 codes (every finite code, subnormals included) with random row scales.
 // Shapes: n = 1, 37 (a partial last block); k = 16, 48, 272, 2064, 8208 (2064 and 8208 run the U-vector
 // loop and a rest); m = 1, 3, 8. Build and run: gemv_fp8_run.sh (bf16, fp16, fp32 outputs).
@@ -214,6 +216,29 @@ int check_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias
   return bad != 0;
 }
 
+int check_scale_rows(int m, int n, std::mt19937& g) {
+  const auto acc = randn((size_t)m * n, 100.f, g), s = randn(m, 0.01f, g), sw = randn(n, 0.001f, g);
+  std::vector<kiln_t> bias(n);
+  for (auto& b : bias) b = kiln::from_float(randn(1, 0.1f, g)[0]);
+  std::vector<kiln_t> y((size_t)m * n + 8);
+  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
+  launch({(unsigned)(((size_t)m * n + 255) / 256), 1, 1}, {256, 1, 1},
+         [&] { fp8_scale_rows(acc.data(), s.data(), sw.data(), bias.data(), y.data(), m, n); });
+  int bad = 0;
+  for (int t = 0; t < m; t++)
+    for (int r = 0; r < n; r++) {
+      const float want = acc[(size_t)t * n + r] * s[t] * sw[r] + kiln::to_float(bias[r]);
+      bad += !same_bits(y[(size_t)t * n + r], kiln::from_float(want));
+    }
+  for (size_t i = (size_t)m * n; i < y.size(); i++) {
+    unsigned char b[sizeof(kiln_t)];
+    std::memcpy(b, &y[i], sizeof b);
+    for (unsigned char c : b) bad += c != 0xff;
+  }
+  printf("fp8_scale_rows m %d n %d: %s\n", m, n, bad ? "FAIL" : "ok");
+  return bad != 0;
+}
+
 std::vector<kiln_t> to_t(const std::vector<float>& v) {
   std::vector<kiln_t> out(v.size());
   for (size_t i = 0; i < v.size(); i++) out[i] = kiln::from_float(v[i]);
@@ -247,6 +272,7 @@ int main() {
       }
     }
   }
+  for (auto [m, n] : {std::pair{1, 7}, std::pair{17, 300}, std::pair{64, 1000}}) fails += check_scale_rows(m, n, g);
   printf("ties quantized: %d, saturated: %d\n", g_ties, g_saturated);
   if (g_ties == 0 || g_saturated == 0) {
     printf("coverage: no ties or no saturation exercised: FAIL\n");

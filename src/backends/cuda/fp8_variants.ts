@@ -31,6 +31,11 @@ export function fp8GemvGatedLaunch(
   return { kernel: `gemv_fp8_gated_${act}`, grid: Math.ceil(inter / ROWS_PER_BLOCK), block: 256 };
 }
 
+/** fp8_scale_rows over y [m, n] (the FP8 GEMM's fallback epilogue): one thread per element. */
+export function fp8ScaleRowsLaunch(m: number, n: number): { kernel: string; grid: number; block: number } {
+  return { kernel: "fp8_scale_rows", grid: Math.ceil((m * n) / 256), block: 256 };
+}
+
 /** Bytes of the quantized-activation scratch: E4M3 x [rows, k] for the widest fp8 input, then the
  * per-row fp32 scales (at fp8ScaleOffset, 256-byte aligned); 0 when there is no fp8 weight. */
 export function fp8ScratchBytes(weights: Iterable<{ cols: number }>, rows: number): number {

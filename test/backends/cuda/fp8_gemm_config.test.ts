@@ -7,6 +7,7 @@ import {
   describeGemm,
   inputBytes,
   normalize,
+  takesScales,
 } from "../../../src/backends/cuda/device/cublaslt_descriptors.ts";
 import { InvalidArgumentError } from "../../../src/errors.ts";
 
@@ -32,5 +33,15 @@ describe("FP8 GEMM configuration", () => {
   test("describes itself as e4m3 → output", () => {
     const c = normalize({ m: 16, n: 32, k: 64, dtypeIn: "bf16", bias: true, fp8: true });
     assert.equal(describeGemm(c), "m=16 n=32 k=64 e4m3→bf16 +bias");
+  });
+
+  test("scale vectors: fp8 plans take them unless built with unit scales (the epilogue fallback)", () => {
+    const base = { m: 16, n: 32, k: 64, dtypeIn: "bf16" as const };
+    assert.equal(takesScales(normalize({ ...base, fp8: true })), true);
+    assert.equal(
+      takesScales(normalize({ ...base, fp8: true, fp8UnitScales: true, dtypeOut: "fp32" })),
+      false,
+    );
+    assert.equal(takesScales(normalize(base)), false);
   });
 });

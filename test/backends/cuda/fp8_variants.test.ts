@@ -10,6 +10,7 @@ import {
   fp8GemvLaunch,
   fp8QuantLaunch,
   fp8ScaleOffset,
+  fp8ScaleRowsLaunch,
   fp8ScratchBytes,
 } from "../../../src/backends/cuda/fp8_variants.ts";
 import { GATED_ACTS } from "../../../src/backends/cuda/gemv_variants.ts";
@@ -25,6 +26,10 @@ const matrix = JSON.parse(
 );
 
 describe("fp8_variants", () => {
+  test("fp8_scale_rows: one thread per element of y", () => {
+    assert.deepEqual(fp8ScaleRowsLaunch(3, 1000), { kernel: "fp8_scale_rows", grid: 12, block: 256 });
+  });
+
   test("quant_fp8_act: one block of 256 threads per row", () => {
     assert.deepEqual(fp8QuantLaunch(7), { kernel: "quant_fp8_act", grid: 7, block: 256 });
   });
@@ -50,6 +55,7 @@ describe("fp8_variants", () => {
   test("every kernel these launch is one compile_matrix.json lists for gemv_fp8.cu", () => {
     const kernels: string[] = matrix.files["gemv_fp8.cu"].kernels;
     assert.ok(kernels.includes(fp8QuantLaunch(1).kernel));
+    assert.ok(kernels.includes(fp8ScaleRowsLaunch(1, 1).kernel));
     for (const k of [16, 4096]) assert.ok(kernels.includes(fp8GemvLaunch(8, k).kernel), `k ${k}`);
     for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvGatedLaunch(act, 8).kernel), act);
   });

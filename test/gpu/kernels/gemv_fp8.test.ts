@@ -7,9 +7,10 @@
 //   gemv_fp8_*: the reference's fp32 products in another order, two scale products (2⁻²¹·Σ|x̂·w|) plus
 //     one rounding of the kiln_t output; both variants the same bits; the gated kernel bit for bit the
 //     plain kernel then activation.cu's gated_act.
-//   FP8 GEMM: tensor-core E4M3 products accumulate in fp32 in an order and with promotion steps of
-//     cuBLASLt's choosing (not one fp32 FMA chain): 2⁻¹⁶·Σ|x̂·w| plus one rounding of the output —
-//     a first bound, to tighten once measured.
+//   FP8 GEMM (outer-vector scales; and the fallback: unit scales, fp32 out, then fp8_scale_rows):
+//     tensor-core E4M3 products accumulate in fp32 in an order and with promotion steps of cuBLASLt's
+//     choosing (not one fp32 FMA chain): 2⁻¹⁶·Σ|x̂·w| plus one rounding of the output — a first bound,
+//     to tighten once measured.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
@@ -18,6 +19,7 @@ import {
   fp8GemvGatedLaunch,
   fp8GemvLaunch,
   fp8QuantLaunch,
+  fp8ScaleRowsLaunch,
 } from "../../../src/backends/cuda/fp8_variants.ts";
 import { quantizeFp8 } from "../../../src/builder/passes/quantize_fp8.ts";
 import type { DTypeName } from "../../../src/dtype.ts";
@@ -243,6 +245,39 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
           g.dispose();
         }
         const got = h.download(y, m * n, dtype);
+        // The fallback where cuBLASLt has no outer-vector algorithm: unit scales, fp32 out, then
+        // fp8_scale_rows; the same bound.
+        const acc = h.filled(m * n, "fp32", 0xff);
+        const unit = Gemm.create(h.device, {
+          m,
+          n,
+          k,
+          dtypeIn: dtype,
+          dtypeOut: "fp32",
+          fp8: true,
+          fp8UnitScales: true,
+        });
+        try {
+          unit.run(h.stream, xq, q, acc);
+          h.stream.synchronize();
+        } finally {
+          unit.dispose();
+        }
+        const y2 = h.filled(m * n, dtype, 0xff);
+        const e = fp8ScaleRowsLaunch(m, n);
+        h.run(
+          mod,
+          e.kernel,
+          [e.grid],
+          [e.block],
+          [ptr(acc), ptr(s), ptr(sw), ptr(bd), ptr(y2), i32(m), i32(n)],
+        );
+        assertWithin(
+          h.download(y2, m * n, dtype),
+          want,
+          (i) => 2 ** -16 * absSum[i] + U[dtype] * Math.abs(want[i]) + 1e-30,
+          `FP8 GEMM unit scales + fp8_scale_rows ${dtype}`,
+        );
         assertWithin(
           got,
           want,

@@ -51,6 +51,9 @@ export interface GemmConfig {
    * (cuBLASLt's OUTER_VEC_32F scale modes; run() takes the two vectors). dtypeIn is then unused and
    * dtypeOut is y's type. Default false. */
   fp8?: boolean;
+  /** With fp8: no scale vectors (cuBLASLt's default unit scalars), y = Σ x·w, for where cuBLASLt has
+   * no outer-vector FP8 algorithm (the caller scales y). Default false. */
+  fp8UnitScales?: boolean;
 }
 
 export type FullConfig = Required<GemmConfig>;
@@ -76,6 +79,7 @@ export function normalize(config: GemmConfig): FullConfig {
     alignment: 256,
     maxWorkspaceBytes: 32 * 1024 * 1024,
     fp8: false,
+    fp8UnitScales: false,
     ...config,
   };
   for (const dim of ["m", "n", "k"] as const) {
@@ -98,6 +102,9 @@ export function describeGemm(c: FullConfig): string {
 /** Bytes of one element of x and W. */
 export const inputBytes = (c: FullConfig): number => (c.fp8 ? 1 : ELEMENT_BYTES[c.dtypeIn]);
 
+/** Whether run() takes scale vectors: an fp8 GEMM with outer-vector scales. */
+export const takesScales = (c: FullConfig): boolean => c.fp8 && !c.fp8UnitScales;
+
 export function layouts(plan: Plan) {
   return { a: plan.a, b: plan.b, c: plan.d, d: plan.d };
 }
@@ -112,7 +119,7 @@ export function createPlan(device: CudaDevice, c: FullConfig): Plan {
     created.push(() => api.matmulDescDestroy(desc));
     api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.TRANSA, i32Attr(CUBLAS_OP_T));
     api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.TRANSB, i32Attr(CUBLAS_OP_N));
-    if (c.fp8) {
+    if (c.fp8 && !c.fp8UnitScales) {
       // FP8 is "TN" only (op(A) = T, op(B) = N), which this mapping is; A = W: one scale per row of
       // op(A) (output feature), B = x: one per column of op(B) (token).
       const outer = i32Attr(CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F);
@@ -191,7 +198,7 @@ export function matmul(
 ): void {
   if (c.bias)
     plan.api.matmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC.BIAS_POINTER, u64Attr(bias ?? 0n));
-  if (c.fp8) {
+  if (c.fp8 && !c.fp8UnitScales) {
     if (!scales) throw new Error("internal: an FP8 GEMM needs its scale vectors");
     plan.api.matmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC.A_SCALE_POINTER, u64Attr(scales.w));
     plan.api.matmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC.B_SCALE_POINTER, u64Attr(scales.x));

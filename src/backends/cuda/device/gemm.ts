@@ -27,6 +27,7 @@ import {
   matmul,
   normalize,
   type Plan,
+  takesScales,
 } from "./cublaslt_descriptors.ts";
 import type { CudaDevice } from "./device.ts";
 import { timeOnStream } from "./event.ts";
@@ -120,7 +121,7 @@ export class Gemm implements Disposable {
       const w = scratch(n * k * inputBytes(full));
       const y = scratch(m * n * ELEMENT_BYTES[dtypeOut]);
       // 0x3c3c3c3c: 0.0115 in fp32, a scale for every row; 0x3c is 1.5 in E4M3.
-      const scales = full.fp8 ? { x: scratch(m * 4).ptr, w: scratch(n * 4).ptr } : undefined;
+      const scales = takesScales(full) ? { x: scratch(m * 4).ptr, w: scratch(n * 4).ptr } : undefined;
       const bias = full.bias ? scratch(n * ELEMENT_BYTES[dtypeOut]) : null;
       const ws = scratch(Math.max(0, ...results.map((r) => r.workspaceBytes)));
       let best: { result: HeuristicResult; ms: number } | null = null;
@@ -170,7 +171,7 @@ export class Gemm implements Disposable {
   }
 
   /** Queues y = x · Wᵀ (+ bias) on `stream`. Operands are device buffers or pointers (see class comment).
-   * An fp8 GEMM needs `scales`: x's [m] and W's [n] fp32 vectors. */
+   * An fp8 GEMM with outer-vector scales needs `scales`: x's [m] and W's [n] fp32 vectors. */
   run(
     stream: Stream,
     x: Operand,
@@ -183,9 +184,9 @@ export class Gemm implements Disposable {
     if (plan === null) throw new Error("Gemm is disposed");
     const { m, n, k, dtypeOut } = this.config;
     const inBytes = inputBytes(this.config);
-    if (this.config.fp8 !== (scales !== undefined)) {
+    if (takesScales(this.config) !== (scales !== undefined)) {
       throw new InvalidArgumentError(
-        `this GEMM was created with fp8: ${this.config.fp8}; run() got ${scales ? "" : "no "}scales`,
+        `this GEMM ${takesScales(this.config) ? "needs" : "takes no"} scale vectors; run() got ${scales ? "" : "no "}scales`,
       );
     }
     if (this.config.bias !== (bias !== undefined)) {
