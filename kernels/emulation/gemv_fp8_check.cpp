@@ -3,7 +3,8 @@
 // intrinsic's value search):
 //   quant_fp8_act: s = fround(max|x_row| / 448) (dynamic) or the static scale, and xq = f32ToE4m3(x / s)
 //     bit for bit (0 for a zero row); static scales small enough that some x / s saturate at ±448; rows
-//     with exact ties (x / s halfway between two E4M3 values, normal and subnormal).
+//     with exact ties (x / s halfway between two E4M3 values, normal and subnormal); fp32: a row whose
+//     x / s are ties while x·(1/s) is not (a reciprocal instead of the division shows).
 //   gemv_fp8_r2u4w4 / r2u8w4: y against Σ x̂·w + b in double, x̂ = e4m3(xq)·s, w = e4m3(q)·sw:
 //     |got − want| ≤ 2^-21·Σ|x̂·w| (fp32 sums in another order, two scale products) + one rounding of
 //     kiln_t of |want|; every output written, nothing past y; the two variants give the same bits.
@@ -216,6 +217,40 @@ int check_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias
   return bad != 0;
 }
 
+/** fp32 activations only: one static-scale row whose x/s are E4M3 ties exactly while x·(1/s) in fp32
+ * misses them by an ulp on the side that changes the code, so a kernel dividing otherwise than x/s
+ * rounded once (a reciprocal, a fast division) picks other codes. Searches s from 0.01 up for such x. */
+int check_quant_division() {
+  if constexpr (!std::is_same_v<kiln_t, float>) return 0;
+  std::vector<float> mids;  // halfway between consecutive positive E4M3 values (below 448)
+  for (unsigned c = 0; c < 0x7e; c++) mids.push_back((float)((spec::decode(c) + spec::decode(c + 1)) / 2));
+  float s = 0.f;
+  std::vector<float> row;  // the scale with the most such x among those tried
+  float cand = 0.01f;
+  for (int tries = 0; tries < 20000 && row.size() < 64; tries++, cand = std::nextafter(cand, 1.f)) {
+    std::vector<float> found;
+    const float r = 1.0f / cand;
+    for (float t : mids) {
+      const float x = t * cand;
+      if (x / cand == t && spec::encode(x * r) != spec::encode(t)) found.push_back(x);
+    }
+    if (found.size() > row.size()) {
+      row = found;
+      s = cand;
+    }
+  }
+  if (row.size() < 16) {
+    printf("quant_fp8_act division: no scale with enough ties found: FAIL\n");
+    return 1;
+  }
+  const int k = 16 * (int)(row.size() / 16);
+  row.resize(k);
+  std::vector<kiln_t> x(row.begin(), row.end());
+  Quant out;
+  const int fails = check_quant(x, 1, k, &s, out, "static, x/s on ties");
+  return fails;
+}
+
 int check_scale_rows(int m, int n, std::mt19937& g) {
   const auto acc = randn((size_t)m * n, 100.f, g), s = randn(m, 0.01f, g), sw = randn(n, 0.001f, g);
   std::vector<kiln_t> bias(n);
@@ -272,6 +307,7 @@ int main() {
       }
     }
   }
+  fails += check_quant_division();
   for (auto [m, n] : {std::pair{1, 7}, std::pair{17, 300}, std::pair{64, 1000}}) fails += check_scale_rows(m, n, g);
   printf("ties quantized: %d, saturated: %d\n", g_ties, g_saturated);
   if (g_ties == 0 || g_saturated == 0) {
