@@ -11,9 +11,11 @@ import { fileURLToPath } from "node:url";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { resolveEngine } from "../../src/builder/engine_cache.ts";
 import { PrequantizedCheckpointError } from "../../src/builder/errors.ts";
+import { assertPrequantizedBuild, SCHEME_FORMAT } from "../../src/builder/prequantized.ts";
 import { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { QuantizedTensorError } from "../../src/checkpoint/errors.ts";
 import { toF32 } from "../../src/dtype.ts";
+import { isCudaWeightFormat, resolveBuildConfig } from "../../src/engine/build_config.ts";
 import { QuantizedEngineUnsupportedError } from "../../src/engine/errors.ts";
 import { fp8InputScale } from "../../src/engine/fp8_format.ts";
 import { openEngine } from "../../src/engine/reader.ts";
@@ -267,18 +269,35 @@ describe("pre-quantized checkpoints build as they are (CPU backend)", () => {
     }
   });
 
-  test("--quantize on a pre-quantized checkpoint and --backend cuda are refused before any work", () => {
+  test("--backend cuda: refused for the schemes whose format CUDA has no kernels for; fp8 passes", () => {
+    const cuda = resolveBuildConfig({ backend: "cuda" });
+    const schemes = [
+      { method: "fp8", producer: "compressed-tensors", activation: "static" },
+      { method: "awq", groupSize: 128 },
+      { method: "gptq", groupSize: 128, descAct: false, zeroOffset: 0 },
+    ] as const;
+    assert.doesNotThrow(() => assertPrequantizedBuild(schemes[0], cuda, "/ckpt"));
+    for (const scheme of schemes) {
+      const check = () => assertPrequantizedBuild(scheme, cuda, "/ckpt");
+      if (isCudaWeightFormat(SCHEME_FORMAT[scheme.method])) assert.doesNotThrow(check, scheme.method);
+      else
+        assert.throws(
+          check,
+          (e: unknown) =>
+            e instanceof QuantizedEngineUnsupportedError &&
+            new RegExp(`pre-quantized ${scheme.method} checkpoints run on the CPU backend only`).test(
+              e.message,
+            ),
+        );
+    }
+  });
+
+  test("--quantize on a pre-quantized checkpoint is refused before any work", () => {
     assert.throws(
       () => buildEngine(join(FIXTURES, "gptq"), join(out.dir, "x"), { quantize: "int8-wo" }),
       (e: unknown) =>
         e instanceof PrequantizedCheckpointError &&
         /already quantized \(gptq\).*without --quantize int8-wo/.test(e.message),
-    );
-    assert.throws(
-      () => buildEngine(join(FIXTURES, "ct-fp8-dynamic"), join(out.dir, "y"), { backend: "cuda" }),
-      (e: unknown) =>
-        e instanceof QuantizedEngineUnsupportedError &&
-        /fp8 checkpoints run on the CPU backend only/.test(e.message),
     );
   });
 });
