@@ -23,7 +23,10 @@
 #            fixtures, test/gpu/prequantized.test.ts), then the 8B built with --quantize int8-wo and int4-wo from
 #            the same random-weight checkpoint, batch-1 TPOT and prefill of each against its floor (the
 #            bytes each format reads: q, fp32 scales, the bf16 LM head), beside the bf16 engine's;
-#            `quant tests`, `quant zp`, `quant int8-wo`, `quant int4-wo`: one piece, when the whole runs past a call
+#            `quant tests`, `quant zp`, `quant int8-wo`, `quant int4-wo`: one piece, when the whole runs past
+#            a call; `quant fp8` (not in the whole): the 8B built with --quantize fp8 (build time: goal ≤ 90 s),
+#            batch-1 TPOT and prefill against its floor, then 1,024 requests at 128/128 through the
+#            executor (goal ≥ 31,000 output tok/s); the quantized GPU tests include fp8's
 # Usage (device run, carry .device and .devnm):
 #   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
@@ -85,8 +88,8 @@ decode=(--input-len 128 --output-len 256)
 if [[ $part == quant ]]; then
   which=${2:-all}
   if [[ $which == all || $which == tests ]]; then
-    timeout 240 node scripts/test.mjs gpu test/gpu/quantized.test.ts test/gpu/kernels/gemv_wo.test.ts \
-      >"$out/test_quant.log" 2>&1
+    timeout 420 node scripts/test.mjs gpu test/gpu/quantized.test.ts test/gpu/kernels/gemv_wo.test.ts \
+      test/gpu/fp8.test.ts test/gpu/kernels/gemv_fp8.test.ts >"$out/test_quant.log" 2>&1
     echo "quantized GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_quant.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError|worst" "$out/test_quant.log" | head -20
   fi
@@ -99,6 +102,20 @@ if [[ $part == quant ]]; then
   [[ $which == tests || $which == zp ]] && exit 0
   ckpt=/tmp/hf-$big
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
+  if [[ $which == fp8 ]]; then # one engine sized for the executor serves all three measurements
+    e=/tmp/engine-$big-fp8
+    t0=$(date +%s%N)
+    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize fp8 \
+      --max-batch-size 256 --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-fp8.json" 2>"$out/build-fp8.err"
+    echo "$big fp8 kiln build: exit $? in $(ms "$t0") ms (goal ≤ 90000; build-fp8.err)"
+    bench "$big fp8 decode" "$e" "${decode[@]}"
+    bench "$big fp8 prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 3
+    f="$out/tp-fp8-128_128.json"
+    timeout 150 ./bin/kiln bench --model "$e" --backend cuda --json --num-requests 1024 --input-len 128 \
+      --output-len 128 >"$f" 2>>"$out/throughput-fp8.err" || echo "fp8 128/128: bench failed or timed out"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('fp8 128/128 %8.0f out tok/s (goal ≥ 31000)  TPOT %.2f/%.2f ms (median/p99)' % (d['outputTokensPerSec'], d['tpotMs']['median'], d['tpotMs']['p99']))" "$f"
+    exit 0
+  fi
   formats=(int8-wo int4-wo)
   [[ $which == all ]] || formats=("$which")
   for q in "${formats[@]}"; do

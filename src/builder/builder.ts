@@ -172,7 +172,10 @@ function* finish(
       { ops: network.ops, output: network.output },
       dtype,
       config.build,
-      weights.map((w) => w.format),
+      // The formats the weights will be stored in (bytes not computed): which kernels to compile.
+      config.build.quantize === "none"
+        ? weights
+        : quantizeWeights(network, weights, storedFormat(config.build.quantize)),
     );
     config.target = cuda.target;
     blobs = cuda.blobs;

@@ -21,7 +21,7 @@ import { type BuildConfig, isCudaWeightFormat } from "../engine/build_config.ts"
 import { QuantizedEngineUnsupportedError } from "../engine/errors.ts";
 import { fp8Region as encodeFp8Region, fp8ByteLength } from "../engine/fp8_format.ts";
 import { encodeInt4Zp, int4ZpByteLength } from "../engine/int4_zp_format.ts";
-import type { WeightFormatParams } from "../engine/weight_format.ts";
+import type { WeightFormat, WeightFormatParams } from "../engine/weight_format.ts";
 import type { EngineWeight } from "../engine/writer.ts";
 import type { WeightSpec } from "../models/network.ts";
 import { PrequantizedCheckpointError } from "./errors.ts";
@@ -132,8 +132,15 @@ export class PrequantizedLinears {
   }
 }
 
-/** Pre-quantized checkpoints build as they are: not re-quantized; AWQ and GPTQ (int4-zp) for either
- * backend, FP8 checkpoints for the CPU backend only so far. */
+/** The engine weight format each pre-quantized scheme loads into. */
+export const SCHEME_FORMAT: Record<Exclude<QuantizationScheme["method"], "none">, WeightFormat> = {
+  fp8: "fp8",
+  awq: "int4-zp",
+  gptq: "int4-zp",
+};
+
+/** Pre-quantized checkpoints build as they are: not re-quantized, and for the CUDA backend only when it
+ * has kernels for the format they load into (all of them so far). */
 export function assertPrequantizedBuild(scheme: QuantizationScheme, build: BuildConfig, dir: string): void {
   if (scheme.method === "none") return;
   if (build.quantize !== "none") {
@@ -142,7 +149,7 @@ export function assertPrequantizedBuild(scheme: QuantizationScheme, build: Build
         "or start from its unquantized (bf16/fp16) checkpoint",
     );
   }
-  if (build.backend === "cuda" && !isCudaWeightFormat(scheme.method === "fp8" ? "fp8" : "int4-zp")) {
+  if (build.backend === "cuda" && !isCudaWeightFormat(SCHEME_FORMAT[scheme.method])) {
     throw new QuantizedEngineUnsupportedError(
       `pre-quantized ${scheme.method} checkpoints run on the CPU backend only so far; use --backend cpu (checkpoint ${dir})`,
     );

@@ -11,11 +11,11 @@ import { fileURLToPath } from "node:url";
 import { buildEngine } from "../../src/builder/builder.ts";
 import { resolveEngine } from "../../src/builder/engine_cache.ts";
 import { PrequantizedCheckpointError } from "../../src/builder/errors.ts";
-import { assertPrequantizedBuild } from "../../src/builder/prequantized.ts";
+import { assertPrequantizedBuild, SCHEME_FORMAT } from "../../src/builder/prequantized.ts";
 import { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { QuantizedTensorError } from "../../src/checkpoint/errors.ts";
 import { toF32 } from "../../src/dtype.ts";
-import { resolveBuildConfig } from "../../src/engine/build_config.ts";
+import { isCudaWeightFormat, resolveBuildConfig } from "../../src/engine/build_config.ts";
 import { QuantizedEngineUnsupportedError } from "../../src/engine/errors.ts";
 import { fp8InputScale } from "../../src/engine/fp8_format.ts";
 import { openEngine } from "../../src/engine/reader.ts";
@@ -284,37 +284,25 @@ describe("pre-quantized checkpoints build as they are (CPU backend)", () => {
     }
   });
 
-  test("AWQ and GPTQ checkpoints (int4-zp) may build for --backend cuda; FP8 ones may not yet", () => {
+  test("--backend cuda: every pre-quantized scheme builds (CUDA has kernels for each format)", () => {
     const cuda = resolveBuildConfig({ backend: "cuda" });
-    for (const scheme of [
+    const schemes = [
+      { method: "fp8", producer: "compressed-tensors", activation: "static" },
       { method: "awq", groupSize: 128 },
-      { method: "gptq", groupSize: 32, descAct: true, zeroOffset: 1 },
-    ] as const)
-      assert.doesNotThrow(() => assertPrequantizedBuild(scheme, cuda, "/ckpt"));
-    assert.throws(
-      () =>
-        assertPrequantizedBuild(
-          { method: "fp8", producer: "compressed-tensors", activation: "dynamic" },
-          cuda,
-          "/ckpt",
-        ),
-      (e: unknown) =>
-        e instanceof QuantizedEngineUnsupportedError && /fp8 checkpoints run on the CPU/.test(e.message),
-    );
+      { method: "gptq", groupSize: 128, descAct: false, zeroOffset: 0 },
+    ] as const;
+    for (const scheme of schemes) {
+      assert.ok(isCudaWeightFormat(SCHEME_FORMAT[scheme.method]), scheme.method);
+      assert.doesNotThrow(() => assertPrequantizedBuild(scheme, cuda, "/ckpt"), scheme.method);
+    }
   });
 
-  test("--quantize on a pre-quantized checkpoint and --backend cuda are refused before any work", () => {
+  test("--quantize on a pre-quantized checkpoint is refused before any work", () => {
     assert.throws(
       () => buildEngine(join(FIXTURES, "gptq"), join(out.dir, "x"), { quantize: "int8-wo" }),
       (e: unknown) =>
         e instanceof PrequantizedCheckpointError &&
         /already quantized \(gptq\).*without --quantize int8-wo/.test(e.message),
-    );
-    assert.throws(
-      () => buildEngine(join(FIXTURES, "ct-fp8-dynamic"), join(out.dir, "y"), { backend: "cuda" }),
-      (e: unknown) =>
-        e instanceof QuantizedEngineUnsupportedError &&
-        /fp8 checkpoints run on the CPU backend only/.test(e.message),
     );
   });
 });

@@ -1,7 +1,7 @@
 // `--quantize` reaches the build from every command that builds: kiln build writes the format into the
 // engine, run / bench build a quantized cache entry, a built engine refuses it, a bad value is named.
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
@@ -86,23 +86,6 @@ describe("--quantize on the CLI", () => {
     const r = kiln(["run", "--quantize", "fp8", "--max-new-tokens", "2", "--json", "--cache-dir", fp8Cache]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(cachedFormats(fp8Cache), ["fp8", "plain"]);
-  });
-
-  test("--backend cuda with a format CUDA has no kernels for is refused before any build work", () => {
-    for (const format of ["fp8"]) {
-      const out = join(tmp.dir, `cuda-${format}`);
-      assertUserError(
-        kiln([
-          ...["build", "--model", BUNDLED_MODEL_DIR, "--output", out],
-          ...["--backend", "cuda", "--quantize", format],
-        ]),
-        "QuantizedEngineUnsupportedError",
-        new RegExp(
-          `${format} engines run on the CPU backend only so far; build with --quantize int8-wo or --quantize int4-wo for CUDA`,
-        ),
-      );
-      assert.equal(existsSync(out), false);
-    }
   });
 
   test("an unknown format is a named error", () => {

@@ -1,5 +1,6 @@
 // resolveBuildConfig's quantization checks: --backend cuda accepts the formats the CUDA backend has
-// kernels for (CUDA_WEIGHT_FORMATS) and refuses every other known format before any build work.
+// kernels for (CUDA_WEIGHT_FORMATS: every --quantize method now, fp8 included) and would refuse any
+// other method before any build work (none is left to refuse; the check stays for methods added later).
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
@@ -13,8 +14,8 @@ import { QuantizedEngineUnsupportedError } from "../../src/engine/errors.ts";
 import { WEIGHT_FORMATS } from "../../src/engine/weight_format.ts";
 
 describe("resolveBuildConfig: --quantize with --backend cuda", () => {
-  it("accepts int8-wo and int4-wo", () => {
-    for (const quantize of ["int8-wo", "int4-wo"] as const)
+  it("accepts int8-wo, int4-wo and fp8", () => {
+    for (const quantize of ["int8-wo", "int4-wo", "fp8"] as const)
       assert.equal(resolveBuildConfig({ backend: "cuda", quantize }).quantize, quantize);
   });
 
@@ -26,8 +27,8 @@ describe("resolveBuildConfig: --quantize with --backend cuda", () => {
     for (const f of CUDA_WEIGHT_FORMATS) assert.ok(WEIGHT_FORMATS.includes(f), f);
   });
 
-  it("has --quantize methods without CUDA kernels to refuse (fp8 so far)", () => {
-    assert.ok(QUANTIZE_METHODS.some((f) => !isCudaWeightFormat(storedFormat(f))));
+  it("has CUDA kernels for every --quantize method's stored format", () => {
+    for (const f of QUANTIZE_METHODS) assert.ok(isCudaWeightFormat(storedFormat(f)), f);
   });
 
   it("accepts int4-awq, whose engines hold int4-wo weights", () => {

@@ -32,7 +32,7 @@ import { type PackedStep, packDecodeStep, packStep, writeFeed, writeSampleParams
 import { StepUploads } from "./step_uploads.ts";
 import { type CudaTuning, cudaTuningFromEnv } from "./tuning.ts";
 import { type WarmUpLimits, warmUpStep } from "./warm_up_step.ts";
-import { assertCudaWeightFormats } from "./weight_formats.ts";
+import { assertCudaWeightFormats, assertFp8Capable, hasFp8Weights } from "./weight_formats.ts";
 import { DeviceWeights } from "./weights.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
@@ -156,6 +156,8 @@ export class CudaBackend implements ExecutionBackend {
     assertCudaWeightFormats(engine.dir, engine.header);
     const device = CudaDevice.open(0);
     try {
+      if (hasFp8Weights(engine.header.weights))
+        assertFp8Capable(`fp8 engine ${engine.dir}`, device.properties);
       const t = engine.config.target;
       if (t.sm && t.sm !== device.sm) {
         throw new EngineTargetMismatchError(

@@ -30,16 +30,18 @@ const pow2Upto = (max: number) => {
   return out;
 };
 
-/** Every GEMM shape the runtime can ask for. */
+/** Every GEMM shape the runtime can ask for in the engine dtype: linears over `skip`'s weights (fp8:
+ * their own FP8 GEMMs) are left out. */
 export function gemmShapes(
   lowered: Lowered,
   dtype: DTypeName,
   maxTokens: number,
   maxLogitRows: number,
+  skip: ReadonlySet<string> = new Set(),
 ): GemmShape[] {
   const seen = new Map<string, GemmShape>();
   for (const step of lowered.steps) {
-    if (step.kind !== "linear") continue;
+    if (step.kind !== "linear" || skip.has(step.op.weight)) continue;
     const logitRows = lowered.storage.get(step.op.x)?.rows === "logits";
     for (const m of pow2Upto(logitRows ? maxLogitRows : maxTokens)) {
       const s = {

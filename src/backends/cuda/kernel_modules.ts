@@ -25,7 +25,8 @@ export type ModuleKey =
   | "sampling"
   | "gemv"
   | "gemv_wo"
-  | "gemv_zp";
+  | "gemv_zp"
+  | "gemv_fp8";
 
 export interface ModuleSpec {
   key: ModuleKey;
@@ -38,7 +39,8 @@ export function dtypeMacro(dtype: DTypeName): string {
 }
 
 /** The modules the plan's ops need, for `dtype` activations and KV blocks of `blockSize` tokens;
- * `quantized`: some weights are int8-wo / int4-wo; `zp`: some are int4-zp (quantizedModules). */
+ * `quantized`: some weights are int8-wo / int4-wo; `zp`: some are int4-zp; `fp8`: some are fp8
+ * (gemv_fp8.cu: activation quantization and the fp8 GEMVs) — quantizedModules. */
 export function moduleSpecs(
   model: ModelConfig,
   plan: Plan,
@@ -46,6 +48,7 @@ export function moduleSpecs(
   blockSize: number,
   quantized = false,
   zp = false,
+  fp8 = false,
 ): ModuleSpec[] {
   const t = { [dtypeMacro(dtype)]: 1 };
   const heads = { NUM_HEADS: model.numHeads, NUM_KV_HEADS: model.numKvHeads, HEAD_DIM: model.headDim };
@@ -85,6 +88,8 @@ export function moduleSpecs(
   // Quantized weights: their GEMVs (16-bit) and the dequantization before a GEMM (every dtype).
   if (quantized) specs.push({ key: "gemv_wo", file: "gemv_wo.cu", defines: gemvDefines });
   if (zp) specs.push({ key: "gemv_zp", file: "gemv_zp.cu", defines: gemvDefines });
+  // fp8 weights: activation quantization and the decode GEMVs (every dtype: they read quantized x).
+  if (fp8) specs.push({ key: "gemv_fp8", file: "gemv_fp8.cu", defines: gemvDefines });
   if (plan.ops.some((o) => o.kind === "rms_norm" && o.groupWidth)) {
     specs.push({ key: "rmsnorm_head", file: "rmsnorm.cu", defines: { ...t, WIDTH: model.headDim } });
   }
@@ -97,9 +102,13 @@ export function moduleSpecs(
 /** The quantized-weight modules an engine with weights of `formats` needs (moduleSpecs' `quantized`
  * and `zp`): gemv_wo.cu for int8-wo / int4-wo, gemv_zp.cu for int4-zp (AWQ, GPTQ); the builder and the
  * loader ask the same question of the same weights. */
-export function quantizedModules(formats: Iterable<string | undefined>): { quantized: boolean; zp: boolean } {
+export function quantizedModules(formats: Iterable<string | undefined>): {
+  quantized: boolean;
+  zp: boolean;
+  fp8: boolean;
+} {
   const set = new Set(formats);
-  return { quantized: set.has("int8-wo") || set.has("int4-wo"), zp: set.has("int4-zp") };
+  return { quantized: set.has("int8-wo") || set.has("int4-wo"), zp: set.has("int4-zp"), fp8: set.has("fp8") };
 }
 
 export function moduleSource(spec: ModuleSpec): string {

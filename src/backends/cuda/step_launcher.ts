@@ -1,6 +1,7 @@
 // Eager launch of a lowered plan's steps (lowering.ts): for each step, the kernels that run it, in
 // order, with their arguments: our GEMV (decode shapes of 16-bit engines) or a cuBLASLt GEMM for each
-// linear (over a quantized weight: gemv_wo, or dequantization then the GEMM: quantized_linears.ts), the
+// linear (over a quantized weight: gemv_wo, or dequantization then the GEMM: quantized_linears.ts; over
+// an fp8 weight: activation quantization, then gemv_fp8 or the FP8 GEMM: fp8_linears.ts), the
 // norms, activations, RoPE + KV-cache write and attention, and the fusions decode steps take (gated
 // activation inside the GEMV, RoPE inside decode attention, the final norm from the last add). CUDA
 // graphs record exactly these launches. Owns the GEMM plans, decode attention's scratch
@@ -10,7 +11,8 @@ import type { DTypeName } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
-import { type CudaDevice, type DevicePtr, type KernelArg, offsetPtr, type Stream } from "./device/index.ts";
+import type { CudaDevice, DevicePtr, KernelArg, Stream } from "./device/index.ts";
+import { Fp8Linears } from "./fp8_linears.ts";
 import { nextPow2 } from "./gemm_algorithms.ts";
 import { GemmPlans } from "./gemm_plans.ts";
 import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
@@ -18,9 +20,10 @@ import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
 import { linearRoute } from "./linear_route.ts";
-import type { Lowered, LoweredStep, RopeStep } from "./lowering.ts";
+import type { Lowered, LoweredStep } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
-import { QuantizedLinears } from "./quantized_linears.ts";
+import { type LinearArgs, QuantizedLinears } from "./quantized_linears.ts";
+import { decodeRopeArgs, type RopeSources, ropeArgs } from "./rope_args.ts";
 import type { PackedStep } from "./step_metadata.ts";
 import type { StepUploads } from "./step_uploads.ts";
 import type { CudaTuning } from "./tuning.ts";
@@ -72,6 +75,8 @@ export class StepLauncher {
   private readonly attention: DecodeAttention;
   /** Linears over quantized weights: their GEMV and the dequantization scratch. */
   private readonly quantized: QuantizedLinears;
+  /** Linears over fp8 weights: activation quantization, their GEMVs and FP8 GEMM plans. */
+  private readonly fp8: Fp8Linears;
 
   constructor(r: StepResources) {
     this.stream = r.stream;
@@ -97,6 +102,7 @@ export class StepLauncher {
       r.tuning.attnBatch,
     );
     this.quantized = QuantizedLinears.allocate(r.device, r.kernels, r.weights, r.dtype);
+    this.fp8 = Fp8Linears.allocate(r.device, r.kernels, r.weights, r.dtype, r.maxTokens);
   }
 
   /** Launches every step of the plan (the whole forward pass) for a packed step. */
@@ -114,8 +120,11 @@ export class StepLauncher {
       const logits = this.lowered.storage.get(op.x)?.rows === "logits";
       const cap = logits ? this.maxLogitRows : this.maxTokens;
       const top = Math.min(nextPow2(Math.min(maxRows, cap)), cap);
+      const fp8 = this.weights.fp8(op.weight);
       for (let m = 1; m <= top; m *= 2)
-        if (!this.gemvApplies(op, m))
+        if (this.gemvApplies(op, m)) continue;
+        else if (fp8) this.fp8.prepare(m, fp8.rows, fp8.cols, Boolean(op.bias));
+        else
           this.gemms.get(
             m,
             op.outFeatures,
@@ -131,7 +140,7 @@ export class StepLauncher {
     return this.attention.splitTarget();
   }
 
-  /** Whether a linear of `rows` rows runs on our GEMV, gemv.cu or gemv_wo.cu (linear_route.ts). */
+  /** Whether a linear of `rows` rows runs on our GEMV, gemv.cu, gemv_wo.cu or gemv_fp8.cu (linear_route.ts). */
   private gemvApplies(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
     const q = this.weights.quantized(op.weight);
     const route = linearRoute(
@@ -141,6 +150,7 @@ export class StepLauncher {
         quantized: q !== undefined,
         quantizedGemv: q === undefined || QuantizedLinears.gemvTakes(q),
         logits: op.out === this.lowered.output,
+        fp8: this.weights.fp8(op.weight) !== undefined,
       },
       {
         dtype: this.dtype,
@@ -148,9 +158,16 @@ export class StepLauncher {
         gemvMaxRows: this.tuning.gemvMaxRows,
         hasGemv: this.kernels.has("gemv"),
         hasGemvWo: this.kernels.has(q?.zp ? "gemv_zp" : "gemv_wo"), // int4-zp: gemv_zp.cu
+        hasGemvFp8: this.kernels.has("gemv_fp8"),
       },
     );
-    return route === "gemv" || route === "gemv_wo";
+    return route === "gemv" || route === "gemv_wo" || route === "fp8_gemv";
+  }
+
+  /** A linear's x, bias and y (`out`: its output, or the fused gated activation's) for `rows` rows. */
+  private linearArgs(op: { x: string; bias?: string }, rows: number, out: string): LinearArgs {
+    const bias = op.bias ? this.weights.ptr(op.bias) : null;
+    return { x: this.arena.ptr(op.x), bias, y: this.arena.ptr(out), rows };
   }
 
   /**
@@ -169,39 +186,15 @@ export class StepLauncher {
     return chooseGemv(n, k, this.elem, this.tuning.gemvPolicy, this.tuning.gemvShapes);
   }
 
-  /** The rope step's arguments from positions to norm_eps (rope_kv.cu's order, attention_decode_rope*'s
-   * too): positions, slots, inv_freq, inv_freq_index (dynamic NTK only), attention_scaling, the q/k norm
-   * weights (or null) and their eps. */
-  private ropeArgs(step: RopeStep, packed: PackedStep): KernelArg[] {
-    const meta = (at: number): KernelArg => this.uploads.metaArg(at);
-    const dynamic = step.op.rope.scaling.type === "dynamic";
-    return [
-      meta(packed.at.positions),
-      meta(packed.at.slots),
-      { ptr: this.uploads.invFreqPtr },
-      dynamic ? meta(packed.at.invFreqIndex) : { ptr: 0n as DevicePtr },
-      { f32: 1 },
-      { ptr: step.qNorm ? this.weights.ptr(step.qNorm) : (0n as DevicePtr) },
-      { ptr: step.kNorm ? this.weights.ptr(step.kNorm) : (0n as DevicePtr) },
-      { f32: step.normEps },
-    ];
-  }
-
-  /** attention_decode_rope*'s prologue arguments (after the attention's own): the unrotated k and v rows
-   * and the row strides of q and k/v, then the rope step's (ropeArgs) and the cache's slot count. */
-  private decodeRopeArgs(step: RopeStep, packed: PackedStep): KernelArg[] {
-    const op = step.op;
-    const H = op.numHeads * op.headDim;
-    const Hkv = op.numKvHeads * op.headDim;
-    const qkv = step.qkv === null ? null : this.arena.ptr(step.qkv);
-    return [
-      { ptr: qkv ? offsetPtr(qkv, H * this.elem) : this.arena.ptr(step.k) },
-      { ptr: qkv ? offsetPtr(qkv, (H + Hkv) * this.elem) : this.arena.ptr(step.v) },
-      { i32: qkv ? H + 2 * Hkv : H },
-      { i32: qkv ? H + 2 * Hkv : Hkv },
-      ...this.ropeArgs(step, packed),
-      { i32: this.kv.slots },
-    ];
+  /** What ropeArgs / decodeRopeArgs read (rope_args.ts). */
+  private get ropeSources(): RopeSources {
+    return {
+      uploads: this.uploads,
+      weights: this.weights,
+      arena: this.arena,
+      elem: this.elem,
+      slots: this.kv.slots,
+    };
   }
 
   run(step: LoweredStep, packed: PackedStep, logitRows: Int32Array): void {
@@ -226,19 +219,16 @@ export class StepLauncher {
         const rows = rowsOf(op.x);
         const cap = this.lowered.storage.get(op.x)?.rows === "logits" ? this.maxLogitRows : this.maxTokens;
         const m = Math.min(nextPow2(rows), cap);
+        const fp8 = this.weights.fp8(op.weight); // x quantized per token first (fp8_linears.ts)
         if (this.gemvApplies(op, rows)) {
           // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
           // A gated MLP's gate_up runs with its activation in one launch (the gated_act step is skipped).
           const gated = step.gated && this.tuning.fuseGatedAct ? step.gated : null;
           const quantized = this.weights.quantized(op.weight);
-          if (quantized) {
-            const args = {
-              x: this.arena.ptr(op.x),
-              bias: op.bias ? this.weights.ptr(op.bias) : null,
-              y: this.arena.ptr(gated ? gated.out : op.out),
-              rows,
-            };
-            this.quantized.gemv(quantized, args, gated?.act);
+          if (quantized || fp8) {
+            const args = this.linearArgs(op, rows, gated ? gated.out : op.out);
+            if (fp8) this.fp8.gemv(fp8, args, gated?.act);
+            else if (quantized) this.quantized.gemv(quantized, args, gated?.act);
             return;
           }
           const fp32Out = step.logits && this.dtype !== "fp32";
@@ -256,6 +246,10 @@ export class StepLauncher {
             { i32: n },
             { i32: op.inFeatures },
           ]);
+          return;
+        }
+        if (fp8) {
+          this.fp8.gemm(this.stream, fp8, this.linearArgs(op, rows, op.out), m);
           return;
         }
         const g = this.gemms.get(
@@ -397,7 +391,7 @@ export class StepLauncher {
         const op = step.op;
         const heads = op.numHeads + 2 * op.numKvHeads;
         const common: KernelArg[] = [
-          ...this.ropeArgs(step, packed),
+          ...ropeArgs(this.ropeSources, step, packed),
           { ptr: this.arena.ptr(step.qOut) },
           { ptr: this.kv.keys(op.layer).ptr },
           { ptr: this.kv.values(op.layer).ptr },
@@ -479,7 +473,7 @@ export class StepLauncher {
             { i32: window },
             { i32: ATTENTION_TRIGGERS.indexOf(this.tuning.attnTrigger) },
             { i32: ATTENTION_STOPS.indexOf(this.tuning.attnStop) },
-            ...(fuse ? this.decodeRopeArgs(rope, packed) : []),
+            ...(fuse ? decodeRopeArgs(this.ropeSources, rope, packed) : []),
           ],
           kernel.sharedBytes,
         );
@@ -492,5 +486,6 @@ export class StepLauncher {
     this.gemms.dispose();
     this.attention.dispose();
     this.quantized.dispose();
+    this.fp8.dispose();
   }
 }

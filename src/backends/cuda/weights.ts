@@ -1,7 +1,7 @@
 // The engine's weights on the device: one buffer per weight, streamed from the engine file at load and
 // checked against the engine's manifest on worker threads meanwhile; a quantized weight's region (q then
-// scales, engine/weight_format.ts) is uploaded as it is stored, never widened (int4-zp: with q's end
-// padded to 16 bytes, int4_zp_weights.ts). Owns the buffers until
+// scales, engine/weight_format.ts; fp8: engine/fp8_format.ts) is uploaded as it is stored, never widened
+// (int4-zp: with q's end padded to 16 bytes, int4_zp_weights.ts). Owns the buffers until
 // dispose() (a load that throws leaves them to the device's dispose, as CudaBackend.fromEngine does).
 
 import { type CudaWeightFormat, isCudaWeightFormat } from "../../engine/build_config.ts";
@@ -24,7 +24,7 @@ const CHUNK = 64 << 20;
 
 /** A weight-only quantized [rows, cols] weight on the device: its q part and its fp32 scales. */
 export interface QuantizedWeight {
-  format: CudaWeightFormat;
+  format: Exclude<CudaWeightFormat, "fp8">;
   rows: number;
   cols: number;
   q: DevicePtr;
@@ -33,9 +33,21 @@ export interface QuantizedWeight {
   zp?: { zeros: DevicePtr; gIdx: DevicePtr | null; groupSize: number };
 }
 
+/** An fp8 [rows, cols] weight on the device: q [rows, cols] E4M3, scales [rows] fp32 and, for static
+ * activations, the fp32 input scale (null: dynamic, per token). */
+export interface Fp8Weight {
+  rows: number;
+  cols: number;
+  q: DevicePtr;
+  scales: DevicePtr;
+  inputScale: DevicePtr | null;
+}
+
 export class DeviceWeights {
   /** The quantized weights, by name. */
   private readonly quantizedWeights = new Map<string, QuantizedWeight>();
+  /** The fp8 weights, by name. */
+  private readonly fp8Weights = new Map<string, Fp8Weight>();
 
   private constructor(private readonly buffers: Map<string, DeviceBuffer>) {}
 
@@ -55,7 +67,8 @@ export class DeviceWeights {
         const buf = DeviceBuffer.alloc(device, zp ? zp.deviceBytes : weight.byteLength);
         weights.buffers.set(weight.name, buf);
         // assertCudaWeightFormats refused every other format before the upload began.
-        if (weight.format && isCudaWeightFormat(weight.format))
+        if (weight.format === "fp8") weights.fp8Weights.set(weight.name, fp8Weight(weight, buf.ptr));
+        else if (weight.format && isCudaWeightFormat(weight.format))
           weights.quantizedWeights.set(weight.name, quantizedWeight(weight, weight.format, buf.ptr));
         const segments: UploadSegment[] = zp ? zp.segments : [{ src: 0, dst: 0, bytes: weight.byteLength }];
         for (const seg of segments) {
@@ -95,6 +108,16 @@ export class DeviceWeights {
     return this.quantizedWeights.get(name);
   }
 
+  /** Weight `name` as E4M3 q and scales when it is an fp8 weight. */
+  fp8(name: string): Fp8Weight | undefined {
+    return this.fp8Weights.get(name);
+  }
+
+  /** Every fp8 weight. */
+  get allFp8(): Iterable<Fp8Weight> {
+    return this.fp8Weights.values();
+  }
+
   /** Every quantized weight. */
   get allQuantized(): Iterable<QuantizedWeight> {
     return this.quantizedWeights.values();
@@ -103,13 +126,18 @@ export class DeviceWeights {
   dispose(): void {
     for (const b of this.buffers.values()) b.dispose();
     this.quantizedWeights.clear();
+    this.fp8Weights.clear();
     this.buffers.clear();
   }
 }
 
 /** A quantized weight's q and scales in its device buffer at `ptr` (int-wo: the scales follow q, no gap;
  * int4-zp: int4_zp_weights.ts). */
-function quantizedWeight(entry: WeightEntry, format: CudaWeightFormat, ptr: DevicePtr): QuantizedWeight {
+function quantizedWeight(
+  entry: WeightEntry,
+  format: QuantizedWeight["format"],
+  ptr: DevicePtr,
+): QuantizedWeight {
   if (format === "int4-zp") {
     const l = int4ZpDeviceLayout(entry.shape, entry.params ?? {});
     return {
@@ -127,4 +155,11 @@ function quantizedWeight(entry: WeightEntry, format: CudaWeightFormat, ptr: Devi
   }
   const { rows, cols } = quantizedLayout(entry.shape);
   return { format, rows, cols, q: ptr, scales: offsetPtr(ptr, quantizedDataBytes(entry.shape, format)) };
+}
+
+/** An fp8 weight's parts in its device buffer at `ptr`: q, then the scales, then the input scale. */
+function fp8Weight(entry: WeightEntry, ptr: DevicePtr): Fp8Weight {
+  const { rows, cols } = quantizedLayout(entry.shape);
+  const inputScale = entry.params?.activation === "static" ? offsetPtr(ptr, rows * cols + rows * 4) : null;
+  return { rows, cols, q: ptr, scales: offsetPtr(ptr, rows * cols), inputScale };
 }

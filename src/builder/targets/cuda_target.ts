@@ -20,6 +20,7 @@ import {
   quantizedModules,
 } from "../../backends/cuda/kernel_modules.ts";
 import { lower } from "../../backends/cuda/lowering.ts";
+import { assertFp8Capable } from "../../backends/cuda/weight_formats.ts";
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { BuildConfig } from "../../engine/build_config.ts";
@@ -42,9 +43,12 @@ export function buildCudaArtifacts(
     maxBatchSize: number;
     quantize: BuildConfig["quantize"];
   },
-  /** The engine's weights' formats (undefined: plain): which quantized-weight modules to compile. */
-  weightFormats: Iterable<string | undefined>,
+  /** The engine's weights as stored (their formats: --quantize's, or a pre-quantized checkpoint's). */
+  weights: readonly { name: string; format?: string }[] = [],
 ): CudaArtifacts {
+  const formats = new Set(weights.flatMap((w) => (w.format ? [w.format] : [])));
+  // fp8 linears run cuBLASLt's FP8 GEMM, planned at load: no engine-dtype GEMM to tune for them.
+  const fp8Weights = new Set(weights.filter((w) => w.format === "fp8").map((w) => w.name));
   const t0 = performance.now();
   const kvBlockSize = build.kvBlockSize;
   const device = CudaDevice.open(0);
@@ -53,8 +57,9 @@ export function buildCudaArtifacts(
     // Every kernel module at once, one worker thread each (parallel_compile.ts); NVRTC is loaded here
     // first, on the main thread.
     const nvrtc = loadNvrtc();
-    const { quantized, zp } = quantizedModules(weightFormats);
-    const specs = moduleSpecs(model, plan, dtype, kvBlockSize, quantized, zp);
+    const { quantized, zp, fp8 } = quantizedModules(formats);
+    if (fp8) assertFp8Capable("an fp8 engine", p);
+    const specs = moduleSpecs(model, plan, dtype, kvBlockSize, quantized, zp, fp8);
     const cubins = compileAll(
       specs.map((spec) => ({
         source: moduleSource(spec),
@@ -65,7 +70,13 @@ export function buildCudaArtifacts(
     const blobs = specs.map((spec, i) => ({ name: cubinBlobName(spec.key), bytes: cubins[i] }));
     // GEMM algorithms: time the heuristic's candidates for every shape and keep the fastest.
     const { maxTokens, maxLogitRows } = engineRowLimits(build);
-    const table: GemmChoice[] = gemmShapes(lower(plan, model), dtype, maxTokens, maxLogitRows).map((s) => {
+    const table: GemmChoice[] = gemmShapes(
+      lower(plan, model),
+      dtype,
+      maxTokens,
+      maxLogitRows,
+      fp8Weights,
+    ).map((s) => {
       const g = Gemm.tune(
         device,
         {

@@ -1,7 +1,8 @@
 // Which kernels run a linear (src/backends/cuda/linear_route.ts), on the CPU: plain weights on gemv.cu
 // up to KILN_GEMV_MAX_ROWS rows, quantized ones on gemv_wo.cu up to 8 rows (never the logits), and
 // cuBLASLt otherwise, after dequantization for a quantized weight; fp32 engines, rows of x that are not
-// 16 bytes, KILN_GEMV=0 and an engine without the module all take the GEMM.
+// 16 bytes, KILN_GEMV=0 and an engine without the module all take the GEMM. fp8 weights: gemv_fp8.cu
+// up to 8 rows whatever the engine dtype, else the FP8 GEMM (KILN_GEMV=0 and no module: the GEMM).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
@@ -16,6 +17,7 @@ const settings: LinearSettings = {
   gemvMaxRows: 2,
   hasGemv: true,
   hasGemvWo: true,
+  hasGemvFp8: true,
 };
 const plain: LinearShape = { rows: 1, inFeatures: 4096, quantized: false, logits: false };
 const quant: LinearShape = { ...plain, quantized: true };
@@ -61,5 +63,17 @@ describe("linearRoute", () => {
       "gemv_wo",
       "gemv_wo needs only its module",
     );
+  });
+
+  test("fp8 weights: gemv_fp8.cu up to 8 rows (any dtype), else the FP8 GEMM", () => {
+    const fp8: LinearShape = { ...plain, fp8: true };
+    for (const rows of [1, 2, 8])
+      assert.equal(linearRoute({ ...fp8, rows }, settings), "fp8_gemv", `${rows}`);
+    assert.equal(linearRoute({ ...fp8, rows: 9 }, settings), "fp8_gemm");
+    assert.equal(linearRoute({ ...fp8, rows: 4096 }, settings), "fp8_gemm");
+    assert.equal(linearRoute(fp8, { ...settings, dtype: "fp32" }), "fp8_gemv");
+    assert.equal(linearRoute(fp8, { ...settings, gemvMaxRows: 0 }), "fp8_gemv");
+    assert.equal(linearRoute(fp8, { ...settings, gemv: false }), "fp8_gemm");
+    assert.equal(linearRoute(fp8, { ...settings, hasGemvFp8: false }), "fp8_gemm");
   });
 });

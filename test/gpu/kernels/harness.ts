@@ -195,6 +195,10 @@ export class KernelHarness {
     return dtype === "bf16" ? bf16ToF32(bits) : f16ToF32(bits);
   }
 
+  downloadBytes(ptr: DevicePtr, count: number): Uint8Array {
+    return this.bufferOf(ptr).download(new Uint8Array(count));
+  }
+
   downloadI32(ptr: DevicePtr, count: number): Int32Array {
     return this.bufferOf(ptr).download(new Int32Array(count));
   }

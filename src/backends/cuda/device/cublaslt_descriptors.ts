@@ -10,7 +10,9 @@ import {
   CUBLASLT_EPILOGUE_BIAS,
   CUBLASLT_EPILOGUE_DEFAULT,
   CUBLASLT_MATMUL_DESC,
+  CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F,
   CUBLASLT_MATMUL_PREF,
+  CUDA_R_8F_E4M3,
   CUDA_R_16BF,
   CUDA_R_16F,
   CUDA_R_32F,
@@ -45,6 +47,13 @@ export interface GemmConfig {
   alignment?: number;
   /** Most workspace the algorithm may use (default 32 MiB, NVIDIA's advice for Hopper). */
   maxWorkspaceBytes?: number;
+  /** x and W are E4M3 bytes (sm_89+), scaled by fp32 vectors: y[t, r] = xScale[t]·wScale[r]·Σ x·w
+   * (cuBLASLt's OUTER_VEC_32F scale modes; run() takes the two vectors). dtypeIn is then unused and
+   * dtypeOut is y's type. Default false. */
+  fp8?: boolean;
+  /** With fp8: no scale vectors (cuBLASLt's default unit scalars), y = Σ x·w, for where cuBLASLt has
+   * no outer-vector FP8 algorithm (the caller scales y). Default false. */
+  fp8UnitScales?: boolean;
 }
 
 export type FullConfig = Required<GemmConfig>;
@@ -69,6 +78,8 @@ export function normalize(config: GemmConfig): FullConfig {
     computeFp32Exact: true,
     alignment: 256,
     maxWorkspaceBytes: 32 * 1024 * 1024,
+    fp8: false,
+    fp8UnitScales: false,
     ...config,
   };
   for (const dim of ["m", "n", "k"] as const) {
@@ -76,7 +87,7 @@ export function normalize(config: GemmConfig): FullConfig {
     if (!Number.isInteger(v) || v < 1 || v >= 2 ** 31)
       throw new InvalidArgumentError(`GEMM ${dim} = ${v} must be in [1, 2^31)`);
   }
-  if (full.dtypeIn === "fp32" && full.dtypeOut !== "fp32") {
+  if (!full.fp8 && full.dtypeIn === "fp32" && full.dtypeOut !== "fp32") {
     throw new InvalidArgumentError(
       `cuBLASLt has no fp32-input GEMM with a ${full.dtypeOut} output; use dtypeOut fp32`,
     );
@@ -85,8 +96,14 @@ export function normalize(config: GemmConfig): FullConfig {
 }
 
 export function describeGemm(c: FullConfig): string {
-  return `m=${c.m} n=${c.n} k=${c.k} ${c.dtypeIn}→${c.dtypeOut}${c.bias ? " +bias" : ""}`;
+  return `m=${c.m} n=${c.n} k=${c.k} ${c.fp8 ? "e4m3" : c.dtypeIn}→${c.dtypeOut}${c.bias ? " +bias" : ""}`;
 }
+
+/** Bytes of one element of x and W. */
+export const inputBytes = (c: FullConfig): number => (c.fp8 ? 1 : ELEMENT_BYTES[c.dtypeIn]);
+
+/** Whether run() takes scale vectors: an fp8 GEMM with outer-vector scales. */
+export const takesScales = (c: FullConfig): boolean => c.fp8 && !c.fp8UnitScales;
 
 export function layouts(plan: Plan) {
   return { a: plan.a, b: plan.b, c: plan.d, d: plan.d };
@@ -102,6 +119,13 @@ export function createPlan(device: CudaDevice, c: FullConfig): Plan {
     created.push(() => api.matmulDescDestroy(desc));
     api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.TRANSA, i32Attr(CUBLAS_OP_T));
     api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.TRANSB, i32Attr(CUBLAS_OP_N));
+    if (c.fp8 && !c.fp8UnitScales) {
+      // FP8 is "TN" only (op(A) = T, op(B) = N), which this mapping is; A = W: one scale per row of
+      // op(A) (output feature), B = x: one per column of op(B) (token).
+      const outer = i32Attr(CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F);
+      api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.A_SCALE_MODE, outer);
+      api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.B_SCALE_MODE, outer);
+    }
     const epilogue = c.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.EPILOGUE, u32Attr(epilogue));
     const layout = (type: number, rows: number, cols: number) => {
@@ -109,8 +133,9 @@ export function createPlan(device: CudaDevice, c: FullConfig): Plan {
       created.push(() => api.matrixLayoutDestroy(l));
       return l;
     };
-    const a = layout(CUDA_TYPE[c.dtypeIn], c.k, c.n); // W as col-major [k, n]
-    const b = layout(CUDA_TYPE[c.dtypeIn], c.k, c.m); // x as col-major [k, m]
+    const typeIn = c.fp8 ? CUDA_R_8F_E4M3 : CUDA_TYPE[c.dtypeIn];
+    const a = layout(typeIn, c.k, c.n); // W as col-major [k, n]
+    const b = layout(typeIn, c.k, c.m); // x as col-major [k, m]
     const d = layout(CUDA_TYPE[c.dtypeOut], c.n, c.m); // y as col-major [n, m]
     return { api, handle, desc, a, b, d };
   } catch (e) {
@@ -169,9 +194,15 @@ export function matmul(
   w: DevicePtr,
   y: DevicePtr,
   bias: DevicePtr | undefined,
+  scales?: { x: DevicePtr; w: DevicePtr },
 ): void {
   if (c.bias)
     plan.api.matmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC.BIAS_POINTER, u64Attr(bias ?? 0n));
+  if (c.fp8 && !c.fp8UnitScales) {
+    if (!scales) throw new Error("internal: an FP8 GEMM needs its scale vectors");
+    plan.api.matmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC.A_SCALE_POINTER, u64Attr(scales.w));
+    plan.api.matmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC.B_SCALE_POINTER, u64Attr(scales.x));
+  }
   plan.api.matmul({
     handle: plan.handle,
     desc: plan.desc,

@@ -22,10 +22,12 @@ import {
   type FullConfig,
   type GemmConfig,
   heuristics,
+  inputBytes,
   layouts,
   matmul,
   normalize,
   type Plan,
+  takesScales,
 } from "./cublaslt_descriptors.ts";
 import type { CudaDevice } from "./device.ts";
 import { timeOnStream } from "./event.ts";
@@ -114,10 +116,12 @@ export class Gemm implements Disposable {
         buf.fillBytes(stream, 0x3c); // 0x3c3c… is a small finite value in fp32, fp16 and bf16
         return buf;
       };
-      const { m, n, k, dtypeIn, dtypeOut } = full;
-      const x = scratch(m * k * ELEMENT_BYTES[dtypeIn]);
-      const w = scratch(n * k * ELEMENT_BYTES[dtypeIn]);
+      const { m, n, k, dtypeOut } = full;
+      const x = scratch(m * k * inputBytes(full));
+      const w = scratch(n * k * inputBytes(full));
       const y = scratch(m * n * ELEMENT_BYTES[dtypeOut]);
+      // 0x3c3c3c3c: 0.0115 in fp32, a scale for every row; 0x3c is 1.5 in E4M3.
+      const scales = takesScales(full) ? { x: scratch(m * 4).ptr, w: scratch(n * 4).ptr } : undefined;
       const bias = full.bias ? scratch(n * ELEMENT_BYTES[dtypeOut]) : null;
       const ws = scratch(Math.max(0, ...results.map((r) => r.workspaceBytes)));
       let best: { result: HeuristicResult; ms: number } | null = null;
@@ -134,6 +138,7 @@ export class Gemm implements Disposable {
             w.ptr,
             y.ptr,
             bias?.ptr,
+            scales,
           );
         try {
           for (let i = 0; i < warmup; i++) run();
@@ -165,25 +170,37 @@ export class Gemm implements Disposable {
     }
   }
 
-  /** Queues y = x · Wᵀ (+ bias) on `stream`. Operands are device buffers or pointers (see class comment). */
-  run(stream: Stream, x: Operand, w: Operand, y: Operand, bias?: Operand): void {
+  /** Queues y = x · Wᵀ (+ bias) on `stream`. Operands are device buffers or pointers (see class comment).
+   * An fp8 GEMM with outer-vector scales needs `scales`: x's [m] and W's [n] fp32 vectors. */
+  run(
+    stream: Stream,
+    x: Operand,
+    w: Operand,
+    y: Operand,
+    bias?: Operand,
+    scales?: { x: Operand; w: Operand },
+  ): void {
     const plan = this.plan;
     if (plan === null) throw new Error("Gemm is disposed");
-    const { m, n, k, dtypeIn, dtypeOut } = this.config;
+    const { m, n, k, dtypeOut } = this.config;
+    const inBytes = inputBytes(this.config);
+    if (takesScales(this.config) !== (scales !== undefined)) {
+      throw new InvalidArgumentError(
+        `this GEMM ${takesScales(this.config) ? "needs" : "takes no"} scale vectors; run() got ${scales ? "" : "no "}scales`,
+      );
+    }
     if (this.config.bias !== (bias !== undefined)) {
       throw new InvalidArgumentError(
         `this GEMM was created with bias: ${this.config.bias}; run() got ${bias ? "a" : "no"} bias`,
       );
     }
-    const ptr = (name: string, op: Operand, bytes: number): DevicePtr => {
+    const ptr = (name: string, op: Operand, bytes: number, alignment = this.config.alignment): DevicePtr => {
       if (op instanceof DeviceBuffer && op.bytes < bytes) {
         throw new RangeError(`GEMM ${name} needs ${bytes} bytes; the buffer has ${op.bytes}`);
       }
       const p = op instanceof DeviceBuffer ? op.ptr : op;
-      if (p % BigInt(this.config.alignment) !== 0n) {
-        throw new RangeError(
-          `GEMM ${name} at 0x${p.toString(16)} is not ${this.config.alignment}-byte aligned`,
-        );
+      if (p % BigInt(alignment) !== 0n) {
+        throw new RangeError(`GEMM ${name} at 0x${p.toString(16)} is not ${alignment}-byte aligned`);
       }
       return p;
     };
@@ -194,10 +211,12 @@ export class Gemm implements Disposable {
       this.workspace.ptr,
       this.choice.workspaceBytes,
       stream.handle,
-      ptr("x", x, m * k * ELEMENT_BYTES[dtypeIn]),
-      ptr("W", w, n * k * ELEMENT_BYTES[dtypeIn]),
+      ptr("x", x, m * k * inBytes),
+      ptr("W", w, n * k * inBytes),
       ptr("y", y, m * n * ELEMENT_BYTES[dtypeOut]),
       bias === undefined ? undefined : ptr("bias", bias, n * ELEMENT_BYTES[dtypeOut]),
+      // Scale vectors: 16-byte aligned (an fp8 weight's scales follow its q bytes, k a multiple of 16).
+      scales && { x: ptr("x scales", scales.x, m * 4, 16), w: ptr("W scales", scales.w, n * 4, 16) },
     );
   }
 

@@ -17,6 +17,8 @@ export type LtPreference = bigint & { readonly [brand]: "cublasLtMatmulPreferenc
 export const CUDA_R_32F = 0;
 export const CUDA_R_16F = 2;
 export const CUDA_R_16BF = 14;
+/** FP8 E4M3 (library_types.h CUDA_R_8F_E4M3). */
+export const CUDA_R_8F_E4M3 = 28;
 
 /** cublasComputeType_t (cublas_api.h lines 206-212). 32F is true fp32; TF32 only with _FAST_TF32 (77). */
 export const CUBLAS_COMPUTE_32F = 68;
@@ -36,7 +38,16 @@ export const CUBLASLT_MATMUL_DESC = {
   EPILOGUE: 7, // uint32_t (cublasLtEpilogue_t)
   BIAS_POINTER: 8, // const void*
   BIAS_DATA_TYPE: 26, // int32_t (cudaDataType), default -1 = type of D
+  A_SCALE_POINTER: 17, // const void*: A's scale (FP8 inputs), as A_SCALE_MODE says
+  B_SCALE_POINTER: 18, // const void*
+  A_SCALE_MODE: 31, // int32_t (cublasLtMatmulMatrixScale_t), default SCALAR_32F
+  B_SCALE_MODE: 32, // int32_t
 } as const;
+
+/** cublasLtMatmulMatrixScale_t: OUTER_VEC_32F = one fp32 scale per row of op(A) (M of them) or per
+ * column of op(B) (N of them), FP8 inputs only (cuBLAS 12.9+). Not yet checked against a header here:
+ * the values agree with NVIDIA's nvmath bindings and PyTorch's use; the GPU tests exercise them. */
+export const CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F = 3;
 
 /** cublasLtEpilogue_t (cublasLt.h lines 1936, 1953). */
 export const CUBLASLT_EPILOGUE_DEFAULT = 1;

@@ -1,0 +1,320 @@
+// Checks gemv_fp8.cu on the CPU emulator (fakecuda.h, fake/cuda_fp8.h) against the fp8 format written
+// again in C++ from src/engine/fp8_format.ts and src/fp8_e4m3.ts (their bit-level encoder, not the fake
+// intrinsic's value search):
+//   quant_fp8_act: s = fround(max|x_row| / 448) (dynamic) or the static scale, and xq = f32ToE4m3(x / s)
+//     bit for bit (0 for a zero row); static scales small enough that some x / s saturate at ±448; rows
+//     with exact ties (x / s halfway between two E4M3 values, normal and subnormal); fp32: a row whose
+//     x / s are ties while x·(1/s) is not (a reciprocal instead of the division shows).
+//   gemv_fp8_r2u4w4 / r2u8w4: y against Σ x̂·w + b in double, x̂ = e4m3(xq)·s, w = e4m3(q)·sw:
+//     |got − want| ≤ 2^-21·Σ|x̂·w| (fp32 sums in another order, two scale products) + one rounding of
+//     kiln_t of |want|; every output written, nothing past y; the two variants give the same bits.
+//   gemv_fp8_gated_silu: bit for bit silu(round(gate))·round(up) of the plain kernel's outputs.
+//   fp8_scale_rows (the FP8 GEMM's fallback epilogue): bit for bit kiln_t((acc·s[t])·sw[r] + b[r]), the
+//     GEMV's own scaling of its sums; every output written, nothing past y.
+// Weights are random E4M3 codes (every finite code, subnormals included) with random row scales.
+// Shapes: n = 1, 37 (a partial last block); k = 16, 48, 272, 2064, 8208 (2064 and 8208 run the U-vector
+// loop and a rest); m = 1, 3, 8. Build and run: gemv_fp8_run.sh (bf16, fp16, fp32 outputs).
+#include "fakecuda.h"
+#include "../gemv_fp8.cu"
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace spec {
+
+/** fp8_e4m3.ts e4m3ToF32. */
+float decode(unsigned b) {
+  const float sign = b & 0x80 ? -1.f : 1.f;
+  const int e = (b >> 3) & 15, m = b & 7;
+  if (e == 15 && m == 7) return NAN;
+  if (e == 0) return sign * (float)m * std::ldexp(1.f, -9);
+  return sign * (1.f + m / 8.f) * std::ldexp(1.f, e - 7);
+}
+
+double round_half_even(double v) {
+  const double f = std::floor(v), frac = v - f;
+  if (frac > 0.5) return f + 1;
+  if (frac < 0.5) return f;
+  return std::fmod(f, 2.0) == 0 ? f : f + 1;
+}
+
+/** fp8_e4m3.ts f32ToE4m3, on the fp32 bits. */
+unsigned encode(float x) {
+  unsigned bits;
+  std::memcpy(&bits, &x, 4);
+  const unsigned sign = (bits >> 24) & 0x80, abs = bits & 0x7fffffff;
+  if (abs > 0x7f800000) return 0x7f | sign;
+  if (abs >= 0x43e00000) return 0x7e | sign;
+  const unsigned exp = abs >> 23;
+  if (exp < 121) return (unsigned)round_half_even((double)(std::fabs(x) * 512.f)) | sign;
+  const unsigned rounded = abs + 0x7ffff + ((abs >> 20) & 1);
+  const unsigned e = (rounded >> 23) - 120, m = (rounded >> 20) & 7;
+  return (e << 3) | m | sign;
+}
+
+/** fp8_format.ts fakeQuantizeActivations' scale of one row and its E4M3 codes. */
+float row_scale(const float* x, int k, const float* fixed) {
+  if (fixed) return *fixed;
+  double most = 0;  // Math.max over Math.abs: exact
+  for (int c = 0; c < k; c++) most = std::max(most, (double)std::fabs(x[c]));
+  return (float)(most / 448.0);  // Math.fround(max / E4M3_MAX)
+}
+unsigned code(float x, float s) { return s == 0.f ? 0u : encode((float)((double)x / (double)s)); }
+
+}  // namespace spec
+
+namespace {
+
+std::vector<float> randn(size_t n, float scale, std::mt19937& g) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = scale * nd(g);
+  return v;
+}
+
+template <class T>
+bool same_bits(const T& a, const T& b) { return std::memcmp(&a, &b, sizeof(T)) == 0; }
+
+/** x [m, k] in kiln_t: random rows of several magnitudes, a zero row, and (k ≥ 16) a row of ties. */
+std::vector<kiln_t> make_x(int m, int k, std::mt19937& g) {
+  std::vector<float> x = randn((size_t)m * k, 1.f, g);
+  std::uniform_real_distribution<float> mag(-6.f, 6.f);
+  for (int j = 0; j < m; j++) {
+    const float sc = std::exp2(mag(g));
+    for (int c = 0; c < k; c++) x[(size_t)j * k + c] *= sc;
+  }
+  if (m >= 3) std::fill(x.begin() + k, x.begin() + 2 * k, 0.f);  // row 1: zero
+  if (m >= 3) {  // row 2: max 448 (s = 1), then halfway values, normal and subnormal, of both signs
+    const float ties[] = {1.0625f, 1.1875f, -3.375f, 0x1p-10f, 3 * 0x1p-10f, -5 * 0x1p-10f, 15 * 0x1p-10f, 232.f};
+    float* r = x.data() + 2 * (size_t)k;
+    r[0] = 448.f;
+    for (int c = 1; c < k; c++) r[c] = ties[c % 8];
+  }
+  std::vector<kiln_t> out(x.size());
+  for (size_t i = 0; i < x.size(); i++) out[i] = kiln::from_float(x[i]);
+  return out;
+}
+
+struct Quant {
+  std::vector<unsigned char> xq;
+  std::vector<float> s;
+};
+
+int g_ties = 0, g_saturated = 0;  // coverage of the quantizer checks
+
+int check_quant(const std::vector<kiln_t>& x, int m, int k, const float* fixed, Quant& out, const char* kind) {
+  out.xq.assign((size_t)m * k + 16, 0xa5);
+  out.s.assign(m + 1, NAN);
+  launch({(unsigned)m, 1, 1}, {256, 1, 1}, [&] { quant_fp8_act(x.data(), out.xq.data(), out.s.data(), fixed, m, k); });
+  int bad = 0;
+  std::vector<float> row(k);
+  for (int j = 0; j < m; j++) {
+    for (int c = 0; c < k; c++) row[c] = kiln::to_float(x[(size_t)j * k + c]);
+    const float s = spec::row_scale(row.data(), k, fixed);
+    bad += !same_bits(out.s[j], s);
+    for (int c = 0; c < k; c++) {
+      const unsigned want = spec::code(row[c], s);
+      bad += out.xq[(size_t)j * k + c] != want;
+      if (s != 0.f) {
+        const double q = (double)row[c] / s;
+        g_saturated += std::fabs(q) > 448;
+        const double lo = spec::decode(want & 0x7f), hi = spec::decode((want & 0x7f) + 1);
+        g_ties += std::fabs(q) < 448 && std::fabs(std::fabs(q) - lo) == std::fabs(hi - std::fabs(q));
+      }
+    }
+  }
+  for (size_t i = (size_t)m * k; i < out.xq.size(); i++) bad += out.xq[i] != 0xa5;
+  bad += !std::isnan(out.s[m]);
+  printf("quant_fp8_act %s m %d k %d: %s\n", kind, m, k, bad ? "FAIL" : "ok");
+  return bad != 0;
+}
+
+struct Weight {
+  int n, k;
+  std::vector<unsigned char> q;  // [n, k] finite E4M3 codes
+  std::vector<float> sw;         // [n]
+};
+
+Weight make_weight(int n, int k, std::mt19937& g) {
+  Weight w{n, k, std::vector<unsigned char>((size_t)n * k), randn(n, 1e-3f, g)};
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& b : w.q) {
+    do b = (unsigned char)byte(g);
+    while ((b & 0x7f) == 0x7f);
+  }
+  for (auto& s : w.sw) s = std::fabs(s) + 1e-5f;
+  return w;
+}
+
+using Gemv = void (*)(const unsigned char*, const float*, const unsigned char*, const float*, const kiln_t*, kiln_t*,
+                      int, int, int);
+
+std::vector<kiln_t> run_gemv(Gemv kernel, const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m) {
+  std::vector<kiln_t> y((size_t)m * w.n + 8);
+  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));  // NaN: an output never stored shows
+  launch({(unsigned)((w.n + 7) / 8), 1, 1}, {128, 1, 1},
+         [&] { kernel(a.xq.data(), a.s.data(), w.q.data(), w.sw.data(), bias.data(), y.data(), m, w.n, w.k); });
+  return y;
+}
+
+double g_worst = 0;  // largest |got − want| / its bound
+
+int check_gemv(Gemv u4, Gemv u8, const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m,
+               const char* kind) {
+  const auto y = run_gemv(u4, a, w, bias, m);
+  const auto y8 = run_gemv(u8, a, w, bias, m);
+  const double u = std::ldexp(1.0, std::is_same_v<kiln_t, __half> ? -11 : std::is_same_v<kiln_t, float> ? -24 : -8);
+  int bad = 0, differ = 0;
+  for (int j = 0; j < m; j++)
+    for (int r = 0; r < w.n; r++) {
+      double want = kiln::to_float(bias[r]), abs_sum = std::fabs(want);
+      for (int c = 0; c < w.k; c++) {
+        const double xh = (double)spec::decode(a.xq[(size_t)j * w.k + c]) * a.s[j];
+        const double p = xh * ((double)spec::decode(w.q[(size_t)r * w.k + c]) * w.sw[r]);
+        want += p;
+        abs_sum += std::fabs(p);
+      }
+      const double got = kiln::to_float(y[(size_t)j * w.n + r]);
+      const double err = std::fabs(got - want);
+      const double bound = std::ldexp(abs_sum, -21) + u * std::fabs(want) + 1e-30;
+      if (!(err <= bound)) bad++;
+      g_worst = std::max(g_worst, err / bound);
+      differ += !same_bits(y[(size_t)j * w.n + r], y8[(size_t)j * w.n + r]);
+    }
+  for (size_t i = (size_t)m * w.n; i < y.size(); i++) {
+    unsigned char b[sizeof(kiln_t)];
+    std::memcpy(b, &y[i], sizeof b);
+    for (unsigned char c : b) bad += c != 0xff;
+  }
+  printf("gemv_fp8 %s m %d n %d k %d: %s%s\n", kind, m, w.n, w.k, bad ? "FAIL" : "ok",
+         differ ? " (r2u4w4 and r2u8w4 differ: FAIL)" : "");
+  return bad != 0 || differ != 0;
+}
+
+int check_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m) {
+  const int inter = w.n / 2;
+  const auto full = run_gemv(gemv_fp8_r2u4w4, a, w, bias, m);  // [m, 2·inter]
+  std::vector<kiln_t> y((size_t)m * inter + 8);
+  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
+  launch({(unsigned)((inter + 7) / 8), 1, 1}, {256, 1, 1}, [&] {
+    gemv_fp8_gated_silu(a.xq.data(), a.s.data(), w.q.data(), w.sw.data(), bias.data(), y.data(), m, inter, w.k);
+  });
+  int bad = 0;
+  for (int j = 0; j < m; j++)
+    for (int i = 0; i < inter; i++) {
+      const float g = kiln::to_float(full[(size_t)j * w.n + i]);
+      const float up = kiln::to_float(full[(size_t)j * w.n + inter + i]);
+      bad += !same_bits(y[(size_t)j * inter + i], kiln::from_float(kiln::Silu::apply(g) * up));
+    }
+  for (size_t i = (size_t)m * inter; i < y.size(); i++) {
+    unsigned char b[sizeof(kiln_t)];
+    std::memcpy(b, &y[i], sizeof b);
+    for (unsigned char c : b) bad += c != 0xff;
+  }
+  printf("gemv_fp8_gated_silu m %d inter %d k %d: %s\n", m, inter, w.k, bad ? "FAIL" : "ok");
+  return bad != 0;
+}
+
+/** fp32 activations only: one static-scale row whose x/s are E4M3 ties exactly while x·(1/s) in fp32
+ * misses them by an ulp on the side that changes the code, so a kernel dividing otherwise than x/s
+ * rounded once (a reciprocal, a fast division) picks other codes. Searches s from 0.01 up for such x. */
+int check_quant_division() {
+  if constexpr (!std::is_same_v<kiln_t, float>) return 0;
+  std::vector<float> mids;  // halfway between consecutive positive E4M3 values (below 448)
+  for (unsigned c = 0; c < 0x7e; c++) mids.push_back((float)((spec::decode(c) + spec::decode(c + 1)) / 2));
+  float s = 0.f;
+  std::vector<float> row;  // the scale with the most such x among those tried
+  float cand = 0.01f;
+  for (int tries = 0; tries < 20000 && row.size() < 64; tries++, cand = std::nextafter(cand, 1.f)) {
+    std::vector<float> found;
+    const float r = 1.0f / cand;
+    for (float t : mids) {
+      const float x = t * cand;
+      if (x / cand == t && spec::encode(x * r) != spec::encode(t)) found.push_back(x);
+    }
+    if (found.size() > row.size()) {
+      row = found;
+      s = cand;
+    }
+  }
+  if (row.size() < 16) {
+    printf("quant_fp8_act division: no scale with enough ties found: FAIL\n");
+    return 1;
+  }
+  const int k = 16 * (int)(row.size() / 16);
+  row.resize(k);
+  std::vector<kiln_t> x(row.begin(), row.end());
+  Quant out;
+  const int fails = check_quant(x, 1, k, &s, out, "static, x/s on ties");
+  return fails;
+}
+
+int check_scale_rows(int m, int n, std::mt19937& g) {
+  const auto acc = randn((size_t)m * n, 100.f, g), s = randn(m, 0.01f, g), sw = randn(n, 0.001f, g);
+  std::vector<kiln_t> bias(n);
+  for (auto& b : bias) b = kiln::from_float(randn(1, 0.1f, g)[0]);
+  std::vector<kiln_t> y((size_t)m * n + 8);
+  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
+  launch({(unsigned)(((size_t)m * n + 255) / 256), 1, 1}, {256, 1, 1},
+         [&] { fp8_scale_rows(acc.data(), s.data(), sw.data(), bias.data(), y.data(), m, n); });
+  int bad = 0;
+  for (int t = 0; t < m; t++)
+    for (int r = 0; r < n; r++) {
+      const float want = acc[(size_t)t * n + r] * s[t] * sw[r] + kiln::to_float(bias[r]);
+      bad += !same_bits(y[(size_t)t * n + r], kiln::from_float(want));
+    }
+  for (size_t i = (size_t)m * n; i < y.size(); i++) {
+    unsigned char b[sizeof(kiln_t)];
+    std::memcpy(b, &y[i], sizeof b);
+    for (unsigned char c : b) bad += c != 0xff;
+  }
+  printf("fp8_scale_rows m %d n %d: %s\n", m, n, bad ? "FAIL" : "ok");
+  return bad != 0;
+}
+
+std::vector<kiln_t> to_t(const std::vector<float>& v) {
+  std::vector<kiln_t> out(v.size());
+  for (size_t i = 0; i < v.size(); i++) out[i] = kiln::from_float(v[i]);
+  return out;
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 g(19);
+  int fails = 0;
+  for (int k : {16, 48, 272, 2064, 8208}) {
+    for (int m : {1, 3, 8}) {
+      const auto x = make_x(m, k, g);
+      Quant dyn, stat;
+      fails += check_quant(x, m, k, nullptr, dyn, "dynamic");
+      const float fixed = 0.01f;  // small: rows of larger magnitude saturate
+      fails += check_quant(x, m, k, &fixed, stat, "static");
+      for (int n : {1, 37}) {
+        const Weight w = make_weight(n, k, g);
+        const auto bias = to_t(randn(n, 0.1f, g));
+        fails += check_gemv(gemv_fp8_r2u4w4, gemv_fp8_r2u8w4, dyn, w, bias, m, "dynamic");
+        fails += check_gemv(gemv_fp8_r2u4w4, gemv_fp8_r2u8w4, stat, w, bias, m, "static");
+        if (n == 37) {  // the gated kernel over [2·inter, k] = the first 36 rows
+          Weight pair = w;
+          pair.n = 36;
+          pair.q.resize((size_t)36 * k);
+          pair.sw.resize(36);
+          fails += check_gated(dyn, pair, bias, m);
+        }
+      }
+    }
+  }
+  fails += check_quant_division();
+  for (auto [m, n] : {std::pair{1, 7}, std::pair{17, 300}, std::pair{64, 1000}}) fails += check_scale_rows(m, n, g);
+  printf("ties quantized: %d, saturated: %d\n", g_ties, g_saturated);
+  if (g_ties == 0 || g_saturated == 0) {
+    printf("coverage: no ties or no saturation exercised: FAIL\n");
+    fails++;
+  }
+  printf("worst |got − want| / bound: %.3g\n", g_worst);
+  printf("%s\n", fails ? "FAIL" : "PASS");
+  return fails ? 1 : 0;
+}

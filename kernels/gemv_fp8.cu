@@ -1,0 +1,305 @@
+// Linears over fp8 weights (W8A8 E4M3; the format is src/engine/fp8_format.ts, docs/QUANTIZATION.md): a
+// weight [n, k] is q [n, k] E4M3 bytes then fp32 scales sw [n] (then, for static activations, one fp32
+// input scale); w[r, c] = e4m3(q[r, c])·sw[r]. The input is quantized per token (one row of x) first:
+//   quant_fp8_act: s = max|x_row| / 448 in fp32 (dynamic) or the weight's input scale (static), and
+//     xq = E4M3(x / s) (x / s in fp32, round to nearest even, saturating at ±448: __NV_SATFINITE); a
+//     zero row (s = 0) quantizes to zeros. Writes xq [m, k] and s [m]: the static scale is written for
+//     every row too, so the GEMV and the GEMM read one per-row vector either way.
+//   gemv_fp8_*: decode shapes (m ≤ GEMV_MAX_M): y[t, r] = (Σ_c e4m3(q[r, c])·e4m3(xq[t, c]))·s[t]·sw[r]
+//     (+ bias), the products exact in fp32 and summed in fp32; the weight streams as stored (16-byte
+//     vectors, 16 features), 1 byte a weight. Same structure as gemv_wo.cu (R rows per warp, U vectors
+//     per lane and row in flight, the first U prefetched before the PDL wait, shuffles reduce the lanes);
+//     every variant and the gated kernel sum a row in the same order, so they give the same bits.
+//   Larger steps hand xq and s to a cuBLASLt FP8 GEMM (fp8_linears.ts) with s and sw as its outer-vector
+//     scales: the same sum in another order.
+// The reference is the CPU backend (fp8_format.ts: x̂ = e4m3(x/s)·s, then x̂·wᵀ in fp32).
+//
+// Macros: KILN_DTYPE_F32 | KILN_DTYPE_F16 | KILN_DTYPE_BF16 (x, bias, y); GEMV_MAX_M (default 8);
+//   GEMV_ACT as in gemv.cu (which gated kernels are compiled). Needs sm_89+ at run time (the runtime
+//   refuses fp8 engines below); compiles for any arch (the conversions fall back to software).
+//
+// extern "C" __global__ void quant_fp8_act(
+//     const kiln_t* x,            // [m, k]
+//     unsigned char* xq,          // [m, k] E4M3
+//     float* s,                   // [m]
+//     const float* static_scale,  // one fp32 (the weight's input scale), or null: dynamic
+//     int m, int k)               // k a multiple of 16
+//   grid = (m), block = (256)
+// extern "C" __global__ void gemv_fp8_r2uUw4(    variants r2u4w4, r2u8w4 (fp8_linears.ts picks)
+//     const unsigned char* xq, const float* s,   // quant_fp8_act's output
+//     const unsigned char* q,     // [n, k]      weights: read before the PDL wait
+//     const float* sw,            // [n]         likewise
+//     const kiln_t* bias,         // [n] or null
+//     kiln_t* y,                  // [m, n]
+//     int m, int n, int k)        // 1 ≤ m ≤ GEMV_MAX_M; k a multiple of 16
+//   grid = (ceil(n / 8)), block = (128), no shared memory
+// extern "C" __global__ void gemv_fp8_gated_ACT(xq, s, q, sw, bias, y, m, inter, k)
+//   q, sw: the fused gate_up weight [2·inter, k] (gate rows, then up rows); y [m, inter] =
+//   act(gate + b)·(up + b), each rounded to kiln_t first, as gemv_wo.cu's gated kernels.
+//   grid = (ceil(inter / 8)), block = (256): one output feature (two weight rows) per warp
+// extern "C" __global__ void fp8_scale_rows(      the FP8 GEMM's fallback epilogue (fp8_linears.ts)
+//     const float* acc,           // [m, n] Σ e4m3·e4m3 from an FP8 GEMM with unit scales, fp32 out
+//     const float* s, const float* sw, const kiln_t* bias,   // [m], [n], [n] or null
+//     kiln_t* y,                  // [m, n] = acc·s[t]·sw[r] (+ bias), as gemv_fp8 scales its sums
+//     int m, int n)
+//   grid = (ceil(m·n / 256)), block = (256)
+#include <cuda_fp8.h>
+
+#include "activations.cuh"
+#include "common.cuh"
+
+#if !KILN_HAS_DTYPE
+#error "gemv_fp8.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
+#endif
+#ifndef GEMV_MAX_M
+#define GEMV_MAX_M 8
+#endif
+
+namespace {
+
+constexpr int kFeat = 16;          // features per 16-byte vector of q or xq
+constexpr float kE4m3Max = 448.f;  // largest finite E4M3
+
+/** The 16 E4M3 bytes of v as exact floats (E4M3 → fp16 is exact; two values per conversion). */
+__device__ __forceinline__ void decode16(const uint4& v, float (&f)[kFeat]) {
+  const unsigned words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(words[i] >> (16 * h)), __NV_E4M3);
+      const __half2 pair = *reinterpret_cast<const __half2*>(&raw);
+      f[4 * i + 2 * h] = __low2float(pair);
+      f[4 * i + 2 * h + 1] = __high2float(pair);
+    }
+  }
+}
+
+/** One block per row: the row's scale, then its E4M3 bytes, kiln::kVec features per thread and step. */
+__device__ __forceinline__ void quant_act_impl(const kiln_t* __restrict__ x, unsigned char* __restrict__ xq,
+                                               float* __restrict__ s, const float* __restrict__ static_scale,
+                                               int k) {
+  __shared__ float scratch[32];
+  constexpr int V = kiln::kVec;
+  kiln::pdl_wait();  // x belongs to the step; xq and s are scratch an earlier kernel may still read
+  kiln::pdl_launch_dependents();
+  const float fixed = static_scale ? *static_scale : 0.f;
+  const int row = blockIdx.x;
+  const kiln_t* xr = x + (size_t)row * k;
+  float scale = fixed;
+  if (!static_scale) {
+    float most = 0.f;
+    for (int c = threadIdx.x * V; c < k; c += blockDim.x * V) {
+      const kiln::Vec<kiln_t, V> v = kiln::load_vec<kiln_t, V>(xr + c);
+#pragma unroll
+      for (int e = 0; e < V; e++) most = fmaxf(most, fabsf(kiln::to_float(v.v[e])));
+    }
+    scale = __fdiv_rn(kiln::block_max(most, scratch), kE4m3Max);
+  }
+  if (threadIdx.x == 0) s[row] = scale;
+  unsigned char* qr = xq + (size_t)row * k;
+  for (int c = threadIdx.x * V; c < k; c += blockDim.x * V) {
+    const kiln::Vec<kiln_t, V> v = kiln::load_vec<kiln_t, V>(xr + c);
+    kiln::Vec<unsigned char, V> out;
+#pragma unroll
+    for (int e = 0; e < V; e++)
+      out.v[e] = scale == 0.f ? (unsigned char)0
+                              : (unsigned char)__nv_cvt_float_to_fp8(__fdiv_rn(kiln::to_float(v.v[e]), scale),
+                                                                     __NV_SATFINITE, __NV_E4M3);
+    kiln::store_vec<unsigned char, V>(qr + c, out);
+  }
+}
+
+/** Loads q vectors v, v + 32, …, v + 32·(U − 1) of each of the warp's R rows. */
+template <int R, int U>
+__device__ __forceinline__ void load_q(const uint4* const (&qr)[R], int v, uint4 (&qv)[R][U]) {
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+#pragma unroll
+    for (int u = 0; u < U; u++) qv[r][u] = __ldcs(qr[r] + v + 32 * u);  // streamed once: evict first
+  }
+}
+
+/** acc[r][j] += q vector · xq vector (exact products, fp32 sums in feature order) for the m rows of x. */
+template <int R, int U>
+__device__ __forceinline__ void accumulate(const unsigned char* __restrict__ xq, int v, int m, int k,
+                                           const uint4 (&qv)[R][U], float (&acc)[R][GEMV_MAX_M]) {
+#pragma unroll
+  for (int u = 0; u < U; u++) {
+    float w[R][kFeat];
+#pragma unroll
+    for (int r = 0; r < R; r++) decode16(qv[r][u], w[r]);
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_M; j++) {
+      if (j < m) {
+        float xf[kFeat];
+        decode16(__ldg(reinterpret_cast<const uint4*>(xq + (size_t)j * k) + v + 32 * u), xf);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+          float d = 0.f;
+#pragma unroll
+          for (int e = 0; e < kFeat; e++) d = fmaf(w[r][e], xf[e], d);
+          acc[r][j] += d;
+        }
+      }
+    }
+  }
+}
+
+/** The warp's R dot products with the m rows of xq over its lanes' vectors (not yet reduced across the
+ * warp): prefetch (weights only), PDL wait, then vectors v = lane, lane + 32, … in order, U at a time
+ * while whole iterations fit, one at a time after. `active` false: a warp past the last row, which still
+ * waits and returns false. */
+template <int R, int U>
+__device__ __forceinline__ bool fp8_warp_dots(const unsigned char* __restrict__ xq, const uint4* const (&qr)[R],
+                                              bool active, int m, int k, float (&acc)[R][GEMV_MAX_M]) {
+  const int lane = threadIdx.x & 31;
+  const int vecs = k / kFeat;
+  uint4 qv[R][U];
+  int v = lane;
+  bool have = false;
+  if (active && v + 32 * (U - 1) < vecs) {
+    load_q<R, U>(qr, v, qv);
+    have = true;
+  }
+  kiln::pdl_wait();  // xq, s and y belong to the step (see pdl.cuh)
+  kiln::pdl_launch_dependents();
+  if (!active) return false;
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_M; j++) acc[r][j] = 0.f;
+  }
+  for (; v + 32 * (U - 1) < vecs; v += 32 * U) {
+    if (!have) load_q<R, U>(qr, v, qv);
+    have = false;
+    accumulate<R, U>(xq, v, m, k, qv, acc);
+  }
+  for (; v < vecs; v += 32) {  // the rest: fewer than 32·U vectors per row
+    uint4 qt[R][1];
+    load_q<R, 1>(qr, v, qt);
+    accumulate<R, 1>(xq, v, m, k, qt, acc);
+  }
+  return true;
+}
+
+/** Weight row `row` as 16-byte vectors (clamped to n − 1: rows past n are re-read, never stored). */
+__device__ __forceinline__ const uint4* q_row(const unsigned char* q, int row, int n, int k) {
+  return reinterpret_cast<const uint4*>(q + (size_t)min(row, n - 1) * k);
+}
+
+/** The warp-reduced dot of row r with x row j, scaled: (Σ)·s[j]·sw[r]. */
+__device__ __forceinline__ float scaled(float acc, float sx, float sw) {
+  return __fmul_rn(__fmul_rn(kiln::warp_sum(acc), sx), sw);
+}
+
+template <int R, int U, int W>
+__device__ __forceinline__ void gemv_fp8_impl(const unsigned char* __restrict__ xq, const float* __restrict__ s,
+                                              const unsigned char* __restrict__ q, const float* __restrict__ sw,
+                                              const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m, int n,
+                                              int k) {
+  const int lane = threadIdx.x & 31;
+  const int row0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;  // the warp's rows: row0 .. row0 + R − 1
+  const uint4* qr[R];
+  float wscale[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    qr[r] = q_row(q, row0 + r, n, k);
+    wscale[r] = __ldcs(sw + min(row0 + r, n - 1));  // a weight: read before the PDL wait
+  }
+  float acc[R][GEMV_MAX_M];
+  if (!fp8_warp_dots<R, U>(xq, qr, row0 < n, m, k, acc)) return;
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    const int row = row0 + r;
+    const float b = bias && row < n ? kiln::to_float(bias[row]) : 0.f;
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_M; j++) {
+      if (j < m) {
+        const float d = scaled(acc[r][j], s[j], wscale[r]);
+        if (lane == 0 && row < n) y[(size_t)j * n + row] = kiln::from_float(d + b);
+      }
+    }
+  }
+}
+
+constexpr int kGatedWarps = 8;  // gemv_fp8_gated_*: warps (output features) per block
+
+/** The gate_up GEMV with the gated activation as its epilogue: gate and up rounded to kiln_t as the
+ * plain GEMV stores them, then activated and multiplied as activation.cu's gated_act does. */
+template <class Act>
+__device__ __forceinline__ void gemv_fp8_gated_impl(const unsigned char* __restrict__ xq,
+                                                    const float* __restrict__ s, const unsigned char* __restrict__ q,
+                                                    const float* __restrict__ sw, const kiln_t* __restrict__ bias,
+                                                    kiln_t* __restrict__ y, int m, int inter, int k) {
+  constexpr int U = 4;
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * kGatedWarps + (threadIdx.x >> 5);
+  const int r = min(row, inter - 1);
+  const uint4* qr[2] = {q_row(q, r, 2 * inter, k), q_row(q, inter + r, 2 * inter, k)};
+  const float sg = __ldcs(sw + r), su = __ldcs(sw + inter + r);  // weights: before the PDL wait
+  float acc[2][GEMV_MAX_M];
+  if (!fp8_warp_dots<2, U>(xq, qr, row < inter, m, k, acc)) return;
+  const float bg = bias ? kiln::to_float(bias[row]) : 0.f;
+  const float bu = bias ? kiln::to_float(bias[inter + row]) : 0.f;
+#pragma unroll
+  for (int j = 0; j < GEMV_MAX_M; j++) {
+    if (j < m) {
+      const float g = kiln::round_t(scaled(acc[0][j], s[j], sg) + bg);
+      const float u = kiln::round_t(scaled(acc[1][j], s[j], su) + bu);
+      if (lane == 0) y[(size_t)j * inter + row] = kiln::from_float(__fmul_rn(Act::apply(g), u));
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(256)
+    quant_fp8_act(const kiln_t* x, unsigned char* xq, float* s, const float* static_scale, int m, int k) {
+  (void)m;  // one block per row: grid = (m)
+  quant_act_impl(x, xq, s, static_scale, k);
+}
+
+#define KILN_GEMV_FP8(R, U, W)                                                                                \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_fp8_r##R##u##U##w##W(                            \
+      const unsigned char* xq, const float* s, const unsigned char* q, const float* sw, const kiln_t* bias,   \
+      kiln_t* y, int m, int n, int k) {                                                                       \
+    gemv_fp8_impl<R, U, W>(xq, s, q, sw, bias, y, m, n, k);                                                   \
+  }
+KILN_GEMV_FP8(2, 4, 4)
+KILN_GEMV_FP8(2, 8, 4)
+
+#define KILN_GEMV_FP8_GATED(NAME, ACT)                                                                        \
+  extern "C" __global__ void __launch_bounds__(32 * kGatedWarps) gemv_fp8_gated_##NAME(                      \
+      const unsigned char* xq, const float* s, const unsigned char* q, const float* sw, const kiln_t* bias,   \
+      kiln_t* y, int m, int inter, int k) {                                                                   \
+    gemv_fp8_gated_impl<kiln::ACT>(xq, s, q, sw, bias, y, m, inter, k);                                       \
+  }
+
+// GEMV_ACT as in gemv.cu (gemv_variants.ts GATED_ACTS): one activation's gated kernels, none, or all five.
+#if !defined(GEMV_ACT) || GEMV_ACT == 1
+KILN_GEMV_FP8_GATED(silu, Silu)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 2
+KILN_GEMV_FP8_GATED(gelu, Gelu)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 3
+KILN_GEMV_FP8_GATED(gelu_pytorch_tanh, GeluTanh)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 4
+KILN_GEMV_FP8_GATED(gelu_new, GeluNew)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 5
+KILN_GEMV_FP8_GATED(relu, Relu)
+#endif
+
+extern "C" __global__ void __launch_bounds__(256)
+    fp8_scale_rows(const float* acc, const float* s, const float* sw, const kiln_t* bias, kiln_t* y, int m, int n) {
+  kiln::pdl_wait();  // acc is the GEMM's output; y may still be read by an earlier kernel
+  kiln::pdl_launch_dependents();
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long long)m * n) return;
+  const int t = (int)(i / n), r = (int)(i % n);
+  const float b = bias ? kiln::to_float(bias[r]) : 0.f;
+  y[i] = kiln::from_float(__fmul_rn(__fmul_rn(acc[i], s[t]), sw[r]) + b);
+}

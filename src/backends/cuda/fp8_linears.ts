@@ -1,0 +1,172 @@
+// Linears over fp8 weights (W8A8 E4M3, engine/fp8_format.ts) on the GPU. Every step first quantizes the
+// linear's input per token (quant_fp8_act: xq [rows, k] E4M3 and s [rows] fp32, into a scratch), then:
+//   - decode steps (StepLauncher.gemvApplies, linear_route.ts): gemv_fp8 over the stored E4M3 bytes,
+//     or its gated kernel for a fused gate_up;
+//   - every other step: a cuBLASLt FP8 GEMM (E4M3 × E4M3, fp32 accumulation, output in the engine
+//     dtype) with s and the weight's per-row scales as outer-vector scales (OUTER_VEC_32F: the exact
+//     y[t, r] = s[t]·sw[r]·Σ xq·q the format defines, no epilogue kernel or fp32 scratch of y). Plans
+//     come from the heuristic at first use (prepare() at warm-up), not from the build's tuning table.
+//     Where cuBLASLt has no such algorithm (CublasError at plan creation: reported for Ada), the plan
+//     falls back to unit scales and an fp32 output into a scratch [rows, widest n], which
+//     fp8_scale_rows scales, biases and rounds into y as gemv_fp8 does its sums (allocated at the
+//     first fallback, during warm-up, before KV sizing).
+// One scratch serves every linear: a step's kernels run in stream order, and quant_fp8_act waits for
+// the kernel before it (PDL), so the next quantization never overwrites an input a GEMV or GEMM still
+// reads. Sized for the widest fp8 input at the arena's row count; allocated with the backend (before KV
+// sizing reads free memory) and freed by dispose(), with the GEMM plans.
+import type { DTypeName } from "../../dtype.ts";
+import {
+  CublasError,
+  type CudaDevice,
+  DeviceBuffer,
+  type DevicePtr,
+  Gemm,
+  offsetPtr,
+  type Stream,
+} from "./device/index.ts";
+import {
+  fp8GemvGatedLaunch,
+  fp8GemvLaunch,
+  fp8QuantLaunch,
+  fp8ScaleOffset,
+  fp8ScaleRowsLaunch,
+  fp8ScratchBytes,
+} from "./fp8_variants.ts";
+import { GEMM_WORKSPACE_BYTES } from "./gemm_algorithms.ts";
+import type { KernelLauncher } from "./kernel_launcher.ts";
+import type { LinearArgs } from "./quantized_linears.ts";
+import type { DeviceWeights, Fp8Weight } from "./weights.ts";
+
+/** An FP8 GEMM plan: outer-vector scales, or (epilogue) unit scales then fp8_scale_rows. */
+interface Fp8Plan {
+  gemm: Gemm;
+  epilogue: boolean;
+}
+
+export class Fp8Linears {
+  private readonly gemms = new Map<string, Fp8Plan>();
+  /** The fallback plans' fp32 output [maxRows, widest n]; allocated at the first fallback. */
+  private accumulators: DeviceBuffer | null = null;
+
+  private constructor(
+    private readonly device: CudaDevice,
+    private readonly kernels: KernelLauncher,
+    private readonly dtype: DTypeName,
+    /** xq [maxRows, widest] E4M3 then s [maxRows] fp32; null when the engine has no fp8 weight. */
+    private readonly scratch: DeviceBuffer | null,
+    private readonly scalesPtr: DevicePtr,
+    /** Rows the scratch holds, and the most output features of an fp8 weight. */
+    private readonly maxRows: number,
+    private readonly widestN: number,
+  ) {}
+
+  /** The scratch for `weights`' fp8 linears at up to `maxRows` rows (none without fp8 weights). */
+  static allocate(
+    device: CudaDevice,
+    kernels: KernelLauncher,
+    weights: DeviceWeights,
+    dtype: DTypeName,
+    maxRows: number,
+  ): Fp8Linears {
+    const all = [...weights.allFp8];
+    const bytes = fp8ScratchBytes(all, maxRows);
+    if (bytes === 0) return new Fp8Linears(device, kernels, dtype, null, 0n as DevicePtr, 0, 0);
+    const scratch = DeviceBuffer.alloc(device, bytes);
+    const widest = Math.max(...all.map((w) => w.cols));
+    const scales = offsetPtr(scratch.ptr, fp8ScaleOffset(widest, maxRows));
+    return new Fp8Linears(
+      device,
+      kernels,
+      dtype,
+      scratch,
+      scales,
+      maxRows,
+      Math.max(...all.map((w) => w.rows)),
+    );
+  }
+
+  /** gemv_fp8 over `w` ([n, k]) for a.rows rows of x, after quantizing them; with `gatedAct` the gated
+   * kernel writing act(gate)·up for the fused gate_up weight ([2·inter, k]). */
+  gemv(w: Fp8Weight, a: LinearArgs, gatedAct?: string): void {
+    const xq = this.quantize(w, a.x, a.rows);
+    const n = gatedAct ? w.rows / 2 : w.rows;
+    const { kernel, grid, block } = gatedAct ? fp8GemvGatedLaunch(gatedAct, n) : fp8GemvLaunch(n, w.cols);
+    this.kernels.launch("gemv_fp8", kernel, [grid], block, [
+      { ptr: xq },
+      { ptr: this.scalesPtr },
+      { ptr: w.q },
+      { ptr: w.scales },
+      { ptr: a.bias ?? (0n as DevicePtr) },
+      { ptr: a.y },
+      { i32: a.rows },
+      { i32: n },
+      { i32: w.cols },
+    ]);
+  }
+
+  /** The FP8 GEMM of `w` over a.rows rows of x, run as the bucket of `m` ≥ a.rows rows (rows past
+   * a.rows read stale scratch and write rows of y no one reads, as the plain GEMMs' buckets do). */
+  gemm(stream: Stream, w: Fp8Weight, a: LinearArgs, m: number): void {
+    const xq = this.quantize(w, a.x, a.rows);
+    const plan = this.prepare(m, w.rows, w.cols, a.bias !== null);
+    if (!plan.epilogue) {
+      plan.gemm.run(stream, xq, w.q, a.y, a.bias ?? undefined, { x: this.scalesPtr, w: w.scales });
+      return;
+    }
+    const acc = (this.accumulators as DeviceBuffer).ptr;
+    plan.gemm.run(stream, xq, w.q, acc);
+    const { kernel, grid, block } = fp8ScaleRowsLaunch(a.rows, w.rows);
+    this.kernels.launch("gemv_fp8", kernel, [grid], block, [
+      { ptr: acc },
+      { ptr: this.scalesPtr },
+      { ptr: w.scales },
+      { ptr: a.bias ?? (0n as DevicePtr) },
+      { ptr: a.y },
+      { i32: a.rows },
+      { i32: w.rows },
+    ]);
+  }
+
+  /** The FP8 GEMM plan of y[m, n] = xq[m, k]·qᵀ (+ bias) in the engine dtype, created once: outer-vector
+   * scales, else unit scales with an fp32 output for fp8_scale_rows. */
+  prepare(m: number, n: number, k: number, bias: boolean): Fp8Plan {
+    const key = `${m}:${n}:${k}:${bias}`;
+    let plan = this.gemms.get(key);
+    if (!plan) {
+      const base = { m, n, k, dtypeIn: this.dtype, fp8: true, maxWorkspaceBytes: GEMM_WORKSPACE_BYTES };
+      try {
+        plan = { gemm: Gemm.create(this.device, { ...base, dtypeOut: this.dtype, bias }), epilogue: false };
+      } catch (e) {
+        if (!(e instanceof CublasError)) throw e;
+        const gemm = Gemm.create(this.device, { ...base, dtypeOut: "fp32", fp8UnitScales: true });
+        this.accumulators ??= DeviceBuffer.alloc(this.device, this.maxRows * this.widestN * 4);
+        plan = { gemm, epilogue: true };
+      }
+      this.gemms.set(key, plan);
+    }
+    return plan;
+  }
+
+  /** Queues quant_fp8_act of x [rows, w.cols] into the scratch; returns xq's address. */
+  private quantize(w: Fp8Weight, x: DevicePtr, rows: number): DevicePtr {
+    if (!this.scratch) throw new Error("internal: an fp8 weight but no activation scratch");
+    const { kernel, grid, block } = fp8QuantLaunch(rows);
+    this.kernels.launch("gemv_fp8", kernel, [grid], block, [
+      { ptr: x },
+      { ptr: this.scratch.ptr },
+      { ptr: this.scalesPtr },
+      { ptr: w.inputScale ?? (0n as DevicePtr) },
+      { i32: rows },
+      { i32: w.cols },
+    ]);
+    return this.scratch.ptr;
+  }
+
+  dispose(): void {
+    for (const p of this.gemms.values()) p.gemm.dispose();
+    this.gemms.clear();
+    this.scratch?.dispose();
+    this.accumulators?.dispose();
+    this.accumulators = null;
+  }
+}

@@ -1,0 +1,50 @@
+// The kernels/gemv_fp8.cu kernels that run a linear over an fp8 weight, and their launch shapes: every
+// step quantizes its input per token first (quant_fp8_act); decode steps of at most FP8_GEMV_MAX_ROWS
+// rows then run gemv_fp8_r2uUw4 (or the gated kernel for a fused gate_up), larger steps a cuBLASLt FP8
+// GEMM (fp8_linears.ts).
+import { GEMV_MAX_M } from "./gemv_variants.ts";
+
+/** Most rows a linear over an fp8 weight runs on gemv_fp8 (the kernels' GEMV_MAX_M); beyond, the FP8
+ * GEMM. Not yet measured on a GPU. */
+export const FP8_GEMV_MAX_ROWS = GEMV_MAX_M;
+
+/** Rows per block of gemv_fp8_r2uUw4 (R = 2 rows per warp, W = 4 warps) and of the gated kernels. */
+const ROWS_PER_BLOCK = 8;
+
+/** quant_fp8_act over `rows` rows: one block of 256 threads per row. */
+export function fp8QuantLaunch(rows: number): { kernel: string; grid: number; block: number } {
+  return { kernel: "quant_fp8_act", grid: rows, block: 256 };
+}
+
+/** gemv_fp8_r2uUw4 for an [n, k] weight: U = 8 vectors per lane and row in flight when a row has at
+ * least one whole iteration of them (32·8 vectors of 16 features: k ≥ 4096), else U = 4. */
+export function fp8GemvLaunch(n: number, k: number): { kernel: string; grid: number; block: number } {
+  const u = k / 16 >= 32 * 8 ? 8 : 4;
+  return { kernel: `gemv_fp8_r2u${u}w4`, grid: Math.ceil(n / ROWS_PER_BLOCK), block: 128 };
+}
+
+/** gemv_fp8_gated_ACT for `inter` output features: one feature (gate and up rows) per warp, 8 warps. */
+export function fp8GemvGatedLaunch(
+  act: string,
+  inter: number,
+): { kernel: string; grid: number; block: number } {
+  return { kernel: `gemv_fp8_gated_${act}`, grid: Math.ceil(inter / ROWS_PER_BLOCK), block: 256 };
+}
+
+/** fp8_scale_rows over y [m, n] (the FP8 GEMM's fallback epilogue): one thread per element. */
+export function fp8ScaleRowsLaunch(m: number, n: number): { kernel: string; grid: number; block: number } {
+  return { kernel: "fp8_scale_rows", grid: Math.ceil((m * n) / 256), block: 256 };
+}
+
+/** Bytes of the quantized-activation scratch: E4M3 x [rows, k] for the widest fp8 input, then the
+ * per-row fp32 scales (at fp8ScaleOffset, 256-byte aligned); 0 when there is no fp8 weight. */
+export function fp8ScratchBytes(weights: Iterable<{ cols: number }>, rows: number): number {
+  let widest = 0;
+  for (const w of weights) widest = Math.max(widest, w.cols);
+  return widest === 0 ? 0 : fp8ScaleOffset(widest, rows) + rows * 4;
+}
+
+/** Where the scales start in the scratch: after xq [rows, widest], rounded up to 256 bytes. */
+export function fp8ScaleOffset(widest: number, rows: number): number {
+  return Math.ceil((rows * widest) / 256) * 256;
+}

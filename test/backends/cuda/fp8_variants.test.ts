@@ -1,0 +1,77 @@
+// The launch shapes of kernels/gemv_fp8.cu (src/backends/cuda/fp8_variants.ts), on the CPU: one block
+// per row for the activation quantization, U = 8 from k = 4096 (32 lanes × 8 vectors of 16 features),
+// 8 rows per block, and the activation scratch: xq for the widest input, then 256-byte-aligned scales.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, test } from "node:test";
+import {
+  FP8_GEMV_MAX_ROWS,
+  fp8GemvGatedLaunch,
+  fp8GemvLaunch,
+  fp8QuantLaunch,
+  fp8ScaleOffset,
+  fp8ScaleRowsLaunch,
+  fp8ScratchBytes,
+} from "../../../src/backends/cuda/fp8_variants.ts";
+import { GATED_ACTS } from "../../../src/backends/cuda/gemv_variants.ts";
+import { moduleSpecs } from "../../../src/backends/cuda/kernel_modules.ts";
+import { optimize } from "../../../src/builder/optimize.ts";
+import { parseHfConfig } from "../../../src/checkpoint/hf_config.ts";
+import { resolveBuildConfig } from "../../../src/engine/build_config.ts";
+import { defineModel } from "../../../src/models/registry.ts";
+import { TINY_CONFIGS } from "../../helpers/tiny_model.ts";
+
+const matrix = JSON.parse(
+  readFileSync(new URL("../../../kernels/compile_matrix.json", import.meta.url), "utf8"),
+);
+
+describe("fp8_variants", () => {
+  test("fp8_scale_rows: one thread per element of y", () => {
+    assert.deepEqual(fp8ScaleRowsLaunch(3, 1000), { kernel: "fp8_scale_rows", grid: 12, block: 256 });
+  });
+
+  test("quant_fp8_act: one block of 256 threads per row", () => {
+    assert.deepEqual(fp8QuantLaunch(7), { kernel: "quant_fp8_act", grid: 7, block: 256 });
+  });
+
+  test("gemv_fp8: u8 from k = 4096, u4 below; 8 rows per block", () => {
+    assert.deepEqual(fp8GemvLaunch(4096, 4096), { kernel: "gemv_fp8_r2u8w4", grid: 512, block: 128 });
+    assert.deepEqual(fp8GemvLaunch(37, 4080), { kernel: "gemv_fp8_r2u4w4", grid: 5, block: 128 });
+    assert.deepEqual(fp8GemvGatedLaunch("silu", 14336), {
+      kernel: "gemv_fp8_gated_silu",
+      grid: 1792,
+      block: 256,
+    });
+    assert.equal(FP8_GEMV_MAX_ROWS, 8);
+  });
+
+  test("scratch: xq [rows, widest], scales 256-byte aligned after it; none without fp8 weights", () => {
+    assert.equal(fp8ScratchBytes([], 64), 0);
+    assert.equal(fp8ScaleOffset(48, 3), 256);
+    assert.equal(fp8ScratchBytes([{ cols: 16 }, { cols: 48 }], 3), 256 + 12);
+    assert.equal(fp8ScratchBytes([{ cols: 14336 }, { cols: 4096 }], 8192), 14336 * 8192 + 8192 * 4);
+  });
+
+  test("every kernel these launch is one compile_matrix.json lists for gemv_fp8.cu", () => {
+    const kernels: string[] = matrix.files["gemv_fp8.cu"].kernels;
+    assert.ok(kernels.includes(fp8QuantLaunch(1).kernel));
+    assert.ok(kernels.includes(fp8ScaleRowsLaunch(1, 1).kernel));
+    for (const k of [16, 4096]) assert.ok(kernels.includes(fp8GemvLaunch(8, k).kernel), `k ${k}`);
+    for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvGatedLaunch(act, 8).kernel), act);
+  });
+});
+
+describe("moduleSpecs: the gemv_fp8 module", () => {
+  const config = parseHfConfig(TINY_CONFIGS.llama, "llama");
+  const net = optimize(defineModel(config, "llama"), resolveBuildConfig());
+  const plan = { ops: net.ops, output: net.output };
+  const keys = (dtype: "fp32" | "bf16", quantized: boolean, fp8: boolean) =>
+    moduleSpecs(config, plan, dtype, 16, quantized, fp8).map((s) => s.key);
+
+  test("compiled for fp8 engines of every dtype, never for others; gemv_wo only when asked", () => {
+    assert.ok(keys("bf16", false, true).includes("gemv_fp8"));
+    assert.ok(keys("fp32", false, true).includes("gemv_fp8"));
+    assert.ok(!keys("bf16", true, false).includes("gemv_fp8"));
+    assert.ok(!keys("bf16", false, true).includes("gemv_wo"));
+  });
+});

@@ -1,0 +1,127 @@
+// fp8 (W8A8 E4M3) engines on CUDA against the CPU backend (the format's reference: fp8_format.ts, the
+// weight dequantized exactly and every linear's input fake-quantized per token, in fp32), on the bundled
+// model and the tiny Llama built with --quantize fp8 (dynamic activations), and the compressed-tensors
+// static-activation fixture (its calibrated input scales). Both backends read the same E4M3 weights;
+// what differs is the activations each quantizes: CUDA's come from its own kernels (fp32: other
+// summation orders; bf16: rounded to bf16 at every layer), so an element whose x/s lies near an E4M3
+// rounding boundary may round the other way (one E4M3 step, 1/8 relative, on that element). Bounds on
+// the log-prob of each generated token for the same prefix, first ones to be confirmed on the device:
+//   fp32 engines ≤ 0.05 nats (rare flips), bf16 engines ≤ 0.25 nats (the bf16 bound of quantized.test.ts,
+//   0.15, plus the flips bf16 activations cause).
+// Paths: prompts of 20 tokens prefill through the FP8 GEMM (cuBLASLt, > 8 rows) and decode through
+// gemv_fp8 (and its gated kernel); KILN_GEMV=0 runs every step on the FP8 GEMM, within the same bound.
+// The gated kernel and the unfused pair give the same bits.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { cudaTuning } from "../../src/backends/cuda/tuning.ts";
+import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
+import { ModelRunner } from "../../src/runtime/model_runner.ts";
+import { noCudaDevice } from "../helpers/gpu.ts";
+import { tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
+
+const skip = noCudaDevice();
+const STEPS = 8;
+const BOUND = { fp32: 0.05, bf16: 0.25 } as const;
+const STATIC_FIXTURE = join(import.meta.dirname, "..", "fixtures", "quantized", "ct-fp8-static");
+
+/** log softmax(row)[token], in fp64. */
+function logProb(row: Float32Array, token: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of row) max = Math.max(max, v);
+  let z = 0;
+  for (const v of row) z += Math.exp(v - max);
+  return row[token] - max - Math.log(z);
+}
+
+async function greedy(runner: ModelRunner, ids: number[]) {
+  const [o] = await runner.generate(
+    { ids },
+    { greedy: true, maxNewTokens: STEPS, ignoreEos: true, returnGenerationLogits: true },
+  );
+  return { tokens: o.outputIds, logits: o.generationLogits?.[0] as Float32Array };
+}
+
+/** The CPU's logits for prompt + tokens at the positions that produced each token ([STEPS, V]). */
+async function cpuLogits(cpu: ModelRunner, ids: number[], tokens: number[]): Promise<Float32Array> {
+  const all = [...ids, ...tokens.slice(0, -1)];
+  const [o] = await cpu.generate({ ids: all }, { greedy: true, maxNewTokens: 1, returnContextLogits: true });
+  const V = cpu.session.config.model.vocabSize;
+  return (o.contextLogits as Float32Array).subarray((ids.length - 1) * V, all.length * V);
+}
+
+const PROMPTS = [
+  [5, 17, 42, 9, 3, 21, 8, 30, 11, 2, 7, 19, 25, 4, 13, 6, 40, 1, 33, 12],
+  [11, 2, 7],
+];
+
+describe("fp8 engines on CUDA vs the CPU backend", { skip }, () => {
+  const cache = tempCache();
+  let tiny: ReturnType<typeof writeTinyModel>;
+  before(() => {
+    tiny = writeTinyModel("llama");
+  });
+  after(() => {
+    tiny.cleanup();
+    cache.cleanup();
+  });
+
+  const cases = () =>
+    [
+      { name: "bundled", dir: BUNDLED_MODEL_DIR, quantize: "fp8" as const },
+      { name: "tiny", dir: tiny.dir, quantize: "fp8" as const },
+      { name: "ct-fp8-static", dir: STATIC_FIXTURE, quantize: undefined },
+    ] as const;
+
+  for (const dtype of ["fp32", "bf16"] as const) {
+    for (const which of [0, 1, 2]) {
+      test(`case ${which}, ${dtype}: generated tokens' log-probs within ${BOUND[dtype]} nats of the CPU's`, async () => {
+        const c = cases()[which];
+        const opts = { dtype, cacheDir: cache.dir, ...(c.quantize ? { quantize: c.quantize } : {}) };
+        const cpu = ModelRunner.fromDir(c.dir, { ...opts, backend: "cpu" });
+        const cuda = ModelRunner.fromDir(c.dir, { ...opts, backend: "cuda" });
+        const unfused = ModelRunner.fromDir(c.dir, {
+          ...opts,
+          backend: "cuda",
+          cudaTuning: cudaTuning({ fuseGatedAct: false }),
+        });
+        const gemmOnly = ModelRunner.fromDir(c.dir, {
+          ...opts,
+          backend: "cuda",
+          cudaTuning: cudaTuning({ gemv: false }),
+        });
+        try {
+          // Quantized: the weights as stored are fewer bytes than the arrays they stand for.
+          assert.ok(cuda.session.storedWeightBytes < cuda.session.weightBytes, `${c.name}: quantized`);
+          const V = cpu.session.config.model.vocabSize;
+          for (const ids of PROMPTS) {
+            for (const [label, runner] of [
+              ["gemv_fp8 decode, FP8 GEMM prefill", cuda],
+              ["FP8 GEMM only", gemmOnly],
+            ] as const) {
+              const got = await greedy(runner, ids);
+              const want = await cpuLogits(cpu, ids, got.tokens);
+              let worst = 0;
+              for (let t = 0; t < STEPS; t++) {
+                const tok = got.tokens[t];
+                const a = logProb(got.logits.subarray(t * V, (t + 1) * V), tok);
+                const b = logProb(want.subarray(t * V, (t + 1) * V), tok);
+                worst = Math.max(worst, Math.abs(a - b));
+              }
+              console.log(
+                `${c.name} ${dtype} ${label} prompt ${ids.length}: worst |Δ log-prob| ${worst.toExponential(2)}`,
+              );
+              assert.ok(worst <= BOUND[dtype], `${c.name} ${label}: worst |Δ log-prob| ${worst}`);
+            }
+            const fused = await greedy(cuda, ids);
+            const apart = await greedy(unfused, ids);
+            assert.deepEqual(fused.tokens, apart.tokens);
+            assert.deepEqual(fused.logits, apart.logits, "fused gated activation: same logits");
+          }
+        } finally {
+          for (const r of [cpu, cuda, unfused, gemmOnly]) r.dispose();
+        }
+      });
+    }
+  }
+});

@@ -1,0 +1,291 @@
+// kernels/gemv_fp8.cu and the cuBLASLt FP8 GEMM (device/cublaslt_descriptors.ts, OUTER_VEC_32F scales)
+// on the GPU against the fp8 format's CPU reference (engine/fp8_format.ts): weights quantized by the
+// builder (builder/passes/quantize_fp8.ts) and dequantized by dequantizeFp8, activations quantized by
+// fakeQuantizeActivations, then linear() in fp32.
+//   quant_fp8_act: bit for bit the codes f32ToE4m3(x / s) and s = fround(max|x| / 448) (dynamic) or the
+//     static scale, for rows of every dtype, a zero row and rows that saturate (static).
+//   gemv_fp8_*: the reference's fp32 products in another order, two scale products (2⁻²¹·Σ|x̂·w|) plus
+//     one rounding of the kiln_t output; both variants the same bits; the gated kernel bit for bit the
+//     plain kernel then activation.cu's gated_act.
+//   FP8 GEMM (outer-vector scales; and the fallback: unit scales, fp32 out, then fp8_scale_rows):
+//     tensor-core E4M3 products accumulate in fp32 in an order and with promotion steps of cuBLASLt's
+//     choosing (not one fp32 FMA chain): 2⁻¹⁶·Σ|x̂·w| plus one rounding of the output — a first bound,
+//     to tighten once measured.
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, test } from "node:test";
+import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
+import { Gemm } from "../../../src/backends/cuda/device/index.ts";
+import {
+  fp8GemvGatedLaunch,
+  fp8GemvLaunch,
+  fp8QuantLaunch,
+  fp8ScaleRowsLaunch,
+} from "../../../src/backends/cuda/fp8_variants.ts";
+import { quantizeFp8 } from "../../../src/builder/passes/quantize_fp8.ts";
+import type { DTypeName } from "../../../src/dtype.ts";
+import { dequantizeFp8, fakeQuantizeActivations } from "../../../src/engine/fp8_format.ts";
+import { E4M3_MAX, f32ToE4m3 } from "../../../src/fp8_e4m3.ts";
+import {
+  assertSameBits,
+  assertWithin,
+  DTYPES,
+  i32,
+  KernelHarness,
+  noGpu,
+  ptr,
+  randn,
+  roundTo,
+} from "./harness.ts";
+import { U } from "./tolerances.ts";
+
+/** x [m, k] in `dtype`: rows of different magnitudes, row 1 zero when m ≥ 3. */
+function activations(m: number, k: number, dtype: DTypeName, seed: number): Float32Array {
+  const x = randn(m * k, seed, 1);
+  for (let j = 0; j < m; j++) for (let c = 0; c < k; c++) x[j * k + c] *= 2 ** (j % 5) / 4;
+  if (m >= 3) x.fill(0, k, 2 * k);
+  return roundTo(x, dtype);
+}
+
+/** The spec's scales and E4M3 codes of x's rows (fp8_format.ts fakeQuantizeActivations, as codes). */
+function codes(x: Float32Array, m: number, k: number, fixed?: number) {
+  const s = new Float32Array(m);
+  const q = new Uint8Array(m * k);
+  for (let j = 0; j < m; j++) {
+    let max = 0;
+    for (let c = 0; c < k; c++) max = Math.max(max, Math.abs(x[j * k + c]));
+    s[j] = fixed ?? Math.fround(max / E4M3_MAX);
+    for (let c = 0; c < k; c++) q[j * k + c] = s[j] === 0 ? 0 : f32ToE4m3(x[j * k + c] / s[j]);
+  }
+  return { s, q };
+}
+
+/** y = x̂·wᵀ + b as the CPU backend computes it, and Σ|x̂·w| + |b| for the bounds. */
+function reference(
+  x: Float32Array,
+  region: Uint8Array,
+  bias: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  fixed?: number,
+) {
+  const w = dequantizeFp8(region, [n, k]);
+  const xh = Float32Array.from(x);
+  fakeQuantizeActivations(xh, k, fixed);
+  const want = new Float32Array(m * n);
+  linear(xh, w, bias, m, k, n, want);
+  const absSum = new Float32Array(m * n);
+  linear(xh.map(Math.abs), w.map(Math.abs), bias.map(Math.abs), m, k, n, absSum);
+  return { want, absSum };
+}
+
+describe("gemv_fp8.cu quant_fp8_act: the spec's codes and scales, bit for bit", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  after(() => h.dispose());
+  afterEach(() => h.freeAll());
+
+  for (const dtype of DTYPES) {
+    for (const [m, k] of [
+      [1, 16],
+      [3, 4096],
+      [7, 14336],
+    ] as const) {
+      for (const fixed of [undefined, 0.002]) {
+        test(`${dtype} m ${m} k ${k} ${fixed === undefined ? "dynamic" : "static"}`, () => {
+          const x = activations(m, k, dtype, 7 + m + k);
+          const want = codes(x, m, k, fixed);
+          const mod = h.module("gemv_fp8.cu", {}, dtype);
+          const xq = h.raw(new Uint8Array(m * k).fill(0xa5));
+          const s = h.filled(m, "fp32", 0xff);
+          const fixedPtr = fixed === undefined ? (0n as never) : h.raw(Float32Array.of(fixed));
+          const l = fp8QuantLaunch(m);
+          h.run(
+            mod,
+            l.kernel,
+            [l.grid],
+            [l.block],
+            [ptr(h.upload(x, dtype)), ptr(xq), ptr(s), ptr(fixedPtr), i32(m), i32(k)],
+          );
+          assertSameBits(h.download(s, m, "fp32"), want.s, "scales");
+          assertSameBits(h.downloadBytes(xq, m * k), want.q, "codes");
+        });
+      }
+    }
+  }
+});
+
+// [m, n, k]: k a multiple of 16; n with partial last blocks.
+const SHAPES: [number, number, number][] = [
+  [1, 7, 16],
+  [2, 769, 4096],
+  [3, 37, 272],
+  [8, 4096, 14336],
+];
+
+describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  after(() => h.dispose());
+  afterEach(() => h.freeAll());
+
+  /** Quantizes x on the device; returns xq and s. */
+  function quantizeOnDevice(
+    mod: ReturnType<KernelHarness["module"]>,
+    x: Float32Array,
+    m: number,
+    k: number,
+    dtype: DTypeName,
+    fixed?: number,
+  ) {
+    const xq = h.raw(new Uint8Array(m * k));
+    const s = h.filled(m, "fp32", 0xff);
+    const fixedPtr = fixed === undefined ? (0n as never) : h.raw(Float32Array.of(fixed));
+    const l = fp8QuantLaunch(m);
+    h.run(
+      mod,
+      l.kernel,
+      [l.grid],
+      [l.block],
+      [ptr(h.upload(x, dtype)), ptr(xq), ptr(s), ptr(fixedPtr), i32(m), i32(k)],
+    );
+    return { xq, s };
+  }
+
+  for (const dtype of DTYPES) {
+    for (const [m, n, k] of SHAPES) {
+      test(`gemv ${dtype} m ${m} n ${n} k ${k}`, () => {
+        const region = quantizeFp8(randn(n * k, 3 + n, 0.05), [n, k]);
+        const x = activations(m, k, dtype, 1 + m + n);
+        const bias = roundTo(randn(n, 3, 0.1), dtype);
+        const { want, absSum } = reference(x, region, bias, m, n, k);
+        const mod = h.module("gemv_fp8.cu", {}, dtype);
+        const { xq, s } = quantizeOnDevice(mod, x, m, k, dtype);
+        const q = h.raw(region.subarray(0, n * k));
+        const sw = h.raw(region.slice(n * k, n * k + n * 4));
+        const bd = h.upload(bias, dtype);
+        const chosen = fp8GemvLaunch(n, k);
+        const outs: Float32Array[] = [];
+        for (const u of [4, 8]) {
+          const kernel = chosen.kernel.replace(/u\d+w4$/, `u${u}w4`);
+          const y = h.filled(m * n, dtype, 0xff);
+          const args = [ptr(xq), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(y), i32(m), i32(n), i32(k)];
+          h.run(mod, kernel, [chosen.grid], [chosen.block], args);
+          outs.push(h.download(y, m * n, dtype));
+          assertWithin(
+            outs[outs.length - 1],
+            want,
+            (i) => 2 ** -21 * absSum[i] + U[dtype] * Math.abs(want[i]) + 1e-30,
+            `${kernel} ${dtype}`,
+          );
+        }
+        assertSameBits(outs[0], outs[1], "r2u4w4 vs r2u8w4");
+      });
+
+      test(`gated ${dtype} m ${m} inter ${n} k ${k}`, () => {
+        const region = quantizeFp8(randn(2 * n * k, 5 + n, 0.05), [2 * n, k]);
+        const x = activations(m, k, dtype, 2 + m);
+        const mod = h.module("gemv_fp8.cu", {}, dtype);
+        const act = h.module("activation.cu", {}, dtype);
+        const { xq, s } = quantizeOnDevice(mod, x, m, k, dtype);
+        const q = h.raw(region.subarray(0, 2 * n * k));
+        const sw = h.raw(region.slice(2 * n * k, 2 * n * k + 2 * n * 4));
+        const bd = h.upload(roundTo(randn(2 * n, 13, 0.1), dtype), dtype);
+        const plain = fp8GemvLaunch(2 * n, k);
+        const gateUp = h.filled(m * 2 * n, dtype, 0xff);
+        h.run(
+          mod,
+          plain.kernel,
+          [plain.grid],
+          [plain.block],
+          [ptr(xq), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(gateUp), i32(m), i32(2 * n), i32(k)],
+        );
+        const want = h.filled(m * n, dtype, 0xff);
+        h.run(act, "gated_act_silu", [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(n)]);
+        const got = h.filled(m * n, dtype, 0xff);
+        const l = fp8GemvGatedLaunch("silu", n);
+        h.run(
+          mod,
+          l.kernel,
+          [l.grid],
+          [l.block],
+          [ptr(xq), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(got), i32(m), i32(n), i32(k)],
+        );
+        assertSameBits(h.download(got, m * n, dtype), h.download(want, m * n, dtype), l.kernel);
+      });
+    }
+
+    // [m, n, k, static scale]: the runtime's row buckets (16, 512) and one not a power of two.
+    for (const [m, n, k, fixed] of [
+      [16, 64, 256, undefined],
+      [512, 4096, 4096, undefined],
+      [300, 1008, 14336, undefined],
+      [16, 640, 256, 0.01],
+    ] as const) {
+      test(`FP8 GEMM ${dtype} m ${m} n ${n} k ${k} ${fixed === undefined ? "dynamic" : "static"}`, () => {
+        const region = quantizeFp8(randn(n * k, 9 + n, 0.05), [n, k]);
+        const x = activations(m, k, dtype, 4 + m);
+        const bias = roundTo(randn(n, 3, 0.1), dtype);
+        const { want, absSum } = reference(x, region, bias, m, n, k, fixed);
+        const mod = h.module("gemv_fp8.cu", {}, dtype);
+        const { xq, s } = quantizeOnDevice(mod, x, m, k, dtype, fixed);
+        const q = h.raw(region.subarray(0, n * k));
+        const sw = h.raw(region.slice(n * k, n * k + n * 4));
+        const bd = h.upload(bias, dtype);
+        const y = h.filled(m * n, dtype, 0xff);
+        const g = Gemm.create(h.device, { m, n, k, dtypeIn: dtype, dtypeOut: dtype, bias: true, fp8: true });
+        try {
+          g.run(h.stream, xq, q, y, bd, { x: s, w: sw });
+          h.stream.synchronize();
+        } finally {
+          g.dispose();
+        }
+        const got = h.download(y, m * n, dtype);
+        // The fallback where cuBLASLt has no outer-vector algorithm: unit scales, fp32 out, then
+        // fp8_scale_rows; the same bound.
+        const acc = h.filled(m * n, "fp32", 0xff);
+        const unit = Gemm.create(h.device, {
+          m,
+          n,
+          k,
+          dtypeIn: dtype,
+          dtypeOut: "fp32",
+          fp8: true,
+          fp8UnitScales: true,
+        });
+        try {
+          unit.run(h.stream, xq, q, acc);
+          h.stream.synchronize();
+        } finally {
+          unit.dispose();
+        }
+        const y2 = h.filled(m * n, dtype, 0xff);
+        const e = fp8ScaleRowsLaunch(m, n);
+        h.run(
+          mod,
+          e.kernel,
+          [e.grid],
+          [e.block],
+          [ptr(acc), ptr(s), ptr(sw), ptr(bd), ptr(y2), i32(m), i32(n)],
+        );
+        assertWithin(
+          h.download(y2, m * n, dtype),
+          want,
+          (i) => 2 ** -16 * absSum[i] + U[dtype] * Math.abs(want[i]) + 1e-30,
+          `FP8 GEMM unit scales + fp8_scale_rows ${dtype}`,
+        );
+        assertWithin(
+          got,
+          want,
+          (i) => 2 ** -16 * absSum[i] + U[dtype] * Math.abs(want[i]) + 1e-30,
+          `FP8 GEMM ${dtype}`,
+        );
+        assert.ok(got.every(Number.isFinite), "every output written");
+      });
+    }
+  }
+});
