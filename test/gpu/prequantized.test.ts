@@ -19,6 +19,7 @@ import { cudaTuning } from "../../src/backends/cuda/tuning.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { noCudaDevice } from "../helpers/gpu.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
+import { cpuLogits, greedy, logProb, STEPS } from "./cpu_reference.ts";
 
 const skip = noCudaDevice();
 const FIXTURES = fileURLToPath(new URL("../fixtures/quantized/", import.meta.url));
@@ -27,30 +28,6 @@ const PROMPTS = [
   [5, 17, 42, 9, 3],
   [11, 2, 7],
 ];
-const STEPS = 8;
-
-function logProb(row: Float32Array, token: number): number {
-  let max = Number.NEGATIVE_INFINITY;
-  for (const v of row) max = Math.max(max, v);
-  let z = 0;
-  for (const v of row) z += Math.exp(v - max);
-  return row[token] - max - Math.log(z);
-}
-
-async function greedy(runner: ModelRunner, ids: number[]) {
-  const [o] = await runner.generate(
-    { ids },
-    { greedy: true, maxNewTokens: STEPS, ignoreEos: true, returnGenerationLogits: true },
-  );
-  return { tokens: o.outputIds, logits: o.generationLogits?.[0] as Float32Array };
-}
-
-async function cpuLogits(cpu: ModelRunner, ids: number[], tokens: number[]): Promise<Float32Array> {
-  const all = [...ids, ...tokens.slice(0, -1)];
-  const [o] = await cpu.generate({ ids: all }, { greedy: true, maxNewTokens: 1, returnContextLogits: true });
-  const V = cpu.session.config.model.vocabSize;
-  return (o.contextLogits as Float32Array).subarray((ids.length - 1) * V, all.length * V);
-}
 
 describe("pre-quantized AWQ / GPTQ (int4-zp) engines on CUDA vs the CPU backend", { skip }, () => {
   const cache = tempCache();
