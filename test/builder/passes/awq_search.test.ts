@@ -2,9 +2,9 @@
 // scaling than round-to-nearest where salient channels exist (and falls back to s = 1 where not).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { errorEnergy } from "../../../src/builder/passes/awq/error_energy.ts";
 import {
   awqScales,
-  errorEnergy,
   GRID,
   scaledQuantLoss,
   searchScales,

@@ -6,6 +6,7 @@
 // α = 0 is s = 1, plain round-to-nearest, so the search never does worse than RTN on X.
 import { dequantize } from "../../../engine/weight_format.ts";
 import { quantize } from "../quantize_weights.ts";
+import { errorEnergy } from "./error_energy.ts";
 
 export const GRID = 20;
 
@@ -69,56 +70,4 @@ export function scaledQuantLoss(
     for (let c = 0; c < cols; c++) q[r * cols + c] = q[r * cols + c] / s[c] - w[r * cols + c];
   }
   return errorEnergy(q, rows, cols, x, n);
-}
-
-/** Σ over rows r of d and rows t of x of (d_r · x_t)², d [rows, cols], x [n, cols]. Tiles of 4 rows
- * of d × 2 rows of x keep 8 sums in registers, so each loaded value serves two or four products. */
-export function errorEnergy(d: Float32Array, rows: number, cols: number, x: Float32Array, n: number): number {
-  let total = 0;
-  let r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const d0 = r * cols;
-    const d1 = d0 + cols;
-    const d2 = d1 + cols;
-    const d3 = d2 + cols;
-    let t = 0;
-    for (; t + 2 <= n; t += 2) {
-      const xa = t * cols;
-      const xb = xa + cols;
-      let a0 = 0;
-      let a1 = 0;
-      let a2 = 0;
-      let a3 = 0;
-      let b0 = 0;
-      let b1 = 0;
-      let b2 = 0;
-      let b3 = 0;
-      for (let c = 0; c < cols; c++) {
-        const u = x[xa + c];
-        const v = x[xb + c];
-        const e0 = d[d0 + c];
-        const e1 = d[d1 + c];
-        const e2 = d[d2 + c];
-        const e3 = d[d3 + c];
-        a0 += e0 * u;
-        a1 += e1 * u;
-        a2 += e2 * u;
-        a3 += e3 * u;
-        b0 += e0 * v;
-        b1 += e1 * v;
-        b2 += e2 * v;
-        b3 += e3 * v;
-      }
-      total += a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3 + b0 * b0 + b1 * b1 + b2 * b2 + b3 * b3;
-    }
-    for (; t < n; t++) for (let k = r; k < r + 4; k++) total += dot(d, k * cols, x, t * cols, cols) ** 2;
-  }
-  for (; r < rows; r++) for (let t = 0; t < n; t++) total += dot(d, r * cols, x, t * cols, cols) ** 2;
-  return total;
-}
-
-function dot(a: Float32Array, i: number, b: Float32Array, j: number, n: number): number {
-  let s = 0;
-  for (let c = 0; c < n; c++) s += a[i + c] * b[j + c];
-  return s;
 }
