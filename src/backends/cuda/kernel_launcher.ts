@@ -32,8 +32,8 @@ export class KernelLauncher {
     skip: ReadonlySet<string>,
   ): KernelLauncher {
     const modules = new Map<ModuleKey, CudaModule>();
-    const { quantized, zp, fp8 } = quantizedModules(engine.header.weights.map((w) => w.format));
-    for (const spec of moduleSpecs(model, engine.header.plan, dtype, kvBlockSize, quantized, zp, fp8)) {
+    const needs = quantizedModules(engine.header.weights.map((w) => w.format));
+    for (const spec of moduleSpecs(model, engine.header.plan, dtype, kvBlockSize, needs)) {
       const cubin = engine.readBlob(cubinBlobName(spec.key));
       if (!cubin)
         throw new EngineError(

@@ -38,6 +38,15 @@ export function dtypeMacro(dtype: DTypeName): string {
   return dtype === "fp32" ? "KILN_DTYPE_F32" : dtype === "fp16" ? "KILN_DTYPE_F16" : "KILN_DTYPE_BF16";
 }
 
+/** Which quantized-weight modules an engine needs (quantizedModules, from its weights' formats). */
+export interface QuantizedModules {
+  quantized: boolean;
+  zp: boolean;
+  fp8: boolean;
+}
+
+const NO_QUANTIZED_MODULES: QuantizedModules = { quantized: false, zp: false, fp8: false };
+
 /** The modules the plan's ops need, for `dtype` activations and KV blocks of `blockSize` tokens;
  * `quantized`: some weights are int8-wo / int4-wo; `zp`: some are int4-zp; `fp8`: some are fp8
  * (gemv_fp8.cu: activation quantization and the fp8 GEMVs) — quantizedModules. */
@@ -46,9 +55,7 @@ export function moduleSpecs(
   plan: Plan,
   dtype: DTypeName,
   blockSize: number,
-  quantized = false,
-  zp = false,
-  fp8 = false,
+  { quantized, zp, fp8 }: QuantizedModules = NO_QUANTIZED_MODULES,
 ): ModuleSpec[] {
   const t = { [dtypeMacro(dtype)]: 1 };
   const heads = { NUM_HEADS: model.numHeads, NUM_KV_HEADS: model.numKvHeads, HEAD_DIM: model.headDim };
@@ -102,11 +109,7 @@ export function moduleSpecs(
 /** The quantized-weight modules an engine with weights of `formats` needs (moduleSpecs' `quantized`
  * and `zp`): gemv_wo.cu for int8-wo / int4-wo, gemv_zp.cu for int4-zp (AWQ, GPTQ); the builder and the
  * loader ask the same question of the same weights. */
-export function quantizedModules(formats: Iterable<string | undefined>): {
-  quantized: boolean;
-  zp: boolean;
-  fp8: boolean;
-} {
+export function quantizedModules(formats: Iterable<string | undefined>): QuantizedModules {
   const set = new Set(formats);
   return { quantized: set.has("int8-wo") || set.has("int4-wo"), zp: set.has("int4-zp"), fp8: set.has("fp8") };
 }

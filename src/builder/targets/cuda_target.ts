@@ -57,9 +57,9 @@ export function buildCudaArtifacts(
     // Every kernel module at once, one worker thread each (parallel_compile.ts); NVRTC is loaded here
     // first, on the main thread.
     const nvrtc = loadNvrtc();
-    const { quantized, zp, fp8 } = quantizedModules(formats);
-    if (fp8) assertFp8Capable("an fp8 engine", p);
-    const specs = moduleSpecs(model, plan, dtype, kvBlockSize, quantized, zp, fp8);
+    const modules = quantizedModules(formats);
+    if (modules.fp8) assertFp8Capable("an fp8 engine", p);
+    const specs = moduleSpecs(model, plan, dtype, kvBlockSize, modules);
     const cubins = compileAll(
       specs.map((spec) => ({
         source: moduleSource(spec),

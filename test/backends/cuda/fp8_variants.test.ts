@@ -66,7 +66,7 @@ describe("moduleSpecs: the gemv_fp8 module", () => {
   const net = optimize(defineModel(config, "llama"), resolveBuildConfig());
   const plan = { ops: net.ops, output: net.output };
   const keys = (dtype: "fp32" | "bf16", quantized: boolean, fp8: boolean) =>
-    moduleSpecs(config, plan, dtype, 16, quantized, fp8).map((s) => s.key);
+    moduleSpecs(config, plan, dtype, 16, { quantized, zp: false, fp8 }).map((s) => s.key);
 
   test("compiled for fp8 engines of every dtype, never for others; gemv_wo only when asked", () => {
     assert.ok(keys("bf16", false, true).includes("gemv_fp8"));

@@ -15,7 +15,7 @@ import {
   woGemvGatedLaunch,
   woGemvLaunch,
 } from "../../../src/backends/cuda/gemv_wo_variants.ts";
-import { moduleSpecs } from "../../../src/backends/cuda/kernel_modules.ts";
+import { moduleSpecs, quantizedModules } from "../../../src/backends/cuda/kernel_modules.ts";
 import { optimize } from "../../../src/builder/optimize.ts";
 import { parseHfConfig } from "../../../src/checkpoint/hf_config.ts";
 import type { CudaWeightFormat } from "../../../src/engine/build_config.ts";
@@ -100,7 +100,7 @@ describe("moduleSpecs: the gemv_wo module", () => {
   const net = optimize(defineModel(config, "llama"), resolveBuildConfig());
   const plan = { ops: net.ops, output: net.output };
   const keys = (dtype: "fp32" | "bf16", quantized: boolean) =>
-    moduleSpecs(config, plan, dtype, 16, quantized).map((s) => s.key);
+    moduleSpecs(config, plan, dtype, 16, { quantized, zp: false, fp8: false }).map((s) => s.key);
 
   test("compiled for quantized engines of every dtype (fp32: for dequant_woB), never for others", () => {
     assert.ok(keys("bf16", true).includes("gemv_wo"));
@@ -110,7 +110,7 @@ describe("moduleSpecs: the gemv_wo module", () => {
   });
 
   test("with the model's activation only, as gemv.cu", () => {
-    const specs = moduleSpecs(config, plan, "bf16", 16, true);
+    const specs = moduleSpecs(config, plan, "bf16", 16, quantizedModules(["int8-wo"]));
     const wo = specs.find((s) => s.key === "gemv_wo");
     const gemv = specs.find((s) => s.key === "gemv");
     assert.equal(wo?.defines.GEMV_ACT, 1, "silu");

@@ -74,8 +74,7 @@ describe("moduleSpecs: the gemv_zp module", () => {
   const net = optimize(defineModel(config, "llama"), resolveBuildConfig());
   const plan = { ops: net.ops, output: net.output };
   const keys = (dtype: "fp32" | "bf16", formats: (string | undefined)[]) => {
-    const { quantized, zp } = quantizedModules(formats);
-    return moduleSpecs(config, plan, dtype, 16, quantized, zp).map((s) => s.key);
+    return moduleSpecs(config, plan, dtype, 16, quantizedModules(formats)).map((s) => s.key);
   };
 
   test("int4-zp engines (AWQ, GPTQ) get gemv_zp.cu, every dtype, and not gemv_wo.cu", () => {
@@ -96,7 +95,7 @@ describe("moduleSpecs: the gemv_zp module", () => {
   });
 
   test("with the model's activation only, as gemv.cu", () => {
-    const specs = moduleSpecs(config, plan, "bf16", 16, false, true);
+    const specs = moduleSpecs(config, plan, "bf16", 16, quantizedModules(["int4-zp"]));
     assert.deepEqual(
       specs.find((s) => s.key === "gemv_zp")?.defines,
       specs.find((s) => s.key === "gemv")?.defines,
