@@ -3,12 +3,14 @@
 import { readFileSync, statSync } from "node:fs";
 import type { Command } from "commander";
 import { runStepsUntil } from "../builder/steps.ts";
+import { isEngineDir } from "../engine/reader.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { KvCacheDtype } from "../runtime/kv_cache_config.ts";
 import { openSessionSteps } from "../runtime/open_session.ts";
 import { checkStride, sessionPerplexity } from "../runtime/perplexity.ts";
 import { EvalTextError } from "../runtime/perplexity_errors.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
+import { checkEngineDirFlags } from "./flag_conflicts.ts";
 import { whileInterruptible } from "./interruptible.ts";
 import { kvCacheDtypeOption } from "./kv_cache_flags.ts";
 import {
@@ -86,6 +88,7 @@ export function readEvalText(file: string): string {
 
 async function evalCommand(f: EvalFlags): Promise<void> {
   const dir = f.model ?? defaultModelDir();
+  checkEngineDirFlags(f, dir, isEngineDir(dir));
   if (f.maxLength !== undefined && f.stride !== undefined) checkStride(f.maxLength, f.stride); // before the build
   const text = readEvalText(f.perplexity);
   const { session } = await whileInterruptible((signal) =>

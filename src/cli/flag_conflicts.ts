@@ -57,6 +57,31 @@ const SAMPLING_KNOBS = [
   ["minP", "--min-p"],
 ] as const;
 
+/** Build flags given with a built engine (run, chat, bench, eval, serve): its dtype and weights were
+ * fixed when it was built, so each is a ConflictingFlagsError naming the fix. */
+export function checkEngineDirFlags(
+  f: { dtype?: string; quantize?: string; calibration?: string },
+  modelDir: string,
+  engineDir: boolean,
+): void {
+  if (!engineDir) return;
+  const conflict = (message: string): never => {
+    throw new ConflictingFlagsError(message);
+  };
+  if (f.dtype !== undefined)
+    conflict(
+      `--dtype ${f.dtype}: ${modelDir} is a built engine, whose dtype was fixed when it was built; drop --dtype, or pass the checkpoint directory to build a ${f.dtype} engine from it`,
+    );
+  if (f.quantize !== undefined)
+    conflict(
+      `--quantize ${f.quantize}: ${modelDir} is a built engine, whose weight formats were fixed when it was built; drop --quantize, or pass the checkpoint directory to build a ${f.quantize} engine from it`,
+    );
+  if (f.calibration !== undefined)
+    conflict(
+      `--calibration ${f.calibration}: ${modelDir} is a built engine, whose weights were fixed when it was built; drop --calibration, or pass the checkpoint directory to build a calibrated engine from it`,
+    );
+}
+
 /** Throws ConflictingFlagsError for the first contradiction; returns one line per flag that cannot
  * apply. `engineDir`: the model directory is a built engine (its dtype and weights are fixed). */
 export function checkRunFlags(f: RunFlagsSeen, modelDir: string, engineDir: boolean): string[] {
@@ -83,18 +108,7 @@ export function checkRunFlags(f: RunFlagsSeen, modelDir: string, engineDir: bool
     conflict(
       `--ignore-eos removes every end id, so --end-id ${f.endId.join(",")} cannot apply; give one of them`,
     );
-  if (f.dtype !== undefined && engineDir)
-    conflict(
-      `--dtype ${f.dtype}: ${modelDir} is a built engine, whose dtype was fixed when it was built; drop --dtype, or pass the checkpoint directory to build a ${f.dtype} engine from it`,
-    );
-  if (f.quantize !== undefined && engineDir)
-    conflict(
-      `--quantize ${f.quantize}: ${modelDir} is a built engine, whose weight formats were fixed when it was built; drop --quantize, or pass the checkpoint directory to build a ${f.quantize} engine from it`,
-    );
-  if (f.calibration !== undefined && engineDir)
-    conflict(
-      `--calibration ${f.calibration}: ${modelDir} is a built engine, whose weights were fixed when it was built; drop --calibration, or pass the checkpoint directory to build a calibrated engine from it`,
-    );
+  checkEngineDirFlags(f, modelDir, engineDir);
 
   const warnings: string[] = [];
   const warn = (flag: string, why: string) => warnings.push(`${flag} has no effect: ${why}`);

@@ -3,11 +3,13 @@
 // cancelled after --shutdown-timeout) and the command returns, exit 0.
 import { type Command, Option } from "commander";
 import type { Level } from "pino";
+import { isEngineDir } from "../engine/reader.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { KvCacheDtype } from "../runtime/kv_cache_config.ts";
 import type { OpenExecutorOptions } from "../runtime/open_executor.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_S, openServer } from "../server/open_server.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
+import { checkEngineDirFlags } from "./flag_conflicts.ts";
 import { kvCacheDtypeOption, kvFractionOption, maxKvTokensOption } from "./kv_cache_flags.ts";
 import {
   type CalibrationFlags,
@@ -126,6 +128,8 @@ export function registerServe(program: Command): void {
 }
 
 async function serveCommand(f: ServeFlags): Promise<void> {
+  const model = f.model ?? defaultModelDir();
+  checkEngineDirFlags(f, model, isEngineDir(model));
   const executor: OpenExecutorOptions = {
     ...(f.backend ? { backend: f.backend } : {}),
     ...(f.dtype ? { dtype: f.dtype } : {}),
@@ -144,7 +148,7 @@ async function serveCommand(f: ServeFlags): Promise<void> {
     enablePrefixCaching: f.prefixCaching,
   };
   const server = await openServer({
-    model: f.model ?? defaultModelDir(),
+    model,
     host: f.host,
     port: f.port,
     apiKey: f.apiKey ?? null,
