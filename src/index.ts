@@ -93,7 +93,7 @@ export type { OpenExecutorOptions } from "./runtime/open_executor.ts";
 export { openExecutor } from "./runtime/open_executor.ts";
 export type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./runtime/outputs.ts";
 export type { FinishReason } from "./runtime/sequence.ts";
-export { Session } from "./runtime/session.ts";
+export { Session, type SessionOpenOptions } from "./runtime/session.ts";
 export type { LogitsProcessor, SequenceView, StoppingCriteria } from "./sampling/logits_processor.ts";
 export type { PerSeq, SamplingConfig, WordSpec } from "./sampling/sampling_config.ts";
 export { InvalidSamplingConfigError, TokenIdOutOfRangeError } from "./sampling/sampling_config.ts";

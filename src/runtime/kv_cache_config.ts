@@ -71,7 +71,7 @@ export function checkKvCacheDtypeOf(config: KvCacheConfig, backendDtype: KvCache
   if (want !== have) {
     throw new InvalidKvCacheConfigError(
       `KvCacheConfig.dtype is ${want} but the session's backend was opened with KV cache dtype ${have}; ` +
-        `open it with Session.open(dir, backend, cudaTuning, "${want}") or give dtype ${have}`,
+        `open it with Session.open(dir, { kvCacheDtype: "${want}" }) or give dtype ${have}`,
     );
   }
 }

@@ -128,7 +128,7 @@ export class ModelRunner {
     rejectUnknownKeys("GenerationSessionOptions", options, GENERATION_SESSION_OPTION_KEYS);
     const kv = resolveKvCacheConfig(kvCache);
     return adoptSession(
-      Session.open(engineDir, backend, undefined, kv.dtype),
+      Session.open(engineDir, { backend, kvCacheDtype: kv.dtype }),
       (s) => new ModelRunner(s, { dir: engineDir, origin: "engine" }, kv, options),
     );
   }

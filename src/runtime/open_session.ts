@@ -27,13 +27,16 @@ export function* openSessionSteps(
   if (build.backend) checkKvCacheDtype(build.backend, kvCacheDtype);
   const engine = yield* resolveEngineSteps(dir, build, cacheDir);
   try {
-    return { session: Session.open(engine.dir, build.backend, cudaTuning, kvCacheDtype), engine };
+    return {
+      session: Session.open(engine.dir, { backend: build.backend, cudaTuning, kvCacheDtype }),
+      engine,
+    };
   } catch (e) {
     // Weight regions are verified as the backend loads them: a damaged cache entry is rebuilt.
     if (engine.origin !== "hit" || !(e instanceof EngineCorruptError)) throw e;
     const rebuilt = yield* resolveEngineSteps(dir, build, cacheDir, e);
     return {
-      session: Session.open(rebuilt.dir, build.backend, cudaTuning, kvCacheDtype),
+      session: Session.open(rebuilt.dir, { backend: build.backend, cudaTuning, kvCacheDtype }),
       engine: rebuilt,
     };
   }

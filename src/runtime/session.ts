@@ -13,6 +13,16 @@ import { openEngine } from "../engine/reader.ts";
 import { type GenerationDefaults, readGenerationDefaults } from "../sampling/generation_config.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 
+/** How Session.open opens an engine; every field is optional. */
+export interface SessionOpenOptions {
+  /** The backend to run on; the engine's own when absent (a mismatch is EngineTargetMismatchError). */
+  backend?: BackendName;
+  /** CUDA tuning switches (backends/cuda/tuning.ts); read from the environment when absent. */
+  cudaTuning?: CudaTuning;
+  /** How the KV cache stores keys and values: "auto" (the compute dtype) or "fp8" (CPU backend). */
+  kvCacheDtype?: KvCacheDtype;
+}
+
 export class Session {
   private constructor(
     readonly dir: string,
@@ -30,13 +40,9 @@ export class Session {
   ) {}
 
   /** Opens `engineDir` on `backend` (default: the engine's), its KV cache stored as `kvCacheDtype`
-   * (backends/kv_cache_dtype.ts), a run-time choice the engine does not record. */
-  static open(
-    engineDir: string,
-    backend?: BackendName,
-    cudaTuning?: CudaTuning,
-    kvCacheDtype: KvCacheDtype = "auto",
-  ): Session {
+   * (default "auto"; backends/kv_cache_dtype.ts), a run-time choice the engine does not record. */
+  static open(engineDir: string, options: SessionOpenOptions = {}): Session {
+    const { backend, cudaTuning, kvCacheDtype = "auto" } = options;
     const engine = openEngine(engineDir);
     try {
       const config = engine.config;

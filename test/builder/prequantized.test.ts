@@ -16,7 +16,6 @@ import { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { QuantizedTensorError } from "../../src/checkpoint/errors.ts";
 import { toF32 } from "../../src/dtype.ts";
 import { isCudaWeightFormat, resolveBuildConfig } from "../../src/engine/build_config.ts";
-import { QuantizedEngineUnsupportedError } from "../../src/engine/errors.ts";
 import { fp8InputScale } from "../../src/engine/fp8_format.ts";
 import { openEngine } from "../../src/engine/reader.ts";
 import { dequantize, type WeightFormatParams } from "../../src/engine/weight_format.ts";

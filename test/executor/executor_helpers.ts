@@ -80,7 +80,7 @@ export function tinyEngineExecutors(
     }
   });
   const executor = (options: ExecutorOptions = {}, bounds: BackendBounds = {}) => {
-    const session = Session.open(dir, undefined, undefined, kvCacheDtype);
+    const session = Session.open(dir, { kvCacheDtype });
     for (const [name, value] of Object.entries(bounds))
       Object.defineProperty(session.backend, name, { value });
     const ex = new Executor(session, { ...defaults, ...options });

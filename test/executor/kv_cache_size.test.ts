@@ -21,7 +21,7 @@ const model = writeTinyModel("llama", 5);
 const dir = join(model.dir, "engine");
 buildEngine(model.dir, dir, { kvBlockSize: BS, maxBatchSize: 4 });
 after(model.cleanup);
-const probe = Session.open(dir, "cpu");
+const probe = Session.open(dir, { backend: "cpu" });
 const perBlock = probe.backend.kvBytesPerBlock;
 const { maxSeqLen, build } = probe.config;
 probe.dispose();
@@ -30,7 +30,7 @@ probe.dispose();
  * order of warmUp, freeMemoryBytes and allocateKvCache; `bytesPerBlock` overrides the block's size
  * the sizing sees. */
 function open(free?: number, bytesPerBlock?: number) {
-  const session = Session.open(dir, "cpu");
+  const session = Session.open(dir, { backend: "cpu" });
   const backend = session.backend;
   if (bytesPerBlock !== undefined)
     Object.defineProperty(backend, "kvBytesPerBlock", { value: bytesPerBlock });

@@ -19,7 +19,7 @@ async function kvBlocks(
   free: number | undefined,
   kvCache: { freeGpuMemoryFraction: number; maxTokens?: number },
 ) {
-  const session = Session.open(dir, "cpu");
+  const session = Session.open(dir, { backend: "cpu" });
   try {
     const perBlock = session.backend.kvBytesPerBlock;
     const warmed: (number | undefined)[] = [];

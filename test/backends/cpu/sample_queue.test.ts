@@ -15,7 +15,7 @@ import { writeTinyModel } from "../../helpers/tiny_model.ts";
 const model = writeTinyModel("llama", 11);
 const dir = join(model.dir, "engine");
 buildEngine(model.dir, dir, { kvBlockSize: 4 });
-const session = Session.open(dir, "cpu");
+const session = Session.open(dir, { backend: "cpu" });
 const backend = session.backend;
 backend.allocateKvCache(16);
 after(() => {
