@@ -27,8 +27,8 @@
 #            a call; `quant fp8` (not in the whole): the 8B built with --quantize fp8 (build time: goal ≤ 90 s),
 #            batch-1 TPOT and prefill against its floor, then 1,024 requests at 128/128 through the
 #            executor (goal ≥ 31,000 output tok/s); the quantized GPU tests include fp8's
-# Usage (device run, carry .device and .devnm):
-#   mv .devnm node_modules; source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
+# Usage (device run, carry .device and .devnm, made by tools/pack_device_modules.sh):
+#   mkdir -p node_modules && tar -xJf .devnm/nm.tar.xz -C node_modules && source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
 source tools/device_engine.sh
 part=${1:?usage: $0 tests|engines|load|final|throughput|serve|quant|quant-study}
