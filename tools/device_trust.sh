@@ -7,7 +7,8 @@
 #            line and rebuilt), TPOT and prefill of both shapes against their floors, and the CLI's
 #            exit code when its reader closes the pipe (`kiln run | head -c 16`)
 #   final    one call for the closing figures: the GPU tests, then the 8B's checkpoint and build, verify,
-#            load + first token twice, and TPOT of the 8B and the 1B
+#            load + first token twice, and TPOT of the 8B and the 1B (`final perf`: without the tests)
+#   tests FILE...  only those GPU test files, with the whole call's time
 #   load     the 8B alone: `kiln build --output`, `kiln verify`, the engine dir's load + first token
 #            three times (the checksums are checked on worker threads during the upload)
 #   throughput  the 8B through the executor (`kiln bench --num-requests`, all requests at once) at the
@@ -42,6 +43,15 @@ if [[ $part == quant-study ]]; then
   exit $?
 fi
 
+if [[ $part == tests && $# -gt 1 ]]; then # tests FILE...: those GPU test files alone, the whole call
+  shift
+  timeout 560 node scripts/test.mjs gpu "$@" >"$out/test_gpu.log" 2>&1
+  echo "test:gpu $* exit $?"
+  grep -E "^ℹ (tests|pass|fail|skipped)" "$out/test_gpu.log" | tr '\n' ' '
+  echo
+  grep -E "^✖|AssertionError|run twice|fused vs unfused|worst" "$out/test_gpu.log" | head -40
+  exit 0
+fi
 if [[ $part == tests ]]; then
   (
     bash tools/regenerate_generation_fixtures.sh "$out/gen" >"$out/gen.log" 2>&1
@@ -61,9 +71,11 @@ fi
 
 big=llama-3.1-8b small=llama-3.2-1b
 if [[ $part == final ]]; then
-  timeout 330 node scripts/test.mjs gpu >"$out/test_gpu.log" 2>&1
-  echo "test:gpu exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_gpu.log" | tr '\n' ' ')"
-  grep -E "^✖|AssertionError" "$out/test_gpu.log" | head -10
+  if [[ ${2:-} != perf ]]; then # `final perf`: the figures alone (the GPU tests in calls of their own)
+    timeout 330 node scripts/test.mjs gpu >"$out/test_gpu.log" 2>&1
+    echo "test:gpu exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_gpu.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError" "$out/test_gpu.log" | head -10
+  fi
   e=$(engine $big)
   echo "$big kiln build --output: $(tail -n 1 "$out/build-times.txt")"
   t0=$(date +%s%N)

@@ -21,9 +21,29 @@ import { noCudaDevice } from "../helpers/gpu.ts";
 import { tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
 import { cpuLogits, greedy, logProb, STEPS } from "./cpu_reference.ts";
 
-const skip = noCudaDevice();
+// fp8 is out of CUDA_WEIGHT_FORMATS until this suite passes (docs/QUANTIZATION.md: on the H200, fp8
+// engines part from the CPU beyond these bounds, and the gate_up-unfused engine from the fused one at
+// the prefill step). To debug it, list "fp8" in CUDA_WEIGHT_FORMATS and drop this reason.
+const REFUSED = "fp8 engines are refused on CUDA for now (CUDA_WEIGHT_FORMATS; docs/QUANTIZATION.md)";
+const skip = noCudaDevice() || REFUSED;
 const BOUND = { fp32: 0.05, bf16: 0.25 } as const;
 const STATIC_FIXTURE = join(import.meta.dirname, "..", "fixtures", "quantized", "ct-fp8-static");
+
+/** Where two greedy runs part: the first step whose logits differ, and the largest |Δ logit|. */
+function apartBy(
+  a: { tokens: number[]; logits: Float32Array },
+  b: { tokens: number[]; logits: Float32Array },
+) {
+  const V = a.logits.length / STEPS;
+  let first = -1;
+  let most = 0;
+  for (let i = 0; i < a.logits.length; i++) {
+    const d = Math.abs(a.logits[i] - b.logits[i]);
+    if (d > 0 && first < 0) first = Math.floor(i / V);
+    most = Math.max(most, d);
+  }
+  return first < 0 ? "identical" : `logits part at step ${first}, max |Δ| ${most.toExponential(2)}`;
+}
 
 const PROMPTS = [
   [5, 17, 42, 9, 3, 21, 8, 30, 11, 2, 7, 19, 25, 4, 13, 6, 40, 1, 33, 12],
@@ -73,10 +93,14 @@ describe("fp8 engines on CUDA vs the CPU backend", { skip }, () => {
             for (const [label, runner] of [
               ["gemv_fp8 decode, FP8 GEMM prefill", cuda],
               ["FP8 GEMM only", gemmOnly],
+              ["gate_up unfused", unfused],
             ] as const) {
               const got = await greedy(runner, ids);
               const want = await cpuLogits(cpu, ids, got.tokens);
               let worst = 0;
+              let widest = 0; // the largest |Δ logit| over whole rows: what the chosen token's log-prob hides
+              for (let i = 0; i < got.logits.length; i++)
+                widest = Math.max(widest, Math.abs(got.logits[i] - want[i]));
               for (let t = 0; t < STEPS; t++) {
                 const tok = got.tokens[t];
                 const a = logProb(got.logits.subarray(t * V, (t + 1) * V), tok);
@@ -84,12 +108,16 @@ describe("fp8 engines on CUDA vs the CPU backend", { skip }, () => {
                 worst = Math.max(worst, Math.abs(a - b));
               }
               console.log(
-                `${c.name} ${dtype} ${label} prompt ${ids.length}: worst |Δ log-prob| ${worst.toExponential(2)}`,
+                `${c.name} ${dtype} ${label} prompt ${ids.length}: worst |Δ log-prob| ${worst.toExponential(2)}, max |Δ logit| ${widest.toExponential(2)}`,
               );
               assert.ok(worst <= BOUND[dtype], `${c.name} ${label}: worst |Δ log-prob| ${worst}`);
             }
             const fused = await greedy(cuda, ids);
+            const again = await greedy(cuda, ids);
             const apart = await greedy(unfused, ids);
+            console.log(`${c.name} ${dtype} prompt ${ids.length}: run twice ${apartBy(fused, again)}`);
+            console.log(`${c.name} ${dtype} prompt ${ids.length}: fused vs unfused ${apartBy(fused, apart)}`);
+            assert.deepEqual(fused.logits, again.logits, "the same engine twice: same logits");
             assert.deepEqual(fused.tokens, apart.tokens);
             assert.deepEqual(fused.logits, apart.logits, "fused gated activation: same logits");
           }
