@@ -17,6 +17,8 @@
 #            128/128 request rate (p99 TPOT against the median), with Hugging Face continuous batching
 #            (tools/bench_hf_cb.py) on the same 128/128 requests; `throughput long` 1000/1000, 128/2048;
 #            `throughput hf` Hugging Face at 2048/128 and 1000/1000
+#   headline the 8B built for the executor (256 requests, 8,192 tokens a step: its build time), its
+#            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
 #            and 64 concurrent streams: ITL against the in-process decode step at batch 64)
 #   quant    weight-only quantization on CUDA (issue 19): the quantized GPU tests (test/gpu/quantized.test.ts,
@@ -32,7 +34,7 @@
 #   mkdir -p node_modules && tar -xJf .devnm/nm.tar.xz -C node_modules && source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
 source tools/device_engine.sh
-part=${1:?usage: $0 tests|engines|load|final|throughput|serve|quant|quant-study}
+part=${1:?usage: $0 tests|engines|load|final|headline|throughput|serve|quant|quant-study}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 # quant-study: issue 19's accuracy table (tools/quant_study.sh): trains the quant-study model, then held-out
@@ -142,7 +144,7 @@ if [[ $part == quant ]]; then
   bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
   exit 0
 fi
-if [[ $part == throughput || $part == serve ]]; then
+if [[ $part == throughput || $part == serve || $part == headline ]]; then
   ckpt=/tmp/hf-$big e=/tmp/engine-$big-throughput
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
   t0=$(date +%s%N)
@@ -165,6 +167,13 @@ if [[ $part == throughput || $part == serve ]]; then
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('HF %-19s %8.0f out tok/s %8.0f total tok/s  TTFT %.1f/%.1f ms  TPOT %.2f/%.2f ms (median/p99)  %s' % (sys.argv[2], d['outputTokensPerSec'], d['totalTokensPerSec'], d['ttftMs']['median'], d['ttftMs']['p99'], d['tpotMs']['median'], d['tpotMs']['p99'], d['engine']))" \
       "$f" "$label"
   }
+  if [[ $part == headline ]]; then # one engine for batch 1 and for load: the figures of issues 16 and 17
+    bench "$big decode (executor engine)" "$e" "${decode[@]}"
+    tp "128/128" 120 --num-requests 1024 --input-len 128 --output-len 128
+    bench "$small decode" "$(engine $small)" "${decode[@]}"
+    tp "2048/128" 120 --num-requests 256 --input-len 2048 --output-len 128
+    exit 0
+  fi
   if [[ $part == serve ]]; then # in-process first: the server then takes the GPU's free memory for KV
     tp "128/128 in-process" 120 --num-requests 1024 --input-len 128 --output-len 128
     tp "batch 64 in-process" 120 --num-requests 64 --input-len 128 --output-len 256
