@@ -124,11 +124,7 @@ export function sessionPerplexity(
 ): PerplexityResult {
   const opts = resolvePerplexityOptions(session.config.maxSeqLen, options);
   slidingWindows(ids.length, opts); // checks the options before the KV pool is sized
-  // An engine returns at most maxBatchSize logits rows per step (CUDA's arena is sized by it).
-  const scorer = new BackendScorer(session.backend, opts.maxLength, {
-    maxRows: session.config.build.maxBatchSize,
-  });
-  return perplexity(ids, opts, scorer);
+  return perplexity(ids, opts, new BackendScorer(session.backend, opts.maxLength));
 }
 
 /** −log softmax(row)[target] in float64. */
@@ -142,8 +138,8 @@ export function negLogProb(row: Float32Array, target: number): number {
 
 /** Scores windows on a backend directly: window positions 0…n−1 live in KV blocks 0…⌈n/B⌉−1 (slot =
  * position), fed in chunks of at most `chunkTokens` tokens whose logits rows are only the rows that
- * predict a scored token, at most `maxRows` of them per step. Owns nothing: the caller's backend keeps
- * its KV pool, resized here once. */
+ * predict a scored token, at most `maxRows` of them per step (never more than the backend's
+ * maxLogitRows). Owns nothing: the caller's backend keeps its KV pool, resized here once. */
 export class BackendScorer implements WindowScorer {
   private readonly chunkTokens: number;
   private readonly maxRows: number;
@@ -154,7 +150,7 @@ export class BackendScorer implements WindowScorer {
     { chunkTokens = 256, maxRows = chunkTokens }: { chunkTokens?: number; maxRows?: number } = {},
   ) {
     this.chunkTokens = Math.min(chunkTokens, backend.maxStepTokens ?? chunkTokens);
-    this.maxRows = maxRows;
+    this.maxRows = Math.min(maxRows, backend.maxLogitRows);
     const blocks = Math.ceil(maxLength / backend.kvBlockSize);
     if (backend.numKvBlocks < blocks) backend.allocateKvCache(blocks);
   }

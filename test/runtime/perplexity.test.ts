@@ -179,6 +179,32 @@ describe("the backend scorer", () => {
     }
   });
 
+  test("the backend's maxLogitRows bounds the rows per step by default, and the NLL is unchanged", () => {
+    const forward = backend.forward.bind(backend);
+    const rows: number[] = [];
+    backend.forward = (step) => {
+      rows.push(step.logitRows.length);
+      return forward(step);
+    };
+    const own = Object.getOwnPropertyDescriptor(backend, "maxLogitRows");
+    try {
+      const opts = { maxLength: 16, stride: 6 };
+      const whole = perplexity(ids, opts, new BackendScorer(backend, 16, { chunkTokens: 16 }));
+      Object.defineProperty(backend, "maxLogitRows", { value: 4, configurable: true });
+      rows.length = 0;
+      const bounded = perplexity(ids, opts, new BackendScorer(backend, 16, { chunkTokens: 16 }));
+      assert.ok(Math.max(...rows) <= 4, `rows per step: ${rows}`);
+      assert.equal(
+        rows.reduce((a, b) => a + b, 0),
+        39,
+      );
+      close(bounded.totalNll, whole.totalNll);
+    } finally {
+      backend.forward = forward;
+      if (own) Object.defineProperty(backend, "maxLogitRows", own);
+    }
+  });
+
   test("a last window of one token (nothing to score) runs no step", () => {
     const forward = backend.forward.bind(backend);
     let steps = 0;
