@@ -2,8 +2,10 @@
 // token ids (seeded) and exactly O output tokens each (ignore_eos, greedy), streamed, sent to any
 // OpenAI-compatible server at Poisson arrivals of R requests/s (seeded; default all at once) with at
 // most C in flight (default no cap). Times are this client's, as a user sees them:
-//   TTFT = first text chunk − send    TPOT = (last chunk − first chunk) / (tokens − 1)
-//   ITL  = chunk − previous chunk     tokens = usage.completion_tokens (else the text chunks)
+//   TTFT = first token chunk − send   TPOT = (last chunk − first chunk) / (tokens − 1)
+//   ITL  = chunk − previous chunk     tokens = usage.completion_tokens (else the token chunks)
+// A token chunk carries text, or empty text without a finish_reason (a server without a tokenizer
+// streams its tokens so); a chunk that only finishes is no token.
 // (runtime/latency_summary.ts, as `kiln bench` computes them).
 // A request that fails counts in `failed` and in no figure.
 import { KilnError } from "../errors.ts";
@@ -30,9 +32,9 @@ export interface ServeBenchOptions {
 /** One request as the client saw it (ms on performance.now()). */
 export interface ServeRun {
   sent: number;
-  /** When each chunk carrying text arrived. */
+  /** When each token chunk arrived. */
   chunkTimes: number[];
-  /** usage.completion_tokens, else the text chunks. */
+  /** usage.completion_tokens, else the token chunks. */
   outputTokens: number;
   /** null: it completed. */
   error: string | null;
@@ -98,7 +100,7 @@ export function summarizeServeRuns(
   return {
     completed: ok.length,
     failed: failed.length,
-    errors: failed.slice(0, 5).map((r) => r.error ?? "no text came back"),
+    errors: failed.slice(0, 5).map((r) => r.error ?? "no token came back"),
     durationS,
     outputTokens,
     outputTokensPerSec: outputTokens / durationS,
@@ -141,7 +143,10 @@ async function timedCompletion(url: URL, body: object): Promise<ServeRun> {
         }
         const chunk = JSON.parse(data);
         if (chunk.error) throw new Error(chunk.error.message ?? JSON.stringify(chunk.error));
-        if (chunk.choices?.[0]?.text) run.chunkTimes.push(now);
+        // A token's chunk: text, or (a server without a tokenizer) empty text before the finish.
+        const choice = chunk.choices?.[0];
+        if (typeof choice?.text === "string" && (choice.text !== "" || choice.finish_reason == null))
+          run.chunkTimes.push(now);
         if (typeof chunk.usage?.completion_tokens === "number") usageTokens = chunk.usage.completion_tokens;
       }
     }

@@ -1,6 +1,7 @@
 // A small fastify app that imitates an OpenAI-compatible streaming /v1/completions at a fixed pace:
 // the first chunk after firstMs, then one text chunk every gapMs up to max_tokens, a final chunk with
-// finish_reason, a usage chunk and `data: [DONE]`. It records each request's body and arrival time
+// finish_reason, a usage chunk and `data: [DONE]`; `tokenText: ""` streams token chunks without text,
+// as a server without a tokenizer does (kiln serve on a random-weight checkpoint). It records each request's body and arrival time
 // and how many were in flight at most. For the serving benchmark's tests.
 import type { AddressInfo } from "node:net";
 import Fastify from "fastify";
@@ -17,7 +18,11 @@ export interface FakeOpenAiServer {
   close(): Promise<void>;
 }
 
-export async function startFakeOpenAi(firstMs: number, gapMs: number): Promise<FakeOpenAiServer> {
+export async function startFakeOpenAi(
+  firstMs: number,
+  gapMs: number,
+  { tokenText = "ab" }: { tokenText?: string } = {},
+): Promise<FakeOpenAiServer> {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const app = Fastify({ logger: false, forceCloseConnections: true });
   let inFlight = 0;
@@ -48,7 +53,7 @@ export async function startFakeOpenAi(firstMs: number, gapMs: number): Promise<F
     const n = body.max_tokens as number;
     for (let i = 0; i < n; i++) {
       await sleep(i === 0 ? firstMs : gapMs);
-      chunk("ab", null);
+      chunk(tokenText, null);
     }
     chunk("", "length");
     data({ choices: [], usage: { prompt_tokens: 0, completion_tokens: n } });

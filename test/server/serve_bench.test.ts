@@ -94,6 +94,22 @@ test("fixed concurrency: every request has the fixed shape; the figures match th
   );
 });
 
+test("a server that streams tokens without text (no tokenizer): every request counts, at its pace", async () => {
+  const bare = await startFakeOpenAi(FIRST_MS, GAP_MS, { tokenText: "" });
+  try {
+    const r = await runServeBench({ url: bare.url, numRequests: 4, inputLen: 3, outputLen: 5, seed: 2 });
+    assert.equal(r.failed, 0, `errors: ${r.errors}`);
+    assert.equal(r.completed, 4);
+    assert.equal(r.outputTokens, 20);
+    assert.ok(r.ttftMs.median !== null && r.ttftMs.median >= FIRST_MS, `TTFT ${r.ttftMs.median}`);
+    // Five token chunks GAP_MS apart: the finish chunk is no token, so no ITL near zero.
+    assert.ok(r.itlMs.median !== null && r.itlMs.median >= GAP_MS * 0.8, `ITL ${r.itlMs.median}`);
+    assert.ok(r.tpotMs.median !== null && r.tpotMs.median >= GAP_MS * 0.8, `TPOT ${r.tpotMs.median}`);
+  } finally {
+    await bare.close();
+  }
+});
+
 test("a request rate sends on the seeded Poisson schedule, never early", async () => {
   fake.reset();
   const r = await runServeBench({ url, numRequests: 6, inputLen: 4, outputLen: 2, requestRate: 40, seed: 7 });
