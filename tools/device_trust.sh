@@ -12,12 +12,12 @@
 #   load     the 8B alone: `kiln build --output`, `kiln verify`, the engine dir's load + first token
 #            three times (the checksums are checked on worker threads during the upload)
 #   throughput  the 8B through the executor (`kiln bench --num-requests`, all requests at once) at the
-#            issue's ISL/OSL pairs on an engine built for 256 running requests and 8,192 tokens a
+#            issue's ISL/OSL pairs on an engine built for 1,024 running requests and 8,192 tokens a
 #            step: `throughput` (short) 128/128, 2048/128, then Poisson arrivals at about 70% of the
 #            128/128 request rate (p99 TPOT against the median), with Hugging Face continuous batching
 #            (tools/bench_hf_cb.py) on the same 128/128 requests; `throughput long` 1000/1000, 128/2048;
 #            `throughput hf` Hugging Face at 2048/128 and 1000/1000
-#   headline the 8B built for the executor (256 requests, 8,192 tokens a step: its build time), its
+#   headline the 8B built for the executor (1,024 requests, 8,192 tokens a step: its build time), its
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
 #            and 64 concurrent streams: ITL against the in-process decode step at batch 64)
@@ -120,7 +120,7 @@ if [[ $part == quant ]]; then
     e=/tmp/engine-$big-fp8
     t0=$(date +%s%N)
     [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize fp8 \
-      --max-batch-size 256 --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-fp8.json" 2>"$out/build-fp8.err"
+      --max-batch-size 1024 --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-fp8.json" 2>"$out/build-fp8.err"
     echo "$big fp8 kiln build: exit $? in $(ms "$t0") ms (goal ≤ 90000; build-fp8.err)"
     bench "$big fp8 decode" "$e" "${decode[@]}"
     bench "$big fp8 prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 3
@@ -148,7 +148,7 @@ if [[ $part == throughput || $part == serve || $part == headline ]]; then
   ckpt=/tmp/hf-$big e=/tmp/engine-$big-throughput
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
   t0=$(date +%s%N)
-  [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 256 \
+  [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 1024 \
     --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-throughput.json" 2>"$out/build-throughput.err"
   echo "$big throughput engine: exit $? in $(ms "$t0") ms"
   tp() { # label seconds flags...
