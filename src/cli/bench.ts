@@ -30,6 +30,9 @@ import {
   quantizeOption,
 } from "./quantize_flag.ts";
 
+/** Most running requests of the engine `kiln bench --num-requests` builds from a checkpoint. */
+const THROUGHPUT_MAX_BATCH = 1024;
+
 interface BenchFlags extends KvCacheFlags, ThroughputFlags, ServeFlags, CalibrationFlags {
   model?: string;
   backend?: "cpu" | "cuda";
@@ -167,8 +170,12 @@ export function registerBench(program: Command): void {
         ...calibrationBuild(f),
         ...(f.randomWeights ? { randomWeights: true } : {}),
         ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
-        // A checkpoint's engine: room for the batch (latency) or for up to 256 running requests.
-        maxBatchSize: Math.max(64, f.numRequests !== undefined ? Math.min(f.numRequests, 256) : f.batchSize),
+        // A checkpoint's engine: room for the batch (latency), or for every request at once up to
+        // THROUGHPUT_MAX_BATCH (decode steps then read the weights once for that many tokens).
+        maxBatchSize: Math.max(
+          64,
+          f.numRequests !== undefined ? Math.min(f.numRequests, THROUGHPUT_MAX_BATCH) : f.batchSize,
+        ),
         maxNumTokens: Math.max(
           4096,
           f.numRequests !== undefined ? (f.maxNumTokens ?? 0) : f.batchSize * f.inputLen,

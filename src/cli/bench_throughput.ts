@@ -69,7 +69,10 @@ export function throughputTable(r: ThroughputResult): string {
       `${r.decodeStepFloorMs.toFixed(3)} ms at ${r.floorBatch} sequences (median TPOT ×${r.tpotOverFloor.toFixed(2)})`,
     ],
     ["ITL", ms(r.itlMs)],
-    ["iterations", `${e.iterations} (${e.preemptions} preemptions, ${e.overlappedIterations} overlapped)`],
+    [
+      "iterations",
+      `${e.iterations} (${e.preemptions} preemptions, ${e.overlappedIterations} overlapped; at most ${e.peakScheduled} requests at once)`,
+    ],
     ["host wait per iteration", ms(e.hostWaitMs)],
     ["host work per iteration", ms(e.hostMs)],
     ["prefix cache hits", `${e.prefixHitTokens} of ${e.prefixQueryTokens} prompt tokens`],

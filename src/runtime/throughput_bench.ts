@@ -89,6 +89,9 @@ export interface ThroughputResult {
     peakKvBlocksUsed: number;
     /** peakKvBlocksUsed / kvBlocks. */
     peakKvUsage: number;
+    /** Most requests one iteration scheduled: how many ran at once (the engine's maxBatchSize bounds
+     * it). */
+    peakScheduled: number;
     /** Iterations whose step was queued while the previous one ran (the executor's overlap). */
     overlappedIterations: number;
     /** Per iteration: host ms waiting for the step's tokens (collectSample, or the synchronous
@@ -282,6 +285,7 @@ export async function runThroughputBench(
         kvLimitedBy: byRequests ? "requests" : executor.kvSizing.limitedBy,
         peakKvBlocksUsed: peak,
         peakKvUsage: peak / after.kv.numBlocks,
+        peakScheduled: Math.max(0, ...iterations.map((s) => s.numScheduled)),
         overlappedIterations: iterations.filter((s) => s.overlapped).length,
         hostWaitMs: summary(iterations.map((s) => s.hostWaitMs)),
         hostMs: summary(iterations.map((s) => s.hostMs)),

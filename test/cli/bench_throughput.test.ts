@@ -21,6 +21,21 @@ function benchJson(args: string[], env: Record<string, string>) {
   return JSON.parse(r.stdout);
 }
 
+test("kiln bench --num-requests 300 from a checkpoint: its engine runs all 300 at once", () => {
+  const cache = tempCache();
+  try {
+    const r = kiln(["bench", "--input-len", "2", "--output-len", "2", "--num-requests", "300", "--json"], {
+      KILN_CACHE_DIR: cache.dir,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const o = JSON.parse(r.stdout);
+    assert.equal(o.outputTokens, 600);
+    assert.equal(o.executor.peakScheduled, 300, JSON.stringify(o.executor));
+  } finally {
+    cache.cleanup();
+  }
+});
+
 test("kiln bench --num-requests --json: every field, consistent", () => {
   const cache = tempCache();
   try {
@@ -64,6 +79,7 @@ test("kiln bench --num-requests --json: every field, consistent", () => {
     assert.equal(e.kvLimitedBy, "requests");
     assert.equal(e.peakKvBlocksUsed, 4);
     assert.equal(e.peakKvUsage, 1);
+    assert.equal(e.peakScheduled, 4, "every request runs in the first iteration");
     // The CPU backend queues steps: after the first, each decode is queued before the last is read.
     assert.ok(e.overlappedIterations > 0 && e.overlappedIterations < e.iterations, JSON.stringify(e));
     for (const k of ["hostWaitMs", "hostMs"])
@@ -101,7 +117,10 @@ test("kiln bench --num-requests --json: every field, consistent", () => {
     assert.match(table.stdout, /decoding\s+sampled \(temperature 1, topK 5\)/);
     assert.match(table.stdout, /TPOT\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
     assert.match(table.stdout, /decode step floor\s+[\d.]+ ms at \d+ sequences \(median TPOT ×[\d.]+\)/);
-    assert.match(table.stdout, /iterations\s+\d+ \(0 preemptions, \d+ overlapped\)/);
+    assert.match(
+      table.stdout,
+      /iterations\s+\d+ \(0 preemptions, \d+ overlapped; at most 2 requests at once\)/,
+    );
     assert.match(table.stdout, /host wait per iteration\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
     assert.match(table.stdout, /host work per iteration\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
     // 2 requests of 8 + 3 tokens, one block of 16 each, sized by the bench for every request at once.
