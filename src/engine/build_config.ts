@@ -97,8 +97,14 @@ function positiveInt(name: string, v: number): void {
   }
 }
 
+/** maxBatchSize of a CUDA engine when none is asked for: room for a server's concurrent requests
+ * (DEFAULT_BUILD_CONFIG's 64 is the CPU's, where a step of many rows gains nothing). */
+export const DEFAULT_CUDA_MAX_BATCH_SIZE = 256;
+
 export function resolveBuildConfig(partial: Partial<BuildConfig> = {}): BuildConfig {
-  const c: BuildConfig = { ...DEFAULT_BUILD_CONFIG, ...stripUndefined(partial) };
+  const given = stripUndefined(partial);
+  const c: BuildConfig = { ...DEFAULT_BUILD_CONFIG, ...given };
+  if (given.maxBatchSize === undefined && c.backend === "cuda") c.maxBatchSize = DEFAULT_CUDA_MAX_BATCH_SIZE;
   if (c.backend !== "cpu" && c.backend !== "cuda") {
     throw new InvalidArgumentError(`unknown backend "${c.backend}"; use --backend cpu or --backend cuda`);
   }

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   CUDA_WEIGHT_FORMATS,
+  DEFAULT_CUDA_MAX_BATCH_SIZE,
   isCudaWeightFormat,
   QUANTIZE_METHODS,
   resolveBuildConfig,
@@ -52,4 +53,15 @@ describe("resolveBuildConfig: --quantize with --backend cuda", () => {
       assert.equal(resolveBuildConfig({ backend: "cpu", quantize }).quantize, quantize);
     });
   }
+});
+
+describe("resolveBuildConfig: maxBatchSize defaults", () => {
+  it("a CUDA engine takes DEFAULT_CUDA_MAX_BATCH_SIZE running requests; a CPU one 64; a given value wins", () => {
+    assert.equal(resolveBuildConfig({ backend: "cuda" }).maxBatchSize, DEFAULT_CUDA_MAX_BATCH_SIZE);
+    assert.equal(DEFAULT_CUDA_MAX_BATCH_SIZE, 256);
+    assert.equal(resolveBuildConfig({ backend: "cpu" }).maxBatchSize, 64);
+    assert.equal(resolveBuildConfig({}).maxBatchSize, 64);
+    assert.equal(resolveBuildConfig({ backend: "cuda", maxBatchSize: 8 }).maxBatchSize, 8);
+    assert.equal(resolveBuildConfig({ backend: "cuda", maxBatchSize: undefined }).maxBatchSize, 256);
+  });
 });
