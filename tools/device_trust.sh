@@ -19,6 +19,8 @@
 #            `throughput hf` Hugging Face at 2048/128 and 1000/1000
 #   headline the 8B built for the executor (1,024 requests, 8,192 tokens a step: its build time), its
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
+#   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024: a decode step's GPU time
+#            by kernel kind
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
 #            and 64 concurrent streams: ITL against the in-process decode step at batch 64)
 #   quant    weight-only quantization on CUDA (issue 19): the quantized GPU tests (test/gpu/quantized.test.ts,
@@ -34,7 +36,7 @@
 #   mkdir -p node_modules && tar -xJf .devnm/nm.tar.xz -C node_modules && source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
 source tools/device_engine.sh
-part=${1:?usage: $0 tests|engines|load|final|headline|throughput|serve|quant|quant-study}
+part=${1:?usage: $0 tests|engines|load|final|headline|profile|throughput|serve|quant|quant-study}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 # quant-study: issue 19's accuracy table (tools/quant_study.sh): trains the quant-study model, then held-out
@@ -144,7 +146,7 @@ if [[ $part == quant ]]; then
   bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
   exit 0
 fi
-if [[ $part == throughput || $part == serve || $part == headline ]]; then
+if [[ $part == throughput || $part == serve || $part == headline || $part == profile ]]; then
   ckpt=/tmp/hf-$big e=/tmp/engine-$big-throughput
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
   t0=$(date +%s%N)
@@ -167,6 +169,15 @@ if [[ $part == throughput || $part == serve || $part == headline ]]; then
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('HF %-19s %8.0f out tok/s %8.0f total tok/s  TTFT %.1f/%.1f ms  TPOT %.2f/%.2f ms (median/p99)  %s' % (sys.argv[2], d['outputTokensPerSec'], d['totalTokensPerSec'], d['ttftMs']['median'], d['ttftMs']['p99'], d['tpotMs']['median'], d['tpotMs']['p99'], d['engine']))" \
       "$f" "$label"
   }
+  if [[ $part == profile ]]; then # where a decode step's GPU time goes at the executor's batch sizes
+    for b in 256 1024; do
+      ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len 128 --output-len 16 --runs 1 \
+        --profile >"$out/profile-$b.txt" 2>>"$out/bench.err" || echo "profile at batch $b failed (bench.err)"
+      echo "batch $b:"
+      cat "$out/profile-$b.txt"
+    done
+    exit 0
+  fi
   if [[ $part == headline ]]; then # one engine for batch 1 and for load: the figures of issues 16 and 17
     bench "$big decode (executor engine)" "$e" "${decode[@]}"
     tp "128/128" 120 --num-requests 1024 --input-len 128 --output-len 128
