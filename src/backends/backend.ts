@@ -102,8 +102,9 @@ export interface ExecutionBackend {
    * row of `feed.from` to read it from, and the backend substitutes the token on the device (CUDA:
    * apply_penalties reads the sampled slot the embedding reads) before the penalties apply.
    * `feed.from` must be the last queued ticket (collected or not); a feed that breaks these rules
-   * (penalties.fed included: token_feed.ts checkPenaltyFeed) throws TokenFeedError before anything runs. A ticket is collected at most once, in queue order;
-   * at most two may be outstanding (queuing a third drops both: an abandoned generation). */
+   * (penalties.fed included: token_feed.ts checkPenaltyFeed) throws TokenFeedError before anything
+   * runs. A ticket is collected at most once, in queue order; at most two may be outstanding
+   * (queuing a third drops both: an abandoned generation). */
   enqueueSample?(step: StepInput, p: SampleParams, t: StepTransforms, feed?: TokenFeed): SampleTicket;
   collectSample?(ticket: SampleTicket): { tokens: Int32Array; logProbs: Float32Array };
   /** Where a decode step's device time goes: GPU time per kind of launch (eager, one event pair

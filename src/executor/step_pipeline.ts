@@ -9,10 +9,11 @@
 // sampled on the device: one iteration schedules, builds and queues step N+1 (its decodes fed on the
 // device with N's tokens), then reads step N and does N's host work (stops, text, events) while N+1
 // runs. When a request of step N needs its token on the host to build its next inputs, N is read
-// before N+1 is scheduled (landFirst; penalties do not need it: overlap.ts feedPenalties); while a request that needs host logits or whose next inputs
-// are not its own tokens (beams, a group before its fan-out) runs or is next in the queue, every
-// step runs now (queueable is false; overlap.ts's overlapMode has the rules). It holds the one step
-// queued and not read yet (a Flight) and reports each step it reads to the IterationReporter.
+// before N+1 is scheduled (landFirst; penalties do not: overlap.ts feedPenalties); while a request
+// that needs host logits or whose next inputs are not its own tokens (beams, a group before its
+// fan-out) runs or is next in the queue, every step runs now (queueable is false; overlap.ts's
+// overlapMode has the rules). It holds the one step queued and not read yet (a Flight) and reports
+// each step it reads to the IterationReporter.
 import type { ExecutionBackend } from "../backends/backend.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { invariant } from "./errors.ts";
