@@ -412,6 +412,36 @@ describe("executor overlap: penalties read the newest token on the device", () =
         );
       });
 
+  test("numReturnSequences 3 with penalties: each sample's list reads its own newest token", async () => {
+    const req: ExecutorRequest = {
+      prompt: PEN_PROMPT,
+      maxNewTokens: 6,
+      endId: [],
+      temperature: 1,
+      seed: 9,
+      numReturnSequences: 3,
+      repetitionPenalty: 1.6,
+      frequencyPenalty: 0.5,
+    };
+    const ref = synchronous();
+    const want = await collectGroup(ref, ref.enqueue(req));
+    const { ex, spy } = spied();
+    const got = await collectGroup(ex, ex.enqueue(req));
+    assert.deepEqual(
+      got.seqs.map((q) => [q.tokens, q.logProbs]),
+      want.seqs.map((q) => [q.tokens, q.logProbs]),
+    );
+    assert.ok(
+      new Set(got.seqs.map((q) => q.tokens.join())).size > 1,
+      "the samples agree: the test lost its point",
+    );
+    // The fan-out is synchronous, the next step queued alone; then each before the last is read.
+    assert.deepEqual(
+      spy.stats.map((q) => q.overlapped),
+      [false, false, true, true, true, true],
+    );
+  });
+
   test("without the substitution the penalties miss the newest token (the tests above can fail)", async () => {
     const req: ExecutorRequest = {
       prompt: PEN_PROMPT,
@@ -490,7 +520,12 @@ describe("executor overlap: randomised mixes equal the synchronous loop", () => 
           ...(r() < 0.5 ? { greedy: true } : { temperature: 0.8, topK: 12, seed: pick(1000) }),
         };
         if (r() < 0.2) req.stopWords = [[pick(61)], [pick(61)], [pick(61)], [pick(61), pick(61)]];
-        if (seed % 3 === 0 && r() < 0.08) req.presencePenalty = 0.5;
+        if (seed % 3 === 0) {
+          const u = r();
+          if (u < 0.1) req.presencePenalty = 0.5;
+          else if (u < 0.2) req.repetitionPenalty = 1.4;
+          else if (u < 0.3) Object.assign(req, { frequencyPenalty: 0.6, repetitionPenalty: 0.8 });
+        }
         if (seed % 2 === 0 && !req.greedy && r() < 0.3) req.numReturnSequences = 2;
         return { req, delay: pick(3), cancelAfter: r() < 0.25 ? 1 + pick(3) : null };
       });
@@ -517,7 +552,7 @@ describe("executor overlap: randomised mixes equal the synchronous loop", () => 
         );
       if (seed % 3 === 0)
         assert.ok(
-          js.some((j) => j.req.presencePenalty),
+          js.some((j) => j.req.presencePenalty || j.req.repetitionPenalty || j.req.frequencyPenalty),
           "no penalties: the test lost its point",
         );
       assert.ok(ex.stats().numPreemptions > 0, "no preemption: the test lost its point");
