@@ -20,9 +20,14 @@
 //     const float* frequency,   // [B] OpenAI: l −= p·count for generated ids; 0 = off
 //     int* counts,              // [B, VOCAB] workspace: must be all zero on entry (memset once at
 //                               //   allocation); the kernel leaves it all zero again
-//     int max_tokens)
+//     int max_tokens,
+//     const int* sampled,       // may be null: the sampled-token buffer of queued steps (the one the
+//                               //   embedding reads fed tokens from; written by an earlier step)
+//     const int* fed)           // [B], may be null (with sampled): fed[b] ≥ 0 → row b's last list entry
+//                               //   (tokens[b][token_lens[b] − 1], a placeholder) is sampled[fed[b]];
+//                               //   −1 → the list is complete. Null: every list is complete.
 //   grid = (B), block = (1024) (any multiple of 32), shared memory: none.
-//   Ids outside [0, VOCAB) are ignored.
+//   Ids outside [0, VOCAB) are ignored. `sampled` is read only after kiln::pdl_wait().
 //
 // extern "C" __global__ void ban_tokens(float* logits /*[B, VOCAB]*/, const int* banned /*[B, max_banned]*/,
 //                                       int max_banned)
@@ -823,7 +828,8 @@ extern "C" __global__ void add_logit_bias(float* logits, const float* bias, int 
 
 extern "C" __global__ void apply_penalties(float* logits, const int* tokens, const int* token_lens,
                                            const int* prompt_lens, const float* repetition, const float* presence,
-                                           const float* frequency, int* counts, int max_tokens) {
+                                           const float* frequency, int* counts, int max_tokens, const int* sampled,
+                                           const int* fed) {
   kiln::pdl_wait();  // logits come from the previous kernel (see pdl.cuh)
   kiln::pdl_launch_dependents();
   const int b = blockIdx.x;
@@ -834,17 +840,21 @@ extern "C" __global__ void apply_penalties(float* logits, const int* tokens, con
   const int* ids = tokens + (long long)b * max_tokens;
   const int len = min(token_lens[b], max_tokens);
   const int plen = max(0, prompt_lens[b]);
+  // The list's last entry, fed from an earlier step's sampled token (its host copy is a placeholder).
+  const int from = (sampled != nullptr && fed != nullptr) ? fed[b] : -1;
+  const int last = (from >= 0 && len > 0) ? sampled[from] : 0;
+  auto id_at = [&](int i) { return (from >= 0 && i == len - 1) ? last : ids[i]; };
   constexpr int kClaimed = 0x40000000;  // count bit: the id's logit has been updated
   // 1. Occurrences among the generated ids.
   for (int i = plen + threadIdx.x; i < len; i += blockDim.x) {
-    const int t = ids[i];
+    const int t = id_at(i);
     if (t >= 0 && t < VOCAB) atomicAdd(&cnt[t], 1);
   }
   __syncthreads();
   // 2. Once per distinct id of the sequence: the first thread to set the claim bit updates the logit,
   //    repetition first, then presence/frequency as l − (p + f·n) in fp64 rounded once (the reference).
   for (int i = threadIdx.x; i < len; i += blockDim.x) {
-    const int t = ids[i];
+    const int t = id_at(i);
     if (t < 0 || t >= VOCAB) continue;
     const int old = atomicOr(&cnt[t], kClaimed);
     if (old & kClaimed) continue;
@@ -859,7 +869,7 @@ extern "C" __global__ void apply_penalties(float* logits, const int* tokens, con
   __syncthreads();
   // 3. Leave the workspace zero for the next call.
   for (int i = threadIdx.x; i < len; i += blockDim.x) {
-    const int t = ids[i];
+    const int t = id_at(i);
     if (t >= 0 && t < VOCAB) cnt[t] = 0;
   }
 }

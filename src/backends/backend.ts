@@ -97,10 +97,14 @@ export interface ExecutionBackend {
    * `feed.rows[i]` is −1 (HOST_TOKEN, token_feed.ts), its tokens in `step.tokenIds` as usual: the host
    * queues step N+1 (new prompt chunks and decodes mixed) before it has read step N's tokens, so its
    * bookkeeping overlaps the GPU. Only a sequence with queryLen 1 may be fed (prompt chunks take host
-   * tokens); its `step.tokenIds` entry is a placeholder, and `t` must not depend on the fed token.
+   * tokens); its `step.tokenIds` entry is a placeholder, and `t` must not depend on the fed token,
+   * except through `t.penalties.fed`: a penalty list whose last entry is that placeholder names the
+   * row of `feed.from` to read it from, and the backend substitutes the token on the device (CUDA:
+   * apply_penalties reads the sampled slot the embedding reads) before the penalties apply.
    * `feed.from` must be the last queued ticket (collected or not); a feed that breaks these rules
-   * throws TokenFeedError before anything runs. A ticket is collected at most once, in queue order;
-   * at most two may be outstanding (queuing a third drops both: an abandoned generation). */
+   * (penalties.fed included: token_feed.ts checkPenaltyFeed) throws TokenFeedError before anything
+   * runs. A ticket is collected at most once, in queue order; at most two may be outstanding
+   * (queuing a third drops both: an abandoned generation). */
   enqueueSample?(step: StepInput, p: SampleParams, t: StepTransforms, feed?: TokenFeed): SampleTicket;
   collectSample?(ticket: SampleTicket): { tokens: Int32Array; logProbs: Float32Array };
   /** Where a decode step's device time goes: GPU time per kind of launch (eager, one event pair

@@ -11,6 +11,11 @@ export interface PenaltyParams {
   tokens: Int32Array[];
   /** Per row: how many of `tokens` are prompt (presence/frequency count only the rest). */
   promptLens: Int32Array; // [B]
+  /** Per row (enqueueSample with a feed only): the row of `feed.from`'s samples whose token is the
+   * last entry of `tokens[r]` (a placeholder on the host, which queued this step before it read that
+   * token), or −1 (HOST_TOKEN) when `tokens[r]` is complete. The backend substitutes the sampled token
+   * before it applies the penalties (backends/token_feed.ts). Absent: every list is complete. */
+  fed?: Int32Array; // [B]
 }
 
 export interface SampleParams {
@@ -28,6 +33,7 @@ export interface SampleParams {
 export interface DecodingOps {
   /** logits[r] += bias for every row. bias: [V]. */
   addBias(logits: Float32Array, B: number, V: number, bias: Float32Array): void;
+  /** Penalties over complete token lists (p.fed absent or all −1: only enqueueSample resolves it). */
   applyPenalties(logits: Float32Array, B: number, V: number, p: PenaltyParams): void;
   /** Sets logits[r][id] = −∞ for every id in banned[r]. */
   banTokens(logits: Float32Array, B: number, V: number, banned: readonly (readonly number[])[]): void;

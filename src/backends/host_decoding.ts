@@ -10,6 +10,10 @@ export const cpuDecodingOps: DecodingOps = {
   },
 
   applyPenalties(logits, B, V, p: PenaltyParams) {
+    if (p.fed?.some((f) => f >= 0))
+      throw new Error(
+        "internal: penalty lists with fed entries reach applyPenalties (enqueueSample resolves them)",
+      );
     for (let r = 0; r < B; r++) {
       const row = logits.subarray(r * V, (r + 1) * V);
       const toks = p.tokens[r];

@@ -8,7 +8,13 @@
 //                                                      (x is a placeholder); s0, s2 as given
 // Only a sequence with queryLen 1 may be fed. Both backends check a feed with checkFeed before they
 // run anything: a bad feed is the caller's bug, and would otherwise read another row's token.
+//
+// Penalties (decoding_ops.ts PenaltyParams.fed) read the fed token too: a logits row whose penalty
+// list ends with the placeholder names the row of feed.from whose token that entry is, so a request
+// with repetition/presence/frequency penalties is queued before its newest token is read.
+//   penalties.tokens[r]: [ prompt … g0 g1 x ]    penalties.fed[r]: 3   (x ← feed.from's row 3)
 import type { StepInput, TokenFeed } from "./backend.ts";
+import type { PenaltyParams, StepTransforms } from "./decoding_ops.ts";
 
 /** feed.rows[i] of a sequence whose input comes from the host's step.tokenIds. */
 export const HOST_TOKEN = -1;
@@ -53,4 +59,38 @@ export function fedTokenIds(step: StepInput, rows: Int32Array, sampled: Int32Arr
     if (rows[i] !== HOST_TOKEN) ids[s.queryStart] = sampled[rows[i]];
   });
   return ids;
+}
+
+/** Throws TokenFeedError unless `t.penalties.fed` fits the step and its feed: one entry per logits
+ * row, each HOST_TOKEN or a row of `feed.from` (a feed is needed then), on a non-empty list. */
+export function checkPenaltyFeed(step: StepInput, t: StepTransforms, feed: TokenFeed | undefined): void {
+  const p = t.penalties;
+  if (!p?.fed) return;
+  const B = step.logitRows.length;
+  if (p.fed.length !== B) throw new TokenFeedError(`${p.fed.length} penalty feed rows for ${B} logits rows`);
+  for (let r = 0; r < B; r++) {
+    const f = p.fed[r];
+    if (f === HOST_TOKEN) continue;
+    if (!feed) throw new TokenFeedError(`penalty row ${r} is fed row ${f}, but the step has no feed`);
+    if (!Number.isInteger(f) || f < 0 || f >= feed.from.rows)
+      throw new TokenFeedError(
+        `penalty row ${r} is fed row ${f}; ticket ${feed.from.id} sampled rows 0..${feed.from.rows - 1}`,
+      );
+    if (p.tokens[r].length === 0)
+      throw new TokenFeedError(`penalty row ${r} is fed row ${f} but its token list is empty`);
+  }
+}
+
+/** `p` with each fed row's last token replaced by `sampled[p.fed[r]]` (copies of those lists), and no
+ * `fed`: complete lists for DecodingOps.applyPenalties. */
+export function fedPenalties(p: PenaltyParams, sampled: Int32Array): PenaltyParams {
+  const { fed, ...rest } = p;
+  if (!fed) return p;
+  const tokens = p.tokens.map((list, r) => {
+    if (fed[r] === HOST_TOKEN) return list;
+    const out = list.slice();
+    out[out.length - 1] = sampled[fed[r]];
+    return out;
+  });
+  return { ...rest, tokens };
 }

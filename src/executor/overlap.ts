@@ -16,7 +16,12 @@
 // a request preempted while a step of it is queued, and full blocks keyed (Scheduler.resolve) before
 // the queued step that fills them has run: a step that reads them is queued after that one.
 // A request cancelled or timed out while a step of it is queued loses that step's token.
+// Repetition/presence/frequency penalties overlap too: their lists are built on the host from the
+// sequence's tokens, whose newest one is N's placeholder when N+1 is built. That row's list ends with
+// the placeholder and names the feed row that holds its token (feedPenalties, PenaltyParams.fed); the
+// backend substitutes it before the penalties apply, as the embedding does for the input token.
 import type { SampleTicket, TokenFeed } from "../backends/backend.ts";
+import type { StepTransforms } from "../backends/decoding_ops.ts";
 import { HOST_TOKEN } from "../backends/token_feed.ts";
 import { invariant } from "./errors.ts";
 import type { DecodingState } from "./executor_request.ts";
@@ -32,17 +37,15 @@ import type { SchedulerOutput } from "./scheduler_output.ts";
  *    further back in the queue it only keeps itself out of queued steps (Scheduler.schedule's
  *    `admits`).
  *  - "afterRead": its rows are sampled on the device, but its next step's decoding inputs are built
- *    on the host from its token list: repetition/presence/frequency penalties, no-repeat n-gram and
- *    bad-word bans, top-p decay. The step after one it samples in is built once that step is read.
- *  - "overlap": neither (min length only counts tokens: it may overlap).
+ *    on the host from its token's value: no-repeat n-gram and bad-word bans, top-p decay. The step
+ *    after one it samples in is built once that step is read.
+ *  - "overlap": neither. Min length only counts tokens; repetition/presence/frequency penalties read
+ *    the newest token on the device (feedPenalties).
  */
 export function overlapMode(state: DecodingState, ownInputs: boolean): "sync" | "afterRead" | "overlap" {
   const c = state.cfg;
   if (!ownInputs || state.needsHostLogits || c.returnContextLogits) return "sync";
   const tokenFree =
-    c.repetitionPenalty[0] === 1 &&
-    c.presencePenalty[0] === 0 &&
-    c.frequencyPenalty[0] === 0 &&
     c.noRepeatNgramSize[0] === 0 &&
     state.badWordIds.length === 0 &&
     c.topPDecay[0] === 1 &&
@@ -85,4 +88,26 @@ export function feedFrom(
     return p.row;
   });
   return fed ? { from: prev.ticket, rows } : null;
+}
+
+/** `t` with its penalty lists' fed entries (PenaltyParams.fed): the list of a sampled row whose
+ * sequence `feed` feeds ends with the placeholder of the step in flight, whose token is that feed
+ * row's. `rowSeqs`: per sampled row (t's rows), its sequence's index in the step (out.chunks). */
+export function feedPenalties(
+  t: StepTransforms,
+  feed: TokenFeed | null,
+  out: SchedulerOutput,
+  rowSeqs: readonly number[],
+): StepTransforms {
+  const p = t.penalties;
+  if (!p || !feed) return t;
+  const fed = Int32Array.from(rowSeqs, (i, r) => {
+    const f = feed.rows[i];
+    invariant(
+      f === HOST_TOKEN || p.tokens[r].length === out.chunks[i].start + 1,
+      `request ${out.chunks[i].requestId}'s penalty list does not end with its fed token`,
+    );
+    return f;
+  });
+  return fed.some((f) => f !== HOST_TOKEN) ? { ...t, penalties: { ...p, fed } } : t;
 }

@@ -9,16 +9,17 @@
 // sampled on the device: one iteration schedules, builds and queues step N+1 (its decodes fed on the
 // device with N's tokens), then reads step N and does N's host work (stops, text, events) while N+1
 // runs. When a request of step N needs its token on the host to build its next inputs, N is read
-// before N+1 is scheduled (landFirst); while a request that needs host logits or whose next inputs
-// are not its own tokens (beams, a group before its fan-out) runs or is next in the queue, every
-// step runs now (queueable is false; overlap.ts's overlapMode has the rules). It holds the one step
-// queued and not read yet (a Flight) and reports each step it reads to the IterationReporter.
+// before N+1 is scheduled (landFirst; penalties do not: overlap.ts feedPenalties); while a request
+// that needs host logits or whose next inputs are not its own tokens (beams, a group before its
+// fan-out) runs or is next in the queue, every step runs now (queueable is false; overlap.ts's
+// overlapMode has the rules). It holds the one step queued and not read yet (a Flight) and reports
+// each step it reads to the IterationReporter.
 import type { ExecutionBackend } from "../backends/backend.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { invariant } from "./errors.ts";
 import type { IterationReporter, StepCounts } from "./iteration_stats.ts";
 import type { LiveRequest, OutputProcessor } from "./output_processor.ts";
-import { type Flight, feedFrom, overlapMode } from "./overlap.ts";
+import { type Flight, feedFrom, feedPenalties, overlapMode } from "./overlap.ts";
 import { forwardAndSample, rowSampling, type SampledRow } from "./sample_rows.ts";
 import { type RowSample, SamplingGroup } from "./sampling_group.ts";
 import type { Branch, Scheduler } from "./scheduler.ts";
@@ -161,12 +162,20 @@ export class StepPipeline {
       const l = this.live.get(sr.requestId) as LiveRequest;
       rows.push(...(l.group as SamplingGroup).rows(l.request, sr.seq, sr.row));
     }
-    const { params, transforms } = rowSampling(rows);
     const prev = this.flight;
     const kvIds = out.chunks.map((c) => (this.live.get(c.requestId) as LiveRequest).request.seqs[c.seq].kvId);
-    const feed = feedFrom(prev, out, kvIds) ?? undefined;
+    const feed = feedFrom(prev, out, kvIds);
+    // Each sampled row's sequence in the step (one row each: a queued step's groups have fanned out).
+    const seqOf = new Map(kvIds.map((id, i) => [id, i]));
+    const rowSeqs = sampled.map((sr) => {
+      const l = this.live.get(sr.requestId) as LiveRequest;
+      return seqOf.get(l.request.seqs[sr.seq].kvId) as number;
+    });
+    const sampling = rowSampling(rows);
+    const params = sampling.params;
+    const transforms = feedPenalties(sampling.transforms, feed, out, rowSeqs);
     const enqueue = this.backend.enqueueSample as NonNullable<ExecutionBackend["enqueueSample"]>;
-    const ticket = enqueue.call(this.backend, step, params, transforms, feed);
+    const ticket = enqueue.call(this.backend, step, params, transforms, feed ?? undefined);
     this.scheduler.advance(out);
     const pending: Flight["pending"] = new Map();
     out.chunks.forEach((c, i) => {

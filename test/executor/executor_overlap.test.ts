@@ -196,13 +196,13 @@ describe("executor overlap: the next step is queued before the last is read", ()
     );
   });
 
-  test("while a request with penalties runs, each step is read before the next is built", async () => {
+  test("while a request with no-repeat n-grams runs, each step is read before the next is built", async () => {
     const { ex, spy } = spied();
     const pen: ExecutorRequest = {
       prompt: prompt(4, 5),
       maxNewTokens: 4,
       greedy: true,
-      repetitionPenalty: 1.3,
+      noRepeatNgramSize: 2,
     };
     const a = ex.enqueue({ prompt: prompt(5, 5), maxNewTokens: 8, greedy: true, endId: [] });
     await ticks(3);
@@ -211,7 +211,7 @@ describe("executor overlap: the next step is queued before the last is read", ()
     assert.deepEqual(ga.tokens, await alone(prompt(5, 5), 8));
     const [want] = await runner.generate(
       { ids: prompt(4, 5) },
-      { maxNewTokens: 4, greedy: true, repetitionPenalty: 1.3 },
+      { maxNewTokens: 4, greedy: true, noRepeatNgramSize: 2 },
     );
     assert.deepEqual(gp.tokens, want.outputIds);
     // Overlapped before p arrives and after it ends; synchronous (q k, c k) while it is live.
@@ -258,15 +258,15 @@ describe("executor overlap: numReturnSequences > 1", () => {
 });
 
 describe("executor overlap: requests that need their token on the host", () => {
-  test("a request with penalties waiting in the queue leaves the running decode overlapped", async () => {
+  test("a request with bad words waiting in the queue leaves the running decode overlapped", async () => {
     const { ex, spy } = spied({ maxNumSeqs: 1 });
     const a = ex.enqueue({ prompt: prompt(6, 5), maxNewTokens: 6, greedy: true, endId: [] });
-    const p = ex.enqueue({ prompt: prompt(7, 5), maxNewTokens: 4, greedy: true, repetitionPenalty: 1.3 });
+    const p = ex.enqueue({ prompt: prompt(7, 5), maxNewTokens: 4, greedy: true, badWords: [[3, 4]] });
     const [ga, gp] = await Promise.all([collect(ex, a), collect(ex, p)]);
     assert.deepEqual(ga.tokens, await alone(prompt(6, 5), 6));
     const [want] = await runner.generate(
       { ids: prompt(7, 5) },
-      { maxNewTokens: 4, greedy: true, repetitionPenalty: 1.3 },
+      { maxNewTokens: 4, greedy: true, badWords: [[3, 4]] },
     );
     assert.deepEqual(gp.tokens, want.outputIds);
     // a's six steps (the first queued alone), then p's four, each read before the next is built.
@@ -347,6 +347,115 @@ describe("executor overlap: requests that need their token on the host", () => {
   });
 });
 
+describe("executor overlap: penalties read the newest token on the device", () => {
+  const kinds: [string, Partial<ExecutorRequest>][] = [
+    ["repetition", { repetitionPenalty: 1.8 }],
+    ["presence", { presencePenalty: 1.5 }],
+    ["frequency", { frequencyPenalty: 1.2 }],
+    ["all three", { repetitionPenalty: 1.4, presencePenalty: 0.6, frequencyPenalty: 0.8 }],
+  ];
+  const modes: [string, Partial<ExecutorRequest>][] = [
+    ["greedy", { greedy: true }],
+    ["seeded", { temperature: 0.9, topK: 20, seed: 17 }],
+  ];
+  const PEN_PROMPT = prompt(4, 5);
+
+  /** The penalised request (and a plain one beside it) on the overlapped loop; how many penalty
+   * rows the loop fed, and each step's overlap flag. */
+  async function overlapped(req: ExecutorRequest, strip = false) {
+    const { ex, spy } = spied();
+    const b = ex.session.backend;
+    const enqueue = (b.enqueueSample as NonNullable<ExecutionBackend["enqueueSample"]>).bind(b);
+    let fedRows = 0;
+    b.enqueueSample = (step, p, t, feed) => {
+      const q = t.penalties;
+      // The penalised rows fed (the plain row beside has a neutral list, fed as well).
+      q?.fed?.forEach((f, r) => {
+        if (f >= 0 && (q.repetition[r] !== 1 || q.presence[r] !== 0 || q.frequency[r] !== 0)) fedRows++;
+      });
+      // strip: the backend is not told where the newest token is (its list keeps the placeholder).
+      const pen = t.penalties && strip ? { ...t.penalties, fed: undefined } : t.penalties;
+      return enqueue(step, p, { ...t, penalties: pen }, feed);
+    };
+    const p = ex.enqueue(req);
+    const a = ex.enqueue({ prompt: prompt(5, 5), maxNewTokens: 8, greedy: true, endId: [] });
+    const [gp, ga] = await Promise.all([collect(ex, p), collect(ex, a)]);
+    assert.deepEqual(ga.tokens, await alone(prompt(5, 5), 8));
+    return { got: gp, fedRows, overlap: spy.stats.map((q) => q.overlapped) };
+  }
+
+  for (const [kind, pen] of kinds)
+    for (const [mode, sampling] of modes)
+      test(`${kind} penalty, ${mode}: the afterRead run's and the lone run's tokens and log-probs, overlapped`, async () => {
+        const req: ExecutorRequest = { prompt: PEN_PROMPT, maxNewTokens: 8, endId: [], ...sampling, ...pen };
+        const { got, fedRows, overlap } = await overlapped(req);
+        // afterRead: the same request with a no-repeat n-gram size longer than it (bans nothing).
+        const { ex: ar, spy: arSpy } = spied();
+        const late = ar.enqueue({ ...req, noRepeatNgramSize: 60 });
+        ar.enqueue({ prompt: prompt(5, 5), maxNewTokens: 8, greedy: true, endId: [] });
+        const afterRead = await collect(ar, late);
+        await ticks(20);
+        const sync = synchronous();
+        const lone = await collect(sync, sync.enqueue(req));
+        for (const [name, w] of [
+          ["afterRead", afterRead],
+          ["alone", lone],
+        ] as const)
+          assert.deepEqual([got.tokens, got.logProbs], [w.tokens, w.logProbs], `vs the ${name} run`);
+        assert.equal(got.tokens.length, 8);
+        // Prefill alone, then every decode queued before the step before it was read.
+        assert.deepEqual(overlap, [false, true, true, true, true, true, true, true]);
+        assert.equal(fedRows, 7, "each decode's penalty list read its newest token on the device");
+        assert.ok(
+          arSpy.stats.filter((q) => !q.overlapped).length >= 7,
+          "the afterRead run overlapped: the comparison lost its point",
+        );
+      });
+
+  test("numReturnSequences 3 with penalties: each sample's list reads its own newest token", async () => {
+    const req: ExecutorRequest = {
+      prompt: PEN_PROMPT,
+      maxNewTokens: 6,
+      endId: [],
+      temperature: 1,
+      seed: 9,
+      numReturnSequences: 3,
+      repetitionPenalty: 1.6,
+      frequencyPenalty: 0.5,
+    };
+    const ref = synchronous();
+    const want = await collectGroup(ref, ref.enqueue(req));
+    const { ex, spy } = spied();
+    const got = await collectGroup(ex, ex.enqueue(req));
+    assert.deepEqual(
+      got.seqs.map((q) => [q.tokens, q.logProbs]),
+      want.seqs.map((q) => [q.tokens, q.logProbs]),
+    );
+    assert.ok(
+      new Set(got.seqs.map((q) => q.tokens.join())).size > 1,
+      "the samples agree: the test lost its point",
+    );
+    // The fan-out is synchronous, the next step queued alone; then each before the last is read.
+    assert.deepEqual(
+      spy.stats.map((q) => q.overlapped),
+      [false, false, true, true, true, true],
+    );
+  });
+
+  test("without the substitution the penalties miss the newest token (the tests above can fail)", async () => {
+    const req: ExecutorRequest = {
+      prompt: PEN_PROMPT,
+      maxNewTokens: 8,
+      endId: [],
+      greedy: true,
+      repetitionPenalty: 1.8,
+    };
+    const right = await overlapped(req);
+    const stripped = await overlapped(req, true);
+    assert.notDeepEqual(stripped.got.logProbs, right.got.logProbs);
+  });
+});
+
 /** Deterministic uniform draws in [0, 1). */
 function mulberry(seed: number): () => number {
   let a = seed >>> 0;
@@ -411,7 +520,12 @@ describe("executor overlap: randomised mixes equal the synchronous loop", () => 
           ...(r() < 0.5 ? { greedy: true } : { temperature: 0.8, topK: 12, seed: pick(1000) }),
         };
         if (r() < 0.2) req.stopWords = [[pick(61)], [pick(61)], [pick(61)], [pick(61), pick(61)]];
-        if (seed % 3 === 0 && r() < 0.08) req.presencePenalty = 0.5;
+        if (seed % 3 === 0) {
+          const u = r();
+          if (u < 0.1) req.presencePenalty = 0.5;
+          else if (u < 0.2) req.repetitionPenalty = 1.4;
+          else if (u < 0.3) Object.assign(req, { frequencyPenalty: 0.6, repetitionPenalty: 0.8 });
+        }
         if (seed % 2 === 0 && !req.greedy && r() < 0.3) req.numReturnSequences = 2;
         return { req, delay: pick(3), cancelAfter: r() < 0.25 ? 1 + pick(3) : null };
       });
@@ -438,7 +552,7 @@ describe("executor overlap: randomised mixes equal the synchronous loop", () => 
         );
       if (seed % 3 === 0)
         assert.ok(
-          js.some((j) => j.req.presencePenalty),
+          js.some((j) => j.req.presencePenalty || j.req.repetitionPenalty || j.req.frequencyPenalty),
           "no penalties: the test lost its point",
         );
       assert.ok(ex.stats().numPreemptions > 0, "no preemption: the test lost its point");

@@ -10,7 +10,7 @@ import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../ba
 import { applyTransforms, type SampleParams, type StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
-import { checkFeed, fedTokenIds } from "../token_feed.ts";
+import { checkFeed, checkPenaltyFeed, fedPenalties, fedTokenIds } from "../token_feed.ts";
 import { CpuKvPool } from "./cpu_kv_cache.ts";
 import {
   act,
@@ -142,17 +142,22 @@ export class CpuBackend implements ExecutionBackend {
     return this.collectSample(this.enqueueSample(step, p, t));
   }
 
-  /** Runs the step now (its fed tokens read from the earlier ticket's stored result); collectSample
-   * hands the result back. Same rules as the CUDA queue (sample_queue.ts). */
+  /** Runs the step now (its fed tokens, and the penalty lists' fed entries, read from the earlier
+   * ticket's stored result); collectSample hands the result back. Same rules as the CUDA queue
+   * (sample_queue.ts). */
   enqueueSample(step: StepInput, p: SampleParams, t: StepTransforms, feed?: TokenFeed): SampleTicket {
     let run = step;
+    let transforms = t;
+    if (feed) checkFeed(step, feed, this.queue.lastTicket);
+    checkPenaltyFeed(step, t, feed);
     if (feed) {
-      checkFeed(step, feed, this.queue.lastTicket);
-      run = { ...step, tokenIds: fedTokenIds(step, feed.rows, this.queue.tokensOf(feed.from)) };
+      const sampled = this.queue.tokensOf(feed.from);
+      run = { ...step, tokenIds: fedTokenIds(step, feed.rows, sampled) };
+      if (t.penalties?.fed) transforms = { ...t, penalties: fedPenalties(t.penalties, sampled) };
     }
     const B = step.logitRows.length;
     const logits = this.forward(run);
-    applyTransforms(this.decoding, logits, B, this.vocabSize, t);
+    applyTransforms(this.decoding, logits, B, this.vocabSize, transforms);
     return this.queue.push(this.decoding.sample(logits, B, this.vocabSize, p));
   }
 

@@ -15,7 +15,7 @@ import type { LoadedEngine } from "../../engine/reader.ts";
 import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
 import type { DecodingOps, SampleParams, StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
-import { checkFeed } from "../token_feed.ts";
+import { checkFeed, checkPenaltyFeed } from "../token_feed.ts";
 import { ActivationArena } from "./activations.ts";
 import { graphSplits } from "./attention_splits.ts";
 import { DecodeGraphs, decodeGraphKey, isGraphable } from "./decode_graphs.ts";
@@ -296,12 +296,15 @@ export class CudaBackend implements ExecutionBackend {
   ): SampleTicket {
     const B = step.logitRows.length;
     if (feed) checkFeed(step, feed, this.sampler.lastTicket);
+    checkPenaltyFeed(step, t, feed);
+    // Where the penalties' fed entries are read: the feed ticket's slot, as the embedding's fed tokens.
+    const feedBase = feed ? this.sampler.feedBase(feed.from) : null;
     const { slot } = this.sampler.begin();
     // Without logit transforms, a graph's decode step runs the sampler inside its graph.
     const inGraph = !t.bias && !t.penalties && !t.banned && this.tuning.graphs && this.graphable(step);
     const packed = this.forwardOnDevice(step, feed, { params: p, slot, inGraph });
     if (!inGraph) {
-      this.sampler.transform(this.arena.logits, B, t);
+      this.sampler.transform(this.arena.logits, B, t, feedBase);
       this.launchSampler(packed, B, slot);
     }
     return this.sampler.finish(slot, B);

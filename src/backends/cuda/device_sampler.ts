@@ -37,6 +37,9 @@ export function greedySampleParams(B: number): SampleParams {
   };
 }
 
+/** A kernel's null pointer argument. */
+const NULL_PTR = 0n as DevicePtr;
+
 interface Slot {
   /** Byte offset of the slot in the device buffer. */
   offset: number;
@@ -134,8 +137,10 @@ export class DeviceSampler {
     return this.penaltyCounts;
   }
 
-  /** Embedding bias, penalties and bans over the first B logit rows (HF's order). */
-  transform(logits: DevicePtr, B: number, t: StepTransforms): void {
+  /** Embedding bias, penalties and bans over the first B logit rows (HF's order). `feedBase`: the
+   * element of the sampled buffer where the step's feed ticket's tokens start (feedBase()), which
+   * the penalty lists' fed entries (PenaltyParams.fed) are read from; null without a feed. */
+  transform(logits: DevicePtr, B: number, t: StepTransforms, feedBase: number | null = null): void {
     const bias = t.bias;
     if (bias) {
       if (this.biasSource !== bias) {
@@ -149,7 +154,7 @@ export class DeviceSampler {
         { i32: B },
       ]);
     }
-    if (t.penalties) this.applyPenalties(logits, B, t.penalties);
+    if (t.penalties) this.applyPenalties(logits, B, t.penalties, feedBase);
     if (t.banned) this.ban(logits, B, t.banned);
   }
 
@@ -219,16 +224,24 @@ export class DeviceSampler {
     return this.scratch;
   }
 
-  private applyPenalties(logits: DevicePtr, B: number, pen: PenaltyParams): void {
+  private applyPenalties(logits: DevicePtr, B: number, pen: PenaltyParams, feedBase: number | null): void {
     const counts = this.penaltyCountsBuffer();
     const maxTokens = Math.max(1, ...pen.tokens.map((x) => x.length));
-    // [tokens B×maxTokens | token_lens B | prompt_lens B] int32, then [repetition | presence | frequency] f32
-    const ints = new Int32Array(B * maxTokens + 2 * B);
+    // A fed row's last entry is read from the feed ticket's slot of the sampled buffer, as the
+    // embedding reads the fed input token (checkPenaltyFeed made feedBase non-null for any fed row).
+    const fed = pen.fed && feedBase !== null && pen.fed.some((f) => f >= 0) ? pen.fed : null;
+    // [tokens B×maxTokens | token_lens B | prompt_lens B | fed B (with a feed)] int32, then
+    // [repetition | presence | frequency] f32
+    const ints = new Int32Array(B * maxTokens + (fed ? 3 : 2) * B);
     pen.tokens.forEach((row, r) => {
       ints.set(row, r * maxTokens);
       ints[B * maxTokens + r] = row.length;
     });
     ints.set(pen.promptLens, B * maxTokens + B);
+    if (fed)
+      fed.forEach((f, r) => {
+        ints[B * maxTokens + 2 * B + r] = f >= 0 ? (feedBase as number) + f : -1;
+      });
     const floats = new Float32Array(3 * B);
     floats.set(pen.repetition, 0);
     floats.set(pen.presence, B);
@@ -247,6 +260,8 @@ export class DeviceSampler {
       scratchArg(ints.byteLength + 8 * B),
       { ptr: counts.ptr },
       { i32: maxTokens },
+      { ptr: fed ? this.sampled.ptr : NULL_PTR },
+      fed ? scratchArg(4 * (B * maxTokens + 2 * B)) : { ptr: NULL_PTR },
     ]);
   }
 

@@ -62,6 +62,57 @@ test("mixed steps queued ahead and fed (prompt chunks and host tokens beside) eq
   }
 });
 
+test("penalties fed from the last ticket equal the complete lists; the placeholder alone differs", () => {
+  const enqueue = backend.enqueueSample?.bind(backend);
+  const collect = backend.collectSample?.bind(backend);
+  assert.ok(enqueue && collect);
+  // Step 0: a prompt of two tokens (block 14), sampled; step 1: its decode, fed step 0's token.
+  const prefill = {
+    tokenIds: Int32Array.from([4, 9]),
+    positions: Int32Array.from([0, 1]),
+    slotMapping: Int32Array.from([56, 57]),
+    seqs: [{ queryStart: 0, queryLen: 2, contextLen: 2, blockTable: Int32Array.from([14]) }],
+    logitRows: Int32Array.from([1]),
+  };
+  const t0 = enqueue(prefill, sampleParams(1, 0), NONE);
+  const [x] = collect(t0).tokens;
+  const decode = (token: number) => ({
+    tokenIds: Int32Array.from([token]),
+    positions: Int32Array.from([2]),
+    slotMapping: Int32Array.from([58]),
+    seqs: [{ queryStart: 0, queryLen: 1, contextLen: 3, blockTable: Int32Array.from([14]) }],
+    logitRows: Int32Array.from([0]),
+  });
+  const placeholder = x === 0 ? 1 : 0;
+  const pen = (last: number, fed?: number) => ({
+    bias: null,
+    banned: null,
+    penalties: {
+      repetition: Float32Array.from([1.8]),
+      presence: Float32Array.from([0.7]),
+      frequency: Float32Array.from([0.4]),
+      tokens: [Int32Array.from([4, 9, last])],
+      promptLens: Int32Array.from([2]),
+      fed: fed === undefined ? undefined : Int32Array.from([fed]),
+    },
+  });
+  const fedRow = { from: t0, rows: Int32Array.from([0]) };
+  const fed = collect(enqueue(decode(placeholder), sampleParams(1, 1), pen(placeholder, 0), fedRow));
+  const whole = backend.forwardSample?.(decode(x), sampleParams(1, 1), pen(x));
+  assert.deepEqual(fed, whole);
+  const t2 = enqueue(prefill, sampleParams(1, 0), NONE);
+  collect(t2);
+  const missed = collect(
+    enqueue(decode(placeholder), sampleParams(1, 1), pen(placeholder), {
+      from: t2,
+      rows: Int32Array.from([0]),
+    }),
+  );
+  assert.notDeepEqual(missed.logProbs, fed.logProbs, "the newest token's penalty must show");
+  // A fed penalty row needs a feed: forwardSample has none.
+  assert.throws(() => backend.forwardSample?.(decode(x), sampleParams(1, 1), pen(x, 0)), TokenFeedError);
+});
+
 test("a feed that breaks the rule throws TokenFeedError before the step runs or is queued", () => {
   const step = {
     tokenIds: Int32Array.from([4, 9, 0]),

@@ -277,14 +277,25 @@ describe("sampling.cu", { skip: noGpu }, () => {
       const bannedFlat = new Int32Array(B * maxBanned).fill(-1);
       banned.forEach((list, r) => bannedFlat.set(list, r * maxBanned));
 
+      // Rows 0 and 3 end with a fed token (the previous step's sampled[fed[r]]): the device's lists
+      // hold a placeholder (0) there, the reference's the token itself.
+      const sampled = Int32Array.from([9, 5 % V, 4 % V, 8]);
+      const fed = Int32Array.from([1, -1, -1, 2, -1]);
       const want = logits.slice();
       cpuDecodingOps.addBias(want, B, V, bias);
       cpuDecodingOps.applyPenalties(want, B, V, {
         repetition: rep,
         presence: pres,
         frequency: freq,
-        tokens: Array.from({ length: B }, (_, r) => ids.subarray(r * L, r * L + lens[r])),
+        tokens: Array.from({ length: B }, (_, r) => {
+          const list = ids.slice(r * L, r * L + lens[r]);
+          if (fed[r] >= 0) list[lens[r] - 1] = sampled[fed[r]];
+          return list;
+        }),
         promptLens,
+      });
+      fed.forEach((f, r) => {
+        if (f >= 0) ids[r * L + lens[r] - 1] = 0;
       });
       cpuDecodingOps.banTokens(want, B, V, banned);
 
@@ -306,6 +317,8 @@ describe("sampling.cu", { skip: noGpu }, () => {
           ptr(h.raw(freq)),
           ptr(counts),
           i32(L),
+          ptr(h.raw(sampled)),
+          ptr(h.raw(fed)),
         ],
       );
       h.run(mod, "ban_tokens", [B], [128], [ptr(ld), ptr(h.raw(bannedFlat)), i32(maxBanned)]);
