@@ -7,9 +7,10 @@
 //     every row too, so the GEMV and the GEMM read one per-row vector either way.
 //   gemv_fp8_*: decode shapes (m ≤ GEMV_MAX_M): y[t, r] = (Σ_c e4m3(q[r, c])·e4m3(xq[t, c]))·s[t]·sw[r]
 //     (+ bias), the products exact in fp32 and summed in fp32; the weight streams as stored (16-byte
-//     vectors, 16 features), 1 byte a weight. Same structure as gemv_wo.cu (R rows per warp, U vectors
-//     per lane and row in flight, the first U prefetched before the PDL wait, shuffles reduce the lanes);
-//     every variant and the gated kernel sum a row in the same order, so they give the same bits.
+//     vectors, 16 features), 1 byte a weight. gemv_warp.cuh's skeleton as gemv_wo.cu (R rows per warp, U
+//     vectors per lane and row in flight, the first U prefetched before the PDL wait, shuffles reduce the
+//     lanes; this file gives its format, Fp8Gemv): every variant and the gated kernel sum a row in the
+//     same order, so they give the same bits.
 //   Larger steps hand xq and s to a cuBLASLt FP8 GEMM (fp8_linears.ts) with s and sw as its outer-vector
 //     scales: the same sum in another order.
 // The reference is the CPU backend (fp8_format.ts: x̂ = e4m3(x/s)·s, then x̂·wᵀ in fp32).
@@ -47,12 +48,10 @@
 
 #include "activations.cuh"
 #include "common.cuh"
+#include "gemv_warp.cuh"
 
 #if !KILN_HAS_DTYPE
 #error "gemv_fp8.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
-#endif
-#ifndef GEMV_MAX_M
-#define GEMV_MAX_M 8
 #endif
 
 namespace {
@@ -110,147 +109,72 @@ __device__ __forceinline__ void quant_act_impl(const kiln_t* __restrict__ x, uns
   }
 }
 
-/** Loads q vectors v, v + 32, …, v + 32·(U − 1) of each of the warp's R rows. */
-template <int R, int U>
-__device__ __forceinline__ void load_q(const uint4* const (&qr)[R], int v, uint4 (&qv)[R][U]) {
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-#pragma unroll
-    for (int u = 0; u < U; u++) qv[r][u] = __ldcs(qr[r] + v + 32 * u);  // streamed once: evict first
-  }
+/** The warp-reduced dot of row r with x row j, scaled: (Σ)·s[j]·sw[r]. */
+__device__ __forceinline__ float scaled(float acc, const float* __restrict__ s, int j, float sw) {
+  const float sx = s[j];  // via a __restrict__ argument: nvcc reads it by the read-only path (ld.global.nc)
+  return __fmul_rn(__fmul_rn(kiln::warp_sum(acc), sx), sw);
 }
 
-/** acc[r][j] += q vector · xq vector (exact products, fp32 sums in feature order) for the m rows of x. */
-template <int R, int U>
-__device__ __forceinline__ void accumulate(const unsigned char* __restrict__ xq, int v, int m, int k,
-                                           const uint4 (&qv)[R][U], float (&acc)[R][GEMV_MAX_M]) {
+/** gemv_warp.cuh's format for E4M3 rows: a row is its q vectors and its scale sw (a weight: read with
+ * the row, before the PDL wait); x is quant_fp8_act's xq and s. */
+struct Fp8Gemv {
+  const unsigned char* xq;  // [m, k]
+  const float* s;           // [m]
+  const unsigned char* q;
+  const float* sw;
+  int k;
+
+  struct Row {
+    const uint4* q;
+    float sw;
+  };
+  template <int R, int U>
+  struct Tile {
+    uint4 q[R][U];
+  };
+
+  /** Weight row `row` as 16-byte vectors and its scale (clamped to n − 1: rows past n are re-read, never stored). */
+  __device__ __forceinline__ Row row(int row, int n) const {
+    const int r = min(row, n - 1);
+    return {reinterpret_cast<const uint4*>(q + (size_t)r * k), __ldcs(sw + r)};
+  }
+  __device__ __forceinline__ int vecs() const { return k / kFeat; }
+  /** Loads q vectors v, v + 32, …, v + 32·(U − 1) of each of the warp's R rows. */
+  template <int R, int U>
+  __device__ __forceinline__ void load(const Row (&w)[R], int v, Tile<R, U>& t) const {
 #pragma unroll
-  for (int u = 0; u < U; u++) {
-    float w[R][kFeat];
+    for (int r = 0; r < R; r++) {
 #pragma unroll
-    for (int r = 0; r < R; r++) decode16(qv[r][u], w[r]);
+      for (int u = 0; u < U; u++) t.q[r][u] = __ldcs(w[r].q + v + 32 * u);  // streamed once: evict first
+    }
+  }
+  /** acc[r][j] += q vector · xq vector (exact products, fp32 sums in feature order) for the m rows of x. */
+  template <int R, int U>
+  __device__ __forceinline__ void accumulate(const Row (&)[R], int v, int m, const Tile<R, U>& t,
+                                             float (&acc)[R][GEMV_MAX_M]) const {
 #pragma unroll
-    for (int j = 0; j < GEMV_MAX_M; j++) {
-      if (j < m) {
-        float xf[kFeat];
-        decode16(__ldg(reinterpret_cast<const uint4*>(xq + (size_t)j * k) + v + 32 * u), xf);
+    for (int u = 0; u < U; u++) {
+      float w[R][kFeat];
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-          float d = 0.f;
+      for (int r = 0; r < R; r++) decode16(t.q[r][u], w[r]);
 #pragma unroll
-          for (int e = 0; e < kFeat; e++) d = fmaf(w[r][e], xf[e], d);
-          acc[r][j] += d;
+      for (int j = 0; j < GEMV_MAX_M; j++) {
+        if (j < m) {
+          float xf[kFeat];
+          decode16(__ldg(reinterpret_cast<const uint4*>(xq + (size_t)j * k) + v + 32 * u), xf);
+#pragma unroll
+          for (int r = 0; r < R; r++) {
+            float d = 0.f;
+#pragma unroll
+            for (int e = 0; e < kFeat; e++) d = fmaf(w[r][e], xf[e], d);
+            acc[r][j] += d;
+          }
         }
       }
     }
   }
-}
-
-/** The warp's R dot products with the m rows of xq over its lanes' vectors (not yet reduced across the
- * warp): prefetch (weights only), PDL wait, then vectors v = lane, lane + 32, … in order, U at a time
- * while whole iterations fit, one at a time after. `active` false: a warp past the last row, which still
- * waits and returns false. */
-template <int R, int U>
-__device__ __forceinline__ bool fp8_warp_dots(const unsigned char* __restrict__ xq, const uint4* const (&qr)[R],
-                                              bool active, int m, int k, float (&acc)[R][GEMV_MAX_M]) {
-  const int lane = threadIdx.x & 31;
-  const int vecs = k / kFeat;
-  uint4 qv[R][U];
-  int v = lane;
-  bool have = false;
-  if (active && v + 32 * (U - 1) < vecs) {
-    load_q<R, U>(qr, v, qv);
-    have = true;
-  }
-  kiln::pdl_wait();  // xq, s and y belong to the step (see pdl.cuh)
-  kiln::pdl_launch_dependents();
-  if (!active) return false;
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-#pragma unroll
-    for (int j = 0; j < GEMV_MAX_M; j++) acc[r][j] = 0.f;
-  }
-  for (; v + 32 * (U - 1) < vecs; v += 32 * U) {
-    if (!have) load_q<R, U>(qr, v, qv);
-    have = false;
-    accumulate<R, U>(xq, v, m, k, qv, acc);
-  }
-  for (; v < vecs; v += 32) {  // the rest: fewer than 32·U vectors per row
-    uint4 qt[R][1];
-    load_q<R, 1>(qr, v, qt);
-    accumulate<R, 1>(xq, v, m, k, qt, acc);
-  }
-  return true;
-}
-
-/** Weight row `row` as 16-byte vectors (clamped to n − 1: rows past n are re-read, never stored). */
-__device__ __forceinline__ const uint4* q_row(const unsigned char* q, int row, int n, int k) {
-  return reinterpret_cast<const uint4*>(q + (size_t)min(row, n - 1) * k);
-}
-
-/** The warp-reduced dot of row r with x row j, scaled: (Σ)·s[j]·sw[r]. */
-__device__ __forceinline__ float scaled(float acc, float sx, float sw) {
-  return __fmul_rn(__fmul_rn(kiln::warp_sum(acc), sx), sw);
-}
-
-template <int R, int U, int W>
-__device__ __forceinline__ void gemv_fp8_impl(const unsigned char* __restrict__ xq, const float* __restrict__ s,
-                                              const unsigned char* __restrict__ q, const float* __restrict__ sw,
-                                              const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m, int n,
-                                              int k) {
-  const int lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;  // the warp's rows: row0 .. row0 + R − 1
-  const uint4* qr[R];
-  float wscale[R];
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-    qr[r] = q_row(q, row0 + r, n, k);
-    wscale[r] = __ldcs(sw + min(row0 + r, n - 1));  // a weight: read before the PDL wait
-  }
-  float acc[R][GEMV_MAX_M];
-  if (!fp8_warp_dots<R, U>(xq, qr, row0 < n, m, k, acc)) return;
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-    const int row = row0 + r;
-    const float b = bias && row < n ? kiln::to_float(bias[row]) : 0.f;
-#pragma unroll
-    for (int j = 0; j < GEMV_MAX_M; j++) {
-      if (j < m) {
-        const float d = scaled(acc[r][j], s[j], wscale[r]);
-        if (lane == 0 && row < n) y[(size_t)j * n + row] = kiln::from_float(d + b);
-      }
-    }
-  }
-}
-
-constexpr int kGatedWarps = 8;  // gemv_fp8_gated_*: warps (output features) per block
-
-/** The gate_up GEMV with the gated activation as its epilogue: gate and up rounded to kiln_t as the
- * plain GEMV stores them, then activated and multiplied as activation.cu's gated_act does. */
-template <class Act>
-__device__ __forceinline__ void gemv_fp8_gated_impl(const unsigned char* __restrict__ xq,
-                                                    const float* __restrict__ s, const unsigned char* __restrict__ q,
-                                                    const float* __restrict__ sw, const kiln_t* __restrict__ bias,
-                                                    kiln_t* __restrict__ y, int m, int inter, int k) {
-  constexpr int U = 4;
-  const int lane = threadIdx.x & 31;
-  const int row = blockIdx.x * kGatedWarps + (threadIdx.x >> 5);
-  const int r = min(row, inter - 1);
-  const uint4* qr[2] = {q_row(q, r, 2 * inter, k), q_row(q, inter + r, 2 * inter, k)};
-  const float sg = __ldcs(sw + r), su = __ldcs(sw + inter + r);  // weights: before the PDL wait
-  float acc[2][GEMV_MAX_M];
-  if (!fp8_warp_dots<2, U>(xq, qr, row < inter, m, k, acc)) return;
-  const float bg = bias ? kiln::to_float(bias[row]) : 0.f;
-  const float bu = bias ? kiln::to_float(bias[inter + row]) : 0.f;
-#pragma unroll
-  for (int j = 0; j < GEMV_MAX_M; j++) {
-    if (j < m) {
-      const float g = kiln::round_t(scaled(acc[0][j], s[j], sg) + bg);
-      const float u = kiln::round_t(scaled(acc[1][j], s[j], su) + bu);
-      if (lane == 0) y[(size_t)j * inter + row] = kiln::from_float(__fmul_rn(Act::apply(g), u));
-    }
-  }
-}
+  __device__ __forceinline__ float finish(const Row& w, int j, float acc) const { return scaled(acc, s, j, w.sw); }
+};
 
 }  // namespace
 
@@ -261,19 +185,19 @@ extern "C" __global__ void __launch_bounds__(256)
 }
 
 #define KILN_GEMV_FP8(R, U, W)                                                                                \
-  extern "C" __global__ void __launch_bounds__(32 * W) gemv_fp8_r##R##u##U##w##W(                            \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_fp8_r##R##u##U##w##W(                             \
       const unsigned char* xq, const float* s, const unsigned char* q, const float* sw, const kiln_t* bias,   \
       kiln_t* y, int m, int n, int k) {                                                                       \
-    gemv_fp8_impl<R, U, W>(xq, s, q, sw, bias, y, m, n, k);                                                   \
+    kiln::gemv::rows<R, U, W>(Fp8Gemv{xq, s, q, sw, k}, bias, y, m, n);                                       \
   }
 KILN_GEMV_FP8(2, 4, 4)
 KILN_GEMV_FP8(2, 8, 4)
 
 #define KILN_GEMV_FP8_GATED(NAME, ACT)                                                                        \
-  extern "C" __global__ void __launch_bounds__(32 * kGatedWarps) gemv_fp8_gated_##NAME(                      \
+  extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_fp8_gated_##NAME(           \
       const unsigned char* xq, const float* s, const unsigned char* q, const float* sw, const kiln_t* bias,   \
       kiln_t* y, int m, int inter, int k) {                                                                   \
-    gemv_fp8_gated_impl<kiln::ACT>(xq, s, q, sw, bias, y, m, inter, k);                                       \
+    kiln::gemv::gated<kiln::ACT>(Fp8Gemv{xq, s, q, sw, k}, bias, y, m, inter);                                \
   }
 
 // GEMV_ACT as in gemv.cu (gemv_variants.ts GATED_ACTS): one activation's gated kernels, none, or all five.

@@ -6,9 +6,10 @@
 //     from exact q values (unpacked without int→float conversions), then scaled by its group's scale
 //     (a vector never straddles two groups) and added to the lane's fp32 sum. Weight bytes read: the
 //     quantized bytes (int4: about 1/4 of bf16's).
-//     Same structure as gemv.cu (R rows per warp, U vectors per lane and row in flight, the first U
-//     prefetched before the PDL wait, lanes' sums reduced by shuffles): every variant, and the gated
-//     kernel, sums a row over the same vectors in the same order, so they give the same bits.
+//     The warp skeleton is gemv_warp.cuh's (gemv.cu's structure: R rows per warp, U vectors per lane and
+//     row in flight, the first U prefetched before the PDL wait, lanes' sums reduced by shuffles); this
+//     file gives its format (WoGemv): every variant, and the gated kernel, sums a row over the same
+//     vectors in the same order, so they give the same bits.
 //   - prefill and larger batches: dequant_woB writes the weight in kiln_t (q·scale in fp32, rounded to
 //     kiln_t) into a scratch buffer the runtime hands to its cuBLASLt GEMM (quantized_linears.ts).
 // Padding columns (c ≥ k) are never read: vectors wholly past k are skipped, and x is read only below k.
@@ -38,12 +39,10 @@
 //   grid = (ceil(n·ceil(k / F) / 256)), block = (256): one q vector (F = 128/B: 16 or 32 features) per thread
 #include "activations.cuh"
 #include "common.cuh"
+#include "gemv_warp.cuh"
 
 #if !KILN_HAS_DTYPE
 #error "gemv_wo.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
-#endif
-#ifndef GEMV_MAX_M
-#define GEMV_MAX_M 8
 #endif
 
 namespace {
@@ -107,149 +106,64 @@ __device__ __forceinline__ void load_x(const kiln_t* xr, int v, int k, uint4 (&x
 }
 
 #if !defined(KILN_DTYPE_F32)
-/** Loads q vectors v, v + 32, …, v + 32·(U − 1) of each of the warp's R rows and their groups' scales. */
-template <int B, int R, int U>
-__device__ __forceinline__ void load_q(const uint4* const (&qr)[R], const float* const (&sr)[R], int v,
-                                       uint4 (&qv)[R][U], float (&sc)[R][U]) {
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      qv[r][u] = __ldcs(qr[r] + v + 32 * u);  // streamed once: evict first
-      sc[r][u] = __ldcs(sr[r] + (v + 32 * u) / Wo<B>::kVecsPerGroup);
-    }
-  }
-}
+/** gemv_warp.cuh's format for weight-only rows of B bits: a row is its q vectors and its scales; a
+ * vector carries its group's scale (a vector never straddles two groups). */
+template <int B>
+struct WoGemv {
+  const kiln_t* x;  // [m, k]
+  const unsigned char* q;
+  const float* scales;
+  int k;
 
-/** acc[r][j] += scale · (q vector · x row j) for the m rows of x, each vector of the warp's rows. */
-template <int B, int R, int U>
-__device__ __forceinline__ void accumulate(const kiln_t* __restrict__ x, int v, int m, int k,
-                                           const uint4 (&qv)[R][U], const float (&sc)[R][U],
-                                           float (&acc)[R][GEMV_MAX_M]) {
+  struct Row {
+    const uint4* q;
+    const float* s;
+  };
+  template <int R, int U>
+  struct Tile {
+    uint4 q[R][U];
+    float s[R][U];
+  };
+
+  /** q and scale rows of weight row `row` (clamped to n − 1: rows past n are re-read, never stored). */
+  __device__ __forceinline__ Row row(int row, int n) const {
+    const int r = min(row, n - 1);
+    return {reinterpret_cast<const uint4*>(q + (size_t)r * Wo<B>::row_bytes(k)), scales + (size_t)r * Wo<B>::groups(k)};
+  }
+  /** Vectors holding a feature below k (the last may be partial: load_x masks x); those past are padding. */
+  __device__ __forceinline__ int vecs() const { return (k + Wo<B>::kFeat - 1) / Wo<B>::kFeat; }
+  /** Loads q vectors v, v + 32, …, v + 32·(U − 1) of each of the warp's R rows and their groups' scales. */
+  template <int R, int U>
+  __device__ __forceinline__ void load(const Row (&w)[R], int v, Tile<R, U>& t) const {
 #pragma unroll
-  for (int j = 0; j < GEMV_MAX_M; j++) {
-    if (j < m) {
+    for (int r = 0; r < R; r++) {
 #pragma unroll
       for (int u = 0; u < U; u++) {
-        uint4 xv[Wo<B>::kFeat / kiln::kVec];
-        load_x<B>(x + (size_t)j * k, v + 32 * u, k, xv);
-        const kiln_t* xe = reinterpret_cast<const kiln_t*>(xv);
-#pragma unroll
-        for (int r = 0; r < R; r++) acc[r][j] = fmaf(dot_q<B>(qv[r][u], xe), sc[r][u], acc[r][j]);
+        t.q[r][u] = __ldcs(w[r].q + v + 32 * u);  // streamed once: evict first
+        t.s[r][u] = __ldcs(w[r].s + (v + 32 * u) / Wo<B>::kVecsPerGroup);
       }
     }
   }
-}
-
-/** The warp's R dot products with the m rows of x over its lanes' vectors (not yet reduced across the
- * warp): prefetch (weights only), PDL wait, then the vectors v = lane, lane + 32, … that hold a feature
- * below k, in order, U at a time while whole iterations fit, one at a time after (the last vector may
- * be partial: load_x masks x). `active` false: a warp past the last row, which still waits and returns
- * false. */
-template <int B, int R, int U>
-__device__ __forceinline__ bool wo_warp_dots(const kiln_t* __restrict__ x, const uint4* const (&qr)[R],
-                                             const float* const (&sr)[R], bool active, int m, int k,
-                                             float (&acc)[R][GEMV_MAX_M]) {
-  constexpr int F = Wo<B>::kFeat;
-  const int lane = threadIdx.x & 31;
-  const int vecs = (k + F - 1) / F;  // vectors holding a feature below k; those past are padding only
-  uint4 qv[R][U];
-  float sc[R][U];
-  int v = lane;
-  bool have = false;
-  if (active && v + 32 * (U - 1) < vecs) {
-    load_q<B, R, U>(qr, sr, v, qv, sc);
-    have = true;
-  }
-  kiln::pdl_wait();  // x and y belong to the step (see pdl.cuh)
-  kiln::pdl_launch_dependents();
-  if (!active) return false;
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-#pragma unroll
-    for (int j = 0; j < GEMV_MAX_M; j++) acc[r][j] = 0.f;
-  }
-  for (; v + 32 * (U - 1) < vecs; v += 32 * U) {
-    if (!have) load_q<B, R, U>(qr, sr, v, qv, sc);
-    have = false;
-    accumulate<B, R, U>(x, v, m, k, qv, sc, acc);
-  }
-  for (; v < vecs; v += 32) {  // the rest: fewer than 32·U vectors per row
-    uint4 qt[R][1];
-    float st[R][1];
-    load_q<B, R, 1>(qr, sr, v, qt, st);
-    accumulate<B, R, 1>(x, v, m, k, qt, st, acc);
-  }
-  return true;
-}
-
-/** q and scale rows of weight row `row` (clamped to n − 1: rows past n are re-read, never stored). */
-template <int B>
-__device__ __forceinline__ void quant_row(const unsigned char* q, const float* scales, int row, int n, int k,
-                                          const uint4*& qr, const float*& sr) {
-  const int r = min(row, n - 1);
-  qr = reinterpret_cast<const uint4*>(q + (size_t)r * Wo<B>::row_bytes(k));
-  sr = scales + (size_t)r * Wo<B>::groups(k);
-}
-
-template <int B, int R, int U, int W>
-__device__ __forceinline__ void gemv_wo_impl(const kiln_t* __restrict__ x, const unsigned char* __restrict__ q,
-                                             const float* __restrict__ scales, const kiln_t* __restrict__ bias,
-                                             kiln_t* __restrict__ y, int m, int n, int k) {
-  const int lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;  // the warp's rows: row0 .. row0 + R − 1
-  const uint4* qr[R];
-  const float* sr[R];
-#pragma unroll
-  for (int r = 0; r < R; r++) quant_row<B>(q, scales, row0 + r, n, k, qr[r], sr[r]);
-  float acc[R][GEMV_MAX_M];
-  if (!wo_warp_dots<B, R, U>(x, qr, sr, row0 < n, m, k, acc)) return;
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-    const int row = row0 + r;
-    const float b = bias && row < n ? kiln::to_float(bias[row]) : 0.f;
+  /** acc[r][j] += scale · (q vector · x row j) for the m rows of x, each vector of the warp's rows. */
+  template <int R, int U>
+  __device__ __forceinline__ void accumulate(const Row (&)[R], int v, int m, const Tile<R, U>& t,
+                                             float (&acc)[R][GEMV_MAX_M]) const {
 #pragma unroll
     for (int j = 0; j < GEMV_MAX_M; j++) {
       if (j < m) {
-        const float s = kiln::warp_sum(acc[r][j]);
-        if (lane == 0 && row < n) y[(size_t)j * n + row] = kiln::from_float(s + b);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+          uint4 xv[Wo<B>::kFeat / kiln::kVec];
+          load_x<B>(x + (size_t)j * k, v + 32 * u, k, xv);
+          const kiln_t* xe = reinterpret_cast<const kiln_t*>(xv);
+#pragma unroll
+          for (int r = 0; r < R; r++) acc[r][j] = fmaf(dot_q<B>(t.q[r][u], xe), t.s[r][u], acc[r][j]);
+        }
       }
     }
   }
-}
-
-constexpr int kGatedWarps = 8;  // gemv_woB_gated_*: warps (output features) per block
-
-/** The gate_up GEMV with the gated activation as its epilogue (gemv.cu's gemv_gated_impl over
- * quantized rows): gate and up rounded to kiln_t as the plain GEMV stores them, then activated and
- * multiplied as activation.cu's gated_act does, so the output is the unfused pair's bit for bit. */
-template <int B, class Act>
-__device__ __forceinline__ void gemv_wo_gated_impl(const kiln_t* __restrict__ x, const unsigned char* __restrict__ q,
-                                                   const float* __restrict__ scales,
-                                                   const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m,
-                                                   int inter, int k) {
-  constexpr int U = 4;
-  const int lane = threadIdx.x & 31;
-  const int row = blockIdx.x * kGatedWarps + (threadIdx.x >> 5);
-  const int r = min(row, inter - 1);
-  const uint4* qr[2];
-  const float* sr[2];
-  quant_row<B>(q, scales, r, 2 * inter, k, qr[0], sr[0]);
-  quant_row<B>(q, scales, inter + r, 2 * inter, k, qr[1], sr[1]);
-  float acc[2][GEMV_MAX_M];
-  if (!wo_warp_dots<B, 2, U>(x, qr, sr, row < inter, m, k, acc)) return;
-  const float bg = bias ? kiln::to_float(bias[row]) : 0.f;
-  const float bu = bias ? kiln::to_float(bias[inter + row]) : 0.f;
-#pragma unroll
-  for (int j = 0; j < GEMV_MAX_M; j++) {
-    if (j < m) {
-      const float sg = kiln::warp_sum(acc[0][j]), su = kiln::warp_sum(acc[1][j]);
-      const float g = kiln::round_t(sg + bg);
-      const float u = kiln::round_t(su + bu);
-      if (lane == 0) y[(size_t)j * inter + row] = kiln::from_float(__fmul_rn(Act::apply(g), u));
-    }
-  }
-}
+  __device__ __forceinline__ float finish(const Row&, int, float acc) const { return kiln::warp_sum(acc); }
+};
 #endif
 
 /** One thread per q vector below k: w[row, f] = q·scale rounded to kiln_t, f < k. */
@@ -293,10 +207,10 @@ __device__ __forceinline__ void dequant_impl(const unsigned char* __restrict__ q
 
 #if !defined(KILN_DTYPE_F32)
 #define KILN_GEMV_WO(B, R, U, W)                                                                              \
-  extern "C" __global__ void __launch_bounds__(32 * W) gemv_wo##B##_r##R##u##U##w##W(                        \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_wo##B##_r##R##u##U##w##W(                         \
       const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
       int n, int k) {                                                                                         \
-    gemv_wo_impl<B, R, U, W>(x, q, scales, bias, y, m, n, k);                                                 \
+    kiln::gemv::rows<R, U, W>(WoGemv<B>{x, q, scales, k}, bias, y, m, n);                                     \
   }
 KILN_GEMV_WO(8, 2, 4, 4)
 KILN_GEMV_WO(8, 2, 8, 4)
@@ -304,15 +218,15 @@ KILN_GEMV_WO(4, 2, 4, 4)
 KILN_GEMV_WO(4, 2, 8, 4)
 
 #define KILN_GEMV_WO_GATED(NAME, ACT)                                                                         \
-  extern "C" __global__ void __launch_bounds__(32 * kGatedWarps) gemv_wo8_gated_##NAME(                      \
+  extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_wo8_gated_##NAME(           \
       const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
       int inter, int k) {                                                                                     \
-    gemv_wo_gated_impl<8, kiln::ACT>(x, q, scales, bias, y, m, inter, k);                                     \
+    kiln::gemv::gated<kiln::ACT>(WoGemv<8>{x, q, scales, k}, bias, y, m, inter);                              \
   }                                                                                                           \
-  extern "C" __global__ void __launch_bounds__(32 * kGatedWarps) gemv_wo4_gated_##NAME(                      \
+  extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_wo4_gated_##NAME(           \
       const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
       int inter, int k) {                                                                                     \
-    gemv_wo_gated_impl<4, kiln::ACT>(x, q, scales, bias, y, m, inter, k);                                     \
+    kiln::gemv::gated<kiln::ACT>(WoGemv<4>{x, q, scales, k}, bias, y, m, inter);                              \
   }
 
 // GEMV_ACT as in gemv.cu (gemv_variants.ts GATED_ACTS): one activation's gated kernels, none, or all five.

@@ -8,8 +8,9 @@
 //   g(c) = g_idx ? g_idx[c] : c / G;  w[r, c] = (q[r, c] − zeros[r, g(c)])·scales[r, g(c)]
 // (the region as stored, with q's end padded to 16 bytes before the scales so that they are aligned).
 //   - decode (m ≤ GEMV_MAX_M, k a multiple of 32: 16-byte q rows, as the runtime routes): gemv_zp_*
-//     streams q as stored, 16-byte vectors of 32 features, in gemv_wo.cu's structure (R rows per warp,
-//     U vectors per lane and row in flight, weights prefetched before the PDL wait, shuffle reduction):
+//     streams q as stored, 16-byte vectors of 32 features, on gemv_warp.cuh's skeleton as gemv_wo.cu (R
+//     rows per warp, U vectors per lane and row in flight, weights prefetched before the PDL wait, shuffle
+//     reduction; this file gives its format, zp::Gemv):
 //       gemv_zp_rRuUwW (G a multiple of 32, no g_idx: a vector lies in one group): per vector
 //         Σ (q − z)·x in fp32 (q − z exact for integer zero points), times the group's scale;
 //       gemv_zp_any_rRuUwW (any G, or g_idx): per feature its group's (q − z)·s in fp32 (the CPU's
@@ -41,12 +42,10 @@
 // as in gemv.cu (which gated kernels are compiled).
 #include "activations.cuh"
 #include "common.cuh"
+#include "gemv_warp.cuh"
 
 #if !KILN_HAS_DTYPE
 #error "gemv_zp.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
-#endif
-#ifndef GEMV_MAX_M
-#define GEMV_MAX_M 8
 #endif
 
 namespace {
@@ -115,166 +114,95 @@ __device__ __forceinline__ void weights_any(const uint4& qv, const Row& w, const
   }
 }
 
-/** Loads q vectors v, v + 32, … of each of the warp's R rows (and, one group a vector, its scale and zero). */
-template <bool ANY, int R, int U>
-__device__ __forceinline__ void load_q(const Row (&w)[R], int v, int group_size, uint4 (&qv)[R][U],
-                                       float (&sc)[R][U], float (&zc)[R][U]) {
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      qv[r][u] = __ldcs(w[r].q + v + 32 * u);  // streamed once: evict first
-      if constexpr (!ANY) {
-        const int g = (v + 32 * u) * kFeat / group_size;
-        sc[r][u] = __ldcs(w[r].s + g);  // likewise (before the PDL wait: weights only)
-        zc[r][u] = __ldcs(w[r].z + g);
-      }
-    }
-  }
-}
-
 /** The 32 features of x row j from feature c0, as kiln_t (k a multiple of 32: whole 16-byte pieces). */
 __device__ __forceinline__ void load_x(const kiln_t* __restrict__ xr, int c0, uint4 (&xv)[kFeat / kiln::kVec]) {
 #pragma unroll
   for (int p = 0; p < kFeat / kiln::kVec; p++) xv[p] = __ldg(reinterpret_cast<const uint4*>(xr + c0 + p * kiln::kVec));
 }
 
-/** acc[r][j] += the warp's rows' vectors · x row j, for the m rows of x. The any kernel dequantizes each
- * vector once (its per-feature groups cost loads) and dots the weights with every row of x. */
-template <bool ANY, int R, int U>
-__device__ __forceinline__ void accumulate(const kiln_t* __restrict__ x, const Row (&w)[R], const int* g_idx, int v,
-                                           int m, int k, int group_size, const uint4 (&qv)[R][U],
-                                           const float (&sc)[R][U], const float (&zc)[R][U],
-                                           float (&acc)[R][GEMV_MAX_M]) {
-  if constexpr (ANY) {
+/** gemv_warp.cuh's format for int4-zp rows (k a multiple of 32, so every vector is whole). ANY false: a
+ * vector lies in one group and carries its scale and zero point; ANY true (any G, or g_idx): the q
+ * vector only, each feature's group read as it is dequantized. */
+template <bool ANY>
+struct Gemv {
+  const kiln_t* x;  // [m, k]
+  const unsigned char* q;
+  const float* scales;
+  const float* zeros;
+  const int* g_idx;
+  int k, group_size;
+
+  using Row = zp::Row;
+  template <int R, int U>
+  struct Tile {
+    uint4 q[R][U];
+    float s[R][U], z[R][U];  // ANY false only
+  };
+
+  __device__ __forceinline__ Row row(int r, int n) const { return row_of(q, scales, zeros, r, n, k, group_size); }
+  __device__ __forceinline__ int vecs() const { return k / kFeat; }
+  /** Loads q vectors v, v + 32, … of each of the warp's R rows (and, one group a vector, its scale and zero). */
+  template <int R, int U>
+  __device__ __forceinline__ void load(const Row (&w)[R], int v, Tile<R, U>& t) const {
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int c0 = (v + 32 * u) * kFeat;
+    for (int r = 0; r < R; r++) {
 #pragma unroll
-      for (int r = 0; r < R; r++) {
-        float wv[kFeat];
-        weights_any(qv[r][u], w[r], g_idx, c0, group_size, wv);
+      for (int u = 0; u < U; u++) {
+        t.q[r][u] = __ldcs(w[r].q + v + 32 * u);  // streamed once: evict first
+        if constexpr (!ANY) {
+          const int g = (v + 32 * u) * kFeat / group_size;
+          t.s[r][u] = __ldcs(w[r].s + g);  // likewise (before the PDL wait: weights only)
+          t.z[r][u] = __ldcs(w[r].z + g);
+        }
+      }
+    }
+  }
+  /** acc[r][j] += the warp's rows' vectors · x row j, for the m rows of x. The any kernel dequantizes each
+   * vector once (its per-feature groups cost loads) and dots the weights with every row of x. */
+  template <int R, int U>
+  __device__ __forceinline__ void accumulate(const Row (&w)[R], int v, int m, const Tile<R, U>& t,
+                                             float (&acc)[R][GEMV_MAX_M]) const {
+    if constexpr (ANY) {
 #pragma unroll
-        for (int j = 0; j < GEMV_MAX_M; j++) {
-          if (j < m) {
+      for (int u = 0; u < U; u++) {
+        const int c0 = (v + 32 * u) * kFeat;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+          float wv[kFeat];
+          weights_any(t.q[r][u], w[r], g_idx, c0, group_size, wv);
+#pragma unroll
+          for (int j = 0; j < GEMV_MAX_M; j++) {
+            if (j < m) {
+              uint4 xv[kFeat / kiln::kVec];
+              load_x(x + (size_t)j * k, c0, xv);
+              const kiln_t* xe = reinterpret_cast<const kiln_t*>(xv);
+              float s = 0.f;
+#pragma unroll
+              for (int i = 0; i < kFeat; i++) s = fmaf(wv[i], kiln::to_float(xe[i]), s);
+              acc[r][j] += s;
+            }
+          }
+        }
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < GEMV_MAX_M; j++) {
+        if (j < m) {
+#pragma unroll
+          for (int u = 0; u < U; u++) {
             uint4 xv[kFeat / kiln::kVec];
-            load_x(x + (size_t)j * k, c0, xv);
+            load_x(x + (size_t)j * k, (v + 32 * u) * kFeat, xv);
             const kiln_t* xe = reinterpret_cast<const kiln_t*>(xv);
-            float s = 0.f;
 #pragma unroll
-            for (int i = 0; i < kFeat; i++) s = fmaf(wv[i], kiln::to_float(xe[i]), s);
-            acc[r][j] += s;
+            for (int r = 0; r < R; r++)
+              acc[r][j] = fmaf(dot_group(t.q[r][u], xe, t.z[r][u]), t.s[r][u], acc[r][j]);
           }
         }
       }
     }
-  } else {
-#pragma unroll
-    for (int j = 0; j < GEMV_MAX_M; j++) {
-      if (j < m) {
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-          uint4 xv[kFeat / kiln::kVec];
-          load_x(x + (size_t)j * k, (v + 32 * u) * kFeat, xv);
-          const kiln_t* xe = reinterpret_cast<const kiln_t*>(xv);
-#pragma unroll
-          for (int r = 0; r < R; r++) acc[r][j] = fmaf(dot_group(qv[r][u], xe, zc[r][u]), sc[r][u], acc[r][j]);
-        }
-      }
-    }
   }
-}
-
-/** The warp's R dot products with the m rows of x over its lanes' vectors v = lane, lane + 32, …
- * (gemv_wo.cu's wo_warp_dots for int4-zp; k a multiple of 32, so every vector is whole). */
-template <bool ANY, int R, int U>
-__device__ __forceinline__ bool warp_dots(const kiln_t* __restrict__ x, const Row (&w)[R], const int* g_idx,
-                                          bool active, int m, int k, int group_size, float (&acc)[R][GEMV_MAX_M]) {
-  const int lane = threadIdx.x & 31;
-  const int vecs = k / kFeat;
-  uint4 qv[R][U];
-  float sc[R][U], zc[R][U];
-  int v = lane;
-  bool have = false;
-  if (active && v + 32 * (U - 1) < vecs) {
-    load_q<ANY, R, U>(w, v, group_size, qv, sc, zc);
-    have = true;
-  }
-  kiln::pdl_wait();  // x and y belong to the step (see pdl.cuh)
-  kiln::pdl_launch_dependents();
-  if (!active) return false;
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-#pragma unroll
-    for (int j = 0; j < GEMV_MAX_M; j++) acc[r][j] = 0.f;
-  }
-  for (; v + 32 * (U - 1) < vecs; v += 32 * U) {
-    if (!have) load_q<ANY, R, U>(w, v, group_size, qv, sc, zc);
-    have = false;
-    accumulate<ANY, R, U>(x, w, g_idx, v, m, k, group_size, qv, sc, zc, acc);
-  }
-  for (; v < vecs; v += 32) {  // the rest: fewer than 32·U vectors per row
-    uint4 qt[R][1];
-    float st[R][1], zt[R][1];
-    load_q<ANY, R, 1>(w, v, group_size, qt, st, zt);
-    accumulate<ANY, R, 1>(x, w, g_idx, v, m, k, group_size, qt, st, zt, acc);
-  }
-  return true;
-}
-
-template <bool ANY, int R, int U, int W>
-__device__ __forceinline__ void gemv_impl(const kiln_t* __restrict__ x, const unsigned char* __restrict__ q,
-                                          const float* __restrict__ scales, const float* __restrict__ zeros,
-                                          const int* __restrict__ g_idx, const kiln_t* __restrict__ bias,
-                                          kiln_t* __restrict__ y, int m, int n, int k, int group_size) {
-  const int lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;
-  Row w[R];
-#pragma unroll
-  for (int r = 0; r < R; r++) w[r] = row_of(q, scales, zeros, row0 + r, n, k, group_size);
-  float acc[R][GEMV_MAX_M];
-  if (!warp_dots<ANY, R, U>(x, w, g_idx, row0 < n, m, k, group_size, acc)) return;
-#pragma unroll
-  for (int r = 0; r < R; r++) {
-    const int row = row0 + r;
-    const float b = bias && row < n ? kiln::to_float(bias[row]) : 0.f;
-#pragma unroll
-    for (int j = 0; j < GEMV_MAX_M; j++) {
-      if (j < m) {
-        const float s = kiln::warp_sum(acc[r][j]);
-        if (lane == 0 && row < n) y[(size_t)j * n + row] = kiln::from_float(s + b);
-      }
-    }
-  }
-}
-
-constexpr int kGatedWarps = 8;
-
-/** The gate_up GEMV with the gated activation as its epilogue, as gemv_wo.cu's gemv_wo_gated_impl. */
-template <bool ANY, class Act>
-__device__ __forceinline__ void gated_impl(const kiln_t* __restrict__ x, const unsigned char* __restrict__ q,
-                                           const float* __restrict__ scales, const float* __restrict__ zeros,
-                                           const int* __restrict__ g_idx, const kiln_t* __restrict__ bias,
-                                           kiln_t* __restrict__ y, int m, int inter, int k, int group_size) {
-  const int lane = threadIdx.x & 31;
-  const int row = blockIdx.x * kGatedWarps + (threadIdx.x >> 5);
-  const int r = min(row, inter - 1);
-  const Row w[2] = {row_of(q, scales, zeros, r, 2 * inter, k, group_size),
-                    row_of(q, scales, zeros, inter + r, 2 * inter, k, group_size)};
-  float acc[2][GEMV_MAX_M];
-  if (!warp_dots<ANY, 2, 4>(x, w, g_idx, row < inter, m, k, group_size, acc)) return;
-  const float bg = bias ? kiln::to_float(bias[row]) : 0.f;
-  const float bu = bias ? kiln::to_float(bias[inter + row]) : 0.f;
-#pragma unroll
-  for (int j = 0; j < GEMV_MAX_M; j++) {
-    if (j < m) {
-      const float sg = kiln::warp_sum(acc[0][j]), su = kiln::warp_sum(acc[1][j]);
-      const float g = kiln::round_t(sg + bg);
-      const float u = kiln::round_t(su + bu);
-      if (lane == 0) y[(size_t)j * inter + row] = kiln::from_float(__fmul_rn(Act::apply(g), u));
-    }
-  }
-}
+  __device__ __forceinline__ float finish(const Row&, int, float acc) const { return kiln::warp_sum(acc); }
+};
 #endif
 
 /** One thread per q byte: w[row, c] = (q − z)·s of c's group, rounded to kiln_t, for its two features c < k. */
@@ -308,22 +236,25 @@ __device__ __forceinline__ void dequant_impl(const unsigned char* __restrict__ q
   extern "C" __global__ void __launch_bounds__(32 * W) NAME(                                                  \
       const kiln_t* x, const unsigned char* q, const float* scales, const float* zeros, const int* g_idx,     \
       const kiln_t* bias, kiln_t* y, int m, int n, int k, int group_size) {                                   \
-    zp::gemv_impl<ANY, R, U, W>(x, q, scales, zeros, g_idx, bias, y, m, n, k, group_size);                    \
+    const zp::Gemv<ANY> f{x, q, scales, zeros, g_idx, k, group_size};                                         \
+    kiln::gemv::rows<R, U, W>(f, bias, y, m, n);                                                              \
   }
 KILN_GEMV_ZP(gemv_zp_r2u4w4, false, 2, 4, 4)
 KILN_GEMV_ZP(gemv_zp_r2u8w4, false, 2, 8, 4)
 KILN_GEMV_ZP(gemv_zp_any_r2u4w4, true, 2, 4, 4)
 
 #define KILN_GEMV_ZP_GATED(NAME, ACT)                                                                         \
-  extern "C" __global__ void __launch_bounds__(32 * zp::kGatedWarps) gemv_zp_gated_##NAME(                   \
+  extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_zp_gated_##NAME(            \
       const kiln_t* x, const unsigned char* q, const float* scales, const float* zeros, const int* g_idx,     \
       const kiln_t* bias, kiln_t* y, int m, int inter, int k, int group_size) {                               \
-    zp::gated_impl<false, kiln::ACT>(x, q, scales, zeros, g_idx, bias, y, m, inter, k, group_size);           \
+    const zp::Gemv<false> f{x, q, scales, zeros, g_idx, k, group_size};                                       \
+    kiln::gemv::gated<kiln::ACT>(f, bias, y, m, inter);                                                       \
   }                                                                                                           \
-  extern "C" __global__ void __launch_bounds__(32 * zp::kGatedWarps) gemv_zp_any_gated_##NAME(               \
+  extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_zp_any_gated_##NAME(        \
       const kiln_t* x, const unsigned char* q, const float* scales, const float* zeros, const int* g_idx,     \
       const kiln_t* bias, kiln_t* y, int m, int inter, int k, int group_size) {                               \
-    zp::gated_impl<true, kiln::ACT>(x, q, scales, zeros, g_idx, bias, y, m, inter, k, group_size);            \
+    const zp::Gemv<true> f{x, q, scales, zeros, g_idx, k, group_size};                                        \
+    kiln::gemv::gated<kiln::ACT>(f, bias, y, m, inter);                                                       \
   }
 
 #if !defined(GEMV_ACT) || GEMV_ACT == 1

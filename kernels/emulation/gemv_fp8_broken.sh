@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
-# Runs gemv_fp8_run.sh (bf16 and fp32) on deliberately broken copies of gemv_fp8.cu; each must FAIL, or the check
-# could not see that kind of mistake. Prints one line per copy; exits 1 if any copy passed.
+# Runs gemv_fp8_run.sh (bf16 and fp32) on deliberately broken copies of gemv_fp8.cu or of the GEMV skeleton it
+# includes (gemv_warp.cuh); each must FAIL, or the check could not see that kind of mistake. Prints one line per
+# copy; exits 1 if any copy passed.
 set -uo pipefail
 cd "$(dirname "$0")"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 status=0
-breaks=(
-  's|kE4m3Max = 448.f|kE4m3Max = 447.f|'                                    # wrong dynamic scale
-  's|scale == 0.f ? (unsigned char)0|false ? (unsigned char)0|'             # zero rows divide by zero
-  's|__fdiv_rn(kiln::to_float(v.v\[e\]), scale)|__fmul_rn(kiln::to_float(v.v[e]), __frcp_rn(scale))|'  # x·(1/s): fp32 ties
-  's|float fixed = static_scale ? \*static_scale : 0.f;|float fixed = static_scale ? 1.f : 0.f;|'    # static ignored
-  's|for (; v < vecs; v += 32) {|for (; v < vecs - 1; v += 32) {|'          # drops the last vector
-  's|scaled(acc\[r\]\[j\], s\[j\], wscale\[r\])|scaled(acc[r][j], s[0], wscale[r])|'  # one row's scale for all
-  's|const int t = (int)(i / n), r = (int)(i % n);|const int t = (int)(i % m), r = (int)(i / m);|'  # epilogue transposed
+breaks=(  # FILE:SED
+  'gemv_fp8.cu:s|kE4m3Max = 448.f|kE4m3Max = 447.f|'                                    # wrong dynamic scale
+  'gemv_fp8.cu:s|scale == 0.f ? (unsigned char)0|false ? (unsigned char)0|'             # zero rows divide by zero
+  'gemv_fp8.cu:s|__fdiv_rn(kiln::to_float(v.v\[e\]), scale)|__fmul_rn(kiln::to_float(v.v[e]), __frcp_rn(scale))|'  # x·(1/s): fp32 ties
+  'gemv_fp8.cu:s|float fixed = static_scale ? \*static_scale : 0.f;|float fixed = static_scale ? 1.f : 0.f;|'    # static ignored
+  'gemv_warp.cuh:s|for (; v < vecs; v += 32) {|for (; v < vecs - 1; v += 32) {|'        # drops the last vector
+  'gemv_fp8.cu:s|const float sx = s\[j\];|const float sx = s[0];|'                      # one row's scale for all
+  'gemv_fp8.cu:s|const int t = (int)(i / n), r = (int)(i % n);|const int t = (int)(i % m), r = (int)(i / m);|'  # epilogue transposed
 )
-for b in "${breaks[@]}"; do
-  sed "$b" ../gemv_fp8.cu >"$tmp/gemv_fp8.cu"
-  if cmp -s ../gemv_fp8.cu "$tmp/gemv_fp8.cu"; then echo "NOT APPLIED: $b"; status=1; continue; fi
-  if KILN_GEMV_FP8_SRC="$tmp/gemv_fp8.cu" KILN_GEMV_FP8_DTYPES='BF16 F32' ./gemv_fp8_run.sh >"$tmp/log" 2>&1; then
-    echo "PASSED (should fail): $b"; status=1
+for entry in "${breaks[@]}"; do
+  file=${entry%%:*} b=${entry#*:}
+  cp ../gemv_fp8.cu ../gemv_warp.cuh "$tmp/"
+  sed "$b" "../$file" >"$tmp/$file"
+  if cmp -s "../$file" "$tmp/$file"; then echo "NOT APPLIED: $file: $b"; status=1; continue; fi
+  if KILN_GEMV_FP8_SRC="$tmp/gemv_fp8.cu" KILN_GEMV_WARP_SRC="$tmp/gemv_warp.cuh" KILN_GEMV_FP8_DTYPES='BF16 F32' \
+    ./gemv_fp8_run.sh >"$tmp/log" 2>&1; then
+    echo "PASSED (should fail): $file: $b"; status=1
   else
-    echo "fails as it should ($(grep -c FAIL "$tmp/log") FAIL lines): $b"
+    echo "fails as it should ($(grep -c FAIL "$tmp/log") FAIL lines): $file: $b"
   fi
 done
 exit $status
