@@ -13,8 +13,13 @@
 // asks for top log-probs gets the k largest entries of the log-softmax its token's logProb is read
 // from (the processed row, temperature applied as the sampler applies it).
 import type { ExecutionBackend, StepInput } from "../backends/backend.ts";
-import type { PenaltyParams, SampleParams, StepTransforms } from "../backends/decoding_ops.ts";
-import { processLogits, type Row, stepTransforms } from "../sampling/logits_pipeline.ts";
+import {
+  applyTransforms,
+  type PenaltyParams,
+  type SampleParams,
+  type StepTransforms,
+} from "../backends/decoding_ops.ts";
+import { stepTransforms } from "../sampling/logits_pipeline.ts";
 import { RequestCallbackError } from "./errors.ts";
 import type { DecodingState } from "./executor_request.ts";
 import type { TokenLogProb } from "./request_results.ts";
@@ -60,7 +65,7 @@ export function forwardAndSample(
     };
     return { ...empty, logits: allLogits ? logits.slice() : null };
   }
-  const { views, transforms, params } = rowSampling(rows);
+  const { transforms, params } = rowSampling(rows);
   const rawLogits: (Float32Array | null)[] = rows.map(() => null);
   const topLogProbs: (TokenLogProb[] | null)[] = rows.map(() => null);
   const failed: (RequestCallbackError | null)[] = rows.map(() => null);
@@ -88,12 +93,14 @@ export function forwardAndSample(
     const bias = r.state.cfg.embeddingBias;
     if (bias) ops.addBias(rowOf(i), 1, V, bias);
   });
-  processLogits(ops, logits, V, views, transforms, [], 0);
+  applyTransforms(ops, logits, rows.length, V, transforms);
   rows.forEach((r, i) => {
+    if (r.state.processors.length === 0) return;
     const generated = r.tokens.length - r.state.promptIds.length;
+    const view = r.state.row(r.tokens);
     for (const [k, proc] of r.state.processors.entries()) {
       try {
-        proc.process(rowOf(i), V, [views[i]], generated);
+        proc.process(rowOf(i), V, [view], generated);
       } catch (e) {
         failed[i] = new RequestCallbackError(r.requestId, `logitsProcessors[${k}]`, e);
         rowOf(i).fill(0); // any finite row: its token is dropped
@@ -111,19 +118,30 @@ export function forwardAndSample(
   return { ...sampled, rawLogits, topLogProbs, failed, logits: out };
 }
 
-/** The batch's decoding inputs, each row's built as for a batch of one: the pipeline's views of the
- * rows, the merged transforms and the sampler's settings (also what the overlapped loop queues). */
+/** The batch's decoding inputs, each row's built as for a batch of one: the merged transforms and
+ * the sampler's settings (also what the overlapped loop queues). */
 export function rowSampling(rows: readonly SampledRow[]): {
-  views: Row[];
   transforms: StepTransforms;
   params: SampleParams;
 } {
-  const views = rows.map((r) => r.state.row(r.tokens));
-  const transforms = mergeTransforms(
-    rows.map((r, i) => stepTransforms([views[i]], r.state.cfg, [r.state.badWordIds])),
-    views,
-  );
-  return { views, transforms, params: sampleParams(rows) };
+  return { transforms: mergeTransforms(rows.map(rowTransforms), rows), params: sampleParams(rows) };
+}
+
+const NO_TRANSFORMS: StepTransforms = { bias: null, penalties: null, banned: null };
+
+/** A row's transforms as the pipeline builds them for a batch of one; a row with no penalty, ban or
+ * unmet min length skips the pipeline (its transforms are all neutral), which most rows are. */
+function rowTransforms(r: SampledRow): StepTransforms {
+  const c = r.state.cfg;
+  const generated = r.tokens.length - r.state.promptIds.length;
+  const neutral =
+    c.repetitionPenalty[0] === 1 &&
+    c.presencePenalty[0] === 0 &&
+    c.frequencyPenalty[0] === 0 &&
+    c.noRepeatNgramSize[0] === 0 &&
+    r.state.badWordIds.length === 0 &&
+    generated >= c.minLength[0];
+  return neutral ? NO_TRANSFORMS : stepTransforms([r.state.row(r.tokens)], c, [r.state.badWordIds]);
 }
 
 /** The sampler's settings per row, as runtime/live_sequence.ts's sampleParamsOf for one sequence. */
@@ -143,7 +161,7 @@ function sampleParams(rows: readonly SampledRow[]): SampleParams {
 
 /** One batch's transforms from each row's own (batch of one). A stage runs if any row needs it;
  * rows without it get its neutral values (penalty 1/0/0, nothing banned). */
-function mergeTransforms(each: readonly StepTransforms[], views: readonly Row[]): StepTransforms {
+function mergeTransforms(each: readonly StepTransforms[], rows: readonly SampledRow[]): StepTransforms {
   let penalties: PenaltyParams | null = null;
   if (each.some((t) => t.penalties)) {
     const pick = (f: (p: PenaltyParams) => Float32Array, off: number) =>
@@ -152,8 +170,8 @@ function mergeTransforms(each: readonly StepTransforms[], views: readonly Row[])
       repetition: pick((p) => p.repetition, 1),
       presence: pick((p) => p.presence, 0),
       frequency: pick((p) => p.frequency, 0),
-      tokens: views.map((v) => Int32Array.from(v.ids)),
-      promptLens: Int32Array.from(views, (v) => v.promptIds.length),
+      tokens: rows.map((r) => Int32Array.from(r.tokens)),
+      promptLens: Int32Array.from(rows, (r) => r.state.promptIds.length),
     };
   }
   const banned = each.some((t) => t.banned) ? each.map((t) => t.banned?.[0] ?? []) : null;
