@@ -92,16 +92,19 @@ export function feedFrom(
 
 /** `t` with its penalty lists' fed entries (PenaltyParams.fed): the list of a sampled row whose
  * sequence `feed` feeds ends with the placeholder of the step in flight, whose token is that feed
- * row's. `rowSeqs`: per sampled row (t's rows), its sequence's index in the step (out.chunks). */
+ * row's. Sampled rows are the step's sampling chunks in order (as Flight.pending numbers them); a row
+ * without penalties has an empty list and reads nothing. */
 export function feedPenalties(
   t: StepTransforms,
   feed: TokenFeed | null,
   out: SchedulerOutput,
-  rowSeqs: readonly number[],
 ): StepTransforms {
   const p = t.penalties;
   if (!p || !feed) return t;
+  const rowSeqs = out.chunks.flatMap((c, i) => (c.sample ? [i] : []));
+  invariant(rowSeqs.length === p.tokens.length, "a queued step's sampled rows are its sampling chunks");
   const fed = Int32Array.from(rowSeqs, (i, r) => {
+    if (p.tokens[r].length === 0) return HOST_TOKEN;
     const f = feed.rows[i];
     invariant(
       f === HOST_TOKEN || p.tokens[r].length === out.chunks[i].start + 1,

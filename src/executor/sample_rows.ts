@@ -124,7 +124,7 @@ export function rowSampling(rows: readonly SampledRow[]): {
   transforms: StepTransforms;
   params: SampleParams;
 } {
-  return { transforms: mergeTransforms(rows.map(rowTransforms), rows), params: sampleParams(rows) };
+  return { transforms: mergeTransforms(rows.map(rowTransforms)), params: sampleParams(rows) };
 }
 
 const NO_TRANSFORMS: StepTransforms = { bias: null, penalties: null, banned: null };
@@ -159,9 +159,11 @@ function sampleParams(rows: readonly SampledRow[]): SampleParams {
   };
 }
 
+const NO_TOKENS = new Int32Array(0);
+
 /** One batch's transforms from each row's own (batch of one). A stage runs if any row needs it;
- * rows without it get its neutral values (penalty 1/0/0, nothing banned). */
-function mergeTransforms(each: readonly StepTransforms[], rows: readonly SampledRow[]): StepTransforms {
+ * rows without it get its neutral values (penalty 1/0/0 over an empty list, nothing banned). */
+function mergeTransforms(each: readonly StepTransforms[]): StepTransforms {
   let penalties: PenaltyParams | null = null;
   if (each.some((t) => t.penalties)) {
     const pick = (f: (p: PenaltyParams) => Float32Array, off: number) =>
@@ -170,8 +172,8 @@ function mergeTransforms(each: readonly StepTransforms[], rows: readonly Sampled
       repetition: pick((p) => p.repetition, 1),
       presence: pick((p) => p.presence, 0),
       frequency: pick((p) => p.frequency, 0),
-      tokens: rows.map((r) => Int32Array.from(r.tokens)),
-      promptLens: Int32Array.from(rows, (r) => r.state.promptIds.length),
+      tokens: each.map((t) => t.penalties?.tokens[0] ?? NO_TOKENS),
+      promptLens: Int32Array.from(each, (t) => t.penalties?.promptLens[0] ?? 0),
     };
   }
   const banned = each.some((t) => t.banned) ? each.map((t) => t.banned?.[0] ?? []) : null;

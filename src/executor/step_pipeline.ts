@@ -165,15 +165,9 @@ export class StepPipeline {
     const prev = this.flight;
     const kvIds = out.chunks.map((c) => (this.live.get(c.requestId) as LiveRequest).request.seqs[c.seq].kvId);
     const feed = feedFrom(prev, out, kvIds);
-    // Each sampled row's sequence in the step (one row each: a queued step's groups have fanned out).
-    const seqOf = new Map(kvIds.map((id, i) => [id, i]));
-    const rowSeqs = sampled.map((sr) => {
-      const l = this.live.get(sr.requestId) as LiveRequest;
-      return seqOf.get(l.request.seqs[sr.seq].kvId) as number;
-    });
     const sampling = rowSampling(rows);
     const params = sampling.params;
-    const transforms = feedPenalties(sampling.transforms, feed, out, rowSeqs);
+    const transforms = feedPenalties(sampling.transforms, feed, out);
     const enqueue = this.backend.enqueueSample as NonNullable<ExecutionBackend["enqueueSample"]>;
     const ticket = enqueue.call(this.backend, step, params, transforms, feed ?? undefined);
     this.scheduler.advance(out);
