@@ -19,8 +19,8 @@
 #            `throughput hf` Hugging Face at 2048/128 and 1000/1000
 #   headline the 8B built for the executor (1,024 requests, 8,192 tokens a step: its build time), its
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
-#   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024: a decode step's GPU time
-#            by kernel kind
+#   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens): the
+#            prefill's and a decode step's GPU time by kernel kind
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
 #            and 64 concurrent streams: ITL against the in-process decode step at batch 64)
 #   quant    weight-only quantization on CUDA (issue 19): the quantized GPU tests (test/gpu/quantized.test.ts,
@@ -170,11 +170,12 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
       "$f" "$label"
   }
   if [[ $part == profile ]]; then # where a decode step's GPU time goes at the executor's batch sizes
-    for b in 256 1024; do
-      ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len 128 --output-len 16 --runs 1 \
-        --profile >"$out/profile-$b.txt" 2>>"$out/bench.err" || echo "profile at batch $b failed (bench.err)"
-      echo "batch $b:"
-      cat "$out/profile-$b.txt"
+    for shape in "256 128" "1024 128" "4 2048"; do # batch, input: decode at 256/1,024; 2048/128's prefill
+      read -r b i <<<"$shape"
+      ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len $i --output-len 16 --runs 1 \
+        --profile >"$out/profile-$b-$i.txt" 2>>"$out/bench.err" || echo "profile $b × $i failed (bench.err)"
+      echo "batch $b, input $i:"
+      cat "$out/profile-$b-$i.txt"
     done
     exit 0
   fi

@@ -43,6 +43,23 @@ export interface TokenFeed {
   rows: Int32Array; // [numSeqs]
 }
 
+/** GPU time per kind of launch (a GEMM by its shape, else the lowered step's kind), summed. */
+export type KindTimes = Record<string, { ms: number; count: number }>;
+
+/** A step launched eagerly: the sum of its launches' GPU times, and the same by kind. */
+export interface StepProfile {
+  eagerMs: number;
+  byKind: KindTimes;
+}
+
+/** A decode step: its graph alone, with the greedy sampler in it (alone and after each step's
+ * metadata upload), and its launches eagerly. */
+export interface DecodeProfile extends StepProfile {
+  graphMs: number;
+  sampledGraphMs?: number;
+  uploadGraphMs?: number;
+}
+
 /** A backend executes an engine's plan, one step at a time, over a paged KV cache it owns. */
 export interface ExecutionBackend {
   readonly name: "cpu" | "cuda";
@@ -109,14 +126,10 @@ export interface ExecutionBackend {
   collectSample?(ticket: SampleTicket): { tokens: Int32Array; logProbs: Float32Array };
   /** Where a decode step's device time goes: GPU time per kind of launch (eager, one event pair
    * each) and of one whole graph replay, for the decode step `step` (CUDA only; for `kiln bench --profile`). */
-  profileDecode?(step: StepInput): {
-    graphMs: number;
-    /** The graph with the greedy sampler in it, alone and after each step's metadata upload. */
-    sampledGraphMs?: number;
-    uploadGraphMs?: number;
-    eagerMs: number;
-    byKind: Record<string, { ms: number; count: number }>;
-  };
+  profileDecode?(step: StepInput): DecodeProfile;
+  /** Where any step's device time goes (a prefill, a mixed step): its launches run eagerly, one event
+   * pair each, summed by kind (CUDA only; for `kiln bench --profile`). The step writes its KV slots. */
+  profileStep?(step: StepInput): StepProfile;
   /** Cumulative host milliseconds spent waiting in collectSample for the device, and the number of
    * collections: near zero waits per step mean the host, not the GPU, sets the pace (`kiln bench`). */
   collectWaitStats?(): { ms: number; count: number };

@@ -88,7 +88,7 @@ export function registerBench(program: Command): void {
     .option("--output-len <n>", "generated tokens", intArg("--output-len", 1), 256)
     .option("--runs <n>", "timed repetitions (median reported)", intArg("--runs", 1), 3)
     .option("--random-weights", "build from config.json alone with random weights")
-    .option("--profile", "break one decode step's GPU time down by kernel kind (CUDA)")
+    .option("--profile", "break the prefill's and one decode step's GPU time down by kernel kind (CUDA)")
     .option("--cache-dir <dir>", "engine cache directory")
     .option("--json", "print one JSON object")
     .option(
@@ -259,14 +259,26 @@ export function registerBench(program: Command): void {
             process.stdout.write(
               `with the greedy sampler in the graph: ${p.sampledGraphMs.toFixed(3)} ms, after the metadata upload ${p.uploadGraphMs.toFixed(3)} ms\n`,
             );
-          const kinds = Object.entries(p.byKind).sort((a, b) => b[1].ms - a[1].ms);
-          for (const [k, v] of kinds)
-            process.stdout.write(`  ${k.padEnd(28)} ${v.ms.toFixed(3)} ms  (${v.count}×)\n`);
+          writeKinds(p.byKind);
+          if (p.prefill) {
+            const f = p.prefill;
+            process.stdout.write(
+              `\nprefill GPU time: ${f.tokens} tokens in ${f.steps} step${f.steps === 1 ? "" : "s"}, eager sum ${f.eagerMs.toFixed(3)} ms (floor ${r.prefillFloorMs.toFixed(3)} ms)\n`,
+            );
+            writeKinds(f.byKind);
+          }
         }
       } finally {
         runner.dispose();
       }
     });
+}
+
+/** GPU time by kind, slowest first. */
+function writeKinds(byKind: NonNullable<BenchResult["profile"]>["byKind"]): void {
+  const kinds = Object.entries(byKind).sort((a, b) => b[1].ms - a[1].ms);
+  for (const [k, v] of kinds)
+    process.stdout.write(`  ${k.padEnd(28)} ${v.ms.toFixed(3)} ms  (${v.count}×)\n`);
 }
 
 /** Which side sets the decode floor: its bytes at the copy bandwidth or its FLOPs at the GEMM rate. */

@@ -8,7 +8,7 @@
 //                   FLOPs = the linear layers on one row per sequence + attention over those keys
 //   prefill floor = FLOPs of the prompt's linear layers (the LM head on one row per prompt) and of its
 //                   causal attention (QKᵀ and P·V over L(L+1)/2 row-key pairs per head) / measured GEMM rate
-import type { StepInput } from "../backends/backend.ts";
+import type { DecodeProfile, KindTimes, StepInput, StepProfile } from "../backends/backend.ts";
 import { KilnError } from "../errors.ts";
 import { decodeStepWork, prefillAttentionFlops, prefillFlops, floorMs as stepFloorMs } from "./floors.ts";
 import type { KvCacheDtype, KvPoolLimit } from "./kv_cache_config.ts";
@@ -98,14 +98,9 @@ export interface BenchResult {
   sampling: BenchSampling | null;
   /** Mean host milliseconds per step spent waiting for the device's sampled tokens (CUDA). */
   collectWaitMs?: number;
-  /** With profile: one decode step's graph replay time and per-kind eager GPU times. */
-  profile?: {
-    graphMs: number;
-    sampledGraphMs?: number;
-    uploadGraphMs?: number;
-    eagerMs: number;
-    byKind: Record<string, { ms: number; count: number }>;
-  };
+  /** With profile: one decode step's graph replay time and per-kind eager GPU times, and the batch's
+   * prefill (its steps launched eagerly) summed by kind. */
+  profile?: DecodeProfile & { prefill?: StepProfile & { steps: number; tokens: number } };
 }
 
 const median = (xs: number[]) => {
@@ -113,26 +108,57 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** One step over `rows`' tokens from position `start` on; row i's KV lives in blocks i·nb … i·nb + nb − 1. */
-function packedStep(rows: readonly number[][], start: number, bs: number, nb: number): StepInput {
-  const n = rows.reduce((a, r) => a + r.length - start, 0);
+/** Tokens [from, to) of prompt `seq` (its KV in blocks seq·nb … seq·nb + nb − 1), as one sequence of a step. */
+interface PromptChunk {
+  seq: number;
+  ids: readonly number[];
+  from: number;
+  to: number;
+}
+
+/** One step over `chunks`, each sequence's logits row at its chunk's last token. */
+function chunkStep(chunks: readonly PromptChunk[], bs: number, nb: number): StepInput {
+  const n = chunks.reduce((a, c) => a + c.to - c.from, 0);
   const tokenIds = new Int32Array(n);
   const positions = new Int32Array(n);
   const slotMapping = new Int32Array(n);
-  const logitRows = new Int32Array(rows.length);
+  const logitRows = new Int32Array(chunks.length);
   let t = 0;
-  const seqs = rows.map((ids, i) => {
+  const seqs = chunks.map(({ seq, ids, from, to }, i) => {
     const queryStart = t;
-    for (let pos = start; pos < ids.length; pos++, t++) {
+    for (let pos = from; pos < to; pos++, t++) {
       tokenIds[t] = ids[pos];
       positions[t] = pos;
-      slotMapping[t] = (i * nb + Math.floor(pos / bs)) * bs + (pos % bs);
+      slotMapping[t] = (seq * nb + Math.floor(pos / bs)) * bs + (pos % bs);
     }
     logitRows[i] = t - 1;
-    const blockTable = Int32Array.from({ length: Math.ceil(ids.length / bs) }, (_, k) => i * nb + k);
-    return { queryStart, queryLen: t - queryStart, contextLen: ids.length, blockTable };
+    const blockTable = Int32Array.from({ length: Math.ceil(to / bs) }, (_, k) => seq * nb + k);
+    return { queryStart, queryLen: to - from, contextLen: to, blockTable };
   });
   return { tokenIds, positions, slotMapping, seqs, logitRows };
+}
+
+/** The prompts' prefill as steps of at most `maxTokens` tokens: whole prompts while they fit, a longer
+ * one in chunks (as the executor's scheduler cuts them). */
+export function prefillChunks(rows: readonly (readonly number[])[], maxTokens: number): PromptChunk[][] {
+  const steps: PromptChunk[][] = [];
+  let step: PromptChunk[] = [];
+  let room = maxTokens;
+  rows.forEach((ids, seq) => {
+    for (let from = 0; from < ids.length; ) {
+      if (room === 0) {
+        steps.push(step);
+        step = [];
+        room = maxTokens;
+      }
+      const to = Math.min(ids.length, from + room);
+      step.push({ seq, ids, from, to });
+      room -= to - from;
+      from = to;
+    }
+  });
+  if (step.length > 0) steps.push(step);
+  return steps;
 }
 
 export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<BenchResult> {
@@ -206,16 +232,38 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
         `--profile needs ${nb * o.batchSize} KV blocks for the batch but the KV cache holds ${backend.numKvBlocks}; ` +
           "lower --batch-size or --input-len, or give the KV cache more memory (--kv-cache-free-gpu-mem-fraction)",
       );
+    // The batch's prefill in steps the engine takes, each launched eagerly and timed by kind (summed
+    // over the steps), then one decode step over the same blocks.
     const rows = prompts.map((p) => p.ids);
-    backend.forward(packedStep(rows, 0, bs, nb));
-    profile = backend.profileDecode(
-      packedStep(
-        rows.map((ids) => [...ids, 11]),
-        o.inputLen,
-        bs,
-        nb,
-      ),
+    const chunks = prefillChunks(rows, backend.maxStepTokens ?? Number.POSITIVE_INFINITY);
+    const prefill = {
+      steps: chunks.length,
+      tokens: o.batchSize * o.inputLen,
+      eagerMs: 0,
+      byKind: {} as KindTimes,
+    };
+    for (const c of chunks) {
+      const step = chunkStep(c, bs, nb);
+      if (!backend.profileStep) {
+        backend.forward(step);
+        continue;
+      }
+      const p = backend.profileStep(step);
+      prefill.eagerMs += p.eagerMs;
+      for (const [k, v] of Object.entries(p.byKind)) {
+        const sum = prefill.byKind[k] ?? { ms: 0, count: 0 };
+        sum.ms += v.ms;
+        sum.count += v.count;
+        prefill.byKind[k] = sum;
+      }
+    }
+    const decodeRows = rows.map((ids) => [...ids, 11]);
+    const decode = chunkStep(
+      decodeRows.map((ids, seq) => ({ seq, ids, from: o.inputLen, to: ids.length })),
+      bs,
+      nb,
     );
+    profile = { ...backend.profileDecode(decode), ...(backend.profileStep ? { prefill } : {}) };
   }
   // The CPU backend widens weights and KV to fp32 at load; the CUDA backend keeps the engine dtype.
   const stored = s.config.build.dtype === "fp32" ? 4 : 2;

@@ -12,7 +12,7 @@ import type { DTypeName } from "../../dtype.ts";
 import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
 import type { EngineConfig } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
+import type { DecodeProfile, ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
 import type { DecodingOps, SampleParams, StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
 import { checkFeed, checkPenaltyFeed } from "../token_feed.ts";
@@ -26,7 +26,7 @@ import { graphReserveBytes } from "./graph_reserve.ts";
 import { KernelLauncher } from "./kernel_launcher.ts";
 import { DeviceKvCache } from "./kv_cache.ts";
 import { type Lowered, lower } from "./lowering.ts";
-import { type DecodeProfile, measureCopyBandwidth, measureGemmFlops, profileDecode } from "./profile.ts";
+import { measureCopyBandwidth, measureGemmFlops, profileDecode, profileEager } from "./profile.ts";
 import { StepLauncher } from "./step_launcher.ts";
 import { type PackedStep, packDecodeStep, packStep, writeFeed, writeSampleParams } from "./step_metadata.ts";
 import { StepUploads } from "./step_uploads.ts";
@@ -272,7 +272,7 @@ export class CudaBackend implements ExecutionBackend {
 
   get forwardSample(): ExecutionBackend["forwardSample"] {
     return this.kernels.has("sampling")
-      ? (step, p, t) => this.collectSampled(this.enqueueSampled(step, p, t))
+      ? (step, p, t) => this.sampler.collect(this.enqueueSampled(step, p, t))
       : undefined;
   }
 
@@ -283,7 +283,7 @@ export class CudaBackend implements ExecutionBackend {
   }
 
   get collectSample(): ExecutionBackend["collectSample"] {
-    return this.kernels.has("sampling") ? (ticket) => this.collectSampled(ticket) : undefined;
+    return this.kernels.has("sampling") ? (ticket) => this.sampler.collect(ticket) : undefined;
   }
 
   /** Forward, then embedding bias, penalties, bans and sample_topk_topp on the device (HF's order);
@@ -319,11 +319,6 @@ export class CudaBackend implements ExecutionBackend {
     return this.sampler.waitStats();
   }
 
-  /** Waits for a queued step's tokens (tickets are collected in queue order). */
-  private collectSampled(ticket: SampleTicket): { tokens: Int32Array; logProbs: Float32Array } {
-    return this.sampler.collect(ticket);
-  }
-
   profileDecode(step: StepInput): DecodeProfile {
     if (!this.graphable(step))
       throw new EngineError("profileDecode needs a decode step (one token per sequence)");
@@ -347,6 +342,12 @@ export class CudaBackend implements ExecutionBackend {
       steps: this.lowered.steps,
       runStep: (s, p, rows) => this.steps.run(s, p, rows),
     });
+  }
+
+  /** Any step (a prefill, a mixed step) run once, then its launches eagerly, each timed on its own. */
+  profileStep(step: StepInput) {
+    const packed = this.forwardOnDevice(step); // checks the step's size; creates its GEMM plans
+    return profileEager(this.stream, this.lowered.steps, (s) => this.steps.run(s, packed, step.logitRows));
   }
 
   /** CUDA graphs replay decode steps: one token per sequence, logits for each in order. */

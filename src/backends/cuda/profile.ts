@@ -1,7 +1,9 @@
 // Measurements the benchmark reports next to TPOT: copy bandwidth and dense GEMM rate of the device
-// (kiln bench's floor), and a decode step's time replayed as a graph, with the sampler, with the
-// metadata upload, and launched eagerly step by step (kiln bench --profile).
+// (kiln bench's floor), a decode step's time replayed as a graph, with the sampler, with the metadata
+// upload, and launched eagerly step by step, and any step (a prefill) launched eagerly step by step
+// (kiln bench --profile).
 import type { DTypeName } from "../../dtype.ts";
+import type { DecodeProfile, KindTimes, StepProfile } from "../backend.ts";
 import {
   type CudaDevice,
   type CudaGraph,
@@ -57,12 +59,25 @@ export function measureGemmFlops(device: CudaDevice, stream: Stream, dtype: DTyp
   }
 }
 
-export interface DecodeProfile {
-  graphMs: number;
-  sampledGraphMs?: number;
-  uploadGraphMs?: number;
-  eagerMs: number;
-  byKind: Record<string, { ms: number; count: number }>;
+/** Runs each lowered step of an uploaded step eagerly, one event pair each (`runStep` launches it). */
+export function profileEager(
+  stream: Stream,
+  steps: readonly LoweredStep[],
+  runStep: (step: LoweredStep) => void,
+): StepProfile {
+  const byKind: KindTimes = {};
+  let eagerMs = 0;
+  for (const step of steps) {
+    const key = step.kind === "linear" ? `gemm ${step.op.outFeatures}x${step.op.inFeatures}` : step.kind;
+    const ms = timeOnStream(stream, () => runStep(step));
+    eagerMs += ms;
+    const k = byKind[key] ?? { ms: 0, count: 0 };
+    k.ms += ms;
+    k.count++;
+    byKind[key] = k;
+  }
+  stream.synchronize();
+  return { eagerMs, byKind };
 }
 
 /** What profileDecode times: a decode step's graph (and, when the engine samples on the device, the
@@ -103,17 +118,6 @@ export function profileDecode(t: DecodeProfileTarget): DecodeProfile {
   }
   const rows = Int32Array.from({ length: t.packed.numSeqs }, (_, i) => i);
   t.uploadMeta(t.packed);
-  const byKind: Record<string, { ms: number; count: number }> = {};
-  let eagerMs = 0;
-  for (const step of t.steps) {
-    const key = step.kind === "linear" ? `gemm ${step.op.outFeatures}x${step.op.inFeatures}` : step.kind;
-    const ms = timeOnStream(t.stream, () => t.runStep(step, t.packed, rows));
-    eagerMs += ms;
-    const k = byKind[key] ?? { ms: 0, count: 0 };
-    k.ms += ms;
-    k.count++;
-    byKind[key] = k;
-  }
-  t.stream.synchronize();
-  return { graphMs, sampledGraphMs, uploadGraphMs, eagerMs, byKind };
+  const eager = profileEager(t.stream, t.steps, (step) => t.runStep(step, t.packed, rows));
+  return { graphMs, sampledGraphMs, uploadGraphMs, ...eager };
 }
