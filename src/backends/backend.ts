@@ -83,6 +83,11 @@ export interface ExecutionBackend {
    * then one step of that many tokens), so free memory read after it is what the KV pool may take.
    * Absent: everything is allocated at load. */
   warmUp?(maxStepTokens?: number): void;
+  /** Creates, after allocateKvCache and before any request, what decode steps of up to `maxSeqs`
+   * sequences would otherwise create on first use (CUDA: a graph per batch bucket, attention split
+   * count and sampler slot), so no running request waits on it. May overwrite the KV pool's contents.
+   * Returns how many it created. Absent: nothing to prepare. */
+  prepareDecodeGraphs?(maxSeqs: number): number;
   /** Device memory the KV pool may take, read after warmUp: free memory plus the current pool's
    * (allocateKvCache replaces it), less what the backend still allocates by itself later (CUDA: its
    * decode graphs' estimate, cuda/graph_reserve.ts). Absent: no device limit (the CPU). The executor

@@ -75,6 +75,10 @@ export function throughputTable(r: ThroughputResult): string {
     ],
     ["host wait per iteration", ms(e.hostWaitMs)],
     ["host work per iteration", ms(e.hostMs)],
+    [
+      "graphs at start",
+      `${e.graphWarmUp.graphs} captured in ${e.graphWarmUp.ms.toFixed(0)} ms (before the timed run)`,
+    ],
     ["prefix cache hits", `${e.prefixHitTokens} of ${e.prefixQueryTokens} prompt tokens`],
     [
       "KV cache",

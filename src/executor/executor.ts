@@ -72,6 +72,8 @@ export class Executor {
   readonly kv: KvCacheManager;
   /** How the KV cache was sized at start: its blocks and what limited them (kv_cache_size.ts). */
   readonly kvSizing: KvCacheSizing;
+  /** Decode graphs captured at start (ExecutorOptions.captureGraphs) and the host ms they took. */
+  readonly graphWarmUp: { graphs: number; ms: number };
   private readonly scheduler: Scheduler;
   private readonly backend: ExecutionBackend;
   private readonly clock: () => number;
@@ -108,15 +110,19 @@ export class Executor {
       capAtEngine: options.capKvAtEngine,
     });
     const blocks = sizing.numBlocks;
+    const maxNumSeqs =
+      options.maxNumSeqs ?? Math.min(config.build.maxBatchSize, maxNumTokens, backend.maxLogitRows);
     const scheduler = new Scheduler(new KvCacheManager(blocks, bs, options.enablePrefixCaching ?? true), {
       maxNumTokens,
-      maxNumSeqs:
-        options.maxNumSeqs ?? Math.min(config.build.maxBatchSize, maxNumTokens, backend.maxLogitRows),
+      maxNumSeqs,
       policy: options.policy,
       maxQueueSize: options.maxQueueSize,
       maxLogitRows: backend.maxLogitRows,
     });
     backend.allocateKvCache(blocks);
+    const t0 = performance.now();
+    const graphs = (options.captureGraphs ?? true) ? (backend.prepareDecodeGraphs?.(maxNumSeqs) ?? 0) : 0;
+    this.graphWarmUp = { graphs, ms: performance.now() - t0 };
     this.backend = backend;
     this.scheduler = scheduler;
     this.kv = scheduler.kv;

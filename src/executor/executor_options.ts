@@ -25,6 +25,10 @@ export interface ExecutorOptions {
   /** Waiting requests at most; enqueue beyond it throws QueueFullError (default: unlimited). */
   maxQueueSize?: number;
   enablePrefixCaching?: boolean;
+  /** Capture the backend's decode graphs for every batch size up to maxNumSeqs when the executor starts
+   * (ExecutionBackend.prepareDecodeGraphs), so no request waits on a capture mid-run (default true:
+   * an executor serves many batch sizes; ModelRunner's sets false, its caller waits on its own). */
+  captureGraphs?: boolean;
   /** The clock of timeouts and timings, in ms (default Date.now). */
   clock?: () => number;
   /** Called after every iteration that ran a step (TensorRT-LLM's per-iteration stats). */
@@ -40,6 +44,7 @@ export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
   policy: true,
   maxQueueSize: true,
   enablePrefixCaching: true,
+  captureGraphs: true,
   clock: true,
   onIteration: true,
 };

@@ -96,7 +96,13 @@ export class GenerationSession {
         dispose: () => {}, // the session's owner frees it
       };
       const { freeGpuMemoryFraction, maxTokens } = this.kvCacheConfig;
-      const ex = new Executor(borrowed, { freeGpuMemoryFraction, maxTokens, capKvAtEngine: true });
+      // Graphs are captured on first use: one caller's batch needs only its own.
+      const ex = new Executor(borrowed, {
+        freeGpuMemoryFraction,
+        maxTokens,
+        capKvAtEngine: true,
+        captureGraphs: false,
+      });
       const { numBlocks, limitedBy, freeBlocks } = ex.kvSizing;
       const bs = s.backend.kvBlockSize;
       this.info = {

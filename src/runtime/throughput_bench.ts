@@ -98,6 +98,8 @@ export interface ThroughputResult {
      * forward), and host ms of the loop's own work; waits near zero mean the host sets the pace. */
     hostWaitMs: Summary;
     hostMs: Summary;
+    /** Decode graphs the executor captured at start, and the host ms it took (before the timed run). */
+    graphWarmUp: { graphs: number; ms: number };
   };
 }
 
@@ -289,6 +291,7 @@ export async function runThroughputBench(
         overlappedIterations: iterations.filter((s) => s.overlapped).length,
         hostWaitMs: summary(iterations.map((s) => s.hostWaitMs)),
         hostMs: summary(iterations.map((s) => s.hostMs)),
+        graphWarmUp: executor.graphWarmUp,
       },
     };
   } finally {

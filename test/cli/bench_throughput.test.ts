@@ -87,6 +87,9 @@ test("kiln bench --num-requests --json: every field, consistent", () => {
         e[k].mean >= 0 && e[k].p99 >= e[k].median && e[k].median >= 0,
         `${k}: ${JSON.stringify(e[k])}`,
       );
+    // The CPU backend has no graphs to capture at start.
+    assert.deepEqual(Object.keys(e.graphWarmUp), ["graphs", "ms"]);
+    assert.equal(e.graphWarmUp.graphs, 0);
     assert.equal(o.sampling, null);
     // The decode step floor: the 4 requests the cache holds at once, below the measured TPOT.
     assert.equal(o.floorBatch, 4);
@@ -123,6 +126,7 @@ test("kiln bench --num-requests --json: every field, consistent", () => {
     );
     assert.match(table.stdout, /host wait per iteration\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
     assert.match(table.stdout, /host work per iteration\s+mean [\d.]+, median [\d.]+, p99 [\d.]+ ms/);
+    assert.match(table.stdout, /graphs at start\s+0 captured in \d+ ms/);
     // 2 requests of 8 + 3 tokens, one block of 16 each, sized by the bench for every request at once.
     assert.match(table.stdout, /KV cache\s+2 blocks \(32 tokens, limited by requests\), peak \d+ used/);
   } finally {

@@ -158,3 +158,29 @@ test("without free-memory reports (the CPU): the engine's rule, the fraction che
   const big = await sized(undefined, {}, DEFAULT_KV_BYTES / 5);
   assert.deepEqual(big.sizing, { numBlocks: 5, limitedBy: "default" });
 });
+
+test("decode graphs: captured once after the KV cache is allocated, for maxNumSeqs; not when told not to", async () => {
+  const run = async (o: ExecutorOptions) => {
+    const s = open(1000 * perBlock);
+    s.session.backend.prepareDecodeGraphs = (maxSeqs: number) => {
+      s.events.push(`graphs ${maxSeqs}`);
+      return 7;
+    };
+    const ex = new Executor(s.session, o);
+    try {
+      const id = ex.enqueue({ prompt: [3, 5, 7], maxNewTokens: 2, greedy: true, endId: [] });
+      assert.equal((await collect(ex, id)).tokens.length, 2);
+      return { events: s.events, warm: ex.graphWarmUp };
+    } finally {
+      await ex.shutdown();
+    }
+  };
+  const all = await run({ maxNumTokens: 16 });
+  assert.deepEqual(all.events, ["warmUp 16", "freeMemoryBytes", "allocate 900", "graphs 4"]);
+  assert.equal(all.warm.graphs, 7);
+  assert.ok(all.warm.ms >= 0);
+  assert.deepEqual((await run({ maxNumTokens: 16, maxNumSeqs: 2 })).events.at(-1), "graphs 2");
+  const none = await run({ maxNumTokens: 16, captureGraphs: false });
+  assert.deepEqual(none.events, ["warmUp 16", "freeMemoryBytes", "allocate 900"]);
+  assert.deepEqual(none.warm, { graphs: 0, ms: none.warm.ms });
+});

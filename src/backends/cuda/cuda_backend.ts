@@ -21,7 +21,14 @@ import { graphSplits } from "./attention_splits.ts";
 import { DecodeGraphs, decodeGraphKey, isGraphable } from "./decode_graphs.ts";
 import { CudaDevice, type CudaGraph, Stream } from "./device/index.ts";
 import { DeviceSampler, greedySampleParams } from "./device_sampler.ts";
-import { engineRowLimits, GEMM_TABLE_BLOB, type GemmChoice, gemmKey, nextPow2 } from "./gemm_algorithms.ts";
+import {
+  assertStepFits,
+  engineRowLimits,
+  GEMM_TABLE_BLOB,
+  type GemmChoice,
+  gemmKey,
+  nextPow2,
+} from "./gemm_algorithms.ts";
 import { graphReserveBytes } from "./graph_reserve.ts";
 import { KernelLauncher } from "./kernel_launcher.ts";
 import { DeviceKvCache } from "./kv_cache.ts";
@@ -30,8 +37,8 @@ import { measureCopyBandwidth, measureGemmFlops, profileDecode, profileEager } f
 import { StepLauncher } from "./step_launcher.ts";
 import { type PackedStep, packDecodeStep, packStep, writeFeed, writeSampleParams } from "./step_metadata.ts";
 import { StepUploads } from "./step_uploads.ts";
-import { type CudaTuning, cudaTuningFromEnv } from "./tuning.ts";
-import { type WarmUpLimits, warmUpStep } from "./warm_up_step.ts";
+import { type CudaTuning, cudaTuningFromEnv, profilingWarnings } from "./tuning.ts";
+import { graphWarmUpSteps, type WarmUpLimits, warmUpStep } from "./warm_up_step.ts";
 import { assertCudaWeightFormats, assertFp8Capable, hasFp8Weights } from "./weight_formats.ts";
 import { DeviceWeights } from "./weights.ts";
 
@@ -81,14 +88,7 @@ export class CudaBackend implements ExecutionBackend {
   ) {
     this.dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
     const elem = ELEM[this.dtype];
-    if (tuning.skipKernels.size > 0)
-      process.stderr.write(
-        `kiln: KILN_SKIP_KERNELS leaves out ${[...tuning.skipKernels].join(", ")} (profiling only: the outputs are wrong)\n`,
-      );
-    if (tuning.attnStop !== "")
-      process.stderr.write(
-        `kiln: KILN_ATTN_STOP=${tuning.attnStop} stops decode attention early (profiling only: the outputs are wrong)\n`,
-      );
+    for (const w of profilingWarnings(tuning)) process.stderr.write(`kiln: ${w}\n`);
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = config.build.kvBlockSize;
     this.kvBytesPerBlock = 2 * model.numLayers * this.kvBlockSize * model.numKvHeads * model.headDim * elem;
@@ -240,17 +240,7 @@ export class CudaBackend implements ExecutionBackend {
    * metadata. */
   private forwardOnDevice(step: StepInput, feed?: TokenFeed, sample?: SampleLaunch): PackedStep {
     const T = step.tokenIds.length;
-    const R = step.logitRows.length;
-    if (T > this.maxTokens) {
-      throw new EngineError(
-        `a step of ${T} tokens exceeds this engine's maxNumTokens (${this.maxTokens}); rebuild with a larger --max-num-tokens`,
-      );
-    }
-    if (R > this.maxLogitRows) {
-      throw new EngineError(
-        `a step asks for ${R} rows of logits; this engine returns at most ${this.maxLogitRows} per step (rebuild with a larger --max-batch-size)`,
-      );
-    }
+    assertStepFits(T, step.logitRows.length, { maxTokens: this.maxTokens, maxLogitRows: this.maxLogitRows });
     const rowOf = this.uploads.uploadInvFreq(step);
     if (this.tuning.graphs && this.graphable(step))
       return this.replayDecode(step, rowOf, feed, sample).packed;
@@ -323,19 +313,16 @@ export class CudaBackend implements ExecutionBackend {
     if (!this.graphable(step))
       throw new EngineError("profileDecode needs a decode step (one token per sequence)");
     const rowOf = this.uploads.uploadInvFreq(step);
-    const { key, packed } = this.replayDecode(step, rowOf); // captures the graph if needed
+    const { graph, packed } = this.replayDecode(step, rowOf); // captures the graph if needed
     // The graph that also samples (greedy, into slot 0), when nothing is queued.
+    const params = greedySampleParams(step.seqs.length);
     const sampled =
       this.kernels.has("sampling") && this.sampler.idle
-        ? () => {
-            const params = greedySampleParams(step.seqs.length);
-            const s = this.replayDecode(step, rowOf, undefined, { params, slot: 0, inGraph: true });
-            return { graph: this.graphs.get(s.key) as CudaGraph, packed: s.packed };
-          }
+        ? () => this.replayDecode(step, rowOf, undefined, { params, slot: 0, inGraph: true })
         : undefined;
     return profileDecode({
       stream: this.stream,
-      graph: this.graphs.get(key) as CudaGraph,
+      graph,
       packed,
       sampled,
       uploadMeta: (p) => this.uploads.uploadMeta(p),
@@ -350,6 +337,17 @@ export class CudaBackend implements ExecutionBackend {
     return profileEager(this.stream, this.lowered.steps, (s) => this.steps.run(s, packed, step.logitRows));
   }
 
+  /** Captures every decode graph a step of up to `maxSeqs` sequences may need (graphWarmUpSteps), so
+   * no request waits on one; zeroes the KV pool (call it before any request). Returns how many. */
+  prepareDecodeGraphs(maxSeqs: number): number {
+    if (!this.tuning.graphs || this.kv.numBlocks === 0) return 0;
+    this.kv.clear(this.stream);
+    const steps = graphWarmUpSteps({ ...this.warmUpLimits, maxSeqs }, this.steps.splitTarget());
+    return this.graphs.prepare(steps, this.kernels.has("sampling"), (step, sample) =>
+      this.replayDecode(step, this.uploads.uploadInvFreq(step), undefined, sample),
+    );
+  }
+
   /** CUDA graphs replay decode steps: one token per sequence, logits for each in order. */
   private graphable(step: StepInput): boolean {
     return isGraphable(step, this.maxLogitRows, this.graphStride);
@@ -362,7 +360,7 @@ export class CudaBackend implements ExecutionBackend {
     rowOf: (seq: number) => number,
     feed?: TokenFeed,
     sample?: SampleLaunch,
-  ): { key: number; packed: PackedStep } {
+  ): { graph: CudaGraph; packed: PackedStep } {
     const bucket = nextPow2(step.seqs.length);
     this.kernels.pdl = this.tuning.pdl && bucket <= PDL_MAX_ROWS;
     const base = packDecodeStep(step, bucket, this.graphStride, rowOf);
@@ -377,7 +375,7 @@ export class CudaBackend implements ExecutionBackend {
       if (sampleSlot >= 0) this.launchSampler(packed, bucket, sampleSlot);
     });
     graph.launch(this.stream);
-    return { key, packed };
+    return { graph, packed };
   }
 
   dispose(): void {

@@ -6,8 +6,10 @@
 // (the KV pools, the step metadata), and its tuning never changes (tuning.ts). Owns the graphs until
 // dispose().
 import type { StepInput } from "../backend.ts";
+import type { SampleParams } from "../decoding_ops.ts";
 import { MAX_SPLITS } from "./attention_splits.ts";
 import { type CudaGraph, GraphCapture, type Stream } from "./device/index.ts";
+import { greedySampleParams } from "./device_sampler.ts";
 
 /** A graph's key: (bucket, splits) then the slot it samples into (−1: none). */
 export function decodeGraphKey(bucket: number, splits: number, sampleSlot: number): number {
@@ -37,6 +39,11 @@ export class DecodeGraphs {
 
   constructor(private readonly stream: Stream) {}
 
+  /** Graphs held. */
+  get size(): number {
+    return this.graphs.size;
+  }
+
   get(key: number): CudaGraph | undefined {
     return this.graphs.get(key);
   }
@@ -58,6 +65,25 @@ export class DecodeGraphs {
       this.graphs.set(key, graph);
     }
     return graph;
+  }
+
+  /** Captures the graphs of `steps` (graphWarmUpSteps) through `replay`: each without a sampler and,
+   * with `sampling`, with the greedy sampler into each slot (0 and 1: what overlapped steps alternate).
+   * Returns how many were new. */
+  prepare(
+    steps: readonly StepInput[],
+    sampling: boolean,
+    replay: (step: StepInput, sample?: { params: SampleParams; slot: number; inGraph: true }) => void,
+  ): number {
+    const before = this.graphs.size;
+    for (const step of steps) {
+      replay(step);
+      if (!sampling) continue;
+      const params = greedySampleParams(step.seqs.length);
+      for (const slot of [0, 1]) replay(step, { params, slot, inGraph: true });
+    }
+    this.stream.synchronize();
+    return this.graphs.size - before;
   }
 
   /** Frees every graph (they point into a buffer that moved). */

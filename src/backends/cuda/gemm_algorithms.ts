@@ -3,6 +3,7 @@
 // the engine's largest step). Stored in the engine as JSON; the runtime creates each GEMM with its
 // stored algorithm and falls back to the heuristic if the cuBLAS version rejects it.
 import type { DTypeName } from "../../dtype.ts";
+import { EngineError } from "../../engine/errors.ts";
 import type { Lowered } from "./lowering.ts";
 
 export interface GemmShape {
@@ -68,4 +69,20 @@ export function engineRowLimits(build: { maxNumTokens: number; maxBatchSize: num
     maxTokens: nextPow2(build.maxNumTokens),
     maxLogitRows: nextPow2(Math.max(build.maxBatchSize, 64)),
   };
+}
+
+/** Throws EngineError when a step of `tokens` tokens and `logitRows` rows of logits exceeds `limits`. */
+export function assertStepFits(
+  tokens: number,
+  logitRows: number,
+  limits: { maxTokens: number; maxLogitRows: number },
+): void {
+  if (tokens > limits.maxTokens)
+    throw new EngineError(
+      `a step of ${tokens} tokens exceeds this engine's maxNumTokens (${limits.maxTokens}); rebuild with a larger --max-num-tokens`,
+    );
+  if (logitRows > limits.maxLogitRows)
+    throw new EngineError(
+      `a step asks for ${logitRows} rows of logits; this engine returns at most ${limits.maxLogitRows} per step (rebuild with a larger --max-batch-size)`,
+    );
 }

@@ -59,6 +59,12 @@ export class DeviceKvCache {
     }
   }
 
+  /** Queues zeroing every pool: a step that reads slots nothing wrote (graph capture ahead of any
+   * request) then reads zeros, never NaN. */
+  clear(stream: Stream): void {
+    for (const pool of [...this.k, ...this.v]) pool.fillBytes(stream, 0);
+  }
+
   dispose(): void {
     for (const b of [...this.k, ...this.v]) b.dispose();
     this.k = [];

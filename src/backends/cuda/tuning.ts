@@ -92,6 +92,20 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
   });
 }
 
+/** Warnings for the profiling-only switches set in `t` (their outputs are wrong), one line each. */
+export function profilingWarnings(t: CudaTuning): string[] {
+  return [
+    ...(t.skipKernels.size > 0
+      ? [
+          `KILN_SKIP_KERNELS leaves out ${[...t.skipKernels].join(", ")} (profiling only: the outputs are wrong)`,
+        ]
+      : []),
+    ...(t.attnStop !== ""
+      ? [`KILN_ATTN_STOP=${t.attnStop} stops decode attention early (profiling only: the outputs are wrong)`]
+      : []),
+  ];
+}
+
 /** The defaults with some settings changed (tests and measurements), frozen. */
 export function cudaTuning(overrides: Partial<CudaTuning> = {}): CudaTuning {
   return Object.freeze({ ...DEFAULT_CUDA_TUNING, ...overrides });

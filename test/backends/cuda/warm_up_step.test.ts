@@ -1,16 +1,18 @@
 // What the CUDA backend's warm-up runs and keeps back, checked on the CPU: the warm-up step carries
 // every token it is asked for in sequences no longer than the context window (at most maxSeqs of
 // them), writes no KV (slots −1), reads only block 0, and returns the last logit rows; the graphs'
-// reserve counts every graph the backend may capture.
+// reserve counts every graph the backend may capture; the graph warm-up steps cover every graph key a
+// decode step can take, once each.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { MAX_SPLITS } from "../../../src/backends/cuda/attention_splits.ts";
+import { graphSplits, MAX_SPLITS } from "../../../src/backends/cuda/attention_splits.ts";
+import { isGraphable } from "../../../src/backends/cuda/decode_graphs.ts";
 import {
   GRAPH_NODE_BYTES,
   graphReserveBytes,
   STEP_SLACK_BYTES,
 } from "../../../src/backends/cuda/graph_reserve.ts";
-import { warmUpStep } from "../../../src/backends/cuda/warm_up_step.ts";
+import { graphWarmUpSteps, warmUpStep } from "../../../src/backends/cuda/warm_up_step.ts";
 
 test("the warm-up step: T tokens in sequences within the context window, no KV writes, block 0 only", () => {
   const s = warmUpStep(10, { maxSeqLen: 4, maxSeqs: 8, blockSize: 2, maxLogitRows: 3 });
@@ -46,4 +48,38 @@ test("the graphs' reserve: every (bucket, splits, slot) graph at one node per la
     graphs * (launches + 1) * GRAPH_NODE_BYTES + STEP_SLACK_BYTES,
   );
   assert.ok(graphReserveBytes(launches, 512) > graphReserveBytes(launches, 256));
+});
+
+test("the graph warm-up: one decode step per (bucket, splits) a request can reach, writing no KV", () => {
+  const target = { smCount: 132, ctasPerSeq: 8 }; // the 8B on an H100/H200
+  const limits = { maxSeqLen: 4096, maxSeqs: 300, blockSize: 16, maxLogitRows: 512 };
+  const steps = graphWarmUpSteps(limits, target);
+  const stride = Math.ceil(limits.maxSeqLen / limits.blockSize);
+  const keyOf = (bucket: number, longest: number) => `${bucket}/${graphSplits(target, bucket, longest)}`;
+  const keys = steps.map((s) => keyOf(s.seqs.length, Math.max(...s.seqs.map((q) => q.contextLen))));
+  assert.equal(new Set(keys).size, keys.length, "no graph twice");
+  for (const s of steps) {
+    assert.ok(isGraphable(s, limits.maxLogitRows, stride), "a decode step the graphs take");
+    assert.ok(
+      s.slotMapping.every((x) => x === -1),
+      "writes no KV",
+    );
+    assert.ok(
+      s.seqs.every((q, i) => q.blockTable.every((b) => b === 0) && s.positions[i] === q.contextLen - 1),
+    );
+  }
+  // Every batch of 1 … maxSeqs sequences at every context finds its graph: buckets up to 512 (300 → 512).
+  const buckets = new Set(steps.map((s) => s.seqs.length));
+  assert.deepEqual([...buckets], [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
+  for (let n = 1; n <= limits.maxSeqs; n += n < 16 ? 1 : 37)
+    for (let ctx = 1; ctx <= limits.maxSeqLen; ctx += ctx < 300 ? 7 : 301) {
+      const bucket = 2 ** Math.ceil(Math.log2(n));
+      assert.ok(keys.includes(keyOf(bucket, ctx)), `batch ${n}, longest context ${ctx}`);
+    }
+  // Small buckets take several split counts, large ones one.
+  assert.ok(keys.filter((k) => k.startsWith("1/")).length > 3);
+  assert.equal(keys.filter((k) => k.startsWith("512/")).length, 1);
+  // maxLogitRows caps the buckets.
+  const capped = graphWarmUpSteps({ ...limits, maxSeqs: 2000 }, target);
+  assert.equal(Math.max(...capped.map((s) => s.seqs.length)), 512);
 });
