@@ -135,7 +135,7 @@ export class OutputProcessor {
   /** Ends every live request with `error` (a step failed); their blocks are freed now. */
   failAll(error: unknown): void {
     for (const [id, l] of [...this.live]) {
-      this.scheduler.finish(id, "cancelled");
+      this.scheduler.finish(id, "cancelled", false); // the failed step's blocks stay out of the cache
       this.live.delete(id);
       l.channel.fail(error);
     }

@@ -86,6 +86,8 @@ export class Scheduler {
   private readonly running: Request[] = []; // admission order
   private readonly live = new Map<number, Request>();
   private finished: SchedulerOutput["finished"] = [];
+  /** Steps whose chunks computed() has advanced (update() then only takes their samples). */
+  private readonly computedOutputs = new WeakSet<SchedulerOutput>();
   private arrivals = 0;
   private admissions = 0;
   private preemptions = 0;
@@ -189,12 +191,20 @@ export class Scheduler {
     return this.live.size > 0;
   }
 
-  /** Removes a live request, queued or running, and frees its blocks now; false if it is not live. */
-  finish(id: number, reason: RequestFinishReason): boolean {
+  /** Removes a live request, queued or running, and frees its blocks now (their full blocks of real
+   * tokens cached, unless `cacheBlocks` is false); false if it is not live. */
+  finish(id: number, reason: RequestFinishReason, cacheBlocks = true): boolean {
     const r = this.live.get(id);
     if (!r) return false;
     const list = r.status === "running" ? this.running : this.waiting;
     list.splice(list.indexOf(r), 1);
+    // Its full blocks of real tokens join the prefix cache first: a request may end at the token of the
+    // step that computed them (before update() or resolve() would key them), e.g. at maxNewTokens 1.
+    // The last numPending tokens are placeholders (advance()), not yet what the step samples. Not
+    // after a failed step (cacheBlocks false): what it should have written may not be there.
+    for (const s of r.seqs)
+      if (cacheBlocks && this.kv.has(s.kvId))
+        this.kv.commit(s.kvId, s.tokens, Math.min(s.numComputedTokens, s.tokens.length - r.numPending));
     for (const s of r.seqs) this.kv.free(s.kvId);
     r.status = "finished";
     r.finishReason = reason;
@@ -268,12 +278,12 @@ export class Scheduler {
     return out;
   }
 
-  /** After the step of `output` ran: advances each sequence by its chunk and caches its full blocks;
-   * then each request that sampled takes its next sequences: a token (a single-sequence request's) or
-   * branches (see Branch; a group's). It finishes at maxNewTokens. Requests that left meanwhile
-   * (cancelled, finished by the caller) are skipped. */
-  update(output: SchedulerOutput, sampled: ReadonlyMap<number, number | readonly Branch[]>): void {
-    const rows = new Map<Request, number>();
+  /** After the step of `output` ran, before its samples are read (synchronous steps): advances each
+   * sequence by its chunk and caches its full blocks, so a request that ends at this step's token
+   * (finish) keeps them in the prefix cache. update() does it itself when not called first. */
+  computed(output: SchedulerOutput): void {
+    invariant(!this.computedOutputs.has(output), "a step's chunks computed twice");
+    this.computedOutputs.add(output);
     for (const c of output.chunks) {
       const r = this.live.get(c.requestId);
       if (r?.status !== "running") continue;
@@ -281,7 +291,20 @@ export class Scheduler {
       invariant(s?.numComputedTokens === c.start, `update of request ${r.id} out of order`);
       s.numComputedTokens += c.tokenIds.length;
       this.kv.commit(s.kvId, s.tokens, s.numComputedTokens);
-      if (c.sample) rows.set(r, (rows.get(r) ?? 0) + 1);
+    }
+  }
+
+  /** After the step of `output` ran: advances each sequence by its chunk and caches its full blocks
+   * (unless computed() did);
+   * then each request that sampled takes its next sequences: a token (a single-sequence request's) or
+   * branches (see Branch; a group's). It finishes at maxNewTokens. Requests that left meanwhile
+   * (cancelled, finished by the caller) are skipped. */
+  update(output: SchedulerOutput, sampled: ReadonlyMap<number, number | readonly Branch[]>): void {
+    if (!this.computedOutputs.has(output)) this.computed(output);
+    const rows = new Map<Request, number>();
+    for (const c of output.chunks) {
+      const r = this.live.get(c.requestId);
+      if (r?.status === "running" && c.sample) rows.set(r, (rows.get(r) ?? 0) + 1);
     }
     for (const [r, n] of rows) {
       invariant(n === r.seqs.length, `request ${r.id} sampled ${n} of its ${r.seqs.length} sequences`);

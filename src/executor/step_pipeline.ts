@@ -114,6 +114,7 @@ export class StepPipeline {
     const waitStart = performance.now();
     const got = forwardAndSample(this.backend, step, rows, needLogits);
     const hostWaitMs = performance.now() - waitStart;
+    this.scheduler.computed(out); // before the samples: a request that ends here keeps its blocks cached
     const V = this.backend.vocabSize;
     for (const c of context) {
       const l = this.live.get(c.requestId) as LiveRequest;

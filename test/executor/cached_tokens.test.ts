@@ -55,3 +55,55 @@ test("the second request over a shared prefix reports its cached prompt tokens, 
     await ex.shutdown();
   }
 });
+
+test("a request that ends at its first token leaves its prompt's blocks cached (overlapped and synchronous steps)", async () => {
+  const ex = new Executor(Session.open(dir));
+  try {
+    for (const [i, sync] of [false, true].entries()) {
+      const prefix = PREFIX.map((t) => t + 11 * (i + 1)); // a prefix of its own per round
+      // maxNewTokens 1: the request finishes at the token of the step that computed its prompt;
+      // returnContextLogits makes that step synchronous.
+      const first = await collect(
+        ex,
+        ex.enqueue({ prompt: [...prefix, 40], maxNewTokens: 1, greedy: true, returnContextLogits: sync }),
+      );
+      assert.equal(first.tokens.length, 1);
+      const second = await collect(
+        ex,
+        ex.enqueue({ prompt: [...prefix, 50, 51], maxNewTokens: 2, greedy: true }),
+      );
+      assert.equal(
+        second.events[0].numCachedTokens,
+        8,
+        `${sync ? "synchronous" : "overlapped"}: two whole blocks`,
+      );
+    }
+  } finally {
+    await ex.shutdown();
+  }
+});
+
+test("blocks of a step that failed stay out of the prefix cache", async () => {
+  const ex = new Executor(Session.open(dir));
+  const backend = ex.session.backend;
+  const collectSample = backend.collectSample;
+  try {
+    const prefix = PREFIX.map((t) => (t + 5) % 50);
+    backend.collectSample = () => {
+      throw new Error("device lost");
+    };
+    await assert.rejects(
+      collect(ex, ex.enqueue({ prompt: [...prefix, 40], maxNewTokens: 1, greedy: true })),
+      /device lost/,
+    );
+    backend.collectSample = collectSample;
+    const after = await collect(
+      ex,
+      ex.enqueue({ prompt: [...prefix, 50, 51], maxNewTokens: 2, greedy: true }),
+    );
+    assert.equal(after.events[0].numCachedTokens, 0, "nothing cached from the failed step");
+  } finally {
+    backend.collectSample = collectSample;
+    await ex.shutdown();
+  }
+});
