@@ -15,7 +15,8 @@
 #            issue's ISL/OSL pairs on an engine built for 1,024 running requests and 8,192 tokens a
 #            step: `throughput` (short) 128/128, 2048/128, then Poisson arrivals at about 70% of the
 #            128/128 request rate (p99 TPOT against the median), with Hugging Face continuous batching
-#            (tools/bench_hf_cb.py) on the same 128/128 requests; `throughput long` 1000/1000, 128/2048;
+#            (tools/bench_hf_cb.py) on the same 128/128 requests, and TTFT with a 2,048-token prefix cached;
+#            `throughput long` 1000/1000, 128/2048;
 #            `throughput hf` Hugging Face at 2048/128 and 1000/1000
 #   headline the 8B built for the executor (1,024 requests, 8,192 tokens a step: its build time), its
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
@@ -227,6 +228,10 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
     "$out/tp-128_128.json" 2>/dev/null)
   [[ -n $rate ]] && tp "128/128 at $rate req/s" 120 --num-requests 1024 --input-len 128 --output-len 128 \
     --request-rate "$rate" --seed 1
+  # Prefix caching (issue 17: TTFT with 2,048 tokens cached ≤ 20% of cold): one request alone, both ways.
+  tp "prefix 2048" 120 --num-requests 64 --input-len 2176 --prefix-len 2048 --output-len 32
+  python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['prefixCache']; print('prefix cache: TTFT %.2f ms with %d of %d tokens cached, %.2f ms cold (x%.3f)' % (p['cachedTtftMs'], p['cachedTokens'], p['prefixLen'], p['coldTtftMs'], p['cachedOverCold']))" \
+    "$out/tp-prefix_2048.json" 2>/dev/null
   exit 0
 fi
 if [[ $part == final ]]; then

@@ -123,6 +123,11 @@ export function registerBench(program: Command): void {
       intArg("--max-num-tokens", 1),
     )
     .option(
+      "--prefix-len <n>",
+      "with --num-requests: every prompt starts with the same n tokens; also times one request's TTFT with them cached and cold",
+      intArg("--prefix-len", 1),
+    )
+    .option(
       "--policy <policy>",
       "with --num-requests: capacity policy",
       choiceArg("--policy", ["guaranteedNoEvict", "maxUtilization"] as const),
@@ -193,6 +198,7 @@ export function registerBench(program: Command): void {
             ...(f.seed !== undefined ? { seed: f.seed } : {}),
             ...(f.maxNumTokens !== undefined ? { maxNumTokens: f.maxNumTokens } : {}),
             ...(f.policy ? { policy: f.policy } : {}),
+            ...(f.prefixLen !== undefined ? { prefixLen: f.prefixLen } : {}),
             ...(sampling ? { sampling } : {}),
             kvCache: runner.generation.kvCacheConfig,
           });

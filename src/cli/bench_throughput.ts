@@ -8,6 +8,7 @@ export interface ThroughputFlags {
   requestRate?: number;
   maxNumTokens?: number;
   policy?: "guaranteedNoEvict" | "maxUtilization";
+  prefixLen?: number;
 }
 
 /** Throws BenchOptionError for a flag of the other mode. `given(flag)`: the user set it (not a
@@ -27,7 +28,7 @@ export function checkModeFlags(f: ThroughputFlags, given: (flag: string) => bool
       );
     return;
   }
-  for (const flag of ["--request-rate", "--max-num-tokens", "--policy"])
+  for (const flag of ["--request-rate", "--max-num-tokens", "--policy", "--prefix-len"])
     if (given(flag))
       throw new BenchOptionError(
         `${flag} drives the executor in the throughput mode; give --num-requests N with it, or drop ${flag}`,
@@ -80,6 +81,14 @@ export function throughputTable(r: ThroughputResult): string {
       `${e.graphWarmUp.graphs} captured in ${e.graphWarmUp.ms.toFixed(0)} ms (before the timed run)`,
     ],
     ["prefix cache hits", `${e.prefixHitTokens} of ${e.prefixQueryTokens} prompt tokens`],
+    ...(r.prefixCache
+      ? ([
+          [
+            "TTFT, prefix cached",
+            `${r.prefixCache.cachedTtftMs.toFixed(2)} ms with ${r.prefixCache.cachedTokens} of the ${r.prefixCache.prefixLen}-token prefix cached, ${r.prefixCache.coldTtftMs.toFixed(2)} ms cold (×${r.prefixCache.cachedOverCold.toFixed(3)}; one request alone)`,
+          ],
+        ] as [string, string][])
+      : []),
     [
       "KV cache",
       `${e.kvBlocks} blocks (${e.kvTokens} tokens, limited by ${e.kvLimitedBy}), peak ${e.peakKvBlocksUsed} used (${(100 * e.peakKvUsage).toFixed(1)}%)`,

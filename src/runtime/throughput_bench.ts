@@ -5,6 +5,10 @@
 // loop reads the events.
 //   TTFT = first token − enqueue      TPOT = (last − first) / (tokens − 1)      ITL = token − previous
 // (latency_summary.ts, as `kiln bench --serve` computes them).
+// With a prefix length P, every prompt starts with the same P tokens (a system prompt, a few-shot
+// preamble), and before the timed run the prefix cache's effect on one request is measured alone:
+// TTFT of a prompt whose P-token prefix nothing has seen (cold) against a prompt with the same prefix
+// and a new suffix (its P tokens cached), each pair on a fresh prefix, medians of PREFIX_PROBES pairs.
 // Against the floor of a decode step of the requests that run at once (floors.ts): max(bytes it reads /
 // measured copy bandwidth, its FLOPs / measured GEMM rate).
 import {
@@ -25,6 +29,8 @@ export interface ThroughputOptions {
   outputLen: number;
   /** Requests per second of the Poisson arrivals; undefined: all at once. */
   requestRate?: number;
+  /** Leading prompt tokens every request shares (0 < prefixLen < inputLen); undefined: none. */
+  prefixLen?: number;
   seed?: number;
   /** Tokens per iteration (default: the engine's maxNumTokens). */
   maxNumTokens?: number;
@@ -75,6 +81,16 @@ export interface ThroughputResult {
   tpotOverFloor: number;
   copyBandwidthGBs: number;
   gemmTflops: number;
+  /** With prefixLen: the shared prefix's length, and TTFT of one request alone, cold and with its
+   * prefix cached (medians over PREFIX_PROBES fresh prefixes); cachedTokens: the prompt tokens the
+   * cached request found in the cache (the prefix's whole blocks). */
+  prefixCache?: {
+    prefixLen: number;
+    cachedTokens: number;
+    coldTtftMs: number;
+    cachedTtftMs: number;
+    cachedOverCold: number;
+  };
   executor: {
     iterations: number;
     preemptions: number;
@@ -120,6 +136,9 @@ export function poissonArrivals(n: number, rate: number, seed: number): number[]
   return t;
 }
 
+/** Cold / cached request pairs the prefix-cache probe times. */
+const PREFIX_PROBES = 3;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The time of each token of a streaming request, on the executor's clock. */
@@ -143,6 +162,12 @@ export async function runThroughputBench(
   const { config, backend } = session;
   if (o.inputLen + o.outputLen > config.maxSeqLen)
     throw new BenchShapeError(o.inputLen, o.outputLen, config.maxSeqLen);
+  const P = o.prefixLen;
+  if (P !== undefined && !(Number.isInteger(P) && P > 0 && P < o.inputLen))
+    throw new BenchOptionError(
+      `--prefix-len ${P} must be a whole number of tokens from 1 to --input-len − 1 (${o.inputLen - 1}): ` +
+        "the shared prefix, then at least one token of each request's own",
+    );
   if (o.requestRate !== undefined && !(o.requestRate > 0 && Number.isFinite(o.requestRate)))
     throw new BenchOptionError(
       `--request-rate ${o.requestRate} is not a positive rate; give requests per second above 0, ` +
@@ -158,8 +183,13 @@ export async function runThroughputBench(
   const seed = o.seed ?? 1;
   const m = config.model;
   const rand = seededUniform(seed);
-  const prompt = () => Array.from({ length: o.inputLen }, () => 10 + Math.floor(rand() * (m.vocabSize - 20)));
-  const prompts = Array.from({ length: o.numRequests }, prompt);
+  const tokens = (n: number) => Array.from({ length: n }, () => 10 + Math.floor(rand() * (m.vocabSize - 20)));
+  const prompt = () => tokens(o.inputLen);
+  const shared = tokens(o.prefixLen ?? 0);
+  const prompts = Array.from({ length: o.numRequests }, () => [
+    ...shared,
+    ...tokens(o.inputLen - shared.length),
+  ]);
   const warmPrompt = prompt();
   const arrivals = o.requestRate ? poissonArrivals(o.numRequests, o.requestRate, seed) : prompts.map(() => 0);
   // The floor's rates, measured before the KV cache takes its share of device memory (they borrow some).
@@ -226,8 +256,28 @@ export async function runThroughputBench(
   try {
     const request = (ids: number[], maxNewTokens: number) =>
       executor.enqueue({ prompt: ids, maxNewTokens, endId: [], streaming: true, ...decoding });
+    const ttftAlone = async (ids: number[]) => {
+      const start = performance.now();
+      return (await tokenTimes(executor, request(ids, 1)))[0] - start;
+    };
+    const probePrefixCache = async (prefixLen: number) => {
+      const cold: number[] = [];
+      const cached: number[] = [];
+      let hitTokens = 0;
+      for (let i = 0; i < PREFIX_PROBES; i++) {
+        const prefix = tokens(prefixLen);
+        cold.push(await ttftAlone([...prefix, ...tokens(o.inputLen - prefixLen)]));
+        const hits = executor.stats().kv.prefixHitTokens;
+        cached.push(await ttftAlone([...prefix, ...tokens(o.inputLen - prefixLen)]));
+        hitTokens += executor.stats().kv.prefixHitTokens - hits;
+      }
+      const [coldTtftMs, cachedTtftMs] = [summary(cold).median, summary(cached).median];
+      const cachedTokens = hitTokens / PREFIX_PROBES;
+      return { prefixLen, cachedTokens, coldTtftMs, cachedTtftMs, cachedOverCold: cachedTtftMs / coldTtftMs };
+    };
     // Warm-up (lazy GEMM plans, caches), on a prompt of its own so the timed ones start cold.
     await tokenTimes(executor, request(warmPrompt, Math.min(4, o.outputLen)));
+    const prefixCache = P === undefined ? undefined : await probePrefixCache(P);
     const before = executor.stats();
     peak = 0;
     iterations = [];
@@ -275,6 +325,7 @@ export async function runThroughputBench(
       decodeStepFloorMs,
       floorBatch,
       tpotOverFloor: tpotMs.median / decodeStepFloorMs,
+      ...(prefixCache ? { prefixCache } : {}),
       copyBandwidthGBs: bandwidth / 1e9,
       gemmTflops: gemmRate / 1e12,
       executor: {

@@ -176,7 +176,7 @@ test("checkModeFlags: flags of the other mode and rates ≤ 0 are refused by nam
       () => checkModeFlags(f, (flag) => given.includes(flag)),
       (e: unknown) => e instanceof BenchOptionError && message.test(e.message),
     );
-  for (const flag of ["--request-rate", "--max-num-tokens", "--policy"])
+  for (const flag of ["--request-rate", "--max-num-tokens", "--policy", "--prefix-len"])
     refuse(
       {},
       [flag],
@@ -245,6 +245,39 @@ test("kiln bench refuses flags of the other mode, bad rates and shapes", () => {
       "BenchOptionError",
       /--max-num-tokens 128 is above the engine's 64 tokens per step; give at most 64 or rebuild/,
     );
+  } finally {
+    cache.cleanup();
+  }
+});
+
+test("kiln bench --num-requests --prefix-len: shared prompts, and one request's TTFT cold and cached", () => {
+  const cache = tempCache();
+  try {
+    const env = { KILN_CACHE_DIR: cache.dir };
+    const args = ["--num-requests", "3", "--prefix-len", "35", "--input-len", "40", "--output-len", "2"];
+    const o = JSON.parse(kiln(["bench", ...args, "--json"], env).stdout);
+    const p = o.prefixCache;
+    // Blocks of 16: the cached probe finds the prefix's two whole blocks.
+    assert.equal(p.prefixLen, 35);
+    assert.equal(p.cachedTokens, 32);
+    assert.ok(p.coldTtftMs > 0 && p.cachedTtftMs > 0);
+    assert.ok(close(p.cachedOverCold, p.cachedTtftMs / p.coldTtftMs));
+    // The timed requests all start with the same 35 tokens: at most the first computes them (all
+    // arrive at once, so none may find them yet), and every one asks the cache for its prompt.
+    assert.equal(o.executor.prefixQueryTokens, 3 * 40);
+    const table = kiln(["bench", ...args], env);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(
+      table.stdout,
+      /TTFT, prefix cached\s+[\d.]+ ms with 32 of the 35-token prefix cached, [\d.]+ ms cold \(×[\d.]+; one request alone\)/,
+    );
+    assertUserError(
+      kiln(["bench", "--num-requests", "2", "--input-len", "8", "--prefix-len", "8"], env),
+      "BenchOptionError",
+      /--prefix-len 8 must be a whole number of tokens from 1 to --input-len − 1 \(7\)/,
+    );
+    const without = benchJson(["--num-requests", "2"], env);
+    assert.equal(without.prefixCache, undefined);
   } finally {
     cache.cleanup();
   }
