@@ -22,6 +22,8 @@
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens): the
 #            prefill's and a decode step's GPU time by kernel kind
+#   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
+#            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
 #            and 64 concurrent streams: ITL against the in-process decode step at batch 64)
 #   quant    weight-only quantization on CUDA (issue 19): the quantized GPU tests (test/gpu/quantized.test.ts,
@@ -37,7 +39,7 @@
 #   mkdir -p node_modules && tar -xJf .devnm/nm.tar.xz -C node_modules && source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
 source tools/device_engine.sh
-part=${1:?usage: $0 tests|engines|load|final|headline|profile|throughput|serve|quant|quant-study}
+part=${1:?usage: $0 tests|engines|load|final|headline|profile|long|throughput|serve|quant|quant-study}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 # quant-study: issue 19's accuracy table (tools/quant_study.sh): trains the quant-study model, then held-out
@@ -232,6 +234,21 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
   tp "prefix 2048" 120 --num-requests 64 --input-len 2176 --prefix-len 2048 --output-len 32
   python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['prefixCache']; print('prefix cache: TTFT %.2f ms with %d of %d tokens cached, %.2f ms cold (x%.3f)' % (p['cachedTtftMs'], p['cachedTokens'], p['prefixLen'], p['coldTtftMs'], p['cachedOverCold']))" \
     "$out/tp-prefix_2048.json" 2>/dev/null
+  exit 0
+fi
+if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768 tokens, decode at 32,768
+  e=/tmp/engine-$big-long ckpt=/tmp/hf-$big
+  [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
+  t0=$(date +%s%N)
+  [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 8 \
+    --max-num-tokens 8192 --max-seq-len 33024 --json >"$out/build-long.json" 2>"$out/build-long.err"
+  echo "$big long-context engine: exit $? in $(ms "$t0") ms"
+  bench "$big 8,192 in" "$e" --input-len 8192 --output-len 64 --runs 3
+  bench "$big 32,768 in" "$e" --input-len 32768 --output-len 64 --runs 3
+  # Where the time goes: the 32,768-token prefill (4 steps of 8,192) and a decode step at that context.
+  ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 32768 --output-len 4 --runs 1 \
+    --profile >"$out/profile-long.txt" 2>>"$out/bench.err" || echo "long profile failed (bench.err)"
+  cat "$out/profile-long.txt"
   exit 0
 fi
 if [[ $part == final ]]; then
