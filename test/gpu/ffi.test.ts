@@ -424,6 +424,29 @@ describe("CUDA FFI on the GPU", { skip: noGpu }, () => {
       assert.ok(measured > 0);
       assert.ok(tuned.err <= TOL.bf16);
     });
+
+    test("GEMMs sharing one workspace: the same results, and the workspace outlives them", () => {
+      using workspace = DeviceBuffer.alloc(device, 8 << 20);
+      const shapes: GemmConfig[] = [
+        { m: 320, n: 256, k: 512, dtypeIn: "bf16", maxWorkspaceBytes: 8 << 20 },
+        { m: 72, n: 96, k: 128, dtypeIn: "bf16", bias: true, maxWorkspaceBytes: 8 << 20 },
+      ];
+      for (const c of shapes) {
+        const own = runGemm(c, 5);
+        const shared = runGemm(c, 5, (cfg) => Gemm.create(device, cfg, { workspace }));
+        assert.deepEqual(shared.err, own.err, JSON.stringify(c));
+      }
+      workspace.fillBytes(stream, 0); // still allocated after the GEMMs were disposed
+      stream.synchronize();
+      using small = DeviceBuffer.alloc(device, 16);
+      const big = { m: 4096, n: 4096, k: 4096, dtypeIn: "bf16" as const, maxWorkspaceBytes: 8 << 20 };
+      const needs = Gemm.heuristics(device, big, 1)[0].workspaceBytes;
+      if (needs > 16)
+        assert.throws(
+          () => Gemm.create(device, big, { workspace: small }),
+          /shared GEMM workspace of 16 bytes/,
+        );
+    });
   });
 
   test("everything is disposed: no live objects, free memory back within 1 MiB", () => {

@@ -27,7 +27,7 @@ import {
   GEMM_TABLE_BLOB,
   type GemmChoice,
   gemmKey,
-  nextPow2,
+  rowBucket,
 } from "./gemm_algorithms.ts";
 import { graphReserveBytes } from "./graph_reserve.ts";
 import { KernelLauncher } from "./kernel_launcher.ts";
@@ -342,7 +342,8 @@ export class CudaBackend implements ExecutionBackend {
   prepareDecodeGraphs(maxSeqs: number): number {
     if (!this.tuning.graphs || this.kv.numBlocks === 0) return 0;
     this.kv.clear(this.stream);
-    const steps = graphWarmUpSteps({ ...this.warmUpLimits, maxSeqs }, this.steps.splitTarget());
+    const limits = { ...this.warmUpLimits, maxSeqs };
+    const steps = graphWarmUpSteps(limits, this.steps.splitTarget(), this.tuning.rowBuckets);
     return this.graphs.prepare(steps, this.kernels.has("sampling"), (step, sample) =>
       this.replayDecode(step, this.uploads.uploadInvFreq(step), undefined, sample),
     );
@@ -361,7 +362,7 @@ export class CudaBackend implements ExecutionBackend {
     feed?: TokenFeed,
     sample?: SampleLaunch,
   ): { graph: CudaGraph; packed: PackedStep } {
-    const bucket = nextPow2(step.seqs.length);
+    const bucket = rowBucket(step.seqs.length, this.tuning.rowBuckets);
     this.kernels.pdl = this.tuning.pdl && bucket <= PDL_MAX_ROWS;
     const base = packDecodeStep(step, bucket, this.graphStride, rowOf);
     const splits = graphSplits(this.steps.splitTarget(), bucket, base.maxContextLen);

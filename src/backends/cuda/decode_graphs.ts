@@ -1,7 +1,7 @@
-// CUDA graphs of decode steps: one per batch bucket (the batch padded to a power of two), attention split
-// count (≤ MAX_SPLITS) and sampler slot (none, 0 or 1: a graph that also samples writes one slot).
-// Captured on first use after one eager run of the same launches (which creates the GEMM plans, so the
-// capture records only stream work), replayed every token after. A graph keeps the pointers and the
+// CUDA graphs of decode steps: one per batch bucket (the batch padded by gemm_algorithms.ts rowBucket),
+// attention split count (≤ MAX_SPLITS) and sampler slot (none, 0 or 1: a graph that also samples writes
+// one slot). Captured after one eager run of the same launches (which creates the GEMM plans, so the
+// capture records only stream work), at an executor's start (prepare) or on first use, replayed after. A graph keeps the pointers and the
 // settings it was captured with: the backend drops every graph when a buffer they point into moves
 // (the KV pools, the step metadata), and its tuning never changes (tuning.ts). Owns the graphs until
 // dispose().

@@ -45,6 +45,8 @@ interface Fp8Plan {
 
 export class Fp8Linears {
   private readonly gemms = new Map<string, Fp8Plan>();
+  /** The one workspace every FP8 plan runs in (queued on one stream; gemm_plans.ts). */
+  private workspace: DeviceBuffer | null = null;
   /** The fallback plans' fp32 output [maxRows, widest n]; allocated at the first fallback. */
   private accumulators: DeviceBuffer | null = null;
 
@@ -134,11 +136,16 @@ export class Fp8Linears {
     let plan = this.gemms.get(key);
     if (!plan) {
       const base = { m, n, k, dtypeIn: this.dtype, fp8: true, maxWorkspaceBytes: GEMM_WORKSPACE_BYTES };
+      this.workspace ??= DeviceBuffer.alloc(this.device, GEMM_WORKSPACE_BYTES);
+      const ws = { workspace: this.workspace };
       try {
-        plan = { gemm: Gemm.create(this.device, { ...base, dtypeOut: this.dtype, bias }), epilogue: false };
+        plan = {
+          gemm: Gemm.create(this.device, { ...base, dtypeOut: this.dtype, bias }, ws),
+          epilogue: false,
+        };
       } catch (e) {
         if (!(e instanceof CublasError)) throw e;
-        const gemm = Gemm.create(this.device, { ...base, dtypeOut: "fp32", fp8UnitScales: true });
+        const gemm = Gemm.create(this.device, { ...base, dtypeOut: "fp32", fp8UnitScales: true }, ws);
         this.accumulators ??= DeviceBuffer.alloc(this.device, this.maxRows * this.widestN * 4);
         plan = { gemm, epilogue: true };
       }
@@ -165,6 +172,8 @@ export class Fp8Linears {
   dispose(): void {
     for (const p of this.gemms.values()) p.gemm.dispose();
     this.gemms.clear();
+    this.workspace?.dispose();
+    this.workspace = null;
     this.scratch?.dispose();
     this.accumulators?.dispose();
     this.accumulators = null;

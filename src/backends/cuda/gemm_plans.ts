@@ -1,13 +1,16 @@
 // The cuBLASLt GEMM plans of a backend's linears, by shape (gemm_algorithms.ts gemmKey): each created
-// once, with the algorithm chosen at build time when the engine has one for its shape (the heuristic's
-// otherwise, or when this cuBLAS rejects the stored one). Owns the plans and their workspaces until
-// dispose().
+// once, with the algorithm chosen at build time when the engine has one for its shape (the power-of-two
+// row buckets), the heuristic's otherwise (the finer buckets between them, or when this cuBLAS rejects
+// the stored one). Every plan runs in one shared workspace: they are queued on one stream, so no two
+// run at once, and dozens of row buckets cost one workspace, not one each. Owns the plans and the
+// workspace until dispose().
 import type { DTypeName } from "../../dtype.ts";
-import { type CudaDevice, Gemm } from "./device/index.ts";
+import { type CudaDevice, DeviceBuffer, Gemm } from "./device/index.ts";
 import { GEMM_WORKSPACE_BYTES, gemmKey } from "./gemm_algorithms.ts";
 
 export class GemmPlans {
   private readonly gemms = new Map<string, Gemm>();
+  private workspace: DeviceBuffer | null = null;
 
   constructor(
     private readonly device: CudaDevice,
@@ -32,11 +35,13 @@ export class GemmPlans {
         maxWorkspaceBytes: GEMM_WORKSPACE_BYTES,
       };
       const algo = this.algos.get(key);
+      this.workspace ??= DeviceBuffer.alloc(this.device, GEMM_WORKSPACE_BYTES);
+      const workspace = this.workspace;
       try {
-        g = Gemm.create(this.device, cfg, algo ? { algo } : {});
+        g = Gemm.create(this.device, cfg, algo ? { algo, workspace } : { workspace });
       } catch (e) {
         if (!algo) throw e;
-        g = Gemm.create(this.device, cfg); // the stored algorithm is from another cuBLAS: use the heuristic
+        g = Gemm.create(this.device, cfg, { workspace }); // a stored algorithm from another cuBLAS: the heuristic's
       }
       this.gemms.set(key, g);
     }
@@ -46,5 +51,7 @@ export class GemmPlans {
   dispose(): void {
     for (const g of this.gemms.values()) g.dispose();
     this.gemms.clear();
+    this.workspace?.dispose();
+    this.workspace = null;
   }
 }

@@ -13,7 +13,7 @@ import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attenti
 import { DecodeAttention } from "./decode_attention.ts";
 import type { CudaDevice, DevicePtr, KernelArg, Stream } from "./device/index.ts";
 import { Fp8Linears } from "./fp8_linears.ts";
-import { nextPow2 } from "./gemm_algorithms.ts";
+import { rowBucket, rowBuckets } from "./gemm_algorithms.ts";
 import { GemmPlans } from "./gemm_plans.ts";
 import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
@@ -112,16 +112,15 @@ export class StepLauncher {
 
   /** Creates the GEMM plan (and its workspace) of every linear at every row count a step of at most
    * `maxRows` token rows runs on cuBLASLt, so no step creates one later: KV sizing reads free memory
-   * after this (CudaBackend.warmUp). The buckets are run()'s: m = min(nextPow2(rows), cap). */
+   * after this (CudaBackend.warmUp). The buckets are run()'s: m = min(rowBucket(rows), cap). */
   prepareGemms(maxRows: number): void {
     for (const step of this.lowered.steps) {
       if (step.kind !== "linear") continue;
       const op = step.op;
       const logits = this.lowered.storage.get(op.x)?.rows === "logits";
       const cap = logits ? this.maxLogitRows : this.maxTokens;
-      const top = Math.min(nextPow2(Math.min(maxRows, cap)), cap);
       const fp8 = this.weights.fp8(op.weight);
-      for (let m = 1; m <= top; m *= 2)
+      for (const m of rowBuckets(Math.min(maxRows, cap), this.tuning.rowBuckets))
         if (this.gemvApplies(op, m)) continue;
         else if (fp8) this.fp8.prepare(m, fp8.rows, fp8.cols, Boolean(op.bias));
         else
@@ -218,7 +217,7 @@ export class StepLauncher {
         const op = step.op;
         const rows = rowsOf(op.x);
         const cap = this.lowered.storage.get(op.x)?.rows === "logits" ? this.maxLogitRows : this.maxTokens;
-        const m = Math.min(nextPow2(rows), cap);
+        const m = Math.min(rowBucket(rows, this.tuning.rowBuckets), cap);
         const fp8 = this.weights.fp8(op.weight); // x quantized per token first (fp8_linears.ts)
         if (this.gemvApplies(op, rows)) {
           // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.

@@ -14,6 +14,7 @@ import {
   parseRopeFuse,
   parseRopeTrigger,
 } from "./attention_splits.ts";
+import { parseRowBucketing, type RowBucketing } from "./gemm_algorithms.ts";
 import {
   type GemvPolicy,
   type GemvShapes,
@@ -60,6 +61,8 @@ export interface CudaTuning {
   readonly ropeFuse: boolean;
   /** KILN_ATTN_STOP (profiling only; wrong outputs): where decode attention stops. */
   readonly attnStop: AttentionStop;
+  /** KILN_ROW_BUCKETS=pow2: steps pad their rows to a power of two, not to eight buckets per octave. */
+  readonly rowBuckets: RowBucketing;
   /** KILN_SKIP_KERNELS (profiling only; wrong outputs): kernels left out of every step. */
   readonly skipKernels: ReadonlySet<string>;
 }
@@ -88,6 +91,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: parseRopeFuse(env.KILN_ROPE_FUSE),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
+    rowBuckets: parseRowBucketing(env.KILN_ROW_BUCKETS),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
   });
 }

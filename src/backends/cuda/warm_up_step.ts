@@ -8,6 +8,7 @@
 //   logit rows: the last min(tokens, maxLogitRows)
 import type { StepInput } from "../backend.ts";
 import { graphSplits, MIN_SPLIT_KEYS, type SplitTarget } from "./attention_splits.ts";
+import { type RowBucketing, rowBuckets } from "./gemm_algorithms.ts";
 
 export interface WarmUpLimits {
   maxSeqLen: number;
@@ -43,21 +44,24 @@ export function warmUpStep(tokens: number, limits: WarmUpLimits): StepInput {
 }
 
 /** The decode steps whose graphs CudaBackend.prepareDecodeGraphs captures ahead of any request: per batch
- * bucket 1, 2, 4, … up to nextPow2(maxSeqs) (at most maxLogitRows), one step for each attention split
+ * bucket (gemm_algorithms.ts rowBucket) up to maxSeqs' (at most maxLogitRows), one step for each attention split
  * count (graphSplits) a context of up to maxSeqLen keys can give, its longest context the shortest
  * that gives it. Sequence 0 holds that context, the others one key; every table entry is block 0 and
  * every slot −1, so the steps write no KV.
  *
  *   maxSeqs 3, maxSeqLen 300, a GPU whose splits are 1 up to 64 keys and 2 beyond for < 4 sequences:
  *     bucket 1: longest 1 (1 split), 128 (2)   bucket 2: 1, 128   bucket 4: 1 */
-export function graphWarmUpSteps(limits: WarmUpLimits, target: SplitTarget): StepInput[] {
+export function graphWarmUpSteps(
+  limits: WarmUpLimits,
+  target: SplitTarget,
+  bucketing: RowBucketing = "fine",
+): StepInput[] {
   const { maxSeqs, maxLogitRows, maxSeqLen, blockSize } = limits;
   const longests = [1];
   for (let L = MIN_SPLIT_KEYS; L < maxSeqLen; L *= 2) longests.push(L);
   if (maxSeqLen > 1) longests.push(maxSeqLen);
-  const top = Math.min(2 ** Math.ceil(Math.log2(Math.max(1, maxSeqs))), maxLogitRows);
   const steps: StepInput[] = [];
-  for (let bucket = 1; bucket <= top; bucket *= 2) {
+  for (const bucket of rowBuckets(Math.min(Math.max(1, maxSeqs), maxLogitRows), bucketing)) {
     const seen = new Set<number>();
     for (const longest of longests) {
       const splits = graphSplits(target, bucket, longest);

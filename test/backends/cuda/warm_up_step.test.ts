@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { graphSplits, MAX_SPLITS } from "../../../src/backends/cuda/attention_splits.ts";
 import { isGraphable } from "../../../src/backends/cuda/decode_graphs.ts";
+import { rowBucket, rowBuckets } from "../../../src/backends/cuda/gemm_algorithms.ts";
 import {
   GRAPH_NODE_BYTES,
   graphReserveBytes,
@@ -42,7 +43,8 @@ test("the warm-up step: T tokens in sequences within the context window, no KV w
 
 test("the graphs' reserve: every (bucket, splits, slot) graph at one node per launch, and the slack", () => {
   const launches = 225;
-  const graphs = 9 * (Math.log2(MAX_SPLITS) + 1) * 3; // buckets 1..256
+  // Row buckets up to 256: 1, 2, 4, …, 64 and eight per octave above (72 … 128, 144 … 256).
+  const graphs = (7 + 16) * (Math.log2(MAX_SPLITS) + 1) * 3;
   assert.equal(
     graphReserveBytes(launches, 256),
     graphs * (launches + 1) * GRAPH_NODE_BYTES + STEP_SLACK_BYTES,
@@ -68,17 +70,20 @@ test("the graph warm-up: one decode step per (bucket, splits) a request can reac
       s.seqs.every((q, i) => q.blockTable.every((b) => b === 0) && s.positions[i] === q.contextLen - 1),
     );
   }
-  // Every batch of 1 … maxSeqs sequences at every context finds its graph: buckets up to 512 (300 → 512).
+  // Every batch of 1 … maxSeqs sequences at every context finds its graph: the row buckets up to 320
+  // (rowBucket(300)).
   const buckets = new Set(steps.map((s) => s.seqs.length));
-  assert.deepEqual([...buckets], [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
+  assert.deepEqual([...buckets], rowBuckets(300));
+  assert.equal(Math.max(...buckets), 320);
   for (let n = 1; n <= limits.maxSeqs; n += n < 16 ? 1 : 37)
-    for (let ctx = 1; ctx <= limits.maxSeqLen; ctx += ctx < 300 ? 7 : 301) {
-      const bucket = 2 ** Math.ceil(Math.log2(n));
-      assert.ok(keys.includes(keyOf(bucket, ctx)), `batch ${n}, longest context ${ctx}`);
-    }
+    for (let ctx = 1; ctx <= limits.maxSeqLen; ctx += ctx < 300 ? 7 : 301)
+      assert.ok(keys.includes(keyOf(rowBucket(n), ctx)), `batch ${n}, longest context ${ctx}`);
+  // KILN_ROW_BUCKETS=pow2: powers of two only, up to 512.
+  const pow2 = new Set(graphWarmUpSteps(limits, target, "pow2").map((s) => s.seqs.length));
+  assert.deepEqual([...pow2], [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
   // Small buckets take several split counts, large ones one.
   assert.ok(keys.filter((k) => k.startsWith("1/")).length > 3);
-  assert.equal(keys.filter((k) => k.startsWith("512/")).length, 1);
+  assert.equal(keys.filter((k) => k.startsWith("320/")).length, 1);
   // maxLogitRows caps the buckets.
   const capped = graphWarmUpSteps({ ...limits, maxSeqs: 2000 }, target);
   assert.equal(Math.max(...capped.map((s) => s.seqs.length)), 512);

@@ -42,15 +42,19 @@ export class Gemm implements Disposable {
   measuredMs: number | null = null;
   private plan: Plan | null;
   private readonly workspace: DeviceBuffer;
+  /** Whether the workspace is this GEMM's own (freed by dispose) or one its owner shares. */
+  private readonly ownsWorkspace: boolean;
 
   private constructor(
     readonly device: CudaDevice,
     readonly config: Readonly<FullConfig>,
     plan: Plan,
     private readonly choice: HeuristicResult,
+    shared?: DeviceBuffer,
   ) {
     this.plan = plan;
-    this.workspace = DeviceBuffer.alloc(device, choice.workspaceBytes);
+    this.ownsWorkspace = shared === undefined;
+    this.workspace = shared ?? DeviceBuffer.alloc(device, choice.workspaceBytes);
     device.liveObjects++;
   }
 
@@ -62,8 +66,14 @@ export class Gemm implements Disposable {
     return this.choice.workspaceBytes;
   }
 
-  /** A GEMM using `options.algo` if given (checked), else the heuristic's first choice. */
-  static create(device: CudaDevice, config: GemmConfig, options: { algo?: Uint8Array } = {}): Gemm {
+  /** A GEMM using `options.algo` if given (checked), else the heuristic's first choice. With
+   * `options.workspace` (at least maxWorkspaceBytes) it runs in that buffer instead of its own: GEMMs
+   * queued on one stream may share one, which their owner frees after them. */
+  static create(
+    device: CudaDevice,
+    config: GemmConfig,
+    options: { algo?: Uint8Array; workspace?: DeviceBuffer } = {},
+  ): Gemm {
     const full = normalize(config);
     const plan = createPlan(device, full);
     try {
@@ -75,7 +85,12 @@ export class Gemm implements Disposable {
           `the stored GEMM algorithm needs ${choice.workspaceBytes} bytes of workspace; the limit is ${full.maxWorkspaceBytes}`,
         );
       }
-      return new Gemm(device, full, plan, choice);
+      const ws = options.workspace;
+      if (ws && ws.bytes < choice.workspaceBytes)
+        throw new InvalidArgumentError(
+          `a shared GEMM workspace of ${ws.bytes} bytes is smaller than the ${choice.workspaceBytes} bytes ${describeGemm(full)} needs`,
+        );
+      return new Gemm(device, full, plan, choice, ws);
     } catch (e) {
       destroyPlan(plan);
       throw e;
@@ -220,12 +235,12 @@ export class Gemm implements Disposable {
     );
   }
 
-  /** Destroys the descriptors and frees the workspace. Idempotent. */
+  /** Destroys the descriptors and frees its own workspace (not a shared one). Idempotent. */
   dispose(): void {
     if (this.plan === null) return;
     destroyPlan(this.plan);
     this.plan = null;
-    this.workspace.dispose();
+    if (this.ownsWorkspace) this.workspace.dispose();
     this.device.liveObjects--;
   }
 
