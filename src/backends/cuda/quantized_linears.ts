@@ -1,6 +1,7 @@
 // Linears over weight-only quantized weights (int8-wo, int4-wo; int4-zp from AWQ / GPTQ) on the GPU:
-// decode steps run kernels/gemv_wo.cu's GEMV (gemv_zp.cu's for int4-zp) over the quantized bytes (the
-// step launcher decides when: StepLauncher.gemvApplies); every other step dequantizes the weight into a
+// decode steps run kernels/gemv_wo.cu's GEMV (gemv_zp.cu's for int4-zp) over the quantized bytes, larger
+// batches up to KILN_WO_GEMM_MAX_M rows gemm_wo.cu's tensor-core GEMM, also over the quantized bytes
+// (the step launcher decides which: linear_route.ts); every other step dequantizes the weight into a
 // scratch buffer of the engine dtype (dequant_woB, dequant_zp) and hands it to the same cuBLASLt GEMM an
 // unquantized weight would use.
 //
@@ -10,7 +11,14 @@
 // 2 bytes), allocated with the backend and freed by dispose(), before KV sizing reads free memory.
 import type { DTypeName } from "../../dtype.ts";
 import { type CudaDevice, DeviceBuffer, type DevicePtr, type KernelArg } from "./device/index.ts";
-import { dequantLaunch, dequantScratchBytes, woGemvGatedLaunch, woGemvLaunch } from "./gemv_wo_variants.ts";
+import { woGemmLaunch, zpGemmTakes } from "./gemm_wo_variants.ts";
+import {
+  dequantLaunch,
+  dequantScratchBytes,
+  woBits,
+  woGemvGatedLaunch,
+  woGemvLaunch,
+} from "./gemv_wo_variants.ts";
 import { zpDequantLaunch, zpGemvGatedLaunch, zpGemvLaunch, zpGemvTakes } from "./gemv_zp_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceWeights, QuantizedWeight } from "./weights.ts";
@@ -70,6 +78,41 @@ export class QuantizedLinears {
   /** Whether gemv() has a kernel for `w`'s shape (int4-zp: k a multiple of 32); else dequantize. */
   static gemvTakes(w: QuantizedWeight): boolean {
     return !w.zp || zpGemvTakes(w.cols);
+  }
+
+  /** gemm_wo's GEMM over `w` ([n, k], n = w.rows) for a.rows rows: y = x·Wᵀ (+ bias), every output
+   * feature (a gated MLP's gate_up too: the gated activation runs after it as its own kernel). */
+  gemm(w: QuantizedWeight, a: LinearArgs): void {
+    const { kernel, grid, block, sharedBytes } = woGemmLaunch(w.zp ? "zp" : woBits(w.format), a.rows, w.rows);
+    const args: KernelArg[] = w.zp
+      ? [
+          { ptr: a.x },
+          { ptr: w.q },
+          { ptr: w.scales },
+          { ptr: w.zp.zeros },
+          { ptr: a.bias ?? (0n as DevicePtr) },
+          { ptr: a.y },
+          { i32: a.rows },
+          { i32: w.rows },
+          { i32: w.cols },
+          { i32: w.zp.groupSize },
+        ]
+      : [
+          { ptr: a.x },
+          { ptr: w.q },
+          { ptr: w.scales },
+          { ptr: a.bias ?? (0n as DevicePtr) },
+          { ptr: a.y },
+          { i32: a.rows },
+          { i32: w.rows },
+          { i32: w.cols },
+        ];
+    this.kernels.launch("gemm_wo", kernel, grid, block, args, sharedBytes);
+  }
+
+  /** Whether gemm() has a kernel for `w` (int4-zp: gemm_wo_variants.ts zpGemmTakes); else dequantize. */
+  static gemmTakes(w: QuantizedWeight): boolean {
+    return !w.zp || zpGemmTakes(w.cols, w.zp.groupSize, w.zp.gIdx !== null, w.zp.zerosExact);
   }
 
   /** gemv_zp[_any] over the int4-zp weight `w` for n output features (gated: n = inter). */
