@@ -24,13 +24,23 @@
 // never stored; int-wo's padding q bytes (features ≥ k of the last group) are read but meet zeros of x,
 // and q is an integer: they add exactly 0. k16 steps wholly past k are skipped.
 //   variant   BM  BN  WN×WK  S
-//   m16n64    16  64  1×4    4      m ≤ 16
-//   m32n64    32  64  2×2    4      m ≤ 32
+//   m16n64    16  64  1×4    6      m ≤ 16
+//   m32n64    32  64  2×2    6      m ≤ 32
 //   m64n128   64 128  4×1    3      larger m (one CTA row per 64 rows of x)
+// Small steps are bound by the weight bytes in flight (few CTAs when n is small: ⌈n / 64⌉), hence their
+// deeper pipelines; m64n128's stages are twice the size.
 // PDL: the prologue's q copies are issued before kiln::pdl_wait (weights only), x's after it.
 //
+// Gated (a gated MLP's fused gate_up weight [2·inter, k], gate rows then up rows): y [m, inter] =
+// act(round(x·gateᵀ + b))·round(x·upᵀ + b), rounded, as gemv_warp.cuh's gated epilogue and activation.cu's
+// gated_act: the unfused pair's bits. A CTA's BN weight rows are BN / 2 features' gate and up rows, each
+// warp's n8 tiles split in a gate half and an up half of the same features, so a thread holds both.
+//
 // Macros: KILN_DTYPE_F16 | KILN_DTYPE_BF16 (16-bit only: fp32 engines keep dequant + cuBLASLt);
-//   GEMM_FAMILY 1: the int-wo kernels only, 2: the int4-zp kernels only, unset: both.
+//   GEMM_FAMILY 1: the int-wo kernels only, 2: the int4-zp kernels only, unset: both;
+//   GEMV_ACT as in gemv.cu (gemv_variants.ts GATED_ACTS): the gated kernels of one activation (0: none),
+//   unset: all five (compile_matrix.json's test compile takes silu's: the others differ only in the
+//   activations.cuh functor).
 // extern "C" __global__ void gemm_woB_mBMnBN(   B ∈ {8, 4}; gemm_wo_variants.ts picks the variant
 //     const kiln_t* x,            // [m, k], 16-byte aligned rows (k a multiple of 8)
 //     const unsigned char* q,     // [n, padded·B/8]     weights: the first stages read before the PDL wait
@@ -40,10 +50,14 @@
 //     int m, int n, int k)        // m ≥ 1 (any: grid.x covers it), n ≥ 1, k ≥ 8 a multiple of 8
 // extern "C" __global__ void gemm_zp_mBMnBN(x, q /* [n, k / 2] */, scales, const float* zeros, bias, y,
 //     int m, int n, int k, int group_size)   // k and group_size multiples of 32
+// extern "C" __global__ void gemm_woB_mBMnBN_gated_ACT(x, q, scales, bias, y, m, inter, k),
+//   gemm_zp_mBMnBN_gated_ACT(x, q, scales, zeros, bias, y, m, inter, k, group_size):
+//   q, scales (zeros), bias: the gate_up weight's [2·inter, ·]; y [m, inter]; grid.y = ceil(inter / (BN / 2))
 //   grid = (ceil(m / BM), ceil(n / BN)), block = (128), dynamic shared memory =
 //   S·(BM·(128 + 8)·2 + BN·(16·B + 16)) bytes (B = 4 for int4-zp; gemm_wo_variants.ts; traps with less)
-#include "common.cuh"
+#include "activations.cuh"
 #include "attention_ptx.cuh"
+#include "common.cuh"
 
 #if !KILN_HAS_DTYPE || defined(KILN_DTYPE_F32)
 #error "gemm_wo.cu needs KILN_DTYPE_F16 or KILN_DTYPE_BF16"
@@ -57,7 +71,7 @@ constexpr int kSteps = kGroup / 16;   // k16 mma steps per group
 constexpr int kThreads = 128;         // 4 warps
 constexpr int kXStride = kGroup + 8;  // kiln_t per x row in shared memory: ldmatrix's 8 rows hit 8 bank quads
 
-/** Shared memory of one variant: kStages stages of x [BM][kXStride] then q [BN][kQStride] bytes. */
+/** Shared memory of one variant: S stages, each x [BM][kXStride] then q [BN][kQStride] bytes. */
 template <int B, int BM, int BN, int S>
 struct Layout {
   static constexpr int kQBytes = kGroup * B / 8;   // q bytes of one row of one group: 128 or 64
@@ -101,9 +115,15 @@ __device__ __forceinline__ void b_frag(const unsigned char* qr, int kk, int t, f
   }
 }
 
+/** Plain GEMM (no gated activation): the Act of gemm<…, false, NoAct>. */
+struct NoAct {};
+
 /** y = x·Wᵀ (+ bias) for the CTA's tile. B: bits (int4-zp: 4); ZP: int4-zp (zeros, group_size G, rows of
- * k / 2 bytes); else int-wo (zeros null, G = 128, rows padded to whole groups). */
-template <int B, bool ZP, int BM, int BN, int WN, int WK, int S>
+ * k / 2 bytes); else int-wo (zeros null, G = 128, rows padded to whole groups).
+ * GATED: W is the fused gate_up weight [2·n, ·] (gate rows, then up rows) and y [m, n] = act(gate)·up, n
+ * = inter: the CTA's BN weight rows are BN / 2 output features' gate and up rows, each warp's n8 tiles
+ * j < NT / 2 gate and j + NT / 2 up of the same features, so a thread holds both of each of its outputs. */
+template <int B, bool ZP, int BM, int BN, int WN, int WK, int S, bool GATED, class Act>
 __device__ __forceinline__ void gemm(const kiln_t* __restrict__ x, const unsigned char* __restrict__ q,
                                      const float* __restrict__ scales, const float* __restrict__ zeros,
                                      const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m, int n, int k,
@@ -115,11 +135,24 @@ __device__ __forceinline__ void gemm(const kiln_t* __restrict__ x, const unsigne
   constexpr int NW = BN / WN;  // weight rows of a warp
   constexpr int NT = NW / 8;   // n8 tiles of a warp
   static_assert(NT * 8 * WN == BN && MT * 16 == BM, "tile shapes");
+  static_assert(!GATED || NT % 2 == 0, "gated: a warp's tiles in gate and up halves");
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wn = warp % WN, wk = warp / WN;
   const int g = lane >> 2, t = lane & 3;
-  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * (GATED ? BN / 2 : BN);  // the CTA's first output feature
+  // The weight row of the CTA's local row L (0 … BN − 1) and whether it exists: plain, n0 + L; gated,
+  // warp block L / NW's half (gate, then up) of its NW / 2 features.
+  auto weight_row = [&](int L, bool& ok) {
+    if constexpr (GATED) {
+      const int f = n0 + (L / NW) * (NW / 2) + L % (NW / 2);
+      ok = f < n;
+      return L % NW >= NW / 2 ? n + f : f;
+    } else {
+      ok = n0 + L < n;
+      return n0 + L;
+    }
+  };
   const int tiles = (k + kGroup - 1) / kGroup;               // stages of 128 features
   const int gs = ZP ? group_size : kGroup;                   // features per scale
   const int groups = (k + gs - 1) / gs;                      // scales (and zeros) per row
@@ -132,8 +165,10 @@ __device__ __forceinline__ void gemm(const kiln_t* __restrict__ x, const unsigne
     constexpr int kChunks = L::kQBytes / 16;
     for (int i = threadIdx.x; i < BN * kChunks; i += kThreads) {
       const int r = i / kChunks, c = i % kChunks;
-      const bool ok = n0 + r < n && (!ZP || ti * kGroup + c * 32 < k);  // int4-zp: 32 features a chunk
-      const unsigned char* src = q + (ok ? (size_t)(n0 + r) * q_row + (size_t)ti * L::kQBytes + 16 * c : 0);
+      bool ok;
+      const int row = weight_row(r, ok);
+      ok = ok && (!ZP || ti * kGroup + c * 32 < k);  // int4-zp: 32 features a chunk
+      const unsigned char* src = q + (ok ? (size_t)row * q_row + (size_t)ti * L::kQBytes + 16 * c : 0);
       attn::cp_async_16(q_stage(s) + r * L::kQStride + 16 * c, src, ok ? 16 : 0);
     }
   };
@@ -169,14 +204,19 @@ __device__ __forceinline__ void gemm(const kiln_t* __restrict__ x, const unsigne
 #pragma unroll
       for (int e = 0; e < 4; e++) acc[i][j][e] = part[i][j][e] = 0.f;
 
-  // The warp's weight rows, clamped to n − 1 (their scales and zeros are read, never stored): of the
+  // The warp's weight rows (rows that do not exist read row 0's scales and zeros, never stored): of the
   // accumulator, two per n8 tile and lane (2t, 2t + 1); of the B fragment, one (g).
   int col[NT][2], brow[NT];
 #pragma unroll
   for (int j = 0; j < NT; j++) {
+    bool ok;
 #pragma unroll
-    for (int e = 0; e < 2; e++) col[j][e] = min(n0 + wn * NW + 8 * j + 2 * t + e, n - 1);
-    brow[j] = min(n0 + wn * NW + 8 * j + g, n - 1);
+    for (int e = 0; e < 2; e++) {
+      col[j][e] = weight_row(wn * NW + 8 * j + 2 * t + e, ok);
+      if (!ok) col[j][e] = 0;
+    }
+    brow[j] = weight_row(wn * NW + 8 * j + g, ok);
+    if (!ok) brow[j] = 0;
   }
   // The group the warp's partial sums belong to; its scales (accumulator columns) and zero points
   // (B fragment rows, as 2^23 + z).
@@ -266,21 +306,45 @@ __device__ __forceinline__ void gemm(const kiln_t* __restrict__ x, const unsigne
           for (int e = 0; e < 4; e++) acc[i][j][e] += red[at(w, i, j, e)];
   }
 
+  if constexpr (GATED) {
+    // Gate and up rounded to kiln_t as the plain GEMM stores them, then activated and multiplied as
+    // activation.cu's gated_act does (gemv_warp.cuh's gated epilogue): the unfused pair's bits.
 #pragma unroll
-  for (int j = 0; j < NT; j++) {
-    const int c = n0 + wn * NW + 8 * j + 2 * t;  // columns c, c + 1
-    const float b0 = bias && c < n ? kiln::to_float(bias[c]) : 0.f;
-    const float b1 = bias && c + 1 < n ? kiln::to_float(bias[c + 1]) : 0.f;
+    for (int j = 0; j < NT / 2; j++)
 #pragma unroll
-    for (int i = 0; i < MT; i++)
+      for (int e = 0; e < 2; e++) {
+        const int f = n0 + wn * (NW / 2) + 8 * j + 2 * t + e;  // the output feature
+        if (f >= n) continue;
+        const float bg = bias ? kiln::to_float(bias[f]) : 0.f;
+        const float bu = bias ? kiln::to_float(bias[n + f]) : 0.f;
 #pragma unroll
-      for (int h = 0; h < 2; h++) {
-        const int r = m0 + 16 * i + g + 8 * h;
-        if (r >= m) continue;
-        kiln_t* yr = y + (size_t)r * n;
-        if (c < n) yr[c] = kiln::from_float(acc[i][j][2 * h] + b0);
-        if (c + 1 < n) yr[c + 1] = kiln::from_float(acc[i][j][2 * h + 1] + b1);
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int r = m0 + 16 * i + g + 8 * h;
+            if (r >= m) continue;
+            const float gate = kiln::round_t(acc[i][j][2 * h + e] + bg);
+            const float up = kiln::round_t(acc[i][j + NT / 2][2 * h + e] + bu);
+            y[(size_t)r * n + f] = kiln::from_float(__fmul_rn(Act::apply(gate), up));
+          }
       }
+  } else {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      const int c = n0 + wn * NW + 8 * j + 2 * t;  // columns c, c + 1
+      const float b0 = bias && c < n ? kiln::to_float(bias[c]) : 0.f;
+      const float b1 = bias && c + 1 < n ? kiln::to_float(bias[c + 1]) : 0.f;
+#pragma unroll
+      for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const int r = m0 + 16 * i + g + 8 * h;
+          if (r >= m) continue;
+          kiln_t* yr = y + (size_t)r * n;
+          if (c < n) yr[c] = kiln::from_float(acc[i][j][2 * h] + b0);
+          if (c + 1 < n) yr[c + 1] = kiln::from_float(acc[i][j][2 * h + 1] + b1);
+        }
+    }
   }
 }
 
@@ -288,32 +352,85 @@ __device__ __forceinline__ void gemm(const kiln_t* __restrict__ x, const unsigne
 }  // namespace
 
 // GEMM_FAMILY: 1 the int-wo kernels only, 2 the int4-zp kernels only, else both (kernel_modules.ts
-// compiles the families an engine's weights need).
-#if !defined(GEMM_FAMILY) || GEMM_FAMILY != 2
-#define KILN_GEMM_WO(B, BM, BN, WN, WK, S)                                                                    \
+// compiles the families an engine's weights need). GEMV_ACT as in gemv.cu (gemv_variants.ts GATED_ACTS):
+// the gated kernels of one activation, or all five.
+#define KILN_GEMM_TILES(F) F(16, 64, 1, 4, 6) F(32, 64, 2, 2, 6) F(64, 128, 4, 1, 3)
+
+#define KILN_GEMM_WO_B(B, BM, BN, WN, WK, S)                                                                  \
   extern "C" __global__ void __launch_bounds__(wog::kThreads) gemm_wo##B##_m##BM##n##BN(                     \
       const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
       int n, int k) {                                                                                         \
     extern __shared__ __align__(16) unsigned char gemm_wo_smem[];                                             \
-    wog::gemm<B, false, BM, BN, WN, WK, S>(x, q, scales, nullptr, bias, y, m, n, k, wog::kGroup, gemm_wo_smem); \
+    wog::gemm<B, false, BM, BN, WN, WK, S, false, wog::NoAct>(x, q, scales, nullptr, bias, y, m, n, k,        \
+                                                             wog::kGroup, gemm_wo_smem);                      \
   }
-KILN_GEMM_WO(8, 16, 64, 1, 4, 4)
-KILN_GEMM_WO(8, 32, 64, 2, 2, 4)
-KILN_GEMM_WO(8, 64, 128, 4, 1, 3)
-KILN_GEMM_WO(4, 16, 64, 1, 4, 4)
-KILN_GEMM_WO(4, 32, 64, 2, 2, 4)
-KILN_GEMM_WO(4, 64, 128, 4, 1, 3)
-#endif
-
-#if !defined(GEMM_FAMILY) || GEMM_FAMILY != 1
-#define KILN_GEMM_ZP(BM, BN, WN, WK, S)                                                                       \
+#define KILN_GEMM_WO_GATED_B(B, NAME, ACT, BM, BN, WN, WK, S)                                                 \
+  extern "C" __global__ void __launch_bounds__(wog::kThreads) gemm_wo##B##_m##BM##n##BN##_gated_##NAME(      \
+      const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
+      int inter, int k) {                                                                                     \
+    extern __shared__ __align__(16) unsigned char gemm_wo_smem[];                                             \
+    wog::gemm<B, false, BM, BN, WN, WK, S, true, kiln::ACT>(x, q, scales, nullptr, bias, y, m, inter, k,      \
+                                                            wog::kGroup, gemm_wo_smem);                       \
+  }
+#define KILN_GEMM_ZP_T(BM, BN, WN, WK, S)                                                                     \
   extern "C" __global__ void __launch_bounds__(wog::kThreads) gemm_zp_m##BM##n##BN(                          \
       const kiln_t* x, const unsigned char* q, const float* scales, const float* zeros, const kiln_t* bias,   \
       kiln_t* y, int m, int n, int k, int group_size) {                                                       \
     extern __shared__ __align__(16) unsigned char gemm_wo_smem[];                                             \
-    wog::gemm<4, true, BM, BN, WN, WK, S>(x, q, scales, zeros, bias, y, m, n, k, group_size, gemm_wo_smem);   \
+    wog::gemm<4, true, BM, BN, WN, WK, S, false, wog::NoAct>(x, q, scales, zeros, bias, y, m, n, k,           \
+                                                            group_size, gemm_wo_smem);                        \
   }
-KILN_GEMM_ZP(16, 64, 1, 4, 4)
-KILN_GEMM_ZP(32, 64, 2, 2, 4)
-KILN_GEMM_ZP(64, 128, 4, 1, 3)
+#define KILN_GEMM_ZP_GATED_T(NAME, ACT, BM, BN, WN, WK, S)                                                    \
+  extern "C" __global__ void __launch_bounds__(wog::kThreads) gemm_zp_m##BM##n##BN##_gated_##NAME(           \
+      const kiln_t* x, const unsigned char* q, const float* scales, const float* zeros, const kiln_t* bias,   \
+      kiln_t* y, int m, int inter, int k, int group_size) {                                                   \
+    extern __shared__ __align__(16) unsigned char gemm_wo_smem[];                                             \
+    wog::gemm<4, true, BM, BN, WN, WK, S, true, kiln::ACT>(x, q, scales, zeros, bias, y, m, inter, k,         \
+                                                           group_size, gemm_wo_smem);                         \
+  }
+
+#if !defined(GEMM_FAMILY) || GEMM_FAMILY != 2
+#define KILN_GEMM_WO8(BM, BN, WN, WK, S) KILN_GEMM_WO_B(8, BM, BN, WN, WK, S)
+#define KILN_GEMM_WO4(BM, BN, WN, WK, S) KILN_GEMM_WO_B(4, BM, BN, WN, WK, S)
+KILN_GEMM_TILES(KILN_GEMM_WO8)
+KILN_GEMM_TILES(KILN_GEMM_WO4)
+#endif
+#if !defined(GEMM_FAMILY) || GEMM_FAMILY != 1
+KILN_GEMM_TILES(KILN_GEMM_ZP_T)
+#endif
+
+// The gated kernels of one activation: every family's, every tile's.
+#if !defined(GEMM_FAMILY) || GEMM_FAMILY != 2
+#define KILN_GEMM_GATED_WO(NAME, ACT, BM, BN, WN, WK, S)                                                      \
+  KILN_GEMM_WO_GATED_B(8, NAME, ACT, BM, BN, WN, WK, S) KILN_GEMM_WO_GATED_B(4, NAME, ACT, BM, BN, WN, WK, S)
+#else
+#define KILN_GEMM_GATED_WO(NAME, ACT, BM, BN, WN, WK, S)
+#endif
+#if !defined(GEMM_FAMILY) || GEMM_FAMILY != 1
+#define KILN_GEMM_GATED_ZP(NAME, ACT, BM, BN, WN, WK, S) KILN_GEMM_ZP_GATED_T(NAME, ACT, BM, BN, WN, WK, S)
+#else
+#define KILN_GEMM_GATED_ZP(NAME, ACT, BM, BN, WN, WK, S)
+#endif
+#define KILN_GEMM_GATED(NAME, ACT)                                                                            \
+  KILN_GEMM_GATED_WO(NAME, ACT, 16, 64, 1, 4, 6)                                                              \
+  KILN_GEMM_GATED_WO(NAME, ACT, 32, 64, 2, 2, 6)                                                              \
+  KILN_GEMM_GATED_WO(NAME, ACT, 64, 128, 4, 1, 3)                                                             \
+  KILN_GEMM_GATED_ZP(NAME, ACT, 16, 64, 1, 4, 6)                                                              \
+  KILN_GEMM_GATED_ZP(NAME, ACT, 32, 64, 2, 2, 6)                                                              \
+  KILN_GEMM_GATED_ZP(NAME, ACT, 64, 128, 4, 1, 3)
+
+#if !defined(GEMV_ACT) || GEMV_ACT == 1
+KILN_GEMM_GATED(silu, Silu)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 2
+KILN_GEMM_GATED(gelu, Gelu)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 3
+KILN_GEMM_GATED(gelu_pytorch_tanh, GeluTanh)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 4
+KILN_GEMM_GATED(gelu_new, GeluNew)
+#endif
+#if !defined(GEMV_ACT) || GEMV_ACT == 5
+KILN_GEMM_GATED(relu, Relu)
 #endif

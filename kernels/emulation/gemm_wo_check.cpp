@@ -18,7 +18,9 @@
 //     kernel lies within the exact bound plus that of it.
 // Also: every output written and nothing past y (y starts as NaN bytes); a NaN after x's last row (read
 // past m or k) would show; every variant on every shape (each is correct for any m); a shuffled block
-// order gives the same bits. Shapes, for m 9, 16, 17, 64, 100, 256: int-wo n 37 (odd, a partial tile),
+// order gives the same bits. The gated kernels (silu; the others differ only in activations.cuh's
+// functor) over the first 2·⌊n / 2⌋ rows as the fused gate_up weight: bit for bit silu(round(gate))·
+// round(up), rounded, of the plain kernel's outputs over the same rows (gate_up then gated_act). Shapes, for m 9, 16, 17, 64, 100, 256: int-wo n 37 (odd, a partial tile),
 // 136 × k 8, 264, 1032 (partial groups, padding read); int4-zp n 37, 136 × (k, G) (96, 32), (288, 64),
 // (1056, 128), (1056, 256) (partial tiles and groups); bias or none alternately. Build and run:
 // gemm_wo_run.sh.
@@ -120,26 +122,60 @@ using ZpKernel = void (*)(const kiln_t*, const unsigned char*, const float*, con
                           int, int, int, int);
 struct Variant {
   const char* name;
-  WoKernel wo;
-  ZpKernel zp;
+  WoKernel wo, wo_gated;  // int-wo: the plain kernel and its gated silu kernel
+  ZpKernel zp, zp_gated;  // int4-zp: likewise
   int bm, bn;
   size_t smem;
 };
 
+/** Runs v over the first rows of w: the plain kernel for y [m, n], or the gated one for y [m, n = inter]
+ * over rows [0, 2·inter) (gate rows, then up rows). */
 template <class W>
-std::vector<kiln_t> run(const Variant& v, const std::vector<kiln_t>& x, const W& w, const kiln_t* bias, int m,
-                        unsigned order_seed) {
-  std::vector<kiln_t> y((size_t)m * w.n + 8);
+std::vector<kiln_t> run(const Variant& v, const std::vector<kiln_t>& x, const W& w, const kiln_t* bias, int m, int n,
+                        bool gated, unsigned order_seed) {
+  std::vector<kiln_t> y((size_t)m * n + 8);
   std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));  // NaN: an output never stored shows
-  launch({(unsigned)((m + v.bm - 1) / v.bm), (unsigned)((w.n + v.bn - 1) / v.bn), 1}, {wog::kThreads, 1, 1},
+  const int per_cta = gated ? v.bn / 2 : v.bn;               // output features a CTA
+  launch({(unsigned)((m + v.bm - 1) / v.bm), (unsigned)((n + per_cta - 1) / per_cta), 1}, {wog::kThreads, 1, 1},
          [&] {
            if constexpr (std::is_same_v<W, Zp>)
-             v.zp(x.data(), w.q.data(), w.scales.data(), w.zeros.data(), bias, y.data(), m, w.n, w.k, w.gs);
+             (gated ? v.zp_gated : v.zp)(x.data(), w.q.data(), w.scales.data(), w.zeros.data(), bias, y.data(), m, n,
+                                         w.k, w.gs);
            else
-             v.wo(x.data(), w.q.data(), w.scales.data(), bias, y.data(), m, w.n, w.k);
+             (gated ? v.wo_gated : v.wo)(x.data(), w.q.data(), w.scales.data(), bias, y.data(), m, n, w.k);
          },
          v.smem, order_seed);
   return y;
+}
+template <class W>
+std::vector<kiln_t> run(const Variant& v, const std::vector<kiln_t>& x, const W& w, const kiln_t* bias, int m,
+                        unsigned order_seed) {
+  return run(v, x, w, bias, m, w.n, false, order_seed);
+}
+
+/** The gated kernel over rows [0, 2·inter) of w, inter = n / 2, against the plain kernel over the same rows
+ * then gated_act's arithmetic (silu(round(gate))·round(up), rounded), bit for bit; nothing past y. */
+template <class W>
+int check_gated(const Variant& v, const std::vector<kiln_t>& x, const W& w, const std::vector<kiln_t>* bias, int m) {
+  const int inter = w.n / 2;
+  const kiln_t* b = bias ? bias->data() : nullptr;
+  const auto plain = run(v, x, w, b, m, 2 * inter, false, 0);
+  const auto y = run(v, x, w, b, m, inter, true, 3 + m);
+  int bad = 0;
+  for (int j = 0; j < m; j++)
+    for (int f = 0; f < inter; f++) {
+      const float gate = kiln::to_float(plain[(size_t)j * 2 * inter + f]);
+      const float up = kiln::to_float(plain[(size_t)j * 2 * inter + inter + f]);
+      const kiln_t want = kiln::from_float(__fmul_rn(kiln::Silu::apply(gate), up));
+      bad += std::memcmp(&want, &y[(size_t)j * inter + f], sizeof(kiln_t)) != 0;
+    }
+  for (size_t i = (size_t)m * inter; i < y.size(); i++) {
+    unsigned char c[sizeof(kiln_t)];
+    std::memcpy(c, &y[i], sizeof c);
+    for (unsigned char e : c) bad += e != 0xff;
+  }
+  printf("%s_gated_silu m %d inter %d k %d%s: %s\n", v.name, m, inter, w.k, bias ? " bias" : "", bad ? "FAIL" : "ok");
+  return bad != 0;
 }
 
 double g_worst = 0, g_worst_cpu = 0;  // largest |got − want| / its bound
@@ -186,10 +222,16 @@ int check(const Variant& v, const std::vector<kiln_t>& x, const W& w, const std:
 
 }  // namespace
 
-#define VARIANT(B, BM, BN, S) \
-  Variant { "gemm_wo" #B "_m" #BM "n" #BN, gemm_wo##B##_m##BM##n##BN, nullptr, BM, BN, (size_t)wog::Layout<B, BM, BN, S>::kBytes }
-#define VARIANT_ZP(BM, BN, S) \
-  Variant { "gemm_zp_m" #BM "n" #BN, nullptr, gemm_zp_m##BM##n##BN, BM, BN, (size_t)wog::Layout<4, BM, BN, S>::kBytes }
+#define VARIANT(B, BM, BN, S)                                                                             \
+  Variant {                                                                                                \
+    "gemm_wo" #B "_m" #BM "n" #BN, gemm_wo##B##_m##BM##n##BN, gemm_wo##B##_m##BM##n##BN##_gated_silu, nullptr, \
+        nullptr, BM, BN, (size_t)wog::Layout<B, BM, BN, S>::kBytes                                           \
+  }
+#define VARIANT_ZP(BM, BN, S)                                                                             \
+  Variant {                                                                                                \
+    "gemm_zp_m" #BM "n" #BN, nullptr, nullptr, gemm_zp_m##BM##n##BN, gemm_zp_m##BM##n##BN##_gated_silu, BM, BN, \
+        (size_t)wog::Layout<4, BM, BN, S>::kBytes                                                             \
+  }
 
 int main(int argc, char** argv) {
   // argv[1] (optional): only m of this value (the run script splits the work).
@@ -202,8 +244,8 @@ int main(int argc, char** argv) {
     x.resize(x.size() + 64, kiln::from_float(NAN));  // read past the last row or k: NaN outputs
     return x;
   };
-  const Variant v8[] = {VARIANT(8, 16, 64, 4), VARIANT(8, 32, 64, 4), VARIANT(8, 64, 128, 3)};
-  const Variant v4[] = {VARIANT(4, 16, 64, 4), VARIANT(4, 32, 64, 4), VARIANT(4, 64, 128, 3)};
+  const Variant v8[] = {VARIANT(8, 16, 64, 6), VARIANT(8, 32, 64, 6), VARIANT(8, 64, 128, 3)};
+  const Variant v4[] = {VARIANT(4, 16, 64, 6), VARIANT(4, 32, 64, 6), VARIANT(4, 64, 128, 3)};
   for (int bits : {8, 4})
     for (int n : {37, 136})
       for (int k : {8, 264, 1032}) {
@@ -212,10 +254,13 @@ int main(int argc, char** argv) {
         for (int m : ms) {
           if (only_m && m != only_m) continue;
           const auto x = x_for(m, k);
-          for (const Variant& v : bits == 8 ? v8 : v4) fails += check(v, x, qw, shape++ % 2 ? &bias : nullptr, m);
+          for (const Variant& v : bits == 8 ? v8 : v4) {
+            fails += check(v, x, qw, shape % 2 ? &bias : nullptr, m);
+            fails += check_gated(v, x, qw, shape++ % 2 ? nullptr : &bias, m);
+          }
         }
       }
-  const Variant vz[] = {VARIANT_ZP(16, 64, 4), VARIANT_ZP(32, 64, 4), VARIANT_ZP(64, 128, 3)};
+  const Variant vz[] = {VARIANT_ZP(16, 64, 6), VARIANT_ZP(32, 64, 6), VARIANT_ZP(64, 128, 3)};
   for (int n : {37, 136})
     for (auto [k, gs] : {std::pair{96, 32}, {288, 64}, {1056, 128}, {1056, 256}}) {
       const Zp w = make_zp(n, k, gs, g);
@@ -223,7 +268,10 @@ int main(int argc, char** argv) {
       for (int m : ms) {
         if (only_m && m != only_m) continue;
         const auto x = x_for(m, k);
-        for (const Variant& v : vz) fails += check(v, x, w, shape++ % 2 ? &bias : nullptr, m);
+        for (const Variant& v : vz) {
+          fails += check(v, x, w, shape % 2 ? &bias : nullptr, m);
+          fails += check_gated(v, x, w, shape++ % 2 ? nullptr : &bias, m);
+        }
       }
     }
   printf("worst |got − want| / bound: exact %.3g, cpu %.3g\n", g_worst, g_worst_cpu);
