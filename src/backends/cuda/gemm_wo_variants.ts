@@ -23,8 +23,8 @@ export type WoGemmFormat = 8 | 4 | "zp";
 
 /** The kernel's tiles (gemm_wo.cu's table): rows of x and weight rows a CTA, pipeline stages. */
 const TILES = [
-  { bm: 16, bn: 64, stages: 4 },
-  { bm: 32, bn: 64, stages: 4 },
+  { bm: 16, bn: 64, stages: 6 },
+  { bm: 32, bn: 64, stages: 6 },
   { bm: 64, bn: 128, stages: 3 },
 ] as const;
 
@@ -43,15 +43,18 @@ export interface WoGemmLaunch {
   sharedBytes: number;
 }
 
-/** The gemm_wo variant for `rows` rows of x and an [n, ·] weight: the smallest tile that holds the rows
- * (16, 32), else 64 rows a CTA (one CTA row per 64 rows of x); grid (row blocks, weight-row blocks). */
-export function woGemmLaunch(format: WoGemmFormat, rows: number, n: number): WoGemmLaunch {
+/** The gemm_wo variant for `rows` rows of x and n output features: the smallest tile that holds the
+ * rows (16, 32), else 64 rows a CTA (one CTA row per 64 rows of x); grid (row blocks, feature blocks).
+ * With `gatedAct`, the gated kernel over the fused gate_up weight [2·n, ·] (n = inter): a CTA's BN
+ * weight rows are BN / 2 features' gate and up rows. */
+export function woGemmLaunch(format: WoGemmFormat, rows: number, n: number, gatedAct?: string): WoGemmLaunch {
   const tile = TILES.find((t) => rows <= t.bm) ?? TILES[TILES.length - 1];
   const bits = format === "zp" ? 4 : format;
   const family = format === "zp" ? "gemm_zp" : `gemm_wo${format}`;
+  const perCta = gatedAct ? tile.bn / 2 : tile.bn;
   return {
-    kernel: `${family}_m${tile.bm}n${tile.bn}`,
-    grid: [Math.ceil(rows / tile.bm), Math.ceil(n / tile.bn)],
+    kernel: `${family}_m${tile.bm}n${tile.bn}${gatedAct ? `_gated_${gatedAct}` : ""}`,
+    grid: [Math.ceil(rows / tile.bm), Math.ceil(n / perCta)],
     block: 128,
     sharedBytes: woGemmSharedBytes(bits, tile.bm, tile.bn, tile.stages),
   };

@@ -102,7 +102,7 @@ export function moduleSpecs(
     specs.push({
       key: "gemm_wo",
       file: "gemm_wo.cu",
-      defines: { ...t, ...(quantized && zp ? {} : { GEMM_FAMILY: quantized ? 1 : 2 }) },
+      defines: { ...gemvDefines, ...(quantized && zp ? {} : { GEMM_FAMILY: quantized ? 1 : 2 }) },
     });
   // fp8 weights: activation quantization and the decode GEMVs (every dtype: they read quantized x).
   if (fp8) specs.push({ key: "gemv_fp8", file: "gemv_fp8.cu", defines: gemvDefines });

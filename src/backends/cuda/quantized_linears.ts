@@ -80,10 +80,12 @@ export class QuantizedLinears {
     return !w.zp || zpGemvTakes(w.cols);
   }
 
-  /** gemm_wo's GEMM over `w` ([n, k], n = w.rows) for a.rows rows: y = x·Wᵀ (+ bias), every output
-   * feature (a gated MLP's gate_up too: the gated activation runs after it as its own kernel). */
-  gemm(w: QuantizedWeight, a: LinearArgs): void {
-    const { kernel, grid, block, sharedBytes } = woGemmLaunch(w.zp ? "zp" : woBits(w.format), a.rows, w.rows);
+  /** gemm_wo's GEMM over `w` ([n, k], n = w.rows) for a.rows rows: y = x·Wᵀ (+ bias); or with
+   * `gatedAct` the gated kernel writing act(gate)·up for the fused gate_up weight ([2·inter, k]). */
+  gemm(w: QuantizedWeight, a: LinearArgs, gatedAct?: string): void {
+    const n = gatedAct ? w.rows / 2 : w.rows;
+    const format = w.zp ? "zp" : woBits(w.format);
+    const { kernel, grid, block, sharedBytes } = woGemmLaunch(format, a.rows, n, gatedAct);
     const args: KernelArg[] = w.zp
       ? [
           { ptr: a.x },
@@ -93,7 +95,7 @@ export class QuantizedLinears {
           { ptr: a.bias ?? (0n as DevicePtr) },
           { ptr: a.y },
           { i32: a.rows },
-          { i32: w.rows },
+          { i32: n },
           { i32: w.cols },
           { i32: w.zp.groupSize },
         ]
@@ -104,7 +106,7 @@ export class QuantizedLinears {
           { ptr: a.bias ?? (0n as DevicePtr) },
           { ptr: a.y },
           { i32: a.rows },
-          { i32: w.rows },
+          { i32: n },
           { i32: w.cols },
         ];
     this.kernels.launch("gemm_wo", kernel, grid, block, args, sharedBytes);

@@ -149,6 +149,12 @@ export class StepLauncher {
     return route === "gemv" || route === "gemv_wo" || route === "fp8_gemv";
   }
 
+  /** Whether the kernel of a gate_up linear of `rows` rows runs the gated activation in its epilogue:
+   * our GEMVs and gemm_wo have gated kernels (cuBLASLt does not). */
+  private fusesGatedAct(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
+    return this.gemvApplies(op, rows) || this.route(op, rows) === "wo_gemm";
+  }
+
   /** The kernels a linear of `rows` rows runs on (linear_route.ts). */
   private route(op: { weight: string; inFeatures: number; out: string }, rows: number): LinearRoute {
     const q = this.weights.quantized(op.weight);
@@ -265,9 +271,10 @@ export class StepLauncher {
         }
         const quantized = this.weights.quantized(op.weight);
         if (quantized && this.route(op, rows) === "wo_gemm") {
-          // Batches past the GEMV: gemm_wo's tensor-core GEMM over the quantized bytes, no dequantization
-          // (a gated MLP's gate_up writes every feature; its gated_act step runs after it).
-          this.quantized.gemm(quantized, this.linearArgs(op, rows, op.out));
+          // Batches past the GEMV: gemm_wo's tensor-core GEMM over the quantized bytes, no dequantization;
+          // a gated MLP's gate_up with its activation in one launch (the gated_act step is skipped).
+          const gated = step.gated && this.tuning.fuseGatedAct ? step.gated : null;
+          this.quantized.gemm(quantized, this.linearArgs(op, rows, gated ? gated.out : op.out), gated?.act);
           return;
         }
         const g = this.gemms.get(
@@ -357,7 +364,7 @@ export class StepLauncher {
       }
       case "gated_act": {
         const rows = rowsOf(step.op.gateUp);
-        if (step.fusedInto && this.tuning.fuseGatedAct && this.gemvApplies(step.fusedInto, rows)) return; // done by gemv_gated
+        if (step.fusedInto && this.tuning.fuseGatedAct && this.fusesGatedAct(step.fusedInto, rows)) return; // done by the gated GEMV / gemm_wo
         this.kernels.launch(
           "activation",
           `gated_act_${step.op.act}`,

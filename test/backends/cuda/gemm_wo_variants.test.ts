@@ -1,10 +1,12 @@
 // The kernels/gemm_wo.cu GEMMs' launches (src/backends/cuda/gemm_wo_variants.ts): the tile by rows, the
-// grid, the dynamic shared memory the kernel's own instantiations need (read from the source), every
-// name one kernels/compile_matrix.json lists; which int4-zp weights they take; KILN_WO_GEMM_MAX_M; and
-// the gemm_wo module exactly for 16-bit engines with weight-only quantized weights.
+// grid (gated: half the weight rows a CTA are output features), the dynamic shared memory the kernel's
+// tiles need (read from the source), every name kernels/compile_matrix.json lists; which int4-zp weights
+// they take; KILN_WO_GEMM_MAX_M; and the gemm_wo module exactly for 16-bit engines with weight-only
+// quantized weights.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
+import type { DevicePtr } from "../../../src/backends/cuda/device/index.ts";
 import {
   parseWoGemmMaxM,
   WO_GEMM_MAX_M,
@@ -14,6 +16,8 @@ import {
   zpGemmTakes,
 } from "../../../src/backends/cuda/gemm_wo_variants.ts";
 import { moduleSpecs, quantizedModules } from "../../../src/backends/cuda/kernel_modules.ts";
+import { QuantizedLinears } from "../../../src/backends/cuda/quantized_linears.ts";
+import type { QuantizedWeight } from "../../../src/backends/cuda/weights.ts";
 import { optimize } from "../../../src/builder/optimize.ts";
 import { parseHfConfig } from "../../../src/checkpoint/hf_config.ts";
 import { resolveBuildConfig } from "../../../src/engine/build_config.ts";
@@ -26,16 +30,15 @@ const matrix = JSON.parse(readFileSync(new URL("compile_matrix.json", KERNELS), 
 const exported = new Set<string>(matrix.files["gemm_wo.cu"].kernels);
 const source = readFileSync(new URL("gemm_wo.cu", KERNELS), "utf8");
 
-/** The kernel's instantiations: name → (bits, BM, BN, stages), from its KILN_GEMM_WO / _ZP lines. */
-function instantiations(): Map<string, { bits: number; bm: number; bn: number; stages: number }> {
-  const out = new Map<string, { bits: number; bm: number; bn: number; stages: number }>();
-  for (const [, b, bm, bn, , , s] of source.matchAll(
-    /^KILN_GEMM_WO\((\d+), (\d+), (\d+), (\d+), (\d+), (\d+)\)$/gm,
-  ))
-    out.set(`gemm_wo${b}_m${bm}n${bn}`, { bits: +b, bm: +bm, bn: +bn, stages: +s });
-  for (const [, bm, bn, , , s] of source.matchAll(/^KILN_GEMM_ZP\((\d+), (\d+), (\d+), (\d+), (\d+)\)$/gm))
-    out.set(`gemm_zp_m${bm}n${bn}`, { bits: 4, bm: +bm, bn: +bn, stages: +s });
-  return out;
+/** The kernel's tiles: (BM, BN, stages), from its KILN_GEMM_TILES list, which every family (plain and
+ * gated) instantiates. */
+function tiles(): { bm: number; bn: number; stages: number }[] {
+  const list = /^#define KILN_GEMM_TILES\(F\) (.*)$/m.exec(source)?.[1] ?? "";
+  return [...list.matchAll(/F\((\d+), (\d+), \d+, \d+, (\d+)\)/g)].map(([, bm, bn, s]) => ({
+    bm: +bm,
+    bn: +bn,
+    stages: +s,
+  }));
 }
 
 const FORMATS: WoGemmFormat[] = [8, 4, "zp"];
@@ -64,21 +67,39 @@ describe("gemm_wo launches", () => {
     assert.equal(woGemmLaunch(8, 300, 64).kernel, "gemm_wo8_m64n128");
   });
 
-  test("every kernel it names is exported (compile_matrix.json) and instantiated with the shared memory it asks", () => {
-    const inst = instantiations();
-    assert.deepEqual([...inst.keys()].sort(), [...exported].sort(), "the source's kernels are the matrix's");
+  test("every kernel it names is exported (compile_matrix.json) with the shared memory its tile needs", () => {
+    const t = tiles();
+    assert.equal(t.length, 3, "gemm_wo.cu's KILN_GEMM_TILES");
     const named = new Set<string>();
     for (const f of FORMATS)
-      for (const rows of [9, 17, 33, 256]) {
-        const l = woGemmLaunch(f, rows, 4096);
-        named.add(l.kernel);
-        const k = inst.get(l.kernel);
-        assert.ok(k, `${l.kernel} is not in gemm_wo.cu`);
-        // gemm_wo.cu's Layout: stages × (x [BM][128 + 8] 16-bit + q [BN][16·B + 16] bytes).
-        assert.equal(l.sharedBytes, k.stages * (k.bm * 136 * 2 + k.bn * (16 * k.bits + 16)), l.kernel);
-        assert.ok(l.sharedBytes <= 227 * 1024, `${l.kernel}: more shared memory than a Hopper CTA has`);
-      }
-    assert.deepEqual([...named].sort(), [...exported].sort(), "every exported kernel is reachable");
+      for (const act of [undefined, "silu"])
+        for (const rows of [9, 17, 33, 256]) {
+          const l = woGemmLaunch(f, rows, 4096, act);
+          named.add(l.kernel);
+          const [, bm, bn] = /_m(\d+)n(\d+)/.exec(l.kernel) ?? [];
+          const k = t.find((x) => x.bm === +bm && x.bn === +bn);
+          assert.ok(k, `${l.kernel}: no such tile in gemm_wo.cu`);
+          // gemm_wo.cu's Layout: stages × (x [BM][128 + 8] 16-bit + q [BN][16·B + 16] bytes).
+          const bits = f === "zp" ? 4 : f;
+          assert.equal(l.sharedBytes, k.stages * (k.bm * 136 * 2 + k.bn * (16 * bits + 16)), l.kernel);
+          assert.ok(l.sharedBytes <= 227 * 1024, `${l.kernel}: more shared memory than a Hopper CTA has`);
+        }
+    assert.deepEqual(
+      [...named].sort(),
+      [...exported].sort(),
+      "the matrix's kernels (silu's gated) are reachable",
+    );
+  });
+
+  test("gated: the gate_up weight's 2·inter rows, BN / 2 features a CTA", () => {
+    assert.deepEqual(woGemmLaunch(4, 16, 14336, "silu"), {
+      kernel: "gemm_wo4_m16n64_gated_silu",
+      grid: [1, 448],
+      block: 128,
+      sharedBytes: woGemmLaunch(4, 16, 14336).sharedBytes,
+    });
+    assert.deepEqual(woGemmLaunch("zp", 100, 68, "gelu").grid, [2, 2]);
+    assert.equal(woGemmLaunch(8, 33, 68, "relu").kernel, "gemm_wo8_m64n128_gated_relu");
   });
 
   test("int4-zp: k and G multiples of 32, no g_idx, zero points exact in 16 bits", () => {
@@ -88,6 +109,30 @@ describe("gemm_wo launches", () => {
     assert.ok(!zpGemmTakes(4096, 48, false, true), "G 48");
     assert.ok(!zpGemmTakes(4112, 128, false, true), "k 4112");
     assert.ok(!zpGemmTakes(4096, 128, false, false), "fractional zeros");
+  });
+
+  test("QuantizedLinears.gemmTakes: every int-wo weight; int4-zp as zpGemmTakes says", () => {
+    const p = 0n as DevicePtr;
+    const w = (
+      format: QuantizedWeight["format"],
+      cols: number,
+      zp?: Partial<NonNullable<QuantizedWeight["zp"]>>,
+    ) =>
+      ({
+        format,
+        rows: 64,
+        cols,
+        q: p,
+        scales: p,
+        ...(zp ? { zp: { zeros: p, gIdx: null, groupSize: 128, zerosExact: true, ...zp } } : {}),
+      }) as QuantizedWeight;
+    assert.ok(QuantizedLinears.gemmTakes(w("int8-wo", 4100)), "int-wo: any k (the route checks k % 8)");
+    assert.ok(QuantizedLinears.gemmTakes(w("int4-wo", 8)));
+    assert.ok(QuantizedLinears.gemmTakes(w("int4-zp", 4096, {})));
+    assert.ok(!QuantizedLinears.gemmTakes(w("int4-zp", 4096, { gIdx: p })), "act-order");
+    assert.ok(!QuantizedLinears.gemmTakes(w("int4-zp", 4096, { zerosExact: false })), "fractional zeros");
+    assert.ok(!QuantizedLinears.gemmTakes(w("int4-zp", 4096, { groupSize: 48 })), "G 48");
+    assert.ok(!QuantizedLinears.gemmTakes(w("int4-zp", 4112, {})), "k 4112");
   });
 
   test("zero points exact in 16 bits: integers of magnitude ≤ 240", () => {
@@ -115,11 +160,13 @@ describe("moduleSpecs: the gemm_wo module", () => {
   const spec = (dtype: "fp32" | "fp16" | "bf16", formats: (string | undefined)[]) =>
     moduleSpecs(config, plan, dtype, 16, quantizedModules(formats)).find((s) => s.key === "gemm_wo");
 
-  test("16-bit engines with quantized weights: the families their weights need", () => {
-    assert.deepEqual(spec("bf16", [undefined, "int4-wo"])?.defines, { KILN_DTYPE_BF16: 1, GEMM_FAMILY: 1 });
-    assert.deepEqual(spec("fp16", ["int8-wo"])?.defines, { KILN_DTYPE_F16: 1, GEMM_FAMILY: 1 });
-    assert.deepEqual(spec("bf16", ["int4-zp"])?.defines, { KILN_DTYPE_BF16: 1, GEMM_FAMILY: 2 });
-    assert.deepEqual(spec("bf16", ["int8-wo", "int4-zp"])?.defines, { KILN_DTYPE_BF16: 1 });
+  test("16-bit engines with quantized weights: the families their weights need, the model's activation", () => {
+    // The tiny Llama's activation is silu: GEMV_ACT 1, the gated kernels of silu only.
+    const bf16 = { KILN_DTYPE_BF16: 1, GEMV_ACT: 1 };
+    assert.deepEqual(spec("bf16", [undefined, "int4-wo"])?.defines, { ...bf16, GEMM_FAMILY: 1 });
+    assert.deepEqual(spec("fp16", ["int8-wo"])?.defines, { KILN_DTYPE_F16: 1, GEMV_ACT: 1, GEMM_FAMILY: 1 });
+    assert.deepEqual(spec("bf16", ["int4-zp"])?.defines, { ...bf16, GEMM_FAMILY: 2 });
+    assert.deepEqual(spec("bf16", ["int8-wo", "int4-zp"])?.defines, bf16);
     assert.equal(spec("bf16", ["int8-wo"])?.file, "gemm_wo.cu");
   });
 
