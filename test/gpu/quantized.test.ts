@@ -135,6 +135,11 @@ describe("quantized engines on CUDA vs the CPU backend", { skip }, () => {
           backend: "cuda",
           cudaTuning: cudaTuning({ woGemmMaxM: 0 }),
         });
+        const unfused = ModelRunner.fromDir(dir, {
+          ...opts,
+          backend: "cuda",
+          cudaTuning: cudaTuning({ fuseGatedAct: false }),
+        });
         try {
           const V = cpu.session.config.model.vocabSize;
           const prompts = [...manyPrompts(11, 7, V), Array.from({ length: 20 }, (_, j) => (13 * j + 1) % V)];
@@ -153,8 +158,15 @@ describe("quantized engines on CUDA vs the CPU backend", { skip }, () => {
               }
             }
           }
+          // gate_up's gated activation inside gemm_wo's epilogue, or after it: the same bits.
+          const fused = await greedyBatch(cuda, prompts);
+          const apart = await greedyBatch(unfused, prompts);
+          for (const [i, f] of fused.entries()) {
+            assert.deepEqual(f.tokens, apart[i].tokens, `sequence ${i}`);
+            assert.deepEqual(f.logits, apart[i].logits, `sequence ${i}: fused gated activation, same logits`);
+          }
         } finally {
-          for (const r of [cpu, cuda, dequant]) r.dispose();
+          for (const r of [cpu, cuda, dequant, unfused]) r.dispose();
         }
       });
     }

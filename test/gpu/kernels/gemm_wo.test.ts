@@ -14,7 +14,9 @@
 // round once. The reference's own error: its fp32 weight (one rounding of q·s) and its fp32 store,
 // 2⁻²⁴·(Σ|x·w| + |want|). Then one rounding of kiln_t (U of |want|, FLOOR near zero):
 //   |got − want| ≤ (17·steps + groups + 6)·2⁻²³·Σ|x·w| + 2⁻²⁴·(Σ|x·w| + |want|) + U·|want| + FLOOR.
-// Also: every output written (y starts as NaN bytes) and the same bits on a second run.
+// Also: every output written (y starts as NaN bytes) and the same bits on a second run. The gated kernels
+// (silu; the other activations differ only in activations.cuh's functor, which the GEMVs' tests cover):
+// bit for bit the plain kernel over the fused [2·inter, k] weight, then activation.cu's gated_act_silu.
 import { after, afterEach, before, describe, test } from "node:test";
 import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
 import { offsetPtr } from "../../../src/backends/cuda/device/index.ts";
@@ -111,7 +113,7 @@ function checkAllTiles(
     2 ** -24 * (absSum[i] + Math.abs(want[i])) +
     U[dtype] * Math.abs(want[i]) +
     FLOOR[dtype];
-  const mod = h.module("gemm_wo.cu", {}, dtype);
+  const mod = h.module("gemm_wo.cu", { GEMV_ACT: 0 }, dtype); // the plain kernels only
   const xd = h.upload(x, dtype);
   const bd = bias ? ptr(h.upload(bias, dtype)) : NULL;
   const tail = format === "zp" ? [i32(m), i32(n), i32(k), i32(weight.groupSize)] : [i32(m), i32(n), i32(k)];
@@ -175,5 +177,67 @@ describe("gemm_wo.cu gemm_zp_*: int4-zp", { skip: noGpu }, () => {
       for (const m of ROWS)
         test(`${dtype} m ${m} n ${n} k ${k} G ${g}`, () => {
           checkAllTiles(h, "zp", int4Zp(h, n, k, g, 5 + k + n), dtype, m, n, k, (m + n) % 2 === 0);
+        });
+});
+
+describe("gemm_wo.cu gated kernels: equal to the plain kernel then gated_act", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  after(() => h.dispose());
+  afterEach(() => h.freeAll());
+
+  // [m, inter, k]: partial feature blocks (BN / 2 = 32 or 64 features a CTA), k a multiple of 32.
+  const GATED: [number, number, number][] = [
+    [9, 37, 1056],
+    [64, 769, 96],
+    [256, 68, 1056],
+  ];
+  for (const format of [8, 4, "zp"] as const)
+    for (const dtype of DTYPES16)
+      for (const [m, inter, k] of GATED)
+        test(`${format === "zp" ? "int4-zp" : `int${format}-wo`} ${dtype} m ${m} inter ${inter} k ${k}`, () => {
+          const weight =
+            format === "zp"
+              ? int4Zp(h, 2 * inter, k, 32, 9 + k)
+              : intWo(h, format === 8 ? "int8-wo" : "int4-wo", 2 * inter, k, 9 + k);
+          const x = roundTo(randn(m * k, 7 + m, 0.5), dtype);
+          const bd = ptr(h.upload(roundTo(randn(2 * inter, 13, 0.1), dtype), dtype));
+          const mod = h.module("gemm_wo.cu", { GEMV_ACT: 1 }, dtype);
+          const act = h.module("activation.cu", {}, dtype);
+          const xd = h.upload(x, dtype);
+          const tail = (n: number) =>
+            format === "zp" ? [i32(m), i32(n), i32(k), i32(weight.groupSize)] : [i32(m), i32(n), i32(k)];
+          for (const tileRows of TILE_ROWS) {
+            const plain = woGemmLaunch(format, tileRows, 2 * inter);
+            const gated = woGemmLaunch(format, tileRows, inter, "silu");
+            const bm = Number(/_m(\d+)n/.exec(plain.kernel)?.[1]);
+            const gateUp = h.filled(m * 2 * inter, dtype, 0xff);
+            h.run(
+              mod,
+              plain.kernel,
+              [Math.ceil(m / bm), plain.grid[1]],
+              [plain.block],
+              [ptr(xd), ...weight.args, bd, ptr(gateUp), ...tail(2 * inter)],
+              plain.sharedBytes,
+            );
+            const want = h.filled(m * inter, dtype, 0xff);
+            h.run(act, "gated_act_silu", [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(inter)]);
+            const got = h.filled(m * inter, dtype, 0xff);
+            h.run(
+              mod,
+              gated.kernel,
+              [Math.ceil(m / bm), gated.grid[1]],
+              [gated.block],
+              [ptr(xd), ...weight.args, bd, ptr(got), ...tail(inter)],
+              gated.sharedBytes,
+            );
+            assertSameBits(
+              h.download(got, m * inter, dtype),
+              h.download(want, m * inter, dtype),
+              gated.kernel,
+            );
+          }
         });
 });
