@@ -25,6 +25,9 @@ import type { DeviceWeights, QuantizedWeight } from "./weights.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
+/** Dynamic shared memory a kernel may take without opting in. */
+const DEFAULT_SHARED_BYTES = 48 * 1024;
+
 /** A linear's activations: x [rows, k], the optional bias [n] and y [rows, n] (or the gated [rows, inter]). */
 export interface LinearArgs {
   x: DevicePtr;
@@ -110,6 +113,14 @@ export class QuantizedLinears {
           { i32: w.cols },
         ];
     this.kernels.launch("gemm_wo", kernel, grid, block, args, sharedBytes);
+  }
+
+  /** Readies gemm()'s kernel for `w` at `rows` rows (with `gatedAct`: the gated one): its dynamic shared
+   * memory above the default 48 KiB is opted in now, before any decode graph is captured. */
+  prepareGemm(w: QuantizedWeight, rows: number, gatedAct?: string): void {
+    const n = gatedAct ? w.rows / 2 : w.rows;
+    const { kernel, sharedBytes } = woGemmLaunch(w.zp ? "zp" : woBits(w.format), rows, n, gatedAct);
+    if (sharedBytes > DEFAULT_SHARED_BYTES) this.kernels.reserveSharedMemory("gemm_wo", kernel, sharedBytes);
   }
 
   /** Whether gemm() has a kernel for `w` (int4-zp: gemm_wo_variants.ts zpGemmTakes); else dequantize. */

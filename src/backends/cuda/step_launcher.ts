@@ -113,7 +113,8 @@ export class StepLauncher {
 
   /** Creates the GEMM plan (and its workspace) of every linear at every row count a step of at most
    * `maxRows` token rows runs on cuBLASLt, so no step creates one later: KV sizing reads free memory
-   * after this (CudaBackend.warmUp). The buckets are run()'s: m = min(nextPow2(rows), cap). */
+   * after this (CudaBackend.warmUp); and readies gemm_wo's kernels for the row counts they run. The
+   * buckets are run()'s: m = min(nextPow2(rows), cap). */
   prepareGemms(maxRows: number): void {
     for (const step of this.lowered.steps) {
       if (step.kind !== "linear") continue;
@@ -123,9 +124,14 @@ export class StepLauncher {
       const top = Math.min(nextPow2(Math.min(maxRows, cap)), cap);
       const fp8 = this.weights.fp8(op.weight);
       // A bucket on our kernels (a GEMV, or gemm_wo up to KILN_WO_GEMM_MAX_M: every row count it
-      // serves, m / 2 < rows ≤ m, takes the same route) needs no plan.
+      // serves, m / 2 < rows ≤ m, takes the same route) needs no plan; gemm_wo's kernel opts in to its
+      // shared memory here, before decode graphs are captured (decode steps run at these buckets).
+      const quantized = this.weights.quantized(op.weight);
+      const gatedAct = step.gated && this.tuning.fuseGatedAct ? step.gated.act : undefined;
       for (let m = 1; m <= top; m *= 2)
-        if (this.gemvApplies(op, m) || this.route(op, m) === "wo_gemm") continue;
+        if (this.gemvApplies(op, m)) continue;
+        else if (quantized && this.route(op, m) === "wo_gemm")
+          this.quantized.prepareGemm(quantized, m, gatedAct);
         else if (fp8) this.fp8.prepare(m, fp8.rows, fp8.cols, Boolean(op.bias));
         else
           this.gemms.get(
