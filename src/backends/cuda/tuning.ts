@@ -50,7 +50,7 @@ export interface CudaTuning {
   /** KILN_WO_GEMM_MAX_M (0–4096, default 256): most rows of a linear over a weight-only quantized weight
    * on gemm_wo.cu (past the GEMV's 8); 0 or larger steps dequantize the weight for cuBLASLt. */
   readonly woGemmMaxM: number;
-  /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV. */
+  /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV (or gemm_wo). */
   readonly fuseGatedAct: boolean;
   /** KILN_ATTN_TRIGGER: when decode attention lets the next kernel launch. */
   readonly attnTrigger: AttentionTrigger;
