@@ -34,7 +34,10 @@
 #            `quant tests`, `quant zp`, `quant int8-wo`, `quant int4-wo`: one piece, when the whole runs past
 #            a call; `quant fp8` (not in the whole): the 8B built with --quantize fp8 (build time: goal ≤ 90 s),
 #            batch-1 TPOT and prefill against its floor, then 1,024 requests at 128/128 through the
-#            executor (goal ≥ 31,000 output tok/s); the quantized GPU tests include fp8's
+#            executor (goal ≥ 31,000 output tok/s); the quantized GPU tests include fp8's;
+#            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
+#            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
+#            (gemm_wo), one after the other on the same engine
 # Usage (device run, carry .device and .devnm, made by tools/pack_device_modules.sh):
 #   mkdir -p node_modules && tar -xJf .devnm/nm.tar.xz -C node_modules && source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
@@ -118,6 +121,11 @@ if [[ $part == quant ]]; then
     echo "int4-zp GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_zp.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError|worst" "$out/test_zp.log" | head -20
   fi
+  if [[ $which == gemm ]]; then
+    timeout 300 node scripts/test.mjs gpu test/gpu/kernels/gemm_wo.test.ts >"$out/test_gemm.log" 2>&1
+    echo "gemm_wo GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_gemm.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError" "$out/test_gemm.log" | head -20
+  fi
   [[ $which == tests || $which == zp ]] && exit 0
   ckpt=/tmp/hf-$big
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
@@ -136,17 +144,24 @@ if [[ $part == quant ]]; then
     exit 0
   fi
   formats=(int8-wo int4-wo)
-  [[ $which == all ]] || formats=("$which")
+  [[ $which == all || $which == gemm ]] || formats=("$which")
   for q in "${formats[@]}"; do
     e=/tmp/engine-$big-$q
     t0=$(date +%s%N)
     [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize "$q" \
       --json >"$out/build-$q.json" 2>"$out/build-$q.err"
     echo "$big $q kiln build: exit $? in $(ms "$t0") ms (build-$q.err)"
+    if [[ $which == gemm ]]; then # TPOT at batch 16, 64, 256: dequantize + cuBLASLt, then gemm_wo
+      for bs in 16 64 256; do
+        KILN_WO_GEMM_MAX_M=0 bench "$big $q batch $bs dequant" "$e" --batch-size "$bs" --input-len 128 --output-len 128
+        bench "$big $q batch $bs gemm_wo" "$e" --batch-size "$bs" --input-len 128 --output-len 128
+      done
+      continue
+    fi
     bench "$big $q decode" "$e" "${decode[@]}"
     bench "$big $q prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 3
   done
-  bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
+  [[ $which == gemm ]] || bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
   exit 0
 fi
 if [[ $part == throughput || $part == serve || $part == headline || $part == profile ]]; then

@@ -24,6 +24,23 @@ export async function greedy(runner: ModelRunner, ids: number[]) {
   return { tokens: o.outputIds, logits: o.generationLogits?.[0] as Float32Array };
 }
 
+/** Greedy STEPS tokens for every prompt, generated together (decode steps of prompts.length rows), with
+ * each sequence's step logits ([STEPS, V]). */
+export async function greedyBatch(runner: ModelRunner, prompts: number[][]) {
+  const outs = await runner.generate(
+    prompts.map((ids) => ({ ids })),
+    { greedy: true, maxNewTokens: STEPS, ignoreEos: true, returnGenerationLogits: true },
+  );
+  return outs.map((o) => ({ tokens: o.outputIds, logits: o.generationLogits?.[0] as Float32Array }));
+}
+
+/** Prompts of `count` sequences, lengths 1 … `longest` by turns, token ids below `vocab` (deterministic). */
+export function manyPrompts(count: number, longest: number, vocab: number): number[][] {
+  return Array.from({ length: count }, (_, i) =>
+    Array.from({ length: 1 + ((i * 7) % longest) }, (_, j) => (i * 31 + j * 17 + 5) % vocab),
+  );
+}
+
 /** The CPU's logits for prompt + tokens at the positions that produced each token ([STEPS, V]). */
 export async function cpuLogits(cpu: ModelRunner, ids: number[], tokens: number[]): Promise<Float32Array> {
   const all = [...ids, ...tokens.slice(0, -1)];

@@ -67,6 +67,14 @@ export class KernelLauncher {
     m.kernel(kernel).launch(this.stream, dims, [block, 1, 1], sharedBytes, args, { pdl: this.pdl });
   }
 
+  /** Opts `kernel` in to `bytes` of dynamic shared memory now, outside any graph capture, so that its
+   * launches (a decode graph's first among them) change no function attribute. */
+  reserveSharedMemory(mod: ModuleKey, kernel: string, bytes: number): void {
+    const m = this.modules.get(mod);
+    if (!m) throw new Error(`internal: module ${mod} not loaded`);
+    m.kernel(kernel).setMaxDynamicSharedBytes(bytes);
+  }
+
   dispose(): void {
     for (const m of this.modules.values()) m.dispose();
     this.modules.clear();

@@ -26,6 +26,7 @@ export type ModuleKey =
   | "gemv"
   | "gemv_wo"
   | "gemv_zp"
+  | "gemm_wo"
   | "gemv_fp8";
 
 export interface ModuleSpec {
@@ -48,8 +49,9 @@ export interface QuantizedModules {
 const NO_QUANTIZED_MODULES: QuantizedModules = { quantized: false, zp: false, fp8: false };
 
 /** The modules the plan's ops need, for `dtype` activations and KV blocks of `blockSize` tokens;
- * `quantized`: some weights are int8-wo / int4-wo; `zp`: some are int4-zp; `fp8`: some are fp8
- * (gemv_fp8.cu: activation quantization and the fp8 GEMVs) — quantizedModules. */
+ * `quantized`: some weights are int8-wo / int4-wo; `zp`: some are int4-zp (either: gemm_wo.cu too, for
+ * 16-bit engines); `fp8`: some are fp8 (gemv_fp8.cu: activation quantization and the fp8 GEMVs) —
+ * quantizedModules. */
 export function moduleSpecs(
   model: ModelConfig,
   plan: Plan,
@@ -95,6 +97,13 @@ export function moduleSpecs(
   // Quantized weights: their GEMVs (16-bit) and the dequantization before a GEMM (every dtype).
   if (quantized) specs.push({ key: "gemv_wo", file: "gemv_wo.cu", defines: gemvDefines });
   if (zp) specs.push({ key: "gemv_zp", file: "gemv_zp.cu", defines: gemvDefines });
+  // Their tensor-core GEMMs for batches past the GEMV (16-bit): the families the weights need.
+  if (dtype !== "fp32" && (quantized || zp))
+    specs.push({
+      key: "gemm_wo",
+      file: "gemm_wo.cu",
+      defines: { ...gemvDefines, ...(quantized && zp ? {} : { GEMM_FAMILY: quantized ? 1 : 2 }) },
+    });
   // fp8 weights: activation quantization and the decode GEMVs (every dtype: they read quantized x).
   if (fp8) specs.push({ key: "gemv_fp8", file: "gemv_fp8.cu", defines: gemvDefines });
   if (plan.ops.some((o) => o.kind === "rms_norm" && o.groupWidth)) {

@@ -1,6 +1,7 @@
 // Linears over weight-only quantized weights (int8-wo, int4-wo; int4-zp from AWQ / GPTQ) on the GPU:
-// decode steps run kernels/gemv_wo.cu's GEMV (gemv_zp.cu's for int4-zp) over the quantized bytes (the
-// step launcher decides when: StepLauncher.gemvApplies); every other step dequantizes the weight into a
+// decode steps run kernels/gemv_wo.cu's GEMV (gemv_zp.cu's for int4-zp) over the quantized bytes, larger
+// batches up to KILN_WO_GEMM_MAX_M rows gemm_wo.cu's tensor-core GEMM, also over the quantized bytes
+// (the step launcher decides which: linear_route.ts); every other step dequantizes the weight into a
 // scratch buffer of the engine dtype (dequant_woB, dequant_zp) and hands it to the same cuBLASLt GEMM an
 // unquantized weight would use.
 //
@@ -10,12 +11,22 @@
 // 2 bytes), allocated with the backend and freed by dispose(), before KV sizing reads free memory.
 import type { DTypeName } from "../../dtype.ts";
 import { type CudaDevice, DeviceBuffer, type DevicePtr, type KernelArg } from "./device/index.ts";
-import { dequantLaunch, dequantScratchBytes, woGemvGatedLaunch, woGemvLaunch } from "./gemv_wo_variants.ts";
+import { woGemmLaunch, zpGemmTakes } from "./gemm_wo_variants.ts";
+import {
+  dequantLaunch,
+  dequantScratchBytes,
+  woBits,
+  woGemvGatedLaunch,
+  woGemvLaunch,
+} from "./gemv_wo_variants.ts";
 import { zpDequantLaunch, zpGemvGatedLaunch, zpGemvLaunch, zpGemvTakes } from "./gemv_zp_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceWeights, QuantizedWeight } from "./weights.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
+
+/** Dynamic shared memory a kernel may take without opting in. */
+const DEFAULT_SHARED_BYTES = 48 * 1024;
 
 /** A linear's activations: x [rows, k], the optional bias [n] and y [rows, n] (or the gated [rows, inter]). */
 export interface LinearArgs {
@@ -70,6 +81,51 @@ export class QuantizedLinears {
   /** Whether gemv() has a kernel for `w`'s shape (int4-zp: k a multiple of 32); else dequantize. */
   static gemvTakes(w: QuantizedWeight): boolean {
     return !w.zp || zpGemvTakes(w.cols);
+  }
+
+  /** gemm_wo's GEMM over `w` ([n, k], n = w.rows) for a.rows rows: y = x·Wᵀ (+ bias); or with
+   * `gatedAct` the gated kernel writing act(gate)·up for the fused gate_up weight ([2·inter, k]). */
+  gemm(w: QuantizedWeight, a: LinearArgs, gatedAct?: string): void {
+    const n = gatedAct ? w.rows / 2 : w.rows;
+    const format = w.zp ? "zp" : woBits(w.format);
+    const { kernel, grid, block, sharedBytes } = woGemmLaunch(format, a.rows, n, gatedAct);
+    const args: KernelArg[] = w.zp
+      ? [
+          { ptr: a.x },
+          { ptr: w.q },
+          { ptr: w.scales },
+          { ptr: w.zp.zeros },
+          { ptr: a.bias ?? (0n as DevicePtr) },
+          { ptr: a.y },
+          { i32: a.rows },
+          { i32: n },
+          { i32: w.cols },
+          { i32: w.zp.groupSize },
+        ]
+      : [
+          { ptr: a.x },
+          { ptr: w.q },
+          { ptr: w.scales },
+          { ptr: a.bias ?? (0n as DevicePtr) },
+          { ptr: a.y },
+          { i32: a.rows },
+          { i32: n },
+          { i32: w.cols },
+        ];
+    this.kernels.launch("gemm_wo", kernel, grid, block, args, sharedBytes);
+  }
+
+  /** Readies gemm()'s kernel for `w` at `rows` rows (with `gatedAct`: the gated one): its dynamic shared
+   * memory above the default 48 KiB is opted in now, before any decode graph is captured. */
+  prepareGemm(w: QuantizedWeight, rows: number, gatedAct?: string): void {
+    const n = gatedAct ? w.rows / 2 : w.rows;
+    const { kernel, sharedBytes } = woGemmLaunch(w.zp ? "zp" : woBits(w.format), rows, n, gatedAct);
+    if (sharedBytes > DEFAULT_SHARED_BYTES) this.kernels.reserveSharedMemory("gemm_wo", kernel, sharedBytes);
+  }
+
+  /** Whether gemm() has a kernel for `w` (int4-zp: gemm_wo_variants.ts zpGemmTakes); else dequantize. */
+  static gemmTakes(w: QuantizedWeight): boolean {
+    return !w.zp || zpGemmTakes(w.cols, w.zp.groupSize, w.zp.gIdx !== null, w.zp.zerosExact);
   }
 
   /** gemv_zp[_any] over the int4-zp weight `w` for n output features (gated: n = inter). */

@@ -1,6 +1,7 @@
 // Eager launch of a lowered plan's steps (lowering.ts): for each step, the kernels that run it, in
 // order, with their arguments: our GEMV (decode shapes of 16-bit engines) or a cuBLASLt GEMM for each
-// linear (over a quantized weight: gemv_wo, or dequantization then the GEMM: quantized_linears.ts; over
+// linear (over a quantized weight: gemv_wo, gemm_wo for larger batches, or dequantization then the
+// GEMM: quantized_linears.ts; over
 // an fp8 weight: activation quantization, then gemv_fp8 or the FP8 GEMM: fp8_linears.ts), the
 // norms, activations, RoPE + KV-cache write and attention, and the fusions decode steps take (gated
 // activation inside the GEMV, RoPE inside decode attention, the final norm from the last add). CUDA
@@ -19,7 +20,7 @@ import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
-import { linearRoute } from "./linear_route.ts";
+import { type LinearRoute, linearRoute } from "./linear_route.ts";
 import type { Lowered, LoweredStep } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
 import { type LinearArgs, QuantizedLinears } from "./quantized_linears.ts";
@@ -112,7 +113,8 @@ export class StepLauncher {
 
   /** Creates the GEMM plan (and its workspace) of every linear at every row count a step of at most
    * `maxRows` token rows runs on cuBLASLt, so no step creates one later: KV sizing reads free memory
-   * after this (CudaBackend.warmUp). The buckets are run()'s: m = min(rowBucket(rows), cap). */
+   * after this (CudaBackend.warmUp); and readies gemm_wo's kernels for the row counts they run. The
+   * buckets are run()'s: m = min(rowBucket(rows), cap). */
   prepareGemms(maxRows: number): void {
     for (const step of this.lowered.steps) {
       if (step.kind !== "linear") continue;
@@ -120,8 +122,15 @@ export class StepLauncher {
       const logits = this.lowered.storage.get(op.x)?.rows === "logits";
       const cap = logits ? this.maxLogitRows : this.maxTokens;
       const fp8 = this.weights.fp8(op.weight);
+      // A bucket on our kernels (a GEMV, or gemm_wo up to KILN_WO_GEMM_MAX_M) needs no plan; gemm_wo's
+      // kernel of the bucket's tile (16, 32 or 64 rows: every bucket from 16 up is one) opts in to its
+      // shared memory here, before decode graphs are captured (decode steps run at these buckets).
+      const quantized = this.weights.quantized(op.weight);
+      const gatedAct = step.gated && this.tuning.fuseGatedAct ? step.gated.act : undefined;
       for (const m of rowBuckets(Math.min(maxRows, cap), this.tuning.rowBuckets))
         if (this.gemvApplies(op, m)) continue;
+        else if (quantized && this.route(op, m) === "wo_gemm")
+          this.quantized.prepareGemm(quantized, m, gatedAct);
         else if (fp8) this.fp8.prepare(m, fp8.rows, fp8.cols, Boolean(op.bias));
         else
           this.gemms.get(
@@ -141,13 +150,26 @@ export class StepLauncher {
 
   /** Whether a linear of `rows` rows runs on our GEMV, gemv.cu, gemv_wo.cu or gemv_fp8.cu (linear_route.ts). */
   private gemvApplies(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
+    const route = this.route(op, rows);
+    return route === "gemv" || route === "gemv_wo" || route === "fp8_gemv";
+  }
+
+  /** Whether the kernel of a gate_up linear of `rows` rows runs the gated activation in its epilogue:
+   * our GEMVs and gemm_wo have gated kernels (cuBLASLt does not). */
+  private fusesGatedAct(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
+    return this.gemvApplies(op, rows) || this.route(op, rows) === "wo_gemm";
+  }
+
+  /** The kernels a linear of `rows` rows runs on (linear_route.ts). */
+  private route(op: { weight: string; inFeatures: number; out: string }, rows: number): LinearRoute {
     const q = this.weights.quantized(op.weight);
-    const route = linearRoute(
+    return linearRoute(
       {
         rows,
         inFeatures: op.inFeatures,
         quantized: q !== undefined,
         quantizedGemv: q === undefined || QuantizedLinears.gemvTakes(q),
+        quantizedGemm: q === undefined || QuantizedLinears.gemmTakes(q),
         logits: op.out === this.lowered.output,
         fp8: this.weights.fp8(op.weight) !== undefined,
       },
@@ -158,9 +180,10 @@ export class StepLauncher {
         hasGemv: this.kernels.has("gemv"),
         hasGemvWo: this.kernels.has(q?.zp ? "gemv_zp" : "gemv_wo"), // int4-zp: gemv_zp.cu
         hasGemvFp8: this.kernels.has("gemv_fp8"),
+        hasGemmWo: this.kernels.has("gemm_wo"),
+        woGemmMaxM: this.tuning.woGemmMaxM,
       },
     );
-    return route === "gemv" || route === "gemv_wo" || route === "fp8_gemv";
   }
 
   /** A linear's x, bias and y (`out`: its output, or the fused gated activation's) for `rows` rows. */
@@ -251,6 +274,14 @@ export class StepLauncher {
           this.fp8.gemm(this.stream, fp8, this.linearArgs(op, rows, op.out), m);
           return;
         }
+        const quantized = this.weights.quantized(op.weight);
+        if (quantized && this.route(op, rows) === "wo_gemm") {
+          // Batches past the GEMV: gemm_wo's tensor-core GEMM over the quantized bytes, no dequantization;
+          // a gated MLP's gate_up with its activation in one launch (the gated_act step is skipped).
+          const gated = step.gated && this.tuning.fuseGatedAct ? step.gated : null;
+          this.quantized.gemm(quantized, this.linearArgs(op, rows, gated ? gated.out : op.out), gated?.act);
+          return;
+        }
         const g = this.gemms.get(
           m,
           op.outFeatures,
@@ -259,7 +290,6 @@ export class StepLauncher {
           step.logits && this.dtype !== "fp32",
         );
         // A quantized weight is dequantized into the scratch first, on the same stream: the GEMM reads it there.
-        const quantized = this.weights.quantized(op.weight);
         const w = quantized ? this.quantized.dequantize(quantized) : this.weights.ptr(op.weight);
         g.run(
           this.stream,
@@ -339,7 +369,7 @@ export class StepLauncher {
       }
       case "gated_act": {
         const rows = rowsOf(step.op.gateUp);
-        if (step.fusedInto && this.tuning.fuseGatedAct && this.gemvApplies(step.fusedInto, rows)) return; // done by gemv_gated
+        if (step.fusedInto && this.tuning.fuseGatedAct && this.fusesGatedAct(step.fusedInto, rows)) return; // done by the gated GEMV / gemm_wo
         this.kernels.launch(
           "activation",
           `gated_act_${step.op.act}`,

@@ -15,6 +15,7 @@ import {
   parseRopeTrigger,
 } from "./attention_splits.ts";
 import { parseRowBucketing, type RowBucketing } from "./gemm_algorithms.ts";
+import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
 import {
   type GemvPolicy,
   type GemvShapes,
@@ -47,7 +48,10 @@ export interface CudaTuning {
   readonly gemvPolicy: GemvPolicy;
   /** KILN_GEMV_SHAPES: per-weight-shape variants ahead of the policy. */
   readonly gemvShapes: GemvShapes;
-  /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV. */
+  /** KILN_WO_GEMM_MAX_M (0–4096, default 256): most rows of a linear over a weight-only quantized weight
+   * on gemm_wo.cu (past the GEMV's 8); 0 or larger steps dequantize the weight for cuBLASLt. */
+  readonly woGemmMaxM: number;
+  /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV (or gemm_wo). */
   readonly fuseGatedAct: boolean;
   /** KILN_ATTN_TRIGGER: when decode attention lets the next kernel launch. */
   readonly attnTrigger: AttentionTrigger;
@@ -84,6 +88,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     gemvMaxRows: parseGemvMaxRows(env.KILN_GEMV_MAX_ROWS),
     gemvPolicy: parseGemvPolicy(env.KILN_GEMV_VARIANT),
     gemvShapes: parseGemvShapes(env.KILN_GEMV_SHAPES),
+    woGemmMaxM: parseWoGemmMaxM(env.KILN_WO_GEMM_MAX_M),
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: parseAttentionCluster(env.KILN_ATTN_CLUSTER),

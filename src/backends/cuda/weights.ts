@@ -6,6 +6,7 @@
 
 import { type CudaWeightFormat, isCudaWeightFormat } from "../../engine/build_config.ts";
 import type { WeightEntry } from "../../engine/format.ts";
+import { int4ZpLayout } from "../../engine/int4_zp_format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
 import { quantizedDataBytes, quantizedLayout } from "../../engine/weight_format.ts";
 import {
@@ -17,6 +18,7 @@ import {
   PinnedBuffer,
   type Stream,
 } from "./device/index.ts";
+import { zerosExactIn16Bit } from "./gemm_wo_variants.ts";
 import { int4ZpDeviceLayout, type UploadSegment } from "./int4_zp_weights.ts";
 
 /** Bytes of each pinned staging buffer of the upload. */
@@ -29,8 +31,10 @@ export interface QuantizedWeight {
   cols: number;
   q: DevicePtr;
   scales: DevicePtr;
-  /** int4-zp only: zero points [rows, groups] fp32, g_idx [cols] int32 (act-order) and the group size. */
-  zp?: { zeros: DevicePtr; gIdx: DevicePtr | null; groupSize: number };
+  /** int4-zp only: zero points [rows, groups] fp32, g_idx [cols] int32 (act-order) and the group size;
+   * zerosExact: every zero point makes q − z exact in 16 bits (gemm_wo_variants.ts zerosExactIn16Bit),
+   * read from the engine at load: gemm_zp feeds q − z to the tensor cores only then. */
+  zp?: { zeros: DevicePtr; gIdx: DevicePtr | null; groupSize: number; zerosExact: boolean };
 }
 
 /** An fp8 [rows, cols] weight on the device: q [rows, cols] E4M3, scales [rows] fp32 and, for static
@@ -69,7 +73,10 @@ export class DeviceWeights {
         // assertCudaWeightFormats refused every other format before the upload began.
         if (weight.format === "fp8") weights.fp8Weights.set(weight.name, fp8Weight(weight, buf.ptr));
         else if (weight.format && isCudaWeightFormat(weight.format))
-          weights.quantizedWeights.set(weight.name, quantizedWeight(weight, weight.format, buf.ptr));
+          weights.quantizedWeights.set(
+            weight.name,
+            quantizedWeight(weight, weight.format, buf.ptr, zp ? zerosExact(engine, weight) : false),
+          );
         const segments: UploadSegment[] = zp ? zp.segments : [{ src: 0, dst: 0, bytes: weight.byteLength }];
         for (const seg of segments) {
           for (let off = 0; off < seg.bytes; off += CHUNK) {
@@ -137,6 +144,7 @@ function quantizedWeight(
   entry: WeightEntry,
   format: QuantizedWeight["format"],
   ptr: DevicePtr,
+  zerosExact: boolean,
 ): QuantizedWeight {
   if (format === "int4-zp") {
     const l = int4ZpDeviceLayout(entry.shape, entry.params ?? {});
@@ -150,11 +158,21 @@ function quantizedWeight(
         zeros: offsetPtr(ptr, l.zeros),
         gIdx: l.actOrder ? offsetPtr(ptr, l.gIdx) : null,
         groupSize: l.groupSize,
+        zerosExact,
       },
     };
   }
   const { rows, cols } = quantizedLayout(entry.shape);
   return { format, rows, cols, q: ptr, scales: offsetPtr(ptr, quantizedDataBytes(entry.shape, format)) };
+}
+
+/** Whether the zero points of the int4-zp weight `entry` make q − z exact in 16 bits: its zeros part
+ * [rows, groups] fp32, read from the engine (4 bytes a group of a row: about 1/16 of q's bytes at G 128). */
+function zerosExact(engine: LoadedEngine, entry: WeightEntry): boolean {
+  const l = int4ZpLayout(entry.shape, entry.params ?? {});
+  const bytes = new Uint8Array(l.gIdx - l.zeros);
+  engine.readInto(entry.offset + l.zeros, bytes);
+  return zerosExactIn16Bit(new Float32Array(bytes.buffer));
 }
 
 /** An fp8 weight's parts in its device buffer at `ptr`: q, then the scales, then the input scale. */

@@ -1,7 +1,8 @@
 // Which kernels run a linear (src/backends/cuda/linear_route.ts), on the CPU: plain weights on gemv.cu
 // up to KILN_GEMV_MAX_ROWS rows, quantized ones on gemv_wo.cu up to 8 rows (never the logits), and
 // cuBLASLt otherwise, after dequantization for a quantized weight; fp32 engines, rows of x that are not
-// 16 bytes, KILN_GEMV=0 and an engine without the module all take the GEMM. fp8 weights: gemv_fp8.cu
+// 16 bytes, KILN_GEMV=0 and an engine without the module all take the GEMM. Quantized weights past 8
+// rows: gemm_wo.cu up to KILN_WO_GEMM_MAX_M rows, then dequantization + GEMM. fp8 weights: gemv_fp8.cu
 // up to 8 rows whatever the engine dtype, else the FP8 GEMM (KILN_GEMV=0 and no module: the GEMM).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -63,6 +64,37 @@ describe("linearRoute", () => {
       "gemv_wo",
       "gemv_wo needs only its module",
     );
+  });
+
+  test("quantized weights past 8 rows: gemm_wo.cu up to woGemmMaxM rows, then dequantize + GEMM", () => {
+    const on = { ...settings, hasGemmWo: true, woGemmMaxM: 256 };
+    for (const rows of [9, 16, 17, 64, 100, 256])
+      assert.equal(linearRoute({ ...quant, rows }, on), "wo_gemm", `${rows}`);
+    assert.equal(linearRoute({ ...quant, rows: 257 }, on), "dequant_gemm");
+    assert.equal(linearRoute({ ...quant, rows: 8 }, on), "gemv_wo", "the GEMV keeps its rows");
+    assert.equal(linearRoute({ ...quant, rows: 64 }, { ...on, woGemmMaxM: 64 }), "wo_gemm");
+    assert.equal(linearRoute({ ...quant, rows: 65 }, { ...on, woGemmMaxM: 64 }), "dequant_gemm");
+    assert.equal(
+      linearRoute({ ...quant, rows: 9 }, { ...on, woGemmMaxM: 0 }),
+      "dequant_gemm",
+      "switched off",
+    );
+    assert.equal(
+      linearRoute({ ...quant, rows: 9 }, { ...on, hasGemmWo: false }),
+      "dequant_gemm",
+      "no module",
+    );
+    assert.equal(
+      linearRoute({ ...quant, rows: 9, quantizedGemm: false }, on),
+      "dequant_gemm",
+      "no kernel for this weight (int4-zp with g_idx, say)",
+    );
+    assert.equal(linearRoute({ ...quant, rows: 9, logits: true }, on), "dequant_gemm", "no fp32 output");
+    assert.equal(linearRoute({ ...quant, rows: 9 }, { ...on, dtype: "fp32" }), "dequant_gemm");
+    assert.equal(linearRoute({ ...quant, rows: 9, inFeatures: 4100 }, on), "dequant_gemm");
+    assert.equal(linearRoute({ ...quant, rows: 9 }, { ...on, gemv: false }), "wo_gemm", "its own switch");
+    assert.equal(linearRoute({ ...quant, rows: 1, quantizedGemv: false }, on), "dequant_gemm");
+    assert.equal(linearRoute({ ...plain, rows: 9 }, on), "gemm", "plain weights never");
   });
 
   test("fp8 weights: gemv_fp8.cu up to 8 rows (any dtype), else the FP8 GEMM", () => {

@@ -33,6 +33,7 @@ describe("CudaTuning", () => {
         gemvMaxRows: 2,
         gemvPolicy: "steady",
         gemvShapes: [],
+        woGemmMaxM: 256,
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
@@ -55,6 +56,7 @@ describe("CudaTuning", () => {
       KILN_GEMV_MAX_ROWS: "8",
       KILN_GEMV_VARIANT: "by-shape",
       KILN_GEMV_SHAPES: "2048x8192:r1u16w8",
+      KILN_WO_GEMM_MAX_M: "0",
       KILN_FUSE_GATED_ACT: "0",
       KILN_ATTN_TRIGGER: "exit",
       KILN_ATTN_CLUSTER: "0",
@@ -71,6 +73,7 @@ describe("CudaTuning", () => {
     assert.equal(t.gemvMaxRows, 8);
     assert.equal(t.gemvPolicy, "by-shape");
     assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
+    assert.equal(t.woGemmMaxM, 0);
     assert.equal(t.fuseGatedAct, false);
     assert.equal(t.attnBatch, false);
     assert.equal(t.attnTrigger, "exit");
@@ -87,6 +90,10 @@ describe("CudaTuning", () => {
       ["KILN_GEMV_MAX_ROWS", "9"],
       ["KILN_GEMV_VARIANT", "fast"],
       ["KILN_GEMV_SHAPES", "2048:r1u4w8"],
+      ["KILN_WO_GEMM_MAX_M", "-1"],
+      ["KILN_WO_GEMM_MAX_M", "4097"],
+      ["KILN_WO_GEMM_MAX_M", "64.5"],
+      ["KILN_WO_GEMM_MAX_M", "lots"],
       ["KILN_ATTN_TRIGGER", "never"],
       ["KILN_ATTN_CLUSTER", "yes"],
       ["KILN_ATTN_BATCH", "yes"],
@@ -125,6 +132,12 @@ describe("CudaTuning", () => {
     assert.throws(() => {
       (t as { graphs: boolean }).graphs = true;
     }, TypeError);
+  });
+
+  test("KILN_WO_GEMM_MAX_M: any row count from 0 (off) to 4096", () => {
+    for (const v of ["0", "9", "64", "4096"])
+      assert.equal(cudaTuningFromEnv({ KILN_WO_GEMM_MAX_M: v }).woGemmMaxM, Number(v), v);
+    assert.equal(cudaTuningFromEnv({ KILN_WO_GEMM_MAX_M: "" }).woGemmMaxM, 256, "empty: the default");
   });
 
   test("KILN_BUILD_THREADS is passed through unparsed", () => {
