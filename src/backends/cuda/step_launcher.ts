@@ -1,29 +1,21 @@
 // Eager launch of a lowered plan's steps (lowering.ts): for each step, the kernels that run it, in
-// order, with their arguments: our GEMV (decode shapes of 16-bit engines) or a cuBLASLt GEMM for each
-// linear (over a quantized weight: gemv_wo, gemm_wo for larger batches, or dequantization then the
-// GEMM: quantized_linears.ts; over
-// an fp8 weight: activation quantization, then gemv_fp8 or the FP8 GEMM: fp8_linears.ts), the
-// norms, activations, RoPE + KV-cache write and attention, and the fusions decode steps take (gated
-// activation inside the GEMV, RoPE inside decode attention, the final norm from the last add). CUDA
-// graphs record exactly these launches. Owns the GEMM plans, decode attention's scratch
-// (decode_attention.ts) and the dequantization scratch until dispose().
+// order, with their arguments: each linear through linear_launcher.ts (GEMVs, gemm_wo, cuBLASLt,
+// quantized and fp8 linears), the norms, activations, RoPE + KV-cache write and attention, and the
+// fusions decode steps take (gated activation inside the GEMV, RoPE inside decode attention, the final
+// norm from the last add). CUDA graphs record exactly these launches. Owns the linears' launcher and
+// decode attention's scratch (decode_attention.ts) until dispose().
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
 import type { CudaDevice, DevicePtr, KernelArg, Stream } from "./device/index.ts";
-import { Fp8Linears } from "./fp8_linears.ts";
-import { rowBucket, rowBuckets } from "./gemm_algorithms.ts";
-import { GemmPlans } from "./gemm_plans.ts";
-import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
-import { type LinearRoute, linearRoute } from "./linear_route.ts";
+import { LinearLauncher } from "./linear_launcher.ts";
 import type { Lowered, LoweredStep } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
-import { type LinearArgs, QuantizedLinears } from "./quantized_linears.ts";
 import { decodeRopeArgs, type RopeSources, ropeArgs } from "./rope_args.ts";
 import type { PackedStep } from "./step_metadata.ts";
 import type { StepUploads } from "./step_uploads.ts";
@@ -68,16 +60,10 @@ export class StepLauncher {
   private readonly kv: DeviceKvCache;
   private readonly uploads: StepUploads;
   private readonly sampledTokens: DevicePtr;
-  private readonly maxTokens: number;
-  private readonly maxLogitRows: number;
-  /** cuBLASLt plans of the linears that do not run on a GEMV. */
-  private readonly gemms: GemmPlans;
+  /** Every linear step: GEMVs, gemm_wo, cuBLASLt plans, quantized and fp8 linears. */
+  private readonly linears: LinearLauncher;
   /** Decode attention's split plan and partials. */
   private readonly attention: DecodeAttention;
-  /** Linears over quantized weights: their GEMV and the dequantization scratch. */
-  private readonly quantized: QuantizedLinears;
-  /** Linears over fp8 weights: activation quantization, their GEMVs and FP8 GEMM plans. */
-  private readonly fp8: Fp8Linears;
 
   constructor(r: StepResources) {
     this.stream = r.stream;
@@ -91,9 +77,7 @@ export class StepLauncher {
     this.kv = r.kv;
     this.uploads = r.uploads;
     this.sampledTokens = r.sampledTokens;
-    this.maxTokens = r.maxTokens;
-    this.maxLogitRows = r.maxLogitRows;
-    this.gemms = new GemmPlans(r.device, r.dtype, r.gemmAlgos);
+    this.linears = new LinearLauncher(r);
     this.attention = new DecodeAttention(
       r.device,
       r.stream,
@@ -102,8 +86,6 @@ export class StepLauncher {
       r.tuning.attnCluster,
       r.tuning.attnBatch,
     );
-    this.quantized = QuantizedLinears.allocate(r.device, r.kernels, r.weights, r.dtype);
-    this.fp8 = Fp8Linears.allocate(r.device, r.kernels, r.weights, r.dtype, r.maxTokens);
   }
 
   /** Launches every step of the plan (the whole forward pass) for a packed step. */
@@ -111,85 +93,15 @@ export class StepLauncher {
     for (const step of this.lowered.steps) this.run(step, packed, logitRows);
   }
 
-  /** Creates the GEMM plan (and its workspace) of every linear at every row count a step of at most
-   * `maxRows` token rows runs on cuBLASLt, so no step creates one later: KV sizing reads free memory
-   * after this (CudaBackend.warmUp); and readies gemm_wo's kernels for the row counts they run. The
-   * buckets are run()'s: m = min(rowBucket(rows), cap). */
+  /** Creates what every linear of a step of at most `maxRows` token rows would otherwise create on first
+   * use (linear_launcher.ts prepare): KV sizing reads free memory after this (CudaBackend.warmUp). */
   prepareGemms(maxRows: number): void {
-    for (const step of this.lowered.steps) {
-      if (step.kind !== "linear") continue;
-      const op = step.op;
-      const logits = this.lowered.storage.get(op.x)?.rows === "logits";
-      const cap = logits ? this.maxLogitRows : this.maxTokens;
-      const fp8 = this.weights.fp8(op.weight);
-      // A bucket on our kernels (a GEMV, or gemm_wo up to KILN_WO_GEMM_MAX_M) needs no plan; gemm_wo's
-      // kernel of the bucket's tile (16, 32 or 64 rows: every bucket from 16 up is one) opts in to its
-      // shared memory here, before decode graphs are captured (decode steps run at these buckets).
-      const quantized = this.weights.quantized(op.weight);
-      const gatedAct = step.gated && this.tuning.fuseGatedAct ? step.gated.act : undefined;
-      for (const m of rowBuckets(Math.min(maxRows, cap), this.tuning.rowBuckets))
-        if (this.gemvApplies(op, m)) continue;
-        else if (quantized && this.route(op, m) === "wo_gemm")
-          this.quantized.prepareGemm(quantized, m, gatedAct);
-        else if (fp8) this.fp8.prepare(m, fp8.rows, fp8.cols, Boolean(op.bias));
-        else
-          this.gemms.get(
-            m,
-            op.outFeatures,
-            op.inFeatures,
-            Boolean(op.bias),
-            step.logits && this.dtype !== "fp32",
-          );
-    }
+    this.linears.prepare(maxRows);
   }
 
   /** What decode attention's split count depends on: the GPU's SMs and the CTAs per sequence. */
   splitTarget(): SplitTarget {
     return this.attention.splitTarget();
-  }
-
-  /** Whether a linear of `rows` rows runs on our GEMV, gemv.cu, gemv_wo.cu or gemv_fp8.cu (linear_route.ts). */
-  private gemvApplies(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
-    const route = this.route(op, rows);
-    return route === "gemv" || route === "gemv_wo" || route === "fp8_gemv";
-  }
-
-  /** Whether the kernel of a gate_up linear of `rows` rows runs the gated activation in its epilogue:
-   * our GEMVs and gemm_wo have gated kernels (cuBLASLt does not). */
-  private fusesGatedAct(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
-    return this.gemvApplies(op, rows) || this.route(op, rows) === "wo_gemm";
-  }
-
-  /** The kernels a linear of `rows` rows runs on (linear_route.ts). */
-  private route(op: { weight: string; inFeatures: number; out: string }, rows: number): LinearRoute {
-    const q = this.weights.quantized(op.weight);
-    return linearRoute(
-      {
-        rows,
-        inFeatures: op.inFeatures,
-        quantized: q !== undefined,
-        quantizedGemv: q === undefined || QuantizedLinears.gemvTakes(q),
-        quantizedGemm: q === undefined || QuantizedLinears.gemmTakes(q),
-        logits: op.out === this.lowered.output,
-        fp8: this.weights.fp8(op.weight) !== undefined,
-      },
-      {
-        dtype: this.dtype,
-        gemv: this.tuning.gemv,
-        gemvMaxRows: this.tuning.gemvMaxRows,
-        hasGemv: this.kernels.has("gemv"),
-        hasGemvWo: this.kernels.has(q?.zp ? "gemv_zp" : "gemv_wo"), // int4-zp: gemv_zp.cu
-        hasGemvFp8: this.kernels.has("gemv_fp8"),
-        hasGemmWo: this.kernels.has("gemm_wo"),
-        woGemmMaxM: this.tuning.woGemmMaxM,
-      },
-    );
-  }
-
-  /** A linear's x, bias and y (`out`: its output, or the fused gated activation's) for `rows` rows. */
-  private linearArgs(op: { x: string; bias?: string }, rows: number, out: string): LinearArgs {
-    const bias = op.bias ? this.weights.ptr(op.bias) : null;
-    return { x: this.arena.ptr(op.x), bias, y: this.arena.ptr(out), rows };
   }
 
   /**
@@ -201,11 +113,6 @@ export class StepLauncher {
     if (logitRows.length !== T) return false;
     for (let i = 0; i < T; i++) if (logitRows[i] !== i) return false;
     return true;
-  }
-
-  /** The GEMV variant decode steps run for an [n, k] weight (gemv_variants.ts chooseGemv). */
-  private gemvFor(n: number, k: number) {
-    return chooseGemv(n, k, this.elem, this.tuning.gemvPolicy, this.tuning.gemvShapes);
   }
 
   /** What ropeArgs / decodeRopeArgs read (rope_args.ts). */
@@ -236,70 +143,9 @@ export class StepLauncher {
           { i32: 0 },
         ]);
         return;
-      case "linear": {
-        const op = step.op;
-        const rows = rowsOf(op.x);
-        const cap = this.lowered.storage.get(op.x)?.rows === "logits" ? this.maxLogitRows : this.maxTokens;
-        const m = Math.min(rowBucket(rows, this.tuning.rowBuckets), cap);
-        const fp8 = this.weights.fp8(op.weight); // x quantized per token first (fp8_linears.ts)
-        if (this.gemvApplies(op, rows)) {
-          // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.
-          // A gated MLP's gate_up runs with its activation in one launch (the gated_act step is skipped).
-          const gated = step.gated && this.tuning.fuseGatedAct ? step.gated : null;
-          const quantized = this.weights.quantized(op.weight);
-          if (quantized || fp8) {
-            const args = this.linearArgs(op, rows, gated ? gated.out : op.out);
-            if (fp8) this.fp8.gemv(fp8, args, gated?.act);
-            else if (quantized) this.quantized.gemv(quantized, args, gated?.act);
-            return;
-          }
-          const fp32Out = step.logits && this.dtype !== "fp32";
-          const n = gated ? gated.width : op.outFeatures;
-          const variant = this.gemvFor(n, op.inFeatures);
-          const { kernel, grid, block } = gated
-            ? gemvGatedLaunch(gated.act, n)
-            : gemvLaunch(variant, n, fp32Out);
-          this.kernels.launch("gemv", kernel, [grid], block, [
-            { ptr: this.arena.ptr(op.x) },
-            { ptr: this.weights.ptr(op.weight) },
-            { ptr: op.bias ? this.weights.ptr(op.bias) : (0n as DevicePtr) },
-            { ptr: this.arena.ptr(gated ? gated.out : op.out) },
-            { i32: rows },
-            { i32: n },
-            { i32: op.inFeatures },
-          ]);
-          return;
-        }
-        if (fp8) {
-          this.fp8.gemm(this.stream, fp8, this.linearArgs(op, rows, op.out), m);
-          return;
-        }
-        const quantized = this.weights.quantized(op.weight);
-        if (quantized && this.route(op, rows) === "wo_gemm") {
-          // Batches past the GEMV: gemm_wo's tensor-core GEMM over the quantized bytes, no dequantization;
-          // a gated MLP's gate_up with its activation in one launch (the gated_act step is skipped).
-          const gated = step.gated && this.tuning.fuseGatedAct ? step.gated : null;
-          this.quantized.gemm(quantized, this.linearArgs(op, rows, gated ? gated.out : op.out), gated?.act);
-          return;
-        }
-        const g = this.gemms.get(
-          m,
-          op.outFeatures,
-          op.inFeatures,
-          Boolean(op.bias),
-          step.logits && this.dtype !== "fp32",
-        );
-        // A quantized weight is dequantized into the scratch first, on the same stream: the GEMM reads it there.
-        const w = quantized ? this.quantized.dequantize(quantized) : this.weights.ptr(op.weight);
-        g.run(
-          this.stream,
-          this.arena.ptr(op.x),
-          w,
-          this.arena.ptr(op.out),
-          op.bias ? this.weights.ptr(op.bias) : undefined,
-        );
+      case "linear":
+        this.linears.run(step, rowsOf(step.op.x));
         return;
-      }
       case "rms_norm": {
         const op = step.op;
         if (step.finalNorm && this.finalNormFused(T, logitRows)) return; // run by the add before it
@@ -369,7 +215,8 @@ export class StepLauncher {
       }
       case "gated_act": {
         const rows = rowsOf(step.op.gateUp);
-        if (step.fusedInto && this.tuning.fuseGatedAct && this.fusesGatedAct(step.fusedInto, rows)) return; // done by the gated GEMV / gemm_wo
+        if (step.fusedInto && this.tuning.fuseGatedAct && this.linears.fusesGatedAct(step.fusedInto, rows))
+          return; // done by the gated GEMV / gemm_wo
         this.kernels.launch(
           "activation",
           `gated_act_${step.op.act}`,
@@ -512,9 +359,7 @@ export class StepLauncher {
   }
 
   dispose(): void {
-    this.gemms.dispose();
+    this.linears.dispose();
     this.attention.dispose();
-    this.quantized.dispose();
-    this.fp8.dispose();
   }
 }
