@@ -3,8 +3,8 @@
 # attention_ptx_emu.h for cp.async / ldmatrix / mma.sync) for bf16 and fp16 × HEAD_DIM 64, 128 ×
 # BLOCK_SIZE 16, 7 × heads 8/2 (GQA), 4/4 (MHA), attention_decode_check.cpp (attention_decode.cu) and attention_rope_check.cpp;
 # and fp32 × D 128, 80 and bf16 × D 80 (the generic path); every check also runs the `_kv8` kernels (FP8
-# KV pools, kv_fp8_ref.h). One line per configuration, then PASS or FAIL (exit status 1). About 4 minutes
-# on 2 cores without the FP8 checks, which make it several times longer: run subsets while iterating.
+# KV pools, kv_fp8_ref.h). One line per configuration, then PASS or FAIL (exit status 1). About 45 minutes
+# on 2 cores (4 before the FP8 checks): run subsets while iterating.
 # Not part of CI; for checking attention kernel changes where no GPU is at hand (g++ ≥ 12).
 #   PREFILL_SRC=path   check another copy of the kernel (default ../attention_prefill.cu; its includes
 #                      still come from kernels/)
