@@ -11,6 +11,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "kv_fp8.cuh"  // kiln::kv8: the FP8 KV cache's rows (the _kv8 kernels)
 #include "pdl.cuh"  // kiln::pdl_wait / pdl_launch_dependents: every kernel waits first (see pdl.cuh)
 
 #if defined(KILN_DTYPE_F32) + defined(KILN_DTYPE_F16) + defined(KILN_DTYPE_BF16) != 1
@@ -83,6 +84,7 @@ template <> struct RawVec<16> { typedef uint4 type; };
 template <> struct RawVec<8> { typedef uint2 type; };
 template <> struct RawVec<4> { typedef unsigned int type; };
 template <> struct RawVec<2> { typedef unsigned short type; };
+template <> struct RawVec<1> { typedef unsigned char type; };
 typedef RawVec<kVec * (int)sizeof(kiln_t)>::type raw_t;  // kVec elements, loaded in one instruction
 
 __device__ __forceinline__ raw_t load_raw(const kiln_t* p) { return __ldg(reinterpret_cast<const raw_t*>(p)); }
@@ -99,6 +101,57 @@ __device__ __forceinline__ raw_t zero_raw() {
   raw_t r;
   memset(&r, 0, sizeof(raw_t));
   return r;
+}
+
+// How a KV pool stores its rows, the kernels' template parameter (the exports without a suffix take
+// KvPlain, the `_kv8` ones KvFp8):
+//   KvPlain  kiln_t values; loads of kVec elements (raw_t)
+//   KvFp8    E4M3 bytes with an fp32 scale per (slot, kv head) row (kv_fp8.cuh); the same lane layout
+//            as KvPlain (a vector is the kVec bytes of kVec elements: narrower loads), so every kernel
+//            keeps its shapes and order of operations, and a row is read as fp32(e4m3 · scale)
+struct KvPlain {
+  static constexpr bool kFp8 = false;
+  typedef kiln_t elem_t;
+  typedef raw_t vec_t;
+};
+struct KvFp8 {
+  static constexpr bool kFp8 = true;
+  typedef unsigned char elem_t;
+  typedef RawVec<kVec>::type vec_t;
+};
+
+template <class KV>
+__device__ __forceinline__ typename KV::vec_t load_kv(const typename KV::elem_t* p) {
+  return __ldg(reinterpret_cast<const typename KV::vec_t*>(p));
+}
+
+template <class KV>
+__device__ __forceinline__ typename KV::vec_t zero_kv() {
+  typename KV::vec_t r;
+  memset(&r, 0, sizeof(r));
+  return r;
+}
+
+// The scale of pool row `row` (slot · NUM_KV_HEADS + kv head): KvFp8 only; KvPlain reads nothing.
+template <class KV>
+__device__ __forceinline__ float load_kv_scale(const float* scale, size_t row) {
+  if constexpr (KV::kFp8) {
+    return __ldg(scale + row);
+  } else {
+    return 0.f;
+  }
+}
+
+// The kVec elements of a K/V vector as floats; s is the row's scale (KvFp8; KvPlain ignores it).
+template <class KV>
+__device__ __forceinline__ void unpack_kv(const typename KV::vec_t& r, float s, float (&f)[kVec]) {
+  if constexpr (KV::kFp8) {
+    unsigned char b[kVec];
+    memcpy(b, &r, kVec);
+    kiln::kv8::decode(b, s, f);
+  } else {
+    unpack(r, f);
+  }
 }
 
 // Sums over lanes whose index differs only in bits [log2(from_offset), log2(to_offset)].

@@ -82,10 +82,26 @@ __device__ __forceinline__ size_t kv_row(const int* table, int table_step, int p
   return ((size_t)(table[(pos / BLOCK_SIZE) * table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) * NUM_KV_HEADS + kvh) * HEAD_DIM;
 }
 
+// Its row index (slot · NUM_KV_HEADS + kvh): where an FP8 pool keeps the row's scale.
+__device__ __forceinline__ size_t kv_index(const int* table, int table_step, int pos, int kvh) {
+  return (size_t)(table[(pos / BLOCK_SIZE) * table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) * NUM_KV_HEADS + kvh;
+}
+
+// The word of the new key's shared-memory row (new_k, new_v: kRowWords words) that holds its scale when
+// the pools are FP8: past the row's HEAD_DIM bytes.
+constexpr int kRowWordsOf(int d) { return (d + 3) / 4 * 4; }
+constexpr int kNewScaleWord = kRowWordsOf(HEAD_DIM) - 1;
+static_assert((HEAD_DIM + 3) / 4 <= kNewScaleWord, "an FP8 row and its scale fit a row of words");
+
 // One step of a warp's keys: lane (key_lane, vec_lane) loads vectors vec_lane + i·kLanesPerKey of the K and
 // V rows of keys base + k·kKeysAbreast + key_lane, k < kKeysPerLane; keys ≥ end, and key `skip`, are zeros.
-__device__ __forceinline__ void load_step(raw_t (&kr)[kKeysPerLane][kVecsPerLane], raw_t (&vr)[kKeysPerLane][kVecsPerLane],
-                                          const kiln_t* k_cache, const kiln_t* v_cache, const int* table,
+// FP8 pools (KvFp8): each key's row scales too, into ks, vs (0 for the zeros).
+template <class KV>
+__device__ __forceinline__ void load_step(typename KV::vec_t (&kr)[kKeysPerLane][kVecsPerLane],
+                                          typename KV::vec_t (&vr)[kKeysPerLane][kVecsPerLane],
+                                          float (&ks)[kKeysPerLane], float (&vs)[kKeysPerLane],
+                                          const typename KV::elem_t* k_cache, const typename KV::elem_t* v_cache,
+                                          const float* k_scale, const float* v_scale, const int* table,
                                           int table_step, int base, int end, int kvh, int key_lane, int vec_lane,
                                           int skip) {
 #pragma unroll
@@ -93,28 +109,42 @@ __device__ __forceinline__ void load_step(raw_t (&kr)[kKeysPerLane][kVecsPerLane
     const int pos = base + k * kKeysAbreast + key_lane;
     const bool in = pos < end && pos != skip;
     const size_t off = in ? kv_row(table, table_step, pos, kvh) : 0;
+    if constexpr (KV::kFp8) {
+      const size_t row = in ? kv_index(table, table_step, pos, kvh) : 0;
+      ks[k] = in ? load_kv_scale<KV>(k_scale, row) : 0.f;
+      vs[k] = in ? load_kv_scale<KV>(v_scale, row) : 0.f;
+    }
 #pragma unroll
     for (int i = 0; i < kVecsPerLane; i++) {
       const int v = vec_lane + i * kLanesPerKey;
       if (in && v < kNumVecs) {
-        kr[k][i] = load_raw(k_cache + off + v * kVec);
-        vr[k][i] = load_raw(v_cache + off + v * kVec);
+        kr[k][i] = load_kv<KV>(k_cache + off + v * kVec);
+        vr[k][i] = load_kv<KV>(v_cache + off + v * kVec);
       } else {
-        kr[k][i] = zero_raw();
-        vr[k][i] = zero_raw();
+        kr[k][i] = zero_kv<KV>();
+        vr[k][i] = zero_kv<KV>();
       }
     }
   }
 }
 
 // attention_decode_rope*: the new key's K and V rows, rotated by this CTA into shared memory (new_k,
-// new_v), replace the zeros load_step left for key `pos` of the step at base (pos < 0: none).
-__device__ __forceinline__ void take_new_key(raw_t (&kr)[kKeysPerLane][kVecsPerLane], raw_t (&vr)[kKeysPerLane][kVecsPerLane],
-                                             const raw_t* new_k, const raw_t* new_v, int pos, int base, int key_lane,
+// new_v), replace the zeros load_step left for key `pos` of the step at base (pos < 0: none); FP8
+// pools: with its scales new_ks, new_vs.
+template <class KV>
+__device__ __forceinline__ void take_new_key(typename KV::vec_t (&kr)[kKeysPerLane][kVecsPerLane],
+                                             typename KV::vec_t (&vr)[kKeysPerLane][kVecsPerLane],
+                                             float (&ks)[kKeysPerLane], float (&vs)[kKeysPerLane],
+                                             const typename KV::vec_t* new_k, const typename KV::vec_t* new_v,
+                                             float new_ks, float new_vs, int pos, int base, int key_lane,
                                              int vec_lane) {
 #pragma unroll
   for (int k = 0; k < kKeysPerLane; k++) {
     if (base + k * kKeysAbreast + key_lane == pos) {
+      if constexpr (KV::kFp8) {
+        ks[k] = new_ks;
+        vs[k] = new_vs;
+      }
 #pragma unroll
       for (int i = 0; i < kVecsPerLane; i++) {
         const int v = vec_lane + i * kLanesPerKey;
@@ -180,16 +210,17 @@ __device__ __forceinline__ void load_partial(const float* p, float (&f)[kAccVec]
 }
 
 // The first 32 bits of a raw vector (the profiling stops' keep-alive test).
-__device__ __forceinline__ unsigned raw_bits(const raw_t& r) {
+template <class V>
+__device__ __forceinline__ unsigned raw_bits(const V& r) {
   unsigned u = 0;
-  memcpy(&u, &r, sizeof(u) < sizeof(raw_t) ? sizeof(u) : sizeof(raw_t));
+  memcpy(&u, &r, sizeof(u) < sizeof(V) ? sizeof(u) : sizeof(V));
   return u;
 }
 
 // The CTA's shared memory, dynamic: a launch passes sizeof(DecodeSmem) bytes (attention_splits.ts
 // decodeSharedBytes mirrors it, checked below at build time; the kernel traps on less). Dynamic so that the CPU emulator can give each
 // CTA of a cluster its own copy.
-constexpr int kRowWords = (HEAD_DIM + 3) / 4 * 4;  // a row of ≤ 4-byte elements in 16-byte units (any dtype)
+constexpr int kRowWords = kRowWordsOf(HEAD_DIM);  // a row of ≤ 4-byte elements in 16-byte units (any dtype)
 // Cluster launches (kCluster CTAs, ≤ kMaxCluster): the merge items (kAccVec dims of a head) are dealt
 // round the cluster, item i to CTA i % kCluster as its item i / kCluster; every split pushes its partial
 // of an item into the owner's gather buffer, [split][owned item][kAccVec] floats. The size fits every
@@ -212,6 +243,12 @@ struct alignas(16) DecodeSmem {
   float gather_l[kMaxCluster * kHeadsPerCta];
   int last;                                           // global merge: this CTA counted last
 };
+
+// The new key's row scales in shared memory (FP8 pools; see rope_prologue): a word of new_k / new_v.
+template <class Smem>
+__device__ __forceinline__ float new_ks(const Smem& sm) { return reinterpret_cast<const float*>(sm.new_k)[kNewScaleWord]; }
+template <class Smem>
+__device__ __forceinline__ float new_vs(const Smem& sm) { return reinterpret_cast<const float*>(sm.new_v)[kNewScaleWord]; }
 
 #if defined(DECODE_SMEM_BYTES)  // the host's mirror (attention_splits.ts decodeSharedBytes), passed by the builder
 static_assert(sizeof(DecodeSmem) == DECODE_SMEM_BYTES, "DECODE_SMEM_BYTES is not sizeof(attn::DecodeSmem)");
@@ -294,10 +331,19 @@ struct RopeIn {
 // ([kHeadsPerCta][HEAD_DIM] floats, zeros past nh), and, when the CTA `holds_new` key ctx − 1, that key's
 // K (normed, rotated) and V rows into new_k / new_v (shared memory, from where the key loop takes them);
 // the CTA of head group 0 also stores them to the cache slot slot_mapping[s]. Ends with a barrier.
+// FP8 pools (KvFp8): the rows are quantized as rope_qkv_fused_kv8 does (kv_fp8.cuh), and new_k / new_v
+// hold the bytes, their scales at new_k[kNewScaleWord] / new_v[kNewScaleWord] (as words): the key loop
+// reads the new key as it reads every other, through the cache's format.
+template <class KV>
 __device__ __forceinline__ void rope_prologue(const kiln_t* __restrict__ q, const RopeIn& ri,
-                                              const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                                              const typename KV::elem_t* __restrict__ k_cache,
+                                              const typename KV::elem_t* __restrict__ v_cache,
+                                              const float* __restrict__ k_scale, const float* __restrict__ v_scale,
                                               int s, int kvh, int h0, int nh, bool holds_new, float* sq,
-                                              kiln_t* new_k, kiln_t* new_v) {
+                                              unsigned* new_k_words, unsigned* new_v_words) {
+  typedef typename KV::elem_t elem_t;
+  elem_t* const new_k = reinterpret_cast<elem_t*>(new_k_words);
+  elem_t* const new_v = reinterpret_cast<elem_t*>(new_v_words);
   const int tasks = nh + (holds_new ? 2 : 0);
   const int slot = ri.slot_mapping[s];
   const bool store = holds_new && blockIdx.x % kHeadGroups == 0 && slot >= 0 && slot < ri.num_slots;
@@ -317,17 +363,47 @@ __device__ __forceinline__ void rope_prologue(const kiln_t* __restrict__ q, cons
       kiln::rope::load(ri.k + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM, h);
       if (ri.k_norm != nullptr) kiln::rope::norm(h, ri.k_norm, ri.norm_eps);
       if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
-      kiln_t* const cache = const_cast<kiln_t*>(k_cache) + cache_row;  // never read here: the loop reads smem
-      kiln::rope::for_each(h, [new_k, cache, store](int d, kiln_t x) {
-        new_k[d] = x;
-        if (store) cache[d] = x;
-      });
+      elem_t* const cache = const_cast<elem_t*>(k_cache) + cache_row;  // never read here: the loop reads smem
+      if constexpr (KV::kFp8) {
+        float amax = 0.f;
+        kiln::rope::for_each(h, [&amax](int, kiln_t x) { amax = kiln::kv8::absmax(amax, to_float(x)); });
+        const float sc = kiln::kv8::row_scale(kiln::kv8::warp_absmax(amax));
+        kiln::rope::for_each(h, [new_k, cache, store, sc](int d, kiln_t x) {
+          const unsigned char b = kiln::kv8::encode(to_float(x), sc);
+          new_k[d] = b;
+          if (store) cache[d] = b;
+        });
+        if (lane == 0) {
+          reinterpret_cast<float*>(new_k_words)[kNewScaleWord] = sc;
+          if (store) const_cast<float*>(k_scale)[(size_t)slot * NUM_KV_HEADS + kvh] = sc;
+        }
+      } else {
+        kiln::rope::for_each(h, [new_k, cache, store](int d, kiln_t x) {
+          new_k[d] = x;
+          if (store) cache[d] = x;
+        });
+      }
     } else {
       const kiln_t* const src = ri.v + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM;
-      for (int d = lane; d < HEAD_DIM; d += kWarp) {
-        const kiln_t x = src[d];
-        new_v[d] = x;
-        if (store) const_cast<kiln_t*>(v_cache)[cache_row + d] = x;
+      if constexpr (KV::kFp8) {
+        float amax = 0.f;
+        for (int d = lane; d < HEAD_DIM; d += kWarp) amax = kiln::kv8::absmax(amax, to_float(src[d]));
+        const float sc = kiln::kv8::row_scale(kiln::kv8::warp_absmax(amax));
+        for (int d = lane; d < HEAD_DIM; d += kWarp) {
+          const unsigned char b = kiln::kv8::encode(to_float(src[d]), sc);
+          new_v[d] = b;
+          if (store) const_cast<elem_t*>(v_cache)[cache_row + d] = b;
+        }
+        if (lane == 0) {
+          reinterpret_cast<float*>(new_v_words)[kNewScaleWord] = sc;
+          if (store) const_cast<float*>(v_scale)[(size_t)slot * NUM_KV_HEADS + kvh] = sc;
+        }
+      } else {
+        for (int d = lane; d < HEAD_DIM; d += kWarp) {
+          const kiln_t x = src[d];
+          new_v[d] = x;
+          if (store) const_cast<kiln_t*>(v_cache)[cache_row + d] = x;
+        }
       }
     }
   }
@@ -335,14 +411,18 @@ __device__ __forceinline__ void rope_prologue(const kiln_t* __restrict__ q, cons
   __syncthreads();
 }
 
-template <int kCluster, bool kRope>
+// KV: the pools' storage (KvPlain, KvFp8 with the row scales k_scale, v_scale; attention_common.cuh).
+template <int kCluster, bool kRope, class KV>
 __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc,
                                        float* __restrict__ partial_m, float* __restrict__ partial_l,
                                        int* __restrict__ split_counter, const kiln_t* __restrict__ q,
-                                       const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                                       const typename KV::elem_t* __restrict__ k_cache,
+                                       const typename KV::elem_t* __restrict__ v_cache,
                                        const int* __restrict__ context_len, const int* __restrict__ block_tables,
                                        int block_table_stride, int block_table_step, int num_splits, float scale,
-                                       int sliding_window, int trigger, int stop, const RopeIn& ri) {
+                                       int sliding_window, int trigger, int stop, const RopeIn& ri,
+                                       const float* __restrict__ k_scale, const float* __restrict__ v_scale) {
+  typedef typename KV::vec_t vec_t;
   extern __shared__ __align__(16) unsigned char decode_smem[];
   if (dynamic_smem_bytes() < sizeof(DecodeSmem)) __trap();  // the launch must pass sizeof(DecodeSmem)
   DecodeSmem& sm = *reinterpret_cast<DecodeSmem*>(decode_smem);
@@ -375,8 +455,10 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   const int key_lane = lane / kLanesPerKey;  // which of the keys abreast
   const int vec_lane = lane % kLanesPerKey;  // vectors vec_lane + i * kLanesPerKey of the row
   int base = ks + warp * kKeysPerStep;       // the warp's first step
-  raw_t kr[kKeysPerLane][kVecsPerLane], vr[kKeysPerLane][kVecsPerLane];
-  load_step(kr, vr, k_cache, v_cache, table, block_table_step, base, min(ke, ctx - 1), kvh, key_lane, vec_lane, -1);
+  vec_t kr[kKeysPerLane][kVecsPerLane], vr[kKeysPerLane][kVecsPerLane];
+  float ksc[kKeysPerLane], vsc[kKeysPerLane];  // FP8 pools: the keys' row scales
+  load_step<KV>(kr, vr, ksc, vsc, k_cache, v_cache, k_scale, v_scale, table, block_table_step, base, min(ke, ctx - 1),
+                kvh, key_lane, vec_lane, -1);
 
   kiln::pdl_wait();  // q and the new key come from the previous kernel (see pdl.cuh)
   if (trigger == 0) kiln::pdl_launch_dependents();
@@ -387,29 +469,34 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
 
   // attention_decode_rope*: the new key (position new_pos, else −1) comes from shared memory, not the cache.
   int new_pos = -1;
-  const raw_t* const sm_new_k = reinterpret_cast<const raw_t*>(sm.new_k);
-  const raw_t* const sm_new_v = reinterpret_cast<const raw_t*>(sm.new_v);
+  const vec_t* const sm_new_k = reinterpret_cast<const vec_t*>(sm.new_k);
+  const vec_t* const sm_new_v = reinterpret_cast<const vec_t*>(sm.new_v);
   if constexpr (kRope) {
     // The prologue rope_qkv_fused would run (rope.cuh: the same bits): the CTA's query heads, rotated
     // into sq, and, in the split that holds the new key, its K (normed, rotated) and V rows into shared
     // memory, from where the key loop takes them; the CTA of head group 0 also stores them to the cache.
     const bool holds_new = ks <= ctx - 1 && ctx - 1 < ke;
-    rope_prologue(q, ri, k_cache, v_cache, s, kvh, h0, nh, holds_new, sq, reinterpret_cast<kiln_t*>(sm.new_k),
-                  reinterpret_cast<kiln_t*>(sm.new_v));
+    rope_prologue<KV>(q, ri, k_cache, v_cache, k_scale, v_scale, s, kvh, h0, nh, holds_new, sq, sm.new_k, sm.new_v);
     if (holds_new) new_pos = ctx - 1;
-    take_new_key(kr, vr, sm_new_k, sm_new_v, new_pos, base, key_lane, vec_lane);  // if in the first step
+    take_new_key<KV>(kr, vr, ksc, vsc, sm_new_k, sm_new_v, new_ks(sm), new_vs(sm), new_pos, base, key_lane,
+                     vec_lane);  // if in the first step
   } else {
   #pragma unroll
     for (int k = 0; k < kKeysPerLane; k++) {  // the new key, if it falls in the first step
       const int pos = base + k * kKeysAbreast + key_lane;
       if (pos == ctx - 1 && pos < ke) {
         const size_t off = kv_row(table, block_table_step, pos, kvh);
+        if constexpr (KV::kFp8) {
+          const size_t row = kv_index(table, block_table_step, pos, kvh);
+          ksc[k] = load_kv_scale<KV>(k_scale, row);
+          vsc[k] = load_kv_scale<KV>(v_scale, row);
+        }
   #pragma unroll
         for (int i = 0; i < kVecsPerLane; i++) {
           const int v = vec_lane + i * kLanesPerKey;
           if (v < kNumVecs) {
-            kr[k][i] = load_raw(k_cache + off + v * kVec);
-            vr[k][i] = load_raw(v_cache + off + v * kVec);
+            kr[k][i] = load_kv<KV>(k_cache + off + v * kVec);
+            vr[k][i] = load_kv<KV>(v_cache + off + v * kVec);
           }
         }
       }
@@ -437,8 +524,11 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
 
   for (bool first = true; base < ke; base += kDecodeWarps * kKeysPerStep, first = false) {
     if (!first) {
-      load_step(kr, vr, k_cache, v_cache, table, block_table_step, base, ke, kvh, key_lane, vec_lane, new_pos);
-      if constexpr (kRope) take_new_key(kr, vr, sm_new_k, sm_new_v, new_pos, base, key_lane, vec_lane);
+      load_step<KV>(kr, vr, ksc, vsc, k_cache, v_cache, k_scale, v_scale, table, block_table_step, base, ke, kvh,
+                    key_lane, vec_lane, new_pos);
+      if constexpr (kRope)
+        take_new_key<KV>(kr, vr, ksc, vsc, sm_new_k, sm_new_v, new_ks(sm), new_vs(sm), new_pos, base, key_lane,
+                         vec_lane);
     }
 
     float sc[kKeysPerLane][kHeadsPerCta];  // scores, then softmax numerators
@@ -446,7 +536,7 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
     for (int k = 0; k < kKeysPerLane; k++) {
       float kf[kVecsPerLane][kVec];
 #pragma unroll
-      for (int i = 0; i < kVecsPerLane; i++) unpack(kr[k][i], kf[i]);
+      for (int i = 0; i < kVecsPerLane; i++) unpack_kv<KV>(kr[k][i], ksc[k], kf[i]);
 #pragma unroll
       for (int g = 0; g < kHeadsPerCta; g++) {
         float dot = 0.f;
@@ -492,7 +582,7 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
 #pragma unroll
       for (int i = 0; i < kVecsPerLane; i++) {
         float vf[kVec];
-        unpack(vr[k][i], vf);
+        unpack_kv<KV>(vr[k][i], vsc[k], vf);
 #pragma unroll
         for (int g = 0; g < kHeadsPerCta; g++) {
 #pragma unroll
@@ -738,35 +828,58 @@ struct alignas(16) BatchSmem {
 static_assert(sizeof(BatchSmem) == DECODE_BATCH_SMEM_BYTES, "DECODE_BATCH_SMEM_BYTES is not sizeof(attn::BatchSmem)");
 #endif
 
+// FP8 pools (KvFp8): a K (V) stage holds the tile's bytes, then from word kTileScaleWord its kTileKeys
+// row scales (0 for the zeros), copied with the bytes; its vectors (kVec bytes) are narrower than 16
+// bytes, so they take the plain copy.
+constexpr int kTileScaleWord = (kTileKeys * HEAD_DIM + 15) / 16 * 4;
+static_assert(kTileScaleWord + kTileKeys <= kTileWords, "an FP8 tile and its scales fit a stage");
+
 // Issues the copies of the tile of keys [base, base + kTileKeys) (those < end, other than `skip`; the
 // rest zero-filled) into one stage, all threads; the caller commits the group.
-__device__ __forceinline__ void load_tile(unsigned* stage, const kiln_t* __restrict__ k_cache,
-                                          const kiln_t* __restrict__ v_cache, const int* table, int table_step,
-                                          int base, int end, int skip, int kvh) {
-  raw_t* const tk = reinterpret_cast<raw_t*>(stage);
-  raw_t* const tv = reinterpret_cast<raw_t*>(stage + kTileWords);
+template <class KV>
+__device__ __forceinline__ void load_tile(unsigned* stage, const typename KV::elem_t* __restrict__ k_cache,
+                                          const typename KV::elem_t* __restrict__ v_cache,
+                                          const float* __restrict__ k_scale, const float* __restrict__ v_scale,
+                                          const int* table, int table_step, int base, int end, int skip, int kvh) {
+  typedef typename KV::vec_t vec_t;
+  vec_t* const tk = reinterpret_cast<vec_t*>(stage);
+  vec_t* const tv = reinterpret_cast<vec_t*>(stage + kTileWords);
   for (int c = threadIdx.x; c < kTileKeys * kNumVecs; c += kDecodeThreads) {
     const int key = c / kNumVecs;
     const int v = c % kNumVecs;
     const int pos = base + key;
     const bool in = pos < end && pos != skip;
     const size_t off = in ? kv_row(table, table_step, pos, kvh) + (size_t)v * kVec : 0;
-    if constexpr (sizeof(raw_t) == 16) {
+    if constexpr (sizeof(vec_t) == 16) {
       cp_async_16(tk + c, k_cache + off, in ? 16 : 0);
       cp_async_16(tv + c, v_cache + off, in ? 16 : 0);
     } else {
-      tk[c] = in ? load_raw(k_cache + off) : zero_raw();
-      tv[c] = in ? load_raw(v_cache + off) : zero_raw();
+      tk[c] = in ? load_kv<KV>(k_cache + off) : zero_kv<KV>();
+      tv[c] = in ? load_kv<KV>(v_cache + off) : zero_kv<KV>();
+    }
+  }
+  if constexpr (KV::kFp8) {
+    float* const sk = reinterpret_cast<float*>(stage) + kTileScaleWord;
+    float* const sv = reinterpret_cast<float*>(stage + kTileWords) + kTileScaleWord;
+    for (int key = threadIdx.x; key < kTileKeys; key += kDecodeThreads) {
+      const int pos = base + key;
+      const bool in = pos < end && pos != skip;
+      const size_t row = in ? kv_index(table, table_step, pos, kvh) : 0;
+      sk[key] = in ? load_kv_scale<KV>(k_scale, row) : 0.f;
+      sv[key] = in ? load_kv_scale<KV>(v_scale, row) : 0.f;
     }
   }
 }
 
-template <bool kRope>
+template <bool kRope, class KV>
 __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
-                                             const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                                             const typename KV::elem_t* __restrict__ k_cache,
+                                             const typename KV::elem_t* __restrict__ v_cache,
                                              const int* __restrict__ context_len, const int* __restrict__ block_tables,
                                              int block_table_stride, int block_table_step, float scale,
-                                             int sliding_window, int trigger, int stop, const RopeIn& ri) {
+                                             int sliding_window, int trigger, int stop, const RopeIn& ri,
+                                             const float* __restrict__ k_scale, const float* __restrict__ v_scale) {
+  typedef typename KV::vec_t vec_t;
   extern __shared__ __align__(16) unsigned char decode_batch_smem[];
   if (dynamic_smem_bytes() < sizeof(BatchSmem)) __trap();  // the launch must pass sizeof(BatchSmem)
   BatchSmem& sm = *reinterpret_cast<BatchSmem*>(decode_batch_smem);
@@ -782,8 +895,8 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
   const int new_pos = ctx - 1;  // −1 for a padding row (ctx 0): no new key, no tiles
   const int tiles = ctx > lo ? (ctx - lo + kTileKeys - 1) / kTileKeys : 0;
   auto issue = [&](int t) {  // tile t into stage t % kBatchStages (an empty group past the last tile)
-    if (t < tiles) load_tile(sm.u.tiles[t % kBatchStages][0], k_cache, v_cache, table, block_table_step,
-                             lo + t * kTileKeys, ctx, new_pos, kvh);
+    if (t < tiles) load_tile<KV>(sm.u.tiles[t % kBatchStages][0], k_cache, v_cache, k_scale, v_scale, table,
+                                 block_table_step, lo + t * kTileKeys, ctx, new_pos, kvh);
     cp_async_commit();
   };
   // Before the wait (pdl.cuh): the step metadata and keys < ctx − 1, cached by earlier steps.
@@ -797,8 +910,7 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
     return;
   }
   if constexpr (kRope) {
-    rope_prologue(q, ri, k_cache, v_cache, s, kvh, h0, nh, ctx > lo, sm.q, reinterpret_cast<kiln_t*>(sm.new_k),
-                  reinterpret_cast<kiln_t*>(sm.new_v));
+    rope_prologue<KV>(q, ri, k_cache, v_cache, k_scale, v_scale, s, kvh, h0, nh, ctx > lo, sm.q, sm.new_k, sm.new_v);
   } else {
     for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) {
       const int g = i / HEAD_DIM;
@@ -807,8 +919,15 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
     if (ctx > lo) {  // the new key's rows, written by the kernel before (rope_kv)
       const size_t off = kv_row(table, block_table_step, new_pos, kvh);
       for (int v = threadIdx.x; v < kNumVecs; v += kDecodeThreads) {
-        reinterpret_cast<raw_t*>(sm.new_k)[v] = load_raw(k_cache + off + v * kVec);
-        reinterpret_cast<raw_t*>(sm.new_v)[v] = load_raw(v_cache + off + v * kVec);
+        reinterpret_cast<vec_t*>(sm.new_k)[v] = load_kv<KV>(k_cache + off + v * kVec);
+        reinterpret_cast<vec_t*>(sm.new_v)[v] = load_kv<KV>(v_cache + off + v * kVec);
+      }
+      if constexpr (KV::kFp8) {
+        if (threadIdx.x == 0) {
+          const size_t row = kv_index(table, block_table_step, new_pos, kvh);
+          reinterpret_cast<float*>(sm.new_k)[kNewScaleWord] = load_kv_scale<KV>(k_scale, row);
+          reinterpret_cast<float*>(sm.new_v)[kNewScaleWord] = load_kv_scale<KV>(v_scale, row);
+        }
       }
     }
     __syncthreads();
@@ -830,8 +949,8 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
       }
     }
   }
-  const raw_t* const new_k = reinterpret_cast<const raw_t*>(sm.new_k);
-  const raw_t* const new_v = reinterpret_cast<const raw_t*>(sm.new_v);
+  const vec_t* const new_k = reinterpret_cast<const vec_t*>(sm.new_k);
+  const vec_t* const new_v = reinterpret_cast<const vec_t*>(sm.new_v);
 
   const float sl = scale * kExpScale;
   float m[kHeadsPerCta], l[kHeadsPerCta];
@@ -851,8 +970,10 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
     issue(t + kBatchStages - 1);
     cp_async_wait<kBatchStages - 1>();  // tile t has landed (this thread's copies) …
     __syncthreads();                    // … and every thread's
-    const raw_t* const tk = reinterpret_cast<const raw_t*>(sm.u.tiles[t % kBatchStages][0]);
-    const raw_t* const tv = reinterpret_cast<const raw_t*>(sm.u.tiles[t % kBatchStages][1]);
+    const vec_t* const tk = reinterpret_cast<const vec_t*>(sm.u.tiles[t % kBatchStages][0]);
+    const vec_t* const tv = reinterpret_cast<const vec_t*>(sm.u.tiles[t % kBatchStages][1]);
+    const float* const tks = reinterpret_cast<const float*>(sm.u.tiles[t % kBatchStages][0]) + kTileScaleWord;
+    const float* const tvs = reinterpret_cast<const float*>(sm.u.tiles[t % kBatchStages][1]) + kTileScaleWord;
     const int base = lo + t * kTileKeys;
 #pragma unroll
     for (int sub = 0; sub < kBatchSubSteps; sub++) {
@@ -861,13 +982,15 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
       for (int k = 0; k < kBatchKeysPerLane; k++) {
         const int idx = ((sub * kBatchKeysPerLane + k) * kDecodeWarps + warp) * kKeysAbreast + key_lane;
         const int pos = base + idx;
-        const raw_t* const row = pos == new_pos ? new_k : tk + idx * kNumVecs;
+        const vec_t* const row = pos == new_pos ? new_k : tk + idx * kNumVecs;
+        float rs = 0.f;  // FP8 pools: the row's scale
+        if constexpr (KV::kFp8) rs = pos == new_pos ? new_ks(sm) : tks[idx];
         float kf[kVecsPerLane][kVec];
 #pragma unroll
         for (int i = 0; i < kVecsPerLane; i++) {
           const int v = vec_lane + i * kLanesPerKey;
           if (v < kNumVecs) {
-            unpack(row[v], kf[i]);
+            unpack_kv<KV>(row[v], rs, kf[i]);
           } else {
 #pragma unroll
             for (int e = 0; e < kVec; e++) kf[i][e] = 0.f;
@@ -911,13 +1034,15 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
 #pragma unroll
       for (int k = 0; k < kBatchKeysPerLane; k++) {
         const int idx = ((sub * kBatchKeysPerLane + k) * kDecodeWarps + warp) * kKeysAbreast + key_lane;
-        const raw_t* const row = base + idx == new_pos ? new_v : tv + idx * kNumVecs;
+        const vec_t* const row = base + idx == new_pos ? new_v : tv + idx * kNumVecs;
+        float rs = 0.f;  // FP8 pools: the row's scale
+        if constexpr (KV::kFp8) rs = base + idx == new_pos ? new_vs(sm) : tvs[idx];
 #pragma unroll
         for (int i = 0; i < kVecsPerLane; i++) {
           const int v = vec_lane + i * kLanesPerKey;
           if (v < kNumVecs) {
             float vf[kVec];
-            unpack(row[v], vf);
+            unpack_kv<KV>(row[v], rs, vf);
 #pragma unroll
             for (int g = 0; g < kHeadsPerCta; g++) {
 #pragma unroll
@@ -989,20 +1114,25 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
 
 }  // namespace attn
 
-#define KILN_DECODE_ARGS                                                                                        \
+// The exports' arguments, for pools of ELEM (kiln_t, or unsigned char for the _kv8 kernels, which take
+// the row scales k_scale and v_scale at the end: [numBlocks, BLOCK_SIZE, NUM_KV_HEADS] fp32).
+#define KILN_DECODE_ARGS_OF(ELEM)                                                                               \
   kiln_t *__restrict__ out, float *__restrict__ partial_acc, float *__restrict__ partial_m,                     \
       float *__restrict__ partial_l, int *__restrict__ split_counter, const kiln_t *__restrict__ q,             \
-      const kiln_t *__restrict__ k_cache, const kiln_t *__restrict__ v_cache,                                   \
+      const ELEM *__restrict__ k_cache, const ELEM *__restrict__ v_cache,                                       \
       const int *__restrict__ context_len, const int *__restrict__ block_tables, int block_table_stride,        \
       int block_table_step, int num_splits, float scale, int sliding_window, int trigger, int stop
+#define KILN_DECODE_ARGS KILN_DECODE_ARGS_OF(kiln_t)
 #define KILN_DECODE_PASS                                                                                         \
   out, partial_acc, partial_m, partial_l, split_counter, q, k_cache, v_cache, context_len, block_tables,         \
       block_table_stride, block_table_step, num_splits, scale, sliding_window, trigger, stop
-#define KILN_DECODE_ROPE_ARGS                                                                                    \
-  KILN_DECODE_ARGS, const kiln_t *__restrict__ k_new, const kiln_t *__restrict__ v_new, int q_stride,            \
+#define KILN_DECODE_ROPE_ARGS_OF(ELEM)                                                                           \
+  KILN_DECODE_ARGS_OF(ELEM), const kiln_t *__restrict__ k_new, const kiln_t *__restrict__ v_new, int q_stride,   \
       int kv_stride, const int *__restrict__ positions, const int *__restrict__ slot_mapping,                     \
       const float *__restrict__ inv_freq, const int *__restrict__ inv_freq_index, float attention_scaling,       \
       const kiln_t *__restrict__ q_norm, const kiln_t *__restrict__ k_norm, float norm_eps, int num_slots
+#define KILN_DECODE_ROPE_ARGS KILN_DECODE_ROPE_ARGS_OF(kiln_t)
+#define KILN_KV8_SCALES const float *__restrict__ k_scale, const float *__restrict__ v_scale
 #define KILN_DECODE_ROPE_IN                                                                                      \
   attn::RopeIn {                                                                                                 \
     k_new, v_new, q_stride, kv_stride, {positions, inv_freq, inv_freq_index, attention_scaling}, slot_mapping,   \
@@ -1010,21 +1140,37 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
   }
 
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2) attention_decode(KILN_DECODE_ARGS) {
-  attn::decode<1, false>(KILN_DECODE_PASS, attn::RopeIn{});
+  attn::decode<1, false, attn::KvPlain>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);
 }
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2) attention_decode_rope(KILN_DECODE_ROPE_ARGS) {
-  attn::decode<1, true>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN);
+  attn::decode<1, true, attn::KvPlain>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);
+}
+extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
+    attention_decode_kv8(KILN_DECODE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
+  attn::decode<1, false, attn::KvFp8>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);
+}
+extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
+    attention_decode_rope_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
+  attn::decode<1, true, attn::KvFp8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);
 }
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define KILN_DECODE_CLUSTER(C)                                                                                 \
   extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
       attention_decode_c##C(KILN_DECODE_ARGS) {                                                                \
-    attn::decode<C, false>(KILN_DECODE_PASS, attn::RopeIn{});                                                  \
+    attn::decode<C, false, attn::KvPlain>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);                 \
   }                                                                                                            \
   extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
       attention_decode_rope_c##C(KILN_DECODE_ROPE_ARGS) {                                                      \
-    attn::decode<C, true>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN);                                              \
+    attn::decode<C, true, attn::KvPlain>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);             \
+  }                                                                                                            \
+  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
+      attention_decode_c##C##_kv8(KILN_DECODE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {                       \
+    attn::decode<C, false, attn::KvFp8>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);                   \
+  }                                                                                                            \
+  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
+      attention_decode_rope_c##C##_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {             \
+    attn::decode<C, true, attn::KvFp8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);               \
   }
 KILN_DECODE_CLUSTER(2)
 KILN_DECODE_CLUSTER(4)
@@ -1034,13 +1180,21 @@ KILN_DECODE_CLUSTER(8)
 // attention_decode_batch / attention_decode_batch_rope: attention_decode's arguments (the partials,
 // counters and num_splits unused: num_splits must be 1), grid (NUM_KV_HEADS * HEAD_GROUPS, S, 1), block
 // 128, sizeof(attn::BatchSmem) bytes of dynamic shared memory (attention_splits.ts decodeBatchSharedBytes).
+#define KILN_DECODE_BATCH_PASS \
+  out, q, k_cache, v_cache, context_len, block_tables, block_table_stride, block_table_step, scale, sliding_window, trigger, stop
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, attn::kBatchMinBlocks)
     attention_decode_batch(KILN_DECODE_ARGS) {
-  attn::decode_batch<false>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride, block_table_step,
-                            scale, sliding_window, trigger, stop, attn::RopeIn{});
+  attn::decode_batch<false, attn::KvPlain>(KILN_DECODE_BATCH_PASS, attn::RopeIn{}, nullptr, nullptr);
 }
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, attn::kBatchMinBlocks)
     attention_decode_batch_rope(KILN_DECODE_ROPE_ARGS) {
-  attn::decode_batch<true>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride, block_table_step,
-                           scale, sliding_window, trigger, stop, KILN_DECODE_ROPE_IN);
+  attn::decode_batch<true, attn::KvPlain>(KILN_DECODE_BATCH_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);
+}
+extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, attn::kBatchMinBlocks)
+    attention_decode_batch_kv8(KILN_DECODE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
+  attn::decode_batch<false, attn::KvFp8>(KILN_DECODE_BATCH_PASS, attn::RopeIn{}, k_scale, v_scale);
+}
+extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, attn::kBatchMinBlocks)
+    attention_decode_batch_rope_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
+  attn::decode_batch<true, attn::KvFp8>(KILN_DECODE_BATCH_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);
 }

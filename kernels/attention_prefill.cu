@@ -18,6 +18,10 @@
 //   generic:      fp32 (exact fp32 FMA, no TF32), or any other HEAD_DIM ≤ 256. BLOCK_M = 16, BLOCK_N
 //                 = 32 (HEAD_DIM ≤ 128) or 8 and 16 (HEAD_DIM > 128); tiles converted to fp32 in
 //                 shared memory, one lane per key for scores and one lane per dimension for P·V.
+// attention_prefill_kv8 reads FP8 pools (`--kv-cache-dtype fp8`: E4M3 bytes and a scale per row,
+// kv_fp8.cuh; k_scale, v_scale [numBlocks, BLOCK_SIZE, NUM_KV_HEADS] fp32 after the other arguments),
+// each key and value as fp32(e4m3 · scale), the CPU's value. The generic path keeps it in fp32 (exact);
+// the tensor-core path rounds it to kiln_t in shared memory (below).
 #include "attention_common.cuh"
 
 #if !defined(KILN_DTYPE_F32) && (HEAD_DIM == 64 || HEAD_DIM == 128)
@@ -62,6 +66,12 @@ __device__ __forceinline__ size_t kv_offset(const int* table, int pos, int kvh) 
   return ((size_t)slot * NUM_KV_HEADS + kvh) * HEAD_DIM;
 }
 
+// Its row index (slot · NUM_KV_HEADS + kvh): where an FP8 pool keeps the row's scale.
+__device__ __forceinline__ size_t kv_index(const int* table, int pos, int kvh) {
+  const int slot = table[pos / BLOCK_SIZE] * BLOCK_SIZE + pos % BLOCK_SIZE;
+  return (size_t)slot * NUM_KV_HEADS + kvh;
+}
+
 // Key `key` is masked for the row at position p: causal, then the sliding window (0 = none).
 __device__ __forceinline__ bool masked(int key, int p, int window) {
   return key > p || (window > 0 && key <= p - window);
@@ -83,6 +93,20 @@ static_assert(kPrefillThreads % kChunks == 0 && kBlockN % kRowsPerPass == 0, "ti
 constexpr int kSmemElems = (kBlockM + 4 * kBlockN) * kLds;
 static_assert(kSmemElems * sizeof(kiln_t) <= 227 * 1024, "shared memory of one CTA");
 
+// 8 E4M3 bytes of a row with scale s as 8 kiln_t values (one 16-byte vector): kiln_t(fp32(e4m3 · s)).
+__device__ __forceinline__ uint4 dequant8(const uint2& bytes, float s) {
+  unsigned char b[8];
+  memcpy(b, &bytes, 8);
+  float f[8];
+  kiln::kv8::decode(b, s, f);
+  kiln_t e[8];
+#pragma unroll
+  for (int i = 0; i < 8; i++) e[i] = from_float(f[i]);
+  uint4 w;
+  memcpy(&w, e, 16);
+  return w;
+}
+
 // Block id of key n0 + threadIdx.x (threads < kBlockN), -1 outside [kv_lo, kv_hi). A plain load: issued
 // a tile ahead, it completes during that tile.
 __device__ __forceinline__ int fetch_block(const int* table, int n0, const Tile& t) {
@@ -92,23 +116,46 @@ __device__ __forceinline__ int fetch_block(const int* table, int n0, const Tile&
 
 // K and V rows of keys [n0, n0 + kBlockN) → sk, sv [kBlockN][kLds] by cp.async, blocks from blk
 // [kBlockN] (shared); keys with block -1 are zeros.
-__device__ __forceinline__ void load_kv_tile(kiln_t* sk, kiln_t* sv, const kiln_t* k_pool, const kiln_t* v_pool,
-                                             const int* blk, int n0, int kvh) {
+// FP8 pools (KvFp8): 8 bytes and the row's scale per copy, dequantized in registers and stored to shared
+// memory as kiln_t: kiln_t(fp32(e4m3 · scale)), the CPU's fp32 value rounded once more, to the 16-bit
+// type the mma reads (plain st.shared; the loop's barriers order them as they do the cp.async copies).
+// So this path sees K and V with one rounding to kiln_t more than the CPU's fp32 (2⁻⁸ relative for
+// bf16, 2⁻¹¹ for fp16): the scores move by up to that relative amount of Σ|q·k|, the output by that of
+// Σ w|v| (attention_README.md's bounds for 16-bit engines, whose K/V were already kiln_t, then cover
+// it: the kernel equals the plain one over a cache holding those kiln_t values, bit for bit).
+template <class KV>
+__device__ __forceinline__ void load_kv_tile(kiln_t* sk, kiln_t* sv, const typename KV::elem_t* k_pool,
+                                             const typename KV::elem_t* v_pool, const float* k_scale,
+                                             const float* v_scale, const int* blk, int n0, int kvh) {
   const int col = (threadIdx.x % kChunks) * 8;
 #pragma unroll
   for (int j = 0; j < kKvLoads; j++) {
     const int r = threadIdx.x / kChunks + j * kRowsPerPass;
     const int b = blk[r];
     const size_t off = b >= 0 ? ((size_t)(b * BLOCK_SIZE + (n0 + r) % BLOCK_SIZE) * NUM_KV_HEADS + kvh) * HEAD_DIM + col : 0;
-    cp_async_16(&sk[r * kLds + col], k_pool + off, b >= 0 ? 16 : 0);
-    cp_async_16(&sv[r * kLds + col], v_pool + off, b >= 0 ? 16 : 0);
+    if constexpr (KV::kFp8) {
+      uint4 kw = {0u, 0u, 0u, 0u}, vw = {0u, 0u, 0u, 0u};
+      if (b >= 0) {
+        const size_t row = (size_t)(b * BLOCK_SIZE + (n0 + r) % BLOCK_SIZE) * NUM_KV_HEADS + kvh;
+        kw = dequant8(__ldg(reinterpret_cast<const uint2*>(k_pool + off)), __ldg(k_scale + row));
+        vw = dequant8(__ldg(reinterpret_cast<const uint2*>(v_pool + off)), __ldg(v_scale + row));
+      }
+      *reinterpret_cast<uint4*>(&sk[r * kLds + col]) = kw;
+      *reinterpret_cast<uint4*>(&sv[r * kLds + col]) = vw;
+    } else {
+      cp_async_16(&sk[r * kLds + col], k_pool + off, b >= 0 ? 16 : 0);
+      cp_async_16(&sv[r * kLds + col], v_pool + off, b >= 0 ? 16 : 0);
+    }
   }
 }
 
+template <class KV>
 __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
-                                             const kiln_t* __restrict__ k_cache,
-                                             const kiln_t* __restrict__ v_cache, const int* __restrict__ table,
-                                             const Tile& t, int h, float scale, int window) {
+                                             const typename KV::elem_t* __restrict__ k_cache,
+                                             const typename KV::elem_t* __restrict__ v_cache,
+                                             const float* __restrict__ k_scale, const float* __restrict__ v_scale,
+                                             const int* __restrict__ table, const Tile& t, int h, float scale,
+                                             int window) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   kiln_t* sQ = reinterpret_cast<kiln_t*>(smem_raw);  // [kBlockM][kLds]
   kiln_t* sK = sQ + kBlockM * kLds;                   // [2][kBlockN][kLds]
@@ -134,7 +181,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
   if (threadIdx.x < kBlockN) s_blk[0][threadIdx.x] = fetch_block(table, n_begin, t);
   int next_blk = fetch_block(table, n_begin + kBlockN, t);
   __syncthreads();
-  load_kv_tile(sK, sV, k_cache, v_cache, s_blk[0], n_begin, kvh);
+  load_kv_tile<KV>(sK, sV, k_cache, v_cache, k_scale, v_scale, s_blk[0], n_begin, kvh);
   cp_async_commit();  // Q and the first K/V tile: one group
 
   float o[kMTiles][HEAD_DIM / 8][4];  // O rows (g, g+8) of m-tile mt, dims dt*8 + tig*2 + {0,1}
@@ -158,8 +205,8 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
     if (has_next) next_blk = fetch_block(table, n0 + 2 * kBlockN, t);
     __syncthreads();  // the tile and s_blk visible to all; every warp done with the previous tile's buffer
     if (has_next) {   // next tile → the other buffer, in flight during this tile
-      load_kv_tile(sK + (buf ^ 1) * kBlockN * kLds, sV + (buf ^ 1) * kBlockN * kLds, k_cache, v_cache,
-                   s_blk[buf ^ 1], n0 + kBlockN, kvh);
+      load_kv_tile<KV>(sK + (buf ^ 1) * kBlockN * kLds, sV + (buf ^ 1) * kBlockN * kLds, k_cache, v_cache, k_scale,
+                       v_scale, s_blk[buf ^ 1], n0 + kBlockN, kvh);
       cp_async_commit();
     }
 
@@ -287,10 +334,13 @@ constexpr int kDimsPerLane = (HEAD_DIM + kWarp - 1) / kWarp;
 constexpr int kLdk = HEAD_DIM + 1;                       // odd stride: lane-per-key reads hit distinct banks
 constexpr int kVecsPerRow = HEAD_DIM / kVec;
 
+template <class KV>
 __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
-                                             const kiln_t* __restrict__ k_cache,
-                                             const kiln_t* __restrict__ v_cache, const int* __restrict__ table,
-                                             const Tile& t, int h, float scale, int window) {
+                                             const typename KV::elem_t* __restrict__ k_cache,
+                                             const typename KV::elem_t* __restrict__ v_cache,
+                                             const float* __restrict__ k_scale, const float* __restrict__ v_scale,
+                                             const int* __restrict__ table, const Tile& t, int h, float scale,
+                                             int window) {
   __shared__ float sQ[kBlockM * HEAD_DIM];  // [kBlockM][HEAD_DIM]
   __shared__ float sK[kBlockN * kLdk];      // [kBlockN][kLdk]
   __shared__ float sV[kBlockN * HEAD_DIM];  // [kBlockN][HEAD_DIM]
@@ -337,8 +387,14 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
       float fk[kVec], fv[kVec];
       if (pos >= t.kv_lo && pos < t.kv_hi) {
         const size_t off = kv_offset(table, pos, kvh) + d;
-        unpack(load_raw(k_cache + off), fk);
-        unpack(load_raw(v_cache + off), fv);
+        float ks = 0.f, vs = 0.f;  // FP8 pools: the row's scales
+        if constexpr (KV::kFp8) {
+          const size_t row = kv_index(table, pos, kvh);
+          ks = load_kv_scale<KV>(k_scale, row);
+          vs = load_kv_scale<KV>(v_scale, row);
+        }
+        unpack_kv<KV>(load_kv<KV>(k_cache + off), ks, fk);
+        unpack_kv<KV>(load_kv<KV>(v_cache + off), vs, fv);
       } else {
 #pragma unroll
         for (int i = 0; i < kVec; i++) fk[i] = fv[i] = 0.f;
@@ -431,11 +487,16 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
 // sliding_window  attend to the last w positions only; 0 = full causal
 // Grid (x, NUM_HEADS, S), block (128): x = ceil(maxQueryLen / BLOCK_M) is best; any x ≥ 1 is correct
 // (each CTA walks its sequence's query tiles from the last, the longest, down with stride x).
-extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads, 2)
-    attention_prefill(kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const kiln_t* __restrict__ k_cache,
-                      const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,
-                      const int* __restrict__ context_len, const int* __restrict__ block_tables,
-                      int block_table_stride, float scale, int sliding_window) {
+namespace attn {
+
+template <class KV>
+__device__ __forceinline__ void prefill(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+                                        const typename KV::elem_t* __restrict__ k_cache,
+                                        const typename KV::elem_t* __restrict__ v_cache,
+                                        const int* __restrict__ query_start, const int* __restrict__ context_len,
+                                        const int* __restrict__ block_tables, int block_table_stride, float scale,
+                                        int sliding_window, const float* __restrict__ k_scale,
+                                        const float* __restrict__ v_scale) {
   kiln::pdl_wait();  // q, the KV cache and the step metadata come from earlier kernels (see pdl.cuh)
   kiln::pdl_launch_dependents();
   const int s = blockIdx.z;
@@ -444,9 +505,32 @@ extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads, 2)
   const int qlen = query_start[s + 1] - q0;
   const int ctx = context_len[s];
   const int* table = block_tables + (size_t)s * block_table_stride;
-  const int tiles = (qlen + attn::kBlockM - 1) / attn::kBlockM;
+  const int tiles = (qlen + kBlockM - 1) / kBlockM;
   for (int tile = tiles - 1 - (int)blockIdx.x; tile >= 0; tile -= (int)gridDim.x) {
-    const attn::Tile t = attn::make_tile(q0, qlen, ctx, tile * attn::kBlockM, sliding_window);
-    attn::prefill_tile(out, q, k_cache, v_cache, table, t, h, scale, sliding_window);
+    const Tile t = make_tile(q0, qlen, ctx, tile * kBlockM, sliding_window);
+    prefill_tile<KV>(out, q, k_cache, v_cache, k_scale, v_scale, table, t, h, scale, sliding_window);
   }
+}
+
+}  // namespace attn
+
+extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads, 2)
+    attention_prefill(kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const kiln_t* __restrict__ k_cache,
+                      const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,
+                      const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                      int block_table_stride, float scale, int sliding_window) {
+  attn::prefill<attn::KvPlain>(out, q, k_cache, v_cache, query_start, context_len, block_tables, block_table_stride,
+                               scale, sliding_window, nullptr, nullptr);
+}
+
+// The same over FP8 pools (unsigned char) with their row scales k_scale, v_scale
+// [numBlocks, BLOCK_SIZE, NUM_KV_HEADS] fp32.
+extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads, 2)
+    attention_prefill_kv8(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+                          const unsigned char* __restrict__ k_cache, const unsigned char* __restrict__ v_cache,
+                          const int* __restrict__ query_start, const int* __restrict__ context_len,
+                          const int* __restrict__ block_tables, int block_table_stride, float scale,
+                          int sliding_window, const float* __restrict__ k_scale, const float* __restrict__ v_scale) {
+  attn::prefill<attn::KvFp8>(out, q, k_cache, v_cache, query_start, context_len, block_tables, block_table_stride,
+                             scale, sliding_window, k_scale, v_scale);
 }

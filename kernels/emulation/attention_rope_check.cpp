@@ -8,8 +8,14 @@
 // table), 7 (global merge), clusters 2, 4 (window 40, [stride, S]), 8, and attention_decode_batch_rope
 // (window 0; 40 with [stride, S]); each without and with the
 // per-head q/k RMSNorm (Qwen3) and per-sequence frequency rows (dynamic NTK).
+// FP8 pools (`_kv8` kernels, kv_fp8_ref.h) in every run too: rope_qkv_fused_kv8 (and, in the first runs,
+// rope_qkv_kv8 over the same rows split) must leave the cache the CPU's quantization of what
+// rope_qkv_fused writes, bytes and scales bit for bit; attention_decode_rope*_kv8 (new-key slots
+// poisoned: bytes NaN, scale NaN) must give the output and cache of rope_qkv_fused_kv8 +
+// attention_decode*_kv8, bit for bit.
 #include "fakecuda.h"
 #include "attention_ptx_emu.h"
+#include "kv_fp8_ref.h"
 #include "paged_cache.h"
 #ifndef KILN_DECODE_SRC
 #define KILN_DECODE_SRC "../attention_decode.cu"
@@ -17,6 +23,7 @@
 #include KILN_DECODE_SRC
 #include "../rope_kv.cu"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -49,6 +56,16 @@ int main() {
   for (int r = 0; r < S; r++)
     for (int i = 0; i < HALF; i++) inv_freq[(size_t)r * HALF + i] = std::pow(10000.f * (1.f + r / 4.f), -2.f * i / ROTARY_DIM);
   const float scale = 1.0f / std::sqrt((float)D);
+  // The FP8 pools of a kiln_t pool (kv_fp8_ref.h), and equality of two, bytes and scales.
+  auto quantize = [&](const std::vector<kiln_t>& x) {
+    std::vector<float> f(x.size());
+    for (size_t i = 0; i < x.size(); i++) f[i] = attn::to_float(x[i]);
+    return kv8_ref::quantize(f, D);
+  };
+  auto same_pool = [](const kv8_ref::Pool& a, const kv8_ref::Pool& b) {
+    return a.data == b.data && std::memcmp(a.scale.data(), b.scale.data(), a.scale.size() * 4) == 0;
+  };
+  const kv8_ref::Pool k8_0 = quantize(cache.k), v8_0 = quantize(cache.v);
   const unsigned gx = (unsigned)(HKV * attn::kHeadGroups);
 
   // batch: attention_decode_batch_rope against rope_qkv_fused + attention_decode_batch (one split).
@@ -121,13 +138,76 @@ int main() {
           if (ctxs[s] > 0 && !std::isfinite(attn::to_float(ob[(size_t)s * H * D + x]))) { nan_rows++; break; }
       int counters_bad = 0;
       for (int c : counter) counters_bad += c != 0;
-      const bool pass = same_out && same_k && same_v && nan_rows == 0 && counters_bad == 0;
+      // FP8 pools: the pair (rope_qkv_fused_kv8, attention_decode*_kv8) and the fused kernel.
+      auto* unfused8 = run.batch ? attention_decode_batch_kv8 : !run.cluster ? attention_decode_kv8 : ns == 2 ? attention_decode_c2_kv8 : ns == 4 ? attention_decode_c4_kv8 : attention_decode_c8_kv8;
+      auto* fused8 = run.batch ? attention_decode_batch_rope_kv8 : !run.cluster ? attention_decode_rope_kv8 : ns == 2 ? attention_decode_rope_c2_kv8 : ns == 4 ? attention_decode_rope_c4_kv8 : attention_decode_rope_c8_kv8;
+      kv8_ref::Pool ka8 = k8_0, va8 = v8_0;
+      std::vector<kiln_t> qa8((size_t)S * H * D, nan), oa8((size_t)S * H * D, nan);
+      launch({(unsigned)S, (unsigned)((H + 2 * HKV + 3) / 4), 1}, {128, 1, 1}, [&] {
+        rope_qkv_fused_kv8(qkv.data(), positions.data(), slots.data(), inv_freq.data(), fidx, 1.f, qnw, knw, 1e-6f,
+                           qa8.data(), ka8.data.data(), va8.data.data(), S, num_slots, 0, ka8.scale.data(),
+                           va8.scale.data());
+      });
+      // The write: the CPU's quantization of what rope_qkv_fused stored (every other row untouched).
+      const bool write_k8 = same_pool(ka8, quantize(ka)), write_v8 = same_pool(va8, quantize(va));
+      const bool same_q8 = std::memcmp(qa8.data(), qa.data(), qa.size() * sizeof(kiln_t)) == 0;
+      bool split_ok = true;
+      if (run.splits == 1 && !run.batch) {  // rope_qkv_kv8 over the rows split into q, k, v
+        std::vector<kiln_t> qs((size_t)S * H * D), ks((size_t)S * HKV * D), vs((size_t)S * HKV * D);
+        for (int s = 0; s < S; s++) {
+          std::copy_n(&qkv[(size_t)s * W], H * D, &qs[(size_t)s * H * D]);
+          std::copy_n(&qkv[(size_t)s * W + H * D], HKV * D, &ks[(size_t)s * HKV * D]);
+          std::copy_n(&qkv[(size_t)s * W + (H + HKV) * D], HKV * D, &vs[(size_t)s * HKV * D]);
+        }
+        kv8_ref::Pool kc8 = k8_0, vc8 = v8_0;
+        std::vector<kiln_t> qc8((size_t)S * H * D, nan);
+        launch({(unsigned)S, (unsigned)((H + 2 * HKV + 3) / 4), 1}, {128, 1, 1}, [&] {
+          rope_qkv_kv8(qs.data(), ks.data(), vs.data(), positions.data(), slots.data(), inv_freq.data(), fidx, 1.f, qnw,
+                       knw, 1e-6f, qc8.data(), kc8.data.data(), vc8.data.data(), S, num_slots, 0, kc8.scale.data(),
+                       vc8.scale.data());
+        });
+        split_ok = same_pool(kc8, ka8) && same_pool(vc8, va8) &&
+                   std::memcmp(qc8.data(), qa.data(), qa.size() * sizeof(kiln_t)) == 0;
+      }
+      launch(grid, block, [&] {
+        unfused8(oa8.data(), global ? pacc.data() : nullptr, global ? pm.data() : nullptr, global ? pl.data() : nullptr,
+                 global ? counter.data() : nullptr, qa8.data(), ka8.data.data(), va8.data.data(), ctxs.data(), tw.data(),
+                 tstride, tstep, ns, scale, w, 1, 0, ka8.scale.data(), va8.scale.data());
+      }, smem, 17u, cz);
+      kv8_ref::Pool kb8 = k8_0, vb8 = v8_0;
+      std::vector<kiln_t> ob8((size_t)S * H * D, nan);
+      for (int s = 0; s < S; s++)
+        if (slots[s] >= 0)
+          for (int x = 0; x < HKV; x++) {
+            const size_t row = (size_t)slots[s] * HKV + x;
+            kb8.scale[row] = vb8.scale[row] = std::numeric_limits<float>::quiet_NaN();
+            for (int d = 0; d < D; d++) kb8.data[row * D + d] = vb8.data[row * D + d] = 0x7f;  // E4M3 NaN
+          }
+      launch(grid, block, [&] {
+        fused8(ob8.data(), global ? pacc.data() : nullptr, global ? pm.data() : nullptr, global ? pl.data() : nullptr,
+               global ? counter.data() : nullptr, qkv.data(), kb8.data.data(), vb8.data.data(), ctxs.data(), tw.data(),
+               tstride, tstep, ns, scale, w, 1, 0, qkv.data() + H * D, qkv.data() + (H + HKV) * D, W, W,
+               positions.data(), slots.data(), inv_freq.data(), fidx, 1.f, qnw, knw, 1e-6f, num_slots,
+               kb8.scale.data(), vb8.scale.data());
+      }, smem, 29u, cz);
+      const bool same_out8 = std::memcmp(oa8.data(), ob8.data(), oa8.size() * sizeof(kiln_t)) == 0;
+      const bool same_cache8 = same_pool(ka8, kb8) && same_pool(va8, vb8);
+      for (int s = 0; s < S; s++)
+        for (int x = 0; x < H * D; x++)
+          if (ctxs[s] > 0 && !std::isfinite(attn::to_float(ob8[(size_t)s * H * D + x]))) { nan_rows++; break; }
+      const bool kv8_ok = write_k8 && write_v8 && same_q8 && split_ok && same_out8 && same_cache8;
+
+      const bool pass = same_out && same_k && same_v && nan_rows == 0 && counters_bad == 0 && kv8_ok;
       ok &= pass;
       printf("  %s%s=%d w=%d%s", qk_norm ? "norm " : "", run.batch ? "batch" : run.cluster ? "cluster" : "splits", ns, w,
              run.transposed ? " [stride,S]" : "");
       if (!same_out) printf(" output differs");
       if (!same_k || !same_v) printf(" cache differs (k %d v %d)", !same_k, !same_v);
       if (nan_rows) printf(" NaN rows=%d", nan_rows);
+      if (!write_k8 || !write_v8) printf(" kv8 write is not the CPU's (k %d v %d)", !write_k8, !write_v8);
+      if (!same_q8 || !split_ok) printf(" kv8 q or rope_qkv_kv8 differs");
+      if (!same_out8) printf(" kv8 output differs");
+      if (!same_cache8) printf(" kv8 cache differs");
       if (counters_bad) printf(" split_counter not zero=%d", counters_bad);
       if (!pass) printf(" (FAIL)");
     }

@@ -2,7 +2,9 @@
 # Builds and runs attention_check.cpp (attention_prefill.cu on the CPU emulator: fakecuda.h fibers,
 # attention_ptx_emu.h for cp.async / ldmatrix / mma.sync) for bf16 and fp16 × HEAD_DIM 64, 128 ×
 # BLOCK_SIZE 16, 7 × heads 8/2 (GQA), 4/4 (MHA), attention_decode_check.cpp (attention_decode.cu) and attention_rope_check.cpp;
-# one line per configuration, then PASS or FAIL (exit status 1). About 4 minutes on 2 cores.
+# and fp32 × D 128, 80 and bf16 × D 80 (the generic path); every check also runs the `_kv8` kernels (FP8
+# KV pools, kv_fp8_ref.h). One line per configuration, then PASS or FAIL (exit status 1). About 45 minutes
+# on 2 cores (4 before the FP8 checks): run subsets while iterating.
 # Not part of CI; for checking attention kernel changes where no GPU is at hand (g++ ≥ 12).
 #   PREFILL_SRC=path   check another copy of the kernel (default ../attention_prefill.cu; its includes
 #                      still come from kernels/)
@@ -37,6 +39,10 @@ run_cfg() {  # name check.cpp source-copy dtype D BS H HKV [ROTARY_DIM]
 [ "${PREFILL:-1}" = 1 ] && for dt in BF16 F16; do for d in 64 128; do for bs in 16 7; do for hh in "8 2" "4 4"; do
   run_cfg prefill attention_check.cpp "$out/prefill.cu" $dt $d $bs $hh
 done; done; done; done
+# The generic path: fp32, and a 16-bit HEAD_DIM the tensor cores do not take.
+[ "${PREFILL:-1}" = 1 ] && for cfg in "F32 128 16 8 2" "F32 80 7 8 2" "BF16 80 16 4 4"; do
+  run_cfg prefill attention_check.cpp "$out/prefill.cu" $cfg
+done
 dyn_shared "$(realpath "${DECODE_SRC:-../attention_decode.cu}")" "$out/decode.cu"
 # D BLOCK_SIZE H Hkv ROTARY_DIM; the decode check leaves ROTARY_DIM out.
 for cfg in "128 16 8 2 128" "64 7 4 4 32" "80 16 7 1 80" "32 16 16 1 32"; do

@@ -40,13 +40,17 @@ export const FP8_KV_SCALE_BYTES = 4;
 /** The backend cannot store its KV cache in the dtype asked for. */
 export class KvCacheDtypeUnsupportedError extends KilnError {}
 
+/** The backends that store a KV cache as fp8 (CUDA: with an engine whose kernels include the `_kv8`
+ * exports, which backends/cuda/kv_cache_kernels.ts checks when it opens). */
+const FP8_BACKENDS: readonly BackendName[] = ["cpu", "cuda"];
+
 /** Throws KvCacheDtypeUnsupportedError when `backend` cannot store a KV cache as `dtype`: checked
  * before the backend opens (for CUDA: before the GPU is touched). */
 export function checkKvCacheDtype(backend: BackendName, dtype: KvCacheDtype): void {
-  if (dtype === "fp8" && backend !== "cpu")
+  if (dtype === "fp8" && !FP8_BACKENDS.includes(backend))
     throw new KvCacheDtypeUnsupportedError(
-      `--kv-cache-dtype fp8 runs on the CPU backend only so far, not on ${backend}; ` +
-        "use --kv-cache-dtype auto there (or --backend cpu)",
+      `--kv-cache-dtype fp8 runs on the ${FP8_BACKENDS.join(" and ")} backends, not on ${backend}; ` +
+        "use --kv-cache-dtype auto there",
     );
 }
 

@@ -32,7 +32,7 @@ const BACKENDS: Readonly<Record<BackendName, BackendEntry>> = {
   },
   // A CUDA engine is compiled for one GPU architecture from kiln's kernel sources.
   cuda: {
-    open: (engine, _kvCacheDtype, cudaTuning) => CudaBackend.fromEngine(engine, cudaTuning),
+    open: (engine, kvCacheDtype, cudaTuning) => CudaBackend.fromEngine(engine, cudaTuning, kvCacheDtype),
     targetIdentity: () => `${cudaArch()}:${kernelSourcesHash()}`,
   },
 };

@@ -25,7 +25,7 @@ export const maxKvTokensOption = () =>
 export const kvCacheDtypeOption = () =>
   new Option(
     "--kv-cache-dtype <dtype>",
-    "how the KV cache stores keys and values: auto (the activations' dtype) or fp8 (E4M3 with a scale per token and head; CPU only) (default auto)",
+    "how the KV cache stores keys and values: auto (the activations' dtype) or fp8 (E4M3 with a scale per token and head) (default auto)",
   ).argParser(choiceArg("--kv-cache-dtype", KV_CACHE_DTYPES));
 
 export function kvCacheFromFlags(f: KvCacheFlags): Partial<KvCacheConfig> {

@@ -14,7 +14,7 @@ export interface KvCacheConfig {
    * over freeGpuMemoryFraction. undefined = no cap. */
   maxTokens?: number;
   /** How the pool stores K and V (backends/kv_cache_dtype.ts): "auto" (the activations' dtype) or
-   * "fp8" (E4M3 with a scale per token and kv head; CPU only so far). Set when the backend opens.
+   * "fp8" (E4M3 with a scale per token and kv head; CPU and CUDA). Set when the backend opens.
    * undefined = "auto". */
   dtype?: KvCacheDtype;
 }

@@ -31,7 +31,7 @@ import {
 } from "./gemm_algorithms.ts";
 import { graphReserveBytes } from "./graph_reserve.ts";
 import { KernelLauncher } from "./kernel_launcher.ts";
-import { DeviceKvCache } from "./kv_cache.ts";
+import { DeviceKvCache, type KvCacheDtype } from "./kv_cache.ts";
 import { type Lowered, lower } from "./lowering.ts";
 import { measureCopyBandwidth, measureGemmFlops, profileDecode, profileEager } from "./profile.ts";
 import { StepLauncher } from "./step_launcher.ts";
@@ -85,13 +85,13 @@ export class CudaBackend implements ExecutionBackend {
     engine: LoadedEngine,
     /** Fixed for the backend's lifetime: graphs are captured under the settings its eager steps use. */
     readonly tuning: CudaTuning,
+    readonly kvCacheDtype: KvCacheDtype, // the KV pool's storage: fp8 launches the `_kv8` kernels
   ) {
     this.dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
     const elem = ELEM[this.dtype];
     for (const w of profilingWarnings(tuning)) process.stderr.write(`kiln: ${w}\n`);
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = config.build.kvBlockSize;
-    this.kvBytesPerBlock = 2 * model.numLayers * this.kvBlockSize * model.numKvHeads * model.headDim * elem;
     this.kernels = KernelLauncher.load(
       device,
       stream,
@@ -129,7 +129,8 @@ export class CudaBackend implements ExecutionBackend {
       { ...rows, maxBlocksPerSeq: this.graphStride },
       () => this.graphs.drop(),
     );
-    this.kv = new DeviceKvCache(device, model, this.kvBlockSize, elem);
+    this.kv = new DeviceKvCache(device, model, this.kvBlockSize, elem, kvCacheDtype);
+    this.kvBytesPerBlock = 2 * model.numLayers * this.kv.blockBytes; // K and V of every layer
     this.sampler = new DeviceSampler(device, stream, this.kernels, model.vocabSize, this.maxLogitRows);
     this.steps = new StepLauncher({
       device,
@@ -151,22 +152,22 @@ export class CudaBackend implements ExecutionBackend {
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
   }
 
-  /** Opens GPU 0 and loads `engine` onto it, under `tuning` (the environment's KILN_* switches by default). */
-  static fromEngine(engine: LoadedEngine, tuning: CudaTuning = cudaTuningFromEnv()): CudaBackend {
+  /** Opens GPU 0 and loads `engine` onto it under `tuning` (KILN_* by default), its KV cache as `kvDtype`. */
+  static fromEngine(engine: LoadedEngine, tuning = cudaTuningFromEnv(), kvDtype: KvCacheDtype = "auto") {
     assertCudaWeightFormats(engine.dir, engine.header);
+    DeviceKvCache.assertKernels(engine, kvDtype); // fp8: the engine's `_kv8` kernels, before the GPU opens
     const device = CudaDevice.open(0);
     try {
       if (hasFp8Weights(engine.header.weights))
         assertFp8Capable(`fp8 engine ${engine.dir}`, device.properties);
-      const t = engine.config.target;
+      const { target: t, model } = engine.config;
       if (t.sm && t.sm !== device.sm) {
         throw new EngineTargetMismatchError(
           `engine ${engine.dir} was compiled for ${t.sm} (${t.deviceName ?? "?"}) but this GPU is ${device.sm} (${device.name}); ` +
             "rebuild it on this GPU with kiln build --backend cuda",
         );
       }
-      const stream = Stream.create(device);
-      return new CudaBackend(device, stream, engine.config.model, engine.config, engine, tuning);
+      return new CudaBackend(device, Stream.create(device), model, engine.config, engine, tuning, kvDtype);
     } catch (e) {
       device.dispose();
       throw e;

@@ -274,15 +274,16 @@ export class StepLauncher {
           { i32: T },
           { i32: this.kv.slots },
           { i32: this.tuning.ropeEarly ? 1 : 0 },
+          ...this.kv.scaleArgs(op.layer), // fp8 cache: the _kv8 kernel's row scales
         ];
         const grid: [number, number] = [T, Math.ceil(heads / 4)];
         if (step.qkv)
-          this.kernels.launch("rope", "rope_qkv_fused", grid, 128, [
+          this.kernels.launch("rope", this.kv.kernel("rope_qkv_fused"), grid, 128, [
             { ptr: this.arena.ptr(step.qkv) },
             ...common,
           ]);
         else
-          this.kernels.launch("rope", "rope_qkv", grid, 128, [
+          this.kernels.launch("rope", this.kv.kernel("rope_qkv"), grid, 128, [
             { ptr: this.arena.ptr(step.q) },
             { ptr: this.arena.ptr(step.k) },
             { ptr: this.arena.ptr(step.v) },
@@ -301,7 +302,7 @@ export class StepLauncher {
           const tiles = prefillTiles(this.dtype, op.headDim);
           this.kernels.launch(
             "attn_prefill",
-            "attention_prefill",
+            this.kv.kernel("attention_prefill"),
             [Math.ceil(packed.maxQueryLen / tiles.blockM), op.numHeads, packed.numSeqs],
             128,
             [
@@ -315,6 +316,7 @@ export class StepLauncher {
               { i32: packed.tableStride },
               { f32: op.scale },
               { i32: window },
+              ...this.kv.scaleArgs(op.layer),
             ],
             tiles.sharedBytes,
           );
@@ -331,7 +333,7 @@ export class StepLauncher {
         const rope = step.rope;
         this.kernels.launch(
           "attn_decode",
-          kernel.name,
+          this.kv.kernel(kernel.name),
           [this.attention.ctasPerSeq, packed.numSeqs, splits],
           128,
           [
@@ -350,6 +352,7 @@ export class StepLauncher {
             { i32: ATTENTION_TRIGGERS.indexOf(this.tuning.attnTrigger) },
             { i32: ATTENTION_STOPS.indexOf(this.tuning.attnStop) },
             ...(fuse ? decodeRopeArgs(this.ropeSources, rope, packed) : []),
+            ...this.kv.scaleArgs(op.layer),
           ],
           kernel.sharedBytes,
         );

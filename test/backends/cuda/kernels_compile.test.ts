@@ -141,14 +141,17 @@ describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, ()
 // weight prefetch: streaming ld.global.cs), rmsnorm.cu's (their weight vector: ld.global.nc),
 // attention_decode (read-only ld.global.nc of the step metadata and of the K/V rows cached by earlier
 // steps, which the kernel ahead cannot be writing; attention_decode_batch also copies those rows into
-// shared memory with cp.async.cg.shared.global, and commits the group), a carried norm's producer
-// (ld.global.cg of the residual, written two or more kernels back), and gemm_wo.cu's GEMMs (their first
-// stages' weight bytes, by cp.async.cg.shared.global, committed after the wait).
+// shared memory with cp.async.cg.shared.global, and commits the group, or, where its vectors are
+// narrower than 16 bytes (the `_kv8` kernels' FP8 rows and their scales), by plain st.shared: its own
+// shared memory, which no other kernel sees), a carried norm's producer (ld.global.cg of the residual,
+// written two or more kernels back), and gemm_wo.cu's GEMMs (their first stages' weight bytes, by
+// cp.async.cg.shared.global, committed after the wait). The `_kv8` kernels (FP8 KV pools) follow their
+// plain ones.
 const WEIGHT_PREFETCH = /^gemv_/;
 const RESIDUAL_PREFETCH = /^gemv_\w+_addcarry$/;
 const NORM_WEIGHT_PREFETCH = /^(add_)?rms_norm$/;
-const EARLIER_WRITES_READ = /^attention_decode(_batch)?(_rope)?(_c[248])?$/;
-const EARLIER_WRITES_COPIED = /^attention_decode_batch(_rope)?$/;
+const EARLIER_WRITES_READ = /^attention_decode(_batch)?(_rope)?(_c[248])?(_kv8)?$/;
+const EARLIER_WRITES_COPIED = /^attention_decode_batch(_rope)?(_kv8)?$/;
 const WEIGHT_COPIED = /^gemm_(wo\d|zp)_m/;
 /** Opcodes that must not run before the wait (parameter loads aside). */
 const BEFORE_WAIT_FORBIDDEN = /^(ld|ldu|st|atom|red|cp|tex|suld|sust|call|ret|exit|mbarrier)\b/;
@@ -181,6 +184,7 @@ function pdlViolations(name: string, body: string): string[] {
     if (EARLIER_WRITES_READ.test(name) && op.startsWith("ld.global.nc")) continue;
     if (EARLIER_WRITES_COPIED.test(name) && /^cp\.async\.(cg\.shared\.global|commit_group)$/.test(op))
       continue;
+    if (EARLIER_WRITES_COPIED.test(name) && op.startsWith("st.shared")) continue;
     if (NORM_WEIGHT_PREFETCH.test(name) && op.startsWith("ld.global.nc")) continue;
     if (WEIGHT_COPIED.test(name) && op === "cp.async.cg.shared.global") continue;
     problems.push(`\`${line}\` before griddepcontrol.wait`);
