@@ -1,7 +1,9 @@
 // Shared by the quantized-engine GPU tests (quantized, prequantized, fp8): greedy decoding with each
 // step's logits on one runner, and the CPU backend's logits at the same positions, to compare per-token
 // log-probabilities of CUDA against the CPU reference.
-import type { ModelRunner } from "../../src/runtime/model_runner.ts";
+import assert from "node:assert/strict";
+import { cudaTuning } from "../../src/backends/cuda/tuning.ts";
+import { ModelRunner, type RunnerOptions } from "../../src/runtime/model_runner.ts";
 
 /** Greedy decode steps per comparison. */
 export const STEPS = 8;
@@ -47,4 +49,51 @@ export async function cpuLogits(cpu: ModelRunner, ids: number[], tokens: number[
   const [o] = await cpu.generate({ ids: all }, { greedy: true, maxNewTokens: 1, returnContextLogits: true });
   const V = cpu.session.config.model.vocabSize;
   return (o.contextLogits as Float32Array).subarray((ids.length - 1) * V, all.length * V);
+}
+
+/** 12 sequences decoded at once (steps of 9…256 rows take gemm_wo / gemm_zp) on a bf16 engine of `dir`
+ * built with `opts`: within 0.15 nats per token of the CPU, through gemm_wo and through dequantization
+ * + cuBLASLt (KILN_WO_GEMM_MAX_M=0); and gate_up's gated activation inside gemm_wo's epilogue or after
+ * it (KILN_FUSE_GATED_ACT=0) gives the same bits. `kernel`: gemm_wo or gemm_zp, for the messages. */
+export async function assertManySequences(dir: string, opts: RunnerOptions, kernel: string): Promise<void> {
+  const bf16 = { ...opts, dtype: "bf16" as const };
+  const cpu = ModelRunner.fromDir(dir, { ...bf16, backend: "cpu" });
+  const cuda = ModelRunner.fromDir(dir, { ...bf16, backend: "cuda" });
+  const dequant = ModelRunner.fromDir(dir, {
+    ...bf16,
+    backend: "cuda",
+    cudaTuning: cudaTuning({ woGemmMaxM: 0 }),
+  });
+  const unfused = ModelRunner.fromDir(dir, {
+    ...bf16,
+    backend: "cuda",
+    cudaTuning: cudaTuning({ fuseGatedAct: false }),
+  });
+  try {
+    const V = cpu.session.config.model.vocabSize;
+    const prompts = [...manyPrompts(11, 7, V), Array.from({ length: 20 }, (_, j) => (13 * j + 1) % V)];
+    for (const [label, runner] of [
+      [kernel, cuda],
+      ["dequantization + cuBLASLt", dequant],
+    ] as const) {
+      const outs = await greedyBatch(runner, prompts);
+      for (const [i, ids] of prompts.entries()) {
+        const want = await cpuLogits(cpu, ids, outs[i].tokens);
+        for (let t = 0; t < STEPS; t++) {
+          const tok = outs[i].tokens[t];
+          const a = logProb(outs[i].logits.subarray(t * V, (t + 1) * V), tok);
+          const b = logProb(want.subarray(t * V, (t + 1) * V), tok);
+          assert.ok(Math.abs(a - b) <= 0.15, `${label} sequence ${i} step ${t}: ${a} vs CPU ${b}`);
+        }
+      }
+    }
+    const fused = await greedyBatch(cuda, prompts);
+    const apart = await greedyBatch(unfused, prompts);
+    for (const [i, f] of fused.entries()) {
+      assert.deepEqual(f.tokens, apart[i].tokens, `sequence ${i}`);
+      assert.deepEqual(f.logits, apart[i].logits, `sequence ${i}: fused gated activation, same logits`);
+    }
+  } finally {
+    for (const r of [cpu, cuda, dequant, unfused]) r.dispose();
+  }
 }

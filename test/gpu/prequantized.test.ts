@@ -21,7 +21,7 @@ import { cudaTuning } from "../../src/backends/cuda/tuning.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { noCudaDevice } from "../helpers/gpu.ts";
 import { tempCache } from "../helpers/tiny_model.ts";
-import { cpuLogits, greedy, greedyBatch, logProb, manyPrompts, STEPS } from "./cpu_reference.ts";
+import { assertManySequences, cpuLogits, greedy, logProb, STEPS } from "./cpu_reference.ts";
 
 const skip = noCudaDevice();
 const FIXTURES = fileURLToPath(new URL("../fixtures/quantized/", import.meta.url));
@@ -105,47 +105,7 @@ describe("pre-quantized AWQ / GPTQ (int4-zp) engines on CUDA vs the CPU backend"
     });
 
     test(`${name}, bf16: 12 sequences at once (gemm_zp) within 0.15 nats of the CPU`, async () => {
-      const opts = { dtype: "bf16" as const, cacheDir: cache.dir };
-      const cpu = ModelRunner.fromDir(dir, { ...opts, backend: "cpu" });
-      const cuda = ModelRunner.fromDir(dir, { ...opts, backend: "cuda" });
-      const dequant = ModelRunner.fromDir(dir, {
-        ...opts,
-        backend: "cuda",
-        cudaTuning: cudaTuning({ woGemmMaxM: 0 }),
-      });
-      const unfused = ModelRunner.fromDir(dir, {
-        ...opts,
-        backend: "cuda",
-        cudaTuning: cudaTuning({ fuseGatedAct: false }),
-      });
-      try {
-        const V = cpu.session.config.model.vocabSize;
-        const prompts = [...manyPrompts(11, 7, V), Array.from({ length: 20 }, (_, j) => (13 * j + 1) % V)];
-        for (const [label, runner] of [
-          ["gemm_zp", cuda],
-          ["dequant_zp + cuBLASLt", dequant],
-        ] as const) {
-          const outs = await greedyBatch(runner, prompts);
-          for (const [i, ids] of prompts.entries()) {
-            const want = await cpuLogits(cpu, ids, outs[i].tokens);
-            for (let t = 0; t < STEPS; t++) {
-              const tok = outs[i].tokens[t];
-              const a = logProb(outs[i].logits.subarray(t * V, (t + 1) * V), tok);
-              const b = logProb(want.subarray(t * V, (t + 1) * V), tok);
-              assert.ok(Math.abs(a - b) <= 0.15, `${label} sequence ${i} step ${t}: ${a} vs CPU ${b}`);
-            }
-          }
-        }
-        // gate_up's gated activation inside gemm_wo's epilogue, or after it: the same bits.
-        const fused = await greedyBatch(cuda, prompts);
-        const apart = await greedyBatch(unfused, prompts);
-        for (const [i, f] of fused.entries()) {
-          assert.deepEqual(f.tokens, apart[i].tokens, `sequence ${i}`);
-          assert.deepEqual(f.logits, apart[i].logits, `sequence ${i}: fused gated activation, same logits`);
-        }
-      } finally {
-        for (const r of [cpu, cuda, dequant, unfused]) r.dispose();
-      }
+      await assertManySequences(dir, { cacheDir: cache.dir }, "gemm_zp");
     });
   }
 });
