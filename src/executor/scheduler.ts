@@ -1,5 +1,6 @@
-// (Kept whole at ~500 lines: the token budget, the logit-row budget and the capacity policy are one
-// pass over the same request lists; its pieces already live in capacity.ts, step_from_schedule.ts.)
+// (Kept whole, a little over 500 lines: the token budget, the logit-row budget, the capacity policy and
+// the after-step bookkeeping (computed, update, advance, resolve, finish) read and write the same request
+// lists and sequence counters; the separable pieces already live in capacity.ts, step_from_schedule.ts.)
 // The token-counting scheduler (vLLM v1's, with TensorRT-LLM's capacity policies). Each iteration has
 // a budget of maxNumTokens; every request asks for numTokens − numComputedTokens of them:
 //   1. running requests, decodes (one token) first, then running prefills' next chunks, in admission
