@@ -62,7 +62,7 @@ export interface Branch {
  * one, and resolve() writes it before anything else reads the sequence's tokens). */
 export const PLACEHOLDER_TOKEN = 0;
 
-const NO_HIT: PrefixHit = { blocks: [], keys: [], numTokens: 0 };
+const NO_HIT: PrefixHit = { blocks: [], keys: [], numTokens: 0, nextInFlight: false };
 
 export interface SchedulerConfig {
   /** Tokens per iteration, decode and prefill together (default 8192). */
