@@ -12,9 +12,13 @@
 // taken. Forks share every block (refCount++); the first write into a shared partial block copies it
 // (appendSlots returns the copy the caller must run before the step, as backend.copyKvBlocks does).
 // forkPrefix shares only leading whole blocks (a preempted group's sequences taking back the prompt).
+// computing (when a step is scheduled) puts the full blocks its chunk completes in flight
+// (inflight_blocks.ts) until commit keys them or free drops them; findPrefix says whether the block
+// after a hit is in flight (the scheduler then defers the request, which will find it cached).
 import { type BlockKey, blockKey } from "./block_hash.ts";
 import { BlockPool } from "./block_pool.ts";
 import { invariant } from "./errors.ts";
+import { InflightBlocks } from "./inflight_blocks.ts";
 
 /** The leading cached blocks of a token sequence. */
 export interface PrefixHit {
@@ -22,6 +26,9 @@ export interface PrefixHit {
   keys: readonly BlockKey[];
   /** blocks.length × tokensPerBlock: tokens whose keys/values need no computing. */
   numTokens: number;
+  /** The full block after the hit (one the request would reuse, not its last token's) is being
+   * computed by a running sequence: admitted once it is keyed, the request would reuse it too. */
+  nextInFlight: boolean;
 }
 
 /** Copy block `src` to `dst` in every layer before the step runs. */
@@ -51,6 +58,9 @@ interface SeqBlocks {
   table: number[];
   /** Keys of table[0..keys.length), the blocks known to be full and computed. */
   keys: BlockKey[];
+  /** Keys of the blocks after those, up to the end of the chunks scheduled so far, in flight until
+   * commit moves them to `keys` (computed once, by computing()). */
+  pending: BlockKey[];
   /** Tokens the table has room for (written or about to be): table.length == ⌈numSlots / tokensPerBlock⌉. */
   numSlots: number;
   extraKey: string;
@@ -61,6 +71,7 @@ interface SeqBlocks {
 export class KvCacheManager {
   readonly pool: BlockPool;
   private readonly seqs = new Map<number, SeqBlocks>();
+  private readonly inflight = new InflightBlocks();
   private queryTokens = 0;
   private hitTokens = 0;
 
@@ -102,18 +113,22 @@ export class KvCacheManager {
   findPrefix(tokens: readonly number[], extraKey = "", memo: BlockKey[] = []): PrefixHit {
     const blocks: number[] = [];
     const keys: BlockKey[] = [];
+    let nextInFlight = false;
     if (this.enablePrefixCaching) {
       const bs = this.tokensPerBlock;
       const most = Math.floor((tokens.length - 1) / bs);
       for (let i = 0; i < most; i++) {
         memo[i] ??= blockKey(i > 0 ? memo[i - 1] : null, tokens.slice(i * bs, (i + 1) * bs), extraKey);
         const b = this.pool.lookup(memo[i]);
-        if (b === undefined) break;
+        if (b === undefined) {
+          nextInFlight = this.inflight.has(memo[i]);
+          break;
+        }
         blocks.push(b);
         keys.push(memo[i]);
       }
     }
-    return { blocks, keys, numTokens: blocks.length * this.tokensPerBlock };
+    return { blocks, keys, numTokens: blocks.length * this.tokensPerBlock, nextInFlight };
   }
 
   /** Available blocks that admitting a sequence of `numTokens` tokens with `hit` would take: its fresh
@@ -144,6 +159,7 @@ export class KvCacheManager {
     this.seqs.set(seqId, {
       table: [...hit.blocks, ...fresh],
       keys: [...hit.keys],
+      pending: [],
       numSlots,
       extraKey,
       numReused: hit.blocks.length,
@@ -181,15 +197,39 @@ export class KvCacheManager {
     return { copies };
   }
 
+  /** The step being scheduled computes the sequence's tokens up to `numTokens`, every one of them real
+   * (no placeholder): the full blocks it completes are in flight until commit keys them, or free. */
+  computing(seqId: number, tokens: readonly number[], numTokens: number): void {
+    if (!this.enablePrefixCaching) return;
+    const s = this.get(seqId);
+    invariant(numTokens <= s.numSlots && numTokens <= tokens.length, `computing past the slots of ${seqId}`);
+    const bs = this.tokensPerBlock;
+    for (let i = s.keys.length + s.pending.length; i < Math.floor(numTokens / bs); i++) {
+      const k = s.keys.length;
+      const parent = i === 0 ? null : i - 1 < k ? s.keys[i - 1] : s.pending[i - 1 - k];
+      const key = blockKey(parent, tokens.slice(i * bs, (i + 1) * bs), s.extraKey);
+      s.pending.push(key);
+      this.inflight.add(key);
+    }
+  }
+
   /** After a step: tokens[0, numComputed) of the sequence are in the cache; its newly full blocks
-   * join the prefix cache (a block another sequence already cached under the same key stays private). */
+   * join the prefix cache (a block another sequence already cached under the same key stays private),
+   * and leave the blocks in flight (their keys computed then are taken, not hashed again). */
   commit(seqId: number, tokens: readonly number[], numComputed: number): void {
     const s = this.get(seqId);
     invariant(numComputed <= s.numSlots && numComputed <= tokens.length, `commit past the slots of ${seqId}`);
     if (!this.enablePrefixCaching) return;
     const bs = this.tokensPerBlock;
-    for (let i = s.keys.length; i < Math.floor(numComputed / bs); i++) {
-      const key = blockKey(i > 0 ? s.keys[i - 1] : null, tokens.slice(i * bs, (i + 1) * bs), s.extraKey);
+    const first = s.keys.length;
+    const end = Math.floor(numComputed / bs);
+    if (end <= first) return;
+    const taken = s.pending.length > 0 ? s.pending.splice(0, end - first) : [];
+    this.inflight.remove(taken);
+    for (let i = first; i < end; i++) {
+      const key =
+        taken[i - first] ??
+        blockKey(i > 0 ? s.keys[i - 1] : null, tokens.slice(i * bs, (i + 1) * bs), s.extraKey);
       this.pool.cache(s.table[i], key);
       s.keys.push(key);
     }
@@ -214,13 +254,16 @@ export class KvCacheManager {
     const table = p.table.slice(0, n);
     for (const b of table) this.pool.retain(b);
     const keys = p.keys.slice(0, n);
-    this.seqs.set(childId, { ...p, table, keys, numSlots: numTokens, numReused: 0, numAllocated: 0 });
+    // The parent alone computes its pending blocks; the child keys its own when it commits.
+    const child = { ...p, table, keys, pending: [], numSlots: numTokens, numReused: 0, numAllocated: 0 };
+    this.seqs.set(childId, child);
   }
 
   /** Releases the sequence's blocks (tail first); false if it holds none. */
   free(seqId: number): boolean {
     const s = this.seqs.get(seqId);
     if (!s) return false;
+    this.inflight.remove(s.pending);
     this.pool.release(s.table);
     this.seqs.delete(seqId);
     return true;
@@ -242,9 +285,15 @@ export class KvCacheManager {
     };
   }
 
+  /** Full blocks some running sequence is computing, not keyed yet (distinct keys). */
+  get numInFlight(): number {
+    return this.inflight.size;
+  }
+
   /** Checks every invariant of the pool and the tables (tests; a failure is a bug). */
   audit(): void {
     const holders: number[] = [];
+    const pending: BlockKey[] = [];
     for (const [id, s] of this.seqs) {
       invariant(
         s.table.length === this.blocksFor(s.numSlots),
@@ -254,9 +303,15 @@ export class KvCacheManager {
         s.keys.length <= Math.floor(s.numSlots / this.tokensPerBlock),
         `sequence ${id} keys a partial block`,
       );
+      invariant(
+        s.keys.length + s.pending.length <= Math.floor(s.numSlots / this.tokensPerBlock),
+        `sequence ${id} computes a partial block`,
+      );
       holders.push(...s.table);
+      pending.push(...s.pending);
     }
     this.pool.audit(holders);
+    this.inflight.audit(pending);
   }
 
   private get(seqId: number): SeqBlocks {

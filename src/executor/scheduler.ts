@@ -1,13 +1,17 @@
-// (Kept whole, a little over 500 lines: the token budget, the logit-row budget, the capacity policy and
-// the after-step bookkeeping (computed, update, advance, resolve, finish) read and write the same request
-// lists and sequence counters; the separable pieces already live in capacity.ts, step_from_schedule.ts.)
+// (Kept whole, about 550 lines: the token budget, the logit-row budget, the capacity policy and the
+// after-step bookkeeping (computed, update, advance, resolve, finish) read and write the same request
+// lists and sequence counters; the separable pieces already live in capacity.ts, step_from_schedule.ts,
+// and the blocks in flight admission defers to in inflight_blocks.ts, kept by the KV cache manager.)
 // The token-counting scheduler (vLLM v1's, with TensorRT-LLM's capacity policies). Each iteration has
 // a budget of maxNumTokens; every request asks for numTokens − numComputedTokens of them:
 //   1. running requests, decodes (one token) first, then running prefills' next chunks, in admission
 //      order: a long prompt never stalls running streams;
 //   2. waiting requests, higher priority first, FCFS within a priority, while the budget, maxNumSeqs
 //      and the capacity policy allow; a prompt longer than the budget left gets a chunk (chunked
-//      prefill is always on), and its cached prefix is not computed at all.
+//      prefill is always on), and its cached prefix is not computed at all. A request whose next
+//      uncached block a running request is computing right now (inflight_blocks.ts) is deferred,
+//      not admitted: it finds that block cached an iteration or two later (requests sharing a system
+//      prompt that arrive together compute it once); later requests with other prefixes pass it.
 // Capacity: guaranteedNoEvict admits only if blocks for prompt + maxNewTokens can be reserved (the
 // sum of every running request's future blocks stays available), so a running request always gets
 // its blocks. maxUtilization admits while blocks are free now; when a running request cannot get one,
@@ -62,7 +66,7 @@ export interface Branch {
  * one, and resolve() writes it before anything else reads the sequence's tokens). */
 export const PLACEHOLDER_TOKEN = 0;
 
-const NO_HIT: PrefixHit = { blocks: [], keys: [], numTokens: 0 };
+const NO_HIT: PrefixHit = { blocks: [], keys: [], numTokens: 0, nextInFlight: false };
 
 export interface SchedulerConfig {
   /** Tokens per iteration, decode and prefill together (default 8192). */
@@ -263,6 +267,7 @@ export class Scheduler {
       }
       const n = sizes.reduce((a, b) => a + b, 0);
       if (!kept || n === 0) continue;
+      for (let i = 0; i < sizes.length; i++) if (sizes[i] > 0) this.computing(r, r.seqs[i], sizes[i]);
       const numLogitRows = grantLogitRows(r, sizes);
       grants.set(r, { request: r, sizes, numTokens: n, numLogitRows, copies });
       budget -= n;
@@ -404,7 +409,11 @@ export class Scheduler {
   }
 
   /** Admits waiting requests in queue order while budget, logits rows, maxNumSeqs and blocks allow.
-   * Stops at the first that does not fit (no overtaking). */
+   * Stops at the first that does not fit (no overtaking). A request whose next uncached block is in
+   * flight is skipped (deferred) and keeps its place: a later request that shares the block is
+   * deferred the same way, while one with another prefix may use the budget the deferred one leaves
+   * (stopping there would idle it for an iteration or two). Deferral lasts only while a live running
+   * sequence is computing the block: its entry goes when the block is keyed or the sequence freed. */
   private admit(
     budget: number,
     logitRows: number,
@@ -415,13 +424,19 @@ export class Scheduler {
     let reserved = noEvict ? reservedFutureBlocks(this.kv, this.running) : 0;
     let rows = 0;
     for (const r of this.running) rows += r.width;
-    while (this.waiting.length > 0 && budget > 0 && rows + this.waiting[0].width <= this.maxNumSeqs) {
-      const r = this.waiting[0];
-      if (!admits(r)) break;
+    let i = 0;
+    while (i < this.waiting.length && budget > 0) {
+      const r = this.waiting[i];
+      if (rows + r.width > this.maxNumSeqs || !admits(r)) break;
       invariant(r.numPending === 0, `request ${r.id} readmitted before its pending token arrived`);
+      const first = r.seqs[0];
+      const hit = r.contextLogits ? NO_HIT : this.kv.findPrefix(first.tokens, r.cacheSalt, first.blockKeys);
+      if (hit.nextInFlight) {
+        i++;
+        continue;
+      }
       let sizes: number[] | null;
       if (r.seqs.length === 1) {
-        const hit = r.contextLogits ? NO_HIT : this.kv.findPrefix(r.tokens, r.cacheSalt, r.blockKeys);
         const [n] = chunkSizes(r, budget, logitRows, () => true, hit.numTokens);
         if (n === 0) break;
         if (noEvict) {
@@ -432,10 +447,11 @@ export class Scheduler {
         if (!got) break;
         r.numComputedTokens = got.numCachedTokens;
         r.numCachedTokens = got.numCachedTokens;
+        this.computing(r, first, n);
         sizes = [n];
-      } else sizes = this.readmitGroup(r, budget, logitRows);
+      } else sizes = this.readmitGroup(r, hit, budget, logitRows);
       if (!sizes) break;
-      this.waiting.shift();
+      this.waiting.splice(i, 1);
       r.status = "running";
       r.admittedOrder = this.admissions++;
       this.running.push(r);
@@ -451,15 +467,24 @@ export class Scheduler {
   /** A preempted group (maxUtilization) comes back: its first sequence takes its cached prefix and
    * room for its chunk; the others wait to fork from it (joinPrefixes). Null, holding nothing, when
    * blocks run out. */
-  private readmitGroup(r: Request, budget: number, logitRows: number): number[] | null {
+  private readmitGroup(r: Request, hit: PrefixHit, budget: number, logitRows: number): number[] | null {
     const first = r.seqs[0];
-    const hit = r.contextLogits ? NO_HIT : this.kv.findPrefix(first.tokens, r.cacheSalt, first.blockKeys);
     const sizes = chunkSizes(r, budget, logitRows, (s) => s === first, hit.numTokens);
     const got = this.kv.allocate(first.kvId, first.tokens, sizes[0], r.cacheSalt, hit);
     if (!got) return null;
     first.numComputedTokens = got.numCachedTokens;
     r.numCachedTokens = got.numCachedTokens;
+    this.computing(r, first, sizes[0]);
     return sizes;
+  }
+
+  /** Sequence s of r is granted a chunk of n tokens: the full blocks it completes are in flight (for
+   * admission's deferral) up to its last real token (a placeholder's block is keyed once resolved).
+   * A chunk that fills no block (most decodes) costs no lookup. */
+  private computing(r: Request, s: Sequence, n: number): void {
+    const end = Math.min(s.numComputedTokens + n, s.tokens.length - r.numPending);
+    const bs = this.kv.tokensPerBlock;
+    if (Math.floor(end / bs) > Math.floor(s.numComputedTokens / bs)) this.kv.computing(s.kvId, s.tokens, end);
   }
 
   /** Each of r's sequences without blocks (a readmitted group's) forks from the first sequence the

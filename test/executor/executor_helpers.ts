@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, afterEach } from "node:test";
 import { buildEngine } from "../../src/builder/builder.ts";
-import { Executor, type ExecutorOptions } from "../../src/executor/executor.ts";
+import { Executor, type ExecutorOptions, type ExecutorSession } from "../../src/executor/executor.ts";
 import type { ResultEvent } from "../../src/executor/request_results.ts";
 import type { KvCacheDtype } from "../../src/runtime/kv_cache_config.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
@@ -50,6 +50,9 @@ export function assertIdle(ex: Executor): void {
 /** Bounds a test puts on its executor's CPU backend (the CUDA backend's, made small). */
 export interface BackendBounds {
   maxLogitRows?: number;
+  /** false: the backend's step queue (enqueueSample, collectSample) is hidden, so the executor runs
+   * every step synchronously. */
+  queue?: false;
 }
 
 /** The executor tests' tiny Llama (seed 7, KV blocks of 4 tokens): its engine directory, a ModelRunner
@@ -81,11 +84,31 @@ export function tinyEngineExecutors(
   });
   const executor = (options: ExecutorOptions = {}, bounds: BackendBounds = {}) => {
     const session = Session.open(dir, { kvCacheDtype });
-    for (const [name, value] of Object.entries(bounds))
-      Object.defineProperty(session.backend, name, { value });
-    const ex = new Executor(session, { ...defaults, ...options });
+    const { queue, ...rest } = bounds;
+    for (const [name, value] of Object.entries(rest)) Object.defineProperty(session.backend, name, { value });
+    const ex = new Executor(queue === false ? withoutQueue(session) : session, { ...defaults, ...options });
     open.push(ex);
     return ex;
   };
   return { dir, runner, executor };
+}
+
+/** `s` over its backend with the step queue hidden (the backend itself still uses it inside). */
+function withoutQueue(s: Session): ExecutorSession {
+  const hidden = new Set<PropertyKey>(["enqueueSample", "collectSample"]);
+  const backend = new Proxy(s.backend, {
+    get(target, key) {
+      if (hidden.has(key)) return undefined;
+      const v = Reflect.get(target, key, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  return {
+    backend,
+    config: s.config,
+    tokenizer: s.tokenizer,
+    generationDefaults: s.generationDefaults,
+    eosTokenIds: s.eosTokenIds,
+    dispose: () => s.dispose(),
+  };
 }

@@ -1,5 +1,6 @@
 // KvCacheManager and its BlockPool: exact block ids, prefix hits, LRU eviction order (tail blocks
-// first), copy-on-write forks, all-or-nothing allocation, and the idle invariant after every test.
+// first), copy-on-write forks, all-or-nothing allocation, blocks in flight, and the idle invariant after
+// every test.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { KvCacheManager } from "../../src/executor/kv_cache_manager.ts";
@@ -8,9 +9,12 @@ import { assertIdle, range } from "./kv_helpers.ts";
 describe("KvCacheManager", () => {
   test("fresh blocks in id order, released ones reused first, null when out (nothing taken)", () => {
     const kv = new KvCacheManager(4, 4);
-    assert.deepEqual(kv.allocate(1, range(0, 5), 5, "", { blocks: [], keys: [], numTokens: 0 }), {
-      numCachedTokens: 0,
-    });
+    assert.deepEqual(
+      kv.allocate(1, range(0, 5), 5, "", { blocks: [], keys: [], numTokens: 0, nextInFlight: false }),
+      {
+        numCachedTokens: 0,
+      },
+    );
     assert.deepEqual(kv.blockTable(1), [0, 1]);
     assert.deepEqual(kv.appendSlots(1, 3), { copies: [] }, "5 + 3 tokens still fit two blocks");
     assert.deepEqual(kv.blockTable(1), [0, 1]);
@@ -169,6 +173,38 @@ describe("KvCacheManager", () => {
     kv.free(1);
     kv.free(2);
     assertIdle(kv);
+  });
+
+  test("blocks in flight: computing puts a chunk's full blocks there, commit keys them, free drops them", () => {
+    const kv = new KvCacheManager(16, 4);
+    const p = range(0, 14); // [0..3] [4..7] [8..11] full, [12 13] partial
+    const q = [...range(0, 12), 90, 91]; // shares the 3 full blocks
+    assert.ok(kv.allocate(1, p, 6));
+    kv.computing(1, p, 6);
+    assert.equal(kv.numInFlight, 1, "only the block the chunk fills");
+    assert.deepEqual(kv.findPrefix(q).nextInFlight, true);
+    assert.ok(kv.appendSlots(1, 8));
+    kv.computing(1, p, 14);
+    assert.equal(kv.numInFlight, 3);
+    kv.commit(1, p, 6); // the first chunk's step ran: block 0 leaves the blocks in flight for the cache
+    assert.equal(kv.numInFlight, 2);
+    const hit = kv.findPrefix(q);
+    assert.deepEqual([hit.numTokens, hit.nextInFlight], [4, true]);
+    kv.audit();
+    assert.equal(kv.findPrefix(q, "lora:x").nextInFlight, false, "another cache salt");
+    assert.equal(kv.findPrefix(range(0, 4)).nextInFlight, false, "a full block holding the last token");
+    kv.free(1); // preempted or cancelled before its second step ran
+    assert.equal(kv.numInFlight, 0);
+    const after = kv.findPrefix(q);
+    assert.deepEqual([after.numTokens, after.nextInFlight], [4, false]);
+    // The keys commit takes from computing are those findPrefix computes itself.
+    assert.ok(kv.allocate(2, p, 10, "", { blocks: [], keys: [], numTokens: 0, nextInFlight: false }));
+    kv.computing(2, p, 10);
+    kv.commit(2, p, 10);
+    assert.equal(kv.findPrefix(q).numTokens, 8);
+    kv.free(2);
+    assertIdle(kv);
+    assert.equal(new KvCacheManager(16, 4, false).findPrefix(q).nextInFlight, false);
   });
 
   test("fork of a sequence whose blocks are all full copies nothing", () => {

@@ -37,8 +37,8 @@ class OverlapEngine {
 
   /** One loop iteration: schedule, queue (run) the step fed from the queued one, advance, then read
    * the queued one. */
-  iterate(): void {
-    const out = this.s.schedule(0);
+  iterate(now = 0): void {
+    const out = this.s.schedule(now);
     if (out.chunks.length === 0) {
       if (this.queued) this.read(this.queued);
       this.queued = null;
@@ -169,6 +169,46 @@ describe("Scheduler, overlapped", () => {
     const b = s.add({ id: 2, promptIds: [...range(10, 3), ...out.slice(0, 5), 999], maxNewTokens: 1 });
     e.drain();
     assert.equal(b.numCachedTokens, 8);
+    assertIdle(s.kv);
+  });
+
+  test("a request sharing the prefix of one admitted in the step in flight waits until it is read", () => {
+    const prefix = range(100, 16); // 4 whole blocks
+    for (const end of ["read", "cancelled", "timed out"] as const) {
+      const { s, e } = setup(32, { maxNumTokens: 64 }, never);
+      s.add({ id: 1, promptIds: [...prefix, 1], maxNewTokens: 4, allottedTimeMs: 5 });
+      const b = s.add({ id: 2, promptIds: [...prefix, 2, 3], maxNewTokens: 4 });
+      e.iterate(); // queues request 1's prompt; 2 waits for its 4 blocks
+      assert.deepEqual([b.status, s.kv.numInFlight], ["waiting", 4], end);
+      if (end === "cancelled") s.cancel(1);
+      // Read or ended, request 1's blocks are keyed (the queued step computes them): 2 hits them as soon
+      // as 1's step is read, or at once when 1 ends.
+      e.iterate(end === "timed out" ? 5 : 0);
+      assert.equal(b.status, end === "read" ? "waiting" : "running", end);
+      e.iterate();
+      assert.deepEqual([b.status, b.numCachedTokens], ["running", 16], end);
+      e.drain();
+      assert.deepEqual(e.outputs.get(2), alone([...prefix, 2, 3], 4, never), end);
+      assertIdle(s.kv);
+    }
+  });
+
+  test("preempting the request a waiting one defers to drops its blocks in flight", () => {
+    const prefix = range(100, 16);
+    const { s, e } = setup(6, { maxNumTokens: 32, policy: "maxUtilization" }, never);
+    s.add({ id: 0, promptIds: range(500, 3), maxNewTokens: 12, priority: 0.9 });
+    e.iterate();
+    const a = s.add({ id: 1, promptIds: [...prefix, 1], maxNewTokens: 3 });
+    const b = s.add({ id: 2, promptIds: [...prefix, 2, 3], maxNewTokens: 3 });
+    e.iterate();
+    assert.deepEqual([a.status, b.status, s.kv.numInFlight], ["running", "waiting", 4]);
+    e.iterate(); // request 0 needs a block: 1 is preempted before its step is read
+    assert.deepEqual([a.numPreemptions, a.status, s.kv.numInFlight], [1, "waiting", 0]);
+    e.drain();
+    // 1 recomputes its prompt once blocks are free, and 2 then waits for it again and hits it.
+    assert.deepEqual([a.numCachedTokens, b.numCachedTokens], [0, 16]);
+    assert.deepEqual(e.outputs.get(1), alone([...prefix, 1], 3, never));
+    assert.deepEqual(e.outputs.get(2), alone([...prefix, 2, 3], 3, never));
     assertIdle(s.kv);
   });
 
