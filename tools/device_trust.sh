@@ -210,8 +210,10 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
     exit 0
   fi
   if [[ $part == serve ]]; then # in-process first: the server then takes the GPU's free memory for KV
-    tp "128/128 in-process" 120 --num-requests 1024 --input-len 128 --output-len 128
-    tp "batch 64 in-process" 120 --num-requests 64 --input-len 128 --output-len 256
+    if [[ ${2:-} != http ]]; then # `serve http`: the HTTP runs alone (in-process figures of the same day)
+      tp "128/128 in-process" 120 --num-requests 1024 --input-len 128 --output-len 128
+      tp "batch 64 in-process" 120 --num-requests 64 --input-len 128 --output-len 256
+    fi
     ./bin/kiln serve --model "$e" --backend cuda --port 8321 --log-level warn >"$out/serve.log" 2>&1 &
     pid=$!
     get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())" "$1"; }

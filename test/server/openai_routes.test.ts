@@ -43,6 +43,28 @@ const post = (app: ReturnType<typeof scriptedApp>["app"], url: string, payload: 
   app.inject({ method: "POST", url, payload: payload as Record<string, unknown> });
 
 describe("openai routes on a scripted executor", () => {
+  test("completions streamed by a model without a tokenizer: one chunk per token, text empty", async () => {
+    // No tokenizer (the scripted model's), so no text: every token's delta still goes out, or a
+    // streaming client (kiln bench --serve) would see nothing before the finish.
+    const ex = new ScriptedExecutor(() => [ev(0, [5], ""), ev(0, [6], ""), ev(0, [7], "", "length", true)]);
+    const { app } = scriptedApp(ex);
+    const r = await post(app, "/v1/completions", { model: "scripted", prompt: [1, 2], stream: true });
+    assert.equal(r.statusCode, 200, r.body);
+    const { chunks, done } = parseSse(r.body);
+    assert.ok(done);
+    const choices = chunks.map(
+      (c) => (c as { choices: { text: string; finish_reason: string | null }[] }).choices[0],
+    );
+    assert.deepEqual(
+      choices.map((c) => [c.text, c.finish_reason]),
+      [
+        ["", null],
+        ["", null],
+        ["", "length"],
+      ],
+    );
+  });
+
   test("completions, n = 2: one choice per sequence, each with its finish reason; exact usage", async () => {
     const ex = new ScriptedExecutor(() => TWO);
     const { app, ctx } = scriptedApp(ex);

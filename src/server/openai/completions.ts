@@ -68,7 +68,11 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
             )
           : [],
       streamDelta: (d) => {
-        if (d.finishReason === null && d.text === "" && (!withLogprobs || d.tokenIds.length === 0)) return [];
+        // An empty delta is text held back (a partial character, a stop string's prefix) and is not
+        // sent; a model without a tokenizer has no text at all, so each token's delta goes out empty
+        // (a streaming client still sees every token as it comes).
+        const heldBack = tok !== null && d.text === "";
+        if (d.finishReason === null && heldBack && (!withLogprobs || d.tokenIds.length === 0)) return [];
         const at = offsets.get(d.index) ?? echoed(d.index).length;
         offsets.set(d.index, at + d.text.length);
         const lp = withLogprobs ? completionLogprobs(tok, d.tokenIds, d.logProbs, at, d.topLogProbs) : null;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Nsight Compute's full report (--set full: speed of light, memory workload, occupancy, warp stall
+# reasons, source counters) of one launch of one kernel during `kiln bench` on the executor engine
+# that device_trust.sh's throughput parts build (/tmp/engine-llama-3.1-8b-throughput). Clocks and
+# caches are left as they are (--clock-control none, --cache-control none). Graph nodes are profiled
+# one by one (--graph-profiling node), so a decode step's kernels are reached inside its graph.
+# Usage (device run): source .device/prelude.sh && bash tools/ncu_kernel.sh KERNEL_REGEX BATCH INPUT [SKIP]
+#   e.g. attention_decode_batch 256 128: a decode step's attention at batch 256, 128-token prompts;
+#   SKIP launches of the kernel are passed over first (default 40: past the warm-up and prefill).
+set -uo pipefail
+kernel=${1:?kernel regex}
+batch=${2:?batch}
+input=${3:?input tokens}
+skip=${4:-40}
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+e=/tmp/engine-llama-3.1-8b-throughput
+ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+log="$out/ncu-$kernel-$batch-$input.txt"
+timeout 300 "$ncu" --graph-profiling node --clock-control none --cache-control none --set full \
+  --kernel-name "regex:$kernel" --launch-skip "$skip" --launch-count 1 \
+  ./bin/kiln bench --model "$e" --backend cuda --batch-size "$batch" --input-len "$input" --output-len 4 \
+  --runs 1 >"$log" 2>"$out/ncu-$kernel.err"
+echo "ncu $kernel batch $batch input $input: exit $?"
+grep -E "^  [a-zA-Z_].*\(|Duration|Memory Throughput|DRAM Throughput|L1/TEX Hit|L2 Hit|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per Thread|Dynamic Shared|Block Limit|Warp Cycles Per Issued|Issue Slots Busy|Executed Ipc Active|Eligible Warps|No Eligible|Stall|One or More Eligible|Grid Size|Waves Per SM" "$log" | head -60
