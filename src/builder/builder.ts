@@ -195,10 +195,12 @@ function* finish(
   if (method === "int4-awq") {
     const ids = calibrationIds(config.build, modelDir);
     // --backend cuda: calibration and both searches on the GPU the engine is built on.
+    const t = performance.now();
     const target =
       config.build.backend === "cuda"
         ? cudaAwqTarget(config.model, plan, calibrationWindow(config.model, config.build.maxSeqLen))
         : CPU_AWQ;
+    const kernelsMs = performance.now() - t;
     ({ weights: stored, report: awq } = yield* awqScaledWeights(
       config.model,
       network,
@@ -207,6 +209,7 @@ function* finish(
       config.build.maxSeqLen,
       target,
     ));
+    if (target !== CPU_AWQ) awq.ms.kernels = kernelsMs;
   } else if (method === "fp8-static") {
     const ids = calibrationIds(config.build, modelDir);
     const fp32 = new Map(weights.map((w) => [w.name, toF32(w.bytes(), w.dtype)]));

@@ -36,8 +36,9 @@ export interface AwqGroupReport {
 export interface AwqReport {
   tokens: number;
   groups: AwqGroupReport[];
-  /** Wall time of each phase: the calibration forward, the scale search and the clip search. */
-  ms: { calibration: number; scaleSearch: number; clipSearch: number };
+  /** Wall time of each phase: the calibration forward, the scale search and the clip search; with
+   * --backend cuda, compiling their kernels first (`kernels`). */
+  ms: { kernels?: number; calibration: number; scaleSearch: number; clipSearch: number };
 }
 
 /** Where AWQ's phases run: the calibration forward on `calibration`'s backend, the searches' energies
