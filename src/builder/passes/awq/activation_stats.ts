@@ -1,7 +1,8 @@
-// AWQ's calibration pass: calibration tokens run through the network on the CPU backend (fp32), and
-// each AWQ group's input activation is observed as the linear reads it: the mean |x| per input
-// channel over every token (s_x, the salience AWQ scales by) and a subsample of whole rows (the X of
-// the scale search's loss). Windows are independent sequences from position 0, as AutoAWQ's blocks.
+// AWQ's calibration pass: calibration tokens run through the network in fp32 (on the CPU backend, or
+// the CUDA backend for --backend cuda builds: the same observer contract), and each AWQ group's input
+// activation is observed as the linear reads it: the mean |x| per input channel over every token
+// (s_x, the salience AWQ scales by) and a subsample of whole rows (the X of the scale search's loss).
+// Windows are independent sequences from position 0, as AutoAWQ's blocks.
 import type { ModelConfig } from "../../../checkpoint/model_config.ts";
 import type { Network } from "../../../models/network.ts";
 import { type CalibrationTarget, runCalibration } from "../../calibration_run.ts";
