@@ -6,7 +6,7 @@
 // The energies must be the same doubles (tolerance 0: the kernel makes the same roundings in the same
 // order). Shapes: rows 6, 9, 37 (a 4-row tail, two row tiles), cols 256, 300 (a partial group of 44),
 // n 5, 7, 130 (odd; two sample passes), the 10 shrinks; rows with exact .5 ties and an all-zero group.
-// Build and run: awq_search_run.sh.
+// Build and run: awq_search_run.sh; with `--io IN OUT` it runs the kernel on a test's inputs instead.
 #include "fakecuda.h"
 #include "../awq_search.cu"
 #include <cmath>
@@ -170,9 +170,34 @@ int check_scale(int rows, int cols, int n, int cands, std::mt19937& g) {
   return compare(what, run_kernel(w, &s, nullptr, x, rows, cols, n, cols, cands), want);
 }
 
+/** --io IN OUT: the kernel on inputs the TypeScript test wrote, its energies written back (the test
+ * compares them with the TypeScript reference itself). IN: int32 mode (0 scale, 1 clip), rows, cols,
+ * n, candidates; then w [rows, cols] f32, x [n, cols] f32, then scales [candidates, cols] f32 or
+ * shrinks [candidates] f64. OUT: err f64 [candidates, rows, groups]. */
+int io(const char* in_path, const char* out_path) {
+  FILE* f = fopen(in_path, "rb");
+  if (!f) return 2;
+  int h[5];
+  bool ok = fread(h, 4, 5, f) == 5;
+  const int mode = h[0], rows = h[1], cols = h[2], n = h[3], cands = h[4];
+  Mat w((size_t)rows * cols), x((size_t)n * cols), s(mode == 0 ? (size_t)cands * cols : 0);
+  std::vector<double> shrinks(mode == 1 ? cands : 0);
+  ok = ok && fread(w.data(), 4, w.size(), f) == w.size() && fread(x.data(), 4, x.size(), f) == x.size();
+  ok = ok && fread(s.data(), 4, s.size(), f) == s.size() && fread(shrinks.data(), 8, shrinks.size(), f) == shrinks.size();
+  fclose(f);
+  if (!ok) return 2;
+  const auto err = mode == 0 ? run_kernel(w, &s, nullptr, x, rows, cols, n, cols, cands)
+                             : run_kernel(w, nullptr, &shrinks, x, rows, cols, n, 128, cands);
+  FILE* o = fopen(out_path, "wb");
+  if (!o || fwrite(err.data(), 8, err.size(), o) != err.size()) return 2;
+  fclose(o);
+  return 0;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc == 4 && std::strcmp(argv[1], "--io") == 0) return io(argv[2], argv[3]);
   std::mt19937 g(19);
   int bad = 0;
   bad += check_clip(37, 300, 5, 10, g);
