@@ -159,7 +159,16 @@ describe("--quantize int4-awq on --backend cuda vs the CPU path", { skip }, () =
       .ids.slice(0, 700); // two windows, the second partial
     const run = (t?: ReturnType<typeof target>["calibration"]) =>
       runSteps(
-        collectInputStats(fp32.net.config, fp32.net, fp32.weights, groups, Int32Array.from(ids), 512, 128, t),
+        collectInputStats(
+          fp32.net.config,
+          fp32.net,
+          fp32.weights,
+          groups,
+          Int32Array.from(ids),
+          calibrationWindow(fp32.net.config, 0),
+          128,
+          t,
+        ),
       );
     const cpu = run();
     const gpu = run(target().calibration);
