@@ -74,11 +74,13 @@ export function clipErrors(
 /** clipWeights over every row of `w`. */
 function clipRows(w: Float32Array, rows: number, cols: number, errors: ClipErrorsFn): number {
   const { groups } = quantizedLayout([rows, cols]);
-  const orgMax = new Float32Array(rows * groups);
+  const orgMax = new Float32Array(rows * groups); // max |w| per (row, group): a pass over every weight
   for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      const i = r * groups + Math.floor(c / GROUP_SIZE);
-      orgMax[i] = Math.max(orgMax[i], Math.abs(w[r * cols + c]));
+    for (let g = 0; g < groups; g++) {
+      let m = 0;
+      const end = r * cols + Math.min(cols, (g + 1) * GROUP_SIZE);
+      for (let k = r * cols + g * GROUP_SIZE; k < end; k++) m = Math.max(m, Math.abs(w[k]));
+      orgMax[r * groups + g] = m;
     }
   }
   const bestErr = new Float64Array(rows * groups).fill(Infinity);
