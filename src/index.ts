@@ -30,7 +30,11 @@ export {
   UnsupportedQuantizationError,
 } from "./checkpoint/errors.ts";
 export type { BackendName, BuildConfig, QuantizeMethod } from "./engine/build_config.ts";
-export { CalibrationFileError, CalibrationNotUsedError } from "./engine/calibration.ts";
+export {
+  CalibrationFileError,
+  CalibrationMemoryError,
+  CalibrationNotUsedError,
+} from "./engine/calibration.ts";
 export {
   EngineCorruptError,
   EngineError,

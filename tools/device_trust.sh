@@ -37,7 +37,11 @@
 #            executor (goal ≥ 31,000 output tok/s); the quantized GPU tests include fp8's;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
-#            (gemm_wo), one after the other on the same engine
+#            (gemm_wo), one after the other on the same engine;
+#            `quant awq` (not in the whole): test/gpu/awq_cuda.test.ts (the CUDA path's AWQ against the CPU's),
+#            then the 8B built with --backend cuda --quantize int4-awq (goal ≤ 300 s): the build time with
+#            the calibration forward, scale search and clip search split out (`kiln build --json`'s
+#            awq.ms), then its batch-1 TPOT and prefill against the floor
 # Usage (device run, carry .device and .devnm, made by tools/pack_device_modules.sh):
 #   mkdir -p node_modules && tar -xJf .devnm/nm.tar.xz -C node_modules && source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
@@ -126,9 +130,33 @@ if [[ $part == quant ]]; then
     echo "gemm_wo GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_gemm.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError" "$out/test_gemm.log" | head -20
   fi
+  if [[ $which == awq ]]; then
+    timeout 420 node scripts/test.mjs gpu test/gpu/awq_cuda.test.ts >"$out/test_awq.log" 2>&1
+    echo "AWQ GPU test exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_awq.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError|phases ms|mean KL" "$out/test_awq.log" | head -20
+  fi
   [[ $which == tests || $which == zp ]] && exit 0
   ckpt=/tmp/hf-$big
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
+  if [[ $which == awq ]]; then
+    # int4-awq tokenizes its calibration text with the checkpoint's tokenizer; the random-weight
+    # checkpoint has none. The bundled model's (2,048 ids) serves: every id it gives is a row of the 8B's
+    # 128,256-entry embedding. A copy of the checkpoint (its files linked) keeps the others' cache keys.
+    tok=/tmp/hf-$big-awq
+    mkdir -p "$tok" && ln -sf "$ckpt"/* "$tok"/ && rm -f "$tok"/tokenizer*.json
+    cp models/default/tokenizer.json models/default/tokenizer_config.json "$tok"/
+    e=/tmp/engine-$big-int4-awq
+    rm -rf "$e"
+    t0=$(date +%s%N)
+    ./bin/kiln build --model "$tok" --output "$e" --backend cuda --dtype bf16 --quantize int4-awq \
+      --json >"$out/build-awq.json" 2>"$out/build-awq.err"
+    echo "$big int4-awq kiln build --backend cuda: exit $? in $(ms "$t0") ms (goal ≤ 300000; build-awq.err)"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); a=d['awq']; m=a['ms']; g=[x for x in a['groups'] if 'alpha' in x]; print('  AWQ kernels %.0f ms, calibration forward %.0f ms (%d tokens), scale search %.0f ms, clip search %.0f ms; engine kernels + GEMM tuning %.0f ms; %d groups searched, mean alpha %.3f, clipped %d' % (m.get('kernels', 0), m['calibration'], a['tokens'], m['scaleSearch'], m['clipSearch'], 1000 * d.get('targetSeconds', 0), len(g), sum(x['alpha'] for x in g) / max(1, len(g)), sum(x.get('clipped', 0) for x in a['groups'])))" \
+      "$out/build-awq.json" || echo "  no awq record (build-awq.err)"
+    bench "$big int4-awq decode" "$e" "${decode[@]}"
+    bench "$big int4-awq prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 3
+    exit 0
+  fi
   if [[ $which == fp8 ]]; then # one engine sized for the executor serves all three measurements
     e=/tmp/engine-$big-fp8
     t0=$(date +%s%N)

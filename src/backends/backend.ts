@@ -27,8 +27,17 @@ export interface StepInput {
   logitRows: Int32Array; // [numLogitRows]
 }
 
+import type { Op } from "../engine/format.ts";
 import type { DecodingOps, SampleParams, StepTransforms } from "./decoding_ops.ts";
 import type { KvCacheDtype } from "./kv_cache_dtype.ts";
+
+/** Sees each linear op's input x [rows, op.inFeatures] (fp32) before the op runs: the builder's
+ * calibration (AWQ) reads activations through it, on either backend; it must not modify x. */
+export type LinearInputObserver = (
+  op: Extract<Op, { kind: "linear" }>,
+  x: Float32Array,
+  rows: number,
+) => void;
 
 /** A queued step of `enqueueSample`: its sequence number and how many rows it samples. */
 export interface SampleTicket {

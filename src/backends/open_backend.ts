@@ -6,8 +6,8 @@ import type { ModelConfig } from "../checkpoint/model_config.ts";
 import type { BackendName } from "../engine/build_config.ts";
 import type { Plan } from "../engine/format.ts";
 import type { LoadedEngine } from "../engine/reader.ts";
-import type { ExecutionBackend, StepInput } from "./backend.ts";
-import { CpuBackend, type LinearInputObserver } from "./cpu/cpu_backend.ts";
+import type { ExecutionBackend, LinearInputObserver, StepInput } from "./backend.ts";
+import { CpuBackend } from "./cpu/cpu_backend.ts";
 import { CudaBackend } from "./cuda/cuda_backend.ts";
 import { CudaDevice } from "./cuda/device/index.ts";
 import { kernelSourcesHash } from "./cuda/kernel_modules.ts";
@@ -65,15 +65,29 @@ function cudaArch(): string {
   }
 }
 
-/** A CPU backend over a plan and fp32 weights held in memory, before any engine exists, calling
- * `observe` with every linear op's input: the builder runs calibration text through the network it is
- * building (AWQ). The caller allocates its KV cache and disposes it. */
+/** Where the builder's calibration runs: the CPU backend (the reference), or GPU 0 through the CUDA
+ * backend, given the plan's fp32 kernel modules compiled for it (by cubinBlobName; the builder's CUDA
+ * target compiles them) and the most tokens one calibration step carries. */
+export type CalibrationTarget =
+  | { backend: "cpu" }
+  | { backend: "cuda"; cubins: ReadonlyMap<string, Uint8Array>; maxTokens: number };
+
+/** A backend over a plan and fp32 weights held in memory, before any engine exists, calling `observe`
+ * with every linear op's input x [rows, inFeatures] (fp32, on either backend): the builder runs
+ * calibration text through the network it is building (AWQ). The caller allocates its KV cache and
+ * disposes it. */
 export function openCalibrationBackend(
   model: ModelConfig,
   plan: Plan,
   weights: Map<string, Float32Array>,
   kvBlockSize: number,
   observe: LinearInputObserver,
+  target: CalibrationTarget = { backend: "cpu" },
 ): ExecutionBackend & { forward(step: StepInput): Float32Array } {
+  if (target.backend === "cuda")
+    return CudaBackend.forCalibration(
+      { model, plan, weights, blobs: target.cubins, kvBlockSize, maxTokens: target.maxTokens },
+      observe,
+    );
   return new CpuBackend(model, plan, weights, kvBlockSize, new Map(), "auto", observe);
 }

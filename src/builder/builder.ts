@@ -24,12 +24,13 @@ import { calibrationIds, calibrationWindow } from "./calibration_run.ts";
 import { checkWeightsPresent, engineWeight, resolveDtype } from "./checkpoint_weights.ts";
 import { ModelIsEngineError } from "./errors.ts";
 import { optimize } from "./optimize.ts";
-import { type AwqReport, awqScaledWeights } from "./passes/awq/awq.ts";
+import { type AwqReport, awqScaledWeights, CPU_AWQ } from "./passes/awq/awq.ts";
 import { fp8InputScales } from "./passes/fp8_static.ts";
 import { quantizeWeights } from "./passes/quantize_weights.ts";
 import { assertPrequantizedBuild, PrequantizedLinears } from "./prequantized.ts";
 import { randomEngineWeight } from "./random_weights.ts";
 import { runSteps } from "./steps.ts";
+import { cudaAwqTarget } from "./targets/cuda_awq.ts";
 import { buildCudaArtifacts } from "./targets/cuda_target.ts";
 
 export interface BuildResult {
@@ -193,13 +194,22 @@ function* finish(
   let inputScales: Map<string, number> | undefined;
   if (method === "int4-awq") {
     const ids = calibrationIds(config.build, modelDir);
+    // --backend cuda: calibration and both searches on the GPU the engine is built on.
+    const t = performance.now();
+    const target =
+      config.build.backend === "cuda"
+        ? cudaAwqTarget(config.model, plan, calibrationWindow(config.model, config.build.maxSeqLen))
+        : CPU_AWQ;
+    const kernelsMs = performance.now() - t;
     ({ weights: stored, report: awq } = yield* awqScaledWeights(
       config.model,
       network,
       weights,
       ids,
       config.build.maxSeqLen,
+      target,
     ));
+    if (target !== CPU_AWQ) awq.ms.kernels = kernelsMs;
   } else if (method === "fp8-static") {
     const ids = calibrationIds(config.build, modelDir);
     const fp32 = new Map(weights.map((w) => [w.name, toF32(w.bytes(), w.dtype)]));

@@ -1,11 +1,16 @@
-// Runs calibration tokens through a network being built, on the CPU backend in fp32, calling `observe`
-// with every linear op's input as it is read (int4-awq's activation statistics, fp8-static's input
-// ranges). Windows of at most `window` tokens are independent sequences from position 0.
+// Runs calibration tokens through a network being built, in fp32 on the CPU backend or (int4-awq with
+// --backend cuda) on the GPU, calling `observe` with every linear op's input as it is read (int4-awq's
+// activation statistics, fp8-static's input ranges). Windows of at most `window` tokens are independent
+// sequences from position 0.
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { StepInput } from "../backends/backend.ts";
-import { type LinearInputObserver, openCalibrationBackend } from "../backends/open_backend.ts";
+import {
+  type CalibrationTarget,
+  type LinearInputObserver,
+  openCalibrationBackend,
+} from "../backends/open_backend.ts";
 import type { ModelConfig } from "../checkpoint/model_config.ts";
 import { type BuildConfig, type QuantizeMethod, storedFormat } from "../engine/build_config.ts";
 import { CalibrationFileError, readCalibrationText } from "../engine/calibration.ts";
@@ -13,7 +18,11 @@ import { contextWindow } from "../models/context.ts";
 import type { Network } from "../models/network.ts";
 import { Tokenizer } from "../tokenizer/index.ts";
 
-const KV_BLOCK = 16;
+export type { CalibrationTarget };
+
+/** Tokens per KV block of the calibration backend (the CUDA one's kernels are compiled for it). */
+export const CALIBRATION_KV_BLOCK = 16;
+const KV_BLOCK = CALIBRATION_KV_BLOCK;
 /** Longest calibration window (AutoAWQ's block length); shorter when the model's context is. */
 const MAX_WINDOW = 512;
 
@@ -40,8 +49,9 @@ export function calibrationWindow(model: ModelConfig, maxSeqLen: number): number
   return Math.min(MAX_WINDOW, contextWindow(model), maxSeqLen || Infinity);
 }
 
-/** Runs `ids` window by window, yielding after each; `observe(op, x, rows, start)` gets the absolute
- * index of the window's first token. `weights` (fp32) are only read. */
+/** Runs `ids` window by window on `target`'s backend (the CPU by default), yielding after each;
+ * `observe(op, x, rows, start)` gets the absolute index of the window's first token. `weights` (fp32)
+ * are only read. */
 export function* runCalibration(
   model: ModelConfig,
   net: Network,
@@ -49,6 +59,7 @@ export function* runCalibration(
   ids: Int32Array,
   window: number,
   observe: (...args: [...Parameters<LinearInputObserver>, start: number]) => void,
+  target: CalibrationTarget = { backend: "cpu" },
 ): Generator<void, void> {
   let start = 0;
   const backend = openCalibrationBackend(
@@ -57,6 +68,7 @@ export function* runCalibration(
     new Map(weights), // the backend's dispose() clears its map, not the caller's
     KV_BLOCK,
     (op, x, rows) => observe(op, x, rows, start),
+    target,
   );
   try {
     for (; start < ids.length; start += window) {

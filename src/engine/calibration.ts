@@ -16,6 +16,10 @@ export class CalibrationFileError extends KilnError {}
 /** --calibration or --calibration-tokens given to a build that does not calibrate. */
 export class CalibrationNotUsedError extends KilnError {}
 
+/** A calibrated build on --backend cuda whose fp32 calibration weights do not fit in the GPU's free
+ * memory. */
+export class CalibrationMemoryError extends KilnError {}
+
 /** The calibration settings of a calibrated build: `file` absolute ("" given = the bundled model's
  * calibration.txt), `tokens` ≥ 2, `sha256` of the file's bytes. */
 export function resolveCalibration(

@@ -6,7 +6,13 @@ import { EngineError } from "../../engine/errors.ts";
 import type { Op, Plan } from "../../engine/format.ts";
 import { fakeQuantizeActivations } from "../../engine/fp8_format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
+import type {
+  ExecutionBackend,
+  LinearInputObserver,
+  SampleTicket,
+  StepInput,
+  TokenFeed,
+} from "../backend.ts";
 import { applyTransforms, type SampleParams, type StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
@@ -35,11 +41,6 @@ interface Act {
 }
 
 type AttentionOp = Extract<Op, { kind: "attention" }>;
-type LinearOp = Extract<Op, { kind: "linear" }>;
-
-/** Sees each linear op's input x [rows, op.inFeatures] before the op runs (the builder's AWQ
- * calibration reads activations through it); it must not modify x. */
-export type LinearInputObserver = (op: LinearOp, x: Float32Array, rows: number) => void;
 
 export class CpuBackend implements ExecutionBackend {
   readonly name = "cpu";

@@ -59,6 +59,12 @@ export class ActivationArena {
     this.buffer.downloadAsync(stream, logits, this.region(this.output).offset);
   }
 
+  /** Copies the first `into.length` elements of fp32 storage `name` to the host, after the work queued
+   * on `stream` (returns once the copy is done). */
+  download(stream: Stream, name: string, into: Float32Array): void {
+    this.buffer.downloadAsync(stream, into, this.region(name).offset);
+  }
+
   /** Queues the copy of row rows[i] of storage x to row i of storage out (rows of rowBytes bytes). */
   gatherRows(stream: Stream, x: string, out: string, rowBytes: number, rows: Int32Array): void {
     const src = this.region(x);

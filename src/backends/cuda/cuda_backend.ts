@@ -9,10 +9,18 @@
 // Logits come back to the host as fp32 for the decoding ops.
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
+import { CalibrationMemoryError } from "../../engine/calibration.ts";
 import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
 import type { EngineConfig } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type { DecodeProfile, ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
+import type {
+  DecodeProfile,
+  ExecutionBackend,
+  LinearInputObserver,
+  SampleTicket,
+  StepInput,
+  TokenFeed,
+} from "../backend.ts";
 import type { DecodingOps, SampleParams, StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
 import { checkFeed, checkPenaltyFeed } from "../token_feed.ts";
@@ -33,11 +41,12 @@ import { graphReserveBytes } from "./graph_reserve.ts";
 import { KernelLauncher } from "./kernel_launcher.ts";
 import { DeviceKvCache, type KvCacheDtype } from "./kv_cache.ts";
 import { type Lowered, lower } from "./lowering.ts";
+import { type MemoryEngineSpec, memoryEngine } from "./memory_engine.ts";
 import { measureCopyBandwidth, measureGemmFlops, profileDecode, profileEager } from "./profile.ts";
 import { StepLauncher } from "./step_launcher.ts";
 import { type PackedStep, packDecodeStep, packStep, writeFeed, writeSampleParams } from "./step_metadata.ts";
 import { StepUploads } from "./step_uploads.ts";
-import { type CudaTuning, cudaTuningFromEnv, profilingWarnings } from "./tuning.ts";
+import { type CudaTuning, cudaTuning, cudaTuningFromEnv, profilingWarnings } from "./tuning.ts";
 import { graphWarmUpSteps, type WarmUpLimits, warmUpStep } from "./warm_up_step.ts";
 import { assertCudaWeightFormats, assertFp8Capable, hasFp8Weights } from "./weight_formats.ts";
 import { DeviceWeights } from "./weights.ts";
@@ -86,6 +95,7 @@ export class CudaBackend implements ExecutionBackend {
     /** Fixed for the backend's lifetime: graphs are captured under the settings its eager steps use. */
     readonly tuning: CudaTuning,
     readonly kvCacheDtype: KvCacheDtype, // the KV pool's storage: fp8 launches the `_kv8` kernels
+    observeLinear?: LinearInputObserver, // calibration only (forCalibration)
   ) {
     this.dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
     const elem = ELEM[this.dtype];
@@ -148,6 +158,7 @@ export class CudaBackend implements ExecutionBackend {
       ...rows,
       maxSeqs,
       gemmAlgos,
+      observeLinear,
     });
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
   }
@@ -168,6 +179,33 @@ export class CudaBackend implements ExecutionBackend {
         );
       }
       return new CudaBackend(device, Stream.create(device), model, engine.config, engine, tuning, kvDtype);
+    } catch (e) {
+      device.dispose();
+      throw e;
+    }
+  }
+
+  /** Opens GPU 0 over a plan and fp32 weights held in memory (memory_engine.ts) and calls `observe`
+   * with every linear's input, copied to the host before the linear runs: the builder's calibration.
+   * Every step runs eagerly with nothing fused across a linear's input (no graphs, no PDL, the gated
+   * activation as its own kernel; fp32 linears run on cuBLASLt, never in a gated GEMV epilogue), so
+   * every input exists as a buffer. CalibrationMemoryError when the weights do not fit. */
+  static forCalibration(spec: MemoryEngineSpec, observe: LinearInputObserver): CudaBackend {
+    const engine = memoryEngine(spec);
+    const device = CudaDevice.open(0);
+    try {
+      const bytes = engine.header.weights.reduce((n, w) => n + w.byteLength, 0);
+      const { free } = device.memoryInfo();
+      if (bytes > free) {
+        const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+        throw new CalibrationMemoryError(
+          `--quantize int4-awq with --backend cuda calibrates over fp32 weights: ${gib(bytes)}, but GPU 0 (${device.name}) has ${gib(free)} free; ` +
+            "free the GPU, or build with --backend cpu (the same engine, calibrated on the CPU, far slower)",
+        );
+      }
+      const tuning = cudaTuning({ graphs: false, pdl: false, fuseGatedAct: false, ropeFuse: false });
+      const stream = Stream.create(device);
+      return new CudaBackend(device, stream, spec.model, engine.config, engine, tuning, "auto", observe);
     } catch (e) {
       device.dispose();
       throw e;

@@ -6,6 +6,7 @@
 // decode attention's scratch (decode_attention.ts) until dispose().
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
+import type { LinearInputObserver } from "../backend.ts";
 import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
@@ -13,7 +14,7 @@ import type { CudaDevice, DevicePtr, KernelArg, Stream } from "./device/index.ts
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
-import { LinearLauncher } from "./linear_launcher.ts";
+import { LinearLauncher, type LinearStep } from "./linear_launcher.ts";
 import type { Lowered, LoweredStep } from "./lowering.ts";
 import { prefillTiles } from "./prefill_tiles.ts";
 import { decodeRopeArgs, type RopeSources, ropeArgs } from "./rope_args.ts";
@@ -46,6 +47,8 @@ export interface StepResources {
   maxSeqs: number;
   /** cuBLASLt algorithms chosen at build time, by gemmKey. */
   gemmAlgos: ReadonlyMap<string, Uint8Array>;
+  /** Calibration only (fp32 engines): sees every linear's input, copied to the host before the linear. */
+  observeLinear?: LinearInputObserver;
 }
 
 export class StepLauncher {
@@ -64,8 +67,12 @@ export class StepLauncher {
   private readonly linears: LinearLauncher;
   /** Decode attention's split plan and partials. */
   private readonly attention: DecodeAttention;
+  private readonly observeLinear?: LinearInputObserver;
 
   constructor(r: StepResources) {
+    if (r.observeLinear && r.dtype !== "fp32")
+      throw new Error("internal: linear inputs are observed in fp32 only");
+    this.observeLinear = r.observeLinear;
     this.stream = r.stream;
     this.dtype = r.dtype;
     this.elem = ELEM[r.dtype];
@@ -144,6 +151,7 @@ export class StepLauncher {
         ]);
         return;
       case "linear":
+        if (this.observeLinear) this.observe(step.op, rowsOf(step.op.x));
         this.linears.run(step, rowsOf(step.op.x));
         return;
       case "rms_norm": {
@@ -359,6 +367,14 @@ export class StepLauncher {
         return;
       }
     }
+  }
+
+  /** The linear's input x [rows, inFeatures] as it is now in the arena, to the observer (synchronous:
+   * the copy waits for the kernels that write x). */
+  private observe(op: LinearStep["op"], rows: number): void {
+    const x = new Float32Array(rows * op.inFeatures);
+    this.arena.download(this.stream, op.x, x);
+    this.observeLinear?.(op, x, rows);
   }
 
   dispose(): void {

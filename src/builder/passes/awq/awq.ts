@@ -8,9 +8,10 @@ import type { ModelConfig } from "../../../checkpoint/model_config.ts";
 import { fromF32, toF32 } from "../../../dtype.ts";
 import type { EngineWeight } from "../../../engine/writer.ts";
 import type { Network } from "../../../models/network.ts";
-import { calibrationWindow } from "../../calibration_run.ts";
+import { type CalibrationTarget, calibrationWindow } from "../../calibration_run.ts";
 import { collectInputStats } from "./activation_stats.ts";
 import { clipWeights } from "./clip_search.ts";
+import { CPU_ENERGIES, type EnergyDevice } from "./energy_device.ts";
 import { applyAwqScales, awqGroups, queryKeyRows } from "./fold_rules.ts";
 import { searchScales } from "./scale_search.ts";
 
@@ -35,7 +36,21 @@ export interface AwqGroupReport {
 export interface AwqReport {
   tokens: number;
   groups: AwqGroupReport[];
+  /** Wall time of each phase: the calibration forward, the scale search and the clip search; with
+   * --backend cuda, compiling their kernels first (`kernels`). */
+  ms: { kernels?: number; calibration: number; scaleSearch: number; clipSearch: number };
 }
+
+/** Where AWQ's phases run: the calibration forward on `calibration`'s backend, the searches' energies
+ * on the device `openEnergies` opens once the calibration's backend is gone (its GPU memory freed).
+ * The host side (the search loops, the choices, the folding) is the same code either way. */
+export interface AwqTarget {
+  calibration: CalibrationTarget;
+  openEnergies(): EnergyDevice;
+}
+
+/** Everything on the CPU: the reference, and what --backend cpu builds with. */
+export const CPU_AWQ: AwqTarget = { calibration: { backend: "cpu" }, openEnergies: () => CPU_ENERGIES };
 
 /** `weights` with AWQ's scales applied (still in their dtype, unquantized), and what was chosen. The
  * generator yields after each calibration window and each group searched. */
@@ -45,45 +60,85 @@ export function* awqScaledWeights(
   weights: EngineWeight[],
   ids: Int32Array,
   maxSeqLen: number,
+  target: AwqTarget = CPU_AWQ,
 ): Generator<void, { weights: EngineWeight[]; report: AwqReport }> {
   const fp32 = new Map(weights.map((w) => [w.name, toF32(w.bytes(), w.dtype)]));
   const groups = awqGroups(net);
   const window = calibrationWindow(model, maxSeqLen);
-  const stats = yield* collectInputStats(model, net, fp32, groups, ids, window, SEARCH_SAMPLES);
+  const t0 = performance.now();
+  const stats = yield* collectInputStats(
+    model,
+    net,
+    fp32,
+    groups,
+    ids,
+    window,
+    SEARCH_SAMPLES,
+    target.calibration,
+  );
+  const t1 = performance.now();
   const scales = new Map<string, Float32Array>();
   const report: AwqGroupReport[] = [];
-  for (const g of groups) {
-    if (!g.fold) {
-      report.push({ input: g.input, skip: g.skip });
-      continue;
+  const energies = target.openEnergies();
+  let t2 = t1;
+  try {
+    for (const g of groups) {
+      if (!g.fold) {
+        report.push({ input: g.input, skip: g.skip });
+        continue;
+      }
+      const st = stats.get(g.input)!;
+      const { rows, w } = sampledRows(
+        g.linears.map((l) => fp32.get(l.weight)!),
+        g.inFeatures,
+        SEARCH_ROWS,
+      );
+      const session = energies.scaleSession(w, rows, g.inFeatures, st.samples, st.rows);
+      try {
+        const best = searchScales(w, rows, g.inFeatures, st.meanAbs, st.samples, st.rows, (c) =>
+          session.losses(c),
+        );
+        if (best.alpha > 0) scales.set(g.input, best.scales);
+        report.push({ input: g.input, alpha: best.alpha, loss: best.loss, rtnLoss: best.rtnLoss });
+      } finally {
+        session.dispose();
+      }
+      yield;
     }
-    const st = stats.get(g.input)!;
-    const { rows, w } = sampledRows(
-      g.linears.map((l) => fp32.get(l.weight)!),
-      g.inFeatures,
-      SEARCH_ROWS,
-    );
-    const best = searchScales(w, rows, g.inFeatures, st.meanAbs, st.samples, st.rows);
-    if (best.alpha > 0) scales.set(g.input, best.scales);
-    report.push({ input: g.input, alpha: best.alpha, loss: best.loss, rtnLoss: best.rtnLoss });
-    yield;
-  }
-  applyAwqScales(groups, scales, fp32);
-  // Clipping sees the scaled weights and the input they now read, x / s.
-  const qk = queryKeyRows(net);
-  for (const [i, g] of groups.entries()) {
-    const st = stats.get(g.input)!;
-    const s = scales.get(g.input);
-    const x = s ? st.samples.map((v, k) => v / s[k % g.inFeatures]) : st.samples;
-    let clipped = 0;
-    for (const l of g.linears) {
-      const ranges = qk.get(l.weight) ?? [];
-      const unclipped = (r: number) => ranges.some(([from, to]) => r >= from && r < to);
-      clipped += clipWeights(fp32.get(l.weight)!, l.outFeatures, l.inFeatures, x, st.rows, unclipped);
+    applyAwqScales(groups, scales, fp32);
+    t2 = performance.now();
+    // Clipping sees the scaled weights and the input they now read, x / s.
+    const qk = queryKeyRows(net);
+    for (const [i, g] of groups.entries()) {
+      const st = stats.get(g.input)!;
+      const s = scales.get(g.input);
+      const x = s ? st.samples.map((v, k) => v / s[k % g.inFeatures]) : st.samples;
+      const session = energies.clipSession(x, st.rows, g.inFeatures);
+      let clipped = 0;
+      try {
+        for (const l of g.linears) {
+          const ranges = qk.get(l.weight) ?? [];
+          const unclipped = (r: number) => ranges.some(([from, to]) => r >= from && r < to);
+          clipped += clipWeights(
+            fp32.get(l.weight)!,
+            l.outFeatures,
+            l.inFeatures,
+            x,
+            st.rows,
+            unclipped,
+            (...a) => session.errors(...a),
+          );
+        }
+      } finally {
+        session.dispose();
+      }
+      report[i].clipped = clipped;
+      yield;
     }
-    report[i].clipped = clipped;
-    yield;
+  } finally {
+    energies.dispose();
   }
+  const ms = { calibration: t1 - t0, scaleSearch: t2 - t1, clipSearch: performance.now() - t2 };
   const touched = new Set(
     groups.flatMap((g) => [
       ...g.linears.map((l) => l.weight),
@@ -99,7 +154,7 @@ export function* awqScaledWeights(
     const values = fp32.get(w.name)!;
     return { ...w, bytes: () => fromF32(values, w.dtype) };
   });
-  return { weights: out, report: { tokens: ids.length, groups: report } };
+  return { weights: out, report: { tokens: ids.length, groups: report, ms } };
 }
 
 /** At most `max` rows, evenly spaced, of the weights [out_i, cols] stacked, [rows, cols]. */

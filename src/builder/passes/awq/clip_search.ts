@@ -14,9 +14,18 @@ import { groupErrors } from "./error_energy.ts";
 const CLIP_GRID = 20;
 const CLIP_STEPS = 10;
 
+/** For each shrink, the error per (row, group) of clipping `w` [rows, cols] to ±orgMax·shrink ([rows,
+ * groups]) and quantizing, on `x` [n, cols]: energy_device.ts's ClipErrors.errors. */
+export type ClipErrorsFn = (
+  w: Float32Array,
+  rows: number,
+  orgMax: Float32Array,
+  shrinks: readonly number[],
+) => Float64Array[];
+
 /** Clips `w` [rows, cols] in place, row by row and group by group (rows where `unclipped(row)` aside),
- * choosing each clip on samples `x` [n, cols] (the input as the scaled weights see it). Returns how
- * many (row, group) pairs were clipped. */
+ * choosing each clip on samples `x` [n, cols] (the input as the scaled weights see it); `errors` ranks
+ * the clips (energy_device.ts: on the CPU by default). Returns how many (row, group) pairs were clipped. */
 export function clipWeights(
   w: Float32Array,
   rows: number,
@@ -24,31 +33,31 @@ export function clipWeights(
   x: Float32Array,
   n: number,
   unclipped: (row: number) => boolean,
+  errors: ClipErrorsFn = (sub, subRows, orgMax, shrinks) =>
+    clipErrors(sub, subRows, cols, orgMax, shrinks, x, n),
 ): number {
   const picked = Array.from({ length: rows }, (_, r) => r).filter((r) => !unclipped(r));
   if (picked.length === 0) return 0;
   const sub = new Float32Array(picked.length * cols); // [picked, cols]
   picked.forEach((r, i) => sub.set(w.subarray(r * cols, (r + 1) * cols), i * cols));
-  const count = clipRows(sub, picked.length, cols, x, n);
+  const count = clipRows(sub, picked.length, cols, errors);
   picked.forEach((r, i) => w.set(sub.subarray(i * cols, (i + 1) * cols), r * cols));
   return count;
 }
 
-/** clipWeights over every row of `w`. */
-function clipRows(w: Float32Array, rows: number, cols: number, x: Float32Array, n: number): number {
+/** The CPU reference of ClipErrorsFn over samples `x` [n, cols]. */
+export function clipErrors(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  orgMax: Float32Array,
+  shrinks: readonly number[],
+  x: Float32Array,
+  n: number,
+): Float64Array[] {
   const { groups } = quantizedLayout([rows, cols]);
-  const orgMax = new Float32Array(rows * groups);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      const i = r * groups + Math.floor(c / GROUP_SIZE);
-      orgMax[i] = Math.max(orgMax[i], Math.abs(w[r * cols + c]));
-    }
-  }
-  const bestErr = new Float64Array(rows * groups).fill(Infinity);
-  const bestShrink = new Float32Array(rows * groups).fill(1);
   const clipped = new Float32Array(w.length);
-  for (let i = 0; i < CLIP_STEPS; i++) {
-    const shrink = 1 - i / CLIP_GRID;
+  return shrinks.map((shrink) => {
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < cols; c++) {
         const m = orgMax[r * groups + Math.floor(c / GROUP_SIZE)] * shrink;
@@ -58,7 +67,28 @@ function clipRows(w: Float32Array, rows: number, cols: number, x: Float32Array, 
     }
     const d = dequantize(quantize(clipped, [rows, cols], "int4-wo"), [rows, cols], "int4-wo");
     for (let k = 0; k < d.length; k++) d[k] -= w[k];
-    const err = groupErrors(d, rows, cols, groups, x, n);
+    return groupErrors(d, rows, cols, groups, x, n);
+  });
+}
+
+/** clipWeights over every row of `w`. */
+function clipRows(w: Float32Array, rows: number, cols: number, errors: ClipErrorsFn): number {
+  const { groups } = quantizedLayout([rows, cols]);
+  const orgMax = new Float32Array(rows * groups); // max |w| per (row, group): a pass over every weight
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < groups; g++) {
+      let m = 0;
+      const end = r * cols + Math.min(cols, (g + 1) * GROUP_SIZE);
+      for (let k = r * cols + g * GROUP_SIZE; k < end; k++) m = Math.max(m, Math.abs(w[k]));
+      orgMax[r * groups + g] = m;
+    }
+  }
+  const bestErr = new Float64Array(rows * groups).fill(Infinity);
+  const bestShrink = new Float32Array(rows * groups).fill(1);
+  const shrinks = Array.from({ length: CLIP_STEPS }, (_, i) => 1 - i / CLIP_GRID);
+  const errs = errors(w, rows, orgMax, shrinks);
+  for (const [i, shrink] of shrinks.entries()) {
+    const err = errs[i];
     for (let k = 0; k < err.length; k++) {
       if (err[k] < bestErr[k]) {
         bestErr[k] = err[k];

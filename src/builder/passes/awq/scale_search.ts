@@ -19,7 +19,8 @@ export interface ScaleChoice {
   rtnLoss: number;
 }
 
-/** The best s for weights `w` ([rows, cols], the group's linears stacked) on samples `x` [n, cols]. */
+/** The best s for weights `w` ([rows, cols], the group's linears stacked) on samples `x` [n, cols];
+ * `losses` gives scaledQuantLoss of each candidate s (energy_device.ts: on the CPU by default). */
 export function searchScales(
   w: Float32Array,
   rows: number,
@@ -27,17 +28,17 @@ export function searchScales(
   meanAbs: Float32Array,
   x: Float32Array,
   n: number,
+  losses: (candidates: readonly Float32Array[]) => number[] = (candidates) =>
+    candidates.map((s) => scaledQuantLoss(w, rows, cols, s, x, n)),
 ): ScaleChoice {
+  const candidates = Array.from({ length: GRID }, (_, i) => awqScales(meanAbs, i / GRID));
+  const loss = losses(candidates);
   let best: ScaleChoice | null = null;
-  let rtnLoss = 0;
   for (let i = 0; i < GRID; i++) {
-    const alpha = i / GRID;
-    const s = awqScales(meanAbs, alpha);
-    const loss = scaledQuantLoss(w, rows, cols, s, x, n);
-    if (i === 0) rtnLoss = loss;
-    if (!best || loss < best.loss) best = { scales: s, alpha, loss, rtnLoss: 0 };
+    if (!best || loss[i] < best.loss)
+      best = { scales: candidates[i], alpha: i / GRID, loss: loss[i], rtnLoss: 0 };
   }
-  return { ...(best as ScaleChoice), rtnLoss };
+  return { ...(best as ScaleChoice), rtnLoss: loss[0] };
 }
 
 /** s = max(s_x^α, 1e-4) / sqrt(max(s)·min(s)), as AutoAWQ computes it. */
