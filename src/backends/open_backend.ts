@@ -8,6 +8,7 @@ import type { Plan } from "../engine/format.ts";
 import type { LoadedEngine } from "../engine/reader.ts";
 import type { ExecutionBackend, LinearInputObserver, StepInput } from "./backend.ts";
 import { CpuBackend } from "./cpu/cpu_backend.ts";
+import { cudaCalibrationBackend } from "./cuda/calibration_backend.ts";
 import { CudaBackend } from "./cuda/cuda_backend.ts";
 import { CudaDevice } from "./cuda/device/index.ts";
 import { kernelSourcesHash } from "./cuda/kernel_modules.ts";
@@ -85,7 +86,7 @@ export function openCalibrationBackend(
   target: CalibrationTarget = { backend: "cpu" },
 ): ExecutionBackend & { forward(step: StepInput): Float32Array } {
   if (target.backend === "cuda")
-    return CudaBackend.forCalibration(
+    return cudaCalibrationBackend(
       { model, plan, weights, blobs: target.cubins, kvBlockSize, maxTokens: target.maxTokens },
       observe,
     );

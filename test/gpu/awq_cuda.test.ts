@@ -4,7 +4,7 @@
 //     and sums in its order (ascending columns, samples in pairs for the 4-row tiles), so no choice of
 //     α or shrink can differ given the same inputs. Odd shapes (a partial group, a 4-row tail, two
 //     passes over 130 samples) and an 8B-like clip (4,096 columns).
-//   Calibration (CudaBackend.forCalibration, fp32, cuBLASLt exact-fp32 GEMMs): every group's input
+//   Calibration (cudaCalibrationBackend, fp32, cuBLASLt exact-fp32 GEMMs): every group's input
 //     observed with the same rows; mean|x| and the sampled rows within 1e-4 of the CPU's, relative to
 //     the group's largest |x| (fp32 summation orders differ through 6 layers: ~√k·2⁻²⁴ per op).
 //   Builds of the bundled model, 512 calibration tokens: the inputs differ by that calibration noise,

@@ -9,18 +9,10 @@
 // Logits come back to the host as fp32 for the decoding ops.
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
-import { CalibrationMemoryError } from "../../engine/calibration.ts";
 import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
 import type { EngineConfig } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
-import type {
-  DecodeProfile,
-  ExecutionBackend,
-  LinearInputObserver,
-  SampleTicket,
-  StepInput,
-  TokenFeed,
-} from "../backend.ts";
+import type { DecodeProfile, ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../backend.ts";
 import type { DecodingOps, SampleParams, StepTransforms } from "../decoding_ops.ts";
 import { cpuDecodingOps } from "../host_decoding.ts";
 import { checkFeed, checkPenaltyFeed } from "../token_feed.ts";
@@ -41,12 +33,11 @@ import { graphReserveBytes } from "./graph_reserve.ts";
 import { KernelLauncher } from "./kernel_launcher.ts";
 import { DeviceKvCache, type KvCacheDtype } from "./kv_cache.ts";
 import { type Lowered, lower } from "./lowering.ts";
-import { type MemoryEngineSpec, memoryEngine } from "./memory_engine.ts";
 import { measureCopyBandwidth, measureGemmFlops, profileDecode, profileEager } from "./profile.ts";
 import { StepLauncher } from "./step_launcher.ts";
 import { type PackedStep, packDecodeStep, packStep, writeFeed, writeSampleParams } from "./step_metadata.ts";
 import { StepUploads } from "./step_uploads.ts";
-import { type CudaTuning, cudaTuning, cudaTuningFromEnv, profilingWarnings } from "./tuning.ts";
+import { type CudaTuning, cudaTuningFromEnv, profilingWarnings } from "./tuning.ts";
 import { graphWarmUpSteps, type WarmUpLimits, warmUpStep } from "./warm_up_step.ts";
 import { assertCudaWeightFormats, assertFp8Capable, hasFp8Weights } from "./weight_formats.ts";
 import { DeviceWeights } from "./weights.ts";
@@ -69,7 +60,7 @@ export class CudaBackend implements ExecutionBackend {
   private gemmRate: number | undefined;
   private readonly dtype: DTypeName;
   private readonly lowered: Lowered;
-  private readonly maxTokens: number;
+  readonly maxStepTokens: number; // token rows of the largest step: the engine's maxNumTokens
   /** The arena's logits rows: nextPow2(max(maxBatchSize, 64)) (engineRowLimits). */
   readonly maxLogitRows: number;
   private readonly warmUpLimits: WarmUpLimits;
@@ -95,7 +86,6 @@ export class CudaBackend implements ExecutionBackend {
     /** Fixed for the backend's lifetime: graphs are captured under the settings its eager steps use. */
     readonly tuning: CudaTuning,
     readonly kvCacheDtype: KvCacheDtype, // the KV pool's storage: fp8 launches the `_kv8` kernels
-    observeLinear?: LinearInputObserver, // calibration only (forCalibration)
   ) {
     this.dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
     const elem = ELEM[this.dtype];
@@ -113,7 +103,7 @@ export class CudaBackend implements ExecutionBackend {
     );
     this.weights = DeviceWeights.upload(device, stream, engine);
     this.lowered = lower(engine.header.plan, model);
-    ({ maxTokens: this.maxTokens, maxLogitRows: this.maxLogitRows } = engineRowLimits(config.build));
+    ({ maxTokens: this.maxStepTokens, maxLogitRows: this.maxLogitRows } = engineRowLimits(config.build));
     const gemmAlgos = new Map<string, Uint8Array>();
     const table = engine.readBlob(GEMM_TABLE_BLOB);
     if (table) {
@@ -121,7 +111,7 @@ export class CudaBackend implements ExecutionBackend {
         gemmAlgos.set(gemmKey(c), Uint8Array.from(Buffer.from(c.algo, "base64")));
       }
     }
-    const rows = { maxTokens: this.maxTokens, maxLogitRows: this.maxLogitRows };
+    const rows = { maxTokens: this.maxStepTokens, maxLogitRows: this.maxLogitRows };
     this.arena = ActivationArena.allocate(device, this.lowered, this.dtype, rows);
     const maxSeqs = Math.max(config.build.maxBatchSize, 1);
     this.warmUpLimits = {
@@ -158,7 +148,6 @@ export class CudaBackend implements ExecutionBackend {
       ...rows,
       maxSeqs,
       gemmAlgos,
-      observeLinear,
     });
     this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
   }
@@ -185,32 +174,8 @@ export class CudaBackend implements ExecutionBackend {
     }
   }
 
-  /** Opens GPU 0 over a plan and fp32 weights held in memory (memory_engine.ts) and calls `observe`
-   * with every linear's input, copied to the host before the linear runs: the builder's calibration.
-   * Every step runs eagerly with nothing fused across a linear's input (no graphs, no PDL, the gated
-   * activation as its own kernel; fp32 linears run on cuBLASLt, never in a gated GEMV epilogue), so
-   * every input exists as a buffer. CalibrationMemoryError when the weights do not fit. */
-  static forCalibration(spec: MemoryEngineSpec, observe: LinearInputObserver): CudaBackend {
-    const engine = memoryEngine(spec);
-    const device = CudaDevice.open(0);
-    try {
-      const bytes = engine.header.weights.reduce((n, w) => n + w.byteLength, 0);
-      const { free } = device.memoryInfo();
-      if (bytes > free) {
-        const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
-        throw new CalibrationMemoryError(
-          `--quantize int4-awq with --backend cuda calibrates over fp32 weights: ${gib(bytes)}, but GPU 0 (${device.name}) has ${gib(free)} free; ` +
-            "free the GPU, or build with --backend cpu (the same engine, calibrated on the CPU, far slower)",
-        );
-      }
-      const tuning = cudaTuning({ graphs: false, pdl: false, fuseGatedAct: false, ropeFuse: false });
-      const stream = Stream.create(device);
-      return new CudaBackend(device, stream, spec.model, engine.config, engine, tuning, "auto", observe);
-    } catch (e) {
-      device.dispose();
-      throw e;
-    }
-  }
+  // Calibration only (calibration_backend.ts): every linear's input, copied to the host before it runs.
+  readonly observeLinears: StepLauncher["observeLinears"] = (o) => this.steps.observeLinears(o);
 
   get deviceName(): string {
     return this.device.name;
@@ -228,18 +193,14 @@ export class CudaBackend implements ExecutionBackend {
     return this.gemmRate;
   }
 
-  get maxStepTokens(): number {
-    return this.maxTokens;
-  }
-
   get numKvBlocks(): number {
     return this.kv.numBlocks;
   }
 
   /** GEMM plans and sampler buffers for steps of ≤ `maxStepTokens` tokens, then one such step for first-use
    * allocations (warm_up_step.ts); with no KV pool it allocates one block. */
-  warmUp(maxStepTokens = this.maxTokens): void {
-    const T = Math.max(1, Math.min(Math.floor(maxStepTokens), this.maxTokens));
+  warmUp(maxStepTokens = this.maxStepTokens): void {
+    const T = Math.max(1, Math.min(Math.floor(maxStepTokens), this.maxStepTokens));
     this.steps.prepareGemms(T);
     if (this.kernels.has("sampling")) this.sampler.warmUp();
     if (this.kv.numBlocks === 0) this.allocateKvCache(1);
@@ -279,7 +240,8 @@ export class CudaBackend implements ExecutionBackend {
    * metadata. */
   private forwardOnDevice(step: StepInput, feed?: TokenFeed, sample?: SampleLaunch): PackedStep {
     const T = step.tokenIds.length;
-    assertStepFits(T, step.logitRows.length, { maxTokens: this.maxTokens, maxLogitRows: this.maxLogitRows });
+    const limits = { maxTokens: this.maxStepTokens, maxLogitRows: this.maxLogitRows };
+    assertStepFits(T, step.logitRows.length, limits);
     const rowOf = this.uploads.uploadInvFreq(step);
     if (this.tuning.graphs && this.graphable(step))
       return this.replayDecode(step, rowOf, feed, sample).packed;

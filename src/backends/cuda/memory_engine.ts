@@ -1,7 +1,7 @@
 // An engine that exists only in memory: a plan, fp32 weights and compiled kernel modules, laid out as
 // a LoadedEngine reads (each weight at a virtual offset of a rank file that is never written), so the
 // CUDA backend loads it as it loads a file. The builder's calibration runs the network it is building
-// this way, before any engine exists (CudaBackend.forCalibration).
+// this way, before any engine exists (cudaCalibrationBackend (calibration_backend.ts)).
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import { resolveBuildConfig } from "../../engine/build_config.ts";
 import {

@@ -47,8 +47,6 @@ export interface StepResources {
   maxSeqs: number;
   /** cuBLASLt algorithms chosen at build time, by gemmKey. */
   gemmAlgos: ReadonlyMap<string, Uint8Array>;
-  /** Calibration only (fp32 engines): sees every linear's input, copied to the host before the linear. */
-  observeLinear?: LinearInputObserver;
 }
 
 export class StepLauncher {
@@ -67,12 +65,9 @@ export class StepLauncher {
   private readonly linears: LinearLauncher;
   /** Decode attention's split plan and partials. */
   private readonly attention: DecodeAttention;
-  private readonly observeLinear?: LinearInputObserver;
+  private observeLinear?: LinearInputObserver;
 
   constructor(r: StepResources) {
-    if (r.observeLinear && r.dtype !== "fp32")
-      throw new Error("internal: linear inputs are observed in fp32 only");
-    this.observeLinear = r.observeLinear;
     this.stream = r.stream;
     this.dtype = r.dtype;
     this.elem = ELEM[r.dtype];
@@ -367,6 +362,13 @@ export class StepLauncher {
         return;
       }
     }
+  }
+
+  /** Calibration only (fp32 engines): `observe` sees every linear's input, copied to the host before
+   * the linear runs. */
+  observeLinears(observe: LinearInputObserver): void {
+    if (this.dtype !== "fp32") throw new Error("internal: linear inputs are observed in fp32 only");
+    this.observeLinear = observe;
   }
 
   /** The linear's input x [rows, inFeatures] as it is now in the arena, to the observer (synchronous:

@@ -1,6 +1,6 @@
 // Build step for --quantize int4-awq with --backend cuda: AWQ's calibration forward and both searches
 // run on GPU 0 (docs/QUANTIZATION.md). Compiles, in one parallel NVRTC batch, the plan's kernel modules
-// in fp32 for the calibration backend (CudaBackend.forCalibration) and kernels/awq_search.cu for the
+// in fp32 for the calibration backend (cudaCalibrationBackend (calibration_backend.ts)) and kernels/awq_search.cu for the
 // searches' error energies (backends/cuda/awq_energies.ts). Neither is stored in the engine.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
