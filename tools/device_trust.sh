@@ -280,9 +280,6 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
     "$out/tp-128_128.json" 2>/dev/null)
   [[ -n $rate ]] && tp "128/128 at $rate req/s" 120 --num-requests 1024 --input-len 128 --output-len 128 \
     --request-rate "$rate" --seed 1
-  # The row buckets' A/B (gemm_algorithms.ts rowBucket): the same arrivals with powers of two.
-  [[ -n $rate ]] && KILN_ROW_BUCKETS=pow2 tp "128/128 at $rate req/s, pow2" 120 --num-requests 1024 \
-    --input-len 128 --output-len 128 --request-rate "$rate" --seed 1
   # Prefix caching (issue 17: TTFT with 2,048 tokens cached ≤ 20% of cold): one request alone, both ways.
   tp "prefix 2048" 120 --num-requests 64 --input-len 2176 --prefix-len 2048 --output-len 32
   python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['prefixCache']; print('prefix cache: TTFT %.2f ms with %d of %d tokens cached, %.2f ms cold (x%.3f)' % (p['cachedTtftMs'], p['cachedTokens'], p['prefixLen'], p['coldTtftMs'], p['cachedOverCold']))" \

@@ -344,7 +344,7 @@ export class CudaBackend implements ExecutionBackend {
     if (!this.tuning.graphs || this.kv.numBlocks === 0) return 0;
     this.kv.clear(this.stream);
     const limits = { ...this.warmUpLimits, maxSeqs };
-    const steps = graphWarmUpSteps(limits, this.steps.splitTarget(), this.tuning.rowBuckets);
+    const steps = graphWarmUpSteps(limits, this.steps.splitTarget());
     return this.graphs.prepare(steps, this.kernels.has("sampling"), (step, sample) =>
       this.replayDecode(step, this.uploads.uploadInvFreq(step), undefined, sample),
     );
@@ -363,7 +363,7 @@ export class CudaBackend implements ExecutionBackend {
     feed?: TokenFeed,
     sample?: SampleLaunch,
   ): { graph: CudaGraph; packed: PackedStep } {
-    const bucket = rowBucket(step.seqs.length, this.tuning.rowBuckets);
+    const bucket = rowBucket(step.seqs.length);
     this.kernels.pdl = this.tuning.pdl && bucket <= PDL_MAX_ROWS;
     const base = packDecodeStep(step, bucket, this.graphStride, rowOf);
     const splits = graphSplits(this.steps.splitTarget(), bucket, base.maxContextLen);

@@ -4,7 +4,6 @@
 // stored algorithm and falls back to the heuristic if the cuBLAS version rejects it.
 import type { DTypeName } from "../../dtype.ts";
 import { EngineError } from "../../engine/errors.ts";
-import { InvalidEnvironmentError } from "../../errors.ts";
 import type { Lowered } from "./lowering.ts";
 
 export interface GemmShape {
@@ -61,35 +60,24 @@ export function gemmShapes(
 
 export const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
-/** How a step's rows are padded for its GEMMs and decode graphs: `fine` (the default) pads to a power
- * of two up to 64 rows, then to eight buckets per octave (72, 80, …, 128, 144, …, 256, 288, …), at most
- * 1/8 more rows; `pow2` (KILN_ROW_BUCKETS=pow2, for measurements) to the next power of two, which can
- * double the work (a decode of 260 sequences as 512, a mixed step of 4,300 tokens as 8,192). */
-export type RowBucketing = "fine" | "pow2";
-
-/** The rows a step of `rows` rows runs its GEMMs (and a decode graph its batch) at. */
-export function rowBucket(rows: number, mode: RowBucketing = "fine"): number {
+/** The rows a step of `rows` rows runs its GEMMs (and a decode graph its batch) at: a power of two up
+ * to 64 rows, then eight buckets per octave (72, 80, …, 128, 144, …, 256, 288, …), at most 1/8 more
+ * rows (the next power of two could double the work: a decode of 260 sequences as 512). */
+export function rowBucket(rows: number): number {
   const p = nextPow2(rows);
-  if (mode === "pow2" || p <= 64) return p;
+  if (p <= 64) return p;
   const step = p / 16;
   return Math.ceil(rows / step) * step;
 }
 
 /** Every bucket rowBucket gives for 1 … max rows, ascending. */
-export function rowBuckets(max: number, mode: RowBucketing = "fine"): number[] {
+export function rowBuckets(max: number): number[] {
   const out = new Set<number>();
   for (let p = 1; p <= nextPow2(max); p *= 2) {
-    if (mode === "pow2" || p <= 64) out.add(p);
+    if (p <= 64) out.add(p);
     else for (let b = p / 2 + p / 16; b <= p; b += p / 16) out.add(b);
   }
-  return [...out].filter((b) => b <= rowBucket(max, mode));
-}
-
-/** KILN_ROW_BUCKETS: unset or "fine", or "pow2". */
-export function parseRowBucketing(env: string | undefined): RowBucketing {
-  if (env === undefined || env === "" || env === "fine") return "fine";
-  if (env === "pow2") return "pow2";
-  throw new InvalidEnvironmentError(`KILN_ROW_BUCKETS must be fine or pow2; got ${env}`);
+  return [...out].filter((b) => b <= rowBucket(max));
 }
 
 /** Rows the arena and GEMM buckets are sized for. */

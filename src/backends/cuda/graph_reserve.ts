@@ -21,7 +21,7 @@ export const STEP_SLACK_BYTES = 64 << 20;
 /** Bytes kept back for the decode graphs of a plan of `launches` kernel launches per decode step and
  * for growing step buffers, at most `maxLogitRows` sequences per graph. */
 export function graphReserveBytes(launches: number, maxLogitRows: number): number {
-  const buckets = rowBuckets(maxLogitRows).length; // the finer bucketing's count, the larger
+  const buckets = rowBuckets(maxLogitRows).length;
 
   const graphs = buckets * (Math.log2(MAX_SPLITS) + 1) * 3;
   return graphs * (launches + 1) * GRAPH_NODE_BYTES + STEP_SLACK_BYTES;

@@ -90,7 +90,7 @@ export class LinearLauncher {
       // shared memory here, before decode graphs are captured (decode steps run at these buckets).
       const quantized = this.weights.quantized(op.weight);
       const gatedAct = step.gated && this.tuning.fuseGatedAct ? step.gated.act : undefined;
-      for (const m of rowBuckets(Math.min(maxRows, cap), this.tuning.rowBuckets))
+      for (const m of rowBuckets(Math.min(maxRows, cap)))
         if (this.gemvApplies(op, m)) continue;
         else if (quantized && this.route(op, m) === "wo_gemm")
           this.quantized.prepareGemm(quantized, m, gatedAct);
@@ -110,7 +110,7 @@ export class LinearLauncher {
   run(step: LinearStep, rows: number): void {
     const op = step.op;
     const cap = this.lowered.storage.get(op.x)?.rows === "logits" ? this.maxLogitRows : this.maxTokens;
-    const m = Math.min(rowBucket(rows, this.tuning.rowBuckets), cap);
+    const m = Math.min(rowBucket(rows), cap);
     const fp8 = this.weights.fp8(op.weight); // x quantized per token first (fp8_linears.ts)
     if (this.gemvApplies(op, rows)) {
       // Bandwidth-bound decode shape: our GEMV streams the weights at close to copy bandwidth.

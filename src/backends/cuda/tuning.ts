@@ -14,7 +14,6 @@ import {
   parseRopeFuse,
   parseRopeTrigger,
 } from "./attention_splits.ts";
-import { parseRowBucketing, type RowBucketing } from "./gemm_algorithms.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
 import {
   type GemvPolicy,
@@ -65,8 +64,6 @@ export interface CudaTuning {
   readonly ropeFuse: boolean;
   /** KILN_ATTN_STOP (profiling only; wrong outputs): where decode attention stops. */
   readonly attnStop: AttentionStop;
-  /** KILN_ROW_BUCKETS=pow2: steps pad their rows to a power of two, not to eight buckets per octave. */
-  readonly rowBuckets: RowBucketing;
   /** KILN_SKIP_KERNELS (profiling only; wrong outputs): kernels left out of every step. */
   readonly skipKernels: ReadonlySet<string>;
 }
@@ -96,7 +93,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: parseRopeFuse(env.KILN_ROPE_FUSE),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
-    rowBuckets: parseRowBucketing(env.KILN_ROW_BUCKETS),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
   });
 }

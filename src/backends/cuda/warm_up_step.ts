@@ -8,7 +8,7 @@
 //   logit rows: the last min(tokens, maxLogitRows)
 import type { StepInput } from "../backend.ts";
 import { graphSplits, MIN_SPLIT_KEYS, type SplitTarget } from "./attention_splits.ts";
-import { type RowBucketing, rowBuckets } from "./gemm_algorithms.ts";
+import { rowBuckets } from "./gemm_algorithms.ts";
 
 export interface WarmUpLimits {
   maxSeqLen: number;
@@ -51,17 +51,13 @@ export function warmUpStep(tokens: number, limits: WarmUpLimits): StepInput {
  *
  *   maxSeqs 3, maxSeqLen 300, a GPU whose splits are 1 up to 64 keys and 2 beyond for < 4 sequences:
  *     bucket 1: longest 1 (1 split), 128 (2)   bucket 2: 1, 128   bucket 4: 1 */
-export function graphWarmUpSteps(
-  limits: WarmUpLimits,
-  target: SplitTarget,
-  bucketing: RowBucketing = "fine",
-): StepInput[] {
+export function graphWarmUpSteps(limits: WarmUpLimits, target: SplitTarget): StepInput[] {
   const { maxSeqs, maxLogitRows, maxSeqLen, blockSize } = limits;
   const longests = [1];
   for (let L = MIN_SPLIT_KEYS; L < maxSeqLen; L *= 2) longests.push(L);
   if (maxSeqLen > 1) longests.push(maxSeqLen);
   const steps: StepInput[] = [];
-  for (const bucket of rowBuckets(Math.min(Math.max(1, maxSeqs), maxLogitRows), bucketing)) {
+  for (const bucket of rowBuckets(Math.min(Math.max(1, maxSeqs), maxLogitRows))) {
     const seen = new Set<number>();
     for (const longest of longests) {
       const splits = graphSplits(target, bucket, longest);

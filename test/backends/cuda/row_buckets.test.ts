@@ -3,15 +3,9 @@
 // 1/8 more above 64, each bucket its own bucket, and rowBuckets lists exactly the buckets reachable.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import {
-  nextPow2,
-  parseRowBucketing,
-  rowBucket,
-  rowBuckets,
-} from "../../../src/backends/cuda/gemm_algorithms.ts";
-import { InvalidEnvironmentError } from "../../../src/errors.ts";
+import { nextPow2, rowBucket, rowBuckets } from "../../../src/backends/cuda/gemm_algorithms.ts";
 
-test("fine buckets: powers of two to 64, then at most 1/8 padding; pow2 as before", () => {
+test("buckets: powers of two to 64, then at most 1/8 padding", () => {
   assert.deepEqual(
     [1, 3, 17, 64, 65, 128, 129, 260, 300, 4300, 8192].map((r) => rowBucket(r)),
     [1, 4, 32, 64, 72, 128, 144, 288, 320, 4608, 8192],
@@ -23,28 +17,15 @@ test("fine buckets: powers of two to 64, then at most 1/8 padding; pow2 as befor
     if (r > 64) assert.ok(b <= r + r / 8, `rows ${r}: bucket ${b} pads more than 1/8`);
     else assert.equal(b, nextPow2(r));
     assert.equal(rowBucket(b), b, `bucket ${b} is its own`);
-    assert.equal(rowBucket(r, "pow2"), nextPow2(r));
     last = b;
   }
 });
 
 test("rowBuckets: every bucket of 1 … max rows once, ascending", () => {
-  for (const mode of ["fine", "pow2"] as const)
-    for (const max of [1, 5, 64, 100, 300, 1024, 8192]) {
-      const reached = new Set<number>();
-      for (let r = 1; r <= max; r++) reached.add(rowBucket(r, mode));
-      assert.deepEqual(rowBuckets(max, mode), [...reached], `${mode} up to ${max}`);
-    }
+  for (const max of [1, 5, 64, 100, 300, 1024, 8192]) {
+    const reached = new Set<number>();
+    for (let r = 1; r <= max; r++) reached.add(rowBucket(r));
+    assert.deepEqual(rowBuckets(max), [...reached], `up to ${max}`);
+  }
   assert.equal(rowBuckets(1024).length, 7 + 4 * 8);
-});
-
-test("KILN_ROW_BUCKETS: fine (default) or pow2, anything else refused by name", () => {
-  assert.equal(parseRowBucketing(undefined), "fine");
-  assert.equal(parseRowBucketing("fine"), "fine");
-  assert.equal(parseRowBucketing("pow2"), "pow2");
-  assert.throws(
-    () => parseRowBucketing("8"),
-    (e: unknown) =>
-      e instanceof InvalidEnvironmentError && /KILN_ROW_BUCKETS must be fine or pow2; got 8/.test(e.message),
-  );
 });

@@ -41,7 +41,6 @@ describe("CudaTuning", () => {
         ropeEarly: false,
         ropeFuse: true,
         attnStop: "",
-        rowBuckets: "fine",
         skipKernels: [],
       },
     );
@@ -64,7 +63,6 @@ describe("CudaTuning", () => {
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
       KILN_ATTN_STOP: "keys",
-      KILN_ROW_BUCKETS: "pow2",
       KILN_SKIP_KERNELS: "rms_norm,,add_rms_norm",
     });
     assert.equal(t.graphs, false);
@@ -81,7 +79,6 @@ describe("CudaTuning", () => {
     assert.equal(t.ropeEarly, true);
     assert.equal(t.ropeFuse, false);
     assert.equal(t.attnStop, "keys");
-    assert.equal(t.rowBuckets, "pow2");
     assert.deepEqual([...t.skipKernels], ["rms_norm", "add_rms_norm"]);
   });
 
@@ -100,7 +97,6 @@ describe("CudaTuning", () => {
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
       ["KILN_ATTN_STOP", "end"],
-      ["KILN_ROW_BUCKETS", "coarse"],
     ])
       assert.throws(
         () => cudaTuningFromEnv({ [name]: value }),

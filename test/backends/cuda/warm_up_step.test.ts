@@ -78,9 +78,6 @@ test("the graph warm-up: one decode step per (bucket, splits) a request can reac
   for (let n = 1; n <= limits.maxSeqs; n += n < 16 ? 1 : 37)
     for (let ctx = 1; ctx <= limits.maxSeqLen; ctx += ctx < 300 ? 7 : 301)
       assert.ok(keys.includes(keyOf(rowBucket(n), ctx)), `batch ${n}, longest context ${ctx}`);
-  // KILN_ROW_BUCKETS=pow2: powers of two only, up to 512.
-  const pow2 = new Set(graphWarmUpSteps(limits, target, "pow2").map((s) => s.seqs.length));
-  assert.deepEqual([...pow2], [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
   // Small buckets take several split counts, large ones one.
   assert.ok(keys.filter((k) => k.startsWith("1/")).length > 3);
   assert.equal(keys.filter((k) => k.startsWith("320/")).length, 1);
