@@ -24,6 +24,8 @@
 #            prefill's and a decode step's GPU time by kernel kind; batch 256 again with KILN_ATTN_BATCH=0
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
+#   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
+#            an iteration goes (tools/cpuprofile_top.py; the profiles stay under $OUT/cpuprof)
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
 #            and 64 concurrent streams: ITL against the in-process decode step at batch 64)
 #   quant    weight-only quantization on CUDA (issue 19): the quantized GPU tests (test/gpu/quantized.test.ts,
@@ -192,7 +194,7 @@ if [[ $part == quant ]]; then
   [[ $which == gemm ]] || bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
   exit 0
 fi
-if [[ $part == throughput || $part == serve || $part == headline || $part == profile ]]; then
+if [[ $part == throughput || $part == serve || $part == headline || $part == profile || $part == hostprof ]]; then
   ckpt=/tmp/hf-$big e=/tmp/engine-$big-throughput
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
   t0=$(date +%s%N)
@@ -235,6 +237,14 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
     tp "128/128" 120 --num-requests 1024 --input-len 128 --output-len 128
     bench "$small decode" "$(engine $small)" "${decode[@]}"
     tp "2048/128" 120 --num-requests 256 --input-len 2048 --output-len 128
+    exit 0
+  fi
+  if [[ $part == hostprof ]]; then # the host's share of 128/128 at 1,024 requests, under the V8 profiler
+    rm -rf "$out/cpuprof" && mkdir -p "$out/cpuprof"
+    timeout 200 node --cpu-prof --cpu-prof-dir="$out/cpuprof" --import "file://$PWD/node_modules/tsx/dist/esm/index.mjs" \
+      src/cli/main.ts bench --model "$e" --backend cuda --json --num-requests 1024 --input-len 128 --output-len 128 \
+      >"$out/tp-hostprof.json" 2>>"$out/throughput.err" || echo "hostprof: bench failed (throughput.err)"
+    python3 tools/cpuprofile_top.py "$out"/cpuprof/*.cpuprofile | head -60
     exit 0
   fi
   if [[ $part == serve ]]; then # in-process first: the server then takes the GPU's free memory for KV
