@@ -3,9 +3,9 @@
 // sequence at position ctx − 1 (attention_README.md, "attention_decode_mma"). One build per configuration
 // (-DKILN_DTYPE_BF16|F16 -DHEAD_DIM -DBLOCK_SIZE -DNUM_HEADS -DNUM_KV_HEADS [-DKILN_DECODE_MMA_SRC='"path"']).
 // Contexts 1, 15, 16, 17, 100, 0 (padding row: zeros), 300, 64; shuffled block table; NaN in every K/V
-// slot and table entry that must not be read (and, with a window, in the keys before it). Runs: window 0
-// and 5 × the [S, stride] and [stride, S] (step S) tables, CTAs in shuffled orders; then the profiling
-// stops 1 and 2 must run to the end.
+// slot and table entry that must not be read (and, with a window, in the keys before it). Runs: windows
+// 0, 5 and 70 (lo off a tile boundary, two tiles) × the [S, stride] and [stride, S] (step S) tables,
+// CTAs in shuffled orders; then the profiling stops 1 and 2 must run to the end.
 // Per element the error must stay within the README's bound (P rounded to the dtype before P·V):
 //   1e-5·max(absOut) + u·(absOut + |out|) [+ fp16: keys·2⁻²⁵·max|v|],  absOut = Σ_j w_j |v_j|,
 // u = 2⁻⁸ (bf16), 2⁻¹¹ (fp16). Prints the largest error / bound; exit 1 on a failure.
@@ -43,7 +43,7 @@ int main() {
 
   bool ok = true;
   printf("decode_mma %s D=%d BLOCK_SIZE=%d H=%d/%d smem=%zu:", dt, D, BS, H, HKV, sizeof(attn::MmaSmem));
-  for (int w : {0, 5}) {
+  for (int w : {0, 5, 70}) {
     for (bool transposed : {false, true}) {
       std::vector<kiln_t> kw = cache.k, vw = cache.v;
       std::vector<int> tw = cache.table;

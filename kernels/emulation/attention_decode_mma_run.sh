@@ -4,7 +4,7 @@
 # the written bound (attention_README.md, "attention_decode_mma"). One line per configuration, then PASS
 # or FAIL (exit status 1). g++ ≥ 12.
 #   (no arguments)  the full matrix: bf16, fp16 × HEAD_DIM 128, 64 × BLOCK_SIZE 16, 7 × H/Hkv 32/8, 8/2,
-#                   4/4, 16/1; each with windows 0 and 5 × both block-table layouts (in the check)
+#                   4/4, 16/1; each with windows 0, 5 and 70 × both block-table layouts (in the check)
 #   --ci            a handful of those (test/backends/cuda/attention_decode_mma_emulated.test.ts)
 #   ONLY="DT D BS H HKV"  that one configuration (e.g. ONLY="BF16 64 16 8 2")
 #   SRC=path        check another copy of the kernel (its includes still come from kernels/)

@@ -1,7 +1,7 @@
 // kernels/attention_decode_mma.cu on the CPU emulator (kernels/emulation/attention_decode_mma_run.sh):
 // within the written bound of the double reference (P rounded to the dtype before P·V) for four of the
 // run script's configurations (bf16 and fp16, D 128 and 64, BLOCK_SIZE 16 and 7, G 4, 4, 16, 1; windows
-// 0 and 5, both block-table layouts, a padding row, contexts 1 … 300); and a copy of the kernel with the
+// 0, 5 and 70, both block-table layouts, a padding row, contexts 1 … 300); and a copy of the kernel with the
 // context mask off by one fails it. The full matrix: the run script without --ci. Needs g++ ≥ 12.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
