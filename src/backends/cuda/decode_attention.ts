@@ -1,6 +1,7 @@
-// Decode attention's geometry and scratch (kernels/attention_decode.cu): how many CTAs and context
-// splits a decode step launches on this GPU, which kernel runs (attention_decode_batch once the
-// sequences alone fill the GPU, attention_splits.ts useBatchKernel; else attention_decode, whose splits
+// Decode attention's geometry and scratch (kernels/attention_decode.cu, attention_decode_mma.cu): how
+// many CTAs and context splits a decode step launches on this GPU, which kernel runs (once the sequences
+// alone fill the GPU, attention_splits.ts useBatchKernel, the tensor-core attention_decode_mma where
+// decode_mma.ts says it applies, else attention_decode_batch; below that attention_decode, whose splits
 // merge in a thread-block cluster on sm_90+ or through global partials by the last CTA), its dynamic
 // shared memory, and the split partials and arrival counters, sized once for the engine's largest
 // decode bucket. Owns the partials until dispose().
@@ -9,12 +10,12 @@
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import {
   decodeBatchSharedBytes,
-  decodeKernel,
   decodeSharedBytes,
   decodeSplits,
   type SplitTarget,
   useBatchKernel,
 } from "./attention_splits.ts";
+import { type DecodeRoute, decodeMmaSharedBytes, decodeRoute } from "./decode_mma.ts";
 import { type CudaDevice, DeviceBuffer, type KernelArg, type Stream } from "./device/index.ts";
 import { nextPow2 } from "./gemm_algorithms.ts";
 
@@ -23,6 +24,9 @@ export class DecodeAttention {
   private readonly splitSharedBytes: number;
   /** attention_decode_batch's (decodeBatchSharedBytes). */
   private readonly batchSharedBytes: number;
+  /** attention_decode_mma's (decodeMmaSharedBytes). */
+  readonly mmaSharedBytes: number;
+  private readonly numKvHeads: number;
   /** CTAs per sequence and split: kv heads × head groups of ≤ 8 query heads. */
   readonly ctasPerSeq: number;
   /** Most sequences the partials hold (graph buckets pad the batch to a power of two). */
@@ -38,7 +42,11 @@ export class DecodeAttention {
     private readonly clusters: boolean,
     /** KILN_ATTN_BATCH: whether steps of many sequences may take attention_decode_batch. */
     private readonly batch: boolean,
+    /** Whether attention_decode_mma replaces attention_decode_batch (decode_mma.ts mmaDecodeApplies, with
+     * KILN_ATTN_MMA). */
+    private readonly mma: boolean,
   ) {
+    this.numKvHeads = model.numKvHeads;
     const group = model.numHeads / model.numKvHeads;
     this.ctasPerSeq = model.numKvHeads * Math.ceil(group / Math.min(group, 8));
     // Partials for the largest S·splits any launch uses (none at 1 split); counters zeroed once here:
@@ -58,6 +66,7 @@ export class DecodeAttention {
     this.partials.counters.fillBytes(stream, 0);
     this.splitSharedBytes = decodeSharedBytes(group, model.headDim);
     this.batchSharedBytes = decodeBatchSharedBytes(group, model.headDim);
+    this.mmaSharedBytes = decodeMmaSharedBytes(model.headDim);
   }
 
   /** What the split count depends on: the GPU's SMs and the CTAs per sequence. */
@@ -70,17 +79,30 @@ export class DecodeAttention {
     return decodeSplits(this.splitTarget(), numSeqs, maxContextLen);
   }
 
-  /** The kernel for numSeqs sequences (a graph's bucket) and `splits` splits (with the RoPE prologue
-   * when `rope`), and its dynamic shared memory: attention_decode_batch where useBatchKernel says so
+  /** The decode attention of a step of numSeqs sequences (a graph's bucket) and `splits` splits, with
+   * the RoPE prologue fused where `ropeFuse` and the kernel has one (decode_mma.ts decodeRoute), and its
+   * dynamic shared memory: attention_decode_mma or attention_decode_batch where useBatchKernel says so
    * (then splits is 1), else a cluster kernel where the GPU has clusters (compute capability ≥ 9.0) and
-   * KILN_ATTN_CLUSTER allows them, else attention_decode. */
-  kernel(numSeqs: number, splits: number, rope: boolean): { name: string; sharedBytes: number } {
+   * KILN_ATTN_CLUSTER allows them, else attention_decode. Depends on numSeqs and splits alone, so the
+   * rope step and the attention step of one step agree. */
+  route(numSeqs: number, splits: number, ropeFuse: boolean): DecodeRoute & { sharedBytes: number } {
     const batch = splits === 1 && useBatchKernel(this.splitTarget(), numSeqs, this.batch);
     const clusters = this.clusters && this.device.properties.computeCapability[0] >= 9;
-    return {
-      name: decodeKernel(splits, clusters, rope, batch),
-      sharedBytes: batch ? this.batchSharedBytes : this.splitSharedBytes,
-    };
+    const r = decodeRoute(splits, {
+      batch,
+      mma: this.mma,
+      clusters,
+      ropeFuse,
+      ctasPerSeq: this.ctasPerSeq,
+      numKvHeads: this.numKvHeads,
+    });
+    const sharedBytes =
+      r.module === "attn_decode_mma"
+        ? this.mmaSharedBytes
+        : batch
+          ? this.batchSharedBytes
+          : this.splitSharedBytes;
+    return { ...r, sharedBytes };
   }
 
   /** The partials' four arguments (acc, m, l, counters) for a launch of numSeqs × splits, which the

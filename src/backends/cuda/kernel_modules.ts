@@ -9,6 +9,7 @@ import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { Plan } from "../../engine/format.ts";
 import { decodeBatchSharedBytes, decodeSharedBytes } from "./attention_splits.ts";
+import { decodeMmaSharedBytes, mmaDecodeBuilt } from "./decode_mma.ts";
 import { gemvActMacro } from "./gemv_variants.ts";
 
 export const KERNELS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "kernels");
@@ -22,6 +23,7 @@ export type ModuleKey =
   | "rope"
   | "attn_prefill"
   | "attn_decode"
+  | "attn_decode_mma"
   | "sampling"
   | "gemv"
   | "gemv_wo"
@@ -88,6 +90,19 @@ export function moduleSpecs(
     },
     { key: "sampling", file: "sampling.cu", defines: { VOCAB: model.vocabSize } },
   ];
+  // Decode attention on tensor cores for many sequences (16-bit, D 64/128, G ≤ 16; decode_mma.ts).
+  if (mmaDecodeBuilt(dtype, model.numHeads / model.numKvHeads, model.headDim))
+    specs.push({
+      key: "attn_decode_mma",
+      file: "attention_decode_mma.cu",
+      defines: {
+        ...t,
+        ...heads,
+        BLOCK_SIZE: blockSize,
+        // The launches' dynamic shared memory; the kernel asserts it is sizeof(attn::MmaSmem).
+        DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(model.headDim),
+      },
+    });
   // Only the model's activation gets gated kernels: each costs NVRTC time at every build.
   const acts = new Set(plan.ops.flatMap((o) => (o.kind === "gated_act" ? [o.act as string] : [])));
   const act = gemvActMacro(acts);

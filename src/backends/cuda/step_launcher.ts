@@ -10,6 +10,7 @@ import type { LinearInputObserver } from "../backend.ts";
 import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
+import { mmaDecodeApplies } from "./decode_mma.ts";
 import type { CudaDevice, DevicePtr, KernelArg, Stream } from "./device/index.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
@@ -87,7 +88,13 @@ export class StepLauncher {
       r.maxSeqs,
       r.tuning.attnCluster,
       r.tuning.attnBatch,
+      r.tuning.attnMma &&
+        r.kernels.has("attn_decode_mma") &&
+        mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim),
     );
+    // Outside any graph capture: attention_decode_mma's shared memory is above the default 48 KiB.
+    if (r.kernels.has("attn_decode_mma"))
+      r.kernels.reserveSharedMemory("attn_decode_mma", "attention_decode_mma", this.attention.mmaSharedBytes);
   }
 
   /** Launches every step of the plan (the whole forward pass) for a packed step. */
@@ -115,6 +122,17 @@ export class StepLauncher {
     if (logitRows.length !== T) return false;
     for (let i = 0; i < T; i++) if (logitRows[i] !== i) return false;
     return true;
+  }
+
+  /** A decode step's context splits: the graph's, or the eager step's own (attention_splits.ts). */
+  private decodeSplits(packed: PackedStep): number {
+    return packed.splits ?? this.attention.splits(packed.numSeqs, packed.maxContextLen);
+  }
+
+  /** A decode step's attention kernel and whether it does the step's RoPE (decode_mma.ts decodeRoute):
+   * the rope step and the attention step ask the same question of the same step. */
+  private decodeRoute(packed: PackedStep) {
+    return this.attention.route(packed.numSeqs, this.decodeSplits(packed), this.tuning.ropeFuse);
   }
 
   /** What ropeArgs / decodeRopeArgs read (rope_args.ts). */
@@ -266,7 +284,8 @@ export class StepLauncher {
         return;
       }
       case "rope": {
-        if (packed.allDecode && this.tuning.ropeFuse) return; // the decode attention after it does this work
+        // The decode attention after it does this work, where its kernel has the RoPE prologue.
+        if (packed.allDecode && this.decodeRoute(packed).ropeFused) return;
         const op = step.op;
         const heads = op.numHeads + 2 * op.numKvHeads;
         const common: KernelArg[] = [
@@ -328,16 +347,17 @@ export class StepLauncher {
         // One launch: with splits > 1 the splits of each (sequence, kv head group) form one cluster and
         // merge through distributed shared memory (2, 4 or 8 splits on sm_90+), or the last CTA merges;
         // a step of many sequences takes attention_decode_batch (one split, chosen by numSeqs alone).
-        const splits = packed.splits ?? this.attention.splits(packed.numSeqs, packed.maxContextLen);
+        const splits = this.decodeSplits(packed);
         const partials = this.attention.partialArgs(packed.numSeqs, splits);
-        // Fused RoPE (attention_decode_rope*): q is the rope step's unrotated q rows.
-        const fuse = this.tuning.ropeFuse;
-        const kernel = this.attention.kernel(packed.numSeqs, splits, fuse);
+        // Fused RoPE (attention_decode_rope*): q is the rope step's unrotated q rows; attention_decode_mma
+        // has no prologue and reads the rotated q (the rope step ran, decodeRoute's ropeFused).
+        const route = this.decodeRoute(packed);
+        const fuse = route.ropeFused;
         const rope = step.rope;
         this.kernels.launch(
-          "attn_decode",
-          this.kv.kernel(kernel.name),
-          [this.attention.ctasPerSeq, packed.numSeqs, splits],
+          route.module,
+          this.kv.kernel(route.kernel),
+          [route.ctasPerSeq, packed.numSeqs, splits],
           128,
           [
             out,
@@ -357,7 +377,7 @@ export class StepLauncher {
             ...(fuse ? decodeRopeArgs(this.ropeSources, rope, packed) : []),
             ...this.kv.scaleArgs(op.layer),
           ],
-          kernel.sharedBytes,
+          route.sharedBytes,
         );
         return;
       }

@@ -14,6 +14,7 @@ import {
   parseRopeFuse,
   parseRopeTrigger,
 } from "./attention_splits.ts";
+import { parseAttentionMma } from "./decode_mma.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
 import {
   type GemvPolicy,
@@ -58,6 +59,9 @@ export interface CudaTuning {
   readonly attnCluster: boolean;
   /** KILN_ATTN_BATCH=0: decode steps of many sequences keep attention_decode (no attention_decode_batch). */
   readonly attnBatch: boolean;
+  /** KILN_ATTN_MMA=0: where the batch kernel is chosen, attention_decode_batch rather than the
+   * tensor-core attention_decode_mma. */
+  readonly attnMma: boolean;
   /** KILN_ROPE_TRIGGER=early: RoPE lets the decode attention launch before its own PDL wait. */
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
@@ -90,6 +94,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: parseAttentionCluster(env.KILN_ATTN_CLUSTER),
     attnBatch: parseAttentionBatch(env.KILN_ATTN_BATCH),
+    attnMma: parseAttentionMma(env.KILN_ATTN_MMA),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: parseRopeFuse(env.KILN_ROPE_FUSE),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),

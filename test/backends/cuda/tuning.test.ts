@@ -38,6 +38,7 @@ describe("CudaTuning", () => {
         attnTrigger: "keys",
         attnCluster: true,
         attnBatch: true,
+        attnMma: true,
         ropeEarly: false,
         ropeFuse: true,
         attnStop: "",
@@ -60,6 +61,7 @@ describe("CudaTuning", () => {
       KILN_ATTN_TRIGGER: "exit",
       KILN_ATTN_CLUSTER: "0",
       KILN_ATTN_BATCH: "0",
+      KILN_ATTN_MMA: "0",
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
       KILN_ATTN_STOP: "keys",
@@ -74,6 +76,7 @@ describe("CudaTuning", () => {
     assert.equal(t.woGemmMaxM, 0);
     assert.equal(t.fuseGatedAct, false);
     assert.equal(t.attnBatch, false);
+    assert.equal(t.attnMma, false);
     assert.equal(t.attnTrigger, "exit");
     assert.equal(t.attnCluster, false);
     assert.equal(t.ropeEarly, true);
@@ -94,6 +97,7 @@ describe("CudaTuning", () => {
       ["KILN_ATTN_TRIGGER", "never"],
       ["KILN_ATTN_CLUSTER", "yes"],
       ["KILN_ATTN_BATCH", "yes"],
+      ["KILN_ATTN_MMA", "yes"],
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
       ["KILN_ATTN_STOP", "end"],

@@ -1,0 +1,280 @@
+// Paged decode attention on tensor cores for many sequences (attention_decode_mma): one query token per
+// sequence, no context splits, one CTA per (kv head, sequence). The G = NUM_HEADS / NUM_KV_HEADS query
+// heads of the kv head are the M rows of mma.sync.m16n8k16 (padded to 16: rows ≥ G are zeros and never
+// written), so every K/V row is read once for the whole group (GQA) and the dots and P·V run on tensor
+// cores (FlashAttention-2 style):
+//
+//   S[16, 16 keys] = Q[16, D] · Kᵀ            (D/16 k16 steps, two n8 key tiles; Q fragments held in registers)
+//   online softmax per row in fp32 (exp2, log2 e folded into the scale)
+//   O[16, D]      += P[16, 16 keys] · V        (P: S's accumulators rounded to the dtype as A fragments;
+//                                               V fragments by ldmatrix.trans)
+//
+// The CTA walks [lo, ctx) in tiles of kTileKeys = 64 keys, the block table in order; warp w takes keys
+// [16w, 16w + 16) of each tile and keeps its own (m, l, O); the warps merge in shared memory at the end.
+// A tile's K and V rows come into shared memory by 16-byte cp.async (zero fill past the context), rows
+// padded by 16 bytes so the 8 rows of an ldmatrix hit distinct banks; kStages tiles in flight, the
+// first kStages − 1 issued before the PDL wait (keys < ctx − 1 only: the new key, written by the
+// kernel just ahead (rope_kv), is copied into its slot after the wait).
+//
+//   tile t:  cp.async K|V → stage t % kStages ─┐ issued kStages − 1 tiles ahead
+//   wait, barrier, 4 warps × (S, softmax, P·V) on 16 keys each, barrier ◀─┘
+//
+// Reference: src/backends/cpu/kernels/attention.ts (pagedAttention, queryLen 1). Arguments, launch,
+// tolerance: kernels/attention_README.md, "attention_decode_mma". 16-bit dtypes only; HEAD_DIM a
+// multiple of 16; G ≤ 16 (larger groups keep attention_decode_batch).
+#include "attention_common.cuh"
+
+#if defined(KILN_DTYPE_F32)
+#error "attention_decode_mma.cu: 16-bit dtypes only (fp32 engines keep attention_decode_batch)"
+#endif
+#if HEAD_DIM % 16 != 0
+#error "attention_decode_mma.cu: HEAD_DIM must be a multiple of 16"
+#endif
+#if ATTN_GROUP > 16
+#error "attention_decode_mma.cu: at most 16 query heads per kv head (one m16 tile)"
+#endif
+
+namespace attn {
+
+constexpr int kMmaWarps = 4;
+constexpr int kMmaThreads = kMmaWarps * kWarp;
+constexpr int kWarpKeys = 16;                       // keys per warp per tile: one k16 step of P·V
+constexpr int kTileKeys = kMmaWarps * kWarpKeys;    // 64
+constexpr int kLds = HEAD_DIM + 8;                  // shared row stride in elements: 16 bytes of padding, an
+                                                    //   odd number of 16-byte units, so ldmatrix is conflict-free
+constexpr int kChunks = HEAD_DIM / 8;               // 16-byte chunks per K/V row
+constexpr int kStages = HEAD_DIM <= 64 ? 4 : HEAD_DIM <= 128 ? 3 : 2;
+constexpr int kMinBlocks = HEAD_DIM <= 128 ? 2 : 1;
+static_assert(kMmaThreads % kChunks == 0, "a thread copies the same chunk of every row it copies");
+constexpr int kRowsPerPass = kMmaThreads / kChunks;  // rows of a tile one pass of the CTA's copies covers
+
+struct alignas(16) MmaSmem {
+  union {
+    kiln_t tiles[kStages][2][kTileKeys * kLds];  // [stage][K, V][key][kLds]
+    float acc[kMmaWarps][16][HEAD_DIM];          // after the key loop: the warps' O rows
+  } u;
+  kiln_t q[16 * kLds];  // [row][kLds]: the group's queries, rows ≥ G zero
+  float m[kMmaWarps][16];
+  float l[kMmaWarps][16];
+};
+
+#if defined(DECODE_MMA_SMEM_BYTES)  // the host's mirror (attention_splits.ts decodeMmaSharedBytes)
+static_assert(sizeof(MmaSmem) == DECODE_MMA_SMEM_BYTES, "DECODE_MMA_SMEM_BYTES is not sizeof(attn::MmaSmem)");
+#endif
+
+// Element offset of key `pos`'s row for kv head kvh in a pool (paged_kv.ts), its block from the table.
+__device__ __forceinline__ size_t mma_kv_row(const int* table, int table_step, int pos, int kvh) {
+  return ((size_t)(table[(pos / BLOCK_SIZE) * table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) * NUM_KV_HEADS + kvh) *
+         HEAD_DIM;
+}
+
+// Issues the copies of the tile of keys [base, base + kTileKeys) into `stage` (K rows, then V rows),
+// all threads: keys ≥ end zero-filled; key `skip` not copied at all (the caller fills its slot later).
+// The caller commits the group.
+__device__ __forceinline__ void mma_load_tile(kiln_t* stage, const kiln_t* __restrict__ k_cache,
+                                              const kiln_t* __restrict__ v_cache, const int* table, int table_step,
+                                              int base, int end, int skip, int kvh) {
+  const int ch = threadIdx.x % kChunks;
+#pragma unroll
+  for (int r = threadIdx.x / kChunks; r < kTileKeys; r += kRowsPerPass) {
+    const int pos = base + r;
+    if (pos == skip) continue;
+    const bool in = pos < end;
+    const size_t off = in ? mma_kv_row(table, table_step, pos, kvh) + (size_t)ch * 8 : 0;
+    cp_async_16(stage + r * kLds + ch * 8, k_cache + off, in ? 16 : 0);
+    cp_async_16(stage + kTileKeys * kLds + r * kLds + ch * 8, v_cache + off, in ? 16 : 0);
+  }
+}
+
+__device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+                                           const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                                           const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                                           int block_table_stride, int block_table_step, float scale,
+                                           int sliding_window, int trigger, int stop) {
+  extern __shared__ __align__(16) unsigned char decode_mma_smem[];
+  if (dynamic_smem_bytes() < sizeof(MmaSmem)) __trap();  // the launch must pass sizeof(MmaSmem)
+  MmaSmem& sm = *reinterpret_cast<MmaSmem*>(decode_mma_smem);
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int kvh = blockIdx.x;
+  const int h0 = kvh * ATTN_GROUP;  // first query head of the group
+  const int s = blockIdx.y;
+  const int ctx = context_len[s];
+  const int* table = block_tables + (size_t)s * block_table_stride;
+  const int lo = sliding_window > 0 ? max(0, ctx - sliding_window) : 0;
+  const int new_pos = ctx - 1;  // −1 for a padding row (ctx 0): no new key, no tiles
+  const int tiles = ctx > lo ? (ctx - lo + kTileKeys - 1) / kTileKeys : 0;
+  // Tile t into stage t % kStages (an empty group past the last tile); before the wait the new key is
+  // left out (`pre`).
+  auto issue = [&](int t, bool pre) {
+    if (t < tiles)
+      mma_load_tile(sm.u.tiles[t % kStages][0], k_cache, v_cache, table, block_table_step, lo + t * kTileKeys, ctx,
+                    pre ? new_pos : -1, kvh);
+    cp_async_commit();
+  };
+  // Before the wait (pdl.cuh): the step metadata and keys < ctx − 1, cached by earlier steps.
+#pragma unroll
+  for (int t = 0; t < kStages - 1; t++) issue(t, true);
+
+  kiln::pdl_wait();  // q and the new key come from the kernels before (see pdl.cuh)
+  if (trigger == 0) kiln::pdl_launch_dependents();
+  if (stop == 1) {  // profiling: let the pre-wait copies land, then leave
+    cp_async_wait<0>();
+    return;
+  }
+  // The group's queries as kiln_t rows (rows ≥ G zero), 16 bytes at a time.
+  for (int c = threadIdx.x; c < 16 * kChunks; c += kMmaThreads) {
+    const int g = c / kChunks;
+    uint4 v = {0u, 0u, 0u, 0u};
+    if (g < ATTN_GROUP) v = *reinterpret_cast<const uint4*>(q + ((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + c % kChunks * 8);
+    *reinterpret_cast<uint4*>(&sm.q[g * kLds + c % kChunks * 8]) = v;
+  }
+  // The new key's rows into their slot when a pre-wait tile holds it (the tiles issued from here on
+  // copy it themselves). No copy in flight writes that slot.
+  const int new_tile = (new_pos - lo) / kTileKeys;
+  if (ctx > lo && new_tile < kStages - 1) {
+    kiln_t* const stage = sm.u.tiles[new_tile % kStages][0];
+    const int r = (new_pos - lo) % kTileKeys;
+    const size_t off = mma_kv_row(table, block_table_step, new_pos, kvh);
+    for (int c = threadIdx.x; c < kChunks; c += kMmaThreads) {
+      *reinterpret_cast<uint4*>(stage + r * kLds + c * 8) = *reinterpret_cast<const uint4*>(k_cache + off + c * 8);
+      *reinterpret_cast<uint4*>(stage + kTileKeys * kLds + r * kLds + c * 8) =
+          *reinterpret_cast<const uint4*>(v_cache + off + c * 8);
+    }
+  }
+  __syncthreads();
+
+  // Q as A fragments, once: qa[ks] covers dims [16 ks, 16 ks + 16).
+  unsigned qa[HEAD_DIM / 16][4];
+#pragma unroll
+  for (int ks = 0; ks < HEAD_DIM / 16; ks++) ldmatrix_x4(qa[ks], &sm.q[(lane & 15) * kLds + ks * 16 + (lane >> 4) * 8]);
+
+  // This thread's accumulator rows: r = 0 is row lane / 4, r = 1 row lane / 4 + 8 (C fragment layout).
+  const float sl = scale * kExpScale;
+  float m_r[2] = {neg_inf(), neg_inf()};
+  float l_r[2] = {0.f, 0.f};  // this lane's keys only; summed over the row's 4 lanes at the end
+  float o[HEAD_DIM / 8][4];   // O[row][8 dt + 2 (lane % 4) + {0, 1}]: [dt][{0, 1}] row r = 0, [dt][{2, 3}] r = 1
+#pragma unroll
+  for (int dt = 0; dt < HEAD_DIM / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+
+  for (int t = 0; t < tiles; t++) {
+    issue(t + kStages - 1, false);
+    cp_async_wait<kStages - 1>();  // tile t has landed (this thread's copies) …
+    __syncthreads();               // … and every thread's
+    const int key0 = lo + t * kTileKeys + warp * kWarpKeys;
+    if (key0 < ctx) {  // warp-uniform: a warp past the context has nothing to do in this tile
+      const kiln_t* const kt = sm.u.tiles[t % kStages][0] + warp * kWarpKeys * kLds;
+      const kiln_t* const vt = kt + kTileKeys * kLds;
+      float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};  // [key n8 tile][C fragment]
+#pragma unroll
+      for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
+        unsigned b[4];  // b[0], b[1]: keys 0–7; b[2], b[3]: keys 8–15 (dims 16 ks …)
+        ldmatrix_x4(b, &kt[((lane & 7) + (lane >> 4) * 8) * kLds + ks * 16 + ((lane >> 3) & 1) * 8]);
+        mma_16816(sc[0], qa[ks], b[0], b[1]);
+        mma_16816(sc[1], qa[ks], b[2], b[3]);
+      }
+      unsigned pf[4];  // P as the A fragment of one k16 step (keys 0–15)
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        float x[4];  // this lane's scores of row r: keys 2 (lane % 4) + {0, 1} and 8 + those
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int key = key0 + (e >> 1) * 8 + 2 * (lane & 3) + (e & 1);
+          const float v = sc[e >> 1][2 * r + (e & 1)];
+          x[e] = key < ctx ? v * sl : neg_inf();
+        }
+        float mx = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
+        mx = xor_max(mx, 1, 2);
+        const float m_new = fmaxf(m_r[r], mx);
+        const float m_use = m_new == neg_inf() ? 0.f : m_new;
+        const float corr = score_exp(m_r[r] - m_use);
+        m_r[r] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          x[e] = score_exp(x[e] - m_use);
+          sum += x[e];
+        }
+        l_r[r] = l_r[r] * corr + sum;
+#pragma unroll
+        for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
+          o[dt][2 * r] *= corr;
+          o[dt][2 * r + 1] *= corr;
+        }
+        pf[r] = pack2(x[0], x[1]);      // a0 (row lane/4), a1 (row lane/4 + 8): keys 0–7
+        pf[2 + r] = pack2(x[2], x[3]);  // a2, a3: keys 8–15
+      }
+#pragma unroll
+      for (int dp = 0; dp < HEAD_DIM / 16; dp++) {
+        unsigned b[4];  // b[0], b[1]: dims 16 dp + 0–7; b[2], b[3]: dims 16 dp + 8–15 (keys 0–15)
+        ldmatrix_x4_trans(b, &vt[((lane & 7) + ((lane >> 3) & 1) * 8) * kLds + dp * 16 + (lane >> 4) * 8]);
+        mma_16816(o[2 * dp], pf, b[0], b[1]);
+        mma_16816(o[2 * dp + 1], pf, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // every warp is done with this stage before the next issue overwrites it
+  }
+  cp_async_wait<0>();  // (only empty groups remain) the stages are free: acc reuses them
+
+  if (trigger == 1) kiln::pdl_launch_dependents();
+  if (stop >= 2) {  // profiling: keep the key loop's results alive (l is never negative), then leave
+    if (l_r[0] < 0.f) out[0] = from_float(o[0][0]);
+    return;
+  }
+
+  // The warps' partials (rows < G) into shared memory, then each output element merges the 4 warps.
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int g = lane / 4 + 8 * r;
+    const float l_row = xor_sum(l_r[r], 1, 2);
+    if (g < ATTN_GROUP) {
+#pragma unroll
+      for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
+        float2 v;
+        v.x = o[dt][2 * r];
+        v.y = o[dt][2 * r + 1];
+        *reinterpret_cast<float2*>(&sm.u.acc[warp][g][dt * 8 + 2 * (lane & 3)]) = v;
+      }
+      if ((lane & 3) == 0) {
+        sm.m[warp][g] = m_r[r];
+        sm.l[warp][g] = l_row;
+      }
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < ATTN_GROUP * HEAD_DIM; i += kMmaThreads) {
+    const int g = i / HEAD_DIM;
+    const int d = i % HEAD_DIM;
+    float mx = neg_inf();
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; w++) mx = fmaxf(mx, sm.m[w][g]);
+    float sum = 0.f, a = 0.f;
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; w++) {
+      const float mw = sm.m[w][g];
+      if (mw != neg_inf()) {
+        const float c = score_exp(mw - mx);
+        sum = fmaf(sm.l[w][g], c, sum);
+        a = fmaf(sm.u.acc[w][g][d], c, a);
+      }
+    }
+    out[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
+  }
+}
+
+}  // namespace attn
+
+// attention_decode_batch's arguments (attention_decode_mma takes the same list so the runtime launches
+// either with one argument set; the partials, counters and num_splits are unused, num_splits must be 1,
+// stop 3 acts as 2). Grid (NUM_KV_HEADS, S, 1), block 128, sizeof(attn::MmaSmem) bytes of dynamic shared
+// memory (attention_splits.ts decodeMmaSharedBytes; above 48 KiB, the launch opts in).
+extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kMinBlocks)
+    attention_decode_mma(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
+                         float* __restrict__ partial_l, int* __restrict__ split_counter, const kiln_t* __restrict__ q,
+                         const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                         const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                         int block_table_stride, int block_table_step, int num_splits, float scale,
+                         int sliding_window, int trigger, int stop) {
+  attn::decode_mma(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride, block_table_step, scale,
+                   sliding_window, trigger, stop);
+}

@@ -1,0 +1,130 @@
+// Checks attention_decode_mma.cu on the CPU (fakecuda.h fibers, attention_ptx_emu.h for cp.async,
+// ldmatrix(.trans) and mma.sync fragment layouts) against a double-precision reference: one query per
+// sequence at position ctx − 1 (attention_README.md, "attention_decode_mma"). One build per configuration
+// (-DKILN_DTYPE_BF16|F16 -DHEAD_DIM -DBLOCK_SIZE -DNUM_HEADS -DNUM_KV_HEADS [-DKILN_DECODE_MMA_SRC='"path"']).
+// Contexts 1, 15, 16, 17, 100, 0 (padding row: zeros), 300, 64; shuffled block table; NaN in every K/V
+// slot and table entry that must not be read (and, with a window, in the keys before it). Runs: windows
+// 0, 5 and 70 (lo off a tile boundary, two tiles) × the [S, stride] and [stride, S] (step S) tables,
+// CTAs in shuffled orders; then the profiling stops 1 and 2 must run to the end.
+// Per element the error must stay within the README's bound (P rounded to the dtype before P·V):
+//   1e-5·max(absOut) + u·(absOut + |out|) [+ fp16: keys·2⁻²⁵·max|v|],  absOut = Σ_j w_j |v_j|,
+// u = 2⁻⁸ (bf16), 2⁻¹¹ (fp16). Prints the largest error / bound; exit 1 on a failure.
+#include "fakecuda.h"
+#include "attention_ptx_emu.h"
+#include "paged_cache.h"
+#ifndef KILN_DECODE_MMA_SRC
+#define KILN_DECODE_MMA_SRC "../attention_decode_mma.cu"
+#endif
+#include KILN_DECODE_MMA_SRC
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <vector>
+
+int main() {
+  constexpr int D = HEAD_DIM, H = NUM_HEADS, HKV = NUM_KV_HEADS, BS = BLOCK_SIZE, G = H / HKV;
+#if defined(KILN_DTYPE_BF16)
+  const char* dt = "bf16"; const double u = std::ldexp(1.0, -8); const bool fp16 = false;
+#else
+  const char* dt = "f16"; const double u = std::ldexp(1.0, -11); const bool fp16 = true;
+#endif
+  const std::vector<int> ctxs = {1, 15, 16, 17, 100, 0, 300, 64};
+  const int S = (int)ctxs.size();
+  std::mt19937 gen(9000 + 1000 * D + 100 * BS + 10 * H + HKV);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const float nanv = std::numeric_limits<float>::quiet_NaN();
+  std::vector<kiln_t> q((size_t)S * H * D);
+  for (auto& x : q) x = attn::from_float(nd(gen));
+  const PagedCache cache = make_paged_cache(ctxs, BS, HKV, D, 1, gen);
+  const int stride = cache.stride, poison = cache.poison;
+  const float scale = 1.0f / std::sqrt((float)D);
+
+  bool ok = true;
+  printf("decode_mma %s D=%d BLOCK_SIZE=%d H=%d/%d smem=%zu:", dt, D, BS, H, HKV, sizeof(attn::MmaSmem));
+  for (int w : {0, 5, 70}) {
+    for (bool transposed : {false, true}) {
+      std::vector<kiln_t> kw = cache.k, vw = cache.v;
+      std::vector<int> tw = cache.table;
+      if (w > 0) {  // keys before the window and their table entries must not be read
+        for (int s = 0; s < S; s++) {
+          const int lo = std::max(0, ctxs[s] - w);
+          for (int j = 0; j < lo; j++) {
+            const size_t slot = (size_t)cache.table[(size_t)s * stride + j / BS] * BS + j % BS;
+            for (int x = 0; x < HKV * D; x++) kw[slot * HKV * D + x] = vw[slot * HKV * D + x] = attn::from_float(nanv);
+          }
+          for (int b = 0; b < lo / BS; b++) tw[(size_t)s * stride + b] = poison;
+        }
+      }
+      int tstride = stride, tstep = 1;
+      if (transposed) {  // [stride, S]: entry j of s at j * S + s
+        std::vector<int> t2((size_t)stride * S);
+        for (int s = 0; s < S; s++)
+          for (int j = 0; j < stride; j++) t2[(size_t)j * S + s] = tw[(size_t)s * stride + j];
+        tw = t2; tstride = 1; tstep = S;
+      }
+      std::vector<kiln_t> o((size_t)S * H * D, attn::from_float(nanv));
+      launch({(unsigned)HKV, (unsigned)S, 1}, {(unsigned)attn::kMmaThreads, 1, 1}, [&] {
+        attention_decode_mma(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), kw.data(), vw.data(), ctxs.data(),
+                             tw.data(), tstride, tstep, 1, scale, w, 1, 0);
+      }, sizeof(attn::MmaSmem), 17u + (unsigned)w + 2u * transposed);
+
+      // The reference (double) over the pools as stored, and the worst error / bound.
+      double worst = 0;
+      int bad = 0;
+      for (int s = 0; s < S; s++) {
+        const int ctx = ctxs[s], lo = w > 0 ? std::max(0, ctx - w) : 0;
+        for (int h = 0; h < H; h++) {
+          const int kvh = h / G;
+          std::vector<double> p;
+          std::vector<size_t> rows;
+          double mx = -INFINITY;
+          for (int j = lo; j < ctx; j++) {
+            const size_t slot = (size_t)cache.table[(size_t)s * stride + j / BS] * BS + j % BS;
+            rows.push_back((slot * HKV + kvh) * D);
+            double dot = 0;
+            for (int d = 0; d < D; d++)
+              dot += (double)attn::to_float(q[((size_t)s * H + h) * D + d]) * attn::to_float(kw[rows.back() + d]);
+            p.push_back(dot * scale);
+            mx = std::max(mx, dot * scale);
+          }
+          double den = 0;
+          for (double& x : p) { x = std::exp(x - mx); den += x; }
+          double max_abs = 0, max_v = 0;
+          std::vector<double> ref(D, 0.0), abs_out(D, 0.0);
+          for (int d = 0; d < D; d++) {
+            for (size_t j = 0; j < rows.size(); j++) {
+              const double v = attn::to_float(vw[rows[j] + d]);
+              ref[d] += p[j] * v / den;
+              abs_out[d] += p[j] * std::fabs(v) / den;
+              max_v = std::max(max_v, std::fabs(v));
+            }
+            max_abs = std::max(max_abs, abs_out[d]);
+          }
+          for (int d = 0; d < D; d++) {
+            const double got = attn::to_float(o[((size_t)s * H + h) * D + d]);
+            double bound = 1e-5 * max_abs + u * (abs_out[d] + std::fabs(got));
+            if (fp16) bound += (double)rows.size() * std::ldexp(1.0, -25) * max_v;
+            if (ctx == 0) bound = 0;  // a padding row: exact zeros
+            const double err = std::fabs(got - ref[d]);
+            if (!std::isfinite(got) || err > bound) bad++;
+            if (bound > 0) worst = std::max(worst, err / bound);
+          }
+        }
+      }
+      ok &= bad == 0;
+      printf("  w=%d%s err/bound=%.2f", w, transposed ? " [stride,S]" : "", worst);
+      if (bad) printf(" (FAIL: %d elements)", bad);
+    }
+  }
+  // The profiling stops leave every CTA at the same point, and nothing hangs.
+  std::vector<kiln_t> o((size_t)S * H * D);
+  for (int stop = 1; stop <= 2; stop++)
+    launch({(unsigned)HKV, (unsigned)S, 1}, {(unsigned)attn::kMmaThreads, 1, 1}, [&] {
+      attention_decode_mma(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), cache.k.data(), cache.v.data(),
+                           ctxs.data(), cache.table.data(), stride, 1, 1, scale, 0, 1, stop);
+    }, sizeof(attn::MmaSmem), 3u);
+  printf("  %s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds and runs attention_decode_mma_check.cpp (attention_decode_mma.cu on the CPU emulator: fakecuda.h
+# fibers, attention_ptx_emu.h for cp.async / ldmatrix / mma.sync) against the double reference, within
+# the written bound (attention_README.md, "attention_decode_mma"). One line per configuration, then PASS
+# or FAIL (exit status 1). g++ ≥ 12.
+#   (no arguments)  the full matrix: bf16, fp16 × HEAD_DIM 128, 64 × BLOCK_SIZE 16, 7 × H/Hkv 32/8, 8/2,
+#                   4/4, 16/1; each with windows 0, 5 and 70 × both block-table layouts (in the check)
+#   --ci            a handful of those (test/backends/cuda/attention_decode_mma_emulated.test.ts)
+#   ONLY="DT D BS H HKV"  that one configuration (e.g. ONLY="BF16 64 16 8 2")
+#   SRC=path        check another copy of the kernel (its includes still come from kernels/)
+#   EXTRA="-D..."   extra compiler flags (e.g. -DKILN_EMU_CP_ASYNC_SYNC: copies land at once)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+source ./dyn_shared.sh
+dyn_shared "$(realpath "${SRC:-../attention_decode_mma.cu}")" "$out/mma.cu"
+fail=0
+run_cfg() {  # dtype D BS H HKV
+  local exe="$out/mma_$1_$2_$3_$4_$5"
+  if ! g++ -std=c++20 -O2 -fno-strict-aliasing -ffp-contract=off -Ifake -I"$here/.." -DKILN_DTYPE_$1 -DHEAD_DIM=$2 \
+      -DBLOCK_SIZE=$3 -DNUM_HEADS=$4 -DNUM_KV_HEADS=$5 -DKILN_DECODE_MMA_SRC="\"$out/mma.cu\"" ${EXTRA:-} \
+      attention_decode_mma_check.cpp -o "$exe" -lpthread; then
+    echo "decode_mma $1 D=$2 BLOCK_SIZE=$3 H=$4/$5: BUILD FAILED"; fail=1; return
+  fi
+  "$exe" || fail=1
+}
+if [ -n "${ONLY:-}" ]; then
+  run_cfg $ONLY
+elif [ "${1:-}" = --ci ]; then
+  for cfg in "BF16 128 16 32 8" "F16 64 7 8 2" "F16 128 7 16 1" "BF16 64 16 4 4"; do run_cfg $cfg; done
+else
+  for dt in BF16 F16; do for d in 128 64; do for bs in 16 7; do for hh in "32 8" "8 2" "4 4" "16 1"; do
+    run_cfg $dt $d $bs $hh
+  done; done; done; done
+fi
+[ $fail = 0 ] && echo PASS || echo FAIL
+exit $fail

@@ -1,0 +1,101 @@
+// When a decode step's attention runs on tensor cores (kernels/attention_decode_mma.cu) and what that
+// changes for the step: the kernel replaces attention_decode_batch where the batch kernel is chosen
+// (attention_splits.ts useBatchKernel: by the batch alone, so a captured graph stays valid) and the
+// engine's shapes allow it; it has no fused RoPE, so the step then runs rope_qkv_fused itself. Pure, so
+// the routing is tested on the CPU.
+//
+//   batch kernel chosen?  ── no ──▶ attention_decode[_rope][_cN]        (splits; RoPE fused if KILN_ROPE_FUSE)
+//        │ yes
+//   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool) and KILN_ATTN_MMA ≠ 0?
+//        ├─ yes ▶ attention_decode_mma                                    (RoPE: rope_qkv_fused before it)
+//        └─ no ─▶ attention_decode_batch[_rope]
+import type { DTypeName } from "../../dtype.ts";
+import { InvalidEnvironmentError } from "../../errors.ts";
+import type { KvCacheDtype } from "../kv_cache_dtype.ts";
+import { decodeKernel } from "./attention_splits.ts";
+
+/** The shapes attention_decode_mma.cu is built for: fp16 / bf16 activations, head dim 64 or 128, at
+ * most 16 query heads per kv head (one m16 tile). The engine compiles the module for these. */
+export function mmaDecodeBuilt(dtype: DTypeName, group: number, headDim: number): boolean {
+  return (
+    dtype !== "fp32" &&
+    (headDim === 64 || headDim === 128) &&
+    Number.isInteger(group) &&
+    group >= 1 &&
+    group <= 16
+  );
+}
+
+/** Whether decode steps may take attention_decode_mma: the module's shapes, a 16-bit KV pool (the `_kv8`
+ * kernels keep attention_decode_batch), and `enabled` (KILN_ATTN_MMA=0 turns it off). */
+export function mmaDecodeApplies(
+  dtype: DTypeName,
+  kvDtype: KvCacheDtype,
+  group: number,
+  headDim: number,
+  enabled = true,
+): boolean {
+  return enabled && kvDtype !== "fp8" && mmaDecodeBuilt(dtype, group, headDim);
+}
+
+/** attention_decode_mma's pipeline stages for a head dim (kStages). */
+const mmaStages = (headDim: number) => (headDim <= 64 ? 4 : headDim <= 128 ? 3 : 2);
+
+/** Bytes of attention_decode_mma's dynamic shared memory, sizeof(attn::MmaSmem): a union of the stages'
+ * K and V tiles (64 keys of headDim + 8 elements, 2 bytes each) with the warps' O rows (4 warps × 16 rows
+ * × headDim floats); the 16 query rows (headDim + 8 elements); the warps' m and l (2 × 4 × 16 floats).
+ * 16-byte aligned (every part is). */
+export function decodeMmaSharedBytes(headDim: number): number {
+  const lds = headDim + 8;
+  const tiles = mmaStages(headDim) * 2 * 64 * lds * 2;
+  return Math.max(tiles, 4 * 16 * headDim * 4) + 16 * lds * 2 + 2 * 4 * 16 * 4;
+}
+
+/** The decode attention of one step: its kernel, the module that holds it, whether it does the step's
+ * RoPE + KV write itself (else the rope step runs rope_qkv_fused first), and its grid's x (CTAs per
+ * sequence: attention_decode_mma takes one per kv head, the others one per kv head group). */
+export interface DecodeRoute {
+  kernel: string;
+  module: "attn_decode" | "attn_decode_mma";
+  ropeFused: boolean;
+  ctasPerSeq: number;
+}
+
+/** The route for a step with `splits` splits: `batch` (useBatchKernel for its batch), `mma`
+ * (mmaDecodeApplies), `clusters` (cluster kernels allowed), `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq`
+ * of the split and batch kernels and `numKvHeads`. The kernel name is before the KV pool's `_kv8`. */
+export function decodeRoute(
+  splits: number,
+  o: {
+    batch: boolean;
+    mma: boolean;
+    clusters: boolean;
+    ropeFuse: boolean;
+    ctasPerSeq: number;
+    numKvHeads: number;
+  },
+): DecodeRoute {
+  if (o.batch && o.mma) {
+    if (splits !== 1) throw new Error(`internal: attention_decode_mma takes 1 split, not ${splits}`);
+    return {
+      kernel: "attention_decode_mma",
+      module: "attn_decode_mma",
+      ropeFused: false,
+      ctasPerSeq: o.numKvHeads,
+    };
+  }
+  return {
+    kernel: decodeKernel(splits, o.clusters, o.ropeFuse, o.batch),
+    module: "attn_decode",
+    ropeFused: o.ropeFuse,
+    ctasPerSeq: o.ctasPerSeq,
+  };
+}
+
+/** KILN_ATTN_MMA: unset or "1" lets steps of many sequences take attention_decode_mma where it applies,
+ * "0" keeps attention_decode_batch for them (A/B switch). */
+export function parseAttentionMma(env: string | undefined): boolean {
+  if (env === undefined || env === "" || env === "1") return true;
+  if (env === "0") return false;
+  throw new InvalidEnvironmentError(`KILN_ATTN_MMA must be 0 or 1; got ${env}`);
+}

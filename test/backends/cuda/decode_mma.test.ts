@@ -1,0 +1,149 @@
+// Which decode attention a step gets (src/backends/cuda/decode_mma.ts): attention_decode_mma replaces
+// attention_decode_batch where the batch kernel is chosen and the engine allows it (fp16/bf16, D 64/128,
+// G ≤ 16, a 16-bit KV pool), KILN_ATTN_MMA=0 keeps the batch kernel, and a step on the mma kernel runs
+// its own RoPE step (the kernel has no prologue). Also the kernel's shared memory against the sizes the
+// compile matrix asserts (sizeof(attn::MmaSmem)) and the engine's modules.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, test } from "node:test";
+import { type SplitTarget, useBatchKernel } from "../../../src/backends/cuda/attention_splits.ts";
+import {
+  decodeMmaSharedBytes,
+  decodeRoute,
+  mmaDecodeApplies,
+  parseAttentionMma,
+} from "../../../src/backends/cuda/decode_mma.ts";
+import { moduleSpecs } from "../../../src/backends/cuda/kernel_modules.ts";
+import { cudaTuningFromEnv } from "../../../src/backends/cuda/tuning.ts";
+import type { DTypeName } from "../../../src/dtype.ts";
+import { InvalidEnvironmentError } from "../../../src/errors.ts";
+
+/** Llama-3.1-8B on an H200: 8 kv heads of 4 query heads (one CTA per kv head), 132 SMs. */
+const H200_8B: SplitTarget = { smCount: 132, ctasPerSeq: 8 };
+
+/** The kernel and whether RoPE is fused, for a step of `seqs` sequences of the 8B on an H200 (one split
+ * where the batch kernel is chosen, 4 otherwise), as decode_attention.ts asks. */
+function route8B(seqs: number, mma: boolean, ropeFuse = true) {
+  const batch = useBatchKernel(H200_8B, seqs);
+  return decodeRoute(batch ? 1 : 4, { batch, mma, clusters: true, ropeFuse, ctasPerSeq: 8, numKvHeads: 8 });
+}
+
+describe("attention_decode_mma routing", () => {
+  test("16-bit engines with D 64 or 128, G ≤ 16 and a 16-bit KV pool; fp32, fp8 KV, other D and G > 16 not", () => {
+    for (const dtype of ["fp16", "bf16"] as DTypeName[]) {
+      assert.equal(mmaDecodeApplies(dtype, "auto", 4, 128), true);
+      assert.equal(mmaDecodeApplies(dtype, "auto", 1, 64), true);
+      assert.equal(mmaDecodeApplies(dtype, "auto", 16, 128), true);
+      assert.equal(mmaDecodeApplies(dtype, "fp8", 4, 128), false);
+      assert.equal(mmaDecodeApplies(dtype, "auto", 32, 128), false);
+      for (const d of [80, 96, 256]) assert.equal(mmaDecodeApplies(dtype, "auto", 4, d), false, `D ${d}`);
+      assert.equal(mmaDecodeApplies(dtype, "auto", 4, 128, false), false); // KILN_ATTN_MMA=0
+    }
+    assert.equal(mmaDecodeApplies("fp32", "auto", 4, 128), false);
+  });
+
+  test("many sequences take attention_decode_mma, without RoPE fused, one CTA per kv head; few keep the splits", () => {
+    for (const seqs of [33, 64, 256, 1024]) {
+      assert.deepEqual(route8B(seqs, true), {
+        kernel: "attention_decode_mma",
+        module: "attn_decode_mma",
+        ropeFused: false,
+        ctasPerSeq: 8,
+      });
+    }
+    for (const seqs of [1, 8, 32]) {
+      const r = route8B(seqs, true);
+      assert.equal(r.kernel, "attention_decode_rope_c4");
+      assert.equal(r.ropeFused, true);
+    }
+  });
+
+  test("KILN_ATTN_MMA=0 (or an engine it does not apply to) keeps attention_decode_batch and its fused RoPE", () => {
+    const off = cudaTuningFromEnv({ KILN_ATTN_MMA: "0" });
+    const mma = mmaDecodeApplies("bf16", "auto", 4, 128, off.attnMma);
+    assert.equal(mma, false);
+    assert.deepEqual(route8B(256, mma), {
+      kernel: "attention_decode_batch_rope",
+      module: "attn_decode",
+      ropeFused: true,
+      ctasPerSeq: 8,
+    });
+    assert.equal(route8B(256, mmaDecodeApplies("bf16", "fp8", 4, 128)).kernel, "attention_decode_batch_rope");
+    assert.equal(
+      route8B(256, mmaDecodeApplies("fp32", "auto", 4, 128)).kernel,
+      "attention_decode_batch_rope",
+    );
+    assert.equal(route8B(256, false, false).kernel, "attention_decode_batch");
+    assert.equal(route8B(256, false, false).ropeFused, false);
+  });
+
+  test("the choice depends on the batch alone: a graph's bucket gets the same route for every context", () => {
+    // decodeRoute sees the batch (useBatchKernel) and the split count, which is 1 wherever it is chosen.
+    assert.throws(
+      () =>
+        decodeRoute(2, {
+          batch: true,
+          mma: true,
+          clusters: true,
+          ropeFuse: true,
+          ctasPerSeq: 8,
+          numKvHeads: 8,
+        }),
+      /attention_decode_mma takes 1 split, not 2/,
+    );
+  });
+
+  test("KILN_ATTN_MMA: on by default and with 1, off with 0, anything else named in the error", () => {
+    assert.equal(parseAttentionMma(undefined), true);
+    assert.equal(parseAttentionMma("1"), true);
+    assert.equal(parseAttentionMma("0"), false);
+    assert.throws(
+      () => parseAttentionMma("yes"),
+      (e: unknown) => e instanceof InvalidEnvironmentError && /KILN_ATTN_MMA/.test(e.message),
+    );
+  });
+
+  test("decodeMmaSharedBytes gives the DECODE_MMA_SMEM_BYTES of the compile matrix's sets", () => {
+    const matrix = JSON.parse(
+      readFileSync(new URL("../../../kernels/compile_matrix.json", import.meta.url), "utf8"),
+    );
+    const sets: Record<string, number>[] = matrix.files["attention_decode_mma.cu"].testDefines;
+    const withBytes = sets.filter((s) => s.DECODE_MMA_SMEM_BYTES !== undefined);
+    assert.ok(withBytes.length >= 2);
+    for (const s of withBytes)
+      assert.equal(decodeMmaSharedBytes(s.HEAD_DIM), s.DECODE_MMA_SMEM_BYTES, `D ${s.HEAD_DIM}`);
+    // Two CTAs per SM on an H100/H200 (228 KiB, 1 KiB reserved per CTA) at D 64 and 128.
+    for (const d of [64, 128]) assert.ok(2 * (decodeMmaSharedBytes(d) + 1024) <= 228 * 1024, `D ${d}`);
+  });
+
+  test("16-bit engines it applies to compile the module with their shapes; fp32 engines and D 80 do not", () => {
+    const model = (headDim: number) =>
+      ({
+        numHeads: 32,
+        numKvHeads: 8,
+        headDim,
+        hiddenSize: 4096,
+        vocabSize: 1000,
+        rope: { rotaryDim: headDim },
+      }) as unknown as Parameters<typeof moduleSpecs>[0];
+    const plan = { ops: [] } as unknown as Parameters<typeof moduleSpecs>[1];
+    const spec = moduleSpecs(model(128), plan, "bf16", 16).find((s) => s.key === "attn_decode_mma");
+    assert.deepEqual(spec?.defines, {
+      KILN_DTYPE_BF16: 1,
+      NUM_HEADS: 32,
+      NUM_KV_HEADS: 8,
+      HEAD_DIM: 128,
+      BLOCK_SIZE: 16,
+      DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(128),
+    });
+    assert.equal(spec?.file, "attention_decode_mma.cu");
+    assert.equal(
+      moduleSpecs(model(128), plan, "fp32", 16).some((s) => s.key === "attn_decode_mma"),
+      false,
+    );
+    assert.equal(
+      moduleSpecs(model(80), plan, "fp16", 16).some((s) => s.key === "attn_decode_mma"),
+      false,
+    );
+  });
+});
