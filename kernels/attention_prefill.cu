@@ -101,9 +101,9 @@ struct Tc {
   static constexpr int kMTiles = kWarpRows / 16;
   static constexpr int kRowsPerPass = kThreads / kChunks;  // rows one pass of 16-byte copies covers
   static constexpr int kKvLoads = kBlockN / kRowsPerPass;  // K (and V) copies per thread per tile
-  // Keys per S = Q·Kᵀ step: 8 warps take a tile in two steps of 32, so that S and P fit beside O in the
-  // 128 registers of two 256-thread CTAs per SM (one more O rescale per 32 keys).
-  static constexpr int kStepN = kWarps == 4 ? kBlockN : 32;
+  // Keys per S = Q·Kᵀ step: 8 warps at HEAD_DIM 128 take a tile in two steps of 32, so that S and P fit
+  // beside O in the 128 registers of two 256-thread CTAs per SM (one more O rescale per 32 keys).
+  static constexpr int kStepN = kWarps == 4 || HEAD_DIM == 64 ? kBlockN : 32;
   static_assert(kWarpRows % 16 == 0, "whole m16 tiles per warp");
   static_assert(kThreads % kChunks == 0 && kBlockN % kRowsPerPass == 0, "tile copy shape");
 };
