@@ -22,7 +22,8 @@
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens): the
 #            prefill's and a decode step's GPU time by kernel kind; batch 256 again with KILN_ATTN_BATCH=0
-#            (the split kernel) and with KILN_ATTN_MMA=0 (attention_decode_batch instead of attention_decode_mma)
+#            (the split kernel) and with KILN_ATTN_MMA=0 (attention_decode_batch instead of attention_decode_mma),
+#            4 × 2,048 again with KILN_PREFILL_WARPS=4
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
@@ -236,6 +237,11 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
       --runs 1 --profile >"$out/profile-256-128-nomma.txt" 2>>"$out/bench.err" || echo "profile no-mma failed (bench.err)"
     echo "batch 256, input 128, KILN_ATTN_MMA=0:"
     cat "$out/profile-256-128-nomma.txt"
+    # The prefill-attention A/B: the 4-warp attention_prefill instead of attention_prefill_w8 (the default).
+    KILN_PREFILL_WARPS=4 ./bin/kiln bench --model "$e" --backend cuda --batch-size 4 --input-len 2048 --output-len 16 \
+      --runs 1 --profile >"$out/profile-4-2048-w4.txt" 2>>"$out/bench.err" || echo "profile w4 failed (bench.err)"
+    echo "batch 4, input 2048, KILN_PREFILL_WARPS=4:"
+    cat "$out/profile-4-2048-w4.txt"
     exit 0
   fi
   if [[ $part == headline ]]; then # one engine for batch 1 and for load: the figures of issues 16 and 17

@@ -283,13 +283,14 @@ describe("attention kernels", { skip: noGpu }, () => {
     const n = p.q.length;
     const out = h.filled(n, p.dtype, 0xff);
     const maxQ = Math.max(...p.seqs.map((s) => s.queryLen));
-    const tiles = prefillTiles(p.dtype, p.shape.headDim);
+    // The 4-warp variant; attention_prefill_w8 has its own file (kernels/attention_prefill_w8.test.ts).
+    const tiles = prefillTiles(p.dtype, p.shape.headDim, 4);
     const x = gridX ?? Math.max(1, Math.ceil(maxQ / tiles.blockM));
     h.run(
       mod,
-      "attention_prefill",
+      tiles.kernel,
       [x, p.shape.numHeads, p.seqs.length],
-      [128],
+      [tiles.threads],
       [
         ptr(out),
         ptr(d.q),

@@ -2,8 +2,8 @@
 // backend's FP8 KV cache (src/backends/cpu/kernels/kv_fp8.ts), on the GPU:
 //   write      rope_qkv_fused_kv8 / rope_qkv_kv8 store exactly the CPU's writeFp8Slot of the values
 //              rope_qkv_fused stores (bytes and scales, bit for bit); slots not written stay as they were.
-//   attention  attention_prefill_kv8 and attention_decode_kv8 (1 and 4 splits, a cluster of 2 on sm_90+,
-//              the batch kernel) over FP8 pools against pagedAttention over the same pools (which reads
+//   attention  attention_prefill_kv8 and _w8_kv8, attention_decode_kv8 (1 and 4 splits, a cluster of 2
+//              on sm_90+, the batch kernel) over FP8 pools against pagedAttention over the same pools (which reads
 //              fp32(e4m3 · scale)), within attention_cuda.test.ts's bounds; the tensor-core prefill
 //              (16-bit, head 64/128) rounds those values to the dtype in shared memory, so its reference
 //              reads them rounded likewise (one rounding more than the CPU's fp32: kernels/attention_README.md).
@@ -313,7 +313,7 @@ describe("FP8 KV kernels (_kv8) against the CPU's FP8 cache", { skip: noGpu }, (
 
   for (const shape of SHAPES) {
     for (const dtype of DTYPES) {
-      it(`attention_prefill_kv8 ${shape.name} ${dtype}`, () => {
+      it(`attention_prefill_kv8, attention_prefill_w8_kv8 ${shape.name} ${dtype}`, () => {
         const p = makeProblem(
           shape,
           dtype,
@@ -331,14 +331,19 @@ describe("FP8 KV kernels (_kv8) against the CPU's FP8 cache", { skip: noGpu }, (
         p.seqs.forEach((s, i) => {
           queryStart[i + 1] = s.queryStart + s.queryLen;
         });
-        const tiles = prefillTiles(dtype, shape.D);
-        for (const window of [0, 40]) {
+        for (const [window, warps] of [
+          [0, 4],
+          [40, 4],
+          [0, 8],
+          [40, 8],
+        ] as const) {
+          const tiles = prefillTiles(dtype, shape.D, warps);
           const out = h.filled(p.q.length, dtype, 0xff);
           h.run(
             mod,
-            "attention_prefill_kv8",
+            `${tiles.kernel}_kv8`,
             [Math.ceil(150 / tiles.blockM), shape.H, p.seqs.length],
-            [128],
+            [tiles.threads],
             [
               ptr(out),
               ptr(d.q),
@@ -360,7 +365,7 @@ describe("FP8 KV kernels (_kv8) against the CPU's FP8 cache", { skip: noGpu }, (
             h.download(out, p.q.length, dtype),
             window,
             tensorCores(shape, dtype),
-            `prefill w=${window}`,
+            `${tiles.kernel}_kv8 w=${window}`,
           );
         }
       });

@@ -321,12 +321,12 @@ export class StepLauncher {
         const k = { ptr: this.kv.keys(op.layer).ptr };
         const v = { ptr: this.kv.values(op.layer).ptr };
         if (!packed.allDecode) {
-          const tiles = prefillTiles(this.dtype, op.headDim);
+          const tiles = prefillTiles(this.dtype, op.headDim, this.tuning.prefillWarps);
           this.kernels.launch(
             "attn_prefill",
-            this.kv.kernel("attention_prefill"),
+            this.kv.kernel(tiles.kernel),
             [Math.ceil(packed.maxQueryLen / tiles.blockM), op.numHeads, packed.numSeqs],
-            128,
+            tiles.threads,
             [
               out,
               q,

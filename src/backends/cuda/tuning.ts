@@ -23,6 +23,7 @@ import {
   parseGemvPolicy,
   parseGemvShapes,
 } from "./gemv_variants.ts";
+import { type PrefillWarps, parsePrefillWarps } from "./prefill_tiles.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -66,6 +67,9 @@ export interface CudaTuning {
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
   readonly ropeFuse: boolean;
+  /** KILN_PREFILL_WARPS=4|8 (default 8): warps per CTA of prefill attention's tensor-core path
+   * (prefill_tiles.ts; the A/B of attention_prefill_w8 against attention_prefill). */
+  readonly prefillWarps: PrefillWarps;
   /** KILN_ATTN_STOP (profiling only; wrong outputs): where decode attention stops. */
   readonly attnStop: AttentionStop;
   /** KILN_SKIP_KERNELS (profiling only; wrong outputs): kernels left out of every step. */
@@ -97,6 +101,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     attnMma: parseAttentionMma(env.KILN_ATTN_MMA),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: parseRopeFuse(env.KILN_ROPE_FUSE),
+    prefillWarps: parsePrefillWarps(env.KILN_PREFILL_WARPS),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
   });

@@ -41,6 +41,7 @@ describe("CudaTuning", () => {
         attnMma: true,
         ropeEarly: false,
         ropeFuse: true,
+        prefillWarps: 8,
         attnStop: "",
         skipKernels: [],
       },
@@ -64,6 +65,7 @@ describe("CudaTuning", () => {
       KILN_ATTN_MMA: "0",
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
+      KILN_PREFILL_WARPS: "4",
       KILN_ATTN_STOP: "keys",
       KILN_SKIP_KERNELS: "rms_norm,,add_rms_norm",
     });
@@ -81,6 +83,7 @@ describe("CudaTuning", () => {
     assert.equal(t.attnCluster, false);
     assert.equal(t.ropeEarly, true);
     assert.equal(t.ropeFuse, false);
+    assert.equal(t.prefillWarps, 4);
     assert.equal(t.attnStop, "keys");
     assert.deepEqual([...t.skipKernels], ["rms_norm", "add_rms_norm"]);
   });
@@ -100,6 +103,7 @@ describe("CudaTuning", () => {
       ["KILN_ATTN_MMA", "yes"],
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
+      ["KILN_PREFILL_WARPS", "16"],
       ["KILN_ATTN_STOP", "end"],
     ])
       assert.throws(

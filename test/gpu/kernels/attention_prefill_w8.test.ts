@@ -1,0 +1,232 @@
+// attention_prefill_w8 (kernels/attention_prefill.cu's 8-warp tensor-core variant, the default of
+// KILN_PREFILL_WARPS) at the Llama-3.1-8B head shape (32 query heads, 8 kv heads, head 128, KV blocks
+// of 16) against pagedAttention (src/backends/cpu/kernels/attention.ts): 1, 3 and 4 packed sequences
+// of 17 … 2,100 tokens (chunks with cached prefixes, an empty one), full causal and windows 1, 100 and
+// 1,000, blocks scattered over the pool, unwritten slots NaN. Every row must be written (the output
+// starts NaN); sampled rows (each sequence's first and last, both sides of every 128-row tile edge and
+// of the warps' 16-row edges in its first and last tiles, some at random) are compared with the reference, computed for those rows
+// only so the file stays well under a minute. Bound: attention_cuda.test.ts's (kernels/attention_README.md
+// "Tolerance against the CPU reference"). The 4-warp kernel and the other shapes: attention_cuda.test.ts.
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, it } from "node:test";
+import { type AttentionSequence, pagedAttention } from "../../../src/backends/cpu/kernels/attention.ts";
+import { prefillTiles } from "../../../src/backends/cuda/prefill_tiles.ts";
+import type { DTypeName } from "../../../src/dtype.ts";
+import { assertWithin, f32, i32, KernelHarness, noGpu, ptr, randn, roundTo } from "./harness.ts";
+
+const H = 32;
+const HKV = 8;
+const D = 128;
+const BS = 16;
+const SCALE = 1 / Math.sqrt(D);
+const DEFINES = { NUM_HEADS: H, NUM_KV_HEADS: HKV, HEAD_DIM: D, BLOCK_SIZE: BS };
+
+interface Problem {
+  dtype: DTypeName;
+  seqs: AttentionSequence[];
+  q: Float32Array; // [T, H, D]
+  kCache: Float32Array; // [numBlocks, BS, HKV, D]; unwritten slots NaN
+  vCache: Float32Array;
+  tables: Int32Array; // [S, stride]
+  stride: number;
+  maxAbsV: number;
+}
+
+/** Sequences (queryLen new tokens after contextLen − queryLen cached) over shuffled pool blocks. */
+function makeProblem(
+  dtype: DTypeName,
+  specs: { queryLen: number; contextLen: number }[],
+  seed: number,
+): Problem {
+  const blocksOf = (c: number) => Math.ceil(c / BS);
+  const numBlocks = specs.reduce((n, s) => n + blocksOf(s.contextLen), 0) + 3;
+  const stride = Math.max(1, ...specs.map((s) => blocksOf(s.contextLen))) + 1;
+  const order = Array.from({ length: numBlocks }, (_, i) => i);
+  let a = seed >>> 0;
+  for (let i = numBlocks - 1; i > 0; i--) {
+    a = (Math.imul(a ^ (a >>> 15), 2246822507) + 0x9e3779b9) >>> 0;
+    const j = a % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const slotLen = HKV * D;
+  const kCache = new Float32Array(numBlocks * BS * slotLen).fill(Number.NaN);
+  const vCache = new Float32Array(numBlocks * BS * slotLen).fill(Number.NaN);
+  const tables = new Int32Array(specs.length * stride).fill(-1);
+  const seqs: AttentionSequence[] = [];
+  let next = 0;
+  let queryStart = 0;
+  specs.forEach((spec, i) => {
+    const table = tables.subarray(i * stride, i * stride + blocksOf(spec.contextLen));
+    for (let b = 0; b < table.length; b++) table[b] = order[next++];
+    // K scaled by 2 so that some softmax rows are peaked, as in trained models.
+    const k = roundTo(randn(spec.contextLen * slotLen, seed + 10 * i + 1, 2), dtype);
+    const v = roundTo(randn(spec.contextLen * slotLen, seed + 10 * i + 2), dtype);
+    for (let p = 0; p < spec.contextLen; p++) {
+      const slot = table[Math.floor(p / BS)] * BS + (p % BS);
+      kCache.set(k.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
+      vCache.set(v.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
+    }
+    seqs.push({ queryStart, queryLen: spec.queryLen, contextLen: spec.contextLen, blockTable: table });
+    queryStart += spec.queryLen;
+  });
+  const q = roundTo(randn(queryStart * H * D, seed + 7), dtype);
+  let maxAbsV = 0;
+  for (const x of vCache) if (Math.abs(x) > maxAbsV) maxAbsV = Math.abs(x);
+  return { dtype, seqs, q, kCache, vCache, tables, stride, maxAbsV };
+}
+
+/** The rows of sequence s to compare: its ends, both sides of each 128-row tile edge, of each warp's
+ * 16 rows in the first and last tiles, and 8 at random. */
+function sampleRows(s: AttentionSequence, seed: number): number[] {
+  const rows = new Set<number>([0, 1, s.queryLen - 2, s.queryLen - 1]);
+  const lastTile = Math.floor((s.queryLen - 1) / 128) * 128;
+  for (let e = 16; e < s.queryLen; e += 16)
+    if (e % 128 === 0 || e < 128 || e > lastTile) rows.add(e - 1).add(e);
+  const r = randn(8, seed);
+  for (const x of r) rows.add(Math.floor(Math.abs(x * 1e4)) % Math.max(1, s.queryLen));
+  return [...rows].filter((i) => i >= 0 && i < s.queryLen).sort((x, y) => x - y);
+}
+
+/** attention_cuda.test.ts's bound: fp32 part + U · (Σ w|v| + |out|) (+ fp16 subnormal weights). */
+function bound(
+  dtype: DTypeName,
+  want: number,
+  absOut: number,
+  maxAbsOut: number,
+  keys: number,
+  maxAbsV: number,
+) {
+  const u = dtype === "fp16" ? 2 ** -11 : 2 ** -8;
+  const subnormal = dtype === "fp16" ? keys * 2 ** -25 * maxAbsV : 0;
+  return 1e-5 * maxAbsOut + 1e-30 + u * (absOut + Math.abs(want)) + subnormal;
+}
+
+/** Checks the sampled rows of `got` [T, H, D] against pagedAttention run on those rows alone. */
+function checkSampled(p: Problem, got: Float32Array, window: number, what: string): void {
+  const rowLen = H * D;
+  const picked: { row: number; seq: AttentionSequence }[] = [];
+  p.seqs.forEach((s, si) => {
+    for (const i of sampleRows(s, 300 + si)) {
+      // Row i as a one-row sequence at its position: the same keys, the same table.
+      const pos = s.contextLen - s.queryLen + i;
+      picked.push({
+        row: s.queryStart + i,
+        seq: { queryStart: picked.length, queryLen: 1, contextLen: pos + 1, blockTable: s.blockTable },
+      });
+    }
+  });
+  const q = new Float32Array(picked.length * rowLen);
+  picked.forEach((x, j) => q.set(p.q.subarray(x.row * rowLen, (x.row + 1) * rowLen), j * rowLen));
+  const run = (vCache: Float32Array) => {
+    const out = new Float32Array(q.length);
+    pagedAttention({
+      q,
+      kCache: p.kCache,
+      vCache,
+      blockSize: BS,
+      numHeads: H,
+      numKvHeads: HKV,
+      headDim: D,
+      seqs: picked.map((x) => x.seq),
+      scale: SCALE,
+      slidingWindow: window > 0 ? window : null,
+      out,
+    });
+    return out;
+  };
+  const want = run(p.vCache);
+  const absOut = run(p.vCache.map(Math.abs));
+  const maxAbsOut = absOut.reduce((m, x) => Math.max(m, x), 0);
+  const mine = new Float32Array(q.length);
+  picked.forEach((x, j) => mine.set(got.subarray(x.row * rowLen, (x.row + 1) * rowLen), j * rowLen));
+  const keys = picked.map((x) => (window > 0 ? Math.min(window, x.seq.contextLen) : x.seq.contextLen));
+  assertWithin(
+    mine,
+    want,
+    (i) => bound(p.dtype, want[i], absOut[i], maxAbsOut, keys[Math.floor(i / rowLen)], p.maxAbsV),
+    `${what} (rows ${picked.map((x) => x.row).join(",")})`,
+  );
+}
+
+describe("attention_prefill_w8 at the 8B head shape", { skip: noGpu }, () => {
+  let h: KernelHarness;
+  before(() => {
+    h = KernelHarness.open();
+  });
+  afterEach(() => h.freeAll());
+  after(() => h?.dispose());
+
+  /** attention_prefill_w8 over all of p's sequences; every output row must come back finite. */
+  function prefill(p: Problem, window: number, gridX?: number): Float32Array {
+    const tiles = prefillTiles(p.dtype, D, 8);
+    assert.equal(tiles.kernel, "attention_prefill_w8");
+    const mod = h.module("attention_prefill.cu", DEFINES, p.dtype);
+    const queryStart = Int32Array.from({ length: p.seqs.length + 1 }, (_, i) =>
+      i === 0 ? 0 : p.seqs[i - 1].queryStart + p.seqs[i - 1].queryLen,
+    );
+    const n = p.q.length;
+    const out = h.filled(n, p.dtype, 0xff); // NaN: an unwritten row shows
+    const maxQ = Math.max(...p.seqs.map((s) => s.queryLen));
+    h.run(
+      mod,
+      tiles.kernel,
+      [gridX ?? Math.max(1, Math.ceil(maxQ / tiles.blockM)), H, p.seqs.length],
+      [tiles.threads],
+      [
+        ptr(out),
+        ptr(h.upload(p.q, p.dtype)),
+        ptr(h.upload(p.kCache, p.dtype)),
+        ptr(h.upload(p.vCache, p.dtype)),
+        ptr(h.raw(queryStart)),
+        ptr(h.raw(Int32Array.from(p.seqs, (s) => s.contextLen))),
+        ptr(h.raw(p.tables)),
+        i32(p.stride),
+        f32(SCALE),
+        i32(window),
+      ],
+      tiles.sharedBytes,
+    );
+    const got = h.download(out, n, p.dtype);
+    const bad = got.findIndex((x) => !Number.isFinite(x));
+    assert.equal(bad, -1, `row ${Math.floor(bad / (H * D))} not written (or not finite)`);
+    return got;
+  }
+
+  for (const dtype of ["bf16", "fp16"] as const) {
+    it(`one sequence of 2,100 tokens, causal${dtype === "bf16" ? ", and grid.x = 1" : ""} (${dtype})`, () => {
+      const p = makeProblem(dtype, [{ queryLen: 2100, contextLen: 2100 }], 501);
+      checkSampled(p, prefill(p, 0), 0, "1 × 2100");
+      // Any grid.x is correct: each CTA walks its sequence's query tiles with stride grid.x.
+      if (dtype === "bf16") checkSampled(p, prefill(p, 0, 1), 0, "1 × 2100, grid.x = 1");
+    });
+  }
+
+  it("three sequences: 17 tokens, a chunk of 300 after 700 cached, 2,100 tokens (bf16)", () => {
+    const p = makeProblem(
+      "bf16",
+      [
+        { queryLen: 17, contextLen: 17 },
+        { queryLen: 300, contextLen: 1000 },
+        { queryLen: 2100, contextLen: 2100 },
+      ],
+      502,
+    );
+    checkSampled(p, prefill(p, 0), 0, "3 sequences");
+  });
+
+  for (const window of [1, 100, 1000]) {
+    it(`four sequences (17, 129 after 171 cached, none after 9, 2,048), window ${window} (bf16)`, () => {
+      const p = makeProblem(
+        "bf16",
+        [
+          { queryLen: 17, contextLen: 17 },
+          { queryLen: 129, contextLen: 300 },
+          { queryLen: 0, contextLen: 9 },
+          { queryLen: 2048, contextLen: 2048 },
+        ],
+        503 + window,
+      );
+      checkSampled(p, prefill(p, window), window, `4 sequences, window ${window}`);
+    });
+  }
+});
