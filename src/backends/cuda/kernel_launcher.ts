@@ -6,6 +6,7 @@ import type { DTypeName } from "../../dtype.ts";
 import { EngineError } from "../../engine/errors.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
 import { type CudaDevice, CudaModule, type KernelArg, type Stream } from "./device/index.ts";
+import { CudaError } from "./ffi/errors.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs, quantizedModules } from "./kernel_modules.ts";
 
 export class KernelLauncher {
@@ -47,6 +48,19 @@ export class KernelLauncher {
   /** Whether the engine has module `mod` (the sampler and the GEMVs are optional). */
   has(mod: ModuleKey): boolean {
     return this.modules.has(mod);
+  }
+
+  /** Whether module `mod` exports `kernel` (an engine compiled before a kernel was added lacks it). */
+  hasKernel(mod: ModuleKey, kernel: string): boolean {
+    const m = this.modules.get(mod);
+    if (!m) return false;
+    try {
+      m.kernel(kernel);
+      return true;
+    } catch (e) {
+      if (e instanceof CudaError && e.errorName === "CUDA_ERROR_NOT_FOUND") return false;
+      throw e;
+    }
   }
 
   launch(

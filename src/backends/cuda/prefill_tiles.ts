@@ -40,6 +40,12 @@ export function prefillTiles(dtype: DTypeName, headDim: number, warps: PrefillWa
   return { kernel: "attention_prefill", blockM: headDim <= 128 ? 16 : 8, threads: 128, sharedBytes: 0 };
 }
 
+/** The variant a step runs: `requested` (the tuning), unless the engine lacks its kernel — one compiled
+ * before attention_prefill_w8 existed has only the 4-warp kernel, which computes the same attention. */
+export function prefillWarpsFor(requested: PrefillWarps, hasKernel: (name: string) => boolean): PrefillWarps {
+  return requested === 8 && !hasKernel("attention_prefill_w8") ? 4 : requested;
+}
+
 /** KILN_PREFILL_WARPS: unset or "8" the 8-warp variant, "4" the 4-warp one (A/B switch). */
 export function parsePrefillWarps(env: string | undefined): PrefillWarps {
   if (env === undefined || env === "" || env === "8") return 8;

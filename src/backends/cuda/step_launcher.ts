@@ -17,7 +17,7 @@ import type { DeviceKvCache } from "./kv_cache.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
 import { LinearLauncher, type LinearStep } from "./linear_launcher.ts";
 import type { Lowered, LoweredStep } from "./lowering.ts";
-import { prefillTiles } from "./prefill_tiles.ts";
+import { type PrefillWarps, prefillTiles, prefillWarpsFor } from "./prefill_tiles.ts";
 import { decodeRopeArgs, type RopeSources, ropeArgs } from "./rope_args.ts";
 import type { PackedStep } from "./step_metadata.ts";
 import type { StepUploads } from "./step_uploads.ts";
@@ -55,6 +55,8 @@ export class StepLauncher {
   private readonly dtype: DTypeName;
   private readonly elem: number;
   private readonly tuning: CudaTuning;
+  /** The prefill attention's variant: the tuning's, or 4 warps for an engine without the 8-warp kernel. */
+  private readonly prefillWarps: PrefillWarps;
   private readonly lowered: Lowered;
   private readonly kernels: KernelLauncher;
   private readonly weights: DeviceWeights;
@@ -73,6 +75,9 @@ export class StepLauncher {
     this.dtype = r.dtype;
     this.elem = ELEM[r.dtype];
     this.tuning = r.tuning;
+    this.prefillWarps = prefillWarpsFor(r.tuning.prefillWarps, (k) =>
+      r.kernels.hasKernel("attn_prefill", r.kv.kernel(k)),
+    );
     this.lowered = r.lowered;
     this.kernels = r.kernels;
     this.weights = r.weights;
@@ -321,7 +326,7 @@ export class StepLauncher {
         const k = { ptr: this.kv.keys(op.layer).ptr };
         const v = { ptr: this.kv.values(op.layer).ptr };
         if (!packed.allDecode) {
-          const tiles = prefillTiles(this.dtype, op.headDim, this.tuning.prefillWarps);
+          const tiles = prefillTiles(this.dtype, op.headDim, this.prefillWarps);
           this.kernels.launch(
             "attn_prefill",
             this.kv.kernel(tiles.kernel),

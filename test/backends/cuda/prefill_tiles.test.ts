@@ -6,7 +6,11 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { parsePrefillWarps, prefillTiles } from "../../../src/backends/cuda/prefill_tiles.ts";
+import {
+  parsePrefillWarps,
+  prefillTiles,
+  prefillWarpsFor,
+} from "../../../src/backends/cuda/prefill_tiles.ts";
 import { InvalidEnvironmentError } from "../../../src/errors.ts";
 
 const source = readFileSync(join(import.meta.dirname, "../../../kernels/attention_prefill.cu"), "utf8");
@@ -99,4 +103,13 @@ describe("KILN_PREFILL_WARPS", () => {
         v,
       );
   });
+});
+
+test("an engine compiled before attention_prefill_w8 existed runs the 4-warp kernel, whatever asked", () => {
+  const old = (name: string) => name === "attention_prefill";
+  const now = (name: string) => name === "attention_prefill" || name === "attention_prefill_w8";
+  assert.equal(prefillWarpsFor(8, old), 4);
+  assert.equal(prefillWarpsFor(8, now), 8);
+  assert.equal(prefillWarpsFor(4, now), 4);
+  assert.equal(prefillWarpsFor(4, old), 4);
 });
