@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The device calls that close the trust issue (15), one summary line per figure; logs under $OUT.
+#   ab       the attention kernels' A/Bs on the 1B and their GPU tests, for a short device budget
 #   tests    the GPU tests (npm run test:gpu, which fails when it ran none), with the Hugging Face
 #            fixture generators (beam search, chat) on the CPU beside them: $OUT/gen/beam, $OUT/chat
 #   engines  Llama-3.1-8B through the content cache (a miss that builds it, a hit, the engine dir's load
@@ -88,6 +89,28 @@ if [[ $part == tests ]]; then
 fi
 
 big=llama-3.1-8b small=llama-3.2-1b
+# ab: the attention A/Bs on the 1B (32 / 8 heads of 64) when little device time is left — decode attention
+# at batch 256 (attention_decode_mma, then KILN_ATTN_MMA=0) and the prefill of 4 × 2,048 tokens (8 warps, then
+# KILN_PREFILL_WARPS=4), the attention line of each profile; then both kernels' GPU tests.
+if [[ $part == ab ]]; then
+  ckpt=/tmp/hf-$small e=/tmp/engine-$small-ab
+  [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$small" --out "$ckpt" >"$out/hf-$small-make.log" 2>&1
+  [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 256 \
+    --max-num-tokens 8192 --max-seq-len 4096 >"$out/build-ab.log" 2>&1 || echo "1B build failed (build-ab.log)"
+  for run in "decode mma|256|128|" "decode batch|256|128|KILN_ATTN_MMA=0" "prefill w8|4|2048|" "prefill w4|4|2048|KILN_PREFILL_WARPS=4"; do
+    IFS='|' read -r label b i env <<<"$run"
+    f="$out/ab-${label// /-}.txt"
+    env $env ./bin/kiln bench --model "$e" --backend cuda --batch-size "$b" --input-len "$i" --output-len 16 --runs 1 \
+      --profile >"$f" 2>>"$out/bench.err" || echo "$label: bench failed (bench.err)"
+    echo "$label: $(grep -E '^TPOT|^TTFT' "$f" | tr -s ' ' | tr '\n' ' ')"
+    grep -E "^(decode step GPU time|prefill GPU time)|^  attention|^  rope" "$f"
+  done
+  timeout 150 node scripts/test.mjs gpu test/gpu/kernels/attention_decode_mma.test.ts \
+    test/gpu/kernels/attention_prefill_w8.test.ts >"$out/test_gpu.log" 2>&1
+  echo "tests: exit $?"
+  grep -E "^ℹ (tests|pass|fail)|^✖|AssertionError" "$out/test_gpu.log" | head -20
+  exit 0
+fi
 if [[ $part == final ]]; then
   if [[ ${2:-} != perf ]]; then # `final perf`: the figures alone (the GPU tests in calls of their own)
     timeout 330 node scripts/test.mjs gpu >"$out/test_gpu.log" 2>&1
