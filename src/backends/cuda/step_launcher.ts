@@ -326,20 +326,25 @@ export class StepLauncher {
         const k = { ptr: this.kv.keys(op.layer).ptr };
         const v = { ptr: this.kv.values(op.layer).ptr };
         if (!packed.allDecode) {
+          // A mixed step: its leading decode rows through a decode kernel (GQA heads share each K/V
+          // read; attention_prefill would give each query row a 128-row tile per head), the rest here.
+          const D = this.tuning.mixedDecode ? packed.leadingDecodes : 0;
+          if (D > 0)
+            this.decodeAttention(step, packed, D, this.attention.splits(D, packed.leadingDecodeContext));
           const tiles = prefillTiles(this.dtype, op.headDim, this.prefillWarps);
           this.kernels.launch(
             "attn_prefill",
             this.kv.kernel(tiles.kernel),
-            [Math.ceil(packed.maxQueryLen / tiles.blockM), op.numHeads, packed.numSeqs],
+            [Math.ceil(packed.maxQueryLen / tiles.blockM), op.numHeads, packed.numSeqs - D],
             tiles.threads,
             [
               out,
               q,
               k,
               v,
-              meta(packed.at.queryStart),
-              meta(packed.at.contextLen),
-              meta(packed.at.tables),
+              meta(packed.at.queryStart + D), // absolute row indices: q and out stay whole
+              meta(packed.at.contextLen + D),
+              meta(packed.at.tables + D * packed.tableStride),
               { i32: packed.tableStride },
               { f32: op.scale },
               { i32: window },
@@ -349,44 +354,55 @@ export class StepLauncher {
           );
           return;
         }
-        // One launch: with splits > 1 the splits of each (sequence, kv head group) form one cluster and
-        // merge through distributed shared memory (2, 4 or 8 splits on sm_90+), or the last CTA merges;
-        // a step of many sequences takes attention_decode_batch (one split, chosen by numSeqs alone).
-        const splits = this.decodeSplits(packed);
-        const partials = this.attention.partialArgs(packed.numSeqs, splits);
-        // Fused RoPE (attention_decode_rope*): q is the rope step's unrotated q rows; attention_decode_mma
-        // has no prologue and reads the rotated q (the rope step ran, decodeRoute's ropeFused).
-        const route = this.decodeRoute(packed);
-        const fuse = route.ropeFused;
-        const rope = step.rope;
-        this.kernels.launch(
-          route.module,
-          this.kv.kernel(route.kernel),
-          [route.ctasPerSeq, packed.numSeqs, splits],
-          128,
-          [
-            out,
-            ...partials,
-            fuse ? { ptr: this.arena.ptr(rope.qkv ?? rope.q) } : q,
-            k,
-            v,
-            meta(packed.at.contextLen),
-            meta(packed.at.tables),
-            { i32: packed.tableStride },
-            { i32: packed.tableStep },
-            { i32: splits },
-            { f32: op.scale },
-            { i32: window },
-            { i32: ATTENTION_TRIGGERS.indexOf(this.tuning.attnTrigger) },
-            { i32: ATTENTION_STOPS.indexOf(this.tuning.attnStop) },
-            ...(fuse ? decodeRopeArgs(this.ropeSources, rope, packed) : []),
-            ...this.kv.scaleArgs(op.layer),
-          ],
-          route.sharedBytes,
-        );
+        this.decodeAttention(step, packed, packed.numSeqs, this.decodeSplits(packed));
         return;
       }
     }
+  }
+
+  /** Decode attention over the step's first `S` sequences (one query row each, row s for sequence s),
+   * `splits` splits of each context. One launch: with splits > 1 the splits of each (sequence, kv head
+   * group) form one cluster and merge through distributed shared memory (2, 4 or 8 splits on sm_90+),
+   * or the last CTA merges; many sequences take attention_decode_mma / _batch (one split, chosen by S
+   * alone). RoPE is fused (attention_decode_rope*: q is the rope step's unrotated rows) only in an
+   * all-decode step whose route says so (decodeRoute): in a mixed step the rope step ran for every row. */
+  private decodeAttention(
+    step: Extract<LoweredStep, { kind: "attention" }>,
+    packed: PackedStep,
+    S: number,
+    splits: number,
+  ): void {
+    const op = step.op;
+    const meta = (at: number): KernelArg => this.uploads.metaArg(at);
+    const partials = this.attention.partialArgs(S, splits);
+    const route = packed.allDecode ? this.decodeRoute(packed) : this.attention.route(S, splits, false);
+    const fuse = route.ropeFused;
+    const rope = step.rope;
+    this.kernels.launch(
+      route.module,
+      this.kv.kernel(route.kernel),
+      [route.ctasPerSeq, S, splits],
+      128,
+      [
+        { ptr: this.arena.ptr(op.out) },
+        ...partials,
+        fuse ? { ptr: this.arena.ptr(rope.qkv ?? rope.q) } : { ptr: this.arena.ptr(step.q) },
+        { ptr: this.kv.keys(op.layer).ptr },
+        { ptr: this.kv.values(op.layer).ptr },
+        meta(packed.at.contextLen),
+        meta(packed.at.tables),
+        { i32: packed.tableStride },
+        { i32: packed.tableStep },
+        { i32: splits },
+        { f32: op.scale },
+        { i32: op.slidingWindow ?? 0 },
+        { i32: ATTENTION_TRIGGERS.indexOf(this.tuning.attnTrigger) },
+        { i32: ATTENTION_STOPS.indexOf(this.tuning.attnStop) },
+        ...(fuse ? decodeRopeArgs(this.ropeSources, rope, packed) : []),
+        ...this.kv.scaleArgs(op.layer),
+      ],
+      route.sharedBytes,
+    );
   }
 
   /** Calibration only (fp32 engines): `observe` sees every linear's input, copied to the host before

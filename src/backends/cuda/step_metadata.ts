@@ -106,6 +106,11 @@ export interface PackedStep {
   maxQueryLen: number;
   maxContextLen: number;
   allDecode: boolean;
+  /** Sequences [0, leadingDecodes) have one query row each, row s for sequence s (the scheduler puts a
+   * step's decodes first): a mixed step runs their attention with the decode kernels, the rest with
+   * attention_prefill. leadingDecodeContext: their longest context. */
+  leadingDecodes: number;
+  leadingDecodeContext: number;
   /** Decode attention splits fixed by a captured graph (else chosen from maxContextLen). */
   splits?: number;
 }
@@ -136,7 +141,13 @@ export function packStep(step: StepInput, invFreqRow: (seq: number) => number): 
   data.set(step.slotMapping, at.slots);
   let maxQueryLen = 0;
   let maxContextLen = 0;
+  let leadingDecodes = 0;
+  let leadingDecodeContext = 0;
   step.seqs.forEach((s, i) => {
+    if (leadingDecodes === i && s.queryLen === 1 && s.queryStart === i) {
+      leadingDecodes++;
+      leadingDecodeContext = Math.max(leadingDecodeContext, s.contextLen);
+    }
     data[at.queryStart + i] = s.queryStart;
     data[at.contextLen + i] = s.contextLen;
     data.set(s.blockTable, at.tables + i * stride);
@@ -158,6 +169,8 @@ export function packStep(step: StepInput, invFreqRow: (seq: number) => number): 
     maxQueryLen,
     maxContextLen,
     allDecode: step.seqs.every((s) => s.queryLen === 1),
+    leadingDecodes,
+    leadingDecodeContext,
   };
 }
 
@@ -218,5 +231,7 @@ export function packDecodeStep(
     maxQueryLen: 1,
     maxContextLen,
     allDecode: S > 0,
+    leadingDecodes: B,
+    leadingDecodeContext: maxContextLen,
   };
 }

@@ -14,7 +14,7 @@ import {
   parseRopeFuse,
   parseRopeTrigger,
 } from "./attention_splits.ts";
-import { parseAttentionMma } from "./decode_mma.ts";
+import { parseAttentionMma, parseMixedDecode } from "./decode_mma.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
 import {
   type GemvPolicy,
@@ -34,6 +34,7 @@ const REMOVED_SWITCHES = [
   "KILN_SAMPLER_SLICES",
   "KILN_SAMPLER_SCALAR",
   "KILN_SAMPLER_LEADER_AGG",
+  "KILN_ROW_BUCKETS",
 ];
 
 export interface CudaTuning {
@@ -63,6 +64,9 @@ export interface CudaTuning {
   /** KILN_ATTN_MMA=0: where the batch kernel is chosen, attention_decode_batch rather than the
    * tensor-core attention_decode_mma. */
   readonly attnMma: boolean;
+  /** KILN_MIXED_DECODE=0: a mixed step's decode rows run in attention_prefill with its prompts, not in
+   * a decode attention kernel of their own (the A/B of the split). */
+  readonly mixedDecode: boolean;
   /** KILN_ROPE_TRIGGER=early: RoPE lets the decode attention launch before its own PDL wait. */
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
@@ -99,6 +103,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     attnCluster: parseAttentionCluster(env.KILN_ATTN_CLUSTER),
     attnBatch: parseAttentionBatch(env.KILN_ATTN_BATCH),
     attnMma: parseAttentionMma(env.KILN_ATTN_MMA),
+    mixedDecode: parseMixedDecode(env.KILN_MIXED_DECODE),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: parseRopeFuse(env.KILN_ROPE_FUSE),
     prefillWarps: parsePrefillWarps(env.KILN_PREFILL_WARPS),

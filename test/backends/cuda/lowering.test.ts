@@ -238,6 +238,30 @@ describe("step metadata packing", () => {
     assert.equal(full.tableStep, 1, "packStep: row-major tables");
   });
 
+  test("packStep counts a mixed step's leading decodes, which take the decode attention kernels", () => {
+    const alloc = new BlockAllocator(16);
+    // Two decodes (one new token each, contexts 6 and 3), then a prompt chunk of 5, then a decode that
+    // comes after it: only the leading run counts (sequence s must be row s).
+    const d1 = new Sequence(0, [1, 2, 3, 4, 5, 6], 4);
+    const d2 = new Sequence(1, [7, 8, 9], 4);
+    const p = new Sequence(2, [10, 11, 12, 13, 14], 4);
+    const d3 = new Sequence(3, [15, 16, 17, 18, 19, 20, 21, 22, 23], 4);
+    for (const s of [d1, d2, d3]) s.numComputed = s.ids.length - 1;
+    for (const s of [d1, d2, p, d3]) s.reserve(s.ids.length, alloc);
+    const mixed = packStep(buildStep([d1, d2, p, d3]), () => 0);
+    assert.equal(mixed.allDecode, false);
+    assert.equal(mixed.leadingDecodes, 2);
+    assert.equal(mixed.leadingDecodeContext, 6);
+    assert.equal(mixed.maxContextLen, 9);
+    // The prompt's launch starts at sequence 2: its query start is the absolute row 2.
+    assert.equal(mixed.data[mixed.at.queryStart + mixed.leadingDecodes], 2);
+    const prompts = packStep(buildStep([p, d1]), () => 0);
+    assert.equal(prompts.leadingDecodes, 0);
+    const decodes = packStep(buildStep([d1, d2]), () => 0);
+    assert.equal(decodes.allDecode, true);
+    assert.equal(decodes.leadingDecodes, 2);
+  });
+
   test("metadataBytes holds the largest steps: every token a sequence, and a decode bucket", () => {
     const alloc = new BlockAllocator(64);
     const seqs = Array.from({ length: 8 }, (_, i) => new Sequence(i, [1, 2, 3, 4, 5, 6, 7, 8, 9], 4));
