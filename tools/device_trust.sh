@@ -22,8 +22,8 @@
 #   headline the 8B built for the executor (1,024 requests, 8,192 tokens a step: its build time), its
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens): the
-#            prefill's and a decode step's GPU time by kernel kind; batch 256 again with KILN_ATTN_BATCH=0
-#            (the split kernel) and with KILN_ATTN_MMA=0 (attention_decode_batch instead of attention_decode_mma),
+#            prefill's and a decode step's GPU time by kernel kind; batch 256 again
+#            with KILN_ATTN_MMA=0 (attention_decode_batch instead of attention_decode_mma),
 #            4 × 2,048 again with KILN_PREFILL_WARPS=4
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
@@ -250,11 +250,6 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
       echo "batch $b, input $i:"
       cat "$out/profile-$b-$i.txt"
     done
-    # The decode-attention A/B: the split kernel at one split instead of attention_decode_batch.
-    KILN_ATTN_BATCH=0 ./bin/kiln bench --model "$e" --backend cuda --batch-size 256 --input-len 128 --output-len 16 \
-      --runs 1 --profile >"$out/profile-256-128-split.txt" 2>>"$out/bench.err" || echo "profile split failed (bench.err)"
-    echo "batch 256, input 128, KILN_ATTN_BATCH=0:"
-    cat "$out/profile-256-128-split.txt"
     # The tensor-core A/B: attention_decode_batch (its fused RoPE) instead of attention_decode_mma (+ rope).
     KILN_ATTN_MMA=0 ./bin/kiln bench --model "$e" --backend cuda --batch-size 256 --input-len 128 --output-len 16 \
       --runs 1 --profile >"$out/profile-256-128-nomma.txt" 2>>"$out/bench.err" || echo "profile no-mma failed (bench.err)"

@@ -98,10 +98,9 @@ export const CLUSTER_SPLITS: readonly number[] = [2, 4, 8];
 /** Whether a decode step of `numSeqs` sequences (a graph's: its bucket) takes attention_decode_batch:
  * when its S · ctasPerSeq CTAs alone fill the GPU FILL_WAVES times over. Then decodeSplits is 1 for
  * every context (its fill term is 1), so a graph captured for the bucket holds for every step it
- * replays; the choice depends on nothing else (not the contexts), and `enabled` (KILN_ATTN_BATCH=0
- * turns it off) keeps attention_decode at one split instead. */
-export function useBatchKernel(t: SplitTarget, numSeqs: number, enabled = true): boolean {
-  return enabled && t.ctasPerSeq * numSeqs >= FILL_WAVES * t.smCount;
+ * replays; the choice depends on nothing else (not the contexts). */
+export function useBatchKernel(t: SplitTarget, numSeqs: number): boolean {
+  return t.ctasPerSeq * numSeqs >= FILL_WAVES * t.smCount;
 }
 
 /** The decode attention kernel for `splits` splits: `batch` (useBatchKernel; splits must be 1)
@@ -146,14 +145,6 @@ export function parseRopeFuse(env: string | undefined): boolean {
   if (env === undefined || env === "" || env === "1") return true;
   if (env === "0") return false;
   throw new InvalidEnvironmentError(`KILN_ROPE_FUSE must be 0 or 1; got ${env}`);
-}
-
-/** KILN_ATTN_BATCH: unset or "1" lets steps of many sequences take attention_decode_batch
- * (useBatchKernel), "0" keeps attention_decode for them (A/B switch). */
-export function parseAttentionBatch(env: string | undefined): boolean {
-  if (env === undefined || env === "" || env === "1") return true;
-  if (env === "0") return false;
-  throw new InvalidEnvironmentError(`KILN_ATTN_BATCH must be 0 or 1; got ${env}`);
 }
 
 /** KILN_ATTN_CLUSTER: unset or "1" uses the cluster kernels where they apply, "0" never (A/B switch). */

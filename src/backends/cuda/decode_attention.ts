@@ -40,8 +40,6 @@ export class DecodeAttention {
     maxSeqs: number,
     /** KILN_ATTN_CLUSTER: whether the cluster kernels may be used where the GPU has clusters. */
     private readonly clusters: boolean,
-    /** KILN_ATTN_BATCH: whether steps of many sequences may take attention_decode_batch. */
-    private readonly batch: boolean,
     /** Whether attention_decode_mma replaces attention_decode_batch (decode_mma.ts mmaDecodeApplies, with
      * KILN_ATTN_MMA). */
     private readonly mma: boolean,
@@ -86,7 +84,7 @@ export class DecodeAttention {
    * KILN_ATTN_CLUSTER allows them, else attention_decode. Depends on numSeqs and splits alone, so the
    * rope step and the attention step of one step agree. */
   route(numSeqs: number, splits: number, ropeFuse: boolean): DecodeRoute & { sharedBytes: number } {
-    const batch = splits === 1 && useBatchKernel(this.splitTarget(), numSeqs, this.batch);
+    const batch = splits === 1 && useBatchKernel(this.splitTarget(), numSeqs);
     const clusters = this.clusters && this.device.properties.computeCapability[0] >= 9;
     const r = decodeRoute(splits, {
       batch,

@@ -92,7 +92,6 @@ export class StepLauncher {
       r.model,
       r.maxSeqs,
       r.tuning.attnCluster,
-      r.tuning.attnBatch,
       r.tuning.attnMma &&
         r.kernels.has("attn_decode_mma") &&
         mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim),

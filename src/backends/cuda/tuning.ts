@@ -7,7 +7,6 @@ import { InvalidEnvironmentError } from "../../errors.ts";
 import {
   type AttentionStop,
   type AttentionTrigger,
-  parseAttentionBatch,
   parseAttentionCluster,
   parseAttentionStop,
   parseAttentionTrigger,
@@ -35,6 +34,7 @@ const REMOVED_SWITCHES = [
   "KILN_SAMPLER_SCALAR",
   "KILN_SAMPLER_LEADER_AGG",
   "KILN_ROW_BUCKETS",
+  "KILN_ATTN_BATCH",
 ];
 
 export interface CudaTuning {
@@ -59,8 +59,6 @@ export interface CudaTuning {
   readonly attnTrigger: AttentionTrigger;
   /** KILN_ATTN_CLUSTER=0: decode attention merges its splits through global memory, not a cluster. */
   readonly attnCluster: boolean;
-  /** KILN_ATTN_BATCH=0: decode steps of many sequences keep attention_decode (no attention_decode_batch). */
-  readonly attnBatch: boolean;
   /** KILN_ATTN_MMA=0: where the batch kernel is chosen, attention_decode_batch rather than the
    * tensor-core attention_decode_mma. */
   readonly attnMma: boolean;
@@ -101,7 +99,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: parseAttentionCluster(env.KILN_ATTN_CLUSTER),
-    attnBatch: parseAttentionBatch(env.KILN_ATTN_BATCH),
     attnMma: parseAttentionMma(env.KILN_ATTN_MMA),
     mixedDecode: parseMixedDecode(env.KILN_MIXED_DECODE),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),

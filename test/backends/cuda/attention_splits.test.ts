@@ -15,7 +15,6 @@ import {
   graphSplits,
   MAX_SPLITS,
   MIN_SPLIT_KEYS,
-  parseAttentionBatch,
   parseAttentionCluster,
   parseAttentionStop,
   parseAttentionTrigger,
@@ -192,8 +191,6 @@ describe("decode attention splits", () => {
     assert.equal(useBatchKernel({ smCount: 132, ctasPerSeq: 1 }, 256), false);
     assert.equal(useBatchKernel({ smCount: 132, ctasPerSeq: 1 }, 264), true);
     assert.equal(useBatchKernel({ smCount: 80, ctasPerSeq: 2 }, 80), true);
-    // KILN_ATTN_BATCH=0 keeps the split kernel.
-    assert.equal(useBatchKernel(H200_8B, 256, false), false);
   });
 
   test("where the batch kernel is chosen, eager and graph steps launch one split for every context", () => {
@@ -241,13 +238,5 @@ describe("decode attention splits", () => {
     for (const d of [8, 12, 16, 18, 32, 64, 80, 96, 128, 256])
       for (const g of [1, 2, 4, 7, 8, 16])
         assert.ok(decodeBatchSharedBytes(g, d) <= 227 * 1024, `D ${d} G ${g}`);
-  });
-
-  test("KILN_ATTN_BATCH: on by default, 0 turns it off, anything else named in the error", () => {
-    assert.equal(parseAttentionBatch(undefined), true);
-    assert.equal(parseAttentionBatch("1"), true);
-    assert.equal(parseAttentionBatch("0"), false);
-    assert.throws(() => parseAttentionBatch("on"), /KILN_ATTN_BATCH must be 0 or 1; got on/);
-    assert.throws(() => parseAttentionBatch("on"), InvalidEnvironmentError);
   });
 });
