@@ -138,22 +138,6 @@ export function decodeBatchSharedBytes(group: number, headDim: number): number {
   return Math.ceil((4 * words) / 16) * 16;
 }
 
-/** KILN_ROPE_FUSE: unset or "1" runs decode steps' RoPE + KV-cache write inside the decode attention
- * (attention_decode_rope*: one kernel per layer fewer), "0" as its own rope_qkv_fused launch (A/B switch;
- * both give the same bits). */
-export function parseRopeFuse(env: string | undefined): boolean {
-  if (env === undefined || env === "" || env === "1") return true;
-  if (env === "0") return false;
-  throw new InvalidEnvironmentError(`KILN_ROPE_FUSE must be 0 or 1; got ${env}`);
-}
-
-/** KILN_ATTN_CLUSTER: unset or "1" uses the cluster kernels where they apply, "0" never (A/B switch). */
-export function parseAttentionCluster(env: string | undefined): boolean {
-  if (env === undefined || env === "" || env === "1") return true;
-  if (env === "0") return false;
-  throw new InvalidEnvironmentError(`KILN_ATTN_CLUSTER must be 0 or 1; got ${env}`);
-}
-
 /** KILN_ROPE_TRIGGER: `early` makes RoPE (rope_kv.cu) trigger the decode attention before its own wait,
  * so the attention's pre-wait loads overlap the QKV GEMV; `wait` (the default) triggers after it, as
  * every other kernel does. Returns whether to trigger early. */

@@ -10,7 +10,6 @@
 //        ├─ yes ▶ attention_decode_mma                                    (RoPE: rope_qkv_fused before it)
 //        └─ no ─▶ attention_decode_batch[_rope]
 import type { DTypeName } from "../../dtype.ts";
-import { InvalidEnvironmentError } from "../../errors.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 import { decodeKernel } from "./attention_splits.ts";
 
@@ -90,20 +89,4 @@ export function decodeRoute(
     ropeFused: o.ropeFuse,
     ctasPerSeq: o.ctasPerSeq,
   };
-}
-
-/** KILN_MIXED_DECODE: unset or "1" runs a mixed step's leading decode rows through the decode attention
- * kernels (attention_prefill takes the rest); "0" gives them to attention_prefill too (A/B switch). */
-export function parseMixedDecode(env: string | undefined): boolean {
-  if (env === undefined || env === "" || env === "1") return true;
-  if (env === "0") return false;
-  throw new InvalidEnvironmentError(`KILN_MIXED_DECODE must be 0 or 1; got ${env}`);
-}
-
-/** KILN_ATTN_MMA: unset or "1" lets steps of many sequences take attention_decode_mma where it applies,
- * "0" keeps attention_decode_batch for them (A/B switch). */
-export function parseAttentionMma(env: string | undefined): boolean {
-  if (env === undefined || env === "" || env === "1") return true;
-  if (env === "0") return false;
-  throw new InvalidEnvironmentError(`KILN_ATTN_MMA must be 0 or 1; got ${env}`);
 }

@@ -7,13 +7,10 @@ import { InvalidEnvironmentError } from "../../errors.ts";
 import {
   type AttentionStop,
   type AttentionTrigger,
-  parseAttentionCluster,
   parseAttentionStop,
   parseAttentionTrigger,
-  parseRopeFuse,
   parseRopeTrigger,
 } from "./attention_splits.ts";
-import { parseAttentionMma, parseMixedDecode } from "./decode_mma.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
 import {
   type GemvPolicy,
@@ -98,15 +95,23 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     woGemmMaxM: parseWoGemmMaxM(env.KILN_WO_GEMM_MAX_M),
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
-    attnCluster: parseAttentionCluster(env.KILN_ATTN_CLUSTER),
-    attnMma: parseAttentionMma(env.KILN_ATTN_MMA),
-    mixedDecode: parseMixedDecode(env.KILN_MIXED_DECODE),
+    attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),
+    attnMma: onUnless0(env, "KILN_ATTN_MMA"),
+    mixedDecode: onUnless0(env, "KILN_MIXED_DECODE"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
-    ropeFuse: parseRopeFuse(env.KILN_ROPE_FUSE),
+    ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
     prefillWarps: parsePrefillWarps(env.KILN_PREFILL_WARPS),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
   });
+}
+
+/** An A/B switch that is on unless "0": unset, "" or "1" is on; anything else is refused by name. */
+function onUnless0(env: Env, name: string): boolean {
+  const v = env[name];
+  if (v === undefined || v === "" || v === "1") return true;
+  if (v === "0") return false;
+  throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
 }
 
 /** Warnings for the profiling-only switches set in `t` (their outputs are wrong), one line each. */

@@ -15,15 +15,12 @@ import {
   graphSplits,
   MAX_SPLITS,
   MIN_SPLIT_KEYS,
-  parseAttentionCluster,
   parseAttentionStop,
   parseAttentionTrigger,
-  parseRopeFuse,
   parseRopeTrigger,
   splitRanges,
   useBatchKernel,
 } from "../../../src/backends/cuda/attention_splits.ts";
-import { InvalidEnvironmentError } from "../../../src/errors.ts";
 
 const H100_8B = { smCount: 132, ctasPerSeq: 8 }; // 8 kv heads, groups of 4 query heads
 const H200_8B = H100_8B; // the H200 has the H100's 132 SMs
@@ -125,10 +122,6 @@ describe("decode attention splits", () => {
     assert.equal(decodeKernel(4, true, true), "attention_decode_rope_c4");
     assert.equal(decodeKernel(3, true, true), "attention_decode_rope");
     assert.equal(decodeKernel(8, false, true), "attention_decode_rope");
-    assert.equal(parseAttentionCluster(undefined), true);
-    assert.equal(parseAttentionCluster("1"), true);
-    assert.equal(parseAttentionCluster("0"), false);
-    assert.throws(() => parseAttentionCluster("yes"), /KILN_ATTN_CLUSTER must be 0 or 1; got yes/);
   });
 
   // The nvcc compile test (kernels_compile.test.ts) builds each testDefines set, and the kernel
@@ -148,16 +141,6 @@ describe("decode attention splits", () => {
       );
     }
     assert.equal(decodeSharedBytes(4, 128), 13712); // Llama-3.1-8B: 4 query heads per kv head of 128
-  });
-
-  test("KILN_ROPE_FUSE: fused by default, 0 turns it off, anything else named in the error", () => {
-    assert.equal(parseRopeFuse(undefined), true);
-    assert.equal(parseRopeFuse("1"), true);
-    assert.equal(parseRopeFuse("0"), false);
-    assert.throws(() => parseRopeFuse("on"), /KILN_ROPE_FUSE must be 0 or 1; got on/);
-    // A bad switch is the user's to fix: a named KilnError (no stack trace from the CLI), not a bug.
-    assert.throws(() => parseRopeFuse("on"), InvalidEnvironmentError);
-    assert.throws(() => parseAttentionCluster("2"), InvalidEnvironmentError);
   });
 
   test("KILN_ROPE_TRIGGER: wait by default, early on request, anything else named in the error", () => {

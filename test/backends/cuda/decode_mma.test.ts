@@ -11,12 +11,10 @@ import {
   decodeMmaSharedBytes,
   decodeRoute,
   mmaDecodeApplies,
-  parseAttentionMma,
 } from "../../../src/backends/cuda/decode_mma.ts";
 import { moduleSpecs } from "../../../src/backends/cuda/kernel_modules.ts";
 import { cudaTuningFromEnv } from "../../../src/backends/cuda/tuning.ts";
 import type { DTypeName } from "../../../src/dtype.ts";
-import { InvalidEnvironmentError } from "../../../src/errors.ts";
 
 /** Llama-3.1-8B on an H200: 8 kv heads of 4 query heads (one CTA per kv head), 132 SMs. */
 const H200_8B: SplitTarget = { smCount: 132, ctasPerSeq: 8 };
@@ -90,16 +88,6 @@ describe("attention_decode_mma routing", () => {
           numKvHeads: 8,
         }),
       /attention_decode_mma takes 1 split, not 2/,
-    );
-  });
-
-  test("KILN_ATTN_MMA: on by default and with 1, off with 0, anything else named in the error", () => {
-    assert.equal(parseAttentionMma(undefined), true);
-    assert.equal(parseAttentionMma("1"), true);
-    assert.equal(parseAttentionMma("0"), false);
-    assert.throws(
-      () => parseAttentionMma("yes"),
-      (e: unknown) => e instanceof InvalidEnvironmentError && /KILN_ATTN_MMA/.test(e.message),
     );
   });
 
