@@ -1,7 +1,8 @@
 // What each step uploads before its launches: the packed step metadata (step_metadata.ts: ids,
-// positions, slots, block tables, sampling settings) and the RoPE inverse frequencies. Owns both device
-// buffers; the metadata buffer grows when a step needs more, which moves every pointer into it, so the
-// owner is told (onMetaMoved) to drop graphs captured against the old one.
+// positions, slots, block tables, sampling settings; staged in pinned memory, staging_ring.ts) and the
+// RoPE inverse frequencies. Owns both device buffers; the metadata buffer grows when a step needs more,
+// which moves every pointer into it, so the owner is told (onMetaMoved) to drop graphs captured against
+// the old one.
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import { ropeInvFreq } from "../../models/rope.ts";
 import type { StepInput } from "../backend.ts";
@@ -9,10 +10,13 @@ import {
   type CudaDevice,
   DeviceBuffer,
   type DevicePtr,
+  Event,
   type KernelArg,
   offsetPtr,
+  PinnedBuffer,
   type Stream,
 } from "./device/index.ts";
+import { StagingRing } from "./staging_ring.ts";
 import { metadataBytes, type PackedStep } from "./step_metadata.ts";
 
 export class StepUploads {
@@ -20,6 +24,8 @@ export class StepUploads {
   /** RoPE inverse frequencies, f32 [rows, rotaryDim / 2]: one row, or one per sequence (dynamic NTK). */
   private readonly invFreq: DeviceBuffer;
   private staticInvFreqUploaded = false;
+  /** Pinned staging of the metadata (staging_ring.ts), so its upload never waits for the stream. */
+  private readonly staging: StagingRing<PinnedBuffer>;
 
   constructor(
     private readonly device: CudaDevice,
@@ -33,6 +39,16 @@ export class StepUploads {
       metadataBytes(sizes.maxTokens, sizes.maxLogitRows, sizes.maxBlocksPerSeq),
     );
     this.invFreq = DeviceBuffer.alloc(device, 4 * (model.rope.rotaryDim / 2) * (sizes.maxTokens + 1));
+    this.staging = new StagingRing({
+      allocPinned: (bytes) => {
+        const pinned = PinnedBuffer.alloc(device, bytes);
+        return { pinned, memory: pinned.arrayBuffer(), dispose: () => pinned.dispose() };
+      },
+      createEvent: () => {
+        const e = Event.create(device, { timing: false });
+        return { record: () => e.record(stream), wait: () => e.synchronize(), dispose: () => e.dispose() };
+      },
+    });
   }
 
   /** The device address of int32 element `at` of the current step's metadata. */
@@ -58,7 +74,8 @@ export class StepUploads {
       this.meta = DeviceBuffer.alloc(this.device, 2 * packed.extent);
       this.onMetaMoved();
     }
-    this.meta.uploadAsync(this.stream, packed.data);
+    const meta = this.meta;
+    this.staging.upload(packed.data, (pinned, bytes) => meta.uploadAsync(this.stream, pinned, 0, bytes));
   }
 
   /** Uploads the RoPE frequency rows this step needs; returns each sequence's row. */
@@ -81,6 +98,7 @@ export class StepUploads {
   }
 
   dispose(): void {
+    this.staging.dispose();
     this.meta.dispose();
     this.invFreq.dispose();
   }

@@ -74,9 +74,10 @@ export class DeviceBuffer implements Disposable {
     return into;
   }
 
-  /** Stream-ordered upload; from a typed array the driver stages `src` before returning (see driver.ts). */
-  uploadAsync(stream: Stream, src: HostArray | PinnedBuffer, offset = 0): void {
-    const bytes = src.byteLength;
+  /** Stream-ordered upload of `bytes` (default: all) of `src`; from a typed array the driver stages `src`
+   * before returning, and may first wait for the stream (see driver.ts); from pinned memory it does not. */
+  uploadAsync(stream: Stream, src: HostArray | PinnedBuffer, offset = 0, bytes = src.byteLength): void {
+    if (bytes > src.byteLength) throw new RangeError(`upload of ${bytes} bytes from ${src.byteLength}`);
     if (bytes === 0) return;
     this.check(offset, bytes);
     const host = src instanceof PinnedBuffer ? src.ptr : src;
