@@ -20,7 +20,9 @@ import {
   Stream,
 } from "./device/index.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
+import { pinnedStaging } from "./pinned_staging.ts";
 import { samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
+import type { StagingRing } from "./staging_ring.ts";
 import { type PackedStep, samplingLayout } from "./step_metadata.ts";
 
 /** Greedy settings for B rows (row r: sequence r, step 0), as profileDecode's sampling graph runs. */
@@ -67,6 +69,8 @@ export class DeviceSampler {
   private collected = 0;
   /** Host time spent waiting in collect() for the device, and collections. */
   private readonly wait = { ms: 0, count: 0 };
+  /** Pinned staging of the bias, penalty and ban uploads (pinned_staging.ts): no wait for the stream. */
+  private readonly staging: StagingRing<PinnedBuffer>;
 
   constructor(
     private readonly device: CudaDevice,
@@ -88,6 +92,7 @@ export class DeviceSampler {
     }));
     this.readback = Stream.create(device, { nonBlocking: true });
     this.biasDevice = DeviceBuffer.alloc(device, 4 * vocabSize);
+    this.staging = pinnedStaging(device, stream);
   }
 
   /** The sampled tokens' buffer, which the embedding reads fed tokens from (by int32 element). */
@@ -144,7 +149,8 @@ export class DeviceSampler {
     const bias = t.bias;
     if (bias) {
       if (this.biasSource !== bias) {
-        this.biasDevice.upload(bias);
+        const dst = this.biasDevice;
+        this.staging.upload(bias, (p, bytes) => dst.uploadAsync(this.stream, p, 0, bytes));
         this.biasSource = bias;
       }
       const grid = Math.max(1, Math.min(Math.ceil((B * this.vocabSize) / 256), 65535));
@@ -232,7 +238,10 @@ export class DeviceSampler {
     const fed = pen.fed && feedBase !== null && pen.fed.some((f) => f >= 0) ? pen.fed : null;
     // [tokens B×maxTokens | token_lens B | prompt_lens B | fed B (with a feed)] int32, then
     // [repetition | presence | frequency] f32
-    const ints = new Int32Array(B * maxTokens + (fed ? 3 : 2) * B);
+    // One upload: the ints, then the floats, in one buffer (staged in pinned memory).
+    const numInts = B * maxTokens + (fed ? 3 : 2) * B;
+    const block = new ArrayBuffer(4 * (numInts + 3 * B));
+    const ints = new Int32Array(block, 0, numInts);
     pen.tokens.forEach((row, r) => {
       ints.set(row, r * maxTokens);
       ints[B * maxTokens + r] = row.length;
@@ -242,13 +251,12 @@ export class DeviceSampler {
       fed.forEach((f, r) => {
         ints[B * maxTokens + 2 * B + r] = f >= 0 ? (feedBase as number) + f : -1;
       });
-    const floats = new Float32Array(3 * B);
+    const floats = new Float32Array(block, ints.byteLength, 3 * B);
     floats.set(pen.repetition, 0);
     floats.set(pen.presence, B);
     floats.set(pen.frequency, 2 * B);
     const buf = this.scratchFor(ints.byteLength + floats.byteLength);
-    buf.uploadAsync(this.stream, ints);
-    buf.uploadAsync(this.stream, floats, ints.byteLength);
+    this.staging.upload(new Uint8Array(block), (p, bytes) => buf.uploadAsync(this.stream, p, 0, bytes));
     const scratchArg = (bytes: number): KernelArg => ({ ptr: offsetPtr(buf.ptr, bytes) });
     this.launcher.launch("sampling", "apply_penalties", [B], 1024, [
       { ptr: logits },
@@ -272,7 +280,7 @@ export class DeviceSampler {
     // Penalties may have used the scratch earlier in this step: put the bans after them.
     const buf = this.scratchFor(2 * ids.byteLength + (1 << 20));
     const offset = buf.bytes - ids.byteLength;
-    buf.uploadAsync(this.stream, ids, offset);
+    this.staging.upload(ids, (p, bytes) => buf.uploadAsync(this.stream, p, offset, bytes));
     this.launcher.launch("sampling", "ban_tokens", [B], 128, [
       { ptr: logits },
       { ptr: offsetPtr(buf.ptr, offset) },
@@ -296,5 +304,6 @@ export class DeviceSampler {
       b.dispose();
     this.penaltyCounts?.dispose();
     this.scratch?.dispose();
+    this.staging.dispose();
   }
 }

@@ -36,7 +36,7 @@ export class StagingRing<P> {
 
   /** Stages `data` in the next slot and calls `copy(pinned, byteLength)`, which must queue the
    * asynchronous copy out of it on the stream the events are recorded on. */
-  upload(data: Int32Array, copy: (pinned: P, byteLength: number) => void): void {
+  upload(data: ArrayBufferView, copy: (pinned: P, byteLength: number) => void): void {
     const i = this.next;
     this.next = (i + 1) % SLOTS;
     let slot = this.slots[i];
@@ -51,7 +51,9 @@ export class StagingRing<P> {
       slot = this.allocate(Math.max(data.byteLength, 64 * 1024));
       this.slots[i] = slot;
     }
-    new Int32Array(slot.memory, 0, data.length).set(data);
+    new Uint8Array(slot.memory, 0, data.byteLength).set(
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    );
     copy(slot.pinned, data.byteLength);
     slot.done.record();
     slot.used = true;

@@ -10,13 +10,13 @@ import {
   type CudaDevice,
   DeviceBuffer,
   type DevicePtr,
-  Event,
   type KernelArg,
   offsetPtr,
-  PinnedBuffer,
+  type PinnedBuffer,
   type Stream,
 } from "./device/index.ts";
-import { StagingRing } from "./staging_ring.ts";
+import { pinnedStaging } from "./pinned_staging.ts";
+import type { StagingRing } from "./staging_ring.ts";
 import { metadataBytes, type PackedStep } from "./step_metadata.ts";
 
 export class StepUploads {
@@ -39,16 +39,7 @@ export class StepUploads {
       metadataBytes(sizes.maxTokens, sizes.maxLogitRows, sizes.maxBlocksPerSeq),
     );
     this.invFreq = DeviceBuffer.alloc(device, 4 * (model.rope.rotaryDim / 2) * (sizes.maxTokens + 1));
-    this.staging = new StagingRing({
-      allocPinned: (bytes) => {
-        const pinned = PinnedBuffer.alloc(device, bytes);
-        return { pinned, memory: pinned.arrayBuffer(), dispose: () => pinned.dispose() };
-      },
-      createEvent: () => {
-        const e = Event.create(device, { timing: false });
-        return { record: () => e.record(stream), wait: () => e.synchronize(), dispose: () => e.dispose() };
-      },
-    });
+    this.staging = pinnedStaging(device, stream);
   }
 
   /** The device address of int32 element `at` of the current step's metadata. */

@@ -89,3 +89,21 @@ test("dispose waits for every slot's copy, then frees it", () => {
   ring.dispose();
   assert.deepEqual(log, ["wait e0", "destroy e0", "free 0", "wait e1", "destroy e1", "free 1"]);
 });
+
+test("any typed view is staged byte for byte (a Float32Array bias, a view at an offset)", () => {
+  const memories: ArrayBuffer[] = [];
+  const ring = new StagingRing<number>({
+    allocPinned(bytes) {
+      memories.push(new ArrayBuffer(bytes));
+      return { pinned: memories.length - 1, memory: memories[memories.length - 1], dispose: () => {} };
+    },
+    createEvent: () => ({ record() {}, wait() {}, dispose() {} }),
+  });
+  const got: number[][] = [];
+  const bias = Float32Array.of(0.5, -2, 1e-3);
+  ring.upload(bias, (p, bytes) => got.push([...new Float32Array(memories[p], 0, bytes / 4)]));
+  const whole = Int32Array.of(1, 2, 3, 4, 5);
+  ring.upload(whole.subarray(2), (p, bytes) => got.push([...new Int32Array(memories[p], 0, bytes / 4)]));
+  assert.deepEqual(got, [[...bias], [3, 4, 5]]);
+  ring.dispose();
+});
