@@ -84,7 +84,8 @@ export class StepUploads {
     // Dynamic NTK: each sequence's frequencies depend on its length (HF: max position + 1).
     const table = new Float32Array(step.seqs.length * half);
     step.seqs.forEach((s, i) => table.set(ropeInvFreq(rope, s.contextLen).invFreq, i * half));
-    this.invFreq.uploadAsync(this.stream, table);
+    const dst = this.invFreq;
+    this.staging.upload(table, (pinned, bytes) => dst.uploadAsync(this.stream, pinned, 0, bytes));
     return (i) => i;
   }
 
