@@ -92,7 +92,7 @@ export class DeviceSampler {
     }));
     this.readback = Stream.create(device, { nonBlocking: true });
     this.biasDevice = DeviceBuffer.alloc(device, 4 * vocabSize);
-    this.staging = pinnedStaging(device, stream);
+    this.staging = pinnedStaging(device, stream, 3); // bias, penalties, bans
   }
 
   /** The sampled tokens' buffer, which the embedding reads fed tokens from (by int32 element). */

@@ -1,11 +1,12 @@
 // Page-locked staging for the per-step metadata upload. A copy from pageable memory (a typed array) may
 // make the driver wait for the stream to drain before it stages the data (CUDA's "API synchronization
 // behavior"): the host would then wait for the step in flight before it could queue the next one, so an
-// overlapped loop would not overlap. Each upload copies the bytes into the next of SLOTS pinned slots
+// overlapped loop would not overlap. Each upload copies the bytes into the next of `slots` pinned slots
 // and queues a truly asynchronous copy from it; a slot is written again only after the event recorded
-// behind its last copy has passed (SLOTS uploads back: long done while at most two steps are in flight).
+// behind its last copy has passed. With `slots` ≥ 2 × the uploads of one step, that copy belongs to a
+// step already collected (the loop reads step N before it builds step N + 2), so the wait is free.
 //
-//   upload k → slot k % SLOTS:  wait(event[slot]) → write bytes → copy(slot) → record(event[slot])
+//   upload k → slot k % slots:  wait(event[slot]) → write bytes → copy(slot) → record(event[slot])
 //
 // The slots grow to the largest upload seen (old ones are freed once their copies are done).
 
@@ -17,8 +18,6 @@ export interface StagingDevice<P> {
   createEvent(): { record(): void; wait(): void; dispose(): void };
 }
 
-const SLOTS = 3;
-
 interface Slot<P> {
   pinned: P;
   memory: ArrayBuffer;
@@ -29,16 +28,21 @@ interface Slot<P> {
 }
 
 export class StagingRing<P> {
-  private readonly slots: (Slot<P> | null)[] = new Array(SLOTS).fill(null);
+  private readonly slots: (Slot<P> | null)[];
   private next = 0;
 
-  constructor(private readonly device: StagingDevice<P>) {}
+  constructor(
+    private readonly device: StagingDevice<P>,
+    slots: number,
+  ) {
+    this.slots = new Array(slots).fill(null);
+  }
 
   /** Stages `data` in the next slot and calls `copy(pinned, byteLength)`, which must queue the
    * asynchronous copy out of it on the stream the events are recorded on. */
   upload(data: ArrayBufferView, copy: (pinned: P, byteLength: number) => void): void {
     const i = this.next;
-    this.next = (i + 1) % SLOTS;
+    this.next = (i + 1) % this.slots.length;
     let slot = this.slots[i];
     if (slot && slot.bytes < data.byteLength) {
       const bytes = Math.max(data.byteLength, 2 * slot.bytes);

@@ -39,7 +39,7 @@ export class StepUploads {
       metadataBytes(sizes.maxTokens, sizes.maxLogitRows, sizes.maxBlocksPerSeq),
     );
     this.invFreq = DeviceBuffer.alloc(device, 4 * (model.rope.rotaryDim / 2) * (sizes.maxTokens + 1));
-    this.staging = pinnedStaging(device, stream);
+    this.staging = pinnedStaging(device, stream, 2); // the metadata, dynamic-NTK rows
   }
 
   /** The device address of int32 element `at` of the current step's metadata. */

@@ -30,7 +30,7 @@ function fakeDevice() {
 
 test("uploads rotate over three pinned slots, each reused only after its last copy is done", () => {
   const { device, log } = fakeDevice();
-  const ring = new StagingRing(device);
+  const ring = new StagingRing(device, 3);
   const copies: string[] = [];
   for (let k = 0; k < 5; k++) {
     const data = Int32Array.from({ length: 4 }, (_, i) => 10 * k + i);
@@ -53,7 +53,7 @@ test("uploads rotate over three pinned slots, each reused only after its last co
 
 test("the copy reads the bytes just staged, and a larger upload replaces its slot after the old copy", () => {
   const { device, log } = fakeDevice();
-  const ring = new StagingRing(device);
+  const ring = new StagingRing(device, 3);
   let seen: Int32Array | null = null;
   const memories = new Map<number, ArrayBuffer>();
   const track: StagingDevice<number> = {
@@ -64,7 +64,7 @@ test("the copy reads the bytes just staged, and a larger upload replaces its slo
     },
     createEvent: () => device.createEvent(),
   };
-  const tracked = new StagingRing(track);
+  const tracked = new StagingRing(track, 3);
   tracked.upload(Int32Array.of(7, 8, 9), (p, bytes) => {
     seen = new Int32Array(memories.get(p) as ArrayBuffer, 0, bytes / 4).slice();
   });
@@ -82,7 +82,7 @@ test("the copy reads the bytes just staged, and a larger upload replaces its slo
 
 test("dispose waits for every slot's copy, then frees it", () => {
   const { device, log } = fakeDevice();
-  const ring = new StagingRing(device);
+  const ring = new StagingRing(device, 3);
   ring.upload(Int32Array.of(1), () => {});
   ring.upload(Int32Array.of(2), () => {});
   log.length = 0;
@@ -92,13 +92,16 @@ test("dispose waits for every slot's copy, then frees it", () => {
 
 test("any typed view is staged byte for byte (a Float32Array bias, a view at an offset)", () => {
   const memories: ArrayBuffer[] = [];
-  const ring = new StagingRing<number>({
-    allocPinned(bytes) {
-      memories.push(new ArrayBuffer(bytes));
-      return { pinned: memories.length - 1, memory: memories[memories.length - 1], dispose: () => {} };
+  const ring = new StagingRing<number>(
+    {
+      allocPinned(bytes) {
+        memories.push(new ArrayBuffer(bytes));
+        return { pinned: memories.length - 1, memory: memories[memories.length - 1], dispose: () => {} };
+      },
+      createEvent: () => ({ record() {}, wait() {}, dispose() {} }),
     },
-    createEvent: () => ({ record() {}, wait() {}, dispose() {} }),
-  });
+    2,
+  );
   const got: number[][] = [];
   const bias = Float32Array.of(0.5, -2, 1e-3);
   ring.upload(bias, (p, bytes) => got.push([...new Float32Array(memories[p], 0, bytes / 4)]));
