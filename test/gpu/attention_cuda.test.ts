@@ -31,6 +31,7 @@ import {
   randn,
   roundTo,
 } from "./kernels/harness.ts";
+import { makePagedProblem, type PagedProblem, type SeqSpec } from "./paged_problem.ts";
 
 interface Shape {
   name: string;
@@ -87,41 +88,11 @@ function bound(
   return fp32Part + u * (absOut + Math.abs(want)) + subnormal;
 }
 
-/** One sequence of a call: `queryLen` new tokens at the end of `contextLen` cached ones. */
-interface SeqSpec {
-  queryLen: number;
-  contextLen: number;
-}
-
-/** Host-side inputs of one call: pools, tables and queries, all rounded to the dtype. */
-interface Problem {
+/** Host-side inputs of one call: pools, tables and queries, all rounded to the dtype (paged_problem.ts). */
+interface Problem extends PagedProblem {
   shape: Shape;
-  dtype: DTypeName;
-  seqs: AttentionSequence[];
-  q: Float32Array; // [T, numHeads, headDim]
-  kCache: Float32Array; // [numBlocks, blockSize, numKvHeads, headDim]; unwritten slots NaN
-  vCache: Float32Array; // same
-  tables: Int32Array; // [S, stride], unused entries -1
-  stride: number;
-  maxAbsV: number;
 }
 
-/** 0..n-1 in a seeded random order (Fisher–Yates). */
-function shuffled(n: number, seed: number): number[] {
-  const order = Array.from({ length: n }, (_, i) => i);
-  let a = seed >>> 0;
-  for (let i = n - 1; i > 0; i--) {
-    a = (Math.imul(a ^ (a >>> 15), 2246822507) + 0x9e3779b9) >>> 0;
-    const j = a % (i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order;
-}
-
-/**
- * Sequences packed in query order; each gets ceil(contextLen / blockSize) pool blocks, taken from a
- * shuffled pool (scattered, out of order) or in order (contiguous). Positions < contextLen hold K/V.
- */
 function makeProblem(
   shape: Shape,
   dtype: DTypeName,
@@ -129,37 +100,7 @@ function makeProblem(
   seed: number,
   layout: "scattered" | "contiguous" = "scattered",
 ): Problem {
-  const { numHeads, numKvHeads, headDim, blockSize } = shape;
-  const blocksOf = (s: SeqSpec) => Math.ceil(s.contextLen / blockSize);
-  const numBlocks = specs.reduce((n, s) => n + blocksOf(s), 0) + 3;
-  const stride = Math.max(1, ...specs.map(blocksOf)) + 1;
-  const order =
-    layout === "scattered" ? shuffled(numBlocks, seed) : Array.from({ length: numBlocks }, (_, i) => i);
-  const slotLen = numKvHeads * headDim;
-  const kCache = new Float32Array(numBlocks * blockSize * slotLen).fill(Number.NaN);
-  const vCache = new Float32Array(numBlocks * blockSize * slotLen).fill(Number.NaN);
-  const tables = new Int32Array(specs.length * stride).fill(-1);
-  const seqs: AttentionSequence[] = [];
-  let next = 0;
-  let queryStart = 0;
-  specs.forEach((spec, i) => {
-    const table = tables.subarray(i * stride, i * stride + blocksOf(spec));
-    for (let b = 0; b < table.length; b++) table[b] = order[next++];
-    // K scaled by 2 so that some softmax rows are peaked, as in trained models.
-    const k = roundTo(randn(spec.contextLen * slotLen, seed + 10 * i + 1, 2), dtype);
-    const v = roundTo(randn(spec.contextLen * slotLen, seed + 10 * i + 2), dtype);
-    for (let p = 0; p < spec.contextLen; p++) {
-      const slot = table[Math.floor(p / blockSize)] * blockSize + (p % blockSize);
-      kCache.set(k.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
-      vCache.set(v.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
-    }
-    seqs.push({ queryStart, queryLen: spec.queryLen, contextLen: spec.contextLen, blockTable: table });
-    queryStart += spec.queryLen;
-  });
-  const q = roundTo(randn(queryStart * numHeads * headDim, seed + 7), dtype);
-  let maxAbsV = 0;
-  for (const x of vCache) if (Math.abs(x) > maxAbsV) maxAbsV = Math.abs(x);
-  return { shape, dtype, seqs, q, kCache, vCache, tables, stride, maxAbsV };
+  return { shape, ...makePagedProblem(shape, dtype, specs, seed, { layout }) };
 }
 
 const scaleOf = (s: Shape) => 1 / Math.sqrt(s.headDim);

@@ -20,7 +20,6 @@ import { join } from "node:path";
 import { after, afterEach, before, describe, it, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
-  type AttentionSequence,
   allocFp8KvPool,
   type Fp8KvPool,
   pagedAttention,
@@ -48,6 +47,7 @@ import {
   randn,
   roundTo,
 } from "./kernels/harness.ts";
+import { makePagedProblem } from "./paged_problem.ts";
 
 interface Shape {
   name: string;
@@ -90,42 +90,15 @@ function dequantize(pool: Fp8KvPool, s: Shape): Float32Array {
   return out;
 }
 
-/** Sequences with scattered blocks (seeded), K/V rounded to the dtype, unwritten slots NaN. */
+/** Sequences with scattered blocks (seeded), K/V rounded to the dtype, unwritten slots NaN
+ * (paged_problem.ts), the pools then quantized to FP8. */
 function makeProblem(s: Shape, dtype: DTypeName, specs: { q: number; ctx: number }[], seed: number) {
-  const slotLen = s.Hkv * s.D;
-  const blocksOf = (ctx: number) => Math.ceil(ctx / s.blockSize);
-  const numBlocks = specs.reduce((n, x) => n + blocksOf(x.ctx), 0) + 2;
-  const stride = Math.max(1, ...specs.map((x) => blocksOf(x.ctx))) + 1;
-  const order = Array.from({ length: numBlocks }, (_, i) => i);
-  let a = seed >>> 0;
-  for (let i = numBlocks - 1; i > 0; i--) {
-    a = (Math.imul(a ^ (a >>> 15), 2246822507) + 0x9e3779b9) >>> 0;
-    const j = a % (i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  const kCache = new Float32Array(numBlocks * s.blockSize * slotLen).fill(Number.NaN);
-  const vCache = new Float32Array(kCache.length).fill(Number.NaN);
-  const tables = new Int32Array(specs.length * stride).fill(-1);
-  const seqs: AttentionSequence[] = [];
-  let next = 0;
-  let queryStart = 0;
-  specs.forEach((x, i) => {
-    const table = tables.subarray(i * stride, i * stride + blocksOf(x.ctx));
-    for (let b = 0; b < table.length; b++) table[b] = order[next++];
-    const k = roundTo(randn(x.ctx * slotLen, seed + 10 * i + 1, 2), dtype);
-    const v = roundTo(randn(x.ctx * slotLen, seed + 10 * i + 2), dtype);
-    for (let p = 0; p < x.ctx; p++) {
-      const slot = table[Math.floor(p / s.blockSize)] * s.blockSize + (p % s.blockSize);
-      kCache.set(k.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
-      vCache.set(v.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
-    }
-    seqs.push({ queryStart, queryLen: x.q, contextLen: x.ctx, blockTable: table });
-    queryStart += x.q;
-  });
-  const q = roundTo(randn(queryStart * s.H * s.D, seed + 7), dtype);
-  const k8 = quantize(kCache, s);
-  const v8 = quantize(vCache, s);
-  return { s, dtype, seqs, q, tables, stride, k8, v8 };
+  const shape = { numHeads: s.H, numKvHeads: s.Hkv, headDim: s.D, blockSize: s.blockSize };
+  const seqSpecs = specs.map((x) => ({ queryLen: x.q, contextLen: x.ctx }));
+  const p = makePagedProblem(shape, dtype, seqSpecs, seed, { spareBlocks: 2 });
+  const k8 = quantize(p.kCache, s);
+  const v8 = quantize(p.vCache, s);
+  return { s, dtype, seqs: p.seqs, q: p.q, tables: p.tables, stride: p.stride, k8, v8 };
 }
 type Problem = ReturnType<typeof makeProblem>;
 

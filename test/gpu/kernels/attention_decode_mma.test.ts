@@ -9,6 +9,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import { type AttentionSequence, pagedAttention } from "../../../src/backends/cpu/kernels/attention.ts";
 import { decodeMmaSharedBytes } from "../../../src/backends/cuda/decode_mma.ts";
 import type { DTypeName } from "../../../src/dtype.ts";
+import { maxAbs, shuffled, writeSequenceKv } from "../paged_problem.ts";
 import { assertWithin, f32, i32, KernelHarness, NULL, noGpu, ptr, randn, roundTo } from "./harness.ts";
 
 const H = 32;
@@ -16,6 +17,7 @@ const HKV = 8;
 const D = 128;
 const BS = 16;
 const SCALE = 1 / Math.sqrt(D);
+const SHAPE = { numHeads: H, numKvHeads: HKV, headDim: D, blockSize: BS };
 const CONTEXTS = [1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 2, 300, 47, 191, 192, 193];
 
 interface Problem {
@@ -37,13 +39,7 @@ function makeProblem(dtype: DTypeName, S: number, seed: number): Problem {
   const used = ctxs.reduce((n, c) => n + blocksOf(c), 0);
   const numBlocks = used + 1; // the last: poison
   const stride = Math.max(...ctxs.map(blocksOf)) + 1;
-  const order = Array.from({ length: used }, (_, i) => i);
-  let a = seed >>> 0;
-  for (let i = used - 1; i > 0; i--) {
-    a = (Math.imul(a ^ (a >>> 15), 2246822507) + 0x9e3779b9) >>> 0;
-    const j = a % (i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  const order = shuffled(used, seed);
   const slotLen = HKV * D;
   const k = new Float32Array(numBlocks * BS * slotLen).fill(Number.NaN);
   const v = new Float32Array(numBlocks * BS * slotLen).fill(Number.NaN);
@@ -53,19 +49,11 @@ function makeProblem(dtype: DTypeName, S: number, seed: number): Problem {
   ctxs.forEach((ctx, s) => {
     const table = tables.subarray(s * stride, s * stride + blocksOf(ctx));
     for (let b = 0; b < table.length; b++) table[b] = order[next++];
-    // K scaled by 2 so that some softmax rows are peaked, as in trained models.
-    const ks = roundTo(randn(ctx * slotLen, seed + 10 * s + 1, 2), dtype);
-    const vs = roundTo(randn(ctx * slotLen, seed + 10 * s + 2), dtype);
-    for (let p = 0; p < ctx; p++) {
-      const slot = table[Math.floor(p / BS)] * BS + (p % BS);
-      k.set(ks.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
-      v.set(vs.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
-    }
+    writeSequenceKv({ kCache: k, vCache: v }, table, ctx, SHAPE, dtype, seed, s);
     seqs.push({ queryStart: s, queryLen: 1, contextLen: ctx, blockTable: table });
   });
   const q = roundTo(randn(S * H * D, seed + 7), dtype);
-  let maxAbsV = 0;
-  for (const x of v) if (Math.abs(x) > maxAbsV) maxAbsV = Math.abs(x);
+  const maxAbsV = maxAbs(v);
   return { seqs, q, k, v, tables, stride, maxAbsV };
 }
 

@@ -12,7 +12,8 @@ import { after, afterEach, before, describe, it } from "node:test";
 import { type AttentionSequence, pagedAttention } from "../../../src/backends/cpu/kernels/attention.ts";
 import { prefillTiles } from "../../../src/backends/cuda/prefill_tiles.ts";
 import type { DTypeName } from "../../../src/dtype.ts";
-import { assertWithin, f32, i32, KernelHarness, noGpu, ptr, randn, roundTo } from "./harness.ts";
+import { makePagedProblem, type PagedProblem, type SeqSpec } from "../paged_problem.ts";
+import { assertWithin, f32, i32, KernelHarness, noGpu, ptr, randn } from "./harness.ts";
 
 const H = 32;
 const HKV = 8;
@@ -21,59 +22,11 @@ const BS = 16;
 const SCALE = 1 / Math.sqrt(D);
 const DEFINES = { NUM_HEADS: H, NUM_KV_HEADS: HKV, HEAD_DIM: D, BLOCK_SIZE: BS };
 
-interface Problem {
-  dtype: DTypeName;
-  seqs: AttentionSequence[];
-  q: Float32Array; // [T, H, D]
-  kCache: Float32Array; // [numBlocks, BS, HKV, D]; unwritten slots NaN
-  vCache: Float32Array;
-  tables: Int32Array; // [S, stride]
-  stride: number;
-  maxAbsV: number;
-}
+const SHAPE = { numHeads: H, numKvHeads: HKV, headDim: D, blockSize: BS };
 
 /** Sequences (queryLen new tokens after contextLen − queryLen cached) over shuffled pool blocks. */
-function makeProblem(
-  dtype: DTypeName,
-  specs: { queryLen: number; contextLen: number }[],
-  seed: number,
-): Problem {
-  const blocksOf = (c: number) => Math.ceil(c / BS);
-  const numBlocks = specs.reduce((n, s) => n + blocksOf(s.contextLen), 0) + 3;
-  const stride = Math.max(1, ...specs.map((s) => blocksOf(s.contextLen))) + 1;
-  const order = Array.from({ length: numBlocks }, (_, i) => i);
-  let a = seed >>> 0;
-  for (let i = numBlocks - 1; i > 0; i--) {
-    a = (Math.imul(a ^ (a >>> 15), 2246822507) + 0x9e3779b9) >>> 0;
-    const j = a % (i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  const slotLen = HKV * D;
-  const kCache = new Float32Array(numBlocks * BS * slotLen).fill(Number.NaN);
-  const vCache = new Float32Array(numBlocks * BS * slotLen).fill(Number.NaN);
-  const tables = new Int32Array(specs.length * stride).fill(-1);
-  const seqs: AttentionSequence[] = [];
-  let next = 0;
-  let queryStart = 0;
-  specs.forEach((spec, i) => {
-    const table = tables.subarray(i * stride, i * stride + blocksOf(spec.contextLen));
-    for (let b = 0; b < table.length; b++) table[b] = order[next++];
-    // K scaled by 2 so that some softmax rows are peaked, as in trained models.
-    const k = roundTo(randn(spec.contextLen * slotLen, seed + 10 * i + 1, 2), dtype);
-    const v = roundTo(randn(spec.contextLen * slotLen, seed + 10 * i + 2), dtype);
-    for (let p = 0; p < spec.contextLen; p++) {
-      const slot = table[Math.floor(p / BS)] * BS + (p % BS);
-      kCache.set(k.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
-      vCache.set(v.subarray(p * slotLen, (p + 1) * slotLen), slot * slotLen);
-    }
-    seqs.push({ queryStart, queryLen: spec.queryLen, contextLen: spec.contextLen, blockTable: table });
-    queryStart += spec.queryLen;
-  });
-  const q = roundTo(randn(queryStart * H * D, seed + 7), dtype);
-  let maxAbsV = 0;
-  for (const x of vCache) if (Math.abs(x) > maxAbsV) maxAbsV = Math.abs(x);
-  return { dtype, seqs, q, kCache, vCache, tables, stride, maxAbsV };
-}
+const makeProblem = (dtype: DTypeName, specs: SeqSpec[], seed: number): PagedProblem =>
+  makePagedProblem(SHAPE, dtype, specs, seed);
 
 /** The rows of sequence s to compare: its ends, both sides of each 128-row tile edge, of each warp's
  * 16 rows in the first and last tiles, and 8 at random. */
@@ -102,7 +55,7 @@ function bound(
 }
 
 /** Checks the sampled rows of `got` [T, H, D] against pagedAttention run on those rows alone. */
-function checkSampled(p: Problem, got: Float32Array, window: number, what: string): void {
+function checkSampled(p: PagedProblem, got: Float32Array, window: number, what: string): void {
   const rowLen = H * D;
   const picked: { row: number; seq: AttentionSequence }[] = [];
   p.seqs.forEach((s, si) => {
@@ -157,7 +110,7 @@ describe("attention_prefill_w8 at the 8B head shape", { skip: noGpu }, () => {
   after(() => h?.dispose());
 
   /** attention_prefill_w8 over all of p's sequences; every output row must come back finite. */
-  function prefill(p: Problem, window: number, gridX?: number): Float32Array {
+  function prefill(p: PagedProblem, window: number, gridX?: number): Float32Array {
     const tiles = prefillTiles(p.dtype, D, 8);
     assert.equal(tiles.kernel, "attention_prefill_w8");
     const mod = h.module("attention_prefill.cu", DEFINES, p.dtype);
