@@ -21,6 +21,7 @@ import { graphSplits } from "./attention_splits.ts";
 import { DecodeGraphs, decodeGraphKey, isGraphable } from "./decode_graphs.ts";
 import { CudaDevice, type CudaGraph, Stream } from "./device/index.ts";
 import { DeviceSampler, greedySampleParams } from "./device_sampler.ts";
+import type { Fp8PlanRecord } from "./fp8_linears.ts";
 import {
   assertStepFits,
   engineRowLimits,
@@ -172,6 +173,12 @@ export class CudaBackend implements ExecutionBackend {
       device.dispose();
       throw e;
     }
+  }
+
+  /** The FP8 GEMM plans an fp8 engine created so far (warmUp creates them all), each with the plan
+   * cuBLASLt gave it (fp8_gemm_plan.ts): for the GPU tests and tools to report. */
+  fp8Plans(): Fp8PlanRecord[] {
+    return this.steps.fp8Plans();
   }
 
   // Calibration only (calibration_backend.ts): every linear's input, copied to the host before it runs.

@@ -2,21 +2,20 @@
 // linear's input per token (quant_fp8_act: xq [rows, k] E4M3 and s [rows] fp32, into a scratch), then:
 //   - decode steps (StepLauncher.gemvApplies, linear_route.ts): gemv_fp8 over the stored E4M3 bytes,
 //     or its gated kernel for a fused gate_up;
-//   - every other step: a cuBLASLt FP8 GEMM (E4M3 × E4M3, fp32 accumulation, output in the engine
-//     dtype) with s and the weight's per-row scales as outer-vector scales (OUTER_VEC_32F: the exact
-//     y[t, r] = s[t]·sw[r]·Σ xq·q the format defines, no epilogue kernel or fp32 scratch of y). Plans
-//     come from the heuristic at first use (prepare() at warm-up), not from the build's tuning table.
-//     Where cuBLASLt has no such algorithm (CublasError at plan creation: reported for Ada), the plan
-//     falls back to unit scales and an fp32 output into a scratch [rows, widest n], which
-//     fp8_scale_rows scales, biases and rounds into y as gemv_fp8 does its sums (allocated at the
-//     first fallback, during warm-up, before KV sizing).
+//   - every other step: a cuBLASLt FP8 GEMM (E4M3 × E4M3, fp32 accumulation with FP8 fast accumulation
+//     off, output in the engine dtype), the plan fp8_gemm_plan.ts chooses: s and the weight's per-row
+//     scales as outer-vector scales (OUTER_VEC_32F: y[t, r] = s[t]·sw[r]·Σ xq·q, no fp32 scratch of y),
+//     the bias in cuBLASLt's epilogue or, where cuBLASLt refuses that, added by bias_add after it; else
+//     unit scales and an fp32 output into a scratch [rows, widest n], which fp8_scale_rows scales, biases
+//     and rounds into y as gemv_fp8 does its sums (allocated at the first such plan, during warm-up,
+//     before KV sizing). Plans come from the heuristic at first use (prepare() at warm-up), not from the
+//     build's tuning table; plans() lists which plan each shape got, and why the others were refused.
 // One scratch serves every linear: a step's kernels run in stream order, and quant_fp8_act waits for
 // the kernel before it (PDL), so the next quantization never overwrites an input a GEMV or GEMM still
 // reads. Sized for the widest fp8 input at the arena's row count; allocated with the backend (before KV
 // sizing reads free memory) and freed by dispose(), with the GEMM plans.
 import type { DTypeName } from "../../dtype.ts";
 import {
-  CublasError,
   type CudaDevice,
   DeviceBuffer,
   type DevicePtr,
@@ -24,6 +23,7 @@ import {
   offsetPtr,
   type Stream,
 } from "./device/index.ts";
+import { chooseFp8Plan, type Fp8PlanKind } from "./fp8_gemm_plan.ts";
 import {
   fp8GemvGatedLaunch,
   fp8GemvLaunch,
@@ -34,14 +34,28 @@ import {
 } from "./fp8_variants.ts";
 import { GEMM_WORKSPACE_BYTES } from "./gemm_algorithms.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
+import { elementwiseGrid } from "./launch_geometry.ts";
 import type { LinearArgs } from "./quantized_linears.ts";
 import type { DeviceWeights, Fp8Weight } from "./weights.ts";
 
-/** An FP8 GEMM plan: outer-vector scales, or (epilogue) unit scales then fp8_scale_rows. */
+/** An FP8 GEMM plan (fp8_gemm_plan.ts): the cuBLASLt GEMM and what runs around it. */
 interface Fp8Plan {
   gemm: Gemm;
-  epilogue: boolean;
+  kind: Fp8PlanKind;
+  refused: string[];
 }
+
+/** Which plan one FP8 GEMM shape got: y[m, n] = xq[m, k]·qᵀ (+ bias), and the plans refused before it. */
+export interface Fp8PlanRecord {
+  m: number;
+  n: number;
+  k: number;
+  bias: boolean;
+  kind: Fp8PlanKind;
+  refused: readonly string[];
+}
+
+const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
 export class Fp8Linears {
   private readonly gemms = new Map<string, Fp8Plan>();
@@ -111,8 +125,20 @@ export class Fp8Linears {
   gemm(stream: Stream, w: Fp8Weight, a: LinearArgs, m: number): void {
     const xq = this.quantize(w, a.x, a.rows);
     const plan = this.prepare(m, w.rows, w.cols, a.bias !== null);
-    if (!plan.epilogue) {
-      plan.gemm.run(stream, xq, w.q, a.y, a.bias ?? undefined, { x: this.scalesPtr, w: w.scales });
+    const scales = { x: this.scalesPtr, w: w.scales };
+    if (plan.kind === "outer-vector") {
+      plan.gemm.run(stream, xq, w.q, a.y, a.bias ?? undefined, scales);
+      return;
+    }
+    if (plan.kind === "outer-vector + bias_add") {
+      plan.gemm.run(stream, xq, w.q, a.y, undefined, scales);
+      const elements = a.rows * w.rows;
+      this.kernels.launch("activation", "bias_add", [elementwiseGrid(elements, ELEM[this.dtype])], 256, [
+        { ptr: a.y },
+        { ptr: a.bias as DevicePtr },
+        { i32: a.rows },
+        { i32: w.rows },
+      ]);
       return;
     }
     const acc = (this.accumulators as DeviceBuffer).ptr;
@@ -129,8 +155,8 @@ export class Fp8Linears {
     ]);
   }
 
-  /** The FP8 GEMM plan of y[m, n] = xq[m, k]·qᵀ (+ bias) in the engine dtype, created once: outer-vector
-   * scales, else unit scales with an fp32 output for fp8_scale_rows. */
+  /** The FP8 GEMM plan of y[m, n] = xq[m, k]·qᵀ (+ bias) in the engine dtype, created once: the first
+   * of fp8_gemm_plan.ts's plans cuBLASLt offers. */
   prepare(m: number, n: number, k: number, bias: boolean): Fp8Plan {
     const key = `${m}:${n}:${k}:${bias}`;
     let plan = this.gemms.get(key);
@@ -138,20 +164,24 @@ export class Fp8Linears {
       const base = { m, n, k, dtypeIn: this.dtype, fp8: true, maxWorkspaceBytes: GEMM_WORKSPACE_BYTES };
       this.workspace ??= DeviceBuffer.alloc(this.device, GEMM_WORKSPACE_BYTES);
       const ws = { workspace: this.workspace };
-      try {
-        plan = {
-          gemm: Gemm.create(this.device, { ...base, dtypeOut: this.dtype, bias }, ws),
-          epilogue: false,
-        };
-      } catch (e) {
-        if (!(e instanceof CublasError)) throw e;
-        const gemm = Gemm.create(this.device, { ...base, dtypeOut: "fp32", fp8UnitScales: true }, ws);
+      plan = chooseFp8Plan(bias, (t) =>
+        t.unitScales
+          ? Gemm.create(this.device, { ...base, dtypeOut: "fp32", fp8UnitScales: true }, ws)
+          : Gemm.create(this.device, { ...base, dtypeOut: this.dtype, bias: t.biasEpilogue }, ws),
+      );
+      if (plan.kind === "unit scales + fp8_scale_rows")
         this.accumulators ??= DeviceBuffer.alloc(this.device, this.maxRows * this.widestN * 4);
-        plan = { gemm, epilogue: true };
-      }
       this.gemms.set(key, plan);
     }
     return plan;
+  }
+
+  /** Every FP8 GEMM plan created so far, with the plan each shape got (for the GPU tests and tools). */
+  plans(): Fp8PlanRecord[] {
+    return [...this.gemms.entries()].map(([key, p]) => {
+      const [m, n, k] = key.split(":").map(Number);
+      return { m, n, k, bias: key.endsWith("true"), kind: p.kind, refused: p.refused };
+    });
   }
 
   /** Queues quant_fp8_act of x [rows, w.cols] into the scratch; returns xq's address. */

@@ -8,7 +8,7 @@
 import type { DTypeName } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import type { CudaDevice, DevicePtr, Stream } from "./device/index.ts";
-import { Fp8Linears } from "./fp8_linears.ts";
+import { Fp8Linears, type Fp8PlanRecord } from "./fp8_linears.ts";
 import { rowBucket, rowBuckets } from "./gemm_algorithms.ts";
 import { GemmPlans } from "./gemm_plans.ts";
 import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
@@ -104,6 +104,11 @@ export class LinearLauncher {
             step.logits && this.dtype !== "fp32",
           );
     }
+  }
+
+  /** The FP8 GEMM plans created so far, and which plan each shape got (fp8_linears.ts plans). */
+  fp8Plans(): Fp8PlanRecord[] {
+    return this.fp8.plans();
   }
 
   /** Launches the linear `step` over `rows` rows of its input. */

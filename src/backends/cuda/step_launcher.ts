@@ -12,6 +12,7 @@ import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attenti
 import { DecodeAttention } from "./decode_attention.ts";
 import { mmaDecodeApplies } from "./decode_mma.ts";
 import type { CudaDevice, DevicePtr, KernelArg, Stream } from "./device/index.ts";
+import type { Fp8PlanRecord } from "./fp8_linears.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
@@ -110,6 +111,11 @@ export class StepLauncher {
    * use (linear_launcher.ts prepare): KV sizing reads free memory after this (CudaBackend.warmUp). */
   prepareGemms(maxRows: number): void {
     this.linears.prepare(maxRows);
+  }
+
+  /** The FP8 GEMM plans created so far (fp8_linears.ts plans). */
+  fp8Plans(): Fp8PlanRecord[] {
+    return this.linears.fp8Plans();
   }
 
   /** What decode attention's split count depends on: the GPU's SMs and the CTAs per sequence. */

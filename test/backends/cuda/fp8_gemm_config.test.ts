@@ -1,14 +1,22 @@
 // The FP8 GEMM configuration of cuBLASLt plans (device/cublaslt_descriptors.ts), on the CPU: fp8 plans
 // read 1-byte x and W whatever the engine dtype, may write fp32 (fp32 engines) or 16-bit outputs, and
-// describe themselves as e4m3; the plan's descriptors themselves need a GPU (test/gpu/fp8_gemm.test.ts).
+// describe themselves as e4m3; the descriptor attributes an fp8 plan sets (FP8 fast accumulation off,
+// stated; outer-vector scale modes unless unit scales), recorded by a stand-in cuBLASLt. Whether cuBLASLt
+// accepts them needs a GPU (test/gpu/kernels/gemv_fp8.test.ts).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
+  createPlan,
   describeGemm,
   inputBytes,
   normalize,
   takesScales,
 } from "../../../src/backends/cuda/device/cublaslt_descriptors.ts";
+import type { CudaDevice } from "../../../src/backends/cuda/device/device.ts";
+import {
+  CUBLASLT_MATMUL_DESC,
+  CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F,
+} from "../../../src/backends/cuda/ffi/cublaslt.ts";
 import { InvalidArgumentError } from "../../../src/errors.ts";
 
 describe("FP8 GEMM configuration", () => {
@@ -43,5 +51,30 @@ describe("FP8 GEMM configuration", () => {
       false,
     );
     assert.equal(takesScales(normalize(base)), false);
+  });
+
+  test("fp8 plans state FAST_ACCUM = 0 (one byte); outer-vector scale modes unless unit scales", () => {
+    /** The matmul-descriptor attributes createPlan sets, by a stand-in for cuBLASLt. */
+    const attributes = (config: Parameters<typeof normalize>[0]) => {
+      const set = new Map<number, ArrayBufferView>();
+      const api = {
+        matmulDescCreate: () => 1n,
+        matmulDescSetAttribute: (_d: bigint, attr: number, v: ArrayBufferView) => set.set(attr, v),
+        matrixLayoutCreate: () => 2n,
+      };
+      const device = { blasLt: () => ({ api, handle: 3n }) } as unknown as CudaDevice;
+      createPlan(device, normalize(config));
+      return set;
+    };
+    const base = { m: 16, n: 32, k: 64, dtypeIn: "bf16" as const };
+    const outer = attributes({ ...base, fp8: true });
+    const fast = outer.get(CUBLASLT_MATMUL_DESC.FAST_ACCUM);
+    assert.ok(fast instanceof Int8Array && fast.length === 1 && fast[0] === 0, "FAST_ACCUM: int8_t 0");
+    for (const mode of [CUBLASLT_MATMUL_DESC.A_SCALE_MODE, CUBLASLT_MATMUL_DESC.B_SCALE_MODE])
+      assert.deepEqual(outer.get(mode), Int32Array.of(CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F));
+    const unit = attributes({ ...base, fp8: true, fp8UnitScales: true, dtypeOut: "fp32" });
+    assert.deepEqual(unit.get(CUBLASLT_MATMUL_DESC.FAST_ACCUM), Int8Array.of(0));
+    assert.equal(unit.has(CUBLASLT_MATMUL_DESC.A_SCALE_MODE), false);
+    assert.equal(attributes(base).has(CUBLASLT_MATMUL_DESC.FAST_ACCUM), false, "not on plain GEMMs");
   });
 });

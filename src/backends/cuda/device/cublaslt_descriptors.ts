@@ -18,6 +18,7 @@ import {
   CUDA_R_32F,
   type CublasLt,
   type HeuristicResult,
+  i8Attr,
   i32Attr,
   type LtHandle,
   type LtMatmulDesc,
@@ -119,6 +120,9 @@ export function createPlan(device: CudaDevice, c: FullConfig): Plan {
     created.push(() => api.matmulDescDestroy(desc));
     api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.TRANSA, i32Attr(CUBLAS_OP_T));
     api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.TRANSB, i32Attr(CUBLAS_OP_N));
+    // FP8: no fast accumulation, stated rather than left to the default: Hopper's FP8 tensor cores keep
+    // partial sums in reduced precision, and only the periodic promotion to fp32 bounds that error.
+    if (c.fp8) api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.FAST_ACCUM, i8Attr(0));
     if (c.fp8 && !c.fp8UnitScales) {
       // FP8 is "TN" only (op(A) = T, op(B) = N), which this mapping is; A = W: one scale per row of
       // op(A) (output feature), B = x: one per column of op(B) (token).

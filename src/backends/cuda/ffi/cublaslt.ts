@@ -42,6 +42,9 @@ export const CUBLASLT_MATMUL_DESC = {
   B_SCALE_POINTER: 18, // const void*
   A_SCALE_MODE: 31, // int32_t (cublasLtMatmulMatrixScale_t), default SCALAR_32F
   B_SCALE_MODE: 32, // int32_t
+  // int8_t, default 0: FP8 "fast accumulation" off, i.e. the tensor cores' partial sums are promoted to
+  // fp32 periodically. Like the scale attributes, the value comes from public bindings, not a header here.
+  FAST_ACCUM: 25,
 } as const;
 
 /** cublasLtMatmulMatrixScale_t: OUTER_VEC_32F = one fp32 scale per row of op(A) (M of them) or per
@@ -97,7 +100,8 @@ export interface HeuristicResult {
 }
 
 /** Raw value for a descriptor attribute: a typed array of exactly the attribute's size. */
-export type AttrValue = Int32Array | Uint32Array | BigUint64Array | BigInt64Array;
+export type AttrValue = Int8Array | Int32Array | Uint32Array | BigUint64Array | BigInt64Array;
+export const i8Attr = (v: number): Int8Array => Int8Array.of(v);
 export const i32Attr = (v: number): Int32Array => Int32Array.of(v);
 export const u32Attr = (v: number): Uint32Array => Uint32Array.of(v);
 export const u64Attr = (v: bigint | number): BigUint64Array => BigUint64Array.of(BigInt(v));
