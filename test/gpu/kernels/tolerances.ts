@@ -89,3 +89,30 @@ export const TOLERANCES = {
  * ~1e-15 relative of a boundary between two candidates. Tests compare tokens exactly.
  */
 export const SAMPLING_TOKENS_EXACT = true;
+
+/**
+ * The FP8 GEMM (cuBLASLt, E4M3 × E4M3 with fp32 "compute", FAST_ACCUM = 0) on Hopper is not fp32-exact.
+ * The model, to be confirmed on the device (gemv_fp8.test.ts prints each case's error in its units):
+ *   - each FP8 tensor-core MMA instruction (WGMMA, k = 32 products for E4M3) returns C + Σ of its
+ *     products, exact but then kept to about 13 fraction bits, truncated: error < 2⁻¹³·|result|. The
+ *     DeepSeek-V3 report (arXiv 2412.19437, §3.3.2) measured "around 14 bits" of accumulation precision
+ *     on H800; an e8m13 accumulator is what others reverse-engineered for H100 FP8 MMAs. 13 is the
+ *     conservative of the two.
+ *   - with fast accumulation off (the cuBLASLt docs: intermediate results are periodically promoted to
+ *     higher precision), the tensor-core partial sum is added into an fp32 register every few
+ *     instructions and restarts at 0: CUTLASS's Hopper FP8 mainloop does it every 4 (its
+ *     mma_promotion_interval default: 128 products), DeepSeek-V3 every 128 products (N_C) too.
+ *   So one output over k products: per chunk of ≤ 4 instructions the truncations add up to at most
+ *   4 · 2⁻¹³ · Σ_chunk|x̂·w| (each result is at most the chunk's Σ|x̂·w| so far), summed over chunks
+ *   ≤ min(⌈k/32⌉, 4) · 2⁻¹³ · Σ|x̂·w|; the fp32 adds of the chunks and the two scale products add
+ *   2⁻²¹·Σ|x̂·w| as in gemv_fp8's bound. The output's rounding to the engine dtype comes on top.
+ * Our own kernels (gemv_fp8, fp8_scale_rows) sum in fp32 and keep the strict 2⁻²¹ bound.
+ */
+export const FP8_MMA = { productsPerInstruction: 32, fractionBits: 13, instructionsPerPromotion: 4 } as const;
+
+/** The model's largest |FP8 GEMM − exact| of one output of k products whose Σ|x̂·w| is `absSum`. */
+export function fp8GemmSlop(k: number, absSum: number): number {
+  const { productsPerInstruction, fractionBits, instructionsPerPromotion } = FP8_MMA;
+  const truncations = Math.min(Math.ceil(k / productsPerInstruction), instructionsPerPromotion);
+  return (truncations * 2 ** -fractionBits + 2 ** -21) * absSum;
+}
