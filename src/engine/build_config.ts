@@ -59,16 +59,15 @@ export interface BuildConfig {
   calibrationSha256?: string;
 }
 
-/** The weight formats the CUDA backend runs (kernels/gemv_wo.cu, gemv_zp.cu), listed one by one: a
+/** The weight formats the CUDA backend runs (kernels/gemv_wo.cu, gemv_zp.cu; fp8: kernels/gemv_fp8.cu and
+ * cuBLASLt's FP8 GEMM, fp8_linears.ts, on GPUs of compute capability 8.9 or newer), listed one by one: a
  * format not listed is refused for --backend cuda, at build and at load (backends/cuda/weight_formats.ts).
- * int4-zp is no --quantize method: it comes from AWQ and GPTQ checkpoints (builder/prequantized.ts).
- * fp8 has CUDA kernels (kernels/gemv_fp8.cu, cuBLASLt FP8: fp8_linears.ts) but is not listed: its
- * engines part from the CPU reference on the GPU (docs/QUANTIZATION.md), so they run on the CPU only
- * until that is found and fixed. */
+ * int4-zp is no --quantize method: it comes from AWQ and GPTQ checkpoints (builder/prequantized.ts). */
 export const CUDA_WEIGHT_FORMATS = [
   "int8-wo",
   "int4-wo",
   "int4-zp",
+  "fp8",
 ] as const satisfies readonly WeightFormat[];
 export type CudaWeightFormat = (typeof CUDA_WEIGHT_FORMATS)[number];
 

@@ -16,7 +16,6 @@ import { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { QuantizedTensorError } from "../../src/checkpoint/errors.ts";
 import { toF32 } from "../../src/dtype.ts";
 import { isCudaWeightFormat, resolveBuildConfig } from "../../src/engine/build_config.ts";
-import { QuantizedEngineUnsupportedError } from "../../src/engine/errors.ts";
 import { fp8InputScale } from "../../src/engine/fp8_format.ts";
 import { openEngine } from "../../src/engine/reader.ts";
 import { dequantize, type WeightFormatParams } from "../../src/engine/weight_format.ts";
@@ -284,24 +283,17 @@ describe("pre-quantized checkpoints build as they are (CPU backend)", () => {
     }
   });
 
-  test("--backend cuda: AWQ and GPTQ build; FP8 checkpoints are refused, naming the scheme", () => {
+  test("--backend cuda: every pre-quantized scheme builds (CUDA has kernels for each format)", () => {
     const cuda = resolveBuildConfig({ backend: "cuda" });
-    for (const scheme of [
+    const schemes = [
+      { method: "fp8", producer: "compressed-tensors", activation: "static" },
       { method: "awq", groupSize: 128 },
       { method: "gptq", groupSize: 128, descAct: false, zeroOffset: 0 },
-    ] as const) {
+    ] as const;
+    for (const scheme of schemes) {
       assert.ok(isCudaWeightFormat(SCHEME_FORMAT[scheme.method]), scheme.method);
       assert.doesNotThrow(() => assertPrequantizedBuild(scheme, cuda, "/ckpt"), scheme.method);
     }
-    const fp8 = { method: "fp8", producer: "compressed-tensors", activation: "static" } as const;
-    assert.throws(
-      () => assertPrequantizedBuild(fp8, cuda, "/ckpt"),
-      (e: unknown) =>
-        e instanceof QuantizedEngineUnsupportedError &&
-        e.message.includes("pre-quantized fp8 checkpoints run on the CPU backend only") &&
-        e.message.includes("/ckpt"),
-    );
-    assert.doesNotThrow(() => assertPrequantizedBuild(fp8, resolveBuildConfig({ backend: "cpu" }), "/ckpt"));
   });
 
   test("--quantize on a pre-quantized checkpoint is refused before any work", () => {

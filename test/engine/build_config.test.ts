@@ -1,6 +1,7 @@
 // resolveBuildConfig's quantization checks: --backend cuda accepts the methods whose stored format the
-// CUDA backend runs (CUDA_WEIGHT_FORMATS: int8-wo, int4-wo, int4-awq) and refuses the others (fp8 and
-// fp8-static, CPU-only until their CUDA path matches the reference) before any build work.
+// CUDA backend runs (CUDA_WEIGHT_FORMATS: every --quantize method's, fp8 and fp8-static included) and
+// would refuse any other before any build work (none is left; the check stays for methods added later,
+// and the CUDA backend's own checks — an fp8 weight's width, the GPU's FP8 tensor cores — remain).
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
@@ -11,29 +12,26 @@ import {
   resolveBuildConfig,
   storedFormat,
 } from "../../src/engine/build_config.ts";
-import { QuantizedEngineUnsupportedError } from "../../src/engine/errors.ts";
 import { WEIGHT_FORMATS } from "../../src/engine/weight_format.ts";
 
 describe("resolveBuildConfig: --quantize with --backend cuda", () => {
-  it("accepts int8-wo and int4-wo", () => {
-    for (const quantize of ["int8-wo", "int4-wo"] as const)
+  it("accepts int8-wo, int4-wo and fp8", () => {
+    for (const quantize of ["int8-wo", "int4-wo", "fp8"] as const)
       assert.equal(resolveBuildConfig({ backend: "cuda", quantize }).quantize, quantize);
   });
 
-  it("runs int4-zp (AWQ / GPTQ checkpoints) on CUDA, and not fp8", () => {
+  it("runs int4-zp (AWQ / GPTQ checkpoints) and fp8 on CUDA, and no format kiln does not list", () => {
     assert.ok(isCudaWeightFormat("int4-zp"));
-    assert.ok(!isCudaWeightFormat("fp8"));
+    assert.ok(isCudaWeightFormat("fp8"));
+    assert.ok(!isCudaWeightFormat("nf4"));
   });
 
   it("lists only formats kiln knows", () => {
     for (const f of CUDA_WEIGHT_FORMATS) assert.ok(WEIGHT_FORMATS.includes(f), f);
   });
 
-  it("refuses exactly the methods whose stored format CUDA does not run: fp8 and fp8-static", () => {
-    assert.deepEqual(
-      QUANTIZE_METHODS.filter((f) => !isCudaWeightFormat(storedFormat(f))),
-      ["fp8", "fp8-static"],
-    );
+  it("has CUDA kernels for every --quantize method's stored format", () => {
+    for (const f of QUANTIZE_METHODS) assert.ok(isCudaWeightFormat(storedFormat(f)), f);
   });
 
   it("accepts int4-awq, whose engines hold int4-wo weights", () => {
@@ -41,18 +39,12 @@ describe("resolveBuildConfig: --quantize with --backend cuda", () => {
     assert.equal(resolveBuildConfig({ backend: "cuda", quantize: "int4-awq" }).quantize, "int4-awq");
   });
 
-  for (const quantize of QUANTIZE_METHODS.filter((f) => !isCudaWeightFormat(storedFormat(f)))) {
-    it(`refuses ${quantize}, naming the formats CUDA runs`, () => {
-      assert.throws(
-        () => resolveBuildConfig({ backend: "cuda", quantize }),
-        (e: unknown) =>
-          e instanceof QuantizedEngineUnsupportedError &&
-          e.message.includes("build with --quantize int8-wo or --quantize int4-wo for CUDA") &&
-          !e.message.includes("int4-zp"), // a CUDA format, but no --quantize method: not suggested
-      );
-      assert.equal(resolveBuildConfig({ backend: "cpu", quantize }).quantize, quantize);
-    });
-  }
+  it("accepts fp8-static, whose engines hold fp8 weights, with its calibration", () => {
+    assert.equal(storedFormat("fp8-static"), "fp8");
+    const c = resolveBuildConfig({ backend: "cuda", quantize: "fp8-static" });
+    assert.equal(c.quantize, "fp8-static");
+    assert.ok(c.calibrationSha256, "the bundled calibration text, hashed");
+  });
 });
 
 describe("resolveBuildConfig: maxBatchSize defaults", () => {

@@ -1,8 +1,8 @@
 // The weight formats the CUDA backend runs: plain dtype arrays, and the formats of CUDA_WEIGHT_FORMATS
-// (kernels/gemv_wo.cu, gemv_zp.cu, quantized_linears.ts). An engine holding any other format (one the CPU
-// backend reads but CUDA does not run yet: fp8, whose kernels gemv_fp8.cu and fp8_linears.ts exist but
-// are not yet shown equal to the reference) is refused before the GPU is touched; the fp8 checks (input
-// features a multiple of 16; FP8 tensor cores, once the device is open) stay for when fp8 is listed.
+// (kernels/gemv_wo.cu, gemv_zp.cu, quantized_linears.ts; fp8: kernels/gemv_fp8.cu, fp8_linears.ts). An
+// engine holding any other format (one the CPU backend reads but no CUDA kernel does yet) is refused
+// before the GPU is touched, and so is an fp8 weight whose input features are not a multiple of 16; an
+// fp8 engine is refused on a GPU without FP8 tensor cores once the device is open.
 import { CUDA_WEIGHT_FORMATS, isCudaWeightFormat } from "../../engine/build_config.ts";
 import { QuantizedEngineUnsupportedError } from "../../engine/errors.ts";
 import type { EngineHeader } from "../../engine/format.ts";

@@ -1,8 +1,8 @@
 // Which weight formats the CUDA backend loads, checked without a GPU (the check runs before the device
-// is opened): plain, int8-wo / int4-wo and int4-zp (AWQ, GPTQ) engines pass; a format outside
-// CUDA_WEIGHT_FORMATS (fp8 for now, or a format added later) is refused with a named error, and an fp8
-// weight whose input features are not a multiple of 16 with its own. fp8 needs compute capability 8.9
-// (checked once the device is open: assertFp8Capable, given the device's properties).
+// is opened): plain, int8-wo / int4-wo, int4-zp (AWQ, GPTQ) and fp8 engines pass; a format outside
+// CUDA_WEIGHT_FORMATS (one the CPU backend may read, e.g. a format added later) is refused with a named
+// error, and so is an fp8 weight whose input features are not a multiple of 16. fp8 needs compute
+// capability 8.9 (checked once the device is open: assertFp8Capable, given the device's properties).
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
@@ -27,7 +27,7 @@ describe("assertCudaWeightFormats", () => {
     assert.doesNotThrow(() => assertCudaWeightFormats("/e", { weights: [plain] }));
   });
 
-  for (const format of ["int8-wo", "int4-wo", "int4-zp"] as const) {
+  for (const format of ["int8-wo", "int4-wo", "int4-zp", "fp8"] as const) {
     it(`passes a ${format} engine`, () => {
       const params = format === "int4-zp" ? { groupSize: 32, actOrder: true } : undefined;
       const q: WeightEntry = {
@@ -41,24 +41,24 @@ describe("assertCudaWeightFormats", () => {
     });
   }
 
-  for (const format of ["nf4", "fp8"]) {
-    it(`refuses ${format}, naming it, the weight and what CUDA runs`, () => {
-      const q: WeightEntry = { ...plain, name: "c.weight", format: format as WeightFormat, byteLength: 528 };
-      assert.throws(
-        () => assertCudaWeightFormats("/e", { weights: [plain, q] }),
-        (err: unknown) =>
-          err instanceof QuantizedEngineUnsupportedError &&
-          err.message.startsWith(`${format} engines run on the CPU backend only so far`) &&
-          err.message.includes("c.weight") &&
-          err.message.includes("int8-wo, int4-wo, int4-zp"),
-      );
-    });
-  }
-
-  it("refuses an fp8 weight of input features not a multiple of 16 with that reason first", () => {
-    const odd: WeightEntry = { ...plain, name: "e.weight", shape: [4, 40], format: "fp8", byteLength: 176 };
+  it("refuses a format it has no kernels for, naming it, the weight and what CUDA runs", () => {
+    const q: WeightEntry = { ...plain, name: "c.weight", format: "nf4" as WeightFormat, byteLength: 528 };
     assert.throws(
-      () => assertCudaWeightFormats("/e", { weights: [plain, odd] }),
+      () => assertCudaWeightFormats("/e", { weights: [plain, q] }),
+      (err: unknown) =>
+        err instanceof QuantizedEngineUnsupportedError &&
+        err.message.startsWith("nf4 engines run on the CPU backend only so far") &&
+        err.message.includes("c.weight") &&
+        err.message.includes("int8-wo, int4-wo, int4-zp, fp8"),
+    );
+  });
+
+  it("refuses an fp8 weight of input features not a multiple of 16, naming it", () => {
+    const ok: WeightEntry = { ...plain, name: "d.weight", shape: [4, 48], format: "fp8", byteLength: 208 };
+    assert.doesNotThrow(() => assertCudaWeightFormats("/e", { weights: [ok] }));
+    const odd: WeightEntry = { ...ok, name: "e.weight", shape: [4, 40], byteLength: 176 };
+    assert.throws(
+      () => assertCudaWeightFormats("/e", { weights: [ok, odd] }),
       (err: unknown) =>
         err instanceof QuantizedEngineUnsupportedError &&
         err.message.includes("e.weight") &&
