@@ -37,9 +37,11 @@
 #            the same random-weight checkpoint, batch-1 TPOT and prefill of each against its floor (the
 #            bytes each format reads: q, fp32 scales, the bf16 LM head), beside the bf16 engine's;
 #            `quant tests`, `quant zp`, `quant int8-wo`, `quant int4-wo`: one piece, when the whole runs past
-#            a call; `quant fp8` (not in the whole): the 8B built with --quantize fp8 (build time: goal ≤ 90 s),
-#            batch-1 TPOT and prefill against its floor, then 1,024 requests at 128/128 through the
-#            executor (goal ≥ 31,000 output tok/s); the quantized GPU tests include fp8's;
+#            a call; `quant fp8` (not in the whole): fp8's GPU tests (test/gpu/kernels/gemv_fp8.test.ts,
+#            test/gpu/fp8.test.ts: the FP8 GEMM plans and errors), then the 8B built with --quantize fp8
+#            (build time: goal ≤ 90 s), batch-1 TPOT and prefill against its floor, then 1,024 requests at
+#            128/128 through the executor (goal ≥ 31,000 output tok/s), all in one 600 s call; the
+#            quantized GPU tests (`quant tests`) include fp8's too;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -164,7 +166,21 @@ if [[ $part == quant ]]; then
   fi
   [[ $which == tests || $which == zp ]] && exit 0
   ckpt=/tmp/hf-$big
-  [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
+  make_ckpt() { [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1; }
+  if [[ $which == fp8 ]]; then
+    # fp8's GPU tests first (each FP8 GEMM plan cuBLASLt gave, the errors against the accumulation model
+    # and the engines' |Δ logit|), with the checkpoint written beside them (CPU and disk only), so the
+    # speed figures below still fit the call; nothing timed overlaps the tests.
+    make_ckpt &
+    ckpt_pid=$!
+    timeout 240 node scripts/test.mjs gpu test/gpu/kernels/gemv_fp8.test.ts test/gpu/fp8.test.ts \
+      >"$out/test_fp8.log" 2>&1
+    echo "fp8 GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_fp8.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError|refused|FP8 GEMM plans|2⁻¹³|worst \|Δ logit" "$out/test_fp8.log" | head -80
+    wait "$ckpt_pid"
+  else
+    make_ckpt
+  fi
   if [[ $which == awq ]]; then
     # int4-awq tokenizes its calibration text with the checkpoint's tokenizer; the random-weight
     # checkpoint has none. The bundled model's (2,048 ids) serves: every id it gives is a row of the 8B's
