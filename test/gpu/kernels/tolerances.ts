@@ -92,27 +92,55 @@ export const SAMPLING_TOKENS_EXACT = true;
 
 /**
  * The FP8 GEMM (cuBLASLt, E4M3 × E4M3 with fp32 "compute", FAST_ACCUM = 0) on Hopper is not fp32-exact.
- * The model, to be confirmed on the device (gemv_fp8.test.ts prints each case's error in its units):
- *   - each FP8 tensor-core MMA instruction (WGMMA, k = 32 products for E4M3) returns C + Σ of its
- *     products, exact but then kept to about 13 fraction bits, truncated: error < 2⁻¹³·|result|. The
- *     DeepSeek-V3 report (arXiv 2412.19437, §3.3.2) measured "around 14 bits" of accumulation precision
- *     on H800; an e8m13 accumulator is what others reverse-engineered for H100 FP8 MMAs. 13 is the
- *     conservative of the two.
- *   - with fast accumulation off (the cuBLASLt docs: intermediate results are periodically promoted to
- *     higher precision), the tensor-core partial sum is added into an fp32 register every few
- *     instructions and restarts at 0: CUTLASS's Hopper FP8 mainloop does it every 4 (its
- *     mma_promotion_interval default: 128 products), DeepSeek-V3 every 128 products (N_C) too.
- *   So one output over k products: per chunk of ≤ 4 instructions the truncations add up to at most
- *   4 · 2⁻¹³ · Σ_chunk|x̂·w| (each result is at most the chunk's Σ|x̂·w| so far), summed over chunks
- *   ≤ min(⌈k/32⌉, 4) · 2⁻¹³ · Σ|x̂·w|; the fp32 adds of the chunks and the two scale products add
- *   2⁻²¹·Σ|x̂·w| as in gemv_fp8's bound. The output's rounding to the engine dtype comes on top.
- * Our own kernels (gemv_fp8, fp8_scale_rows) sum in fp32 and keep the strict 2⁻²¹ bound.
+ * The model, to be confirmed on the device (gemv_fp8.test.ts prints each case's error against it):
+ *   - each FP8 tensor-core MMA instruction (WGMMA or mma.sync, k = 32 E4M3 products) returns C + Σ of
+ *     its products, exact, then kept to 13 fraction bits, truncated toward zero: error < 2⁻¹³·|result|.
+ *     The DeepSeek-V3 report (arXiv 2412.19437, §3.3.2) measured "around 14 bits" of accumulation
+ *     precision on H800; an e8m13 accumulator is what others reverse-engineered for H100 FP8 MMAs; 13
+ *     is the conservative reading.
+ *   - with fast accumulation off, the tensor-core partial sum is added into an fp32 register "periodically"
+ *     (the cuBLASLt docs) and restarts at 0: every 4 instructions in CUTLASS's Hopper FP8 mainloop
+ *     (mma_promotion_interval) and in DeepSeek-V3 (N_C = 128 products). cuBLASLt does not say how often,
+ *     and the H200 data of 2026-12-05 (0.65·2⁻¹³·Σ|x̂·w| at k = 256, m = 16) fit no promotion within
+ *     those 8 instructions better than promotion every 4 (0.70–0.81 against 0.39–0.48 simulated on the
+ *     test's data); so the bound is the largest over promotion every 2, 4 or 8 instructions and none.
+ * For one output, with D_j the tensor-core partial sum after instruction j (exact, in k order, restarted
+ * at each promotion): |error| ≤ (1 + ⌈k/32⌉·2⁻¹³)·2⁻¹³·Σ_j |D_j| (the factor: each result is truncated
+ * from the computed, not the exact, partial sum), plus 2⁻²¹·Σ|x̂·w| for the fp32 adds of promoted sums
+ * and the two scale products, as in gemv_fp8's bound. The output's rounding to the engine dtype comes on
+ * top. Our own kernels (gemv_fp8, fp8_scale_rows) sum in fp32 and keep the strict 2⁻²¹ bound.
  */
-export const FP8_MMA = { productsPerInstruction: 32, fractionBits: 13, instructionsPerPromotion: 4 } as const;
+export const FP8_MMA = {
+  productsPerInstruction: 32,
+  fractionBits: 13,
+  /** Instructions between promotions to fp32, each a hypothesis the bound covers (∞: none). */
+  promotionIntervals: [2, 4, 8, Number.POSITIVE_INFINITY],
+} as const;
 
-/** The model's largest |FP8 GEMM − exact| of one output of k products whose Σ|x̂·w| is `absSum`. */
-export function fp8GemmSlop(k: number, absSum: number): number {
-  const { productsPerInstruction, fractionBits, instructionsPerPromotion } = FP8_MMA;
-  const truncations = Math.min(Math.ceil(k / productsPerInstruction), instructionsPerPromotion);
-  return (truncations * 2 ** -fractionBits + 2 ** -21) * absSum;
+/** One FP8 GEMM output over k products x[xAt + c]·w[wAt + c] (E4M3 values, as doubles): the exact sum
+ * (a double holds it: 8-bit significands, exponents −18…17, k ≤ 2¹⁴ terms), Σ|products|, and the
+ * model's bound on the GEMM's |sum − exact| (above), all in units of the codes (unscaled). */
+export function fp8Dot(x: Float64Array, xAt: number, w: Float64Array, wAt: number, k: number) {
+  const { productsPerInstruction: K, fractionBits, promotionIntervals } = FP8_MMA;
+  const partial = promotionIntervals.map(() => 0);
+  const bound = promotionIntervals.map(() => 0);
+  let sum = 0;
+  let abs = 0;
+  for (let start = 0, j = 0; start < k; start += K, j++) {
+    let block = 0;
+    for (let c = start; c < Math.min(start + K, k); c++) {
+      const p = x[xAt + c] * w[wAt + c];
+      block += p;
+      abs += Math.abs(p);
+    }
+    sum += block;
+    for (const [h, interval] of promotionIntervals.entries()) {
+      if (j % interval === 0) partial[h] = 0; // promoted before instruction j
+      partial[h] += block;
+      bound[h] += Math.abs(partial[h]);
+    }
+  }
+  const instructions = Math.ceil(k / K);
+  const unit = 2 ** -fractionBits * (1 + instructions * 2 ** -fractionBits);
+  return { sum, abs, slop: unit * Math.max(...bound) + 2 ** -21 * abs };
 }
