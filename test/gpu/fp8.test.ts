@@ -81,18 +81,18 @@ function assertNear(
   return `worst |Δ logit| ${widest.toExponential(2)}, |Δ log-prob| ${logProbs.toExponential(2)} (bound ${bound}); greedy asserted at ${clear}/${STEPS} steps`;
 }
 
-/** The FP8 GEMM plans a CUDA runner created, one line per plan kind with its shapes and refusals. */
+/** The FP8 GEMM plans a CUDA runner created, by plan kind (its row buckets and weight shapes), and the
+ * refusals that led there (fp8_gemm_plan.ts). */
 function describePlans(runner: ModelRunner): string {
   const plans = (runner.session.backend as CudaBackend).fp8Plans();
-  const byKind = new Map<string, string[]>();
-  for (const p of plans) {
-    const shapes = byKind.get(p.kind) ?? [];
-    shapes.push(`${p.m}×${p.n}×${p.k}${p.bias ? "+b" : ""}`);
-    byKind.set(p.kind, shapes);
-  }
+  const kinds = [...new Set(plans.map((p) => p.kind))].map((kind) => {
+    const mine = plans.filter((p) => p.kind === kind);
+    const ms = mine.map((p) => p.m);
+    const shapes = [...new Set(mine.map((p) => `${p.n}×${p.k}${p.bias ? "+bias" : ""}`))];
+    return `${kind}: ${mine.length} (m ${Math.min(...ms)}…${Math.max(...ms)}; ${shapes.join(", ")})`;
+  });
   const refusals = new Set(plans.flatMap((p) => p.refused.map((r) => r.replace(/m=\d+ n=\d+ k=\d+ /, ""))));
-  const kinds = [...byKind].map(([kind, shapes]) => `${kind} (${shapes.join(", ")})`).join("; ");
-  return `${kinds || "none"}${refusals.size ? `; refused: ${[...refusals].join(" | ")}` : ""}`;
+  return `${kinds.join("; ") || "none"}${refusals.size ? `; refused: ${[...refusals].join(" | ")}` : ""}`;
 }
 
 describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () => {
