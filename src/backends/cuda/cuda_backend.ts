@@ -175,12 +175,8 @@ export class CudaBackend implements ExecutionBackend {
     }
   }
 
-  /** The FP8 GEMM plans an fp8 engine created so far (warmUp creates them all), each with the plan
-   * cuBLASLt gave it (fp8_gemm_plan.ts): for the GPU tests and tools to report. */
-  fp8Plans(): Fp8PlanRecord[] {
-    return this.steps.fp8Plans();
-  }
-
+  // The FP8 GEMM plans cuBLASLt gave an fp8 engine's linears so far (fp8_gemm_plan.ts), for tests to report.
+  readonly fp8Plans = (): Fp8PlanRecord[] => this.steps.fp8Plans();
   // Calibration only (calibration_backend.ts): every linear's input, copied to the host before it runs.
   readonly observeLinears: StepLauncher["observeLinears"] = (o) => this.steps.observeLinears(o);
 
@@ -188,17 +184,9 @@ export class CudaBackend implements ExecutionBackend {
     return this.device.name;
   }
 
-  /** Measured once (it borrows device memory the KV pool may hold later); later calls return it. */
-  measureCopyBandwidth(): number {
-    this.copyRate ??= measureCopyBandwidth(this.device, this.stream);
-    return this.copyRate;
-  }
-
-  /** Measured once, as above. */
-  measureGemmFlops(): number {
-    this.gemmRate ??= measureGemmFlops(this.device, this.stream, this.dtype);
-    return this.gemmRate;
-  }
+  // Each measured once (it borrows device memory the KV pool may hold later); later calls return it.
+  measureCopyBandwidth = (): number => (this.copyRate ??= measureCopyBandwidth(this.device, this.stream));
+  measureGemmFlops = (): number => (this.gemmRate ??= measureGemmFlops(this.device, this.stream, this.dtype));
 
   get numKvBlocks(): number {
     return this.kv.numBlocks;
