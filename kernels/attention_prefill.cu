@@ -568,3 +568,10 @@ __device__ __forceinline__ void prefill(kiln_t* __restrict__ out, const kiln_t* 
 
 ATTN_PREFILL_ENTRIES(attention_prefill, 4)
 ATTN_PREFILL_ENTRIES(attention_prefill_w8, 8)
+
+// attention_prefill_wgmma (fp16/bf16; sm_90a, HEAD_DIM 64 and 128, else a kernel that traps) rides in this
+// module, so an engine built before it lacks only the export and the routing falls back
+// (prefill_tiles.ts). The CPU emulator checks it on its own (emulation/attention_wgmma_check.cpp).
+#if !defined(KILN_DTYPE_F32) && (defined(__CUDACC__) || defined(__CUDACC_RTC__))
+#include "attention_prefill_wgmma.cu"
+#endif

@@ -30,24 +30,27 @@
 #include "attention_common.cuh"
 #include "attention_wgmma.cuh"
 
-#if defined(KILN_DTYPE_F32) || (HEAD_DIM != 64 && HEAD_DIM != 128)
-#error "attention_prefill_wgmma: fp16/bf16 and HEAD_DIM 64 or 128 only"
+#if defined(KILN_DTYPE_F32)
+#error "attention_prefill_wgmma: fp16/bf16 only"
 #endif
 
-// wgmma exists on sm_90a only (the arch-specific target the engine builds Hopper cubins for); other
-// targets (and host passes) get a kernel that traps, never launched (the routing checks the device).
-#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(KILN_WGMMA_EMULATED)
+// wgmma exists on sm_90a only (the arch-specific target the engine builds Hopper cubins for), and the
+// kernel takes HEAD_DIM 64 and 128. Elsewhere (other targets, other heads) the export is a kernel that
+// traps, never launched: the routing (prefill_tiles.ts) checks the device, dtype and head size.
+#if (HEAD_DIM == 64 || HEAD_DIM == 128) && \
+    (!defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(KILN_WGMMA_EMULATED))
 #define ATTN_WGMMA_AVAILABLE 1
 #else
 #define ATTN_WGMMA_AVAILABLE 0
 #endif
 
+#if ATTN_WGMMA_AVAILABLE
 namespace attn {
 namespace wg {
 
 constexpr int kBlockM = 128;  // query rows per CTA: two warpgroups × 64
 constexpr int kBlockN = 128;  // keys per tile
-constexpr int kThreads = 256;
+constexpr int kThreads = 256;  // the __launch_bounds__ of the export
 constexpr int kStages = HEAD_DIM == 128 ? 2 : 3;  // K/V buffers; 2 × 64 KiB at D 128, 3 × 32 KiB at D 64
 constexpr int kChunks = HEAD_DIM / 8;              // 16-byte chunks per row
 constexpr int kTileElems = kBlockN * HEAD_DIM;
@@ -105,8 +108,6 @@ __device__ __forceinline__ void load_kv_tile(kiln_t* sk, kiln_t* sv, const kiln_
     cp_async_16(sv + 8 * c, v_pool + off, b >= 0 ? 16 : 0);
   }
 }
-
-#if ATTN_WGMMA_AVAILABLE
 
 constexpr unsigned kGroupBytes = 8 * HEAD_DIM * 2;  // 8 rows of a tile: SBO of Q and K, LBO of V
 constexpr int kN = kBlockN / 2;   // S accumulators per thread
@@ -281,10 +282,10 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
   }
 }
 
-#endif  // ATTN_WGMMA_AVAILABLE
-
 }  // namespace wg
 }  // namespace attn
+
+#endif  // ATTN_WGMMA_AVAILABLE
 
 // out          [T, NUM_HEADS, HEAD_DIM]      kiln_t; rows of every sequence written, others untouched
 // q            [T, NUM_HEADS, HEAD_DIM]      kiln_t, already rotated
@@ -298,7 +299,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
 // Grid (x, NUM_HEADS, S), block 256, dynamic shared memory attn::wg::kSmemElems · 2 bytes (prefill_tiles.ts):
 // x = ceil(maxQueryLen / 128) is best; any x ≥ 1 is correct (each CTA walks its sequence's query tiles
 // from the last, the longest, down with stride x).
-extern "C" __global__ void __launch_bounds__(attn::wg::kThreads, 1)
+extern "C" __global__ void __launch_bounds__(256, 1)
     attention_prefill_wgmma(kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const kiln_t* __restrict__ k_cache,
                             const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,
                             const int* __restrict__ context_len, const int* __restrict__ block_tables,

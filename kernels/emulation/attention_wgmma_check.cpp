@@ -10,7 +10,8 @@
 // kernel must not read, NaN in out before the launch (every row must be written) and sentinel rows after
 // it (must stay untouched). Launches: window 0 with grid.x = ceil(maxQueryLen / 128); window 40 and
 // window 150 with grid.x = 1 (each CTA walks several query tiles; 150 crosses key tiles). Fails (exit 1)
-// when max|out − ref| / max|ref| exceeds 2e-2 (bf16) or 4e-3 (fp16), as attention_check.cpp.
+// when a row's max|out − ref| / max|ref| exceeds 2e-2 (bf16) or 4e-3 (fp16), attention_check.cpp's bounds
+// (which it applies over all rows at once).
 #include "fakecuda.h"
 #include "attention_ptx_emu.h"
 #include "attention_wgmma_emu.h"
@@ -53,10 +54,11 @@ int main() {
   const float scale = 1.0f / std::sqrt((float)D);
   const int kGuard = 3;  // sentinel rows after the T rows of out
 
-  // max|out − ref| / max|ref| over every row of every sequence with window w, and the rows with a NaN or
-  // infinite element.
+  // The largest over rows (every row of every sequence, every head) of max|out − ref| / max|ref| within the
+  // row (row-wise, so that rows of long contexts, whose outputs are averages and small, count as much as
+  // any), for window w; and the rows with a NaN or infinite element.
   auto reference_error = [&](const std::vector<kiln_t>& out, int w) -> std::pair<double, int> {
-    double max_err = 0, max_ref = 0;
+    double worst = 0;
     int nan_rows = 0;
     std::vector<double> sc;
     for (int s = 0; s < S; s++) {
@@ -79,6 +81,7 @@ int main() {
           for (double& x : sc) { x = std::exp(x - mx); den += x; }
           const kiln_t* orow = &out[((size_t)(qstart[s] + i) * H + h) * D];
           bool row_nan = false;
+          double max_err = 0, max_ref = 0;
           for (int d = 0; d < D; d++) {
             double ref = 0;
             for (int j = lo; j <= p; j++) {
@@ -92,10 +95,11 @@ int main() {
             max_ref = std::max(max_ref, std::fabs(ref));
           }
           nan_rows += row_nan;
+          worst = std::max(worst, max_ref > 0 ? max_err / max_ref : max_err);
         }
       }
     }
-    return {max_ref > 0 ? max_err / max_ref : max_err, nan_rows};
+    return {worst, nan_rows};
   };
 
   struct Run { int window; unsigned grid_x; };
