@@ -304,13 +304,13 @@ describe("FP8 KV kernels (_kv8) against the CPU's FP8 cache", { skip: noGpu }, (
         p.seqs.forEach((s, i) => {
           queryStart[i + 1] = s.queryStart + s.queryLen;
         });
-        for (const [window, warps] of [
-          [0, 4],
-          [40, 4],
-          [0, 8],
-          [40, 8],
+        for (const [window, kernel] of [
+          [0, "mma4"],
+          [40, "mma4"],
+          [0, "mma8"],
+          [40, "mma8"],
         ] as const) {
-          const tiles = prefillTiles(dtype, shape.D, warps);
+          const tiles = prefillTiles(dtype, shape.D, kernel);
           const out = h.filled(p.q.length, dtype, 0xff);
           h.run(
             mod,

@@ -1,54 +1,102 @@
-// How attention_prefill (kernels/attention_prefill.cu) tiles the query rows: which of its variants runs,
-// rows and threads per CTA (the rows set the grid: ceil(longest query / blockM), heads, sequences), and
-// the dynamic shared memory each CTA takes. Mirrors the kernel's constants (kBlockM, kBlockN, kLds,
-// kPrefillThreads); the runtime and the GPU tests launch by it.
+// How prefill attention tiles the query rows: which kernel runs (attention_prefill.cu's variants, or
+// attention_prefill_wgmma.cu where it applies), rows and threads per CTA (the rows set the grid:
+// ceil(longest query / blockM), heads, sequences), and the dynamic shared memory each CTA takes.
+// Mirrors the kernels' constants (kBlockM, kBlockN, kLds, kPrefillThreads; wg::kBlockM, kStages,
+// kSmemElems); the runtime and the GPU tests launch by it.
 import type { DTypeName } from "../../dtype.ts";
 import { InvalidEnvironmentError } from "../../errors.ts";
+import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 
-/** Warps per CTA of the tensor-core path (KILN_PREFILL_WARPS): 4 × 32 rows or 8 × 16 rows. */
-export type PrefillWarps = 4 | 8;
+/** The prefill attention kernel (KILN_PREFILL_KERNEL) of the tensor-core path: `mma4` attention_prefill
+ * (4 warps × 32 rows, mma.sync), `mma8` attention_prefill_w8 (8 warps × 16 rows, mma.sync), `wgmma`
+ * attention_prefill_wgmma (two warpgroups × 64 rows, sm_90a warpgroup MMA). */
+export type PrefillKernel = "mma4" | "mma8" | "wgmma";
 
 export interface PrefillTiles {
   /** The export to launch (before the KV cache's `_kv8` suffix, kv_cache_kernels.ts). */
-  kernel: "attention_prefill" | "attention_prefill_w8";
+  kernel: "attention_prefill" | "attention_prefill_w8" | "attention_prefill_wgmma";
   /** Query rows per CTA (the kernel's kBlockM). */
   blockM: number;
-  /** Threads per CTA (kPrefillThreads<warps>). */
+  /** Threads per CTA. */
   threads: number;
   /** Dynamic shared memory per CTA, bytes (0: the generic path's static arrays only). */
   sharedBytes: number;
 }
 
+/** Whether a 16-bit engine of head `headDim` takes the tensor-core path (else the generic one). */
+function tensorCores(dtype: DTypeName, headDim: number): boolean {
+  return dtype !== "fp32" && (headDim === 64 || headDim === 128);
+}
+
 /**
- * Tensor-core path (fp16/bf16, head 64 or 128): 128 rows per CTA, key tiles of 64; shared memory holds
- * Q [128][D+8] and two buffers each of K and V [64][D+8] (104,448 B at D = 128, 55,296 B at 64: two
- * CTAs per SM), whichever the variant: 4 warps × 32 rows (attention_prefill, 128 threads) or 8 warps ×
- * 16 rows (attention_prefill_w8, 256 threads). Generic path (fp32 or other heads): 16 rows (8 above
- * head 128), 128 threads, static memory; `warps` does not apply.
+ * Tensor-core path (fp16/bf16, head 64 or 128), by `kernel`:
+ * - mma4 / mma8: 128 rows per CTA, key tiles of 64; shared memory holds Q [128][D+8] and two buffers
+ *   each of K and V [64][D+8] (104,448 B at D = 128, 55,296 B at 64: two CTAs per SM); 4 warps × 32 rows
+ *   (attention_prefill, 128 threads) or 8 warps × 16 rows (attention_prefill_w8, 256 threads).
+ * - wgmma: 128 rows per CTA (two warpgroups, 256 threads), key tiles of 128; Q [128][D] and `stages`
+ *   buffers of K and V [128][D] (2 at D = 128: 163,840 B; 3 at 64: 114,688 B; one CTA per SM).
+ * Generic path (fp32 or other heads): 16 rows (8 above head 128), 128 threads, static memory; `kernel`
+ * does not apply.
  */
-export function prefillTiles(dtype: DTypeName, headDim: number, warps: PrefillWarps): PrefillTiles {
-  if (dtype !== "fp32" && (headDim === 64 || headDim === 128)) {
+export function prefillTiles(dtype: DTypeName, headDim: number, kernel: PrefillKernel): PrefillTiles {
+  if (!tensorCores(dtype, headDim))
+    return { kernel: "attention_prefill", blockM: headDim <= 128 ? 16 : 8, threads: 128, sharedBytes: 0 };
+  if (kernel === "wgmma") {
     const blockM = 128;
-    const blockN = 64;
+    const blockN = 128;
+    const stages = headDim === 128 ? 2 : 3;
     return {
-      kernel: warps === 8 ? "attention_prefill_w8" : "attention_prefill",
+      kernel: "attention_prefill_wgmma",
       blockM,
-      threads: warps * 32,
-      sharedBytes: (blockM + 4 * blockN) * (headDim + 8) * 2,
+      threads: 256,
+      sharedBytes: (blockM + 2 * stages * blockN) * headDim * 2,
     };
   }
-  return { kernel: "attention_prefill", blockM: headDim <= 128 ? 16 : 8, threads: 128, sharedBytes: 0 };
+  const blockM = 128;
+  const blockN = 64;
+  return {
+    kernel: kernel === "mma8" ? "attention_prefill_w8" : "attention_prefill",
+    blockM,
+    threads: kernel === "mma8" ? 256 : 128,
+    sharedBytes: (blockM + 4 * blockN) * (headDim + 8) * 2,
+  };
 }
 
-/** The variant a step runs: `requested` (the tuning), unless the engine lacks its kernel — one compiled
- * before attention_prefill_w8 existed has only the 4-warp kernel, which computes the same attention. */
-export function prefillWarpsFor(requested: PrefillWarps, hasKernel: (name: string) => boolean): PrefillWarps {
-  return requested === 8 && !hasKernel("attention_prefill_w8") ? 4 : requested;
+/** What decides whether the wgmma kernel applies to an engine on a device. */
+export interface PrefillTarget {
+  dtype: DTypeName;
+  headDim: number;
+  kvCacheDtype: KvCacheDtype;
+  /** The device's compute capability: wgmma is sm_90a's (9.0 only; later GPUs lack it). */
+  computeCapability: readonly [number, number];
 }
 
-/** KILN_PREFILL_WARPS: unset or "8" the 8-warp variant, "4" the 4-warp one (A/B switch). */
-export function parsePrefillWarps(env: string | undefined): PrefillWarps {
-  if (env === undefined || env === "" || env === "8") return 8;
-  if (env === "4") return 4;
-  throw new InvalidEnvironmentError(`KILN_PREFILL_WARPS must be 4 or 8; got ${env}`);
+/** Whether attention_prefill_wgmma can serve `t`: an sm_90 device (its cubins built for sm_90a), fp16 or
+ * bf16, head 64 or 128, a 16-bit KV cache (no `_kv8` twin). */
+export function wgmmaPrefillApplies(t: PrefillTarget): boolean {
+  const [major, minor] = t.computeCapability;
+  return major === 9 && minor === 0 && tensorCores(t.dtype, t.headDim) && t.kvCacheDtype !== "fp8";
+}
+
+/** The kernel a step runs: `requested` (the tuning) where it can. wgmma only where it applies
+ * (wgmmaPrefillApplies), else mma8; and an engine compiled before a kernel existed lacks its export
+ * (`hasKernel`, the plain name): without attention_prefill_wgmma, mma8; without attention_prefill_w8,
+ * mma4 — all compute the same attention. */
+export function prefillKernelFor(
+  requested: PrefillKernel,
+  target: PrefillTarget,
+  hasKernel: (name: string) => boolean,
+): PrefillKernel {
+  if (requested === "wgmma" && wgmmaPrefillApplies(target) && hasKernel("attention_prefill_wgmma"))
+    return "wgmma";
+  if (requested === "mma4") return "mma4";
+  return hasKernel("attention_prefill_w8") ? "mma8" : "mma4";
+}
+
+/** KILN_PREFILL_KERNEL: unset or "mma8" attention_prefill_w8, "mma4" attention_prefill, "wgmma"
+ * attention_prefill_wgmma where it applies (opt-in: never run on a GPU yet). */
+export function parsePrefillKernel(env: string | undefined): PrefillKernel {
+  if (env === undefined || env === "" || env === "mma8") return "mma8";
+  if (env === "mma4" || env === "wgmma") return env;
+  throw new InvalidEnvironmentError(`KILN_PREFILL_KERNEL must be mma4, mma8 or wgmma; got ${env}`);
 }

@@ -18,7 +18,7 @@ import type { DeviceKvCache } from "./kv_cache.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
 import { LinearLauncher, type LinearStep } from "./linear_launcher.ts";
 import type { Lowered, LoweredStep } from "./lowering.ts";
-import { type PrefillWarps, prefillTiles, prefillWarpsFor } from "./prefill_tiles.ts";
+import { type PrefillKernel, prefillKernelFor, prefillTiles } from "./prefill_tiles.ts";
 import { decodeRopeArgs, type RopeSources, ropeArgs } from "./rope_args.ts";
 import type { PackedStep } from "./step_metadata.ts";
 import type { StepUploads } from "./step_uploads.ts";
@@ -57,7 +57,7 @@ export class StepLauncher {
   private readonly elem: number;
   private readonly tuning: CudaTuning;
   /** The prefill attention's variant: the tuning's, or 4 warps for an engine without the 8-warp kernel. */
-  private readonly prefillWarps: PrefillWarps;
+  private readonly prefillKernel: PrefillKernel;
   private readonly lowered: Lowered;
   private readonly kernels: KernelLauncher;
   private readonly weights: DeviceWeights;
@@ -76,8 +76,15 @@ export class StepLauncher {
     this.dtype = r.dtype;
     this.elem = ELEM[r.dtype];
     this.tuning = r.tuning;
-    this.prefillWarps = prefillWarpsFor(r.tuning.prefillWarps, (k) =>
-      r.kernels.hasKernel("attn_prefill", r.kv.kernel(k)),
+    this.prefillKernel = prefillKernelFor(
+      r.tuning.prefillKernel,
+      {
+        dtype: r.dtype,
+        headDim: r.model.headDim,
+        kvCacheDtype: r.kv.dtype,
+        computeCapability: r.device.properties.computeCapability,
+      },
+      (k) => r.kernels.hasKernel("attn_prefill", r.kv.kernel(k)),
     );
     this.lowered = r.lowered;
     this.kernels = r.kernels;
@@ -336,7 +343,7 @@ export class StepLauncher {
           const D = this.tuning.mixedDecode ? packed.leadingDecodes : 0;
           if (D > 0)
             this.decodeAttention(step, packed, D, this.attention.splits(D, packed.leadingDecodeContext));
-          const tiles = prefillTiles(this.dtype, op.headDim, this.prefillWarps);
+          const tiles = prefillTiles(this.dtype, op.headDim, this.prefillKernel);
           this.kernels.launch(
             "attn_prefill",
             this.kv.kernel(tiles.kernel),

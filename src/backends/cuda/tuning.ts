@@ -19,7 +19,7 @@ import {
   parseGemvPolicy,
   parseGemvShapes,
 } from "./gemv_variants.ts";
-import { type PrefillWarps, parsePrefillWarps } from "./prefill_tiles.ts";
+import { type PrefillKernel, parsePrefillKernel } from "./prefill_tiles.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -33,6 +33,11 @@ const REMOVED_SWITCHES = [
   "KILN_ROW_BUCKETS",
   "KILN_ATTN_BATCH",
 ];
+
+/** Switches replaced by another: set, they are refused with the name of the one to use instead. */
+const REPLACED_SWITCHES: Readonly<Record<string, string>> = {
+  KILN_PREFILL_WARPS: "KILN_PREFILL_KERNEL=mma4|mma8|wgmma (4 warps: mma4, 8: mma8)",
+};
 
 export interface CudaTuning {
   /** KILN_CUDA_GRAPHS=0: decode steps launch their kernels one by one instead of replaying a graph. */
@@ -66,9 +71,10 @@ export interface CudaTuning {
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
   readonly ropeFuse: boolean;
-  /** KILN_PREFILL_WARPS=4|8 (default 8): warps per CTA of prefill attention's tensor-core path
-   * (prefill_tiles.ts; the A/B of attention_prefill_w8 against attention_prefill). */
-  readonly prefillWarps: PrefillWarps;
+  /** KILN_PREFILL_KERNEL=mma4|mma8|wgmma (default mma8): prefill attention's tensor-core kernel
+   * (prefill_tiles.ts: attention_prefill, attention_prefill_w8, or attention_prefill_wgmma where it
+   * applies; the A/B of the three). */
+  readonly prefillKernel: PrefillKernel;
   /** KILN_ATTN_STOP (profiling only; wrong outputs): where decode attention stops. */
   readonly attnStop: AttentionStop;
   /** KILN_SKIP_KERNELS (profiling only; wrong outputs): kernels left out of every step. */
@@ -85,6 +91,11 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     throw new InvalidEnvironmentError(
       `${removed}=${env[removed]}: this switch was removed (its modes measured slower; docs/PERFORMANCE.md has the figures); unset it`,
     );
+  const replaced = Object.keys(REPLACED_SWITCHES).find((name) => env[name] !== undefined);
+  if (replaced)
+    throw new InvalidEnvironmentError(
+      `${replaced}=${env[replaced]}: this switch was removed; unset it and use ${REPLACED_SWITCHES[replaced]}`,
+    );
   return Object.freeze({
     graphs: env.KILN_CUDA_GRAPHS !== "0",
     pdl: env.KILN_PDL !== "0",
@@ -100,7 +111,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     mixedDecode: onUnless0(env, "KILN_MIXED_DECODE"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
-    prefillWarps: parsePrefillWarps(env.KILN_PREFILL_WARPS),
+    prefillKernel: parsePrefillKernel(env.KILN_PREFILL_KERNEL),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
   });

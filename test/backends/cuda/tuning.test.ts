@@ -41,7 +41,7 @@ describe("CudaTuning", () => {
         mixedDecode: true,
         ropeEarly: false,
         ropeFuse: true,
-        prefillWarps: 8,
+        prefillKernel: "mma8",
         attnStop: "",
         skipKernels: [],
       },
@@ -65,7 +65,7 @@ describe("CudaTuning", () => {
       KILN_MIXED_DECODE: "0",
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
-      KILN_PREFILL_WARPS: "4",
+      KILN_PREFILL_KERNEL: "wgmma",
       KILN_ATTN_STOP: "keys",
       KILN_SKIP_KERNELS: "rms_norm,,add_rms_norm",
     });
@@ -83,7 +83,7 @@ describe("CudaTuning", () => {
     assert.equal(t.attnCluster, false);
     assert.equal(t.ropeEarly, true);
     assert.equal(t.ropeFuse, false);
-    assert.equal(t.prefillWarps, 4);
+    assert.equal(t.prefillKernel, "wgmma");
     assert.equal(t.attnStop, "keys");
     assert.deepEqual([...t.skipKernels], ["rms_norm", "add_rms_norm"]);
   });
@@ -103,7 +103,7 @@ describe("CudaTuning", () => {
       ["KILN_MIXED_DECODE", "2"],
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
-      ["KILN_PREFILL_WARPS", "16"],
+      ["KILN_PREFILL_KERNEL", "8"],
       ["KILN_ATTN_STOP", "end"],
     ])
       assert.throws(
@@ -127,6 +127,18 @@ describe("CudaTuning", () => {
         (e: unknown) =>
           e instanceof InvalidEnvironmentError && e.message.startsWith(`${name}=1: this switch was removed`),
         name,
+      );
+  });
+
+  test("a replaced switch is refused with the name of its replacement", () => {
+    for (const v of ["4", "8"])
+      assert.throws(
+        () => cudaTuningFromEnv({ KILN_PREFILL_WARPS: v }),
+        (e: unknown) =>
+          e instanceof InvalidEnvironmentError &&
+          e.message.startsWith(`KILN_PREFILL_WARPS=${v}: this switch was removed`) &&
+          e.message.includes("KILN_PREFILL_KERNEL=mma4|mma8|wgmma"),
+        v,
       );
   });
 

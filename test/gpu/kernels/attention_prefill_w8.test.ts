@@ -1,5 +1,5 @@
 // attention_prefill_w8 (kernels/attention_prefill.cu's 8-warp tensor-core variant, the default of
-// KILN_PREFILL_WARPS) at the Llama-3.1-8B head shape (32 query heads, 8 kv heads, head 128, KV blocks
+// KILN_PREFILL_KERNEL) at the Llama-3.1-8B head shape (32 query heads, 8 kv heads, head 128, KV blocks
 // of 16) against pagedAttention (src/backends/cpu/kernels/attention.ts): 1, 3 and 4 packed sequences
 // of 17 … 2,100 tokens (chunks with cached prefixes, an empty one), full causal and windows 1, 100 and
 // 1,000, blocks scattered over the pool, unwritten slots NaN. Every row must be written (the output
@@ -111,7 +111,7 @@ describe("attention_prefill_w8 at the 8B head shape", { skip: noGpu }, () => {
 
   /** attention_prefill_w8 over all of p's sequences; every output row must come back finite. */
   function prefill(p: PagedProblem, window: number, gridX?: number): Float32Array {
-    const tiles = prefillTiles(p.dtype, D, 8);
+    const tiles = prefillTiles(p.dtype, D, "mma8");
     assert.equal(tiles.kernel, "attention_prefill_w8");
     const mod = h.module("attention_prefill.cu", DEFINES, p.dtype);
     const queryStart = Int32Array.from({ length: p.seqs.length + 1 }, (_, i) =>
