@@ -24,7 +24,7 @@
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens): the
 #            prefill's and a decode step's GPU time by kernel kind; batch 256 again
 #            with KILN_ATTN_MMA=0 (attention_decode_batch instead of attention_decode_mma),
-#            4 × 2,048 again with KILN_PREFILL_WARPS=4
+#            4 × 2,048 again with KILN_PREFILL_KERNEL=mma4 and with KILN_PREFILL_KERNEL=wgmma
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
@@ -92,14 +92,15 @@ fi
 
 big=llama-3.1-8b small=llama-3.2-1b
 # ab: the attention A/Bs on the 1B (32 / 8 heads of 64) when little device time is left — decode attention
-# at batch 256 (attention_decode_mma, then KILN_ATTN_MMA=0) and the prefill of 4 × 2,048 tokens (8 warps, then
-# KILN_PREFILL_WARPS=4), the attention line of each profile; then both kernels' GPU tests.
+# at batch 256 (attention_decode_mma, then KILN_ATTN_MMA=0) and the prefill of 4 × 2,048 tokens (mma8, then
+# KILN_PREFILL_KERNEL=mma4 and =wgmma), the attention line of each profile; then the kernels' GPU tests.
 if [[ $part == ab ]]; then
   ckpt=/tmp/hf-$small e=/tmp/engine-$small-ab
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$small" --out "$ckpt" >"$out/hf-$small-make.log" 2>&1
   [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 256 \
     --max-num-tokens 8192 --max-seq-len 4096 >"$out/build-ab.log" 2>&1 || echo "1B build failed (build-ab.log)"
-  for run in "decode mma|256|128|" "decode batch|256|128|KILN_ATTN_MMA=0" "prefill w8|4|2048|" "prefill w4|4|2048|KILN_PREFILL_WARPS=4"; do
+  for run in "decode mma|256|128|" "decode batch|256|128|KILN_ATTN_MMA=0" "prefill mma8|4|2048|" "prefill mma4|4|2048|KILN_PREFILL_KERNEL=mma4" \
+    "prefill wgmma|4|2048|KILN_PREFILL_KERNEL=wgmma"; do
     IFS='|' read -r label b i env <<<"$run"
     f="$out/ab-${label// /-}.txt"
     env $env ./bin/kiln bench --model "$e" --backend cuda --batch-size "$b" --input-len "$i" --output-len 16 --runs 1 \
@@ -107,8 +108,9 @@ if [[ $part == ab ]]; then
     echo "$label: $(grep -E '^TPOT|^TTFT' "$f" | tr -s ' ' | tr '\n' ' ')"
     grep -E "^(decode step GPU time|prefill GPU time)|^  attention|^  rope" "$f"
   done
-  timeout 150 node scripts/test.mjs gpu test/gpu/kernels/attention_decode_mma.test.ts \
-    test/gpu/kernels/attention_prefill_w8.test.ts >"$out/test_gpu.log" 2>&1
+  timeout 240 node scripts/test.mjs gpu test/gpu/kernels/attention_decode_mma.test.ts \
+    test/gpu/kernels/attention_prefill_w8.test.ts test/gpu/kernels/attention_prefill_wgmma.test.ts \
+    >"$out/test_gpu.log" 2>&1
   echo "tests: exit $?"
   grep -E "^ℹ (tests|pass|fail)|^✖|AssertionError" "$out/test_gpu.log" | head -20
   exit 0
@@ -271,11 +273,15 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
       --runs 1 --profile >"$out/profile-256-128-nomma.txt" 2>>"$out/bench.err" || echo "profile no-mma failed (bench.err)"
     echo "batch 256, input 128, KILN_ATTN_MMA=0:"
     cat "$out/profile-256-128-nomma.txt"
-    # The prefill-attention A/B: the 4-warp attention_prefill instead of attention_prefill_w8 (the default).
-    KILN_PREFILL_WARPS=4 ./bin/kiln bench --model "$e" --backend cuda --batch-size 4 --input-len 2048 --output-len 16 \
-      --runs 1 --profile >"$out/profile-4-2048-w4.txt" 2>>"$out/bench.err" || echo "profile w4 failed (bench.err)"
-    echo "batch 4, input 2048, KILN_PREFILL_WARPS=4:"
-    cat "$out/profile-4-2048-w4.txt"
+    # The prefill-attention A/B: attention_prefill (mma4) and attention_prefill_wgmma (wgmma, opt-in) instead of
+    # attention_prefill_w8 (mma8, the default).
+    for k in mma4 wgmma; do
+      KILN_PREFILL_KERNEL=$k ./bin/kiln bench --model "$e" --backend cuda --batch-size 4 --input-len 2048 \
+        --output-len 16 --runs 1 --profile >"$out/profile-4-2048-$k.txt" 2>>"$out/bench.err" ||
+        echo "profile $k failed (bench.err)"
+      echo "batch 4, input 2048, KILN_PREFILL_KERNEL=$k:"
+      cat "$out/profile-4-2048-$k.txt"
+    done
     exit 0
   fi
   if [[ $part == headline ]]; then # one engine for batch 1 and for load: the figures of issues 16 and 17

@@ -7,6 +7,7 @@
 //     flight, sees stale data. -DKILN_EMU_CP_ASYNC_SYNC makes copies land at once instead (the other
 //     extreme). Source bytes are read when the copy lands (global inputs are constant during a kernel).
 //   cluster_sync, cluster_arrive_relaxed, cluster_wait, cluster_peer, dynamic_smem_bytes: fakecuda.h's clusters (decode kernels).
+//   smem_addr: the offset into the block's dynamic shared memory (wgmma descriptors, attention_wgmma_emu.h).
 //   ldmatrix .m8n8.x4 .b16 (.trans) and mma.sync.m16n8k16.row.col.f32.{bf16,f16}: warp-collective via
 //     kiln_emu::warp_allgather, with the PTX ISA fragment layouts; mma sums the 16 exact products in
 //     double and adds the fp32 accumulator (hardware accumulates in fp32 in an unspecified order).
