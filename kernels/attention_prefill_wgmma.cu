@@ -13,9 +13,12 @@
 //                layout of S is the A-fragment layout of P: no shuffle), B (V) from shared memory
 //                MN-major (imm-trans-b), 8 k-steps of 16 keys
 // K/V tiles are copied by all 256 threads with 16-byte cp.async (the pages of the paged cache are
-// gathered row by row through the block table), kStages buffers deep: the copies of tile i + kStages − 1
-// are issued before the compute of tile i. A warpgroup skips key tiles none of its rows may see (above
-// its diagonal, below its window); both warpgroups still take part in every copy and barrier.
+// gathered row by row through the block table), kStages buffers deep: the copies of tile i + kStages − 2
+// are issued before the compute of tile i. FlashAttention-3's intra-warpgroup overlap: tile i's P·V is
+// issued right after tile i + 1's S = Q·Kᵀ and runs during tile i + 1's softmax. A warpgroup skips key
+// tiles none of its rows may see (above its diagonal, below its window); both warpgroups still take part
+// in every copy and barrier. Not (yet) FA3's producer warpgroup (TMA, mbarriers) or its ping-pong of the
+// two warpgroups.
 //
 // Shared-memory layout (attention_README.md, "attention_prefill_wgmma"): Q [kBlockM][HEAD_DIM], then
 // kStages × (K [kBlockN][HEAD_DIM], V [kBlockN][HEAD_DIM]), each tile "interleaved" in 8-row × 16-byte
@@ -51,11 +54,12 @@ namespace wg {
 constexpr int kBlockM = 128;  // query rows per CTA: two warpgroups × 64
 constexpr int kBlockN = 128;  // keys per tile
 constexpr int kThreads = 256;  // the __launch_bounds__ of the export
-constexpr int kStages = HEAD_DIM == 128 ? 2 : 3;  // K/V buffers; 2 × 64 KiB at D 128, 3 × 32 KiB at D 64
+constexpr int kStages = HEAD_DIM == 128 ? 3 : 4;  // K/V buffers; 3 × 64 KiB at D 128, 4 × 32 KiB at D 64
 constexpr int kChunks = HEAD_DIM / 8;              // 16-byte chunks per row
 constexpr int kTileElems = kBlockN * HEAD_DIM;
 constexpr int kSmemElems = kBlockM * HEAD_DIM + 2 * kStages * kTileElems;
-static_assert(kSmemElems * 2 <= 227 * 1024, "shared memory of one CTA");
+static_assert(kSmemElems * 2 + 2 * kBlockN * 4 <= 227 * 1024, "shared memory of one CTA (s_blk included)");
+static_assert(kStages >= 3, "tile i − 1 (its P·V deferred), tile i, and at least one in flight");
 static_assert((kBlockN * kChunks) % kThreads == 0 && (kBlockM * kChunks) % kThreads == 0, "copy shape");
 
 // The rows of one query tile and the keys they need (as attention_prefill.cu's Tile).
@@ -138,6 +142,41 @@ __device__ __forceinline__ void mma_pv(float (&o)[kD], const unsigned (&p)[kBloc
   }
 }
 
+// The online softmax of one tile's scores s (in place: s becomes P, unnormalized, in fp32), rows
+// prow[0] = g and prow[1] = g + 8 of the thread: s[i] is row (i/2)%2's key n0 + 8·(i/4) + 2·tq + i%2. m, l:
+// the rows' running max (log2 domain) and this thread's share of their sums; corr: what O must be scaled
+// by. Masks only where need_mask (tiles crossing the diagonal or the window's edge).
+__device__ __forceinline__ void softmax(float (&s)[kN], float (&m)[2], float (&l)[2], float (&corr)[2], bool need_mask,
+                                        int n0, int tq, const int (&prow)[2], int window, float sl2) {
+#pragma unroll
+  for (int i = 0; i < kN; i++) {
+    s[i] *= sl2;
+    if (need_mask && masked(n0 + 8 * (i / 4) + 2 * tq + i % 2, prow[(i / 2) % 2], window)) s[i] = neg_inf();
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float mx = neg_inf();
+#pragma unroll
+    for (int i = 0; i < kN; i++)
+      if ((i / 2) % 2 == r) mx = fmaxf(mx, s[i]);
+    mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+    const float m_new = fmaxf(m[r], mx);
+    const float m_use = m_new == neg_inf() ? 0.f : m_new;  // a row with no key yet: keep 0s, no NaN
+    corr[r] = score_exp(m[r] - m_use);
+    m[r] = m_new;
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < kN; i++) {
+      if ((i / 2) % 2 == r) {
+        s[i] = score_exp(s[i] - m_use);
+        sum += s[i];
+      }
+    }
+    l[r] = l[r] * corr[r] + sum;
+  }
+}
+
 __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
                                              const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
                                              const int* __restrict__ table, const Tile& t, int h, float scale,
@@ -147,7 +186,9 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
   kiln_t* sKV = sQ + kBlockM * HEAD_DIM;              // [kStages][K, V][kBlockN][HEAD_DIM] interleaved
   __shared__ int s_blk[2][kBlockN];                    // block ids of the tile being copied, by tile parity
   const int tid = (int)threadIdx.x;
-  const int wgi = tid / 128;             // consumer warpgroup
+  // The consumer warpgroup, broadcast from lane 0 so that the compiler knows it is warp-uniform: branches
+  // on it around wgmma are then not divergent paths, which ptxas would serialize the wgmma of.
+  const int wgi = __shfl_sync(kFull, tid / 128, 0);
   const int warp = (tid % 128) / kWarp;  // warp within it: rows 16·warp …
   const int lane = tid % kWarp;
   const int g = lane / 4, tq = lane % 4;
@@ -166,10 +207,12 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
   }
   const int n_begin = t.kv_lo / kBlockN * kBlockN;
   const int n_tiles = (t.kv_hi - n_begin + kBlockN - 1) / kBlockN;
-  // Prologue: tiles 0 … kStages − 2, one commit group each (every group committed, empty or not, so
-  // that wait_group<kStages − 2> at tile i always means "tile i landed").
+  // Buffers: tile i's P·V runs during tile i + 1 (below), so at tile i the buffers hold tile i − 1 (its V
+  // still read), tile i, and the copies of tiles i + 1 … i + kStages − 2 in flight. Prologue: tiles
+  // 0 … kStages − 3, one commit group each (every group committed, empty or not, so that
+  // wait_group<kStages − 3> at tile i always means "tile i landed").
 #pragma unroll
-  for (int j = 0; j < kStages - 1; j++) {
+  for (int j = 0; j < kStages - 2; j++) {
     if (tid < kBlockN) s_blk[j & 1][tid] = fetch_block(table, n_begin + j * kBlockN, t);
     __syncthreads();
     if (j < n_tiles) {
@@ -178,7 +221,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
     }
     cp_async_commit();
   }
-  int next_blk = fetch_block(table, n_begin + (kStages - 1) * kBlockN, t);
+  int next_blk = fetch_block(table, n_begin + (kStages - 2) * kBlockN, t);
 
   float o[kD];
 #pragma unroll
@@ -189,66 +232,61 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
   const int w_first = t.p_first + wrow;  // positions of the warpgroup's first and last rows
   const int w_last = w_first + 63;
   const int prow[2] = {w_first + 16 * warp + g, w_first + 16 * warp + g + 8};  // this thread's rows
+  // Whether some row of the warpgroup may see a key of the tile at n0 (not above its diagonal, not
+  // below its window, not past the tile's rows): the tiles it sees are consecutive.
+  auto sees = [&](int n0) {
+    return wrow < t.rows && n0 <= w_last && (window <= 0 || n0 + kBlockN > w_first - window + 1);
+  };
+  // FlashAttention-3's intra-warpgroup overlap: the P·V of a tile is issued with the next tile's
+  // S = Q·Kᵀ (S first, so wait_group 1 returns S), and runs while that tile's softmax does.
+  unsigned p[kBlockN / 16][4];  // P as A fragments: keys 16·kt … (accumulator blocks 2kt, 2kt+1)
+  bool pv_pending = false;      // p holds a tile whose P·V is not yet issued; its V at pv_tile
+  const kiln_t* pv_tile = nullptr;
 
   for (int it = 0; it < n_tiles; it++) {
     const int n0 = n_begin + it * kBlockN;
-    cp_async_wait<kStages - 2>();  // this thread's copies of tile it (and Q) landed
+    cp_async_wait<kStages - 3>();  // this thread's copies of tile it (and Q) landed
     fence_proxy_async();           // … and are visible to wgmma's async proxy
-    const int ahead = it + kStages - 1;  // the tile whose copies go out now
+    const int ahead = it + kStages - 2;  // the tile whose copies go out now
     if (tid < kBlockN) s_blk[ahead & 1][tid] = next_blk;
     next_blk = fetch_block(table, n_begin + (ahead + 1) * kBlockN, t);
-    __syncthreads();  // tile it visible to all; both warpgroups done with tile it − 1's buffer
+    __syncthreads();  // tile it visible to all; both warpgroups done with tile it − 2's buffer
     if (ahead < n_tiles) {
       kiln_t* buf = sKV + 2 * (ahead % kStages) * kTileElems;
       load_kv_tile(buf, buf + kTileElems, k_cache, v_cache, s_blk[ahead & 1], n_begin + ahead * kBlockN, kvh);
     }
     cp_async_commit();
 
-    const bool active = wrow < t.rows && n0 <= w_last && (window <= 0 || n0 + kBlockN > w_first - window + 1);
-    if (!active) continue;  // warpgroup-uniform
+    if (!sees(n0)) continue;  // warpgroup-uniform
     const kiln_t* sk = sKV + 2 * (it % kStages) * kTileElems;
     const kiln_t* sv = sk + kTileElems;
 
+    // Both paths straight-line (each wait where ptxas can see it), so that no path reads an accumulator
+    // of an operation still in flight: ptxas would serialize every wgmma of the kernel.
     float s[kN];
-    wgmma_fence();
-    mma_qk(s, sQ + wrow * HEAD_DIM, sk);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operand(s);
-
-    // s[i]: row g + 8·((i/2)%2), key n0 + 8·(i/4) + 2·tq + i%2.
-    const bool need_mask = n0 + kBlockN - 1 > w_first || (window > 0 && n0 <= w_last - window);
-#pragma unroll
-    for (int i = 0; i < kN; i++) {
-      s[i] *= sl2;
-      if (need_mask && masked(n0 + 8 * (i / 4) + 2 * tq + i % 2, prow[(i / 2) % 2], window)) s[i] = neg_inf();
-    }
     float corr[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      float mx = neg_inf();
-#pragma unroll
-      for (int i = 0; i < kN; i++)
-        if ((i / 2) % 2 == r) mx = fmaxf(mx, s[i]);
-      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
-      const float m_new = fmaxf(m[r], mx);
-      const float m_use = m_new == neg_inf() ? 0.f : m_new;  // a row with no key yet: keep 0s, no NaN
-      corr[r] = score_exp(m[r] - m_use);
-      m[r] = m_new;
-      float sum = 0.f;
-#pragma unroll
-      for (int i = 0; i < kN; i++) {
-        if ((i / 2) % 2 == r) {
-          s[i] = score_exp(s[i] - m_use);
-          sum += s[i];
-        }
-      }
-      l[r] = l[r] * corr[r] + sum;
+    const bool need_mask = n0 + kBlockN - 1 > w_first || (window > 0 && n0 <= w_last - window);
+    if (pv_pending) {
+      wgmma_fence();
+      mma_qk(s, sQ + wrow * HEAD_DIM, sk);
+      wgmma_commit();
+      mma_pv(o, p, pv_tile);
+      wgmma_commit();
+      wgmma_wait<1>();  // S landed; the previous tile's P·V may still run, during the softmax
+      fence_operand(s);
+      softmax(s, m, l, corr, need_mask, n0, tq, prow, window, sl2);
+      wgmma_wait<0>();  // the previous tile's P·V is in O, and done with p
+    } else {
+      wgmma_fence();
+      mma_qk(s, sQ + wrow * HEAD_DIM, sk);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_operand(s);
+      softmax(s, m, l, corr, need_mask, n0, tq, prow, window, sl2);
     }
+    fence_operand(o);
 #pragma unroll
     for (int i = 0; i < kD; i++) o[i] *= corr[(i / 2) % 2];
-    unsigned p[kBlockN / 16][4];  // P as A fragments: keys 16·kt … (accumulator blocks 2kt, 2kt+1)
 #pragma unroll
     for (int kt = 0; kt < kBlockN / 16; kt++) {
       p[kt][0] = pack2(s[8 * kt + 0], s[8 * kt + 1]);
@@ -256,13 +294,17 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
       p[kt][2] = pack2(s[8 * kt + 4], s[8 * kt + 5]);
       p[kt][3] = pack2(s[8 * kt + 6], s[8 * kt + 7]);
     }
-
-    fence_operand(o);
-    wgmma_fence();
-    mma_pv(o, p, sv);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operand(o);
+    // Defer this tile's P·V to the next tile if the warpgroup sees it (its V stays in its buffer: copies
+    // reach that buffer only two barriers later); else issue it now.
+    pv_pending = it + 1 < n_tiles && sees(n0 + kBlockN);
+    pv_tile = sv;
+    if (!pv_pending) {
+      wgmma_fence();
+      mma_pv(o, p, sv);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_operand(o);
+    }
   }
 
 #pragma unroll

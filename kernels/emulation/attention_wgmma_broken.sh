@@ -2,7 +2,7 @@
 # Runs attention_wgmma_run.sh (one configuration each: bf16, D 128, BLOCK_SIZE 16, H 8/2, and D 64 where
 # the break is in the 64-wide code) on deliberately broken copies of attention_prefill_wgmma.cu; each must
 # FAIL (a wrong result, or the emulator's abort on a broken wgmma / cp.async protocol), or the check
-# could not see that kind of mistake. Prints one line per copy; exits 1 if any copy passed. About 15
+# could not see that kind of mistake. Prints one line per copy; exits 1 if any copy passed. About 10
 # seconds a copy on 2 cores.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -15,13 +15,16 @@ breaks=(
   's|wgmma_desc(qa + ks \* 256, 128, kGroupBytes)|wgmma_desc(qa + ks * 128, 128, kGroupBytes)|'                            # Q: k-step of one core matrix
   's|wgmma_ss_n128(s, da, db, ks > 0)|wgmma_ss_n128(s, da, db, 1)|'                                                       # S not zeroed per tile
   's|p\[kt\]\[1\] = pack2(s\[8 \* kt + 2\], s\[8 \* kt + 3\])|p[kt][1] = pack2(s[8 * kt + 4], s[8 * kt + 5])|'           # P fragment a1/a2 mixed
-  's|cp_async_wait<kStages - 2>()|cp_async_wait<kStages - 1>()|'                                                          # reads a tile before it lands
+  's|cp_async_wait<kStages - 3>()|cp_async_wait<kStages - 2>()|'                                                          # reads a tile before it lands
   's|^    fence_proxy_async();.*$||'                                                                                      # copies not fenced for wgmma
   's|for (int i = 0; i < kD; i++) o\[i\] \*= corr\[(i / 2) % 2\];||'                                                       # O not rescaled
   's|const bool need_mask = n0 + kBlockN - 1 > w_first|const bool need_mask = n0 + kBlockN - 1 > w_last|'                 # diagonal tiles of some rows unmasked
   's|(window > 0 \&\& n0 <= w_last - window)|(window > 0 \&\& n0 < w_first - window)|'                                    # window edge tiles unmasked
-  's|for (int i = 0; i < kD; i++) o\[i\] \*= corr\[(i / 2) % 2\];||; s|^    mma_pv(o, p, sv);$|    mma_pv(o, p, sv);\n    for (int i = 0; i < kD; i++) o[i] *= corr[(i / 2) % 2];|'  # O rescaled while P·V is in flight
-  '/^    wgmma_fence();$/{x;s/^/x/;/^xx$/{x;d};x}'                                                                        # no fence before P·V
+  's|for (int i = 0; i < kD; i++) o\[i\] \*= corr\[(i / 2) % 2\];||; s|^      wgmma_wait<0>();  // the previous tile.s P·V is in O.*$|      for (int i = 0; i < kD; i++) o[i] *= corr[(i / 2) % 2];\n&|'  # O rescaled while P·V is in flight
+  '/^      wgmma_fence();$/{x;s/^/x/;/^xxx$/{x;d};x}'                                                                      # no fence before the last P·V
+  '/^      wgmma_fence();$/{x;s/^/x/;/^x$/{x;d};x}'                                                                        # no fence before S and the deferred P·V
+  's|pv_pending = it + 1 < n_tiles \&\& sees(n0 + kBlockN);|pv_pending = it + 1 < n_tiles;|'                             # P·V deferred to a tile never computed
+  's|      mma_pv(o, p, pv_tile);|      mma_pv(o, p, sv);|'                                                               # deferred P·V on the wrong tile's V
   's|s_blk\[ahead \& 1\]\[tid\] = next_blk|s_blk[0][tid] = next_blk|'                                                       # block ids of the wrong tile
   's|const int n_tiles = (t.kv_hi - n_begin + kBlockN - 1) / kBlockN;|const int n_tiles = (t.kv_hi - n_begin) / kBlockN;|' # drops the last key tile
 )

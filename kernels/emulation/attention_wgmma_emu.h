@@ -25,8 +25,9 @@
 //   Each product sums its 16 exact products in double and adds the fp32 accumulator (hardware: fp32 in an
 //     unspecified order), as attention_ptx_emu.h's mma.sync. scale-d 0: D = A·B.
 //   Checks (abort with a message): an mma_async without a wgmma.fence since this thread's last
-//     wait_group (9.7.15.7.1: the fence must order earlier register accesses before the MMA); descriptors
-//     and scale-d that differ across the warp (.aligned: every thread executes the same instruction);
+//     wait_group (9.7.15.7.1: the fence must order earlier register accesses before the MMA); descriptors,
+//     shape or scale-d of a thread's n-th mma_async that differ from its warpgroup's (.sync.aligned: all
+//     128 threads execute the same instruction);
 //     shared memory written by cp.async that some thread has not yet made visible to the async proxy with
 //     fence.proxy.async (9.7.15.3 "async proxy") when an mma_async is issued (not checked under
 //     KILN_EMU_CP_ASYNC_SYNC, whose copies land at issue); operations still pending or uncommitted when
@@ -55,8 +56,13 @@ struct WgThread {
   bool fenced = false;                   // a wgmma.fence since the last wait_group
   bool unfenced_copies = false;          // cp.async copies landed since this thread's last fence.proxy.async
   std::map<float*, std::pair<std::vector<float>, int>> acc;  // accumulator → (saved values, pending ops)
+  size_t issued = 0;                     // mma_async issued in this block
 };
 inline WgThread g_wg[1024];
+// Per warpgroup of the block, the descriptors, shape and scale-d of its n-th mma_async, as the first of
+// its threads issued it: every thread's n-th must match (.sync.aligned, 9.7.15.5.2).
+struct WgIssue { unsigned long long a, b; int n; bool a_regs, tnsp_b, scale_d; };
+inline std::vector<WgIssue> g_wg_issues[8];
 inline const bool g_wg_hook = [] {
   kiln_emu::block_start_hooks().push_back([] {
     for (auto& t : g_wg) {
@@ -66,6 +72,7 @@ inline const bool g_wg_hook = [] {
       }
       t = WgThread{};
     }
+    for (auto& v : g_wg_issues) v.clear();
   });
   g_copy_landed_hook = [](unsigned tid) { g_wg[tid].unfenced_copies = true; };
   return true;
@@ -143,14 +150,16 @@ inline void wg_issue(const WgOp& op) {
     }
   }
 #endif
-  struct U { unsigned long long a, b; int s; };
-  U mine{op.a_regs ? 0ull : op.desc_a, op.desc_b, op.scale_d}, all[32];
-  kiln_emu::warp_allgather(mine, all);
-  for (const U& u : all) {
-    if (u.a != mine.a || u.b != mine.b || u.s != mine.s) {
-      fprintf(stderr, "wgmma.mma_async: descriptors or scale-d differ across the warp\n");
-      abort();
-    }
+  const WgIssue mine{op.a_regs ? 0ull : op.desc_a, op.desc_b, op.n, op.a_regs, op.tnsp_b, op.scale_d};
+  std::vector<WgIssue>& seen = g_wg_issues[threadIdx.x / 128];
+  const size_t k = me.issued++;
+  if (k == seen.size()) seen.push_back(mine);
+  const WgIssue& first = seen[k];
+  if (first.a != mine.a || first.b != mine.b || first.n != mine.n || first.a_regs != mine.a_regs ||
+      first.tnsp_b != mine.tnsp_b || first.scale_d != mine.scale_d) {
+    fprintf(stderr, "wgmma.mma_async #%zu: thread %u's descriptors, shape or scale-d differ from its warpgroup's\n", k,
+            threadIdx.x);
+    abort();
   }
   auto it = me.acc.find(op.d);
   if (it == me.acc.end()) {

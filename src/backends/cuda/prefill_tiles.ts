@@ -34,7 +34,7 @@ function tensorCores(dtype: DTypeName, headDim: number): boolean {
  *   each of K and V [64][D+8] (104,448 B at D = 128, 55,296 B at 64: two CTAs per SM); 4 warps × 32 rows
  *   (attention_prefill, 128 threads) or 8 warps × 16 rows (attention_prefill_w8, 256 threads).
  * - wgmma: 128 rows per CTA (two warpgroups, 256 threads), key tiles of 128; Q [128][D] and `stages`
- *   buffers of K and V [128][D] (2 at D = 128: 163,840 B; 3 at 64: 114,688 B; one CTA per SM).
+ *   buffers of K and V [128][D] (3 at D = 128: 229,376 B; 4 at 64: 147,456 B; one CTA per SM).
  * Generic path (fp32 or other heads): 16 rows (8 above head 128), 128 threads, static memory; `kernel`
  * does not apply.
  */
@@ -44,7 +44,7 @@ export function prefillTiles(dtype: DTypeName, headDim: number, kernel: PrefillK
   if (kernel === "wgmma") {
     const blockM = 128;
     const blockN = 128;
-    const stages = headDim === 128 ? 2 : 3;
+    const stages = headDim === 128 ? 3 : 4;
     return {
       kernel: "attention_prefill_wgmma",
       blockM,

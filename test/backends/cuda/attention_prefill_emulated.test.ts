@@ -6,7 +6,7 @@
 // must not read. The whole matrix (dtypes, D 64, BLOCK_SIZE 7, MHA) is the script's default run, too long
 // for CI on 2 cores. And attention_prefill_wgmma.cu (kernels/emulation/attention_wgmma_run.sh: the
 // wgmma emulator of attention_wgmma_emu.h) at two configurations of its matrix: bf16 D 128 BLOCK_SIZE 16
-// GQA 4, and fp16 D 64 BLOCK_SIZE 32 GQA 8 (3 stages), query lengths 1 … 200 with cached prefixes,
+// GQA 4, and fp16 D 64 BLOCK_SIZE 32 GQA 8 (4 stages), query lengths 1 … 200 with cached prefixes,
 // windows 0, 40, 150. Needs g++ ≥ 12 (skipped without one).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -45,8 +45,8 @@ describe("attention_prefill.cu on the CPU emulator", { skip }, () => {
 
 describe("attention_prefill_wgmma.cu on the CPU emulator", { skip }, () => {
   for (const [cfg, line] of [
-    ["BF16 128 16 8 2", "wgmma bf16 D=128 BLOCK_SIZE=16 H=8/2 BLOCK_M=128 threads=256 stages=2"],
-    ["F16 64 32 8 1", "wgmma f16 D=64 BLOCK_SIZE=32 H=8/1 BLOCK_M=128 threads=256 stages=3"],
+    ["BF16 128 16 8 2", "wgmma bf16 D=128 BLOCK_SIZE=16 H=8/2 BLOCK_M=128 threads=256 stages=3"],
+    ["F16 64 32 8 1", "wgmma f16 D=64 BLOCK_SIZE=32 H=8/1 BLOCK_M=128 threads=256 stages=4"],
   ])
     test(`attention_prefill_wgmma: ${cfg}`, () => {
       const r = spawnSync("bash", [WGMMA_SCRIPT], {
