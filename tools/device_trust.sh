@@ -109,7 +109,7 @@ if [[ $part == ab ]]; then
     grep -E "^(decode step GPU time|prefill GPU time)|^  attention|^  rope" "$f"
   done
   timeout 240 node scripts/test.mjs gpu test/gpu/kernels/attention_decode_mma.test.ts \
-    test/gpu/kernels/attention_prefill_w8.test.ts test/gpu/kernels/attention_prefill_wgmma.test.ts \
+    test/gpu/kernels/attention_prefill_kernels.test.ts \
     >"$out/test_gpu.log" 2>&1
   echo "tests: exit $?"
   grep -E "^ℹ (tests|pass|fail)|^✖|AssertionError" "$out/test_gpu.log" | head -20

@@ -1,0 +1,220 @@
+// The tensor-core prefill kernels that KILN_PREFILL_KERNEL picks, against pagedAttention
+// (src/backends/cpu/kernels/attention.ts): attention_prefill_w8 (kernels/attention_prefill.cu's 8-warp
+// variant, mma8, the default) and attention_prefill_wgmma (kernels/attention_prefill_wgmma.cu, sm_90a
+// warpgroup MMA; skipped on other GPUs, where its export traps). Shapes: the Llama-3.1-8B heads (32
+// query heads, 8 kv heads, head 128, KV blocks of 16; bf16 and fp16) and, for wgmma, head 64 with blocks
+// of 32 and 8 query heads on one kv head (GQA 8). Problems: 1, 3 and 4 packed sequences of 17 … 2,100
+// tokens (chunks with cached prefixes, an empty one), full causal and windows 1, 100 and 1,000, blocks
+// scattered over the pool, unwritten slots NaN. Every row must be written (the output starts NaN);
+// sampled rows (each sequence's first and last, both sides of every 128-row tile edge and of the 16-row
+// warp edges — so the 64-row warpgroup edges too — in its first and last tiles, some at random) are
+// compared with the reference, computed for those rows only so the file stays short. Bound:
+// attention_cuda.test.ts's (kernels/attention_README.md "Tolerance against the CPU reference"). The
+// 4-warp kernel and the other shapes: attention_cuda.test.ts.
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, it } from "node:test";
+import { type AttentionSequence, pagedAttention } from "../../../src/backends/cpu/kernels/attention.ts";
+import { CudaDevice } from "../../../src/backends/cuda/device/index.ts";
+import { type PrefillKernel, prefillTiles } from "../../../src/backends/cuda/prefill_tiles.ts";
+import type { DTypeName } from "../../../src/dtype.ts";
+import { makePagedProblem, type PagedProblem, type SeqSpec } from "../paged_problem.ts";
+import { assertWithin, f32, i32, KernelHarness, noGpu, ptr, randn } from "./harness.ts";
+
+interface Shape {
+  H: number;
+  HKV: number;
+  D: number;
+  BS: number;
+}
+const LLAMA_8B: Shape = { H: 32, HKV: 8, D: 128, BS: 16 };
+const HEAD_64: Shape = { H: 8, HKV: 1, D: 64, BS: 32 };
+
+/** attention_prefill_wgmma is sm_90a's: its cases are skipped on other GPUs. */
+function notSm90(): string | false {
+  if (noGpu) return noGpu;
+  const d = CudaDevice.open();
+  try {
+    const [major, minor] = d.properties.computeCapability;
+    return major === 9 && minor === 0 ? false : `sm_${major}${minor}: attention_prefill_wgmma needs sm_90`;
+  } finally {
+    d.dispose();
+  }
+}
+
+/** The rows of sequence s to compare: its ends, both sides of each 128-row tile edge, of each 16-row
+ * warp edge in the first and last tiles, and 8 at random. */
+function sampleRows(s: AttentionSequence, seed: number): number[] {
+  const rows = new Set<number>([0, 1, s.queryLen - 2, s.queryLen - 1]);
+  const lastTile = Math.floor((s.queryLen - 1) / 128) * 128;
+  for (let e = 16; e < s.queryLen; e += 16)
+    if (e % 128 === 0 || e < 128 || e > lastTile) rows.add(e - 1).add(e);
+  const r = randn(8, seed);
+  for (const x of r) rows.add(Math.floor(Math.abs(x * 1e4)) % Math.max(1, s.queryLen));
+  return [...rows].filter((i) => i >= 0 && i < s.queryLen).sort((x, y) => x - y);
+}
+
+/** attention_cuda.test.ts's bound: fp32 part + U · (Σ w|v| + |out|) (+ fp16 subnormal weights). */
+function bound(
+  dtype: DTypeName,
+  want: number,
+  absOut: number,
+  maxAbsOut: number,
+  keys: number,
+  maxAbsV: number,
+) {
+  const u = dtype === "fp16" ? 2 ** -11 : 2 ** -8;
+  const subnormal = dtype === "fp16" ? keys * 2 ** -25 * maxAbsV : 0;
+  return 1e-5 * maxAbsOut + 1e-30 + u * (absOut + Math.abs(want)) + subnormal;
+}
+
+/** Checks the sampled rows of `got` [T, H, D] against pagedAttention run on those rows alone. */
+function checkSampled(sh: Shape, p: PagedProblem, got: Float32Array, window: number, what: string): void {
+  const { H, HKV, D, BS } = sh;
+  const rowLen = H * D;
+  const picked: { row: number; seq: AttentionSequence }[] = [];
+  p.seqs.forEach((s, si) => {
+    for (const i of sampleRows(s, 300 + si)) {
+      // Row i as a one-row sequence at its position: the same keys, the same table.
+      const pos = s.contextLen - s.queryLen + i;
+      picked.push({
+        row: s.queryStart + i,
+        seq: { queryStart: picked.length, queryLen: 1, contextLen: pos + 1, blockTable: s.blockTable },
+      });
+    }
+  });
+  const q = new Float32Array(picked.length * rowLen);
+  picked.forEach((x, j) => q.set(p.q.subarray(x.row * rowLen, (x.row + 1) * rowLen), j * rowLen));
+  const run = (vCache: Float32Array) => {
+    const out = new Float32Array(q.length);
+    pagedAttention({
+      q,
+      kCache: p.kCache,
+      vCache,
+      blockSize: BS,
+      numHeads: H,
+      numKvHeads: HKV,
+      headDim: D,
+      seqs: picked.map((x) => x.seq),
+      scale: 1 / Math.sqrt(D),
+      slidingWindow: window > 0 ? window : null,
+      out,
+    });
+    return out;
+  };
+  const want = run(p.vCache);
+  const absOut = run(p.vCache.map(Math.abs));
+  const maxAbsOut = absOut.reduce((m, x) => Math.max(m, x), 0);
+  const mine = new Float32Array(q.length);
+  picked.forEach((x, j) => mine.set(got.subarray(x.row * rowLen, (x.row + 1) * rowLen), j * rowLen));
+  const keys = picked.map((x) => (window > 0 ? Math.min(window, x.seq.contextLen) : x.seq.contextLen));
+  assertWithin(
+    mine,
+    want,
+    (i) => bound(p.dtype, want[i], absOut[i], maxAbsOut, keys[Math.floor(i / rowLen)], p.maxAbsV),
+    `${what} (rows ${picked.map((x) => x.row).join(",")})`,
+  );
+}
+
+const problem = (sh: Shape, dtype: DTypeName, specs: SeqSpec[], seed: number): PagedProblem =>
+  makePagedProblem(
+    { numHeads: sh.H, numKvHeads: sh.HKV, headDim: sh.D, blockSize: sh.BS },
+    dtype,
+    specs,
+    seed,
+  );
+
+const CASES: { kernel: PrefillKernel; name: string; skip: string | false; shapes: [string, Shape][] }[] = [
+  { kernel: "mma8", name: "attention_prefill_w8", skip: noGpu, shapes: [["8B heads", LLAMA_8B]] },
+  {
+    kernel: "wgmma",
+    name: "attention_prefill_wgmma",
+    skip: notSm90(),
+    shapes: [
+      ["8B heads", LLAMA_8B],
+      ["head 64, GQA 8, blocks of 32", HEAD_64],
+    ],
+  },
+];
+
+for (const { kernel, name, skip, shapes } of CASES) {
+  describe(name, { skip }, () => {
+    let h: KernelHarness;
+    before(() => {
+      h = KernelHarness.open();
+    });
+    afterEach(() => h.freeAll());
+    after(() => h?.dispose());
+
+    /** The kernel over all of p's sequences; every output row must come back finite. */
+    function prefill(sh: Shape, p: PagedProblem, window: number, gridX?: number): Float32Array {
+      const { H, HKV, D, BS } = sh;
+      const tiles = prefillTiles(p.dtype, D, kernel);
+      assert.equal(tiles.kernel, name);
+      const defines = { NUM_HEADS: H, NUM_KV_HEADS: HKV, HEAD_DIM: D, BLOCK_SIZE: BS };
+      const mod = h.module("attention_prefill.cu", defines, p.dtype);
+      const queryStart = Int32Array.from({ length: p.seqs.length + 1 }, (_, i) =>
+        i === 0 ? 0 : p.seqs[i - 1].queryStart + p.seqs[i - 1].queryLen,
+      );
+      const n = p.q.length;
+      const out = h.filled(n, p.dtype, 0xff); // NaN: an unwritten row shows
+      const maxQ = Math.max(...p.seqs.map((s) => s.queryLen));
+      h.run(
+        mod,
+        tiles.kernel,
+        [gridX ?? Math.max(1, Math.ceil(maxQ / tiles.blockM)), H, p.seqs.length],
+        [tiles.threads],
+        [
+          ptr(out),
+          ptr(h.upload(p.q, p.dtype)),
+          ptr(h.upload(p.kCache, p.dtype)),
+          ptr(h.upload(p.vCache, p.dtype)),
+          ptr(h.raw(queryStart)),
+          ptr(h.raw(Int32Array.from(p.seqs, (s) => s.contextLen))),
+          ptr(h.raw(p.tables)),
+          i32(p.stride),
+          f32(1 / Math.sqrt(D)),
+          i32(window),
+        ],
+        tiles.sharedBytes,
+      );
+      const got = h.download(out, n, p.dtype);
+      const bad = got.findIndex((x) => !Number.isFinite(x));
+      assert.equal(bad, -1, `row ${Math.floor(bad / (H * D))} not written (or not finite)`);
+      return got;
+    }
+
+    for (const [shapeName, sh] of shapes) {
+      for (const dtype of ["bf16", "fp16"] as const) {
+        it(`${shapeName}: one sequence of 2,100 tokens, causal, and grid.x = 1 (${dtype})`, () => {
+          const p = problem(sh, dtype, [{ queryLen: 2100, contextLen: 2100 }], 601);
+          checkSampled(sh, p, prefill(sh, p, 0), 0, "1 × 2100");
+          // Any grid.x is correct: each CTA walks its sequence's query tiles with stride grid.x.
+          checkSampled(sh, p, prefill(sh, p, 0, 1), 0, "1 × 2100, grid.x = 1");
+        });
+      }
+
+      it(`${shapeName}: three sequences: 17 tokens, 300 after 700 cached, 2,100 tokens (bf16)`, () => {
+        const specs = [
+          { queryLen: 17, contextLen: 17 },
+          { queryLen: 300, contextLen: 1000 },
+          { queryLen: 2100, contextLen: 2100 },
+        ];
+        const p = problem(sh, "bf16", specs, 602);
+        checkSampled(sh, p, prefill(sh, p, 0), 0, "3 sequences");
+      });
+
+      for (const window of [1, 100, 1000]) {
+        it(`${shapeName}: four sequences (17, 129 after 171 cached, none after 9, 2,048), window ${window} (bf16)`, () => {
+          const specs = [
+            { queryLen: 17, contextLen: 17 },
+            { queryLen: 129, contextLen: 300 },
+            { queryLen: 0, contextLen: 9 },
+            { queryLen: 2048, contextLen: 2048 },
+          ];
+          const p = problem(sh, "bf16", specs, 603 + window);
+          checkSampled(sh, p, prefill(sh, p, window), window, `4 sequences, window ${window}`);
+        });
+      }
+    }
+  });
+}
