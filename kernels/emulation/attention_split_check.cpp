@@ -13,11 +13,15 @@
 // hold no key a row may see, and tiles of 200 rows have rows fully masked in a split); splits 1, 2, 5,
 // 16 (SPLITS overrides), CTAs in a shuffled order. The partials start as NaN (the merge may read only
 // what the splits wrote), out as NaN (every row written) with sentinel rows around it.
+// The `_kv8` twin (FP8 pools, kv_fp8_ref.h) at 1 split and the most: where the kernel computes on the
+// values the plain one would see (fp32; the tensor-core path, those rounded to kiln_t), its output
+// after the merge must be the plain split kernel's over a cache holding those values, bit for bit.
 // Fails (exit 1) when an element is outside the bound, or splits = 1 differs from attention_prefill /
-// _w8 (the unsplit kernel) in any bit. Prints, per run, the worst error / bound and the largest
+// _w8 (the unsplit kernel) in any bit, or the `_kv8` twin from the plain kernel. Prints, per run, the worst error / bound and the largest
 // difference from the unsplit kernel in units of the same bound.
 #include "fakecuda.h"
 #include "attention_ptx_emu.h"
+#include "kv_fp8_ref.h"
 #include "paged_cache.h"
 #ifndef KILN_PREFILL_SRC
 #define KILN_PREFILL_SRC "../attention_prefill.cu"
@@ -29,9 +33,11 @@
 #if PREFILL_WARPS == 8
 #define PREFILL_KERNEL attention_prefill_w8
 #define SPLIT_KERNEL attention_prefill_w8_split
+#define SPLIT_KERNEL_KV8 attention_prefill_w8_split_kv8
 #else
 #define PREFILL_KERNEL attention_prefill
 #define SPLIT_KERNEL attention_prefill_split
+#define SPLIT_KERNEL_KV8 attention_prefill_split_kv8
 #endif
 #ifndef SPLIT_PACK
 #define SPLIT_PACK 0
@@ -143,6 +149,23 @@ int main() {
     return out;
   };
 
+  // The split launch with window w and the merge over sequences [1, S); `kernel` launches the split
+  // kernel given the output and its partials (acc, m, l).
+  auto run_split = [&](int w, int splits, auto kernel) {
+    const size_t np = (size_t)rows * H * splits;
+    std::vector<float> acc(np * D, nanv), pm(np, nanv), pl(np, nanv);
+    std::vector<kiln_t> out = fresh_out();
+    launch({tiles_x * splits, (unsigned)H, (unsigned)(S - 1)}, {threads, 1, 1}, [&] {
+      kernel(out.data(), acc.data(), pm.data(), pl.data());
+    }, smem_bytes, 11u + splits + w);
+    if (splits > 1) {
+      launch({7u, 1u, 1u}, {128u, 1u, 1u}, [&] {  // a grid smaller than the items: the grid-stride loop
+        attention_prefill_merge(out.data(), acc.data(), pm.data(), pl.data(), qs1, S - 1, splits);
+      });
+    }
+    return out;
+  };
+
   bool ok = true;
   printf("%s D=%d BLOCK_SIZE=%d H=%d/%d warps=%d pack=%d BLOCK_M=%d BLOCK_N=%d:\n", dt, D, BS, H, HKV, PREFILL_WARPS,
          SPLIT_PACK, attn::kBlockM, attn::kBlockN);
@@ -165,18 +188,10 @@ int main() {
       PREFILL_KERNEL(plain.data(), q.data(), cache.k.data(), cache.v.data(), qs1, ctx1, tab1, stride, scale, w);
     }, smem_bytes, 5u + w);
     for (const int splits : split_counts) {
-      const size_t np = (size_t)rows * H * splits;
-      std::vector<float> acc(np * D, nanv), pm(np, nanv), pl(np, nanv);
-      std::vector<kiln_t> out = fresh_out();
-      launch({tiles_x * splits, (unsigned)H, (unsigned)(S - 1)}, {threads, 1, 1}, [&] {
-        SPLIT_KERNEL(out.data(), q.data(), cache.k.data(), cache.v.data(), qs1, ctx1, tab1, stride, scale, w,
-                     acc.data(), pm.data(), pl.data(), splits);
-      }, smem_bytes, 11u + splits + w);
-      if (splits > 1) {
-        launch({7u, 1u, 1u}, {128u, 1u, 1u}, [&] {  // a grid smaller than the items: the grid-stride loop
-          attention_prefill_merge(out.data(), acc.data(), pm.data(), pl.data(), qs1, S - 1, splits);
-        });
-      }
+      std::vector<kiln_t> out = run_split(w, splits, [&](kiln_t* o, float* acc, float* pm, float* pl) {
+        SPLIT_KERNEL(o, q.data(), cache.k.data(), cache.v.data(), qs1, ctx1, tab1, stride, scale, w, acc, pm, pl,
+                     splits);
+      });
       double worst = 0, vs_plain = 0;
       int bad = 0, guard_bad = 0;
       for (int x = 0; x < H * D; x++) guard_bad += std::memcmp(&out[x], &sentinel, sizeof(kiln_t)) != 0;
@@ -197,6 +212,32 @@ int main() {
              pass ? "" : "  FAIL");
     }
   }
+  // The `_kv8` twin against the plain split kernel over the cache it reads (poison rows quantized to NaN).
+#if defined(KILN_DTYPE_F32) || ATTN_PREFILL_TENSOR_CORES
+  std::vector<float> kf(cache.k.size()), vf(cache.v.size());
+  for (size_t i = 0; i < kf.size(); i++) kf[i] = attn::to_float(cache.k[i]), vf[i] = attn::to_float(cache.v[i]);
+  const kv8_ref::Pool k8 = kv8_ref::quantize(kf, D), v8 = kv8_ref::quantize(vf, D);
+  const std::vector<float> kd = kv8_ref::dequantize(k8, D), vd = kv8_ref::dequantize(v8, D);
+  std::vector<kiln_t> kdt(kd.size()), vdt(vd.size());
+  for (size_t i = 0; i < kd.size(); i++) kdt[i] = attn::from_float(kd[i]), vdt[i] = attn::from_float(vd[i]);
+  for (const int w : {0, 100}) {
+    for (const int splits : {1, split_counts.back()}) {
+      const std::vector<kiln_t> o8 = run_split(w, splits, [&](kiln_t* o, float* acc, float* pm, float* pl) {
+        SPLIT_KERNEL_KV8(o, q.data(), k8.data.data(), v8.data.data(), qs1, ctx1, tab1, stride, scale, w, acc, pm, pl,
+                         splits, k8.scale.data(), v8.scale.data());
+      });
+      const std::vector<kiln_t> od = run_split(w, splits, [&](kiln_t* o, float* acc, float* pm, float* pl) {
+        SPLIT_KERNEL(o, q.data(), kdt.data(), vdt.data(), qs1, ctx1, tab1, stride, scale, w, acc, pm, pl, splits);
+      });
+      const bool same = std::memcmp(o8.data(), od.data(), o8.size() * sizeof(kiln_t)) == 0;
+      bool finite = true;
+      for (size_t e = (size_t)qstart[1] * H * D; e < (size_t)T * H * D; e++) finite &= std::isfinite(attn::to_float(o8[e]));
+      ok &= same && finite;
+      printf("  kv8 w=%d splits=%d: %s%s\n", w, splits, same ? "= the plain split kernel's bits over the dequantized cache" : "differs from the plain split kernel",
+             same && finite ? "" : "  FAIL");
+    }
+  }
+#endif
   printf("%s\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs attention_split_check.cpp: attention_prefill.cu's split mode (the `_split` entries and
 # attention_prefill_merge) on the CPU emulator against the double reference, splits 1, 2, 5, 16 ×
-# windows 0, 100, a mixed step's launch (metadata offset past a leading decode). One line per run, then
+# windows 0, 100, a mixed step's launch (metadata offset past a leading decode); the `_kv8` twins against
+# the plain split kernel over their cache, bit for bit. One line per run, then
 # PASS or FAIL (exit status 1). The default matrix takes about 12 minutes on 2 cores; CI runs two short
 # configurations (test/backends/cuda/attention_prefill_split_emulated.test.ts). g++ ≥ 12.
 #   CONFIGS="DT D BS H HKV WARPS PACK;…"  the configurations (default below). PACK 0: contexts 300,
