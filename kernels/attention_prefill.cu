@@ -23,6 +23,10 @@
 //                 shared memory, one lane per key for scores and one lane per dimension for P·V.
 // The generic path has one shape (128 threads); its _w8 entries are the same kernel, so every build
 // of this file exports the same names.
+// Split mode (attention_prefill_split, attention_prefill_w8_split and their _kv8 twins): for launches of
+// few CTAs over long contexts, each sequence's keys cut over num_splits CTAs, which write fp32 partials
+// (O unnormalised, m, l); attention_prefill_merge combines them into out. The unsplit entries are the
+// same template with kSplit = false, unchanged.
 // attention_prefill_kv8 and attention_prefill_w8_kv8 read FP8 pools (`--kv-cache-dtype fp8`: E4M3 bytes
 // and a scale per row, kv_fp8.cuh; k_scale, v_scale [numBlocks, BLOCK_SIZE, NUM_KV_HEADS] fp32 after the
 // other arguments), each key and value as fp32(e4m3 · scale), the CPU's value. The generic path keeps it in fp32 (exact);
