@@ -7,7 +7,9 @@
 //   128 rows, 32 heads, 2,176 keys, 132 SMs:  32 CTAs → 8 splits of 5 key tiles (320 keys) → 256 CTAs
 import { FILL_WAVES } from "./attention_splits.ts";
 
-/** Most splits of one launch: beyond, the merge reads more partials than a split saves. */
+/** Most splits of one launch. The merge reads each split's fp32 partial row of every (row, head), up to
+ * 16 × 4 × 2 times the bytes of the 16-bit output it writes; decode's MAX_SPLITS (32) is for CTAs of one
+ * row, whose partials are 128 times smaller. */
 export const MAX_PREFILL_SPLITS = 16;
 /** Key tiles (of KEY_TILE keys) a split takes at least. A split's CTA loads 128 query rows and writes
  * 128 fp32 partial rows (64 KiB at head 128) beside the K/V it reads (256 B per key and head at head
