@@ -3,7 +3,7 @@
 # attention_prefill_merge) on the CPU emulator against the double reference, splits 1, 2, 5, 16 ×
 # windows 0, 100, a mixed step's launch (metadata offset past a leading decode); the `_kv8` twins against
 # the plain split kernel over their cache, bit for bit. One line per run, then
-# PASS or FAIL (exit status 1). The default matrix takes about 12 minutes on 2 cores; CI runs two short
+# PASS or FAIL (exit status 1). The default matrix takes about 20 minutes on 2 cores; CI runs two short
 # configurations (test/backends/cuda/attention_prefill_split_emulated.test.ts). g++ ≥ 12.
 #   CONFIGS="DT D BS H HKV WARPS PACK;…"  the configurations (default below). PACK 0: contexts 300,
 #              2,176 and 4,100 with 1, 17, 128 and 200 rows (minutes each on 2 cores); PACK 1: contexts
