@@ -23,6 +23,10 @@
 //                 shared memory, one lane per key for scores and one lane per dimension for P·V.
 // The generic path has one shape (128 threads); its _w8 entries are the same kernel, so every build
 // of this file exports the same names.
+// Split mode (attention_prefill_split, attention_prefill_w8_split and their _kv8 twins): for launches of
+// few CTAs over long contexts, each sequence's keys cut over num_splits CTAs, which write fp32 partials
+// (O unnormalised, m, l); attention_prefill_merge combines them into out. The unsplit entries are the
+// same template with kSplit = false, unchanged.
 // attention_prefill_kv8 and attention_prefill_w8_kv8 read FP8 pools (`--kv-cache-dtype fp8`: E4M3 bytes
 // and a scale per row, kv_fp8.cuh; k_scale, v_scale [numBlocks, BLOCK_SIZE, NUM_KV_HEADS] fp32 after the
 // other arguments), each key and value as fp32(e4m3 · scale), the CPU's value. The generic path keeps it in fp32 (exact);
@@ -84,6 +88,39 @@ __device__ __forceinline__ size_t kv_index(const int* table, int pos, int kvh) {
 // Key `key` is masked for the row at position p: causal, then the sliding window (0 = none).
 __device__ __forceinline__ bool masked(int key, int p, int window) {
   return key > p || (window > 0 && key <= p - window);
+}
+
+// Split mode (the `_split` entries, attention_README.md): split z of num_splits takes keys [lo, hi) of
+// its sequence, whole key tiles of kBlockN from the first key any row of the sequence may see, so a
+// split never cuts a key tile and the causal and window masks act on a tile as in the unsplit kernel.
+// It writes, per (row, head), the unnormalised fp32 O, the running max m (the kernel's score units: ×
+// log2 e in 16-bit builds) and the sum l into the partials, indexed by the row's place in the launch:
+//   acc [rows, NUM_HEADS, num_splits, HEAD_DIM], m and l [rows, NUM_HEADS, num_splits]
+// (rows = query_start[S] − query_start[0]); attention_prefill_merge combines them into out.
+struct SplitOut {
+  float* acc;
+  float* m;
+  float* l;
+  int num_splits;  // 1: the CTA writes out itself, as the unsplit kernel does
+  int z;           // this CTA's split
+  int row_base;    // query_start[0]: partial row = q row − row_base
+};
+
+// The partial index (row, head, split) of row `row` of tile t.
+__device__ __forceinline__ size_t partial_index(const SplitOut& sp, const Tile& t, int row, int h) {
+  return ((size_t)(t.q_row + row - sp.row_base) * NUM_HEADS + h) * sp.num_splits + sp.z;
+}
+
+// Keys [lo, hi) of split z of a sequence with qlen rows at the end of ctx keys (window w, 0 = none):
+// whole key tiles from the first tile any of its rows may see; splits past the end are empty (lo ≥ hi).
+__device__ __forceinline__ int2 split_keys(int ctx, int qlen, int window, int z, int num_splits) {
+  const int first = window > 0 ? max(0, ctx - qlen - window + 1) / kBlockN * kBlockN : 0;
+  const int tiles = (ctx - first + kBlockN - 1) / kBlockN;
+  const int per = (tiles + num_splits - 1) / num_splits * kBlockN;
+  int2 r;
+  r.x = first + z * per;
+  r.y = min(ctx, r.x + per);
+  return r;
 }
 
 #if ATTN_PREFILL_TENSOR_CORES
@@ -169,13 +206,13 @@ __device__ __forceinline__ void load_kv_tile(kiln_t* sk, kiln_t* sv, const typen
   }
 }
 
-template <int kWarps, class KV>
+template <int kWarps, class KV, bool kSplit>
 __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
                                              const typename KV::elem_t* __restrict__ k_cache,
                                              const typename KV::elem_t* __restrict__ v_cache,
                                              const float* __restrict__ k_scale, const float* __restrict__ v_scale,
                                              const int* __restrict__ table, const Tile& t, int h, float scale,
-                                             int window) {
+                                             int window, const SplitOut& sp) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   kiln_t* sQ = reinterpret_cast<kiln_t*>(smem_raw);  // [kBlockM][kLds]
   kiln_t* sK = sQ + kBlockM * kLds;                   // [2][kBlockN][kLds]
@@ -343,6 +380,21 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
       sum += __shfl_xor_sync(kFull, sum, 2);
       const float inv = sum > 0.f ? 1.f / sum : 0.f;
       const int row = wrow + mt * 16 + g + 8 * r;
+      if constexpr (kSplit) {
+        if (row < t.rows && sp.num_splits > 1) {  // the partial: O unnormalised, m and the row's whole l
+          const size_t pr = partial_index(sp, t, row, h);
+          float* dst = sp.acc + pr * HEAD_DIM + tig * 2;
+#pragma unroll
+          for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
+            *reinterpret_cast<float2*>(dst + dt * 8) = float2{o[mt][dt][2 * r], o[mt][dt][2 * r + 1]};
+          }
+          if (tig == 0) {
+            sp.m[pr] = m[mt][r];
+            sp.l[pr] = sum;
+          }
+          continue;
+        }
+      }
       if (row < t.rows) {
         kiln_t* dst = out + ((size_t)(t.q_row + row) * NUM_HEADS + h) * HEAD_DIM + tig * 2;
 #pragma unroll
@@ -363,13 +415,13 @@ constexpr int kDimsPerLane = (HEAD_DIM + kWarp - 1) / kWarp;
 constexpr int kLdk = HEAD_DIM + 1;                       // odd stride: lane-per-key reads hit distinct banks
 constexpr int kVecsPerRow = HEAD_DIM / kVec;
 
-template <int kWarps, class KV>
+template <int kWarps, class KV, bool kSplit>
 __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
                                              const typename KV::elem_t* __restrict__ k_cache,
                                              const typename KV::elem_t* __restrict__ v_cache,
                                              const float* __restrict__ k_scale, const float* __restrict__ v_scale,
                                              const int* __restrict__ table, const Tile& t, int h, float scale,
-                                             int window) {
+                                             int window, const SplitOut& sp) {
   __shared__ float sQ[kBlockM * HEAD_DIM];  // [kBlockM][HEAD_DIM]
   __shared__ float sK[kBlockN * kLdk];      // [kBlockN][kLdk]
   __shared__ float sV[kBlockN * HEAD_DIM];  // [kBlockN][HEAD_DIM]
@@ -489,6 +541,21 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
 #pragma unroll
   for (int x = 0; x < kRowsPerWarp; x++) {
     const int r = warp * kRowsPerWarp + x;
+    if constexpr (kSplit) {
+      if (r < t.rows && sp.num_splits > 1) {  // the partial: acc unnormalised, m and l
+        const size_t pr = partial_index(sp, t, r, h);
+#pragma unroll
+        for (int c = 0; c < kDimsPerLane; c++) {
+          const int d = lane + kWarp * c;
+          if (d < HEAD_DIM) sp.acc[pr * HEAD_DIM + d] = acc[x][c];
+        }
+        if (lane == 0) {
+          sp.m[pr] = m[x];
+          sp.l[pr] = l[x];
+        }
+        continue;
+      }
+    }
     if (r < t.rows) {
       const float inv = l[x] > 0.f ? 1.f / l[x] : 0.f;
       kiln_t* dst = out + ((size_t)(t.q_row + r) * NUM_HEADS + h) * HEAD_DIM;
@@ -519,14 +586,14 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
 // tiles from the last, the longest, down with stride x).
 namespace attn {
 
-template <int kWarps, class KV>
+template <int kWarps, class KV, bool kSplit>
 __device__ __forceinline__ void prefill(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
                                         const typename KV::elem_t* __restrict__ k_cache,
                                         const typename KV::elem_t* __restrict__ v_cache,
                                         const int* __restrict__ query_start, const int* __restrict__ context_len,
                                         const int* __restrict__ block_tables, int block_table_stride, float scale,
                                         int sliding_window, const float* __restrict__ k_scale,
-                                        const float* __restrict__ v_scale) {
+                                        const float* __restrict__ v_scale, SplitOut sp) {
   kiln::pdl_wait();  // q, the KV cache and the step metadata come from earlier kernels (see pdl.cuh)
   kiln::pdl_launch_dependents();
   const int s = blockIdx.z;
@@ -536,11 +603,36 @@ __device__ __forceinline__ void prefill(kiln_t* __restrict__ out, const kiln_t* 
   const int ctx = context_len[s];
   const int* table = block_tables + (size_t)s * block_table_stride;
   const int tiles = (qlen + kBlockM - 1) / kBlockM;
-  for (int tile = tiles - 1 - (int)blockIdx.x; tile >= 0; tile -= (int)gridDim.x) {
-    const Tile t = make_tile(q0, qlen, ctx, tile * kBlockM, sliding_window);
-    prefill_tile<kWarps, KV>(out, q, k_cache, v_cache, k_scale, v_scale, table, t, h, scale, sliding_window);
+  int x = (int)blockIdx.x, x_stride = (int)gridDim.x;
+  int2 keys = {0, 0};
+  if constexpr (kSplit) {  // grid.x = (query tile walkers) × num_splits; the split varies fastest
+    sp.z = x % sp.num_splits;
+    x /= sp.num_splits;
+    x_stride /= sp.num_splits;
+    sp.row_base = query_start[0];
+    keys = split_keys(ctx, qlen, sliding_window, sp.z, sp.num_splits);
+  }
+  for (int tile = tiles - 1 - x; tile >= 0; tile -= x_stride) {
+    Tile t = make_tile(q0, qlen, ctx, tile * kBlockM, sliding_window);
+    if constexpr (kSplit) {
+      t.kv_lo = max(t.kv_lo, keys.x);
+      t.kv_hi = min(t.kv_hi, keys.y);
+      if (t.kv_lo >= t.kv_hi) {  // no key of this split for the tile: neutral partials (m = −∞, l = 0)
+        for (int r = threadIdx.x; r < t.rows; r += (int)blockDim.x) {
+          const size_t pr = partial_index(sp, t, r, h);
+          sp.m[pr] = neg_inf();
+          sp.l[pr] = 0.f;
+        }
+        continue;
+      }
+    }
+    prefill_tile<kWarps, KV, kSplit>(out, q, k_cache, v_cache, k_scale, v_scale, table, t, h, scale, sliding_window,
+                                     sp);
   }
 }
+
+// Merge kernel's vector: floats of acc per thread.
+constexpr int kMergeVec = HEAD_DIM % 4 == 0 ? 4 : HEAD_DIM % 2 == 0 ? 2 : 1;
 
 }  // namespace attn
 
@@ -551,8 +643,9 @@ __device__ __forceinline__ void prefill(kiln_t* __restrict__ out, const kiln_t* 
            const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,                                  \
            const int* __restrict__ context_len, const int* __restrict__ block_tables, int block_table_stride,        \
            float scale, int sliding_window) {                                                                        \
-    attn::prefill<WARPS, attn::KvPlain>(out, q, k_cache, v_cache, query_start, context_len, block_tables,           \
-                                        block_table_stride, scale, sliding_window, nullptr, nullptr);               \
+    attn::prefill<WARPS, attn::KvPlain, false>(out, q, k_cache, v_cache, query_start, context_len, block_tables,    \
+                                               block_table_stride, scale, sliding_window, nullptr, nullptr,         \
+                                               attn::SplitOut{});                                                   \
   }                                                                                                                  \
   /* The same over FP8 pools (unsigned char) with their row scales k_scale, v_scale                                  \
      [numBlocks, BLOCK_SIZE, NUM_KV_HEADS] fp32. */                                                                  \
@@ -562,12 +655,76 @@ __device__ __forceinline__ void prefill(kiln_t* __restrict__ out, const kiln_t* 
                  const int* __restrict__ context_len, const int* __restrict__ block_tables, int block_table_stride,  \
                  float scale, int sliding_window, const float* __restrict__ k_scale,                                 \
                  const float* __restrict__ v_scale) {                                                                \
-    attn::prefill<WARPS, attn::KvFp8>(out, q, k_cache, v_cache, query_start, context_len, block_tables,             \
-                                      block_table_stride, scale, sliding_window, k_scale, v_scale);                 \
+    attn::prefill<WARPS, attn::KvFp8, false>(out, q, k_cache, v_cache, query_start, context_len, block_tables,      \
+                                             block_table_stride, scale, sliding_window, k_scale, v_scale,           \
+                                             attn::SplitOut{});                                                     \
+  }                                                                                                                  \
+  /* Split mode: the keys of each sequence cut into num_splits ranges, split z in CTA x · num_splits + z            \
+     (grid.x = query tile walkers × num_splits); partials as attn::SplitOut says, then                             \
+     attention_prefill_merge. num_splits = 1 writes out itself (the partials unused, may be null). */               \
+  extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads<WARPS>, 2)                                     \
+      NAME##_split(kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const kiln_t* __restrict__ k_cache,       \
+                   const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,                          \
+                   const int* __restrict__ context_len, const int* __restrict__ block_tables,                        \
+                   int block_table_stride, float scale, int sliding_window, float* __restrict__ partial_acc,         \
+                   float* __restrict__ partial_m, float* __restrict__ partial_l, int num_splits) {                   \
+    attn::prefill<WARPS, attn::KvPlain, true>(out, q, k_cache, v_cache, query_start, context_len, block_tables,     \
+                                              block_table_stride, scale, sliding_window, nullptr, nullptr,          \
+                                              attn::SplitOut{partial_acc, partial_m, partial_l, num_splits, 0, 0}); \
+  }                                                                                                                  \
+  extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads<WARPS>, 2) NAME##_split_kv8(                   \
+      kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const unsigned char* __restrict__ k_cache,            \
+      const unsigned char* __restrict__ v_cache, const int* __restrict__ query_start,                               \
+      const int* __restrict__ context_len, const int* __restrict__ block_tables, int block_table_stride,            \
+      float scale, int sliding_window, float* __restrict__ partial_acc, float* __restrict__ partial_m,              \
+      float* __restrict__ partial_l, int num_splits, const float* __restrict__ k_scale,                             \
+      const float* __restrict__ v_scale) {                                                                           \
+    attn::prefill<WARPS, attn::KvFp8, true>(out, q, k_cache, v_cache, query_start, context_len, block_tables,       \
+                                            block_table_stride, scale, sliding_window, k_scale, v_scale,            \
+                                            attn::SplitOut{partial_acc, partial_m, partial_l, num_splits, 0, 0});   \
   }
 
 ATTN_PREFILL_ENTRIES(attention_prefill, 4)
 ATTN_PREFILL_ENTRIES(attention_prefill_w8, 8)
+
+// Combines the num_splits partials of every (row, head) of a split launch over sequences
+// [query_start[0], query_start[num_seqs]) into out, exactly the unsplit kernel's softmax:
+//   M = max_z m_z,   out = Σ_z e^(m_z − M)·acc_z / Σ_z e^(m_z − M)·l_z    (splits with m_z = −∞ skipped)
+// in fp32, z in order 0, 1, … (fmaf), so the result does not depend on the launch. Any grid (grid-stride
+// over rows × NUM_HEADS × HEAD_DIM / kMergeVec items), block 128; the partials were written by the
+// kernel before it on the stream (read after the PDL wait).
+extern "C" __global__ void __launch_bounds__(128) attention_prefill_merge(
+    kiln_t* __restrict__ out, const float* __restrict__ partial_acc, const float* __restrict__ partial_m,
+    const float* __restrict__ partial_l, const int* __restrict__ query_start, int num_seqs, int num_splits) {
+  using namespace attn;
+  kiln::pdl_wait();
+  kiln::pdl_launch_dependents();
+  const int base = query_start[0];
+  const long long items = (long long)(query_start[num_seqs] - base) * NUM_HEADS * (HEAD_DIM / kMergeVec);
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < items; i += (long long)gridDim.x * blockDim.x) {
+    const long long rh = i / (HEAD_DIM / kMergeVec);  // (row − base) · NUM_HEADS + head
+    const int d0 = (int)(i % (HEAD_DIM / kMergeVec)) * kMergeVec;
+    const size_t p0 = (size_t)rh * num_splits;
+    float mx = neg_inf();
+    for (int z = 0; z < num_splits; z++) mx = fmaxf(mx, partial_m[p0 + z]);
+    float den = 0.f, num[kMergeVec];
+#pragma unroll
+    for (int e = 0; e < kMergeVec; e++) num[e] = 0.f;
+    for (int z = 0; z < num_splits; z++) {
+      const float mz = partial_m[p0 + z];
+      if (mz == neg_inf()) continue;  // no key of the row in this split: its acc may be unwritten
+      const float w = score_exp(mz - mx);
+      den = fmaf(w, partial_l[p0 + z], den);
+      const float* a = partial_acc + (p0 + z) * HEAD_DIM + d0;
+#pragma unroll
+      for (int e = 0; e < kMergeVec; e++) num[e] = fmaf(w, a[e], num[e]);
+    }
+    const float inv = den > 0.f ? 1.f / den : 0.f;
+    kiln_t* dst = out + ((size_t)base * NUM_HEADS + rh) * HEAD_DIM + d0;
+#pragma unroll
+    for (int e = 0; e < kMergeVec; e++) dst[e] = from_float(num[e] * inv);
+  }
+}
 
 // attention_prefill_wgmma (fp16/bf16; sm_90a, HEAD_DIM 64 and 128, else a kernel that traps) rides in this
 // module, so an engine built before it lacks only the export and the routing falls back

@@ -93,7 +93,8 @@ fi
 big=llama-3.1-8b small=llama-3.2-1b
 # ab: the attention A/Bs on the 1B (32 / 8 heads of 64) when little device time is left — decode attention
 # at batch 256 (attention_decode_mma, then KILN_ATTN_MMA=0) and the prefill of 4 × 2,048 tokens (mma8, then
-# KILN_PREFILL_KERNEL=mma4 and =wgmma), the attention line of each profile; then the kernels' GPU tests.
+# KILN_PREFILL_KERNEL=mma4 and =wgmma), the attention line of each profile; TTFT with 2,048 of 2,176 tokens
+# cached with the prefill attention's key split and without (KILN_PREFILL_SPLIT=0); then the kernels' GPU tests.
 if [[ $part == ab ]]; then
   ckpt=/tmp/hf-$small e=/tmp/engine-$small-ab
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$small" --out "$ckpt" >"$out/hf-$small-make.log" 2>&1
@@ -108,8 +109,17 @@ if [[ $part == ab ]]; then
     echo "$label: $(grep -E '^TPOT|^TTFT' "$f" | tr -s ' ' | tr '\n' ' ')"
     grep -E "^(decode step GPU time|prefill GPU time)|^  attention|^  rope" "$f"
   done
+  # Issue 17 (TTFT with 2,048 tokens cached ≤ 20% of cold): 128 new rows over 2,176 keys, split and not.
+  for run in "prefix split|" "prefix unsplit|KILN_PREFILL_SPLIT=0"; do
+    IFS='|' read -r label env <<<"$run"
+    f="$out/ab-${label// /-}.json"
+    env $env timeout 120 ./bin/kiln bench --model "$e" --backend cuda --json --num-requests 8 --input-len 2176 \
+      --prefix-len 2048 --output-len 8 >"$f" 2>>"$out/bench.err" || echo "$label: bench failed (bench.err)"
+    python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['prefixCache']; print('%s: TTFT %.2f ms with %d of %d tokens cached, %.2f ms cold (x%.3f)' % (sys.argv[2], p['cachedTtftMs'], p['cachedTokens'], p['prefixLen'], p['coldTtftMs'], p['cachedOverCold']))" \
+      "$f" "$label" 2>/dev/null
+  done
   timeout 240 node scripts/test.mjs gpu test/gpu/kernels/attention_decode_mma.test.ts \
-    test/gpu/kernels/attention_prefill_kernels.test.ts \
+    test/gpu/kernels/attention_prefill_kernels.test.ts test/gpu/kernels/attention_prefill_split.test.ts \
     >"$out/test_gpu.log" 2>&1
   echo "tests: exit $?"
   grep -E "^ℹ (tests|pass|fail)|^✖|AssertionError" "$out/test_gpu.log" | head -20

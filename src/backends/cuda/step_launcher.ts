@@ -18,6 +18,7 @@ import type { DeviceKvCache } from "./kv_cache.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
 import { LinearLauncher, type LinearStep } from "./linear_launcher.ts";
 import type { Lowered, LoweredStep } from "./lowering.ts";
+import { MERGE_THREADS, PrefillAttention } from "./prefill_attention.ts";
 import { type PrefillKernel, prefillKernelFor, prefillTiles } from "./prefill_tiles.ts";
 import { decodeRopeArgs, type RopeSources, ropeArgs } from "./rope_args.ts";
 import type { PackedStep } from "./step_metadata.ts";
@@ -69,6 +70,8 @@ export class StepLauncher {
   private readonly linears: LinearLauncher;
   /** Decode attention's split plan and partials. */
   private readonly attention: DecodeAttention;
+  /** Prefill attention's key splits and their partial scratch. */
+  private readonly prefill: PrefillAttention;
   private observeLinear?: LinearInputObserver;
 
   constructor(r: StepResources) {
@@ -103,6 +106,13 @@ export class StepLauncher {
       r.tuning.attnMma &&
         r.kernels.has("attn_decode_mma") &&
         mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim),
+    );
+    // attention_prefill_wgmma has no split entry: with it, launches never split.
+    const splitKernel = `${prefillTiles(r.dtype, r.model.headDim, this.prefillKernel).kernel}_split`;
+    this.prefill = new PrefillAttention(
+      r.device,
+      r.model,
+      r.tuning.prefillSplit && r.kernels.hasKernel("attn_prefill", r.kv.kernel(splitKernel)),
     );
     // Outside any graph capture: attention_decode_mma's shared memory is above the default 48 KiB.
     if (r.kernels.has("attn_decode_mma"))
@@ -344,26 +354,47 @@ export class StepLauncher {
           if (D > 0)
             this.decodeAttention(step, packed, D, this.attention.splits(D, packed.leadingDecodeContext));
           const tiles = prefillTiles(this.dtype, op.headDim, this.prefillKernel);
+          // Few CTAs over a long context: the keys split over CTAs, then merged (prefill_splits.ts).
+          const rows = packed.numTokens - D;
+          const launch = {
+            numSeqs: packed.numSeqs - D,
+            maxQueryLen: packed.maxQueryLen,
+            maxContextLen: packed.maxContextLen,
+            rows,
+          };
+          const splits = this.prefill.splits(launch, tiles.blockM);
+          const queryStart = meta(packed.at.queryStart + D); // absolute row indices: q and out stay whole
           this.kernels.launch(
             "attn_prefill",
-            this.kv.kernel(tiles.kernel),
-            [Math.ceil(packed.maxQueryLen / tiles.blockM), op.numHeads, packed.numSeqs - D],
+            this.kv.kernel(splits > 1 ? `${tiles.kernel}_split` : tiles.kernel),
+            [Math.ceil(packed.maxQueryLen / tiles.blockM) * splits, op.numHeads, packed.numSeqs - D],
             tiles.threads,
             [
               out,
               q,
               k,
               v,
-              meta(packed.at.queryStart + D), // absolute row indices: q and out stay whole
+              queryStart,
               meta(packed.at.contextLen + D),
               meta(packed.at.tables + D * packed.tableStride),
               { i32: packed.tableStride },
               { f32: op.scale },
               { i32: window },
+              ...(splits > 1 ? this.prefill.splitArgs(rows, splits) : []),
               ...this.kv.scaleArgs(op.layer),
             ],
             tiles.sharedBytes,
           );
+          if (splits > 1) {
+            const merge = this.prefill.merge(rows, splits);
+            this.kernels.launch("attn_prefill", "attention_prefill_merge", [merge.grid], MERGE_THREADS, [
+              out,
+              ...merge.partials,
+              queryStart,
+              { i32: packed.numSeqs - D },
+              { i32: splits },
+            ]);
+          }
           return;
         }
         this.decodeAttention(step, packed, packed.numSeqs, this.decodeSplits(packed));
@@ -435,5 +466,6 @@ export class StepLauncher {
   dispose(): void {
     this.linears.dispose();
     this.attention.dispose();
+    this.prefill.dispose();
   }
 }

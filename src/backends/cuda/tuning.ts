@@ -67,6 +67,9 @@ export interface CudaTuning {
   /** KILN_MIXED_DECODE=0: a mixed step's decode rows run in attention_prefill with its prompts, not in
    * a decode attention kernel of their own (the A/B of the split). */
   readonly mixedDecode: boolean;
+  /** KILN_PREFILL_SPLIT=0: prefill attention never splits its keys over CTAs (prefill_splits.ts; the A/B
+   * of the `_split` kernels and attention_prefill_merge against the unsplit launch). */
+  readonly prefillSplit: boolean;
   /** KILN_ROPE_TRIGGER=early: RoPE lets the decode attention launch before its own PDL wait. */
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
@@ -109,6 +112,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),
     attnMma: onUnless0(env, "KILN_ATTN_MMA"),
     mixedDecode: onUnless0(env, "KILN_MIXED_DECODE"),
+    prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
     prefillKernel: parsePrefillKernel(env.KILN_PREFILL_KERNEL),

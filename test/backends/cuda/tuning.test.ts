@@ -39,6 +39,7 @@ describe("CudaTuning", () => {
         attnCluster: true,
         attnMma: true,
         mixedDecode: true,
+        prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,
         prefillKernel: "mma8",
@@ -63,6 +64,7 @@ describe("CudaTuning", () => {
       KILN_ATTN_CLUSTER: "0",
       KILN_ATTN_MMA: "0",
       KILN_MIXED_DECODE: "0",
+      KILN_PREFILL_SPLIT: "0",
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
       KILN_PREFILL_KERNEL: "wgmma",
@@ -79,6 +81,7 @@ describe("CudaTuning", () => {
     assert.equal(t.fuseGatedAct, false);
     assert.equal(t.attnMma, false);
     assert.equal(t.mixedDecode, false);
+    assert.equal(t.prefillSplit, false);
     assert.equal(t.attnTrigger, "exit");
     assert.equal(t.attnCluster, false);
     assert.equal(t.ropeEarly, true);
@@ -101,6 +104,7 @@ describe("CudaTuning", () => {
       ["KILN_ATTN_CLUSTER", "yes"],
       ["KILN_ATTN_MMA", "yes"],
       ["KILN_MIXED_DECODE", "2"],
+      ["KILN_PREFILL_SPLIT", "2"],
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
       ["KILN_PREFILL_KERNEL", "8"],
