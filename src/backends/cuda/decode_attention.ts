@@ -40,8 +40,7 @@ export class DecodeAttention {
     maxSeqs: number,
     /** KILN_ATTN_CLUSTER: whether the cluster kernels may be used where the GPU has clusters. */
     private readonly clusters: boolean,
-    /** Whether attention_decode_mma replaces attention_decode_batch (decode_mma.ts mmaDecodeApplies, with
-     * KILN_ATTN_MMA). */
+    /** Whether attention_decode_mma replaces attention_decode_batch (decode_mma.ts mmaDecodeApplies). */
     private readonly mma: boolean,
   ) {
     this.numKvHeads = model.numKvHeads;

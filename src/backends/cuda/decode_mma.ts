@@ -6,7 +6,7 @@
 //
 //   batch kernel chosen?  ── no ──▶ attention_decode[_rope][_cN]        (splits; RoPE fused if KILN_ROPE_FUSE)
 //        │ yes
-//   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool) and KILN_ATTN_MMA ≠ 0?
+//   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool)?
 //        ├─ yes ▶ attention_decode_mma                                    (RoPE: rope_qkv_fused before it)
 //        └─ no ─▶ attention_decode_batch[_rope]
 import type { DTypeName } from "../../dtype.ts";
@@ -25,16 +25,15 @@ export function mmaDecodeBuilt(dtype: DTypeName, group: number, headDim: number)
   );
 }
 
-/** Whether decode steps may take attention_decode_mma: the module's shapes, a 16-bit KV pool (the `_kv8`
- * kernels keep attention_decode_batch), and `enabled` (KILN_ATTN_MMA=0 turns it off). */
+/** Whether decode steps may take attention_decode_mma: the module's shapes and a 16-bit KV pool (the
+ * `_kv8` kernels keep attention_decode_batch). */
 export function mmaDecodeApplies(
   dtype: DTypeName,
   kvDtype: KvCacheDtype,
   group: number,
   headDim: number,
-  enabled = true,
 ): boolean {
-  return enabled && kvDtype !== "fp8" && mmaDecodeBuilt(dtype, group, headDim);
+  return kvDtype !== "fp8" && mmaDecodeBuilt(dtype, group, headDim);
 }
 
 /** attention_decode_mma's pipeline stages for a head dim (kStages). */

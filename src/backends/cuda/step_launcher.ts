@@ -103,8 +103,7 @@ export class StepLauncher {
       r.model,
       r.maxSeqs,
       r.tuning.attnCluster,
-      r.tuning.attnMma &&
-        r.kernels.has("attn_decode_mma") &&
+      r.kernels.has("attn_decode_mma") &&
         mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim),
     );
     // attention_prefill_wgmma has no split entry: with it, launches never split.

@@ -32,6 +32,7 @@ const REMOVED_SWITCHES = [
   "KILN_SAMPLER_LEADER_AGG",
   "KILN_ROW_BUCKETS",
   "KILN_ATTN_BATCH",
+  "KILN_ATTN_MMA",
 ];
 
 /** Switches replaced by another: set, they are refused with the name of the one to use instead. */
@@ -61,9 +62,6 @@ export interface CudaTuning {
   readonly attnTrigger: AttentionTrigger;
   /** KILN_ATTN_CLUSTER=0: decode attention merges its splits through global memory, not a cluster. */
   readonly attnCluster: boolean;
-  /** KILN_ATTN_MMA=0: where the batch kernel is chosen, attention_decode_batch rather than the
-   * tensor-core attention_decode_mma. */
-  readonly attnMma: boolean;
   /** KILN_MIXED_DECODE=0: a mixed step's decode rows run in attention_prefill with its prompts, not in
    * a decode attention kernel of their own (the A/B of the split). */
   readonly mixedDecode: boolean;
@@ -110,7 +108,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),
-    attnMma: onUnless0(env, "KILN_ATTN_MMA"),
     mixedDecode: onUnless0(env, "KILN_MIXED_DECODE"),
     prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),

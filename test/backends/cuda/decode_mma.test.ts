@@ -1,6 +1,6 @@
 // Which decode attention a step gets (src/backends/cuda/decode_mma.ts): attention_decode_mma replaces
 // attention_decode_batch where the batch kernel is chosen and the engine allows it (fp16/bf16, D 64/128,
-// G ≤ 16, a 16-bit KV pool), KILN_ATTN_MMA=0 keeps the batch kernel, and a step on the mma kernel runs
+// G ≤ 16, a 16-bit KV pool; KILN_ATTN_MMA, the A/B that chose it, is refused), and a step on the mma kernel runs
 // its own RoPE step (the kernel has no prologue). Also the kernel's shared memory against the sizes the
 // compile matrix asserts (sizeof(attn::MmaSmem)) and the engine's modules.
 import assert from "node:assert/strict";
@@ -35,7 +35,6 @@ describe("attention_decode_mma routing", () => {
       assert.equal(mmaDecodeApplies(dtype, "fp8", 4, 128), false);
       assert.equal(mmaDecodeApplies(dtype, "auto", 32, 128), false);
       for (const d of [80, 96, 256]) assert.equal(mmaDecodeApplies(dtype, "auto", 4, d), false, `D ${d}`);
-      assert.equal(mmaDecodeApplies(dtype, "auto", 4, 128, false), false); // KILN_ATTN_MMA=0
     }
     assert.equal(mmaDecodeApplies("fp32", "auto", 4, 128), false);
   });
@@ -56,11 +55,12 @@ describe("attention_decode_mma routing", () => {
     }
   });
 
-  test("KILN_ATTN_MMA=0 (or an engine it does not apply to) keeps attention_decode_batch and its fused RoPE", () => {
-    const off = cudaTuningFromEnv({ KILN_ATTN_MMA: "0" });
-    const mma = mmaDecodeApplies("bf16", "auto", 4, 128, off.attnMma);
-    assert.equal(mma, false);
-    assert.deepEqual(route8B(256, mma), {
+  test("an engine it does not apply to keeps attention_decode_batch and its fused RoPE; KILN_ATTN_MMA is refused", () => {
+    assert.throws(
+      () => cudaTuningFromEnv({ KILN_ATTN_MMA: "0" }),
+      /KILN_ATTN_MMA=0: this switch was removed/,
+    );
+    assert.deepEqual(route8B(256, false), {
       kernel: "attention_decode_batch_rope",
       module: "attn_decode",
       ropeFused: true,

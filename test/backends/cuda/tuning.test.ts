@@ -37,7 +37,6 @@ describe("CudaTuning", () => {
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
-        attnMma: true,
         mixedDecode: true,
         prefillSplit: true,
         ropeEarly: false,
@@ -62,7 +61,6 @@ describe("CudaTuning", () => {
       KILN_FUSE_GATED_ACT: "0",
       KILN_ATTN_TRIGGER: "exit",
       KILN_ATTN_CLUSTER: "0",
-      KILN_ATTN_MMA: "0",
       KILN_MIXED_DECODE: "0",
       KILN_PREFILL_SPLIT: "0",
       KILN_ROPE_TRIGGER: "early",
@@ -79,7 +77,6 @@ describe("CudaTuning", () => {
     assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
     assert.equal(t.woGemmMaxM, 0);
     assert.equal(t.fuseGatedAct, false);
-    assert.equal(t.attnMma, false);
     assert.equal(t.mixedDecode, false);
     assert.equal(t.prefillSplit, false);
     assert.equal(t.attnTrigger, "exit");
@@ -102,7 +99,6 @@ describe("CudaTuning", () => {
       ["KILN_WO_GEMM_MAX_M", "lots"],
       ["KILN_ATTN_TRIGGER", "never"],
       ["KILN_ATTN_CLUSTER", "yes"],
-      ["KILN_ATTN_MMA", "yes"],
       ["KILN_MIXED_DECODE", "2"],
       ["KILN_PREFILL_SPLIT", "2"],
       ["KILN_ROPE_TRIGGER", "late"],
@@ -125,6 +121,7 @@ describe("CudaTuning", () => {
       "KILN_SAMPLER_LEADER_AGG",
       "KILN_ROW_BUCKETS",
       "KILN_ATTN_BATCH",
+      "KILN_ATTN_MMA",
     ])
       assert.throws(
         () => cudaTuningFromEnv({ [name]: "1" }),
