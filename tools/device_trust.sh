@@ -348,10 +348,14 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
     "$out/tp-128_128.json" 2>/dev/null)
   [[ -n $rate ]] && tp "128/128 at $rate req/s" 120 --num-requests 1024 --input-len 128 --output-len 128 \
     --request-rate "$rate" --seed 1
-  # Prefix caching (issue 17: TTFT with 2,048 tokens cached ≤ 20% of cold): one request alone, both ways.
+  # Prefix caching (issue 17: TTFT with 2,048 tokens cached ≤ 20% of cold): one request alone, both ways;
+  # then the same with the prefill attention's key split off (the split's A/B: 128 new rows, 2,176 keys).
   tp "prefix 2048" 120 --num-requests 64 --input-len 2176 --prefix-len 2048 --output-len 32
-  python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['prefixCache']; print('prefix cache: TTFT %.2f ms with %d of %d tokens cached, %.2f ms cold (x%.3f)' % (p['cachedTtftMs'], p['cachedTokens'], p['prefixLen'], p['coldTtftMs'], p['cachedOverCold']))" \
-    "$out/tp-prefix_2048.json" 2>/dev/null
+  KILN_PREFILL_SPLIT=0 tp "prefix 2048 unsplit" 120 --num-requests 64 --input-len 2176 --prefix-len 2048 --output-len 32
+  for label in "prefix 2048" "prefix 2048 unsplit"; do
+    python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['prefixCache']; print('%s: TTFT %.2f ms with %d of %d tokens cached, %.2f ms cold (x%.3f)' % (sys.argv[2], p['cachedTtftMs'], p['cachedTokens'], p['prefixLen'], p['coldTtftMs'], p['cachedOverCold']))" \
+      "$out/tp-${label// /_}.json" "$label" 2>/dev/null
+  done
   exit 0
 fi
 if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768 tokens, decode at 32,768
