@@ -13,19 +13,14 @@
 // 4-warp kernel and the other shapes: attention_cuda.test.ts.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
-import { type AttentionSequence, pagedAttention } from "../../../src/backends/cpu/kernels/attention.ts";
 import { CudaDevice } from "../../../src/backends/cuda/device/index.ts";
 import { type PrefillKernel, prefillTiles } from "../../../src/backends/cuda/prefill_tiles.ts";
 import type { DTypeName } from "../../../src/dtype.ts";
 import { makePagedProblem, type PagedProblem, type SeqSpec } from "../paged_problem.ts";
-import { assertWithin, f32, i32, KernelHarness, noGpu, ptr, randn } from "./harness.ts";
+import { f32, i32, KernelHarness, noGpu, ptr } from "./harness.ts";
+import { checkSampled, type PrefillShape } from "./prefill_reference.ts";
 
-interface Shape {
-  H: number;
-  HKV: number;
-  D: number;
-  BS: number;
-}
+type Shape = PrefillShape;
 const LLAMA_8B: Shape = { H: 32, HKV: 8, D: 128, BS: 16 };
 const HEAD_64: Shape = { H: 8, HKV: 1, D: 64, BS: 32 };
 
@@ -39,80 +34,6 @@ function notSm90(): string | false {
   } finally {
     d.dispose();
   }
-}
-
-/** The rows of sequence s to compare: its ends, both sides of each 128-row tile edge, of each 16-row
- * warp edge in the first and last tiles, and 8 at random. */
-function sampleRows(s: AttentionSequence, seed: number): number[] {
-  const rows = new Set<number>([0, 1, s.queryLen - 2, s.queryLen - 1]);
-  const lastTile = Math.floor((s.queryLen - 1) / 128) * 128;
-  for (let e = 16; e < s.queryLen; e += 16)
-    if (e % 128 === 0 || e < 128 || e > lastTile) rows.add(e - 1).add(e);
-  const r = randn(8, seed);
-  for (const x of r) rows.add(Math.floor(Math.abs(x * 1e4)) % Math.max(1, s.queryLen));
-  return [...rows].filter((i) => i >= 0 && i < s.queryLen).sort((x, y) => x - y);
-}
-
-/** attention_cuda.test.ts's bound: fp32 part + U · (Σ w|v| + |out|) (+ fp16 subnormal weights). */
-function bound(
-  dtype: DTypeName,
-  want: number,
-  absOut: number,
-  maxAbsOut: number,
-  keys: number,
-  maxAbsV: number,
-) {
-  const u = dtype === "fp16" ? 2 ** -11 : 2 ** -8;
-  const subnormal = dtype === "fp16" ? keys * 2 ** -25 * maxAbsV : 0;
-  return 1e-5 * maxAbsOut + 1e-30 + u * (absOut + Math.abs(want)) + subnormal;
-}
-
-/** Checks the sampled rows of `got` [T, H, D] against pagedAttention run on those rows alone. */
-function checkSampled(sh: Shape, p: PagedProblem, got: Float32Array, window: number, what: string): void {
-  const { H, HKV, D, BS } = sh;
-  const rowLen = H * D;
-  const picked: { row: number; seq: AttentionSequence }[] = [];
-  p.seqs.forEach((s, si) => {
-    for (const i of sampleRows(s, 300 + si)) {
-      // Row i as a one-row sequence at its position: the same keys, the same table.
-      const pos = s.contextLen - s.queryLen + i;
-      picked.push({
-        row: s.queryStart + i,
-        seq: { queryStart: picked.length, queryLen: 1, contextLen: pos + 1, blockTable: s.blockTable },
-      });
-    }
-  });
-  const q = new Float32Array(picked.length * rowLen);
-  picked.forEach((x, j) => q.set(p.q.subarray(x.row * rowLen, (x.row + 1) * rowLen), j * rowLen));
-  const run = (vCache: Float32Array) => {
-    const out = new Float32Array(q.length);
-    pagedAttention({
-      q,
-      kCache: p.kCache,
-      vCache,
-      blockSize: BS,
-      numHeads: H,
-      numKvHeads: HKV,
-      headDim: D,
-      seqs: picked.map((x) => x.seq),
-      scale: 1 / Math.sqrt(D),
-      slidingWindow: window > 0 ? window : null,
-      out,
-    });
-    return out;
-  };
-  const want = run(p.vCache);
-  const absOut = run(p.vCache.map(Math.abs));
-  const maxAbsOut = absOut.reduce((m, x) => Math.max(m, x), 0);
-  const mine = new Float32Array(q.length);
-  picked.forEach((x, j) => mine.set(got.subarray(x.row * rowLen, (x.row + 1) * rowLen), j * rowLen));
-  const keys = picked.map((x) => (window > 0 ? Math.min(window, x.seq.contextLen) : x.seq.contextLen));
-  assertWithin(
-    mine,
-    want,
-    (i) => bound(p.dtype, want[i], absOut[i], maxAbsOut, keys[Math.floor(i / rowLen)], p.maxAbsV),
-    `${what} (rows ${picked.map((x) => x.row).join(",")})`,
-  );
 }
 
 const problem = (sh: Shape, dtype: DTypeName, specs: SeqSpec[], seed: number): PagedProblem =>

@@ -6,17 +6,16 @@
 // a leading decode the launch skips, metadata offset by one) with contexts of 300 and 4,100, an empty
 // sequence and one of 3 tokens whose later splits are empty, windows 0 and 100. num_splits = 1 must be
 // the unsplit kernel's bits; every launched row written, the skipped one untouched; sampled rows within
-// attention_prefill_w8.test.ts's bound (kernels/attention_README.md "Tolerance against the CPU
+// prefill_reference.ts's bound (kernels/attention_README.md "Tolerance against the CPU
 // reference"), which the split keeps (a different summation order in fp32).
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
-import { type AttentionSequence, pagedAttention } from "../../../src/backends/cpu/kernels/attention.ts";
 import { MERGE_THREADS } from "../../../src/backends/cuda/prefill_attention.ts";
 import { prefillSplits } from "../../../src/backends/cuda/prefill_splits.ts";
 import { type PrefillKernel, prefillTiles } from "../../../src/backends/cuda/prefill_tiles.ts";
-import type { DTypeName } from "../../../src/dtype.ts";
 import { makePagedProblem, type PagedProblem, type SeqSpec } from "../paged_problem.ts";
-import { assertSameBits, assertWithin, f32, i32, KernelHarness, noGpu, ptr, randn } from "./harness.ts";
+import { assertSameBits, f32, i32, KernelHarness, noGpu, ptr } from "./harness.ts";
+import { checkSampled as checkRows } from "./prefill_reference.ts";
 
 const H = 32;
 const HKV = 8;
@@ -27,73 +26,10 @@ const DEFINES = { NUM_HEADS: H, NUM_KV_HEADS: HKV, HEAD_DIM: D, BLOCK_SIZE: BS }
 const SHAPE = { numHeads: H, numKvHeads: HKV, headDim: D, blockSize: BS };
 const ROW = H * D;
 
-/** The rows of sequence s to compare: its ends, both sides of the 128-row tile edges, 8 at random. */
-function sampleRows(s: AttentionSequence, seed: number): number[] {
-  const rows = new Set<number>([0, 1, s.queryLen - 2, s.queryLen - 1]);
-  for (let e = 128; e < s.queryLen; e += 128) rows.add(e - 1).add(e);
-  for (const x of randn(8, seed)) rows.add(Math.floor(Math.abs(x * 1e4)) % Math.max(1, s.queryLen));
-  return [...rows].filter((i) => i >= 0 && i < s.queryLen).sort((x, y) => x - y);
-}
-
-/** fp32 part + U · (Σ w|v| + |out|) (+ fp16 subnormal weights), as attention_prefill_w8.test.ts. */
-function bound(
-  dtype: DTypeName,
-  want: number,
-  absOut: number,
-  maxAbsOut: number,
-  keys: number,
-  maxAbsV: number,
-) {
-  const u = dtype === "fp16" ? 2 ** -11 : 2 ** -8;
-  const subnormal = dtype === "fp16" ? keys * 2 ** -25 * maxAbsV : 0;
-  return 1e-5 * maxAbsOut + 1e-30 + u * (absOut + Math.abs(want)) + subnormal;
-}
-
-/** Checks sampled rows of sequences [from, S) of `got` [T, H, D] against pagedAttention on those rows. */
-function checkSampled(p: PagedProblem, got: Float32Array, window: number, from: number, what: string): void {
-  const picked: { row: number; seq: AttentionSequence }[] = [];
-  p.seqs.forEach((s, si) => {
-    if (si < from) return;
-    for (const i of sampleRows(s, 700 + si)) {
-      const pos = s.contextLen - s.queryLen + i; // row i as a one-row sequence at its position
-      picked.push({
-        row: s.queryStart + i,
-        seq: { queryStart: picked.length, queryLen: 1, contextLen: pos + 1, blockTable: s.blockTable },
-      });
-    }
-  });
-  const q = new Float32Array(picked.length * ROW);
-  picked.forEach((x, j) => q.set(p.q.subarray(x.row * ROW, (x.row + 1) * ROW), j * ROW));
-  const run = (vCache: Float32Array) => {
-    const out = new Float32Array(q.length);
-    pagedAttention({
-      q,
-      kCache: p.kCache,
-      vCache,
-      blockSize: BS,
-      numHeads: H,
-      numKvHeads: HKV,
-      headDim: D,
-      seqs: picked.map((x) => x.seq),
-      scale: SCALE,
-      slidingWindow: window > 0 ? window : null,
-      out,
-    });
-    return out;
-  };
-  const want = run(p.vCache);
-  const absOut = run(p.vCache.map(Math.abs));
-  const maxAbsOut = absOut.reduce((m, x) => Math.max(m, x), 0);
-  const mine = new Float32Array(q.length);
-  picked.forEach((x, j) => mine.set(got.subarray(x.row * ROW, (x.row + 1) * ROW), j * ROW));
-  const keys = picked.map((x) => (window > 0 ? Math.min(window, x.seq.contextLen) : x.seq.contextLen));
-  assertWithin(
-    mine,
-    want,
-    (i) => bound(p.dtype, want[i], absOut[i], maxAbsOut, keys[Math.floor(i / ROW)], p.maxAbsV),
-    `${what} (rows ${picked.map((x) => x.row).join(",")})`,
-  );
-}
+const SHAPE8B = { H, HKV, D, BS };
+/** Sampled rows of sequences [from, S) against the CPU reference (prefill_reference.ts). */
+const checkSampled = (p: PagedProblem, got: Float32Array, window: number, from: number, what: string) =>
+  checkRows(SHAPE8B, p, got, window, what, { from, seedBase: 700 });
 
 describe("attention_prefill split mode at the 8B head shape", { skip: noGpu }, () => {
   let h: KernelHarness;
