@@ -32,6 +32,7 @@
 // other arguments), each key and value as fp32(e4m3 · scale), the CPU's value. The generic path keeps it in fp32 (exact);
 // the tensor-core path rounds it to kiln_t in shared memory (below).
 #include "attention_common.cuh"
+#include "attention_tile.cuh"
 
 #if !defined(KILN_DTYPE_F32) && (HEAD_DIM == 64 || HEAD_DIM == 128)
 #define ATTN_PREFILL_TENSOR_CORES 1
@@ -54,25 +55,6 @@ template <int kWarps>
 constexpr int kPrefillThreads = ATTN_PREFILL_TENSOR_CORES ? kWarps * kWarp : 128;
 static_assert(kPrefillThreads<4> == 128, "the 4-warp variant and the generic path: 128 threads");
 
-// The rows of one query tile and the keys they need.
-struct Tile {
-  int q_row;    // first row of the tile in q/out (packed over sequences)
-  int rows;     // valid rows in the tile, ≤ kBlockM
-  int p_first;  // position of the tile's first row
-  int kv_lo;    // keys [kv_lo, kv_hi) can be attended by some row of the tile
-  int kv_hi;
-};
-
-__device__ __forceinline__ Tile make_tile(int q0, int qlen, int ctx, int i0, int window) {
-  Tile t;
-  t.q_row = q0 + i0;
-  t.rows = min(kBlockM, qlen - i0);
-  t.p_first = ctx - qlen + i0;
-  t.kv_lo = window > 0 ? max(0, t.p_first - window + 1) : 0;
-  t.kv_hi = t.p_first + t.rows;  // = last row's position + 1
-  return t;
-}
-
 // Slot of key position `pos` (paged_kv.ts), as an element offset of its kv head's row in a pool.
 __device__ __forceinline__ size_t kv_offset(const int* table, int pos, int kvh) {
   const int slot = table[pos / BLOCK_SIZE] * BLOCK_SIZE + pos % BLOCK_SIZE;
@@ -83,11 +65,6 @@ __device__ __forceinline__ size_t kv_offset(const int* table, int pos, int kvh) 
 __device__ __forceinline__ size_t kv_index(const int* table, int pos, int kvh) {
   const int slot = table[pos / BLOCK_SIZE] * BLOCK_SIZE + pos % BLOCK_SIZE;
   return (size_t)slot * NUM_KV_HEADS + kvh;
-}
-
-// Key `key` is masked for the row at position p: causal, then the sliding window (0 = none).
-__device__ __forceinline__ bool masked(int key, int p, int window) {
-  return key > p || (window > 0 && key <= p - window);
 }
 
 // Split mode (the `_split` entries, attention_README.md): split z of num_splits takes keys [lo, hi) of
@@ -164,13 +141,6 @@ __device__ __forceinline__ uint4 dequant8(const uint2& bytes, float s) {
   return w;
 }
 
-// Block id of key n0 + threadIdx.x (threads < kBlockN), -1 outside [kv_lo, kv_hi). A plain load: issued
-// a tile ahead, it completes during that tile.
-__device__ __forceinline__ int fetch_block(const int* table, int n0, const Tile& t) {
-  const int pos = n0 + (int)threadIdx.x;
-  return threadIdx.x < kBlockN && pos >= t.kv_lo && pos < t.kv_hi ? table[pos / BLOCK_SIZE] : -1;
-}
-
 // K and V rows of keys [n0, n0 + kBlockN) → sk, sv [kBlockN][kLds] by cp.async, blocks from blk
 // [kBlockN] (shared); keys with block -1 are zeros.
 // FP8 pools (KvFp8): 8 bytes and the row's scale per copy, dequantized in registers and stored to shared
@@ -239,8 +209,8 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
   }
   const int n_begin = t.kv_lo / kBlockN * kBlockN;
   __shared__ int s_blk[2][kBlockN];  // block ids of the keys of the tile being copied, two tiles apart
-  if (threadIdx.x < kBlockN) s_blk[0][threadIdx.x] = fetch_block(table, n_begin, t);
-  int next_blk = fetch_block(table, n_begin + kBlockN, t);
+  if (threadIdx.x < kBlockN) s_blk[0][threadIdx.x] = fetch_block<kBlockN>(table, n_begin, t);
+  int next_blk = fetch_block<kBlockN>(table, n_begin + kBlockN, t);
   __syncthreads();
   load_kv_tile<kWarps, KV>(sK, sV, k_cache, v_cache, k_scale, v_scale, s_blk[0], n_begin, kvh);
   cp_async_commit();  // Q and the first K/V tile: one group
@@ -263,7 +233,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
     const bool has_next = n0 + kBlockN < t.kv_hi;
     cp_async_wait<0>();  // this tile's K/V (and Q) landed: the only group in flight
     if (threadIdx.x < kBlockN) s_blk[buf ^ 1][threadIdx.x] = next_blk;
-    if (has_next) next_blk = fetch_block(table, n0 + 2 * kBlockN, t);
+    if (has_next) next_blk = fetch_block<kBlockN>(table, n0 + 2 * kBlockN, t);
     __syncthreads();  // the tile and s_blk visible to all; every warp done with the previous tile's buffer
     if (has_next) {   // next tile → the other buffer, in flight during this tile
       load_kv_tile<kWarps, KV>(sK + (buf ^ 1) * kBlockN * kLds, sV + (buf ^ 1) * kBlockN * kLds, k_cache, v_cache,
@@ -613,7 +583,7 @@ __device__ __forceinline__ void prefill(kiln_t* __restrict__ out, const kiln_t* 
     keys = split_keys(ctx, qlen, sliding_window, sp.z, sp.num_splits);
   }
   for (int tile = tiles - 1 - x; tile >= 0; tile -= x_stride) {
-    Tile t = make_tile(q0, qlen, ctx, tile * kBlockM, sliding_window);
+    Tile t = make_tile<kBlockM>(q0, qlen, ctx, tile * kBlockM, sliding_window);
     if constexpr (kSplit) {
       t.kv_lo = max(t.kv_lo, keys.x);
       t.kv_hi = min(t.kv_hi, keys.y);

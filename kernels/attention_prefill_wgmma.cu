@@ -31,6 +31,7 @@
 //   K (B, K-major):  LBO 128 (next 8 d), SBO G (next 8 keys)
 //   V (B, MN-major): LBO G (next 8 keys, the K direction), SBO 128 (next 8 d, the N direction)
 #include "attention_common.cuh"
+#include "attention_tile.cuh"
 #include "attention_wgmma.cuh"
 
 #if defined(KILN_DTYPE_F32)
@@ -61,36 +62,6 @@ constexpr int kSmemElems = kBlockM * HEAD_DIM + 2 * kStages * kTileElems;
 static_assert(kSmemElems * 2 + 2 * kBlockN * 4 <= 227 * 1024, "shared memory of one CTA (s_blk included)");
 static_assert(kStages >= 3, "tile i − 1 (its P·V deferred), tile i, and at least one in flight");
 static_assert((kBlockN * kChunks) % kThreads == 0 && (kBlockM * kChunks) % kThreads == 0, "copy shape");
-
-// The rows of one query tile and the keys they need (as attention_prefill.cu's Tile).
-struct Tile {
-  int q_row;    // first row of the tile in q/out
-  int rows;     // valid rows, ≤ kBlockM
-  int p_first;  // position of the first row
-  int kv_lo;    // keys [kv_lo, kv_hi) some row of the tile may attend
-  int kv_hi;
-};
-
-__device__ __forceinline__ Tile make_tile(int q0, int qlen, int ctx, int i0, int window) {
-  Tile t;
-  t.q_row = q0 + i0;
-  t.rows = min(kBlockM, qlen - i0);
-  t.p_first = ctx - qlen + i0;
-  t.kv_lo = window > 0 ? max(0, t.p_first - window + 1) : 0;
-  t.kv_hi = t.p_first + t.rows;
-  return t;
-}
-
-// Key `key` is masked for the row at position p: causal, then the sliding window (0 = none).
-__device__ __forceinline__ bool masked(int key, int p, int window) {
-  return key > p || (window > 0 && key <= p - window);
-}
-
-// Block id of key n0 + threadIdx.x (threads < kBlockN), −1 outside [kv_lo, kv_hi): read a tile ahead.
-__device__ __forceinline__ int fetch_block(const int* table, int n0, const Tile& t) {
-  const int pos = n0 + (int)threadIdx.x;
-  return threadIdx.x < kBlockN && pos >= t.kv_lo && pos < t.kv_hi ? table[pos / BLOCK_SIZE] : -1;
-}
 
 // Copy chunk c (0 … rows·kChunks) of a tile: row (c%8) + 8·(c / (8·kChunks)), columns 8·((c/8) % kChunks)
 // + 0…7, stored at element 8c of the interleaved layout.
@@ -213,7 +184,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
   // wait_group<kStages − 3> at tile i always means "tile i landed").
 #pragma unroll
   for (int j = 0; j < kStages - 2; j++) {
-    if (tid < kBlockN) s_blk[j & 1][tid] = fetch_block(table, n_begin + j * kBlockN, t);
+    if (tid < kBlockN) s_blk[j & 1][tid] = fetch_block<kBlockN>(table, n_begin + j * kBlockN, t);
     __syncthreads();
     if (j < n_tiles) {
       kiln_t* buf = sKV + 2 * j * kTileElems;
@@ -221,7 +192,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
     }
     cp_async_commit();
   }
-  int next_blk = fetch_block(table, n_begin + (kStages - 2) * kBlockN, t);
+  int next_blk = fetch_block<kBlockN>(table, n_begin + (kStages - 2) * kBlockN, t);
 
   float o[kD];
 #pragma unroll
@@ -249,7 +220,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
     fence_proxy_async();           // … and are visible to wgmma's async proxy
     const int ahead = it + kStages - 2;  // the tile whose copies go out now
     if (tid < kBlockN) s_blk[ahead & 1][tid] = next_blk;
-    next_blk = fetch_block(table, n_begin + (ahead + 1) * kBlockN, t);
+    next_blk = fetch_block<kBlockN>(table, n_begin + (ahead + 1) * kBlockN, t);
     __syncthreads();  // tile it visible to all; both warpgroups done with tile it − 2's buffer
     if (ahead < n_tiles) {
       kiln_t* buf = sKV + 2 * (ahead % kStages) * kTileElems;
@@ -357,7 +328,7 @@ extern "C" __global__ void __launch_bounds__(256, 1)
   const int* table = block_tables + (size_t)s * block_table_stride;
   const int tiles = (qlen + attn::wg::kBlockM - 1) / attn::wg::kBlockM;
   for (int tile = tiles - 1 - (int)blockIdx.x; tile >= 0; tile -= (int)gridDim.x) {
-    const attn::wg::Tile t = attn::wg::make_tile(q0, qlen, ctx, tile * attn::wg::kBlockM, sliding_window);
+    const attn::Tile t = attn::make_tile<attn::wg::kBlockM>(q0, qlen, ctx, tile * attn::wg::kBlockM, sliding_window);
     attn::wg::prefill_tile(out, q, k_cache, v_cache, table, t, h, scale, sliding_window);
   }
 #else
