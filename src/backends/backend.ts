@@ -138,6 +138,11 @@ export interface ExecutionBackend {
    * (queuing a third drops both: an abandoned generation). */
   enqueueSample?(step: StepInput, p: SampleParams, t: StepTransforms, feed?: TokenFeed): SampleTicket;
   collectSample?(ticket: SampleTicket): { tokens: Int32Array; logProbs: Float32Array };
+  /** Whether `collectSample(ticket)` (the next ticket to collect) would return without waiting: its
+   * tokens are on the host. The executor polls it between turns of the event loop instead of
+   * blocking in collectSample, so a server keeps accepting and streaming while the device computes.
+   * Absent: collectSample never waits (the CPU backend runs a step when it is queued). */
+  sampleReady?(ticket: SampleTicket): boolean;
   /** Where a decode step's device time goes: GPU time per kind of launch (eager, one event pair
    * each) and of one whole graph replay, for the decode step `step` (CUDA only; for `kiln bench --profile`). */
   profileDecode?(step: StepInput): DecodeProfile;

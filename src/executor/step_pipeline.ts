@@ -2,7 +2,8 @@
 // output processor. Two ways:
 //
 //   runNow:  forwardAndSample(step) → context logits, beams (logits rows), samples → scheduler.update
-//   queue:   enqueueSample(step N+1, feed ← N) → scheduler.advance (placeholders) → land(N)
+//   queue:   enqueueSample(step N+1, feed ← N) → scheduler.advance (placeholders); the loop then
+//            polls sampleReady(N) between turns of the event loop → land(N)
 //   land(N): collectSample(N) → samples → scheduler.resolve (tokens over the placeholders)
 //
 // Queued (overlap.ts), when the backend queues steps (enqueueSample) and every live request is
@@ -29,6 +30,10 @@ import type { ScheduledStep } from "./step_from_schedule.ts";
 export class StepPipeline {
   /** The queued step not read yet (overlapped loop). */
   private flight: Flight | null = null;
+  /** The step an iteration left for the loop to read (readReady, readNow): the flight it queued the
+   * next step behind, or the one it must read first. The loop serves the event loop until the device
+   * has its tokens instead of blocking in collectSample. */
+  private unread: Flight | null = null;
 
   constructor(
     private readonly live: Map<number, LiveRequest>,
@@ -50,9 +55,28 @@ export class StepPipeline {
     return this.flight !== null && (!overlap || this.needsRead(this.flight));
   }
 
-  /** Reads the step in flight, if any. */
-  landInFlight(): void {
-    if (this.flight) this.land(this.flight);
+  /** Leaves the step in flight, if any, for the loop to read. */
+  readInFlight(): void {
+    if (this.flight) this.unread = this.flight;
+  }
+
+  /** Whether a step is left to read. */
+  get readPending(): boolean {
+    return this.unread !== null;
+  }
+
+  /** Whether the step left to read has its tokens on the host (a backend that cannot tell: yes). */
+  readReady(): boolean {
+    const f = this.unread;
+    return f === null || (this.backend.sampleReady?.(f.ticket) ?? true);
+  }
+
+  /** Reads the step left to read, if any; `waitedMs`: how long the loop waited for it. */
+  readNow(waitedMs = 0): void {
+    const f = this.unread;
+    if (!f) return;
+    this.unread = null;
+    this.land(f, waitedMs);
   }
 
   /** Whether the next step may be queued on the device: the backend queues steps, and no request
@@ -156,7 +180,7 @@ export class StepPipeline {
   }
 
   /** Queues the step of `out` (fed from the step in flight), advances the scheduler past it with
-   * placeholders, then reads the step in flight, if any. */
+   * placeholders, then leaves the step that was in flight, if any, for the loop to read. */
   queue(out: SchedulerOutput, { step, sampled }: ScheduledStep, counts: StepCounts, now: number): void {
     const rows: SampledRow[] = [];
     for (const sr of sampled) {
@@ -182,18 +206,19 @@ export class StepPipeline {
         });
     });
     this.flight = { out, ticket, pending, ...counts, started: now, overlapped: prev !== null };
-    if (prev) this.land(prev);
-    else if (this.needsRead(this.flight)) this.land(this.flight); // nothing to overlap it with
+    if (prev) this.unread = prev;
+    else if (this.needsRead(this.flight)) this.unread = this.flight; // nothing to overlap it with
   }
 
   /** Reads the queued step `f`: each request accepts its token (stops, text, events), then the
-   * scheduler writes the tokens of those that go on over their placeholders. */
-  private land(f: Flight): void {
+   * scheduler writes the tokens of those that go on over their placeholders. `waitedMs`: how long
+   * the loop polled for it before (the host's wait is that and collectSample's). */
+  private land(f: Flight, waitedMs = 0): void {
     if (this.flight === f) this.flight = null;
     const collect = this.backend.collectSample as NonNullable<ExecutionBackend["collectSample"]>;
     const waitStart = performance.now();
     const got = collect.call(this.backend, f.ticket);
-    const hostWaitMs = performance.now() - waitStart;
+    const hostWaitMs = waitedMs + performance.now() - waitStart;
     const t = this.clock();
     const requests = new Set<number>();
     for (const p of f.pending.values()) requests.add(p.requestId);
@@ -228,16 +253,21 @@ export class StepPipeline {
     this.reporter.report(f.out, f, t - f.started, f.overlapped, hostWaitMs);
   }
 
-  /** Reads the step in flight, if any, after a failure or before the loop sleeps; a read that fails
-   * too is dropped (the backend's queue is abandoned). */
+  /** Reads the steps not read yet (the one left to read, then the one in flight), after a failure or
+   * before the loop sleeps, waiting for the device; a read that fails is dropped (the backend's
+   * queue is abandoned). */
   tryLand(): void {
-    const f = this.flight;
-    if (!f) return;
+    const steps = [this.unread, this.flight].filter(
+      (f, i, all): f is Flight => f !== null && all.indexOf(f) === i,
+    );
+    this.unread = null;
     this.flight = null;
-    try {
-      this.land(f);
-    } catch {
-      // the device failed already; its requests have ended with that error
+    for (const f of steps) {
+      try {
+        this.land(f);
+      } catch {
+        // the device failed already; its requests have ended with that error
+      }
     }
   }
 }

@@ -53,7 +53,15 @@ interface Spy {
   stats: IterationStats[];
 }
 
-function spied(options: ExecutorOptions = {}, engineDir = dir): { ex: Executor; spy: Spy } {
+/** A device that needs time: sampleReady says no `polls(ticket id)` times for each ticket before yes.
+ * The log gets "p<id>" per poll answered no, and "c<id>!" for a read of a ticket still not ready. */
+type SlowDevice = (ticketId: number) => number;
+
+function spied(
+  options: ExecutorOptions = {},
+  engineDir = dir,
+  slow?: SlowDevice,
+): { ex: Executor; spy: Spy } {
   const spy: Spy = { log: [], rows: [], fed: [], stats: [] };
   const session = Session.open(engineDir);
   const b = session.backend;
@@ -66,10 +74,19 @@ function spied(options: ExecutorOptions = {}, engineDir = dir): { ex: Executor; 
     spy.fed.push(feed ? feed.rows.filter((r) => r >= 0).length : 0);
     return ticket;
   };
+  const left = new Map<number, number>();
+  const notReady = (id: number) => (left.get(id) ?? slow?.(id) ?? 0) > 0;
   b.collectSample = (ticket: SampleTicket) => {
-    spy.log.push(`c${ticket.id}`);
+    spy.log.push(`c${ticket.id}${notReady(ticket.id) ? "!" : ""}`);
     return collectSample(ticket);
   };
+  if (slow)
+    b.sampleReady = (ticket: SampleTicket) => {
+      if (!notReady(ticket.id)) return true;
+      left.set(ticket.id, (left.get(ticket.id) ?? slow(ticket.id)) - 1);
+      spy.log.push(`p${ticket.id}`);
+      return false;
+    };
   const ex = new Executor(session, { ...options, onIteration: (s) => spy.stats.push(s) });
   open.push(ex);
   return { ex, spy };
@@ -189,6 +206,80 @@ describe("executor overlap: the next step is queued before the last is read", ()
       rest.map((e) => [e.tokenIds, e.finishReason]),
       [[[], "cancelled"]],
     );
+    await ticks(3);
+    assert.equal(
+      spy.log.filter((e) => e.startsWith("q")).length,
+      spy.log.filter((e) => e.startsWith("c")).length,
+    );
+  });
+
+  test("a device that needs time: the loop turns the event loop until the step is ready, then reads it", async () => {
+    const { ex, spy } = spied({}, dir, () => 3);
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const seen: number[] = []; // the ticker's count at each log entry
+    const push = spy.log.push.bind(spy.log);
+    spy.log.push = (...e: string[]) => {
+      for (const _ of e) seen.push(turns);
+      return push(...e);
+    };
+    const ids = [0, 1].map((i) =>
+      ex.enqueue({ prompt: prompt(i, 5), maxNewTokens: 5, greedy: true, endId: [] }),
+    );
+    const got = await Promise.all(ids.map((id) => collect(ex, id)));
+    ticking = false;
+    for (const [i, g] of got.entries()) assert.deepEqual(g.tokens, await alone(prompt(i, 5), 5));
+    const reads = spy.log.filter((e) => e.startsWith("c"));
+    assert.ok(reads.length >= 4, spy.log.join(" "));
+    // Every read of the running loop waited for its ticket's three "not yet", turning the event loop
+    // (the ticker) meanwhile; none read a step that was not ready.
+    for (const [k, e] of spy.log.entries()) {
+      if (!e.startsWith("c")) continue;
+      assert.ok(!e.endsWith("!"), `read ${e} before its step was ready: ${spy.log.join(" ")}`);
+      const id = e.slice(1);
+      const polls = spy.log.flatMap((x, j) => (x === `p${id}` ? [j] : []));
+      assert.equal(polls.length, 3, `${e}: ${spy.log.join(" ")}`);
+      assert.ok(seen[k] - seen[polls[0]] >= 2, `${e}: the event loop did not turn while it waited`);
+    }
+    for (let k = 1; k < spy.rows.length; k++)
+      assert.ok(spy.log.indexOf(`q${k}`) < spy.log.indexOf(`c${k - 1}`), `step ${k}: ${spy.log.join(" ")}`);
+    assert.ok(spy.stats.filter((s) => s.overlapped).length >= 3, "no overlap: the test lost its point");
+  });
+
+  test("a request enqueued and one cancelled while the loop waits for the device", async () => {
+    const { ex, spy } = spied({}, dir, () => 2);
+    const a = ex.enqueue({ prompt: prompt(4, 7), maxNewTokens: 30, greedy: true, endId: [] });
+    const b = ex.enqueue({ prompt: prompt(5, 6), maxNewTokens: 8, greedy: true, endId: [] });
+    // On the first "not ready" of the third ticket (two queued steps in flight): b arrives, a leaves.
+    let c = -1;
+    const ready = ex.session.backend.sampleReady as NonNullable<ExecutionBackend["sampleReady"]>;
+    ex.session.backend.sampleReady = (t: SampleTicket) => {
+      if (t.id === 2 && c < 0) {
+        c = ex.enqueue({ prompt: prompt(6, 5), maxNewTokens: 6, greedy: true, endId: [] });
+        assert.ok(ex.cancel(a));
+      }
+      return ready(t);
+    };
+    const [ga, gb, gc] = await Promise.all([
+      collect(ex, a),
+      collect(ex, b),
+      (async () => {
+        for (let i = 0; c < 0 && i < 10_000; i++) await ticks(1);
+        assert.ok(c >= 0, "the loop never asked whether the third step was ready");
+        return collect(ex, c);
+      })(),
+    ]);
+    assert.equal(ga.finishReason, "cancelled");
+    assert.ok(ga.tokens.length < 30);
+    assert.deepEqual(ga.tokens, (await alone(prompt(4, 7), 30)).slice(0, ga.tokens.length));
+    assert.deepEqual(gb.tokens, await alone(prompt(5, 6), 8));
+    assert.deepEqual(gc.tokens, await alone(prompt(6, 5), 6));
+    assert.ok(spy.log.includes("p2"), spy.log.join(" "));
     await ticks(3);
     assert.equal(
       spy.log.filter((e) => e.startsWith("q")).length,
@@ -498,8 +589,10 @@ async function runJobs(ex: Executor, js: readonly Job[]): Promise<Collected[]> {
   return Promise.all(pending);
 }
 
+const slowSeed = (seed: number) => seed === 5 || seed >= 7;
+
 describe("executor overlap: randomised mixes equal the synchronous loop", () => {
-  for (const seed of [1, 2, 3, 4, 5, 6]) {
+  for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
     test(`seed ${seed}: arrivals, end ids, stop words, cancels, penalties, preemption`, async () => {
       const r = mulberry(seed);
       const pick = (n: number) => Math.floor(r() * n);
@@ -529,7 +622,8 @@ describe("executor overlap: randomised mixes equal the synchronous loop", () => 
         if (seed % 2 === 0 && !req.greedy && r() < 0.3) req.numReturnSequences = 2;
         return { req, delay: pick(3), cancelAfter: r() < 0.25 ? 1 + pick(3) : null };
       });
-      const { ex, spy } = spied(opts);
+      // Seeds 5, 7, 8: a device that needs 0–3 polls per step, so arrivals and cancels land while it computes.
+      const { ex, spy } = spied(opts, dir, slowSeed(seed) ? (id) => (id * 7 + seed) % 4 : undefined);
       const got = await runJobs(ex, js);
       const want = await runJobs(synchronous(opts), js);
       for (const [i, g] of got.entries()) {
@@ -545,6 +639,11 @@ describe("executor overlap: randomised mixes equal the synchronous loop", () => 
         );
       }
       assert.ok(spy.stats.filter((s) => s.overlapped).length > 4, "no overlap: the test lost its point");
+      if (slowSeed(seed))
+        assert.ok(
+          spy.log.some((e) => e.startsWith("p")),
+          "no slow step: the test lost its point",
+        );
       if (seed % 2 === 0)
         assert.ok(
           js.some((j) => j.req.numReturnSequences),

@@ -272,6 +272,10 @@ export class CudaBackend implements ExecutionBackend {
     return this.kernels.has("sampling") ? (ticket) => this.sampler.collect(ticket) : undefined;
   }
 
+  get sampleReady(): ExecutionBackend["sampleReady"] {
+    return this.kernels.has("sampling") ? (ticket) => this.sampler.ready(ticket) : undefined;
+  }
+
   /** Forward, then embedding bias, penalties, bans and sample_topk_topp on the device (HF's order);
    * only B tokens and log-probs cross to the host, into the ticket's pinned slot. Returns at once. */
   private enqueueSampled(

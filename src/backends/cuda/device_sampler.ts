@@ -199,6 +199,13 @@ export class DeviceSampler {
     return { id, rows };
   }
 
+  /** Whether collect(ticket) would not wait: the ticket's copy to the host is done. */
+  ready(ticket: SampleTicket): boolean {
+    if (ticket.id !== this.collected)
+      throw new Error(`internal: asking after ticket ${ticket.id}, but ${this.collected} is next`);
+    return this.slots[ticket.id % 2].done.query();
+  }
+
   /** Waits for a queued step's tokens (tickets are collected in queue order). */
   collect(ticket: SampleTicket): { tokens: Int32Array; logProbs: Float32Array } {
     if (ticket.id !== this.collected)

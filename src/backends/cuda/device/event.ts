@@ -38,6 +38,11 @@ export class Event implements Disposable {
     this.device.driver.eventSynchronize(this.handle);
   }
 
+  /** Whether the work before the recorded point is done; never blocks. */
+  query(): boolean {
+    return this.device.driver.eventQuery(this.handle);
+  }
+
   /** Milliseconds from `start` to this event (both recorded; waits for this one). */
   elapsedMsSince(start: Event): number {
     this.synchronize();

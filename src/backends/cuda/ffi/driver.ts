@@ -8,6 +8,7 @@ import {
   CU_EVENT_DEFAULT,
   CU_STREAM_CAPTURE_MODE,
   CU_STREAM_DEFAULT,
+  CUDA_ERROR_NOT_READY,
   type Dim3,
   dim3,
 } from "./driver_enums.ts";
@@ -78,6 +79,7 @@ const PROTOS = {
   cuEventCreate: ["int", ["void *", "uint32_t"]],
   cuEventRecord: ["int", [H, H]],
   cuEventSynchronize: ["int", [H]],
+  cuEventQuery: ["int", [H]],
   // cuda.h line 172 maps cuEventElapsedTime → _v2 (CUDA 12.8+); older drivers only have the plain name.
   cuEventElapsedTime: ["int", ["void *", H, H], ["cuEventElapsedTime_v2", "cuEventElapsedTime"]],
   cuEventDestroy: ["int", [H], ["cuEventDestroy_v2"]],
@@ -326,6 +328,14 @@ export class Driver {
   }
   eventSynchronize(event: CuEvent): void {
     this.call("cuEventSynchronize", event);
+  }
+  /** Whether the work before the event's recorded point is done (cuEventQuery: CUDA_SUCCESS, or
+   * CUDA_ERROR_NOT_READY = 600); any other result is the device's error. */
+  eventQuery(event: CuEvent): boolean {
+    const r = this.fns.cuEventQuery(event) as number;
+    if (r === 0) return true;
+    if (r === CUDA_ERROR_NOT_READY) return false;
+    throw this.error(this.boundNames.cuEventQuery, r);
   }
   /** Milliseconds between two recorded (and completed) events. */
   eventElapsedTime(start: CuEvent, end: CuEvent): number {

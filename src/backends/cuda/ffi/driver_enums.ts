@@ -18,6 +18,8 @@ export const CU_STREAM_NON_BLOCKING = 1;
 /** CUevent_flags (cuda.h lines 456-458). */
 export const CU_EVENT_DEFAULT = 0;
 export const CU_EVENT_DISABLE_TIMING = 2;
+/** CUresult of a query whose work is not done yet (cuEventQuery, cuStreamQuery; cuda.h line 2828). */
+export const CUDA_ERROR_NOT_READY = 600;
 /** CUstreamCaptureMode (cuda.h lines 2392-2394). */
 export const CU_STREAM_CAPTURE_MODE = { GLOBAL: 0, THREAD_LOCAL: 1, RELAXED: 2 } as const;
 
