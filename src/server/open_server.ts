@@ -9,6 +9,7 @@ import { basename, resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { type DestinationStream, destination, type Level, pino } from "pino";
 import { BUNDLED_MODEL_DIR } from "../bundled_model.ts";
+import { KilnError } from "../errors.ts";
 import { ChatTemplate, NoChatTemplateError } from "../runtime/chat_template.ts";
 import { type OpenExecutorOptions, openExecutor } from "../runtime/open_executor.ts";
 import { KILN_VERSION } from "../version.ts";
@@ -65,6 +66,33 @@ export interface RunningServer {
 
 export const DEFAULT_BODY_LIMIT = 4 * 2 ** 20;
 export const DEFAULT_SHUTDOWN_TIMEOUT_S = 30;
+
+/** The server cannot listen where it was asked to (the address is taken, not allowed or not here). */
+export class ListenError extends KilnError {}
+
+/** A listen failure the user can fix, as a ListenError naming the address and the fix; others as they are. */
+function listenError(e: unknown, host: string, port: number): unknown {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const where = `${host}:${port}`;
+  if (code === "EADDRINUSE")
+    return new ListenError(
+      `${where} is already in use; stop what listens there, or pass --port with another port (0 picks a free one)`,
+      { cause: e },
+    );
+  if (code === "EACCES")
+    return new ListenError(
+      `not allowed to listen on ${where}; use a port above 1023 or run with the right to bind it`,
+      {
+        cause: e,
+      },
+    );
+  if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND")
+    return new ListenError(
+      `${host} is not an address of this machine; pass --host with one of its addresses (127.0.0.1, 0.0.0.0)`,
+      { cause: e },
+    );
+  return e;
+}
 /** Connections the kernel may hold before they are accepted (Node's default is 511): a burst of
  * clients arriving while a long executor iteration holds the event loop waits there. */
 const LISTEN_BACKLOG = 4096;
@@ -127,7 +155,7 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
     await app.listen({ host: o.host ?? "127.0.0.1", port: o.port ?? 8000, backlog: LISTEN_BACKLOG });
   } catch (e) {
     await executor.shutdown({ drain: false });
-    throw e;
+    throw listenError(e, o.host ?? "127.0.0.1", o.port ?? 8000);
   }
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : (o.port ?? 8000);

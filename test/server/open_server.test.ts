@@ -6,6 +6,7 @@
 // cache, every metric of the issue's list is there with model_name and moved by the exact amounts.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { ListenError } from "../../src/server/open_server.ts";
 import { post, readStream } from "./load_run.ts";
 import { parseSse } from "./scripted_executor.ts";
 import { type BundledServer, bundledServer, kvIdle, until } from "./server_helpers.ts";
@@ -76,6 +77,22 @@ test("GET /health and Triton's readiness answer 503 once the executor's loop is 
     assert.equal(s.server.ctx.model.executor.alive, false);
     assert.deepEqual(await statuses(), [503, 503, 503]);
     assert.equal((await fetch(`${s.server.url}/v2/health/live`)).status, 200, "the process itself lives");
+  } finally {
+    await s.close();
+  }
+});
+
+test("a port already in use: ListenError naming the address and the fix; the first server serves on", async () => {
+  const s = await bundledServer();
+  try {
+    await assert.rejects(
+      bundledServer({ port: s.server.port }),
+      (e: Error) =>
+        e instanceof ListenError &&
+        e.message.includes(`127.0.0.1:${s.server.port} is already in use`) &&
+        e.message.includes("--port"),
+    );
+    assert.equal((await fetch(`${s.server.url}/health`)).status, 200);
   } finally {
     await s.close();
   }

@@ -14,12 +14,19 @@ export interface BundledServer {
 export async function bundledServer(options: ServeOptions = {}): Promise<BundledServer> {
   const cache = tempCache();
   const runner = ModelRunner.fromDir(BUNDLED_MODEL_DIR, { backend: "cpu", cacheDir: cache.dir });
-  const server = await openServer({
-    port: 0,
-    logLevel: "silent",
-    ...options,
-    executor: { backend: "cpu", cacheDir: cache.dir, ...options.executor },
-  });
+  let server: RunningServer;
+  try {
+    server = await openServer({
+      port: 0,
+      logLevel: "silent",
+      ...options,
+      executor: { backend: "cpu", cacheDir: cache.dir, ...options.executor },
+    });
+  } catch (e) {
+    runner.dispose();
+    cache.cleanup();
+    throw e;
+  }
   return {
     server,
     runner,
