@@ -1,7 +1,8 @@
 // The FP8 GEMM configuration of cuBLASLt plans (device/cublaslt_descriptors.ts), on the CPU: fp8 plans
 // read 1-byte x and W whatever the engine dtype, may write fp32 (fp32 engines) or 16-bit outputs, and
 // describe themselves as e4m3; the descriptor attributes an fp8 plan sets (FP8 fast accumulation off,
-// stated; outer-vector scale modes unless unit scales), recorded by a stand-in cuBLASLt. Whether cuBLASLt
+// stated; outer-vector scale modes, with placeholder scale pointers for the heuristic, unless unit
+// scales), recorded by a stand-in cuBLASLt. Whether cuBLASLt
 // accepts them needs a GPU (test/gpu/kernels/gemv_fp8.test.ts).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -62,7 +63,13 @@ describe("FP8 GEMM configuration", () => {
         matmulDescSetAttribute: (_d: bigint, attr: number, v: ArrayBufferView) => set.set(attr, v),
         matrixLayoutCreate: () => 2n,
       };
-      const device = { blasLt: () => ({ api, handle: 3n }) } as unknown as CudaDevice;
+      const device = {
+        blasLt: () => ({ api, handle: 3n }),
+        assertOpen: () => {},
+        driver: { memAlloc: () => 0x7000n },
+        liveBytes: 0,
+        liveObjects: 0,
+      } as unknown as CudaDevice;
       createPlan(device, normalize(config));
       return set;
     };
@@ -72,9 +79,13 @@ describe("FP8 GEMM configuration", () => {
     assert.ok(fast instanceof Int8Array && fast.length === 1 && fast[0] === 0, "FAST_ACCUM: int8_t 0");
     for (const mode of [CUBLASLT_MATMUL_DESC.A_SCALE_MODE, CUBLASLT_MATMUL_DESC.B_SCALE_MODE])
       assert.deepEqual(outer.get(mode), Int32Array.of(CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F));
+    // The heuristic refuses vector scale modes without scale pointers: the plan's placeholder is set.
+    for (const ptr of [CUBLASLT_MATMUL_DESC.A_SCALE_POINTER, CUBLASLT_MATMUL_DESC.B_SCALE_POINTER])
+      assert.deepEqual(outer.get(ptr), BigUint64Array.of(0x7000n));
     const unit = attributes({ ...base, fp8: true, fp8UnitScales: true, dtypeOut: "fp32" });
     assert.deepEqual(unit.get(CUBLASLT_MATMUL_DESC.FAST_ACCUM), Int8Array.of(0));
     assert.equal(unit.has(CUBLASLT_MATMUL_DESC.A_SCALE_MODE), false);
+    assert.equal(unit.has(CUBLASLT_MATMUL_DESC.A_SCALE_POINTER), false);
     assert.equal(attributes(base).has(CUBLASLT_MATMUL_DESC.FAST_ACCUM), false, "not on plain GEMMs");
   });
 });

@@ -28,6 +28,7 @@ import {
 } from "../ffi/cublaslt.ts";
 import { CublasError } from "../ffi/errors.ts";
 import type { CuStream, DevicePtr } from "../ffi/handles.ts";
+import { DeviceBuffer } from "./buffer.ts";
 import type { CudaDevice } from "./device.ts";
 
 export interface GemmConfig {
@@ -70,6 +71,10 @@ export interface Plan {
   a: LtMatrixLayout;
   b: LtMatrixLayout;
   d: LtMatrixLayout;
+  /** Outer-vector FP8: what A_SCALE_POINTER and B_SCALE_POINTER point at until matmul() sets each
+   * call's vectors. cuBLASLt's heuristic refuses a vector scale mode whose pointers are unset
+   * (CUBLAS_STATUS_INVALID_VALUE: the mode "requires a custom pointer"); it reads nothing there. */
+  scalePlaceholder: DeviceBuffer | null;
 }
 
 export function normalize(config: GemmConfig): FullConfig {
@@ -115,6 +120,7 @@ export function createPlan(device: CudaDevice, c: FullConfig): Plan {
   const compute =
     c.dtypeIn === "fp32" && !c.computeFp32Exact ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   const created: (() => void)[] = [];
+  let scalePlaceholder: DeviceBuffer | null = null;
   try {
     const desc = api.matmulDescCreate(compute, CUDA_R_32F);
     created.push(() => api.matmulDescDestroy(desc));
@@ -129,6 +135,11 @@ export function createPlan(device: CudaDevice, c: FullConfig): Plan {
       const outer = i32Attr(CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F);
       api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.A_SCALE_MODE, outer);
       api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.B_SCALE_MODE, outer);
+      const placeholder = DeviceBuffer.alloc(device, 256);
+      created.push(() => placeholder.dispose());
+      scalePlaceholder = placeholder;
+      api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.A_SCALE_POINTER, u64Attr(placeholder.ptr));
+      api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.B_SCALE_POINTER, u64Attr(placeholder.ptr));
     }
     const epilogue = c.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.EPILOGUE, u32Attr(epilogue));
@@ -141,7 +152,7 @@ export function createPlan(device: CudaDevice, c: FullConfig): Plan {
     const a = layout(typeIn, c.k, c.n); // W as col-major [k, n]
     const b = layout(typeIn, c.k, c.m); // x as col-major [k, m]
     const d = layout(CUDA_TYPE[c.dtypeOut], c.n, c.m); // y as col-major [n, m]
-    return { api, handle, desc, a, b, d };
+    return { api, handle, desc, a, b, d, scalePlaceholder };
   } catch (e) {
     for (const destroy of created.reverse()) destroy();
     throw e;
@@ -153,6 +164,7 @@ export function destroyPlan(plan: Plan): void {
   plan.api.matrixLayoutDestroy(plan.b);
   plan.api.matrixLayoutDestroy(plan.a);
   plan.api.matmulDescDestroy(plan.desc);
+  plan.scalePlaceholder?.dispose();
 }
 
 export function heuristics(plan: Plan, c: FullConfig, count: number): HeuristicResult[] {
