@@ -67,8 +67,10 @@ export class DeviceSampler {
   private scratch: DeviceBuffer | null = null;
   private tickets = 0;
   private collected = 0;
-  /** Host time spent waiting in collect() for the device, and collections. */
+  /** Host time spent waiting for the device (polling ready(), blocking in collect()), and collections. */
   private readonly wait = { ms: 0, count: 0 };
+  /** When ready() first said "not yet" for the next ticket (null: it has not). */
+  private pollingSince: number | null = null;
   /** Pinned staging of the bias, penalty and ban uploads (pinned_staging.ts): no wait for the stream. */
   private readonly staging: StagingRing<PinnedBuffer>;
 
@@ -199,11 +201,19 @@ export class DeviceSampler {
     return { id, rows };
   }
 
-  /** Whether collect(ticket) would not wait: the ticket's copy to the host is done. */
+  /** Whether collect(ticket) would not wait: the ticket's copy to the host is done. From the first
+   * "not yet" to "done" counts as waiting (waitStats), as collect's blocking time does. */
   ready(ticket: SampleTicket): boolean {
     if (ticket.id !== this.collected)
       throw new Error(`internal: asking after ticket ${ticket.id}, but ${this.collected} is next`);
-    return this.slots[ticket.id % 2].done.query();
+    const done = this.slots[ticket.id % 2].done.query();
+    const now = performance.now();
+    if (!done) this.pollingSince ??= now;
+    else if (this.pollingSince !== null) {
+      this.wait.ms += now - this.pollingSince;
+      this.pollingSince = null;
+    }
+    return done;
   }
 
   /** Waits for a queued step's tokens (tickets are collected in queue order). */
@@ -212,6 +222,8 @@ export class DeviceSampler {
       throw new Error(`internal: collecting ticket ${ticket.id}, but ${this.collected} is next`);
     const slot = this.slots[ticket.id % 2];
     const t0 = performance.now();
+    if (this.pollingSince !== null) this.wait.ms += t0 - this.pollingSince; // polled, then blocked
+    this.pollingSince = null;
     slot.done.synchronize();
     this.wait.ms += performance.now() - t0;
     this.wait.count++;
