@@ -10,8 +10,8 @@
 //   FP8 GEMM, every plan cuBLASLt offers (unit scales + fp8_scale_rows; outer-vector scales with the bias
 //     epilogue; without it, then bias_add): against the format's y = s[t]·sw[r]·Σ e4m3·e4m3 (+ bias) in
 //     doubles, from the device's codes. Hopper's FP8 tensor cores do not sum in exact fp32, so the bound
-//     is tolerances.ts's model of their accumulation (fp8Dot: each 32-product MMA truncated to 13
-//     fraction bits, whatever the promotion interval) plus the output's roundings; the unit-scale plan's
+//     is tolerances.ts's model of their accumulation (fp8Dot: each 32-product MMA aligned to 13 fraction
+//     bits below its largest addend, whatever the promotion interval) plus the output's roundings; the unit-scale plan's
 //     fp32 sums are checked against the exact sums of the codes, the model's own quantity. Every case
 //     prints its worst error against its bound and in units of 2⁻¹³·Σ|x̂·w|, to confirm or correct it.
 import assert from "node:assert/strict";

@@ -92,23 +92,26 @@ export const SAMPLING_TOKENS_EXACT = true;
 
 /**
  * The FP8 GEMM (cuBLASLt, E4M3 × E4M3 with fp32 "compute", FAST_ACCUM = 0) on Hopper is not fp32-exact.
- * The model, to be confirmed on the device (gemv_fp8.test.ts prints each case's error against it):
- *   - each FP8 tensor-core MMA instruction (WGMMA or mma.sync, k = 32 E4M3 products) returns C + Σ of
- *     its products, exact, then kept to 13 fraction bits, truncated toward zero: error < 2⁻¹³·|result|.
- *     The DeepSeek-V3 report (arXiv 2412.19437, §3.3.2) measured "around 14 bits" of accumulation
- *     precision on H800; an e8m13 accumulator is what others reverse-engineered for H100 FP8 MMAs; 13
- *     is the conservative reading.
+ * The model (gemv_fp8.test.ts prints each case's error against it):
+ *   - each FP8 tensor-core MMA instruction (WGMMA or mma.sync, k = 32 E4M3 products) adds its 32 products
+ *     to the carried partial sum C in a fixed-point window of 13 fraction bits below the largest addend's
+ *     exponent: each addend a (C and the products) is cut to that window, losing less than
+ *     min(|a|, u) with u = 2^(⌊log₂ max|a|⌋ − 13), and the result keeps 13 fraction bits of its own,
+ *     losing less than 2⁻¹³·|result|. The DeepSeek-V3 report (arXiv 2412.19437, §3.3.2) measured
+ *     "around 14 bits" of accumulation precision on H800; an e8m13 accumulator aligned to the largest
+ *     term is what others reverse-engineered for H100 FP8 MMAs; 13 is the conservative reading. The
+ *     alignment term matters where the products cancel: a model with the result's truncation alone
+ *     (session 16's) was exceeded 1.41× on the H200 at m 16, n 640, k 256 (2026-12-05).
  *   - with fast accumulation off, the tensor-core partial sum is added into an fp32 register "periodically"
  *     (the cuBLASLt docs) and restarts at 0: every 4 instructions in CUTLASS's Hopper FP8 mainloop
  *     (mma_promotion_interval) and in DeepSeek-V3 (N_C = 128 products). cuBLASLt does not say how often,
- *     and the H200 data of 2026-12-05 (0.65·2⁻¹³·Σ|x̂·w| at k = 256, m = 16) fit no promotion within
- *     those 8 instructions better than promotion every 4 (0.70–0.81 against 0.39–0.48 simulated on the
- *     test's data); so the bound is the largest over promotion every 2, 4 or 8 instructions and none.
+ *     so the bound is the largest over promotion every 2, 4 or 8 instructions and none.
  * For one output, with D_j the tensor-core partial sum after instruction j (exact, in k order, restarted
- * at each promotion): |error| ≤ (1 + ⌈k/32⌉·2⁻¹³)·2⁻¹³·Σ_j |D_j| (the factor: each result is truncated
- * from the computed, not the exact, partial sum), plus 2⁻²¹·Σ|x̂·w| for the fp32 adds of promoted sums
- * and the two scale products, as in gemv_fp8's bound. The output's rounding to the engine dtype comes on
- * top. Our own kernels (gemv_fp8, fp8_scale_rows) sum in fp32 and keep the strict 2⁻²¹ bound.
+ * at each promotion) and A_j its addends (D_{j−1} and the 32 products): |error| ≤ (1 + ⌈k/32⌉·2⁻¹³)·
+ * Σ_j (Σ_{a ∈ A_j} min(|a|, u_j) + 2⁻¹³·|D_j|) (the factor: the window and the result are the computed
+ * sums', not the exact ones'), plus 2⁻²¹·Σ|x̂·w| for the fp32 adds of promoted sums and the two scale
+ * products, as in gemv_fp8's bound. The output's rounding to the engine dtype comes on top. Our own
+ * kernels (gemv_fp8, fp8_scale_rows) sum in fp32 and keep the strict 2⁻²¹ bound.
  */
 export const FP8_MMA = {
   productsPerInstruction: 32,
@@ -124,23 +127,32 @@ export function fp8Dot(x: Float64Array, xAt: number, w: Float64Array, wAt: numbe
   const { productsPerInstruction: K, fractionBits, promotionIntervals } = FP8_MMA;
   const partial = promotionIntervals.map(() => 0);
   const bound = promotionIntervals.map(() => 0);
+  const products = new Float64Array(K);
   let sum = 0;
   let abs = 0;
   for (let start = 0, j = 0; start < k; start += K, j++) {
+    const n = Math.min(K, k - start);
     let block = 0;
-    for (let c = start; c < Math.min(start + K, k); c++) {
-      const p = x[xAt + c] * w[wAt + c];
+    let largest = 0;
+    for (let c = 0; c < n; c++) {
+      const p = x[xAt + start + c] * w[wAt + start + c];
+      products[c] = p;
       block += p;
       abs += Math.abs(p);
+      largest = Math.max(largest, Math.abs(p));
     }
     sum += block;
     for (const [h, interval] of promotionIntervals.entries()) {
       if (j % interval === 0) partial[h] = 0; // promoted before instruction j
+      const carried = Math.abs(partial[h]);
+      const top = Math.max(largest, carried);
+      const u = top > 0 ? 2 ** (Math.floor(Math.log2(top)) - fractionBits) : 0;
+      let window = Math.min(carried, u);
+      for (let c = 0; c < n; c++) window += Math.min(Math.abs(products[c]), u);
       partial[h] += block;
-      bound[h] += Math.abs(partial[h]);
+      bound[h] += window + 2 ** -fractionBits * Math.abs(partial[h]);
     }
   }
   const instructions = Math.ceil(k / K);
-  const unit = 2 ** -fractionBits * (1 + instructions * 2 ** -fractionBits);
-  return { sum, abs, slop: unit * Math.max(...bound) + 2 ** -21 * abs };
+  return { sum, abs, slop: (1 + instructions * 2 ** -fractionBits) * Math.max(...bound) + 2 ** -21 * abs };
 }
