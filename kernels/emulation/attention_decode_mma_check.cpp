@@ -5,7 +5,9 @@
 // Contexts 1, 15, 16, 17, 100, 0 (padding row: zeros), 300, 64; shuffled block table; NaN in every K/V
 // slot and table entry that must not be read (and, with a window, in the keys before it). Runs: windows
 // 0, 5 and 70 (lo off a tile boundary, two tiles) × the [S, stride] and [stride, S] (step S) tables,
-// CTAs in shuffled orders; then the profiling stops 1 and 2 must run to the end.
+// CTAs in shuffled orders; then the profiling stops 1 and 2 must run to the end. Both entries, one line
+// each: attention_decode_mma and attention_decode_mma_occ (one stage fewer), whose outputs must also be
+// the deep entry's bit for bit (the same arithmetic in the same order).
 // Per element the error must stay within the README's bound (P rounded to the dtype before P·V):
 //   1e-5·max(absOut) + u·(absOut + |out|) [+ fp16: keys·2⁻²⁵·max|v|],  absOut = Σ_j w_j |v_j|,
 // u = 2⁻⁸ (bf16), 2⁻¹¹ (fp16). Prints the largest error / bound; exit 1 on a failure.
@@ -19,6 +21,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -41,90 +44,112 @@ int main() {
   const int stride = cache.stride, poison = cache.poison;
   const float scale = 1.0f / std::sqrt((float)D);
 
-  bool ok = true;
-  printf("decode_mma %s D=%d BLOCK_SIZE=%d H=%d/%d smem=%zu:", dt, D, BS, H, HKV, sizeof(attn::MmaSmem));
-  for (int w : {0, 5, 70}) {
-    for (bool transposed : {false, true}) {
-      std::vector<kiln_t> kw = cache.k, vw = cache.v;
-      std::vector<int> tw = cache.table;
-      if (w > 0) {  // keys before the window and their table entries must not be read
-        for (int s = 0; s < S; s++) {
-          const int lo = std::max(0, ctxs[s] - w);
-          for (int j = 0; j < lo; j++) {
-            const size_t slot = (size_t)cache.table[(size_t)s * stride + j / BS] * BS + j % BS;
-            for (int x = 0; x < HKV * D; x++) kw[slot * HKV * D + x] = vw[slot * HKV * D + x] = attn::from_float(nanv);
-          }
-          for (int b = 0; b < lo / BS; b++) tw[(size_t)s * stride + b] = poison;
-        }
-      }
-      int tstride = stride, tstep = 1;
-      if (transposed) {  // [stride, S]: entry j of s at j * S + s
-        std::vector<int> t2((size_t)stride * S);
-        for (int s = 0; s < S; s++)
-          for (int j = 0; j < stride; j++) t2[(size_t)j * S + s] = tw[(size_t)s * stride + j];
-        tw = t2; tstride = 1; tstep = S;
-      }
-      std::vector<kiln_t> o((size_t)S * H * D, attn::from_float(nanv));
-      launch({(unsigned)HKV, (unsigned)S, 1}, {(unsigned)attn::kMmaThreads, 1, 1}, [&] {
-        attention_decode_mma(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), kw.data(), vw.data(), ctxs.data(),
-                             tw.data(), tstride, tstep, 1, scale, w, 1, 0);
-      }, sizeof(attn::MmaSmem), 17u + (unsigned)w + 2u * transposed);
-
-      // The reference (double) over the pools as stored, and the worst error / bound.
-      double worst = 0;
-      int bad = 0;
-      for (int s = 0; s < S; s++) {
-        const int ctx = ctxs[s], lo = w > 0 ? std::max(0, ctx - w) : 0;
-        for (int h = 0; h < H; h++) {
-          const int kvh = h / G;
-          std::vector<double> p;
-          std::vector<size_t> rows;
-          double mx = -INFINITY;
-          for (int j = lo; j < ctx; j++) {
-            const size_t slot = (size_t)cache.table[(size_t)s * stride + j / BS] * BS + j % BS;
-            rows.push_back((slot * HKV + kvh) * D);
-            double dot = 0;
-            for (int d = 0; d < D; d++)
-              dot += (double)attn::to_float(q[((size_t)s * H + h) * D + d]) * attn::to_float(kw[rows.back() + d]);
-            p.push_back(dot * scale);
-            mx = std::max(mx, dot * scale);
-          }
-          double den = 0;
-          for (double& x : p) { x = std::exp(x - mx); den += x; }
-          double max_abs = 0, max_v = 0;
-          std::vector<double> ref(D, 0.0), abs_out(D, 0.0);
-          for (int d = 0; d < D; d++) {
-            for (size_t j = 0; j < rows.size(); j++) {
-              const double v = attn::to_float(vw[rows[j] + d]);
-              ref[d] += p[j] * v / den;
-              abs_out[d] += p[j] * std::fabs(v) / den;
-              max_v = std::max(max_v, std::fabs(v));
+  struct Entry {
+    const char* name;
+    decltype(&attention_decode_mma) fn;
+    size_t smem;
+  };
+  const Entry entries[] = {{"decode_mma", attention_decode_mma, sizeof(attn::MmaSmemDeep)},
+                           {"decode_mma_occ", attention_decode_mma_occ, sizeof(attn::MmaSmemOcc)}};
+  std::vector<std::vector<kiln_t>> deep_outs;  // the deep entry's outputs, run by run
+  bool all_ok = true;
+  for (const Entry& entry : entries) {
+    const bool deep = deep_outs.empty();
+    bool ok = true;
+    int run = 0, differ = 0;
+    printf("%s %s D=%d BLOCK_SIZE=%d H=%d/%d smem=%zu:", entry.name, dt, D, BS, H, HKV, entry.smem);
+    for (int w : {0, 5, 70}) {
+      for (bool transposed : {false, true}) {
+        std::vector<kiln_t> kw = cache.k, vw = cache.v;
+        std::vector<int> tw = cache.table;
+        if (w > 0) {  // keys before the window and their table entries must not be read
+          for (int s = 0; s < S; s++) {
+            const int lo = std::max(0, ctxs[s] - w);
+            for (int j = 0; j < lo; j++) {
+              const size_t slot = (size_t)cache.table[(size_t)s * stride + j / BS] * BS + j % BS;
+              for (int x = 0; x < HKV * D; x++) kw[slot * HKV * D + x] = vw[slot * HKV * D + x] = attn::from_float(nanv);
             }
-            max_abs = std::max(max_abs, abs_out[d]);
-          }
-          for (int d = 0; d < D; d++) {
-            const double got = attn::to_float(o[((size_t)s * H + h) * D + d]);
-            double bound = 1e-5 * max_abs + u * (abs_out[d] + std::fabs(got));
-            if (fp16) bound += (double)rows.size() * std::ldexp(1.0, -25) * max_v;
-            if (ctx == 0) bound = 0;  // a padding row: exact zeros
-            const double err = std::fabs(got - ref[d]);
-            if (!std::isfinite(got) || err > bound) bad++;
-            if (bound > 0) worst = std::max(worst, err / bound);
+            for (int b = 0; b < lo / BS; b++) tw[(size_t)s * stride + b] = poison;
           }
         }
+        int tstride = stride, tstep = 1;
+        if (transposed) {  // [stride, S]: entry j of s at j * S + s
+          std::vector<int> t2((size_t)stride * S);
+          for (int s = 0; s < S; s++)
+            for (int j = 0; j < stride; j++) t2[(size_t)j * S + s] = tw[(size_t)s * stride + j];
+          tw = t2; tstride = 1; tstep = S;
+        }
+        std::vector<kiln_t> o((size_t)S * H * D, attn::from_float(nanv));
+        launch({(unsigned)HKV, (unsigned)S, 1}, {(unsigned)attn::kMmaThreads, 1, 1}, [&] {
+          entry.fn(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), kw.data(), vw.data(), ctxs.data(), tw.data(),
+                   tstride, tstep, 1, scale, w, 1, 0);
+        }, entry.smem, 17u + (unsigned)w + 2u * transposed);
+        if (deep) deep_outs.push_back(o);
+        else if (std::memcmp(o.data(), deep_outs[run].data(), o.size() * sizeof(kiln_t)) != 0) differ++;
+        run++;
+
+        // The reference (double) over the pools as stored, and the worst error / bound.
+        double worst = 0;
+        int bad = 0;
+        for (int s = 0; s < S; s++) {
+          const int ctx = ctxs[s], lo = w > 0 ? std::max(0, ctx - w) : 0;
+          for (int h = 0; h < H; h++) {
+            const int kvh = h / G;
+            std::vector<double> p;
+            std::vector<size_t> rows;
+            double mx = -INFINITY;
+            for (int j = lo; j < ctx; j++) {
+              const size_t slot = (size_t)cache.table[(size_t)s * stride + j / BS] * BS + j % BS;
+              rows.push_back((slot * HKV + kvh) * D);
+              double dot = 0;
+              for (int d = 0; d < D; d++)
+                dot += (double)attn::to_float(q[((size_t)s * H + h) * D + d]) * attn::to_float(kw[rows.back() + d]);
+              p.push_back(dot * scale);
+              mx = std::max(mx, dot * scale);
+            }
+            double den = 0;
+            for (double& x : p) { x = std::exp(x - mx); den += x; }
+            double max_abs = 0, max_v = 0;
+            std::vector<double> ref(D, 0.0), abs_out(D, 0.0);
+            for (int d = 0; d < D; d++) {
+              for (size_t j = 0; j < rows.size(); j++) {
+                const double v = attn::to_float(vw[rows[j] + d]);
+                ref[d] += p[j] * v / den;
+                abs_out[d] += p[j] * std::fabs(v) / den;
+                max_v = std::max(max_v, std::fabs(v));
+              }
+              max_abs = std::max(max_abs, abs_out[d]);
+            }
+            for (int d = 0; d < D; d++) {
+              const double got = attn::to_float(o[((size_t)s * H + h) * D + d]);
+              double bound = 1e-5 * max_abs + u * (abs_out[d] + std::fabs(got));
+              if (fp16) bound += (double)rows.size() * std::ldexp(1.0, -25) * max_v;
+              if (ctx == 0) bound = 0;  // a padding row: exact zeros
+              const double err = std::fabs(got - ref[d]);
+              if (!std::isfinite(got) || err > bound) bad++;
+              if (bound > 0) worst = std::max(worst, err / bound);
+            }
+          }
+        }
+        ok &= bad == 0;
+        printf("  w=%d%s err/bound=%.2f", w, transposed ? " [stride,S]" : "", worst);
+        if (bad) printf(" (FAIL: %d elements)", bad);
       }
-      ok &= bad == 0;
-      printf("  w=%d%s err/bound=%.2f", w, transposed ? " [stride,S]" : "", worst);
-      if (bad) printf(" (FAIL: %d elements)", bad);
     }
+    if (!deep) {
+      printf("  %s", differ ? "differs from decode_mma" : "same bits as decode_mma");
+      if (differ) printf(" (FAIL: %d runs)", differ);
+      ok &= differ == 0;
+    }
+    // The profiling stops leave every CTA at the same point, and nothing hangs.
+    std::vector<kiln_t> o((size_t)S * H * D);
+    for (int stop = 1; stop <= 2; stop++)
+      launch({(unsigned)HKV, (unsigned)S, 1}, {(unsigned)attn::kMmaThreads, 1, 1}, [&] {
+        entry.fn(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), cache.k.data(), cache.v.data(), ctxs.data(),
+                 cache.table.data(), stride, 1, 1, scale, 0, 1, stop);
+      }, entry.smem, 3u);
+    printf("  %s\n", ok ? "PASS" : "FAIL");
+    all_ok &= ok;
   }
-  // The profiling stops leave every CTA at the same point, and nothing hangs.
-  std::vector<kiln_t> o((size_t)S * H * D);
-  for (int stop = 1; stop <= 2; stop++)
-    launch({(unsigned)HKV, (unsigned)S, 1}, {(unsigned)attn::kMmaThreads, 1, 1}, [&] {
-      attention_decode_mma(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), cache.k.data(), cache.v.data(),
-                           ctxs.data(), cache.table.data(), stride, 1, 1, scale, 0, 1, stop);
-    }, sizeof(attn::MmaSmem), 3u);
-  printf("  %s\n", ok ? "PASS" : "FAIL");
-  return ok ? 0 : 1;
+  return all_ok ? 0 : 1;
 }

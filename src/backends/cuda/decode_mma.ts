@@ -7,9 +7,13 @@
 //   batch kernel chosen?  ── no ──▶ attention_decode[_rope][_cN]        (splits; RoPE fused if KILN_ROPE_FUSE)
 //        │ yes
 //   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool)?
-//        ├─ yes ▶ attention_decode_mma                                    (RoPE: rope_qkv_fused before it)
+//        ├─ yes ▶ attention_decode_mma, or _occ (KILN_DECODE_MMA=occupancy)  (RoPE: rope_qkv_fused before it)
 //        └─ no ─▶ attention_decode_batch[_rope]
+//
+// The two entries run one body and give the same bits; _occ keeps one K/V stage fewer in flight so 3 CTAs
+// fit an SM instead of 2 (kernels/attention_README.md, "attention_decode_mma"), for the device A/B.
 import type { DTypeName } from "../../dtype.ts";
+import { InvalidEnvironmentError } from "../../errors.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 import { decodeKernel } from "./attention_splits.ts";
 
@@ -36,17 +40,44 @@ export function mmaDecodeApplies(
   return kvDtype !== "fp8" && mmaDecodeBuilt(dtype, group, headDim);
 }
 
-/** attention_decode_mma's pipeline stages for a head dim (kStages). */
-const mmaStages = (headDim: number) => (headDim <= 64 ? 4 : headDim <= 128 ? 3 : 2);
+/** KILN_DECODE_MMA: `deep` attention_decode_mma (the default), `occupancy` attention_decode_mma_occ. */
+export type DecodeMmaVariant = "deep" | "occupancy";
 
-/** Bytes of attention_decode_mma's dynamic shared memory, sizeof(attn::MmaSmem): a union of the stages'
+/** KILN_DECODE_MMA: unset, "" or "deep" the deep pipeline; "occupancy" the 3-CTA one. */
+export function parseDecodeMma(env: string | undefined): DecodeMmaVariant {
+  if (env === undefined || env === "" || env === "deep") return "deep";
+  if (env === "occupancy") return "occupancy";
+  throw new InvalidEnvironmentError(`KILN_DECODE_MMA must be deep or occupancy; got ${env}`);
+}
+
+/** The entry of attention_decode_mma.cu that runs a variant. */
+export function decodeMmaKernel(variant: DecodeMmaVariant): string {
+  return variant === "deep" ? "attention_decode_mma" : "attention_decode_mma_occ";
+}
+
+/** The variant an engine runs: the requested one, but `deep` for an engine compiled before the
+ * occupancy entry existed (`hasKernel` asks the attn_decode_mma module). */
+export function decodeMmaVariantFor(
+  requested: DecodeMmaVariant,
+  hasKernel: (name: string) => boolean,
+): DecodeMmaVariant {
+  return requested === "occupancy" && hasKernel(decodeMmaKernel("occupancy")) ? "occupancy" : "deep";
+}
+
+/** A variant's pipeline stages for a head dim (the kernel's kDeepStages, kOccStages = one fewer). */
+function mmaStages(headDim: number, variant: DecodeMmaVariant): number {
+  const deep = headDim <= 64 ? 4 : headDim <= 128 ? 3 : 2;
+  return variant === "deep" ? deep : deep - 1;
+}
+
+/** Bytes of a variant's dynamic shared memory, sizeof(attn::MmaSmem<kStages>): a union of the stages'
  * K and V tiles (64 keys of headDim + 8 elements, 2 bytes each) with the warps' O rows (4 warps × 16 rows
- * × headDim floats); the 16 query rows (headDim + 8 elements); the warps' m and l (2 × 4 × 16 floats).
- * 16-byte aligned (every part is). */
-export function decodeMmaSharedBytes(headDim: number): number {
+ * × headDim + 8 floats, padded for conflict-free stores); the 16 query rows (headDim + 8 elements); the
+ * warps' m and l (2 × 4 × 16 floats). 16-byte aligned (every part is). */
+export function decodeMmaSharedBytes(headDim: number, variant: DecodeMmaVariant): number {
   const lds = headDim + 8;
-  const tiles = mmaStages(headDim) * 2 * 64 * lds * 2;
-  return Math.max(tiles, 4 * 16 * headDim * 4) + 16 * lds * 2 + 2 * 4 * 16 * 4;
+  const tiles = mmaStages(headDim, variant) * 2 * 64 * lds * 2;
+  return Math.max(tiles, 4 * 16 * lds * 4) + 16 * lds * 2 + 2 * 4 * 16 * 4;
 }
 
 /** The decode attention of one step: its kernel, the module that holds it, whether it does the step's
@@ -60,13 +91,14 @@ export interface DecodeRoute {
 }
 
 /** The route for a step with `splits` splits: `batch` (useBatchKernel for its batch), `mma`
- * (mmaDecodeApplies), `clusters` (cluster kernels allowed), `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq`
+ * (mmaDecodeApplies) and `mmaVariant` (decodeMmaVariantFor), `clusters` (cluster kernels allowed), `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq`
  * of the split and batch kernels and `numKvHeads`. The kernel name is before the KV pool's `_kv8`. */
 export function decodeRoute(
   splits: number,
   o: {
     batch: boolean;
     mma: boolean;
+    mmaVariant: DecodeMmaVariant;
     clusters: boolean;
     ropeFuse: boolean;
     ctasPerSeq: number;
@@ -76,7 +108,7 @@ export function decodeRoute(
   if (o.batch && o.mma) {
     if (splits !== 1) throw new Error(`internal: attention_decode_mma takes 1 split, not ${splits}`);
     return {
-      kernel: "attention_decode_mma",
+      kernel: decodeMmaKernel(o.mmaVariant),
       module: "attn_decode_mma",
       ropeFused: false,
       ctasPerSeq: o.numKvHeads,

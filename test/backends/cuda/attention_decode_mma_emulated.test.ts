@@ -1,8 +1,9 @@
 // kernels/attention_decode_mma.cu on the CPU emulator (kernels/emulation/attention_decode_mma_run.sh):
 // within the written bound of the double reference (P rounded to the dtype before P·V) for four of the
 // run script's configurations (bf16 and fp16, D 128 and 64, BLOCK_SIZE 16 and 7, G 4, 4, 16, 1; windows
-// 0, 5 and 70, both block-table layouts, a padding row, contexts 1 … 300); and a copy of the kernel with the
-// context mask off by one fails it. The full matrix: the run script without --ci. Needs g++ ≥ 12.
+// 0, 5 and 70, both block-table layouts, a padding row, contexts 1 … 300), attention_decode_mma and
+// attention_decode_mma_occ, the second bit for bit the first's; and a copy of the kernel with the context
+// mask off by one fails it. The full matrix: the run script without --ci. Needs g++ ≥ 12.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -22,10 +23,13 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
   const dir = mkdtempSync(join(tmpdir(), "kiln-mma-emu-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test("four configurations within the bound of the double reference", () => {
+  test("four configurations within the bound of the double reference, both entries, the same bits", () => {
     const r = spawnSync("bash", [SCRIPT, "--ci"], { encoding: "utf8", timeout: 300_000 });
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     assert.equal(r.stdout.match(/^decode_mma .* PASS$/gm)?.length, 4, r.stdout);
+    const occ = r.stdout.match(/^decode_mma_occ .* PASS$/gm) ?? [];
+    assert.equal(occ.length, 4, r.stdout);
+    for (const line of occ) assert.match(line, /same bits as decode_mma/);
   });
 
   test("a kernel that lets key ctx in fails the check", () => {
@@ -41,5 +45,26 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
     });
     assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /FAIL: \d+ elements/);
+  });
+
+  test("an _occ entry that rounds differently from the deep one fails the check, within the bound or not", () => {
+    const src = readFileSync(KERNEL, "utf8");
+    const call =
+      "attn::decode_mma<attn::kOccStages>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride,\n                                     block_table_step, scale,";
+    const broken = src.replace(
+      call,
+      call.replace("block_table_step, scale,", "block_table_step, scale * 1.0001f,"),
+    );
+    assert.notEqual(broken, src, "the _occ entry's call moved: update this test");
+    const path = join(dir, "occ_broken.cu");
+    writeFileSync(path, broken);
+    const r = spawnSync("bash", [SCRIPT], {
+      encoding: "utf8",
+      timeout: 300_000,
+      env: { ...process.env, SRC: path, ONLY: "BF16 64 16 8 2" },
+    });
+    assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /^decode_mma .* PASS$/m);
+    assert.match(r.stdout, /^decode_mma_occ .*differs from decode_mma \(FAIL: \d+ runs\)/m);
   });
 });

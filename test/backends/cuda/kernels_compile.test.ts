@@ -143,15 +143,15 @@ describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, ()
 // steps, which the kernel ahead cannot be writing; attention_decode_batch also copies those rows into
 // shared memory with cp.async.cg.shared.global, and commits the group, or, where its vectors are
 // narrower than 16 bytes (the `_kv8` kernels' FP8 rows and their scales), by plain st.shared: its own
-// shared memory, which no other kernel sees; attention_decode_mma likewise, by cp.async), a carried norm's producer (ld.global.cg of the residual,
+// shared memory, which no other kernel sees; attention_decode_mma and _occ likewise, by cp.async), a carried norm's producer (ld.global.cg of the residual,
 // written two or more kernels back), and gemm_wo.cu's GEMMs (their first stages' weight bytes, by
 // cp.async.cg.shared.global, committed after the wait). The `_kv8` kernels (FP8 KV pools) follow their
 // plain ones.
 const WEIGHT_PREFETCH = /^gemv_/;
 const RESIDUAL_PREFETCH = /^gemv_\w+_addcarry$/;
 const NORM_WEIGHT_PREFETCH = /^(add_)?rms_norm$/;
-const EARLIER_WRITES_READ = /^attention_decode(_batch|_mma)?(_rope)?(_c[248])?(_kv8)?$/;
-const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma)$/;
+const EARLIER_WRITES_READ = /^attention_decode(_batch|_mma(_occ)?)?(_rope)?(_c[248])?(_kv8)?$/;
+const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma(_occ)?)$/;
 const WEIGHT_COPIED = /^gemm_(wo\d|zp)_m/;
 /** Opcodes that must not run before the wait (parameter loads aside). */
 const BEFORE_WAIT_FORBIDDEN = /^(ld|ldu|st|atom|red|cp|tex|suld|sust|call|ret|exit|mbarrier)\b/;

@@ -42,6 +42,7 @@ describe("CudaTuning", () => {
         ropeEarly: false,
         ropeFuse: true,
         prefillKernel: "mma8",
+        decodeMma: "deep",
         attnStop: "",
         skipKernels: [],
       },
@@ -66,6 +67,7 @@ describe("CudaTuning", () => {
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
       KILN_PREFILL_KERNEL: "wgmma",
+      KILN_DECODE_MMA: "occupancy",
       KILN_ATTN_STOP: "keys",
       KILN_SKIP_KERNELS: "rms_norm,,add_rms_norm",
     });
@@ -84,6 +86,7 @@ describe("CudaTuning", () => {
     assert.equal(t.ropeEarly, true);
     assert.equal(t.ropeFuse, false);
     assert.equal(t.prefillKernel, "wgmma");
+    assert.equal(t.decodeMma, "occupancy");
     assert.equal(t.attnStop, "keys");
     assert.deepEqual([...t.skipKernels], ["rms_norm", "add_rms_norm"]);
   });
@@ -104,6 +107,7 @@ describe("CudaTuning", () => {
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
       ["KILN_PREFILL_KERNEL", "8"],
+      ["KILN_DECODE_MMA", "occ"],
       ["KILN_ATTN_STOP", "end"],
     ])
       assert.throws(
