@@ -7,6 +7,7 @@
 # Usage (device run): source .device/prelude.sh && bash tools/ncu_kernel.sh KERNEL_REGEX BATCH INPUT [SKIP]
 #   e.g. attention_decode_batch 256 128: a decode step's attention at batch 256, 128-token prompts;
 #   SKIP launches of the kernel are passed over first (default 40: past the warm-up and prefill).
+#   ENGINE=dir profiles another engine (e.g. /tmp/engine-llama-3.1-8b-fp8 of `device_trust.sh quant fp8`).
 set -uo pipefail
 kernel=${1:?kernel regex}
 batch=${2:?batch}
@@ -14,7 +15,7 @@ input=${3:?input tokens}
 skip=${4:-40}
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-e=/tmp/engine-llama-3.1-8b-throughput
+e=${ENGINE:-/tmp/engine-llama-3.1-8b-throughput}
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 log="$out/ncu-$kernel-$batch-$input.txt"
 timeout 300 "$ncu" --graph-profiling node --clock-control none --cache-control none --set full \

@@ -2,7 +2,7 @@
 // (executor.ts readWhenReady), not by blocking in the read, so the server accepts and admits a burst of
 // clients at once. libuv accepts one connection per turn of the event loop: a loop that blocked for each
 // step admitted one client per step (1,024 clients took 1,024 steps on the H200).
-// The bundled model on the CPU backend, with a device that needs 50 ms a step (sampleReady says no
+// The bundled model on the CPU backend, with a device that needs 100 ms a step (sampleReady says no
 // until then; longer than the CPU's own step, which blocks the event loop as host work does), and 48
 // clients at once.
 import assert from "node:assert/strict";
@@ -13,7 +13,7 @@ import { post } from "./load_run.ts";
 import { type BundledServer, bundledServer, kvIdle, until } from "./server_helpers.ts";
 
 const CLIENTS = 48;
-const STEP_MS = 50;
+const STEP_MS = 100;
 
 let s: BundledServer;
 before(async () => {
