@@ -57,7 +57,7 @@ export class StepLauncher {
   private readonly dtype: DTypeName;
   private readonly elem: number;
   private readonly tuning: CudaTuning;
-  /** The prefill attention's variant: the tuning's, or 4 warps for an engine without the 8-warp kernel. */
+  /** The prefill attention's kernel: the tuning's where it applies and the engine has it, else mma4. */
   private readonly prefillKernel: PrefillKernel;
   private readonly lowered: Lowered;
   private readonly kernels: KernelLauncher;

@@ -37,7 +37,13 @@ const REMOVED_SWITCHES = [
 
 /** Switches replaced by another: set, they are refused with the name of the one to use instead. */
 const REPLACED_SWITCHES: Readonly<Record<string, string>> = {
-  KILN_PREFILL_WARPS: "KILN_PREFILL_KERNEL=mma4|mma8|wgmma (4 warps: mma4, 8: mma8)",
+  KILN_PREFILL_WARPS: "KILN_PREFILL_KERNEL=mma4|wgmma (4 warps: mma4, the default)",
+};
+
+/** Values of a kept switch whose modes were measured slower and removed: set, they are refused with what
+ * to use instead. */
+const REMOVED_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  KILN_PREFILL_KERNEL: { mma8: "unset it for mma4 (the default) or use KILN_PREFILL_KERNEL=wgmma" },
 };
 
 export interface CudaTuning {
@@ -72,9 +78,9 @@ export interface CudaTuning {
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
   readonly ropeFuse: boolean;
-  /** KILN_PREFILL_KERNEL=mma4|mma8|wgmma (default mma8): prefill attention's tensor-core kernel
-   * (prefill_tiles.ts: attention_prefill, attention_prefill_w8, or attention_prefill_wgmma where it
-   * applies; the A/B of the three). */
+  /** KILN_PREFILL_KERNEL=mma4|wgmma (default mma4): prefill attention's tensor-core kernel
+   * (prefill_tiles.ts: attention_prefill, or attention_prefill_wgmma where it applies; the A/B of the
+   * two). */
   readonly prefillKernel: PrefillKernel;
   /** KILN_ATTN_STOP (profiling only; wrong outputs): where decode attention stops. */
   readonly attnStop: AttentionStop;
@@ -97,6 +103,13 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     throw new InvalidEnvironmentError(
       `${replaced}=${env[replaced]}: this switch was removed; unset it and use ${REPLACED_SWITCHES[replaced]}`,
     );
+  for (const [name, values] of Object.entries(REMOVED_VALUES)) {
+    const v = env[name];
+    if (v !== undefined && Object.hasOwn(values, v))
+      throw new InvalidEnvironmentError(
+        `${name}=${v}: this mode was removed (it measured slower; docs/PERFORMANCE.md has the figures); ${values[v]}`,
+      );
+  }
   return Object.freeze({
     graphs: env.KILN_CUDA_GRAPHS !== "0",
     pdl: env.KILN_PDL !== "0",

@@ -41,7 +41,7 @@ describe("CudaTuning", () => {
         prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,
-        prefillKernel: "mma8",
+        prefillKernel: "mma4",
         attnStop: "",
         skipKernels: [],
       },
@@ -138,9 +138,22 @@ describe("CudaTuning", () => {
         (e: unknown) =>
           e instanceof InvalidEnvironmentError &&
           e.message.startsWith(`KILN_PREFILL_WARPS=${v}: this switch was removed`) &&
-          e.message.includes("KILN_PREFILL_KERNEL=mma4|mma8|wgmma"),
+          e.message.includes("KILN_PREFILL_KERNEL=mma4|wgmma"),
         v,
       );
+  });
+
+  test("a removed mode of a kept switch is refused by name, with what to use", () => {
+    assert.throws(
+      () => cudaTuningFromEnv({ KILN_PREFILL_KERNEL: "mma8" }),
+      (e: unknown) =>
+        e instanceof InvalidEnvironmentError &&
+        e.message.startsWith("KILN_PREFILL_KERNEL=mma8: this mode was removed") &&
+        e.message.includes("mma4") &&
+        e.message.includes("KILN_PREFILL_KERNEL=wgmma"),
+    );
+    for (const v of ["mma4", "wgmma"])
+      assert.equal(cudaTuningFromEnv({ KILN_PREFILL_KERNEL: v }).prefillKernel, v);
   });
 
   test("frozen: a backend's settings cannot change under its captured graphs", () => {
