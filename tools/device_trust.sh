@@ -339,8 +339,6 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
   tp "128/128" 120 --num-requests 1024 --input-len 128 --output-len 128
   hf "128/128" 150 --num-requests 1024 --input-len 128 --output-len 128
   tp "2048/128" 120 --num-requests 256 --input-len 2048 --output-len 128
-  # The mixed steps' A/B: their decode rows in attention_prefill with the prompts (as before).
-  KILN_MIXED_DECODE=0 tp "2048/128, mixed as prefill" 120 --num-requests 256 --input-len 2048 --output-len 128
   rate=$(python3 -c "import json,sys; print('%.2f' % (0.7 * json.load(open(sys.argv[1]))['requestsPerSec']))" \
     "$out/tp-128_128.json" 2>/dev/null)
   [[ -n $rate ]] && tp "128/128 at $rate req/s" 120 --num-requests 1024 --input-len 128 --output-len 128 \

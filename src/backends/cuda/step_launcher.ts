@@ -349,7 +349,7 @@ export class StepLauncher {
         if (!packed.allDecode) {
           // A mixed step: its leading decode rows through a decode kernel (GQA heads share each K/V
           // read; attention_prefill would give each query row a 128-row tile per head), the rest here.
-          const D = this.tuning.mixedDecode ? packed.leadingDecodes : 0;
+          const D = packed.leadingDecodes;
           if (D > 0)
             this.decodeAttention(step, packed, D, this.attention.splits(D, packed.leadingDecodeContext));
           const tiles = prefillTiles(this.dtype, op.headDim, this.prefillKernel);

@@ -33,6 +33,7 @@ const REMOVED_SWITCHES = [
   "KILN_ROW_BUCKETS",
   "KILN_ATTN_BATCH",
   "KILN_ATTN_MMA",
+  "KILN_MIXED_DECODE",
 ];
 
 /** Switches replaced by another: set, they are refused with the name of the one to use instead. */
@@ -68,9 +69,6 @@ export interface CudaTuning {
   readonly attnTrigger: AttentionTrigger;
   /** KILN_ATTN_CLUSTER=0: decode attention merges its splits through global memory, not a cluster. */
   readonly attnCluster: boolean;
-  /** KILN_MIXED_DECODE=0: a mixed step's decode rows run in attention_prefill with its prompts, not in
-   * a decode attention kernel of their own (the A/B of the split). */
-  readonly mixedDecode: boolean;
   /** KILN_PREFILL_SPLIT=0: prefill attention never splits its keys over CTAs (prefill_splits.ts; the A/B
    * of the `_split` kernels and attention_prefill_merge against the unsplit launch). */
   readonly prefillSplit: boolean;
@@ -121,7 +119,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),
-    mixedDecode: onUnless0(env, "KILN_MIXED_DECODE"),
     prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),

@@ -37,7 +37,6 @@ describe("CudaTuning", () => {
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
-        mixedDecode: true,
         prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,
@@ -61,7 +60,6 @@ describe("CudaTuning", () => {
       KILN_FUSE_GATED_ACT: "0",
       KILN_ATTN_TRIGGER: "exit",
       KILN_ATTN_CLUSTER: "0",
-      KILN_MIXED_DECODE: "0",
       KILN_PREFILL_SPLIT: "0",
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
@@ -77,7 +75,6 @@ describe("CudaTuning", () => {
     assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
     assert.equal(t.woGemmMaxM, 0);
     assert.equal(t.fuseGatedAct, false);
-    assert.equal(t.mixedDecode, false);
     assert.equal(t.prefillSplit, false);
     assert.equal(t.attnTrigger, "exit");
     assert.equal(t.attnCluster, false);
@@ -99,7 +96,6 @@ describe("CudaTuning", () => {
       ["KILN_WO_GEMM_MAX_M", "lots"],
       ["KILN_ATTN_TRIGGER", "never"],
       ["KILN_ATTN_CLUSTER", "yes"],
-      ["KILN_MIXED_DECODE", "2"],
       ["KILN_PREFILL_SPLIT", "2"],
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
@@ -122,6 +118,7 @@ describe("CudaTuning", () => {
       "KILN_ROW_BUCKETS",
       "KILN_ATTN_BATCH",
       "KILN_ATTN_MMA",
+      "KILN_MIXED_DECODE",
     ])
       assert.throws(
         () => cudaTuningFromEnv({ [name]: "1" }),
