@@ -11,23 +11,19 @@
 //
 // One CTA computes a tile of BLOCK_M query rows of one head of one sequence; it loops over key tiles
 // of BLOCK_N keys with an online softmax in fp32. Two paths, chosen at compile time:
-//   tensor cores: 16-bit types and HEAD_DIM ∈ {64, 128}. BLOCK_M = 128, BLOCK_N = 64; two variants,
-//                 templated on the warps per CTA (the launch picks one, prefill_tiles.ts):
-//                   attention_prefill     4 warps × 32 rows (two m16 tiles share every K/V fragment)
-//                   attention_prefill_w8  8 warps × 16 rows (one 16×D O accumulator per thread)
-//                 S = Q·Kᵀ and O += P·V by mma.sync m16n8k16 (fp32 accumulation); P rounded to the
+//   tensor cores: 16-bit types and HEAD_DIM ∈ {64, 128}. BLOCK_M = 128, BLOCK_N = 64; 4 warps × 32
+//                 rows (two m16 tiles share every K/V fragment). S = Q·Kᵀ and O += P·V by mma.sync m16n8k16 (fp32 accumulation); P rounded to the
 //                 element type for the second product; K/V tiles by cp.async, double-buffered: the
 //                 next tile's copies in flight during the whole current tile.
 //   generic:      fp32 (exact fp32 FMA, no TF32), or any other HEAD_DIM ≤ 256. BLOCK_M = 16, BLOCK_N
 //                 = 32 (HEAD_DIM ≤ 128) or 8 and 16 (HEAD_DIM > 128); tiles converted to fp32 in
 //                 shared memory, one lane per key for scores and one lane per dimension for P·V.
-// The generic path has one shape (128 threads); its _w8 entries are the same kernel, so every build
-// of this file exports the same names.
-// Split mode (attention_prefill_split, attention_prefill_w8_split and their _kv8 twins): for launches of
+// Both paths take 128 threads, so every build of this file exports the same names.
+// Split mode (attention_prefill_split and its _kv8 twin): for launches of
 // few CTAs over long contexts, each sequence's keys cut over num_splits CTAs, which write fp32 partials
 // (O unnormalised, m, l); attention_prefill_merge combines them into out. The unsplit entries are the
 // same template with kSplit = false, unchanged.
-// attention_prefill_kv8 and attention_prefill_w8_kv8 read FP8 pools (`--kv-cache-dtype fp8`: E4M3 bytes
+// attention_prefill_kv8 and attention_prefill_split_kv8 read FP8 pools (`--kv-cache-dtype fp8`: E4M3 bytes
 // and a scale per row, kv_fp8.cuh; k_scale, v_scale [numBlocks, BLOCK_SIZE, NUM_KV_HEADS] fp32 after the
 // other arguments), each key and value as fp32(e4m3 · scale), the CPU's value. The generic path keeps it in fp32 (exact);
 // the tensor-core path rounds it to kiln_t in shared memory (below).
@@ -50,10 +46,8 @@ constexpr int kBlockM = HEAD_DIM <= 128 ? 16 : 8;
 constexpr int kBlockN = HEAD_DIM <= 128 ? 32 : 16;
 #endif
 
-// Threads per CTA of the variant with kWarps warps (4 or 8); the generic path always takes 128.
-template <int kWarps>
-constexpr int kPrefillThreads = ATTN_PREFILL_TENSOR_CORES ? kWarps * kWarp : 128;
-static_assert(kPrefillThreads<4> == 128, "the 4-warp variant and the generic path: 128 threads");
+// Threads per CTA, on either path: 4 warps.
+constexpr int kPrefillThreads = 4 * kWarp;
 
 // Slot of key position `pos` (paged_kv.ts), as an element offset of its kv head's row in a pool.
 __device__ __forceinline__ size_t kv_offset(const int* table, int pos, int kvh) {
@@ -106,21 +100,13 @@ constexpr int kLds = HEAD_DIM + 8;        // smem row stride (elements): rows 16
                                           // the 8 row addresses of an ldmatrix hit distinct banks
 constexpr int kChunks = HEAD_DIM / 8;     // 16-byte chunks per row
 
-// The shape of the variant with kWarps warps: each warp owns kWarpRows rows of the tile, as kMTiles m16
-// tiles that share every K/V fragment (4 warps: 32 rows, 2 tiles; 8 warps: 16 rows, 1 tile).
-template <int kWarps>
-struct Tc {
-  static constexpr int kThreads = kWarps * kWarp;
-  static constexpr int kWarpRows = kBlockM / kWarps;
-  static constexpr int kMTiles = kWarpRows / 16;
-  static constexpr int kRowsPerPass = kThreads / kChunks;  // rows one pass of 16-byte copies covers
-  static constexpr int kKvLoads = kBlockN / kRowsPerPass;  // K (and V) copies per thread per tile
-  // Keys per S = Q·Kᵀ step: 8 warps at HEAD_DIM 128 take a tile in two steps of 32, so that S and P fit
-  // beside O in the 128 registers of two 256-thread CTAs per SM (one more O rescale per 32 keys).
-  static constexpr int kStepN = kWarps == 4 || HEAD_DIM == 64 ? kBlockN : 32;
-  static_assert(kWarpRows % 16 == 0, "whole m16 tiles per warp");
-  static_assert(kThreads % kChunks == 0 && kBlockN % kRowsPerPass == 0, "tile copy shape");
-};
+// Each warp owns kWarpRows rows of the tile, as kMTiles m16 tiles that share every K/V fragment.
+constexpr int kWarpRows = kBlockM / (kPrefillThreads / kWarp);  // 32
+constexpr int kMTiles = kWarpRows / 16;                         // 2
+constexpr int kRowsPerPass = kPrefillThreads / kChunks;         // rows one pass of 16-byte copies covers
+constexpr int kKvLoads = kBlockN / kRowsPerPass;                // K (and V) copies per thread per tile
+static_assert(kWarpRows % 16 == 0, "whole m16 tiles per warp");
+static_assert(kPrefillThreads % kChunks == 0 && kBlockN % kRowsPerPass == 0, "tile copy shape");
 
 // Dynamic shared memory (bytes; attention_README.md): Q [kBlockM][kLds], then K and V, two buffers each,
 // [2][kBlockN][kLds]: the copies of the next key tile run during the whole current tile.
@@ -150,14 +136,14 @@ __device__ __forceinline__ uint4 dequant8(const uint2& bytes, float s) {
 // bf16, 2⁻¹¹ for fp16): the scores move by up to that relative amount of Σ|q·k|, the output by that of
 // Σ w|v| (attention_README.md's bounds for 16-bit engines, whose K/V were already kiln_t, then cover
 // it: the kernel equals the plain one over a cache holding those kiln_t values, bit for bit).
-template <int kWarps, class KV>
+template <class KV>
 __device__ __forceinline__ void load_kv_tile(kiln_t* sk, kiln_t* sv, const typename KV::elem_t* k_pool,
                                              const typename KV::elem_t* v_pool, const float* k_scale,
                                              const float* v_scale, const int* blk, int n0, int kvh) {
   const int col = (threadIdx.x % kChunks) * 8;
 #pragma unroll
-  for (int j = 0; j < Tc<kWarps>::kKvLoads; j++) {
-    const int r = threadIdx.x / kChunks + j * Tc<kWarps>::kRowsPerPass;
+  for (int j = 0; j < kKvLoads; j++) {
+    const int r = threadIdx.x / kChunks + j * kRowsPerPass;
     const int b = blk[r];
     const size_t off = b >= 0 ? ((size_t)(b * BLOCK_SIZE + (n0 + r) % BLOCK_SIZE) * NUM_KV_HEADS + kvh) * HEAD_DIM + col : 0;
     if constexpr (KV::kFp8) {
@@ -176,7 +162,7 @@ __device__ __forceinline__ void load_kv_tile(kiln_t* sk, kiln_t* sv, const typen
   }
 }
 
-template <int kWarps, class KV, bool kSplit>
+template <class KV, bool kSplit>
 __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
                                              const typename KV::elem_t* __restrict__ k_cache,
                                              const typename KV::elem_t* __restrict__ v_cache,
@@ -187,10 +173,6 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
   kiln_t* sQ = reinterpret_cast<kiln_t*>(smem_raw);  // [kBlockM][kLds]
   kiln_t* sK = sQ + kBlockM * kLds;                   // [2][kBlockN][kLds]
   kiln_t* sV = sK + 2 * kBlockN * kLds;               // [2][kBlockN][kLds]
-  constexpr int kThreads = Tc<kWarps>::kThreads;
-  constexpr int kWarpRows = Tc<kWarps>::kWarpRows;
-  constexpr int kMTiles = Tc<kWarps>::kMTiles;
-  constexpr int kStepN = Tc<kWarps>::kStepN;
   const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   const int g = lane / 4;    // fragment row group
@@ -200,7 +182,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
 
   __syncthreads();  // this CTA's previous tile is done with the shared buffers
   // Q [kBlockM, HEAD_DIM] → sQ (group 1), then the first K/V tile → buffer 0 (group 2).
-  for (int c = threadIdx.x; c < kBlockM * kChunks; c += kThreads) {
+  for (int c = threadIdx.x; c < kBlockM * kChunks; c += kPrefillThreads) {
     const int r = c / kChunks;
     const int col = (c % kChunks) * 8;
     const bool ok = r < t.rows;
@@ -212,7 +194,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
   if (threadIdx.x < kBlockN) s_blk[0][threadIdx.x] = fetch_block<kBlockN>(table, n_begin, t);
   int next_blk = fetch_block<kBlockN>(table, n_begin + kBlockN, t);
   __syncthreads();
-  load_kv_tile<kWarps, KV>(sK, sV, k_cache, v_cache, k_scale, v_scale, s_blk[0], n_begin, kvh);
+  load_kv_tile<KV>(sK, sV, k_cache, v_cache, k_scale, v_scale, s_blk[0], n_begin, kvh);
   cp_async_commit();  // Q and the first K/V tile: one group
 
   float o[kMTiles][HEAD_DIM / 8][4];  // O rows (g, g+8) of m-tile mt, dims dt*8 + tig*2 + {0,1}
@@ -236,105 +218,100 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
     if (has_next) next_blk = fetch_block<kBlockN>(table, n0 + 2 * kBlockN, t);
     __syncthreads();  // the tile and s_blk visible to all; every warp done with the previous tile's buffer
     if (has_next) {   // next tile → the other buffer, in flight during this tile
-      load_kv_tile<kWarps, KV>(sK + (buf ^ 1) * kBlockN * kLds, sV + (buf ^ 1) * kBlockN * kLds, k_cache, v_cache,
-                               k_scale, v_scale, s_blk[buf ^ 1], n0 + kBlockN, kvh);
+      load_kv_tile<KV>(sK + (buf ^ 1) * kBlockN * kLds, sV + (buf ^ 1) * kBlockN * kLds, k_cache, v_cache, k_scale,
+                       v_scale, s_blk[buf ^ 1], n0 + kBlockN, kvh);
       cp_async_commit();
     }
 
-    // The tile's keys in steps of kStepN. A warp whose rows see none of a step's keys (above the
-    // diagonal, below the window, past the tile's rows) skips it: its state is unchanged by keys it may
-    // not attend.
+    // A warp whose rows see none of these keys (above the diagonal, below the window, past the tile's
+    // rows) skips the tile: its state is unchanged by keys it may not attend.
+    const bool active = wrow < t.rows && n0 <= w_last && (window <= 0 || n0 + kBlockN > w_first - window + 1);
+    if (active) {
+      const kiln_t* k_tile = sK + buf * kBlockN * kLds;
+      const kiln_t* v_tile = sV + buf * kBlockN * kLds;
+      float sc[kMTiles][kBlockN / 8][4];  // S: keys n0 + nt*8 + tig*2 + {0,1}, rows g (0,1) and g+8 (2,3)
 #pragma unroll
-    for (int st = 0; st < kBlockN / kStepN; st++) {
-      const int n1 = n0 + st * kStepN;  // the step's first key
-      const bool active = wrow < t.rows && n1 <= w_last && (window <= 0 || n1 + kStepN > w_first - window + 1);
-      if (active) {
-        const kiln_t* k_tile = sK + (buf * kBlockN + st * kStepN) * kLds;
-        const kiln_t* v_tile = sV + (buf * kBlockN + st * kStepN) * kLds;
-        float sc[kMTiles][kStepN / 8][4];  // S: keys n1 + nt*8 + tig*2 + {0,1}, rows g (0,1) and g+8 (2,3)
+      for (int mt = 0; mt < kMTiles; mt++) {
+#pragma unroll
+        for (int nt = 0; nt < kBlockN / 8; nt++) sc[mt][nt][0] = sc[mt][nt][1] = sc[mt][nt][2] = sc[mt][nt][3] = 0.f;
+      }
+#pragma unroll
+      for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
+        unsigned a[kMTiles][4];
 #pragma unroll
         for (int mt = 0; mt < kMTiles; mt++) {
-#pragma unroll
-          for (int nt = 0; nt < kStepN / 8; nt++) sc[mt][nt][0] = sc[mt][nt][1] = sc[mt][nt][2] = sc[mt][nt][3] = 0.f;
+          ldmatrix_x4(a[mt], &sQ[(wrow + mt * 16 + (lane & 15)) * kLds + ks * 16 + (lane >> 4) * 8]);
         }
 #pragma unroll
-        for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
-          unsigned a[kMTiles][4];
+        for (int np = 0; np < kBlockN / 16; np++) {
+          unsigned b[4];
+          ldmatrix_x4(b, &k_tile[(np * 16 + (lane & 7) + (lane >> 4) * 8) * kLds + ks * 16 + ((lane >> 3) & 1) * 8]);
 #pragma unroll
           for (int mt = 0; mt < kMTiles; mt++) {
-            ldmatrix_x4(a[mt], &sQ[(wrow + mt * 16 + (lane & 15)) * kLds + ks * 16 + (lane >> 4) * 8]);
-          }
-#pragma unroll
-          for (int np = 0; np < kStepN / 16; np++) {
-            unsigned b[4];
-            ldmatrix_x4(b, &k_tile[(np * 16 + (lane & 7) + (lane >> 4) * 8) * kLds + ks * 16 + ((lane >> 3) & 1) * 8]);
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; mt++) {
-              mma_16816(sc[mt][2 * np], a[mt], b[0], b[1]);
-              mma_16816(sc[mt][2 * np + 1], a[mt], b[2], b[3]);
-            }
+            mma_16816(sc[mt][2 * np], a[mt], b[0], b[1]);
+            mma_16816(sc[mt][2 * np + 1], a[mt], b[2], b[3]);
           }
         }
+      }
 
-        // Only tiles crossing the warp's diagonal or its window's lower edge need a per-element mask.
-        const bool need_mask = n1 + kStepN - 1 > w_first || (window > 0 && n1 <= w_last - window);
-        unsigned pf[kMTiles][kStepN / 16][4];  // P as A fragments (C layout of key tiles 2kt, 2kt+1)
+      // Only tiles crossing the warp's diagonal or its window's lower edge need a per-element mask.
+      const bool need_mask = n0 + kBlockN - 1 > w_first || (window > 0 && n0 <= w_last - window);
+      unsigned pf[kMTiles][kBlockN / 16][4];  // P as A fragments (C layout of key tiles 2kt, 2kt+1)
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; mt++) {
-          const int prow[2] = {w_first + mt * 16 + g, w_first + mt * 16 + g + 8};
+      for (int mt = 0; mt < kMTiles; mt++) {
+        const int prow[2] = {w_first + mt * 16 + g, w_first + mt * 16 + g + 8};
 #pragma unroll
-          for (int nt = 0; nt < kStepN / 8; nt++) {
+        for (int nt = 0; nt < kBlockN / 8; nt++) {
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-              sc[mt][nt][e] *= sl2;
-              if (need_mask && masked(n1 + nt * 8 + tig * 2 + (e & 1), prow[e / 2], window)) sc[mt][nt][e] = neg_inf();
-            }
-          }
-#pragma unroll
-          for (int r = 0; r < 2; r++) {
-            float mx = neg_inf();
-#pragma unroll
-            for (int nt = 0; nt < kStepN / 8; nt++) mx = fmaxf(mx, fmaxf(sc[mt][nt][2 * r], sc[mt][nt][2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
-            const float m_new = fmaxf(m[mt][r], mx);
-            const float m_use = m_new == neg_inf() ? 0.f : m_new;  // a row with no key yet: keep 0s, no NaN
-            const float corr = score_exp(m[mt][r] - m_use);
-            m[mt][r] = m_new;
-            float sum = 0.f;
-#pragma unroll
-            for (int nt = 0; nt < kStepN / 8; nt++) {
-              sc[mt][nt][2 * r] = score_exp(sc[mt][nt][2 * r] - m_use);
-              sc[mt][nt][2 * r + 1] = score_exp(sc[mt][nt][2 * r + 1] - m_use);
-              sum += sc[mt][nt][2 * r] + sc[mt][nt][2 * r + 1];
-            }
-            l[mt][r] = l[mt][r] * corr + sum;
-#pragma unroll
-            for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
-              o[mt][dt][2 * r] *= corr;
-              o[mt][dt][2 * r + 1] *= corr;
-            }
-          }
-#pragma unroll
-          for (int kt = 0; kt < kStepN / 16; kt++) {
-            pf[mt][kt][0] = pack2(sc[mt][2 * kt][0], sc[mt][2 * kt][1]);
-            pf[mt][kt][1] = pack2(sc[mt][2 * kt][2], sc[mt][2 * kt][3]);
-            pf[mt][kt][2] = pack2(sc[mt][2 * kt + 1][0], sc[mt][2 * kt + 1][1]);
-            pf[mt][kt][3] = pack2(sc[mt][2 * kt + 1][2], sc[mt][2 * kt + 1][3]);
+          for (int e = 0; e < 4; e++) {
+            sc[mt][nt][e] *= sl2;
+            if (need_mask && masked(n0 + nt * 8 + tig * 2 + (e & 1), prow[e / 2], window)) sc[mt][nt][e] = neg_inf();
           }
         }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          float mx = neg_inf();
+#pragma unroll
+          for (int nt = 0; nt < kBlockN / 8; nt++) mx = fmaxf(mx, fmaxf(sc[mt][nt][2 * r], sc[mt][nt][2 * r + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+          const float m_new = fmaxf(m[mt][r], mx);
+          const float m_use = m_new == neg_inf() ? 0.f : m_new;  // a row with no key yet: keep 0s, no NaN
+          const float corr = score_exp(m[mt][r] - m_use);
+          m[mt][r] = m_new;
+          float sum = 0.f;
+#pragma unroll
+          for (int nt = 0; nt < kBlockN / 8; nt++) {
+            sc[mt][nt][2 * r] = score_exp(sc[mt][nt][2 * r] - m_use);
+            sc[mt][nt][2 * r + 1] = score_exp(sc[mt][nt][2 * r + 1] - m_use);
+            sum += sc[mt][nt][2 * r] + sc[mt][nt][2 * r + 1];
+          }
+          l[mt][r] = l[mt][r] * corr + sum;
+#pragma unroll
+          for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
+            o[mt][dt][2 * r] *= corr;
+            o[mt][dt][2 * r + 1] *= corr;
+          }
+        }
+#pragma unroll
+        for (int kt = 0; kt < kBlockN / 16; kt++) {
+          pf[mt][kt][0] = pack2(sc[mt][2 * kt][0], sc[mt][2 * kt][1]);
+          pf[mt][kt][1] = pack2(sc[mt][2 * kt][2], sc[mt][2 * kt][3]);
+          pf[mt][kt][2] = pack2(sc[mt][2 * kt + 1][0], sc[mt][2 * kt + 1][1]);
+          pf[mt][kt][3] = pack2(sc[mt][2 * kt + 1][2], sc[mt][2 * kt + 1][3]);
+        }
+      }
 
 #pragma unroll
-        for (int kt = 0; kt < kStepN / 16; kt++) {
+      for (int kt = 0; kt < kBlockN / 16; kt++) {
 #pragma unroll
-          for (int dp = 0; dp < HEAD_DIM / 16; dp++) {
-            unsigned b[4];
-            ldmatrix_x4_trans(b, &v_tile[(kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLds + dp * 16 + (lane >> 4) * 8]);
+        for (int dp = 0; dp < HEAD_DIM / 16; dp++) {
+          unsigned b[4];
+          ldmatrix_x4_trans(b, &v_tile[(kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLds + dp * 16 + (lane >> 4) * 8]);
 #pragma unroll
-            for (int mt = 0; mt < kMTiles; mt++) {
-              mma_16816(o[mt][2 * dp], pf[mt][kt], b[0], b[1]);
-              mma_16816(o[mt][2 * dp + 1], pf[mt][kt], b[2], b[3]);
-            }
+          for (int mt = 0; mt < kMTiles; mt++) {
+            mma_16816(o[mt][2 * dp], pf[mt][kt], b[0], b[1]);
+            mma_16816(o[mt][2 * dp + 1], pf[mt][kt], b[2], b[3]);
           }
         }
       }
@@ -385,7 +362,7 @@ constexpr int kDimsPerLane = (HEAD_DIM + kWarp - 1) / kWarp;
 constexpr int kLdk = HEAD_DIM + 1;                       // odd stride: lane-per-key reads hit distinct banks
 constexpr int kVecsPerRow = HEAD_DIM / kVec;
 
-template <int kWarps, class KV, bool kSplit>
+template <class KV, bool kSplit>
 __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
                                              const typename KV::elem_t* __restrict__ k_cache,
                                              const typename KV::elem_t* __restrict__ v_cache,
@@ -403,7 +380,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
   const int seg = lane / kBlockN;  //              and its rows seg + j * kSegs of the warp's rows
 
   __syncthreads();  // this CTA's previous tile is done with the shared arrays
-  for (int c = threadIdx.x; c < kBlockM * kVecsPerRow; c += kPrefillThreads<4>) {
+  for (int c = threadIdx.x; c < kBlockM * kVecsPerRow; c += kPrefillThreads) {
     const int r = c / kVecsPerRow;
     const int d = (c % kVecsPerRow) * kVec;
     float f[kVec];
@@ -431,7 +408,7 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
 
   for (int n0 = t.kv_lo / kBlockN * kBlockN; n0 < t.kv_hi; n0 += kBlockN) {
     __syncthreads();  // previous key tile consumed (and sQ written, the first time)
-    for (int c = threadIdx.x; c < kBlockN * kVecsPerRow; c += kPrefillThreads<4>) {
+    for (int c = threadIdx.x; c < kBlockN * kVecsPerRow; c += kPrefillThreads) {
       const int r = c / kVecsPerRow;
       const int d = (c % kVecsPerRow) * kVec;
       const int pos = n0 + r;
@@ -551,12 +528,12 @@ __device__ __forceinline__ void prefill_tile(kiln_t* __restrict__ out, const kil
 // block_tables [S, block_table_stride] int32
 // scale        multiplies q·k (HF: head_dim ** -0.5)
 // sliding_window  attend to the last w positions only; 0 = full causal
-// Grid (x, NUM_HEADS, S), block (kPrefillThreads<warps>: 128, or 256 for the tensor-core _w8 variant):
-// x = ceil(maxQueryLen / BLOCK_M) is best; any x ≥ 1 is correct (each CTA walks its sequence's query
-// tiles from the last, the longest, down with stride x).
+// Grid (x, NUM_HEADS, S), block (kPrefillThreads: 128): x = ceil(maxQueryLen / BLOCK_M) is best; any
+// x ≥ 1 is correct (each CTA walks its sequence's query tiles from the last, the longest, down with
+// stride x).
 namespace attn {
 
-template <int kWarps, class KV, bool kSplit>
+template <class KV, bool kSplit>
 __device__ __forceinline__ void prefill(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
                                         const typename KV::elem_t* __restrict__ k_cache,
                                         const typename KV::elem_t* __restrict__ v_cache,
@@ -596,8 +573,7 @@ __device__ __forceinline__ void prefill(kiln_t* __restrict__ out, const kiln_t* 
         continue;
       }
     }
-    prefill_tile<kWarps, KV, kSplit>(out, q, k_cache, v_cache, k_scale, v_scale, table, t, h, scale, sliding_window,
-                                     sp);
+    prefill_tile<KV, kSplit>(out, q, k_cache, v_cache, k_scale, v_scale, table, t, h, scale, sliding_window, sp);
   }
 }
 
@@ -606,56 +582,55 @@ constexpr int kMergeVec = HEAD_DIM % 4 == 0 ? 4 : HEAD_DIM % 2 == 0 ? 2 : 1;
 
 }  // namespace attn
 
-// Two CTAs per SM: 4 warps may take 255 registers a thread, 8 warps 128.
-#define ATTN_PREFILL_ENTRIES(NAME, WARPS)                                                                           \
-  extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads<WARPS>, 2)                                     \
-      NAME(kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const kiln_t* __restrict__ k_cache,               \
-           const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,                                  \
-           const int* __restrict__ context_len, const int* __restrict__ block_tables, int block_table_stride,        \
-           float scale, int sliding_window) {                                                                        \
-    attn::prefill<WARPS, attn::KvPlain, false>(out, q, k_cache, v_cache, query_start, context_len, block_tables,    \
-                                               block_table_stride, scale, sliding_window, nullptr, nullptr,         \
-                                               attn::SplitOut{});                                                   \
-  }                                                                                                                  \
-  /* The same over FP8 pools (unsigned char) with their row scales k_scale, v_scale                                  \
-     [numBlocks, BLOCK_SIZE, NUM_KV_HEADS] fp32. */                                                                  \
-  extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads<WARPS>, 2)                                     \
-      NAME##_kv8(kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const unsigned char* __restrict__ k_cache, \
-                 const unsigned char* __restrict__ v_cache, const int* __restrict__ query_start,                     \
-                 const int* __restrict__ context_len, const int* __restrict__ block_tables, int block_table_stride,  \
-                 float scale, int sliding_window, const float* __restrict__ k_scale,                                 \
-                 const float* __restrict__ v_scale) {                                                                \
-    attn::prefill<WARPS, attn::KvFp8, false>(out, q, k_cache, v_cache, query_start, context_len, block_tables,      \
-                                             block_table_stride, scale, sliding_window, k_scale, v_scale,           \
-                                             attn::SplitOut{});                                                     \
-  }                                                                                                                  \
-  /* Split mode: the keys of each sequence cut into num_splits ranges, split z in CTA x · num_splits + z            \
-     (grid.x = query tile walkers × num_splits); partials as attn::SplitOut says, then                             \
-     attention_prefill_merge. num_splits = 1 writes out itself (the partials unused, may be null). */               \
-  extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads<WARPS>, 2)                                     \
-      NAME##_split(kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const kiln_t* __restrict__ k_cache,       \
-                   const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,                          \
-                   const int* __restrict__ context_len, const int* __restrict__ block_tables,                        \
-                   int block_table_stride, float scale, int sliding_window, float* __restrict__ partial_acc,         \
-                   float* __restrict__ partial_m, float* __restrict__ partial_l, int num_splits) {                   \
-    attn::prefill<WARPS, attn::KvPlain, true>(out, q, k_cache, v_cache, query_start, context_len, block_tables,     \
-                                              block_table_stride, scale, sliding_window, nullptr, nullptr,          \
-                                              attn::SplitOut{partial_acc, partial_m, partial_l, num_splits, 0, 0}); \
-  }                                                                                                                  \
-  extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads<WARPS>, 2) NAME##_split_kv8(                   \
-      kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const unsigned char* __restrict__ k_cache,            \
-      const unsigned char* __restrict__ v_cache, const int* __restrict__ query_start,                               \
-      const int* __restrict__ context_len, const int* __restrict__ block_tables, int block_table_stride,            \
-      float scale, int sliding_window, float* __restrict__ partial_acc, float* __restrict__ partial_m,              \
-      float* __restrict__ partial_l, int num_splits, const float* __restrict__ k_scale,                             \
-      const float* __restrict__ v_scale) {                                                                           \
-    attn::prefill<WARPS, attn::KvFp8, true>(out, q, k_cache, v_cache, query_start, context_len, block_tables,       \
-                                            block_table_stride, scale, sliding_window, k_scale, v_scale,            \
-                                            attn::SplitOut{partial_acc, partial_m, partial_l, num_splits, 0, 0});   \
-  }
+// Two CTAs per SM (each thread may take 255 registers).
+extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads, 2)
+    attention_prefill(kiln_t* __restrict__ out, const kiln_t* __restrict__ q, const kiln_t* __restrict__ k_cache,
+                      const kiln_t* __restrict__ v_cache, const int* __restrict__ query_start,
+                      const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                      int block_table_stride, float scale, int sliding_window) {
+  attn::prefill<attn::KvPlain, false>(out, q, k_cache, v_cache, query_start, context_len, block_tables,
+                                      block_table_stride, scale, sliding_window, nullptr, nullptr, attn::SplitOut{});
+}
 
-ATTN_PREFILL_ENTRIES(attention_prefill, 4)
-ATTN_PREFILL_ENTRIES(attention_prefill_w8, 8)
+// The same over FP8 pools (unsigned char) with their row scales k_scale, v_scale
+// [numBlocks, BLOCK_SIZE, NUM_KV_HEADS] fp32.
+extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads, 2)
+    attention_prefill_kv8(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+                          const unsigned char* __restrict__ k_cache, const unsigned char* __restrict__ v_cache,
+                          const int* __restrict__ query_start, const int* __restrict__ context_len,
+                          const int* __restrict__ block_tables, int block_table_stride, float scale,
+                          int sliding_window, const float* __restrict__ k_scale, const float* __restrict__ v_scale) {
+  attn::prefill<attn::KvFp8, false>(out, q, k_cache, v_cache, query_start, context_len, block_tables,
+                                    block_table_stride, scale, sliding_window, k_scale, v_scale, attn::SplitOut{});
+}
+
+// Split mode: the keys of each sequence cut into num_splits ranges, split z in CTA x · num_splits + z
+// (grid.x = query tile walkers × num_splits); partials as attn::SplitOut says, then
+// attention_prefill_merge. num_splits = 1 writes out itself (the partials unused, may be null).
+extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads, 2)
+    attention_prefill_split(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+                            const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                            const int* __restrict__ query_start, const int* __restrict__ context_len,
+                            const int* __restrict__ block_tables, int block_table_stride, float scale,
+                            int sliding_window, float* __restrict__ partial_acc, float* __restrict__ partial_m,
+                            float* __restrict__ partial_l, int num_splits) {
+  attn::prefill<attn::KvPlain, true>(out, q, k_cache, v_cache, query_start, context_len, block_tables,
+                                     block_table_stride, scale, sliding_window, nullptr, nullptr,
+                                     attn::SplitOut{partial_acc, partial_m, partial_l, num_splits, 0, 0});
+}
+
+extern "C" __global__ void __launch_bounds__(attn::kPrefillThreads, 2)
+    attention_prefill_split_kv8(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+                                const unsigned char* __restrict__ k_cache, const unsigned char* __restrict__ v_cache,
+                                const int* __restrict__ query_start, const int* __restrict__ context_len,
+                                const int* __restrict__ block_tables, int block_table_stride, float scale,
+                                int sliding_window, float* __restrict__ partial_acc, float* __restrict__ partial_m,
+                                float* __restrict__ partial_l, int num_splits, const float* __restrict__ k_scale,
+                                const float* __restrict__ v_scale) {
+  attn::prefill<attn::KvFp8, true>(out, q, k_cache, v_cache, query_start, context_len, block_tables,
+                                   block_table_stride, scale, sliding_window, k_scale, v_scale,
+                                   attn::SplitOut{partial_acc, partial_m, partial_l, num_splits, 0, 0});
+}
 
 // Combines the num_splits partials of every (row, head) of a split launch over sequences
 // [query_start[0], query_start[num_seqs]) into out, exactly the unsplit kernel's softmax:

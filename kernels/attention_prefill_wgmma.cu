@@ -1,7 +1,7 @@
 // Paged prefill attention on Hopper warpgroup MMA (sm_90a wgmma), FlashAttention-3 style, over packed
 // variable-length sequences. Same arguments, masking, paging and launch grid as attention_prefill
 // (attention_prefill.cu; kernels/attention_README.md), for fp16/bf16 q, out and KV pools and HEAD_DIM 64
-// or 128 (the launch routes everything else to attention_prefill_w8, prefill_tiles.ts).
+// or 128 (the launch routes everything else to attention_prefill, prefill_tiles.ts).
 //
 // One CTA of 256 threads = two consumer warpgroups computes a tile of kBlockM = 128 query rows of one
 // head of one sequence: warpgroup wg owns rows 64·wg … 64·wg+63. Per key tile of kBlockN = 128 keys:

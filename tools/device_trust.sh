@@ -24,7 +24,7 @@
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens): the
 #            prefill's and a decode step's GPU time by kernel kind; decode at 256 and 1,024 again with
 #            KILN_DECODE_MMA=occupancy;
-#            4 × 2,048 again with KILN_PREFILL_KERNEL=mma4 and with KILN_PREFILL_KERNEL=wgmma
+#            4 × 2,048 again with KILN_PREFILL_KERNEL=wgmma
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
@@ -93,7 +93,7 @@ fi
 big=llama-3.1-8b small=llama-3.2-1b
 # ab: the attention A/Bs on the 1B (32 / 8 heads of 64) when little device time is left — decode attention
 # at batch 256 (attention_decode_mma, then KILN_DECODE_MMA=occupancy) and the prefill of 4 × 2,048 tokens
-# (mma8, then KILN_PREFILL_KERNEL=mma4 and =wgmma), the attention line of each profile; TTFT with 2,048 of 2,176 tokens
+# (mma4, then KILN_PREFILL_KERNEL=wgmma), the attention line of each profile; TTFT with 2,048 of 2,176 tokens
 # cached with the prefill attention's key split and without (KILN_PREFILL_SPLIT=0); then the kernels' GPU tests.
 if [[ $part == ab ]]; then
   ckpt=/tmp/hf-$small e=/tmp/engine-$small-ab
@@ -101,8 +101,7 @@ if [[ $part == ab ]]; then
   [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 256 \
     --max-num-tokens 8192 --max-seq-len 4096 >"$out/build-ab.log" 2>&1 || echo "1B build failed (build-ab.log)"
   for run in "decode mma|256|128|" "decode mma occupancy|256|128|KILN_DECODE_MMA=occupancy" \
-    "prefill mma8|4|2048|" "prefill mma4|4|2048|KILN_PREFILL_KERNEL=mma4" \
-    "prefill wgmma|4|2048|KILN_PREFILL_KERNEL=wgmma"; do
+    "prefill mma4|4|2048|" "prefill wgmma|4|2048|KILN_PREFILL_KERNEL=wgmma"; do
     IFS='|' read -r label b i env <<<"$run"
     f="$out/ab-${label// /-}.txt"
     env $env ./bin/kiln bench --model "$e" --backend cuda --batch-size "$b" --input-len "$i" --output-len 16 --runs 1 \
@@ -287,15 +286,13 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
       echo "batch $b, input 128, KILN_DECODE_MMA=occupancy:"
       cat "$out/profile-$b-128-occupancy.txt"
     done
-    # The prefill-attention A/B: attention_prefill (mma4) and attention_prefill_wgmma (wgmma, opt-in) instead of
-    # attention_prefill_w8 (mma8, the default).
-    for k in mma4 wgmma; do
-      KILN_PREFILL_KERNEL=$k ./bin/kiln bench --model "$e" --backend cuda --batch-size 4 --input-len 2048 \
-        --output-len 16 --runs 1 --profile >"$out/profile-4-2048-$k.txt" 2>>"$out/bench.err" ||
-        echo "profile $k failed (bench.err)"
-      echo "batch 4, input 2048, KILN_PREFILL_KERNEL=$k:"
-      cat "$out/profile-4-2048-$k.txt"
-    done
+    # The prefill-attention A/B: attention_prefill_wgmma (wgmma, opt-in) instead of attention_prefill (mma4,
+    # the default, profiled above).
+    KILN_PREFILL_KERNEL=wgmma ./bin/kiln bench --model "$e" --backend cuda --batch-size 4 --input-len 2048 \
+      --output-len 16 --runs 1 --profile >"$out/profile-4-2048-wgmma.txt" 2>>"$out/bench.err" ||
+      echo "profile wgmma failed (bench.err)"
+    echo "batch 4, input 2048, KILN_PREFILL_KERNEL=wgmma:"
+    cat "$out/profile-4-2048-wgmma.txt"
     exit 0
   fi
   if [[ $part == headline ]]; then # one engine for batch 1 and for load: the figures of issues 16 and 17
@@ -352,8 +349,6 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
   tp "128/128" 120 --num-requests 1024 --input-len 128 --output-len 128
   hf "128/128" 150 --num-requests 1024 --input-len 128 --output-len 128
   tp "2048/128" 120 --num-requests 256 --input-len 2048 --output-len 128
-  # The mixed steps' A/B: their decode rows in attention_prefill with the prompts (as before).
-  KILN_MIXED_DECODE=0 tp "2048/128, mixed as prefill" 120 --num-requests 256 --input-len 2048 --output-len 128
   rate=$(python3 -c "import json,sys; print('%.2f' % (0.7 * json.load(open(sys.argv[1]))['requestsPerSec']))" \
     "$out/tp-128_128.json" 2>/dev/null)
   [[ -n $rate ]] && tp "128/128 at $rate req/s" 120 --num-requests 1024 --input-len 128 --output-len 128 \

@@ -3,7 +3,6 @@
 //   -DKILN_DTYPE_BF16|-DKILN_DTYPE_F16|-DKILN_DTYPE_F32 -DHEAD_DIM= -DBLOCK_SIZE= -DNUM_HEADS= -DNUM_KV_HEADS=
 //   [-DKILN_PREFILL_SRC='"path"']  the kernel source (default ../attention_prefill.cu; attention_run.sh
 //                                  passes a copy with `extern __shared__` rewritten, see fakecuda.h)
-//   [-DPREFILL_WARPS=8]            check attention_prefill_w8 (and _w8_kv8), 256 threads, instead
 //   [-DPREFILL_SMEM_BYTES=n]       dynamic shared memory of the launch (default attn::kSmemElems ·
 //                                  sizeof(kiln_t) if the source defines kSmemElems, else 0)
 // Packs sequences with query lengths 37, 0, 150, 1 (contexts 37, 5, 195, 70: two with a cached prefix),
@@ -25,16 +24,6 @@
 #define KILN_PREFILL_SRC "../attention_prefill.cu"
 #endif
 #include KILN_PREFILL_SRC
-#ifndef PREFILL_WARPS
-#define PREFILL_WARPS 4
-#endif
-#if PREFILL_WARPS == 8
-#define PREFILL_KERNEL attention_prefill_w8
-#define PREFILL_KERNEL_KV8 attention_prefill_w8_kv8
-#else
-#define PREFILL_KERNEL attention_prefill
-#define PREFILL_KERNEL_KV8 attention_prefill_kv8
-#endif
 
 #include <cstdio>
 #include <cstring>
@@ -144,7 +133,7 @@ int main() {
   const Run runs[] = {{0, (unsigned)((max_q + attn::kBlockM - 1) / attn::kBlockM)}, {40, 1u}};
   bool ok = true;
   printf("%s D=%d BLOCK_SIZE=%d H=%d/%d BLOCK_M=%d threads=%d smem=%zu:", dt, D, BS, H, HKV, attn::kBlockM,
-         attn::kPrefillThreads<PREFILL_WARPS>, smem_bytes);
+         attn::kPrefillThreads, smem_bytes);
   for (const Run& run : runs) {
     const int w = run.window;
     // Poison what the kernel must not read with this window: keys before every row's window.
@@ -162,8 +151,9 @@ int main() {
     }
     std::vector<kiln_t> out((size_t)(T + kGuard) * H * D, attn::from_float(nanv));
     for (size_t i = (size_t)T * H * D; i < out.size(); i++) out[i] = attn::from_float(12345.f);
-    launch({run.grid_x, (unsigned)H, (unsigned)S}, {(unsigned)attn::kPrefillThreads<PREFILL_WARPS>, 1, 1}, [&] {
-      PREFILL_KERNEL(out.data(), q.data(), kw.data(), vw.data(), qstart.data(), ctxs.data(), tw.data(), stride, scale, w);
+    launch({run.grid_x, (unsigned)H, (unsigned)S}, {(unsigned)attn::kPrefillThreads, 1, 1}, [&] {
+      attention_prefill(out.data(), q.data(), kw.data(), vw.data(), qstart.data(), ctxs.data(), tw.data(), stride,
+                        scale, w);
     }, smem_bytes, 7u + w);
 
     int guard_bad = 0;
@@ -175,9 +165,9 @@ int main() {
     const kv8_ref::Pool k8 = kv8_ref::quantize(kw_f, D), v8 = kv8_ref::quantize(vw_f, D);
     std::vector<kiln_t> out8((size_t)(T + kGuard) * H * D, attn::from_float(nanv));
     for (size_t i = (size_t)T * H * D; i < out8.size(); i++) out8[i] = attn::from_float(12345.f);
-    launch({run.grid_x, (unsigned)H, (unsigned)S}, {(unsigned)attn::kPrefillThreads<PREFILL_WARPS>, 1, 1}, [&] {
-      PREFILL_KERNEL_KV8(out8.data(), q.data(), k8.data.data(), v8.data.data(), qstart.data(), ctxs.data(), tw.data(),
-                            stride, scale, w, k8.scale.data(), v8.scale.data());
+    launch({run.grid_x, (unsigned)H, (unsigned)S}, {(unsigned)attn::kPrefillThreads, 1, 1}, [&] {
+      attention_prefill_kv8(out8.data(), q.data(), k8.data.data(), v8.data.data(), qstart.data(), ctxs.data(),
+                            tw.data(), stride, scale, w, k8.scale.data(), v8.scale.data());
     }, smem_bytes, 9u + w);
     auto [rel8, nan_rows8] = reference_error(out8, kc8_f, vc8_f, w);
     for (size_t i = (size_t)T * H * D; i < out8.size(); i++) guard_bad += attn::to_float(out8[i]) != dtype_round(12345.f);
@@ -188,9 +178,9 @@ int main() {
       for (size_t i = 0; i < kd.size(); i++) kdt[i] = attn::from_float(kd[i]), vdt[i] = attn::from_float(vd[i]);
       std::vector<kiln_t> outd((size_t)(T + kGuard) * H * D, attn::from_float(nanv));
       for (size_t i = (size_t)T * H * D; i < outd.size(); i++) outd[i] = attn::from_float(12345.f);
-      launch({run.grid_x, (unsigned)H, (unsigned)S}, {(unsigned)attn::kPrefillThreads<PREFILL_WARPS>, 1, 1}, [&] {
-        PREFILL_KERNEL(outd.data(), q.data(), kdt.data(), vdt.data(), qstart.data(), ctxs.data(), tw.data(), stride,
-                          scale, w);
+      launch({run.grid_x, (unsigned)H, (unsigned)S}, {(unsigned)attn::kPrefillThreads, 1, 1}, [&] {
+        attention_prefill(outd.data(), q.data(), kdt.data(), vdt.data(), qstart.data(), ctxs.data(), tw.data(),
+                          stride, scale, w);
       }, smem_bytes, 7u + w);
       differ8 = std::memcmp(outd.data(), out8.data(), (size_t)T * H * D * sizeof(kiln_t)) != 0;
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs attention_split_run.sh (the short pack: bf16 D 128 on the 8-warp tensor-core path, fp32 on the
-# generic path; splits 1, 2, 5) on deliberately broken copies of attention_prefill.cu's split mode; each
+# Runs attention_split_run.sh (the short pack: bf16 D 128 on the tensor-core path, fp32 on the generic
+# path; splits 1, 2, 5) on deliberately broken copies of attention_prefill.cu's split mode; each
 # must FAIL, or the check could not see that kind of mistake. Prints one line per copy; exits 1 if any
 # copy passed. About half a minute a copy on 2 cores.
 set -uo pipefail
@@ -19,7 +19,7 @@ breaks=(
 for b in "${breaks[@]}"; do
   sed "$b" ../attention_prefill.cu >"$tmp/attention_prefill.cu"
   if cmp -s ../attention_prefill.cu "$tmp/attention_prefill.cu"; then echo "NOT APPLIED: $b"; status=1; continue; fi
-  if PREFILL_SRC="$tmp/attention_prefill.cu" CONFIGS="BF16 128 16 4 1 8 1;F32 128 16 4 1 4 1" SPLITS="1 2 5" \
+  if PREFILL_SRC="$tmp/attention_prefill.cu" CONFIGS="BF16 128 16 4 1 1;F32 128 16 4 1 1" SPLITS="1 2 5" \
       ./attention_split_run.sh >"$tmp/log" 2>&1; then
     echo "PASSED (should fail): $b"; status=1
   else

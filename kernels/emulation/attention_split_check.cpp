@@ -1,9 +1,8 @@
-// Checks the split mode of attention_prefill.cu (attention_prefill_split / _w8_split, then
+// Checks the split mode of attention_prefill.cu (attention_prefill_split, then
 // attention_prefill_merge) on the CPU (fakecuda.h + attention_ptx_emu.h) against a double-precision
 // reference, element by element within attention_README.md's bound. One build per configuration:
 //   -DKILN_DTYPE_BF16|-DKILN_DTYPE_F16|-DKILN_DTYPE_F32 -DHEAD_DIM= -DBLOCK_SIZE= -DNUM_HEADS= -DNUM_KV_HEADS=
 //   [-DKILN_PREFILL_SRC='"path"']  the kernel source (attention_split_run.sh passes a dyn_shared copy)
-//   [-DPREFILL_WARPS=8]            the 8-warp variant (attention_prefill_w8_split) instead of the 4-warp one
 //   [-DSPLIT_PACK=1]               the short pack (contexts ≤ 300) instead of the long one
 // The launch is a mixed step's: sequence 0 is a leading decode row the launch must not touch (its out
 // row stays a sentinel), and the kernels get query_start, context_len and the tables offset by one, so
@@ -16,9 +15,9 @@
 // The `_kv8` twin (FP8 pools, kv_fp8_ref.h) at 1 split and the most: where the kernel computes on the
 // values the plain one would see (fp32; the tensor-core path, those rounded to kiln_t), its output
 // after the merge must be the plain split kernel's over a cache holding those values, bit for bit.
-// Fails (exit 1) when an element is outside the bound, or splits = 1 differs from attention_prefill /
-// _w8 (the unsplit kernel) in any bit, or the `_kv8` twin from the plain kernel. Prints, per run, the worst error / bound and the largest
-// difference from the unsplit kernel in units of the same bound.
+// Fails (exit 1) when an element is outside the bound, or splits = 1 differs from attention_prefill (the
+// unsplit kernel) in any bit, or the `_kv8` twin from the plain kernel. Prints, per run, the worst
+// error / bound and the largest difference from the unsplit kernel in units of the same bound.
 #include "fakecuda.h"
 #include "attention_ptx_emu.h"
 #include "kv_fp8_ref.h"
@@ -27,18 +26,6 @@
 #define KILN_PREFILL_SRC "../attention_prefill.cu"
 #endif
 #include KILN_PREFILL_SRC
-#ifndef PREFILL_WARPS
-#define PREFILL_WARPS 4
-#endif
-#if PREFILL_WARPS == 8
-#define PREFILL_KERNEL attention_prefill_w8
-#define SPLIT_KERNEL attention_prefill_w8_split
-#define SPLIT_KERNEL_KV8 attention_prefill_w8_split_kv8
-#else
-#define PREFILL_KERNEL attention_prefill
-#define SPLIT_KERNEL attention_prefill_split
-#define SPLIT_KERNEL_KV8 attention_prefill_split_kv8
-#endif
 #ifndef SPLIT_PACK
 #define SPLIT_PACK 0
 #endif
@@ -140,7 +127,7 @@ int main() {
   const int* ctx1 = ctxs.data() + 1;
   const int* tab1 = cache.table.data() + stride;
   const unsigned tiles_x = (unsigned)((max_q + attn::kBlockM - 1) / attn::kBlockM);
-  const unsigned threads = (unsigned)attn::kPrefillThreads<PREFILL_WARPS>;
+  const unsigned threads = (unsigned)attn::kPrefillThreads;
   const kiln_t sentinel = attn::from_float(12345.f);
   auto fresh_out = [&] {
     std::vector<kiln_t> out((size_t)(T + 1) * H * D, attn::from_float(nanv));
@@ -167,8 +154,8 @@ int main() {
   };
 
   bool ok = true;
-  printf("%s D=%d BLOCK_SIZE=%d H=%d/%d warps=%d pack=%d BLOCK_M=%d BLOCK_N=%d:\n", dt, D, BS, H, HKV, PREFILL_WARPS,
-         SPLIT_PACK, attn::kBlockM, attn::kBlockN);
+  printf("%s D=%d BLOCK_SIZE=%d H=%d/%d pack=%d BLOCK_M=%d BLOCK_N=%d:\n", dt, D, BS, H, HKV, SPLIT_PACK,
+         attn::kBlockM, attn::kBlockN);
   for (const int w : {0, 100}) {
     std::vector<double> ref, abs_out;
     std::vector<int> keys;
@@ -185,12 +172,12 @@ int main() {
     };
     std::vector<kiln_t> plain = fresh_out();
     launch({tiles_x, (unsigned)H, (unsigned)(S - 1)}, {threads, 1, 1}, [&] {
-      PREFILL_KERNEL(plain.data(), q.data(), cache.k.data(), cache.v.data(), qs1, ctx1, tab1, stride, scale, w);
+      attention_prefill(plain.data(), q.data(), cache.k.data(), cache.v.data(), qs1, ctx1, tab1, stride, scale, w);
     }, smem_bytes, 5u + w);
     for (const int splits : split_counts) {
       std::vector<kiln_t> out = run_split(w, splits, [&](kiln_t* o, float* acc, float* pm, float* pl) {
-        SPLIT_KERNEL(o, q.data(), cache.k.data(), cache.v.data(), qs1, ctx1, tab1, stride, scale, w, acc, pm, pl,
-                     splits);
+        attention_prefill_split(o, q.data(), cache.k.data(), cache.v.data(), qs1, ctx1, tab1, stride, scale, w, acc,
+                                pm, pl, splits);
       });
       double worst = 0, vs_plain = 0;
       int bad = 0, guard_bad = 0;
@@ -223,11 +210,12 @@ int main() {
   for (const int w : {0, 100}) {
     for (const int splits : {1, split_counts.back()}) {
       const std::vector<kiln_t> o8 = run_split(w, splits, [&](kiln_t* o, float* acc, float* pm, float* pl) {
-        SPLIT_KERNEL_KV8(o, q.data(), k8.data.data(), v8.data.data(), qs1, ctx1, tab1, stride, scale, w, acc, pm, pl,
-                         splits, k8.scale.data(), v8.scale.data());
+        attention_prefill_split_kv8(o, q.data(), k8.data.data(), v8.data.data(), qs1, ctx1, tab1, stride, scale, w,
+                                    acc, pm, pl, splits, k8.scale.data(), v8.scale.data());
       });
       const std::vector<kiln_t> od = run_split(w, splits, [&](kiln_t* o, float* acc, float* pm, float* pl) {
-        SPLIT_KERNEL(o, q.data(), kdt.data(), vdt.data(), qs1, ctx1, tab1, stride, scale, w, acc, pm, pl, splits);
+        attention_prefill_split(o, q.data(), kdt.data(), vdt.data(), qs1, ctx1, tab1, stride, scale, w, acc, pm, pl,
+                                splits);
       });
       const bool same = std::memcmp(o8.data(), od.data(), o8.size() * sizeof(kiln_t)) == 0;
       bool finite = true;

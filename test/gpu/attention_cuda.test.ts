@@ -224,7 +224,7 @@ describe("attention kernels", { skip: noGpu }, () => {
     const n = p.q.length;
     const out = h.filled(n, p.dtype, 0xff);
     const maxQ = Math.max(...p.seqs.map((s) => s.queryLen));
-    // The 4-warp variant; attention_prefill_w8 and attention_prefill_wgmma: kernels/attention_prefill_kernels.test.ts.
+    // attention_prefill (mma4); long sequences and attention_prefill_wgmma: kernels/attention_prefill_kernels.test.ts.
     const tiles = prefillTiles(p.dtype, p.shape.headDim, "mma4");
     const x = gridX ?? Math.max(1, Math.ceil(maxQ / tiles.blockM));
     h.run(

@@ -162,7 +162,7 @@ describe("decode attention for many sequences (attention_decode_batch)", { skip 
   // The default model has 4 kv heads (groups of 2): 4 CTAs per sequence, so 96 sequences give 384 CTAs,
   // at least 2 per SM on any GPU of up to 192 SMs: attention_splits.ts useBatchKernel picks the batch
   // kernel for the bucket of 128 (graphs) and for the 96 rows (eager steps).
-  test("96 prompts of mixed lengths: the CPU backend's greedy tokens, graphs on and off, and KILN_MIXED_DECODE=0's", async () => {
+  test("96 prompts of mixed lengths: the CPU backend's greedy tokens, graphs on and off", async () => {
     const cache = tempCache();
     const model = fileURLToPath(new URL("../../models/default", import.meta.url));
     const gpuOpts = { backend: "cuda", dtype: "fp32", cacheDir: cache.dir, maxBatchSize: 128 } as const;
@@ -170,7 +170,6 @@ describe("decode attention for many sequences (attention_decode_batch)", { skip 
     const runners = [
       ModelRunner.fromDir(model, gpuOpts),
       ModelRunner.fromDir(model, { ...gpuOpts, cudaTuning: cudaTuning({ graphs: false }) }),
-      ModelRunner.fromDir(model, { ...gpuOpts, cudaTuning: cudaTuning({ mixedDecode: false }) }),
     ];
     try {
       // Prompts of 1 to ~70 tokens: contexts cross the block size (16) and the kernel's tiles.
@@ -179,7 +178,7 @@ describe("decode attention for many sequences (attention_decode_batch)", { skip 
       const want = (await cpu.generate(prompts, opts)).map((o) => o.outputIds);
       for (const [i, r] of runners.entries()) {
         const got = (await r.generate(prompts, opts)).map((o) => o.outputIds);
-        assert.deepEqual(got, want, ["graphs", "eager", "KILN_MIXED_DECODE=0"][i]);
+        assert.deepEqual(got, want, ["graphs", "eager"][i]);
       }
     } finally {
       cpu.dispose();

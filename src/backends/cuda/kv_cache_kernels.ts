@@ -17,7 +17,7 @@ export function kvKernel(name: string, dtype: KvCacheDtype): string {
  * for sm_90+, come with them). */
 export const FP8_KV_KERNELS: Readonly<Partial<Record<ModuleKey, readonly string[]>>> = {
   rope: ["rope_qkv_fused_kv8", "rope_qkv_kv8"],
-  attn_prefill: ["attention_prefill_kv8", "attention_prefill_w8_kv8"],
+  attn_prefill: ["attention_prefill_kv8"],
   attn_decode: [
     "attention_decode_kv8",
     "attention_decode_rope_kv8",

@@ -1,4 +1,4 @@
-// How prefill attention tiles the query rows: which kernel runs (attention_prefill.cu's variants, or
+// How prefill attention tiles the query rows: which kernel runs (attention_prefill.cu, or
 // attention_prefill_wgmma.cu where it applies), rows and threads per CTA (the rows set the grid:
 // ceil(longest query / blockM), heads, sequences), and the dynamic shared memory each CTA takes.
 // Mirrors the kernels' constants (kBlockM, kBlockN, kLds, kPrefillThreads; wg::kBlockM, kStages,
@@ -8,13 +8,13 @@ import { InvalidEnvironmentError } from "../../errors.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 
 /** The prefill attention kernel (KILN_PREFILL_KERNEL) of the tensor-core path: `mma4` attention_prefill
- * (4 warps × 32 rows, mma.sync), `mma8` attention_prefill_w8 (8 warps × 16 rows, mma.sync), `wgmma`
- * attention_prefill_wgmma (two warpgroups × 64 rows, sm_90a warpgroup MMA). */
-export type PrefillKernel = "mma4" | "mma8" | "wgmma";
+ * (4 warps × 32 rows, mma.sync), `wgmma` attention_prefill_wgmma (two warpgroups × 64 rows, sm_90a
+ * warpgroup MMA). */
+export type PrefillKernel = "mma4" | "wgmma";
 
 export interface PrefillTiles {
   /** The export to launch (before the KV cache's `_kv8` suffix, kv_cache_kernels.ts). */
-  kernel: "attention_prefill" | "attention_prefill_w8" | "attention_prefill_wgmma";
+  kernel: "attention_prefill" | "attention_prefill_wgmma";
   /** Query rows per CTA (the kernel's kBlockM). */
   blockM: number;
   /** Threads per CTA. */
@@ -30,9 +30,9 @@ function tensorCores(dtype: DTypeName, headDim: number): boolean {
 
 /**
  * Tensor-core path (fp16/bf16, head 64 or 128), by `kernel`:
- * - mma4 / mma8: 128 rows per CTA, key tiles of 64; shared memory holds Q [128][D+8] and two buffers
- *   each of K and V [64][D+8] (104,448 B at D = 128, 55,296 B at 64: two CTAs per SM); 4 warps × 32 rows
- *   (attention_prefill, 128 threads) or 8 warps × 16 rows (attention_prefill_w8, 256 threads).
+ * - mma4: 128 rows per CTA (4 warps × 32 rows, 128 threads), key tiles of 64; shared memory holds
+ *   Q [128][D+8] and two buffers each of K and V [64][D+8] (104,448 B at D = 128, 55,296 B at 64: two
+ *   CTAs per SM).
  * - wgmma: 128 rows per CTA (two warpgroups, 256 threads), key tiles of 128; Q [128][D] and `stages`
  *   buffers of K and V [128][D] (3 at D = 128: 229,376 B; 4 at 64: 147,456 B; one CTA per SM).
  * Generic path (fp32 or other heads): 16 rows (8 above head 128), 128 threads, static memory; `kernel`
@@ -55,9 +55,9 @@ export function prefillTiles(dtype: DTypeName, headDim: number, kernel: PrefillK
   const blockM = 128;
   const blockN = 64;
   return {
-    kernel: kernel === "mma8" ? "attention_prefill_w8" : "attention_prefill",
+    kernel: "attention_prefill",
     blockM,
-    threads: kernel === "mma8" ? 256 : 128,
+    threads: 128,
     sharedBytes: (blockM + 4 * blockN) * (headDim + 8) * 2,
   };
 }
@@ -79,9 +79,8 @@ export function wgmmaPrefillApplies(t: PrefillTarget): boolean {
 }
 
 /** The kernel a step runs: `requested` (the tuning) where it can. wgmma only where it applies
- * (wgmmaPrefillApplies), else mma8; and an engine compiled before a kernel existed lacks its export
- * (`hasKernel`, the plain name): without attention_prefill_wgmma, mma8; without attention_prefill_w8,
- * mma4 — all compute the same attention. */
+ * (wgmmaPrefillApplies) and the engine exports it (`hasKernel`, the plain name: an engine compiled
+ * before it lacks it), else mma4, which every engine has — both compute the same attention. */
 export function prefillKernelFor(
   requested: PrefillKernel,
   target: PrefillTarget,
@@ -89,14 +88,13 @@ export function prefillKernelFor(
 ): PrefillKernel {
   if (requested === "wgmma" && wgmmaPrefillApplies(target) && hasKernel("attention_prefill_wgmma"))
     return "wgmma";
-  if (requested === "mma4") return "mma4";
-  return hasKernel("attention_prefill_w8") ? "mma8" : "mma4";
+  return "mma4";
 }
 
-/** KILN_PREFILL_KERNEL: unset or "mma8" attention_prefill_w8, "mma4" attention_prefill, "wgmma"
- * attention_prefill_wgmma where it applies (opt-in: never run on a GPU yet). */
+/** KILN_PREFILL_KERNEL: unset or "mma4" attention_prefill, "wgmma" attention_prefill_wgmma where it
+ * applies (tuning.ts refuses the removed "mma8" first, with what to use). */
 export function parsePrefillKernel(env: string | undefined): PrefillKernel {
-  if (env === undefined || env === "" || env === "mma8") return "mma8";
-  if (env === "mma4" || env === "wgmma") return env;
-  throw new InvalidEnvironmentError(`KILN_PREFILL_KERNEL must be mma4, mma8 or wgmma; got ${env}`);
+  if (env === undefined || env === "" || env === "mma4") return "mma4";
+  if (env === "wgmma") return env;
+  throw new InvalidEnvironmentError(`KILN_PREFILL_KERNEL must be mma4 or wgmma; got ${env}`);
 }

@@ -57,7 +57,7 @@ export class StepLauncher {
   private readonly dtype: DTypeName;
   private readonly elem: number;
   private readonly tuning: CudaTuning;
-  /** The prefill attention's variant: the tuning's, or 4 warps for an engine without the 8-warp kernel. */
+  /** The prefill attention's kernel: the tuning's where it applies and the engine has it, else mma4. */
   private readonly prefillKernel: PrefillKernel;
   private readonly lowered: Lowered;
   private readonly kernels: KernelLauncher;
@@ -355,7 +355,7 @@ export class StepLauncher {
         if (!packed.allDecode) {
           // A mixed step: its leading decode rows through a decode kernel (GQA heads share each K/V
           // read; attention_prefill would give each query row a 128-row tile per head), the rest here.
-          const D = this.tuning.mixedDecode ? packed.leadingDecodes : 0;
+          const D = packed.leadingDecodes;
           if (D > 0)
             this.decodeAttention(step, packed, D, this.attention.splits(D, packed.leadingDecodeContext));
           const tiles = prefillTiles(this.dtype, op.headDim, this.prefillKernel);

@@ -34,11 +34,18 @@ const REMOVED_SWITCHES = [
   "KILN_ROW_BUCKETS",
   "KILN_ATTN_BATCH",
   "KILN_ATTN_MMA",
+  "KILN_MIXED_DECODE",
 ];
 
 /** Switches replaced by another: set, they are refused with the name of the one to use instead. */
 const REPLACED_SWITCHES: Readonly<Record<string, string>> = {
-  KILN_PREFILL_WARPS: "KILN_PREFILL_KERNEL=mma4|mma8|wgmma (4 warps: mma4, 8: mma8)",
+  KILN_PREFILL_WARPS: "KILN_PREFILL_KERNEL=mma4|wgmma (4 warps: mma4, the default)",
+};
+
+/** Values of a kept switch whose modes were measured slower and removed: set, they are refused with what
+ * to use instead. */
+const REMOVED_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  KILN_PREFILL_KERNEL: { mma8: "unset it for mma4 (the default) or use KILN_PREFILL_KERNEL=wgmma" },
 };
 
 export interface CudaTuning {
@@ -63,9 +70,6 @@ export interface CudaTuning {
   readonly attnTrigger: AttentionTrigger;
   /** KILN_ATTN_CLUSTER=0: decode attention merges its splits through global memory, not a cluster. */
   readonly attnCluster: boolean;
-  /** KILN_MIXED_DECODE=0: a mixed step's decode rows run in attention_prefill with its prompts, not in
-   * a decode attention kernel of their own (the A/B of the split). */
-  readonly mixedDecode: boolean;
   /** KILN_PREFILL_SPLIT=0: prefill attention never splits its keys over CTAs (prefill_splits.ts; the A/B
    * of the `_split` kernels and attention_prefill_merge against the unsplit launch). */
   readonly prefillSplit: boolean;
@@ -73,9 +77,9 @@ export interface CudaTuning {
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
   readonly ropeFuse: boolean;
-  /** KILN_PREFILL_KERNEL=mma4|mma8|wgmma (default mma8): prefill attention's tensor-core kernel
-   * (prefill_tiles.ts: attention_prefill, attention_prefill_w8, or attention_prefill_wgmma where it
-   * applies; the A/B of the three). */
+  /** KILN_PREFILL_KERNEL=mma4|wgmma (default mma4): prefill attention's tensor-core kernel
+   * (prefill_tiles.ts: attention_prefill, or attention_prefill_wgmma where it applies; the A/B of the
+   * two). */
   readonly prefillKernel: PrefillKernel;
   /** KILN_DECODE_MMA=deep|occupancy (default deep): the tensor-core decode attention's entry
    * (decode_mma.ts: attention_decode_mma, or attention_decode_mma_occ with 3 CTAs per SM; the A/B). */
@@ -101,6 +105,13 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     throw new InvalidEnvironmentError(
       `${replaced}=${env[replaced]}: this switch was removed; unset it and use ${REPLACED_SWITCHES[replaced]}`,
     );
+  for (const [name, values] of Object.entries(REMOVED_VALUES)) {
+    const v = env[name];
+    if (v !== undefined && Object.hasOwn(values, v))
+      throw new InvalidEnvironmentError(
+        `${name}=${v}: this mode was removed (it measured slower; docs/PERFORMANCE.md has the figures); ${values[v]}`,
+      );
+  }
   return Object.freeze({
     graphs: env.KILN_CUDA_GRAPHS !== "0",
     pdl: env.KILN_PDL !== "0",
@@ -112,7 +123,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),
-    mixedDecode: onUnless0(env, "KILN_MIXED_DECODE"),
     prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),

@@ -1,9 +1,9 @@
 // Prefill attention's launch shape (src/backends/cuda/prefill_tiles.ts) on the CPU: the export, rows and
 // threads per CTA and the dynamic shared memory the runtime passes must be what
-// kernels/attention_prefill.cu declares (its kBlockM, kBlockN, row stride kLds and kPrefillThreads of
-// each path and variant) and kernels/attention_prefill_wgmma.cu (kBlockM, kBlockN, kThreads, kStages,
+// kernels/attention_prefill.cu declares (its kBlockM, kBlockN, row stride kLds of each path and
+// kPrefillThreads) and kernels/attention_prefill_wgmma.cu (kBlockM, kBlockN, kThreads, kStages,
 // kSmemElems), or CTAs would skip rows, run with missing warps or overrun shared memory. And the
-// routing of KILN_PREFILL_KERNEL: wgmma only where it applies, older engines falling back.
+// routing of KILN_PREFILL_KERNEL: wgmma only where it applies, else (and in older engines) mma4.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -28,22 +28,22 @@ function constant(name: string, branch: "tensor" | "generic"): string {
   return branch === "tensor" ? all[0] : all[all.length - 1];
 }
 
-/** The warps of each ATTN_PREFILL_ENTRIES(name, warps) line: the exports and their variants. */
-const entries = new Map(
-  [...source.matchAll(/^ATTN_PREFILL_ENTRIES\((\w+), (\d+)\)$/gm)].map((m) => [m[1], Number(m[2])]),
+/** The exports launched with kPrefillThreads threads: `__launch_bounds__(attn::kPrefillThreads, 2) name(`. */
+const entries = [...source.matchAll(/__launch_bounds__\(attn::kPrefillThreads, 2\)\s+(\w+)\(/g)].map(
+  (m) => m[1],
 );
 
 describe("prefillTiles mirrors attention_prefill.cu", () => {
-  test("the source exports attention_prefill (4 warps) and attention_prefill_w8 (8 warps)", () => {
-    assert.deepEqual(
-      [...entries],
-      [
-        ["attention_prefill", 4],
-        ["attention_prefill_w8", 8],
-      ],
-    );
-    // kPrefillThreads<kWarps>: kWarps warps on the tensor-core path, 128 threads on the generic one.
-    assert.equal(constant("kPrefillThreads", "tensor"), "ATTN_PREFILL_TENSOR_CORES ? kWarps * kWarp : 128");
+  test("the source exports attention_prefill, its _kv8 and _split twins, all of 4 warps", () => {
+    assert.deepEqual(entries, [
+      "attention_prefill",
+      "attention_prefill_kv8",
+      "attention_prefill_split",
+      "attention_prefill_split_kv8",
+    ]);
+    // One thread count for both paths: 4 warps of 32.
+    assert.equal(constant("kPrefillThreads", "tensor"), "4 * kWarp");
+    assert.equal(constant("kPrefillThreads", "generic"), "4 * kWarp");
   });
 
   test("tensor-core path (fp16/bf16, head 64 and 128): export, rows, threads and shared memory", () => {
@@ -51,20 +51,16 @@ describe("prefillTiles mirrors attention_prefill.cu", () => {
     const blockN = Number(constant("kBlockN", "tensor"));
     assert.equal(constant("kLds", "tensor"), "HEAD_DIM + 8");
     assert.match(constant("kSmemElems", "tensor"), /^\(kBlockM \+ 4 \* kBlockN\) \* kLds$/);
-    for (const [kernel, warps] of [
-      ["mma4", 4],
-      ["mma8", 8],
-    ] as const) {
-      for (const dtype of ["bf16", "fp16"] as const) {
-        for (const headDim of [64, 128]) {
-          const what = `${dtype} head ${headDim}, ${warps} warps`;
-          const t = prefillTiles(dtype, headDim, kernel);
-          assert.equal(entries.get(t.kernel), warps, what);
-          assert.equal(t.blockM, blockM, what);
-          assert.equal(t.threads, warps * 32, what);
-          assert.equal(t.sharedBytes, (blockM + 4 * blockN) * (headDim + 8) * 2, what);
-          assert.ok(t.sharedBytes <= 227 * 1024, "fits one CTA's shared memory on sm_90");
-        }
+    for (const dtype of ["bf16", "fp16"] as const) {
+      for (const headDim of [64, 128]) {
+        const what = `${dtype} head ${headDim}`;
+        const t = prefillTiles(dtype, headDim, "mma4");
+        assert.ok(entries.includes(t.kernel), what);
+        assert.equal(t.kernel, "attention_prefill", what);
+        assert.equal(t.blockM, blockM, what);
+        assert.equal(t.threads, 4 * 32, what);
+        assert.equal(t.sharedBytes, (blockM + 4 * blockN) * (headDim + 8) * 2, what);
+        assert.ok(t.sharedBytes <= 227 * 1024, "fits one CTA's shared memory on sm_90");
       }
     }
   });
@@ -75,7 +71,7 @@ describe("prefillTiles mirrors attention_prefill.cu", () => {
       .exec(constant("kBlockM", "generic"))
       ?.slice(1)
       .map(Number) ?? [NaN, NaN];
-    for (const kernel of ["mma4", "mma8", "wgmma"] as const) {
+    for (const kernel of ["mma4", "wgmma"] as const) {
       for (const [dtype, headDim, rows] of [
         ["fp32", 128, small],
         ["fp32", 64, small],
@@ -138,21 +134,20 @@ describe("prefillTiles mirrors attention_prefill_wgmma.cu", () => {
 });
 
 describe("KILN_PREFILL_KERNEL", () => {
-  test("unset or mma8: attention_prefill_w8; mma4 and wgmma by name", () => {
-    assert.equal(parsePrefillKernel(undefined), "mma8");
-    assert.equal(parsePrefillKernel(""), "mma8");
-    assert.equal(parsePrefillKernel("mma8"), "mma8");
+  test("unset or mma4: attention_prefill; wgmma by name", () => {
+    assert.equal(parsePrefillKernel(undefined), "mma4");
+    assert.equal(parsePrefillKernel(""), "mma4");
     assert.equal(parsePrefillKernel("mma4"), "mma4");
     assert.equal(parsePrefillKernel("wgmma"), "wgmma");
   });
 
   test("anything else is an InvalidEnvironmentError naming the switch and its values", () => {
-    for (const v of ["4", "8", "w8", " mma8", "WGMMA", "fa3"])
+    for (const v of ["4", "8", "w8", "mma8", " mma4", "WGMMA", "fa3"])
       assert.throws(
         () => parsePrefillKernel(v),
         (e: unknown) =>
           e instanceof InvalidEnvironmentError &&
-          /KILN_PREFILL_KERNEL must be mma4, mma8 or wgmma; got/.test(e.message),
+          /KILN_PREFILL_KERNEL must be mma4 or wgmma; got/.test(e.message),
         v,
       );
   });
@@ -167,7 +162,7 @@ describe("where the wgmma kernel applies", () => {
     assert.ok(wgmmaPrefillApplies({ ...H100, dtype: "fp16", headDim: 64 }));
   });
 
-  test("not on other GPUs, fp32, other heads or an fp8 KV cache: mma8 instead", () => {
+  test("not on other GPUs, fp32, other heads or an fp8 KV cache: mma4 instead", () => {
     for (const t of [
       { ...H100, computeCapability: [8, 0] },
       { ...H100, computeCapability: [8, 9] },
@@ -179,24 +174,26 @@ describe("where the wgmma kernel applies", () => {
       { ...H100, kvCacheDtype: "fp8" },
     ] as PrefillTarget[]) {
       assert.equal(wgmmaPrefillApplies(t), false, JSON.stringify(t));
-      assert.equal(prefillKernelFor("wgmma", t, all), "mma8", JSON.stringify(t));
+      assert.equal(prefillKernelFor("wgmma", t, all), "mma4", JSON.stringify(t));
     }
   });
 
-  test("asked for and applying: wgmma; mma4 and mma8 whenever asked", () => {
+  test("asked for and applying: wgmma; mma4 whenever asked", () => {
     assert.equal(prefillKernelFor("wgmma", H100, all), "wgmma");
-    assert.equal(prefillKernelFor("mma8", H100, all), "mma8");
     assert.equal(prefillKernelFor("mma4", H100, all), "mma4");
   });
 });
 
-test("an engine compiled before a kernel existed falls back to one it has", () => {
-  const w4 = (name: string) => name === "attention_prefill";
-  const w8 = (name: string) => name === "attention_prefill" || name === "attention_prefill_w8";
-  assert.equal(prefillKernelFor("wgmma", H100, w8), "mma8");
-  assert.equal(prefillKernelFor("wgmma", H100, w4), "mma4");
-  assert.equal(prefillKernelFor("mma8", H100, w4), "mma4");
-  assert.equal(prefillKernelFor("mma8", H100, w8), "mma8");
-  assert.equal(prefillKernelFor("mma4", H100, w8), "mma4");
-  assert.equal(prefillKernelFor("mma4", H100, w4), "mma4");
+test("an engine compiled before attention_prefill_wgmma existed falls back to mma4", () => {
+  const before = (name: string) => name === "attention_prefill";
+  assert.equal(prefillKernelFor("wgmma", H100, before), "mma4");
+  assert.equal(prefillKernelFor("mma4", H100, before), "mma4");
+});
+
+test("an engine that still exports the removed attention_prefill_w8 runs mma4 (or wgmma) all the same", () => {
+  const older = (name: string) => name === "attention_prefill" || name === "attention_prefill_w8";
+  assert.equal(prefillKernelFor("mma4", H100, older), "mma4");
+  assert.equal(prefillKernelFor("wgmma", H100, older), "mma4");
+  const withW8 = (name: string) => older(name) || name === "attention_prefill_wgmma";
+  assert.equal(prefillKernelFor("wgmma", H100, withW8), "wgmma");
 });

@@ -37,11 +37,10 @@ describe("CudaTuning", () => {
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
-        mixedDecode: true,
         prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,
-        prefillKernel: "mma8",
+        prefillKernel: "mma4",
         decodeMma: "deep",
         attnStop: "",
         skipKernels: [],
@@ -62,7 +61,6 @@ describe("CudaTuning", () => {
       KILN_FUSE_GATED_ACT: "0",
       KILN_ATTN_TRIGGER: "exit",
       KILN_ATTN_CLUSTER: "0",
-      KILN_MIXED_DECODE: "0",
       KILN_PREFILL_SPLIT: "0",
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
@@ -79,7 +77,6 @@ describe("CudaTuning", () => {
     assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
     assert.equal(t.woGemmMaxM, 0);
     assert.equal(t.fuseGatedAct, false);
-    assert.equal(t.mixedDecode, false);
     assert.equal(t.prefillSplit, false);
     assert.equal(t.attnTrigger, "exit");
     assert.equal(t.attnCluster, false);
@@ -102,7 +99,6 @@ describe("CudaTuning", () => {
       ["KILN_WO_GEMM_MAX_M", "lots"],
       ["KILN_ATTN_TRIGGER", "never"],
       ["KILN_ATTN_CLUSTER", "yes"],
-      ["KILN_MIXED_DECODE", "2"],
       ["KILN_PREFILL_SPLIT", "2"],
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
@@ -126,6 +122,7 @@ describe("CudaTuning", () => {
       "KILN_ROW_BUCKETS",
       "KILN_ATTN_BATCH",
       "KILN_ATTN_MMA",
+      "KILN_MIXED_DECODE",
     ])
       assert.throws(
         () => cudaTuningFromEnv({ [name]: "1" }),
@@ -142,9 +139,22 @@ describe("CudaTuning", () => {
         (e: unknown) =>
           e instanceof InvalidEnvironmentError &&
           e.message.startsWith(`KILN_PREFILL_WARPS=${v}: this switch was removed`) &&
-          e.message.includes("KILN_PREFILL_KERNEL=mma4|mma8|wgmma"),
+          e.message.includes("KILN_PREFILL_KERNEL=mma4|wgmma"),
         v,
       );
+  });
+
+  test("a removed mode of a kept switch is refused by name, with what to use", () => {
+    assert.throws(
+      () => cudaTuningFromEnv({ KILN_PREFILL_KERNEL: "mma8" }),
+      (e: unknown) =>
+        e instanceof InvalidEnvironmentError &&
+        e.message.startsWith("KILN_PREFILL_KERNEL=mma8: this mode was removed") &&
+        e.message.includes("mma4") &&
+        e.message.includes("KILN_PREFILL_KERNEL=wgmma"),
+    );
+    for (const v of ["mma4", "wgmma"])
+      assert.equal(cudaTuningFromEnv({ KILN_PREFILL_KERNEL: v }).prefillKernel, v);
   });
 
   test("frozen: a backend's settings cannot change under its captured graphs", () => {

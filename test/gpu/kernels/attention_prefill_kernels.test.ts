@@ -1,16 +1,16 @@
 // The tensor-core prefill kernels that KILN_PREFILL_KERNEL picks, against pagedAttention
-// (src/backends/cpu/kernels/attention.ts): attention_prefill_w8 (kernels/attention_prefill.cu's 8-warp
-// variant, mma8, the default) and attention_prefill_wgmma (kernels/attention_prefill_wgmma.cu, sm_90a
+// (src/backends/cpu/kernels/attention.ts): attention_prefill (kernels/attention_prefill.cu, 4 warps × 32
+// rows, mma4, the default) and attention_prefill_wgmma (kernels/attention_prefill_wgmma.cu, sm_90a
 // warpgroup MMA; skipped on other GPUs, where its export traps). Shapes: the Llama-3.1-8B heads (32
 // query heads, 8 kv heads, head 128, KV blocks of 16; bf16 and fp16) and, for wgmma, head 64 with blocks
 // of 32 and 8 query heads on one kv head (GQA 8). Problems: 1, 3 and 4 packed sequences of 17 … 2,100
 // tokens (chunks with cached prefixes, an empty one), full causal and windows 1, 100 and 1,000, blocks
 // scattered over the pool, unwritten slots NaN. Every row must be written (the output starts NaN);
 // sampled rows (each sequence's first and last, both sides of every 128-row tile edge and of the 16-row
-// warp edges — so the 64-row warpgroup edges too — in its first and last tiles, some at random) are
-// compared with the reference, computed for those rows only so the file stays short. Bound:
-// attention_cuda.test.ts's (kernels/attention_README.md "Tolerance against the CPU reference"). The
-// 4-warp kernel and the other shapes: attention_cuda.test.ts.
+// m-tile edges — so the 32-row warp and 64-row warpgroup edges too — in its first and last tiles, some
+// at random) are compared with the reference, computed for those rows only so the file stays short.
+// Bound: attention_cuda.test.ts's (kernels/attention_README.md "Tolerance against the CPU reference").
+// The other shapes: attention_cuda.test.ts.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { CudaDevice } from "../../../src/backends/cuda/device/index.ts";
@@ -45,7 +45,7 @@ const problem = (sh: Shape, dtype: DTypeName, specs: SeqSpec[], seed: number): P
   );
 
 const CASES: { kernel: PrefillKernel; name: string; skip: string | false; shapes: [string, Shape][] }[] = [
-  { kernel: "mma8", name: "attention_prefill_w8", skip: noGpu, shapes: [["8B heads", LLAMA_8B]] },
+  { kernel: "mma4", name: "attention_prefill", skip: noGpu, shapes: [["8B heads", LLAMA_8B]] },
   {
     kernel: "wgmma",
     name: "attention_prefill_wgmma",

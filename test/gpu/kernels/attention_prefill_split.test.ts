@@ -1,4 +1,4 @@
-// The split mode of kernels/attention_prefill.cu (attention_prefill_split / _w8_split, then
+// The split mode of kernels/attention_prefill.cu (attention_prefill_split, then
 // attention_prefill_merge; planning in src/backends/cuda/prefill_splits.ts) at the Llama-3.1-8B head
 // shape (32 query heads, 8 kv heads, head 128, KV blocks of 16), against pagedAttention
 // (src/backends/cpu/kernels/attention.ts) and the unsplit kernels: the issue's step (128 rows after
@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { MERGE_THREADS } from "../../../src/backends/cuda/prefill_attention.ts";
 import { prefillSplits } from "../../../src/backends/cuda/prefill_splits.ts";
-import { type PrefillKernel, prefillTiles } from "../../../src/backends/cuda/prefill_tiles.ts";
+import { prefillTiles } from "../../../src/backends/cuda/prefill_tiles.ts";
 import { makePagedProblem, type PagedProblem, type SeqSpec } from "../paged_problem.ts";
 import { assertSameBits, f32, i32, KernelHarness, noGpu, ptr } from "./harness.ts";
 import { checkSampled as checkRows } from "./prefill_reference.ts";
@@ -42,10 +42,9 @@ describe("attention_prefill split mode at the 8B head shape", { skip: noGpu }, (
   /** Prefill attention over sequences [from, S) of p, as step_launcher.ts launches a mixed step's
    * prompts: the unsplit kernel (splits undefined) or the `_split` one with `splits`, then the merge.
    * Rows of the launched sequences must come back finite, the others untouched (NaN). */
-  function prefill(p: PagedProblem, o: { warps: 4 | 8; window: number; from?: number; splits?: number }) {
+  function prefill(p: PagedProblem, o: { window: number; from?: number; splits?: number }) {
     const from = o.from ?? 0;
-    const kernel: PrefillKernel = o.warps === 8 ? "mma8" : "mma4";
-    const tiles = prefillTiles(p.dtype, D, kernel);
+    const tiles = prefillTiles(p.dtype, D, "mma4");
     const mod = h.module("attention_prefill.cu", DEFINES, p.dtype);
     const seqs = p.seqs.slice(from);
     const queryStart = Int32Array.from({ length: seqs.length + 1 }, (_, i) =>
@@ -111,13 +110,10 @@ describe("attention_prefill split mode at the 8B head shape", { skip: noGpu }, (
         { numSeqs: 1, maxQueryLen: 128, maxContextLen: 2176, rows: 128 },
       );
       assert.equal(planned, 8);
-      for (const warps of [8, 4] as const) {
-        const unsplit = prefill(p, { warps, window: 0 });
-        assertSameBits(prefill(p, { warps, window: 0, splits: 1 }), unsplit, `${warps} warps, 1 split`);
-        for (const splits of warps === 8 ? [planned, 2, 5, 16] : [planned]) {
-          checkSampled(p, prefill(p, { warps, window: 0, splits }), 0, 0, `${warps} warps, ${splits} splits`);
-        }
-      }
+      const unsplit = prefill(p, { window: 0 });
+      assertSameBits(prefill(p, { window: 0, splits: 1 }), unsplit, "1 split");
+      for (const splits of [planned, 2, 5, 16])
+        checkSampled(p, prefill(p, { window: 0, splits }), 0, 0, `${splits} splits`);
     });
   }
 
@@ -132,10 +128,10 @@ describe("attention_prefill split mode at the 8B head shape", { skip: noGpu }, (
   for (const window of [0, 100]) {
     it(`a mixed step's prompts (contexts 300 … 4,100, empty splits), window ${window} (bf16)`, () => {
       const p = makePagedProblem(SHAPE, "bf16", mixed, 811 + window);
-      const unsplit = prefill(p, { warps: 8, window, from: 1 });
-      assertSameBits(prefill(p, { warps: 8, window, from: 1, splits: 1 }), unsplit, "1 split");
+      const unsplit = prefill(p, { window, from: 1 });
+      assertSameBits(prefill(p, { window, from: 1, splits: 1 }), unsplit, "1 split");
       for (const splits of [2, 5, 16])
-        checkSampled(p, prefill(p, { warps: 8, window, from: 1, splits }), window, 1, `${splits} splits`);
+        checkSampled(p, prefill(p, { window, from: 1, splits }), window, 1, `${splits} splits`);
     });
   }
 });

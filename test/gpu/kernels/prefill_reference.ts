@@ -16,7 +16,7 @@ export interface PrefillShape {
 }
 
 /** The rows of sequence s to compare: its ends, both sides of each 128-row tile edge, of each 16-row
- * warp edge in the first and last tiles, and 8 at random. */
+ * m-tile edge (so every warp's) in the first and last tiles, and 8 at random. */
 export function sampleRows(s: AttentionSequence, seed: number): number[] {
   const rows = new Set<number>([0, 1, s.queryLen - 2, s.queryLen - 1]);
   const lastTile = Math.floor((s.queryLen - 1) / 128) * 128;
