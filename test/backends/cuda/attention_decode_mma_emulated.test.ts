@@ -21,6 +21,16 @@ const skip = gxx.status !== 0 ? "g++ not found" : false;
 
 describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
   const dir = mkdtempSync(join(tmpdir(), "kiln-mma-emu-"));
+  /** The emulator's run of a copy of the kernel (one configuration). */
+  const runCopy = (name: string, src: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, src);
+    return spawnSync("bash", [SCRIPT], {
+      encoding: "utf8",
+      timeout: 300_000,
+      env: { ...process.env, SRC: path, ONLY: "BF16 64 16 8 2" },
+    });
+  };
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   test("four configurations within the bound of the double reference, both entries, the same bits", () => {
@@ -36,13 +46,7 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
     const src = readFileSync(KERNEL, "utf8");
     const broken = src.replace("x[e] = key < ctx ? v * sl", "x[e] = key <= ctx ? v * sl");
     assert.notEqual(broken, src, "the mask line moved: update this test");
-    const path = join(dir, "broken.cu");
-    writeFileSync(path, broken);
-    const r = spawnSync("bash", [SCRIPT], {
-      encoding: "utf8",
-      timeout: 300_000,
-      env: { ...process.env, SRC: path, ONLY: "BF16 64 16 8 2" },
-    });
+    const r = runCopy("broken.cu", broken);
     assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /FAIL: \d+ elements/);
   });
@@ -56,13 +60,7 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
       call.replace("block_table_step, scale,", "block_table_step, scale * 1.0001f,"),
     );
     assert.notEqual(broken, src, "the _occ entry's call moved: update this test");
-    const path = join(dir, "occ_broken.cu");
-    writeFileSync(path, broken);
-    const r = spawnSync("bash", [SCRIPT], {
-      encoding: "utf8",
-      timeout: 300_000,
-      env: { ...process.env, SRC: path, ONLY: "BF16 64 16 8 2" },
-    });
+    const r = runCopy("occ_broken.cu", broken);
     assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /^decode_mma .* PASS$/m);
     assert.match(r.stdout, /^decode_mma_occ .*differs from decode_mma \(FAIL: \d+ runs\)/m);

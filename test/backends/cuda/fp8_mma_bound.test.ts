@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { FP8_MMA, fp8Dot } from "../../gpu/kernels/tolerances.ts";
+import { rng } from "../cpu/helpers.ts";
 
 const F = FP8_MMA.fractionBits;
 const K = FP8_MMA.productsPerInstruction;
@@ -42,17 +43,6 @@ function e4m3(r: () => number, lo = -6, hi = 8): number {
   return (r() < 0.5 ? -1 : 1) * (1 + m / 8) * 2 ** e;
 }
 
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The worst |simulated − exact| / bound over every promotion interval the model covers. */
 function worstShare(x: Float64Array, w: Float64Array, k: number): number {
   const { sum, slop } = fp8Dot(x, 0, w, 0, k);
@@ -64,7 +54,7 @@ function worstShare(x: Float64Array, w: Float64Array, k: number): number {
 
 describe("FP8 MMA error model", () => {
   test("random E4M3 data, k 256, 640 and 4,096: the simulated error stays inside fp8Dot's bound", () => {
-    const r = mulberry(7);
+    const r = rng(7);
     let worst = 0;
     for (const k of [256, 640, 4096])
       for (let trial = 0; trial < 40; trial++) {
