@@ -20,6 +20,7 @@ const CLI_ONLY_ERRORS: Record<string, string> = {
   NoChatTemplateError: "chat templates, used by kiln chat and run --chat only",
   HttpError: "kiln serve's HTTP answers (src/server/), never raised by a library call",
   ServeBenchError: "kiln bench --serve's options and endpoint (src/server/serve_bench.ts is not exported)",
+  ListenError: "kiln serve's --host and --port (src/server/open_server.ts is not exported)",
   EvalTextError: "kiln eval's --perplexity file (src/runtime/perplexity.ts is not exported)",
   TextTooShortError: "kiln eval's text (src/runtime/perplexity.ts is not exported)",
   PerplexityOptionsError: "kiln eval's --max-length and --stride (src/runtime/perplexity.ts is not exported)",
