@@ -325,7 +325,7 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
       shift 2
       timeout "$limit" ./bin/kiln bench --serve http://127.0.0.1:8321 --json "$@" >"$f" 2>>"$out/serve-bench.err" ||
         { echo "serve $label: failed (serve-bench.err)"; return; }
-      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('HTTP %-20s all %d failed: %s' % (sys.argv[2], d['failed'], d['errors'][:1]) if d['completed'] == 0 else 'HTTP %-20s %8.0f out tok/s  TTFT %.1f/%.1f ms  TPOT %.2f/%.2f ms  ITL %.2f/%.2f ms (median/p99)  failed %d' % (sys.argv[2], d['outputTokensPerSec'], d['ttftMs']['median'], d['ttftMs']['p99'], d['tpotMs']['median'], d['tpotMs']['p99'], d['itlMs']['median'], d['itlMs']['p99'], d['failed']))" \
+      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('HTTP %-20s all %d failed: %s' % (sys.argv[2], d['failed'], d['errors'][:1]) if d['completed'] == 0 else 'HTTP %-20s %8.0f out tok/s  TTFT %.1f/%.1f ms  TPOT %.2f/%.2f ms  ITL %.2f/%.2f ms (median/p99)  peak streaming %d  failed %d' % (sys.argv[2], d['outputTokensPerSec'], d['ttftMs']['median'], d['ttftMs']['p99'], d['tpotMs']['median'], d['tpotMs']['p99'], d['itlMs']['median'], d['itlMs']['p99'], d.get('peakStreaming', -1), d['failed']))" \
         "$f" "$label"
     }
     sv "128/128" 150 --num-requests 1024 --input-len 128 --output-len 128

@@ -72,6 +72,7 @@ export function serveTable(r: ServeBenchResult): string {
     ["output tokens/s", r.outputTokensPerSec.toFixed(1)],
     ["total tokens/s", r.totalTokensPerSec.toFixed(1)],
     ["requests/s", r.requestsPerSec.toFixed(2)],
+    ["peak streaming at once", `${r.peakStreaming}`],
     ["TTFT", ms(r.ttftMs)],
     ["TPOT", ms(r.tpotMs)],
     ["ITL", ms(r.itlMs)],

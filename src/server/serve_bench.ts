@@ -65,6 +65,9 @@ export interface ServeBenchResult {
   ttftMs: Summary;
   tpotMs: Summary;
   itlMs: Summary;
+  /** The most completed requests streaming at once (between their first and last token chunk): how
+   * many the server really ran together, e.g. far below numRequests when it admits them slowly. */
+  peakStreaming: number;
 }
 
 /** The server cannot be reached or refuses the benchmark's requests. */
@@ -89,6 +92,7 @@ export function summarizeServeRuns(
   | "ttftMs"
   | "tpotMs"
   | "itlMs"
+  | "peakStreaming"
 > {
   const ok = runs.filter((r) => r.error === null && r.chunkTimes.length > 0);
   const failed = runs.filter((r) => !ok.includes(r));
@@ -107,7 +111,25 @@ export function summarizeServeRuns(
     totalTokensPerSec: (ok.length * inputLen + outputTokens) / durationS,
     requestsPerSec: ok.length / durationS,
     ...latency,
+    peakStreaming: peakOverlap(ok.map((r) => [r.chunkTimes[0], r.chunkTimes[r.chunkTimes.length - 1]])),
   };
+}
+
+/** The most intervals [start, end] that hold one instant (an interval ending where another starts
+ * counts both). */
+function peakOverlap(spans: readonly (readonly [number, number])[]): number {
+  const events = spans.flatMap(([a, b]): [number, number][] => [
+    [a, 1],
+    [b, -1],
+  ]);
+  events.sort((x, y) => x[0] - y[0] || y[1] - x[1]); // at one instant, starts before ends
+  let now = 0;
+  let peak = 0;
+  for (const [, d] of events) {
+    now += d;
+    peak = Math.max(peak, now);
+  }
+  return peak;
 }
 
 /** Sends one streaming completion and times its chunks. Never throws: a failure is in `error`. */

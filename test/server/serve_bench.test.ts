@@ -45,6 +45,25 @@ test("summarizeServeRuns: throughput and TTFT/TPOT/ITL from the chunk times, fai
   assert.equal(r.itlMs.median, 5);
 });
 
+test("summarizeServeRuns: the most completed requests streaming at once", () => {
+  const run = (first: number, last: number) => ({
+    sent: 0,
+    chunkTimes: [first, last],
+    outputTokens: 2,
+    error: null,
+  });
+  // [10, 20], [15, 30], [18, 19] overlap at 18–19; [20, 40] starts as the first ends (both count);
+  // the failed one is left out.
+  const r = summarizeServeRuns(
+    [run(10, 20), run(15, 30), run(18, 19), run(20, 40), { ...run(12, 35), error: "gone" }],
+    4,
+    0,
+    50,
+  );
+  assert.equal(r.peakStreaming, 3);
+  assert.equal(summarizeServeRuns([run(0, 1), run(2, 3)], 4, 0, 5).peakStreaming, 1);
+});
+
 test("fixed concurrency: every request has the fixed shape; the figures match the server's pace", async () => {
   fake.reset();
   const r = await runServeBench({
