@@ -13,20 +13,10 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 source ./dyn_shared.sh
-dyn_shared "$(realpath "${SRC:-../attention_decode_mma.cu}")" "$out/mma.cu"
+emu_workdir "${SRC:-../attention_decode_mma.cu}" mma.cu
 fail=0
-run_cfg() {  # dtype D BS H HKV
-  local exe="$out/mma_$1_$2_$3_$4_$5"
-  if ! g++ -std=c++20 -O2 -fno-strict-aliasing -ffp-contract=off -Ifake -I"$here/.." -DKILN_DTYPE_$1 -DHEAD_DIM=$2 \
-      -DBLOCK_SIZE=$3 -DNUM_HEADS=$4 -DNUM_KV_HEADS=$5 -DKILN_DECODE_MMA_SRC="\"$out/mma.cu\"" ${EXTRA:-} \
-      attention_decode_mma_check.cpp -o "$exe" -lpthread; then
-    echo "decode_mma $1 D=$2 BLOCK_SIZE=$3 H=$4/$5: BUILD FAILED"; fail=1; return
-  fi
-  "$exe" || fail=1
-}
+run_cfg() { emu_attention attention_decode_mma_check.cpp KILN_DECODE_MMA_SRC=mma.cu decode_mma "$@"; }  # dtype D BS H HKV
 if [ -n "${ONLY:-}" ]; then
   run_cfg $ONLY
 elif [ "${1:-}" = --ci ]; then

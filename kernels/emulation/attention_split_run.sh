@@ -15,10 +15,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 source ./dyn_shared.sh
-dyn_shared "$(realpath "${PREFILL_SRC:-../attention_prefill.cu}")" "$out/prefill.cu"
+emu_workdir "${PREFILL_SRC:-../attention_prefill.cu}" prefill.cu
 default="BF16 128 16 4 1 0;F16 128 32 2 2 0;BF16 64 16 8 1 0;BF16 128 32 8 2 1;F32 128 16 4 1 1;BF16 80 32 4 4 1"
 fail=0
 IFS=';' read -ra configs <<<"${CONFIGS:-$default}"

@@ -12,20 +12,10 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 source ./dyn_shared.sh
-dyn_shared "$(realpath "${WGMMA_SRC:-../attention_prefill_wgmma.cu}")" "$out/wgmma.cu"
+emu_workdir "${WGMMA_SRC:-../attention_prefill_wgmma.cu}" wgmma.cu
 fail=0
-run_cfg() {  # dtype D BS H HKV
-  local exe="$out/wgmma_$1_$2_$3_$4_$5"
-  if ! g++ -std=c++20 -O2 -fno-strict-aliasing -ffp-contract=off -Ifake -I"$here/.." -DKILN_DTYPE_$1 -DHEAD_DIM=$2 \
-      -DBLOCK_SIZE=$3 -DNUM_HEADS=$4 -DNUM_KV_HEADS=$5 -DKILN_PREFILL_SRC="\"$out/wgmma.cu\"" ${EXTRA:-} \
-      attention_wgmma_check.cpp -o "$exe" -lpthread; then
-    echo "wgmma $1 D=$2 BLOCK_SIZE=$3 H=$4/$5: BUILD FAILED"; fail=1; return
-  fi
-  "$exe" || fail=1
-}
+run_cfg() { emu_attention attention_wgmma_check.cpp KILN_PREFILL_SRC=wgmma.cu wgmma "$@"; }  # dtype D BS H HKV
 if [ -n "${WGMMA_CFG:-}" ]; then
   run_cfg $WGMMA_CFG
 else
