@@ -2,7 +2,7 @@
 // read 1-byte x and W whatever the engine dtype, may write fp32 (fp32 engines) or 16-bit outputs, and
 // describe themselves as e4m3; the descriptor attributes an fp8 plan sets (FP8 fast accumulation off,
 // stated; outer-vector scale modes, with placeholder scale pointers for the heuristic, unless unit
-// scales), recorded by a stand-in cuBLASLt. Whether cuBLASLt
+// scales; the bias in D's type), recorded by a stand-in cuBLASLt. Whether cuBLASLt
 // accepts them needs a GPU (test/gpu/kernels/gemv_fp8.test.ts).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -17,10 +17,32 @@ import type { CudaDevice } from "../../../src/backends/cuda/device/device.ts";
 import {
   CUBLASLT_MATMUL_DESC,
   CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F,
+  CUDA_R_16BF,
+  CUDA_R_16F,
+  CUDA_R_32F,
 } from "../../../src/backends/cuda/ffi/cublaslt.ts";
 import { InvalidArgumentError } from "../../../src/errors.ts";
 
 describe("FP8 GEMM configuration", () => {
+  /** The matmul-descriptor attributes createPlan sets, by a stand-in for cuBLASLt. */
+  const attributes = (config: Parameters<typeof normalize>[0]) => {
+    const set = new Map<number, ArrayBufferView>();
+    const api = {
+      matmulDescCreate: () => 1n,
+      matmulDescSetAttribute: (_d: bigint, attr: number, v: ArrayBufferView) => set.set(attr, v),
+      matrixLayoutCreate: () => 2n,
+    };
+    const device = {
+      blasLt: () => ({ api, handle: 3n }),
+      assertOpen: () => {},
+      driver: { memAlloc: () => 0x7000n },
+      liveBytes: 0,
+      liveObjects: 0,
+    } as unknown as CudaDevice;
+    createPlan(device, normalize(config));
+    return set;
+  };
+
   test("fp8 inputs are 1 byte; plain ones their dtype's", () => {
     assert.equal(inputBytes(normalize({ m: 16, n: 32, k: 64, dtypeIn: "bf16", fp8: true })), 1);
     assert.equal(inputBytes(normalize({ m: 16, n: 32, k: 64, dtypeIn: "bf16" })), 2);
@@ -55,24 +77,6 @@ describe("FP8 GEMM configuration", () => {
   });
 
   test("fp8 plans state FAST_ACCUM = 0 (one byte); outer-vector scale modes unless unit scales", () => {
-    /** The matmul-descriptor attributes createPlan sets, by a stand-in for cuBLASLt. */
-    const attributes = (config: Parameters<typeof normalize>[0]) => {
-      const set = new Map<number, ArrayBufferView>();
-      const api = {
-        matmulDescCreate: () => 1n,
-        matmulDescSetAttribute: (_d: bigint, attr: number, v: ArrayBufferView) => set.set(attr, v),
-        matrixLayoutCreate: () => 2n,
-      };
-      const device = {
-        blasLt: () => ({ api, handle: 3n }),
-        assertOpen: () => {},
-        driver: { memAlloc: () => 0x7000n },
-        liveBytes: 0,
-        liveObjects: 0,
-      } as unknown as CudaDevice;
-      createPlan(device, normalize(config));
-      return set;
-    };
     const base = { m: 16, n: 32, k: 64, dtypeIn: "bf16" as const };
     const outer = attributes({ ...base, fp8: true });
     const fast = outer.get(CUBLASLT_MATMUL_DESC.FAST_ACCUM);
@@ -87,5 +91,25 @@ describe("FP8 GEMM configuration", () => {
     assert.equal(unit.has(CUBLASLT_MATMUL_DESC.A_SCALE_MODE), false);
     assert.equal(unit.has(CUBLASLT_MATMUL_DESC.A_SCALE_POINTER), false);
     assert.equal(attributes(base).has(CUBLASLT_MATMUL_DESC.FAST_ACCUM), false, "not on plain GEMMs");
+  });
+
+  test("a biased fp8 plan states its bias type as D's (cuBLASLt's FP8 default is not D's)", () => {
+    const base = { m: 16, n: 32, k: 64, bias: true, fp8: true };
+    for (const [dtypeIn, type] of [
+      ["fp32", CUDA_R_32F],
+      ["bf16", CUDA_R_16BF],
+      ["fp16", CUDA_R_16F],
+    ] as const) {
+      const set = attributes({ ...base, dtypeIn });
+      assert.deepEqual(set.get(CUBLASLT_MATMUL_DESC.BIAS_DATA_TYPE), Int32Array.of(type), dtypeIn);
+    }
+    assert.equal(attributes({ ...base, bias: false }).has(CUBLASLT_MATMUL_DESC.BIAS_DATA_TYPE), false);
+    // Plain GEMMs keep cuBLASLt's default (D's type).
+    assert.equal(
+      attributes({ m: 16, n: 32, k: 64, dtypeIn: "bf16", bias: true }).has(
+        CUBLASLT_MATMUL_DESC.BIAS_DATA_TYPE,
+      ),
+      false,
+    );
   });
 });

@@ -143,6 +143,11 @@ export function createPlan(device: CudaDevice, c: FullConfig): Plan {
     }
     const epilogue = c.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.EPILOGUE, u32Attr(epilogue));
+    // The bias is in D's dtype. Stated for FP8: there cuBLASLt's default bias type is not D's (an fp32
+    // D reads a bf16 bias), so an fp32 bias would be read as pairs of bf16; a type it lacks is refused.
+    if (c.bias && c.fp8) {
+      api.matmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC.BIAS_DATA_TYPE, i32Attr(CUDA_TYPE[c.dtypeOut]));
+    }
     const layout = (type: number, rows: number, cols: number) => {
       const l = api.matrixLayoutCreate(type, rows, cols, rows);
       created.push(() => api.matrixLayoutDestroy(l));
