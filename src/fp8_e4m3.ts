@@ -58,6 +58,31 @@ export function f32ToE4m3(x: number): number {
   return (e << 3) | m | sign;
 }
 
+/** f32ToE4m3 of the fp32 value whose bits are `bits` (a uint32), in integer arithmetic only: the same
+ * byte for every input. For bulk conversion, where the values sit in a Float32Array (its Uint32Array
+ * view gives the bits) and the per-value scratch round trip of f32ToE4m3 would dominate. */
+export function f32BitsToE4m3(bits: number): number {
+  const sign = (bits >>> 24) & 0x80;
+  const abs = bits & 0x7fffffff;
+  if (abs > 0x7f800000) return 0x7f | sign; // NaN
+  if (abs >= 0x43e00000) return 0x7e | sign; // ≥ 448 (and ±inf): saturate
+  const exp = abs >>> 23;
+  if (exp < 121) {
+    // Below 2^-6: m = |x|·2^9 rounded half to even, m in 0..8. With the implicit bit, |x|·2^9 =
+    // mant24 · 2^(exp − 141), a right shift by 141 − exp ≥ 21; below 2^-9 / 2 (exp < 117) it is 0.
+    if (exp < 117) return sign;
+    const mant = (abs & 0x7fffff) | 0x800000;
+    const shift = 141 - exp;
+    let m = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (m & 1) === 1)) m++;
+    return m | sign;
+  }
+  const rounded = abs + 0x7ffff + ((abs >>> 20) & 1);
+  return (((rounded >>> 23) - 120) << 3) | ((rounded >>> 20) & 0x07) | sign;
+}
+
 /** fp32 values → E4M3 bytes (f32ToE4m3 for each). */
 export function f32ArrayToE4m3(src: Float32Array, dst = new Uint8Array(src.length)): Uint8Array {
   for (let i = 0; i < src.length; i++) dst[i] = f32ToE4m3(src[i]);

@@ -2,7 +2,14 @@
 // E4M3 values, ties to the even code, saturating at ±448.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { E4M3_MAX, e4m3ArrayToF32, e4m3ToF32, f32ArrayToE4m3, f32ToE4m3 } from "../src/fp8_e4m3.ts";
+import {
+  E4M3_MAX,
+  e4m3ArrayToF32,
+  e4m3ToF32,
+  f32ArrayToE4m3,
+  f32BitsToE4m3,
+  f32ToE4m3,
+} from "../src/fp8_e4m3.ts";
 
 /** Nearest finite code by search (ties: even code), saturating; the definition the fast path must meet. */
 function slowEncode(x: number): number {
@@ -66,4 +73,29 @@ test("out of range saturates to ±448; NaN stays NaN", () => {
   assert.equal(f32ToE4m3(447), 0x7e); // nearest is 448 (the neighbours are 416 and 448)
   assert.equal(f32ToE4m3(Number.NaN), 0x7f);
   assert.equal(f32ToE4m3(2 ** -11), 0); // a quarter of the smallest subnormal rounds to zero
+});
+
+test("f32BitsToE4m3 (integer arithmetic) gives f32ToE4m3's byte for every sampled fp32 bit pattern", () => {
+  const f = new Float32Array(1);
+  const bits = new Int32Array(f.buffer);
+  const check = (b: number) => {
+    bits[0] = b;
+    const want = f32ToE4m3(f[0]);
+    const got = f32BitsToE4m3(bits[0]);
+    if (got !== want) assert.fail(`bits 0x${(b >>> 0).toString(16)} (${f[0]}): ${got} ≠ ${want}`);
+  };
+  // Every pattern at a stride coprime to 2, then every mantissa tail that decides a rounding: the
+  // exponents of E4M3's subnormal and normal ranges and their neighbours, with the bits below the kept
+  // ones at 0, just under a half, a half, just over, and all ones.
+  for (let b = 0; b < 2 ** 32; b += 4093) check(b);
+  for (let exp = 100; exp <= 140; exp++) {
+    for (let top = 0; top < 64; top++) {
+      for (const tail of [0, 1, 0x1ffff, 0x20000, 0x20001, 0x3ffff, 0x7ffff, 0x80000, 0x80001, 0xfffff]) {
+        const mantissa = ((top << 17) | tail) & 0x7fffff;
+        for (const sign of [0, 0x80000000]) check((sign | (exp << 23) | mantissa) >>> 0);
+      }
+    }
+  }
+  for (const x of [0, -0, 448, 449, 464, 480, -480, 1e9, Infinity, -Infinity, Number.NaN, 2 ** -9, 2 ** -10])
+    check(new Uint32Array(Float32Array.of(x).buffer)[0]);
 });
