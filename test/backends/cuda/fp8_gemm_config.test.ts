@@ -103,7 +103,10 @@ describe("FP8 GEMM configuration", () => {
       const set = attributes({ ...base, dtypeIn });
       assert.deepEqual(set.get(CUBLASLT_MATMUL_DESC.BIAS_DATA_TYPE), Int32Array.of(type), dtypeIn);
     }
-    assert.equal(attributes({ ...base, bias: false }).has(CUBLASLT_MATMUL_DESC.BIAS_DATA_TYPE), false);
+    assert.equal(
+      attributes({ ...base, dtypeIn: "bf16", bias: false }).has(CUBLASLT_MATMUL_DESC.BIAS_DATA_TYPE),
+      false,
+    );
     // Plain GEMMs keep cuBLASLt's default (D's type).
     assert.equal(
       attributes({ m: 16, n: 32, k: 64, dtypeIn: "bf16", bias: true }).has(
