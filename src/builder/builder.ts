@@ -26,8 +26,9 @@ import { ModelIsEngineError } from "./errors.ts";
 import { optimize } from "./optimize.ts";
 import { type AwqReport, awqScaledWeights, CPU_AWQ } from "./passes/awq/awq.ts";
 import { fp8InputScales } from "./passes/fp8_static.ts";
-import { quantizeWeights } from "./passes/quantize_weights.ts";
+import { quantizableWeights, quantizeWeights } from "./passes/quantize_weights.ts";
 import { assertPrequantizedBuild, PrequantizedLinears } from "./prequantized.ts";
+import { QuantizePool } from "./quantize_pool.ts";
 import { randomEngineWeight } from "./random_weights.ts";
 import { runSteps } from "./steps.ts";
 import { cudaAwqTarget } from "./targets/cuda_awq.ts";
@@ -216,8 +217,17 @@ function* finish(
     const window = calibrationWindow(config.model, config.build.maxSeqLen);
     inputScales = yield* fp8InputScales(config.model, network, fp32, ids, window);
   }
-  if (method !== "none") stored = quantizeWeights(network, stored, storedFormat(method), inputScales);
-  yield* writeEngineSteps(outDir, config, plan, stored, extra, blobs, mode);
+  // Quantized regions are computed on worker threads ahead of the writer (quantize_pool.ts).
+  const eligible = quantizableWeights(network);
+  const pool = new QuantizePool(
+    method === "none" ? 0 : QuantizePool.threadsFor(stored.filter((w) => eligible.has(w.name))),
+  );
+  try {
+    if (method !== "none") stored = quantizeWeights(network, stored, storedFormat(method), inputScales, pool);
+    yield* writeEngineSteps(outDir, config, plan, stored, extra, blobs, mode);
+  } finally {
+    pool.close();
+  }
   return {
     dir: outDir,
     config,

@@ -3,7 +3,8 @@
 // without waiting on workers that gave up; with NVRTC, the cubins must equal the serial build's.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { compileAll, compileThreads } from "../../src/builder/targets/parallel_compile.ts";
+import { buildThreads as compileThreads } from "../../src/builder/targets/build_threads.ts";
+import { compileAll } from "../../src/builder/targets/parallel_compile.ts";
 import { InvalidEnvironmentError } from "../../src/errors.ts";
 
 const jobs = [0, 1, 2, 3].map((i) => ({

@@ -160,7 +160,7 @@ export function cudaTuning(overrides: Partial<CudaTuning> = {}): CudaTuning {
   return Object.freeze({ ...DEFAULT_CUDA_TUNING, ...overrides });
 }
 
-/** KILN_BUILD_THREADS, unparsed (builder/targets/parallel_compile.ts compileThreads validates it). */
+/** KILN_BUILD_THREADS, unparsed (builder/targets/build_threads.ts validates it). */
 export function buildThreadsFromEnv(env: Env = process.env): string | undefined {
   return env.KILN_BUILD_THREADS;
 }

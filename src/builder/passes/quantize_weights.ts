@@ -2,7 +2,7 @@
 // Each eligible weight's engine-dtype values are replaced, as the writer reaches them, by the region
 // engine/weight_format.ts defines (fp8: quantize_fp8.ts, dynamic activations); the LM head and the
 // embedding table (one tensor when tied) keep their dtype.
-import { toF32 } from "../../dtype.ts";
+import { type DType, toF32 } from "../../dtype.ts";
 import type { BuiltWeightFormat } from "../../engine/build_config.ts";
 import {
   GROUP_SIZE,
@@ -14,6 +14,7 @@ import {
 } from "../../engine/weight_format.ts";
 import type { EngineWeight } from "../../engine/writer.ts";
 import type { Network } from "../../models/network.ts";
+import type { QuantizePool } from "../quantize_pool.ts";
 import { quantizeFp8 } from "./quantize_fp8.ts";
 
 /** Names of the weights --quantize replaces: those read as a linear op's matrix, except the LM head
@@ -28,36 +29,47 @@ export function quantizableWeights(net: Network): Set<string> {
   return names;
 }
 
-/** `weights` with every quantizable one replaced by its `format` region (computed when written). fp8
- * with `inputScales` (by weight name, fp8-static's calibration) stores static activation scales. */
+/** `weights` with every quantizable one replaced by its `format` region (computed when written; with
+ * `pool`, on its worker threads ahead of the writer). fp8 with `inputScales` (by weight name,
+ * fp8-static's calibration) stores static activation scales. */
 export function quantizeWeights(
   net: Network,
   weights: EngineWeight[],
   format: BuiltWeightFormat,
   inputScales?: ReadonlyMap<string, number>,
+  pool?: QuantizePool,
 ): EngineWeight[] {
   const eligible = quantizableWeights(net);
   return weights.map((w) => {
     if (!eligible.has(w.name)) return w;
+    const inputScale = format === "fp8" ? (inputScales?.get(w.name) ?? null) : null;
+    if (format === "fp8" && inputScales && inputScale === null)
+      throw new Error(`internal: no input scale for ${w.name}`);
+    const spec: QuantizeSpec = { dtype: w.dtype, shape: w.shape, format, inputScale };
+    const bytes = pool ? pool.add(w.bytes, spec) : () => quantizeRegion(w.bytes(), spec);
     if (format === "fp8") {
-      const inputScale = inputScales?.get(w.name) ?? null;
-      if (inputScales && inputScale === null) throw new Error(`internal: no input scale for ${w.name}`);
       const params = { activation: inputScale === null ? "dynamic" : "static" } as const;
-      return {
-        ...w,
-        format,
-        params,
-        byteLength: quantizedByteLength(w.shape, format, params),
-        bytes: () => quantizeFp8(toF32(w.bytes(), w.dtype), w.shape, inputScale),
-      };
+      return { ...w, format, params, byteLength: quantizedByteLength(w.shape, format, params), bytes };
     }
-    return {
-      ...w,
-      format,
-      byteLength: quantizedByteLength(w.shape, format),
-      bytes: () => quantize(toF32(w.bytes(), w.dtype), w.shape, format),
-    };
+    return { ...w, format, byteLength: quantizedByteLength(w.shape, format), bytes };
   });
+}
+
+/** What quantizing one weight needs besides its bytes (a worker thread gets it as is). */
+export interface QuantizeSpec {
+  dtype: DType;
+  shape: readonly number[];
+  format: BuiltWeightFormat;
+  /** fp8-static's calibrated input scale; null otherwise. */
+  inputScale: number | null;
+}
+
+/** The `spec.format` region of a weight's engine-dtype bytes. */
+export function quantizeRegion(bytes: Uint8Array, spec: QuantizeSpec): Uint8Array {
+  const values = toF32(bytes, spec.dtype);
+  return spec.format === "fp8"
+    ? quantizeFp8(values, spec.shape, spec.inputScale)
+    : quantize(values, spec.shape, spec.format);
 }
 
 /** Quantizes fp32 `values` of shape [out, in] into `format`'s region: per group of GROUP_SIZE input

@@ -11,11 +11,9 @@
 // fails in a worker, is redone here, so errors (NvrtcError with its log) are thrown as a serial build
 // throws them.
 
-import { availableParallelism } from "node:os";
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
 import { type CompileOptions, compileCuda } from "../../backends/cuda/ffi/nvrtc.ts";
-import { buildThreadsFromEnv } from "../../backends/cuda/tuning.ts";
-import { InvalidEnvironmentError } from "../../errors.ts";
+import { buildThreads } from "./build_threads.ts";
 
 export interface CompileJob {
   source: string;
@@ -30,16 +28,8 @@ export type CompileReply = Uint8Array | null;
  * could not start. A worker still starting after STARTUP_MS is given up on. */
 const STARTUP_MS = 30_000;
 
-/** Worker threads for `jobs` compiles: KILN_BUILD_THREADS (a positive integer) or the machine's cores. */
-export function compileThreads(jobs: number, env: string | undefined = buildThreadsFromEnv()): number {
-  const cap = env === undefined || env === "" ? availableParallelism() : Number(env);
-  if (!Number.isInteger(cap) || cap < 1)
-    throw new InvalidEnvironmentError(`KILN_BUILD_THREADS must be a positive integer; got ${env}`);
-  return Math.max(1, Math.min(cap, jobs));
-}
-
 /** The cubins of `jobs`, in order; compiled on worker threads where there is more than one. */
-export function compileAll(jobs: readonly CompileJob[], threads = compileThreads(jobs.length)): Uint8Array[] {
+export function compileAll(jobs: readonly CompileJob[], threads = buildThreads(jobs.length)): Uint8Array[] {
   if (threads <= 1 || jobs.length <= 1)
     return jobs.map((j) => compileCuda(j.source, j.name, j.options).cubin);
   const shared = new Int32Array(new SharedArrayBuffer(4 * (1 + threads)));
