@@ -19,15 +19,10 @@
 //   tile t:  cp.async K|V → stage t % kStages ─┐ issued kStages − 1 tiles ahead
 //   wait, barrier, 4 warps × (S, softmax, P·V) on 16 keys each, barrier ◀─┘
 //
-// Two entries of one body (decode_mma<kStages>), the same arithmetic in the same order per key, so
-// the same results bit for bit; only the pipeline depth, and with it the CTAs an SM holds, differs
-// (decode_mma.ts picks one: KILN_DECODE_MMA=deep|occupancy):
-//   attention_decode_mma      kStages 4 / 3 / 2 (HEAD_DIM ≤ 64 / ≤ 128 / else), 2 CTAs per SM (1 past 128):
-//                             at D 128 109,312 B of shared memory each, so shared memory is the limit.
-//   attention_decode_mma_occ  one stage fewer, __launch_bounds__(128, 3) at D ≤ 128: 3 CTAs per SM. At D 128
-//                             2 stages, 74,496 B: 3 × (74,496 + 1,024 reserved) = 226,560 B ≤ 228 KiB per
-//                             SM; at D 64 3 stages, 58,112 B. Registers then limit it: 65,536 / (3 × 128)
-//                             caps a thread at 168 (ptxas spills past that rather than lose the third CTA).
+// kStages (kMmaStages) is 3 at HEAD_DIM ≤ 64 and 2 at ≤ 128, so 3 CTAs fit an SM (launch bounds 128, 3):
+// at D 128 74,496 B of shared memory each, 3 × (74,496 + 1,024 reserved) = 226,560 B ≤ 228 KiB per SM;
+// at D 64 58,112 B. Registers then limit it: 65,536 / (3 × 128) caps a thread at 168 (ptxas spills past
+// that rather than lose the third CTA). A deeper pipeline at 2 CTAs per SM is slower (docs/PERFORMANCE.md).
 //
 // Reference: src/backends/cpu/kernels/attention.ts (pagedAttention, queryLen 1). Arguments, launch,
 // tolerance: kernels/attention_README.md, "attention_decode_mma". 16-bit dtypes only; HEAD_DIM a
@@ -54,10 +49,8 @@ constexpr int kLds = HEAD_DIM + 8;                  // shared row stride in elem
                                                     //   odd number of 16-byte units, so ldmatrix is conflict-free
 constexpr int kChunks = HEAD_DIM / 8;               // 16-byte chunks per K/V row
 constexpr int kAccLd = HEAD_DIM + 8;                // acc row stride in floats (the merge's stores, below)
-constexpr int kDeepStages = HEAD_DIM <= 64 ? 4 : HEAD_DIM <= 128 ? 3 : 2;  // attention_decode_mma
-constexpr int kDeepMinBlocks = HEAD_DIM <= 128 ? 2 : 1;
-constexpr int kOccStages = kDeepStages - 1;  // attention_decode_mma_occ (1 past D 128: no overlap, unbuilt)
-constexpr int kOccMinBlocks = kDeepMinBlocks + 1;
+constexpr int kMmaStages = HEAD_DIM <= 64 ? 3 : 2;  // K/V tiles in flight (HEAD_DIM > 128: unbuilt)
+constexpr int kMinBlocks = HEAD_DIM <= 128 ? 3 : 1;  // CTAs per SM
 constexpr int kSmemPerSm = 228 * 1024;  // sm_90's shared memory per SM; each CTA also costs 1 KiB reserved
 constexpr int kSmemReserved = 1024;
 static_assert(kMmaThreads % kChunks == 0, "a thread copies the same chunk of every row it copies");
@@ -78,20 +71,13 @@ struct alignas(16) MmaSmem {
   float m[kMmaWarps][16];
   float l[kMmaWarps][16];
 };
-using MmaSmemDeep = MmaSmem<kDeepStages>;
-using MmaSmemOcc = MmaSmem<kOccStages>;
 
-static_assert(HEAD_DIM > 128 || kDeepMinBlocks * (sizeof(MmaSmemDeep) + kSmemReserved) <= kSmemPerSm,
+static_assert(HEAD_DIM > 128 || kMinBlocks * (sizeof(MmaSmem<kMmaStages>) + kSmemReserved) <= kSmemPerSm,
               "attention_decode_mma: its CTAs per SM do not fit the SM's shared memory");
-static_assert(HEAD_DIM > 128 || kOccMinBlocks * (sizeof(MmaSmemOcc) + kSmemReserved) <= kSmemPerSm,
-              "attention_decode_mma_occ: its CTAs per SM do not fit the SM's shared memory");
-// The host's mirrors (decode_mma.ts decodeMmaSharedBytes, "deep" and "occupancy").
+// The host's mirror (decode_mma.ts decodeMmaSharedBytes).
 #if defined(DECODE_MMA_SMEM_BYTES)
-static_assert(sizeof(MmaSmemDeep) == DECODE_MMA_SMEM_BYTES, "DECODE_MMA_SMEM_BYTES is not sizeof(attn::MmaSmemDeep)");
-#endif
-#if defined(DECODE_MMA_OCC_SMEM_BYTES)
-static_assert(sizeof(MmaSmemOcc) == DECODE_MMA_OCC_SMEM_BYTES,
-              "DECODE_MMA_OCC_SMEM_BYTES is not sizeof(attn::MmaSmemOcc)");
+static_assert(sizeof(MmaSmem<kMmaStages>) == DECODE_MMA_SMEM_BYTES,
+              "DECODE_MMA_SMEM_BYTES is not sizeof(attn::MmaSmem<kMmaStages>)");
 #endif
 
 // Element offset of key `pos`'s row for kv head kvh in a pool (paged_kv.ts), its block from the table.
@@ -298,32 +284,17 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_
 
 }  // namespace attn
 
-// attention_decode_batch's arguments (both entries take the same list so the runtime launches any of
-// them with one argument set; the partials, counters and num_splits are unused, num_splits must be 1,
-// stop 3 acts as 2). Grid (NUM_KV_HEADS, S, 1), block 128, sizeof(attn::MmaSmemDeep) /
-// sizeof(attn::MmaSmemOcc) bytes of dynamic shared memory (decode_mma.ts decodeMmaSharedBytes; above
-// 48 KiB, the launch opts in).
-
-// The deep pipeline: kDeepStages tiles in flight, 2 CTAs per SM at D ≤ 128.
-extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kDeepMinBlocks)
+// attention_decode_batch's arguments (the same list so the runtime launches either with one argument
+// set; the partials, counters and num_splits are unused, num_splits must be 1, stop 3 acts as 2).
+// Grid (NUM_KV_HEADS, S, 1), block 128, sizeof(attn::MmaSmem<kMmaStages>) bytes of dynamic shared memory
+// (decode_mma.ts decodeMmaSharedBytes; above 48 KiB, the launch opts in).
+extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kMinBlocks)
     attention_decode_mma(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
                          float* __restrict__ partial_l, int* __restrict__ split_counter, const kiln_t* __restrict__ q,
                          const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
                          const int* __restrict__ context_len, const int* __restrict__ block_tables,
                          int block_table_stride, int block_table_step, int num_splits, float scale,
                          int sliding_window, int trigger, int stop) {
-  attn::decode_mma<attn::kDeepStages>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride,
-                                      block_table_step, scale, sliding_window, trigger, stop);
-}
-
-// Occupancy: one stage fewer, 3 CTAs per SM at D ≤ 128 (the header's arithmetic).
-extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kOccMinBlocks)
-    attention_decode_mma_occ(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
-                             float* __restrict__ partial_l, int* __restrict__ split_counter, const kiln_t* __restrict__ q,
-                             const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
-                             const int* __restrict__ context_len, const int* __restrict__ block_tables,
-                             int block_table_stride, int block_table_step, int num_splits, float scale,
-                             int sliding_window, int trigger, int stop) {
-  attn::decode_mma<attn::kOccStages>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride,
+  attn::decode_mma<attn::kMmaStages>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride,
                                      block_table_step, scale, sliding_window, trigger, stop);
 }

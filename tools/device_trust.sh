@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The device calls that close the trust issue (15), one summary line per figure; logs under $OUT.
-#   ab       the attention kernels' A/Bs on the 1B and their GPU tests, for a short device budget
+#   ab       the attention kernels' profiles and A/Bs on the 1B and their GPU tests, for a short device
+#            budget: decode attention at batch 256 (attention_decode_mma), prefill mma4 against wgmma,
+#            TTFT with a cached prefix with the prefill attention's key split and without
 #   tests    the GPU tests (npm run test:gpu, which fails when it ran none), with the Hugging Face
 #            fixture generators (beam search, chat) on the CPU beside them: $OUT/gen/beam, $OUT/chat
 #   engines  Llama-3.1-8B through the content cache (a miss that builds it, a hit, the engine dir's load
@@ -22,9 +24,8 @@
 #   headline the 8B built for the executor (1,024 requests, 8,192 tokens a step: its build time), its
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens): the
-#            prefill's and a decode step's GPU time by kernel kind; decode at 256 and 1,024 again with
-#            KILN_DECODE_MMA=occupancy;
-#            4 × 2,048 again with KILN_PREFILL_KERNEL=wgmma
+#            prefill's and a decode step's GPU time by kernel kind; 4 × 2,048 again with
+#            KILN_PREFILL_KERNEL=wgmma
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
@@ -91,8 +92,8 @@ if [[ $part == tests ]]; then
 fi
 
 big=llama-3.1-8b small=llama-3.2-1b
-# ab: the attention A/Bs on the 1B (32 / 8 heads of 64) when little device time is left — decode attention
-# at batch 256 (attention_decode_mma, then KILN_DECODE_MMA=occupancy) and the prefill of 4 × 2,048 tokens
+# ab: the attention kernels on the 1B (32 / 8 heads of 64) when little device time is left — decode attention
+# at batch 256 (attention_decode_mma) and the prefill of 4 × 2,048 tokens
 # (mma4, then KILN_PREFILL_KERNEL=wgmma), the attention line of each profile; TTFT with 2,048 of 2,176 tokens
 # cached with the prefill attention's key split and without (KILN_PREFILL_SPLIT=0); then the kernels' GPU tests.
 if [[ $part == ab ]]; then
@@ -100,8 +101,7 @@ if [[ $part == ab ]]; then
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$small" --out "$ckpt" >"$out/hf-$small-make.log" 2>&1
   [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 256 \
     --max-num-tokens 8192 --max-seq-len 4096 >"$out/build-ab.log" 2>&1 || echo "1B build failed (build-ab.log)"
-  for run in "decode mma|256|128|" "decode mma occupancy|256|128|KILN_DECODE_MMA=occupancy" \
-    "prefill mma4|4|2048|" "prefill wgmma|4|2048|KILN_PREFILL_KERNEL=wgmma"; do
+  for run in "decode mma|256|128|" "prefill mma4|4|2048|" "prefill wgmma|4|2048|KILN_PREFILL_KERNEL=wgmma"; do
     IFS='|' read -r label b i env <<<"$run"
     f="$out/ab-${label// /-}.txt"
     env $env ./bin/kiln bench --model "$e" --backend cuda --batch-size "$b" --input-len "$i" --output-len 16 --runs 1 \
@@ -277,14 +277,6 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
         --profile >"$out/profile-$b-$i.txt" 2>>"$out/bench.err" || echo "profile $b × $i failed (bench.err)"
       echo "batch $b, input $i:"
       cat "$out/profile-$b-$i.txt"
-    done
-    # The decode-attention A/B: attention_decode_mma_occ (3 CTAs per SM) instead of attention_decode_mma.
-    for b in 256 1024; do
-      KILN_DECODE_MMA=occupancy ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len 128 \
-        --output-len 16 --runs 1 --profile >"$out/profile-$b-128-occupancy.txt" 2>>"$out/bench.err" ||
-        echo "profile $b occupancy failed (bench.err)"
-      echo "batch $b, input 128, KILN_DECODE_MMA=occupancy:"
-      cat "$out/profile-$b-128-occupancy.txt"
     done
     # The prefill-attention A/B: attention_prefill_wgmma (wgmma, opt-in) instead of attention_prefill (mma4,
     # the default, profiled above).

@@ -15,13 +15,7 @@ import {
   type SplitTarget,
   useBatchKernel,
 } from "./attention_splits.ts";
-import {
-  type DecodeMmaVariant,
-  type DecodeRoute,
-  decodeMmaKernel,
-  decodeMmaSharedBytes,
-  decodeRoute,
-} from "./decode_mma.ts";
+import { type DecodeRoute, decodeMmaSharedBytes, decodeRoute } from "./decode_mma.ts";
 import { type CudaDevice, DeviceBuffer, type KernelArg, type Stream } from "./device/index.ts";
 import { nextPow2 } from "./gemm_algorithms.ts";
 
@@ -30,10 +24,8 @@ export class DecodeAttention {
   private readonly splitSharedBytes: number;
   /** attention_decode_batch's (decodeBatchSharedBytes). */
   private readonly batchSharedBytes: number;
-  /** The tensor-core kernel's (decodeMmaSharedBytes of its variant). */
+  /** attention_decode_mma's (decodeMmaSharedBytes). */
   readonly mmaSharedBytes: number;
-  /** The tensor-core kernel's entry (decodeMmaKernel of its variant). */
-  readonly mmaKernel: string;
   private readonly numKvHeads: number;
   /** CTAs per sequence and split: kv heads × head groups of ≤ 8 query heads. */
   readonly ctasPerSeq: number;
@@ -48,9 +40,8 @@ export class DecodeAttention {
     maxSeqs: number,
     /** KILN_ATTN_CLUSTER: whether the cluster kernels may be used where the GPU has clusters. */
     private readonly clusters: boolean,
-    /** The tensor-core kernel that replaces attention_decode_batch (decode_mma.ts decodeMmaVariantFor),
-     * or undefined where none applies (mmaDecodeApplies). */
-    private readonly mma: DecodeMmaVariant | undefined,
+    /** Whether attention_decode_mma replaces attention_decode_batch (decode_mma.ts mmaDecodeApplies). */
+    private readonly mma: boolean,
   ) {
     this.numKvHeads = model.numKvHeads;
     const group = model.numHeads / model.numKvHeads;
@@ -72,8 +63,7 @@ export class DecodeAttention {
     this.partials.counters.fillBytes(stream, 0);
     this.splitSharedBytes = decodeSharedBytes(group, model.headDim);
     this.batchSharedBytes = decodeBatchSharedBytes(group, model.headDim);
-    this.mmaSharedBytes = decodeMmaSharedBytes(model.headDim, mma ?? "deep");
-    this.mmaKernel = decodeMmaKernel(mma ?? "deep");
+    this.mmaSharedBytes = decodeMmaSharedBytes(model.headDim);
   }
 
   /** What the split count depends on: the GPU's SMs and the CTAs per sequence. */
@@ -88,8 +78,8 @@ export class DecodeAttention {
 
   /** The decode attention of a step of numSeqs sequences (a graph's bucket) and `splits` splits, with
    * the RoPE prologue fused where `ropeFuse` and the kernel has one (decode_mma.ts decodeRoute), and its
-   * dynamic shared memory: attention_decode_mma (or _occ) or attention_decode_batch where useBatchKernel says so
-   * (then splits is 1), else a cluster kernel where the GPU has clusters (compute capability ≥ 9.0) and
+   * dynamic shared memory: attention_decode_mma or attention_decode_batch where useBatchKernel says so (then
+   * splits is 1), else a cluster kernel where the GPU has clusters (compute capability ≥ 9.0) and
    * KILN_ATTN_CLUSTER allows them, else attention_decode. Depends on numSeqs and splits alone, so the
    * rope step and the attention step of one step agree. */
   route(numSeqs: number, splits: number, ropeFuse: boolean): DecodeRoute & { sharedBytes: number } {
@@ -97,8 +87,7 @@ export class DecodeAttention {
     const clusters = this.clusters && this.device.properties.computeCapability[0] >= 9;
     const r = decodeRoute(splits, {
       batch,
-      mma: this.mma !== undefined,
-      mmaVariant: this.mma ?? "deep",
+      mma: this.mma,
       clusters,
       ropeFuse,
       ctasPerSeq: this.ctasPerSeq,

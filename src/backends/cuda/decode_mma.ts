@@ -7,13 +7,12 @@
 //   batch kernel chosen?  ── no ──▶ attention_decode[_rope][_cN]        (splits; RoPE fused if KILN_ROPE_FUSE)
 //        │ yes
 //   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool)?
-//        ├─ yes ▶ attention_decode_mma, or _occ (KILN_DECODE_MMA=occupancy)  (RoPE: rope_qkv_fused before it)
+//        ├─ yes ▶ attention_decode_mma                  (RoPE: rope_qkv_fused before it)
 //        └─ no ─▶ attention_decode_batch[_rope]
 //
-// The two entries run one body and give the same bits; _occ keeps one K/V stage fewer in flight so 3 CTAs
-// fit an SM instead of 2 (kernels/attention_README.md, "attention_decode_mma"), for the device A/B.
+// Its K/V pipeline is as deep as lets 3 CTAs fit an SM (kernels/attention_README.md, "attention_decode_mma").
 import type { DTypeName } from "../../dtype.ts";
-import { InvalidEnvironmentError } from "../../errors.ts";
+import { EngineError } from "../../engine/errors.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 import { decodeKernel } from "./attention_splits.ts";
 
@@ -40,43 +39,27 @@ export function mmaDecodeApplies(
   return kvDtype !== "fp8" && mmaDecodeBuilt(dtype, group, headDim);
 }
 
-/** KILN_DECODE_MMA: `deep` attention_decode_mma (the default), `occupancy` attention_decode_mma_occ. */
-export type DecodeMmaVariant = "deep" | "occupancy";
+/** The name an engine compiled before attention_decode_mma took the 3-CTA pipeline gave that pipeline;
+ * such an engine's attention_decode_mma wants more shared memory than decodeMmaSharedBytes. */
+const STALE_DECODE_MMA_ENTRY = "attention_decode_mma_occ";
 
-/** KILN_DECODE_MMA: unset, "" or "deep" the deep pipeline; "occupancy" the 3-CTA one. */
-export function parseDecodeMma(env: string | undefined): DecodeMmaVariant {
-  if (env === undefined || env === "" || env === "deep") return "deep";
-  if (env === "occupancy") return "occupancy";
-  throw new InvalidEnvironmentError(`KILN_DECODE_MMA must be deep or occupancy; got ${env}`);
+/** Throws EngineError for an engine whose attn_decode_mma module still exports the old second entry
+ * (`hasKernel` asks the module): launched with today's shared memory, its attention_decode_mma would trap. */
+export function checkDecodeMmaCurrent(engineDir: string, hasKernel: (name: string) => boolean): void {
+  if (hasKernel(STALE_DECODE_MMA_ENTRY))
+    throw new EngineError(
+      `engine ${engineDir} was compiled with an older attention_decode_mma (it exports ${STALE_DECODE_MMA_ENTRY}); rebuild it with kiln build --backend cuda`,
+    );
 }
 
-/** The entry of attention_decode_mma.cu that runs a variant. */
-export function decodeMmaKernel(variant: DecodeMmaVariant): string {
-  return variant === "deep" ? "attention_decode_mma" : "attention_decode_mma_occ";
-}
-
-/** The variant an engine runs: the requested one, but `deep` for an engine compiled before the
- * occupancy entry existed (`hasKernel` asks the attn_decode_mma module). */
-export function decodeMmaVariantFor(
-  requested: DecodeMmaVariant,
-  hasKernel: (name: string) => boolean,
-): DecodeMmaVariant {
-  return requested === "occupancy" && hasKernel(decodeMmaKernel("occupancy")) ? "occupancy" : "deep";
-}
-
-/** A variant's pipeline stages for a head dim (the kernel's kDeepStages, kOccStages = one fewer). */
-function mmaStages(headDim: number, variant: DecodeMmaVariant): number {
-  const deep = headDim <= 64 ? 4 : headDim <= 128 ? 3 : 2;
-  return variant === "deep" ? deep : deep - 1;
-}
-
-/** Bytes of a variant's dynamic shared memory, sizeof(attn::MmaSmem<kStages>): a union of the stages'
+/** Bytes of the kernel's dynamic shared memory, sizeof(attn::MmaSmem<kMmaStages>): a union of the stages'
  * K and V tiles (64 keys of headDim + 8 elements, 2 bytes each) with the warps' O rows (4 warps × 16 rows
  * × headDim + 8 floats, padded for conflict-free stores); the 16 query rows (headDim + 8 elements); the
  * warps' m and l (2 × 4 × 16 floats). 16-byte aligned (every part is). */
-export function decodeMmaSharedBytes(headDim: number, variant: DecodeMmaVariant): number {
+export function decodeMmaSharedBytes(headDim: number): number {
   const lds = headDim + 8;
-  const tiles = mmaStages(headDim, variant) * 2 * 64 * lds * 2;
+  const stages = headDim <= 64 ? 3 : 2; // the kernel's kMmaStages
+  const tiles = stages * 2 * 64 * lds * 2;
   return Math.max(tiles, 4 * 16 * lds * 4) + 16 * lds * 2 + 2 * 4 * 16 * 4;
 }
 
@@ -91,14 +74,13 @@ export interface DecodeRoute {
 }
 
 /** The route for a step with `splits` splits: `batch` (useBatchKernel for its batch), `mma`
- * (mmaDecodeApplies) and `mmaVariant` (decodeMmaVariantFor), `clusters` (cluster kernels allowed), `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq`
- * of the split and batch kernels and `numKvHeads`. The kernel name is before the KV pool's `_kv8`. */
+ * (mmaDecodeApplies), `clusters` (cluster kernels allowed), `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq` of
+ * the split and batch kernels and `numKvHeads`. The kernel name is before the KV pool's `_kv8`. */
 export function decodeRoute(
   splits: number,
   o: {
     batch: boolean;
     mma: boolean;
-    mmaVariant: DecodeMmaVariant;
     clusters: boolean;
     ropeFuse: boolean;
     ctasPerSeq: number;
@@ -108,7 +90,7 @@ export function decodeRoute(
   if (o.batch && o.mma) {
     if (splits !== 1) throw new Error(`internal: attention_decode_mma takes 1 split, not ${splits}`);
     return {
-      kernel: decodeMmaKernel(o.mmaVariant),
+      kernel: "attention_decode_mma",
       module: "attn_decode_mma",
       ropeFused: false,
       ctasPerSeq: o.numKvHeads,

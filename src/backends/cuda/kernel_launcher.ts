@@ -5,6 +5,7 @@ import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import { EngineError } from "../../engine/errors.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
+import { checkDecodeMmaCurrent } from "./decode_mma.ts";
 import { type CudaDevice, CudaModule, type KernelArg, type Stream } from "./device/index.ts";
 import { CudaError } from "./ffi/errors.ts";
 import { cubinBlobName, type ModuleKey, moduleSpecs, quantizedModules } from "./kernel_modules.ts";
@@ -42,7 +43,14 @@ export class KernelLauncher {
         );
       modules.set(spec.key, CudaModule.load(device, cubin));
     }
-    return new KernelLauncher(stream, modules, skip);
+    const launcher = new KernelLauncher(stream, modules, skip);
+    try {
+      checkDecodeMmaCurrent(engine.dir, (k) => launcher.hasKernel("attn_decode_mma", k));
+    } catch (e) {
+      launcher.dispose();
+      throw e;
+    }
+    return launcher;
   }
 
   /** Whether the engine has module `mod` (the sampler and the GEMVs are optional). */

@@ -99,9 +99,8 @@ export function moduleSpecs(
         ...t,
         ...heads,
         BLOCK_SIZE: blockSize,
-        // The launches' dynamic shared memory per entry; the kernel asserts each is its sizeof(attn::MmaSmem<…>).
-        DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(model.headDim, "deep"),
-        DECODE_MMA_OCC_SMEM_BYTES: decodeMmaSharedBytes(model.headDim, "occupancy"),
+        // The launches' dynamic shared memory; the kernel asserts it is its sizeof(attn::MmaSmem<…>).
+        DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(model.headDim),
       },
     });
   // Only the model's activation gets gated kernels: each costs NVRTC time at every build.

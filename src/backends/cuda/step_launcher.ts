@@ -10,7 +10,7 @@ import type { LinearInputObserver } from "../backend.ts";
 import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
-import { decodeMmaVariantFor, mmaDecodeApplies } from "./decode_mma.ts";
+import { mmaDecodeApplies } from "./decode_mma.ts";
 import type { CudaDevice, DevicePtr, KernelArg, Stream } from "./device/index.ts";
 import type { Fp8PlanRecord } from "./fp8_linears.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
@@ -104,9 +104,7 @@ export class StepLauncher {
       r.maxSeqs,
       r.tuning.attnCluster,
       r.kernels.has("attn_decode_mma") &&
-        mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim)
-        ? decodeMmaVariantFor(r.tuning.decodeMma, (k) => r.kernels.hasKernel("attn_decode_mma", k))
-        : undefined,
+        mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim),
     );
     // attention_prefill_wgmma has no split entry: with it, launches never split.
     const splitKernel = `${prefillTiles(r.dtype, r.model.headDim, this.prefillKernel).kernel}_split`;
@@ -115,13 +113,9 @@ export class StepLauncher {
       r.model,
       r.tuning.prefillSplit && r.kernels.hasKernel("attn_prefill", r.kv.kernel(splitKernel)),
     );
-    // Outside any graph capture: attention_decode_mma's shared memory (and _occ's) is above the default 48 KiB.
+    // Outside any graph capture: attention_decode_mma's shared memory is above the default 48 KiB.
     if (r.kernels.has("attn_decode_mma"))
-      r.kernels.reserveSharedMemory(
-        "attn_decode_mma",
-        this.attention.mmaKernel,
-        this.attention.mmaSharedBytes,
-      );
+      r.kernels.reserveSharedMemory("attn_decode_mma", "attention_decode_mma", this.attention.mmaSharedBytes);
   }
 
   /** Launches every step of the plan (the whole forward pass) for a packed step. */

@@ -11,7 +11,6 @@ import {
   parseAttentionTrigger,
   parseRopeTrigger,
 } from "./attention_splits.ts";
-import { type DecodeMmaVariant, parseDecodeMma } from "./decode_mma.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
 import {
   type GemvPolicy,
@@ -35,6 +34,7 @@ const REMOVED_SWITCHES = [
   "KILN_ATTN_BATCH",
   "KILN_ATTN_MMA",
   "KILN_MIXED_DECODE",
+  "KILN_DECODE_MMA",
 ];
 
 /** Switches replaced by another: set, they are refused with the name of the one to use instead. */
@@ -81,9 +81,6 @@ export interface CudaTuning {
    * (prefill_tiles.ts: attention_prefill, or attention_prefill_wgmma where it applies; the A/B of the
    * two). */
   readonly prefillKernel: PrefillKernel;
-  /** KILN_DECODE_MMA=deep|occupancy (default deep): the tensor-core decode attention's entry
-   * (decode_mma.ts: attention_decode_mma, or attention_decode_mma_occ with 3 CTAs per SM; the A/B). */
-  readonly decodeMma: DecodeMmaVariant;
   /** KILN_ATTN_STOP (profiling only; wrong outputs): where decode attention stops. */
   readonly attnStop: AttentionStop;
   /** KILN_SKIP_KERNELS (profiling only; wrong outputs): kernels left out of every step. */
@@ -127,7 +124,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
     prefillKernel: parsePrefillKernel(env.KILN_PREFILL_KERNEL),
-    decodeMma: parseDecodeMma(env.KILN_DECODE_MMA),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
   });

@@ -1,24 +1,23 @@
 // Which decode attention a step gets (src/backends/cuda/decode_mma.ts): attention_decode_mma replaces
 // attention_decode_batch where the batch kernel is chosen and the engine allows it (fp16/bf16, D 64/128,
 // G ≤ 16, a 16-bit KV pool; KILN_ATTN_MMA, the A/B that chose it, is refused), and a step on the mma kernel runs
-// its own RoPE step (the kernel has no prologue); KILN_DECODE_MMA=occupancy takes attention_decode_mma_occ
-// instead, except in an engine built before it. Also both entries' shared memory against the sizes the
-// compile matrix asserts (sizeof(attn::MmaSmem<kStages>)) and the engine's modules.
+// its own RoPE step (the kernel has no prologue). Also its shared memory against the sizes the compile
+// matrix asserts (sizeof(attn::MmaSmem<kMmaStages>)), 3 CTAs per SM, the engine's modules, and the refusal
+// of an engine compiled with the old two entries (KILN_DECODE_MMA, which chose between them, is refused).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { type SplitTarget, useBatchKernel } from "../../../src/backends/cuda/attention_splits.ts";
 import {
-  type DecodeMmaVariant,
-  decodeMmaKernel,
+  checkDecodeMmaCurrent,
   decodeMmaSharedBytes,
-  decodeMmaVariantFor,
   decodeRoute,
   mmaDecodeApplies,
 } from "../../../src/backends/cuda/decode_mma.ts";
 import { moduleSpecs } from "../../../src/backends/cuda/kernel_modules.ts";
 import { cudaTuningFromEnv } from "../../../src/backends/cuda/tuning.ts";
 import type { DTypeName } from "../../../src/dtype.ts";
+import { EngineError } from "../../../src/engine/errors.ts";
 import { InvalidEnvironmentError } from "../../../src/errors.ts";
 
 /** Llama-3.1-8B on an H200: 8 kv heads of 4 query heads (one CTA per kv head), 132 SMs. */
@@ -26,12 +25,11 @@ const H200_8B: SplitTarget = { smCount: 132, ctasPerSeq: 8 };
 
 /** The kernel and whether RoPE is fused, for a step of `seqs` sequences of the 8B on an H200 (one split
  * where the batch kernel is chosen, 4 otherwise), as decode_attention.ts asks. */
-function route8B(seqs: number, mma: boolean, ropeFuse = true, mmaVariant: DecodeMmaVariant = "deep") {
+function route8B(seqs: number, mma: boolean, ropeFuse = true) {
   const batch = useBatchKernel(H200_8B, seqs);
   return decodeRoute(batch ? 1 : 4, {
     batch,
     mma,
-    mmaVariant,
     clusters: true,
     ropeFuse,
     ctasPerSeq: 8,
@@ -99,7 +97,6 @@ describe("attention_decode_mma routing", () => {
         decodeRoute(2, {
           batch: true,
           mma: true,
-          mmaVariant: "deep",
           clusters: true,
           ropeFuse: true,
           ctasPerSeq: 8,
@@ -109,36 +106,26 @@ describe("attention_decode_mma routing", () => {
     );
   });
 
-  test("decodeMmaSharedBytes gives both entries' sizes the compile matrix's sets assert", () => {
+  test("decodeMmaSharedBytes gives the sizes the compile matrix's sets assert", () => {
     const matrix = JSON.parse(
       readFileSync(new URL("../../../kernels/compile_matrix.json", import.meta.url), "utf8"),
     );
     const sets: Record<string, number>[] = matrix.files["attention_decode_mma.cu"].testDefines;
-    for (const [macro, variant] of [
-      ["DECODE_MMA_SMEM_BYTES", "deep"],
-      ["DECODE_MMA_OCC_SMEM_BYTES", "occupancy"],
-    ] as const) {
-      const withBytes = sets.filter((s) => s[macro] !== undefined);
-      assert.deepEqual(withBytes.map((s) => s.HEAD_DIM).sort(), [128, 64], macro);
-      for (const s of withBytes)
-        assert.equal(decodeMmaSharedBytes(s.HEAD_DIM, variant), s[macro], `${macro} D ${s.HEAD_DIM}`);
-    }
+    const withBytes = sets.filter((s) => s.DECODE_MMA_SMEM_BYTES !== undefined);
+    assert.deepEqual(withBytes.map((s) => s.HEAD_DIM).sort(), [128, 64]);
+    for (const s of withBytes)
+      assert.equal(decodeMmaSharedBytes(s.HEAD_DIM), s.DECODE_MMA_SMEM_BYTES, `D ${s.HEAD_DIM}`);
+    assert.equal(Object.keys(matrix.files["attention_decode_mma.cu"]).includes("kernels"), true);
+    assert.deepEqual(matrix.files["attention_decode_mma.cu"].kernels, ["attention_decode_mma"]);
   });
 
-  test("an SM of an H100/H200 holds 2 deep CTAs and 3 occupancy CTAs at D 64 and 128", () => {
-    const perSm = (d: number, v: DecodeMmaVariant) =>
-      Math.floor(SMEM_PER_SM / (decodeMmaSharedBytes(d, v) + SMEM_RESERVED));
-    assert.equal(perSm(128, "deep"), 2);
-    assert.equal(perSm(128, "occupancy"), 3);
-    assert.equal(perSm(64, "occupancy"), 3);
-    assert.ok(perSm(64, "deep") >= 2);
-    // One stage (64 keys of K and V, rows of D + 8 elements) fewer.
-    for (const d of [64, 128])
-      assert.equal(
-        decodeMmaSharedBytes(d, "deep") - decodeMmaSharedBytes(d, "occupancy"),
-        2 * 64 * (d + 8) * 2,
-        `D ${d}`,
-      );
+  test("an SM of an H100/H200 holds 3 CTAs at D 64 and 128; at D 128 a third stage would cost the third", () => {
+    const perSm = (d: number) => Math.floor(SMEM_PER_SM / (decodeMmaSharedBytes(d) + SMEM_RESERVED));
+    assert.equal(perSm(128), 3);
+    assert.equal(perSm(64), 3);
+    // A stage: 64 keys of K and V, rows of D + 8 16-bit elements.
+    const stage = 2 * 64 * (128 + 8) * 2;
+    assert.equal(3 * (decodeMmaSharedBytes(128) + stage + SMEM_RESERVED) > SMEM_PER_SM, true);
   });
 
   test("16-bit engines it applies to compile the module with their shapes; fp32 engines and D 80 do not", () => {
@@ -159,8 +146,7 @@ describe("attention_decode_mma routing", () => {
       NUM_KV_HEADS: 8,
       HEAD_DIM: 128,
       BLOCK_SIZE: 16,
-      DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(128, "deep"),
-      DECODE_MMA_OCC_SMEM_BYTES: decodeMmaSharedBytes(128, "occupancy"),
+      DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(128),
     });
     assert.equal(spec?.file, "attention_decode_mma.cu");
     assert.equal(
@@ -174,48 +160,29 @@ describe("attention_decode_mma routing", () => {
   });
 });
 
-describe("KILN_DECODE_MMA", () => {
-  test("unset, empty or deep: attention_decode_mma; occupancy: attention_decode_mma_occ", () => {
-    for (const v of [undefined, "", "deep"])
-      assert.equal(cudaTuningFromEnv({ KILN_DECODE_MMA: v }).decodeMma, "deep", String(v));
-    assert.equal(cudaTuningFromEnv({ KILN_DECODE_MMA: "occupancy" }).decodeMma, "occupancy");
-    assert.equal(decodeMmaKernel("deep"), "attention_decode_mma");
-    assert.equal(decodeMmaKernel("occupancy"), "attention_decode_mma_occ");
-  });
-
-  test("another value is an InvalidEnvironmentError naming it and the accepted ones", () => {
-    for (const v of ["occ", "shallow", "1"])
+describe("the old two-entry attention_decode_mma", () => {
+  test("KILN_DECODE_MMA, which chose the entry, is refused by name", () => {
+    for (const v of ["deep", "occupancy", ""])
       assert.throws(
         () => cudaTuningFromEnv({ KILN_DECODE_MMA: v }),
         (e: unknown) =>
           e instanceof InvalidEnvironmentError &&
-          e.message === `KILN_DECODE_MMA must be deep or occupancy; got ${v}`,
+          e.message.startsWith(`KILN_DECODE_MMA=${v}: this switch was removed`),
         v,
       );
   });
 
-  test("steps of many sequences take the chosen entry; few keep the split kernels either way", () => {
-    for (const seqs of [64, 256, 1024])
-      assert.deepEqual(route8B(seqs, true, true, "occupancy"), {
-        kernel: "attention_decode_mma_occ",
-        module: "attn_decode_mma",
-        ropeFused: false,
-        ctasPerSeq: 8,
-      });
-    assert.equal(route8B(8, true, true, "occupancy").kernel, "attention_decode_rope_c4");
-    assert.equal(route8B(256, false, true, "occupancy").kernel, "attention_decode_batch_rope");
-  });
-
-  test("an engine built before attention_decode_mma_occ runs the deep kernel when asked for occupancy", () => {
-    const asked: string[] = [];
-    const has = (names: string[]) => (k: string) => {
-      asked.push(k);
-      return names.includes(k);
-    };
-    const both = ["attention_decode_mma", "attention_decode_mma_occ"];
-    assert.equal(decodeMmaVariantFor("occupancy", has(both)), "occupancy");
-    assert.deepEqual(asked, ["attention_decode_mma_occ"]);
-    assert.equal(decodeMmaVariantFor("occupancy", has(["attention_decode_mma"])), "deep");
-    assert.equal(decodeMmaVariantFor("deep", has(both)), "deep");
+  test("an engine whose module still exports attention_decode_mma_occ is refused, naming the rebuild", () => {
+    const has = (names: string[]) => (k: string) => names.includes(k);
+    assert.throws(
+      () => checkDecodeMmaCurrent("/e", has(["attention_decode_mma", "attention_decode_mma_occ"])),
+      (e: unknown) =>
+        e instanceof EngineError &&
+        /engine \/e was compiled with an older attention_decode_mma .*kiln build --backend cuda/.test(
+          e.message,
+        ),
+    );
+    checkDecodeMmaCurrent("/e", has(["attention_decode_mma"]));
+    checkDecodeMmaCurrent("/e", has([]));
   });
 });

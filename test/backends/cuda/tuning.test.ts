@@ -41,7 +41,6 @@ describe("CudaTuning", () => {
         ropeEarly: false,
         ropeFuse: true,
         prefillKernel: "mma4",
-        decodeMma: "deep",
         attnStop: "",
         skipKernels: [],
       },
@@ -65,7 +64,6 @@ describe("CudaTuning", () => {
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
       KILN_PREFILL_KERNEL: "wgmma",
-      KILN_DECODE_MMA: "occupancy",
       KILN_ATTN_STOP: "keys",
       KILN_SKIP_KERNELS: "rms_norm,,add_rms_norm",
     });
@@ -83,7 +81,6 @@ describe("CudaTuning", () => {
     assert.equal(t.ropeEarly, true);
     assert.equal(t.ropeFuse, false);
     assert.equal(t.prefillKernel, "wgmma");
-    assert.equal(t.decodeMma, "occupancy");
     assert.equal(t.attnStop, "keys");
     assert.deepEqual([...t.skipKernels], ["rms_norm", "add_rms_norm"]);
   });
@@ -103,7 +100,6 @@ describe("CudaTuning", () => {
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
       ["KILN_PREFILL_KERNEL", "8"],
-      ["KILN_DECODE_MMA", "occ"],
       ["KILN_ATTN_STOP", "end"],
     ])
       assert.throws(
@@ -123,6 +119,7 @@ describe("CudaTuning", () => {
       "KILN_ATTN_BATCH",
       "KILN_ATTN_MMA",
       "KILN_MIXED_DECODE",
+      "KILN_DECODE_MMA",
     ])
       assert.throws(
         () => cudaTuningFromEnv({ [name]: "1" }),

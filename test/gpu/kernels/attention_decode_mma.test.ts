@@ -3,16 +3,12 @@
 // 256 sequences of mixed contexts (1, block and tile sizes ± 1, a few hundred keys, every 32nd one of
 // 2,100), padding rows (context 0) among them as a graph bucket pads its batch; Llama-3.1-8B's heads
 // (32/8, head 128, blocks of 16), bf16 and fp16; windows 0 and 40; both table layouts. Tolerance:
-// kernels/attention_README.md, "attention_decode_mma" (P rounded to the dtype before P·V). Both entries
-// (attention_decode_mma and attention_decode_mma_occ, KILN_DECODE_MMA), which must also agree bit for bit.
+// kernels/attention_README.md, "attention_decode_mma" (P rounded to the dtype before P·V). A second launch
+// must give the same bits (no atomics, one CTA per kv head and sequence: the CTAs' order changes nothing).
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { type AttentionSequence, pagedAttention } from "../../../src/backends/cpu/kernels/attention.ts";
-import {
-  type DecodeMmaVariant,
-  decodeMmaKernel,
-  decodeMmaSharedBytes,
-} from "../../../src/backends/cuda/decode_mma.ts";
+import { decodeMmaSharedBytes } from "../../../src/backends/cuda/decode_mma.ts";
 import type { DTypeName } from "../../../src/dtype.ts";
 import { maxAbs, shuffled, writeSequenceKv } from "../paged_problem.ts";
 import { assertWithin, f32, i32, KernelHarness, NULL, noGpu, ptr, randn, roundTo } from "./harness.ts";
@@ -117,17 +113,11 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
   afterEach(() => h.freeAll());
   after(() => h?.dispose());
 
-  /** One launch of a variant's entry over p's rows (tables [S, stride], or [stride, S] as decode graphs
-   * lay them out). */
-  function decode(
-    p: Problem,
-    dtype: DTypeName,
-    window: number,
-    transposed: boolean,
-    variant: DecodeMmaVariant,
-  ): Float32Array {
+  /** One launch of attention_decode_mma over p's rows (tables [S, stride], or [stride, S] as decode
+   * graphs lay them out). */
+  function decode(p: Problem, dtype: DTypeName, window: number, transposed: boolean): Float32Array {
     const S = p.seqs.length;
-    const smem = decodeMmaSharedBytes(D, variant);
+    const smem = decodeMmaSharedBytes(D);
     const mod = h.module(
       "attention_decode_mma.cu",
       {
@@ -135,8 +125,7 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
         NUM_KV_HEADS: HKV,
         HEAD_DIM: D,
         BLOCK_SIZE: BS,
-        DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(D, "deep"),
-        DECODE_MMA_OCC_SMEM_BYTES: decodeMmaSharedBytes(D, "occupancy"),
+        DECODE_MMA_SMEM_BYTES: smem,
       },
       dtype,
     );
@@ -166,7 +155,7 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
       i32(1), // trigger: after the key loop
       i32(0), // stop: the whole kernel
     ];
-    h.run(mod, decodeMmaKernel(variant), [HKV, S, 1], [128, 1, 1], args, smem);
+    h.run(mod, "attention_decode_mma", [HKV, S, 1], [128, 1, 1], args, smem);
     return h.download(out, p.q.length, dtype);
   }
 
@@ -183,12 +172,11 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
             : [[0, true]];
         for (const [window, transposed] of cases) {
           const what = `${S} sequences, window ${window}`;
-          const deep = decode(p, dtype, window, transposed, "deep");
-          check(p, dtype, deep, window, what);
-          const occ = decode(p, dtype, window, transposed, "occupancy");
-          check(p, dtype, occ, window, `${what}, _occ`);
-          const differ = occ.findIndex((x, i) => !Object.is(x, deep[i]));
-          assert.equal(differ, -1, `${what}: _occ differs from attention_decode_mma at ${differ}`);
+          const first = decode(p, dtype, window, transposed);
+          check(p, dtype, first, window, what);
+          const again = decode(p, dtype, window, transposed);
+          const differ = again.findIndex((x, i) => !Object.is(x, first[i]));
+          assert.equal(differ, -1, `${what}: a second launch differs at ${differ}`);
         }
       });
     }
