@@ -45,6 +45,12 @@ export interface SampleTicket {
   readonly rows: number;
 }
 
+/** A step queued by `enqueueForward`: its sequence number and how many logits rows it returns. */
+export interface ForwardTicket {
+  readonly id: number;
+  readonly rows: number;
+}
+
 /** Where a queued step's input tokens come from (enqueueSample; backends/token_feed.ts): per
  * sequence, a row of `from`'s samples, or −1 for the host's tokens. */
 export interface TokenFeed {
@@ -154,5 +160,16 @@ export interface ExecutionBackend {
   collectWaitStats?(): { ms: number; count: number };
   /** Runs the plan; returns logits [numLogitRows, vocabSize]. */
   forward(step: StepInput): Float32Array;
+  /** Pipelined form of `forward`: queues the step and the copy of its logits to the host and returns
+   * at once; `collectForward` waits for them and returns logits [ticket.rows, vocabSize], valid until
+   * the next step is queued or run. The executor's synchronous steps (host logits: beams,
+   * LogitsProcessors, context logits) use it to serve the event loop while the device computes. At
+   * most one ticket is outstanding: queuing another (or running `forward`) drops an uncollected one.
+   * Both present or both absent. */
+  enqueueForward?(step: StepInput): ForwardTicket;
+  collectForward?(ticket: ForwardTicket): Float32Array;
+  /** Whether `collectForward(ticket)` would return without waiting: the logits are on the host.
+   * Absent: collectForward never waits (the CPU backend runs a step when it is queued). */
+  forwardReady?(ticket: ForwardTicket): boolean;
   dispose(): void;
 }

@@ -2,9 +2,10 @@
 // manager sized at start, the scheduler and every live request. Callers only enqueue, read results,
 // cancel, ask for stats and shut down. One iteration of the loop (iterate):
 //
-//   scheduler.schedule → stepFromSchedule (the backend's StepInput) → pipeline: run it now, or queue
-//   it and read the step queued before → outputs: each request's group turns its rows into events
-//   and branches → scheduler.update / resolve → reporter: IterationStats
+//   scheduler.schedule → stepFromSchedule (the backend's StepInput) → pipeline: queue it, then read
+//   it (synchronous) or the step queued before (overlapped) once the device has it → outputs: each
+//   request's group turns its rows into events and branches → scheduler.update / resolve →
+//   reporter: IterationStats
 //
 // The detail lives beside it: step_pipeline.ts runs and reads steps (synchronously, or overlapped
 // with the host: overlap.ts has the rules); output_processor.ts applies a read step's tokens to its
@@ -257,9 +258,9 @@ export class Executor {
     this.session.dispose();
   }
 
-  /** Reads the step the iteration left to read once the device has it. Until then the event loop
-   * turns (one setImmediate per poll): sockets, timers and callers' enqueue and cancel are served
-   * while the device computes. Blocking in the read instead starves a server, which accepts one
+  /** Reads the step the iteration left to read (a queued step, or a synchronous one: host logits)
+   * once the device has it. Until then the event loop turns (one setImmediate per poll): sockets,
+   * timers and callers' enqueue and cancel are served while the device computes. Blocking in the read instead starves a server, which accepts one
    * connection per turn of the event loop (libuv): 1,024 clients took 1,024 iterations to admit. */
   private async readWhenReady(): Promise<void> {
     if (!this.pipeline.readPending) return;

@@ -12,8 +12,8 @@ export interface IterationStats {
   latencyMs: number;
   /** Whether the step was queued before the previous one was read (overlap.ts). */
   overlapped: boolean;
-  /** Host ms (performance.now) the loop waited for this step's tokens: in collectSample, or in the
-   * synchronous forward. Near zero in a steady overlapped decode: the host, not the device, paces. */
+  /** Host ms (performance.now) the loop waited for this step's tokens: polling and in collectSample,
+   * or queueing, polling and reading a synchronous step (its host decoding too). Near zero in a steady overlapped decode: the host, not the device, paces. */
   hostWaitMs: number;
   /** Host ms of the loop iteration that read this step, besides that wait: scheduling and building
    * the next step, accepting tokens, text, events. */

@@ -1,5 +1,5 @@
 // Runs one step and picks a token for each sampled logits row, every row with its own sequence's
-// sampling: the runtime's pipeline (sampling/logits_pipeline.ts: penalties, bad words, min length)
+// sampling (startStep queues the step where the backend can; the caller reads it once it is ready): the runtime's pipeline (sampling/logits_pipeline.ts: penalties, bad words, min length)
 // and the backend's decoding ops, over the whole batch at once. Each row's settings are built as the
 // runtime's sync path builds them for a batch of one, then concatenated. The RNG key of a row is
 // (seed, sequence index, index of the token being generated), as ModelRunner.generate's
@@ -47,15 +47,42 @@ export interface SampledTokens {
   logits: Float32Array | null;
 }
 
-/** `rows`: the rows to sample, in row order; `allLogits`: return every row's logits too. */
-export function forwardAndSample(
+/** A step queued on the device by startStep: whether its results are on the host, and its read.
+ * `read` waits for the device if need be, then does the step's host work (logits rows, transforms,
+ * LogitsProcessors, sampling); `live(requestId)` false skips the processors of a request that left
+ * while the step ran (its row's token is dropped). `drop` waits for the device and discards. */
+export interface StepInFlight {
+  ready(): boolean;
+  read(live?: (requestId: number) => boolean): SampledTokens;
+  drop(): void;
+}
+
+/** Logits of a step queued with the backend's enqueueForward, or run now with forward. */
+function queueForward(backend: ExecutionBackend, step: StepInput) {
+  const { enqueueForward, collectForward, forwardReady } = backend;
+  if (!enqueueForward || !collectForward) {
+    const logits = backend.forward(step);
+    return { ready: () => true, collect: () => logits };
+  }
+  const ticket = enqueueForward.call(backend, step);
+  return {
+    ready: () => forwardReady?.call(backend, ticket) ?? true,
+    collect: () => collectForward.call(backend, ticket),
+  };
+}
+
+/** Queues the step: `rows` (in row order) sampled on the device when the backend can (its sample
+ * queue, else forwardSample now) and none needs host logits, else the logits copied to the host and
+ * the rows sampled there in `read`; `allLogits`: return every row's logits too. A backend without
+ * a queue runs the step here: it is ready at once. */
+export function startStep(
   backend: ExecutionBackend,
   step: StepInput,
   rows: readonly SampledRow[],
   allLogits = false,
-): SampledTokens {
+): StepInFlight {
   if (rows.length === 0) {
-    const logits = backend.forward(step);
+    const f = queueForward(backend, step);
     const empty = {
       tokens: new Int32Array(0),
       logProbs: new Float32Array(0),
@@ -63,24 +90,61 @@ export function forwardAndSample(
       topLogProbs: [],
       failed: [],
     };
-    return { ...empty, logits: allLogits ? logits.slice() : null };
+    return {
+      ready: f.ready,
+      read: () => {
+        const all = f.collect();
+        return { ...empty, logits: allLogits ? all.slice() : null };
+      },
+      drop: () => void f.collect(),
+    };
   }
   const { transforms, params } = rowSampling(rows);
   const rawLogits: (Float32Array | null)[] = rows.map(() => null);
   const topLogProbs: (TokenLogProb[] | null)[] = rows.map(() => null);
   const failed: (RequestCallbackError | null)[] = rows.map(() => null);
   const everyRow = rows.length === step.logitRows.length && rows.every((r, i) => r.row === i);
-  if (backend.forwardSample && !allLogits && everyRow && !rows.some((r) => r.state.needsHostLogits))
+  const onDevice = !allLogits && everyRow && !rows.some((r) => r.state.needsHostLogits);
+  const { enqueueSample, collectSample, sampleReady } = backend;
+  if (onDevice && enqueueSample && collectSample) {
+    const ticket = enqueueSample.call(backend, step, params, transforms);
     return {
-      ...backend.forwardSample(step, params, transforms),
-      rawLogits,
-      topLogProbs,
-      failed,
-      logits: null,
+      ready: () => sampleReady?.call(backend, ticket) ?? true,
+      read: () => ({ ...collectSample.call(backend, ticket), rawLogits, topLogProbs, failed, logits: null }),
+      drop: () => void collectSample.call(backend, ticket),
     };
+  }
+  if (onDevice && backend.forwardSample) {
+    const got = { ...backend.forwardSample(step, params, transforms), rawLogits, topLogProbs, failed };
+    return { ready: () => true, read: () => ({ ...got, logits: null }), drop: () => {} };
+  }
+  const f = queueForward(backend, step);
+  return {
+    ready: f.ready,
+    read: (live = () => true) => {
+      const all = f.collect();
+      return sampleOnHost(backend, all, rows, transforms, params, allLogits, live);
+    },
+    drop: () => void f.collect(),
+  };
+}
+
+/** The host half of a step whose logits `all` [logitRows × V] came back: each row's embedding bias,
+ * the batch's transforms, the LogitsProcessors of live requests, then `sample`. */
+function sampleOnHost(
+  backend: ExecutionBackend,
+  all: Float32Array,
+  rows: readonly SampledRow[],
+  transforms: StepTransforms,
+  params: SampleParams,
+  allLogits: boolean,
+  live: (requestId: number) => boolean,
+): SampledTokens {
+  const rawLogits: (Float32Array | null)[] = rows.map(() => null);
+  const topLogProbs: (TokenLogProb[] | null)[] = rows.map(() => null);
+  const failed: (RequestCallbackError | null)[] = rows.map(() => null);
   const V = backend.vocabSize;
   const ops = backend.decoding;
-  const all = backend.forward(step);
   // [rows.length × V]: the sampled rows, copied out of the step's logits.
   const logits = new Float32Array(rows.length * V);
   rows.forEach((r, i) => {
@@ -95,7 +159,7 @@ export function forwardAndSample(
   });
   applyTransforms(ops, logits, rows.length, V, transforms);
   rows.forEach((r, i) => {
-    if (r.state.processors.length === 0) return;
+    if (r.state.processors.length === 0 || !live(r.requestId)) return;
     const generated = r.tokens.length - r.state.promptIds.length;
     const view = r.state.row(r.tokens);
     for (const [k, proc] of r.state.processors.entries()) {

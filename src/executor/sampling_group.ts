@@ -13,7 +13,7 @@ import type { SequenceUpdate, TokenLogProb } from "./request_results.ts";
 import type { SampledRow } from "./sample_rows.ts";
 import type { Branch } from "./scheduler.ts";
 
-/** One sampled row's outcome, as forwardAndSample returns it. */
+/** One sampled row's outcome, as a synchronous step's read returns it (sample_rows.ts). */
 export interface RowSample {
   token: number;
   logProb: number;

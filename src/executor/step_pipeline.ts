@@ -1,7 +1,9 @@
 // The step pipeline: how a scheduled, built step reaches the backend and its tokens come back to the
 // output processor. Two ways:
 //
-//   runNow:  forwardAndSample(step) → context logits, beams (logits rows), samples → scheduler.update
+//   runNow:  startStep(step) (queued: enqueueForward or enqueueSample); the loop polls its ready()
+//            between turns of the event loop → readSync: context logits, beams (logits rows),
+//            samples (host decoding, LogitsProcessors) → scheduler.update
 //   queue:   enqueueSample(step N+1, feed ← N) → scheduler.advance (placeholders); the loop then
 //            polls sampleReady(N) between turns of the event loop → land(N)
 //   land(N): collectSample(N) → samples → scheduler.resolve (tokens over the placeholders)
@@ -12,20 +14,36 @@
 // runs. When a request of step N needs its token on the host to build its next inputs, N is read
 // before N+1 is scheduled (landFirst; penalties do not: overlap.ts feedPenalties); while a request
 // that needs host logits or whose next inputs are not its own tokens (beams, a group before its
-// fan-out) runs or is next in the queue, every step runs now (queueable is false; overlap.ts's
-// overlapMode has the rules). It holds the one step queued and not read yet (a Flight) and reports
-// each step it reads to the IterationReporter.
+// fan-out) runs or is next in the queue, every step is synchronous (queueable is false; overlap.ts's
+// overlapMode has the rules): queued alone and read before the next is built, the loop serving the
+// event loop meanwhile as for a queued step. A request cancelled while its synchronous step runs is
+// skipped when the step is read (its LogitsProcessors are not called). It holds the one step queued
+// and not read yet (a Flight, or a SyncStep) and reports each step it reads to the IterationReporter.
 import type { ExecutionBackend } from "../backends/backend.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { invariant } from "./errors.ts";
 import type { IterationReporter, StepCounts } from "./iteration_stats.ts";
 import type { LiveRequest, OutputProcessor } from "./output_processor.ts";
 import { type Flight, feedFrom, feedPenalties, overlapMode } from "./overlap.ts";
-import { forwardAndSample, rowSampling, type SampledRow } from "./sample_rows.ts";
+import { rowSampling, type SampledRow, type StepInFlight, startStep } from "./sample_rows.ts";
 import { type RowSample, SamplingGroup } from "./sampling_group.ts";
 import type { Branch, Scheduler } from "./scheduler.ts";
 import type { SchedulerOutput } from "./scheduler_output.ts";
 import type { ScheduledStep } from "./step_from_schedule.ts";
+
+/** A synchronous step queued on the device and not read yet: what runNow built to read it with. */
+interface SyncStep {
+  out: SchedulerOutput;
+  context: ScheduledStep["context"];
+  /** Per request: its rows among the sampled ones (sampling groups), or its logits rows (beams). */
+  mine: Map<number, { rows: number[]; logitRows: number[] }>;
+  pending: StepInFlight;
+  counts: StepCounts;
+  /** The executor's clock when the loop began scheduling it. */
+  now: number;
+  /** Host ms spent queueing it (all of the step, on a backend that runs it when queued). */
+  queueMs: number;
+}
 
 export class StepPipeline {
   /** The queued step not read yet (overlapped loop). */
@@ -34,6 +52,8 @@ export class StepPipeline {
    * next step behind, or the one it must read first. The loop serves the event loop until the device
    * has its tokens instead of blocking in collectSample. */
   private unread: Flight | null = null;
+  /** The synchronous step queued and not read yet (runNow), left for the loop to read like `unread`. */
+  private sync: SyncStep | null = null;
 
   constructor(
     private readonly live: Map<number, LiveRequest>,
@@ -62,17 +82,24 @@ export class StepPipeline {
 
   /** Whether a step is left to read. */
   get readPending(): boolean {
-    return this.unread !== null;
+    return this.unread !== null || this.sync !== null;
   }
 
-  /** Whether the step left to read has its tokens on the host (a backend that cannot tell: yes). */
+  /** Whether the step left to read has its results on the host (a backend that cannot tell: yes). */
   readReady(): boolean {
+    if (this.sync) return this.sync.pending.ready();
     const f = this.unread;
     return f === null || (this.backend.sampleReady?.(f.ticket) ?? true);
   }
 
   /** Reads the step left to read, if any; `waitedMs`: how long the loop waited for it. */
   readNow(waitedMs = 0): void {
+    const s = this.sync;
+    if (s) {
+      this.sync = null;
+      this.readSync(s, waitedMs);
+      return;
+    }
     const f = this.unread;
     if (!f) return;
     this.unread = null;
@@ -108,14 +135,16 @@ export class StepPipeline {
     return false;
   }
 
-  /** Runs the step of `out` and reads it in the same call (forwardAndSample): context logits, each
-   * beam group from its logits rows, each sampling group from its sampled rows. */
+  /** Queues the synchronous step of `out` (startStep) and leaves it for the loop to read (readReady,
+   * readNow → readSync): context logits, each beam group from its logits rows, each sampling group
+   * from its sampled rows. No step of the overlapped loop may be in flight. */
   runNow(
     out: SchedulerOutput,
     { step, sampled, context }: ScheduledStep,
     counts: StepCounts,
     now: number,
   ): void {
+    invariant(this.flight === null && this.sync === null, "a synchronous step behind another step");
     // Sampled rows (sampling groups) and the logits rows of beams, per request in row order.
     const rows: SampledRow[] = [];
     const mine = new Map<number, { rows: number[]; logitRows: number[] }>();
@@ -135,13 +164,24 @@ export class StepPipeline {
       }
     }
     const needLogits = context.length > 0 || [...mine.values()].some((m) => m.logitRows.length > 0);
-    const waitStart = performance.now();
-    const got = forwardAndSample(this.backend, step, rows, needLogits);
-    const hostWaitMs = performance.now() - waitStart;
+    const t0 = performance.now();
+    const pending = startStep(this.backend, step, rows, needLogits);
+    const queueMs = performance.now() - t0;
+    this.sync = { out, context, mine, pending, counts, now, queueMs };
+  }
+
+  /** Reads the synchronous step `s` (its requests cancelled meanwhile skipped): `waitedMs`, how long
+   * the loop polled for it. The host's wait is its queueing, the polls and the read. */
+  private readSync(s: SyncStep, waitedMs: number): void {
+    const { out, context, mine, counts, now } = s;
+    const t0 = performance.now();
+    const got = s.pending.read((id) => this.live.has(id));
+    const hostWaitMs = s.queueMs + waitedMs + performance.now() - t0;
     this.scheduler.computed(out); // before the samples: a request that ends here keeps its blocks cached
     const V = this.backend.vocabSize;
     for (const c of context) {
-      const l = this.live.get(c.requestId) as LiveRequest;
+      const l = this.live.get(c.requestId);
+      if (!l) continue; // cancelled while the step ran
       const done = l.context?.add(
         c.start,
         (got.logits as Float32Array).subarray(c.row * V, (c.row + c.count) * V),
@@ -154,7 +194,8 @@ export class StepPipeline {
     const t = this.clock();
     const next = new Map<number, readonly Branch[]>();
     for (const [id, m] of mine) {
-      const l = this.live.get(id) as LiveRequest;
+      const l = this.live.get(id);
+      if (!l) continue; // cancelled while the step ran: its rows are dropped
       let branches: Branch[] | null;
       if (l.group instanceof BeamGroup) {
         const logits = new Float32Array(m.logitRows.length * V);
@@ -257,6 +298,13 @@ export class StepPipeline {
    * before the loop sleeps, waiting for the device; a read that fails is dropped (the backend's
    * queue is abandoned). */
   tryLand(): void {
+    const s = this.sync;
+    this.sync = null;
+    try {
+      s?.pending.drop();
+    } catch {
+      // as below
+    }
     const steps = [this.unread, this.flight].filter(
       (f, i, all): f is Flight => f !== null && all.indexOf(f) === i,
     );

@@ -50,8 +50,8 @@ export function assertIdle(ex: Executor): void {
 /** Bounds a test puts on its executor's CPU backend (the CUDA backend's, made small). */
 export interface BackendBounds {
   maxLogitRows?: number;
-  /** false: the backend's step queue (enqueueSample, collectSample) is hidden, so the executor runs
-   * every step synchronously. */
+  /** false: the backend's step queues (enqueueSample, enqueueForward) are hidden, so the executor runs
+   * every step synchronously, blocking in forward (or forwardSample). */
   queue?: false;
 }
 
@@ -95,7 +95,7 @@ export function tinyEngineExecutors(
 
 /** `s` over its backend with the step queue hidden (the backend itself still uses it inside). */
 function withoutQueue(s: Session): ExecutorSession {
-  const hidden = new Set<PropertyKey>(["enqueueSample", "collectSample"]);
+  const hidden = new Set<PropertyKey>(["enqueueSample", "collectSample", "enqueueForward", "collectForward"]);
   const backend = new Proxy(s.backend, {
     get(target, key) {
       if (hidden.has(key)) return undefined;

@@ -92,10 +92,10 @@ function spied(
   return { ex, spy };
 }
 
-/** The same engine over a backend whose step queue is hidden: the executor's synchronous loop. */
+/** The same engine over a backend whose step queues are hidden: the synchronous loop, blocking. */
 function synchronous(options: ExecutorOptions = {}): Executor {
   const s = Session.open(dir);
-  const hidden = new Set<PropertyKey>(["enqueueSample", "collectSample"]);
+  const hidden = new Set<PropertyKey>(["enqueueSample", "collectSample", "enqueueForward", "collectForward"]);
   const backend = new Proxy(s.backend, {
     get(target, key) {
       if (hidden.has(key)) return undefined;

@@ -8,6 +8,7 @@ import { fakeQuantizeActivations } from "../../engine/fp8_format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
 import type {
   ExecutionBackend,
+  ForwardTicket,
   LinearInputObserver,
   SampleTicket,
   StepInput,
@@ -57,6 +58,9 @@ export class CpuBackend implements ExecutionBackend {
   private kv: CpuKvPool | null = null;
   /** Steps queued by enqueueSample, already run, until collected. */
   private readonly queue = new SampleQueue();
+  /** The step enqueueForward ran, until collected (at most one). */
+  private forwarded: { id: number; logits: Float32Array } | null = null;
+  private forwardTickets = 0;
   private readonly ropeCache = new Map<string, { invFreq: Float32Array; attentionScaling: number }>();
 
   constructor(
@@ -164,6 +168,22 @@ export class CpuBackend implements ExecutionBackend {
 
   collectSample(ticket: SampleTicket): Sampled {
     return this.queue.collect(ticket);
+  }
+
+  /** Runs the step now; collectForward hands its logits back (no forwardReady: never waits). */
+  enqueueForward(step: StepInput): ForwardTicket {
+    this.forwarded = null;
+    const logits = this.forward(step);
+    const id = this.forwardTickets++;
+    this.forwarded = { id, logits };
+    return { id, rows: step.logitRows.length };
+  }
+
+  collectForward(ticket: ForwardTicket): Float32Array {
+    const f = this.forwarded;
+    if (f?.id !== ticket.id) throw new Error(`internal: forward ticket ${ticket.id} is not outstanding`);
+    this.forwarded = null;
+    return f.logits;
   }
 
   forward(step: StepInput): Float32Array {

@@ -4,7 +4,14 @@
 // output region.
 import type { DTypeName } from "../../dtype.ts";
 import { planArena, type Region } from "./arena.ts";
-import { type CudaDevice, DeviceBuffer, type DevicePtr, offsetPtr, type Stream } from "./device/index.ts";
+import {
+  type CudaDevice,
+  DeviceBuffer,
+  type DevicePtr,
+  offsetPtr,
+  type PinnedBuffer,
+  type Stream,
+} from "./device/index.ts";
 import type { Lowered } from "./lowering.ts";
 
 const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
@@ -54,9 +61,9 @@ export class ActivationArena {
     return this.ptr(this.output);
   }
 
-  /** Queues the copy of the first logits.length logits to the host. */
-  downloadLogits(stream: Stream, logits: Float32Array): void {
-    this.buffer.downloadAsync(stream, logits, this.region(this.output).offset);
+  /** Queues the copy of the first `rows` logits rows of `vocab` fp32 each to the start of `into`. */
+  downloadLogits(stream: Stream, into: PinnedBuffer, rows: number, vocab: number): void {
+    this.buffer.downloadAsync(stream, into, this.region(this.output).offset, 4 * rows * vocab);
   }
 
   /** Copies the first `into.length` elements of fp32 storage `name` to the host, after the work queued

@@ -6,7 +6,7 @@
 //   kernel_launcher.ts the kernel modules, launches     step_launcher.ts eager launch of the plan's steps
 //   decode_graphs.ts   CUDA graphs of decode steps      device_sampler.ts sampling, tickets, penalties, bans
 //   profile.ts         bandwidth, GEMM rate, step profile  tuning.ts     the KILN_* switches, fixed per backend
-// Logits come back to the host as fp32 for the decoding ops.
+//   logits_readback.ts the logits' pinned copy to the host (forward, enqueueForward), fp32 for the decoding ops
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
@@ -33,6 +33,7 @@ import {
 import { graphReserveBytes } from "./graph_reserve.ts";
 import { KernelLauncher } from "./kernel_launcher.ts";
 import { DeviceKvCache, type KvCacheDtype } from "./kv_cache.ts";
+import { LogitsReadback } from "./logits_readback.ts";
 import { type Lowered, lower } from "./lowering.ts";
 import { measureCopyBandwidth, measureGemmFlops, profileDecode, profileEager } from "./profile.ts";
 import { StepLauncher } from "./step_launcher.ts";
@@ -75,7 +76,7 @@ export class CudaBackend implements ExecutionBackend {
   private readonly steps: StepLauncher;
   private readonly graphs: DecodeGraphs;
   private readonly sampler: DeviceSampler;
-  private readonly logitsHost: Float32Array;
+  private readonly readback: LogitsReadback;
   private disposed = false;
 
   private constructor(
@@ -150,7 +151,8 @@ export class CudaBackend implements ExecutionBackend {
       maxSeqs,
       gemmAlgos,
     });
-    this.logitsHost = new Float32Array(this.maxLogitRows * model.vocabSize);
+    const run = (s: StepInput) => this.forwardOnDevice(s);
+    this.readback = new LogitsReadback(device, stream, this.arena, this.vocabSize, this.maxLogitRows, run);
   }
 
   /** Opens GPU 0 and loads `engine` onto it under `tuning` (KILN_* by default), its KV cache as `kvDtype`. */
@@ -220,14 +222,11 @@ export class CudaBackend implements ExecutionBackend {
     this.kv.copyBlocks(this.stream, src, dst);
   }
 
-  forward(step: StepInput): Float32Array {
-    const R = step.logitRows.length;
-    this.forwardOnDevice(step);
-    const logits = this.logitsHost.subarray(0, R * this.vocabSize);
-    this.arena.downloadLogits(this.stream, logits);
-    this.stream.synchronize();
-    return logits;
-  }
+  // The logits cross to pinned host memory; the pipelined form polls the copy's event (logits_readback.ts).
+  readonly forward = (step: StepInput): Float32Array => this.readback.collect(this.readback.queue(step));
+  readonly enqueueForward: ExecutionBackend["enqueueForward"] = (step) => this.readback.queue(step);
+  readonly forwardReady: ExecutionBackend["forwardReady"] = (ticket) => this.readback.ready(ticket);
+  readonly collectForward: ExecutionBackend["collectForward"] = (ticket) => this.readback.collect(ticket);
 
   /** Runs the plan; the logits stay in the arena (fp32 [R, vocab] at the output's region). With
    * `sample`, the metadata upload carries the sampling settings, and with `inGraph` a decode step's
@@ -391,6 +390,7 @@ export class CudaBackend implements ExecutionBackend {
     this.arena.dispose();
     this.uploads.dispose();
     this.sampler.dispose();
+    this.readback.dispose();
     this.kernels.dispose();
     this.stream.dispose();
     this.device.dispose();

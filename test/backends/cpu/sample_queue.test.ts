@@ -1,7 +1,8 @@
 // The CPU backend's forwardSample / enqueueSample / collectSample (cpu_backend.ts, sample_queue.ts):
 // the same tokens and log-probs, bit for bit, as the host path (forward + the logits pipeline +
 // sample); a pipelined run of mixed steps, fed from earlier tickets, equal to the unfed synchronous
-// run; and the CUDA queue's rules (feed checks before anything runs, queue order, two outstanding).
+// run; the CUDA queue's rules (feed checks before anything runs, queue order, two outstanding); and
+// enqueueForward / collectForward: forward's logits through a queue of one.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -155,4 +156,27 @@ test("a feed that breaks the rule throws TokenFeedError before the step runs or 
   assert.throws(() => collect(t2), /collecting ticket/);
   assert.throws(() => collect(t3), /collecting ticket/);
   assert.equal(collect(t4).tokens.length, 2);
+});
+
+test("enqueueForward / collectForward: forward's logits; one ticket outstanding, queuing drops it", () => {
+  const step = {
+    tokenIds: Int32Array.from([3, 8, 5]),
+    positions: Int32Array.from([0, 1, 2]),
+    slotMapping: Int32Array.from([52, 53, 54]),
+    seqs: [{ queryStart: 0, queryLen: 3, contextLen: 3, blockTable: Int32Array.from([13]) }],
+    logitRows: Int32Array.from([1, 2]),
+  };
+  const enqueue = backend.enqueueForward?.bind(backend);
+  const collect = backend.collectForward?.bind(backend);
+  assert.ok(enqueue && collect);
+  assert.equal(backend.forwardReady, undefined, "the CPU runs the step when queued: nothing to poll");
+  const want = backend.forward(step).slice();
+  const t = enqueue(step);
+  assert.equal(t.rows, 2);
+  assert.deepEqual(collect(t), want);
+  assert.throws(() => collect(t), /not outstanding/, "a ticket is collected once");
+  const dropped = enqueue(step);
+  const kept = enqueue(step);
+  assert.throws(() => collect(dropped), /not outstanding/);
+  assert.deepEqual(collect(kept), want);
 });

@@ -84,9 +84,10 @@ export class DeviceBuffer implements Disposable {
     this.device.driver.memcpyHtoDAsync(offsetPtr(this.ptr, offset), host, stream.handle, bytes);
   }
 
-  /** Stream-ordered download; into a typed array it completes before returning, into pinned memory it does not. */
-  downloadAsync(stream: Stream, into: HostArray | PinnedBuffer, offset = 0): void {
-    const bytes = into.byteLength;
+  /** Stream-ordered download of `bytes` (default: all of `into`); into a typed array it completes before
+   * returning, into pinned memory it does not. */
+  downloadAsync(stream: Stream, into: HostArray | PinnedBuffer, offset = 0, bytes = into.byteLength): void {
+    if (bytes > into.byteLength) throw new RangeError(`download of ${bytes} bytes into ${into.byteLength}`);
     if (bytes === 0) return;
     this.check(offset, bytes);
     const host = into instanceof PinnedBuffer ? into.ptr : into;
