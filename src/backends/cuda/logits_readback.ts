@@ -3,7 +3,7 @@
 // blocking the host, an event recorded after it; ready() asks the event (cuEventQuery), collect()
 // waits on it. One ticket at a time: queuing the next drops an uncollected one (the stream runs them
 // in order, so its copy is done before the next one writes the same memory). Owns its pinned buffer
-// (allocated at the first step, for the arena's maxLogitRows rows) and its event until dispose().
+// (grown to the largest step's rows, a power of two of them) and its event until dispose().
 //
 //   host (pinned): [ logits row 0 [vocab] | row 1 | … | row rows−1 | (unused up to maxLogitRows) ]
 
@@ -35,14 +35,30 @@ export class LogitsReadback {
     const rows = step.logitRows.length;
     if (rows > this.maxLogitRows)
       throw new Error(`internal: ${rows} logits rows over the arena's ${this.maxLogitRows}`);
-    this.host ??= PinnedBuffer.alloc(this.device, 4 * this.maxLogitRows * this.vocabSize);
     this.outstanding = null;
+    const host = this.fit(rows);
     this.run(step);
-    this.arena.downloadLogits(this.stream, this.host, rows, this.vocabSize);
+    this.arena.downloadLogits(this.stream, host, rows, this.vocabSize);
     this.done.record(this.stream);
     const id = this.tickets++;
     this.outstanding = id;
     return { id, rows };
+  }
+
+  /** Grows the pinned buffer to hold `rows` rows (a power of two of them, at most maxLogitRows): most
+   * steps that read logits on the host carry a few rows, and pinned memory is locked RAM. The old buffer
+   * is freed only after the copy queued into it (if any) is done. */
+  private fit(rows: number): PinnedBuffer {
+    const need = 4 * rows * this.vocabSize;
+    if (this.host && this.host.byteLength >= need) return this.host;
+    const grown = Math.min(this.maxLogitRows, 2 ** Math.ceil(Math.log2(Math.max(rows, 1))));
+    if (this.host) {
+      this.done.synchronize();
+      this.host.dispose();
+      this.host = null;
+    }
+    this.host = PinnedBuffer.alloc(this.device, 4 * Math.max(grown, rows) * this.vocabSize);
+    return this.host;
   }
 
   /** Whether collect(ticket) would not wait: the copy is done. Never blocks. */
