@@ -23,6 +23,14 @@ export const KEY_TILE = 64;
  * fp32 [rows × H × splits × (headDim + 2)]; so only launches of ≤ 512 rows split at all. */
 export const MAX_PARTIAL_ROWS = 1024;
 
+/** The smallest head dim whose launches split: at head 64 (Llama-3.2-1B) a split's few key tiles are
+ * too little work for its fixed costs, and the unsplit kernel measured faster in both A/Bs
+ * (docs/PERFORMANCE.md, sessions 17 and 18); at head 128 (the 8B) the split wins. */
+export const MIN_SPLIT_HEAD_DIM = 128;
+
+/** Whether a model of `headDim` splits its prefill launches at all (MIN_SPLIT_HEAD_DIM). */
+export const splitsPay = (headDim: number): boolean => headDim >= MIN_SPLIT_HEAD_DIM;
+
 /** A prefill attention launch: its sequences, their longest query and context, and its query rows. */
 export interface PrefillLaunch {
   numSeqs: number;

@@ -19,6 +19,7 @@ import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
 import { LinearLauncher, type LinearStep } from "./linear_launcher.ts";
 import type { Lowered, LoweredStep } from "./lowering.ts";
 import { MERGE_THREADS, PrefillAttention } from "./prefill_attention.ts";
+import { splitsPay } from "./prefill_splits.ts";
 import { type PrefillKernel, prefillKernelFor, prefillTiles } from "./prefill_tiles.ts";
 import { decodeRopeArgs, type RopeSources, ropeArgs } from "./rope_args.ts";
 import type { PackedStep } from "./step_metadata.ts";
@@ -111,7 +112,9 @@ export class StepLauncher {
     this.prefill = new PrefillAttention(
       r.device,
       r.model,
-      r.tuning.prefillSplit && r.kernels.hasKernel("attn_prefill", r.kv.kernel(splitKernel)),
+      r.tuning.prefillSplit &&
+        splitsPay(r.model.headDim) &&
+        r.kernels.hasKernel("attn_prefill", r.kv.kernel(splitKernel)),
     );
     // Outside any graph capture: attention_decode_mma's shared memory is above the default 48 KiB.
     if (r.kernels.has("attn_decode_mma"))

@@ -15,6 +15,7 @@ import {
   MIN_SPLIT_TILES,
   prefillSplitKeys,
   prefillSplits,
+  splitsPay,
 } from "../../../src/backends/cuda/prefill_splits.ts";
 
 const H200_8B = { smCount: 132, heads: 32, blockM: 128 }; // Llama-3.1-8B: 32 query heads
@@ -133,4 +134,11 @@ describe("prefill attention splits", () => {
     assert.match(body, /const int per = \(tiles \+ num_splits - 1\) \/ num_splits \* kBlockN;/);
     assert.match(body, /r\.x = first \+ z \* per;\s*r\.y = min\(ctx, r\.x \+ per\);/);
   });
+});
+
+test("only models of head dim ≥ 128 split their prefill launches (head 64 measured faster unsplit)", () => {
+  assert.equal(splitsPay(128), true);
+  assert.equal(splitsPay(256), true);
+  assert.equal(splitsPay(64), false);
+  assert.equal(splitsPay(96), false);
 });
