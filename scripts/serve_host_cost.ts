@@ -138,14 +138,19 @@ async function overHttp(a: Args): Promise<{ server: Window; client: ClientReport
   await app.listen({ host: "127.0.0.1", port: 0, backlog: 4096 });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : 0;
-  // Request 1 is the client's warm-up; the window runs from request 2 until every response closed.
-  let close: (() => Window) | null = null;
+  // Request 1 is the client's warm-up. Requests 2 … N+1 are held until the last is in, so all N stream
+  // at once (as on the device, where admission outpaces the steps); the window runs from then until
+  // every response closed: the streaming and the responses' ends, not the requests' arrival.
   let measured: Promise<Window> | null = null;
   const enqueue = ex.enqueue.bind(ex);
   ex.enqueue = (r) => {
     const id = enqueue(r);
-    if (id === 2) close = openWindow(ex);
-    if (id === a.streams + 1) measured = ctx.inFlight.idle().then(() => (close as () => Window)());
+    if (id === 2) ex.held = true;
+    if (id === a.streams + 1) {
+      const close = openWindow(ex);
+      measured = ctx.inFlight.idle().then(close);
+      ex.release();
+    }
     return id;
   };
   const client = await runClient(`http://127.0.0.1:${port}`, a);
@@ -159,8 +164,9 @@ async function overHttp(a: Args): Promise<{ server: Window; client: ClientReport
 async function inProcess(a: Args): Promise<Window> {
   const ex = new PacedExecutor();
   const prompt = Array.from({ length: a.inputLen }, (_, i) => 10 + (i % 900));
+  ex.held = true;
   const close = openWindow(ex);
-  await Promise.all(
+  const read = Promise.all(
     Array.from({ length: a.streams }, async () => {
       const id = ex.enqueue({ prompt, maxNewTokens: a.outputLen, streaming: true });
       let n = 0;
@@ -168,6 +174,8 @@ async function inProcess(a: Args): Promise<Window> {
       return n;
     }),
   );
+  ex.release();
+  await read;
   const w = close();
   await ex.shutdown();
   return w;

@@ -34,6 +34,8 @@ export class PacedExecutor implements ServedExecutor {
   /** Tokens pushed into channels. */
   tokens = 0;
   alive = true;
+  /** While set, no iteration runs: requests queue up until every stream of the load is in. */
+  held = false;
   private nextId = 1;
   private readonly running = new Map<number, Running>();
   private readonly untaken = new Map<number, ResultChannel>();
@@ -101,8 +103,15 @@ export class PacedExecutor implements ServedExecutor {
     };
   }
 
+  /** Lets iterations run again. */
+  release(): void {
+    this.held = false;
+    this.wake?.();
+  }
+
   async shutdown(): Promise<void> {
     this.closing = true;
+    this.held = false;
     for (const id of [...this.running.keys()]) this.cancel(id);
     this.wake?.();
     await this.loop;
@@ -111,7 +120,7 @@ export class PacedExecutor implements ServedExecutor {
 
   private async run(): Promise<void> {
     while (!this.closing) {
-      if (this.running.size === 0) {
+      if (this.running.size === 0 || this.held) {
         await new Promise<void>((resolve) => {
           this.wake = resolve;
         });
