@@ -30,10 +30,12 @@ export interface Choice {
 }
 
 export interface ChoiceFormat {
-  /** Chunks before any token (chat: the role of each choice; completions: the echoed prompt). */
-  streamStart(): unknown[];
-  /** Chunks for one delta (chat: content, then an empty delta with finish_reason at the end). */
-  streamDelta(d: ChoiceDelta): unknown[];
+  /** Chunks before any token (chat: the role of each choice; completions: the echoed prompt), each
+   * as its JSON text. */
+  streamStart(): string[];
+  /** Chunks for one delta (chat: content, then an empty delta with finish_reason at the end), each as
+   * its JSON text (chunk_json.ts: only the choice is serialised per token). */
+  streamDelta(d: ChoiceDelta): string[];
   /** The usage chunk (choices: []). */
   usageChunk(u: Usage): unknown;
   /** The whole answer. */
@@ -101,8 +103,8 @@ export async function respond(
   const sse = new SseStream(res);
   sse.open({ "x-request-id": String(request.id) });
   try {
-    for (const c of format.streamStart()) await sse.send(c);
-    for await (const d of gen.deltas()) for (const c of format.streamDelta(d)) await sse.send(c);
+    for (const c of format.streamStart()) await sse.sendJson(c);
+    for await (const d of gen.deltas()) for (const c of format.streamDelta(d)) await sse.sendJson(c);
     note();
     if (includeUsage) await sse.send(format.usageChunk(usage()));
     await sse.done();

@@ -26,6 +26,11 @@ export class SseStream {
     await this.write(`data: ${JSON.stringify(chunk)}\n\n`);
   }
 
+  /** A chunk already serialised (its JSON text). */
+  async sendJson(json: string): Promise<void> {
+    await this.write(`data: ${json}\n\n`);
+  }
+
   /** `data: [DONE]` and the end of the response. */
   async done(): Promise<void> {
     await this.write("data: [DONE]\n\n");
