@@ -102,11 +102,27 @@ export class Generation {
     this.signal.addEventListener("abort", cancelAll);
     try {
       if (this.signal.aborted) throw new ClientGoneError();
-      const streams = this.ids.map((id, i) => {
+      if (this.ids.length === 1) {
+        // One prompt of one sequence group (the common case): its events straight through, without a
+        // generator per prompt and a merge between them.
+        const id = this.ids[0];
         taken.add(id);
-        return this.one(id, executor.results(id), i, this.prompts[i].length);
-      });
-      yield* merge(streams);
+        const p = this.promptReader(0);
+        try {
+          for await (const ev of executor.results(id)) {
+            yield p.delta(id, ev);
+            if (ev.isFinal) break;
+          }
+        } finally {
+          p.report();
+        }
+      } else
+        yield* merge(
+          this.ids.map((id, i) => {
+            taken.add(id);
+            return this.one(id, executor.results(id), i);
+          }),
+        );
     } finally {
       this.signal.removeEventListener("abort", cancelAll);
       this.end(taken);
@@ -136,12 +152,29 @@ export class Generation {
     this.ctx.inFlight.release(this.prompts.length);
   }
 
+  /** One prompt's deltas, for merge. */
   private async *one(
     id: number,
     results: AsyncIterable<ResultEvent>,
     promptIndex: number,
-    promptLength: number,
   ): AsyncGenerator<ChoiceDelta> {
+    const p = this.promptReader(promptIndex);
+    try {
+      for await (const ev of results) {
+        yield p.delta(id, ev);
+        if (ev.isFinal) break;
+      }
+    } finally {
+      p.report();
+    }
+  }
+
+  /** Turns one prompt's result events into choice deltas (throwing for a request the executor ended
+   * without finishing it); report() tells the metrics how it finished, once, when it is read no more. */
+  private promptReader(promptIndex: number): {
+    delta(id: number, ev: ResultEvent): ChoiceDelta;
+    report(): void;
+  } {
     const { n, includeStopStr, stops } = this.params;
     const tokenizer = this.ctx.model.tokenizer;
     let finish: FinishedRequest["finishReason"] = "error";
@@ -151,8 +184,8 @@ export class Generation {
     // Per sequence, for include_stop_str_in_output: the text and tokens so far. (The executor's text
     // never splits a character between events.)
     const sofar = new Map<number, { text: string; ids: number[] }>();
-    try {
-      for await (const ev of results) {
+    return {
+      delta: (id, ev) => {
         timing = ev.timing;
         this.cachedTokens += ev.numCachedTokens ?? 0;
         const seq = ev.sequenceIndex;
@@ -183,28 +216,27 @@ export class Generation {
           sofar.set(seq, s);
         }
         this.completionTokens += ev.tokenIds.length;
-        yield {
+        if (ev.isFinal) finish = reason ?? "stop";
+        const d: ChoiceDelta = {
           index: promptIndex * n + seq,
           tokenIds: ev.tokenIds,
           logProbs: ev.logProbs,
-          ...(ev.topLogProbs ? { topLogProbs: ev.topLogProbs } : {}),
           text,
           finishReason: reason === null ? null : reason === "length" ? "length" : "stop",
         };
-        if (ev.isFinal) {
-          finish = reason ?? "stop";
-          break;
-        }
-      }
-    } finally {
-      this.ctx.metrics.requestFinished({
-        finishReason: finish,
-        promptTokens: promptLength,
-        generationTokens: generated,
-        timing,
-        tokenTimes,
-      });
-    }
+        if (ev.topLogProbs) d.topLogProbs = ev.topLogProbs;
+        return d;
+      },
+      report: () => {
+        this.ctx.metrics.requestFinished({
+          finishReason: finish,
+          promptTokens: this.prompts[promptIndex].length,
+          generationTokens: generated,
+          timing,
+          tokenTimes,
+        });
+      },
+    };
   }
 
   /** The error for a request the executor ended without finishing it. */
@@ -234,6 +266,12 @@ type Step<T> = { i: number; r?: IteratorResult<T>; e?: unknown };
 
 /** Items of every generator as they come. A failure of one is thrown after the rest are returned. */
 async function* merge<T>(gens: AsyncGenerator<T>[]): AsyncGenerator<T> {
+  // One prompt of one executor request (the common case): its items as they are, without a race per
+  // item.
+  if (gens.length === 1) {
+    yield* gens[0];
+    return;
+  }
   const step = (i: number): Promise<Step<T>> =>
     gens[i].next().then(
       (r) => ({ i, r }),
