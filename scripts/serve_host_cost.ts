@@ -24,6 +24,10 @@ import { tritonRoutes } from "../src/server/triton.ts";
 import { PacedExecutor, type PacedIteration } from "./serve_host_cost/paced_executor.ts";
 
 interface Window {
+  /** The window's ends in µs on the process's monotonic clock (a --cpu-prof profile's clock:
+   * tools/cpuprofile_top.py --window FROM,TO). */
+  fromUs: number;
+  toUs: number;
   wallMs: number;
   cpuMs: number;
   /** Event-loop utilization over the window (0..1). */
@@ -50,6 +54,7 @@ interface ClientReport {
 /** Starts counting now; the returned function closes the window. */
 function openWindow(ex: PacedExecutor): () => Window {
   const t0 = performance.now();
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
   const cpu0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
   const tokens0 = ex.tokens;
@@ -58,6 +63,8 @@ function openWindow(ex: PacedExecutor): () => Window {
     const cpu = process.cpuUsage(cpu0);
     const its = ex.iterations.slice(iter0);
     return {
+      fromUs,
+      toUs: Number(process.hrtime.bigint() / 1000n),
       wallMs: performance.now() - t0,
       cpuMs: (cpu.user + cpu.system) / 1000,
       elu: performance.eventLoopUtilization(elu0).utilization,
@@ -247,7 +254,8 @@ function line(label: string, w: Window): string {
   return (
     `${label}: ${w.tokens} tokens in ${w.wallMs.toFixed(0)} ms; ${w.msPerFullIteration.toFixed(2)} ms per ` +
     `iteration of ≥ 90% of the peak ${w.peakRunning} streams (${w.fullIterations} such); CPU ${w.cpuMs.toFixed(0)} ms = ` +
-    `${((1000 * w.cpuMs) / w.tokens).toFixed(2)} µs/token; event loop ${(100 * w.elu).toFixed(0)}% busy`
+    `${((1000 * w.cpuMs) / w.tokens).toFixed(2)} µs/token; event loop ${(100 * w.elu).toFixed(0)}% busy; ` +
+    `window ${w.fromUs},${w.toUs} µs`
   );
 }
 
