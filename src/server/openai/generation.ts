@@ -55,7 +55,7 @@ export class Generation {
   private started = false;
 
   /** Admits and enqueues every prompt, or throws (HttpError 429/503, the executor's 400s) with
-   * nothing left queued. Call deltas() right after, and read it to its end or return() it. */
+   * nothing left queued. Call forEachDelta() right after. */
   start(): void {
     const { executor } = this.ctx.model;
     const timeout = this.ctx.settings.requestTimeoutMs;
@@ -91,9 +91,10 @@ export class Generation {
     return e;
   }
 
-  /** Choice deltas in arrival order; throws HttpError (408 timeout, 503 shutdown), ClientGoneError,
-   * or the executor's error. */
-  async *deltas(): AsyncGenerator<ChoiceDelta> {
+  /** Hands each choice delta, in arrival order, to `take` (waiting for it when it returns a promise),
+   * and resolves at the end; throws HttpError (408 timeout, 503 shutdown), ClientGoneError, the
+   * executor's error or take's. A callback, not an async iterator: one less promise hop per token. */
+  async forEachDelta(take: (d: ChoiceDelta) => Promise<void> | undefined): Promise<void> {
     const { executor } = this.ctx.model;
     const taken = new Set<number>();
     const cancelAll = () => {
@@ -110,19 +111,25 @@ export class Generation {
         const p = this.promptReader(0);
         try {
           for await (const ev of executor.results(id)) {
-            yield p.delta(id, ev);
+            const wait = take(p.delta(id, ev));
+            if (wait) await wait;
             if (ev.isFinal) break;
           }
         } finally {
           p.report();
         }
-      } else
-        yield* merge(
+      } else {
+        const merged = merge(
           this.ids.map((id, i) => {
             taken.add(id);
             return this.one(id, executor.results(id), i);
           }),
         );
+        for await (const d of merged) {
+          const wait = take(d);
+          if (wait) await wait;
+        }
+      }
     } finally {
       this.signal.removeEventListener("abort", cancelAll);
       this.end(taken);

@@ -82,14 +82,15 @@ export async function respond(
       finishReason: null,
     }));
     try {
-      for await (const d of gen.deltas()) {
+      await gen.forEachDelta((d) => {
         const c = choices[d.index];
         c.text += d.text;
         c.tokenIds.push(...d.tokenIds);
         c.logProbs.push(...d.logProbs);
         c.topLogProbs.push(...(d.topLogProbs ?? []));
         if (d.finishReason !== null) c.finishReason = d.finishReason;
-      }
+        return undefined;
+      });
     } catch (e) {
       note();
       if (e instanceof ClientGoneError) return reply.hijack();
@@ -104,7 +105,12 @@ export async function respond(
   sse.open({ "x-request-id": String(request.id) });
   try {
     for (const c of format.streamStart()) await sse.sendJson(c);
-    for await (const d of gen.deltas()) for (const c of format.streamDelta(d)) await sse.sendJson(c);
+    await gen.forEachDelta((d) => {
+      const chunks = format.streamDelta(d);
+      // One chunk (the common case) returns the write's own wait, if any; more are sent in order.
+      if (chunks.length === 1) return sse.sendJson(chunks[0]);
+      return chunks.length === 0 ? undefined : sendAll(sse, chunks);
+    });
     note();
     if (includeUsage) await sse.send(format.usageChunk(usage()));
     await sse.done();
@@ -120,4 +126,8 @@ export async function respond(
     await sse.send(a.body);
     await sse.done();
   }
+}
+
+async function sendAll(sse: SseStream, chunks: string[]): Promise<void> {
+  for (const c of chunks) await sse.sendJson(c);
 }

@@ -27,9 +27,10 @@ export class SseStream {
     await this.write(`data: ${JSON.stringify(chunk)}\n\n`);
   }
 
-  /** A chunk already serialised (its JSON text). */
-  async sendJson(json: string): Promise<void> {
-    await this.write(`data: ${json}\n\n`);
+  /** A chunk already serialised (its JSON text). A promise only while the socket is backed up (wait
+   * for it before the next chunk). */
+  sendJson(json: string): Promise<void> | undefined {
+    return this.write(`data: ${json}\n\n`);
   }
 
   /** `data: [DONE]` and the end of the response. */
@@ -38,8 +39,9 @@ export class SseStream {
     if (!this.closed) this.res.end();
   }
 
-  private async write(s: string): Promise<void> {
-    if (this.closed) return;
+  /** Writes s; a promise (the socket's drain or close) only when the socket is backed up. */
+  private write(s: string): Promise<void> | undefined {
+    if (this.closed) return undefined;
     const socket = this.res.socket;
     if (this.res.chunkedEncoding && socket instanceof Socket) {
       // The response's own TCP socket, chunked: the chunk goes out framed as http frames it, in one
@@ -47,12 +49,16 @@ export class SseStream {
       // which with a thousand streams costs about a quarter of the server's CPU per token. (A response
       // queued behind a pipelined one has no socket yet, and an injected one a stand-in: both go
       // through http; res.end writes the last chunk either way.)
-      if (!socket.writable) return;
-      if (!socket.write(`${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n`) && !this.closed)
-        await Promise.race([once(socket, "drain"), once(this.res, "close")]);
-      return;
+      if (!socket.writable) return undefined;
+      if (socket.write(`${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n`) || this.closed) return undefined;
+      return drained(socket, this.res);
     }
-    if (!this.res.write(s) && !this.closed)
-      await Promise.race([once(this.res, "drain"), once(this.res, "close")]);
+    if (this.res.write(s) || this.closed) return undefined;
+    return drained(this.res, this.res);
   }
+}
+
+/** Resolves when `stream` drains or the response closes. */
+async function drained(stream: NodeJS.EventEmitter, res: ServerResponse): Promise<void> {
+  await Promise.race([once(stream, "drain"), once(res, "close")]);
 }
