@@ -45,10 +45,10 @@ export class SseStream {
     const socket = this.res.socket;
     if (this.res.chunkedEncoding && socket instanceof Socket) {
       // The response's own TCP socket, chunked: the chunk goes out framed as http frames it, in one
-      // write. http's write would cork the socket, queue four buffers and uncork on the next tick,
-      // which with a thousand streams costs about a quarter of the server's CPU per token. (A response
-      // queued behind a pipelined one has no socket yet, and an injected one a stand-in: both go
-      // through http; res.end writes the last chunk either way.)
+      // write; http's write would cork the socket, queue four buffers and uncork on the next tick, a
+      // large share of the server's work per token at a thousand streams. (A response queued behind a
+      // pipelined one has no socket yet, and an injected one a stand-in: both go through http;
+      // res.end writes the last chunk either way.)
       if (!socket.writable) return undefined;
       if (socket.write(`${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n`) || this.closed) return undefined;
       return drained(socket, this.res);
