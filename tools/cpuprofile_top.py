@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Self time by function of V8 .cpuprofile files (node --cpu-prof), one table per thread that did work:
 the largest entries first, idle time left out of the percentages.
-Usage: python3 tools/cpuprofile_top.py FILE.cpuprofile [...]"""
+Usage: python3 tools/cpuprofile_top.py [--window FROM_US,TO_US] FILE.cpuprofile [...]
+--window keeps only the samples taken between two instants in µs on the profile's clock (the
+process's monotonic clock: process.hrtime.bigint() / 1000n), e.g. a benchmark's measured part."""
 import collections
 import json
 import sys
 
 
-def top(path: str, n: int = 45) -> None:
+def top(path: str, n: int = 45, window: tuple[float, float] | None = None) -> None:
     p = json.load(open(path))
     nodes = {node["id"]: node for node in p["nodes"]}
     self_us: collections.Counter = collections.Counter()
+    at = p.get("startTime", 0)
     for sample, dt in zip(p["samples"], p["timeDeltas"]):
+        at += dt
+        if window is not None and not window[0] <= at <= window[1]:
+            continue
         f = nodes[sample]["callFrame"]
         self_us[(f["functionName"] or "(anonymous)", f["url"].split("/")[-1], f["lineNumber"] + 1)] += dt
     idle = sum(v for k, v in self_us.items() if k[0] == "(idle)")
@@ -25,5 +31,10 @@ def top(path: str, n: int = 45) -> None:
 
 
 if __name__ == "__main__":
-    for f in sys.argv[1:]:
-        top(f)
+    args = sys.argv[1:]
+    window = None
+    if args[:1] == ["--window"]:
+        window = tuple(float(x) for x in args[1].split(","))
+        args = args[2:]
+    for f in args:
+        top(f, window=window)

@@ -6,6 +6,7 @@ import { type ChatMessage, ChatTemplateError } from "../../runtime/chat_template
 import { badField } from "../http_errors.ts";
 import type { ServerContext } from "../server_context.ts";
 import { notAnObject } from "./body.ts";
+import { ChunkJson, chatChoiceJson } from "./chunk_json.ts";
 import { Fields, isPlainObject, shown } from "./fields.ts";
 import { Generation } from "./generation.ts";
 import { chatLogprobs } from "./logprobs.ts";
@@ -65,30 +66,27 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const created = Math.floor(Date.now() / 1000);
     const model = ctx.model.name;
     const tok = ctx.model.tokenizer;
-    const usageNull = params.includeUsage ? { usage: null } : {};
-    const chunk = (index: number, delta: unknown, lp: unknown, finish: string | null) => ({
-      id,
-      object: "chat.completion.chunk",
-      created,
-      model,
-      choices: [{ index, delta, logprobs: lp, finish_reason: finish }],
-      ...usageNull,
-    });
+    const envelope = new ChunkJson(
+      { id, object: "chat.completion.chunk", created, model },
+      params.includeUsage,
+    );
+    const chunk = (index: number, deltaJson: string, lp: unknown, finish: string | null) =>
+      envelope.of(chatChoiceJson(index, deltaJson, lp, finish));
     const format: ChoiceFormat = {
       streamStart: () =>
-        Array.from({ length: params.n }, (_, i) => chunk(i, { role: "assistant", content: "" }, null, null)),
+        Array.from({ length: params.n }, (_, i) => chunk(i, '{"role":"assistant","content":""}', null, null)),
       streamDelta: (d) => {
-        const out: unknown[] = [];
+        const out: string[] = [];
         if (d.text !== "" || (logprobs && d.tokenIds.length > 0))
           out.push(
             chunk(
               d.index,
-              { content: d.text },
+              `{"content":${JSON.stringify(d.text)}}`,
               logprobs ? chatLogprobs(tok, d.tokenIds, d.logProbs, d.topLogProbs) : null,
               null,
             ),
           );
-        if (d.finishReason !== null) out.push(chunk(d.index, {}, null, d.finishReason));
+        if (d.finishReason !== null) out.push(chunk(d.index, "{}", null, d.finishReason));
         return out;
       },
       usageChunk: (usage) => ({ id, object: "chat.completion.chunk", created, model, choices: [], usage }),

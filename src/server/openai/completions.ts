@@ -4,6 +4,7 @@ import type { FastifyInstance } from "fastify";
 import { badField } from "../http_errors.ts";
 import type { ServerContext } from "../server_context.ts";
 import { notAnObject } from "./body.ts";
+import { ChunkJson, completionChoiceJson } from "./chunk_json.ts";
 import { Fields, isPlainObject, shown } from "./fields.ts";
 import { Generation } from "./generation.ts";
 import { completionLogprobs } from "./logprobs.ts";
@@ -52,19 +53,12 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const withLogprobs = logprobs !== undefined;
     const offsets = new Map<number, number>();
     const echoed = (index: number) => (echo ? prompts[Math.floor(index / n)].text : "");
-    const chunk = (choices: unknown[]) => ({
-      id,
-      object: "text_completion",
-      created,
-      model,
-      choices,
-      ...(params.includeUsage ? { usage: null } : {}),
-    });
+    const chunk = new ChunkJson({ id, object: "text_completion", created, model }, params.includeUsage);
     const format: ChoiceFormat = {
       streamStart: () =>
         echo
           ? Array.from({ length: prompts.length * n }, (_, index) =>
-              chunk([{ index, text: echoed(index), logprobs: null, finish_reason: null }]),
+              chunk.of(completionChoiceJson(index, echoed(index), null, null)),
             )
           : [],
       streamDelta: (d) => {
@@ -76,7 +70,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         const at = offsets.get(d.index) ?? echoed(d.index).length;
         offsets.set(d.index, at + d.text.length);
         const lp = withLogprobs ? completionLogprobs(tok, d.tokenIds, d.logProbs, at, d.topLogProbs) : null;
-        return [chunk([{ index: d.index, text: d.text, logprobs: lp, finish_reason: d.finishReason }])];
+        return [chunk.of(completionChoiceJson(d.index, d.text, lp, d.finishReason))];
       },
       usageChunk: (usage) => ({ id, object: "text_completion", created, model, choices: [], usage }),
       body: (choices, usage) => ({

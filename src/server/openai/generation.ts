@@ -55,7 +55,7 @@ export class Generation {
   private started = false;
 
   /** Admits and enqueues every prompt, or throws (HttpError 429/503, the executor's 400s) with
-   * nothing left queued. Call deltas() right after, and read it to its end or return() it. */
+   * nothing left queued. Call forEachDelta() right after. */
   start(): void {
     const { executor } = this.ctx.model;
     const timeout = this.ctx.settings.requestTimeoutMs;
@@ -91,9 +91,10 @@ export class Generation {
     return e;
   }
 
-  /** Choice deltas in arrival order; throws HttpError (408 timeout, 503 shutdown), ClientGoneError,
-   * or the executor's error. */
-  async *deltas(): AsyncGenerator<ChoiceDelta> {
+  /** Hands each choice delta, in arrival order, to `take` (waiting for it when it returns a promise),
+   * and resolves at the end; throws HttpError (408 timeout, 503 shutdown), ClientGoneError, the
+   * executor's error or take's. A callback, not an async iterator: one less promise hop per token. */
+  async forEachDelta(take: (d: ChoiceDelta) => Promise<void> | undefined): Promise<void> {
     const { executor } = this.ctx.model;
     const taken = new Set<number>();
     const cancelAll = () => {
@@ -102,11 +103,33 @@ export class Generation {
     this.signal.addEventListener("abort", cancelAll);
     try {
       if (this.signal.aborted) throw new ClientGoneError();
-      const streams = this.ids.map((id, i) => {
+      if (this.ids.length === 1) {
+        // One prompt of one sequence group (the common case): its events straight through, without a
+        // generator per prompt and a merge between them.
+        const id = this.ids[0];
         taken.add(id);
-        return this.one(id, executor.results(id), i, this.prompts[i].length);
-      });
-      yield* merge(streams);
+        const p = this.promptReader(0);
+        try {
+          for await (const ev of executor.results(id)) {
+            const wait = take(p.delta(id, ev));
+            if (wait) await wait;
+            if (ev.isFinal) break;
+          }
+        } finally {
+          p.report();
+        }
+      } else {
+        const merged = merge(
+          this.ids.map((id, i) => {
+            taken.add(id);
+            return this.one(id, executor.results(id), i);
+          }),
+        );
+        for await (const d of merged) {
+          const wait = take(d);
+          if (wait) await wait;
+        }
+      }
     } finally {
       this.signal.removeEventListener("abort", cancelAll);
       this.end(taken);
@@ -136,12 +159,29 @@ export class Generation {
     this.ctx.inFlight.release(this.prompts.length);
   }
 
+  /** One prompt's deltas, for merge. */
   private async *one(
     id: number,
     results: AsyncIterable<ResultEvent>,
     promptIndex: number,
-    promptLength: number,
   ): AsyncGenerator<ChoiceDelta> {
+    const p = this.promptReader(promptIndex);
+    try {
+      for await (const ev of results) {
+        yield p.delta(id, ev);
+        if (ev.isFinal) break;
+      }
+    } finally {
+      p.report();
+    }
+  }
+
+  /** Turns one prompt's result events into choice deltas (throwing for a request the executor ended
+   * without finishing it); report() tells the metrics how it finished, once, when it is read no more. */
+  private promptReader(promptIndex: number): {
+    delta(id: number, ev: ResultEvent): ChoiceDelta;
+    report(): void;
+  } {
     const { n, includeStopStr, stops } = this.params;
     const tokenizer = this.ctx.model.tokenizer;
     let finish: FinishedRequest["finishReason"] = "error";
@@ -151,8 +191,8 @@ export class Generation {
     // Per sequence, for include_stop_str_in_output: the text and tokens so far. (The executor's text
     // never splits a character between events.)
     const sofar = new Map<number, { text: string; ids: number[] }>();
-    try {
-      for await (const ev of results) {
+    return {
+      delta: (id, ev) => {
         timing = ev.timing;
         this.cachedTokens += ev.numCachedTokens ?? 0;
         const seq = ev.sequenceIndex;
@@ -183,28 +223,27 @@ export class Generation {
           sofar.set(seq, s);
         }
         this.completionTokens += ev.tokenIds.length;
-        yield {
+        if (ev.isFinal) finish = reason ?? "stop";
+        const d: ChoiceDelta = {
           index: promptIndex * n + seq,
           tokenIds: ev.tokenIds,
           logProbs: ev.logProbs,
-          ...(ev.topLogProbs ? { topLogProbs: ev.topLogProbs } : {}),
           text,
           finishReason: reason === null ? null : reason === "length" ? "length" : "stop",
         };
-        if (ev.isFinal) {
-          finish = reason ?? "stop";
-          break;
-        }
-      }
-    } finally {
-      this.ctx.metrics.requestFinished({
-        finishReason: finish,
-        promptTokens: promptLength,
-        generationTokens: generated,
-        timing,
-        tokenTimes,
-      });
-    }
+        if (ev.topLogProbs) d.topLogProbs = ev.topLogProbs;
+        return d;
+      },
+      report: () => {
+        this.ctx.metrics.requestFinished({
+          finishReason: finish,
+          promptTokens: this.prompts[promptIndex].length,
+          generationTokens: generated,
+          timing,
+          tokenTimes,
+        });
+      },
+    };
   }
 
   /** The error for a request the executor ended without finishing it. */
@@ -234,6 +273,12 @@ type Step<T> = { i: number; r?: IteratorResult<T>; e?: unknown };
 
 /** Items of every generator as they come. A failure of one is thrown after the rest are returned. */
 async function* merge<T>(gens: AsyncGenerator<T>[]): AsyncGenerator<T> {
+  // One prompt of one executor request (the common case): its items as they are, without a race per
+  // item.
+  if (gens.length === 1) {
+    yield* gens[0];
+    return;
+  }
   const step = (i: number): Promise<Step<T>> =>
     gens[i].next().then(
       (r) => ({ i, r }),

@@ -30,10 +30,12 @@ export interface Choice {
 }
 
 export interface ChoiceFormat {
-  /** Chunks before any token (chat: the role of each choice; completions: the echoed prompt). */
-  streamStart(): unknown[];
-  /** Chunks for one delta (chat: content, then an empty delta with finish_reason at the end). */
-  streamDelta(d: ChoiceDelta): unknown[];
+  /** Chunks before any token (chat: the role of each choice; completions: the echoed prompt), each
+   * as its JSON text. */
+  streamStart(): string[];
+  /** Chunks for one delta (chat: content, then an empty delta with finish_reason at the end), each as
+   * its JSON text (chunk_json.ts: only the choice is serialised per token). */
+  streamDelta(d: ChoiceDelta): string[];
   /** The usage chunk (choices: []). */
   usageChunk(u: Usage): unknown;
   /** The whole answer. */
@@ -80,14 +82,15 @@ export async function respond(
       finishReason: null,
     }));
     try {
-      for await (const d of gen.deltas()) {
+      await gen.forEachDelta((d) => {
         const c = choices[d.index];
         c.text += d.text;
         c.tokenIds.push(...d.tokenIds);
         c.logProbs.push(...d.logProbs);
         c.topLogProbs.push(...(d.topLogProbs ?? []));
         if (d.finishReason !== null) c.finishReason = d.finishReason;
-      }
+        return undefined;
+      });
     } catch (e) {
       note();
       if (e instanceof ClientGoneError) return reply.hijack();
@@ -101,8 +104,13 @@ export async function respond(
   const sse = new SseStream(res);
   sse.open({ "x-request-id": String(request.id) });
   try {
-    for (const c of format.streamStart()) await sse.send(c);
-    for await (const d of gen.deltas()) for (const c of format.streamDelta(d)) await sse.send(c);
+    for (const c of format.streamStart()) await sse.sendJson(c);
+    await gen.forEachDelta((d) => {
+      const chunks = format.streamDelta(d);
+      // One chunk (the common case) returns the write's own wait, if any; more are sent in order.
+      if (chunks.length === 1) return sse.sendJson(chunks[0]);
+      return chunks.length === 0 ? undefined : sendAll(sse, chunks);
+    });
     note();
     if (includeUsage) await sse.send(format.usageChunk(usage()));
     await sse.done();
@@ -118,4 +126,8 @@ export async function respond(
     await sse.send(a.body);
     await sse.done();
   }
+}
+
+async function sendAll(sse: SseStream, chunks: string[]): Promise<void> {
+  for (const c of chunks) await sse.sendJson(c);
 }
