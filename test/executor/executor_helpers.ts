@@ -93,8 +93,9 @@ export function tinyEngineExecutors(
   return { dir, runner, executor };
 }
 
-/** `s` over its backend with the step queue hidden (the backend itself still uses it inside). */
-function withoutQueue(s: Session): ExecutorSession {
+/** `s` over its backend with the step queues hidden (the backend itself still uses them inside): the
+ * executor then runs every step synchronously, blocking in forward / forwardSample. */
+export function withoutQueue(s: Session): ExecutorSession {
   const hidden = new Set<PropertyKey>(["enqueueSample", "collectSample", "enqueueForward", "collectForward"]);
   const backend = new Proxy(s.backend, {
     get(target, key) {

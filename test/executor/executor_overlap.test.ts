@@ -14,13 +14,12 @@ import {
   Executor,
   type ExecutorOptions,
   type ExecutorRequest,
-  type ExecutorSession,
   type IterationStats,
 } from "../../src/executor/executor.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
 import { tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
-import { assertIdle, type Collected, collect, ticks } from "./executor_helpers.ts";
+import { assertIdle, type Collected, collect, ticks, withoutQueue } from "./executor_helpers.ts";
 import { collectGroup } from "./group_helpers.ts";
 
 const model = writeTinyModel("llama", 11);
@@ -94,23 +93,7 @@ function spied(
 
 /** The same engine over a backend whose step queues are hidden: the synchronous loop, blocking. */
 function synchronous(options: ExecutorOptions = {}): Executor {
-  const s = Session.open(dir);
-  const hidden = new Set<PropertyKey>(["enqueueSample", "collectSample", "enqueueForward", "collectForward"]);
-  const backend = new Proxy(s.backend, {
-    get(target, key) {
-      if (hidden.has(key)) return undefined;
-      const v = Reflect.get(target, key, target);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
-  const session: ExecutorSession = {
-    backend,
-    config: s.config,
-    tokenizer: s.tokenizer,
-    generationDefaults: s.generationDefaults,
-    eosTokenIds: s.eosTokenIds,
-    dispose: () => s.dispose(),
-  };
+  const session = withoutQueue(Session.open(dir));
   const ex = new Executor(session, options);
   open.push(ex);
   return ex;

@@ -14,12 +14,11 @@ import {
   Executor,
   type ExecutorOptions,
   type ExecutorRequest,
-  type ExecutorSession,
   type IterationStats,
 } from "../../src/executor/executor.ts";
 import { Session } from "../../src/runtime/session.ts";
 import { writeTinyModel } from "../helpers/tiny_model.ts";
-import { assertIdle, collect, ticks } from "./executor_helpers.ts";
+import { assertIdle, collect, ticks, withoutQueue } from "./executor_helpers.ts";
 import { collectGroup, type GroupResult } from "./group_helpers.ts";
 
 const model = writeTinyModel("llama", 13);
@@ -116,30 +115,7 @@ function slow(polls: Polls, options: ExecutorOptions = {}): { ex: Executor; spy:
 
 /** The same engine with the backend's queues hidden: every step blocks in forward / forwardSample. */
 function blocking(options: ExecutorOptions = {}): Executor {
-  const s = Session.open(dir);
-  const hidden = new Set<PropertyKey>([
-    "enqueueSample",
-    "collectSample",
-    "sampleReady",
-    "enqueueForward",
-    "collectForward",
-    "forwardReady",
-  ]);
-  const backend = new Proxy(s.backend, {
-    get(target, key) {
-      if (hidden.has(key)) return undefined;
-      const v = Reflect.get(target, key, target);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
-  const session: ExecutorSession = {
-    backend,
-    config: s.config,
-    tokenizer: s.tokenizer,
-    generationDefaults: s.generationDefaults,
-    eosTokenIds: s.eosTokenIds,
-    dispose: () => s.dispose(),
-  };
+  const session = withoutQueue(Session.open(dir));
   const ex = new Executor(session, options);
   open.push(ex);
   return ex;
