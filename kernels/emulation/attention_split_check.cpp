@@ -122,7 +122,7 @@ int main() {
     }
   };
 
-  // The launch over sequences [1, S): metadata offset by one, as step_launcher.ts passes it.
+  // The launch over sequences [1, S): metadata offset by one, as attention_launcher.ts passes it.
   const int* qs1 = qstart.data() + 1;
   const int* ctx1 = ctxs.data() + 1;
   const int* tab1 = cache.table.data() + stride;

@@ -39,7 +39,7 @@ describe("attention_prefill split mode at the 8B head shape", { skip: noGpu }, (
   afterEach(() => h.freeAll());
   after(() => h?.dispose());
 
-  /** Prefill attention over sequences [from, S) of p, as step_launcher.ts launches a mixed step's
+  /** Prefill attention over sequences [from, S) of p, as attention_launcher.ts launches a mixed step's
    * prompts: the unsplit kernel (splits undefined) or the `_split` one with `splits`, then the merge.
    * Rows of the launched sequences must come back finite, the others untouched (NaN). */
   function prefill(p: PagedProblem, o: { window: number; from?: number; splits?: number }) {
