@@ -1,6 +1,6 @@
 // Linears over fp8 weights (W8A8 E4M3, engine/fp8_format.ts) on the GPU. Every step first quantizes the
 // linear's input per token (quant_fp8_act: xq [rows, k] E4M3 and s [rows] fp32, into a scratch), then:
-//   - decode steps (StepLauncher.gemvApplies, linear_route.ts): gemv_fp8 over the stored E4M3 bytes,
+//   - decode steps (LinearLauncher.gemvApplies, linear_route.ts): gemv_fp8 over the stored E4M3 bytes,
 //     or its gated kernel for a fused gate_up;
 //   - every other step: a cuBLASLt FP8 GEMM (E4M3 × E4M3, fp32 accumulation with FP8 fast accumulation
 //     off, output in the engine dtype), the plan fp8_gemm_plan.ts chooses: s and the weight's per-row
