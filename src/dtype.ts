@@ -6,6 +6,8 @@ export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
 /** The `--dtype` names users type, mapped to storage dtypes. */
 export type DTypeName = "fp32" | "fp16" | "bf16";
 export const DTYPE_BY_NAME: Record<DTypeName, DType> = { fp32: "F32", fp16: "F16", bf16: "BF16" };
+/** Bytes of one element of an engine dtype. */
+export const ELEMENT_BYTES: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
 /** bf16 → fp32 is exact: the bf16 bits are the top half of the fp32 bits. */
 export function bf16ToF32(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {

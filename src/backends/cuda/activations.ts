@@ -2,7 +2,7 @@
 // largest step (maxTokens token rows, maxLogitRows logit rows) and placed by liveness (arena.ts), so
 // storages that are never live at once share memory. The logits are its fp32 [maxLogitRows, vocab]
 // output region.
-import type { DTypeName } from "../../dtype.ts";
+import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import { planArena, type Region } from "./arena.ts";
 import {
   type CudaDevice,
@@ -13,8 +13,6 @@ import {
   type Stream,
 } from "./device/index.ts";
 import type { Lowered } from "./lowering.ts";
-
-const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
 export class ActivationArena {
   private constructor(
@@ -33,7 +31,9 @@ export class ActivationArena {
       const s = lowered.storage.get(name);
       if (!s) throw new Error(`internal: no storage for ${name}`);
       return (
-        s.width * (s.rows === "tokens" ? rows.maxTokens : rows.maxLogitRows) * (s.fp32 ? 4 : ELEM[dtype])
+        s.width *
+        (s.rows === "tokens" ? rows.maxTokens : rows.maxLogitRows) *
+        (s.fp32 ? 4 : ELEMENT_BYTES[dtype])
       );
     };
     const { regions, totalBytes } = planArena(lowered.steps, bytesOf, new Set([lowered.output]));

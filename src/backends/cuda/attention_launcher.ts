@@ -5,7 +5,7 @@
 // split over CTAs and merged where that pays (prefill_attention.ts). StepLauncher calls it in the plan's
 // order. Owns decode attention's partials and prefill attention's split scratch until dispose().
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
-import type { DTypeName } from "../../dtype.ts";
+import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
@@ -22,8 +22,6 @@ import type { PackedStep } from "./step_metadata.ts";
 import type { StepUploads } from "./step_uploads.ts";
 import type { CudaTuning } from "./tuning.ts";
 import type { DeviceWeights } from "./weights.ts";
-
-const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
 export type AttentionStep = Extract<LoweredStep, { kind: "attention" }>;
 
@@ -61,7 +59,7 @@ export class AttentionLauncher {
 
   constructor(r: AttentionResources) {
     this.dtype = r.dtype;
-    this.elem = ELEM[r.dtype];
+    this.elem = ELEMENT_BYTES[r.dtype];
     this.tuning = r.tuning;
     this.prefillKernel = prefillKernelFor(
       r.tuning.prefillKernel,

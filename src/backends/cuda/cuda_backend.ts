@@ -8,7 +8,7 @@
 //   profile.ts         bandwidth, GEMM rate, step profile  tuning.ts     the KILN_* switches, fixed per backend
 //   logits_readback.ts the logits' pinned copy to the host (forward, enqueueForward), fp32 for the decoding ops
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
-import type { DTypeName } from "../../dtype.ts";
+import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import { EngineError, EngineTargetMismatchError } from "../../engine/errors.ts";
 import type { EngineConfig } from "../../engine/format.ts";
 import type { LoadedEngine } from "../../engine/reader.ts";
@@ -44,7 +44,6 @@ import { graphWarmUpSteps, type WarmUpLimits, warmUpStep } from "./warm_up_step.
 import { assertCudaWeightFormats, assertFp8Capable, hasFp8Weights } from "./weight_formats.ts";
 import { DeviceWeights } from "./weights.ts";
 
-const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 /** A sampled step's settings, its output slot, and whether its decode graph runs the sampler. */
 type SampleLaunch = { params: SampleParams; slot: number; inGraph: boolean };
 
@@ -90,7 +89,7 @@ export class CudaBackend implements ExecutionBackend {
     readonly kvCacheDtype: KvCacheDtype, // the KV pool's storage: fp8 launches the `_kv8` kernels
   ) {
     this.dtype = config.build.dtype === "auto" ? "bf16" : config.build.dtype;
-    const elem = ELEM[this.dtype];
+    const elem = ELEMENT_BYTES[this.dtype];
     for (const w of profilingWarnings(tuning)) process.stderr.write(`kiln: ${w}\n`);
     this.vocabSize = model.vocabSize;
     this.kvBlockSize = config.build.kvBlockSize;

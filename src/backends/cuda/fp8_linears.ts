@@ -14,7 +14,7 @@
 // the kernel before it (PDL), so the next quantization never overwrites an input a GEMV or GEMM still
 // reads. Sized for the widest fp8 input at the arena's row count; allocated with the backend (before KV
 // sizing reads free memory) and freed by dispose(), with the GEMM plans.
-import type { DTypeName } from "../../dtype.ts";
+import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import {
   type CudaDevice,
   DeviceBuffer,
@@ -54,8 +54,6 @@ export interface Fp8PlanRecord {
   kind: Fp8PlanKind;
   refused: readonly string[];
 }
-
-const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
 export class Fp8Linears {
   private readonly gemms = new Map<string, Fp8Plan>();
@@ -133,12 +131,13 @@ export class Fp8Linears {
     if (plan.kind === "outer-vector + bias_add") {
       plan.gemm.run(stream, xq, w.q, a.y, undefined, scales);
       const elements = a.rows * w.rows;
-      this.kernels.launch("activation", "bias_add", [elementwiseGrid(elements, ELEM[this.dtype])], 256, [
-        { ptr: a.y },
-        { ptr: a.bias as DevicePtr },
-        { i32: a.rows },
-        { i32: w.rows },
-      ]);
+      this.kernels.launch(
+        "activation",
+        "bias_add",
+        [elementwiseGrid(elements, ELEMENT_BYTES[this.dtype])],
+        256,
+        [{ ptr: a.y }, { ptr: a.bias as DevicePtr }, { i32: a.rows }, { i32: w.rows }],
+      );
       return;
     }
     const acc = (this.accumulators as DeviceBuffer).ptr;

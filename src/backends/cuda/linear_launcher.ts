@@ -5,7 +5,7 @@
 // bucket (gemm_algorithms.ts rowBucket). A gated MLP's gate_up runs its activation in the same launch
 // where the kernel has a gated form. Owns the GEMM plans, the dequantization scratch and the fp8
 // scratch until dispose().
-import type { DTypeName } from "../../dtype.ts";
+import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import type { CudaDevice, DevicePtr, Stream } from "./device/index.ts";
 import { Fp8Linears, type Fp8PlanRecord } from "./fp8_linears.ts";
@@ -18,8 +18,6 @@ import type { Lowered, LoweredStep } from "./lowering.ts";
 import { type LinearArgs, QuantizedLinears } from "./quantized_linears.ts";
 import type { CudaTuning } from "./tuning.ts";
 import type { DeviceWeights } from "./weights.ts";
-
-const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
 export type LinearStep = Extract<LoweredStep, { kind: "linear" }>;
 
@@ -61,7 +59,7 @@ export class LinearLauncher {
   constructor(r: LinearResources) {
     this.stream = r.stream;
     this.dtype = r.dtype;
-    this.elem = ELEM[r.dtype];
+    this.elem = ELEMENT_BYTES[r.dtype];
     this.tuning = r.tuning;
     this.lowered = r.lowered;
     this.kernels = r.kernels;

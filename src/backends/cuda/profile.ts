@@ -2,7 +2,7 @@
 // (kiln bench's floor), a decode step's time replayed as a graph, with the sampler, with the metadata
 // upload, and launched eagerly step by step, and any step (a prefill) launched eagerly step by step
 // (kiln bench --profile).
-import type { DTypeName } from "../../dtype.ts";
+import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { DecodeProfile, KindTimes, StepProfile } from "../backend.ts";
 import {
   type CudaDevice,
@@ -14,8 +14,6 @@ import {
 } from "./device/index.ts";
 import type { LoweredStep } from "./lowering.ts";
 import type { PackedStep } from "./step_metadata.ts";
-
-const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
 /** Device-to-device copy bandwidth in bytes/s (read + write), over 1 GiB. */
 export function measureCopyBandwidth(device: CudaDevice, stream: Stream): number {
@@ -40,7 +38,7 @@ export function measureGemmFlops(device: CudaDevice, stream: Stream, dtype: DTyp
   const m = 8192;
   const n = 8192;
   const k = 8192;
-  const elem = ELEM[dtype];
+  const elem = ELEMENT_BYTES[dtype];
   const x = DeviceBuffer.alloc(device, m * k * elem);
   const w = DeviceBuffer.alloc(device, n * k * elem);
   const y = DeviceBuffer.alloc(device, m * n * elem);

@@ -9,7 +9,7 @@
 // kernel before it (PDL: pdl.cuh), so the next dequantization never overwrites a weight a GEMM still
 // reads. It holds the largest quantized weight in the engine dtype (the 8B's gate_up: 28672 × 4096 ×
 // 2 bytes), allocated with the backend and freed by dispose(), before KV sizing reads free memory.
-import type { DTypeName } from "../../dtype.ts";
+import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import { type CudaDevice, DeviceBuffer, type DevicePtr, type KernelArg } from "./device/index.ts";
 import { woGemmLaunch, zpGemmTakes } from "./gemm_wo_variants.ts";
 import {
@@ -22,8 +22,6 @@ import {
 import { zpDequantLaunch, zpGemvGatedLaunch, zpGemvLaunch, zpGemvTakes } from "./gemv_zp_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceWeights, QuantizedWeight } from "./weights.ts";
-
-const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
 /** Dynamic shared memory a kernel may take without opting in. */
 const DEFAULT_SHARED_BYTES = 48 * 1024;
@@ -50,7 +48,7 @@ export class QuantizedLinears {
     weights: DeviceWeights,
     dtype: DTypeName,
   ): QuantizedLinears {
-    const bytes = dequantScratchBytes(weights.allQuantized, ELEM[dtype]);
+    const bytes = dequantScratchBytes(weights.allQuantized, ELEMENT_BYTES[dtype]);
     return new QuantizedLinears(kernels, bytes > 0 ? DeviceBuffer.alloc(device, bytes) : null);
   }
 

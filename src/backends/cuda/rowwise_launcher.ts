@@ -3,14 +3,12 @@
 // the decoder's final norm too) and the activations, each one launch over the rows StepLauncher gives
 // it. Whether a step launches at all (the final norm's fusion, a gated activation done by its GEMV)
 // StepLauncher decides. Allocates nothing: it launches over the arena and the weights.
-import type { DTypeName } from "../../dtype.ts";
+import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
 import type { FinalNorm, LoweredStep } from "./lowering.ts";
 import type { DeviceWeights } from "./weights.ts";
-
-const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
 type StepOf<K extends LoweredStep["kind"]> = Extract<LoweredStep, { kind: K }>;
 
@@ -29,7 +27,7 @@ export class RowwiseLauncher {
   private readonly arena: ActivationArena;
 
   constructor(r: RowwiseResources) {
-    this.elem = ELEM[r.dtype];
+    this.elem = ELEMENT_BYTES[r.dtype];
     this.kernels = r.kernels;
     this.weights = r.weights;
     this.arena = r.arena;

@@ -7,7 +7,7 @@
 // attention_launcher.ts's). CUDA graphs record exactly these launches. Owns the linears' and the
 // attention's launchers until dispose().
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
-import type { DTypeName } from "../../dtype.ts";
+import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { LinearInputObserver } from "../backend.ts";
 import type { ActivationArena } from "./activations.ts";
 import { AttentionLauncher } from "./attention_launcher.ts";
@@ -23,8 +23,6 @@ import type { PackedStep } from "./step_metadata.ts";
 import type { StepUploads } from "./step_uploads.ts";
 import type { CudaTuning } from "./tuning.ts";
 import type { DeviceWeights } from "./weights.ts";
-
-const ELEM: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 
 /** What a StepLauncher launches over: the backend's device memory and its settings. */
 export interface StepResources {
@@ -72,7 +70,7 @@ export class StepLauncher {
   constructor(r: StepResources) {
     this.stream = r.stream;
     this.dtype = r.dtype;
-    this.elem = ELEM[r.dtype];
+    this.elem = ELEMENT_BYTES[r.dtype];
     this.tuning = r.tuning;
     this.lowered = r.lowered;
     this.kernels = r.kernels;

@@ -1,6 +1,6 @@
 // cuBLASLt descriptors for one GEMM problem (the "plan"), the heuristic query and the matmul call
 // behind Gemm (gemm.ts, which explains the row-major ↔ column-major mapping used here).
-import type { DTypeName } from "../../../dtype.ts";
+import { type DTypeName, ELEMENT_BYTES } from "../../../dtype.ts";
 import { InvalidArgumentError } from "../../../errors.ts";
 import {
   CUBLAS_COMPUTE_32F,
@@ -60,7 +60,6 @@ export interface GemmConfig {
 
 export type FullConfig = Required<GemmConfig>;
 
-export const ELEMENT_BYTES: Record<DTypeName, number> = { fp32: 4, fp16: 2, bf16: 2 };
 const CUDA_TYPE: Record<DTypeName, number> = { fp32: CUDA_R_32F, fp16: CUDA_R_16F, bf16: CUDA_R_16BF };
 
 /** Descriptors for one problem: the matmul desc and the layouts of A (= W), B (= x) and C/D (= y). */

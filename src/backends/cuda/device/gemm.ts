@@ -9,6 +9,7 @@
 //   D = y  seen as col-major [n, m] (ld n)   (C = D, beta = 0); the bias epilogue adds bias[row] = bias[n].
 // The algorithm comes from the heuristic (create), from timing the top candidates (tune), or from an
 // engine that stored `algo` (create with options.algo, validated by cublasLtMatmulAlgoCheck).
+import { ELEMENT_BYTES } from "../../../dtype.ts";
 import { InvalidArgumentError } from "../../../errors.ts";
 import type { HeuristicResult } from "../ffi/cublaslt.ts";
 import { CublasError } from "../ffi/errors.ts";
@@ -18,7 +19,6 @@ import {
   createPlan,
   describeGemm,
   destroyPlan,
-  ELEMENT_BYTES,
   type FullConfig,
   type GemmConfig,
   heuristics,
