@@ -13,7 +13,9 @@ import { type FakeOpenAiServer, startFakeOpenAi } from "../helpers/fake_openai_s
 const KILN = fileURLToPath(new URL("../../bin/kiln", import.meta.url));
 let fake: FakeOpenAiServer;
 before(async () => {
-  fake = await startFakeOpenAi(5, 2);
+  // Chunks 20 ms apart: the client stamps the SSE events of one socket read alike, so on a loaded
+  // machine chunks a few ms apart can arrive together and show ITL 0.
+  fake = await startFakeOpenAi(10, 20);
 });
 after(() => fake.close());
 
