@@ -322,7 +322,7 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_
 // PDL: before the wait only the first item's first kStages − 1 tiles are issued, its newest key left out
 // and copied after the wait (as the other entry); every later copy comes after the wait.
 // Shared memory at D 128: 69,632 B of stages + 2 × G × 272 B of queries + 512 B of m, l (74,496 B at
-// G 8, the other entry's size): 3 CTAs per SM up to G 10; at G 11 … 16, 2.
+// G 8, the other entry's size): 3 CTAs per SM up to G 12; at G 13 … 16, 2.
 
 template <int kStages>
 struct alignas(16) MmaPersistSmem {
@@ -374,13 +374,13 @@ __device__ __forceinline__ void decode_mma_persistent(kiln_t* __restrict__ out, 
   const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   const int items = num_seqs * NUM_KV_HEADS;
-  const int first = blockIdx.x;
-  if (first >= items) return;
+  const int first = blockIdx.x;  // ≥ items: a CTA with nothing to do (the launch sizes the grid to avoid it)
 
   // The copy stream's cursor: tile pt of item pi (p its metadata), past items without tiles; pi ≥ items
   // when the CTA's tiles are all issued (then only empty groups).
   int pi = first, pt = 0;
-  MmaItem p = mma_item(pi, context_len, sliding_window);
+  MmaItem p = {0, 0, 0, 0, 0};
+  if (pi < items) p = mma_item(pi, context_len, sliding_window);
   auto settle = [&] {
     while (pi < items && pt >= p.tiles) {
       pi += gridDim.x;
@@ -416,7 +416,7 @@ __device__ __forceinline__ void decode_mma_persistent(kiln_t* __restrict__ out, 
     return;
   }
   for (int g = pre; g < kStages - 1; g++) issue(g, false);
-  {
+  if (first < items) {
     // The first item's queries (plain loads, as the other entry) and its new key where a pre-wait tile
     // holds it. The first tile's barrier orders these stores before any read.
     const MmaItem it = mma_item(first, context_len, sliding_window);

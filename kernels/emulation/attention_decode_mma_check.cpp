@@ -9,7 +9,8 @@
 // entry attention_decode_mma and for its body with one K/V stage more (decode_mma_deeper, built here
 // only), whose outputs must be the entry's bit for bit: the pipeline depth moves copies, never arithmetic.
 // Then attention_decode_mma_persistent over the HKV·S work items (CTAs in shuffled orders): the first run
-// at grids of 1, 3, 7 and HKV·S CTAs, the others at 3 or 7; then the stops. Its outputs must be
+// at grids of 1, 3, 7 and HKV·S + 2 CTAs (one per item, two idle), window 5 at 3 CTAs and window 70 with
+// the [stride, S] table at 7; then the stops. Its outputs must be
 // decode_mma's bit for bit.
 // Per element the error must stay within the README's bound (P rounded to the dtype before P·V):
 //   1e-5·max(absOut) + u·(absOut + |out|) [+ fp16: keys·2⁻²⁵·max|v|],  absOut = Σ_j w_j |v_j|,
@@ -66,7 +67,7 @@ int main() {
   std::vector<std::vector<kiln_t>> entry_outs;  // the entry's outputs, run by run
   // The persistent entry over the same inputs at `grid` CTAs: a run's outputs (NaN where unwritten).
   const unsigned items = (unsigned)(HKV * S);
-  const unsigned grids[] = {1u, 3u, 7u, items};
+  const unsigned grids[] = {1u, 3u, 7u, items + 2};  // the last: one CTA per item, and two with none
   int persist_runs = 0, persist_differ = 0;
   auto run_persist = [&](unsigned grid, unsigned seed, const kiln_t* kw, const kiln_t* vw, const int* tw, int tstride,
                          int tstep, int w, int stop) {
@@ -112,7 +113,8 @@ int main() {
         if (first) {
           entry_outs.push_back(o);
           for (unsigned grid : grids) {
-            if (run > 0 && grid != grids[1 + run % 2]) continue;  // the other runs: 3 or 7 CTAs
+            // Run 0 (w 0) at every grid; w 5 at 3 CTAs, w 70 [stride, S] at 7; the emulator's time is short.
+            if (run > 0 && !(run == 2 && grid == 3u) && !(run == 5 && grid == 7u)) continue;
             const std::vector<kiln_t> po =
                 run_persist(grid, 29u + grid + (unsigned)w, kw.data(), vw.data(), tw.data(), tstride, tstep, w, 0);
             persist_runs++;
@@ -190,7 +192,7 @@ int main() {
     run_persist(3u, 5u, cache.k.data(), cache.v.data(), cache.table.data(), stride, 1, 0, stop);
   const bool persist_ok = persist_differ == 0 && persist_runs > 0;
   printf("decode_mma_persistent %s D=%d BLOCK_SIZE=%d H=%d/%d smem=%zu items=%u grids 1,3,7,%u: %d runs, %s", dt, D, BS,
-         H, HKV, sizeof(attn::MmaPersistSmem<attn::kMmaStages>), items, items, persist_runs,
+         H, HKV, sizeof(attn::MmaPersistSmem<attn::kMmaStages>), items, items + 2, persist_runs,
          persist_differ ? "differs from decode_mma" : "same bits as decode_mma");
   if (persist_differ) printf(" (FAIL: %d runs)", persist_differ);
   printf("  %s\n", persist_ok ? "PASS" : "FAIL");

@@ -37,7 +37,7 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   test("four configurations within the bound of the double reference; a deeper pipeline and the persistent entry, the same bits", () => {
-    const r = spawnSync("bash", [SCRIPT, "--ci"], { encoding: "utf8", timeout: 300_000 });
+    const r = spawnSync("bash", [SCRIPT, "--ci"], { encoding: "utf8", timeout: 600_000 });
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     assert.equal(r.stdout.match(/^decode_mma .* PASS$/gm)?.length, 4, r.stdout);
     const deeper = r.stdout.match(/^decode_mma_deeper .* PASS$/gm) ?? [];
@@ -45,7 +45,7 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
     for (const line of deeper) assert.match(line, /same bits as decode_mma/);
     const persistent = r.stdout.match(/^decode_mma_persistent .* PASS$/gm) ?? [];
     assert.equal(persistent.length, 4, r.stdout);
-    for (const line of persistent) assert.match(line, /grids 1,3,7,\d+: 9 runs, same bits as decode_mma/);
+    for (const line of persistent) assert.match(line, /grids 1,3,7,\d+: 6 runs, same bits as decode_mma/);
   });
 
   /** The emulator's run of a copy of the kernel with `from` replaced by `to` in the persistent entry. */

@@ -143,15 +143,16 @@ describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, ()
 // steps, which the kernel ahead cannot be writing; attention_decode_batch also copies those rows into
 // shared memory with cp.async.cg.shared.global, and commits the group, or, where its vectors are
 // narrower than 16 bytes (the `_kv8` kernels' FP8 rows and their scales), by plain st.shared: its own
-// shared memory, which no other kernel sees; attention_decode_mma likewise, by cp.async), a carried norm's producer (ld.global.cg of the residual,
+// shared memory, which no other kernel sees; attention_decode_mma and its persistent entry likewise, by
+// cp.async), a carried norm's producer (ld.global.cg of the residual,
 // written two or more kernels back), and gemm_wo.cu's GEMMs (their first stages' weight bytes, by
 // cp.async.cg.shared.global, committed after the wait). The `_kv8` kernels (FP8 KV pools) follow their
 // plain ones.
 const WEIGHT_PREFETCH = /^gemv_/;
 const RESIDUAL_PREFETCH = /^gemv_\w+_addcarry$/;
 const NORM_WEIGHT_PREFETCH = /^(add_)?rms_norm$/;
-const EARLIER_WRITES_READ = /^attention_decode(_batch|_mma)?(_rope)?(_c[248])?(_kv8)?$/;
-const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma)$/;
+const EARLIER_WRITES_READ = /^attention_decode(_batch|_mma(_persistent)?)?(_rope)?(_c[248])?(_kv8)?$/;
+const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma(_persistent)?)$/;
 const WEIGHT_COPIED = /^gemm_(wo\d|zp)_m/;
 /** Opcodes that must not run before the wait (parameter loads aside). */
 const BEFORE_WAIT_FORBIDDEN = /^(ld|ldu|st|atom|red|cp|tex|suld|sust|call|ret|exit|mbarrier)\b/;
@@ -290,7 +291,7 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
         const staticSmem = Number(info.match(/(\d+) bytes smem/)?.[1] ?? 0);
         const perCta = staticSmem + Number(set.DECODE_MMA_SMEM_BYTES) + 1024;
         assert.ok(3 * perCta <= 228 * 1024, `3 × ${perCta} B of shared memory exceed 228 KiB`);
-        // attention_decode_mma_persistent (KILN_DECODE_PERSIST=1): at G ≤ 10 also 3 CTAs per SM, no spills.
+        // attention_decode_mma_persistent (KILN_DECODE_PERSIST=1): at G ≤ 12 also 3 CTAs per SM, no spills.
         const pinfo = section("attention_decode_mma_persistent");
         const pframe = pinfo.match(
           /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/,
