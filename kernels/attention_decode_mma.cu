@@ -104,6 +104,110 @@ __device__ __forceinline__ void mma_load_tile(kiln_t* stage, const kiln_t* __res
   }
 }
 
+// One warp's 16 keys [key0, key0 + 16) of a tile in `stage` (K rows, then V rows; keys ≥ ctx masked):
+// S = Q·Kᵀ, the online softmax of (m_r, l_r, o), O += P·V. The caller skips warps with key0 ≥ ctx.
+__device__ __forceinline__ void mma_warp_keys(const kiln_t* stage, const unsigned (&qa)[HEAD_DIM / 16][4], int key0,
+                                              int ctx, float sl, float (&m_r)[2], float (&l_r)[2],
+                                              float (&o)[HEAD_DIM / 8][4]) {
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const kiln_t* const kt = stage + warp * kWarpKeys * kLds;
+  const kiln_t* const vt = kt + kTileKeys * kLds;
+  float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};  // [key n8 tile][C fragment]
+#pragma unroll
+  for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
+    unsigned b[4];  // b[0], b[1]: keys 0–7; b[2], b[3]: keys 8–15 (dims 16 ks …)
+    ldmatrix_x4(b, &kt[((lane & 7) + (lane >> 4) * 8) * kLds + ks * 16 + ((lane >> 3) & 1) * 8]);
+    mma_16816(sc[0], qa[ks], b[0], b[1]);
+    mma_16816(sc[1], qa[ks], b[2], b[3]);
+  }
+  unsigned pf[4];  // P as the A fragment of one k16 step (keys 0–15)
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float x[4];  // this lane's scores of row r: keys 2 (lane % 4) + {0, 1} and 8 + those
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int key = key0 + (e >> 1) * 8 + 2 * (lane & 3) + (e & 1);
+      const float v = sc[e >> 1][2 * r + (e & 1)];
+      x[e] = key < ctx ? v * sl : neg_inf();
+    }
+    float mx = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
+    mx = xor_max(mx, 1, 2);
+    const float m_new = fmaxf(m_r[r], mx);
+    const float m_use = m_new == neg_inf() ? 0.f : m_new;
+    const float corr = score_exp(m_r[r] - m_use);
+    m_r[r] = m_new;
+    float sum = 0.f;
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      x[e] = score_exp(x[e] - m_use);
+      sum += x[e];
+    }
+    l_r[r] = l_r[r] * corr + sum;
+#pragma unroll
+    for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
+      o[dt][2 * r] *= corr;
+      o[dt][2 * r + 1] *= corr;
+    }
+    pf[r] = pack2(x[0], x[1]);      // a0 (row lane/4), a1 (row lane/4 + 8): keys 0–7
+    pf[2 + r] = pack2(x[2], x[3]);  // a2, a3: keys 8–15
+  }
+#pragma unroll
+  for (int dp = 0; dp < HEAD_DIM / 16; dp++) {
+    unsigned b[4];  // b[0], b[1]: dims 16 dp + 0–7; b[2], b[3]: dims 16 dp + 8–15 (keys 0–15)
+    ldmatrix_x4_trans(b, &vt[((lane & 7) + ((lane >> 3) & 1) * 8) * kLds + dp * 16 + (lane >> 4) * 8]);
+    mma_16816(o[2 * dp], pf, b[0], b[1]);
+    mma_16816(o[2 * dp + 1], pf, b[2], b[3]);
+  }
+}
+
+// The end of an item: the warps' partials (rows < G) into shared memory (acc, m, l), a barrier, then each
+// output element of sequence s, heads h0 … h0 + G − 1 merges the 4 warps. The caller's barrier must
+// separate the acc stores from any earlier use of those bytes, and their reads from any later one.
+__device__ __forceinline__ void mma_merge(kiln_t* __restrict__ out, float (*acc)[16][kAccLd], float (*sm_m)[16],
+                                          float (*sm_l)[16], const float (&m_r)[2], const float (&l_r)[2],
+                                          const float (&o)[HEAD_DIM / 8][4], int s, int h0) {
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int g = lane / 4 + 8 * r;
+    const float l_row = xor_sum(l_r[r], 1, 2);
+    if (g < ATTN_GROUP) {
+#pragma unroll
+      for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
+        float2 v;
+        v.x = o[dt][2 * r];
+        v.y = o[dt][2 * r + 1];
+        *reinterpret_cast<float2*>(&acc[warp][g][dt * 8 + 2 * (lane & 3)]) = v;  // conflict-free: kAccLd
+      }
+      if ((lane & 3) == 0) {
+        sm_m[warp][g] = m_r[r];
+        sm_l[warp][g] = l_row;
+      }
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < ATTN_GROUP * HEAD_DIM; i += kMmaThreads) {
+    const int g = i / HEAD_DIM;
+    const int d = i % HEAD_DIM;
+    float mx = neg_inf();
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; w++) mx = fmaxf(mx, sm_m[w][g]);
+    float sum = 0.f, a = 0.f;
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; w++) {
+      const float mw = sm_m[w][g];
+      if (mw != neg_inf()) {
+        const float c = score_exp(mw - mx);
+        sum = fmaf(sm_l[w][g], c, sum);
+        a = fmaf(acc[w][g][d], c, a);
+      }
+    }
+    out[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
+  }
+}
+
 template <int kStages>
 __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
                                            const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
@@ -182,56 +286,8 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_
     cp_async_wait<kStages - 1>();  // tile t has landed (this thread's copies) …
     __syncthreads();               // … and every thread's
     const int key0 = lo + t * kTileKeys + warp * kWarpKeys;
-    if (key0 < ctx) {  // warp-uniform: a warp past the context has nothing to do in this tile
-      const kiln_t* const kt = sm.u.tiles[t % kStages][0] + warp * kWarpKeys * kLds;
-      const kiln_t* const vt = kt + kTileKeys * kLds;
-      float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};  // [key n8 tile][C fragment]
-#pragma unroll
-      for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
-        unsigned b[4];  // b[0], b[1]: keys 0–7; b[2], b[3]: keys 8–15 (dims 16 ks …)
-        ldmatrix_x4(b, &kt[((lane & 7) + (lane >> 4) * 8) * kLds + ks * 16 + ((lane >> 3) & 1) * 8]);
-        mma_16816(sc[0], qa[ks], b[0], b[1]);
-        mma_16816(sc[1], qa[ks], b[2], b[3]);
-      }
-      unsigned pf[4];  // P as the A fragment of one k16 step (keys 0–15)
-#pragma unroll
-      for (int r = 0; r < 2; r++) {
-        float x[4];  // this lane's scores of row r: keys 2 (lane % 4) + {0, 1} and 8 + those
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int key = key0 + (e >> 1) * 8 + 2 * (lane & 3) + (e & 1);
-          const float v = sc[e >> 1][2 * r + (e & 1)];
-          x[e] = key < ctx ? v * sl : neg_inf();
-        }
-        float mx = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
-        mx = xor_max(mx, 1, 2);
-        const float m_new = fmaxf(m_r[r], mx);
-        const float m_use = m_new == neg_inf() ? 0.f : m_new;
-        const float corr = score_exp(m_r[r] - m_use);
-        m_r[r] = m_new;
-        float sum = 0.f;
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          x[e] = score_exp(x[e] - m_use);
-          sum += x[e];
-        }
-        l_r[r] = l_r[r] * corr + sum;
-#pragma unroll
-        for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
-          o[dt][2 * r] *= corr;
-          o[dt][2 * r + 1] *= corr;
-        }
-        pf[r] = pack2(x[0], x[1]);      // a0 (row lane/4), a1 (row lane/4 + 8): keys 0–7
-        pf[2 + r] = pack2(x[2], x[3]);  // a2, a3: keys 8–15
-      }
-#pragma unroll
-      for (int dp = 0; dp < HEAD_DIM / 16; dp++) {
-        unsigned b[4];  // b[0], b[1]: dims 16 dp + 0–7; b[2], b[3]: dims 16 dp + 8–15 (keys 0–15)
-        ldmatrix_x4_trans(b, &vt[((lane & 7) + ((lane >> 3) & 1) * 8) * kLds + dp * 16 + (lane >> 4) * 8]);
-        mma_16816(o[2 * dp], pf, b[0], b[1]);
-        mma_16816(o[2 * dp + 1], pf, b[2], b[3]);
-      }
-    }
+    // warp-uniform: a warp past the context has nothing to do in this tile
+    if (key0 < ctx) mma_warp_keys(sm.u.tiles[t % kStages][0], qa, key0, ctx, sl, m_r, l_r, o);
     __syncthreads();  // every warp is done with this stage before the next issue overwrites it
   }
   cp_async_wait<0>();  // (only empty groups remain) the stages are free: acc reuses them
@@ -242,43 +298,190 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_
     return;
   }
 
-  // The warps' partials (rows < G) into shared memory, then each output element merges the 4 warps.
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int g = lane / 4 + 8 * r;
-    const float l_row = xor_sum(l_r[r], 1, 2);
-    if (g < ATTN_GROUP) {
-#pragma unroll
-      for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
-        float2 v;
-        v.x = o[dt][2 * r];
-        v.y = o[dt][2 * r + 1];
-        *reinterpret_cast<float2*>(&sm.u.acc[warp][g][dt * 8 + 2 * (lane & 3)]) = v;  // conflict-free: kAccLd
+  mma_merge(out, sm.u.acc, sm.m, sm.l, m_r, l_r, o, s, h0);
+}
+
+
+// ---- attention_decode_mma_persistent (KILN_DECODE_PERSIST=1, an A/B): the same arithmetic per item ----
+// A grid of about SMs × CTAs per SM CTAs; CTA b takes the work items i = b, b + gridDim.x, … < NUM_KV_HEADS
+// · num_seqs, item i = (kv head i % NUM_KV_HEADS, sequence i / NUM_KV_HEADS), each exactly as
+// attention_decode_mma's CTA (kvh, s) computes it: the same tiles in the same order, the same warp key
+// ranges, the same merge, so the outputs are the same bits. What changes is the copy stream: it runs
+// over the CTA's tiles of all its items (global tile T into stage T % kStages), so the next item's first
+// tiles and its Q are in flight while the current item's last tile computes and its warps merge.
+//
+//   T:   issue T + kStages − 1 (the next tile of the stream, whichever item) → wait T → barrier →
+//        (first tile of an item: its Q fragments) → 16 keys per warp → barrier
+//   item end: the warps' partials into the stage of its last tile (the one stage nothing is copied
+//        into: tiles T + 1 … T + kStages − 1 are in flight), barrier, merge + output, barrier
+//
+// Q: item j's rows ride in the group of its first tile T_j into q[T_j % kStages] (the CTA's first item:
+// plain loads after the PDL wait, as the other entry). A later item k with T_k ≡ T_j is issued at tile
+// T_k − kStages + 1 > T_j, after the barriers that follow j's fragment loads. Only the G real rows are
+// kept (rows ≥ G are zeros in registers), so kStages buffers fit where the other entry keeps one.
+// PDL: before the wait only the first item's first kStages − 1 tiles are issued, its newest key left out
+// and copied after the wait (as the other entry); every later copy comes after the wait.
+// Shared memory at D 128: 69,632 B of stages + 2 × G × 272 B of queries + 512 B of m, l (74,496 B at
+// G 8, the other entry's size): 3 CTAs per SM up to G 12; at G 13 … 16, 2.
+
+template <int kStages>
+struct alignas(16) MmaPersistSmem {
+  kiln_t tiles[kStages][2][kTileKeys * kLds];  // [stage][K, V][key][kLds]; at an item's end one stage is acc
+  kiln_t q[kStages][ATTN_GROUP * kLds];        // [buffer][row < G][kLds]: item j's in q[T_j % kStages]
+  float m[kMmaWarps][16];
+  float l[kMmaWarps][16];
+};
+static_assert(sizeof(float[kMmaWarps][16][kAccLd]) == sizeof(kiln_t[2][kTileKeys * kLds]),
+              "a stage holds the merge's acc exactly");
+constexpr int kPersistSmem = (int)sizeof(MmaPersistSmem<kMmaStages>);
+// CTAs per SM: the other entry's kMinBlocks where they fit the shared memory, else as many as fit.
+constexpr int kPersistBlocks = kMinBlocks * (kPersistSmem + kSmemReserved) <= kSmemPerSm
+                                   ? kMinBlocks
+                                   : kSmemPerSm / (kPersistSmem + kSmemReserved);
+static_assert(kPersistBlocks >= 1, "attention_decode_mma_persistent: one CTA does not fit an SM");
+#if defined(DECODE_MMA_PERSIST_SMEM_BYTES)
+static_assert(kPersistSmem == DECODE_MMA_PERSIST_SMEM_BYTES,
+              "DECODE_MMA_PERSIST_SMEM_BYTES is not sizeof(attn::MmaPersistSmem<kMmaStages>)");
+#endif
+
+// Work item i's sequence, kv head, context and key tiles [lo, ctx) (the step metadata: readable before
+// the PDL wait).
+struct MmaItem {
+  int s, kvh, ctx, lo, tiles;
+};
+__device__ __forceinline__ MmaItem mma_item(int i, const int* __restrict__ context_len, int sliding_window) {
+  MmaItem it;
+  it.s = i / NUM_KV_HEADS;
+  it.kvh = i % NUM_KV_HEADS;
+  it.ctx = context_len[it.s];
+  it.lo = sliding_window > 0 ? max(0, it.ctx - sliding_window) : 0;
+  it.tiles = it.ctx > it.lo ? (it.ctx - it.lo + kTileKeys - 1) / kTileKeys : 0;
+  return it;
+}
+
+template <int kStages>
+__device__ __forceinline__ void decode_mma_persistent(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+                                                      const kiln_t* __restrict__ k_cache,
+                                                      const kiln_t* __restrict__ v_cache,
+                                                      const int* __restrict__ context_len,
+                                                      const int* __restrict__ block_tables, int block_table_stride,
+                                                      int block_table_step, float scale, int sliding_window,
+                                                      int trigger, int stop, int num_seqs) {
+  extern __shared__ __align__(16) unsigned char decode_mma_smem[];
+  using Smem = MmaPersistSmem<kStages>;
+  if (dynamic_smem_bytes() < sizeof(Smem)) __trap();  // the launch must pass sizeof(MmaPersistSmem<kStages>)
+  Smem& sm = *reinterpret_cast<Smem*>(decode_mma_smem);
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int items = num_seqs * NUM_KV_HEADS;
+  const int first = blockIdx.x;  // ≥ items: a CTA with nothing to do (the launch sizes the grid to avoid it)
+
+  // The copy stream's cursor: tile pt of item pi (p its metadata), past items without tiles; pi ≥ items
+  // when the CTA's tiles are all issued (then only empty groups).
+  int pi = first, pt = 0;
+  MmaItem p = {0, 0, 0, 0, 0};
+  if (pi < items) p = mma_item(pi, context_len, sliding_window);
+  auto settle = [&] {
+    while (pi < items && pt >= p.tiles) {
+      pi += gridDim.x;
+      pt = 0;
+      if (pi < items) p = mma_item(pi, context_len, sliding_window);
+    }
+  };
+  settle();
+  // The cursor's tile into stage `slot` (and, at an item's first tile, its Q into q[slot], but for the
+  // first item's), one group; before the wait (`pre`) the newest key is left out.
+  auto issue = [&](int slot, bool pre) {
+    if (pi < items) {
+      mma_load_tile(sm.tiles[slot][0], k_cache, v_cache, block_tables + (size_t)p.s * block_table_stride,
+                    block_table_step, p.lo + pt * kTileKeys, p.ctx, pre ? p.ctx - 1 : -1, p.kvh);
+      if (pt == 0 && pi != first) {
+        const kiln_t* const qs = q + ((size_t)p.s * NUM_HEADS + p.kvh * ATTN_GROUP) * HEAD_DIM;
+        for (int c = threadIdx.x; c < ATTN_GROUP * kChunks; c += kMmaThreads)
+          cp_async_16(&sm.q[slot][c / kChunks * kLds + c % kChunks * 8], qs + (size_t)c * 8, 16);
       }
-      if ((lane & 3) == 0) {
-        sm.m[warp][g] = m_r[r];
-        sm.l[warp][g] = l_row;
+      pt++;
+      settle();
+    }
+    cp_async_commit();
+  };
+  // Before the wait (pdl.cuh): the first item's tiles < kStages − 1, keys < ctx − 1.
+  int pre = 0;
+  for (; pre < kStages - 1 && pi == first; pre++) issue(pre, true);
+
+  kiln::pdl_wait();  // q and the new keys come from the kernels before (see pdl.cuh)
+  if (trigger == 0) kiln::pdl_launch_dependents();
+  if (stop == 1) {  // profiling: let the pre-wait copies land, then leave
+    cp_async_wait<0>();
+    return;
+  }
+  for (int g = pre; g < kStages - 1; g++) issue(g, false);
+  if (first < items) {
+    // The first item's queries (plain loads, as the other entry) and its new key where a pre-wait tile
+    // holds it. The first tile's barrier orders these stores before any read.
+    const MmaItem it = mma_item(first, context_len, sliding_window);
+    if (it.tiles > 0) {
+      const kiln_t* const qs = q + ((size_t)it.s * NUM_HEADS + it.kvh * ATTN_GROUP) * HEAD_DIM;
+      for (int c = threadIdx.x; c < ATTN_GROUP * kChunks; c += kMmaThreads)
+        *reinterpret_cast<uint4*>(&sm.q[0][c / kChunks * kLds + c % kChunks * 8]) =
+            *reinterpret_cast<const uint4*>(qs + (size_t)c * 8);
+      const int new_pos = it.ctx - 1;
+      const int new_tile = (new_pos - it.lo) / kTileKeys;
+      if (new_tile < kStages - 1) {
+        kiln_t* const stage = sm.tiles[new_tile][0];
+        const int r = (new_pos - it.lo) % kTileKeys;
+        const size_t off = mma_kv_row(block_tables + (size_t)it.s * block_table_stride, block_table_step, new_pos,
+                                      it.kvh);
+        for (int c = threadIdx.x; c < kChunks; c += kMmaThreads) {
+          *reinterpret_cast<uint4*>(stage + r * kLds + c * 8) = *reinterpret_cast<const uint4*>(k_cache + off + c * 8);
+          *reinterpret_cast<uint4*>(stage + kTileKeys * kLds + r * kLds + c * 8) =
+              *reinterpret_cast<const uint4*>(v_cache + off + c * 8);
+        }
       }
     }
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < ATTN_GROUP * HEAD_DIM; i += kMmaThreads) {
-    const int g = i / HEAD_DIM;
-    const int d = i % HEAD_DIM;
-    float mx = neg_inf();
+
+  const float sl = scale * kExpScale;
+  int T = 0;  // the CTA's tiles consumed so far (the stream's position)
+  for (int i = first; i < items; i += gridDim.x) {
+    const MmaItem it = mma_item(i, context_len, sliding_window);
+    float m_r[2] = {neg_inf(), neg_inf()};
+    float l_r[2] = {0.f, 0.f};
+    float o[HEAD_DIM / 8][4];
 #pragma unroll
-    for (int w = 0; w < kMmaWarps; w++) mx = fmaxf(mx, sm.m[w][g]);
-    float sum = 0.f, a = 0.f;
+    for (int dt = 0; dt < HEAD_DIM / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+    unsigned qa[HEAD_DIM / 16][4];
+    for (int t = 0; t < it.tiles; t++, T++) {
+      issue((T + kStages - 1) % kStages, false);
+      cp_async_wait<kStages - 1>();  // tile T (and at t = 0 the item's Q) has landed (this thread's copies) …
+      __syncthreads();               // … and every thread's
+      if (t == 0) {
+        // Q as A fragments: rows ≥ G read row 0 and are zeroed (a0, a2: row lane / 4; a1, a3: + 8).
+        const int row = (lane & 15) < ATTN_GROUP ? (lane & 15) : 0;
 #pragma unroll
-    for (int w = 0; w < kMmaWarps; w++) {
-      const float mw = sm.m[w][g];
-      if (mw != neg_inf()) {
-        const float c = score_exp(mw - mx);
-        sum = fmaf(sm.l[w][g], c, sum);
-        a = fmaf(sm.u.acc[w][g][d], c, a);
+        for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
+          ldmatrix_x4(qa[ks], &sm.q[T % kStages][row * kLds + ks * 16 + (lane >> 4) * 8]);
+          if (lane / 4 >= ATTN_GROUP) qa[ks][0] = qa[ks][2] = 0u;
+          if (lane / 4 + 8 >= ATTN_GROUP) qa[ks][1] = qa[ks][3] = 0u;
+        }
       }
+      const int key0 = it.lo + t * kTileKeys + warp * kWarpKeys;
+      // warp-uniform: a warp past the context has nothing to do in this tile
+      if (key0 < it.ctx) mma_warp_keys(sm.tiles[T % kStages][0], qa, key0, it.ctx, sl, m_r, l_r, o);
+      __syncthreads();  // every warp is done with this stage before the next issue overwrites it
     }
-    out[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
+    const bool last = i + (int)gridDim.x >= items;
+    if (last) cp_async_wait<0>();  // (only empty groups remain)
+    if (trigger == 1 && last) kiln::pdl_launch_dependents();
+    if (stop >= 2) {  // profiling: keep the key loop's results alive (l is never negative), skip the merge
+      if (l_r[0] < 0.f) out[0] = from_float(o[0][0]);
+      continue;
+    }
+    // acc in the stage of the item's last tile (T − 1; nothing is copied into it until tile T's issue,
+    // after the barrier below).
+    mma_merge(out, reinterpret_cast<float(*)[16][kAccLd]>(sm.tiles[(T + kStages - 1) % kStages][0]), sm.m, sm.l, m_r,
+              l_r, o, it.s, it.kvh * ATTN_GROUP);
+    __syncthreads();  // every thread is done with acc, m and l before the next issue or merge
   }
 }
 
@@ -297,4 +500,21 @@ extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kMinBlocks
                          int sliding_window, int trigger, int stop) {
   attn::decode_mma<attn::kMmaStages>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride,
                                      block_table_step, scale, sliding_window, trigger, stop);
+}
+
+// attention_decode_mma's arguments and num_seqs (the step's sequences: NUM_KV_HEADS · num_seqs work
+// items). Grid (CTAs, 1, 1), about SMs × resident CTAs per SM and at most the item count; block 128;
+// sizeof(attn::MmaPersistSmem<kMmaStages>) bytes of dynamic shared memory (decode_mma.ts
+// decodeMmaPersistSharedBytes). The same bits as attention_decode_mma.
+extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kPersistBlocks)
+    attention_decode_mma_persistent(kiln_t* __restrict__ out, float* __restrict__ partial_acc,
+                                    float* __restrict__ partial_m, float* __restrict__ partial_l,
+                                    int* __restrict__ split_counter, const kiln_t* __restrict__ q,
+                                    const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                                    const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                                    int block_table_stride, int block_table_step, int num_splits, float scale,
+                                    int sliding_window, int trigger, int stop, int num_seqs) {
+  attn::decode_mma_persistent<attn::kMmaStages>(out, q, k_cache, v_cache, context_len, block_tables,
+                                                block_table_stride, block_table_step, scale, sliding_window, trigger,
+                                                stop, num_seqs);
 }

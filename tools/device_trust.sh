@@ -24,8 +24,8 @@
 #   headline the 8B built for the executor (1,024 requests, 8,192 tokens a step: its build time), its
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens): the
-#            prefill's and a decode step's GPU time by kernel kind; 4 × 2,048 again with
-#            KILN_PREFILL_KERNEL=wgmma
+#            prefill's and a decode step's GPU time by kernel kind; decode at 256 and 1,024 again with
+#            KILN_DECODE_PERSIST=1; 4 × 2,048 again with KILN_PREFILL_KERNEL=wgmma
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
@@ -283,6 +283,15 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
         --profile >"$out/profile-$b-$i.txt" 2>>"$out/bench.err" || echo "profile $b × $i failed (bench.err)"
       echo "batch $b, input $i:"
       cat "$out/profile-$b-$i.txt"
+    done
+    # The decode-attention A/B: attention_decode_mma_persistent (KILN_DECODE_PERSIST=1, the same bits)
+    # instead of attention_decode_mma (profiled above).
+    for b in 256 1024; do
+      KILN_DECODE_PERSIST=1 ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len 128 \
+        --output-len 16 --runs 1 --profile >"$out/profile-$b-128-persist.txt" 2>>"$out/bench.err" ||
+        echo "profile $b persist failed (bench.err)"
+      echo "batch $b, input 128, KILN_DECODE_PERSIST=1:"
+      cat "$out/profile-$b-128-persist.txt"
     done
     # The prefill-attention A/B: attention_prefill_wgmma (wgmma, opt-in) instead of attention_prefill (mma4,
     # the default, profiled above).

@@ -81,6 +81,9 @@ export interface CudaTuning {
    * (prefill_tiles.ts: attention_prefill, or attention_prefill_wgmma where it applies; the A/B of the
    * two). */
   readonly prefillKernel: PrefillKernel;
+  /** KILN_DECODE_PERSIST=1 (an A/B; off by default): decode steps on attention_decode_mma take its
+   * persistent entry (decode_mma.ts DECODE_MMA_PERSISTENT), the same bits. */
+  readonly decodePersist: boolean;
   /** KILN_ATTN_STOP (profiling only; wrong outputs): where decode attention stops. */
   readonly attnStop: AttentionStop;
   /** KILN_SKIP_KERNELS (profiling only; wrong outputs): kernels left out of every step. */
@@ -124,6 +127,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
     prefillKernel: parsePrefillKernel(env.KILN_PREFILL_KERNEL),
+    decodePersist: onIf1(env, "KILN_DECODE_PERSIST"),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
   });
@@ -134,6 +138,14 @@ function onUnless0(env: Env, name: string): boolean {
   const v = env[name];
   if (v === undefined || v === "" || v === "1") return true;
   if (v === "0") return false;
+  throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
+}
+
+/** An A/B switch that is off unless "1": unset, "" or "0" is off; anything else is refused by name. */
+function onIf1(env: Env, name: string): boolean {
+  const v = env[name];
+  if (v === undefined || v === "" || v === "0") return false;
+  if (v === "1") return true;
   throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
 }
 

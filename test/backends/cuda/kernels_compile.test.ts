@@ -143,15 +143,16 @@ describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, ()
 // steps, which the kernel ahead cannot be writing; attention_decode_batch also copies those rows into
 // shared memory with cp.async.cg.shared.global, and commits the group, or, where its vectors are
 // narrower than 16 bytes (the `_kv8` kernels' FP8 rows and their scales), by plain st.shared: its own
-// shared memory, which no other kernel sees; attention_decode_mma likewise, by cp.async), a carried norm's producer (ld.global.cg of the residual,
+// shared memory, which no other kernel sees; attention_decode_mma and its persistent entry likewise, by
+// cp.async), a carried norm's producer (ld.global.cg of the residual,
 // written two or more kernels back), and gemm_wo.cu's GEMMs (their first stages' weight bytes, by
 // cp.async.cg.shared.global, committed after the wait). The `_kv8` kernels (FP8 KV pools) follow their
 // plain ones.
 const WEIGHT_PREFETCH = /^gemv_/;
 const RESIDUAL_PREFETCH = /^gemv_\w+_addcarry$/;
 const NORM_WEIGHT_PREFETCH = /^(add_)?rms_norm$/;
-const EARLIER_WRITES_READ = /^attention_decode(_batch|_mma)?(_rope)?(_c[248])?(_kv8)?$/;
-const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma)$/;
+const EARLIER_WRITES_READ = /^attention_decode(_batch|_mma(_persistent)?)?(_rope)?(_c[248])?(_kv8)?$/;
+const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma(_persistent)?)$/;
 const WEIGHT_COPIED = /^gemm_(wo\d|zp)_m/;
 /** Opcodes that must not run before the wait (parameter loads aside). */
 const BEFORE_WAIT_FORBIDDEN = /^(ld|ldu|st|atom|red|cp|tex|suld|sust|call|ret|exit|mbarrier)\b/;
@@ -234,7 +235,8 @@ describe("kernels follow the PDL rule of kernels/pdl.cuh (PTX of sm_90a)", { con
 // attention_decode_mma is built for 3 CTAs of 128 threads per SM (__launch_bounds__(128, 3)): ptxas must
 // fit a thread in 65,536 / (3 × 128) registers, rounded down to its allocation unit of 8 (168), without
 // spilling (it would rather spill than lose the third CTA), and 3 CTAs' shared memory (static, plus the
-// dynamic DECODE_MMA_SMEM_BYTES, plus 1 KiB reserved each) must fit sm_90's 228 KiB.
+// dynamic DECODE_MMA_SMEM_BYTES, plus 1 KiB reserved each) must fit sm_90's 228 KiB. Likewise its persistent
+// entry, attention_decode_mma_persistent, with DECODE_MMA_PERSIST_SMEM_BYTES (the matrix's sets: G 4).
 describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurrency: 2 }, () => {
   if ("missing" in nvcc) {
     it("nvcc", { skip: `nvcc not found: ${nvcc.missing}` }, () => {});
@@ -246,6 +248,7 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
   const sets = matrix.files[file].testDefines.filter((s) => s.DECODE_MMA_SMEM_BYTES !== undefined);
   it("the compile matrix has a set with its shared memory at head 128", () => {
     assert.ok(sets.some((s) => s.HEAD_DIM === 128));
+    for (const set of sets) assert.ok(set.DECODE_MMA_PERSIST_SMEM_BYTES !== undefined, "persistent's bytes");
   });
   let n = 0;
   for (const set of sets) {
@@ -269,7 +272,15 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
         ];
         const r = await run(nvcc.path, args, KERNELS_DIR);
         if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
-        const info = r.stderr.slice(r.stderr.indexOf("Function properties for attention_decode_mma"));
+        // One entry's ptxas -v lines: from its "Function properties" line to the next entry's.
+        const section = (name: string) => {
+          const at = r.stderr.indexOf(`Function properties for ${name}\n`);
+          if (at < 0) return "";
+          const rest = r.stderr.slice(at + 1);
+          const next = rest.indexOf("Function properties for ");
+          return next < 0 ? rest : rest.slice(0, next);
+        };
+        const info = section("attention_decode_mma");
         const frame = info.match(
           /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/,
         );
@@ -280,6 +291,18 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
         const staticSmem = Number(info.match(/(\d+) bytes smem/)?.[1] ?? 0);
         const perCta = staticSmem + Number(set.DECODE_MMA_SMEM_BYTES) + 1024;
         assert.ok(3 * perCta <= 228 * 1024, `3 × ${perCta} B of shared memory exceed 228 KiB`);
+        // attention_decode_mma_persistent (KILN_DECODE_PERSIST=1): at G ≤ 12 also 3 CTAs per SM, no spills.
+        const pinfo = section("attention_decode_mma_persistent");
+        const pframe = pinfo.match(
+          /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/,
+        );
+        const pregs = pinfo.match(/Used (\d+) registers/);
+        assert.ok(pframe && pregs, `no ptxas -v report for attention_decode_mma_persistent:\n${r.stderr}`);
+        assert.deepEqual(pframe.slice(1).map(Number), [0, 0, 0], `persistent: stack, spills:\n${pinfo}`);
+        assert.ok(Number(pregs[1]) <= 168, `persistent: ${pregs[1]} registers leave room for 2 CTAs, not 3`);
+        const pstatic = Number(pinfo.match(/(\d+) bytes smem/)?.[1] ?? 0);
+        const pPerCta = pstatic + Number(set.DECODE_MMA_PERSIST_SMEM_BYTES) + 1024;
+        assert.ok(3 * pPerCta <= 228 * 1024, `persistent: 3 × ${pPerCta} B exceed 228 KiB`);
       });
     }
   }

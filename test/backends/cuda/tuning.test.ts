@@ -41,6 +41,7 @@ describe("CudaTuning", () => {
         ropeEarly: false,
         ropeFuse: true,
         prefillKernel: "mma4",
+        decodePersist: false,
         attnStop: "",
         skipKernels: [],
       },
