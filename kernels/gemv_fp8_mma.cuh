@@ -9,7 +9,9 @@
 // and past k), one 16-byte load each. The first mma takes bytes 0-7 of each vector, the second bytes
 // 8-15: fragment k slot 4t + i (i < 4) is byte i (8 + i) of vector 4c + t, slot 16 + 4t + i its byte
 // 4 + i (12 + i). A's rows and B's columns read the same vectors for the same slots, so each mma sums 32
-// products of matching k, and a row's 2·⌈k/64⌉ mmas cover every k once.
+// products of matching k, and a row's 2·⌈k/64⌉ mmas cover every k once. This needs of the fragment
+// layout only that a[0], a[2] hold row g and a[1], a[3] row g + 8, and that a[0] and b0 (a[2] and b1)
+// of lanes with the same t cover the same k: where in the tile those k sit does not change the sum.
 // Split: chunk c = step·(kMmaWarps·U) + warp·U + u (u < U): a warp streams U·64 consecutive bytes of
 // each of its 16 rows per step, U·2 16-byte weight loads per lane in flight; the first step's weights
 // are loaded before the PDL wait.
