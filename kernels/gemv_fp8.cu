@@ -38,6 +38,13 @@
 //   q, sw: the fused gate_up weight [2·inter, k] (gate rows, then up rows); y [m, inter] =
 //   act(gate + b)·(up + b), each rounded to kiln_t first, as gemv_wo.cu's gated kernels.
 //   grid = (ceil(inter / 8)), block = (256): one output feature (two weight rows) per warp
+// extern "C" __global__ void gemv_fp8_mma(xq, s, q, sw, bias, y, m, n, k)      (KILN_FP8_GEMV=mma)
+//   gemv_fp8_r2uUw4's y on the tensor cores (gemv_fp8_mma.cuh: 16 rows a block, 8 warps split k): the
+//   same products, summed by the mmas (tolerances.ts FP8_MMA bounds them, not gemv_fp8's 2^-21), scaled
+//   and rounded as gemv_fp8 does. grid = (ceil(n / 16)), block = (256), 4 KiB static shared memory
+// extern "C" __global__ void gemv_fp8_mma_gated_ACT(xq, s, q, sw, bias, y, m, inter, k)
+//   gemv_fp8_gated_ACT's y from gemv_fp8_mma's sums (bit for bit gemv_fp8_mma's gate and up then the
+//   activation, gemv_fp8_mma.cuh says when). grid = (ceil(inter / 16)), block = (256), 8 KiB shared
 // extern "C" __global__ void fp8_scale_rows(      the FP8 GEMM's fallback epilogue (fp8_linears.ts)
 //     const float* acc,           // [m, n] Σ e4m3·e4m3 from an FP8 GEMM with unit scales, fp32 out
 //     const float* s, const float* sw, const kiln_t* bias,   // [m], [n], [n] or null
@@ -49,6 +56,7 @@
 #include "activations.cuh"
 #include "common.cuh"
 #include "gemv_warp.cuh"
+#include "gemv_fp8_mma.cuh"
 
 #if !KILN_HAS_DTYPE
 #error "gemv_fp8.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
@@ -200,21 +208,39 @@ KILN_GEMV_FP8(2, 8, 4)
     kiln::gemv::gated<kiln::ACT>(Fp8Gemv{xq, s, q, sw, k}, bias, y, m, inter);                                \
   }
 
+extern "C" __global__ void __launch_bounds__(32 * kiln::fp8mma::kMmaWarps)
+    gemv_fp8_mma(const unsigned char* xq, const float* s, const unsigned char* q, const float* sw,
+                 const kiln_t* bias, kiln_t* y, int m, int n, int k) {
+  kiln::fp8mma::rows(xq, s, q, sw, bias, y, m, n, k);
+}
+
+#define KILN_GEMV_FP8_MMA_GATED(NAME, ACT)                                                                    \
+  extern "C" __global__ void __launch_bounds__(32 * kiln::fp8mma::kMmaWarps) gemv_fp8_mma_gated_##NAME(       \
+      const unsigned char* xq, const float* s, const unsigned char* q, const float* sw, const kiln_t* bias,   \
+      kiln_t* y, int m, int inter, int k) {                                                                   \
+    kiln::fp8mma::gated<kiln::ACT>(xq, s, q, sw, bias, y, m, inter, k);                                       \
+  }
+
 // GEMV_ACT as in gemv.cu (gemv_variants.ts GATED_ACTS): one activation's gated kernels, none, or all five.
 #if !defined(GEMV_ACT) || GEMV_ACT == 1
 KILN_GEMV_FP8_GATED(silu, Silu)
+KILN_GEMV_FP8_MMA_GATED(silu, Silu)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 2
 KILN_GEMV_FP8_GATED(gelu, Gelu)
+KILN_GEMV_FP8_MMA_GATED(gelu, Gelu)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 3
 KILN_GEMV_FP8_GATED(gelu_pytorch_tanh, GeluTanh)
+KILN_GEMV_FP8_MMA_GATED(gelu_pytorch_tanh, GeluTanh)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 4
 KILN_GEMV_FP8_GATED(gelu_new, GeluNew)
+KILN_GEMV_FP8_MMA_GATED(gelu_new, GeluNew)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 5
 KILN_GEMV_FP8_GATED(relu, Relu)
+KILN_GEMV_FP8_MMA_GATED(relu, Relu)
 #endif
 
 extern "C" __global__ void __launch_bounds__(256)

@@ -11,10 +11,17 @@
 //   gemv_fp8_gated_silu: bit for bit silu(round(gate))·round(up) of the plain kernel's outputs.
 //   fp8_scale_rows (the FP8 GEMM's fallback epilogue): bit for bit kiln_t((acc·s[t])·sw[r] + b[r]), the
 //     GEMV's own scaling of its sums; every output written, nothing past y.
+//   gemv_fp8_mma (the tensor-core GEMV, on mma_fp8_emu.h's m16n8k32 stand-in: exact products, fp32
+//     sums): against the same y within the stand-in's roundings (each mma's sum, the warps' fp32 sums,
+//     two scale products: r·2^-24·Σ|x̂·w| for r of them) + one rounding of kiln_t; and, with codes of
+//     small integers (s = sw = 1, every sum exact in fp32 whatever the order), bit for bit the exact
+//     sum, m = 1 … 8: each k summed once, with its own x. gemv_fp8_mma_gated_silu: bit for bit
+//     silu(round(gate))·round(up) of gemv_fp8_mma's outputs (inter = 18: rows at other tile places).
 // Weights are random E4M3 codes (every finite code, subnormals included) with random row scales.
 // Shapes: n = 1, 37 (a partial last block); k = 16, 48, 272, 2064, 8208 (2064 and 8208 run the U-vector
 // loop and a rest); m = 1, 3, 8. Build and run: gemv_fp8_run.sh (bf16, fp16, fp32 outputs).
 #include "fakecuda.h"
+#include "mma_fp8_emu.h"
 #include "../gemv_fp8.cu"
 #include <cmath>
 #include <cstdio>
@@ -159,7 +166,8 @@ std::vector<kiln_t> run_gemv(Gemv kernel, const Quant& a, const Weight& w, const
   return y;
 }
 
-double g_worst = 0;  // largest |got − want| / its bound
+double g_worst = 0;      // largest |got − want| / its bound: gemv_fp8_r2uUw4
+double g_worst_mma = 0;  // and gemv_fp8_mma
 
 int check_gemv(Gemv u4, Gemv u8, const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m,
                const char* kind) {
@@ -215,6 +223,94 @@ int check_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias
   }
   printf("gemv_fp8_gated_silu m %d inter %d k %d: %s\n", m, inter, w.k, bad ? "FAIL" : "ok");
   return bad != 0;
+}
+
+void launch_mma(Gemv kernel, const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m, int n,
+                kiln_t* y) {
+  launch({(unsigned)((n + 15) / 16), 1, 1}, {256, 1, 1},
+         [&] { kernel(a.xq.data(), a.s.data(), w.q.data(), w.sw.data(), bias.data(), y, m, n, w.k); });
+}
+
+std::vector<kiln_t> run_mma(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m) {
+  std::vector<kiln_t> y((size_t)m * w.n + 8);
+  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
+  launch_mma(gemv_fp8_mma, a, w, bias, m, w.n, y.data());
+  return y;
+}
+
+int g_exact_cases = 0;  // integer-code cases checked bit for bit
+
+/** gemv_fp8_mma against the format's y: within the stand-in's roundings (exact = true: bit for bit). */
+int check_mma(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m, const char* kind,
+              bool exact) {
+  const auto y = run_mma(a, w, bias, m);
+  const double u = std::ldexp(1.0, std::is_same_v<kiln_t, __half> ? -11 : std::is_same_v<kiln_t, float> ? -24 : -8);
+  constexpr int W = kiln::fp8mma::kMmaWarps, U = kiln::fp8mma::kMmaU;
+  const int chunks = (w.k + 63) / 64, steps = (chunks + W * U - 1) / (W * U);
+  const double roundings = 2.0 * U * steps + W + 2;  // one warp's mma chain, the warps' sum, two scales
+  int bad = 0;
+  for (int j = 0; j < m; j++)
+    for (int r = 0; r < w.n; r++) {
+      double want = kiln::to_float(bias[r]), abs_sum = 0;
+      for (int c = 0; c < w.k; c++) {
+        const double xh = (double)spec::decode(a.xq[(size_t)j * w.k + c]) * a.s[j];
+        const double p = xh * ((double)spec::decode(w.q[(size_t)r * w.k + c]) * w.sw[r]);
+        want += p;
+        abs_sum += std::fabs(p);
+      }
+      const kiln_t got_t = y[(size_t)j * w.n + r];
+      if (exact) {
+        bad += !same_bits(got_t, kiln::from_float((float)want));
+        continue;
+      }
+      const double err = std::fabs(kiln::to_float(got_t) - want);
+      const double bound = 1.01 * roundings * std::ldexp(abs_sum, -24) + u * std::fabs(want) + 1e-30;
+      if (!(err <= bound)) bad++;
+      g_worst_mma = std::max(g_worst_mma, err / bound);
+    }
+  for (size_t i = (size_t)m * w.n; i < y.size(); i++) {
+    unsigned char b[sizeof(kiln_t)];
+    std::memcpy(b, &y[i], sizeof b);
+    for (unsigned char c : b) bad += c != 0xff;
+  }
+  g_exact_cases += exact;
+  printf("gemv_fp8_mma %s m %d n %d k %d: %s\n", kind, m, w.n, w.k, bad ? "FAIL" : "ok");
+  return bad != 0;
+}
+
+int check_mma_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m) {
+  const int inter = w.n / 2;
+  const auto full = run_mma(a, w, bias, m);  // [m, 2·inter]
+  std::vector<kiln_t> y((size_t)m * inter + 8);
+  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
+  launch_mma(gemv_fp8_mma_gated_silu, a, w, bias, m, inter, y.data());
+  int bad = 0;
+  for (int j = 0; j < m; j++)
+    for (int i = 0; i < inter; i++) {
+      const float g = kiln::to_float(full[(size_t)j * w.n + i]);
+      const float up = kiln::to_float(full[(size_t)j * w.n + inter + i]);
+      bad += !same_bits(y[(size_t)j * inter + i], kiln::from_float(kiln::Silu::apply(g) * up));
+    }
+  for (size_t i = (size_t)m * inter; i < y.size(); i++) {
+    unsigned char b[sizeof(kiln_t)];
+    std::memcpy(b, &y[i], sizeof b);
+    for (unsigned char c : b) bad += c != 0xff;
+  }
+  printf("gemv_fp8_mma_gated_silu m %d inter %d k %d: %s\n", m, inter, w.k, bad ? "FAIL" : "ok");
+  return bad != 0;
+}
+
+/** E4M3 codes of small integers (0, ±1, ±2, ±3, ±4) with unit scales: every partial sum of x̂·w is an
+ * integer far below 2^24, exact in fp32 in any order, so gemv_fp8_mma must give the exact sum's bits. */
+int check_mma_exact(int m, int n, int k, std::mt19937& g) {
+  const unsigned char ints[] = {0x00, 0x38, 0x40, 0x44, 0x48, 0xb8, 0xc0, 0xc4, 0xc8};  // 0, 1, 2, 3, 4, −1 …
+  std::uniform_int_distribution<int> pick(0, 8);
+  Quant a{std::vector<unsigned char>((size_t)m * k), std::vector<float>(m, 1.f)};
+  for (auto& b : a.xq) b = ints[pick(g)];
+  Weight w{n, k, std::vector<unsigned char>((size_t)n * k), std::vector<float>(n, 1.f)};
+  for (auto& b : w.q) b = ints[pick(g)];
+  const std::vector<kiln_t> bias(n, kiln::from_float(0.f));
+  return check_mma(a, w, bias, m, "integer codes", true);
 }
 
 /** fp32 activations only: one static-scale row whose x/s are E4M3 ties exactly while x·(1/s) in fp32
@@ -297,16 +393,22 @@ int main() {
         const auto bias = to_t(randn(n, 0.1f, g));
         fails += check_gemv(gemv_fp8_r2u4w4, gemv_fp8_r2u8w4, dyn, w, bias, m, "dynamic");
         fails += check_gemv(gemv_fp8_r2u4w4, gemv_fp8_r2u8w4, stat, w, bias, m, "static");
+        fails += check_mma(dyn, w, bias, m, "dynamic", false);
+        fails += check_mma(stat, w, bias, m, "static", false);
         if (n == 37) {  // the gated kernel over [2·inter, k] = the first 36 rows
           Weight pair = w;
           pair.n = 36;
           pair.q.resize((size_t)36 * k);
           pair.sw.resize(36);
           fails += check_gated(dyn, pair, bias, m);
+          fails += check_mma_gated(dyn, pair, bias, m);
         }
       }
     }
   }
+  for (int k : {16, 48, 272, 2064})  // k: one vector, a partial chunk, partial steps, whole steps + a rest
+    for (int n : {1, 37})
+      for (int m = 1; m <= 8; m++) fails += check_mma_exact(m, n, k, g);
   fails += check_quant_division();
   for (auto [m, n] : {std::pair{1, 7}, std::pair{17, 300}, std::pair{64, 1000}}) fails += check_scale_rows(m, n, g);
   printf("ties quantized: %d, saturated: %d\n", g_ties, g_saturated);
@@ -314,7 +416,11 @@ int main() {
     printf("coverage: no ties or no saturation exercised: FAIL\n");
     fails++;
   }
-  printf("worst |got − want| / bound: %.3g\n", g_worst);
+  if (g_exact_cases == 0) {
+    printf("coverage: no integer-code gemv_fp8_mma case: FAIL\n");
+    fails++;
+  }
+  printf("worst |got − want| / bound: %.3g (gemv_fp8_mma: %.3g)\n", g_worst, g_worst_mma);
   printf("%s\n", fails ? "FAIL" : "PASS");
   return fails ? 1 : 0;
 }

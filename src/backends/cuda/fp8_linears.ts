@@ -1,7 +1,8 @@
 // Linears over fp8 weights (W8A8 E4M3, engine/fp8_format.ts) on the GPU. Every step first quantizes the
 // linear's input per token (quant_fp8_act: xq [rows, k] E4M3 and s [rows] fp32, into a scratch), then:
 //   - decode steps (LinearLauncher.gemvApplies, linear_route.ts): gemv_fp8 over the stored E4M3 bytes,
-//     or its gated kernel for a fused gate_up;
+//     or its gated kernel for a fused gate_up (the CUDA-core kernels, or the tensor-core ones with
+//     KILN_FP8_GEMV=mma: fp8_variants.ts fp8DecodeLaunch);
 //   - every other step: a cuBLASLt FP8 GEMM (E4M3 × E4M3, fp32 accumulation with FP8 fast accumulation
 //     off, output in the engine dtype), the plan fp8_gemm_plan.ts chooses: s and the weight's per-row
 //     scales as outer-vector scales (OUTER_VEC_32F: y[t, r] = s[t]·sw[r]·Σ xq·q, no fp32 scratch of y),
@@ -25,8 +26,8 @@ import {
 } from "./device/index.ts";
 import { chooseFp8Plan, type Fp8PlanKind } from "./fp8_gemm_plan.ts";
 import {
-  fp8GemvGatedLaunch,
-  fp8GemvLaunch,
+  type Fp8GemvKind,
+  fp8DecodeLaunch,
   fp8QuantLaunch,
   fp8ScaleOffset,
   fp8ScaleRowsLaunch,
@@ -72,19 +73,23 @@ export class Fp8Linears {
     /** Rows the scratch holds, and the most output features of an fp8 weight. */
     private readonly maxRows: number,
     private readonly widestN: number,
+    /** Which decode GEMV runs (KILN_FP8_GEMV). */
+    private readonly gemvKind: Fp8GemvKind,
   ) {}
 
-  /** The scratch for `weights`' fp8 linears at up to `maxRows` rows (none without fp8 weights). */
+  /** The scratch for `weights`' fp8 linears at up to `maxRows` rows (none without fp8 weights), their
+   * decode steps on the `gemvKind` GEMV. */
   static allocate(
     device: CudaDevice,
     kernels: KernelLauncher,
     weights: DeviceWeights,
     dtype: DTypeName,
     maxRows: number,
+    gemvKind: Fp8GemvKind,
   ): Fp8Linears {
     const all = [...weights.allFp8];
     const bytes = fp8ScratchBytes(all, maxRows);
-    if (bytes === 0) return new Fp8Linears(device, kernels, dtype, null, 0n as DevicePtr, 0, 0);
+    if (bytes === 0) return new Fp8Linears(device, kernels, dtype, null, 0n as DevicePtr, 0, 0, gemvKind);
     const scratch = DeviceBuffer.alloc(device, bytes);
     const widest = Math.max(...all.map((w) => w.cols));
     const scales = offsetPtr(scratch.ptr, fp8ScaleOffset(widest, maxRows));
@@ -96,6 +101,7 @@ export class Fp8Linears {
       scales,
       maxRows,
       Math.max(...all.map((w) => w.rows)),
+      gemvKind,
     );
   }
 
@@ -104,7 +110,7 @@ export class Fp8Linears {
   gemv(w: Fp8Weight, a: LinearArgs, gatedAct?: string): void {
     const xq = this.quantize(w, a.x, a.rows);
     const n = gatedAct ? w.rows / 2 : w.rows;
-    const { kernel, grid, block } = gatedAct ? fp8GemvGatedLaunch(gatedAct, n) : fp8GemvLaunch(n, w.cols);
+    const { kernel, grid, block } = fp8DecodeLaunch(this.gemvKind, n, w.cols, gatedAct);
     this.kernels.launch("gemv_fp8", kernel, [grid], block, [
       { ptr: xq },
       { ptr: this.scalesPtr },

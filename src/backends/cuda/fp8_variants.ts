@@ -1,7 +1,9 @@
 // The kernels/gemv_fp8.cu kernels that run a linear over an fp8 weight, and their launch shapes: every
 // step quantizes its input per token first (quant_fp8_act); decode steps of at most FP8_GEMV_MAX_ROWS
-// rows then run gemv_fp8_r2uUw4 (or the gated kernel for a fused gate_up), larger steps a cuBLASLt FP8
-// GEMM (fp8_linears.ts).
+// rows then run gemv_fp8_r2uUw4 (or the gated kernel for a fused gate_up), or with KILN_FP8_GEMV=mma
+// the tensor-core gemv_fp8_mma (kernels/gemv_fp8_mma.cuh), larger steps a cuBLASLt FP8 GEMM
+// (fp8_linears.ts).
+import { InvalidEnvironmentError } from "../../errors.ts";
 import { GEMV_MAX_M } from "./gemv_variants.ts";
 
 /** Most rows a linear over an fp8 weight runs on gemv_fp8 (the kernels' GEMV_MAX_M); beyond, the FP8
@@ -29,6 +31,45 @@ export function fp8GemvGatedLaunch(
   inter: number,
 ): { kernel: string; grid: number; block: number } {
   return { kernel: `gemv_fp8_gated_${act}`, grid: Math.ceil(inter / ROWS_PER_BLOCK), block: 256 };
+}
+
+/** Which decode GEMV fp8 linears run (KILN_FP8_GEMV): `fma`, the CUDA-core gemv_fp8_r2uUw4 and
+ * gemv_fp8_gated_ACT (default); `mma`, the tensor-core gemv_fp8_mma and gemv_fp8_mma_gated_ACT (an A/B
+ * switch: their sums are the FP8 MMA's, bounded as the FP8 GEMM's, not gemv_fp8's fp32 sums). */
+export type Fp8GemvKind = "fma" | "mma";
+
+export function parseFp8Gemv(env: string | undefined): Fp8GemvKind {
+  if (env === undefined || env === "" || env === "fma") return "fma";
+  if (env === "mma") return "mma";
+  throw new InvalidEnvironmentError(`KILN_FP8_GEMV must be fma or mma; got ${env}`);
+}
+
+/** Weight rows per block of the tensor-core kernels: one m16n8k32 tile (8 warps split k). */
+const MMA_ROWS_PER_BLOCK = 16;
+
+/** gemv_fp8_mma for an [n, k] weight (any k a multiple of 16: a partial last chunk reads zeros). */
+export function fp8GemvMmaLaunch(n: number): { kernel: string; grid: number; block: number } {
+  return { kernel: "gemv_fp8_mma", grid: Math.ceil(n / MMA_ROWS_PER_BLOCK), block: 256 };
+}
+
+/** gemv_fp8_mma_gated_ACT for `inter` output features: 16 (gate and up rows) per block. */
+export function fp8GemvMmaGatedLaunch(
+  act: string,
+  inter: number,
+): { kernel: string; grid: number; block: number } {
+  return { kernel: `gemv_fp8_mma_gated_${act}`, grid: Math.ceil(inter / MMA_ROWS_PER_BLOCK), block: 256 };
+}
+
+/** The decode GEMV launch of `kind` for an [n, k] weight, or with `gatedAct` the gated kernel over the
+ * fused gate_up weight (n = inter output features). */
+export function fp8DecodeLaunch(
+  kind: Fp8GemvKind,
+  n: number,
+  k: number,
+  gatedAct?: string,
+): { kernel: string; grid: number; block: number } {
+  if (kind === "mma") return gatedAct ? fp8GemvMmaGatedLaunch(gatedAct, n) : fp8GemvMmaLaunch(n);
+  return gatedAct ? fp8GemvGatedLaunch(gatedAct, n) : fp8GemvLaunch(n, k);
 }
 
 /** fp8_scale_rows over y [m, n] (the FP8 GEMM's fallback epilogue): one thread per element. */

@@ -11,6 +11,7 @@ import {
   parseAttentionTrigger,
   parseRopeTrigger,
 } from "./attention_splits.ts";
+import { type Fp8GemvKind, parseFp8Gemv } from "./fp8_variants.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
 import {
   type GemvPolicy,
@@ -64,6 +65,9 @@ export interface CudaTuning {
   /** KILN_WO_GEMM_MAX_M (0–4096, default 256): most rows of a linear over a weight-only quantized weight
    * on gemm_wo.cu (past the GEMV's 8); 0 or larger steps dequantize the weight for cuBLASLt. */
   readonly woGemmMaxM: number;
+  /** KILN_FP8_GEMV=fma|mma (default fma): the decode GEMV of fp8 weights, CUDA-core (gemv_fp8_r2uUw4)
+   * or tensor-core (gemv_fp8_mma; the A/B of the two, fp8_variants.ts). */
+  readonly fp8Gemv: Fp8GemvKind;
   /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV (or gemm_wo). */
   readonly fuseGatedAct: boolean;
   /** KILN_ATTN_TRIGGER: when decode attention lets the next kernel launch. */
@@ -120,6 +124,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     gemvPolicy: parseGemvPolicy(env.KILN_GEMV_VARIANT),
     gemvShapes: parseGemvShapes(env.KILN_GEMV_SHAPES),
     woGemmMaxM: parseWoGemmMaxM(env.KILN_WO_GEMM_MAX_M),
+    fp8Gemv: parseFp8Gemv(env.KILN_FP8_GEMV),
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),

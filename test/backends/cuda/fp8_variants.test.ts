@@ -6,18 +6,23 @@ import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import {
   FP8_GEMV_MAX_ROWS,
+  fp8DecodeLaunch,
   fp8GemvGatedLaunch,
   fp8GemvLaunch,
+  fp8GemvMmaGatedLaunch,
+  fp8GemvMmaLaunch,
   fp8QuantLaunch,
   fp8ScaleOffset,
   fp8ScaleRowsLaunch,
   fp8ScratchBytes,
+  parseFp8Gemv,
 } from "../../../src/backends/cuda/fp8_variants.ts";
 import { GATED_ACTS } from "../../../src/backends/cuda/gemv_variants.ts";
 import { moduleSpecs } from "../../../src/backends/cuda/kernel_modules.ts";
 import { optimize } from "../../../src/builder/optimize.ts";
 import { parseHfConfig } from "../../../src/checkpoint/hf_config.ts";
 import { resolveBuildConfig } from "../../../src/engine/build_config.ts";
+import { InvalidEnvironmentError } from "../../../src/errors.ts";
 import { defineModel } from "../../../src/models/registry.ts";
 import { TINY_CONFIGS } from "../../helpers/tiny_model.ts";
 
@@ -45,6 +50,31 @@ describe("fp8_variants", () => {
     assert.equal(FP8_GEMV_MAX_ROWS, 8);
   });
 
+  test("gemv_fp8_mma: 16 rows (one mma tile) per block of 8 warps, any k", () => {
+    assert.deepEqual(fp8GemvMmaLaunch(4096), { kernel: "gemv_fp8_mma", grid: 256, block: 256 });
+    assert.deepEqual(fp8GemvMmaLaunch(37), { kernel: "gemv_fp8_mma", grid: 3, block: 256 });
+    assert.deepEqual(fp8GemvMmaGatedLaunch("gelu", 14336), {
+      kernel: "gemv_fp8_mma_gated_gelu",
+      grid: 896,
+      block: 256,
+    });
+  });
+
+  test("KILN_FP8_GEMV picks the decode kernels: fma (default) or mma; others refused by name", () => {
+    assert.equal(parseFp8Gemv(undefined), "fma");
+    assert.equal(parseFp8Gemv(""), "fma");
+    assert.equal(parseFp8Gemv("fma"), "fma");
+    assert.equal(parseFp8Gemv("mma"), "mma");
+    assert.throws(
+      () => parseFp8Gemv("wgmma"),
+      (e: unknown) => e instanceof InvalidEnvironmentError && e.message.includes("KILN_FP8_GEMV"),
+    );
+    assert.deepEqual(fp8DecodeLaunch("fma", 4096, 4096), fp8GemvLaunch(4096, 4096));
+    assert.deepEqual(fp8DecodeLaunch("fma", 100, 4096, "silu"), fp8GemvGatedLaunch("silu", 100));
+    assert.deepEqual(fp8DecodeLaunch("mma", 4096, 4096), fp8GemvMmaLaunch(4096));
+    assert.deepEqual(fp8DecodeLaunch("mma", 100, 4096, "silu"), fp8GemvMmaGatedLaunch("silu", 100));
+  });
+
   test("scratch: xq [rows, widest], scales 256-byte aligned after it; none without fp8 weights", () => {
     assert.equal(fp8ScratchBytes([], 64), 0);
     assert.equal(fp8ScaleOffset(48, 3), 256);
@@ -58,6 +88,8 @@ describe("fp8_variants", () => {
     assert.ok(kernels.includes(fp8ScaleRowsLaunch(1, 1).kernel));
     for (const k of [16, 4096]) assert.ok(kernels.includes(fp8GemvLaunch(8, k).kernel), `k ${k}`);
     for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvGatedLaunch(act, 8).kernel), act);
+    assert.ok(kernels.includes(fp8GemvMmaLaunch(8).kernel));
+    for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvMmaGatedLaunch(act, 8).kernel), act);
   });
 });
 

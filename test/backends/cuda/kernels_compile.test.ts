@@ -307,3 +307,51 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
     }
   }
 });
+
+// gemv_fp8.cu's tensor-core GEMVs (gemv_fp8_mma.cuh; 256 threads, one m16n8k32 tile of 16 rows a
+// block): no spills for any dtype, at most 128 registers for the plain kernel (two blocks an SM: 64 KiB
+// of weights in flight) and 255 for the gated one (two tiles' loads in flight: one block an SM), and
+// the static shared memory of their k-split reduction (8 warps × 16 × 8 floats a tile).
+describe("gemv_fp8_mma kernels: no spills (ptxas -v, sm_90a)", { concurrency: 2 }, () => {
+  if ("missing" in nvcc) {
+    it("nvcc", { skip: `nvcc not found: ${nvcc.missing}` }, () => {});
+    return;
+  }
+  const out = mkdtempSync(join(tmpdir(), "kiln-ptxas-fp8-"));
+  after(() => rmSync(out, { recursive: true, force: true }));
+  const file = "gemv_fp8.cu";
+  const mma = matrix.files[file].kernels.filter((k) => k.startsWith("gemv_fp8_mma"));
+  it("the compile matrix lists the plain kernel and five gated ones", () => {
+    assert.ok(mma.includes("gemv_fp8_mma"));
+    assert.equal(mma.filter((k) => k.startsWith("gemv_fp8_mma_gated_")).length, 5);
+  });
+  for (const dtype of Object.keys(matrix.dtypeMacros)) {
+    it(dtype, async () => {
+      const cubin = join(out, `${dtype}.cubin`);
+      const args = ["-cubin", "-arch=sm_90a", "-Xptxas", "-v", ...matrix.nvccFlags];
+      args.push(`-D${matrix.dtypeMacros[dtype]}`, "-o", cubin, file);
+      const r = await run(nvcc.path, args, KERNELS_DIR);
+      if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
+      for (const kernel of mma) {
+        const at = r.stderr.indexOf(`Function properties for ${kernel}\n`);
+        assert.ok(at >= 0, `no ptxas -v report for ${kernel}:\n${r.stderr}`);
+        const end = r.stderr.indexOf("Compiling entry", at);
+        const info = r.stderr.slice(at, end < 0 ? undefined : end);
+        const frame = info.match(
+          /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/,
+        );
+        const regs = info.match(/Used (\d+) registers/);
+        const smem = info.match(/(\d+) bytes smem/);
+        assert.ok(frame && regs && smem, `incomplete ptxas -v report for ${kernel}:\n${info}`);
+        assert.deepEqual(
+          frame.slice(1).map(Number),
+          [0, 0, 0],
+          `${kernel}: stack, spill stores, spill loads`,
+        );
+        const gated = kernel !== "gemv_fp8_mma";
+        assert.ok(Number(regs[1]) <= (gated ? 255 : 128), `${kernel}: ${regs[1]} registers`);
+        assert.equal(Number(smem[1]), (gated ? 2 : 1) * 8 * 16 * 8 * 4, `${kernel}: static shared memory`);
+      }
+    });
+  }
+});

@@ -34,6 +34,7 @@ describe("CudaTuning", () => {
         gemvPolicy: "steady",
         gemvShapes: [],
         woGemmMaxM: 256,
+        fp8Gemv: "fma",
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
@@ -58,6 +59,7 @@ describe("CudaTuning", () => {
       KILN_GEMV_VARIANT: "by-shape",
       KILN_GEMV_SHAPES: "2048x8192:r1u16w8",
       KILN_WO_GEMM_MAX_M: "0",
+      KILN_FP8_GEMV: "mma",
       KILN_FUSE_GATED_ACT: "0",
       KILN_ATTN_TRIGGER: "exit",
       KILN_ATTN_CLUSTER: "0",
@@ -75,6 +77,7 @@ describe("CudaTuning", () => {
     assert.equal(t.gemvPolicy, "by-shape");
     assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
     assert.equal(t.woGemmMaxM, 0);
+    assert.equal(t.fp8Gemv, "mma");
     assert.equal(t.fuseGatedAct, false);
     assert.equal(t.prefillSplit, false);
     assert.equal(t.attnTrigger, "exit");
@@ -95,6 +98,7 @@ describe("CudaTuning", () => {
       ["KILN_WO_GEMM_MAX_M", "4097"],
       ["KILN_WO_GEMM_MAX_M", "64.5"],
       ["KILN_WO_GEMM_MAX_M", "lots"],
+      ["KILN_FP8_GEMV", "tensor"],
       ["KILN_ATTN_TRIGGER", "never"],
       ["KILN_ATTN_CLUSTER", "yes"],
       ["KILN_PREFILL_SPLIT", "2"],

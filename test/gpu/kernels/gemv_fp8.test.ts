@@ -7,6 +7,11 @@
 //     fp32): its fp32 products in another order, two scale products (2⁻²¹·Σ|x̂·w|) plus one rounding of
 //     the kiln_t output; both variants the same bits; the gated kernel bit for bit the plain kernel then
 //     activation.cu's gated_act.
+//   gemv_fp8_mma (KILN_FP8_GEMV=mma: the FP8 MMA's sums, not fp32's): against the format's y from the
+//     device's codes within fp8Dot's bound of each warp's chain of mmas (in the kernel's k order,
+//     mmaOrder below), the warps' fp32 sums and the output's rounding; gemv_fp8_mma_gated_silu bit for
+//     bit gemv_fp8_mma then activation.cu's gated_act (inter not a multiple of 16 included: a row's sum
+//     must not depend on where it sits in the mma tile).
 //   FP8 GEMM, every plan cuBLASLt offers (unit scales + fp8_scale_rows; outer-vector scales with the bias
 //     epilogue; without it, then bias_add): against the format's y = s[t]·sw[r]·Σ e4m3·e4m3 (+ bias) in
 //     doubles, from the device's codes. Hopper's FP8 tensor cores do not sum in exact fp32, so the bound
@@ -21,6 +26,8 @@ import { CublasError, Gemm } from "../../../src/backends/cuda/device/index.ts";
 import {
   fp8GemvGatedLaunch,
   fp8GemvLaunch,
+  fp8GemvMmaGatedLaunch,
+  fp8GemvMmaLaunch,
   fp8QuantLaunch,
   fp8ScaleRowsLaunch,
 } from "../../../src/backends/cuda/fp8_variants.ts";
@@ -122,6 +129,70 @@ function formatReference(
       slop[i] = scale * d.slop;
     }
   return { sums, sumAbs, sumSlop, unbiased, biased, abs, slop };
+}
+
+/** gemv_fp8_mma's k order (kernels/gemv_fp8_mma.cuh: 8 warps, 4 chunks of 64 k per warp and step,
+ * two m16n8k32 mmas a chunk): per warp, the k each mma slot sums, in issue order, −1 past k (a zero
+ * product), 32 slots an mma. Slot 4t + i (i < 4) of mma h is byte 8h + i of vector 4c + t, slot
+ * 16 + 4t + i its byte 8h + 4 + i. */
+function mmaOrder(k: number): Int32Array[] {
+  const [warps, u, chunks] = [8, 4, Math.ceil(k / 64)];
+  const order: number[][] = Array.from({ length: warps }, () => []);
+  for (let step = 0; step < chunks; step += warps * u)
+    for (let w = 0; w < warps; w++)
+      for (let j = 0; j < u; j++) {
+        const c = step + w * u + j;
+        for (let h = 0; h < 2; h++)
+          for (let slot = 0; slot < 32; slot++) {
+            const t = (slot % 16) >> 2;
+            const kk = 16 * (4 * c + t) + 8 * h + 4 * (slot >> 4) + (slot % 4);
+            order[w].push(c < chunks && kk < k ? kk : -1);
+          }
+      }
+  return order.map((o) => Int32Array.from(o));
+}
+
+/** gemv_fp8_mma's reference for the weight rows `checked`: the format's y = s[t]·sw[r]·Σ e4m3·e4m3 + b
+ * from the device's codes, [rows, checked.length], and the bound on its sums: fp8Dot over each warp's
+ * products in mma order (the warps' fp32 sums are its 2⁻²¹·Σ|x̂·w| term), scaled. */
+function mmaReference(
+  xq: Uint8Array,
+  s: Float32Array,
+  region: Uint8Array,
+  bias: Float32Array,
+  n: number,
+  k: number,
+  checked: number[],
+) {
+  const rows = s.length;
+  const table = Float64Array.from({ length: 256 }, (_, b) => e4m3ToF32(b));
+  const sw = new Float32Array(region.slice(n * k, n * k + n * 4).buffer);
+  const order = mmaOrder(k);
+  const [want, slop, abs] = [0, 1, 2].map(() => new Float64Array(rows * checked.length));
+  const xs = order.map((o) => new Float64Array(o.length));
+  const ws = order.map((o) => new Float64Array(o.length));
+  for (let t = 0; t < rows; t++)
+    for (const [j, r] of checked.entries()) {
+      const i = t * checked.length + j;
+      let sum = 0;
+      let sumAbs = 0;
+      let sumSlop = 0;
+      order.forEach((o, w) => {
+        for (let c = 0; c < o.length; c++) {
+          xs[w][c] = o[c] < 0 ? 0 : table[xq[t * k + o[c]]];
+          ws[w][c] = o[c] < 0 ? 0 : table[region[r * k + o[c]]];
+        }
+        const d = fp8Dot(xs[w], 0, ws[w], 0, o.length);
+        sum += d.sum;
+        sumAbs += d.abs;
+        sumSlop += d.slop;
+      });
+      const scale = s[t] * sw[r];
+      want[i] = scale * sum + bias[r];
+      slop[i] = scale * sumSlop;
+      abs[i] = scale * sumAbs;
+    }
+  return { want, slop, abs };
 }
 
 /** The worst |got − want| as a fraction of `bound`, and in units of 2⁻¹³·Σ|x̂·w| (one truncation at the
@@ -255,6 +326,78 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
           );
         }
         assertSameBits(outs[0], outs[1], "r2u4w4 vs r2u8w4");
+      });
+
+      test(`gemv_fp8_mma ${dtype} m ${m} n ${n} k ${k}`, () => {
+        const region = quantizeFp8(randn(n * k, 3 + n, 0.05), [n, k]);
+        const x = activations(m, k, dtype, 1 + m + n);
+        const bias = roundTo(randn(n, 3, 0.1), dtype);
+        const mod = h.module("gemv_fp8.cu", {}, dtype);
+        const { xq, s } = quantizeOnDevice(mod, x, m, k, dtype);
+        const q = h.raw(region.subarray(0, n * k));
+        const sw = h.raw(region.slice(n * k, n * k + n * 4));
+        const l = fp8GemvMmaLaunch(n);
+        const y = h.filled(m * n, dtype, 0xff);
+        const args = [
+          ptr(xq),
+          ptr(s),
+          ptr(q),
+          ptr(sw),
+          ptr(h.upload(bias, dtype)),
+          ptr(y),
+          i32(m),
+          i32(n),
+          i32(k),
+        ];
+        h.run(mod, l.kernel, [l.grid], [l.block], args);
+        // Every output is checked written; every stride-th row (≤ 512) against the reference.
+        const all = h.download(y, m * n, dtype);
+        assert.ok(all.every(Number.isFinite), "every output written");
+        const stride = Math.ceil(n / 512);
+        const checked = Array.from({ length: Math.ceil(n / stride) }, (_, j) => j * stride);
+        const got = Float32Array.from({ length: m * checked.length }, (_, i) => {
+          const [t, j] = [Math.floor(i / checked.length), i % checked.length];
+          return all[t * n + checked[j]];
+        });
+        const xCodes = h.downloadBytes(xq, m * k);
+        const ref = mmaReference(xCodes, h.download(s, m, "fp32"), region, bias, n, k, checked);
+        const bound = (i: number) => ref.slop[i] + U[dtype] * Math.abs(ref.want[i]) + FLOOR[dtype];
+        console.log(
+          `${l.kernel} ${dtype} m ${m} n ${n} k ${k}: ${worstError(got, ref.want, bound, ref.abs)}`,
+        );
+        assertWithin(got, ref.want, bound, `${l.kernel} ${dtype}`);
+      });
+
+      test(`gemv_fp8_mma_gated ${dtype} m ${m} inter ${n} k ${k}`, () => {
+        const region = quantizeFp8(randn(2 * n * k, 5 + n, 0.05), [2 * n, k]);
+        const x = activations(m, k, dtype, 2 + m);
+        const mod = h.module("gemv_fp8.cu", {}, dtype);
+        const act = h.module("activation.cu", {}, dtype);
+        const { xq, s } = quantizeOnDevice(mod, x, m, k, dtype);
+        const q = h.raw(region.subarray(0, 2 * n * k));
+        const sw = h.raw(region.slice(2 * n * k, 2 * n * k + 2 * n * 4));
+        const bd = h.upload(roundTo(randn(2 * n, 13, 0.1), dtype), dtype);
+        const plain = fp8GemvMmaLaunch(2 * n);
+        const gateUp = h.filled(m * 2 * n, dtype, 0xff);
+        h.run(
+          mod,
+          plain.kernel,
+          [plain.grid],
+          [plain.block],
+          [ptr(xq), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(gateUp), i32(m), i32(2 * n), i32(k)],
+        );
+        const want = h.filled(m * n, dtype, 0xff);
+        h.run(act, "gated_act_silu", [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(n)]);
+        const got = h.filled(m * n, dtype, 0xff);
+        const l = fp8GemvMmaGatedLaunch("silu", n);
+        h.run(
+          mod,
+          l.kernel,
+          [l.grid],
+          [l.block],
+          [ptr(xq), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(got), i32(m), i32(n), i32(k)],
+        );
+        assertSameBits(h.download(got, m * n, dtype), h.download(want, m * n, dtype), l.kernel);
       });
 
       test(`gated ${dtype} m ${m} inter ${n} k ${k}`, () => {
