@@ -368,7 +368,12 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
         assertWithin(got, ref.want, bound, `${l.kernel} ${dtype}`);
       });
 
-      test(`gemv_fp8_mma_gated ${dtype} m ${m} inter ${n} k ${k}`, () => {
+      /** The gated kernel from `gatedLaunch` equals `plainLaunch`'s GEMV over the fused weight, then
+       * gated_act_silu, bit for bit. */
+      const gatedEqualsUnfused = (
+        plainLaunch: (rows: number, k: number) => { kernel: string; grid: number; block: number },
+        gatedLaunch: (inter: number) => { kernel: string; grid: number; block: number },
+      ) => {
         const region = quantizeFp8(randn(2 * n * k, 5 + n, 0.05), [2 * n, k]);
         const x = activations(m, k, dtype, 2 + m);
         const mod = h.module("gemv_fp8.cu", {}, dtype);
@@ -377,7 +382,7 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
         const q = h.raw(region.subarray(0, 2 * n * k));
         const sw = h.raw(region.slice(2 * n * k, 2 * n * k + 2 * n * 4));
         const bd = h.upload(roundTo(randn(2 * n, 13, 0.1), dtype), dtype);
-        const plain = fp8GemvMmaLaunch(2 * n);
+        const plain = plainLaunch(2 * n, k);
         const gateUp = h.filled(m * 2 * n, dtype, 0xff);
         h.run(
           mod,
@@ -389,7 +394,7 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
         const want = h.filled(m * n, dtype, 0xff);
         h.run(act, "gated_act_silu", [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(n)]);
         const got = h.filled(m * n, dtype, 0xff);
-        const l = fp8GemvMmaGatedLaunch("silu", n);
+        const l = gatedLaunch(n);
         h.run(
           mod,
           l.kernel,
@@ -398,39 +403,16 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
           [ptr(xq), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(got), i32(m), i32(n), i32(k)],
         );
         assertSameBits(h.download(got, m * n, dtype), h.download(want, m * n, dtype), l.kernel);
-      });
+      };
 
-      test(`gated ${dtype} m ${m} inter ${n} k ${k}`, () => {
-        const region = quantizeFp8(randn(2 * n * k, 5 + n, 0.05), [2 * n, k]);
-        const x = activations(m, k, dtype, 2 + m);
-        const mod = h.module("gemv_fp8.cu", {}, dtype);
-        const act = h.module("activation.cu", {}, dtype);
-        const { xq, s } = quantizeOnDevice(mod, x, m, k, dtype);
-        const q = h.raw(region.subarray(0, 2 * n * k));
-        const sw = h.raw(region.slice(2 * n * k, 2 * n * k + 2 * n * 4));
-        const bd = h.upload(roundTo(randn(2 * n, 13, 0.1), dtype), dtype);
-        const plain = fp8GemvLaunch(2 * n, k);
-        const gateUp = h.filled(m * 2 * n, dtype, 0xff);
-        h.run(
-          mod,
-          plain.kernel,
-          [plain.grid],
-          [plain.block],
-          [ptr(xq), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(gateUp), i32(m), i32(2 * n), i32(k)],
-        );
-        const want = h.filled(m * n, dtype, 0xff);
-        h.run(act, "gated_act_silu", [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(n)]);
-        const got = h.filled(m * n, dtype, 0xff);
-        const l = fp8GemvGatedLaunch("silu", n);
-        h.run(
-          mod,
-          l.kernel,
-          [l.grid],
-          [l.block],
-          [ptr(xq), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(got), i32(m), i32(n), i32(k)],
-        );
-        assertSameBits(h.download(got, m * n, dtype), h.download(want, m * n, dtype), l.kernel);
-      });
+      test(`gemv_fp8_mma_gated ${dtype} m ${m} inter ${n} k ${k}`, () =>
+        gatedEqualsUnfused(
+          (rows) => fp8GemvMmaLaunch(rows),
+          (inter) => fp8GemvMmaGatedLaunch("silu", inter),
+        ));
+
+      test(`gated ${dtype} m ${m} inter ${n} k ${k}`, () =>
+        gatedEqualsUnfused(fp8GemvLaunch, (inter) => fp8GemvGatedLaunch("silu", inter)));
     }
 
     // [m, n, k, static scale]: the runtime's row buckets (16, 512) and one not a power of two.
