@@ -19,7 +19,7 @@ import { Session } from "../../src/runtime/session.ts";
 import { UnknownOptionError } from "../../src/sampling/option_keys.ts";
 import { InvalidSamplingConfigError } from "../../src/sampling/sampling_config.ts";
 import { writeTinyModel } from "../helpers/tiny_model.ts";
-import { assertIdle, collect, ticks, tinyEngineExecutors } from "./executor_helpers.ts";
+import { assertIdle, collect, mulberry, ticks, tinyEngineExecutors } from "./executor_helpers.ts";
 
 const { dir, runner, executor } = tinyEngineExecutors();
 
@@ -207,17 +207,6 @@ describe("executor: randomised mixes equal each request alone", () => {
     });
   }
 });
-
-/** Deterministic uniform draws in [0, 1). */
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("executor: cancel, timeout, stops", () => {
   test("cancel of a queued and of a running request frees their blocks at once", async () => {

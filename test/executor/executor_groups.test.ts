@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Executor, ExecutorRequest } from "../../src/executor/executor.ts";
-import { ticks, tinyEngineExecutors } from "./executor_helpers.ts";
+import { mulberry, ticks, tinyEngineExecutors } from "./executor_helpers.ts";
 import { assertSameSequences, collectGroup, type GroupResult, viaRuntime } from "./group_helpers.ts";
 
 const { runner, executor } = tinyEngineExecutors();
@@ -346,14 +346,3 @@ describe("executor: randomised mixes of every kind equal each request alone", ()
     });
   }
 });
-
-/** Deterministic uniform draws in [0, 1). */
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -19,7 +19,7 @@ import {
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { Session } from "../../src/runtime/session.ts";
 import { tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
-import { assertIdle, type Collected, collect, ticks, withoutQueue } from "./executor_helpers.ts";
+import { assertIdle, type Collected, collect, mulberry, ticks, withoutQueue } from "./executor_helpers.ts";
 import { collectGroup } from "./group_helpers.ts";
 
 const model = writeTinyModel("llama", 11);
@@ -529,17 +529,6 @@ describe("executor overlap: penalties read the newest token on the device", () =
     assert.notDeepEqual(stripped.got.logProbs, right.got.logProbs);
   });
 });
-
-/** Deterministic uniform draws in [0, 1). */
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Job {
   req: ExecutorRequest;

@@ -18,7 +18,7 @@ import {
 } from "../../src/executor/executor.ts";
 import { Session } from "../../src/runtime/session.ts";
 import { writeTinyModel } from "../helpers/tiny_model.ts";
-import { assertIdle, collect, ticks, withoutQueue } from "./executor_helpers.ts";
+import { assertIdle, collect, mulberry, ticks, withoutQueue } from "./executor_helpers.ts";
 import { collectGroup, type GroupResult } from "./group_helpers.ts";
 
 const model = writeTinyModel("llama", 13);
@@ -265,17 +265,6 @@ describe("executor: a cancel while a synchronous step is on the device", () => {
     assert.deepEqual([go.tokens, go.logProbs], [want.tokens, want.logProbs]);
   });
 });
-
-/** Deterministic uniform draws in [0, 1). */
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Job {
   req: ExecutorRequest;

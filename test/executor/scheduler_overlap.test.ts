@@ -11,6 +11,7 @@ import { KvCacheManager } from "../../src/executor/kv_cache_manager.ts";
 import type { Request } from "../../src/executor/request.ts";
 import { PLACEHOLDER_TOKEN, Scheduler, type SchedulerConfig } from "../../src/executor/scheduler.ts";
 import type { SchedulerOutput } from "../../src/executor/scheduler_output.ts";
+import { mulberry } from "./executor_helpers.ts";
 import { nextToken } from "./fake_engine.ts";
 import { assertIdle, range } from "./kv_helpers.ts";
 
@@ -259,14 +260,3 @@ describe("Scheduler, overlapped", () => {
     });
   }
 });
-
-/** Deterministic uniform draws in [0, 1). */
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
