@@ -201,6 +201,24 @@ int check_gemv(Gemv u4, Gemv u8, const Quant& a, const Weight& w, const std::vec
   return bad != 0 || differ != 0;
 }
 
+// Elements of the gated kernel's y [m, inter] that are not silu(gate)·up of the plain GEMV's [m, n] (gate
+// columns, then up), bit for bit, plus the bytes past m·inter it wrote (they must keep the 0xff fill).
+int gated_mismatches(const std::vector<kiln_t>& full, const std::vector<kiln_t>& y, int m, int inter, int n) {
+  int bad = 0;
+  for (int j = 0; j < m; j++)
+    for (int i = 0; i < inter; i++) {
+      const float g = kiln::to_float(full[(size_t)j * n + i]);
+      const float up = kiln::to_float(full[(size_t)j * n + inter + i]);
+      bad += !same_bits(y[(size_t)j * inter + i], kiln::from_float(kiln::Silu::apply(g) * up));
+    }
+  for (size_t i = (size_t)m * inter; i < y.size(); i++) {
+    unsigned char b[sizeof(kiln_t)];
+    std::memcpy(b, &y[i], sizeof b);
+    for (unsigned char c : b) bad += c != 0xff;
+  }
+  return bad;
+}
+
 int check_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m) {
   const int inter = w.n / 2;
   const auto full = run_gemv(gemv_fp8_r2u4w4, a, w, bias, m);  // [m, 2·inter]
@@ -209,18 +227,7 @@ int check_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias
   launch({(unsigned)((inter + 7) / 8), 1, 1}, {256, 1, 1}, [&] {
     gemv_fp8_gated_silu(a.xq.data(), a.s.data(), w.q.data(), w.sw.data(), bias.data(), y.data(), m, inter, w.k);
   });
-  int bad = 0;
-  for (int j = 0; j < m; j++)
-    for (int i = 0; i < inter; i++) {
-      const float g = kiln::to_float(full[(size_t)j * w.n + i]);
-      const float up = kiln::to_float(full[(size_t)j * w.n + inter + i]);
-      bad += !same_bits(y[(size_t)j * inter + i], kiln::from_float(kiln::Silu::apply(g) * up));
-    }
-  for (size_t i = (size_t)m * inter; i < y.size(); i++) {
-    unsigned char b[sizeof(kiln_t)];
-    std::memcpy(b, &y[i], sizeof b);
-    for (unsigned char c : b) bad += c != 0xff;
-  }
+  const int bad = gated_mismatches(full, y, m, inter, w.n);
   printf("gemv_fp8_gated_silu m %d inter %d k %d: %s\n", m, inter, w.k, bad ? "FAIL" : "ok");
   return bad != 0;
 }
@@ -284,18 +291,7 @@ int check_mma_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& 
   std::vector<kiln_t> y((size_t)m * inter + 8);
   std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
   launch_mma(gemv_fp8_mma_gated_silu, a, w, bias, m, inter, y.data());
-  int bad = 0;
-  for (int j = 0; j < m; j++)
-    for (int i = 0; i < inter; i++) {
-      const float g = kiln::to_float(full[(size_t)j * w.n + i]);
-      const float up = kiln::to_float(full[(size_t)j * w.n + inter + i]);
-      bad += !same_bits(y[(size_t)j * inter + i], kiln::from_float(kiln::Silu::apply(g) * up));
-    }
-  for (size_t i = (size_t)m * inter; i < y.size(); i++) {
-    unsigned char b[sizeof(kiln_t)];
-    std::memcpy(b, &y[i], sizeof b);
-    for (unsigned char c : b) bad += c != 0xff;
-  }
+  const int bad = gated_mismatches(full, y, m, inter, w.n);
   printf("gemv_fp8_mma_gated_silu m %d inter %d k %d: %s\n", m, inter, w.k, bad ? "FAIL" : "ok");
   return bad != 0;
 }
