@@ -1,0 +1,311 @@
+// Whether `kiln serve` keeps a GPU as busy as the in-process executor does, measured on a machine
+// without one: the real Executor over a SimulatedDevice (serve_device_sim/simulated_device.ts: steps
+// take the device time an H200 takes for the 8B, and compute nothing), driven twice with the same
+// requests —
+//   in-process  `kiln bench --num-requests N`'s own code (runThroughputBench) over the executor
+//   http        the real app (routes, prom-client metrics bound to the executor's iterations, request
+//               log at info, SSE) over the executor, and `kiln bench --serve`'s client
+//               (server/serve_bench.ts) in a second Node process sending N streaming completions at once
+// — and reports output tok/s of each, their ratio (issue 18: HTTP ≥ 95% of in-process), and how much
+// of the run the device was busy. On the GPU the server's per-token work shares the event loop with
+// the executor's; with the device's time modelled, what this machine's host does to that ratio shows
+// here. The model is the bundled one's config (no tokenizer: token-only deltas, as the device runs'
+// random-weight checkpoints have), its build limits raised to an 8B serving engine's.
+//
+//   node --import tsx scripts/serve_device_sim.ts [--streams 1024] [--input-len 128] [--output-len 128]
+//        [--step-ms 2] [--seq-ms 0.03] [--token-ms 0.0225] [--host-ms 1] [--only in-process|http] [--json]
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { destination, pino } from "pino";
+import { BUNDLED_MODEL_DIR } from "../src/bundled_model.ts";
+import type { EngineConfig } from "../src/engine/format.ts";
+import { Executor, type ExecutorSession } from "../src/executor/executor.ts";
+import { ModelRunner } from "../src/runtime/model_runner.ts";
+import { runThroughputBench } from "../src/runtime/throughput_bench.ts";
+import { buildApp } from "../src/server/app.ts";
+import { InFlight } from "../src/server/in_flight.ts";
+import { createServerMetrics } from "../src/server/metrics.ts";
+import { runServeBench, type ServeBenchResult } from "../src/server/serve_bench.ts";
+import type { ServedModel, ServerContext, ServerMetrics } from "../src/server/server_context.ts";
+import { tokenizeRoutes } from "../src/server/tokenize_routes.ts";
+import { tritonRoutes } from "../src/server/triton.ts";
+import { type DeviceModel, H200_8B, SimulatedDevice } from "./serve_device_sim/simulated_device.ts";
+
+interface Args {
+  streams: number;
+  inputLen: number;
+  outputLen: number;
+  device: DeviceModel;
+  only: "in-process" | "http" | undefined;
+  json: boolean;
+  client: string | undefined;
+}
+
+/** An 8B serving engine's limits (tools/device_trust.sh's throughput engine). */
+const MAX_SEQS = 1024;
+const MAX_TOKENS = 8192;
+const KV_BLOCK = 16;
+
+type SimSession = ExecutorSession & { weightBytes: number; storedWeightBytes: number; device: SimulatedDevice };
+
+async function sessions(a: Args): Promise<() => SimSession> {
+  const runner = await ModelRunner.load(BUNDLED_MODEL_DIR, { backend: "cpu" });
+  const base = runner.session;
+  const config: EngineConfig = {
+    ...base.config,
+    maxSeqLen: Math.max(4096, a.inputLen + a.outputLen),
+    build: { ...base.config.build, maxBatchSize: MAX_SEQS, maxNumTokens: MAX_TOKENS, kvBlockSize: KV_BLOCK },
+  };
+  const { generationDefaults } = base;
+  runner.dispose();
+  return () => {
+    const device = new SimulatedDevice(config.model.vocabSize, KV_BLOCK, MAX_TOKENS, MAX_SEQS, a.device);
+    return {
+      backend: device,
+      device,
+      config,
+      tokenizer: null,
+      generationDefaults,
+      eosTokenIds: [],
+      weightBytes: 16.06e9, // the 8B's, for the floors kiln bench prints
+      storedWeightBytes: 16.06e9,
+      dispose: () => {},
+    };
+  };
+}
+
+interface ModeReport {
+  mode: "in-process" | "http";
+  outputTokensPerSec: number;
+  durationS: number;
+  ttftMedianMs: number;
+  tpotMedianMs: number;
+  tpotP99Ms: number;
+  /** Device busy time over the run's duration. */
+  deviceBusy: number;
+  deviceSteps: number;
+  /** Host ms blocked waiting for the device, in all. */
+  hostWaitMs: number;
+  /** From the first step queued to the last one's end: the device's span, its idle ms in all, and the
+   * longest idle gaps (ms after the first step, gap ms, the next step's device ms). */
+  deviceSpanMs: number;
+  idleMs: number;
+  longestIdle: [number, number, number][];
+  /** Idle ms in each tenth of the span. */
+  idleByTenth: number[];
+  /** HTTP: most requests streaming at once, failures, and the server's and client's CPU per token. */
+  peakStreaming?: number;
+  failed?: number;
+  serverCpuUsPerToken?: number;
+}
+
+async function inProcess(a: Args, open: () => SimSession): Promise<ModeReport> {
+  const s = open();
+  const r = await runThroughputBench(s, {
+    numRequests: a.streams,
+    inputLen: a.inputLen,
+    outputLen: a.outputLen,
+    kvCache: { freeGpuMemoryFraction: 0.9 },
+  });
+  return {
+    mode: "in-process",
+    outputTokensPerSec: r.outputTokensPerSec,
+    durationS: r.durationS,
+    ttftMedianMs: r.ttftMs.median,
+    tpotMedianMs: r.tpotMs.median,
+    tpotP99Ms: r.tpotMs.p99,
+    deviceBusy: s.device.log.busyMs / (1000 * r.durationS),
+    deviceSteps: s.device.log.steps,
+    hostWaitMs: s.device.log.waitMs,
+    ...idleReport(s.device),
+  };
+}
+
+function idleReport(
+  d: SimulatedDevice,
+): Pick<ModeReport, "deviceSpanMs" | "idleMs" | "longestIdle" | "idleByTenth"> {
+  const { idle, firstAt, lastEnd } = d.log;
+  const r1 = (x: number) => Math.round(10 * x) / 10;
+  const tenths = new Array<number>(10).fill(0);
+  for (const g of idle) tenths[Math.min(9, Math.floor((10 * (g.at - firstAt)) / (lastEnd - firstAt)))] += g.ms;
+  return {
+    idleByTenth: tenths.map(r1),
+    deviceSpanMs: r1(lastEnd - firstAt),
+    idleMs: r1(idle.reduce((t, g) => t + g.ms, 0)),
+    longestIdle: [...idle]
+      .sort((x, y) => y.ms - x.ms)
+      .slice(0, 6)
+      .map((g): [number, number, number] => [r1(g.at - firstAt), r1(g.ms), r1(g.stepMs)]),
+  };
+}
+
+function servedContext(ex: Executor, metricsOut: { m: ServerMetrics | null }): ServerContext {
+  const { config } = ex.session;
+  const kv = ex.kv.stats();
+  const model: ServedModel = {
+    name: "sim",
+    executor: ex,
+    tokenizer: null,
+    chatTemplate: null,
+    maxModelLen: config.maxSeqLen,
+    vocabSize: config.model.vocabSize,
+    eosTokenIds: [],
+    created: Math.floor(Date.now() / 1000),
+    backend: "cuda",
+    kvCapacityTokens: kv.numBlocks * kv.tokensPerBlock,
+  };
+  const metrics = createServerMetrics(model);
+  metricsOut.m = metrics;
+  const inFlight = new InFlight(Number.POSITIVE_INFINITY);
+  return {
+    model,
+    metrics,
+    settings: {
+      apiKey: null,
+      maxPromptTokens: config.maxSeqLen,
+      maxConcurrent: Number.POSITIVE_INFINITY,
+      requestTimeoutMs: Number.POSITIVE_INFINITY,
+      bodyLimit: 4 * 2 ** 20,
+    },
+    version: "device-sim",
+    get shuttingDown() {
+      return inFlight.shuttingDown;
+    },
+    inFlight,
+  };
+}
+
+function runClient(url: string, a: Args): Promise<ServeBenchResult & { cpuMs: number }> {
+  const self = fileURLToPath(import.meta.url);
+  const args = ["--import", "tsx", self, "--client", url, ...sizeArgs(a)];
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (b: Buffer) => {
+    out += b.toString();
+  });
+  return new Promise((resolve, reject) => {
+    child.on("exit", (code) => {
+      if (code !== 0) reject(new Error(`the client exited with ${code}`));
+      else resolve(JSON.parse(out));
+    });
+  });
+}
+
+async function overHttp(a: Args, open: () => SimSession): Promise<ModeReport> {
+  const s = open();
+  const bound: { m: ServerMetrics | null } = { m: null };
+  // As `kiln serve` opens it: the KV cache for every request at full length (the GPU's would be
+  // larger), the metrics fed each iteration.
+  const ex = new Executor(s, {
+    maxTokens: a.streams * Math.ceil((a.inputLen + a.outputLen) / KV_BLOCK) * KV_BLOCK,
+    maxNumTokens: MAX_TOKENS,
+    onIteration: (it) => bound.m?.iteration(it),
+  });
+  const ctx = servedContext(ex, bound);
+  const logger = pino({ level: "info" }, destination({ dest: "/dev/null", sync: false }));
+  const app = buildApp(ctx, [tritonRoutes, tokenizeRoutes], logger);
+  await app.listen({ host: "127.0.0.1", port: 0, backlog: 4096 });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  const cpu0 = process.cpuUsage();
+  const r = await runClient(`http://127.0.0.1:${port}`, a);
+  const cpu = process.cpuUsage(cpu0);
+  await app.close();
+  await ex.shutdown();
+  return {
+    mode: "http",
+    outputTokensPerSec: r.outputTokensPerSec,
+    durationS: r.durationS,
+    ttftMedianMs: r.ttftMs.median,
+    tpotMedianMs: r.tpotMs.median,
+    tpotP99Ms: r.tpotMs.p99,
+    deviceBusy: s.device.log.busyMs / (1000 * r.durationS),
+    deviceSteps: s.device.log.steps,
+    hostWaitMs: s.device.log.waitMs,
+    ...idleReport(s.device),
+    peakStreaming: r.peakStreaming,
+    failed: r.failed,
+    serverCpuUsPerToken: (1000 * (cpu.user + cpu.system)) / 1000 / Math.max(1, r.outputTokens),
+  };
+}
+
+async function client(url: string, a: Args): Promise<void> {
+  const cpu0 = process.cpuUsage();
+  const r = await runServeBench({ url, numRequests: a.streams, inputLen: a.inputLen, outputLen: a.outputLen });
+  const cpu = process.cpuUsage(cpu0);
+  process.stdout.write(`${JSON.stringify({ ...r, cpuMs: (cpu.user + cpu.system) / 1000 })}\n`);
+}
+
+function sizeArgs(a: Args): string[] {
+  return ["--streams", `${a.streams}`, "--input-len", `${a.inputLen}`, "--output-len", `${a.outputLen}`];
+}
+
+function readArgs(): Args {
+  const { values } = parseArgs({
+    options: {
+      streams: { type: "string", default: "1024" },
+      "input-len": { type: "string", default: "128" },
+      "output-len": { type: "string", default: "128" },
+      "step-ms": { type: "string", default: `${H200_8B.stepMs}` },
+      "seq-ms": { type: "string", default: `${H200_8B.seqMs}` },
+      "token-ms": { type: "string", default: `${H200_8B.tokenMs}` },
+      "host-ms": { type: "string", default: `${H200_8B.hostMs}` },
+      only: { type: "string" },
+      json: { type: "boolean", default: false },
+      client: { type: "string" },
+    },
+  });
+  const num = (flag: string, v: string, int: boolean) => {
+    const n = Number(v);
+    if (!(Number.isFinite(n) && n >= 0 && (!int || (Number.isInteger(n) && n >= 1))))
+      throw new Error(`--${flag} ${v} is not a ${int ? "positive integer" : "non-negative number"}`);
+    return n;
+  };
+  if (values.only !== undefined && values.only !== "in-process" && values.only !== "http")
+    throw new Error(`--only ${values.only}: give in-process or http`);
+  return {
+    streams: num("streams", values.streams, true),
+    inputLen: num("input-len", values["input-len"], true),
+    outputLen: num("output-len", values["output-len"], true),
+    device: {
+      stepMs: num("step-ms", values["step-ms"], false),
+      seqMs: num("seq-ms", values["seq-ms"], false),
+      tokenMs: num("token-ms", values["token-ms"], false),
+      hostMs: num("host-ms", values["host-ms"], false),
+    },
+    only: values.only as Args["only"],
+    json: values.json,
+    client: values.client,
+  };
+}
+
+function line(r: ModeReport): string {
+  const http =
+    r.mode === "http"
+      ? `; peak streaming ${r.peakStreaming}, failed ${r.failed}, server CPU ${r.serverCpuUsPerToken?.toFixed(1)} µs/token`
+      : "";
+  return (
+    `${r.mode.padEnd(10)} ${r.outputTokensPerSec.toFixed(0).padStart(6)} out tok/s in ${r.durationS.toFixed(2)} s; ` +
+    `TTFT ${r.ttftMedianMs.toFixed(0)} ms, TPOT ${r.tpotMedianMs.toFixed(2)} / ${r.tpotP99Ms.toFixed(2)} ms ` +
+    `(median / p99); device busy ${(100 * r.deviceBusy).toFixed(1)}% over ${r.deviceSteps} steps, ` +
+    `host blocked ${r.hostWaitMs.toFixed(0)} ms${http}\n           device span ${r.deviceSpanMs} ms, idle ` +
+    `${r.idleMs} ms (by tenth of the span: ${r.idleByTenth.join(" ")}); longest idle gaps [after ms, gap ms, next step ms]: ${JSON.stringify(r.longestIdle)}`
+  );
+}
+
+const a = readArgs();
+if (a.client !== undefined) await client(a.client, a);
+else {
+  const open = await sessions(a);
+  const reports: ModeReport[] = [];
+  if (a.only !== "http") reports.push(await inProcess(a, open));
+  if (a.only !== "in-process") reports.push(await overHttp(a, open));
+  const [first, second] = reports;
+  const ratio = second ? second.outputTokensPerSec / first.outputTokensPerSec : null;
+  if (a.json) process.stdout.write(`${JSON.stringify({ device: a.device, reports, httpOverInProcess: ratio })}\n`);
+  else {
+    for (const r of reports) process.stdout.write(`${line(r)}\n`);
+    if (ratio !== null) process.stdout.write(`http / in-process: ${(100 * ratio).toFixed(1)}%\n`);
+  }
+}
