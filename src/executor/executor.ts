@@ -34,6 +34,7 @@ import { IterationReporter, type IterationStats, stepCounts } from "./iteration_
 import { KvCacheManager, type KvCacheStats } from "./kv_cache_manager.ts";
 import { type KvCacheSizing, kvCacheBlocks } from "./kv_cache_size.ts";
 import { type LiveRequest, OutputProcessor } from "./output_processor.ts";
+import { ReaderWakeups } from "./reader_wakeups.ts";
 import { ResultChannel, type ResultEvent } from "./request_results.ts";
 import { SamplingGroup } from "./sampling_group.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -85,6 +86,8 @@ export class Executor {
   private readonly pipeline: StepPipeline;
   /** Channels not yet handed out by results(), finished or not. */
   private readonly channels = new Map<number, ResultChannel>();
+  /** Resumes the channels' readers a slice per turn of the event loop (reader_wakeups.ts). */
+  private readonly wakeups = new ReaderWakeups();
   private nextId = 1;
   private iterations = 0;
   private contextTokens = 0;
@@ -177,6 +180,7 @@ export class Executor {
       r.clientId,
       state.cfg.returnGenerationLogits,
       state.topLogProbs > 0,
+      this.wakeups,
     );
     const group =
       state.cfg.beamWidth > 1

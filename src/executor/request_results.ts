@@ -8,6 +8,8 @@
 //                     beams' outputs, best first); then, streaming or not, one event per returned
 //                     beam, best first, with its whole output, text, logProbs, cumLogProb and score.
 // contextLogits and numCachedTokens ride on the request's first event.
+
+import type { ReaderWakeups } from "./reader_wakeups.ts";
 import type { RequestFinishReason } from "./request.ts";
 
 /** One of a token's most likely alternatives: a token id and its log-probability. */
@@ -116,6 +118,9 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
     private readonly withLogits = false,
     /** Whether every event carries topLogProbs. */
     private readonly withTop = false,
+    /** Where a waiting reader is resumed from (the executor's: a slice of readers per turn of the
+     * event loop); absent: at once. */
+    private readonly wakeups?: ReaderWakeups,
   ) {}
 
   get finished(): boolean {
@@ -238,8 +243,10 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
 
   private wake(): void {
     const w = this.waiter;
+    if (!w) return;
     this.waiter = null;
-    w?.();
+    if (this.wakeups) this.wakeups.wake(w);
+    else w();
   }
 }
 
