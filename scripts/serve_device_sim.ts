@@ -47,7 +47,11 @@ const MAX_SEQS = 1024;
 const MAX_TOKENS = 8192;
 const KV_BLOCK = 16;
 
-type SimSession = ExecutorSession & { weightBytes: number; storedWeightBytes: number; device: SimulatedDevice };
+type SimSession = ExecutorSession & {
+  weightBytes: number;
+  storedWeightBytes: number;
+  device: SimulatedDevice;
+};
 
 async function sessions(a: Args): Promise<() => SimSession> {
   const runner = await ModelRunner.load(BUNDLED_MODEL_DIR, { backend: "cpu" });
@@ -90,24 +94,33 @@ interface ModeReport {
   /** From the first step queued to the last one's end: the device's span, its idle ms in all, and the
    * longest idle gaps (ms after the first step, gap ms, the next step's device ms). */
   deviceSpanMs: number;
+  /** The first step's queueing on the process's monotonic clock, µs (tools/cpuprofile_top.py --window). */
+  firstStepUs: number;
   idleMs: number;
   longestIdle: [number, number, number][];
   /** Idle ms in each tenth of the span. */
   idleByTenth: number[];
-  /** HTTP: most requests streaming at once, failures, and the server's and client's CPU per token. */
+  /** Steps of full decodes (device ms from 60% of a full batch's): the device ms queued ahead of each
+   * when it was queued — the host's margin — 10th percentile and median. */
+  decodeSlackMs: { p10: number; median: number; steps: number };
+  /** This process's CPU µs per output token (the whole run: the executor, and the server). */
+  cpuUsPerToken: number;
+  /** HTTP: most requests streaming at once, failures, and the client's CPU per token. */
   peakStreaming?: number;
   failed?: number;
-  serverCpuUsPerToken?: number;
+  clientCpuUsPerToken?: number;
 }
 
 async function inProcess(a: Args, open: () => SimSession): Promise<ModeReport> {
   const s = open();
+  const cpu0 = process.cpuUsage();
   const r = await runThroughputBench(s, {
     numRequests: a.streams,
     inputLen: a.inputLen,
     outputLen: a.outputLen,
     kvCache: { freeGpuMemoryFraction: 0.9 },
   });
+  const cpu = process.cpuUsage(cpu0);
   return {
     mode: "in-process",
     outputTokensPerSec: r.outputTokensPerSec,
@@ -119,19 +132,32 @@ async function inProcess(a: Args, open: () => SimSession): Promise<ModeReport> {
     deviceSteps: s.device.log.steps,
     hostWaitMs: s.device.log.waitMs,
     ...idleReport(s.device),
+    cpuUsPerToken: (cpu.user + cpu.system) / r.outputTokens,
   };
 }
 
 function idleReport(
   d: SimulatedDevice,
-): Pick<ModeReport, "deviceSpanMs" | "idleMs" | "longestIdle" | "idleByTenth"> {
+): Pick<
+  ModeReport,
+  "deviceSpanMs" | "firstStepUs" | "idleMs" | "longestIdle" | "idleByTenth" | "decodeSlackMs"
+> {
   const { idle, firstAt, lastEnd } = d.log;
   const r1 = (x: number) => Math.round(10 * x) / 10;
   const tenths = new Array<number>(10).fill(0);
-  for (const g of idle) tenths[Math.min(9, Math.floor((10 * (g.at - firstAt)) / (lastEnd - firstAt)))] += g.ms;
+  for (const g of idle)
+    tenths[Math.min(9, Math.floor((10 * (g.at - firstAt)) / (lastEnd - firstAt)))] += g.ms;
+  const full = d.stepMs(MAX_SEQS, 0);
+  const slack = d.log.slack
+    .filter((x) => x.stepMs >= 0.6 * full && x.stepMs <= full)
+    .map((x) => x.ms)
+    .sort((x, y) => x - y);
+  const at = (q: number) => r1(slack[Math.floor(q * (slack.length - 1))] ?? Number.NaN);
   return {
+    decodeSlackMs: { p10: at(0.1), median: at(0.5), steps: slack.length },
     idleByTenth: tenths.map(r1),
     deviceSpanMs: r1(lastEnd - firstAt),
+    firstStepUs: d.log.firstAtUs,
     idleMs: r1(idle.reduce((t, g) => t + g.ms, 0)),
     longestIdle: [...idle]
       .sort((x, y) => y.ms - x.ms)
@@ -226,13 +252,19 @@ async function overHttp(a: Args, open: () => SimSession): Promise<ModeReport> {
     ...idleReport(s.device),
     peakStreaming: r.peakStreaming,
     failed: r.failed,
-    serverCpuUsPerToken: (1000 * (cpu.user + cpu.system)) / 1000 / Math.max(1, r.outputTokens),
+    cpuUsPerToken: (cpu.user + cpu.system) / Math.max(1, r.outputTokens),
+    clientCpuUsPerToken: (1000 * r.cpuMs) / Math.max(1, r.outputTokens),
   };
 }
 
 async function client(url: string, a: Args): Promise<void> {
   const cpu0 = process.cpuUsage();
-  const r = await runServeBench({ url, numRequests: a.streams, inputLen: a.inputLen, outputLen: a.outputLen });
+  const r = await runServeBench({
+    url,
+    numRequests: a.streams,
+    inputLen: a.inputLen,
+    outputLen: a.outputLen,
+  });
   const cpu = process.cpuUsage(cpu0);
   process.stdout.write(`${JSON.stringify({ ...r, cpuMs: (cpu.user + cpu.system) / 1000 })}\n`);
 }
@@ -283,14 +315,14 @@ function readArgs(): Args {
 function line(r: ModeReport): string {
   const http =
     r.mode === "http"
-      ? `; peak streaming ${r.peakStreaming}, failed ${r.failed}, server CPU ${r.serverCpuUsPerToken?.toFixed(1)} µs/token`
+      ? `; peak streaming ${r.peakStreaming}, failed ${r.failed}, client CPU ${r.clientCpuUsPerToken?.toFixed(1)} µs/token`
       : "";
   return (
     `${r.mode.padEnd(10)} ${r.outputTokensPerSec.toFixed(0).padStart(6)} out tok/s in ${r.durationS.toFixed(2)} s; ` +
     `TTFT ${r.ttftMedianMs.toFixed(0)} ms, TPOT ${r.tpotMedianMs.toFixed(2)} / ${r.tpotP99Ms.toFixed(2)} ms ` +
     `(median / p99); device busy ${(100 * r.deviceBusy).toFixed(1)}% over ${r.deviceSteps} steps, ` +
-    `host blocked ${r.hostWaitMs.toFixed(0)} ms${http}\n           device span ${r.deviceSpanMs} ms, idle ` +
-    `${r.idleMs} ms (by tenth of the span: ${r.idleByTenth.join(" ")}); longest idle gaps [after ms, gap ms, next step ms]: ${JSON.stringify(r.longestIdle)}`
+    `host blocked ${r.hostWaitMs.toFixed(0)} ms; CPU ${r.cpuUsPerToken.toFixed(1)} µs/token${http}\n           device span ${r.deviceSpanMs} ms from ${r.firstStepUs} µs, idle ` +
+    `${r.idleMs} ms (by tenth of the span: ${r.idleByTenth.join(" ")}); full-decode slack p10 ${r.decodeSlackMs.p10} / median ${r.decodeSlackMs.median} ms over ${r.decodeSlackMs.steps} steps; longest idle gaps [after ms, gap ms, next step ms]: ${JSON.stringify(r.longestIdle)}`
   );
 }
 
@@ -303,7 +335,8 @@ else {
   if (a.only !== "in-process") reports.push(await overHttp(a, open));
   const [first, second] = reports;
   const ratio = second ? second.outputTokensPerSec / first.outputTokensPerSec : null;
-  if (a.json) process.stdout.write(`${JSON.stringify({ device: a.device, reports, httpOverInProcess: ratio })}\n`);
+  if (a.json)
+    process.stdout.write(`${JSON.stringify({ device: a.device, reports, httpOverInProcess: ratio })}\n`);
   else {
     for (const r of reports) process.stdout.write(`${line(r)}\n`);
     if (ratio !== null) process.stdout.write(`http / in-process: ${(100 * ratio).toFixed(1)}%\n`);

@@ -23,8 +23,9 @@
 #            `throughput hf` Hugging Face at 2048/128 and 1000/1000
 #   headline the 8B built for the executor (1,024 requests, 8,192 tokens a step: its build time), its
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
-#   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens): the
-#            prefill's and a decode step's GPU time by kernel kind; decode at 256 and 1,024 again with
+#   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens, and
+#            batch 256 after 2,048-token prompts: 2048/128's decode steps): the prefill's and a decode
+#            step's GPU time by kernel kind; decode at 256 and 1,024 again with
 #            KILN_DECODE_PERSIST=1; 4 × 2,048 again with KILN_PREFILL_KERNEL=wgmma
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
@@ -280,7 +281,8 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
       "$f" "$label"
   }
   if [[ $part == profile ]]; then # where a decode step's GPU time goes at the executor's batch sizes
-    for shape in "256 128" "1024 128" "4 2048"; do # batch, input: decode at 256/1,024; 2048/128's prefill
+    # batch, input: decode at 256 / 1,024; 2048/128's prefill and its decode at ~2,100 tokens of context
+    for shape in "256 128" "1024 128" "4 2048" "256 2048"; do
       read -r b i <<<"$shape"
       ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len $i --output-len 16 --runs 1 \
         --profile >"$out/profile-$b-$i.txt" 2>>"$out/bench.err" || echo "profile $b × $i failed (bench.err)"

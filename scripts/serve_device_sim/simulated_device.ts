@@ -13,12 +13,7 @@
 //
 // The time model's defaults are Llama-3.1-8B bf16 on an H200 as the device runs measured it (graph of
 // a decode step at 1,024 sequences ~33 ms; a prefill step of 8,192 tokens ~190 ms): docs/PERFORMANCE.md.
-import type {
-  ExecutionBackend,
-  SampleTicket,
-  StepInput,
-  TokenFeed,
-} from "../../src/backends/backend.ts";
+import type { ExecutionBackend, SampleTicket, StepInput, TokenFeed } from "../../src/backends/backend.ts";
 import type { SampleParams, StepTransforms } from "../../src/backends/decoding_ops.ts";
 import { cpuDecodingOps } from "../../src/backends/host_decoding.ts";
 
@@ -45,8 +40,13 @@ export interface DeviceLog {
   /** Each time the device sat idle before a step: when the step was queued (performance.now()), the
    * idle ms before it, and the step's device ms. */
   idle: { at: number; ms: number; stepMs: number }[];
+  /** Per step after the first: the device time still queued ahead of it when it was queued (ms;
+   * negative: the device had been idle that long), and its own device ms. */
+  slack: { ms: number; stepMs: number }[];
   /** When the first step was queued, and when the last one ended. */
   firstAt: number;
+  /** firstAt on the process's monotonic clock in µs (a --cpu-prof profile's clock). */
+  firstAtUs: number;
   lastEnd: number;
 }
 
@@ -64,7 +64,16 @@ export class SimulatedDevice implements ExecutionBackend {
   readonly decoding = cpuDecodingOps;
   readonly deviceName = "simulated device (no GPU)";
   readonly kvBytesPerBlock: number;
-  readonly log: DeviceLog = { steps: 0, busyMs: 0, waitMs: 0, idle: [], firstAt: 0, lastEnd: 0 };
+  readonly log: DeviceLog = {
+    steps: 0,
+    busyMs: 0,
+    waitMs: 0,
+    idle: [],
+    slack: [],
+    firstAt: 0,
+    firstAtUs: 0,
+    lastEnd: 0,
+  };
   private blocks = 0;
   private nextId = 1;
   private deviceFree = 0;
@@ -98,23 +107,32 @@ export class SimulatedDevice implements ExecutionBackend {
     return 8.5e14;
   }
 
-  /** Device ms of `step` under the model. */
-  stepMs(step: StepInput): number {
+  /** Device ms of a step of `decodes` decoding sequences and `prompt` prompt tokens under the model. */
+  stepMs(decodes: number, prompt: number): number {
+    return this.model.stepMs + this.model.seqMs * decodes + this.model.tokenMs * prompt;
+  }
+
+  private timeOf(step: StepInput): number {
     let decodes = 0;
     let prompt = 0;
     for (const s of step.seqs) {
       if (s.queryLen === 1) decodes++;
       else prompt += s.queryLen;
     }
-    return this.model.stepMs + this.model.seqMs * decodes + this.model.tokenMs * prompt;
+    return this.stepMs(decodes, prompt);
   }
 
   enqueueSample(step: StepInput, _p: SampleParams, _t: StepTransforms, _feed?: TokenFeed): SampleTicket {
     busy(this.model.hostMs);
-    const ms = this.stepMs(step);
+    const ms = this.timeOf(step);
     const now = performance.now();
-    if (this.log.steps > 0 && now > this.deviceFree) this.log.idle.push({ at: now, ms: now - this.deviceFree, stepMs: ms });
-    if (this.log.steps === 0) this.log.firstAt = now;
+    if (this.log.steps > 0) this.log.slack.push({ ms: this.deviceFree - now, stepMs: ms });
+    if (this.log.steps > 0 && now > this.deviceFree)
+      this.log.idle.push({ at: now, ms: now - this.deviceFree, stepMs: ms });
+    if (this.log.steps === 0) {
+      this.log.firstAt = now;
+      this.log.firstAtUs = Number(process.hrtime.bigint() / 1000n);
+    }
     const start = Math.max(now, this.deviceFree);
     this.deviceFree = start + ms;
     const ticket = { id: this.nextId++, rows: step.logitRows.length };
@@ -140,12 +158,16 @@ export class SimulatedDevice implements ExecutionBackend {
     return { tokens: new Int32Array(ticket.rows).fill(TOKEN), logProbs: new Float32Array(ticket.rows) };
   }
 
-  forwardSample(step: StepInput, p: SampleParams, t: StepTransforms): { tokens: Int32Array; logProbs: Float32Array } {
+  forwardSample(
+    step: StepInput,
+    p: SampleParams,
+    t: StepTransforms,
+  ): { tokens: Int32Array; logProbs: Float32Array } {
     return this.collectSample(this.enqueueSample(step, p, t));
   }
 
   forward(step: StepInput): Float32Array {
-    busy(this.model.hostMs + this.stepMs(step));
+    busy(this.model.hostMs + this.timeOf(step));
     return new Float32Array(step.logitRows.length * this.vocabSize);
   }
 
