@@ -109,6 +109,9 @@ interface ModeReport {
   peakStreaming?: number;
   failed?: number;
   clientCpuUsPerToken?: number;
+  /** HTTP: ms from the client's first send to the first step queued after it, and from the last step's
+   * end to the client's last completion. */
+  outsideDeviceMs?: [number, number];
 }
 
 async function inProcess(a: Args, open: () => SimSession): Promise<ModeReport> {
@@ -202,7 +205,10 @@ function servedContext(ex: Executor, metricsOut: { m: ServerMetrics | null }): S
   };
 }
 
-function runClient(url: string, a: Args): Promise<ServeBenchResult & { cpuMs: number }> {
+function runClient(
+  url: string,
+  a: Args,
+): Promise<ServeBenchResult & { cpuMs: number; startEpochMs: number; endEpochMs: number }> {
   const self = fileURLToPath(import.meta.url);
   const args = ["--import", "tsx", self, "--client", url, ...sizeArgs(a)];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
@@ -254,6 +260,15 @@ async function overHttp(a: Args, open: () => SimSession): Promise<ModeReport> {
     failed: r.failed,
     cpuUsPerToken: (cpu.user + cpu.system) / Math.max(1, r.outputTokens),
     clientCpuUsPerToken: (1000 * r.cpuMs) / Math.max(1, r.outputTokens),
+    // The client's window against the device's (epoch ms on both processes' clocks): its first send to
+    // the first step queued after it, and the last step's end to its last completion.
+    outsideDeviceMs: [
+      Math.round(
+        s.device.firstStepAfter(r.startEpochMs - performance.timeOrigin) -
+          (r.startEpochMs - performance.timeOrigin),
+      ),
+      Math.round(r.endEpochMs - performance.timeOrigin - s.device.log.lastEnd),
+    ],
   };
 }
 
@@ -266,7 +281,10 @@ async function client(url: string, a: Args): Promise<void> {
     outputLen: a.outputLen,
   });
   const cpu = process.cpuUsage(cpu0);
-  process.stdout.write(`${JSON.stringify({ ...r, cpuMs: (cpu.user + cpu.system) / 1000 })}\n`);
+  const endEpochMs = performance.timeOrigin + performance.now();
+  const startEpochMs = endEpochMs - 1000 * r.durationS;
+  const report = { ...r, cpuMs: (cpu.user + cpu.system) / 1000, startEpochMs, endEpochMs };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 
 function sizeArgs(a: Args): string[] {
@@ -315,7 +333,7 @@ function readArgs(): Args {
 function line(r: ModeReport): string {
   const http =
     r.mode === "http"
-      ? `; peak streaming ${r.peakStreaming}, failed ${r.failed}, client CPU ${r.clientCpuUsPerToken?.toFixed(1)} µs/token`
+      ? `; peak streaming ${r.peakStreaming}, failed ${r.failed}, client CPU ${r.clientCpuUsPerToken?.toFixed(1)} µs/token; outside the device's span: ${r.outsideDeviceMs?.join(" ms before, ")} ms after`
       : "";
   return (
     `${r.mode.padEnd(10)} ${r.outputTokensPerSec.toFixed(0).padStart(6)} out tok/s in ${r.durationS.toFixed(2)} s; ` +

@@ -40,6 +40,8 @@ export interface DeviceLog {
   /** Each time the device sat idle before a step: when the step was queued (performance.now()), the
    * idle ms before it, and the step's device ms. */
   idle: { at: number; ms: number; stepMs: number }[];
+  /** When each step was queued (performance.now()). */
+  queuedAt: number[];
   /** Per step after the first: the device time still queued ahead of it when it was queued (ms;
    * negative: the device had been idle that long), and its own device ms. */
   slack: { ms: number; stepMs: number }[];
@@ -70,6 +72,7 @@ export class SimulatedDevice implements ExecutionBackend {
     waitMs: 0,
     idle: [],
     slack: [],
+    queuedAt: [],
     firstAt: 0,
     firstAtUs: 0,
     lastEnd: 0,
@@ -112,6 +115,11 @@ export class SimulatedDevice implements ExecutionBackend {
     return this.model.stepMs + this.model.seqMs * decodes + this.model.tokenMs * prompt;
   }
 
+  /** When the first step queued at or after `t` (performance.now()) was queued; NaN: none. */
+  firstStepAfter(t: number): number {
+    return this.log.queuedAt.find((q) => q >= t) ?? Number.NaN;
+  }
+
   private timeOf(step: StepInput): number {
     let decodes = 0;
     let prompt = 0;
@@ -126,6 +134,7 @@ export class SimulatedDevice implements ExecutionBackend {
     busy(this.model.hostMs);
     const ms = this.timeOf(step);
     const now = performance.now();
+    this.log.queuedAt.push(now);
     if (this.log.steps > 0) this.log.slack.push({ ms: this.deviceFree - now, stepMs: ms });
     if (this.log.steps > 0 && now > this.deviceFree)
       this.log.idle.push({ at: now, ms: now - this.deviceFree, stepMs: ms });

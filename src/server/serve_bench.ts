@@ -232,6 +232,11 @@ async function firstModel(base: string): Promise<string> {
   return id;
 }
 
+/** Requests sent at once before the client lets its event loop turn: their connections open and their
+ * bodies go out while it prepares the next (all at once, 1,024 requests held the first one back until
+ * the client had made every one of them). */
+const SEND_TURN = 16;
+
 /** Runs the benchmark against the server at o.url. */
 export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchResult> {
   let base: string;
@@ -286,6 +291,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
   for (const [i, ids] of prompts.entries()) {
     const wait = t0 + arrivals[i] * 1000 - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    else if (i % SEND_TURN === SEND_TURN - 1) await new Promise((r) => setImmediate(r));
     pending.push(slot().then(() => timedCompletion(completions, body(ids, o.outputLen)).finally(release)));
   }
   const runs = await Promise.all(pending);
