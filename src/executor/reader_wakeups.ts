@@ -15,7 +15,9 @@
 export const READERS_PER_TURN = 8;
 
 export class ReaderWakeups {
+  /** Readers to resume, from `head` on (those before it ran). */
   private pending: (() => void)[] = [];
+  private head = 0;
   private scheduled = false;
 
   constructor(private readonly perTurn = READERS_PER_TURN) {}
@@ -30,11 +32,16 @@ export class ReaderWakeups {
   }
 
   private readonly flush = (): void => {
-    const all = this.pending;
-    const now = all.length <= this.perTurn ? all : all.slice(0, this.perTurn);
-    this.pending = all.length <= this.perTurn ? [] : all.slice(this.perTurn);
-    for (const resume of now) resume();
-    if (this.pending.length > 0) setImmediate(this.flush);
-    else this.scheduled = false;
+    const end = Math.min(this.head + this.perTurn, this.pending.length);
+    const now = this.pending;
+    for (let i = this.head; i < end; i++) now[i]();
+    this.head = end;
+    if (this.head < this.pending.length) {
+      setImmediate(this.flush);
+      return;
+    }
+    this.pending = [];
+    this.head = 0;
+    this.scheduled = false;
   };
 }
