@@ -189,7 +189,8 @@ export class Fp8Linears {
     });
   }
 
-  /** Queues quant_fp8_act of x [rows, w.cols] into the scratch; returns xq's address. */
+  /** Queues quant_fp8_act of x [rows, w.cols] into the scratch (no x̂: no GEMV here reads it); returns
+   * xq's address. */
   private quantize(w: Fp8Weight, x: DevicePtr, rows: number): DevicePtr {
     if (!this.scratch) throw new Error("internal: an fp8 weight but no activation scratch");
     const { kernel, grid, block } = fp8QuantLaunch(rows);
@@ -198,6 +199,7 @@ export class Fp8Linears {
       { ptr: this.scratch.ptr },
       { ptr: this.scalesPtr },
       { ptr: w.inputScale ?? (0n as DevicePtr) },
+      { ptr: 0n as DevicePtr },
       { i32: rows },
       { i32: w.cols },
     ]);

@@ -2,7 +2,8 @@
 // fp8_gemm_plan.ts) on the GPU against the fp8 format (engine/fp8_format.ts): weights quantized by the
 // builder (builder/passes/quantize_fp8.ts).
 //   quant_fp8_act: bit for bit the codes f32ToE4m3(x / s) and s = fround(max|x| / 448) (dynamic) or the
-//     static scale, for rows of every dtype, a zero row and rows that saturate (static).
+//     static scale, for rows of every dtype, a zero row and rows that saturate (static); and x̂ (for
+//     gemv_fp8_bits) bit for bit e4m3ToF32 of each code, in gemv_fp8.cu's xhat_quad order.
 //   gemv_fp8_*: against the CPU reference (dequantizeFp8, fakeQuantizeActivations, then linear() in
 //     fp32): its fp32 products in another order, two scale products (2⁻²¹·Σ|x̂·w|) plus one rounding of
 //     the kiln_t output; both variants the same bits; the gated kernel bit for bit the plain kernel then
@@ -47,6 +48,13 @@ import {
   roundTo,
 } from "./harness.ts";
 import { FLOOR, fp8Dot, U } from "./tolerances.ts";
+
+/** Where feature c of x row j lies in quant_fp8_act's x̂ [m, k] (kernels/gemv_fp8.cu xhat_quad: quad
+ * p = (c mod 16) / 4 of vector v = c / 16 at float4 p·(k/16) + v of the row). */
+function xhatIndex(j: number, c: number, k: number): number {
+  const [v, p] = [c >> 4, (c & 15) >> 2];
+  return j * k + 4 * (p * (k / 16) + v) + (c & 3);
+}
 
 /** x [m, k] in `dtype`: rows of different magnitudes, row 1 zero when m ≥ 3. */
 function activations(m: number, k: number, dtype: DTypeName, seed: number): Float32Array {
@@ -242,6 +250,7 @@ describe("gemv_fp8.cu quant_fp8_act: the spec's codes and scales, bit for bit", 
           const mod = h.module("gemv_fp8.cu", {}, dtype);
           const xq = h.raw(new Uint8Array(m * k).fill(0xa5));
           const s = h.filled(m, "fp32", 0xff);
+          const xhat = h.filled(m * k, "fp32", 0xff);
           const fixedPtr = fixed === undefined ? (0n as never) : h.raw(Float32Array.of(fixed));
           const l = fp8QuantLaunch(m);
           h.run(
@@ -249,10 +258,14 @@ describe("gemv_fp8.cu quant_fp8_act: the spec's codes and scales, bit for bit", 
             l.kernel,
             [l.grid],
             [l.block],
-            [ptr(h.upload(x, dtype)), ptr(xq), ptr(s), ptr(fixedPtr), i32(m), i32(k)],
+            [ptr(h.upload(x, dtype)), ptr(xq), ptr(s), ptr(fixedPtr), ptr(xhat), i32(m), i32(k)],
           );
           assertSameBits(h.download(s, m, "fp32"), want.s, "scales");
           assertSameBits(h.downloadBytes(xq, m * k), want.q, "codes");
+          const wantXhat = new Float32Array(m * k);
+          for (let j = 0; j < m; j++)
+            for (let c = 0; c < k; c++) wantXhat[xhatIndex(j, c, k)] = e4m3ToF32(want.q[j * k + c]);
+          assertSameBits(h.download(xhat, m * k, "fp32"), wantXhat, "x̂");
         });
       }
     }
@@ -275,7 +288,8 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
   after(() => h.dispose());
   afterEach(() => h.freeAll());
 
-  /** Quantizes x on the device; returns xq and s. */
+  /** Quantizes x on the device; returns xq, s and x̂ (written only with `withXhat`, as for the bits
+   * GEMV; else null, as the other GEMVs and the GEMM pass). */
   function quantizeOnDevice(
     mod: ReturnType<KernelHarness["module"]>,
     x: Float32Array,
@@ -283,9 +297,11 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
     k: number,
     dtype: DTypeName,
     fixed?: number,
+    withXhat = false,
   ) {
     const xq = h.raw(new Uint8Array(m * k));
     const s = h.filled(m, "fp32", 0xff);
+    const xhat = withXhat ? h.filled(m * k, "fp32", 0xff) : (0n as never);
     const fixedPtr = fixed === undefined ? (0n as never) : h.raw(Float32Array.of(fixed));
     const l = fp8QuantLaunch(m);
     h.run(
@@ -293,9 +309,9 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
       l.kernel,
       [l.grid],
       [l.block],
-      [ptr(h.upload(x, dtype)), ptr(xq), ptr(s), ptr(fixedPtr), i32(m), i32(k)],
+      [ptr(h.upload(x, dtype)), ptr(xq), ptr(s), ptr(fixedPtr), ptr(xhat), i32(m), i32(k)],
     );
-    return { xq, s };
+    return { xq, s, xhat };
   }
 
   for (const dtype of DTYPES) {
