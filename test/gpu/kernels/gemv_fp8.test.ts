@@ -8,6 +8,9 @@
 //     fp32): its fp32 products in another order, two scale products (2⁻²¹·Σ|x̂·w|) plus one rounding of
 //     the kiln_t output; both variants the same bits; the gated kernel bit for bit the plain kernel then
 //     activation.cu's gated_act.
+//   gemv_fp8_bits (KILN_FP8_GEMV=bits: integer-op decoding, x read as x̂): bit for bit gemv_fp8_r2uUw4's
+//     and gemv_fp8_gated_silu's outputs, m = 1 … 8 (the GPU keeping fp32 subnormals, which its 2⁻¹²⁰-scaled
+//     sums need, is what the emulator cannot show).
 //   gemv_fp8_mma (KILN_FP8_GEMV=mma: the FP8 MMA's sums, not fp32's): against the format's y from the
 //     device's codes within fp8Dot's bound of each warp's chain of mmas (in the kernel's k order,
 //     mmaOrder below), the warps' fp32 sums and the output's rounding; gemv_fp8_mma_gated_silu bit for
@@ -25,6 +28,8 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
 import { CublasError, Gemm } from "../../../src/backends/cuda/device/index.ts";
 import {
+  fp8GemvBitsGatedLaunch,
+  fp8GemvBitsLaunch,
   fp8GemvGatedLaunch,
   fp8GemvLaunch,
   fp8GemvMmaGatedLaunch,
@@ -314,6 +319,33 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
     return { xq, s, xhat };
   }
 
+  /** gemv_fp8_bits_r4u2w4 and gemv_fp8_bits_gated_silu from x̂ give gemv_fp8_r2uUw4's and
+   * gemv_fp8_gated_silu's outputs from xq bit for bit, over a fused [2·inter, k] weight. */
+  function bitsEqualsFma(dtype: DTypeName, m: number, inter: number, k: number) {
+    const region = quantizeFp8(randn(2 * inter * k, 11 + inter, 0.05), [2 * inter, k]);
+    const x = activations(m, k, dtype, 6 + m);
+    const mod = h.module("gemv_fp8.cu", {}, dtype);
+    const { xq, s, xhat } = quantizeOnDevice(mod, x, m, k, dtype, undefined, true);
+    const q = h.raw(region.subarray(0, 2 * inter * k));
+    const sw = h.raw(region.slice(2 * inter * k, 2 * inter * k + 2 * inter * 4));
+    const bd = h.upload(roundTo(randn(2 * inter, 17, 0.1), dtype), dtype);
+    const pairs = [
+      [fp8GemvLaunch(2 * inter, k), fp8GemvBitsLaunch(2 * inter), 2 * inter],
+      [fp8GemvGatedLaunch("silu", inter), fp8GemvBitsGatedLaunch("silu", inter), inter],
+    ] as const;
+    for (const [fma, bits, n] of pairs) {
+      const out = (l: { kernel: string; grid: number; block: number }, xIn: typeof xq) => {
+        const y = h.filled(m * n, dtype, 0xff);
+        const args = [ptr(xIn), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(y), i32(m), i32(n), i32(k)];
+        h.run(mod, l.kernel, [l.grid], [l.block], args);
+        return h.download(y, m * n, dtype);
+      };
+      const want = out(fma, xq);
+      assert.ok(want.every(Number.isFinite), `${fma.kernel}: every output written`);
+      assertSameBits(out(bits, xhat), want, `${bits.kernel} vs ${fma.kernel} ${dtype} m ${m}`);
+    }
+  }
+
   for (const dtype of DTYPES) {
     for (const [m, n, k] of SHAPES) {
       test(`gemv ${dtype} m ${m} n ${n} k ${k}`, () => {
@@ -430,6 +462,14 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
       test(`gated ${dtype} m ${m} inter ${n} k ${k}`, () =>
         gatedEqualsUnfused(fp8GemvLaunch, (inter) => fp8GemvGatedLaunch("silu", inter)));
     }
+
+    for (const [inter, k] of [
+      [37, 2064],
+      [2048, 4096],
+    ] as const)
+      test(`gemv_fp8_bits ${dtype} inter ${inter} k ${k}: gemv_fp8's bits, m = 1 … 8`, () => {
+        for (let m = 1; m <= 8; m++) bitsEqualsFma(dtype, m, inter, k);
+      });
 
     // [m, n, k, static scale]: the runtime's row buckets (16, 512) and one not a power of two.
     for (const [m, n, k, fixed] of [
