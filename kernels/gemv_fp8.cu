@@ -4,13 +4,18 @@
 //   quant_fp8_act: s = max|x_row| / 448 in fp32 (dynamic) or the weight's input scale (static), and
 //     xq = E4M3(x / s) (x / s in fp32, round to nearest even, saturating at ±448: __NV_SATFINITE); a
 //     zero row (s = 0) quantizes to zeros. Writes xq [m, k] and s [m]: the static scale is written for
-//     every row too, so the GEMV and the GEMM read one per-row vector either way.
+//     every row too, so the GEMV and the GEMM read one per-row vector either way; and, for the bits
+//     GEMV, x̂ = e4m3(xq) exactly in fp32 (not times s), [m, k] in xhat_quad's order.
 //   gemv_fp8_*: decode shapes (m ≤ GEMV_MAX_M): y[t, r] = (Σ_c e4m3(q[r, c])·e4m3(xq[t, c]))·s[t]·sw[r]
 //     (+ bias), the products exact in fp32 and summed in fp32; the weight streams as stored (16-byte
 //     vectors, 16 features), 1 byte a weight. gemv_warp.cuh's skeleton as gemv_wo.cu (R rows per warp, U
 //     vectors per lane and row in flight, the first U prefetched before the PDL wait, shuffles reduce the
 //     lanes; this file gives its format, Fp8Gemv): every variant and the gated kernel sum a row in the
 //     same order, so they give the same bits.
+//   gemv_fp8_bits_* (KILN_FP8_GEMV=bits): gemv_fp8's y bit for bit without conversion instructions: the
+//     weight bytes decoded by integer ops into e4m3(q)·2^-120 (decode16_scaled), x read as x̂, the same
+//     fmaf chains and sums (every value 2^-120 times gemv_fp8's: exact, Fp8BitsGemv says why), ·2^120
+//     before gemv_fp8's scaling. Needs denormals kept (no ftz).
 //   Larger steps hand xq and s to a cuBLASLt FP8 GEMM (fp8_linears.ts) with s and sw as its outer-vector
 //     scales: the same sum in another order.
 // The reference is the CPU backend (fp8_format.ts: x̂ = e4m3(x/s)·s, then x̂·wᵀ in fp32).
@@ -24,6 +29,7 @@
 //     unsigned char* xq,          // [m, k] E4M3
 //     float* s,                   // [m]
 //     const float* static_scale,  // one fp32 (the weight's input scale), or null: dynamic
+//     float* xhat,                // [m, k] e4m3(xq) in fp32 (xhat_quad's order), or null: not written
 //     int m, int k)               // k a multiple of 16
 //   grid = (m), block = (256)
 // extern "C" __global__ void gemv_fp8_r2uUw4(    variants r2u4w4, r2u8w4 (fp8_linears.ts picks)
@@ -45,6 +51,11 @@
 // extern "C" __global__ void gemv_fp8_mma_gated_ACT(xq, s, q, sw, bias, y, m, inter, k)
 //   gemv_fp8_gated_ACT's y from gemv_fp8_mma's sums (bit for bit gemv_fp8_mma's gate and up then the
 //   activation, gemv_fp8_mma.cuh says when). grid = (ceil(inter / 16)), block = (256), 8 KiB shared
+// extern "C" __global__ void gemv_fp8_bits_r4u2w4(xhat, s, q, sw, bias, y, m, n, k)   (KILN_FP8_GEMV=bits)
+//   gemv_fp8_r2uUw4's y bit for bit from quant_fp8_act's x̂ (float* [m, k]) in xq's place; 4 rows a warp.
+//   grid = (ceil(n / 16)), block = (128), no shared memory
+// extern "C" __global__ void gemv_fp8_bits_gated_ACT(xhat, s, q, sw, bias, y, m, inter, k)
+//   gemv_fp8_gated_ACT's y bit for bit, likewise. grid = (ceil(inter / 8)), block = (256)
 // extern "C" __global__ void fp8_scale_rows(      the FP8 GEMM's fallback epilogue (fp8_linears.ts)
 //     const float* acc,           // [m, n] Σ e4m3·e4m3 from an FP8 GEMM with unit scales, fp32 out
 //     const float* s, const float* sw, const kiln_t* bias,   // [m], [n], [n] or null
@@ -82,10 +93,53 @@ __device__ __forceinline__ void decode16(const uint4& v, float (&f)[kFeat]) {
   }
 }
 
+// ---- the `bits` GEMV's decoding: integer ops only, values times 2^-120 ------------------------------
+//
+// An E4M3 byte b = s eeee mmm in bits 31..24 of a word, shifted right arithmetically by 4 and masked
+// with 0x87F00000, is an fp32 word with sign s, exponent field 0000eeee and mantissa mmm0…0:
+//   normal codes (e ≥ 1): 2^(e−127)·1.mmm = 2^(e−7)·1.mmm · 2^-120;
+//   subnormal codes (e = 0): fp32's subnormal 2^-126·0.mmm = 2^-6·0.mmm · 2^-120 (zeros keep their sign).
+// So every code maps to exactly e4m3(b)·2^-120 (the NaN codes 0x7f/0xff, which quant_fp8_act never
+// writes, to a finite value). gemv_fp8_bits multiplies its sums by 2^120 before scaling; why that gives
+// gemv_fp8's bits: Fp8BitsGemv.
+constexpr unsigned kE4m3Mask = 0x87F00000u;  // sign, exponent bits 26..23, mantissa bits 22..20
+constexpr float kUnscale = 0x1p120f;        // the decoded values' 2^-120, undone
+
+/** e4m3(b)·2^-120 for the E4M3 byte b in bits 31..24 of `top` (the bits below are discarded). */
+__device__ __forceinline__ float e4m3_scaled(unsigned top) {
+  return __uint_as_float((unsigned)((int)top >> 4) & kE4m3Mask);
+}
+
+/** e4m3(b) as an exact float (fp32's normal range holds every E4M3 value: the product is exact). */
+__device__ __forceinline__ float e4m3_value(unsigned char b) {
+  return __fmul_rn(e4m3_scaled((unsigned)b << 24), kUnscale);
+}
+
+/** The 16 E4M3 bytes of v as exact floats times 2^-120. Per 32-bit word: byte 3 is already on top, so
+ * an arithmetic shift and the mask (SHF, LOP3); bytes 2, 1, 0 first go on top by a left shift of 8,
+ * 16, 24 (SHF, or IMAD.SHL where ptxas moves it to the FMA pipe; a prmt would cost the same): 11
+ * integer instructions per 4 weights. Why not fewer: a byte's sign sits right above its magnitude, in
+ * fp32 5 bits above it, so each byte needs its own shift from the top, whose sign copies the mask then
+ * clears; no shift of the whole word places two bytes at once. */
+__device__ __forceinline__ void decode16_scaled(const uint4& v, float (&f)[kFeat]) {
+  const unsigned words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) f[4 * i + j] = e4m3_scaled(words[i] << (24 - 8 * j));
+  }
+}
+
+/** x̂'s layout (quant_fp8_act's fp32 copy of xq, [m, k]): within a row, features 16v + 4p … 16v + 4p + 3
+ * (quad p of vector v) lie at float4 p·(k/16) + v, so each of the 4 float4 loads a lane makes for its
+ * vector is, across the warp's consecutive vectors, one contiguous 512 bytes (in feature order the 32
+ * lanes' loads would stride 64 bytes: 4 times the L1 wavefronts). */
+__device__ __forceinline__ size_t xhat_quad(int v, int p, int vecs) { return (size_t)p * vecs + v; }
+
 /** One block per row: the row's scale, then its E4M3 bytes, kiln::kVec features per thread and step. */
 __device__ __forceinline__ void quant_act_impl(const kiln_t* __restrict__ x, unsigned char* __restrict__ xq,
                                                float* __restrict__ s, const float* __restrict__ static_scale,
-                                               int k) {
+                                               float* __restrict__ xhat, int k) {
   __shared__ float scratch[32];
   constexpr int V = kiln::kVec;
   kiln::pdl_wait();  // x belongs to the step; xq and s are scratch an earlier kernel may still read
@@ -114,13 +168,28 @@ __device__ __forceinline__ void quant_act_impl(const kiln_t* __restrict__ x, uns
                               : (unsigned char)__nv_cvt_float_to_fp8(__fdiv_rn(kiln::to_float(v.v[e]), scale),
                                                                      __NV_SATFINITE, __NV_E4M3);
     kiln::store_vec<unsigned char, V>(qr + c, out);
+    if (xhat) {  // x̂ = e4m3(xq), quads in xhat_quad's order (V = 4 or 8: whole quads)
+      static_assert(V % 4 == 0, "a thread's features are whole quads");
+#pragma unroll
+      for (int e0 = 0; e0 < V; e0 += 4) {
+        const int f = c + e0;
+        kiln::Vec<float, 4> h;
+#pragma unroll
+        for (int e = 0; e < 4; e++) h.v[e] = e4m3_value(out.v[e0 + e]);
+        kiln::store_vec<float, 4>(xhat + (size_t)row * k + 4 * xhat_quad(f / kFeat, f % kFeat / 4, k / kFeat), h);
+      }
+    }
   }
 }
 
-/** The warp-reduced dot of row r with x row j, scaled: (Σ)·s[j]·sw[r]. */
-__device__ __forceinline__ float scaled(float acc, const float* __restrict__ s, int j, float sw) {
+/** The warp-reduced dot `sum` of row r with x row j, scaled: (Σ)·s[j]·sw[r]. */
+__device__ __forceinline__ float scale_sum(float sum, const float* __restrict__ s, int j, float sw) {
   const float sx = s[j];  // via a __restrict__ argument: nvcc reads it by the read-only path (ld.global.nc)
-  return __fmul_rn(__fmul_rn(kiln::warp_sum(acc), sx), sw);
+  return __fmul_rn(__fmul_rn(sum, sx), sw);
+}
+/** A lane's partial dot of row r with x row j, reduced across the warp and scaled. */
+__device__ __forceinline__ float scaled(float acc, const float* __restrict__ s, int j, float sw) {
+  return scale_sum(kiln::warp_sum(acc), s, j, sw);
 }
 
 /** gemv_warp.cuh's format for E4M3 rows: a row is its q vectors and its scale sw (a weight: read with
@@ -184,12 +253,67 @@ struct Fp8Gemv {
   __device__ __forceinline__ float finish(const Row& w, int j, float acc) const { return scaled(acc, s, j, w.sw); }
 };
 
+/** Fp8Gemv without conversions (KILN_FP8_GEMV=bits): the weight decoded by decode16_scaled (values
+ * w' = w·2^-120), x read as quant_fp8_act's x̂ (exact e4m3(xq) in fp32, 4 float4 loads a vector and row of
+ * x), the same fmaf chain per vector, sums and reduction as Fp8Gemv, then ·2^120 before the scales.
+ * Bit for bit Fp8Gemv: every product w'·x = (w·x)·2^-120 is exact (w·x has ≤ 8 significant bits and is
+ * a multiple of 2^-18, so w'·x is a multiple of 2^-138 above fp32's 2^-149 grid). By induction every
+ * partial sum (fma chain, acc +=, warp shuffles) is the original's times 2^-120: the original's exact
+ * result V is a multiple of 2^-18; if |V| ≥ 2^-6 both V and V·2^-120 are normal and rounding to 24
+ * significant bits commutes with the power-of-two scale; if |V| < 2^-6 then V < 2^12 units of 2^-18 is
+ * exact in fp32, and V·2^-120 < 2^-126, a multiple of 2^-138, is an exact subnormal. This needs
+ * denormals kept: NVRTC compiles without ftz (src/backends/cuda/ffi/nvrtc.ts; no --use_fast_math). The
+ * sum times 2^120 is then exactly gemv_fp8's sum, scaled as it scales it. */
+struct Fp8BitsGemv : Fp8Gemv {  // Fp8Gemv's xq unused (null)
+  const float* xhat;  // [m, k] quant_fp8_act's x̂, xhat_quad's layout
+
+  /** acc[r][j] += q vector · x̂ vector, each ·2^-120 (exact products, fp32 sums in feature order). */
+  template <int R, int U>
+  __device__ __forceinline__ void accumulate(const Row (&)[R], int v, int m, const Tile<R, U>& t,
+                                             float (&acc)[R][GEMV_MAX_M]) const {
+    const int vecs = k / kFeat;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      float w[R][kFeat];
+#pragma unroll
+      for (int r = 0; r < R; r++) decode16_scaled(t.q[r][u], w[r]);
+#pragma unroll
+      for (int j = 0; j < GEMV_MAX_M; j++) {
+        if (j < m) {
+          const float4* xr = reinterpret_cast<const float4*>(xhat + (size_t)j * k);
+          float xf[kFeat];
+#pragma unroll
+          for (int p = 0; p < 4; p++) {
+            const float4 f = __ldg(xr + xhat_quad(v + 32 * u, p, vecs));
+            xf[4 * p] = f.x;
+            xf[4 * p + 1] = f.y;
+            xf[4 * p + 2] = f.z;
+            xf[4 * p + 3] = f.w;
+          }
+#pragma unroll
+          for (int r = 0; r < R; r++) {
+            float d = 0.f;
+#pragma unroll
+            for (int e = 0; e < kFeat; e++) d = fmaf(w[r][e], xf[e], d);
+            acc[r][j] += d;
+          }
+        }
+      }
+    }
+  }
+  /** The warp's sum times 2^120 (exact: gemv_fp8's sum), then gemv_fp8's scaling. */
+  __device__ __forceinline__ float finish(const Row& w, int j, float acc) const {
+    return scale_sum(__fmul_rn(kiln::warp_sum(acc), kUnscale), s, j, w.sw);
+  }
+};
+
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(256)
-    quant_fp8_act(const kiln_t* x, unsigned char* xq, float* s, const float* static_scale, int m, int k) {
+extern "C" __global__ void __launch_bounds__(256) quant_fp8_act(const kiln_t* x, unsigned char* xq, float* s,
+                                                                const float* static_scale, float* xhat, int m,
+                                                                int k) {
   (void)m;  // one block per row: grid = (m)
-  quant_act_impl(x, xq, s, static_scale, k);
+  quant_act_impl(x, xq, s, static_scale, xhat, k);
 }
 
 #define KILN_GEMV_FP8(R, U, W)                                                                                \
@@ -200,6 +324,18 @@ extern "C" __global__ void __launch_bounds__(256)
   }
 KILN_GEMV_FP8(2, 4, 4)
 KILN_GEMV_FP8(2, 8, 4)
+
+#define KILN_GEMV_FP8_BITS(R, U, W)                                                                           \
+  extern "C" __global__ void __launch_bounds__(32 * W) gemv_fp8_bits_r##R##u##U##w##W(                        \
+      const float* xhat, const float* s, const unsigned char* q, const float* sw, const kiln_t* bias,         \
+      kiln_t* y, int m, int n, int k) {                                                                       \
+    kiln::gemv::rows<R, U, W>(Fp8BitsGemv{{nullptr, s, q, sw, k}, xhat}, bias, y, m, n);                     \
+  }
+// R = 4: each x̂ load serves 4 weight rows. x̂ is 4 bytes a feature, so its L1 traffic per x row is 4×
+// xq's; at R = 2 it would outgrow the issue work as m grows (16 FMAs per vector and row of x against
+// 4 float4 loads shared by R rows). U = 2 keeps 8 vectors a lane in flight, as r2u4w4; U = 4 nearly
+// fills the register file.
+KILN_GEMV_FP8_BITS(4, 2, 4)
 
 #define KILN_GEMV_FP8_GATED(NAME, ACT)                                                                        \
   extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_fp8_gated_##NAME(           \
@@ -221,26 +357,41 @@ extern "C" __global__ void __launch_bounds__(32 * kiln::fp8mma::kMmaWarps)
     kiln::fp8mma::gated<kiln::ACT>(xq, s, q, sw, bias, y, m, inter, k);                                       \
   }
 
+// The gated kernel at U = 2 (its 2 rows × 2 vectors a lane in flight): at U = 4 ptxas needs half again
+// the registers, and only one 256-thread block fits an SM.
+#define KILN_GEMV_FP8_BITS_GATED(NAME, ACT)                                                                   \
+  extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_fp8_bits_gated_##NAME(      \
+      const float* xhat, const float* s, const unsigned char* q, const float* sw, const kiln_t* bias,         \
+      kiln_t* y, int m, int inter, int k) {                                                                   \
+    const Fp8BitsGemv f{{nullptr, s, q, sw, k}, xhat};                                                        \
+    kiln::gemv::gated<kiln::ACT, Fp8BitsGemv, 2>(f, bias, y, m, inter);                                       \
+  }
+
 // GEMV_ACT as in gemv.cu (gemv_variants.ts GATED_ACTS): one activation's gated kernels, none, or all five.
 #if !defined(GEMV_ACT) || GEMV_ACT == 1
 KILN_GEMV_FP8_GATED(silu, Silu)
 KILN_GEMV_FP8_MMA_GATED(silu, Silu)
+KILN_GEMV_FP8_BITS_GATED(silu, Silu)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 2
 KILN_GEMV_FP8_GATED(gelu, Gelu)
 KILN_GEMV_FP8_MMA_GATED(gelu, Gelu)
+KILN_GEMV_FP8_BITS_GATED(gelu, Gelu)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 3
 KILN_GEMV_FP8_GATED(gelu_pytorch_tanh, GeluTanh)
 KILN_GEMV_FP8_MMA_GATED(gelu_pytorch_tanh, GeluTanh)
+KILN_GEMV_FP8_BITS_GATED(gelu_pytorch_tanh, GeluTanh)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 4
 KILN_GEMV_FP8_GATED(gelu_new, GeluNew)
 KILN_GEMV_FP8_MMA_GATED(gelu_new, GeluNew)
+KILN_GEMV_FP8_BITS_GATED(gelu_new, GeluNew)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 5
 KILN_GEMV_FP8_GATED(relu, Relu)
 KILN_GEMV_FP8_MMA_GATED(relu, Relu)
+KILN_GEMV_FP8_BITS_GATED(relu, Relu)
 #endif
 
 extern "C" __global__ void __launch_bounds__(256)

@@ -41,8 +41,8 @@
 #            `quant tests`, `quant zp`, `quant int8-wo`, `quant int4-wo`: one piece, when the whole runs past
 #            a call; `quant fp8` (not in the whole): fp8's GPU tests (test/gpu/kernels/gemv_fp8.test.ts,
 #            test/gpu/fp8.test.ts: the FP8 GEMM plans and errors), then the 8B built with --quantize fp8
-#            (build time: goal ≤ 90 s), batch-1 TPOT (gemv_fp8, then KILN_FP8_GEMV=mma: gemv_fp8_mma, then
-#            KILN_GEMV=0: the FP8 GEMM) and
+#            (build time: goal ≤ 90 s), batch-1 TPOT (gemv_fp8, then KILN_FP8_GEMV=mma: gemv_fp8_mma,
+#            KILN_FP8_GEMV=bits: gemv_fp8_bits, then KILN_GEMV=0: the FP8 GEMM) and
 #            prefill against its floor, then 1,024 requests at 128/128 through the executor with the KV
 #            cache in bf16 and in FP8 (goal ≥ 31,000 output tok/s), all in one 600 s call; the
 #            quantized GPU tests (`quant tests`) include fp8's too;
@@ -224,6 +224,8 @@ if [[ $part == quant ]]; then
     bench "$big fp8 decode" "$e" "${decode[@]}"
     # Batch 1 on the tensor-core GEMV (gemv_fp8_mma, mma.sync E4M3) instead of the CUDA-core gemv_fp8.
     KILN_FP8_GEMV=mma bench "$big fp8 decode, KILN_FP8_GEMV=mma" "$e" "${decode[@]}"
+    # Batch 1 on the conversion-free GEMV (gemv_fp8_bits: integer-op decoding, gemv_fp8's bits).
+    KILN_FP8_GEMV=bits bench "$big fp8 decode, KILN_FP8_GEMV=bits" "$e" "${decode[@]}"
     # Batch 1 on the FP8 GEMM (cuBLASLt, outer-vector scales, the 16-row bucket) instead of gemv_fp8.
     KILN_GEMV=0 bench "$big fp8 decode, KILN_GEMV=0" "$e" "${decode[@]}"
     bench "$big fp8 prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 3

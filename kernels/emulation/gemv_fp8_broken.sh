@@ -20,6 +20,11 @@ breaks=(  # FILE:SED
   'gemv_fp8_mma.cuh:s|chunks = (k + kChunk - 1) / kChunk|chunks = k / kChunk|'  # drops a partial last chunk
   'gemv_fp8_mma.cuh:s|for (int q = 1; q < kMmaWarps; q++)|for (int q = 1; q < kMmaWarps - 1; q++)|'  # drops the last warp
   'gemv_fp8_mma.cuh:s|__ldcs(sw + inter + row)) + bu|__ldcs(sw + row)) + bu|'  # gated: up scaled by gate scale
+  'gemv_fp8.cu:s|kE4m3Mask = 0x87F00000u|kE4m3Mask = 0x8FF00000u|'  # bits: a sign copy left in the exponent
+  'gemv_fp8.cu:s|scale_sum(__fmul_rn(kiln::warp_sum(acc), kUnscale), s, j, w.sw)|scale_sum(kiln::warp_sum(acc), s, j, w.sw)|'  # bits: no 2^120
+  'gemv_fp8.cu:s|scale_sum(__fmul_rn(kiln::warp_sum(acc), kUnscale), s, j, w.sw)|__fmul_rn(scale_sum(kiln::warp_sum(acc), s, j, w.sw), kUnscale)|'  # bits: 2^120 after the scales
+  'gemv_fp8.cu:s|words\[i\] << (24 - 8 \* j)|words[i] << (8 * j)|'  # bits: bytes of a word reversed
+  'gemv_fp8.cu:s|return (size_t)p \* vecs + v;|return (size_t)v * 4 + p;|'  # x̂ in feature order, not xhat_quad's
 )
 for entry in "${breaks[@]}"; do
   file=${entry%%:*} b=${entry#*:}

@@ -81,6 +81,12 @@ std::vector<float> randn(size_t n, float scale, std::mt19937& g) {
   return v;
 }
 
+std::vector<kiln_t> to_t(const std::vector<float>& v) {
+  std::vector<kiln_t> out(v.size());
+  for (size_t i = 0; i < v.size(); i++) out[i] = kiln::from_float(v[i]);
+  return out;
+}
+
 template <class T>
 bool same_bits(const T& a, const T& b) { return std::memcmp(&a, &b, sizeof(T)) == 0; }
 
@@ -107,15 +113,43 @@ std::vector<kiln_t> make_x(int m, int k, std::mt19937& g) {
 struct Quant {
   std::vector<unsigned char> xq;
   std::vector<float> s;
+  std::vector<float> xhat;  // [m, k] e4m3(xq) in gemv_fp8.cu's xhat_quad order (+ 16 guard floats)
 };
+
+/** Where feature c of x row j lies in x̂ (gemv_fp8.cu xhat_quad: quad p of vector v at float4 p·(k/16) + v). */
+size_t xhat_index(int j, int c, int k) {
+  const int v = c / 16, p = c % 16 / 4;
+  return (size_t)j * k + 4 * ((size_t)p * (k / 16) + v) + c % 4;
+}
+
+/** x̂ from the codes, on the host (for inputs built as codes): the layout the bits GEMV reads. */
+std::vector<float> host_xhat(const std::vector<unsigned char>& xq, int m, int k) {
+  std::vector<float> xhat((size_t)m * k + 16, NAN);
+  for (int j = 0; j < m; j++)
+    for (int c = 0; c < k; c++) xhat[xhat_index(j, c, k)] = spec::decode(xq[(size_t)j * k + c]);
+  return xhat;
+}
 
 int g_ties = 0, g_saturated = 0;  // coverage of the quantizer checks
 
-int check_quant(const std::vector<kiln_t>& x, int m, int k, const float* fixed, Quant& out, const char* kind) {
+int g_xhat_checked = 0;  // x̂ values checked bit for bit against spec::decode(xq)
+
+/** with_xhat: also writes x̂, which must be spec::decode of every code (bit for bit, −0 included) at
+ * xhat_index, nothing past m·k; without, the GEMM path's call (xhat null). */
+int check_quant(const std::vector<kiln_t>& x, int m, int k, const float* fixed, Quant& out, const char* kind,
+                bool with_xhat = true) {
   out.xq.assign((size_t)m * k + 16, 0xa5);
   out.s.assign(m + 1, NAN);
-  launch({(unsigned)m, 1, 1}, {256, 1, 1}, [&] { quant_fp8_act(x.data(), out.xq.data(), out.s.data(), fixed, m, k); });
+  out.xhat.assign((size_t)m * k + 16, NAN);
+  float* xhat = with_xhat ? out.xhat.data() : nullptr;
+  launch({(unsigned)m, 1, 1}, {256, 1, 1},
+         [&] { quant_fp8_act(x.data(), out.xq.data(), out.s.data(), fixed, xhat, m, k); });
   int bad = 0;
+  for (int j = 0; j < m && with_xhat; j++)
+    for (int c = 0; c < k; c++, g_xhat_checked++)
+      bad += !same_bits(out.xhat[xhat_index(j, c, k)], spec::decode(out.xq[(size_t)j * k + c]));
+  for (size_t i = (size_t)m * k; i < out.xhat.size(); i++) bad += !std::isnan(out.xhat[i]);
+  if (!with_xhat) out.xhat = host_xhat(out.xq, m, k);
   std::vector<float> row(k);
   for (int j = 0; j < m; j++) {
     for (int c = 0; c < k; c++) row[c] = kiln::to_float(x[(size_t)j * k + c]);
@@ -296,6 +330,162 @@ int check_mma_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& 
   return bad != 0;
 }
 
+/** gemv_fp8.cu's integer decoding, over every finite code: e4m3_scaled(b << 24) is exactly
+ * decode(b)·2^-120 (an fp32 subnormal for e = 0, −0 for 0x80) whatever the bits below b, e4m3_value(b)
+ * exactly decode(b), and decode16_scaled puts byte j of word i at feature 4i + j. The NaN codes 0x7f
+ * and 0xff are left out: the quantizer saturates, and the builder never writes them. */
+int check_decode(std::mt19937& g) {
+  int bad = 0, codes = 0, subnormal = 0;
+  for (unsigned b = 0; b < 256; b++) {
+    if ((b & 0x7f) == 0x7f) continue;
+    const float want = spec::decode(b), scaled = std::ldexp(want, -120);  // exact: ≥ 2^-129 or 0
+    bad += !same_bits(e4m3_scaled(b << 24), scaled);
+    bad += !same_bits(e4m3_scaled(b << 24 | 0x00a5c3e1u), scaled);
+    bad += !same_bits(e4m3_value((unsigned char)b), want);
+    subnormal += std::fpclassify(scaled) == FP_SUBNORMAL;
+    codes++;
+  }
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int t = 0; t < 1000; t++) {
+    unsigned char bytes[16];
+    for (auto& c : bytes) {
+      do c = (unsigned char)byte(g);
+      while ((c & 0x7f) == 0x7f);
+    }
+    uint4 v;
+    std::memcpy(&v, bytes, 16);
+    float f[16];
+    decode16_scaled(v, f);
+    for (int i = 0; i < 16; i++) bad += !same_bits(f[i], std::ldexp(spec::decode(bytes[i]), -120));
+  }
+  printf("e4m3 by integer ops: %d codes (%d fp32 subnormals) and 1000 vectors: %s\n", codes, subnormal,
+         bad ? "FAIL" : "ok");
+  return bad != 0 || codes != 254 || subnormal == 0;
+}
+
+int g_bits_outputs = 0, g_bits_gated_outputs = 0;  // outputs checked bit for bit
+int g_bits_m = 0;                                  // bit mask of the m checked (bit m)
+
+/** Bytes of y past m·n that a kernel wrote (they must keep the 0xff fill). */
+template <class T>
+int written_past(const std::vector<T>& y, size_t used) {
+  int bad = 0;
+  for (size_t i = used; i < y.size(); i++) {
+    unsigned char b[sizeof(T)];
+    std::memcpy(b, &y[i], sizeof b);
+    for (unsigned char c : b) bad += c != 0xff;
+  }
+  return bad;
+}
+
+/** gemv_fp8_bits_r4u2w4 (R = 4 rows a warp, 4 warps: 16 rows a block) must give gemv_fp8_r2u4w4's y
+ * bit for bit, from quant_fp8_act's x̂ (or host_xhat's, for inputs built as codes). */
+int check_bits(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m, const char* kind) {
+  const auto want = run_gemv(gemv_fp8_r2u4w4, a, w, bias, m);
+  std::vector<kiln_t> y((size_t)m * w.n + 8);
+  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
+  launch({(unsigned)((w.n + 15) / 16), 1, 1}, {128, 1, 1}, [&] {
+    gemv_fp8_bits_r4u2w4(a.xhat.data(), a.s.data(), w.q.data(), w.sw.data(), bias.data(), y.data(), m, w.n, w.k);
+  });
+  int differ = 0;
+  for (size_t i = 0; i < (size_t)m * w.n; i++) differ += !same_bits(y[i], want[i]);
+  const int bad = differ + written_past(y, (size_t)m * w.n);
+  g_bits_outputs += m * w.n;
+  g_bits_m |= 1 << m;
+  printf("gemv_fp8_bits %s m %d n %d k %d: %s", kind, m, w.n, w.k, bad ? "FAIL" : "ok");
+  if (differ) printf(" (%d of %d outputs differ from gemv_fp8_r2u4w4)", differ, m * w.n);
+  printf("\n");
+  return bad != 0;
+}
+
+/** gemv_fp8_bits_gated_silu must give gemv_fp8_gated_silu's y bit for bit (w: the fused [2·inter, k]). */
+int check_bits_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m) {
+  const int inter = w.n / 2;
+  std::vector<kiln_t> want((size_t)m * inter + 8), y((size_t)m * inter + 8);
+  std::memset(want.data(), 0xff, want.size() * sizeof(kiln_t));
+  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
+  const dim3 grid{(unsigned)((inter + 7) / 8), 1, 1};
+  launch(grid, {256, 1, 1}, [&] {
+    gemv_fp8_gated_silu(a.xq.data(), a.s.data(), w.q.data(), w.sw.data(), bias.data(), want.data(), m, inter, w.k);
+  });
+  launch(grid, {256, 1, 1}, [&] {
+    gemv_fp8_bits_gated_silu(a.xhat.data(), a.s.data(), w.q.data(), w.sw.data(), bias.data(), y.data(), m, inter,
+                             w.k);
+  });
+  int bad = written_past(y, (size_t)m * inter);
+  for (size_t i = 0; i < (size_t)m * inter; i++) bad += !same_bits(y[i], want[i]);
+  g_bits_gated_outputs += m * inter;
+  printf("gemv_fp8_bits_gated_silu m %d inter %d k %d: %s\n", m, inter, w.k, bad ? "FAIL" : "ok");
+  return bad != 0;
+}
+
+int g_tiny_sums = 0, g_cancelled = 0;  // coverage of the codes cases: sums gemv_fp8_bits holds subnormal, exact 0
+
+/** Inputs built as codes for gemv_fp8_bits, m rows of x and n weight rows cycling through kinds:
+ *   x rows (j % 4): every finite code; tiny codes (exponent field ≤ 1: subnormals, the smallest
+ *   normals); ±448 and ±0 mixed; every finite code in equal pairs (x[2i + 1] = x[2i]);
+ *   weight rows (r % 4): every finite code; tiny codes; pairs of opposite sign (w[2i + 1] = −w[2i]:
+ *   against x's equal pairs every pair cancels exactly); ±448, ±0 and tiny codes mixed.
+ * Tiny × tiny products are 2^-18 … 2^-10: their sums stay below 2^-6, where the bits kernel's scaled
+ * sums are fp32 subnormals, or cross it; cancelling rows pass through exact zeros. */
+int check_bits_codes(int m, int n, int k, std::mt19937& g) {
+  std::uniform_int_distribution<int> byte(0, 255), tiny(0, 15), coin(0, 3);
+  const auto finite = [&] {
+    unsigned char c;
+    do c = (unsigned char)byte(g);
+    while ((c & 0x7f) == 0x7f);
+    return c;
+  };
+  const auto small = [&] { return (unsigned char)(tiny(g) | (coin(g) & 1) << 7); };
+  const auto extreme = [&] { return (unsigned char)((coin(g) & 1 ? 0x7e : 0x00) | (coin(g) & 1) << 7); };
+  Quant a{std::vector<unsigned char>((size_t)m * k), randn(m, 1e-2f, g), {}};
+  for (int j = 0; j < m; j++) {
+    a.s[j] = j % 5 == 4 ? 1.f : std::fabs(a.s[j]) + 1e-6f;
+    for (int c = 0; c < k; c++) {
+      unsigned char& b = a.xq[(size_t)j * k + c];
+      switch (j % 4) {
+        case 0: b = finite(); break;
+        case 1: b = small(); break;
+        case 2: b = extreme(); break;
+        default: b = c % 2 ? a.xq[(size_t)j * k + c - 1] : finite();
+      }
+    }
+  }
+  a.xhat = host_xhat(a.xq, m, k);
+  Weight w = make_weight(n, k, g);
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < k; c++) {
+      unsigned char& b = w.q[(size_t)r * k + c];
+      switch (r % 4) {
+        case 0: break;
+        case 1: b = small(); break;
+        case 2: b = c % 2 ? w.q[(size_t)r * k + c - 1] ^ 0x80 : b; break;
+        default: b = coin(g) == 0 ? small() : extreme();
+      }
+    }
+  for (int j = 0; j < m; j++)
+    for (int r = 0; r < n; r++) {
+      double sum = 0, abs = 0;
+      for (int c = 0; c < k; c++) {
+        const double p = (double)spec::decode(a.xq[(size_t)j * k + c]) * spec::decode(w.q[(size_t)r * k + c]);
+        sum += p;
+        abs += std::fabs(p);
+      }
+      g_tiny_sums += sum != 0 && std::fabs(sum) < 0x1p-6;
+      g_cancelled += sum == 0 && abs > 0;
+    }
+  const auto bias = to_t(randn(n, 0.1f, g));
+  int fails = check_bits(a, w, bias, m, "codes");
+  if (n >= 2) {
+    Weight pair = w;
+    pair.n = n / 2 * 2;
+    pair.q.resize((size_t)pair.n * k);
+    pair.sw.resize(pair.n);
+    fails += check_bits_gated(a, pair, bias, m);
+  }
+  return fails;
+}
+
 /** E4M3 codes of small integers (0, ±1, ±2, ±3, ±4) with unit scales: every partial sum of x̂·w is an
  * integer far below 2^24, exact in fp32 in any order, so gemv_fp8_mma must give the exact sum's bits. */
 int check_mma_exact(int m, int n, int k, std::mt19937& g) {
@@ -339,7 +529,7 @@ int check_quant_division() {
   row.resize(k);
   std::vector<kiln_t> x(row.begin(), row.end());
   Quant out;
-  const int fails = check_quant(x, 1, k, &s, out, "static, x/s on ties");
+  const int fails = check_quant(x, 1, k, &s, out, "static, x/s on ties, no x̂", false);
   return fails;
 }
 
@@ -366,12 +556,6 @@ int check_scale_rows(int m, int n, std::mt19937& g) {
   return bad != 0;
 }
 
-std::vector<kiln_t> to_t(const std::vector<float>& v) {
-  std::vector<kiln_t> out(v.size());
-  for (size_t i = 0; i < v.size(); i++) out[i] = kiln::from_float(v[i]);
-  return out;
-}
-
 }  // namespace
 
 int main() {
@@ -389,6 +573,8 @@ int main() {
         const auto bias = to_t(randn(n, 0.1f, g));
         fails += check_gemv(gemv_fp8_r2u4w4, gemv_fp8_r2u8w4, dyn, w, bias, m, "dynamic");
         fails += check_gemv(gemv_fp8_r2u4w4, gemv_fp8_r2u8w4, stat, w, bias, m, "static");
+        fails += check_bits(dyn, w, bias, m, "dynamic");
+        fails += check_bits(stat, w, bias, m, "static");
         fails += check_mma(dyn, w, bias, m, "dynamic", false);
         fails += check_mma(stat, w, bias, m, "static", false);
         if (n == 37) {  // the gated kernel over [2·inter, k] = the first 36 rows
@@ -398,10 +584,16 @@ int main() {
           pair.sw.resize(36);
           fails += check_gated(dyn, pair, bias, m);
           fails += check_mma_gated(dyn, pair, bias, m);
+          fails += check_bits_gated(dyn, pair, bias, m);
+          fails += check_bits_gated(stat, pair, bias, m);
         }
       }
     }
   }
+  fails += check_decode(g);
+  for (int k : {16, 48, 272, 2064, 8208})  // gemv_fp8_bits on codes: m = 1 … 8 over the same shapes
+    for (int n : {1, 37})
+      for (int m = 1; m <= 8; m++) fails += check_bits_codes(m, n, k, g);
   for (int k : {16, 48, 272, 2064})  // k: one vector, a partial chunk, partial steps, whole steps + a rest
     for (int n : {1, 37})
       for (int m = 1; m <= 8; m++) fails += check_mma_exact(m, n, k, g);
@@ -414,6 +606,14 @@ int main() {
   }
   if (g_exact_cases == 0) {
     printf("coverage: no integer-code gemv_fp8_mma case: FAIL\n");
+    fails++;
+  }
+  printf("x̂ values bit for bit e4m3(xq): %d\n", g_xhat_checked);
+  printf("gemv_fp8_bits outputs bit for bit gemv_fp8's: %d plain, %d gated; code sums subnormal in the bits "
+         "kernel: %d, cancelling to 0: %d\n",
+         g_bits_outputs, g_bits_gated_outputs, g_tiny_sums, g_cancelled);
+  if (g_xhat_checked == 0 || g_bits_m != 0x1fe || g_bits_gated_outputs == 0 || g_tiny_sums == 0 || g_cancelled == 0) {
+    printf("coverage: x̂, gemv_fp8_bits at every m = 1 … 8, its gated kernel, subnormal or cancelling sums: FAIL\n");
     fails++;
   }
   printf("worst |got − want| / bound: %.3g (gemv_fp8_mma: %.3g)\n", g_worst, g_worst_mma);

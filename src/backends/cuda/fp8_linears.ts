@@ -1,8 +1,10 @@
 // Linears over fp8 weights (W8A8 E4M3, engine/fp8_format.ts) on the GPU. Every step first quantizes the
 // linear's input per token (quant_fp8_act: xq [rows, k] E4M3 and s [rows] fp32, into a scratch), then:
 //   - decode steps (LinearLauncher.gemvApplies, linear_route.ts): gemv_fp8 over the stored E4M3 bytes,
-//     or its gated kernel for a fused gate_up (the CUDA-core kernels, or the tensor-core ones with
-//     KILN_FP8_GEMV=mma: fp8_variants.ts fp8DecodeLaunch);
+//     or its gated kernel for a fused gate_up (the CUDA-core kernels, the tensor-core ones with
+//     KILN_FP8_GEMV=mma, or with KILN_FP8_GEMV=bits gemv_fp8_bits, which reads x̂ — quant_fp8_act's
+//     fp32 copy of xq, written into the scratch for decode steps only — instead of xq:
+//     fp8_variants.ts fp8DecodeLaunch);
 //   - every other step: a cuBLASLt FP8 GEMM (E4M3 × E4M3, fp32 accumulation with FP8 fast accumulation
 //     off, output in the engine dtype), the plan fp8_gemm_plan.ts chooses: s and the weight's per-row
 //     scales as outer-vector scales (OUTER_VEC_32F: y[t, r] = s[t]·sw[r]·Σ xq·q, no fp32 scratch of y),
@@ -13,8 +15,9 @@
 //     build's tuning table; plans() lists which plan each shape got, and why the others were refused.
 // One scratch serves every linear: a step's kernels run in stream order, and quant_fp8_act waits for
 // the kernel before it (PDL), so the next quantization never overwrites an input a GEMV or GEMM still
-// reads. Sized for the widest fp8 input at the arena's row count; allocated with the backend (before KV
-// sizing reads free memory) and freed by dispose(), with the GEMM plans.
+// reads. Sized for the widest fp8 input at the arena's row count (x̂ at the decode GEMV's rows only);
+// allocated with the backend (before KV sizing reads free memory) and freed by dispose(), with the GEMM
+// plans.
 import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import {
   type CudaDevice,
@@ -32,6 +35,8 @@ import {
   fp8ScaleOffset,
   fp8ScaleRowsLaunch,
   fp8ScratchBytes,
+  fp8XhatOffset,
+  fp8XhatRows,
 } from "./fp8_variants.ts";
 import { GEMM_WORKSPACE_BYTES } from "./gemm_algorithms.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
@@ -67,9 +72,13 @@ export class Fp8Linears {
     private readonly device: CudaDevice,
     private readonly kernels: KernelLauncher,
     private readonly dtype: DTypeName,
-    /** xq [maxRows, widest] E4M3 then s [maxRows] fp32; null when the engine has no fp8 weight. */
+    /** xq [maxRows, widest] E4M3, s [maxRows] fp32, then (KILN_FP8_GEMV=bits) x̂ [xhatRows, widest]
+     * fp32; null when the engine has no fp8 weight. */
     private readonly scratch: DeviceBuffer | null,
     private readonly scalesPtr: DevicePtr,
+    /** x̂ in the scratch, and the rows it holds (0: no x̂, the GEMV is not `bits`). */
+    private readonly xhatPtr: DevicePtr,
+    private readonly xhatRows: number,
     /** Rows the scratch holds, and the most output features of an fp8 weight. */
     private readonly maxRows: number,
     private readonly widestN: number,
@@ -88,17 +97,22 @@ export class Fp8Linears {
     gemvKind: Fp8GemvKind,
   ): Fp8Linears {
     const all = [...weights.allFp8];
-    const bytes = fp8ScratchBytes(all, maxRows);
-    if (bytes === 0) return new Fp8Linears(device, kernels, dtype, null, 0n as DevicePtr, 0, 0, gemvKind);
+    const xhatRows = fp8XhatRows(gemvKind, maxRows);
+    const bytes = fp8ScratchBytes(all, maxRows, xhatRows);
+    const none = 0n as DevicePtr;
+    if (bytes === 0) return new Fp8Linears(device, kernels, dtype, null, none, none, 0, 0, 0, gemvKind);
     const scratch = DeviceBuffer.alloc(device, bytes);
     const widest = Math.max(...all.map((w) => w.cols));
     const scales = offsetPtr(scratch.ptr, fp8ScaleOffset(widest, maxRows));
+    const xhat = xhatRows > 0 ? offsetPtr(scratch.ptr, fp8XhatOffset(widest, maxRows)) : none;
     return new Fp8Linears(
       device,
       kernels,
       dtype,
       scratch,
       scales,
+      xhat,
+      xhatRows,
       maxRows,
       Math.max(...all.map((w) => w.rows)),
       gemvKind,
@@ -106,13 +120,17 @@ export class Fp8Linears {
   }
 
   /** gemv_fp8 over `w` ([n, k]) for a.rows rows of x, after quantizing them; with `gatedAct` the gated
-   * kernel writing act(gate)·up for the fused gate_up weight ([2·inter, k]). */
+   * kernel writing act(gate)·up for the fused gate_up weight ([2·inter, k]). The `bits` GEMV reads x̂,
+   * which the quantization then also writes. */
   gemv(w: Fp8Weight, a: LinearArgs, gatedAct?: string): void {
-    const xq = this.quantize(w, a.x, a.rows);
+    const bits = this.gemvKind === "bits";
+    if (bits && a.rows > this.xhatRows)
+      throw new Error(`internal: a ${a.rows}-row fp8 GEMV but x̂ holds ${this.xhatRows} rows`);
+    const xq = this.quantize(w, a.x, a.rows, bits ? this.xhatPtr : (0n as DevicePtr));
     const n = gatedAct ? w.rows / 2 : w.rows;
     const { kernel, grid, block } = fp8DecodeLaunch(this.gemvKind, n, w.cols, gatedAct);
     this.kernels.launch("gemv_fp8", kernel, [grid], block, [
-      { ptr: xq },
+      { ptr: bits ? this.xhatPtr : xq },
       { ptr: this.scalesPtr },
       { ptr: w.q },
       { ptr: w.scales },
@@ -127,7 +145,7 @@ export class Fp8Linears {
   /** The FP8 GEMM of `w` over a.rows rows of x, run as the bucket of `m` ≥ a.rows rows (rows past
    * a.rows read stale scratch and write rows of y no one reads, as the plain GEMMs' buckets do). */
   gemm(stream: Stream, w: Fp8Weight, a: LinearArgs, m: number): void {
-    const xq = this.quantize(w, a.x, a.rows);
+    const xq = this.quantize(w, a.x, a.rows, 0n as DevicePtr);
     const plan = this.prepare(m, w.rows, w.cols, a.bias !== null);
     const scales = { x: this.scalesPtr, w: w.scales };
     if (plan.kind === "outer-vector") {
@@ -189,8 +207,9 @@ export class Fp8Linears {
     });
   }
 
-  /** Queues quant_fp8_act of x [rows, w.cols] into the scratch; returns xq's address. */
-  private quantize(w: Fp8Weight, x: DevicePtr, rows: number): DevicePtr {
+  /** Queues quant_fp8_act of x [rows, w.cols] into the scratch, and x̂ into `xhat` unless it is null;
+   * returns xq's address. */
+  private quantize(w: Fp8Weight, x: DevicePtr, rows: number, xhat: DevicePtr): DevicePtr {
     if (!this.scratch) throw new Error("internal: an fp8 weight but no activation scratch");
     const { kernel, grid, block } = fp8QuantLaunch(rows);
     this.kernels.launch("gemv_fp8", kernel, [grid], block, [
@@ -198,6 +217,7 @@ export class Fp8Linears {
       { ptr: this.scratch.ptr },
       { ptr: this.scalesPtr },
       { ptr: w.inputScale ?? (0n as DevicePtr) },
+      { ptr: xhat },
       { i32: rows },
       { i32: w.cols },
     ]);

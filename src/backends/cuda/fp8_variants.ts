@@ -1,8 +1,9 @@
 // The kernels/gemv_fp8.cu kernels that run a linear over an fp8 weight, and their launch shapes: every
 // step quantizes its input per token first (quant_fp8_act); decode steps of at most FP8_GEMV_MAX_ROWS
 // rows then run gemv_fp8_r2uUw4 (or the gated kernel for a fused gate_up), or with KILN_FP8_GEMV=mma
-// the tensor-core gemv_fp8_mma (kernels/gemv_fp8_mma.cuh), larger steps a cuBLASLt FP8 GEMM
-// (fp8_linears.ts).
+// the tensor-core gemv_fp8_mma (kernels/gemv_fp8_mma.cuh), or with KILN_FP8_GEMV=bits gemv_fp8_bits
+// (the same bits as gemv_fp8 without conversion instructions: it reads x̂, quant_fp8_act's fp32 copy of
+// xq, from the scratch), larger steps a cuBLASLt FP8 GEMM (fp8_linears.ts).
 import { InvalidEnvironmentError } from "../../errors.ts";
 import { GEMV_MAX_M } from "./gemv_variants.ts";
 
@@ -35,13 +36,15 @@ export function fp8GemvGatedLaunch(
 
 /** Which decode GEMV fp8 linears run (KILN_FP8_GEMV): `fma`, the CUDA-core gemv_fp8_r2uUw4 and
  * gemv_fp8_gated_ACT (default); `mma`, the tensor-core gemv_fp8_mma and gemv_fp8_mma_gated_ACT (an A/B
- * switch: their sums are the FP8 MMA's, bounded as the FP8 GEMM's, not gemv_fp8's fp32 sums). */
-export type Fp8GemvKind = "fma" | "mma";
+ * switch: their sums are the FP8 MMA's, bounded as the FP8 GEMM's, not gemv_fp8's fp32 sums); `bits`,
+ * gemv_fp8_bits_r4u2w4 and gemv_fp8_bits_gated_ACT (an A/B switch: gemv_fp8's outputs bit for bit, the
+ * weight decoded by integer ops, x read as quant_fp8_act's fp32 x̂). */
+export type Fp8GemvKind = "fma" | "mma" | "bits";
 
 export function parseFp8Gemv(env: string | undefined): Fp8GemvKind {
   if (env === undefined || env === "" || env === "fma") return "fma";
-  if (env === "mma") return "mma";
-  throw new InvalidEnvironmentError(`KILN_FP8_GEMV must be fma or mma; got ${env}`);
+  if (env === "mma" || env === "bits") return env;
+  throw new InvalidEnvironmentError(`KILN_FP8_GEMV must be fma, mma or bits; got ${env}`);
 }
 
 /** Weight rows per block of the tensor-core kernels: one m16n8k32 tile (8 warps split k). */
@@ -60,6 +63,24 @@ export function fp8GemvMmaGatedLaunch(
   return { kernel: `gemv_fp8_mma_gated_${act}`, grid: Math.ceil(inter / MMA_ROWS_PER_BLOCK), block: 256 };
 }
 
+/** Weight rows per block of gemv_fp8_bits_r4u2w4: R = 4 rows per warp, W = 4 warps. */
+const BITS_ROWS_PER_BLOCK = 16;
+
+/** gemv_fp8_bits_r4u2w4 for an [n, k] weight (any k a multiple of 16): 4 rows per warp, so each x̂ load
+ * serves 4 rows; U = 2 vectors per lane and row in flight. */
+export function fp8GemvBitsLaunch(n: number): { kernel: string; grid: number; block: number } {
+  return { kernel: "gemv_fp8_bits_r4u2w4", grid: Math.ceil(n / BITS_ROWS_PER_BLOCK), block: 128 };
+}
+
+/** gemv_fp8_bits_gated_ACT for `inter` output features: one feature (gate and up rows) per warp, 8 warps
+ * (gemv_fp8_gated_ACT's shape). */
+export function fp8GemvBitsGatedLaunch(
+  act: string,
+  inter: number,
+): { kernel: string; grid: number; block: number } {
+  return { kernel: `gemv_fp8_bits_gated_${act}`, grid: Math.ceil(inter / ROWS_PER_BLOCK), block: 256 };
+}
+
 /** The decode GEMV launch of `kind` for an [n, k] weight, or with `gatedAct` the gated kernel over the
  * fused gate_up weight (n = inter output features). */
 export function fp8DecodeLaunch(
@@ -69,6 +90,7 @@ export function fp8DecodeLaunch(
   gatedAct?: string,
 ): { kernel: string; grid: number; block: number } {
   if (kind === "mma") return gatedAct ? fp8GemvMmaGatedLaunch(gatedAct, n) : fp8GemvMmaLaunch(n);
+  if (kind === "bits") return gatedAct ? fp8GemvBitsGatedLaunch(gatedAct, n) : fp8GemvBitsLaunch(n);
   return gatedAct ? fp8GemvGatedLaunch(gatedAct, n) : fp8GemvLaunch(n, k);
 }
 
@@ -77,15 +99,30 @@ export function fp8ScaleRowsLaunch(m: number, n: number): { kernel: string; grid
   return { kernel: "fp8_scale_rows", grid: Math.ceil((m * n) / 256), block: 256 };
 }
 
+/** Rows of x̂ (quant_fp8_act's fp32 copy of xq, which gemv_fp8_bits reads) the scratch holds for a
+ * `kind` decode GEMV at up to `rows` rows: the GEMV's rows (≤ FP8_GEMV_MAX_ROWS) for `bits`, else none. */
+export function fp8XhatRows(kind: Fp8GemvKind, rows: number): number {
+  return kind === "bits" ? Math.min(rows, FP8_GEMV_MAX_ROWS) : 0;
+}
+
 /** Bytes of the quantized-activation scratch: E4M3 x [rows, k] for the widest fp8 input, then the
- * per-row fp32 scales (at fp8ScaleOffset, 256-byte aligned); 0 when there is no fp8 weight. */
-export function fp8ScratchBytes(weights: Iterable<{ cols: number }>, rows: number): number {
+ * per-row fp32 scales (at fp8ScaleOffset, 256-byte aligned), then, for `xhatRows` > 0, x̂ [xhatRows,
+ * widest] fp32 (at fp8XhatOffset, 256-byte aligned); 0 when there is no fp8 weight. */
+export function fp8ScratchBytes(weights: Iterable<{ cols: number }>, rows: number, xhatRows = 0): number {
   let widest = 0;
   for (const w of weights) widest = Math.max(widest, w.cols);
-  return widest === 0 ? 0 : fp8ScaleOffset(widest, rows) + rows * 4;
+  if (widest === 0) return 0;
+  return xhatRows > 0
+    ? fp8XhatOffset(widest, rows) + xhatRows * widest * 4
+    : fp8ScaleOffset(widest, rows) + rows * 4;
 }
 
 /** Where the scales start in the scratch: after xq [rows, widest], rounded up to 256 bytes. */
 export function fp8ScaleOffset(widest: number, rows: number): number {
   return Math.ceil((rows * widest) / 256) * 256;
+}
+
+/** Where x̂ starts in the scratch: after the scales [rows], rounded up to 256 bytes. */
+export function fp8XhatOffset(widest: number, rows: number): number {
+  return Math.ceil((fp8ScaleOffset(widest, rows) + rows * 4) / 256) * 256;
 }

@@ -1,12 +1,15 @@
 // The launch shapes of kernels/gemv_fp8.cu (src/backends/cuda/fp8_variants.ts), on the CPU: one block
 // per row for the activation quantization, U = 8 from k = 4096 (32 lanes × 8 vectors of 16 features),
-// 8 rows per block, and the activation scratch: xq for the widest input, then 256-byte-aligned scales.
+// 8 rows per block (gemv_fp8_bits: 16), and the activation scratch: xq for the widest input, then
+// 256-byte-aligned scales, then (KILN_FP8_GEMV=bits) 256-byte-aligned x̂ at the GEMV's rows.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import {
   FP8_GEMV_MAX_ROWS,
   fp8DecodeLaunch,
+  fp8GemvBitsGatedLaunch,
+  fp8GemvBitsLaunch,
   fp8GemvGatedLaunch,
   fp8GemvLaunch,
   fp8GemvMmaGatedLaunch,
@@ -15,6 +18,8 @@ import {
   fp8ScaleOffset,
   fp8ScaleRowsLaunch,
   fp8ScratchBytes,
+  fp8XhatOffset,
+  fp8XhatRows,
   parseFp8Gemv,
 } from "../../../src/backends/cuda/fp8_variants.ts";
 import { GATED_ACTS } from "../../../src/backends/cuda/gemv_variants.ts";
@@ -60,19 +65,42 @@ describe("fp8_variants", () => {
     });
   });
 
-  test("KILN_FP8_GEMV picks the decode kernels: fma (default) or mma; others refused by name", () => {
+  test("gemv_fp8_bits: 16 rows (4 a warp) per block of 4 warps, any k; gated as gemv_fp8's", () => {
+    assert.deepEqual(fp8GemvBitsLaunch(4096), { kernel: "gemv_fp8_bits_r4u2w4", grid: 256, block: 128 });
+    assert.deepEqual(fp8GemvBitsLaunch(37), { kernel: "gemv_fp8_bits_r4u2w4", grid: 3, block: 128 });
+    assert.deepEqual(fp8GemvBitsGatedLaunch("silu", 14336), {
+      kernel: "gemv_fp8_bits_gated_silu",
+      grid: 1792,
+      block: 256,
+    });
+    assert.deepEqual(fp8GemvBitsGatedLaunch("relu", 37), {
+      kernel: "gemv_fp8_bits_gated_relu",
+      grid: 5,
+      block: 256,
+    });
+  });
+
+  test("KILN_FP8_GEMV picks the decode kernels: fma (default), mma or bits; others refused by name", () => {
     assert.equal(parseFp8Gemv(undefined), "fma");
     assert.equal(parseFp8Gemv(""), "fma");
     assert.equal(parseFp8Gemv("fma"), "fma");
     assert.equal(parseFp8Gemv("mma"), "mma");
-    assert.throws(
-      () => parseFp8Gemv("wgmma"),
-      (e: unknown) => e instanceof InvalidEnvironmentError && e.message.includes("KILN_FP8_GEMV"),
-    );
+    assert.equal(parseFp8Gemv("bits"), "bits");
+    for (const bad of ["wgmma", "BITS", "bits "])
+      assert.throws(
+        () => parseFp8Gemv(bad),
+        (e: unknown) =>
+          e instanceof InvalidEnvironmentError &&
+          e.message.includes("KILN_FP8_GEMV") &&
+          e.message.includes("bits") &&
+          e.message.includes(bad),
+      );
     assert.deepEqual(fp8DecodeLaunch("fma", 4096, 4096), fp8GemvLaunch(4096, 4096));
     assert.deepEqual(fp8DecodeLaunch("fma", 100, 4096, "silu"), fp8GemvGatedLaunch("silu", 100));
     assert.deepEqual(fp8DecodeLaunch("mma", 4096, 4096), fp8GemvMmaLaunch(4096));
     assert.deepEqual(fp8DecodeLaunch("mma", 100, 4096, "silu"), fp8GemvMmaGatedLaunch("silu", 100));
+    assert.deepEqual(fp8DecodeLaunch("bits", 4096, 4096), fp8GemvBitsLaunch(4096));
+    assert.deepEqual(fp8DecodeLaunch("bits", 100, 4096, "gelu"), fp8GemvBitsGatedLaunch("gelu", 100));
   });
 
   test("scratch: xq [rows, widest], scales 256-byte aligned after it; none without fp8 weights", () => {
@@ -80,6 +108,22 @@ describe("fp8_variants", () => {
     assert.equal(fp8ScaleOffset(48, 3), 256);
     assert.equal(fp8ScratchBytes([{ cols: 16 }, { cols: 48 }], 3), 256 + 12);
     assert.equal(fp8ScratchBytes([{ cols: 14336 }, { cols: 4096 }], 8192), 14336 * 8192 + 8192 * 4);
+  });
+
+  test("scratch with x̂ (bits only): fp32 [min(rows, 8), widest] 256-byte aligned after the scales", () => {
+    assert.equal(fp8XhatRows("fma", 8192), 0);
+    assert.equal(fp8XhatRows("mma", 8192), 0);
+    assert.equal(fp8XhatRows("bits", 8192), FP8_GEMV_MAX_ROWS);
+    assert.equal(fp8XhatRows("bits", 3), 3);
+    // xq 3·48 = 144 → scales at 256, 12 bytes → x̂ at 512, 3·48 floats.
+    assert.equal(fp8XhatOffset(48, 3), 512);
+    assert.equal(fp8ScratchBytes([{ cols: 16 }, { cols: 48 }], 3, 3), 512 + 3 * 48 * 4);
+    assert.equal(fp8ScratchBytes([{ cols: 16 }, { cols: 48 }], 3, 0), 256 + 12);
+    assert.equal(fp8ScratchBytes([], 3, 3), 0);
+    const [rows, widest] = [8192, 14336];
+    const offset = fp8XhatOffset(widest, rows);
+    assert.ok(offset >= fp8ScaleOffset(widest, rows) + rows * 4 && offset % 256 === 0);
+    assert.equal(fp8ScratchBytes([{ cols: widest }], rows, 8), offset + 8 * widest * 4);
   });
 
   test("every kernel these launch is one compile_matrix.json lists for gemv_fp8.cu", () => {
@@ -90,6 +134,8 @@ describe("fp8_variants", () => {
     for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvGatedLaunch(act, 8).kernel), act);
     assert.ok(kernels.includes(fp8GemvMmaLaunch(8).kernel));
     for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvMmaGatedLaunch(act, 8).kernel), act);
+    assert.ok(kernels.includes(fp8GemvBitsLaunch(8).kernel));
+    for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvBitsGatedLaunch(act, 8).kernel), act);
   });
 });
 

@@ -355,3 +355,48 @@ describe("gemv_fp8_mma kernels: no spills (ptxas -v, sm_90a)", { concurrency: 2 
     });
   }
 });
+
+// gemv_fp8.cu's conversion-free GEMVs (KILN_FP8_GEMV=bits): no spills for any dtype; at most 168
+// registers for gemv_fp8_bits_r4u2w4 (three 128-thread blocks an SM, as gemv_fp8_r2u8w4) and 128 for the
+// gated kernels (two 256-thread blocks an SM).
+describe("gemv_fp8_bits kernels: no spills (ptxas -v, sm_90a)", { concurrency: 2 }, () => {
+  if ("missing" in nvcc) {
+    it("nvcc", { skip: `nvcc not found: ${nvcc.missing}` }, () => {});
+    return;
+  }
+  const out = mkdtempSync(join(tmpdir(), "kiln-ptxas-fp8-bits-"));
+  after(() => rmSync(out, { recursive: true, force: true }));
+  const file = "gemv_fp8.cu";
+  const bits = matrix.files[file].kernels.filter((k) => k.startsWith("gemv_fp8_bits"));
+  it("the compile matrix lists the plain kernel and five gated ones", () => {
+    assert.ok(bits.includes("gemv_fp8_bits_r4u2w4"));
+    assert.equal(bits.filter((k) => k.startsWith("gemv_fp8_bits_gated_")).length, 5);
+  });
+  for (const dtype of Object.keys(matrix.dtypeMacros)) {
+    it(dtype, async () => {
+      const cubin = join(out, `${dtype}.cubin`);
+      const args = ["-cubin", "-arch=sm_90a", "-Xptxas", "-v", ...matrix.nvccFlags];
+      args.push(`-D${matrix.dtypeMacros[dtype]}`, "-o", cubin, file);
+      const r = await run(nvcc.path, args, KERNELS_DIR);
+      if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
+      for (const kernel of bits) {
+        const at = r.stderr.indexOf(`Function properties for ${kernel}\n`);
+        assert.ok(at >= 0, `no ptxas -v report for ${kernel}:\n${r.stderr}`);
+        const end = r.stderr.indexOf("Compiling entry", at);
+        const info = r.stderr.slice(at, end < 0 ? undefined : end);
+        const frame = info.match(
+          /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/,
+        );
+        const regs = info.match(/Used (\d+) registers/);
+        assert.ok(frame && regs, `incomplete ptxas -v report for ${kernel}:\n${info}`);
+        assert.deepEqual(
+          frame.slice(1).map(Number),
+          [0, 0, 0],
+          `${kernel}: stack, spill stores, spill loads`,
+        );
+        const gated = kernel.startsWith("gemv_fp8_bits_gated_");
+        assert.ok(Number(regs[1]) <= (gated ? 128 : 168), `${kernel}: ${regs[1]} registers`);
+      }
+    });
+  }
+});

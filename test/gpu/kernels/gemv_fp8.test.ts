@@ -2,11 +2,15 @@
 // fp8_gemm_plan.ts) on the GPU against the fp8 format (engine/fp8_format.ts): weights quantized by the
 // builder (builder/passes/quantize_fp8.ts).
 //   quant_fp8_act: bit for bit the codes f32ToE4m3(x / s) and s = fround(max|x| / 448) (dynamic) or the
-//     static scale, for rows of every dtype, a zero row and rows that saturate (static).
+//     static scale, for rows of every dtype, a zero row and rows that saturate (static); and x̂ (for
+//     gemv_fp8_bits) bit for bit e4m3ToF32 of each code, in gemv_fp8.cu's xhat_quad order.
 //   gemv_fp8_*: against the CPU reference (dequantizeFp8, fakeQuantizeActivations, then linear() in
 //     fp32): its fp32 products in another order, two scale products (2⁻²¹·Σ|x̂·w|) plus one rounding of
 //     the kiln_t output; both variants the same bits; the gated kernel bit for bit the plain kernel then
 //     activation.cu's gated_act.
+//   gemv_fp8_bits (KILN_FP8_GEMV=bits: integer-op decoding, x read as x̂): bit for bit gemv_fp8_r2uUw4's
+//     and gemv_fp8_gated_silu's outputs, m = 1 … 8 (the GPU keeping fp32 subnormals, which its 2⁻¹²⁰-scaled
+//     sums need, is what the emulator cannot show).
 //   gemv_fp8_mma (KILN_FP8_GEMV=mma: the FP8 MMA's sums, not fp32's): against the format's y from the
 //     device's codes within fp8Dot's bound of each warp's chain of mmas (in the kernel's k order,
 //     mmaOrder below), the warps' fp32 sums and the output's rounding; gemv_fp8_mma_gated_silu bit for
@@ -24,6 +28,8 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
 import { CublasError, Gemm } from "../../../src/backends/cuda/device/index.ts";
 import {
+  fp8GemvBitsGatedLaunch,
+  fp8GemvBitsLaunch,
   fp8GemvGatedLaunch,
   fp8GemvLaunch,
   fp8GemvMmaGatedLaunch,
@@ -47,6 +53,13 @@ import {
   roundTo,
 } from "./harness.ts";
 import { FLOOR, fp8Dot, U } from "./tolerances.ts";
+
+/** Where feature c of x row j lies in quant_fp8_act's x̂ [m, k] (kernels/gemv_fp8.cu xhat_quad: quad
+ * p = (c mod 16) / 4 of vector v = c / 16 at float4 p·(k/16) + v of the row). */
+function xhatIndex(j: number, c: number, k: number): number {
+  const [v, p] = [c >> 4, (c & 15) >> 2];
+  return j * k + 4 * (p * (k / 16) + v) + (c & 3);
+}
 
 /** x [m, k] in `dtype`: rows of different magnitudes, row 1 zero when m ≥ 3. */
 function activations(m: number, k: number, dtype: DTypeName, seed: number): Float32Array {
@@ -242,6 +255,7 @@ describe("gemv_fp8.cu quant_fp8_act: the spec's codes and scales, bit for bit", 
           const mod = h.module("gemv_fp8.cu", {}, dtype);
           const xq = h.raw(new Uint8Array(m * k).fill(0xa5));
           const s = h.filled(m, "fp32", 0xff);
+          const xhat = h.filled(m * k, "fp32", 0xff);
           const fixedPtr = fixed === undefined ? (0n as never) : h.raw(Float32Array.of(fixed));
           const l = fp8QuantLaunch(m);
           h.run(
@@ -249,10 +263,14 @@ describe("gemv_fp8.cu quant_fp8_act: the spec's codes and scales, bit for bit", 
             l.kernel,
             [l.grid],
             [l.block],
-            [ptr(h.upload(x, dtype)), ptr(xq), ptr(s), ptr(fixedPtr), i32(m), i32(k)],
+            [ptr(h.upload(x, dtype)), ptr(xq), ptr(s), ptr(fixedPtr), ptr(xhat), i32(m), i32(k)],
           );
           assertSameBits(h.download(s, m, "fp32"), want.s, "scales");
           assertSameBits(h.downloadBytes(xq, m * k), want.q, "codes");
+          const wantXhat = new Float32Array(m * k);
+          for (let j = 0; j < m; j++)
+            for (let c = 0; c < k; c++) wantXhat[xhatIndex(j, c, k)] = e4m3ToF32(want.q[j * k + c]);
+          assertSameBits(h.download(xhat, m * k, "fp32"), wantXhat, "x̂");
         });
       }
     }
@@ -275,7 +293,8 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
   after(() => h.dispose());
   afterEach(() => h.freeAll());
 
-  /** Quantizes x on the device; returns xq and s. */
+  /** Quantizes x on the device; returns xq, s and x̂ (written only with `withXhat`, as for the bits
+   * GEMV; else null, as the other GEMVs and the GEMM pass). */
   function quantizeOnDevice(
     mod: ReturnType<KernelHarness["module"]>,
     x: Float32Array,
@@ -283,9 +302,11 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
     k: number,
     dtype: DTypeName,
     fixed?: number,
+    withXhat = false,
   ) {
     const xq = h.raw(new Uint8Array(m * k));
     const s = h.filled(m, "fp32", 0xff);
+    const xhat = withXhat ? h.filled(m * k, "fp32", 0xff) : (0n as never);
     const fixedPtr = fixed === undefined ? (0n as never) : h.raw(Float32Array.of(fixed));
     const l = fp8QuantLaunch(m);
     h.run(
@@ -293,9 +314,36 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
       l.kernel,
       [l.grid],
       [l.block],
-      [ptr(h.upload(x, dtype)), ptr(xq), ptr(s), ptr(fixedPtr), i32(m), i32(k)],
+      [ptr(h.upload(x, dtype)), ptr(xq), ptr(s), ptr(fixedPtr), ptr(xhat), i32(m), i32(k)],
     );
-    return { xq, s };
+    return { xq, s, xhat };
+  }
+
+  /** gemv_fp8_bits_r4u2w4 and gemv_fp8_bits_gated_silu from x̂ give gemv_fp8_r2uUw4's and
+   * gemv_fp8_gated_silu's outputs from xq bit for bit, over a fused [2·inter, k] weight. */
+  function bitsEqualsFma(dtype: DTypeName, m: number, inter: number, k: number) {
+    const region = quantizeFp8(randn(2 * inter * k, 11 + inter, 0.05), [2 * inter, k]);
+    const x = activations(m, k, dtype, 6 + m);
+    const mod = h.module("gemv_fp8.cu", {}, dtype);
+    const { xq, s, xhat } = quantizeOnDevice(mod, x, m, k, dtype, undefined, true);
+    const q = h.raw(region.subarray(0, 2 * inter * k));
+    const sw = h.raw(region.slice(2 * inter * k, 2 * inter * k + 2 * inter * 4));
+    const bd = h.upload(roundTo(randn(2 * inter, 17, 0.1), dtype), dtype);
+    const pairs = [
+      [fp8GemvLaunch(2 * inter, k), fp8GemvBitsLaunch(2 * inter), 2 * inter],
+      [fp8GemvGatedLaunch("silu", inter), fp8GemvBitsGatedLaunch("silu", inter), inter],
+    ] as const;
+    for (const [fma, bits, n] of pairs) {
+      const out = (l: { kernel: string; grid: number; block: number }, xIn: typeof xq) => {
+        const y = h.filled(m * n, dtype, 0xff);
+        const args = [ptr(xIn), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(y), i32(m), i32(n), i32(k)];
+        h.run(mod, l.kernel, [l.grid], [l.block], args);
+        return h.download(y, m * n, dtype);
+      };
+      const want = out(fma, xq);
+      assert.ok(want.every(Number.isFinite), `${fma.kernel}: every output written`);
+      assertSameBits(out(bits, xhat), want, `${bits.kernel} vs ${fma.kernel} ${dtype} m ${m}`);
+    }
   }
 
   for (const dtype of DTYPES) {
@@ -414,6 +462,14 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
       test(`gated ${dtype} m ${m} inter ${n} k ${k}`, () =>
         gatedEqualsUnfused(fp8GemvLaunch, (inter) => fp8GemvGatedLaunch("silu", inter)));
     }
+
+    for (const [inter, k] of [
+      [37, 2064],
+      [2048, 4096],
+    ] as const)
+      test(`gemv_fp8_bits ${dtype} inter ${inter} k ${k}: gemv_fp8's bits, m = 1 … 8`, () => {
+        for (let m = 1; m <= 8; m++) bitsEqualsFma(dtype, m, inter, k);
+      });
 
     // [m, n, k, static scale]: the runtime's row buckets (16, 512) and one not a power of two.
     for (const [m, n, k, fixed] of [
