@@ -14,7 +14,6 @@
 //
 //   node --import tsx scripts/serve_device_sim.ts [--streams 1024] [--input-len 128] [--output-len 128]
 //        [--step-ms 2] [--seq-ms 0.03] [--token-ms 0.0225] [--host-ms 1] [--only in-process|http] [--json]
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { destination, pino } from "pino";
@@ -22,15 +21,14 @@ import { BUNDLED_MODEL_DIR } from "../src/bundled_model.ts";
 import type { EngineConfig } from "../src/engine/format.ts";
 import { Executor, type ExecutorSession } from "../src/executor/executor.ts";
 import { ModelRunner } from "../src/runtime/model_runner.ts";
-import { runThroughputBench } from "../src/runtime/throughput_bench.ts";
+import { runThroughputBench, type ThroughputResult } from "../src/runtime/throughput_bench.ts";
 import { buildApp } from "../src/server/app.ts";
-import { InFlight } from "../src/server/in_flight.ts";
-import { createServerMetrics } from "../src/server/metrics.ts";
 import { runServeBench, type ServeBenchResult } from "../src/server/serve_bench.ts";
 import type { ServedModel, ServerContext, ServerMetrics } from "../src/server/server_context.ts";
 import { tokenizeRoutes } from "../src/server/tokenize_routes.ts";
 import { tritonRoutes } from "../src/server/triton.ts";
 import { type DeviceModel, H200_8B, SimulatedDevice } from "./serve_device_sim/simulated_device.ts";
+import { runClient, unlimitedContext } from "./serve_harness.ts";
 
 interface Args {
   streams: number;
@@ -124,23 +122,12 @@ async function inProcess(a: Args, open: () => SimSession): Promise<ModeReport> {
     kvCache: { freeGpuMemoryFraction: 0.9 },
   });
   const cpu = process.cpuUsage(cpu0);
-  return {
-    mode: "in-process",
-    outputTokensPerSec: r.outputTokensPerSec,
-    durationS: r.durationS,
-    ttftMedianMs: r.ttftMs.median,
-    tpotMedianMs: r.tpotMs.median,
-    tpotP99Ms: r.tpotMs.p99,
-    deviceBusy: s.device.log.busyMs / (1000 * r.durationS),
-    deviceSteps: s.device.log.steps,
-    hostWaitMs: s.device.log.waitMs,
-    ...idleReport(s.device),
-    cpuUsPerToken: (cpu.user + cpu.system) / r.outputTokens,
-  };
+  return { mode: "in-process", ...figures(r, s.device, cpu, a.streams) };
 }
 
 function idleReport(
   d: SimulatedDevice,
+  fullSeqs: number,
 ): Pick<
   ModeReport,
   "deviceSpanMs" | "firstStepUs" | "idleMs" | "longestIdle" | "idleByTenth" | "decodeSlackMs"
@@ -150,7 +137,7 @@ function idleReport(
   const tenths = new Array<number>(10).fill(0);
   for (const g of idle)
     tenths[Math.min(9, Math.floor((10 * (g.at - firstAt)) / (lastEnd - firstAt)))] += g.ms;
-  const full = d.stepMs(MAX_SEQS, 0);
+  const full = d.stepMs(fullSeqs, 0);
   const slack = d.log.slack
     .filter((x) => x.stepMs >= 0.6 * full && x.stepMs <= full)
     .map((x) => x.ms)
@@ -169,7 +156,7 @@ function idleReport(
   };
 }
 
-function servedContext(ex: Executor, metricsOut: { m: ServerMetrics | null }): ServerContext {
+function servedContext(ex: Executor): ServerContext {
   const { config } = ex.session;
   const kv = ex.kv.stats();
   const model: ServedModel = {
@@ -184,81 +171,65 @@ function servedContext(ex: Executor, metricsOut: { m: ServerMetrics | null }): S
     backend: "cuda",
     kvCapacityTokens: kv.numBlocks * kv.tokensPerBlock,
   };
-  const metrics = createServerMetrics(model);
-  metricsOut.m = metrics;
-  const inFlight = new InFlight(Number.POSITIVE_INFINITY);
-  return {
-    model,
-    metrics,
-    settings: {
-      apiKey: null,
-      maxPromptTokens: config.maxSeqLen,
-      maxConcurrent: Number.POSITIVE_INFINITY,
-      requestTimeoutMs: Number.POSITIVE_INFINITY,
-      bodyLimit: 4 * 2 ** 20,
-    },
-    version: "device-sim",
-    get shuttingDown() {
-      return inFlight.shuttingDown;
-    },
-    inFlight,
-  };
+  return unlimitedContext(model, "device-sim");
 }
 
-function runClient(
-  url: string,
-  a: Args,
-): Promise<ServeBenchResult & { cpuMs: number; startEpochMs: number; endEpochMs: number }> {
-  const self = fileURLToPath(import.meta.url);
-  const args = ["--import", "tsx", self, "--client", url, ...sizeArgs(a)];
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout.on("data", (b: Buffer) => {
-    out += b.toString();
-  });
-  return new Promise((resolve, reject) => {
-    child.on("exit", (code) => {
-      if (code !== 0) reject(new Error(`the client exited with ${code}`));
-      else resolve(JSON.parse(out));
-    });
-  });
+/** What both modes report of a run over the simulated device: its throughput and latencies, the
+ * device's share of it, and this process's CPU per output token. */
+function figures(
+  r: Pick<ThroughputResult, "outputTokensPerSec" | "durationS" | "outputTokens"> & {
+    ttftMs: { median: number };
+    tpotMs: { median: number; p99: number };
+  },
+  d: SimulatedDevice,
+  cpu: NodeJS.CpuUsage,
+  streams: number,
+): Omit<ModeReport, "mode"> {
+  return {
+    outputTokensPerSec: r.outputTokensPerSec,
+    durationS: r.durationS,
+    ttftMedianMs: r.ttftMs.median,
+    tpotMedianMs: r.tpotMs.median,
+    tpotP99Ms: r.tpotMs.p99,
+    deviceBusy: d.log.busyMs / (1000 * r.durationS),
+    deviceSteps: d.log.steps,
+    hostWaitMs: d.log.waitMs,
+    ...idleReport(d, Math.min(streams, MAX_SEQS)),
+    cpuUsPerToken: (cpu.user + cpu.system) / Math.max(1, r.outputTokens),
+  };
 }
 
 async function overHttp(a: Args, open: () => SimSession): Promise<ModeReport> {
   const s = open();
-  const bound: { m: ServerMetrics | null } = { m: null };
+  let metrics: ServerMetrics | null = null;
   // As `kiln serve` opens it: the KV cache for every request at full length (the GPU's would be
   // larger), the metrics fed each iteration.
   const ex = new Executor(s, {
     maxTokens: a.streams * Math.ceil((a.inputLen + a.outputLen) / KV_BLOCK) * KV_BLOCK,
     maxNumTokens: MAX_TOKENS,
-    onIteration: (it) => bound.m?.iteration(it),
+    onIteration: (it) => metrics?.iteration(it),
   });
-  const ctx = servedContext(ex, bound);
+  const ctx = servedContext(ex);
+  metrics = ctx.metrics;
   const logger = pino({ level: "info" }, destination({ dest: "/dev/null", sync: false }));
   const app = buildApp(ctx, [tritonRoutes, tokenizeRoutes], logger);
   await app.listen({ host: "127.0.0.1", port: 0, backlog: 4096 });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : 0;
   const cpu0 = process.cpuUsage();
-  const r = await runClient(`http://127.0.0.1:${port}`, a);
+  const r = await runClient<ServeBenchResult & { cpuMs: number; startEpochMs: number; endEpochMs: number }>(
+    fileURLToPath(import.meta.url),
+    `http://127.0.0.1:${port}`,
+    a,
+  );
   const cpu = process.cpuUsage(cpu0);
   await app.close();
   await ex.shutdown();
   return {
     mode: "http",
-    outputTokensPerSec: r.outputTokensPerSec,
-    durationS: r.durationS,
-    ttftMedianMs: r.ttftMs.median,
-    tpotMedianMs: r.tpotMs.median,
-    tpotP99Ms: r.tpotMs.p99,
-    deviceBusy: s.device.log.busyMs / (1000 * r.durationS),
-    deviceSteps: s.device.log.steps,
-    hostWaitMs: s.device.log.waitMs,
-    ...idleReport(s.device),
+    ...figures(r, s.device, cpu, a.streams),
     peakStreaming: r.peakStreaming,
     failed: r.failed,
-    cpuUsPerToken: (cpu.user + cpu.system) / Math.max(1, r.outputTokens),
     clientCpuUsPerToken: (1000 * r.cpuMs) / Math.max(1, r.outputTokens),
     // The client's window against the device's (epoch ms on both processes' clocks): its first send to
     // the first step queued after it, and the last step's end to its last completion.
@@ -285,10 +256,6 @@ async function client(url: string, a: Args): Promise<void> {
   const startEpochMs = endEpochMs - 1000 * r.durationS;
   const report = { ...r, cpuMs: (cpu.user + cpu.system) / 1000, startEpochMs, endEpochMs };
   process.stdout.write(`${JSON.stringify(report)}\n`);
-}
-
-function sizeArgs(a: Args): string[] {
-  return ["--streams", `${a.streams}`, "--input-len", `${a.inputLen}`, "--output-len", `${a.outputLen}`];
 }
 
 function readArgs(): Args {

@@ -10,17 +10,15 @@
 //
 //   node [--cpu-prof] --import tsx scripts/serve_host_cost.ts [--streams 1024] [--input-len 128]
 //        [--output-len 128] [--in-process] [--client-prof DIR] [--json]
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { destination, pino } from "pino";
 import { buildApp } from "../src/server/app.ts";
-import { InFlight } from "../src/server/in_flight.ts";
-import { createServerMetrics } from "../src/server/metrics.ts";
 import { runServeBench } from "../src/server/serve_bench.ts";
 import type { ServedModel, ServerContext } from "../src/server/server_context.ts";
 import { tokenizeRoutes } from "../src/server/tokenize_routes.ts";
 import { tritonRoutes } from "../src/server/triton.ts";
+import { runClient, unlimitedContext } from "./serve_harness.ts";
 import { PacedExecutor, type PacedIteration } from "./serve_host_cost/paced_executor.ts";
 
 interface Window {
@@ -99,41 +97,7 @@ function servedContext(ex: PacedExecutor): ServerContext {
     backend: "cpu",
     kvCapacityTokens: 1 << 24,
   };
-  const inFlight = new InFlight(Number.POSITIVE_INFINITY);
-  return {
-    model,
-    metrics: createServerMetrics(model),
-    settings: {
-      apiKey: null,
-      maxPromptTokens: 1 << 16,
-      maxConcurrent: Number.POSITIVE_INFINITY,
-      requestTimeoutMs: Number.POSITIVE_INFINITY,
-      bodyLimit: 4 * 2 ** 20,
-    },
-    version: "host-cost",
-    get shuttingDown() {
-      return inFlight.shuttingDown;
-    },
-    inFlight,
-  };
-}
-
-/** The client in its own process; resolves with its report. */
-function runClient(url: string, a: Args): Promise<ClientReport> {
-  const self = fileURLToPath(import.meta.url);
-  const prof = a.clientProf ? ["--cpu-prof", `--cpu-prof-dir=${a.clientProf}`] : [];
-  const args = [...prof, "--import", "tsx", self, "--client", url, ...sizeArgs(a)];
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout.on("data", (b: Buffer) => {
-    out += b.toString();
-  });
-  return new Promise((resolve, reject) => {
-    child.on("exit", (code) => {
-      if (code !== 0) reject(new Error(`the client exited with ${code}`));
-      else resolve(JSON.parse(out) as ClientReport);
-    });
-  });
+  return unlimitedContext(model, "host-cost");
 }
 
 async function overHttp(a: Args): Promise<{ server: Window; client: ClientReport }> {
@@ -160,7 +124,9 @@ async function overHttp(a: Args): Promise<{ server: Window; client: ClientReport
     }
     return id;
   };
-  const client = await runClient(`http://127.0.0.1:${port}`, a);
+  const prof = a.clientProf ? ["--cpu-prof", `--cpu-prof-dir=${a.clientProf}`] : [];
+  const self = fileURLToPath(import.meta.url);
+  const client = await runClient<ClientReport>(self, `http://127.0.0.1:${port}`, a, prof);
   const server = await (measured as Promise<Window> | null);
   await app.close();
   await ex.shutdown();
@@ -216,10 +182,6 @@ interface Args {
   clientProf: string | undefined;
   json: boolean;
   client: string | undefined;
-}
-
-function sizeArgs(a: Args): string[] {
-  return ["--streams", `${a.streams}`, "--input-len", `${a.inputLen}`, "--output-len", `${a.outputLen}`];
 }
 
 function readArgs(): Args {

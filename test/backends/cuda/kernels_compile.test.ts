@@ -56,6 +56,27 @@ function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; 
   });
 }
 
+/** One entry's `ptxas -v` report in nvcc's stderr (from its "Function properties" line to the next
+ * entry's): stack frame, spill stores and spill loads in bytes, registers and static shared memory;
+ * null when it is missing or incomplete. */
+function ptxasReport(
+  stderr: string,
+  kernel: string,
+): { frame: number[]; registers: number; smem: number; text: string } | null {
+  const at = stderr.indexOf(`Function properties for ${kernel}\n`);
+  if (at < 0) return null;
+  const rest = stderr.slice(at + 1);
+  const ends = ["Function properties for ", "Compiling entry"]
+    .map((m) => rest.indexOf(m))
+    .filter((i) => i >= 0);
+  const text = ends.length > 0 ? rest.slice(0, Math.min(...ends)) : rest;
+  const frame = text.match(/(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/);
+  const registers = text.match(/Used (\d+) registers/);
+  if (!frame || !registers) return null;
+  const smem = Number(text.match(/(\d+) bytes smem/)?.[1] ?? 0);
+  return { frame: frame.slice(1).map(Number), registers: Number(registers[1]), smem, text };
+}
+
 /** The names in an ELF string table are NUL-terminated: look for "\0name\0". */
 function cubinHasSymbol(cubin: Buffer, name: string): boolean {
   return cubin.includes(Buffer.from(`\0${name}\0`, "latin1"));
@@ -272,36 +293,21 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
         ];
         const r = await run(nvcc.path, args, KERNELS_DIR);
         if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
-        // One entry's ptxas -v lines: from its "Function properties" line to the next entry's.
-        const section = (name: string) => {
-          const at = r.stderr.indexOf(`Function properties for ${name}\n`);
-          if (at < 0) return "";
-          const rest = r.stderr.slice(at + 1);
-          const next = rest.indexOf("Function properties for ");
-          return next < 0 ? rest : rest.slice(0, next);
-        };
-        const info = section("attention_decode_mma");
-        const frame = info.match(
-          /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/,
+        const info = ptxasReport(r.stderr, "attention_decode_mma");
+        assert.ok(info, `no ptxas -v report for attention_decode_mma:\n${r.stderr}`);
+        assert.deepEqual(info.frame, [0, 0, 0], `stack, spill stores, spill loads:\n${info.text}`);
+        assert.ok(
+          info.registers <= 168,
+          `${info.registers} registers: more than 168 leave room for 2 CTAs, not 3`,
         );
-        const regs = info.match(/Used (\d+) registers/);
-        assert.ok(frame && regs, `no ptxas -v report for attention_decode_mma:\n${r.stderr}`);
-        assert.deepEqual(frame.slice(1).map(Number), [0, 0, 0], `stack, spill stores, spill loads:\n${info}`);
-        assert.ok(Number(regs[1]) <= 168, `${regs[1]} registers: more than 168 leave room for 2 CTAs, not 3`);
-        const staticSmem = Number(info.match(/(\d+) bytes smem/)?.[1] ?? 0);
-        const perCta = staticSmem + Number(set.DECODE_MMA_SMEM_BYTES) + 1024;
+        const perCta = info.smem + Number(set.DECODE_MMA_SMEM_BYTES) + 1024;
         assert.ok(3 * perCta <= 228 * 1024, `3 × ${perCta} B of shared memory exceed 228 KiB`);
         // attention_decode_mma_persistent (KILN_DECODE_PERSIST=1): at G ≤ 12 also 3 CTAs per SM, no spills.
-        const pinfo = section("attention_decode_mma_persistent");
-        const pframe = pinfo.match(
-          /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/,
-        );
-        const pregs = pinfo.match(/Used (\d+) registers/);
-        assert.ok(pframe && pregs, `no ptxas -v report for attention_decode_mma_persistent:\n${r.stderr}`);
-        assert.deepEqual(pframe.slice(1).map(Number), [0, 0, 0], `persistent: stack, spills:\n${pinfo}`);
-        assert.ok(Number(pregs[1]) <= 168, `persistent: ${pregs[1]} registers leave room for 2 CTAs, not 3`);
-        const pstatic = Number(pinfo.match(/(\d+) bytes smem/)?.[1] ?? 0);
-        const pPerCta = pstatic + Number(set.DECODE_MMA_PERSIST_SMEM_BYTES) + 1024;
+        const p = ptxasReport(r.stderr, "attention_decode_mma_persistent");
+        assert.ok(p, `no ptxas -v report for attention_decode_mma_persistent:\n${r.stderr}`);
+        assert.deepEqual(p.frame, [0, 0, 0], `persistent: stack, spills:\n${p.text}`);
+        assert.ok(p.registers <= 168, `persistent: ${p.registers} registers leave room for 2 CTAs, not 3`);
+        const pPerCta = p.smem + Number(set.DECODE_MMA_PERSIST_SMEM_BYTES) + 1024;
         assert.ok(3 * pPerCta <= 228 * 1024, `persistent: 3 × ${pPerCta} B exceed 228 KiB`);
       });
     }
@@ -333,24 +339,12 @@ describe("gemv_fp8_mma kernels: no spills (ptxas -v, sm_90a)", { concurrency: 2 
       const r = await run(nvcc.path, args, KERNELS_DIR);
       if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
       for (const kernel of mma) {
-        const at = r.stderr.indexOf(`Function properties for ${kernel}\n`);
-        assert.ok(at >= 0, `no ptxas -v report for ${kernel}:\n${r.stderr}`);
-        const end = r.stderr.indexOf("Compiling entry", at);
-        const info = r.stderr.slice(at, end < 0 ? undefined : end);
-        const frame = info.match(
-          /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/,
-        );
-        const regs = info.match(/Used (\d+) registers/);
-        const smem = info.match(/(\d+) bytes smem/);
-        assert.ok(frame && regs && smem, `incomplete ptxas -v report for ${kernel}:\n${info}`);
-        assert.deepEqual(
-          frame.slice(1).map(Number),
-          [0, 0, 0],
-          `${kernel}: stack, spill stores, spill loads`,
-        );
+        const info = ptxasReport(r.stderr, kernel);
+        assert.ok(info, `no ptxas -v report for ${kernel}:\n${r.stderr}`);
+        assert.deepEqual(info.frame, [0, 0, 0], `${kernel}: stack, spill stores, spill loads`);
         const gated = kernel !== "gemv_fp8_mma";
-        assert.ok(Number(regs[1]) <= (gated ? 255 : 128), `${kernel}: ${regs[1]} registers`);
-        assert.equal(Number(smem[1]), (gated ? 2 : 1) * 8 * 16 * 8 * 4, `${kernel}: static shared memory`);
+        assert.ok(info.registers <= (gated ? 255 : 128), `${kernel}: ${info.registers} registers`);
+        assert.equal(info.smem, (gated ? 2 : 1) * 8 * 16 * 8 * 4, `${kernel}: static shared memory`);
       }
     });
   }
@@ -380,22 +374,11 @@ describe("gemv_fp8_bits kernels: no spills (ptxas -v, sm_90a)", { concurrency: 2
       const r = await run(nvcc.path, args, KERNELS_DIR);
       if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
       for (const kernel of bits) {
-        const at = r.stderr.indexOf(`Function properties for ${kernel}\n`);
-        assert.ok(at >= 0, `no ptxas -v report for ${kernel}:\n${r.stderr}`);
-        const end = r.stderr.indexOf("Compiling entry", at);
-        const info = r.stderr.slice(at, end < 0 ? undefined : end);
-        const frame = info.match(
-          /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/,
-        );
-        const regs = info.match(/Used (\d+) registers/);
-        assert.ok(frame && regs, `incomplete ptxas -v report for ${kernel}:\n${info}`);
-        assert.deepEqual(
-          frame.slice(1).map(Number),
-          [0, 0, 0],
-          `${kernel}: stack, spill stores, spill loads`,
-        );
+        const info = ptxasReport(r.stderr, kernel);
+        assert.ok(info, `no ptxas -v report for ${kernel}:\n${r.stderr}`);
+        assert.deepEqual(info.frame, [0, 0, 0], `${kernel}: stack, spill stores, spill loads`);
         const gated = kernel.startsWith("gemv_fp8_bits_gated_");
-        assert.ok(Number(regs[1]) <= (gated ? 128 : 168), `${kernel}: ${regs[1]} registers`);
+        assert.ok(info.registers <= (gated ? 128 : 168), `${kernel}: ${info.registers} registers`);
       }
     });
   }
