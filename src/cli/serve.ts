@@ -7,7 +7,11 @@ import { isEngineDir } from "../engine/reader.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { KvCacheDtype } from "../runtime/kv_cache_config.ts";
 import type { OpenExecutorOptions } from "../runtime/open_executor.ts";
-import { DEFAULT_SHUTDOWN_TIMEOUT_S, openServer } from "../server/open_server.ts";
+import {
+  DEFAULT_LOG_STATS_INTERVAL_S,
+  DEFAULT_SHUTDOWN_TIMEOUT_S,
+  openServer,
+} from "../server/open_server.ts";
 import { choiceArg, defaultModelDir, intArg, modelDirArg } from "./args.ts";
 import { checkEngineDirFlags } from "./flag_conflicts.ts";
 import { kvCacheDtypeOption, kvFractionOption, maxKvTokensOption } from "./kv_cache_flags.ts";
@@ -34,6 +38,7 @@ interface ServeFlags extends CalibrationFlags {
   maxPromptTokens?: number;
   chatTemplate?: string;
   logLevel: Level | "silent";
+  logStatsInterval: number;
   shutdownTimeout: number;
   quantize?: QuantizeFlag;
   maxKvTokens?: number;
@@ -104,6 +109,12 @@ export function registerServe(program: Command): void {
     .option("--chat-template <file>", "Jinja chat template file instead of the model's")
     .option("--log-level <level>", "pino log level", choiceArg("--log-level", LOG_LEVELS), "info")
     .option(
+      "--log-stats-interval <s>",
+      "seconds between the stats log lines (throughput, step times, queue, KV usage); 0: none",
+      secondsArg("--log-stats-interval", true),
+      DEFAULT_LOG_STATS_INTERVAL_S,
+    )
+    .option(
       "--shutdown-timeout <s>",
       "seconds in-flight requests get to finish at SIGTERM/SIGINT",
       secondsArg("--shutdown-timeout", true),
@@ -153,6 +164,7 @@ async function serveCommand(f: ServeFlags): Promise<void> {
     port: f.port,
     apiKey: f.apiKey ?? null,
     logLevel: f.logLevel,
+    logStatsIntervalS: f.logStatsInterval,
     shutdownTimeoutS: f.shutdownTimeout,
     executor,
     ...(f.servedModelName !== undefined ? { servedModelName: f.servedModelName } : {}),

@@ -1,7 +1,7 @@
 // `kiln serve` as a function: opens the executor on a checkpoint or engine directory, reads its
 // tokenizer and chat template, builds the ServerContext (prom-client metrics on the served model) and
-// the app with every route module (OpenAI, Triton, tokenize), listens, and gives back the URL and a
-// graceful close:
+// the app with every route module (OpenAI, Triton, tokenize), starts the periodic stats line
+// (stats_log.ts), listens, and gives back the URL and a graceful close:
 //
 //   close(): refuse new work (503) → wait for in-flight responses up to the shutdown timeout →
 //            cancel what is left (each gets a 503 or an error event) → stop listening → stop the executor
@@ -17,6 +17,7 @@ import { buildApp, type RouteModule } from "./app.ts";
 import { InFlight } from "./in_flight.ts";
 import { createServerMetrics } from "./metrics.ts";
 import type { ServedModel, ServerContext, ServerMetrics, ServerSettings } from "./server_context.ts";
+import { StatsLog } from "./stats_log.ts";
 import { tokenizeRoutes } from "./tokenize_routes.ts";
 import { tritonRoutes } from "./triton.ts";
 
@@ -50,6 +51,8 @@ export interface ServeOptions {
   metrics?: ServerMetrics;
   /** Route modules after the built-in ones (OpenAI, Triton, tokenize). */
   routes?: RouteModule[];
+  /** Seconds between the periodic stats lines (stats_log.ts; default 10); 0: none. */
+  logStatsIntervalS?: number;
 }
 
 export interface RunningServer {
@@ -65,6 +68,7 @@ export interface RunningServer {
 }
 
 export const DEFAULT_BODY_LIMIT = 4 * 2 ** 20;
+export const DEFAULT_LOG_STATS_INTERVAL_S = 10;
 export const DEFAULT_SHUTDOWN_TIMEOUT_S = 30;
 
 /** The server cannot listen where it was asked to (the address is taken, not allowed or not here). */
@@ -109,12 +113,17 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
   } catch (e) {
     if (!(e instanceof NoChatTemplateError)) throw e;
   }
-  // The metrics read the executor, which reports each iteration to them: bound once both exist.
+  // The metrics and the stats line read the executor, which reports each iteration to them: bound
+  // once both exist.
   let metrics: ServerMetrics | null = o.metrics ?? null;
+  let statsLog: StatsLog | null = null;
   const executor = openExecutor(dir, {
     ...o.executor,
     ...(o.maxQueue !== undefined ? { maxQueueSize: o.maxQueue } : {}),
-    onIteration: (s) => metrics?.iteration(s),
+    onIteration: (s) => {
+      metrics?.iteration(s);
+      statsLog?.iteration(s);
+    },
   });
   const { config, tokenizer, eosTokenIds } = executor.session;
   const kv = executor.kv.stats();
@@ -151,9 +160,20 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
   };
   const logger = pino({ level: o.logLevel ?? "info" }, o.logDestination ?? destination(2));
   const app = buildApp(ctx, [tritonRoutes, tokenizeRoutes, ...(o.routes ?? [])], logger);
+  const statsEveryS = o.logStatsIntervalS ?? DEFAULT_LOG_STATS_INTERVAL_S;
+  let statsTimer: NodeJS.Timeout | null = null;
+  if (statsEveryS > 0) {
+    const log = new StatsLog(
+      () => executor.stats(),
+      (line) => logger.info(line, "stats"),
+    );
+    statsLog = log;
+    statsTimer = setInterval(() => log.flush(), statsEveryS * 1000).unref();
+  }
   try {
     await app.listen({ host: o.host ?? "127.0.0.1", port: o.port ?? 8000, backlog: LISTEN_BACKLOG });
   } catch (e) {
+    if (statsTimer) clearInterval(statsTimer);
     await executor.shutdown({ drain: false });
     throw listenError(e, o.host ?? "127.0.0.1", o.port ?? 8000);
   }
@@ -171,6 +191,8 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
       const timer = setTimeout(() => inFlight.cancelAll(executor, "shutdown"), graceMs);
       await inFlight.idle();
       clearTimeout(timer);
+      if (statsTimer) clearInterval(statsTimer);
+      statsLog?.flush();
       await app.close();
       await executor.shutdown({ drain: false });
     })();

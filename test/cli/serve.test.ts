@@ -68,6 +68,11 @@ describe("kiln serve", () => {
       /--request-timeout expects seconds/,
     );
     assertUserError(
+      kiln(["serve", "--log-stats-interval", "-1"]),
+      "InvalidArgumentError",
+      /--log-stats-interval expects seconds, a number ≥ 0/,
+    );
+    assertUserError(
       kiln(["serve", "--log-level", "loud"]),
       "InvalidArgumentError",
       /--log-level must be one of/,
