@@ -329,7 +329,9 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
       tp "128/128 in-process" 120 --num-requests 1024 --input-len 128 --output-len 128
       tp "batch 64 in-process" 120 --num-requests 64 --input-len 128 --output-len 256
     fi
-    ./bin/kiln serve --model "$e" --backend cuda --port 8321 --log-level warn >"$out/serve.log" 2>&1 &
+    # The stats line every 2 s (wait_ms near 0 while tokens flow: the host, not the GPU, set the pace).
+    ./bin/kiln serve --model "$e" --backend cuda --port 8321 --log-level info --log-stats-interval 2 \
+      >"$out/serve.log" 2>&1 &
     pid=$!
     get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())" "$1"; }
     for _ in $(seq 240); do get http://127.0.0.1:8321/health >/dev/null 2>&1 && break; sleep 0.5; done
@@ -344,6 +346,13 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
     }
     sv "128/128" 150 --num-requests 1024 --input-len 128 --output-len 128
     sv "64 streams" 150 --num-requests 256 --max-concurrency 64 --input-len 128 --output-len 256
+    python3 -c "
+import json, sys
+for l in open(sys.argv[1]):
+    if '\"msg\":\"stats\"' in l:
+        d = json.loads(l)
+        print('  stats %4.1f s: %7.0f prompt tok/s %7.0f gen tok/s  %3d iters  step %.2f host %.2f wait %.2f ms  running %d waiting %d  KV %.0f%%' % (d['interval_s'], d['prompt_tokens_per_s'], d['generation_tokens_per_s'], d['iterations'], d['step_ms'], d['host_ms'], d['wait_ms'], d['running'], d['waiting'], 100 * d['kv_cache_usage']))
+" "$out/serve.log"
     get http://127.0.0.1:8321/metrics | grep -E "^kiln:(generation_tokens_total|request_success_total)" | head -5
     kill -TERM $pid
     wait $pid
