@@ -314,11 +314,14 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
   }
 });
 
-// gemv_fp8.cu's tensor-core GEMVs (gemv_fp8_mma.cuh; 256 threads, one m16n8k32 tile of 16 rows a
-// block): no spills for any dtype, at most 128 registers for the plain kernel (two blocks an SM: 64 KiB
-// of weights in flight) and 255 for the gated one (two tiles' loads in flight: one block an SM), and
-// the static shared memory of their k-split reduction (8 warps × 16 × 8 floats a tile).
-describe("gemv_fp8_mma kernels: no spills (ptxas -v, sm_90a)", { concurrency: 2 }, () => {
+// gemv_fp8.cu's alternative decode GEMVs, from one compile per dtype: no spills for any of them;
+//   tensor-core (gemv_fp8_mma.cuh; 256 threads, one m16n8k32 tile of 16 rows a block): at most 128
+//   registers for the plain kernel (two blocks an SM: 64 KiB of weights in flight) and 255 for the gated
+//   one (two tiles' loads in flight: one block an SM), and the static shared memory of their k-split
+//   reduction (8 warps × 16 × 8 floats a tile);
+//   conversion-free (KILN_FP8_GEMV=bits): at most 168 registers for gemv_fp8_bits_r4u2w4 (three
+//   128-thread blocks an SM, as gemv_fp8_r2u8w4) and 128 for the gated kernels (two 256-thread blocks).
+describe("gemv_fp8_mma and gemv_fp8_bits kernels: no spills (ptxas -v, sm_90a)", { concurrency: 2 }, () => {
   if ("missing" in nvcc) {
     it("nvcc", { skip: `nvcc not found: ${nvcc.missing}` }, () => {});
     return;
@@ -327,42 +330,10 @@ describe("gemv_fp8_mma kernels: no spills (ptxas -v, sm_90a)", { concurrency: 2 
   after(() => rmSync(out, { recursive: true, force: true }));
   const file = "gemv_fp8.cu";
   const mma = matrix.files[file].kernels.filter((k) => k.startsWith("gemv_fp8_mma"));
-  it("the compile matrix lists the plain kernel and five gated ones", () => {
+  const bits = matrix.files[file].kernels.filter((k) => k.startsWith("gemv_fp8_bits"));
+  it("the compile matrix lists each family's plain kernel and five gated ones", () => {
     assert.ok(mma.includes("gemv_fp8_mma"));
     assert.equal(mma.filter((k) => k.startsWith("gemv_fp8_mma_gated_")).length, 5);
-  });
-  for (const dtype of Object.keys(matrix.dtypeMacros)) {
-    it(dtype, async () => {
-      const cubin = join(out, `${dtype}.cubin`);
-      const args = ["-cubin", "-arch=sm_90a", "-Xptxas", "-v", ...matrix.nvccFlags];
-      args.push(`-D${matrix.dtypeMacros[dtype]}`, "-o", cubin, file);
-      const r = await run(nvcc.path, args, KERNELS_DIR);
-      if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
-      for (const kernel of mma) {
-        const info = ptxasReport(r.stderr, kernel);
-        assert.ok(info, `no ptxas -v report for ${kernel}:\n${r.stderr}`);
-        assert.deepEqual(info.frame, [0, 0, 0], `${kernel}: stack, spill stores, spill loads`);
-        const gated = kernel !== "gemv_fp8_mma";
-        assert.ok(info.registers <= (gated ? 255 : 128), `${kernel}: ${info.registers} registers`);
-        assert.equal(info.smem, (gated ? 2 : 1) * 8 * 16 * 8 * 4, `${kernel}: static shared memory`);
-      }
-    });
-  }
-});
-
-// gemv_fp8.cu's conversion-free GEMVs (KILN_FP8_GEMV=bits): no spills for any dtype; at most 168
-// registers for gemv_fp8_bits_r4u2w4 (three 128-thread blocks an SM, as gemv_fp8_r2u8w4) and 128 for the
-// gated kernels (two 256-thread blocks an SM).
-describe("gemv_fp8_bits kernels: no spills (ptxas -v, sm_90a)", { concurrency: 2 }, () => {
-  if ("missing" in nvcc) {
-    it("nvcc", { skip: `nvcc not found: ${nvcc.missing}` }, () => {});
-    return;
-  }
-  const out = mkdtempSync(join(tmpdir(), "kiln-ptxas-fp8-bits-"));
-  after(() => rmSync(out, { recursive: true, force: true }));
-  const file = "gemv_fp8.cu";
-  const bits = matrix.files[file].kernels.filter((k) => k.startsWith("gemv_fp8_bits"));
-  it("the compile matrix lists the plain kernel and five gated ones", () => {
     assert.ok(bits.includes("gemv_fp8_bits_r4u2w4"));
     assert.equal(bits.filter((k) => k.startsWith("gemv_fp8_bits_gated_")).length, 5);
   });
@@ -373,12 +344,18 @@ describe("gemv_fp8_bits kernels: no spills (ptxas -v, sm_90a)", { concurrency: 2
       args.push(`-D${matrix.dtypeMacros[dtype]}`, "-o", cubin, file);
       const r = await run(nvcc.path, args, KERNELS_DIR);
       if (r.code !== 0) assert.fail(`nvcc ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr}`);
-      for (const kernel of bits) {
+      for (const kernel of [...mma, ...bits]) {
         const info = ptxasReport(r.stderr, kernel);
         assert.ok(info, `no ptxas -v report for ${kernel}:\n${r.stderr}`);
         assert.deepEqual(info.frame, [0, 0, 0], `${kernel}: stack, spill stores, spill loads`);
-        const gated = kernel.startsWith("gemv_fp8_bits_gated_");
-        assert.ok(info.registers <= (gated ? 128 : 168), `${kernel}: ${info.registers} registers`);
+        if (mma.includes(kernel)) {
+          const gated = kernel !== "gemv_fp8_mma";
+          assert.ok(info.registers <= (gated ? 255 : 128), `${kernel}: ${info.registers} registers`);
+          assert.equal(info.smem, (gated ? 2 : 1) * 8 * 16 * 8 * 4, `${kernel}: static shared memory`);
+        } else {
+          const gated = kernel.startsWith("gemv_fp8_bits_gated_");
+          assert.ok(info.registers <= (gated ? 128 : 168), `${kernel}: ${info.registers} registers`);
+        }
       }
     });
   }
