@@ -16,19 +16,15 @@
 //        [--step-ms 2] [--seq-ms 0.03] [--token-ms 0.0225] [--host-ms 1] [--only in-process|http] [--json]
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { destination, pino } from "pino";
 import { BUNDLED_MODEL_DIR } from "../src/bundled_model.ts";
 import type { EngineConfig } from "../src/engine/format.ts";
 import { Executor, type ExecutorSession } from "../src/executor/executor.ts";
 import { ModelRunner } from "../src/runtime/model_runner.ts";
 import { runThroughputBench, type ThroughputResult } from "../src/runtime/throughput_bench.ts";
-import { buildApp } from "../src/server/app.ts";
 import { runServeBench, type ServeBenchResult } from "../src/server/serve_bench.ts";
 import type { ServedModel, ServerContext, ServerMetrics } from "../src/server/server_context.ts";
-import { tokenizeRoutes } from "../src/server/tokenize_routes.ts";
-import { tritonRoutes } from "../src/server/triton.ts";
 import { type DeviceModel, H200_8B, SimulatedDevice } from "./serve_device_sim/simulated_device.ts";
-import { runClient, unlimitedContext } from "./serve_harness.ts";
+import { listenLoopback, runClient, unlimitedContext } from "./serve_harness.ts";
 
 interface Args {
   streams: number;
@@ -211,15 +207,11 @@ async function overHttp(a: Args, open: () => SimSession): Promise<ModeReport> {
   });
   const ctx = servedContext(ex);
   metrics = ctx.metrics;
-  const logger = pino({ level: "info" }, destination({ dest: "/dev/null", sync: false }));
-  const app = buildApp(ctx, [tritonRoutes, tokenizeRoutes], logger);
-  await app.listen({ host: "127.0.0.1", port: 0, backlog: 4096 });
-  const address = app.server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
+  const { app, url } = await listenLoopback(ctx);
   const cpu0 = process.cpuUsage();
   const r = await runClient<ServeBenchResult & { cpuMs: number; startEpochMs: number; endEpochMs: number }>(
     fileURLToPath(import.meta.url),
-    `http://127.0.0.1:${port}`,
+    url,
     a,
   );
   const cpu = process.cpuUsage(cpu0);

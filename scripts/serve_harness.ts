@@ -3,9 +3,14 @@
 // timeout), and `kiln bench --serve`'s client in a second Node process, which runs the calling script
 // again with --client URL and prints its report as one JSON line.
 import { spawn } from "node:child_process";
+import type { FastifyInstance } from "fastify";
+import { destination, pino } from "pino";
+import { buildApp } from "../src/server/app.ts";
 import { InFlight } from "../src/server/in_flight.ts";
 import { createServerMetrics } from "../src/server/metrics.ts";
 import type { ServedModel, ServerContext } from "../src/server/server_context.ts";
+import { tokenizeRoutes } from "../src/server/tokenize_routes.ts";
+import { tritonRoutes } from "../src/server/triton.ts";
 
 /** The flags that size a load: N streams of I prompt tokens and O output tokens. */
 export interface LoadSize {
@@ -37,6 +42,17 @@ export function unlimitedContext(model: ServedModel, version: string): ServerCon
     },
     inFlight,
   };
+}
+
+/** `kiln serve`'s app over `ctx` (every route module; a request log line at info, as `kiln serve`
+ * writes it, to /dev/null) listening on a free loopback port; resolves with it and its base URL. */
+export async function listenLoopback(ctx: ServerContext): Promise<{ app: FastifyInstance; url: string }> {
+  const logger = pino({ level: "info" }, destination({ dest: "/dev/null", sync: false }));
+  const app = buildApp(ctx, [tritonRoutes, tokenizeRoutes], logger);
+  await app.listen({ host: "127.0.0.1", port: 0, backlog: 4096 });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return { app, url: `http://127.0.0.1:${port}` };
 }
 
 /** Runs `script --client url …size` in a second Node process (nodeArgs first, e.g. --cpu-prof);

@@ -12,13 +12,9 @@
 //        [--output-len 128] [--in-process] [--client-prof DIR] [--json]
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { destination, pino } from "pino";
-import { buildApp } from "../src/server/app.ts";
 import { runServeBench } from "../src/server/serve_bench.ts";
 import type { ServedModel, ServerContext } from "../src/server/server_context.ts";
-import { tokenizeRoutes } from "../src/server/tokenize_routes.ts";
-import { tritonRoutes } from "../src/server/triton.ts";
-import { runClient, unlimitedContext } from "./serve_harness.ts";
+import { listenLoopback, runClient, unlimitedContext } from "./serve_harness.ts";
 import { PacedExecutor, type PacedIteration } from "./serve_host_cost/paced_executor.ts";
 
 interface Window {
@@ -103,12 +99,7 @@ function servedContext(ex: PacedExecutor): ServerContext {
 async function overHttp(a: Args): Promise<{ server: Window; client: ClientReport }> {
   const ex = new PacedExecutor();
   const ctx = servedContext(ex);
-  // As `kiln serve` logs: one JSON line per request, at info.
-  const logger = pino({ level: "info" }, destination({ dest: "/dev/null", sync: false }));
-  const app = buildApp(ctx, [tritonRoutes, tokenizeRoutes], logger);
-  await app.listen({ host: "127.0.0.1", port: 0, backlog: 4096 });
-  const address = app.server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
+  const { app, url } = await listenLoopback(ctx);
   // Request 1 is the client's warm-up. Requests 2 … N+1 are held until the last is in, so all N stream
   // at once (as on the device, where admission outpaces the steps); the window runs from then until
   // every response closed: the streaming and the responses' ends, not the requests' arrival.
@@ -126,7 +117,7 @@ async function overHttp(a: Args): Promise<{ server: Window; client: ClientReport
   };
   const prof = a.clientProf ? ["--cpu-prof", `--cpu-prof-dir=${a.clientProf}`] : [];
   const self = fileURLToPath(import.meta.url);
-  const client = await runClient<ClientReport>(self, `http://127.0.0.1:${port}`, a, prof);
+  const client = await runClient<ClientReport>(self, url, a, prof);
   const server = await (measured as Promise<Window> | null);
   await app.close();
   await ex.shutdown();
