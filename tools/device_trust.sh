@@ -45,7 +45,8 @@
 #            KILN_FP8_GEMV=bits: gemv_fp8_bits, then KILN_GEMV=0: the FP8 GEMM) and
 #            prefill against its floor, then 1,024 requests at 128/128 through the executor with the KV
 #            cache in bf16 and in FP8 (goal ≥ 31,000 output tok/s), all in one 600 s call; the
-#            quantized GPU tests (`quant tests`) include fp8's too;
+#            quantized GPU tests (`quant tests`) include fp8's too; `quant fp8-speed`: the same without
+#            the tests, then tools/ncu_decode.sh's kernel-by-kernel batch-1 step, gemv_fp8 and gemv_fp8_bits;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -182,7 +183,16 @@ if [[ $part == quant ]]; then
   [[ $which == tests || $which == zp ]] && exit 0
   ckpt=/tmp/hf-$big
   make_ckpt() { [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1; }
-  if [[ $which == fp8 ]]; then
+  if [[ $which == fp8-speed ]]; then # the figures alone (the tests in a call of their own), then where a
+    # batch-1 step's time goes, kernel by kernel, on gemv_fp8 and on gemv_fp8_bits (tools/ncu_decode.sh)
+    make_ckpt
+    bash "$0" quant fp8-figures
+    ENGINE=/tmp/engine-$big-fp8 bash tools/ncu_decode.sh "$big" 4 128 last
+    ENGINE=/tmp/engine-$big-fp8 TAG=bits KILN_FP8_GEMV=bits bash tools/ncu_decode.sh "$big" 4 128 last
+    exit 0
+  fi
+  [[ $which == fp8-figures ]] && which=fp8 && skip_tests=1
+  if [[ $which == fp8 && -z ${skip_tests:-} ]]; then
     # fp8's GPU tests first (each FP8 GEMM plan cuBLASLt gave, the errors against the accumulation model
     # and the engines' |Δ logit|), with the checkpoint written beside them (CPU and disk only), so the
     # speed figures below still fit the call; nothing timed overlaps the tests.

@@ -7,13 +7,18 @@
 # Usage (device run): source .device/prelude.sh && [RUN_FLAGS="…"] bash tools/ncu_decode.sh llama-3.2-1b
 #   [new tokens] [prompt tokens (128)] [last|prefill]
 #   RUN_FLAGS: more `kiln run` flags, e.g. "--temperature 1 --top-p 0.95" to profile the sampled path.
+#   ENGINE=dir: that engine instead of the config's bf16 one (e.g. /tmp/engine-llama-3.1-8b-fp8 of
+#   `device_trust.sh quant fp8`); the CSV is named after the engine's folder then. TAG=x: appended to
+#   the files' names (one call, several variants: TAG=bits KILN_FP8_GEMV=bits ...).
 set -uo pipefail
 cfg=${1:-llama-3.2-1b}
 n=${2:-4}
 prompt=${3:-128}
 which=${4:-last}
 source tools/device_engine.sh
-e=$(engine "$cfg")
+e=${ENGINE:-$(engine "$cfg")}
+[[ -n ${ENGINE:-} ]] && cfg=$(basename "$ENGINE")
+[[ -n ${TAG:-} ]] && cfg="$cfg-$TAG"
 ids=$(python3 -c "print(','.join(str(10 + i) for i in range($prompt)))")
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 # shellcheck disable=SC2086 # RUN_FLAGS is a list of flags
