@@ -31,7 +31,8 @@
 //     const float* static_scale,  // one fp32 (the weight's input scale), or null: dynamic
 //     float* xhat,                // [m, k] e4m3(xq) in fp32 (xhat_quad's order), or null: not written
 //     int m, int k)               // k a multiple of 16
-//   grid = (m), block = (256)
+//   grid = (m), block = (one thread per 16 bytes of the row, whole warps, at most 1,024): a row is one
+//   block's, read once (up to 2 vectors a thread stay in registers for the second pass)
 // extern "C" __global__ void gemv_fp8_r2uUw4(    variants r2u4w4, r2u8w4 (fp8_linears.ts picks)
 //     const unsigned char* xq, const float* s,   // quant_fp8_act's output
 //     const unsigned char* q,     // [n, k]      weights: read before the PDL wait
@@ -137,6 +138,10 @@ __device__ __forceinline__ void decode16_scaled(const uint4& v, float (&f)[kFeat
 __device__ __forceinline__ size_t xhat_quad(int v, int p, int vecs) { return (size_t)p * vecs + v; }
 
 /** One block per row: the row's scale, then its E4M3 bytes, kiln::kVec features per thread and step. */
+/** Vectors of a row each quant_fp8_act thread keeps in registers between its two passes (the max, then
+ * the codes): with a block of up to 1,024 threads, rows of up to 2,048·kVec features are read once. */
+constexpr int kQuantHeld = 2;
+
 __device__ __forceinline__ void quant_act_impl(const kiln_t* __restrict__ x, unsigned char* __restrict__ xq,
                                                float* __restrict__ s, const float* __restrict__ static_scale,
                                                float* __restrict__ xhat, int k) {
@@ -147,10 +152,20 @@ __device__ __forceinline__ void quant_act_impl(const kiln_t* __restrict__ x, uns
   const float fixed = static_scale ? *static_scale : 0.f;
   const int row = blockIdx.x;
   const kiln_t* xr = x + (size_t)row * k;
+  const int first = threadIdx.x * V, stride = blockDim.x * V, rest = first + kQuantHeld * stride;
+  kiln::Vec<kiln_t, V> held[kQuantHeld];
+#pragma unroll
+  for (int i = 0; i < kQuantHeld; i++)
+    if (first + i * stride < k) held[i] = kiln::load_vec<kiln_t, V>(xr + first + i * stride);
   float scale = fixed;
   if (!static_scale) {
     float most = 0.f;
-    for (int c = threadIdx.x * V; c < k; c += blockDim.x * V) {
+#pragma unroll
+    for (int i = 0; i < kQuantHeld; i++)
+      if (first + i * stride < k)
+#pragma unroll
+        for (int e = 0; e < V; e++) most = fmaxf(most, fabsf(kiln::to_float(held[i].v[e])));
+    for (int c = rest; c < k; c += stride) {  // rows longer than the registers hold
       const kiln::Vec<kiln_t, V> v = kiln::load_vec<kiln_t, V>(xr + c);
 #pragma unroll
       for (int e = 0; e < V; e++) most = fmaxf(most, fabsf(kiln::to_float(v.v[e])));
@@ -159,8 +174,7 @@ __device__ __forceinline__ void quant_act_impl(const kiln_t* __restrict__ x, uns
   }
   if (threadIdx.x == 0) s[row] = scale;
   unsigned char* qr = xq + (size_t)row * k;
-  for (int c = threadIdx.x * V; c < k; c += blockDim.x * V) {
-    const kiln::Vec<kiln_t, V> v = kiln::load_vec<kiln_t, V>(xr + c);
+  const auto emit = [&](int c, const kiln::Vec<kiln_t, V>& v) {
     kiln::Vec<unsigned char, V> out;
 #pragma unroll
     for (int e = 0; e < V; e++)
@@ -179,7 +193,11 @@ __device__ __forceinline__ void quant_act_impl(const kiln_t* __restrict__ x, uns
         kiln::store_vec<float, 4>(xhat + (size_t)row * k + 4 * xhat_quad(f / kFeat, f % kFeat / 4, k / kFeat), h);
       }
     }
-  }
+  };
+#pragma unroll
+  for (int i = 0; i < kQuantHeld; i++)
+    if (first + i * stride < k) emit(first + i * stride, held[i]);
+  for (int c = rest; c < k; c += stride) emit(c, kiln::load_vec<kiln_t, V>(xr + c));
 }
 
 /** The warp-reduced dot `sum` of row r with x row j, scaled: (Σ)·s[j]·sw[r]. */
@@ -309,9 +327,9 @@ struct Fp8BitsGemv : Fp8Gemv {  // Fp8Gemv's xq unused (null)
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(256) quant_fp8_act(const kiln_t* x, unsigned char* xq, float* s,
-                                                                const float* static_scale, float* xhat, int m,
-                                                                int k) {
+extern "C" __global__ void __launch_bounds__(1024) quant_fp8_act(const kiln_t* x, unsigned char* xq, float* s,
+                                                                 const float* static_scale, float* xhat, int m,
+                                                                 int k) {
   (void)m;  // one block per row: grid = (m)
   quant_act_impl(x, xq, s, static_scale, xhat, k);
 }

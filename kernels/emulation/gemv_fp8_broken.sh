@@ -25,6 +25,8 @@ breaks=(  # FILE:SED
   'gemv_fp8.cu:s|scale_sum(__fmul_rn(kiln::warp_sum(acc), kUnscale), s, j, w.sw)|__fmul_rn(scale_sum(kiln::warp_sum(acc), s, j, w.sw), kUnscale)|'  # bits: 2^120 after the scales
   'gemv_fp8.cu:s|words\[i\] << (24 - 8 \* j)|words[i] << (8 * j)|'  # bits: bytes of a word reversed
   'gemv_fp8.cu:s|return (size_t)p \* vecs + v;|return (size_t)v * 4 + p;|'  # x̂ in feature order, not xhat_quad's
+  'gemv_fp8.cu:s|for (int c = rest; c < k; c += stride) emit|for (int c = rest; c < 0; c += stride) emit|'  # codes past the held vectors
+  'gemv_fp8.cu:s|for (int c = rest; c < k; c += stride) {  // rows|for (int c = rest; c < 0; c += stride) {  // rows|'  # max misses them
 )
 for entry in "${breaks[@]}"; do
   file=${entry%%:*} b=${entry#*:}

@@ -142,7 +142,10 @@ int check_quant(const std::vector<kiln_t>& x, int m, int k, const float* fixed, 
   out.s.assign(m + 1, NAN);
   out.xhat.assign((size_t)m * k + 16, NAN);
   float* xhat = with_xhat ? out.xhat.data() : nullptr;
-  launch({(unsigned)m, 1, 1}, {256, 1, 1},
+  // fp8_variants.ts fp8QuantLaunch: a thread per 16-byte vector of the row, whole warps, ≤ 1,024.
+  const unsigned vectors = ((unsigned)k * sizeof(kiln_t) + 15) / 16;
+  const unsigned threads = std::min(1024u, (vectors + 31) / 32 * 32);
+  launch({(unsigned)m, 1, 1}, {threads, 1, 1},
          [&] { quant_fp8_act(x.data(), out.xq.data(), out.s.data(), fixed, xhat, m, k); });
   int bad = 0;
   for (int j = 0; j < m && with_xhat; j++)
@@ -561,6 +564,19 @@ int check_scale_rows(int m, int n, std::mt19937& g) {
 int main() {
   std::mt19937 g(19);
   int fails = 0;
+  for (int m : {1, 2}) {  // rows past what 1,024 threads hold in registers at any dtype: the loop reads again
+    const int k = 16400;
+    auto x = make_x(m, k, g);
+    for (int j = 0; j < m; j++) {  // each row's largest |x| in its last feature, which only the loop reads
+      float most = 0.f;
+      for (int c = 0; c < k; c++) most = std::max(most, std::fabs(kiln::to_float(x[(size_t)j * k + c])));
+      x[(size_t)j * k + k - 1] = kiln::from_float(-4.f * most);
+    }
+    Quant dyn, stat;
+    const float fixed = 0.01f;
+    fails += check_quant(x, m, k, nullptr, dyn, "dynamic");
+    fails += check_quant(x, m, k, &fixed, stat, "static");
+  }
   for (int k : {16, 48, 272, 2064, 8208}) {
     for (int m : {1, 3, 8}) {
       const auto x = make_x(m, k, g);

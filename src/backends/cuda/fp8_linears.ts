@@ -211,7 +211,7 @@ export class Fp8Linears {
    * returns xq's address. */
   private quantize(w: Fp8Weight, x: DevicePtr, rows: number, xhat: DevicePtr): DevicePtr {
     if (!this.scratch) throw new Error("internal: an fp8 weight but no activation scratch");
-    const { kernel, grid, block } = fp8QuantLaunch(rows);
+    const { kernel, grid, block } = fp8QuantLaunch(rows, w.cols, ELEMENT_BYTES[this.dtype]);
     this.kernels.launch("gemv_fp8", kernel, [grid], block, [
       { ptr: x },
       { ptr: this.scratch.ptr },

@@ -14,9 +14,16 @@ export const FP8_GEMV_MAX_ROWS = GEMV_MAX_M;
 /** Rows per block of gemv_fp8_r2uUw4 (R = 2 rows per warp, W = 4 warps) and of the gated kernels. */
 const ROWS_PER_BLOCK = 8;
 
-/** quant_fp8_act over `rows` rows: one block of 256 threads per row. */
-export function fp8QuantLaunch(rows: number): { kernel: string; grid: number; block: number } {
-  return { kernel: "quant_fp8_act", grid: rows, block: 256 };
+/** quant_fp8_act over `rows` rows of `k` features of `elementBytes` each: one block per row, a thread per
+ * 16-byte vector of it in whole warps, at most 1,024 (longer rows loop): at decode's one row, the
+ * row's loads are in flight at once instead of a few rounds of them. */
+export function fp8QuantLaunch(
+  rows: number,
+  k: number,
+  elementBytes: number,
+): { kernel: string; grid: number; block: number } {
+  const vectors = Math.ceil((k * elementBytes) / 16);
+  return { kernel: "quant_fp8_act", grid: rows, block: Math.min(1024, Math.ceil(vectors / 32) * 32) };
 }
 
 /** gemv_fp8_r2uUw4 for an [n, k] weight: U = 8 vectors per lane and row in flight when a row has at

@@ -40,8 +40,13 @@ describe("fp8_variants", () => {
     assert.deepEqual(fp8ScaleRowsLaunch(3, 1000), { kernel: "fp8_scale_rows", grid: 12, block: 256 });
   });
 
-  test("quant_fp8_act: one block of 256 threads per row", () => {
-    assert.deepEqual(fp8QuantLaunch(7), { kernel: "quant_fp8_act", grid: 7, block: 256 });
+  test("quant_fp8_act: one block per row, a thread per 16 bytes of it in whole warps, ≤ 1,024", () => {
+    // bf16 rows of 4,096: 512 vectors; of 14,336: 1,792 vectors, capped (threads loop); fp32 rows of
+    // 272: 68 vectors, rounded up to three warps; 16 features: one warp.
+    assert.deepEqual(fp8QuantLaunch(7, 4096, 2), { kernel: "quant_fp8_act", grid: 7, block: 512 });
+    assert.deepEqual(fp8QuantLaunch(1, 14336, 2), { kernel: "quant_fp8_act", grid: 1, block: 1024 });
+    assert.deepEqual(fp8QuantLaunch(3, 272, 4), { kernel: "quant_fp8_act", grid: 3, block: 96 });
+    assert.deepEqual(fp8QuantLaunch(2, 16, 2), { kernel: "quant_fp8_act", grid: 2, block: 32 });
   });
 
   test("gemv_fp8: u8 from k = 4096, u4 below; 8 rows per block", () => {
@@ -128,7 +133,7 @@ describe("fp8_variants", () => {
 
   test("every kernel these launch is one compile_matrix.json lists for gemv_fp8.cu", () => {
     const kernels: string[] = matrix.files["gemv_fp8.cu"].kernels;
-    assert.ok(kernels.includes(fp8QuantLaunch(1).kernel));
+    assert.ok(kernels.includes(fp8QuantLaunch(1, 4096, 2).kernel));
     assert.ok(kernels.includes(fp8ScaleRowsLaunch(1, 1).kernel));
     for (const k of [16, 4096]) assert.ok(kernels.includes(fp8GemvLaunch(8, k).kernel), `k ${k}`);
     for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvGatedLaunch(act, 8).kernel), act);
