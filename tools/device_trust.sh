@@ -47,6 +47,7 @@
 #            cache in bf16 and in FP8 (goal ≥ 31,000 output tok/s), all in one 600 s call; the
 #            quantized GPU tests (`quant tests`) include fp8's too; `quant fp8-speed`: the same without
 #            the tests, then tools/ncu_decode.sh's kernel-by-kernel batch-1 step, gemv_fp8 and gemv_fp8_bits;
+#            `quant fp8-b1`: the build, batch-1 TPOT on gemv_fp8 and gemv_fp8_bits, gemv_fp8's step by kernel;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -189,6 +190,19 @@ if [[ $part == quant ]]; then
     bash "$0" quant fp8-figures
     ENGINE=/tmp/engine-$big-fp8 bash tools/ncu_decode.sh "$big" 4 128 last
     ENGINE=/tmp/engine-$big-fp8 TAG=bits KILN_FP8_GEMV=bits bash tools/ncu_decode.sh "$big" 4 128 last
+    exit 0
+  fi
+  if [[ $which == fp8-b1 ]]; then # the least that says where fp8's batch 1 stands: build, TPOT on gemv_fp8
+    # and gemv_fp8_bits, and the kernels of gemv_fp8's step
+    make_ckpt
+    e=/tmp/engine-$big-fp8
+    t0=$(date +%s%N)
+    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize fp8 \
+      --max-batch-size 1024 --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-fp8.json" 2>"$out/build-fp8.err"
+    echo "$big fp8 kiln build: exit $? in $(ms "$t0") ms (goal ≤ 90000; build-fp8.err)"
+    bench "$big fp8 decode" "$e" "${decode[@]}"
+    KILN_FP8_GEMV=bits bench "$big fp8 decode, KILN_FP8_GEMV=bits" "$e" "${decode[@]}"
+    ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
     exit 0
   fi
   [[ $which == fp8-figures ]] && which=fp8 && skip_tests=1
