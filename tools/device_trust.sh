@@ -184,6 +184,13 @@ if [[ $part == quant ]]; then
   [[ $which == tests || $which == zp ]] && exit 0
   ckpt=/tmp/hf-$big
   make_ckpt() { [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1; }
+  build_fp8() { # $1 = engine dir: the 8B fp8 engine, sized for the executor (timed: goal ≤ 90 s)
+    local t0
+    t0=$(date +%s%N)
+    [[ -d $1 ]] || ./bin/kiln build --model "$ckpt" --output "$1" --backend cuda --dtype bf16 --quantize fp8 \
+      --max-batch-size 1024 --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-fp8.json" 2>"$out/build-fp8.err"
+    echo "$big fp8 kiln build: exit $? in $(ms "$t0") ms (goal ≤ 90000; build-fp8.err)"
+  }
   if [[ $which == fp8-speed ]]; then # the figures alone (the tests in a call of their own), then where a
     # batch-1 step's time goes, kernel by kernel, on gemv_fp8 and on gemv_fp8_bits (tools/ncu_decode.sh)
     make_ckpt
@@ -196,10 +203,7 @@ if [[ $part == quant ]]; then
     # and gemv_fp8_bits, and the kernels of gemv_fp8's step
     make_ckpt
     e=/tmp/engine-$big-fp8
-    t0=$(date +%s%N)
-    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize fp8 \
-      --max-batch-size 1024 --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-fp8.json" 2>"$out/build-fp8.err"
-    echo "$big fp8 kiln build: exit $? in $(ms "$t0") ms (goal ≤ 90000; build-fp8.err)"
+    build_fp8 "$e"
     bench "$big fp8 decode" "$e" "${decode[@]}"
     KILN_FP8_GEMV=bits bench "$big fp8 decode, KILN_FP8_GEMV=bits" "$e" "${decode[@]}"
     ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
@@ -241,10 +245,7 @@ if [[ $part == quant ]]; then
   fi
   if [[ $which == fp8 ]]; then # one engine sized for the executor serves all three measurements
     e=/tmp/engine-$big-fp8
-    t0=$(date +%s%N)
-    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize fp8 \
-      --max-batch-size 1024 --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-fp8.json" 2>"$out/build-fp8.err"
-    echo "$big fp8 kiln build: exit $? in $(ms "$t0") ms (goal ≤ 90000; build-fp8.err)"
+    build_fp8 "$e"
     bench "$big fp8 decode" "$e" "${decode[@]}"
     # Batch 1 on the tensor-core GEMV (gemv_fp8_mma, mma.sync E4M3) instead of the CUDA-core gemv_fp8.
     KILN_FP8_GEMV=mma bench "$big fp8 decode, KILN_FP8_GEMV=mma" "$e" "${decode[@]}"
