@@ -12,7 +12,8 @@
 //     vectors per lane and row in flight, the first U prefetched before the PDL wait, shuffles reduce the
 //     lanes; this file gives its format, Fp8Gemv): every variant and the gated kernel sum a row in the
 //     same order, so they give the same bits.
-//   gemv_fp8_bits_* (KILN_FP8_GEMV=bits): gemv_fp8's y bit for bit without conversion instructions: the
+//   gemv_fp8_bits_r4u2w4 (plain linears' decode GEMV; KILN_FP8_GEMV=fma runs gemv_fp8_r2uUw4 instead):
+//     gemv_fp8's y bit for bit without conversion instructions: the
 //     weight bytes decoded by integer ops into e4m3(q)·2^-120 (decode16_scaled), x read as x̂, the same
 //     fmaf chains and sums (every value 2^-120 times gemv_fp8's: exact, Fp8BitsGemv says why), ·2^120
 //     before gemv_fp8's scaling. Needs denormals kept (no ftz).
@@ -52,11 +53,9 @@
 // extern "C" __global__ void gemv_fp8_mma_gated_ACT(xq, s, q, sw, bias, y, m, inter, k)
 //   gemv_fp8_gated_ACT's y from gemv_fp8_mma's sums (bit for bit gemv_fp8_mma's gate and up then the
 //   activation, gemv_fp8_mma.cuh says when). grid = (ceil(inter / 16)), block = (256), 8 KiB shared
-// extern "C" __global__ void gemv_fp8_bits_r4u2w4(xhat, s, q, sw, bias, y, m, n, k)   (KILN_FP8_GEMV=bits)
+// extern "C" __global__ void gemv_fp8_bits_r4u2w4(xhat, s, q, sw, bias, y, m, n, k)   (the default)
 //   gemv_fp8_r2uUw4's y bit for bit from quant_fp8_act's x̂ (float* [m, k]) in xq's place; 4 rows a warp.
 //   grid = (ceil(n / 16)), block = (128), no shared memory
-// extern "C" __global__ void gemv_fp8_bits_gated_ACT(xhat, s, q, sw, bias, y, m, inter, k)
-//   gemv_fp8_gated_ACT's y bit for bit, likewise. grid = (ceil(inter / 8)), block = (256)
 // extern "C" __global__ void fp8_scale_rows(      the FP8 GEMM's fallback epilogue (fp8_linears.ts)
 //     const float* acc,           // [m, n] Σ e4m3·e4m3 from an FP8 GEMM with unit scales, fp32 out
 //     const float* s, const float* sw, const kiln_t* bias,   // [m], [n], [n] or null
@@ -271,7 +270,7 @@ struct Fp8Gemv {
   __device__ __forceinline__ float finish(const Row& w, int j, float acc) const { return scaled(acc, s, j, w.sw); }
 };
 
-/** Fp8Gemv without conversions (KILN_FP8_GEMV=bits): the weight decoded by decode16_scaled (values
+/** Fp8Gemv without conversions (gemv_fp8_bits): the weight decoded by decode16_scaled (values
  * w' = w·2^-120), x read as quant_fp8_act's x̂ (exact e4m3(xq) in fp32, 4 float4 loads a vector and row of
  * x), the same fmaf chain per vector, sums and reduction as Fp8Gemv, then ·2^120 before the scales.
  * Bit for bit Fp8Gemv: every product w'·x = (w·x)·2^-120 is exact (w·x has ≤ 8 significant bits and is
@@ -375,41 +374,26 @@ extern "C" __global__ void __launch_bounds__(32 * kiln::fp8mma::kMmaWarps)
     kiln::fp8mma::gated<kiln::ACT>(xq, s, q, sw, bias, y, m, inter, k);                                       \
   }
 
-// The gated kernel at U = 2 (its 2 rows × 2 vectors a lane in flight): at U = 4 ptxas needs half again
-// the registers, and only one 256-thread block fits an SM.
-#define KILN_GEMV_FP8_BITS_GATED(NAME, ACT)                                                                   \
-  extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_fp8_bits_gated_##NAME(      \
-      const float* xhat, const float* s, const unsigned char* q, const float* sw, const kiln_t* bias,         \
-      kiln_t* y, int m, int inter, int k) {                                                                   \
-    const Fp8BitsGemv f{{nullptr, s, q, sw, k}, xhat};                                                        \
-    kiln::gemv::gated<kiln::ACT, Fp8BitsGemv, 2>(f, bias, y, m, inter);                                       \
-  }
-
 // GEMV_ACT as in gemv.cu (gemv_variants.ts GATED_ACTS): one activation's gated kernels, none, or all five.
 #if !defined(GEMV_ACT) || GEMV_ACT == 1
 KILN_GEMV_FP8_GATED(silu, Silu)
 KILN_GEMV_FP8_MMA_GATED(silu, Silu)
-KILN_GEMV_FP8_BITS_GATED(silu, Silu)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 2
 KILN_GEMV_FP8_GATED(gelu, Gelu)
 KILN_GEMV_FP8_MMA_GATED(gelu, Gelu)
-KILN_GEMV_FP8_BITS_GATED(gelu, Gelu)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 3
 KILN_GEMV_FP8_GATED(gelu_pytorch_tanh, GeluTanh)
 KILN_GEMV_FP8_MMA_GATED(gelu_pytorch_tanh, GeluTanh)
-KILN_GEMV_FP8_BITS_GATED(gelu_pytorch_tanh, GeluTanh)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 4
 KILN_GEMV_FP8_GATED(gelu_new, GeluNew)
 KILN_GEMV_FP8_MMA_GATED(gelu_new, GeluNew)
-KILN_GEMV_FP8_BITS_GATED(gelu_new, GeluNew)
 #endif
 #if !defined(GEMV_ACT) || GEMV_ACT == 5
 KILN_GEMV_FP8_GATED(relu, Relu)
 KILN_GEMV_FP8_MMA_GATED(relu, Relu)
-KILN_GEMV_FP8_BITS_GATED(relu, Relu)
 #endif
 
 extern "C" __global__ void __launch_bounds__(256)

@@ -41,13 +41,13 @@
 #            `quant tests`, `quant zp`, `quant int8-wo`, `quant int4-wo`: one piece, when the whole runs past
 #            a call; `quant fp8` (not in the whole): fp8's GPU tests (test/gpu/kernels/gemv_fp8.test.ts,
 #            test/gpu/fp8.test.ts: the FP8 GEMM plans and errors), then the 8B built with --quantize fp8
-#            (build time: goal ≤ 90 s), batch-1 TPOT (gemv_fp8, then KILN_FP8_GEMV=mma: gemv_fp8_mma,
-#            KILN_FP8_GEMV=bits: gemv_fp8_bits, then KILN_GEMV=0: the FP8 GEMM) and
+#            (build time: goal ≤ 90 s), batch-1 TPOT (gemv_fp8_bits, then KILN_FP8_GEMV=mma: gemv_fp8_mma,
+#            KILN_FP8_GEMV=fma: gemv_fp8, then KILN_GEMV=0: the FP8 GEMM) and
 #            prefill against its floor, then 1,024 requests at 128/128 through the executor with the KV
 #            cache in bf16 and in FP8 (goal ≥ 31,000 output tok/s), all in one 600 s call; the
 #            quantized GPU tests (`quant tests`) include fp8's too; `quant fp8-speed`: the same without
-#            the tests, then tools/ncu_decode.sh's kernel-by-kernel batch-1 step, gemv_fp8 and gemv_fp8_bits;
-#            `quant fp8-b1`: the build, batch-1 TPOT on gemv_fp8 and gemv_fp8_bits, gemv_fp8's step by kernel;
+#            the tests, then tools/ncu_decode.sh's kernel-by-kernel batch-1 step, gemv_fp8_bits and gemv_fp8;
+#            `quant fp8-b1`: the build, batch-1 TPOT on gemv_fp8_bits and gemv_fp8, the default's step by kernel;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -192,20 +192,20 @@ if [[ $part == quant ]]; then
     echo "$big fp8 kiln build: exit $? in $(ms "$t0") ms (goal ≤ 90000; build-fp8.err)"
   }
   if [[ $which == fp8-speed ]]; then # the figures alone (the tests in a call of their own), then where a
-    # batch-1 step's time goes, kernel by kernel, on gemv_fp8 and on gemv_fp8_bits (tools/ncu_decode.sh)
+    # batch-1 step's time goes, kernel by kernel, on gemv_fp8_bits and on gemv_fp8 (tools/ncu_decode.sh)
     make_ckpt
     bash "$0" quant fp8-figures
     ENGINE=/tmp/engine-$big-fp8 bash tools/ncu_decode.sh "$big" 4 128 last
-    ENGINE=/tmp/engine-$big-fp8 TAG=bits KILN_FP8_GEMV=bits bash tools/ncu_decode.sh "$big" 4 128 last
+    ENGINE=/tmp/engine-$big-fp8 TAG=fma KILN_FP8_GEMV=fma bash tools/ncu_decode.sh "$big" 4 128 last
     exit 0
   fi
-  if [[ $which == fp8-b1 ]]; then # the least that says where fp8's batch 1 stands: build, TPOT on gemv_fp8
-    # and gemv_fp8_bits, and the kernels of gemv_fp8's step
+  if [[ $which == fp8-b1 ]]; then # the least that says where fp8's batch 1 stands: build, TPOT on
+    # gemv_fp8_bits (the default) and gemv_fp8, and the kernels of the default's step
     make_ckpt
     e=/tmp/engine-$big-fp8
     build_fp8 "$e"
     bench "$big fp8 decode" "$e" "${decode[@]}"
-    KILN_FP8_GEMV=bits bench "$big fp8 decode, KILN_FP8_GEMV=bits" "$e" "${decode[@]}"
+    KILN_FP8_GEMV=fma bench "$big fp8 decode, KILN_FP8_GEMV=fma" "$e" "${decode[@]}"
     ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
     exit 0
   fi
@@ -247,10 +247,11 @@ if [[ $part == quant ]]; then
     e=/tmp/engine-$big-fp8
     build_fp8 "$e"
     bench "$big fp8 decode" "$e" "${decode[@]}"
-    # Batch 1 on the tensor-core GEMV (gemv_fp8_mma, mma.sync E4M3) instead of the CUDA-core gemv_fp8.
+    # Batch 1 on the tensor-core GEMV (gemv_fp8_mma, mma.sync E4M3) instead of the CUDA-core ones.
     KILN_FP8_GEMV=mma bench "$big fp8 decode, KILN_FP8_GEMV=mma" "$e" "${decode[@]}"
-    # Batch 1 on the conversion-free GEMV (gemv_fp8_bits: integer-op decoding, gemv_fp8's bits).
-    KILN_FP8_GEMV=bits bench "$big fp8 decode, KILN_FP8_GEMV=bits" "$e" "${decode[@]}"
+    # Batch 1 with conversions (gemv_fp8_r2uUw4 for plain linears: the same bits as the default's
+    # gemv_fp8_bits).
+    KILN_FP8_GEMV=fma bench "$big fp8 decode, KILN_FP8_GEMV=fma" "$e" "${decode[@]}"
     # Batch 1 on the FP8 GEMM (cuBLASLt, outer-vector scales, the 16-row bucket) instead of gemv_fp8.
     KILN_GEMV=0 bench "$big fp8 decode, KILN_GEMV=0" "$e" "${decode[@]}"
     bench "$big fp8 prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 3

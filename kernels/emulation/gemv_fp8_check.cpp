@@ -366,7 +366,7 @@ int check_decode(std::mt19937& g) {
   return bad != 0 || codes != 254 || subnormal == 0;
 }
 
-int g_bits_outputs = 0, g_bits_gated_outputs = 0;  // outputs checked bit for bit
+int g_bits_outputs = 0;  // outputs checked bit for bit
 int g_bits_m = 0;                                  // bit mask of the m checked (bit m)
 
 /** Bytes of y past m·n that a kernel wrote (they must keep the 0xff fill). */
@@ -398,27 +398,6 @@ int check_bits(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias,
   printf("gemv_fp8_bits %s m %d n %d k %d: %s", kind, m, w.n, w.k, bad ? "FAIL" : "ok");
   if (differ) printf(" (%d of %d outputs differ from gemv_fp8_r2u4w4)", differ, m * w.n);
   printf("\n");
-  return bad != 0;
-}
-
-/** gemv_fp8_bits_gated_silu must give gemv_fp8_gated_silu's y bit for bit (w: the fused [2·inter, k]). */
-int check_bits_gated(const Quant& a, const Weight& w, const std::vector<kiln_t>& bias, int m) {
-  const int inter = w.n / 2;
-  std::vector<kiln_t> want((size_t)m * inter + 8), y((size_t)m * inter + 8);
-  std::memset(want.data(), 0xff, want.size() * sizeof(kiln_t));
-  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
-  const dim3 grid{(unsigned)((inter + 7) / 8), 1, 1};
-  launch(grid, {256, 1, 1}, [&] {
-    gemv_fp8_gated_silu(a.xq.data(), a.s.data(), w.q.data(), w.sw.data(), bias.data(), want.data(), m, inter, w.k);
-  });
-  launch(grid, {256, 1, 1}, [&] {
-    gemv_fp8_bits_gated_silu(a.xhat.data(), a.s.data(), w.q.data(), w.sw.data(), bias.data(), y.data(), m, inter,
-                             w.k);
-  });
-  int bad = written_past(y, (size_t)m * inter);
-  for (size_t i = 0; i < (size_t)m * inter; i++) bad += !same_bits(y[i], want[i]);
-  g_bits_gated_outputs += m * inter;
-  printf("gemv_fp8_bits_gated_silu m %d inter %d k %d: %s\n", m, inter, w.k, bad ? "FAIL" : "ok");
   return bad != 0;
 }
 
@@ -478,15 +457,7 @@ int check_bits_codes(int m, int n, int k, std::mt19937& g) {
       g_cancelled += sum == 0 && abs > 0;
     }
   const auto bias = to_t(randn(n, 0.1f, g));
-  int fails = check_bits(a, w, bias, m, "codes");
-  if (n >= 2) {
-    Weight pair = w;
-    pair.n = n / 2 * 2;
-    pair.q.resize((size_t)pair.n * k);
-    pair.sw.resize(pair.n);
-    fails += check_bits_gated(a, pair, bias, m);
-  }
-  return fails;
+  return check_bits(a, w, bias, m, "codes");
 }
 
 /** E4M3 codes of small integers (0, ±1, ±2, ±3, ±4) with unit scales: every partial sum of x̂·w is an
@@ -600,8 +571,6 @@ int main() {
           pair.sw.resize(36);
           fails += check_gated(dyn, pair, bias, m);
           fails += check_mma_gated(dyn, pair, bias, m);
-          fails += check_bits_gated(dyn, pair, bias, m);
-          fails += check_bits_gated(stat, pair, bias, m);
         }
       }
     }
@@ -625,11 +594,11 @@ int main() {
     fails++;
   }
   printf("x̂ values bit for bit e4m3(xq): %d\n", g_xhat_checked);
-  printf("gemv_fp8_bits outputs bit for bit gemv_fp8's: %d plain, %d gated; code sums subnormal in the bits "
-         "kernel: %d, cancelling to 0: %d\n",
-         g_bits_outputs, g_bits_gated_outputs, g_tiny_sums, g_cancelled);
-  if (g_xhat_checked == 0 || g_bits_m != 0x1fe || g_bits_gated_outputs == 0 || g_tiny_sums == 0 || g_cancelled == 0) {
-    printf("coverage: x̂, gemv_fp8_bits at every m = 1 … 8, its gated kernel, subnormal or cancelling sums: FAIL\n");
+  printf("gemv_fp8_bits outputs bit for bit gemv_fp8's: %d; code sums subnormal in the bits kernel: %d, "
+         "cancelling to 0: %d\n",
+         g_bits_outputs, g_tiny_sums, g_cancelled);
+  if (g_xhat_checked == 0 || g_bits_m != 0x1fe || g_tiny_sums == 0 || g_cancelled == 0) {
+    printf("coverage: x̂, gemv_fp8_bits at every m = 1 … 8, subnormal or cancelling sums: FAIL\n");
     fails++;
   }
   printf("worst |got − want| / bound: %.3g (gemv_fp8_mma: %.3g)\n", g_worst, g_worst_mma);

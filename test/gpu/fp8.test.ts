@@ -6,8 +6,8 @@
 // Teacher forced (teacher_forced.ts): the CPU decodes greedily; every CUDA runner is fed the CPU's tokens,
 // so each step compares logits at the same prefix and a near-tie broken the other way changes nothing
 // after it. Paths: the 20-token prompt prefills through the FP8 GEMM (> 8 rows), the 3-token one and
-// every decode step through gemv_fp8 (and its gated kernel); KILN_GEMV=0 runs every step on the FP8 GEMM;
-// KILN_FP8_GEMV=bits (gemv_fp8_bits, x̂ in the scratch) must give the default engine's logits bit for bit.
+// every decode step through gemv_fp8_bits (and gemv_fp8's gated kernel); KILN_GEMV=0 runs every step on
+// the FP8 GEMM; KILN_FP8_GEMV=fma (gemv_fp8 for plain linears, xq) must give the default's logits bit for bit.
 //
 // Why CUDA may differ (docs/QUANTIZATION.md "CUDA, fp8"): both backends read the same E4M3 weights, but
 // each quantizes its own activations, and CUDA's differ slightly before quantization (the FP8 GEMM's
@@ -132,12 +132,12 @@ describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () 
           backend: "cuda",
           cudaTuning: cudaTuning({ gemv: false }),
         });
-        const bits = ModelRunner.fromDir(c.dir, {
+        const fma = ModelRunner.fromDir(c.dir, {
           ...opts,
           backend: "cuda",
-          cudaTuning: cudaTuning({ fp8Gemv: "bits" }),
+          cudaTuning: cudaTuning({ fp8Gemv: "fma" }),
         });
-        const runners = [cpu, cuda, unfused, gemmOnly, bits];
+        const runners = [cpu, cuda, unfused, gemmOnly, fma];
         try {
           // Quantized: the weights as stored are fewer bytes than the arrays they stand for.
           assert.ok(cuda.session.storedWeightBytes < cuda.session.weightBytes, `${c.name}: quantized`);
@@ -166,11 +166,12 @@ describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () 
               runs.get("gemv_fp8 decode"),
               `${tag}: fused gated activation, same logits`,
             );
-            // gemv_fp8_bits through the engine (its launches, x̂ in the scratch): gemv_fp8's bits.
+            // The default's gemv_fp8_bits (its launches, x̂ in the scratch) gives gemv_fp8's bits: the
+            // engine on gemv_fp8 for plain linears too (KILN_FP8_GEMV=fma) gives the same logits.
             assert.deepEqual(
-              forcedRun(bits.session.backend, ids, STEPS, want.tokens).logits,
+              forcedRun(fma.session.backend, ids, STEPS, want.tokens).logits,
               runs.get("gemv_fp8 decode"),
-              `${tag}: KILN_FP8_GEMV=bits, same logits`,
+              `${tag}: KILN_FP8_GEMV=fma, same logits`,
             );
           }
           // Through the executor (after every run above: it sizes its own KV pool at its first request):

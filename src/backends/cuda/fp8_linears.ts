@@ -1,10 +1,9 @@
 // Linears over fp8 weights (W8A8 E4M3, engine/fp8_format.ts) on the GPU. Every step first quantizes the
 // linear's input per token (quant_fp8_act: xq [rows, k] E4M3 and s [rows] fp32, into a scratch), then:
-//   - decode steps (LinearLauncher.gemvApplies, linear_route.ts): gemv_fp8 over the stored E4M3 bytes,
-//     or its gated kernel for a fused gate_up (the CUDA-core kernels, the tensor-core ones with
-//     KILN_FP8_GEMV=mma, or with KILN_FP8_GEMV=bits gemv_fp8_bits, which reads x̂ — quant_fp8_act's
-//     fp32 copy of xq, written into the scratch for decode steps only — instead of xq:
-//     fp8_variants.ts fp8DecodeLaunch);
+//   - decode steps (LinearLauncher.gemvApplies, linear_route.ts): gemv_fp8_bits over the stored E4M3
+//     bytes, which reads x̂ (quant_fp8_act's fp32 copy of xq, written into the scratch for those
+//     steps only) instead of xq, or gemv_fp8's gated kernel for a fused gate_up (KILN_FP8_GEMV=fma:
+//     gemv_fp8 for plain linears too; =mma: the tensor-core kernels; fp8_variants.ts fp8DecodeLaunch);
 //   - every other step: a cuBLASLt FP8 GEMM (E4M3 × E4M3, fp32 accumulation with FP8 fast accumulation
 //     off, output in the engine dtype), the plan fp8_gemm_plan.ts chooses: s and the weight's per-row
 //     scales as outer-vector scales (OUTER_VEC_32F: y[t, r] = s[t]·sw[r]·Σ xq·q, no fp32 scratch of y),
@@ -31,6 +30,7 @@ import { chooseFp8Plan, type Fp8PlanKind } from "./fp8_gemm_plan.ts";
 import {
   type Fp8GemvKind,
   fp8DecodeLaunch,
+  fp8DecodeReadsXhat,
   fp8QuantLaunch,
   fp8ScaleOffset,
   fp8ScaleRowsLaunch,
@@ -72,7 +72,7 @@ export class Fp8Linears {
     private readonly device: CudaDevice,
     private readonly kernels: KernelLauncher,
     private readonly dtype: DTypeName,
-    /** xq [maxRows, widest] E4M3, s [maxRows] fp32, then (KILN_FP8_GEMV=bits) x̂ [xhatRows, widest]
+    /** xq [maxRows, widest] E4M3, s [maxRows] fp32, then (the default `bits` GEMV) x̂ [xhatRows, widest]
      * fp32; null when the engine has no fp8 weight. */
     private readonly scratch: DeviceBuffer | null,
     private readonly scalesPtr: DevicePtr,
@@ -123,7 +123,7 @@ export class Fp8Linears {
    * kernel writing act(gate)·up for the fused gate_up weight ([2·inter, k]). The `bits` GEMV reads x̂,
    * which the quantization then also writes. */
   gemv(w: Fp8Weight, a: LinearArgs, gatedAct?: string): void {
-    const bits = this.gemvKind === "bits";
+    const bits = fp8DecodeReadsXhat(this.gemvKind, gatedAct !== undefined);
     if (bits && a.rows > this.xhatRows)
       throw new Error(`internal: a ${a.rows}-row fp8 GEMV but x̂ holds ${this.xhatRows} rows`);
     const xq = this.quantize(w, a.x, a.rows, bits ? this.xhatPtr : (0n as DevicePtr));

@@ -1,9 +1,9 @@
 // The kernels/gemv_fp8.cu kernels that run a linear over an fp8 weight, and their launch shapes: every
 // step quantizes its input per token first (quant_fp8_act); decode steps of at most FP8_GEMV_MAX_ROWS
-// rows then run gemv_fp8_r2uUw4 (or the gated kernel for a fused gate_up), or with KILN_FP8_GEMV=mma
-// the tensor-core gemv_fp8_mma (kernels/gemv_fp8_mma.cuh), or with KILN_FP8_GEMV=bits gemv_fp8_bits
-// (the same bits as gemv_fp8 without conversion instructions: it reads x̂, quant_fp8_act's fp32 copy of
-// xq, from the scratch), larger steps a cuBLASLt FP8 GEMM (fp8_linears.ts).
+// rows then run gemv_fp8_bits (gemv_fp8's bits without conversion instructions: it reads x̂,
+// quant_fp8_act's fp32 copy of xq, from the scratch) or, for a fused gate_up, gemv_fp8_gated_ACT; with
+// KILN_FP8_GEMV=fma gemv_fp8_r2uUw4 for plain linears too, with KILN_FP8_GEMV=mma the tensor-core
+// gemv_fp8_mma (kernels/gemv_fp8_mma.cuh); larger steps a cuBLASLt FP8 GEMM (fp8_linears.ts).
 import { InvalidEnvironmentError } from "../../errors.ts";
 import { GEMV_MAX_M } from "./gemv_variants.ts";
 
@@ -41,17 +41,19 @@ export function fp8GemvGatedLaunch(
   return { kernel: `gemv_fp8_gated_${act}`, grid: Math.ceil(inter / ROWS_PER_BLOCK), block: 256 };
 }
 
-/** Which decode GEMV fp8 linears run (KILN_FP8_GEMV): `fma`, the CUDA-core gemv_fp8_r2uUw4 and
- * gemv_fp8_gated_ACT (default); `mma`, the tensor-core gemv_fp8_mma and gemv_fp8_mma_gated_ACT (an A/B
- * switch: their sums are the FP8 MMA's, bounded as the FP8 GEMM's, not gemv_fp8's fp32 sums); `bits`,
- * gemv_fp8_bits_r4u2w4 and gemv_fp8_bits_gated_ACT (an A/B switch: gemv_fp8's outputs bit for bit, the
- * weight decoded by integer ops, x read as quant_fp8_act's fp32 x̂). */
-export type Fp8GemvKind = "fma" | "mma" | "bits";
+/** Which decode GEMVs fp8 linears run (KILN_FP8_GEMV): `bits` (default), gemv_fp8_bits_r4u2w4 for plain
+ * linears (gemv_fp8's outputs bit for bit without conversion instructions: the weight decoded by integer
+ * ops, x read as quant_fp8_act's fp32 x̂) and gemv_fp8_gated_ACT for a fused gate_up (faster there than
+ * a bits gated kernel was; docs/PERFORMANCE.md); `fma`, the CUDA-core gemv_fp8_r2uUw4 for plain linears
+ * too (the conversions' kernel, the reference the bits kernel is checked against; an A/B baseline);
+ * `mma`, the tensor-core gemv_fp8_mma and gemv_fp8_mma_gated_ACT (an A/B switch, not yet measured: their
+ * sums are the FP8 MMA's, bounded as the FP8 GEMM's, not gemv_fp8's fp32 sums). */
+export type Fp8GemvKind = "bits" | "fma" | "mma";
 
 export function parseFp8Gemv(env: string | undefined): Fp8GemvKind {
-  if (env === undefined || env === "" || env === "fma") return "fma";
-  if (env === "mma" || env === "bits") return env;
-  throw new InvalidEnvironmentError(`KILN_FP8_GEMV must be fma, mma or bits; got ${env}`);
+  if (env === undefined || env === "" || env === "bits") return "bits";
+  if (env === "mma" || env === "fma") return env;
+  throw new InvalidEnvironmentError(`KILN_FP8_GEMV must be bits, fma or mma; got ${env}`);
 }
 
 /** Weight rows per block of the tensor-core kernels: one m16n8k32 tile (8 warps split k). */
@@ -79,15 +81,6 @@ export function fp8GemvBitsLaunch(n: number): { kernel: string; grid: number; bl
   return { kernel: "gemv_fp8_bits_r4u2w4", grid: Math.ceil(n / BITS_ROWS_PER_BLOCK), block: 128 };
 }
 
-/** gemv_fp8_bits_gated_ACT for `inter` output features: one feature (gate and up rows) per warp, 8 warps
- * (gemv_fp8_gated_ACT's shape). */
-export function fp8GemvBitsGatedLaunch(
-  act: string,
-  inter: number,
-): { kernel: string; grid: number; block: number } {
-  return { kernel: `gemv_fp8_bits_gated_${act}`, grid: Math.ceil(inter / ROWS_PER_BLOCK), block: 256 };
-}
-
 /** The decode GEMV launch of `kind` for an [n, k] weight, or with `gatedAct` the gated kernel over the
  * fused gate_up weight (n = inter output features). */
 export function fp8DecodeLaunch(
@@ -97,8 +90,14 @@ export function fp8DecodeLaunch(
   gatedAct?: string,
 ): { kernel: string; grid: number; block: number } {
   if (kind === "mma") return gatedAct ? fp8GemvMmaGatedLaunch(gatedAct, n) : fp8GemvMmaLaunch(n);
-  if (kind === "bits") return gatedAct ? fp8GemvBitsGatedLaunch(gatedAct, n) : fp8GemvBitsLaunch(n);
-  return gatedAct ? fp8GemvGatedLaunch(gatedAct, n) : fp8GemvLaunch(n, k);
+  if (gatedAct) return fp8GemvGatedLaunch(gatedAct, n);
+  return kind === "bits" ? fp8GemvBitsLaunch(n) : fp8GemvLaunch(n, k);
+}
+
+/** Whether the `kind` decode GEMV of a plain (`gated` false) or fused gate_up linear reads x̂ (the bits
+ * kernel) rather than xq. */
+export function fp8DecodeReadsXhat(kind: Fp8GemvKind, gated: boolean): boolean {
+  return kind === "bits" && !gated;
 }
 
 /** fp8_scale_rows over y [m, n] (the FP8 GEMM's fallback epilogue): one thread per element. */

@@ -1,14 +1,14 @@
 // The launch shapes of kernels/gemv_fp8.cu (src/backends/cuda/fp8_variants.ts), on the CPU: one block
 // per row for the activation quantization, U = 8 from k = 4096 (32 lanes × 8 vectors of 16 features),
 // 8 rows per block (gemv_fp8_bits: 16), and the activation scratch: xq for the widest input, then
-// 256-byte-aligned scales, then (KILN_FP8_GEMV=bits) 256-byte-aligned x̂ at the GEMV's rows.
+// 256-byte-aligned scales, then (the bits GEMV, the default) 256-byte-aligned x̂ at the GEMV's rows.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import {
   FP8_GEMV_MAX_ROWS,
   fp8DecodeLaunch,
-  fp8GemvBitsGatedLaunch,
+  fp8DecodeReadsXhat,
   fp8GemvBitsLaunch,
   fp8GemvGatedLaunch,
   fp8GemvLaunch,
@@ -70,24 +70,14 @@ describe("fp8_variants", () => {
     });
   });
 
-  test("gemv_fp8_bits: 16 rows (4 a warp) per block of 4 warps, any k; gated as gemv_fp8's", () => {
+  test("gemv_fp8_bits: 16 rows (4 a warp) per block of 4 warps, any k", () => {
     assert.deepEqual(fp8GemvBitsLaunch(4096), { kernel: "gemv_fp8_bits_r4u2w4", grid: 256, block: 128 });
     assert.deepEqual(fp8GemvBitsLaunch(37), { kernel: "gemv_fp8_bits_r4u2w4", grid: 3, block: 128 });
-    assert.deepEqual(fp8GemvBitsGatedLaunch("silu", 14336), {
-      kernel: "gemv_fp8_bits_gated_silu",
-      grid: 1792,
-      block: 256,
-    });
-    assert.deepEqual(fp8GemvBitsGatedLaunch("relu", 37), {
-      kernel: "gemv_fp8_bits_gated_relu",
-      grid: 5,
-      block: 256,
-    });
   });
 
-  test("KILN_FP8_GEMV picks the decode kernels: fma (default), mma or bits; others refused by name", () => {
-    assert.equal(parseFp8Gemv(undefined), "fma");
-    assert.equal(parseFp8Gemv(""), "fma");
+  test("KILN_FP8_GEMV picks the decode kernels: bits (default), fma or mma; others refused by name", () => {
+    assert.equal(parseFp8Gemv(undefined), "bits");
+    assert.equal(parseFp8Gemv(""), "bits");
     assert.equal(parseFp8Gemv("fma"), "fma");
     assert.equal(parseFp8Gemv("mma"), "mma");
     assert.equal(parseFp8Gemv("bits"), "bits");
@@ -105,7 +95,12 @@ describe("fp8_variants", () => {
     assert.deepEqual(fp8DecodeLaunch("mma", 4096, 4096), fp8GemvMmaLaunch(4096));
     assert.deepEqual(fp8DecodeLaunch("mma", 100, 4096, "silu"), fp8GemvMmaGatedLaunch("silu", 100));
     assert.deepEqual(fp8DecodeLaunch("bits", 4096, 4096), fp8GemvBitsLaunch(4096));
-    assert.deepEqual(fp8DecodeLaunch("bits", 100, 4096, "gelu"), fp8GemvBitsGatedLaunch("gelu", 100));
+    // bits: the conversion-free kernel for plain linears, gemv_fp8's gated kernel (on xq) for gate_up.
+    assert.deepEqual(fp8DecodeLaunch("bits", 100, 4096, "gelu"), fp8GemvGatedLaunch("gelu", 100));
+    assert.equal(fp8DecodeReadsXhat("bits", false), true);
+    assert.equal(fp8DecodeReadsXhat("bits", true), false);
+    assert.equal(fp8DecodeReadsXhat("fma", false), false);
+    assert.equal(fp8DecodeReadsXhat("mma", false), false);
   });
 
   test("scratch: xq [rows, widest], scales 256-byte aligned after it; none without fp8 weights", () => {
@@ -140,7 +135,6 @@ describe("fp8_variants", () => {
     assert.ok(kernels.includes(fp8GemvMmaLaunch(8).kernel));
     for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvMmaGatedLaunch(act, 8).kernel), act);
     assert.ok(kernels.includes(fp8GemvBitsLaunch(8).kernel));
-    for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvBitsGatedLaunch(act, 8).kernel), act);
   });
 });
 

@@ -34,7 +34,7 @@ describe("CudaTuning", () => {
         gemvPolicy: "steady",
         gemvShapes: [],
         woGemmMaxM: 256,
-        fp8Gemv: "fma",
+        fp8Gemv: "bits",
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
