@@ -32,7 +32,8 @@
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
 #            an iteration goes (tools/cpuprofile_top.py; the profiles stay under $OUT/cpuprof)
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
-#            and 64 concurrent streams: ITL against the in-process decode step at batch 64)
+#            and 64 concurrent streams: ITL against the in-process decode step at batch 64); `serve prof`:
+#            the 1,024 requests alone, the server under `node --cpu-prof` (where its host time goes)
 #   quant    weight-only quantization on CUDA (issue 19): the quantized GPU tests (test/gpu/quantized.test.ts,
 #            test/gpu/kernels/gemv_wo.test.ts; int4-zp: test/gpu/kernels/gemv_zp.test.ts and the AWQ/GPTQ
 #            fixtures, test/gpu/prequantized.test.ts), then the 8B built with --quantize int8-wo and int4-wo from
@@ -351,12 +352,21 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
     exit 0
   fi
   if [[ $part == serve ]]; then # in-process first: the server then takes the GPU's free memory for KV
-    if [[ ${2:-} != http ]]; then # `serve http`: the HTTP runs alone (in-process figures of the same day)
+    # `serve http`: the HTTP runs alone (in-process figures of the same day); `serve prof`: the 1,024-stream
+    # run alone with the server under the V8 profiler, its self time by function after it exits.
+    mode=${2:-}
+    if [[ $mode != http && $mode != prof ]]; then
       tp "128/128 in-process" 120 --num-requests 1024 --input-len 128 --output-len 128
       tp "batch 64 in-process" 120 --num-requests 64 --input-len 128 --output-len 256
     fi
     # The stats line every 2 s (wait_ms near 0 while tokens flow: the host, not the GPU, set the pace).
-    ./bin/kiln serve --model "$e" --backend cuda --port 8321 --log-level info --log-stats-interval 2 \
+    kiln=(./bin/kiln)
+    if [[ $mode == prof ]]; then
+      rm -rf "$out/cpuprof" && mkdir -p "$out/cpuprof"
+      kiln=(node --cpu-prof --cpu-prof-dir="$out/cpuprof" --import "file://$PWD/node_modules/tsx/dist/esm/index.mjs"
+        src/cli/main.ts)
+    fi
+    "${kiln[@]}" serve --model "$e" --backend cuda --port 8321 --log-level info --log-stats-interval 2 \
       >"$out/serve.log" 2>&1 &
     pid=$!
     get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())" "$1"; }
@@ -371,7 +381,7 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
         "$f" "$label"
     }
     sv "128/128" 150 --num-requests 1024 --input-len 128 --output-len 128
-    sv "64 streams" 150 --num-requests 256 --max-concurrency 64 --input-len 128 --output-len 256
+    [[ $mode == prof ]] || sv "64 streams" 150 --num-requests 256 --max-concurrency 64 --input-len 128 --output-len 256
     python3 -c "
 import json, sys
 for l in open(sys.argv[1]):
@@ -383,6 +393,7 @@ for l in open(sys.argv[1]):
     kill -TERM $pid
     wait $pid
     echo "kiln serve after SIGTERM: exit $?"
+    [[ $mode == prof ]] && python3 tools/cpuprofile_top.py "$out"/cpuprof/*.cpuprofile | head -60
     exit 0
   fi
   if [[ ${2:-short} == hf ]]; then # Hugging Face at the other pairs, in a call of its own
