@@ -98,11 +98,11 @@ __device__ __forceinline__ void rows(const F& f, const kiln_t* __restrict__ bias
 /** The gate_up GEMV with the gated activation as its epilogue (gemv.cu's gemv_gated_impl over another
  * weight format): W is the fused [2·inter, ·] weight (gate rows, then up rows), y [m, inter]; gate and
  * up are rounded to kiln_t as the plain GEMV stores them, then activated and multiplied as
- * activation.cu's gated_act does, so the output is the unfused pair's bit for bit. U: vectors per lane
- * and row in flight (any U sums in the same order). */
-template <class Act, class F, int U = 4>
+ * activation.cu's gated_act does, so the output is the unfused pair's bit for bit. */
+template <class Act, class F>
 __device__ __forceinline__ void gated(const F& f, const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m,
                                       int inter) {
+  constexpr int U = 4;
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kGatedWarps + (threadIdx.x >> 5);
   const int r = min(row, inter - 1);
