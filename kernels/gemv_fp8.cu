@@ -136,11 +136,11 @@ __device__ __forceinline__ void decode16_scaled(const uint4& v, float (&f)[kFeat
  * lanes' loads would stride 64 bytes: 4 times the L1 wavefronts). */
 __device__ __forceinline__ size_t xhat_quad(int v, int p, int vecs) { return (size_t)p * vecs + v; }
 
-/** One block per row: the row's scale, then its E4M3 bytes, kiln::kVec features per thread and step. */
 /** Vectors of a row each quant_fp8_act thread keeps in registers between its two passes (the max, then
  * the codes): with a block of up to 1,024 threads, rows of up to 2,048·kVec features are read once. */
 constexpr int kQuantHeld = 2;
 
+/** One block per row: the row's scale, then its E4M3 bytes, kiln::kVec features per thread and step. */
 __device__ __forceinline__ void quant_act_impl(const kiln_t* __restrict__ x, unsigned char* __restrict__ xq,
                                                float* __restrict__ s, const float* __restrict__ static_scale,
                                                float* __restrict__ xhat, int k) {

@@ -329,18 +329,16 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
     const q = h.raw(region.subarray(0, 2 * inter * k));
     const sw = h.raw(region.slice(2 * inter * k, 2 * inter * k + 2 * inter * 4));
     const bd = h.upload(roundTo(randn(2 * inter, 17, 0.1), dtype), dtype);
-    const pairs = [[fp8GemvLaunch(2 * inter, k), fp8GemvBitsLaunch(2 * inter), 2 * inter]] as const;
-    for (const [fma, bits, n] of pairs) {
-      const out = (l: { kernel: string; grid: number; block: number }, xIn: typeof xq) => {
-        const y = h.filled(m * n, dtype, 0xff);
-        const args = [ptr(xIn), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(y), i32(m), i32(n), i32(k)];
-        h.run(mod, l.kernel, [l.grid], [l.block], args);
-        return h.download(y, m * n, dtype);
-      };
-      const want = out(fma, xq);
-      assert.ok(want.every(Number.isFinite), `${fma.kernel}: every output written`);
-      assertSameBits(out(bits, xhat), want, `${bits.kernel} vs ${fma.kernel} ${dtype} m ${m}`);
-    }
+    const [fma, bits, n] = [fp8GemvLaunch(2 * inter, k), fp8GemvBitsLaunch(2 * inter), 2 * inter];
+    const out = (l: { kernel: string; grid: number; block: number }, xIn: typeof xq) => {
+      const y = h.filled(m * n, dtype, 0xff);
+      const args = [ptr(xIn), ptr(s), ptr(q), ptr(sw), ptr(bd), ptr(y), i32(m), i32(n), i32(k)];
+      h.run(mod, l.kernel, [l.grid], [l.block], args);
+      return h.download(y, m * n, dtype);
+    };
+    const want = out(fma, xq);
+    assert.ok(want.every(Number.isFinite), `${fma.kernel}: every output written`);
+    assertSameBits(out(bits, xhat), want, `${bits.kernel} vs ${fma.kernel} ${dtype} m ${m}`);
   }
 
   for (const dtype of DTYPES) {
