@@ -8,6 +8,7 @@
 //   iteration k:  for each running request r: push(token k of r)  →  setImmediate  →  iteration k+1
 import { setImmediate as turn } from "node:timers/promises";
 import type { ExecutorRequest, ExecutorStats } from "../../src/executor/executor.ts";
+import { EventQueue } from "../../src/executor/event_queue.ts";
 import { ResultChannel, type ResultEvent } from "../../src/executor/request_results.ts";
 import type { ServedExecutor } from "../../src/server/server_context.ts";
 
@@ -38,7 +39,7 @@ export class PacedExecutor implements ServedExecutor {
   held = false;
   private nextId = 1;
   private readonly running = new Map<number, Running>();
-  private readonly untaken = new Map<number, ResultChannel>();
+  private readonly untaken = new Map<number, EventQueue>();
   private wake: (() => void) | null = null;
   private closing = false;
   private readonly loop: Promise<void>;
@@ -50,18 +51,19 @@ export class PacedExecutor implements ServedExecutor {
   enqueue(r: ExecutorRequest): number {
     const id = this.nextId++;
     const timing = { arrival: Date.now(), firstScheduled: null, firstToken: null, last: null };
-    const channel = new ResultChannel(id, r.streaming ?? false, timing, r.clientId);
+    const queue = new EventQueue();
+    const channel = new ResultChannel(id, r.streaming ?? false, timing, queue, r.clientId);
     this.running.set(id, { channel, generated: 0, maxNewTokens: r.maxNewTokens ?? 16 });
-    this.untaken.set(id, channel);
+    this.untaken.set(id, queue);
     this.wake?.();
     return id;
   }
 
   results(id: number): AsyncIterable<ResultEvent> {
-    const ch = this.untaken.get(id);
-    if (!ch) throw new Error(`request ${id} has no results to take`);
+    const queue = this.untaken.get(id);
+    if (!queue) throw new Error(`request ${id} has no results to take`);
     this.untaken.delete(id);
-    return ch.take();
+    return queue;
   }
 
   cancel(id: number): boolean {

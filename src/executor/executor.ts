@@ -28,6 +28,7 @@ import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { BeamGroup } from "./beam_group.ts";
 import { ContextLogits } from "./context_logits.ts";
 import { ExecutorShutDownError, UnknownRequestError } from "./errors.ts";
+import { EventQueue, type ResultSink } from "./event_queue.ts";
 import { EXECUTOR_OPTION_KEYS, type ExecutorOptions } from "./executor_options.ts";
 import { type ExecutorRequest, resolveRequest } from "./executor_request.ts";
 import { IterationReporter, type IterationStats, stepCounts } from "./iteration_stats.ts";
@@ -84,8 +85,9 @@ export class Executor {
   private readonly live = new Map<number, LiveRequest>();
   private readonly outputs: OutputProcessor;
   private readonly pipeline: StepPipeline;
-  /** Channels not yet handed out by results(), finished or not. */
-  private readonly channels = new Map<number, ResultChannel>();
+  /** Event queues not yet handed out by results(), finished or not (none with a resultSink). */
+  private readonly channels = new Map<number, EventQueue>();
+  private readonly resultSink: ((requestId: number) => ResultSink) | null;
   /** Resumes the channels' readers a slice per turn of the event loop (reader_wakeups.ts). */
   private readonly wakeups = new ReaderWakeups();
   private nextId = 1;
@@ -132,6 +134,7 @@ export class Executor {
     this.kv = scheduler.kv;
     this.kvSizing = sizing;
     this.clock = options.clock ?? Date.now;
+    this.resultSink = options.resultSink ?? null;
     this.outputs = new OutputProcessor(this.live, scheduler, backend, this.clock);
     this.reporter = new IterationReporter(options.onIteration, scheduler, scheduler.kv);
     this.pipeline = new StepPipeline(this.live, scheduler, backend, this.outputs, this.reporter, this.clock);
@@ -146,6 +149,14 @@ export class Executor {
    * server's health check answers 503 then). */
   get alive(): boolean {
     return this.loopRunning;
+  }
+
+  /** Resolves once the loop ended, however it ended. */
+  whenStopped(): Promise<void> {
+    return this.loop.then(
+      () => {},
+      () => {},
+    );
   }
 
   /** Queues a request; returns its id. Its result events are kept until results(id) takes them.
@@ -173,32 +184,41 @@ export class Executor {
       now,
     );
     const timing = { arrival: now, firstScheduled: null, firstToken: null, last: null };
+    let sink: ResultSink;
+    if (this.resultSink) sink = this.resultSink(id);
+    else {
+      const queue = new EventQueue(this.wakeups);
+      this.channels.set(id, queue);
+      sink = queue;
+    }
     const channel = new ResultChannel(
       id,
       r.streaming ?? false,
       timing,
+      sink,
       r.clientId,
       state.cfg.returnGenerationLogits,
       state.topLogProbs > 0,
-      this.wakeups,
     );
     const group =
       state.cfg.beamWidth > 1
         ? new BeamGroup(state, maxNewTokens, this.session.tokenizer)
         : new SamplingGroup(state);
     this.live.set(id, { request, state, group, channel, context });
-    this.channels.set(id, channel);
     this.wakeLoop();
     return id;
   }
 
   /** The request's result events; call once per request (before or after it finished). */
   results(id: number): AsyncIterable<ResultEvent> {
-    const ch = this.channels.get(id);
-    if (!ch)
-      throw new UnknownRequestError(id, "has no results to take (unknown id, or results() was called)");
+    const queue = this.channels.get(id);
+    if (!queue)
+      throw new UnknownRequestError(
+        id,
+        "has no results to take (unknown id, results() was called, or the executor has a resultSink)",
+      );
     this.channels.delete(id);
-    return ch.take();
+    return queue;
   }
 
   /** Cancels a queued or running request: its blocks are freed now and its results end with

@@ -1,6 +1,7 @@
 // What a caller may set when it creates an Executor, and the set of those keys: the constructor rejects
 // any other (with a "did you mean"), and open_executor.ts routes its own options' keys by it.
 import type { KeySet } from "../sampling/option_keys.ts";
+import type { ResultSink } from "./event_queue.ts";
 import type { IterationStats } from "./iteration_stats.ts";
 import type { CapacityPolicy } from "./scheduler.ts";
 
@@ -33,6 +34,9 @@ export interface ExecutorOptions {
   clock?: () => number;
   /** Called after every iteration that ran a step (TensorRT-LLM's per-iteration stats). */
   onIteration?: (s: IterationStats) => void;
+  /** Where each request's result events go instead of results() (an executor on its own thread posts
+   * them to the thread that serves the request: thread/executor_worker.ts). */
+  resultSink?: (requestId: number) => ResultSink;
 }
 
 export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
@@ -47,4 +51,5 @@ export const EXECUTOR_OPTION_KEYS: KeySet<ExecutorOptions> = {
   captureGraphs: true,
   clock: true,
   onIteration: true,
+  resultSink: true,
 };

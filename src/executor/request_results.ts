@@ -9,7 +9,7 @@
 //                     beam, best first, with its whole output, text, logProbs, cumLogProb and score.
 // contextLogits and numCachedTokens ride on the request's first event.
 
-import type { ReaderWakeups } from "./reader_wakeups.ts";
+import type { ResultSink } from "./event_queue.ts";
 import type { RequestFinishReason } from "./request.ts";
 
 /** One of a token's most likely alternatives: a token id and its log-probability. */
@@ -94,13 +94,11 @@ interface Held {
   cumLogProb: number;
 }
 
-/** The event queue of one request between the executor (writer) and its caller (reader). */
-export class ResultChannel implements AsyncIterable<ResultEvent> {
-  private readonly queue: ResultEvent[] = [];
+/** The writer's side of one request's results: turns the executor's per-sequence updates into result
+ * events (merged per sequence when not streaming; context logits and cached tokens on the first) and
+ * hands them to its sink (event_queue.ts). */
+export class ResultChannel {
   private done = false;
-  private error: unknown = null;
-  private waiter: (() => void) | null = null;
-  private taken = false;
   /** Per sequence index: its cumLogProb and, when not streaming, its gathered event. */
   private readonly held = new Map<number, Held>();
   /** Context logits waiting for the request's first event. */
@@ -113,28 +111,17 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
     readonly requestId: number,
     readonly streaming: boolean,
     readonly timing: RequestTiming,
+    /** Where the events go. */
+    private readonly out: ResultSink,
     private readonly clientId?: string | number,
     /** Whether every event carries generationLogits. */
     private readonly withLogits = false,
     /** Whether every event carries topLogProbs. */
     private readonly withTop = false,
-    /** Where a waiting reader is resumed from (the executor's: a slice of readers per turn of the
-     * event loop); absent: at once. */
-    private readonly wakeups?: ReaderWakeups,
   ) {}
 
   get finished(): boolean {
     return this.done;
-  }
-
-  /** Whether results() was called for it. */
-  get isTaken(): boolean {
-    return this.taken;
-  }
-
-  take(): AsyncIterable<ResultEvent> {
-    this.taken = true;
-    return this;
   }
 
   /** The request's context logits: they go out on its first event. */
@@ -197,25 +184,7 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
   fail(error: unknown): void {
     if (this.done) return;
     this.done = true;
-    this.error = error;
-    this.wake();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<ResultEvent> {
-    for (;;) {
-      const ev = this.queue.shift();
-      if (ev) {
-        yield ev;
-        continue;
-      }
-      if (this.done) {
-        if (this.error) throw this.error;
-        return;
-      }
-      await new Promise<void>((resolve) => {
-        this.waiter = resolve;
-      });
-    }
+    this.out.fail(error);
   }
 
   private event(w: WholeEvent): ResultEvent {
@@ -236,17 +205,8 @@ export class ResultChannel implements AsyncIterable<ResultEvent> {
       this.cachedTokens = null;
     }
     this.sentFirst = true;
-    this.queue.push(ev);
     if (ev.isFinal) this.done = true;
-    this.wake();
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    if (!w) return;
-    this.waiter = null;
-    if (this.wakeups) this.wakeups.wake(w);
-    else w();
+    this.out.push(ev);
   }
 }
 

@@ -23,6 +23,22 @@ export interface SessionOpenOptions {
   kvCacheDtype?: KvCacheDtype;
 }
 
+/** The engine's tokenizer (tokenizer.json in its directory; null without one), its special ids from
+ * the generation defaults, else the model's config. */
+export function engineTokenizer(
+  engineDir: string,
+  config: EngineConfig,
+  defaults: GenerationDefaults = readGenerationDefaults(engineDir),
+): Tokenizer | null {
+  if (!existsSync(join(engineDir, "tokenizer.json"))) return null;
+  const m = config.model;
+  return Tokenizer.fromDir(engineDir, {
+    bosTokenId: defaults.bosTokenId ?? m.bosTokenId,
+    eosTokenIds: defaults.eosTokenIds.length ? defaults.eosTokenIds : m.eosTokenIds,
+    padTokenId: defaults.padTokenId ?? m.padTokenId,
+  });
+}
+
 export class Session {
   private constructor(
     readonly dir: string,
@@ -55,14 +71,7 @@ export class Session {
       }
       const exec = openBackend(engine, want, cudaTuning, kvCacheDtype);
       const defaults = readGenerationDefaults(engineDir);
-      const m = config.model;
-      const tokenizer = existsSync(join(engineDir, "tokenizer.json"))
-        ? Tokenizer.fromDir(engineDir, {
-            bosTokenId: defaults.bosTokenId ?? m.bosTokenId,
-            eosTokenIds: defaults.eosTokenIds.length ? defaults.eosTokenIds : m.eosTokenIds,
-            padTokenId: defaults.padTokenId ?? m.padTokenId,
-          })
-        : null;
+      const tokenizer = engineTokenizer(engineDir, config, defaults);
       const weightBytes = engine.header.weights.reduce(
         (sum, w) =>
           sum + (w.format ? w.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[w.dtype] : w.byteLength),

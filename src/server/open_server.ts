@@ -1,5 +1,7 @@
-// `kiln serve` as a function: opens the executor on a checkpoint or engine directory, reads its
-// tokenizer and chat template, builds the ServerContext (prom-client metrics on the served model) and
+// `kiln serve` as a function: opens the executor on a checkpoint or engine directory, on a thread of
+// its own (runtime/open_executor_thread.ts: the executor's loop and this thread's HTTP work then run side
+// by side), reads its tokenizer and chat template, builds the ServerContext (prom-client metrics on the
+// served model) and
 // the app with every route module (OpenAI, Triton, tokenize), starts the periodic stats line
 // (stats_log.ts), listens, and gives back the URL and a graceful close:
 //
@@ -11,7 +13,7 @@ import { type DestinationStream, destination, type Level, pino } from "pino";
 import { BUNDLED_MODEL_DIR } from "../bundled_model.ts";
 import { KilnError } from "../errors.ts";
 import { ChatTemplate, NoChatTemplateError } from "../runtime/chat_template.ts";
-import { type OpenExecutorOptions, openExecutor } from "../runtime/open_executor.ts";
+import { openExecutorThread, type ThreadExecutorOptions } from "../runtime/open_executor_thread.ts";
 import { KILN_VERSION } from "../version.ts";
 import { buildApp, type RouteModule } from "./app.ts";
 import { InFlight } from "./in_flight.ts";
@@ -46,7 +48,9 @@ export interface ServeOptions {
   /** Body size limit in bytes (default 4 MiB). */
   bodyLimit?: number;
   /** How the executor and its engine are opened (backend, dtype, KV cache, batch limits). */
-  executor?: OpenExecutorOptions;
+  executor?: ThreadExecutorOptions;
+  /** The executor thread's module (runtime/open_executor_thread.ts; default: openExecutor on `model`). */
+  executorEntry?: URL;
   /** Where the routes report (default: createServerMetrics on the served model). */
   metrics?: ServerMetrics;
   /** Route modules after the built-in ones (OpenAI, Triton, tokenize). */
@@ -117,16 +121,17 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
   // once both exist.
   let metrics: ServerMetrics | null = o.metrics ?? null;
   let statsLog: StatsLog | null = null;
-  const executor = openExecutor(dir, {
-    ...o.executor,
-    ...(o.maxQueue !== undefined ? { maxQueueSize: o.maxQueue } : {}),
-    onIteration: (s) => {
+  const { executor, tokenizer } = await openExecutorThread(
+    dir,
+    { ...o.executor, ...(o.maxQueue !== undefined ? { maxQueueSize: o.maxQueue } : {}) },
+    (s) => {
       metrics?.iteration(s);
       statsLog?.iteration(s);
     },
-  });
-  const { config, tokenizer, eosTokenIds } = executor.session;
-  const kv = executor.kv.stats();
+    ...(o.executorEntry ? [o.executorEntry] : []),
+  );
+  const { config, eosTokenIds, kvCacheDtype } = executor.info;
+  const kv = executor.stats().kv;
   const settings: ServerSettings = {
     apiKey: o.apiKey ?? null,
     maxPromptTokens: o.maxPromptTokens ?? config.maxSeqLen,
@@ -181,7 +186,7 @@ export async function openServer(o: ServeOptions = {}): Promise<RunningServer> {
   const port = typeof address === "object" && address ? address.port : (o.port ?? 8000);
   const host = o.host ?? "127.0.0.1";
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
-  const kvDtype = executor.session.backend.kvCacheDtype === "fp8" ? " (fp8)" : "";
+  const kvDtype = kvCacheDtype === "fp8" ? " (fp8)" : "";
   const readyLine = `kiln serve: ${url}  model ${ctx.model.name}  backend ${ctx.model.backend}  KV capacity ${ctx.model.kvCapacityTokens} tokens${kvDtype}`;
   const graceMs = (o.shutdownTimeoutS ?? DEFAULT_SHUTDOWN_TIMEOUT_S) * 1000;
   let closing: Promise<void> | null = null;

@@ -8,9 +8,11 @@ import type { ChatTemplate } from "../runtime/chat_template.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { InFlight } from "./in_flight.ts";
 
-/** The executor's public surface the server uses (the Executor class is one; tests may script one). */
+/** The executor's public surface the server uses: the Executor class, the proxy of one on its own
+ * thread (executor/thread/executor_thread.ts, what `kiln serve` runs), or a test's scripted one. */
 export interface ServedExecutor {
-  enqueue(r: ExecutorRequest): number;
+  /** The request's id, or the executor's refusal (thrown or rejected). */
+  enqueue(r: ExecutorRequest): number | Promise<number>;
   results(id: number): AsyncIterable<ResultEvent>;
   cancel(id: number): boolean;
   stats(): ExecutorStats;

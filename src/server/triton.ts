@@ -47,7 +47,7 @@ function sendError(app: FastifyInstance, reply: FastifyReply, e: unknown): Fasti
 }
 
 /** Tokenizes, checks and enqueues a parsed request. */
-function enqueue(ctx: ServerContext, t: TritonRequest): { id: number; promptIds: number[] } {
+async function enqueue(ctx: ServerContext, t: TritonRequest): Promise<{ id: number; promptIds: number[] }> {
   const { tokenizer } = ctx.model;
   if (!tokenizer)
     throw new HttpError(
@@ -66,7 +66,7 @@ function enqueue(ctx: ServerContext, t: TritonRequest): { id: number; promptIds:
       "text_input",
     );
   const timeout = ctx.settings.requestTimeoutMs;
-  const id = ctx.model.executor.enqueue({
+  const id = await ctx.model.executor.enqueue({
     ...t.request,
     prompt: promptIds,
     // One event per token (beam search: only its final beams, one event each).
@@ -79,14 +79,14 @@ function enqueue(ctx: ServerContext, t: TritonRequest): { id: number; promptIds:
 
 /** Takes one request's room in ctx.inFlight (429/503), then enqueues it; the room is released when
  * enqueue fails. Call `finish` once the request ended. */
-function admitAndEnqueue(
+async function admitAndEnqueue(
   ctx: ServerContext,
   t: TritonRequest,
-): { id: number; promptIds: number[]; finish: () => void } {
+): Promise<{ id: number; promptIds: number[]; finish: () => void }> {
   ctx.inFlight.admit(1);
   let started: { id: number; promptIds: number[] };
   try {
-    started = enqueue(ctx, t);
+    started = await enqueue(ctx, t);
   } catch (e) {
     ctx.inFlight.release(1);
     throw e;
@@ -195,7 +195,7 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
           "invalid_request_error",
           "stream",
         );
-      const started = admitAndEnqueue(ctx, t);
+      const started = await admitAndEnqueue(ctx, t);
       finish = started.finish;
       const { id, promptIds } = started;
       const { sequences, finishReason } = await drive(ctx, reply, id, promptIds.length, () => {});
@@ -232,7 +232,7 @@ export function tritonRoutes(app: FastifyInstance, ctx: ServerContext): void {
           "invalid_request_error",
           "beam_width",
         );
-      started = admitAndEnqueue(ctx, t);
+      started = await admitAndEnqueue(ctx, t);
     } catch (e) {
       return sendError(app, reply, e);
     }

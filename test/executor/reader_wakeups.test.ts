@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ReaderWakeups } from "../../src/executor/reader_wakeups.ts";
+import { EventQueue } from "../../src/executor/event_queue.ts";
 import { ResultChannel, type ResultEvent } from "../../src/executor/request_results.ts";
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -50,10 +51,11 @@ test("a loop that takes a turn between reads gets one between every slice", asyn
 test("a ResultChannel resumes its reader through the wake-ups and keeps every event in order", async () => {
   const w = new ReaderWakeups(1);
   const timing = { arrival: 0, firstScheduled: null, firstToken: null, last: null };
-  const channels = [0, 1].map((id) => new ResultChannel(id, true, timing, undefined, false, false, w));
+  const queues = [0, 1].map(() => new EventQueue(w));
+  const channels = queues.map((q, id) => new ResultChannel(id, true, timing, q));
   const got: ResultEvent[][] = [[], []];
-  const readers = channels.map(async (ch, i) => {
-    for await (const ev of ch.take()) got[i].push(ev);
+  const readers = queues.map(async (q, i) => {
+    for await (const ev of q) got[i].push(ev);
   });
   await turn(); // both readers wait
   for (let k = 0; k < 3; k++)

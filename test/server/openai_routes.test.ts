@@ -222,19 +222,17 @@ describe("openai routes on a scripted executor", () => {
     assert.equal(q.maxNewTokens, 7);
     assert.equal(q.allottedTimeMs, 5000);
     assert.deepEqual(q.prompt, [1, 2]);
-    // min_tokens: the end ids are banned until that many tokens exist.
-    const [proc] = q.logitsProcessors as unknown as {
-      process: (l: Float32Array, v: number, s: { outputIds: number[] }[]) => void;
-    }[];
-    const logits = new Float32Array(200);
-    proc.process(logits, 100, [{ outputIds: [1] }, { outputIds: [1, 2] }]);
-    assert.equal(logits[2], Number.NEGATIVE_INFINITY);
-    assert.equal(logits[9], Number.NEGATIVE_INFINITY);
-    assert.equal(logits[100 + 2], 0, "no ban once min_tokens were generated");
+    // min_tokens: the executor bans the end ids (endId) until that many tokens exist; plain data, so
+    // the request can cross to the executor's thread.
+    assert.equal(q.minLength, 2);
+    assert.equal(q.logitsProcessors, undefined);
+    const many = await post(app, "/v1/completions", { model: "scripted", prompt: [1], min_tokens: 20 });
+    assert.equal(many.statusCode, 200, many.body);
+    assert.equal(ex.requests[1].minLength, 16, "min_tokens beyond the default max_tokens (16): all 16");
     const ig = await post(app, "/v1/completions", { model: "scripted", prompt: [1], ignore_eos: true });
     assert.equal(ig.statusCode, 200);
-    assert.deepEqual(ex.requests[1].endId, []);
-    assert.equal(ex.requests[1].maxNewTokens, 16, "OpenAI's default max_tokens for completions");
+    assert.deepEqual(ex.requests[2].endId, []);
+    assert.equal(ex.requests[2].maxNewTokens, 16, "OpenAI's default max_tokens for completions");
   });
 
   test("logprobs: the chosen token's, in both shapes", async () => {

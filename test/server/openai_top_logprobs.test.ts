@@ -29,7 +29,7 @@ const text = (id: number) =>
 async function direct(r: ExecutorRequest) {
   const ex = s.server.ctx.model.executor;
   const out = { tokens: [] as number[], logProbs: [] as number[], top: [] as TokenLogProb[][] };
-  for await (const ev of ex.results(ex.enqueue(r))) {
+  for await (const ev of ex.results(await ex.enqueue(r))) {
     out.tokens.push(...ev.tokenIds);
     out.logProbs.push(...ev.logProbs);
     out.top.push(...(ev.topLogProbs ?? []));

@@ -56,7 +56,7 @@ export class Generation {
 
   /** Admits and enqueues every prompt, or throws (HttpError 429/503, the executor's 400s) with
    * nothing left queued. Call forEachDelta() right after. */
-  start(): void {
+  async start(): Promise<void> {
     const { executor } = this.ctx.model;
     const timeout = this.ctx.settings.requestTimeoutMs;
     this.ctx.inFlight.admit(this.prompts.length);
@@ -64,13 +64,17 @@ export class Generation {
     try {
       if (this.signal.aborted) throw new ClientGoneError();
       for (const p of this.prompts) {
+        const maxNewTokens = this.maxTokensFor(p.length);
+        const { minLength } = this.params.request;
         const request = {
           ...this.params.request,
           prompt: p,
-          maxNewTokens: this.maxTokensFor(p.length),
+          maxNewTokens,
+          // min_tokens beyond what the context leaves this prompt: the whole generation bans the end.
+          ...(minLength !== undefined ? { minLength: Math.min(minLength, maxNewTokens) } : {}),
           ...(Number.isFinite(timeout) ? { allottedTimeMs: timeout } : {}),
         };
-        const id = executor.enqueue(request);
+        const id = await executor.enqueue(request);
         this.ids.push(id);
         this.ctx.inFlight.track(id);
         this.promptTokens += p.length;

@@ -2,7 +2,6 @@
 // request (ExecutorRequest). Each numeric field is range-checked here, so a bad value is a 400 naming
 // the field and its range before anything is queued.
 import type { ExecutorRequest } from "../../executor/executor.ts";
-import type { LogitsProcessor, SequenceView } from "../../sampling/logits_processor.ts";
 import { badField, HttpError } from "../http_errors.ts";
 import type { ServedModel } from "../server_context.ts";
 import { type Fields, isPlainObject, type NumberRange, rangeText, shown } from "./fields.ts";
@@ -81,10 +80,9 @@ export function readGenerationParams(
   const minTokens = f.number("min_tokens", { min: 0, max: model.maxModelLen, integer: true });
   if (minTokens !== undefined && maxTokens !== null && minTokens > maxTokens)
     throw badField("min_tokens", `min_tokens ${minTokens} is above max_tokens ${maxTokens}; lower it`);
-  if (minTokens) {
-    const ends = ignoreEos ? stopTokenIds : [...new Set([...model.eosTokenIds, ...stopTokenIds])];
-    if (ends.length > 0) request.logitsProcessors = [banUntil(minTokens, ends)];
-  }
+  // The end ids (endId above, else the model's) are banned until min_tokens were generated; the
+  // executor's minLength does it, so the request stays plain data for the executor's thread.
+  if (minTokens) request.minLength = minTokens;
 
   const skipSpecial = f.bool("skip_special_tokens");
   if (skipSpecial === false)
@@ -193,17 +191,6 @@ function readLogitBias(v: unknown, V: number): Record<number, number> | null {
 }
 
 /** min_tokens: the end ids get -inf until `min` tokens were generated. */
-function banUntil(min: number, ids: readonly number[]): LogitsProcessor {
-  return {
-    process(logits: Float32Array, vocabSize: number, seqs: readonly SequenceView[]) {
-      seqs.forEach((s, r) => {
-        if (s.outputIds.length >= min) return;
-        for (const id of ids) logits[r * vocabSize + id] = Number.NEGATIVE_INFINITY;
-      });
-    },
-  };
-}
-
 /** The model field: required, and the served name (404 otherwise, as OpenAI answers). */
 export function readModel(f: Fields, model: ServedModel): void {
   const name = f.raw("model");

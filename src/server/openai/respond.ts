@@ -59,7 +59,7 @@ export async function respond(
   // Shutdown waits for this response until its socket is done with it.
   res.once("close", ctx.inFlight.openResponse());
   const gen = makeGeneration(gone.signal);
-  gen.start();
+  await gen.start();
   const usage = (): Usage => ({
     prompt_tokens: gen.promptTokens,
     completion_tokens: gen.completionTokens,
