@@ -7,8 +7,8 @@
 //
 //   iteration k:  for each running request r: push(token k of r)  →  setImmediate  →  iteration k+1
 import { setImmediate as turn } from "node:timers/promises";
-import type { ExecutorRequest, ExecutorStats } from "../../src/executor/executor.ts";
 import { EventQueue } from "../../src/executor/event_queue.ts";
+import type { ExecutorRequest, ExecutorStats } from "../../src/executor/executor.ts";
 import { ResultChannel, type ResultEvent } from "../../src/executor/request_results.ts";
 import type { ServedExecutor } from "../../src/server/server_context.ts";
 

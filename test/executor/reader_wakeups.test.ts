@@ -3,8 +3,8 @@
 // one resumes its reader through it and loses no event.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ReaderWakeups } from "../../src/executor/reader_wakeups.ts";
 import { EventQueue } from "../../src/executor/event_queue.ts";
+import { ReaderWakeups } from "../../src/executor/reader_wakeups.ts";
 import { ResultChannel, type ResultEvent } from "../../src/executor/request_results.ts";
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
