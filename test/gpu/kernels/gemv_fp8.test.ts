@@ -81,6 +81,20 @@ function codes(x: Float32Array, m: number, k: number, fixed?: number) {
   return { s, q };
 }
 
+/** quantizeFp8(randn(rows·k, seed, 0.05)) as [rows, k], made once per (rows, k, seed) for the whole
+ * file: every dtype and every kernel of a shape (and every m of the bits test) reads the same region,
+ * and making the largest ones (4,096 × 14,336 and twice that) took most of the file's time. */
+const weightCache = new Map<string, Uint8Array>();
+function fp8Weights(rows: number, k: number, seed: number): Uint8Array {
+  const key = `${rows}x${k}@${seed}`;
+  let region = weightCache.get(key);
+  if (!region) {
+    region = quantizeFp8(randn(rows * k, seed, 0.05), [rows, k]);
+    weightCache.set(key, region);
+  }
+  return region;
+}
+
 /** y = x̂·wᵀ + b as the CPU backend computes it, and Σ|x̂·w| + |b| for the bounds. */
 function reference(
   x: Float32Array,
@@ -322,7 +336,7 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
   /** gemv_fp8_bits_r4u2w4 from x̂ gives gemv_fp8_r2uUw4's outputs from xq bit for bit, over a
    * [2·inter, k] weight. */
   function bitsEqualsFma(dtype: DTypeName, m: number, inter: number, k: number) {
-    const region = quantizeFp8(randn(2 * inter * k, 11 + inter, 0.05), [2 * inter, k]);
+    const region = fp8Weights(2 * inter, k, 11 + inter);
     const x = activations(m, k, dtype, 6 + m);
     const mod = h.module("gemv_fp8.cu", {}, dtype);
     const { xq, s, xhat } = quantizeOnDevice(mod, x, m, k, dtype, undefined, true);
@@ -344,7 +358,7 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
   for (const dtype of DTYPES) {
     for (const [m, n, k] of SHAPES) {
       test(`gemv ${dtype} m ${m} n ${n} k ${k}`, () => {
-        const region = quantizeFp8(randn(n * k, 3 + n, 0.05), [n, k]);
+        const region = fp8Weights(n, k, 3 + n);
         const x = activations(m, k, dtype, 1 + m + n);
         const bias = roundTo(randn(n, 3, 0.1), dtype);
         const { want, absSum } = reference(x, region, bias, m, n, k);
@@ -372,7 +386,7 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
       });
 
       test(`gemv_fp8_mma ${dtype} m ${m} n ${n} k ${k}`, () => {
-        const region = quantizeFp8(randn(n * k, 3 + n, 0.05), [n, k]);
+        const region = fp8Weights(n, k, 3 + n);
         const x = activations(m, k, dtype, 1 + m + n);
         const bias = roundTo(randn(n, 3, 0.1), dtype);
         const mod = h.module("gemv_fp8.cu", {}, dtype);
@@ -417,7 +431,7 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
         plainLaunch: (rows: number, k: number) => { kernel: string; grid: number; block: number },
         gatedLaunch: (inter: number) => { kernel: string; grid: number; block: number },
       ) => {
-        const region = quantizeFp8(randn(2 * n * k, 5 + n, 0.05), [2 * n, k]);
+        const region = fp8Weights(2 * n, k, 5 + n);
         const x = activations(m, k, dtype, 2 + m);
         const mod = h.module("gemv_fp8.cu", {}, dtype);
         const act = h.module("activation.cu", {}, dtype);
@@ -474,7 +488,7 @@ describe("gemv_fp8.cu gemv_fp8_* and the FP8 GEMM against the CPU reference", { 
       [16, 640, 256, 0.01],
     ] as const) {
       test(`FP8 GEMM ${dtype} m ${m} n ${n} k ${k} ${fixed === undefined ? "dynamic" : "static"}`, () => {
-        const region = quantizeFp8(randn(n * k, 9 + n, 0.05), [n, k]);
+        const region = fp8Weights(n, k, 9 + n);
         const x = activations(m, k, dtype, 4 + m);
         const bias = roundTo(randn(n, 3, 0.1), dtype);
         const mod = h.module("gemv_fp8.cu", {}, dtype);
