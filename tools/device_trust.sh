@@ -33,7 +33,8 @@
 #            an iteration goes (tools/cpuprofile_top.py; the profiles stay under $OUT/cpuprof)
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
 #            and 64 concurrent streams: ITL against the in-process decode step at batch 64); `serve prof`:
-#            the 1,024 requests alone, the server under `node --cpu-prof` (where its host time goes)
+#            the 1,024 requests alone, the server under `node --cpu-prof` (where its host time goes); plain
+#            `serve` ends with Hugging Face's continuous batching at 128/128 (the baseline, same call)
 #   quant    weight-only quantization on CUDA (issue 19): the quantized GPU tests (test/gpu/quantized.test.ts,
 #            test/gpu/kernels/gemv_wo.test.ts; int4-zp: test/gpu/kernels/gemv_zp.test.ts and the AWQ/GPTQ
 #            fixtures, test/gpu/prequantized.test.ts), then the 8B built with --quantize int8-wo and int4-wo from
@@ -394,6 +395,9 @@ for l in open(sys.argv[1]):
     wait $pid
     echo "kiln serve after SIGTERM: exit $?"
     [[ $mode == prof ]] && python3 tools/cpuprofile_top.py "$out"/cpuprof/*.cpuprofile | head -60
+    # Hugging Face's continuous batching on the same requests and GPU once the server is gone (issue 18's
+    # baseline in the same call; bench_hf_cb.py: transformers' generate_batch, in-process).
+    [[ -z $mode ]] && hf "128/128" 200 --num-requests 1024 --input-len 128 --output-len 128
     exit 0
   fi
   if [[ ${2:-short} == hf ]]; then # Hugging Face at the other pairs, in a call of its own
