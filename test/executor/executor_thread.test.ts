@@ -141,6 +141,31 @@ describe("ExecutorThread's ends", () => {
   });
 });
 
+test("a thread that dies fails its live requests with the error, refuses new ones and is not alive", async () => {
+  const { executor } = await openExecutorThread(
+    BUNDLED_MODEL_DIR,
+    { backend: "cpu", cacheDir: cache.dir },
+    undefined,
+    new URL("./crashing_entry.ts", import.meta.url),
+  );
+  try {
+    const id = await executor.enqueue({ prompt: [7, 8], maxNewTokens: 400, endId: [], streaming: true });
+    const events = (async () => {
+      for await (const _ of executor.results(id));
+    })();
+    await executor.enqueue({ prompt: [9], maxNewTokens: 4, clientId: "crash" });
+    await assert.rejects(events, (e: unknown) => {
+      assert.ok(!(e instanceof KilnError), "a bug stays a bug (a 500)");
+      assert.match(String(e), /the executor thread's bug/);
+      return true;
+    });
+    assert.equal(executor.alive, false);
+    await assert.rejects(executor.enqueue({ prompt: [1], maxNewTokens: 1 }), ExecutorShutDownError);
+  } finally {
+    await executor.shutdown();
+  }
+});
+
 test("remote errors: a known class comes back as it, an unknown KilnError by name, a bug as a bug", () => {
   const known = reviveError(errorRecord(new RequestTooLargeError(1, 10, 20, 3, 2, 16)));
   assert.ok(known instanceof RequestTooLargeError);
