@@ -5,6 +5,7 @@
 //   scripts/pack_smoke/use_kiln.mjs    `import { ModelRunner } from "kiln"` in plain JavaScript
 //   the README's library example       as written
 //   dist/worker_boot.mjs               starting a worker entry without tsx
+//   npx kiln serve                     the server, its executor on a worker thread, one completion
 //   scripts/pack_smoke/use_kiln.ts     typechecked against the shipped .d.ts (the repo's tsc)
 // Needs only the npm registry, and not even that once `npm ci` has filled the cache (--prefer-offline).
 // Usage: node scripts/pack_smoke.mjs [--keep]   (--keep leaves the temporary project for a look)
@@ -139,7 +140,14 @@ try {
   const slot = run("node", ["probe.mjs"], project).stdout.trim();
   if (slot !== "1") fail(`dist/worker_boot.mjs did not start its entry (slot ${slot}, want 1)`);
 
-  // 7. TypeScript against the shipped declarations, as a Node ESM project (NodeNext) sees them.
+  // 7. `kiln serve` from the package: its executor runs on a worker thread whose entry is compiled
+  // (dist/runtime/executor_thread_entry.js); one completion through it, then SIGTERM (exit 0).
+  copyFileSync(join(here, "serve_probe.mjs"), join(project, "serve_probe.mjs"));
+  const served = JSON.parse(run("node", ["serve_probe.mjs"], project).stdout);
+  if (served.exit !== 0 || typeof served.text !== "string" || served.text === "")
+    fail(`kiln serve from the package: ${JSON.stringify(served)}`);
+
+  // 8. TypeScript against the shipped declarations, as a Node ESM project (NodeNext) sees them.
   copyFileSync(join(here, "use_kiln.ts"), join(project, "use_kiln.ts"));
   const tsconfig = {
     compilerOptions: {
