@@ -4,26 +4,38 @@
 // requests —
 //   in-process  `kiln bench --num-requests N`'s own code (runThroughputBench) over the executor
 //   http        the real app (routes, prom-client metrics bound to the executor's iterations, request
-//               log at info, SSE) over the executor, and `kiln bench --serve`'s client
+//               log at info, SSE) over the executor on its own thread, as `kiln serve` runs it
+//               (serve_device_sim/sim_thread_entry.ts), and `kiln bench --serve`'s client
 //               (server/serve_bench.ts) in a second Node process sending N streaming completions at once
 // — and reports output tok/s of each, their ratio (issue 18: HTTP ≥ 95% of in-process), and how much
-// of the run the device was busy. On the GPU the server's per-token work shares the event loop with
-// the executor's; with the device's time modelled, what this machine's host does to that ratio shows
-// here. The model is the bundled one's config (no tokenizer: token-only deltas, as the device runs'
-// random-weight checkpoints have), its build limits raised to an 8B serving engine's.
+// of the run the device was busy. With the device's time modelled, what this machine's host does to
+// that ratio shows here (the executor's and the server's threads share its cores). The model is the
+// bundled one's config (serve_device_sim/sim_session.ts), its build limits raised to an 8B serving
+// engine's.
 //
 //   node --import tsx scripts/serve_device_sim.ts [--streams 1024] [--input-len 128] [--output-len 128]
 //        [--step-ms 2] [--seq-ms 0.03] [--token-ms 0.0225] [--host-ms 1] [--only in-process|http] [--json]
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { BUNDLED_MODEL_DIR } from "../src/bundled_model.ts";
-import type { EngineConfig } from "../src/engine/format.ts";
-import { Executor, type ExecutorSession } from "../src/executor/executor.ts";
-import { ModelRunner } from "../src/runtime/model_runner.ts";
+import { ExecutorThread } from "../src/executor/thread/executor_thread.ts";
 import { runThroughputBench, type ThroughputResult } from "../src/runtime/throughput_bench.ts";
 import { runServeBench, type ServeBenchResult } from "../src/server/serve_bench.ts";
 import type { ServedModel, ServerContext, ServerMetrics } from "../src/server/server_context.ts";
-import { type DeviceModel, H200_8B, SimulatedDevice } from "./serve_device_sim/simulated_device.ts";
+import {
+  MAX_SEQS,
+  type SimLoad,
+  type SimSession,
+  type SimThreadStats,
+  simSessions,
+} from "./serve_device_sim/sim_session.ts";
+import {
+  type DeviceLog,
+  type DeviceModel,
+  deviceStepMs,
+  firstStepAfter,
+  H200_8B,
+  shiftedLog,
+} from "./serve_device_sim/simulated_device.ts";
 import { listenLoopback, runClient, unlimitedContext } from "./serve_harness.ts";
 
 interface Args {
@@ -36,41 +48,10 @@ interface Args {
   client: string | undefined;
 }
 
-/** An 8B serving engine's limits (tools/device_trust.sh's throughput engine). */
-const MAX_SEQS = 1024;
-const MAX_TOKENS = 8192;
-const KV_BLOCK = 16;
-
-type SimSession = ExecutorSession & {
-  weightBytes: number;
-  storedWeightBytes: number;
-  device: SimulatedDevice;
-};
-
-async function sessions(a: Args): Promise<() => SimSession> {
-  const runner = await ModelRunner.load(BUNDLED_MODEL_DIR, { backend: "cpu" });
-  const base = runner.session;
-  const config: EngineConfig = {
-    ...base.config,
-    maxSeqLen: Math.max(4096, a.inputLen + a.outputLen),
-    build: { ...base.config.build, maxBatchSize: MAX_SEQS, maxNumTokens: MAX_TOKENS, kvBlockSize: KV_BLOCK },
-  };
-  const { generationDefaults } = base;
-  runner.dispose();
-  return () => {
-    const device = new SimulatedDevice(config.model.vocabSize, KV_BLOCK, MAX_TOKENS, MAX_SEQS, a.device);
-    return {
-      backend: device,
-      device,
-      config,
-      tokenizer: null,
-      generationDefaults,
-      eosTokenIds: [],
-      weightBytes: 16.06e9, // the 8B's, for the floors kiln bench prints
-      storedWeightBytes: 16.06e9,
-      dispose: () => {},
-    };
-  };
+/** What the report reads of a device: its log, and the time model's step (SimulatedDevice is one). */
+interface DeviceView {
+  log: DeviceLog;
+  stepMs(decodes: number, prompt: number): number;
 }
 
 interface ModeReport {
@@ -122,7 +103,7 @@ async function inProcess(a: Args, open: () => SimSession): Promise<ModeReport> {
 }
 
 function idleReport(
-  d: SimulatedDevice,
+  d: DeviceView,
   fullSeqs: number,
 ): Pick<
   ModeReport,
@@ -152,9 +133,9 @@ function idleReport(
   };
 }
 
-function servedContext(ex: Executor): ServerContext {
-  const { config } = ex.session;
-  const kv = ex.kv.stats();
+function servedContext(ex: ExecutorThread): ServerContext {
+  const { config } = ex.info;
+  const kv = ex.stats().kv;
   const model: ServedModel = {
     name: "sim",
     executor: ex,
@@ -177,7 +158,7 @@ function figures(
     ttftMs: { median: number };
     tpotMs: { median: number; p99: number };
   },
-  d: SimulatedDevice,
+  d: DeviceView,
   cpu: NodeJS.CpuUsage,
   streams: number,
 ): Omit<ModeReport, "mode"> {
@@ -195,14 +176,19 @@ function figures(
   };
 }
 
-async function overHttp(a: Args, open: () => SimSession): Promise<ModeReport> {
-  const s = open();
+async function overHttp(a: Args): Promise<ModeReport> {
   let metrics: ServerMetrics | null = null;
-  // As `kiln serve` opens it: the KV cache for every request at full length (the GPU's would be
-  // larger), the metrics fed each iteration.
-  const ex = new Executor(s, {
-    maxTokens: a.streams * Math.ceil((a.inputLen + a.outputLen) / KV_BLOCK) * KV_BLOCK,
-    maxNumTokens: MAX_TOKENS,
+  // As `kiln serve` runs it: the executor on its own thread, the KV cache for every request at full
+  // length, the metrics fed each iteration.
+  const load: SimLoad = {
+    streams: a.streams,
+    inputLen: a.inputLen,
+    outputLen: a.outputLen,
+    device: a.device,
+  };
+  const ex = await ExecutorThread.start({
+    entry: new URL("./serve_device_sim/sim_thread_entry.ts", import.meta.url),
+    args: load,
     onIteration: (it) => metrics?.iteration(it),
   });
   const ctx = servedContext(ex);
@@ -217,9 +203,13 @@ async function overHttp(a: Args, open: () => SimSession): Promise<ModeReport> {
   const cpu = process.cpuUsage(cpu0);
   await app.close();
   await ex.shutdown();
+  const sim = (ex.stats() as SimThreadStats).sim;
+  if (!sim) throw new Error("the executor thread stopped without its device log");
+  const log = shiftedLog(sim.log, sim.timeOrigin - performance.timeOrigin);
+  const device: DeviceView = { log, stepMs: (d, p) => deviceStepMs(a.device, d, p) };
   return {
     mode: "http",
-    ...figures(r, s.device, cpu, a.streams),
+    ...figures(r, device, cpu, a.streams),
     peakStreaming: r.peakStreaming,
     failed: r.failed,
     clientCpuUsPerToken: (1000 * r.cpuMs) / Math.max(1, r.outputTokens),
@@ -227,10 +217,10 @@ async function overHttp(a: Args, open: () => SimSession): Promise<ModeReport> {
     // the first step queued after it, and the last step's end to its last completion.
     outsideDeviceMs: [
       Math.round(
-        s.device.firstStepAfter(r.startEpochMs - performance.timeOrigin) -
+        firstStepAfter(log, r.startEpochMs - performance.timeOrigin) -
           (r.startEpochMs - performance.timeOrigin),
       ),
-      Math.round(r.endEpochMs - performance.timeOrigin - s.device.log.lastEnd),
+      Math.round(r.endEpochMs - performance.timeOrigin - log.lastEnd),
     ],
   };
 }
@@ -306,10 +296,9 @@ function line(r: ModeReport): string {
 const a = readArgs();
 if (a.client !== undefined) await client(a.client, a);
 else {
-  const open = await sessions(a);
   const reports: ModeReport[] = [];
-  if (a.only !== "http") reports.push(await inProcess(a, open));
-  if (a.only !== "in-process") reports.push(await overHttp(a, open));
+  if (a.only !== "http") reports.push(await inProcess(a, await simSessions(a)));
+  if (a.only !== "in-process") reports.push(await overHttp(a));
   const [first, second] = reports;
   const ratio = second ? second.outputTokensPerSec / first.outputTokensPerSec : null;
   if (a.json)

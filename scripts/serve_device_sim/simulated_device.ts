@@ -52,6 +52,27 @@ export interface DeviceLog {
   lastEnd: number;
 }
 
+/** Device ms of a step of `decodes` decoding sequences and `prompt` prompt tokens under `m`. */
+export function deviceStepMs(m: DeviceModel, decodes: number, prompt: number): number {
+  return m.stepMs + m.seqMs * decodes + m.tokenMs * prompt;
+}
+
+/** When the first step queued at or after `t` (the log's clock) was queued; NaN: none. */
+export function firstStepAfter(log: DeviceLog, t: number): number {
+  return log.queuedAt.find((q) => q >= t) ?? Number.NaN;
+}
+
+/** `log` with its times moved by `ms` (a worker's performance.now() onto another thread's clock). */
+export function shiftedLog(log: DeviceLog, ms: number): DeviceLog {
+  return {
+    ...log,
+    idle: log.idle.map((g) => ({ ...g, at: g.at + ms })),
+    queuedAt: log.queuedAt.map((q) => q + ms),
+    firstAt: log.firstAt + ms,
+    lastEnd: log.lastEnd + ms,
+  };
+}
+
 const TOKEN = 42;
 
 function busy(ms: number): void {
@@ -112,12 +133,7 @@ export class SimulatedDevice implements ExecutionBackend {
 
   /** Device ms of a step of `decodes` decoding sequences and `prompt` prompt tokens under the model. */
   stepMs(decodes: number, prompt: number): number {
-    return this.model.stepMs + this.model.seqMs * decodes + this.model.tokenMs * prompt;
-  }
-
-  /** When the first step queued at or after `t` (performance.now()) was queued; NaN: none. */
-  firstStepAfter(t: number): number {
-    return this.log.queuedAt.find((q) => q >= t) ?? Number.NaN;
+    return deviceStepMs(this.model, decodes, prompt);
   }
 
   private timeOf(step: StepInput): number {

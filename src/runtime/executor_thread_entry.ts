@@ -5,7 +5,7 @@ import { openExecutor } from "./open_executor.ts";
 import type { ExecutorThreadArgs } from "./open_executor_thread.ts";
 import { Session } from "./session.ts";
 
-runExecutorWorker((args, hooks) => {
+await runExecutorWorker((args, hooks) => {
   const { dir, options } = args as ExecutorThreadArgs;
   const executor = openExecutor(dir, { ...options, ...hooks });
   return { executor, engineDir: executor.session instanceof Session ? executor.session.dir : null };

@@ -5,7 +5,7 @@ import { runExecutorWorker } from "../../src/executor/thread/executor_worker.ts"
 import { openExecutor } from "../../src/runtime/open_executor.ts";
 import type { ExecutorThreadArgs } from "../../src/runtime/open_executor_thread.ts";
 
-runExecutorWorker((args, hooks) => {
+await runExecutorWorker((args, hooks) => {
   const { dir, options } = args as ExecutorThreadArgs;
   const executor = openExecutor(dir, { ...options, ...hooks });
   const enqueue = executor.enqueue.bind(executor);

@@ -11,7 +11,7 @@ import type { ExecutorThreadArgs } from "../../src/runtime/open_executor_thread.
 import { Session } from "../../src/runtime/session.ts";
 import { SLOW_STEP_MS, type SlowDeviceStats } from "./slow_device.ts";
 
-runExecutorWorker((args, hooks) => {
+await runExecutorWorker((args, hooks) => {
   const { dir, options } = args as ExecutorThreadArgs;
   const ex = openExecutor(dir, { ...options, ...hooks });
   const slow = { admittedAt: [] as number[], samplePolls: 0, forwardPolls: 0 };

@@ -17,13 +17,16 @@ export interface ExecutorThreadHooks {
   resultSink: (requestId: number) => ResultSink;
 }
 
-/** Opens the executor from the serving thread's arguments; engineDir: where its tokenizer is read. */
-export type OpenOnThread = (
-  args: unknown,
-  hooks: ExecutorThreadHooks,
-) => { executor: Executor; engineDir: string | null };
+/** The opened executor; engineDir: where the serving thread reads its tokenizer (null: none). */
+export interface OpenedOnThread {
+  executor: Executor;
+  engineDir: string | null;
+}
 
-export function runExecutorWorker(open: OpenOnThread): void {
+/** Opens the executor from the serving thread's arguments (at once or through a promise). */
+export type OpenOnThread = (args: unknown, hooks: ExecutorThreadHooks) => OpenedOnThread | Promise<OpenedOnThread>;
+
+export async function runExecutorWorker(open: OpenOnThread): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error("runExecutorWorker runs on a worker thread (executor_thread.ts starts it)");
   const post = (m: FromExecutor) => port.postMessage(m);
@@ -73,9 +76,9 @@ export function runExecutorWorker(open: OpenOnThread): void {
     }),
   };
 
-  let opened: ReturnType<OpenOnThread>;
+  let opened: OpenedOnThread;
   try {
-    opened = open(workerData.args, hooks);
+    opened = await open(workerData.args, hooks);
   } catch (e) {
     post({ t: "openFailed", error: errorRecord(e) });
     port.close();
