@@ -70,6 +70,9 @@ export { Executor } from "./executor/executor.ts";
 export type { KvCacheStats } from "./executor/kv_cache_manager.ts";
 export type { RequestFinishReason } from "./executor/request.ts";
 export type { RequestTiming } from "./executor/request_results.ts";
+export { ExecutorThread } from "./executor/thread/executor_thread.ts";
+export type { ExecutorThreadInfo } from "./executor/thread/messages.ts";
+export { RemoteKilnError } from "./executor/thread/remote_error.ts";
 export { CacheDirError, FileSystemError } from "./fs_errors.ts";
 export { UnsupportedArchitectureError } from "./models/errors.ts";
 export {
@@ -95,6 +98,8 @@ export type {
 export { ModelRunner } from "./runtime/model_runner.ts";
 export type { OpenExecutorOptions } from "./runtime/open_executor.ts";
 export { openExecutor } from "./runtime/open_executor.ts";
+export type { OpenedExecutorThread, ThreadExecutorOptions } from "./runtime/open_executor_thread.ts";
+export { openExecutorThread } from "./runtime/open_executor_thread.ts";
 export type { RequestOutput, SequenceOutput, StepOutput, TokenEvent } from "./runtime/outputs.ts";
 export type { FinishReason } from "./runtime/sequence.ts";
 export { Session, type SessionOpenOptions } from "./runtime/session.ts";

@@ -33,11 +33,13 @@ const ERROR_ALIASES: Record<string, string> = { KvCacheExhaustedError: "KvCacheN
 const API_VALUES = [
   "BUNDLED_MODEL_DIR",
   "Executor",
+  "ExecutorThread",
   "GenerationSession",
   "KILN_VERSION",
   "ModelRunner",
   "Session",
   "openExecutor",
+  "openExecutorThread",
 ];
 
 function sources(dir: string): string[] {

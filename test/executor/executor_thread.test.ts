@@ -8,7 +8,12 @@ import { after, before, describe, test } from "node:test";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import { CheckpointNotFoundError } from "../../src/checkpoint/errors.ts";
 import { KilnError } from "../../src/errors.ts";
-import { ExecutorShutDownError, QueueFullError, RequestTooLargeError } from "../../src/executor/errors.ts";
+import {
+  ExecutorShutDownError,
+  QueueFullError,
+  RequestTooLargeError,
+  UnsupportedRequestError,
+} from "../../src/executor/errors.ts";
 import type { ResultEvent } from "../../src/executor/executor.ts";
 import type { ExecutorThread } from "../../src/executor/thread/executor_thread.ts";
 import { errorRecord, RemoteKilnError, reviveError } from "../../src/executor/thread/remote_error.ts";
@@ -84,6 +89,20 @@ describe("ExecutorThread on the bundled model", () => {
       assert.equal(e.maxNewTokens, 200);
       return true;
     });
+  });
+
+  test("a request with a callback cannot cross: UnsupportedRequestError, and the thread goes on", async () => {
+    const processor = { process() {} };
+    await assert.rejects(
+      ex.enqueue({ prompt: [1, 2], maxNewTokens: 2, logitsProcessors: [processor] }),
+      (e: unknown) => {
+        assert.ok(e instanceof UnsupportedRequestError, String(e));
+        assert.match((e as Error).message, /plain data/);
+        return true;
+      },
+    );
+    const id = await ex.enqueue({ prompt: [1, 2], maxNewTokens: 2, greedy: true });
+    assert.equal((await collect(id)).at(-1)?.isFinal, true);
   });
 
   test("a full queue is a QueueFullError; cancel frees the blocks and ends with cancelled", async () => {

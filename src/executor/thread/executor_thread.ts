@@ -11,7 +11,7 @@
 // (reader_wakeups.ts); cancel posts at once and its final "cancelled" event follows; stats() is the
 // executor's as of its last message (one per iteration, and after each enqueue or cancel).
 import { Worker } from "node:worker_threads";
-import { ExecutorShutDownError, UnknownRequestError } from "../errors.ts";
+import { ExecutorShutDownError, UnknownRequestError, UnsupportedRequestError } from "../errors.ts";
 import { EventQueue } from "../event_queue.ts";
 import type { ExecutorRequest, ExecutorStats, IterationStats } from "../executor.ts";
 import { ReaderWakeups } from "../reader_wakeups.ts";
@@ -97,8 +97,21 @@ export class ExecutorThread {
     if (this.closing || !this.running) return Promise.reject(new ExecutorShutDownError());
     const seq = this.nextSeq++;
     return new Promise((resolve, reject) => {
+      try {
+        this.send({ t: "enqueue", seq, request });
+      } catch (e) {
+        // A structured clone refused it: a callback (logitsProcessors, stoppingCriteria) or other
+        // non-data value.
+        reject(
+          new UnsupportedRequestError(
+            `the request cannot cross to the executor's thread (${(e as Error).message}); requests there are ` +
+              "plain data: run logitsProcessors and stoppingCriteria callbacks on an in-process executor (openExecutor)",
+            { cause: e },
+          ),
+        );
+        return;
+      }
       this.pending.set(seq, { resolve, reject });
-      this.send({ t: "enqueue", seq, request });
     });
   }
 

@@ -24,7 +24,10 @@ export interface OpenedOnThread {
 }
 
 /** Opens the executor from the serving thread's arguments (at once or through a promise). */
-export type OpenOnThread = (args: unknown, hooks: ExecutorThreadHooks) => OpenedOnThread | Promise<OpenedOnThread>;
+export type OpenOnThread = (
+  args: unknown,
+  hooks: ExecutorThreadHooks,
+) => OpenedOnThread | Promise<OpenedOnThread>;
 
 export async function runExecutorWorker(open: OpenOnThread): Promise<void> {
   const port = parentPort;
