@@ -5,7 +5,9 @@
 // next step, so the host's delivery of step N sits between the device finishing step N + 1 and the
 // host queuing step N + 2. In slices, the loop's next turn (read the step that finished, schedule and
 // queue the next) comes after at most one slice, and delivery fills the time the device computes.
-// Each channel's events keep their order; a slice's readers run in the order they were woken.
+// Each channel's events keep their order; a slice's readers run in the order they were woken. Behind an
+// executor thread (thread/executor_thread.ts) the serving thread's queues wake the same way, so the
+// server accepts and parses new requests between slices of a step's delivery.
 //
 //   step N read → wake(r1 … r1024) → [slice 1: r1 … r8] → loop: queue step N + 2 → [slice 2] → poll → …
 

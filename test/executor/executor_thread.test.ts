@@ -4,7 +4,9 @@
 // answers by class); cancel ends a request with "cancelled" and frees its blocks; shutdown ends the
 // thread, after which requests are refused.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { BUNDLED_MODEL_DIR } from "../../src/bundled_model.ts";
 import { CheckpointNotFoundError } from "../../src/checkpoint/errors.ts";
 import { KilnError } from "../../src/errors.ts";
@@ -183,6 +185,20 @@ test("a thread that dies fails its live requests with the error, refuses new one
   } finally {
     await executor.shutdown();
   }
+});
+
+test("an idle executor thread keeps no process alive; one with a request in flight does", async () => {
+  const script = fileURLToPath(new URL("./thread_idle_exit.ts", import.meta.url));
+  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+  const r = spawnSync(process.execPath, ["--import", "tsx", script], {
+    encoding: "utf8",
+    timeout: 60_000,
+    env: { ...env, KILN_TEST_CACHE: cache.dir },
+  });
+  assert.equal(r.signal, null, `the process did not end by itself: ${r.stderr}`);
+  assert.equal(r.status, 0, r.stderr);
+  const [want] = await runner.generate("ROMEO:", { maxNewTokens: 6, greedy: true });
+  assert.equal(r.stdout, `${JSON.stringify(want.text)}\n`, "the request's text came back before the end");
 });
 
 test("remote errors: a known class comes back as it, an unknown KilnError by name, a bug as a bug", () => {

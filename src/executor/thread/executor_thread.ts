@@ -45,6 +45,9 @@ export class ExecutorThread {
   private running = true;
   private closing: Promise<void> | null = null;
   private closed: (() => void) | null = null;
+  private held = false;
+  /** From shutdown() until the executor said it stopped (or its thread ended). */
+  private stopping = false;
 
   private constructor(
     private readonly worker: Worker,
@@ -53,6 +56,9 @@ export class ExecutorThread {
     private readonly onIteration: ((s: IterationStats) => void) | undefined,
   ) {
     this.lastStats = stats;
+    // Like an in-process executor, an idle one keeps no process alive: the worker counts for the event
+    // loop only while a request is pending or live (holdProcess).
+    worker.unref();
     worker.on("message", (m: FromExecutor) => this.receive(m));
     worker.on("error", (e) => this.died(e));
     worker.on("exit", (code) => this.died(new Error(`the executor thread exited (code ${code})`)));
@@ -112,6 +118,7 @@ export class ExecutorThread {
         return;
       }
       this.pending.set(seq, { resolve, reject });
+      this.holdProcess();
     });
   }
 
@@ -143,7 +150,11 @@ export class ExecutorThread {
     this.closing ??= new Promise<void>((resolve) => {
       this.closed = resolve;
       if (!this.running) resolve();
-      else this.send({ t: "shutdown", drain });
+      else {
+        this.stopping = true; // the process waits for the executor to stop
+        this.holdProcess();
+        this.send({ t: "shutdown", drain });
+      }
     }).then(() => this.worker.terminate().then(() => {}));
     return this.closing;
   }
@@ -156,7 +167,9 @@ export class ExecutorThread {
     if (m.t === "batch") this.apply(m);
     else if (m.t === "closed") {
       this.running = false;
+      this.stopping = false;
       this.failLive(new ExecutorShutDownError());
+      this.holdProcess();
       this.closed?.();
     }
   }
@@ -189,6 +202,16 @@ export class ExecutorThread {
     this.lastStats = b.stats;
     if (this.onIteration) for (const s of b.iterations) this.onIteration(s);
     if (!b.alive) this.running = false;
+    this.holdProcess();
+  }
+
+  /** Keeps the process alive through the worker while requests are pending or live, not longer. */
+  private holdProcess(): void {
+    const busy = this.stopping || this.pending.size > 0 || this.live.size > 0;
+    if (busy === this.held) return;
+    this.held = busy;
+    if (busy) this.worker.ref();
+    else this.worker.unref();
   }
 
   /** The worker failed or ended: every waiting caller and live request gets `e`. */
@@ -198,9 +221,11 @@ export class ExecutorThread {
       return;
     }
     this.running = false;
+    this.stopping = false;
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
     this.failLive(e);
+    this.holdProcess();
     this.closed?.();
   }
 
