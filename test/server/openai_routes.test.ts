@@ -8,6 +8,7 @@ import { RequestTooLargeError } from "../../src/executor/errors.ts";
 import type { ExecutorRequest } from "../../src/executor/executor.ts";
 import { ChatTemplateError } from "../../src/runtime/chat_template.ts";
 import { buildApp } from "../../src/server/app.ts";
+import type { ServedExecutor } from "../../src/server/server_context.ts";
 import {
   parseSse,
   type ScriptedEvent,
@@ -110,6 +111,25 @@ describe("openai routes on a scripted executor", () => {
     const texts = r.json().choices.map((c: { text: string }) => c.text);
     assert.deepEqual(texts, ["10a10b10c", "10x10y", "20a20b20c", "20x20y"]);
     assert.equal(r.json().usage.prompt_tokens, 3);
+  });
+
+  test("several prompts are enqueued at once, not each after the last one's answer", async () => {
+    // An executor on its own thread answers enqueue a turn of its loop later (executor_thread.ts).
+    const ex = new ScriptedExecutor(() => [ev(0, [5, 6], "ab", "end", true)]);
+    const enqueue = ex.enqueue.bind(ex);
+    let waiting = 0;
+    let most = 0;
+    (ex as { enqueue: ServedExecutor["enqueue"] }).enqueue = async (r) => {
+      most = Math.max(most, ++waiting);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      waiting--;
+      return enqueue(r);
+    };
+    const { app } = scriptedApp(ex);
+    const r = await post(app, "/v1/completions", { model: "scripted", prompt: [[10], [20], [30]] });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.equal(most, 3, "the three enqueues were in flight together");
+    assert.equal(r.json().choices.length, 3);
   });
 
   test("beam search: the final events (one per beam, whole output) become the choices", async () => {

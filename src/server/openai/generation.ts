@@ -11,7 +11,7 @@
 // reported once.
 
 import { RequestTooLargeError } from "../../executor/errors.ts";
-import type { ResultEvent } from "../../executor/executor.ts";
+import type { ExecutorRequest, ResultEvent } from "../../executor/executor.ts";
 import type { RequestFinishReason } from "../../executor/request.ts";
 import type { RequestTiming, TokenLogProb } from "../../executor/request_results.ts";
 import { badField, HttpError } from "../http_errors.ts";
@@ -51,7 +51,9 @@ export class Generation {
     private readonly signal: AbortSignal,
   ) {}
 
+  /** The executor requests enqueued, in prompt order, and each one's prompt. */
   private ids: number[] = [];
+  private readonly promptOf = new Map<number, number>();
   private started = false;
 
   /** Admits and enqueues every prompt, or throws (HttpError 429/503, the executor's 400s) with
@@ -63,26 +65,37 @@ export class Generation {
     this.started = true;
     try {
       if (this.signal.aborted) throw new ClientGoneError();
-      for (const p of this.prompts) {
-        const maxNewTokens = this.maxTokensFor(p.length);
-        const { minLength } = this.params.request;
-        const request = {
-          ...this.params.request,
-          prompt: p,
-          maxNewTokens,
-          // min_tokens beyond what the context leaves this prompt: the whole generation bans the end.
-          ...(minLength !== undefined ? { minLength: Math.min(minLength, maxNewTokens) } : {}),
-          ...(Number.isFinite(timeout) ? { allottedTimeMs: timeout } : {}),
-        };
-        const id = await executor.enqueue(request);
-        this.ids.push(id);
-        this.ctx.inFlight.track(id);
-        this.promptTokens += p.length;
-      }
+      // Every prompt is posted at once: behind an executor thread each answer takes a turn of its loop.
+      const settled = await Promise.allSettled(
+        this.prompts.map(async (p) => executor.enqueue(this.requestFor(p, timeout))),
+      );
+      settled.forEach((r, i) => {
+        if (r.status !== "fulfilled") return;
+        this.ids.push(r.value);
+        this.promptOf.set(r.value, i);
+        this.ctx.inFlight.track(r.value);
+        this.promptTokens += this.prompts[i].length;
+      });
+      const refused = settled.find((r) => r.status === "rejected");
+      if (refused) throw refused.reason;
     } catch (e) {
       this.end(new Set());
       throw this.asFieldError(e);
     }
+  }
+
+  /** The executor request of one prompt. */
+  private requestFor(p: number[], timeout: number): ExecutorRequest {
+    const maxNewTokens = this.maxTokensFor(p.length);
+    const { minLength } = this.params.request;
+    return {
+      ...this.params.request,
+      prompt: p,
+      maxNewTokens,
+      // min_tokens beyond what the context leaves this prompt: the whole generation bans the end.
+      ...(minLength !== undefined ? { minLength: Math.min(minLength, maxNewTokens) } : {}),
+      ...(Number.isFinite(timeout) ? { allottedTimeMs: timeout } : {}),
+    };
   }
 
   /** The executor's refusals that belong to a field, as 400s naming it. */
@@ -124,9 +137,9 @@ export class Generation {
         }
       } else {
         const merged = merge(
-          this.ids.map((id, i) => {
+          this.ids.map((id) => {
             taken.add(id);
-            return this.one(id, executor.results(id), i);
+            return this.one(id, executor.results(id), this.promptOf.get(id) as number);
           }),
         );
         for await (const d of merged) {
@@ -152,7 +165,7 @@ export class Generation {
         const timing = { arrival: Date.now(), firstScheduled: null, firstToken: null, last: null };
         this.ctx.metrics.requestFinished({
           finishReason: "cancelled",
-          promptTokens: this.prompts[this.ids.indexOf(id)].length,
+          promptTokens: this.prompts[this.promptOf.get(id) as number].length,
           generationTokens: 0,
           timing,
           tokenTimes: [],
