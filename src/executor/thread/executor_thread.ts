@@ -70,9 +70,14 @@ export class ExecutorThread {
       workerData: { entry: o.entry.href, args: o.args },
     });
     return new Promise((resolve, reject) => {
+      // A worker given up on may still report: its 'error' must not go unheard (it would throw here).
+      const dispose = () => {
+        worker.on("error", () => {});
+        void worker.terminate();
+      };
       const fail = (e: unknown) => {
         worker.off("message", first);
-        void worker.terminate();
+        dispose();
         reject(e);
       };
       const onError = (e: unknown) => fail(e);
@@ -84,7 +89,7 @@ export class ExecutorThread {
         worker.off("exit", onExit);
         if (m.t === "ready") resolve(new ExecutorThread(worker, m.info, m.stats, o.onIteration));
         else if (m.t === "openFailed") {
-          void worker.terminate();
+          dispose();
           reject(reviveError(m.error));
         } else fail(new Error(`the executor thread sent ${m.t} before it opened`));
       };
