@@ -44,10 +44,9 @@ export class ExecutorThread {
   private lastStats: ExecutorStats;
   private running = true;
   private closing: Promise<void> | null = null;
+  /** Resolves shutdown's wait; set from shutdown() until the executor said it stopped (or its thread
+   * ended). */
   private closed: (() => void) | null = null;
-  private held = false;
-  /** From shutdown() until the executor said it stopped (or its thread ended). */
-  private stopping = false;
 
   private constructor(
     private readonly worker: Worker,
@@ -152,15 +151,14 @@ export class ExecutorThread {
   /** Refuses new requests; with drain (default) lets the live ones finish, else cancels them. Resolves
    * once the executor stopped, its session was disposed and the thread ended. */
   shutdown({ drain = true }: { drain?: boolean } = {}): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
+    if (this.closing) return this.closing;
+    const stopped = new Promise<void>((resolve) => {
       this.closed = resolve;
-      if (!this.running) resolve();
-      else {
-        this.stopping = true; // the process waits for the executor to stop
-        this.holdProcess();
-        this.send({ t: "shutdown", drain });
-      }
-    }).then(() => this.worker.terminate().then(() => {}));
+    });
+    this.closing = stopped.then(() => this.worker.terminate().then(() => {}));
+    if (this.running) this.send({ t: "shutdown", drain });
+    else this.settleClose();
+    this.holdProcess(); // the process waits for the executor to stop
     return this.closing;
   }
 
@@ -172,10 +170,9 @@ export class ExecutorThread {
     if (m.t === "batch") this.apply(m);
     else if (m.t === "closed") {
       this.running = false;
-      this.stopping = false;
       this.failLive(new ExecutorShutDownError());
       this.holdProcess();
-      this.closed?.();
+      this.settleClose();
     }
   }
 
@@ -210,28 +207,32 @@ export class ExecutorThread {
     this.holdProcess();
   }
 
-  /** Keeps the process alive through the worker while requests are pending or live, not longer. */
+  /** Keeps the process alive through the worker while requests are pending or live, or while shutdown
+   * waits for the executor to stop; not longer (ref and unref are idempotent). */
   private holdProcess(): void {
-    const busy = this.stopping || this.pending.size > 0 || this.live.size > 0;
-    if (busy === this.held) return;
-    this.held = busy;
-    if (busy) this.worker.ref();
+    if (this.closed !== null || this.pending.size > 0 || this.live.size > 0) this.worker.ref();
     else this.worker.unref();
   }
 
   /** The worker failed or ended: every waiting caller and live request gets `e`. */
   private died(e: unknown): void {
     if (!this.running && this.live.size === 0 && this.pending.size === 0) {
-      this.closed?.();
+      this.settleClose();
       return;
     }
     this.running = false;
-    this.stopping = false;
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
     this.failLive(e);
     this.holdProcess();
-    this.closed?.();
+    this.settleClose();
+  }
+
+  /** Shutdown's wait is over. */
+  private settleClose(): void {
+    const done = this.closed;
+    this.closed = null;
+    done?.();
   }
 
   private failLive(e: unknown): void {

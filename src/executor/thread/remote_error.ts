@@ -7,17 +7,7 @@
 // plain Error (a bug stays a bug, with the executor thread's stack).
 import { KilnError } from "../../errors.ts";
 import { InvalidSamplingConfigError } from "../../sampling/sampling_config.ts";
-import {
-  ExecutorShutDownError,
-  InvalidRequestError,
-  KvCacheNoRoomError,
-  QueueFullError,
-  RequestCallbackError,
-  RequestLogitsNotFiniteError,
-  RequestTooLargeError,
-  UnknownRequestError,
-  UnsupportedRequestError,
-} from "../errors.ts";
+import * as executorErrors from "../errors.ts";
 
 export interface ErrorRecord {
   name: string;
@@ -35,19 +25,11 @@ export class RemoteKilnError extends KilnError {}
 
 type ErrorClass = abstract new (...args: never[]) => Error;
 
+/** Every error class of executor/errors.ts, and the sampling config's, by name. */
 const KNOWN: Record<string, ErrorClass> = Object.fromEntries(
-  [
-    ExecutorShutDownError,
-    InvalidRequestError,
-    InvalidSamplingConfigError,
-    KvCacheNoRoomError,
-    QueueFullError,
-    RequestCallbackError,
-    RequestLogitsNotFiniteError,
-    RequestTooLargeError,
-    UnknownRequestError,
-    UnsupportedRequestError,
-  ].map((c) => [c.name, c]),
+  ([...Object.values(executorErrors), InvalidSamplingConfigError] as unknown[])
+    .filter((v): v is ErrorClass => typeof v === "function" && v.prototype instanceof Error)
+    .map((c) => [c.name, c]),
 );
 
 const isPlain = (v: unknown): boolean =>

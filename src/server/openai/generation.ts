@@ -51,8 +51,7 @@ export class Generation {
     private readonly signal: AbortSignal,
   ) {}
 
-  /** The executor requests enqueued, in prompt order, and each one's prompt. */
-  private ids: number[] = [];
+  /** The executor requests enqueued (id → its prompt's index), in prompt order. */
   private readonly promptOf = new Map<number, number>();
   private started = false;
 
@@ -71,7 +70,6 @@ export class Generation {
       );
       settled.forEach((r, i) => {
         if (r.status !== "fulfilled") return;
-        this.ids.push(r.value);
         this.promptOf.set(r.value, i);
         this.ctx.inFlight.track(r.value);
         this.promptTokens += this.prompts[i].length;
@@ -115,15 +113,15 @@ export class Generation {
     const { executor } = this.ctx.model;
     const taken = new Set<number>();
     const cancelAll = () => {
-      for (const id of this.ids) executor.cancel(id);
+      for (const id of this.promptOf.keys()) executor.cancel(id);
     };
     this.signal.addEventListener("abort", cancelAll);
     try {
       if (this.signal.aborted) throw new ClientGoneError();
-      if (this.ids.length === 1) {
+      if (this.promptOf.size === 1) {
         // One prompt of one sequence group (the common case): its events straight through, without a
         // generator per prompt and a merge between them.
-        const id = this.ids[0];
+        const [id] = this.promptOf.keys();
         taken.add(id);
         const p = this.promptReader(0);
         try {
@@ -137,9 +135,9 @@ export class Generation {
         }
       } else {
         const merged = merge(
-          this.ids.map((id) => {
+          [...this.promptOf].map(([id, promptIndex]) => {
             taken.add(id);
-            return this.one(id, executor.results(id), this.promptOf.get(id) as number);
+            return this.one(id, executor.results(id), promptIndex);
           }),
         );
         for await (const d of merged) {
@@ -158,14 +156,14 @@ export class Generation {
     if (!this.started) return;
     this.started = false;
     const { executor } = this.ctx.model;
-    for (const id of this.ids) {
+    for (const [id, promptIndex] of this.promptOf) {
       executor.cancel(id); // false (a no-op) once it finished
       if (!taken.has(id)) {
         executor.results(id); // drop the executor's channel
         const timing = { arrival: Date.now(), firstScheduled: null, firstToken: null, last: null };
         this.ctx.metrics.requestFinished({
           finishReason: "cancelled",
-          promptTokens: this.prompts[this.promptOf.get(id) as number].length,
+          promptTokens: this.prompts[promptIndex].length,
           generationTokens: 0,
           timing,
           tokenTimes: [],
