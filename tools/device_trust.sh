@@ -24,9 +24,9 @@
 #   headline the 8B built for the executor (1,024 requests, 8,192 tokens a step: its build time), its
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and 4 × 2,048 tokens, and
-#            batch 256 after 2,048-token prompts: 2048/128's decode steps): the prefill's and a decode
-#            step's GPU time by kernel kind; decode at 256 and 1,024 again with
-#            KILN_DECODE_PERSIST=1; 4 × 2,048 again with KILN_PREFILL_KERNEL=wgmma
+#            batch 192 after 2,048-token prompts: 2048/128's decode steps; 256 × 2,048 do not fit an
+#            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind; 4 × 2,048 again
+#            with KILN_PREFILL_KERNEL=wgmma
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
@@ -312,21 +312,13 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
   }
   if [[ $part == profile ]]; then # where a decode step's GPU time goes at the executor's batch sizes
     # batch, input: decode at 256 / 1,024; 2048/128's prefill and its decode at ~2,100 tokens of context
-    for shape in "256 128" "1024 128" "4 2048" "256 2048"; do
+    # (192 sequences: 256 × 2,048 tokens do not fit an H100's KV pool)
+    for shape in "256 128" "1024 128" "4 2048" "192 2048"; do
       read -r b i <<<"$shape"
       ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len $i --output-len 16 --runs 1 \
         --profile >"$out/profile-$b-$i.txt" 2>>"$out/bench.err" || echo "profile $b × $i failed (bench.err)"
       echo "batch $b, input $i:"
       cat "$out/profile-$b-$i.txt"
-    done
-    # The decode-attention A/B: attention_decode_mma_persistent (KILN_DECODE_PERSIST=1, the same bits)
-    # instead of attention_decode_mma (profiled above).
-    for b in 256 1024; do
-      KILN_DECODE_PERSIST=1 ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len 128 \
-        --output-len 16 --runs 1 --profile >"$out/profile-$b-128-persist.txt" 2>>"$out/bench.err" ||
-        echo "profile $b persist failed (bench.err)"
-      echo "batch $b, input 128, KILN_DECODE_PERSIST=1:"
-      cat "$out/profile-$b-128-persist.txt"
     done
     # The prefill-attention A/B: attention_prefill_wgmma (wgmma, opt-in) instead of attention_prefill (mma4,
     # the default, profiled above).

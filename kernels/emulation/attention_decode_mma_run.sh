@@ -3,8 +3,7 @@
 # fibers, attention_ptx_emu.h for cp.async / ldmatrix / mma.sync) against the double reference, within
 # the written bound (attention_README.md, "attention_decode_mma"). Each configuration checks the entry
 # attention_decode_mma and its body with one stage more (decode_mma_deeper, which must also match the
-# entry bit for bit), then attention_decode_mma_persistent at grids smaller than its work items (its
-# outputs: decode_mma's bit for bit): one line each, then PASS or FAIL (exit status 1). g++ ≥ 12.
+# entry bit for bit): one line each, then PASS or FAIL (exit status 1). g++ ≥ 12.
 #   (no arguments)  the full matrix: bf16, fp16 × HEAD_DIM 128, 64 × BLOCK_SIZE 16, 7 × H/Hkv 32/8, 8/2,
 #                   4/4, 16/1; each with windows 0, 5 and 70 × both block-table layouts (in the check)
 #   --ci            a handful of those (test/backends/cuda/attention_decode_mma_emulated.test.ts)

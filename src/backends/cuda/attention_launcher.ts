@@ -9,7 +9,7 @@ import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
-import { DECODE_MMA_PERSISTENT, decodeMmaPersistSharedBytes, mmaDecodeApplies } from "./decode_mma.ts";
+import { mmaDecodeApplies } from "./decode_mma.ts";
 import type { CudaDevice, KernelArg, Stream } from "./device/index.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
@@ -76,17 +76,14 @@ export class AttentionLauncher {
     this.arena = r.arena;
     this.kv = r.kv;
     this.uploads = r.uploads;
-    const group = r.model.numHeads / r.model.numKvHeads;
-    const mma =
-      r.kernels.has("attn_decode_mma") && mmaDecodeApplies(r.dtype, r.kv.dtype, group, r.model.headDim);
     this.decode = new DecodeAttention(
       r.device,
       r.stream,
       r.model,
       r.maxSeqs,
       r.tuning.attnCluster,
-      mma,
-      mma && r.tuning.decodePersist ? this.persistOccupancy(r, group) : 0,
+      r.kernels.has("attn_decode_mma") &&
+        mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim),
     );
     // attention_prefill_wgmma has no split entry: with it, launches never split.
     const splitKernel = `${prefillTiles(r.dtype, r.model.headDim, this.prefillKernel).kernel}_split`;
@@ -100,15 +97,6 @@ export class AttentionLauncher {
     // Outside any graph capture: attention_decode_mma's shared memory is above the default 48 KiB.
     if (r.kernels.has("attn_decode_mma"))
       r.kernels.reserveSharedMemory("attn_decode_mma", "attention_decode_mma", this.decode.mmaSharedBytes);
-  }
-
-  /** KILN_DECODE_PERSIST=1: attention_decode_mma_persistent's resident CTAs per SM with its shared
-   * memory reserved (outside any graph capture), or 0 where the engine predates the entry. */
-  private persistOccupancy(r: AttentionResources, group: number): number {
-    if (!r.kernels.hasKernel("attn_decode_mma", DECODE_MMA_PERSISTENT)) return 0;
-    const bytes = decodeMmaPersistSharedBytes(r.model.headDim, group);
-    r.kernels.reserveSharedMemory("attn_decode_mma", DECODE_MMA_PERSISTENT, bytes);
-    return Math.max(1, r.kernels.occupancy("attn_decode_mma", DECODE_MMA_PERSISTENT, 128, bytes));
   }
 
   /** What decode attention's split count depends on: the GPU's SMs and the CTAs per sequence. */
@@ -266,7 +254,6 @@ export class AttentionLauncher {
         { i32: op.slidingWindow ?? 0 },
         { i32: ATTENTION_TRIGGERS.indexOf(this.tuning.attnTrigger) },
         { i32: ATTENTION_STOPS.indexOf(this.tuning.attnStop) },
-        ...(route.kernel === DECODE_MMA_PERSISTENT ? [{ i32: S }] : []), // its num_seqs
         ...(fuse ? decodeRopeArgs(this.ropeSources, rope, packed) : []),
         ...this.kv.scaleArgs(op.layer),
       ],

@@ -15,14 +15,7 @@ import {
   type SplitTarget,
   useBatchKernel,
 } from "./attention_splits.ts";
-import {
-  DECODE_MMA_PERSISTENT,
-  type DecodeRoute,
-  decodeMmaPersistSharedBytes,
-  decodeMmaSharedBytes,
-  decodeRoute,
-  persistentGrid,
-} from "./decode_mma.ts";
+import { type DecodeRoute, decodeMmaSharedBytes, decodeRoute } from "./decode_mma.ts";
 import { type CudaDevice, DeviceBuffer, type KernelArg, type Stream } from "./device/index.ts";
 import { nextPow2 } from "./gemm_algorithms.ts";
 
@@ -33,8 +26,6 @@ export class DecodeAttention {
   private readonly batchSharedBytes: number;
   /** attention_decode_mma's (decodeMmaSharedBytes). */
   readonly mmaSharedBytes: number;
-  /** attention_decode_mma_persistent's (decodeMmaPersistSharedBytes). */
-  readonly persistSharedBytes: number;
   private readonly numKvHeads: number;
   /** CTAs per sequence and split: kv heads × head groups of ≤ 8 query heads. */
   readonly ctasPerSeq: number;
@@ -51,9 +42,6 @@ export class DecodeAttention {
     private readonly clusters: boolean,
     /** Whether attention_decode_mma replaces attention_decode_batch (decode_mma.ts mmaDecodeApplies). */
     private readonly mma: boolean,
-    /** KILN_DECODE_PERSIST=1 where the engine has the entry: its resident CTAs per SM (the driver's
-     * occupancy), which route() then takes instead of attention_decode_mma; 0: off. */
-    private readonly persistCtasPerSm = 0,
   ) {
     this.numKvHeads = model.numKvHeads;
     const group = model.numHeads / model.numKvHeads;
@@ -76,7 +64,6 @@ export class DecodeAttention {
     this.splitSharedBytes = decodeSharedBytes(group, model.headDim);
     this.batchSharedBytes = decodeBatchSharedBytes(group, model.headDim);
     this.mmaSharedBytes = decodeMmaSharedBytes(model.headDim);
-    this.persistSharedBytes = decodeMmaPersistSharedBytes(model.headDim, group);
   }
 
   /** What the split count depends on: the GPU's SMs and the CTAs per sequence. */
@@ -103,27 +90,22 @@ export class DecodeAttention {
       mma: this.mma,
       clusters,
       ropeFuse,
-      persist: this.persistCtasPerSm > 0,
       ctasPerSeq: this.ctasPerSeq,
       numKvHeads: this.numKvHeads,
     });
     const sharedBytes =
-      r.kernel === DECODE_MMA_PERSISTENT
-        ? this.persistSharedBytes
-        : r.module === "attn_decode_mma"
-          ? this.mmaSharedBytes
-          : batch
-            ? this.batchSharedBytes
-            : this.splitSharedBytes;
+      r.module === "attn_decode_mma"
+        ? this.mmaSharedBytes
+        : batch
+          ? this.batchSharedBytes
+          : this.splitSharedBytes;
     return { ...r, sharedBytes };
   }
 
-  /** The grid of a route's launch over numSeqs sequences and `splits` splits: the persistent entry's
-   * CTAs (decode_mma.ts persistentGrid over kv heads × numSeqs work items), else (CTAs per sequence,
+  /** The grid of a route's launch over numSeqs sequences and `splits` splits: (CTAs per sequence,
    * numSeqs, splits). */
   grid(route: DecodeRoute, numSeqs: number, splits: number): [number, number, number] {
-    if (route.kernel !== DECODE_MMA_PERSISTENT) return [route.ctasPerSeq, numSeqs, splits];
-    return [persistentGrid(this.device.smCount, this.persistCtasPerSm, this.numKvHeads * numSeqs), 1, 1];
+    return [route.ctasPerSeq, numSeqs, splits];
   }
 
   /** The partials' four arguments (acc, m, l, counters) for a launch of numSeqs × splits, which the

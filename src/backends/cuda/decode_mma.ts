@@ -7,8 +7,7 @@
 //   batch kernel chosen?  ── no ──▶ attention_decode[_rope][_cN]        (splits; RoPE fused if KILN_ROPE_FUSE)
 //        │ yes
 //   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool)?
-//        ├─ yes ▶ attention_decode_mma                  (RoPE: rope_qkv_fused before it; KILN_DECODE_PERSIST=1:
-//        │                                                attention_decode_mma_persistent, the same bits)
+//        ├─ yes ▶ attention_decode_mma                  (RoPE: rope_qkv_fused before it)
 //        └─ no ─▶ attention_decode_batch[_rope]
 //
 // Its K/V pipeline is as deep as lets 3 CTAs fit an SM (kernels/attention_README.md, "attention_decode_mma").
@@ -64,26 +63,6 @@ export function decodeMmaSharedBytes(headDim: number): number {
   return Math.max(tiles, 4 * 16 * lds * 4) + 16 * lds * 2 + 2 * 4 * 16 * 4;
 }
 
-/** attention_decode_mma's persistent entry (KILN_DECODE_PERSIST=1, an A/B): a grid of about SMs ×
- * resident CTAs, each looping over (kv head, sequence) work items with its K/V copies running across
- * them; the same bits as attention_decode_mma. */
-export const DECODE_MMA_PERSISTENT = "attention_decode_mma_persistent";
-
-/** Bytes of the persistent entry's dynamic shared memory, sizeof(attn::MmaPersistSmem<kMmaStages>): the
- * stages' K and V tiles (one of them holds the merge's O rows at an item's end: the same bytes), one
- * buffer per stage of the group's G query rows (headDim + 8 elements), the warps' m and l. */
-export function decodeMmaPersistSharedBytes(headDim: number, group: number): number {
-  const lds = headDim + 8;
-  const stages = headDim <= 64 ? 3 : 2; // the kernel's kMmaStages
-  return stages * 2 * 64 * lds * 2 + stages * group * lds * 2 + 2 * 4 * 16 * 4;
-}
-
-/** The persistent entry's CTAs: `ctasPerSm` (the driver's occupancy) on each of `smCount` SMs, at most
- * one per work item (`items`: kv heads × sequences), at least one. */
-export function persistentGrid(smCount: number, ctasPerSm: number, items: number): number {
-  return Math.max(1, Math.min(items, smCount * Math.max(1, ctasPerSm)));
-}
-
 /** The decode attention of one step: its kernel, the module that holds it, whether it does the step's
  * RoPE + KV write itself (else the rope step runs rope_qkv_fused first), and its grid's x (CTAs per
  * sequence: attention_decode_mma takes one per kv head, the others one per kv head group). */
@@ -95,10 +74,8 @@ export interface DecodeRoute {
 }
 
 /** The route for a step with `splits` splits: `batch` (useBatchKernel for its batch), `mma`
- * (mmaDecodeApplies), `clusters` (cluster kernels allowed), `ropeFuse` (KILN_ROPE_FUSE), `persist`
- * (KILN_DECODE_PERSIST and the engine has the entry: the mma route takes DECODE_MMA_PERSISTENT);
- * `ctasPerSeq` of the split and batch kernels and `numKvHeads`. The kernel name is before the KV pool's
- * `_kv8`. */
+ * (mmaDecodeApplies), `clusters` (cluster kernels allowed), `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq` of
+ * the split and batch kernels and `numKvHeads`. The kernel name is before the KV pool's `_kv8`. */
 export function decodeRoute(
   splits: number,
   o: {
@@ -106,7 +83,6 @@ export function decodeRoute(
     mma: boolean;
     clusters: boolean;
     ropeFuse: boolean;
-    persist?: boolean;
     ctasPerSeq: number;
     numKvHeads: number;
   },
@@ -114,7 +90,7 @@ export function decodeRoute(
   if (o.batch && o.mma) {
     if (splits !== 1) throw new Error(`internal: attention_decode_mma takes 1 split, not ${splits}`);
     return {
-      kernel: o.persist ? DECODE_MMA_PERSISTENT : "attention_decode_mma",
+      kernel: "attention_decode_mma",
       module: "attn_decode_mma",
       ropeFused: false,
       ctasPerSeq: o.numKvHeads,

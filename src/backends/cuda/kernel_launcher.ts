@@ -97,13 +97,6 @@ export class KernelLauncher {
     m.kernel(kernel).setMaxDynamicSharedBytes(bytes);
   }
 
-  /** CTAs of `kernel` (`block` threads, `bytes` of dynamic shared memory, reserved first) per SM. */
-  occupancy(mod: ModuleKey, kernel: string, block: number, bytes: number): number {
-    const m = this.modules.get(mod);
-    if (!m) throw new Error(`internal: module ${mod} not loaded`);
-    return m.kernel(kernel).maxActiveBlocksPerSm(block, bytes);
-  }
-
   dispose(): void {
     for (const m of this.modules.values()) m.dispose();
     this.modules.clear();

@@ -9,7 +9,7 @@ import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { Plan } from "../../engine/format.ts";
 import { decodeBatchSharedBytes, decodeSharedBytes } from "./attention_splits.ts";
-import { decodeMmaPersistSharedBytes, decodeMmaSharedBytes, mmaDecodeBuilt } from "./decode_mma.ts";
+import { decodeMmaSharedBytes, mmaDecodeBuilt } from "./decode_mma.ts";
 import { gemvActMacro } from "./gemv_variants.ts";
 
 export const KERNELS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "kernels");
@@ -101,11 +101,6 @@ export function moduleSpecs(
         BLOCK_SIZE: blockSize,
         // The launches' dynamic shared memory; the kernel asserts it is its sizeof(attn::MmaSmem<…>).
         DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(model.headDim),
-        // attention_decode_mma_persistent's; it asserts sizeof(attn::MmaPersistSmem<…>).
-        DECODE_MMA_PERSIST_SMEM_BYTES: decodeMmaPersistSharedBytes(
-          model.headDim,
-          model.numHeads / model.numKvHeads,
-        ),
       },
     });
   // Only the model's activation gets gated kernels: each costs NVRTC time at every build.

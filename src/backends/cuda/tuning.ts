@@ -24,19 +24,23 @@ import { type PrefillKernel, parsePrefillKernel } from "./prefill_tiles.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** Switches of experiments measured slower and removed (their figures are in docs/PERFORMANCE.md):
- * set, they are refused rather than silently ignored, so a script that relied on one finds out. */
-const REMOVED_SWITCHES = [
-  "KILN_FUSE_NORM",
-  "KILN_SAMPLER_SLICES",
-  "KILN_SAMPLER_SCALAR",
-  "KILN_SAMPLER_LEADER_AGG",
-  "KILN_ROW_BUCKETS",
-  "KILN_ATTN_BATCH",
-  "KILN_ATTN_MMA",
-  "KILN_MIXED_DECODE",
-  "KILN_DECODE_MMA",
-];
+const SLOWER = "its modes measured slower";
+
+/** Switches of experiments measured slower (or no faster) and removed, each with why (their figures are
+ * in docs/PERFORMANCE.md): set, they are refused rather than silently ignored, so a script that relied on
+ * one finds out. */
+const REMOVED_SWITCHES: Readonly<Record<string, string>> = {
+  KILN_FUSE_NORM: SLOWER,
+  KILN_SAMPLER_SLICES: SLOWER,
+  KILN_SAMPLER_SCALAR: SLOWER,
+  KILN_SAMPLER_LEADER_AGG: SLOWER,
+  KILN_ROW_BUCKETS: SLOWER,
+  KILN_ATTN_BATCH: SLOWER,
+  KILN_ATTN_MMA: SLOWER,
+  KILN_MIXED_DECODE: SLOWER,
+  KILN_DECODE_MMA: SLOWER,
+  KILN_DECODE_PERSIST: "attention_decode_mma_persistent measured no faster than attention_decode_mma",
+};
 
 /** Switches replaced by another: set, they are refused with the name of the one to use instead. */
 const REPLACED_SWITCHES: Readonly<Record<string, string>> = {
@@ -86,9 +90,6 @@ export interface CudaTuning {
    * (prefill_tiles.ts: attention_prefill, or attention_prefill_wgmma where it applies; the A/B of the
    * two). */
   readonly prefillKernel: PrefillKernel;
-  /** KILN_DECODE_PERSIST=1 (an A/B; off by default): decode steps on attention_decode_mma take its
-   * persistent entry (decode_mma.ts DECODE_MMA_PERSISTENT), the same bits. */
-  readonly decodePersist: boolean;
   /** KILN_ATTN_STOP (profiling only; wrong outputs): where decode attention stops. */
   readonly attnStop: AttentionStop;
   /** KILN_SKIP_KERNELS (profiling only; wrong outputs): kernels left out of every step. */
@@ -100,10 +101,10 @@ export const DEFAULT_CUDA_TUNING: CudaTuning = cudaTuningFromEnv({});
 
 /** The CUDA tuning the environment asks for; throws InvalidEnvironmentError on a malformed switch. */
 export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
-  const removed = REMOVED_SWITCHES.find((name) => env[name] !== undefined);
+  const removed = Object.keys(REMOVED_SWITCHES).find((name) => env[name] !== undefined);
   if (removed)
     throw new InvalidEnvironmentError(
-      `${removed}=${env[removed]}: this switch was removed (its modes measured slower; docs/PERFORMANCE.md has the figures); unset it`,
+      `${removed}=${env[removed]}: this switch was removed (${REMOVED_SWITCHES[removed]}; docs/PERFORMANCE.md has the figures); unset it`,
     );
   const replaced = Object.keys(REPLACED_SWITCHES).find((name) => env[name] !== undefined);
   if (replaced)
@@ -133,7 +134,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
     prefillKernel: parsePrefillKernel(env.KILN_PREFILL_KERNEL),
-    decodePersist: onIf1(env, "KILN_DECODE_PERSIST"),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
   });
@@ -144,14 +144,6 @@ function onUnless0(env: Env, name: string): boolean {
   const v = env[name];
   if (v === undefined || v === "" || v === "1") return true;
   if (v === "0") return false;
-  throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
-}
-
-/** An A/B switch that is off unless "1": unset, "" or "0" is off; anything else is refused by name. */
-function onIf1(env: Env, name: string): boolean {
-  const v = env[name];
-  if (v === undefined || v === "" || v === "0") return false;
-  if (v === "1") return true;
   throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
 }
 

@@ -2,11 +2,9 @@
 // within the written bound of the double reference (P rounded to the dtype before P·V) for four of the
 // run script's configurations (bf16 and fp16, D 128 and 64, BLOCK_SIZE 16 and 7, G 4, 4, 16, 1; windows
 // 0, 5 and 70, both block-table layouts, a padding row, contexts 1 … 300), attention_decode_mma and its
-// body with one K/V stage more (decode_mma_deeper, the check's own), bit for bit the entry's, and
-// attention_decode_mma_persistent at grids of 1, 3, 7 and one CTA per work item, bit for bit the entry's;
-// a copy of the kernel with the context mask off by one fails it, and so do an entry that rounds
-// differently, a persistent kernel that carries m and l from one item into the next, and one whose copy
-// stream steps to the wrong next item. The full matrix: the run script without --ci. Needs g++ ≥ 12.
+// body with one K/V stage more (decode_mma_deeper, the check's own), bit for bit the entry's; a copy of
+// the kernel with the context mask off by one fails it, and so does an entry that rounds differently.
+// The full matrix: the run script without --ci. Needs g++ ≥ 12.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -36,43 +34,13 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
   };
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test("four configurations within the bound of the double reference; a deeper pipeline and the persistent entry, the same bits", () => {
-    const r = spawnSync("bash", [SCRIPT, "--ci"], { encoding: "utf8", timeout: 600_000 });
+  test("four configurations within the bound of the double reference; a deeper pipeline, the same bits", () => {
+    const r = spawnSync("bash", [SCRIPT, "--ci"], { encoding: "utf8", timeout: 300_000 });
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     assert.equal(r.stdout.match(/^decode_mma .* PASS$/gm)?.length, 4, r.stdout);
     const deeper = r.stdout.match(/^decode_mma_deeper .* PASS$/gm) ?? [];
     assert.equal(deeper.length, 4, r.stdout);
     for (const line of deeper) assert.match(line, /same bits as decode_mma/);
-    const persistent = r.stdout.match(/^decode_mma_persistent .* PASS$/gm) ?? [];
-    assert.equal(persistent.length, 4, r.stdout);
-    for (const line of persistent) assert.match(line, /grids 1,3,7,\d+: 6 runs, same bits as decode_mma/);
-  });
-
-  /** The emulator's run of a copy of the kernel with `from` replaced by `to` in the persistent entry. */
-  const runPersistentMutant = (name: string, from: string, to: string) => {
-    const src = readFileSync(KERNEL, "utf8");
-    const at = src.indexOf("decode_mma_persistent(");
-    assert.ok(at > 0 && src.indexOf(from, at) > 0, `${JSON.stringify(from)} moved: update this test`);
-    const broken = src.slice(0, at) + src.slice(at).replace(from, to);
-    return runCopy(name, broken);
-  };
-
-  test("a persistent kernel that carries m and l into the next item fails the check", () => {
-    const r = runPersistentMutant(
-      "carry.cu",
-      "  for (int i = first; i < items; i += gridDim.x) {\n    const MmaItem it = mma_item(i, context_len, sliding_window);\n    float m_r[2] = {neg_inf(), neg_inf()};\n    float l_r[2] = {0.f, 0.f};\n",
-      "  float m_r[2] = {neg_inf(), neg_inf()};\n  float l_r[2] = {0.f, 0.f};\n  for (int i = first; i < items; i += gridDim.x) {\n    const MmaItem it = mma_item(i, context_len, sliding_window);\n",
-    );
-    assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
-    assert.match(r.stdout, /^decode_mma .* PASS$/m);
-    assert.match(r.stdout, /^decode_mma_persistent .*differs from decode_mma \(FAIL: \d+ runs\)/m);
-  });
-
-  test("a persistent kernel whose copy stream steps to the wrong next item fails the check", () => {
-    const r = runPersistentMutant("next.cu", "pi += gridDim.x;", "pi += 1;");
-    assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
-    assert.match(r.stdout, /^decode_mma .* PASS$/m);
-    assert.match(r.stdout, /^decode_mma_persistent .*differs from decode_mma \(FAIL: \d+ runs\)/m);
   });
 
   test("a kernel that lets key ctx in fails the check", () => {

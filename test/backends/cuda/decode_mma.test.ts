@@ -4,19 +4,15 @@
 // its own RoPE step (the kernel has no prologue). Also its shared memory against the sizes the compile
 // matrix asserts (sizeof(attn::MmaSmem<kMmaStages>)), 3 CTAs per SM, the engine's modules, and the refusal
 // of an engine compiled with the old two entries (KILN_DECODE_MMA, which chose between them, is refused).
-// KILN_DECODE_PERSIST=1: the persistent entry's route, shared memory, residency and grid.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { type SplitTarget, useBatchKernel } from "../../../src/backends/cuda/attention_splits.ts";
 import {
   checkDecodeMmaCurrent,
-  DECODE_MMA_PERSISTENT,
-  decodeMmaPersistSharedBytes,
   decodeMmaSharedBytes,
   decodeRoute,
   mmaDecodeApplies,
-  persistentGrid,
 } from "../../../src/backends/cuda/decode_mma.ts";
 import { moduleSpecs } from "../../../src/backends/cuda/kernel_modules.ts";
 import { cudaTuningFromEnv } from "../../../src/backends/cuda/tuning.ts";
@@ -29,14 +25,13 @@ const H200_8B: SplitTarget = { smCount: 132, ctasPerSeq: 8 };
 
 /** The kernel and whether RoPE is fused, for a step of `seqs` sequences of the 8B on an H200 (one split
  * where the batch kernel is chosen, 4 otherwise), as decode_attention.ts asks. */
-function route8B(seqs: number, mma: boolean, ropeFuse = true, persist = false) {
+function route8B(seqs: number, mma: boolean, ropeFuse = true) {
   const batch = useBatchKernel(H200_8B, seqs);
   return decodeRoute(batch ? 1 : 4, {
     batch,
     mma,
     clusters: true,
     ropeFuse,
-    persist,
     ctasPerSeq: 8,
     numKvHeads: 8,
   });
@@ -121,10 +116,7 @@ describe("attention_decode_mma routing", () => {
     for (const s of withBytes)
       assert.equal(decodeMmaSharedBytes(s.HEAD_DIM), s.DECODE_MMA_SMEM_BYTES, `D ${s.HEAD_DIM}`);
     assert.equal(Object.keys(matrix.files["attention_decode_mma.cu"]).includes("kernels"), true);
-    assert.deepEqual(matrix.files["attention_decode_mma.cu"].kernels, [
-      "attention_decode_mma",
-      DECODE_MMA_PERSISTENT,
-    ]);
+    assert.deepEqual(matrix.files["attention_decode_mma.cu"].kernels, ["attention_decode_mma"]);
   });
 
   test("an SM of an H100/H200 holds 3 CTAs at D 64 and 128; at D 128 a third stage would cost the third", () => {
@@ -155,7 +147,6 @@ describe("attention_decode_mma routing", () => {
       HEAD_DIM: 128,
       BLOCK_SIZE: 16,
       DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(128),
-      DECODE_MMA_PERSIST_SMEM_BYTES: decodeMmaPersistSharedBytes(128, 4),
     });
     assert.equal(spec?.file, "attention_decode_mma.cu");
     assert.equal(
@@ -166,64 +157,6 @@ describe("attention_decode_mma routing", () => {
       moduleSpecs(model(80), plan, "fp16", 16).some((s) => s.key === "attn_decode_mma"),
       false,
     );
-  });
-});
-
-describe("attention_decode_mma_persistent (KILN_DECODE_PERSIST=1)", () => {
-  test("the switch: off unless 1; anything but 0 or 1 is refused by name", () => {
-    assert.equal(cudaTuningFromEnv({}).decodePersist, false);
-    assert.equal(cudaTuningFromEnv({ KILN_DECODE_PERSIST: "0" }).decodePersist, false);
-    assert.equal(cudaTuningFromEnv({ KILN_DECODE_PERSIST: "1" }).decodePersist, true);
-    assert.throws(
-      () => cudaTuningFromEnv({ KILN_DECODE_PERSIST: "yes" }),
-      (e: unknown) =>
-        e instanceof InvalidEnvironmentError && /KILN_DECODE_PERSIST must be 0 or 1; got yes/.test(e.message),
-    );
-  });
-
-  test("with it, the mma route takes the persistent entry; every other route is unchanged", () => {
-    for (const seqs of [33, 256, 1024]) {
-      assert.deepEqual(route8B(seqs, true, true, true), {
-        kernel: DECODE_MMA_PERSISTENT,
-        module: "attn_decode_mma",
-        ropeFused: false,
-        ctasPerSeq: 8,
-      });
-      assert.equal(route8B(seqs, true, true, false).kernel, "attention_decode_mma");
-      assert.equal(route8B(seqs, false, true, true).kernel, "attention_decode_batch_rope");
-    }
-    assert.equal(route8B(8, true, true, true).kernel, "attention_decode_rope_c4");
-  });
-
-  test("its shared memory: the compile matrix's sizes; 3 CTAs per SM at D 128 up to G 12, then 2", () => {
-    const matrix = JSON.parse(
-      readFileSync(new URL("../../../kernels/compile_matrix.json", import.meta.url), "utf8"),
-    );
-    const sets: Record<string, number>[] = matrix.files["attention_decode_mma.cu"].testDefines;
-    const withBytes = sets.filter((s) => s.DECODE_MMA_PERSIST_SMEM_BYTES !== undefined);
-    assert.equal(withBytes.length, 2);
-    for (const s of withBytes)
-      assert.equal(
-        decodeMmaPersistSharedBytes(s.HEAD_DIM, s.NUM_HEADS / s.NUM_KV_HEADS),
-        s.DECODE_MMA_PERSIST_SMEM_BYTES,
-        `D ${s.HEAD_DIM}`,
-      );
-    const perSm = (d: number, g: number) =>
-      Math.floor(SMEM_PER_SM / (decodeMmaPersistSharedBytes(d, g) + SMEM_RESERVED));
-    for (const g of [1, 4, 8, 12]) assert.equal(perSm(128, g), 3, `D 128, G ${g}`);
-    for (const g of [13, 16]) assert.equal(perSm(128, g), 2, `D 128, G ${g}`);
-    for (const g of [1, 4, 16]) assert.ok(perSm(64, g) >= 3, `D 64, G ${g}`); // G 1: 4 (the driver's count)
-    // At G 8 it is the other entry's size (its 16 query rows there, 2 × 8 here).
-    assert.equal(decodeMmaPersistSharedBytes(128, 8), decodeMmaSharedBytes(128));
-  });
-
-  test("its grid: SMs × resident CTAs, at most one CTA per work item, at least one", () => {
-    assert.equal(persistentGrid(132, 3, 8 * 256), 396);
-    assert.equal(persistentGrid(132, 3, 8 * 1024), 396);
-    assert.equal(persistentGrid(132, 3, 8 * 33), 264);
-    assert.equal(persistentGrid(132, 2, 5000), 264);
-    assert.equal(persistentGrid(132, 0, 5000), 132);
-    assert.equal(persistentGrid(132, 3, 0), 1);
   });
 });
 

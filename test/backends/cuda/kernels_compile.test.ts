@@ -164,16 +164,15 @@ describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, ()
 // steps, which the kernel ahead cannot be writing; attention_decode_batch also copies those rows into
 // shared memory with cp.async.cg.shared.global, and commits the group, or, where its vectors are
 // narrower than 16 bytes (the `_kv8` kernels' FP8 rows and their scales), by plain st.shared: its own
-// shared memory, which no other kernel sees; attention_decode_mma and its persistent entry likewise, by
-// cp.async), a carried norm's producer (ld.global.cg of the residual,
-// written two or more kernels back), and gemm_wo.cu's GEMMs (their first stages' weight bytes, by
-// cp.async.cg.shared.global, committed after the wait). The `_kv8` kernels (FP8 KV pools) follow their
-// plain ones.
+// shared memory, which no other kernel sees; attention_decode_mma likewise, by cp.async), a carried
+// norm's producer (ld.global.cg of the residual, written two or more kernels back), and gemm_wo.cu's
+// GEMMs (their first stages' weight bytes, by cp.async.cg.shared.global, committed after the wait). The
+// `_kv8` kernels (FP8 KV pools) follow their plain ones.
 const WEIGHT_PREFETCH = /^gemv_/;
 const RESIDUAL_PREFETCH = /^gemv_\w+_addcarry$/;
 const NORM_WEIGHT_PREFETCH = /^(add_)?rms_norm$/;
-const EARLIER_WRITES_READ = /^attention_decode(_batch|_mma(_persistent)?)?(_rope)?(_c[248])?(_kv8)?$/;
-const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma(_persistent)?)$/;
+const EARLIER_WRITES_READ = /^attention_decode(_batch|_mma)?(_rope)?(_c[248])?(_kv8)?$/;
+const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma)$/;
 const WEIGHT_COPIED = /^gemm_(wo\d|zp)_m/;
 /** Opcodes that must not run before the wait (parameter loads aside). */
 const BEFORE_WAIT_FORBIDDEN = /^(ld|ldu|st|atom|red|cp|tex|suld|sust|call|ret|exit|mbarrier)\b/;
@@ -256,8 +255,7 @@ describe("kernels follow the PDL rule of kernels/pdl.cuh (PTX of sm_90a)", { con
 // attention_decode_mma is built for 3 CTAs of 128 threads per SM (__launch_bounds__(128, 3)): ptxas must
 // fit a thread in 65,536 / (3 × 128) registers, rounded down to its allocation unit of 8 (168), without
 // spilling (it would rather spill than lose the third CTA), and 3 CTAs' shared memory (static, plus the
-// dynamic DECODE_MMA_SMEM_BYTES, plus 1 KiB reserved each) must fit sm_90's 228 KiB. Likewise its persistent
-// entry, attention_decode_mma_persistent, with DECODE_MMA_PERSIST_SMEM_BYTES (the matrix's sets: G 4).
+// dynamic DECODE_MMA_SMEM_BYTES, plus 1 KiB reserved each) must fit sm_90's 228 KiB.
 describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurrency: 2 }, () => {
   if ("missing" in nvcc) {
     it("nvcc", { skip: `nvcc not found: ${nvcc.missing}` }, () => {});
@@ -269,7 +267,6 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
   const sets = matrix.files[file].testDefines.filter((s) => s.DECODE_MMA_SMEM_BYTES !== undefined);
   it("the compile matrix has a set with its shared memory at head 128", () => {
     assert.ok(sets.some((s) => s.HEAD_DIM === 128));
-    for (const set of sets) assert.ok(set.DECODE_MMA_PERSIST_SMEM_BYTES !== undefined, "persistent's bytes");
   });
   let n = 0;
   for (const set of sets) {
@@ -302,13 +299,6 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
         );
         const perCta = info.smem + Number(set.DECODE_MMA_SMEM_BYTES) + 1024;
         assert.ok(3 * perCta <= 228 * 1024, `3 × ${perCta} B of shared memory exceed 228 KiB`);
-        // attention_decode_mma_persistent (KILN_DECODE_PERSIST=1): at G ≤ 12 also 3 CTAs per SM, no spills.
-        const p = ptxasReport(r.stderr, "attention_decode_mma_persistent");
-        assert.ok(p, `no ptxas -v report for attention_decode_mma_persistent:\n${r.stderr}`);
-        assert.deepEqual(p.frame, [0, 0, 0], `persistent: stack, spills:\n${p.text}`);
-        assert.ok(p.registers <= 168, `persistent: ${p.registers} registers leave room for 2 CTAs, not 3`);
-        const pPerCta = p.smem + Number(set.DECODE_MMA_PERSIST_SMEM_BYTES) + 1024;
-        assert.ok(3 * pPerCta <= 228 * 1024, `persistent: 3 × ${pPerCta} B exceed 228 KiB`);
       });
     }
   }

@@ -42,7 +42,6 @@ describe("CudaTuning", () => {
         ropeEarly: false,
         ropeFuse: true,
         prefillKernel: "mma4",
-        decodePersist: false,
         attnStop: "",
         skipKernels: [],
       },
@@ -125,12 +124,25 @@ describe("CudaTuning", () => {
       "KILN_ATTN_MMA",
       "KILN_MIXED_DECODE",
       "KILN_DECODE_MMA",
+      "KILN_DECODE_PERSIST",
     ])
       assert.throws(
         () => cudaTuningFromEnv({ [name]: "1" }),
         (e: unknown) =>
           e instanceof InvalidEnvironmentError && e.message.startsWith(`${name}=1: this switch was removed`),
         name,
+      );
+  });
+
+  test("KILN_DECODE_PERSIST, at any value, is refused as measured no faster and removed", () => {
+    for (const v of ["0", "1", ""])
+      assert.throws(
+        () => cudaTuningFromEnv({ KILN_DECODE_PERSIST: v }),
+        (e: unknown) =>
+          e instanceof InvalidEnvironmentError &&
+          e.message.startsWith(`KILN_DECODE_PERSIST=${v}: this switch was removed`) &&
+          e.message.includes("measured no faster"),
+        v,
       );
   });
 

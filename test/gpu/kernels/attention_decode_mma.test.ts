@@ -4,17 +4,11 @@
 // 2,100), padding rows (context 0) among them as a graph bucket pads its batch; Llama-3.1-8B's heads
 // (32/8, head 128, blocks of 16), bf16 and fp16; windows 0 and 40; both table layouts. Tolerance:
 // kernels/attention_README.md, "attention_decode_mma" (P rounded to the dtype before P·V). A second launch
-// must give the same bits (no atomics, one CTA per kv head and sequence: the CTAs' order changes nothing),
-// and so must attention_decode_mma_persistent (KILN_DECODE_PERSIST=1) at grids of 1, 7, 3 per SM of an
-// H100/H200 (396) and one CTA per work item (kv heads × sequences).
+// must give the same bits (no atomics, one CTA per kv head and sequence: the CTAs' order changes nothing).
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { type AttentionSequence, pagedAttention } from "../../../src/backends/cpu/kernels/attention.ts";
-import {
-  DECODE_MMA_PERSISTENT,
-  decodeMmaPersistSharedBytes,
-  decodeMmaSharedBytes,
-} from "../../../src/backends/cuda/decode_mma.ts";
+import { decodeMmaSharedBytes } from "../../../src/backends/cuda/decode_mma.ts";
 import type { DTypeName } from "../../../src/dtype.ts";
 import { maxAbs, shuffled, writeSequenceKv } from "../paged_problem.ts";
 import { assertWithin, f32, i32, KernelHarness, NULL, noGpu, ptr, randn, roundTo } from "./harness.ts";
@@ -120,17 +114,10 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
   after(() => h?.dispose());
 
   /** One launch of attention_decode_mma over p's rows (tables [S, stride], or [stride, S] as decode
-   * graphs lay them out); with `persistentGrid`, of attention_decode_mma_persistent on that many CTAs. */
-  function decode(
-    p: Problem,
-    dtype: DTypeName,
-    window: number,
-    transposed: boolean,
-    persistentGrid?: number,
-  ): Float32Array {
+   * graphs lay them out). */
+  function decode(p: Problem, dtype: DTypeName, window: number, transposed: boolean): Float32Array {
     const S = p.seqs.length;
     const smem = decodeMmaSharedBytes(D);
-    const persistSmem = decodeMmaPersistSharedBytes(D, H / HKV);
     const mod = h.module(
       "attention_decode_mma.cu",
       {
@@ -139,7 +126,6 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
         HEAD_DIM: D,
         BLOCK_SIZE: BS,
         DECODE_MMA_SMEM_BYTES: smem,
-        DECODE_MMA_PERSIST_SMEM_BYTES: persistSmem,
       },
       dtype,
     );
@@ -169,10 +155,7 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
       i32(1), // trigger: after the key loop
       i32(0), // stop: the whole kernel
     ];
-    if (persistentGrid === undefined)
-      h.run(mod, "attention_decode_mma", [HKV, S, 1], [128, 1, 1], args, smem);
-    else
-      h.run(mod, DECODE_MMA_PERSISTENT, [persistentGrid, 1, 1], [128, 1, 1], [...args, i32(S)], persistSmem);
+    h.run(mod, "attention_decode_mma", [HKV, S, 1], [128, 1, 1], args, smem);
     return h.download(out, p.q.length, dtype);
   }
 
@@ -194,11 +177,6 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
           const again = decode(p, dtype, window, transposed);
           const differ = again.findIndex((x, i) => !Object.is(x, first[i]));
           assert.equal(differ, -1, `${what}: a second launch differs at ${differ}`);
-          for (const grid of [1, 7, 396, HKV * S]) {
-            const persistent = decode(p, dtype, window, transposed, grid);
-            const at = persistent.findIndex((x, i) => !Object.is(x, first[i]));
-            assert.equal(at, -1, `${what}: the persistent entry on ${grid} CTAs differs at ${at}`);
-          }
         }
       });
     }

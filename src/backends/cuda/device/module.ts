@@ -88,13 +88,6 @@ export class Kernel {
     this.maxDynamicShared = bytes;
   }
 
-  /** CTAs of `block` threads and `sharedBytes` of dynamic shared memory that fit one SM at once (the
-   * driver's occupancy; opt in to the shared memory first). */
-  maxActiveBlocksPerSm(block: number, sharedBytes: number): number {
-    this.module.assertLoaded();
-    return this.module.device.driver.occupancyMaxActiveBlocksPerMultiprocessor(this.fn, block, sharedBytes);
-  }
-
   /**
    * Queues the kernel on `stream`; opts in to `sharedBytes` of dynamic shared memory when above 48 KiB.
    * `options.pdl`: programmatic dependent launch where the device supports it (CudaDevice.pdlCapable),

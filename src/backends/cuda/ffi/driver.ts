@@ -87,7 +87,6 @@ const PROTOS = {
   cuModuleGetFunction: ["int", ["void *", H, "const char *"]],
   cuModuleUnload: ["int", [H]],
   cuFuncSetAttribute: ["int", [H, "int", "int"]],
-  cuOccupancyMaxActiveBlocksPerMultiprocessor: ["int", ["void *", H, "int", "size_t"]],
   cuLaunchKernel: [
     "int",
     [
@@ -365,16 +364,6 @@ export class Driver {
   }
   funcSetAttribute(fn: CuFunction, attribute: number, value: number): void {
     this.call("cuFuncSetAttribute", fn, attribute, value);
-  }
-  /** CTAs of `fn` that fit one SM at once with `blockSize` threads and `dynamicSharedBytes` each. */
-  occupancyMaxActiveBlocksPerMultiprocessor(
-    fn: CuFunction,
-    blockSize: number,
-    dynamicSharedBytes: number,
-  ): number {
-    const n = new Int32Array(1);
-    this.call("cuOccupancyMaxActiveBlocksPerMultiprocessor", n, fn, blockSize, dynamicSharedBytes);
-    return n[0];
   }
   /** The number of parameters `fn` declares, or null where the driver cannot tell (before CUDA 12.4). */
   funcParamCount(fn: CuFunction): number | null {
