@@ -1,5 +1,7 @@
-// Paged decode attention on tensor cores for many sequences (attention_decode_mma): one query token per
-// sequence, no context splits, one CTA per (kv head, sequence). The G = NUM_HEADS / NUM_KV_HEADS query
+// Paged decode attention on tensor cores (attention_decode_mma): one query token per sequence, one CTA per
+// (kv head, sequence, context split). Many sequences take one split; few sequences over long contexts
+// split each context over CTAs ("flash-decoding"): each split writes an unnormalised partial and the
+// last CTA of a (sequence, kv head) to finish merges them, in the same launch. The G = NUM_HEADS / NUM_KV_HEADS query
 // heads of the kv head are the M rows of mma.sync.m16n8k16 (padded to 16: rows ≥ G are zeros and never
 // written), so every K/V row is read once for the whole group (GQA) and the dots and P·V run on tensor
 // cores (FlashAttention-2 style):
@@ -9,7 +11,8 @@
 //   O[16, D]      += P[16, 16 keys] · V        (P: S's accumulators rounded to the dtype as A fragments;
 //                                               V fragments by ldmatrix.trans)
 //
-// The CTA walks [lo, ctx) in tiles of kTileKeys = 64 keys, the block table in order; warp w takes keys
+// The CTA walks its split's keys [ks, ke) of [lo, ctx) in tiles of kTileKeys = 64 keys, the block table
+// in order (the ranges are attention_decode's: attention_splits.ts splitRanges); warp w takes keys
 // [16w, 16w + 16) of each tile and keeps its own (m, l, O); the warps merge in shared memory at the end.
 // A tile's K and V rows come into shared memory by 16-byte cp.async (zero fill past the context), rows
 // padded by 16 bytes so the 8 rows of an ldmatrix hit distinct banks; kStages tiles in flight, the
@@ -20,8 +23,8 @@
 //   wait, barrier, 4 warps × (S, softmax, P·V) on 16 keys each, barrier ◀─┘
 //
 // kStages (kMmaStages) is 3 at HEAD_DIM ≤ 64 and 2 at ≤ 128, so 3 CTAs fit an SM (launch bounds 128, 3):
-// at D 128 74,496 B of shared memory each, 3 × (74,496 + 1,024 reserved) = 226,560 B ≤ 228 KiB per SM;
-// at D 64 58,112 B. Registers then limit it: 65,536 / (3 × 128) caps a thread at 168 (ptxas spills past
+// at D 128 74,512 B of shared memory each, 3 × (74,512 + 1,024 reserved) = 226,608 B ≤ 228 KiB per SM;
+// at D 64 58,128 B. Registers then limit it: 65,536 / (3 × 128) caps a thread at 168 (ptxas spills past
 // that rather than lose the third CTA). A deeper pipeline at 2 CTAs per SM is slower (docs/PERFORMANCE.md).
 //
 // Reference: src/backends/cpu/kernels/attention.ts (pagedAttention, queryLen 1). Arguments, launch,
@@ -49,6 +52,9 @@ constexpr int kLds = HEAD_DIM + 8;                  // shared row stride in elem
                                                     //   odd number of 16-byte units, so ldmatrix is conflict-free
 constexpr int kChunks = HEAD_DIM / 8;               // 16-byte chunks per K/V row
 constexpr int kAccLd = HEAD_DIM + 8;                // acc row stride in floats (the merge's stores, below)
+constexpr int kMinSplitKeys = 64;   // attention_decode's: every non-empty split but the last takes ≥ this
+constexpr int kSplitAlign = 16;     //   and split lengths are multiples of this
+constexpr int kMergeBatch = 8;      // splits whose partials one thread of the merging CTA loads at once
 constexpr int kMmaStages = HEAD_DIM <= 64 ? 3 : 2;  // K/V tiles in flight (HEAD_DIM > 128: unbuilt)
 constexpr int kMinBlocks = HEAD_DIM <= 128 ? 3 : 1;  // CTAs per SM
 constexpr int kSmemPerSm = 228 * 1024;  // sm_90's shared memory per SM; each CTA also costs 1 KiB reserved
@@ -70,6 +76,7 @@ struct alignas(16) MmaSmem {
   kiln_t q[16 * kLds];  // [row][kLds]: the group's queries, rows ≥ G zero
   float m[kMmaWarps][16];
   float l[kMmaWarps][16];
+  int last;  // split launches: this CTA counted last and merges the splits
 };
 
 static_assert(HEAD_DIM > 128 || kMinBlocks * (sizeof(MmaSmem<kMmaStages>) + kSmemReserved) <= kSmemPerSm,
@@ -161,12 +168,24 @@ __device__ __forceinline__ void mma_warp_keys(const kiln_t* stage, const unsigne
   }
 }
 
+// Where a split's result goes (split launches): [S, NUM_HEADS, num_splits, HEAD_DIM] acc and
+// [S, NUM_HEADS, num_splits] m and l, attention_decode's layout (attention_README.md).
+struct MmaPartials {
+  float* acc;
+  float* m;
+  float* l;
+  int num_splits;
+  int split;
+};
+
 // After the key loop: the warps' partials (rows < G) into shared memory (acc, m, l), a barrier, then each
-// output element of sequence s, heads h0 … h0 + G − 1 merges the 4 warps. The caller's barrier must
-// separate the acc stores from any earlier use of those bytes, and their reads from any later one.
-__device__ __forceinline__ void mma_merge(kiln_t* __restrict__ out, float (*acc)[16][kAccLd], float (*sm_m)[16],
-                                          float (*sm_l)[16], const float (&m_r)[2], const float (&l_r)[2],
-                                          const float (&o)[HEAD_DIM / 8][4], int s, int h0) {
+// output element of sequence s, heads h0 … h0 + G − 1 merges the 4 warps: into out (one split), or into
+// the split's partial (m: the warps' max in score units, l and acc relative to it; acc not written for
+// an empty split, whose m = −∞ tells the merge to skip it). The caller's barrier must separate the acc
+// stores from any earlier use of those bytes, and their reads from any later one.
+__device__ __forceinline__ void mma_merge(kiln_t* __restrict__ out, const MmaPartials& p, float (*acc)[16][kAccLd],
+                                          float (*sm_m)[16], float (*sm_l)[16], const float (&m_r)[2],
+                                          const float (&l_r)[2], const float (&o)[HEAD_DIM / 8][4], int s, int h0) {
   const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
 #pragma unroll
@@ -204,12 +223,72 @@ __device__ __forceinline__ void mma_merge(kiln_t* __restrict__ out, float (*acc)
         a = fmaf(acc[w][g][d], c, a);
       }
     }
-    out[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
+    const size_t row = (size_t)s * NUM_HEADS + h0 + g;  // [S, NUM_HEADS]
+    if (p.num_splits == 1) {
+      out[row * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
+    } else {
+      const size_t part = row * p.num_splits + p.split;
+      if (mx != neg_inf()) p.acc[part * HEAD_DIM + d] = a;
+      if (d == 0) {
+        p.m[part] = mx;
+        p.l[part] = sum;
+      }
+    }
+  }
+}
+
+// The last CTA of a split launch's (sequence s, kv head) merges its heads' partials, each thread its own
+// items (4 dims of a head), every split's m first, then acc, m and l of kMergeBatch splits at once
+// (an empty split's acc is loaded but not used):
+//   M = max_z m_z,   out = Σ_z e^(m_z − M)·acc_z / Σ_z e^(m_z − M)·l_z   (fp32 FMAs, z in order; m_z = −∞ skipped)
+// The partials were written by other CTAs of this launch: read through L2 (__ldcg), never the
+// non-coherent path.
+__device__ __forceinline__ void mma_merge_splits(kiln_t* __restrict__ out, const MmaPartials& p, int s, int h0) {
+  constexpr int kItemsPerHead = HEAD_DIM / 4;
+  const size_t row0 = (size_t)s * NUM_HEADS + h0;  // [S, NUM_HEADS] row of the group's first head
+  for (int i = threadIdx.x; i < ATTN_GROUP * kItemsPerHead; i += kMmaThreads) {
+    const int g = i / kItemsPerHead;
+    const int d = i % kItemsPerHead * 4;
+    const float* pm = p.m + (row0 + g) * p.num_splits;
+    const float* pl = p.l + (row0 + g) * p.num_splits;
+    const float* pa = p.acc + (row0 + g) * p.num_splits * HEAD_DIM + d;
+    float mx = neg_inf();
+    for (int z = 0; z < p.num_splits; z++) mx = fmaxf(mx, __ldcg(pm + z));
+    float sum = 0.f, a[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int z0 = 0; z0 < p.num_splits; z0 += kMergeBatch) {
+      float mz[kMergeBatch], lz[kMergeBatch];
+      float4 v[kMergeBatch];
+#pragma unroll
+      for (int b = 0; b < kMergeBatch; b++) {
+        const int z = z0 + b;
+        mz[b] = neg_inf();
+        if (z < p.num_splits) {
+          mz[b] = __ldcg(pm + z);
+          lz[b] = __ldcg(pl + z);
+          v[b] = __ldcg(reinterpret_cast<const float4*>(pa + (size_t)z * HEAD_DIM));
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < kMergeBatch; b++) {
+        if (mz[b] != neg_inf()) {
+          const float w = score_exp(mz[b] - mx);
+          sum = fmaf(lz[b], w, sum);
+          a[0] = fmaf(v[b].x, w, a[0]);
+          a[1] = fmaf(v[b].y, w, a[1]);
+          a[2] = fmaf(v[b].z, w, a[2]);
+          a[3] = fmaf(v[b].w, w, a[3]);
+        }
+      }
+    }
+    kiln_t* const o = out + (row0 + g) * HEAD_DIM + d;
+#pragma unroll
+    for (int e = 0; e < 4; e++) o[e] = from_float(sum > 0.f ? a[e] / sum : 0.f);
   }
 }
 
 template <int kStages>
-__device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_t* __restrict__ q,
+__device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPartials& partials,
+                                           int* __restrict__ split_counter, const kiln_t* __restrict__ q,
                                            const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
                                            const int* __restrict__ context_len, const int* __restrict__ block_tables,
                                            int block_table_stride, int block_table_step, float scale,
@@ -227,12 +306,18 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_
   const int* table = block_tables + (size_t)s * block_table_stride;
   const int lo = sliding_window > 0 ? max(0, ctx - sliding_window) : 0;
   const int new_pos = ctx - 1;  // −1 for a padding row (ctx 0): no new key, no tiles
-  const int tiles = ctx > lo ? (ctx - lo + kTileKeys - 1) / kTileKeys : 0;
+  // This CTA's keys [ks, ke): split blockIdx.z of num_splits, attention_decode's ranges (at least
+  // kMinSplitKeys, multiples of kSplitAlign; splits past the context empty). One split: [lo, ctx).
+  int per = max((ctx - lo + partials.num_splits - 1) / partials.num_splits, kMinSplitKeys);
+  per = (per + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
+  const int ks = min(ctx, lo + partials.split * per);
+  const int ke = min(ctx, ks + per);
+  const int tiles = ke > ks ? (ke - ks + kTileKeys - 1) / kTileKeys : 0;
   // Tile t into stage t % kStages (an empty group past the last tile); before the wait the new key is
   // left out (`pre`).
   auto issue = [&](int t, bool pre) {
     if (t < tiles)
-      mma_load_tile(sm.u.tiles[t % kStages][0], k_cache, v_cache, table, block_table_step, lo + t * kTileKeys, ctx,
+      mma_load_tile(sm.u.tiles[t % kStages][0], k_cache, v_cache, table, block_table_step, ks + t * kTileKeys, ke,
                     pre ? new_pos : -1, kvh);
     cp_async_commit();
   };
@@ -255,10 +340,10 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_
   }
   // The new key's rows into their slot when a pre-wait tile holds it (the tiles issued from here on
   // copy it themselves). No copy in flight writes that slot.
-  const int new_tile = (new_pos - lo) / kTileKeys;
-  if (ctx > lo && new_tile < kStages - 1) {
+  const int new_tile = (new_pos - ks) / kTileKeys;
+  if (ks <= new_pos && new_pos < ke && new_tile < kStages - 1) {
     kiln_t* const stage = sm.u.tiles[new_tile % kStages][0];
-    const int r = (new_pos - lo) % kTileKeys;
+    const int r = (new_pos - ks) % kTileKeys;
     const size_t off = mma_kv_row(table, block_table_step, new_pos, kvh);
     for (int c = threadIdx.x; c < kChunks; c += kMmaThreads) {
       *reinterpret_cast<uint4*>(stage + r * kLds + c * 8) = *reinterpret_cast<const uint4*>(k_cache + off + c * 8);
@@ -285,9 +370,9 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_
     issue(t + kStages - 1, false);
     cp_async_wait<kStages - 1>();  // tile t has landed (this thread's copies) …
     __syncthreads();               // … and every thread's
-    const int key0 = lo + t * kTileKeys + warp * kWarpKeys;
-    // warp-uniform: a warp past the context has nothing to do in this tile
-    if (key0 < ctx) mma_warp_keys(sm.u.tiles[t % kStages][0], qa, key0, ctx, sl, m_r, l_r, o);
+    const int key0 = ks + t * kTileKeys + warp * kWarpKeys;
+    // warp-uniform: a warp past the split has nothing to do in this tile
+    if (key0 < ke) mma_warp_keys(sm.u.tiles[t % kStages][0], qa, key0, ke, sl, m_r, l_r, o);
     __syncthreads();  // every warp is done with this stage before the next issue overwrites it
   }
   cp_async_wait<0>();  // (only empty groups remain) the stages are free: acc reuses them
@@ -298,14 +383,30 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const kiln_
     return;
   }
 
-  mma_merge(out, sm.u.acc, sm.m, sm.l, m_r, l_r, o, s, h0);
+  mma_merge(out, partials, sm.u.acc, sm.m, sm.l, m_r, l_r, o, s, h0);
+  if (partials.num_splits == 1) return;
+
+  // Count this split in; the CTA that counts last merges. Each thread fences its partial writes before
+  // the count, and the last CTA fences after seeing it, so it reads every split's partial.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = split_counter + (size_t)s * gridDim.x + blockIdx.x;  // [S, NUM_KV_HEADS]
+    const bool last = atomicAdd(counter, 1) == partials.num_splits - 1;
+    if (last) *counter = 0;  // every split has counted: the next launch starts from zero
+    __threadfence();
+    sm.last = last;
+  }
+  __syncthreads();
+  if (sm.last) mma_merge_splits(out, partials, s, h0);
 }
 
 }  // namespace attn
 
-// attention_decode_batch's arguments (the same list so the runtime launches either with one argument
-// set; the partials, counters and num_splits are unused, num_splits must be 1, stop 3 acts as 2).
-// Grid (NUM_KV_HEADS, S, 1), block 128, sizeof(attn::MmaSmem<kMmaStages>) bytes of dynamic shared memory
+// attention_decode's arguments (the same list so the runtime launches any decode kernel with one argument
+// set; stop 3 acts as 2). num_splits = grid.z: 1 writes out directly (the partials and counters unused,
+// may be null); more split each context as attention_decode does, with its partial layout, and leave the
+// counters [S, NUM_KV_HEADS] zero as they found them. Grid (NUM_KV_HEADS, S, num_splits), block 128, sizeof(attn::MmaSmem<kMmaStages>) bytes of dynamic shared memory
 // (decode_mma.ts decodeMmaSharedBytes; above 48 KiB, the launch opts in).
 extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kMinBlocks)
     attention_decode_mma(kiln_t* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_m,
@@ -314,6 +415,7 @@ extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kMinBlocks
                          const int* __restrict__ context_len, const int* __restrict__ block_tables,
                          int block_table_stride, int block_table_step, int num_splits, float scale,
                          int sliding_window, int trigger, int stop) {
-  attn::decode_mma<attn::kMmaStages>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride,
-                                     block_table_step, scale, sliding_window, trigger, stop);
+  const attn::MmaPartials partials = {partial_acc, partial_m, partial_l, num_splits, (int)blockIdx.z};
+  attn::decode_mma<attn::kMmaStages>(out, partials, split_counter, q, k_cache, v_cache, context_len, block_tables,
+                                     block_table_stride, block_table_step, scale, sliding_window, trigger, stop);
 }

@@ -2,11 +2,12 @@
 // ldmatrix(.trans) and mma.sync fragment layouts) against a double-precision reference: one query per
 // sequence at position ctx − 1 (attention_README.md, "attention_decode_mma"). One build per configuration
 // (-DKILN_DTYPE_BF16|F16 -DHEAD_DIM -DBLOCK_SIZE -DNUM_HEADS -DNUM_KV_HEADS [-DKILN_DECODE_MMA_SRC='"path"']).
-// Contexts 1, 15, 16, 17, 100, 0 (padding row: zeros), 300, 64, 2, 129, 0, 65, 128, 1, 190, 63; shuffled
+// Contexts 1, 15, 16, 17, 100, 0 (padding row: zeros), 300, 64, 2, 129, 0, 65, 128, 1, 1000, 63; shuffled
 // block table; NaN in every K/V slot and table entry that must not be read (and, with a window, in the
 // keys before it). Runs: windows 0, 5 and 70 (lo off a tile boundary, two tiles) × the [S, stride] and
-// [stride, S] (step S) tables, CTAs in shuffled orders; then the profiling stops 1 and 2 must run to the
-// end. One line each for the entry attention_decode_mma and for its body with one K/V stage more
+// [stride, S] (step S) tables, CTAs in shuffled orders; context splits 3 and 8 (the last CTA of each
+// (sequence, kv head) merging the partials, which start as NaN; the counters must end at zero) on
+// w 0 [S, stride] and w 70 [stride, S]; then the profiling stops 1 and 2 must run to the end. One line each for the entry attention_decode_mma and for its body with one K/V stage more
 // (decode_mma_deeper, built here only), whose outputs must be the entry's bit for bit: the pipeline depth
 // moves copies, never arithmetic.
 // Per element the error must stay within the README's bound (P rounded to the dtype before P·V):
@@ -21,12 +22,15 @@
 #include KILN_DECODE_MMA_SRC
 
 // attention_decode_mma's body with one stage more in flight: the same arguments, the same call.
-static void decode_mma_deeper(kiln_t* out, float*, float*, float*, int*, const kiln_t* q, const kiln_t* k_cache,
-                              const kiln_t* v_cache, const int* context_len, const int* block_tables,
-                              int block_table_stride, int block_table_step, int, float scale, int sliding_window,
-                              int trigger, int stop) {
-  attn::decode_mma<attn::kMmaStages + 1>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride,
-                                         block_table_step, scale, sliding_window, trigger, stop);
+static void decode_mma_deeper(kiln_t* out, float* partial_acc, float* partial_m, float* partial_l,
+                              int* split_counter, const kiln_t* q, const kiln_t* k_cache, const kiln_t* v_cache,
+                              const int* context_len, const int* block_tables, int block_table_stride,
+                              int block_table_step, int num_splits, float scale, int sliding_window, int trigger,
+                              int stop) {
+  const attn::MmaPartials partials = {partial_acc, partial_m, partial_l, num_splits, (int)blockIdx.z};
+  attn::decode_mma<attn::kMmaStages + 1>(out, partials, split_counter, q, k_cache, v_cache, context_len,
+                                         block_tables, block_table_stride, block_table_step, scale, sliding_window,
+                                         trigger, stop);
 }
 
 #include <cmath>
@@ -43,7 +47,7 @@ int main() {
 #else
   const char* dt = "f16"; const double u = std::ldexp(1.0, -11); const bool fp16 = true;
 #endif
-  const std::vector<int> ctxs = {1, 15, 16, 17, 100, 0, 300, 64, 2, 129, 0, 65, 128, 1, 190, 63};
+  const std::vector<int> ctxs = {1, 15, 16, 17, 100, 0, 300, 64, 2, 129, 0, 65, 128, 1, 1000, 63};
   const int S = (int)ctxs.size();
   std::mt19937 gen(9000 + 1000 * D + 100 * BS + 10 * H + HKV);
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -70,6 +74,9 @@ int main() {
     printf("%s %s D=%d BLOCK_SIZE=%d H=%d/%d smem=%zu:", entry.name, dt, D, BS, H, HKV, entry.smem);
     for (int w : {0, 5, 70}) {
       for (bool transposed : {false, true}) {
+      // Context splits: 3 and 8 on two of the layouts (w 0 [S, stride], w 70 [stride, S]), else one.
+      for (int splits : {1, 3, 8}) {
+        if (splits > 1 && !((w == 0 && !transposed) || (w == 70 && transposed))) continue;
         std::vector<kiln_t> kw = cache.k, vw = cache.v;
         std::vector<int> tw = cache.table;
         if (w > 0) {  // keys before the window and their table entries must not be read
@@ -90,10 +97,19 @@ int main() {
           tw = t2; tstride = 1; tstep = S;
         }
         std::vector<kiln_t> o((size_t)S * H * D, attn::from_float(nanv));
-        launch({(unsigned)HKV, (unsigned)S, 1}, {(unsigned)attn::kMmaThreads, 1, 1}, [&] {
-          entry.fn(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), kw.data(), vw.data(), ctxs.data(), tw.data(),
-                   tstride, tstep, 1, scale, w, 1, 0);
-        }, entry.smem, 17u + (unsigned)w + 2u * transposed);
+        // Split launches: partials poisoned with NaN (an unwritten one read by the merge shows), counters
+        // zero, and zero again after the launch.
+        std::vector<float> pacc((size_t)S * H * splits * D, nanv), pm((size_t)S * H * splits, nanv),
+            pl((size_t)S * H * splits, nanv);
+        std::vector<int> counters((size_t)S * HKV, 0);
+        const bool split = splits > 1;
+        launch({(unsigned)HKV, (unsigned)S, (unsigned)splits}, {(unsigned)attn::kMmaThreads, 1, 1}, [&] {
+          entry.fn(o.data(), split ? pacc.data() : nullptr, split ? pm.data() : nullptr, split ? pl.data() : nullptr,
+                   split ? counters.data() : nullptr, q.data(), kw.data(), vw.data(), ctxs.data(), tw.data(), tstride,
+                   tstep, splits, scale, w, 1, 0);
+        }, entry.smem, 17u + (unsigned)w + 2u * transposed + 5u * (unsigned)splits);
+        int counted = 0;
+        for (int c : counters) counted += c != 0;
         if (first) entry_outs.push_back(o);
         else if (std::memcmp(o.data(), entry_outs[run].data(), o.size() * sizeof(kiln_t)) != 0) differ++;
         run++;
@@ -141,9 +157,13 @@ int main() {
             }
           }
         }
-        ok &= bad == 0;
-        printf("  w=%d%s err/bound=%.2f", w, transposed ? " [stride,S]" : "", worst);
+        ok &= bad == 0 && counted == 0;
+        printf("  w=%d%s", w, transposed ? " [stride,S]" : "");
+        if (split) printf(" %d splits", splits);
+        printf(" err/bound=%.2f", worst);
         if (bad) printf(" (FAIL: %d elements)", bad);
+        if (counted) printf(" (FAIL: %d counters left non-zero)", counted);
+      }
       }
     }
     if (!first) {

@@ -40,8 +40,11 @@ export class DecodeAttention {
     maxSeqs: number,
     /** KILN_ATTN_CLUSTER: whether the cluster kernels may be used where the GPU has clusters. */
     private readonly clusters: boolean,
-    /** Whether attention_decode_mma replaces attention_decode_batch (decode_mma.ts mmaDecodeApplies). */
+    /** Whether attention_decode_mma may run (decode_mma.ts mmaDecodeApplies): for every step that takes
+     * the batch kernel, and for split steps from `mmaMinSplits` splits up (decodeRoute). */
     private readonly mma: boolean,
+    /** KILN_DECODE_MMA_SPLITS (tuning.ts). */
+    private readonly mmaMinSplits: number,
   ) {
     this.numKvHeads = model.numKvHeads;
     const group = model.numHeads / model.numKvHeads;
@@ -88,6 +91,7 @@ export class DecodeAttention {
     const r = decodeRoute(splits, {
       batch,
       mma: this.mma,
+      mmaMinSplits: this.mmaMinSplits,
       clusters,
       ropeFuse,
       ctasPerSeq: this.ctasPerSeq,

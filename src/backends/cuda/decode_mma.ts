@@ -1,18 +1,20 @@
 // When a decode step's attention runs on tensor cores (kernels/attention_decode_mma.cu) and what that
-// changes for the step: the kernel replaces attention_decode_batch where the batch kernel is chosen
-// (attention_splits.ts useBatchKernel: by the batch alone, so a captured graph stays valid) and the
-// engine's shapes allow it; it has no fused RoPE, so the step then runs rope_qkv_fused itself. Pure, so
-// the routing is tested on the CPU.
+// changes for the step: where the engine's shapes allow it, the kernel replaces attention_decode_batch
+// (many sequences, one split: attention_splits.ts useBatchKernel, by the batch alone, so a captured graph
+// stays valid) and, from KILN_DECODE_MMA_SPLITS splits up, the split kernel attention_decode (few
+// sequences, each context split over CTAs; the split count is a graph's, so the choice is too). It has
+// no fused RoPE, so the step then runs rope_qkv_fused itself. Pure, so the routing is tested on the CPU.
 //
-//   batch kernel chosen?  ── no ──▶ attention_decode[_rope][_cN]        (splits; RoPE fused if KILN_ROPE_FUSE)
-//        │ yes
 //   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool)?
-//        ├─ yes ▶ attention_decode_mma                  (RoPE: rope_qkv_fused before it)
-//        └─ no ─▶ attention_decode_batch[_rope]
+//        ├─ yes, and the batch kernel chosen or splits ≥ mmaMinSplits ▶ attention_decode_mma
+//        │                                                 (splits as given; RoPE: rope_qkv_fused before it)
+//        └─ else: batch kernel chosen?  ── yes ▶ attention_decode_batch[_rope]
+//                                       └─ no ──▶ attention_decode[_rope][_cN]  (RoPE fused if KILN_ROPE_FUSE)
 //
 // Its K/V pipeline is as deep as lets 3 CTAs fit an SM (kernels/attention_README.md, "attention_decode_mma").
 import type { DTypeName } from "../../dtype.ts";
 import { EngineError } from "../../engine/errors.ts";
+import { InvalidEnvironmentError } from "../../errors.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 import { decodeKernel } from "./attention_splits.ts";
 
@@ -55,12 +57,25 @@ export function checkDecodeMmaCurrent(engineDir: string, hasKernel: (name: strin
 /** Bytes of the kernel's dynamic shared memory, sizeof(attn::MmaSmem<kMmaStages>): a union of the stages'
  * K and V tiles (64 keys of headDim + 8 elements, 2 bytes each) with the warps' O rows (4 warps × 16 rows
  * × headDim + 8 floats, padded for conflict-free stores); the 16 query rows (headDim + 8 elements); the
- * warps' m and l (2 × 4 × 16 floats). 16-byte aligned (every part is). */
+ * warps' m and l (2 × 4 × 16 floats); the split launches' "last" flag (an int); rounded up to 16 bytes. */
 export function decodeMmaSharedBytes(headDim: number): number {
   const lds = headDim + 8;
   const stages = headDim <= 64 ? 3 : 2; // the kernel's kMmaStages
   const tiles = stages * 2 * 64 * lds * 2;
-  return Math.max(tiles, 4 * 16 * lds * 4) + 16 * lds * 2 + 2 * 4 * 16 * 4;
+  const bytes = Math.max(tiles, 4 * 16 * lds * 4) + 16 * lds * 2 + 2 * 4 * 16 * 4 + 4;
+  return Math.ceil(bytes / 16) * 16;
+}
+
+/** KILN_DECODE_MMA_SPLITS: the fewest context splits at which a decode step of few sequences takes
+ * attention_decode_mma instead of attention_decode — an integer ≥ 1 (1, the default: every such step
+ * where the kernel applies), or `off` (never: the A/B baseline). */
+export function parseMmaMinSplits(env: string | undefined): number {
+  if (env === undefined || env === "") return 1;
+  if (env === "off") return Number.POSITIVE_INFINITY;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1)
+    throw new InvalidEnvironmentError(`KILN_DECODE_MMA_SPLITS must be an integer ≥ 1 or off; got ${env}`);
+  return n;
 }
 
 /** The decode attention of one step: its kernel, the module that holds it, whether it does the step's
@@ -74,21 +89,23 @@ export interface DecodeRoute {
 }
 
 /** The route for a step with `splits` splits: `batch` (useBatchKernel for its batch), `mma`
- * (mmaDecodeApplies), `clusters` (cluster kernels allowed), `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq` of
- * the split and batch kernels and `numKvHeads`. The kernel name is before the KV pool's `_kv8`. */
+ * (mmaDecodeApplies), `mmaMinSplits` (KILN_DECODE_MMA_SPLITS), `clusters` (cluster kernels allowed),
+ * `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq` of the split and batch kernels and `numKvHeads`. The kernel
+ * name is before the KV pool's `_kv8`. */
 export function decodeRoute(
   splits: number,
   o: {
     batch: boolean;
     mma: boolean;
+    mmaMinSplits: number;
     clusters: boolean;
     ropeFuse: boolean;
     ctasPerSeq: number;
     numKvHeads: number;
   },
 ): DecodeRoute {
-  if (o.batch && o.mma) {
-    if (splits !== 1) throw new Error(`internal: attention_decode_mma takes 1 split, not ${splits}`);
+  if (o.batch && splits !== 1) throw new Error(`internal: the batch kernels take 1 split, not ${splits}`);
+  if (o.mma && (o.batch || splits >= o.mmaMinSplits)) {
     return {
       kernel: "attention_decode_mma",
       module: "attn_decode_mma",

@@ -1,9 +1,11 @@
 // kernels/attention_decode_mma.cu on the CPU emulator (kernels/emulation/attention_decode_mma_run.sh):
 // within the written bound of the double reference (P rounded to the dtype before P·V) for four of the
 // run script's configurations (bf16 and fp16, D 128 and 64, BLOCK_SIZE 16 and 7, G 4, 4, 16, 1; windows
-// 0, 5 and 70, both block-table layouts, a padding row, contexts 1 … 300), attention_decode_mma and its
-// body with one K/V stage more (decode_mma_deeper, the check's own), bit for bit the entry's; a copy of
-// the kernel with the context mask off by one fails it, and so does an entry that rounds differently.
+// 0, 5 and 70, both block-table layouts, a padding row, contexts 1 … 1,000, one split and context splits
+// 3 and 8 merged by the last CTA), attention_decode_mma and its body with one K/V stage more
+// (decode_mma_deeper, the check's own), bit for bit the entry's; copies of the kernel with the context
+// mask off by one, a split range off by a tile, a merge that drops a split or a counter left counted
+// fail it, and so does an entry that rounds differently.
 // The full matrix: the run script without --ci. Needs g++ ≥ 12.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -41,6 +43,44 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
     const deeper = r.stdout.match(/^decode_mma_deeper .* PASS$/gm) ?? [];
     assert.equal(deeper.length, 4, r.stdout);
     for (const line of deeper) assert.match(line, /same bits as decode_mma/);
+    for (const line of r.stdout.match(/^decode_mma .* PASS$/gm) ?? [])
+      assert.match(line, /w=0 3 splits err\/bound=.* w=0 8 splits .* w=70 \[stride,S\] 8 splits/);
+  });
+
+  /** Runs a copy of the kernel with `from` replaced by `to` (which must occur) and expects it to fail. */
+  const expectBroken = (name: string, from: string, to: string, failure: RegExp) => {
+    const src = readFileSync(KERNEL, "utf8");
+    assert.ok(src.includes(from), `${name}: the line moved: update this test`);
+    const r = runCopy(name, src.replace(from, to));
+    assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, failure);
+  };
+
+  test("a split range shifted by a tile fails the check", () => {
+    expectBroken(
+      "range.cu",
+      "const int ks = min(ctx, lo + partials.split * per);",
+      "const int ks = min(ctx, lo + partials.split * per + (partials.split > 0 ? 64 : 0));",
+      /splits err\/bound=[\d.]+ \(FAIL: \d+ elements\)/,
+    );
+  });
+
+  test("a merge that drops the last split fails the check", () => {
+    expectBroken(
+      "merge.cu",
+      "if (z < p.num_splits) {",
+      "if (z < p.num_splits - 1) {",
+      /splits err\/bound=[\d.]+ \(FAIL: \d+ elements\)/,
+    );
+  });
+
+  test("a last CTA that leaves its counter counted fails the check", () => {
+    expectBroken(
+      "counter.cu",
+      "if (last) *counter = 0;",
+      "",
+      /FAIL: \d+ counters left non-zero/,
+    );
   });
 
   test("a kernel that lets key ctx in fails the check", () => {
@@ -55,11 +95,8 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
   test("an entry that rounds differently from its body fails the check, within the bound or not", () => {
     const src = readFileSync(KERNEL, "utf8");
     const call =
-      "attn::decode_mma<attn::kMmaStages>(out, q, k_cache, v_cache, context_len, block_tables, block_table_stride,\n                                     block_table_step, scale,";
-    const broken = src.replace(
-      call,
-      call.replace("block_table_step, scale,", "block_table_step, scale * 1.0001f,"),
-    );
+      "block_tables,\n                                     block_table_stride, block_table_step, scale,";
+    const broken = src.replace(call, call.replace("block_table_step, scale,", "block_table_step, scale * 1.0001f,"));
     assert.notEqual(broken, src, "the entry's call moved: update this test");
     const r = runCopy("rounding.cu", broken);
     assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);

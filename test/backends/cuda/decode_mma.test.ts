@@ -1,7 +1,8 @@
 // Which decode attention a step gets (src/backends/cuda/decode_mma.ts): attention_decode_mma replaces
 // attention_decode_batch where the batch kernel is chosen and the engine allows it (fp16/bf16, D 64/128,
-// G ≤ 16, a 16-bit KV pool; KILN_ATTN_MMA, the A/B that chose it, is refused), and a step on the mma kernel runs
-// its own RoPE step (the kernel has no prologue). Also its shared memory against the sizes the compile
+// G ≤ 16, a 16-bit KV pool; KILN_ATTN_MMA, the A/B that chose it, is refused), and the split kernel from
+// KILN_DECODE_MMA_SPLITS splits up (its splits as given); a step on the mma kernel runs its own RoPE step
+// (the kernel has no prologue). Also its shared memory against the sizes the compile
 // matrix asserts (sizeof(attn::MmaSmem<kMmaStages>)), 3 CTAs per SM, the engine's modules, and the refusal
 // of an engine compiled with the old two entries (KILN_DECODE_MMA, which chose between them, is refused).
 import assert from "node:assert/strict";
@@ -25,11 +26,12 @@ const H200_8B: SplitTarget = { smCount: 132, ctasPerSeq: 8 };
 
 /** The kernel and whether RoPE is fused, for a step of `seqs` sequences of the 8B on an H200 (one split
  * where the batch kernel is chosen, 4 otherwise), as decode_attention.ts asks. */
-function route8B(seqs: number, mma: boolean, ropeFuse = true) {
+function route8B(seqs: number, mma: boolean, ropeFuse = true, mmaMinSplits = Number.POSITIVE_INFINITY) {
   const batch = useBatchKernel(H200_8B, seqs);
   return decodeRoute(batch ? 1 : 4, {
     batch,
     mma,
+    mmaMinSplits,
     clusters: true,
     ropeFuse,
     ctasPerSeq: 8,
@@ -70,6 +72,37 @@ describe("attention_decode_mma routing", () => {
     }
   });
 
+  test("few sequences take it with their splits from KILN_DECODE_MMA_SPLITS up; below, the split kernel", () => {
+    const mmaRoute = {
+      kernel: "attention_decode_mma",
+      module: "attn_decode_mma",
+      ropeFused: false,
+      ctasPerSeq: 8,
+    };
+    for (const seqs of [1, 8, 32]) {
+      assert.deepEqual(route8B(seqs, true, true, 1), mmaRoute, `${seqs} sequences, from 1 split`);
+      assert.deepEqual(route8B(seqs, true, true, 4), mmaRoute, `${seqs} sequences, from 4 splits`);
+      assert.equal(route8B(seqs, true, true, 5).kernel, "attention_decode_rope_c4", `${seqs}: 4 < 5 splits`);
+      assert.equal(
+        route8B(seqs, false, true, 1).kernel,
+        "attention_decode_rope_c4",
+        `${seqs}: not applicable`,
+      );
+    }
+    const tuning = (v?: string) => cudaTuningFromEnv(v === undefined ? {} : { KILN_DECODE_MMA_SPLITS: v });
+    assert.equal(tuning().mmaMinSplits, 1);
+    assert.equal(tuning("16").mmaMinSplits, 16);
+    assert.equal(tuning("off").mmaMinSplits, Number.POSITIVE_INFINITY);
+    for (const bad of ["0", "-1", "2.5", "on", "yes"])
+      assert.throws(
+        () => tuning(bad),
+        (e) =>
+          e instanceof InvalidEnvironmentError &&
+          /KILN_DECODE_MMA_SPLITS must be an integer ≥ 1 or off/.test(e.message),
+        bad,
+      );
+  });
+
   test("an engine it does not apply to keeps attention_decode_batch and its fused RoPE; KILN_ATTN_MMA is refused", () => {
     assert.throws(
       () => cudaTuningFromEnv({ KILN_ATTN_MMA: "0" }),
@@ -97,12 +130,13 @@ describe("attention_decode_mma routing", () => {
         decodeRoute(2, {
           batch: true,
           mma: true,
+          mmaMinSplits: 1,
           clusters: true,
           ropeFuse: true,
           ctasPerSeq: 8,
           numKvHeads: 8,
         }),
-      /attention_decode_mma takes 1 split, not 2/,
+      /the batch kernels take 1 split, not 2/,
     );
   });
 

@@ -38,6 +38,7 @@ describe("CudaTuning", () => {
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
+        mmaMinSplits: 1,
         prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,

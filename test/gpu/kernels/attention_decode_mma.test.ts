@@ -4,7 +4,9 @@
 // 2,100), padding rows (context 0) among them as a graph bucket pads its batch; Llama-3.1-8B's heads
 // (32/8, head 128, blocks of 16), bf16 and fp16; windows 0 and 40; both table layouts. Tolerance:
 // kernels/attention_README.md, "attention_decode_mma" (P rounded to the dtype before P·V). A second launch
-// must give the same bits (no atomics, one CTA per kv head and sequence: the CTAs' order changes nothing).
+// must give the same bits (one split: one CTA per kv head and sequence; split: the last CTA merges the
+// partials in split order, whichever it is). Split launches: 8 sequences, one of 5,000 keys, 8 and 32
+// splits, partials poisoned with NaN, the arrival counters zero again after each launch.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { type AttentionSequence, pagedAttention } from "../../../src/backends/cpu/kernels/attention.ts";
@@ -32,9 +34,15 @@ interface Problem {
 }
 
 /** S rows of mixed contexts, every 16th (from the 6th) a padding row; blocks from a shuffled pool. */
-function makeProblem(dtype: DTypeName, S: number, seed: number): Problem {
+function makeProblem(dtype: DTypeName, S: number, seed: number, row1?: number): Problem {
   const ctxs = Array.from({ length: S }, (_, i) =>
-    i % 16 === 5 ? 0 : i % 32 === 9 ? 2100 : CONTEXTS[i % CONTEXTS.length],
+    i === 1 && row1 !== undefined
+      ? row1
+      : i % 16 === 5
+        ? 0
+        : i % 32 === 9
+          ? 2100
+          : CONTEXTS[i % CONTEXTS.length],
   );
   const blocksOf = (c: number) => Math.ceil(c / BS);
   const used = ctxs.reduce((n, c) => n + blocksOf(c), 0);
@@ -114,8 +122,14 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
   after(() => h?.dispose());
 
   /** One launch of attention_decode_mma over p's rows (tables [S, stride], or [stride, S] as decode
-   * graphs lay them out). */
-  function decode(p: Problem, dtype: DTypeName, window: number, transposed: boolean): Float32Array {
+   * graphs lay them out), its contexts split `splits` ways. */
+  function decode(
+    p: Problem,
+    dtype: DTypeName,
+    window: number,
+    transposed: boolean,
+    splits = 1,
+  ): Float32Array {
     const S = p.seqs.length;
     const smem = decodeMmaSharedBytes(D);
     const mod = h.module(
@@ -136,12 +150,15 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
         )
       : p.tables;
     const out = h.filled(p.q.length, dtype, 0xff);
+    const partials = S * H * splits;
+    const counters = h.raw(new Int32Array(S * HKV));
+    const split = splits > 1;
     const args = [
       ptr(out),
-      NULL,
-      NULL,
-      NULL,
-      NULL,
+      split ? ptr(h.filled(partials * D, "fp32", 0xff)) : NULL,
+      split ? ptr(h.filled(partials, "fp32", 0xff)) : NULL,
+      split ? ptr(h.filled(partials, "fp32", 0xff)) : NULL,
+      split ? ptr(counters) : NULL,
       ptr(h.upload(p.q, dtype)),
       ptr(h.upload(p.k, dtype)),
       ptr(h.upload(p.v, dtype)),
@@ -149,17 +166,35 @@ describe("attention_decode_mma (tensor-core decode)", { skip: noGpu }, () => {
       ptr(h.raw(tables)),
       i32(transposed ? 1 : p.stride),
       i32(transposed ? S : 1),
-      i32(1), // num_splits
+      i32(splits), // num_splits
       f32(SCALE),
       i32(window),
       i32(1), // trigger: after the key loop
       i32(0), // stop: the whole kernel
     ];
-    h.run(mod, "attention_decode_mma", [HKV, S, 1], [128, 1, 1], args, smem);
+    h.run(mod, "attention_decode_mma", [HKV, S, splits], [128, 1, 1], args, smem);
+    const left = new Int32Array(h.downloadBytes(counters, S * HKV * 4).buffer).filter((c) => c !== 0);
+    assert.equal(left.length, 0, `${splits} splits: ${left.length} arrival counters left non-zero`);
     return h.download(out, p.q.length, dtype);
   }
 
   for (const dtype of ["bf16", "fp16"] as DTypeName[]) {
+    it(`8 sequences, one of 5,000 keys, their contexts split 8 and 32 ways (${dtype})`, () => {
+      const p = makeProblem(dtype, 8, 900, 5000);
+      const cases: [number, number, boolean][] = [
+        [8, 0, true],
+        [32, 0, false],
+        [32, 40, true],
+      ];
+      for (const [splits, window, transposed] of cases) {
+        const what = `8 sequences, ${splits} splits, window ${window}`;
+        const first = decode(p, dtype, window, transposed, splits);
+        check(p, dtype, first, window, what);
+        const again = decode(p, dtype, window, transposed, splits);
+        const differ = again.findIndex((x, i) => !Object.is(x, first[i]));
+        assert.equal(differ, -1, `${what}: a second launch differs at ${differ}`);
+      }
+    });
     for (const S of [64, 256]) {
       it(`${S} sequences of mixed contexts up to 2,100, the 8B's heads (${dtype})`, () => {
         const p = makeProblem(dtype, S, 300 + S);
