@@ -84,7 +84,6 @@ export class AttentionLauncher {
       r.tuning.attnCluster,
       r.kernels.has("attn_decode_mma") &&
         mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim),
-      r.tuning.mmaMinSplits,
     );
     // attention_prefill_wgmma has no split entry: with it, launches never split.
     const splitKernel = `${prefillTiles(r.dtype, r.model.headDim, this.prefillKernel).kernel}_split`;

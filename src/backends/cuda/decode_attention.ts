@@ -41,10 +41,8 @@ export class DecodeAttention {
     /** KILN_ATTN_CLUSTER: whether the cluster kernels may be used where the GPU has clusters. */
     private readonly clusters: boolean,
     /** Whether attention_decode_mma may run (decode_mma.ts mmaDecodeApplies): for every step that takes
-     * the batch kernel, and for split steps from `mmaMinSplits` splits up (decodeRoute). */
+     * the batch kernel, and for split steps over long contexts (decodeRoute). */
     private readonly mma: boolean,
-    /** KILN_DECODE_MMA_SPLITS (tuning.ts). */
-    private readonly mmaMinSplits: number,
   ) {
     this.numKvHeads = model.numKvHeads;
     const group = model.numHeads / model.numKvHeads;
@@ -91,7 +89,7 @@ export class DecodeAttention {
     const r = decodeRoute(splits, {
       batch,
       mma: this.mma,
-      mmaMinSplits: this.mmaMinSplits,
+      fillSplits: this.splits(numSeqs),
       clusters,
       ropeFuse,
       ctasPerSeq: this.ctasPerSeq,

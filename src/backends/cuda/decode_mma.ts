@@ -1,12 +1,15 @@
 // When a decode step's attention runs on tensor cores (kernels/attention_decode_mma.cu) and what that
 // changes for the step: where the engine's shapes allow it, the kernel replaces attention_decode_batch
 // (many sequences, one split: attention_splits.ts useBatchKernel, by the batch alone, so a captured graph
-// stays valid) and, from KILN_DECODE_MMA_SPLITS splits up, the split kernel attention_decode (few
-// sequences, each context split over CTAs; the split count is a graph's, so the choice is too). It has
-// no fused RoPE, so the step then runs rope_qkv_fused itself. Pure, so the routing is tested on the CPU.
+// stays valid) and the split kernel attention_decode for steps whose contexts are long: those that take
+// the most splits their batch may (the GPU's fill, not the context, sets the count; a graph's split
+// count, so the choice holds for every step it replays). Shorter contexts keep attention_decode, whose
+// fused RoPE prologue saves a launch (docs/PERFORMANCE.md, session 22: the mma kernel is 2% slower at
+// batch 1 over 128–384 keys, 11% faster at 8,192 and 32,768, 20% at 8 × 4,096). It has no fused RoPE,
+// so the step then runs rope_qkv_fused itself. Pure, so the routing is tested on the CPU.
 //
 //   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool)?
-//        ├─ yes, and the batch kernel chosen or splits ≥ mmaMinSplits ▶ attention_decode_mma
+//        ├─ yes, and the batch kernel chosen or splits ≥ fillSplits > 1 ▶ attention_decode_mma
 //        │                                                 (splits as given; RoPE: rope_qkv_fused before it)
 //        └─ else: batch kernel chosen?  ── yes ▶ attention_decode_batch[_rope]
 //                                       └─ no ──▶ attention_decode[_rope][_cN]  (RoPE fused if KILN_ROPE_FUSE)
@@ -14,7 +17,6 @@
 // Its K/V pipeline is as deep as lets 3 CTAs fit an SM (kernels/attention_README.md, "attention_decode_mma").
 import type { DTypeName } from "../../dtype.ts";
 import { EngineError } from "../../engine/errors.ts";
-import { InvalidEnvironmentError } from "../../errors.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 import { decodeKernel } from "./attention_splits.ts";
 
@@ -66,18 +68,6 @@ export function decodeMmaSharedBytes(headDim: number): number {
   return Math.ceil(bytes / 16) * 16;
 }
 
-/** KILN_DECODE_MMA_SPLITS: the fewest context splits at which a decode step of few sequences takes
- * attention_decode_mma instead of attention_decode — an integer ≥ 1 (1, the default: every such step
- * where the kernel applies), or `off` (never: the A/B baseline). */
-export function parseMmaMinSplits(env: string | undefined): number {
-  if (env === undefined || env === "") return 1;
-  if (env === "off") return Number.POSITIVE_INFINITY;
-  const n = Number(env);
-  if (!Number.isInteger(n) || n < 1)
-    throw new InvalidEnvironmentError(`KILN_DECODE_MMA_SPLITS must be an integer ≥ 1 or off; got ${env}`);
-  return n;
-}
-
 /** The decode attention of one step: its kernel, the module that holds it, whether it does the step's
  * RoPE + KV write itself (else the rope step runs rope_qkv_fused first), and its grid's x (CTAs per
  * sequence: attention_decode_mma takes one per kv head, the others one per kv head group). */
@@ -89,7 +79,8 @@ export interface DecodeRoute {
 }
 
 /** The route for a step with `splits` splits: `batch` (useBatchKernel for its batch), `mma`
- * (mmaDecodeApplies), `mmaMinSplits` (KILN_DECODE_MMA_SPLITS), `clusters` (cluster kernels allowed),
+ * (mmaDecodeApplies), `fillSplits` (the most splits a step of its batch takes: decodeSplits with no
+ * context bound; a step at it has long contexts), `clusters` (cluster kernels allowed),
  * `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq` of the split and batch kernels and `numKvHeads`. The kernel
  * name is before the KV pool's `_kv8`. */
 export function decodeRoute(
@@ -97,7 +88,7 @@ export function decodeRoute(
   o: {
     batch: boolean;
     mma: boolean;
-    mmaMinSplits: number;
+    fillSplits: number;
     clusters: boolean;
     ropeFuse: boolean;
     ctasPerSeq: number;
@@ -105,7 +96,7 @@ export function decodeRoute(
   },
 ): DecodeRoute {
   if (o.batch && splits !== 1) throw new Error(`internal: the batch kernels take 1 split, not ${splits}`);
-  if (o.mma && (o.batch || splits >= o.mmaMinSplits)) {
+  if (o.mma && (o.batch || (splits > 1 && splits >= o.fillSplits))) {
     return {
       kernel: "attention_decode_mma",
       module: "attn_decode_mma",

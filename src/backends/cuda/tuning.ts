@@ -11,7 +11,6 @@ import {
   parseAttentionTrigger,
   parseRopeTrigger,
 } from "./attention_splits.ts";
-import { parseMmaMinSplits } from "./decode_mma.ts";
 import { type Fp8GemvKind, parseFp8Gemv } from "./fp8_variants.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
 import {
@@ -80,9 +79,6 @@ export interface CudaTuning {
   readonly attnTrigger: AttentionTrigger;
   /** KILN_ATTN_CLUSTER=0: decode attention merges its splits through global memory, not a cluster. */
   readonly attnCluster: boolean;
-  /** KILN_DECODE_MMA_SPLITS (an integer ≥ 1, default 1, or off): the fewest context splits at which a
-   * decode step of few sequences takes the tensor-core attention_decode_mma (decode_mma.ts). */
-  readonly mmaMinSplits: number;
   /** KILN_PREFILL_SPLIT=0: prefill attention never splits its keys over CTAs (prefill_splits.ts; the A/B
    * of the `_split` kernels and attention_prefill_merge against the unsplit launch). */
   readonly prefillSplit: boolean;
@@ -134,7 +130,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),
-    mmaMinSplits: parseMmaMinSplits(env.KILN_DECODE_MMA_SPLITS),
     prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),

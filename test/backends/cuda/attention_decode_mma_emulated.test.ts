@@ -75,12 +75,7 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
   });
 
   test("a last CTA that leaves its counter counted fails the check", () => {
-    expectBroken(
-      "counter.cu",
-      "if (last) *counter = 0;",
-      "",
-      /FAIL: \d+ counters left non-zero/,
-    );
+    expectBroken("counter.cu", "if (last) *counter = 0;", "", /FAIL: \d+ counters left non-zero/);
   });
 
   test("a kernel that lets key ctx in fails the check", () => {
@@ -96,7 +91,10 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
     const src = readFileSync(KERNEL, "utf8");
     const call =
       "block_tables,\n                                     block_table_stride, block_table_step, scale,";
-    const broken = src.replace(call, call.replace("block_table_step, scale,", "block_table_step, scale * 1.0001f,"));
+    const broken = src.replace(
+      call,
+      call.replace("block_table_step, scale,", "block_table_step, scale * 1.0001f,"),
+    );
     assert.notEqual(broken, src, "the entry's call moved: update this test");
     const r = runCopy("rounding.cu", broken);
     assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);

@@ -1,14 +1,19 @@
 // Which decode attention a step gets (src/backends/cuda/decode_mma.ts): attention_decode_mma replaces
 // attention_decode_batch where the batch kernel is chosen and the engine allows it (fp16/bf16, D 64/128,
-// G ≤ 16, a 16-bit KV pool; KILN_ATTN_MMA, the A/B that chose it, is refused), and the split kernel from
-// KILN_DECODE_MMA_SPLITS splits up (its splits as given); a step on the mma kernel runs its own RoPE step
-// (the kernel has no prologue). Also its shared memory against the sizes the compile
+// G ≤ 16, a 16-bit KV pool; KILN_ATTN_MMA, the A/B that chose it, is refused), and the split kernel where
+// a step's contexts are long (it takes the most splits its batch may; its splits as given); a step on the
+// mma kernel runs its own RoPE step (the kernel has no prologue). Also its shared memory against the sizes the compile
 // matrix asserts (sizeof(attn::MmaSmem<kMmaStages>)), 3 CTAs per SM, the engine's modules, and the refusal
 // of an engine compiled with the old two entries (KILN_DECODE_MMA, which chose between them, is refused).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
-import { type SplitTarget, useBatchKernel } from "../../../src/backends/cuda/attention_splits.ts";
+import {
+  decodeSplits,
+  graphSplits,
+  type SplitTarget,
+  useBatchKernel,
+} from "../../../src/backends/cuda/attention_splits.ts";
 import {
   checkDecodeMmaCurrent,
   decodeMmaSharedBytes,
@@ -26,12 +31,12 @@ const H200_8B: SplitTarget = { smCount: 132, ctasPerSeq: 8 };
 
 /** The kernel and whether RoPE is fused, for a step of `seqs` sequences of the 8B on an H200 (one split
  * where the batch kernel is chosen, 4 otherwise), as decode_attention.ts asks. */
-function route8B(seqs: number, mma: boolean, ropeFuse = true, mmaMinSplits = Number.POSITIVE_INFINITY) {
+function route8B(seqs: number, mma: boolean, ropeFuse = true) {
   const batch = useBatchKernel(H200_8B, seqs);
   return decodeRoute(batch ? 1 : 4, {
     batch,
     mma,
-    mmaMinSplits,
+    fillSplits: decodeSplits(H200_8B, seqs),
     clusters: true,
     ropeFuse,
     ctasPerSeq: 8,
@@ -65,42 +70,50 @@ describe("attention_decode_mma routing", () => {
         ctasPerSeq: 8,
       });
     }
-    for (const seqs of [1, 8, 32]) {
+    for (const seqs of [1, 8]) {
+      // 4 splits: fewer than their batch may take (32 and 5), so contexts of at most 256 keys
       const r = route8B(seqs, true);
       assert.equal(r.kernel, "attention_decode_rope_c4");
       assert.equal(r.ropeFused, true);
     }
   });
 
-  test("few sequences take it with their splits from KILN_DECODE_MMA_SPLITS up; below, the split kernel", () => {
-    const mmaRoute = {
+  test("few sequences over long contexts take it with their graph's splits; shorter ones keep the split kernel", () => {
+    /** The route of a decode graph of `seqs` sequences whose longest context is `ctx`. */
+    const graphRoute = (seqs: number, ctx: number, mma = true) => {
+      const splits = graphSplits(H200_8B, seqs, ctx);
+      const r = decodeRoute(splits, {
+        batch: false,
+        mma,
+        fillSplits: decodeSplits(H200_8B, seqs),
+        clusters: true,
+        ropeFuse: true,
+        ctasPerSeq: 8,
+        numKvHeads: 8,
+      });
+      return { splits, ...r };
+    };
+    const mmaRoute = (splits: number) => ({
+      splits,
       kernel: "attention_decode_mma",
       module: "attn_decode_mma",
       ropeFused: false,
       ctasPerSeq: 8,
-    };
-    for (const seqs of [1, 8, 32]) {
-      assert.deepEqual(route8B(seqs, true, true, 1), mmaRoute, `${seqs} sequences, from 1 split`);
-      assert.deepEqual(route8B(seqs, true, true, 4), mmaRoute, `${seqs} sequences, from 4 splits`);
-      assert.equal(route8B(seqs, true, true, 5).kernel, "attention_decode_rope_c4", `${seqs}: 4 < 5 splits`);
-      assert.equal(
-        route8B(seqs, false, true, 1).kernel,
-        "attention_decode_rope_c4",
-        `${seqs}: not applicable`,
-      );
-    }
-    const tuning = (v?: string) => cudaTuningFromEnv(v === undefined ? {} : { KILN_DECODE_MMA_SPLITS: v });
-    assert.equal(tuning().mmaMinSplits, 1);
-    assert.equal(tuning("16").mmaMinSplits, 16);
-    assert.equal(tuning("off").mmaMinSplits, Number.POSITIVE_INFINITY);
-    for (const bad of ["0", "-1", "2.5", "on", "yes"])
-      assert.throws(
-        () => tuning(bad),
-        (e) =>
-          e instanceof InvalidEnvironmentError &&
-          /KILN_DECODE_MMA_SPLITS must be an integer ≥ 1 or off/.test(e.message),
-        bad,
-      );
+    });
+    // Batch 1: up to 32 splits (2 × 132 SMs / 8 CTAs); 128–384 keys take 4–8, 8,192 and 32,768 take 32.
+    assert.equal(graphRoute(1, 300).kernel, "attention_decode_rope_c8");
+    assert.equal(graphRoute(1, 300).ropeFused, true);
+    assert.equal(graphRoute(1, 64).kernel, "attention_decode_rope");
+    assert.deepEqual(graphRoute(1, 8192), mmaRoute(32));
+    assert.deepEqual(graphRoute(1, 32768), mmaRoute(32));
+    // 8 sequences: at most 5 splits; 4,096 keys take them all, 100 keys take 2.
+    assert.deepEqual(graphRoute(8, 4096), mmaRoute(5));
+    assert.equal(graphRoute(8, 100).kernel, "attention_decode_rope_c2");
+    // One split over one block of keys stays on the split kernel (its fill is more than 1).
+    assert.equal(graphRoute(32, 60).kernel, "attention_decode_rope");
+    // Where the kernel does not apply (fp32, an FP8 KV pool): the split kernel at every length.
+    assert.equal(graphRoute(1, 32768, false).kernel, "attention_decode_rope");
+    assert.equal(graphRoute(8, 4096, false).kernel, "attention_decode_rope");
   });
 
   test("an engine it does not apply to keeps attention_decode_batch and its fused RoPE; KILN_ATTN_MMA is refused", () => {
@@ -130,7 +143,7 @@ describe("attention_decode_mma routing", () => {
         decodeRoute(2, {
           batch: true,
           mma: true,
-          mmaMinSplits: 1,
+          fillSplits: 1,
           clusters: true,
           ropeFuse: true,
           ctasPerSeq: 8,

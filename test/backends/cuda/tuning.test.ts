@@ -38,7 +38,6 @@ describe("CudaTuning", () => {
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
-        mmaMinSplits: 1,
         prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,
