@@ -27,10 +27,10 @@
 #            batch 192 after 2,048-token prompts: 2048/128's decode steps; 256 × 2,048 do not fit an
 #            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind; 4 × 2,048 again
 #            with KILN_PREFILL_KERNEL=wgmma
-#   decode-long  decode over long contexts on the long-context engine: batch-1 TPOT at 128, 8,192 and
-#            32,768 tokens and 8 × 4,096, and a 32,768-token decode step by kernel
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
+#            (`long decode`: batch-1 TPOT at 128, 8,192 and 32,768 tokens and 8 × 4,096 on that engine, and
+#            a 32,768-token decode step's attention and RoPE by kernel)
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
 #            an iteration goes (tools/cpuprofile_top.py; the profiles stay under $OUT/cpuprof)
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
@@ -63,7 +63,7 @@
 #   mkdir -p node_modules && tar -xJf .devnm/nm.tar.xz -C node_modules && source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
 source tools/device_engine.sh
-part=${1:?usage: $0 tests|engines|load|final|headline|profile|decode-long|long|throughput|serve|quant|quant-study}
+part=${1:?usage: $0 tests|engines|load|final|headline|profile|long|long decode|throughput|serve|quant|quant-study}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 # quant-study: issue 19's accuracy table (tools/quant_study.sh): trains the quant-study model, then held-out
@@ -421,25 +421,6 @@ for l in open(sys.argv[1]):
   done
   exit 0
 fi
-if [[ $part == decode-long ]]; then # decode over long contexts (split steps: attention_decode_mma from the
-  # batch's most splits up, attention_decode below) on the long-context engine: batch 1 at 128, 8,192 and
-  # 32,768 tokens of context, 8 sequences at 4,096, and a 32,768-token decode step by kernel.
-  e=/tmp/engine-$big-long ckpt=/tmp/hf-$big
-  [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
-  t0=$(date +%s%N)
-  [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 8 \
-    --max-num-tokens 8192 --max-seq-len 33024 --json >"$out/build-long.json" 2>"$out/build-long.err"
-  echo "$big long-context engine: exit $? in $(ms "$t0") ms"
-  for shape in "128 256" "8192 64" "32768 32"; do
-    read -r i o <<<"$shape"
-    bench "b1 ${i} in" "$e" --input-len "$i" --output-len "$o" --runs 1
-  done
-  bench "b8 4096 in" "$e" --batch-size 8 --input-len 4096 --output-len 32 --runs 1
-  ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 32768 --output-len 4 --runs 1 \
-    --profile >"$out/profile-long.txt" 2>>"$out/bench.err" || echo "profile failed (bench.err)"
-  echo "32,768 decode step: $(grep -E "decode step GPU time|^  attention|^  rope" "$out/profile-long.txt" | head -4 | tr -s ' ' | tr '\n' ';')"
-  exit 0
-fi
 if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768 tokens, decode at 32,768
   e=/tmp/engine-$big-long ckpt=/tmp/hf-$big
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
@@ -447,6 +428,19 @@ if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768
   [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 8 \
     --max-num-tokens 8192 --max-seq-len 33024 --json >"$out/build-long.json" 2>"$out/build-long.err"
   echo "$big long-context engine: exit $? in $(ms "$t0") ms"
+  if [[ ${2:-} == decode ]]; then # decode over long contexts (split steps: attention_decode_mma at the
+    # batch's most splits, attention_decode below): batch 1 at 128, 8,192 and 32,768 tokens of context,
+    # 8 sequences at 4,096, and a 32,768-token decode step's attention and RoPE by kernel.
+    for shape in "128 256" "8192 64" "32768 32"; do
+      read -r i o <<<"$shape"
+      bench "b1 ${i} in" "$e" --input-len "$i" --output-len "$o" --runs 1
+    done
+    bench "b8 4096 in" "$e" --batch-size 8 --input-len 4096 --output-len 32 --runs 1
+    ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 32768 --output-len 4 --runs 1 \
+      --profile >"$out/profile-long.txt" 2>>"$out/bench.err" || echo "profile failed (bench.err)"
+    echo "32,768 decode step: $(grep -E "decode step GPU time|^  attention|^  rope" "$out/profile-long.txt" | head -4 | tr -s ' ' | tr '\n' ';')"
+    exit 0
+  fi
   bench "$big 8,192 in" "$e" --input-len 8192 --output-len 64 --runs 3
   bench "$big 32,768 in" "$e" --input-len 32768 --output-len 64 --runs 3
   # Where the time goes: the 32,768-token prefill (4 steps of 8,192) and a decode step at that context.
