@@ -37,7 +37,7 @@
 //
 // All arithmetic is fp32.
 #include "attention_common.cuh"
-#include "rope.cuh"  // attention_decode_rope*: the fused RoPE prologue
+#include "decode_rope.cuh"  // attention_decode_rope*: the fused RoPE prologue (RopeIn, rope.cuh)
 
 namespace attn {
 
@@ -313,18 +313,7 @@ namespace attn {
 // kCluster = 1: the splits merge through global memory (the last CTA to count merges); 2, 4, 8: the
 // launch's num_splits (= gridDim.z) CTAs of (x, s) are one cluster, rank = split, and merge through
 // distributed shared memory (pushed partials, one barrier).
-// attention_decode_rope*'s prologue inputs: what rope_qkv_fused reads, which it replaces in decode steps.
-struct RopeIn {
-  const kiln_t* k;           // row s's unrotated k heads at k + s·kv_stride (q's at q + s·q_stride)
-  const kiln_t* v;           // row s's v heads at v + s·kv_stride
-  int q_stride, kv_stride;   // elements between rows
-  kiln::rope::Params rope;   // positions, inverse frequencies, scaling
-  const int* slot_mapping;   // [S] the new key's slot (−1: padding row, not stored)
-  const kiln_t* q_norm;      // [HEAD_DIM] per-head q/k RMSNorm weights (Qwen3), or null
-  const kiln_t* k_norm;
-  float norm_eps;
-  int num_slots;             // a slot outside [0, num_slots) is not stored
-};
+// attention_decode_rope*'s prologue inputs (RopeIn): decode_rope.cuh.
 
 // attention_decode_rope*'s prologue, the work rope_qkv_fused would do (rope.cuh: the same bits), after the
 // PDL wait, by all threads: the CTA's nh query heads (from h0), rotated (and normed), into sq

@@ -22,6 +22,7 @@
 #endif
 #include KILN_DECODE_SRC
 #include "../rope_kv.cu"
+#include "rope_problem.h"
 
 #include <algorithm>
 #include <cmath>
@@ -32,29 +33,17 @@
 #include <vector>
 
 int main() {
-  constexpr int D = HEAD_DIM, H = NUM_HEADS, HKV = NUM_KV_HEADS, BS = BLOCK_SIZE, HALF = ROTARY_DIM / 2;
+  constexpr int D = HEAD_DIM, H = NUM_HEADS, HKV = NUM_KV_HEADS, BS = BLOCK_SIZE;
   constexpr int W = (H + 2 * HKV) * D;  // one packed q|k|v row
   const std::vector<int> ctxs = {1, 17, 0, 300, 130, 64};
   const int S = (int)ctxs.size();
-  std::mt19937 gen(9000 + 1000 * D + 100 * BS + 10 * H + HKV);
-  std::normal_distribution<float> nd(0.f, 1.f);
   const kiln_t nan = attn::from_float(std::numeric_limits<float>::quiet_NaN());
-  std::vector<kiln_t> qkv((size_t)S * W), qn(D), kn(D);
-  for (auto& x : qkv) x = attn::from_float(nd(gen));
-  for (auto& x : qn) x = attn::from_float(1.f + 0.2f * nd(gen));
-  for (auto& x : kn) x = attn::from_float(1.f + 0.2f * nd(gen));
-  const PagedCache cache = make_paged_cache(ctxs, BS, HKV, D, 1, gen);
-  const int stride = cache.stride, num_slots = cache.num_blocks * BS;
-  std::vector<int> positions(S), slots(S), freq_rows(S);
-  for (int s = 0; s < S; s++) {
-    const int ctx = ctxs[s];
-    positions[s] = ctx > 0 ? ctx - 1 : 0;
-    slots[s] = ctx > 0 ? cache.table[(size_t)s * stride + (ctx - 1) / BS] * BS + (ctx - 1) % BS : -1;
-    freq_rows[s] = S - 1 - s;
-  }
-  std::vector<float> inv_freq((size_t)S * (HALF > 0 ? HALF : 1));  // row r: base 10000 · (1 + r/4)
-  for (int r = 0; r < S; r++)
-    for (int i = 0; i < HALF; i++) inv_freq[(size_t)r * HALF + i] = std::pow(10000.f * (1.f + r / 4.f), -2.f * i / ROTARY_DIM);
+  const RopeProblem rp = make_rope_problem(ctxs, 9000 + 1000 * D + 100 * BS + 10 * H + HKV);
+  const auto &qkv = rp.qkv, &qn = rp.qn, &kn = rp.kn;
+  const PagedCache& cache = rp.cache;
+  const int stride = cache.stride, num_slots = rp.num_slots;
+  const auto &positions = rp.positions, &slots = rp.slots, &freq_rows = rp.freq_rows;
+  const auto& inv_freq = rp.inv_freq;
   const float scale = 1.0f / std::sqrt((float)D);
   // The FP8 pools of a kiln_t pool (kv_fp8_ref.h), and equality of two, bytes and scales.
   auto quantize = [&](const std::vector<kiln_t>& x) {
