@@ -23,14 +23,15 @@
 //   wait, barrier, 4 warps × (S, softmax, P·V) on 16 keys each, barrier ◀─┘
 //
 // kStages (kMmaStages) is 3 at HEAD_DIM ≤ 64 and 2 at ≤ 128, so 3 CTAs fit an SM (launch bounds 128, 3):
-// at D 128 74,512 B of shared memory each, 3 × (74,512 + 1,024 reserved) = 226,608 B ≤ 228 KiB per SM;
-// at D 64 58,128 B. Registers then limit it: 65,536 / (3 × 128) caps a thread at 168 (ptxas spills past
+// at D 128 75,024 B of shared memory each, 3 × (75,024 + 1,024 reserved) = 228,144 B ≤ 228 KiB per SM;
+// at D 64 58,384 B. Registers then limit it: 65,536 / (3 × 128) caps a thread at 168 (ptxas spills past
 // that rather than lose the third CTA). A deeper pipeline at 2 CTAs per SM is slower (docs/PERFORMANCE.md).
 //
 // Reference: src/backends/cpu/kernels/attention.ts (pagedAttention, queryLen 1). Arguments, launch,
 // tolerance: kernels/attention_README.md, "attention_decode_mma". 16-bit dtypes only; HEAD_DIM a
 // multiple of 16; G ≤ 16 (larger groups keep attention_decode_batch).
 #include "attention_common.cuh"
+#include "decode_rope.cuh"  // attention_decode_mma_rope: the fused RoPE prologue (RopeIn, rope.cuh)
 
 #if defined(KILN_DTYPE_F32)
 #error "attention_decode_mma.cu: 16-bit dtypes only (fp32 engines keep attention_decode_batch)"
@@ -74,6 +75,8 @@ struct alignas(16) MmaSmem {
     float acc[kMmaWarps][16][kAccLd];            // after the key loop: the warps' O rows
   } u;
   kiln_t q[16 * kLds];  // [row][kLds]: the group's queries, rows ≥ G zero
+  kiln_t new_k[HEAD_DIM];  // attention_decode_mma_rope: the new key's rotated K row and its V row
+  kiln_t new_v[HEAD_DIM];
   float m[kMmaWarps][16];
   float l[kMmaWarps][16];
   int last;  // split launches: this CTA counted last and merges the splits
@@ -286,13 +289,72 @@ __device__ __forceinline__ void mma_merge_splits(kiln_t* __restrict__ out, const
   }
 }
 
-template <int kStages>
+// attention_decode_mma_rope's prologue, the work rope_qkv_fused does for this CTA's share of the step
+// (rope.cuh: the same bits), after the PDL wait, one head per warp: the group's G query heads, rotated
+// (and normed), into sm.q as kiln_t rows; where the CTA's split `holds_new` key ctx − 1, that key's K row
+// (normed, rotated) and its V row into sm.new_k / sm.new_v, and into the cache slot slot_mapping[s] (one
+// CTA per (sequence, kv head) holds it). The caller's barrier publishes them.
+template <class Smem>
+__device__ __forceinline__ void mma_rope_prologue(Smem& sm, const kiln_t* __restrict__ q, const RopeIn& ri,
+                                                  const kiln_t* __restrict__ k_cache,
+                                                  const kiln_t* __restrict__ v_cache, int s, int kvh, int h0,
+                                                  bool holds_new) {
+  const int tasks = ATTN_GROUP + (holds_new ? 2 : 0);
+  const int slot = ri.slot_mapping[s];
+  const bool store = holds_new && slot >= 0 && slot < ri.num_slots;
+  const size_t cache_row = ((size_t)slot * NUM_KV_HEADS + kvh) * HEAD_DIM;
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  for (int t = warp; t < tasks; t += kMmaWarps) {
+    if (t < ATTN_GROUP) {
+      kiln::rope::Head h;
+      kiln::rope::load(q + (size_t)s * ri.q_stride + (size_t)(h0 + t) * HEAD_DIM, h);
+      if (ri.q_norm != nullptr) kiln::rope::norm(h, ri.q_norm, ri.norm_eps);
+      if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
+      kiln_t* const dst = sm.q + t * kLds;
+      kiln::rope::for_each(h, [dst](int d, kiln_t x) { dst[d] = x; });
+    } else if (t == ATTN_GROUP) {
+      kiln::rope::Head h;
+      kiln::rope::load(ri.k + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM, h);
+      if (ri.k_norm != nullptr) kiln::rope::norm(h, ri.k_norm, ri.norm_eps);
+      if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
+      kiln_t* const cache = const_cast<kiln_t*>(k_cache) + cache_row;  // the key loop reads sm.new_k instead
+      kiln_t* const nk = sm.new_k;
+      kiln::rope::for_each(h, [nk, cache, store](int d, kiln_t x) {
+        nk[d] = x;
+        if (store) cache[d] = x;
+      });
+    } else {
+      const kiln_t* const src = ri.v + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM;
+      for (int d = lane; d < HEAD_DIM; d += kWarp) {
+        const kiln_t x = src[d];
+        sm.new_v[d] = x;
+        if (store) const_cast<kiln_t*>(v_cache)[cache_row + d] = x;
+      }
+    }
+  }
+  for (int c = threadIdx.x; c < (16 - ATTN_GROUP) * kChunks; c += kMmaThreads)  // rows ≥ G: zeros
+    *reinterpret_cast<uint4*>(&sm.q[(ATTN_GROUP + c / kChunks) * kLds + c % kChunks * 8]) = uint4{0u, 0u, 0u, 0u};
+}
+
+// The new key's K and V rows (from `k`, `v`: HEAD_DIM elements each) into row r of `stage`, by all threads.
+__device__ __forceinline__ void mma_put_row(kiln_t* stage, int r, const kiln_t* k, const kiln_t* v) {
+  for (int c = threadIdx.x; c < kChunks; c += kMmaThreads) {
+    *reinterpret_cast<uint4*>(stage + r * kLds + c * 8) = *reinterpret_cast<const uint4*>(k + c * 8);
+    *reinterpret_cast<uint4*>(stage + kTileKeys * kLds + r * kLds + c * 8) = *reinterpret_cast<const uint4*>(v + c * 8);
+  }
+}
+
+// kRope (attention_decode_mma_rope): q is the unrotated q|k|v rows and `ri` says how to rotate them; the
+// new key never comes from the cache (this kernel writes it there): every tile that holds it gets its
+// rows from sm.new_k / new_v.
+template <int kStages, bool kRope>
 __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPartials& partials,
                                            int* __restrict__ split_counter, const kiln_t* __restrict__ q,
                                            const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
                                            const int* __restrict__ context_len, const int* __restrict__ block_tables,
                                            int block_table_stride, int block_table_step, float scale,
-                                           int sliding_window, int trigger, int stop) {
+                                           int sliding_window, int trigger, int stop, const RopeIn& ri) {
   extern __shared__ __align__(16) unsigned char decode_mma_smem[];
   using Smem = MmaSmem<kStages>;
   if (dynamic_smem_bytes() < sizeof(Smem)) __trap();  // the launch must pass sizeof(MmaSmem<kStages>)
@@ -313,12 +375,19 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPa
   const int ks = min(ctx, lo + partials.split * per);
   const int ke = min(ctx, ks + per);
   const int tiles = ke > ks ? (ke - ks + kTileKeys - 1) / kTileKeys : 0;
+  const bool holds_new = ks <= new_pos && new_pos < ke;
+  const int new_tile = (new_pos - ks) / kTileKeys;  // when holds_new
   // Tile t into stage t % kStages (an empty group past the last tile); before the wait the new key is
-  // left out (`pre`).
+  // left out (`pre`), and with kRope always: after the wait its rows come from shared memory, written
+  // into the stage here (the stage is free: its last tile was computed before this issue's barrier).
   auto issue = [&](int t, bool pre) {
-    if (t < tiles)
-      mma_load_tile(sm.u.tiles[t % kStages][0], k_cache, v_cache, table, block_table_step, ks + t * kTileKeys, ke,
-                    pre ? new_pos : -1, kvh);
+    if (t < tiles) {
+      kiln_t* const stage = sm.u.tiles[t % kStages][0];
+      mma_load_tile(stage, k_cache, v_cache, table, block_table_step, ks + t * kTileKeys, ke,
+                    pre || kRope ? new_pos : -1, kvh);
+      if (kRope && !pre && holds_new && t == new_tile)
+        mma_put_row(stage, (new_pos - ks) % kTileKeys, sm.new_k, sm.new_v);
+    }
     cp_async_commit();
   };
   // Before the wait (pdl.cuh): the step metadata and keys < ctx − 1, cached by earlier steps.
@@ -331,24 +400,29 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPa
     cp_async_wait<0>();
     return;
   }
-  // The group's queries as kiln_t rows (rows ≥ G zero), 16 bytes at a time.
-  for (int c = threadIdx.x; c < 16 * kChunks; c += kMmaThreads) {
-    const int g = c / kChunks;
-    uint4 v = {0u, 0u, 0u, 0u};
-    if (g < ATTN_GROUP) v = *reinterpret_cast<const uint4*>(q + ((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + c % kChunks * 8);
-    *reinterpret_cast<uint4*>(&sm.q[g * kLds + c % kChunks * 8]) = v;
+  if constexpr (kRope) {
+    mma_rope_prologue(sm, q, ri, k_cache, v_cache, s, kvh, h0, holds_new);
+    __syncthreads();  // the rotated rows, before any thread copies the new key's
+  } else {
+    // The group's queries as kiln_t rows (rows ≥ G zero), 16 bytes at a time.
+    for (int c = threadIdx.x; c < 16 * kChunks; c += kMmaThreads) {
+      const int g = c / kChunks;
+      uint4 v = {0u, 0u, 0u, 0u};
+      if (g < ATTN_GROUP)
+        v = *reinterpret_cast<const uint4*>(q + ((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + c % kChunks * 8);
+      *reinterpret_cast<uint4*>(&sm.q[g * kLds + c % kChunks * 8]) = v;
+    }
   }
   // The new key's rows into their slot when a pre-wait tile holds it (the tiles issued from here on
-  // copy it themselves). No copy in flight writes that slot.
-  const int new_tile = (new_pos - ks) / kTileKeys;
-  if (ks <= new_pos && new_pos < ke && new_tile < kStages - 1) {
+  // copy it themselves, or with kRope take it from shared memory). No copy in flight writes that slot.
+  if (holds_new && new_tile < kStages - 1) {
     kiln_t* const stage = sm.u.tiles[new_tile % kStages][0];
     const int r = (new_pos - ks) % kTileKeys;
-    const size_t off = mma_kv_row(table, block_table_step, new_pos, kvh);
-    for (int c = threadIdx.x; c < kChunks; c += kMmaThreads) {
-      *reinterpret_cast<uint4*>(stage + r * kLds + c * 8) = *reinterpret_cast<const uint4*>(k_cache + off + c * 8);
-      *reinterpret_cast<uint4*>(stage + kTileKeys * kLds + r * kLds + c * 8) =
-          *reinterpret_cast<const uint4*>(v_cache + off + c * 8);
+    if constexpr (kRope) {
+      mma_put_row(stage, r, sm.new_k, sm.new_v);
+    } else {
+      const size_t off = mma_kv_row(table, block_table_step, new_pos, kvh);
+      mma_put_row(stage, r, k_cache + off, v_cache + off);
     }
   }
   __syncthreads();
@@ -416,6 +490,31 @@ extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kMinBlocks
                          int block_table_stride, int block_table_step, int num_splits, float scale,
                          int sliding_window, int trigger, int stop) {
   const attn::MmaPartials partials = {partial_acc, partial_m, partial_l, num_splits, (int)blockIdx.z};
-  attn::decode_mma<attn::kMmaStages>(out, partials, split_counter, q, k_cache, v_cache, context_len, block_tables,
-                                     block_table_stride, block_table_step, scale, sliding_window, trigger, stop);
+  attn::decode_mma<attn::kMmaStages, false>(out, partials, split_counter, q, k_cache, v_cache, context_len,
+                                            block_tables, block_table_stride, block_table_step, scale,
+                                            sliding_window, trigger, stop, attn::RopeIn{});
+}
+
+// attention_decode_mma with RoPE fused in (attention_decode_rope's arguments: q is the unrotated q|k|v
+// rows, row s at q + s·q_stride, and rope_qkv_fused's inputs after stop): the same bits as rope_qkv_fused
+// then attention_decode_mma, the cache included.
+extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kMinBlocks)
+    attention_decode_mma_rope(kiln_t* __restrict__ out, float* __restrict__ partial_acc,
+                              float* __restrict__ partial_m, float* __restrict__ partial_l,
+                              int* __restrict__ split_counter, const kiln_t* __restrict__ q,
+                              const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                              const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                              int block_table_stride, int block_table_step, int num_splits, float scale,
+                              int sliding_window, int trigger, int stop, const kiln_t* __restrict__ k_new,
+                              const kiln_t* __restrict__ v_new, int q_stride, int kv_stride,
+                              const int* __restrict__ positions, const int* __restrict__ slot_mapping,
+                              const float* __restrict__ inv_freq, const int* __restrict__ inv_freq_index,
+                              float attention_scaling, const kiln_t* __restrict__ q_norm,
+                              const kiln_t* __restrict__ k_norm, float norm_eps, int num_slots) {
+  const attn::MmaPartials partials = {partial_acc, partial_m, partial_l, num_splits, (int)blockIdx.z};
+  const attn::RopeIn ri = {k_new, v_new, q_stride, kv_stride, {positions, inv_freq, inv_freq_index, attention_scaling},
+                           slot_mapping, q_norm, k_norm, norm_eps, num_slots};
+  attn::decode_mma<attn::kMmaStages, true>(out, partials, split_counter, q, k_cache, v_cache, context_len,
+                                           block_tables, block_table_stride, block_table_step, scale,
+                                           sliding_window, trigger, stop, ri);
 }

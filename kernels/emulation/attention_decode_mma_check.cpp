@@ -28,9 +28,9 @@ static void decode_mma_deeper(kiln_t* out, float* partial_acc, float* partial_m,
                               int block_table_step, int num_splits, float scale, int sliding_window, int trigger,
                               int stop) {
   const attn::MmaPartials partials = {partial_acc, partial_m, partial_l, num_splits, (int)blockIdx.z};
-  attn::decode_mma<attn::kMmaStages + 1>(out, partials, split_counter, q, k_cache, v_cache, context_len,
-                                         block_tables, block_table_stride, block_table_step, scale, sliding_window,
-                                         trigger, stop);
+  attn::decode_mma<attn::kMmaStages + 1, false>(out, partials, split_counter, q, k_cache, v_cache, context_len,
+                                                block_tables, block_table_stride, block_table_step, scale,
+                                                sliding_window, trigger, stop, attn::RopeIn{});
 }
 
 #include <cmath>

@@ -9,7 +9,7 @@ import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
-import { mmaDecodeApplies } from "./decode_mma.ts";
+import { DECODE_MMA_ROPE, mmaDecodeApplies } from "./decode_mma.ts";
 import type { CudaDevice, KernelArg, Stream } from "./device/index.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
@@ -76,14 +76,18 @@ export class AttentionLauncher {
     this.arena = r.arena;
     this.kv = r.kv;
     this.uploads = r.uploads;
+    const mma =
+      r.kernels.has("attn_decode_mma") &&
+      mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim);
+    const mmaRope = mma && r.tuning.decodeMmaRope && r.kernels.hasKernel("attn_decode_mma", DECODE_MMA_ROPE);
     this.decode = new DecodeAttention(
       r.device,
       r.stream,
       r.model,
       r.maxSeqs,
       r.tuning.attnCluster,
-      r.kernels.has("attn_decode_mma") &&
-        mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim),
+      mma,
+      mmaRope,
     );
     // attention_prefill_wgmma has no split entry: with it, launches never split.
     const splitKernel = `${prefillTiles(r.dtype, r.model.headDim, this.prefillKernel).kernel}_split`;
@@ -97,6 +101,8 @@ export class AttentionLauncher {
     // Outside any graph capture: attention_decode_mma's shared memory is above the default 48 KiB.
     if (r.kernels.has("attn_decode_mma"))
       r.kernels.reserveSharedMemory("attn_decode_mma", "attention_decode_mma", this.decode.mmaSharedBytes);
+    if (mmaRope)
+      r.kernels.reserveSharedMemory("attn_decode_mma", DECODE_MMA_ROPE, this.decode.mmaSharedBytes);
   }
 
   /** What decode attention's split count depends on: the GPU's SMs and the CTAs per sequence. */

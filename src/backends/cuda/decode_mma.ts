@@ -8,15 +8,22 @@
 // batch 1 over 128–384 keys, 11% faster at 8,192 and 32,768, 20% at 8 × 4,096). It has no fused RoPE,
 // so the step then runs rope_qkv_fused itself. Pure, so the routing is tested on the CPU.
 //
+// KILN_DECODE_MMA_ROPE=1 (an A/B, off by default): every decode step the mma kernel applies to takes it, at
+// any split count, as attention_decode_mma_rope, the same kernel with the RoPE prologue fused in
+// (rope_qkv_fused's bits; the missing prologue is what made the mma kernel lose over short contexts), or
+// with KILN_ROPE_FUSE=0 as attention_decode_mma after rope_qkv_fused (the same bits).
+//
 //   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool)?
-//        ├─ yes, and the batch kernel chosen or splits ≥ fillSplits > 1 ▶ attention_decode_mma
-//        │                                                 (splits as given; RoPE: rope_qkv_fused before it)
+//        ├─ yes, and the batch kernel chosen or splits ≥ fillSplits > 1 (with mmaRope: every step)
+//        │      ▶ attention_decode_mma (splits as given; RoPE: rope_qkv_fused before it), or with mmaRope
+//        │        and KILN_ROPE_FUSE on, attention_decode_mma_rope
 //        └─ else: batch kernel chosen?  ── yes ▶ attention_decode_batch[_rope]
 //                                       └─ no ──▶ attention_decode[_rope][_cN]  (RoPE fused if KILN_ROPE_FUSE)
 //
 // Its K/V pipeline is as deep as lets 3 CTAs fit an SM (kernels/attention_README.md, "attention_decode_mma").
 import type { DTypeName } from "../../dtype.ts";
 import { EngineError } from "../../engine/errors.ts";
+import { InvalidEnvironmentError } from "../../errors.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 import { decodeKernel } from "./attention_splits.ts";
 
@@ -59,14 +66,25 @@ export function checkDecodeMmaCurrent(engineDir: string, hasKernel: (name: strin
 /** Bytes of the kernel's dynamic shared memory, sizeof(attn::MmaSmem<kMmaStages>): a union of the stages'
  * K and V tiles (64 keys of headDim + 8 elements, 2 bytes each) with the warps' O rows (4 warps × 16 rows
  * × headDim + 8 floats, padded for conflict-free stores); the 16 query rows (headDim + 8 elements); the
- * warps' m and l (2 × 4 × 16 floats); the split launches' "last" flag (an int); rounded up to 16 bytes. */
+ * new key's K and V rows of the fused-RoPE entry (headDim elements each); the warps' m and l (2 × 4 × 16
+ * floats); the split launches' "last" flag (an int); rounded up to 16 bytes. */
 export function decodeMmaSharedBytes(headDim: number): number {
   const lds = headDim + 8;
   const stages = headDim <= 64 ? 3 : 2; // the kernel's kMmaStages
   const tiles = stages * 2 * 64 * lds * 2;
-  const bytes = Math.max(tiles, 4 * 16 * lds * 4) + 16 * lds * 2 + 2 * 4 * 16 * 4 + 4;
+  const bytes = Math.max(tiles, 4 * 16 * lds * 4) + 16 * lds * 2 + 2 * headDim * 2 + 2 * 4 * 16 * 4 + 4;
   return Math.ceil(bytes / 16) * 16;
 }
+
+/** KILN_DECODE_MMA_ROPE: "1" turns the A/B on (attention_decode_mma_rope); unset, "" or "0" off. */
+export function parseDecodeMmaRope(env: string | undefined): boolean {
+  if (env === undefined || env === "" || env === "0") return false;
+  if (env === "1") return true;
+  throw new InvalidEnvironmentError(`KILN_DECODE_MMA_ROPE must be 0 or 1; got ${env}`);
+}
+
+/** The fused-RoPE entry of attention_decode_mma.cu (engines built before it lack the export). */
+export const DECODE_MMA_ROPE = "attention_decode_mma_rope";
 
 /** The decode attention of one step: its kernel, the module that holds it, whether it does the step's
  * RoPE + KV write itself (else the rope step runs rope_qkv_fused first), and its grid's x (CTAs per
@@ -80,7 +98,8 @@ export interface DecodeRoute {
 
 /** The route for a step with `splits` splits: `batch` (useBatchKernel for its batch), `mma`
  * (mmaDecodeApplies), `fillSplits` (the most splits a step of its batch takes: decodeSplits with no
- * context bound; a step at it has long contexts), `clusters` (cluster kernels allowed),
+ * context bound; a step at it has long contexts), `mmaRope` (KILN_DECODE_MMA_ROPE=1 and the engine has
+ * DECODE_MMA_ROPE), `clusters` (cluster kernels allowed),
  * `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq` of the split and batch kernels and `numKvHeads`. The kernel
  * name is before the KV pool's `_kv8`. */
 export function decodeRoute(
@@ -89,6 +108,7 @@ export function decodeRoute(
     batch: boolean;
     mma: boolean;
     fillSplits: number;
+    mmaRope?: boolean;
     clusters: boolean;
     ropeFuse: boolean;
     ctasPerSeq: number;
@@ -96,11 +116,13 @@ export function decodeRoute(
   },
 ): DecodeRoute {
   if (o.batch && splits !== 1) throw new Error(`internal: the batch kernels take 1 split, not ${splits}`);
-  if (o.mma && (o.batch || (splits > 1 && splits >= o.fillSplits))) {
+  const every = o.mmaRope === true;
+  const fused = every && o.ropeFuse;
+  if (o.mma && (o.batch || every || (splits > 1 && splits >= o.fillSplits))) {
     return {
-      kernel: "attention_decode_mma",
+      kernel: fused ? DECODE_MMA_ROPE : "attention_decode_mma",
       module: "attn_decode_mma",
-      ropeFused: false,
+      ropeFused: fused,
       ctasPerSeq: o.numKvHeads,
     };
   }

@@ -99,6 +99,7 @@ export function moduleSpecs(
         ...t,
         ...heads,
         BLOCK_SIZE: blockSize,
+        ROTARY_DIM: model.rope.rotaryDim, // attention_decode_mma_rope: the fused RoPE prologue (rope.cuh)
         // The launches' dynamic shared memory; the kernel asserts it is its sizeof(attn::MmaSmem<…>).
         DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(model.headDim),
       },

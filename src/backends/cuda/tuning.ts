@@ -11,6 +11,7 @@ import {
   parseAttentionTrigger,
   parseRopeTrigger,
 } from "./attention_splits.ts";
+import { parseDecodeMmaRope } from "./decode_mma.ts";
 import { type Fp8GemvKind, parseFp8Gemv } from "./fp8_variants.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
 import {
@@ -86,6 +87,9 @@ export interface CudaTuning {
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
   readonly ropeFuse: boolean;
+  /** KILN_DECODE_MMA_ROPE=1 (an A/B; off by default): every decode step the tensor-core decode attention
+   * applies to takes attention_decode_mma_rope, RoPE fused in (decode_mma.ts). */
+  readonly decodeMmaRope: boolean;
   /** KILN_PREFILL_KERNEL=mma4|wgmma (default mma4): prefill attention's tensor-core kernel
    * (prefill_tiles.ts: attention_prefill, or attention_prefill_wgmma where it applies; the A/B of the
    * two). */
@@ -133,6 +137,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
+    decodeMmaRope: parseDecodeMmaRope(env.KILN_DECODE_MMA_ROPE),
     prefillKernel: parsePrefillKernel(env.KILN_PREFILL_KERNEL),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),

@@ -5,7 +5,9 @@
 // 3 and 8 merged by the last CTA), attention_decode_mma and its body with one K/V stage more
 // (decode_mma_deeper, the check's own), bit for bit the entry's; copies of the kernel with the context
 // mask off by one, a split range off by a tile, a merge that drops a split or a counter left counted
-// fail it, and so does an entry that rounds differently.
+// fail it, and so does an entry that rounds differently; attention_decode_mma_rope (RoPE fused in) gives
+// rope_qkv_fused + attention_decode_mma's output and cache bit for bit, and fails it when a tile after the
+// PDL wait misses the new key's rows.
 // The full matrix: the run script without --ci. Needs g++ ≥ 12.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -43,6 +45,9 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
     const deeper = r.stdout.match(/^decode_mma_deeper .* PASS$/gm) ?? [];
     assert.equal(deeper.length, 4, r.stdout);
     for (const line of deeper) assert.match(line, /same bits as decode_mma/);
+    const rope = r.stdout.match(/^decode_mma\+rope .* PASS$/gm) ?? [];
+    assert.equal(rope.length, 4, r.stdout);
+    for (const line of rope) assert.match(line, /norm splits=8 w=40 \[stride,S\]/);
     for (const line of r.stdout.match(/^decode_mma .* PASS$/gm) ?? [])
       assert.match(line, /w=0 3 splits err\/bound=.* w=0 8 splits .* w=70 \[stride,S\] 8 splits/);
   });
@@ -71,6 +76,15 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
       "if (z < p.num_splits) {",
       "if (z < p.num_splits - 1) {",
       /splits err\/bound=[\d.]+ \(FAIL: \d+ elements\)/,
+    );
+  });
+
+  test("a fused-RoPE kernel whose later tiles miss the new key's rows fails the check", () => {
+    expectBroken(
+      "rope.cu",
+      "if (kRope && !pre && holds_new && t == new_tile)",
+      "if (false)",
+      /^decode_mma\+rope .*output differs \(FAIL\)/m,
     );
   });
 

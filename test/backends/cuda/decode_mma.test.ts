@@ -16,6 +16,7 @@ import {
 } from "../../../src/backends/cuda/attention_splits.ts";
 import {
   checkDecodeMmaCurrent,
+  DECODE_MMA_ROPE,
   decodeMmaSharedBytes,
   decodeRoute,
   mmaDecodeApplies,
@@ -116,6 +117,59 @@ describe("attention_decode_mma routing", () => {
     assert.equal(graphRoute(8, 4096, false).kernel, "attention_decode_rope");
   });
 
+  test("KILN_DECODE_MMA_ROPE=1: every step it applies to takes attention_decode_mma_rope (RoPE fused), or with KILN_ROPE_FUSE=0 attention_decode_mma", () => {
+    const route = (
+      seqs: number,
+      ctx: number,
+      o: { mma?: boolean; ropeFuse?: boolean; mmaRope?: boolean },
+    ) => {
+      const batch = useBatchKernel(H200_8B, seqs);
+      return decodeRoute(batch ? 1 : graphSplits(H200_8B, seqs, ctx), {
+        batch,
+        mma: o.mma ?? true,
+        fillSplits: decodeSplits(H200_8B, seqs),
+        mmaRope: o.mmaRope ?? true,
+        clusters: true,
+        ropeFuse: o.ropeFuse ?? true,
+        ctasPerSeq: 8,
+        numKvHeads: 8,
+      });
+    };
+    const fused = { kernel: DECODE_MMA_ROPE, module: "attn_decode_mma", ropeFused: true, ctasPerSeq: 8 };
+    const apart = {
+      kernel: "attention_decode_mma",
+      module: "attn_decode_mma",
+      ropeFused: false,
+      ctasPerSeq: 8,
+    };
+    for (const [seqs, ctx] of [
+      [1, 64],
+      [1, 300],
+      [1, 32768],
+      [8, 100],
+      [8, 4096],
+      [256, 128],
+      [1024, 2048],
+    ]) {
+      assert.deepEqual(route(seqs, ctx, {}), fused, `${seqs} × ${ctx}`);
+      assert.deepEqual(route(seqs, ctx, { ropeFuse: false }), apart, `${seqs} × ${ctx}, RoPE apart`);
+    }
+    // Off (the default) or not applicable: the routes without it.
+    assert.equal(route(1, 300, { mmaRope: false }).kernel, "attention_decode_rope_c8");
+    assert.equal(route(256, 128, { mmaRope: false }).kernel, "attention_decode_mma");
+    assert.equal(route(1, 300, { mma: false }).kernel, "attention_decode_rope_c8");
+    assert.equal(route(256, 128, { mma: false }).kernel, "attention_decode_batch_rope");
+    assert.equal(cudaTuningFromEnv({}).decodeMmaRope, false);
+    assert.equal(cudaTuningFromEnv({ KILN_DECODE_MMA_ROPE: "1" }).decodeMmaRope, true);
+    assert.equal(cudaTuningFromEnv({ KILN_DECODE_MMA_ROPE: "0" }).decodeMmaRope, false);
+    assert.throws(
+      () => cudaTuningFromEnv({ KILN_DECODE_MMA_ROPE: "yes" }),
+      (e) =>
+        e instanceof InvalidEnvironmentError &&
+        /KILN_DECODE_MMA_ROPE must be 0 or 1; got yes/.test(e.message),
+    );
+  });
+
   test("an engine it does not apply to keeps attention_decode_batch and its fused RoPE; KILN_ATTN_MMA is refused", () => {
     assert.throws(
       () => cudaTuningFromEnv({ KILN_ATTN_MMA: "0" }),
@@ -163,7 +217,10 @@ describe("attention_decode_mma routing", () => {
     for (const s of withBytes)
       assert.equal(decodeMmaSharedBytes(s.HEAD_DIM), s.DECODE_MMA_SMEM_BYTES, `D ${s.HEAD_DIM}`);
     assert.equal(Object.keys(matrix.files["attention_decode_mma.cu"]).includes("kernels"), true);
-    assert.deepEqual(matrix.files["attention_decode_mma.cu"].kernels, ["attention_decode_mma"]);
+    assert.deepEqual(matrix.files["attention_decode_mma.cu"].kernels, [
+      "attention_decode_mma",
+      DECODE_MMA_ROPE,
+    ]);
   });
 
   test("an SM of an H100/H200 holds 3 CTAs at D 64 and 128; at D 128 a third stage would cost the third", () => {
@@ -193,6 +250,7 @@ describe("attention_decode_mma routing", () => {
       NUM_KV_HEADS: 8,
       HEAD_DIM: 128,
       BLOCK_SIZE: 16,
+      ROTARY_DIM: 128,
       DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(128),
     });
     assert.equal(spec?.file, "attention_decode_mma.cu");

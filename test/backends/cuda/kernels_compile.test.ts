@@ -164,7 +164,8 @@ describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, ()
 // steps, which the kernel ahead cannot be writing; attention_decode_batch also copies those rows into
 // shared memory with cp.async.cg.shared.global, and commits the group, or, where its vectors are
 // narrower than 16 bytes (the `_kv8` kernels' FP8 rows and their scales), by plain st.shared: its own
-// shared memory, which no other kernel sees; attention_decode_mma likewise, by cp.async), a carried
+// shared memory, which no other kernel sees; attention_decode_mma and its _rope entry likewise, by
+// cp.async), a carried
 // norm's producer (ld.global.cg of the residual, written two or more kernels back), and gemm_wo.cu's
 // GEMMs (their first stages' weight bytes, by cp.async.cg.shared.global, committed after the wait). The
 // `_kv8` kernels (FP8 KV pools) follow their plain ones.
@@ -172,7 +173,7 @@ const WEIGHT_PREFETCH = /^gemv_/;
 const RESIDUAL_PREFETCH = /^gemv_\w+_addcarry$/;
 const NORM_WEIGHT_PREFETCH = /^(add_)?rms_norm$/;
 const EARLIER_WRITES_READ = /^attention_decode(_batch|_mma)?(_rope)?(_c[248])?(_kv8)?$/;
-const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma)$/;
+const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma(_rope)?)$/;
 const WEIGHT_COPIED = /^gemm_(wo\d|zp)_m/;
 /** Opcodes that must not run before the wait (parameter loads aside). */
 const BEFORE_WAIT_FORBIDDEN = /^(ld|ldu|st|atom|red|cp|tex|suld|sust|call|ret|exit|mbarrier)\b/;
@@ -255,7 +256,9 @@ describe("kernels follow the PDL rule of kernels/pdl.cuh (PTX of sm_90a)", { con
 // attention_decode_mma is built for 3 CTAs of 128 threads per SM (__launch_bounds__(128, 3)): ptxas must
 // fit a thread in 65,536 / (3 × 128) registers, rounded down to its allocation unit of 8 (168), without
 // spilling (it would rather spill than lose the third CTA), and 3 CTAs' shared memory (static, plus the
-// dynamic DECODE_MMA_SMEM_BYTES, plus 1 KiB reserved each) must fit sm_90's 228 KiB.
+// dynamic DECODE_MMA_SMEM_BYTES, plus 1 KiB reserved each) must fit sm_90's 228 KiB. Its fused-RoPE entry
+// attention_decode_mma_rope likewise, but for a 32-byte stack frame: cosf/sinf's argument reduction for
+// large angles keeps its words in local memory (rope_qkv_fused has the same frame), not a spill.
 describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurrency: 2 }, () => {
   if ("missing" in nvcc) {
     it("nvcc", { skip: `nvcc not found: ${nvcc.missing}` }, () => {});
@@ -299,6 +302,15 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
         );
         const perCta = info.smem + Number(set.DECODE_MMA_SMEM_BYTES) + 1024;
         assert.ok(3 * perCta <= 228 * 1024, `3 × ${perCta} B of shared memory exceed 228 KiB`);
+        const rope = ptxasReport(r.stderr, "attention_decode_mma_rope");
+        assert.ok(rope, `no ptxas -v report for attention_decode_mma_rope:\n${r.stderr}`);
+        assert.deepEqual(rope.frame.slice(1), [0, 0], `attention_decode_mma_rope spills:\n${rope.text}`);
+        assert.ok(rope.frame[0] <= 32, `attention_decode_mma_rope: a ${rope.frame[0]}-byte stack frame`);
+        assert.ok(
+          rope.registers <= 168,
+          `attention_decode_mma_rope: ${rope.registers} registers, not 3 CTAs`,
+        );
+        assert.ok(3 * (rope.smem + Number(set.DECODE_MMA_SMEM_BYTES) + 1024) <= 228 * 1024, "rope: 3 CTAs");
       });
     }
   }

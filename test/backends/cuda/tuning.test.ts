@@ -38,6 +38,7 @@ describe("CudaTuning", () => {
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
+        decodeMmaRope: false,
         prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,
