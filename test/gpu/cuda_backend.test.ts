@@ -117,35 +117,6 @@ describe("CUDA backend, bf16 engines: within bf16 tolerance of HF fp32", { skip 
           assert.deepEqual(o.outputIds, apart[i].outputIds, `${name}: fused RoPE, prompt ${i}`);
           assert.deepEqual(o.logProbs, apart[i].logProbs, `${name}: fused RoPE log-probs, prompt ${i}`);
         });
-        // KILN_DECODE_MMA_ROPE=1 (the A/B): every decode step on attention_decode_mma_rope gives the bits of
-        // attention_decode_mma after rope_qkv_fused (KILN_ROPE_FUSE=0 with it), one prompt and all at once.
-        const mmaRun = async (ropeFuse: boolean) => {
-          const r = ModelRunner.fromDir(join(FIXTURES, name), {
-            backend: "cuda",
-            dtype: "bf16",
-            cacheDir: cache.dir,
-            cudaTuning: cudaTuning({ decodeMmaRope: true, ropeFuse }),
-          });
-          try {
-            return [...(await r.generate(prompts, opts)), ...(await r.generate(prompts[0], opts))];
-          } finally {
-            r.dispose();
-          }
-        };
-        const mmaFused = await mmaRun(true);
-        const mmaApart = await mmaRun(false);
-        mmaFused.forEach((o, i) => {
-          assert.deepEqual(
-            o.outputIds,
-            mmaApart[i].outputIds,
-            `${name}: attention_decode_mma_rope, run ${i}`,
-          );
-          assert.deepEqual(
-            o.logProbs,
-            mmaApart[i].logProbs,
-            `${name}: attention_decode_mma_rope log-probs, run ${i}`,
-          );
-        });
       } finally {
         runner.dispose();
       }
