@@ -11,6 +11,7 @@
 #   --ci            a handful of those (test/backends/cuda/attention_decode_mma_emulated.test.ts)
 #   ONLY="DT D BS H HKV"  that one configuration (e.g. ONLY="BF16 64 16 8 2")
 #   SRC=path        check another copy of the kernel (its includes still come from kernels/)
+#   ROPE=0          skip attention_mma_rope_check.cpp
 #   EXTRA="-D..."   extra compiler flags (e.g. -DKILN_EMU_CP_ASYNC_SYNC: copies land at once)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +21,7 @@ emu_workdir "${SRC:-../attention_decode_mma.cu}" mma.cu
 fail=0
 run_cfg() {  # dtype D BS H HKV
   emu_attention attention_decode_mma_check.cpp KILN_DECODE_MMA_SRC=mma.cu decode_mma "$@"
-  emu_attention attention_mma_rope_check.cpp KILN_DECODE_MMA_SRC=mma.cu decode_mma_rope "$@"
+  [ "${ROPE:-1}" = 1 ] && emu_attention attention_mma_rope_check.cpp KILN_DECODE_MMA_SRC=mma.cu decode_mma_rope "$@"
 }
 if [ -n "${ONLY:-}" ]; then
   run_cfg $ONLY

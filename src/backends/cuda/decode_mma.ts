@@ -4,13 +4,12 @@
 // stays valid) and the split kernel attention_decode for steps whose contexts are long: those that take
 // the most splits their batch may (the GPU's fill, not the context, sets the count; a graph's split
 // count, so the choice holds for every step it replays). Shorter contexts keep attention_decode, whose
-// fused RoPE prologue saves a launch (docs/PERFORMANCE.md, session 22: the mma kernel is 2% slower at
-// batch 1 over 128–384 keys, 11% faster at 8,192 and 32,768, 20% at 8 × 4,096). It has no fused RoPE,
+// fused RoPE prologue saves a launch (measured faster there: docs/PERFORMANCE.md). It has no fused RoPE,
 // so the step then runs rope_qkv_fused itself. Pure, so the routing is tested on the CPU.
 //
 // KILN_DECODE_MMA_ROPE=1 (an A/B, off by default): every decode step the mma kernel applies to takes it, at
 // any split count, as attention_decode_mma_rope, the same kernel with the RoPE prologue fused in
-// (rope_qkv_fused's bits; the missing prologue is what made the mma kernel lose over short contexts), or
+// (rope_qkv_fused's bits; over short contexts the mma kernel lost by about the rope launch it needs), or
 // with KILN_ROPE_FUSE=0 as attention_decode_mma after rope_qkv_fused (the same bits).
 //
 //   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool)?
