@@ -77,13 +77,9 @@ int main() {
     const int* fidx = qk_norm ? freq_rows.data() : nullptr;
     for (const Run& run : runs) {
       const int w = run.window, ns = run.splits;
-      std::vector<int> tw = cache.table;
-      int tstride = stride, tstep = 1;
-      if (run.transposed) {
-        std::vector<int> t2((size_t)stride * S);
-        for (int s = 0; s < S; s++) for (int j = 0; j < stride; j++) t2[(size_t)j * S + s] = tw[(size_t)s * stride + j];
-        tw = t2; tstride = 1; tstep = S;
-      }
+      const TableLayout layout = table_layout(cache.table, S, stride, run.transposed);
+      const std::vector<int>& tw = layout.table;
+      const int tstride = layout.stride, tstep = layout.step;
       std::vector<float> pacc((size_t)S * H * ns * D), pm((size_t)S * H * ns), pl(pm.size());
       std::vector<int> counter((size_t)S * gx, 0);
       const bool global = ns > 1 && !run.cluster;

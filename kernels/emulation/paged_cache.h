@@ -50,3 +50,17 @@ inline PagedCache make_paged_cache(const std::vector<int>& ctxs, int BS, int HKV
   }
   return c;
 }
+
+/** A block table as a launch reads it: `table` [S, stride] as built (step 1), or transposed to [stride, S]
+ * (stride 1, step S) as decode graphs lay it out. */
+struct TableLayout {
+  std::vector<int> table;
+  int stride, step;
+};
+inline TableLayout table_layout(const std::vector<int>& table, int S, int stride, bool transposed) {
+  if (!transposed) return {table, stride, 1};
+  std::vector<int> t((size_t)stride * S);
+  for (int s = 0; s < S; s++)
+    for (int j = 0; j < stride; j++) t[(size_t)j * S + s] = table[(size_t)s * stride + j];
+  return {t, 1, S};
+}
