@@ -22,7 +22,6 @@
 // Its K/V pipeline is as deep as lets 3 CTAs fit an SM (kernels/attention_README.md, "attention_decode_mma").
 import type { DTypeName } from "../../dtype.ts";
 import { EngineError } from "../../engine/errors.ts";
-import { InvalidEnvironmentError } from "../../errors.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 import { decodeKernel } from "./attention_splits.ts";
 
@@ -73,13 +72,6 @@ export function decodeMmaSharedBytes(headDim: number): number {
   const tiles = stages * 2 * 64 * lds * 2;
   const bytes = Math.max(tiles, 4 * 16 * lds * 4) + 16 * lds * 2 + 2 * headDim * 2 + 2 * 4 * 16 * 4 + 4;
   return Math.ceil(bytes / 16) * 16;
-}
-
-/** KILN_DECODE_MMA_ROPE: "1" turns the A/B on (attention_decode_mma_rope); unset, "" or "0" off. */
-export function parseDecodeMmaRope(env: string | undefined): boolean {
-  if (env === undefined || env === "" || env === "0") return false;
-  if (env === "1") return true;
-  throw new InvalidEnvironmentError(`KILN_DECODE_MMA_ROPE must be 0 or 1; got ${env}`);
 }
 
 /** The fused-RoPE entry of attention_decode_mma.cu (engines built before it lack the export). */

@@ -11,7 +11,6 @@ import {
   parseAttentionTrigger,
   parseRopeTrigger,
 } from "./attention_splits.ts";
-import { parseDecodeMmaRope } from "./decode_mma.ts";
 import { type Fp8GemvKind, parseFp8Gemv } from "./fp8_variants.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
 import {
@@ -137,7 +136,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
-    decodeMmaRope: parseDecodeMmaRope(env.KILN_DECODE_MMA_ROPE),
+    decodeMmaRope: onIf1(env, "KILN_DECODE_MMA_ROPE"),
     prefillKernel: parsePrefillKernel(env.KILN_PREFILL_KERNEL),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
@@ -149,6 +148,14 @@ function onUnless0(env: Env, name: string): boolean {
   const v = env[name];
   if (v === undefined || v === "" || v === "1") return true;
   if (v === "0") return false;
+  throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
+}
+
+/** An A/B switch that is off unless "1": unset, "" or "0" is off; anything else is refused by name. */
+function onIf1(env: Env, name: string): boolean {
+  const v = env[name];
+  if (v === undefined || v === "" || v === "0") return false;
+  if (v === "1") return true;
   throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
 }
 
