@@ -23,15 +23,14 @@
 #            `throughput hf` Hugging Face at 2048/128 and 1000/1000
 #   headline the 8B built for the executor (1,024 requests, 8,192 tokens a step: its build time), its
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
-#   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024 (and again with
-#            KILN_DECODE_MMA_ROPE=1), 4 × 2,048 tokens, and
+#   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024, 4 × 2,048 tokens, and
 #            batch 192 after 2,048-token prompts: 2048/128's decode steps; 256 × 2,048 do not fit an
 #            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind; 4 × 2,048 again
 #            with KILN_PREFILL_KERNEL=wgmma
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
 #            (`long decode`: batch-1 TPOT at 128, 8,192 and 32,768 tokens and 8 × 4,096 on that engine, each
-#            also with KILN_DECODE_MMA_ROPE=1, and a 32,768-token decode step's attention and RoPE by kernel)
+#            also with KILN_ROPE_FUSE=0, and a 32,768-token decode step's attention and RoPE by kernel)
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
 #            an iteration goes (tools/cpuprofile_top.py; the profiles stay under $OUT/cpuprof)
 #   serve    `kiln serve` on the same 8B engine driven by `kiln bench --serve` (1,024 requests at 128/128,
@@ -231,11 +230,15 @@ if [[ $part == quant ]]; then
   fi
   if [[ $which == awq ]]; then
     # int4-awq tokenizes its calibration text with the checkpoint's tokenizer; the random-weight
-    # checkpoint has none. The bundled model's (2,048 ids) serves: every id it gives is a row of the 8B's
-    # 128,256-entry embedding. A copy of the checkpoint (its files linked) keeps the others' cache keys.
+    # checkpoint has none. The bundled model's serves (every id it gives is a row of the 8B's embedding),
+    # its vocabulary padded with unreachable tokens <xN> to the 8B's 128,256 ids so that the benches can
+    # detokenize what the random model samples (an id outside a tokenizer is refused: TokenizerError).
+    # A copy of the checkpoint (its files linked) keeps the others' cache keys.
     tok=/tmp/hf-$big-awq
     mkdir -p "$tok" && ln -sf "$ckpt"/* "$tok"/ && rm -f "$tok"/tokenizer*.json
     cp models/default/tokenizer.json models/default/tokenizer_config.json "$tok"/
+    python3 -c 'import json,sys; p=sys.argv[1]; t=json.load(open(p)); v=t["model"]["vocab"]; v.update({f"<x{i}>": i for i in range(len(v), int(sys.argv[2]))}); json.dump(t, open(p, "w"))' \
+      "$tok/tokenizer.json" 128256
     e=/tmp/engine-$big-int4-awq
     rm -rf "$e"
     t0=$(date +%s%N)
@@ -322,15 +325,6 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
         --profile >"$out/profile-$b-$i.txt" 2>>"$out/bench.err" || echo "profile $b × $i failed (bench.err)"
       echo "batch $b, input $i:"
       cat "$out/profile-$b-$i.txt"
-    done
-    # The fused-RoPE decode A/B: attention_decode_mma_rope (KILN_DECODE_MMA_ROPE=1) instead of
-    # rope_qkv_fused + attention_decode_mma, at 256 and 1,024 sequences.
-    for b in 256 1024; do
-      KILN_DECODE_MMA_ROPE=1 ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len 128 \
-        --output-len 16 --runs 1 --profile >"$out/profile-$b-128-mma_rope.txt" 2>>"$out/bench.err" ||
-        echo "profile $b mma_rope failed (bench.err)"
-      echo "batch $b, input 128, KILN_DECODE_MMA_ROPE=1:"
-      cat "$out/profile-$b-128-mma_rope.txt"
     done
     # The prefill-attention A/B: attention_prefill_wgmma (wgmma, opt-in) instead of attention_prefill (mma4,
     # the default, profiled above).
@@ -441,11 +435,12 @@ if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768
   if [[ ${2:-} == decode ]]; then # decode over long contexts (split steps: attention_decode_mma at the
     # batch's most splits, attention_decode below): batch 1 at 128, 8,192 and 32,768 tokens of context,
     # 8 sequences at 4,096, and a 32,768-token decode step's attention and RoPE by kernel.
-    # Each shape twice: the default, then KILN_DECODE_MMA_ROPE=1 (attention_decode_mma_rope everywhere: the A/B).
+    # Each shape twice: the default (RoPE fused into whichever decode attention runs), then
+    # KILN_ROPE_FUSE=0 (rope_qkv_fused as its own launch before it: what the fusion saves).
     for shape in "1 128 256" "1 8192 64" "1 32768 32" "8 4096 32"; do
       read -r b i o <<<"$shape"
       bench "b$b ${i} in" "$e" --batch-size "$b" --input-len "$i" --output-len "$o" --runs 1
-      KILN_DECODE_MMA_ROPE=1 bench "b$b ${i} in mma_rope" "$e" --batch-size "$b" --input-len "$i" --output-len "$o" --runs 1
+      KILN_ROPE_FUSE=0 bench "b$b ${i} in rope apart" "$e" --batch-size "$b" --input-len "$i" --output-len "$o" --runs 1
     done
     ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 32768 --output-len 4 --runs 1 \
       --profile >"$out/profile-long.txt" 2>>"$out/bench.err" || echo "profile failed (bench.err)"

@@ -79,7 +79,7 @@ export class AttentionLauncher {
     const mma =
       r.kernels.has("attn_decode_mma") &&
       mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim);
-    const mmaRope = mma && r.tuning.decodeMmaRope && r.kernels.hasKernel("attn_decode_mma", DECODE_MMA_ROPE);
+    const mmaRope = mma && r.kernels.hasKernel("attn_decode_mma", DECODE_MMA_ROPE);
     this.decode = new DecodeAttention(
       r.device,
       r.stream,

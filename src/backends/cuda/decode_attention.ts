@@ -43,8 +43,8 @@ export class DecodeAttention {
     /** Whether attention_decode_mma may run (decode_mma.ts mmaDecodeApplies): for every step that takes
      * the batch kernel, and for split steps over long contexts (decodeRoute). */
     private readonly mma: boolean,
-    /** KILN_DECODE_MMA_ROPE=1 and the engine exports attention_decode_mma_rope (decodeRoute). */
-    private readonly mmaRope = false,
+    /** Whether the engine exports attention_decode_mma_rope (decodeRoute: split steps over long contexts). */
+    private readonly mmaRope: boolean,
   ) {
     this.numKvHeads = model.numKvHeads;
     const group = model.numHeads / model.numKvHeads;

@@ -4,18 +4,18 @@
 // stays valid) and the split kernel attention_decode for steps whose contexts are long: those that take
 // the most splits their batch may (the GPU's fill, not the context, sets the count; a graph's split
 // count, so the choice holds for every step it replays). Shorter contexts keep attention_decode, whose
-// fused RoPE prologue saves a launch (measured faster there: docs/PERFORMANCE.md). It has no fused RoPE,
-// so the step then runs rope_qkv_fused itself. Pure, so the routing is tested on the CPU.
+// fused RoPE prologue saves a launch (measured faster there: docs/PERFORMANCE.md).
 //
-// KILN_DECODE_MMA_ROPE=1 (an A/B, off by default): every decode step the mma kernel applies to takes it, at
-// any split count, as attention_decode_mma_rope, the same kernel with the RoPE prologue fused in
-// (rope_qkv_fused's bits; over short contexts the mma kernel lost by about the rope launch it needs), or
-// with KILN_ROPE_FUSE=0 as attention_decode_mma after rope_qkv_fused (the same bits).
+// RoPE: split steps on the mma kernel take attention_decode_mma_rope, the same kernel with
+// rope_qkv_fused's prologue fused in (the same bits; measured faster at a few sequences over long
+// contexts, where the rope launch is a step's fixed cost). Batch-kernel steps keep rope_qkv_fused as its
+// own launch before attention_decode_mma: with hundreds of sequences the fused prologue cost the kernel
+// more than the launch it saves (docs/PERFORMANCE.md, session 23).
 //
 //   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool)?
-//        ├─ yes, and the batch kernel chosen or splits ≥ fillSplits > 1 (with mmaRope: every step)
-//        │      ▶ attention_decode_mma (splits as given; RoPE: rope_qkv_fused before it), or with mmaRope
-//        │        and KILN_ROPE_FUSE on, attention_decode_mma_rope
+//        ├─ yes, batch kernel chosen          ▶ rope_qkv_fused, then attention_decode_mma
+//        ├─ yes, splits ≥ fillSplits > 1      ▶ attention_decode_mma_rope (KILN_ROPE_FUSE=0, or an engine
+//        │                                      without the entry: rope_qkv_fused, attention_decode_mma)
 //        └─ else: batch kernel chosen?  ── yes ▶ attention_decode_batch[_rope]
 //                                       └─ no ──▶ attention_decode[_rope][_cN]  (RoPE fused if KILN_ROPE_FUSE)
 //
@@ -89,17 +89,16 @@ export interface DecodeRoute {
 
 /** The route for a step with `splits` splits: `batch` (useBatchKernel for its batch), `mma`
  * (mmaDecodeApplies), `fillSplits` (the most splits a step of its batch takes: decodeSplits with no
- * context bound; a step at it has long contexts), `mmaRope` (KILN_DECODE_MMA_ROPE=1 and the engine has
- * DECODE_MMA_ROPE), `clusters` (cluster kernels allowed),
- * `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq` of the split and batch kernels and `numKvHeads`. The kernel
- * name is before the KV pool's `_kv8`. */
+ * context bound; a step at it has long contexts), `mmaRope` (the engine exports DECODE_MMA_ROPE),
+ * `clusters` (cluster kernels allowed), `ropeFuse` (KILN_ROPE_FUSE); `ctasPerSeq` of the split and batch
+ * kernels and `numKvHeads`. The kernel name is before the KV pool's `_kv8`. */
 export function decodeRoute(
   splits: number,
   o: {
     batch: boolean;
     mma: boolean;
     fillSplits: number;
-    mmaRope?: boolean;
+    mmaRope: boolean;
     clusters: boolean;
     ropeFuse: boolean;
     ctasPerSeq: number;
@@ -107,9 +106,8 @@ export function decodeRoute(
   },
 ): DecodeRoute {
   if (o.batch && splits !== 1) throw new Error(`internal: the batch kernels take 1 split, not ${splits}`);
-  const every = o.mmaRope === true;
-  const fused = every && o.ropeFuse;
-  if (o.mma && (o.batch || every || (splits > 1 && splits >= o.fillSplits))) {
+  if (o.mma && (o.batch || (splits > 1 && splits >= o.fillSplits))) {
+    const fused = !o.batch && o.mmaRope && o.ropeFuse;
     return {
       kernel: fused ? DECODE_MMA_ROPE : "attention_decode_mma",
       module: "attn_decode_mma",

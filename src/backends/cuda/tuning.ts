@@ -40,6 +40,8 @@ const REMOVED_SWITCHES: Readonly<Record<string, string>> = {
   KILN_MIXED_DECODE: SLOWER,
   KILN_DECODE_MMA: SLOWER,
   KILN_DECODE_PERSIST: "attention_decode_mma_persistent measured no faster than attention_decode_mma",
+  KILN_DECODE_MMA_ROPE:
+    "attention_decode_mma_rope now runs where it measured faster (split steps over long contexts) and nowhere else",
 };
 
 /** Switches replaced by another: set, they are refused with the name of the one to use instead. */
@@ -86,9 +88,6 @@ export interface CudaTuning {
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
   readonly ropeFuse: boolean;
-  /** KILN_DECODE_MMA_ROPE=1 (an A/B; off by default): every decode step the tensor-core decode attention
-   * applies to takes attention_decode_mma_rope, RoPE fused in (decode_mma.ts). */
-  readonly decodeMmaRope: boolean;
   /** KILN_PREFILL_KERNEL=mma4|wgmma (default mma4): prefill attention's tensor-core kernel
    * (prefill_tiles.ts: attention_prefill, or attention_prefill_wgmma where it applies; the A/B of the
    * two). */
@@ -136,7 +135,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
-    decodeMmaRope: onIf1(env, "KILN_DECODE_MMA_ROPE"),
     prefillKernel: parsePrefillKernel(env.KILN_PREFILL_KERNEL),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
@@ -148,14 +146,6 @@ function onUnless0(env: Env, name: string): boolean {
   const v = env[name];
   if (v === undefined || v === "" || v === "1") return true;
   if (v === "0") return false;
-  throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
-}
-
-/** An A/B switch that is off unless "1": unset, "" or "0" is off; anything else is refused by name. */
-function onIf1(env: Env, name: string): boolean {
-  const v = env[name];
-  if (v === undefined || v === "" || v === "0") return false;
-  if (v === "1") return true;
   throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
 }
 

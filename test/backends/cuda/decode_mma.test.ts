@@ -1,8 +1,9 @@
 // Which decode attention a step gets (src/backends/cuda/decode_mma.ts): attention_decode_mma replaces
 // attention_decode_batch where the batch kernel is chosen and the engine allows it (fp16/bf16, D 64/128,
 // G ≤ 16, a 16-bit KV pool; KILN_ATTN_MMA, the A/B that chose it, is refused), and the split kernel where
-// a step's contexts are long (it takes the most splits its batch may; its splits as given); a step on the
-// mma kernel runs its own RoPE step (the kernel has no prologue). Also its shared memory against the sizes the compile
+// a step's contexts are long (it takes the most splits its batch may; its splits as given): batch steps
+// run their own RoPE step before it, split steps take its fused-RoPE entry (attention_decode_mma_rope;
+// KILN_DECODE_MMA_ROPE, the A/B that chose it, is refused). Also its shared memory against the sizes the compile
 // matrix asserts (sizeof(attn::MmaSmem<kMmaStages>)), 3 CTAs per SM, the engine's modules, and the refusal
 // of an engine compiled with the old two entries (KILN_DECODE_MMA, which chose between them, is refused).
 import assert from "node:assert/strict";
@@ -38,6 +39,7 @@ function route8B(seqs: number, mma: boolean, ropeFuse = true) {
     batch,
     mma,
     fillSplits: decodeSplits(H200_8B, seqs),
+    mmaRope: true,
     clusters: true,
     ropeFuse,
     ctasPerSeq: 8,
@@ -87,6 +89,7 @@ describe("attention_decode_mma routing", () => {
         batch: false,
         mma,
         fillSplits: decodeSplits(H200_8B, seqs),
+        mmaRope: true,
         clusters: true,
         ropeFuse: true,
         ctasPerSeq: 8,
@@ -96,9 +99,9 @@ describe("attention_decode_mma routing", () => {
     };
     const mmaRoute = (splits: number) => ({
       splits,
-      kernel: "attention_decode_mma",
+      kernel: DECODE_MMA_ROPE,
       module: "attn_decode_mma",
-      ropeFused: false,
+      ropeFused: true,
       ctasPerSeq: 8,
     });
     // Batch 1: up to 32 splits (2 × 132 SMs / 8 CTAs); 128–384 keys take 4–8, 8,192 and 32,768 take 32.
@@ -117,16 +120,12 @@ describe("attention_decode_mma routing", () => {
     assert.equal(graphRoute(8, 4096, false).kernel, "attention_decode_rope");
   });
 
-  test("KILN_DECODE_MMA_ROPE=1: every step it applies to takes attention_decode_mma_rope (RoPE fused), or with KILN_ROPE_FUSE=0 attention_decode_mma", () => {
-    const route = (
-      seqs: number,
-      ctx: number,
-      o: { mma?: boolean; ropeFuse?: boolean; mmaRope?: boolean },
-    ) => {
+  test("split steps on it fuse RoPE (attention_decode_mma_rope), batch steps run it apart; KILN_ROPE_FUSE=0 or an engine without the entry: apart; KILN_DECODE_MMA_ROPE is refused", () => {
+    const route = (seqs: number, ctx: number, o: { ropeFuse?: boolean; mmaRope?: boolean } = {}) => {
       const batch = useBatchKernel(H200_8B, seqs);
       return decodeRoute(batch ? 1 : graphSplits(H200_8B, seqs, ctx), {
         batch,
-        mma: o.mma ?? true,
+        mma: true,
         fillSplits: decodeSplits(H200_8B, seqs),
         mmaRope: o.mmaRope ?? true,
         clusters: true,
@@ -142,32 +141,34 @@ describe("attention_decode_mma routing", () => {
       ropeFused: false,
       ctasPerSeq: 8,
     };
+    // Split steps at their batch's most splits: fused, unless RoPE is kept apart or the engine lacks it.
     for (const [seqs, ctx] of [
-      [1, 64],
-      [1, 300],
+      [1, 8192],
       [1, 32768],
-      [8, 100],
       [8, 4096],
+    ]) {
+      assert.deepEqual(route(seqs, ctx), fused, `${seqs} × ${ctx}`);
+      assert.deepEqual(route(seqs, ctx, { ropeFuse: false }), apart, `${seqs} × ${ctx}, KILN_ROPE_FUSE=0`);
+      assert.deepEqual(route(seqs, ctx, { mmaRope: false }), apart, `${seqs} × ${ctx}, no entry`);
+    }
+    // Batch steps: attention_decode_mma after its own RoPE step, whatever the engine exports.
+    for (const [seqs, ctx] of [
       [256, 128],
       [1024, 2048],
     ]) {
-      assert.deepEqual(route(seqs, ctx, {}), fused, `${seqs} × ${ctx}`);
-      assert.deepEqual(route(seqs, ctx, { ropeFuse: false }), apart, `${seqs} × ${ctx}, RoPE apart`);
+      assert.deepEqual(route(seqs, ctx), apart, `${seqs} × ${ctx}`);
+      assert.deepEqual(route(seqs, ctx, { ropeFuse: false }), apart, `${seqs} × ${ctx}, KILN_ROPE_FUSE=0`);
     }
-    // Off (the default) or not applicable: the routes without it.
-    assert.equal(route(1, 300, { mmaRope: false }).kernel, "attention_decode_rope_c8");
-    assert.equal(route(256, 128, { mmaRope: false }).kernel, "attention_decode_mma");
-    assert.equal(route(1, 300, { mma: false }).kernel, "attention_decode_rope_c8");
-    assert.equal(route(256, 128, { mma: false }).kernel, "attention_decode_batch_rope");
-    assert.equal(cudaTuningFromEnv({}).decodeMmaRope, false);
-    assert.equal(cudaTuningFromEnv({ KILN_DECODE_MMA_ROPE: "1" }).decodeMmaRope, true);
-    assert.equal(cudaTuningFromEnv({ KILN_DECODE_MMA_ROPE: "0" }).decodeMmaRope, false);
-    assert.throws(
-      () => cudaTuningFromEnv({ KILN_DECODE_MMA_ROPE: "yes" }),
-      (e) =>
-        e instanceof InvalidEnvironmentError &&
-        /KILN_DECODE_MMA_ROPE must be 0 or 1; got yes/.test(e.message),
-    );
+    // Short contexts at few sequences: the split kernel with its own fused RoPE.
+    assert.equal(route(1, 300).kernel, "attention_decode_rope_c8");
+    assert.equal(route(8, 100).kernel, "attention_decode_rope_c2");
+    for (const v of ["1", "0", "yes"])
+      assert.throws(
+        () => cudaTuningFromEnv({ KILN_DECODE_MMA_ROPE: v }),
+        (e) =>
+          e instanceof InvalidEnvironmentError &&
+          e.message.startsWith(`KILN_DECODE_MMA_ROPE=${v}: this switch was removed`),
+      );
   });
 
   test("an engine it does not apply to keeps attention_decode_batch and its fused RoPE; KILN_ATTN_MMA is refused", () => {
@@ -198,6 +199,7 @@ describe("attention_decode_mma routing", () => {
           batch: true,
           mma: true,
           fillSplits: 1,
+          mmaRope: true,
           clusters: true,
           ropeFuse: true,
           ctasPerSeq: 8,

@@ -38,7 +38,6 @@ describe("CudaTuning", () => {
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
-        decodeMmaRope: false,
         prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,
@@ -126,6 +125,7 @@ describe("CudaTuning", () => {
       "KILN_MIXED_DECODE",
       "KILN_DECODE_MMA",
       "KILN_DECODE_PERSIST",
+      "KILN_DECODE_MMA_ROPE",
     ])
       assert.throws(
         () => cudaTuningFromEnv({ [name]: "1" }),
