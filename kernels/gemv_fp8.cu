@@ -354,16 +354,6 @@ KILN_GEMV_FP8(2, 8, 4)
 // fills the register file.
 KILN_GEMV_FP8_BITS(4, 2, 4)
 
-// The pipelined skeleton's A/B (gemv_warp.cuh kPipe; KILN_FP8_GEMV=bits-p, bits-p2): the same bits.
-#define KILN_GEMV_FP8_BITS_PIPE(R, U, W)                                                                      \
-  extern "C" __global__ void __launch_bounds__(32 * W) gemv_fp8_bits_r##R##u##U##w##W##p(                     \
-      const float* xhat, const float* s, const unsigned char* q, const float* sw, const kiln_t* bias,         \
-      kiln_t* y, int m, int n, int k) {                                                                       \
-    kiln::gemv::rows<R, U, W, Fp8BitsGemv, true>(Fp8BitsGemv{{nullptr, s, q, sw, k}, xhat}, bias, y, m, n);  \
-  }
-KILN_GEMV_FP8_BITS_PIPE(4, 2, 4)
-KILN_GEMV_FP8_BITS_PIPE(2, 4, 4)
-
 #define KILN_GEMV_FP8_GATED(NAME, ACT)                                                                        \
   extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_fp8_gated_##NAME(           \
       const unsigned char* xq, const float* s, const unsigned char* q, const float* sw, const kiln_t* bias,   \

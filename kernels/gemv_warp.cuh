@@ -36,20 +36,16 @@ constexpr int kGatedWarps = 8;  // gated kernels: warps (output features) per bl
 /** The warp's R dot products with the m rows of x over its lanes' vectors (not yet reduced across the
  * warp): prefetch (weights only), PDL wait, then the vectors v = lane, lane + 32, … below f.vecs(), in
  * order, U at a time while whole iterations fit, one at a time after. `active` false: a warp past the
- * last row, which still waits (every CTA must) and returns false.
- * kPipe: the next iteration's U vectors are loaded before this one's are accumulated (two tiles in
- * registers, used in turn), so a warp's loads stay in flight while it computes; the same vectors summed
- * in the same order, so the same bits. */
-template <int R, int U, class F, bool kPipe = false>
+ * last row, which still waits (every CTA must) and returns false. */
+template <int R, int U, class F>
 __device__ __forceinline__ bool warp_dots(const F& f, const typename F::Row (&w)[R], bool active, int m,
                                           float (&acc)[R][GEMV_MAX_M]) {
   const int lane = threadIdx.x & 31;
   const int vecs = f.vecs();
   typename F::template Tile<R, U> wv;
   int v = lane;
-  const auto whole = [&](int at) { return at + 32 * (U - 1) < vecs; };  // an iteration of U fits at `at`
   bool have = false;  // wv holds the vectors of the first iteration
-  if (active && whole(v)) {
+  if (active && v + 32 * (U - 1) < vecs) {
     f.load(w, v, wv);
     have = true;
   }
@@ -61,29 +57,10 @@ __device__ __forceinline__ bool warp_dots(const F& f, const typename F::Row (&w)
 #pragma unroll
     for (int j = 0; j < GEMV_MAX_M; j++) acc[r][j] = 0.f;
   }
-  if constexpr (kPipe) {
-    // Tiles a and b in turn: load the one after next iteration's while accumulating this one's.
-    typename F::template Tile<R, U> wb;
-    if (have) {
-      while (true) {
-        const bool more_b = whole(v + 32 * U);
-        if (more_b) f.load(w, v + 32 * U, wb);
-        f.template accumulate<R, U>(w, v, m, wv, acc);
-        v += 32 * U;
-        if (!more_b) break;
-        const bool more_a = whole(v + 32 * U);
-        if (more_a) f.load(w, v + 32 * U, wv);
-        f.template accumulate<R, U>(w, v, m, wb, acc);
-        v += 32 * U;
-        if (!more_a) break;
-      }
-    }
-  } else {
-    for (; whole(v); v += 32 * U) {
-      if (!have) f.load(w, v, wv);
-      have = false;
-      f.template accumulate<R, U>(w, v, m, wv, acc);
-    }
+  for (; v + 32 * (U - 1) < vecs; v += 32 * U) {
+    if (!have) f.load(w, v, wv);
+    have = false;
+    f.template accumulate<R, U>(w, v, m, wv, acc);
   }
   for (; v < vecs; v += 32) {  // the rest: fewer than 32·U vectors per row
     typename F::template Tile<R, 1> wt;
@@ -93,8 +70,8 @@ __device__ __forceinline__ bool warp_dots(const F& f, const typename F::Row (&w)
   return true;
 }
 
-/** y[m, n] = x · Wᵀ (+ bias): the warp's rows row0 … row0 + R − 1, W warps a block (kPipe: warp_dots). */
-template <int R, int U, int W, class F, bool kPipe = false>
+/** y[m, n] = x · Wᵀ (+ bias): the warp's rows row0 … row0 + R − 1, W warps a block. */
+template <int R, int U, int W, class F>
 __device__ __forceinline__ void rows(const F& f, const kiln_t* __restrict__ bias, kiln_t* __restrict__ y, int m,
                                      int n) {
   const int lane = threadIdx.x & 31;
@@ -103,7 +80,7 @@ __device__ __forceinline__ void rows(const F& f, const kiln_t* __restrict__ bias
 #pragma unroll
   for (int r = 0; r < R; r++) w[r] = f.row(row0 + r, n);
   float acc[R][GEMV_MAX_M];
-  if (!warp_dots<R, U, F, kPipe>(f, w, row0 < n, m, acc)) return;
+  if (!warp_dots<R, U>(f, w, row0 < n, m, acc)) return;
 #pragma unroll
   for (int r = 0; r < R; r++) {
     const int row = row0 + r;

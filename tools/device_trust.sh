@@ -51,8 +51,8 @@
 #            cache in bf16 and in FP8 (goal ≥ 31,000 output tok/s), all in one 600 s call; the
 #            quantized GPU tests (`quant tests`) include fp8's too; `quant fp8-speed`: the same without
 #            the tests, then tools/ncu_decode.sh's kernel-by-kernel batch-1 step, gemv_fp8_bits and gemv_fp8;
-#            `quant fp8-b1`: gemv_fp8.cu's GPU tests, the build, batch-1 TPOT on gemv_fp8_bits, the pipelined
-#            bits entries (KILN_FP8_GEMV=bits-p, bits-p2) and gemv_fp8_mma;
+#            `quant fp8-b1`: gemv_fp8.cu's GPU tests, the build, batch-1 TPOT on the default (gemv_fp8_mma),
+#            gemv_fp8_bits and gemv_fp8;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -205,9 +205,9 @@ if [[ $part == quant ]]; then
     exit 0
   fi
   if [[ $which == fp8-b1 ]]; then # where fp8's batch 1 stands: gemv_fp8.cu's GPU tests (the checkpoint
-    # written beside them), the build, then batch-1 TPOT on each decode GEMV: gemv_fp8_bits (the
-    # default), the pipelined skeleton's A/B entries (KILN_FP8_GEMV=bits-p, bits-p2; the same bits) and
-    # the tensor-core gemv_fp8_mma (KILN_FP8_GEMV=mma)
+    # written beside them), the build, then batch-1 TPOT on each decode GEMV: the default (a bf16
+    # engine's: the tensor-core gemv_fp8_mma), then KILN_FP8_GEMV=bits (gemv_fp8_bits, fp32 engines'
+    # default) and fma (gemv_fp8 everywhere)
     make_ckpt &
     ckpt_pid=$!
     timeout 200 node scripts/test.mjs gpu test/gpu/kernels/gemv_fp8.test.ts >"$out/test_fp8.log" 2>&1
@@ -217,8 +217,8 @@ if [[ $part == quant ]]; then
     e=/tmp/engine-$big-fp8
     build_fp8 "$e"
     bench "$big fp8 decode" "$e" "${decode[@]}"
-    for kind in bits-p bits-p2 mma; do
-      KILN_FP8_GEMV=$kind bench "$big fp8 decode, KILN_FP8_GEMV=$kind" "$e" "${decode[@]}"
+    for kind in bits fma; do
+      KILN_FP8_GEMV=$kind bench "$big fp8 decode $kind" "$e" "${decode[@]}"
     done
     exit 0
   fi

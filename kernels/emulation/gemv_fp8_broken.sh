@@ -13,7 +13,6 @@ breaks=(  # FILE:SED
   'gemv_fp8.cu:s|__fdiv_rn(kiln::to_float(v.v\[e\]), scale)|__fmul_rn(kiln::to_float(v.v[e]), __frcp_rn(scale))|'  # x·(1/s): fp32 ties
   'gemv_fp8.cu:s|float fixed = static_scale ? \*static_scale : 0.f;|float fixed = static_scale ? 1.f : 0.f;|'    # static ignored
   'gemv_warp.cuh:s|for (; v < vecs; v += 32) {|for (; v < vecs - 1; v += 32) {|'        # drops the last vector
-  'gemv_warp.cuh:s|f.template accumulate<R, U>(w, v, m, wb, acc);|f.template accumulate<R, U>(w, v, m, wv, acc);|'  # pipelined: a tile summed twice
   'gemv_fp8.cu:s|const float sx = s\[j\];|const float sx = s[0];|'                      # one row's scale for all
   'gemv_fp8.cu:s|const int t = (int)(i / n), r = (int)(i % n);|const int t = (int)(i % m), r = (int)(i / m);|'  # epilogue transposed
   'gemv_fp8_mma.cuh:s|{w\[i\]\[0\]\[u\].x, w\[i\]\[1\]\[u\].x, w\[i\]\[0\]\[u\].y|{w[i][0][u].x, w[i][0][u].y, w[i][1][u].x|'  # A fragment: a[1], a[2] swapped

@@ -48,22 +48,13 @@ export function fp8GemvGatedLaunch(
  * too (the conversions' kernel, the reference the bits kernel is checked against; an A/B baseline);
  * `mma`, the tensor-core gemv_fp8_mma and gemv_fp8_mma_gated_ACT (an A/B switch, not yet measured: their
  * sums are the FP8 MMA's, bounded as the FP8 GEMM's, not gemv_fp8's fp32 sums). */
-/** `bits-p` and `bits-p2` (an A/B of gemv_warp.cuh's pipelined skeleton, the same bits as `bits`):
- * gemv_fp8_bits_r4u2w4p, and gemv_fp8_bits_r2u4w4p (twice the warps: 2 rows a warp). */
-export type Fp8GemvKind = "bits" | "bits-p" | "bits-p2" | "fma" | "mma";
-
-const FP8_GEMV_KINDS: readonly Fp8GemvKind[] = ["bits", "bits-p", "bits-p2", "fma", "mma"];
+export type Fp8GemvKind = "bits" | "fma" | "mma";
 
 export function parseFp8Gemv(env: string | undefined): Fp8GemvKind {
-  if (env === undefined || env === "") return "bits";
-  const kind = FP8_GEMV_KINDS.find((k) => k === env);
-  if (kind === undefined)
-    throw new InvalidEnvironmentError(`KILN_FP8_GEMV must be ${FP8_GEMV_KINDS.join(", ")}; got ${env}`);
-  return kind;
+  if (env === undefined || env === "" || env === "bits") return "bits";
+  if (env === "mma" || env === "fma") return env;
+  throw new InvalidEnvironmentError(`KILN_FP8_GEMV must be bits, fma or mma; got ${env}`);
 }
-
-/** Whether `kind` runs a bits kernel (reads x̂) for plain linears. */
-const isBits = (kind: Fp8GemvKind) => kind === "bits" || kind === "bits-p" || kind === "bits-p2";
 
 /** Weight rows per block of the tensor-core kernels: one m16n8k32 tile (8 warps split k). */
 const MMA_ROWS_PER_BLOCK = 16;
@@ -86,13 +77,8 @@ const BITS_ROWS_PER_BLOCK = 16;
 
 /** gemv_fp8_bits_r4u2w4 for an [n, k] weight (any k a multiple of 16): 4 rows per warp, so each x̂ load
  * serves 4 rows; U = 2 vectors per lane and row in flight. */
-export function fp8GemvBitsLaunch(
-  n: number,
-  kind: Fp8GemvKind = "bits",
-): { kernel: string; grid: number; block: number } {
-  if (kind === "bits-p2") return { kernel: "gemv_fp8_bits_r2u4w4p", grid: Math.ceil(n / 8), block: 128 };
-  const kernel = kind === "bits-p" ? "gemv_fp8_bits_r4u2w4p" : "gemv_fp8_bits_r4u2w4";
-  return { kernel, grid: Math.ceil(n / BITS_ROWS_PER_BLOCK), block: 128 };
+export function fp8GemvBitsLaunch(n: number): { kernel: string; grid: number; block: number } {
+  return { kernel: "gemv_fp8_bits_r4u2w4", grid: Math.ceil(n / BITS_ROWS_PER_BLOCK), block: 128 };
 }
 
 /** The decode GEMV launch of `kind` for an [n, k] weight, or with `gatedAct` the gated kernel over the
@@ -105,13 +91,13 @@ export function fp8DecodeLaunch(
 ): { kernel: string; grid: number; block: number } {
   if (kind === "mma") return gatedAct ? fp8GemvMmaGatedLaunch(gatedAct, n) : fp8GemvMmaLaunch(n);
   if (gatedAct) return fp8GemvGatedLaunch(gatedAct, n);
-  return isBits(kind) ? fp8GemvBitsLaunch(n, kind) : fp8GemvLaunch(n, k);
+  return kind === "bits" ? fp8GemvBitsLaunch(n) : fp8GemvLaunch(n, k);
 }
 
 /** Whether the `kind` decode GEMV of a plain (`gated` false) or fused gate_up linear reads x̂ (the bits
  * kernel) rather than xq. */
 export function fp8DecodeReadsXhat(kind: Fp8GemvKind, gated: boolean): boolean {
-  return isBits(kind) && !gated;
+  return kind === "bits" && !gated;
 }
 
 /** fp8_scale_rows over y [m, n] (the FP8 GEMM's fallback epilogue): one thread per element. */
@@ -122,7 +108,7 @@ export function fp8ScaleRowsLaunch(m: number, n: number): { kernel: string; grid
 /** Rows of x̂ (quant_fp8_act's fp32 copy of xq, which gemv_fp8_bits reads) the scratch holds for a
  * `kind` decode GEMV at up to `rows` rows: the GEMV's rows (≤ FP8_GEMV_MAX_ROWS) for `bits`, else none. */
 export function fp8XhatRows(kind: Fp8GemvKind, rows: number): number {
-  return isBits(kind) ? Math.min(rows, FP8_GEMV_MAX_ROWS) : 0;
+  return kind === "bits" ? Math.min(rows, FP8_GEMV_MAX_ROWS) : 0;
 }
 
 /** Bytes of the quantized-activation scratch: E4M3 x [rows, k] for the widest fp8 input, then the

@@ -73,9 +73,6 @@ describe("fp8_variants", () => {
   test("gemv_fp8_bits: 16 rows (4 a warp) per block of 4 warps, any k", () => {
     assert.deepEqual(fp8GemvBitsLaunch(4096), { kernel: "gemv_fp8_bits_r4u2w4", grid: 256, block: 128 });
     assert.deepEqual(fp8GemvBitsLaunch(37), { kernel: "gemv_fp8_bits_r4u2w4", grid: 3, block: 128 });
-    // The pipelined skeleton's A/B entries: the same rows per warp, or 2 a warp (8 a block).
-    assert.deepEqual(fp8GemvBitsLaunch(4096, "bits-p"), { kernel: "gemv_fp8_bits_r4u2w4p", grid: 256, block: 128 });
-    assert.deepEqual(fp8GemvBitsLaunch(37, "bits-p2"), { kernel: "gemv_fp8_bits_r2u4w4p", grid: 5, block: 128 });
   });
 
   test("KILN_FP8_GEMV picks the decode kernels: bits (default), fma or mma; others refused by name", () => {
@@ -84,8 +81,6 @@ describe("fp8_variants", () => {
     assert.equal(parseFp8Gemv("fma"), "fma");
     assert.equal(parseFp8Gemv("mma"), "mma");
     assert.equal(parseFp8Gemv("bits"), "bits");
-    assert.equal(parseFp8Gemv("bits-p"), "bits-p");
-    assert.equal(parseFp8Gemv("bits-p2"), "bits-p2");
     for (const bad of ["wgmma", "BITS", "bits "])
       assert.throws(
         () => parseFp8Gemv(bad),
@@ -106,12 +101,6 @@ describe("fp8_variants", () => {
     assert.equal(fp8DecodeReadsXhat("bits", true), false);
     assert.equal(fp8DecodeReadsXhat("fma", false), false);
     assert.equal(fp8DecodeReadsXhat("mma", false), false);
-    for (const kind of ["bits-p", "bits-p2"] as const) {
-      assert.deepEqual(fp8DecodeLaunch(kind, 4096, 4096), fp8GemvBitsLaunch(4096, kind));
-      assert.deepEqual(fp8DecodeLaunch(kind, 100, 4096, "silu"), fp8GemvGatedLaunch("silu", 100));
-      assert.equal(fp8DecodeReadsXhat(kind, false), true);
-      assert.equal(fp8XhatRows(kind, 8192), FP8_GEMV_MAX_ROWS);
-    }
   });
 
   test("scratch: xq [rows, widest], scales 256-byte aligned after it; none without fp8 weights", () => {
@@ -145,8 +134,7 @@ describe("fp8_variants", () => {
     for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvGatedLaunch(act, 8).kernel), act);
     assert.ok(kernels.includes(fp8GemvMmaLaunch(8).kernel));
     for (const act of GATED_ACTS) assert.ok(kernels.includes(fp8GemvMmaGatedLaunch(act, 8).kernel), act);
-    for (const kind of ["bits", "bits-p", "bits-p2"] as const)
-      assert.ok(kernels.includes(fp8GemvBitsLaunch(8, kind).kernel), kind);
+    assert.ok(kernels.includes(fp8GemvBitsLaunch(8).kernel));
   });
 });
 
