@@ -6,8 +6,10 @@
 // Teacher forced (teacher_forced.ts): the CPU decodes greedily; every CUDA runner is fed the CPU's tokens,
 // so each step compares logits at the same prefix and a near-tie broken the other way changes nothing
 // after it. Paths: the 20-token prompt prefills through the FP8 GEMM (> 8 rows), the 3-token one and
-// every decode step through gemv_fp8_bits (and gemv_fp8's gated kernel); KILN_GEMV=0 runs every step on
-// the FP8 GEMM; KILN_FP8_GEMV=fma (gemv_fp8 for plain linears, xq) must give the default's logits bit for bit.
+// every decode step through the default decode GEMV (gemv_fp8_mma in bf16, gemv_fp8_bits in fp32) and
+// through gemv_fp8_bits (and gemv_fp8's gated kernel) by name; KILN_GEMV=0 runs every step on the FP8
+// GEMM; KILN_FP8_GEMV=fma (gemv_fp8 for plain linears, xq) must give bits's logits bit for bit, and so
+// must bits with the gated activation unfused.
 //
 // Why CUDA may differ (docs/QUANTIZATION.md "CUDA, fp8"): both backends read the same E4M3 weights, but
 // each quantizes its own activations, and CUDA's differ slightly before quantization (the FP8 GEMM's
@@ -122,10 +124,15 @@ describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () 
         const opts = { dtype, cacheDir: cache.dir, ...(c.quantize ? { quantize: c.quantize } : {}) };
         const cpu = ModelRunner.fromDir(c.dir, { ...opts, backend: "cpu" });
         const cuda = ModelRunner.fromDir(c.dir, { ...opts, backend: "cuda" });
+        const bits = ModelRunner.fromDir(c.dir, {
+          ...opts,
+          backend: "cuda",
+          cudaTuning: cudaTuning({ fp8Gemv: "bits" }),
+        });
         const unfused = ModelRunner.fromDir(c.dir, {
           ...opts,
           backend: "cuda",
-          cudaTuning: cudaTuning({ fuseGatedAct: false }),
+          cudaTuning: cudaTuning({ fp8Gemv: "bits", fuseGatedAct: false }),
         });
         const gemmOnly = ModelRunner.fromDir(c.dir, {
           ...opts,
@@ -137,7 +144,7 @@ describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () 
           backend: "cuda",
           cudaTuning: cudaTuning({ fp8Gemv: "fma" }),
         });
-        const runners = [cpu, cuda, unfused, gemmOnly, fma];
+        const runners = [cpu, cuda, bits, unfused, gemmOnly, fma];
         try {
           // Quantized: the weights as stored are fewer bytes than the arrays they stand for.
           assert.ok(cuda.session.storedWeightBytes < cuda.session.weightBytes, `${c.name}: quantized`);
@@ -148,7 +155,8 @@ describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () 
             const want = forcedRun(cpu.session.backend, ids, STEPS);
             const runs = new Map<string, Float32Array>();
             for (const [label, runner] of [
-              ["gemv_fp8 decode", cuda],
+              ["decode GEMV, the default", cuda],
+              ["gemv_fp8_bits decode", bits],
               ["FP8 GEMM only", gemmOnly],
               ["gate_up unfused", unfused],
             ] as const) {
@@ -158,19 +166,19 @@ describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () 
                 `${tag} ${label}: ${assertNear(got, want.logits, want.tokens, V, bound, `${tag} ${label}`)}`,
               );
             }
-            // The same engine twice, and the gated kernel against the unfused pair: the same bits.
+            // The same engine twice, and bits's gated kernel against the unfused pair: the same bits.
             const again = forcedRun(cuda.session.backend, ids, STEPS, want.tokens).logits;
-            assert.deepEqual(again, runs.get("gemv_fp8 decode"), `${tag}: the same engine twice`);
+            assert.deepEqual(again, runs.get("decode GEMV, the default"), `${tag}: the same engine twice`);
             assert.deepEqual(
               runs.get("gate_up unfused"),
-              runs.get("gemv_fp8 decode"),
+              runs.get("gemv_fp8_bits decode"),
               `${tag}: fused gated activation, same logits`,
             );
-            // The default's gemv_fp8_bits (its launches, x̂ in the scratch) gives gemv_fp8's bits: the
-            // engine on gemv_fp8 for plain linears too (KILN_FP8_GEMV=fma) gives the same logits.
+            // gemv_fp8_bits (its launches, x̂ in the scratch) gives gemv_fp8's bits: the engine on
+            // gemv_fp8 for plain linears too (KILN_FP8_GEMV=fma) gives the same logits.
             assert.deepEqual(
               forcedRun(fma.session.backend, ids, STEPS, want.tokens).logits,
-              runs.get("gemv_fp8 decode"),
+              runs.get("gemv_fp8_bits decode"),
               `${tag}: KILN_FP8_GEMV=fma, same logits`,
             );
           }

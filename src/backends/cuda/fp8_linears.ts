@@ -1,9 +1,10 @@
 // Linears over fp8 weights (W8A8 E4M3, engine/fp8_format.ts) on the GPU. Every step first quantizes the
 // linear's input per token (quant_fp8_act: xq [rows, k] E4M3 and s [rows] fp32, into a scratch), then:
-//   - decode steps (LinearLauncher.gemvApplies, linear_route.ts): gemv_fp8_bits over the stored E4M3
-//     bytes, which reads x̂ (quant_fp8_act's fp32 copy of xq, written into the scratch for those
-//     steps only) instead of xq, or gemv_fp8's gated kernel for a fused gate_up (KILN_FP8_GEMV=fma:
-//     gemv_fp8 for plain linears too; =mma: the tensor-core kernels; fp8_variants.ts fp8DecodeLaunch);
+//   - decode steps (LinearLauncher.gemvApplies, linear_route.ts): a decode GEMV over the stored E4M3
+//     bytes (fp8_variants.ts resolveFp8Gemv, fp8DecodeLaunch): in 16-bit engines the tensor-core
+//     gemv_fp8_mma (and its gated kernel for a fused gate_up), in fp32 engines gemv_fp8_bits, which
+//     reads x̂ (quant_fp8_act's fp32 copy of xq, written into the scratch for those steps only) instead
+//     of xq, and gemv_fp8's gated kernel (KILN_FP8_GEMV picks one for every dtype);
 //   - every other step: a cuBLASLt FP8 GEMM (E4M3 × E4M3, fp32 accumulation with FP8 fast accumulation
 //     off, output in the engine dtype), the plan fp8_gemm_plan.ts chooses: s and the weight's per-row
 //     scales as outer-vector scales (OUTER_VEC_32F: y[t, r] = s[t]·sw[r]·Σ xq·q, no fp32 scratch of y),
@@ -28,6 +29,7 @@ import {
 } from "./device/index.ts";
 import { chooseFp8Plan, type Fp8PlanKind } from "./fp8_gemm_plan.ts";
 import {
+  type Fp8DecodeGemv,
   type Fp8GemvKind,
   fp8DecodeLaunch,
   fp8DecodeReadsXhat,
@@ -37,6 +39,7 @@ import {
   fp8ScratchBytes,
   fp8XhatOffset,
   fp8XhatRows,
+  resolveFp8Gemv,
 } from "./fp8_variants.ts";
 import { GEMM_WORKSPACE_BYTES } from "./gemm_algorithms.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
@@ -82,8 +85,8 @@ export class Fp8Linears {
     /** Rows the scratch holds, and the most output features of an fp8 weight. */
     private readonly maxRows: number,
     private readonly widestN: number,
-    /** Which decode GEMV runs (KILN_FP8_GEMV). */
-    private readonly gemvKind: Fp8GemvKind,
+    /** Which decode GEMV runs (KILN_FP8_GEMV, resolved for the dtype). */
+    private readonly gemvKind: Fp8DecodeGemv,
   ) {}
 
   /** The scratch for `weights`' fp8 linears at up to `maxRows` rows (none without fp8 weights), their
@@ -94,8 +97,9 @@ export class Fp8Linears {
     weights: DeviceWeights,
     dtype: DTypeName,
     maxRows: number,
-    gemvKind: Fp8GemvKind,
+    kind: Fp8GemvKind,
   ): Fp8Linears {
+    const gemvKind = resolveFp8Gemv(kind, dtype);
     const all = [...weights.allFp8];
     const xhatRows = fp8XhatRows(gemvKind, maxRows);
     const bytes = fp8ScratchBytes(all, maxRows, xhatRows);

@@ -1,9 +1,12 @@
 // The kernels/gemv_fp8.cu kernels that run a linear over an fp8 weight, and their launch shapes: every
 // step quantizes its input per token first (quant_fp8_act); decode steps of at most FP8_GEMV_MAX_ROWS
-// rows then run gemv_fp8_bits (gemv_fp8's bits without conversion instructions: it reads x̂,
-// quant_fp8_act's fp32 copy of xq, from the scratch) or, for a fused gate_up, gemv_fp8_gated_ACT; with
-// KILN_FP8_GEMV=fma gemv_fp8_r2uUw4 for plain linears too, with KILN_FP8_GEMV=mma the tensor-core
-// gemv_fp8_mma (kernels/gemv_fp8_mma.cuh); larger steps a cuBLASLt FP8 GEMM (fp8_linears.ts).
+// rows then run, in 16-bit engines, the tensor-core gemv_fp8_mma and gemv_fp8_mma_gated_ACT
+// (kernels/gemv_fp8_mma.cuh: the FP8 MMA's sums, bounded as the FP8 GEMM's), in fp32 engines
+// gemv_fp8_bits (gemv_fp8's exact-product fp32 sums without conversion instructions: it reads x̂,
+// quant_fp8_act's fp32 copy of xq, from the scratch) and, for a fused gate_up, gemv_fp8_gated_ACT;
+// KILN_FP8_GEMV chooses one for every dtype (fma: gemv_fp8_r2uUw4 for plain linears too). Larger steps
+// run a cuBLASLt FP8 GEMM (fp8_linears.ts).
+import type { DTypeName } from "../../dtype.ts";
 import { InvalidEnvironmentError } from "../../errors.ts";
 import { GEMV_MAX_M } from "./gemv_variants.ts";
 
@@ -41,19 +44,35 @@ export function fp8GemvGatedLaunch(
   return { kernel: `gemv_fp8_gated_${act}`, grid: Math.ceil(inter / ROWS_PER_BLOCK), block: 256 };
 }
 
-/** Which decode GEMVs fp8 linears run (KILN_FP8_GEMV): `bits` (default), gemv_fp8_bits_r4u2w4 for plain
- * linears (gemv_fp8's outputs bit for bit without conversion instructions: the weight decoded by integer
- * ops, x read as quant_fp8_act's fp32 x̂) and gemv_fp8_gated_ACT for a fused gate_up (faster there than
- * a bits gated kernel was; docs/PERFORMANCE.md); `fma`, the CUDA-core gemv_fp8_r2uUw4 for plain linears
- * too (the conversions' kernel, the reference the bits kernel is checked against; an A/B baseline);
- * `mma`, the tensor-core gemv_fp8_mma and gemv_fp8_mma_gated_ACT (an A/B switch, not yet measured: their
- * sums are the FP8 MMA's, bounded as the FP8 GEMM's, not gemv_fp8's fp32 sums). */
-export type Fp8GemvKind = "bits" | "fma" | "mma";
+/** Which decode GEMVs fp8 linears run (KILN_FP8_GEMV): `auto` (the default) resolves by the engine's
+ * dtype (resolveFp8Gemv); `mma`, the tensor-core gemv_fp8_mma and gemv_fp8_mma_gated_ACT (sums by the
+ * FP8 MMA, bounded as the FP8 GEMM's: test/gpu/kernels/tolerances.ts); `bits`, gemv_fp8_bits_r4u2w4 for
+ * plain linears (gemv_fp8's exact-product fp32 sums bit for bit without conversion instructions: the
+ * weight decoded by integer ops, x read as quant_fp8_act's fp32 x̂) and gemv_fp8_gated_ACT for a fused
+ * gate_up; `fma`, the CUDA-core gemv_fp8_r2uUw4 for plain linears too (the conversions' kernel, the
+ * reference the bits kernel is checked against). Figures: docs/PERFORMANCE.md. */
+export type Fp8GemvKind = "auto" | "bits" | "fma" | "mma";
+
+/** A decode GEMV kind as an engine runs it (`auto` resolved). */
+export type Fp8DecodeGemv = Exclude<Fp8GemvKind, "auto">;
+
+const FP8_GEMV_KINDS: readonly Fp8GemvKind[] = ["auto", "bits", "fma", "mma"];
 
 export function parseFp8Gemv(env: string | undefined): Fp8GemvKind {
-  if (env === undefined || env === "" || env === "bits") return "bits";
-  if (env === "mma" || env === "fma") return env;
-  throw new InvalidEnvironmentError(`KILN_FP8_GEMV must be bits, fma or mma; got ${env}`);
+  if (env === undefined || env === "") return "auto";
+  const kind = FP8_GEMV_KINDS.find((k) => k === env);
+  if (kind === undefined)
+    throw new InvalidEnvironmentError(`KILN_FP8_GEMV must be ${FP8_GEMV_KINDS.join(", ")}; got ${env}`);
+  return kind;
+}
+
+/** The decode GEMV an engine of `dtype` runs for `kind`: `auto` is the tensor-core kernel in 16-bit
+ * engines (measured 12% faster end to end at batch 1 on the 8B, and the same logits as bits on the GPU
+ * tests' bf16 models), and in fp32 engines the bits kernel, whose exact-product fp32 sums are what an
+ * fp32 engine is asked for. */
+export function resolveFp8Gemv(kind: Fp8GemvKind, dtype: DTypeName): Fp8DecodeGemv {
+  if (kind !== "auto") return kind;
+  return dtype === "fp32" ? "bits" : "mma";
 }
 
 /** Weight rows per block of the tensor-core kernels: one m16n8k32 tile (8 warps split k). */
@@ -84,7 +103,7 @@ export function fp8GemvBitsLaunch(n: number): { kernel: string; grid: number; bl
 /** The decode GEMV launch of `kind` for an [n, k] weight, or with `gatedAct` the gated kernel over the
  * fused gate_up weight (n = inter output features). */
 export function fp8DecodeLaunch(
-  kind: Fp8GemvKind,
+  kind: Fp8DecodeGemv,
   n: number,
   k: number,
   gatedAct?: string,
@@ -96,7 +115,7 @@ export function fp8DecodeLaunch(
 
 /** Whether the `kind` decode GEMV of a plain (`gated` false) or fused gate_up linear reads x̂ (the bits
  * kernel) rather than xq. */
-export function fp8DecodeReadsXhat(kind: Fp8GemvKind, gated: boolean): boolean {
+export function fp8DecodeReadsXhat(kind: Fp8DecodeGemv, gated: boolean): boolean {
   return kind === "bits" && !gated;
 }
 
@@ -107,7 +126,7 @@ export function fp8ScaleRowsLaunch(m: number, n: number): { kernel: string; grid
 
 /** Rows of x̂ (quant_fp8_act's fp32 copy of xq, which gemv_fp8_bits reads) the scratch holds for a
  * `kind` decode GEMV at up to `rows` rows: the GEMV's rows (≤ FP8_GEMV_MAX_ROWS) for `bits`, else none. */
-export function fp8XhatRows(kind: Fp8GemvKind, rows: number): number {
+export function fp8XhatRows(kind: Fp8DecodeGemv, rows: number): number {
   return kind === "bits" ? Math.min(rows, FP8_GEMV_MAX_ROWS) : 0;
 }
 

@@ -71,9 +71,9 @@ export interface CudaTuning {
   /** KILN_WO_GEMM_MAX_M (0–4096, default 256): most rows of a linear over a weight-only quantized weight
    * on gemm_wo.cu (past the GEMV's 8); 0 or larger steps dequantize the weight for cuBLASLt. */
   readonly woGemmMaxM: number;
-  /** KILN_FP8_GEMV=bits|fma|mma (default bits): the decode GEMV of fp8 weights, CUDA-core without
-   * conversion instructions for plain linears (gemv_fp8_bits: fma's bits), CUDA-core with them
-   * (gemv_fp8_r2uUw4, the A/B baseline), or tensor-core (gemv_fp8_mma); fp8_variants.ts. */
+  /** KILN_FP8_GEMV=auto|bits|fma|mma (default auto: mma in 16-bit engines, bits in fp32 ones): the decode
+   * GEMV of fp8 weights, tensor-core (gemv_fp8_mma), CUDA-core without conversion instructions for plain
+   * linears (gemv_fp8_bits: fma's bits), or CUDA-core with them (gemv_fp8_r2uUw4); fp8_variants.ts. */
   readonly fp8Gemv: Fp8GemvKind;
   /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV (or gemm_wo). */
   readonly fuseGatedAct: boolean;

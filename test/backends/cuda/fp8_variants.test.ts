@@ -21,6 +21,7 @@ import {
   fp8XhatOffset,
   fp8XhatRows,
   parseFp8Gemv,
+  resolveFp8Gemv,
 } from "../../../src/backends/cuda/fp8_variants.ts";
 import { GATED_ACTS } from "../../../src/backends/cuda/gemv_variants.ts";
 import { moduleSpecs } from "../../../src/backends/cuda/kernel_modules.ts";
@@ -75,9 +76,10 @@ describe("fp8_variants", () => {
     assert.deepEqual(fp8GemvBitsLaunch(37), { kernel: "gemv_fp8_bits_r4u2w4", grid: 3, block: 128 });
   });
 
-  test("KILN_FP8_GEMV picks the decode kernels: bits (default), fma or mma; others refused by name", () => {
-    assert.equal(parseFp8Gemv(undefined), "bits");
-    assert.equal(parseFp8Gemv(""), "bits");
+  test("KILN_FP8_GEMV picks the decode kernels: auto (default), bits, fma or mma; others refused by name", () => {
+    assert.equal(parseFp8Gemv(undefined), "auto");
+    assert.equal(parseFp8Gemv(""), "auto");
+    assert.equal(parseFp8Gemv("auto"), "auto");
     assert.equal(parseFp8Gemv("fma"), "fma");
     assert.equal(parseFp8Gemv("mma"), "mma");
     assert.equal(parseFp8Gemv("bits"), "bits");
@@ -101,6 +103,19 @@ describe("fp8_variants", () => {
     assert.equal(fp8DecodeReadsXhat("bits", true), false);
     assert.equal(fp8DecodeReadsXhat("fma", false), false);
     assert.equal(fp8DecodeReadsXhat("mma", false), false);
+  });
+
+  test("auto: the tensor-core GEMV in 16-bit engines, the exact-sum bits GEMV in fp32 ones; a choice is kept", () => {
+    assert.equal(resolveFp8Gemv("auto", "bf16"), "mma");
+    assert.equal(resolveFp8Gemv("auto", "fp16"), "mma");
+    assert.equal(resolveFp8Gemv("auto", "fp32"), "bits");
+    for (const kind of ["bits", "fma", "mma"] as const)
+      for (const dtype of ["fp32", "fp16", "bf16"] as const) assert.equal(resolveFp8Gemv(kind, dtype), kind);
+    // So a bf16 engine's decode steps keep no x̂ and launch gemv_fp8_mma; an fp32 engine's read x̂.
+    assert.equal(fp8XhatRows(resolveFp8Gemv("auto", "bf16"), 8), 0);
+    assert.equal(fp8DecodeLaunch(resolveFp8Gemv("auto", "bf16"), 4096, 4096).kernel, "gemv_fp8_mma");
+    assert.equal(fp8XhatRows(resolveFp8Gemv("auto", "fp32"), 8), 8);
+    assert.equal(fp8DecodeLaunch(resolveFp8Gemv("auto", "fp32"), 4096, 4096).kernel, "gemv_fp8_bits_r4u2w4");
   });
 
   test("scratch: xq [rows, widest], scales 256-byte aligned after it; none without fp8 weights", () => {

@@ -34,7 +34,7 @@ describe("CudaTuning", () => {
         gemvPolicy: "steady",
         gemvShapes: [],
         woGemmMaxM: 256,
-        fp8Gemv: "bits",
+        fp8Gemv: "auto",
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
