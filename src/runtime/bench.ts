@@ -10,6 +10,7 @@
 //                   causal attention (QKᵀ and P·V over L(L+1)/2 row-key pairs per head) / measured GEMM rate
 import type { DecodeProfile, KindTimes, StepInput, StepProfile } from "../backends/backend.ts";
 import { KilnError } from "../errors.ts";
+import type { Executor } from "../executor/executor.ts";
 import { decodeStepWork, prefillAttentionFlops, prefillFlops, floorMs as stepFloorMs } from "./floors.ts";
 import type { KvCacheDtype, KvPoolLimit } from "./kv_cache_config.ts";
 import type { ModelRunner } from "./model_runner.ts";
@@ -103,6 +104,17 @@ export interface BenchResult {
   profile?: DecodeProfile & { prefill?: StepProfile & { steps: number; tokens: number } };
 }
 
+/** When each token of streaming request `id` reached the host (one time per token: a step's tokens
+ * arrive together). */
+async function arrivalTimes(executor: Executor, id: number): Promise<number[]> {
+  const times: number[] = [];
+  for await (const ev of executor.results(id)) {
+    const now = performance.now();
+    for (const _ of ev.tokenIds) times.push(now);
+  }
+  return times;
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -189,6 +201,11 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const firstFlops = backend.measureGemmFlops();
   const pool = runner.generation.allocatePool(); // the executor and its KV cache, before any timing
   await runner.generate(batch(), { ...opts, maxNewTokens: Math.min(4, o.outputLen) }); // warm-up: lazy GEMM plans, caches
+  // The timed runs go to the executor as one request per prompt, each timed as its own tokens arrive: a
+  // batch whose prompts take several prefill iterations decodes its first sequences while later ones
+  // still prefill, which a batch call's lock-step outputs would hide (they wait for the slowest lane).
+  const executor = runner.generation.executor;
+  const decoding = o.sampling ? { ...o.sampling, seed: o.seed ?? 1 } : ({ greedy: true } as const);
   const ttfts: number[] = [];
   const tpots: number[] = [];
   const totals: number[] = [];
@@ -198,17 +215,18 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   for (let r = 0; r < o.runs; r++) {
     prompts = batch();
     const t0 = performance.now();
-    const stamps: number[] = [];
-    let tokens = 0;
-    for await (const step of runner.steps(prompts, { ...opts, maxNewTokens: o.outputLen })) {
-      stamps.push(performance.now());
-      tokens += step.tokens.length;
-    }
-    produced.push(tokens);
-    ttfts.push(stamps[0] - t0);
-    const deltas = stamps.slice(1).map((t, i) => t - stamps[i]);
-    if (deltas.length) tpots.push(median(deltas));
-    totals.push(stamps[stamps.length - 1] - t0);
+    // All at once (no await between them): the first iteration sees every prompt.
+    const ids = prompts.map((p) =>
+      executor.enqueue({ prompt: p.ids, maxNewTokens: o.outputLen, endId: [], streaming: true, ...decoding }),
+    );
+    const stamps = await Promise.all(ids.map((id) => arrivalTimes(executor, id)));
+    produced.push(stamps.reduce((n, s) => n + s.length, 0));
+    // TTFT: every prompt's first token (the batch's prefill); TPOT: the median sequence's median gap
+    // between its own tokens (in a lock-step batch, the step time).
+    ttfts.push(Math.max(...stamps.map((s) => s[0] ?? t0)) - t0);
+    const gaps = stamps.filter((s) => s.length > 1).map((s) => median(s.slice(1).map((t, i) => t - s[i])));
+    if (gaps.length) tpots.push(median(gaps));
+    totals.push(Math.max(...stamps.map((s) => s[s.length - 1] ?? t0)) - t0);
   }
   const wait1 = backend.collectWaitStats?.();
   // The rates again after the runs (a backend that measures cheaply measures again and keeps its best):
