@@ -115,6 +115,23 @@ async function arrivalTimes(executor: Executor, id: number): Promise<number[]> {
   return times;
 }
 
+/** One run's latencies from each prompt's token arrival times (ms, `stamps[p]`) after the start `t0`:
+ * TTFT when every prompt has its first token (the batch's prefill), TPOT the median over sequences of
+ * each one's median gap between its own tokens (in a lock-step batch, the step time; undefined when no
+ * sequence has two tokens), the total until the last token, and the tokens. */
+export function batchLatency(
+  stamps: readonly (readonly number[])[],
+  t0: number,
+): { ttftMs: number; tpotMs: number | undefined; totalMs: number; tokens: number } {
+  const gaps = stamps.filter((s) => s.length > 1).map((s) => median(s.slice(1).map((t, i) => t - s[i])));
+  return {
+    ttftMs: Math.max(...stamps.map((s) => s[0] ?? t0)) - t0,
+    tpotMs: gaps.length ? median(gaps) : undefined,
+    totalMs: Math.max(...stamps.map((s) => s[s.length - 1] ?? t0)) - t0,
+    tokens: stamps.reduce((n, s) => n + s.length, 0),
+  };
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -203,7 +220,8 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   await runner.generate(batch(), { ...opts, maxNewTokens: Math.min(4, o.outputLen) }); // warm-up: lazy GEMM plans, caches
   // The timed runs go to the executor as one request per prompt, each timed as its own tokens arrive: a
   // batch whose prompts take several prefill iterations decodes its first sequences while later ones
-  // still prefill, which a batch call's lock-step outputs would hide (they wait for the slowest lane).
+  // still prefill, and a batch call's lock-step outputs (each waiting for the slowest lane) would time
+  // only the last lanes, decoding once the others have finished.
   const executor = runner.generation.executor;
   const decoding = o.sampling ? { ...o.sampling, seed: o.seed ?? 1 } : ({ greedy: true } as const);
   const ttfts: number[] = [];
@@ -219,14 +237,11 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     const ids = prompts.map((p) =>
       executor.enqueue({ prompt: p.ids, maxNewTokens: o.outputLen, endId: [], streaming: true, ...decoding }),
     );
-    const stamps = await Promise.all(ids.map((id) => arrivalTimes(executor, id)));
-    produced.push(stamps.reduce((n, s) => n + s.length, 0));
-    // TTFT: every prompt's first token (the batch's prefill); TPOT: the median sequence's median gap
-    // between its own tokens (in a lock-step batch, the step time).
-    ttfts.push(Math.max(...stamps.map((s) => s[0] ?? t0)) - t0);
-    const gaps = stamps.filter((s) => s.length > 1).map((s) => median(s.slice(1).map((t, i) => t - s[i])));
-    if (gaps.length) tpots.push(median(gaps));
-    totals.push(Math.max(...stamps.map((s) => s[s.length - 1] ?? t0)) - t0);
+    const run = batchLatency(await Promise.all(ids.map((id) => arrivalTimes(executor, id))), t0);
+    produced.push(run.tokens);
+    ttfts.push(run.ttftMs);
+    if (run.tpotMs !== undefined) tpots.push(run.tpotMs);
+    totals.push(run.totalMs);
   }
   const wait1 = backend.collectWaitStats?.();
   // The rates again after the runs (a backend that measures cheaply measures again and keeps its best):
