@@ -38,6 +38,7 @@
 // All arithmetic is fp32.
 #include "attention_common.cuh"
 #include "decode_rope.cuh"  // attention_decode_rope*: the fused RoPE prologue (RopeIn, rope.cuh)
+#include "split_merge.cuh"  // load_partial, merge_batch, store_merged: the splits' merge
 
 namespace attn {
 
@@ -191,24 +192,6 @@ __device__ __forceinline__ void load_smem_item(const float* p, float (&f)[kAccVe
   }
 }
 
-// kAccVec floats of a partial written by other CTAs of this launch: through L2 (ld.global.cg), never the
-// non-coherent path.
-__device__ __forceinline__ void load_partial(const float* p, float (&f)[kAccVec]) {
-  if constexpr (kAccVec == 4) {
-    const float4 x = __ldcg(reinterpret_cast<const float4*>(p));
-    f[0] = x.x;
-    f[1] = x.y;
-    f[2] = x.z;
-    f[3] = x.w;
-  } else if constexpr (kAccVec == 2) {
-    const float2 x = __ldcg(reinterpret_cast<const float2*>(p));
-    f[0] = x.x;
-    f[1] = x.y;
-  } else {
-    f[0] = __ldcg(p);
-  }
-}
-
 // The first 32 bits of a raw vector (the profiling stops' keep-alive test).
 template <class V>
 __device__ __forceinline__ unsigned raw_bits(const V& r) {
@@ -253,29 +236,6 @@ __device__ __forceinline__ float new_vs(const Smem& sm) { return reinterpret_cas
 #if defined(DECODE_SMEM_BYTES)  // the host's mirror (attention_splits.ts decodeSharedBytes), passed by the builder
 static_assert(sizeof(DecodeSmem) == DECODE_SMEM_BYTES, "DECODE_SMEM_BYTES is not sizeof(attn::DecodeSmem)");
 #endif
-
-// Merges the splits of one item (kAccVec dims of head g) exactly as a separate reduce over the splits
-// would (same operations, same order):
-//   M = max_z m_z,  out = Σ_z e^(m_z - M)·acc_z / Σ_z e^(m_z - M)·l_z   (splits with m_z = -inf skipped)
-// mz, lz, v hold splits [z0, z0 + N) (mz = -inf past the last); mx is M; sum and a accumulate.
-template <int N>
-__device__ __forceinline__ void merge_batch(const float (&mz)[N], const float (&lz)[N], const float (&v)[N][kAccVec],
-                                            float mx, float& sum, float (&a)[kAccVec]) {
-#pragma unroll
-  for (int b = 0; b < N; b++) {
-    if (mz[b] != neg_inf()) {
-      const float w = score_exp(mz[b] - mx);
-      sum = fmaf(lz[b], w, sum);
-#pragma unroll
-      for (int e = 0; e < kAccVec; e++) a[e] = fmaf(v[b][e], w, a[e]);
-    }
-  }
-}
-
-__device__ __forceinline__ void store_merged(kiln_t* o, float sum, const float (&a)[kAccVec]) {
-#pragma unroll
-  for (int e = 0; e < kAccVec; e++) o[e] = from_float(sum > 0.f ? a[e] / sum : 0.f);
-}
 
 }  // namespace attn
 

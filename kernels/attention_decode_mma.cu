@@ -32,6 +32,7 @@
 // multiple of 16; G ≤ 16 (larger groups keep attention_decode_batch).
 #include "attention_common.cuh"
 #include "decode_rope.cuh"  // attention_decode_mma_rope: the fused RoPE prologue (RopeIn, rope.cuh)
+#include "split_merge.cuh"  // load_partial, merge_batch, store_merged: attention_decode's merge
 
 #if defined(KILN_DTYPE_F32)
 #error "attention_decode_mma.cu: 16-bit dtypes only (fp32 engines keep attention_decode_batch)"
@@ -241,11 +242,9 @@ __device__ __forceinline__ void mma_merge(kiln_t* __restrict__ out, const MmaPar
 }
 
 // The last CTA of a split launch's (sequence s, kv head) merges its heads' partials, each thread its own
-// items (4 dims of a head), every split's m first, then acc, m and l of kMergeBatch splits at once
-// (an empty split's acc is loaded but not used):
-//   M = max_z m_z,   out = Σ_z e^(m_z − M)·acc_z / Σ_z e^(m_z − M)·l_z   (fp32 FMAs, z in order; m_z = −∞ skipped)
-// The partials were written by other CTAs of this launch: read through L2 (__ldcg), never the
-// non-coherent path.
+// items (4 dims of a head), every split's m first, then acc, m and l of kMergeBatch splits at once (an
+// empty split's acc is loaded but not used), with attention_decode's merge (split_merge.cuh: the same
+// operations in the same order, through L2).
 __device__ __forceinline__ void mma_merge_splits(kiln_t* __restrict__ out, const MmaPartials& p, int s, int h0) {
   constexpr int kItemsPerHead = HEAD_DIM / 4;
   const size_t row0 = (size_t)s * NUM_HEADS + h0;  // [S, NUM_HEADS] row of the group's first head
@@ -259,8 +258,7 @@ __device__ __forceinline__ void mma_merge_splits(kiln_t* __restrict__ out, const
     for (int z = 0; z < p.num_splits; z++) mx = fmaxf(mx, __ldcg(pm + z));
     float sum = 0.f, a[4] = {0.f, 0.f, 0.f, 0.f};
     for (int z0 = 0; z0 < p.num_splits; z0 += kMergeBatch) {
-      float mz[kMergeBatch], lz[kMergeBatch];
-      float4 v[kMergeBatch];
+      float mz[kMergeBatch], lz[kMergeBatch], v[kMergeBatch][4];
 #pragma unroll
       for (int b = 0; b < kMergeBatch; b++) {
         const int z = z0 + b;
@@ -268,24 +266,12 @@ __device__ __forceinline__ void mma_merge_splits(kiln_t* __restrict__ out, const
         if (z < p.num_splits) {
           mz[b] = __ldcg(pm + z);
           lz[b] = __ldcg(pl + z);
-          v[b] = __ldcg(reinterpret_cast<const float4*>(pa + (size_t)z * HEAD_DIM));
+          load_partial(pa + (size_t)z * HEAD_DIM, v[b]);
         }
       }
-#pragma unroll
-      for (int b = 0; b < kMergeBatch; b++) {
-        if (mz[b] != neg_inf()) {
-          const float w = score_exp(mz[b] - mx);
-          sum = fmaf(lz[b], w, sum);
-          a[0] = fmaf(v[b].x, w, a[0]);
-          a[1] = fmaf(v[b].y, w, a[1]);
-          a[2] = fmaf(v[b].z, w, a[2]);
-          a[3] = fmaf(v[b].w, w, a[3]);
-        }
-      }
+      merge_batch(mz, lz, v, mx, sum, a);
     }
-    kiln_t* const o = out + (row0 + g) * HEAD_DIM + d;
-#pragma unroll
-    for (int e = 0; e < 4; e++) o[e] = from_float(sum > 0.f ? a[e] / sum : 0.f);
+    store_merged(out + (row0 + g) * HEAD_DIM + d, sum, a);
   }
 }
 

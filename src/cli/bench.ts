@@ -234,6 +234,14 @@ export function registerBench(program: Command): void {
             "TPOT (median)",
             `${r.tpotMs.toFixed(3)} ms  (floor ${r.floorMs.toFixed(3)} ms, ${decodeBound(r)}, ×${r.tpotOverFloor.toFixed(2)})`,
           ],
+          ...(r.firstTokenSpreadMs > r.tpotMs
+            ? [
+                [
+                  "prefill staggered",
+                  `first tokens spread over ${r.firstTokenSpreadMs.toFixed(1)} ms: the prompts took several prefill iterations, so sequences decoded beside later prompts' prefill (TPOT counts those iterations; the floor is lock-step decode of the whole batch: --profile times that step)`,
+                ] as [string, string],
+              ]
+            : []),
           ...(r.collectWaitMs !== undefined
             ? [
                 [

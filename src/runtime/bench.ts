@@ -70,6 +70,10 @@ export interface BenchResult {
   outputTokens: number;
   ttftMs: number;
   tpotMs: number;
+  /** From the first prompt's first token to the last prompt's (the median run): near 0 when the prompts
+   * prefilled in one iteration; more when they took several, and the sequences then decode beside the
+   * later prompts' prefill (TPOT includes those iterations; the decode floor assumes lock-step decode). */
+  firstTokenSpreadMs: number;
   outputTokensPerSec: number;
   /** Decode floor: max(decodeFloorBytes / copy bandwidth, decodeFloorFlops / GEMM rate), the run's
    * average decode step. */
@@ -118,14 +122,23 @@ async function arrivalTimes(executor: Executor, id: number): Promise<number[]> {
 /** One run's latencies from each prompt's token arrival times (ms, `stamps[p]`) after the start `t0`:
  * TTFT when every prompt has its first token (the batch's prefill), TPOT the median over sequences of
  * each one's median gap between its own tokens (in a lock-step batch, the step time; undefined when no
- * sequence has two tokens), the total until the last token, and the tokens. */
+ * sequence has two tokens), the total until the last token, the tokens, and the spread of the prompts'
+ * first tokens. */
 export function batchLatency(
   stamps: readonly (readonly number[])[],
   t0: number,
-): { ttftMs: number; tpotMs: number | undefined; totalMs: number; tokens: number } {
+): {
+  ttftMs: number;
+  tpotMs: number | undefined;
+  totalMs: number;
+  tokens: number;
+  firstTokenSpreadMs: number;
+} {
   const gaps = stamps.filter((s) => s.length > 1).map((s) => median(s.slice(1).map((t, i) => t - s[i])));
+  const firsts = stamps.filter((s) => s.length > 0).map((s) => s[0]);
   return {
     ttftMs: Math.max(...stamps.map((s) => s[0] ?? t0)) - t0,
+    firstTokenSpreadMs: firsts.length ? Math.max(...firsts) - Math.min(...firsts) : 0,
     tpotMs: gaps.length ? median(gaps) : undefined,
     totalMs: Math.max(...stamps.map((s) => s[s.length - 1] ?? t0)) - t0,
     tokens: stamps.reduce((n, s) => n + s.length, 0),
@@ -225,6 +238,7 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const executor = runner.generation.executor;
   const decoding = o.sampling ? { ...o.sampling, seed: o.seed ?? 1 } : ({ greedy: true } as const);
   const ttfts: number[] = [];
+  const spreads: number[] = [];
   const tpots: number[] = [];
   const totals: number[] = [];
   const produced: number[] = [];
@@ -240,6 +254,7 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     const run = batchLatency(await Promise.all(ids.map((id) => arrivalTimes(executor, id))), t0);
     produced.push(run.tokens);
     ttfts.push(run.ttftMs);
+    spreads.push(run.firstTokenSpreadMs);
     if (run.tpotMs !== undefined) tpots.push(run.tpotMs);
     totals.push(run.totalMs);
   }
@@ -329,6 +344,7 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     outputLen: o.outputLen,
     outputTokens: median(produced),
     ttftMs,
+    firstTokenSpreadMs: median(spreads),
     tpotMs,
     // Tokens actually produced per second of each run (fewer than B · O if generation stopped early).
     outputTokensPerSec: median(produced.map((n, r) => n / (totals[r] / 1000))),

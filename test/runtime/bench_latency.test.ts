@@ -27,7 +27,13 @@ describe("batchLatency", () => {
   test("a lock-step batch: TTFT its prefill, TPOT its step, the total its last token (as lock-step timing)", () => {
     // 3 sequences, all first tokens at 40 ms, then a step every 10 ms.
     const stamps = [0, 1, 2].map(() => [40, 50, 60, 70]);
-    assert.deepEqual(batchLatency(stamps, 0), { ttftMs: 40, tpotMs: 10, totalMs: 70, tokens: 12 });
+    assert.deepEqual(batchLatency(stamps, 0), {
+      ttftMs: 40,
+      tpotMs: 10,
+      totalMs: 70,
+      tokens: 12,
+      firstTokenSpreadMs: 0,
+    });
     assert.equal(lockStepTpot(stamps), 10);
   });
 
@@ -41,6 +47,7 @@ describe("batchLatency", () => {
     assert.equal(r.ttftMs, 400);
     assert.equal(r.totalMs, 430);
     assert.equal(r.tokens, 16);
+    assert.equal(r.firstTokenSpreadMs, 300); // staggered: kiln bench says so beside its TPOT
     // Own gaps: [100,100,100], [100,100,10], [100,10,10], [10,10,10] → medians 100, 100, 10, 10 → 55.
     assert.equal(r.tpotMs, 55);
     // Lock-step steps saw only the last lane, decoding alone: 10 ms, below what three of the four
@@ -49,7 +56,13 @@ describe("batchLatency", () => {
   });
 
   test("a sequence of one token has no gap; none at all gives no TPOT", () => {
-    assert.deepEqual(batchLatency([[5], [7, 9, 11]], 1), { ttftMs: 6, tpotMs: 2, totalMs: 10, tokens: 4 });
+    assert.deepEqual(batchLatency([[5], [7, 9, 11]], 1), {
+      ttftMs: 6,
+      tpotMs: 2,
+      totalMs: 10,
+      tokens: 4,
+      firstTokenSpreadMs: 2,
+    });
     assert.equal(batchLatency([[5], [7]], 0).tpotMs, undefined);
   });
 });
