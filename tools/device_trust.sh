@@ -50,7 +50,7 @@
 #            prefill against its floor, then 1,024 requests at 128/128 through the executor with the KV
 #            cache in bf16 and in FP8 (goal ≥ 31,000 output tok/s), all in one 600 s call; the
 #            quantized GPU tests (`quant tests`) include fp8's too; `quant fp8-speed`: the same without
-#            the tests, then tools/ncu_decode.sh's kernel-by-kernel batch-1 step, gemv_fp8_bits and gemv_fp8;
+#            the tests, then tools/ncu_decode.sh's kernel-by-kernel batch-1 step, gemv_fp8_mma and gemv_fp8_bits;
 #            `quant fp8-b1`: gemv_fp8.cu's GPU tests, the build, batch-1 TPOT on the default (gemv_fp8_mma),
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
@@ -197,11 +197,12 @@ if [[ $part == quant ]]; then
     echo "$big fp8 kiln build: exit $? in $(ms "$t0") ms (goal ≤ 90000; build-fp8.err)"
   }
   if [[ $which == fp8-speed ]]; then # the figures alone (the tests in a call of their own), then where a
-    # batch-1 step's time goes, kernel by kernel, on gemv_fp8_bits and on gemv_fp8 (tools/ncu_decode.sh)
+    # batch-1 step's time goes, kernel by kernel, on the default (gemv_fp8_mma in this bf16 engine) and on
+    # gemv_fp8_bits (tools/ncu_decode.sh)
     make_ckpt
     bash "$0" quant fp8-figures
     ENGINE=/tmp/engine-$big-fp8 bash tools/ncu_decode.sh "$big" 4 128 last
-    ENGINE=/tmp/engine-$big-fp8 TAG=fma KILN_FP8_GEMV=fma bash tools/ncu_decode.sh "$big" 4 128 last
+    ENGINE=/tmp/engine-$big-fp8 TAG=bits KILN_FP8_GEMV=bits bash tools/ncu_decode.sh "$big" 4 128 last
     exit 0
   fi
   if [[ $which == fp8-b1 ]]; then # where fp8's batch 1 stands: gemv_fp8.cu's GPU tests (the checkpoint
@@ -263,14 +264,13 @@ if [[ $part == quant ]]; then
   if [[ $which == fp8 ]]; then # one engine sized for the executor serves all three measurements
     e=/tmp/engine-$big-fp8
     build_fp8 "$e"
-    bench "$big fp8 decode" "$e" "${decode[@]}"
-    # Batch 1 on the tensor-core GEMV (gemv_fp8_mma, mma.sync E4M3) instead of the CUDA-core ones.
-    KILN_FP8_GEMV=mma bench "$big fp8 decode, KILN_FP8_GEMV=mma" "$e" "${decode[@]}"
-    # Batch 1 with conversions (gemv_fp8_r2uUw4 for plain linears: the same bits as the default's
-    # gemv_fp8_bits).
-    KILN_FP8_GEMV=fma bench "$big fp8 decode, KILN_FP8_GEMV=fma" "$e" "${decode[@]}"
-    # Batch 1 on the FP8 GEMM (cuBLASLt, outer-vector scales, the 16-row bucket) instead of gemv_fp8.
-    KILN_GEMV=0 bench "$big fp8 decode, KILN_GEMV=0" "$e" "${decode[@]}"
+    bench "$big fp8 decode" "$e" "${decode[@]}" # a bf16 engine: gemv_fp8_mma (KILN_FP8_GEMV=auto)
+    # Batch 1 on the CUDA-core GEMVs: gemv_fp8_bits (fp32 engines' default) and gemv_fp8_r2uUw4 (the
+    # same bits, with conversions).
+    KILN_FP8_GEMV=bits bench "$big fp8 decode bits" "$e" "${decode[@]}"
+    KILN_FP8_GEMV=fma bench "$big fp8 decode fma" "$e" "${decode[@]}"
+    # Batch 1 on the FP8 GEMM (cuBLASLt, outer-vector scales, the 16-row bucket) instead of a GEMV.
+    KILN_GEMV=0 bench "$big fp8 decode gemm" "$e" "${decode[@]}"
     bench "$big fp8 prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 3
     for kv in auto fp8; do # 128/128 at 1,024 requests, the KV cache in the engine dtype and in FP8
       f="$out/tp-fp8-128_128-kv-$kv.json"
