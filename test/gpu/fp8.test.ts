@@ -20,7 +20,15 @@
 // the vocabulary (|Δ log-prob| of any token is then at most twice it):
 //   fp32: FLIPS_ALLOWED flips at the largest effect measured, all the same way: 3 × 0.2 = 0.6.
 //   bf16: that, plus 0.3: twice quantized.test.ts's 0.15-nat log-prob bound for bf16 engines (the
-//     rounding of every activation to bf16, within it for the int8-wo, int4-wo and int4-zp engines).
+//     rounding of every activation to bf16, within it for the int8-wo, int4-wo and int4-zp engines);
+//     or, where larger, twice the model's own flip sensitivity to a bf16-sized perturbation: the largest
+//     |Δ logit| between the CPU's bf16 and fp32 fp8 engines fed the same tokens (the CPU computes in
+//     fp32 either way, so that gap is its weights rounded to bf16, each a relative 2^-9 change, carried
+//     through the E4M3 codes they flip; 0 for a model whose weights are bf16 already, as the bundled
+//     one's). CUDA's bf16 activations differ from the CPU's fp32 ones by perturbations of that size,
+//     which flip codes the same way. The fixed count of 3 flips does not hold for every model: the tiny
+//     Llama (linears 32 and 48 wide) has gaps of 0.53 and 0.67 (its unquantized engines' gap: 0.07),
+//     so bounds of 1.06 and 1.35; the compressed-tensors fixture's 0.31 and 0.43 leave it at 0.9.
 // Greedy agreement is asserted where the CPU's top-2 margin exceeds twice the bound (each of the two
 // logits may move by the bound): there CUDA must choose the CPU's token. These are a model's bounds, not
 // measured ones: every case prints its worst |Δ logit| and |Δ log-prob|, and the FP8 GEMM plans it ran.
@@ -52,6 +60,13 @@ const PROMPTS = [
   [5, 17, 42, 9, 3, 21, 8, 30, 11, 2, 7, 19, 25, 4, 13, 6, 40, 1, 33, 12],
   [11, 2, 7],
 ];
+
+/** The largest |a[i] − b[i]|. */
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let most = 0;
+  for (let i = 0; i < a.length; i++) most = Math.max(most, Math.abs(a[i] - b[i]));
+  return most;
+}
 
 /** Step t's row of logits [STEPS, V]. */
 const rowOf = (logits: Float32Array, t: number, V: number) => logits.subarray(t * V, (t + 1) * V);
@@ -118,11 +133,24 @@ describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () 
 
   for (const dtype of ["fp32", "bf16"] as const) {
     for (const which of [0, 1, 2]) {
-      const bound = LOGIT_BOUND[dtype];
-      test(`case ${which}, ${dtype}: |Δ logit| ≤ ${bound} at the CPU's tokens; its greedy choice where clear`, async () => {
+      const fixed = LOGIT_BOUND[dtype];
+      const what = dtype === "bf16" ? `max(${fixed}, 2 × the CPU's bf16/fp32 gap)` : `${fixed}`;
+      test(`case ${which}, ${dtype}: |Δ logit| ≤ ${what} at the CPU's tokens; its greedy choice where clear`, async () => {
         const c = cases()[which];
         const opts = { dtype, cacheDir: cache.dir, ...(c.quantize ? { quantize: c.quantize } : {}) };
         const cpu = ModelRunner.fromDir(c.dir, { ...opts, backend: "cpu" });
+        // bf16: the same fp8 engine in fp32 on the CPU, for the model's flip sensitivity (the header).
+        const cpu32 =
+          dtype === "bf16" ? ModelRunner.fromDir(c.dir, { ...opts, dtype: "fp32", backend: "cpu" }) : null;
+        /** The bound at prompt `ids`, fed the CPU's greedy tokens `tokens` (its bf16 logits `logits`):
+         * set by the teacher-forced runs, reused for the executor's (the forced runs write KV blocks the
+         * CPU executor may hold, so nothing is forced on the CPU after it starts). */
+        const bounds = new Map<readonly number[], number>();
+        const boundAt = (ids: readonly number[], tokens: readonly number[], logits: Float32Array): number => {
+          if (!cpu32) return fixed;
+          const gap = maxAbsDiff(forcedRun(cpu32.session.backend, ids, STEPS, tokens).logits, logits);
+          return Math.max(fixed, Number((2 * gap).toFixed(6)));
+        };
         const cuda = ModelRunner.fromDir(c.dir, { ...opts, backend: "cuda" });
         const bits = ModelRunner.fromDir(c.dir, {
           ...opts,
@@ -144,7 +172,7 @@ describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () 
           backend: "cuda",
           cudaTuning: cudaTuning({ fp8Gemv: "fma" }),
         });
-        const runners = [cpu, cuda, bits, unfused, gemmOnly, fma];
+        const runners = [cpu, cuda, bits, unfused, gemmOnly, fma, ...(cpu32 ? [cpu32] : [])];
         try {
           // Quantized: the weights as stored are fewer bytes than the arrays they stand for.
           assert.ok(cuda.session.storedWeightBytes < cuda.session.weightBytes, `${c.name}: quantized`);
@@ -153,6 +181,9 @@ describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () 
           for (const ids of PROMPTS) {
             const tag = `${c.name} ${dtype} prompt ${ids.length}`;
             const want = forcedRun(cpu.session.backend, ids, STEPS);
+            const bound = boundAt(ids, want.tokens, want.logits);
+            bounds.set(ids, bound);
+            if (bound !== fixed) console.log(`${tag}: bound ${bound} (twice the CPU's bf16/fp32 gap)`);
             const runs = new Map<string, Float32Array>();
             for (const [label, runner] of [
               ["decode GEMV, the default", cuda],
@@ -188,6 +219,7 @@ describe("fp8 engines on CUDA vs the CPU backend, teacher forced", { skip }, () 
             const tag = `${c.name} ${dtype} prompt ${ids.length} executor`;
             const got = await greedy(cuda, ids);
             const want = await cpuLogits(cpu, ids, got.tokens);
+            const bound = bounds.get(ids) ?? fixed;
             console.log(`${tag}: ${assertNear(got.logits, want, got.tokens, V, bound, tag)}`);
           }
           for (const [label, runner] of [
