@@ -10,10 +10,10 @@
 //                   causal attention (QKᵀ and P·V over L(L+1)/2 row-key pairs per head) / measured GEMM rate
 import type { DecodeProfile, KindTimes, StepInput, StepProfile } from "../backends/backend.ts";
 import { KilnError } from "../errors.ts";
-import type { Executor } from "../executor/executor.ts";
 import { decodeStepWork, prefillAttentionFlops, prefillFlops, floorMs as stepFloorMs } from "./floors.ts";
 import type { KvCacheDtype, KvPoolLimit } from "./kv_cache_config.ts";
 import type { ModelRunner } from "./model_runner.ts";
+import { tokenTimes } from "./token_times.ts";
 
 export { prefillFlops } from "./floors.ts";
 
@@ -106,17 +106,6 @@ export interface BenchResult {
   /** With profile: one decode step's graph replay time and per-kind eager GPU times, and the batch's
    * prefill (its steps launched eagerly) summed by kind. */
   profile?: DecodeProfile & { prefill?: StepProfile & { steps: number; tokens: number } };
-}
-
-/** When each token of streaming request `id` reached the host (one time per token: a step's tokens
- * arrive together). */
-async function arrivalTimes(executor: Executor, id: number): Promise<number[]> {
-  const times: number[] = [];
-  for await (const ev of executor.results(id)) {
-    const now = performance.now();
-    for (const _ of ev.tokenIds) times.push(now);
-  }
-  return times;
 }
 
 /** One run's latencies from each prompt's token arrival times (ms, `stamps[p]`) after the start `t0`:
@@ -231,10 +220,11 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const firstFlops = backend.measureGemmFlops();
   const pool = runner.generation.allocatePool(); // the executor and its KV cache, before any timing
   await runner.generate(batch(), { ...opts, maxNewTokens: Math.min(4, o.outputLen) }); // warm-up: lazy GEMM plans, caches
-  // The timed runs go to the executor as one request per prompt, each timed as its own tokens arrive: a
-  // batch whose prompts take several prefill iterations decodes its first sequences while later ones
-  // still prefill, and a batch call's lock-step outputs (each waiting for the slowest lane) would time
-  // only the last lanes, decoding once the others have finished.
+  // The timed runs go to the executor as one request per prompt, each token timed as it reaches the host
+  // (this executor's clock is Date.now, too coarse for a step): a batch whose prompts take several
+  // prefill iterations decodes its first sequences while later ones still prefill, and a batch call's
+  // lock-step outputs (each waiting for the slowest lane) would time only the last lanes, decoding once
+  // the others have finished.
   const executor = runner.generation.executor;
   const decoding = o.sampling ? { ...o.sampling, seed: o.seed ?? 1 } : ({ greedy: true } as const);
   const ttfts: number[] = [];
@@ -251,7 +241,10 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     const ids = prompts.map((p) =>
       executor.enqueue({ prompt: p.ids, maxNewTokens: o.outputLen, endId: [], streaming: true, ...decoding }),
     );
-    const run = batchLatency(await Promise.all(ids.map((id) => arrivalTimes(executor, id))), t0);
+    const run = batchLatency(
+      await Promise.all(ids.map((id) => tokenTimes(executor, id, () => performance.now()))),
+      t0,
+    );
     produced.push(run.tokens);
     ttfts.push(run.ttftMs);
     spreads.push(run.firstTokenSpreadMs);

@@ -22,6 +22,7 @@ import { BenchOptionError, type BenchSampling, BenchShapeError } from "./bench.t
 import { decodeStepWork, floorMs } from "./floors.ts";
 import type { KvCacheConfig } from "./kv_cache_config.ts";
 import { latencySummary, type Summary, summary } from "./latency_summary.ts";
+import { tokenTimes } from "./token_times.ts";
 
 export interface ThroughputOptions {
   numRequests: number;
@@ -140,14 +141,6 @@ export function poissonArrivals(n: number, rate: number, seed: number): number[]
 const PREFIX_PROBES = 3;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** The time of each token of a streaming request, on the executor's clock. */
-async function tokenTimes(executor: Executor, id: number): Promise<number[]> {
-  const stamps: number[] = [];
-  for await (const ev of executor.results(id))
-    for (const _ of ev.tokenIds) stamps.push(ev.timing.last as number);
-  return stamps;
-}
 
 /** Bytes of a stored weight element of an engine of `dtype`. */
 const elemBytes = (dtype: string) => (dtype === "fp32" ? 4 : 2);
