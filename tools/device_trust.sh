@@ -53,6 +53,8 @@
 #            the tests, then tools/ncu_decode.sh's kernel-by-kernel batch-1 step, gemv_fp8_mma and gemv_fp8_bits;
 #            `quant fp8-b1`: gemv_fp8.cu's GPU tests, the build, batch-1 TPOT on the default (gemv_fp8_mma),
 #            gemv_fp8_bits and gemv_fp8;
+#            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
+#            engines (where each step's time goes, kernel by kernel);
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -221,6 +223,28 @@ if [[ $part == quant ]]; then
     for kind in bits fma; do
       KILN_FP8_GEMV=$kind bench "$big fp8 decode $kind" "$e" "${decode[@]}"
     done
+    exit 0
+  fi
+  if [[ $which == b1-prof ]]; then # batch 1 kernel by kernel for fp8 and int4-wo (issue 19's 1.48x and
+    # 2.32x): fp8's engine test (its rederived bf16 bound) beside the checkpoint's writing, the fp8 build,
+    # TPOT and tools/ncu_decode.sh on the default decode GEMV; then int4-wo's build, TPOT and ncu
+    make_ckpt &
+    ckpt_pid=$!
+    timeout 200 node scripts/test.mjs gpu test/gpu/fp8.test.ts >"$out/test_fp8.log" 2>&1
+    echo "fp8 engine GPU test exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_fp8.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError|worst \|Δ logit" "$out/test_fp8.log" | head -20
+    wait "$ckpt_pid"
+    e=/tmp/engine-$big-fp8
+    build_fp8 "$e"
+    bench "$big fp8 decode" "$e" "${decode[@]}"
+    ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
+    e=/tmp/engine-$big-int4-wo
+    t0=$(date +%s%N)
+    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize int4-wo \
+      --json >"$out/build-int4-wo.json" 2>"$out/build-int4-wo.err"
+    echo "$big int4-wo kiln build: exit $? in $(ms "$t0") ms (build-int4-wo.err)"
+    bench "$big int4-wo decode" "$e" "${decode[@]}"
+    ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
     exit 0
   fi
   [[ $which == fp8-figures ]] && which=fp8 && skip_tests=1
