@@ -276,7 +276,8 @@ namespace attn {
 // attention_decode_rope*'s prologue inputs (RopeIn): decode_rope.cuh.
 
 // attention_decode_rope*'s prologue, the work rope_qkv_fused would do (rope.cuh: the same bits), after the
-// PDL wait, by all threads: the CTA's nh query heads (from h0), rotated (and normed), into sq
+// PDL wait, by all threads, with the token's angles `an` (computed before the wait): the CTA's nh query
+// heads (from h0), rotated (and normed), into sq
 // ([kHeadsPerCta][HEAD_DIM] floats, zeros past nh), and, when the CTA `holds_new` key ctx − 1, that key's
 // K (normed, rotated) and V rows into new_k / new_v (shared memory, from where the key loop takes them);
 // the CTA of head group 0 also stores them to the cache slot slot_mapping[s]. Ends with a barrier.
@@ -289,7 +290,8 @@ __device__ __forceinline__ void rope_prologue(const kiln_t* __restrict__ q, cons
                                               const typename KV::elem_t* __restrict__ v_cache,
                                               const float* __restrict__ k_scale, const float* __restrict__ v_scale,
                                               int s, int kvh, int h0, int nh, bool holds_new, float* sq,
-                                              unsigned* new_k_words, unsigned* new_v_words) {
+                                              unsigned* new_k_words, unsigned* new_v_words,
+                                              const kiln::rope::Angles& an) {
   typedef typename KV::elem_t elem_t;
   elem_t* const new_k = reinterpret_cast<elem_t*>(new_k_words);
   elem_t* const new_v = reinterpret_cast<elem_t*>(new_v_words);
@@ -304,14 +306,14 @@ __device__ __forceinline__ void rope_prologue(const kiln_t* __restrict__ q, cons
       kiln::rope::Head h;
       kiln::rope::load(q + (size_t)s * ri.q_stride + (size_t)(h0 + t) * HEAD_DIM, h);
       if (ri.q_norm != nullptr) kiln::rope::norm(h, ri.q_norm, ri.norm_eps);
-      if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
+      if (ROTARY_DIM > 0) kiln::rope::rotate(h, an);
       float* const dst = sq + t * HEAD_DIM;
       kiln::rope::for_each(h, [dst](int d, kiln_t x) { dst[d] = to_float(x); });
     } else if (t == nh) {
       kiln::rope::Head h;
       kiln::rope::load(ri.k + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM, h);
       if (ri.k_norm != nullptr) kiln::rope::norm(h, ri.k_norm, ri.norm_eps);
-      if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
+      if (ROTARY_DIM > 0) kiln::rope::rotate(h, an);
       elem_t* const cache = const_cast<elem_t*>(k_cache) + cache_row;  // never read here: the loop reads smem
       if constexpr (KV::kFp8) {
         float amax = 0.f;
@@ -408,6 +410,8 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   float ksc[kKeysPerLane], vsc[kKeysPerLane];  // FP8 pools: the keys' row scales
   load_step<KV>(kr, vr, ksc, vsc, k_cache, v_cache, k_scale, v_scale, table, block_table_step, base, min(ke, ctx - 1),
                 kvh, key_lane, vec_lane, -1);
+  kiln::rope::Angles an{};  // attention_decode_rope*: the new token's angles, from the step metadata
+  if constexpr (kRope) an = kiln::rope::angles(ri.rope, s);
 
   kiln::pdl_wait();  // q and the new key come from the previous kernel (see pdl.cuh)
   if (trigger == 0) kiln::pdl_launch_dependents();
@@ -425,7 +429,8 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
     // into sq, and, in the split that holds the new key, its K (normed, rotated) and V rows into shared
     // memory, from where the key loop takes them; the CTA of head group 0 also stores them to the cache.
     const bool holds_new = ks <= ctx - 1 && ctx - 1 < ke;
-    rope_prologue<KV>(q, ri, k_cache, v_cache, k_scale, v_scale, s, kvh, h0, nh, holds_new, sq, sm.new_k, sm.new_v);
+    rope_prologue<KV>(q, ri, k_cache, v_cache, k_scale, v_scale, s, kvh, h0, nh, holds_new, sq, sm.new_k, sm.new_v,
+                      an);
     if (holds_new) new_pos = ctx - 1;
     take_new_key<KV>(kr, vr, ksc, vsc, sm_new_k, sm_new_v, new_ks(sm), new_vs(sm), new_pos, base, key_lane,
                      vec_lane);  // if in the first step
@@ -851,6 +856,8 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
   // Before the wait (pdl.cuh): the step metadata and keys < ctx − 1, cached by earlier steps.
 #pragma unroll
   for (int t = 0; t < kBatchStages - 1; t++) issue(t);
+  kiln::rope::Angles an{};  // attention_decode_batch_rope*: the new token's angles, from the step metadata
+  if constexpr (kRope) an = kiln::rope::angles(ri.rope, s);
 
   kiln::pdl_wait();  // q and the new key come from the previous kernel (see pdl.cuh)
   if (trigger == 0) kiln::pdl_launch_dependents();
@@ -859,7 +866,8 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
     return;
   }
   if constexpr (kRope) {
-    rope_prologue<KV>(q, ri, k_cache, v_cache, k_scale, v_scale, s, kvh, h0, nh, ctx > lo, sm.q, sm.new_k, sm.new_v);
+    rope_prologue<KV>(q, ri, k_cache, v_cache, k_scale, v_scale, s, kvh, h0, nh, ctx > lo, sm.q, sm.new_k, sm.new_v,
+                      an);
   } else {
     for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) {
       const int g = i / HEAD_DIM;

@@ -276,15 +276,15 @@ __device__ __forceinline__ void mma_merge_splits(kiln_t* __restrict__ out, const
 }
 
 // attention_decode_mma_rope's prologue, the work rope_qkv_fused does for this CTA's share of the step
-// (rope.cuh: the same bits), after the PDL wait, one head per warp: the group's G query heads, rotated
-// (and normed), into sm.q as kiln_t rows; where the CTA's split `holds_new` key ctx − 1, that key's K row
-// (normed, rotated) and its V row into sm.new_k / sm.new_v, and into the cache slot slot_mapping[s] (one
-// CTA per (sequence, kv head) holds it). The caller's barrier publishes them.
+// (rope.cuh: the same bits), after the PDL wait with the angles `an` computed before it, one head per warp:
+// the group's G query heads, rotated (and normed), into sm.q as kiln_t rows; where the CTA's split `holds_new`
+// key ctx − 1, that key's K row (normed, rotated) and its V row into sm.new_k / sm.new_v, and into the cache
+// slot slot_mapping[s] (one CTA per (sequence, kv head) holds it). The caller's barrier publishes them.
 template <class Smem>
 __device__ __forceinline__ void mma_rope_prologue(Smem& sm, const kiln_t* __restrict__ q, const RopeIn& ri,
                                                   const kiln_t* __restrict__ k_cache,
                                                   const kiln_t* __restrict__ v_cache, int s, int kvh, int h0,
-                                                  bool holds_new) {
+                                                  bool holds_new, const kiln::rope::Angles& an) {
   const int tasks = ATTN_GROUP + (holds_new ? 2 : 0);
   const int slot = ri.slot_mapping[s];
   const bool store = holds_new && slot >= 0 && slot < ri.num_slots;
@@ -296,14 +296,14 @@ __device__ __forceinline__ void mma_rope_prologue(Smem& sm, const kiln_t* __rest
       kiln::rope::Head h;
       kiln::rope::load(q + (size_t)s * ri.q_stride + (size_t)(h0 + t) * HEAD_DIM, h);
       if (ri.q_norm != nullptr) kiln::rope::norm(h, ri.q_norm, ri.norm_eps);
-      if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
+      if (ROTARY_DIM > 0) kiln::rope::rotate(h, an);
       kiln_t* const dst = sm.q + t * kLds;
       kiln::rope::for_each(h, [dst](int d, kiln_t x) { dst[d] = x; });
     } else if (t == ATTN_GROUP) {
       kiln::rope::Head h;
       kiln::rope::load(ri.k + (size_t)s * ri.kv_stride + (size_t)kvh * HEAD_DIM, h);
       if (ri.k_norm != nullptr) kiln::rope::norm(h, ri.k_norm, ri.norm_eps);
-      if (ROTARY_DIM > 0) kiln::rope::rotate(h, ri.rope, s);
+      if (ROTARY_DIM > 0) kiln::rope::rotate(h, an);
       kiln_t* const cache = const_cast<kiln_t*>(k_cache) + cache_row;  // the key loop reads sm.new_k instead
       kiln_t* const nk = sm.new_k;
       kiln::rope::for_each(h, [nk, cache, store](int d, kiln_t x) {
@@ -379,6 +379,8 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPa
   // Before the wait (pdl.cuh): the step metadata and keys < ctx − 1, cached by earlier steps.
 #pragma unroll
   for (int t = 0; t < kStages - 1; t++) issue(t, true);
+  kiln::rope::Angles an{};  // attention_decode_mma_rope: the new token's angles, from the step metadata
+  if constexpr (kRope) an = kiln::rope::angles(ri.rope, s);
 
   kiln::pdl_wait();  // q and the new key come from the kernels before (see pdl.cuh)
   if (trigger == 0) kiln::pdl_launch_dependents();
@@ -387,7 +389,7 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPa
     return;
   }
   if constexpr (kRope) {
-    mma_rope_prologue(sm, q, ri, k_cache, v_cache, s, kvh, h0, holds_new);
+    mma_rope_prologue(sm, q, ri, k_cache, v_cache, s, kvh, h0, holds_new, an);
     __syncthreads();  // the rotated rows, before any thread copies the new key's
   } else {
     // The group's queries as kiln_t rows (rows ≥ G zero), 16 bytes at a time.

@@ -95,18 +95,38 @@ __device__ __forceinline__ void norm(Head& h, const kiln_t* w, float eps) {
   }
 }
 
-/** Rotates the head's pairs for token t. */
-__device__ __forceinline__ void rotate(Head& h, const Params& a, int t) {
+/** cos θ and sin θ of a lane's rotary pairs for one token, times the scaling and rounded to kiln_t, as
+ * rotate() applies them. They depend only on the position and the inverse frequencies (step metadata and
+ * constants), so a kernel may compute them before its PDL wait, off the path of the rows it rotates. */
+struct Angles {
+  float c[kPairs > 0 ? kPairs : 1];
+  float s[kPairs > 0 ? kPairs : 1];
+};
+__device__ __forceinline__ Angles angles(const Params& a, int t) {
   const int lane = threadIdx.x & 31;
   const float pos = (float)a.positions[t];
   const float* freqs = a.inv_freq + (a.inv_freq_index != nullptr ? (long long)a.inv_freq_index[t] * kHalf : 0ll);
+  Angles an;
+#pragma unroll
+  for (int j = 0; j < kPairs; j++) {
+    const int i = lane + 32 * j;
+    an.c[j] = an.s[j] = 0.f;
+    if (i < kHalf) {
+      const float theta = __fmul_rn(pos, freqs[i]);  // inv_freq @ position_ids.float(): one fp32 product
+      an.c[j] = round_t(__fmul_rn(cosf(theta), a.attention_scaling));
+      an.s[j] = round_t(__fmul_rn(sinf(theta), a.attention_scaling));
+    }
+  }
+  return an;
+}
+/** Rotates the head's pairs by the token's angles. */
+__device__ __forceinline__ void rotate(Head& h, const Angles& an) {
+  const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < kPairs; j++) {
     const int i = lane + 32 * j;
     if (i < kHalf) {
-      const float theta = __fmul_rn(pos, freqs[i]);  // inv_freq @ position_ids.float(): one fp32 product
-      const float c = round_t(__fmul_rn(cosf(theta), a.attention_scaling));
-      const float s = round_t(__fmul_rn(sinf(theta), a.attention_scaling));
+      const float c = an.c[j], s = an.s[j];
       const float r1 = __fsub_rn(round_t(__fmul_rn(h.x1[j], c)), round_t(__fmul_rn(h.x2[j], s)));
       const float r2 = __fadd_rn(round_t(__fmul_rn(h.x2[j], c)), round_t(__fmul_rn(h.x1[j], s)));
       h.x1[j] = r1;
@@ -114,7 +134,8 @@ __device__ __forceinline__ void rotate(Head& h, const Params& a, int t) {
     }
   }
 }
-
+/** Rotates the head's pairs for token t. */
+__device__ __forceinline__ void rotate(Head& h, const Params& a, int t) { rotate(h, angles(a, t)); }
 /** Each of the head's HEAD_DIM values, rounded to kiln_t, to f(dim, value): the lane's own dims. */
 template <typename F>
 __device__ __forceinline__ void for_each(const Head& h, F f) {
