@@ -2,7 +2,7 @@
 // alternative to its CUDA-core kernels, KILN_FP8_GEMV=mma): 16 weight rows a block are mma.sync's A
 // operand (mma_fp8.cuh, m16n8k32 E4M3), the m ≤ 8 rows of xq its B operand (columns m … 7 zero), fp32
 // accumulators: no per-element conversion or FMA in the kernel. The block's kMmaWarps warps split k and
-// add their partial sums in shared memory, in warp order; the epilogue scales as gemv_fp8 does.
+// add their partial sums in shared memory, in warp order (gemv_mma_tile.cuh); the epilogue scales as gemv_fp8 does.
 //
 // k order: a chunk is 64 consecutive k (4 vectors of 16 bytes). Lane (g = lane / 4, t = lane % 4) loads
 // vector 4c + t of chunk c from weight rows row0 + g and row0 + g + 8 and from xq row g (zeros for g ≥ m
@@ -23,6 +23,7 @@
 
 #include "activations.cuh"
 #include "common.cuh"
+#include "gemv_mma_tile.cuh"
 #include "mma_fp8.cuh"
 #include "pdl.cuh"
 
@@ -34,10 +35,12 @@ static_assert(GEMV_MAX_M <= 8, "gemv_fp8_mma: x's rows are the 8 columns of one 
 namespace kiln {
 namespace fp8mma {
 
-constexpr int kMmaWarps = 8;  // warps per block: the k-split
-constexpr int kMmaU = 4;      // chunks per warp and step (each: two 16-byte weight loads per lane)
-constexpr int kTileRows = 16;
-constexpr int kChunk = 64;    // k per chunk: 4 lanes × 16 bytes
+using gemv_mma::block_sum;
+using gemv_mma::kMmaWarps;
+using gemv_mma::kTileRows;
+using gemv_mma::reduce;
+constexpr int kMmaU = 4;    // chunks per warp and step (each: two 16-byte weight loads per lane)
+constexpr int kChunk = 64;  // k per chunk: 4 lanes × 16 bytes
 
 /** T tiles of 16 weight rows (the gated kernel's gate and up: T = 2) times the m rows of xq: each warp's
  * fp32 partial sums over its chunks, in mma fragment order (mma_fp8.cuh's C/D). `active` false: a block
@@ -84,30 +87,6 @@ __device__ __forceinline__ bool warp_tiles(const unsigned char* __restrict__ xq,
     }
   }
   return true;
-}
-
-/** Adds the warps' partial sums (warp order) into part[T][0] [16 rows][8 columns] and returns after the
- * block's barrier; part is [T][kMmaWarps][16][8] floats of shared memory. */
-template <int T>
-__device__ __forceinline__ void reduce(const float (&acc)[T][4], float (*part)[kMmaWarps][kTileRows][8]) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-#pragma unroll
-  for (int i = 0; i < T; i++) {
-    part[i][warp][g][2 * t] = acc[i][0];
-    part[i][warp][g][2 * t + 1] = acc[i][1];
-    part[i][warp][g + 8][2 * t] = acc[i][2];
-    part[i][warp][g + 8][2 * t + 1] = acc[i][3];
-  }
-  __syncthreads();
-}
-
-/** Σ over the warps, in warp order, of tile i's (row f, column j). */
-template <int T>
-__device__ __forceinline__ float block_sum(float (*part)[kMmaWarps][kTileRows][8], int i, int f, int j) {
-  float s = part[i][0][f][j];
-#pragma unroll
-  for (int q = 1; q < kMmaWarps; q++) s += part[i][q][f][j];
-  return s;
 }
 
 /** The scaled sum as gemv_fp8 scales its own: (Σ·s[j])·sw. */

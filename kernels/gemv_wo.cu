@@ -27,6 +27,12 @@
 //     kiln_t* y,                  // [m, n]
 //     int m, int n, int k)        // 1 ≤ m ≤ GEMV_MAX_M; k a multiple of 16 bytes of kiln_t (8 elements)
 //   grid = (ceil(n / (R·W))), block = (32·W), no shared memory
+// extern "C" __global__ void gemv_wo4_mma(x, q, scales, bias, y, m, n, k)     (int4-wo's decode GEMV)
+//   the same y on the tensor cores (gemv_wo_mma.cuh: 16 rows a block, 8 warps split k; the MMA's fp32
+//   sums of each group's exact products, then the group scale): grid = (ceil(n / 16)), block = (256),
+//   4 KiB static shared memory
+// extern "C" __global__ void gemv_wo4_mma_gated_ACT(x, q, scales, bias, y, m, inter, k)
+//   the gated kernel's y from gemv_wo4_mma's sums: grid = (ceil(inter / 16)), block = (256), 8 KiB
 // extern "C" __global__ void gemv_woB_gated_ACT(x, q, scales, bias, y, m, inter, k)
 //   q, scales: the fused gate_up weight [2·inter, ·] (gate rows, then up rows); y [m, inter] =
 //   act(x·gateᵀ + b)·(x·upᵀ + b), each rounded to kiln_t first, as gemv.cu's gemv_gated_ACT.
@@ -40,6 +46,9 @@
 #include "activations.cuh"
 #include "common.cuh"
 #include "gemv_warp.cuh"
+#if !defined(KILN_DTYPE_F32)
+#include "gemv_wo_mma.cuh"
+#endif
 
 #if !KILN_HAS_DTYPE
 #error "gemv_wo.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
@@ -217,6 +226,12 @@ KILN_GEMV_WO(8, 2, 8, 4)
 KILN_GEMV_WO(4, 2, 4, 4)
 KILN_GEMV_WO(4, 2, 8, 4)
 
+extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps)
+    gemv_wo4_mma(const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,
+                 int n, int k) {
+  kiln::womma::rows(x, q, scales, bias, y, m, n, k);
+}
+
 #define KILN_GEMV_WO_GATED(NAME, ACT)                                                                         \
   extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_wo8_gated_##NAME(           \
       const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
@@ -227,6 +242,11 @@ KILN_GEMV_WO(4, 2, 8, 4)
       const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
       int inter, int k) {                                                                                     \
     kiln::gemv::gated<kiln::ACT>(WoGemv<4>{x, q, scales, k}, bias, y, m, inter);                              \
+  }                                                                                                           \
+  extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps) gemv_wo4_mma_gated_##NAME(        \
+      const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
+      int inter, int k) {                                                                                     \
+    kiln::womma::gated<kiln::ACT>(x, q, scales, bias, y, m, inter, k);                                        \
   }
 
 // GEMV_ACT as in gemv.cu (gemv_variants.ts GATED_ACTS): one activation's gated kernels, none, or all five.

@@ -55,6 +55,9 @@
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
 #            engines (where each step's time goes, kernel by kernel);
+#            `quant int4-mma`: gemv_wo.test.ts, then int4-wo batch-1 TPOT on gemv_wo4_mma and on the
+#            CUDA-core kernels, ncu of the step, and tools/ncu_kernel.sh's detail of decode attention, with
+#            the RoPE-fused decode GPU tests and the bf16 engine's batch-1 TPOT;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -223,6 +226,34 @@ if [[ $part == quant ]]; then
     for kind in bits fma; do
       KILN_FP8_GEMV=$kind bench "$big fp8 decode $kind" "$e" "${decode[@]}"
     done
+    exit 0
+  fi
+  if [[ $which == int4-mma ]]; then # int4-wo's tensor-core decode GEMV: its GPU test (beside the
+    # checkpoint's writing), then batch-1 TPOT on it and on the CUDA-core kernels (KILN_WO4_GEMV=fma), the
+    # step kernel by kernel, and decode attention's Nsight detail (the same kernel as every 16-bit engine's)
+    make_ckpt &
+    ckpt_pid=$!
+    timeout 240 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts >"$out/test_wo.log" 2>&1
+    echo "gemv_wo GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_wo.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError|worst" "$out/test_wo.log" | head -20
+    # The fused-RoPE decode attention (its angles now computed before the PDL wait): the same bits as
+    # RoPE apart, on both decode kernels.
+    timeout 200 node scripts/test.mjs gpu test/gpu/decode_mma_rope.test.ts test/gpu/cuda_backend.test.ts \
+      >"$out/test_rope.log" 2>&1
+    echo "RoPE-fused decode GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_rope.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError" "$out/test_rope.log" | head -20
+    wait "$ckpt_pid"
+    bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
+    e=/tmp/engine-$big-int4-wo
+    t0=$(date +%s%N)
+    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize int4-wo \
+      --json >"$out/build-int4-wo.json" 2>"$out/build-int4-wo.err"
+    echo "$big int4-wo kiln build: exit $? in $(ms "$t0") ms (build-int4-wo.err)"
+    bench "$big int4-wo decode mma" "$e" "${decode[@]}"
+    KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" "${decode[@]}"
+    bench "$big int4-wo decode mma again" "$e" "${decode[@]}"
+    ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
+    ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
     exit 0
   fi
   if [[ $which == b1-prof ]]; then # batch 1 kernel by kernel for fp8 and int4-wo (issue 19's 1.48x and

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs gemv_fp8_run.sh (bf16 and fp32) on deliberately broken copies of gemv_fp8.cu or of the headers it
-# includes (gemv_warp.cuh, gemv_fp8_mma.cuh); each must FAIL, or the check could not see that kind of
+# includes (gemv_warp.cuh, gemv_fp8_mma.cuh, gemv_mma_tile.cuh); each must FAIL, or the check could not see that kind of
 # mistake. Prints one line per copy; exits 1 if any copy passed.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -18,7 +18,7 @@ breaks=(  # FILE:SED
   'gemv_fp8_mma.cuh:s|{w\[i\]\[0\]\[u\].x, w\[i\]\[1\]\[u\].x, w\[i\]\[0\]\[u\].y|{w[i][0][u].x, w[i][0][u].y, w[i][1][u].x|'  # A fragment: a[1], a[2] swapped
   'gemv_fp8_mma.cuh:s|mma_e4m3_16832(acc\[i\], hi, x.z, x.w)|mma_e4m3_16832(acc[i], hi, x.w, x.z)|'  # B fragment: b0, b1 swapped
   'gemv_fp8_mma.cuh:s|chunks = (k + kChunk - 1) / kChunk|chunks = k / kChunk|'  # drops a partial last chunk
-  'gemv_fp8_mma.cuh:s|for (int q = 1; q < kMmaWarps; q++)|for (int q = 1; q < kMmaWarps - 1; q++)|'  # drops the last warp
+  'gemv_mma_tile.cuh:s|for (int q = 1; q < kMmaWarps; q++)|for (int q = 1; q < kMmaWarps - 1; q++)|'  # drops the last warp
   'gemv_fp8_mma.cuh:s|__ldcs(sw + inter + row)) + bu|__ldcs(sw + row)) + bu|'  # gated: up scaled by gate scale
   'gemv_fp8.cu:s|kE4m3Mask = 0x87F00000u|kE4m3Mask = 0x8FF00000u|'  # bits: a sign copy left in the exponent
   'gemv_fp8.cu:s|scale_sum(__fmul_rn(kiln::warp_sum(acc), kUnscale), s, j, w.sw)|scale_sum(kiln::warp_sum(acc), s, j, w.sw)|'  # bits: no 2^120
@@ -30,11 +30,11 @@ breaks=(  # FILE:SED
 )
 for entry in "${breaks[@]}"; do
   file=${entry%%:*} b=${entry#*:}
-  cp ../gemv_fp8.cu ../gemv_warp.cuh ../gemv_fp8_mma.cuh "$tmp/"
+  cp ../gemv_fp8.cu ../gemv_warp.cuh ../gemv_fp8_mma.cuh ../gemv_mma_tile.cuh "$tmp/"
   sed "$b" "../$file" >"$tmp/$file"
   if cmp -s "../$file" "$tmp/$file"; then echo "NOT APPLIED: $file: $b"; status=1; continue; fi
   if KILN_GEMV_FP8_SRC="$tmp/gemv_fp8.cu" KILN_GEMV_WARP_SRC="$tmp/gemv_warp.cuh" \
-    KILN_GEMV_FP8_MMA_SRC="$tmp/gemv_fp8_mma.cuh" KILN_GEMV_FP8_DTYPES='BF16 F32' \
+    KILN_GEMV_FP8_MMA_SRC="$tmp/gemv_fp8_mma.cuh" KILN_GEMV_MMA_TILE_SRC="$tmp/gemv_mma_tile.cuh" KILN_GEMV_FP8_DTYPES='BF16 F32' \
     ./gemv_fp8_run.sh >"$tmp/log" 2>&1; then
     echo "PASSED (should fail): $file: $b"; status=1
   else

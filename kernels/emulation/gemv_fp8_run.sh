@@ -3,7 +3,8 @@
 # emulator, against the fp8 format written again in C++) for bf16, fp16 and fp32 activations.
 # Not part of CI; a few minutes on 2 cores. KILN_GEMV_FP8_SRC=path checks another copy of gemv_fp8.cu,
 # KILN_GEMV_WARP_SRC=path another copy of the skeleton it includes, gemv_warp.cuh, KILN_GEMV_FP8_MMA_SRC
-# another copy of its tensor-core GEMV, gemv_fp8_mma.cuh (gemv_fp8_broken.sh runs deliberately broken
+# another copy of its tensor-core GEMV, gemv_fp8_mma.cuh, KILN_GEMV_MMA_TILE_SRC of the block reduction it
+# shares, gemv_mma_tile.cuh (gemv_fp8_broken.sh runs deliberately broken
 # copies, each of which must fail).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,6 +13,7 @@ trap 'rm -rf "$out"' EXIT
 cp "${KILN_GEMV_FP8_SRC:-../gemv_fp8.cu}" "$out/gemv_fp8.cu"
 cp "${KILN_GEMV_WARP_SRC:-../gemv_warp.cuh}" "$out/gemv_warp.cuh"  # found first: next to the .cu
 cp "${KILN_GEMV_FP8_MMA_SRC:-../gemv_fp8_mma.cuh}" "$out/gemv_fp8_mma.cuh"
+cp "${KILN_GEMV_MMA_TILE_SRC:-../gemv_mma_tile.cuh}" "$out/gemv_mma_tile.cuh"
 sed "s|#include \"../gemv_fp8.cu\"|#include \"$out/gemv_fp8.cu\"|" gemv_fp8_check.cpp >"$out/check.cpp"
 status=0
 for dt in ${KILN_GEMV_FP8_DTYPES:-BF16 F16 F32}; do

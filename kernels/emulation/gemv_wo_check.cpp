@@ -7,12 +7,21 @@
 //     + one rounding of kiln_t of |want|; every output written, nothing past y; the two variants give
 //     the same bits; a NaN after the last x row (a read past k) would show.
 //   gemv_woB_gated_silu: bit for bit silu(round(gate))·round(up) of the plain kernel's outputs.
+//   gemv_wo4_mma (16-bit dtypes; attention_ptx_emu.h's mma.sync: 16 exact products summed in double, one
+//     rounding into the accumulator): along the longest path a product meets its group's 8 mma
+//     accumulations, the scale multiply, one accumulator add per group, the 7 adds of the warps' sum and
+//     the bias add, each one fp32 rounding: |got − want| ≤ 2·N·2^-24·Σ|x·w|, N = 8 + groups + 9 (twice:
+//     the hardware may truncate its alignment), plus one rounding of kiln_t of |want|;
+//     gemv_wo4_mma_gated_silu bit for bit silu(round(gate))·round(up) of gemv_wo4_mma's outputs.
 //   dequant_woB (every dtype): bit for bit round_t(q·scale), k not a multiple of 8 too (scalar stores).
 // The padding of q (features ≥ k of the last group) is filled with non-zero garbage: the spec says it is
 // never read, and no output may depend on it. Shapes: n = 1, 37 (a partial last block), k = 8, 128, 264,
 // 1032, 2056, 8200 (partial groups and partial last vectors; 2056 and 8200 run the U-vector loop), m = 1,
 // 2, 8. Build and run: gemv_wo_run.sh.
 #include "fakecuda.h"
+#if !defined(KILN_DTYPE_F32)
+#include "attention_ptx_emu.h"  // mma.sync for gemv_wo_mma.cuh
+#endif
 #include "../gemv_wo.cu"
 #include <cmath>
 #include <cstdio>
@@ -105,7 +114,8 @@ std::vector<kiln_t> run_gemv(Gemv kernel, const std::vector<kiln_t>& x, const Qu
   return y;
 }
 
-double g_worst = 0;  // largest |got − want| / its bound
+double g_worst = 0;      // largest |got − want| / its bound
+double g_worst_mma = 0;  // the same for gemv_wo4_mma
 
 int check_gemv(Gemv u4, Gemv u8, const std::vector<kiln_t>& x, const Quantized& qw, const std::vector<kiln_t>& bias,
                int m, const char* name) {
@@ -162,6 +172,60 @@ int check_gated(Gemv plain, Gemv gated, const std::vector<kiln_t>& x, const Quan
   printf("%s m %d inter %d k %d: %s\n", name, m, inter, qw.k, bad ? "FAIL" : "ok");
   return bad != 0;
 }
+
+/** gemv_wo4_mma ([n, k], 16 rows a block of 256 threads) and its gated twin over the first n − 1 rows. */
+std::vector<kiln_t> run_mma(Gemv kernel, const std::vector<kiln_t>& x, const Quantized& qw,
+                            const std::vector<kiln_t>& bias, int m, int n) {
+  std::vector<kiln_t> y((size_t)m * n + 8);
+  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
+  launch({(unsigned)((n + 15) / 16), 1, 1}, {256, 1, 1},
+         [&] { kernel(x.data(), qw.q.data(), qw.scales.data(), bias.data(), y.data(), m, n, qw.k); });
+  return y;
+}
+
+int check_mma(const std::vector<kiln_t>& x, const Quantized& qw, const std::vector<kiln_t>& bias, int m) {
+  const auto y = run_mma(gemv_wo4_mma, x, qw, bias, m, qw.n);
+  const double u = std::ldexp(1.0, std::is_same_v<kiln_t, __half> ? -11 : -8);
+  const int n_round = 8 + qw.groups + 9;
+  int bad = 0;
+  for (int j = 0; j < m; j++)
+    for (int r = 0; r < qw.n; r++) {
+      double want = kiln::to_float(bias[r]), abs_sum = std::fabs(want);
+      for (int c = 0; c < qw.k; c++) {
+        const double p = (double)kiln::to_float(x[(size_t)j * qw.k + c]) * qw.w(r, c);
+        want += p;
+        abs_sum += std::fabs(p);
+      }
+      const double err = std::fabs(kiln::to_float(y[(size_t)j * qw.n + r]) - want);
+      const double bound = 2.0 * n_round * std::ldexp(abs_sum, -24) + u * std::fabs(want) + 1e-30;
+      if (!(err <= bound)) bad++;
+      g_worst_mma = std::max(g_worst_mma, err / bound);
+    }
+  for (size_t i = (size_t)m * qw.n; i < y.size(); i++) {
+    unsigned char b[sizeof(kiln_t)];
+    std::memcpy(b, &y[i], sizeof b);
+    for (unsigned char c : b) bad += c != 0xff;
+  }
+  int gated_bad = 0, inter = qw.n / 2;
+  if (inter > 0) {  // the gated kernel over [2·inter, k] = the first 2·inter rows, against this y
+    const auto full = run_mma(gemv_wo4_mma, x, qw, bias, m, 2 * inter);
+    const auto yg = run_mma(gemv_wo4_mma_gated_silu, x, qw, bias, m, inter);
+    for (int j = 0; j < m; j++)
+      for (int i = 0; i < inter; i++) {
+        const float g = kiln::to_float(full[(size_t)j * 2 * inter + i]);
+        const float up = kiln::to_float(full[(size_t)j * 2 * inter + inter + i]);
+        gated_bad += !same_bits(yg[(size_t)j * inter + i], kiln::from_float(kiln::Silu::apply(g) * up));
+      }
+    for (size_t i = (size_t)m * inter; i < yg.size(); i++) {
+      unsigned char b[sizeof(kiln_t)];
+      std::memcpy(b, &yg[i], sizeof b);
+      for (unsigned char c : b) gated_bad += c != 0xff;
+    }
+  }
+  printf("gemv_wo4_mma m %d n %d k %d: %s; gated inter %d: %s\n", m, qw.n, qw.k, bad ? "FAIL" : "ok", inter,
+         gated_bad ? "FAIL" : "ok");
+  return bad != 0 || gated_bad != 0;
+}
 #endif
 
 std::vector<kiln_t> to_t(const std::vector<float>& v) {
@@ -176,7 +240,7 @@ int main() {
   std::mt19937 g(19);
   int fails = 0;
   for (int bits : {8, 4}) {
-    for (int n : {1, 37}) {
+    for (int n : {1, 37, 50}) {
       for (int k : {7, 8, 128, 264, 1032, 2056, 8200}) {
         const Quantized qw = quantize(randn((size_t)n * k, 0.05f, g), n, k, bits, g);
         fails += check_dequant(bits == 8 ? dequant_wo8 : dequant_wo4, qw, bits == 8 ? "dequant_wo8" : "dequant_wo4");
@@ -188,6 +252,7 @@ int main() {
           x.resize(x.size() + 64, kiln::from_float(NAN));  // read past the last row's k: NaN outputs
           fails += bits == 8 ? check_gemv(gemv_wo8_r2u4w4, gemv_wo8_r2u8w4, x, qw, bias, m, "gemv_wo8")
                              : check_gemv(gemv_wo4_r2u4w4, gemv_wo4_r2u8w4, x, qw, bias, m, "gemv_wo4");
+          if (bits == 4) fails += check_mma(x, qw, bias, m);
           if (n % 2 == 0 || n == 1) continue;
           // The gated kernel over [2·inter, k] = the first n − 1 rows.
           Quantized pair = qw;
@@ -202,7 +267,7 @@ int main() {
     }
   }
 #if !defined(KILN_DTYPE_F32)
-  printf("worst |got − want| / bound: %.3g\n", g_worst);
+  printf("worst |got − want| / bound: %.3g (gemv_wo4_mma %.3g)\n", g_worst, g_worst_mma);
 #endif
   printf("%s\n", fails ? "FAIL" : "PASS");
   return fails ? 1 : 0;

@@ -18,6 +18,7 @@ import {
   woBits,
   woGemvGatedLaunch,
   woGemvLaunch,
+  type Wo4GemvKind,
 } from "./gemv_wo_variants.ts";
 import { zpDequantLaunch, zpGemvGatedLaunch, zpGemvLaunch, zpGemvTakes } from "./gemv_zp_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
@@ -39,6 +40,8 @@ export class QuantizedLinears {
     private readonly kernels: KernelLauncher,
     /** Dequantized weights, [n, k] of the engine dtype; null when the engine has no quantized weight. */
     private readonly scratch: DeviceBuffer | null,
+    /** int4-wo's decode GEMV (KILN_WO4_GEMV). */
+    private readonly wo4: Wo4GemvKind,
   ) {}
 
   /** The scratch for `weights`' largest quantized weight in `dtype` (none for an unquantized engine). */
@@ -47,9 +50,10 @@ export class QuantizedLinears {
     kernels: KernelLauncher,
     weights: DeviceWeights,
     dtype: DTypeName,
+    wo4: Wo4GemvKind,
   ): QuantizedLinears {
     const bytes = dequantScratchBytes(weights.allQuantized, ELEMENT_BYTES[dtype]);
-    return new QuantizedLinears(kernels, bytes > 0 ? DeviceBuffer.alloc(device, bytes) : null);
+    return new QuantizedLinears(kernels, bytes > 0 ? DeviceBuffer.alloc(device, bytes) : null, wo4);
   }
 
   /** gemv_woB over `w` ([n, k], n = w.rows), or with `gatedAct` the gated kernel writing act(gate)·up
@@ -61,8 +65,8 @@ export class QuantizedLinears {
       return;
     }
     const { kernel, grid, block } = gatedAct
-      ? woGemvGatedLaunch(w.format, gatedAct, n)
-      : woGemvLaunch(w.format, n, w.cols);
+      ? woGemvGatedLaunch(w.format, gatedAct, n, this.wo4)
+      : woGemvLaunch(w.format, n, w.cols, this.wo4);
     const args: KernelArg[] = [
       { ptr: a.x },
       { ptr: w.q },

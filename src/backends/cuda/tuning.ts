@@ -13,6 +13,7 @@ import {
 } from "./attention_splits.ts";
 import { type Fp8GemvKind, parseFp8Gemv } from "./fp8_variants.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
+import { parseWo4Gemv, type Wo4GemvKind } from "./gemv_wo_variants.ts";
 import {
   type GemvPolicy,
   type GemvShapes,
@@ -75,6 +76,9 @@ export interface CudaTuning {
    * GEMV of fp8 weights, tensor-core (gemv_fp8_mma), CUDA-core without conversion instructions for plain
    * linears (gemv_fp8_bits: fma's bits), or CUDA-core with them (gemv_fp8_r2uUw4); fp8_variants.ts. */
   readonly fp8Gemv: Fp8GemvKind;
+  /** KILN_WO4_GEMV=mma|fma (default mma): int4-wo's decode GEMV, tensor-core (gemv_wo4_mma) or CUDA-core
+   * (gemv_wo4_r2uUw4); gemv_wo_variants.ts. */
+  readonly wo4Gemv: Wo4GemvKind;
   /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV (or gemm_wo). */
   readonly fuseGatedAct: boolean;
   /** KILN_ATTN_TRIGGER: when decode attention lets the next kernel launch. */
@@ -129,6 +133,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     gemvShapes: parseGemvShapes(env.KILN_GEMV_SHAPES),
     woGemmMaxM: parseWoGemmMaxM(env.KILN_WO_GEMM_MAX_M),
     fp8Gemv: parseFp8Gemv(env.KILN_FP8_GEMV),
+    wo4Gemv: parseWo4Gemv(env.KILN_WO4_GEMV),
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),

@@ -35,6 +35,7 @@ describe("CudaTuning", () => {
         gemvShapes: [],
         woGemmMaxM: 256,
         fp8Gemv: "auto",
+        wo4Gemv: "mma",
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
@@ -66,6 +67,7 @@ describe("CudaTuning", () => {
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
       KILN_PREFILL_KERNEL: "wgmma",
+      KILN_WO4_GEMV: "fma",
       KILN_ATTN_STOP: "keys",
       KILN_SKIP_KERNELS: "rms_norm,,add_rms_norm",
     });
@@ -77,6 +79,7 @@ describe("CudaTuning", () => {
     assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
     assert.equal(t.woGemmMaxM, 0);
     assert.equal(t.fp8Gemv, "mma");
+    assert.equal(t.wo4Gemv, "fma");
     assert.equal(t.fuseGatedAct, false);
     assert.equal(t.prefillSplit, false);
     assert.equal(t.attnTrigger, "exit");

@@ -5,7 +5,13 @@
 // Tolerances:
 //   gemv_woB_*: the reference's fp32 products in another order (2⁻²²·Σ|x·w|, as gemv.cu's test) plus one
 //     rounding of the kiln_t output (U of |want|); both variants give the same bits.
-//   gemv_woB_gated_ACT: bit for bit the plain kernel's gate and up, then activation.cu's gated_act_ACT.
+//   gemv_wo4_mma (int4-wo's default decode GEMV): the products x·q are exact; a product meets its group's
+//     8 mma accumulations (each may truncate up to 17 ulps, 2⁻²³, of Σ|terms|: gemm_wo.test.ts), the scale
+//     multiply, one accumulator add per group, the warps' 7 adds and the bias add (one rounding each), the
+//     reference's own fp32 weight and store (2⁻²⁴·(Σ|x·w| + |want|)), then one rounding of kiln_t:
+//     (17·8 + groups + 10)·2⁻²³·Σ|x·w| + 2⁻²⁴·(Σ|x·w| + |want|) + U·|want| + FLOOR.
+//   gemv_woB_gated_ACT (and gemv_wo4_mma_gated_ACT): bit for bit its plain kernel's gate and up, then
+//     activation.cu's gated_act_ACT.
 //   dequant_woB: bit for bit the reference's fp32 weight rounded to kiln_t (fp32: exactly it).
 import { after, afterEach, before, describe, test } from "node:test";
 import { linear } from "../../../src/backends/cpu/kernels/linear.ts";
@@ -27,7 +33,7 @@ import {
   randn,
   roundTo,
 } from "./harness.ts";
-import { U } from "./tolerances.ts";
+import { FLOOR, U } from "./tolerances.ts";
 
 const FORMATS: readonly IntWoFormat[] = ["int8-wo", "int4-wo"];
 // [m, n, k]: k a multiple of 8 (the GEMV's 16-byte rows of x).
@@ -70,7 +76,7 @@ describe("gemv_wo.cu gemv_woB_*", { skip: noGpu }, () => {
           const mod = h.module("gemv_wo.cu", {}, dtype);
           const xd = h.upload(x, dtype);
           const bd = h.upload(bias, dtype);
-          const chosen = woGemvLaunch(format, n, k);
+          const chosen = woGemvLaunch(format, n, k, "fma");
           const outs: Float32Array[] = [];
           for (const u of [4, 8]) {
             const kernel = chosen.kernel.replace(/u\d+w4$/, `u${u}w4`);
@@ -86,6 +92,21 @@ describe("gemv_wo.cu gemv_woB_*", { skip: noGpu }, () => {
             );
           }
           assertSameBits(outs[0], outs[1], "r2u4w4 vs r2u8w4");
+          if (format !== "int4-wo") return;
+          const l = woGemvLaunch(format, n, k, "mma");
+          const y = h.filled(m * n, dtype, 0xff);
+          h.run(mod, l.kernel, [l.grid], [l.block], [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(y), i32(m), i32(n), i32(k)]);
+          const groups = Math.ceil(k / 128);
+          assertWithin(
+            h.download(y, m * n, dtype),
+            want,
+            (i) =>
+              (17 * 8 + groups + 10) * 2 ** -23 * absSum[i] +
+              2 ** -24 * (absSum[i] + Math.abs(want[i])) +
+              U[dtype] * Math.abs(want[i]) +
+              FLOOR[dtype],
+            `${l.kernel} ${dtype}`,
+          );
         });
       }
     }
@@ -117,23 +138,25 @@ describe("gemv_wo.cu gemv_woB_gated_*: equal to the plain kernel then gated_act"
           const mod = h.module("gemv_wo.cu", {}, dtype);
           const act = h.module("activation.cu", {}, dtype);
           const xd = h.upload(x, dtype);
-          const plain = woGemvLaunch(format, 2 * inter, k);
-          const gateUp = h.filled(m * 2 * inter, dtype, 0xff);
-          const args = [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(gateUp), i32(m), i32(2 * inter), i32(k)];
-          h.run(mod, plain.kernel, [plain.grid], [plain.block], args);
-          for (const a of ACTS) {
-            const want = h.filled(m * inter, dtype, 0xff);
-            h.run(act, `gated_act_${a}`, [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(inter)]);
-            const got = h.filled(m * inter, dtype, 0xff);
-            const l = woGemvGatedLaunch(format, a, inter);
-            h.run(
-              mod,
-              l.kernel,
-              [l.grid],
-              [l.block],
-              [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(got), i32(m), i32(inter), i32(k)],
-            );
-            assertSameBits(h.download(got, m * inter, dtype), h.download(want, m * inter, dtype), l.kernel);
+          for (const kind of format === "int4-wo" ? (["fma", "mma"] as const) : (["fma"] as const)) {
+            const plain = woGemvLaunch(format, 2 * inter, k, kind);
+            const gateUp = h.filled(m * 2 * inter, dtype, 0xff);
+            const args = [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(gateUp), i32(m), i32(2 * inter), i32(k)];
+            h.run(mod, plain.kernel, [plain.grid], [plain.block], args);
+            for (const a of ACTS) {
+              const want = h.filled(m * inter, dtype, 0xff);
+              h.run(act, `gated_act_${a}`, [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(inter)]);
+              const got = h.filled(m * inter, dtype, 0xff);
+              const l = woGemvGatedLaunch(format, a, inter, kind);
+              h.run(
+                mod,
+                l.kernel,
+                [l.grid],
+                [l.block],
+                [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(got), i32(m), i32(inter), i32(k)],
+              );
+              assertSameBits(h.download(got, m * inter, dtype), h.download(want, m * inter, dtype), l.kernel);
+            }
           }
         });
       }

@@ -1,0 +1,227 @@
+// The tensor-core int4-wo decode GEMV (gemv_wo.cu's gemv_wo4_mma and gemv_wo4_mma_gated_ACT): 16 weight
+// rows a block are mma.sync's A operand (m16n8k16, kiln_t: attention_ptx.cuh's mma_16816), the m ≤ 8
+// rows of x its B operand (columns m … 7 zero), fp32 accumulators. The CUDA-core kernels spend four
+// instructions a weight (unpack, convert, subtract, FMA) and stay far from the bytes' time; here two int4
+// weights become one kiln_t pair with one shift, one LOP3 and one packed FMA, and the MMA does the rest.
+//
+// Dequantization (int4 field j of a 32-bit word: bits 4j … 4j + 3, two's complement q ∈ [−8, 7]): the pair
+// of fields (j, j + 4) sits at bits 4j and 16 + 4j, so (w >> 4j) & 0x000f000f ^ (M | 8 in each half) puts
+// q + 8 into the low mantissa bits of M = 2^7 (bf16 0x4300) or 2^10 (fp16 0x6400) in both halves: exactly
+// M + 8 + q; one packed FMA (x·1 − (M + 8)) leaves q, exact in kiln_t. Products with x are exact, summed in
+// fp32 by the MMA.
+//
+// k order: a chunk is 128 consecutive k (4 vectors of 16 bytes = one scale group). Lane (g = lane / 4,
+// t = lane % 4) loads vector 4c + t of chunk c from weight rows row0 + g and row0 + g + 8 and the same 32
+// features of x row g (64 bytes; zeros for g ≥ m and past k). Word i of a vector holds features 8i … 8i + 7;
+// its two MMAs take the field pairs (0, 4), (1, 5) and then (2, 6), (3, 7) as a[0], a[2] (row g; a[1],
+// a[3] row g + 8) and the matching x pairs as b0, b1. Lanes with the same t read the same vector, so each
+// MMA sums 16 products of matching k, and a chunk's 8 MMAs cover its 128 k once: a chunk's sum is the
+// group's partial, scaled by the row's group scale into the lane's accumulator.
+// Split: chunk c = step·(kMmaWarps·U) + warp·U + u (u < U), U = 4 / T: a warp streams U·64 bytes of each of
+// its 16 rows per step, 2·U 16-byte weight loads per lane in flight; the first step's weights and scales
+// are loaded before the PDL wait. The warps' partials add in warp order (gemv_mma_tile.cuh).
+// Rows past n are re-read (clamped to n − 1), never stored. Needs k a multiple of 8 (x's 16-byte pieces),
+// GEMV_MAX_M ≤ 8. Padding q (features ≥ k of the last group) meets x's zeros: q is finite, so it adds 0.
+// The gated kernel runs the gate tile (rows row0 …) and the up tile (inter + row0 …) through the same
+// chunks, MMAs and warp order, so each sum is the plain kernel's bit for bit where the MMA sums a row the
+// same wherever it sits in the tile (inter a multiple of 16 puts it in the same place).
+#pragma once
+
+#include "activations.cuh"
+#include "attention_ptx.cuh"
+#include "common.cuh"
+#include "gemv_mma_tile.cuh"
+#include "pdl.cuh"
+
+#ifndef GEMV_MAX_M
+#define GEMV_MAX_M 8
+#endif
+static_assert(GEMV_MAX_M <= 8, "gemv_wo4_mma: x's rows are the 8 columns of one mma tile");
+
+namespace kiln {
+namespace womma {
+
+using gemv_mma::kMmaWarps;
+using gemv_mma::kTileRows;
+constexpr int kLoads = 8;      // 16-byte weight loads per lane and step: T tiles × 2 rows × U chunks
+constexpr int kChunk = 128;    // k per chunk: 4 lanes × 32 int4 features, one scale group
+constexpr int kChunkBytes = 64;
+
+#if defined(KILN_DTYPE_F16)
+constexpr unsigned kMagic = 0x64086408u;     // 1032 = 2^10 + 8 in each half, q + 8 in its low bits
+constexpr unsigned kOne = 0x3c003c00u;       // 1.0, 1.0
+constexpr unsigned kMinusBias = 0xe408e408u;  // −1032, −1032
+#else
+constexpr unsigned kMagic = 0x43084308u;     // 136 = 2^7 + 8 in each half
+constexpr unsigned kOne = 0x3f803f80u;
+constexpr unsigned kMinusBias = 0xc308c308u;  // −136, −136
+#endif
+
+/** The kiln_t pair (q_j, q_{j+4}) of word w's int4 fields j and j + 4: exact. */
+__device__ __forceinline__ unsigned pair(unsigned w, int j) {
+  const unsigned biased = ((w >> (4 * j)) & 0x000f000fu) ^ kMagic;  // nibble ^ 8 = q + 8: M + 8 + q
+#if defined(__CUDA_ARCH__)
+  unsigned r;
+#if defined(KILN_DTYPE_F16)
+  asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(biased), "r"(kOne), "r"(kMinusBias));
+#else
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(biased), "r"(kOne), "r"(kMinusBias));
+#endif
+  return r;
+#else  // the CPU emulator: the packed FMA on the halves' values (exact: one rounding of an exact result)
+  const auto half = [](unsigned bits) {
+    const unsigned short h = (unsigned short)bits;
+    kiln_t e;
+    memcpy(&e, &h, 2);
+    return kiln::to_float(e);
+  };
+  const kiln_t e[2] = {kiln::from_float(half(biased) * half(kOne) + half(kMinusBias)),
+                       kiln::from_float(half(biased >> 16) * half(kOne >> 16) + half(kMinusBias >> 16))};
+  unsigned u;
+  memcpy(&u, e, 4);
+  return u;
+#endif
+}
+
+/** The x pairs of word i's MMAs, from x piece i (features 8i … 8i + 7 as four kiln_t pairs p.x … p.w):
+ * (f0, f4), (f1, f5), (f2, f6), (f3, f7), low half first. */
+__device__ __forceinline__ void x_pairs(const uint4& p, unsigned (&b)[4]) {
+  b[0] = (p.x & 0xffffu) | (p.z << 16);
+  b[1] = (p.x >> 16) | (p.z & 0xffff0000u);
+  b[2] = (p.y & 0xffffu) | (p.w << 16);
+  b[3] = (p.y >> 16) | (p.w & 0xffff0000u);
+}
+
+/** T tiles of 16 weight rows (the gated kernel's gate and up: T = 2) times the m rows of x, U = kLoads / 2T
+ * chunks per warp and step (the same bytes in flight, and registers for two CTAs an SM): each warp's
+ * fp32 partial sums over its chunks, scaled by the group scales, in mma fragment order. rows[i][h]: the q
+ * rows of tile i's row g (h = 0) and g + 8 (h = 1); sc[i][h] their scale rows. `active` false: a block past
+ * the last row, which still waits (every CTA must) and returns false. */
+template <int T, int U = kLoads / (2 * T)>
+__device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const uint4* const (&rows)[T][2],
+                                           const float* const (&sc)[T][2], bool active, int m, int k,
+                                           float (&acc)[T][4]) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int vecs = (k + 31) / 32, chunks = (k + kChunk - 1) / kChunk;
+  constexpr int kStep = kMmaWarps * U;  // chunks per step of the whole block
+  const uint4 zero = {0u, 0u, 0u, 0u};
+  uint4 w[T][2][U];
+  float s[T][2][U];
+  auto load = [&](int step) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int c = step + warp * U + u, v = 4 * c + t;
+#pragma unroll
+      for (int i = 0; i < T; i++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          w[i][h][u] = v < vecs ? __ldcs(rows[i][h] + v) : zero;  // streamed once
+          s[i][h][u] = c < chunks ? __ldcs(sc[i][h] + c) : 0.f;
+        }
+      }
+    }
+  };
+  if (active) load(0);
+  kiln::pdl_wait();  // x and y belong to the step (pdl.cuh)
+  kiln::pdl_launch_dependents();
+  if (!active) return false;
+  const kiln_t* xr = x + (size_t)min(g, m - 1) * k;
+#pragma unroll
+  for (int i = 0; i < T; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  for (int step = 0; step < chunks; step += kStep) {
+    if (step > 0) load(step);
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int f0 = 32 * (4 * (step + warp * U + u) + t);  // the lane's first feature
+      uint4 xp[4];
+#pragma unroll
+      for (int p = 0; p < 4; p++)
+        xp[p] = g < m && f0 + 8 * p < k ? __ldg(reinterpret_cast<const uint4*>(xr + f0 + 8 * p)) : zero;
+#pragma unroll
+      for (int i = 0; i < T; i++) {
+        float part[4] = {0.f, 0.f, 0.f, 0.f};  // the chunk's (group's) sums
+        const unsigned wa[4] = {w[i][0][u].x, w[i][0][u].y, w[i][0][u].z, w[i][0][u].w};
+        const unsigned wb[4] = {w[i][1][u].x, w[i][1][u].y, w[i][1][u].z, w[i][1][u].w};
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+          unsigned b[4];
+          x_pairs(xp[q], b);
+          const unsigned a0[4] = {pair(wa[q], 0), pair(wb[q], 0), pair(wa[q], 1), pair(wb[q], 1)};
+          attn::mma_16816(part, a0, b[0], b[1]);
+          const unsigned a1[4] = {pair(wa[q], 2), pair(wb[q], 2), pair(wa[q], 3), pair(wb[q], 3)};
+          attn::mma_16816(part, a1, b[2], b[3]);
+        }
+        acc[i][0] = fmaf(part[0], s[i][0][u], acc[i][0]);
+        acc[i][1] = fmaf(part[1], s[i][0][u], acc[i][1]);
+        acc[i][2] = fmaf(part[2], s[i][1][u], acc[i][2]);
+        acc[i][3] = fmaf(part[3], s[i][1][u], acc[i][3]);
+      }
+    }
+  }
+  return true;
+}
+
+/** Weight row r's q row (row_bytes a row) and scale row (groups a row), r clamped to n − 1. */
+struct RowOf {
+  const unsigned char* q;
+  const float* scales;
+  size_t row_bytes;
+  int groups;
+  __device__ __forceinline__ const uint4* q_row(int r, int n) const {
+    return reinterpret_cast<const uint4*>(q + (size_t)min(r, n - 1) * row_bytes);
+  }
+  __device__ __forceinline__ const float* s_row(int r, int n) const { return scales + (size_t)min(r, n - 1) * groups; }
+};
+
+__device__ __forceinline__ RowOf row_of(const unsigned char* q, const float* scales, int k) {
+  const int groups = (k + kChunk - 1) / kChunk;
+  return {q, scales, (size_t)groups * kChunkBytes, groups};
+}
+
+/** y[m, n] = x·Wᵀ (+ bias): rows blockIdx.x·16 … + 15. */
+__device__ __forceinline__ void rows(const kiln_t* __restrict__ x, const unsigned char* __restrict__ q,
+                                     const float* __restrict__ scales, const kiln_t* __restrict__ bias,
+                                     kiln_t* __restrict__ y, int m, int n, int k) {
+  __shared__ float part[1][kMmaWarps][kTileRows][8];
+  const int row0 = blockIdx.x * kTileRows, g = (threadIdx.x & 31) >> 2;
+  const RowOf ro = row_of(q, scales, k);
+  const uint4* const qr[1][2] = {{ro.q_row(row0 + g, n), ro.q_row(row0 + g + 8, n)}};
+  const float* const sr[1][2] = {{ro.s_row(row0 + g, n), ro.s_row(row0 + g + 8, n)}};
+  float acc[1][4];
+  if (!warp_tiles<1>(x, qr, sr, row0 < n, m, k, acc)) return;
+  gemv_mma::reduce<1>(acc, part);
+  const int f = threadIdx.x % kTileRows, j = threadIdx.x / kTileRows, row = row0 + f;
+  if (j < m && row < n) {
+    const float b = bias ? kiln::to_float(bias[row]) : 0.f;
+    y[(size_t)j * n + row] = kiln::from_float(gemv_mma::block_sum<1>(part, 0, f, j) + b);
+  }
+}
+
+/** The gated kernel: q, scales the fused gate_up weight [2·inter, k]; y [m, inter] = act(gate + b)·(up + b),
+ * each rounded to kiln_t first, as gemv_warp.cuh's gated kernels. */
+template <class Act>
+__device__ __forceinline__ void gated(const kiln_t* __restrict__ x, const unsigned char* __restrict__ q,
+                                      const float* __restrict__ scales, const kiln_t* __restrict__ bias,
+                                      kiln_t* __restrict__ y, int m, int inter, int k) {
+  __shared__ float part[2][kMmaWarps][kTileRows][8];
+  const int row0 = blockIdx.x * kTileRows, g = (threadIdx.x & 31) >> 2;
+  const int ra = min(row0 + g, inter - 1), rb = min(row0 + g + 8, inter - 1);
+  const RowOf ro = row_of(q, scales, k);
+  const int n = 2 * inter;
+  const uint4* const qr[2][2] = {{ro.q_row(ra, n), ro.q_row(rb, n)}, {ro.q_row(inter + ra, n), ro.q_row(inter + rb, n)}};
+  const float* const sr[2][2] = {{ro.s_row(ra, n), ro.s_row(rb, n)}, {ro.s_row(inter + ra, n), ro.s_row(inter + rb, n)}};
+  float acc[2][4];
+  if (!warp_tiles<2>(x, qr, sr, row0 < inter, m, k, acc)) return;
+  gemv_mma::reduce<2>(acc, part);
+  const int f = threadIdx.x % kTileRows, j = threadIdx.x / kTileRows, row = row0 + f;
+  if (j < m && row < inter) {
+    const float bg = bias ? kiln::to_float(bias[row]) : 0.f;
+    const float bu = bias ? kiln::to_float(bias[inter + row]) : 0.f;
+    const float gate = kiln::round_t(gemv_mma::block_sum<2>(part, 0, f, j) + bg);
+    const float up = kiln::round_t(gemv_mma::block_sum<2>(part, 1, f, j) + bu);
+    y[(size_t)j * inter + row] = kiln::from_float(__fmul_rn(Act::apply(gate), up));
+  }
+}
+
+}  // namespace womma
+}  // namespace kiln
