@@ -5,7 +5,9 @@
 //     xq = E4M3(x / s) (x / s in fp32, round to nearest even, saturating at ±448: __NV_SATFINITE); a
 //     zero row (s = 0) quantizes to zeros. Writes xq [m, k] and s [m]: the static scale is written for
 //     every row too, so the GEMV and the GEMM read one per-row vector either way; and, for the bits
-//     GEMV, x̂ = e4m3(xq) exactly in fp32 (not times s), [m, k] in xhat_quad's order.
+//     GEMV, x̂ = e4m3(xq) exactly in fp32 (not times s), [m, k] in xhat_quad's order. The code is
+//     fp8_act.cuh's, which rmsnorm.cu's rms_norm_q8 / add_rms_norm_q8 run on their outputs instead where
+//     a norm feeds only fp8 linears (src/backends/cuda/norm_quant.ts).
 //   gemv_fp8_*: decode shapes (m ≤ GEMV_MAX_M): y[t, r] = (Σ_c e4m3(q[r, c])·e4m3(xq[t, c]))·s[t]·sw[r]
 //     (+ bias), the products exact in fp32 and summed in fp32; the weight streams as stored (16-byte
 //     vectors, 16 features), 1 byte a weight. gemv_warp.cuh's skeleton as gemv_wo.cu (R rows per warp, U
@@ -66,6 +68,7 @@
 
 #include "activations.cuh"
 #include "common.cuh"
+#include "fp8_act.cuh"
 #include "gemv_warp.cuh"
 #include "gemv_fp8_mma.cuh"
 
@@ -75,8 +78,7 @@
 
 namespace {
 
-constexpr int kFeat = 16;          // features per 16-byte vector of q or xq
-constexpr float kE4m3Max = 448.f;  // largest finite E4M3
+using namespace kiln::act8;  // kFeat, E4M3 decoding, xhat_quad, quantize_row (fp8_act.cuh)
 
 /** The 16 E4M3 bytes of v as exact floats (E4M3 → fp16 is exact; two values per conversion). */
 __device__ __forceinline__ void decode16(const uint4& v, float (&f)[kFeat]) {
@@ -93,29 +95,8 @@ __device__ __forceinline__ void decode16(const uint4& v, float (&f)[kFeat]) {
   }
 }
 
-// ---- the `bits` GEMV's decoding: integer ops only, values times 2^-120 ------------------------------
-//
-// An E4M3 byte b = s eeee mmm in bits 31..24 of a word, shifted right arithmetically by 4 and masked
-// with 0x87F00000, is an fp32 word with sign s, exponent field 0000eeee and mantissa mmm0…0:
-//   normal codes (e ≥ 1): 2^(e−127)·1.mmm = 2^(e−7)·1.mmm · 2^-120;
-//   subnormal codes (e = 0): fp32's subnormal 2^-126·0.mmm = 2^-6·0.mmm · 2^-120 (zeros keep their sign).
-// So every code maps to exactly e4m3(b)·2^-120 (the NaN codes 0x7f/0xff, which quant_fp8_act never
-// writes, to a finite value). gemv_fp8_bits multiplies its sums by 2^120 before scaling; why that gives
-// gemv_fp8's bits: Fp8BitsGemv.
-constexpr unsigned kE4m3Mask = 0x87F00000u;  // sign, exponent bits 26..23, mantissa bits 22..20
-constexpr float kUnscale = 0x1p120f;        // the decoded values' 2^-120, undone
-
-/** e4m3(b)·2^-120 for the E4M3 byte b in bits 31..24 of `top` (the bits below are discarded). */
-__device__ __forceinline__ float e4m3_scaled(unsigned top) {
-  return __uint_as_float((unsigned)((int)top >> 4) & kE4m3Mask);
-}
-
-/** e4m3(b) as an exact float (fp32's normal range holds every E4M3 value: the product is exact). */
-__device__ __forceinline__ float e4m3_value(unsigned char b) {
-  return __fmul_rn(e4m3_scaled((unsigned)b << 24), kUnscale);
-}
-
-/** The 16 E4M3 bytes of v as exact floats times 2^-120. Per 32-bit word: byte 3 is already on top, so
+/** The 16 E4M3 bytes of v as exact floats times 2^-120 (the `bits` GEMV's decoding, integer ops only:
+ * fp8_act.cuh e4m3_scaled). Per 32-bit word: byte 3 is already on top, so
  * an arithmetic shift and the mask (SHF, LOP3); bytes 2, 1, 0 first go on top by a left shift of 8,
  * 16, 24 (SHF, or IMAD.SHL where ptxas moves it to the FMA pipe; a prmt would cost the same): 11
  * integer instructions per 4 weights. Why not fewer: a byte's sign sits right above its magnitude, in
@@ -128,75 +109,6 @@ __device__ __forceinline__ void decode16_scaled(const uint4& v, float (&f)[kFeat
 #pragma unroll
     for (int j = 0; j < 4; j++) f[4 * i + j] = e4m3_scaled(words[i] << (24 - 8 * j));
   }
-}
-
-/** x̂'s layout (quant_fp8_act's fp32 copy of xq, [m, k]): within a row, features 16v + 4p … 16v + 4p + 3
- * (quad p of vector v) lie at float4 p·(k/16) + v, so each of the 4 float4 loads a lane makes for its
- * vector is, across the warp's consecutive vectors, one contiguous 512 bytes (in feature order the 32
- * lanes' loads would stride 64 bytes: 4 times the L1 wavefronts). */
-__device__ __forceinline__ size_t xhat_quad(int v, int p, int vecs) { return (size_t)p * vecs + v; }
-
-/** Vectors of a row each quant_fp8_act thread keeps in registers between its two passes (the max, then
- * the codes): with a block of up to 1,024 threads, rows of up to 2,048·kVec features are read once. */
-constexpr int kQuantHeld = 2;
-
-/** One block per row: the row's scale, then its E4M3 bytes, kiln::kVec features per thread and step. */
-__device__ __forceinline__ void quant_act_impl(const kiln_t* __restrict__ x, unsigned char* __restrict__ xq,
-                                               float* __restrict__ s, const float* __restrict__ static_scale,
-                                               float* __restrict__ xhat, int k) {
-  __shared__ float scratch[32];
-  constexpr int V = kiln::kVec;
-  kiln::pdl_wait();  // x belongs to the step; xq and s are scratch an earlier kernel may still read
-  kiln::pdl_launch_dependents();
-  const float fixed = static_scale ? *static_scale : 0.f;
-  const int row = blockIdx.x;
-  const kiln_t* xr = x + (size_t)row * k;
-  const int first = threadIdx.x * V, stride = blockDim.x * V, rest = first + kQuantHeld * stride;
-  kiln::Vec<kiln_t, V> held[kQuantHeld];
-#pragma unroll
-  for (int i = 0; i < kQuantHeld; i++)
-    if (first + i * stride < k) held[i] = kiln::load_vec<kiln_t, V>(xr + first + i * stride);
-  float scale = fixed;
-  if (!static_scale) {
-    float most = 0.f;
-#pragma unroll
-    for (int i = 0; i < kQuantHeld; i++)
-      if (first + i * stride < k)
-#pragma unroll
-        for (int e = 0; e < V; e++) most = fmaxf(most, fabsf(kiln::to_float(held[i].v[e])));
-    for (int c = rest; c < k; c += stride) {  // rows longer than the registers hold
-      const kiln::Vec<kiln_t, V> v = kiln::load_vec<kiln_t, V>(xr + c);
-#pragma unroll
-      for (int e = 0; e < V; e++) most = fmaxf(most, fabsf(kiln::to_float(v.v[e])));
-    }
-    scale = __fdiv_rn(kiln::block_max(most, scratch), kE4m3Max);
-  }
-  if (threadIdx.x == 0) s[row] = scale;
-  unsigned char* qr = xq + (size_t)row * k;
-  const auto emit = [&](int c, const kiln::Vec<kiln_t, V>& v) {
-    kiln::Vec<unsigned char, V> out;
-#pragma unroll
-    for (int e = 0; e < V; e++)
-      out.v[e] = scale == 0.f ? (unsigned char)0
-                              : (unsigned char)__nv_cvt_float_to_fp8(__fdiv_rn(kiln::to_float(v.v[e]), scale),
-                                                                     __NV_SATFINITE, __NV_E4M3);
-    kiln::store_vec<unsigned char, V>(qr + c, out);
-    if (xhat) {  // x̂ = e4m3(xq), quads in xhat_quad's order (V = 4 or 8: whole quads)
-      static_assert(V % 4 == 0, "a thread's features are whole quads");
-#pragma unroll
-      for (int e0 = 0; e0 < V; e0 += 4) {
-        const int f = c + e0;
-        kiln::Vec<float, 4> h;
-#pragma unroll
-        for (int e = 0; e < 4; e++) h.v[e] = e4m3_value(out.v[e0 + e]);
-        kiln::store_vec<float, 4>(xhat + (size_t)row * k + 4 * xhat_quad(f / kFeat, f % kFeat / 4, k / kFeat), h);
-      }
-    }
-  };
-#pragma unroll
-  for (int i = 0; i < kQuantHeld; i++)
-    if (first + i * stride < k) emit(first + i * stride, held[i]);
-  for (int c = rest; c < k; c += stride) emit(c, kiln::load_vec<kiln_t, V>(xr + c));
 }
 
 /** The warp-reduced dot `sum` of row r with x row j, scaled: (Σ)·s[j]·sw[r]. */
@@ -330,7 +242,10 @@ extern "C" __global__ void __launch_bounds__(1024) quant_fp8_act(const kiln_t* x
                                                                  const float* static_scale, float* xhat, int m,
                                                                  int k) {
   (void)m;  // one block per row: grid = (m)
-  quant_act_impl(x, xq, s, static_scale, xhat, k);
+  kiln::pdl_wait();  // x belongs to the step; xq and s are scratch an earlier kernel may still read
+  kiln::pdl_launch_dependents();
+  const size_t off = (size_t)blockIdx.x * k;
+  kiln::act8::quantize_row(x + off, xq + off, s + blockIdx.x, static_scale, xhat ? xhat + off : nullptr, k);
 }
 
 #define KILN_GEMV_FP8(R, U, W)                                                                                \

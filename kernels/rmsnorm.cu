@@ -17,11 +17,20 @@
 //     kiln_t* out,            // [rows, WIDTH]; may be x, must not be residual or residual_out
 //     kiln_t* residual_out,   // [rows, WIDTH] = residual + x; may be residual (in place)
 //     float eps, int rows)
+// extern "C" __global__ void rms_norm_q8(x, weight, out, xq, s, static_scale, xhat, eps, rows)
+// extern "C" __global__ void add_rms_norm_q8(residual, x, weight, out, residual_out, xq, s, static_scale,
+//                                            xhat, eps, rows)
+//   rms_norm / add_rms_norm, then their output quantized for the fp8 linears that read it, bit for bit
+//   what gemv_fp8.cu's quant_fp8_act(out, xq, s, static_scale, xhat, rows, WIDTH) writes (the code is
+//   fp8_act.cuh's, run on the kiln_t-rounded output): xq [rows, WIDTH] E4M3, s [rows] fp32 (the block's
+//   max |out| / 448, or *static_scale: the weight's input scale), x̂ [rows, WIDTH] fp32 unless xhat is
+//   null. WIDTH a multiple of 16 and every pointer 16-byte aligned (the arena's and the fp8 scratch's
+//   are 256): src/backends/cuda/norm_quant.ts decides which norms run them.
 //   grid  = (rows)            one block per row
 //   block = (min(1024, roundUp(ceil(WIDTH / vec), 32))) with vec = 16 bytes / sizeof(kiln_t) (4 fp32,
 //           8 fp16/bf16) when WIDTH is a multiple of it: one 16-byte vector per thread. Any multiple of
 //           32 up to 1024 is correct; the block loops over the row.
-//   shared memory: 256 bytes, static
+//   shared memory: 256 bytes, static (the _q8 kernels: 256 bytes more, their max's reductions)
 //   The weight vector of each thread is loaded before the PDL wait when a row fits the block in 16-byte
 //   vectors (one per thread); the row is then normalised from registers (norm_reg below).
 //
@@ -37,6 +46,7 @@
 // differ from the reference by an ulp, rarely. The residual sum is rounded to T (HF adds in T) and
 // the rounded sum is what gets normalised, as HF normalises the stored residual.
 #include "common.cuh"
+#include "fp8_act.cuh"
 #include "rmsnorm.cuh"
 
 #if !KILN_HAS_DTYPE
@@ -139,15 +149,37 @@ __device__ __forceinline__ VecT<V> weight_vec(const kiln_t* p) {
   return w;
 }
 
+/** Where a _q8 kernel's row of output is quantized to (fp8_act.cuh, as quant_fp8_act writes it). */
+struct Q8Row {
+  unsigned char* xq;          // [WIDTH] E4M3
+  float* s;                   // the row's scale
+  const float* static_scale;  // the weight's input scale, or null: dynamic
+  float* xhat;                // [WIDTH] x̂, or null: not written
+};
+
+/** The row's quantization from the normalised vector o each thread holds (`mine`: a thread of the row;
+ * every thread calls it, a block reduction): the block's max |o| (the kiln_t values stored), the scale,
+ * then each thread's bytes, as quantize_row computes them from the stored row. */
+template <int V>
+__device__ __forceinline__ void quantize_held(const VecT<V>& o, bool mine, const Q8Row& q) {
+  __shared__ float scratch[32];
+  float scale;
+  if (q.static_scale) scale = *q.static_scale;
+  else scale = kiln::act8::dynamic_scale(kiln::block_max(mine ? kiln::act8::abs_max<V>(o, 0.f) : 0.f, scratch));
+  if (threadIdx.x == 0) *q.s = scale;
+  if (mine) kiln::act8::emit<V>(o, threadIdx.x * V, scale, q.xq, q.xhat, WIDTH);
+}
+
 // The register path, for rows of at most blockDim.x vectors (every width the launch configuration
 // gives ≤ 8,192 elements of 16-bit types): each thread holds one vector of the row, its weight vector
 // loaded before the PDL wait (`w`), and normalises it from registers: no second pass over the row and
 // no weight load after the wait, the latency a decode step's norm sits on. The same operations in the
 // same order as the loops above (one vector per thread there too), so the same bits. block_sum's
-// barriers order every read of x before any write of out.
-template <int V, bool kAdd>
+// barriers order every read of x before any write of out. kQ8: the row's quantization too, from the
+// same registers.
+template <int V, bool kAdd, bool kQ8>
 __device__ __forceinline__ void norm_reg(const kiln_t* residual, const kiln_t* x, const VecT<V>& w, kiln_t* out,
-                                         kiln_t* residual_out, float eps) {
+                                         kiln_t* residual_out, float eps, const Q8Row& q) {
   __shared__ double scratch[32];
   const int i = threadIdx.x;
   const bool mine = i < WIDTH / V;
@@ -164,35 +196,22 @@ __device__ __forceinline__ void norm_reg(const kiln_t* residual, const kiln_t* x
     }
   }
   const float rstd = rstd_of(kiln::block_sum(sum_sq, scratch), eps);
-  if (mine) kiln::store_vec<kiln_t, V>(out + i * V, normalized<V>(h, w, rstd));
-}
-
-}  // namespace
-
-extern "C" __global__ void rms_norm(const kiln_t* x, const kiln_t* weight, kiln_t* out, float eps, int rows) {
-  constexpr int V = kiln::vec_for(WIDTH);
-  const bool reg = kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out) && WIDTH / V <= (int)blockDim.x;
-  VecT<V> w;
-  if (reg && (int)threadIdx.x < WIDTH / V) w = weight_vec<V>(weight + threadIdx.x * V);  // a constant (pdl.cuh)
-  kiln::pdl_wait();  // x / residual come from the previous kernel (see pdl.cuh)
-  kiln::pdl_launch_dependents();
-  const int r = blockIdx.x;
-  if (r >= rows) return;
-  const long long off = (long long)r * WIDTH;
-  if (reg) {
-    norm_reg<V, false>(nullptr, x + off, w, out + off, nullptr, eps);
-  } else if (kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out)) {
-    rms_norm_row<V>(x + off, weight, out + off, eps);
-  } else {
-    rms_norm_row<1>(x + off, weight, out + off, eps);
+  VecT<V> o;
+  if (mine) {
+    o = normalized<V>(h, w, rstd);
+    kiln::store_vec<kiln_t, V>(out + i * V, o);
   }
+  if constexpr (kQ8) quantize_held<V>(o, mine, q);
 }
 
-extern "C" __global__ void add_rms_norm(const kiln_t* residual, const kiln_t* x, const kiln_t* weight, kiln_t* out,
-                                        kiln_t* residual_out, float eps, int rows) {
+/** One block per row: RMSNorm of x (kAdd: of residual + x, stored to residual_out) into out and, with kQ8,
+ * out's quantization (q: the whole arrays, [rows, WIDTH] and [rows]). */
+template <bool kAdd, bool kQ8>
+__device__ __forceinline__ void norm_rows(const kiln_t* residual, const kiln_t* x, const kiln_t* weight, kiln_t* out,
+                                          kiln_t* residual_out, float eps, int rows, const Q8Row& q) {
   constexpr int V = kiln::vec_for(WIDTH);
-  const bool aligned = kiln::aligned16(residual) && kiln::aligned16(x) && kiln::aligned16(weight) &&
-                       kiln::aligned16(out) && kiln::aligned16(residual_out);
+  bool aligned = kiln::aligned16(x) && kiln::aligned16(weight) && kiln::aligned16(out);
+  if constexpr (kAdd) aligned = aligned && kiln::aligned16(residual) && kiln::aligned16(residual_out);
   const bool reg = aligned && WIDTH / V <= (int)blockDim.x;
   VecT<V> w;
   if (reg && (int)threadIdx.x < WIDTH / V) w = weight_vec<V>(weight + threadIdx.x * V);  // a constant (pdl.cuh)
@@ -201,11 +220,43 @@ extern "C" __global__ void add_rms_norm(const kiln_t* residual, const kiln_t* x,
   const int r = blockIdx.x;
   if (r >= rows) return;
   const long long off = (long long)r * WIDTH;
+  const Q8Row qr = kQ8 ? Q8Row{q.xq + off, q.s + r, q.static_scale, q.xhat ? q.xhat + off : nullptr} : q;
   if (reg) {
-    norm_reg<V, true>(residual + off, x + off, w, out + off, residual_out + off, eps);
-  } else if (aligned) {
-    add_rms_norm_row<V>(residual + off, x + off, weight, out + off, residual_out + off, eps);
-  } else {
-    add_rms_norm_row<1>(residual + off, x + off, weight, out + off, residual_out + off, eps);
+    norm_reg<V, kAdd, kQ8>(kAdd ? residual + off : nullptr, x + off, w, out + off,
+                           kAdd ? residual_out + off : nullptr, eps, qr);
+    return;
   }
+  if constexpr (kAdd) {
+    if (aligned) add_rms_norm_row<V>(residual + off, x + off, weight, out + off, residual_out + off, eps);
+    else add_rms_norm_row<1>(residual + off, x + off, weight, out + off, residual_out + off, eps);
+  } else {
+    if (aligned) rms_norm_row<V>(x + off, weight, out + off, eps);
+    else rms_norm_row<1>(x + off, weight, out + off, eps);
+  }
+  if constexpr (kQ8) {  // rows past the registers: quantize the stored row, as quant_fp8_act would
+    __syncthreads();    // every thread's out stored and visible to the block
+    kiln::act8::quantize_row(out + off, qr.xq, qr.s, qr.static_scale, qr.xhat, WIDTH);
+  }
+}
+
+}  // namespace
+
+extern "C" __global__ void rms_norm(const kiln_t* x, const kiln_t* weight, kiln_t* out, float eps, int rows) {
+  norm_rows<false, false>(nullptr, x, weight, out, nullptr, eps, rows, Q8Row{});
+}
+
+extern "C" __global__ void add_rms_norm(const kiln_t* residual, const kiln_t* x, const kiln_t* weight, kiln_t* out,
+                                        kiln_t* residual_out, float eps, int rows) {
+  norm_rows<true, false>(residual, x, weight, out, residual_out, eps, rows, Q8Row{});
+}
+
+extern "C" __global__ void rms_norm_q8(const kiln_t* x, const kiln_t* weight, kiln_t* out, unsigned char* xq,
+                                       float* s, const float* static_scale, float* xhat, float eps, int rows) {
+  norm_rows<false, true>(nullptr, x, weight, out, nullptr, eps, rows, {xq, s, static_scale, xhat});
+}
+
+extern "C" __global__ void add_rms_norm_q8(const kiln_t* residual, const kiln_t* x, const kiln_t* weight,
+                                           kiln_t* out, kiln_t* residual_out, unsigned char* xq, float* s,
+                                           const float* static_scale, float* xhat, float eps, int rows) {
+  norm_rows<true, true>(residual, x, weight, out, residual_out, eps, rows, {xq, s, static_scale, xhat});
 }

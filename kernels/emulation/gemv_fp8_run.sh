@@ -4,8 +4,9 @@
 # Not part of CI; a few minutes on 2 cores. KILN_GEMV_FP8_SRC=path checks another copy of gemv_fp8.cu,
 # KILN_GEMV_WARP_SRC=path another copy of the skeleton it includes, gemv_warp.cuh, KILN_GEMV_FP8_MMA_SRC
 # another copy of its tensor-core GEMV, gemv_fp8_mma.cuh, KILN_GEMV_MMA_TILE_SRC of the block reduction it
-# shares, gemv_mma_tile.cuh (gemv_fp8_broken.sh runs deliberately broken
-# copies, each of which must fail).
+# shares, gemv_mma_tile.cuh, KILN_FP8_ACT_SRC of the activation quantization and E4M3 decoding it shares
+# with rmsnorm.cu, fp8_act.cuh (gemv_fp8_broken.sh runs deliberately broken copies, each of which must
+# fail).
 set -euo pipefail
 cd "$(dirname "$0")"
 out=$(mktemp -d)
@@ -13,6 +14,7 @@ trap 'rm -rf "$out"' EXIT
 cp "${KILN_GEMV_FP8_SRC:-../gemv_fp8.cu}" "$out/gemv_fp8.cu"
 cp "${KILN_GEMV_WARP_SRC:-../gemv_warp.cuh}" "$out/gemv_warp.cuh"  # found first: next to the .cu
 cp "${KILN_GEMV_FP8_MMA_SRC:-../gemv_fp8_mma.cuh}" "$out/gemv_fp8_mma.cuh"
+cp "${KILN_FP8_ACT_SRC:-../fp8_act.cuh}" "$out/fp8_act.cuh"
 cp "${KILN_GEMV_MMA_TILE_SRC:-../gemv_mma_tile.cuh}" "$out/gemv_mma_tile.cuh"
 sed "s|#include \"../gemv_fp8.cu\"|#include \"$out/gemv_fp8.cu\"|" gemv_fp8_check.cpp >"$out/check.cpp"
 status=0

@@ -35,6 +35,7 @@ import { KernelLauncher } from "./kernel_launcher.ts";
 import { DeviceKvCache, type KvCacheDtype } from "./kv_cache.ts";
 import { LogitsReadback } from "./logits_readback.ts";
 import { type Lowered, lower } from "./lowering.ts";
+import { fp8InputsOf } from "./norm_quant.ts";
 import { measureCopyBandwidth, measureGemmFlops, profileDecode, profileEager } from "./profile.ts";
 import { StepLauncher } from "./step_launcher.ts";
 import { type PackedStep, packDecodeStep, packStep, writeFeed, writeSampleParams } from "./step_metadata.ts";
@@ -103,7 +104,7 @@ export class CudaBackend implements ExecutionBackend {
       tuning.skipKernels,
     );
     this.weights = DeviceWeights.upload(device, stream, engine);
-    this.lowered = lower(engine.header.plan, model);
+    this.lowered = lower(engine.header.plan, model, fp8InputsOf(this.weights, this.kernels));
     ({ maxTokens: this.maxStepTokens, maxLogitRows: this.maxLogitRows } = engineRowLimits(config.build));
     const gemmAlgos = new Map<string, Uint8Array>();
     const table = engine.readBlob(GEMM_TABLE_BLOB);

@@ -13,11 +13,13 @@
 //     and rounds into y as gemv_fp8 does its sums (allocated at the first such plan, during warm-up,
 //     before KV sizing). Plans come from the heuristic at first use (prepare() at warm-up), not from the
 //     build's tuning table; plans() lists which plan each shape got, and why the others were refused.
-// One scratch serves every linear: a step's kernels run in stream order, and quant_fp8_act waits for
-// the kernel before it (PDL), so the next quantization never overwrites an input a GEMV or GEMM still
-// reads. Sized for the widest fp8 input at the arena's row count (x̂ at the decode GEMV's rows only);
-// allocated with the backend (before KV sizing reads free memory) and freed by dispose(), with the GEMM
-// plans.
+// A linear whose input a norm has quantized already (norm_quant.ts: rms_norm_q8 / add_rms_norm_q8 wrote
+// xq, s and, for a bits GEMV, x̂ into the scratch: normTarget) skips quant_fp8_act.
+// One scratch serves every linear: a step's kernels run in stream order, and quant_fp8_act (or the norm)
+// waits for the kernel before it (PDL), so the next quantization never overwrites an input a GEMV or
+// GEMM still reads. Sized for the widest fp8 input at the arena's row count (x̂ at the decode GEMV's rows
+// only); allocated with the backend (before KV sizing reads free memory) and freed by dispose(), with the
+// GEMM plans.
 import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import {
   type CudaDevice,
@@ -52,6 +54,16 @@ interface Fp8Plan {
   gemm: Gemm;
   kind: Fp8PlanKind;
   refused: string[];
+}
+
+/** Where a norm that quantizes its output for fp8 linears writes it (norm_quant.ts; rms_norm_q8's xq, s,
+ * static_scale and xhat arguments): the scratch, and the weight's static input scale (null: dynamic). */
+export interface Fp8NormTarget {
+  xq: DevicePtr;
+  s: DevicePtr;
+  staticScale: DevicePtr | null;
+  /** null: x̂ not written (no reader of this step's rows reads it). */
+  xhat: DevicePtr | null;
 }
 
 /** Which plan one FP8 GEMM shape got: y[m, n] = xq[m, k]·qᵀ (+ bias), and the plans refused before it. */
@@ -123,14 +135,16 @@ export class Fp8Linears {
     );
   }
 
-  /** gemv_fp8 over `w` ([n, k]) for a.rows rows of x, after quantizing them; with `gatedAct` the gated
-   * kernel writing act(gate)·up for the fused gate_up weight ([2·inter, k]). The `bits` GEMV reads x̂,
-   * which the quantization then also writes. */
-  gemv(w: Fp8Weight, a: LinearArgs, gatedAct?: string): void {
-    const bits = fp8DecodeReadsXhat(this.gemvKind, gatedAct !== undefined);
+  /** gemv_fp8 over `w` ([n, k]) for a.rows rows of x, after quantizing them (unless `quantized`: a norm
+   * did, normTarget); with `gatedAct` the gated kernel writing act(gate)·up for the fused gate_up weight
+   * ([2·inter, k]). The `bits` GEMV reads x̂, which the quantization then also writes. */
+  gemv(w: Fp8Weight, a: LinearArgs, gatedAct?: string, quantized = false): void {
+    const bits = this.readsXhat(gatedAct !== undefined);
     if (bits && a.rows > this.xhatRows)
       throw new Error(`internal: a ${a.rows}-row fp8 GEMV but x̂ holds ${this.xhatRows} rows`);
-    const xq = this.quantize(w, a.x, a.rows, bits ? this.xhatPtr : (0n as DevicePtr));
+    const xq = quantized
+      ? this.quantizedInput()
+      : this.quantize(w, a.x, a.rows, bits ? this.xhatPtr : (0n as DevicePtr));
     const n = gatedAct ? w.rows / 2 : w.rows;
     const { kernel, grid, block } = fp8DecodeLaunch(this.gemvKind, n, w.cols, gatedAct);
     this.kernels.launch("gemv_fp8", kernel, [grid], block, [
@@ -146,10 +160,11 @@ export class Fp8Linears {
     ]);
   }
 
-  /** The FP8 GEMM of `w` over a.rows rows of x, run as the bucket of `m` ≥ a.rows rows (rows past
-   * a.rows read stale scratch and write rows of y no one reads, as the plain GEMMs' buckets do). */
-  gemm(stream: Stream, w: Fp8Weight, a: LinearArgs, m: number): void {
-    const xq = this.quantize(w, a.x, a.rows, 0n as DevicePtr);
+  /** The FP8 GEMM of `w` over a.rows rows of x (quantized first unless `quantized`: a norm did), run as
+   * the bucket of `m` ≥ a.rows rows (rows past a.rows read stale scratch and write rows of y no one
+   * reads, as the plain GEMMs' buckets do). */
+  gemm(stream: Stream, w: Fp8Weight, a: LinearArgs, m: number, quantized = false): void {
+    const xq = quantized ? this.quantizedInput() : this.quantize(w, a.x, a.rows, 0n as DevicePtr);
     const plan = this.prepare(m, w.rows, w.cols, a.bias !== null);
     const scales = { x: this.scalesPtr, w: w.scales };
     if (plan.kind === "outer-vector") {
@@ -209,6 +224,28 @@ export class Fp8Linears {
       const [m, n, k] = key.split(":").map(Number);
       return { m, n, k, bias: key.endsWith("true"), kind: p.kind, refused: p.refused };
     });
+  }
+
+  /** Whether the decode GEMV of a plain (`gated` false) or fused gate_up linear reads x̂ (the bits GEMV). */
+  readsXhat(gated: boolean): boolean {
+    return fp8DecodeReadsXhat(this.gemvKind, gated);
+  }
+
+  /** Where a norm writes the quantization of `rows` rows of its output for `w`'s linears (norm_quant.ts),
+   * x̂ too with `xhat` (a bits GEMV reads it at these rows). */
+  normTarget(w: Fp8Weight, rows: number, xhat: boolean): Fp8NormTarget {
+    const xq = this.quantizedInput();
+    if (rows > this.maxRows)
+      throw new Error(`internal: ${rows} rows quantized but the scratch holds ${this.maxRows}`);
+    if (xhat && rows > this.xhatRows)
+      throw new Error(`internal: ${rows} rows of x̂ but the scratch holds ${this.xhatRows}`);
+    return { xq, s: this.scalesPtr, staticScale: w.inputScale, xhat: xhat ? this.xhatPtr : null };
+  }
+
+  /** xq's address in the scratch, which a norm has written (normTarget). */
+  private quantizedInput(): DevicePtr {
+    if (!this.scratch) throw new Error("internal: an fp8 weight but no activation scratch");
+    return this.scratch.ptr;
   }
 
   /** Queues quant_fp8_act of x [rows, w.cols] into the scratch, and x̂ into `xhat` unless it is null;

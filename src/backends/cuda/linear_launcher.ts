@@ -1,20 +1,21 @@
 // How a linear step y[rows, n] = x[rows, k]·Wᵀ (+ bias) runs (linear_route.ts decides): our GEMV for
 // decode shapes of 16-bit engines (gemv.cu); over a quantized weight gemv_wo, gemm_wo for larger batches,
 // or dequantization then a cuBLASLt GEMM (quantized_linears.ts); over an fp8 weight activation
-// quantization, then gemv_fp8 or the FP8 GEMM (fp8_linears.ts); else a cuBLASLt GEMM at the step's row
-// bucket (gemm_algorithms.ts rowBucket). A gated MLP's gate_up runs its activation in the same launch
-// where the kernel has a gated form. Owns the GEMM plans, the dequantization scratch and the fp8
-// scratch until dispose().
+// quantization (unless the norm before it did: norm_quant.ts), then gemv_fp8 or the FP8 GEMM
+// (fp8_linears.ts); else a cuBLASLt GEMM at the step's row bucket (gemm_algorithms.ts rowBucket). A gated
+// MLP's gate_up runs its activation in the same launch where the kernel has a gated form. Owns the GEMM
+// plans, the dequantization scratch and the fp8 scratch until dispose().
 import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import type { CudaDevice, DevicePtr, Stream } from "./device/index.ts";
-import { Fp8Linears, type Fp8PlanRecord } from "./fp8_linears.ts";
+import { Fp8Linears, type Fp8NormTarget, type Fp8PlanRecord } from "./fp8_linears.ts";
 import { rowBucket, rowBuckets } from "./gemm_algorithms.ts";
 import { GemmPlans } from "./gemm_plans.ts";
 import { chooseGemv, gemvGatedLaunch, gemvLaunch } from "./gemv_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import { type LinearRoute, linearRoute } from "./linear_route.ts";
 import type { Lowered, LoweredStep } from "./lowering.ts";
+import type { NormQuant } from "./norm_quant.ts";
 import { type LinearArgs, QuantizedLinears } from "./quantized_linears.ts";
 import type { CudaTuning } from "./tuning.ts";
 import type { DeviceWeights } from "./weights.ts";
@@ -122,7 +123,7 @@ export class LinearLauncher {
       const quantized = this.weights.quantized(op.weight);
       if (quantized || fp8) {
         const args = this.linearArgs(op, rows, gated ? gated.out : op.out);
-        if (fp8) this.fp8.gemv(fp8, args, gated?.act);
+        if (fp8) this.fp8.gemv(fp8, args, gated?.act, step.inputQuantized);
         else if (quantized) this.quantized.gemv(quantized, args, gated?.act);
         return;
       }
@@ -142,7 +143,7 @@ export class LinearLauncher {
       return;
     }
     if (fp8) {
-      this.fp8.gemm(this.stream, fp8, this.linearArgs(op, rows, op.out), m);
+      this.fp8.gemm(this.stream, fp8, this.linearArgs(op, rows, op.out), m, step.inputQuantized);
       return;
     }
     const quantized = this.weights.quantized(op.weight);
@@ -176,6 +177,17 @@ export class LinearLauncher {
   private gemvApplies(op: { weight: string; inFeatures: number; out: string }, rows: number): boolean {
     const route = this.route(op, rows);
     return route === "gemv" || route === "gemv_wo" || route === "fp8_gemv";
+  }
+
+  /** Where the norm of a step of `rows` rows writes its output's quantization for the fp8 linears that
+   * read it (norm_quant.ts), x̂ too when one of them runs the decode GEMV that reads it (bits) at `rows`. */
+  fp8NormTarget(q: NormQuant, rows: number): Fp8NormTarget {
+    const w = this.weights.fp8(q.weight);
+    if (!w) throw new Error(`internal: ${q.weight} quantized by a norm but not an fp8 weight`);
+    const xhat = q.readers.some(
+      (r) => this.gemvApplies(r.op, rows) && this.fp8.readsXhat(r.gated && this.tuning.fuseGatedAct),
+    );
+    return this.fp8.normTarget(w, rows, xhat);
   }
 
   /** Whether the kernel of a gate_up linear of `rows` rows runs the gated activation in its epilogue:

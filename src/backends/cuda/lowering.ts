@@ -2,10 +2,12 @@
 // storage; `split` becomes views into its input, and the attention prologue (split q/k/v →
 // per-head q/k RMSNorm → RoPE → KV write) collapses into one rope_qkv_fused launch, which decode steps
 // fold further into the decode attention kernel (attention_decode_rope*). The arena (arena.ts) then places storage by liveness.
+// In fp8 engines, a norm read only by fp8 linears also quantizes their input (norm_quant.ts).
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { Op, Plan } from "../../engine/format.ts";
 import { opInputs, renameInputs } from "../../models/network.ts";
 import type { Access } from "./arena.ts";
+import { type Fp8InputOf, markNormQuant, type NormQuant } from "./norm_quant.ts";
 
 type AttentionOp = Extract<Op, { kind: "attention" }>;
 
@@ -27,11 +29,16 @@ export type LoweredStep = Access &
         /** The gate_up GEMM of a gated MLP whose only reader is the next step's gated activation: a
          * decode step runs both as one GEMV (gemv_gated_ACT) writing `out`, and skips the activation. */
         gated?: { act: string; out: string; width: number };
+        /** An fp8 linear whose input the norm step writing it has quantized into the fp8 scratch
+         * already (norm_quant.ts): it launches no quant_fp8_act. */
+        inputQuantized?: boolean;
       }
     | {
         kind: "rms_norm";
         op: Extract<Op, { kind: "rms_norm" }>;
         finalNorm?: FinalNorm;
+        /** Its output quantized for the fp8 linears that read it, by the norm kernel (norm_quant.ts). */
+        fp8Out?: NormQuant;
       }
     | { kind: "layer_norm"; op: Extract<Op, { kind: "layer_norm" }> }
     | {
@@ -39,6 +46,8 @@ export type LoweredStep = Access &
         op: Extract<Op, { kind: "add_rms_norm" }>;
         /** Where the residual sum goes (the plan's add_rms_norm updates `residual` in place). */
         residualOut: string;
+        /** As rms_norm's. */
+        fp8Out?: NormQuant;
       }
     | {
         kind: "add";
@@ -98,7 +107,9 @@ export interface Lowered {
   output: string;
 }
 
-export function lower(plan: Plan, model: ModelConfig): Lowered {
+/** `plan` as CUDA steps; with `fp8Input` (an fp8 engine's linears: norm_quant.ts fp8InputsOf), the norms
+ * that can quantize their output for the fp8 linears reading it marked to (markNormQuant). */
+export function lower(plan: Plan, model: ModelConfig, fp8Input?: Fp8InputOf): Lowered {
   const views = new Map<string, View>();
   const storage: Lowered["storage"] = new Map();
   const readers = new Map<string, Op[]>();
@@ -282,5 +293,5 @@ export function lower(plan: Plan, model: ModelConfig): Lowered {
         break;
     }
   }
-  return { steps, storage, output: plan.output };
+  return { steps: fp8Input ? markNormQuant(steps, fp8Input) : steps, storage, output: plan.output };
 }

@@ -1,10 +1,13 @@
 // The launches of a step's row-wise and elementwise steps (rmsnorm.cu, layernorm.cu, activation.cu;
 // geometry in launch_geometry.ts): the norms, the residual add (or, in a decode step, the add that runs
 // the decoder's final norm too) and the activations, each one launch over the rows StepLauncher gives
-// it. Whether a step launches at all (the final norm's fusion, a gated activation done by its GEMV)
+// it; a norm that quantizes its output for fp8 linears (norm_quant.ts) as rms_norm_q8 / add_rms_norm_q8.
+// Whether a step launches at all (the final norm's fusion, a gated activation done by its GEMV)
 // StepLauncher decides. Allocates nothing: it launches over the arena and the weights.
 import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
+import type { DevicePtr, KernelArg } from "./device/index.ts";
+import type { Fp8NormTarget } from "./fp8_linears.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import { elementwiseGrid, normBlock } from "./launch_geometry.ts";
 import type { FinalNorm, LoweredStep } from "./lowering.ts";
@@ -33,16 +36,18 @@ export class RowwiseLauncher {
     this.arena = r.arena;
   }
 
-  /** RMSNorm of x's `xRows` rows, or with op.groupWidth of each group of that width (per-head norms). */
-  rmsNorm(step: StepOf<"rms_norm">, xRows: number): void {
+  /** RMSNorm of x's `xRows` rows, or with op.groupWidth of each group of that width (per-head norms);
+   * with `q` (no groups), its quantization for fp8 linears too (rms_norm_q8). */
+  rmsNorm(step: StepOf<"rms_norm">, xRows: number, q?: Fp8NormTarget): void {
     const op = step.op;
     const g = op.groupWidth ?? op.width;
     const rows = (xRows * op.width) / g;
     const mod = op.groupWidth ? "rmsnorm_head" : "rmsnorm";
-    this.kernels.launch(mod, "rms_norm", [rows], normBlock(g, this.elem), [
+    this.kernels.launch(mod, q ? "rms_norm_q8" : "rms_norm", [rows], normBlock(g, this.elem), [
       { ptr: this.arena.ptr(op.x) },
       { ptr: this.weights.ptr(op.weight) },
       { ptr: this.arena.ptr(op.out) },
+      ...quantArgs(q),
       { f32: op.eps },
       { i32: rows },
     ]);
@@ -61,18 +66,26 @@ export class RowwiseLauncher {
     ]);
   }
 
-  /** residual + x into step.residualOut, and its RMSNorm into op.out, over `rows` rows. */
-  addRmsNorm(step: StepOf<"add_rms_norm">, rows: number): void {
+  /** residual + x into step.residualOut, and its RMSNorm into op.out, over `rows` rows; with `q`, the
+   * norm's quantization for fp8 linears too (add_rms_norm_q8). */
+  addRmsNorm(step: StepOf<"add_rms_norm">, rows: number, q?: Fp8NormTarget): void {
     const op = step.op;
-    this.kernels.launch("rmsnorm", "add_rms_norm", [rows], normBlock(op.width, this.elem), [
-      { ptr: this.arena.ptr(op.residual) },
-      { ptr: this.arena.ptr(op.x) },
-      { ptr: this.weights.ptr(op.weight) },
-      { ptr: this.arena.ptr(op.out) },
-      { ptr: this.arena.ptr(step.residualOut) },
-      { f32: op.eps },
-      { i32: rows },
-    ]);
+    this.kernels.launch(
+      "rmsnorm",
+      q ? "add_rms_norm_q8" : "add_rms_norm",
+      [rows],
+      normBlock(op.width, this.elem),
+      [
+        { ptr: this.arena.ptr(op.residual) },
+        { ptr: this.arena.ptr(op.x) },
+        { ptr: this.weights.ptr(op.weight) },
+        { ptr: this.arena.ptr(op.out) },
+        { ptr: this.arena.ptr(step.residualOut) },
+        ...quantArgs(q),
+        { f32: op.eps },
+        { i32: rows },
+      ],
+    );
   }
 
   /** The final norm from the add, over the step's T rows: residual + x, normalised into the norm's
@@ -143,4 +156,11 @@ export class RowwiseLauncher {
       { i32: n },
     ]);
   }
+}
+
+/** The _q8 norms' extra arguments (xq, s, static_scale, xhat: kernels/rmsnorm.cu); none for the plain ones. */
+function quantArgs(q: Fp8NormTarget | undefined): KernelArg[] {
+  if (!q) return [];
+  const none = 0n as DevicePtr;
+  return [{ ptr: q.xq }, { ptr: q.s }, { ptr: q.staticScale ?? none }, { ptr: q.xhat ?? none }];
 }

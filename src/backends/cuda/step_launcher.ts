@@ -4,8 +4,9 @@
 // attention_launcher.ts, the norms, residual adds and activations through rowwise_launcher.ts; the
 // embedding and the gather of logit rows here. It decides the fusions decode steps take (gated
 // activation inside the GEMV, the final norm from the last add; RoPE inside decode attention is
-// attention_launcher.ts's). CUDA graphs record exactly these launches. Owns the linears' and the
-// attention's launchers until dispose().
+// attention_launcher.ts's); a norm marked to quantize for fp8 linears (norm_quant.ts) gets the fp8
+// scratch from the linears' launcher. CUDA graphs record exactly these launches. Owns the linears' and
+// the attention's launchers until dispose().
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { LinearInputObserver } from "../backend.ts";
@@ -137,16 +138,20 @@ export class StepLauncher {
         if (this.observeLinear) this.observe(step.op, rowsOf(step.op.x));
         this.linears.run(step, rowsOf(step.op.x));
         return;
-      case "rms_norm":
+      case "rms_norm": {
         if (step.finalNorm && this.finalNormFused(T, logitRows)) return; // run by the add before it
-        this.rowwise.rmsNorm(step, rowsOf(step.op.x));
+        const rows = rowsOf(step.op.x);
+        this.rowwise.rmsNorm(step, rows, step.fp8Out && this.linears.fp8NormTarget(step.fp8Out, rows));
         return;
+      }
       case "layer_norm":
         this.rowwise.layerNorm(step, rowsOf(step.op.x));
         return;
-      case "add_rms_norm":
-        this.rowwise.addRmsNorm(step, rowsOf(step.op.x));
+      case "add_rms_norm": {
+        const rows = rowsOf(step.op.x);
+        this.rowwise.addRmsNorm(step, rows, step.fp8Out && this.linears.fp8NormTarget(step.fp8Out, rows));
         return;
+      }
       case "add":
         if (step.finalNorm && this.finalNormFused(T, logitRows))
           this.rowwise.addFinalNorm(step, step.finalNorm, T);

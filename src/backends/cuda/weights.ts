@@ -38,13 +38,15 @@ export interface QuantizedWeight {
 }
 
 /** An fp8 [rows, cols] weight on the device: q [rows, cols] E4M3, scales [rows] fp32 and, for static
- * activations, the fp32 input scale (null: dynamic, per token). */
+ * activations, the fp32 input scale (null: dynamic, per token), whose value inputScaleValue also holds
+ * (read from the engine at load: norm_quant.ts compares linears' scales). */
 export interface Fp8Weight {
   rows: number;
   cols: number;
   q: DevicePtr;
   scales: DevicePtr;
   inputScale: DevicePtr | null;
+  inputScaleValue: number | null;
 }
 
 export class DeviceWeights {
@@ -71,7 +73,7 @@ export class DeviceWeights {
         const buf = DeviceBuffer.alloc(device, zp ? zp.deviceBytes : weight.byteLength);
         weights.buffers.set(weight.name, buf);
         // assertCudaWeightFormats refused every other format before the upload began.
-        if (weight.format === "fp8") weights.fp8Weights.set(weight.name, fp8Weight(weight, buf.ptr));
+        if (weight.format === "fp8") weights.fp8Weights.set(weight.name, fp8Weight(engine, weight, buf.ptr));
         else if (weight.format && isCudaWeightFormat(weight.format))
           weights.quantizedWeights.set(
             weight.name,
@@ -175,9 +177,15 @@ function zerosExact(engine: LoadedEngine, entry: WeightEntry): boolean {
   return zerosExactIn16Bit(new Float32Array(bytes.buffer));
 }
 
-/** An fp8 weight's parts in its device buffer at `ptr`: q, then the scales, then the input scale. */
-function fp8Weight(entry: WeightEntry, ptr: DevicePtr): Fp8Weight {
+/** An fp8 weight's parts in its device buffer at `ptr`: q, then the scales, then the input scale (whose
+ * value is read from the engine: 4 bytes). */
+function fp8Weight(engine: LoadedEngine, entry: WeightEntry, ptr: DevicePtr): Fp8Weight {
   const { rows, cols } = quantizedLayout(entry.shape);
-  const inputScale = entry.params?.activation === "static" ? offsetPtr(ptr, rows * cols + rows * 4) : null;
-  return { rows, cols, q: ptr, scales: offsetPtr(ptr, rows * cols), inputScale };
+  const scales = offsetPtr(ptr, rows * cols);
+  if (entry.params?.activation !== "static")
+    return { rows, cols, q: ptr, scales, inputScale: null, inputScaleValue: null };
+  const at = rows * cols + rows * 4;
+  const value = new Float32Array(1);
+  engine.readInto(entry.offset + at, new Uint8Array(value.buffer));
+  return { rows, cols, q: ptr, scales, inputScale: offsetPtr(ptr, at), inputScaleValue: value[0] };
 }

@@ -5,8 +5,8 @@
 // conversion-free gemv_fp8_bits (plain linears' decode GEMV) bit for bit gemv_fp8's, m = 1 … 8,
 // its integer decoding exact over every code, quant_fp8_act's x̂ bit for bit e4m3(xq). A copy of
 // gemv_fp8_mma.cuh whose A fragment puts row g + 8 where k + 16 belongs fails it, and a copy of
-// gemv_fp8.cu whose decoding mask keeps a copy of the sign in the exponent. The deliberately broken
-// copies of every kernel: gemv_fp8_broken.sh (minutes). Needs g++ ≥ 12.
+// fp8_act.cuh (its E4M3 decoding) whose mask keeps a copy of the sign in the exponent. The deliberately
+// broken copies of every kernel: gemv_fp8_broken.sh (minutes). Needs g++ ≥ 12.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 
 const SCRIPT = fileURLToPath(new URL("../../../kernels/emulation/gemv_fp8_run.sh", import.meta.url));
 const MMA = fileURLToPath(new URL("../../../kernels/gemv_fp8_mma.cuh", import.meta.url));
-const FP8 = fileURLToPath(new URL("../../../kernels/gemv_fp8.cu", import.meta.url));
+const ACT = fileURLToPath(new URL("../../../kernels/fp8_act.cuh", import.meta.url));
 const gxx = spawnSync("g++", ["--version"], { encoding: "utf8" });
 const skip = gxx.status !== 0 ? "g++ not found" : false;
 
@@ -80,12 +80,12 @@ describe("gemv_fp8.cu on the CPU emulator", { skip }, () => {
   });
 
   test("a bits decoding mask that keeps a sign copy in the exponent (0x8FF00000) fails", () => {
-    const src = readFileSync(FP8, "utf8");
+    const src = readFileSync(ACT, "utf8");
     const good = "kE4m3Mask = 0x87F00000u";
     assert.ok(src.includes(good), "the mask this test breaks");
-    const path = join(dir, "gemv_fp8.cu");
+    const path = join(dir, "fp8_act.cuh");
     writeFileSync(path, src.replace(good, "kE4m3Mask = 0x8FF00000u"));
-    const r = run({ KILN_GEMV_FP8_SRC: path });
+    const r = run({ KILN_FP8_ACT_SRC: path });
     assert.notEqual(r.status, 0, r.stdout);
     assert.match(r.stdout, /^e4m3 by integer ops: .*: FAIL$/m);
     assert.match(r.stdout, /^gemv_fp8_bits codes m \d n \d+ k \d+: FAIL/m);
