@@ -55,6 +55,8 @@
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
 #            engines (where each step's time goes, kernel by kernel);
+#            `quant s24`: session 24's GPU tests and figures in one call (int4-wo on gemv_wo4_mma and the
+#            CUDA-core kernels, fp8 with the norms' quantization, bf16, fp8's engine test, ncu);
 #            `quant int4-mma`: gemv_wo.test.ts, then int4-wo batch-1 TPOT on gemv_wo4_mma and on the
 #            CUDA-core kernels, ncu of the step, and tools/ncu_kernel.sh's detail of decode attention, with
 #            the RoPE-fused decode GPU tests and the bf16 engine's batch-1 TPOT;
@@ -226,6 +228,34 @@ if [[ $part == quant ]]; then
     for kind in bits fma; do
       KILN_FP8_GEMV=$kind bench "$big fp8 decode $kind" "$e" "${decode[@]}"
     done
+    exit 0
+  fi
+  if [[ $which == s24 ]]; then # session 24's changes in one call, most wanted first: the GPU tests of
+    # gemv_wo4_mma, the fp8 norms' quantization and the fused-RoPE decode (beside the checkpoint's
+    # writing); int4-wo TPOT on gemv_wo4_mma and on the CUDA-core kernels; fp8 and bf16 TPOT; fp8's engine
+    # test; then the int4 step kernel by kernel and decode attention's Nsight detail
+    make_ckpt &
+    ckpt_pid=$!
+    timeout 200 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts test/gpu/kernels/norm_fp8.test.ts \
+      test/gpu/decode_mma_rope.test.ts >"$out/test_s24.log" 2>&1
+    echo "GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_s24.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError" "$out/test_s24.log" | head -20
+    wait "$ckpt_pid"
+    e=/tmp/engine-$big-int4-wo
+    t0=$(date +%s%N)
+    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize int4-wo \
+      --json >"$out/build-int4-wo.json" 2>"$out/build-int4-wo.err"
+    echo "$big int4-wo kiln build: exit $? in $(ms "$t0") ms (build-int4-wo.err)"
+    bench "$big int4-wo decode mma" "$e" "${decode[@]}"
+    KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" "${decode[@]}"
+    build_fp8 /tmp/engine-$big-fp8
+    bench "$big fp8 decode" /tmp/engine-$big-fp8 "${decode[@]}"
+    bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
+    timeout 150 node scripts/test.mjs gpu test/gpu/fp8.test.ts >"$out/test_fp8.log" 2>&1
+    echo "fp8 engine GPU test exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_fp8.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError" "$out/test_fp8.log" | head -10
+    ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
+    ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
     exit 0
   fi
   if [[ $which == int4-mma ]]; then # int4-wo's tensor-core decode GEMV: its GPU test (beside the
