@@ -236,7 +236,7 @@ if [[ $part == quant ]]; then
     # test; then the int4 step kernel by kernel and decode attention's Nsight detail
     make_ckpt &
     ckpt_pid=$!
-    timeout 200 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts test/gpu/kernels/norm_fp8.test.ts \
+    timeout 150 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts test/gpu/kernels/norm_fp8.test.ts \
       test/gpu/decode_mma_rope.test.ts >"$out/test_s24.log" 2>&1
     echo "GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_s24.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError" "$out/test_s24.log" | head -20
@@ -250,12 +250,12 @@ if [[ $part == quant ]]; then
     KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" "${decode[@]}"
     build_fp8 /tmp/engine-$big-fp8
     bench "$big fp8 decode" /tmp/engine-$big-fp8 "${decode[@]}"
+    ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
     bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
     timeout 150 node scripts/test.mjs gpu test/gpu/fp8.test.ts >"$out/test_fp8.log" 2>&1
     echo "fp8 engine GPU test exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_fp8.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError" "$out/test_fp8.log" | head -10
     ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
-    ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
     exit 0
   fi
   if [[ $which == int4-mma ]]; then # int4-wo's tensor-core decode GEMV: its GPU test (beside the
