@@ -229,7 +229,7 @@ KILN_GEMV_WO(4, 2, 8, 4)
 extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps)
     gemv_wo4_mma(const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,
                  int n, int k) {
-  kiln::womma::rows(x, q, scales, bias, y, m, n, k);
+  kiln::womma::rows<kiln::womma::Wo4>(x, kiln::womma::wo4_layout(q, scales, k), bias, y, m, n, k);
 }
 
 #define KILN_GEMV_WO_GATED(NAME, ACT)                                                                         \
@@ -246,7 +246,8 @@ extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps)
   extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps) gemv_wo4_mma_gated_##NAME(        \
       const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
       int inter, int k) {                                                                                     \
-    kiln::womma::gated<kiln::ACT>(x, q, scales, bias, y, m, inter, k);                                        \
+    const kiln::womma::Layout lo = kiln::womma::wo4_layout(q, scales, k);                                     \
+    kiln::womma::gated<kiln::womma::Wo4, kiln::ACT>(x, lo, bias, y, m, inter, k);                             \
   }
 
 // GEMV_ACT as in gemv.cu (gemv_variants.ts GATED_ACTS): one activation's gated kernels, none, or all five.

@@ -48,40 +48,64 @@ constexpr int kChunk = 128;    // k per chunk: 4 lanes × 32 int4 features, one 
 constexpr int kChunkBytes = 64;
 
 #if defined(KILN_DTYPE_F16)
-constexpr unsigned kMagic = 0x64086408u;     // 1032 = 2^10 + 8 in each half, q + 8 in its low bits
-constexpr unsigned kOne = 0x3c003c00u;       // 1.0, 1.0
-constexpr unsigned kMinusBias = 0xe408e408u;  // −1032, −1032
+constexpr unsigned kOne = 0x3c003c00u;  // 1.0, 1.0
+constexpr unsigned kM = 0x64006400u;    // 2^10 = 1024 in each half: a field in its low mantissa bits
+constexpr unsigned kMinusM = 0xe400e400u;
 #else
-constexpr unsigned kMagic = 0x43084308u;     // 136 = 2^7 + 8 in each half
 constexpr unsigned kOne = 0x3f803f80u;
-constexpr unsigned kMinusBias = 0xc308c308u;  // −136, −136
+constexpr unsigned kM = 0x43004300u;  // 2^7 = 128 in each half
+constexpr unsigned kMinusM = 0xc300c300u;
 #endif
 
-/** The kiln_t pair (q_j, q_{j+4}) of word w's int4 fields j and j + 4: exact. */
-__device__ __forceinline__ unsigned pair(unsigned w, int j) {
-  const unsigned biased = ((w >> (4 * j)) & 0x000f000fu) ^ kMagic;  // nibble ^ 8 = q + 8: M + 8 + q
+/** d = a·1 + c on kiln_t pairs (fma.rn.{bf16,f16}x2): exact wherever a + c is representable. */
+__device__ __forceinline__ unsigned add2(unsigned a, unsigned c) {
 #if defined(__CUDA_ARCH__)
   unsigned r;
 #if defined(KILN_DTYPE_F16)
-  asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(biased), "r"(kOne), "r"(kMinusBias));
+  asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(a), "r"(kOne), "r"(c));
 #else
-  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(biased), "r"(kOne), "r"(kMinusBias));
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(a), "r"(kOne), "r"(c));
 #endif
   return r;
-#else  // the CPU emulator: the packed FMA on the halves' values (exact: one rounding of an exact result)
+#else  // the CPU emulator: each half's sum in fp32 (exact for these small integers), rounded to kiln_t
   const auto half = [](unsigned bits) {
     const unsigned short h = (unsigned short)bits;
     kiln_t e;
     memcpy(&e, &h, 2);
     return kiln::to_float(e);
   };
-  const kiln_t e[2] = {kiln::from_float(half(biased) * half(kOne) + half(kMinusBias)),
-                       kiln::from_float(half(biased >> 16) * half(kOne >> 16) + half(kMinusBias >> 16))};
+  const kiln_t e[2] = {kiln::from_float(half(a) + half(c)), kiln::from_float(half(a >> 16) + half(c >> 16))};
   unsigned u;
   memcpy(&u, e, 4);
   return u;
 #endif
 }
+
+/** int4-wo: signed fields q ∈ [−8, 7], one fp32 scale per 128 features (gemv_wo.cu's layout: rows padded
+ * to whole groups). The pair (q_j, q_{j+4}) of word w: nibble ^ 8 = q + 8 in the mantissa of M reads
+ * M + 8 + q; one add of −(M + 8) leaves q. */
+struct Wo4 {
+  static constexpr bool kZeros = false;
+  __device__ static unsigned pair(unsigned w, int j, unsigned) {
+    return add2(((w >> (4 * j)) & 0x000f000fu) ^ (kM | 0x00080008u), kMinusM8);
+  }
+#if defined(KILN_DTYPE_F16)
+  static constexpr unsigned kMinusM8 = 0xe408e408u;  // −1032
+#else
+  static constexpr unsigned kMinusM8 = 0xc308c308u;  // −136
+#endif
+};
+
+/** int4-zp (AWQ, GPTQ): unsigned fields q ∈ [0, 15], fp32 scales and integer zero points per group of G
+ * features (G a multiple of 128; gemv_zp.cu's layout: rows of k / 2 bytes). The pair (q_j − z,
+ * q_{j+4} − z): q in the mantissa of M, then − M (exact: q), then − z (exact: |q − z| ≤ 255 for the
+ * zero points the runtime lets through, zerosExactIn16Bit). `negz` is (−z, −z) as kiln_t. */
+struct Zp {
+  static constexpr bool kZeros = true;
+  __device__ static unsigned pair(unsigned w, int j, unsigned negz) {
+    return add2(add2(((w >> (4 * j)) & 0x000f000fu) | kM, kMinusM), negz);
+  }
+};
 
 /** The x pairs of word i's MMAs, from x piece i (features 8i … 8i + 7 as four kiln_t pairs p.x … p.w):
  * (f0, f4), (f1, f5), (f2, f6), (f3, f7), low half first. */
@@ -92,21 +116,27 @@ __device__ __forceinline__ void x_pairs(const uint4& p, unsigned (&b)[4]) {
   b[3] = (p.y >> 16) | (p.w & 0xffff0000u);
 }
 
+/** One weight row as a block reads it: its q vectors, and its scales (and zero points) by group. */
+struct RowRef {
+  const uint4* q;
+  const float* s;
+  const float* z;  // int4-zp only
+};
+
 /** T tiles of 16 weight rows (the gated kernel's gate and up: T = 2) times the m rows of x, U = kLoads / 2T
  * chunks per warp and step (the same bytes in flight, and registers for two CTAs an SM): each warp's
- * fp32 partial sums over its chunks, scaled by the group scales, in mma fragment order. rows[i][h]: the q
- * rows of tile i's row g (h = 0) and g + 8 (h = 1); sc[i][h] their scale rows. `active` false: a block past
- * the last row, which still waits (every CTA must) and returns false. */
-template <int T, int U = kLoads / (2 * T)>
-__device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const uint4* const (&rows)[T][2],
-                                           const float* const (&sc)[T][2], bool active, int m, int k,
-                                           float (&acc)[T][4]) {
+ * fp32 partial sums over its chunks, scaled by the group scales, in mma fragment order. rows[i][h]: tile
+ * i's row g (h = 0) and g + 8 (h = 1); a chunk c is group c / cpg (cpg chunks a group). `active` false: a
+ * block past the last row, which still waits (every CTA must) and returns false. */
+template <class F, int T, int U = kLoads / (2 * T)>
+__device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const RowRef (&rows)[T][2], int cpg,
+                                           bool active, int m, int k, float (&acc)[T][4]) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int vecs = (k + 31) / 32, chunks = (k + kChunk - 1) / kChunk;
   constexpr int kStep = kMmaWarps * U;  // chunks per step of the whole block
   const uint4 zero = {0u, 0u, 0u, 0u};
   uint4 w[T][2][U];
-  float s[T][2][U];
+  float s[T][2][U], z[T][2][U];  // z: int4-zp's zero points
   auto load = [&](int step) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
@@ -115,8 +145,9 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const u
       for (int i = 0; i < T; i++) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-          w[i][h][u] = v < vecs ? __ldcs(rows[i][h] + v) : zero;  // streamed once
-          s[i][h][u] = c < chunks ? __ldcs(sc[i][h] + c) : 0.f;
+          w[i][h][u] = v < vecs ? __ldcs(rows[i][h].q + v) : zero;  // streamed once
+          s[i][h][u] = c < chunks ? __ldcs(rows[i][h].s + c / cpg) : 0.f;
+          if constexpr (F::kZeros) z[i][h][u] = c < chunks ? __ldcs(rows[i][h].z + c / cpg) : 0.f;
         }
       }
     }
@@ -142,13 +173,17 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const u
         float part[4] = {0.f, 0.f, 0.f, 0.f};  // the chunk's (group's) sums
         const unsigned wa[4] = {w[i][0][u].x, w[i][0][u].y, w[i][0][u].z, w[i][0][u].w};
         const unsigned wb[4] = {w[i][1][u].x, w[i][1][u].y, w[i][1][u].z, w[i][1][u].w};
+        unsigned za = 0u, zb = 0u;  // int4-zp: (−z, −z) of each row's group
+        if constexpr (F::kZeros) za = attn::pack2(-z[i][0][u], -z[i][0][u]), zb = attn::pack2(-z[i][1][u], -z[i][1][u]);
 #pragma unroll
         for (int q = 0; q < 4; q++) {
           unsigned b[4];
           x_pairs(xp[q], b);
-          const unsigned a0[4] = {pair(wa[q], 0), pair(wb[q], 0), pair(wa[q], 1), pair(wb[q], 1)};
+          const unsigned a0[4] = {F::pair(wa[q], 0, za), F::pair(wb[q], 0, zb), F::pair(wa[q], 1, za),
+                                  F::pair(wb[q], 1, zb)};
           attn::mma_16816(part, a0, b[0], b[1]);
-          const unsigned a1[4] = {pair(wa[q], 2), pair(wb[q], 2), pair(wa[q], 3), pair(wb[q], 3)};
+          const unsigned a1[4] = {F::pair(wa[q], 2, za), F::pair(wb[q], 2, zb), F::pair(wa[q], 3, za),
+                                  F::pair(wb[q], 3, zb)};
           attn::mma_16816(part, a1, b[2], b[3]);
         }
         acc[i][0] = fmaf(part[0], s[i][0][u], acc[i][0]);
@@ -161,34 +196,41 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const u
   return true;
 }
 
-/** Weight row r's q row (row_bytes a row) and scale row (groups a row), r clamped to n − 1. */
-struct RowOf {
+/** Where a weight's rows lie: q rows of row_bytes, scales (and zero points) rows of `groups`; cpg chunks of
+ * 128 features a group. Rows past n are clamped to n − 1 (re-read, never stored). */
+struct Layout {
   const unsigned char* q;
   const float* scales;
+  const float* zeros;
   size_t row_bytes;
-  int groups;
-  __device__ __forceinline__ const uint4* q_row(int r, int n) const {
-    return reinterpret_cast<const uint4*>(q + (size_t)min(r, n - 1) * row_bytes);
+  int groups, cpg;
+  __device__ __forceinline__ RowRef row(int r, int n) const {
+    const size_t c = (size_t)min(r, n - 1);
+    return {reinterpret_cast<const uint4*>(q + c * row_bytes), scales + c * groups, zeros ? zeros + c * groups : nullptr};
   }
-  __device__ __forceinline__ const float* s_row(int r, int n) const { return scales + (size_t)min(r, n - 1) * groups; }
 };
 
-__device__ __forceinline__ RowOf row_of(const unsigned char* q, const float* scales, int k) {
+/** int4-wo (gemv_wo.cu): rows padded to whole groups of 128. */
+__device__ __forceinline__ Layout wo4_layout(const unsigned char* q, const float* scales, int k) {
   const int groups = (k + kChunk - 1) / kChunk;
-  return {q, scales, (size_t)groups * kChunkBytes, groups};
+  return {q, scales, nullptr, (size_t)groups * kChunkBytes, groups, 1};
+}
+
+/** int4-zp (gemv_zp.cu): rows of k / 2 bytes, groups of G (a multiple of 128). */
+__device__ __forceinline__ Layout zp_layout(const unsigned char* q, const float* scales, const float* zeros, int k,
+                                            int group_size) {
+  return {q, scales, zeros, (size_t)k / 2, (k + group_size - 1) / group_size, group_size / kChunk};
 }
 
 /** y[m, n] = x·Wᵀ (+ bias): rows blockIdx.x·16 … + 15. */
-__device__ __forceinline__ void rows(const kiln_t* __restrict__ x, const unsigned char* __restrict__ q,
-                                     const float* __restrict__ scales, const kiln_t* __restrict__ bias,
+template <class F>
+__device__ __forceinline__ void rows(const kiln_t* __restrict__ x, const Layout& lo, const kiln_t* __restrict__ bias,
                                      kiln_t* __restrict__ y, int m, int n, int k) {
   __shared__ float part[1][kMmaWarps][kTileRows][8];
   const int row0 = blockIdx.x * kTileRows, g = (threadIdx.x & 31) >> 2;
-  const RowOf ro = row_of(q, scales, k);
-  const uint4* const qr[1][2] = {{ro.q_row(row0 + g, n), ro.q_row(row0 + g + 8, n)}};
-  const float* const sr[1][2] = {{ro.s_row(row0 + g, n), ro.s_row(row0 + g + 8, n)}};
+  const RowRef rr[1][2] = {{lo.row(row0 + g, n), lo.row(row0 + g + 8, n)}};
   float acc[1][4];
-  if (!warp_tiles<1>(x, qr, sr, row0 < n, m, k, acc)) return;
+  if (!warp_tiles<F, 1>(x, rr, lo.cpg, row0 < n, m, k, acc)) return;
   gemv_mma::reduce<1>(acc, part);
   const int f = threadIdx.x % kTileRows, j = threadIdx.x / kTileRows, row = row0 + f;
   if (j < m && row < n) {
@@ -197,21 +239,17 @@ __device__ __forceinline__ void rows(const kiln_t* __restrict__ x, const unsigne
   }
 }
 
-/** The gated kernel: q, scales the fused gate_up weight [2·inter, k]; y [m, inter] = act(gate + b)·(up + b),
- * each rounded to kiln_t first, as gemv_warp.cuh's gated kernels. */
-template <class Act>
-__device__ __forceinline__ void gated(const kiln_t* __restrict__ x, const unsigned char* __restrict__ q,
-                                      const float* __restrict__ scales, const kiln_t* __restrict__ bias,
+/** The gated kernel: the fused gate_up weight [2·inter, k]; y [m, inter] = act(gate + b)·(up + b), each
+ * rounded to kiln_t first, as gemv_warp.cuh's gated kernels. */
+template <class F, class Act>
+__device__ __forceinline__ void gated(const kiln_t* __restrict__ x, const Layout& lo, const kiln_t* __restrict__ bias,
                                       kiln_t* __restrict__ y, int m, int inter, int k) {
   __shared__ float part[2][kMmaWarps][kTileRows][8];
   const int row0 = blockIdx.x * kTileRows, g = (threadIdx.x & 31) >> 2;
-  const int ra = min(row0 + g, inter - 1), rb = min(row0 + g + 8, inter - 1);
-  const RowOf ro = row_of(q, scales, k);
-  const int n = 2 * inter;
-  const uint4* const qr[2][2] = {{ro.q_row(ra, n), ro.q_row(rb, n)}, {ro.q_row(inter + ra, n), ro.q_row(inter + rb, n)}};
-  const float* const sr[2][2] = {{ro.s_row(ra, n), ro.s_row(rb, n)}, {ro.s_row(inter + ra, n), ro.s_row(inter + rb, n)}};
+  const int ra = min(row0 + g, inter - 1), rb = min(row0 + g + 8, inter - 1), n = 2 * inter;
+  const RowRef rr[2][2] = {{lo.row(ra, n), lo.row(rb, n)}, {lo.row(inter + ra, n), lo.row(inter + rb, n)}};
   float acc[2][4];
-  if (!warp_tiles<2>(x, qr, sr, row0 < inter, m, k, acc)) return;
+  if (!warp_tiles<F, 2>(x, rr, lo.cpg, row0 < inter, m, k, acc)) return;
   gemv_mma::reduce<2>(acc, part);
   const int f = threadIdx.x % kTileRows, j = threadIdx.x / kTileRows, row = row0 + f;
   if (j < m && row < inter) {

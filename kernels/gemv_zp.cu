@@ -31,6 +31,11 @@
 //     kiln_t* y,                  // [m, n]
 //     int m, int n, int k, int group_size)   // 1 ≤ m ≤ GEMV_MAX_M; k a multiple of 32
 //   grid = (ceil(n / (R·W))), block = (32·W), no shared memory
+// extern "C" __global__ void gemv_zp_mma(x, q, scales, zeros, g_idx, bias, y, m, n, k, G)   (the default
+//   where G is a multiple of 128, no g_idx and the zero points are exact in kiln_t: gemv_zp_variants.ts)
+//   on the tensor cores (gemv_wo_mma.cuh: (q − z) exact in kiln_t, the MMA's fp32 sums of each 128-feature
+//   chunk, times its group's scale): grid = (ceil(n / 16)), block = (256); gemv_zp_mma_gated_ACT likewise
+//   for the gated kernel (grid = (ceil(inter / 16)))
 // extern "C" __global__ void gemv_zp[_any]_gated_ACT(x, q, scales, zeros, g_idx, bias, y, m, inter, k, G)
 //   the fused gate_up weight [2·inter, ·]; y [m, inter] as gemv_wo.cu's gated kernels.
 //   grid = (ceil(inter / 8)), block = (256)
@@ -43,6 +48,9 @@
 #include "activations.cuh"
 #include "common.cuh"
 #include "gemv_warp.cuh"
+#if !defined(KILN_DTYPE_F32)
+#include "gemv_wo_mma.cuh"
+#endif
 
 #if !KILN_HAS_DTYPE
 #error "gemv_zp.cu needs KILN_DTYPE_F32, KILN_DTYPE_F16 or KILN_DTYPE_BF16"
@@ -243,6 +251,13 @@ KILN_GEMV_ZP(gemv_zp_r2u4w4, false, 2, 4, 4)
 KILN_GEMV_ZP(gemv_zp_r2u8w4, false, 2, 8, 4)
 KILN_GEMV_ZP(gemv_zp_any_r2u4w4, true, 2, 4, 4)
 
+extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps)
+    gemv_zp_mma(const kiln_t* x, const unsigned char* q, const float* scales, const float* zeros, const int* g_idx,
+                const kiln_t* bias, kiln_t* y, int m, int n, int k, int group_size) {
+  (void)g_idx;  // null: act-order weights take gemv_zp_any
+  kiln::womma::rows<kiln::womma::Zp>(x, kiln::womma::zp_layout(q, scales, zeros, k, group_size), bias, y, m, n, k);
+}
+
 #define KILN_GEMV_ZP_GATED(NAME, ACT)                                                                         \
   extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_zp_gated_##NAME(            \
       const kiln_t* x, const unsigned char* q, const float* scales, const float* zeros, const int* g_idx,     \
@@ -255,6 +270,13 @@ KILN_GEMV_ZP(gemv_zp_any_r2u4w4, true, 2, 4, 4)
       const kiln_t* bias, kiln_t* y, int m, int inter, int k, int group_size) {                               \
     const zp::Gemv<true> f{x, q, scales, zeros, g_idx, k, group_size};                                        \
     kiln::gemv::gated<kiln::ACT>(f, bias, y, m, inter);                                                       \
+  }                                                                                                           \
+  extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps) gemv_zp_mma_gated_##NAME(         \
+      const kiln_t* x, const unsigned char* q, const float* scales, const float* zeros, const int* g_idx,     \
+      const kiln_t* bias, kiln_t* y, int m, int inter, int k, int group_size) {                               \
+    (void)g_idx;                                                                                              \
+    const kiln::womma::Layout lo = kiln::womma::zp_layout(q, scales, zeros, k, group_size);                   \
+    kiln::womma::gated<kiln::womma::Zp, kiln::ACT>(x, lo, bias, y, m, inter, k);                              \
   }
 
 #if !defined(GEMV_ACT) || GEMV_ACT == 1

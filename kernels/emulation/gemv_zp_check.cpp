@@ -8,12 +8,20 @@
 //     |got − want| ≤ 2^-21·Σ|x·w| + one rounding of kiln_t of |want|; every output written, nothing
 //     past y; r2u4w4 and r2u8w4 the same bits; a NaN after the last x row would show a read past k.
 //   gemv_zp[_any]_gated_silu: bit for bit silu(round(gate))·round(up) of the plain kernel's outputs.
+//   gemv_zp_mma (G a multiple of 128, no g_idx; attention_ptx_emu.h's mma.sync: 16 exact products summed
+//     in double, one rounding into the accumulator): a product meets its chunk's 8 mma accumulations, the
+//     scale multiply, one accumulator add per 128-feature chunk, the warps' 7 adds and the bias add, each
+//     one fp32 rounding: |got − want| ≤ 2·N·2^-24·Σ|x·w|, N = 8 + chunks + 9, plus one rounding of
+//     kiln_t; gemv_zp_mma_gated_silu bit for bit silu(round(gate))·round(up) of gemv_zp_mma's outputs.
 //   dequant_zp (every dtype): bit for bit round_t of the reference's fp32 weight, any k (odd too).
 // Zero points are integers (AWQ and GPTQ store integers; 16 occurs with GPTQ v1): q − z is then exact.
 // Group sizes 32, 64, 128, the whole row, and 48 / 1 (not multiples of 32: the any kernel); act-order
 // with a GPTQ-like g_idx (a permutation of features to groups) and with uniformly random groups.
 // Build and run: gemv_zp_run.sh.
 #include "fakecuda.h"
+#if !defined(KILN_DTYPE_F32)
+#include "attention_ptx_emu.h"  // mma.sync for gemv_wo_mma.cuh
+#endif
 #include "../gemv_zp.cu"
 #include <cmath>
 #include <cstdio>
@@ -182,6 +190,55 @@ int check_gated(Gemv plain, Gemv gated, const std::vector<kiln_t>& x, const Zp& 
   printf("%s m %d inter %d k %d G %d act %d: %s\n", name, m, inter, w.k, w.gs, (int)w.act, bad ? "FAIL" : "ok");
   return bad != 0;
 }
+
+/** gemv_zp_mma (16 rows a block of 256 threads) on [n, k], and its gated twin on the first 2·⌊n / 2⌋ rows. */
+std::vector<kiln_t> run_mma(Gemv kernel, const std::vector<kiln_t>& x, const Zp& w, const std::vector<kiln_t>& bias,
+                            int m, int n) {
+  std::vector<kiln_t> y((size_t)m * n + 8);
+  std::memset(y.data(), 0xff, y.size() * sizeof(kiln_t));
+  launch({(unsigned)((n + 15) / 16), 1, 1}, {256, 1, 1}, [&] {
+    kernel(x.data(), w.q(), w.scales(), w.zeros(), nullptr, bias.data(), y.data(), m, n, w.k, w.gs);
+  });
+  return y;
+}
+
+double g_worst_mma = 0;
+
+int check_mma(const std::vector<kiln_t>& x, const Zp& w, const std::vector<kiln_t>& bias, int m) {
+  const auto y = run_mma(gemv_zp_mma, x, w, bias, m, w.n);
+  const double u = std::ldexp(1.0, std::is_same_v<kiln_t, __half> ? -11 : -8);
+  const int n_round = 8 + (w.k + 127) / 128 + 9;
+  int bad = untouched(y, (size_t)m * w.n);
+  for (int j = 0; j < m; j++)
+    for (int r = 0; r < w.n; r++) {
+      double want = kiln::to_float(bias[r]), abs_sum = std::fabs(want);
+      for (int c = 0; c < w.k; c++) {
+        const double p = (double)kiln::to_float(x[(size_t)j * w.k + c]) * w.w(r, c);
+        want += p;
+        abs_sum += std::fabs(p);
+      }
+      const double err = std::fabs(kiln::to_float(y[(size_t)j * w.n + r]) - want);
+      const double bound = 2.0 * n_round * std::ldexp(abs_sum, -24) + u * std::fabs(want) + 1e-30;
+      if (!(err <= bound)) bad++;
+      g_worst_mma = std::max(g_worst_mma, err / bound);
+    }
+  int gated_bad = 0;
+  const int inter = w.n / 2;
+  if (inter > 0) {
+    const auto full = run_mma(gemv_zp_mma, x, w, bias, m, 2 * inter);
+    const auto yg = run_mma(gemv_zp_mma_gated_silu, x, w, bias, m, inter);
+    gated_bad = untouched(yg, (size_t)m * inter);
+    for (int j = 0; j < m; j++)
+      for (int i = 0; i < inter; i++) {
+        const float g = kiln::to_float(full[(size_t)j * 2 * inter + i]);
+        const float up = kiln::to_float(full[(size_t)j * 2 * inter + inter + i]);
+        gated_bad += !same_bits(yg[(size_t)j * inter + i], kiln::from_float(kiln::Silu::apply(g) * up));
+      }
+  }
+  printf("gemv_zp_mma m %d n %d k %d G %d: %s; gated inter %d: %s\n", m, w.n, w.k, w.gs, bad ? "FAIL" : "ok", inter,
+         gated_bad ? "FAIL" : "ok");
+  return bad != 0 || gated_bad != 0;
+}
 #endif
 
 }  // namespace
@@ -192,7 +249,8 @@ int main() {
   // [k, G, act]: act 1 = GPTQ-like g_idx, 2 = random groups.
   const int cases[][3] = {{64, 32, 0},    {128, 64, 0},   {256, 128, 0},   {96, 96, 0},    {8224, 32, 0},
                           {4096, 128, 0}, {160, 48, 0},   {64, 1, 0},      {128, 32, 1},   {384, 128, 1},
-                          {96, 32, 2},    {8224, 128, 1}, {7, 2, 0},       {33, 32, 0},    {101, 16, 1}};
+                          {96, 32, 2},    {8224, 128, 1}, {7, 2, 0},       {33, 32, 0},    {101, 16, 1},
+                          {1056, 128, 0}, {512, 256, 0}};
   for (const auto& cs : cases) {
     const int k = cs[0], gs = cs[1], act = cs[2];
     for (int n : {1, 37}) {
@@ -208,6 +266,7 @@ int main() {
         x.resize(x.size() + 64, kiln::from_float(NAN));
         fails += any ? check_gemv(gemv_zp_any_r2u4w4, nullptr, x, w, bias, m, "gemv_zp_any")
                      : check_gemv(gemv_zp_r2u4w4, gemv_zp_r2u8w4, x, w, bias, m, "gemv_zp");
+        if (!act && gs % 128 == 0) fails += check_mma(x, w, bias, m);
         if (n == 1) continue;
         Zp pair = w;  // the gated kernel over [2·inter, k] = the first n − 1 rows (same row layout)
         pair.n = n - 1;
@@ -218,7 +277,7 @@ int main() {
     }
   }
 #if !defined(KILN_DTYPE_F32)
-  printf("worst |got − want| / bound: %.3g\n", g_worst);
+  printf("worst |got − want| / bound: %.3g (gemv_zp_mma %.3g)\n", g_worst, g_worst_mma);
 #endif
   printf("%s\n", fails ? "FAIL" : "PASS");
   return fails ? 1 : 0;

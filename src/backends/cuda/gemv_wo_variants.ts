@@ -7,9 +7,10 @@ import type { CudaWeightFormat } from "../../engine/build_config.ts";
 import { InvalidEnvironmentError } from "../../errors.ts";
 import { GEMV_MAX_M } from "./gemv_variants.ts";
 
-/** int4-wo's decode GEMV (KILN_WO4_GEMV): `mma`, the tensor-core gemv_wo4_mma (gemv_wo_mma.cuh: the MMA's
- * fp32 sums of each group's exact products), or `fma`, the CUDA-core gemv_wo4_r2uUw4 (exact products,
- * fp32 FMAs): an A/B until the device has timed both. */
+/** The int4 decode GEMVs (KILN_WO4_GEMV): `mma`, the tensor-core gemv_wo4_mma and, for int4-zp weights
+ * whose groups are whole 128-feature chunks and zero points exact in 16 bits, gemv_zp_mma
+ * (gemv_wo_mma.cuh: the MMA's fp32 sums of each group's exact products); or `fma`, the CUDA-core
+ * gemv_wo4_r2uUw4 / gemv_zp_* (exact products, fp32 FMAs): an A/B until the device has timed both. */
 export type Wo4GemvKind = "mma" | "fma";
 
 export function parseWo4Gemv(env: string | undefined): Wo4GemvKind {

@@ -139,9 +139,10 @@ export class QuantizedLinears {
     act?: string,
   ) {
     const actOrder = zp.gIdx !== null;
+    const mma = this.wo4 === "mma" && zp.zerosExact; // gemv_zp_mma's (q − z) must be exact in 16 bits
     const { kernel, grid, block } = act
-      ? zpGemvGatedLaunch(act, n, zp.groupSize, actOrder)
-      : zpGemvLaunch(n, w.cols, zp.groupSize, actOrder);
+      ? zpGemvGatedLaunch(act, n, zp.groupSize, actOrder, mma)
+      : zpGemvLaunch(n, w.cols, zp.groupSize, actOrder, mma);
     this.kernels.launch("gemv_zp", kernel, [grid], block, [
       { ptr: a.x },
       { ptr: w.q },

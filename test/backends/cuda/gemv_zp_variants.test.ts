@@ -34,6 +34,19 @@ describe("gemv_zp variants", () => {
     assert.equal(zpGemvGatedLaunch("silu", 8, 128, true).kernel, "gemv_zp_any_gated_silu");
   });
 
+  test("with the tensor cores allowed (mma): gemv_zp_mma where G is a multiple of 128 and no g_idx", () => {
+    for (const g of [128, 256, 4096])
+      assert.deepEqual(zpGemvLaunch(37, 4096, g, false, true), { kernel: "gemv_zp_mma", grid: 3, block: 256 });
+    for (const g of [32, 64]) assert.match(zpGemvLaunch(8, 4096, g, false, true).kernel, /^gemv_zp_r2u/);
+    assert.equal(zpGemvLaunch(8, 4096, 128, true, true).kernel, "gemv_zp_any_r2u4w4", "act-order");
+    assert.deepEqual(zpGemvGatedLaunch("silu", 14336, 128, false, true), {
+      kernel: "gemv_zp_mma_gated_silu",
+      grid: 896,
+      block: 256,
+    });
+    assert.equal(zpGemvGatedLaunch("silu", 8, 64, false, true).kernel, "gemv_zp_gated_silu");
+  });
+
   test("U = 8 once a row has 256 vectors (k ≥ 8192), for the grouped kernel only", () => {
     assert.equal(zpGemvLaunch(8, 8160, 32, false).kernel, "gemv_zp_r2u4w4");
     assert.equal(zpGemvLaunch(8, 8192, 32, false).kernel, "gemv_zp_r2u8w4");
@@ -60,9 +73,11 @@ describe("gemv_zp variants", () => {
     const names = [
       ...[32, 48].flatMap((g) => [false, true].map((a) => zpGemvLaunch(8, 8192, g, a).kernel)),
       zpGemvLaunch(8, 64, 32, false).kernel,
-      ...["silu", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu"].flatMap((act) =>
-        [false, true].map((a) => zpGemvGatedLaunch(act, 8, 32, a).kernel),
-      ),
+      zpGemvLaunch(8, 4096, 128, false, true).kernel,
+      ...["silu", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu"].flatMap((act) => [
+        ...[false, true].map((a) => zpGemvGatedLaunch(act, 8, 32, a).kernel),
+        zpGemvGatedLaunch(act, 8, 128, false, true).kernel,
+      ]),
       zpDequantLaunch(1, 1).kernel,
     ];
     for (const n of names) assert.ok(exported.has(n), `${n} not in compile_matrix.json's gemv_zp.cu`);

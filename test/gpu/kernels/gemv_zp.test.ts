@@ -6,7 +6,12 @@
 // Tolerances:
 //   gemv_zp[_any]_*: fp32 products in another order (2⁻²²·Σ|x·w|, as gemv_wo's test) plus one rounding of
 //     the kiln_t output (U of |want|); r2u4w4 and r2u8w4 give the same bits.
-//   gemv_zp[_any]_gated_ACT: bit for bit the plain kernel's gate and up, then activation.cu's gated_act.
+//   gemv_zp_mma (G a multiple of 128, no g_idx: the default there): (q − z) exact, each product meets its
+//     chunk's 8 mma accumulations (up to 17 ulps, 2⁻²³, of Σ|terms| each: gemm_wo.test.ts), the scale
+//     multiply, one accumulator add per 128-feature chunk, the warps' 7 adds and the bias add, the
+//     reference's own fp32 weight and store, then one rounding of kiln_t:
+//     (17·8 + chunks + 10)·2⁻²³·Σ|x·w| + 2⁻²⁴·(Σ|x·w| + |want|) + U·|want| + FLOOR.
+//   gemv_zp[_any|_mma]_gated_ACT: bit for bit its plain kernel's gate and up, then activation.cu's gated_act.
 //   dequant_zp: bit for bit the reference's fp32 weight rounded to kiln_t (integer zero points: q − z
 //     exact; fp32: exactly it), k odd and not a multiple of 8 too.
 import { after, afterEach, before, describe, test } from "node:test";
@@ -31,7 +36,7 @@ import {
   randn,
   roundTo,
 } from "./harness.ts";
-import { U } from "./tolerances.ts";
+import { FLOOR, U } from "./tolerances.ts";
 
 /** A deterministic stream of uint32s (xorshift32). */
 function rng(seed: number): () => number {
@@ -135,6 +140,22 @@ describe("gemv_zp.cu gemv_zp[_any]_*", { skip: noGpu }, () => {
           );
         }
         if (outs.length === 2) assertSameBits(outs[0], outs[1], "r2u4w4 vs r2u8w4");
+        const mma = zpGemvLaunch(n, k, g, act, true);
+        if (mma.kernel !== "gemv_zp_mma") return;
+        const y = h.filled(m * n, dtype, 0xff);
+        const args = [ptr(xd), ...wArgs, ptr(bd), ptr(y), i32(m), i32(n), i32(k), i32(g)];
+        h.run(mod, mma.kernel, [mma.grid], [mma.block], args);
+        const chunks = Math.ceil(k / 128);
+        assertWithin(
+          h.download(y, m * n, dtype),
+          want,
+          (i) =>
+            (17 * 8 + chunks + 10) * 2 ** -23 * absSum[i] +
+            2 ** -24 * (absSum[i] + Math.abs(want[i])) +
+            U[dtype] * Math.abs(want[i]) +
+            FLOOR[dtype],
+          `gemv_zp_mma ${dtype}`,
+        );
       });
     }
   }
@@ -166,23 +187,26 @@ describe("gemv_zp.cu gemv_zp[_any]_gated_*: equal to the plain kernel then gated
         const mod = h.module("gemv_zp.cu", {}, dtype);
         const act = h.module("activation.cu", {}, dtype);
         const xd = h.upload(x, dtype);
-        const plain = zpGemvLaunch(2 * inter, k, g, actOrder);
-        const gateUp = h.filled(m * 2 * inter, dtype, 0xff);
-        h.run(
-          mod,
-          plain.kernel.replace("u8w4", "u4w4"),
-          [plain.grid],
-          [plain.block],
-          [ptr(xd), ...wArgs, ptr(bd), ptr(gateUp), ...[i32(m), i32(2 * inter), i32(k), i32(g)]],
-        );
-        for (const a of ACTS) {
-          const want = h.filled(m * inter, dtype, 0xff);
-          h.run(act, `gated_act_${a}`, [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(inter)]);
-          const got = h.filled(m * inter, dtype, 0xff);
-          const l = zpGemvGatedLaunch(a, inter, g, actOrder);
-          const args = [ptr(xd), ...wArgs, ptr(bd), ptr(got), i32(m), i32(inter), i32(k), i32(g)];
-          h.run(mod, l.kernel, [l.grid], [l.block], args);
-          assertSameBits(h.download(got, m * inter, dtype), h.download(want, m * inter, dtype), l.kernel);
+        for (const mma of [false, true]) {
+          const plain = zpGemvLaunch(2 * inter, k, g, actOrder, mma);
+          if (mma && plain.kernel !== "gemv_zp_mma") continue;
+          const gateUp = h.filled(m * 2 * inter, dtype, 0xff);
+          h.run(
+            mod,
+            plain.kernel.replace("u8w4", "u4w4"),
+            [plain.grid],
+            [plain.block],
+            [ptr(xd), ...wArgs, ptr(bd), ptr(gateUp), ...[i32(m), i32(2 * inter), i32(k), i32(g)]],
+          );
+          for (const a of ACTS) {
+            const want = h.filled(m * inter, dtype, 0xff);
+            h.run(act, `gated_act_${a}`, [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(inter)]);
+            const got = h.filled(m * inter, dtype, 0xff);
+            const l = zpGemvGatedLaunch(a, inter, g, actOrder, mma);
+            const args = [ptr(xd), ...wArgs, ptr(bd), ptr(got), i32(m), i32(inter), i32(k), i32(g)];
+            h.run(mod, l.kernel, [l.grid], [l.block], args);
+            assertSameBits(h.download(got, m * inter, dtype), h.download(want, m * inter, dtype), l.kernel);
+          }
         }
       });
     }
