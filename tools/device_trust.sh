@@ -57,6 +57,7 @@
 #            engines (where each step's time goes, kernel by kernel);
 #            `quant s24`: session 24's GPU tests and figures in one call (int4-wo on gemv_wo4_mma and the
 #            CUDA-core kernels, fp8 with the norms' quantization, bf16, fp8's engine test, ncu);
+#            `quant s24-min`: the least of it (gemv_wo.test.ts, int4-wo TPOT mma / fma, fp8 TPOT);
 #            `quant int4-mma`: gemv_wo.test.ts, then int4-wo batch-1 TPOT on gemv_wo4_mma and on the
 #            CUDA-core kernels, ncu of the step, and tools/ncu_kernel.sh's detail of decode attention, with
 #            the RoPE-fused decode GPU tests and the bf16 engine's batch-1 TPOT;
@@ -228,6 +229,25 @@ if [[ $part == quant ]]; then
     for kind in bits fma; do
       KILN_FP8_GEMV=$kind bench "$big fp8 decode $kind" "$e" "${decode[@]}"
     done
+    exit 0
+  fi
+  if [[ $which == s24-min ]]; then # the least of s24 for a short budget: gemv_wo4_mma's GPU test beside
+    # the checkpoint's writing, then int4-wo batch-1 TPOT on it and on the CUDA-core kernels, then fp8's
+    make_ckpt &
+    ckpt_pid=$!
+    timeout 110 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts >"$out/test_wo.log" 2>&1
+    echo "gemv_wo GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_wo.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError" "$out/test_wo.log" | head -10
+    wait "$ckpt_pid"
+    e=/tmp/engine-$big-int4-wo
+    t0=$(date +%s%N)
+    ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize int4-wo --json \
+      >"$out/build-int4-wo.json" 2>"$out/build-int4-wo.err"
+    echo "$big int4-wo kiln build: exit $? in $(ms "$t0") ms (build-int4-wo.err)"
+    bench "$big int4-wo decode mma" "$e" --input-len 128 --output-len 128
+    KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" --input-len 128 --output-len 128
+    build_fp8 /tmp/engine-$big-fp8
+    bench "$big fp8 decode" /tmp/engine-$big-fp8 --input-len 128 --output-len 128
     exit 0
   fi
   if [[ $which == s24 ]]; then # session 24's changes in one call, most wanted first: the GPU tests of
