@@ -58,9 +58,6 @@
 #            `quant s24`: session 24's GPU tests and figures in one call (int4-wo on gemv_wo4_mma and the
 #            CUDA-core kernels, fp8 with the norms' quantization, bf16, fp8's engine test, ncu);
 #            `quant s24-min`: the least of it (gemv_wo.test.ts, int4-wo TPOT mma / fma, fp8 TPOT);
-#            `quant int4-mma`: gemv_wo.test.ts, then int4-wo batch-1 TPOT on gemv_wo4_mma and on the
-#            CUDA-core kernels, ncu of the step, and tools/ncu_kernel.sh's detail of decode attention, with
-#            the RoPE-fused decode GPU tests and the bf16 engine's batch-1 TPOT;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -204,6 +201,13 @@ if [[ $part == quant ]]; then
       --max-batch-size 1024 --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-fp8.json" 2>"$out/build-fp8.err"
     echo "$big fp8 kiln build: exit $? in $(ms "$t0") ms (goal ≤ 90000; build-fp8.err)"
   }
+  build_wo() { # $1 = int8-wo | int4-wo: the 8B built with it (timed) into /tmp/engine-$big-$1, once a machine
+    local t0
+    t0=$(date +%s%N)
+    [[ -d /tmp/engine-$big-$1 ]] || ./bin/kiln build --model "$ckpt" --output "/tmp/engine-$big-$1" --backend cuda \
+      --dtype bf16 --quantize "$1" --json >"$out/build-$1.json" 2>"$out/build-$1.err"
+    echo "$big $1 kiln build: exit $? in $(ms "$t0") ms (build-$1.err)"
+  }
   if [[ $which == fp8-speed ]]; then # the figures alone (the tests in a call of their own), then where a
     # batch-1 step's time goes, kernel by kernel, on the default (gemv_fp8_mma in this bf16 engine) and on
     # gemv_fp8_bits (tools/ncu_decode.sh)
@@ -240,10 +244,7 @@ if [[ $part == quant ]]; then
     grep -E "^✖|AssertionError" "$out/test_wo.log" | head -10
     wait "$ckpt_pid"
     e=/tmp/engine-$big-int4-wo
-    t0=$(date +%s%N)
-    ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize int4-wo --json \
-      >"$out/build-int4-wo.json" 2>"$out/build-int4-wo.err"
-    echo "$big int4-wo kiln build: exit $? in $(ms "$t0") ms (build-int4-wo.err)"
+    build_wo int4-wo
     bench "$big int4-wo decode mma" "$e" --input-len 128 --output-len 128
     KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" --input-len 128 --output-len 128
     build_fp8 /tmp/engine-$big-fp8
@@ -262,10 +263,7 @@ if [[ $part == quant ]]; then
     grep -E "^✖|AssertionError" "$out/test_s24.log" | head -20
     wait "$ckpt_pid"
     e=/tmp/engine-$big-int4-wo
-    t0=$(date +%s%N)
-    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize int4-wo \
-      --json >"$out/build-int4-wo.json" 2>"$out/build-int4-wo.err"
-    echo "$big int4-wo kiln build: exit $? in $(ms "$t0") ms (build-int4-wo.err)"
+    build_wo int4-wo
     bench "$big int4-wo decode mma" "$e" "${decode[@]}"
     KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" "${decode[@]}"
     build_fp8 /tmp/engine-$big-fp8
@@ -276,34 +274,6 @@ if [[ $part == quant ]]; then
     echo "fp8 engine GPU test exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_fp8.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError" "$out/test_fp8.log" | head -10
     ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
-    exit 0
-  fi
-  if [[ $which == int4-mma ]]; then # int4-wo's tensor-core decode GEMV: its GPU test (beside the
-    # checkpoint's writing), then batch-1 TPOT on it and on the CUDA-core kernels (KILN_WO4_GEMV=fma), the
-    # step kernel by kernel, and decode attention's Nsight detail (the same kernel as every 16-bit engine's)
-    make_ckpt &
-    ckpt_pid=$!
-    timeout 240 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts >"$out/test_wo.log" 2>&1
-    echo "gemv_wo GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_wo.log" | tr '\n' ' ')"
-    grep -E "^✖|AssertionError|worst" "$out/test_wo.log" | head -20
-    # The fused-RoPE decode attention (its angles now computed before the PDL wait): the same bits as
-    # RoPE apart, on both decode kernels.
-    timeout 200 node scripts/test.mjs gpu test/gpu/decode_mma_rope.test.ts test/gpu/cuda_backend.test.ts \
-      >"$out/test_rope.log" 2>&1
-    echo "RoPE-fused decode GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_rope.log" | tr '\n' ' ')"
-    grep -E "^✖|AssertionError" "$out/test_rope.log" | head -20
-    wait "$ckpt_pid"
-    bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
-    e=/tmp/engine-$big-int4-wo
-    t0=$(date +%s%N)
-    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize int4-wo \
-      --json >"$out/build-int4-wo.json" 2>"$out/build-int4-wo.err"
-    echo "$big int4-wo kiln build: exit $? in $(ms "$t0") ms (build-int4-wo.err)"
-    bench "$big int4-wo decode mma" "$e" "${decode[@]}"
-    KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" "${decode[@]}"
-    bench "$big int4-wo decode mma again" "$e" "${decode[@]}"
-    ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
-    ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
     exit 0
   fi
   if [[ $which == b1-prof ]]; then # batch 1 kernel by kernel for fp8 and int4-wo (issue 19's 1.48x and
@@ -320,10 +290,7 @@ if [[ $part == quant ]]; then
     bench "$big fp8 decode" "$e" "${decode[@]}"
     ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
     e=/tmp/engine-$big-int4-wo
-    t0=$(date +%s%N)
-    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize int4-wo \
-      --json >"$out/build-int4-wo.json" 2>"$out/build-int4-wo.err"
-    echo "$big int4-wo kiln build: exit $? in $(ms "$t0") ms (build-int4-wo.err)"
+    build_wo int4-wo
     bench "$big int4-wo decode" "$e" "${decode[@]}"
     ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
     exit 0
@@ -390,10 +357,7 @@ if [[ $part == quant ]]; then
   [[ $which == all || $which == gemm ]] || formats=("$which")
   for q in "${formats[@]}"; do
     e=/tmp/engine-$big-$q
-    t0=$(date +%s%N)
-    [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --quantize "$q" \
-      --json >"$out/build-$q.json" 2>"$out/build-$q.err"
-    echo "$big $q kiln build: exit $? in $(ms "$t0") ms (build-$q.err)"
+    build_wo "$q"
     if [[ $which == gemm ]]; then # TPOT at batch 16, 64, 256: dequantize + cuBLASLt, then gemm_wo
       for bs in 16 64 256; do
         KILN_WO_GEMM_MAX_M=0 bench "$big $q batch $bs dequant" "$e" --batch-size "$bs" --input-len 128 --output-len 128
