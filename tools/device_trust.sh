@@ -58,6 +58,7 @@
 #            `quant s24`: session 24's GPU tests and figures in one call (int4-wo on gemv_wo4_mma and the
 #            CUDA-core kernels, fp8 with the norms' quantization, bf16, fp8's engine test, ncu);
 #            `quant s24-min`: the least of it (gemv_wo.test.ts, int4-wo TPOT mma / fma, fp8 TPOT);
+#            `quant s24-tiny`: int4-wo TPOT mma / fma, then gemv_wo.test.ts;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -233,6 +234,18 @@ if [[ $part == quant ]]; then
     for kind in bits fma; do
       KILN_FP8_GEMV=$kind bench "$big fp8 decode $kind" "$e" "${decode[@]}"
     done
+    exit 0
+  fi
+  if [[ $which == s24-tiny ]]; then # the int4-wo A/B alone (a device budget of a few minutes): TPOT on
+    # gemv_wo4_mma and on the CUDA-core kernels, then gemv_wo4_mma's GPU test with what time is left
+    make_ckpt
+    e=/tmp/engine-$big-int4-wo
+    build_wo int4-wo
+    bench "$big int4-wo decode mma" "$e" --input-len 128 --output-len 64
+    KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" --input-len 128 --output-len 64
+    timeout 110 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts >"$out/test_wo.log" 2>&1
+    echo "gemv_wo GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_wo.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError" "$out/test_wo.log" | head -10
     exit 0
   fi
   if [[ $which == s24-min ]]; then # the least of s24 for a short budget: gemv_wo4_mma's GPU test beside
