@@ -15,13 +15,16 @@
 //      before its wait, so the decode attention after it may run its pre-wait loads while the kernel two
 //      places back (the QKV GEMV) still runs; those loads read only the step metadata and the K/V rows of
 //      earlier steps, which no kernel of the step writes.
-//   Before the wait a kernel may read only what was written before the kernel ahead of it began: weights
-//   and other constants (gemv.cu's weight prefetch, rmsnorm.cu's weight vector), and, since the kernel ahead (a kiln kernel, rule 2)
-//   triggers only after its own wait, everything written by kernels two or more places back and by copies
-//   earlier on the stream (attention_decode.cu reads the step metadata and the K/V rows cached by earlier
-//   steps before its wait, attention_decode_batch* by cp.async into shared memory; the new token's K/V, written by the kernel just ahead or, in
-//   attention_decode_rope*, by the kernel itself from the QKV GEMM's rows, after it; gemv.cu's
-//   carried-norm producers read the residual, through L2).
+//   A thread's own local memory (spills, local arrays: cosf's large-argument reduction) is private and may
+//   be used anywhere. Before the wait a kernel may read only what was written before the kernel ahead of it
+//   began: weights and other constants (gemv.cu's weight prefetch, rmsnorm.cu's weight vector), and, since
+//   the kernel ahead (a kiln kernel, rule 2) triggers only after its own wait, everything written by kernels
+//   two or more places back and by copies earlier on the stream (attention_decode.cu reads the step metadata
+//   and the K/V rows cached by earlier steps before its wait, attention_decode_batch* by cp.async into
+//   shared memory, and the *_rope* entries the new token's positions and inverse frequencies, to rotate by;
+//   the new token's K/V, written by the kernel just ahead or, in attention_decode_rope*, by the kernel
+//   itself from the QKV GEMM's rows, after it; gemv.cu's carried-norm producers read the residual, through
+//   L2).
 // Without the attribute (older GPUs, KILN_PDL=0, a launch that follows a non-kernel operation) both are
 // no-ops; below sm_90 they compile to nothing.
 #pragma once
