@@ -18,7 +18,11 @@ export function zpGemvTakes(k: number): boolean {
  * chunk lies in one group (G a multiple of 128, no g_idx); "gemv_zp" when each q vector lies in one group
  * (group size a multiple of 32, no g_idx); else "gemv_zp_any" (each feature's own group: act-order,
  * other sizes). */
-function family(groupSize: number, actOrder: boolean, mma: boolean): "gemv_zp_mma" | "gemv_zp" | "gemv_zp_any" {
+function family(
+  groupSize: number,
+  actOrder: boolean,
+  mma: boolean,
+): "gemv_zp_mma" | "gemv_zp" | "gemv_zp_any" {
   if (mma && !actOrder && groupSize % MMA_CHUNK_FEATURES === 0) return "gemv_zp_mma";
   return !actOrder && groupSize % ZP_VECTOR_FEATURES === 0 ? "gemv_zp" : "gemv_zp_any";
 }

@@ -15,10 +15,10 @@ import { woGemmLaunch, zpGemmTakes } from "./gemm_wo_variants.ts";
 import {
   dequantLaunch,
   dequantScratchBytes,
+  type Wo4GemvKind,
   woBits,
   woGemvGatedLaunch,
   woGemvLaunch,
-  type Wo4GemvKind,
 } from "./gemv_wo_variants.ts";
 import { zpDequantLaunch, zpGemvGatedLaunch, zpGemvLaunch, zpGemvTakes } from "./gemv_zp_variants.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";

@@ -13,7 +13,6 @@ import {
 } from "./attention_splits.ts";
 import { type Fp8GemvKind, parseFp8Gemv } from "./fp8_variants.ts";
 import { parseWoGemmMaxM } from "./gemm_wo_variants.ts";
-import { parseWo4Gemv, type Wo4GemvKind } from "./gemv_wo_variants.ts";
 import {
   type GemvPolicy,
   type GemvShapes,
@@ -21,6 +20,7 @@ import {
   parseGemvPolicy,
   parseGemvShapes,
 } from "./gemv_variants.ts";
+import { parseWo4Gemv, type Wo4GemvKind } from "./gemv_wo_variants.ts";
 import { type PrefillKernel, parsePrefillKernel } from "./prefill_tiles.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -76,9 +76,13 @@ export interface CudaTuning {
    * GEMV of fp8 weights, tensor-core (gemv_fp8_mma), CUDA-core without conversion instructions for plain
    * linears (gemv_fp8_bits: fma's bits), or CUDA-core with them (gemv_fp8_r2uUw4); fp8_variants.ts. */
   readonly fp8Gemv: Fp8GemvKind;
-  /** KILN_WO4_GEMV=mma|fma (default mma): int4-wo's decode GEMV, tensor-core (gemv_wo4_mma) or CUDA-core
-   * (gemv_wo4_r2uUw4); gemv_wo_variants.ts. */
+  /** KILN_WO4_GEMV=fma|mma (default fma): the int4 decode GEMVs, CUDA-core (gemv_wo4_r2uUw4, gemv_zp_*) or,
+   * opt-in until a GPU has checked them, tensor-core (gemv_wo4_mma, gemv_zp_mma); gemv_wo_variants.ts. */
   readonly wo4Gemv: Wo4GemvKind;
+  /** KILN_FP8_NORM_QUANT=1: in fp8 engines the norms feeding only fp8 linears quantize their output
+   * themselves (rms_norm_q8 / add_rms_norm_q8, norm_quant.ts) and those linears skip quant_fp8_act; opt-in
+   * until a GPU has checked and timed it. */
+  readonly fp8NormQuant: boolean;
   /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV (or gemm_wo). */
   readonly fuseGatedAct: boolean;
   /** KILN_ATTN_TRIGGER: when decode attention lets the next kernel launch. */
@@ -134,6 +138,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     woGemmMaxM: parseWoGemmMaxM(env.KILN_WO_GEMM_MAX_M),
     fp8Gemv: parseFp8Gemv(env.KILN_FP8_GEMV),
     wo4Gemv: parseWo4Gemv(env.KILN_WO4_GEMV),
+    fp8NormQuant: onIf1(env, "KILN_FP8_NORM_QUANT"),
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),
@@ -151,6 +156,14 @@ function onUnless0(env: Env, name: string): boolean {
   const v = env[name];
   if (v === undefined || v === "" || v === "1") return true;
   if (v === "0") return false;
+  throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
+}
+
+/** An opt-in switch: "1" is on; unset, "" or "0" is off; anything else is refused by name. */
+function onIf1(env: Env, name: string): boolean {
+  const v = env[name];
+  if (v === undefined || v === "" || v === "0") return false;
+  if (v === "1") return true;
   throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
 }
 

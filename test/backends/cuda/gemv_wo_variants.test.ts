@@ -37,8 +37,8 @@ describe("gemv_wo launches", () => {
     assert.throws(() => woBits("fp8" as CudaWeightFormat), /no kernels for fp8/);
   });
 
-  // [format, k, U] of the CUDA-core kernels (int8-wo; int4-wo under KILN_WO4_GEMV=fma): U = 8 once a
-  // row holds 32·8 q vectors (16 int8 or 32 int4 features each).
+  // [format, k, U] of the CUDA-core kernels (the default; int8-wo always): U = 8 once a row holds 32·8 q
+  // vectors (16 int8 or 32 int4 features each).
   const cases: [CudaWeightFormat, number, number][] = [
     ["int8-wo", 4096, 8], // 256 vectors: one whole U = 8 iteration
     ["int8-wo", 4080, 4], // 255 vectors
@@ -49,29 +49,37 @@ describe("gemv_wo launches", () => {
     ["int4-wo", 264, 4],
   ];
   for (const [format, k, u] of cases) {
-    test(`${format}, k ${k}: r2u${u}w4${format === "int4-wo" ? " (fma)" : ""}`, () => {
-      const l = woGemvLaunch(format, 37, k, "fma");
+    test(`${format}, k ${k}: r2u${u}w4`, () => {
+      const l = woGemvLaunch(format, 37, k);
       assert.equal(l.kernel, `gemv_wo${woBits(format)}_r2u${u}w4`);
       assert.equal(l.block, 128);
       assert.equal(l.grid, 5, "8 rows a block: 37 rows in 5 blocks");
     });
   }
 
-  test("int4-wo: the tensor-core gemv_wo4_mma by default, 16 rows a block of 8 warps", () => {
+  test("int4-wo with KILN_WO4_GEMV=mma: the tensor-core gemv_wo4_mma, 16 rows a block of 8 warps", () => {
     for (const k of [8, 264, 4096, 14336])
-      assert.deepEqual(woGemvLaunch("int4-wo", 37, k), { kernel: "gemv_wo4_mma", grid: 3, block: 256 });
-    assert.deepEqual(woGemvGatedLaunch("int4-wo", "silu", 14336), {
+      assert.deepEqual(woGemvLaunch("int4-wo", 37, k, "mma"), {
+        kernel: "gemv_wo4_mma",
+        grid: 3,
+        block: 256,
+      });
+    assert.deepEqual(woGemvGatedLaunch("int4-wo", "silu", 14336, "mma"), {
       kernel: "gemv_wo4_mma_gated_silu",
       grid: 896,
       block: 256,
     });
-    assert.equal(woGemvLaunch("int8-wo", 37, 4096).kernel, "gemv_wo8_r2u8w4", "int8-wo: no mma kernel");
+    assert.equal(
+      woGemvLaunch("int8-wo", 37, 4096, "mma").kernel,
+      "gemv_wo8_r2u8w4",
+      "int8-wo: no mma kernel",
+    );
   });
 
-  test("KILN_WO4_GEMV: mma (unset or empty) or fma; anything else refused by name", () => {
-    assert.equal(parseWo4Gemv(undefined), "mma");
-    assert.equal(parseWo4Gemv(""), "mma");
-    assert.equal(parseWo4Gemv("fma"), "fma");
+  test("KILN_WO4_GEMV: fma (unset or empty) or mma; anything else refused by name", () => {
+    assert.equal(parseWo4Gemv(undefined), "fma");
+    assert.equal(parseWo4Gemv(""), "fma");
+    assert.equal(parseWo4Gemv("mma"), "mma");
     assert.throws(() => parseWo4Gemv("bits"), /KILN_WO4_GEMV must be mma or fma; got bits/);
   });
 
@@ -79,7 +87,8 @@ describe("gemv_wo launches", () => {
     const exported = new Set([...entry.kernels, ...entry.kernels16Bit]);
     for (const format of FORMATS) {
       for (const kind of ["mma", "fma"] as const) {
-        for (const k of [8, 264, 4096, 14336]) assert.ok(exported.has(woGemvLaunch(format, 1, k, kind).kernel));
+        for (const k of [8, 264, 4096, 14336])
+          assert.ok(exported.has(woGemvLaunch(format, 1, k, kind).kernel));
         for (const act of GATED_ACTS)
           assert.ok(exported.has(woGemvGatedLaunch(format, act, 7, kind).kernel), `${act} ${kind}`);
       }
@@ -88,7 +97,7 @@ describe("gemv_wo launches", () => {
   });
 
   test("the CUDA-core gated kernel: one output feature a warp, 8 a block", () => {
-    assert.deepEqual(woGemvGatedLaunch("int4-wo", "silu", 14336, "fma"), {
+    assert.deepEqual(woGemvGatedLaunch("int4-wo", "silu", 14336), {
       kernel: "gemv_wo4_gated_silu",
       grid: 1792,
       block: 256,

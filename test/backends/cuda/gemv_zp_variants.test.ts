@@ -36,7 +36,11 @@ describe("gemv_zp variants", () => {
 
   test("with the tensor cores allowed (mma): gemv_zp_mma where G is a multiple of 128 and no g_idx", () => {
     for (const g of [128, 256, 4096])
-      assert.deepEqual(zpGemvLaunch(37, 4096, g, false, true), { kernel: "gemv_zp_mma", grid: 3, block: 256 });
+      assert.deepEqual(zpGemvLaunch(37, 4096, g, false, true), {
+        kernel: "gemv_zp_mma",
+        grid: 3,
+        block: 256,
+      });
     for (const g of [32, 64]) assert.match(zpGemvLaunch(8, 4096, g, false, true).kernel, /^gemv_zp_r2u/);
     assert.equal(zpGemvLaunch(8, 4096, 128, true, true).kernel, "gemv_zp_any_r2u4w4", "act-order");
     assert.deepEqual(zpGemvGatedLaunch("silu", 14336, 128, false, true), {

@@ -35,7 +35,8 @@ describe("CudaTuning", () => {
         gemvShapes: [],
         woGemmMaxM: 256,
         fp8Gemv: "auto",
-        wo4Gemv: "mma",
+        wo4Gemv: "fma",
+        fp8NormQuant: false,
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
@@ -67,7 +68,8 @@ describe("CudaTuning", () => {
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
       KILN_PREFILL_KERNEL: "wgmma",
-      KILN_WO4_GEMV: "fma",
+      KILN_WO4_GEMV: "mma",
+      KILN_FP8_NORM_QUANT: "1",
       KILN_ATTN_STOP: "keys",
       KILN_SKIP_KERNELS: "rms_norm,,add_rms_norm",
     });
@@ -79,7 +81,8 @@ describe("CudaTuning", () => {
     assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
     assert.equal(t.woGemmMaxM, 0);
     assert.equal(t.fp8Gemv, "mma");
-    assert.equal(t.wo4Gemv, "fma");
+    assert.equal(t.wo4Gemv, "mma");
+    assert.equal(t.fp8NormQuant, true);
     assert.equal(t.fuseGatedAct, false);
     assert.equal(t.prefillSplit, false);
     assert.equal(t.attnTrigger, "exit");
@@ -101,6 +104,8 @@ describe("CudaTuning", () => {
       ["KILN_WO_GEMM_MAX_M", "64.5"],
       ["KILN_WO_GEMM_MAX_M", "lots"],
       ["KILN_FP8_GEMV", "tensor"],
+      ["KILN_WO4_GEMV", "tensor"],
+      ["KILN_FP8_NORM_QUANT", "yes"],
       ["KILN_ATTN_TRIGGER", "never"],
       ["KILN_ATTN_CLUSTER", "yes"],
       ["KILN_PREFILL_SPLIT", "2"],

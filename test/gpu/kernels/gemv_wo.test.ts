@@ -95,7 +95,13 @@ describe("gemv_wo.cu gemv_woB_*", { skip: noGpu }, () => {
           if (format !== "int4-wo") return;
           const l = woGemvLaunch(format, n, k, "mma");
           const y = h.filled(m * n, dtype, 0xff);
-          h.run(mod, l.kernel, [l.grid], [l.block], [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(y), i32(m), i32(n), i32(k)]);
+          h.run(
+            mod,
+            l.kernel,
+            [l.grid],
+            [l.block],
+            [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(y), i32(m), i32(n), i32(k)],
+          );
           const groups = Math.ceil(k / 128);
           assertWithin(
             h.download(y, m * n, dtype),
