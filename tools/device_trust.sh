@@ -241,8 +241,8 @@ if [[ $part == quant ]]; then
     make_ckpt
     e=/tmp/engine-$big-int4-wo
     build_wo int4-wo
-    bench "$big int4-wo decode mma" "$e" --input-len 128 --output-len 64
-    KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" --input-len 128 --output-len 64
+    KILN_WO4_GEMV=mma bench "$big int4-wo decode mma" "$e" --input-len 128 --output-len 64
+    bench "$big int4-wo decode fma" "$e" --input-len 128 --output-len 64
     timeout 110 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts >"$out/test_wo.log" 2>&1
     echo "gemv_wo GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_wo.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError" "$out/test_wo.log" | head -10
@@ -258,10 +258,11 @@ if [[ $part == quant ]]; then
     wait "$ckpt_pid"
     e=/tmp/engine-$big-int4-wo
     build_wo int4-wo
-    bench "$big int4-wo decode mma" "$e" --input-len 128 --output-len 128
-    KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" --input-len 128 --output-len 128
+    KILN_WO4_GEMV=mma bench "$big int4-wo decode mma" "$e" --input-len 128 --output-len 128
+    bench "$big int4-wo decode fma" "$e" --input-len 128 --output-len 128
     build_fp8 /tmp/engine-$big-fp8
     bench "$big fp8 decode" /tmp/engine-$big-fp8 --input-len 128 --output-len 128
+    KILN_FP8_NORM_QUANT=1 bench "$big fp8 decode normq" /tmp/engine-$big-fp8 --input-len 128 --output-len 128
     exit 0
   fi
   if [[ $which == s24 ]]; then # session 24's changes in one call, most wanted first: the GPU tests of
@@ -277,16 +278,17 @@ if [[ $part == quant ]]; then
     wait "$ckpt_pid"
     e=/tmp/engine-$big-int4-wo
     build_wo int4-wo
-    bench "$big int4-wo decode mma" "$e" "${decode[@]}"
-    KILN_WO4_GEMV=fma bench "$big int4-wo decode fma" "$e" "${decode[@]}"
+    KILN_WO4_GEMV=mma bench "$big int4-wo decode mma" "$e" "${decode[@]}"
+    bench "$big int4-wo decode fma" "$e" "${decode[@]}"
     build_fp8 /tmp/engine-$big-fp8
     bench "$big fp8 decode" /tmp/engine-$big-fp8 "${decode[@]}"
+    KILN_FP8_NORM_QUANT=1 bench "$big fp8 decode normq" /tmp/engine-$big-fp8 "${decode[@]}"
     ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
     bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
     timeout 150 node scripts/test.mjs gpu test/gpu/fp8.test.ts >"$out/test_fp8.log" 2>&1
     echo "fp8 engine GPU test exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_fp8.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError" "$out/test_fp8.log" | head -10
-    ENGINE=$e bash tools/ncu_decode.sh "$big" 4 128 last
+    ENGINE=$e TAG=mma KILN_WO4_GEMV=mma bash tools/ncu_decode.sh "$big" 4 128 last
     exit 0
   fi
   if [[ $which == b1-prof ]]; then # batch 1 kernel by kernel for fp8 and int4-wo (issue 19's 1.48x and
