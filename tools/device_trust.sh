@@ -271,8 +271,8 @@ if [[ $part == quant ]]; then
     # test; then the int4 step kernel by kernel and decode attention's Nsight detail
     make_ckpt &
     ckpt_pid=$!
-    timeout 150 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts test/gpu/kernels/norm_fp8.test.ts \
-      test/gpu/decode_mma_rope.test.ts >"$out/test_s24.log" 2>&1
+    timeout 200 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts test/gpu/kernels/norm_fp8.test.ts \
+      test/gpu/kernels/gemv_zp.test.ts test/gpu/decode_mma_rope.test.ts >"$out/test_s24.log" 2>&1
     echo "GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_s24.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError" "$out/test_s24.log" | head -20
     wait "$ckpt_pid"
