@@ -1,22 +1,23 @@
-// The tensor-core int4-wo decode GEMV (gemv_wo.cu's gemv_wo4_mma and gemv_wo4_mma_gated_ACT): 16 weight
-// rows a block are mma.sync's A operand (m16n8k16, kiln_t: attention_ptx.cuh's mma_16816), the m ≤ 8
-// rows of x its B operand (columns m … 7 zero), fp32 accumulators. The CUDA-core kernels spend four
-// instructions a weight (unpack, convert, subtract, FMA) and stay far from the bytes' time; here two int4
-// weights become one kiln_t pair with one shift, one LOP3 and one packed FMA, and the MMA does the rest.
+// The tensor-core int4 decode GEMVs: gemv_wo.cu's gemv_wo4_mma (int4-wo) and gemv_zp.cu's gemv_zp_mma
+// (int4-zp: AWQ / GPTQ with G a multiple of 128), and their gated kernels. 16 weight rows a block are
+// mma.sync's A operand (m16n8k16, kiln_t: attention_ptx.cuh's mma_16816), the m ≤ 8 rows of x its B
+// operand (columns m … 7 zero), fp32 accumulators. The CUDA-core kernels spend four instructions a weight
+// (unpack, convert, subtract, FMA) and stay far from the bytes' time; here two int4 weights become one
+// kiln_t pair with a shift, a LOP3 and one or two packed adds, and the MMA does the rest.
 //
 // Dequantization (int4 field j of a 32-bit word: bits 4j … 4j + 3, two's complement q ∈ [−8, 7]): the pair
 // of fields (j, j + 4) sits at bits 4j and 16 + 4j, so (w >> 4j) & 0x000f000f ^ (M | 8 in each half) puts
 // q + 8 into the low mantissa bits of M = 2^7 (bf16 0x4300) or 2^10 (fp16 0x6400) in both halves: exactly
-// M + 8 + q; one packed FMA (x·1 − (M + 8)) leaves q, exact in kiln_t. Products with x are exact, summed in
-// fp32 by the MMA.
+// M + 8 + q; one packed FMA (x·1 − (M + 8)) leaves q, exact in kiln_t (int4-zp: unsigned q in the mantissa
+// of M, − M, − z: Zp below). Products with x are exact, summed in fp32 by the MMA.
 //
-// k order: a chunk is 128 consecutive k (4 vectors of 16 bytes = one scale group). Lane (g = lane / 4,
-// t = lane % 4) loads vector 4c + t of chunk c from weight rows row0 + g and row0 + g + 8 and the same 32
-// features of x row g (64 bytes; zeros for g ≥ m and past k). Word i of a vector holds features 8i … 8i + 7;
-// its two MMAs take the field pairs (0, 4), (1, 5) and then (2, 6), (3, 7) as a[0], a[2] (row g; a[1],
-// a[3] row g + 8) and the matching x pairs as b0, b1. Lanes with the same t read the same vector, so each
-// MMA sums 16 products of matching k, and a chunk's 8 MMAs cover its 128 k once: a chunk's sum is the
-// group's partial, scaled by the row's group scale into the lane's accumulator.
+// k order: a chunk is 128 consecutive k (4 vectors of 16 bytes: one scale group, or 1/(G/128) of one). Lane (g
+// = lane / 4, t = lane % 4) loads vector 4c + t of chunk c from weight rows row0 + g and row0 + g + 8 and the
+// same 32 features of x row g (64 bytes; zeros for g ≥ m and past k). Word i of a vector holds features 8i …
+// 8i + 7; its two MMAs take the field pairs (0, 4), (1, 5) and then (2, 6), (3, 7) as a[0], a[2] (row g; a[1],
+// a[3] row g + 8) and the matching x pairs as b0, b1. Lanes with the same t read the same vector, so each MMA
+// sums 16 products of matching k, and a chunk's 8 MMAs cover its 128 k once: a chunk's sum is the group's
+// partial, scaled by the row's group scale into the lane's accumulator.
 // Split: chunk c = step·(kMmaWarps·U) + warp·U + u (u < U), U = 4 / T: a warp streams U·64 bytes of each of
 // its 16 rows per step, 2·U 16-byte weight loads per lane in flight; the first step's weights and scales
 // are loaded before the PDL wait. The warps' partials add in warp order (gemv_mma_tile.cuh).
