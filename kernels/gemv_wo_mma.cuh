@@ -11,13 +11,13 @@
 // M + 8 + q; one packed FMA (x·1 − (M + 8)) leaves q, exact in kiln_t (int4-zp: unsigned q in the mantissa
 // of M, − M, − z: Zp below). Products with x are exact, summed in fp32 by the MMA.
 //
-// k order: a chunk is 128 consecutive k (4 vectors of 16 bytes: one scale group, or 1/(G/128) of one). Lane (g
-// = lane / 4, t = lane % 4) loads vector 4c + t of chunk c from weight rows row0 + g and row0 + g + 8 and the
-// same 32 features of x row g (64 bytes; zeros for g ≥ m and past k). Word i of a vector holds features 8i …
-// 8i + 7; its two MMAs take the field pairs (0, 4), (1, 5) and then (2, 6), (3, 7) as a[0], a[2] (row g; a[1],
-// a[3] row g + 8) and the matching x pairs as b0, b1. Lanes with the same t read the same vector, so each MMA
-// sums 16 products of matching k, and a chunk's 8 MMAs cover its 128 k once: a chunk's sum is the group's
-// partial, scaled by the row's group scale into the lane's accumulator.
+// k order: a chunk is 128 consecutive k (4 vectors of 16 bytes: one scale group, or 1/(G/128) of one).
+// Lane (g = lane / 4, t = lane % 4) loads vector 4c + t of chunk c from weight rows row0 + g and row0 + g + 8
+// and the same 32 features of x row g (64 bytes; zeros for g ≥ m and past k). Word i of a vector holds
+// features 8i … 8i + 7; its two MMAs take the field pairs (0, 4), (1, 5) and then (2, 6), (3, 7) as a[0],
+// a[2] (row g; a[1], a[3] row g + 8) and the matching x pairs as b0, b1. Lanes with the same t read the same
+// vector, so each MMA sums 16 products of matching k, and a chunk's 8 MMAs cover its 128 k once: a chunk's
+// sum is the group's partial, scaled by the row's group scale into the lane's accumulator.
 // Split: chunk c = step·(kMmaWarps·U) + warp·U + u (u < U), U = 4 / T: a warp streams U·64 bytes of each of
 // its 16 rows per step, 2·U 16-byte weight loads per lane in flight; the first step's weights and scales
 // are loaded before the PDL wait. The warps' partials add in warp order (gemv_mma_tile.cuh).
