@@ -104,11 +104,8 @@ export class CudaBackend implements ExecutionBackend {
       tuning.skipKernels,
     );
     this.weights = DeviceWeights.upload(device, stream, engine);
-    this.lowered = lower(
-      engine.header.plan,
-      model,
-      fp8InputsOf(this.weights, this.kernels, tuning.fp8NormQuant),
-    );
+    const fp8Inputs = fp8InputsOf(this.weights, this.kernels, tuning.fp8NormQuant);
+    this.lowered = lower(engine.header.plan, model, fp8Inputs);
     ({ maxTokens: this.maxStepTokens, maxLogitRows: this.maxLogitRows } = engineRowLimits(config.build));
     const gemmAlgos = new Map<string, Uint8Array>();
     const table = engine.readBlob(GEMM_TABLE_BLOB);
