@@ -5,11 +5,7 @@
 // Tolerances:
 //   gemv_woB_*: the reference's fp32 products in another order (2⁻²²·Σ|x·w|, as gemv.cu's test) plus one
 //     rounding of the kiln_t output (U of |want|); both variants give the same bits.
-//   gemv_wo4_mma (int4-wo's default decode GEMV): the products x·q are exact; a product meets its group's
-//     8 mma accumulations (each may truncate up to 17 ulps, 2⁻²³, of Σ|terms|: gemm_wo.test.ts), the scale
-//     multiply, one accumulator add per group, the warps' 7 adds and the bias add (one rounding each), the
-//     reference's own fp32 weight and store (2⁻²⁴·(Σ|x·w| + |want|)), then one rounding of kiln_t:
-//     (17·8 + groups + 10)·2⁻²³·Σ|x·w| + 2⁻²⁴·(Σ|x·w| + |want|) + U·|want| + FLOOR.
+//   gemv_wo4_mma (int4-wo's tensor-core decode GEMV, KILN_WO4_GEMV=mma): tolerances.ts int4MmaBound.
 //   gemv_woB_gated_ACT (and gemv_wo4_mma_gated_ACT): bit for bit its plain kernel's gate and up, then
 //     activation.cu's gated_act_ACT.
 //   dequant_woB: bit for bit the reference's fp32 weight rounded to kiln_t (fp32: exactly it).
@@ -33,7 +29,7 @@ import {
   randn,
   roundTo,
 } from "./harness.ts";
-import { FLOOR, U } from "./tolerances.ts";
+import { int4MmaBound, U } from "./tolerances.ts";
 
 const FORMATS: readonly IntWoFormat[] = ["int8-wo", "int4-wo"];
 // [m, n, k]: k a multiple of 8 (the GEMV's 16-byte rows of x).
@@ -106,11 +102,7 @@ describe("gemv_wo.cu gemv_woB_*", { skip: noGpu }, () => {
           assertWithin(
             h.download(y, m * n, dtype),
             want,
-            (i) =>
-              (17 * 8 + groups + 10) * 2 ** -23 * absSum[i] +
-              2 ** -24 * (absSum[i] + Math.abs(want[i])) +
-              U[dtype] * Math.abs(want[i]) +
-              FLOOR[dtype],
+            (i) => int4MmaBound(dtype, groups, absSum[i], want[i]),
             `${l.kernel} ${dtype}`,
           );
         });

@@ -6,11 +6,7 @@
 // Tolerances:
 //   gemv_zp[_any]_*: fp32 products in another order (2⁻²²·Σ|x·w|, as gemv_wo's test) plus one rounding of
 //     the kiln_t output (U of |want|); r2u4w4 and r2u8w4 give the same bits.
-//   gemv_zp_mma (G a multiple of 128, no g_idx: the default there): (q − z) exact, each product meets its
-//     chunk's 8 mma accumulations (up to 17 ulps, 2⁻²³, of Σ|terms| each: gemm_wo.test.ts), the scale
-//     multiply, one accumulator add per 128-feature chunk, the warps' 7 adds and the bias add, the
-//     reference's own fp32 weight and store, then one rounding of kiln_t:
-//     (17·8 + chunks + 10)·2⁻²³·Σ|x·w| + 2⁻²⁴·(Σ|x·w| + |want|) + U·|want| + FLOOR.
+//   gemv_zp_mma (G a multiple of 128, no g_idx; KILN_WO4_GEMV=mma): tolerances.ts int4MmaBound.
 //   gemv_zp[_any|_mma]_gated_ACT: bit for bit its plain kernel's gate and up, then activation.cu's gated_act.
 //   dequant_zp: bit for bit the reference's fp32 weight rounded to kiln_t (integer zero points: q − z
 //     exact; fp32: exactly it), k odd and not a multiple of 8 too.
@@ -36,7 +32,7 @@ import {
   randn,
   roundTo,
 } from "./harness.ts";
-import { FLOOR, U } from "./tolerances.ts";
+import { int4MmaBound, U } from "./tolerances.ts";
 
 /** A deterministic stream of uint32s (xorshift32). */
 function rng(seed: number): () => number {
@@ -149,11 +145,7 @@ describe("gemv_zp.cu gemv_zp[_any]_*", { skip: noGpu }, () => {
         assertWithin(
           h.download(y, m * n, dtype),
           want,
-          (i) =>
-            (17 * 8 + chunks + 10) * 2 ** -23 * absSum[i] +
-            2 ** -24 * (absSum[i] + Math.abs(want[i])) +
-            U[dtype] * Math.abs(want[i]) +
-            FLOOR[dtype],
+          (i) => int4MmaBound(dtype, chunks, absSum[i], want[i]),
           `gemv_zp_mma ${dtype}`,
         );
       });

@@ -156,3 +156,17 @@ export function fp8Dot(x: Float64Array, xAt: number, w: Float64Array, wAt: numbe
   const instructions = Math.ceil(k / K);
   return { sum, abs, slop: (1 + instructions * 2 ** -fractionBits) * Math.max(...bound) + 2 ** -21 * abs };
 }
+
+/** The int4 tensor-core decode GEMVs (gemv_wo4_mma, gemv_zp_mma): the products x·q (x·(q − z)) are
+ * exact; a product meets its 128-feature chunk's 8 mma accumulations (each may truncate up to 17 ulps,
+ * 2⁻²³, of Σ|terms|: gemm_wo.test.ts), the scale multiply, one accumulator add per chunk, the warps' 7 adds
+ * and the bias add (one rounding each), the reference's own fp32 weight and store (2⁻²⁴·(Σ|x·w| +
+ * |want|)), then one rounding of kiln_t. `chunks` = ⌈k / 128⌉, `absSum` = Σ|x·w| (+ |bias|). */
+export function int4MmaBound(dtype: DTypeName, chunks: number, absSum: number, want: number): number {
+  return (
+    (17 * 8 + chunks + 10) * 2 ** -23 * absSum +
+    2 ** -24 * (absSum + Math.abs(want)) +
+    U[dtype] * Math.abs(want) +
+    FLOOR[dtype]
+  );
+}
