@@ -29,7 +29,9 @@
 #            with KILN_PREFILL_KERNEL=wgmma
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
-#            (`long decode`: batch-1 TPOT at 128, 8,192 and 32,768 tokens and 8 × 4,096 on that engine, each
+#            (`long prefill`: TTFT at 32,768 and 8,192 on the mma4 and wgmma prefill kernels, and each
+#            kernel's Nsight detail on the last 8,192-row chunk;
+#            `long decode`: batch-1 TPOT at 128, 8,192 and 32,768 tokens and 8 × 4,096 on that engine, each
 #            also with KILN_ROPE_FUSE=0, and a 32,768-token decode step's attention and RoPE by kernel)
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
 #            an iteration goes (tools/cpuprofile_top.py; the profiles stay under $OUT/cpuprof)
@@ -538,6 +540,17 @@ if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768
     ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 32768 --output-len 4 --runs 1 \
       --profile >"$out/profile-long.txt" 2>>"$out/bench.err" || echo "profile failed (bench.err)"
     echo "32,768 decode step: $(grep -E "decode step GPU time|^  attention|^  rope" "$out/profile-long.txt" | head -4 | tr -s ' ' | tr '\n' ';')"
+    exit 0
+  fi
+  if [[ ${2:-} == prefill ]]; then # the prefill kernels at long prompts: TTFT at 32,768 and 8,192 tokens
+    # on attention_prefill (mma4, the default) and attention_prefill_wgmma, then each kernel's Nsight
+    # detail on the last chunk of a 32,768-token prompt (8,192 rows over 32,768 keys: launch 96 + 31)
+    for k in mma4 wgmma; do
+      KILN_PREFILL_KERNEL=$k bench "$big 32,768 in $k" "$e" --input-len 32768 --output-len 4 --runs 2
+      KILN_PREFILL_KERNEL=$k bench "$big 8,192 in $k" "$e" --input-len 8192 --output-len 4 --runs 2
+    done
+    ENGINE=$e KILN_PREFILL_KERNEL=wgmma bash tools/ncu_kernel.sh attention_prefill_wgmma 1 32768 127
+    ENGINE=$e bash tools/ncu_kernel.sh 'attention_prefill$' 1 32768 127
     exit 0
   fi
   bench "$big 8,192 in" "$e" --input-len 8192 --output-len 64 --runs 3
