@@ -286,11 +286,11 @@ if [[ $part == quant ]]; then
     bench "$big fp8 decode" /tmp/engine-$big-fp8 "${decode[@]}"
     KILN_FP8_NORM_QUANT=1 bench "$big fp8 decode normq" /tmp/engine-$big-fp8 "${decode[@]}"
     ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
-    bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
     timeout 150 node scripts/test.mjs gpu test/gpu/fp8.test.ts >"$out/test_fp8.log" 2>&1
     echo "fp8 engine GPU test exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_fp8.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError" "$out/test_fp8.log" | head -10
     ENGINE=$e TAG=mma KILN_WO4_GEMV=mma bash tools/ncu_decode.sh "$big" 4 128 last
+    bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
     exit 0
   fi
   if [[ $which == b1-prof ]]; then # batch 1 kernel by kernel for fp8 and int4-wo (issue 19's 1.48x and
