@@ -54,6 +54,44 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 // shared memory (cp.async copies included) visible to the async proxy that wgmma reads its descriptors'
 // operands through. Each writer fences after its copies land, then the CTA barrier.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// mbarrier (9.7.13.15): a 64-bit shared-memory object counting arrivals in phases. init sets the count a
+// phase needs; each arrive (release at CTA scope: the thread's earlier writes become visible to whoever
+// observes the phase complete) counts one; the count-th completes the phase, flips its parity and starts
+// the next. try_wait.parity P (acquire) succeeds once the phase of parity P has completed, i.e. while the
+// current phase's parity is not P — so on a fresh barrier (phase 0) waiting for parity 1 returns at once.
+__device__ __forceinline__ void mbar_init(unsigned long long* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+// After the inits, before the CTA barrier that publishes them: orders the inits before other threads'
+// mbarrier operations (CUTLASS: fence_barrier_init).
+__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbar_arrive(unsigned long long* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(unsigned long long* bar, unsigned parity) {
+  asm volatile(
+      "{\n.reg .pred p;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra WAIT;\n}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+// Named barriers (9.7.13.1 bar / barrier): `threads` threads (a multiple of 32) meet at barrier `id` (1–15;
+// 0 is __syncthreads'). sync arrives and waits; arrive counts this warp in without waiting.
+__device__ __forceinline__ void named_bar_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_bar_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+// setmaxnreg (9.7.17.x): the warpgroup's registers per thread from here on — a producer warpgroup gives
+// registers back (dec) for the consumer warpgroups to take (inc); all warps of a warpgroup execute it.
+template <int N> __device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
 // Pins the compiler's view of accumulator registers at this point (an empty asm that "modifies" them),
 // so that no access to them moves across a wgmma wait or issue (CUTLASS: warpgroup_fence_operand).
 template <int N> __device__ __forceinline__ void fence_operand(float (&d)[N]) {

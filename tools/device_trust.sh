@@ -522,6 +522,11 @@ for l in open(sys.argv[1]):
 fi
 if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768 tokens, decode at 32,768
   e=/tmp/engine-$big-long ckpt=/tmp/hf-$big
+  if [[ ${2:-} == prefill ]]; then # the prefill kernels' GPU test (the warp-specialized wgmma kernel's
+    # first run) beside the checkpoint's writing and the engine's build
+    timeout 200 node scripts/test.mjs gpu test/gpu/kernels/attention_prefill_kernels.test.ts >"$out/test_prefill.log" 2>&1 &
+    test_pid=$!
+  fi
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
   t0=$(date +%s%N)
   [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 8 \
@@ -543,13 +548,18 @@ if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768
     exit 0
   fi
   if [[ ${2:-} == prefill ]]; then # the prefill kernels at long prompts: TTFT at 32,768 and 8,192 tokens
+    wait "$test_pid"
+    echo "prefill kernels GPU test exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_prefill.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError" "$out/test_prefill.log" | head -10
     # on attention_prefill (mma4, the default) and attention_prefill_wgmma, then each kernel's Nsight
     # detail on the last chunk of a 32,768-token prompt (8,192 rows over 32,768 keys: launch 96 + 31)
-    for k in mma4 wgmma; do
-      KILN_PREFILL_KERNEL=$k bench "$big 32,768 in $k" "$e" --input-len 32768 --output-len 4 --runs 2
-      KILN_PREFILL_KERNEL=$k bench "$big 8,192 in $k" "$e" --input-len 8192 --output-len 4 --runs 2
+    kernels=(mma4)  # wgmma only once its GPU test passed (a kernel that hangs would take the call)
+    grep -qE "^ℹ fail 0" "$out/test_prefill.log" && kernels+=(wgmma)
+    for k in "${kernels[@]}"; do
+      KILN_PREFILL_KERNEL=$k timeout 120 bash -c "$(declare -f bench); out=$out; bench '$big 32,768 in $k' '$e' --input-len 32768 --output-len 4 --runs 2"
+      KILN_PREFILL_KERNEL=$k timeout 60 bash -c "$(declare -f bench); out=$out; bench '$big 8,192 in $k' '$e' --input-len 8192 --output-len 4 --runs 2"
     done
-    ENGINE=$e KILN_PREFILL_KERNEL=wgmma bash tools/ncu_kernel.sh attention_prefill_wgmma 1 32768 127
+    [[ ${kernels[*]} == *wgmma* ]] && ENGINE=$e KILN_PREFILL_KERNEL=wgmma timeout 150 bash tools/ncu_kernel.sh attention_prefill_wgmma 1 32768 127
     ENGINE=$e bash tools/ncu_kernel.sh 'attention_prefill$' 1 32768 127
     exit 0
   fi

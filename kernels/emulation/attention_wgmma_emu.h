@@ -59,6 +59,30 @@ struct WgThread {
   size_t issued = 0;                     // mma_async issued in this block
 };
 inline WgThread g_wg[1024];
+// An mbarrier: arrivals still pending in the current phase, the count a phase needs, the current phase's
+// parity.
+struct Mbar { unsigned pending, count, phase; bool init; };
+inline std::map<unsigned long long*, Mbar> g_mbar;
+// A named barrier: a round completes when `threads` threads have arrived (bar.sync or bar.arrive); the
+// syncing ones wait for their round. Every use of an id must name the same count.
+struct NamedBar {
+  unsigned threads = 0, arrived = 0, round = 0;
+  void arrive(bool wait) {
+    kiln_emu::g_progress++;
+    const unsigned r = round;
+    if (++arrived == threads) { arrived = 0; round++; return; }
+    if (wait) while (round == r) kiln_emu::yield();
+  }
+};
+inline NamedBar g_named[16];
+inline NamedBar& named_bar(int id, int threads) {
+  if (id < 1 || id > 15 || threads % 32 != 0 || threads <= 0 || (g_named[id].threads != 0 && g_named[id].threads != (unsigned)threads)) {
+    fprintf(stderr, "named barrier %d: %d threads (earlier uses: %u)\n", id, threads, g_named[id].threads);
+    abort();
+  }
+  g_named[id].threads = threads;
+  return g_named[id];
+}
 // Per warpgroup of the block, the descriptors, shape and scale-d of its n-th mma_async, as the first of
 // its threads issued it: every thread's n-th must match (.sync.aligned, 9.7.15.5.2).
 struct WgIssue { unsigned long long a, b; int n; bool a_regs, tnsp_b, scale_d; };
@@ -73,6 +97,8 @@ inline const bool g_wg_hook = [] {
       t = WgThread{};
     }
     for (auto& v : g_wg_issues) v.clear();
+    g_mbar.clear();
+    for (auto& b : g_named) b = NamedBar{};
   });
   g_copy_landed_hook = [](unsigned tid) { g_wg[tid].unfenced_copies = true; };
   return true;
@@ -189,6 +215,38 @@ template <int N> inline void wgmma_wait() {
   me.fenced = false;
 }
 inline void fence_proxy_async() { attn_emu::g_wg[threadIdx.x].unfenced_copies = false; }
+
+// mbarriers and named barriers (attention_wgmma.cuh), on the fibers: a waiter yields until the phase (or
+// the barrier's round) it waits for completes. State lives beside the block (keyed by the barrier's
+// address), reset at every block start; an mbarrier used before its init, or arrived at more often than a
+// phase allows before anyone could see it (the count already 0), aborts.
+inline void mbar_init(unsigned long long* bar, unsigned count) {
+  attn_emu::g_mbar[bar] = attn_emu::Mbar{count, count, 0, true};
+}
+inline void mbar_init_fence() {}
+inline attn_emu::Mbar& mbar_of(unsigned long long* bar) {
+  auto it = attn_emu::g_mbar.find(bar);
+  if (it == attn_emu::g_mbar.end() || !it->second.init) {
+    fprintf(stderr, "mbarrier %p used before mbarrier.init (thread %u)\n", (void*)bar, threadIdx.x);
+    abort();
+  }
+  return it->second;
+}
+inline void mbar_arrive(unsigned long long* bar) {
+  attn_emu::Mbar& m = mbar_of(bar);
+  kiln_emu::g_progress++;
+  if (--m.pending == 0) {
+    m.pending = m.count;
+    m.phase ^= 1u;
+  }
+}
+inline void mbar_wait(unsigned long long* bar, unsigned parity) {
+  while (mbar_of(bar).phase == (parity & 1u)) kiln_emu::yield();
+}
+inline void named_bar_sync(int id, int threads) { attn_emu::named_bar(id, threads).arrive(true); }
+inline void named_bar_arrive(int id, int threads) { attn_emu::named_bar(id, threads).arrive(false); }
+template <int N> inline void setmaxnreg_dec() { static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg"); }
+template <int N> inline void setmaxnreg_inc() { static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg"); }
 template <int N> inline void fence_operand(float (&)[N]) {}
 
 inline void wgmma_ss_n64(float (&d)[32], unsigned long long da, unsigned long long db, int scale_d) {

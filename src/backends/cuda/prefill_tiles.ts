@@ -8,8 +8,8 @@ import { InvalidEnvironmentError } from "../../errors.ts";
 import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 
 /** The prefill attention kernel (KILN_PREFILL_KERNEL) of the tensor-core path: `mma4` attention_prefill
- * (4 warps × 32 rows, mma.sync), `wgmma` attention_prefill_wgmma (two warpgroups × 64 rows, sm_90a
- * warpgroup MMA). */
+ * (4 warps × 32 rows, mma.sync), `wgmma` attention_prefill_wgmma (sm_90a warpgroup MMA, warp-specialized:
+ * a producer warpgroup and two consumer warpgroups × 64 rows). */
 export type PrefillKernel = "mma4" | "wgmma";
 
 export interface PrefillTiles {
@@ -33,7 +33,8 @@ function tensorCores(dtype: DTypeName, headDim: number): boolean {
  * - mma4: 128 rows per CTA (4 warps × 32 rows, 128 threads), key tiles of 64; shared memory holds
  *   Q [128][D+8] and two buffers each of K and V [64][D+8] (104,448 B at D = 128, 55,296 B at 64: two
  *   CTAs per SM).
- * - wgmma: 128 rows per CTA (two warpgroups, 256 threads), key tiles of 128; Q [128][D] and `stages`
+ * - wgmma: 128 rows per CTA (a producer and two consumer warpgroups, 384 threads), key tiles of 128; Q
+ *   [128][D] and `stages`
  *   buffers of K and V [128][D] (3 at D = 128: 229,376 B; 4 at 64: 147,456 B; one CTA per SM).
  * Generic path (fp32 or other heads): 16 rows (8 above head 128), 128 threads, static memory; `kernel`
  * does not apply.
@@ -48,7 +49,7 @@ export function prefillTiles(dtype: DTypeName, headDim: number, kernel: PrefillK
     return {
       kernel: "attention_prefill_wgmma",
       blockM,
-      threads: 256,
+      threads: 384,
       sharedBytes: (blockM + 2 * stages * blockN) * headDim * 2,
     };
   }

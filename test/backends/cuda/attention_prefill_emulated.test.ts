@@ -39,8 +39,8 @@ describe("attention_prefill.cu on the CPU emulator", { skip }, () => {
 
 describe("attention_prefill_wgmma.cu on the CPU emulator", { skip }, () => {
   for (const [cfg, line] of [
-    ["BF16 128 16 8 2", "wgmma bf16 D=128 BLOCK_SIZE=16 H=8/2 BLOCK_M=128 threads=256 stages=3"],
-    ["F16 64 32 8 1", "wgmma f16 D=64 BLOCK_SIZE=32 H=8/1 BLOCK_M=128 threads=256 stages=4"],
+    ["BF16 128 16 8 2", "wgmma bf16 D=128 BLOCK_SIZE=16 H=8/2 BLOCK_M=128 threads=384 stages=3"],
+    ["F16 64 32 8 1", "wgmma f16 D=64 BLOCK_SIZE=32 H=8/1 BLOCK_M=128 threads=384 stages=4"],
   ])
     test(`attention_prefill_wgmma: ${cfg}`, () => {
       const r = spawnSync("bash", [WGMMA_SCRIPT], {

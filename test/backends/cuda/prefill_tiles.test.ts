@@ -102,9 +102,13 @@ function wgConstant(name: string): string {
 }
 
 describe("prefillTiles mirrors attention_prefill_wgmma.cu", () => {
-  test("the source exports attention_prefill_wgmma with 256 threads", () => {
-    assert.match(wgSource, /__launch_bounds__\(256, 1\)\s+attention_prefill_wgmma\(/);
-    assert.equal(wgConstant("kThreads"), "256");
+  test("the source exports attention_prefill_wgmma with 384 threads: a producer and two consumer warpgroups", () => {
+    assert.match(wgSource, /__launch_bounds__\(384, 1\)\s+attention_prefill_wgmma\(/);
+    assert.equal(wgConstant("kThreads"), "kProducerThreads + kConsumerThreads");
+    assert.equal(Number(wgConstant("kProducerThreads")) + Number(wgConstant("kConsumerThreads")), 384);
+    // setmaxnreg: the producer's and consumers' registers fit the SM's 65,536
+    const regs = 128 * Number(wgConstant("kProducerRegs")) + 256 * Number(wgConstant("kConsumerRegs"));
+    assert.ok(regs <= 65536, `${regs} registers`);
   });
 
   test("fp16/bf16, head 64 and 128: export, rows, threads and shared memory", () => {
@@ -124,7 +128,7 @@ describe("prefillTiles mirrors attention_prefill_wgmma.cu", () => {
         assert.deepEqual(t, {
           kernel: "attention_prefill_wgmma",
           blockM,
-          threads: 256,
+          threads: 384,
           sharedBytes: (blockM * headDim + 2 * stages * blockN * headDim) * 2,
         });
         assert.ok(t.sharedBytes <= 227 * 1024, "fits one CTA's shared memory on sm_90");
