@@ -27,6 +27,8 @@
 #            batch 192 after 2,048-token prompts: 2048/128's decode steps; 256 × 2,048 do not fit an
 #            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind; 4 × 2,048 again
 #            with KILN_PREFILL_KERNEL=wgmma
+#   attn-stages  batch-1 decode attention inside the 8B bf16 graph: TPOT with KILN_ATTN_STOP=wait|keys|partials,
+#            left out, with the global merge, then its Nsight detail
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
 #            (`long prefill`: TTFT at 32,768 and 8,192 on the mma4 and wgmma prefill kernels, and each
@@ -569,6 +571,19 @@ if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768
   ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 32768 --output-len 4 --runs 1 \
     --profile >"$out/profile-long.txt" 2>>"$out/bench.err" || echo "long profile failed (bench.err)"
   cat "$out/profile-long.txt"
+  exit 0
+fi
+if [[ $part == attn-stages ]]; then # where batch-1 decode attention's ~13 µs a layer go inside the graph
+  # (8B bf16, 128 in / 256 out; profiling switches, wrong outputs): stopped after its PDL wait, after its
+  # key loop, after its partials, left out, and with the global merge instead of the cluster's; then
+  # the kernel alone under Nsight Compute (stall reasons)
+  e=$(engine $big)
+  bench "$big attn default" "$e" "${decode[@]}"
+  for stop in wait keys partials; do KILN_ATTN_STOP=$stop bench "$big attn stop $stop" "$e" "${decode[@]}"; done
+  skip=attention_decode_rope,attention_decode_rope_c2,attention_decode_rope_c4,attention_decode_rope_c8,attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8
+  KILN_SKIP_KERNELS=$skip bench "$big attn left out" "$e" "${decode[@]}"
+  KILN_ATTN_CLUSTER=0 bench "$big attn global merge" "$e" "${decode[@]}"
+  ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
   exit 0
 fi
 if [[ $part == final ]]; then
