@@ -1,10 +1,11 @@
 // Linears over weight-only quantized weights (int8-wo, int4-wo; the format is src/engine/weight_format.ts,
 // docs/QUANTIZATION.md): a weight [n, k] is q [n, padded] (int8, or two int4 a byte, feature 2j in the low
 // nibble) then fp32 scales [n, padded / 128], padded = ceil(k / 128)·128, w[r, c] = q[r, c]·scale[r, c / 128].
-//   - decode (m ≤ GEMV_MAX_M rows of x): gemv_woB_* streams q as it is stored, 16-byte vectors (16 int8
-//     or 32 int4 features), and dequantizes in registers: each vector's dot with x is summed in fp32
-//     from exact q values (unpacked without int→float conversions), then scaled by its group's scale
-//     (a vector never straddles two groups) and added to the lane's fp32 sum. Weight bytes read: the
+//   - decode (m ≤ GEMV_MAX_M rows of x): int8-wo's gemv_wo8_* streams q as it is stored, 16-byte vectors
+//     (16 int8 features), and dequantizes in registers: each vector's dot with x is summed in fp32 from
+//     exact q values (unpacked without int→float conversions), then scaled by its group's scale (a
+//     vector never straddles two groups) and added to the lane's fp32 sum; int4-wo's gemv_wo4_mma
+//     (gemv_wo_mma.cuh) makes exact 16-bit pairs of the int4 values for mma.sync. Weight bytes read: the
 //     quantized bytes (int4: about 1/4 of bf16's).
 //     The warp skeleton is gemv_warp.cuh's (gemv.cu's structure: R rows per warp, U vectors per lane and
 //     row in flight, the first U prefetched before the PDL wait, lanes' sums reduced by shuffles); this
@@ -18,8 +19,9 @@
 // Macros: KILN_DTYPE_F32 | KILN_DTYPE_F16 | KILN_DTYPE_BF16 (x, bias, y, the dequantized weight);
 //   GEMV_MAX_M largest m (default 8); GEMV_ACT as in gemv.cu (which gated kernels are compiled).
 //
-// 16-bit dtypes only (fp32 engines dequantize and keep cuBLASLt's exact-fp32 GEMMs), B ∈ {8, 4}:
-// extern "C" __global__ void gemv_woB_rRuUwW(     variants r2u4w4, r2u8w4 (gemv_wo_variants.ts picks)
+// 16-bit dtypes only (fp32 engines dequantize and keep cuBLASLt's exact-fp32 GEMMs); int8-wo on the CUDA
+// cores (B = 8), int4-wo on the tensor cores (gemv_wo4_mma: its CUDA-core twins measured 30% slower):
+// extern "C" __global__ void gemv_wo8_rRuUwW(     variants r2u4w4, r2u8w4 (gemv_wo_variants.ts picks)
 //     const kiln_t* x,            // [m, k]
 //     const unsigned char* q,     // [n, padded·B/8]   weights: read before the PDL wait
 //     const float* scales,        // [n, padded/128]   likewise
@@ -33,7 +35,7 @@
 //   4 KiB static shared memory
 // extern "C" __global__ void gemv_wo4_mma_gated_ACT(x, q, scales, bias, y, m, inter, k)
 //   the gated kernel's y from gemv_wo4_mma's sums: grid = (ceil(inter / 16)), block = (256), 8 KiB
-// extern "C" __global__ void gemv_woB_gated_ACT(x, q, scales, bias, y, m, inter, k)
+// extern "C" __global__ void gemv_wo8_gated_ACT(x, q, scales, bias, y, m, inter, k)
 //   q, scales: the fused gate_up weight [2·inter, ·] (gate rows, then up rows); y [m, inter] =
 //   act(x·gateᵀ + b)·(x·upᵀ + b), each rounded to kiln_t first, as gemv.cu's gemv_gated_ACT.
 //   grid = (ceil(inter / 8)), block = (256): one output feature (two weight rows) per warp
@@ -223,8 +225,6 @@ __device__ __forceinline__ void dequant_impl(const unsigned char* __restrict__ q
   }
 KILN_GEMV_WO(8, 2, 4, 4)
 KILN_GEMV_WO(8, 2, 8, 4)
-KILN_GEMV_WO(4, 2, 4, 4)
-KILN_GEMV_WO(4, 2, 8, 4)
 
 extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps)
     gemv_wo4_mma(const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,
@@ -237,11 +237,6 @@ extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps)
       const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
       int inter, int k) {                                                                                     \
     kiln::gemv::gated<kiln::ACT>(WoGemv<8>{x, q, scales, k}, bias, y, m, inter);                              \
-  }                                                                                                           \
-  extern "C" __global__ void __launch_bounds__(32 * kiln::gemv::kGatedWarps) gemv_wo4_gated_##NAME(           \
-      const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \
-      int inter, int k) {                                                                                     \
-    kiln::gemv::gated<kiln::ACT>(WoGemv<4>{x, q, scales, k}, bias, y, m, inter);                              \
   }                                                                                                           \
   extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps) gemv_wo4_mma_gated_##NAME(        \
       const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,     \

@@ -124,9 +124,12 @@ struct RowRef {
   const float* z;  // int4-zp only
 };
 
-/** T tiles of 16 weight rows (the gated kernel's gate and up: T = 2) times the m rows of x, U = kLoads / 2T
- * chunks per warp and step (the same bytes in flight, and registers for two CTAs an SM): each warp's
- * fp32 partial sums over its chunks, scaled by the group scales, in mma fragment order. rows[i][h]: tile
+/** T tiles of 16 weight rows (the gated kernel's gate and up: T = 2) times the m rows of x: each warp's
+ * fp32 partial sums over its chunks, scaled by the group scales, in mma fragment order. A step of the
+ * block covers kMmaWarps · kStepU chunks, warp w the kStepU consecutive chunks from step + w·kStepU,
+ * whatever T: the gated kernel's gate and up rows get the plain kernel's chunks per warp, in its order,
+ * so their sums are its bits. It loads them in kStepU / U rounds of U = kLoads / 2T chunks (the same
+ * bytes in flight, and registers for two CTAs an SM). rows[i][h]: tile
  * i's row g (h = 0) and g + 8 (h = 1); a chunk c is group c / cpg (cpg chunks a group). `active` false: a
  * block past the last row, which still waits (every CTA must) and returns false. */
 template <class F, int T, int U = kLoads / (2 * T)>
@@ -134,14 +137,19 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const R
                                            bool active, int m, int k, float (&acc)[T][4]) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int vecs = (k + 31) / 32, chunks = (k + kChunk - 1) / kChunk;
-  constexpr int kStep = kMmaWarps * U;  // chunks per step of the whole block
+  constexpr int kStepU = kLoads / 2;        // chunks per warp and step (the plain kernel's U)
+  constexpr int kRounds = kStepU / U;       // load rounds per step
+  static_assert(kStepU % U == 0, "a step is whole rounds");
+  constexpr int kStep = kMmaWarps * kStepU;  // chunks per step of the whole block
   const uint4 zero = {0u, 0u, 0u, 0u};
   uint4 w[T][2][U];
   float s[T][2][U], z[T][2][U];  // z: int4-zp's zero points
-  auto load = [&](int step) {
+  // Round r: step (r / kRounds)·kStep, this warp's chunks from step + warp·kStepU + (r % kRounds)·U.
+  auto first_chunk = [&](int r) { return r / kRounds * kStep + warp * kStepU + r % kRounds * U; };
+  auto load = [&](int r) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      const int c = step + warp * U + u, v = 4 * c + t;
+      const int c = first_chunk(r) + u, v = 4 * c + t;
 #pragma unroll
       for (int i = 0; i < T; i++) {
 #pragma unroll
@@ -160,11 +168,12 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const R
   const kiln_t* xr = x + (size_t)min(g, m - 1) * k;
 #pragma unroll
   for (int i = 0; i < T; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-  for (int step = 0; step < chunks; step += kStep) {
-    if (step > 0) load(step);
+  const int rounds = (chunks + kStep - 1) / kStep * kRounds;
+  for (int r = 0; r < rounds; r++) {
+    if (r > 0) load(r);
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      const int f0 = 32 * (4 * (step + warp * U + u) + t);  // the lane's first feature
+      const int f0 = 32 * (4 * (first_chunk(r) + u) + t);  // the lane's first feature
       uint4 xp[4];
 #pragma unroll
       for (int p = 0; p < 4; p++)

@@ -59,12 +59,7 @@
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
 #            engines (where each step's time goes, kernel by kernel);
-#            `quant s24`: session 24's GPU tests and figures in one call (int4-wo on gemv_wo4_mma and the
-#            CUDA-core kernels, fp8 with the norms' quantization, bf16, fp8's engine test, ncu);
-#            `quant s25`: gemv_wo4_mma's and the warp-specialized prefill's GPU tests, int4-wo TPOT mma / fma,
-#            32,768-token TTFT mma4 / wgmma, then norm_fp8's test and fp8 TPOT with / without the norms' quantization;
-#            `quant s24-min`: the least of it (gemv_wo.test.ts, int4-wo TPOT mma / fma, fp8 TPOT);
-#            `quant s24-tiny`: int4-wo TPOT mma / fma, then gemv_wo.test.ts;
+#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo and fp8 batch-1 TPOT on their defaults;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -242,93 +237,19 @@ if [[ $part == quant ]]; then
     done
     exit 0
   fi
-  if [[ $which == s25 ]]; then # session 25's one call, most wanted first: the GPU tests of gemv_wo4_mma,
-    # the warp-specialized attention_prefill_wgmma and the fp8 norms' quantization (beside the
-    # checkpoint's writing); int4-wo TPOT on gemv_wo4_mma and the CUDA-core kernels; 32,768-token TTFT on
-    # mma4 and (if its test passed) wgmma; fp8 TPOT with and without the norms' quantization
+  if [[ $which == s25b ]]; then # after s25: the int4 GEMVs' GPU tests (gemv_wo4_mma's gated kernel on the
+    # plain kernel's chunks; gemv_zp_mma's first run) beside the checkpoint's writing, then int4-wo and fp8
+    # batch-1 TPOT on their defaults (gemv_wo4_mma; the norms quantizing for the fp8 linears)
     make_ckpt &
     ckpt_pid=$!
-    timeout 130 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts >"$out/test_wo.log" 2>&1
-    echo "gemv_wo GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_wo.log" | tr '\n' ' ')"
-    grep -E "^✖|AssertionError" "$out/test_wo.log" | head -10
-    timeout 100 node scripts/test.mjs gpu test/gpu/kernels/attention_prefill_kernels.test.ts >"$out/test_prefill.log" 2>&1
-    echo "prefill kernels GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_prefill.log" | tr '\n' ' ')"
-    grep -E "^✖|AssertionError" "$out/test_prefill.log" | head -10
+    timeout 200 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts test/gpu/kernels/gemv_zp.test.ts >"$out/test_int4.log" 2>&1
+    echo "gemv_wo + gemv_zp GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_int4.log" | tr '\n' ' ')"
+    grep -E "^✖|AssertionError" "$out/test_int4.log" | head -10
     wait "$ckpt_pid"
-    e=/tmp/engine-$big-int4-wo
     build_wo int4-wo
-    KILN_WO4_GEMV=mma bench "$big int4-wo decode mma" "$e" "${decode[@]}"
-    bench "$big int4-wo decode fma" "$e" "${decode[@]}"
-    el=/tmp/engine-$big-long
-    t0=$(date +%s%N)
-    [[ -d $el ]] || ./bin/kiln build --model "$ckpt" --output "$el" --backend cuda --dtype bf16 --max-batch-size 8 \
-      --max-num-tokens 8192 --max-seq-len 33024 --json >"$out/build-long.json" 2>"$out/build-long.err"
-    echo "$big long-context engine: exit $? in $(ms "$t0") ms"
-    kernels=(mma4)  # wgmma only once its GPU test passed (a kernel that hangs would take the call)
-    grep -qE "^ℹ fail 0" "$out/test_prefill.log" && kernels+=(wgmma)
-    for k in "${kernels[@]}"; do
-      KILN_PREFILL_KERNEL=$k timeout 90 bash -c "$(declare -f bench); out=$out; bench '$big 32,768 in $k' '$el' --input-len 32768 --output-len 4 --runs 2"
-    done
-    timeout 100 node scripts/test.mjs gpu test/gpu/kernels/norm_fp8.test.ts >"$out/test_normq.log" 2>&1
-    echo "norm_fp8 GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_normq.log" | tr '\n' ' ')"
+    bench "$big int4-wo decode" /tmp/engine-$big-int4-wo "${decode[@]}"
     build_fp8 /tmp/engine-$big-fp8
     bench "$big fp8 decode" /tmp/engine-$big-fp8 "${decode[@]}"
-    KILN_FP8_NORM_QUANT=1 bench "$big fp8 decode normq" /tmp/engine-$big-fp8 "${decode[@]}"
-    exit 0
-  fi
-  if [[ $which == s24-tiny ]]; then # the int4-wo A/B alone (a device budget of a few minutes): TPOT on
-    # gemv_wo4_mma and on the CUDA-core kernels, then gemv_wo4_mma's GPU test with what time is left
-    make_ckpt
-    e=/tmp/engine-$big-int4-wo
-    build_wo int4-wo
-    KILN_WO4_GEMV=mma bench "$big int4-wo decode mma" "$e" --input-len 128 --output-len 64
-    bench "$big int4-wo decode fma" "$e" --input-len 128 --output-len 64
-    timeout 110 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts >"$out/test_wo.log" 2>&1
-    echo "gemv_wo GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_wo.log" | tr '\n' ' ')"
-    grep -E "^✖|AssertionError" "$out/test_wo.log" | head -10
-    exit 0
-  fi
-  if [[ $which == s24-min ]]; then # the least of s24 for a short budget: gemv_wo4_mma's GPU test beside
-    # the checkpoint's writing, then int4-wo batch-1 TPOT on it and on the CUDA-core kernels, then fp8's
-    make_ckpt &
-    ckpt_pid=$!
-    timeout 110 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts >"$out/test_wo.log" 2>&1
-    echo "gemv_wo GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_wo.log" | tr '\n' ' ')"
-    grep -E "^✖|AssertionError" "$out/test_wo.log" | head -10
-    wait "$ckpt_pid"
-    e=/tmp/engine-$big-int4-wo
-    build_wo int4-wo
-    KILN_WO4_GEMV=mma bench "$big int4-wo decode mma" "$e" --input-len 128 --output-len 128
-    bench "$big int4-wo decode fma" "$e" --input-len 128 --output-len 128
-    build_fp8 /tmp/engine-$big-fp8
-    bench "$big fp8 decode" /tmp/engine-$big-fp8 --input-len 128 --output-len 128
-    KILN_FP8_NORM_QUANT=1 bench "$big fp8 decode normq" /tmp/engine-$big-fp8 --input-len 128 --output-len 128
-    exit 0
-  fi
-  if [[ $which == s24 ]]; then # session 24's changes in one call, most wanted first: the GPU tests of
-    # gemv_wo4_mma, the fp8 norms' quantization and the fused-RoPE decode (beside the checkpoint's
-    # writing); int4-wo TPOT on gemv_wo4_mma and on the CUDA-core kernels; fp8 and bf16 TPOT; fp8's engine
-    # test; then the int4 step kernel by kernel and decode attention's Nsight detail
-    make_ckpt &
-    ckpt_pid=$!
-    timeout 200 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts test/gpu/kernels/norm_fp8.test.ts \
-      test/gpu/kernels/gemv_zp.test.ts test/gpu/decode_mma_rope.test.ts >"$out/test_s24.log" 2>&1
-    echo "GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_s24.log" | tr '\n' ' ')"
-    grep -E "^✖|AssertionError" "$out/test_s24.log" | head -20
-    wait "$ckpt_pid"
-    e=/tmp/engine-$big-int4-wo
-    build_wo int4-wo
-    KILN_WO4_GEMV=mma bench "$big int4-wo decode mma" "$e" "${decode[@]}"
-    bench "$big int4-wo decode fma" "$e" "${decode[@]}"
-    build_fp8 /tmp/engine-$big-fp8
-    bench "$big fp8 decode" /tmp/engine-$big-fp8 "${decode[@]}"
-    KILN_FP8_NORM_QUANT=1 bench "$big fp8 decode normq" /tmp/engine-$big-fp8 "${decode[@]}"
-    ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
-    timeout 150 node scripts/test.mjs gpu test/gpu/fp8.test.ts >"$out/test_fp8.log" 2>&1
-    echo "fp8 engine GPU test exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_fp8.log" | tr '\n' ' ')"
-    grep -E "^✖|AssertionError" "$out/test_fp8.log" | head -10
-    ENGINE=$e TAG=mma KILN_WO4_GEMV=mma bash tools/ncu_decode.sh "$big" 4 128 last
-    bench "$big bf16 decode" "$(engine $big)" "${decode[@]}"
     exit 0
   fi
   if [[ $which == b1-prof ]]; then # batch 1 kernel by kernel for fp8 and int4-wo (issue 19's 1.48x and

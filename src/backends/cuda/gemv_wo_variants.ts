@@ -1,24 +1,11 @@
 // The kernels/gemv_wo.cu kernels that run a linear over a weight-only quantized weight (int8-wo,
 // int4-wo), and their launch shapes. Decode steps of at most WO_GEMV_MAX_ROWS rows (16-bit engines) run
-// over the quantized bytes as they are: gemv_woB_r2uUw4 and its gated kernel (KILN_WO4_GEMV=mma: int4-wo
-// on the tensor-core gemv_wo4_mma, opt-in until a GPU has checked and timed it); other steps dequantize the
-// weight into a scratch of the engine dtype (dequant_woB) for the cuBLASLt GEMM (quantized_linears.ts).
+// over the quantized bytes as they are: int8-wo on gemv_wo8_r2uUw4 and its gated kernel, int4-wo on the
+// tensor-core gemv_wo4_mma and its gated kernel (its CUDA-core kernels measured 30% slower and were
+// removed: docs/PERFORMANCE.md); other steps dequantize the weight into a scratch of the engine dtype
+// (dequant_woB) for the cuBLASLt GEMM (quantized_linears.ts).
 import type { CudaWeightFormat } from "../../engine/build_config.ts";
-import { InvalidEnvironmentError } from "../../errors.ts";
 import { GEMV_MAX_M } from "./gemv_variants.ts";
-
-/** The int4 decode GEMVs (KILN_WO4_GEMV): `fma` (the default), the CUDA-core gemv_wo4_r2uUw4 / gemv_zp_*
- * (exact products, fp32 FMAs); or `mma`, the tensor-core gemv_wo4_mma and, for int4-zp weights whose
- * groups are whole 128-feature chunks and zero points exact in 16 bits, gemv_zp_mma (gemv_wo_mma.cuh: the
- * MMA's fp32 sums of each group's exact products), checked on the CPU emulator only: opt-in until a GPU
- * has run its test and timed both (then the faster becomes the only one). */
-export type Wo4GemvKind = "mma" | "fma";
-
-export function parseWo4Gemv(env: string | undefined): Wo4GemvKind {
-  if (env === undefined || env === "" || env === "fma") return "fma";
-  if (env === "mma") return "mma";
-  throw new InvalidEnvironmentError(`KILN_WO4_GEMV must be mma or fma; got ${env}`);
-}
 
 /** Weight rows per block of gemv_wo4_mma (one m16n8k16 tile; 8 warps split k) and of its gated kernel
  * (16 features: their gate and up rows). */
@@ -42,16 +29,15 @@ export const WO_GEMV_MAX_ROWS = GEMV_MAX_M;
 /** Rows per block of gemv_woB_r2uUw4 (R = 2 rows per warp, W = 4 warps) and of the gated kernels. */
 const WO_ROWS_PER_BLOCK = 8;
 
-/** The decode GEMV for an [n, k] weight: int4-wo's gemv_wo4_mma (16 rows a block of 256 threads) when
- * `wo4` is mma; else gemv_woB_r2uUw4, U = 8 vectors per lane and row in flight when a row has at
- * least one whole iteration of them (32·8 vectors: k ≥ 4096 int8, k ≥ 8192 int4), else U = 4. */
+/** The decode GEMV for an [n, k] weight: int4-wo's gemv_wo4_mma (16 rows a block of 256 threads); int8-wo's
+ * gemv_wo8_r2uUw4, U = 8 vectors per lane and row in flight when a row has at least one whole iteration
+ * of them (32·8 vectors: k ≥ 4096), else U = 4. */
 export function woGemvLaunch(
   format: CudaWeightFormat,
   n: number,
   k: number,
-  wo4: Wo4GemvKind = "fma",
 ): { kernel: string; grid: number; block: number } {
-  if (format === "int4-wo" && wo4 === "mma")
+  if (format === "int4-wo")
     return { kernel: "gemv_wo4_mma", grid: Math.ceil(n / MMA_ROWS_PER_BLOCK), block: 256 };
   const vectors = Math.ceil(k / featuresPerVector(format));
   const u = vectors >= 32 * 8 ? 8 : 4;
@@ -59,14 +45,13 @@ export function woGemvLaunch(
 }
 
 /** The gated decode GEMV for `inter` output features: int4-wo's gemv_wo4_mma_gated_ACT (16 features a
- * block) when `wo4` is mma; else gemv_woB_gated_ACT, one feature (gate and up rows) per warp, 8 warps. */
+ * block); int8-wo's gemv_wo8_gated_ACT, one feature (gate and up rows) per warp, 8 warps. */
 export function woGemvGatedLaunch(
   format: CudaWeightFormat,
   act: string,
   inter: number,
-  wo4: Wo4GemvKind = "fma",
 ): { kernel: string; grid: number; block: number } {
-  if (format === "int4-wo" && wo4 === "mma")
+  if (format === "int4-wo")
     return { kernel: `gemv_wo4_mma_gated_${act}`, grid: Math.ceil(inter / MMA_ROWS_PER_BLOCK), block: 256 };
   return {
     kernel: `gemv_wo${woBits(format)}_gated_${act}`,

@@ -2,9 +2,9 @@
 // (AWQ, GPTQ), and their launch shapes. Decode steps of at most WO_GEMV_MAX_ROWS rows run gemv_zp_* over
 // the stored nibbles when the weight's rows are whole 16-byte vectors (k a multiple of 32): the
 // tensor-core gemv_zp_mma where its groups are whole 128-feature chunks (G a multiple of 128, no g_idx)
-// and its zero points exact in 16 bits (the caller's `mma`: KILN_WO4_GEMV=mma, the default, and the
-// weight's zerosExact), else the CUDA-core kernels; other steps and shapes dequantize the weight into
-// the engine dtype (dequant_zp) for the cuBLASLt GEMM.
+// and its zero points exact in 16 bits (the caller's `mma`: the weight's zerosExact), else the CUDA-core
+// kernels; other steps and shapes dequantize the weight into the engine dtype (dequant_zp) for the
+// cuBLASLt GEMM.
 
 /** Features per 16-byte q vector of gemv_zp (two a byte). */
 const ZP_VECTOR_FEATURES = 32;

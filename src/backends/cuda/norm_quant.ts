@@ -3,8 +3,8 @@
 // Where a norm's output is read only by fp8 linears that quantize it alike (the same k, and dynamic
 // scales or one static scale), the norm kernel writes that quantization itself, bit for bit
 // quant_fp8_act's of its stored output (rms_norm_q8 / add_rms_norm_q8, kernels/rmsnorm.cu), into the fp8
-// scratch, and those linears launch none (KILN_FP8_NORM_QUANT=1: opt-in until a GPU has checked it). In
-// a Llama layer: input_layernorm → qkv_proj and post_attention_layernorm → gate_up_proj; o_proj and
+// scratch, and those linears launch none (64 launches a step fewer on the 8B: batch-1 TPOT 3.875 against
+// 3.956 ms on an H100, docs/PERFORMANCE.md). In a Llama layer: input_layernorm → qkv_proj and post_attention_layernorm → gate_up_proj; o_proj and
 // down_proj still quantize their inputs.
 //
 //   norm (marked `fp8Out`)  ──out──▶ arena (still written: the arena's liveness is unchanged)
@@ -44,15 +44,10 @@ export interface NormQuant {
 /** The kernels a fused norm runs (kernels/rmsnorm.cu); engines built before them lack the exports. */
 export const NORM_Q8_KERNELS = ["rms_norm_q8", "add_rms_norm_q8"] as const;
 
-/** The fp8 inputs of an engine's linears, for lower(): undefined when the fusion is off (`enabled`:
- * KILN_FP8_NORM_QUANT=1, opt-in until a GPU has checked it), the engine has no fp8 weight or its rmsnorm
- * module lacks the fused kernels (then every norm stays as it was). */
-export function fp8InputsOf(
-  weights: DeviceWeights,
-  kernels: KernelLauncher,
-  enabled: boolean,
-): Fp8InputOf | undefined {
-  if (!enabled || [...weights.allFp8].length === 0) return undefined;
+/** The fp8 inputs of an engine's linears, for lower(): undefined when the engine has no fp8 weight or its
+ * rmsnorm module lacks the fused kernels (an engine built before them: every norm stays as it was). */
+export function fp8InputsOf(weights: DeviceWeights, kernels: KernelLauncher): Fp8InputOf | undefined {
+  if ([...weights.allFp8].length === 0) return undefined;
   if (!NORM_Q8_KERNELS.every((k) => kernels.hasKernel("rmsnorm", k))) return undefined;
   return (name) => {
     const w = weights.fp8(name);

@@ -15,7 +15,6 @@ import { woGemmLaunch, zpGemmTakes } from "./gemm_wo_variants.ts";
 import {
   dequantLaunch,
   dequantScratchBytes,
-  type Wo4GemvKind,
   woBits,
   woGemvGatedLaunch,
   woGemvLaunch,
@@ -40,8 +39,6 @@ export class QuantizedLinears {
     private readonly kernels: KernelLauncher,
     /** Dequantized weights, [n, k] of the engine dtype; null when the engine has no quantized weight. */
     private readonly scratch: DeviceBuffer | null,
-    /** int4-wo's decode GEMV (KILN_WO4_GEMV). */
-    private readonly wo4: Wo4GemvKind,
   ) {}
 
   /** The scratch for `weights`' largest quantized weight in `dtype` (none for an unquantized engine). */
@@ -50,10 +47,9 @@ export class QuantizedLinears {
     kernels: KernelLauncher,
     weights: DeviceWeights,
     dtype: DTypeName,
-    wo4: Wo4GemvKind,
   ): QuantizedLinears {
     const bytes = dequantScratchBytes(weights.allQuantized, ELEMENT_BYTES[dtype]);
-    return new QuantizedLinears(kernels, bytes > 0 ? DeviceBuffer.alloc(device, bytes) : null, wo4);
+    return new QuantizedLinears(kernels, bytes > 0 ? DeviceBuffer.alloc(device, bytes) : null);
   }
 
   /** gemv_woB over `w` ([n, k], n = w.rows), or with `gatedAct` the gated kernel writing act(gate)·up
@@ -65,8 +61,8 @@ export class QuantizedLinears {
       return;
     }
     const { kernel, grid, block } = gatedAct
-      ? woGemvGatedLaunch(w.format, gatedAct, n, this.wo4)
-      : woGemvLaunch(w.format, n, w.cols, this.wo4);
+      ? woGemvGatedLaunch(w.format, gatedAct, n)
+      : woGemvLaunch(w.format, n, w.cols);
     const args: KernelArg[] = [
       { ptr: a.x },
       { ptr: w.q },
@@ -139,7 +135,7 @@ export class QuantizedLinears {
     act?: string,
   ) {
     const actOrder = zp.gIdx !== null;
-    const mma = this.wo4 === "mma" && zp.zerosExact; // gemv_zp_mma's (q − z) must be exact in 16 bits
+    const mma = zp.zerosExact; // gemv_zp_mma's (q − z) must be exact in 16 bits
     const { kernel, grid, block } = act
       ? zpGemvGatedLaunch(act, n, zp.groupSize, actOrder, mma)
       : zpGemvLaunch(n, w.cols, zp.groupSize, actOrder, mma);

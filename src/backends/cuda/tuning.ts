@@ -20,7 +20,6 @@ import {
   parseGemvPolicy,
   parseGemvShapes,
 } from "./gemv_variants.ts";
-import { parseWo4Gemv, type Wo4GemvKind } from "./gemv_wo_variants.ts";
 import { type PrefillKernel, parsePrefillKernel } from "./prefill_tiles.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -41,6 +40,10 @@ const REMOVED_SWITCHES: Readonly<Record<string, string>> = {
   KILN_MIXED_DECODE: SLOWER,
   KILN_DECODE_MMA: SLOWER,
   KILN_DECODE_PERSIST: "attention_decode_mma_persistent measured no faster than attention_decode_mma",
+  KILN_WO4_GEMV:
+    "gemv_wo4_mma / gemv_zp_mma (tensor cores) measured faster than the CUDA-core int4 GEMVs and are the ones that run",
+  KILN_FP8_NORM_QUANT:
+    "the norms feeding fp8 linears quantize for them wherever the engine has the kernels (measured faster, the same bits)",
   KILN_DECODE_MMA_ROPE:
     "attention_decode_mma_rope now runs where it measured faster (split steps over long contexts) and nowhere else",
 };
@@ -76,13 +79,6 @@ export interface CudaTuning {
    * GEMV of fp8 weights, tensor-core (gemv_fp8_mma), CUDA-core without conversion instructions for plain
    * linears (gemv_fp8_bits: fma's bits), or CUDA-core with them (gemv_fp8_r2uUw4); fp8_variants.ts. */
   readonly fp8Gemv: Fp8GemvKind;
-  /** KILN_WO4_GEMV=fma|mma (default fma): the int4 decode GEMVs, CUDA-core (gemv_wo4_r2uUw4, gemv_zp_*) or,
-   * opt-in until a GPU has checked them, tensor-core (gemv_wo4_mma, gemv_zp_mma); gemv_wo_variants.ts. */
-  readonly wo4Gemv: Wo4GemvKind;
-  /** KILN_FP8_NORM_QUANT=1: in fp8 engines the norms feeding only fp8 linears quantize their output
-   * themselves (rms_norm_q8 / add_rms_norm_q8, norm_quant.ts) and those linears skip quant_fp8_act; opt-in
-   * until a GPU has checked and timed it. */
-  readonly fp8NormQuant: boolean;
   /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV (or gemm_wo). */
   readonly fuseGatedAct: boolean;
   /** KILN_ATTN_TRIGGER: when decode attention lets the next kernel launch. */
@@ -137,8 +133,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     gemvShapes: parseGemvShapes(env.KILN_GEMV_SHAPES),
     woGemmMaxM: parseWoGemmMaxM(env.KILN_WO_GEMM_MAX_M),
     fp8Gemv: parseFp8Gemv(env.KILN_FP8_GEMV),
-    wo4Gemv: parseWo4Gemv(env.KILN_WO4_GEMV),
-    fp8NormQuant: onIf1(env, "KILN_FP8_NORM_QUANT"),
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),
@@ -156,14 +150,6 @@ function onUnless0(env: Env, name: string): boolean {
   const v = env[name];
   if (v === undefined || v === "" || v === "1") return true;
   if (v === "0") return false;
-  throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
-}
-
-/** An opt-in switch: "1" is on; unset, "" or "0" is off; anything else is refused by name. */
-function onIf1(env: Env, name: string): boolean {
-  const v = env[name];
-  if (v === undefined || v === "" || v === "0") return false;
-  if (v === "1") return true;
   throw new InvalidEnvironmentError(`${name} must be 0 or 1; got ${v}`);
 }
 

@@ -1,8 +1,8 @@
 // The kernels a linear over a quantized weight launches (src/backends/cuda/gemv_wo_variants.ts) and the
-// modules an engine compiles for them (kernel_modules.ts), on the CPU: the variant per row length,
-// launch grids that cover every row or vector, kernel names that kernels/gemv_wo.cu exports (as
-// compile_matrix.json lists them), the dequantization scratch, and the gemv_wo module exactly for
-// quantized engines.
+// modules an engine compiles for them (kernel_modules.ts), on the CPU: int8-wo's variant per row length,
+// int4-wo's tensor-core gemv_wo4_mma at every length, launch grids that cover every row or vector, kernel
+// names that kernels/gemv_wo.cu exports (as compile_matrix.json lists them), the dequantization scratch,
+// and the gemv_wo module exactly for quantized engines.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
@@ -10,7 +10,6 @@ import { GATED_ACTS } from "../../../src/backends/cuda/gemv_variants.ts";
 import {
   dequantLaunch,
   dequantScratchBytes,
-  parseWo4Gemv,
   WO_GEMV_MAX_ROWS,
   woBits,
   woGemvGatedLaunch,
@@ -37,72 +36,74 @@ describe("gemv_wo launches", () => {
     assert.throws(() => woBits("fp8" as CudaWeightFormat), /no kernels for fp8/);
   });
 
-  // [format, k, U] of the CUDA-core kernels (the default; int8-wo always): U = 8 once a row holds 32·8 q
-  // vectors (16 int8 or 32 int4 features each).
-  const cases: [CudaWeightFormat, number, number][] = [
-    ["int8-wo", 4096, 8], // 256 vectors: one whole U = 8 iteration
-    ["int8-wo", 4080, 4], // 255 vectors
-    ["int8-wo", 14336, 8],
-    ["int4-wo", 4096, 4], // 128 vectors
-    ["int4-wo", 8192, 8],
-    ["int4-wo", 14336, 8],
-    ["int4-wo", 264, 4],
+  // [k, U] of int8-wo's CUDA-core gemv_wo8_r2uUw4: U = 8 once a row holds 32·8 q vectors (16 features
+  // each).
+  const cases: [number, number][] = [
+    [4096, 8], // 256 vectors: one whole U = 8 iteration
+    [4080, 4], // 255 vectors
+    [14336, 8],
+    [264, 4],
   ];
-  for (const [format, k, u] of cases) {
-    test(`${format}, k ${k}: r2u${u}w4`, () => {
-      const l = woGemvLaunch(format, 37, k);
-      assert.equal(l.kernel, `gemv_wo${woBits(format)}_r2u${u}w4`);
+  for (const [k, u] of cases) {
+    test(`int8-wo, k ${k}: r2u${u}w4`, () => {
+      const l = woGemvLaunch("int8-wo", 37, k);
+      assert.equal(l.kernel, `gemv_wo8_r2u${u}w4`);
       assert.equal(l.block, 128);
       assert.equal(l.grid, 5, "8 rows a block: 37 rows in 5 blocks");
     });
   }
 
-  test("int4-wo with KILN_WO4_GEMV=mma: the tensor-core gemv_wo4_mma, 16 rows a block of 8 warps", () => {
-    for (const k of [8, 264, 4096, 14336])
-      assert.deepEqual(woGemvLaunch("int4-wo", 37, k, "mma"), {
-        kernel: "gemv_wo4_mma",
-        grid: 3,
-        block: 256,
-      });
-    assert.deepEqual(woGemvGatedLaunch("int4-wo", "silu", 14336, "mma"), {
+  test("int4-wo: the tensor-core gemv_wo4_mma at every row length, 16 rows a block of 8 warps", () => {
+    for (const k of [8, 264, 4096, 8192, 14336])
+      assert.deepEqual(
+        woGemvLaunch("int4-wo", 37, k),
+        { kernel: "gemv_wo4_mma", grid: 3, block: 256 },
+        `k ${k}`,
+      );
+    assert.equal(woGemvLaunch("int4-wo", 32, 4096).grid, 2, "32 rows: 2 whole blocks");
+    assert.equal(woGemvLaunch("int4-wo", 33, 4096).grid, 3, "33 rows: a third block for the last row");
+    assert.equal(woGemvLaunch("int4-wo", 1, 4096).grid, 1);
+  });
+
+  test("int4-wo gated: gemv_wo4_mma_gated_ACT, 16 output features a block of 8 warps", () => {
+    assert.deepEqual(woGemvGatedLaunch("int4-wo", "silu", 14336), {
       kernel: "gemv_wo4_mma_gated_silu",
       grid: 896,
       block: 256,
     });
-    assert.equal(
-      woGemvLaunch("int8-wo", 37, 4096, "mma").kernel,
-      "gemv_wo8_r2u8w4",
-      "int8-wo: no mma kernel",
-    );
+    assert.deepEqual(woGemvGatedLaunch("int4-wo", "gelu", 17), {
+      kernel: "gemv_wo4_mma_gated_gelu",
+      grid: 2,
+      block: 256,
+    });
   });
 
-  test("KILN_WO4_GEMV: fma (unset or empty) or mma; anything else refused by name", () => {
-    assert.equal(parseWo4Gemv(undefined), "fma");
-    assert.equal(parseWo4Gemv(""), "fma");
-    assert.equal(parseWo4Gemv("mma"), "mma");
-    assert.throws(() => parseWo4Gemv("bits"), /KILN_WO4_GEMV must be mma or fma; got bits/);
+  test("int8-wo gated: the CUDA-core gemv_wo8_gated_ACT, one output feature a warp, 8 a block", () => {
+    assert.deepEqual(woGemvGatedLaunch("int8-wo", "silu", 14336), {
+      kernel: "gemv_wo8_gated_silu",
+      grid: 1792,
+      block: 256,
+    });
+    assert.equal(woGemvGatedLaunch("int8-wo", "relu", 9).grid, 2);
   });
 
   test("every kernel a launch can name is one gemv_wo.cu exports (16-bit builds)", () => {
     const exported = new Set([...entry.kernels, ...entry.kernels16Bit]);
     for (const format of FORMATS) {
-      for (const kind of ["mma", "fma"] as const) {
-        for (const k of [8, 264, 4096, 14336])
-          assert.ok(exported.has(woGemvLaunch(format, 1, k, kind).kernel));
-        for (const act of GATED_ACTS)
-          assert.ok(exported.has(woGemvGatedLaunch(format, act, 7, kind).kernel), `${act} ${kind}`);
-      }
+      for (const k of [8, 264, 4096, 14336])
+        assert.ok(exported.has(woGemvLaunch(format, 1, k).kernel), `${format} k ${k}`);
+      for (const act of GATED_ACTS)
+        assert.ok(exported.has(woGemvGatedLaunch(format, act, 7).kernel), `${format} ${act}`);
       assert.ok(entry.kernels.includes(dequantLaunch(format, 1, 1).kernel), "dequant in every dtype");
     }
   });
 
-  test("the CUDA-core gated kernel: one output feature a warp, 8 a block", () => {
-    assert.deepEqual(woGemvGatedLaunch("int4-wo", "silu", 14336), {
-      kernel: "gemv_wo4_gated_silu",
-      grid: 1792,
-      block: 256,
-    });
-    assert.equal(woGemvGatedLaunch("int8-wo", "relu", 9).grid, 2);
+  test("int4 kernels: gemv_wo.cu exports only the tensor-core ones, for every activation", () => {
+    const exported = [...entry.kernels, ...entry.kernels16Bit] as string[];
+    assert.deepEqual(
+      exported.filter((k) => k.startsWith("gemv_wo4_")).sort(),
+      ["gemv_wo4_mma", ...GATED_ACTS.map((act) => `gemv_wo4_mma_gated_${act}`)].sort(),
+    );
   });
 
   test("dequant: one thread per q vector holding a feature below k", () => {

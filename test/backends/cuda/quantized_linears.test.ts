@@ -35,7 +35,7 @@ function recording() {
     reserveSharedMemory: (mod: string, kernel: string, bytes: number) => reserved.push([mod, kernel, bytes]),
   } as unknown as KernelLauncher;
   const weights = { allQuantized: [] } as unknown as DeviceWeights;
-  const q = QuantizedLinears.allocate({} as CudaDevice, kernels, weights, "bf16", "fma");
+  const q = QuantizedLinears.allocate({} as CudaDevice, kernels, weights, "bf16");
   return { q, launches, reserved };
 }
 

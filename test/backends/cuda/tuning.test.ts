@@ -35,8 +35,6 @@ describe("CudaTuning", () => {
         gemvShapes: [],
         woGemmMaxM: 256,
         fp8Gemv: "auto",
-        wo4Gemv: "fma",
-        fp8NormQuant: false,
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
@@ -68,8 +66,6 @@ describe("CudaTuning", () => {
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
       KILN_PREFILL_KERNEL: "wgmma",
-      KILN_WO4_GEMV: "mma",
-      KILN_FP8_NORM_QUANT: "1",
       KILN_ATTN_STOP: "keys",
       KILN_SKIP_KERNELS: "rms_norm,,add_rms_norm",
     });
@@ -81,8 +77,6 @@ describe("CudaTuning", () => {
     assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
     assert.equal(t.woGemmMaxM, 0);
     assert.equal(t.fp8Gemv, "mma");
-    assert.equal(t.wo4Gemv, "mma");
-    assert.equal(t.fp8NormQuant, true);
     assert.equal(t.fuseGatedAct, false);
     assert.equal(t.prefillSplit, false);
     assert.equal(t.attnTrigger, "exit");
@@ -104,8 +98,6 @@ describe("CudaTuning", () => {
       ["KILN_WO_GEMM_MAX_M", "64.5"],
       ["KILN_WO_GEMM_MAX_M", "lots"],
       ["KILN_FP8_GEMV", "tensor"],
-      ["KILN_WO4_GEMV", "tensor"],
-      ["KILN_FP8_NORM_QUANT", "yes"],
       ["KILN_ATTN_TRIGGER", "never"],
       ["KILN_ATTN_CLUSTER", "yes"],
       ["KILN_PREFILL_SPLIT", "2"],
@@ -133,6 +125,8 @@ describe("CudaTuning", () => {
       "KILN_MIXED_DECODE",
       "KILN_DECODE_MMA",
       "KILN_DECODE_PERSIST",
+      "KILN_WO4_GEMV",
+      "KILN_FP8_NORM_QUANT",
       "KILN_DECODE_MMA_ROPE",
     ])
       assert.throws(
@@ -151,6 +145,18 @@ describe("CudaTuning", () => {
           e instanceof InvalidEnvironmentError &&
           e.message.startsWith(`KILN_DECODE_PERSIST=${v}: this switch was removed`) &&
           e.message.includes("measured no faster"),
+        v,
+      );
+  });
+
+  test("KILN_WO4_GEMV, at any value, is refused: the tensor-core int4 GEMVs are the ones that run", () => {
+    for (const v of ["mma", "fma", ""])
+      assert.throws(
+        () => cudaTuningFromEnv({ KILN_WO4_GEMV: v }),
+        (e: unknown) =>
+          e instanceof InvalidEnvironmentError &&
+          e.message.startsWith(`KILN_WO4_GEMV=${v}: this switch was removed`) &&
+          e.message.includes("gemv_wo4_mma"),
         v,
       );
   });

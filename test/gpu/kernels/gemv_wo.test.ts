@@ -3,10 +3,10 @@
 // (what the CPU backend computes with), then linear() in fp32. Odd sizes: n 7, 769, 5125 (partial last
 // blocks), k not a multiple of 128 (padded groups) and of 16 / 32 (partial q vectors).
 // Tolerances:
-//   gemv_woB_*: the reference's fp32 products in another order (2⁻²²·Σ|x·w|, as gemv.cu's test) plus one
-//     rounding of the kiln_t output (U of |want|); both variants give the same bits.
-//   gemv_wo4_mma (int4-wo's tensor-core decode GEMV, KILN_WO4_GEMV=mma): tolerances.ts int4MmaBound.
-//   gemv_woB_gated_ACT (and gemv_wo4_mma_gated_ACT): bit for bit its plain kernel's gate and up, then
+//   gemv_wo8_r2uUw4 (int8-wo): the reference's fp32 products in another order (2⁻²²·Σ|x·w|, as gemv.cu's
+//     test) plus one rounding of the kiln_t output (U of |want|); both variants give the same bits.
+//   gemv_wo4_mma (int4-wo's decode GEMV, on the tensor cores): tolerances.ts int4MmaBound.
+//   gemv_wo8_gated_ACT and gemv_wo4_mma_gated_ACT: bit for bit their plain kernel's gate and up, then
 //     activation.cu's gated_act_ACT.
 //   dequant_woB: bit for bit the reference's fp32 weight rounded to kiln_t (fp32: exactly it).
 import { after, afterEach, before, describe, test } from "node:test";
@@ -50,7 +50,7 @@ function quantized(h: KernelHarness, format: IntWoFormat, n: number, k: number, 
   return { q, scales, w: dequantize(bytes, [n, k], format) };
 }
 
-describe("gemv_wo.cu gemv_woB_*", { skip: noGpu }, () => {
+describe("gemv_wo.cu decode GEMVs: gemv_wo8_r2uUw4, gemv_wo4_mma", { skip: noGpu }, () => {
   let h: KernelHarness;
   before(() => {
     h = KernelHarness.open();
@@ -72,14 +72,27 @@ describe("gemv_wo.cu gemv_woB_*", { skip: noGpu }, () => {
           const mod = h.module("gemv_wo.cu", {}, dtype);
           const xd = h.upload(x, dtype);
           const bd = h.upload(bias, dtype);
-          const chosen = woGemvLaunch(format, n, k, "fma");
-          const outs: Float32Array[] = [];
-          for (const u of [4, 8]) {
-            const kernel = chosen.kernel.replace(/u\d+w4$/, `u${u}w4`);
+          const l = woGemvLaunch(format, n, k);
+          const run = (kernel: string) => {
             const y = h.filled(m * n, dtype, 0xff);
             const args = [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(y), i32(m), i32(n), i32(k)];
-            h.run(mod, kernel, [chosen.grid], [chosen.block], args);
-            outs.push(h.download(y, m * n, dtype));
+            h.run(mod, kernel, [l.grid], [l.block], args);
+            return h.download(y, m * n, dtype);
+          };
+          if (format === "int4-wo") {
+            const groups = Math.ceil(k / 128);
+            assertWithin(
+              run(l.kernel),
+              want,
+              (i) => int4MmaBound(dtype, groups, absSum[i], want[i]),
+              `${l.kernel} ${dtype}`,
+            );
+            return;
+          }
+          const outs: Float32Array[] = [];
+          for (const u of [4, 8]) {
+            const kernel = l.kernel.replace(/u\d+w4$/, `u${u}w4`);
+            outs.push(run(kernel));
             assertWithin(
               outs[outs.length - 1],
               want,
@@ -88,30 +101,13 @@ describe("gemv_wo.cu gemv_woB_*", { skip: noGpu }, () => {
             );
           }
           assertSameBits(outs[0], outs[1], "r2u4w4 vs r2u8w4");
-          if (format !== "int4-wo") return;
-          const l = woGemvLaunch(format, n, k, "mma");
-          const y = h.filled(m * n, dtype, 0xff);
-          h.run(
-            mod,
-            l.kernel,
-            [l.grid],
-            [l.block],
-            [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(y), i32(m), i32(n), i32(k)],
-          );
-          const groups = Math.ceil(k / 128);
-          assertWithin(
-            h.download(y, m * n, dtype),
-            want,
-            (i) => int4MmaBound(dtype, groups, absSum[i], want[i]),
-            `${l.kernel} ${dtype}`,
-          );
         });
       }
     }
   }
 });
 
-describe("gemv_wo.cu gemv_woB_gated_*: equal to the plain kernel then gated_act", { skip: noGpu }, () => {
+describe("gemv_wo.cu gated GEMVs: equal to the plain kernel then gated_act", { skip: noGpu }, () => {
   let h: KernelHarness;
   before(() => {
     h = KernelHarness.open();
@@ -136,25 +132,27 @@ describe("gemv_wo.cu gemv_woB_gated_*: equal to the plain kernel then gated_act"
           const mod = h.module("gemv_wo.cu", {}, dtype);
           const act = h.module("activation.cu", {}, dtype);
           const xd = h.upload(x, dtype);
-          for (const kind of format === "int4-wo" ? (["fma", "mma"] as const) : (["fma"] as const)) {
-            const plain = woGemvLaunch(format, 2 * inter, k, kind);
-            const gateUp = h.filled(m * 2 * inter, dtype, 0xff);
-            const args = [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(gateUp), i32(m), i32(2 * inter), i32(k)];
-            h.run(mod, plain.kernel, [plain.grid], [plain.block], args);
-            for (const a of ACTS) {
-              const want = h.filled(m * inter, dtype, 0xff);
-              h.run(act, `gated_act_${a}`, [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(inter)]);
-              const got = h.filled(m * inter, dtype, 0xff);
-              const l = woGemvGatedLaunch(format, a, inter, kind);
-              h.run(
-                mod,
-                l.kernel,
-                [l.grid],
-                [l.block],
-                [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(got), i32(m), i32(inter), i32(k)],
-              );
-              assertSameBits(h.download(got, m * inter, dtype), h.download(want, m * inter, dtype), l.kernel);
-            }
+          const plain = woGemvLaunch(format, 2 * inter, k);
+          const gateUp = h.filled(m * 2 * inter, dtype, 0xff);
+          const args = [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(gateUp), i32(m), i32(2 * inter), i32(k)];
+          h.run(mod, plain.kernel, [plain.grid], [plain.block], args);
+          for (const a of ACTS) {
+            const want = h.filled(m * inter, dtype, 0xff);
+            h.run(act, `gated_act_${a}`, [64], [256], [ptr(gateUp), ptr(want), i32(m), i32(inter)]);
+            const got = h.filled(m * inter, dtype, 0xff);
+            const l = woGemvGatedLaunch(format, a, inter);
+            h.run(
+              mod,
+              l.kernel,
+              [l.grid],
+              [l.block],
+              [ptr(xd), ptr(q), ptr(scales), ptr(bd), ptr(got), i32(m), i32(inter), i32(k)],
+            );
+            assertSameBits(
+              h.download(got, m * inter, dtype),
+              h.download(want, m * inter, dtype),
+              `${l.kernel} vs ${plain.kernel} then gated_act_${a}`,
+            );
           }
         });
       }

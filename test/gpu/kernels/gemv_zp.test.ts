@@ -6,7 +6,8 @@
 // Tolerances:
 //   gemv_zp[_any]_*: fp32 products in another order (2⁻²²·Σ|x·w|, as gemv_wo's test) plus one rounding of
 //     the kiln_t output (U of |want|); r2u4w4 and r2u8w4 give the same bits.
-//   gemv_zp_mma (G a multiple of 128, no g_idx; KILN_WO4_GEMV=mma): tolerances.ts int4MmaBound.
+//   gemv_zp_mma (tensor cores; runs where G is a multiple of 128, no g_idx and the weight's zero points
+//     are exact in 16 bits, the CUDA-core kernels elsewhere): tolerances.ts int4MmaBound.
 //   gemv_zp[_any|_mma]_gated_ACT: bit for bit its plain kernel's gate and up, then activation.cu's gated_act.
 //   dequant_zp: bit for bit the reference's fp32 weight rounded to kiln_t (integer zero points: q − z
 //     exact; fp32: exactly it), k odd and not a multiple of 8 too.
@@ -97,7 +98,7 @@ const SHAPES: [number, number, number, number, boolean][] = [
   [8, 33, 14336, 32, true],
 ];
 
-describe("gemv_zp.cu gemv_zp[_any]_*", { skip: noGpu }, () => {
+describe("gemv_zp.cu gemv_zp[_any|_mma]_*", { skip: noGpu }, () => {
   let h: KernelHarness;
   before(() => {
     h = KernelHarness.open();
@@ -118,7 +119,7 @@ describe("gemv_zp.cu gemv_zp[_any]_*", { skip: noGpu }, () => {
         const mod = h.module("gemv_zp.cu", {}, dtype);
         const xd = h.upload(x, dtype);
         const bd = h.upload(bias, dtype);
-        const chosen = zpGemvLaunch(n, k, g, act);
+        const chosen = zpGemvLaunch(n, k, g, act, false);
         const kernels = chosen.kernel.startsWith("gemv_zp_any")
           ? [chosen.kernel]
           : ["gemv_zp_r2u4w4", "gemv_zp_r2u8w4"];
@@ -153,7 +154,7 @@ describe("gemv_zp.cu gemv_zp[_any]_*", { skip: noGpu }, () => {
   }
 });
 
-describe("gemv_zp.cu gemv_zp[_any]_gated_*: equal to the plain kernel then gated_act", {
+describe("gemv_zp.cu gemv_zp[_any|_mma]_gated_*: equal to the plain kernel then gated_act", {
   skip: noGpu,
 }, () => {
   let h: KernelHarness;
