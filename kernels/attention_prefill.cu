@@ -670,10 +670,3 @@ extern "C" __global__ void __launch_bounds__(128) attention_prefill_merge(
     for (int e = 0; e < kMergeVec; e++) dst[e] = from_float(num[e] * inv);
   }
 }
-
-// attention_prefill_wgmma (fp16/bf16; sm_90a, HEAD_DIM 64 and 128, else a kernel that traps) rides in this
-// module, so an engine built before it lacks only the export and the routing falls back
-// (prefill_tiles.ts). The CPU emulator checks it on its own (emulation/attention_wgmma_check.cpp).
-#if !defined(KILN_DTYPE_F32) && (defined(__CUDACC__) || defined(__CUDACC_RTC__))
-#include "attention_prefill_wgmma.cu"
-#endif

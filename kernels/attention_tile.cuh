@@ -1,5 +1,5 @@
-// A prefill query tile's rows and the keys they may see, and the per-key mask: shared by the prefill
-// kernels (attention_prefill.cu, attention_prefill_wgmma.cu), whose tiles differ only in their rows.
+// A prefill query tile's rows and the keys they may see, and the per-key mask, for attention_prefill.cu
+// (its tensor-core and generic paths and their _split entries; the tile's rows are a template argument).
 // Masking convention: attention_README.md. Needs attention_common.cuh first (BLOCK_SIZE).
 #pragma once
 

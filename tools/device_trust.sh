@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The device calls that close the trust issue (15), one summary line per figure; logs under $OUT.
 #   ab       the attention kernels' profiles and A/Bs on the 1B and their GPU tests, for a short device
-#            budget: decode attention at batch 256 (attention_decode_mma), prefill mma4 against wgmma,
+#            budget: decode attention at batch 256 (attention_decode_mma), the prefill of 4 × 2,048,
 #            TTFT with a cached prefix with the prefill attention's key split and without
 #   tests    the GPU tests (npm run test:gpu, which fails when it ran none), with the Hugging Face
 #            fixture generators (beam search, chat) on the CPU beside them: $OUT/gen/beam, $OUT/chat
@@ -25,14 +25,13 @@
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024, 4 × 2,048 tokens, and
 #            batch 192 after 2,048-token prompts: 2048/128's decode steps; 256 × 2,048 do not fit an
-#            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind; 4 × 2,048 again
-#            with KILN_PREFILL_KERNEL=wgmma
+#            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind
 #   attn-stages  batch-1 decode attention inside the 8B bf16 graph: TPOT with KILN_ATTN_STOP=wait|keys|partials,
 #            left out, with the global merge, then its Nsight detail
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
-#            (`long prefill`: TTFT at 32,768 and 8,192 on the mma4 and wgmma prefill kernels, and each
-#            kernel's Nsight detail on the last 8,192-row chunk;
+#            (`long prefill`: the prefill kernel's GPU test, TTFT at 32,768 and 8,192, and its Nsight
+#            detail on the last 8,192-row chunk;
 #            `long decode`: batch-1 TPOT at 128, 8,192 and 32,768 tokens and 8 × 4,096 on that engine, each
 #            also with KILN_ROPE_FUSE=0, and a 32,768-token decode step's attention and RoPE by kernel)
 #   hostprof 128/128 at 1,024 requests on the same engine under `node --cpu-prof`: where the host's part of
@@ -111,14 +110,14 @@ fi
 big=llama-3.1-8b small=llama-3.2-1b
 # ab: the attention kernels on the 1B (32 / 8 heads of 64) when little device time is left — decode attention
 # at batch 256 (attention_decode_mma) and the prefill of 4 × 2,048 tokens
-# (mma4, then KILN_PREFILL_KERNEL=wgmma), the attention line of each profile; TTFT with 2,048 of 2,176 tokens
+# (mma4), the attention line of each profile; TTFT with 2,048 of 2,176 tokens
 # cached with the prefill attention's key split and without (KILN_PREFILL_SPLIT=0); then the kernels' GPU tests.
 if [[ $part == ab ]]; then
   ckpt=/tmp/hf-$small e=/tmp/engine-$small-ab
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$small" --out "$ckpt" >"$out/hf-$small-make.log" 2>&1
   [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 256 \
     --max-num-tokens 8192 --max-seq-len 4096 >"$out/build-ab.log" 2>&1 || echo "1B build failed (build-ab.log)"
-  for run in "decode mma|256|128|" "prefill mma4|4|2048|" "prefill wgmma|4|2048|KILN_PREFILL_KERNEL=wgmma"; do
+  for run in "decode mma|256|128|" "prefill mma4|4|2048|"; do
     IFS='|' read -r label b i env <<<"$run"
     f="$out/ab-${label// /-}.txt"
     env $env ./bin/kiln bench --model "$e" --backend cuda --batch-size "$b" --input-len "$i" --output-len 16 --runs 1 \
@@ -380,13 +379,6 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
       echo "batch $b, input $i:"
       cat "$out/profile-$b-$i.txt"
     done
-    # The prefill-attention A/B: attention_prefill_wgmma (wgmma, opt-in) instead of attention_prefill (mma4,
-    # the default, profiled above).
-    KILN_PREFILL_KERNEL=wgmma ./bin/kiln bench --model "$e" --backend cuda --batch-size 4 --input-len 2048 \
-      --output-len 16 --runs 1 --profile >"$out/profile-4-2048-wgmma.txt" 2>>"$out/bench.err" ||
-      echo "profile wgmma failed (bench.err)"
-    echo "batch 4, input 2048, KILN_PREFILL_KERNEL=wgmma:"
-    cat "$out/profile-4-2048-wgmma.txt"
     exit 0
   fi
   if [[ $part == headline ]]; then # one engine for batch 1 and for load: the figures of issues 16 and 17
@@ -481,8 +473,8 @@ for l in open(sys.argv[1]):
 fi
 if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768 tokens, decode at 32,768
   e=/tmp/engine-$big-long ckpt=/tmp/hf-$big
-  if [[ ${2:-} == prefill ]]; then # the prefill kernels' GPU test (the warp-specialized wgmma kernel's
-    # first run) beside the checkpoint's writing and the engine's build
+  if [[ ${2:-} == prefill ]]; then # the prefill kernel's GPU test beside the checkpoint's writing and
+    # the engine's build
     timeout 200 node scripts/test.mjs gpu test/gpu/kernels/attention_prefill_kernels.test.ts >"$out/test_prefill.log" 2>&1 &
     test_pid=$!
   fi
@@ -510,16 +502,12 @@ if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768
     wait "$test_pid"
     echo "prefill kernels GPU test exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_prefill.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError" "$out/test_prefill.log" | head -10
-    # on attention_prefill (mma4, the default) and attention_prefill_wgmma, then each kernel's Nsight
-    # detail on the last chunk of a 32,768-token prompt (8,192 rows over 32,768 keys: launch 96 + 31)
-    kernels=(mma4)  # wgmma only once its GPU test passed (a kernel that hangs would take the call)
-    grep -qE "^ℹ fail 0" "$out/test_prefill.log" && kernels+=(wgmma)
-    for k in "${kernels[@]}"; do
-      KILN_PREFILL_KERNEL=$k timeout 120 bash -c "$(declare -f bench); out=$out; bench '$big 32,768 in $k' '$e' --input-len 32768 --output-len 4 --runs 2"
-      KILN_PREFILL_KERNEL=$k timeout 60 bash -c "$(declare -f bench); out=$out; bench '$big 8,192 in $k' '$e' --input-len 8192 --output-len 4 --runs 2"
-    done
-    [[ ${kernels[*]} == *wgmma* ]] && ENGINE=$e KILN_PREFILL_KERNEL=wgmma timeout 150 bash tools/ncu_kernel.sh attention_prefill_wgmma 1 32768 127
+    # then attention_prefill's Nsight detail on the last chunk of a 32,768-token prompt (8,192 rows over
+    # 32,768 keys: launch 96 + 31), its stall table printed (the report stays on the device)
+    bench "$big 32,768 in" "$e" --input-len 32768 --output-len 4 --runs 2
+    bench "$big 8,192 in" "$e" --input-len 8192 --output-len 4 --runs 2
     ENGINE=$e bash tools/ncu_kernel.sh 'attention_prefill$' 1 32768 127
+    grep -A14 "Warp Stall" "$out/ncu-attention_prefill\$-1-32768.txt" | head -40
     exit 0
   fi
   bench "$big 8,192 in" "$e" --input-len 8192 --output-len 64 --runs 3

@@ -7,7 +7,6 @@
 //     flight, sees stale data. -DKILN_EMU_CP_ASYNC_SYNC makes copies land at once instead (the other
 //     extreme). Source bytes are read when the copy lands (global inputs are constant during a kernel).
 //   cluster_sync, cluster_arrive_relaxed, cluster_wait, cluster_peer, dynamic_smem_bytes: fakecuda.h's clusters (decode kernels).
-//   smem_addr: the offset into the block's dynamic shared memory (wgmma descriptors, attention_wgmma_emu.h).
 //   ldmatrix .m8n8.x4 .b16 (.trans) and mma.sync.m16n8k16.row.col.f32.{bf16,f16}: warp-collective via
 //     kiln_emu::warp_allgather, with the PTX ISA fragment layouts; mma sums the 16 exact products in
 //     double and adds the fp32 accumulator (hardware accumulates in fp32 in an unspecified order).
@@ -20,9 +19,6 @@ namespace attn_emu {
 struct Copy { void* dst; const void* src; int bytes; };
 inline std::vector<Copy> g_open[1024];               // per thread: copies since the last commit
 inline std::deque<std::vector<Copy>> g_groups[1024];  // per thread: committed, not yet landed
-// Called with the thread's index when cp_async_wait lands its copies (attention_wgmma_emu.h: the async
-// proxy must be fenced after them).
-inline void (*g_copy_landed_hook)(unsigned) = nullptr;
 inline void land(const Copy& c) {
   unsigned char tmp[16] = {};
   if (c.bytes > 0) std::memcpy(tmp, c.src, c.bytes);
@@ -48,16 +44,7 @@ inline uint16_t hi16(unsigned r) { return (uint16_t)(r >> 16); }
 
 namespace attn {
 
-// A shared-memory address: the offset into the running block's dynamic shared memory (< 2^18, as a real
-// shared window address is), so that wgmma descriptors (attention_wgmma_emu.h) can address it.
-inline unsigned smem_addr(const void* p) {
-  const auto* c = static_cast<const unsigned char*>(p);
-  if (c < kiln_emu::g_dyn_smem_cur || c >= kiln_emu::g_dyn_smem_cur + kiln_emu::kDynSmemMax) {
-    fprintf(stderr, "smem_addr: %p is not in the block's dynamic shared memory\n", p);
-    abort();
-  }
-  return (unsigned)(c - kiln_emu::g_dyn_smem_cur);
-}
+inline unsigned smem_addr(const void* p) { return (unsigned)(uintptr_t)p; }
 
 // Clusters (attention_decode_c*): fakecuda.h's cluster barrier and distributed shared memory.
 // cluster_arrive_relaxed + cluster_wait: the whole barrier at the wait (stricter than the hardware's,
@@ -88,7 +75,6 @@ template <int N> inline void cp_async_wait() {
   auto& q = attn_emu::g_groups[threadIdx.x];
   while (q.size() > (size_t)N) {
     for (const auto& c : q.front()) attn_emu::land(c);
-    if (!q.front().empty() && attn_emu::g_copy_landed_hook) attn_emu::g_copy_landed_hook(threadIdx.x);
     q.pop_front();
   }
 }

@@ -22,7 +22,7 @@ emu_workdir() {
 }
 
 # emu_attention CHECK SRC_MACRO LABEL DT D BS H HKV: builds the check CHECK (a .cpp that includes the kernel
-# copy $out/… named by SRC_MACRO, e.g. KILN_PREFILL_SRC=wgmma.cu) for one shape (dtype, head dim, block
+# copy $out/… named by SRC_MACRO, e.g. KILN_DECODE_MMA_SRC=mma.cu) for one shape (dtype, head dim, block
 # size, heads, kv heads) with $EXTRA, runs it, and sets fail=1 when either fails.
 emu_attention() {
   local check=$1 macro=${2%%=*} file=${2#*=} label=$3

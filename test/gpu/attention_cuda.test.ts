@@ -224,8 +224,8 @@ describe("attention kernels", { skip: noGpu }, () => {
     const n = p.q.length;
     const out = h.filled(n, p.dtype, 0xff);
     const maxQ = Math.max(...p.seqs.map((s) => s.queryLen));
-    // attention_prefill (mma4); long sequences and attention_prefill_wgmma: kernels/attention_prefill_kernels.test.ts.
-    const tiles = prefillTiles(p.dtype, p.shape.headDim, "mma4");
+    // attention_prefill (mma4); long sequences: kernels/attention_prefill_kernels.test.ts.
+    const tiles = prefillTiles(p.dtype, p.shape.headDim);
     const x = gridX ?? Math.max(1, Math.ceil(maxQ / tiles.blockM));
     h.run(
       mod,

@@ -305,7 +305,7 @@ describe("FP8 KV kernels (_kv8) against the CPU's FP8 cache", { skip: noGpu }, (
           queryStart[i + 1] = s.queryStart + s.queryLen;
         });
         for (const window of [0, 40]) {
-          const tiles = prefillTiles(dtype, shape.D, "mma4");
+          const tiles = prefillTiles(dtype, shape.D);
           const out = h.filled(p.q.length, dtype, 0xff);
           h.run(
             mod,

@@ -16,7 +16,7 @@ import type { DeviceKvCache } from "./kv_cache.ts";
 import type { LoweredStep, RopeStep } from "./lowering.ts";
 import { MERGE_THREADS, PrefillAttention } from "./prefill_attention.ts";
 import { splitsPay } from "./prefill_splits.ts";
-import { type PrefillKernel, prefillKernelFor, prefillTiles } from "./prefill_tiles.ts";
+import { prefillTiles } from "./prefill_tiles.ts";
 import { decodeRopeArgs, type RopeSources, ropeArgs } from "./rope_args.ts";
 import type { PackedStep } from "./step_metadata.ts";
 import type { StepUploads } from "./step_uploads.ts";
@@ -45,8 +45,6 @@ export class AttentionLauncher {
   private readonly dtype: DTypeName;
   private readonly elem: number;
   private readonly tuning: CudaTuning;
-  /** The prefill attention's kernel: the tuning's where it applies and the engine has it, else mma4. */
-  private readonly prefillKernel: PrefillKernel;
   private readonly kernels: KernelLauncher;
   private readonly weights: DeviceWeights;
   private readonly arena: ActivationArena;
@@ -61,16 +59,6 @@ export class AttentionLauncher {
     this.dtype = r.dtype;
     this.elem = ELEMENT_BYTES[r.dtype];
     this.tuning = r.tuning;
-    this.prefillKernel = prefillKernelFor(
-      r.tuning.prefillKernel,
-      {
-        dtype: r.dtype,
-        headDim: r.model.headDim,
-        kvCacheDtype: r.kv.dtype,
-        computeCapability: r.device.properties.computeCapability,
-      },
-      (k) => r.kernels.hasKernel("attn_prefill", r.kv.kernel(k)),
-    );
     this.kernels = r.kernels;
     this.weights = r.weights;
     this.arena = r.arena;
@@ -89,8 +77,7 @@ export class AttentionLauncher {
       mma,
       mmaRope,
     );
-    // attention_prefill_wgmma has no split entry: with it, launches never split.
-    const splitKernel = `${prefillTiles(r.dtype, r.model.headDim, this.prefillKernel).kernel}_split`;
+    const splitKernel = `${prefillTiles(r.dtype, r.model.headDim).kernel}_split`;
     this.prefill = new PrefillAttention(
       r.device,
       r.model,
@@ -180,7 +167,7 @@ export class AttentionLauncher {
       // read; attention_prefill would give each query row a 128-row tile per head), the rest here.
       const D = packed.leadingDecodes;
       if (D > 0) this.decodeAttention(step, packed, D, this.decode.splits(D, packed.leadingDecodeContext));
-      const tiles = prefillTiles(this.dtype, op.headDim, this.prefillKernel);
+      const tiles = prefillTiles(this.dtype, op.headDim);
       // Few CTAs over a long context: the keys split over CTAs, then merged (prefill_splits.ts).
       const rows = packed.numTokens - D;
       const launch = {

@@ -20,7 +20,6 @@ import {
   parseGemvPolicy,
   parseGemvShapes,
 } from "./gemv_variants.ts";
-import { type PrefillKernel, parsePrefillKernel } from "./prefill_tiles.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -46,17 +45,10 @@ const REMOVED_SWITCHES: Readonly<Record<string, string>> = {
     "the norms feeding fp8 linears quantize for them wherever the engine has the kernels (measured faster, the same bits)",
   KILN_DECODE_MMA_ROPE:
     "attention_decode_mma_rope now runs where it measured faster (split steps over long contexts) and nowhere else",
-};
-
-/** Switches replaced by another: set, they are refused with the name of the one to use instead. */
-const REPLACED_SWITCHES: Readonly<Record<string, string>> = {
-  KILN_PREFILL_WARPS: "KILN_PREFILL_KERNEL=mma4|wgmma (4 warps: mma4, the default)",
-};
-
-/** Values of a kept switch whose modes were measured slower and removed: set, they are refused with what
- * to use instead. */
-const REMOVED_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
-  KILN_PREFILL_KERNEL: { mma8: "unset it for mma4 (the default) or use KILN_PREFILL_KERNEL=wgmma" },
+  KILN_PREFILL_WARPS:
+    "the 8-warp attention_prefill_w8 measured slower than the 4-warp attention_prefill, the one that runs",
+  KILN_PREFILL_KERNEL:
+    "attention_prefill_wgmma (sm_90a, warp-specialized as FlashAttention-3) measured slower than attention_prefill (mma4), the one that runs",
 };
 
 export interface CudaTuning {
@@ -92,10 +84,6 @@ export interface CudaTuning {
   readonly ropeEarly: boolean;
   /** KILN_ROPE_FUSE=0: decode steps run RoPE + the KV write apart from the decode attention. */
   readonly ropeFuse: boolean;
-  /** KILN_PREFILL_KERNEL=mma4|wgmma (default mma4): prefill attention's tensor-core kernel
-   * (prefill_tiles.ts: attention_prefill, or attention_prefill_wgmma where it applies; the A/B of the
-   * two). */
-  readonly prefillKernel: PrefillKernel;
   /** KILN_ATTN_STOP (profiling only; wrong outputs): where decode attention stops. */
   readonly attnStop: AttentionStop;
   /** KILN_SKIP_KERNELS (profiling only; wrong outputs): kernels left out of every step. */
@@ -112,18 +100,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     throw new InvalidEnvironmentError(
       `${removed}=${env[removed]}: this switch was removed (${REMOVED_SWITCHES[removed]}; docs/PERFORMANCE.md has the figures); unset it`,
     );
-  const replaced = Object.keys(REPLACED_SWITCHES).find((name) => env[name] !== undefined);
-  if (replaced)
-    throw new InvalidEnvironmentError(
-      `${replaced}=${env[replaced]}: this switch was removed; unset it and use ${REPLACED_SWITCHES[replaced]}`,
-    );
-  for (const [name, values] of Object.entries(REMOVED_VALUES)) {
-    const v = env[name];
-    if (v !== undefined && Object.hasOwn(values, v))
-      throw new InvalidEnvironmentError(
-        `${name}=${v}: this mode was removed (it measured slower; docs/PERFORMANCE.md has the figures); ${values[v]}`,
-      );
-  }
   return Object.freeze({
     graphs: env.KILN_CUDA_GRAPHS !== "0",
     pdl: env.KILN_PDL !== "0",
@@ -139,7 +115,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
-    prefillKernel: parsePrefillKernel(env.KILN_PREFILL_KERNEL),
     attnStop: parseAttentionStop(env.KILN_ATTN_STOP),
     skipKernels: new Set((env.KILN_SKIP_KERNELS ?? "").split(",").filter((k) => k !== "")),
   });

@@ -83,7 +83,7 @@ describe("fp8_variants", () => {
     assert.equal(parseFp8Gemv("fma"), "fma");
     assert.equal(parseFp8Gemv("mma"), "mma");
     assert.equal(parseFp8Gemv("bits"), "bits");
-    for (const bad of ["wgmma", "BITS", "bits "])
+    for (const bad of ["tensor", "BITS", "bits "])
       assert.throws(
         () => parseFp8Gemv(bad),
         (e: unknown) =>

@@ -41,7 +41,6 @@ describe("CudaTuning", () => {
         prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,
-        prefillKernel: "mma4",
         attnStop: "",
         skipKernels: [],
       },
@@ -65,7 +64,6 @@ describe("CudaTuning", () => {
       KILN_PREFILL_SPLIT: "0",
       KILN_ROPE_TRIGGER: "early",
       KILN_ROPE_FUSE: "0",
-      KILN_PREFILL_KERNEL: "wgmma",
       KILN_ATTN_STOP: "keys",
       KILN_SKIP_KERNELS: "rms_norm,,add_rms_norm",
     });
@@ -83,7 +81,6 @@ describe("CudaTuning", () => {
     assert.equal(t.attnCluster, false);
     assert.equal(t.ropeEarly, true);
     assert.equal(t.ropeFuse, false);
-    assert.equal(t.prefillKernel, "wgmma");
     assert.equal(t.attnStop, "keys");
     assert.deepEqual([...t.skipKernels], ["rms_norm", "add_rms_norm"]);
   });
@@ -103,7 +100,6 @@ describe("CudaTuning", () => {
       ["KILN_PREFILL_SPLIT", "2"],
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
-      ["KILN_PREFILL_KERNEL", "8"],
       ["KILN_ATTN_STOP", "end"],
     ])
       assert.throws(
@@ -128,6 +124,8 @@ describe("CudaTuning", () => {
       "KILN_WO4_GEMV",
       "KILN_FP8_NORM_QUANT",
       "KILN_DECODE_MMA_ROPE",
+      "KILN_PREFILL_WARPS",
+      "KILN_PREFILL_KERNEL",
     ])
       assert.throws(
         () => cudaTuningFromEnv({ [name]: "1" }),
@@ -161,29 +159,29 @@ describe("CudaTuning", () => {
       );
   });
 
-  test("a replaced switch is refused with the name of its replacement", () => {
+  test("KILN_PREFILL_KERNEL, at any value, is refused: attention_prefill_wgmma measured slower than mma4", () => {
+    for (const v of ["mma4", "wgmma", "mma8", ""])
+      assert.throws(
+        () => cudaTuningFromEnv({ KILN_PREFILL_KERNEL: v }),
+        (e: unknown) =>
+          e instanceof InvalidEnvironmentError &&
+          e.message.startsWith(`KILN_PREFILL_KERNEL=${v}: this switch was removed`) &&
+          e.message.includes("attention_prefill_wgmma") &&
+          e.message.includes("measured slower"),
+        v,
+      );
+  });
+
+  test("KILN_PREFILL_WARPS, at any value, is refused: the 8-warp kernel measured slower", () => {
     for (const v of ["4", "8"])
       assert.throws(
         () => cudaTuningFromEnv({ KILN_PREFILL_WARPS: v }),
         (e: unknown) =>
           e instanceof InvalidEnvironmentError &&
           e.message.startsWith(`KILN_PREFILL_WARPS=${v}: this switch was removed`) &&
-          e.message.includes("KILN_PREFILL_KERNEL=mma4|wgmma"),
+          e.message.includes("measured slower"),
         v,
       );
-  });
-
-  test("a removed mode of a kept switch is refused by name, with what to use", () => {
-    assert.throws(
-      () => cudaTuningFromEnv({ KILN_PREFILL_KERNEL: "mma8" }),
-      (e: unknown) =>
-        e instanceof InvalidEnvironmentError &&
-        e.message.startsWith("KILN_PREFILL_KERNEL=mma8: this mode was removed") &&
-        e.message.includes("mma4") &&
-        e.message.includes("KILN_PREFILL_KERNEL=wgmma"),
-    );
-    for (const v of ["mma4", "wgmma"])
-      assert.equal(cudaTuningFromEnv({ KILN_PREFILL_KERNEL: v }).prefillKernel, v);
   });
 
   test("frozen: a backend's settings cannot change under its captured graphs", () => {

@@ -44,7 +44,7 @@ describe("attention_prefill split mode at the 8B head shape", { skip: noGpu }, (
    * Rows of the launched sequences must come back finite, the others untouched (NaN). */
   function prefill(p: PagedProblem, o: { window: number; from?: number; splits?: number }) {
     const from = o.from ?? 0;
-    const tiles = prefillTiles(p.dtype, D, "mma4");
+    const tiles = prefillTiles(p.dtype, D);
     const mod = h.module("attention_prefill.cu", DEFINES, p.dtype);
     const seqs = p.seqs.slice(from);
     const queryStart = Int32Array.from({ length: seqs.length + 1 }, (_, i) =>

@@ -17,7 +17,7 @@ export interface DeviceProperties {
   computeCapability: readonly [major: number, minor: number];
   /** e.g. "sm_90". */
   sm: string;
-  /** The NVRTC target for kernels: the arch-specific "sm_90a" from Hopper on (wgmma, TMA), else `sm`. */
+  /** The NVRTC target for kernels: the arch-specific "sm_90a" from Hopper on, else `sm`. */
   nvrtcArch: string;
   smCount: number;
   totalMemBytes: number;
