@@ -58,7 +58,7 @@
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
 #            engines (where each step's time goes, kernel by kernel);
-#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo and fp8 batch-1 TPOT on their defaults;
+#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -237,18 +237,16 @@ if [[ $part == quant ]]; then
     exit 0
   fi
   if [[ $which == s25b ]]; then # after s25: the int4 GEMVs' GPU tests (gemv_wo4_mma's gated kernel on the
-    # plain kernel's chunks; gemv_zp_mma's first run) beside the checkpoint's writing, then int4-wo and fp8
-    # batch-1 TPOT on their defaults (gemv_wo4_mma; the norms quantizing for the fp8 linears)
+    # plain kernel's chunks; gemv_zp_mma's first run) beside the checkpoint's writing, then int4-wo's
+    # batch-1 TPOT on its one GEMV
     make_ckpt &
     ckpt_pid=$!
-    timeout 200 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts test/gpu/kernels/gemv_zp.test.ts >"$out/test_int4.log" 2>&1
+    timeout 170 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts test/gpu/kernels/gemv_zp.test.ts >"$out/test_int4.log" 2>&1
     echo "gemv_wo + gemv_zp GPU tests exit $?: $(grep -E "^ℹ (tests|pass|fail)" "$out/test_int4.log" | tr '\n' ' ')"
     grep -E "^✖|AssertionError" "$out/test_int4.log" | head -10
     wait "$ckpt_pid"
     build_wo int4-wo
     bench "$big int4-wo decode" /tmp/engine-$big-int4-wo "${decode[@]}"
-    build_fp8 /tmp/engine-$big-fp8
-    bench "$big fp8 decode" /tmp/engine-$big-fp8 "${decode[@]}"
     exit 0
   fi
   if [[ $which == b1-prof ]]; then # batch 1 kernel by kernel for fp8 and int4-wo (issue 19's 1.48x and
