@@ -18,9 +18,15 @@ mkdir -p "$out"
 e=${ENGINE:-/tmp/engine-llama-3.1-8b-throughput}
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 log="$out/ncu-$kernel-$batch-$input.txt"
+rep="$out/ncu-$(echo "$kernel" | tr -cd '[:alnum:]_')-$batch-$input"
 timeout 300 "$ncu" --graph-profiling node --clock-control none --cache-control none --set full \
-  --kernel-name "regex:$kernel" --launch-skip "$skip" --launch-count 1 \
+  --kernel-name "regex:$kernel" --launch-skip "$skip" --launch-count 1 --export "$rep" --force-overwrite \
   ./bin/kiln bench --model "$e" --backend cuda --batch-size "$batch" --input-len "$input" --output-len 4 \
   --runs 1 >"$log" 2>"$out/ncu-$kernel.err"
 echo "ncu $kernel batch $batch input $input: exit $?"
+"$ncu" --import "$rep.ncu-rep" --page details >>"$log" 2>&1  # the report (an export prints none)
 grep -E "^  [a-zA-Z_].*\(|Duration|Memory Throughput|DRAM Throughput|L1/TEX Hit|L2 Hit|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per Thread|Dynamic Shared|Block Limit|Warp Cycles Per Issued|Issue Slots Busy|Executed Ipc Active|Eligible Warps|No Eligible|Stall|One or More Eligible|Grid Size|Waves Per SM" "$log" | head -60
+# The warp stall reasons (PC sampling), largest first: the details page does not list them.
+"$ncu" --import "$rep.ncu-rep" --page raw 2>/dev/null | grep -E "smsp__pcsamp_warps_issue_stalled_[a-z_]+ " |
+  grep -v "not_issued" | sort -k3 -g -r | head -12
+rm -f "$rep.ncu-rep"
