@@ -247,6 +247,7 @@ if [[ $part == quant ]]; then
     wait "$ckpt_pid"
     build_wo int4-wo
     bench "$big int4-wo decode" /tmp/engine-$big-int4-wo "${decode[@]}"
+    ENGINE=/tmp/engine-$big-int4-wo bash tools/ncu_kernel.sh attention_decode 1 128 40  # its stall reasons
     exit 0
   fi
   if [[ $which == b1-prof ]]; then # batch 1 kernel by kernel for fp8 and int4-wo (issue 19's 1.48x and
