@@ -20,7 +20,7 @@
 //   GEMV_MAX_M largest m (default 8); GEMV_ACT as in gemv.cu (which gated kernels are compiled).
 //
 // 16-bit dtypes only (fp32 engines dequantize and keep cuBLASLt's exact-fp32 GEMMs); int8-wo on the CUDA
-// cores (B = 8), int4-wo on the tensor cores (gemv_wo4_mma: its CUDA-core twins measured 30% slower):
+// cores (B = 8), int4-wo on the tensor cores (gemv_wo4_mma: its CUDA-core twins measured slower):
 // extern "C" __global__ void gemv_wo8_rRuUwW(     variants r2u4w4, r2u8w4 (gemv_wo_variants.ts picks)
 //     const kiln_t* x,            // [m, k]
 //     const unsigned char* q,     // [n, padded·B/8]   weights: read before the PDL wait

@@ -18,9 +18,10 @@
 // a[2] (row g; a[1], a[3] row g + 8) and the matching x pairs as b0, b1. Lanes with the same t read the same
 // vector, so each MMA sums 16 products of matching k, and a chunk's 8 MMAs cover its 128 k once: a chunk's
 // sum is the group's partial, scaled by the row's group scale into the lane's accumulator.
-// Split: chunk c = step·(kMmaWarps·U) + warp·U + u (u < U), U = 4 / T: a warp streams U·64 bytes of each of
-// its 16 rows per step, 2·U 16-byte weight loads per lane in flight; the first step's weights and scales
-// are loaded before the PDL wait. The warps' partials add in warp order (gemv_mma_tile.cuh).
+// Split: chunk c = step·(kMmaWarps·4) + warp·4 + u (u < 4), whatever the tiles T: a warp streams 4·64 bytes
+// of each of its 16 rows per step, loaded in rounds of U = 4 / T chunks (2·T·U = 8 16-byte weight loads
+// per lane in flight); the first round's weights and scales are loaded before the PDL wait. The warps'
+// partials add in warp order (gemv_mma_tile.cuh).
 // Rows past n are re-read (clamped to n − 1), never stored. Needs k a multiple of 8 (x's 16-byte pieces),
 // GEMV_MAX_M ≤ 8. Padding q (features ≥ k of the last group) meets x's zeros: q is finite, so it adds 0.
 // The gated kernel runs the gate tile (rows row0 …) and the up tile (inter + row0 …) through the same

@@ -104,8 +104,7 @@ export class CudaBackend implements ExecutionBackend {
       tuning.skipKernels,
     );
     this.weights = DeviceWeights.upload(device, stream, engine);
-    const fp8Inputs = fp8InputsOf(this.weights, this.kernels);
-    this.lowered = lower(engine.header.plan, model, fp8Inputs);
+    this.lowered = lower(engine.header.plan, model, fp8InputsOf(this.weights, this.kernels));
     ({ maxTokens: this.maxStepTokens, maxLogitRows: this.maxLogitRows } = engineRowLimits(config.build));
     const gemmAlgos = new Map<string, Uint8Array>();
     const table = engine.readBlob(GEMM_TABLE_BLOB);

@@ -1,7 +1,7 @@
 // The kernels/gemv_wo.cu kernels that run a linear over a weight-only quantized weight (int8-wo,
 // int4-wo), and their launch shapes. Decode steps of at most WO_GEMV_MAX_ROWS rows (16-bit engines) run
 // over the quantized bytes as they are: int8-wo on gemv_wo8_r2uUw4 and its gated kernel, int4-wo on the
-// tensor-core gemv_wo4_mma and its gated kernel (its CUDA-core kernels measured 30% slower and were
+// tensor-core gemv_wo4_mma and its gated kernel (its CUDA-core kernels measured slower and were
 // removed: docs/PERFORMANCE.md); other steps dequantize the weight into a scratch of the engine dtype
 // (dequant_woB) for the cuBLASLt GEMM (quantized_linears.ts).
 import type { CudaWeightFormat } from "../../engine/build_config.ts";

@@ -3,9 +3,9 @@
 // Where a norm's output is read only by fp8 linears that quantize it alike (the same k, and dynamic
 // scales or one static scale), the norm kernel writes that quantization itself, bit for bit
 // quant_fp8_act's of its stored output (rms_norm_q8 / add_rms_norm_q8, kernels/rmsnorm.cu), into the fp8
-// scratch, and those linears launch none (64 launches a step fewer on the 8B: batch-1 TPOT 3.875 against
-// 3.956 ms on an H100, docs/PERFORMANCE.md). In a Llama layer: input_layernorm → qkv_proj and post_attention_layernorm → gate_up_proj; o_proj and
-// down_proj still quantize their inputs.
+// scratch, and those linears launch none (measured faster: docs/PERFORMANCE.md). In a Llama layer:
+// input_layernorm → qkv_proj and post_attention_layernorm → gate_up_proj; o_proj and down_proj still
+// quantize their inputs.
 //
 //   norm (marked `fp8Out`)  ──out──▶ arena (still written: the arena's liveness is unchanged)
 //                           ──xq, s (x̂)──▶ fp8 scratch ──▶ linear(s) marked `inputQuantized`
