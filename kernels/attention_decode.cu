@@ -42,7 +42,7 @@
 
 namespace attn {
 
-constexpr int kDecodeWarps = 4;
+constexpr int kDecodeWarps = 4;  // attention_decode_batch's warps, and the split kernels' by default
 constexpr int kDecodeThreads = kDecodeWarps * kWarp;
 
 constexpr int next_pow2(int x) {
@@ -58,25 +58,30 @@ constexpr int kHeadsPerCta = ATTN_GROUP < 8 ? ATTN_GROUP : 8;
 constexpr int kHeadGroups = (ATTN_GROUP + kHeadsPerCta - 1) / kHeadsPerCta;
 constexpr int kSplitAlign = 16;                            // split ranges are multiples of 16 keys
 constexpr int kMinSplitKeys = 64;                          // keys of every non-empty split but the last (≥)
+constexpr int kAccVec = HEAD_DIM % 4 == 0 ? 4 : HEAD_DIM % 2 == 0 ? 2 : 1;  // floats per partial_acc load
+constexpr int kAccRowVecs = HEAD_DIM / kAccVec;
+
+// The split kernels' (attention_decode*) geometry for kWarps warps a CTA (4, or 8: the _w8 kernels).
 // Keys per lane per step: enough that one step of the CTA covers a split of kMinSplitKeys (a short
 // context's split is one round of loads), within a budget of K and V vectors in flight per lane (4 with
-// more than 4 heads per CTA, so the scores and accumulators of 8 heads fit in registers).
-constexpr int kVecBudget = kHeadsPerCta > 4 ? 4 : 8;
-constexpr int kKeysWanted = kMinSplitKeys / (kDecodeWarps * kKeysAbreast);
-constexpr int kKeysPerLane = kKeysWanted < 1                              ? 1
-                             : kKeysWanted < kVecBudget / kVecsPerLane    ? kKeysWanted
-                             : kVecBudget / kVecsPerLane > 0              ? kVecBudget / kVecsPerLane
-                                                                          : 1;
-constexpr int kKeysPerStep = kKeysPerLane * kKeysAbreast;  // keys per warp step
-
-// Merge of the splits (last CTA): floats per partial_acc load, a thread's items ((head, vector) slices of
-// the CTA's heads' rows), and splits whose partials one thread loads at once per item.
-constexpr int kAccVec = HEAD_DIM % 4 == 0 ? 4 : HEAD_DIM % 2 == 0 ? 2 : 1;
-constexpr int kAccRowVecs = HEAD_DIM / kAccVec;
-constexpr int kMergeItems = (kHeadsPerCta * kAccRowVecs + kDecodeThreads - 1) / kDecodeThreads;
-constexpr int kMergeBatch = 64 / (kMergeItems * kAccVec) < 1   ? 1
-                            : 64 / (kMergeItems * kAccVec) > 8 ? 8
-                                                               : 64 / (kMergeItems * kAccVec);
+// more than 4 heads per CTA, so the scores and accumulators of 8 heads fit in registers). The merge of
+// the splits (last CTA): a thread's items ((head, vector) slices of the CTA's heads' rows), and splits
+// whose partials one thread loads at once per item.
+template <int kWarps>
+struct Split {
+  static constexpr int kThreads = kWarps * kWarp;
+  static constexpr int kVecBudget = kHeadsPerCta > 4 ? 4 : 8;
+  static constexpr int kKeysWanted = kMinSplitKeys / (kWarps * kKeysAbreast);
+  static constexpr int kKeysPerLane = kKeysWanted < 1                           ? 1
+                                      : kKeysWanted < kVecBudget / kVecsPerLane ? kKeysWanted
+                                      : kVecBudget / kVecsPerLane > 0           ? kVecBudget / kVecsPerLane
+                                                                                : 1;
+  static constexpr int kKeysPerStep = kKeysPerLane * kKeysAbreast;  // keys per warp step
+  static constexpr int kMergeItems = (kHeadsPerCta * kAccRowVecs + kThreads - 1) / kThreads;
+  static constexpr int kMergeBatch = 64 / (kMergeItems * kAccVec) < 1   ? 1
+                                     : 64 / (kMergeItems * kAccVec) > 8 ? 8
+                                                                        : 64 / (kMergeItems * kAccVec);
+};
 
 // Element offset of key `pos`'s row for kv head kvh in a pool (paged_kv.ts), its block from the table.
 __device__ __forceinline__ size_t kv_row(const int* table, int table_step, int pos, int kvh) {
@@ -97,7 +102,7 @@ static_assert((HEAD_DIM + 3) / 4 <= kNewScaleWord, "an FP8 row and its scale fit
 // One step of a warp's keys: lane (key_lane, vec_lane) loads vectors vec_lane + i·kLanesPerKey of the K and
 // V rows of keys base + k·kKeysAbreast + key_lane, k < kKeysPerLane; keys ≥ end, and key `skip`, are zeros.
 // FP8 pools (KvFp8): each key's row scales too, into ks, vs (0 for the zeros).
-template <class KV>
+template <class KV, int kKeysPerLane>
 __device__ __forceinline__ void load_step(typename KV::vec_t (&kr)[kKeysPerLane][kVecsPerLane],
                                           typename KV::vec_t (&vr)[kKeysPerLane][kVecsPerLane],
                                           float (&ks)[kKeysPerLane], float (&vs)[kKeysPerLane],
@@ -132,7 +137,7 @@ __device__ __forceinline__ void load_step(typename KV::vec_t (&kr)[kKeysPerLane]
 // attention_decode_rope*: the new key's K and V rows, rotated by this CTA into shared memory (new_k,
 // new_v), replace the zeros load_step left for key `pos` of the step at base (pos < 0: none); FP8
 // pools: with its scales new_ks, new_vs.
-template <class KV>
+template <class KV, int kKeysPerLane>
 __device__ __forceinline__ void take_new_key(typename KV::vec_t (&kr)[kKeysPerLane][kVecsPerLane],
                                              typename KV::vec_t (&vr)[kKeysPerLane][kVecsPerLane],
                                              float (&ks)[kKeysPerLane], float (&vs)[kKeysPerLane],
@@ -200,9 +205,9 @@ __device__ __forceinline__ unsigned raw_bits(const V& r) {
   return u;
 }
 
-// The CTA's shared memory, dynamic: a launch passes sizeof(DecodeSmem) bytes (attention_splits.ts
-// decodeSharedBytes mirrors it, checked below at build time; the kernel traps on less). Dynamic so that the CPU emulator can give each
-// CTA of a cluster its own copy.
+// The CTA's shared memory, dynamic: a launch passes sizeof(DecodeSmem<kWarps>) bytes (attention_splits.ts
+// decodeSharedBytes mirrors it, checked below at build time; the kernel traps on less). Dynamic so that
+// the CPU emulator can give each CTA of a cluster its own copy.
 constexpr int kRowWords = kRowWordsOf(HEAD_DIM);  // a row of ≤ 4-byte elements in 16-byte units (any dtype)
 // Cluster launches (kCluster CTAs, ≤ kMaxCluster): the merge items (kAccVec dims of a head) are dealt
 // round the cluster, item i to CTA i % kCluster as its item i / kCluster; every split pushes its partial
@@ -213,15 +218,16 @@ constexpr int kMaxCluster = 8;
 constexpr int kMergeItemsCta = kHeadsPerCta * kAccRowVecs;  // items of a CTA's heads
 constexpr int kGatherAcc = (kMergeItemsCta + kMaxCluster - 1) / kMaxCluster * kMaxCluster * kAccVec;
 
+template <int kWarps>
 struct alignas(16) DecodeSmem {
   unsigned new_k[kRowWords];                          // attention_decode_rope*: the new key's rotated K row
   unsigned new_v[kRowWords];                          //   and its V row (kiln_t), 16-byte aligned
   float gather_acc[kGatherAcc];                       // cluster launches: [split][owned item][kAccVec] (16-byte
                                                       //   aligned: kGatherAcc is a multiple of 8)
   float q[kHeadsPerCta * HEAD_DIM];                   // [head][HEAD_DIM] queries
-  float acc[kDecodeWarps * kHeadsPerCta * HEAD_DIM];  // [warp][head][HEAD_DIM] the warps' acc
-  float m[kDecodeWarps * kHeadsPerCta];               // [warp][head]
-  float l[kDecodeWarps * kHeadsPerCta];
+  float acc[kWarps * kHeadsPerCta * HEAD_DIM];        // [warp][head][HEAD_DIM] the warps' acc
+  float m[kWarps * kHeadsPerCta];                     // [warp][head]
+  float l[kWarps * kHeadsPerCta];
   float gather_m[kMaxCluster * kHeadsPerCta];         // cluster launches: [split][head] every split's m and l
   float gather_l[kMaxCluster * kHeadsPerCta];
   int last;                                           // global merge: this CTA counted last
@@ -234,7 +240,10 @@ template <class Smem>
 __device__ __forceinline__ float new_vs(const Smem& sm) { return reinterpret_cast<const float*>(sm.new_v)[kNewScaleWord]; }
 
 #if defined(DECODE_SMEM_BYTES)  // the host's mirror (attention_splits.ts decodeSharedBytes), passed by the builder
-static_assert(sizeof(DecodeSmem) == DECODE_SMEM_BYTES, "DECODE_SMEM_BYTES is not sizeof(attn::DecodeSmem)");
+static_assert(sizeof(DecodeSmem<kDecodeWarps>) == DECODE_SMEM_BYTES, "DECODE_SMEM_BYTES is not sizeof(attn::DecodeSmem<4>)");
+#endif
+#if defined(DECODE_W8_SMEM_BYTES)  // the _w8 kernels'
+static_assert(sizeof(DecodeSmem<8>) == DECODE_W8_SMEM_BYTES, "DECODE_W8_SMEM_BYTES is not sizeof(attn::DecodeSmem<8>)");
 #endif
 
 }  // namespace attn
@@ -284,7 +293,7 @@ namespace attn {
 // FP8 pools (KvFp8): the rows are quantized as rope_qkv_fused_kv8 does (kv_fp8.cuh), and new_k / new_v
 // hold the bytes, their scales at new_k[kNewScaleWord] / new_v[kNewScaleWord] (as words): the key loop
 // reads the new key as it reads every other, through the cache's format.
-template <class KV>
+template <class KV, int kWarps>
 __device__ __forceinline__ void rope_prologue(const kiln_t* __restrict__ q, const RopeIn& ri,
                                               const typename KV::elem_t* __restrict__ k_cache,
                                               const typename KV::elem_t* __restrict__ v_cache,
@@ -301,7 +310,7 @@ __device__ __forceinline__ void rope_prologue(const kiln_t* __restrict__ q, cons
   const size_t cache_row = ((size_t)slot * NUM_KV_HEADS + kvh) * HEAD_DIM;
   const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
-  for (int t = warp; t < tasks; t += kDecodeWarps) {  // one head per warp
+  for (int t = warp; t < tasks; t += kWarps) {  // one head per warp
     if (t < nh) {
       kiln::rope::Head h;
       kiln::rope::load(q + (size_t)s * ri.q_stride + (size_t)(h0 + t) * HEAD_DIM, h);
@@ -358,12 +367,12 @@ __device__ __forceinline__ void rope_prologue(const kiln_t* __restrict__ q, cons
       }
     }
   }
-  for (int i = nh * HEAD_DIM + threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) sq[i] = 0.f;
+  for (int i = nh * HEAD_DIM + threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kWarps * kWarp) sq[i] = 0.f;
   __syncthreads();
 }
 
 // KV: the pools' storage (KvPlain, KvFp8 with the row scales k_scale, v_scale; attention_common.cuh).
-template <int kCluster, bool kRope, class KV>
+template <int kCluster, bool kRope, class KV, int kWarps>
 __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restrict__ partial_acc,
                                        float* __restrict__ partial_m, float* __restrict__ partial_l,
                                        int* __restrict__ split_counter, const kiln_t* __restrict__ q,
@@ -374,9 +383,13 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
                                        int sliding_window, int trigger, int stop, const RopeIn& ri,
                                        const float* __restrict__ k_scale, const float* __restrict__ v_scale) {
   typedef typename KV::vec_t vec_t;
+  typedef Split<kWarps> P;
+  constexpr int kKeysPerLane = P::kKeysPerLane;
+  constexpr int kKeysPerStep = P::kKeysPerStep;
+  constexpr int kThreads = P::kThreads;
   extern __shared__ __align__(16) unsigned char decode_smem[];
-  if (dynamic_smem_bytes() < sizeof(DecodeSmem)) __trap();  // the launch must pass sizeof(DecodeSmem)
-  DecodeSmem& sm = *reinterpret_cast<DecodeSmem*>(decode_smem);
+  if (dynamic_smem_bytes() < sizeof(DecodeSmem<kWarps>)) __trap();  // the launch must pass its size
+  DecodeSmem<kWarps>& sm = *reinterpret_cast<DecodeSmem<kWarps>*>(decode_smem);
   float* const sq = sm.q;
   float* const s_acc = sm.acc;
   float* const s_m = sm.m;
@@ -429,7 +442,7 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
     // into sq, and, in the split that holds the new key, its K (normed, rotated) and V rows into shared
     // memory, from where the key loop takes them; the CTA of head group 0 also stores them to the cache.
     const bool holds_new = ks <= ctx - 1 && ctx - 1 < ke;
-    rope_prologue<KV>(q, ri, k_cache, v_cache, k_scale, v_scale, s, kvh, h0, nh, holds_new, sq, sm.new_k, sm.new_v,
+    rope_prologue<KV, kWarps>(q, ri, k_cache, v_cache, k_scale, v_scale, s, kvh, h0, nh, holds_new, sq, sm.new_k, sm.new_v,
                       an);
     if (holds_new) new_pos = ctx - 1;
     take_new_key<KV>(kr, vr, ksc, vsc, sm_new_k, sm_new_v, new_ks(sm), new_vs(sm), new_pos, base, key_lane,
@@ -455,7 +468,7 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
         }
       }
     }
-    for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) {
+    for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kThreads) {
       const int g = i / HEAD_DIM;
       sq[i] = g < nh ? to_float(q[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + i % HEAD_DIM]) : 0.f;
     }
@@ -476,7 +489,7 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
     }
   }
 
-  for (bool first = true; base < ke; base += kDecodeWarps * kKeysPerStep, first = false) {
+  for (bool first = true; base < ke; base += kWarps * kKeysPerStep, first = false) {
     if (!first) {
       load_step<KV>(kr, vr, ksc, vsc, k_cache, v_cache, k_scale, v_scale, table, block_table_step, base, ke, kvh,
                     key_lane, vec_lane, new_pos);
@@ -593,15 +606,15 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   constexpr int kOwnItems = (kMergeItemsCta + kCluster - 1) / kCluster;
   static_assert(kCluster <= kMaxCluster && kCluster * kOwnItems * kAccVec <= kGatherAcc, "gather_acc too small");
   if constexpr (kCluster > 1) cluster_wait();  // every CTA of the cluster has started: peers' stores are safe
-  for (int i = threadIdx.x; i < nh * HEAD_DIM; i += kDecodeThreads) {
+  for (int i = threadIdx.x; i < nh * HEAD_DIM; i += kThreads) {
     const int g = i / HEAD_DIM;
     const int d = i % HEAD_DIM;
     float mx = neg_inf();
 #pragma unroll
-    for (int w = 0; w < kDecodeWarps; w++) mx = fmaxf(mx, s_m[w * kHeadsPerCta + g]);
+    for (int w = 0; w < kWarps; w++) mx = fmaxf(mx, s_m[w * kHeadsPerCta + g]);
     float sum = 0.f, a = 0.f;
 #pragma unroll
-    for (int w = 0; w < kDecodeWarps; w++) {
+    for (int w = 0; w < kWarps; w++) {
       const float mw = s_m[w * kHeadsPerCta + g];
       if (mw != neg_inf()) {
         const float c = score_exp(mw - mx);
@@ -642,7 +655,7 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
     // barrier, so no CTA need wait for another to exit.
     cluster_sync();
     const size_t row0 = (size_t)s * NUM_HEADS + h0;  // [S, NUM_HEADS] row of the CTA's first head
-    for (int j = threadIdx.x; j < kOwnItems; j += kDecodeThreads) {
+    for (int j = threadIdx.x; j < kOwnItems; j += kThreads) {
       const int i = split + kCluster * j;  // the item
       if (i >= nh * kAccRowVecs) break;
       const int g = i / kAccRowVecs;
@@ -685,20 +698,20 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   // kMergeBatch splits waits on memory once; nothing is shared, no barrier.
   const size_t row0 = (size_t)s * NUM_HEADS + h0;  // [S, NUM_HEADS] row of the CTA's first head
 #pragma unroll
-  for (int k = 0; k < kMergeItems; k++) {
-    const int i = threadIdx.x + k * kDecodeThreads;
+  for (int k = 0; k < P::kMergeItems; k++) {
+    const int i = threadIdx.x + k * kThreads;
     const int g = i / kAccRowVecs;
     if (g >= nh) continue;
     const float* pm = partial_m + (row0 + g) * num_splits;
     const float* pl = partial_l + (row0 + g) * num_splits;
     const float* pa = partial_acc + (row0 + g) * num_splits * HEAD_DIM + i % kAccRowVecs * kAccVec;
-    float mz[kMergeBatch], lz[kMergeBatch], v[kMergeBatch][kAccVec];
+    float mz[P::kMergeBatch], lz[P::kMergeBatch], v[P::kMergeBatch][kAccVec];
     float mx = neg_inf(), sum = 0.f, a[kAccVec];
 #pragma unroll
     for (int e = 0; e < kAccVec; e++) a[e] = 0.f;
-    for (int z0 = 0; z0 < num_splits; z0 += kMergeBatch) {
+    for (int z0 = 0; z0 < num_splits; z0 += P::kMergeBatch) {
 #pragma unroll
-      for (int b = 0; b < kMergeBatch; b++) {
+      for (int b = 0; b < P::kMergeBatch; b++) {
         const int z = z0 + b;
         if (z < num_splits) {
           mz[b] = __ldcg(pm + z);
@@ -710,8 +723,8 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
       }
       if (z0 == 0) {  // M over every split: the first batch's m, then any further ones
 #pragma unroll
-        for (int b = 0; b < kMergeBatch; b++) mx = fmaxf(mx, mz[b]);
-        for (int z = kMergeBatch; z < num_splits; z++) mx = fmaxf(mx, __ldcg(pm + z));
+        for (int b = 0; b < P::kMergeBatch; b++) mx = fmaxf(mx, mz[b]);
+        for (int z = P::kMergeBatch; z < num_splits; z++) mx = fmaxf(mx, __ldcg(pm + z));
       }
       merge_batch(mz, lz, v, mx, sum, a);
     }
@@ -866,7 +879,7 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
     return;
   }
   if constexpr (kRope) {
-    rope_prologue<KV>(q, ri, k_cache, v_cache, k_scale, v_scale, s, kvh, h0, nh, ctx > lo, sm.q, sm.new_k, sm.new_v,
+    rope_prologue<KV, kDecodeWarps>(q, ri, k_cache, v_cache, k_scale, v_scale, s, kvh, h0, nh, ctx > lo, sm.q, sm.new_k, sm.new_v,
                       an);
   } else {
     for (int i = threadIdx.x; i < kHeadsPerCta * HEAD_DIM; i += kDecodeThreads) {
@@ -1097,41 +1110,58 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
   }
 
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2) attention_decode(KILN_DECODE_ARGS) {
-  attn::decode<1, false, attn::KvPlain>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);
+  attn::decode<1, false, attn::KvPlain, 4>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);
 }
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2) attention_decode_rope(KILN_DECODE_ROPE_ARGS) {
-  attn::decode<1, true, attn::KvPlain>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);
+  attn::decode<1, true, attn::KvPlain, 4>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);
 }
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     attention_decode_kv8(KILN_DECODE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
-  attn::decode<1, false, attn::KvFp8>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);
+  attn::decode<1, false, attn::KvFp8, 4>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);
 }
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     attention_decode_rope_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
-  attn::decode<1, true, attn::KvFp8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);
+  attn::decode<1, true, attn::KvFp8, 4>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);
 }
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define KILN_DECODE_CLUSTER(C)                                                                                 \
   extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
       attention_decode_c##C(KILN_DECODE_ARGS) {                                                                \
-    attn::decode<C, false, attn::KvPlain>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);                 \
+    attn::decode<C, false, attn::KvPlain, 4>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);                 \
   }                                                                                                            \
   extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
       attention_decode_rope_c##C(KILN_DECODE_ROPE_ARGS) {                                                      \
-    attn::decode<C, true, attn::KvPlain>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);             \
+    attn::decode<C, true, attn::KvPlain, 4>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);             \
   }                                                                                                            \
   extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
       attention_decode_c##C##_kv8(KILN_DECODE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {                       \
-    attn::decode<C, false, attn::KvFp8>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);                   \
+    attn::decode<C, false, attn::KvFp8, 4>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);                   \
   }                                                                                                            \
   extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
       attention_decode_rope_c##C##_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {             \
-    attn::decode<C, true, attn::KvFp8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);               \
+    attn::decode<C, true, attn::KvFp8, 4>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);               \
   }
 KILN_DECODE_CLUSTER(2)
 KILN_DECODE_CLUSTER(4)
 KILN_DECODE_CLUSTER(8)
+#endif
+
+// attention_decode_rope_w8*: attention_decode_rope* with 8 warps a CTA (block 256, sizeof(DecodeSmem<8>)
+// bytes): each warp takes half the keys of a split, the prologue's query heads and new key run in one
+// round. KILN_ATTN_WARPS=8 (an A/B against the 4-warp kernels).
+extern "C" __global__ void __launch_bounds__(256, 1) attention_decode_rope_w8(KILN_DECODE_ROPE_ARGS) {
+  attn::decode<1, true, attn::KvPlain, 8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);
+}
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+#define KILN_DECODE_W8_CLUSTER(C)                                                                              \
+  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(256, 1)                              \
+      attention_decode_rope_w8_c##C(KILN_DECODE_ROPE_ARGS) {                                                   \
+    attn::decode<C, true, attn::KvPlain, 8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);          \
+  }
+KILN_DECODE_W8_CLUSTER(2)
+KILN_DECODE_W8_CLUSTER(4)
+KILN_DECODE_W8_CLUSTER(8)
 #endif
 
 // attention_decode_batch / attention_decode_batch_rope: attention_decode's arguments (the partials,

@@ -163,7 +163,7 @@ int main() {
             auto* kernel = !cluster ? attention_decode : ns == 2 ? attention_decode_c2 : ns == 4 ? attention_decode_c4 : attention_decode_c8;
             kernel(o.data(), pa, pmp, plp, cp, q.data(), kp, vp, ctxs.data(), tw.data(), tstride, tstep, ns, scale, w, it, 0);
           }
-        }, sizeof(attn::DecodeSmem), 11u + 3u * it + (unsigned)ns, cluster ? (unsigned)ns : 1u);
+        }, sizeof(attn::DecodeSmem<attn::kDecodeWarps>), 11u + 3u * it + (unsigned)ns, cluster ? (unsigned)ns : 1u);
       }
       for (int c : counter) counters_bad += c != 0;
       return o;
@@ -180,7 +180,7 @@ int main() {
           auto* kernel8 = ns == 2 ? attention_decode_c2_kv8 : ns == 4 ? attention_decode_c4_kv8 : attention_decode_c8_kv8;
           kernel8(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), k8.data.data(), v8.data.data(), ctxs.data(),
                   tw.data(), tstride, tstep, ns, scale, w, 1, stop, k8.scale.data(), v8.scale.data());
-        }, sizeof(attn::DecodeSmem), 5u, (unsigned)ns);
+        }, sizeof(attn::DecodeSmem<attn::kDecodeWarps>), 5u, (unsigned)ns);
     }
     int differ = 0;  // cluster: elements that differ from the global merge's
     if (run.cluster) {

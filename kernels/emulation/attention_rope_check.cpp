@@ -85,7 +85,7 @@ int main() {
       const bool global = ns > 1 && !run.cluster;
       auto* unfused = run.batch ? attention_decode_batch : !run.cluster ? attention_decode : ns == 2 ? attention_decode_c2 : ns == 4 ? attention_decode_c4 : attention_decode_c8;
       auto* fused = run.batch ? attention_decode_batch_rope : !run.cluster ? attention_decode_rope : ns == 2 ? attention_decode_rope_c2 : ns == 4 ? attention_decode_rope_c4 : attention_decode_rope_c8;
-      const size_t smem = run.batch ? sizeof(attn::BatchSmem) : sizeof(attn::DecodeSmem);
+      const size_t smem = run.batch ? sizeof(attn::BatchSmem) : sizeof(attn::DecodeSmem<attn::kDecodeWarps>);
       const dim3 grid{gx, (unsigned)S, (unsigned)ns};
       const dim3 block{(unsigned)attn::kDecodeThreads, 1, 1};
       const unsigned cz = run.cluster ? (unsigned)ns : 1u;
@@ -113,6 +113,38 @@ int main() {
               scale, w, 1, 0, qkv.data() + H * D, qkv.data() + (H + HKV) * D, W, W, positions.data(), slots.data(),
               inv_freq.data(), fidx, 1.f, qnw, knw, 1e-6f, num_slots);
       }, smem, 29u, cz);
+
+      // The 8-warp twin (attention_decode_rope_w8*, 256 threads): the unfused pair's output within the
+      // rounding of another summation order (its warps take other keys), the cache bit for bit.
+      bool w8_ok = true;
+      float w8_err = 0.f;
+      if (!run.batch) {
+        auto* w8 = !run.cluster ? attention_decode_rope_w8 : ns == 2 ? attention_decode_rope_w8_c2 : ns == 4 ? attention_decode_rope_w8_c4 : attention_decode_rope_w8_c8;
+        std::vector<kiln_t> kc = kb, vc = vb, oc((size_t)S * H * D, nan);
+        std::vector<int> counter8((size_t)S * gx, 0);
+        launch(grid, {256, 1, 1}, [&] {
+          w8(oc.data(), global ? pacc.data() : nullptr, global ? pm.data() : nullptr, global ? pl.data() : nullptr,
+             global ? counter8.data() : nullptr, qkv.data(), kc.data(), vc.data(), ctxs.data(), tw.data(), tstride, tstep,
+             ns, scale, w, 1, 0, qkv.data() + H * D, qkv.data() + (H + HKV) * D, W, W, positions.data(), slots.data(),
+             inv_freq.data(), fidx, 1.f, qnw, knw, 1e-6f, num_slots);
+        }, sizeof(attn::DecodeSmem<8>), 31u, cz);
+#if defined(KILN_DTYPE_BF16)
+        const float tol = 1.6e-2f;  // two bf16 ulps at 1
+#elif defined(KILN_DTYPE_F16)
+        const float tol = 2e-3f;
+#else
+        const float tol = 1e-5f;
+#endif
+        for (size_t x = 0; x < oa.size(); x++) {
+          const float a = attn::to_float(oa[x]), c = attn::to_float(oc[x]);
+          const float e = std::fabs(a - c) / std::max(1.f, std::fabs(a));
+          if (!(e <= tol)) w8_ok = false;
+          w8_err = std::max(w8_err, e);
+        }
+        w8_ok = w8_ok && std::memcmp(ka.data(), kc.data(), ka.size() * sizeof(kiln_t)) == 0 &&
+                std::memcmp(va.data(), vc.data(), va.size() * sizeof(kiln_t)) == 0;
+        for (int c : counter8) w8_ok = w8_ok && c == 0;
+      }
 
       const bool same_out = std::memcmp(oa.data(), ob.data(), oa.size() * sizeof(kiln_t)) == 0;
       const bool same_k = std::memcmp(ka.data(), kb.data(), ka.size() * sizeof(kiln_t)) == 0;
@@ -182,7 +214,7 @@ int main() {
           if (ctxs[s] > 0 && !std::isfinite(attn::to_float(ob8[(size_t)s * H * D + x]))) { nan_rows++; break; }
       const bool kv8_ok = write_k8 && write_v8 && same_q8 && split_ok && same_out8 && same_cache8;
 
-      const bool pass = same_out && same_k && same_v && nan_rows == 0 && counters_bad == 0 && kv8_ok;
+      const bool pass = same_out && same_k && same_v && nan_rows == 0 && counters_bad == 0 && kv8_ok && w8_ok;
       ok &= pass;
       printf("  %s%s=%d w=%d%s", qk_norm ? "norm " : "", run.batch ? "batch" : run.cluster ? "cluster" : "splits", ns, w,
              run.transposed ? " [stride,S]" : "");
@@ -192,6 +224,7 @@ int main() {
       if (!write_k8 || !write_v8) printf(" kv8 write is not the CPU's (k %d v %d)", !write_k8, !write_v8);
       if (!same_q8 || !split_ok) printf(" kv8 q or rope_qkv_kv8 differs");
       if (!same_out8) printf(" kv8 output differs");
+      if (!w8_ok) printf(" w8 differs (%.3g)", w8_err);
       if (!same_cache8) printf(" kv8 cache differs");
       if (counters_bad) printf(" split_counter not zero=%d", counters_bad);
       if (!pass) printf(" (FAIL)");

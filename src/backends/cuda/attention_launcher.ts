@@ -76,6 +76,7 @@ export class AttentionLauncher {
       r.tuning.attnCluster,
       mma,
       mmaRope,
+      r.tuning.attnWarps8 && r.kv.dtype !== "fp8",
     );
     const splitKernel = `${prefillTiles(r.dtype, r.model.headDim).kernel}_split`;
     this.prefill = new PrefillAttention(
@@ -231,7 +232,7 @@ export class AttentionLauncher {
       route.module,
       this.kv.kernel(route.kernel),
       this.decode.grid(route, S, splits),
-      128,
+      route.threads,
       [
         { ptr: this.arena.ptr(op.out) },
         ...partials,

@@ -10,6 +10,7 @@
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import {
   decodeBatchSharedBytes,
+  decodeKernelW8,
   decodeSharedBytes,
   decodeSplits,
   type SplitTarget,
@@ -22,6 +23,8 @@ import { nextPow2 } from "./gemm_algorithms.ts";
 export class DecodeAttention {
   /** attention_decode's dynamic shared memory per CTA (attention_splits.ts decodeSharedBytes). */
   private readonly splitSharedBytes: number;
+  /** The _w8 kernels' (decodeSharedBytes with 8 warps), or 0 where they are not used. */
+  private readonly w8SharedBytes: number;
   /** attention_decode_batch's (decodeBatchSharedBytes). */
   private readonly batchSharedBytes: number;
   /** attention_decode_mma's (decodeMmaSharedBytes). */
@@ -45,6 +48,8 @@ export class DecodeAttention {
     private readonly mma: boolean,
     /** Whether the engine exports attention_decode_mma_rope (decodeRoute: split steps over long contexts). */
     private readonly mmaRope: boolean,
+    /** KILN_ATTN_WARPS=8 and a 16-bit KV pool: fused-RoPE split steps take the 8-warp kernels. */
+    warps8 = false,
   ) {
     this.numKvHeads = model.numKvHeads;
     const group = model.numHeads / model.numKvHeads;
@@ -65,6 +70,8 @@ export class DecodeAttention {
     };
     this.partials.counters.fillBytes(stream, 0);
     this.splitSharedBytes = decodeSharedBytes(group, model.headDim);
+    const w8 = decodeSharedBytes(group, model.headDim, 8);
+    this.w8SharedBytes = warps8 && w8 <= 48 * 1024 ? w8 : 0; // within the default dynamic shared memory
     this.batchSharedBytes = decodeBatchSharedBytes(group, model.headDim);
     this.mmaSharedBytes = decodeMmaSharedBytes(model.headDim);
   }
@@ -85,7 +92,11 @@ export class DecodeAttention {
    * splits is 1), else a cluster kernel where the GPU has clusters (compute capability ≥ 9.0) and
    * KILN_ATTN_CLUSTER allows them, else attention_decode. Depends on numSeqs and splits alone, so the
    * rope step and the attention step of one step agree. */
-  route(numSeqs: number, splits: number, ropeFuse: boolean): DecodeRoute & { sharedBytes: number } {
+  route(
+    numSeqs: number,
+    splits: number,
+    ropeFuse: boolean,
+  ): DecodeRoute & { sharedBytes: number; threads: number } {
     const batch = splits === 1 && useBatchKernel(this.splitTarget(), numSeqs);
     const clusters = this.clusters && this.device.properties.computeCapability[0] >= 9;
     const r = decodeRoute(splits, {
@@ -98,13 +109,16 @@ export class DecodeAttention {
       ctasPerSeq: this.ctasPerSeq,
       numKvHeads: this.numKvHeads,
     });
+    const w8 =
+      r.module === "attn_decode" && !batch && this.w8SharedBytes > 0 ? decodeKernelW8(r.kernel) : undefined;
+    if (w8 !== undefined) return { ...r, kernel: w8, sharedBytes: this.w8SharedBytes, threads: 256 };
     const sharedBytes =
       r.module === "attn_decode_mma"
         ? this.mmaSharedBytes
         : batch
           ? this.batchSharedBytes
           : this.splitSharedBytes;
-    return { ...r, sharedBytes };
+    return { ...r, sharedBytes, threads: 128 };
   }
 
   /** The grid of a route's launch over numSeqs sequences and `splits` splits: (CTAs per sequence,

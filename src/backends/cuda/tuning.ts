@@ -9,6 +9,7 @@ import {
   type AttentionTrigger,
   parseAttentionStop,
   parseAttentionTrigger,
+  parseAttentionWarps,
   parseRopeTrigger,
 } from "./attention_splits.ts";
 import { type Fp8GemvKind, parseFp8Gemv } from "./fp8_variants.ts";
@@ -77,6 +78,8 @@ export interface CudaTuning {
   readonly attnTrigger: AttentionTrigger;
   /** KILN_ATTN_CLUSTER=0: decode attention merges its splits through global memory, not a cluster. */
   readonly attnCluster: boolean;
+  /** KILN_ATTN_WARPS=8: fused-RoPE split decode steps (16-bit KV) run the 8-warp kernels (an A/B). */
+  readonly attnWarps8: boolean;
   /** KILN_PREFILL_SPLIT=0: prefill attention never splits its keys over CTAs (prefill_splits.ts; the A/B
    * of the `_split` kernels and attention_prefill_merge against the unsplit launch). */
   readonly prefillSplit: boolean;
@@ -112,6 +115,7 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),
+    attnWarps8: parseAttentionWarps(env.KILN_ATTN_WARPS),
     prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),
