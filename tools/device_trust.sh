@@ -60,7 +60,7 @@
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
 #            engines (where each step's time goes, kernel by kernel);
-#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT;
+#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT and its step kernel by kernel;
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -240,7 +240,7 @@ if [[ $part == quant ]]; then
   fi
   if [[ $which == s25b ]]; then # after s25: the int4 GEMVs' GPU tests (gemv_wo4_mma's gated kernel on the
     # plain kernel's chunks; gemv_zp_mma's first run) beside the checkpoint's writing, then int4-wo's
-    # batch-1 TPOT on its one GEMV
+    # batch-1 TPOT on its one GEMV, and its decode step kernel by kernel (tools/ncu_decode.sh)
     make_ckpt &
     ckpt_pid=$!
     timeout 170 node scripts/test.mjs gpu test/gpu/kernels/gemv_wo.test.ts test/gpu/kernels/gemv_zp.test.ts >"$out/test_int4.log" 2>&1
@@ -249,7 +249,7 @@ if [[ $part == quant ]]; then
     wait "$ckpt_pid"
     build_wo int4-wo
     bench "$big int4-wo decode" /tmp/engine-$big-int4-wo "${decode[@]}"
-    ENGINE=/tmp/engine-$big-int4-wo bash tools/ncu_kernel.sh attention_decode 1 128 40  # its stall reasons
+    ENGINE=/tmp/engine-$big-int4-wo bash tools/ncu_decode.sh "$big" 4 128 last  # its step kernel by kernel
     exit 0
   fi
   if [[ $which == b1-prof ]]; then # batch 1 kernel by kernel for fp8 and int4-wo (issue 19's 1.48x and
@@ -534,8 +534,8 @@ if [[ $part == attn-stages ]]; then # where batch-1 decode attention's ~13 µs a
 fi
 if [[ $part == attn-w8 ]]; then # the 8-warp split decode kernels (KILN_ATTN_WARPS=8) against the 4-warp ones
   # inside the batch-1 graph (8B bf16): greedy tokens of both on one prompt (a 300-token run: 4 then 8
-  # splits), TPOT interleaved twice at 128 in / 256 out and once at 512 in / 256 out (8 splits), the
-  # 8-warp kernel's stages (as attn-stages), then both under Nsight Compute (stall reasons)
+  # splits), TPOT interleaved twice at 128 in / 256 out, the 8-warp kernel's stages (as attn-stages) and
+  # Nsight detail (stall reasons), both at 512 in / 256 out (8 splits), the 4-warp kernel's Nsight detail
   e=$(engine $big)
   ids=$(python3 -c "print(','.join(str(i * 7919 % 120000 + 1) for i in range(100)))")
   for w in 4 8; do
@@ -547,13 +547,13 @@ if [[ $part == attn-w8 ]]; then # the 8-warp split decode kernels (KILN_ATTN_WAR
   for pass in 1 2; do
     for w in 4 8; do KILN_ATTN_WARPS=$w bench "$big attn w$w" "$e" "${decode[@]}"; done
   done
-  for w in 4 8; do KILN_ATTN_WARPS=$w bench "$big attn w$w 512" "$e" --input-len 512 --output-len 256; done
   skip=attention_decode_rope,attention_decode_rope_c2,attention_decode_rope_c4,attention_decode_rope_c8,attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8
   skip=$skip,attention_decode_rope_w8,attention_decode_rope_w8_c2,attention_decode_rope_w8_c4,attention_decode_rope_w8_c8
   KILN_SKIP_KERNELS=$skip bench "$big attn left out" "$e" "${decode[@]}"
   for stop in wait keys partials; do KILN_ATTN_WARPS=8 KILN_ATTN_STOP=$stop bench "$big w8 stop $stop" "$e" "${decode[@]}"; done
-  ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
   KILN_ATTN_WARPS=8 ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
+  for w in 4 8; do KILN_ATTN_WARPS=$w bench "$big attn w$w 512" "$e" --input-len 512 --output-len 256; done
+  ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
   exit 0
 fi
 if [[ $part == final ]]; then
