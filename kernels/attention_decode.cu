@@ -1153,11 +1153,19 @@ KILN_DECODE_CLUSTER(8)
 extern "C" __global__ void __launch_bounds__(256, 1) attention_decode_rope_w8(KILN_DECODE_ROPE_ARGS) {
   attn::decode<1, true, attn::KvPlain, 8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);
 }
+extern "C" __global__ void __launch_bounds__(256, 1)
+    attention_decode_rope_w8_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
+  attn::decode<1, true, attn::KvFp8, 8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);
+}
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define KILN_DECODE_W8_CLUSTER(C)                                                                              \
   extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(256, 1)                              \
       attention_decode_rope_w8_c##C(KILN_DECODE_ROPE_ARGS) {                                                   \
     attn::decode<C, true, attn::KvPlain, 8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);          \
+  }                                                                                                            \
+  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(256, 1)                              \
+      attention_decode_rope_w8_c##C##_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {          \
+    attn::decode<C, true, attn::KvFp8, 8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);            \
   }
 KILN_DECODE_W8_CLUSTER(2)
 KILN_DECODE_W8_CLUSTER(4)

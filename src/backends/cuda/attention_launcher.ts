@@ -76,7 +76,7 @@ export class AttentionLauncher {
       r.tuning.attnCluster,
       mma,
       mmaRope,
-      r.tuning.attnWarps8 && r.kv.dtype !== "fp8",
+      r.tuning.attnWarps8,
     );
     const splitKernel = `${prefillTiles(r.dtype, r.model.headDim).kernel}_split`;
     this.prefill = new PrefillAttention(

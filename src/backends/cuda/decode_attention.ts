@@ -48,7 +48,7 @@ export class DecodeAttention {
     private readonly mma: boolean,
     /** Whether the engine exports attention_decode_mma_rope (decodeRoute: split steps over long contexts). */
     private readonly mmaRope: boolean,
-    /** KILN_ATTN_WARPS=8 and a 16-bit KV pool: fused-RoPE split steps take the 8-warp kernels. */
+    /** KILN_ATTN_WARPS=8: fused-RoPE split steps take the 8-warp kernels. */
     warps8 = false,
   ) {
     this.numKvHeads = model.numKvHeads;

@@ -78,7 +78,7 @@ export interface CudaTuning {
   readonly attnTrigger: AttentionTrigger;
   /** KILN_ATTN_CLUSTER=0: decode attention merges its splits through global memory, not a cluster. */
   readonly attnCluster: boolean;
-  /** KILN_ATTN_WARPS=8: fused-RoPE split decode steps (16-bit KV) run the 8-warp kernels (an A/B). */
+  /** KILN_ATTN_WARPS=8: fused-RoPE split decode steps run the 8-warp kernels (an A/B). */
   readonly attnWarps8: boolean;
   /** KILN_PREFILL_SPLIT=0: prefill attention never splits its keys over CTAs (prefill_splits.ts; the A/B
    * of the `_split` kernels and attention_prefill_merge against the unsplit launch). */

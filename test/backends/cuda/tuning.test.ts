@@ -38,6 +38,7 @@ describe("CudaTuning", () => {
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
+        attnWarps8: false,
         prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,
