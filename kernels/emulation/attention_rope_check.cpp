@@ -126,6 +126,18 @@ int main() {
 #else
       const float w8_tol = 1e-5f;
 #endif
+      // The 8-warp output against the pair's, errors measured against the largest output (a wrong one is
+      // of its order); counters must be left zero.
+      auto w8_compare = [&](const std::vector<kiln_t>& ref, const std::vector<kiln_t>& got, const std::vector<int>& ctr) {
+        float amax = 0.f;
+        for (const kiln_t& v : ref) amax = std::max(amax, std::fabs(attn::to_float(v)));
+        for (size_t x = 0; x < ref.size(); x++) {
+          const float e = std::fabs(attn::to_float(ref[x]) - attn::to_float(got[x])) / std::max(amax, 1e-30f);
+          if (!(e <= w8_tol)) w8_ok = false;
+          w8_err = std::max(w8_err, e);
+        }
+        for (int c : ctr) w8_ok = w8_ok && c == 0;
+      };
       if (!run.batch) {
         auto* w8 = !run.cluster ? attention_decode_rope_w8 : ns == 2 ? attention_decode_rope_w8_c2 : ns == 4 ? attention_decode_rope_w8_c4 : attention_decode_rope_w8_c8;
         std::vector<kiln_t> kc = kb, vc = vb, oc((size_t)S * H * D, nan);
@@ -136,17 +148,9 @@ int main() {
              ns, scale, w, 1, 0, qkv.data() + H * D, qkv.data() + (H + HKV) * D, W, W, positions.data(), slots.data(),
              inv_freq.data(), fidx, 1.f, qnw, knw, 1e-6f, num_slots);
         }, sizeof(attn::DecodeSmem<8>), 31u, cz);
-        float amax = 0.f;  // errors are measured against the largest output (a wrong one is of its order)
-        for (const kiln_t& v : oa) amax = std::max(amax, std::fabs(attn::to_float(v)));
-        for (size_t x = 0; x < oa.size(); x++) {
-          const float a = attn::to_float(oa[x]), c = attn::to_float(oc[x]);
-          const float e = std::fabs(a - c) / std::max(amax, 1e-30f);
-          if (!(e <= w8_tol)) w8_ok = false;
-          w8_err = std::max(w8_err, e);
-        }
+        w8_compare(oa, oc, counter8);
         w8_ok = w8_ok && std::memcmp(ka.data(), kc.data(), ka.size() * sizeof(kiln_t)) == 0 &&
                 std::memcmp(va.data(), vc.data(), va.size() * sizeof(kiln_t)) == 0;
-        for (int c : counter8) w8_ok = w8_ok && c == 0;
       }
 
       const bool same_out = std::memcmp(oa.data(), ob.data(), oa.size() * sizeof(kiln_t)) == 0;
@@ -225,16 +229,8 @@ int main() {
                positions.data(), slots.data(), inv_freq.data(), fidx, 1.f, qnw, knw, 1e-6f, num_slots,
                kc8.scale.data(), vc8.scale.data());
         }, sizeof(attn::DecodeSmem<8>), 37u, cz);
-        float amax = 0.f;
-        for (const kiln_t& v : oa8) amax = std::max(amax, std::fabs(attn::to_float(v)));
-        for (size_t x = 0; x < oa8.size(); x++) {
-          const float a = attn::to_float(oa8[x]), c = attn::to_float(oc8[x]);
-          const float e = std::fabs(a - c) / std::max(amax, 1e-30f);
-          if (!(e <= w8_tol)) w8_ok = false;
-          w8_err = std::max(w8_err, e);
-        }
+        w8_compare(oa8, oc8, counter8);
         w8_ok = w8_ok && same_pool(ka8, kc8) && same_pool(va8, vc8);
-        for (int c : counter8) w8_ok = w8_ok && c == 0;
       }
       const bool same_out8 = std::memcmp(oa8.data(), ob8.data(), oa8.size() * sizeof(kiln_t)) == 0;
       const bool same_cache8 = same_pool(ka8, kb8) && same_pool(va8, vb8);
