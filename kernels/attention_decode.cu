@@ -1109,68 +1109,49 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
         q_norm, k_norm, norm_eps, num_slots                                                                      \
   }
 
+// The fused-RoPE split kernels NAME and NAME_kv8 (cluster size C: NAME_cC, NAME_cC_kv8) with W warps a
+// CTA, at least B CTAs an SM.
+#define KILN_DECODE_ROPE_PAIR(NAME, CLUSTER_ATTR, C, W, B)                                                      \
+  extern "C" __global__ void CLUSTER_ATTR __launch_bounds__(attn::Split<W>::kThreads, B)                      \
+      NAME(KILN_DECODE_ROPE_ARGS) {                                                                            \
+    attn::decode<C, true, attn::KvPlain, W>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);          \
+  }                                                                                                            \
+  extern "C" __global__ void CLUSTER_ATTR __launch_bounds__(attn::Split<W>::kThreads, B)                      \
+      NAME##_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {                                   \
+    attn::decode<C, true, attn::KvFp8, W>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);            \
+  }
+#define KILN_NO_CLUSTER
+
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2) attention_decode(KILN_DECODE_ARGS) {
-  attn::decode<1, false, attn::KvPlain, 4>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);
-}
-extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2) attention_decode_rope(KILN_DECODE_ROPE_ARGS) {
-  attn::decode<1, true, attn::KvPlain, 4>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);
+  attn::decode<1, false, attn::KvPlain, attn::kDecodeWarps>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);
 }
 extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
     attention_decode_kv8(KILN_DECODE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
-  attn::decode<1, false, attn::KvFp8, 4>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);
+  attn::decode<1, false, attn::KvFp8, attn::kDecodeWarps>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);
 }
-extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
-    attention_decode_rope_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
-  attn::decode<1, true, attn::KvFp8, 4>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);
-}
+KILN_DECODE_ROPE_PAIR(attention_decode_rope, KILN_NO_CLUSTER, 1, attn::kDecodeWarps, 2)
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define KILN_DECODE_CLUSTER(C)                                                                                 \
   extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
       attention_decode_c##C(KILN_DECODE_ARGS) {                                                                \
-    attn::decode<C, false, attn::KvPlain, 4>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);                 \
-  }                                                                                                            \
-  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
-      attention_decode_rope_c##C(KILN_DECODE_ROPE_ARGS) {                                                      \
-    attn::decode<C, true, attn::KvPlain, 4>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);             \
+    attn::decode<C, false, attn::KvPlain, attn::kDecodeWarps>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr); \
   }                                                                                                            \
   extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
       attention_decode_c##C##_kv8(KILN_DECODE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {                       \
-    attn::decode<C, false, attn::KvFp8, 4>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);                   \
+    attn::decode<C, false, attn::KvFp8, attn::kDecodeWarps>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);   \
   }                                                                                                            \
-  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
-      attention_decode_rope_c##C##_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {             \
-    attn::decode<C, true, attn::KvFp8, 4>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);               \
-  }
+  KILN_DECODE_ROPE_PAIR(attention_decode_rope_c##C, __cluster_dims__(1, 1, C), C, attn::kDecodeWarps, 2)      \
+  KILN_DECODE_ROPE_PAIR(attention_decode_rope_w8_c##C, __cluster_dims__(1, 1, C), C, 8, 1)
 KILN_DECODE_CLUSTER(2)
 KILN_DECODE_CLUSTER(4)
 KILN_DECODE_CLUSTER(8)
 #endif
 
 // attention_decode_rope_w8*: attention_decode_rope* with 8 warps a CTA (block 256, sizeof(DecodeSmem<8>)
-// bytes): each warp takes half the keys of a split, the prologue's query heads and new key run in one
-// round. KILN_ATTN_WARPS=8 (an A/B against the 4-warp kernels).
-extern "C" __global__ void __launch_bounds__(256, 1) attention_decode_rope_w8(KILN_DECODE_ROPE_ARGS) {
-  attn::decode<1, true, attn::KvPlain, 8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);
-}
-extern "C" __global__ void __launch_bounds__(256, 1)
-    attention_decode_rope_w8_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
-  attn::decode<1, true, attn::KvFp8, 8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);
-}
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
-#define KILN_DECODE_W8_CLUSTER(C)                                                                              \
-  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(256, 1)                              \
-      attention_decode_rope_w8_c##C(KILN_DECODE_ROPE_ARGS) {                                                   \
-    attn::decode<C, true, attn::KvPlain, 8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);          \
-  }                                                                                                            \
-  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(256, 1)                              \
-      attention_decode_rope_w8_c##C##_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {          \
-    attn::decode<C, true, attn::KvFp8, 8>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);            \
-  }
-KILN_DECODE_W8_CLUSTER(2)
-KILN_DECODE_W8_CLUSTER(4)
-KILN_DECODE_W8_CLUSTER(8)
-#endif
+// bytes; the cluster ones above): each warp takes half the keys of a split, the prologue's query heads
+// and new key run in one round. KILN_ATTN_WARPS=8 (an A/B against the 4-warp kernels).
+KILN_DECODE_ROPE_PAIR(attention_decode_rope_w8, KILN_NO_CLUSTER, 1, 8, 1)
 
 // attention_decode_batch / attention_decode_batch_rope: attention_decode's arguments (the partials,
 // counters and num_splits unused: num_splits must be 1), grid (NUM_KV_HEADS * HEAD_GROUPS, S, 1), block

@@ -70,8 +70,7 @@ export class DecodeAttention {
     };
     this.partials.counters.fillBytes(stream, 0);
     this.splitSharedBytes = decodeSharedBytes(group, model.headDim);
-    const w8 = decodeSharedBytes(group, model.headDim, 8);
-    this.w8SharedBytes = warps8 && w8 <= 48 * 1024 ? w8 : 0; // within the default dynamic shared memory
+    this.w8SharedBytes = warps8 ? decodeSharedBytes(group, model.headDim, 8) : 0;
     this.batchSharedBytes = decodeBatchSharedBytes(group, model.headDim);
     this.mmaSharedBytes = decodeMmaSharedBytes(model.headDim);
   }
