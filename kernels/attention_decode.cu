@@ -42,8 +42,10 @@
 
 namespace attn {
 
-constexpr int kDecodeWarps = 4;  // attention_decode_batch's warps, and the split kernels' by default
+constexpr int kDecodeWarps = 4;  // attention_decode_batch's warps
 constexpr int kDecodeThreads = kDecodeWarps * kWarp;
+constexpr int kSplitWarps = 8;  // the split kernels' (attention_decode*): see Split
+constexpr int kSplitThreads = kSplitWarps * kWarp;
 
 constexpr int next_pow2(int x) {
   int p = 1;
@@ -61,8 +63,10 @@ constexpr int kMinSplitKeys = 64;                          // keys of every non-
 constexpr int kAccVec = HEAD_DIM % 4 == 0 ? 4 : HEAD_DIM % 2 == 0 ? 2 : 1;  // floats per partial_acc load
 constexpr int kAccRowVecs = HEAD_DIM / kAccVec;
 
-// The split kernels' (attention_decode*) geometry for kWarps warps a CTA (4, or 8: the _w8 kernels).
-// Keys per lane per step: enough that one step of the CTA covers a split of kMinSplitKeys (a short
+// The split kernels' (attention_decode*) geometry for kWarps warps a CTA (kSplitWarps: 8, so that each
+// warp's chain of dependent loads, shuffles and FMAs is short, two warps share an SM sub-partition, and
+// the fused-RoPE prologue's query heads plus the new key's K and V rows take one round). Keys per lane
+// per step: enough that one step of the CTA covers a split of kMinSplitKeys (a short
 // context's split is one round of loads), within a budget of K and V vectors in flight per lane (4 with
 // more than 4 heads per CTA, so the scores and accumulators of 8 heads fit in registers). The merge of
 // the splits (last CTA): a thread's items ((head, vector) slices of the CTA's heads' rows), and splits
@@ -240,10 +244,7 @@ template <class Smem>
 __device__ __forceinline__ float new_vs(const Smem& sm) { return reinterpret_cast<const float*>(sm.new_v)[kNewScaleWord]; }
 
 #if defined(DECODE_SMEM_BYTES)  // the host's mirror (attention_splits.ts decodeSharedBytes), passed by the builder
-static_assert(sizeof(DecodeSmem<kDecodeWarps>) == DECODE_SMEM_BYTES, "DECODE_SMEM_BYTES is not sizeof(attn::DecodeSmem<4>)");
-#endif
-#if defined(DECODE_W8_SMEM_BYTES)  // the _w8 kernels'
-static_assert(sizeof(DecodeSmem<8>) == DECODE_W8_SMEM_BYTES, "DECODE_W8_SMEM_BYTES is not sizeof(attn::DecodeSmem<8>)");
+static_assert(sizeof(DecodeSmem<kSplitWarps>) == DECODE_SMEM_BYTES, "DECODE_SMEM_BYTES is not sizeof(attn::DecodeSmem<8>)");
 #endif
 
 }  // namespace attn
@@ -272,7 +273,7 @@ static_assert(sizeof(DecodeSmem<8>) == DECODE_W8_SMEM_BYTES, "DECODE_W8_SMEM_BYT
 //              right after the wait, 2 after the key loop, 3 after writing the partials (before the fence or
 //              the cluster barrier; a cluster CTA then stores its partial into its own shared memory, not
 //              its peers'), so TPOT with each shows what the stages cost inside the decode graph
-// Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (128), sizeof(attn::DecodeSmem) bytes of
+// Grid (NUM_KV_HEADS * HEAD_GROUPS, S, num_splits), block (256), sizeof(attn::DecodeSmem<8>) bytes of
 // dynamic shared memory. attention_decode_c{2,4,8} (sm_90+): the same with num_splits = 2, 4, 8, whose
 // splits form one thread-block cluster (1, 1, num_splits) and merge through distributed shared memory
 // (each split pushes its partial to the CTAs that merge it; one cluster barrier): no partials in global
@@ -1109,49 +1110,43 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
         q_norm, k_norm, norm_eps, num_slots                                                                      \
   }
 
-// The fused-RoPE split kernels NAME and NAME_kv8 (cluster size C: NAME_cC, NAME_cC_kv8) with W warps a
-// CTA, at least B CTAs an SM.
-#define KILN_DECODE_ROPE_PAIR(NAME, CLUSTER_ATTR, C, W, B)                                                      \
-  extern "C" __global__ void CLUSTER_ATTR __launch_bounds__(attn::Split<W>::kThreads, B)                      \
-      NAME(KILN_DECODE_ROPE_ARGS) {                                                                            \
-    attn::decode<C, true, attn::KvPlain, W>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);          \
-  }                                                                                                            \
-  extern "C" __global__ void CLUSTER_ATTR __launch_bounds__(attn::Split<W>::kThreads, B)                      \
-      NAME##_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {                                   \
-    attn::decode<C, true, attn::KvFp8, W>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);            \
-  }
-#define KILN_NO_CLUSTER
-
-extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2) attention_decode(KILN_DECODE_ARGS) {
-  attn::decode<1, false, attn::KvPlain, attn::kDecodeWarps>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);
+extern "C" __global__ void __launch_bounds__(attn::kSplitThreads, 1) attention_decode(KILN_DECODE_ARGS) {
+  attn::decode<1, false, attn::KvPlain, attn::kSplitWarps>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);
 }
-extern "C" __global__ void __launch_bounds__(attn::kDecodeThreads, 2)
+extern "C" __global__ void __launch_bounds__(attn::kSplitThreads, 1) attention_decode_rope(KILN_DECODE_ROPE_ARGS) {
+  attn::decode<1, true, attn::KvPlain, attn::kSplitWarps>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);
+}
+extern "C" __global__ void __launch_bounds__(attn::kSplitThreads, 1)
     attention_decode_kv8(KILN_DECODE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
-  attn::decode<1, false, attn::KvFp8, attn::kDecodeWarps>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);
+  attn::decode<1, false, attn::KvFp8, attn::kSplitWarps>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);
 }
-KILN_DECODE_ROPE_PAIR(attention_decode_rope, KILN_NO_CLUSTER, 1, attn::kDecodeWarps, 2)
+extern "C" __global__ void __launch_bounds__(attn::kSplitThreads, 1)
+    attention_decode_rope_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {
+  attn::decode<1, true, attn::KvFp8, attn::kSplitWarps>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);
+}
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define KILN_DECODE_CLUSTER(C)                                                                                 \
-  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
+  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kSplitThreads, 1)               \
       attention_decode_c##C(KILN_DECODE_ARGS) {                                                                \
-    attn::decode<C, false, attn::KvPlain, attn::kDecodeWarps>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr); \
+    attn::decode<C, false, attn::KvPlain, attn::kSplitWarps>(KILN_DECODE_PASS, attn::RopeIn{}, nullptr, nullptr);                 \
   }                                                                                                            \
-  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kDecodeThreads, 2)             \
+  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kSplitThreads, 1)               \
+      attention_decode_rope_c##C(KILN_DECODE_ROPE_ARGS) {                                                      \
+    attn::decode<C, true, attn::KvPlain, attn::kSplitWarps>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, nullptr, nullptr);             \
+  }                                                                                                            \
+  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kSplitThreads, 1)               \
       attention_decode_c##C##_kv8(KILN_DECODE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {                       \
-    attn::decode<C, false, attn::KvFp8, attn::kDecodeWarps>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);   \
+    attn::decode<C, false, attn::KvFp8, attn::kSplitWarps>(KILN_DECODE_PASS, attn::RopeIn{}, k_scale, v_scale);                   \
   }                                                                                                            \
-  KILN_DECODE_ROPE_PAIR(attention_decode_rope_c##C, __cluster_dims__(1, 1, C), C, attn::kDecodeWarps, 2)      \
-  KILN_DECODE_ROPE_PAIR(attention_decode_rope_w8_c##C, __cluster_dims__(1, 1, C), C, 8, 1)
+  extern "C" __global__ void __cluster_dims__(1, 1, C) __launch_bounds__(attn::kSplitThreads, 1)               \
+      attention_decode_rope_c##C##_kv8(KILN_DECODE_ROPE_ARGS_OF(unsigned char), KILN_KV8_SCALES) {             \
+    attn::decode<C, true, attn::KvFp8, attn::kSplitWarps>(KILN_DECODE_PASS, KILN_DECODE_ROPE_IN, k_scale, v_scale);               \
+  }
 KILN_DECODE_CLUSTER(2)
 KILN_DECODE_CLUSTER(4)
 KILN_DECODE_CLUSTER(8)
 #endif
-
-// attention_decode_rope_w8*: attention_decode_rope* with 8 warps a CTA (block 256, sizeof(DecodeSmem<8>)
-// bytes; the cluster ones above): each warp takes half the keys of a split, the prologue's query heads
-// and new key run in one round. KILN_ATTN_WARPS=8 (an A/B against the 4-warp kernels).
-KILN_DECODE_ROPE_PAIR(attention_decode_rope_w8, KILN_NO_CLUSTER, 1, 8, 1)
 
 // attention_decode_batch / attention_decode_batch_rope: attention_decode's arguments (the partials,
 // counters and num_splits unused: num_splits must be 1), grid (NUM_KV_HEADS * HEAD_GROUPS, S, 1), block

@@ -150,7 +150,7 @@ int main() {
       std::vector<int> counter((size_t)S * gx, 0);
       const int launches = ns > 1 ? 2 : 1;
       for (int it = 0; it < launches; it++) {
-        launch({gx, (unsigned)S, (unsigned)ns}, {(unsigned)attn::kDecodeThreads, 1, 1}, [&] {
+        launch({gx, (unsigned)S, (unsigned)ns}, {(unsigned)attn::kSplitThreads, 1, 1}, [&] {
           float* const pa = ns > 1 && !cluster ? pacc.data() : nullptr;
           float* const pmp = ns > 1 && !cluster ? pm.data() : nullptr;
           float* const plp = ns > 1 && !cluster ? pl.data() : nullptr;
@@ -163,7 +163,7 @@ int main() {
             auto* kernel = !cluster ? attention_decode : ns == 2 ? attention_decode_c2 : ns == 4 ? attention_decode_c4 : attention_decode_c8;
             kernel(o.data(), pa, pmp, plp, cp, q.data(), kp, vp, ctxs.data(), tw.data(), tstride, tstep, ns, scale, w, it, 0);
           }
-        }, sizeof(attn::DecodeSmem<attn::kDecodeWarps>), 11u + 3u * it + (unsigned)ns, cluster ? (unsigned)ns : 1u);
+        }, sizeof(attn::DecodeSmem<attn::kSplitWarps>), 11u + 3u * it + (unsigned)ns, cluster ? (unsigned)ns : 1u);
       }
       for (int c : counter) counters_bad += c != 0;
       return o;
@@ -173,14 +173,14 @@ int main() {
     if (run.cluster) {  // the profiling stops (KILN_ATTN_STOP) leave every CTA of a cluster at the same point
       std::vector<kiln_t> o((size_t)S * H * D);
       for (int stop = 1; stop <= 3; stop++)
-        launch({gx, (unsigned)S, (unsigned)ns}, {(unsigned)attn::kDecodeThreads, 1, 1}, [&] {
+        launch({gx, (unsigned)S, (unsigned)ns}, {(unsigned)attn::kSplitThreads, 1, 1}, [&] {
           auto* kernel = ns == 2 ? attention_decode_c2 : ns == 4 ? attention_decode_c4 : attention_decode_c8;
           kernel(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), kw.data(), vw.data(), ctxs.data(), tw.data(),
                  tstride, tstep, ns, scale, w, 1, stop);
           auto* kernel8 = ns == 2 ? attention_decode_c2_kv8 : ns == 4 ? attention_decode_c4_kv8 : attention_decode_c8_kv8;
           kernel8(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), k8.data.data(), v8.data.data(), ctxs.data(),
                   tw.data(), tstride, tstep, ns, scale, w, 1, stop, k8.scale.data(), v8.scale.data());
-        }, sizeof(attn::DecodeSmem<attn::kDecodeWarps>), 5u, (unsigned)ns);
+        }, sizeof(attn::DecodeSmem<attn::kSplitWarps>), 5u, (unsigned)ns);
     }
     int differ = 0;  // cluster: elements that differ from the global merge's
     if (run.cluster) {

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { type AttentionSequence, pagedAttention } from "../../src/backends/cpu/kernels/attention.ts";
 import {
+  DECODE_SPLIT_THREADS,
   decodeBatchSharedBytes,
   decodeKernel,
   decodeSharedBytes,
@@ -316,7 +317,7 @@ describe("attention kernels", { skip: noGpu }, () => {
     ];
     mod
       .kernel(decodeKernel(splits, cluster, false, batch))
-      .launch(h.stream, grid, [128], smem, args, { pdl });
+      .launch(h.stream, grid, [batch ? 128 : DECODE_SPLIT_THREADS], smem, args, { pdl });
   }
 
   /** The counters attention_decode must leave at zero. */

@@ -27,7 +27,11 @@ import {
   ropeInvFreq,
   writeFp8Slot,
 } from "../../src/backends/cpu/kernels/index.ts";
-import { decodeBatchSharedBytes, decodeSharedBytes } from "../../src/backends/cuda/attention_splits.ts";
+import {
+  DECODE_SPLIT_THREADS,
+  decodeBatchSharedBytes,
+  decodeSharedBytes,
+} from "../../src/backends/cuda/attention_splits.ts";
 import type { DevicePtr } from "../../src/backends/cuda/device/index.ts";
 import { prefillTiles } from "../../src/backends/cuda/prefill_tiles.ts";
 import type { DTypeName } from "../../src/dtype.ts";
@@ -362,7 +366,7 @@ describe("FP8 KV kernels (_kv8) against the CPU's FP8 cache", { skip: noGpu }, (
               mod,
               run.name,
               [ctas, S, run.splits],
-              [128],
+              [run.batch ? 128 : DECODE_SPLIT_THREADS],
               [
                 ptr(out),
                 global ? ptr(h.filled(rows * shape.D, "fp32", 0xff)) : NULL,

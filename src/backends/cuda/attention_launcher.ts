@@ -76,7 +76,6 @@ export class AttentionLauncher {
       r.tuning.attnCluster,
       mma,
       mmaRope,
-      r.tuning.attnWarps8,
     );
     const splitKernel = `${prefillTiles(r.dtype, r.model.headDim).kernel}_split`;
     this.prefill = new PrefillAttention(

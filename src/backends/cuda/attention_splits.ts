@@ -75,14 +75,17 @@ export function parseAttentionTrigger(env: string | undefined): AttentionTrigger
   return t;
 }
 
-/** Bytes of attention_decode's dynamic shared memory, sizeof(attn::DecodeSmem<warps>) for `group` query
- * heads per kv head and `warps` warps a CTA (4; 8 for the _w8 kernels): the new key's K and V rows of the
- * fused RoPE prologue (4 bytes per element whatever the dtype, each rounded up to 16 bytes), the cluster
+/** attention_decode's threads: 8 warps (kSplitWarps). */
+export const DECODE_SPLIT_THREADS = 256;
+
+/** Bytes of attention_decode's dynamic shared memory, sizeof(attn::DecodeSmem<8>) for `group` query
+ * heads per kv head: the new key's K and V rows of the fused RoPE prologue (4 bytes per element whatever the dtype, each rounded up to 16 bytes), the cluster
  * merge's gather buffer (the heads' merge items of accVec floats, accVec = 4, 2 or 1 as headDim allows,
- * their count rounded up to 8, the largest cluster, times accVec floats), queries and the warps' acc
- * ([heads, headDim] floats: 1 + warps), the warps' m and l (2 · warps per head), the cluster merge's
+ * their count rounded up to 8, the largest cluster, times accVec floats), queries and the 8 warps' acc
+ * ([heads, headDim] floats: 1 + 8), the warps' m and l (8 + 8 per head), the cluster merge's
  * gathered m and l of 8 splits (8 + 8 per head), an int; 16-byte aligned. */
-export function decodeSharedBytes(group: number, headDim: number, warps = 4): number {
+export function decodeSharedBytes(group: number, headDim: number): number {
+  const warps = DECODE_SPLIT_THREADS / 32;
   const heads = Math.min(group, 8); // kHeadsPerCta
   const newKeyRow = 4 * Math.ceil(headDim / 4) * 4;
   const accVec = headDim % 4 === 0 ? 4 : headDim % 2 === 0 ? 2 : 1; // kAccVec
@@ -90,21 +93,6 @@ export function decodeSharedBytes(group: number, headDim: number, warps = 4): nu
   const bytes =
     2 * newKeyRow + 4 * (gatherAcc + (1 + warps) * heads * headDim + (2 * warps + 16) * heads + 1);
   return Math.ceil(bytes / 16) * 16;
-}
-
-/** KILN_ATTN_WARPS: 4 (unset, the default) or 8 warps a CTA for fused-RoPE split decode steps; anything
- * else is refused by name. Returns whether 8. */
-export function parseAttentionWarps(env: string | undefined): boolean {
-  if (env === undefined || env === "" || env === "4") return false;
-  if (env === "8") return true;
-  throw new InvalidEnvironmentError(`KILN_ATTN_WARPS must be 4 or 8; got ${env}`);
-}
-
-/** The 8-warp twin of a fused-RoPE split kernel (attention_decode_rope, _c2/4/8 → attention_decode_rope_w8,
- * _w8_c2/4/8; KILN_ATTN_WARPS=8), or undefined where the kernel has none. */
-export function decodeKernelW8(kernel: string): string | undefined {
-  const m = /^attention_decode_rope(_c[248])?$/.exec(kernel);
-  return m === null ? undefined : `attention_decode_rope_w8${m[1] ?? ""}`;
 }
 
 /** Split counts whose CTAs form one thread-block cluster (attention_decode_c2/4/8, sm_90+): the splits

@@ -9,8 +9,8 @@
 //   partials:  acc [S, H, splits, headDim] f32 | m, l [S, H, splits] f32 | counters [S, ctasPerSeq] u32
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import {
+  DECODE_SPLIT_THREADS,
   decodeBatchSharedBytes,
-  decodeKernelW8,
   decodeSharedBytes,
   decodeSplits,
   type SplitTarget,
@@ -23,8 +23,6 @@ import { nextPow2 } from "./gemm_algorithms.ts";
 export class DecodeAttention {
   /** attention_decode's dynamic shared memory per CTA (attention_splits.ts decodeSharedBytes). */
   private readonly splitSharedBytes: number;
-  /** The _w8 kernels' (decodeSharedBytes with 8 warps), or 0 where they are not used. */
-  private readonly w8SharedBytes: number;
   /** attention_decode_batch's (decodeBatchSharedBytes). */
   private readonly batchSharedBytes: number;
   /** attention_decode_mma's (decodeMmaSharedBytes). */
@@ -48,8 +46,6 @@ export class DecodeAttention {
     private readonly mma: boolean,
     /** Whether the engine exports attention_decode_mma_rope (decodeRoute: split steps over long contexts). */
     private readonly mmaRope: boolean,
-    /** KILN_ATTN_WARPS=8: fused-RoPE split steps take the 8-warp kernels. */
-    warps8 = false,
   ) {
     this.numKvHeads = model.numKvHeads;
     const group = model.numHeads / model.numKvHeads;
@@ -70,7 +66,6 @@ export class DecodeAttention {
     };
     this.partials.counters.fillBytes(stream, 0);
     this.splitSharedBytes = decodeSharedBytes(group, model.headDim);
-    this.w8SharedBytes = warps8 ? decodeSharedBytes(group, model.headDim, 8) : 0;
     this.batchSharedBytes = decodeBatchSharedBytes(group, model.headDim);
     this.mmaSharedBytes = decodeMmaSharedBytes(model.headDim);
   }
@@ -108,16 +103,14 @@ export class DecodeAttention {
       ctasPerSeq: this.ctasPerSeq,
       numKvHeads: this.numKvHeads,
     });
-    const w8 =
-      r.module === "attn_decode" && !batch && this.w8SharedBytes > 0 ? decodeKernelW8(r.kernel) : undefined;
-    if (w8 !== undefined) return { ...r, kernel: w8, sharedBytes: this.w8SharedBytes, threads: 256 };
     const sharedBytes =
       r.module === "attn_decode_mma"
         ? this.mmaSharedBytes
         : batch
           ? this.batchSharedBytes
           : this.splitSharedBytes;
-    return { ...r, sharedBytes, threads: 128 };
+    // The split kernels run 8 warps; the batch and tensor-core kernels 4.
+    return { ...r, sharedBytes, threads: r.module === "attn_decode" && !batch ? DECODE_SPLIT_THREADS : 128 };
   }
 
   /** The grid of a route's launch over numSeqs sequences and `splits` splits: (CTAs per sequence,

@@ -84,7 +84,6 @@ export function moduleSpecs(
         ROTARY_DIM: model.rope.rotaryDim, // attention_decode_rope*: the fused RoPE prologue (rope.cuh)
         // The launches' dynamic shared memory; the kernel asserts it is sizeof(attn::DecodeSmem).
         DECODE_SMEM_BYTES: decodeSharedBytes(model.numHeads / model.numKvHeads, model.headDim),
-        DECODE_W8_SMEM_BYTES: decodeSharedBytes(model.numHeads / model.numKvHeads, model.headDim, 8),
         // attention_decode_batch's; the kernel asserts it is sizeof(attn::BatchSmem).
         DECODE_BATCH_SMEM_BYTES: decodeBatchSharedBytes(model.numHeads / model.numKvHeads, model.headDim),
       },

@@ -9,7 +9,6 @@ import {
   type AttentionTrigger,
   parseAttentionStop,
   parseAttentionTrigger,
-  parseAttentionWarps,
   parseRopeTrigger,
 } from "./attention_splits.ts";
 import { type Fp8GemvKind, parseFp8Gemv } from "./fp8_variants.ts";
@@ -48,6 +47,8 @@ const REMOVED_SWITCHES: Readonly<Record<string, string>> = {
     "attention_decode_mma_rope now runs where it measured faster (split steps over long contexts) and nowhere else",
   KILN_PREFILL_WARPS:
     "the 8-warp attention_prefill_w8 measured slower than the 4-warp attention_prefill, the one that runs",
+  KILN_ATTN_WARPS:
+    "the split decode kernels (attention_decode*) run 8 warps a CTA, measured faster than 4; there is no other",
   KILN_PREFILL_KERNEL:
     "attention_prefill_wgmma (sm_90a, warp-specialized as FlashAttention-3) measured slower than attention_prefill (mma4), the one that runs",
 };
@@ -78,8 +79,6 @@ export interface CudaTuning {
   readonly attnTrigger: AttentionTrigger;
   /** KILN_ATTN_CLUSTER=0: decode attention merges its splits through global memory, not a cluster. */
   readonly attnCluster: boolean;
-  /** KILN_ATTN_WARPS=8: fused-RoPE split decode steps run the 8-warp kernels (an A/B). */
-  readonly attnWarps8: boolean;
   /** KILN_PREFILL_SPLIT=0: prefill attention never splits its keys over CTAs (prefill_splits.ts; the A/B
    * of the `_split` kernels and attention_prefill_merge against the unsplit launch). */
   readonly prefillSplit: boolean;
@@ -115,7 +114,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),
-    attnWarps8: parseAttentionWarps(env.KILN_ATTN_WARPS),
     prefillSplit: onUnless0(env, "KILN_PREFILL_SPLIT"),
     ropeEarly: parseRopeTrigger(env.KILN_ROPE_TRIGGER),
     ropeFuse: onUnless0(env, "KILN_ROPE_FUSE"),

@@ -10,7 +10,6 @@ import { describe, test } from "node:test";
 import {
   decodeBatchSharedBytes,
   decodeKernel,
-  decodeKernelW8,
   decodeSharedBytes,
   decodeSplits,
   graphSplits,
@@ -18,7 +17,6 @@ import {
   MIN_SPLIT_KEYS,
   parseAttentionStop,
   parseAttentionTrigger,
-  parseAttentionWarps,
   parseRopeTrigger,
   splitRanges,
   useBatchKernel,
@@ -142,7 +140,7 @@ describe("decode attention splits", () => {
         JSON.stringify(d),
       );
     }
-    assert.equal(decodeSharedBytes(4, 128), 13712); // Llama-3.1-8B: 4 query heads per kv head of 128
+    assert.equal(decodeSharedBytes(4, 128), 22032); // Llama-3.1-8B: 4 query heads per kv head of 128
   });
 
   test("KILN_ROPE_TRIGGER: wait by default, early on request, anything else named in the error", () => {
@@ -161,25 +159,6 @@ describe("decode attention splits", () => {
       () => parseAttentionStop("merge"),
       /KILN_ATTN_STOP must be wait, keys or partials; got merge/,
     );
-  });
-
-  test("KILN_ATTN_WARPS: 4 by default, 8 on request, anything else named; the 8-warp twins' names", () => {
-    assert.equal(parseAttentionWarps(undefined), false);
-    assert.equal(parseAttentionWarps("4"), false);
-    assert.equal(parseAttentionWarps("8"), true);
-    assert.throws(() => parseAttentionWarps("16"), /KILN_ATTN_WARPS must be 4 or 8; got 16/);
-    assert.equal(decodeKernelW8("attention_decode_rope"), "attention_decode_rope_w8");
-    assert.equal(decodeKernelW8("attention_decode_rope_c4"), "attention_decode_rope_w8_c4");
-    // No twin for the unfused, batch or tensor-core kernels.
-    for (const k of [
-      "attention_decode",
-      "attention_decode_c2",
-      "attention_decode_batch_rope",
-      "attention_decode_mma",
-    ])
-      assert.equal(decodeKernelW8(k), undefined, k);
-    // The 8-warp shared memory: 4 more [heads, headDim] acc rows and 8 more m, l per head than the 4-warp.
-    assert.equal(decodeSharedBytes(4, 128, 8) - decodeSharedBytes(4, 128), 4 * (4 * 4 * 128 + 8 * 4));
   });
 
   test("many sequences take attention_decode_batch: S · ctasPerSeq ≥ 2 · SMs, whatever the contexts", () => {

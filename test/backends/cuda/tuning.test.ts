@@ -38,7 +38,6 @@ describe("CudaTuning", () => {
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
-        attnWarps8: false,
         prefillSplit: true,
         ropeEarly: false,
         ropeFuse: true,
@@ -127,6 +126,7 @@ describe("CudaTuning", () => {
       "KILN_DECODE_MMA_ROPE",
       "KILN_PREFILL_WARPS",
       "KILN_PREFILL_KERNEL",
+      "KILN_ATTN_WARPS",
     ])
       assert.throws(
         () => cudaTuningFromEnv({ [name]: "1" }),
@@ -142,6 +142,7 @@ describe("CudaTuning", () => {
       ["KILN_WO4_GEMV", ["mma", "fma", ""], ["gemv_wo4_mma"]],
       ["KILN_PREFILL_KERNEL", ["mma4", "wgmma", "mma8", ""], ["attention_prefill_wgmma", "measured slower"]],
       ["KILN_PREFILL_WARPS", ["4", "8"], ["measured slower"]],
+      ["KILN_ATTN_WARPS", ["4", "8"], ["8 warps", "measured faster"]],
     ];
     for (const [name, values, why] of cases)
       for (const v of values)
