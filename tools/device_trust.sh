@@ -28,8 +28,6 @@
 #            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind
 #   attn-stages  batch-1 decode attention inside the 8B bf16 graph: TPOT with KILN_ATTN_STOP=wait|keys|partials,
 #            left out, with the global merge, then its Nsight detail
-#   attn-w8  the 8-warp split decode kernels (KILN_ATTN_WARPS=8) against the 4-warp ones: greedy tokens,
-#            TPOT A/B, the stages, Nsight stall reasons
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
 #            context, and `kiln bench --profile` of the 32,768-token prefill and a decode step after it
 #            (`long prefill`: the prefill kernel's GPU test, TTFT at 32,768 and 8,192, and its Nsight
@@ -529,31 +527,6 @@ if [[ $part == attn-stages ]]; then # where batch-1 decode attention's ~13 µs a
   skip=attention_decode_rope,attention_decode_rope_c2,attention_decode_rope_c4,attention_decode_rope_c8,attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8
   KILN_SKIP_KERNELS=$skip bench "$big attn left out" "$e" "${decode[@]}"
   KILN_ATTN_CLUSTER=0 bench "$big attn global merge" "$e" "${decode[@]}"
-  ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
-  exit 0
-fi
-if [[ $part == attn-w8 ]]; then # the 8-warp split decode kernels (KILN_ATTN_WARPS=8) against the 4-warp ones
-  # inside the batch-1 graph (8B bf16), most wanted first: TPOT interleaved twice at 128 in / 256 out (4
-  # then 8 splits), left out, the 8-warp kernel's stages (as attn-stages), greedy tokens of both on one
-  # prompt, the 8-warp kernel's Nsight detail (stall reasons), both at 512 in / 256 out (8 splits), the
-  # 4-warp kernel's Nsight detail
-  e=$(engine $big)
-  for pass in 1 2; do
-    for w in 4 8; do KILN_ATTN_WARPS=$w bench "$big attn w$w" "$e" "${decode[@]}"; done
-  done
-  skip=attention_decode_rope,attention_decode_rope_c2,attention_decode_rope_c4,attention_decode_rope_c8,attention_decode,attention_decode_c2,attention_decode_c4,attention_decode_c8
-  skip=$skip,attention_decode_rope_w8,attention_decode_rope_w8_c2,attention_decode_rope_w8_c4,attention_decode_rope_w8_c8
-  KILN_SKIP_KERNELS=$skip bench "$big attn left out" "$e" "${decode[@]}"
-  for stop in wait keys partials; do KILN_ATTN_WARPS=8 KILN_ATTN_STOP=$stop bench "$big w8 stop $stop" "$e" "${decode[@]}"; done
-  ids=$(python3 -c "print(','.join(str(i * 7919 % 120000 + 1) for i in range(100)))")
-  for w in 4 8; do
-    KILN_ATTN_WARPS=$w ./bin/kiln run --model "$e" --backend cuda --input-ids "$ids" --max-new-tokens 200 --greedy \
-      --ignore-eos --json 2>>"$out/run.err" >"$out/run-w$w.json"
-    echo "warps $w: exit $?"
-  done
-  python3 -c "import json; a, b = (json.load(open('$out/run-w%d.json' % w))['outputIds'] for w in (4, 8)); n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None); print('greedy tokens w4 vs w8: %d / %d, first difference at %s' % (len(a), len(b), n))"
-  KILN_ATTN_WARPS=8 ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
-  for w in 4 8; do KILN_ATTN_WARPS=$w bench "$big attn w$w 512" "$e" --input-len 512 --output-len 256; done
   ENGINE=$e bash tools/ncu_kernel.sh attention_decode 1 128 40
   exit 0
 fi
