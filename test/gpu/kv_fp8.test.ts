@@ -479,24 +479,40 @@ describe("CUDA with an fp8 KV cache against the CPU with one", { skip: skipEngin
     let prompt = [...ids, ...ids, 5, 7, 11].slice(0, 45);
     if (prompt.length % 16 === 0) prompt = prompt.slice(0, -1);
     const greedy12 = { greedy: true, maxNewTokens: 12, ignoreEos: true };
-    const cold = open(name, "cuda", "fp32");
-    let want: number[];
-    try {
-      [{ outputIds: want }] = await cold.generate({ ids: prompt }, greedy12);
-    } finally {
-      cold.dispose();
-    }
+    // Three seeded samples of one prompt: each fork's tokens depend on its seed alone, not on the cache.
+    const forks3 = {
+      temperature: 0.9,
+      topK: 40,
+      seed: 17,
+      numReturnSequences: 3,
+      maxNewTokens: 12,
+      ignoreEos: true,
+    };
+    const coldRun = async (options: typeof greedy12 | typeof forks3) => {
+      const cold = open(name, "cuda", "fp32");
+      try {
+        const [result] = await cold.generate({ ids: prompt }, options);
+        return result.sequences.map((s) => s.outputIds);
+      } finally {
+        cold.dispose();
+      }
+    };
+    const [want] = await coldRun(greedy12);
+    const wantForks = await coldRun(forks3);
+    assert.equal(wantForks.length, 3);
+    assert.ok(new Set(wantForks.map((f) => f.join())).size > 1, "the cold forks sampled different tokens");
     const gpu = open(name, "cuda", "fp32");
     try {
       const [first] = await gpu.generate({ ids: prompt }, greedy12);
       assert.deepEqual(first.outputIds, want, "first run");
       const [again] = await gpu.generate({ ids: prompt }, greedy12); // the prompt's blocks are cached
       assert.deepEqual(again.outputIds, want, "prefix reuse");
-      const [forks] = await gpu.generate(
-        { ids: prompt },
-        { temperature: 0, numReturnSequences: 3, maxNewTokens: 12, ignoreEos: true },
+      const [forks] = await gpu.generate({ ids: prompt }, forks3); // cached prefix, one shared tail block
+      assert.deepEqual(
+        forks.sequences.map((s) => s.outputIds),
+        wantForks,
+        "the forks (copy on write) against a cold run",
       );
-      for (const s of forks.sequences) assert.deepEqual(s.outputIds, want, "a fork (copy on write)");
     } finally {
       gpu.dispose();
     }
