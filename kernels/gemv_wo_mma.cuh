@@ -18,9 +18,11 @@
 // a[2] (row g; a[1], a[3] row g + 8) and the matching x pairs as b0, b1. Lanes with the same t read the same
 // vector, so each MMA sums 16 products of matching k, and a chunk's 8 MMAs cover its 128 k once: a chunk's
 // sum is the group's partial, scaled by the row's group scale into the lane's accumulator.
-// Split: chunk c = step·(kMmaWarps·4) + warp·4 + u (u < 4), whatever the tiles T: a warp streams 4·64 bytes
-// of each of its 16 rows per step, loaded in rounds of U = 4 / T chunks (2·T·U = 8 16-byte weight loads
-// per lane in flight); the first round's weights and scales are loaded before the PDL wait. The warps'
+// Split: a step of the block covers kMmaWarps·4 chunks, whatever the tiles T; warp w takes chunks
+// step + 16j + 2w + e (j, e < 2: two pairs 16 chunks apart), 4·64 bytes of each of its 16 rows, loaded in
+// rounds of U = 4 / T chunks (2·T·U = 8 16-byte weight loads per lane in flight). So a round of the gated
+// kernel (U = 2) reads 16 consecutive chunks of each of its rows, as a round of the plain kernel reads 32,
+// not every other 128 bytes; the first round's weights and scales are loaded before the PDL wait. The warps'
 // partials add in warp order (gemv_mma_tile.cuh).
 // Rows past n are re-read (clamped to n − 1), never stored. Needs k a multiple of 8 (x's 16-byte pieces),
 // GEMV_MAX_M ≤ 8. Padding q (features ≥ k of the last group) meets x's zeros: q is finite, so it adds 0.
@@ -127,11 +129,10 @@ struct RowRef {
 
 /** T tiles of 16 weight rows (the gated kernel's gate and up: T = 2) times the m rows of x: each warp's
  * fp32 partial sums over its chunks, scaled by the group scales, in mma fragment order. A step of the
- * block covers kMmaWarps · kStepU chunks, warp w the kStepU consecutive chunks from step + w·kStepU,
- * whatever T: the gated kernel's gate and up rows get the plain kernel's chunks per warp, in its order,
- * so their sums are its bits. It loads them in kStepU / U rounds of U = kLoads / 2T chunks (the same
- * bytes in flight, and registers for two CTAs an SM). rows[i][h]: tile
- * i's row g (h = 0) and g + 8 (h = 1); a chunk c is group c / cpg (cpg chunks a group). `active` false: a
+ * block covers kMmaWarps · kStepU chunks, warp w the same kStepU of them (`chunk`, in pairs) whatever T:
+ * the gated kernel's gate and up rows get the plain kernel's chunks per warp, in its order, so their sums
+ * are its bits. It loads them in kStepU / U rounds of U = kLoads / 2T chunks (the same bytes in flight,
+ * and registers for two CTAs an SM). rows[i][h]: tile i's row g (h = 0) and g + 8 (h = 1); a chunk c is group c / cpg (cpg chunks a group). `active` false: a
  * block past the last row, which still waits (every CTA must) and returns false. */
 template <class F, int T, int U = kLoads / (2 * T)>
 __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const RowRef (&rows)[T][2], int cpg,
@@ -142,15 +143,22 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const R
   constexpr int kRounds = kStepU / U;       // load rounds per step
   static_assert(kStepU % U == 0, "a step is whole rounds");
   constexpr int kStep = kMmaWarps * kStepU;  // chunks per step of the whole block
+  constexpr int kPair = 2;                   // a warp's consecutive chunks: the gated kernel's U
+  static_assert(U % kPair == 0 && kStepU % kPair == 0, "rounds are whole pairs");
   const uint4 zero = {0u, 0u, 0u, 0u};
   uint4 w[T][2][U];
   float s[T][2][U], z[T][2][U];  // z: int4-zp's zero points
-  // Round r: step (r / kRounds)·kStep, this warp's chunks from step + warp·kStepU + (r % kRounds)·U.
-  auto first_chunk = [&](int r) { return r / kRounds * kStep + warp * kStepU + r % kRounds * U; };
+  // The warp's i-th chunk of a step (i < kStepU): pair i / kPair of the step's pairs, kMmaWarps·kPair
+  // chunks apart, so every round of the block reads whole contiguous runs of each row (U = kPair: the
+  // chunks step + j·kMmaWarps·kPair … + kMmaWarps·kPair − 1 for round j), not half of each warp's run.
+  auto chunk = [&](int r, int u) {
+    const int i = r % kRounds * U + u;
+    return r / kRounds * kStep + i / kPair * (kMmaWarps * kPair) + warp * kPair + i % kPair;
+  };
   auto load = [&](int r) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      const int c = first_chunk(r) + u, v = 4 * c + t;
+      const int c = chunk(r, u), v = 4 * c + t;
 #pragma unroll
       for (int i = 0; i < T; i++) {
 #pragma unroll
@@ -174,7 +182,7 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const R
     if (r > 0) load(r);
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      const int f0 = 32 * (4 * (first_chunk(r) + u) + t);  // the lane's first feature
+      const int f0 = 32 * (4 * chunk(r, u) + t);  // the lane's first feature
       uint4 xp[4];
 #pragma unroll
       for (int p = 0; p < 4; p++)
