@@ -58,7 +58,8 @@
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
 #            engines (where each step's time goes, kernel by kernel);
-#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT and its step kernel by kernel;
+#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT and its step kernel by kernel
+#            (`quant s25b-short`: without the kernel-by-kernel step);
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -236,6 +237,8 @@ if [[ $part == quant ]]; then
     done
     exit 0
   fi
+  short=0
+  [[ $which == s25b-short ]] && which=s25b short=1  # without the Nsight part
   if [[ $which == s25b ]]; then # after s25: the int4 GEMVs' GPU tests (gemv_wo4_mma's gated kernel on the
     # plain kernel's chunks; gemv_zp_mma's first run) beside the checkpoint's writing, then int4-wo's
     # batch-1 TPOT on its one GEMV, and its decode step kernel by kernel (tools/ncu_decode.sh)
@@ -247,6 +250,7 @@ if [[ $part == quant ]]; then
     wait "$ckpt_pid"
     build_wo int4-wo
     bench "$big int4-wo decode" /tmp/engine-$big-int4-wo "${decode[@]}"
+    [[ $short == 1 ]] && exit 0
     ENGINE=/tmp/engine-$big-int4-wo bash tools/ncu_decode.sh "$big" 4 128 last  # its step kernel by kernel
     exit 0
   fi
