@@ -132,8 +132,9 @@ struct RowRef {
  * block covers kMmaWarps · kStepU chunks, warp w the same kStepU of them (`chunk`, in pairs) whatever T:
  * the gated kernel's gate and up rows get the plain kernel's chunks per warp, in its order, so their sums
  * are its bits. It loads them in kStepU / U rounds of U = kLoads / 2T chunks (the same bytes in flight,
- * and registers for two CTAs an SM). rows[i][h]: tile i's row g (h = 0) and g + 8 (h = 1); a chunk c is group c / cpg (cpg chunks a group). `active` false: a
- * block past the last row, which still waits (every CTA must) and returns false. */
+ * and registers for two CTAs an SM; three for the plain kernel). rows[i][h]: tile i's row g (h = 0) and
+ * g + 8 (h = 1); a chunk c is group c / cpg (cpg chunks a group). `active` false: a block past the last
+ * row, which still waits (every CTA must) and returns false. */
 template <class F, int T, int U = kLoads / (2 * T)>
 __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const RowRef (&rows)[T][2], int cpg,
                                            bool active, int m, int k, float (&acc)[T][4]) {
