@@ -58,8 +58,9 @@
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
 #            engines (where each step's time goes, kernel by kernel);
-#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT and its step kernel by kernel
-#            (`quant s25b-short`: without the kernel-by-kernel step);
+#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT, its 128-token prefill by
+#            kernel kind (`kiln bench --profile`) and its decode step kernel by kernel (`quant s25b-short`:
+#            without the last);
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
 #            TPOT at batch 16, 64 and 256 with KILN_WO_GEMM_MAX_M=0 (dequantize + cuBLASLt) and the default
 #            (gemm_wo), one after the other on the same engine;
@@ -250,6 +251,11 @@ if [[ $part == quant ]]; then
     wait "$ckpt_pid"
     build_wo int4-wo
     bench "$big int4-wo decode" /tmp/engine-$big-int4-wo "${decode[@]}"
+    # TTFT at 128 prompt tokens is ~3x bf16's: the 128-token prefill's GPU time by kernel (gemm_wo.cu's
+    # tensor-core GEMM straight from the int4 bytes runs its linears)
+    ./bin/kiln bench --model /tmp/engine-$big-int4-wo --backend cuda --batch-size 1 --input-len 128 --output-len 16 \
+      --runs 1 --profile >"$out/profile-int4-128.txt" 2>>"$out/bench.err" || echo "int4 profile failed (bench.err)"
+    sed -n '/^decode step GPU time/,$p' "$out/profile-int4-128.txt" | head -40
     [[ $short == 1 ]] && exit 0
     ENGINE=/tmp/engine-$big-int4-wo bash tools/ncu_decode.sh "$big" 4 128 last  # its step kernel by kernel
     exit 0
