@@ -256,6 +256,7 @@ if [[ $part == quant ]]; then
     ./bin/kiln bench --model /tmp/engine-$big-int4-wo --backend cuda --batch-size 1 --input-len 128 --output-len 16 \
       --runs 1 --profile >"$out/profile-int4-128.txt" 2>>"$out/bench.err" || echo "int4 profile failed (bench.err)"
     sed -n '/^decode step GPU time/,$p' "$out/profile-int4-128.txt" | head -40
+    KILN_WO_GEMM_MAX_M=0 bench "$big int4-wo dequant+cuBLASLt" /tmp/engine-$big-int4-wo --input-len 128 --output-len 16
     [[ $short == 1 ]] && exit 0
     ENGINE=/tmp/engine-$big-int4-wo bash tools/ncu_decode.sh "$big" 4 128 last  # its step kernel by kernel
     exit 0
