@@ -28,7 +28,8 @@
 //   m32n64    32  64  2×2    6      m ≤ 32
 //   m64n128   64 128  4×1    3      larger m (one CTA row per 64 rows of x)
 // Small steps are bound by the weight bytes in flight (few CTAs when n is small: ⌈n / 64⌉), hence their
-// deeper pipelines; m64n128's stages are twice the size.
+// deeper pipelines; m64n128's stages are twice the size. The runtime (gemm_wo_variants.ts) takes the
+// next smaller tile where a grid would have fewer CTAs than half the SMs.
 // PDL: the prologue's q copies are issued before kiln::pdl_wait (weights only), x's after it.
 //
 // Gated (a gated MLP's fused gate_up weight [2·inter, k], gate rows then up rows): y [m, inter] =

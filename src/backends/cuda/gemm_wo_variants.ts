@@ -46,9 +46,43 @@ export interface WoGemmLaunch {
 /** The gemm_wo variant for `rows` rows of x and n output features: the smallest tile that holds the
  * rows (16, 32), else 64 rows a CTA (one CTA row per 64 rows of x); grid (row blocks, feature blocks).
  * With `gatedAct`, the gated kernel over the fused gate_up weight [2·n, ·] (n = inter): a CTA's BN
- * weight rows are BN / 2 features' gate and up rows. */
-export function woGemmLaunch(format: WoGemmFormat, rows: number, n: number, gatedAct?: string): WoGemmLaunch {
-  const tile = TILES.find((t) => rows <= t.bm) ?? TILES[TILES.length - 1];
+ * weight rows are BN / 2 features' gate and up rows. Given the GPU's `smCount`, a grid of fewer CTAs
+ * than half the SMs (the 8B's o and down projections, n = 4,096: 32 CTAs at 33…64 rows on the 64-row
+ * tile, 64 at 17…32 or 65…128 rows) takes the next smaller tile while that gives more CTAs: the weight
+ * is then read and converted once per 16 or 32 rows instead of 64, by twice the SMs or more. */
+export function woGemmLaunch(
+  format: WoGemmFormat,
+  rows: number,
+  n: number,
+  gatedAct?: string,
+  smCount = 0,
+): WoGemmLaunch {
+  const ctas = (t: (typeof TILES)[number]) =>
+    Math.ceil(rows / t.bm) * Math.ceil(n / (gatedAct ? t.bn / 2 : t.bn));
+  let i = TILES.findIndex((t) => rows <= t.bm);
+  if (i < 0) i = TILES.length - 1;
+  while (i > 0 && ctas(TILES[i]) < smCount / 2 && ctas(TILES[i - 1]) > ctas(TILES[i])) i--;
+  return tileLaunch(format, TILES[i], rows, n, gatedAct);
+}
+
+/** Every gemm_wo kernel a weight of `format` may run (each tile; with `gatedAct`, the gated ones). */
+export function woGemmKernels(
+  format: WoGemmFormat,
+  gatedAct?: string,
+): { kernel: string; sharedBytes: number }[] {
+  return TILES.map((t) => {
+    const { kernel, sharedBytes } = tileLaunch(format, t, t.bm, 1, gatedAct);
+    return { kernel, sharedBytes };
+  });
+}
+
+function tileLaunch(
+  format: WoGemmFormat,
+  tile: (typeof TILES)[number],
+  rows: number,
+  n: number,
+  gatedAct?: string,
+): WoGemmLaunch {
   const bits = format === "zp" ? 4 : format;
   const family = format === "zp" ? "gemm_zp" : `gemm_wo${format}`;
   const perCta = gatedAct ? tile.bn / 2 : tile.bn;

@@ -85,14 +85,14 @@ export class LinearLauncher {
       const cap = logits ? this.maxLogitRows : this.maxTokens;
       const fp8 = this.weights.fp8(op.weight);
       // A bucket on our kernels (a GEMV, or gemm_wo up to KILN_WO_GEMM_MAX_M) needs no plan; gemm_wo's
-      // kernel of the bucket's tile (16, 32 or 64 rows: every bucket from 16 up is one) opts in to its
-      // shared memory here, before decode graphs are captured (decode steps run at these buckets).
+      // kernels (every tile: which one runs depends on the rows and the grid) opt in to their shared
+      // memory here, before decode graphs are captured (decode steps run at these buckets).
       const quantized = this.weights.quantized(op.weight);
       const gatedAct = step.gated && this.tuning.fuseGatedAct ? step.gated.act : undefined;
       for (const m of rowBuckets(Math.min(maxRows, cap)))
         if (this.gemvApplies(op, m)) continue;
         else if (quantized && this.route(op, m) === "wo_gemm")
-          this.quantized.prepareGemm(quantized, m, gatedAct);
+          this.quantized.prepareGemm(quantized, gatedAct);
         else if (fp8) this.fp8.prepare(m, fp8.rows, fp8.cols, Boolean(op.bias));
         else
           this.gemms.get(

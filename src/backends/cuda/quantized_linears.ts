@@ -11,7 +11,7 @@
 // 2 bytes), allocated with the backend and freed by dispose(), before KV sizing reads free memory.
 import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import { type CudaDevice, DeviceBuffer, type DevicePtr, type KernelArg } from "./device/index.ts";
-import { woGemmLaunch, zpGemmTakes } from "./gemm_wo_variants.ts";
+import { woGemmKernels, woGemmLaunch, zpGemmTakes } from "./gemm_wo_variants.ts";
 import {
   dequantLaunch,
   dequantScratchBytes,
@@ -39,6 +39,8 @@ export class QuantizedLinears {
     private readonly kernels: KernelLauncher,
     /** Dequantized weights, [n, k] of the engine dtype; null when the engine has no quantized weight. */
     private readonly scratch: DeviceBuffer | null,
+    /** The GPU's SMs: gemm_wo's tile keeps its grid at half of them or more (woGemmLaunch). */
+    private readonly smCount: number,
   ) {}
 
   /** The scratch for `weights`' largest quantized weight in `dtype` (none for an unquantized engine). */
@@ -49,7 +51,11 @@ export class QuantizedLinears {
     dtype: DTypeName,
   ): QuantizedLinears {
     const bytes = dequantScratchBytes(weights.allQuantized, ELEMENT_BYTES[dtype]);
-    return new QuantizedLinears(kernels, bytes > 0 ? DeviceBuffer.alloc(device, bytes) : null);
+    return new QuantizedLinears(
+      kernels,
+      bytes > 0 ? DeviceBuffer.alloc(device, bytes) : null,
+      device.smCount,
+    );
   }
 
   /** gemv_woB over `w` ([n, k], n = w.rows), or with `gatedAct` the gated kernel writing act(gate)·up
@@ -86,7 +92,7 @@ export class QuantizedLinears {
   gemm(w: QuantizedWeight, a: LinearArgs, gatedAct?: string): void {
     const n = gatedAct ? w.rows / 2 : w.rows;
     const format = w.zp ? "zp" : woBits(w.format);
-    const { kernel, grid, block, sharedBytes } = woGemmLaunch(format, a.rows, n, gatedAct);
+    const { kernel, grid, block, sharedBytes } = woGemmLaunch(format, a.rows, n, gatedAct, this.smCount);
     const args: KernelArg[] = w.zp
       ? [
           { ptr: a.x },
@@ -113,12 +119,13 @@ export class QuantizedLinears {
     this.kernels.launch("gemm_wo", kernel, grid, block, args, sharedBytes);
   }
 
-  /** Readies gemm()'s kernel for `w` at `rows` rows (with `gatedAct`: the gated one): its dynamic shared
-   * memory above the default 48 KiB is opted in now, before any decode graph is captured. */
-  prepareGemm(w: QuantizedWeight, rows: number, gatedAct?: string): void {
-    const n = gatedAct ? w.rows / 2 : w.rows;
-    const { kernel, sharedBytes } = woGemmLaunch(w.zp ? "zp" : woBits(w.format), rows, n, gatedAct);
-    if (sharedBytes > DEFAULT_SHARED_BYTES) this.kernels.reserveSharedMemory("gemm_wo", kernel, sharedBytes);
+  /** Readies gemm()'s kernels for `w` (with `gatedAct`: the gated ones): the dynamic shared memory of
+   * every tile it may take (the tile depends on the rows and the weight's grid) above the default 48 KiB
+   * is opted in now, before any decode graph is captured. */
+  prepareGemm(w: QuantizedWeight, gatedAct?: string): void {
+    for (const { kernel, sharedBytes } of woGemmKernels(w.zp ? "zp" : woBits(w.format), gatedAct))
+      if (sharedBytes > DEFAULT_SHARED_BYTES)
+        this.kernels.reserveSharedMemory("gemm_wo", kernel, sharedBytes);
   }
 
   /** Whether gemm() has a kernel for `w` (int4-zp: gemm_wo_variants.ts zpGemmTakes); else dequantize. */

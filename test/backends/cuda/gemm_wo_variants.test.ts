@@ -11,6 +11,7 @@ import {
   parseWoGemmMaxM,
   WO_GEMM_MAX_M,
   type WoGemmFormat,
+  woGemmKernels,
   woGemmLaunch,
   zerosExactIn16Bit,
   zpGemmTakes,
@@ -65,6 +66,42 @@ describe("gemm_wo launches", () => {
     assert.deepEqual(woGemmLaunch("zp", 100, 137).grid, [2, 2]);
     assert.equal(woGemmLaunch("zp", 9, 64).kernel, "gemm_zp_m16n64");
     assert.equal(woGemmLaunch(8, 300, 64).kernel, "gemm_wo8_m64n128");
+  });
+
+  test("given the SMs, a grid under half of them takes the next smaller tile while that has more CTAs", () => {
+    // The 8B's linears on 132 SMs: o and down (n 4,096), qkv (6,144), gate_up gated (inter 14,336).
+    const cases: [number, number, string | undefined, string, [number, number]][] = [
+      [16, 4096, undefined, "m16n64", [1, 64]], // no smaller tile
+      [32, 4096, undefined, "m16n64", [2, 64]], // 64 CTAs on m32n64
+      [32, 6144, undefined, "m32n64", [1, 96]], // 96: kept
+      [64, 4096, undefined, "m32n64", [2, 64]], // 32 on m64n128; 128 on m32n64
+      [64, 6144, undefined, "m32n64", [2, 96]], // 48 on m64n128
+      [128, 4096, undefined, "m32n64", [4, 64]],
+      [128, 6144, undefined, "m64n128", [2, 48]], // 96: kept
+      [256, 4096, undefined, "m64n128", [4, 32]], // 128: kept
+      [64, 14336, "silu", "m64n128", [1, 224]],
+    ];
+    for (const [rows, n, act, tile, grid] of cases) {
+      const l = woGemmLaunch(4, rows, n, act, 132);
+      assert.equal(l.kernel, `gemm_wo4_${tile}${act ? `_gated_${act}` : ""}`, `${rows} × ${n}`);
+      assert.deepEqual(l.grid, grid, `${rows} × ${n}`);
+      assert.equal(l.sharedBytes, woGemmKernels(4, act).find((k) => k.kernel === l.kernel)?.sharedBytes);
+    }
+    assert.equal(woGemmLaunch(4, 64, 4096).kernel, "gemm_wo4_m64n128", "no SM count: the rows alone");
+  });
+
+  test("woGemmKernels: each tile's kernel and its shared memory", () => {
+    for (const f of FORMATS)
+      for (const act of [undefined, "silu"]) {
+        const ks = woGemmKernels(f, act);
+        assert.deepEqual(
+          ks,
+          [9, 17, 33].map((rows) => {
+            const l = woGemmLaunch(f, rows, 4096, act);
+            return { kernel: l.kernel, sharedBytes: l.sharedBytes };
+          }),
+        );
+      }
   });
 
   test("every kernel it names is exported (compile_matrix.json) with the shared memory its tile needs", () => {

@@ -1,11 +1,12 @@
 // QuantizedLinears' gemm_wo launches (src/backends/cuda/quantized_linears.ts), on the CPU through a
 // recording stand-in for the kernel launcher: the kernel, grid, block and shared memory woGemmLaunch
 // gives, the arguments in gemm_wo.cu's order (n = inter for the gated kernel, int4-zp's zeros and group
-// size), and prepareGemm opting the kernel in to its shared memory before any graph capture.
+// size), the tile kept at half the SMs' CTAs or more, and prepareGemm opting every tile's kernel in to
+// its shared memory before any graph capture.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { CudaDevice, DevicePtr, KernelArg } from "../../../src/backends/cuda/device/index.ts";
-import { woGemmLaunch } from "../../../src/backends/cuda/gemm_wo_variants.ts";
+import { woGemmKernels, woGemmLaunch } from "../../../src/backends/cuda/gemm_wo_variants.ts";
 import type { KernelLauncher } from "../../../src/backends/cuda/kernel_launcher.ts";
 import { QuantizedLinears } from "../../../src/backends/cuda/quantized_linears.ts";
 import type { DeviceWeights, QuantizedWeight } from "../../../src/backends/cuda/weights.ts";
@@ -19,8 +20,9 @@ interface Launch {
   sharedBytes: number;
 }
 
-/** QuantizedLinears over a launcher that records its calls (no quantized weight: no scratch, no device). */
-function recording() {
+/** QuantizedLinears over a launcher that records its calls (no quantized weight: no scratch, no device
+ * but its SM count; 0: the tile by the rows alone). */
+function recording(smCount = 0) {
   const launches: Launch[] = [];
   const reserved: [string, string, number][] = [];
   const kernels = {
@@ -35,7 +37,7 @@ function recording() {
     reserveSharedMemory: (mod: string, kernel: string, bytes: number) => reserved.push([mod, kernel, bytes]),
   } as unknown as KernelLauncher;
   const weights = { allQuantized: [] } as unknown as DeviceWeights;
-  const q = QuantizedLinears.allocate({} as CudaDevice, kernels, weights, "bf16");
+  const q = QuantizedLinears.allocate({ smCount } as CudaDevice, kernels, weights, "bf16");
   return { q, launches, reserved };
 }
 
@@ -103,14 +105,38 @@ describe("QuantizedLinears gemm_wo launches", () => {
     ]);
   });
 
-  test("prepareGemm opts the kernel it will launch in to its shared memory", () => {
+  test("on a GPU of 132 SMs, a grid under 66 CTAs takes the next smaller tile", () => {
+    const { q, launches } = recording(132);
+    q.gemm(zp, args); // n 4,096 at 100 rows: 2 × 32 CTAs on the 64-row tile, 4 × 64 on the 32-row one
+    q.gemm(intWo, args, "silu"); // inter 14,336: 2 × 224 CTAs, kept
+    assert.deepEqual(
+      launches.map((l) => [l.kernel, l.grid, l.sharedBytes]),
+      [
+        ["gemm_zp_m32n64", [4, 64], woGemmLaunch("zp", 32, 4096).sharedBytes],
+        ["gemm_wo4_m64n128_gated_silu", [2, 224], woGemmLaunch(4, 100, 14336, "silu").sharedBytes],
+      ],
+    );
+  });
+
+  test("prepareGemm opts every tile's kernel of the weight in to its shared memory", () => {
     const { q, reserved } = recording();
-    q.prepareGemm(intWo, 16, "silu");
-    q.prepareGemm(zp, 256);
+    q.prepareGemm(intWo, "silu");
+    q.prepareGemm(zp);
     assert.deepEqual(reserved, [
-      ["gemm_wo", "gemm_wo4_m16n64_gated_silu", woGemmLaunch(4, 16, 14336, "silu").sharedBytes],
-      ["gemm_wo", "gemm_zp_m64n128", woGemmLaunch("zp", 256, 4096).sharedBytes],
+      ...woGemmKernels(4, "silu").map((k) => ["gemm_wo", k.kernel, k.sharedBytes]),
+      ...woGemmKernels("zp").map((k) => ["gemm_wo", k.kernel, k.sharedBytes]),
     ]);
+    assert.deepEqual(
+      reserved.map(([, k]) => k),
+      [
+        "gemm_wo4_m16n64_gated_silu",
+        "gemm_wo4_m32n64_gated_silu",
+        "gemm_wo4_m64n128_gated_silu",
+        "gemm_zp_m16n64",
+        "gemm_zp_m32n64",
+        "gemm_zp_m64n128",
+      ],
+    );
     assert.ok(
       reserved.every(([, , b]) => b > 48 * 1024),
       "each above the default 48 KiB",
