@@ -10,7 +10,7 @@
 //                   causal attention (QKᵀ and P·V over L(L+1)/2 row-key pairs per head) / measured GEMM rate
 import type { DecodeProfile, KindTimes, StepInput, StepProfile } from "../backends/backend.ts";
 import { KilnError } from "../errors.ts";
-import { decodeStepWork, prefillAttentionFlops, prefillFlops, floorMs as stepFloorMs } from "./floors.ts";
+import { decodeStepWork, prefillWork, floorMs as stepFloorMs } from "./floors.ts";
 import type { KvCacheDtype, KvPoolLimit } from "./kv_cache_config.ts";
 import type { ModelRunner } from "./model_runner.ts";
 import { tokenTimes } from "./token_times.ts";
@@ -83,9 +83,11 @@ export interface BenchResult {
   decodeFloorBytes: number;
   /** The linear layers on one row per sequence plus attention over the same keys (floors.ts). */
   decodeFloorFlops: number;
-  /** Prefill floor: prefillFloorFlops / GEMM rate. */
+  /** Prefill floor: max(prefillFloorBytes / copy bandwidth, prefillFloorFlops / GEMM rate). */
   prefillFloorMs: number;
   ttftOverPrefillFloor: number;
+  /** The weights read once plus the prompts' K and V written once (floors.ts prefillWork). */
+  prefillFloorBytes: number;
   /** The prompts' linear FLOPs (prefillFlops) plus their causal attention's (floors.ts). */
   prefillFloorFlops: number;
   copyBandwidthGBs: number;
@@ -314,17 +316,27 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const contexts = new Array<number>(o.batchSize).fill(o.inputLen + o.outputLen / 2);
   // The CUDA backend reads quantized weights as stored; the CPU backend widens them with the rest.
   const held = backend.name === "cpu" ? params * elem : s.storedWeightBytes;
+  // An FP8 KV cache holds one byte an element (its scales not counted: the floor stays low).
+  const kvElem = pool.dtype === "fp8" ? 1 : elem;
   const { bytes: decodeFloorBytes, flops: decodeFloorFlops } = decodeStepWork(
     m,
     params,
     elem,
     contexts,
     held,
+    kvElem,
   );
   const floorMs = stepFloorMs(decodeFloorBytes, decodeFloorFlops, bestBandwidth, bestFlops);
-  const prefillFloorFlops =
-    prefillFlops(m, params, o.batchSize, o.inputLen) + prefillAttentionFlops(m, o.batchSize, o.inputLen);
-  const prefillFloorMs = stepFloorMs(0, prefillFloorFlops, bestBandwidth, bestFlops);
+  const { bytes: prefillFloorBytes, flops: prefillFloorFlops } = prefillWork(
+    m,
+    params,
+    elem,
+    o.batchSize,
+    o.inputLen,
+    held,
+    kvElem,
+  );
+  const prefillFloorMs = stepFloorMs(prefillFloorBytes, prefillFloorFlops, bestBandwidth, bestFlops);
   const tpotMs = tpots.length ? median(tpots) : Number.NaN;
   const ttftMs = median(ttfts);
   return {
@@ -347,6 +359,7 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
     decodeFloorFlops,
     prefillFloorMs,
     ttftOverPrefillFloor: ttftMs / prefillFloorMs,
+    prefillFloorBytes,
     prefillFloorFlops,
     copyBandwidthGBs: bestBandwidth / 1e9,
     gemmTflops: bestFlops / 1e12,

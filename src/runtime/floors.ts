@@ -5,6 +5,7 @@
 //                             Σ_rows keys = L(L+1)/2 for a causal prompt of L tokens, fewer with a window)
 //   decode KV bytes         = Σ_seq keys(ctx) · 2 (K, V) · layers · Hkv · D · bytes per element
 //   decode attention FLOPs  = Σ_seq keys(ctx) · layers · 2·2·H·D
+//   prefill bytes           = the weights read once + every prompt token's K and V written once
 //   floor                   = max(bytes / copy bandwidth, FLOPs / GEMM rate)
 // where keys(ctx) = min(ctx, window) are the keys a query at context ctx (its own key included) reads.
 import type { ModelConfig } from "../checkpoint/model_config.ts";
@@ -28,18 +29,42 @@ export function prefillFlops(m: ModelConfig, params: number, batch: number, inpu
  * head included, plus decodeAttentionFlops). `params`: the engine's weights in elements;
  * `weightBytes`: all of them as the backend holds them, params × elemBytes unless some are quantized
  * (the CUDA backend reads a quantized weight's stored region, q and its fp32 scales, not the array it
- * stands for). The embedding table is never quantized: it counts params' elemBytes either way. */
+ * stands for). The embedding table is never quantized: it counts params' elemBytes either way.
+ * `kvBytes`: bytes per element of the KV cache (1 for an FP8 cache, its scales not counted). */
 export function decodeStepWork(
   m: ModelConfig,
   params: number,
   elemBytes: number,
   contexts: readonly number[],
   weightBytes = params * elemBytes,
+  kvBytes = elemBytes,
 ): { bytes: number; flops: number } {
   const embedding = m.tieWordEmbeddings ? 0 : m.vocabSize * m.hiddenSize * elemBytes;
   return {
-    bytes: weightBytes - embedding + decodeKvBytes(m, contexts, elemBytes),
+    bytes: weightBytes - embedding + decodeKvBytes(m, contexts, kvBytes),
     flops: prefillFlops(m, params, contexts.length, 1) + decodeAttentionFlops(m, contexts),
+  };
+}
+
+/** A prefill of `batch` prompts of `inputLen` tokens, however it is chunked: bytes it must move (every
+ * weight read once — of an untied embedding table only the prompts' rows, not counted — and each prompt
+ * token's K and V written once to the cache) and FLOPs (prefillFlops plus causal attention's). A short
+ * prompt is bound by the weights' bytes, a long one by the FLOPs. `weightBytes` as decodeStepWork's;
+ * `kvBytes`: bytes per element of the KV cache. */
+export function prefillWork(
+  m: ModelConfig,
+  params: number,
+  elemBytes: number,
+  batch: number,
+  inputLen: number,
+  weightBytes = params * elemBytes,
+  kvBytes = elemBytes,
+): { bytes: number; flops: number } {
+  const embedding = m.tieWordEmbeddings ? 0 : m.vocabSize * m.hiddenSize * elemBytes;
+  const kv = batch * inputLen * 2 * m.numLayers * m.numKvHeads * m.headDim * kvBytes;
+  return {
+    bytes: weightBytes - embedding + kv,
+    flops: prefillFlops(m, params, batch, inputLen) + prefillAttentionFlops(m, batch, inputLen),
   };
 }
 

@@ -244,6 +244,7 @@ export async function runThroughputBench(
     elem,
     new Array<number>(floorBatch).fill(o.inputLen + o.outputLen / 2),
     backend.name === "cpu" ? params * elem : session.storedWeightBytes, // CUDA: quantized weights as stored
+    backend.kvCacheDtype === "fp8" ? 1 : elem, // an FP8 KV cache: a byte an element (scales not counted)
   );
   const decodeStepFloorMs = floorMs(step.bytes, step.flops, bandwidth, gemmRate);
   try {

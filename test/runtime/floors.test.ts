@@ -1,5 +1,6 @@
 // The floors' attention terms (src/runtime/floors.ts) against hand-computed values for a small config,
-// and the issue's figure for the 8B shape at 32,768 prompt tokens.
+// and the issue's figure for the 8B shape at 32,768 prompt tokens; the bytes a decode step and a
+// prefill must move for the 8B shape, plain, weight-only quantized and with an FP8 KV cache.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { ModelConfig } from "../../src/checkpoint/model_config.ts";
@@ -11,6 +12,8 @@ import {
   decodeStepWork,
   floorMs,
   prefillAttentionFlops,
+  prefillFlops,
+  prefillWork,
 } from "../../src/runtime/floors.ts";
 
 // 2 layers, 4 query heads over 2 kv heads of 8 dims.
@@ -102,4 +105,31 @@ describe("bench floors: weight bytes of a decode step", () => {
       assert.equal(flops, decodeStepWork(m, params, 2, []).flops, "the same FLOPs: weight-only");
     });
   }
+
+  test("an FP8 KV cache: a byte an element of K and V", () => {
+    const bf16 = decodeStepWork(m, params, 2, [100, 300]);
+    const fp8 = decodeStepWork(m, params, 2, [100, 300], params * 2, 1);
+    // 400 keys · 2 (K, V) · 32 layers · 8 kv heads · 128 dims: 2 bytes each, then 1
+    assert.equal(bf16.bytes - fp8.bytes, 400 * 2 * 32 * 8 * 128);
+    assert.equal(fp8.flops, bf16.flops);
+  });
+
+  test("a prefill: the weights once and the prompts' K and V written once; its FLOPs with attention", () => {
+    const kv = 3 * 128 * 2 * 32 * 8 * 128; // 3 prompts of 128 tokens
+    const { bytes, flops } = prefillWork(m, params, 2, 3, 128);
+    assert.equal(bytes, (blockParams + head + norms) * 2 + kv * 2);
+    assert.equal(flops, prefillFlops(m, params, 3, 128) + prefillAttentionFlops(m, 3, 128));
+    assert.equal(prefillWork(m, params, 2, 3, 128, params * 2, 1).bytes, bytes - kv, "an FP8 KV cache");
+    const stored = 1e9;
+    assert.equal(prefillWork(m, params, 2, 1, 128, stored).bytes, stored - head * 2 + (kv * 2) / 3);
+    // The 8B at 3 TB/s and 900 TFLOP/s: 128 tokens are bound by the weights' bytes, 32,768 by the FLOPs.
+    const ms = (L: number) => {
+      const w = prefillWork(m, params, 2, 1, L);
+      return [w.bytes / 3e12, w.flops / 9e14].map((x) => x * 1000);
+    };
+    const [shortBytes, shortFlops] = ms(128);
+    assert.ok(shortBytes > 2 * shortFlops, `${shortBytes} ms of bytes, ${shortFlops} ms of FLOPs`);
+    const [longBytes, longFlops] = ms(32768);
+    assert.ok(longFlops > 50 * longBytes, `${longBytes} ms of bytes, ${longFlops} ms of FLOPs`);
+  });
 });
