@@ -33,6 +33,9 @@
 //   the same y on the tensor cores (gemv_wo_mma.cuh: 16 rows a block, 8 warps split k; the MMA's fp32
 //   sums of each group's exact products, then the group scale): grid = (ceil(n / 16)), block = (256),
 //   4 KiB static shared memory; registers for 3 CTAs an SM (the 8B's qkv, 384 CTAs, in one wave)
+// extern "C" __global__ void gemv_wo4_mma_p(x, q, scales, bias, y, m, n, k)
+//   gemv_wo4_mma's y, bit for bit, with two load rounds in flight (the next one's loads out while a
+//   round is summed; registers for 2 CTAs an SM): for k of several rounds (k > 4,096: the 8B's down)
 // extern "C" __global__ void gemv_wo4_mma_gated_ACT(x, q, scales, bias, y, m, inter, k)
 //   the gated kernel's y from gemv_wo4_mma's sums: grid = (ceil(inter / 16)), block = (256), 8 KiB
 // extern "C" __global__ void gemv_wo8_gated_ACT(x, q, scales, bias, y, m, inter, k)
@@ -230,6 +233,11 @@ extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps, 3)
     gemv_wo4_mma(const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,
                  int n, int k) {
   kiln::womma::rows<kiln::womma::Wo4>(x, kiln::womma::wo4_layout(q, scales, k), bias, y, m, n, k);
+}
+extern "C" __global__ void __launch_bounds__(32 * kiln::womma::kMmaWarps, 2)
+    gemv_wo4_mma_p(const kiln_t* x, const unsigned char* q, const float* scales, const kiln_t* bias, kiln_t* y, int m,
+                   int n, int k) {
+  kiln::womma::rows<kiln::womma::Wo4, true>(x, kiln::womma::wo4_layout(q, scales, k), bias, y, m, n, k);
 }
 
 #define KILN_GEMV_WO_GATED(NAME, ACT)                                                                         \

@@ -135,7 +135,7 @@ struct RowRef {
  * and registers for two CTAs an SM; three for the plain kernel). rows[i][h]: tile i's row g (h = 0) and
  * g + 8 (h = 1); a chunk c is group c / cpg (cpg chunks a group). `active` false: a block past the last
  * row, which still waits (every CTA must) and returns false. */
-template <class F, int T, int U = kLoads / (2 * T)>
+template <class F, int T, bool kPipe = false, int U = kLoads / (2 * T)>
 __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const RowRef (&rows)[T][2], int cpg,
                                            bool active, int m, int k, float (&acc)[T][4]) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -147,8 +147,11 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const R
   constexpr int kPair = 2;                   // a warp's consecutive chunks: the gated kernel's U
   static_assert(U % kPair == 0 && kStepU % kPair == 0, "rounds are whole pairs");
   const uint4 zero = {0u, 0u, 0u, 0u};
-  uint4 w[T][2][U];
-  float s[T][2][U], z[T][2][U];  // z: int4-zp's zero points
+  // A round's registers: its weight vectors, scales and (int4-zp) zero points.
+  struct Round {
+    uint4 w[T][2][U];
+    float s[T][2][U], z[T][2][U];
+  };
   // The warp's i-th chunk of a step (i < kStepU): pair i / kPair of the step's pairs, kMmaWarps·kPair
   // chunks apart, so every round of the block reads whole contiguous runs of each row (U = kPair: the
   // chunks step + j·kMmaWarps·kPair … + kMmaWarps·kPair − 1 for round j), not half of each warp's run.
@@ -156,7 +159,7 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const R
     const int i = r % kRounds * U + u;
     return r / kRounds * kStep + i / kPair * (kMmaWarps * kPair) + warp * kPair + i % kPair;
   };
-  auto load = [&](int r) {
+  auto load = [&](Round& b, int r) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int c = chunk(r, u), v = 4 * c + t;
@@ -164,23 +167,16 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const R
       for (int i = 0; i < T; i++) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-          w[i][h][u] = v < vecs ? __ldcs(rows[i][h].q + v) : zero;  // streamed once
-          s[i][h][u] = c < chunks ? __ldcs(rows[i][h].s + c / cpg) : 0.f;
-          if constexpr (F::kZeros) z[i][h][u] = c < chunks ? __ldcs(rows[i][h].z + c / cpg) : 0.f;
+          b.w[i][h][u] = v < vecs ? __ldcs(rows[i][h].q + v) : zero;  // streamed once
+          b.s[i][h][u] = c < chunks ? __ldcs(rows[i][h].s + c / cpg) : 0.f;
+          if constexpr (F::kZeros) b.z[i][h][u] = c < chunks ? __ldcs(rows[i][h].z + c / cpg) : 0.f;
         }
       }
     }
   };
-  if (active) load(0);
-  kiln::pdl_wait();  // x and y belong to the step (pdl.cuh)
-  kiln::pdl_launch_dependents();
-  if (!active) return false;
   const kiln_t* xr = x + (size_t)min(g, m - 1) * k;
-#pragma unroll
-  for (int i = 0; i < T; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-  const int rounds = (chunks + kStep - 1) / kStep * kRounds;
-  for (int r = 0; r < rounds; r++) {
-    if (r > 0) load(r);
+  // Round r's chunks into acc, in the warp's chunk order (the same whichever registers hold them).
+  auto sum = [&](const Round& b, int r) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int f0 = 32 * (4 * chunk(r, u) + t);  // the lane's first feature
@@ -191,25 +187,50 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const R
 #pragma unroll
       for (int i = 0; i < T; i++) {
         float part[4] = {0.f, 0.f, 0.f, 0.f};  // the chunk's (group's) sums
-        const unsigned wa[4] = {w[i][0][u].x, w[i][0][u].y, w[i][0][u].z, w[i][0][u].w};
-        const unsigned wb[4] = {w[i][1][u].x, w[i][1][u].y, w[i][1][u].z, w[i][1][u].w};
+        const unsigned wa[4] = {b.w[i][0][u].x, b.w[i][0][u].y, b.w[i][0][u].z, b.w[i][0][u].w};
+        const unsigned wb[4] = {b.w[i][1][u].x, b.w[i][1][u].y, b.w[i][1][u].z, b.w[i][1][u].w};
         unsigned za = 0u, zb = 0u;  // int4-zp: (−z, −z) of each row's group
-        if constexpr (F::kZeros) za = attn::pack2(-z[i][0][u], -z[i][0][u]), zb = attn::pack2(-z[i][1][u], -z[i][1][u]);
+        if constexpr (F::kZeros) za = attn::pack2(-b.z[i][0][u], -b.z[i][0][u]), zb = attn::pack2(-b.z[i][1][u], -b.z[i][1][u]);
 #pragma unroll
         for (int q = 0; q < 4; q++) {
-          unsigned b[4];
-          x_pairs(xp[q], b);
+          unsigned bx[4];
+          x_pairs(xp[q], bx);
           const unsigned a0[4] = {F::pair(wa[q], 0, za), F::pair(wb[q], 0, zb), F::pair(wa[q], 1, za),
                                   F::pair(wb[q], 1, zb)};
-          attn::mma_16816(part, a0, b[0], b[1]);
+          attn::mma_16816(part, a0, bx[0], bx[1]);
           const unsigned a1[4] = {F::pair(wa[q], 2, za), F::pair(wb[q], 2, zb), F::pair(wa[q], 3, za),
                                   F::pair(wb[q], 3, zb)};
-          attn::mma_16816(part, a1, b[2], b[3]);
+          attn::mma_16816(part, a1, bx[2], bx[3]);
         }
-        acc[i][0] = fmaf(part[0], s[i][0][u], acc[i][0]);
-        acc[i][1] = fmaf(part[1], s[i][0][u], acc[i][1]);
-        acc[i][2] = fmaf(part[2], s[i][1][u], acc[i][2]);
-        acc[i][3] = fmaf(part[3], s[i][1][u], acc[i][3]);
+        acc[i][0] = fmaf(part[0], b.s[i][0][u], acc[i][0]);
+        acc[i][1] = fmaf(part[1], b.s[i][0][u], acc[i][1]);
+        acc[i][2] = fmaf(part[2], b.s[i][1][u], acc[i][2]);
+        acc[i][3] = fmaf(part[3], b.s[i][1][u], acc[i][3]);
+      }
+    }
+  };
+  Round b0;
+  if (active) load(b0, 0);
+  kiln::pdl_wait();  // x and y belong to the step (pdl.cuh)
+  kiln::pdl_launch_dependents();
+  if (!active) return false;
+#pragma unroll
+  for (int i = 0; i < T; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  const int rounds = (chunks + kStep - 1) / kStep * kRounds;
+  if constexpr (!kPipe) {
+    for (int r = 0; r < rounds; r++) {
+      if (r > 0) load(b0, r);
+      sum(b0, r);
+    }
+  } else {  // two rounds in flight: while one is summed, the next one's loads are out
+    Round b1;
+    if (rounds > 1) load(b1, 1);
+    for (int r = 0; r < rounds; r += 2) {
+      sum(b0, r);
+      if (r + 2 < rounds) load(b0, r + 2);
+      if (r + 1 < rounds) {
+        sum(b1, r + 1);
+        if (r + 3 < rounds) load(b1, r + 3);
       }
     }
   }
@@ -242,15 +263,16 @@ __device__ __forceinline__ Layout zp_layout(const unsigned char* q, const float*
   return {q, scales, zeros, (size_t)k / 2, (k + group_size - 1) / group_size, group_size / kChunk};
 }
 
-/** y[m, n] = x·Wᵀ (+ bias): rows blockIdx.x·16 … + 15. */
-template <class F>
+/** y[m, n] = x·Wᵀ (+ bias): rows blockIdx.x·16 … + 15. kPipe: two load rounds in flight (the next one's
+ * loads out while this one is summed; twice the weight registers), for rows of several rounds. */
+template <class F, bool kPipe = false>
 __device__ __forceinline__ void rows(const kiln_t* __restrict__ x, const Layout& lo, const kiln_t* __restrict__ bias,
                                      kiln_t* __restrict__ y, int m, int n, int k) {
   __shared__ float part[1][kMmaWarps][kTileRows][8];
   const int row0 = blockIdx.x * kTileRows, g = (threadIdx.x & 31) >> 2;
   const RowRef rr[1][2] = {{lo.row(row0 + g, n), lo.row(row0 + g + 8, n)}};
   float acc[1][4];
-  if (!warp_tiles<F, 1>(x, rr, lo.cpg, row0 < n, m, k, acc)) return;
+  if (!warp_tiles<F, 1, kPipe>(x, rr, lo.cpg, row0 < n, m, k, acc)) return;
   gemv_mma::reduce<1>(acc, part);
   const int f = threadIdx.x % kTileRows, j = threadIdx.x / kTileRows, row = row0 + f;
   if (j < m && row < n) {

@@ -58,7 +58,8 @@
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
 #            engines (where each step's time goes, kernel by kernel);
-#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT, its 128-token prefill by
+#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT (and with KILN_WO4_PIPELINE=0,
+#            then the default again), its 128-token prefill by
 #            kernel kind (`kiln bench --profile`) and its decode step kernel by kernel (`quant s25b-short`:
 #            without the last);
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
@@ -251,6 +252,8 @@ if [[ $part == quant ]]; then
     wait "$ckpt_pid"
     build_wo int4-wo
     bench "$big int4-wo decode" /tmp/engine-$big-int4-wo "${decode[@]}"
+    KILN_WO4_PIPELINE=0 bench "$big int4-wo no pipeline" /tmp/engine-$big-int4-wo "${decode[@]}"
+    bench "$big int4-wo decode again" /tmp/engine-$big-int4-wo "${decode[@]}"
     # TTFT at 128 prompt tokens is ~3x bf16's: the 128-token prefill's GPU time by kernel (gemm_wo.cu's
     # tensor-core GEMM straight from the int4 bytes runs its linears)
     ./bin/kiln bench --model /tmp/engine-$big-int4-wo --backend cuda --batch-size 1 --input-len 128 --output-len 16 \

@@ -13,12 +13,12 @@
 //     multiply, one accumulator add per group, the 7 adds of the warps' sum and the bias add, each one
 //     fp32 rounding: |got − want| ≤ 2·N·2^-24·Σ|x·w|, N = 8 + groups + 9 (twice: the hardware may
 //     truncate its alignment), plus one rounding of kiln_t of |want|; gemv_wo4_mma_gated_silu bit for bit
-//     silu(round(gate))·round(up) of gemv_wo4_mma's outputs.
+//     silu(round(gate))·round(up) of gemv_wo4_mma's outputs; gemv_wo4_mma_p bit for bit gemv_wo4_mma.
 //   dequant_woB (every dtype): bit for bit round_t(q·scale), k not a multiple of 8 too (scalar stores).
 // The padding of q (features ≥ k of the last group) is filled with non-zero garbage: the spec says it is
 // never read, and no output may depend on it. Shapes: n = 1, 37, 50 (partial last blocks), k = 8, 128,
-// 264, 1032, 2056, 8200 (partial groups and partial last vectors; 2056 and 8200 run gemv_wo8's U-vector
-// loop), m = 1, 2, 8; and gemv_wo4_mma's gated twin over inter 1,031, k 1032, m 8. Build and run:
+// 264, 1032, 2056, 8200, 14336 (partial groups and partial last vectors; 2056 and up run gemv_wo8's
+// U-vector loop; 8200 and 14336 give gemv_wo4_mma_p an odd and an even number of load rounds), m = 1, 2, 8; and gemv_wo4_mma's gated twin over inter 1,031, k 1032, m 8. Build and run:
 // gemv_wo_run.sh.
 #include "fakecuda.h"
 #if !defined(KILN_DTYPE_F32)
@@ -208,6 +208,9 @@ int check_mma(const std::vector<kiln_t>& x, const Quantized& qw, const std::vect
     std::memcpy(b, &y[i], sizeof b);
     for (unsigned char c : b) bad += c != 0xff;
   }
+  // gemv_wo4_mma_p: the same chunks in the same order, two load rounds in flight: the same bits.
+  const auto yp = run_mma(gemv_wo4_mma_p, x, qw, bias, m, qw.n);
+  const int pipe_bad = std::memcmp(y.data(), yp.data(), y.size() * sizeof(kiln_t)) != 0;
   int gated_bad = 0, inter = qw.n / 2;
   if (inter > 0) {  // the gated kernel over [2·inter, k] = the first 2·inter rows, against this y
     const auto full = run_mma(gemv_wo4_mma, x, qw, bias, m, 2 * inter);
@@ -224,9 +227,9 @@ int check_mma(const std::vector<kiln_t>& x, const Quantized& qw, const std::vect
       for (unsigned char c : b) gated_bad += c != 0xff;
     }
   }
-  printf("gemv_wo4_mma m %d n %d k %d: %s; gated inter %d: %s\n", m, qw.n, qw.k, bad ? "FAIL" : "ok", inter,
-         gated_bad ? "FAIL" : "ok");
-  return bad != 0 || gated_bad != 0;
+  printf("gemv_wo4_mma m %d n %d k %d: %s; _p %s; gated inter %d: %s\n", m, qw.n, qw.k, bad ? "FAIL" : "ok",
+         pipe_bad ? "FAIL" : "ok", inter, gated_bad ? "FAIL" : "ok");
+  return bad != 0 || pipe_bad || gated_bad != 0;
 }
 #endif
 
@@ -243,7 +246,7 @@ int main() {
   int fails = 0;
   for (int bits : {8, 4}) {
     for (int n : {1, 37, 50}) {
-      for (int k : {7, 8, 128, 264, 1032, 2056, 8200}) {
+      for (int k : {7, 8, 128, 264, 1032, 2056, 8200, 14336}) {
         const Quantized qw = quantize(randn((size_t)n * k, 0.05f, g), n, k, bits, g);
         fails += check_dequant(bits == 8 ? dequant_wo8 : dequant_wo4, qw, bits == 8 ? "dequant_wo8" : "dequant_wo4");
 #if !defined(KILN_DTYPE_F32)

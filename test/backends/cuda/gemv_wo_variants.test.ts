@@ -53,13 +53,21 @@ describe("gemv_wo launches", () => {
     });
   }
 
-  test("int4-wo: the tensor-core gemv_wo4_mma at every row length, 16 rows a block of 8 warps", () => {
-    for (const k of [8, 264, 4096, 8192, 14336])
+  test("int4-wo: the tensor-core gemv_wo4_mma, 16 rows a block of 8 warps; past one step, its pipelined twin", () => {
+    for (const k of [8, 264, 4096])
       assert.deepEqual(
         woGemvLaunch("int4-wo", 37, k),
         { kernel: "gemv_wo4_mma", grid: 3, block: 256 },
         `k ${k}`,
       );
+    for (const k of [4104, 8192, 14336]) {
+      assert.deepEqual(
+        woGemvLaunch("int4-wo", 37, k),
+        { kernel: "gemv_wo4_mma_p", grid: 3, block: 256 },
+        `k ${k}: several load rounds`,
+      );
+      assert.equal(woGemvLaunch("int4-wo", 37, k, false).kernel, "gemv_wo4_mma", "KILN_WO4_PIPELINE=0");
+    }
     assert.equal(woGemvLaunch("int4-wo", 32, 4096).grid, 2, "32 rows: 2 whole blocks");
     assert.equal(woGemvLaunch("int4-wo", 33, 4096).grid, 3, "33 rows: a third block for the last row");
     assert.equal(woGemvLaunch("int4-wo", 1, 4096).grid, 1);
@@ -102,7 +110,7 @@ describe("gemv_wo launches", () => {
     const exported = [...entry.kernels, ...entry.kernels16Bit] as string[];
     assert.deepEqual(
       exported.filter((k) => k.startsWith("gemv_wo4_")).sort(),
-      ["gemv_wo4_mma", ...GATED_ACTS.map((act) => `gemv_wo4_mma_gated_${act}`)].sort(),
+      ["gemv_wo4_mma", "gemv_wo4_mma_p", ...GATED_ACTS.map((act) => `gemv_wo4_mma_gated_${act}`)].sort(),
     );
   });
 

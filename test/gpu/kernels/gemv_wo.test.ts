@@ -5,7 +5,8 @@
 // Tolerances:
 //   gemv_wo8_r2uUw4 (int8-wo): the reference's fp32 products in another order (2⁻²²·Σ|x·w|, as gemv.cu's
 //     test) plus one rounding of the kiln_t output (U of |want|); both variants give the same bits.
-//   gemv_wo4_mma (int4-wo's decode GEMV, on the tensor cores): tolerances.ts int4MmaBound.
+//   gemv_wo4_mma (int4-wo's decode GEMV, on the tensor cores): tolerances.ts int4MmaBound; its twin
+//     gemv_wo4_mma_p (rows of several load rounds) bit for bit gemv_wo4_mma.
 //   gemv_wo8_gated_ACT and gemv_wo4_mma_gated_ACT: bit for bit their plain kernel's gate and up, then
 //     activation.cu's gated_act_ACT.
 //   dequant_woB: bit for bit the reference's fp32 weight rounded to kiln_t (fp32: exactly it).
@@ -81,12 +82,16 @@ describe("gemv_wo.cu decode GEMVs: gemv_wo8_r2uUw4, gemv_wo4_mma", { skip: noGpu
           };
           if (format === "int4-wo") {
             const groups = Math.ceil(k / 128);
+            const got = run(l.kernel);
             assertWithin(
-              run(l.kernel),
+              got,
               want,
               (i) => int4MmaBound(dtype, groups, absSum[i], want[i]),
               `${l.kernel} ${dtype}`,
             );
+            // gemv_wo4_mma_p (rows of several load rounds): gemv_wo4_mma's chunks in its order, the same bits.
+            if (l.kernel === "gemv_wo4_mma_p")
+              assertSameBits(got, run("gemv_wo4_mma"), "gemv_wo4_mma_p vs gemv_wo4_mma");
             return;
           }
           const outs: Float32Array[] = [];
