@@ -190,7 +190,10 @@ __device__ __forceinline__ bool warp_tiles(const kiln_t* __restrict__ x, const R
         const unsigned wa[4] = {b.w[i][0][u].x, b.w[i][0][u].y, b.w[i][0][u].z, b.w[i][0][u].w};
         const unsigned wb[4] = {b.w[i][1][u].x, b.w[i][1][u].y, b.w[i][1][u].z, b.w[i][1][u].w};
         unsigned za = 0u, zb = 0u;  // int4-zp: (−z, −z) of each row's group
-        if constexpr (F::kZeros) za = attn::pack2(-b.z[i][0][u], -b.z[i][0][u]), zb = attn::pack2(-b.z[i][1][u], -b.z[i][1][u]);
+        if constexpr (F::kZeros) {
+          za = attn::pack2(-b.z[i][0][u], -b.z[i][0][u]);
+          zb = attn::pack2(-b.z[i][1][u], -b.z[i][1][u]);
+        }
 #pragma unroll
         for (int q = 0; q < 4; q++) {
           unsigned bx[4];

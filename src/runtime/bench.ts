@@ -6,8 +6,10 @@
 //   decode floor  = max(bytes a step must read / measured copy bandwidth, its FLOPs / measured GEMM rate):
 //                   bytes = weights + every sequence's K and V at its context (the run's average step),
 //                   FLOPs = the linear layers on one row per sequence + attention over those keys
-//   prefill floor = FLOPs of the prompt's linear layers (the LM head on one row per prompt) and of its
-//                   causal attention (QKᵀ and P·V over L(L+1)/2 row-key pairs per head) / measured GEMM rate
+//   prefill floor = max(bytes / measured copy bandwidth, FLOPs / measured GEMM rate): bytes = weights read
+//                   once + the prompts' K and V written once, FLOPs = the prompt's linear layers (the LM
+//                   head on one row per prompt) and its causal attention (QKᵀ and P·V over L(L+1)/2
+//                   row-key pairs per head)
 import type { DecodeProfile, KindTimes, StepInput, StepProfile } from "../backends/backend.ts";
 import { KilnError } from "../errors.ts";
 import { decodeStepWork, prefillWork, floorMs as stepFloorMs } from "./floors.ts";

@@ -39,9 +39,8 @@ export function decodeStepWork(
   weightBytes = params * elemBytes,
   kvBytes = elemBytes,
 ): { bytes: number; flops: number } {
-  const embedding = m.tieWordEmbeddings ? 0 : m.vocabSize * m.hiddenSize * elemBytes;
   return {
-    bytes: weightBytes - embedding + decodeKvBytes(m, contexts, kvBytes),
+    bytes: weightsRead(m, elemBytes, weightBytes) + decodeKvBytes(m, contexts, kvBytes),
     flops: prefillFlops(m, params, contexts.length, 1) + decodeAttentionFlops(m, contexts),
   };
 }
@@ -60,12 +59,17 @@ export function prefillWork(
   weightBytes = params * elemBytes,
   kvBytes = elemBytes,
 ): { bytes: number; flops: number } {
-  const embedding = m.tieWordEmbeddings ? 0 : m.vocabSize * m.hiddenSize * elemBytes;
   const kv = batch * inputLen * 2 * m.numLayers * m.numKvHeads * m.headDim * kvBytes;
   return {
-    bytes: weightBytes - embedding + kv,
+    bytes: weightsRead(m, elemBytes, weightBytes) + kv,
     flops: prefillFlops(m, params, batch, inputLen) + prefillAttentionFlops(m, batch, inputLen),
   };
+}
+
+/** The weights' bytes a step reads: all as stored, but of an untied embedding table only the step's rows
+ * (not counted; a tied table is the LM head and counts whole). */
+function weightsRead(m: ModelConfig, elemBytes: number, weightBytes: number): number {
+  return weightBytes - (m.tieWordEmbeddings ? 0 : m.vocabSize * m.hiddenSize * elemBytes);
 }
 
 type AttentionShape = Pick<

@@ -79,8 +79,8 @@ export function parseAttentionTrigger(env: string | undefined): AttentionTrigger
 export const DECODE_SPLIT_THREADS = 256;
 
 /** Bytes of attention_decode's dynamic shared memory, sizeof(attn::DecodeSmem<8>) for `group` query
- * heads per kv head: the new key's K and V rows of the fused RoPE prologue (4 bytes per element whatever the dtype, each rounded up to 16 bytes), the cluster
- * merge's gather buffer (the heads' merge items of accVec floats, accVec = 4, 2 or 1 as headDim allows,
+ * heads per kv head: the new key's K and V rows of the fused RoPE prologue (4 bytes per element whatever
+ * the dtype, each rounded up to 16 bytes), the cluster merge's gather buffer (the heads' merge items of accVec floats, accVec = 4, 2 or 1 as headDim allows,
  * their count rounded up to 8, the largest cluster, times accVec floats), queries and the 8 warps' acc
  * ([heads, headDim] floats: 1 + 8), the warps' m and l (8 + 8 per head), the cluster merge's
  * gathered m and l of 8 splits (8 + 8 per head), an int; 16-byte aligned. */

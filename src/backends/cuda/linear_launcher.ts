@@ -89,10 +89,10 @@ export class LinearLauncher {
       // memory here, before decode graphs are captured (decode steps run at these buckets).
       const quantized = this.weights.quantized(op.weight);
       const gatedAct = step.gated && this.tuning.fuseGatedAct ? step.gated.act : undefined;
+      let woGemm = false;
       for (const m of rowBuckets(Math.min(maxRows, cap)))
         if (this.gemvApplies(op, m)) continue;
-        else if (quantized && this.route(op, m) === "wo_gemm")
-          this.quantized.prepareGemm(quantized, gatedAct);
+        else if (quantized && this.route(op, m) === "wo_gemm") woGemm = true;
         else if (fp8) this.fp8.prepare(m, fp8.rows, fp8.cols, Boolean(op.bias));
         else
           this.gemms.get(
@@ -102,6 +102,7 @@ export class LinearLauncher {
             Boolean(op.bias),
             step.logits && this.dtype !== "fp32",
           );
+      if (quantized && woGemm) this.quantized.prepareGemm(quantized, gatedAct); // once: every tile's kernel
     }
   }
 
