@@ -201,6 +201,34 @@ __device__ __forceinline__ void load_smem_item(const float* p, float (&f)[kAccVe
   }
 }
 
+// kAccVec floats to p (aligned to kAccVec floats; shared, a peer's shared or global memory): an item.
+__device__ __forceinline__ void store_item(float* p, const float (&f)[kAccVec]) {
+  if constexpr (kAccVec == 4) {
+    *reinterpret_cast<float4*>(p) = float4{f[0], f[1], f[2], f[3]};
+  } else if constexpr (kAccVec == 2) {
+    *reinterpret_cast<float2*>(p) = float2{f[0], f[1]};
+  } else {
+    *p = f[0];
+  }
+}
+
+// A warp's kVec accumulated dims of one K/V vector into its shared-memory row p (aligned to kAccVec
+// floats: HEAD_DIM and kVec are multiples of kAccVec where it is more than 1), in items.
+__device__ __forceinline__ void store_acc_vec(float* p, const float (&f)[kVec]) {
+  if constexpr (kVec % kAccVec == 0) {
+#pragma unroll
+    for (int j = 0; j < kVec; j += kAccVec) {
+      float x[kAccVec];
+#pragma unroll
+      for (int e = 0; e < kAccVec; e++) x[e] = f[j + e];
+      store_item(p + j, x);
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < kVec; e++) p[e] = f[e];
+  }
+}
+
 // The first 32 bits of a raw vector (the profiling stops' keep-alive test).
 template <class V>
 __device__ __forceinline__ unsigned raw_bits(const V& r) {
@@ -587,10 +615,7 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
 #pragma unroll
       for (int i = 0; i < kVecsPerLane; i++) {
         const int v = vec_lane + i * kLanesPerKey;
-        if (v < kNumVecs) {
-#pragma unroll
-          for (int e = 0; e < kVec; e++) s_acc[(warp * kHeadsPerCta + g) * HEAD_DIM + v * kVec + e] = acc[g][i][e];
-        }
+        if (v < kNumVecs) store_acc_vec(&s_acc[(warp * kHeadsPerCta + g) * HEAD_DIM + v * kVec], acc[g][i]);
       }
     }
   }
@@ -607,41 +632,43 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   constexpr int kOwnItems = (kMergeItemsCta + kCluster - 1) / kCluster;
   static_assert(kCluster <= kMaxCluster && kCluster * kOwnItems * kAccVec <= kGatherAcc, "gather_acc too small");
   if constexpr (kCluster > 1) cluster_wait();  // every CTA of the cluster has started: peers' stores are safe
-  for (int i = threadIdx.x; i < nh * HEAD_DIM; i += kThreads) {
-    const int g = i / HEAD_DIM;
-    const int d = i % HEAD_DIM;
-    float mx = neg_inf();
-#pragma unroll
-    for (int w = 0; w < kWarps; w++) mx = fmaxf(mx, s_m[w * kHeadsPerCta + g]);
-    float sum = 0.f, a = 0.f;
+  // The warps' merge, an item (kAccVec dims of one head) a thread: the splits' merge (merge_batch) over
+  // the warps in warp order, so its sums are those of a merge dim by dim, and each warp's weight
+  // e^(m_w − M) serves kAccVec dims.
+  for (int i = threadIdx.x; i < nh * kAccRowVecs; i += kThreads) {
+    const int g = i / kAccRowVecs;
+    const int d = i % kAccRowVecs * kAccVec;
+    float mw[kWarps], lw[kWarps], v[kWarps][kAccVec];
 #pragma unroll
     for (int w = 0; w < kWarps; w++) {
-      const float mw = s_m[w * kHeadsPerCta + g];
-      if (mw != neg_inf()) {
-        const float c = score_exp(mw - mx);
-        sum = fmaf(s_l[w * kHeadsPerCta + g], c, sum);
-        a = fmaf(s_acc[(w * kHeadsPerCta + g) * HEAD_DIM + d], c, a);
-      }
+      mw[w] = s_m[w * kHeadsPerCta + g];
+      lw[w] = s_l[w * kHeadsPerCta + g];
+      load_smem_item(&s_acc[(w * kHeadsPerCta + g) * HEAD_DIM + d], v[w]);
     }
+    float mx = neg_inf(), sum = 0.f, a[kAccVec];
+#pragma unroll
+    for (int w = 0; w < kWarps; w++) mx = fmaxf(mx, mw[w]);
+#pragma unroll
+    for (int e = 0; e < kAccVec; e++) a[e] = 0.f;
+    merge_batch(mw, lw, v, mx, sum, a);
     const size_t row = (size_t)s * NUM_HEADS + h0 + g;  // [S, NUM_HEADS]
     if (kCluster > 1) {
-      // Push: the value goes straight into the gather buffer of the CTA that merges its item, m and l of
-      // the head into every CTA's (plain stores to distributed shared memory, not waited on). With
-      // stop 3 all go to this CTA's own buffers (wrong slots, no matter): a CTA that leaves at once must
-      // not store into a peer that may have left.
-      const int item = g * kAccRowVecs + d / kAccVec;
-      const unsigned owner = stop == 3 ? split : item % kCluster;
-      *cluster_peer(&sm.gather_acc[(split * kOwnItems + item / kCluster) * kAccVec + d % kAccVec], owner) = a;
-      for (int r = d; r < kCluster; r += HEAD_DIM) {
+      // Push: the item goes straight into the gather buffer of the CTA that merges it, m and l of the
+      // head into every CTA's (plain stores to distributed shared memory, not waited on). With stop 3
+      // all go to this CTA's own buffers (wrong slots, no matter): a CTA that leaves at once must not
+      // store into a peer that may have left.
+      const unsigned owner = stop == 3 ? split : i % kCluster;
+      store_item(cluster_peer(&sm.gather_acc[(split * kOwnItems + i / kCluster) * kAccVec], owner), a);
+      for (int r = i % kAccRowVecs; r < kCluster; r += kAccRowVecs) {
         const unsigned dst = stop == 3 ? split : r;
         *cluster_peer(&sm.gather_m[split * kHeadsPerCta + g], dst) = mx;
         *cluster_peer(&sm.gather_l[split * kHeadsPerCta + g], dst) = sum;
       }
     } else if (num_splits == 1) {
-      out[row * HEAD_DIM + d] = from_float(sum > 0.f ? a / sum : 0.f);
+      store_merged(out + row * HEAD_DIM + d, sum, a);
     } else {
       const size_t part = row * num_splits + split;
-      if (mx != neg_inf()) partial_acc[part * HEAD_DIM + d] = a;  // the merge skips an empty split's acc
+      if (mx != neg_inf()) store_item(&partial_acc[part * HEAD_DIM + d], a);  // the merge skips an empty split's acc
       if (d == 0) {
         partial_m[part] = mx;
         partial_l[part] = sum;

@@ -16,6 +16,8 @@
 #                      128/16/8/2/128, 64/7/4/4/32, 80/16/7/1/80, 32/16/16/1/32)
 #   PREFILL_CFG="DT D BS H HKV"  one prefill configuration instead of the matrix (e.g. "BF16 128 16 8 2",
 #                      the one test/backends/cuda/attention_prefill_emulated.test.ts runs)
+#   DECODE_DUMP=file   the decode check appends every output's bytes to file (DECODE_SRC's and main's
+#                      dumps compared with cmp: a change meant to keep the bits)
 #   PREFILL=0, DECODE=0, ROPE=0  skip that check
 #   EXTRA="-D..."      extra compiler flags (e.g. -DKILN_EMU_CP_ASYNC_SYNC)
 # `extern __shared__ T name[];` cannot be emulated by `#define __shared__ static`, so the source is
