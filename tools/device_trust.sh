@@ -26,6 +26,8 @@
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024, 4 × 2,048 tokens, and
 #            batch 192 after 2,048-token prompts: 2048/128's decode steps; 256 × 2,048 do not fit an
 #            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind
+#   attn-ab  AB_BASE=path: batch-1 TPOT of the 8B bf16 engine built from the tree's attention_decode.cu
+#            against one built from AB_BASE (the base's copy of it), interleaved, and their stages
 #   attn-stages  batch-1 decode attention inside the 8B bf16 graph: TPOT with KILN_ATTN_STOP=wait|keys|partials,
 #            left out, with the global merge, then its Nsight detail
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
@@ -529,6 +531,31 @@ if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768
   ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 32768 --output-len 4 --runs 1 \
     --profile >"$out/profile-long.txt" 2>>"$out/bench.err" || echo "long profile failed (bench.err)"
   cat "$out/profile-long.txt"
+  exit 0
+fi
+if [[ $part == attn-ab ]]; then # a decode-attention change meant to keep the bits, timed against its base:
+  # AB_BASE is the base's kernels/attention_decode.cu (an untracked copy that travels with the tree); the
+  # 8B bf16 engine is built from each, then batch-1 TPOT of both twice, interleaved, and each with the
+  # kernel stopped after its key loop and after its partials (KILN_ATTN_STOP: what the stage costs)
+  base=${AB_BASE:?AB_BASE=the base attention_decode.cu}
+  e=$(engine $big)
+  eb=/tmp/engine-$big-base
+  cp kernels/attention_decode.cu /tmp/attention-tree.cu && cp "$base" kernels/attention_decode.cu
+  t0=$(date +%s%N)
+  ./bin/kiln build --model /tmp/hf-$big --output "$eb" --backend cuda --dtype bf16 >"$out/build-base.log" 2>&1 ||
+    echo "base engine build failed (build-base.log)"
+  echo "base engine built in $(ms "$t0") ms"
+  cp /tmp/attention-tree.cu kernels/attention_decode.cu
+  for pass in 1 2; do
+    bench "$big attn tree" "$e" "${decode[@]}"
+    bench "$big attn base" "$eb" "${decode[@]}"
+  done
+  bench "$big attn tree 512 in" "$e" --input-len 512 --output-len 256
+  bench "$big attn base 512 in" "$eb" --input-len 512 --output-len 256
+  for stop in keys partials; do
+    KILN_ATTN_STOP=$stop bench "$big attn tree stop $stop" "$e" "${decode[@]}"
+    KILN_ATTN_STOP=$stop bench "$big attn base stop $stop" "$eb" "${decode[@]}"
+  done
   exit 0
 fi
 if [[ $part == attn-stages ]]; then # where batch-1 decode attention's ~13 µs a layer go inside the graph
