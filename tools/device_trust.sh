@@ -25,7 +25,8 @@
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024, 4 × 2,048 tokens, and
 #            batch 192 after 2,048-token prompts: 2048/128's decode steps; 256 × 2,048 do not fit an
-#            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind
+#            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind; `profile ncu`: the
+#            decode step at batch 256 × 128 kernel by kernel under Nsight Compute (tools/ncu_decode.sh)
 #   attn-ab  AB_BASE=path: batch-1 TPOT of the 8B bf16 engine built from the tree's attention_decode.cu
 #            against one built from AB_BASE (the base's copy of it), interleaved, and their stages
 #   attn-stages  batch-1 decode attention inside the 8B bf16 graph: TPOT with KILN_ATTN_STOP=wait|keys|partials,
@@ -384,6 +385,11 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('HF %-19s %8.0f out tok/s %8.0f total tok/s  TTFT %.1f/%.1f ms  TPOT %.2f/%.2f ms (median/p99)  %s' % (sys.argv[2], d['outputTokensPerSec'], d['totalTokensPerSec'], d['ttftMs']['median'], d['ttftMs']['p99'], d['tpotMs']['median'], d['tpotMs']['p99'], d['engine']))" \
       "$f" "$label"
   }
+  if [[ $part == profile && ${2:-} == ncu ]]; then # batch 256's decode step kernel by kernel, serialised:
+    # each kernel's own time, without PDL's overlap that the eager --profile columns count
+    ENGINE=$e BENCH_BATCH=256 bash tools/ncu_decode.sh "$big" 4 128 last
+    exit 0
+  fi
   if [[ $part == profile ]]; then # where a decode step's GPU time goes at the executor's batch sizes
     # batch, input: decode at 256 / 1,024; 2048/128's prefill and its decode at ~2,100 tokens of context
     # (192 sequences: 256 × 2,048 tokens do not fit an H100's KV pool)

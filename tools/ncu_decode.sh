@@ -10,6 +10,9 @@
 #   ENGINE=dir: that engine instead of the config's bf16 one (e.g. /tmp/engine-llama-3.1-8b-fp8 of
 #   `device_trust.sh quant fp8`); the CSV is named after the engine's folder then. TAG=x: appended to
 #   the files' names (one call, several variants: TAG=bits KILN_FP8_GEMV=bits ...).
+#   BENCH_BATCH=N: N sequences of the prompt's length through `kiln bench --batch-size N` (the executor),
+#   eager (KILN_CUDA_GRAPHS=0: no graphs to capture, and ncu serialises the kernels either way), so the
+#   last step is a decode step at batch N.
 set -uo pipefail
 cfg=${1:-llama-3.2-1b}
 n=${2:-4}
@@ -21,10 +24,16 @@ e=${ENGINE:-$(engine "$cfg")}
 [[ -n ${TAG:-} ]] && cfg="$cfg-$TAG"
 ids=$(python3 -c "print(','.join(str(10 + i) for i in range($prompt)))")
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-# shellcheck disable=SC2086 # RUN_FLAGS is a list of flags
+if [[ -n ${BENCH_BATCH:-} ]]; then
+  cfg="$cfg-b$BENCH_BATCH"
+  cmd=(env KILN_CUDA_GRAPHS=0 ./bin/kiln bench --model "$e" --backend cuda --batch-size "$BENCH_BATCH"
+    --input-len "$prompt" --output-len "$n" --runs 1 --json)
+else
+  # shellcheck disable=SC2206 # RUN_FLAGS is a list of flags
+  cmd=(./bin/kiln run --model "$e" --backend cuda --input-ids "$ids" --max-new-tokens "$n" --json ${RUN_FLAGS:-})
+fi
 timeout 400 "$ncu" --graph-profiling node --clock-control none --cache-control none \
   --metrics gpu__time_duration.sum --csv --log-file "$out/ncu-$cfg-$which.csv" \
-  ./bin/kiln run --model "$e" --backend cuda --input-ids "$ids" --max-new-tokens "$n" --json ${RUN_FLAGS:-} \
-  >"$out/ncu-$cfg-run.json" 2>"$out/ncu-$cfg-run.err"
+  "${cmd[@]}" >"$out/ncu-$cfg-run.json" 2>"$out/ncu-$cfg-run.err"
 echo "ncu exit $?" | tee -a "$out/summary.txt"
 python3 tools/ncu_summary.py "$out/ncu-$cfg-$which.csv" "$which" | tee -a "$out/summary.txt"
