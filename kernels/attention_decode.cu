@@ -229,6 +229,93 @@ __device__ __forceinline__ void store_acc_vec(float* p, const float (&f)[kVec]) 
   }
 }
 
+// Online softmax over one step of a lane's kKeys keys (sc [key][head]: scores in, numerators out): each
+// head's running max m and sum l (this lane's keys; summed over the keys abreast at the end), and the
+// lane's accumulator rescaled to the new max. The split and batch kernels' common step.
+template <int kKeys>
+__device__ __forceinline__ void softmax_step(float (&sc)[kKeys][kHeadsPerCta], float (&m)[kHeadsPerCta],
+                                             float (&l)[kHeadsPerCta],
+                                             float (&acc)[kHeadsPerCta][kVecsPerLane][kVec]) {
+#pragma unroll
+  for (int g = 0; g < kHeadsPerCta; g++) {
+    float mx = sc[0][g];
+#pragma unroll
+    for (int k = 1; k < kKeys; k++) mx = fmaxf(mx, sc[k][g]);
+    mx = xor_max(mx, kLanesPerKey, kWarp / 2);
+    const float m_new = fmaxf(m[g], mx);
+    const float m_use = m_new == neg_inf() ? 0.f : m_new;
+    const float corr = score_exp(m[g] - m_use);
+    m[g] = m_new;
+    float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < kKeys; k++) {
+      sc[k][g] = score_exp(sc[k][g] - m_use);
+      sum += sc[k][g];
+    }
+    l[g] = l[g] * corr + sum;
+#pragma unroll
+    for (int i = 0; i < kVecsPerLane; i++) {
+#pragma unroll
+      for (int e = 0; e < kVec; e++) acc[g][i][e] *= corr;
+    }
+  }
+}
+
+// After the key loop: l and acc summed over the keys abreast (lanes with the same vec_lane), then the
+// warp's state into shared memory for the warps' merge: s_m, s_l [warp][head], s_acc [warp][head][HEAD_DIM].
+__device__ __forceinline__ void stash_warp_state(const float (&m)[kHeadsPerCta], float (&l)[kHeadsPerCta],
+                                                 float (&acc)[kHeadsPerCta][kVecsPerLane][kVec], float* s_m,
+                                                 float* s_l, float* s_acc, int warp, int lane, int vec_lane) {
+#pragma unroll
+  for (int g = 0; g < kHeadsPerCta; g++) {
+    l[g] = xor_sum(l[g], kLanesPerKey, kWarp / 2);
+#pragma unroll
+    for (int i = 0; i < kVecsPerLane; i++) {
+#pragma unroll
+      for (int e = 0; e < kVec; e++) acc[g][i][e] = xor_sum(acc[g][i][e], kLanesPerKey, kWarp / 2);
+    }
+  }
+  if (lane < kLanesPerKey) {
+#pragma unroll
+    for (int g = 0; g < kHeadsPerCta; g++) {
+#pragma unroll
+      for (int i = 0; i < kVecsPerLane; i++) {
+        const int v = vec_lane + i * kLanesPerKey;
+        if (v < kNumVecs) store_acc_vec(&s_acc[(warp * kHeadsPerCta + g) * HEAD_DIM + v * kVec], acc[g][i]);
+      }
+    }
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int g = 0; g < kHeadsPerCta; g++) {
+      s_m[warp * kHeadsPerCta + g] = m[g];
+      s_l[warp * kHeadsPerCta + g] = l[g];
+    }
+  }
+}
+
+// The merge of N states of one item (kAccVec dims of a head) held in shared memory — the CTA's warps, or
+// a cluster's splits — in order: state n's m and l at ms[n · kHeadsPerCta], ls[…], its acc at
+// acc + n · acc_step. The splits' merge (merge_batch), so its sums are a global merge's bits.
+template <int N>
+__device__ __forceinline__ void merge_shared(const float* ms, const float* ls, const float* acc, int acc_step,
+                                             float& mx, float& sum, float (&a)[kAccVec]) {
+  float mz[N], lz[N], v[N][kAccVec];
+#pragma unroll
+  for (int n = 0; n < N; n++) {
+    mz[n] = ms[n * kHeadsPerCta];
+    lz[n] = ls[n * kHeadsPerCta];
+    load_smem_item(acc + n * acc_step, v[n]);
+  }
+  mx = neg_inf();
+  sum = 0.f;
+#pragma unroll
+  for (int e = 0; e < kAccVec; e++) a[e] = 0.f;
+#pragma unroll
+  for (int n = 0; n < N; n++) mx = fmaxf(mx, mz[n]);
+  merge_batch(mz, lz, v, mx, sum, a);
+}
+
 // The first 32 bits of a raw vector (the profiling stops' keep-alive test).
 template <class V>
 __device__ __forceinline__ unsigned raw_bits(const V& r) {
@@ -550,29 +637,7 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
         sc[k][g] = base + k * kKeysAbreast + key_lane < ke ? dot * sl : neg_inf();
       }
     }
-#pragma unroll
-    for (int g = 0; g < kHeadsPerCta; g++) {
-      float mx = sc[0][g];
-#pragma unroll
-      for (int k = 1; k < kKeysPerLane; k++) mx = fmaxf(mx, sc[k][g]);
-      mx = xor_max(mx, kLanesPerKey, kWarp / 2);
-      const float m_new = fmaxf(m[g], mx);
-      const float m_use = m_new == neg_inf() ? 0.f : m_new;
-      const float corr = score_exp(m[g] - m_use);
-      m[g] = m_new;
-      float sum = 0.f;
-#pragma unroll
-      for (int k = 0; k < kKeysPerLane; k++) {
-        sc[k][g] = score_exp(sc[k][g] - m_use);
-        sum += sc[k][g];
-      }
-      l[g] = l[g] * corr + sum;  // this lane's keys only; summed over the keys abreast at the end
-#pragma unroll
-      for (int i = 0; i < kVecsPerLane; i++) {
-#pragma unroll
-        for (int e = 0; e < kVec; e++) acc[g][i][e] *= corr;
-      }
-    }
+    softmax_step(sc, m, l, acc);
 #pragma unroll
     for (int k = 0; k < kKeysPerLane; k++) {
 #pragma unroll
@@ -599,33 +664,7 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   // store into a peer's shared memory, rarely waits: every CTA of the cluster has long arrived).
   if constexpr (kCluster > 1) cluster_arrive_relaxed();
 
-  // Sum over the keys abreast (lanes with the same vec_lane), then merge the warps.
-#pragma unroll
-  for (int g = 0; g < kHeadsPerCta; g++) {
-    l[g] = xor_sum(l[g], kLanesPerKey, kWarp / 2);
-#pragma unroll
-    for (int i = 0; i < kVecsPerLane; i++) {
-#pragma unroll
-      for (int e = 0; e < kVec; e++) acc[g][i][e] = xor_sum(acc[g][i][e], kLanesPerKey, kWarp / 2);
-    }
-  }
-  if (lane < kLanesPerKey) {
-#pragma unroll
-    for (int g = 0; g < kHeadsPerCta; g++) {
-#pragma unroll
-      for (int i = 0; i < kVecsPerLane; i++) {
-        const int v = vec_lane + i * kLanesPerKey;
-        if (v < kNumVecs) store_acc_vec(&s_acc[(warp * kHeadsPerCta + g) * HEAD_DIM + v * kVec], acc[g][i]);
-      }
-    }
-  }
-  if (lane == 0) {
-#pragma unroll
-    for (int g = 0; g < kHeadsPerCta; g++) {
-      s_m[warp * kHeadsPerCta + g] = m[g];
-      s_l[warp * kHeadsPerCta + g] = l[g];
-    }
-  }
+  stash_warp_state(m, l, acc, s_m, s_l, s_acc, warp, lane, vec_lane);
   __syncthreads();
 
   // Cluster launches: each CTA owns kOwnItems items (the last CTAs maybe fewer) of the merge.
@@ -638,19 +677,8 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
   for (int i = threadIdx.x; i < nh * kAccRowVecs; i += kThreads) {
     const int g = i / kAccRowVecs;
     const int d = i % kAccRowVecs * kAccVec;
-    float mw[kWarps], lw[kWarps], v[kWarps][kAccVec];
-#pragma unroll
-    for (int w = 0; w < kWarps; w++) {
-      mw[w] = s_m[w * kHeadsPerCta + g];
-      lw[w] = s_l[w * kHeadsPerCta + g];
-      load_smem_item(&s_acc[(w * kHeadsPerCta + g) * HEAD_DIM + d], v[w]);
-    }
-    float mx = neg_inf(), sum = 0.f, a[kAccVec];
-#pragma unroll
-    for (int w = 0; w < kWarps; w++) mx = fmaxf(mx, mw[w]);
-#pragma unroll
-    for (int e = 0; e < kAccVec; e++) a[e] = 0.f;
-    merge_batch(mw, lw, v, mx, sum, a);
+    float mx, sum, a[kAccVec];
+    merge_shared<kWarps>(s_m + g, s_l + g, s_acc + g * HEAD_DIM + d, kHeadsPerCta * HEAD_DIM, mx, sum, a);
     const size_t row = (size_t)s * NUM_HEADS + h0 + g;  // [S, NUM_HEADS]
     if (kCluster > 1) {
       // Push: the item goes straight into the gather buffer of the CTA that merges it, m and l of the
@@ -688,19 +716,9 @@ __device__ __forceinline__ void decode(kiln_t* __restrict__ out, float* __restri
       if (i >= nh * kAccRowVecs) break;
       const int g = i / kAccRowVecs;
       const int d = i % kAccRowVecs * kAccVec;
-      float mz[kCluster], lz[kCluster], v[kCluster][kAccVec];
-#pragma unroll
-      for (int z = 0; z < kCluster; z++) {
-        mz[z] = sm.gather_m[z * kHeadsPerCta + g];
-        lz[z] = sm.gather_l[z * kHeadsPerCta + g];
-        load_smem_item(&sm.gather_acc[(z * kOwnItems + j) * kAccVec], v[z]);
-      }
-      float mx = neg_inf(), sum = 0.f, a[kAccVec];
-#pragma unroll
-      for (int e = 0; e < kAccVec; e++) a[e] = 0.f;
-#pragma unroll
-      for (int z = 0; z < kCluster; z++) mx = fmaxf(mx, mz[z]);
-      merge_batch(mz, lz, v, mx, sum, a);
+      float mx, sum, a[kAccVec];
+      merge_shared<kCluster>(sm.gather_m + g, sm.gather_l + g, sm.gather_acc + j * kAccVec, kOwnItems * kAccVec, mx,
+                             sum, a);
       store_merged(out + (row0 + g) * HEAD_DIM + d, sum, a);
     }
     return;
@@ -1006,29 +1024,7 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
           sc[k][g] = pos < ctx ? dot * sl : neg_inf();
         }
       }
-#pragma unroll
-      for (int g = 0; g < kHeadsPerCta; g++) {
-        float mx = sc[0][g];
-#pragma unroll
-        for (int k = 1; k < kBatchKeysPerLane; k++) mx = fmaxf(mx, sc[k][g]);
-        mx = xor_max(mx, kLanesPerKey, kWarp / 2);
-        const float m_new = fmaxf(m[g], mx);
-        const float m_use = m_new == neg_inf() ? 0.f : m_new;
-        const float corr = score_exp(m[g] - m_use);
-        m[g] = m_new;
-        float sum = 0.f;
-#pragma unroll
-        for (int k = 0; k < kBatchKeysPerLane; k++) {
-          sc[k][g] = score_exp(sc[k][g] - m_use);
-          sum += sc[k][g];
-        }
-        l[g] = l[g] * corr + sum;  // this lane's keys only; summed over the keys abreast at the end
-#pragma unroll
-        for (int i = 0; i < kVecsPerLane; i++) {
-#pragma unroll
-          for (int e = 0; e < kVec; e++) acc[g][i][e] *= corr;
-        }
-      }
+      softmax_step(sc, m, l, acc);
 #pragma unroll
       for (int k = 0; k < kBatchKeysPerLane; k++) {
         const int idx = ((sub * kBatchKeysPerLane + k) * kDecodeWarps + warp) * kKeysAbreast + key_lane;
@@ -1060,53 +1056,15 @@ __device__ __forceinline__ void decode_batch(kiln_t* __restrict__ out, const kil
     return;
   }
 
-  // Sum over the keys abreast (lanes with the same vec_lane), then merge the warps.
-#pragma unroll
-  for (int g = 0; g < kHeadsPerCta; g++) {
-    l[g] = xor_sum(l[g], kLanesPerKey, kWarp / 2);
-#pragma unroll
-    for (int i = 0; i < kVecsPerLane; i++) {
-#pragma unroll
-      for (int e = 0; e < kVec; e++) acc[g][i][e] = xor_sum(acc[g][i][e], kLanesPerKey, kWarp / 2);
-    }
-  }
-  if (lane < kLanesPerKey) {
-#pragma unroll
-    for (int g = 0; g < kHeadsPerCta; g++) {
-#pragma unroll
-      for (int i = 0; i < kVecsPerLane; i++) {
-        const int v = vec_lane + i * kLanesPerKey;
-        if (v < kNumVecs) {
-#pragma unroll
-          for (int e = 0; e < kVec; e++) sm.u.acc[(warp * kHeadsPerCta + g) * HEAD_DIM + v * kVec + e] = acc[g][i][e];
-        }
-      }
-    }
-  }
-  if (lane == 0) {
-#pragma unroll
-    for (int g = 0; g < kHeadsPerCta; g++) {
-      sm.m[warp * kHeadsPerCta + g] = m[g];
-      sm.l[warp * kHeadsPerCta + g] = l[g];
-    }
-  }
+  stash_warp_state(m, l, acc, sm.m, sm.l, sm.u.acc, warp, lane, vec_lane);
   __syncthreads();
-  for (int i = threadIdx.x; i < nh * HEAD_DIM; i += kDecodeThreads) {
-    const int g = i / HEAD_DIM;
-    float mx = neg_inf();
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; w++) mx = fmaxf(mx, sm.m[w * kHeadsPerCta + g]);
-    float sum = 0.f, a = 0.f;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; w++) {
-      const float mw = sm.m[w * kHeadsPerCta + g];
-      if (mw != neg_inf()) {
-        const float c = score_exp(mw - mx);
-        sum = fmaf(sm.l[w * kHeadsPerCta + g], c, sum);
-        a = fmaf(sm.u.acc[(w * kHeadsPerCta + g) * HEAD_DIM + i % HEAD_DIM], c, a);
-      }
-    }
-    out[((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + i % HEAD_DIM] = from_float(sum > 0.f ? a / sum : 0.f);
+  // The warps' merge, an item a thread, as the split kernels merge theirs.
+  for (int i = threadIdx.x; i < nh * kAccRowVecs; i += kDecodeThreads) {
+    const int g = i / kAccRowVecs;
+    const int d = i % kAccRowVecs * kAccVec;
+    float mx, sum, a[kAccVec];
+    merge_shared<kDecodeWarps>(sm.m + g, sm.l + g, sm.u.acc + g * HEAD_DIM + d, kHeadsPerCta * HEAD_DIM, mx, sum, a);
+    store_merged(out + ((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + d, sum, a);
   }
 }
 
