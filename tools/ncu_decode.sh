@@ -22,13 +22,13 @@ source tools/device_engine.sh
 e=${ENGINE:-$(engine "$cfg")}
 [[ -n ${ENGINE:-} ]] && cfg=$(basename "$ENGINE")
 [[ -n ${TAG:-} ]] && cfg="$cfg-$TAG"
-ids=$(python3 -c "print(','.join(str(10 + i) for i in range($prompt)))")
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 if [[ -n ${BENCH_BATCH:-} ]]; then
   cfg="$cfg-b$BENCH_BATCH"
   cmd=(env KILN_CUDA_GRAPHS=0 ./bin/kiln bench --model "$e" --backend cuda --batch-size "$BENCH_BATCH"
     --input-len "$prompt" --output-len "$n" --runs 1 --json)
 else
+  ids=$(python3 -c "print(','.join(str(10 + i) for i in range($prompt)))")
   # shellcheck disable=SC2206 # RUN_FLAGS is a list of flags
   cmd=(./bin/kiln run --model "$e" --backend cuda --input-ids "$ids" --max-new-tokens "$n" --json ${RUN_FLAGS:-})
 fi

@@ -7,7 +7,15 @@
 // (best hot of the top 8) timed cold, and the best cold of the top 8 and of the top 32.
 // Usage (device run): source .device/prelude.sh && node --import tsx tools/microbench/gemm_candidates.ts
 //   [copy GB/s (3350)] [dense TFLOP/s (800)]
-import { CudaDevice, DeviceBuffer, Gemm, type GemmConfig, Stream, timeOnStream } from "../../src/backends/cuda/device/index.ts";
+import {
+  CudaDevice,
+  DeviceBuffer,
+  Gemm,
+  type GemmConfig,
+  Stream,
+  timeOnStream,
+} from "../../src/backends/cuda/device/index.ts";
+import { GEMM_WORKSPACE_BYTES as WORKSPACE } from "../../src/backends/cuda/gemm_algorithms.ts";
 
 const bandwidth = Number(process.argv[2] ?? 3350) * 1e9;
 const flopRate = Number(process.argv[3] ?? 800) * 1e12;
@@ -18,7 +26,6 @@ const shapes = [
   { name: "down", n: 4096, k: 14336 },
 ];
 const rows = [128, 256, 512, 1024];
-const WORKSPACE = 8 << 20; // gemm_algorithms.ts GEMM_WORKSPACE_BYTES
 
 const device = CudaDevice.open();
 const stream = Stream.create(device);
@@ -51,13 +58,14 @@ for (const s of shapes) {
       );
     };
     const results = Gemm.heuristics(device, config, 32).map((h, i) => {
-      const g = Gemm.create(device, config, { algo: h.algo, workspace: ws });
+      let g: Gemm | null = null;
       try {
+        g = Gemm.create(device, config, { algo: h.algo, workspace: ws });
         return { i, hot: time(g, false), cold: time(g, true) };
       } catch {
-        return { i, hot: Number.POSITIVE_INFINITY, cold: Number.POSITIVE_INFINITY };
+        return { i, hot: Number.POSITIVE_INFINITY, cold: Number.POSITIVE_INFINITY }; // a candidate that will not run
       } finally {
-        g.dispose();
+        g?.dispose();
       }
     });
     const top8 = results.filter((r) => r.i < 8);
