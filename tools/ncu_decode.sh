@@ -11,8 +11,11 @@
 #   `device_trust.sh quant fp8`); the CSV is named after the engine's folder then. TAG=x: appended to
 #   the files' names (one call, several variants: TAG=bits KILN_FP8_GEMV=bits ...).
 #   BENCH_BATCH=N: N sequences of the prompt's length through `kiln bench --batch-size N` (the executor),
-#   eager (KILN_CUDA_GRAPHS=0: no graphs to capture, and ncu serialises the kernels either way), so the
-#   last step is a decode step at batch N.
+#   eager (KILN_CUDA_GRAPHS=0: no graphs to capture, and ncu serialises the kernels either way); pass
+#   `rows=N` as the step and enough new tokens (48) that all N decode together after the executor's
+#   staggered prefill chunks (the last steps hold only the last-admitted requests).
+#   NCU_FLAGS: more ncu flags, e.g. "--launch-skip 6000 --launch-count 600" to profile two steps of a
+#   long run alone (every profiled kernel costs ncu tens of milliseconds).
 set -uo pipefail
 cfg=${1:-llama-3.2-1b}
 n=${2:-4}
@@ -32,8 +35,9 @@ else
   # shellcheck disable=SC2206 # RUN_FLAGS is a list of flags
   cmd=(./bin/kiln run --model "$e" --backend cuda --input-ids "$ids" --max-new-tokens "$n" --json ${RUN_FLAGS:-})
 fi
-timeout 400 "$ncu" --graph-profiling node --clock-control none --cache-control none \
-  --metrics gpu__time_duration.sum --csv --log-file "$out/ncu-$cfg-$which.csv" \
+# shellcheck disable=SC2086 # NCU_FLAGS is a list of flags
+timeout 400 "$ncu" ${NCU_FLAGS:-} --graph-profiling node --clock-control none --cache-control none \
+  --metrics gpu__time_duration.sum --csv --log-file "$out/ncu-$cfg-${which//=/}.csv" \
   "${cmd[@]}" >"$out/ncu-$cfg-run.json" 2>"$out/ncu-$cfg-run.err"
 echo "ncu exit $?" | tee -a "$out/summary.txt"
-python3 tools/ncu_summary.py "$out/ncu-$cfg-$which.csv" "$which" | tee -a "$out/summary.txt"
+python3 tools/ncu_summary.py "$out/ncu-$cfg-${which//=/}.csv" "$which" | tee -a "$out/summary.txt"

@@ -1,7 +1,8 @@
 """Summarises an Nsight Compute CSV (gpu__time_duration per kernel) of a short kiln generation:
 the kernels of one step, grouped by name and launch shape. `last` (default): the last decode step
 (from the last `embedding` launch to the end); `prefill`: the prompt's step (up to the second
-`embedding` launch)."""
+`embedding` launch); `rows=N`: the last step of exactly N rows (its `embedding` launch's grid is N
+wide, and another step follows it), i.e. a decode step at batch N once the executor's staggered prefills are done."""
 import csv
 import sys
 from collections import OrderedDict
@@ -20,7 +21,18 @@ starts = [i for i, r in enumerate(rows) if r[0].startswith("embedding")]
 if not starts:
     sys.exit(f"no embedding kernel among {len(rows)} kernels")
 which = sys.argv[2] if len(sys.argv) > 2 else "last"
-step = rows[starts[0]:starts[1] if len(starts) > 1 else len(rows)] if which == "prefill" else rows[starts[-1]:]
+ends = starts[1:] + [len(rows)]
+if which == "prefill":
+    step = rows[starts[0]:ends[0]]
+elif which.startswith("rows="):
+    wide = [(a, b) for a, b in zip(starts, ends) if rows[a][2].strip("() ").split(",")[0].strip() == which[5:]]
+    if not wide:
+        sys.exit(f"no step of {which[5:]} rows among {len(starts)} steps")
+    whole = [w for w in wide if w[1] < len(rows)]  # a step cut off by --launch-count is not whole
+    a, b = (whole or wide)[-1]
+    step = rows[a:b]
+else:
+    step = rows[starts[-1]:]
 groups = OrderedDict()
 for name, ns, grid, block in step:
     key = (name.split("(")[0][:60], grid, block)  # cuBLASLt kernels keep their long names, cut
