@@ -61,8 +61,7 @@
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
 #            engines (where each step's time goes, kernel by kernel);
-#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT (and with KILN_WO4_PIPELINE=0,
-#            then the default again), its 128-token prefill by
+#            `quant s25b`: gemv_wo + gemv_zp GPU tests, then int4-wo batch-1 TPOT (twice), its 128-token prefill by
 #            kernel kind (`kiln bench --profile`) and its decode step kernel by kernel (`quant s25b-short`:
 #            without the last);
 #            `quant gemm` (not in the whole): gemm_wo.cu's GPU tests, then the 8B int8-wo and int4-wo engines'
@@ -255,7 +254,6 @@ if [[ $part == quant ]]; then
     wait "$ckpt_pid"
     build_wo int4-wo
     bench "$big int4-wo decode" /tmp/engine-$big-int4-wo "${decode[@]}"
-    KILN_WO4_PIPELINE=0 bench "$big int4-wo no pipeline" /tmp/engine-$big-int4-wo "${decode[@]}"
     bench "$big int4-wo decode again" /tmp/engine-$big-int4-wo "${decode[@]}"
     # TTFT at 128 prompt tokens is ~3x bf16's: the 128-token prefill's GPU time by kernel (gemm_wo.cu's
     # tensor-core GEMM straight from the int4 bytes runs its linears)
@@ -387,7 +385,9 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
   }
   if [[ $part == profile && ${2:-} == ncu ]]; then # batch 256's decode step kernel by kernel, serialised:
     # each kernel's own time, without PDL's overlap that the eager --profile columns count
-    ENGINE=$e BENCH_BATCH=256 bash tools/ncu_decode.sh "$big" 4 128 last
+    # (step 21 on: the 256 rows' prefill chunks are done by step 6; 292 kernels a decode step)
+    ENGINE=$e BENCH_BATCH=256 NCU_FLAGS="--launch-skip 6000 --launch-count 600" \
+      bash tools/ncu_decode.sh "$big" 48 128 rows=256
     exit 0
   fi
   if [[ $part == profile ]]; then # where a decode step's GPU time goes at the executor's batch sizes

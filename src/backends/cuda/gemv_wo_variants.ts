@@ -34,18 +34,17 @@ const WO_ROWS_PER_BLOCK = 8;
 const MMA_STEP_FEATURES = 8 * 4 * 128;
 
 /** The decode GEMV for an [n, k] weight: int4-wo's gemv_wo4_mma (16 rows a block of 256 threads), or for
- * rows of several load rounds (k > 4,096) with `pipeline` (KILN_WO4_PIPELINE, tuning.ts) its twin
- * gemv_wo4_mma_p, the same bits with the next round's loads out while a round is summed; int8-wo's
+ * rows of several load rounds (k > 4,096) its twin gemv_wo4_mma_p, the same bits with the next round's
+ * loads out while a round is summed (measured faster there); int8-wo's
  * gemv_wo8_r2uUw4, U = 8 vectors per lane and row in flight when a row has at least one whole iteration
  * of them (32·8 vectors: k ≥ 4096), else U = 4. */
 export function woGemvLaunch(
   format: CudaWeightFormat,
   n: number,
   k: number,
-  pipeline = true,
 ): { kernel: string; grid: number; block: number } {
   if (format === "int4-wo") {
-    const kernel = pipeline && k > MMA_STEP_FEATURES ? "gemv_wo4_mma_p" : "gemv_wo4_mma";
+    const kernel = k > MMA_STEP_FEATURES ? "gemv_wo4_mma_p" : "gemv_wo4_mma";
     return { kernel, grid: Math.ceil(n / MMA_ROWS_PER_BLOCK), block: 256 };
   }
   const vectors = Math.ceil(k / featuresPerVector(format));

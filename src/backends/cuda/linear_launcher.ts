@@ -69,7 +69,7 @@ export class LinearLauncher {
     this.maxTokens = r.maxTokens;
     this.maxLogitRows = r.maxLogitRows;
     this.gemms = new GemmPlans(r.device, r.dtype, r.gemmAlgos);
-    this.quantized = QuantizedLinears.allocate(r.device, r.kernels, r.weights, r.dtype, r.tuning.wo4Pipeline);
+    this.quantized = QuantizedLinears.allocate(r.device, r.kernels, r.weights, r.dtype);
     this.fp8 = Fp8Linears.allocate(r.device, r.kernels, r.weights, r.dtype, r.maxTokens, r.tuning.fp8Gemv);
   }
 

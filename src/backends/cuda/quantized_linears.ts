@@ -41,8 +41,6 @@ export class QuantizedLinears {
     private readonly scratch: DeviceBuffer | null,
     /** The GPU's SMs: gemm_wo's tile keeps its grid at half of them or more (woGemmLaunch). */
     private readonly smCount: number,
-    /** KILN_WO4_PIPELINE (tuning.ts): int4-wo rows of several load rounds on gemv_wo4_mma_p. */
-    private readonly wo4Pipeline: boolean,
   ) {}
 
   /** The scratch for `weights`' largest quantized weight in `dtype` (none for an unquantized engine). */
@@ -51,11 +49,10 @@ export class QuantizedLinears {
     kernels: KernelLauncher,
     weights: DeviceWeights,
     dtype: DTypeName,
-    wo4Pipeline = true,
   ): QuantizedLinears {
     const bytes = dequantScratchBytes(weights.allQuantized, ELEMENT_BYTES[dtype]);
     const scratch = bytes > 0 ? DeviceBuffer.alloc(device, bytes) : null;
-    return new QuantizedLinears(kernels, scratch, device.smCount, wo4Pipeline);
+    return new QuantizedLinears(kernels, scratch, device.smCount);
   }
 
   /** gemv_woB over `w` ([n, k], n = w.rows), or with `gatedAct` the gated kernel writing act(gate)·up
@@ -68,7 +65,7 @@ export class QuantizedLinears {
     }
     const { kernel, grid, block } = gatedAct
       ? woGemvGatedLaunch(w.format, gatedAct, n)
-      : woGemvLaunch(w.format, n, w.cols, this.wo4Pipeline);
+      : woGemvLaunch(w.format, n, w.cols);
     const args: KernelArg[] = [
       { ptr: a.x },
       { ptr: w.q },

@@ -49,6 +49,8 @@ const REMOVED_SWITCHES: Readonly<Record<string, string>> = {
     "the 8-warp attention_prefill_w8 measured slower than the 4-warp attention_prefill, the one that runs",
   KILN_ATTN_WARPS:
     "the split decode kernels (attention_decode*) run 8 warps a CTA, measured faster than 4; there is no other",
+  KILN_WO4_PIPELINE:
+    "gemv_wo4_mma_p (two load rounds in flight) measured faster than gemv_wo4_mma on rows of several rounds and is the one they run on",
   KILN_PREFILL_KERNEL:
     "attention_prefill_wgmma (sm_90a, warp-specialized as FlashAttention-3) measured slower than attention_prefill (mma4), the one that runs",
 };
@@ -73,9 +75,6 @@ export interface CudaTuning {
    * GEMV of fp8 weights, tensor-core (gemv_fp8_mma), CUDA-core without conversion instructions for plain
    * linears (gemv_fp8_bits: fma's bits), or CUDA-core with them (gemv_fp8_r2uUw4); fp8_variants.ts. */
   readonly fp8Gemv: Fp8GemvKind;
-  /** KILN_WO4_PIPELINE=0: int4-wo rows of several load rounds (k > 4,096) on gemv_wo4_mma, not its twin
-   * gemv_wo4_mma_p with two rounds in flight (the same bits; an A/B until a GPU has timed it). */
-  readonly wo4Pipeline: boolean;
   /** KILN_FUSE_GATED_ACT=0: the gated activation runs as its own kernel, not inside the GEMV (or gemm_wo). */
   readonly fuseGatedAct: boolean;
   /** KILN_ATTN_TRIGGER: when decode attention lets the next kernel launch. */
@@ -114,7 +113,6 @@ export function cudaTuningFromEnv(env: Env = process.env): CudaTuning {
     gemvShapes: parseGemvShapes(env.KILN_GEMV_SHAPES),
     woGemmMaxM: parseWoGemmMaxM(env.KILN_WO_GEMM_MAX_M),
     fp8Gemv: parseFp8Gemv(env.KILN_FP8_GEMV),
-    wo4Pipeline: onUnless0(env, "KILN_WO4_PIPELINE"),
     fuseGatedAct: env.KILN_FUSE_GATED_ACT !== "0",
     attnTrigger: parseAttentionTrigger(env.KILN_ATTN_TRIGGER),
     attnCluster: onUnless0(env, "KILN_ATTN_CLUSTER"),

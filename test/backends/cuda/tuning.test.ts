@@ -35,7 +35,6 @@ describe("CudaTuning", () => {
         gemvShapes: [],
         woGemmMaxM: 256,
         fp8Gemv: "auto",
-        wo4Pipeline: true,
         fuseGatedAct: true,
         attnTrigger: "keys",
         attnCluster: true,
@@ -59,7 +58,6 @@ describe("CudaTuning", () => {
       KILN_GEMV_SHAPES: "2048x8192:r1u16w8",
       KILN_WO_GEMM_MAX_M: "0",
       KILN_FP8_GEMV: "mma",
-      KILN_WO4_PIPELINE: "0",
       KILN_FUSE_GATED_ACT: "0",
       KILN_ATTN_TRIGGER: "exit",
       KILN_ATTN_CLUSTER: "0",
@@ -77,7 +75,6 @@ describe("CudaTuning", () => {
     assert.equal(t.gemvShapes.get("2048x8192"), "r1u16w8");
     assert.equal(t.woGemmMaxM, 0);
     assert.equal(t.fp8Gemv, "mma");
-    assert.equal(t.wo4Pipeline, false);
     assert.equal(t.fuseGatedAct, false);
     assert.equal(t.prefillSplit, false);
     assert.equal(t.attnTrigger, "exit");
@@ -101,7 +98,6 @@ describe("CudaTuning", () => {
       ["KILN_ATTN_TRIGGER", "never"],
       ["KILN_ATTN_CLUSTER", "yes"],
       ["KILN_PREFILL_SPLIT", "2"],
-      ["KILN_WO4_PIPELINE", "on"],
       ["KILN_ROPE_TRIGGER", "late"],
       ["KILN_ROPE_FUSE", "on"],
       ["KILN_ATTN_STOP", "end"],
@@ -130,6 +126,7 @@ describe("CudaTuning", () => {
       "KILN_DECODE_MMA_ROPE",
       "KILN_PREFILL_WARPS",
       "KILN_PREFILL_KERNEL",
+      "KILN_WO4_PIPELINE",
       "KILN_ATTN_WARPS",
     ])
       assert.throws(
