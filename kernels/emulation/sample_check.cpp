@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
     double d = std::fabs(rl[want] - lp[b]); if (tok[b] == want) maxlp = std::max(maxlp, d);
     if (tok[b] != want) { bad++; printf("row %d MISMATCH got %d want %d (t=%g k=%d p=%g mp=%g greedy=%d ties=%d infs=%d)\n", b, tok[b], want, c.t, c.k, c.p, c.mp, c.greedy, c.ties, c.infs); }
   }
-  printf("V=%d rows=%d mismatches=%d max|dlogprob|=%g\n", V, B, bad, maxlp);
-  return bad != 0;
+  const bool lp_ok = maxlp <= 1e-5;
+  printf("V=%d rows=%d mismatches=%d max|dlogprob|=%g%s\n", V, B, bad, maxlp, lp_ok ? "" : " (over 1e-5)");
+  return bad != 0 || !lp_ok;
 }

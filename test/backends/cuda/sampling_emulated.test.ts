@@ -1,0 +1,55 @@
+// kernels/sampling.cu's sample_topk_topp on the CPU emulator (kernels/emulation/run.sh, sample_check.cpp):
+// against a literal C++ port of the reference draw (decoding.ts, counter_rng.ts), the same tokens for
+// every row of mixed settings (greedy, temperature, top-k, top-p, min-p, ties, −∞ entries) and log-probs
+// within 1e-5, at VOCAB 769 (one slice a row) and 5125 (two slices merged by the last CTA to arrive), and
+// the multi-chunk walks ("flat": high temperatures, top-k past 1,024); and a copy whose merge drops the
+// row's last slice fails. The whole set (VOCAB 7, 769, 5124, 5125): run.sh by hand. Needs g++ ≥ 12.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const SCRIPT = fileURLToPath(new URL("../../../kernels/emulation/run.sh", import.meta.url));
+const SAMPLING = fileURLToPath(new URL("../../../kernels/sampling.cu", import.meta.url));
+const gxx = spawnSync("g++", ["--version"], { encoding: "utf8" });
+const skip = gxx.status !== 0 ? "g++ not found" : false;
+
+describe("sampling.cu sample_topk_topp on the CPU emulator", { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "kiln-sampling-emu-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    spawnSync("bash", [SCRIPT, ...args], {
+      encoding: "utf8",
+      timeout: 300_000,
+      env: { ...process.env, KILN_SAMPLING_VOCABS: "769 5125", ...env },
+    });
+  const lines = (stdout: string) => stdout.match(/^V=\d+ rows=\d+ mismatches=\d+ .*$/gm) ?? [];
+
+  test("the reference's tokens and log-probs, one slice and two", () => {
+    const r = run(["24"]);
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    const got = lines(r.stdout);
+    assert.equal(got.length, 2, r.stdout);
+    for (const l of got) assert.match(l, /rows=24 mismatches=0 max\|dlogprob\|=[^ ]+$/);
+  });
+
+  test("the multi-chunk walks", () => {
+    const r = run(["16", "flat"], { KILN_SAMPLING_VOCABS: "5125" });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /^V=5125 rows=16 mismatches=0 /m);
+  });
+
+  test("a merge that drops the row's last slice fails", () => {
+    const src = readFileSync(SAMPLING, "utf8");
+    const good = "for (int z = lane; z < P; z += kiln::kWarp) {\n      const ArgMax c{";
+    assert.ok(src.includes(good), "the merge loop this test breaks");
+    const path = join(dir, "sampling.cu");
+    writeFileSync(path, src.replace(good, good.replace("z < P;", "z < P - 1;")));
+    const r = run(["24"], { KILN_SAMPLING_SRC: path, KILN_SAMPLING_VOCABS: "5125" });
+    assert.notEqual(r.status, 0, r.stdout);
+    assert.match(r.stdout, /^V=5125 rows=24 mismatches=[1-9]\d* /m);
+  });
+});
