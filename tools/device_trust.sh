@@ -75,6 +75,7 @@
 #   mkdir -p node_modules && tar -xJf .devnm/nm.tar.xz -C node_modules && source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
 source tools/device_engine.sh
+disk_room 34 # two 8B bf16 engines' room: every part builds at most that before it reuses
 part=${1:?usage: $0 tests|engines|load|final|headline|profile|long|long decode|throughput|serve|quant|quant-study}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
