@@ -387,7 +387,9 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
   if [[ $part == profile && ${2:-} == ncu ]]; then # batch 256's decode step kernel by kernel, serialised:
     # each kernel's own time, without PDL's overlap that the eager --profile columns count
     # (step 21 on: the 256 rows' prefill chunks are done by step 6; 292 kernels a decode step)
+    # (DRAM bytes and active warps too: which kernels are short of bandwidth, which of occupancy)
     ENGINE=$e BENCH_BATCH=256 NCU_FLAGS="--launch-skip 6000 --launch-count 600" \
+      NCU_METRICS=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,sm__warps_active.avg.pct_of_peak_sustained_active \
       bash tools/ncu_decode.sh "$big" 48 128 rows=256
     exit 0
   fi

@@ -15,7 +15,10 @@
 #   `rows=N` as the step and enough new tokens (48) that all N decode together after the executor's
 #   staggered prefill chunks (the last steps hold only the last-admitted requests).
 #   NCU_FLAGS: more ncu flags, e.g. "--launch-skip 6000 --launch-count 600" to profile two steps of a
-#   long run alone (every profiled kernel costs ncu tens of milliseconds).
+#   long run alone (every profiled kernel costs ncu tens of milliseconds). NCU_METRICS: the metrics
+#   (default gpu__time_duration.sum; ncu_summary.py also reads dram__bytes_read.sum,
+#   dram__bytes_write.sum and sm__warps_active.avg.pct_of_peak_sustained_active: each kernel's DRAM
+#   traffic, GB/s and active warps; more metrics, more replay passes a kernel).
 set -uo pipefail
 cfg=${1:-llama-3.2-1b}
 n=${2:-4}
@@ -37,7 +40,7 @@ else
 fi
 # shellcheck disable=SC2086 # NCU_FLAGS is a list of flags
 timeout 400 "$ncu" ${NCU_FLAGS:-} --graph-profiling node --clock-control none --cache-control none \
-  --metrics gpu__time_duration.sum --csv --log-file "$out/ncu-$cfg-${which//=/}.csv" \
+  --metrics "${NCU_METRICS:-gpu__time_duration.sum}" --csv --log-file "$out/ncu-$cfg-${which//=/}.csv" \
   "${cmd[@]}" >"$out/ncu-$cfg-run.json" 2>"$out/ncu-$cfg-run.err"
 echo "ncu exit $?" | tee -a "$out/summary.txt"
 python3 tools/ncu_summary.py "$out/ncu-$cfg-${which//=/}.csv" "$which" | tee -a "$out/summary.txt"
