@@ -391,6 +391,8 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
     ENGINE=$e BENCH_BATCH=256 NCU_FLAGS="--launch-skip 6000 --launch-count 600" \
       NCU_METRICS=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,sm__warps_active.avg.pct_of_peak_sustained_active \
       bash tools/ncu_decode.sh "$big" 48 128 rows=256
+    # then decode attention's full report at batch 256 (launch 641 of attention_decode_mma: ~20 steps in)
+    ENGINE=$e OUTPUT_LEN=48 bash tools/ncu_kernel.sh attention_decode_mma 256 128 640
     exit 0
   fi
   if [[ $part == profile ]]; then # where a decode step's GPU time goes at the executor's batch sizes

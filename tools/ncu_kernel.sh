@@ -8,6 +8,9 @@
 #   e.g. attention_decode_batch 256 128: a decode step's attention at batch 256, 128-token prompts;
 #   SKIP launches of the kernel are passed over first (default 40: past the warm-up and prefill).
 #   ENGINE=dir profiles another engine (e.g. /tmp/engine-llama-3.1-8b-fp8 of `device_trust.sh quant fp8`).
+#   OUTPUT_LEN=n: new tokens (default 4). A decode step of all BATCH rows needs more: the executor admits
+#   prompts in prefill chunks of its token budget, so with 4 tokens the first-admitted finish before the
+#   last start (batch 256 × 128 tokens: OUTPUT_LEN=48 and SKIP past 20 steps' launches).
 set -uo pipefail
 kernel=${1:?kernel regex}
 batch=${2:?batch}
@@ -21,7 +24,7 @@ log="$out/ncu-$kernel-$batch-$input.txt"
 rep="$out/ncu-$(echo "$kernel" | tr -cd '[:alnum:]_')-$batch-$input"
 timeout 300 "$ncu" --graph-profiling node --clock-control none --cache-control none --set full \
   --kernel-name "regex:$kernel" --launch-skip "$skip" --launch-count 1 --export "$rep" --force-overwrite \
-  ./bin/kiln bench --model "$e" --backend cuda --batch-size "$batch" --input-len "$input" --output-len 4 \
+  ./bin/kiln bench --model "$e" --backend cuda --batch-size "$batch" --input-len "$input" --output-len "${OUTPUT_LEN:-4}" \
   --runs 1 >"$log" 2>"$out/ncu-$kernel.err"
 echo "ncu $kernel batch $batch input $input: exit $?"
 "$ncu" --import "$rep.ncu-rep" --page details >>"$log" 2>&1  # the report (an export prints none)
