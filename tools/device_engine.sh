@@ -6,17 +6,21 @@ out=${OUT:-/tmp/out}
 mkdir -p "$out"
 export KILN_CACHE_DIR=/tmp/kiln-cache
 
-# disk_room GB: removes engines under /tmp (/tmp/engine-*), least recently written first, until /tmp has GB
-# GiB free. The machine's disk (64 GiB) holds about three 8B bf16 engines (15 GiB each) beside the
+# disk_room GB [KEEP...]: removes engines under /tmp (/tmp/engine-*, but not the KEEP directories), least
+# recently written first, until /tmp has GB GiB free. The machine's disk (64 GiB) holds about three 8B bf16 engines (15 GiB each) beside the
 # checkpoint; a build that runs out of it fails half-way (ENOSPC) and costs the call. Removed engines are
 # rebuilt by whichever part needs them.
 disk_room() {
-  local want=$1 free victim
+  local want=$1 free victim d
+  shift
   while true; do
     free=$(df --output=avail -BG /tmp | tail -n 1 | tr -dc '0-9')
     ((free >= want)) && return 0
+    victim=
     # shellcheck disable=SC2012 # engine directories: plain names
-    victim=$(ls -dtr /tmp/engine-* 2>/dev/null | head -n 1)
+    for d in $(ls -dtr /tmp/engine-* 2>/dev/null); do
+      [[ " $* " == *" $d "* ]] || { victim=$d; break; }
+    done
     [[ -n $victim ]] || { echo "disk_room: ${free} GiB free in /tmp, no engine left to remove" >&2; return 1; }
     echo "disk_room: ${free} GiB free, removing $victim" | tee -a "$out/disk.txt" >&2
     rm -rf "$victim"

@@ -75,7 +75,7 @@
 #   mkdir -p node_modules && tar -xJf .devnm/nm.tar.xz -C node_modules && source .device/prelude.sh && bash tools/device_trust.sh tests|engines|load|final|throughput [long|hf]|serve|quant|quant-study
 set -uo pipefail
 source tools/device_engine.sh
-disk_room 34 # two 8B bf16 engines' room: every part builds at most that before it reuses
+disk_room 20 # an 8B bf16 engine's room (15 GiB) and some: each build below makes its own too
 part=${1:?usage: $0 tests|engines|load|final|headline|profile|long|long decode|throughput|serve|quant|quant-study}
 ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
@@ -553,6 +553,7 @@ if [[ $part == attn-ab ]]; then # a decode-attention change meant to keep the bi
   eb=/tmp/engine-$big-base
   cp kernels/attention_decode.cu /tmp/attention-tree.cu && cp "$base" kernels/attention_decode.cu
   t0=$(date +%s%N)
+  disk_room 20 "$e" # not the tree's engine, just built
   ./bin/kiln build --model /tmp/hf-$big --output "$eb" --backend cuda --dtype bf16 >"$out/build-base.log" 2>&1 ||
     echo "base engine build failed (build-base.log)"
   echo "base engine built in $(ms "$t0") ms"
