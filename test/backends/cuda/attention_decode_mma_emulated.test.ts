@@ -15,16 +15,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { kernelsPath, noGxx } from "./emulation.ts";
 
-const SCRIPT = fileURLToPath(
-  new URL("../../../kernels/emulation/attention_decode_mma_run.sh", import.meta.url),
-);
-const KERNEL = fileURLToPath(new URL("../../../kernels/attention_decode_mma.cu", import.meta.url));
-const gxx = spawnSync("g++", ["--version"], { encoding: "utf8" });
-const skip = gxx.status !== 0 ? "g++ not found" : false;
+const SCRIPT = kernelsPath("emulation/attention_decode_mma_run.sh");
+const KERNEL = kernelsPath("attention_decode_mma.cu");
 
-describe("attention_decode_mma.cu on the CPU emulator", { skip }, () => {
+describe("attention_decode_mma.cu on the CPU emulator", { skip: noGxx }, () => {
   const dir = mkdtempSync(join(tmpdir(), "kiln-mma-emu-"));
   /** The emulator's run of a copy of the kernel (one configuration). */
   const runCopy = (name: string, src: string, rope = false) => {

@@ -7,13 +7,11 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { kernelsPath, noGxx } from "./emulation.ts";
 
-const SCRIPT = fileURLToPath(new URL("../../../kernels/emulation/attention_run.sh", import.meta.url));
-const gxx = spawnSync("g++", ["--version"], { encoding: "utf8" });
-const skip = gxx.status !== 0 ? "g++ not found" : false;
+const SCRIPT = kernelsPath("emulation/attention_run.sh");
 
-describe("attention_prefill.cu on the CPU emulator", { skip }, () => {
+describe("attention_prefill.cu on the CPU emulator", { skip: noGxx }, () => {
   test("attention_prefill (and _kv8): bf16, D 128, H 8/2, BLOCK_SIZE 16", () => {
     const r = spawnSync("bash", [SCRIPT], {
       encoding: "utf8",

@@ -9,13 +9,11 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { kernelsPath, noGxx } from "./emulation.ts";
 
-const SCRIPT = fileURLToPath(new URL("../../../kernels/emulation/attention_split_run.sh", import.meta.url));
-const gxx = spawnSync("g++", ["--version"], { encoding: "utf8" });
-const skip = gxx.status !== 0 ? "g++ not found" : false;
+const SCRIPT = kernelsPath("emulation/attention_split_run.sh");
 
-describe("attention_prefill.cu's split mode on the CPU emulator", { skip }, () => {
+describe("attention_prefill.cu's split mode on the CPU emulator", { skip: noGxx }, () => {
   test("attention_prefill_split (bf16, D 128; the generic path: fp32) + attention_prefill_merge", () => {
     const r = spawnSync("bash", [SCRIPT], {
       encoding: "utf8",

@@ -9,21 +9,19 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { CPU_ENERGIES } from "../../../src/builder/passes/awq/energy_device.ts";
 import { awqScales, GRID } from "../../../src/builder/passes/awq/scale_search.ts";
 import { randn } from "../../helpers/tiny_model.ts";
+import { kernelsPath, noGxx } from "./emulation.ts";
 
-const SCRIPT = fileURLToPath(new URL("../../../kernels/emulation/awq_search_run.sh", import.meta.url));
-const gxx = spawnSync("g++", ["--version"], { encoding: "utf8" });
-const skip = gxx.status !== 0 ? "g++ not found" : false;
+const SCRIPT = kernelsPath("emulation/awq_search_run.sh");
 
 function random(n: number, seed: number, scale = 1): Float32Array {
   const r = randn(seed);
   return Float32Array.from({ length: n }, () => scale * r());
 }
 
-describe("awq_search.cu on the CPU emulator", { skip }, () => {
+describe("awq_search.cu on the CPU emulator", { skip: noGxx }, () => {
   const dir = mkdtempSync(join(tmpdir(), "kiln-awq-emu-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
 

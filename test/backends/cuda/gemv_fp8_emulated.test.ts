@@ -13,15 +13,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { kernelsPath, noGxx } from "./emulation.ts";
 
-const SCRIPT = fileURLToPath(new URL("../../../kernels/emulation/gemv_fp8_run.sh", import.meta.url));
-const MMA = fileURLToPath(new URL("../../../kernels/gemv_fp8_mma.cuh", import.meta.url));
-const ACT = fileURLToPath(new URL("../../../kernels/fp8_act.cuh", import.meta.url));
-const gxx = spawnSync("g++", ["--version"], { encoding: "utf8" });
-const skip = gxx.status !== 0 ? "g++ not found" : false;
+const SCRIPT = kernelsPath("emulation/gemv_fp8_run.sh");
+const MMA = kernelsPath("gemv_fp8_mma.cuh");
+const ACT = kernelsPath("fp8_act.cuh");
 
-describe("gemv_fp8.cu on the CPU emulator", { skip }, () => {
+describe("gemv_fp8.cu on the CPU emulator", { skip: noGxx }, () => {
   const dir = mkdtempSync(join(tmpdir(), "kiln-fp8-emu-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
   const run = (env: Record<string, string> = {}) =>

@@ -9,14 +9,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { kernelsPath, noGxx } from "./emulation.ts";
 
-const SCRIPT = fileURLToPath(new URL("../../../kernels/emulation/gemv_zp_run.sh", import.meta.url));
-const MMA = fileURLToPath(new URL("../../../kernels/gemv_wo_mma.cuh", import.meta.url));
-const gxx = spawnSync("g++", ["--version"], { encoding: "utf8" });
-const skip = gxx.status !== 0 ? "g++ not found" : false;
+const SCRIPT = kernelsPath("emulation/gemv_zp_run.sh");
+const MMA = kernelsPath("gemv_wo_mma.cuh");
 
-describe("gemv_zp.cu on the CPU emulator", { skip }, () => {
+describe("gemv_zp.cu on the CPU emulator", { skip: noGxx }, () => {
   const dir = mkdtempSync(join(tmpdir(), "kiln-zp-emu-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
   const run = (env: Record<string, string> = {}) =>

@@ -9,14 +9,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { kernelsPath, noGxx } from "./emulation.ts";
 
-const SCRIPT = fileURLToPath(new URL("../../../kernels/emulation/rmsnorm_q8_run.sh", import.meta.url));
-const NORM = fileURLToPath(new URL("../../../kernels/rmsnorm.cu", import.meta.url));
-const gxx = spawnSync("g++", ["--version"], { encoding: "utf8" });
-const skip = gxx.status !== 0 ? "g++ not found" : false;
+const SCRIPT = kernelsPath("emulation/rmsnorm_q8_run.sh");
+const NORM = kernelsPath("rmsnorm.cu");
 
-describe("rmsnorm.cu rms_norm_q8 / add_rms_norm_q8 on the CPU emulator", { skip }, () => {
+describe("rmsnorm.cu rms_norm_q8 / add_rms_norm_q8 on the CPU emulator", { skip: noGxx }, () => {
   const dir = mkdtempSync(join(tmpdir(), "kiln-norm-q8-emu-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
   const run = (env: Record<string, string> = {}) =>

@@ -10,14 +10,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { kernelsPath, noGxx } from "./emulation.ts";
 
-const SCRIPT = fileURLToPath(new URL("../../../kernels/emulation/run.sh", import.meta.url));
-const SAMPLING = fileURLToPath(new URL("../../../kernels/sampling.cu", import.meta.url));
-const gxx = spawnSync("g++", ["--version"], { encoding: "utf8" });
-const skip = gxx.status !== 0 ? "g++ not found" : false;
+const SCRIPT = kernelsPath("emulation/run.sh");
+const SAMPLING = kernelsPath("sampling.cu");
 
-describe("sampling.cu sample_topk_topp on the CPU emulator", { skip }, () => {
+describe("sampling.cu sample_topk_topp on the CPU emulator", { skip: noGxx }, () => {
   const dir = mkdtempSync(join(tmpdir(), "kiln-sampling-emu-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
   const run = (args: string[], env: Record<string, string> = {}) =>
