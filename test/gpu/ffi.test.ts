@@ -24,7 +24,7 @@ import {
   Stream,
   timeOnStream,
 } from "../../src/backends/cuda/device/index.ts";
-import { loadCublasLt } from "../../src/backends/cuda/ffi/cublaslt.ts";
+import { CUBLASLT_ALGO_CONFIG, loadCublasLt } from "../../src/backends/cuda/ffi/cublaslt.ts";
 import { KernelArgumentError } from "../../src/backends/cuda/ffi/errors.ts";
 import { loadNvrtc } from "../../src/backends/cuda/ffi/nvrtc.ts";
 import { bf16ToF32, type DTypeName, f16ToF32, f32ToBf16, f32ToF16 } from "../../src/dtype.ts";
@@ -413,7 +413,15 @@ describe("CUDA FFI on the GPU", { skip: noGpu }, () => {
       const restored = runGemm(config, 11, (c) => Gemm.create(device, c, { algo: first.algo }));
       assert.deepEqual(restored.algo, first.algo);
       assert.ok(restored.err <= TOL.bf16);
-      assert.ok(Gemm.heuristics(device, config, 4).length >= 1);
+      const candidates = Gemm.heuristics(device, config, 4);
+      assert.ok(candidates.length >= 1);
+      // The configuration reader (gemm_candidates.ts describes algorithms with it): a split-K count
+      // between 1 and k's 16-element steps, and a 16-bit cluster id read as such.
+      for (const h of candidates) {
+        const splits = loadCublasLt().algoConfig(h.algo, CUBLASLT_ALGO_CONFIG.SPLITK_NUM);
+        assert.ok(splits >= 1 && splits <= 512 / 16, `split-K ${splits}`);
+        assert.ok(loadCublasLt().algoConfig(h.algo, CUBLASLT_ALGO_CONFIG.CLUSTER_SHAPE_ID) < 2 ** 16);
+      }
       let measured = 0;
       const tuned = runGemm(config, 11, (c) => {
         const g = Gemm.tune(device, c, { candidates: 4, iterations: 5 });

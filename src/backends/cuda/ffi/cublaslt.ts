@@ -69,6 +69,22 @@ export const CUBLASLT_MATMUL_PREF = {
   MIN_ALIGNMENT_D_BYTES: 8,
 } as const;
 
+/** cublasLtMatmulAlgoConfigAttributes_t (cuBLAS 12+ cublasLt.h): what a cublasLtMatmulAlgo_t is configured
+ * with; TILE_ID … STAGES_ID are uint32_t, INNER_SHAPE_ID and CLUSTER_SHAPE_ID uint16_t. The values agree
+ * with NVIDIA's cuBLAS documentation and public bindings; read only, to describe an algorithm. */
+export const CUBLASLT_ALGO_CONFIG = {
+  ID: 0,
+  TILE_ID: 1,
+  SPLITK_NUM: 2,
+  REDUCTION_SCHEME: 3,
+  CTA_SWIZZLING: 4,
+  CUSTOM_OPTION: 5,
+  STAGES_ID: 6,
+  INNER_SHAPE_ID: 7,
+  CLUSTER_SHAPE_ID: 8,
+} as const;
+const ALGO_CONFIG_BYTES: Record<number, number> = { 0: 4, 1: 4, 2: 4, 3: 4, 4: 4, 5: 4, 6: 4, 7: 2, 8: 2 };
+
 /** cublasStatus_t names (cublas_api.h lines 90-99), for when cublasLtGetStatusName is missing. */
 const STATUS_NAMES: Record<number, string> = {
   0: "CUBLAS_STATUS_SUCCESS",
@@ -123,13 +139,15 @@ const PROTOS = {
   cublasLtMatmulPreferenceDestroy: ["int", [H]],
   cublasLtMatmulAlgoGetHeuristic: ["int", [H, H, H, H, H, H, H, "int", "void *", "void *"]],
   cublasLtMatmulAlgoCheck: ["int", [H, H, H, H, H, H, "void *", "void *"]],
+  cublasLtMatmulAlgoConfigGetAttribute: ["int", ["void *", "int", "void *", "size_t", "void *"]],
   cublasLtMatmul: ["int", [H, H, "void *", H, H, H, H, "void *", H, H, H, H, "void *", H, "size_t", H]],
 } as const;
 type Fn = keyof typeof PROTOS;
+const OPTIONAL = new Set<Fn>(["cublasLtGetStatusName", "cublasLtMatmulAlgoConfigGetAttribute"]);
+type Optional = "cublasLtGetStatusName" | "cublasLtMatmulAlgoConfigGetAttribute";
 
 export class CublasLt {
-  private readonly fns: Partial<Record<Fn, CFunction>> &
-    Record<Exclude<Fn, "cublasLtGetStatusName">, CFunction>;
+  private readonly fns: Partial<Record<Fn, CFunction>> & Record<Exclude<Fn, Optional>, CFunction>;
 
   constructor(
     lib: LibraryHandle,
@@ -140,7 +158,7 @@ export class CublasLt {
       try {
         fns[key] = bindFirst(lib, [key], result, params).fn;
       } catch (e) {
-        if (key !== "cublasLtGetStatusName") throw e; // optional: older cuBLASLt lacks it
+        if (!OPTIONAL.has(key)) throw e; // older cuBLASLt may lack these
       }
     }
     this.fns = fns as CublasLt["fns"];
@@ -152,7 +170,10 @@ export class CublasLt {
   }
 
   private call(key: Exclude<Fn, "cublasLtGetStatusName" | "cublasLtGetVersion">, ...args: unknown[]): void {
-    const r = this.fns[key](...args) as number;
+    const fn = this.fns[key];
+    if (!fn)
+      throw new CublasError(key, 15, "CUBLAS_STATUS_NOT_SUPPORTED", `not in this cuBLASLt (${this.path})`);
+    const r = fn(...args) as number;
     if (r !== 0) throw new CublasError(key, r, this.statusName(r));
   }
 
@@ -240,6 +261,16 @@ export class CublasLt {
     const { a, b, c, d } = layouts;
     this.call("cublasLtMatmulAlgoCheck", handle, desc, a, b, c, d, algoBytes(algo), raw);
     return { ...decodeHeuristicResult(raw).result, algo: algo.slice() };
+  }
+
+  /** One configuration attribute of an algorithm (CUBLASLT_ALGO_CONFIG), e.g. its split-K count. */
+  algoConfig(algo: Uint8Array, attr: number): number {
+    const size = ALGO_CONFIG_BYTES[attr];
+    if (size === undefined) throw new RangeError(`unknown cublasLtMatmulAlgoConfigAttributes_t ${attr}`);
+    const buf = new Uint8Array(size);
+    this.call("cublasLtMatmulAlgoConfigGetAttribute", algoBytes(algo), attr, buf, size, out64());
+    const view = new DataView(buf.buffer);
+    return size === 2 ? view.getUint16(0, true) : view.getUint32(0, true);
   }
 
   /** D = alpha·op(A)·op(B) + beta·C (+ epilogue); alpha/beta are host scalars of the scale type. */
