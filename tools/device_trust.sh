@@ -57,6 +57,8 @@
 #            cache in bf16 and in FP8 (goal ≥ 31,000 output tok/s), all in one 600 s call; the
 #            quantized GPU tests (`quant tests`) include fp8's too; `quant fp8-speed`: the same without
 #            the tests, then tools/ncu_decode.sh's kernel-by-kernel batch-1 step, gemv_fp8_mma and gemv_fp8_bits;
+#            `quant fp8-tp`: the build, 128/128 at 1,024 requests (bf16 and FP8 KV), then `kiln bench
+#            --profile` of the fp8 engine's decode step at batch 256 and 1,024 (FP8 KV);
 #            `quant fp8-b1`: gemv_fp8.cu's GPU tests, the build, batch-1 TPOT on the default (gemv_fp8_mma),
 #            gemv_fp8_bits and gemv_fp8;
 #            `quant b1-prof`: fp8.test.ts, then batch-1 TPOT and tools/ncu_decode.sh of the fp8 and int4-wo
@@ -323,9 +325,27 @@ if [[ $part == quant ]]; then
     bench "$big int4-awq prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 3
     exit 0
   fi
-  if [[ $which == fp8 ]]; then # one engine sized for the executor serves all three measurements
+  if [[ $which == fp8 || $which == fp8-tp ]]; then # one engine sized for the executor serves all three
     e=/tmp/engine-$big-fp8
     build_fp8 "$e"
+  fi
+  if [[ $which == fp8-tp ]]; then # issue 19's 128/128 at 1,024 requests, then where its decode step goes
+    for kv in auto fp8; do
+      f="$out/tp-fp8-128_128-kv-$kv.json"
+      timeout 150 ./bin/kiln bench --model "$e" --backend cuda --json --num-requests 1024 --input-len 128 \
+        --output-len 128 --kv-cache-dtype "$kv" >"$f" 2>>"$out/throughput-fp8.err" ||
+        echo "fp8 128/128 kv $kv: bench failed or timed out"
+      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('fp8 128/128 kv %-4s %8.0f out tok/s (goal ≥ 31000)  TPOT %.2f/%.2f ms (median/p99)' % (sys.argv[2], d['outputTokensPerSec'], d['tpotMs']['median'], d['tpotMs']['p99']))" "$f" "$kv"
+    done
+    for b in 256 1024; do # the decode step by kernel kind (eager columns), FP8 KV
+      ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len 128 --output-len 16 --runs 1 \
+        --kv-cache-dtype fp8 --profile >"$out/profile-fp8-$b.txt" 2>>"$out/bench.err" ||
+        echo "fp8 profile batch $b failed (bench.err)"
+      echo "fp8, batch $b:" && cat "$out/profile-fp8-$b.txt"
+    done
+    exit 0
+  fi
+  if [[ $which == fp8 ]]; then
     bench "$big fp8 decode" "$e" "${decode[@]}" # a bf16 engine: gemv_fp8_mma (KILN_FP8_GEMV=auto)
     # Batch 1 on the CUDA-core GEMVs: gemv_fp8_bits (fp32 engines' default) and gemv_fp8_r2uUw4 (the
     # same bits, with conversions).
