@@ -210,6 +210,16 @@ if [[ $part == quant ]]; then
       --max-batch-size 1024 --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-fp8.json" 2>"$out/build-fp8.err"
     echo "$big fp8 kiln build: exit $? in $(ms "$t0") ms (goal ≤ 90000; build-fp8.err)"
   }
+  fp8_tp() { # $1 = the fp8 engine: 128/128 at 1,024 requests, the KV cache in the engine dtype and in FP8
+    local kv f
+    for kv in auto fp8; do
+      f="$out/tp-fp8-128_128-kv-$kv.json"
+      timeout 150 ./bin/kiln bench --model "$1" --backend cuda --json --num-requests 1024 --input-len 128 \
+        --output-len 128 --kv-cache-dtype "$kv" >"$f" 2>>"$out/throughput-fp8.err" ||
+        echo "fp8 128/128 kv $kv: bench failed or timed out"
+      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('fp8 128/128 kv %-4s %8.0f out tok/s (goal ≥ 31000)  TPOT %.2f/%.2f ms (median/p99)' % (sys.argv[2], d['outputTokensPerSec'], d['tpotMs']['median'], d['tpotMs']['p99']))" "$f" "$kv"
+    done
+  }
   build_wo() { # $1 = int8-wo | int4-wo: the 8B built with it (timed) into /tmp/engine-$big-$1, once a machine
     local t0
     t0=$(date +%s%N)
@@ -330,13 +340,7 @@ if [[ $part == quant ]]; then
     build_fp8 "$e"
   fi
   if [[ $which == fp8-tp ]]; then # issue 19's 128/128 at 1,024 requests, then where its decode step goes
-    for kv in auto fp8; do
-      f="$out/tp-fp8-128_128-kv-$kv.json"
-      timeout 150 ./bin/kiln bench --model "$e" --backend cuda --json --num-requests 1024 --input-len 128 \
-        --output-len 128 --kv-cache-dtype "$kv" >"$f" 2>>"$out/throughput-fp8.err" ||
-        echo "fp8 128/128 kv $kv: bench failed or timed out"
-      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('fp8 128/128 kv %-4s %8.0f out tok/s (goal ≥ 31000)  TPOT %.2f/%.2f ms (median/p99)' % (sys.argv[2], d['outputTokensPerSec'], d['tpotMs']['median'], d['tpotMs']['p99']))" "$f" "$kv"
-    done
+    fp8_tp "$e"
     for b in 256 1024; do # the decode step by kernel kind (eager columns), FP8 KV
       ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len 128 --output-len 16 --runs 1 \
         --kv-cache-dtype fp8 --profile >"$out/profile-fp8-$b.txt" 2>>"$out/bench.err" ||
@@ -354,13 +358,7 @@ if [[ $part == quant ]]; then
     # Batch 1 on the FP8 GEMM (cuBLASLt, outer-vector scales, the 16-row bucket) instead of a GEMV.
     KILN_GEMV=0 bench "$big fp8 decode gemm" "$e" "${decode[@]}"
     bench "$big fp8 prefill 2048" "$e" --input-len 2048 --output-len 2 --runs 3
-    for kv in auto fp8; do # 128/128 at 1,024 requests, the KV cache in the engine dtype and in FP8
-      f="$out/tp-fp8-128_128-kv-$kv.json"
-      timeout 150 ./bin/kiln bench --model "$e" --backend cuda --json --num-requests 1024 --input-len 128 \
-        --output-len 128 --kv-cache-dtype "$kv" >"$f" 2>>"$out/throughput-fp8.err" ||
-        echo "fp8 128/128 kv $kv: bench failed or timed out"
-      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('fp8 128/128 kv %-4s %8.0f out tok/s (goal ≥ 31000)  TPOT %.2f/%.2f ms (median/p99)' % (sys.argv[2], d['outputTokensPerSec'], d['tpotMs']['median'], d['tpotMs']['p99']))" "$f" "$kv"
-    done
+    fp8_tp "$e"
     exit 0
   fi
   formats=(int8-wo int4-wo)
