@@ -7,8 +7,8 @@ mkdir -p "$out"
 export KILN_CACHE_DIR=/tmp/kiln-cache
 
 # disk_room GB [KEEP...]: removes engines under /tmp (/tmp/engine-*, but not the KEEP directories), least
-# recently written first, until /tmp has GB GiB free. The machine's disk (64 GiB) holds about three 8B bf16 engines (15 GiB each) beside the
-# checkpoint; a build that runs out of it fails half-way (ENOSPC) and costs the call. Removed engines are
+# recently written first, until /tmp has GB GiB free. The machine's disk (64 GiB) holds about three 8B
+# bf16 engines (15 GiB each) beside the checkpoint; a build that runs out of it fails half-way (ENOSPC) and costs the call. Removed engines are
 # rebuilt by whichever part needs them.
 disk_room() {
   local want=$1 free victim d

@@ -60,6 +60,17 @@ for (const s of shapes) {
     const x = DeviceBuffer.alloc(device, m * s.k * 2);
     const y = DeviceBuffer.alloc(device, m * s.n * 2);
     x.fillBytes(stream, 0x3c);
+    const time = (g: Gemm, cold: boolean) => {
+      const iters = cold ? copies * Math.max(1, Math.ceil(12 / copies)) : 12;
+      for (let i = 0; i < 2; i++) g.run(stream, x, weights[0], y);
+      return (
+        (timeOnStream(stream, () => {
+          for (let i = 0; i < iters; i++) g.run(stream, x, weights[cold ? i % copies : 0], y);
+        }) *
+          1000) /
+        iters
+      );
+    };
     for (const wsBytes of workspaces) {
       const config: GemmConfig = {
         m,
@@ -68,17 +79,6 @@ for (const s of shapes) {
         dtypeIn: "bf16",
         dtypeOut: "bf16",
         maxWorkspaceBytes: wsBytes,
-      };
-      const time = (g: Gemm, cold: boolean) => {
-        const iters = cold ? copies * Math.max(1, Math.ceil(12 / copies)) : 12;
-        for (let i = 0; i < 2; i++) g.run(stream, x, weights[0], y);
-        return (
-          (timeOnStream(stream, () => {
-            for (let i = 0; i < iters; i++) g.run(stream, x, weights[cold ? i % copies : 0], y);
-          }) *
-            1000) /
-          iters
-        );
       };
       const candidates = Gemm.heuristics(device, config, 32);
       const results = candidates.map((h, i) => {

@@ -83,7 +83,11 @@ export const CUBLASLT_ALGO_CONFIG = {
   INNER_SHAPE_ID: 7,
   CLUSTER_SHAPE_ID: 8,
 } as const;
-const ALGO_CONFIG_BYTES: Record<number, number> = { 0: 4, 1: 4, 2: 4, 3: 4, 4: 4, 5: 4, 6: 4, 7: 2, 8: 2 };
+const ALGO_CONFIG_ATTRS = new Set<number>(Object.values(CUBLASLT_ALGO_CONFIG));
+const ALGO_CONFIG_U16 = new Set<number>([
+  CUBLASLT_ALGO_CONFIG.INNER_SHAPE_ID,
+  CUBLASLT_ALGO_CONFIG.CLUSTER_SHAPE_ID,
+]);
 
 /** cublasStatus_t names (cublas_api.h lines 90-99), for when cublasLtGetStatusName is missing. */
 const STATUS_NAMES: Record<number, string> = {
@@ -143,8 +147,10 @@ const PROTOS = {
   cublasLtMatmul: ["int", [H, H, "void *", H, H, H, H, "void *", H, H, H, H, "void *", H, "size_t", H]],
 } as const;
 type Fn = keyof typeof PROTOS;
-const OPTIONAL = new Set<Fn>(["cublasLtGetStatusName", "cublasLtMatmulAlgoConfigGetAttribute"]);
-type Optional = "cublasLtGetStatusName" | "cublasLtMatmulAlgoConfigGetAttribute";
+/** Entry points an older cuBLASLt may lack: bound when present, refused by call() when not. */
+const OPTIONAL_FNS = ["cublasLtGetStatusName", "cublasLtMatmulAlgoConfigGetAttribute"] as const;
+type Optional = (typeof OPTIONAL_FNS)[number];
+const OPTIONAL = new Set<Fn>(OPTIONAL_FNS);
 
 export class CublasLt {
   private readonly fns: Partial<Record<Fn, CFunction>> & Record<Exclude<Fn, Optional>, CFunction>;
@@ -265,8 +271,9 @@ export class CublasLt {
 
   /** One configuration attribute of an algorithm (CUBLASLT_ALGO_CONFIG), e.g. its split-K count. */
   algoConfig(algo: Uint8Array, attr: number): number {
-    const size = ALGO_CONFIG_BYTES[attr];
-    if (size === undefined) throw new RangeError(`unknown cublasLtMatmulAlgoConfigAttributes_t ${attr}`);
+    if (!ALGO_CONFIG_ATTRS.has(attr))
+      throw new RangeError(`unknown cublasLtMatmulAlgoConfigAttributes_t ${attr}`);
+    const size = ALGO_CONFIG_U16.has(attr) ? 2 : 4;
     const buf = new Uint8Array(size);
     this.call("cublasLtMatmulAlgoConfigGetAttribute", algoBytes(algo), attr, buf, size, out64());
     const view = new DataView(buf.buffer);
