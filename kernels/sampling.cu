@@ -218,9 +218,24 @@ __device__ __forceinline__ T team_gather(const T* per_warp, Team team, T none) {
   return lane < team.warps ? per_warp[team.first_warp() + lane] : none;
 }
 
+/** Calls f(i, row[i]) for the elements of row[begin, end) this thread holds in `team`: i = begin + rank,
+ * + the team's width, …, in that order, four loads in flight. */
+template <class F>
+__device__ __forceinline__ void team_for_each(const float* row, int begin, int end, Team team, F&& f) {
+  const int stride = team.threads();
+  for (int i0 = begin + team.rank(); i0 < end; i0 += 4 * stride) {
+    float x[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) x[u] = i0 + u * stride < end ? row[i0 + u * stride] : 0.f;
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+      if (i0 + u * stride < end) f(i0 + u * stride, x[u]);
+  }
+}
+
 /** Statistics of row[begin, end) over `team` (each team its own range; every thread of the block must
- * call it: it syncs the block); an empty range gives max −∞, index 0x7fffffff, count 0. Four loads in
- * flight per thread; max, argmax (a total order) and count do not depend on the visiting order. */
+ * call it: it syncs the block); an empty range gives max −∞, index 0x7fffffff, count 0. Max, argmax
+ * (a total order) and count do not depend on the visiting order. */
 __device__ RowStats row_stats(const float* row, int begin = 0, int end = VOCAB, Team team = Team::block()) {
   __shared__ float s_val[32];
   __shared__ int s_idx[32];
@@ -229,20 +244,12 @@ __device__ RowStats row_stats(const float* row, int begin = 0, int end = VOCAB, 
   ArgMax best{kiln::neg_inf(), 0x7fffffff};
   float mx = kiln::neg_inf();
   int valid = 0;
-  const int stride = team.threads();
-  for (int i0 = begin + team.rank(); i0 < end; i0 += 4 * stride) {
-    float x[4];
-#pragma unroll
-    for (int u = 0; u < 4; u++) x[u] = i0 + u * stride < end ? row[i0 + u * stride] : kiln::neg_inf();
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      if (i0 + u * stride >= end) break;
-      const ArgMax c{x[u], i0 + u * stride};
-      if (better(c, best)) best = c;
-      mx = fmaxf(mx, x[u]);
-      valid += x[u] != kiln::neg_inf();
-    }
-  }
+  team_for_each(row, begin, end, team, [&](int i, float x) {
+    const ArgMax c{x, i};
+    if (better(c, best)) best = c;
+    mx = fmaxf(mx, x);
+    valid += x != kiln::neg_inf();
+  });
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   best = warp_argmax(best);
   mx = kiln::warp_max(mx);
@@ -271,23 +278,16 @@ __device__ __forceinline__ float scaled_max(float max, float t) { return t != 1.
  * Σ exp(l/t − m) over row[begin, end) in fp64 (expf terms), m = scaled_max(max of the range, t), over
  * `team` (as row_stats). Terms with l/t = −∞ add nothing (an exact 0 when m is finite), so a range
  * without a finite entry sums to 0 (NaN when it holds a NaN) and merges as an empty slice. A thread adds
- * its elements in index order; four loads in flight.
+ * its elements in index order (team_for_each).
  */
 __device__ double exp_sum(const float* row, int begin, int end, float t, float m, Team team = Team::block()) {
   __shared__ double scratch[32];
   const bool scale = t != 1.0f;
   double sum = 0.0;
-  const int stride = team.threads();
-  for (int i0 = begin + team.rank(); i0 < end; i0 += 4 * stride) {
-    float x[4];
-#pragma unroll
-    for (int u = 0; u < 4; u++) x[u] = i0 + u * stride < end ? row[i0 + u * stride] : kiln::neg_inf();
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const float y = scale ? __fdiv_rn(x[u], t) : x[u];
-      if (y != kiln::neg_inf()) sum += (double)expf(__fsub_rn(y, m));
-    }
-  }
+  team_for_each(row, begin, end, team, [&](int, float x) {
+    const float y = scale ? __fdiv_rn(x, t) : x;
+    if (y != kiln::neg_inf()) sum += (double)expf(__fsub_rn(y, m));
+  });
   sum = kiln::warp_sum(sum);
   if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = sum;
   __syncthreads();
