@@ -59,18 +59,23 @@
 //     float* out_logprob,            // [B] log-softmax(logits / t)[token], t = greedy ? 1 : temperature
 //     SliceStats* partials,          // [B, P] workspace, 24 bytes each: f64 Σ exp | f32 max | f32 argmax
 //                                    //   value | i32 argmax id | i32 count ≠ −∞ (unused, may be null, at P = 1)
-//     unsigned* counters)            // [B] arrival counts: all zero on entry (memset once at allocation);
+//     unsigned* counters,            // [B] arrival counts: all zero on entry (memset once at allocation);
 //                                    //   the kernel leaves them zero, so a CUDA graph can replay it
-//   grid = (P, B), block = (1024) exactly, shared memory: ~33 KB static. P = samplingSlices(VOCAB)
-//   (src/backends/cuda/sampling_launch.ts); any P ≥ 1 gives the same tokens.
+//     int slices)                    // P: slices per row
+//   grid = (Q, B), block = (1024) exactly, shared memory: ~33 KB static. P = samplingSlices(VOCAB), Q =
+//   samplingCtas(P, B, SMs) CTAs per row (src/backends/cuda/sampling_launch.ts); any P ≥ 1 gives the same
+//   tokens, any Q the same tokens and (but for fp64 rounding) log-probs. Q < ⌈P / 32⌉: token −1.
 //
-// The row statistics (max, argmax, count of entries ≠ −∞, log-softmax shift) take P CTAs per row:
+// The row statistics (max, argmax, count of entries ≠ −∞, log-softmax shift) take P slices per row:
 //
 //   row b:  [ slice 0 | slice 1 | … | slice P−1 ]   slice p = [p·S, min((p+1)·S, VOCAB)), S = ⌈VOCAB/P⌉
-//              CTA 0     CTA 1        CTA P−1         rounded up to 32 (trailing slices may be empty)
+//                                                     rounded up to 32 (trailing slices may be empty)
 //
-// CTA p writes its slice's max m_p, argmax, count and s_p = Σ exp(l/t − m_p/t) (fp64 sum of expf) to
-// partials[b][p], fences, and counts in on counters[b]. The CTA that counts last resets the counter and
+// CTA x reduces slices x·per … x·per + per − 1, per = ⌈P / Q⌉ rounded up to a power of two, with a team
+// of 32 / per warps each (a few rows: a CTA a slice, the row over many SMs; many rows: a warp a slice,
+// so the launch is a CTA or two per SM rather than waves of CTAs that each reduce 4 K logits). A team
+// writes its slice's max m_p, argmax, count and s_p = Σ exp(l/t − m_p/t) (fp64 sum of expf) to
+// partials[b][p]; the CTA fences and counts in on counters[b]. The CTA that counts last resets the counter and
 // merges in slice order (the same result whichever CTA that is): M = max m_p, Σ = Σ_p s_p·exp(m_p/t − M/t)
 // (fp64 exp), shift = M/t + log Σ; then, alone with its 1024 threads, it writes the greedy token or runs
 // the draw below over the whole row. Tokens do not depend on P; log-probs differ by a few fp32 ulps.
@@ -193,8 +198,45 @@ struct RowStats {
   int valid;    // logits ≠ −∞
 };
 
-/** Statistics of row[begin, end); an empty range gives max −∞, index 0x7fffffff, count 0. */
-__device__ RowStats row_stats(const float* row, int begin = 0, int end = VOCAB) {
+/**
+ * A team of consecutive warps that reduces one range together: the whole block (the default), or in
+ * sample_topk_topp one of the block's slices. Its threads stride the range by the team's width, so a
+ * thread's share and the order of its fp64 sum are those of a block as wide as the team.
+ */
+struct Team {
+  int warps;  // warps in the team (the block's `warps / warps` teams, side by side)
+  __device__ static Team block() { return Team{(int)(blockDim.x >> 5)}; }
+  __device__ int first_warp() const { return (int)(threadIdx.x >> 5) / warps * warps; }
+  __device__ int rank() const { return (int)threadIdx.x - 32 * first_warp(); }
+  __device__ int threads() const { return 32 * warps; }
+};
+
+/** Reads a team's per-warp partials (lane z: warp z of the team; the others `none`). */
+template <class T>
+__device__ __forceinline__ T team_gather(const T* per_warp, Team team, T none) {
+  const int lane = threadIdx.x & 31;
+  return lane < team.warps ? per_warp[team.first_warp() + lane] : none;
+}
+
+/** Calls f(i, row[i]) for the elements of row[begin, end) this thread holds in `team`: i = begin + rank,
+ * + the team's width, …, in that order, four loads in flight. */
+template <class F>
+__device__ __forceinline__ void team_for_each(const float* row, int begin, int end, Team team, F&& f) {
+  const int stride = team.threads();
+  for (int i0 = begin + team.rank(); i0 < end; i0 += 4 * stride) {
+    float x[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) x[u] = i0 + u * stride < end ? row[i0 + u * stride] : 0.f;
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+      if (i0 + u * stride < end) f(i0 + u * stride, x[u]);
+  }
+}
+
+/** Statistics of row[begin, end) over `team` (each team its own range; every thread of the block must
+ * call it: it syncs the block); an empty range gives max −∞, index 0x7fffffff, count 0. Max, argmax
+ * (a total order) and count do not depend on the visiting order. */
+__device__ RowStats row_stats(const float* row, int begin = 0, int end = VOCAB, Team team = Team::block()) {
   __shared__ float s_val[32];
   __shared__ int s_idx[32];
   __shared__ float s_max[32];
@@ -202,14 +244,13 @@ __device__ RowStats row_stats(const float* row, int begin = 0, int end = VOCAB) 
   ArgMax best{kiln::neg_inf(), 0x7fffffff};
   float mx = kiln::neg_inf();
   int valid = 0;
-  for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    const float x = row[i];
+  team_for_each(row, begin, end, team, [&](int i, float x) {
     const ArgMax c{x, i};
     if (better(c, best)) best = c;
     mx = fmaxf(mx, x);
     valid += x != kiln::neg_inf();
-  }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  });
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   best = warp_argmax(best);
   mx = kiln::warp_max(mx);
   valid = kiln::warp_sum(valid);
@@ -220,14 +261,9 @@ __device__ RowStats row_stats(const float* row, int begin = 0, int end = VOCAB) 
     s_cnt[warp] = valid;
   }
   __syncthreads();
-  ArgMax b{kiln::neg_inf(), 0x7fffffff};
-  float m = kiln::neg_inf();
-  int v = 0;
-  if (lane < warps) {
-    b = ArgMax{s_val[lane], s_idx[lane]};
-    m = s_max[lane];
-    v = s_cnt[lane];
-  }
+  ArgMax b{team_gather(s_val, team, kiln::neg_inf()), team_gather(s_idx, team, 0x7fffffff)};
+  float m = team_gather(s_max, team, kiln::neg_inf());
+  int v = team_gather(s_cnt, team, 0);
   b = warp_argmax(b);
   m = kiln::warp_max(m);
   v = kiln::warp_sum(v);
@@ -239,19 +275,25 @@ __device__ RowStats row_stats(const float* row, int begin = 0, int end = VOCAB) 
 __device__ __forceinline__ float scaled_max(float max, float t) { return t != 1.0f ? __fdiv_rn(max, t) : max; }
 
 /**
- * Σ exp(l/t − m) over row[begin, end) in fp64 (expf terms), m = scaled_max(max of the range, t). Terms
- * with l/t = −∞ add nothing (an exact 0 when m is finite), so a range without a finite entry sums to 0
- * (NaN when it holds a NaN) and merges as an empty slice.
+ * Σ exp(l/t − m) over row[begin, end) in fp64 (expf terms), m = scaled_max(max of the range, t), over
+ * `team` (as row_stats). Terms with l/t = −∞ add nothing (an exact 0 when m is finite), so a range
+ * without a finite entry sums to 0 (NaN when it holds a NaN) and merges as an empty slice. A thread adds
+ * its elements in index order (team_for_each).
  */
-__device__ double exp_sum(const float* row, int begin, int end, float t, float m) {
+__device__ double exp_sum(const float* row, int begin, int end, float t, float m, Team team = Team::block()) {
   __shared__ double scratch[32];
   const bool scale = t != 1.0f;
   double sum = 0.0;
-  for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    const float y = scale ? __fdiv_rn(row[i], t) : row[i];
+  team_for_each(row, begin, end, team, [&](int, float x) {
+    const float y = scale ? __fdiv_rn(x, t) : x;
     if (y != kiln::neg_inf()) sum += (double)expf(__fsub_rn(y, m));
-  }
-  return kiln::block_sum(sum, scratch);
+  });
+  sum = kiln::warp_sum(sum);
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = sum;
+  __syncthreads();
+  const double r = kiln::warp_sum(team_gather(scratch, team, 0.0));
+  __syncthreads();
+  return r;
 }
 
 /** The log-softmax shift of the row scaled by 1/t: max + log Σ exp(l/t − max), in fp64 (as logSoftmax). */
@@ -272,6 +314,17 @@ __device__ __forceinline__ void slice_range(int p, int P, int& begin, int& end) 
   const int per = ((VOCAB + P - 1) / P + 31) & ~31;
   begin = min(p * per, VOCAB);
   end = min(begin + per, VOCAB);
+}
+
+/**
+ * Slices of a row each of sample_topk_topp's `ctas` CTAs per row reduces, a team of warps each:
+ * ⌈P / ctas⌉ rounded up to a power of two (teams of whole warps); 0 when that is more than a block's
+ * warps (the launch is refused). CTA x takes slices x·per … x·per + per − 1 (those < P).
+ */
+__device__ __forceinline__ int slices_per_cta(int P, int ctas) {
+  int per = 1;
+  while (per * ctas < P) per <<= 1;
+  return per <= kThreads / 32 ? per : 0;
 }
 
 /**
@@ -914,28 +967,32 @@ extern "C" __global__ void argmax_logprob(const float* logits, int* out_token, f
 extern "C" __global__ void __launch_bounds__(kThreads)
     sample_topk_topp(const float* logits, const unsigned char* greedy, const float* temperature, const int* top_k,
                      const float* top_p, const float* min_p, const double* seed, const int* sequence, const int* step,
-                     int* out_token, float* out_logprob, SliceStats* partials, unsigned* counters) {
+                     int* out_token, float* out_logprob, SliceStats* partials, unsigned* counters, int slices) {
   __shared__ SamplerShared sm;
   kiln::pdl_wait();  // logits come from the previous kernel (see pdl.cuh)
   kiln::pdl_launch_dependents();
-  const int b = blockIdx.y, P = gridDim.x;
-  if (blockDim.x != kThreads) {
+  const int b = blockIdx.y, P = slices, per = slices_per_cta(P, gridDim.x);
+  if (blockDim.x != kThreads || per == 0) {
     if (blockIdx.x == 0 && threadIdx.x == 0) out_token[b] = -1;
     return;
   }
   const float* row = logits + (long long)b * VOCAB;
   const bool is_greedy = greedy[b] != 0;
   const float t = is_greedy ? 1.0f : temperature[b];
+  const Team team{kThreads / 32 / per};
+  const int p = blockIdx.x * per + (int)(threadIdx.x >> 5) / team.warps;  // this team's slice (≥ P: none)
   int begin, end;
-  slice_range(blockIdx.x, P, begin, end);
-  RowStats st = row_stats(row, begin, end);
+  slice_range(p, P, begin, end);
+  RowStats st = row_stats(row, begin, end, team);
   const float m = scaled_max(st.max, t);
-  const double sum = exp_sum(row, begin, end, t, m);
-  double shift = (double)m + log(sum);  // the whole row's when P == 1
-  if (P > 1) {
+  const double sum = exp_sum(row, begin, end, t, m, team);
+  double shift = (double)m + log(sum);  // the whole row's when P == 1 (CTA 0's one team)
+  if (P == 1) {
+    if (blockIdx.x > 0) return;
+  } else {
     SliceStats* parts = partials + (long long)b * P;  // [P] of row b
-    if (threadIdx.x == 0) parts[blockIdx.x] = SliceStats{sum, st.max, st.best.value, st.best.index, st.valid};
-    if (!last_to_arrive(counters + b, P)) return;
+    if (team.rank() == 0 && p < P) parts[p] = SliceStats{sum, st.max, st.best.value, st.best.index, st.valid};
+    if (!last_to_arrive(counters + b, gridDim.x)) return;
     merge_slices(parts, P, t, st, shift);
   }
 

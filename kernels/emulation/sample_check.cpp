@@ -1,5 +1,6 @@
 // Checks sampling.cu's sample_topk_topp on the CPU (fakecuda.h) against a literal C++ port of draw()
-// in src/backends/cpu/decoding.ts and counter_rng.ts: identical tokens, log-probs within 1e-5.
+// in src/backends/cpu/decoding.ts and counter_rng.ts: identical tokens, log-probs within 1e-5, for the
+// runtime's slices per row and other slice / CTA layouts (one line each).
 // Usage: ./run.sh [rows] [flat]   ("flat": high temperatures, ties, top-k > 1024: the multi-chunk walks)
 #include "fakecuda.h"
 #include "../sampling.cu"
@@ -56,13 +57,19 @@ int main(int argc, char** argv) {
     for (int i = 0; i < V; i++) { float x = nd(gen) * c.scale; if (c.ties) x = std::round(x); logits[(size_t)b * V + i] = x; }
     if (c.infs) for (int i = 0; i < V; i += 3) logits[(size_t)b * V + i] = -INFINITY;
     greedy[b] = c.greedy; temp[b] = c.t; topk[b] = c.k; topp[b] = c.p; minp[b] = c.mp; seed[b] = (double)pick(gen) * 4294967296.0 * 1000 + pick(gen); seq[b] = pick(gen); step[b] = b; }
+  // Slices per row as the runtime picks them (sampling_launch.ts samplingSlices): ceil(V / 4096) in [1, 64];
+  // then other slice counts and CTAs per row (Q): a CTA a slice, several slices a CTA (teams of warps),
+  // Q not dividing P, and a warp a slice (P = 32, Q = 1). Every launch must give the reference's tokens.
+  const int P0 = std::min(64, std::max(1, (V + 4095) / 4096));
+  const int layouts[][2] = {{P0, P0}, {P0, 1}, {32, 1}, {32, 3}, {7, 2}, {5, 8}};
+  bool failed = false;
+  for (auto [P, Q] : layouts) {
+  int bad = 0;
   std::vector<int> tok(B); std::vector<float> lp(B);
-  // Slices per row as the runtime picks them (sampling_launch.ts samplingSlices): ceil(V / 4096) in [1, 64].
-  const int P = std::min(64, std::max(1, (V + 4095) / 4096));
   std::vector<SliceStats> partials((size_t)B * P); std::vector<unsigned> counters(B, 0);
-  launch({(unsigned)P, (unsigned)B, 1}, {1024, 1, 1}, [&] { sample_topk_topp(logits.data(), greedy.data(), temp.data(), topk.data(), topp.data(), minp.data(), seed.data(), seq.data(), step.data(), tok.data(), lp.data(), partials.data(), counters.data()); });
+  launch({(unsigned)Q, (unsigned)B, 1}, {1024, 1, 1}, [&] { sample_topk_topp(logits.data(), greedy.data(), temp.data(), topk.data(), topp.data(), minp.data(), seed.data(), seq.data(), step.data(), tok.data(), lp.data(), partials.data(), counters.data(), P); });
   for (int b = 0; b < B; b++) if (counters[b] != 0) { printf("row %d: arrival counter left at %u\n", b, counters[b]); return 1; }
-  int bad = 0; double maxlp = 0;
+  double maxlp = 0;
   std::vector<float> tmp(V), rl(V);
   for (int b = 0; b < B; b++) { auto& c = cases[b]; const float* row = &logits[(size_t)b * V];
     int want = (c.greedy || c.k == 1) ? rargmax(row, V) : rdraw(row, V, c.t, c.k, c.p, c.mp, seed[b], seq[b], step[b]);
@@ -72,6 +79,9 @@ int main(int argc, char** argv) {
     if (tok[b] != want) { bad++; printf("row %d MISMATCH got %d want %d (t=%g k=%d p=%g mp=%g greedy=%d ties=%d infs=%d)\n", b, tok[b], want, c.t, c.k, c.p, c.mp, c.greedy, c.ties, c.infs); }
   }
   const bool lp_ok = maxlp <= 1e-5;
-  printf("V=%d rows=%d mismatches=%d max|dlogprob|=%g%s\n", V, B, bad, maxlp, lp_ok ? "" : " (over 1e-5)");
-  return bad != 0 || !lp_ok;
+  printf("V=%d rows=%d slices=%d ctas=%d mismatches=%d max|dlogprob|=%g%s\n", V, B, P, Q, bad, maxlp,
+         lp_ok ? "" : " (over 1e-5)");
+  failed |= bad != 0 || !lp_ok;
+  }
+  return failed;
 }

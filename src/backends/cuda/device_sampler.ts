@@ -21,7 +21,7 @@ import {
 } from "./device/index.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import { pinnedStaging } from "./pinned_staging.ts";
-import { samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
+import { samplingCtas, samplingSlices, samplingWorkspace } from "./sampling_launch.ts";
 import type { StagingRing } from "./staging_ring.ts";
 import { type PackedStep, samplingLayout } from "./step_metadata.ts";
 
@@ -173,7 +173,8 @@ export class DeviceSampler {
     const setting = (bytes: number): KernelArg => ({ ptr: offsetPtr(settings, bytes) });
     const out = this.sampled.at(this.slots[slot].offset);
     const ws = this.workspace;
-    this.launcher.launch("sampling", "sample_topk_topp", [ws.slices, B], 1024, [
+    const ctas = samplingCtas(ws.slices, B, this.device.smCount);
+    this.launcher.launch("sampling", "sample_topk_topp", [ctas, B], 1024, [
       { ptr: logits },
       setting(layout.greedy),
       setting(layout.temperature),
@@ -187,6 +188,7 @@ export class DeviceSampler {
       { ptr: offsetPtr(out, 4 * this.maxLogitRows) },
       { ptr: ws.buffer.ptr },
       { ptr: ws.buffer.at(ws.counters) },
+      { i32: ws.slices },
     ]);
   }
 

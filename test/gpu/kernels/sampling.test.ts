@@ -2,8 +2,9 @@
 // log-softmax, greedy argmax and sampling (temperature → top-k → top-p → min-p → counter-based draw)
 // over batches whose rows all have different settings. Sampled tokens must be identical to the
 // reference's (see tolerances.ts); log-probabilities within TOLERANCES.logSoftmax. sample_topk_topp
-// runs P CTAs per row: any P (dividing the row or not, more slices than the row fills) gives the same
-// tokens, and a launch leaves its arrival counters zero for the next one (graph replays).
+// reduces P slices per row on Q CTAs per row: any P (dividing the row or not, more slices than the row
+// fills) gives the same tokens, any Q (a CTA a slice … a warp a slice) too, and a launch leaves its
+// arrival counters zero for the next one (graph replays).
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { argmax, logSoftmax } from "../../../src/backends/cpu/kernels/sampling_math.ts";
@@ -73,7 +74,7 @@ function workspace(
   };
 }
 
-/** sample_topk_topp over grid (slices, B): the tokens and log-probabilities. */
+/** sample_topk_topp of `slices` slices per row over grid (ctas, B): the tokens and log-probabilities. */
 function sample(
   h: KernelHarness,
   mod: CudaModule,
@@ -82,13 +83,14 @@ function sample(
   B: number,
   slices: number,
   ws = workspace(h, B, slices),
+  ctas = slices,
 ): { tokens: Int32Array; logProbs: Float32Array } {
   const tokens = h.raw(new Int32Array(B).fill(-7));
   const lps = h.raw(new Float32Array(B));
   h.run(
     mod,
     "sample_topk_topp",
-    [slices, B],
+    [ctas, B],
     [1024],
     [
       ptr(logits),
@@ -104,6 +106,7 @@ function sample(
       ptr(lps),
       ptr(ws.partials),
       ptr(ws.counters),
+      i32(slices),
     ],
   );
   return { tokens: h.downloadI32(tokens, B), logProbs: h.download(lps, B, "fp32") };
@@ -184,6 +187,40 @@ describe("sampling.cu", { skip: noGpu }, () => {
         assertWithin(got.logProbs, want.logProbs, (i) => bound(want.logProbs[i]), `P ${P}: logProbs`);
         assertWithin(got.logProbs, one.logProbs, (i) => bound(one.logProbs[i]), `P ${P} vs 1: logProbs`);
       }
+    });
+
+    it(`sample_topk_topp V ${V}: any CTAs per row (teams of warps a slice) give P CTAs' tokens`, () => {
+      const mod = h.module("sampling.cu", { VOCAB: V });
+      const B = 24;
+      const logits = makeLogits(B, V, V + 9);
+      addEdgeRows(logits, V);
+      const p = makeParams(B);
+      const want = cpuDecodingOps.sample(logits, B, V, p);
+      const ld = h.raw(logits);
+      // P = 32 (a warp a slice at Q = 1), P = 64 (32 a CTA at Q = 2), and the vocabulary's own P.
+      for (const P of new Set([32, 64, samplingSlices(V)])) {
+        const base = sample(h, mod, ld, p, B, P);
+        const qs = new Set([1, 2, 3, 5, Math.ceil(P / 2), P + 3].filter((q) => Math.ceil(P / q) <= 32));
+        for (const Q of qs) {
+          const ws = workspace(h, B, P);
+          const got = sample(h, mod, ld, p, B, P, ws, Q);
+          for (let r = 0; r < B; r++) {
+            assert.equal(got.tokens[r], want.tokens[r], `P ${P} Q ${Q}: ${describeRow(p, r)}`);
+            assert.equal(got.tokens[r], base.tokens[r], `P ${P} Q ${Q} vs Q = P: ${describeRow(p, r)}`);
+          }
+          const bound = (w: number) => TOLERANCES.logSoftmax.bound("fp32", { want: w, scale: 30 });
+          assertWithin(
+            got.logProbs,
+            base.logProbs,
+            (i) => bound(base.logProbs[i]),
+            `P ${P} Q ${Q}: logProbs`,
+          );
+          assert.deepEqual(Array.from(h.downloadI32(ws.counters, B)), new Array(B).fill(0), "counters at 0");
+        }
+      }
+      // More than 32 slices a CTA is refused: every row's token is −1.
+      const refused = sample(h, mod, ld, p, B, 64, workspace(h, B, 64), 1);
+      assert.deepEqual(Array.from(refused.tokens), new Array(B).fill(-1));
     });
 
     it(`sample_topk_topp V ${V}: a launch leaves the counters zero, so a second one (a replay) is right`, () => {
