@@ -13,7 +13,9 @@
 import type { DecodeProfile, KindTimes, StepInput, StepProfile } from "../backends/backend.ts";
 import { KilnError } from "../errors.ts";
 import { decodeStepWork, prefillWork, floorMs as stepFloorMs } from "./floors.ts";
+import { sessionClock } from "./generation_session.ts";
 import type { KvCacheDtype, KvPoolLimit } from "./kv_cache_config.ts";
+import { latencySummary } from "./latency_summary.ts";
 import type { ModelRunner } from "./model_runner.ts";
 import { tokenTimes } from "./token_times.ts";
 
@@ -71,6 +73,7 @@ export interface BenchResult {
   /** Tokens the batch generated per run (the median run); B · O unless generation stopped early. */
   outputTokens: number;
   ttftMs: number;
+  /** The median over sequences of (last token − first token) / (tokens − 1) (the median run). */
   tpotMs: number;
   /** From the first prompt's first token to the last prompt's (the median run): near 0 when the prompts
    * prefilled in one iteration; more when they took several, and the sequences then decode beside the
@@ -112,11 +115,11 @@ export interface BenchResult {
   profile?: DecodeProfile & { prefill?: StepProfile & { steps: number; tokens: number } };
 }
 
-/** One run's latencies from each prompt's token arrival times (ms, `stamps[p]`) after the start `t0`:
- * TTFT when every prompt has its first token (the batch's prefill), TPOT the median over sequences of
- * each one's median gap between its own tokens (in a lock-step batch, the step time; undefined when no
- * sequence has two tokens), the total until the last token, the tokens, and the spread of the prompts'
- * first tokens. */
+/** One run's latencies from each prompt's token times (ms, `stamps[p]`) after the start `t0`: TTFT
+ * when every prompt has its first token (the batch's prefill), TPOT the median over sequences of each
+ * one's (last − first) / (tokens − 1), as serving benchmarks define it (latency_summary.ts; in a
+ * lock-step batch, the step time; undefined when no sequence has two tokens), the total until the last
+ * token, the tokens, and the spread of the prompts' first tokens. */
 export function batchLatency(
   stamps: readonly (readonly number[])[],
   t0: number,
@@ -127,12 +130,12 @@ export function batchLatency(
   tokens: number;
   firstTokenSpreadMs: number;
 } {
-  const gaps = stamps.filter((s) => s.length > 1).map((s) => median(s.slice(1).map((t, i) => t - s[i])));
+  const { tpotMs } = latencySummary(stamps.map((times) => ({ start: t0, times })));
   const firsts = stamps.filter((s) => s.length > 0).map((s) => s[0]);
   return {
     ttftMs: Math.max(...stamps.map((s) => s[0] ?? t0)) - t0,
     firstTokenSpreadMs: firsts.length ? Math.max(...firsts) - Math.min(...firsts) : 0,
-    tpotMs: gaps.length ? median(gaps) : undefined,
+    tpotMs: Number.isNaN(tpotMs.median) ? undefined : tpotMs.median,
     totalMs: Math.max(...stamps.map((s) => s[s.length - 1] ?? t0)) - t0,
     tokens: stamps.reduce((n, s) => n + s.length, 0),
   };
@@ -224,11 +227,13 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   const firstFlops = backend.measureGemmFlops();
   const pool = runner.generation.allocatePool(); // the executor and its KV cache, before any timing
   await runner.generate(batch(), { ...opts, maxNewTokens: Math.min(4, o.outputLen) }); // warm-up: lazy GEMM plans, caches
-  // The timed runs go to the executor as one request per prompt, each token timed as it reaches the host
-  // (this executor's clock is Date.now, too coarse for a step): a batch whose prompts take several
-  // prefill iterations decodes its first sequences while later ones still prefill, and a batch call's
-  // lock-step outputs (each waiting for the slowest lane) would time only the last lanes, decoding once
-  // the others have finished.
+  // The timed runs go to the executor as one request per prompt, each token timed when the executor
+  // read its step off the device (tokenTimes, on the session's clock), not when this loop takes its
+  // event: the executor resumes readers a few per turn, so a large batch's readers take several steps'
+  // tokens at once. One request per prompt: a batch whose prompts take several prefill iterations
+  // decodes its first sequences while later ones still prefill, and a batch call's lock-step outputs
+  // (each waiting for the slowest lane) would time only the last lanes, decoding once the others have
+  // finished.
   const executor = runner.generation.executor;
   const decoding = o.sampling ? { ...o.sampling, seed: o.seed ?? 1 } : ({ greedy: true } as const);
   const ttfts: number[] = [];
@@ -240,15 +245,12 @@ export async function runBench(runner: ModelRunner, o: BenchOptions): Promise<Be
   let prompts = batch();
   for (let r = 0; r < o.runs; r++) {
     prompts = batch();
-    const t0 = performance.now();
+    const t0 = sessionClock();
     // All at once (no await between them): the first iteration sees every prompt.
     const ids = prompts.map((p) =>
       executor.enqueue({ prompt: p.ids, maxNewTokens: o.outputLen, endId: [], streaming: true, ...decoding }),
     );
-    const run = batchLatency(
-      await Promise.all(ids.map((id) => tokenTimes(executor, id, () => performance.now()))),
-      t0,
-    );
+    const run = batchLatency(await Promise.all(ids.map((id) => tokenTimes(executor, id))), t0);
     produced.push(run.tokens);
     ttfts.push(run.ttftMs);
     spreads.push(run.firstTokenSpreadMs);

@@ -47,6 +47,11 @@ export interface GenerationSessionOptions {
 
 export const GENERATION_SESSION_OPTION_KEYS: KeySet<GenerationSessionOptions> = { streamIdleTimeoutMs: true };
 
+/** The clock of a session's executor (its requests' timeouts and RequestTiming): Date.now's epoch at
+ * performance.now's resolution. Date.now counts whole milliseconds, too coarse to time a decode step
+ * from the executor's token stamps (runtime/bench.ts). */
+export const sessionClock = (): number => performance.timeOrigin + performance.now();
+
 /** How long an unread stream may hold its blocks while requests wait, by default. */
 export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 10_000;
 
@@ -102,6 +107,7 @@ export class GenerationSession {
         maxTokens,
         capKvAtEngine: true,
         captureGraphs: false,
+        clock: sessionClock,
       });
       const { numBlocks, limitedBy, freeBlocks } = ex.kvSizing;
       const bs = s.backend.kvBlockSize;
