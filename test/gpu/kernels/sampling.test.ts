@@ -139,6 +139,17 @@ describe("sampling.cu", { skip: noGpu }, () => {
     );
   }
 
+  /** 24 rows of V logits (seed `seed`) with the edge rows, their parameters, the reference's draw, the
+   * module and the logits on the device. */
+  function edgeProblem(V: number, seed: number) {
+    const mod = h.module("sampling.cu", { VOCAB: V });
+    const B = 24;
+    const logits = makeLogits(B, V, seed);
+    addEdgeRows(logits, V);
+    const p = makeParams(B);
+    return { mod, B, p, want: cpuDecodingOps.sample(logits, B, V, p), ld: h.raw(logits) };
+  }
+
   for (const V of VOCABS) {
     it(`sample_topk_topp V ${V}: the reference's tokens, its log-probabilities`, () => {
       const mod = h.module("sampling.cu", { VOCAB: V });
@@ -168,13 +179,7 @@ describe("sampling.cu", { skip: noGpu }, () => {
     });
 
     it(`sample_topk_topp V ${V}: every CTA count per row gives the reference's tokens, P = 1's log-probs`, () => {
-      const mod = h.module("sampling.cu", { VOCAB: V });
-      const B = 24;
-      const logits = makeLogits(B, V, V + 5);
-      addEdgeRows(logits, V);
-      const p = makeParams(B);
-      const want = cpuDecodingOps.sample(logits, B, V, p);
-      const ld = h.raw(logits);
+      const { mod, B, p, want, ld } = edgeProblem(V, V + 5);
       const one = sample(h, mod, ld, p, B, 1);
       // 3 and 7 divide no vocabulary here; at 64 a small row leaves most slices empty.
       for (const P of new Set([1, 2, 3, 7, samplingSlices(V), 64])) {
@@ -190,13 +195,7 @@ describe("sampling.cu", { skip: noGpu }, () => {
     });
 
     it(`sample_topk_topp V ${V}: any CTAs per row (teams of warps a slice) give P CTAs' tokens`, () => {
-      const mod = h.module("sampling.cu", { VOCAB: V });
-      const B = 24;
-      const logits = makeLogits(B, V, V + 9);
-      addEdgeRows(logits, V);
-      const p = makeParams(B);
-      const want = cpuDecodingOps.sample(logits, B, V, p);
-      const ld = h.raw(logits);
+      const { mod, B, p, want, ld } = edgeProblem(V, V + 9);
       // P = 32 (a warp a slice at Q = 1), P = 64 (32 a CTA at Q = 2), and the vocabulary's own P.
       for (const P of new Set([32, 64, samplingSlices(V)])) {
         const base = sample(h, mod, ld, p, B, P);
