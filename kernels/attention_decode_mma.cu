@@ -115,15 +115,16 @@ __device__ __forceinline__ void mma_load_tile(kiln_t* stage, const kiln_t* __res
   }
 }
 
-// One warp's 16 keys [key0, key0 + 16) of a tile in `stage` (K rows, then V rows; keys ≥ ctx masked):
-// S = Q·Kᵀ, the online softmax of (m_r, l_r, o), O += P·V. The caller skips warps with key0 ≥ ctx.
-__device__ __forceinline__ void mma_warp_keys(const kiln_t* stage, const unsigned (&qa)[HEAD_DIM / 16][4], int key0,
-                                              int ctx, float sl, float (&m_r)[2], float (&l_r)[2],
+// One warp's 16 keys [key0, key0 + 16): their K rows at kt and V rows at vt, kLds elements apart (keys
+// ≥ ctx masked): S = Q·Kᵀ, the online softmax of (m_r, l_r, o), O += P·V. kScaled (FP8 pools, whose K
+// rows come unscaled): each score times its key's K scale, ksc[e] for this lane's keys 2 (lane % 4) +
+// (e & 1) + 8 (e >> 1). The caller skips warps with key0 ≥ ctx.
+template <bool kScaled>
+__device__ __forceinline__ void mma_warp_keys(const kiln_t* kt, const kiln_t* vt,
+                                              const unsigned (&qa)[HEAD_DIM / 16][4], int key0, int ctx, float sl,
+                                              const float (&ksc)[4], float (&m_r)[2], float (&l_r)[2],
                                               float (&o)[HEAD_DIM / 8][4]) {
-  const int warp = threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
-  const kiln_t* const kt = stage + warp * kWarpKeys * kLds;
-  const kiln_t* const vt = kt + kTileKeys * kLds;
   float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};  // [key n8 tile][C fragment]
 #pragma unroll
   for (int ks = 0; ks < HEAD_DIM / 16; ks++) {
@@ -139,7 +140,7 @@ __device__ __forceinline__ void mma_warp_keys(const kiln_t* stage, const unsigne
 #pragma unroll
     for (int e = 0; e < 4; e++) {
       const int key = key0 + (e >> 1) * 8 + 2 * (lane & 3) + (e & 1);
-      const float v = sc[e >> 1][2 * r + (e & 1)];
+      const float v = kScaled ? sc[e >> 1][2 * r + (e & 1)] * ksc[e] : sc[e >> 1][2 * r + (e & 1)];
       x[e] = key < ctx ? v * sl : neg_inf();
     }
     float mx = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
@@ -331,114 +332,49 @@ __device__ __forceinline__ void mma_put_row(kiln_t* stage, int r, const kiln_t* 
   }
 }
 
-// kRope (attention_decode_mma_rope): q is the unrotated q|k|v rows and `ri` says how to rotate them; the
-// new key never comes from the cache (this kernel writes it there): every tile that holds it gets its
-// rows from sm.new_k / new_v.
-template <int kStages, bool kRope>
-__device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPartials& partials,
-                                           int* __restrict__ split_counter, const kiln_t* __restrict__ q,
-                                           const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
-                                           const int* __restrict__ context_len, const int* __restrict__ block_tables,
-                                           int block_table_stride, int block_table_step, float scale,
-                                           int sliding_window, int trigger, int stop, const RopeIn& ri) {
-  extern __shared__ __align__(16) unsigned char decode_mma_smem[];
-  using Smem = MmaSmem<kStages>;
-  if (dynamic_smem_bytes() < sizeof(Smem)) __trap();  // the launch must pass sizeof(MmaSmem<kStages>)
-  Smem& sm = *reinterpret_cast<Smem*>(decode_mma_smem);
-  const int warp = threadIdx.x / kWarp;
-  const int lane = threadIdx.x % kWarp;
-  const int kvh = blockIdx.x;
-  const int h0 = kvh * ATTN_GROUP;  // first query head of the group
-  const int s = blockIdx.y;
-  const int ctx = context_len[s];
-  const int* table = block_tables + (size_t)s * block_table_stride;
+// This CTA's keys: split `split` of num_splits over [lo, ctx), attention_decode's ranges (at least
+// kMinSplitKeys, multiples of kSplitAlign; splits past the context empty; one split: [lo, ctx)), in
+// `tiles` tiles of kTileKeys; the new key ctx − 1 (−1 for a padding row: ctx 0, no tiles) and its tile.
+struct MmaKeys {
+  int ks, ke, tiles;
+  int new_pos;
+  bool holds_new;  // ks ≤ new_pos < ke
+  int new_tile;    // (new_pos − ks) / kTileKeys, when holds_new
+};
+__device__ __forceinline__ MmaKeys mma_keys(int ctx, int sliding_window, const MmaPartials& p) {
   const int lo = sliding_window > 0 ? max(0, ctx - sliding_window) : 0;
-  const int new_pos = ctx - 1;  // −1 for a padding row (ctx 0): no new key, no tiles
-  // This CTA's keys [ks, ke): split blockIdx.z of num_splits, attention_decode's ranges (at least
-  // kMinSplitKeys, multiples of kSplitAlign; splits past the context empty). One split: [lo, ctx).
-  int per = max((ctx - lo + partials.num_splits - 1) / partials.num_splits, kMinSplitKeys);
+  int per = max((ctx - lo + p.num_splits - 1) / p.num_splits, kMinSplitKeys);
   per = (per + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
-  const int ks = min(ctx, lo + partials.split * per);
-  const int ke = min(ctx, ks + per);
-  const int tiles = ke > ks ? (ke - ks + kTileKeys - 1) / kTileKeys : 0;
-  const bool holds_new = ks <= new_pos && new_pos < ke;
-  const int new_tile = (new_pos - ks) / kTileKeys;  // when holds_new
-  // Tile t into stage t % kStages (an empty group past the last tile); before the wait the new key is
-  // left out (`pre`), and with kRope always: after the wait its rows come from shared memory, written
-  // into the stage here (the stage is free: its last tile was computed before this issue's barrier).
-  auto issue = [&](int t, bool pre) {
-    if (t < tiles) {
-      kiln_t* const stage = sm.u.tiles[t % kStages][0];
-      mma_load_tile(stage, k_cache, v_cache, table, block_table_step, ks + t * kTileKeys, ke,
-                    pre || kRope ? new_pos : -1, kvh);
-      if (kRope && !pre && holds_new && t == new_tile)
-        mma_put_row(stage, (new_pos - ks) % kTileKeys, sm.new_k, sm.new_v);
-    }
-    cp_async_commit();
-  };
-  // Before the wait (pdl.cuh): the step metadata and keys < ctx − 1, cached by earlier steps.
-#pragma unroll
-  for (int t = 0; t < kStages - 1; t++) issue(t, true);
-  kiln::rope::Angles an{};  // attention_decode_mma_rope: the new token's angles, from the step metadata
-  if constexpr (kRope) an = kiln::rope::angles(ri.rope, s);
+  MmaKeys k;
+  k.ks = min(ctx, lo + p.split * per);
+  k.ke = min(ctx, k.ks + per);
+  k.tiles = k.ke > k.ks ? (k.ke - k.ks + kTileKeys - 1) / kTileKeys : 0;
+  k.new_pos = ctx - 1;
+  k.holds_new = k.ks <= k.new_pos && k.new_pos < k.ke;
+  k.new_tile = (k.new_pos - k.ks) / kTileKeys;
+  return k;
+}
 
-  kiln::pdl_wait();  // q and the new key come from the kernels before (see pdl.cuh)
-  if (trigger == 0) kiln::pdl_launch_dependents();
-  if (stop == 1) {  // profiling: let the pre-wait copies land, then leave
-    cp_async_wait<0>();
-    return;
+// The group's queries (heads h0 … h0 + G − 1 of sequence s) as kiln_t rows of sm_q, rows ≥ G zero, 16
+// bytes at a time, by all threads.
+__device__ __forceinline__ void mma_load_q(kiln_t* sm_q, const kiln_t* __restrict__ q, int s, int h0) {
+  for (int c = threadIdx.x; c < 16 * kChunks; c += kMmaThreads) {
+    const int g = c / kChunks;
+    uint4 v = {0u, 0u, 0u, 0u};
+    if (g < ATTN_GROUP)
+      v = *reinterpret_cast<const uint4*>(q + ((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + c % kChunks * 8);
+    *reinterpret_cast<uint4*>(&sm_q[g * kLds + c % kChunks * 8]) = v;
   }
-  if constexpr (kRope) {
-    mma_rope_prologue(sm, q, ri, k_cache, v_cache, s, kvh, h0, holds_new, an);
-    __syncthreads();  // the rotated rows, before any thread copies the new key's
-  } else {
-    // The group's queries as kiln_t rows (rows ≥ G zero), 16 bytes at a time.
-    for (int c = threadIdx.x; c < 16 * kChunks; c += kMmaThreads) {
-      const int g = c / kChunks;
-      uint4 v = {0u, 0u, 0u, 0u};
-      if (g < ATTN_GROUP)
-        v = *reinterpret_cast<const uint4*>(q + ((size_t)s * NUM_HEADS + h0 + g) * HEAD_DIM + c % kChunks * 8);
-      *reinterpret_cast<uint4*>(&sm.q[g * kLds + c % kChunks * 8]) = v;
-    }
-  }
-  // The new key's rows into their slot when a pre-wait tile holds it (the tiles issued from here on
-  // copy it themselves, or with kRope take it from shared memory). No copy in flight writes that slot.
-  if (holds_new && new_tile < kStages - 1) {
-    kiln_t* const stage = sm.u.tiles[new_tile % kStages][0];
-    const int r = (new_pos - ks) % kTileKeys;
-    if constexpr (kRope) {
-      mma_put_row(stage, r, sm.new_k, sm.new_v);
-    } else {
-      const size_t off = mma_kv_row(table, block_table_step, new_pos, kvh);
-      mma_put_row(stage, r, k_cache + off, v_cache + off);
-    }
-  }
-  __syncthreads();
+}
 
-  // Q as A fragments, once: qa[ks] covers dims [16 ks, 16 ks + 16).
-  unsigned qa[HEAD_DIM / 16][4];
-#pragma unroll
-  for (int ks = 0; ks < HEAD_DIM / 16; ks++) ldmatrix_x4(qa[ks], &sm.q[(lane & 15) * kLds + ks * 16 + (lane >> 4) * 8]);
-
-  // This thread's accumulator rows: r = 0 is row lane / 4, r = 1 row lane / 4 + 8 (C fragment layout).
-  const float sl = scale * kExpScale;
-  float m_r[2] = {neg_inf(), neg_inf()};
-  float l_r[2] = {0.f, 0.f};  // this lane's keys only; summed over the row's 4 lanes at the end
-  float o[HEAD_DIM / 8][4];   // O[row][8 dt + 2 (lane % 4) + {0, 1}]: [dt][{0, 1}] row r = 0, [dt][{2, 3}] r = 1
-#pragma unroll
-  for (int dt = 0; dt < HEAD_DIM / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
-
-  for (int t = 0; t < tiles; t++) {
-    issue(t + kStages - 1, false);
-    cp_async_wait<kStages - 1>();  // tile t has landed (this thread's copies) …
-    __syncthreads();               // … and every thread's
-    const int key0 = ks + t * kTileKeys + warp * kWarpKeys;
-    // warp-uniform: a warp past the split has nothing to do in this tile
-    if (key0 < ke) mma_warp_keys(sm.u.tiles[t % kStages][0], qa, key0, ke, sl, m_r, l_r, o);
-    __syncthreads();  // every warp is done with this stage before the next issue overwrites it
-  }
-  cp_async_wait<0>();  // (only empty groups remain) the stages are free: acc reuses them
-
+// After the key loop (its copies complete, a barrier past every warp's last use of the tiles that sm.u.acc
+// overlays): the PDL trigger, the profiling stops, the warps' merge into out or the split's partial, and
+// in a split launch the count after which the last CTA of (s, kv head) merges the splits.
+template <class Smem>
+__device__ __forceinline__ void mma_finish(kiln_t* __restrict__ out, const MmaPartials& partials,
+                                           int* __restrict__ split_counter, Smem& sm, const float (&m_r)[2],
+                                           const float (&l_r)[2], const float (&o)[HEAD_DIM / 8][4], int s, int h0,
+                                           int trigger, int stop) {
   if (trigger == 1) kiln::pdl_launch_dependents();
   if (stop >= 2) {  // profiling: keep the key loop's results alive (l is never negative), then leave
     if (l_r[0] < 0.f) out[0] = from_float(o[0][0]);
@@ -461,6 +397,291 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPa
   }
   __syncthreads();
   if (sm.last) mma_merge_splits(out, partials, s, h0);
+}
+
+// kRope (attention_decode_mma_rope): q is the unrotated q|k|v rows and `ri` says how to rotate them; the
+// new key never comes from the cache (this kernel writes it there): every tile that holds it gets its
+// rows from sm.new_k / new_v.
+template <int kStages, bool kRope>
+__device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPartials& partials,
+                                           int* __restrict__ split_counter, const kiln_t* __restrict__ q,
+                                           const kiln_t* __restrict__ k_cache, const kiln_t* __restrict__ v_cache,
+                                           const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                                           int block_table_stride, int block_table_step, float scale,
+                                           int sliding_window, int trigger, int stop, const RopeIn& ri) {
+  extern __shared__ __align__(16) unsigned char decode_mma_smem[];
+  using Smem = MmaSmem<kStages>;
+  if (dynamic_smem_bytes() < sizeof(Smem)) __trap();  // the launch must pass sizeof(MmaSmem<kStages>)
+  Smem& sm = *reinterpret_cast<Smem*>(decode_mma_smem);
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int kvh = blockIdx.x;
+  const int h0 = kvh * ATTN_GROUP;  // first query head of the group
+  const int s = blockIdx.y;
+  const int* table = block_tables + (size_t)s * block_table_stride;
+  const MmaKeys k = mma_keys(context_len[s], sliding_window, partials);
+  // Tile t into stage t % kStages (an empty group past the last tile); before the wait the new key is
+  // left out (`pre`), and with kRope always: after the wait its rows come from shared memory, written
+  // into the stage here (the stage is free: its last tile was computed before this issue's barrier).
+  auto issue = [&](int t, bool pre) {
+    if (t < k.tiles) {
+      kiln_t* const stage = sm.u.tiles[t % kStages][0];
+      mma_load_tile(stage, k_cache, v_cache, table, block_table_step, k.ks + t * kTileKeys, k.ke,
+                    pre || kRope ? k.new_pos : -1, kvh);
+      if (kRope && !pre && k.holds_new && t == k.new_tile)
+        mma_put_row(stage, (k.new_pos - k.ks) % kTileKeys, sm.new_k, sm.new_v);
+    }
+    cp_async_commit();
+  };
+  // Before the wait (pdl.cuh): the step metadata and keys < ctx − 1, cached by earlier steps.
+#pragma unroll
+  for (int t = 0; t < kStages - 1; t++) issue(t, true);
+  kiln::rope::Angles an{};  // attention_decode_mma_rope: the new token's angles, from the step metadata
+  if constexpr (kRope) an = kiln::rope::angles(ri.rope, s);
+
+  kiln::pdl_wait();  // q and the new key come from the kernels before (see pdl.cuh)
+  if (trigger == 0) kiln::pdl_launch_dependents();
+  if (stop == 1) {  // profiling: let the pre-wait copies land, then leave
+    cp_async_wait<0>();
+    return;
+  }
+  if constexpr (kRope) {
+    mma_rope_prologue(sm, q, ri, k_cache, v_cache, s, kvh, h0, k.holds_new, an);
+    __syncthreads();  // the rotated rows, before any thread copies the new key's
+  } else {
+    mma_load_q(sm.q, q, s, h0);
+  }
+  // The new key's rows into their slot when a pre-wait tile holds it (the tiles issued from here on
+  // copy it themselves, or with kRope take it from shared memory). No copy in flight writes that slot.
+  if (k.holds_new && k.new_tile < kStages - 1) {
+    kiln_t* const stage = sm.u.tiles[k.new_tile % kStages][0];
+    const int r = (k.new_pos - k.ks) % kTileKeys;
+    if constexpr (kRope) {
+      mma_put_row(stage, r, sm.new_k, sm.new_v);
+    } else {
+      const size_t off = mma_kv_row(table, block_table_step, k.new_pos, kvh);
+      mma_put_row(stage, r, k_cache + off, v_cache + off);
+    }
+  }
+  __syncthreads();
+
+  // Q as A fragments, once: qa[kk] covers dims [16 kk, 16 kk + 16).
+  unsigned qa[HEAD_DIM / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < HEAD_DIM / 16; kk++) ldmatrix_x4(qa[kk], &sm.q[(lane & 15) * kLds + kk * 16 + (lane >> 4) * 8]);
+
+  // This thread's accumulator rows: r = 0 is row lane / 4, r = 1 row lane / 4 + 8 (C fragment layout).
+  const float sl = scale * kExpScale;
+  const float unscaled[4] = {};  // mma_warp_keys<false> reads no K scales
+  float m_r[2] = {neg_inf(), neg_inf()};
+  float l_r[2] = {0.f, 0.f};  // this lane's keys only; summed over the row's 4 lanes at the end
+  float o[HEAD_DIM / 8][4];   // O[row][8 dt + 2 (lane % 4) + {0, 1}]: [dt][{0, 1}] row r = 0, [dt][{2, 3}] r = 1
+#pragma unroll
+  for (int dt = 0; dt < HEAD_DIM / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+
+  for (int t = 0; t < k.tiles; t++) {
+    issue(t + kStages - 1, false);
+    cp_async_wait<kStages - 1>();  // tile t has landed (this thread's copies) …
+    __syncthreads();               // … and every thread's
+    const int key0 = k.ks + t * kTileKeys + warp * kWarpKeys;
+    // warp-uniform: a warp past the split has nothing to do in this tile
+    if (key0 < k.ke) {
+      const kiln_t* const kt = sm.u.tiles[t % kStages][0] + warp * kWarpKeys * kLds;
+      mma_warp_keys<false>(kt, kt + kTileKeys * kLds, qa, key0, k.ke, sl, unscaled, m_r, l_r, o);
+    }
+    __syncthreads();  // every warp is done with this stage before the next issue overwrites it
+  }
+  cp_async_wait<0>();  // (only empty groups remain) the stages are free: acc reuses them
+  mma_finish(out, partials, split_counter, sm, m_r, l_r, o, s, h0, trigger, stop);
+}
+
+// ---- FP8 pools (attention_decode_mma_kv8) ----
+// A row is HEAD_DIM E4M3 bytes and an fp32 scale (kv_fp8.cuh). Each warp stages its own 16 keys of a
+// tile, bytes and scales by cp.async, then widens them into kiln_t rows of its own tile for
+// mma_warp_keys: K's E4M3 values as they are (exact in fp16 and bf16; the K scale multiplies the fp32
+// scores), V's as kiln_t(fp32(e4m3 · scale)), one rounding. A warp reads only what it staged, so the key
+// loop needs no block barrier: warp barriers order a warp's copies, widening and mma.
+//
+//   tile t:  cp.async bytes|scales → warp's stage t % kStages ─┐ issued kStages − 1 tiles ahead
+//   wait, warp barrier, widen into the warp's tile, warp barrier, S, softmax, P·V ◀─┘
+struct alignas(16) MmaKv8Stage {
+  unsigned char k[kWarpKeys * HEAD_DIM];  // [key][HEAD_DIM] E4M3
+  unsigned char v[kWarpKeys * HEAD_DIM];
+  float k_scale[kWarpKeys];
+  float v_scale[kWarpKeys];
+};
+
+template <int kStages>
+struct alignas(16) MmaSmemKv8 {
+  union {
+    struct {
+      MmaKv8Stage stage[kMmaWarps][kStages];
+      kiln_t tile[kMmaWarps][2][kWarpKeys * kLds];  // [warp][K, V][key][kLds]
+    } w;
+    float acc[kMmaWarps][16][kAccLd];  // after the key loop: the warps' O rows
+  } u;
+  kiln_t q[16 * kLds];
+  float m[kMmaWarps][16];
+  float l[kMmaWarps][16];
+  int last;
+};
+
+static_assert(HEAD_DIM > 128 || kMinBlocks * (sizeof(MmaSmemKv8<kMmaStages>) + kSmemReserved) <= kSmemPerSm,
+              "attention_decode_mma_kv8: its CTAs per SM do not fit the SM's shared memory");
+// The host's mirror (decode_mma.ts decodeMmaKv8SharedBytes).
+#if defined(DECODE_MMA_KV8_SMEM_BYTES)
+static_assert(sizeof(MmaSmemKv8<kMmaStages>) == DECODE_MMA_KV8_SMEM_BYTES,
+              "DECODE_MMA_KV8_SMEM_BYTES is not sizeof(attn::MmaSmemKv8<kMmaStages>)");
+#endif
+
+constexpr int kKv8Chunks = HEAD_DIM / 16;  // 16-byte chunks of an E4M3 row
+constexpr int kKv8Pieces = HEAD_DIM / 8;   // 8-byte pieces: 8 values, one 16-byte kiln_t store
+
+// Issues this warp's copies of keys [base, base + 16) into `st` (rows and scales; keys ≥ end zero-filled,
+// key `skip` not copied). The caller commits the group.
+__device__ __forceinline__ void mma_kv8_load(MmaKv8Stage& st, const unsigned char* __restrict__ k_cache,
+                                             const unsigned char* __restrict__ v_cache,
+                                             const float* __restrict__ k_scale, const float* __restrict__ v_scale,
+                                             const int* table, int table_step, int base, int end, int skip,
+                                             int kvh) {
+  const int lane = threadIdx.x % kWarp;
+#pragma unroll
+  for (int c = lane; c < kWarpKeys * kKv8Chunks; c += kWarp) {
+    const int r = c / kKv8Chunks, ch = c % kKv8Chunks;
+    const int pos = base + r;
+    if (pos == skip) continue;
+    const bool in = pos < end;
+    const size_t off = in ? mma_kv_row(table, table_step, pos, kvh) + (size_t)ch * 16 : 0;
+    cp_async_16(st.k + r * HEAD_DIM + ch * 16, k_cache + off, in ? 16 : 0);
+    cp_async_16(st.v + r * HEAD_DIM + ch * 16, v_cache + off, in ? 16 : 0);
+  }
+  const int r = lane % kWarpKeys;  // lanes 0–15: K scales, 16–31: V scales
+  const int pos = base + r;
+  if (pos != skip) {
+    const bool in = pos < end;
+    const size_t row = in ? mma_kv_row(table, table_step, pos, kvh) / HEAD_DIM : 0;  // slot · NUM_KV_HEADS + kvh
+    if (lane < kWarpKeys)
+      cp_async_4(st.k_scale + r, k_scale + row, in ? 4 : 0);
+    else
+      cp_async_4(st.v_scale + r, v_scale + row, in ? 4 : 0);
+  }
+}
+
+// 8 E4M3 bytes (low byte first) times s, as 8 kiln_t values (kv_fp8.cuh decode2, then one rounding).
+__device__ __forceinline__ uint4 mma_kv8_widen8(uint2 b, float s) {
+  unsigned w[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const unsigned word = i < 2 ? b.x : b.y;
+    float lo, hi;
+    kiln::kv8::decode2((unsigned short)(word >> (16 * (i & 1))), s, lo, hi);
+    w[i] = pack2(lo, hi);
+  }
+  return uint4{w[0], w[1], w[2], w[3]};
+}
+
+// The warp's staged keys into its tile (kt: K rows, vt: V rows, kLds apart), by the warp's lanes.
+__device__ __forceinline__ void mma_kv8_widen(const MmaKv8Stage& st, kiln_t* kt, kiln_t* vt) {
+  const int lane = threadIdx.x % kWarp;
+#pragma unroll
+  for (int c = lane; c < kWarpKeys * kKv8Pieces; c += kWarp) {
+    const int r = c / kKv8Pieces, p = c % kKv8Pieces;
+    const uint2 kb = *reinterpret_cast<const uint2*>(st.k + r * HEAD_DIM + p * 8);
+    const uint2 vb = *reinterpret_cast<const uint2*>(st.v + r * HEAD_DIM + p * 8);
+    *reinterpret_cast<uint4*>(kt + r * kLds + p * 8) = mma_kv8_widen8(kb, 1.f);
+    *reinterpret_cast<uint4*>(vt + r * kLds + p * 8) = mma_kv8_widen8(vb, st.v_scale[r]);
+  }
+}
+
+template <int kStages>
+__device__ __forceinline__ void decode_mma_kv8(kiln_t* __restrict__ out, const MmaPartials& partials,
+                                               int* __restrict__ split_counter, const kiln_t* __restrict__ q,
+                                               const unsigned char* __restrict__ k_cache,
+                                               const unsigned char* __restrict__ v_cache,
+                                               const int* __restrict__ context_len,
+                                               const int* __restrict__ block_tables, int block_table_stride,
+                                               int block_table_step, float scale, int sliding_window, int trigger,
+                                               int stop, const float* __restrict__ k_scale,
+                                               const float* __restrict__ v_scale) {
+  extern __shared__ __align__(16) unsigned char decode_mma_smem[];
+  using Smem = MmaSmemKv8<kStages>;
+  if (dynamic_smem_bytes() < sizeof(Smem)) __trap();  // the launch must pass sizeof(MmaSmemKv8<kStages>)
+  Smem& sm = *reinterpret_cast<Smem*>(decode_mma_smem);
+  const int warp = threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int kvh = blockIdx.x;
+  const int h0 = kvh * ATTN_GROUP;
+  const int s = blockIdx.y;
+  const int* table = block_tables + (size_t)s * block_table_stride;
+  const MmaKeys k = mma_keys(context_len[s], sliding_window, partials);
+  kiln_t* const kt = sm.u.w.tile[warp][0];
+  kiln_t* const vt = sm.u.w.tile[warp][1];
+  // This warp's keys of tile t into its stage t % kStages (an empty group past the last tile, or where the
+  // warp's keys start past the split: it computes nothing there); before the wait, not the new key.
+  auto issue = [&](int t, bool pre) {
+    const int base = k.ks + t * kTileKeys + warp * kWarpKeys;
+    if (t < k.tiles && base < k.ke)
+      mma_kv8_load(sm.u.w.stage[warp][t % kStages], k_cache, v_cache, k_scale, v_scale, table, block_table_step,
+                   base, k.ke, pre ? k.new_pos : -1, kvh);
+    cp_async_commit();
+  };
+#pragma unroll
+  for (int t = 0; t < kStages - 1; t++) issue(t, true);
+
+  kiln::pdl_wait();  // q and the new key's row and scale come from the kernels before (see pdl.cuh)
+  if (trigger == 0) kiln::pdl_launch_dependents();
+  if (stop == 1) {
+    cp_async_wait<0>();
+    return;
+  }
+  mma_load_q(sm.q, q, s, h0);
+  // The new key's bytes and scales into its row of the warp's stage when a pre-wait tile holds it, by the
+  // warp that owns the row (no copy in flight writes it).
+  const int new_r = (k.new_pos - k.ks) % kTileKeys;
+  if (k.holds_new && k.new_tile < kStages - 1 && warp == new_r / kWarpKeys) {
+    MmaKv8Stage& st = sm.u.w.stage[warp][k.new_tile % kStages];
+    const int r = new_r % kWarpKeys;
+    const size_t off = mma_kv_row(table, block_table_step, k.new_pos, kvh);
+    for (int c = lane; c < kKv8Chunks; c += kWarp) {
+      *reinterpret_cast<uint4*>(st.k + r * HEAD_DIM + c * 16) = *reinterpret_cast<const uint4*>(k_cache + off + c * 16);
+      *reinterpret_cast<uint4*>(st.v + r * HEAD_DIM + c * 16) = *reinterpret_cast<const uint4*>(v_cache + off + c * 16);
+    }
+    if (lane == 0) {
+      st.k_scale[r] = k_scale[off / HEAD_DIM];
+      st.v_scale[r] = v_scale[off / HEAD_DIM];
+    }
+  }
+  __syncthreads();  // the queries (and the new row, for its warp)
+
+  unsigned qa[HEAD_DIM / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < HEAD_DIM / 16; kk++) ldmatrix_x4(qa[kk], &sm.q[(lane & 15) * kLds + kk * 16 + (lane >> 4) * 8]);
+
+  const float sl = scale * kExpScale;
+  float m_r[2] = {neg_inf(), neg_inf()};
+  float l_r[2] = {0.f, 0.f};
+  float o[HEAD_DIM / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < HEAD_DIM / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+
+  for (int t = 0; t < k.tiles; t++) {
+    issue(t + kStages - 1, false);  // into the stage widened in the last iteration
+    cp_async_wait<kStages - 1>();   // tile t has landed (this lane's copies) …
+    __syncwarp();                   // … and the warp's; the last iteration's mma is done with the tile
+    const int key0 = k.ks + t * kTileKeys + warp * kWarpKeys;
+    if (key0 < k.ke) {  // warp-uniform
+      const MmaKv8Stage& st = sm.u.w.stage[warp][t % kStages];
+      mma_kv8_widen(st, kt, vt);
+      float ksc[4];  // this lane's keys' K scales (mma_warp_keys' order)
+#pragma unroll
+      for (int e = 0; e < 4; e++) ksc[e] = st.k_scale[(e >> 1) * 8 + 2 * (lane & 3) + (e & 1)];
+      __syncwarp();  // the widened rows, before any lane's ldmatrix
+      mma_warp_keys<true>(kt, vt, qa, key0, k.ke, sl, ksc, m_r, l_r, o);
+    }
+  }
+  cp_async_wait<0>();  // (only empty groups remain)
+  __syncthreads();     // every warp is done with its stages and tile: acc overlays them
+  mma_finish(out, partials, split_counter, sm, m_r, l_r, o, s, h0, trigger, stop);
 }
 
 }  // namespace attn
@@ -505,4 +726,23 @@ extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kMinBlocks
   attn::decode_mma<attn::kMmaStages, true>(out, partials, split_counter, q, k_cache, v_cache, context_len,
                                            block_tables, block_table_stride, block_table_step, scale,
                                            sliding_window, trigger, stop, ri);
+}
+
+// attention_decode_mma over FP8 pools (attention_decode_batch_kv8's arguments: the pools as E4M3 bytes,
+// the row scales k_scale, v_scale [numBlocks, BLOCK_SIZE, NUM_KV_HEADS] fp32 at the end). Grid and block
+// as attention_decode_mma; sizeof(attn::MmaSmemKv8<kMmaStages>) bytes of dynamic shared memory
+// (decode_mma.ts decodeMmaKv8SharedBytes).
+extern "C" __global__ void __launch_bounds__(attn::kMmaThreads, attn::kMinBlocks)
+    attention_decode_mma_kv8(kiln_t* __restrict__ out, float* __restrict__ partial_acc,
+                             float* __restrict__ partial_m, float* __restrict__ partial_l,
+                             int* __restrict__ split_counter, const kiln_t* __restrict__ q,
+                             const unsigned char* __restrict__ k_cache, const unsigned char* __restrict__ v_cache,
+                             const int* __restrict__ context_len, const int* __restrict__ block_tables,
+                             int block_table_stride, int block_table_step, int num_splits, float scale,
+                             int sliding_window, int trigger, int stop, const float* __restrict__ k_scale,
+                             const float* __restrict__ v_scale) {
+  const attn::MmaPartials partials = {partial_acc, partial_m, partial_l, num_splits, (int)blockIdx.z};
+  attn::decode_mma_kv8<attn::kMmaStages>(out, partials, split_counter, q, k_cache, v_cache, context_len,
+                                         block_tables, block_table_stride, block_table_step, scale, sliding_window,
+                                         trigger, stop, k_scale, v_scale);
 }

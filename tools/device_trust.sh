@@ -25,7 +25,8 @@
 #            batch-1 TPOT, 128/128 and 2048/128 through the executor, and the 1B's batch-1 TPOT
 #   profile  `kiln bench --profile` on the same engine at batch 256 and 1,024, 4 × 2,048 tokens, and
 #            batch 192 after 2,048-token prompts: 2048/128's decode steps; 256 × 2,048 do not fit an
-#            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind; `profile ncu`: the
+#            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind (`profile prefill`:
+#            4 × 2,048 alone; remove /tmp/engine-llama-3.1-8b-throughput first to A/B a kernel change); `profile ncu`: the
 #            decode step at batch 256 × 128 kernel by kernel under Nsight Compute (tools/ncu_decode.sh)
 #   attn-ab  AB_BASE=path: batch-1 TPOT of the 8B bf16 engine built from the tree's attention_decode.cu
 #            against one built from AB_BASE (the base's copy of it), interleaved, and their stages
@@ -416,7 +417,9 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
   if [[ $part == profile ]]; then # where a decode step's GPU time goes at the executor's batch sizes
     # batch, input: decode at 256 / 1,024; 2048/128's prefill and its decode at ~2,100 tokens of context
     # (192 sequences: 256 × 2,048 tokens do not fit an H100's KV pool)
-    for shape in "256 128" "1024 128" "4 2048" "192 2048"; do
+    shapes=("256 128" "1024 128" "4 2048" "192 2048")
+    [[ ${2:-} == prefill ]] && shapes=("4 2048") # `profile prefill`: the prefill alone (an A/B of its kernel)
+    for shape in "${shapes[@]}"; do
       read -r b i <<<"$shape"
       ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len $i --output-len 16 --runs 1 \
         --profile >"$out/profile-$b-$i.txt" 2>>"$out/bench.err" || echo "profile $b × $i failed (bench.err)"

@@ -20,6 +20,7 @@
 #define KILN_DECODE_MMA_SRC "../attention_decode_mma.cu"
 #endif
 #include KILN_DECODE_MMA_SRC
+#include "kv_fp8_ref.h"
 
 // attention_decode_mma's body with one stage more in flight: the same arguments, the same call.
 static void decode_mma_deeper(kiln_t* out, float* partial_acc, float* partial_m, float* partial_l,
@@ -33,8 +34,22 @@ static void decode_mma_deeper(kiln_t* out, float* partial_acc, float* partial_m,
                                                 sliding_window, trigger, stop, attn::RopeIn{});
 }
 
+// attention_decode_mma_kv8's body with one stage more in flight.
+static void decode_mma_kv8_deeper(kiln_t* out, float* partial_acc, float* partial_m, float* partial_l,
+                                  int* split_counter, const kiln_t* q, const unsigned char* k_cache,
+                                  const unsigned char* v_cache, const int* context_len, const int* block_tables,
+                                  int block_table_stride, int block_table_step, int num_splits, float scale,
+                                  int sliding_window, int trigger, int stop, const float* k_scale,
+                                  const float* v_scale) {
+  const attn::MmaPartials partials = {partial_acc, partial_m, partial_l, num_splits, (int)blockIdx.z};
+  attn::decode_mma_kv8<attn::kMmaStages + 1>(out, partials, split_counter, q, k_cache, v_cache, context_len,
+                                             block_tables, block_table_stride, block_table_step, scale,
+                                             sliding_window, trigger, stop, k_scale, v_scale);
+}
+
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -58,17 +73,27 @@ int main() {
   const int stride = cache.stride, poison = cache.poison;
   const float scale = 1.0f / std::sqrt((float)D);
 
+  // Entries over 16-bit pools (fn) or FP8 pools (fn8: the pools as the CPU quantizes them, kv_fp8_ref.h);
+  // a deeper one must give its base entry's bits.
   struct Entry {
     const char* name;
     decltype(&attention_decode_mma) fn;
+    decltype(&attention_decode_mma_kv8) fn8;
     size_t smem;
   };
-  const Entry entries[] = {{"decode_mma", attention_decode_mma, sizeof(attn::MmaSmem<attn::kMmaStages>)},
-                           {"decode_mma_deeper", decode_mma_deeper, sizeof(attn::MmaSmem<attn::kMmaStages + 1>)}};
-  std::vector<std::vector<kiln_t>> entry_outs;  // the entry's outputs, run by run
+  const Entry entries[] = {
+      {"decode_mma", attention_decode_mma, nullptr, sizeof(attn::MmaSmem<attn::kMmaStages>)},
+      {"decode_mma_deeper", decode_mma_deeper, nullptr, sizeof(attn::MmaSmem<attn::kMmaStages + 1>)},
+      {"decode_mma_kv8", nullptr, attention_decode_mma_kv8, sizeof(attn::MmaSmemKv8<attn::kMmaStages>)},
+      {"decode_mma_kv8_deeper", nullptr, decode_mma_kv8_deeper, sizeof(attn::MmaSmemKv8<attn::kMmaStages + 1>)}};
+  std::vector<std::vector<kiln_t>> entry_outs;  // the base entry's outputs, run by run
   bool all_ok = true;
+  const char* only = std::getenv("KILN_MMA_CHECK");  // "plain" or "kv8": those entries alone
   for (const Entry& entry : entries) {
-    const bool first = entry_outs.empty();
+    const bool fp8 = entry.fn8 != nullptr;
+    const bool first = std::strstr(entry.name, "_deeper") == nullptr;  // a base entry
+    if (only != nullptr && std::strcmp(only, fp8 ? "kv8" : "plain") != 0) continue;
+    if (first) entry_outs.clear();
     bool ok = true;
     int run = 0, differ = 0;
     printf("%s %s D=%d BLOCK_SIZE=%d H=%d/%d smem=%zu:", entry.name, dt, D, BS, H, HKV, entry.smem);
@@ -96,6 +121,17 @@ int main() {
             for (int j = 0; j < stride; j++) t2[(size_t)j * S + s] = tw[(size_t)s * stride + j];
           tw = t2; tstride = 1; tstep = S;
         }
+        // FP8 pools: the CPU's quantization of these pools (poison rows quantize to NaN), and the values
+        // the reference reads, fp32(e4m3 · scale); 16-bit pools: the values as stored.
+        std::vector<float> kf(kw.size()), vf(vw.size());
+        for (size_t i = 0; i < kw.size(); i++) { kf[i] = attn::to_float(kw[i]); vf[i] = attn::to_float(vw[i]); }
+        kv8_ref::Pool k8, v8;
+        if (fp8) {
+          k8 = kv8_ref::quantize(kf, D);
+          v8 = kv8_ref::quantize(vf, D);
+          kf = kv8_ref::dequantize(k8, D);
+          vf = kv8_ref::dequantize(v8, D);
+        }
         std::vector<kiln_t> o((size_t)S * H * D, attn::from_float(nanv));
         // Split launches: partials poisoned with NaN (an unwritten one read by the merge shows), counters
         // zero, and zero again after the launch.
@@ -104,9 +140,14 @@ int main() {
         std::vector<int> counters((size_t)S * HKV, 0);
         const bool split = splits > 1;
         launch({(unsigned)HKV, (unsigned)S, (unsigned)splits}, {(unsigned)attn::kMmaThreads, 1, 1}, [&] {
-          entry.fn(o.data(), split ? pacc.data() : nullptr, split ? pm.data() : nullptr, split ? pl.data() : nullptr,
-                   split ? counters.data() : nullptr, q.data(), kw.data(), vw.data(), ctxs.data(), tw.data(), tstride,
-                   tstep, splits, scale, w, 1, 0);
+          if (fp8)
+            entry.fn8(o.data(), split ? pacc.data() : nullptr, split ? pm.data() : nullptr, split ? pl.data() : nullptr,
+                      split ? counters.data() : nullptr, q.data(), k8.data.data(), v8.data.data(), ctxs.data(),
+                      tw.data(), tstride, tstep, splits, scale, w, 1, 0, k8.scale.data(), v8.scale.data());
+          else
+            entry.fn(o.data(), split ? pacc.data() : nullptr, split ? pm.data() : nullptr, split ? pl.data() : nullptr,
+                     split ? counters.data() : nullptr, q.data(), kw.data(), vw.data(), ctxs.data(), tw.data(), tstride,
+                     tstep, splits, scale, w, 1, 0);
         }, entry.smem, 17u + (unsigned)w + 2u * transposed + 5u * (unsigned)splits);
         int counted = 0;
         for (int c : counters) counted += c != 0;
@@ -129,7 +170,7 @@ int main() {
               rows.push_back((slot * HKV + kvh) * D);
               double dot = 0;
               for (int d = 0; d < D; d++)
-                dot += (double)attn::to_float(q[((size_t)s * H + h) * D + d]) * attn::to_float(kw[rows.back() + d]);
+                dot += (double)attn::to_float(q[((size_t)s * H + h) * D + d]) * kf[rows.back() + d];
               p.push_back(dot * scale);
               mx = std::max(mx, dot * scale);
             }
@@ -139,7 +180,7 @@ int main() {
             std::vector<double> ref(D, 0.0), abs_out(D, 0.0);
             for (int d = 0; d < D; d++) {
               for (size_t j = 0; j < rows.size(); j++) {
-                const double v = attn::to_float(vw[rows[j] + d]);
+                const double v = vf[rows[j] + d];
                 ref[d] += p[j] * v / den;
                 abs_out[d] += p[j] * std::fabs(v) / den;
                 max_v = std::max(max_v, std::fabs(v));
@@ -148,7 +189,8 @@ int main() {
             }
             for (int d = 0; d < D; d++) {
               const double got = attn::to_float(o[((size_t)s * H + h) * D + d]);
-              double bound = 1e-5 * max_abs + u * (abs_out[d] + std::fabs(got));
+              // FP8 pools: V rounded once more, to kiln_t, before P·V
+              double bound = 1e-5 * max_abs + u * ((fp8 ? 2 : 1) * abs_out[d] + std::fabs(got));
               if (fp16) bound += (double)rows.size() * std::ldexp(1.0, -25) * max_v;
               if (ctx == 0) bound = 0;  // a padding row: exact zeros
               const double err = std::fabs(got - ref[d]);
@@ -167,16 +209,22 @@ int main() {
       }
     }
     if (!first) {
-      printf("  %s", differ ? "differs from decode_mma" : "same bits as decode_mma");
+      printf("  %s", differ ? "differs from its base entry" : "same bits as its base entry");
       if (differ) printf(" (FAIL: %d runs)", differ);
       ok &= differ == 0;
     }
     // The profiling stops leave every CTA at the same point, and nothing hangs.
     std::vector<kiln_t> o((size_t)S * H * D);
+    const std::vector<unsigned char> bytes(cache.k.size(), 0);
+    const std::vector<float> scales(cache.k.size() / D, 1.f);
     for (int stop = 1; stop <= 2; stop++)
       launch({(unsigned)HKV, (unsigned)S, 1}, {(unsigned)attn::kMmaThreads, 1, 1}, [&] {
-        entry.fn(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), cache.k.data(), cache.v.data(), ctxs.data(),
-                 cache.table.data(), stride, 1, 1, scale, 0, 1, stop);
+        if (fp8)
+          entry.fn8(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), bytes.data(), bytes.data(), ctxs.data(),
+                    cache.table.data(), stride, 1, 1, scale, 0, 1, stop, scales.data(), scales.data());
+        else
+          entry.fn(o.data(), nullptr, nullptr, nullptr, nullptr, q.data(), cache.k.data(), cache.v.data(), ctxs.data(),
+                   cache.table.data(), stride, 1, 1, scale, 0, 1, stop);
       }, entry.smem, 3u);
     printf("  %s\n", ok ? "PASS" : "FAIL");
     all_ok &= ok;

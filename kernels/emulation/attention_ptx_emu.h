@@ -1,7 +1,7 @@
 // Host stand-ins for kernels/attention_ptx.cuh (cp.async, ldmatrix, mma.sync), on fakecuda.h's fibers.
 // Include after fakecuda.h and before the kernel source: it defines KILN_ATTENTION_PTX_CUH, so that
 // attention_common.cuh skips the inline-PTX versions, and includes attention_common.cuh itself first.
-//   cp.async: each thread queues its copies; cp_async_commit closes a group; cp_async_wait<N> performs
+//   cp.async (16 and 4 bytes): each thread queues its copies; cp_async_commit closes a group; cp_async_wait<N> performs
 //     all but the newest N committed groups. So a copy lands as late as the PTX allows (at the wait), and
 //     a kernel that reads shared memory before waiting, or overwrites a buffer with copies still in
 //     flight, sees stale data. -DKILN_EMU_CP_ASYNC_SYNC makes copies land at once instead (the other
@@ -16,13 +16,20 @@
 #include <deque>
 
 namespace attn_emu {
-struct Copy { void* dst; const void* src; int bytes; };
+struct Copy { void* dst; const void* src; int bytes; int size; };  // size: the destination's bytes (16 or 4)
 inline std::vector<Copy> g_open[1024];               // per thread: copies since the last commit
 inline std::deque<std::vector<Copy>> g_groups[1024];  // per thread: committed, not yet landed
 inline void land(const Copy& c) {
   unsigned char tmp[16] = {};
   if (c.bytes > 0) std::memcpy(tmp, c.src, c.bytes);
-  std::memcpy(c.dst, tmp, 16);
+  std::memcpy(c.dst, tmp, c.size);
+}
+inline void queue(const Copy& c) {
+#if defined(KILN_EMU_CP_ASYNC_SYNC)
+  land(c);
+#else
+  g_open[threadIdx.x].push_back(c);
+#endif
 }
 inline const bool g_hook = [] {
   kiln_emu::block_start_hooks().push_back([] {
@@ -59,12 +66,12 @@ inline void __trap() { fprintf(stderr, "__trap()\n"); abort(); }
 inline void cp_async_16(void* smem_dst, const void* gmem_src, int src_bytes) {
   if (src_bytes != 0 && src_bytes != 16) { fprintf(stderr, "cp_async_16: src_bytes %d\n", src_bytes); abort(); }
   if (((uintptr_t)smem_dst | (src_bytes ? (uintptr_t)gmem_src : 0)) & 15) { fprintf(stderr, "cp_async_16: unaligned address\n"); abort(); }
-  const attn_emu::Copy c{smem_dst, gmem_src, src_bytes};
-#if defined(KILN_EMU_CP_ASYNC_SYNC)
-  attn_emu::land(c);
-#else
-  attn_emu::g_open[threadIdx.x].push_back(c);
-#endif
+  attn_emu::queue({smem_dst, gmem_src, src_bytes, 16});
+}
+inline void cp_async_4(void* smem_dst, const void* gmem_src, int src_bytes) {
+  if (src_bytes != 0 && src_bytes != 4) { fprintf(stderr, "cp_async_4: src_bytes %d\n", src_bytes); abort(); }
+  if (((uintptr_t)smem_dst | (src_bytes ? (uintptr_t)gmem_src : 0)) & 3) { fprintf(stderr, "cp_async_4: unaligned address\n"); abort(); }
+  attn_emu::queue({smem_dst, gmem_src, src_bytes, 4});
 }
 inline void cp_async_commit() {
   auto& open = attn_emu::g_open[threadIdx.x];

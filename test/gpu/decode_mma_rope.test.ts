@@ -67,7 +67,7 @@ describe("attention_decode_mma_rope: rope_qkv_fused + attention_decode_mma's bit
       const heads = config.num_attention_heads;
       const headDim = "head_dim" in config ? config.head_dim : config.hidden_size / heads;
       assert.ok(
-        mmaDecodeApplies("bf16", "auto", heads / config.num_key_value_heads, headDim),
+        mmaDecodeApplies("bf16", "auto", heads / config.num_key_value_heads, headDim, false),
         "the kernel applies",
       );
       // The premise: at batch 1 and 3, the long prompt's steps take the most splits (32) and the fused entry.

@@ -6,14 +6,17 @@
 //              on sm_90+, the batch kernel) over FP8 pools against pagedAttention over the same pools (which reads
 //              fp32(e4m3 · scale)), within attention_cuda.test.ts's bounds; the tensor-core prefill
 //              (16-bit, head 64/128) rounds those values to the dtype in shared memory, so its reference
-//              reads them rounded likewise (one rounding more than the CPU's fp32: kernels/attention_README.md).
+//              reads them rounded likewise (one rounding more than the CPU's fp32: kernels/attention_README.md);
+//              attention_decode_mma_kv8 (16-bit, head 64/128; 1 and 4 splits) reads K exactly (its scale
+//              on the fp32 scores) and V rounded so: its reference reads V rounded.
 //   engine     the same prompts through CUDA and the CPU, both with fp8 KV: fp32 engines give the CPU's
 //              greedy tokens and logits within 1e-2 (fp32 noise, ~1e-5, can flip an E4M3 rounding of a
 //              value lying within an ulp of a rounding boundary, ~2^-19 of the values, which moves a
 //              logit of these small models by well under 1e-2); bf16 engines the tolerance of
 //              cuda_backend.test.ts (first token where the CPU's margin is ≥ 0.5, log-probs of the
 //              CPU's tokens within 0.15 nats); prefix reuse and copy on write (n > 1) give a cold run's
-//              tokens (the scales travel with their blocks).
+//              tokens (the scales travel with their blocks); a bf16 head-128 engine's 160 sequences
+//              decoded together (attention_decode_mma_kv8's route) within 0.15 nats a token of the CPU.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -31,14 +34,20 @@ import {
   DECODE_SPLIT_THREADS,
   decodeBatchSharedBytes,
   decodeSharedBytes,
+  useBatchKernel,
 } from "../../src/backends/cuda/attention_splits.ts";
-import type { DevicePtr } from "../../src/backends/cuda/device/index.ts";
+import {
+  decodeMmaKv8SharedBytes,
+  mmaDecodeApplies,
+  mmaDecodeBuilt,
+} from "../../src/backends/cuda/decode_mma.ts";
+import { CudaDevice, type DevicePtr } from "../../src/backends/cuda/device/index.ts";
 import { prefillTiles } from "../../src/backends/cuda/prefill_tiles.ts";
 import type { DTypeName } from "../../src/dtype.ts";
 import { ModelRunner } from "../../src/runtime/model_runner.ts";
 import { noCudaDevice } from "../helpers/gpu.ts";
-import { tempCache } from "../helpers/tiny_model.ts";
-import { cpuLogits, greedy, logProb, STEPS } from "./cpu_reference.ts";
+import { TINY_CONFIGS, tempCache, writeTinyModel } from "../helpers/tiny_model.ts";
+import { cpuLogits, greedy, greedyBatch, logProb, manyPrompts, STEPS } from "./cpu_reference.ts";
 import {
   assertWithin,
   DTYPES,
@@ -126,8 +135,9 @@ function cpuAttention(p: Problem, k: Float32Array | Fp8KvPool, v: Float32Array |
 }
 
 /** Checks a kernel's output against the CPU over the FP8 pools (`rounded`: the values the kernel reads
- * rounded to the dtype: the tensor-core prefill), with attention_cuda.test.ts's bound. */
-function check(p: Problem, got: Float32Array, window: number, rounded: boolean, what: string): void {
+ * rounded to the dtype: true for K and V (the tensor-core prefill), "v" for V alone
+ * (attention_decode_mma_kv8)), with attention_cuda.test.ts's bound. */
+function check(p: Problem, got: Float32Array, window: number, rounded: boolean | "v", what: string): void {
   const kd = dequantize(p.k8, p.s);
   const vd = dequantize(p.v8, p.s);
   // The CPU backend reads exactly these values: attention over the pools equals attention over them.
@@ -136,7 +146,7 @@ function check(p: Problem, got: Float32Array, window: number, rounded: boolean, 
     cpuAttention(p, p.k8, p.v8, window),
     `${what}: CPU reads`,
   );
-  const k = rounded ? roundTo(kd, p.dtype) : kd;
+  const k = rounded === true ? roundTo(kd, p.dtype) : kd;
   const v = rounded ? roundTo(vd, p.dtype) : vd;
   const want = cpuAttention(p, k, v, window);
   const absOut = cpuAttention(p, k, v.map(Math.abs), window);
@@ -400,6 +410,61 @@ describe("FP8 KV kernels (_kv8) against the CPU's FP8 cache", { skip: noGpu }, (
           }
         }
       });
+
+      if (dtype !== "fp32" && mmaDecodeBuilt(dtype, shape.H / shape.Hkv, shape.D))
+        it(`attention_decode_mma_kv8 ${shape.name} ${dtype}: splits 1 and 4`, () => {
+          // Contexts over 1 … 5 tiles of 64 keys, the new key in the first tile or a later one.
+          const specs = [1, 17, 300, 130, 64, 65, 129, 2].map((ctx) => ({ q: 1, ctx }));
+          const p = makeProblem(shape, dtype, specs, 303);
+          const smem = decodeMmaKv8SharedBytes(shape.D);
+          const mod = h.module(
+            "attention_decode_mma.cu",
+            { ...defines(shape), DECODE_MMA_KV8_SMEM_BYTES: smem },
+            dtype,
+          );
+          const d = upload(p);
+          const S = p.seqs.length;
+          for (const window of [0, 40]) {
+            for (const splits of [1, 4]) {
+              const rows = S * shape.H * splits;
+              const counters = h.raw(new Int32Array(S * shape.Hkv));
+              const split = splits > 1;
+              const out = h.filled(p.q.length, dtype, 0xff);
+              h.run(
+                mod,
+                "attention_decode_mma_kv8",
+                [shape.Hkv, S, splits],
+                [128],
+                [
+                  ptr(out),
+                  split ? ptr(h.filled(rows * shape.D, "fp32", 0xff)) : NULL,
+                  split ? ptr(h.filled(rows, "fp32", 0xff)) : NULL,
+                  split ? ptr(h.filled(rows, "fp32", 0xff)) : NULL,
+                  split ? ptr(counters) : NULL,
+                  ptr(d.q),
+                  ptr(d.k),
+                  ptr(d.v),
+                  ptr(d.contextLen),
+                  ptr(d.tables),
+                  i32(p.stride),
+                  i32(1),
+                  i32(splits),
+                  f32(1 / Math.sqrt(shape.D)),
+                  i32(window),
+                  i32(1),
+                  i32(0),
+                  ptr(d.ks),
+                  ptr(d.vs),
+                ],
+                smem,
+              );
+              const what = `attention_decode_mma_kv8 splits ${splits} w=${window}`;
+              check(p, h.download(out, p.q.length, dtype), window, "v", what);
+              const left = new Int32Array(h.download(counters, S * shape.Hkv, "fp32").buffer);
+              assert.deepEqual([...left], new Array(S * shape.Hkv).fill(0), `${what}: counters back to zero`);
+            }
+          }
+        });
     }
   }
 });
@@ -471,6 +536,54 @@ describe("CUDA with an fp8 KV cache against the CPU with one", { skip: skipEngin
       }
     });
   }
+
+  test("a bf16 head-128 engine's 160 sequences at once (attention_decode_mma_kv8): within 0.15 nats of the CPU", async () => {
+    // Llama with 8 query heads of 128 over 2 kv heads: 2 CTAs a sequence, so 160 sequences (graph bucket
+    // 256) fill any GPU of up to 160 SMs twice over and take the batch route, attention_decode_mma_kv8.
+    const config = {
+      ...TINY_CONFIGS.llama,
+      vocab_size: 97,
+      hidden_size: 256,
+      intermediate_size: 256,
+      num_attention_heads: 8,
+      num_key_value_heads: 2,
+      head_dim: 128,
+      max_position_embeddings: 256,
+      attention_bias: false,
+      mlp_bias: false,
+    };
+    const model = writeTinyModel(config, 7, { std: 0.03 });
+    const opts = { cacheDir: cache.dir, kvCache: { dtype: "fp8" as const }, maxBatchSize: 256 };
+    const gpu = ModelRunner.fromDir(model.dir, { ...opts, backend: "cuda", dtype: "bf16" });
+    const cpu = ModelRunner.fromDir(model.dir, { ...opts, backend: "cpu", dtype: "fp32" });
+    try {
+      const N = 160;
+      const device = CudaDevice.open();
+      const smCount = device.smCount;
+      device.dispose();
+      assert.ok(useBatchKernel({ smCount, ctasPerSeq: 2 }, N), `${N} sequences take the batch route`);
+      assert.ok(mmaDecodeApplies("bf16", "fp8", 4, 128, true), "the tensor-core kernel applies");
+      const V = config.vocab_size;
+      // Prompts of 1 … 90 tokens: contexts over one and two tiles of 64 keys.
+      const prompts = manyPrompts(N, 90, V);
+      const outs = await greedyBatch(gpu, prompts);
+      let worst = 0;
+      for (const [i, ids] of prompts.entries()) {
+        const { tokens, logits } = outs[i];
+        const want = await cpuLogits(cpu, ids, tokens);
+        for (let t = 0; t < STEPS; t++) {
+          const got = logProb(logits.subarray(t * V, (t + 1) * V), tokens[t]);
+          const ref = logProb(want.subarray(t * V, (t + 1) * V), tokens[t]);
+          worst = Math.max(worst, Math.abs(got - ref));
+        }
+      }
+      assert.ok(worst <= 0.15, `largest log-prob difference ${worst} nats`);
+    } finally {
+      gpu.dispose();
+      cpu.dispose();
+      model.cleanup();
+    }
+  });
 
   test("prefix reuse and copy on write (n > 1) give a cold run's tokens", async () => {
     const name = names[0];

@@ -84,12 +84,13 @@ export interface TinyModel {
   cleanup: () => void;
 }
 
-/** Writes config.json and model.safetensors (F32) with every tensor the architecture reads.
- * `nanIn`: one value of that tensor is NaN (a checkpoint whose weights are damaged). */
+/** Writes config.json and model.safetensors (F32) with every tensor the architecture reads: norms near 1,
+ * the rest normal(0, std²). `nanIn`: one value of that tensor is NaN (a checkpoint whose weights are
+ * damaged). `std` (0.3): wide models want less, or their activations grow until bf16 and fp32 part. */
 export function writeTinyModel(
   arch: keyof typeof TINY_CONFIGS | Record<string, unknown>,
   seed = 1,
-  { nanIn }: { nanIn?: string } = {},
+  { nanIn, std = 0.3 }: { nanIn?: string; std?: number } = {},
 ): TinyModel {
   const raw = typeof arch === "string" ? TINY_CONFIGS[arch] : arch;
   const dir = mkdtempSync(join(tmpdir(), "kiln-tiny-"));
@@ -100,7 +101,7 @@ export function writeTinyModel(
   for (const [name, spec] of Object.entries(net.weights)) {
     const n = spec.shape.reduce((a, b) => a * b, 1);
     const isNorm = /norm/.test(name);
-    const values = Float32Array.from({ length: n }, () => (isNorm ? 1 + 0.1 * r() : 0.3 * r()));
+    const values = Float32Array.from({ length: n }, () => (isNorm ? 1 + 0.1 * r() : std * r()));
     if (name === nanIn) values[3] = Number.NaN;
     tensors[name] = { dtype: "F32", shape: spec.shape, data: new Uint8Array(values.buffer) };
   }

@@ -9,7 +9,7 @@ import { type DTypeName, ELEMENT_BYTES } from "../../dtype.ts";
 import type { ActivationArena } from "./activations.ts";
 import { ATTENTION_STOPS, ATTENTION_TRIGGERS, type SplitTarget } from "./attention_splits.ts";
 import { DecodeAttention } from "./decode_attention.ts";
-import { DECODE_MMA_ROPE, mmaDecodeApplies } from "./decode_mma.ts";
+import { DECODE_MMA_KV8, DECODE_MMA_ROPE, mmaDecodeApplies } from "./decode_mma.ts";
 import type { CudaDevice, KernelArg, Stream } from "./device/index.ts";
 import type { KernelLauncher } from "./kernel_launcher.ts";
 import type { DeviceKvCache } from "./kv_cache.ts";
@@ -66,8 +66,15 @@ export class AttentionLauncher {
     this.uploads = r.uploads;
     const mma =
       r.kernels.has("attn_decode_mma") &&
-      mmaDecodeApplies(r.dtype, r.kv.dtype, r.model.numHeads / r.model.numKvHeads, r.model.headDim);
-    const mmaRope = mma && r.kernels.hasKernel("attn_decode_mma", DECODE_MMA_ROPE);
+      mmaDecodeApplies(
+        r.dtype,
+        r.kv.dtype,
+        r.model.numHeads / r.model.numKvHeads,
+        r.model.headDim,
+        r.kernels.hasKernel("attn_decode_mma", DECODE_MMA_KV8),
+      );
+    // FP8 pools: no fused-RoPE entry (`attention_decode_mma_rope_kv8` is not built).
+    const mmaRope = mma && r.kernels.hasKernel("attn_decode_mma", r.kv.kernel(DECODE_MMA_ROPE));
     this.decode = new DecodeAttention(
       r.device,
       r.stream,
@@ -76,6 +83,7 @@ export class AttentionLauncher {
       r.tuning.attnCluster,
       mma,
       mmaRope,
+      r.kv.dtype,
     );
     const splitKernel = `${prefillTiles(r.dtype, r.model.headDim).kernel}_split`;
     this.prefill = new PrefillAttention(
@@ -86,8 +94,12 @@ export class AttentionLauncher {
         r.kernels.hasKernel("attn_prefill", r.kv.kernel(splitKernel)),
     );
     // Outside any graph capture: attention_decode_mma's shared memory is above the default 48 KiB.
-    if (r.kernels.has("attn_decode_mma"))
-      r.kernels.reserveSharedMemory("attn_decode_mma", "attention_decode_mma", this.decode.mmaSharedBytes);
+    if (mma)
+      r.kernels.reserveSharedMemory(
+        "attn_decode_mma",
+        r.kv.kernel("attention_decode_mma"),
+        this.decode.mmaSharedBytes,
+      );
     if (mmaRope)
       r.kernels.reserveSharedMemory("attn_decode_mma", DECODE_MMA_ROPE, this.decode.mmaSharedBytes);
   }

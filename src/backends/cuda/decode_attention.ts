@@ -8,6 +8,7 @@
 //
 //   partials:  acc [S, H, splits, headDim] f32 | m, l [S, H, splits] f32 | counters [S, ctasPerSeq] u32
 import type { ModelConfig } from "../../checkpoint/model_config.ts";
+import type { KvCacheDtype } from "../kv_cache_dtype.ts";
 import {
   DECODE_SPLIT_THREADS,
   decodeBatchSharedBytes,
@@ -16,7 +17,7 @@ import {
   type SplitTarget,
   useBatchKernel,
 } from "./attention_splits.ts";
-import { type DecodeRoute, decodeMmaSharedBytes, decodeRoute } from "./decode_mma.ts";
+import { type DecodeRoute, decodeMmaSharedBytesFor, decodeRoute } from "./decode_mma.ts";
 import { type CudaDevice, DeviceBuffer, type KernelArg, type Stream } from "./device/index.ts";
 import { nextPow2 } from "./gemm_algorithms.ts";
 
@@ -25,7 +26,7 @@ export class DecodeAttention {
   private readonly splitSharedBytes: number;
   /** attention_decode_batch's (decodeBatchSharedBytes). */
   private readonly batchSharedBytes: number;
-  /** attention_decode_mma's (decodeMmaSharedBytes). */
+  /** attention_decode_mma's or, over FP8 pools, attention_decode_mma_kv8's (decodeMmaSharedBytesFor). */
   readonly mmaSharedBytes: number;
   private readonly numKvHeads: number;
   /** CTAs per sequence and split: kv heads × head groups of ≤ 8 query heads. */
@@ -46,6 +47,8 @@ export class DecodeAttention {
     private readonly mma: boolean,
     /** Whether the engine exports attention_decode_mma_rope (decodeRoute: split steps over long contexts). */
     private readonly mmaRope: boolean,
+    /** The KV pools' storage: FP8 pools take attention_decode_mma_kv8 and its shared memory. */
+    kvDtype: KvCacheDtype,
   ) {
     this.numKvHeads = model.numKvHeads;
     const group = model.numHeads / model.numKvHeads;
@@ -67,7 +70,7 @@ export class DecodeAttention {
     this.partials.counters.fillBytes(stream, 0);
     this.splitSharedBytes = decodeSharedBytes(group, model.headDim);
     this.batchSharedBytes = decodeBatchSharedBytes(group, model.headDim);
-    this.mmaSharedBytes = decodeMmaSharedBytes(model.headDim);
+    this.mmaSharedBytes = decodeMmaSharedBytesFor(model.headDim, kvDtype);
   }
 
   /** What the split count depends on: the GPU's SMs and the CTAs per sequence. */

@@ -12,13 +12,15 @@
 // own launch before attention_decode_mma: with hundreds of sequences the fused prologue cost the kernel
 // more than the launch it saves (docs/PERFORMANCE.md, session 23).
 //
-//   mma applies (16-bit, D 64/128, G ≤ 16, 16-bit KV pool)?
+//   mma applies (16-bit, D 64/128, G ≤ 16; an FP8 pool where the engine has attention_decode_mma_kv8)?
 //        ├─ yes, batch kernel chosen          ▶ rope_qkv_fused, then attention_decode_mma
 //        ├─ yes, splits ≥ fillSplits > 1      ▶ attention_decode_mma_rope (KILN_ROPE_FUSE=0, or an engine
 //        │                                      without the entry: rope_qkv_fused, attention_decode_mma)
 //        └─ else: batch kernel chosen?  ── yes ▶ attention_decode_batch[_rope]
 //                                       └─ no ──▶ attention_decode[_rope][_cN]  (RoPE fused if KILN_ROPE_FUSE)
 //
+// FP8 pools take attention_decode_mma_kv8 (the same kernel with each warp widening its own E4M3 rows),
+// which has no fused-RoPE entry: their split steps keep rope_qkv_fused_kv8 as a launch of its own.
 // Its K/V pipeline is as deep as lets 3 CTAs fit an SM (kernels/attention_README.md, "attention_decode_mma").
 import type { DTypeName } from "../../dtype.ts";
 import { EngineError } from "../../engine/errors.ts";
@@ -37,15 +39,19 @@ export function mmaDecodeBuilt(dtype: DTypeName, group: number, headDim: number)
   );
 }
 
-/** Whether decode steps may take attention_decode_mma: the module's shapes and a 16-bit KV pool (the
- * `_kv8` kernels keep attention_decode_batch). */
+/** The FP8 pools' entry of attention_decode_mma.cu (engines built before it lack the export). */
+export const DECODE_MMA_KV8 = "attention_decode_mma_kv8";
+
+/** Whether decode steps may take attention_decode_mma: the module's shapes, and for an FP8 pool an engine
+ * that exports DECODE_MMA_KV8 (`kv8Built`; older engines keep attention_decode_batch_kv8). */
 export function mmaDecodeApplies(
   dtype: DTypeName,
   kvDtype: KvCacheDtype,
   group: number,
   headDim: number,
+  kv8Built: boolean,
 ): boolean {
-  return kvDtype !== "fp8" && mmaDecodeBuilt(dtype, group, headDim);
+  return (kvDtype !== "fp8" || kv8Built) && mmaDecodeBuilt(dtype, group, headDim);
 }
 
 /** The name an engine compiled before attention_decode_mma took the 3-CTA pipeline gave that pipeline;
@@ -72,6 +78,23 @@ export function decodeMmaSharedBytes(headDim: number): number {
   const tiles = stages * 2 * 64 * lds * 2;
   const bytes = Math.max(tiles, 4 * 16 * lds * 4) + 16 * lds * 2 + 2 * headDim * 2 + 2 * 4 * 16 * 4 + 4;
   return Math.ceil(bytes / 16) * 16;
+}
+
+/** Bytes of attention_decode_mma_kv8's dynamic shared memory, sizeof(attn::MmaSmemKv8<kMmaStages>): a union
+ * of the warps' stages (16 keys' E4M3 K and V rows, headDim bytes each, and their 16 + 16 fp32 scales)
+ * and tiles (16 keys of headDim + 8 elements, K and V, 2 bytes each) with the warps' O rows (as
+ * decodeMmaSharedBytes); the 16 query rows; the warps' m and l; the "last" flag; rounded up to 16 bytes. */
+export function decodeMmaKv8SharedBytes(headDim: number): number {
+  const lds = headDim + 8;
+  const stages = headDim <= 64 ? 3 : 2; // the kernel's kMmaStages
+  const warps = 4 * (stages * (2 * 16 * headDim + 2 * 16 * 4) + 2 * 16 * lds * 2);
+  const bytes = Math.max(warps, 4 * 16 * lds * 4) + 16 * lds * 2 + 2 * 4 * 16 * 4 + 4;
+  return Math.ceil(bytes / 16) * 16;
+}
+
+/** The dynamic shared memory of the module's decode entry for a KV pool of `kvDtype`. */
+export function decodeMmaSharedBytesFor(headDim: number, kvDtype: KvCacheDtype): number {
+  return kvDtype === "fp8" ? decodeMmaKv8SharedBytes(headDim) : decodeMmaSharedBytes(headDim);
 }
 
 /** The fused-RoPE entry of attention_decode_mma.cu (engines built before it lack the export). */

@@ -9,7 +9,7 @@ import type { ModelConfig } from "../../checkpoint/model_config.ts";
 import type { DTypeName } from "../../dtype.ts";
 import type { Plan } from "../../engine/format.ts";
 import { decodeBatchSharedBytes, decodeSharedBytes } from "./attention_splits.ts";
-import { decodeMmaSharedBytes, mmaDecodeBuilt } from "./decode_mma.ts";
+import { decodeMmaKv8SharedBytes, decodeMmaSharedBytes, mmaDecodeBuilt } from "./decode_mma.ts";
 import { gemvActMacro } from "./gemv_variants.ts";
 
 export const KERNELS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "kernels");
@@ -102,6 +102,7 @@ export function moduleSpecs(
         ROTARY_DIM: model.rope.rotaryDim, // attention_decode_mma_rope: the fused RoPE prologue (rope.cuh)
         // The launches' dynamic shared memory; the kernel asserts it is its sizeof(attn::MmaSmem<…>).
         DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(model.headDim),
+        DECODE_MMA_KV8_SMEM_BYTES: decodeMmaKv8SharedBytes(model.headDim), // attention_decode_mma_kv8's
       },
     });
   // Only the model's activation gets gated kernels: each costs NVRTC time at every build.

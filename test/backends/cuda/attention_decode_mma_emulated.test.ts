@@ -7,7 +7,9 @@
 // mask off by one, a split range off by a tile, a merge that drops a split or a counter left counted
 // fail it, and so does an entry that rounds differently; attention_decode_mma_rope (RoPE fused in) gives
 // rope_qkv_fused + attention_decode_mma's output and cache bit for bit, and fails it when a tile after the
-// PDL wait misses the new key's rows.
+// PDL wait misses the new key's rows; attention_decode_mma_kv8 (FP8 pools, the CPU's quantization of the
+// same cache) within that bound plus one rounding of V, its deeper body the same bits, and copies that
+// leave V unscaled or miss the new key's row before the first tile fail it.
 // The full matrix: the run script without --ci. Needs g++ ≥ 12.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -23,13 +25,20 @@ const KERNEL = kernelsPath("attention_decode_mma.cu");
 describe("attention_decode_mma.cu on the CPU emulator", { skip: noGxx }, () => {
   const dir = mkdtempSync(join(tmpdir(), "kiln-mma-emu-"));
   /** The emulator's run of a copy of the kernel (one configuration). */
-  const runCopy = (name: string, src: string, rope = false) => {
+  /** `entries`: the check's plain entries or its FP8 ones (KILN_MMA_CHECK). */
+  const runCopy = (name: string, src: string, rope = false, entries: "plain" | "kv8" = "plain") => {
     const path = join(dir, name);
     writeFileSync(path, src);
     return spawnSync("bash", [SCRIPT], {
       encoding: "utf8",
       timeout: 600_000,
-      env: { ...process.env, SRC: path, ONLY: "BF16 64 16 8 2", ROPE: rope ? "1" : "0" },
+      env: {
+        ...process.env,
+        SRC: path,
+        ONLY: "BF16 64 16 8 2",
+        ROPE: rope ? "1" : "0",
+        KILN_MMA_CHECK: entries,
+      },
     });
   };
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,7 +49,11 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip: noGxx }, () => {
     assert.equal(r.stdout.match(/^decode_mma .* PASS$/gm)?.length, 4, r.stdout);
     const deeper = r.stdout.match(/^decode_mma_deeper .* PASS$/gm) ?? [];
     assert.equal(deeper.length, 4, r.stdout);
-    for (const line of deeper) assert.match(line, /same bits as decode_mma/);
+    for (const line of deeper) assert.match(line, /same bits as its base entry/);
+    assert.equal(r.stdout.match(/^decode_mma_kv8 .* PASS$/gm)?.length, 4, r.stdout);
+    const deeper8 = r.stdout.match(/^decode_mma_kv8_deeper .* PASS$/gm) ?? [];
+    assert.equal(deeper8.length, 4, r.stdout);
+    for (const line of deeper8) assert.match(line, /same bits as its base entry/);
     const rope = r.stdout.match(/^decode_mma\+rope .* PASS$/gm) ?? [];
     assert.equal(rope.length, 4, r.stdout);
     for (const line of rope) assert.match(line, /norm splits=8 w=40 \[stride,S\]/);
@@ -49,10 +62,17 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip: noGxx }, () => {
   });
 
   /** Runs a copy of the kernel with `from` replaced by `to` (which must occur) and expects it to fail. */
-  const expectBroken = (name: string, from: string, to: string, failure: RegExp, rope = false) => {
+  const expectBroken = (
+    name: string,
+    from: string,
+    to: string,
+    failure: RegExp,
+    rope = false,
+    entries: "plain" | "kv8" = "plain",
+  ) => {
     const src = readFileSync(KERNEL, "utf8");
     assert.ok(src.includes(from), `${name}: the line moved: update this test`);
-    const r = runCopy(name, src.replace(from, to), rope);
+    const r = runCopy(name, src.replace(from, to), rope, entries);
     assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, failure);
   };
@@ -60,8 +80,8 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip: noGxx }, () => {
   test("a split range shifted by a tile fails the check", () => {
     expectBroken(
       "range.cu",
-      "const int ks = min(ctx, lo + partials.split * per);",
-      "const int ks = min(ctx, lo + partials.split * per + (partials.split > 0 ? 64 : 0));",
+      "k.ks = min(ctx, lo + p.split * per);",
+      "k.ks = min(ctx, lo + p.split * per + (p.split > 0 ? 64 : 0));",
       /splits err\/bound=[\d.]+ \(FAIL: \d+ elements\)/,
     );
   });
@@ -78,7 +98,7 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip: noGxx }, () => {
   test("a fused-RoPE kernel whose later tiles miss the new key's rows fails the check", () => {
     expectBroken(
       "rope.cu",
-      "if (kRope && !pre && holds_new && t == new_tile)",
+      "if (kRope && !pre && k.holds_new && t == k.new_tile)",
       "if (false)",
       /^decode_mma\+rope .*output differs \(FAIL\)/m,
       true,
@@ -108,6 +128,28 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip: noGxx }, () => {
     const r = runCopy("rounding.cu", broken);
     assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /^decode_mma .* PASS$/m);
-    assert.match(r.stdout, /^decode_mma_deeper .*differs from decode_mma \(FAIL: \d+ runs\)/m);
+    assert.match(r.stdout, /^decode_mma_deeper .*differs from its base entry \(FAIL: \d+ runs\)/m);
+  });
+
+  test("an FP8 kernel that leaves V unscaled fails the check", () => {
+    expectBroken(
+      "kv8_vscale.cu",
+      "mma_kv8_widen8(vb, st.v_scale[r])",
+      "mma_kv8_widen8(vb, 1.f)",
+      /^decode_mma_kv8 .*\(FAIL: \d+ elements\)/m,
+      false,
+      "kv8",
+    );
+  });
+
+  test("an FP8 kernel whose first tile misses the new key's row fails the check", () => {
+    expectBroken(
+      "kv8_newkey.cu",
+      "k.new_tile < kStages - 1 && warp == new_r / kWarpKeys",
+      "k.new_tile < kStages - 1 && false",
+      /^decode_mma_kv8 .*\(FAIL: \d+ elements\)/m,
+      false,
+      "kv8",
+    );
   });
 });

@@ -1,6 +1,6 @@
 // Which decode attention a step gets (src/backends/cuda/decode_mma.ts): attention_decode_mma replaces
 // attention_decode_batch where the batch kernel is chosen and the engine allows it (fp16/bf16, D 64/128,
-// G ≤ 16, a 16-bit KV pool; KILN_ATTN_MMA, the A/B that chose it, is refused), and the split kernel where
+// G ≤ 16; FP8 pools where the engine exports attention_decode_mma_kv8; KILN_ATTN_MMA, the A/B that chose it, is refused), and the split kernel where
 // a step's contexts are long (it takes the most splits its batch may; its splits as given): batch steps
 // run their own RoPE step before it, split steps take its fused-RoPE entry (attention_decode_mma_rope;
 // KILN_DECODE_MMA_ROPE, the A/B that chose it, is refused). Also its shared memory against the sizes the compile
@@ -17,8 +17,11 @@ import {
 } from "../../../src/backends/cuda/attention_splits.ts";
 import {
   checkDecodeMmaCurrent,
+  DECODE_MMA_KV8,
   DECODE_MMA_ROPE,
+  decodeMmaKv8SharedBytes,
   decodeMmaSharedBytes,
+  decodeMmaSharedBytesFor,
   decodeRoute,
   mmaDecodeApplies,
 } from "../../../src/backends/cuda/decode_mma.ts";
@@ -52,16 +55,20 @@ const SMEM_PER_SM = 228 * 1024;
 const SMEM_RESERVED = 1024;
 
 describe("attention_decode_mma routing", () => {
-  test("16-bit engines with D 64 or 128, G ≤ 16 and a 16-bit KV pool; fp32, fp8 KV, other D and G > 16 not", () => {
+  test("16-bit engines with D 64 or 128, G ≤ 16 (fp8 KV: with the _kv8 entry); fp32, other D and G > 16 not", () => {
     for (const dtype of ["fp16", "bf16"] as DTypeName[]) {
-      assert.equal(mmaDecodeApplies(dtype, "auto", 4, 128), true);
-      assert.equal(mmaDecodeApplies(dtype, "auto", 1, 64), true);
-      assert.equal(mmaDecodeApplies(dtype, "auto", 16, 128), true);
-      assert.equal(mmaDecodeApplies(dtype, "fp8", 4, 128), false);
-      assert.equal(mmaDecodeApplies(dtype, "auto", 32, 128), false);
-      for (const d of [80, 96, 256]) assert.equal(mmaDecodeApplies(dtype, "auto", 4, d), false, `D ${d}`);
+      assert.equal(mmaDecodeApplies(dtype, "auto", 4, 128, false), true);
+      assert.equal(mmaDecodeApplies(dtype, "auto", 1, 64, false), true);
+      assert.equal(mmaDecodeApplies(dtype, "auto", 16, 128, false), true);
+      // FP8 pools: where the engine exports attention_decode_mma_kv8
+      assert.equal(mmaDecodeApplies(dtype, "fp8", 4, 128, true), true);
+      assert.equal(mmaDecodeApplies(dtype, "fp8", 4, 128, false), false);
+      assert.equal(mmaDecodeApplies(dtype, "fp8", 32, 128, true), false);
+      assert.equal(mmaDecodeApplies(dtype, "auto", 32, 128, false), false);
+      for (const d of [80, 96, 256])
+        assert.equal(mmaDecodeApplies(dtype, "auto", 4, d, false), false, `D ${d}`);
     }
-    assert.equal(mmaDecodeApplies("fp32", "auto", 4, 128), false);
+    assert.equal(mmaDecodeApplies("fp32", "auto", 4, 128, false), false);
   });
 
   test("many sequences take attention_decode_mma, without RoPE fused, one CTA per kv head; few keep the splits", () => {
@@ -182,9 +189,13 @@ describe("attention_decode_mma routing", () => {
       ropeFused: true,
       ctasPerSeq: 8,
     });
-    assert.equal(route8B(256, mmaDecodeApplies("bf16", "fp8", 4, 128)).kernel, "attention_decode_batch_rope");
+    // FP8 pools of an engine without attention_decode_mma_kv8
     assert.equal(
-      route8B(256, mmaDecodeApplies("fp32", "auto", 4, 128)).kernel,
+      route8B(256, mmaDecodeApplies("bf16", "fp8", 4, 128, false)).kernel,
+      "attention_decode_batch_rope",
+    );
+    assert.equal(
+      route8B(256, mmaDecodeApplies("fp32", "auto", 4, 128, false)).kernel,
       "attention_decode_batch_rope",
     );
     assert.equal(route8B(256, false, false).kernel, "attention_decode_batch");
@@ -209,19 +220,24 @@ describe("attention_decode_mma routing", () => {
     );
   });
 
-  test("decodeMmaSharedBytes gives the sizes the compile matrix's sets assert", () => {
+  test("decodeMmaSharedBytes and decodeMmaKv8SharedBytes give the sizes the compile matrix's sets assert", () => {
     const matrix = JSON.parse(
       readFileSync(new URL("../../../kernels/compile_matrix.json", import.meta.url), "utf8"),
     );
     const sets: Record<string, number>[] = matrix.files["attention_decode_mma.cu"].testDefines;
     const withBytes = sets.filter((s) => s.DECODE_MMA_SMEM_BYTES !== undefined);
     assert.deepEqual(withBytes.map((s) => s.HEAD_DIM).sort(), [128, 64]);
-    for (const s of withBytes)
+    for (const s of withBytes) {
       assert.equal(decodeMmaSharedBytes(s.HEAD_DIM), s.DECODE_MMA_SMEM_BYTES, `D ${s.HEAD_DIM}`);
+      assert.equal(decodeMmaKv8SharedBytes(s.HEAD_DIM), s.DECODE_MMA_KV8_SMEM_BYTES, `kv8 D ${s.HEAD_DIM}`);
+      assert.equal(decodeMmaSharedBytesFor(s.HEAD_DIM, "fp8"), s.DECODE_MMA_KV8_SMEM_BYTES);
+      assert.equal(decodeMmaSharedBytesFor(s.HEAD_DIM, "auto"), s.DECODE_MMA_SMEM_BYTES);
+    }
     assert.equal(Object.keys(matrix.files["attention_decode_mma.cu"]).includes("kernels"), true);
     assert.deepEqual(matrix.files["attention_decode_mma.cu"].kernels, [
       "attention_decode_mma",
       DECODE_MMA_ROPE,
+      DECODE_MMA_KV8,
     ]);
   });
 
@@ -229,6 +245,10 @@ describe("attention_decode_mma routing", () => {
     const perSm = (d: number) => Math.floor(SMEM_PER_SM / (decodeMmaSharedBytes(d) + SMEM_RESERVED));
     assert.equal(perSm(128), 3);
     assert.equal(perSm(64), 3);
+    const perSmKv8 = (d: number) => Math.floor(SMEM_PER_SM / (decodeMmaKv8SharedBytes(d) + SMEM_RESERVED));
+    assert.equal(perSmKv8(128), 3);
+    assert.ok(perSmKv8(64) >= 3); // 4 by shared memory: its E4M3 stages are half the plain ones
+
     // A stage: 64 keys of K and V, rows of D + 8 16-bit elements.
     const stage = 2 * 64 * (128 + 8) * 2;
     assert.equal(3 * (decodeMmaSharedBytes(128) + stage + SMEM_RESERVED) > SMEM_PER_SM, true);
@@ -254,6 +274,7 @@ describe("attention_decode_mma routing", () => {
       BLOCK_SIZE: 16,
       ROTARY_DIM: 128,
       DECODE_MMA_SMEM_BYTES: decodeMmaSharedBytes(128),
+      DECODE_MMA_KV8_SMEM_BYTES: decodeMmaKv8SharedBytes(128),
     });
     assert.equal(spec?.file, "attention_decode_mma.cu");
     assert.equal(

@@ -261,7 +261,8 @@ describe("kernels follow the PDL rule of kernels/pdl.cuh (PTX of sm_90a)", { con
 // fit a thread in 65,536 / (3 × 128) registers, rounded down to its allocation unit of 8 (168), without
 // spilling (it would rather spill than lose the third CTA), and 3 CTAs' shared memory (static, plus the
 // dynamic DECODE_MMA_SMEM_BYTES, plus 1 KiB reserved each) must fit sm_90's 228 KiB. Its fused-RoPE entry
-// attention_decode_mma_rope likewise, but for a 32-byte stack frame: cosf/sinf's argument reduction for
+// attention_decode_mma_rope likewise (and the FP8 pools' attention_decode_mma_kv8, with its
+// DECODE_MMA_KV8_SMEM_BYTES), the rope entry but for a 32-byte stack frame: cosf/sinf's argument reduction for
 // large angles keeps its words in local memory (rope_qkv_fused has the same frame), not a spill.
 describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurrency: 2 }, () => {
   if ("missing" in nvcc) {
@@ -315,6 +316,11 @@ describe("attention_decode_mma fits 3 CTAs per SM (ptxas -v, sm_90a)", { concurr
           `attention_decode_mma_rope: ${rope.registers} registers, not 3 CTAs`,
         );
         assert.ok(3 * (rope.smem + Number(set.DECODE_MMA_SMEM_BYTES) + 1024) <= 228 * 1024, "rope: 3 CTAs");
+        const kv8 = ptxasReport(r.stderr, "attention_decode_mma_kv8");
+        assert.ok(kv8, `no ptxas -v report for attention_decode_mma_kv8:\n${r.stderr}`);
+        assert.deepEqual(kv8.frame, [0, 0, 0], `attention_decode_mma_kv8: stack, spills:\n${kv8.text}`);
+        assert.ok(kv8.registers <= 168, `attention_decode_mma_kv8: ${kv8.registers} registers, not 3 CTAs`);
+        assert.ok(3 * (kv8.smem + Number(set.DECODE_MMA_KV8_SMEM_BYTES) + 1024) <= 228 * 1024, "kv8: 3 CTAs");
       });
     }
   }
