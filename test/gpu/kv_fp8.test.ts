@@ -298,6 +298,42 @@ describe("FP8 KV kernels (_kv8) against the CPU's FP8 cache", { skip: noGpu }, (
     };
   }
 
+  /** The decode kernels' arguments over p's FP8 pools (d: upload(p)), the scales last; `counters` (the
+   * [S, CTAs a sequence] arrival counters, zero) for a launch whose splits merge through global partials,
+   * which then start as NaN. */
+  function decodeArgs(
+    p: Problem,
+    d: ReturnType<typeof upload>,
+    out: DevicePtr,
+    splits: number,
+    window: number,
+    counters: DevicePtr | null,
+  ) {
+    const rows = p.seqs.length * p.s.H * splits;
+    const poisoned = (n: number) => (counters ? ptr(h.filled(n, "fp32", 0xff)) : NULL);
+    return [
+      ptr(out),
+      poisoned(rows * p.s.D),
+      poisoned(rows),
+      poisoned(rows),
+      counters ? ptr(counters) : NULL,
+      ptr(d.q),
+      ptr(d.k),
+      ptr(d.v),
+      ptr(d.contextLen),
+      ptr(d.tables),
+      i32(p.stride),
+      i32(1),
+      i32(splits),
+      f32(1 / Math.sqrt(p.s.D)),
+      i32(window),
+      i32(1),
+      i32(0),
+      ptr(d.ks),
+      ptr(d.vs),
+    ];
+  }
+
   for (const shape of SHAPES) {
     for (const dtype of DTYPES) {
       it(`attention_prefill_kv8 ${shape.name} ${dtype}`, () => {
@@ -369,35 +405,15 @@ describe("FP8 KV kernels (_kv8) against the CPU's FP8 cache", { skip: noGpu }, (
         ];
         for (const window of [0, 40]) {
           for (const run of runs) {
-            const rows = S * shape.H * run.splits;
             const global = run.splits > 1 && !run.name.includes("_c");
             const out = h.filled(p.q.length, dtype, 0xff);
+            const counters = global ? h.filled(S * ctas, "fp32", 0) : null;
             h.run(
               mod,
               run.name,
               [ctas, S, run.splits],
               [run.batch ? 128 : DECODE_SPLIT_THREADS],
-              [
-                ptr(out),
-                global ? ptr(h.filled(rows * shape.D, "fp32", 0xff)) : NULL,
-                global ? ptr(h.filled(rows, "fp32", 0xff)) : NULL,
-                global ? ptr(h.filled(rows, "fp32", 0xff)) : NULL,
-                global ? ptr(h.filled(S * ctas, "fp32", 0)) : NULL,
-                ptr(d.q),
-                ptr(d.k),
-                ptr(d.v),
-                ptr(d.contextLen),
-                ptr(d.tables),
-                i32(p.stride),
-                i32(1),
-                i32(run.splits),
-                f32(1 / Math.sqrt(shape.D)),
-                i32(window),
-                i32(1),
-                i32(0),
-                ptr(d.ks),
-                ptr(d.vs),
-              ],
+              decodeArgs(p, d, out, run.splits, window, counters),
               run.batch ? decodeBatchSharedBytes(group, shape.D) : decodeSharedBytes(group, shape.D),
             );
             check(
@@ -426,36 +442,14 @@ describe("FP8 KV kernels (_kv8) against the CPU's FP8 cache", { skip: noGpu }, (
           const S = p.seqs.length;
           for (const window of [0, 40]) {
             for (const splits of [1, 4]) {
-              const rows = S * shape.H * splits;
               const counters = h.raw(new Int32Array(S * shape.Hkv));
-              const split = splits > 1;
               const out = h.filled(p.q.length, dtype, 0xff);
               h.run(
                 mod,
                 "attention_decode_mma_kv8",
                 [shape.Hkv, S, splits],
                 [128],
-                [
-                  ptr(out),
-                  split ? ptr(h.filled(rows * shape.D, "fp32", 0xff)) : NULL,
-                  split ? ptr(h.filled(rows, "fp32", 0xff)) : NULL,
-                  split ? ptr(h.filled(rows, "fp32", 0xff)) : NULL,
-                  split ? ptr(counters) : NULL,
-                  ptr(d.q),
-                  ptr(d.k),
-                  ptr(d.v),
-                  ptr(d.contextLen),
-                  ptr(d.tables),
-                  i32(p.stride),
-                  i32(1),
-                  i32(splits),
-                  f32(1 / Math.sqrt(shape.D)),
-                  i32(window),
-                  i32(1),
-                  i32(0),
-                  ptr(d.ks),
-                  ptr(d.vs),
-                ],
+                decodeArgs(p, d, out, splits, window, splits > 1 ? counters : null),
                 smem,
               );
               const what = `attention_decode_mma_kv8 splits ${splits} w=${window}`;
