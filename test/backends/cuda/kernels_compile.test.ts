@@ -164,8 +164,8 @@ describe("kernels compile with nvcc -cubin -arch=sm_90a", { concurrency: 2 }, ()
 // steps, which the kernel ahead cannot be writing; attention_decode_batch also copies those rows into
 // shared memory with cp.async.cg.shared.global, and commits the group, or, where its vectors are
 // narrower than 16 bytes (the `_kv8` kernels' FP8 rows and their scales), by plain st.shared: its own
-// shared memory, which no other kernel sees; attention_decode_mma and its _rope entry likewise, by
-// cp.async), a carried
+// shared memory, which no other kernel sees; attention_decode_mma, its _rope entry and its _kv8 entry
+// likewise, by cp.async: 16 bytes, or 4 through L1 (cp.async.ca: an FP8 row's scale)), a carried
 // norm's producer (ld.global.cg of the residual, written two or more kernels back), and gemm_wo.cu's
 // GEMMs (their first stages' weight bytes, by cp.async.cg.shared.global, committed after the wait). The
 // `_kv8` kernels (FP8 KV pools) follow their plain ones. Any kernel may use its own local memory
@@ -176,7 +176,7 @@ const WEIGHT_PREFETCH = /^gemv_/;
 const RESIDUAL_PREFETCH = /^gemv_\w+_addcarry$/;
 const NORM_WEIGHT_PREFETCH = /^(add_)?rms_norm(_q8)?$/;
 const EARLIER_WRITES_READ = /^attention_decode(_batch|_mma)?(_rope)?(_c[248])?(_kv8)?$/;
-const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma(_rope)?)$/;
+const EARLIER_WRITES_COPIED = /^attention_decode_(batch(_rope)?(_kv8)?|mma(_rope|_kv8)?)$/;
 const WEIGHT_COPIED = /^gemm_(wo\d|zp)_m/;
 /** Opcodes that must not run before the wait (parameter loads aside). */
 const BEFORE_WAIT_FORBIDDEN = /^(ld|ldu|st|atom|red|cp|tex|suld|sust|call|ret|exit|mbarrier)\b/;
@@ -208,7 +208,7 @@ function pdlViolations(name: string, body: string): string[] {
     if (WEIGHT_PREFETCH.test(name) && op.startsWith("ld.global.cs")) continue;
     if (RESIDUAL_PREFETCH.test(name) && op.startsWith("ld.global.cg")) continue;
     if (EARLIER_WRITES_READ.test(name) && op.startsWith("ld.global.nc")) continue;
-    if (EARLIER_WRITES_COPIED.test(name) && /^cp\.async\.(cg\.shared\.global|commit_group)$/.test(op))
+    if (EARLIER_WRITES_COPIED.test(name) && /^cp\.async\.(c[ag]\.shared\.global|commit_group)$/.test(op))
       continue;
     if (EARLIER_WRITES_COPIED.test(name) && op.startsWith("st.shared")) continue;
     if (NORM_WEIGHT_PREFETCH.test(name) && op.startsWith("ld.global.nc")) continue;
