@@ -115,15 +115,27 @@ __device__ __forceinline__ void mma_load_tile(kiln_t* stage, const kiln_t* __res
   }
 }
 
+// FP8 pools (attention_decode_mma_kv8, below): where V's scale goes. bf16 engines put it on P (fp32 P
+// times the scale, then P's one rounding; V widened exactly): P·s keeps bf16's exponent range, so V costs
+// no rounding of its own. fp16 engines widen V as kiln_t(fp32(e4m3·s)) (one rounding) and leave P as
+// it is: P·s would fall into fp16's subnormals wherever s is small, losing P's low bits.
+#if defined(KILN_DTYPE_F16)
+constexpr bool kKv8ScaleP = false;
+#else
+constexpr bool kKv8ScaleP = true;
+#endif
+
 // One warp's 16 keys [key0, key0 + 16): their K rows at kt and V rows at vt, kLds elements apart (keys
 // ≥ ctx masked): S = Q·Kᵀ, the online softmax of (m_r, l_r, o), O += P·V. kScaled (FP8 pools, whose K
-// rows come unscaled): each score times its key's K scale, ksc[e] for this lane's keys 2 (lane % 4) +
-// (e & 1) + 8 (e >> 1). The caller skips warps with key0 ≥ ctx.
+// rows come unscaled): each score times its key's K scale ksc[e], and in bf16 engines (kKv8ScaleP: V
+// rows unscaled too) each P value times its key's V scale vsc[e] before P is rounded to the dtype (l sums
+// the unscaled P), for this lane's keys 2 (lane % 4) + (e & 1) + 8 (e >> 1). The caller skips warps with
+// key0 ≥ ctx.
 template <bool kScaled>
 __device__ __forceinline__ void mma_warp_keys(const kiln_t* kt, const kiln_t* vt,
                                               const unsigned (&qa)[HEAD_DIM / 16][4], int key0, int ctx, float sl,
-                                              const float (&ksc)[4], float (&m_r)[2], float (&l_r)[2],
-                                              float (&o)[HEAD_DIM / 8][4]) {
+                                              const float (&ksc)[4], const float (&vsc)[4], float (&m_r)[2],
+                                              float (&l_r)[2], float (&o)[HEAD_DIM / 8][4]) {
   const int lane = threadIdx.x % kWarp;
   float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};  // [key n8 tile][C fragment]
 #pragma unroll
@@ -160,6 +172,10 @@ __device__ __forceinline__ void mma_warp_keys(const kiln_t* kt, const kiln_t* vt
     for (int dt = 0; dt < HEAD_DIM / 8; dt++) {
       o[dt][2 * r] *= corr;
       o[dt][2 * r + 1] *= corr;
+    }
+    if constexpr (kScaled && kKv8ScaleP) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) x[e] *= vsc[e];
     }
     pf[r] = pack2(x[0], x[1]);      // a0 (row lane/4), a1 (row lane/4 + 8): keys 0–7
     pf[2 + r] = pack2(x[2], x[3]);  // a2, a3: keys 8–15
@@ -472,7 +488,7 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPa
 
   // This thread's accumulator rows: r = 0 is row lane / 4, r = 1 row lane / 4 + 8 (C fragment layout).
   const float sl = scale * kExpScale;
-  const float unscaled[4] = {};  // mma_warp_keys<false> reads no K scales
+  const float unscaled[4] = {};  // mma_warp_keys<false> reads no K or V scales
   float m_r[2] = {neg_inf(), neg_inf()};
   float l_r[2] = {0.f, 0.f};  // this lane's keys only; summed over the row's 4 lanes at the end
   float o[HEAD_DIM / 8][4];   // O[row][8 dt + 2 (lane % 4) + {0, 1}]: [dt][{0, 1}] row r = 0, [dt][{2, 3}] r = 1
@@ -487,7 +503,7 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPa
     // warp-uniform: a warp past the split has nothing to do in this tile
     if (key0 < k.ke) {
       const kiln_t* const kt = sm.u.tiles[t % kStages][0] + warp * kWarpKeys * kLds;
-      mma_warp_keys<false>(kt, kt + kTileKeys * kLds, qa, key0, k.ke, sl, unscaled, m_r, l_r, o);
+      mma_warp_keys<false>(kt, kt + kTileKeys * kLds, qa, key0, k.ke, sl, unscaled, unscaled, m_r, l_r, o);
     }
     __syncthreads();  // every warp is done with this stage before the next issue overwrites it
   }
@@ -498,9 +514,11 @@ __device__ __forceinline__ void decode_mma(kiln_t* __restrict__ out, const MmaPa
 // ---- FP8 pools (attention_decode_mma_kv8) ----
 // A row is HEAD_DIM E4M3 bytes and an fp32 scale (kv_fp8.cuh). Each warp stages its own 16 keys of a
 // tile, bytes and scales by cp.async, then widens them into kiln_t rows of its own tile for
-// mma_warp_keys: K's E4M3 values as they are (exact in fp16 and bf16; the K scale multiplies the fp32
-// scores), V's as kiln_t(fp32(e4m3 · scale)), one rounding. A warp reads only what it staged, so the key
-// loop needs no block barrier: warp barriers order a warp's copies, widening and mma.
+// mma_warp_keys: K's E4M3 values as they are (exact in fp16 and bf16: conversions only; the K scale
+// multiplies the fp32 scores); V's as they are in bf16 engines (the scale multiplies fp32 P before its
+// rounding, kKv8ScaleP) and as kiln_t(fp32(e4m3 · scale)) in fp16 engines (one rounding). A warp reads
+// only what it staged, so the key loop needs no block barrier: warp barriers order a warp's copies,
+// widening and mma.
 //
 //   tile t:  cp.async bytes|scales → warp's stage t % kStages ─┐ issued kStages − 1 tiles ahead
 //   wait, warp barrier, widen into the warp's tile, warp barrier, S, softmax, P·V ◀─┘
@@ -567,8 +585,27 @@ __device__ __forceinline__ void mma_kv8_load(MmaKv8Stage& st, const unsigned cha
   }
 }
 
+// 8 E4M3 bytes (low byte first) as 8 kiln_t values, exactly: E4M3 → fp16 is exact (one conversion per
+// pair, the fp16 engine's operand as it is), and every E4M3 value is a bf16 value (3 mantissa bits,
+// exponents within bf16's), so the bf16 engine's one rounding of the fp32 pair changes nothing.
+__device__ __forceinline__ uint4 mma_kv8_widen8(uint2 b) {
+  unsigned w[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const unsigned word = i < 2 ? b.x : b.y;
+    const __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(word >> (16 * (i & 1))), __NV_E4M3);
+#if defined(KILN_DTYPE_F16)
+    w[i] = (unsigned)raw.x | (unsigned)raw.y << 16;
+#else
+    const __half2 h = *reinterpret_cast<const __half2*>(&raw);
+    w[i] = pack2(__low2float(h), __high2float(h));
+#endif
+  }
+  return uint4{w[0], w[1], w[2], w[3]};
+}
+
 // 8 E4M3 bytes (low byte first) times s, as 8 kiln_t values (kv_fp8.cuh decode2, then one rounding).
-__device__ __forceinline__ uint4 mma_kv8_widen8(uint2 b, float s) {
+__device__ __forceinline__ uint4 mma_kv8_widen8_scaled(uint2 b, float s) {
   unsigned w[4];
 #pragma unroll
   for (int i = 0; i < 4; i++) {
@@ -588,8 +625,9 @@ __device__ __forceinline__ void mma_kv8_widen(const MmaKv8Stage& st, kiln_t* kt,
     const int r = c / kKv8Pieces, p = c % kKv8Pieces;
     const uint2 kb = *reinterpret_cast<const uint2*>(st.k + r * HEAD_DIM + p * 8);
     const uint2 vb = *reinterpret_cast<const uint2*>(st.v + r * HEAD_DIM + p * 8);
-    *reinterpret_cast<uint4*>(kt + r * kLds + p * 8) = mma_kv8_widen8(kb, 1.f);
-    *reinterpret_cast<uint4*>(vt + r * kLds + p * 8) = mma_kv8_widen8(vb, st.v_scale[r]);
+    *reinterpret_cast<uint4*>(kt + r * kLds + p * 8) = mma_kv8_widen8(kb);
+    *reinterpret_cast<uint4*>(vt + r * kLds + p * 8) =
+        kKv8ScaleP ? mma_kv8_widen8(vb) : mma_kv8_widen8_scaled(vb, st.v_scale[r]);
   }
 }
 
@@ -672,11 +710,14 @@ __device__ __forceinline__ void decode_mma_kv8(kiln_t* __restrict__ out, const M
     if (key0 < k.ke) {  // warp-uniform
       const MmaKv8Stage& st = sm.u.w.stage[warp][t % kStages];
       mma_kv8_widen(st, kt, vt);
-      float ksc[4];  // this lane's keys' K scales (mma_warp_keys' order)
+      float ksc[4], vsc[4];  // this lane's keys' K and V scales (mma_warp_keys' order)
 #pragma unroll
-      for (int e = 0; e < 4; e++) ksc[e] = st.k_scale[(e >> 1) * 8 + 2 * (lane & 3) + (e & 1)];
+      for (int e = 0; e < 4; e++) {
+        ksc[e] = st.k_scale[(e >> 1) * 8 + 2 * (lane & 3) + (e & 1)];
+        vsc[e] = st.v_scale[(e >> 1) * 8 + 2 * (lane & 3) + (e & 1)];
+      }
       __syncwarp();  // the widened rows, before any lane's ldmatrix
-      mma_warp_keys<true>(kt, vt, qa, key0, k.ke, sl, ksc, m_r, l_r, o);
+      mma_warp_keys<true>(kt, vt, qa, key0, k.ke, sl, ksc, vsc, m_r, l_r, o);
     }
   }
   cp_async_wait<0>();  // (only empty groups remain)

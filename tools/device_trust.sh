@@ -27,9 +27,14 @@
 #            batch 192 after 2,048-token prompts: 2048/128's decode steps; 256 × 2,048 do not fit an
 #            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind (`profile prefill`:
 #            4 × 2,048 alone; remove /tmp/engine-llama-3.1-8b-throughput first to A/B a kernel change); `profile ncu`: the
-#            decode step at batch 256 × 128 kernel by kernel under Nsight Compute (tools/ncu_decode.sh)
+#            decode step at batch 256 × 128 kernel by kernel under Nsight Compute (tools/ncu_decode.sh);
+#            `profile kv8`: the step at 256 and 1,024 rows with bf16 and FP8 pools, then Nsight Compute's
+#            report of attention_decode_mma_kv8 at 256 rows
 #   attn-ab  AB_BASE=path: batch-1 TPOT of the 8B bf16 engine built from the tree's attention_decode.cu
 #            against one built from AB_BASE (the base's copy of it), interleaved, and their stages
+#   kv8-ab   AB_BASE=path: the FP8-pool decode attention (attention_decode_mma.cu) of the tree against
+#            AB_BASE's, on the bf16 8B built for the executor from each: the decode step at 256 and 1,024
+#            rows with FP8 KV by kernel kind, and 128/128 at 1,024 requests with FP8 KV, interleaved
 #   attn-stages  batch-1 decode attention inside the 8B bf16 graph: TPOT with KILN_ATTN_STOP=wait|keys|partials,
 #            left out, with the global merge, then its Nsight detail
 #   long     the 8B built for 33,024-token contexts: TTFT at 8,192 and 32,768 prompt tokens, TPOT at that
@@ -414,6 +419,20 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
     ENGINE=$e OUTPUT_LEN=48 bash tools/ncu_kernel.sh attention_decode_mma 256 128 640
     exit 0
   fi
+  if [[ $part == profile && ${2:-} == kv8 ]]; then # FP8 pools' decode attention against bf16 pools' on
+    # one engine: the step by kernel kind at 256 and 1,024 rows with each KV dtype, then Nsight Compute's
+    # full report of attention_decode_mma_kv8 at 256 rows (launch 641: ~20 steps in)
+    for b in 256 1024; do
+      for kv in auto fp8; do
+        ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len 128 --output-len 16 --runs 1 \
+          --kv-cache-dtype $kv --profile >"$out/profile-$b-kv-$kv.txt" 2>>"$out/bench.err" ||
+          echo "profile $b kv $kv failed (bench.err)"
+        echo "batch $b, KV $kv:" && head -30 "$out/profile-$b-kv-$kv.txt"
+      done
+    done
+    ENGINE=$e OUTPUT_LEN=48 BENCH_ARGS="--kv-cache-dtype fp8" bash tools/ncu_kernel.sh attention_decode_mma_kv8 256 128 640
+    exit 0
+  fi
   if [[ $part == profile ]]; then # where a decode step's GPU time goes at the executor's batch sizes
     # batch, input: decode at 256 / 1,024; 2048/128's prefill and its decode at ~2,100 tokens of context
     # (192 sequences: 256 × 2,048 tokens do not fit an H100's KV pool)
@@ -563,6 +582,48 @@ if [[ $part == long ]]; then # issue 17's long prompts: TTFT at 8,192 and 32,768
   ./bin/kiln bench --model "$e" --backend cuda --batch-size 1 --input-len 32768 --output-len 4 --runs 1 \
     --profile >"$out/profile-long.txt" 2>>"$out/bench.err" || echo "long profile failed (bench.err)"
   cat "$out/profile-long.txt"
+  exit 0
+fi
+if [[ $part == kv8-ab ]]; then # an FP8-pool decode attention change timed against its base: AB_BASE is the
+  # base's kernels/attention_decode_mma.cu (an untracked copy that travels with the tree); the bf16 8B
+  # built for the executor from each, then the decode step by kernel kind at 256 and 1,024 rows with FP8
+  # KV (bf16 KV once, for scale), and 128/128 at 1,024 requests with FP8 KV, interleaved
+  base=${AB_BASE:?AB_BASE=the base attention_decode_mma.cu}
+  ckpt=/tmp/hf-$big e=/tmp/engine-$big-throughput eb=/tmp/engine-$big-throughput-base
+  [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
+  build_tp() { # $1 = engine dir
+    local t0
+    t0=$(date +%s%N)
+    disk_room 20 "$e" "$eb"
+    [[ -d $1 ]] || ./bin/kiln build --model "$ckpt" --output "$1" --backend cuda --dtype bf16 --max-batch-size 1024 \
+      --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-$(basename "$1").json" 2>"$out/build.err" ||
+      echo "build $1 failed (build.err)"
+    echo "built $1 in $(ms "$t0") ms"
+  }
+  build_tp "$e"
+  cp kernels/attention_decode_mma.cu /tmp/attention-mma-tree.cu && cp "$base" kernels/attention_decode_mma.cu
+  build_tp "$eb"
+  cp /tmp/attention-mma-tree.cu kernels/attention_decode_mma.cu
+  prof() { # label engine batch kv
+    ./bin/kiln bench --model "$2" --backend cuda --batch-size "$3" --input-len 128 --output-len 16 --runs 1 \
+      --kv-cache-dtype "$4" --profile >"$out/profile-$1-$3-$4.txt" 2>>"$out/bench.err" ||
+      echo "profile $1 $3 $4 failed (bench.err)"
+    echo "$1, batch $3, KV $4:" && head -24 "$out/profile-$1-$3-$4.txt"
+  }
+  for b in 256 1024; do
+    prof tree "$e" $b fp8
+    prof base "$eb" $b fp8
+  done
+  prof tree "$e" 256 auto
+  for pass in ${KV8_AB_PASSES:-1}; do
+    for which in tree base; do
+      d=$e && [[ $which == base ]] && d=$eb
+      f="$out/tp-kv8-$which-$pass.json"
+      timeout 150 ./bin/kiln bench --model "$d" --backend cuda --json --num-requests 1024 --input-len 128 \
+        --output-len 128 --kv-cache-dtype fp8 >"$f" 2>>"$out/throughput.err" || echo "tp $which failed"
+      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%s 128/128 FP8 KV %8.0f out tok/s  TPOT %.2f/%.2f ms' % (sys.argv[2], d['outputTokensPerSec'], d['tpotMs']['median'], d['tpotMs']['p99']))" "$f" "$which pass $pass"
+    done
+  done
   exit 0
 fi
 if [[ $part == attn-ab ]]; then # a decode-attention change meant to keep the bits, timed against its base:

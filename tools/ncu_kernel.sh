@@ -11,6 +11,7 @@
 #   OUTPUT_LEN=n: new tokens (default 4). A decode step of all BATCH rows needs more: the executor admits
 #   prompts in prefill chunks of its token budget, so with 4 tokens the first-admitted finish before the
 #   last start (batch 256 × 128 tokens: OUTPUT_LEN=48 and SKIP past 20 steps' launches).
+#   BENCH_ARGS="...": more `kiln bench` flags (e.g. --kv-cache-dtype fp8 for the FP8 pools' kernels).
 set -uo pipefail
 kernel=${1:?kernel regex}
 batch=${2:?batch}
@@ -25,7 +26,7 @@ rep="$out/ncu-$(echo "$kernel" | tr -cd '[:alnum:]_')-$batch-$input"
 timeout 300 "$ncu" --graph-profiling node --clock-control none --cache-control none --set full \
   --kernel-name "regex:$kernel" --launch-skip "$skip" --launch-count 1 --export "$rep" --force-overwrite \
   ./bin/kiln bench --model "$e" --backend cuda --batch-size "$batch" --input-len "$input" --output-len "${OUTPUT_LEN:-4}" \
-  --runs 1 >"$log" 2>"$out/ncu-$kernel.err"
+  --runs 1 ${BENCH_ARGS:-} >"$log" 2>"$out/ncu-$kernel.err"
 echo "ncu $kernel batch $batch input $input: exit $?"
 "$ncu" --import "$rep.ncu-rep" --page details >>"$log" 2>&1  # the report (an export prints none)
 grep -E "^  [a-zA-Z_].*\(|Duration|Memory Throughput|DRAM Throughput|L1/TEX Hit|L2 Hit|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per Thread|Dynamic Shared|Block Limit|Warp Cycles Per Issued|Issue Slots Busy|Executed Ipc Active|Eligible Warps|No Eligible|Stall|One or More Eligible|Grid Size|Waves Per SM" "$log" | head -60

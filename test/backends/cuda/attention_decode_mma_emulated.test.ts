@@ -8,8 +8,9 @@
 // fail it, and so does an entry that rounds differently; attention_decode_mma_rope (RoPE fused in) gives
 // rope_qkv_fused + attention_decode_mma's output and cache bit for bit, and fails it when a tile after the
 // PDL wait misses the new key's rows; attention_decode_mma_kv8 (FP8 pools, the CPU's quantization of the
-// same cache) within that bound plus one rounding of V, its deeper body the same bits, and copies that
-// leave V unscaled or miss the new key's row before the first tile fail it.
+// same cache) within that bound (fp16: plus one rounding of V), its deeper body the same bits, and copies
+// that leave V unscaled (bf16: P not times V's scale) or miss the new key's row before the first tile
+// fail it.
 // The full matrix: the run script without --ci. Needs g++ ≥ 12.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -134,8 +135,8 @@ describe("attention_decode_mma.cu on the CPU emulator", { skip: noGxx }, () => {
   test("an FP8 kernel that leaves V unscaled fails the check", () => {
     expectBroken(
       "kv8_vscale.cu",
-      "mma_kv8_widen8(vb, st.v_scale[r])",
-      "mma_kv8_widen8(vb, 1.f)",
+      "for (int e = 0; e < 4; e++) x[e] *= vsc[e];",
+      "",
       /^decode_mma_kv8 .*\(FAIL: \d+ elements\)/m,
       false,
       "kv8",
