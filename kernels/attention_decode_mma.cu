@@ -91,10 +91,15 @@ static_assert(sizeof(MmaSmem<kMmaStages>) == DECODE_MMA_SMEM_BYTES,
               "DECODE_MMA_SMEM_BYTES is not sizeof(attn::MmaSmem<kMmaStages>)");
 #endif
 
-// Element offset of key `pos`'s row for kv head kvh in a pool (paged_kv.ts), its block from the table.
+// Row index (slot · NUM_KV_HEADS + kvh) of key `pos` for kv head kvh in a pool (paged_kv.ts), its block from
+// the table: an FP8 pool's scale index; times HEAD_DIM, the row's element offset (mma_kv_row).
+__device__ __forceinline__ size_t mma_kv_index(const int* table, int table_step, int pos, int kvh) {
+  return (size_t)(table[(pos / BLOCK_SIZE) * table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) * NUM_KV_HEADS + kvh;
+}
+
+// Element offset of key `pos`'s row for kv head kvh in a pool.
 __device__ __forceinline__ size_t mma_kv_row(const int* table, int table_step, int pos, int kvh) {
-  return ((size_t)(table[(pos / BLOCK_SIZE) * table_step] * BLOCK_SIZE + pos % BLOCK_SIZE) * NUM_KV_HEADS + kvh) *
-         HEAD_DIM;
+  return mma_kv_index(table, table_step, pos, kvh) * HEAD_DIM;
 }
 
 // Issues the copies of the tile of keys [base, base + kTileKeys) into `stage` (K rows, then V rows),
@@ -577,7 +582,7 @@ __device__ __forceinline__ void mma_kv8_load(MmaKv8Stage& st, const unsigned cha
   const int pos = base + r;
   if (pos != skip) {
     const bool in = pos < end;
-    const size_t row = in ? mma_kv_row(table, table_step, pos, kvh) / HEAD_DIM : 0;  // slot · NUM_KV_HEADS + kvh
+    const size_t row = in ? mma_kv_index(table, table_step, pos, kvh) : 0;
     if (lane < kWarpKeys)
       cp_async_4(st.k_scale + r, k_scale + row, in ? 4 : 0);
     else
@@ -679,14 +684,14 @@ __device__ __forceinline__ void decode_mma_kv8(kiln_t* __restrict__ out, const M
   if (k.holds_new && k.new_tile < kStages - 1 && warp == new_r / kWarpKeys) {
     MmaKv8Stage& st = sm.u.w.stage[warp][k.new_tile % kStages];
     const int r = new_r % kWarpKeys;
-    const size_t off = mma_kv_row(table, block_table_step, k.new_pos, kvh);
+    const size_t row = mma_kv_index(table, block_table_step, k.new_pos, kvh), off = row * HEAD_DIM;
     for (int c = lane; c < kKv8Chunks; c += kWarp) {
       *reinterpret_cast<uint4*>(st.k + r * HEAD_DIM + c * 16) = *reinterpret_cast<const uint4*>(k_cache + off + c * 16);
       *reinterpret_cast<uint4*>(st.v + r * HEAD_DIM + c * 16) = *reinterpret_cast<const uint4*>(v_cache + off + c * 16);
     }
     if (lane == 0) {
-      st.k_scale[r] = k_scale[off / HEAD_DIM];
-      st.v_scale[r] = v_scale[off / HEAD_DIM];
+      st.k_scale[r] = k_scale[row];
+      st.v_scale[r] = v_scale[row];
     }
   }
   __syncthreads();  // the queries (and the new row, for its warp)
