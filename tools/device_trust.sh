@@ -608,14 +608,16 @@ if [[ $part == kv8-ab ]]; then # an FP8-pool decode attention change timed again
     ./bin/kiln bench --model "$2" --backend cuda --batch-size "$3" --input-len 128 --output-len 16 --runs 1 \
       --kv-cache-dtype "$4" --profile >"$out/profile-$1-$3-$4.txt" 2>>"$out/bench.err" ||
       echo "profile $1 $3 $4 failed (bench.err)"
-    echo "$1, batch $3, KV $4:" && head -24 "$out/profile-$1-$3-$4.txt"
+    echo "$1, batch $3, KV $4: $(grep -E "decode step GPU time|^  attention|^  rope" "$out/profile-$1-$3-$4.txt" | tr -s " " | tr "\n" ";")"
   }
-  for b in 256 1024; do
-    prof tree "$e" $b fp8
-    prof base "$eb" $b fp8
+  for kv in ${KV8_AB_KVS:-fp8}; do # KV8_AB_KVS="fp8 auto": bf16 pools' kernel too (a change to both)
+    for b in 256 1024; do
+      prof tree "$e" $b "$kv"
+      prof base "$eb" $b "$kv"
+    done
   done
-  prof tree "$e" 256 auto
-  for pass in ${KV8_AB_PASSES:-1}; do
+  [[ ${KV8_AB_KVS:-fp8} == *auto* ]] || prof tree "$e" 256 auto
+  for pass in ${KV8_AB_PASSES-1}; do # KV8_AB_PASSES="": no 128/128 runs
     for which in tree base; do
       d=$e && [[ $which == base ]] && d=$eb
       f="$out/tp-kv8-$which-$pass.json"
