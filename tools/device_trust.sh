@@ -27,9 +27,7 @@
 #            batch 192 after 2,048-token prompts: 2048/128's decode steps; 256 × 2,048 do not fit an
 #            H100's KV pool): the prefill's and a decode step's GPU time by kernel kind (`profile prefill`:
 #            4 × 2,048 alone; remove /tmp/engine-llama-3.1-8b-throughput first to A/B a kernel change); `profile ncu`: the
-#            decode step at batch 256 × 128 kernel by kernel under Nsight Compute (tools/ncu_decode.sh);
-#            `profile kv8`: the step at 256 and 1,024 rows with bf16 and FP8 pools, then Nsight Compute's
-#            report of attention_decode_mma_kv8 at 256 rows
+#            decode step at batch 256 × 128 kernel by kernel under Nsight Compute (tools/ncu_decode.sh)
 #   attn-ab  AB_BASE=path: batch-1 TPOT of the 8B bf16 engine built from the tree's attention_decode.cu
 #            against one built from AB_BASE (the base's copy of it), interleaved, and their stages
 #   kv8-ab   AB_BASE=path: the FP8-pool decode attention (attention_decode_mma.cu) of the tree against
@@ -182,6 +180,11 @@ bench() { # label engine flags...
   cp "$out/b.json" "$out/bench-${label// /_}.json"
 }
 decode=(--input-len 128 --output-len 256)
+build_exec() { # $1 = engine dir, $2 = log name: the 8B bf16 built for the executor (1,024 sequences,
+  # 8,192 tokens a step), from /tmp/hf-$big, unless it is there
+  [[ -d $1 ]] || ./bin/kiln build --model "/tmp/hf-$big" --output "$1" --backend cuda --dtype bf16 --max-batch-size 1024 \
+    --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-$2.json" 2>"$out/build-$2.err"
+}
 if [[ $part == quant ]]; then
   which=${2:-all}
   if [[ $which == all || $which == tests ]]; then
@@ -389,8 +392,7 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
   ckpt=/tmp/hf-$big e=/tmp/engine-$big-throughput
   [[ -d $ckpt ]] || python3 tools/bench_hf.py --config "configs/$big" --out "$ckpt" >"$out/hf-$big-make.log" 2>&1
   t0=$(date +%s%N)
-  [[ -d $e ]] || ./bin/kiln build --model "$ckpt" --output "$e" --backend cuda --dtype bf16 --max-batch-size 1024 \
-    --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-throughput.json" 2>"$out/build-throughput.err"
+  build_exec "$e" throughput
   echo "$big throughput engine: exit $? in $(ms "$t0") ms"
   tp() { # label seconds flags...
     local label=$1 limit=$2 f="$out/tp-${1//[ \/]/_}.json"
@@ -417,20 +419,6 @@ if [[ $part == throughput || $part == serve || $part == headline || $part == pro
       bash tools/ncu_decode.sh "$big" 48 128 rows=256
     # then decode attention's full report at batch 256 (launch 641 of attention_decode_mma: ~20 steps in)
     ENGINE=$e OUTPUT_LEN=48 bash tools/ncu_kernel.sh attention_decode_mma 256 128 640
-    exit 0
-  fi
-  if [[ $part == profile && ${2:-} == kv8 ]]; then # FP8 pools' decode attention against bf16 pools' on
-    # one engine: the step by kernel kind at 256 and 1,024 rows with each KV dtype, then Nsight Compute's
-    # full report of attention_decode_mma_kv8 at 256 rows (launch 641: ~20 steps in)
-    for b in 256 1024; do
-      for kv in auto fp8; do
-        ./bin/kiln bench --model "$e" --backend cuda --batch-size $b --input-len 128 --output-len 16 --runs 1 \
-          --kv-cache-dtype $kv --profile >"$out/profile-$b-kv-$kv.txt" 2>>"$out/bench.err" ||
-          echo "profile $b kv $kv failed (bench.err)"
-        echo "batch $b, KV $kv:" && head -30 "$out/profile-$b-kv-$kv.txt"
-      done
-    done
-    ENGINE=$e OUTPUT_LEN=48 BENCH_ARGS="--kv-cache-dtype fp8" bash tools/ncu_kernel.sh attention_decode_mma_kv8 256 128 640
     exit 0
   fi
   if [[ $part == profile ]]; then # where a decode step's GPU time goes at the executor's batch sizes
@@ -595,9 +583,7 @@ if [[ $part == kv8-ab ]]; then # an FP8-pool decode attention change timed again
     local t0
     t0=$(date +%s%N)
     disk_room 20 "$e" "$eb"
-    [[ -d $1 ]] || ./bin/kiln build --model "$ckpt" --output "$1" --backend cuda --dtype bf16 --max-batch-size 1024 \
-      --max-num-tokens 8192 --max-seq-len 4096 --json >"$out/build-$(basename "$1").json" 2>"$out/build.err" ||
-      echo "build $1 failed (build.err)"
+    build_exec "$1" "$(basename "$1")" || echo "build $1 failed (build-$(basename "$1").err)"
     echo "built $1 in $(ms "$t0") ms"
   }
   build_tp "$e"
