@@ -4,7 +4,8 @@
 # (g++ ≥ 12; fakecuda.h runs one fiber per CUDA thread). CI runs a narrowed set
 # (test/backends/cuda/sampling_emulated.test.ts); the whole set for checking sampler changes where no GPU
 # is at hand. Arguments go to the check ([rows] [flat]); KILN_SAMPLING_SRC=path checks another copy of
-# sampling.cu, KILN_SAMPLING_VOCABS narrows the builds.
+# sampling.cu, KILN_SAMPLING_VOCABS narrows the builds, KILN_SAMPLING_LAYOUTS="0 2" the slice / CTA layouts
+# (indices into sample_check.cpp's list).
 set -euo pipefail
 cd "$(dirname "$0")"
 out=$(mktemp -d)

@@ -6,6 +6,7 @@
 #include "../sampling.cu"
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <numeric>
 // ---- reference (decoding.ts / counter_rng.ts / sampling_math.ts), ported literally ----
@@ -61,9 +62,14 @@ int main(int argc, char** argv) {
   // then other slice counts and CTAs per row (Q): a CTA a slice, several slices a CTA (teams of warps),
   // Q not dividing P, and a warp a slice (P = 32, Q = 1). Every launch must give the reference's tokens.
   const int P0 = std::min(64, std::max(1, (V + 4095) / 4096));
+  // KILN_SAMPLING_LAYOUTS (indices into that list, e.g. "0 2") narrows the run to the layouts a test needs.
   const int layouts[][2] = {{P0, P0}, {P0, 1}, {32, 1}, {32, 3}, {7, 2}, {5, 8}};
+  std::vector<int> picked;
+  if (const char* only = getenv("KILN_SAMPLING_LAYOUTS")) {
+    for (const char* c = only; *c;) { char* end; long i = strtol(c, &end, 10); if (end == c) { c++; continue; } if (i >= 0 && i < 6) picked.push_back((int)i); c = end; }
+  } else for (int i = 0; i < 6; i++) picked.push_back(i);
   bool failed = false;
-  for (auto [P, Q] : layouts) {
+  for (int li : picked) { const int P = layouts[li][0], Q = layouts[li][1];
   int bad = 0;
   std::vector<int> tok(B); std::vector<float> lp(B);
   std::vector<SliceStats> partials((size_t)B * P); std::vector<unsigned> counters(B, 0);
