@@ -37,14 +37,14 @@ const sources = readdirSync(KERNELS_DIR).filter((f) => f.endsWith(".cu"));
 const ALLOWED_SYSTEM_HEADERS = new Set(["cuda_fp16.h", "cuda_bf16.h", "cuda_fp8.h"]);
 
 function findNvcc(): { path: string } | { missing: string } {
+  // PATH, then the toolkit's bin/: $CUDA_HOME, which defaults to /usr/local/cuda (scripts/compile_kernels.mjs's).
   const dirs = (process.env.PATH ?? "").split(delimiter).filter(Boolean);
-  if (process.env.CUDA_HOME) dirs.push(join(process.env.CUDA_HOME, "bin"));
-  dirs.push("/usr/local/cuda/bin");
+  dirs.push(join(process.env.CUDA_HOME || "/usr/local/cuda", "bin"));
   for (const dir of dirs) {
     const p = join(dir, "nvcc");
     if (existsSync(p)) return { path: p };
   }
-  return { missing: `looked in PATH, $CUDA_HOME/bin and /usr/local/cuda/bin (${dirs.length} dirs)` };
+  return { missing: `looked in PATH and $CUDA_HOME/bin (${dirs.at(-1)})` };
 }
 
 function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; stderr: string }> {
