@@ -64,10 +64,11 @@ int main(int argc, char** argv) {
   const int P0 = std::min(64, std::max(1, (V + 4095) / 4096));
   // KILN_SAMPLING_LAYOUTS (indices into that list, e.g. "0 2") narrows the run to the layouts a test needs.
   const int layouts[][2] = {{P0, P0}, {P0, 1}, {32, 1}, {32, 3}, {7, 2}, {5, 8}};
+  const int n_layouts = (int)(sizeof(layouts) / sizeof(layouts[0]));
   std::vector<int> picked;
   if (const char* only = getenv("KILN_SAMPLING_LAYOUTS")) {
-    for (const char* c = only; *c;) { char* end; long i = strtol(c, &end, 10); if (end == c) { c++; continue; } if (i >= 0 && i < 6) picked.push_back((int)i); c = end; }
-  } else for (int i = 0; i < 6; i++) picked.push_back(i);
+    for (const char* c = only; *c;) { char* end; long i = strtol(c, &end, 10); if (end == c) { c++; continue; } if (i >= 0 && i < n_layouts) picked.push_back((int)i); c = end; }
+  } else for (int i = 0; i < n_layouts; i++) picked.push_back(i);
   bool failed = false;
   for (int li : picked) { const int P = layouts[li][0], Q = layouts[li][1];
   int bad = 0;
